@@ -1,0 +1,309 @@
+"""Idempotent Kafka consumers: one database transaction per batch, an inbox row per message.
+
+Every consumed batch is processed in one transaction; each message in a savepoint that first
+inserts `(consumer, message_id)` into the inbox, so a redelivered message is skipped and its
+effect is never applied twice. Offsets are committed only after the transaction commits (a
+failure rewinds the partitions and the batch comes again). A message that can never be
+processed is written to the dead-letter topic through the outbox, and the partition moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from contracts.deadletter.v1 import DeadLetter
+from contracts.envelope import Envelope, decode, make_envelope, parse_payload
+from contracts.topics import DEAD_LETTERS
+from faststream import Context
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.middlewares import AckPolicy
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicekit import metrics
+from servicekit.db import SessionFactory
+from servicekit.logging import chain_id_var, correlation_id_var, message_id_var
+from servicekit.outbox import enqueue
+from servicekit.schema import INBOX
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_NAMESPACE = uuid.UUID("5b7f3c9e-0d0a-4a39-9a7e-6f2d1c0de1e7")
+
+
+class PermanentError(Exception):
+    """The message can never be processed as it is: it goes to the dead-letter topic."""
+
+
+@dataclass
+class MessageContext:
+    """What a handler gets besides the payload: the transaction and the message's coordinates."""
+
+    session: AsyncSession
+    envelope: Envelope
+    consumer: str
+    topic: str
+    partition: int
+    offset: int
+
+    async def emit(
+        self,
+        topic: str,
+        payload: BaseModel,
+        *,
+        key: str,
+        chain_id: uuid.UUID | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
+        """Write an event caused by this message to the outbox, in this transaction."""
+        env = make_envelope(
+            payload,
+            chain_id=chain_id if chain_id is not None else self.envelope.chain_id,
+            key=key,
+            correlation_id=self.envelope.correlation_id,
+            causation_id=self.envelope.message_id,
+            occurred_at=occurred_at,
+        )
+        await enqueue(self.session, topic, env)
+        return env
+
+
+Handler = Callable[[MessageContext, Any], Awaitable[None]]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Errors of the infrastructure: retry the batch rather than dead-letter the message."""
+    if isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        ):
+            return True
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        # serialization failure, deadlock, admin shutdown, cannot connect now, too many clients
+        return code in {"40001", "40P01", "57P01", "57P02", "57P03", "53300"}
+    return False
+
+
+@dataclass
+class Consumer:
+    """One consumer group of a service: the topics it reads and a handler per message model."""
+
+    name: str
+    topics: Sequence[str]
+    handlers: dict[type[BaseModel], Handler]
+    max_records: int = 200
+    batch_timeout_ms: int = 20
+    retry_backoff_seconds: float = 1.0
+    #: unexpected handler errors are retried this many times before the message is dead-lettered
+    max_attempts: int = 3
+    _attempts: dict[uuid.UUID, int] = field(default_factory=dict)
+    _session_factory: SessionFactory | None = None
+
+    def attach(self, broker: KafkaBroker, session_factory: SessionFactory) -> None:
+        self._session_factory = session_factory
+
+        @broker.subscriber(
+            *self.topics,
+            group_id=self.name,
+            batch=True,
+            max_records=self.max_records,
+            batch_timeout_ms=self.batch_timeout_ms,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=f"{self.name}",
+        )
+        async def _consume(
+            body: Any,
+            message: KafkaMessage,
+            kafka_consumer: AIOKafkaConsumer = Context("handler_.consumer"),  # noqa: B008
+        ) -> None:
+            raw = message.raw_message
+            records: tuple[ConsumerRecord[Any, Any], ...] = raw if isinstance(raw, tuple) else (raw,)
+            await self.process_records(records)
+            self._update_lag(kafka_consumer, records)
+
+    async def process_records(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        """Process one batch in one transaction (the unit the tests drive directly)."""
+        assert self._session_factory is not None, "attach() or bind() first"
+        started = time.perf_counter()
+        for rec in records:
+            metrics.MESSAGES_CONSUMED.labels(self.name, rec.topic).inc()
+        try:
+            async with self._session_factory() as session, session.begin():
+                await self._process_in_transaction(session, records)
+        except Exception as exc:
+            for rec in records:
+                metrics.MESSAGES_FAILED.labels(self.name, rec.topic).inc()
+            log.warning(
+                "batch of %d failed (%s: %s); it will be redelivered",
+                len(records),
+                type(exc).__name__,
+                exc,
+            )
+            await asyncio.sleep(self.retry_backoff_seconds)
+            raise
+        elapsed = time.perf_counter() - started
+        per_message = elapsed / max(1, len(records))
+        hist = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
+        for _ in records:
+            hist.observe(per_message)
+
+    def bind(self, session_factory: SessionFactory) -> None:
+        """Use without a broker (tests feed records to `process_records`)."""
+        self._session_factory = session_factory
+
+    async def _process_in_transaction(
+        self, session: AsyncSession, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> None:
+        decoded: list[tuple[ConsumerRecord[Any, Any], Envelope | None, str | None]] = []
+        for rec in records:
+            try:
+                decoded.append((rec, decode(rec.value), None))
+            except Exception as exc:  # unparsable bytes: nothing to retry
+                decoded.append((rec, None, f"undecodable message: {type(exc).__name__}: {exc}"))
+        ids = [env.message_id for _, env, _ in decoded if env is not None]
+        seen: set[uuid.UUID] = set()
+        if ids:
+            seen = set(
+                (
+                    await session.execute(
+                        sa.select(INBOX.c.message_id).where(
+                            INBOX.c.consumer == self.name, INBOX.c.message_id.in_(ids)
+                        )
+                    )
+                ).scalars()
+            )
+        for rec, env, decode_error in decoded:
+            if env is None:
+                await self._dead_letter(session, rec, decode_error or "undecodable", "DecodeError")
+                continue
+            if env.message_id in seen:
+                metrics.MESSAGES_DUPLICATE.labels(self.name, rec.topic).inc()
+                continue
+            seen.add(env.message_id)
+            await self._process_one(session, rec, env)
+
+    async def _process_one(
+        self, session: AsyncSession, rec: ConsumerRecord[Any, Any], env: Envelope
+    ) -> None:
+        tokens = (
+            correlation_id_var.set(str(env.correlation_id)),
+            chain_id_var.set(str(env.chain_id) if env.chain_id else None),
+            message_id_var.set(str(env.message_id)),
+        )
+        try:
+            try:
+                payload = parse_payload(env)
+            except (ValidationError, LookupError) as exc:
+                await self._dead_letter(session, rec, f"invalid payload: {exc}", type(exc).__name__)
+                return
+            handler = self.handlers.get(type(payload))
+            try:
+                async with session.begin_nested():
+                    inserted = await session.execute(
+                        pg_insert(INBOX)
+                        .values(
+                            consumer=self.name,
+                            message_id=env.message_id,
+                            topic=rec.topic,
+                            partition=rec.partition,
+                            offset=rec.offset,
+                        )
+                        .on_conflict_do_nothing()
+                        .returning(INBOX.c.message_id)
+                    )
+                    if inserted.first() is None:
+                        metrics.MESSAGES_DUPLICATE.labels(self.name, rec.topic).inc()
+                        return
+                    if handler is not None:
+                        ctx = MessageContext(
+                            session=session,
+                            envelope=env,
+                            consumer=self.name,
+                            topic=rec.topic,
+                            partition=rec.partition,
+                            offset=rec.offset,
+                        )
+                        await handler(ctx, payload)
+            except PermanentError as exc:
+                await self._dead_letter(session, rec, str(exc), type(exc).__name__)
+                return
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise
+                attempts = self._attempts.get(env.message_id, 0) + 1
+                self._attempts[env.message_id] = attempts
+                if attempts < self.max_attempts:
+                    log.exception("handler failed (attempt %d of %d)", attempts, self.max_attempts)
+                    raise
+                self._attempts.pop(env.message_id, None)
+                log.exception("handler failed %d times: dead-lettering", attempts)
+                reason = "".join(traceback.format_exception_only(exc)).strip()
+                await self._dead_letter(session, rec, reason, type(exc).__name__)
+                return
+            self._attempts.pop(env.message_id, None)
+            metrics.MESSAGES_PROCESSED.labels(self.name, rec.topic).inc()
+        finally:
+            for var, token in zip(
+                (correlation_id_var, chain_id_var, message_id_var), tokens, strict=True
+            ):
+                var.reset(token)  # type: ignore[arg-type]
+
+    async def _dead_letter(
+        self, session: AsyncSession, rec: ConsumerRecord[Any, Any], reason: str, error_type: str
+    ) -> None:
+        metrics.MESSAGES_DEAD_LETTERED.labels(self.name, rec.topic).inc()
+        log.error(
+            "dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason
+        )
+        key = rec.key.decode("utf-8", "replace") if isinstance(rec.key, bytes) else str(rec.key)
+        value = rec.value if isinstance(rec.value, bytes) else str(rec.value).encode()
+        letter = DeadLetter(
+            consumer=self.name,
+            original_topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            key=key,
+            reason=reason[:4000],
+            error_type=error_type,
+            original_value=value.decode("utf-8", "replace"),
+            failed_at=datetime.now(UTC),
+        )
+        # the same failure redelivered must not make a second dead letter: a stable id
+        message_id = uuid.uuid5(
+            DEAD_LETTER_NAMESPACE, f"{self.name}|{rec.topic}|{rec.partition}|{rec.offset}"
+        )
+        env = make_envelope(letter, chain_id=None, key=key, correlation_id=message_id)
+        env = env.model_copy(update={"message_id": message_id})
+        exists = await session.scalar(
+            sa.text("SELECT 1 FROM outbox WHERE message_id = :m"), {"m": message_id}
+        )
+        if not exists:
+            await enqueue(session, DEAD_LETTERS, env)
+
+    def _update_lag(
+        self, kafka_consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for rec in records:
+            last[(rec.topic, rec.partition)] = max(last.get((rec.topic, rec.partition), -1), rec.offset)
+        for (topic, partition), offset in last.items():
+            high = kafka_consumer.highwater(TopicPartition(topic, partition))
+            if high is not None:
+                metrics.CONSUMER_LAG.labels(self.name, topic, str(partition)).set(
+                    max(0, high - offset - 1)
+                )

@@ -1,0 +1,109 @@
+"""Database plumbing: the async engine, sessions, creating the service's database, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from servicekit.settings import to_asyncpg_url, with_database
+
+log = logging.getLogger(__name__)
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        to_asyncpg_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def make_session_factory(engine: AsyncEngine) -> SessionFactory:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _plain_url(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def ensure_database(url: str, *, attempts: int = 30, delay: float = 1.0) -> None:
+    """Create the database named in `url` if it is missing, waiting for the server to be up."""
+    plain = _plain_url(url)
+    name = plain.rsplit("/", 1)[-1].split("?", 1)[0]
+    admin_url = with_database(plain, "postgres")
+    for attempt in range(1, attempts + 1):
+        try:
+            conn = await asyncpg.connect(admin_url)
+            break
+        except (OSError, asyncpg.PostgresError) as exc:
+            if attempt == attempts:
+                raise
+            log.info("waiting for PostgreSQL (%s), attempt %d", exc.__class__.__name__, attempt)
+            await asyncio.sleep(delay)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+                log.info("created database %s", name)
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another instance created it at the same moment
+    finally:
+        await conn.close()
+
+
+def run_migrations(migrations_dir: Path, url: str) -> None:
+    """`alembic upgrade head` for one service, against `url` (blocking; run in a thread)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(url).replace("%", "%%"))
+    command.upgrade(cfg, "head")
+
+
+async def prepare_database(migrations_dir: Path, url: str) -> None:
+    """What every service does at start: create its database if needed, then migrate it."""
+    await ensure_database(url)
+    await asyncio.to_thread(run_migrations, migrations_dir, url)
+
+
+def alembic_env(target_metadata_factory: Callable[[], object] | None = None) -> None:
+    """The body of every service's `migrations/env.py` (async engine, online and offline)."""
+    from alembic import context
+    from sqlalchemy import pool
+    from sqlalchemy.engine import Connection
+
+    config = context.config
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("sqlalchemy.url is not set: run migrations through servicekit.db")
+    target = target_metadata_factory() if target_metadata_factory else None
+
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    def do_run(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=target)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_async() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run)
+        await engine.dispose()
+
+    asyncio.run(run_async())

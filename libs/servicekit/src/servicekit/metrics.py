@@ -1,0 +1,60 @@
+"""Prometheus metrics that every service exports (consumers, outbox, HTTP), in one registry.
+
+Names follow Prometheus conventions: base units in names, `_total` counters, bounded labels
+(never a customer id).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_CONSUMED = Counter(
+    "messages_consumed_total", "Messages received by a consumer", ["consumer", "topic"]
+)
+MESSAGES_PROCESSED = Counter(
+    "messages_processed_total", "Messages whose effect was committed", ["consumer", "topic"]
+)
+MESSAGES_DUPLICATE = Counter(
+    "messages_duplicate_total",
+    "Redelivered messages skipped because the inbox had them",
+    ["consumer", "topic"],
+)
+MESSAGES_FAILED = Counter(
+    "messages_failed_total",
+    "Batches or messages that failed and will be redelivered",
+    ["consumer", "topic"],
+)
+MESSAGES_DEAD_LETTERED = Counter(
+    "messages_dead_lettered_total", "Messages sent to the dead-letter topic", ["consumer", "topic"]
+)
+MESSAGE_PROCESSING_SECONDS = Histogram(
+    "message_processing_seconds",
+    "Time to process one consumed batch, per message",
+    ["consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+CONSUMER_LAG = Gauge(
+    "consumer_lag_messages",
+    "Messages on the partition not yet consumed (high watermark - position)",
+    ["consumer", "topic", "partition"],
+)
+OUTBOX_BACKLOG = Gauge("outbox_backlog_messages", "Unsent rows in the service's outbox")
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_unsent_age_seconds", "Age of the oldest unsent outbox row (0 when none)"
+)
+OUTBOX_PUBLISHED = Counter(
+    "outbox_published_total", "Outbox rows published to Kafka", ["topic"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "outbox_publish_failures_total", "Failed attempts to publish outbox rows"
+)
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10),
+)
+JOB_RUNS = Counter("job_runs_total", "Periodic job runs", ["job", "outcome"])

@@ -1,0 +1,214 @@
+"""Transactional outbox: events are rows written with the state change, then relayed to Kafka.
+
+`enqueue` adds a row inside the caller's transaction. `OutboxRelay` publishes unsent rows in id
+order with the idempotent `acks=all` producer, waits for the broker's acknowledgements, and
+marks them sent. Only one relay of a service publishes at a time (a PostgreSQL advisory lock),
+so rows of one key leave in the order they were written even with several instances running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from contracts.envelope import Envelope, encode
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from servicekit import metrics
+from servicekit.db import SessionFactory
+from servicekit.schema import OUTBOX
+
+log = logging.getLogger(__name__)
+
+
+async def enqueue(session: AsyncSession, topic: str, envelope: Envelope) -> None:
+    """Write one message to the outbox in the session's current transaction."""
+    await enqueue_many(session, [(topic, envelope)])
+
+
+async def enqueue_many(session: AsyncSession, items: Sequence[tuple[str, Envelope]]) -> None:
+    if not items:
+        return
+    await session.execute(
+        sa.insert(OUTBOX),
+        [
+            {
+                "message_id": env.message_id,
+                "topic": topic,
+                "key": env.key,
+                "type": env.type,
+                "value": encode(env),
+                "headers": {"correlation_id": str(env.correlation_id)},
+            }
+            for topic, env in items
+        ],
+    )
+    session.sync_session.info["outbox_pending"] = True
+
+
+async def enqueue_raw(
+    session: AsyncSession,
+    *,
+    topic: str,
+    key: str,
+    value: bytes,
+    type_: str,
+    message_id: UUID,
+    headers: dict[str, Any] | None = None,
+) -> None:
+    """Outbox row for bytes that are not an envelope (dead letters carry the original bytes)."""
+    await session.execute(
+        sa.insert(OUTBOX).values(
+            message_id=message_id,
+            topic=topic,
+            key=key,
+            type=type_,
+            value=value,
+            headers=headers or {},
+        )
+    )
+    session.sync_session.info["outbox_pending"] = True
+
+
+_local_relays: list[OutboxRelay] = []
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _wake_relays_after_commit(session: Session) -> None:
+    # Waking the relay right after the commit keeps latency low; the poll interval is only the
+    # safety net (for rows written by another process, or a wake that came too early).
+    if session.info.pop("outbox_pending", False):
+        for relay in _local_relays:
+            relay.kick()
+
+
+class OutboxRelay:
+    """Publishes this service's outbox to Kafka; run it as one background task per process."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        session_factory: SessionFactory,
+        broker: KafkaBroker,
+        poll_interval: float = 0.2,
+        batch_size: int = 500,
+        keep_sent: timedelta = timedelta(hours=24),
+    ) -> None:
+        self.service = service
+        self.session_factory = session_factory
+        self.broker = broker
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.keep_sent = keep_sent
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._lock_key = zlib.crc32(f"outbox-relay:{service}".encode())
+        self._last_purge = 0.0
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        _local_relays.append(self)
+        try:
+            while not self._stopping:
+                try:
+                    sent = await self.publish_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    metrics.OUTBOX_PUBLISH_FAILURES.inc()
+                    log.exception("outbox relay iteration failed; retrying")
+                    await asyncio.sleep(min(5.0, max(self.poll_interval, 0.5)))
+                    continue
+                if sent >= self.batch_size:
+                    continue  # more waiting: go on without sleeping
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                self._wake.clear()
+        finally:
+            _local_relays.remove(self)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def publish_once(self) -> int:
+        """Publish one batch; returns how many rows were sent (0 when another relay holds the lock)."""
+        async with self.session_factory() as session, session.begin():
+            got = await session.scalar(
+                sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key))
+            )
+            if not got:
+                return 0
+            rows = (
+                await session.execute(
+                    sa.select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.value,
+                              OUTBOX.c.headers, OUTBOX.c.created_at)
+                    .where(OUTBOX.c.sent_at.is_(None))
+                    .order_by(OUTBOX.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            await self._update_gauges(session, rows)
+            if not rows:
+                await self._purge(session)
+                return 0
+            futures = []
+            for row in rows:
+                fut = await self.broker.publish(
+                    row.value,
+                    topic=row.topic,
+                    key=row.key.encode(),
+                    headers={k: str(v) for k, v in (row.headers or {}).items()},
+                    no_confirm=True,
+                )
+                futures.append(fut)
+            # every acknowledgement must arrive before the rows are marked sent
+            await asyncio.gather(*futures)
+            ids = [row.id for row in rows]
+            await session.execute(
+                sa.update(OUTBOX)
+                .where(OUTBOX.c.id.in_(ids))
+                .values(sent_at=sa.func.now(), attempts=OUTBOX.c.attempts + 1)
+            )
+            for row in rows:
+                metrics.OUTBOX_PUBLISHED.labels(row.topic).inc()
+            return len(rows)
+
+    async def _update_gauges(self, session: AsyncSession, rows: Sequence[Any]) -> None:
+        if len(rows) < self.batch_size:
+            metrics.OUTBOX_BACKLOG.set(len(rows))
+        else:
+            backlog = await session.scalar(
+                sa.select(sa.func.count()).select_from(OUTBOX).where(OUTBOX.c.sent_at.is_(None))
+            )
+            metrics.OUTBOX_BACKLOG.set(backlog or 0)
+        if rows:
+            age = (datetime.now(UTC) - rows[0].created_at).total_seconds()
+            metrics.OUTBOX_OLDEST_AGE.set(max(0.0, age))
+        else:
+            metrics.OUTBOX_OLDEST_AGE.set(0)
+
+    async def _purge(self, session: AsyncSession) -> None:
+        now = time.monotonic()
+        if now - self._last_purge < 60:
+            return
+        self._last_purge = now
+        await session.execute(
+            sa.delete(OUTBOX).where(
+                OUTBOX.c.sent_at.is_not(None),
+                OUTBOX.c.sent_at < datetime.now(UTC) - self.keep_sent,
+            )
+        )

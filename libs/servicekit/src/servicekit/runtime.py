@@ -1,0 +1,219 @@
+"""The process every service runs: an ASGI app whose lifespan starts the whole service.
+
+Start-up: JSON logging, create and migrate the service's database, create the topics, start the
+Kafka broker with its consumers, the outbox relay and the periodic jobs. Shutdown (SIGTERM via
+uvicorn): stop taking new batches, let the batch in hand finish and commit, stop the relay after
+one last round, close the broker and the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import uvicorn
+from contracts.topics import ALL_TOPICS
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from servicekit import metrics
+from servicekit.consumer import Consumer
+from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
+from servicekit.jobs import PeriodicJob
+from servicekit.logging import configure_logging, correlation_id_var
+from servicekit.outbox import OutboxRelay
+from servicekit.settings import ServiceSettings
+from servicekit.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a running service holds; routes reach it as `request.app.state.runtime`."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    session_factory: SessionFactory
+    broker: KafkaBroker
+    relay: OutboxRelay
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceDefinition:
+    """What a service adds to the common runtime."""
+
+    name: str
+    settings: ServiceSettings
+    migrations_dir: Path
+    consumers: Sequence[Consumer] = ()
+    jobs: Callable[[Runtime], Sequence[PeriodicJob]] = lambda _rt: ()
+    routers: Sequence[APIRouter] = ()
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    #: the app to build on (the gateway brings its own FastAPI with its public routes)
+    app: FastAPI | None = None
+
+
+def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=1,
+        logger=logging.getLogger(f"faststream.{client_id}"),
+        graceful_timeout=15.0,
+    )
+
+
+def create_app(definition: ServiceDefinition) -> FastAPI:
+    settings = definition.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(definition.name, settings.log_level)
+        await prepare_database(definition.migrations_dir, settings.database_url)
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        session_factory = make_session_factory(engine)
+        broker = make_broker(settings, definition.name)
+        for consumer in definition.consumers:
+            consumer.max_records = settings.consumer_batch_size
+            consumer.retry_backoff_seconds = settings.consumer_retry_backoff_seconds
+            consumer.attach(broker, session_factory)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            ALL_TOPICS,
+            partitions=settings.kafka_topic_partitions,
+        )
+        relay = OutboxRelay(
+            service=definition.name,
+            session_factory=session_factory,
+            broker=broker,
+            poll_interval=settings.outbox_poll_interval_seconds,
+            batch_size=settings.outbox_batch_size,
+            keep_sent=timedelta(hours=settings.outbox_keep_sent_hours),
+        )
+        runtime = Runtime(settings, engine, session_factory, broker, relay)
+        app.state.runtime = runtime
+        await broker.start()
+        tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
+        if definition.on_start:
+            await definition.on_start(runtime)
+        for job in definition.jobs(runtime):
+            tasks.append(asyncio.create_task(job.run_forever(), name=f"job-{job.name}"))
+        log.info("%s started", definition.name)
+        try:
+            yield
+        finally:
+            log.info("%s stopping", definition.name)
+            # consumers first: the batch in hand finishes and commits, no new one starts
+            await broker.stop()
+            relay.stop()
+            for task in tasks:
+                if task.get_name() != "outbox-relay":
+                    task.cancel()
+            # the relay gets a moment to send what the last batches wrote
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+            if definition.on_stop:
+                await definition.on_stop(runtime)
+            await engine.dispose()
+
+    app = definition.app or FastAPI(title=definition.name)
+    app.router.lifespan_context = lifespan
+    install_http_metrics(app)
+    app.include_router(health_router())
+    for router in definition.routers:
+        app.include_router(router)
+    return app
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/health/ready")
+    async def ready(request: Request) -> Response:
+        runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+        checks: dict[str, str] = {}
+        if runtime is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            async with runtime.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), 2)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            ok = await runtime.broker.ping(timeout=2.0)
+            checks["kafka"] = "ok" if ok else "error: unreachable"
+        except Exception as exc:
+            checks["kafka"] = f"error: {type(exc).__name__}"
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", "checks": checks},
+            status_code=200 if healthy else 503,
+        )
+
+    @router.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def install_http_metrics(app: FastAPI) -> None:
+    """Request counts and latency by route template (bounded labels), and a correlation id."""
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+        token = correlation_id_var.set(cid)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers["x-correlation-id"] = cid
+            return response
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            if template not in ("/metrics", "/health/live", "/health/ready"):
+                metrics.HTTP_REQUESTS.labels(request.method, template, str(status)).inc()
+                metrics.HTTP_REQUEST_SECONDS.labels(request.method, template).observe(
+                    time.perf_counter() - started
+                )
+            correlation_id_var.reset(token)
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """`python -m <service>`: uvicorn on the settings' host and port, SIGTERM = graceful stop."""
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+        loop="uvloop",
+        lifespan="on",
+    )

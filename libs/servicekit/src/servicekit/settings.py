@@ -1,0 +1,86 @@
+"""The settings base every service extends: one class per service, one env prefix per service.
+
+Shared variables (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`, `APP_ENV`, `LOG_LEVEL`) are read
+without prefix; `<PREFIX>DATABASE_URL` overrides the shared server URL for one service.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values that must never reach a non-development deployment as a secret.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "password"})
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's `Settings`: subclasses set `model_config` with their prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="SERVICE_")
+
+    #: The service's own database name on the shared server (subclasses override).
+    default_database: ClassVar[str] = "service"
+    service_name: ClassVar[str] = "service"
+
+    app_env: str = Field(default="dev", validation_alias=AliasChoices("APP_ENV"))
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    #: Full URL of this service's database; when empty, derived from `DATABASE_URL`.
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    kafka_topic_partitions: int = Field(
+        default=6, validation_alias=AliasChoices("KAFKA_TOPIC_PARTITIONS")
+    )
+    outbox_poll_interval_seconds: float = 0.2
+    outbox_batch_size: int = 500
+    outbox_keep_sent_hours: float = 24.0
+    consumer_batch_size: int = 200
+    consumer_retry_backoff_seconds: float = 1.0
+    db_pool_size: int = 10
+
+    @model_validator(mode="after")
+    def _derive_database_url(self) -> ServiceSettings:
+        if not self.database_url:
+            shared = os.environ.get("DATABASE_URL", "")
+            if not shared:
+                if self.app_env != "dev":
+                    raise ValueError("DATABASE_URL (or the service's own *_DATABASE_URL) is required")
+                shared = "postgresql://postgres@127.0.0.1:5432/postgres"
+            self.database_url = with_database(shared, self.default_database)
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        return self.app_env == "dev"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return to_asyncpg_url(self.database_url)
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL naming another database."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def to_asyncpg_url(url: str) -> str:
+    """SQLAlchemy needs the driver in the scheme; users write plain `postgresql://`."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]}")
+
+
+def require_secret(name: str, value: str, *, app_env: str) -> str:
+    """Refuse a missing or placeholder secret outside local development."""
+    if app_env != "dev" and value.strip().lower() in PLACEHOLDER_SECRETS:
+        raise ValueError(f"{name} must be set to a real secret when APP_ENV={app_env}")
+    return value

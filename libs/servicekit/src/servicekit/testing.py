@@ -1,0 +1,97 @@
+"""Pytest fixtures for integration and end-to-end tests against real Kafka and PostgreSQL.
+
+Endpoints come from `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` when set (`make test` and CI
+start local processes and set them). Otherwise testcontainers starts them when a Docker engine
+is available. Otherwise the test fails loudly: an integration test never skips silently.
+
+Loaded for the whole repository by the root `conftest.py` (`pytest_plugins`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from servicekit.settings import with_database
+
+_containers: list[Any] = []
+
+
+def _start_containers() -> tuple[str, str]:
+    try:
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
+        postgres = PostgresContainer("postgres:15", driver=None)
+    except Exception as exc:  # no Docker engine: the constructor raises
+        pytest.fail(
+            "integration tests need real Kafka and PostgreSQL: set KAFKA_BOOTSTRAP_SERVERS and "
+            "DATABASE_URL (make test does), or run a Docker engine for testcontainers "
+            f"({type(exc).__name__}: {exc})",
+            pytrace=False,
+        )
+    kafka.start()
+    postgres.start()
+    _containers.extend([kafka, postgres])
+    return kafka.get_bootstrap_server(), postgres.get_connection_url()
+
+
+@pytest.fixture(scope="session")
+def infra_endpoints() -> Iterator[tuple[str, str]]:
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    database = os.environ.get("DATABASE_URL")
+    if kafka and database:
+        yield kafka, database
+        return
+    yield _start_containers()
+    for container in _containers:
+        container.stop()
+    _containers.clear()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap_servers(infra_endpoints: tuple[str, str]) -> str:
+    return infra_endpoints[0]
+
+
+@pytest.fixture(scope="session")
+def database_server_url(infra_endpoints: tuple[str, str]) -> str:
+    return infra_endpoints[1]
+
+
+async def create_database(server_url: str, name: str) -> str:
+    conn = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return with_database(server_url, name)
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    conn = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def fresh_database_url(database_server_url: str) -> AsyncIterator[str]:
+    """A new, empty database for one test, dropped afterwards."""
+    name = f"t_{secrets.token_hex(6)}"
+    url = await create_database(database_server_url, name)
+    try:
+        yield url
+    finally:
+        await drop_database(database_server_url, name)
+
+
+def unique_topic(prefix: str = "t") -> str:
+    return f"{prefix}.{secrets.token_hex(5)}"

@@ -1,0 +1,261 @@
+"""Outbox, inbox and dead letters against real PostgreSQL and real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from contracts.deadletter.v1 import DeadLetter
+from contracts.envelope import Envelope, decode, encode, make_envelope
+from contracts.topics import DEAD_LETTERS
+from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
+from servicekit.consumer import Consumer, MessageContext, PermanentError
+from servicekit.db import make_engine, make_session_factory
+from servicekit.outbox import OutboxRelay, enqueue
+from servicekit.runtime import make_broker
+from servicekit.schema import OUTBOX, messaging_tables
+from servicekit.settings import ServiceSettings
+from servicekit.testing import unique_topic
+
+pytestmark = pytest.mark.integration
+
+METADATA = sa.MetaData()
+messaging_tables(METADATA)
+EFFECTS = sa.Table(
+    "effects",
+    METADATA,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("amount", sa.Numeric(18, 2), nullable=False),
+)
+
+
+def _any_registered_model() -> BaseModel:
+    """A real registered message to carry through the pipe (a dead letter is the simplest)."""
+    return DeadLetter(
+        consumer="test",
+        original_topic="x",
+        partition=0,
+        offset=0,
+        key="k",
+        reason="carrier",
+        error_type="none",
+        original_value="{}",
+        failed_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
+    )
+
+
+def _envelope(key: str = "customer-1") -> Envelope:
+    return make_envelope(
+        _any_registered_model(), chain_id=uuid.uuid4(), key=key, correlation_id=uuid.uuid4()
+    )
+
+
+@pytest.fixture
+async def session_factory(fresh_database_url: str) -> AsyncIterator[Any]:
+    engine = make_engine(fresh_database_url, pool_size=5)
+    async with engine.begin() as conn:
+        await conn.run_sync(METADATA.create_all)
+    yield make_session_factory(engine)
+    await engine.dispose()
+
+
+def _recording_consumer(topic: str, fail_first: list[BaseException] | None = None) -> Consumer:
+    failures = list(fail_first or [])
+
+    async def apply(ctx: MessageContext, payload: DeadLetter) -> None:
+        if failures:
+            raise failures.pop(0)
+        if payload.reason == "poison":
+            raise PermanentError("this message can never be applied")
+        await ctx.session.execute(
+            sa.insert(EFFECTS).values(message_id=str(ctx.envelope.message_id), amount=Decimal("1.10"))
+        )
+
+    return Consumer(
+        name=f"test-{uuid.uuid4().hex[:6]}",
+        topics=[topic],
+        handlers={DeadLetter: apply},
+        retry_backoff_seconds=0.01,
+    )
+
+
+def _record(env: Envelope | bytes, topic: str = "t", offset: int = 0) -> Any:
+    from aiokafka.structs import ConsumerRecord
+
+    value = env if isinstance(env, bytes) else encode(env)
+    return ConsumerRecord(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"customer-1",
+        value=value,
+        checksum=None,
+        serialized_key_size=10,
+        serialized_value_size=len(value),
+        headers=(),
+    )
+
+
+async def _count(session_factory: Any, table: sa.Table, *where: Any) -> int:
+    async with session_factory() as session:
+        return int(
+            await session.scalar(sa.select(sa.func.count()).select_from(table).where(*where)) or 0
+        )
+
+
+async def test_a_redelivered_message_is_applied_once(session_factory: Any) -> None:
+    consumer = _recording_consumer("t")
+    consumer.bind(session_factory)
+    env = _envelope()
+
+    await consumer.process_records([_record(env, offset=0)])
+    await consumer.process_records([_record(env, offset=0)])  # redelivery of the same offset
+    await consumer.process_records([_record(env, offset=7), _record(env, offset=8)])  # re-published
+
+    assert await _count(session_factory, EFFECTS) == 1
+
+
+async def test_a_failed_batch_applies_nothing_and_succeeds_when_redelivered(
+    session_factory: Any,
+) -> None:
+    consumer = _recording_consumer("t", fail_first=[ConnectionError("database went away")])
+    consumer.bind(session_factory)
+    first, second = _envelope(), _envelope()
+    batch = [_record(first, offset=0), _record(second, offset=1)]
+
+    with pytest.raises(ConnectionError):
+        await consumer.process_records(batch)
+    assert await _count(session_factory, EFFECTS) == 0
+
+    await consumer.process_records(batch)
+    assert await _count(session_factory, EFFECTS) == 2
+
+
+async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_batch_applies(
+    session_factory: Any,
+) -> None:
+    consumer = _recording_consumer("t")
+    consumer.bind(session_factory)
+    poison = make_envelope(
+        _any_registered_model().model_copy(update={"reason": "poison"}),
+        chain_id=None,
+        key="customer-1",
+        correlation_id=uuid.uuid4(),
+    )
+    good = _envelope()
+    batch = [_record(b"not json at all", offset=0), _record(poison, offset=1), _record(good, offset=2)]
+
+    await consumer.process_records(batch)
+    await consumer.process_records(batch)  # the same failures redelivered: no second letter
+
+    assert await _count(session_factory, EFFECTS) == 1
+    assert await _count(session_factory, OUTBOX, OUTBOX.c.topic == DEAD_LETTERS) == 2
+    async with session_factory() as session:
+        values = (await session.execute(sa.select(OUTBOX.c.value))).scalars().all()
+    reasons = sorted(decode(v).payload["reason"] for v in values)
+    assert reasons[0].startswith("this message can never be applied")
+    assert reasons[1].startswith("undecodable message")
+
+
+async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    topic = unique_topic()
+    envs = [_envelope(key="customer-7") for _ in range(25)]
+    async with session_factory() as session, session.begin():
+        for env in envs:
+            await enqueue(session, topic, env)
+
+    broker = KafkaBroker(kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+    await broker.start()
+    relay = OutboxRelay(service=f"svc-{uuid.uuid4().hex[:6]}", session_factory=session_factory, broker=broker)
+    try:
+        assert await relay.publish_once() == 25
+        assert await relay.publish_once() == 0
+    finally:
+        await broker.stop()
+
+    assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 0
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap_servers, auto_offset_reset="earliest",
+        group_id=None, enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        received: list[uuid.UUID] = []
+        while len(received) < 25:
+            batch = await consumer.getmany(timeout_ms=5000)
+            assert batch, "timed out waiting for relayed messages"
+            for records in batch.values():
+                received.extend(decode(r.value).message_id for r in records)
+    finally:
+        await consumer.stop()
+    assert received == [e.message_id for e in envs]
+
+
+async def test_a_crash_between_the_database_commit_and_the_offset_commit_applies_once(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    topic = unique_topic()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    env = _envelope()
+    await producer.send_and_wait(topic, encode(env), key=b"customer-1")
+    await producer.stop()
+    consumer = _recording_consumer(topic)
+
+    # first life: the effect commits, then the process dies before committing the offset
+    raw = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap_servers, group_id=consumer.name,
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    await raw.start()
+    try:
+        fetched = await raw.getmany(timeout_ms=10000)
+        records = [r for rs in fetched.values() for r in rs]
+        assert len(records) == 1
+        consumer.bind(session_factory)
+        await consumer.process_records(records)
+    finally:
+        await raw.stop()  # no commit: the crash
+    assert await _count(session_factory, EFFECTS) == 1
+
+    # second life: the real subscriber gets the same message again and must skip it
+    settings = ServiceSettings(kafka_bootstrap_servers=kafka_bootstrap_servers)
+    broker = make_broker(settings, "crash-test")
+    consumer.attach(broker, session_factory)
+    await broker.start()
+    try:
+        for _ in range(100):
+            async with session_factory() as session:
+                seen = await session.scalar(sa.text("SELECT count(*) FROM inbox"))
+            redelivered = consumer_seen_duplicate(consumer)
+            if redelivered:
+                break
+            await asyncio.sleep(0.1)
+        assert redelivered, "the uncommitted message was not redelivered"
+        assert seen == 1
+    finally:
+        await broker.stop()
+    assert await _count(session_factory, EFFECTS) == 1
+
+
+def consumer_seen_duplicate(consumer: Consumer) -> bool:
+    from servicekit import metrics
+
+    return any(
+        sample.value >= 1
+        for metric in metrics.MESSAGES_DUPLICATE.collect()
+        for sample in metric.samples
+        if sample.labels.get("consumer") == consumer.name and sample.name.endswith("_total")
+    )
