@@ -1,0 +1,1 @@
+"""Messages produced by the credit (one module per major version)."""

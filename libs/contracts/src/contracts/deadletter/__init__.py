@@ -1,0 +1,1 @@
+"""Messages produced by the deadletter (one module per major version)."""

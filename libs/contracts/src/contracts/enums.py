@@ -1,0 +1,129 @@
+"""Closed vocabularies shared by several messages (values are the public API's spellings)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "BonusMovementKind",
+    "BonusOperationKind",
+    "CreditMode",
+    "DebtPaymentKind",
+    "MoneyMethod",
+    "OperationKind",
+    "OverdueDiscountPolicy",
+    "PaymentMethod",
+    "RefundMethod",
+    "RefusalCode",
+    "TaskClosedReason",
+    "TaskOutcome",
+]
+
+
+class CreditMode(StrEnum):
+    """How payments of a VIP customer are bound to goods (chain setting)."""
+
+    BALANCE = "balance"
+    PER_SALE = "per_sale"
+    PER_ITEM = "per_item"
+
+
+class OverdueDiscountPolicy(StrEnum):
+    """What happens to the discount of an overdue sale (chain setting)."""
+
+    KEEP = "keep"
+    OFFER = "offer"
+    REVOKE = "revoke"
+
+
+class PaymentMethod(StrEnum):
+    """A payment method of a sale."""
+
+    CASH = "cash"
+    CARD = "card"
+    BONUS = "bonus"
+    ADVANCE = "advance"
+    ON_ACCOUNT = "on_account"
+
+
+class MoneyMethod(StrEnum):
+    """Real money crossing the till: debt payments, advances, refunds of advance."""
+
+    CASH = "cash"
+    CARD = "card"
+
+
+class RefundMethod(StrEnum):
+    """Where the real-money value of returned goods goes."""
+
+    CASH = "cash"
+    CARD = "card"
+    ADVANCE = "advance"
+
+
+class DebtPaymentKind(StrEnum):
+    """Take money (an amount) or pay debt (the whole debt, computed by credit)."""
+
+    TAKE_MONEY = "take_money"
+    PAY_DEBT = "pay_debt"
+
+
+class OperationKind(StrEnum):
+    """A till or back-office operation that credit records (or refuses) as a whole."""
+
+    SALE = "sale"
+    DEBT_PAYMENT = "debt_payment"
+    ADVANCE = "advance"
+    REFUND = "refund"
+    RETURN = "return"
+    REVOKE_DISCOUNT = "revoke_discount"
+
+
+class BonusOperationKind(StrEnum):
+    """The operations that move bonuses, as credit asks loyalty to apply them."""
+
+    SALE = "sale"
+    DEBT_PAYMENT = "debt_payment"
+    ADVANCE = "advance"
+    RETURN = "return"
+
+
+class BonusMovementKind(StrEnum):
+    """One line of the bonus ledger. accrued/restored add; the others subtract."""
+
+    ACCRUED = "accrued"
+    SPENT = "spent"
+    CANCELLED = "cancelled"
+    REVERSED = "reversed"
+    RESTORED = "restored"
+    EXPIRED = "expired"
+
+
+class RefusalCode(StrEnum):
+    """Why credit refused an operation (a subset of the API's error codes)."""
+
+    CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
+    CREDIT_BLOCKED_OVERDUE = "credit_blocked_overdue"
+    INSUFFICIENT_ADVANCE = "insufficient_advance"
+    INSUFFICIENT_BONUS = "insufficient_bonus"
+    NO_DEBT = "no_debt"
+    RETURN_EXCEEDS_SOLD = "return_exceeds_sold"
+    ALREADY_REVOKED = "already_revoked"
+    NOT_OVERDUE = "not_overdue"
+    NOT_FOUND = "not_found"
+
+
+class TaskClosedReason(StrEnum):
+    """Why a reminder task closed: the overdue debt was paid, or staff completed it."""
+
+    PAID = "paid"
+    COMPLETED = "completed"
+
+
+class TaskOutcome(StrEnum):
+    """What staff recorded after calling the customer."""
+
+    PROMISED = "promised"
+    NO_ANSWER = "no_answer"
+    DISPUTED = "disputed"
+    OTHER = "other"

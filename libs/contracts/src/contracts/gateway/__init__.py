@@ -1,0 +1,1 @@
+"""Messages produced by the gateway (one module per major version)."""

@@ -1,0 +1,1 @@
+"""Messages produced by the loyalty (one module per major version)."""

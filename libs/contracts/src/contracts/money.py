@@ -1,0 +1,228 @@
+"""Decimal types for money, quantities and percentages in messages.
+
+Money travels as a JSON *string* ("12.50") and is a ``Decimal`` in Python. A JSON number is
+refused on input, even ``12.5``: a float has already lost the exact value by the time a
+validator sees it, and accepting it once makes every producer sloppy. Python ``float`` and
+``int`` are refused for the same reason; ``str`` and ``Decimal`` are the only inputs. NaN and
+infinities are refused. The value keeps the digits it was given (``"12.50"`` stays
+``"12.50"``, never ``"12.5"`` nor ``"1.25E+1"``), so the producer decides the minor units.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+
+__all__ = [
+    "MAX_MONEY_SCALE",
+    "Money",
+    "NonNegativeMoney",
+    "Percent",
+    "PositiveMoney",
+    "Quantity",
+    "decimal_to_str",
+    "quantize_money",
+]
+
+#: ISO 4217 has currencies with up to 4 minor-unit digits (CLF); more is surely a bug.
+MAX_MONEY_SCALE = 4
+MAX_QUANTITY_SCALE = 6
+_MAX_INTEGER_DIGITS = 15
+
+_HUNDRED = Decimal(100)
+
+
+def decimal_to_str(value: Decimal) -> str:
+    """Plain positional notation with the value's own digits: 1.50 -> "1.50", 1E+2 -> "100"."""
+    return format(value, "f")
+
+
+def quantize_money(value: Decimal, minor_units: int = 2) -> Decimal:
+    """Round to the currency's minor unit, half-up (2.345 -> 2.35, -2.345 -> -2.35)."""
+    if minor_units < 0:
+        raise ValueError("minor_units must be >= 0")
+    return value.quantize(Decimal(1).scaleb(-minor_units), rounding=ROUND_HALF_UP)
+
+
+def _pattern(*, signed: bool, max_scale: int) -> str:
+    sign = "-?" if signed else ""
+    return rf"^{sign}\d{{1,{_MAX_INTEGER_DIGITS}}}(\.\d{{1,{max_scale}}})?$"
+
+
+def _make_validator(
+    *,
+    what: str,
+    max_scale: int,
+    minimum: Decimal | None,
+    exclusive_minimum: Decimal | None,
+    maximum: Decimal | None = None,
+) -> Any:
+    signed = minimum is None and exclusive_minimum is None
+    regex = re.compile(_pattern(signed=signed, max_scale=max_scale))
+
+    def validate(value: object) -> Decimal:
+        if isinstance(value, str):
+            if not regex.fullmatch(value):
+                raise ValueError(
+                    f'{what} must be a decimal string like "12.50" '
+                    f"(at most {max_scale} decimals, no exponent, no spaces)"
+                )
+            try:
+                result = Decimal(value)
+            except InvalidOperation as exc:  # pragma: no cover - the regex already guards
+                raise ValueError(f"{what} is not a decimal: {value!r}") from exc
+        elif isinstance(value, Decimal):
+            if not value.is_finite():
+                raise ValueError(f"{what} must be finite, not {value}")
+            exponent = value.as_tuple().exponent
+            if isinstance(exponent, int) and -exponent > max_scale:
+                raise ValueError(f"{what} has more than {max_scale} decimals: {value}")
+            if value.adjusted() >= _MAX_INTEGER_DIGITS:
+                raise ValueError(f"{what} is too large: {value}")
+            result = value
+        else:
+            # bool is an int, int and float are JSON numbers: all refused on purpose
+            raise ValueError(
+                f"{what} must be a decimal string, not a JSON number or {type(value).__name__}"
+            )
+        if minimum is not None and result < minimum:
+            raise ValueError(f"{what} must be >= {minimum}")
+        if exclusive_minimum is not None and result <= exclusive_minimum:
+            raise ValueError(f"{what} must be > {exclusive_minimum}")
+        if maximum is not None and result > maximum:
+            raise ValueError(f"{what} must be <= {maximum}")
+        return result
+
+    return validate
+
+
+def _schema(
+    *, description: str, signed: bool, max_scale: int, examples: list[str]
+) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "format": "decimal",
+        "pattern": _pattern(signed=signed, max_scale=max_scale),
+        "description": description,
+        "examples": examples,
+    }
+
+
+_SERIALIZER = PlainSerializer(decimal_to_str, return_type=str, when_used="json")
+
+Money = Annotated[
+    Decimal,
+    PlainValidator(
+        _make_validator(
+            what="money", max_scale=MAX_MONEY_SCALE, minimum=None, exclusive_minimum=None
+        )
+    ),
+    _SERIALIZER,
+    WithJsonSchema(
+        _schema(
+            description="Money as a decimal string, may be negative; never a JSON number.",
+            signed=True,
+            max_scale=MAX_MONEY_SCALE,
+            examples=["12.50", "-3.00"],
+        )
+    ),
+]
+"""Signed money (balances that may go negative, signed changes)."""
+
+NonNegativeMoney = Annotated[
+    Decimal,
+    PlainValidator(
+        _make_validator(
+            what="money",
+            max_scale=MAX_MONEY_SCALE,
+            minimum=Decimal(0),
+            exclusive_minimum=None,
+        )
+    ),
+    _SERIALIZER,
+    WithJsonSchema(
+        _schema(
+            description="Money >= 0 as a decimal string; never a JSON number.",
+            signed=False,
+            max_scale=MAX_MONEY_SCALE,
+            examples=["12.50", "0.00"],
+        )
+    ),
+]
+"""Money >= 0: amounts, totals, debts, advances."""
+
+PositiveMoney = Annotated[
+    Decimal,
+    PlainValidator(
+        _make_validator(
+            what="money",
+            max_scale=MAX_MONEY_SCALE,
+            minimum=None,
+            exclusive_minimum=Decimal(0),
+        )
+    ),
+    _SERIALIZER,
+    WithJsonSchema(
+        {
+            **_schema(
+                description="Money > 0 as a decimal string; never a JSON number.",
+                signed=False,
+                max_scale=MAX_MONEY_SCALE,
+                examples=["12.50"],
+            ),
+            "not": {"pattern": r"^0+(\.0+)?$"},
+        }
+    ),
+]
+"""Money > 0: what is tendered or paid."""
+
+Quantity = Annotated[
+    Decimal,
+    PlainValidator(
+        _make_validator(
+            what="quantity",
+            max_scale=MAX_QUANTITY_SCALE,
+            minimum=None,
+            exclusive_minimum=Decimal(0),
+        )
+    ),
+    _SERIALIZER,
+    WithJsonSchema(
+        {
+            **_schema(
+                description='Quantity > 0 as a decimal string ("1", "0.75" kg).',
+                signed=False,
+                max_scale=MAX_QUANTITY_SCALE,
+                examples=["1", "0.75"],
+            ),
+            "not": {"pattern": r"^0+(\.0+)?$"},
+        }
+    ),
+]
+"""A quantity of goods, > 0, up to 6 decimals (weights, lengths)."""
+
+Percent = Annotated[
+    Decimal,
+    PlainValidator(
+        _make_validator(
+            what="percent",
+            max_scale=MAX_MONEY_SCALE,
+            minimum=Decimal(0),
+            exclusive_minimum=None,
+            maximum=_HUNDRED,
+        )
+    ),
+    _SERIALIZER,
+    WithJsonSchema(
+        _schema(
+            description='A percentage from 0 to 100 as a decimal string ("10.00").',
+            signed=False,
+            max_scale=MAX_MONEY_SCALE,
+            examples=["10.00"],
+        )
+    ),
+]
+"""A percentage 0..100, e.g. the bonus rate."""

@@ -1,0 +1,1 @@
+"""Messages produced by the notifier (one module per major version)."""

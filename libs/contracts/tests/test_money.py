@@ -1,0 +1,113 @@
+"""Money is a decimal string on the wire; JSON numbers and floats never get in."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from contracts.money import (
+    Money,
+    NonNegativeMoney,
+    Percent,
+    PositiveMoney,
+    Quantity,
+    quantize_money,
+)
+
+
+class Priced(BaseModel):
+    price: Money
+
+
+@pytest.mark.parametrize("raw", ['{"price": 12.5}', '{"price": 12}', '{"price": 1e2}'])
+def test_a_json_number_is_refused_even_when_it_is_exact(raw: str) -> None:
+    with pytest.raises(ValidationError, match="not a JSON number"):
+        Priced.model_validate_json(raw)
+
+
+@pytest.mark.parametrize("value", [12.5, 12, True, None])
+def test_python_floats_ints_and_bools_are_refused(value: object) -> None:
+    with pytest.raises(ValidationError):
+        Priced.model_validate({"price": value})
+
+
+@pytest.mark.parametrize(
+    "value", ["NaN", "Infinity", "-inf", "1e3", " 1.00", "1,00", "", "1.", ".5", "1.23456"]
+)
+def test_strings_that_are_not_plain_decimals_are_refused(value: str) -> None:
+    with pytest.raises(ValidationError):
+        Priced.model_validate({"price": value})
+
+
+@pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity")])
+def test_non_finite_decimals_are_refused(value: Decimal) -> None:
+    with pytest.raises(ValidationError, match="finite"):
+        Priced(price=value)
+
+
+@pytest.mark.parametrize("text", ["12.50", "0.00", "-3.10", "7", "1234567.8900"])
+def test_money_serialises_as_a_string_with_the_digits_it_was_given(text: str) -> None:
+    priced = Priced.model_validate_json(json.dumps({"price": text}))
+    assert priced.price == Decimal(text)
+    assert json.loads(priced.model_dump_json()) == {"price": text}
+    assert priced.model_dump(mode="json") == {"price": text}
+    assert priced.model_dump() == {"price": Decimal(text)}
+
+
+def test_an_exponent_decimal_is_written_without_exponent() -> None:
+    assert Priced(price=Decimal("1E+2")).model_dump_json() == '{"price":"100"}'
+
+
+def test_signs_and_bounds_are_enforced_by_the_variants() -> None:
+    class Bounded(BaseModel):
+        non_negative: NonNegativeMoney
+        positive: PositiveMoney
+        quantity: Quantity
+        percent: Percent
+
+    ok = Bounded.model_validate(
+        {"non_negative": "0.00", "positive": "0.01", "quantity": "0.75", "percent": "100"}
+    )
+    assert ok.quantity == Decimal("0.75")
+    for field, bad in [
+        ("non_negative", "-0.01"),
+        ("positive", "0.00"),
+        ("quantity", "0"),
+        ("quantity", "-1"),
+        ("percent", "100.01"),
+    ]:
+        data = {"non_negative": "1", "positive": "1", "quantity": "1", "percent": "1"}
+        data[field] = bad
+        with pytest.raises(ValidationError):
+            Bounded.model_validate(data)
+
+
+def test_json_schema_says_string_never_number() -> None:
+    schema = Priced.model_json_schema()["properties"]["price"]
+    assert schema["type"] == "string"
+    assert '"number"' not in json.dumps(schema)
+
+
+@pytest.mark.parametrize(
+    ("value", "minor_units", "expected"),
+    [
+        ("2.345", 2, "2.35"),
+        ("2.344", 2, "2.34"),
+        ("-2.345", 2, "-2.35"),
+        ("0.5", 0, "1"),
+        ("3", 2, "3.00"),
+        ("1.0005", 3, "1.001"),
+    ],
+)
+def test_quantize_money_rounds_half_up_to_the_minor_unit(
+    value: str, minor_units: int, expected: str
+) -> None:
+    result = quantize_money(Decimal(value), minor_units)
+    assert str(result) == expected
+
+
+def test_quantize_money_defaults_to_two_digits() -> None:
+    assert str(quantize_money(Decimal("20.005"))) == "20.01"
