@@ -1,0 +1,1 @@
+"""The credit ledger as plain Python: no database, no messaging, Decimal money."""

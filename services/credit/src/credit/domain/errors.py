@@ -1,0 +1,16 @@
+"""Why the ledger refuses an operation: a stable code (the API's) and a human detail."""
+
+from __future__ import annotations
+
+
+class Refusal(Exception):
+    """The operation is refused as a whole; nothing of it is recorded."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class InvalidOperation(Exception):
+    """The command contradicts what the gateway guarantees: it can never be processed."""
