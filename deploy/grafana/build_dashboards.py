@@ -1,0 +1,451 @@
+"""Writes the Grafana dashboards of deploy/grafana/dashboards/ (run it after editing this file).
+
+    python deploy/grafana/build_dashboards.py          # rewrite the JSON files
+    python deploy/grafana/build_dashboards.py --check  # exit 1 when they are out of date
+
+Dashboards are generated so that every panel gets a title, a unit and the same datasource,
+and tests/deploy can hold the committed JSON to this file. Metric names: servicekit's metrics
+(every service) and the business gauges listed in docs/operations.md. `job` is the service.
+Business gauges are whole-chain values read from a database, the same on every instance of a
+service: they are combined with `max`, never summed across instances.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+SERVICES = "pos-gateway|credit|loyalty|reporting|notifier"
+JOB = 'job=~"$job"'
+RATE = "[$__rate_interval]"
+
+
+@dataclass
+class Panel:
+    title: str
+    unit: str
+    queries: list[tuple[str, str]]  # (PromQL, legend)
+    kind: str = "timeseries"
+    description: str = ""
+    width: int = 12
+    height: int = 8
+
+
+@dataclass
+class Dashboard:
+    uid: str
+    title: str
+    filename: str
+    description: str
+    panels: list[Panel]
+    variables: list[dict[str, Any]] = field(default_factory=list)
+
+
+def job_variable() -> dict[str, Any]:
+    return {
+        "name": "job",
+        "label": "Service",
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": f'label_values(up{{job=~"{SERVICES}"}}, job)', "refId": "job"},
+        "definition": f'label_values(up{{job=~"{SERVICES}"}}, job)',
+        "refresh": 2,
+        "multi": True,
+        "includeAll": True,
+        "allValue": SERVICES,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+    }
+
+
+def chain_variable() -> dict[str, Any]:
+    return {
+        "name": "chain_id",
+        "label": "Chain",
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": {"query": "label_values(credit_open_debt, chain_id)", "refId": "chain"},
+        "definition": "label_values(credit_open_debt, chain_id)",
+        "refresh": 2,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+    }
+
+
+def quantile(q: float, metric: str, by: str, selector: str = JOB) -> str:
+    return (
+        f"histogram_quantile({q}, sum by ({by}, le) "
+        f"(rate({metric}_bucket{{{selector}}}{RATE})))"
+    )
+
+
+SYSTEM = Dashboard(
+    uid="vip-system-overview",
+    title="System overview",
+    filename="system-overview.json",
+    description="Traffic, errors and latency of every service's HTTP side.",
+    variables=[job_variable()],
+    panels=[
+        Panel(
+            "Instances up",
+            "short",
+            [(f"sum by (job) (up{{{JOB}}})", "{{job}}")],
+            kind="stat",
+            description="Scrape targets answering /metrics, per service.",
+            width=24,
+            height=4,
+        ),
+        Panel(
+            "Requests per second by service",
+            "reqps",
+            [(f"sum by (job) (rate(http_requests_total{{{JOB}}}{RATE}))", "{{job}}")],
+        ),
+        Panel(
+            "Requests per second by status",
+            "reqps",
+            [(f"sum by (status) (rate(http_requests_total{{{JOB}}}{RATE}))", "{{status}}")],
+        ),
+        Panel(
+            "5xx error ratio by service",
+            "percentunit",
+            [
+                (
+                    f'sum by (job) (rate(http_requests_total{{{JOB}, status=~"5.."}}{RATE}))'
+                    f" / sum by (job) (rate(http_requests_total{{{JOB}}}{RATE}))",
+                    "{{job}}",
+                )
+            ],
+            description="Alert HttpErrorRatioHigh fires above 5% for 10 minutes.",
+        ),
+        Panel(
+            "4xx responses per second by service",
+            "reqps",
+            [
+                (
+                    f'sum by (job) (rate(http_requests_total{{{JOB}, status=~"4.."}}{RATE}))',
+                    "{{job}}",
+                )
+            ],
+            description="Refusals (422 card_blocked, payment_mismatch, ...) and bad requests.",
+        ),
+        Panel(
+            "Latency p50 by service",
+            "s",
+            [(quantile(0.5, "http_request_duration_seconds", "job"), "{{job}}")],
+            width=8,
+        ),
+        Panel(
+            "Latency p95 by service",
+            "s",
+            [(quantile(0.95, "http_request_duration_seconds", "job"), "{{job}}")],
+            width=8,
+        ),
+        Panel(
+            "Latency p99 by service",
+            "s",
+            [(quantile(0.99, "http_request_duration_seconds", "job"), "{{job}}")],
+            width=8,
+        ),
+        Panel(
+            "Slowest routes (p95)",
+            "s",
+            [
+                (
+                    "topk(10, " + quantile(0.95, "http_request_duration_seconds", "job, route")
+                    + ")",
+                    "{{job}} {{route}}",
+                )
+            ],
+            width=24,
+        ),
+    ],
+)
+
+PIPELINE = Dashboard(
+    uid="vip-pipeline",
+    title="Pipeline",
+    filename="pipeline.json",
+    description="Kafka consumers, transactional outboxes, dead letters and credit's saga.",
+    variables=[job_variable()],
+    panels=[
+        Panel(
+            "Consumer lag by consumer and topic",
+            "short",
+            [
+                (
+                    "sum by (consumer, topic) (max by (consumer, topic, partition) "
+                    f"(consumer_lag_messages{{{JOB}}}))",
+                    "{{consumer}} {{topic}}",
+                )
+            ],
+            description="Messages not yet consumed (max per partition over instances, summed).",
+        ),
+        Panel(
+            "Consumer lag, top 10 partitions",
+            "short",
+            [
+                (
+                    "topk(10, max by (consumer, topic, partition) "
+                    f"(consumer_lag_messages{{{JOB}}}))",
+                    "{{consumer}} {{topic}}[{{partition}}]",
+                )
+            ],
+        ),
+        Panel(
+            "Messages processed per second",
+            "mps",
+            [
+                (
+                    f"sum by (consumer, topic) (rate(messages_processed_total{{{JOB}}}{RATE}))",
+                    "{{consumer}} {{topic}}",
+                )
+            ],
+        ),
+        Panel(
+            "Messages failed (to be redelivered) and duplicates skipped per second",
+            "mps",
+            [
+                (
+                    f"sum by (consumer, topic) (rate(messages_failed_total{{{JOB}}}{RATE}))",
+                    "failed {{consumer}} {{topic}}",
+                ),
+                (
+                    f"sum by (consumer, topic) (rate(messages_duplicate_total{{{JOB}}}{RATE}))",
+                    "duplicate {{consumer}} {{topic}}",
+                ),
+            ],
+        ),
+        Panel(
+            "Message processing time p95 by consumer",
+            "s",
+            [(quantile(0.95, "message_processing_seconds", "consumer"), "{{consumer}}")],
+        ),
+        Panel(
+            "Dead-lettered messages in the last hour",
+            "short",
+            [
+                (
+                    "sum by (consumer, topic) "
+                    f"(increase(messages_dead_lettered_total{{{JOB}}}[1h]))",
+                    "{{consumer}} {{topic}}",
+                )
+            ],
+            kind="stat",
+            description="By consumer and original topic; `make dead-letters` lists them.",
+        ),
+        Panel(
+            "Outbox backlog (unsent rows)",
+            "short",
+            [(f"max by (job) (outbox_backlog_messages{{{JOB}}})", "{{job}}")],
+        ),
+        Panel(
+            "Outbox oldest unsent row age",
+            "s",
+            [(f"max by (job) (outbox_oldest_unsent_age_seconds{{{JOB}}})", "{{job}}")],
+            description="Alert OutboxOldestUnsentTooOld fires above 60 s for 5 minutes.",
+        ),
+        Panel(
+            "Outbox published per second by topic",
+            "mps",
+            [
+                (
+                    f"sum by (job, topic) (rate(outbox_published_total{{{JOB}}}{RATE}))",
+                    "{{job}} {{topic}}",
+                )
+            ],
+        ),
+        Panel(
+            "Outbox publish failures per second",
+            "cps",
+            [
+                (
+                    f"sum by (job) (rate(outbox_publish_failures_total{{{JOB}}}{RATE}))",
+                    "{{job}}",
+                )
+            ],
+        ),
+        Panel(
+            "Credit saga: operations waiting for loyalty",
+            "short",
+            [("max(credit_saga_in_flight_operations)", "in flight")],
+            description="Pending credit operations whose loyalty answer has not come yet.",
+        ),
+        Panel(
+            "Credit saga: timeouts per interval",
+            "short",
+            [(f"sum(increase(credit_saga_timeouts_total{RATE}))", "timeouts")],
+        ),
+        Panel(
+            "Periodic job runs per hour by outcome",
+            "short",
+            [
+                (
+                    # the metric's own `job` label (the periodic job) becomes `exported_job`
+                    # because the scrape sets `job` to the service
+                    "sum by (job, exported_job, outcome) "
+                    f"(increase(job_runs_total{{{JOB}}}[1h]))",
+                    "{{job}} {{exported_job}} {{outcome}}",
+                )
+            ],
+            width=24,
+        ),
+    ],
+)
+
+
+def by_chain(metric: str) -> str:
+    return f'max by (chain_id) ({metric}{{chain_id=~"$chain_id"}})'
+
+
+BUSINESS = Dashboard(
+    uid="vip-business",
+    title="Business",
+    filename="business.json",
+    description="Debt, overdue, advances, bonus liability and reminder tasks per chain. "
+    "Money is in each chain's own currency: never add chains together.",
+    variables=[chain_variable()],
+    panels=[
+        Panel(
+            "Open debt by chain (chain currency)",
+            "short",
+            [(by_chain("credit_open_debt"), "{{chain_id}}")],
+        ),
+        Panel(
+            "Overdue debt by chain (chain currency)",
+            "short",
+            [(by_chain("credit_overdue_debt"), "{{chain_id}}")],
+            description="Alert OverdueDebtSpike fires on a jump within an hour.",
+        ),
+        Panel(
+            "Overdue share of open debt by chain",
+            "percentunit",
+            [
+                (
+                    f"{by_chain('credit_overdue_debt')} / {by_chain('credit_open_debt')}",
+                    "{{chain_id}}",
+                )
+            ],
+        ),
+        Panel(
+            "Overdue customers by chain",
+            "short",
+            [(by_chain("credit_overdue_customers"), "{{chain_id}}")],
+        ),
+        Panel(
+            "Advances held by chain (chain currency)",
+            "short",
+            [(by_chain("credit_advances_held"), "{{chain_id}}")],
+        ),
+        Panel(
+            "Bonus liability by chain (bonus points)",
+            "short",
+            [(by_chain("loyalty_bonus_liability"), "{{chain_id}}")],
+            description="Unspent, unexpired bonuses customers hold.",
+        ),
+        Panel(
+            "Open reminder tasks by chain",
+            "short",
+            [(by_chain("notifier_open_tasks"), "{{chain_id}}")],
+            width=24,
+        ),
+    ],
+)
+
+DASHBOARDS = (SYSTEM, PIPELINE, BUSINESS)
+
+
+def render_panel(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
+    targets = [
+        {
+            "datasource": DATASOURCE,
+            "refId": chr(ord("A") + i),
+            "expr": expr,
+            "legendFormat": legend,
+            "range": panel.kind == "timeseries",
+            "instant": panel.kind == "stat",
+        }
+        for i, (expr, legend) in enumerate(panel.queries)
+    ]
+    rendered: dict[str, Any] = {
+        "id": panel_id,
+        "type": panel.kind,
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {"h": panel.height, "w": panel.width, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+        "targets": targets,
+    }
+    if panel.kind == "timeseries":
+        rendered["options"] = {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+    else:
+        rendered["options"] = {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "none",
+            "textMode": "auto",
+        }
+    return rendered
+
+
+def render(dashboard: Dashboard) -> dict[str, Any]:
+    panels: list[dict[str, Any]] = []
+    x = y = row_height = 0
+    for panel_id, panel in enumerate(dashboard.panels, start=1):
+        if x + panel.width > 24:
+            x, y, row_height = 0, y + row_height, 0
+        panels.append(render_panel(panel, panel_id, x, y))
+        x += panel.width
+        row_height = max(row_height, panel.height)
+    return {
+        "uid": dashboard.uid,
+        "title": dashboard.title,
+        "description": dashboard.description,
+        "tags": ["vip-credit"],
+        "timezone": "browser",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "annotations": {"list": []},
+        "templating": {"list": dashboard.variables},
+        "panels": panels,
+    }
+
+
+def as_text(dashboard: Dashboard) -> str:
+    return json.dumps(render(dashboard), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv[1:]
+    stale = []
+    for dashboard in DASHBOARDS:
+        path = OUT / dashboard.filename
+        text = as_text(dashboard)
+        if check:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print("out of date (run python deploy/grafana/build_dashboards.py):", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
