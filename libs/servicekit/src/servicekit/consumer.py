@@ -21,9 +21,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from contracts.deadletter.v1 import DeadLetter
-from contracts.envelope import Envelope, decode, make_envelope, parse_payload
-from contracts.topics import DEAD_LETTERS
 from faststream import Context
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -32,6 +29,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.base import Message
+from contracts.deadletter.v1 import DeadLetter
+from contracts.envelope import Envelope, decode, make_envelope, parse_payload
+from contracts.topics import DEAD_LETTERS
 from servicekit import metrics
 from servicekit.db import SessionFactory
 from servicekit.logging import chain_id_var, correlation_id_var, message_id_var
@@ -61,7 +62,7 @@ class MessageContext:
     async def emit(
         self,
         topic: str,
-        payload: BaseModel,
+        payload: Message,
         *,
         key: str,
         chain_id: uuid.UUID | None = None,
@@ -132,7 +133,9 @@ class Consumer:
             kafka_consumer: AIOKafkaConsumer = Context("handler_.consumer"),  # noqa: B008
         ) -> None:
             raw = message.raw_message
-            records: tuple[ConsumerRecord[Any, Any], ...] = raw if isinstance(raw, tuple) else (raw,)
+            records: tuple[ConsumerRecord[Any, Any], ...] = (
+                raw if isinstance(raw, tuple) else (raw,)
+            )
             await self.process_records(records)
             self._update_lag(kafka_consumer, records)
 
@@ -261,15 +264,13 @@ class Consumer:
             for var, token in zip(
                 (correlation_id_var, chain_id_var, message_id_var), tokens, strict=True
             ):
-                var.reset(token)  # type: ignore[arg-type]
+                var.reset(token)
 
     async def _dead_letter(
         self, session: AsyncSession, rec: ConsumerRecord[Any, Any], reason: str, error_type: str
     ) -> None:
         metrics.MESSAGES_DEAD_LETTERED.labels(self.name, rec.topic).inc()
-        log.error(
-            "dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason
-        )
+        log.error("dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason)
         key = rec.key.decode("utf-8", "replace") if isinstance(rec.key, bytes) else str(rec.key)
         value = rec.value if isinstance(rec.value, bytes) else str(rec.value).encode()
         letter = DeadLetter(
@@ -300,7 +301,9 @@ class Consumer:
     ) -> None:
         last: dict[tuple[str, int], int] = {}
         for rec in records:
-            last[(rec.topic, rec.partition)] = max(last.get((rec.topic, rec.partition), -1), rec.offset)
+            last[(rec.topic, rec.partition)] = max(
+                last.get((rec.topic, rec.partition), -1), rec.offset
+            )
         for (topic, partition), offset in last.items():
             high = kafka_consumer.highwater(TopicPartition(topic, partition))
             if high is not None:

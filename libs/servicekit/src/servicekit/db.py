@@ -6,9 +6,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from servicekit.settings import to_asyncpg_url, with_database
 
@@ -77,7 +83,7 @@ async def prepare_database(migrations_dir: Path, url: str) -> None:
     await asyncio.to_thread(run_migrations, migrations_dir, url)
 
 
-def alembic_env(target_metadata_factory: Callable[[], object] | None = None) -> None:
+def alembic_env(target_metadata_factory: Callable[[], Any] | None = None) -> None:
     """The body of every service's `migrations/env.py` (async engine, online and offline)."""
     from alembic import context
     from sqlalchemy import pool

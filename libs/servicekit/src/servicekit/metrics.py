@@ -42,9 +42,7 @@ OUTBOX_BACKLOG = Gauge("outbox_backlog_messages", "Unsent rows in the service's 
 OUTBOX_OLDEST_AGE = Gauge(
     "outbox_oldest_unsent_age_seconds", "Age of the oldest unsent outbox row (0 when none)"
 )
-OUTBOX_PUBLISHED = Counter(
-    "outbox_published_total", "Outbox rows published to Kafka", ["topic"]
-)
+OUTBOX_PUBLISHED = Counter("outbox_published_total", "Outbox rows published to Kafka", ["topic"])
 OUTBOX_PUBLISH_FAILURES = Counter(
     "outbox_publish_failures_total", "Failed attempts to publish outbox rows"
 )

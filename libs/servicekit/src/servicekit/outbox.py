@@ -19,11 +19,11 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from contracts.envelope import Envelope, encode
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from contracts.envelope import Envelope, encode
 from servicekit import metrics
 from servicekit.db import SessionFactory
 from servicekit.schema import OUTBOX
@@ -145,17 +145,21 @@ class OutboxRelay:
         self._wake.set()
 
     async def publish_once(self) -> int:
-        """Publish one batch; returns how many rows were sent (0 when another relay holds the lock)."""
+        """Publish one batch; returns the rows sent (0 when another relay holds the lock)."""
         async with self.session_factory() as session, session.begin():
-            got = await session.scalar(
-                sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key))
-            )
+            got = await session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key)))
             if not got:
                 return 0
             rows = (
                 await session.execute(
-                    sa.select(OUTBOX.c.id, OUTBOX.c.topic, OUTBOX.c.key, OUTBOX.c.value,
-                              OUTBOX.c.headers, OUTBOX.c.created_at)
+                    sa.select(
+                        OUTBOX.c.id,
+                        OUTBOX.c.topic,
+                        OUTBOX.c.key,
+                        OUTBOX.c.value,
+                        OUTBOX.c.headers,
+                        OUTBOX.c.created_at,
+                    )
                     .where(OUTBOX.c.sent_at.is_(None))
                     .order_by(OUTBOX.c.id)
                     .limit(self.batch_size)

@@ -22,13 +22,13 @@ from typing import Any
 
 import sqlalchemy as sa
 import uvicorn
-from contracts.topics import ALL_TOPICS
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.topics import ALL_TOPICS
 from servicekit import metrics
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
@@ -184,7 +184,9 @@ def install_http_metrics(app: FastAPI) -> None:
     """Request counts and latency by route template (bounded labels), and a correlation id."""
 
     @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def _observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
         token = correlation_id_var.set(cid)
         started = time.perf_counter()

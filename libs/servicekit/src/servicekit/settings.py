@@ -51,7 +51,9 @@ class ServiceSettings(BaseSettings):
             shared = os.environ.get("DATABASE_URL", "")
             if not shared:
                 if self.app_env != "dev":
-                    raise ValueError("DATABASE_URL (or the service's own *_DATABASE_URL) is required")
+                    raise ValueError(
+                        "DATABASE_URL (or the service's own *_DATABASE_URL) is required"
+                    )
                 shared = "postgresql://postgres@127.0.0.1:5432/postgres"
             self.database_url = with_database(shared, self.default_database)
         return self

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
+
 from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import Envelope, decode, encode, make_envelope
 from contracts.topics import DEAD_LETTERS
-from faststream.kafka import KafkaBroker
-from pydantic import BaseModel
 from servicekit.consumer import Consumer, MessageContext, PermanentError
 from servicekit.db import make_engine, make_session_factory
 from servicekit.outbox import OutboxRelay, enqueue
@@ -23,6 +24,7 @@ from servicekit.runtime import make_broker
 from servicekit.schema import OUTBOX, messaging_tables
 from servicekit.settings import ServiceSettings
 from servicekit.testing import unique_topic
+from servicekit.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +78,9 @@ def _recording_consumer(topic: str, fail_first: list[BaseException] | None = Non
         if payload.reason == "poison":
             raise PermanentError("this message can never be applied")
         await ctx.session.execute(
-            sa.insert(EFFECTS).values(message_id=str(ctx.envelope.message_id), amount=Decimal("1.10"))
+            sa.insert(EFFECTS).values(
+                message_id=str(ctx.envelope.message_id), amount=Decimal("1.10")
+            )
         )
 
     return Consumer(
@@ -153,7 +157,11 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_batch_appli
         correlation_id=uuid.uuid4(),
     )
     good = _envelope()
-    batch = [_record(b"not json at all", offset=0), _record(poison, offset=1), _record(good, offset=2)]
+    batch = [
+        _record(b"not json at all", offset=0),
+        _record(poison, offset=1),
+        _record(good, offset=2),
+    ]
 
     await consumer.process_records(batch)
     await consumer.process_records(batch)  # the same failures redelivered: no second letter
@@ -171,6 +179,7 @@ async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
     session_factory: Any, kafka_bootstrap_servers: str
 ) -> None:
     topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=3)
     envs = [_envelope(key="customer-7") for _ in range(25)]
     async with session_factory() as session, session.begin():
         for env in envs:
@@ -178,7 +187,9 @@ async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
 
     broker = KafkaBroker(kafka_bootstrap_servers, acks="all", enable_idempotence=True)
     await broker.start()
-    relay = OutboxRelay(service=f"svc-{uuid.uuid4().hex[:6]}", session_factory=session_factory, broker=broker)
+    relay = OutboxRelay(
+        service=f"svc-{uuid.uuid4().hex[:6]}", session_factory=session_factory, broker=broker
+    )
     try:
         assert await relay.publish_once() == 25
         assert await relay.publish_once() == 0
@@ -187,8 +198,11 @@ async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
 
     assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 0
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka_bootstrap_servers, auto_offset_reset="earliest",
-        group_id=None, enable_auto_commit=False,
+        topic,
+        bootstrap_servers=kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
@@ -207,6 +221,7 @@ async def test_a_crash_between_the_database_commit_and_the_offset_commit_applies
     session_factory: Any, kafka_bootstrap_servers: str
 ) -> None:
     topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all")
     await producer.start()
     env = _envelope()
@@ -216,8 +231,11 @@ async def test_a_crash_between_the_database_commit_and_the_offset_commit_applies
 
     # first life: the effect commits, then the process dies before committing the offset
     raw = AIOKafkaConsumer(
-        topic, bootstrap_servers=kafka_bootstrap_servers, group_id=consumer.name,
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        topic,
+        bootstrap_servers=kafka_bootstrap_servers,
+        group_id=consumer.name,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await raw.start()
     try:

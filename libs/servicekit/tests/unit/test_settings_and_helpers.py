@@ -1,0 +1,77 @@
+"""Settings derivation, secret guards and small helpers of servicekit."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy import exc as sa_exc
+
+from servicekit.consumer import _is_transient
+from servicekit.logging import mask_card
+from servicekit.settings import ServiceSettings, require_secret, to_asyncpg_url, with_database
+
+
+class ExampleSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EXAMPLE_", extra="ignore")
+    default_database: ClassVar[str] = "example"
+
+
+def test_each_service_uses_its_own_database_on_the_shared_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1:5555/postgres")
+    monkeypatch.delenv("EXAMPLE_DATABASE_URL", raising=False)
+    assert ExampleSettings().database_url == "postgresql://u:p@127.0.0.1:5555/example"
+
+
+def test_a_service_specific_database_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1:5555/postgres")
+    monkeypatch.setenv("EXAMPLE_DATABASE_URL", "postgresql://u:p@10.0.0.1:5432/other")
+    assert ExampleSettings().database_url.endswith("/other")
+
+
+def test_outside_development_a_database_url_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("EXAMPLE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("APP_ENV", "production")
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        ExampleSettings()
+
+
+def test_shared_variables_are_read_without_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    monkeypatch.setenv("EXAMPLE_PORT", "9999")
+    settings = ExampleSettings()
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:19092"
+    assert settings.port == 9999
+
+
+def test_urls_get_the_async_driver_and_other_databases() -> None:
+    assert to_asyncpg_url("postgresql://a@h/db") == "postgresql+asyncpg://a@h/db"
+    assert with_database("postgresql://a@h:1/x?sslmode=disable", "y") == (
+        "postgresql://a@h:1/y?sslmode=disable"
+    )
+    with pytest.raises(ValueError):
+        to_asyncpg_url("mysql://a@h/db")
+
+
+def test_placeholder_secrets_are_refused_outside_development() -> None:
+    assert require_secret("OPERATOR_TOKEN", "changeme", app_env="dev") == "changeme"
+    with pytest.raises(ValueError, match="OPERATOR_TOKEN"):
+        require_secret("OPERATOR_TOKEN", "changeme", app_env="production")
+    with pytest.raises(ValueError):
+        require_secret("OPERATOR_TOKEN", "", app_env="production")
+
+
+def test_card_numbers_are_masked_to_their_last_four_characters() -> None:
+    assert mask_card("4820000000017") == "*********0017"
+    assert mask_card(None) is None
+
+
+def test_infrastructure_errors_are_retried_and_logic_errors_are_not() -> None:
+    assert _is_transient(ConnectionError("reset"))
+    assert _is_transient(sa_exc.OperationalError("select", {}, Exception("down")))
+    assert not _is_transient(KeyError("missing"))
+    assert not _is_transient(ValueError("bad"))
