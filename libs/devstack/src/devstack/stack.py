@@ -1,0 +1,395 @@
+"""One stack = one run dir `.run/<name>/`: Kafka + PostgreSQL (+ the services).
+
+`start_infra` / `start_stack` are what `python -m devstack`, the Makefile and the e2e fixtures
+call. Both are context managers; anything they started is also stopped at interpreter exit
+unless `stop_at_exit=False` (what `devstack up` uses so the stack outlives the command), and
+`stop_run(name)` stops a stack from its pid files alone (`devstack down`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from devstack import postgres as pg
+from devstack.errors import DevstackError
+from devstack.kafka import KafkaServer, start_kafka
+from devstack.paths import run_dir as make_run_dir
+from devstack.postgres import PostgresServer, start_postgres
+from devstack.procs import (
+    Progress,
+    detach,
+    read_pid_file,
+    stderr_progress,
+    stop_pid_file,
+)
+from devstack.services import SERVICE_NAMES, ServicePorts, Services, start_services
+
+STATE_FILE = "stack.json"
+
+
+@dataclass
+class Infra:
+    """Kafka and PostgreSQL of one run dir: started here, or given by the environment."""
+
+    name: str
+    run_dir: Path
+    kafka_bootstrap_servers: str
+    database_url: str
+    kafka: KafkaServer | None = None
+    postgres: PostgresServer | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "DATABASE_URL": self.database_url,
+        }
+
+    def export_lines(self) -> str:
+        """`export NAME=value` lines for a shell's `eval`."""
+        return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in self.env.items())
+
+    def detach(self) -> None:
+        """Let the servers outlive this Python process."""
+        for server in (self.kafka, self.postgres):
+            if server is not None:
+                detach(server.process)
+
+    def stop(self, *, purge: bool = False, progress: Progress = stderr_progress) -> None:
+        """Stop Kafka, then PostgreSQL (only what this run dir started); `purge` also deletes
+        the run dir (data, logs)."""
+        if self.kafka is not None:
+            self.kafka.stop(progress=progress)
+        if self.postgres is not None:
+            self.postgres.stop(progress=progress)
+        if purge:
+            purge_run_dir(self.run_dir)
+
+    def __enter__(self) -> Infra:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@dataclass
+class Stack:
+    """Infrastructure plus the five services."""
+
+    infra: Infra
+    services: Services
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.infra.name
+
+    @property
+    def run_dir(self) -> Path:
+        return self.infra.run_dir
+
+    @property
+    def gateway_url(self) -> str:
+        return self.services.gateway_url
+
+    @property
+    def operator_token(self) -> str:
+        return self.services.operator_token
+
+    @property
+    def ports(self) -> ServicePorts:
+        return self.services.ports
+
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        return self.infra.kafka_bootstrap_servers
+
+    @property
+    def database_url(self) -> str:
+        return self.infra.database_url
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment the services were started with."""
+        return self.services.env
+
+    def url(self, service: str) -> str:
+        return self.services.url(service)
+
+    def log_path(self, service: str) -> Path:
+        return self.services.log_path(service)
+
+    def detach(self) -> None:
+        for proc in self.services.processes.values():
+            detach(proc)
+        self.infra.detach()
+
+    def stop(self, *, purge: bool = False, progress: Progress = stderr_progress) -> None:
+        """Stop the services, then the infrastructure this stack started."""
+        try:
+            self.services.stop(progress=progress)
+        finally:
+            self.infra.stop(purge=purge, progress=progress)
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _from_env(
+    given: str | None, var: str, use_env: bool, env: Mapping[str, str] | None
+) -> str | None:
+    if given:
+        return given
+    if use_env:
+        return (os.environ if env is None else env).get(var) or None
+    return None
+
+
+def start_infra(
+    name: str = "dev",
+    *,
+    run_root: Path | None = None,
+    kafka_bootstrap_servers: str | None = None,
+    database_url: str | None = None,
+    use_env: bool = True,
+    env: Mapping[str, str] | None = None,
+    kafka_port: int | None = None,
+    kafka_controller_port: int | None = None,
+    postgres_port: int | None = None,
+    timeout: float = 180.0,
+    stop_at_exit: bool = True,
+    progress: Progress = stderr_progress,
+) -> Infra:
+    """Start Kafka and PostgreSQL in `.run/<name>/` (in parallel) and wait until both are ready.
+
+    A piece is not started when its address is given (`kafka_bootstrap_servers`,
+    `database_url`) or, with `use_env`, when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` is set
+    in `env` (default: os.environ). Ports default to free ones. If either fails, whatever was
+    started is stopped and DevstackError carries the log tail."""
+    rdir = make_run_dir(name, run_root)
+    rdir.mkdir(parents=True, exist_ok=True)
+    kafka_given = _from_env(kafka_bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS", use_env, env)
+    db_given = _from_env(database_url, "DATABASE_URL", use_env, env)
+    if kafka_given:
+        progress(f"using Kafka at {kafka_given} (not starting one)")
+    if db_given:
+        progress(f"using PostgreSQL at {db_given.rsplit('@', 1)[-1]} (not starting one)")
+
+    started = time.monotonic()
+    kafka: KafkaServer | None = None
+    postgres: PostgresServer | None = None
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="devstack") as pool:
+        kafka_future: Future[KafkaServer] | None = None
+        pg_future: Future[PostgresServer] | None = None
+        if not db_given:
+            pg_future = pool.submit(
+                start_postgres,
+                rdir,
+                port=postgres_port,
+                timeout=timeout,
+                stop_at_exit=stop_at_exit,
+                progress=progress,
+            )
+        if not kafka_given:
+            kafka_future = pool.submit(
+                start_kafka,
+                rdir,
+                port=kafka_port,
+                controller_port=kafka_controller_port,
+                timeout=timeout,
+                stop_at_exit=stop_at_exit,
+                progress=progress,
+            )
+        errors: list[BaseException] = []
+        for future in (pg_future, kafka_future):
+            if future is None:
+                continue
+            try:
+                result = future.result()
+            except BaseException as exc:  # collect both, then clean up
+                errors.append(exc)
+                continue
+            if isinstance(result, KafkaServer):
+                kafka = result
+            else:
+                postgres = result
+    if errors:
+        for server in (kafka, postgres):
+            if server is not None:
+                server.stop(progress=progress)
+        if len(errors) == 1:
+            raise errors[0]
+        raise DevstackError("\n\n".join(str(e) for e in errors)) from errors[0]
+
+    infra = Infra(
+        name=name,
+        run_dir=rdir,
+        kafka_bootstrap_servers=kafka_given or (kafka.bootstrap_servers if kafka else ""),
+        database_url=db_given or (postgres.database_url if postgres else ""),
+        kafka=kafka,
+        postgres=postgres,
+    )
+    _write_state(
+        rdir,
+        {**infra.env, "infra_ready_seconds": round(time.monotonic() - started, 1)},
+        replace=True,
+    )
+    progress(f"infrastructure ready in {time.monotonic() - started:.1f}s")
+    return infra
+
+
+def start_stack(
+    name: str = "dev",
+    *,
+    ports: ServicePorts | None = None,
+    operator_token: str | None = None,
+    env: Mapping[str, str] | None = None,
+    use_env: bool = True,
+    run_root: Path | None = None,
+    services: tuple[str, ...] = SERVICE_NAMES,
+    infra_timeout: float = 180.0,
+    ready_timeout: float = 180.0,
+    stop_at_exit: bool = True,
+    progress: Progress = stderr_progress,
+) -> Stack:
+    """Infrastructure (see `start_infra`) plus the services on `ports` (default:
+    `ServicePorts.from_env(env)`, i.e. 8080..8084; tests pass `ServicePorts.free()`), ready
+    when each answers 200 on /health/ready. `env` (default os.environ) is passed through to
+    the services. Use as `with start_stack(...) as stack:`; a failure stops everything."""
+    infra = start_infra(
+        name,
+        run_root=run_root,
+        use_env=use_env,
+        env=env,
+        timeout=infra_timeout,
+        stop_at_exit=stop_at_exit,
+        progress=progress,
+    )
+    try:
+        svc = start_services(
+            infra.run_dir,
+            kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
+            database_url=infra.database_url,
+            ports=ports or ServicePorts.from_env(env),
+            operator_token=operator_token,
+            base_env=env,
+            names=services,
+            ready_timeout=ready_timeout,
+            stop_at_exit=stop_at_exit,
+            progress=progress,
+        )
+    except BaseException:
+        infra.stop(progress=progress)
+        raise
+    stack = Stack(infra=infra, services=svc)
+    _write_state(
+        infra.run_dir,
+        {
+            "gateway_url": stack.gateway_url,
+            "operator_token": stack.operator_token,
+            "ports": stack.ports.as_dict(),
+        },
+    )
+    return stack
+
+
+# -- a run dir seen from outside (devstack down / status) ---------------------------------------
+
+_STOP_ORDER = [f"svc-{n}" for n in reversed(SERVICE_NAMES)] + ["kafka", "postgres"]
+
+
+def pid_files(rdir: Path) -> list[Path]:
+    """The run dir's pid files in stop order: services, Kafka, PostgreSQL."""
+    folder = rdir / "pids"
+    if not folder.is_dir():
+        return []
+    found = {p.stem: p for p in folder.glob("*.pid")}
+    ordered = [found.pop(stem) for stem in _STOP_ORDER if stem in found]
+    return ordered + sorted(found.values())
+
+
+def stop_run(
+    name: str,
+    *,
+    run_root: Path | None = None,
+    purge: bool = False,
+    progress: Progress = stderr_progress,
+) -> list[str]:
+    """Stop everything a run dir's pid files name (services first, then Kafka, then
+    PostgreSQL), each by PID; return the names that were running. `purge` deletes the run dir
+    afterwards."""
+    rdir = make_run_dir(name, run_root)
+    stopped = []
+    for path in pid_files(rdir):
+        if stop_pid_file(path, progress=progress):
+            stopped.append(path.stem)
+    if purge:
+        purge_run_dir(rdir)
+    return stopped
+
+
+def purge_run_dir(rdir: Path) -> None:
+    """Delete a (stopped) run dir and PostgreSQL folders it keeps elsewhere."""
+    live = [p.stem for p in pid_files(rdir) if (info := read_pid_file(p)) and info.alive()]
+    if live:
+        raise DevstackError(f"not purging {rdir}: still running: {', '.join(live)}")
+    for folder in pg.extra_folders(rdir):
+        shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(rdir, ignore_errors=True)
+
+
+def run_status(name: str, *, run_root: Path | None = None) -> dict[str, Any]:
+    """What runs in a run dir: {"run_dir", "processes": {name: {"pid", "alive"}}, "state"}."""
+    rdir = make_run_dir(name, run_root)
+    processes: dict[str, dict[str, Any]] = {}
+    for path in pid_files(rdir):
+        info = read_pid_file(path)
+        if info is not None:
+            processes[path.stem] = {"pid": info.pid, "alive": info.alive()}
+    return {"run_dir": str(rdir), "processes": processes, "state": read_state(rdir)}
+
+
+def read_state(rdir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((rdir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_state(rdir: Path, values: Mapping[str, Any], *, replace: bool = False) -> None:
+    state = {**({} if replace else read_state(rdir)), **values}
+    path = rdir / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(json.dumps(state, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def log_paths(name: str, *, run_root: Path | None = None) -> list[Path]:
+    """Every log file of a run dir."""
+    folder = make_run_dir(name, run_root) / "logs"
+    return sorted(folder.glob("*.log")) + sorted(folder.glob("*.out")) if folder.is_dir() else []

@@ -1,0 +1,111 @@
+"""Rendering of the Kafka and PostgreSQL configuration (no process started)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from devstack.errors import DevstackError
+from devstack.kafka import (
+    check_logging_jars,
+    kafka_version,
+    new_cluster_id,
+    render_log4j2_properties,
+    render_server_properties,
+)
+from devstack.paths import check_name, kafka_pom, repo_root, run_dir
+from devstack.postgres import make_database_url, render_server_options
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def test_server_properties_single_node_kraft_on_loopback(tmp_path: Path) -> None:
+    props = parse_properties(
+        render_server_properties(port=39092, controller_port=39093, data_dir=tmp_path / "data")
+    )
+    assert props["process.roles"] == "broker,controller"
+    assert props["node.id"] == "1"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:39093"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:39092,CONTROLLER://127.0.0.1:39093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:39092"
+    assert props["controller.listener.names"] == "CONTROLLER"
+    assert props["log.dirs"] == str(tmp_path / "data")
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert props["offsets.topic.num.partitions"] == "6"
+    for key, value in props.items():
+        if key.endswith("replication.factor") or key.endswith("min.isr"):
+            assert value == "1", key
+    assert props["min.insync.replicas"] == "1"
+    assert "log.retention.ms" not in props  # topics carry their own retention
+
+
+def test_log4j2_config_logs_to_the_given_file(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "kafka-server.log"
+    props = parse_properties(render_log4j2_properties(log_file))
+    assert props["appender.file.fileName"] == str(log_file)
+    assert props["rootLogger.appenderRef.file.ref"] == props["appender.file.name"]
+
+
+def test_cluster_id_is_urlsafe_base64_of_16_bytes() -> None:
+    cid = new_cluster_id()
+    assert len(cid) == 22
+    assert len(base64.urlsafe_b64decode(cid + "==")) == 16
+    assert new_cluster_id() != cid
+
+
+def test_kafka_version_comes_from_the_pom() -> None:
+    version = kafka_version()
+    assert version.split(".")[0] == "4"
+    assert kafka_pom() == repo_root() / "libs" / "devstack" / "kafka" / "pom.xml"
+
+
+def test_kafka_version_of_a_pom_without_it(tmp_path: Path) -> None:
+    pom = tmp_path / "pom.xml"
+    pom.write_text('<project xmlns="http://maven.apache.org/POM/4.0.0"><properties/></project>')
+    with pytest.raises(DevstackError):
+        kafka_version(pom)
+
+
+@pytest.mark.parametrize(
+    ("jars", "ok"),
+    [
+        (["slf4j-api-1.7.36.jar", "log4j-core-2.26.1.jar", "log4j-slf4j-impl-2.26.1.jar"], True),
+        (["slf4j-api-1.7.36.jar", "log4j-core-2.26.1.jar", "log4j-slf4j2-impl-2.26.1.jar"], False),
+        (["slf4j-api-2.0.17.jar", "log4j-core-2.26.1.jar", "log4j-slf4j2-impl-2.26.1.jar"], True),
+        (["slf4j-api-2.0.17.jar", "log4j-slf4j2-impl-2.26.1.jar"], False),
+    ],
+)
+def test_slf4j_binding_must_match_the_api(tmp_path: Path, jars: list[str], ok: bool) -> None:
+    for jar in jars:
+        (tmp_path / jar).touch()
+    assert (check_logging_jars(tmp_path) == []) is ok
+
+
+def test_postgres_options_listen_on_loopback_only(tmp_path: Path) -> None:
+    argv = render_server_options(port=45432, socket_dir=tmp_path)
+    options = dict(argv[i + 1].split("=", 1) for i in range(0, len(argv), 2))
+    assert all(argv[i] == "-c" for i in range(0, len(argv), 2))
+    assert options["listen_addresses"] == "127.0.0.1"
+    assert options["port"] == "45432"
+    assert options["unix_socket_directories"] == str(tmp_path)
+    assert options["max_connections"] == "300"
+    assert options["synchronous_commit"] == "on"
+    assert "fsync" not in options  # stays on
+
+
+def test_database_url_quotes_credentials() -> None:
+    url = make_database_url(user="retail", password="a/b@c", port=5555)
+    assert url == "postgresql://retail:a%2Fb%40c@127.0.0.1:5555/postgres"
+
+
+def test_run_dir_names(tmp_path: Path) -> None:
+    assert run_dir("dev", tmp_path) == tmp_path / "dev"
+    for bad in ("", "../x", "a/b", ".hidden", "x" * 80):
+        with pytest.raises(ValueError):
+            check_name(bad)

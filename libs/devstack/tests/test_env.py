@@ -1,0 +1,84 @@
+"""The environment the services get, and their ports."""
+
+from __future__ import annotations
+
+import pytest
+
+from devstack.errors import DevstackError
+from devstack.services import (
+    SERVICES,
+    ServicePorts,
+    build_service_env,
+    resolve_operator_token,
+)
+
+PORTS = ServicePorts(gateway=9000, credit=9001, loyalty=9002, reporting=9003, notifier=9004)
+
+
+def make_env(base: dict[str, str]) -> dict[str, str]:
+    return build_service_env(
+        kafka_bootstrap_servers="127.0.0.1:1111",
+        database_url="postgresql://u:p@127.0.0.1:2222/postgres",
+        ports=PORTS,
+        operator_token="tok",
+        base_env=base,
+    )
+
+
+def test_every_service_gets_infra_ports_urls_and_token() -> None:
+    env = make_env({"PATH": "/bin"})
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:1111"
+    assert env["DATABASE_URL"] == "postgresql://u:p@127.0.0.1:2222/postgres"
+    assert env["APP_ENV"] == "dev"
+    assert env["OPERATOR_TOKEN"] == env["GATEWAY_OPERATOR_TOKEN"] == "tok"
+    assert env["GATEWAY_REPORTING_URL"] == "http://127.0.0.1:9003"
+    assert env["GATEWAY_NOTIFIER_URL"] == "http://127.0.0.1:9004"
+    assert [env[s.port_var] for s in SERVICES] == ["9000", "9001", "9002", "9003", "9004"]
+    assert env["GATEWAY_HOST"] == "127.0.0.1"
+    assert env["PATH"] == "/bin"
+
+
+def test_other_variables_pass_through_and_the_stack_wins() -> None:
+    env = make_env(
+        {
+            "OVERDUE_SCAN_INTERVAL_SECONDS": "1",
+            "LOG_LEVEL": "DEBUG",
+            "GATEWAY_PORT": "1",
+            "KAFKA_BOOTSTRAP_SERVERS": "elsewhere:9092",
+            "APP_ENV": "prod",
+        }
+    )
+    assert env["OVERDUE_SCAN_INTERVAL_SECONDS"] == "1"
+    assert env["CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS"] == "1"
+    assert env["LOG_LEVEL"] == "DEBUG"
+    assert env["GATEWAY_PORT"] == "9000"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:1111"
+    assert env["APP_ENV"] == "dev"
+
+
+def test_a_service_specific_setting_beats_the_shared_alias() -> None:
+    env = make_env(
+        {"OVERDUE_SCAN_INTERVAL_SECONDS": "1", "CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS": "7"}
+    )
+    assert env["CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS"] == "7"
+
+
+def test_ports_from_env_and_defaults() -> None:
+    assert ServicePorts.from_env({}) == ServicePorts(8080, 8081, 8082, 8083, 8084)
+    ports = ServicePorts.from_env({"GATEWAY_PORT": "18080", "NOTIFIER_PORT": "18084"})
+    assert (ports.gateway, ports.credit, ports.notifier) == (18080, 8081, 18084)
+    with pytest.raises(DevstackError):
+        ServicePorts.from_env({"CREDIT_PORT": "x"})
+
+
+def test_free_service_ports_are_distinct() -> None:
+    ports = ServicePorts.free().as_dict()
+    assert len(set(ports.values())) == 5
+    assert set(ports) == {s.name for s in SERVICES}
+
+
+def test_operator_token_given_from_env_or_generated() -> None:
+    assert resolve_operator_token("given", {"OPERATOR_TOKEN": "env"}) == ("given", False)
+    assert resolve_operator_token(None, {"OPERATOR_TOKEN": "env"}) == ("env", False)
+    token, generated = resolve_operator_token(None, {})
+    assert generated and len(token) >= 32
