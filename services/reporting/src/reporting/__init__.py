@@ -1,0 +1,1 @@
+"""Reporting: read models built from the event topics, and the gateway's internal read API."""

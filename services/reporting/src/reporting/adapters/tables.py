@@ -1,0 +1,132 @@
+"""The read-model tables of reporting, all rebuilt from the topics by `reporting.rebuild`.
+
+Money is NUMERIC(18,4): the contracts allow currencies with up to 4 minor-unit digits, and
+answers are rounded to the chain's own minor units when they are rendered.
+Every read-model table has a natural primary key (no sequences), so a rebuilt table can be
+compared with the live one row by row whatever order the partitions were replayed in.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID
+
+MONEY = sa.Numeric(18, 4)
+QUANTITY = sa.Numeric(24, 6)
+
+metadata = sa.MetaData()
+
+chains = sa.Table(
+    "rm_chains",
+    metadata,
+    sa.Column("chain_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("minor_units", sa.Integer, nullable=False),
+    sa.Column("credit_mode", sa.Text, nullable=False),
+)
+
+stores = sa.Table(
+    "rm_stores",
+    metadata,
+    sa.Column("store_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+)
+
+customers = sa.Table(
+    "rm_customers",
+    metadata,
+    sa.Column("customer_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("phone", sa.Text),
+    sa.Column("vip", sa.Boolean, nullable=False),
+    sa.Column("card_number", sa.Text),
+    sa.Index("rm_customers_chain", "chain_id"),
+)
+
+#: One row per customer with any money or bonus movement; debt/advance as credit last said.
+balances = sa.Table(
+    "rm_balances",
+    metadata,
+    sa.Column("customer_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("debt", MONEY, nullable=False, server_default="0"),
+    sa.Column("advance", MONEY, nullable=False, server_default="0"),
+    sa.Column("bonus_balance", MONEY, nullable=False, server_default="0"),
+    sa.Index("rm_balances_chain", "chain_id"),
+)
+
+sales = sa.Table(
+    "rm_sales",
+    metadata,
+    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("store_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("sold_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_date", sa.Date),
+    sa.Column("total", MONEY, nullable=False),
+    sa.Column("discount_revoked", MONEY, nullable=False, server_default="0"),
+    sa.Index("rm_sales_customer", "customer_id"),
+)
+
+#: Debt is kept per receipt line in every credit mode (credit's `lines_changed`).
+sale_lines = sa.Table(
+    "rm_sale_lines",
+    metadata,
+    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("line_no", sa.Integer, primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("sku", sa.Text),
+    sa.Column("barcode", sa.Text),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("quantity", QUANTITY, nullable=False),
+    sa.Column("returned_quantity", QUANTITY, nullable=False, server_default="0"),
+    sa.Column("amount", MONEY, nullable=False),
+    sa.Column("owed", MONEY, nullable=False),
+    sa.Index("rm_sale_lines_open_customer", "customer_id", postgresql_where=sa.text("owed > 0")),
+    sa.Index("rm_sale_lines_open_chain", "chain_id", postgresql_where=sa.text("owed > 0")),
+)
+
+#: Every money and bonus movement of a customer (statement, payment-balance, bonus stats).
+#: `goods` and `payments` are the movement's share of the Payment-Balance report, so that
+#: payments - goods is the change of (advance - debt); `*_change` are the statement columns.
+movements = sa.Table(
+    "rm_movements",
+    metadata,
+    sa.Column("message_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("store_id", UUID(as_uuid=True)),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("sale_id", UUID(as_uuid=True)),
+    sa.Column("payment_id", UUID(as_uuid=True)),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("goods", MONEY, nullable=False, server_default="0"),
+    sa.Column("payments", MONEY, nullable=False, server_default="0"),
+    sa.Column("debt_change", MONEY, nullable=False, server_default="0"),
+    sa.Column("advance_change", MONEY, nullable=False, server_default="0"),
+    sa.Column("bonus_change", MONEY, nullable=False, server_default="0"),
+    #: the bonus ledger's movement kind (accrued, spent, ...) for bonus movements
+    sa.Column("bonus_kind", sa.Text),
+    sa.Column("bonus_amount", MONEY, nullable=False, server_default="0"),
+    sa.Index("rm_movements_customer_at", "customer_id", "at"),
+    sa.Index("rm_movements_chain_at", "chain_id", "at"),
+)
+
+READ_MODEL_TABLES: tuple[sa.Table, ...] = (
+    chains,
+    stores,
+    customers,
+    balances,
+    sales,
+    sale_lines,
+    movements,
+)

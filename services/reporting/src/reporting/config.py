@@ -1,0 +1,27 @@
+"""Settings of the reporting service (env prefix `REPORTING_`)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+from servicekit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Everything reporting can be told through the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="REPORTING_", extra="ignore")
+
+    default_database: ClassVar[str] = "reporting"
+    service_name: ClassVar[str] = "reporting"
+
+    port: int = 8083
+    #: consumer group of the live read-model projection
+    consumer_group: str = "reporting"
+    #: rows per page when a report is asked for with `limit` (and the cap of `limit`)
+    max_page_size: int = 500
+    #: records fetched per poll by `python -m reporting.rebuild`
+    rebuild_batch_size: int = 500
+    #: seconds between progress lines of the rebuild
+    rebuild_progress_interval_seconds: float = 2.0

@@ -1,0 +1,1 @@
+"""Pure report arithmetic: no database, no Kafka, Decimal money."""

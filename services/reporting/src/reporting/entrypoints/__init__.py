@@ -1,0 +1,1 @@
+"""The ASGI app, the internal HTTP API and the rebuild command."""

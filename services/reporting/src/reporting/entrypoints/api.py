@@ -1,0 +1,241 @@
+"""The internal read API the gateway calls (loopback only, see docs/architecture.md).
+
+Paths are prefixed `/internal/v1/chains/{chain_id}`; answers are the public JSON of api.md,
+or CSV with `Accept: text/csv`. Objects of another chain answer `404 {"code": "not_found"}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import date
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
+from servicekit.db import SessionFactory
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reporting.domain.model import Period, money_str
+from reporting.domain.paging import BadCursor, page_by_offset, to_csv
+from reporting.service_layer import reports
+from reporting.service_layer.reports import CSV_HEADERS, Filters, NotFound
+
+PREFIX = "/internal/v1/chains/{chain_id}"
+MAX_LIMIT = 500
+
+
+def _session_factory(request: Request) -> SessionFactory:
+    factory: SessionFactory = request.app.state.runtime.session_factory
+    return factory
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    # a read-only snapshot: every query of one report sees the same state
+    async with _session_factory(request)() as session, session.begin():
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_ids: list[UUID]
+
+
+def _problem(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"status": status, "title": code.replace("_", " "), "detail": detail, "code": code},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+def _wants_csv(request: Request) -> bool:
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def _csv(rows: Sequence[Mapping[str, Any]], header: Sequence[str], name: str) -> Response:
+    return Response(
+        to_csv(rows, header),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
+def _filters(
+    from_: date | None, to: date | None, store_id: UUID | None, vip_only: bool
+) -> Filters:
+    return Filters(Period(from_, to), store_id, vip_only)
+
+
+FromQ = Annotated[date | None, Query(alias="from")]
+ToQ = Annotated[date | None, Query()]
+StoreQ = Annotated[UUID | None, Query()]
+VipQ = Annotated[bool, Query()]
+LimitQ = Annotated[int | None, Query(ge=1, le=MAX_LIMIT)]
+CursorQ = Annotated[str | None, Query()]
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix=PREFIX, tags=["internal"])
+
+    @api.get("/customers/{customer_id}/balances")
+    async def customer_balances(chain_id: UUID, customer_id: UUID, session: Session) -> Response:
+        try:
+            found = await reports.balances_of(session, chain_id, [customer_id])
+        except NotFound:
+            return _problem(404, "not_found", "no such customer")
+        return JSONResponse(found[customer_id])
+
+    @api.post("/balances:batch")
+    async def balances_batch(chain_id: UUID, body: BatchRequest, session: Session) -> Response:
+        found = await reports.balances_of(session, chain_id, body.customer_ids, strict=False)
+        return JSONResponse({"items": {str(k): v for k, v in found.items()}})
+
+    @api.get("/customers/{customer_id}/open-sales")
+    async def customer_open_sales(
+        chain_id: UUID,
+        customer_id: UUID,
+        session: Session,
+        mode: Literal["balance", "per_sale", "per_item"] | None = None,
+    ) -> Response:
+        try:
+            body = await reports.open_sales(session, chain_id, customer_id, mode)
+        except NotFound:
+            return _problem(404, "not_found", "no such customer")
+        return JSONResponse(body)
+
+    @api.get("/reports/payment-balance")
+    async def payment_balance(
+        request: Request,
+        chain_id: UUID,
+        session: Session,
+        from_: FromQ = None,
+        to: ToQ = None,
+        store_id: StoreQ = None,
+        vip_only: VipQ = False,
+        sort: Literal["closing", "name"] = "closing",
+        limit: LimitQ = None,
+        cursor: CursorQ = None,
+    ) -> Response:
+        rows, totals, info = await reports.payment_balance(
+            session, chain_id, _filters(from_, to, store_id, vip_only), sort=sort
+        )
+        try:
+            page, nxt = page_by_offset(rows, limit=limit, cursor=cursor)
+        except BadCursor:
+            return _problem(422, "validation_error", "invalid cursor")
+        out = [reports.payment_balance_json(r, info.minor_units) for r in page]
+        if _wants_csv(request):
+            return _csv(out, CSV_HEADERS["payment-balance"], "payment-balance")
+        mu = info.minor_units
+        body: dict[str, Any] = {
+            "rows": out,
+            "totals": {k: money_str(v, mu) for k, v in totals.items()},
+        }
+        if limit is not None:
+            body["next"] = nxt
+        return JSONResponse(body)
+
+    @api.get("/reports/unpaid-goods")
+    async def unpaid_goods(
+        request: Request,
+        chain_id: UUID,
+        session: Session,
+        store_id: StoreQ = None,
+        vip_only: VipQ = False,
+        limit: LimitQ = None,
+        cursor: CursorQ = None,
+    ) -> Response:
+        rows = await reports.unpaid_goods(
+            session, chain_id, _filters(None, None, store_id, vip_only)
+        )
+        try:
+            page, nxt = page_by_offset(rows, limit=limit, cursor=cursor)
+        except BadCursor:
+            return _problem(422, "validation_error", "invalid cursor")
+        if _wants_csv(request):
+            return _csv(page, CSV_HEADERS["unpaid-goods"], "unpaid-goods")
+        body: dict[str, Any] = {"rows": list(page)}
+        if limit is not None:
+            body["next"] = nxt
+        return JSONResponse(body)
+
+    @api.get("/reports/aging")
+    async def aging(
+        request: Request,
+        chain_id: UUID,
+        session: Session,
+        store_id: StoreQ = None,
+        vip_only: VipQ = False,
+        limit: LimitQ = None,
+        cursor: CursorQ = None,
+    ) -> Response:
+        rows, totals = await reports.aging(
+            session, chain_id, _filters(None, None, store_id, vip_only)
+        )
+        try:
+            page, nxt = page_by_offset(rows, limit=limit, cursor=cursor)
+        except BadCursor:
+            return _problem(422, "validation_error", "invalid cursor")
+        if _wants_csv(request):
+            return _csv(page, CSV_HEADERS["aging"], "aging")
+        body: dict[str, Any] = {"rows": list(page), "totals": totals}
+        if limit is not None:
+            body["next"] = nxt
+        return JSONResponse(body)
+
+    @api.get("/reports/bonus-statistics")
+    async def bonus_statistics(
+        request: Request,
+        chain_id: UUID,
+        session: Session,
+        from_: FromQ = None,
+        to: ToQ = None,
+        store_id: StoreQ = None,
+        vip_only: VipQ = False,
+        limit: LimitQ = None,
+        cursor: CursorQ = None,
+    ) -> Response:
+        body = await reports.bonus_statistics(
+            session, chain_id, _filters(from_, to, store_id, vip_only)
+        )
+        try:
+            page, nxt = page_by_offset(body["by_customer"], limit=limit, cursor=cursor)
+        except BadCursor:
+            return _problem(422, "validation_error", "invalid cursor")
+        if _wants_csv(request):
+            return _csv(page, CSV_HEADERS["bonus-statistics"], "bonus-statistics")
+        body["by_customer"] = list(page)
+        if limit is not None:
+            body["next"] = nxt
+        return JSONResponse(body)
+
+    @api.get("/customers/{customer_id}/statement")
+    async def customer_statement(
+        request: Request,
+        chain_id: UUID,
+        customer_id: UUID,
+        session: Session,
+        from_: FromQ = None,
+        to: ToQ = None,
+        limit: LimitQ = None,
+        cursor: CursorQ = None,
+    ) -> Response:
+        try:
+            body, entries = await reports.statement(
+                session, chain_id, customer_id, Period(from_, to), limit=limit, cursor=cursor
+            )
+        except NotFound:
+            return _problem(404, "not_found", "no such customer")
+        except BadCursor:
+            return _problem(422, "validation_error", "invalid cursor")
+        if _wants_csv(request):
+            return _csv(entries, CSV_HEADERS["statement"], "statement")
+        return JSONResponse(body)
+
+    return api

@@ -1,0 +1,1 @@
+"""Message handlers (read-model updates) and report queries."""

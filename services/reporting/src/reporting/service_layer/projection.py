@@ -1,0 +1,498 @@
+"""The read-model projection: one handler per consumed message, run by servicekit's consumer
+inside the batch transaction (and a savepoint per message; the inbox makes each run once).
+
+Debt and advance are taken from credit's `customer_balances` (credit owns them; one
+customer's credit events arrive in order because they share a key); the statement's debt and
+advance changes are the difference to the previous balances. The bonus balance is the sum of
+loyalty's bonus movements, which keeps it independent of how the two topics interleave.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from contracts.credit import v1 as credit
+from contracts.enums import BonusMovementKind, PaymentMethod
+from contracts.gateway import v1 as gateway
+from contracts.loyalty import v1 as loyalty
+from contracts.money import decimal_to_str
+from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS, MASTERDATA_EVENTS
+from pydantic import BaseModel
+from servicekit.consumer import Consumer, Handler, MessageContext
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reporting.adapters import tables as t
+from reporting.domain.model import ZERO, return_shares, sale_shares
+
+log = logging.getLogger(__name__)
+
+TOPICS: tuple[str, ...] = (CREDIT_EVENTS, LOYALTY_EVENTS, MASTERDATA_EVENTS)
+
+#: Live handlers hold this advisory lock shared; the rebuild takes it exclusively to swap the
+#: rebuilt tables in while no batch is half-way.
+PROJECTION_LOCK = zlib.crc32(b"reporting-projection")
+
+_BONUS_ADDS = frozenset({BonusMovementKind.ACCRUED, BonusMovementKind.RESTORED})
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def _hold_projection_lock(session: AsyncSession) -> None:
+    await session.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(PROJECTION_LOCK)))
+
+
+async def _locked_balances(
+    session: AsyncSession, chain_id: UUID, customer_id: UUID
+) -> tuple[Decimal, Decimal, Decimal]:
+    """The customer's balances row, created if missing, locked for this transaction."""
+    await session.execute(
+        pg_insert(t.balances)
+        .values(customer_id=customer_id, chain_id=chain_id)
+        .on_conflict_do_nothing()
+    )
+    row = (
+        await session.execute(
+            sa.select(t.balances.c.debt, t.balances.c.advance, t.balances.c.bonus_balance)
+            .where(t.balances.c.customer_id == customer_id)
+            .with_for_update()
+        )
+    ).one()
+    return row.debt, row.advance, row.bonus_balance
+
+
+async def _apply_credit_balances(
+    session: AsyncSession, chain_id: UUID, customer_id: UUID, after: credit.CustomerBalances
+) -> tuple[Decimal, Decimal]:
+    """Store credit's balances after the event; returns the (debt, advance) changes."""
+    debt, advance, _ = await _locked_balances(session, chain_id, customer_id)
+    await session.execute(
+        sa.update(t.balances)
+        .where(t.balances.c.customer_id == customer_id)
+        .values(debt=after.debt, advance=after.advance)
+    )
+    return after.debt - debt, after.advance - advance
+
+
+async def _apply_lines_changed(
+    session: AsyncSession, changes: Iterable[credit.LineOwedChange]
+) -> None:
+    for change in changes:
+        result = await session.execute(
+            sa.update(t.sale_lines)
+            .where(
+                t.sale_lines.c.sale_id == change.sale_id,
+                t.sale_lines.c.line_no == change.line_no,
+            )
+            .values(owed=change.owed_after)
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            log.warning("owed change for unknown line %s/%s", change.sale_id, change.line_no)
+
+
+async def _add_movement(
+    ctx: MessageContext,
+    *,
+    seq: int = 0,
+    chain_id: UUID,
+    customer_id: UUID,
+    store_id: UUID | None,
+    at: datetime,
+    kind: str,
+    description: str,
+    sale_id: UUID | None = None,
+    payment_id: UUID | None = None,
+    goods: Decimal = ZERO,
+    payments: Decimal = ZERO,
+    debt_change: Decimal = ZERO,
+    advance_change: Decimal = ZERO,
+    bonus_change: Decimal = ZERO,
+    bonus_kind: str | None = None,
+    bonus_amount: Decimal = ZERO,
+) -> None:
+    await ctx.session.execute(
+        pg_insert(t.movements)
+        .values(
+            message_id=ctx.envelope.message_id,
+            seq=seq,
+            chain_id=chain_id,
+            customer_id=customer_id,
+            store_id=store_id,
+            at=at,
+            kind=kind,
+            sale_id=sale_id,
+            payment_id=payment_id,
+            description=description,
+            goods=goods,
+            payments=payments,
+            debt_change=debt_change,
+            advance_change=advance_change,
+            bonus_change=bonus_change,
+            bonus_kind=bonus_kind,
+            bonus_amount=bonus_amount,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def _m(value: Decimal) -> str:
+    return decimal_to_str(value)
+
+
+# --------------------------------------------------------------------------- master data
+
+
+async def on_chain_registered(ctx: MessageContext, msg: gateway.ChainRegistered) -> None:
+    await _hold_projection_lock(ctx.session)
+    await _upsert_chain(ctx.session, msg.chain_id, msg.name, msg.settings)
+
+
+async def on_chain_settings_changed(
+    ctx: MessageContext, msg: gateway.ChainSettingsChanged
+) -> None:
+    await _hold_projection_lock(ctx.session)
+    await _upsert_chain(ctx.session, msg.chain_id, None, msg.settings)
+
+
+async def _upsert_chain(
+    session: AsyncSession, chain_id: UUID, name: str | None, s: gateway.ChainSettingsSnapshot
+) -> None:
+    values: dict[str, Any] = {
+        "timezone": s.timezone,
+        "currency": s.currency,
+        "minor_units": s.minor_units,
+        "credit_mode": s.credit_mode.value,
+    }
+    if name is not None:
+        values["name"] = name
+    stmt = pg_insert(t.chains).values({"chain_id": chain_id, "name": name or "", **values})
+    await session.execute(stmt.on_conflict_do_update(index_elements=["chain_id"], set_=values))
+
+
+async def on_store_registered(ctx: MessageContext, msg: gateway.StoreRegistered) -> None:
+    await _hold_projection_lock(ctx.session)
+    values = {"chain_id": msg.chain_id, "code": msg.code, "name": msg.name}
+    await ctx.session.execute(
+        pg_insert(t.stores)
+        .values(store_id=msg.store_id, **values)
+        .on_conflict_do_update(index_elements=["store_id"], set_=values)
+    )
+
+
+async def _upsert_customer(
+    session: AsyncSession, chain_id: UUID, c: gateway.CustomerSnapshot
+) -> None:
+    values = {
+        "chain_id": chain_id,
+        "name": c.name,
+        "phone": c.phone,
+        "vip": c.vip,
+        "card_number": c.card_number,
+    }
+    await session.execute(
+        pg_insert(t.customers)
+        .values(customer_id=c.customer_id, **values)
+        .on_conflict_do_update(index_elements=["customer_id"], set_=values)
+    )
+
+
+async def on_customer_registered(ctx: MessageContext, msg: gateway.CustomerRegistered) -> None:
+    await _hold_projection_lock(ctx.session)
+    await _upsert_customer(ctx.session, msg.chain_id, msg.customer)
+
+
+async def on_customer_updated(ctx: MessageContext, msg: gateway.CustomerUpdated) -> None:
+    await _hold_projection_lock(ctx.session)
+    await _upsert_customer(ctx.session, msg.chain_id, msg.customer)
+
+
+async def on_card_issued(ctx: MessageContext, msg: gateway.CardIssued) -> None:
+    await _hold_projection_lock(ctx.session)
+    await ctx.session.execute(
+        sa.update(t.customers)
+        .where(t.customers.c.customer_id == msg.customer_id)
+        .values(card_number=msg.card_number)
+    )
+
+
+# --------------------------------------------------------------------------- credit
+
+
+async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> None:
+    if msg.customer_id is None or msg.customer_balances is None:
+        return  # anonymous sales are in no customer report
+    await _hold_projection_lock(ctx.session)
+    session = ctx.session
+    await session.execute(
+        pg_insert(t.sales)
+        .values(
+            sale_id=msg.sale_id,
+            chain_id=msg.chain_id,
+            customer_id=msg.customer_id,
+            store_id=msg.store_id,
+            sold_at=msg.sold_at,
+            due_date=msg.due_date,
+            total=msg.total,
+        )
+        .on_conflict_do_nothing()
+    )
+    await session.execute(
+        pg_insert(t.sale_lines)
+        .values(
+            [
+                {
+                    "sale_id": msg.sale_id,
+                    "line_no": line.line_no,
+                    "chain_id": msg.chain_id,
+                    "customer_id": msg.customer_id,
+                    "sku": line.sku,
+                    "barcode": line.barcode,
+                    "name": line.name,
+                    "quantity": line.quantity,
+                    "amount": line.amount,
+                    "owed": line.owed,
+                }
+                for line in msg.lines
+            ]
+        )
+        .on_conflict_do_nothing()
+    )
+    await _apply_lines_changed(session, msg.lines_changed)
+    debt_change, advance_change = await _apply_credit_balances(
+        session, msg.chain_id, msg.customer_id, msg.customer_balances
+    )
+    advance_payments = sum(
+        (p.amount for p in msg.payments if p.method is PaymentMethod.ADVANCE), ZERO
+    )
+    goods, payments = sale_shares(
+        total=msg.total,
+        paid=msg.paid,
+        advance_payments=advance_payments,
+        change_to_advance=msg.change_to_advance,
+    )
+    parts = [f"Sale, {len(msg.lines)} line(s), total {_m(msg.total)}"]
+    if msg.on_account:
+        parts.append(f"on account {_m(msg.on_account)}")
+    if msg.due_date:
+        parts.append(f"due {msg.due_date.isoformat()}")
+    await _add_movement(
+        ctx,
+        chain_id=msg.chain_id,
+        customer_id=msg.customer_id,
+        store_id=msg.store_id,
+        at=msg.sold_at,
+        kind="sale",
+        sale_id=msg.sale_id,
+        description=", ".join(parts),
+        goods=goods,
+        payments=payments,
+        debt_change=debt_change,
+        advance_change=advance_change,
+    )
+
+
+async def on_debt_payment(ctx: MessageContext, msg: credit.DebtPaymentRecorded) -> None:
+    await _hold_projection_lock(ctx.session)
+    await _apply_lines_changed(ctx.session, msg.lines_changed)
+    debt_change, advance_change = await _apply_credit_balances(
+        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
+    )
+    await _add_movement(
+        ctx,
+        chain_id=msg.chain_id,
+        customer_id=msg.customer_id,
+        store_id=msg.store_id,
+        at=msg.occurred_at,
+        kind="payment",
+        payment_id=msg.payment_id,
+        sale_id=msg.allocated[0].sale_id if len({a.sale_id for a in msg.allocated}) == 1 else None,
+        description=f"Payment ({msg.kind.value}, {msg.method.value}) {_m(msg.amount)}",
+        payments=msg.amount,
+        debt_change=debt_change,
+        advance_change=advance_change,
+    )
+
+
+async def on_advance(ctx: MessageContext, msg: credit.AdvanceRecorded) -> None:
+    await _hold_projection_lock(ctx.session)
+    await _apply_lines_changed(ctx.session, msg.lines_changed)
+    debt_change, advance_change = await _apply_credit_balances(
+        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
+    )
+    description = f"Advance ({msg.method.value}) {_m(msg.amount)}"
+    if msg.applied_to_debt:
+        description += f", {_m(msg.applied_to_debt)} paid debt"
+    await _add_movement(
+        ctx,
+        chain_id=msg.chain_id,
+        customer_id=msg.customer_id,
+        store_id=msg.store_id,
+        at=msg.occurred_at,
+        kind="advance",
+        payment_id=msg.payment_id,
+        description=description,
+        payments=msg.amount,
+        debt_change=debt_change,
+        advance_change=advance_change,
+    )
+
+
+async def on_refund(ctx: MessageContext, msg: credit.RefundRecorded) -> None:
+    await _hold_projection_lock(ctx.session)
+    debt_change, advance_change = await _apply_credit_balances(
+        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
+    )
+    await _add_movement(
+        ctx,
+        chain_id=msg.chain_id,
+        customer_id=msg.customer_id,
+        store_id=msg.store_id,
+        at=msg.occurred_at,
+        kind="refund",
+        payment_id=msg.refund_id,
+        description=f"Money returned ({msg.method.value}) {_m(msg.amount)}",
+        payments=-msg.amount,
+        debt_change=debt_change,
+        advance_change=advance_change,
+    )
+
+
+async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
+    if msg.customer_id is None or msg.customer_balances is None:
+        return
+    await _hold_projection_lock(ctx.session)
+    for line in msg.lines:
+        await ctx.session.execute(
+            sa.update(t.sale_lines)
+            .where(t.sale_lines.c.sale_id == msg.sale_id, t.sale_lines.c.line_no == line.line_no)
+            .values(returned_quantity=t.sale_lines.c.returned_quantity + line.quantity)
+        )
+    await _apply_lines_changed(ctx.session, msg.lines_changed)
+    debt_change, advance_change = await _apply_credit_balances(
+        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
+    )
+    goods, payments = return_shares(
+        value=msg.value, refunded=msg.refunded, bonus_restored=msg.bonus_restored
+    )
+    await _add_movement(
+        ctx,
+        chain_id=msg.chain_id,
+        customer_id=msg.customer_id,
+        store_id=msg.store_id,
+        at=msg.occurred_at,
+        kind="return",
+        sale_id=msg.sale_id,
+        payment_id=msg.return_id,
+        description=(
+            f"Return of {len(msg.lines)} line(s), value {_m(msg.value)}, "
+            f"refunded ({msg.refund.value}) {_m(msg.refunded)}"
+        ),
+        goods=goods,
+        payments=payments,
+        debt_change=debt_change,
+        advance_change=advance_change,
+    )
+
+
+async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) -> None:
+    await _hold_projection_lock(ctx.session)
+    await ctx.session.execute(
+        sa.update(t.sales)
+        .where(t.sales.c.sale_id == msg.sale_id)
+        .values(discount_revoked=t.sales.c.discount_revoked + msg.amount)
+    )
+    for line in msg.lines:
+        await ctx.session.execute(
+            sa.update(t.sale_lines)
+            .where(t.sale_lines.c.sale_id == msg.sale_id, t.sale_lines.c.line_no == line.line_no)
+            .values(amount=t.sale_lines.c.amount + line.amount)
+        )
+    await _apply_lines_changed(ctx.session, msg.lines_changed)
+    debt_change, advance_change = await _apply_credit_balances(
+        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
+    )
+    store_id = await ctx.session.scalar(
+        sa.select(t.sales.c.store_id).where(t.sales.c.sale_id == msg.sale_id)
+    )
+    await _add_movement(
+        ctx,
+        chain_id=msg.chain_id,
+        customer_id=msg.customer_id,
+        store_id=store_id,
+        at=msg.revoked_at,
+        kind="discount_revoked",
+        sale_id=msg.sale_id,
+        description=f"Discount revoked ({msg.trigger}) {_m(msg.amount)}",
+        goods=msg.amount,
+        debt_change=debt_change,
+        advance_change=advance_change,
+    )
+
+
+async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
+    # The due date normally came with the sale; credit's scan is the authority if not.
+    await _hold_projection_lock(ctx.session)
+    await ctx.session.execute(
+        sa.update(t.sales)
+        .where(t.sales.c.sale_id == msg.sale_id, t.sales.c.due_date.is_(None))
+        .values(due_date=msg.due_date)
+    )
+
+
+# --------------------------------------------------------------------------- loyalty
+
+
+async def on_bonus_movement(ctx: MessageContext, msg: loyalty.BonusMovementRecorded) -> None:
+    await _hold_projection_lock(ctx.session)
+    signed = msg.amount if msg.kind in _BONUS_ADDS else -msg.amount
+    await _locked_balances(ctx.session, msg.chain_id, msg.customer_id)
+    await ctx.session.execute(
+        sa.update(t.balances)
+        .where(t.balances.c.customer_id == msg.customer_id)
+        .values(bonus_balance=t.balances.c.bonus_balance + signed)
+    )
+    await _add_movement(
+        ctx,
+        chain_id=msg.chain_id,
+        customer_id=msg.customer_id,
+        store_id=msg.store_id,
+        at=msg.at,
+        kind=f"bonus_{msg.kind.value}",
+        sale_id=msg.sale_id,
+        payment_id=msg.payment_id,
+        description=f"Bonus {msg.kind.value} {_m(msg.amount)}",
+        bonus_change=signed,
+        bonus_kind=msg.kind.value,
+        bonus_amount=msg.amount,
+    )
+
+
+HANDLERS: dict[type[BaseModel], Handler] = {
+    gateway.ChainRegistered: on_chain_registered,
+    gateway.ChainSettingsChanged: on_chain_settings_changed,
+    gateway.StoreRegistered: on_store_registered,
+    gateway.CustomerRegistered: on_customer_registered,
+    gateway.CustomerUpdated: on_customer_updated,
+    gateway.CardIssued: on_card_issued,
+    credit.SaleCompleted: on_sale_completed,
+    credit.DebtPaymentRecorded: on_debt_payment,
+    credit.AdvanceRecorded: on_advance,
+    credit.RefundRecorded: on_refund,
+    credit.ReturnRecorded: on_return,
+    credit.DiscountRevoked: on_discount_revoked,
+    credit.SaleOverdue: on_sale_overdue,
+    loyalty.BonusMovementRecorded: on_bonus_movement,
+}
+
+
+def make_consumer(name: str = "reporting", topics: Sequence[str] = TOPICS) -> Consumer:
+    """The projection's consumer (the rebuild makes one with a throw-away group name)."""
+    return Consumer(name=name, topics=list(topics), handlers=dict(HANDLERS))

@@ -1,0 +1,555 @@
+"""Report queries: read the read models and answer exactly the public JSON of api.md.
+
+Every function takes the chain id first and never returns another chain's rows. Aggregation
+happens in SQL; the arithmetic that defines a report (closing, buckets, running balances) is
+`reporting.domain.model`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from reporting.adapters import tables as t
+from reporting.domain.model import (
+    AGING_BUCKETS,
+    ZERO,
+    Balances,
+    OwedLine,
+    PaymentBalanceRow,
+    Period,
+    StatementEntry,
+    build_aging,
+    days_past_due,
+    local_today,
+    money_str,
+    payment_balance_totals,
+    running,
+    sort_payment_balance,
+    unpaid_item,
+)
+from reporting.domain.paging import page_by_offset
+
+BONUS_FIELDS: tuple[str, ...] = ("accrued", "spent", "cancelled", "reversed", "restored", "expired")
+
+CSV_HEADERS: dict[str, tuple[str, ...]] = {
+    "payment-balance": ("customer_id", "name", "opening", "goods", "payments", "closing"),
+    "unpaid-goods": (
+        "customer_id", "customer_name", "sale_id", "sold_at", "due_date", "days_overdue",
+        "item", "barcode", "quantity", "amount_owed",
+    ),
+    "aging": ("customer_id", "name", *AGING_BUCKETS, "total"),
+    "bonus-statistics": ("customer_id", *BONUS_FIELDS, "balance"),
+    "statement": (
+        "at", "kind", "sale_id", "payment_id", "description", "debt_change", "advance_change",
+        "bonus_change", "debt", "advance", "bonus_balance",
+    ),
+}
+
+
+class NotFound(Exception):
+    """The object does not exist in this chain (or belongs to another one)."""
+
+
+@dataclass(frozen=True)
+class ChainInfo:
+    timezone: str
+    minor_units: int
+    credit_mode: str
+
+
+@dataclass(frozen=True)
+class Filters:
+    period: Period = Period(None, None)
+    store_id: UUID | None = None
+    vip_only: bool = False
+
+
+async def chain_info(session: AsyncSession, chain_id: UUID) -> ChainInfo:
+    row = (
+        await session.execute(
+            sa.select(t.chains.c.timezone, t.chains.c.minor_units, t.chains.c.credit_mode).where(
+                t.chains.c.chain_id == chain_id
+            )
+        )
+    ).first()
+    if row is None:  # events of a chain whose registration is not consumed yet
+        return ChainInfo("UTC", 2, "balance")
+    return ChainInfo(row.timezone, row.minor_units, row.credit_mode)
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+def _ts(value: datetime, tz: str) -> str:
+    return value.astimezone(ZoneInfo(tz)).isoformat()
+
+
+def _qty(value: Decimal) -> str:
+    normalized = value.normalize()
+    return format(normalized, "f")
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+# --------------------------------------------------------------------------- balances
+
+
+async def _check_customer_chain(session: AsyncSession, chain_id: UUID, customer_id: UUID) -> None:
+    owner = await session.scalar(
+        sa.select(t.customers.c.chain_id).where(t.customers.c.customer_id == customer_id)
+    )
+    if owner is None:
+        owner = await session.scalar(
+            sa.select(t.balances.c.chain_id).where(t.balances.c.customer_id == customer_id)
+        )
+    if owner is not None and owner != chain_id:
+        raise NotFound(str(customer_id))
+
+
+async def balances_of(
+    session: AsyncSession,
+    chain_id: UUID,
+    customer_ids: Sequence[UUID],
+    *,
+    now: datetime | None = None,
+    strict: bool = True,
+) -> dict[UUID, dict[str, Any]]:
+    """`{"debt", "advance", "bonus_balance", "overdue"}` per customer; zeros when unknown."""
+    info = await chain_info(session, chain_id)
+    today = local_today(info.timezone, _now(now))
+    ids = list(dict.fromkeys(customer_ids))
+    if strict:
+        for cid in ids:
+            await _check_customer_chain(session, chain_id, cid)
+    rows = {
+        r.customer_id: r
+        for r in (
+            await session.execute(
+                sa.select(t.balances).where(
+                    t.balances.c.chain_id == chain_id, t.balances.c.customer_id.in_(ids)
+                )
+            )
+        )
+    }
+    overdue = set(
+        (
+            await session.execute(
+                sa.select(t.sale_lines.c.customer_id)
+                .join(t.sales, t.sales.c.sale_id == t.sale_lines.c.sale_id)
+                .where(
+                    t.sale_lines.c.chain_id == chain_id,
+                    t.sale_lines.c.customer_id.in_(ids),
+                    t.sale_lines.c.owed > 0,
+                    t.sales.c.due_date < today,
+                )
+                .distinct()
+            )
+        ).scalars()
+    )
+    mu = info.minor_units
+    out: dict[UUID, dict[str, Any]] = {}
+    for cid in ids:
+        row = rows.get(cid)
+        out[cid] = {
+            "debt": money_str(row.debt if row else ZERO, mu),
+            "advance": money_str(row.advance if row else ZERO, mu),
+            "bonus_balance": money_str(row.bonus_balance if row else ZERO, mu),
+            "overdue": cid in overdue,
+        }
+    return out
+
+
+async def open_sales(
+    session: AsyncSession,
+    chain_id: UUID,
+    customer_id: UUID,
+    mode: str | None,
+    *,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The card lookup's `open_sales`: none in balance mode, `lines` only in per_item."""
+    await _check_customer_chain(session, chain_id, customer_id)
+    info = await chain_info(session, chain_id)
+    mode = mode or info.credit_mode
+    if mode == "balance":
+        return {"open_sales": []}
+    today = local_today(info.timezone, _now(now))
+    lines = (
+        await session.execute(
+            sa.select(
+                t.sales.c.sale_id,
+                t.sales.c.sold_at,
+                t.sales.c.due_date,
+                t.sale_lines.c.line_no,
+                t.sale_lines.c.name,
+                t.sale_lines.c.barcode,
+                t.sale_lines.c.owed,
+            )
+            .join(t.sales, t.sales.c.sale_id == t.sale_lines.c.sale_id)
+            .where(
+                t.sale_lines.c.chain_id == chain_id,
+                t.sale_lines.c.customer_id == customer_id,
+                t.sale_lines.c.owed > 0,
+            )
+            .order_by(t.sales.c.sold_at, t.sales.c.sale_id, t.sale_lines.c.line_no)
+        )
+    ).all()
+    mu = info.minor_units
+    result: dict[UUID, dict[str, Any]] = {}
+    owed: dict[UUID, Decimal] = {}
+    for line in lines:
+        sale = result.get(line.sale_id)
+        if sale is None:
+            sale = result[line.sale_id] = {
+                "sale_id": str(line.sale_id),
+                "sold_at": _ts(line.sold_at, info.timezone),
+                "due_date": line.due_date.isoformat() if line.due_date else None,
+                "amount_owed": "",
+                "overdue": line.due_date is not None and line.due_date < today,
+                "lines": [],
+            }
+            owed[line.sale_id] = ZERO
+        owed[line.sale_id] += line.owed
+        if mode == "per_item":
+            sale["lines"].append(
+                {
+                    "line_no": line.line_no,
+                    "name": line.name,
+                    "barcode": line.barcode,
+                    "amount_owed": money_str(line.owed, mu),
+                }
+            )
+    for sale_id, sale in result.items():
+        sale["amount_owed"] = money_str(owed[sale_id], mu)
+    return {"open_sales": list(result.values())}
+
+
+# --------------------------------------------------------------------------- payment-balance
+
+
+async def payment_balance(
+    session: AsyncSession, chain_id: UUID, filters: Filters, *, sort: str = "closing"
+) -> tuple[list[PaymentBalanceRow], dict[str, Decimal], ChainInfo]:
+    info = await chain_info(session, chain_id)
+    lower, upper = filters.period.bounds(info.timezone)
+    m = t.movements
+    before = m.c.at < lower if lower is not None else sa.false()
+    in_period = sa.not_(before)
+    stmt = (
+        sa.select(
+            m.c.customer_id,
+            sa.func.coalesce(t.customers.c.name, "").label("name"),
+            sa.func.sum(sa.case((before, m.c.payments - m.c.goods), else_=0)).label("opening"),
+            sa.func.sum(sa.case((in_period, m.c.goods), else_=0)).label("goods"),
+            sa.func.sum(sa.case((in_period, m.c.payments), else_=0)).label("payments"),
+        )
+        .select_from(m.outerjoin(t.customers, t.customers.c.customer_id == m.c.customer_id))
+        .where(m.c.chain_id == chain_id, m.c.bonus_kind.is_(None))
+        .group_by(m.c.customer_id, t.customers.c.name)
+    )
+    if upper is not None:
+        stmt = stmt.where(m.c.at < upper)
+    if filters.store_id is not None:
+        stmt = stmt.where(m.c.store_id == filters.store_id)
+    if filters.vip_only:
+        stmt = stmt.where(t.customers.c.vip.is_(True))
+    rows = [
+        PaymentBalanceRow(r.customer_id, r.name, r.opening, r.goods, r.payments)
+        for r in await session.execute(stmt)
+    ]
+    rows = sort_payment_balance(rows, sort)
+    return rows, payment_balance_totals(rows), info
+
+
+def payment_balance_json(row: PaymentBalanceRow, mu: int) -> dict[str, Any]:
+    return {
+        "customer_id": str(row.customer_id),
+        "name": row.name,
+        "opening": money_str(row.opening, mu),
+        "goods": money_str(row.goods, mu),
+        "payments": money_str(row.payments, mu),
+        "closing": money_str(row.closing, mu),
+    }
+
+
+# --------------------------------------------------------------------------- unpaid goods, aging
+
+
+def _owed_lines_query(chain_id: UUID, filters: Filters) -> sa.Select[Any]:
+    stmt = (
+        sa.select(
+            t.sale_lines.c.customer_id,
+            sa.func.coalesce(t.customers.c.name, "").label("customer_name"),
+            t.sale_lines.c.sale_id,
+            t.sales.c.sold_at,
+            t.sales.c.due_date,
+            t.sale_lines.c.line_no,
+            t.sale_lines.c.name,
+            t.sale_lines.c.barcode,
+            (t.sale_lines.c.quantity - t.sale_lines.c.returned_quantity).label("quantity"),
+            t.sale_lines.c.owed,
+        )
+        .select_from(
+            t.sale_lines.join(t.sales, t.sales.c.sale_id == t.sale_lines.c.sale_id).outerjoin(
+                t.customers, t.customers.c.customer_id == t.sale_lines.c.customer_id
+            )
+        )
+        .where(t.sale_lines.c.chain_id == chain_id, t.sale_lines.c.owed > 0)
+        .order_by(
+            sa.func.coalesce(t.customers.c.name, ""),
+            t.sale_lines.c.customer_id,
+            t.sales.c.sold_at,
+            t.sale_lines.c.sale_id,
+            t.sale_lines.c.line_no,
+        )
+    )
+    if filters.store_id is not None:
+        stmt = stmt.where(t.sales.c.store_id == filters.store_id)
+    if filters.vip_only:
+        stmt = stmt.where(t.customers.c.vip.is_(True))
+    return stmt
+
+
+async def unpaid_goods(
+    session: AsyncSession, chain_id: UUID, filters: Filters, *, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    info = await chain_info(session, chain_id)
+    today = local_today(info.timezone, _now(now))
+    mu = info.minor_units
+    return [
+        {
+            "customer_id": str(r.customer_id),
+            "customer_name": r.customer_name,
+            "sale_id": str(r.sale_id),
+            "sold_at": _ts(r.sold_at, info.timezone),
+            "due_date": r.due_date.isoformat() if r.due_date else None,
+            "days_overdue": days_past_due(r.due_date, today),
+            "item": unpaid_item(r.name, r.barcode),
+            "barcode": r.barcode,
+            "quantity": _qty(r.quantity),
+            "amount_owed": money_str(r.owed, mu),
+        }
+        for r in await session.execute(_owed_lines_query(chain_id, filters))
+    ]
+
+
+async def aging(
+    session: AsyncSession, chain_id: UUID, filters: Filters, *, now: datetime | None = None
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    info = await chain_info(session, chain_id)
+    today = local_today(info.timezone, _now(now))
+    mu = info.minor_units
+    lines = [
+        OwedLine(r.customer_id, r.customer_name, r.due_date, r.owed)
+        for r in await session.execute(_owed_lines_query(chain_id, filters))
+    ]
+    rows, totals = build_aging(lines, today)
+    out = [
+        {
+            "customer_id": str(row.customer_id),
+            "name": row.name,
+            **{b: money_str(row.buckets[b], mu) for b in AGING_BUCKETS},
+            "total": money_str(row.total, mu),
+        }
+        for row in rows
+    ]
+    return out, {k: money_str(v, mu) for k, v in totals.items()}
+
+
+# --------------------------------------------------------------------------- statement
+
+_KIND_ORDER = sa.case(
+    (t.movements.c.kind == "sale", 0),
+    (t.movements.c.kind.like("bonus_%"), 2),
+    else_=1,
+)
+
+
+async def statement(
+    session: AsyncSession,
+    chain_id: UUID,
+    customer_id: UUID,
+    period: Period,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The customer's statement; returns the JSON body and its entries (the CSV rows)."""
+    await _check_customer_chain(session, chain_id, customer_id)
+    info = await chain_info(session, chain_id)
+    mu = info.minor_units
+    lower, upper = period.bounds(info.timezone)
+    m = t.movements
+    opening_q = sa.select(
+        sa.func.coalesce(sa.func.sum(m.c.debt_change), 0),
+        sa.func.coalesce(sa.func.sum(m.c.advance_change), 0),
+        sa.func.coalesce(sa.func.sum(m.c.bonus_change), 0),
+    ).where(m.c.chain_id == chain_id, m.c.customer_id == customer_id)
+    if lower is not None:
+        opening_row = (await session.execute(opening_q.where(m.c.at < lower))).one()
+        opening = Balances(*(Decimal(v) for v in opening_row))
+    else:
+        opening = Balances(ZERO, ZERO, ZERO)
+    q = (
+        sa.select(m)
+        .where(m.c.chain_id == chain_id, m.c.customer_id == customer_id)
+        .order_by(m.c.at, _KIND_ORDER, m.c.message_id, m.c.seq)
+    )
+    if lower is not None:
+        q = q.where(m.c.at >= lower)
+    if upper is not None:
+        q = q.where(m.c.at < upper)
+    entries = [
+        StatementEntry(
+            at=r.at,
+            kind=r.kind,
+            sale_id=r.sale_id,
+            payment_id=r.payment_id,
+            description=r.description,
+            debt_change=r.debt_change,
+            advance_change=r.advance_change,
+            bonus_change=r.bonus_change,
+        )
+        for r in await session.execute(q)
+    ]
+    with_balances, closing = running(opening, entries)
+    rows = [
+        {
+            "at": _ts(e.at, info.timezone),
+            "kind": e.kind,
+            "sale_id": _str(e.sale_id),
+            "payment_id": _str(e.payment_id),
+            "description": e.description,
+            "debt_change": money_str(e.debt_change, mu),
+            "advance_change": money_str(e.advance_change, mu),
+            "bonus_change": money_str(e.bonus_change, mu),
+            "debt": money_str(b.debt, mu),
+            "advance": money_str(b.advance, mu),
+            "bonus_balance": money_str(b.bonus_balance, mu),
+        }
+        for e, b in with_balances
+    ]
+    page, nxt = page_by_offset(rows, limit=limit, cursor=cursor)
+
+    def _bal(b: Balances) -> dict[str, str]:
+        return {
+            "debt": money_str(b.debt, mu),
+            "advance": money_str(b.advance, mu),
+            "bonus_balance": money_str(b.bonus_balance, mu),
+        }
+
+    body: dict[str, Any] = {
+        "customer_id": str(customer_id),
+        "opening": _bal(opening),
+        "entries": list(page),
+        "closing": _bal(closing),
+    }
+    if limit is not None:
+        body["next"] = nxt
+    return body, list(page)
+
+
+# --------------------------------------------------------------------------- bonus statistics
+
+
+async def bonus_statistics(
+    session: AsyncSession, chain_id: UUID, filters: Filters
+) -> dict[str, Any]:
+    info = await chain_info(session, chain_id)
+    mu = info.minor_units
+    lower, upper = filters.period.bounds(info.timezone)
+    m = t.movements
+    in_period = [m.c.chain_id == chain_id, m.c.bonus_kind.is_not(None)]
+    if lower is not None:
+        in_period.append(m.c.at >= lower)
+    if upper is not None:
+        in_period.append(m.c.at < upper)
+    if filters.store_id is not None:
+        in_period.append(m.c.store_id == filters.store_id)
+
+    def sums() -> list[Any]:
+        return [
+            sa.func.coalesce(
+                sa.func.sum(sa.case((m.c.bonus_kind == kind, m.c.bonus_amount), else_=0)), 0
+            ).label(kind)
+            for kind in BONUS_FIELDS
+        ]
+
+    def fields(row: Any) -> dict[str, str]:
+        return {kind: money_str(getattr(row, kind), mu) for kind in BONUS_FIELDS}
+
+    totals = (await session.execute(sa.select(*sums()).where(*in_period))).one()
+    by_store = (
+        await session.execute(
+            sa.select(m.c.store_id, *sums()).where(*in_period).group_by(m.c.store_id)
+            .order_by(m.c.store_id)
+        )
+    ).all()
+    # balances at the end of the period, over every movement up to then
+    upto = [m.c.chain_id == chain_id, m.c.bonus_kind.is_not(None)]
+    if upper is not None:
+        upto.append(m.c.at < upper)
+    balances = {
+        r.customer_id: r.balance
+        for r in await session.execute(
+            sa.select(m.c.customer_id, sa.func.sum(m.c.bonus_change).label("balance"))
+            .where(*upto)
+            .group_by(m.c.customer_id)
+        )
+    }
+    by_customer_rows = {
+        r.customer_id: r
+        for r in await session.execute(
+            sa.select(m.c.customer_id, *sums()).where(*in_period).group_by(m.c.customer_id)
+        )
+    }
+    customer_ids = sorted(
+        set(by_customer_rows) | {cid for cid, bal in balances.items() if bal != 0}, key=str
+    )
+    if filters.vip_only or filters.store_id is not None:
+        if filters.vip_only:
+            vip = set(
+                (
+                    await session.execute(
+                        sa.select(t.customers.c.customer_id).where(
+                            t.customers.c.chain_id == chain_id, t.customers.c.vip.is_(True)
+                        )
+                    )
+                ).scalars()
+            )
+            customer_ids = [c for c in customer_ids if c in vip]
+        if filters.store_id is not None:
+            customer_ids = [c for c in customer_ids if c in by_customer_rows]
+    zero = dict.fromkeys(BONUS_FIELDS, money_str(ZERO, mu))
+    by_customer = [
+        {
+            "customer_id": str(cid),
+            **(fields(by_customer_rows[cid]) if cid in by_customer_rows else zero),
+            "balance": money_str(balances.get(cid, ZERO), mu),
+        }
+        for cid in customer_ids
+    ]
+    return {
+        **fields(totals),
+        "outstanding": money_str(sum(balances.values(), ZERO), mu),
+        "by_store": [
+            {"store_id": _str(r.store_id), **fields(r)} for r in by_store
+        ],
+        "by_customer": by_customer,
+    }
+
+
+def parse_date(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
