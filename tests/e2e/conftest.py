@@ -1,0 +1,153 @@
+"""The whole system as real processes: Kafka, PostgreSQL and the five services, driven over HTTP.
+
+Kafka and PostgreSQL come from `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` when set (`make test`
+sets them), else devstack starts them as local processes. Each test session gets databases of
+its own on that server, so an earlier run's data never leaks into this one. Services listen on
+free loopback ports and are stopped (by PID) when the session ends, also after a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.services import ServicePorts
+from devstack.stack import Stack, start_stack
+
+SERVICES_WITH_DATABASES = ("GATEWAY", "CREDIT", "LOYALTY", "REPORTING", "NOTIFIER")
+
+#: overdue scans every second, so back-dated sales become overdue quickly in tests
+FAST_JOBS = {
+    "OVERDUE_SCAN_INTERVAL_SECONDS": "1",
+    "CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS": "1",
+    "LOYALTY_EXPIRY_SCAN_INTERVAL_SECONDS": "1",
+    "NOTIFIER_REMINDER_SCAN_INTERVAL_SECONDS": "1",
+    "KAFKA_TOPIC_PARTITIONS": "3",
+}
+
+
+@pytest.fixture(scope="session")
+def stack(infra_endpoints: tuple[str, str]) -> Iterator[Stack]:
+    kafka, database = infra_endpoints
+    suffix = secrets.token_hex(4)
+    env = dict(os.environ)
+    env.update(FAST_JOBS)
+    env["KAFKA_BOOTSTRAP_SERVERS"] = kafka
+    env["DATABASE_URL"] = database
+    base = database.rsplit("/", 1)[0]
+    for prefix in SERVICES_WITH_DATABASES:
+        env[f"{prefix}_DATABASE_URL"] = f"{base}/e2e_{prefix.lower()}_{suffix}"
+    with start_stack(
+        f"e2e-{suffix}",
+        ports=ServicePorts.free(),
+        operator_token=secrets.token_urlsafe(24),
+        env=env,
+        ready_timeout=240.0,
+    ) as running:
+        yield running
+
+
+@dataclass
+class Chain:
+    """A chain set up through the public API, with one store, a terminal and its keys."""
+
+    chain_id: str
+    admin: httpx.Client
+    terminal: httpx.Client
+    store_id: str
+    terminal_id: str
+
+    def customer(self, *, vip: bool = True, card: bool = True, **fields: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": fields.pop("name", "Ana Popescu"),
+            "phone": fields.pop("phone", "+40712345678"),
+            "vip": vip,
+            "bonus_accrual": fields.pop("bonus_accrual", True),
+        }
+        if card:
+            body["card_number"] = fields.pop("card_number", f"VIP{secrets.randbelow(10**9):09d}")
+        body.update(fields)
+        response = self.admin.post("/v1/customers", json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+
+def _client(base_url: str, key: str) -> httpx.Client:
+    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=15.0)
+
+
+@pytest.fixture(scope="session")
+def gateway(stack: Stack) -> str:
+    return stack.gateway_url
+
+
+@pytest.fixture(scope="session")
+def operator(stack: Stack) -> Iterator[httpx.Client]:
+    with _client(stack.gateway_url, stack.operator_token) as client:
+        yield client
+
+
+@pytest.fixture
+def new_chain(operator: httpx.Client, gateway: str) -> Iterator[Callable[..., Chain]]:
+    opened: list[httpx.Client] = []
+
+    def make(**settings: Any) -> Chain:
+        created = operator.post(
+            "/v1/chains",
+            json={
+                "name": f"Chain {uuid.uuid4().hex[:6]}",
+                "currency": "EUR",
+                "timezone": "Europe/Bucharest",
+            },
+        )
+        assert created.status_code == 201, created.text
+        admin = _client(gateway, created.json()["admin_api_key"])
+        opened.append(admin)
+        if settings:
+            updated = admin.put("/v1/settings", json=settings)
+            assert updated.status_code == 200, updated.text
+        store = admin.post("/v1/stores", json={"code": "S1", "name": "Store one"})
+        assert store.status_code == 201, store.text
+        store_id = store.json()["store_id"]
+        term = admin.post(f"/v1/stores/{store_id}/terminals", json={"name": "Till 1"})
+        assert term.status_code == 201, term.text
+        terminal = _client(gateway, term.json()["api_key"])
+        opened.append(terminal)
+        return Chain(
+            created.json()["chain_id"], admin, terminal, store_id, term.json()["terminal_id"]
+        )
+
+    yield make
+    for client in opened:
+        client.close()
+
+
+@pytest.fixture
+def idem() -> Callable[[], dict[str, str]]:
+    """A fresh `Idempotency-Key` header for each call."""
+    return lambda: {"Idempotency-Key": str(uuid.uuid4())}
+
+
+@pytest.fixture
+def eventually() -> Callable[..., Any]:
+    return _eventually
+
+
+def _eventually(check: Callable[[], Any], *, timeout: float = 5.0, interval: float = 0.05) -> Any:
+    """Poll until `check` returns a truthy value (read models are updated asynchronously)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
