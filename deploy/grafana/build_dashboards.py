@@ -345,7 +345,7 @@ BUSINESS = Dashboard(
             [(by_chain("credit_advances_held"), "{{chain_id}}")],
         ),
         Panel(
-            "Bonus liability by chain (bonus points)",
+            "Bonus liability by chain (chain currency)",
             "short",
             [(by_chain("loyalty_bonus_liability"), "{{chain_id}}")],
             description="Unspent, unexpired bonuses customers hold.",
