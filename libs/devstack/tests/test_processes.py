@@ -206,3 +206,18 @@ def test_signal_numbers_survive_the_pid_file(tmp_path: Path) -> None:
     path = tmp_path / "pg.pid"
     write_pid_file(path, PidInfo("pg", 123, 4, stop_signal=int(signal.SIGINT), argv=["x"]))
     assert read_pid_file(path) == PidInfo("pg", 123, 4, int(signal.SIGINT), 30.0, ["x"])
+
+
+def test_purge_can_keep_the_logs(tmp_path: Path) -> None:
+    from devstack.stack import purge_run_dir
+
+    rdir = tmp_path / "run"
+    for sub in ("logs", "kafka/data", "pids"):
+        (rdir / sub).mkdir(parents=True)
+    (rdir / "logs" / "kafka-server.log").write_text("x")
+    (rdir / "stack.json").write_text("{}")
+    purge_run_dir(rdir, keep_logs=True)
+    assert sorted(p.name for p in rdir.iterdir()) == ["logs"]
+    assert (rdir / "logs" / "kafka-server.log").exists()
+    purge_run_dir(rdir)
+    assert not rdir.exists()

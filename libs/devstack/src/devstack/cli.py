@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     down = sub.add_parser("down", parents=[common], help="stop the services, then the infra")
     down.add_argument("--purge", action="store_true", help="also delete the run dir (data)")
+    down.add_argument("--keep-logs", action="store_true", help="with --purge: keep logs/")
 
     status = sub.add_parser("status", parents=[common], help="what runs in the run dir")
     status.add_argument("--json", action="store_true")
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     infra.add_argument("action", choices=["up", "down"])
     infra.add_argument("--timeout", type=float, default=180.0)
     infra.add_argument("--purge", action="store_true", help="down: also delete the run dir")
+    infra.add_argument("--keep-logs", action="store_true", help="with --purge: keep logs/")
 
     fetch = sub.add_parser("kafka-fetch", parents=[common], help="download the Kafka jars")
     fetch.add_argument("--force", action="store_true")
@@ -202,7 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "up":
             return cmd_up(name, root, args, quiet)
         if args.command == "down":
-            stopped = stop_run(name, run_root=root, purge=args.purge, progress=progress)
+            stopped = stop_run(
+                name, run_root=root, purge=args.purge, keep_logs=args.keep_logs, progress=progress
+            )
             progress(f"stopped: {', '.join(stopped) or 'nothing was running'}")
             return 0
         if args.command == "status":
@@ -212,7 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "infra":
             if args.action == "up":
                 return cmd_infra_up(name, root, args, quiet)
-            stopped = stop_run(name, run_root=root, purge=args.purge, progress=progress)
+            stopped = stop_run(
+                name, run_root=root, purge=args.purge, keep_logs=args.keep_logs, progress=progress
+            )
             progress(f"stopped: {', '.join(stopped) or 'nothing was running'}")
             return 0
         if args.command == "kafka-fetch":

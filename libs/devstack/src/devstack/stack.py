@@ -336,29 +336,40 @@ def stop_run(
     *,
     run_root: Path | None = None,
     purge: bool = False,
+    keep_logs: bool = False,
     progress: Progress = stderr_progress,
 ) -> list[str]:
     """Stop everything a run dir's pid files name (services first, then Kafka, then
     PostgreSQL), each by PID; return the names that were running. `purge` deletes the run dir
-    afterwards."""
+    afterwards (all but `logs/` with `keep_logs`)."""
     rdir = make_run_dir(name, run_root)
     stopped = []
     for path in pid_files(rdir):
         if stop_pid_file(path, progress=progress):
             stopped.append(path.stem)
     if purge:
-        purge_run_dir(rdir)
+        purge_run_dir(rdir, keep_logs=keep_logs)
     return stopped
 
 
-def purge_run_dir(rdir: Path) -> None:
-    """Delete a (stopped) run dir and PostgreSQL folders it keeps elsewhere."""
+def purge_run_dir(rdir: Path, *, keep_logs: bool = False) -> None:
+    """Delete a (stopped) run dir and PostgreSQL folders it keeps elsewhere; with
+    `keep_logs`, everything but `logs/`."""
     live = [p.stem for p in pid_files(rdir) if (info := read_pid_file(p)) and info.alive()]
     if live:
         raise DevstackError(f"not purging {rdir}: still running: {', '.join(live)}")
     for folder in pg.extra_folders(rdir):
         shutil.rmtree(folder, ignore_errors=True)
-    shutil.rmtree(rdir, ignore_errors=True)
+    if not keep_logs:
+        shutil.rmtree(rdir, ignore_errors=True)
+        return
+    for child in rdir.iterdir() if rdir.is_dir() else []:
+        if child.name == "logs":
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def run_status(name: str, *, run_root: Path | None = None) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+# The two commands: `make up` (whole stack, local processes) and `make test` (everything CI
+# runs). No Docker engine needed: devstack runs real Kafka and PostgreSQL 15 as processes.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Stack name: its processes, data and logs live in .run/$(NAME)/.
+NAME ?= dev
+# devstack needs only the standard library: down/logs/status work without the venv.
+DEVSTACK := PYTHONPATH=libs/devstack/src $(PYTHON) -m devstack
+
+# Installed editable, in this order, each once its pyproject.toml exists (and the local
+# packages it depends on do too: see scripts/local_packages.py).
+LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/pos-gateway \
+	services/credit services/loyalty services/reporting services/notifier
+PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
+
+.PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean FORCE
+
+help:
+	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
+	@echo "make test       lint, type-check, then every test against a fresh local Kafka + PostgreSQL"
+	@echo "make down       stop what 'make up' started"
+	@echo "make logs       print the log files of the stack"
+	@echo "make status     what runs, with its addresses"
+	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+venv: bootstrap $(STAMP)
+
+# Rewritten only when the list changes, so a package that gains its pyproject.toml triggers
+# a re-install and nothing else does.
+$(VENV)/.local-packages: FORCE
+	@mkdir -p $(VENV)
+	@list="$$($(PYTHON) scripts/local_packages.py $(LOCAL_PACKAGES))"; \
+	if [[ "$$list" != "$$(cat $@ 2>/dev/null)" ]]; then printf '%s\n' "$$list" > $@; fi
+
+$(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS) $(VENV)/.local-packages
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt \
+		-r requirements-dev.txt $$(sed 's/^/-e /' $(VENV)/.local-packages)
+	@touch $@
+
+up: venv
+	$(PY) -m devstack up --name $(NAME)
+
+down:
+	$(DEVSTACK) down --name $(NAME)
+
+logs:
+	$(DEVSTACK) logs --name $(NAME)
+
+status:
+	$(DEVSTACK) status --name $(NAME)
+
+kafka-fetch: bootstrap
+	$(DEVSTACK) kafka-fetch
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VENV)/bin/pytest -m "not integration and not e2e"
+
+# Infrastructure: KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else a fresh local Kafka
+# and PostgreSQL that scripts/with-infra.sh always stops (trap), also when tests fail.
+test: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	PY=$(PY) scripts/with-infra.sh $(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
