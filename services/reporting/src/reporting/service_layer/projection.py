@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -39,6 +40,8 @@ TOPICS: tuple[str, ...] = (CREDIT_EVENTS, LOYALTY_EVENTS, MASTERDATA_EVENTS)
 #: Live handlers hold this advisory lock shared; the rebuild takes it exclusively to swap the
 #: rebuilt tables in while no batch is half-way.
 PROJECTION_LOCK = zlib.crc32(b"reporting-projection")
+#: False inside the rebuild, whose scratch tables no live handler touches.
+projection_lock_enabled: ContextVar[bool] = ContextVar("projection_lock_enabled", default=True)
 
 _BONUS_ADDS = frozenset({BonusMovementKind.ACCRUED, BonusMovementKind.RESTORED})
 
@@ -47,6 +50,8 @@ _BONUS_ADDS = frozenset({BonusMovementKind.ACCRUED, BonusMovementKind.RESTORED})
 
 
 async def _hold_projection_lock(session: AsyncSession) -> None:
+    if not projection_lock_enabled.get():
+        return
     await session.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(PROJECTION_LOCK)))
 
 
