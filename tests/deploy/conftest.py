@@ -1,0 +1,20 @@
+"""Fixtures of the deployment tests (helpers are in deployfiles.py, beside this file)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# pytest runs with --import-mode=importlib, which puts no test folder on sys.path: the test
+# modules import their shared helpers from this folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from deployfiles import SERVICES, Service, service_ids  # noqa: E402
+
+
+@pytest.fixture(params=SERVICES, ids=service_ids)
+def service(request: pytest.FixtureRequest) -> Service:
+    result: Service = request.param
+    return result

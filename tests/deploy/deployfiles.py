@@ -1,0 +1,201 @@
+"""What the deployment tests share: the five services, their settings' names, file loaders.
+
+These tests read files only (compose, Dockerfiles, Kubernetes manifests, Prometheus and Grafana
+configuration); nothing here needs Docker, a cluster or running services. Where a check needs a
+service's `Settings` class, the service package must be importable: a missing one fails the
+test with a message saying so, it never skips.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import AliasChoices, AliasPath
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Read by servicekit without a field (the shared server URL each service derives its own from).
+SHARED_WITHOUT_FIELD = frozenset({"DATABASE_URL"})
+#: The shared variables every service gets, whatever runs it.
+SHARED_VARIABLES = frozenset(
+    {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "APP_ENV", "LOG_LEVEL", "KAFKA_TOPIC_PARTITIONS"}
+)
+
+
+@dataclass(frozen=True)
+class Service:
+    directory: str  # services/<directory>; also the compose service, Kubernetes and job name
+    package: str
+    prefix: str  # env prefix with the trailing underscore
+    port: int
+
+    @property
+    def name(self) -> str:
+        return self.directory
+
+
+SERVICES: tuple[Service, ...] = (
+    Service("pos-gateway", "pos_gateway", "GATEWAY_", 8080),
+    Service("credit", "credit", "CREDIT_", 8081),
+    Service("loyalty", "loyalty", "LOYALTY_", 8082),
+    Service("reporting", "reporting", "REPORTING_", 8083),
+    Service("notifier", "notifier", "NOTIFIER_", 8084),
+)
+
+
+def service_ids(service: Service) -> str:
+    return service.name
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def settings_class(package: str) -> Any:
+    """`<package>.config.Settings`, or a test failure that says what is missing."""
+    error = ""
+    try:
+        module = importlib.import_module(f"{package}.config")
+    except Exception as exc:  # ImportError, or the module failing at import
+        error = f"{type(exc).__name__}: {exc}"
+    if error:
+        pytest.fail(
+            f"cannot import {package}.config ({error}). The deployment files are checked "
+            f"against the service's Settings: install the service (`make venv`, or pip "
+            f"install -e services/<dir>) and make sure src/{package}/config.py defines "
+            f"`class Settings(ServiceSettings)`.",
+            pytrace=False,
+        )
+    cls = getattr(module, "Settings", None)
+    if cls is None:
+        pytest.fail(f"{package}.config has no `Settings` class", pytrace=False)
+    return cls
+
+
+def env_names(settings_cls: Any) -> dict[str, set[str]]:
+    """field name -> the environment variable names pydantic-settings reads it from."""
+    config = settings_cls.model_config
+    prefix = config.get("env_prefix", "")
+    case_sensitive = bool(config.get("case_sensitive", False))
+    result: dict[str, set[str]] = {}
+    for field_name, field in settings_cls.model_fields.items():
+        names: set[str] = set()
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        for choice in choices:
+            if isinstance(choice, str):
+                names.add(choice)
+            elif isinstance(choice, AliasPath) and isinstance(choice.path[0], str):
+                names.add(choice.path[0])
+        if not names:
+            # an alias (or validation alias) replaces the prefixed name entirely
+            names.add(field.alias or prefix + field_name)
+        result[field_name] = names if case_sensitive else {n.upper() for n in names}
+    return result
+
+
+@dataclass(frozen=True)
+class SettingsNames:
+    """What one service's Settings reads from the environment."""
+
+    prefix: str
+    by_field: dict[str, set[str]]
+    required_fields: frozenset[str]
+    defaults: dict[str, Any]
+
+    @property
+    def all(self) -> set[str]:
+        names = set(SHARED_WITHOUT_FIELD)
+        for field_names in self.by_field.values():
+            names |= field_names
+        return names
+
+
+def settings_names(service: Service) -> SettingsNames:
+    """The names `service`'s Settings reads (fails the test when the package is missing)."""
+    cls = settings_class(service.package)
+    prefix = cls.model_config.get("env_prefix", "")
+    assert prefix.upper() == service.prefix, (
+        f"{service.package}.config.Settings has env_prefix {prefix!r}, "
+        f"the deployment files use {service.prefix!r}"
+    )
+    return SettingsNames(
+        prefix=prefix,
+        by_field=env_names(cls),
+        required_fields=frozenset(
+            name for name, field in cls.model_fields.items() if field.is_required()
+        ),
+        defaults={
+            name: field.default
+            for name, field in cls.model_fields.items()
+            if not field.is_required()
+        },
+    )
+
+
+def check_environment(
+    where: str, service: Service, names: SettingsNames, environment: dict[str, Any]
+) -> Iterator[str]:
+    """Problems of one service's environment (as given by compose or Kubernetes)."""
+    unknown = sorted(set(environment) - names.all)
+    if unknown:
+        yield (
+            f"{where}: {unknown} are read by no field of {service.package}.config.Settings "
+            f"(extra='ignore' would silently drop them); known: {sorted(names.all)}"
+        )
+    for field_name in sorted(names.required_fields):
+        if not names.by_field[field_name] & set(environment):
+            expected = sorted(names.by_field[field_name])
+            yield f"{where}: required setting {field_name} is not set (one of {expected})"
+    missing_shared = sorted(SHARED_VARIABLES - set(environment))
+    if missing_shared:
+        yield f"{where}: shared variables missing: {missing_shared}"
+    host = environment.get(f"{service.prefix}HOST")
+    if str(host) != "0.0.0.0":
+        yield f"{where}: {service.prefix}HOST must be 0.0.0.0 inside a container, is {host!r}"
+    port = environment.get(f"{service.prefix}PORT")
+    if str(port) != str(service.port):
+        yield f"{where}: {service.prefix}PORT must be {service.port}, is {port!r}"
+    if names.defaults.get("port") != service.port:
+        yield (
+            f"{service.package}.config.Settings.port defaults to {names.defaults.get('port')}, "
+            f"the deployment files use {service.port}"
+        )
+
+
+_WORD = re.compile(r"(?<![\w.$])([a-zA-Z_:][a-zA-Z0-9_:]*)")
+_NOT_METRICS = frozenset(
+    {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
+     "offset", "bool", "inf", "nan"}
+)
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (functions, keywords and labels left out)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    text = re.sub(r"'(?:[^'\\]|\\.)*'", "''", text)
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # range selectors and subqueries
+    text = re.sub(
+        r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text
+    )
+    text = re.sub(r"\boffset\s+-?[0-9a-zA-Z_$]+", " ", text)
+    text = re.sub(r"\$\{?\w+\}?", " ", text)  # Grafana variables
+    names = set()
+    for match in _WORD.finditer(text):
+        name = match.group(1)
+        if name in _NOT_METRICS or text[match.end() :].lstrip().startswith("("):
+            continue  # keyword, or a function / aggregation call
+        names.add(name)
+    return names
