@@ -1,0 +1,1 @@
+"""Tables and clients of the internal HTTP APIs (reporting, notifier)."""

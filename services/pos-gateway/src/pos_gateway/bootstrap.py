@@ -1,0 +1,63 @@
+"""Wires the gateway's parts: settings, the database, internal API clients, the outcome waiter.
+
+Routes and consumer handlers reach it through `Gateway`; tests build one with their own
+database and fake transports for reporting and the notifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pos_gateway.adapters.internal_api import NotifierClient, ReportingClient
+from pos_gateway.config import Settings
+from pos_gateway.service_layer.waiter import OutcomeWaiter
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    waiter: OutcomeWaiter = field(default_factory=OutcomeWaiter)
+    session_factory: Callable[[], AsyncSession] | None = None
+    reporting: ReportingClient | None = None
+    notifier: NotifierClient | None = None
+
+    def session(self) -> AsyncSession:
+        assert self.session_factory is not None, "the gateway has not started"
+        return self.session_factory()
+
+    def start(
+        self,
+        session_factory: Callable[[], AsyncSession],
+        *,
+        reporting_transport: httpx.AsyncBaseTransport | None = None,
+        notifier_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        timeout = self.settings.internal_timeout_seconds
+        self.reporting = ReportingClient(
+            self.settings.reporting_url, timeout=timeout, transport=reporting_transport
+        )
+        self.notifier = NotifierClient(
+            self.settings.notifier_url, timeout=timeout, transport=notifier_transport
+        )
+        self.waiter.register()
+
+    async def stop(self) -> None:
+        self.waiter.unregister()
+        for client in (self.reporting, self.notifier):
+            if client is not None:
+                await client.aclose()
+
+    @property
+    def reporting_api(self) -> ReportingClient:
+        assert self.reporting is not None
+        return self.reporting
+
+    @property
+    def notifier_api(self) -> NotifierClient:
+        assert self.notifier is not None
+        return self.notifier

@@ -1,0 +1,58 @@
+"""Settings of the POS gateway (env prefix `GATEWAY_`; `OPERATOR_TOKEN` without prefix)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import ClassVar
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+from servicekit.settings import ServiceSettings, require_secret
+
+log = logging.getLogger(__name__)
+
+
+class Settings(ServiceSettings):
+    """Every option of the gateway; each one is an environment variable `GATEWAY_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    default_database: ClassVar[str] = "gateway"
+    service_name: ClassVar[str] = "pos-gateway"
+
+    port: int = 8080
+    #: The operator's key (creates chains). Required outside APP_ENV=dev; generated in dev.
+    operator_token: str = Field(default="", validation_alias=AliasChoices("OPERATOR_TOKEN"))
+    #: Base URL of reporting's internal read API (balances, open sales, reports, statement).
+    reporting_url: str = "http://127.0.0.1:8083"
+    #: Base URL of the notifier's internal task API.
+    notifier_url: str = "http://127.0.0.1:8084"
+    #: Timeout of one call to an internal API.
+    internal_timeout_seconds: float = 3.0
+    #: How long a till request waits for its outcome before answering 202.
+    sale_wait_seconds: float = 2.0
+    #: How often a waiting request re-reads its row (outcomes consumed by another instance).
+    outcome_poll_interval_seconds: float = 0.1
+    #: Idempotency keys are kept at least this long (the API promises 24 hours).
+    idempotency_keep_hours: float = 48.0
+    idempotency_purge_interval_seconds: float = 3600.0
+    #: Operations made offline may be sent up to this many days later.
+    offline_max_days: int = 90
+    #: `occurred_at` may be this far in the future (till clocks drift).
+    clock_skew_seconds: float = 300.0
+    #: Requests per second a terminal key may make on average, and its burst.
+    rate_limit_per_second: float = 50.0
+    rate_limit_burst: int = 200
+    #: Bodies larger than this are refused with 413.
+    max_body_bytes: int = 1_000_000
+
+    @model_validator(mode="after")
+    def _operator_token(self) -> Settings:
+        if not self.operator_token and self.is_dev:
+            self.operator_token = secrets.token_urlsafe(32)
+            # logged once, at start-up, so a developer can create a chain locally
+            log.warning("OPERATOR_TOKEN not set: generated one for this dev process: %s",
+                        self.operator_token)
+        require_secret("OPERATOR_TOKEN", self.operator_token, app_env=self.app_env)
+        return self

@@ -1,0 +1,1 @@
+"""Pure business rules of the gateway: no I/O, Decimal money."""

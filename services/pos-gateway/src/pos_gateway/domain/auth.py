@@ -1,0 +1,55 @@
+"""API keys: three kinds, random 32-byte url-safe tokens, only their SHA-256 is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from uuid import UUID
+
+
+class KeyKind(StrEnum):
+    OPERATOR = "operator"
+    ADMIN = "admin"
+    TERMINAL = "terminal"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the kind of key, and the chain/store/terminal it belongs to."""
+
+    kind: KeyKind
+    #: idempotency keys are scoped to this (one value per API key)
+    scope: str
+    chain_id: UUID | None = None
+    store_id: UUID | None = None
+    terminal_id: UUID | None = None
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh key and the hash to store (the key itself is shown once and never stored)."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_key(token)
+
+
+def hash_key(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def is_operator_token(presented: str, operator_token: str) -> bool:
+    """Constant-time comparison, so timing does not reveal how much of the token matched."""
+    if not operator_token:
+        return False
+    return hmac.compare_digest(presented.encode("utf-8"), operator_token.encode("utf-8"))
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token

@@ -1,0 +1,1 @@
+"""Public HTTP routes, request models, auth and problem+json errors."""

@@ -1,0 +1,144 @@
+"""Bearer keys of three kinds, checked per route: operator, chain admin, terminal.
+
+Missing or unknown key: 401. A key of the wrong kind: 403. Terminal keys are rate limited
+(a token bucket per key, in this process): 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from pos_gateway.adapters import tables as t
+from pos_gateway.bootstrap import Gateway
+from pos_gateway.domain.auth import KeyKind, Principal, hash_key, is_operator_token
+from pos_gateway.domain.errors import GatewayError, invalid
+from pos_gateway.service_layer.idempotency import MAX_KEY_LENGTH
+
+_bearer = HTTPBearer(auto_error=False, description="An operator, chain admin or terminal key")
+
+
+def gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+class TokenBucket:
+    """Requests per key: `rate` per second on average, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._state: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> float:
+        """0 when allowed; otherwise the seconds to wait."""
+        now = time.monotonic()
+        tokens, last = self._state.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens >= 1:
+            self._state[key] = (tokens - 1, now)
+            return 0.0
+        self._state[key] = (tokens, now)
+        return (1 - tokens) / self.rate if self.rate > 0 else 60.0
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Principal:
+    gw = gateway(request)
+    if credentials is None or not credentials.credentials:
+        raise GatewayError("unauthorized", "an Authorization: Bearer key is required")
+    token = credentials.credentials
+    if is_operator_token(token, gw.settings.operator_token):
+        return Principal(KeyKind.OPERATOR, scope="operator")
+    async with gw.session() as session:
+        row = (
+            await session.execute(
+                sa.select(t.api_keys).where(
+                    t.api_keys.c.key_hash == hash_key(token), t.api_keys.c.revoked_at.is_(None)
+                )
+            )
+        ).first()
+    if row is None:
+        raise GatewayError("unauthorized", "unknown API key")
+    principal = Principal(
+        KeyKind(row.kind),
+        scope=f"key:{row.key_id}",
+        chain_id=row.chain_id,
+        store_id=row.store_id,
+        terminal_id=row.terminal_id,
+    )
+    if principal.kind is KeyKind.TERMINAL:
+        limiter: TokenBucket | None = getattr(request.app.state, "rate_limiter", None)
+        wait = limiter.take(principal.scope) if limiter is not None else 0.0
+        if wait > 0:
+            raise GatewayError(
+                "rate_limited",
+                "too many requests from this terminal",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+    return principal
+
+
+def require(*kinds: KeyKind) -> Callable[..., Awaitable[Principal]]:
+    allowed = frozenset(kinds)
+
+    async def dependency(
+        principal: Annotated[Principal, Depends(authenticate)],
+    ) -> Principal:
+        if principal.kind not in allowed:
+            raise GatewayError(
+                "forbidden",
+                f"this needs a {' or '.join(sorted(k.value for k in allowed))} key",
+            )
+        return principal
+
+    return dependency
+
+
+OperatorKey = Annotated[Principal, Depends(require(KeyKind.OPERATOR))]
+AdminKey = Annotated[Principal, Depends(require(KeyKind.ADMIN))]
+TerminalKey = Annotated[Principal, Depends(require(KeyKind.TERMINAL))]
+ChainReader = Annotated[Principal, Depends(require(KeyKind.ADMIN, KeyKind.TERMINAL))]
+
+
+def _check_key(value: str | None) -> str | None:
+    if value is not None and not (0 < len(value) <= MAX_KEY_LENGTH):
+        raise invalid("Idempotency-Key", f"must be 1 to {MAX_KEY_LENGTH} characters")
+    return value
+
+
+async def optional_idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key",
+               description="Repeats with the same key get the same answer"),
+    ] = None,
+) -> str | None:
+    return _check_key(idempotency_key)
+
+
+async def required_idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", description="Required: a retry with the same key and "
+               "body gets the original answer"),
+    ] = None,
+) -> str:
+    if idempotency_key is None:
+        raise invalid("Idempotency-Key", "the Idempotency-Key header is required")
+    checked = _check_key(idempotency_key)
+    assert checked is not None
+    return checked
+
+
+OptionalIdempotencyKey = Annotated[str | None, Depends(optional_idempotency_key)]
+RequiredIdempotencyKey = Annotated[str, Depends(required_idempotency_key)]

@@ -1,0 +1,453 @@
+"""The public routes of api.md. Each translates HTTP into a use case call and back."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import httpx
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from pos_gateway.bootstrap import Gateway
+from pos_gateway.domain.errors import GatewayError, not_found
+from pos_gateway.entrypoints.api import schemas as s
+from pos_gateway.entrypoints.api.auth import (
+    AdminKey,
+    ChainReader,
+    OperatorKey,
+    OptionalIdempotencyKey,
+    RequiredIdempotencyKey,
+    TerminalKey,
+    gateway,
+)
+from pos_gateway.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
+from pos_gateway.service_layer import masterdata, operations
+from pos_gateway.service_layer.common import load_customer, request_hash
+from pos_gateway.service_layer.runner import Answer, run_idempotent
+
+Gw = Annotated[Gateway, Depends(gateway)]
+
+_PROBLEM = {"model": s.Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        401: "Missing or invalid key (`unauthorized`)",
+        403: "A key of the wrong kind (`forbidden`)",
+        404: "Not found (also for another chain's objects)",
+        409: "`idempotency_conflict` (or `already_revoked`)",
+        422: "`validation_error` or a refusal code",
+        429: "Too many requests (`rate_limited`)",
+        503: "A service the answer depends on is unavailable (`unavailable`)",
+    }
+    return {st: {**_PROBLEM, "description": described.get(st, "Problem")} for st in statuses}
+
+
+AUTH = (401, 403)
+
+
+def to_response(answer: Answer) -> JSONResponse:
+    media = PROBLEM_MEDIA_TYPE if answer.status >= 400 else "application/json"
+    return JSONResponse(answer.body, status_code=answer.status, media_type=media,
+                        headers=answer.headers or None)
+
+
+async def _body_json(request: Request) -> Any:
+    raw = await request.body()
+    return json.loads(raw) if raw else None
+
+
+async def _hash(request: Request) -> str:
+    return request_hash(request.method, request.url.path, await _body_json(request))
+
+
+router = APIRouter(prefix="/v1")
+
+
+# --------------------------------------------------------------------------- chains
+
+
+@router.post("/chains", status_code=201, response_model=s.ChainCreated, tags=["chains"],
+             responses=problems(*AUTH, 409, 422))
+async def create_chain(
+    request: Request, gw: Gw, principal: OperatorKey, body: s.ChainCreate,
+    idempotency_key: OptionalIdempotencyKey,
+) -> JSONResponse:
+    """Create a chain (operator key); the answer shows its admin key once."""
+    answer = await run_idempotent(
+        gw, principal, idempotency_key, await _hash(request),
+        lambda session: masterdata.register_chain(session, body),
+    )
+    return to_response(answer)
+
+
+@router.post("/stores", status_code=201, response_model=s.StoreOut, tags=["chains"],
+             responses=problems(*AUTH, 409, 422))
+async def create_store(
+    request: Request, gw: Gw, principal: AdminKey, body: s.StoreCreate,
+    idempotency_key: OptionalIdempotencyKey,
+) -> JSONResponse:
+    answer = await run_idempotent(
+        gw, principal, idempotency_key, await _hash(request),
+        lambda session: masterdata.register_store(session, principal, body),
+    )
+    return to_response(answer)
+
+
+@router.post("/stores/{store_id}/terminals", status_code=201, response_model=s.TerminalCreated,
+             tags=["chains"], responses=problems(*AUTH, 404, 409, 422))
+async def create_terminal(
+    request: Request, gw: Gw, principal: AdminKey, store_id: UUID, body: s.TerminalCreate,
+    idempotency_key: OptionalIdempotencyKey,
+) -> JSONResponse:
+    """Add a terminal to a store; the answer shows its key once."""
+    answer = await run_idempotent(
+        gw, principal, idempotency_key, await _hash(request),
+        lambda session: masterdata.register_terminal(session, principal, store_id, body),
+    )
+    return to_response(answer)
+
+
+@router.get("/settings", response_model=s.SettingsOut, tags=["chains"],
+            responses=problems(*AUTH))
+async def get_settings(gw: Gw, principal: AdminKey) -> dict[str, Any]:
+    async with gw.session() as session:
+        return await masterdata.get_settings(session, principal)
+
+
+@router.put("/settings", response_model=s.SettingsOut, tags=["chains"],
+            responses=problems(*AUTH, 422))
+async def put_settings(gw: Gw, principal: AdminKey, body: s.SettingsUpdate) -> dict[str, Any]:
+    """Change any subset of the settings; they apply to every operation accepted after this."""
+    async with gw.session() as session, session.begin():
+        return await masterdata.update_settings(session, principal, body)
+
+
+# --------------------------------------------------------------------------- customers
+
+
+@router.post("/customers", status_code=201, response_model=s.CustomerOut, tags=["customers"],
+             responses=problems(*AUTH, 409, 422))
+async def create_customer(
+    request: Request, gw: Gw, principal: AdminKey, body: s.CustomerCreate,
+    idempotency_key: OptionalIdempotencyKey,
+) -> JSONResponse:
+    answer = await run_idempotent(
+        gw, principal, idempotency_key, await _hash(request),
+        lambda session: masterdata.create_customer(session, principal, body),
+    )
+    return to_response(answer)
+
+
+@router.get("/customers", response_model=s.CustomerPage, tags=["customers"],
+            responses=problems(*AUTH, 422, 503))
+async def list_customers(
+    gw: Gw,
+    principal: AdminKey,
+    vip: bool | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> dict[str, Any]:
+    """Customers by name; `q` matches name, phone or card number; `next` pages on."""
+    async with gw.session() as session:
+        return await masterdata.list_customers(
+            session, gw.reporting_api, principal, vip=vip, q=q, limit=limit, cursor=cursor
+        )
+
+
+@router.get("/customers/{customer_id}", response_model=s.CustomerOut, tags=["customers"],
+            responses=problems(*AUTH, 404, 503))
+async def get_customer(gw: Gw, principal: AdminKey, customer_id: UUID) -> dict[str, Any]:
+    async with gw.session() as session:
+        return await masterdata.get_customer(session, gw.reporting_api, principal, customer_id)
+
+
+@router.patch("/customers/{customer_id}", response_model=s.CustomerOut, tags=["customers"],
+              responses=problems(*AUTH, 404, 422, 503))
+async def patch_customer(
+    gw: Gw, principal: AdminKey, customer_id: UUID, body: s.CustomerPatch
+) -> dict[str, Any]:
+    async with gw.session() as session, session.begin():
+        return await masterdata.patch_customer(
+            session, gw.reporting_api, principal, customer_id, body
+        )
+
+
+@router.post("/customers/{customer_id}/cards", status_code=201, response_model=s.CardIssued,
+             tags=["customers"], responses=problems(*AUTH, 404, 409, 422))
+async def issue_card(
+    request: Request, gw: Gw, principal: AdminKey, customer_id: UUID, body: s.CardIssue,
+    idempotency_key: OptionalIdempotencyKey,
+) -> JSONResponse:
+    """Give the customer a new card; the previous one is blocked."""
+    answer = await run_idempotent(
+        gw, principal, idempotency_key, await _hash(request),
+        lambda session: masterdata.issue_card(session, principal, customer_id, body),
+    )
+    return to_response(answer)
+
+
+CardPath = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.post("/cards/{card_number}/block", response_model=s.CardBlockedOut, tags=["customers"],
+             responses=problems(*AUTH, 404, 409))
+async def block_card(
+    request: Request, gw: Gw, principal: AdminKey, card_number: CardPath,
+    idempotency_key: OptionalIdempotencyKey,
+) -> JSONResponse:
+    answer = await run_idempotent(
+        gw, principal, idempotency_key, await _hash(request),
+        lambda session: masterdata.block_card(session, principal, card_number),
+    )
+    return to_response(answer)
+
+
+@router.get("/cards/{card_number}", response_model=s.CardLookup, tags=["till"],
+            responses=problems(401, 403, 404, 503))
+async def lookup_card(gw: Gw, principal: ChainReader, card_number: CardPath) -> dict[str, Any]:
+    """"Calculate": balances and open sales of the card's customer (403 `card_blocked`)."""
+    async with gw.session() as session:
+        return await masterdata.lookup_card(session, gw.reporting_api, principal, card_number)
+
+
+# --------------------------------------------------------------------------- till
+
+_TILL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": s.Pending, "description": "The outcome is not known yet: poll status_url"},
+    **problems(*AUTH, 404, 409, 422, 429),
+}
+
+
+@router.post("/sales", status_code=201, response_model=s.SaleOutcome, tags=["till"],
+             responses=_TILL_RESPONSES)
+async def create_sale(
+    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey,
+    body: s.SaleCreate,
+) -> JSONResponse:
+    """Record a sale: 201 with the outcome, 422 with the refusal, or 202 while pending."""
+    raw = await _body_json(request)
+    answer = await operations.submit_sale(
+        gw, principal, body, raw, idempotency_key,
+        request_hash(request.method, request.url.path, raw),
+    )
+    return to_response(answer)
+
+
+@router.get("/sales/{sale_id}", response_model=s.SaleRead, tags=["till"],
+            responses=problems(*AUTH, 404))
+async def read_sale(gw: Gw, principal: ChainReader, sale_id: UUID) -> dict[str, Any]:
+    """The outcome with its lines, `pending`, or `refused` with the code (200 in each case)."""
+    return await operations.read_sale(gw, principal, sale_id)
+
+
+@router.post("/customers/{customer_id}/payments", status_code=201,
+             response_model=s.DebtPaymentOut, tags=["till"], responses=_TILL_RESPONSES)
+async def take_money(
+    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey,
+    customer_id: UUID, body: s.DebtPaymentCreate,
+) -> JSONResponse:
+    """"Take money" (an amount) or "Pay debt" (the whole debt)."""
+    answer = await operations.submit_debt_payment(
+        gw, principal, customer_id, body, idempotency_key, await _hash(request)
+    )
+    return to_response(answer)
+
+
+@router.post("/customers/{customer_id}/advances", status_code=201, response_model=s.AdvanceOut,
+             tags=["till"], responses=_TILL_RESPONSES)
+async def pay_advance(
+    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey,
+    customer_id: UUID, body: s.AdvanceCreate,
+) -> JSONResponse:
+    answer = await operations.submit_advance(
+        gw, principal, customer_id, body, idempotency_key, await _hash(request)
+    )
+    return to_response(answer)
+
+
+@router.post("/customers/{customer_id}/refunds", status_code=201, response_model=s.RefundOut,
+             tags=["till"], responses=_TILL_RESPONSES)
+async def return_money(
+    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey,
+    customer_id: UUID, body: s.RefundCreate,
+) -> JSONResponse:
+    """"Return money": pay advance back (needs the card)."""
+    answer = await operations.submit_refund(
+        gw, principal, customer_id, body, idempotency_key, await _hash(request)
+    )
+    return to_response(answer)
+
+
+@router.post("/sales/{sale_id}/returns", status_code=201, response_model=s.ReturnOut,
+             tags=["till"], responses=_TILL_RESPONSES)
+async def return_goods(
+    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey,
+    sale_id: UUID, body: s.ReturnCreate,
+) -> JSONResponse:
+    answer = await operations.submit_return(
+        gw, principal, sale_id, body, idempotency_key, await _hash(request)
+    )
+    return to_response(answer)
+
+
+@router.get("/operations/{kind}/{operation_id}", tags=["till"],
+            responses=problems(*AUTH, 404))
+async def read_operation(
+    gw: Gw,
+    principal: ChainReader,
+    kind: Literal["debt_payment", "advance", "refund", "return", "revoke_discount",
+                  "bonus_cancel", "sale"],
+    operation_id: UUID,
+) -> dict[str, Any]:
+    """Where a `202` points: the operation's status and, once completed, its answer."""
+    return await operations.read_operation_status(gw, principal, kind, operation_id)
+
+
+# --------------------------------------------------------------------------- back office
+
+
+@router.post("/payments/{payment_id}/bonus-type", response_model=s.BonusTypeOut,
+             tags=["back office"], responses={**_TILL_RESPONSES, 503: problems(503)[503]})
+async def set_bonus_type(
+    request: Request, gw: Gw, principal: AdminKey, payment_id: UUID, body: s.BonusTypeUpdate,
+    idempotency_key: OptionalIdempotencyKey,
+) -> JSONResponse:
+    """Cancel one payment's accrual ("no bonuses"); asking again answers the same."""
+    answer = await operations.cancel_payment_bonus(
+        gw, principal, payment_id, idempotency_key, await _hash(request)
+    )
+    return to_response(answer)
+
+
+@router.post("/sales/{sale_id}/revoke-discount", response_model=s.RevokeDiscountOut,
+             tags=["back office"], responses=_TILL_RESPONSES)
+async def revoke_discount(
+    request: Request, gw: Gw, principal: AdminKey, sale_id: UUID,
+    idempotency_key: OptionalIdempotencyKey,
+) -> JSONResponse:
+    """Revoke the discount of an overdue sale, once (409 `already_revoked`, 422 `not_overdue`)."""
+    answer = await operations.revoke_discount(
+        gw, principal, sale_id, idempotency_key, await _hash(request)
+    )
+    return to_response(answer)
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+def _proxied(upstream: Any) -> Response:
+    if upstream.status_code == 404:
+        raise not_found()
+    if upstream.status_code >= 400:
+        media = upstream.headers.get("content-type", PROBLEM_MEDIA_TYPE)
+        return Response(upstream.content, status_code=upstream.status_code, media_type=media)
+    return Response(
+        upstream.content,
+        status_code=upstream.status_code,
+        media_type=upstream.headers.get("content-type", "application/json"),
+    )
+
+
+def _query(request: Request) -> httpx.QueryParams:
+    # passed through unchanged: reporting and the notifier read the public parameters
+    return httpx.QueryParams(list(request.query_params.multi_items()))
+
+
+def _accept(request: Request) -> dict[str, str]:
+    accept = request.headers.get("accept")
+    return {"Accept": accept} if accept else {}
+
+
+_REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/csv": {}},
+          "description": "The report as JSON, or CSV with `Accept: text/csv`"},
+    **problems(*AUTH, 422, 503),
+}
+
+Report = Literal["payment-balance", "unpaid-goods", "aging", "bonus-statistics"]
+
+
+@router.get("/reports/{report}", tags=["reports"], responses=_REPORT_RESPONSES)
+async def report(
+    request: Request,
+    gw: Gw,
+    principal: AdminKey,
+    report: Report,
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: date | None = None,
+    store_id: UUID | None = None,
+    vip_only: bool | None = None,
+    sort: Literal["closing", "name"] | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> Response:
+    """payment-balance, unpaid-goods, aging, bonus-statistics (from reporting)."""
+    assert principal.chain_id is not None
+    upstream = await gw.reporting_api.request(
+        "GET", principal.chain_id, f"reports/{report}",
+        params=_query(request), headers=_accept(request),
+    )
+    return _proxied(upstream)
+
+
+@router.get("/customers/{customer_id}/statement", tags=["reports"],
+            responses={**_REPORT_RESPONSES, **problems(404)})
+async def statement(
+    request: Request,
+    gw: Gw,
+    principal: AdminKey,
+    customer_id: UUID,
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: date | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> Response:
+    """Every movement of the customer in time order, with running balances."""
+    assert principal.chain_id is not None
+    async with gw.session() as session:
+        await load_customer(session, principal.chain_id, customer_id)
+    upstream = await gw.reporting_api.request(
+        "GET", principal.chain_id, f"customers/{customer_id}/statement",
+        params=_query(request), headers=_accept(request),
+    )
+    return _proxied(upstream)
+
+
+@router.get("/tasks", tags=["tasks"], responses=problems(*AUTH, 422, 503))
+async def list_tasks(
+    request: Request,
+    gw: Gw,
+    principal: AdminKey,
+    status: Literal["open", "done"] | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> Response:
+    """Reminder tasks for customer service (from the notifier)."""
+    assert principal.chain_id is not None
+    upstream = await gw.notifier_api.request(
+        "GET", principal.chain_id, "tasks", params=_query(request)
+    )
+    return _proxied(upstream)
+
+
+@router.post("/tasks/{task_id}/complete", tags=["tasks"],
+             responses=problems(*AUTH, 404, 422, 503))
+async def complete_task(
+    gw: Gw, principal: AdminKey, task_id: UUID, body: s.TaskComplete,
+    idempotency_key: OptionalIdempotencyKey,
+) -> Response:
+    """Record the outcome of the call; the task closes as `completed`."""
+    assert principal.chain_id is not None
+    upstream = await gw.notifier_api.request(
+        "POST", principal.chain_id, f"tasks/{task_id}/complete",
+        json=body.model_dump(mode="json"),
+    )
+    return _proxied(upstream)
+
+
+__all__ = ["GatewayError", "router"]

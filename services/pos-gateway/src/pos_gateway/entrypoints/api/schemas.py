@@ -1,0 +1,428 @@
+"""Request and response models of the public API (api.md), documented in /openapi.json.
+
+Requests refuse unknown fields and JSON numbers for money and quantities (the contracts'
+decimal-string types); integers and booleans are strict (no "30" for 30, no "yes" for true).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Self
+from uuid import UUID
+from zoneinfo import ZoneInfo, available_timezones
+
+from contracts.enums import (
+    CreditMode,
+    DebtPaymentKind,
+    MoneyMethod,
+    OverdueDiscountPolicy,
+    PaymentMethod,
+    RefundMethod,
+    TaskOutcome,
+)
+from contracts.money import NonNegativeMoney, Percent, PositiveMoney, Quantity
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+Name = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
+                                        max_length=200)]
+ShortText = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
+                                             max_length=64)]
+LongText = Annotated[str, StringConstraints(strict=True, max_length=4000)]
+Email = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, max_length=254,
+                                         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+CardNumber = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
+                                              max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+Days = Annotated[StrictInt, Field(ge=0, le=3650)]
+
+
+class Request(BaseModel):
+    """A request body: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _refuse_nulls(model: BaseModel, nullable: set[str]) -> None:
+    # a partial update may leave a field out, but null only clears fields that may be empty
+    for name in model.model_fields_set:
+        if getattr(model, name) is None and name not in nullable:
+            raise ValueError(f"{name} may not be null")
+
+
+# --------------------------------------------------------------------------- chains
+
+
+class ChainCreate(Request):
+    name: Name
+    currency: Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")] = "EUR"
+    timezone: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)] = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value not in available_timezones() and value != "UTC":
+            raise ValueError("unknown IANA time zone")
+        ZoneInfo(value)
+        return value
+
+
+class ChainCreated(BaseModel):
+    chain_id: UUID
+    admin_api_key: str
+
+
+class StoreCreate(Request):
+    code: ShortText
+    name: Name
+
+
+class StoreOut(BaseModel):
+    store_id: UUID
+    code: str
+    name: str
+
+
+class TerminalCreate(Request):
+    name: Name
+
+
+class TerminalCreated(BaseModel):
+    terminal_id: UUID
+    api_key: str
+
+
+class SettingsOut(BaseModel):
+    credit_mode: CreditMode
+    max_payment_delay_days: int
+    overdue_discount: OverdueDiscountPolicy
+    block_credit_when_overdue: bool
+    reminder_repeat_days: int
+    bonus_rate_percent: str
+    bonus_expiry_days: int | None
+
+
+class SettingsUpdate(Request):
+    """Any subset of the settings; fields left out keep their values."""
+
+    credit_mode: CreditMode | None = None
+    max_payment_delay_days: Days | None = None
+    overdue_discount: OverdueDiscountPolicy | None = None
+    block_credit_when_overdue: StrictBool | None = None
+    reminder_repeat_days: Annotated[StrictInt, Field(ge=1, le=3650)] | None = None
+    bonus_rate_percent: Percent | None = None
+    bonus_expiry_days: Annotated[StrictInt, Field(ge=1, le=36500)] | None = None
+
+    @model_validator(mode="after")
+    def _nulls(self) -> Self:
+        _refuse_nulls(self, {"bonus_expiry_days"})
+        return self
+
+
+# --------------------------------------------------------------------------- customers
+
+
+class CustomerCreate(Request):
+    name: Name
+    phone: ShortText
+    email: Email | None = None
+    vip: StrictBool = False
+    card_number: CardNumber | None = None
+    bonus_accrual: StrictBool = True
+    credit_limit: NonNegativeMoney | None = None
+    max_payment_delay_days: Days | None = None
+
+
+class CustomerPatch(Request):
+    """Any creation field except the card (cards have their own endpoints)."""
+
+    name: Name | None = None
+    phone: ShortText | None = None
+    email: Email | None = None
+    vip: StrictBool | None = None
+    bonus_accrual: StrictBool | None = None
+    credit_limit: NonNegativeMoney | None = None
+    max_payment_delay_days: Days | None = None
+
+    @model_validator(mode="after")
+    def _nulls(self) -> Self:
+        _refuse_nulls(self, {"email", "credit_limit", "max_payment_delay_days"})
+        return self
+
+
+class CustomerOut(BaseModel):
+    customer_id: UUID
+    name: str
+    phone: str | None
+    email: str | None
+    vip: bool
+    card_number: str | None
+    bonus_accrual: bool
+    credit_limit: str | None
+    max_payment_delay_days: int | None
+    debt: str
+    advance: str
+    bonus_balance: str
+    credit_available: str | None
+    overdue: bool
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerOut]
+    next: str | None
+
+
+class CardIssue(Request):
+    card_number: CardNumber
+
+
+class CardIssued(BaseModel):
+    customer_id: UUID
+    card_number: str
+
+
+class CardBlockedOut(BaseModel):
+    card_number: str
+    blocked: bool
+
+
+class OpenSaleLine(BaseModel):
+    line_no: int
+    name: str
+    barcode: str | None
+    amount_owed: str
+
+
+class OpenSale(BaseModel):
+    sale_id: UUID
+    sold_at: str
+    due_date: str | None
+    amount_owed: str
+    overdue: bool
+    lines: list[OpenSaleLine] | None = None
+
+
+class CardLookup(BaseModel):
+    customer_id: UUID
+    name: str
+    vip: bool
+    debt: str
+    advance: str
+    bonus_balance: str
+    credit_limit: str | None
+    credit_available: str | None
+    overdue: bool
+    open_sales: list[OpenSale]
+
+
+# --------------------------------------------------------------------------- till
+
+
+class SaleLineIn(Request):
+    sku: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
+    barcode: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
+    name: Name
+    quantity: Quantity
+    unit_price: NonNegativeMoney
+    discount: NonNegativeMoney = Decimal("0")
+
+
+class SalePaymentIn(Request):
+    method: PaymentMethod
+    amount: PositiveMoney
+
+
+class SaleCreate(Request):
+    sale_id: UUID | None = None
+    card_number: CardNumber | None = None
+    customer_id: UUID | None = None
+    occurred_at: AwareDatetime | None = None
+    lines: Annotated[list[SaleLineIn], Field(min_length=1, max_length=1000)]
+    payments: Annotated[list[SalePaymentIn], Field(max_length=100)] = []
+    change_to_advance: NonNegativeMoney | None = None
+
+
+class Balances(BaseModel):
+    debt: str
+    advance: str
+    bonus_balance: str
+
+
+class SalePaymentOut(BaseModel):
+    payment_id: UUID
+    method: PaymentMethod
+    amount: str
+    bonus_accrued: str
+
+
+class SaleOutcome(BaseModel):
+    sale_id: UUID
+    status: Literal["completed"]
+    sold_at: str
+    total: str
+    paid: str
+    on_account: str
+    advance_applied: str
+    due_date: str | None
+    bonus_accrued: str
+    bonus_spent: str
+    payments: list[SalePaymentOut]
+    customer: Balances | None
+
+
+class SaleLineOut(BaseModel):
+    line_no: int
+    sku: str | None
+    barcode: str | None
+    name: str
+    quantity: str
+    unit_price: str
+    discount: str
+    amount: str
+    returned_quantity: str
+
+
+class SaleRead(BaseModel):
+    """Completed: the outcome plus its lines; pending: sale_id and status; refused: + code."""
+
+    sale_id: UUID
+    status: Literal["completed", "pending", "refused"]
+    code: str | None = None
+    detail: str | None = None
+    lines: list[SaleLineOut] | None = None
+    model_config = ConfigDict(extra="allow")
+
+
+class Pending(BaseModel):
+    status: Literal["pending"]
+    status_url: str
+    model_config = ConfigDict(extra="allow")
+
+
+class AllocationIn(Request):
+    sale_id: UUID
+    line_no: Annotated[StrictInt, Field(ge=1)] | None = None
+    amount: PositiveMoney
+
+
+class DebtPaymentCreate(Request):
+    kind: DebtPaymentKind
+    amount: PositiveMoney | None = None
+    method: MoneyMethod
+    card_number: CardNumber | None = None
+    occurred_at: AwareDatetime | None = None
+    allocations: Annotated[list[AllocationIn], Field(max_length=1000)] = []
+
+
+class AllocationOut(BaseModel):
+    sale_id: UUID
+    line_no: int | None
+    amount: str
+
+
+class DebtPaymentOut(BaseModel):
+    payment_id: UUID
+    amount: str
+    allocated: list[AllocationOut]
+    advance_added: str
+    bonus_accrued: str
+    customer: Balances
+
+
+class AdvanceCreate(Request):
+    amount: PositiveMoney
+    method: MoneyMethod
+    card_number: CardNumber | None = None
+    occurred_at: AwareDatetime | None = None
+
+
+class AdvanceOut(BaseModel):
+    payment_id: UUID
+    amount: str
+    applied_to_debt: str
+    advance_added: str
+    bonus_accrued: str
+    customer: Balances
+
+
+class RefundCreate(Request):
+    amount: PositiveMoney
+    method: MoneyMethod
+    card_number: CardNumber | None = None
+    occurred_at: AwareDatetime | None = None
+
+
+class RefundOut(BaseModel):
+    refund_id: UUID
+    amount: str
+    customer: Balances
+
+
+class ReturnLineIn(Request):
+    line_no: Annotated[StrictInt, Field(ge=1)]
+    quantity: Quantity
+
+
+class ReturnCreate(Request):
+    lines: Annotated[list[ReturnLineIn], Field(min_length=1, max_length=1000)]
+    refund: RefundMethod
+    occurred_at: AwareDatetime | None = None
+
+
+
+class ReturnOut(BaseModel):
+    return_id: UUID
+    value: str
+    debt_cancelled: str
+    bonus_restored: str
+    refunded: str
+    advance_added: str
+    bonus_reversed: str
+    customer: Balances | None
+
+
+# --------------------------------------------------------------------------- back office
+
+
+class BonusTypeUpdate(Request):
+    bonus_type: Literal["none"]
+
+
+class BonusTypeOut(BaseModel):
+    payment_id: UUID
+    bonus_cancelled: str
+    customer: Balances
+
+
+class RevokeDiscountOut(BaseModel):
+    sale_id: UUID
+    discount_revoked: str
+    customer: Balances
+
+
+class TaskComplete(Request):
+    outcome: TaskOutcome
+    note: LongText | None = None
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with the API's stable `code`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, str]] | None = None
+    model_config = ConfigDict(extra="allow")
+
+
+JSON = dict[str, Any]

@@ -1,0 +1,112 @@
+"""The gateway's ASGI app: public routes on servicekit's runtime (health, metrics, outbox
+relay, the `gateway` consumer of outcome events, the idempotency purge job).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
+from fastapi import FastAPI, Request, Response
+from servicekit.consumer import Consumer
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
+
+import pos_gateway
+from pos_gateway.bootstrap import Gateway
+from pos_gateway.config import Settings
+from pos_gateway.entrypoints.api.auth import TokenBucket
+from pos_gateway.entrypoints.api.problems import install_problem_handlers, problem_response
+from pos_gateway.entrypoints.api.routes import router
+from pos_gateway.service_layer import idempotency
+from pos_gateway.service_layer.outcomes import HANDLERS
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(pos_gateway.__file__).parent / "migrations"
+CONSUMER_GROUP = "gateway"
+
+API_DESCRIPTION = """The public API of the VIP credit and loyalty system (see api.md).
+
+Money and quantities are decimal strings. Errors are `application/problem+json` with a stable
+`code`. State-changing POSTs take an `Idempotency-Key` (required on sales, payments,
+advances, refunds and returns)."""
+
+
+def build_public_app(gw: Gateway) -> FastAPI:
+    """The FastAPI app with the public routes and error handling (no runtime attached)."""
+    app = FastAPI(
+        title="POS gateway",
+        version="1.0.0",
+        description=API_DESCRIPTION,
+        openapi_url="/openapi.json",
+    )
+    app.state.gateway = gw
+    app.state.rate_limiter = TokenBucket(
+        gw.settings.rate_limit_per_second, gw.settings.rate_limit_burst
+    )
+    install_problem_handlers(app)
+    max_body = gw.settings.max_body_bytes
+
+    @app.middleware("http")
+    async def _body_cap(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            return problem_response(
+                "payload_too_large", f"the body may be at most {max_body} bytes"
+            )
+        return await call_next(request)
+
+    app.include_router(router)
+    return app
+
+
+def consumers() -> Sequence[Consumer]:
+    return [
+        Consumer(name=CONSUMER_GROUP, topics=[CREDIT_EVENTS, LOYALTY_EVENTS], handlers=HANDLERS)
+    ]
+
+
+def build(settings: Settings | None = None) -> tuple[FastAPI, Gateway]:
+    settings = settings or Settings()
+    gw = Gateway(settings)
+
+    async def on_start(runtime: Runtime) -> None:
+        gw.start(runtime.session_factory)
+
+    async def on_stop(_runtime: Runtime) -> None:
+        await gw.stop()
+
+    def jobs(runtime: Runtime) -> Sequence[PeriodicJob]:
+        async def purge() -> None:
+            async with runtime.session_factory() as session, session.begin():
+                purged = await idempotency.purge(
+                    session, timedelta(hours=settings.idempotency_keep_hours)
+                )
+            if purged:
+                log.info("purged %d idempotency keys", purged)
+
+        return [
+            PeriodicJob("idempotency-purge", settings.idempotency_purge_interval_seconds, purge)
+        ]
+
+    definition = ServiceDefinition(
+        name="pos-gateway",
+        settings=settings,
+        migrations_dir=MIGRATIONS_DIR,
+        consumers=consumers(),
+        jobs=jobs,
+        on_start=on_start,
+        on_stop=on_stop,
+        app=build_public_app(gw),
+    )
+    return create_app(definition), gw
+
+
+app, gateway = build()
+settings: Settings = gateway.settings

@@ -1,0 +1,1 @@
+"""Use cases: master data, idempotency, till operations and their outcomes."""

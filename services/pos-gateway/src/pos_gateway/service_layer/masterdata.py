@@ -1,0 +1,503 @@
+"""Master data the gateway owns: chains, stores, terminals, keys, settings, customers, cards.
+
+Every change is published on `masterdata.events.v1` through the outbox, in the transaction
+that makes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from contracts.gateway.v1 import (
+    CardBlocked,
+    CardIssued,
+    ChainRegistered,
+    ChainSettingsChanged,
+    CustomerRegistered,
+    CustomerUpdated,
+    StoreRegistered,
+    TerminalRegistered,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pos_gateway.adapters import tables as t
+from pos_gateway.adapters.internal_api import ZERO_BALANCES, ReportingClient
+from pos_gateway.domain.auth import KeyKind, Principal, new_api_key
+from pos_gateway.domain.errors import GatewayError, invalid, not_found
+from pos_gateway.domain.money import minor_units_of
+from pos_gateway.domain.sales import check_money_scale
+from pos_gateway.entrypoints.api import schemas as s
+from pos_gateway.service_layer.common import (
+    customer_json,
+    customer_snapshot,
+    load_chain,
+    load_customer,
+    publish,
+    settings_json,
+    settings_snapshot,
+)
+from pos_gateway.service_layer.runner import Answer
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "credit_mode": "balance",
+    "max_payment_delay_days": 30,
+    "overdue_discount": "keep",
+    "block_credit_when_overdue": False,
+    "reminder_repeat_days": 7,
+    "bonus_rate_percent": Decimal("10.00"),
+    "bonus_expiry_days": None,
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chain_id(principal: Principal) -> uuid.UUID:
+    assert principal.chain_id is not None
+    return principal.chain_id
+
+
+# --------------------------------------------------------------------------- chains
+
+
+async def register_chain(session: AsyncSession, body: s.ChainCreate) -> Answer:
+    chain_id = uuid.uuid4()
+    now = _now()
+    await session.execute(
+        sa.insert(t.chains).values(
+            chain_id=chain_id,
+            name=body.name,
+            currency=body.currency,
+            minor_units=minor_units_of(body.currency),
+            timezone=body.timezone,
+            created_at=now,
+            updated_at=now,
+            **DEFAULT_SETTINGS,
+        )
+    )
+    token, key_hash = new_api_key()
+    await session.execute(
+        sa.insert(t.api_keys).values(
+            key_hash=key_hash, key_id=uuid.uuid4(), kind=KeyKind.ADMIN.value, chain_id=chain_id
+        )
+    )
+    chain = await load_chain(session, chain_id)
+    await publish(
+        session,
+        ChainRegistered(
+            chain_id=chain_id, name=body.name, settings=settings_snapshot(chain), registered_at=now
+        ),
+        key=chain_id,
+        chain_id=chain_id,
+    )
+    return Answer(201, {"chain_id": str(chain_id), "admin_api_key": token})
+
+
+async def register_store(
+    session: AsyncSession, principal: Principal, body: s.StoreCreate
+) -> Answer:
+    chain_id = _chain_id(principal)
+    taken = await session.scalar(
+        sa.select(sa.func.count()).where(
+            t.stores.c.chain_id == chain_id, t.stores.c.code == body.code
+        )
+    )
+    if taken:
+        raise invalid("code", "a store with this code already exists")
+    store_id = uuid.uuid4()
+    now = _now()
+    await session.execute(
+        sa.insert(t.stores).values(
+            store_id=store_id, chain_id=chain_id, code=body.code, name=body.name, created_at=now
+        )
+    )
+    await publish(
+        session,
+        StoreRegistered(
+            chain_id=chain_id, store_id=store_id, code=body.code, name=body.name, registered_at=now
+        ),
+        key=chain_id,
+        chain_id=chain_id,
+    )
+    return Answer(201, {"store_id": str(store_id), "code": body.code, "name": body.name})
+
+
+async def register_terminal(
+    session: AsyncSession, principal: Principal, store_id: uuid.UUID, body: s.TerminalCreate
+) -> Answer:
+    chain_id = _chain_id(principal)
+    store = (
+        await session.execute(
+            sa.select(t.stores.c.store_id).where(
+                t.stores.c.chain_id == chain_id, t.stores.c.store_id == store_id
+            )
+        )
+    ).first()
+    if store is None:
+        raise not_found("store")
+    terminal_id = uuid.uuid4()
+    now = _now()
+    await session.execute(
+        sa.insert(t.terminals).values(
+            terminal_id=terminal_id, chain_id=chain_id, store_id=store_id, name=body.name,
+            created_at=now,
+        )
+    )
+    token, key_hash = new_api_key()
+    await session.execute(
+        sa.insert(t.api_keys).values(
+            key_hash=key_hash, key_id=uuid.uuid4(), kind=KeyKind.TERMINAL.value,
+            chain_id=chain_id, store_id=store_id, terminal_id=terminal_id,
+        )
+    )
+    await publish(
+        session,
+        TerminalRegistered(
+            chain_id=chain_id, store_id=store_id, terminal_id=terminal_id, name=body.name,
+            registered_at=now,
+        ),
+        key=chain_id,
+        chain_id=chain_id,
+    )
+    return Answer(201, {"terminal_id": str(terminal_id), "api_key": token})
+
+
+# --------------------------------------------------------------------------- settings
+
+
+async def get_settings(session: AsyncSession, principal: Principal) -> dict[str, Any]:
+    return settings_json(await load_chain(session, _chain_id(principal)))
+
+
+async def update_settings(
+    session: AsyncSession, principal: Principal, body: s.SettingsUpdate
+) -> dict[str, Any]:
+    chain_id = _chain_id(principal)
+    chain = await load_chain(session, chain_id, lock=True)
+    changes: dict[str, Any] = {}
+    for name in body.model_fields_set:
+        value = getattr(body, name)
+        if hasattr(value, "value"):
+            value = value.value
+        current = getattr(chain, name)
+        if value != current:
+            changes[name] = value
+    if not changes:
+        return settings_json(chain)
+    now = _now()
+    await session.execute(
+        sa.update(t.chains).where(t.chains.c.chain_id == chain_id).values(updated_at=now, **changes)
+    )
+    chain = await load_chain(session, chain_id)
+    await publish(
+        session,
+        ChainSettingsChanged(chain_id=chain_id, settings=settings_snapshot(chain), changed_at=now),
+        key=chain_id,
+        chain_id=chain_id,
+    )
+    return settings_json(chain)
+
+
+# --------------------------------------------------------------------------- customers
+
+
+async def _card_row(
+    session: AsyncSession, chain_id: uuid.UUID, card_number: str
+) -> Row[Any] | None:
+    return (
+        await session.execute(
+            sa.select(t.cards).where(
+                t.cards.c.chain_id == chain_id, t.cards.c.card_number == card_number
+            )
+        )
+    ).first()
+
+
+async def _publish_customer(
+    session: AsyncSession, chain: Row[Any], customer_id: uuid.UUID, *, registered: bool
+) -> Row[Any]:
+    customer = await load_customer(session, chain.chain_id, customer_id)
+    snapshot = customer_snapshot(customer, chain.minor_units)
+    now = _now()
+    event: CustomerRegistered | CustomerUpdated
+    if registered:
+        event = CustomerRegistered(chain_id=chain.chain_id, customer=snapshot, registered_at=now)
+    else:
+        event = CustomerUpdated(chain_id=chain.chain_id, customer=snapshot, updated_at=now)
+    await publish(session, event, key=customer_id, chain_id=chain.chain_id)
+    return customer
+
+
+async def create_customer(
+    session: AsyncSession, principal: Principal, body: s.CustomerCreate
+) -> Answer:
+    chain = await load_chain(session, _chain_id(principal))
+    check_money_scale([("credit_limit", body.credit_limit)], chain.minor_units)
+    if body.card_number is not None and await _card_row(session, chain.chain_id, body.card_number):
+        raise invalid("card_number", "this card number is already issued")
+    customer_id = uuid.uuid4()
+    now = _now()
+    await session.execute(
+        sa.insert(t.customers).values(
+            customer_id=customer_id,
+            chain_id=chain.chain_id,
+            name=body.name,
+            phone=body.phone,
+            email=body.email,
+            vip=body.vip,
+            bonus_accrual=body.bonus_accrual,
+            credit_limit=body.credit_limit,
+            max_payment_delay_days=body.max_payment_delay_days,
+            card_number=body.card_number,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    if body.card_number is not None:
+        await session.execute(
+            sa.insert(t.cards).values(
+                chain_id=chain.chain_id, card_number=body.card_number, customer_id=customer_id,
+                issued_at=now,
+            )
+        )
+    customer = await _publish_customer(session, chain, customer_id, registered=True)
+    if body.card_number is not None:
+        await publish(
+            session,
+            CardIssued(
+                chain_id=chain.chain_id, customer_id=customer_id, card_number=body.card_number,
+                previous_card_number=None, issued_at=now,
+            ),
+            key=customer_id,
+            chain_id=chain.chain_id,
+        )
+    # a customer registered this instant has no movements: zeros are the truth, not a guess
+    return Answer(201, customer_json(customer, dict(ZERO_BALANCES), chain.minor_units))
+
+
+async def get_customer(
+    session: AsyncSession, reporting: ReportingClient, principal: Principal, customer_id: uuid.UUID
+) -> dict[str, Any]:
+    chain = await load_chain(session, _chain_id(principal))
+    customer = await load_customer(session, chain.chain_id, customer_id)
+    balances = await reporting.balances(chain.chain_id, customer_id)
+    return customer_json(customer, balances, chain.minor_units)
+
+
+async def patch_customer(
+    session: AsyncSession,
+    reporting: ReportingClient,
+    principal: Principal,
+    customer_id: uuid.UUID,
+    body: s.CustomerPatch,
+) -> dict[str, Any]:
+    chain = await load_chain(session, _chain_id(principal))
+    customer = await load_customer(session, chain.chain_id, customer_id, lock=True)
+    check_money_scale([("credit_limit", body.credit_limit)], chain.minor_units)
+    changes = {
+        name: getattr(body, name)
+        for name in body.model_fields_set
+        if getattr(body, name) != getattr(customer, name)
+    }
+    if changes:
+        await session.execute(
+            sa.update(t.customers)
+            .where(t.customers.c.customer_id == customer_id)
+            .values(updated_at=_now(), **changes)
+        )
+        customer = await _publish_customer(session, chain, customer_id, registered=False)
+    # read before commit: if reporting is down the change is refused whole (503), not half-done
+    balances = await reporting.balances(chain.chain_id, customer_id)
+    return customer_json(customer, balances, chain.minor_units)
+
+
+def _encode_cursor(name: str, customer_id: uuid.UUID) -> str:
+    raw = json.dumps([name, str(customer_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        name, customer_id = json.loads(raw)
+        return str(name), uuid.UUID(customer_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise invalid("cursor", "not a cursor this API returned") from exc
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def list_customers(
+    session: AsyncSession,
+    reporting: ReportingClient,
+    principal: Principal,
+    *,
+    vip: bool | None,
+    q: str | None,
+    limit: int,
+    cursor: str | None,
+) -> dict[str, Any]:
+    chain = await load_chain(session, _chain_id(principal))
+    c = t.customers.c
+    query = sa.select(t.customers).where(c.chain_id == chain.chain_id)
+    if vip is not None:
+        query = query.where(c.vip.is_(vip))
+    if q:
+        pattern = _like(q.strip())
+        query = query.where(
+            sa.or_(
+                c.name.ilike(pattern, escape="\\"),
+                c.phone.ilike(pattern, escape="\\"),
+                c.card_number.ilike(pattern, escape="\\"),
+            )
+        )
+    if cursor:
+        name, last_id = _decode_cursor(cursor)
+        query = query.where(
+            sa.tuple_(c.name, c.customer_id) > sa.tuple_(sa.literal(name), sa.literal(last_id))
+        )
+    rows = (await session.execute(query.order_by(c.name, c.customer_id).limit(limit + 1))).all()
+    page = rows[:limit]
+    balances = await reporting.balances_batch(chain.chain_id, [r.customer_id for r in page])
+    items = [
+        customer_json(r, balances.get(str(r.customer_id), dict(ZERO_BALANCES)), chain.minor_units)
+        for r in page
+    ]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = _encode_cursor(page[-1].name, page[-1].customer_id)
+    return {"items": items, "next": next_cursor}
+
+
+# --------------------------------------------------------------------------- cards
+
+
+async def issue_card(
+    session: AsyncSession, principal: Principal, customer_id: uuid.UUID, body: s.CardIssue
+) -> Answer:
+    chain = await load_chain(session, _chain_id(principal))
+    customer = await load_customer(session, chain.chain_id, customer_id, lock=True)
+    if await _card_row(session, chain.chain_id, body.card_number):
+        raise invalid("card_number", "this card number is already issued")
+    now = _now()
+    previous = customer.card_number
+    if previous is not None:
+        await session.execute(
+            sa.update(t.cards)
+            .where(t.cards.c.chain_id == chain.chain_id, t.cards.c.card_number == previous,
+                   t.cards.c.blocked.is_(False))
+            .values(blocked=True, blocked_at=now)
+        )
+    await session.execute(
+        sa.insert(t.cards).values(
+            chain_id=chain.chain_id, card_number=body.card_number, customer_id=customer_id,
+            issued_at=now,
+        )
+    )
+    await session.execute(
+        sa.update(t.customers)
+        .where(t.customers.c.customer_id == customer_id)
+        .values(card_number=body.card_number, updated_at=now)
+    )
+    await publish(
+        session,
+        CardIssued(
+            chain_id=chain.chain_id, customer_id=customer_id, card_number=body.card_number,
+            previous_card_number=previous, issued_at=now,
+        ),
+        key=customer_id,
+        chain_id=chain.chain_id,
+    )
+    await _publish_customer(session, chain, customer_id, registered=False)
+    return Answer(201, {"customer_id": str(customer_id), "card_number": body.card_number})
+
+
+async def block_card(session: AsyncSession, principal: Principal, card_number: str) -> Answer:
+    chain = await load_chain(session, _chain_id(principal))
+    card = await _card_row(session, chain.chain_id, card_number)
+    if card is None:
+        raise GatewayError("card_not_found", "no such card", status=404)
+    answer = Answer(200, {"card_number": card_number, "blocked": True})
+    if card.blocked:
+        return answer
+    now = _now()
+    await load_customer(session, chain.chain_id, card.customer_id, lock=True)
+    await session.execute(
+        sa.update(t.cards)
+        .where(t.cards.c.chain_id == chain.chain_id, t.cards.c.card_number == card_number)
+        .values(blocked=True, blocked_at=now)
+    )
+    cleared = await session.execute(
+        sa.update(t.customers)
+        .where(t.customers.c.customer_id == card.customer_id,
+               t.customers.c.card_number == card_number)
+        .values(card_number=None, updated_at=now)
+    )
+    await publish(
+        session,
+        CardBlocked(
+            chain_id=chain.chain_id, customer_id=card.customer_id, card_number=card_number,
+            blocked_at=now,
+        ),
+        key=card.customer_id,
+        chain_id=chain.chain_id,
+    )
+    if getattr(cleared, "rowcount", 0):
+        await _publish_customer(session, chain, card.customer_id, registered=False)
+    return answer
+
+
+async def find_card(
+    session: AsyncSession, chain_id: uuid.UUID, card_number: str
+) -> tuple[Row[Any], Row[Any]]:
+    """The card and its customer; `card_not_found` / `card_blocked` as the till needs them."""
+    card = await _card_row(session, chain_id, card_number)
+    if card is None:
+        raise GatewayError("card_not_found", "no such card")
+    if card.blocked:
+        raise GatewayError("card_blocked", "this card is blocked")
+    customer = await load_customer(session, chain_id, card.customer_id)
+    return card, customer
+
+
+async def lookup_card(
+    session: AsyncSession, reporting: ReportingClient, principal: Principal, card_number: str
+) -> dict[str, Any]:
+    """"Calculate" at the till: the card's customer, balances and open sales."""
+    chain = await load_chain(session, _chain_id(principal))
+    try:
+        _card, customer = await find_card(session, chain.chain_id, card_number)
+    except GatewayError as exc:
+        if exc.code == "card_not_found":
+            raise GatewayError("card_not_found", exc.detail, status=404) from None
+        raise GatewayError("card_blocked", exc.detail, status=403) from None
+    balances = await reporting.balances(chain.chain_id, customer.customer_id)
+    open_sales: list[Any] = []
+    if chain.credit_mode != "balance":
+        open_sales = await reporting.open_sales(
+            chain.chain_id, customer.customer_id, chain.credit_mode
+        )
+    full = customer_json(customer, balances, chain.minor_units)
+    return {
+        "customer_id": full["customer_id"],
+        "name": full["name"],
+        "vip": full["vip"],
+        "debt": full["debt"],
+        "advance": full["advance"],
+        "bonus_balance": full["bonus_balance"],
+        "credit_limit": full["credit_limit"],
+        "credit_available": full["credit_available"],
+        "overdue": full["overdue"],
+        "open_sales": open_sales,
+    }

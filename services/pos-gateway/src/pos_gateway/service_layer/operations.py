@@ -1,0 +1,809 @@
+"""Till and back-office operations: static checks, then request row + outbox command in one
+transaction, then a bounded wait for the outcome (201/200, the refusal, or 202 pending).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from contracts.base import Message
+from contracts.enums import PaymentMethod, RefundMethod
+from contracts.gateway.v1 import (
+    AllocationRequest,
+    CancelPaymentBonus,
+    RecordAdvance,
+    RecordDebtPayment,
+    RecordRefund,
+    RecordReturn,
+    RecordSale,
+    ReturnLineRequest,
+    RevokeDiscount,
+    SaleLine,
+    SalePayment,
+)
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pos_gateway.adapters import tables as t
+from pos_gateway.bootstrap import Gateway
+from pos_gateway.domain.auth import Principal
+from pos_gateway.domain.errors import GatewayError, invalid, not_found
+from pos_gateway.domain.money import money
+from pos_gateway.domain.sales import (
+    LineIn,
+    PaymentIn,
+    check_money_scale,
+    check_occurred_at,
+    check_sale_customer_rules,
+    price_sale,
+)
+from pos_gateway.entrypoints.api import schemas as s
+from pos_gateway.entrypoints.api.problems import problem_body
+from pos_gateway.service_layer import idempotency
+from pos_gateway.service_layer.common import (
+    body_hash,
+    customer_snapshot,
+    load_chain,
+    load_customer,
+    publish,
+    settings_snapshot,
+)
+from pos_gateway.service_layer.masterdata import find_card
+from pos_gateway.service_layer.outcomes import (
+    ADVANCE,
+    BONUS_CANCEL,
+    DEBT_PAYMENT,
+    ID_FIELD,
+    REFUND,
+    RETURN,
+    REVOKE_DISCOUNT,
+    SALE,
+    SUCCESS_STATUS,
+    OpRef,
+    read_operation,
+    refusal_status,
+    render_outcome,
+    sale_lines_json,
+    status_url,
+)
+from pos_gateway.service_layer.runner import Answer
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chain_id(principal: Principal) -> uuid.UUID:
+    assert principal.chain_id is not None
+    return principal.chain_id
+
+
+def _store(principal: Principal) -> uuid.UUID:
+    assert principal.store_id is not None, "till operations need a terminal key"
+    return principal.store_id
+
+
+def _terminal(principal: Principal) -> uuid.UUID:
+    assert principal.terminal_id is not None, "till operations need a terminal key"
+    return principal.terminal_id
+
+
+def _occurred_at(gw: Gateway, value: datetime | None, now: datetime) -> datetime:
+    return check_occurred_at(
+        value,
+        now,
+        max_days=gw.settings.offline_max_days,
+        skew=timedelta(seconds=gw.settings.clock_skew_seconds),
+    )
+
+
+# --------------------------------------------------------------------------- answering
+
+
+async def _render(gw: Gateway, row: Row[Any]) -> Answer:
+    kind, op_id, minor = row.kind, row.operation_id, row.minor_units
+    id_field = ID_FIELD[kind]
+    if row.status == "pending":
+        return Answer(
+            202, {id_field: str(op_id), "status": "pending", "status_url": status_url(kind, op_id)}
+        )
+    if row.status == "refused":
+        status = refusal_status(row.code)
+        return Answer(status, problem_body(row.code, row.detail or row.code, status,
+                                           **{id_field: str(op_id)}))
+    body = render_outcome(kind, row.outcome, minor)
+    if kind == BONUS_CANCEL:
+        balances = await gw.reporting_api.balances(row.chain_id, row.customer_id)
+        body["customer"] = {
+            "debt": render_outcome_money(balances.get("debt", "0"), minor),
+            "advance": render_outcome_money(balances.get("advance", "0"), minor),
+            "bonus_balance": body["customer"]["bonus_balance"],
+        }
+    return Answer(SUCCESS_STATUS[kind], body)
+
+
+def render_outcome_money(value: Any, minor: int) -> str:
+    return format(money(Decimal(str(value)), minor), "f")
+
+
+async def answer_for(
+    gw: Gateway,
+    principal: Principal,
+    ref: OpRef,
+    idempotency_key: str | None,
+    *,
+    wait: bool = True,
+) -> Answer:
+    """Wait (bounded) for the operation's outcome and answer it; keep a final answer."""
+
+    async def check() -> Row[Any] | None:
+        async with gw.session() as session:
+            row = await read_operation(session, ref)
+        if row is None or row.status != "pending":
+            return row
+        return None
+
+    async with gw.session() as session:
+        row = await read_operation(session, ref)
+    if row is None:
+        raise not_found("operation")
+    if row.status == "pending" and wait:
+        done = await gw.waiter.wait_for(
+            ref.key,
+            check,
+            wait_seconds=gw.settings.sale_wait_seconds,
+            poll_interval=gw.settings.outcome_poll_interval_seconds,
+        )
+        row = done or row
+    answer = await _render(gw, row)
+    if idempotency_key and answer.status != 202:
+        async with gw.session() as session, session.begin():
+            await idempotency.store_response(
+                session, principal.scope, idempotency_key, answer.status, answer.body
+            )
+    return answer
+
+
+async def _replay(
+    gw: Gateway, principal: Principal, earlier: Row[Any], idempotency_key: str
+) -> Answer:
+    if earlier.status_code is not None:
+        return Answer(earlier.status_code, earlier.response)
+    ref = OpRef(earlier.chain_id, earlier.operation_kind, earlier.operation_id)
+    return await answer_for(gw, principal, ref, idempotency_key)
+
+
+async def _insert_operation(
+    session: AsyncSession,
+    ref: OpRef,
+    principal: Principal,
+    *,
+    customer_id: uuid.UUID | None,
+    request_hash: str,
+    request: dict[str, Any],
+    status: str = "pending",
+    code: str | None = None,
+    detail: str | None = None,
+) -> None:
+    await session.execute(
+        sa.insert(t.operations).values(
+            chain_id=ref.chain_id,
+            kind=ref.kind,
+            operation_id=ref.operation_id,
+            store_id=principal.store_id,
+            terminal_id=principal.terminal_id,
+            customer_id=customer_id,
+            request_hash=request_hash,
+            request=request,
+            status=status,
+            code=code,
+            detail=detail,
+            completed_at=None if status == "pending" else sa.func.now(),
+        )
+    )
+
+
+async def _send(
+    session: AsyncSession,
+    principal: Principal,
+    ref: OpRef,
+    command: Message,
+    *,
+    key: uuid.UUID,
+    customer_id: uuid.UUID | None,
+    request_hash: str,
+    idempotency_key: str | None,
+) -> None:
+    """The request row, the command in the outbox and the key's link: one transaction."""
+    await _insert_operation(
+        session, ref, principal, customer_id=customer_id, request_hash=request_hash,
+        request=command.model_dump(mode="json"),
+    )
+    await publish(session, command, key=key, chain_id=ref.chain_id)
+    if idempotency_key:
+        await idempotency.link_operation(
+            session, principal.scope, idempotency_key, ref.chain_id, ref.kind, ref.operation_id
+        )
+
+
+async def _lock(session: AsyncSession, *parts: object) -> None:
+    # serializes requests naming the same object (a POS-chosen sale id, one payment...)
+    name = "|".join(str(p) for p in parts)
+    await session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+
+
+# --------------------------------------------------------------------------- sales
+
+
+async def _prepare_sale(
+    gw: Gateway,
+    session: AsyncSession,
+    chain: Row[Any],
+    principal: Principal,
+    sale_id: uuid.UUID,
+    body: s.SaleCreate,
+) -> tuple[RecordSale, uuid.UUID | None]:
+    now = _now()
+    sold_at = _occurred_at(gw, body.occurred_at, now)
+    payments_in = [PaymentIn(p.method, p.amount) for p in body.payments]
+    priced = price_sale(
+        [LineIn(ln.sku, ln.barcode, ln.name, ln.quantity, ln.unit_price, ln.discount)
+         for ln in body.lines],
+        payments_in,
+        body.change_to_advance,
+        chain.minor_units,
+    )
+    customer: Row[Any] | None = None
+    if body.card_number is not None:
+        _card, customer = await find_card(session, chain.chain_id, body.card_number)
+        if body.customer_id is not None and body.customer_id != customer.customer_id:
+            raise invalid("customer_id", "does not match the card's customer")
+    elif body.customer_id is not None:
+        try:
+            customer = await load_customer(session, chain.chain_id, body.customer_id)
+        except GatewayError:
+            raise invalid("customer_id", "no such customer") from None
+    check_sale_customer_rules(
+        payments_in,
+        has_card=body.card_number is not None,
+        customer_vip=None if customer is None else bool(customer.vip),
+        change_to_advance=priced.change_to_advance,
+    )
+    minor = chain.minor_units
+    command = RecordSale(
+        sale_id=sale_id,
+        chain_id=chain.chain_id,
+        store_id=_store(principal),
+        terminal_id=_terminal(principal),
+        customer=None if customer is None else customer_snapshot(customer, minor),
+        settings=settings_snapshot(chain),
+        card_number=body.card_number,
+        sold_at=sold_at,
+        lines=[
+            SaleLine(
+                line_no=ln.line_no, sku=ln.sku or None, barcode=ln.barcode or None, name=ln.name,
+                quantity=ln.quantity, unit_price=money(ln.unit_price, minor),
+                discount=money(ln.discount, minor), amount=money(ln.amount, minor),
+            )
+            for ln in priced.lines
+        ],
+        payments=[
+            SalePayment(payment_id=uuid.uuid4(), method=p.method, amount=money(p.amount, minor))
+            for p in payments_in
+        ],
+        total=money(priced.total, minor),
+        change=money(priced.change, minor),
+        change_to_advance=money(priced.change_to_advance, minor),
+    )
+    return command, None if customer is None else customer.customer_id
+
+
+async def submit_sale(
+    gw: Gateway,
+    principal: Principal,
+    body: s.SaleCreate,
+    raw_body: Any,
+    idempotency_key: str,
+    request_hash: str,
+) -> Answer:
+    chain_id = _chain_id(principal)
+    sale_hash = body_hash(raw_body)
+    sale_id = body.sale_id or uuid.uuid4()
+    ref = OpRef(chain_id, SALE, sale_id)
+    async with gw.session() as session, session.begin():
+        earlier = await idempotency.claim(session, principal.scope, idempotency_key, request_hash)
+        if earlier is not None:
+            replay: Row[Any] | None = earlier
+        else:
+            replay = None
+            chain = await load_chain(session, chain_id)
+            existing = None
+            if body.sale_id is not None:
+                await _lock(session, chain_id, SALE, sale_id)
+                existing = await read_operation(session, ref)
+            if existing is not None:
+                if existing.request_hash != sale_hash:
+                    raise GatewayError(
+                        "idempotency_conflict",
+                        "this sale_id was used with a different request",
+                    )
+                await idempotency.link_operation(
+                    session, principal.scope, idempotency_key, chain_id, SALE, sale_id
+                )
+            else:
+                try:
+                    command, customer_id = await _prepare_sale(
+                        gw, session, chain, principal, sale_id, body
+                    )
+                except GatewayError as exc:
+                    if exc.code == "validation_error":
+                        raise
+                    return await _refuse_sale_at_once(
+                        session, principal, ref, body, sale_hash, idempotency_key, exc
+                    )
+                await _send(
+                    session, principal, ref, command,
+                    key=customer_id or sale_id, customer_id=customer_id,
+                    request_hash=sale_hash, idempotency_key=idempotency_key,
+                )
+                await _record_sale_rows(session, command, customer_id)
+    if replay is not None:
+        return await _replay(gw, principal, replay, idempotency_key)
+    return await answer_for(gw, principal, ref, idempotency_key)
+
+
+async def _refuse_sale_at_once(
+    session: AsyncSession,
+    principal: Principal,
+    ref: OpRef,
+    body: s.SaleCreate,
+    sale_hash: str,
+    idempotency_key: str,
+    exc: GatewayError,
+) -> Answer:
+    """A static refusal: nothing is published; the refusal is kept under the POS's sale id."""
+    extra: dict[str, Any] = {}
+    if body.sale_id is not None:
+        extra["sale_id"] = str(body.sale_id)
+        await _insert_operation(
+            session, ref, principal, customer_id=None, request_hash=sale_hash,
+            request=body.model_dump(mode="json"), status="refused", code=exc.code,
+            detail=exc.detail,
+        )
+    answer = Answer(exc.status, problem_body(exc.code, exc.detail, exc.status, **extra))
+    await idempotency.store_response(
+        session, principal.scope, idempotency_key, answer.status, answer.body
+    )
+    return answer
+
+
+async def _record_sale_rows(
+    session: AsyncSession, command: RecordSale, customer_id: uuid.UUID | None
+) -> None:
+    await session.execute(
+        sa.insert(t.sale_lines),
+        [
+            {
+                "chain_id": command.chain_id, "sale_id": command.sale_id, "line_no": ln.line_no,
+                "sku": ln.sku, "barcode": ln.barcode, "name": ln.name, "quantity": ln.quantity,
+                "unit_price": ln.unit_price, "discount": ln.discount, "amount": ln.amount,
+            }
+            for ln in command.lines
+        ],
+    )
+    if command.payments:
+        await session.execute(
+            sa.insert(t.payments),
+            [
+                {
+                    "payment_id": p.payment_id, "chain_id": command.chain_id,
+                    "customer_id": customer_id, "operation_kind": SALE,
+                    "operation_id": command.sale_id, "method": p.method.value,
+                }
+                for p in command.payments
+            ],
+        )
+
+
+async def read_sale(gw: Gateway, principal: Principal, sale_id: uuid.UUID) -> dict[str, Any]:
+    ref = OpRef(_chain_id(principal), SALE, sale_id)
+    async with gw.session() as session:
+        row = await read_operation(session, ref)
+        if row is None:
+            raise not_found("sale")
+        if row.status == "pending":
+            return {"sale_id": str(sale_id), "status": "pending"}
+        if row.status == "refused":
+            return {"sale_id": str(sale_id), "status": "refused", "code": row.code,
+                    "detail": row.detail}
+        body = render_outcome(SALE, row.outcome, row.minor_units)
+        body["lines"] = await sale_lines_json(session, ref.chain_id, sale_id, row.minor_units)
+        return body
+
+
+async def read_operation_status(
+    gw: Gateway, principal: Principal, kind: str, operation_id: uuid.UUID
+) -> dict[str, Any]:
+    if kind not in ID_FIELD:
+        raise not_found("operation")
+    ref = OpRef(_chain_id(principal), kind, operation_id)
+    async with gw.session() as session:
+        row = await read_operation(session, ref)
+    if row is None:
+        raise not_found("operation")
+    id_field = ID_FIELD[kind]
+    if row.status == "pending":
+        return {id_field: str(operation_id), "status": "pending"}
+    if row.status == "refused":
+        return {id_field: str(operation_id), "status": "refused", "code": row.code,
+                "detail": row.detail}
+    answer = await _render(gw, row)
+    return {"status": "completed", **answer.body}
+
+
+# --------------------------------------------------------------------------- money at the till
+
+
+async def _till_customer(
+    session: AsyncSession, chain: Row[Any], customer_id: uuid.UUID, card_number: str | None,
+    *, card_required: bool,
+) -> Row[Any]:
+    customer = await load_customer(session, chain.chain_id, customer_id)
+    if card_number is None:
+        if card_required:
+            raise GatewayError("card_required", "the customer's card is required")
+        return customer
+    _card, owner = await find_card(session, chain.chain_id, card_number)
+    if owner.customer_id != customer.customer_id:
+        raise GatewayError("card_not_found", "no such card for this customer")
+    return customer
+
+
+async def _submit_simple(
+    gw: Gateway,
+    principal: Principal,
+    idempotency_key: str,
+    request_hash: str,
+    build: Any,
+) -> Answer:
+    """Claim the key; `build(session, chain)` checks and returns (ref, command, customer_id)."""
+    async with gw.session() as session, session.begin():
+        earlier = await idempotency.claim(session, principal.scope, idempotency_key, request_hash)
+        if earlier is None:
+            chain = await load_chain(session, _chain_id(principal))
+            ref, command, customer_id, key = await build(session, chain)
+            await _send(
+                session, principal, ref, command, key=key, customer_id=customer_id,
+                request_hash=request_hash, idempotency_key=idempotency_key,
+            )
+    if earlier is not None:
+        return await _replay(gw, principal, earlier, idempotency_key)
+    return await answer_for(gw, principal, ref, idempotency_key)
+
+
+async def _record_payment_row(
+    session: AsyncSession, ref: OpRef, customer_id: uuid.UUID, method: str
+) -> None:
+    await session.execute(
+        sa.insert(t.payments).values(
+            payment_id=ref.operation_id, chain_id=ref.chain_id, customer_id=customer_id,
+            operation_kind=ref.kind, operation_id=ref.operation_id, method=method,
+        )
+    )
+
+
+async def submit_debt_payment(
+    gw: Gateway,
+    principal: Principal,
+    customer_id: uuid.UUID,
+    body: s.DebtPaymentCreate,
+    idempotency_key: str,
+    request_hash: str,
+) -> Answer:
+    async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
+        customer = await _till_customer(session, chain, customer_id, body.card_number,
+                                        card_required=False)
+        if body.kind.value == "take_money" and body.amount is None:
+            raise invalid("amount", "take_money needs an amount")
+        if body.kind.value == "pay_debt" and body.amount is not None:
+            raise invalid("amount", "pay_debt takes no amount: the whole debt is paid")
+        check_money_scale(
+            [("amount", body.amount)]
+            + [(f"allocations.{i}.amount", a.amount) for i, a in enumerate(body.allocations)],
+            chain.minor_units,
+        )
+        seen: set[tuple[uuid.UUID, int | None]] = set()
+        for i, a in enumerate(body.allocations):
+            if (a.sale_id, a.line_no) in seen:
+                raise invalid(f"allocations.{i}", "this sale/line is named twice")
+            seen.add((a.sale_id, a.line_no))
+            sale = await read_operation(session, OpRef(chain.chain_id, SALE, a.sale_id))
+            if sale is None or sale.status != "completed" or sale.customer_id != customer_id:
+                raise invalid(f"allocations.{i}.sale_id", "no such sale of this customer")
+        if body.amount is not None and sum(
+            (a.amount for a in body.allocations), Decimal(0)
+        ) > body.amount:
+            raise invalid("allocations", "allocations exceed the amount")
+        occurred_at = _occurred_at(gw, body.occurred_at, _now())
+        minor = chain.minor_units
+        ref = OpRef(chain.chain_id, DEBT_PAYMENT, uuid.uuid4())
+        command = RecordDebtPayment(
+            payment_id=ref.operation_id,
+            chain_id=chain.chain_id,
+            store_id=_store(principal),
+            terminal_id=_terminal(principal),
+            customer=customer_snapshot(customer, minor),
+            settings=settings_snapshot(chain),
+            card_number=body.card_number,
+            kind=body.kind,
+            amount=None if body.amount is None else money(body.amount, minor),
+            method=body.method,
+            allocations=[
+                AllocationRequest(sale_id=a.sale_id, line_no=a.line_no,
+                                  amount=money(a.amount, minor))
+                for a in body.allocations
+            ],
+            occurred_at=occurred_at,
+        )
+        await _record_payment_row(session, ref, customer_id, body.method.value)
+        return ref, command, customer_id, customer_id
+
+    return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
+
+
+async def submit_advance(
+    gw: Gateway,
+    principal: Principal,
+    customer_id: uuid.UUID,
+    body: s.AdvanceCreate,
+    idempotency_key: str,
+    request_hash: str,
+) -> Answer:
+    async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
+        customer = await _till_customer(session, chain, customer_id, body.card_number,
+                                        card_required=False)
+        check_money_scale([("amount", body.amount)], chain.minor_units)
+        occurred_at = _occurred_at(gw, body.occurred_at, _now())
+        ref = OpRef(chain.chain_id, ADVANCE, uuid.uuid4())
+        command = RecordAdvance(
+            payment_id=ref.operation_id,
+            chain_id=chain.chain_id,
+            store_id=_store(principal),
+            terminal_id=_terminal(principal),
+            customer=customer_snapshot(customer, chain.minor_units),
+            settings=settings_snapshot(chain),
+            card_number=body.card_number,
+            amount=money(body.amount, chain.minor_units),
+            method=body.method,
+            occurred_at=occurred_at,
+        )
+        await _record_payment_row(session, ref, customer_id, body.method.value)
+        return ref, command, customer_id, customer_id
+
+    return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
+
+
+async def submit_refund(
+    gw: Gateway,
+    principal: Principal,
+    customer_id: uuid.UUID,
+    body: s.RefundCreate,
+    idempotency_key: str,
+    request_hash: str,
+) -> Answer:
+    async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
+        # money leaves the store: the customer's card, not an id alone, must be presented
+        customer = await _till_customer(session, chain, customer_id, body.card_number,
+                                        card_required=True)
+        check_money_scale([("amount", body.amount)], chain.minor_units)
+        occurred_at = _occurred_at(gw, body.occurred_at, _now())
+        ref = OpRef(chain.chain_id, REFUND, uuid.uuid4())
+        command = RecordRefund(
+            refund_id=ref.operation_id,
+            chain_id=chain.chain_id,
+            store_id=_store(principal),
+            terminal_id=_terminal(principal),
+            customer=customer_snapshot(customer, chain.minor_units),
+            settings=settings_snapshot(chain),
+            card_number=body.card_number,
+            amount=money(body.amount, chain.minor_units),
+            method=body.method,
+            occurred_at=occurred_at,
+        )
+        return ref, command, customer_id, customer_id
+
+    return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
+
+
+async def submit_return(
+    gw: Gateway,
+    principal: Principal,
+    sale_id: uuid.UUID,
+    body: s.ReturnCreate,
+    idempotency_key: str,
+    request_hash: str,
+) -> Answer:
+    async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
+        sale = await read_operation(session, OpRef(chain.chain_id, SALE, sale_id))
+        if sale is None or sale.status != "completed":
+            raise not_found("sale")
+        rows = {
+            r.line_no: r
+            for r in (
+                await session.execute(
+                    sa.select(t.sale_lines).where(
+                        t.sale_lines.c.chain_id == chain.chain_id,
+                        t.sale_lines.c.sale_id == sale_id,
+                    )
+                )
+            ).all()
+        }
+        seen: set[int] = set()
+        for i, ln in enumerate(body.lines):
+            if ln.line_no in seen:
+                raise invalid(f"lines.{i}.line_no", "this line is named twice")
+            seen.add(ln.line_no)
+            row = rows.get(ln.line_no)
+            if row is None:
+                raise invalid(f"lines.{i}.line_no", "the sale has no such line")
+            if ln.quantity > row.quantity - row.returned_quantity:
+                raise GatewayError(
+                    "return_exceeds_sold",
+                    f"line {ln.line_no}: {ln.quantity} returned but only "
+                    f"{row.quantity - row.returned_quantity} left of what was sold",
+                )
+        customer = None
+        if sale.customer_id is not None:
+            customer = await load_customer(session, chain.chain_id, sale.customer_id)
+        if customer is None and body.refund is RefundMethod.ADVANCE:
+            raise invalid("refund", "an anonymous sale cannot be refunded as advance")
+        occurred_at = _occurred_at(gw, body.occurred_at, _now())
+        ref = OpRef(chain.chain_id, RETURN, uuid.uuid4())
+        command = RecordReturn(
+            return_id=ref.operation_id,
+            sale_id=sale_id,
+            chain_id=chain.chain_id,
+            store_id=_store(principal),
+            terminal_id=_terminal(principal),
+            customer=None if customer is None else customer_snapshot(customer, chain.minor_units),
+            settings=settings_snapshot(chain),
+            lines=[
+                ReturnLineRequest(line_no=ln.line_no, quantity=ln.quantity) for ln in body.lines
+            ],
+            refund=body.refund,
+            occurred_at=occurred_at,
+        )
+        return ref, command, sale.customer_id, sale.customer_id or sale_id
+
+    return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
+
+
+# --------------------------------------------------------------------------- back office
+
+
+async def _submit_once_per_object(
+    gw: Gateway,
+    principal: Principal,
+    idempotency_key: str | None,
+    request_hash: str,
+    ref: OpRef,
+    prepare: Any,
+    *,
+    on_completed: str,
+) -> Answer:
+    """Operations that exist once per object (a payment's bonus, a sale's discount).
+
+    `on_completed`: "replay" answers a finished one again (bonus-type: same answer), "conflict"
+    refuses (revoke-discount: 409 already_revoked). A refused one may be asked again.
+    """
+    async with gw.session() as session, session.begin():
+        earlier = None
+        if idempotency_key:
+            earlier = await idempotency.claim(
+                session, principal.scope, idempotency_key, request_hash
+            )
+        if earlier is None:
+            chain = await load_chain(session, ref.chain_id)
+            command, customer_id = await prepare(session, chain)
+            await _lock(session, *ref.key)
+            existing = await read_operation(session, ref)
+            if existing is not None and existing.status == "completed":
+                if on_completed == "conflict":
+                    raise GatewayError("already_revoked", "the discount was already revoked")
+            elif existing is not None and existing.status == "refused":
+                await session.execute(
+                    sa.delete(t.operations).where(
+                        t.operations.c.chain_id == ref.chain_id,
+                        t.operations.c.kind == ref.kind,
+                        t.operations.c.operation_id == ref.operation_id,
+                    )
+                )
+                existing = None
+            if existing is None:
+                await _send(
+                    session, principal, ref, command, key=customer_id, customer_id=customer_id,
+                    request_hash=request_hash, idempotency_key=idempotency_key,
+                )
+            elif idempotency_key:
+                await idempotency.link_operation(
+                    session, principal.scope, idempotency_key, ref.chain_id, ref.kind,
+                    ref.operation_id,
+                )
+    if earlier is not None and idempotency_key:
+        return await _replay(gw, principal, earlier, idempotency_key)
+    return await answer_for(gw, principal, ref, idempotency_key)
+
+
+async def cancel_payment_bonus(
+    gw: Gateway,
+    principal: Principal,
+    payment_id: uuid.UUID,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> Answer:
+    chain_id = _chain_id(principal)
+
+    async def prepare(session: AsyncSession, chain: Row[Any]) -> tuple[Message, uuid.UUID]:
+        payment = (
+            await session.execute(
+                sa.select(t.payments).where(
+                    t.payments.c.chain_id == chain_id, t.payments.c.payment_id == payment_id
+                )
+            )
+        ).first()
+        if payment is None or payment.customer_id is None:
+            raise not_found("payment")
+        command = CancelPaymentBonus(
+            payment_id=payment_id, chain_id=chain_id, customer_id=payment.customer_id,
+            requested_at=_now(),
+        )
+        return command, payment.customer_id
+
+    return await _submit_once_per_object(
+        gw, principal, idempotency_key, request_hash, OpRef(chain_id, BONUS_CANCEL, payment_id),
+        prepare, on_completed="replay",
+    )
+
+
+async def revoke_discount(
+    gw: Gateway,
+    principal: Principal,
+    sale_id: uuid.UUID,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> Answer:
+    chain_id = _chain_id(principal)
+
+    async def prepare(session: AsyncSession, chain: Row[Any]) -> tuple[Message, uuid.UUID]:
+        sale = await read_operation(session, OpRef(chain_id, SALE, sale_id))
+        if sale is None or sale.status != "completed" or sale.customer_id is None:
+            raise not_found("sale")
+        command = RevokeDiscount(
+            sale_id=sale_id, chain_id=chain_id, customer_id=sale.customer_id,
+            settings=settings_snapshot(chain), requested_at=_now(),
+        )
+        return command, sale.customer_id
+
+    return await _submit_once_per_object(
+        gw, principal, idempotency_key, request_hash,
+        OpRef(chain_id, REVOKE_DISCOUNT, sale_id), prepare, on_completed="conflict",
+    )
+
+
+__all__ = [
+    "PaymentMethod",
+    "answer_for",
+    "cancel_payment_bonus",
+    "read_operation_status",
+    "read_sale",
+    "revoke_discount",
+    "submit_advance",
+    "submit_debt_payment",
+    "submit_refund",
+    "submit_return",
+    "submit_sale",
+]

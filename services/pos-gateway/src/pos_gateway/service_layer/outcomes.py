@@ -1,0 +1,329 @@
+"""Operation rows and their outcomes: rendering the API answer, and the consumer handlers.
+
+An operation row is written `pending` with its command; the gateway's consumer (group
+`gateway`) stores the outcome event on it and wakes the requests waiting for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from contracts.credit.v1 import (
+    AdvanceRecorded,
+    DebtPaymentRecorded,
+    DiscountRevoked,
+    OperationRefused,
+    RefundRecorded,
+    ReturnRecorded,
+    SaleCompleted,
+)
+from contracts.loyalty.v1 import BonusCancellationRefused, PaymentBonusCancelled
+from servicekit.consumer import MessageContext
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pos_gateway.adapters import tables as t
+from pos_gateway.domain.errors import PROBLEMS
+from pos_gateway.domain.money import fmt_money, fmt_quantity
+from pos_gateway.service_layer.common import balances_json
+from pos_gateway.service_layer.waiter import wake_after_commit
+
+SALE = "sale"
+DEBT_PAYMENT = "debt_payment"
+ADVANCE = "advance"
+REFUND = "refund"
+RETURN = "return"
+REVOKE_DISCOUNT = "revoke_discount"
+BONUS_CANCEL = "bonus_cancel"
+
+ID_FIELD = {
+    SALE: "sale_id",
+    DEBT_PAYMENT: "payment_id",
+    ADVANCE: "payment_id",
+    REFUND: "refund_id",
+    RETURN: "return_id",
+    REVOKE_DISCOUNT: "sale_id",
+    BONUS_CANCEL: "payment_id",
+}
+SUCCESS_STATUS = {
+    SALE: 201, DEBT_PAYMENT: 201, ADVANCE: 201, REFUND: 201, RETURN: 201,
+    REVOKE_DISCOUNT: 200, BONUS_CANCEL: 200,
+}
+
+
+@dataclass(frozen=True)
+class OpRef:
+    chain_id: UUID
+    kind: str
+    operation_id: UUID
+
+    @property
+    def key(self) -> tuple[UUID, str, UUID]:
+        return (self.chain_id, self.kind, self.operation_id)
+
+
+def status_url(kind: str, operation_id: UUID) -> str:
+    if kind == SALE:
+        return f"/v1/sales/{operation_id}"
+    return f"/v1/operations/{kind}/{operation_id}"
+
+
+async def read_operation(session: AsyncSession, ref: OpRef) -> Row[Any] | None:
+    """The operation row with its chain's minor units."""
+    o = t.operations.c
+    return (
+        await session.execute(
+            sa.select(t.operations, t.chains.c.minor_units)
+            .join(t.chains, t.chains.c.chain_id == o.chain_id)
+            .where(
+                o.chain_id == ref.chain_id, o.kind == ref.kind, o.operation_id == ref.operation_id
+            )
+        )
+    ).first()
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _m(value: Any, minor: int) -> str | None:
+    return fmt_money(None if value is None else Decimal(str(value)), minor)
+
+
+def _customer(outcome: dict[str, Any], minor: int) -> dict[str, Any] | None:
+    return balances_json(outcome.get("customer_balances"), minor)
+
+
+def render_outcome(kind: str, outcome: dict[str, Any], minor: int) -> dict[str, Any]:
+    """The API's answer for a completed operation, from the outcome event's payload."""
+    if kind == SALE:
+        return {
+            "sale_id": outcome["sale_id"],
+            "status": "completed",
+            "sold_at": outcome["sold_at"],
+            "total": _m(outcome["total"], minor),
+            "paid": _m(outcome["paid"], minor),
+            "on_account": _m(outcome["on_account"], minor),
+            "advance_applied": _m(outcome["advance_applied"], minor),
+            "due_date": outcome.get("due_date"),
+            "bonus_accrued": _m(outcome["bonus_accrued"], minor),
+            "bonus_spent": _m(outcome["bonus_spent"], minor),
+            "payments": [
+                {
+                    "payment_id": p["payment_id"],
+                    "method": p["method"],
+                    "amount": _m(p["amount"], minor),
+                    "bonus_accrued": _m(p["bonus_accrued"], minor),
+                }
+                for p in outcome.get("payments", [])
+            ],
+            "customer": _customer(outcome, minor),
+        }
+    if kind == DEBT_PAYMENT:
+        return {
+            "payment_id": outcome["payment_id"],
+            "amount": _m(outcome["amount"], minor),
+            "allocated": [
+                {"sale_id": a["sale_id"], "line_no": a.get("line_no"),
+                 "amount": _m(a["amount"], minor)}
+                for a in outcome.get("allocated", [])
+            ],
+            "advance_added": _m(outcome["advance_added"], minor),
+            "bonus_accrued": _m(outcome["bonus_accrued"], minor),
+            "customer": _customer(outcome, minor),
+        }
+    if kind == ADVANCE:
+        return {
+            "payment_id": outcome["payment_id"],
+            "amount": _m(outcome["amount"], minor),
+            "applied_to_debt": _m(outcome["applied_to_debt"], minor),
+            "advance_added": _m(outcome["advance_added"], minor),
+            "bonus_accrued": _m(outcome["bonus_accrued"], minor),
+            "customer": _customer(outcome, minor),
+        }
+    if kind == REFUND:
+        return {
+            "refund_id": outcome["refund_id"],
+            "amount": _m(outcome["amount"], minor),
+            "customer": _customer(outcome, minor),
+        }
+    if kind == RETURN:
+        return {
+            "return_id": outcome["return_id"],
+            "value": _m(outcome["value"], minor),
+            "debt_cancelled": _m(outcome["debt_cancelled"], minor),
+            "bonus_restored": _m(outcome["bonus_restored"], minor),
+            "refunded": _m(outcome["refunded"], minor),
+            "advance_added": _m(outcome["advance_added"], minor),
+            "bonus_reversed": _m(outcome["bonus_reversed"], minor),
+            "customer": _customer(outcome, minor),
+        }
+    if kind == REVOKE_DISCOUNT:
+        return {
+            "sale_id": outcome["sale_id"],
+            "discount_revoked": _m(outcome["amount"], minor),
+            "customer": _customer(outcome, minor),
+        }
+    if kind == BONUS_CANCEL:
+        # loyalty knows only the bonus balance; debt and advance are added by the caller
+        return {
+            "payment_id": outcome["payment_id"],
+            "bonus_cancelled": _m(outcome["cancelled"], minor),
+            "customer": {"bonus_balance": _m(outcome["balance_after"], minor)},
+        }
+    raise ValueError(f"unknown operation kind {kind}")
+
+
+def refusal_status(code: str) -> int:
+    return PROBLEMS.get(code, (422, ""))[0]
+
+
+async def sale_lines_json(session: AsyncSession, chain_id: UUID, sale_id: UUID, minor: int) -> list[
+    dict[str, Any]
+]:
+    rows = (
+        await session.execute(
+            sa.select(t.sale_lines)
+            .where(t.sale_lines.c.chain_id == chain_id, t.sale_lines.c.sale_id == sale_id)
+            .order_by(t.sale_lines.c.line_no)
+        )
+    ).all()
+    return [
+        {
+            "line_no": r.line_no,
+            "sku": r.sku,
+            "barcode": r.barcode,
+            "name": r.name,
+            "quantity": fmt_quantity(r.quantity),
+            "unit_price": fmt_money(r.unit_price, minor),
+            "discount": fmt_money(r.discount, minor),
+            "amount": fmt_money(r.amount, minor),
+            "returned_quantity": fmt_quantity(r.returned_quantity),
+        }
+        for r in rows
+    ]
+
+
+# --------------------------------------------------------------------------- consumer
+
+
+async def _settle(
+    session: AsyncSession,
+    ref: OpRef,
+    *,
+    status: str,
+    outcome: dict[str, Any] | None = None,
+    code: str | None = None,
+    detail: str | None = None,
+) -> bool:
+    """Store the outcome on a pending operation; False when there is none (or it is done)."""
+    o = t.operations.c
+    result = await session.execute(
+        sa.update(t.operations)
+        .where(
+            o.chain_id == ref.chain_id,
+            o.kind == ref.kind,
+            o.operation_id == ref.operation_id,
+            o.status == "pending",
+        )
+        .values(status=status, outcome=outcome, code=code, detail=detail,
+                completed_at=sa.func.now())
+        .returning(o.operation_id)
+    )
+    settled = result.first() is not None
+    if settled:
+        wake_after_commit(session, ref.key)
+    return settled
+
+
+def _json(payload: Any) -> dict[str, Any]:
+    data: dict[str, Any] = payload.model_dump(mode="json")
+    return data
+
+
+async def on_sale_completed(ctx: MessageContext, event: SaleCompleted) -> None:
+    await _settle(ctx.session, OpRef(event.chain_id, SALE, event.sale_id), status="completed",
+                  outcome=_json(event))
+
+
+async def on_debt_payment_recorded(ctx: MessageContext, event: DebtPaymentRecorded) -> None:
+    await _settle(ctx.session, OpRef(event.chain_id, DEBT_PAYMENT, event.payment_id),
+                  status="completed", outcome=_json(event))
+
+
+async def on_advance_recorded(ctx: MessageContext, event: AdvanceRecorded) -> None:
+    await _settle(ctx.session, OpRef(event.chain_id, ADVANCE, event.payment_id),
+                  status="completed", outcome=_json(event))
+
+
+async def on_refund_recorded(ctx: MessageContext, event: RefundRecorded) -> None:
+    await _settle(ctx.session, OpRef(event.chain_id, REFUND, event.refund_id),
+                  status="completed", outcome=_json(event))
+
+
+async def on_return_recorded(ctx: MessageContext, event: ReturnRecorded) -> None:
+    settled = await _settle(ctx.session, OpRef(event.chain_id, RETURN, event.return_id),
+                            status="completed", outcome=_json(event))
+    if not settled:
+        return  # counted once: only on the pending -> completed transition
+    for line in event.lines:
+        await ctx.session.execute(
+            sa.update(t.sale_lines)
+            .where(
+                t.sale_lines.c.chain_id == event.chain_id,
+                t.sale_lines.c.sale_id == event.sale_id,
+                t.sale_lines.c.line_no == line.line_no,
+            )
+            .values(returned_quantity=t.sale_lines.c.returned_quantity + line.quantity)
+        )
+
+
+async def on_discount_revoked(ctx: MessageContext, event: DiscountRevoked) -> None:
+    await _settle(ctx.session, OpRef(event.chain_id, REVOKE_DISCOUNT, event.sale_id),
+                  status="completed", outcome=_json(event))
+
+
+_REFUSED_KIND = {
+    "sale": SALE,
+    "debt_payment": DEBT_PAYMENT,
+    "advance": ADVANCE,
+    "refund": REFUND,
+    "return": RETURN,
+    "revoke_discount": REVOKE_DISCOUNT,
+}
+
+
+async def on_operation_refused(ctx: MessageContext, event: OperationRefused) -> None:
+    kind = _REFUSED_KIND.get(event.operation_kind.value)
+    if kind is None:
+        return
+    await _settle(ctx.session, OpRef(event.chain_id, kind, event.operation_id), status="refused",
+                  code=event.code.value, detail=event.detail)
+
+
+async def on_payment_bonus_cancelled(ctx: MessageContext, event: PaymentBonusCancelled) -> None:
+    await _settle(ctx.session, OpRef(event.chain_id, BONUS_CANCEL, event.payment_id),
+                  status="completed", outcome=_json(event))
+
+
+async def on_bonus_cancellation_refused(
+    ctx: MessageContext, event: BonusCancellationRefused
+) -> None:
+    await _settle(ctx.session, OpRef(event.chain_id, BONUS_CANCEL, event.payment_id),
+                  status="refused", code=event.code, detail=event.detail)
+
+
+HANDLERS: dict[type[Any], Any] = {
+    SaleCompleted: on_sale_completed,
+    OperationRefused: on_operation_refused,
+    DebtPaymentRecorded: on_debt_payment_recorded,
+    AdvanceRecorded: on_advance_recorded,
+    RefundRecorded: on_refund_recorded,
+    ReturnRecorded: on_return_recorded,
+    DiscountRevoked: on_discount_revoked,
+    PaymentBonusCancelled: on_payment_bonus_cancelled,
+    BonusCancellationRefused: on_bonus_cancellation_refused,
+}

@@ -1,0 +1,90 @@
+"""Waking HTTP requests that wait for an operation's outcome.
+
+The consumer stores an outcome on the operation row; after its transaction commits, the
+requests of this process waiting for that operation are woken at once (an asyncio event per
+operation). A short database poll covers outcomes consumed by another gateway instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+OperationKey = tuple[UUID, str, UUID]  # chain_id, kind, operation_id
+
+_INFO_KEY = "gateway_outcomes"
+_waiters: list[OutcomeWaiter] = []
+
+
+class OutcomeWaiter:
+    def __init__(self) -> None:
+        self._events: dict[OperationKey, set[asyncio.Event]] = {}
+
+    def notify(self, key: OperationKey) -> None:
+        for event in self._events.get(key, ()):
+            event.set()
+
+    async def wait_for(
+        self,
+        key: OperationKey,
+        check: Callable[[], Awaitable[T | None]],
+        *,
+        wait_seconds: float,
+        poll_interval: float,
+    ) -> T | None:
+        """`check()` until it returns something or `wait_seconds` pass (then None)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        event = asyncio.Event()
+        self._events.setdefault(key, set()).add(event)
+        try:
+            while True:
+                result = await check()
+                if result is not None:
+                    return result
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(poll_interval, remaining))
+                event.clear()
+        finally:
+            waiting = self._events.get(key)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._events[key]
+
+    def register(self) -> None:
+        if self not in _waiters:
+            _waiters.append(self)
+
+    def unregister(self) -> None:
+        if self in _waiters:
+            _waiters.remove(self)
+
+
+def wake_after_commit(session: AsyncSession, key: OperationKey) -> None:
+    """Ask for `key`'s waiters to be woken once this session's transaction commits."""
+    session.sync_session.info.setdefault(_INFO_KEY, set()).add(key)
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _wake(session: Session) -> None:
+    for key in session.info.pop(_INFO_KEY, ()):
+        for waiter in _waiters:
+            waiter.notify(key)
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    # fires for a real rollback only (not a savepoint's): nothing was stored, nobody to wake
+    session.info.pop(_INFO_KEY, None)

@@ -1,0 +1,197 @@
+"""A gateway on a fresh PostgreSQL database, with fake reporting and notifier APIs.
+
+The public app is driven through httpx's ASGI transport (no Kafka needed): commands stay in
+the outbox, and outcome events are fed to the `gateway` consumer directly.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from aiokafka.structs import ConsumerRecord
+from contracts.base import Message
+from contracts.envelope import Envelope, decode, encode, make_envelope
+from servicekit.consumer import Consumer
+from servicekit.db import make_engine, make_session_factory, prepare_database
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pos_gateway.bootstrap import Gateway
+from pos_gateway.config import Settings
+from pos_gateway.entrypoints.app import MIGRATIONS_DIR, build_public_app, consumers
+
+OPERATOR = "operator-token-for-tests-0123456789"
+
+
+@dataclass
+class FakeInternal:
+    """Reporting and notifier as the gateway sees them; `down` makes them unreachable."""
+
+    balances: dict[str, dict[str, Any]] = field(default_factory=dict)
+    open_sales: dict[str, list[Any]] = field(default_factory=dict)
+    down: bool = False
+    calls: list[httpx.Request] = field(default_factory=list)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request)
+        if self.down:
+            raise httpx.ConnectError("down", request=request)
+        parts = request.url.path.split("/")
+        if "balances:batch" in request.url.path:
+            ids = json.loads(request.content)["customer_ids"]
+            return httpx.Response(
+                200, json={"items": {c: self._balances(c) for c in ids}}
+            )
+        if request.url.path.endswith("/balances"):
+            return httpx.Response(200, json=self._balances(parts[-2]))
+        if request.url.path.endswith("/open-sales"):
+            return httpx.Response(200, json={"open_sales": self.open_sales.get(parts[-2], [])})
+        if "/reports/" in request.url.path or request.url.path.endswith("/statement"):
+            if request.headers.get("accept") == "text/csv":
+                return httpx.Response(
+                    200, text="a,b\n1,2\n", headers={"content-type": "text/csv"}
+                )
+            return httpx.Response(200, json={"rows": [], "query": str(request.url.query, "ascii")})
+        if request.url.path.endswith("/tasks"):
+            return httpx.Response(200, json={"items": [], "next": None})
+        if request.url.path.endswith("/complete"):
+            return httpx.Response(404, json={"code": "not_found"})
+        return httpx.Response(404, json={"code": "not_found"})
+
+    def _balances(self, customer_id: str) -> dict[str, Any]:
+        return self.balances.get(
+            customer_id, {"debt": "0.00", "advance": "0.00", "bonus_balance": "0.00",
+                          "overdue": False}
+        )
+
+
+@dataclass
+class Harness:
+    client: httpx.AsyncClient
+    gateway: Gateway
+    engine: AsyncEngine
+    internal: FakeInternal
+    consumer: Consumer
+    _offset: int = 0
+
+    auth = staticmethod(lambda key: auth(key))
+    idem = staticmethod(lambda key=None: idem(key))
+
+    def till(self, key: str, idempotency_key: str | None = None) -> dict[str, str]:
+        """Headers of a state-changing till request."""
+        return {**auth(key), **idem(idempotency_key)}
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    async def chain(self, **body: Any) -> str:
+        response = await self.client.post(
+            "/v1/chains", json={"name": "Kids", "currency": "EUR",
+                                "timezone": "Europe/Bucharest", **body},
+            headers=auth(OPERATOR),
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["admin_api_key"])
+
+    async def store(self, admin: str, code: str = "S1") -> str:
+        response = await self.client.post(
+            "/v1/stores", json={"code": code, "name": "Main street"}, headers=auth(admin)
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["store_id"])
+
+    async def terminal(self, admin: str, store_id: str) -> str:
+        response = await self.client.post(
+            f"/v1/stores/{store_id}/terminals", json={"name": "Till 1"}, headers=auth(admin)
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["api_key"])
+
+    async def customer(self, admin: str, **body: Any) -> dict[str, Any]:
+        payload = {"name": "Ana Pop", "phone": "+40700000001", "vip": True,
+                   "card_number": "CARD-1", "credit_limit": "500.00", **body}
+        response = await self.client.post("/v1/customers", json=payload, headers=auth(admin))
+        assert response.status_code == 201, response.text
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def setup(self) -> tuple[str, str]:
+        """A chain with one store and terminal: (admin key, terminal key)."""
+        admin = await self.chain()
+        store_id = await self.store(admin)
+        return admin, await self.terminal(admin, store_id)
+
+    # ------------------------------------------------------------------ inspection
+
+    async def outbox(self) -> list[tuple[str, Envelope]]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(sa.text("SELECT topic, value FROM outbox ORDER BY id"))
+            ).all()
+        return [(r.topic, decode(r.value)) for r in rows]
+
+    async def count(self, table: str) -> int:
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)
+
+    async def snapshot(self) -> dict[str, int]:
+        tables = ["outbox", "chains", "stores", "terminals", "api_keys", "customers", "cards",
+                  "operations", "sale_lines", "payments", "idempotency_keys"]
+        return {name: await self.count(name) for name in tables}
+
+    # ------------------------------------------------------------------ playing credit
+
+    async def deliver(self, topic: str, payload: Message, *, key: str = "k") -> None:
+        """Feed one event to the gateway's consumer as if Kafka delivered it."""
+        env = make_envelope(payload, chain_id=None, key=key, correlation_id=uuid.uuid4())
+        self._offset += 1
+        record = ConsumerRecord(
+            topic=topic, partition=0, offset=self._offset, timestamp=0, timestamp_type=0,
+            key=key.encode(), value=encode(env), checksum=None, serialized_key_size=len(key),
+            serialized_value_size=0, headers=(),
+        )
+        await self.consumer.process_records([record])
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def idem(key: str | None = None) -> dict[str, str]:
+    return {"Idempotency-Key": key or str(uuid.uuid4())}
+
+
+@pytest.fixture
+async def harness(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Harness]:
+    monkeypatch.setenv("OPERATOR_TOKEN", OPERATOR)
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", fresh_database_url)
+    monkeypatch.setenv("GATEWAY_SALE_WAIT_SECONDS", "0.3")
+    settings = Settings()
+    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
+    engine = make_engine(fresh_database_url, pool_size=5)
+    session_factory = make_session_factory(engine)
+    internal = FakeInternal()
+    gw = Gateway(settings)
+    gw.start(
+        session_factory,
+        reporting_transport=httpx.MockTransport(internal.handler),
+        notifier_transport=httpx.MockTransport(internal.handler),
+    )
+    consumer = consumers()[0]
+    consumer.bind(session_factory)
+    consumer.retry_backoff_seconds = 0
+    app = build_public_app(gw)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+        base_url="http://gateway.test",
+    ) as client:
+        yield Harness(client, gw, engine, internal, consumer)
+    await gw.stop()
+    await engine.dispose()
