@@ -369,30 +369,37 @@ _REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     **problems(*AUTH, 422, 503),
 }
 
-Report = Literal["payment-balance", "unpaid-goods", "aging", "bonus-statistics"]
+def _report_route(report: str, summary: str) -> None:
+    async def report_endpoint(
+        request: Request,
+        gw: Gw,
+        principal: AdminKey,
+        from_: Annotated[date | None, Query(alias="from")] = None,
+        to: date | None = None,
+        store_id: UUID | None = None,
+        vip_only: bool | None = None,
+        sort: Literal["closing", "name"] | None = None,
+        limit: Annotated[int | None, Query(ge=1, le=500)] = None,
+        cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    ) -> Response:
+        assert principal.chain_id is not None
+        upstream = await gw.reporting_api.request(
+            "GET", principal.chain_id, f"reports/{report}",
+            params=_query(request), headers=_accept(request),
+        )
+        return _proxied(upstream)
 
-
-@router.get("/reports/{report}", tags=["reports"], responses=_REPORT_RESPONSES)
-async def report(
-    request: Request,
-    gw: Gw,
-    principal: AdminKey,
-    report: Report,
-    from_: Annotated[date | None, Query(alias="from")] = None,
-    to: date | None = None,
-    store_id: UUID | None = None,
-    vip_only: bool | None = None,
-    sort: Literal["closing", "name"] | None = None,
-    limit: Annotated[int | None, Query(ge=1, le=500)] = None,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
-) -> Response:
-    """payment-balance, unpaid-goods, aging, bonus-statistics (from reporting)."""
-    assert principal.chain_id is not None
-    upstream = await gw.reporting_api.request(
-        "GET", principal.chain_id, f"reports/{report}",
-        params=_query(request), headers=_accept(request),
+    router.add_api_route(
+        f"/reports/{report}", report_endpoint, methods=["GET"], tags=["reports"],
+        summary=summary, responses=_REPORT_RESPONSES,
+        name=f"report_{report.replace('-', '_')}",
     )
-    return _proxied(upstream)
+
+
+_report_route("payment-balance", "Opening, goods, payments and closing per customer")
+_report_route("unpaid-goods", "Every unpaid item of VIP customers")
+_report_route("aging", "Debt not yet due and 1-30, 31-60, 61-90, 90+ days past due")
+_report_route("bonus-statistics", "Bonus movements per period, store and customer")
 
 
 @router.get("/customers/{customer_id}/statement", tags=["reports"],

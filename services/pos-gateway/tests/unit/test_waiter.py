@@ -1,0 +1,55 @@
+"""Waiting for an operation's outcome: woken at once in-process, else by polling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from pos_gateway.service_layer.waiter import OutcomeWaiter
+
+KEY = (uuid.uuid4(), "sale", uuid.uuid4())
+
+
+async def test_a_waiting_request_is_woken_as_soon_as_its_outcome_is_stored() -> None:
+    waiter = OutcomeWaiter()
+    state: dict[str, str] = {}
+
+    async def check() -> str | None:
+        return state.get("outcome")
+
+    async def complete() -> None:
+        await asyncio.sleep(0.05)
+        state["outcome"] = "completed"
+        waiter.notify(KEY)
+
+    started = time.monotonic()
+    task = asyncio.create_task(complete())
+    result = await waiter.wait_for(KEY, check, wait_seconds=5, poll_interval=10)
+    await task
+    assert result == "completed"
+    assert time.monotonic() - started < 1
+
+
+async def test_an_outcome_stored_by_another_instance_is_found_by_polling() -> None:
+    waiter = OutcomeWaiter()
+    calls = 0
+
+    async def check() -> str | None:
+        nonlocal calls
+        calls += 1
+        return "done" if calls >= 3 else None
+
+    assert await waiter.wait_for(KEY, check, wait_seconds=2, poll_interval=0.01) == "done"
+
+
+async def test_no_outcome_within_the_wait_gives_none() -> None:
+    waiter = OutcomeWaiter()
+
+    async def check() -> str | None:
+        return None
+
+    started = time.monotonic()
+    assert await waiter.wait_for(KEY, check, wait_seconds=0.1, poll_interval=0.02) is None
+    assert time.monotonic() - started < 0.5
+    assert not waiter._events  # nothing left registered
