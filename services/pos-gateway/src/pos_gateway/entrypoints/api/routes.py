@@ -113,17 +113,17 @@ async def create_terminal(
 
 @router.get("/settings", response_model=s.SettingsOut, tags=["chains"],
             responses=problems(*AUTH))
-async def get_settings(gw: Gw, principal: AdminKey) -> dict[str, Any]:
+async def get_settings(gw: Gw, principal: AdminKey) -> JSONResponse:
     async with gw.session() as session:
-        return await masterdata.get_settings(session, principal)
+        return JSONResponse(await masterdata.get_settings(session, principal))
 
 
 @router.put("/settings", response_model=s.SettingsOut, tags=["chains"],
             responses=problems(*AUTH, 422))
-async def put_settings(gw: Gw, principal: AdminKey, body: s.SettingsUpdate) -> dict[str, Any]:
+async def put_settings(gw: Gw, principal: AdminKey, body: s.SettingsUpdate) -> JSONResponse:
     """Change any subset of the settings; they apply to every operation accepted after this."""
     async with gw.session() as session, session.begin():
-        return await masterdata.update_settings(session, principal, body)
+        return JSONResponse(await masterdata.update_settings(session, principal, body))
 
 
 # --------------------------------------------------------------------------- customers
@@ -151,30 +151,35 @@ async def list_customers(
     q: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Customers by name; `q` matches name, phone or card number; `next` pages on."""
     async with gw.session() as session:
-        return await masterdata.list_customers(
+        page = await masterdata.list_customers(
             session, gw.reporting_api, principal, vip=vip, q=q, limit=limit, cursor=cursor
         )
+    return JSONResponse(page)
 
 
 @router.get("/customers/{customer_id}", response_model=s.CustomerOut, tags=["customers"],
             responses=problems(*AUTH, 404, 503))
-async def get_customer(gw: Gw, principal: AdminKey, customer_id: UUID) -> dict[str, Any]:
+async def get_customer(gw: Gw, principal: AdminKey, customer_id: UUID) -> JSONResponse:
     async with gw.session() as session:
-        return await masterdata.get_customer(session, gw.reporting_api, principal, customer_id)
+        customer = await masterdata.get_customer(
+            session, gw.reporting_api, principal, customer_id
+        )
+    return JSONResponse(customer)
 
 
 @router.patch("/customers/{customer_id}", response_model=s.CustomerOut, tags=["customers"],
               responses=problems(*AUTH, 404, 422, 503))
 async def patch_customer(
     gw: Gw, principal: AdminKey, customer_id: UUID, body: s.CustomerPatch
-) -> dict[str, Any]:
+) -> JSONResponse:
     async with gw.session() as session, session.begin():
-        return await masterdata.patch_customer(
+        customer = await masterdata.patch_customer(
             session, gw.reporting_api, principal, customer_id, body
         )
+    return JSONResponse(customer)
 
 
 @router.post("/customers/{customer_id}/cards", status_code=201, response_model=s.CardIssued,
@@ -209,10 +214,11 @@ async def block_card(
 
 @router.get("/cards/{card_number}", response_model=s.CardLookup, tags=["till"],
             responses=problems(401, 403, 404, 503))
-async def lookup_card(gw: Gw, principal: ChainReader, card_number: CardPath) -> dict[str, Any]:
+async def lookup_card(gw: Gw, principal: ChainReader, card_number: CardPath) -> JSONResponse:
     """"Calculate": balances and open sales of the card's customer (403 `card_blocked`)."""
     async with gw.session() as session:
-        return await masterdata.lookup_card(session, gw.reporting_api, principal, card_number)
+        card = await masterdata.lookup_card(session, gw.reporting_api, principal, card_number)
+    return JSONResponse(card)
 
 
 # --------------------------------------------------------------------------- till
@@ -240,9 +246,9 @@ async def create_sale(
 
 @router.get("/sales/{sale_id}", response_model=s.SaleRead, tags=["till"],
             responses=problems(*AUTH, 404))
-async def read_sale(gw: Gw, principal: ChainReader, sale_id: UUID) -> dict[str, Any]:
+async def read_sale(gw: Gw, principal: ChainReader, sale_id: UUID) -> JSONResponse:
     """The outcome with its lines, `pending`, or `refused` with the code (200 in each case)."""
-    return await operations.read_sale(gw, principal, sale_id)
+    return JSONResponse(await operations.read_sale(gw, principal, sale_id))
 
 
 @router.post("/customers/{customer_id}/payments", status_code=201,
@@ -303,9 +309,10 @@ async def read_operation(
     kind: Literal["debt_payment", "advance", "refund", "return", "revoke_discount",
                   "bonus_cancel", "sale"],
     operation_id: UUID,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Where a `202` points: the operation's status and, once completed, its answer."""
-    return await operations.read_operation_status(gw, principal, kind, operation_id)
+    status = await operations.read_operation_status(gw, principal, kind, operation_id)
+    return JSONResponse(status)
 
 
 # --------------------------------------------------------------------------- back office
