@@ -1,0 +1,1 @@
+"""Notifier: reminder tasks for customer service about overdue debts, and chain webhooks."""

@@ -1,0 +1,138 @@
+"""Tables of the notifier: its mirror of chains/customers/overdue sales, tasks and webhooks.
+
+`nt_tasks_one_open_per_customer` (a partial unique index) is what guarantees one open task per
+customer across instances; handlers also lock the customer's row so they never race into it.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+MONEY = sa.Numeric(18, 4)
+
+metadata = sa.MetaData()
+
+chains = sa.Table(
+    "nt_chains",
+    metadata,
+    sa.Column("chain_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("timezone", sa.Text, nullable=False),
+    sa.Column("minor_units", sa.Integer, nullable=False),
+    sa.Column("reminder_repeat_days", sa.Integer, nullable=False),
+    sa.Column("overdue_discount", sa.Text, nullable=False),
+)
+
+#: also the row a handler locks to serialise all work on one customer
+customers = sa.Table(
+    "nt_customers",
+    metadata,
+    sa.Column("customer_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("phone", sa.Text),
+)
+
+overdue_sales = sa.Table(
+    "nt_overdue_sales",
+    metadata,
+    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("sold_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("due_date", sa.Date, nullable=False),
+    sa.Column("discount", MONEY, nullable=False),
+    sa.Column("discount_revoked", sa.Boolean, nullable=False),
+    sa.Column("settled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("nt_overdue_sales_customer", "customer_id"),
+)
+
+overdue_lines = sa.Table(
+    "nt_overdue_lines",
+    metadata,
+    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("line_no", sa.Integer, primary_key=True),
+    sa.Column("owed", MONEY, nullable=False),
+)
+
+tasks = sa.Table(
+    "nt_tasks",
+    metadata,
+    sa.Column("task_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("closed_at", sa.DateTime(timezone=True)),
+    sa.Column("closed_reason", sa.Text),
+    sa.Column("outcome", sa.Text),
+    sa.Column("note", sa.Text),
+    #: the overdue sales as last seen while the task was open:
+    #: [{"sale_id", "due_date", "amount_owed"}]
+    sa.Column("sales", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.CheckConstraint("status IN ('open', 'done')", name="nt_tasks_status"),
+    sa.Index(
+        "nt_tasks_one_open_per_customer",
+        "customer_id",
+        unique=True,
+        postgresql_where=sa.text("status = 'open'"),
+    ),
+    sa.Index("nt_tasks_list", "chain_id", "status", "created_at", "task_id"),
+    sa.Index("nt_tasks_customer", "customer_id", "raised_at"),
+)
+
+webhooks = sa.Table(
+    "nt_webhooks",
+    metadata,
+    sa.Column("chain_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "nt_webhook_deliveries",
+    metadata,
+    sa.Column("delivery_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("task_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    sa.Index(
+        "nt_webhook_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+)
+
+webhook_dead_letters = sa.Table(
+    "nt_webhook_dead_letters",
+    metadata,
+    sa.Column("delivery_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("task_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=False),
+    sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+TABLES: tuple[sa.Table, ...] = (
+    chains,
+    customers,
+    overdue_sales,
+    overdue_lines,
+    tasks,
+    webhooks,
+    webhook_deliveries,
+    webhook_dead_letters,
+)

@@ -1,0 +1,1 @@
+"""Task rules, webhook signing and retry timing: pure, no I/O."""

@@ -1,0 +1,155 @@
+"""The internal task API the gateway calls (loopback only, see docs/architecture.md).
+
+`GET .../tasks?status=open|done&limit=&cursor=`, `POST .../tasks/{task_id}/complete`,
+`PUT .../webhook` and `DELETE .../webhook`, all under `/internal/v1/chains/{chain_id}`; a task
+of another chain is `404 {"code": "not_found"}`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from contracts.enums import TaskClosedReason, TaskOutcome
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from servicekit.db import SessionFactory
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifier.adapters import tables as t
+from notifier.domain.paging import BadCursor, decode_cursor, encode_cursor
+from notifier.domain.tasks import OPEN
+from notifier.service_layer.tasks import close_task, lock_customer, outbox_emitter, task_views
+
+PREFIX = "/internal/v1/chains/{chain_id}"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    factory: SessionFactory = request.app.state.runtime.session_factory
+    async with factory() as session, session.begin():
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: TaskOutcome
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class WebhookRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: AnyHttpUrl
+    secret: str = Field(min_length=16, max_length=512)
+
+
+def _not_found() -> JSONResponse:
+    return JSONResponse(
+        {"status": 404, "title": "not found", "detail": "no such task", "code": "not_found"},
+        status_code=404,
+        media_type="application/problem+json",
+    )
+
+
+def router() -> APIRouter:
+    api = APIRouter(prefix=PREFIX, tags=["internal"])
+
+    @api.get("/tasks")
+    async def list_tasks(
+        chain_id: uuid.UUID,
+        session: Session,
+        status: Literal["open", "done"] = "open",
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: str | None = None,
+    ) -> Response:
+        tasks = t.tasks
+        stmt = sa.select(tasks).where(tasks.c.chain_id == chain_id, tasks.c.status == status)
+        # open: oldest first (who waits longest is called first); done: latest closed first
+        if status == OPEN:
+            key_cols = (tasks.c.created_at, tasks.c.task_id)
+            stmt = stmt.order_by(*key_cols)
+        else:
+            key_cols = (tasks.c.closed_at, tasks.c.task_id)
+            stmt = stmt.order_by(*(c.desc() for c in key_cols))
+        if cursor:
+            try:
+                pos = decode_cursor(cursor)
+                after = (datetime.fromisoformat(pos["t"]), uuid.UUID(pos["id"]))
+            except (BadCursor, KeyError, ValueError, TypeError):
+                return JSONResponse(
+                    {"status": 422, "title": "validation error", "detail": "invalid cursor",
+                     "code": "validation_error",
+                     "errors": [{"field": "cursor", "message": "invalid cursor"}]},
+                    status_code=422, media_type="application/problem+json",
+                )
+            pair = sa.tuple_(*key_cols)
+            stmt = stmt.where(pair > after if status == OPEN else pair < after)
+        rows = (await session.execute(stmt.limit(limit + 1))).all()
+        page = rows[:limit]
+        nxt = None
+        if len(rows) > limit:
+            last = page[-1]
+            moment = last.created_at if status == OPEN else last.closed_at
+            nxt = encode_cursor({"t": moment.isoformat(), "id": str(last.task_id)})
+        return JSONResponse({"items": await task_views(session, page), "next": nxt})
+
+    @api.post("/tasks/{task_id}/complete")
+    async def complete_task(
+        chain_id: uuid.UUID, task_id: uuid.UUID, body: CompleteRequest, session: Session
+    ) -> Response:
+        customer_id = await session.scalar(
+            sa.select(t.tasks.c.customer_id).where(
+                t.tasks.c.task_id == task_id, t.tasks.c.chain_id == chain_id
+            )
+        )
+        if customer_id is None:
+            return _not_found()
+        await lock_customer(session, chain_id, customer_id)
+        row = (
+            await session.execute(sa.select(t.tasks).where(t.tasks.c.task_id == task_id))
+        ).one()
+        if row.status == OPEN:
+            await close_task(
+                session,
+                outbox_emitter(session, uuid.uuid4()),
+                row,
+                reason=TaskClosedReason.COMPLETED,
+                now=datetime.now(UTC),
+                outcome=body.outcome,
+                note=body.note,
+            )
+            row = (
+                await session.execute(sa.select(t.tasks).where(t.tasks.c.task_id == task_id))
+            ).one()
+        # a task already closed (paid, or completed before) is answered as it is
+        [view] = await task_views(session, [row])
+        return JSONResponse(view)
+
+    @api.put("/webhook")
+    async def put_webhook(chain_id: uuid.UUID, body: WebhookRequest, session: Session) -> Response:
+        values: dict[str, Any] = {
+            "url": str(body.url), "secret": body.secret, "updated_at": datetime.now(UTC)
+        }
+        await session.execute(
+            pg_insert(t.webhooks)
+            .values({"chain_id": chain_id, **values})
+            .on_conflict_do_update(index_elements=["chain_id"], set_=values)
+        )
+        return JSONResponse({"url": str(body.url), "configured": True})
+
+    @api.delete("/webhook")
+    async def delete_webhook(chain_id: uuid.UUID, session: Session) -> Response:
+        await session.execute(sa.delete(t.webhooks).where(t.webhooks.c.chain_id == chain_id))
+        return Response(status_code=204)
+
+    return api
+

@@ -1,0 +1,55 @@
+"""The notifier process: the task consumer, the re-raise scan, webhook deliveries, the API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
+
+from notifier.config import Settings
+from notifier.entrypoints.api import router
+from notifier.service_layer.handlers import make_consumer
+from notifier.service_layer.jobs import deliver_once, scan_once
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def build(settings: Settings) -> FastAPI:
+    def jobs(runtime: Runtime) -> Sequence[PeriodicJob]:
+        client = httpx.AsyncClient(follow_redirects=False)
+        runtime.extras["webhook_client"] = client
+
+        async def scan() -> None:
+            await scan_once(runtime.session_factory)
+
+        async def deliver() -> None:
+            await deliver_once(runtime.session_factory, settings, client)
+
+        return [
+            PeriodicJob("reminder-scan", settings.reminder_scan_interval_seconds, scan),
+            PeriodicJob("webhook-delivery", settings.webhook_poll_interval_seconds, deliver),
+        ]
+
+    async def on_stop(runtime: Runtime) -> None:
+        client = runtime.extras.get("webhook_client")
+        if client is not None:
+            await client.aclose()
+
+    definition = ServiceDefinition(
+        name="notifier",
+        settings=settings,
+        migrations_dir=MIGRATIONS_DIR,
+        consumers=[make_consumer(settings.consumer_group)],
+        jobs=jobs,
+        routers=[router()],
+        on_stop=on_stop,
+    )
+    return create_app(definition)
+
+
+settings = Settings()
+app = build(settings)

@@ -1,0 +1,1 @@
+"""Message handlers, the re-raise scan, task commands and webhook delivery."""

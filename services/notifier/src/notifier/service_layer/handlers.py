@@ -1,0 +1,253 @@
+"""Message handlers of the notifier (run by servicekit's consumer in the batch transaction).
+
+Credit tells which sales are overdue (`SaleOverdue`) and how owed amounts change afterwards
+(`lines_changed` of every money event, `DiscountRevoked`, `SaleSettled`); master data gives
+names, phones and chain settings. Tasks are raised and closed from those facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from uuid import UUID
+
+import sqlalchemy as sa
+from contracts.base import Message
+from contracts.credit import v1 as credit
+from contracts.enums import TaskClosedReason
+from contracts.gateway import v1 as gateway
+from contracts.topics import CREDIT_EVENTS, MASTERDATA_EVENTS, NOTIFIER_EVENTS
+from pydantic import BaseModel
+from servicekit.consumer import Consumer, Handler, MessageContext
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from notifier.adapters import tables as t
+from notifier.domain import tasks as rules
+from notifier.domain.tasks import Decision
+from notifier.service_layer.tasks import (
+    Emit,
+    chain_settings,
+    close_if_paid,
+    close_task,
+    lock_customer,
+    open_task_row,
+    overdue_sales_of,
+    raise_task,
+    refresh_snapshot,
+    task_states,
+)
+
+TOPICS: tuple[str, ...] = (CREDIT_EVENTS, MASTERDATA_EVENTS)
+
+
+def _emitter(ctx: MessageContext) -> Emit:
+    async def emit(model: Message, key: str) -> None:
+        await ctx.emit(NOTIFIER_EVENTS, model, key=key)
+
+    return emit
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- master data
+
+
+async def _upsert_chain(
+    ctx: MessageContext, chain_id: UUID, s: gateway.ChainSettingsSnapshot
+) -> None:
+    values = {
+        "timezone": s.timezone,
+        "minor_units": s.minor_units,
+        "reminder_repeat_days": s.reminder_repeat_days,
+        "overdue_discount": s.overdue_discount.value,
+    }
+    await ctx.session.execute(
+        pg_insert(t.chains)
+        .values({"chain_id": chain_id, **values})
+        .on_conflict_do_update(index_elements=["chain_id"], set_=values)
+    )
+
+
+async def on_chain_registered(ctx: MessageContext, msg: gateway.ChainRegistered) -> None:
+    await _upsert_chain(ctx, msg.chain_id, msg.settings)
+
+
+async def on_chain_settings_changed(ctx: MessageContext, msg: gateway.ChainSettingsChanged) -> None:
+    await _upsert_chain(ctx, msg.chain_id, msg.settings)
+
+
+async def _upsert_customer(
+    ctx: MessageContext, chain_id: UUID, c: gateway.CustomerSnapshot
+) -> None:
+    values = {"chain_id": chain_id, "name": c.name, "phone": c.phone}
+    await ctx.session.execute(
+        pg_insert(t.customers)
+        .values({"customer_id": c.customer_id, **values})
+        .on_conflict_do_update(index_elements=["customer_id"], set_=values)
+    )
+
+
+async def on_customer_registered(ctx: MessageContext, msg: gateway.CustomerRegistered) -> None:
+    await _upsert_customer(ctx, msg.chain_id, msg.customer)
+
+
+async def on_customer_updated(ctx: MessageContext, msg: gateway.CustomerUpdated) -> None:
+    await _upsert_customer(ctx, msg.chain_id, msg.customer)
+
+
+# --------------------------------------------------------------------------- credit
+
+
+async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
+    session = ctx.session
+    await lock_customer(session, msg.chain_id, msg.customer_id)
+    known = await session.scalar(
+        sa.select(t.overdue_sales.c.sale_id).where(t.overdue_sales.c.sale_id == msg.sale_id)
+    )
+    overdue_before = bool((await overdue_sales_of(session, [msg.customer_id]))[msg.customer_id])
+    if known is None:
+        await session.execute(
+            sa.insert(t.overdue_sales).values(
+                sale_id=msg.sale_id, chain_id=msg.chain_id, customer_id=msg.customer_id,
+                sold_at=msg.sold_at, due_date=msg.due_date, discount=msg.discount,
+                discount_revoked=msg.discount_revoked,
+            )
+        )
+        # in balance mode a sale may come without lines: its amount stands on line 0
+        lines = [(ln.line_no, ln.amount_owed) for ln in msg.lines] or [(0, msg.amount_owed)]
+        await session.execute(
+            sa.insert(t.overdue_lines),
+            [{"sale_id": msg.sale_id, "line_no": no, "owed": owed} for no, owed in lines],
+        )
+    elif msg.discount_revoked:
+        await session.execute(
+            sa.update(t.overdue_sales)
+            .where(t.overdue_sales.c.sale_id == msg.sale_id)
+            .values(discount_revoked=True)
+        )
+    open_row, open_state, last_state = await task_states(session, msg.customer_id)
+    outcome = rules.on_sale_overdue(
+        sale_is_new=known is None,
+        open_task=open_state,
+        last_task=last_state,
+        overdue_before=overdue_before,
+    )
+    if outcome.decision is Decision.REFRESH_OPEN:
+        settings = await chain_settings(session, msg.chain_id)
+        sales = (await overdue_sales_of(session, [msg.customer_id]))[msg.customer_id]
+        await refresh_snapshot(session, open_row.task_id, sales, settings.minor_units)
+    elif outcome.decision is Decision.OPEN_NEW:
+        await raise_task(
+            session, _emitter(ctx), chain_id=msg.chain_id, customer_id=msg.customer_id,
+            level=outcome.level, now=_now(),
+        )
+
+
+async def _apply_owed(
+    ctx: MessageContext, chain_id: UUID, customer_id: UUID, changes: Iterable[credit.LineOwedChange]
+) -> None:
+    """Owed amounts after a money event, for the sales we follow; then maybe close the task."""
+    changes = list(changes)
+    session = ctx.session
+    await lock_customer(session, chain_id, customer_id)
+    tracked = set(
+        (
+            await session.execute(
+                sa.select(t.overdue_sales.c.sale_id).where(
+                    t.overdue_sales.c.sale_id.in_({c.sale_id for c in changes})
+                )
+            )
+        ).scalars()
+    ) if changes else set()
+    for change in changes:
+        if change.sale_id not in tracked:
+            continue
+        await session.execute(
+            pg_insert(t.overdue_lines)
+            .values(sale_id=change.sale_id, line_no=change.line_no, owed=change.owed_after)
+            .on_conflict_do_update(
+                index_elements=["sale_id", "line_no"], set_={"owed": change.owed_after}
+            )
+        )
+        # a balance-mode sale followed as one amount: a line change replaces that amount
+        await session.execute(
+            sa.delete(t.overdue_lines).where(
+                t.overdue_lines.c.sale_id == change.sale_id, t.overdue_lines.c.line_no == 0
+            )
+        )
+    await close_if_paid(session, _emitter(ctx), customer_id, _now())
+
+
+async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> None:
+    if msg.customer_id is not None and msg.lines_changed:
+        await _apply_owed(ctx, msg.chain_id, msg.customer_id, msg.lines_changed)
+
+
+async def on_debt_payment(ctx: MessageContext, msg: credit.DebtPaymentRecorded) -> None:
+    await _apply_owed(ctx, msg.chain_id, msg.customer_id, msg.lines_changed)
+
+
+async def on_advance(ctx: MessageContext, msg: credit.AdvanceRecorded) -> None:
+    await _apply_owed(ctx, msg.chain_id, msg.customer_id, msg.lines_changed)
+
+
+async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
+    if msg.customer_id is not None:
+        await _apply_owed(ctx, msg.chain_id, msg.customer_id, msg.lines_changed)
+
+
+async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) -> None:
+    await ctx.session.execute(
+        sa.update(t.overdue_sales)
+        .where(t.overdue_sales.c.sale_id == msg.sale_id)
+        .values(discount_revoked=True)
+    )
+    await _apply_owed(ctx, msg.chain_id, msg.customer_id, msg.lines_changed)
+
+
+async def on_sale_settled(ctx: MessageContext, msg: credit.SaleSettled) -> None:
+    session = ctx.session
+    await lock_customer(session, msg.chain_id, msg.customer_id)
+    settled = [msg.sale_id]
+    if msg.customer_overdue_amount == 0:
+        # credit says no overdue debt is left: whatever we still follow is paid too
+        settled = list(
+            (
+                await session.execute(
+                    sa.select(t.overdue_sales.c.sale_id).where(
+                        t.overdue_sales.c.customer_id == msg.customer_id
+                    )
+                )
+            ).scalars()
+        )
+    await session.execute(
+        sa.update(t.overdue_sales)
+        .where(t.overdue_sales.c.sale_id.in_(settled))
+        .values(settled=True)
+    )
+    emit = _emitter(ctx)
+    row = await open_task_row(session, msg.customer_id)
+    if row is not None and msg.customer_overdue_amount == 0:
+        await close_task(session, emit, row, reason=TaskClosedReason.PAID, now=_now())
+    else:
+        await close_if_paid(session, emit, msg.customer_id, _now())
+
+HANDLERS: dict[type[BaseModel], Handler] = {
+    gateway.ChainRegistered: on_chain_registered,
+    gateway.ChainSettingsChanged: on_chain_settings_changed,
+    gateway.CustomerRegistered: on_customer_registered,
+    gateway.CustomerUpdated: on_customer_updated,
+    credit.SaleOverdue: on_sale_overdue,
+    credit.SaleCompleted: on_sale_completed,
+    credit.DebtPaymentRecorded: on_debt_payment,
+    credit.AdvanceRecorded: on_advance,
+    credit.ReturnRecorded: on_return,
+    credit.DiscountRevoked: on_discount_revoked,
+    credit.SaleSettled: on_sale_settled,
+}
+
+
+def make_consumer(name: str = "notifier") -> Consumer:
+    return Consumer(name=name, topics=list(TOPICS), handlers=dict(HANDLERS))

@@ -1,0 +1,174 @@
+"""Periodic work: the re-raise scan, and the webhook deliveries with retries and dead letters.
+
+Both are safe with several instances: the scan takes each customer's row with
+`FOR UPDATE SKIP LOCKED` (a customer busy elsewhere is done by that instance or the next
+scan); deliveries are claimed the same way, one transaction per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from servicekit.db import SessionFactory
+
+from notifier.adapters import tables as t
+from notifier.config import Settings
+from notifier.domain import tasks as rules
+from notifier.domain.tasks import Decision, backoff_seconds, signature
+from notifier.service_layer.tasks import (
+    chain_settings,
+    lock_customer,
+    outbox_emitter,
+    overdue_sales_of,
+    raise_task,
+    task_states,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def scan_once(session_factory: SessionFactory, now: datetime | None = None) -> int:
+    """Re-raise reminders of customers still overdue; returns how many tasks were raised."""
+    moment = now or datetime.now(UTC)
+    async with session_factory() as session:
+        owed = sa.func.sum(t.overdue_lines.c.owed)
+        candidates = (
+            await session.execute(
+                sa.select(t.overdue_sales.c.chain_id, t.overdue_sales.c.customer_id)
+                .join(t.overdue_lines, t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id)
+                .where(t.overdue_sales.c.settled.is_(False))
+                .group_by(t.overdue_sales.c.chain_id, t.overdue_sales.c.customer_id)
+                .having(owed > 0)
+            )
+        ).all()
+    raised = 0
+    run_id = uuid.uuid4()
+    for chain_id, customer_id in candidates:
+        async with session_factory() as session, session.begin():
+            if not await lock_customer(session, chain_id, customer_id, skip_locked=True):
+                continue
+            still = bool((await overdue_sales_of(session, [customer_id]))[customer_id])
+            open_row, open_state, last_state = await task_states(session, customer_id)
+            settings = await chain_settings(session, chain_id)
+            outcome = rules.on_scan(
+                open_task=open_state,
+                last_task=last_state,
+                still_overdue=still,
+                now=moment,
+                repeat_days=settings.reminder_repeat_days,
+            )
+            if outcome.decision is Decision.NOTHING:
+                continue
+            await raise_task(
+                session,
+                outbox_emitter(session, run_id),
+                chain_id=chain_id,
+                customer_id=customer_id,
+                level=outcome.level,
+                now=moment,
+                escalate_task_id=open_row.task_id
+                if outcome.decision is Decision.ESCALATE
+                else None,
+            )
+            raised += 1
+    return raised
+
+
+async def deliver_once(
+    session_factory: SessionFactory,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    now: datetime | None = None,
+) -> int:
+    """Try every due webhook delivery once; returns how many were attempted."""
+    moment = now or datetime.now(UTC)
+    d = t.webhook_deliveries
+    async with session_factory() as session, session.begin():
+        due = (
+            await session.execute(
+                sa.select(d.c.delivery_id, d.c.chain_id, d.c.task_id, d.c.body, d.c.attempts)
+                .where(d.c.status == "pending", d.c.next_attempt_at <= moment)
+                .order_by(d.c.next_attempt_at)
+                .limit(settings.webhook_batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        for row in due:
+            hook = (
+                await session.execute(
+                    sa.select(t.webhooks.c.url, t.webhooks.c.secret).where(
+                        t.webhooks.c.chain_id == row.chain_id
+                    )
+                )
+            ).first()
+            if hook is None:  # the chain removed its webhook meanwhile
+                await session.execute(
+                    sa.update(d)
+                    .where(d.c.delivery_id == row.delivery_id)
+                    .values(status="cancelled")
+                )
+                continue
+            error = await _post(client, hook.url, hook.secret, row, settings)
+            attempts = row.attempts + 1
+            if error is None:
+                await session.execute(
+                    sa.update(d)
+                    .where(d.c.delivery_id == row.delivery_id)
+                    .values(status="delivered", attempts=attempts, delivered_at=moment)
+                )
+            elif attempts >= settings.webhook_max_attempts:
+                log.warning("webhook delivery %s dead after %d tries: %s",
+                            row.delivery_id, attempts, error)
+                await session.execute(
+                    sa.update(d)
+                    .where(d.c.delivery_id == row.delivery_id)
+                    .values(status="dead", attempts=attempts, last_error=error)
+                )
+                await session.execute(
+                    sa.insert(t.webhook_dead_letters).values(
+                        delivery_id=row.delivery_id, chain_id=row.chain_id, task_id=row.task_id,
+                        url=hook.url, body=row.body, attempts=attempts, last_error=error,
+                        failed_at=moment,
+                    )
+                )
+            else:
+                delay = backoff_seconds(
+                    attempts, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds
+                )
+                await session.execute(
+                    sa.update(d)
+                    .where(d.c.delivery_id == row.delivery_id)
+                    .values(
+                        attempts=attempts,
+                        last_error=error,
+                        next_attempt_at=moment + timedelta(seconds=delay),
+                    )
+                )
+    return len(due)
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, secret: str, row: Any, settings: Settings
+) -> str | None:
+    """None when the receiver took it (2xx), else what went wrong."""
+    try:
+        response = await client.post(
+            url,
+            content=row.body,
+            headers={
+                "Content-Type": "application/json",
+                "X-Signature": signature(secret, row.body),
+                "X-Delivery-Id": str(row.delivery_id),
+            },
+            timeout=settings.webhook_timeout_seconds,
+        )
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"[:2000]
+    if 200 <= response.status_code < 300:
+        return None
+    return f"HTTP {response.status_code}"

@@ -1,0 +1,389 @@
+"""Reminder tasks in the database: the customer lock, the overdue view, raising, escalating,
+closing and completing tasks, and the task JSON of the API (api.md "Reminder tasks").
+
+Every change runs with the customer's `nt_customers` row locked (`FOR UPDATE`), so handlers,
+the scan and staff on several instances never race; the partial unique index on open tasks is
+the last guard.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from contracts.base import Message
+from contracts.enums import TaskClosedReason, TaskOutcome
+from contracts.envelope import make_envelope
+from contracts.money import quantize_money
+from contracts.notifier.v1 import ReminderTaskClosed, ReminderTaskRaised, TaskSale
+from contracts.topics import NOTIFIER_EVENTS
+from servicekit.outbox import enqueue
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from notifier.adapters import tables as t
+from notifier.domain.tasks import DONE, OPEN, OverdueSale, TaskState, days_overdue, revoke_actions
+
+#: writes an event to the outbox in the caller's transaction
+Emit = Callable[[Message, str], Awaitable[None]]
+
+ZERO = Decimal(0)
+
+
+def outbox_emitter(session: AsyncSession, correlation_id: uuid.UUID) -> Emit:
+    """An `Emit` for work no message caused (the scan, staff through the API)."""
+
+    async def emit(model: Message, key: str) -> None:
+        env = make_envelope(model, chain_id=None, key=key, correlation_id=correlation_id)
+        await enqueue(session, NOTIFIER_EVENTS, env)
+
+    return emit
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    timezone: str = "UTC"
+    minor_units: int = 2
+    reminder_repeat_days: int = 7
+    overdue_discount: str = "keep"
+
+
+async def chain_settings(session: AsyncSession, chain_id: uuid.UUID) -> ChainSettings:
+    row = (
+        await session.execute(sa.select(t.chains).where(t.chains.c.chain_id == chain_id))
+    ).first()
+    if row is None:  # defaults of api.md until the chain's registration is consumed
+        return ChainSettings()
+    return ChainSettings(
+        row.timezone, row.minor_units, row.reminder_repeat_days, row.overdue_discount
+    )
+
+
+def local_date(moment: datetime, tz: str) -> date:
+    return moment.astimezone(ZoneInfo(tz)).date()
+
+
+def money(value: Decimal, minor_units: int) -> str:
+    return format(quantize_money(value, minor_units), "f")
+
+
+async def lock_customer(
+    session: AsyncSession, chain_id: uuid.UUID, customer_id: uuid.UUID, *, skip_locked: bool = False
+) -> bool:
+    """Lock the customer's row (creating it if needed); False if skipped because busy."""
+    await session.execute(
+        pg_insert(t.customers)
+        .values(customer_id=customer_id, chain_id=chain_id)
+        .on_conflict_do_nothing()
+    )
+    stmt = sa.select(t.customers.c.customer_id).where(t.customers.c.customer_id == customer_id)
+    stmt = stmt.with_for_update(skip_locked=skip_locked)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def overdue_sales_of(
+    session: AsyncSession, customer_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[OverdueSale]]:
+    """The live overdue view: sales credit reported overdue that still owe money."""
+    owed = sa.func.sum(t.overdue_lines.c.owed)
+    rows = await session.execute(
+        sa.select(
+            t.overdue_sales.c.customer_id,
+            t.overdue_sales.c.sale_id,
+            t.overdue_sales.c.due_date,
+            t.overdue_sales.c.discount,
+            t.overdue_sales.c.discount_revoked,
+            owed.label("owed"),
+        )
+        .join(t.overdue_lines, t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id)
+        .where(
+            t.overdue_sales.c.customer_id.in_(list(customer_ids)),
+            t.overdue_sales.c.settled.is_(False),
+        )
+        .group_by(t.overdue_sales.c.sale_id)
+        .having(owed > 0)
+        .order_by(t.overdue_sales.c.due_date, t.overdue_sales.c.sale_id)
+    )
+    out: dict[uuid.UUID, list[OverdueSale]] = {cid: [] for cid in customer_ids}
+    for r in rows:
+        out[r.customer_id].append(
+            OverdueSale(r.sale_id, r.due_date, r.owed, r.discount, r.discount_revoked)
+        )
+    return out
+
+
+def _state(row: Any) -> TaskState:
+    return TaskState(row.level, row.status, row.raised_at, row.closed_reason)
+
+
+async def open_task_row(session: AsyncSession, customer_id: uuid.UUID) -> Any:
+    return (
+        await session.execute(
+            sa.select(t.tasks).where(t.tasks.c.customer_id == customer_id, t.tasks.c.status == OPEN)
+        )
+    ).first()
+
+
+async def last_task_row(session: AsyncSession, customer_id: uuid.UUID) -> Any:
+    return (
+        await session.execute(
+            sa.select(t.tasks)
+            .where(t.tasks.c.customer_id == customer_id)
+            .order_by(t.tasks.c.raised_at.desc(), t.tasks.c.created_at.desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def task_states(
+    session: AsyncSession, customer_id: uuid.UUID
+) -> tuple[Any, TaskState | None, TaskState | None]:
+    open_row = await open_task_row(session, customer_id)
+    last_row = await last_task_row(session, customer_id)
+    return (
+        open_row,
+        _state(open_row) if open_row is not None else None,
+        _state(last_row) if last_row is not None else None,
+    )
+
+
+def _snapshot(sales: Sequence[OverdueSale], mu: int) -> list[dict[str, str]]:
+    return [
+        {
+            "sale_id": str(s.sale_id),
+            "due_date": s.due_date.isoformat(),
+            "amount_owed": money(s.amount_owed, mu),
+        }
+        for s in sales
+    ]
+
+
+async def refresh_snapshot(
+    session: AsyncSession, task_id: uuid.UUID, sales: Sequence[OverdueSale], mu: int
+) -> None:
+    if sales:  # a paid task keeps the sales it was about
+        await session.execute(
+            sa.update(t.tasks)
+            .where(t.tasks.c.task_id == task_id)
+            .values(sales=_snapshot(sales, mu))
+        )
+
+
+async def _customer(session: AsyncSession, customer_id: uuid.UUID) -> Any:
+    return (
+        await session.execute(
+            sa.select(t.customers).where(t.customers.c.customer_id == customer_id)
+        )
+    ).one()
+
+
+async def raise_task(
+    session: AsyncSession,
+    emit: Emit,
+    *,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    level: int,
+    now: datetime,
+    escalate_task_id: uuid.UUID | None = None,
+) -> uuid.UUID | None:
+    """Open a new task at `level`, or move the open one there; publish and notify the webhook."""
+    settings = await chain_settings(session, chain_id)
+    sales = (await overdue_sales_of(session, [customer_id]))[customer_id]
+    if not sales:
+        return None
+    snapshot = _snapshot(sales, settings.minor_units)
+    if escalate_task_id is None:
+        task_id = uuid.uuid4()
+        created_at = now
+        await session.execute(
+            sa.insert(t.tasks).values(
+                task_id=task_id, chain_id=chain_id, customer_id=customer_id, level=level,
+                status=OPEN, created_at=now, raised_at=now, sales=snapshot,
+            )
+        )
+    else:
+        task_id = escalate_task_id
+        created_at = await session.scalar(
+            sa.update(t.tasks)
+            .where(t.tasks.c.task_id == task_id)
+            .values(level=level, raised_at=now, sales=snapshot)
+            .returning(t.tasks.c.created_at)
+        )
+    customer = await _customer(session, customer_id)
+    today = local_date(now, settings.timezone)
+    mu = settings.minor_units
+    event = ReminderTaskRaised(
+        task_id=task_id,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        customer_name=customer.name or str(customer_id),
+        phone=customer.phone,
+        level=level,
+        escalated=escalate_task_id is not None,
+        overdue_amount=quantize_money(sum((s.amount_owed for s in sales), ZERO), mu),
+        days_overdue=max(1, max(days_overdue(s.due_date, today) for s in sales)),
+        sales=[
+            TaskSale(
+                sale_id=s.sale_id,
+                due_date=s.due_date,
+                amount_owed=quantize_money(s.amount_owed, mu),
+                days_overdue=max(1, days_overdue(s.due_date, today)),
+                discount_revocable=bool(revoke_actions([s], settings.overdue_discount)),
+            )
+            for s in sales
+        ],
+        created_at=created_at,
+        raised_at=now,
+    )
+    await emit(event, str(customer_id))
+    await enqueue_webhook(session, chain_id, task_id, event, now)
+    return task_id
+
+
+async def close_task(
+    session: AsyncSession,
+    emit: Emit,
+    row: Any,
+    *,
+    reason: TaskClosedReason,
+    now: datetime,
+    outcome: TaskOutcome | None = None,
+    note: str | None = None,
+) -> None:
+    await session.execute(
+        sa.update(t.tasks)
+        .where(t.tasks.c.task_id == row.task_id)
+        .values(status=DONE, closed_reason=reason.value, closed_at=now, outcome=outcome, note=note)
+    )
+    await emit(
+        ReminderTaskClosed(
+            task_id=row.task_id,
+            chain_id=row.chain_id,
+            customer_id=row.customer_id,
+            level=row.level,
+            reason=reason,
+            outcome=outcome,
+            note=note or None,
+            closed_at=now,
+        ),
+        str(row.customer_id),
+    )
+
+
+async def close_if_paid(
+    session: AsyncSession, emit: Emit, customer_id: uuid.UUID, now: datetime
+) -> None:
+    """After money moved: close the open task if no overdue debt is left, else refresh it."""
+    row = await open_task_row(session, customer_id)
+    if row is None:
+        return
+    sales = (await overdue_sales_of(session, [customer_id]))[customer_id]
+    if not sales:
+        await close_task(session, emit, row, reason=TaskClosedReason.PAID, now=now)
+    else:
+        settings = await chain_settings(session, row.chain_id)
+        await refresh_snapshot(session, row.task_id, sales, settings.minor_units)
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+async def enqueue_webhook(
+    session: AsyncSession, chain_id: uuid.UUID, task_id: uuid.UUID, event: Message, now: datetime
+) -> None:
+    hook = await session.scalar(
+        sa.select(t.webhooks.c.url).where(t.webhooks.c.chain_id == chain_id)
+    )
+    if hook is None:
+        return
+    delivery_id = uuid.uuid4()
+    body = json.dumps(
+        {
+            "delivery_id": str(delivery_id),
+            "type": event.TYPE,
+            "event": event.model_dump(mode="json"),
+        },
+        separators=(",", ":"),
+    ).encode()
+    await session.execute(
+        sa.insert(t.webhook_deliveries).values(
+            delivery_id=delivery_id, chain_id=chain_id, task_id=task_id, event_type=event.TYPE,
+            body=body, next_attempt_at=now, created_at=now,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- the API's JSON
+
+
+async def task_views(
+    session: AsyncSession, rows: Sequence[Any], now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The public task JSON; open tasks show the live overdue sales, closed ones their last."""
+    moment = now or datetime.now(UTC)
+    if not rows:
+        return []
+    customer_ids = list({r.customer_id for r in rows})
+    customers = {
+        c.customer_id: c
+        for c in await session.execute(
+            sa.select(t.customers).where(t.customers.c.customer_id.in_(customer_ids))
+        )
+    }
+    live = await overdue_sales_of(session, customer_ids)
+    chains: dict[uuid.UUID, ChainSettings] = {}
+    out = []
+    for row in rows:
+        if row.chain_id not in chains:
+            chains[row.chain_id] = await chain_settings(session, row.chain_id)
+        cs = chains[row.chain_id]
+        live_sales = live.get(row.customer_id, [])
+        if row.status == OPEN and live_sales:
+            sales = [
+                (s.sale_id, s.due_date, s.amount_owed) for s in live_sales
+            ]
+            today = local_date(moment, cs.timezone)
+        else:
+            sales = [
+                (uuid.UUID(s["sale_id"]), date.fromisoformat(s["due_date"]),
+                 Decimal(s["amount_owed"]))
+                for s in row.sales
+            ]
+            today = local_date(row.closed_at or moment, cs.timezone)
+        in_task = {sid for sid, _, _ in sales}
+        customer = customers.get(row.customer_id)
+        out.append(
+            {
+                "task_id": str(row.task_id),
+                "customer_id": str(row.customer_id),
+                "customer_name": customer.name if customer is not None else "",
+                "phone": customer.phone if customer is not None else None,
+                "level": row.level,
+                "status": row.status,
+                "overdue_amount": money(sum((a for _, _, a in sales), ZERO), cs.minor_units),
+                "days_overdue": max((days_overdue(d, today) for _, d, _ in sales), default=0),
+                "sales": [
+                    {"sale_id": str(sid), "due_date": d.isoformat(),
+                     "amount_owed": money(a, cs.minor_units)}
+                    for sid, d, a in sales
+                ],
+                "created_at": row.created_at.isoformat(),
+                "raised_at": row.raised_at.isoformat(),
+                "closed_at": row.closed_at.isoformat() if row.closed_at else None,
+                "closed_reason": row.closed_reason,
+                "outcome": row.outcome,
+                "note": row.note,
+                "actions": revoke_actions(
+                    [s for s in live_sales if s.sale_id in in_task], cs.overdue_discount
+                ),
+            }
+        )
+    return out

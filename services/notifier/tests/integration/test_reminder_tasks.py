@@ -1,0 +1,298 @@
+"""Reminder tasks from real credit events through the real consumer into PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from contracts.base import Message
+from contracts.credit import v1 as credit
+from contracts.enums import CreditMode, DebtPaymentKind, MoneyMethod, OverdueDiscountPolicy
+from contracts.gateway import v1 as gateway
+from fastapi import FastAPI
+from servicekit.consumer import Consumer
+from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.adapters import tables as t
+from notifier.entrypoints.api import router
+from notifier.entrypoints.app import MIGRATIONS_DIR
+from notifier.service_layer.handlers import make_consumer
+from notifier.service_layer.jobs import scan_once
+from notifier.testing import record_of
+
+D = Decimal
+TZ = "Europe/Bucharest"
+T0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
+
+
+def chain_settings(policy: OverdueDiscountPolicy) -> gateway.ChainSettingsSnapshot:
+    return gateway.ChainSettingsSnapshot(
+        credit_mode=CreditMode.PER_SALE, max_payment_delay_days=30, overdue_discount=policy,
+        block_credit_when_overdue=False, reminder_repeat_days=7, bonus_rate_percent=D("10.00"),
+        bonus_expiry_days=None, timezone=TZ, currency="EUR", minor_units=2,
+    )
+
+
+@pytest.fixture
+async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
+    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
+    eng = make_engine(fresh_database_url, pool_size=3)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def sf(engine: AsyncEngine) -> SessionFactory:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def consumer(sf: SessionFactory) -> Consumer:
+    c = make_consumer()
+    c.bind(sf)
+    c.retry_backoff_seconds = 0
+    return c
+
+
+class Story:
+    """One chain and one customer with two sales, told as credit would tell it."""
+
+    def __init__(self, consumer: Consumer, policy: OverdueDiscountPolicy) -> None:
+        self.consumer = consumer
+        self.policy = policy
+        self.chain = uuid.uuid4()
+        self.customer = uuid.uuid4()
+        self.sale_a = uuid.uuid4()
+        self.sale_b = uuid.uuid4()
+
+    async def feed(self, *messages: Message) -> None:
+        await self.consumer.process_records([record_of(m, key=self.customer) for m in messages])
+
+    async def register(self) -> None:
+        await self.feed(
+            gateway.ChainRegistered(chain_id=self.chain, name="Kids",
+                                    settings=chain_settings(self.policy), registered_at=T0),
+            gateway.CustomerRegistered(
+                chain_id=self.chain,
+                customer=gateway.CustomerSnapshot(
+                    customer_id=self.customer, name="Ana Pop", phone="+40700000000", vip=True,
+                    bonus_accrual=True, credit_limit=None, max_payment_delay_days=None,
+                    card_number="C1",
+                ),
+                registered_at=T0,
+            ),
+        )
+
+    def overdue(self, sale_id: uuid.UUID, owed: str, due: date) -> credit.SaleOverdue:
+        return credit.SaleOverdue(
+            sale_id=sale_id, chain_id=self.chain, customer_id=self.customer,
+            credit_mode=CreditMode.PER_SALE, sold_at=T0, due_date=due, amount_owed=D(owed),
+            days_overdue=1, discount=D("10.00"), discount_revoked=False,
+            lines=[credit.OverdueLine(line_no=1, barcode="4820000000017", name="Dress",
+                                      quantity=D("1"), amount_owed=D(owed))],
+            detected_at=T0 + timedelta(days=31),
+        )
+
+    def settled(self, sale_id: uuid.UUID, left: str) -> credit.SaleSettled:
+        return credit.SaleSettled(
+            sale_id=sale_id, chain_id=self.chain, customer_id=self.customer, was_overdue=True,
+            customer_overdue_amount=D(left), settled_at=T0 + timedelta(days=32),
+        )
+
+    def payment(
+        self, changes: list[tuple[uuid.UUID, str]], debt: str
+    ) -> credit.DebtPaymentRecorded:
+        return credit.DebtPaymentRecorded(
+            payment_id=uuid.uuid4(), chain_id=self.chain, customer_id=self.customer,
+            store_id=uuid.uuid4(), terminal_id=uuid.uuid4(), kind=DebtPaymentKind.TAKE_MONEY,
+            method=MoneyMethod.CASH, amount=D("5.00"), allocated=[], advance_added=D("0.00"),
+            bonus_accrued=D("0.00"), occurred_at=T0 + timedelta(days=32),
+            customer_balances=credit.CustomerBalances(
+                debt=D(debt), advance=D("0.00"), bonus_balance=D("0.00")
+            ),
+            lines_changed=[
+                credit.LineOwedChange(sale_id=s, line_no=1, owed_after=D(o)) for s, o in changes
+            ],
+        )
+
+
+async def tasks_of(sf: SessionFactory, customer: uuid.UUID) -> list[Any]:
+    async with sf() as session:
+        return (
+            await session.execute(
+                sa.select(t.tasks).where(t.tasks.c.customer_id == customer)
+                .order_by(t.tasks.c.created_at)
+            )
+        ).all()
+
+
+async def events(sf: SessionFactory, kind: str) -> list[dict[str, Any]]:
+    async with sf() as session:
+        rows = (
+            await session.execute(
+                sa.text("SELECT value FROM outbox WHERE type = :t ORDER BY id"), {"t": kind}
+            )
+        ).scalars()
+        return [json.loads(v)["payload"] for v in rows]
+
+
+def api(engine: AsyncEngine) -> httpx.AsyncClient:
+    app = FastAPI()
+    app.include_router(router())
+
+    class _Runtime:
+        session_factory = make_session_factory(engine)
+
+    app.state.runtime = _Runtime()
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def test_a_redelivered_sale_overdue_never_makes_a_second_task(
+    consumer: Consumer, sf: SessionFactory
+) -> None:
+    story = Story(consumer, OverdueDiscountPolicy.KEEP)
+    await story.register()
+    overdue = story.overdue(story.sale_a, "30.00", date(2026, 1, 31))
+    record = record_of(overdue, key=story.customer)
+    await consumer.process_records([record])
+    await consumer.process_records([record])  # the same message again (a rewound partition)
+    await story.feed(overdue)  # the same fact under a new message id (credit re-published)
+    rows = await tasks_of(sf, story.customer)
+    assert [(r.level, r.status) for r in rows] == [(1, "open")]
+    raised = await events(sf, "notifier.ReminderTaskRaised")
+    assert len(raised) == 1
+    assert raised[0]["phone"] == "+40700000000"
+    assert raised[0]["overdue_amount"] == "30.00"
+
+
+async def test_settling_the_overdue_sale_closes_the_task_as_paid(
+    consumer: Consumer, sf: SessionFactory
+) -> None:
+    story = Story(consumer, OverdueDiscountPolicy.KEEP)
+    await story.register()
+    await story.feed(story.overdue(story.sale_a, "30.00", date(2026, 1, 31)))
+    await story.feed(story.settled(story.sale_a, "0.00"))
+    [row] = await tasks_of(sf, story.customer)
+    assert (row.status, row.closed_reason) == ("done", "paid")
+    [closed] = await events(sf, "notifier.ReminderTaskClosed")
+    assert (closed["reason"], closed["outcome"]) == ("paid", None)
+
+
+async def test_paying_only_part_of_the_overdue_debt_keeps_the_task_open_until_all_is_paid(
+    consumer: Consumer, sf: SessionFactory, engine: AsyncEngine
+) -> None:
+    story = Story(consumer, OverdueDiscountPolicy.KEEP)
+    await story.register()
+    await story.feed(
+        story.overdue(story.sale_a, "30.00", date(2026, 1, 31)),
+        story.overdue(story.sale_b, "50.00", date(2026, 2, 5)),
+    )
+    await story.feed(story.payment([(story.sale_a, "0.00")], "50.00"))
+    [row] = await tasks_of(sf, story.customer)
+    assert row.status == "open"
+    async with api(engine) as http:
+        body = (await http.get(f"/internal/v1/chains/{story.chain}/tasks?status=open")).json()
+        [task] = body["items"]
+        assert task["overdue_amount"] == "50.00"
+        assert [s["sale_id"] for s in task["sales"]] == [str(story.sale_b)]
+    await story.feed(story.payment([(story.sale_b, "0.00")], "0.00"))
+    [row] = await tasks_of(sf, story.customer)
+    assert (row.status, row.closed_reason) == ("done", "paid")
+
+
+async def test_reminder_is_re_raised_every_repeat_period_while_overdue(
+    consumer: Consumer, sf: SessionFactory, engine: AsyncEngine
+) -> None:
+    story = Story(consumer, OverdueDiscountPolicy.KEEP)
+    await story.register()
+    await story.feed(story.overdue(story.sale_a, "30.00", date(2026, 1, 31)))
+    [first] = await tasks_of(sf, story.customer)
+    assert await scan_once(sf, now=first.raised_at + timedelta(days=6)) == 0
+    assert await scan_once(sf, now=first.raised_at + timedelta(days=7)) == 1
+    [row] = await tasks_of(sf, story.customer)
+    assert (row.task_id, row.level, row.status) == (first.task_id, 2, "open")
+    # staff call and record the outcome; a week later the customer still owes: level 3
+    async with api(engine) as http:
+        done = await http.post(
+            f"/internal/v1/chains/{story.chain}/tasks/{row.task_id}/complete",
+            json={"outcome": "promised", "note": "pays Friday"},
+        )
+        assert done.status_code == 200
+        assert (done.json()["closed_reason"], done.json()["level"]) == ("completed", 2)
+        other = await http.post(
+            f"/internal/v1/chains/{uuid.uuid4()}/tasks/{row.task_id}/complete",
+            json={"outcome": "other", "note": ""},
+        )
+        assert (other.status_code, other.json()["code"]) == (404, "not_found")
+    assert await scan_once(sf, now=row.raised_at + timedelta(days=3)) == 0
+    assert await scan_once(sf, now=row.raised_at + timedelta(days=7)) == 1
+    rows = await tasks_of(sf, story.customer)
+    assert [(r.level, r.status, r.closed_reason) for r in rows] == [
+        (2, "done", "completed"), (3, "open", None)
+    ]
+    async with api(engine) as http:
+        done_list = (await http.get(f"/internal/v1/chains/{story.chain}/tasks?status=done")).json()
+        assert [i["level"] for i in done_list["items"]] == [2]
+        assert done_list["next"] is None
+
+
+async def test_offer_lists_a_revoke_action_until_the_discount_is_revoked(
+    consumer: Consumer, engine: AsyncEngine
+) -> None:
+    story = Story(consumer, OverdueDiscountPolicy.OFFER)
+    await story.register()
+    await story.feed(story.overdue(story.sale_a, "30.00", date(2026, 1, 31)))
+    url = f"/internal/v1/chains/{story.chain}/tasks"
+    async with api(engine) as http:
+        [task] = (await http.get(url)).json()["items"]
+        assert task["actions"] == [{
+            "action": "revoke_discount", "sale_id": str(story.sale_a),
+            "href": f"/v1/sales/{story.sale_a}/revoke-discount",
+        }]
+        assert task["customer_name"] == "Ana Pop" and task["level"] == 1
+        await story.feed(
+            credit.DiscountRevoked(
+                sale_id=story.sale_a, chain_id=story.chain, customer_id=story.customer,
+                amount=D("10.00"), lines=[credit.RevokedDiscountLine(line_no=1, amount=D("10"))],
+                trigger="requested", revoked_at=T0 + timedelta(days=31),
+                customer_balances=credit.CustomerBalances(
+                    debt=D("40.00"), advance=D("0.00"), bonus_balance=D("0.00")
+                ),
+                lines_changed=[
+                    credit.LineOwedChange(sale_id=story.sale_a, line_no=1, owed_after=D("40.00"))
+                ],
+            )
+        )
+        [task] = (await http.get(url)).json()["items"]
+        assert task["actions"] == []
+        assert task["overdue_amount"] == "40.00"
+
+
+async def test_tasks_page_with_a_cursor(consumer: Consumer, engine: AsyncEngine) -> None:
+    chain = None
+    for _ in range(3):
+        story = Story(consumer, OverdueDiscountPolicy.KEEP)
+        if chain is not None:
+            story.chain = chain
+        chain = story.chain
+        await story.register()
+        await story.feed(story.overdue(story.sale_a, "30.00", date(2026, 1, 31)))
+    seen: list[str] = []
+    cursor = None
+    async with api(engine) as http:
+        while True:
+            params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+            body = (await http.get(f"/internal/v1/chains/{chain}/tasks", params=params)).json()
+            seen.extend(i["task_id"] for i in body["items"])
+            cursor = body["next"]
+            if cursor is None:
+                break
+    assert len(seen) == len(set(seen)) == 3
