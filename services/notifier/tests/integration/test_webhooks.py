@@ -1,0 +1,163 @@
+"""Webhook deliveries to a real HTTP receiver on 127.0.0.1: signed bodies, retries with
+back-off, and a dead-letter record after the last try."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from contracts.credit import v1 as credit
+from contracts.enums import CreditMode
+from servicekit.consumer import Consumer
+from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.adapters import tables as t
+from notifier.config import Settings
+from notifier.entrypoints.app import MIGRATIONS_DIR
+from notifier.service_layer.handlers import make_consumer
+from notifier.service_layer.jobs import deliver_once
+from notifier.testing import record_of
+
+SECRET = "a-long-enough-webhook-secret"
+
+
+@dataclass
+class Receiver:
+    """A local HTTP server that fails the first `fail_first` requests with 503."""
+
+    fail_first: int = 0
+    received: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    url: str = ""
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.received.append((body, dict(self.headers)))
+            status = 503 if len(state.received) <= state.fail_first else 204
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/tasks"
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
+    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
+    eng = make_engine(fresh_database_url, pool_size=3)
+    yield eng
+    await eng.dispose()
+
+
+async def raise_one_task(sf: SessionFactory, url: str) -> uuid.UUID:
+    chain, customer = uuid.uuid4(), uuid.uuid4()
+    async with sf() as session, session.begin():
+        await session.execute(
+            sa.insert(t.webhooks).values(
+                chain_id=chain, url=url, secret=SECRET, updated_at=datetime.now(UTC)
+            )
+        )
+    consumer: Consumer = make_consumer()
+    consumer.bind(sf)
+    overdue = credit.SaleOverdue(
+        sale_id=uuid.uuid4(), chain_id=chain, customer_id=customer,
+        credit_mode=CreditMode.BALANCE, sold_at=datetime(2026, 1, 1, tzinfo=UTC),
+        due_date=date(2026, 1, 31), amount_owed=Decimal("30.00"), days_overdue=1,
+        discount=Decimal("0.00"), discount_revoked=False, lines=[],
+        detected_at=datetime(2026, 2, 1, tzinfo=UTC),
+    )
+    await consumer.process_records([record_of(overdue, key=customer)])
+    return chain
+
+
+def settings(**kw: object) -> Settings:
+    return Settings(
+        database_url="postgresql://unused@127.0.0.1/unused",
+        webhook_backoff_seconds=10, webhook_backoff_max_seconds=60, webhook_max_attempts=3,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_webhook_retries_with_backoff_and_delivers_a_signed_body(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    sf = make_session_factory(engine)
+    await raise_one_task(sf, receiver.url)
+    receiver.fail_first = 1
+    cfg = settings()
+    now = datetime.now(UTC)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        assert await deliver_once(sf, cfg, client, now=now) == 1  # 503
+        # not due again before the back-off has passed
+        assert await deliver_once(sf, cfg, client, now=now + timedelta(seconds=9)) == 0
+        assert await deliver_once(sf, cfg, client, now=now + timedelta(seconds=10)) == 1
+    assert len(receiver.received) == 2
+    body, headers = receiver.received[-1]
+    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-Signature"] == f"sha256={expected}"
+    payload = json.loads(body)
+    assert payload["type"] == "notifier.ReminderTaskRaised"
+    assert payload["event"]["overdue_amount"] == "30.00"
+    async with sf() as session:
+        row = (await session.execute(sa.select(t.webhook_deliveries))).one()
+    assert (row.status, row.attempts) == ("delivered", 2)
+
+
+async def test_webhook_that_never_answers_well_ends_in_a_dead_letter_record(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    sf = make_session_factory(engine)
+    await raise_one_task(sf, receiver.url)
+    receiver.fail_first = 100
+    cfg = settings()
+    now = datetime.now(UTC)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        for seconds in (0, 10, 30):  # back-off 10 s, then 20 s
+            assert await deliver_once(sf, cfg, client, now=now + timedelta(seconds=seconds)) == 1
+        assert await deliver_once(sf, cfg, client, now=now + timedelta(days=1)) == 0
+    assert len(receiver.received) == 3
+    async with sf() as session:
+        delivery = (await session.execute(sa.select(t.webhook_deliveries))).one()
+        dead = (await session.execute(sa.select(t.webhook_dead_letters))).one()
+    assert (delivery.status, delivery.attempts) == ("dead", 3)
+    assert (dead.attempts, dead.last_error, dead.url) == (3, "HTTP 503", receiver.url)
+
+
+async def test_no_webhook_configured_means_no_delivery(engine: AsyncEngine) -> None:
+    sf = make_session_factory(engine)
+    chain = await raise_one_task(sf, "http://127.0.0.1:9/never")
+    async with sf() as session, session.begin():
+        await session.execute(sa.delete(t.webhooks).where(t.webhooks.c.chain_id == chain))
+    async with httpx.AsyncClient(trust_env=False) as client:
+        assert await deliver_once(sf, settings(), client) == 1
+    async with sf() as session:
+        assert (await session.execute(sa.select(t.webhook_deliveries.c.status))).scalar() == (
+            "cancelled"
+        )
