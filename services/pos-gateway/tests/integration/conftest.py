@@ -10,6 +10,8 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -17,6 +19,14 @@ import pytest
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 from contracts.base import Message
+from contracts.credit.v1 import (
+    CustomerBalances,
+    OperationRefused,
+    SaleCompleted,
+    SaleLineOutcome,
+    SalePaymentOutcome,
+)
+from contracts.enums import OperationKind, RefusalCode
 from contracts.envelope import Envelope, decode, encode, make_envelope
 from servicekit.consumer import Consumer
 from servicekit.db import make_engine, make_session_factory, prepare_database
@@ -156,6 +166,77 @@ class Harness:
             serialized_value_size=0, headers=(),
         )
         await self.consumer.process_records([record])
+
+
+# --------------------------------------------------------------------------- playing credit
+
+
+def _sale_completed(cmd: dict[str, Any], *, debt: str = "0.00") -> SaleCompleted:
+    payments = [p for p in cmd["payments"] if p["method"] != "on_account"]
+    on_account = sum((Decimal(p["amount"]) for p in cmd["payments"]
+                      if p["method"] == "on_account"), Decimal(0))
+    paid = sum((Decimal(p["amount"]) for p in payments), Decimal(0)) - Decimal(cmd["change"])
+    customer = cmd["customer"]
+    return SaleCompleted(
+        sale_id=cmd["sale_id"],
+        chain_id=cmd["chain_id"],
+        store_id=cmd["store_id"],
+        terminal_id=cmd["terminal_id"],
+        customer_id=customer["customer_id"] if customer else None,
+        card_number=cmd["card_number"],
+        credit_mode=cmd["settings"]["credit_mode"],
+        sold_at=cmd["sold_at"],
+        total=Decimal(cmd["total"]),
+        paid=paid,
+        on_account=on_account,
+        advance_applied=Decimal("0.00"),
+        change=Decimal(cmd["change"]),
+        change_to_advance=Decimal(cmd["change_to_advance"]),
+        change_allocated=[],
+        advance_added=Decimal(cmd["change_to_advance"]),
+        due_date=date(2026, 12, 31) if on_account else None,
+        bonus_accrued=Decimal("0.00"),
+        bonus_spent=Decimal("0.00"),
+        payments=[
+            SalePaymentOutcome(payment_id=p["payment_id"], method=p["method"],
+                               amount=Decimal(p["amount"]), bonus_accrued=Decimal("0.00"))
+            for p in payments
+        ],
+        lines=[
+            SaleLineOutcome(
+                line_no=ln["line_no"], sku=ln["sku"], barcode=ln["barcode"], name=ln["name"],
+                quantity=Decimal(ln["quantity"]), unit_price=Decimal(ln["unit_price"]),
+                discount=Decimal(ln["discount"]), amount=Decimal(ln["amount"]),
+                owed=Decimal(ln["amount"]) if on_account else Decimal("0.00"),
+            )
+            for ln in cmd["lines"]
+        ],
+        customer_balances=CustomerBalances(debt=Decimal(debt), advance=Decimal("0.00"),
+                                           bonus_balance=Decimal("0.00"))
+        if customer else None,
+        lines_changed=[],
+    )
+
+
+def _refused(
+    operation_id: str, chain_id: str, kind: OperationKind, code: RefusalCode
+) -> OperationRefused:
+    return OperationRefused(
+        operation_id=operation_id, operation_kind=kind, chain_id=chain_id, customer_id=None,
+        code=code, detail=f"refused: {code.value}", refused_at=datetime.now(UTC),
+    )
+
+
+class CreditDouble:
+    """Outcome events as credit would publish them for the gateway's commands."""
+
+    sale_completed = staticmethod(_sale_completed)
+    refused = staticmethod(_refused)
+
+
+@pytest.fixture
+def credit() -> CreditDouble:
+    return CreditDouble()
 
 
 def auth(key: str) -> dict[str, str]:
