@@ -12,25 +12,27 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from contracts.base import Message
 from contracts.credit import v1 as credit
 from contracts.enums import CreditMode, DebtPaymentKind, MoneyMethod, OverdueDiscountPolicy
 from contracts.gateway import v1 as gateway
-from fastapi import FastAPI
-from servicekit.consumer import Consumer
-from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from notifier.adapters import tables as t
 from notifier.entrypoints.api import router
 from notifier.entrypoints.app import MIGRATIONS_DIR
 from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import scan_once
 from notifier.testing import record_of
+from servicekit.consumer import Consumer
+from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
 
 D = Decimal
 TZ = "Europe/Bucharest"
 T0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
+
+pytestmark = pytest.mark.integration
 
 
 def chain_settings(policy: OverdueDiscountPolicy) -> gateway.ChainSettingsSnapshot:

@@ -17,20 +17,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 import sqlalchemy as sa
-from contracts.credit import v1 as credit
-from contracts.enums import CreditMode
-from servicekit.consumer import Consumer
-from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.credit import v1 as credit
+from contracts.enums import CreditMode
 from notifier.adapters import tables as t
 from notifier.config import Settings
 from notifier.entrypoints.app import MIGRATIONS_DIR
 from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import deliver_once
 from notifier.testing import record_of
+from servicekit.consumer import Consumer
+from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
 
 SECRET = "a-long-enough-webhook-secret"
+
+pytestmark = pytest.mark.integration
 
 
 @dataclass

@@ -1,7 +1,6 @@
 """`python -m reporting`: run the reporting service (consumers, relay, internal API)."""
 
-from servicekit.runtime import serve
-
 from reporting.entrypoints.app import app, settings
+from servicekit.runtime import serve
 
 serve(app, settings)

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from aiokafka import ConsumerRecord
+
 from contracts.base import Message
 from contracts.envelope import Envelope, encode, make_envelope
 from contracts.registry import lookup

@@ -8,28 +8,31 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from contracts.base import Message
 from contracts.credit import v1 as credit
 from contracts.enums import BonusMovementKind, CreditMode, DebtPaymentKind, MoneyMethod
 from contracts.envelope import Envelope, encode
 from contracts.gateway import v1 as gateway
 from contracts.loyalty import v1 as loyalty
-from servicekit.db import make_engine, make_session_factory, prepare_database
-from servicekit.testing import unique_topic
-from servicekit.topics import ensure_topics
-
 from reporting.adapters.tables import READ_MODEL_TABLES
 from reporting.config import Settings
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.entrypoints.rebuild import rebuild
 from reporting.service_layer.projection import make_consumer
 from reporting.testing import envelope_of
+from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.testing import unique_topic
+from servicekit.topics import ensure_topics
 
 D = Decimal
 CHAIN, STORE, TERMINAL = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 T0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
+
+pytestmark = pytest.mark.integration
 
 
 def story(customer: uuid.UUID, n: int) -> list[Message]:

@@ -11,6 +11,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from contracts.base import Message
 from contracts.credit import v1 as credit
 from contracts.enums import (
@@ -22,23 +25,22 @@ from contracts.enums import (
 )
 from contracts.gateway import v1 as gateway
 from contracts.loyalty import v1 as loyalty
-from fastapi import FastAPI
-from servicekit.consumer import Consumer
-from servicekit.db import make_engine, make_session_factory, prepare_database
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from reporting.domain.model import Period
 from reporting.entrypoints.api import router
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
 from reporting.service_layer.projection import make_consumer
 from reporting.testing import record_of
+from servicekit.consumer import Consumer
+from servicekit.db import make_engine, make_session_factory, prepare_database
 
 TZ = "Europe/Bucharest"
 D = Decimal
 CHAIN = uuid.uuid4()
 STORE = uuid.uuid4()
 TERMINAL = uuid.uuid4()
+
+pytestmark = pytest.mark.integration
 
 
 def day(n: int, hour: int = 12) -> datetime:

@@ -13,18 +13,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from contracts.enums import TaskClosedReason, TaskOutcome
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
-from servicekit.db import SessionFactory
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.enums import TaskClosedReason, TaskOutcome
 from notifier.adapters import tables as t
 from notifier.domain.paging import BadCursor, decode_cursor, encode_cursor
 from notifier.domain.tasks import OPEN
 from notifier.service_layer.tasks import close_task, lock_customer, outbox_emitter, task_views
+from servicekit.db import SessionFactory
 
 PREFIX = "/internal/v1/chains/{chain_id}"
 DEFAULT_LIMIT = 50

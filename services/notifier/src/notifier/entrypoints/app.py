@@ -7,13 +7,13 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
-from servicekit.jobs import PeriodicJob
-from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 from notifier.config import Settings
 from notifier.entrypoints.api import router
 from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import deliver_once, scan_once
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

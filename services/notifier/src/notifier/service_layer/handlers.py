@@ -12,15 +12,14 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
 from contracts.base import Message
 from contracts.credit import v1 as credit
 from contracts.enums import TaskClosedReason
 from contracts.gateway import v1 as gateway
 from contracts.topics import CREDIT_EVENTS, MASTERDATA_EVENTS, NOTIFIER_EVENTS
-from pydantic import BaseModel
-from servicekit.consumer import Consumer, Handler, MessageContext
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-
 from notifier.adapters import tables as t
 from notifier.domain import tasks as rules
 from notifier.domain.tasks import Decision
@@ -36,6 +35,7 @@ from notifier.service_layer.tasks import (
     refresh_snapshot,
     task_states,
 )
+from servicekit.consumer import Consumer, Handler, MessageContext
 
 TOPICS: tuple[str, ...] = (CREDIT_EVENTS, MASTERDATA_EVENTS)
 

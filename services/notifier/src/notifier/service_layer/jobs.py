@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from servicekit.db import SessionFactory
 
 from notifier.adapters import tables as t
 from notifier.config import Settings
@@ -28,6 +27,7 @@ from notifier.service_layer.tasks import (
     raise_task,
     task_states,
 )
+from servicekit.db import SessionFactory
 
 log = logging.getLogger(__name__)
 

@@ -18,18 +18,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.base import Message
 from contracts.enums import TaskClosedReason, TaskOutcome
 from contracts.envelope import make_envelope
 from contracts.money import quantize_money
 from contracts.notifier.v1 import ReminderTaskClosed, ReminderTaskRaised, TaskSale
 from contracts.topics import NOTIFIER_EVENTS
-from servicekit.outbox import enqueue
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from notifier.adapters import tables as t
 from notifier.domain.tasks import DONE, OPEN, OverdueSale, TaskState, days_overdue, revoke_actions
+from servicekit.outbox import enqueue
 
 #: writes an event to the outbox in the caller's transaction
 Emit = Callable[[Message, str], Awaitable[None]]

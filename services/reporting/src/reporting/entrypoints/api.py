@@ -14,13 +14,13 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
-from servicekit.db import SessionFactory
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reporting.domain.model import Period, money_str
 from reporting.domain.paging import BadCursor, page_by_offset, to_csv
 from reporting.service_layer import reports
 from reporting.service_layer.reports import CSV_HEADERS, Filters, NotFound
+from servicekit.db import SessionFactory
 
 PREFIX = "/internal/v1/chains/{chain_id}"
 MAX_LIMIT = 500

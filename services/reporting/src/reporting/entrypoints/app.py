@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from servicekit.runtime import ServiceDefinition, create_app
 
 from reporting.config import Settings
 from reporting.entrypoints.api import router
 from reporting.service_layer.projection import make_consumer
+from servicekit.runtime import ServiceDefinition, create_app
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

@@ -29,8 +29,6 @@ from typing import Any
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from servicekit.db import make_engine, make_session_factory, prepare_database
-from servicekit.schema import messaging_tables
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -43,6 +41,8 @@ from reporting.service_layer.projection import (
     make_consumer,
     projection_lock_enabled,
 )
+from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.schema import messaging_tables
 
 log = logging.getLogger(__name__)
 

@@ -19,19 +19,19 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.credit import v1 as credit
 from contracts.enums import BonusMovementKind, PaymentMethod
 from contracts.gateway import v1 as gateway
 from contracts.loyalty import v1 as loyalty
 from contracts.money import decimal_to_str
 from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS, MASTERDATA_EVENTS
-from pydantic import BaseModel
-from servicekit.consumer import Consumer, Handler, MessageContext
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from reporting.adapters import tables as t
 from reporting.domain.model import ZERO, return_shares, sale_shares
+from servicekit.consumer import Consumer, Handler, MessageContext
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ Create Date: 2026-11-24
 """
 
 from alembic import op
-from servicekit.schema import create_messaging_tables, drop_messaging_tables
 
 from notifier.adapters.tables import TABLES
+from servicekit.schema import create_messaging_tables, drop_messaging_tables
 
 revision = "0001"
 down_revision = None
