@@ -1,0 +1,72 @@
+"""The edges of the HTTP contract: rate limit, body cap, concurrent retries, key purge."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from pos_gateway.entrypoints.api.auth import TokenBucket
+from pos_gateway.service_layer import idempotency
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_terminal_over_its_rate_gets_429_with_retry_after(harness: Any) -> None:
+    admin, terminal = await harness.setup()
+    await harness.customer(admin)
+    app = harness.client._transport.app
+    app.state.rate_limiter = TokenBucket(rate=0.5, burst=2)
+    statuses = []
+    for _ in range(3):
+        response = await harness.client.get("/v1/cards/CARD-1", headers=harness.auth(terminal))
+        statuses.append(response.status_code)
+    assert statuses == [200, 200, 429]
+    assert response.json()["code"] == "rate_limited"
+    assert int(response.headers["retry-after"]) >= 1
+    # admins are not limited by the terminals' buckets
+    settings = await harness.client.get("/v1/settings", headers=harness.auth(admin))
+    assert settings.status_code == 200
+
+
+async def test_a_body_over_the_cap_is_refused_with_413(harness: Any) -> None:
+    admin, _ = await harness.setup()
+    huge = {"name": "x" * 10, "phone": "1", "email": "a@b.cd", "pad": "y" * 2_000_000}
+    response = await harness.client.post("/v1/customers", json=huge, headers=harness.auth(admin))
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+
+
+async def test_concurrent_retries_of_a_master_data_post_create_it_once(harness: Any) -> None:
+    admin, _ = await harness.setup()
+    headers = {**harness.auth(admin), "Idempotency-Key": "same"}
+    body = {"name": "Dan", "phone": "+40700000009"}
+    answers = await asyncio.gather(*[
+        harness.client.post("/v1/customers", json=body, headers=headers) for _ in range(5)
+    ])
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["customer_id"] for a in answers}) == 1
+    assert await harness.count("customers") == 1
+
+
+async def test_idempotency_keys_are_purged_only_after_they_are_kept_long_enough(
+    harness: Any,
+) -> None:
+    admin, _ = await harness.setup()
+    await harness.client.post("/v1/customers", json={"name": "A", "phone": "1"},
+                              headers={**harness.auth(admin), "Idempotency-Key": "old"})
+    await harness.client.post("/v1/customers", json={"name": "B", "phone": "2"},
+                              headers={**harness.auth(admin), "Idempotency-Key": "new"})
+    async with harness.engine.begin() as conn:
+        await conn.execute(sa.text(
+            "UPDATE idempotency_keys SET created_at = now() - interval '49 hours' "
+            "WHERE key = 'old'"))
+    async with harness.gateway.session() as session, session.begin():
+        purged = await idempotency.purge(session, timedelta(hours=48))
+    assert purged == 1
+    async with harness.engine.connect() as conn:
+        keys = (await conn.execute(sa.text("SELECT key FROM idempotency_keys"))).scalars().all()
+    assert keys == ["new"]
