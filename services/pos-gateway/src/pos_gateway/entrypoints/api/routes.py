@@ -464,4 +464,21 @@ async def complete_task(
     return _proxied(upstream)
 
 
+@router.put("/webhook", tags=["tasks"], responses=problems(*AUTH, 422, 503))
+async def set_webhook(gw: Gw, principal: AdminKey, body: s.WebhookSet) -> Response:
+    """The chain's webhook for new reminder tasks (kept by the notifier)."""
+    assert principal.chain_id is not None
+    upstream = await gw.notifier_api.request(
+        "PUT", principal.chain_id, "webhook", json=body.model_dump(mode="json")
+    )
+    return _proxied(upstream)
+
+
+@router.delete("/webhook", tags=["tasks"], responses=problems(*AUTH, 404, 503))
+async def delete_webhook(gw: Gw, principal: AdminKey) -> Response:
+    assert principal.chain_id is not None
+    upstream = await gw.notifier_api.request("DELETE", principal.chain_id, "webhook")
+    return _proxied(upstream)
+
+
 __all__ = ["GatewayError", "router"]

@@ -413,6 +413,14 @@ class TaskComplete(Request):
     note: LongText | None = None
 
 
+class WebhookSet(Request):
+    """Where the notifier posts new reminder tasks, signed with the secret."""
+
+    url: Annotated[str, StringConstraints(strict=True, max_length=2000,
+                                          pattern=r"^https?://[^\s]+$")]
+    secret: Annotated[str, StringConstraints(strict=True, min_length=16, max_length=200)]
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details, with the API's stable `code`."""
 
