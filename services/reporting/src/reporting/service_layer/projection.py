@@ -123,6 +123,16 @@ async def _add_movement(
     bonus_kind: str | None = None,
     bonus_amount: Decimal = ZERO,
 ) -> None:
+    if bonus_kind is None and payments - goods != advance_change - debt_change:
+        # The report's closing (opening + payments - goods) would drift from advance - debt:
+        # credit's event and this projection disagree on what the operation did.
+        log.error(
+            "%s %s: payments - goods = %s but advance - debt changed by %s",
+            kind,
+            ctx.envelope.message_id,
+            payments - goods,
+            advance_change - debt_change,
+        )
     await ctx.session.execute(
         pg_insert(t.movements)
         .values(
