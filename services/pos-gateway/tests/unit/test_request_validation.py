@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from pos_gateway.domain.errors import PROBLEMS, GatewayError
 from pos_gateway.entrypoints.api import schemas as s
@@ -19,7 +20,7 @@ SALE = {
 
 
 @pytest.fixture
-def client() -> TestClient:
+async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_problem_handlers(app)
 
@@ -35,7 +36,9 @@ def client() -> TestClient:
     async def refused() -> None:
         raise GatewayError("card_blocked", "this card is blocked")
 
-    return TestClient(app)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
 
 
 def _errors(response: object) -> list[dict[str, str]]:
@@ -48,62 +51,68 @@ def _errors(response: object) -> list[dict[str, str]]:
     return errors
 
 
-def test_a_valid_sale_passes(client: TestClient) -> None:
-    assert client.post("/sales", json=SALE).status_code == 200
+async def test_a_valid_sale_passes(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/sales", json=SALE)).status_code == 200
 
 
-def test_a_json_number_for_money_is_refused_naming_the_field(client: TestClient) -> None:
+async def test_a_json_number_for_money_is_refused_naming_the_field(
+    client: httpx.AsyncClient,
+) -> None:
     body = json.loads(json.dumps(SALE))
     body["lines"][0]["unit_price"] = 60.0
-    response = client.post("/sales", json=body)
+    response = await client.post("/sales", json=body)
     assert response.status_code == 422
     errors = _errors(response)
     assert errors[0]["field"] == "lines.0.unit_price"
     assert "decimal string" in errors[0]["message"]
 
 
-def test_an_integer_quantity_is_refused_too(client: TestClient) -> None:
+async def test_an_integer_quantity_is_refused_too(client: httpx.AsyncClient) -> None:
     body = json.loads(json.dumps(SALE))
     body["lines"][0]["quantity"] = 1
-    assert _errors(client.post("/sales", json=body))[0]["field"] == "lines.0.quantity"
+    assert _errors(await client.post("/sales", json=body))[0]["field"] == "lines.0.quantity"
 
 
-def test_unknown_fields_are_refused(client: TestClient) -> None:
-    errors = _errors(client.post("/sales", json={**SALE, "tip": "1.00"}))
+async def test_unknown_fields_are_refused(client: httpx.AsyncClient) -> None:
+    errors = _errors(await client.post("/sales", json={**SALE, "tip": "1.00"}))
     assert errors == [{"field": "tip", "message": "unknown field"}]
 
 
-def test_missing_fields_are_named(client: TestClient) -> None:
-    errors = _errors(client.post("/sales", json={"payments": []}))
+async def test_missing_fields_are_named(client: httpx.AsyncClient) -> None:
+    errors = _errors(await client.post("/sales", json={"payments": []}))
     assert errors == [{"field": "lines", "message": "field required"}]
 
 
-def test_bad_values_are_named(client: TestClient) -> None:
+async def test_bad_values_are_named(client: httpx.AsyncClient) -> None:
     body = json.loads(json.dumps(SALE))
     body["payments"][0]["method"] = "cheque"
-    assert _errors(client.post("/sales", json=body))[0]["field"] == "payments.0.method"
+    assert _errors(await client.post("/sales", json=body))[0]["field"] == "payments.0.method"
 
 
-def test_broken_json_is_a_validation_error(client: TestClient) -> None:
-    response = client.post("/sales", content=b"{not json",
+async def test_broken_json_is_a_validation_error(client: httpx.AsyncClient) -> None:
+    response = await client.post("/sales", content=b"{not json",
                            headers={"content-type": "application/json"})
     assert _errors(response)[0]["field"] == "body"
 
 
-def test_settings_may_name_some_fields_and_are_strictly_typed(client: TestClient) -> None:
-    ok = client.put("/settings", json={"credit_mode": "per_item", "bonus_expiry_days": None})
+async def test_settings_may_name_some_fields_and_are_strictly_typed(
+    client: httpx.AsyncClient,
+) -> None:
+    ok = await client.put("/settings", json={"credit_mode": "per_item", "bonus_expiry_days": None})
     assert ok.json() == {"credit_mode": "per_item", "bonus_expiry_days": None}
-    assert _errors(client.put("/settings", json={"max_payment_delay_days": "30"}))
-    assert _errors(client.put("/settings", json={"block_credit_when_overdue": "yes"}))
-    assert _errors(client.put("/settings", json={"bonus_rate_percent": 10}))
-    assert _errors(client.put("/settings", json={"bonus_rate_percent": "100.01"}))
-    assert _errors(client.put("/settings", json={"credit_mode": None}))[0]["message"] == (
+    assert _errors(await client.put("/settings", json={"max_payment_delay_days": "30"}))
+    assert _errors(await client.put("/settings", json={"block_credit_when_overdue": "yes"}))
+    assert _errors(await client.put("/settings", json={"bonus_rate_percent": 10}))
+    assert _errors(await client.put("/settings", json={"bonus_rate_percent": "100.01"}))
+    assert _errors(await client.put("/settings", json={"credit_mode": None}))[0]["message"] == (
         "credit_mode may not be null"
     )
 
 
-def test_a_refusal_is_problem_json_with_its_code_and_status(client: TestClient) -> None:
-    response = client.get("/refused")
+async def test_a_refusal_is_problem_json_with_its_code_and_status(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/refused")
     assert response.status_code == PROBLEMS["card_blocked"][0] == 422
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
@@ -112,8 +121,8 @@ def test_a_refusal_is_problem_json_with_its_code_and_status(client: TestClient) 
     assert body["detail"] == "this card is blocked"
 
 
-def test_unknown_paths_are_problem_json_not_found(client: TestClient) -> None:
-    response = client.get("/nowhere")
+async def test_unknown_paths_are_problem_json_not_found(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nowhere")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
 
