@@ -57,6 +57,10 @@ async def test_settings_start_at_the_documented_defaults_and_change_partially(
                                    headers=headers)
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "credit_mode"
+    precise = await harness.client.put("/v1/settings", json={"bonus_rate_percent": "10.125"},
+                                       headers=headers)
+    assert precise.status_code == 422
+    assert precise.json()["errors"][0]["field"] == "bonus_rate_percent"
     cleared = await harness.client.put("/v1/settings", json={"bonus_expiry_days": None},
                                        headers=headers)
     assert cleared.json()["bonus_expiry_days"] is None

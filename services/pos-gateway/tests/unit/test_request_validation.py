@@ -9,8 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from pos_gateway import schemas as s
 from pos_gateway.domain.errors import PROBLEMS, GatewayError
-from pos_gateway.entrypoints.api import schemas as s
 from pos_gateway.entrypoints.api.problems import field_path, install_problem_handlers
 
 SALE = {

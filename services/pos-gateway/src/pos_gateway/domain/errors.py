@@ -72,3 +72,16 @@ def invalid(field: str, message: str) -> ValidationFailed:
 
 def not_found(what: str = "resource") -> GatewayError:
     return GatewayError("not_found", f"no such {what}")
+
+
+def problem_body(code: str, detail: str, status: int | None = None, **extra: Any) -> dict[str, Any]:
+    status_, title = PROBLEMS.get(code, (status or 400, code.replace("_", " ")))
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status if status is not None else status_,
+        "detail": detail,
+        "code": code,
+    }
+    body.update(extra)
+    return body

@@ -28,13 +28,13 @@ from contracts.gateway.v1 import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pos_gateway import schemas as s
 from pos_gateway.adapters import tables as t
 from pos_gateway.adapters.internal_api import ZERO_BALANCES, ReportingClient
 from pos_gateway.domain.auth import KeyKind, Principal, new_api_key
 from pos_gateway.domain.errors import GatewayError, invalid, not_found
 from pos_gateway.domain.money import minor_units_of
 from pos_gateway.domain.sales import check_money_scale
-from pos_gateway.entrypoints.api import schemas as s
 from pos_gateway.service_layer.common import (
     customer_json,
     customer_snapshot,
@@ -183,6 +183,8 @@ async def update_settings(
 ) -> dict[str, Any]:
     chain_id = _chain_id(principal)
     chain = await load_chain(session, chain_id, lock=True)
+    # shown as "10.00": a rate with more digits would be silently rounded on every read
+    check_money_scale([("bonus_rate_percent", body.bonus_rate_percent)], 2)
     changes: dict[str, Any] = {}
     for name in body.model_fields_set:
         value = getattr(body, name)

@@ -28,10 +28,11 @@ from contracts.gateway.v1 import (
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pos_gateway import schemas as s
 from pos_gateway.adapters import tables as t
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.domain.auth import Principal
-from pos_gateway.domain.errors import GatewayError, invalid, not_found
+from pos_gateway.domain.errors import GatewayError, invalid, not_found, problem_body
 from pos_gateway.domain.money import money
 from pos_gateway.domain.sales import (
     LineIn,
@@ -41,8 +42,6 @@ from pos_gateway.domain.sales import (
     check_sale_customer_rules,
     price_sale,
 )
-from pos_gateway.entrypoints.api import schemas as s
-from pos_gateway.entrypoints.api.problems import problem_body
 from pos_gateway.service_layer import idempotency
 from pos_gateway.service_layer.common import (
     body_hash,

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pos_gateway.domain.errors import PROBLEMS, GatewayError
+from pos_gateway.domain.errors import GatewayError, problem_body
 
 log = logging.getLogger(__name__)
 
@@ -19,19 +19,6 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 _HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                413: "payload_too_large", 429: "rate_limited", 503: "unavailable"}
-
-
-def problem_body(code: str, detail: str, status: int | None = None, **extra: Any) -> dict[str, Any]:
-    status_, title = PROBLEMS.get(code, (status or 400, code.replace("_", " ")))
-    body: dict[str, Any] = {
-        "type": f"/problems/{code}",
-        "title": title,
-        "status": status if status is not None else status_,
-        "detail": detail,
-        "code": code,
-    }
-    body.update(extra)
-    return body
 
 
 def problem_response(

@@ -11,9 +11,9 @@ import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from pos_gateway import schemas as s
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.domain.errors import GatewayError, not_found
-from pos_gateway.entrypoints.api import schemas as s
 from pos_gateway.entrypoints.api.auth import (
     AdminKey,
     ChainReader,

@@ -17,6 +17,8 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# The initial schema is the tables module as it is at this revision; later revisions change
+# the schema with explicit `op.*` calls, never by editing the tables module alone.
 _OWN = (
     tables.chains,
     tables.stores,

@@ -1,5 +1,8 @@
 """Request and response models of the public API (api.md), documented in /openapi.json.
 
+Shared by the routes (which validate input with them) and the use cases (which take the
+validated requests as their commands).
+
 Requests refuse unknown fields and JSON numbers for money and quantities (the contracts'
 decimal-string types); integers and booleans are strict (no "30" for 30, no "yes" for true).
 """
