@@ -309,3 +309,17 @@ async def test_reports_pass_the_query_and_accept_through_to_reporting(harness: A
                                      headers=harness.auth(terminal))).status_code == 403
     bad = await harness.client.get("/v1/reports/aging?from=yesterday", headers=headers)
     assert bad.status_code == 422
+
+
+async def test_a_statement_is_proxied_only_for_a_customer_of_the_chain(harness: Any) -> None:
+    admin, _ = await harness.setup()
+    cid = (await harness.customer(admin))["customer_id"]
+    other_admin = await harness.chain(name="Other")
+    url = f"/v1/customers/{cid}/statement?from=2026-01-01&to=2026-01-31"
+    mine = await harness.client.get(url, headers={**harness.auth(admin), "Accept": "text/csv"})
+    assert mine.status_code == 200
+    assert mine.text == "a,b\n1,2\n"
+    theirs = await harness.client.get(url, headers=harness.auth(other_admin))
+    assert theirs.status_code == 404
+    paths = [r.url.path for r in harness.internal.calls if r.url.path.endswith("/statement")]
+    assert len(paths) == 1
