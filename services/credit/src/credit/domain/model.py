@@ -306,7 +306,7 @@ class Ledger:
 
     def add_sale(self, sale: Sale) -> None:
         if sale.seq == 0:
-            sale = _replace_seq(sale, len(self.sales) + 1)
+            sale = _replace_seq(sale, max((x.seq for x in self.sales.values()), default=0) + 1)
         self.sales[sale.sale_id] = sale
 
     def apply(self, entries: Iterable[Entry]) -> None:

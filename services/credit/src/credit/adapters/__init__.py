@@ -1,0 +1,1 @@
+"""Database side of the credit service: tables and the ledger repository."""

@@ -1,0 +1,426 @@
+"""Reads and writes of the credit ledger inside the caller's transaction.
+
+The per-customer row is the lock: every operation, answer and overdue scan of a customer
+first takes ``SELECT ... FOR UPDATE`` on it, so two instances (or two partitions during a
+rebalance) never decide on the same ledger at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from credit.adapters import tables as t
+from credit.domain.model import Entry, EntryKind, Ledger, Line, Method, Payment, Sale
+
+LIVE = ("pending", "confirmed")
+
+
+@dataclass
+class CustomerRow:
+    customer_id: uuid.UUID
+    chain_id: uuid.UUID
+    in_flight: uuid.UUID | None
+    bonus_balance: Decimal
+
+
+class Repository:
+    """The credit tables as the service layer needs them."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # ----------------------------------------------------------------- customers
+
+    async def lock_customer(
+        self, customer_id: uuid.UUID, chain_id: uuid.UUID, *, skip_locked: bool = False
+    ) -> CustomerRow | None:
+        if not skip_locked:
+            await self.session.execute(
+                pg_insert(t.customers)
+                .values(customer_id=customer_id, chain_id=chain_id)
+                .on_conflict_do_nothing()
+            )
+        query = (
+            sa.select(t.customers)
+            .where(t.customers.c.customer_id == customer_id)
+            .with_for_update(skip_locked=skip_locked)
+        )
+        row = (await self.session.execute(query)).first()
+        if row is None:
+            return None
+        if row.chain_id != chain_id:
+            raise LookupError(f"customer {customer_id} belongs to another chain")
+        return CustomerRow(row.customer_id, row.chain_id, row.in_flight, row.bonus_balance)
+
+    async def update_customer(self, customer_id: uuid.UUID, **values: Any) -> None:
+        await self.session.execute(
+            sa.update(t.customers)
+            .where(t.customers.c.customer_id == customer_id)
+            .values(updated_at=sa.func.now(), **values)
+        )
+
+    # ----------------------------------------------------------------- chains
+
+    async def remember_chain(
+        self, chain_id: uuid.UUID, settings: dict[str, Any], *, authoritative: bool
+    ) -> None:
+        """Master data always wins; a command's snapshot only fills a chain not yet known."""
+        stmt = pg_insert(t.chains).values(
+            chain_id=chain_id, settings=settings, from_masterdata=authoritative
+        )
+        if authoritative:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t.chains.c.chain_id],
+                set_={"settings": settings, "from_masterdata": True, "updated_at": sa.func.now()},
+            )
+        else:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t.chains.c.chain_id],
+                set_={"settings": settings, "updated_at": sa.func.now()},
+                where=t.chains.c.from_masterdata.is_(False),
+            )
+        await self.session.execute(stmt)
+
+    async def chains(self) -> list[tuple[uuid.UUID, dict[str, Any]]]:
+        query = sa.select(t.chains.c.chain_id, t.chains.c.settings)
+        rows = (await self.session.execute(query)).all()
+        return [(r.chain_id, r.settings) for r in rows]
+
+    async def chain_settings(self, chain_id: uuid.UUID) -> dict[str, Any] | None:
+        return await self.session.scalar(
+            sa.select(t.chains.c.settings).where(t.chains.c.chain_id == chain_id)
+        )
+
+    # ----------------------------------------------------------------- ledger
+
+    async def load_ledger(
+        self, *, customer_id: uuid.UUID | None, sale_id: uuid.UUID | None = None,
+        minor_units: int = 2,
+    ) -> Ledger:
+        """A customer's whole ledger, or one anonymous sale's (``customer_id`` None)."""
+        live_ops = sa.select(t.operations.c.operation_id).where(t.operations.c.status.in_(LIVE))
+        if customer_id is not None:
+            sale_filter = t.sales.c.customer_id == customer_id
+            entry_filter = t.entries.c.customer_id == customer_id
+        else:
+            sale_filter = sa.and_(t.sales.c.sale_id == sale_id, t.sales.c.customer_id.is_(None))
+            entry_filter = sa.and_(
+                t.entries.c.sale_id == sale_id, t.entries.c.customer_id.is_(None)
+            )
+        sale_rows = (
+            await self.session.execute(
+                sa.select(t.sales)
+                .where(sale_filter, t.sales.c.sale_id.in_(live_ops))
+                .order_by(t.sales.c.seq)
+            )
+        ).all()
+        entry_rows = (
+            await self.session.execute(
+                sa.select(t.entries)
+                .where(entry_filter, t.entries.c.operation_id.in_(live_ops))
+                .order_by(t.entries.c.id)
+            )
+        ).all()
+        return Ledger(
+            [_sale_from_row(r) for r in sale_rows],
+            [_entry_from_row(r) for r in entry_rows],
+            minor_units=minor_units,
+        )
+
+    async def add_sale(
+        self, sale: Sale, *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
+    ) -> None:
+        await self.session.execute(
+            sa.insert(t.sales).values(
+                sale_id=sale.sale_id,
+                chain_id=chain_id,
+                customer_id=customer_id,
+                store_id=sale.store_id,
+                terminal_id=sale.terminal_id,
+                sold_at=sale.sold_at,
+                local_date=sale.local_date,
+                due_date=sale.due_date,
+                lines=[_line_json(line) for line in sale.lines],
+                payments=[
+                    {"payment_id": str(p.payment_id), "method": p.method.value,
+                     "amount": str(p.amount)}
+                    for p in sale.payments
+                ],
+            )
+        )
+
+    async def add_entries(
+        self, entries: list[Entry], *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
+    ) -> None:
+        if not entries:
+            return
+        await self.session.execute(
+            sa.insert(t.entries),
+            [
+                {
+                    "operation_id": e.operation_id,
+                    "chain_id": chain_id,
+                    "customer_id": customer_id,
+                    "kind": e.kind.value,
+                    "amount": e.amount,
+                    "at": e.at,
+                    "sale_id": e.sale_id,
+                    "line_no": e.line_no,
+                    "payment_id": e.payment_id,
+                    "method": e.method.value if e.method else None,
+                    "quantity": e.quantity,
+                }
+                for e in entries
+            ],
+        )
+
+    async def sale_owner(self, sale_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID | None] | None:
+        """(chain_id, customer_id) of a recorded (live) sale."""
+        row = (
+            await self.session.execute(
+                sa.select(t.sales.c.chain_id, t.sales.c.customer_id)
+                .join(t.operations, t.operations.c.operation_id == t.sales.c.sale_id)
+                .where(t.sales.c.sale_id == sale_id, t.operations.c.status.in_(LIVE))
+            )
+        ).first()
+        return (row.chain_id, row.customer_id) if row else None
+
+    async def lock_sale(self, sale_id: uuid.UUID) -> None:
+        await self.session.execute(
+            sa.select(t.sales.c.sale_id).where(t.sales.c.sale_id == sale_id).with_for_update()
+        )
+
+    # ----------------------------------------------------------------- operations
+
+    async def operation_known(self, operation_id: uuid.UUID, kind: str) -> bool:
+        """Accepted before (pending, confirmed or voided) or refused before."""
+        if await self.session.scalar(
+            sa.select(sa.literal(1)).where(t.operations.c.operation_id == operation_id)
+        ):
+            return True
+        return bool(
+            await self.session.scalar(
+                sa.select(sa.literal(1)).where(
+                    t.refusals.c.operation_id == operation_id, t.refusals.c.kind == kind
+                )
+            )
+        )
+
+    async def add_operation(
+        self,
+        *,
+        operation_id: uuid.UUID,
+        kind: str,
+        chain_id: uuid.UUID,
+        customer_id: uuid.UUID | None,
+        status: str,
+        outcome_type: str,
+        outcome: dict[str, Any],
+        meta: dict[str, Any],
+        correlation_id: uuid.UUID,
+    ) -> bool:
+        inserted = await self.session.execute(
+            pg_insert(t.operations)
+            .values(
+                operation_id=operation_id,
+                kind=kind,
+                chain_id=chain_id,
+                customer_id=customer_id,
+                status=status,
+                outcome_type=outcome_type,
+                outcome=outcome,
+                meta=meta,
+                correlation_id=correlation_id,
+                finished_at=sa.func.now() if status != "pending" else None,
+            )
+            .on_conflict_do_nothing()
+            .returning(t.operations.c.operation_id)
+        )
+        return inserted.first() is not None
+
+    async def pending_operation(self, operation_id: uuid.UUID) -> Any:
+        return (
+            await self.session.execute(
+                sa.select(t.operations).where(
+                    t.operations.c.operation_id == operation_id,
+                    t.operations.c.status == "pending",
+                )
+            )
+        ).first()
+
+    async def finish_operation(self, operation_id: uuid.UUID, status: str) -> None:
+        await self.session.execute(
+            sa.update(t.operations)
+            .where(t.operations.c.operation_id == operation_id)
+            .values(status=status, finished_at=sa.func.now())
+        )
+
+    async def add_refusal(
+        self, *, operation_id: uuid.UUID, kind: str, chain_id: uuid.UUID,
+        customer_id: uuid.UUID | None, code: str, detail: str,
+    ) -> None:
+        await self.session.execute(
+            sa.insert(t.refusals).values(
+                operation_id=operation_id, kind=kind, chain_id=chain_id,
+                customer_id=customer_id, code=code, detail=detail,
+            )
+        )
+
+    # ----------------------------------------------------------------- parking
+
+    async def park(
+        self, customer_id: uuid.UUID, message_id: uuid.UUID, envelope: dict[str, Any]
+    ) -> None:
+        await self.session.execute(
+            pg_insert(t.parked)
+            .values(customer_id=customer_id, message_id=message_id, envelope=envelope)
+            .on_conflict_do_nothing()
+        )
+
+    async def unpark_next(self, customer_id: uuid.UUID) -> dict[str, Any] | None:
+        row = (
+            await self.session.execute(
+                sa.select(t.parked.c.id, t.parked.c.envelope)
+                .where(t.parked.c.customer_id == customer_id)
+                .order_by(t.parked.c.id)
+                .limit(1)
+            )
+        ).first()
+        if row is None:
+            return None
+        await self.session.execute(sa.delete(t.parked).where(t.parked.c.id == row.id))
+        envelope: dict[str, Any] = row.envelope
+        return envelope
+
+    # ----------------------------------------------------------------- overdue marks
+
+    async def mark_overdue(
+        self, *, sale_id: uuid.UUID, chain_id: uuid.UUID, customer_id: uuid.UUID, due_date: date,
+        detected_at: datetime,
+    ) -> bool:
+        """True for the one caller that marks the sale first."""
+        inserted = await self.session.execute(
+            pg_insert(t.overdue_marks)
+            .values(sale_id=sale_id, chain_id=chain_id, customer_id=customer_id,
+                    due_date=due_date, detected_at=detected_at)
+            .on_conflict_do_nothing()
+            .returning(t.overdue_marks.c.sale_id)
+        )
+        return inserted.first() is not None
+
+    async def settle_mark(self, sale_id: uuid.UUID) -> bool | None:
+        """None: never overdue; True: the mark is settled now; False: it was settled before."""
+        row = (
+            await self.session.execute(
+                sa.select(t.overdue_marks.c.settled_at)
+                .where(t.overdue_marks.c.sale_id == sale_id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.settled_at is not None:
+            return False
+        await self.session.execute(
+            sa.update(t.overdue_marks)
+            .where(t.overdue_marks.c.sale_id == sale_id)
+            .values(settled_at=sa.func.now())
+        )
+        return True
+
+    async def unsettled_marks(self, customer_id: uuid.UUID) -> list[uuid.UUID]:
+        return list(
+            (
+                await self.session.execute(
+                    sa.select(t.overdue_marks.c.sale_id).where(
+                        t.overdue_marks.c.customer_id == customer_id,
+                        t.overdue_marks.c.settled_at.is_(None),
+                    )
+                )
+            ).scalars()
+        )
+
+    async def customers_with_debt(self, chain_id: uuid.UUID) -> list[uuid.UUID]:
+        """Customers the scan must look at: open debt, or overdue marks not yet settled."""
+        marks = sa.select(t.overdue_marks.c.customer_id).where(
+            t.overdue_marks.c.chain_id == chain_id, t.overdue_marks.c.settled_at.is_(None)
+        )
+        return list(
+            (
+                await self.session.execute(
+                    sa.select(t.customers.c.customer_id).where(
+                        t.customers.c.chain_id == chain_id,
+                        sa.or_(t.customers.c.debt > 0, t.customers.c.customer_id.in_(marks)),
+                    )
+                )
+            ).scalars()
+        )
+
+    async def customer_chain(self, customer_id: uuid.UUID) -> uuid.UUID | None:
+        return await self.session.scalar(
+            sa.select(t.customers.c.chain_id).where(t.customers.c.customer_id == customer_id)
+        )
+
+
+def _line_json(line: Line) -> dict[str, Any]:
+    return {
+        "line_no": line.line_no,
+        "name": line.name,
+        "sku": line.sku,
+        "barcode": line.barcode,
+        "quantity": str(line.quantity),
+        "unit_price": str(line.unit_price),
+        "discount": str(line.discount),
+        "amount": str(line.amount),
+    }
+
+
+def _sale_from_row(row: Any) -> Sale:
+    return Sale(
+        sale_id=row.sale_id,
+        store_id=row.store_id,
+        terminal_id=row.terminal_id,
+        sold_at=row.sold_at,
+        local_date=row.local_date,
+        due_date=row.due_date,
+        seq=row.seq,
+        lines=tuple(
+            Line(
+                line_no=x["line_no"],
+                name=x["name"],
+                sku=x["sku"],
+                barcode=x["barcode"],
+                quantity=Decimal(x["quantity"]),
+                unit_price=Decimal(x["unit_price"]),
+                discount=Decimal(x["discount"]),
+                amount=Decimal(x["amount"]),
+            )
+            for x in row.lines
+        ),
+        payments=tuple(
+            Payment(uuid.UUID(p["payment_id"]), Method(p["method"]), Decimal(p["amount"]))
+            for p in row.payments
+        ),
+    )
+
+
+def _entry_from_row(row: Any) -> Entry:
+    return Entry(
+        operation_id=row.operation_id,
+        kind=EntryKind(row.kind),
+        amount=row.amount,
+        at=row.at,
+        sale_id=row.sale_id,
+        line_no=row.line_no,
+        payment_id=row.payment_id,
+        method=Method(row.method) if row.method else None,
+        quantity=row.quantity,
+    )

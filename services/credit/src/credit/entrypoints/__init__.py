@@ -1,0 +1,1 @@
+"""How the credit service is run: the ASGI app (consumers, jobs, internal HTTP)."""

@@ -1,0 +1,85 @@
+"""The credit process: consumers of commands and answers, the overdue scan, internal reads.
+
+Run with ``python -m credit`` (uvicorn via servicekit) or any ASGI server
+(``credit.entrypoints.app:app``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from contracts.gateway.v1 import (
+    ChainRegistered,
+    ChainSettingsChanged,
+    RecordAdvance,
+    RecordDebtPayment,
+    RecordRefund,
+    RecordReturn,
+    RecordSale,
+    RevokeDiscount,
+)
+from contracts.loyalty.v1 import (
+    BonusesApplied,
+    BonusesRefused,
+    BonusMovementRecorded,
+    PaymentBonusCancelled,
+)
+from contracts.topics import LOYALTY_EVENTS, MASTERDATA_EVENTS, POS_COMMANDS
+from pydantic import BaseModel
+from servicekit.consumer import Consumer, Handler
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
+
+from credit.config import Settings
+from credit.entrypoints.http import router
+from credit.service_layer import handlers as h
+from credit.service_layer.overdue import scan_overdue
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+HANDLERS: dict[type[BaseModel], Handler] = {
+    RecordSale: h.handle_command,
+    RecordDebtPayment: h.handle_command,
+    RecordAdvance: h.handle_command,
+    RecordRefund: h.handle_command,
+    RecordReturn: h.handle_command,
+    RevokeDiscount: h.handle_command,
+    BonusesApplied: h.handle_bonuses_applied,
+    BonusesRefused: h.handle_bonuses_refused,
+    BonusMovementRecorded: h.handle_bonus_balance,
+    PaymentBonusCancelled: h.handle_bonus_balance,
+    ChainRegistered: h.handle_chain_settings,
+    ChainSettingsChanged: h.handle_chain_settings,
+}
+
+
+def make_consumer() -> Consumer:
+    """One group for all three topics: every message of a customer takes the customer's lock."""
+    return Consumer(
+        name="credit", topics=[POS_COMMANDS, LOYALTY_EVENTS, MASTERDATA_EVENTS], handlers=HANDLERS
+    )
+
+
+def make_definition(settings: Settings | None = None) -> ServiceDefinition:
+    settings = settings or Settings()
+    interval = settings.overdue_scan_interval_seconds
+
+    def jobs(runtime: Runtime) -> Sequence[PeriodicJob]:
+        async def scan() -> None:
+            await scan_overdue(runtime.session_factory)
+
+        return [PeriodicJob("overdue-scan", interval, scan)]
+
+    return ServiceDefinition(
+        name="credit",
+        settings=settings,
+        migrations_dir=MIGRATIONS_DIR,
+        consumers=[make_consumer()],
+        jobs=jobs,
+        routers=[router],
+    )
+
+
+settings = Settings()
+app = create_app(make_definition(settings))

@@ -1,0 +1,57 @@
+"""Writes events to the outbox with the correlation of the message that caused them.
+
+A parked command replayed later keeps its own correlation id, so the gateway can match the
+outcome to its HTTP request even though another message triggered the replay.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from contracts.base import Message
+from contracts.envelope import Envelope, make_envelope
+from servicekit.outbox import enqueue
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+class Emitter:
+    """Emits events caused by one message (or one scheduler run)."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        correlation_id: uuid.UUID,
+        causation_id: uuid.UUID | None,
+    ) -> None:
+        self.session = session
+        self.correlation_id = correlation_id
+        self.causation_id = causation_id
+        self.emitted: list[tuple[str, Envelope]] = []
+
+    @classmethod
+    def caused_by(cls, session: AsyncSession, envelope: Envelope) -> Emitter:
+        return cls(
+            session, correlation_id=envelope.correlation_id, causation_id=envelope.message_id
+        )
+
+    def with_correlation(self, correlation_id: uuid.UUID) -> Emitter:
+        return Emitter(
+            self.session, correlation_id=correlation_id, causation_id=self.causation_id
+        )
+
+    async def emit(
+        self, topic: str, payload: Message, *, key: str, occurred_at: datetime | None = None
+    ) -> Envelope:
+        env = make_envelope(
+            payload,
+            chain_id=None,
+            key=key,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            occurred_at=occurred_at,
+        )
+        await enqueue(self.session, topic, env)
+        self.emitted.append((topic, env))
+        return env

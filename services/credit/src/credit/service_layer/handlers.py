@@ -1,0 +1,593 @@
+"""Command and answer handlers: the till saga that credit orchestrates with loyalty.
+
+A command of a customer first locks the customer's row. If another operation of the customer
+is waiting for loyalty, the command is parked and replayed, in order, when that one ends.
+Otherwise the ledger decides: a refusal is recorded and published as ``OperationRefused``; an
+accepted operation writes its entries as *pending* and asks loyalty (``ApplyBonuses``) in the
+same transaction. ``BonusesApplied`` confirms it and publishes the outcome; ``BonusesRefused``
+voids it (its entries never count) and publishes the refusal.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from contracts.base import Message
+from contracts.credit.v1 import (
+    AdvanceRecorded,
+    ApplyBonuses,
+    BonusBase,
+    DebtPaymentRecorded,
+    DiscountRevoked,
+    OperationRefused,
+    RefundRecorded,
+    ReturnedLine,
+    ReturnRecorded,
+    RevokedDiscountLine,
+    SaleCompleted,
+    SaleLineOutcome,
+    SalePaymentOutcome,
+    SaleSettled,
+)
+from contracts.enums import (
+    BonusOperationKind,
+    CreditMode,
+    DebtPaymentKind,
+    OperationKind,
+    PaymentMethod,
+    RefusalCode,
+)
+from contracts.envelope import Envelope, parse_payload
+from contracts.gateway.v1 import (
+    ChainRegistered,
+    ChainSettingsChanged,
+    ChainSettingsSnapshot,
+    CustomerSnapshot,
+    RecordAdvance,
+    RecordDebtPayment,
+    RecordRefund,
+    RecordReturn,
+    RecordSale,
+    RevokeDiscount,
+)
+from contracts.loyalty.v1 import (
+    BonusesApplied,
+    BonusesRefused,
+    BonusMovementRecorded,
+    PaymentBonusCancelled,
+)
+from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
+from servicekit.consumer import MessageContext, PermanentError
+
+from credit.adapters.repository import Repository
+from credit.domain.errors import InvalidOperation, Refusal
+from credit.domain.model import (
+    AllocationRequest,
+    Ledger,
+    Line,
+    Method,
+    Mode,
+    Outcome,
+    Payment,
+    ReturnRequest,
+    Sale,
+    due_date_for,
+)
+from credit.domain.model import (
+    BonusBase as DomainBonusBase,
+)
+from credit.service_layer import outcomes as oc
+from credit.service_layer.emitter import Emitter
+
+log = logging.getLogger(__name__)
+
+Command = (
+    RecordSale | RecordDebtPayment | RecordAdvance | RecordRefund | RecordReturn | RevokeDiscount
+)
+
+OUTCOME_TYPES: dict[str, type[Message]] = {
+    m.TYPE: m
+    for m in (
+        SaleCompleted,
+        DebtPaymentRecorded,
+        AdvanceRecorded,
+        RefundRecorded,
+        ReturnRecorded,
+        DiscountRevoked,
+    )
+}
+
+
+def local_date(at: datetime, timezone: str) -> date:
+    return at.astimezone(ZoneInfo(timezone)).date()
+
+
+def identity(cmd: Command) -> tuple[uuid.UUID, OperationKind]:
+    if isinstance(cmd, RecordSale):
+        return cmd.sale_id, OperationKind.SALE
+    if isinstance(cmd, RecordDebtPayment):
+        return cmd.payment_id, OperationKind.DEBT_PAYMENT
+    if isinstance(cmd, RecordAdvance):
+        return cmd.payment_id, OperationKind.ADVANCE
+    if isinstance(cmd, RecordRefund):
+        return cmd.refund_id, OperationKind.REFUND
+    if isinstance(cmd, RecordReturn):
+        return cmd.return_id, OperationKind.RETURN
+    return cmd.sale_id, OperationKind.REVOKE_DISCOUNT
+
+
+def customer_of(cmd: Command) -> uuid.UUID | None:
+    if isinstance(cmd, RevokeDiscount):
+        return cmd.customer_id
+    return cmd.customer.customer_id if cmd.customer is not None else None
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+async def handle_command(ctx: MessageContext, cmd: Command) -> None:
+    """Consumer handler for every command on ``pos.commands.v1``."""
+    await process_command(Repository(ctx.session), Emitter.caused_by(ctx.session, ctx.envelope),
+                          ctx.envelope, cmd)
+
+
+async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) -> None:
+    repo = Repository(ctx.session)
+    emitter = Emitter.caused_by(ctx.session, ctx.envelope)
+    await repo.lock_customer(answer.customer_id, answer.chain_id)
+    op = await repo.pending_operation(answer.operation_id)
+    if op is None:
+        return  # answered before (or never asked): nothing to do twice
+    await confirm(repo, emitter.with_correlation(op.correlation_id), op, answer)
+    await drain_parked(repo, ctx.session, answer.customer_id, answer.chain_id, emitter)
+
+
+async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) -> None:
+    repo = Repository(ctx.session)
+    emitter = Emitter.caused_by(ctx.session, ctx.envelope)
+    await repo.lock_customer(answer.customer_id, answer.chain_id)
+    op = await repo.pending_operation(answer.operation_id)
+    if op is None:
+        return
+    await repo.finish_operation(op.operation_id, "voided")
+    await repo.update_customer(answer.customer_id, in_flight=None,
+                               bonus_balance=answer.balance)
+    await refuse(
+        repo,
+        emitter.with_correlation(op.correlation_id),
+        operation_id=op.operation_id,
+        kind=OperationKind(op.kind),
+        chain_id=op.chain_id,
+        customer_id=answer.customer_id,
+        code=RefusalCode.INSUFFICIENT_BONUS,
+        detail=answer.detail,
+    )
+    await drain_parked(repo, ctx.session, answer.customer_id, answer.chain_id, emitter)
+
+
+async def handle_bonus_balance(
+    ctx: MessageContext, event: BonusMovementRecorded | PaymentBonusCancelled
+) -> None:
+    """Keep the last known bonus balance for answers that do not pass through loyalty."""
+    repo = Repository(ctx.session)
+    await repo.lock_customer(event.customer_id, event.chain_id)
+    await repo.update_customer(event.customer_id, bonus_balance=event.balance_after)
+
+
+async def handle_chain_settings(
+    ctx: MessageContext, event: ChainRegistered | ChainSettingsChanged
+) -> None:
+    """The overdue scan needs every chain's time zone and overdue_discount policy."""
+    await Repository(ctx.session).remember_chain(
+        event.chain_id, event.settings.model_dump(mode="json"), authoritative=True
+    )
+
+
+# --------------------------------------------------------------------------- the saga
+
+
+async def process_command(
+    repo: Repository, emitter: Emitter, envelope: Envelope, cmd: Command
+) -> None:
+    operation_id, kind = identity(cmd)
+    customer_id = customer_of(cmd)
+    await repo.remember_chain(cmd.chain_id, cmd.settings.model_dump(mode="json"),
+                              authoritative=False)
+    if customer_id is None:
+        if isinstance(cmd, RecordReturn):
+            await repo.lock_sale(cmd.sale_id)  # two returns of one anonymous sale: one by one
+    else:
+        try:
+            customer = await repo.lock_customer(customer_id, cmd.chain_id)
+        except LookupError as exc:
+            raise PermanentError(str(exc)) from exc
+        assert customer is not None
+        if customer.in_flight is not None:
+            await repo.park(customer_id, envelope.message_id, envelope.model_dump(mode="json"))
+            return
+    # a revocation may be asked again (the answer then is already_revoked); anything else
+    # seen before, accepted or refused, is a duplicate and changes nothing
+    if kind is not OperationKind.REVOKE_DISCOUNT and await repo.operation_known(
+        operation_id, kind.value
+    ):
+        log.info("duplicate %s %s ignored", kind.value, operation_id)
+        return
+    try:
+        await execute(repo, emitter, cmd)
+    except Refusal as refusal:
+        await refuse(
+            repo, emitter, operation_id=operation_id, kind=kind, chain_id=cmd.chain_id,
+            customer_id=customer_id, code=RefusalCode(refusal.code), detail=refusal.detail,
+        )
+    except InvalidOperation as exc:
+        raise PermanentError(str(exc)) from exc
+
+
+async def refuse(
+    repo: Repository,
+    emitter: Emitter,
+    *,
+    operation_id: uuid.UUID,
+    kind: OperationKind,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID | None,
+    code: RefusalCode,
+    detail: str,
+) -> None:
+    await repo.add_refusal(operation_id=operation_id, kind=kind.value, chain_id=chain_id,
+                           customer_id=customer_id, code=code.value, detail=detail)
+    await emitter.emit(
+        CREDIT_EVENTS,
+        OperationRefused(
+            operation_id=operation_id, operation_kind=kind, chain_id=chain_id,
+            customer_id=customer_id, code=code, detail=detail, refused_at=datetime.now(UTC),
+        ),
+        key=str(customer_id or operation_id),
+    )
+
+
+async def drain_parked(
+    repo: Repository, session: Any, customer_id: uuid.UUID, chain_id: uuid.UUID,
+    emitter: Emitter,
+) -> None:
+    """Replay parked commands in arrival order until one waits for loyalty again."""
+    while True:
+        customer = await repo.lock_customer(customer_id, chain_id)
+        if customer is None or customer.in_flight is not None:
+            return
+        raw = await repo.unpark_next(customer_id)
+        if raw is None:
+            return
+        env = Envelope.model_validate(raw)
+        try:
+            cmd = parse_payload(env)
+        except Exception:  # it was valid when parked; a schema change must not block the queue
+            log.exception("parked message %s can no longer be parsed; dropped", env.message_id)
+            continue
+        await process_command(repo, Emitter.caused_by(session, env), env, cmd)  # type: ignore[arg-type]
+
+
+async def load(repo: Repository, customer_id: uuid.UUID | None, settings: ChainSettingsSnapshot,
+               sale_id: uuid.UUID | None = None) -> Ledger:
+    if customer_id is None and sale_id is None:
+        return Ledger(minor_units=settings.minor_units)
+    return await repo.load_ledger(customer_id=customer_id, sale_id=sale_id,
+                                  minor_units=settings.minor_units)
+
+
+def sale_owed_map(ledger: Ledger) -> dict[uuid.UUID, Decimal]:
+    return {s.sale_id: owed for s, owed in ledger.open_sales()}
+
+
+async def execute(repo: Repository, emitter: Emitter, cmd: Command) -> None:
+    """Run the ledger operation and record it (pending, or confirmed when loyalty has no part)."""
+    customer_id = customer_of(cmd)
+    settings = cmd.settings
+    m = oc.Money(settings.minor_units)
+    mode = Mode(settings.credit_mode.value)
+    ledger = await load(repo, customer_id, settings,
+                        sale_id=cmd.sale_id if isinstance(cmd, RecordReturn) else None)
+    owed_before = sale_owed_map(ledger)
+    cached_bonus = Decimal(0)
+    if customer_id is not None:
+        row = await repo.lock_customer(customer_id, cmd.chain_id)
+        cached_bonus = row.bonus_balance if row else Decimal(0)
+
+    outcome: Outcome
+    event: Message
+    bonus: ApplyBonuses | None = None
+    sale_to_add: Sale | None = None
+    operation_id, kind = identity(cmd)
+
+    def apply_bonuses(op_kind: BonusOperationKind, customer: CustomerSnapshot, *,
+                      store_id: uuid.UUID, sale_id: uuid.UUID | None, at: datetime,
+                      out: Outcome) -> ApplyBonuses:
+        return ApplyBonuses(
+            operation_id=operation_id,
+            operation_kind=op_kind,
+            chain_id=cmd.chain_id,
+            customer_id=customer.customer_id,
+            store_id=store_id,
+            sale_id=sale_id,
+            occurred_at=at,
+            bonus_accrual=customer.bonus_accrual,
+            bonus_rate_percent=settings.bonus_rate_percent,
+            bonus_expiry_days=settings.bonus_expiry_days,
+            minor_units=settings.minor_units,
+            spend=m(out.bonus_spend),
+            accrual_bases=_bases(out.accrual_bases, m),
+            restore_up_to=m(out.restore_up_to),
+            reverse_bases=_bases(out.reverse_bases, m),
+        )
+
+    if isinstance(cmd, RecordSale):
+        customer = cmd.customer
+        delay = settings.max_payment_delay_days
+        if customer is not None and customer.max_payment_delay_days is not None:
+            delay = customer.max_payment_delay_days
+        day = local_date(cmd.sold_at, settings.timezone)
+        sale_to_add = Sale(
+            sale_id=cmd.sale_id,
+            store_id=cmd.store_id,
+            terminal_id=cmd.terminal_id,
+            sold_at=cmd.sold_at,
+            local_date=day,
+            due_date=due_date_for(day, delay),
+            lines=tuple(
+                Line(line_no=x.line_no, name=x.name, sku=x.sku, barcode=x.barcode,
+                     quantity=x.quantity, unit_price=x.unit_price, discount=x.discount,
+                     amount=x.amount)
+                for x in cmd.lines
+            ),
+            payments=tuple(Payment(p.payment_id, Method(p.method.value), p.amount)
+                           for p in cmd.payments),
+        )
+        out = ledger.record_sale(
+            sale=sale_to_add,
+            customer_known=customer is not None,
+            vip=customer.vip if customer else False,
+            credit_limit=customer.credit_limit if customer else None,
+            block_credit_when_overdue=settings.block_credit_when_overdue,
+            change=cmd.change,
+            change_to_advance=cmd.change_to_advance,
+            today=day,
+        )
+        assert out.sale is not None
+        sale_to_add = out.sale
+        by_no = {x.line_no: x for x in cmd.lines}
+        event = SaleCompleted(
+            sale_id=cmd.sale_id, chain_id=cmd.chain_id, store_id=cmd.store_id,
+            terminal_id=cmd.terminal_id, customer_id=customer_id, card_number=cmd.card_number,
+            credit_mode=settings.credit_mode, sold_at=cmd.sold_at, total=m(out.total),
+            paid=m(out.paid), on_account=m(out.on_account),
+            advance_applied=m(out.advance_applied), change=m(out.change),
+            change_to_advance=m(out.change_to_advance),
+            change_allocated=oc.allocations(out.change_allocated, settings.credit_mode, m),
+            advance_added=m(out.advance_added), due_date=out.due_date,
+            bonus_accrued=m(Decimal(0)), bonus_spent=m(out.bonus_spend),
+            payments=[
+                SalePaymentOutcome(payment_id=p.payment_id, method=p.method, amount=p.amount,
+                                   bonus_accrued=m(Decimal(0)))
+                for p in cmd.payments if p.method is not PaymentMethod.ON_ACCOUNT
+            ],
+            lines=[
+                SaleLineOutcome(line_no=n, sku=x.sku, barcode=x.barcode, name=x.name,
+                                quantity=x.quantity, unit_price=x.unit_price,
+                                discount=x.discount, amount=x.amount,
+                                owed=m(out.line_owed.get(n, Decimal(0))))
+                for n, x in sorted(by_no.items())
+            ],
+            customer_balances=(oc.balances(out.debt_after, out.advance_after, cached_bonus, m)
+                               if customer_id else None),
+            lines_changed=[c for c in oc.lines_changed(out.lines_changed, m)
+                           if c.sale_id != cmd.sale_id or c.owed_after > 0],
+        )
+        if customer is not None:
+            bonus = apply_bonuses(BonusOperationKind.SALE, customer, store_id=cmd.store_id,
+                                  sale_id=cmd.sale_id, at=cmd.sold_at, out=out)
+        outcome = out
+    elif isinstance(cmd, RecordDebtPayment):
+        if cmd.kind is DebtPaymentKind.PAY_DEBT:
+            pay = ledger.pay_debt(payment_id=cmd.payment_id, method=Method(cmd.method.value),
+                                  at=cmd.occurred_at)
+        else:
+            assert cmd.amount is not None
+            pay = ledger.take_money(
+                payment_id=cmd.payment_id, amount=cmd.amount, method=Method(cmd.method.value),
+                at=cmd.occurred_at, mode=mode,
+                allocations=[AllocationRequest(a.sale_id, a.line_no, a.amount)
+                             for a in cmd.allocations],
+            )
+        event = DebtPaymentRecorded(
+            payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
+            store_id=cmd.store_id, terminal_id=cmd.terminal_id, kind=cmd.kind, method=cmd.method,
+            amount=m(pay.amount), allocated=oc.allocations(pay.allocated, settings.credit_mode, m),
+            advance_added=m(pay.advance_added), bonus_accrued=m(Decimal(0)),
+            occurred_at=cmd.occurred_at,
+            customer_balances=oc.balances(pay.debt_after, pay.advance_after, cached_bonus, m),
+            lines_changed=oc.lines_changed(pay.lines_changed, m),
+        )
+        bonus = apply_bonuses(BonusOperationKind.DEBT_PAYMENT, cmd.customer,
+                              store_id=cmd.store_id, sale_id=None, at=cmd.occurred_at, out=pay)
+        outcome = pay
+    elif isinstance(cmd, RecordAdvance):
+        adv = ledger.record_advance(payment_id=cmd.payment_id, amount=cmd.amount,
+                                    method=Method(cmd.method.value), at=cmd.occurred_at)
+        event = AdvanceRecorded(
+            payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
+            store_id=cmd.store_id, terminal_id=cmd.terminal_id, method=cmd.method,
+            amount=m(adv.amount), applied_to_debt=m(adv.applied_to_debt),
+            allocated=oc.allocations(adv.allocated, settings.credit_mode, m),
+            advance_added=m(adv.advance_added), bonus_accrued=m(Decimal(0)),
+            occurred_at=cmd.occurred_at,
+            customer_balances=oc.balances(adv.debt_after, adv.advance_after, cached_bonus, m),
+            lines_changed=oc.lines_changed(adv.lines_changed, m),
+        )
+        bonus = apply_bonuses(BonusOperationKind.ADVANCE, cmd.customer, store_id=cmd.store_id,
+                              sale_id=None, at=cmd.occurred_at, out=adv)
+        outcome = adv
+    elif isinstance(cmd, RecordRefund):
+        ref = ledger.refund(refund_id=cmd.refund_id, amount=cmd.amount,
+                            method=Method(cmd.method.value), at=cmd.occurred_at)
+        event = RefundRecorded(
+            refund_id=cmd.refund_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
+            store_id=cmd.store_id, terminal_id=cmd.terminal_id, method=cmd.method,
+            amount=m(ref.amount), occurred_at=cmd.occurred_at,
+            customer_balances=oc.balances(ref.debt_after, ref.advance_after, cached_bonus, m),
+        )
+        outcome = ref
+    elif isinstance(cmd, RecordReturn):
+        ret = ledger.record_return(
+            return_id=cmd.return_id, sale_id=cmd.sale_id,
+            lines=[ReturnRequest(x.line_no, x.quantity) for x in cmd.lines],
+            refund=Method(cmd.refund.value), at=cmd.occurred_at, mode=mode,
+        )
+        sale = ledger.sales[cmd.sale_id]
+        returned = []
+        for x in ret.lines:
+            line = sale.line(x.line_no)
+            assert line is not None
+            returned.append(ReturnedLine(line_no=x.line_no, sku=line.sku, barcode=line.barcode,
+                                         name=line.name, quantity=x.quantity, value=m(x.value),
+                                         debt_cancelled=m(x.debt_cancelled)))
+        event = ReturnRecorded(
+            return_id=cmd.return_id, sale_id=cmd.sale_id, chain_id=cmd.chain_id,
+            customer_id=customer_id, store_id=cmd.store_id, terminal_id=cmd.terminal_id,
+            refund=cmd.refund, lines=returned, value=m(ret.value),
+            debt_cancelled=m(ret.debt_cancelled), bonus_restored=m(ret.bonus_restored),
+            refunded=m(ret.refunded), applied_to_debt=m(ret.applied_to_debt),
+            allocated=oc.allocations(ret.allocated, settings.credit_mode, m),
+            advance_added=m(ret.advance_added), bonus_reversed=m(Decimal(0)),
+            occurred_at=cmd.occurred_at,
+            customer_balances=(oc.balances(ret.debt_after, ret.advance_after, cached_bonus, m)
+                               if customer_id else None),
+            lines_changed=oc.lines_changed(ret.lines_changed, m),
+        )
+        if cmd.customer is not None:
+            bonus = apply_bonuses(BonusOperationKind.RETURN, cmd.customer, store_id=cmd.store_id,
+                                  sale_id=cmd.sale_id, at=cmd.occurred_at, out=ret)
+        outcome = ret
+    else:
+        today = local_date(cmd.requested_at, settings.timezone)
+        if cmd.sale_id not in ledger.sales:
+            raise Refusal("not_found", f"sale {cmd.sale_id} is not this customer's")
+        rev = ledger.revoke_discount(sale_id=cmd.sale_id, at=cmd.requested_at, today=today)
+        event = revoked_event(cmd.chain_id, cmd.customer_id, rev, "requested", cmd.requested_at,
+                              cached_bonus, m)
+        operation_id = rev.operation_id
+        outcome = rev
+
+    if sale_to_add is not None:
+        await repo.add_sale(sale_to_add, chain_id=cmd.chain_id, customer_id=customer_id)
+    await repo.add_entries(outcome.entries, chain_id=cmd.chain_id, customer_id=customer_id)
+    settled = [str(s) for s, before in owed_before.items()
+               if before > 0 and ledger.sale_owed(s) <= 0]
+    meta = {"settled": settled, "timezone": settings.timezone,
+            "minor_units": settings.minor_units}
+    status = "pending" if bonus is not None else "confirmed"
+    await repo.add_operation(
+        operation_id=operation_id, kind=kind.value, chain_id=cmd.chain_id,
+        customer_id=customer_id, status=status, outcome_type=event.TYPE,
+        outcome=event.model_dump(mode="json"), meta=meta,
+        correlation_id=emitter.correlation_id,
+    )
+    if bonus is not None:
+        assert customer_id is not None
+        await repo.update_customer(customer_id, in_flight=operation_id)
+        await emitter.emit(LOYALTY_COMMANDS, bonus, key=str(customer_id))
+        return
+    key = str(customer_id or operation_id)
+    if customer_id is not None:
+        await repo.update_customer(customer_id, debt=outcome.debt_after,
+                                   advance=outcome.advance_after)
+    await emitter.emit(CREDIT_EVENTS, event, key=key)
+    if customer_id is not None:
+        await emit_settled(repo, emitter, cmd.chain_id, customer_id, settled, meta)
+
+
+def revoked_event(
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    rev: Any,
+    trigger: Literal["automatic", "requested"],
+    at: datetime,
+    bonus_balance: Decimal,
+    m: oc.Money,
+) -> DiscountRevoked:
+    return DiscountRevoked(
+        sale_id=rev.sale_id, chain_id=chain_id, customer_id=customer_id, amount=m(rev.amount),
+        lines=[RevokedDiscountLine(line_no=n, amount=m(a)) for n, a in rev.lines],
+        trigger=trigger,
+        revoked_at=at,
+        customer_balances=oc.balances(rev.debt_after, rev.advance_after, bonus_balance, m),
+        lines_changed=oc.lines_changed(rev.lines_changed, m),
+    )
+
+
+def _bases(bases: list[DomainBonusBase], m: oc.Money) -> list[BonusBase]:
+    return [
+        BonusBase(payment_id=b.payment_id, method=PaymentMethod(b.method.value),
+                  base_amount=m(b.amount))
+        for b in bases
+    ]
+
+
+async def confirm(repo: Repository, emitter: Emitter, op: Any, applied: BonusesApplied) -> None:
+    """Loyalty applied the bonuses: the operation becomes effective and is published."""
+    meta: dict[str, Any] = op.meta or {}
+    minor_units = int(meta.get("minor_units", 2))
+    payload = oc.fill_bonus(op.outcome_type, op.outcome, applied, minor_units)
+    event = OUTCOME_TYPES[op.outcome_type].model_validate(payload)
+    await repo.finish_operation(op.operation_id, "confirmed")
+    balances = payload.get("customer_balances") or {}
+    values: dict[str, Any] = {"in_flight": None, "bonus_balance": applied.balance_after}
+    if balances:
+        values["debt"] = Decimal(balances["debt"])
+        values["advance"] = Decimal(balances["advance"])
+    await repo.update_customer(applied.customer_id, **values)
+    await emitter.emit(CREDIT_EVENTS, event, key=str(applied.customer_id))
+    await emit_settled(repo, emitter, op.chain_id, applied.customer_id, meta.get("settled", []),
+                       meta)
+
+
+async def emit_settled(
+    repo: Repository, emitter: Emitter, chain_id: uuid.UUID, customer_id: uuid.UUID,
+    settled: list[str], meta: dict[str, Any],
+) -> None:
+    """``SaleSettled`` for every sale whose debt this operation brought to zero."""
+    if not settled:
+        return
+    ledger = await repo.load_ledger(customer_id=customer_id,
+                                    minor_units=int(meta.get("minor_units", 2)))
+    now = datetime.now(UTC)
+    today = local_date(now, meta.get("timezone", "UTC"))
+    m = oc.Money(ledger.minor_units)
+    overdue_left = m(ledger.overdue_amount(today))
+    for raw in settled:
+        sale_id = uuid.UUID(raw)
+        mark = await repo.settle_mark(sale_id)
+        if mark is False:
+            continue  # the scan published it already
+        await emitter.emit(
+            CREDIT_EVENTS,
+            SaleSettled(sale_id=sale_id, chain_id=chain_id, customer_id=customer_id,
+                        was_overdue=mark is True, customer_overdue_amount=overdue_left,
+                        settled_at=now),
+            key=str(customer_id),
+        )
+
+
+__all__ = [
+    "CreditMode",
+    "handle_bonus_balance",
+    "handle_bonuses_applied",
+    "handle_bonuses_refused",
+    "handle_chain_settings",
+    "handle_command",
+    "process_command",
+]
