@@ -1,0 +1,1 @@
+"""Loyalty's database: tables and the repository that loads and saves bonus accounts."""

@@ -1,0 +1,63 @@
+"""The loyalty ASGI app: its consumer, the expiry job and the internal HTTP API on servicekit.
+
+``uvicorn loyalty.entrypoints.app:app`` or ``python -m loyalty``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from contracts.credit.v1 import ApplyBonuses
+from contracts.gateway.v1 import CancelPaymentBonus, ChainRegistered, ChainSettingsChanged
+from contracts.topics import LOYALTY_COMMANDS, MASTERDATA_EVENTS
+from fastapi import FastAPI
+from servicekit.consumer import Consumer
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
+
+from loyalty.config import Settings
+from loyalty.entrypoints.http import router
+from loyalty.service_layer.expiry import expire_due_bonuses
+from loyalty.service_layer.handlers import LoyaltyHandlers, utc_now
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+CONSUMER_GROUP = "loyalty"
+
+
+def build_consumer(handlers: LoyaltyHandlers) -> Consumer:
+    """The one consumer group: commands for loyalty, and master data for chain settings."""
+    return Consumer(
+        name=CONSUMER_GROUP,
+        topics=[LOYALTY_COMMANDS, MASTERDATA_EVENTS],
+        handlers={
+            ApplyBonuses: handlers.apply_bonuses,
+            CancelPaymentBonus: handlers.cancel_payment_bonus,
+            ChainRegistered: handlers.chain_registered,
+            ChainSettingsChanged: handlers.chain_settings_changed,
+        },
+    )
+
+
+def build_definition(settings: Settings) -> ServiceDefinition:
+    handlers = LoyaltyHandlers()
+
+    def jobs(runtime: Runtime) -> Sequence[PeriodicJob]:
+        async def expire() -> None:
+            await expire_due_bonuses(runtime.session_factory, now=utc_now(),
+                                     batch_size=settings.expiry_batch_size)
+
+        return [PeriodicJob("bonus-expiry", settings.expiry_scan_interval_seconds, expire)]
+
+    return ServiceDefinition(
+        name="loyalty",
+        settings=settings,
+        migrations_dir=MIGRATIONS_DIR,
+        consumers=[build_consumer(handlers)],
+        jobs=jobs,
+        routers=[router],
+    )
+
+
+settings = Settings()
+app: FastAPI = create_app(build_definition(settings))

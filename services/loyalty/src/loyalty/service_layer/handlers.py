@@ -1,0 +1,246 @@
+"""Handlers of what loyalty consumes: credit's ApplyBonuses, the gateway's CancelPaymentBonus,
+and the chain settings of master data.
+
+Each runs inside the consumer's batch transaction and message savepoint (servicekit), takes the
+customer's row lock first, and writes its answer and one ``BonusMovementRecorded`` per new
+ledger movement to the outbox in the same transaction. A repeated operation (same operation
+id in another message) changes nothing and gets the answer it got the first time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from contracts.credit.v1 import ApplyBonuses
+from contracts.enums import BonusMovementKind
+from contracts.gateway.v1 import CancelPaymentBonus, ChainRegistered, ChainSettingsChanged
+from contracts.loyalty.v1 import (
+    BonusCancellationRefused,
+    BonusesApplied,
+    BonusesRefused,
+    BonusMovementRecorded,
+    PaymentBonus,
+    PaymentBonusCancelled,
+)
+from contracts.topics import LOYALTY_EVENTS
+from servicekit.consumer import MessageContext, PermanentError
+
+from loyalty import metrics
+from loyalty.adapters import repository as repo
+from loyalty.domain.errors import InvalidOperation
+from loyalty.domain.model import AccrualBase, Applied, BonusOperation, Movement, round_money
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def movement_event(chain_id: UUID, customer_id: UUID, m: Movement) -> BonusMovementRecorded:
+    """The event of one ledger movement, for statements and statistics."""
+    return BonusMovementRecorded(
+        movement_id=m.movement_id, chain_id=chain_id, customer_id=customer_id,
+        kind=BonusMovementKind(m.kind.value), amount=m.amount, store_id=m.store_id,
+        payment_id=m.payment_id, sale_id=m.sale_id, operation_id=m.operation_id, at=m.at,
+        balance_after=m.balance_after,
+    )
+
+
+def to_operation(cmd: ApplyBonuses) -> BonusOperation:
+    """The domain's view of credit's command."""
+    return BonusOperation(
+        operation_id=cmd.operation_id,
+        kind=cmd.operation_kind.value,
+        store_id=cmd.store_id,
+        sale_id=cmd.sale_id,
+        at=cmd.occurred_at,
+        accrual_on=cmd.bonus_accrual,
+        rate_percent=cmd.bonus_rate_percent,
+        minor_units=cmd.minor_units,
+        spend=cmd.spend,
+        accrual_bases=tuple(
+            AccrualBase(b.payment_id, b.method.value, b.base_amount) for b in cmd.accrual_bases
+        ),
+        restore_up_to=cmd.restore_up_to,
+        reverse_bases=tuple(
+            AccrualBase(b.payment_id, b.method.value, b.base_amount) for b in cmd.reverse_bases
+        ),
+    )
+
+
+_ANSWERS: dict[str, type[BonusesApplied] | type[BonusesRefused]] = {
+    BonusesApplied.TYPE: BonusesApplied,
+    BonusesRefused.TYPE: BonusesRefused,
+}
+
+
+@dataclass
+class LoyaltyHandlers:
+    """The consumer's handlers; the clock is injectable so expiry can be tested."""
+
+    clock: Clock = field(default=utc_now)
+
+    async def apply_bonuses(self, ctx: MessageContext, cmd: ApplyBonuses) -> None:
+        session, key = ctx.session, str(cmd.customer_id)
+        chain = await repo.get_chain_settings(session, cmd.chain_id)
+        if chain is None:
+            # master data not seen yet: the command's snapshot will do until it arrives
+            await repo.save_chain_settings(
+                session, chain_id=cmd.chain_id, bonus_expiry_days=cmd.bonus_expiry_days,
+                bonus_rate_percent=cmd.bonus_rate_percent, minor_units=cmd.minor_units,
+                timezone=None, changed_at=None,
+            )
+            expiry_days = cmd.bonus_expiry_days
+        else:
+            expiry_days = chain.bonus_expiry_days
+        minor = cmd.minor_units
+
+        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id,
+                                          minor_units=minor)
+        assert account is not None  # only skip_locked loads can come back empty
+        # checked under the customer's lock: a concurrent copy of the operation waits for it
+        stored = await repo.find_operation(session, cmd.operation_id)
+        if stored is not None:
+            if (stored.chain_id, stored.customer_id) != (cmd.chain_id, cmd.customer_id):
+                raise PermanentError(
+                    f"operation {cmd.operation_id} was applied for another customer"
+                )
+            metrics.OPERATIONS.labels("repeated").inc()
+            await ctx.emit(LOYALTY_EVENTS, _ANSWERS[stored.answer_type].model_validate(
+                stored.answer), key=key)
+            return
+        already = await repo.existing_accrual_payments(
+            session, [b.payment_id for b in cmd.accrual_bases])
+        if already:
+            raise PermanentError(f"payments {already} already accrued in another operation")
+
+        account.expire_due(self.clock(), expiry_days)
+        payments = await repo.load_payment_histories(
+            session, cmd.chain_id, cmd.customer_id, [b.payment_id for b in cmd.reverse_bases],
+            minor_units=minor)
+        sale = None
+        if cmd.sale_id is not None and cmd.restore_up_to > 0:
+            sale = await repo.load_sale_history(session, cmd.chain_id, cmd.customer_id,
+                                                cmd.sale_id, minor_units=minor)
+        try:
+            result = account.apply(to_operation(cmd), payments=payments, sale=sale)
+        except InvalidOperation as exc:
+            raise PermanentError(str(exc)) from exc
+
+        movements = list(account.movements)
+        await repo.save_account(session, cmd.chain_id, account)
+        answer: BonusesApplied | BonusesRefused
+        if isinstance(result, Applied):
+            await repo.save_accruals(session, cmd.chain_id, cmd.customer_id, result.accruals)
+            await repo.save_reversals(session, cmd.chain_id, cmd.customer_id, result.reversals,
+                                      cmd.occurred_at)
+            answer = BonusesApplied(
+                operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
+                chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+                spent=result.spent,
+                accrued=round_money(result.accrued, minor),
+                accrued_by_payment=[PaymentBonus(payment_id=a.payment_id, amount=a.accrued)
+                                    for a in result.accruals],
+                restored=result.restored,
+                reversed=round_money(result.reversed, minor),
+                reversed_by_payment=[PaymentBonus(payment_id=r.payment_id, amount=r.amount)
+                                     for r in result.reversals],
+                balance_after=result.balance_after,
+            )
+            outcome = "applied"
+        else:
+            # the refusal itself leaves the ledger untouched; only expiries that were due
+            # anyway (recorded above) may have been written
+            answer = BonusesRefused(
+                operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
+                chain_id=cmd.chain_id, customer_id=cmd.customer_id, code="insufficient_bonus",
+                detail=result.detail, balance=result.balance,
+            )
+            outcome = "refused"
+        await repo.save_operation(
+            session, operation_id=cmd.operation_id, chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id, operation_kind=cmd.operation_kind.value,
+            outcome=outcome, answer_type=answer.TYPE, answer=answer.model_dump(mode="json"),
+        )
+        metrics.OPERATIONS.labels(outcome).inc()
+        await self._emit_movements(ctx, cmd.chain_id, cmd.customer_id, movements)
+        await ctx.emit(LOYALTY_EVENTS, answer, key=key)
+
+    async def cancel_payment_bonus(self, ctx: MessageContext, cmd: CancelPaymentBonus) -> None:
+        session, key = ctx.session, str(cmd.customer_id)
+        chain = await repo.get_chain_settings(session, cmd.chain_id)
+        minor = chain.minor_units if chain is not None else repo.DEFAULT_MINOR_UNITS
+        expiry_days = chain.bonus_expiry_days if chain is not None else None
+
+        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id,
+                                          minor_units=minor)
+        assert account is not None
+        earlier = await repo.find_cancellation(session, cmd.payment_id)
+        if earlier is not None:
+            if (earlier.chain_id, earlier.customer_id) != (cmd.chain_id, cmd.customer_id):
+                await self._refuse_cancellation(ctx, cmd)
+                return
+            await ctx.emit(LOYALTY_EVENTS, PaymentBonusCancelled(
+                payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+                cancelled=round_money(earlier.cancelled, minor), balance_after=account.balance,
+                already=True, cancelled_at=earlier.cancelled_at,
+            ), key=key)
+            return
+        histories = await repo.load_payment_histories(
+            session, cmd.chain_id, cmd.customer_id, [cmd.payment_id], minor_units=minor)
+        history = histories.get(cmd.payment_id)
+        if history is None:
+            await self._refuse_cancellation(ctx, cmd)
+            return
+
+        account.expire_due(self.clock(), expiry_days)
+        cancellation = account.cancel_accrual(history, at=cmd.requested_at)
+        movements = list(account.movements)
+        await repo.save_account(session, cmd.chain_id, account)
+        await repo.save_cancellation(
+            session, payment_id=cmd.payment_id, chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id, cancelled=cancellation.amount,
+            cancelled_at=cmd.requested_at,
+        )
+        metrics.CANCELLATIONS.inc()
+        await self._emit_movements(ctx, cmd.chain_id, cmd.customer_id, movements)
+        await ctx.emit(LOYALTY_EVENTS, PaymentBonusCancelled(
+            payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+            cancelled=cancellation.amount, balance_after=account.balance, already=False,
+            cancelled_at=cmd.requested_at,
+        ), key=key)
+
+    async def chain_registered(self, ctx: MessageContext, event: ChainRegistered) -> None:
+        s = event.settings
+        await repo.save_chain_settings(
+            ctx.session, chain_id=event.chain_id, bonus_expiry_days=s.bonus_expiry_days,
+            bonus_rate_percent=s.bonus_rate_percent, minor_units=s.minor_units,
+            timezone=s.timezone, changed_at=event.registered_at,
+        )
+
+    async def chain_settings_changed(self, ctx: MessageContext,
+                                     event: ChainSettingsChanged) -> None:
+        s = event.settings
+        await repo.save_chain_settings(
+            ctx.session, chain_id=event.chain_id, bonus_expiry_days=s.bonus_expiry_days,
+            bonus_rate_percent=s.bonus_rate_percent, minor_units=s.minor_units,
+            timezone=s.timezone, changed_at=event.changed_at,
+        )
+
+    @staticmethod
+    async def _refuse_cancellation(ctx: MessageContext, cmd: CancelPaymentBonus) -> None:
+        await ctx.emit(LOYALTY_EVENTS, BonusCancellationRefused(
+            payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+            code="not_found", detail=f"no bonus accrual is known for payment {cmd.payment_id}",
+        ), key=str(cmd.customer_id))
+
+    @staticmethod
+    async def _emit_movements(ctx: MessageContext, chain_id: UUID, customer_id: UUID,
+                              movements: Sequence[Movement]) -> None:
+        for m in movements:
+            await ctx.emit(LOYALTY_EVENTS, movement_event(chain_id, customer_id, m),
+                           key=str(customer_id))
