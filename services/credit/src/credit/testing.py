@@ -6,10 +6,27 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from contracts.enums import DebtPaymentKind, MoneyMethod, PaymentMethod, RefundMethod
+from contracts.gateway.v1 import (
+    AllocationRequest,
+    ChainSettingsSnapshot,
+    CustomerSnapshot,
+    RecordAdvance,
+    RecordDebtPayment,
+    RecordRefund,
+    RecordReturn,
+    RecordSale,
+    ReturnLineRequest,
+    RevokeDiscount,
+    SaleLine,
+    SalePayment,
+)
+
 from credit.domain.model import Line, Method, Payment, Sale, due_date_for
 
 DAY0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 STORE = uuid.UUID("00000000-0000-0000-0000-0000000000aa")
+TERMINAL = uuid.UUID("00000000-0000-0000-0000-0000000000bb")
 
 
 def D(value: str | int) -> Decimal:
@@ -67,3 +84,123 @@ def sale(
         lines=tuple(lines),
         payments=tuple(payments),
     )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def settings_snapshot(**overrides: object) -> ChainSettingsSnapshot:
+    values: dict[str, object] = {
+        "credit_mode": "per_sale",
+        "max_payment_delay_days": 30,
+        "overdue_discount": "keep",
+        "block_credit_when_overdue": False,
+        "reminder_repeat_days": 7,
+        "bonus_rate_percent": "10.00",
+        "bonus_expiry_days": None,
+        "timezone": "Europe/Bucharest",
+        "currency": "EUR",
+        "minor_units": 2,
+    }
+    values.update(overrides)
+    return ChainSettingsSnapshot.model_validate(values)
+
+
+def customer_snapshot(
+    customer_id: uuid.UUID | None = None, **overrides: object
+) -> CustomerSnapshot:
+    values: dict[str, object] = {
+        "customer_id": str(customer_id or uuid.uuid4()),
+        "name": "Ana Pop",
+        "phone": "+40700000000",
+        "vip": True,
+        "bonus_accrual": True,
+        "credit_limit": None,
+        "max_payment_delay_days": None,
+        "card_number": "VIP-1",
+    }
+    values.update(overrides)
+    return CustomerSnapshot.model_validate(values)
+
+
+def sale_line(line_no: int, amount: str, *, discount: str = "0.00", name: str | None = None,
+              barcode: str | None = None, quantity: str = "1") -> SaleLine:
+    qty = Decimal(quantity)
+    gross = Decimal(amount) + Decimal(discount)
+    return SaleLine(line_no=line_no, sku=None, barcode=barcode, name=name or f"item {line_no}",
+                    quantity=qty, unit_price=(gross / qty).quantize(Decimal("0.01")),
+                    discount=Decimal(discount), amount=Decimal(amount))
+
+
+def record_sale(
+    *,
+    chain_id: uuid.UUID,
+    customer: CustomerSnapshot | None,
+    lines: list[SaleLine],
+    payments: list[tuple[str, str]],
+    settings: ChainSettingsSnapshot,
+    sold_at: datetime,
+    change: str = "0.00",
+    change_to_advance: str = "0.00",
+    sale_id: uuid.UUID | None = None,
+) -> RecordSale:
+    return RecordSale(
+        sale_id=sale_id or uuid.uuid4(), chain_id=chain_id, store_id=STORE,
+        terminal_id=TERMINAL, customer=customer, settings=settings,
+        card_number=customer.card_number if customer else None, sold_at=sold_at, lines=lines,
+        payments=[SalePayment(payment_id=uuid.uuid4(), method=PaymentMethod(mth),
+                              amount=Decimal(amt)) for mth, amt in payments],
+        total=sum((x.amount for x in lines), Decimal(0)), change=Decimal(change),
+        change_to_advance=Decimal(change_to_advance),
+    )
+
+
+def record_payment(
+    *, chain_id: uuid.UUID, customer: CustomerSnapshot, settings: ChainSettingsSnapshot,
+    at: datetime, amount: str | None, method: str = "cash",
+    allocations: list[tuple[uuid.UUID, int | None, str]] | None = None,
+    payment_id: uuid.UUID | None = None,
+) -> RecordDebtPayment:
+    return RecordDebtPayment(
+        payment_id=payment_id or uuid.uuid4(), chain_id=chain_id, store_id=STORE,
+        terminal_id=TERMINAL, customer=customer, settings=settings,
+        card_number=customer.card_number,
+        kind=DebtPaymentKind.TAKE_MONEY if amount is not None else DebtPaymentKind.PAY_DEBT,
+        amount=Decimal(amount) if amount is not None else None, method=MoneyMethod(method),
+        allocations=[AllocationRequest(sale_id=s, line_no=ln, amount=Decimal(a))
+                     for s, ln, a in (allocations or [])],
+        occurred_at=at,
+    )
+
+
+def record_advance(*, chain_id: uuid.UUID, customer: CustomerSnapshot,
+                   settings: ChainSettingsSnapshot, at: datetime, amount: str) -> RecordAdvance:
+    return RecordAdvance(payment_id=uuid.uuid4(), chain_id=chain_id, store_id=STORE,
+                         terminal_id=TERMINAL, customer=customer, settings=settings,
+                         card_number=customer.card_number, amount=Decimal(amount),
+                         method=MoneyMethod.CASH, occurred_at=at)
+
+
+def record_refund(*, chain_id: uuid.UUID, customer: CustomerSnapshot,
+                  settings: ChainSettingsSnapshot, at: datetime, amount: str) -> RecordRefund:
+    return RecordRefund(refund_id=uuid.uuid4(), chain_id=chain_id, store_id=STORE,
+                        terminal_id=TERMINAL, customer=customer, settings=settings,
+                        card_number=customer.card_number, amount=Decimal(amount),
+                        method=MoneyMethod.CASH, occurred_at=at)
+
+
+def record_return(*, chain_id: uuid.UUID, customer: CustomerSnapshot | None, sale_id: uuid.UUID,
+                  settings: ChainSettingsSnapshot, at: datetime, lines: list[tuple[int, str]],
+                  refund: str = "cash") -> RecordReturn:
+    return RecordReturn(return_id=uuid.uuid4(), sale_id=sale_id, chain_id=chain_id,
+                        store_id=STORE, terminal_id=TERMINAL, customer=customer,
+                        settings=settings,
+                        lines=[ReturnLineRequest(line_no=n, quantity=Decimal(q))
+                               for n, q in lines],
+                        refund=RefundMethod(refund), occurred_at=at)
+
+
+def revoke(*, chain_id: uuid.UUID, customer_id: uuid.UUID, sale_id: uuid.UUID,
+           settings: ChainSettingsSnapshot, at: datetime) -> RevokeDiscount:
+    return RevokeDiscount(sale_id=sale_id, chain_id=chain_id, customer_id=customer_id,
+                          settings=settings, requested_at=at)

@@ -1,0 +1,131 @@
+"""A credit database on real PostgreSQL and a harness that feeds it messages like Kafka would.
+
+Messages go through ``servicekit.consumer.Consumer.process_records`` (inbox, savepoints, dead
+letters: the production path); what credit publishes is read back from its outbox. A small
+fake loyalty answers ``ApplyBonuses`` with the chain's rate, so sagas can be driven to the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from aiokafka.structs import ConsumerRecord
+from contracts.base import Message
+from contracts.credit.v1 import ApplyBonuses
+from contracts.envelope import Envelope, decode, encode, make_envelope
+from contracts.loyalty.v1 import BonusesApplied, BonusesRefused, PaymentBonus
+from contracts.topics import LOYALTY_EVENTS, MASTERDATA_EVENTS, POS_COMMANDS
+from servicekit.db import make_engine, make_session_factory, run_migrations
+from servicekit.schema import OUTBOX
+
+from credit.adapters.repository import Repository
+from credit.entrypoints.app import MIGRATIONS_DIR, make_consumer
+from credit.service_layer.queries import customer_credit
+
+TOPIC_OF = {"credit": POS_COMMANDS, "loyalty": LOYALTY_EVENTS, "masterdata": MASTERDATA_EVENTS}
+
+
+class Harness:
+    def __init__(self, session_factory: Any) -> None:
+        self.sf = session_factory
+        self.consumer = make_consumer()
+        self.consumer.retry_backoff_seconds = 0
+        self.consumer.bind(session_factory)
+        self._offset = 0
+        self.bonus: dict[uuid.UUID, Decimal] = {}
+        self.answered: set[uuid.UUID] = set()
+
+    def record(self, env: Envelope) -> ConsumerRecord[bytes, bytes]:
+        self._offset += 1
+        namespace = env.type.split(".", 1)[0]
+        value = encode(env)
+        return ConsumerRecord(
+            topic=TOPIC_OF[namespace], partition=0, offset=self._offset, timestamp=0,
+            timestamp_type=0, key=env.key.encode(), value=value, checksum=None,
+            serialized_key_size=len(env.key), serialized_value_size=len(value), headers=[],
+        )
+
+    def envelope(self, payload: Message, key: str | None = None) -> Envelope:
+        return make_envelope(payload, chain_id=None, key=key or "k", correlation_id=uuid.uuid4())
+
+    async def send(self, payload: Message, key: str | None = None) -> Envelope:
+        env = self.envelope(payload, key)
+        await self.consumer.process_records([self.record(env)])
+        return env
+
+    async def send_envelope(self, env: Envelope) -> None:
+        await self.consumer.process_records([self.record(env)])
+
+    async def outbox(self, type_: str | None = None) -> list[Envelope]:
+        async with self.sf() as session:
+            rows = (await session.execute(sa.select(OUTBOX.c.value).order_by(OUTBOX.c.id))).all()
+        envs = [decode(r.value) for r in rows]
+        return [e for e in envs if type_ is None or e.type == type_]
+
+    async def events(self, type_: str) -> list[dict[str, Any]]:
+        return [e.payload for e in await self.outbox(type_)]
+
+    async def answer_loyalty(self, *, refuse: bool = False) -> int:
+        """Answer every ApplyBonuses not answered yet (10% of each base, spend from balance)."""
+        answered = 0
+        for env in await self.outbox("loyalty.ApplyBonuses"):
+            cmd = ApplyBonuses.model_validate(env.payload)
+            if cmd.operation_id in self.answered:
+                continue
+            self.answered.add(cmd.operation_id)
+            balance = self.bonus.get(cmd.customer_id, Decimal(0))
+            answer: Message
+            if refuse or cmd.spend > balance:
+                answer = BonusesRefused(
+                    operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
+                    chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+                    code="insufficient_bonus", detail="not enough bonus", balance=balance,
+                )
+            else:
+                rate = cmd.bonus_rate_percent / 100 if cmd.bonus_accrual else Decimal(0)
+                accrued = [
+                    PaymentBonus(payment_id=b.payment_id, amount=(b.base_amount * rate).quantize(
+                        Decimal("0.01"), rounding=ROUND_HALF_UP))
+                    for b in cmd.accrual_bases
+                ]
+                total = sum((a.amount for a in accrued), Decimal(0))
+                balance = balance - cmd.spend + total + cmd.restore_up_to
+                self.bonus[cmd.customer_id] = balance
+                answer = BonusesApplied(
+                    operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
+                    chain_id=cmd.chain_id, customer_id=cmd.customer_id, spent=cmd.spend,
+                    accrued=total, accrued_by_payment=accrued, restored=cmd.restore_up_to,
+                    reversed=Decimal("0.00"), reversed_by_payment=[], balance_after=balance,
+                )
+            await self.send(answer, key=str(cmd.customer_id))
+            answered += 1
+        return answered
+
+    async def settle(self) -> None:
+        """Answer loyalty until nothing waits any more (parked commands replay in between)."""
+        while await self.answer_loyalty():
+            pass
+
+    async def credit(self, chain_id: uuid.UUID, customer_id: uuid.UUID) -> dict[str, Any] | None:
+        async with self.sf() as session, session.begin():
+            return await customer_credit(Repository(session), chain_id, customer_id)
+
+    async def count(self, table: str) -> int:
+        async with self.sf() as session:
+            return int(await session.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)
+
+
+@pytest.fixture
+async def harness(fresh_database_url: str) -> AsyncIterator[Harness]:
+    await asyncio.to_thread(run_migrations, MIGRATIONS_DIR, fresh_database_url)
+    engine = make_engine(fresh_database_url, pool_size=5)
+    try:
+        yield Harness(make_session_factory(engine))
+    finally:
+        await engine.dispose()
