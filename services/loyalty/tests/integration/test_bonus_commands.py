@@ -1,0 +1,208 @@
+"""Loyalty against real PostgreSQL: commands fed through servicekit's consumer, answers read
+from the outbox, the ledger read through the internal query."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+from uuid import uuid4
+
+import httpx
+from contracts.enums import BonusOperationKind
+from contracts.loyalty.v1 import (
+    BonusCancellationRefused,
+    BonusesApplied,
+    BonusesRefused,
+    BonusMovementRecorded,
+    PaymentBonusCancelled,
+)
+from contracts.topics import MASTERDATA_EVENTS
+from fastapi import FastAPI
+from servicekit.db import make_engine, make_session_factory
+
+from loyalty.entrypoints.app import build_consumer
+from loyalty.entrypoints.http import router
+from loyalty.service_layer.handlers import LoyaltyHandlers
+
+if TYPE_CHECKING:
+    from conftest import Harness
+
+D = Decimal
+APPLIED, REFUSED = BonusesApplied.TYPE, BonusesRefused.TYPE
+MOVEMENT = BonusMovementRecorded.TYPE
+
+
+async def test_the_worked_example_through_the_consumer(loyalty: Harness) -> None:
+    cash1, cash2 = uuid4(), uuid4()
+    await loyalty.feed(loyalty.apply(cash=[(cash1, "200.00")]))
+    await loyalty.feed(loyalty.apply(spend="20.00", cash=[(cash2, "30.00")]))
+    await loyalty.feed(loyalty.cancel(cash2))
+
+    first, second = await loyalty.outbox(APPLIED)
+    assert (first.accrued, first.balance_after) == (D("20.00"), D("20.00"))
+    assert [(p.payment_id, p.amount) for p in first.accrued_by_payment] == [(cash1, D("20.00"))]
+    assert (second.spent, second.accrued, second.balance_after) == (
+        D("20.00"), D("3.00"), D("3.00"))
+    (cancelled,) = await loyalty.outbox(PaymentBonusCancelled.TYPE)
+    assert (cancelled.cancelled, cancelled.balance_after, cancelled.already) == (
+        D("3.00"), D("0.00"), False)
+
+    movements = await loyalty.outbox(MOVEMENT)
+    assert [(m.kind.value, m.amount, m.balance_after) for m in movements] == [
+        ("accrued", D("20.00"), D("20.00")),
+        ("spent", D("20.00"), D("0.00")),
+        ("accrued", D("3.00"), D("3.00")),
+        ("cancelled", D("3.00"), D("0.00")),
+    ]
+    assert (await loyalty.bonus())["balance"] == "0.00"
+
+
+async def test_cancelling_a_payment_twice_changes_nothing_and_answers_the_same(
+    loyalty: Harness,
+) -> None:
+    cash = uuid4()
+    await loyalty.feed(loyalty.apply(cash=[(cash, "50.00")]))
+    await loyalty.feed(loyalty.cancel(cash))
+    await loyalty.feed(loyalty.cancel(cash, at=loyalty.clock.now + timedelta(hours=1)))
+
+    first, again = await loyalty.outbox(PaymentBonusCancelled.TYPE)
+    assert (again.cancelled, again.already, again.cancelled_at) == (
+        first.cancelled, True, first.cancelled_at)
+    assert first.cancelled == D("5.00")
+    assert await loyalty.count("bonus_movements") == 2
+
+
+async def test_cancelling_an_unknown_payment_is_refused_as_not_found(loyalty: Harness) -> None:
+    await loyalty.feed(loyalty.cancel(uuid4()))
+    (refusal,) = await loyalty.outbox(BonusCancellationRefused.TYPE)
+    assert refusal.code == "not_found"
+
+
+async def test_a_duplicate_apply_bonuses_changes_nothing(loyalty: Harness) -> None:
+    command = loyalty.apply(cash=[(uuid4(), "100.00")])
+    env = await loyalty.feed(command)
+    await loyalty.feed(env)  # the same message redelivered: the inbox skips it
+    await loyalty.feed(command)  # the same operation in another message: answered again
+
+    answers = await loyalty.outbox(APPLIED)
+    assert len(answers) == 2 and answers[0] == answers[1]
+    assert await loyalty.count("bonus_movements") == 1
+    assert await loyalty.count("payment_accruals") == 1
+    assert (await loyalty.bonus())["balance"] == "10.00"
+
+
+async def test_a_refusal_records_nothing(loyalty: Harness) -> None:
+    await loyalty.feed(loyalty.apply(cash=[(uuid4(), "100.00")]))
+    before = await loyalty.bonus()
+
+    await loyalty.feed(loyalty.apply(spend="10.01", cash=[(uuid4(), "5.00")]))
+
+    (refusal,) = await loyalty.outbox(REFUSED)
+    assert (refusal.code, refusal.balance) == ("insufficient_bonus", D("10.00"))
+    assert await loyalty.bonus() == before
+    assert await loyalty.count("payment_accruals") == 1
+    assert len(await loyalty.outbox(MOVEMENT)) == 1
+
+
+async def test_nothing_can_be_spent_from_a_balance_made_negative_by_a_cancellation(
+    loyalty: Harness,
+) -> None:
+    cash = uuid4()
+    await loyalty.feed(loyalty.apply(cash=[(cash, "200.00")]))
+    await loyalty.feed(loyalty.apply(spend="15.00"))
+    await loyalty.feed(loyalty.cancel(cash))
+    assert (await loyalty.bonus())["balance"] == "-15.00"
+
+    await loyalty.feed(loyalty.apply(spend="1.00"))
+    await loyalty.feed(loyalty.apply(cash=[(uuid4(), "160.00")]))
+
+    assert len(await loyalty.outbox(REFUSED)) == 1
+    assert (await loyalty.bonus())["balance"] == "1.00"
+
+
+async def test_two_instances_spending_the_same_last_bonuses_at_once_one_wins(
+    loyalty: Harness,
+) -> None:
+    await loyalty.feed(loyalty.apply(cash=[(uuid4(), "100.00")]))
+    # two instances: each its own engine (connection pool) and consumer
+    engines = [make_engine(loyalty.url, pool_size=2) for _ in range(2)]
+    try:
+        consumers = [build_consumer(LoyaltyHandlers(clock=loyalty.clock)) for _ in engines]
+        for c, e in zip(consumers, engines, strict=True):
+            c.retry_backoff_seconds = 0
+            c.bind(make_session_factory(e))
+        spends = [loyalty.envelope(loyalty.apply(spend="10.00")) for _ in range(2)]
+        await asyncio.gather(*(
+            c.process_records([loyalty.record(env)])
+            for c, env in zip(consumers, spends, strict=True)
+        ))
+    finally:
+        for e in engines:
+            await e.dispose()
+
+    assert len(await loyalty.outbox(APPLIED)) == 2  # the accrual and one spend
+    assert len(await loyalty.outbox(REFUSED)) == 1
+    bonus = await loyalty.bonus()
+    assert bonus["balance"] == "0.00"
+    assert [e["kind"] for e in bonus["entries"]] == ["accrued", "spent"]
+
+
+async def test_a_return_gives_back_spent_bonus_and_reverses_the_accrual_once(
+    loyalty: Harness,
+) -> None:
+    await loyalty.feed(loyalty.apply(cash=[(uuid4(), "300.00")]))  # 30.00
+    sale_id, cash = uuid4(), uuid4()
+    await loyalty.feed(loyalty.apply(sale_id=sale_id, spend="20.00", cash=[(cash, "80.00")]))
+    assert (await loyalty.bonus())["balance"] == "18.00"
+
+    ret = loyalty.apply(kind=BonusOperationKind.RETURN, operation_id=uuid4(), sale_id=sale_id,
+                        restore_up_to="20.00", reverse=[(cash, "40.00")])
+    await loyalty.feed(ret)
+    again = loyalty.apply(kind=BonusOperationKind.RETURN, operation_id=uuid4(), sale_id=sale_id,
+                          restore_up_to="20.00", reverse=[(cash, "80.00")])
+    await loyalty.feed(again)  # more than is left: only what remains of it comes back
+
+    answers = await loyalty.outbox(APPLIED)
+    assert [(a.restored, a.reversed) for a in answers[2:]] == [
+        (D("20.00"), D("4.00")), (D("0.00"), D("4.00"))]
+    assert (await loyalty.bonus())["balance"] == "30.00"
+
+
+async def test_an_operation_records_due_expiries_before_spending(loyalty: Harness) -> None:
+    await loyalty.feed(loyalty.settings_changed(expiry_days=30), key=loyalty.chain_id,
+                       topic=MASTERDATA_EVENTS)
+    await loyalty.feed(loyalty.apply(cash=[(uuid4(), "100.00")]))
+    loyalty.clock.now += timedelta(days=31)
+
+    await loyalty.feed(loyalty.apply(spend="5.00"))
+
+    (refusal,) = await loyalty.outbox(REFUSED)
+    assert refusal.balance == D("0.00")
+    expired = [m for m in await loyalty.outbox(MOVEMENT) if m.kind.value == "expired"]
+    assert [(m.amount, m.at) for m in expired] == [
+        (D("10.00"), loyalty.clock.now - timedelta(days=1))]
+
+
+async def test_the_internal_bonus_endpoint_shows_balance_and_entries(loyalty: Harness) -> None:
+    await loyalty.feed(loyalty.apply(cash=[(uuid4(), "123.45")]))
+    app = FastAPI()
+    app.include_router(router)
+
+    class _Runtime:
+        session_factory = loyalty.session_factory
+
+    app.state.runtime = _Runtime()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://loyalty") as client:
+        path = f"/internal/v1/chains/{loyalty.chain_id}/customers/{loyalty.customer_id}/bonus"
+        body = (await client.get(path)).json()
+        other = (await client.get(
+            f"/internal/v1/chains/{uuid4()}/customers/{loyalty.customer_id}/bonus")).json()
+
+    assert body["balance"] == "12.35"
+    assert [(e["kind"], e["amount"], e["balance_after"]) for e in body["entries"]] == [
+        ("accrued", "12.35", "12.35")]
+    assert [lot["remaining"] for lot in body["lots"]] == ["12.35"]
+    assert (other["balance"], other["entries"]) == ("0.00", [])
