@@ -1,0 +1,138 @@
+"""Parallel sessions on real PostgreSQL: no over-allocation, one SaleOverdue per sale; the
+internal credit read."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from decimal import Decimal
+from types import SimpleNamespace
+
+import httpx
+from fastapi import FastAPI
+
+from credit.entrypoints.app import make_consumer
+from credit.entrypoints.http import router
+from credit.service_layer.overdue import scan_overdue
+from credit.testing import (
+    customer_snapshot,
+    day,
+    record_advance,
+    record_payment,
+    record_refund,
+    record_sale,
+    sale_line,
+    settings_snapshot,
+)
+
+CHAIN = uuid.UUID("33333333-3333-3333-3333-333333333333")
+
+
+async def test_two_payments_at_the_same_moment_never_over_allocate(harness):
+    customer = customer_snapshot()
+    cid = customer.customer_id
+    settings = settings_snapshot()
+    await harness.send(record_sale(chain_id=CHAIN, customer=customer, settings=settings,
+                                   sold_at=day(0), lines=[sale_line(1, "50.00")],
+                                   payments=[("on_account", "50.00")]), key=str(cid))
+    await harness.settle()
+    one = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(1),
+                         amount="40.00")
+    two = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(1),
+                         amount="40.00")
+    # two consumer instances (two partitions after a rebalance), each with its own session
+    first, second = make_consumer(), make_consumer()
+    for consumer in (first, second):
+        consumer.bind(harness.sf)
+    await asyncio.gather(
+        first.process_records([harness.record(harness.envelope(one, str(cid)))]),
+        second.process_records([harness.record(harness.envelope(two, str(cid)))]),
+    )
+    await harness.settle()
+    recorded = await harness.events("credit.DebtPaymentRecorded")
+    allocated = sum(
+        (Decimal(a["amount"]) for r in recorded for a in r["allocated"]), Decimal(0)
+    )
+    assert len(recorded) == 2
+    assert allocated == Decimal("50.00")
+    assert sorted(r["advance_added"] for r in recorded) == ["0.00", "30.00"]
+    view = await harness.credit(CHAIN, cid)
+    assert (view["debt"], view["advance"]) == ("0.00", "30.00")
+
+
+async def test_two_refunds_at_the_same_moment_never_overdraw_the_advance(harness):
+    customer = customer_snapshot()
+    cid = customer.customer_id
+    settings = settings_snapshot()
+    await harness.send(record_advance(chain_id=CHAIN, customer=customer, settings=settings,
+                                      at=day(0), amount="25.00"), key=str(cid))
+    await harness.settle()
+    refunds = [record_refund(chain_id=CHAIN, customer=customer, settings=settings, at=day(1),
+                             amount="20.00") for _ in range(2)]
+    consumers = [make_consumer(), make_consumer()]
+    for consumer in consumers:
+        consumer.bind(harness.sf)
+    await asyncio.gather(*(
+        c.process_records([harness.record(harness.envelope(r, str(cid)))])
+        for c, r in zip(consumers, refunds, strict=True)
+    ))
+    assert len(await harness.events("credit.RefundRecorded")) == 1
+    [refusal] = await harness.events("credit.OperationRefused")
+    assert refusal["code"] == "insufficient_advance"
+    assert (await harness.credit(CHAIN, cid))["advance"] == "5.00"
+
+
+async def test_concurrent_scans_publish_one_sale_overdue_per_sale(harness):
+    customer = customer_snapshot()
+    cid = customer.customer_id
+    settings = settings_snapshot(credit_mode="balance", overdue_discount="revoke")
+    sale = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
+                       lines=[sale_line(1, "45.00", discount="5.00")],
+                       payments=[("on_account", "45.00")])
+    await harness.send(sale, key=str(cid))
+    await harness.settle()
+    await asyncio.gather(*(scan_overdue(harness.sf, now=day(35)) for _ in range(4)))
+    await scan_overdue(harness.sf, now=day(36))
+    assert len(await harness.events("credit.SaleOverdue")) == 1
+    assert len(await harness.events("credit.DiscountRevoked")) == 1
+    assert (await harness.credit(CHAIN, cid))["debt"] == "50.00"
+
+
+async def test_scan_before_the_due_date_finds_nothing(harness):
+    customer = customer_snapshot(max_payment_delay_days=10)
+    cid = customer.customer_id
+    settings = settings_snapshot()
+    await harness.send(record_sale(chain_id=CHAIN, customer=customer, settings=settings,
+                                   sold_at=day(0), lines=[sale_line(1, "10.00")],
+                                   payments=[("on_account", "10.00")]), key=str(cid))
+    await harness.settle()
+    await scan_overdue(harness.sf, now=day(10))
+    assert await harness.events("credit.SaleOverdue") == []
+    await scan_overdue(harness.sf, now=day(11))
+    [overdue] = await harness.events("credit.SaleOverdue")
+    assert overdue["days_overdue"] == 1 and overdue["discount_revoked"] is False
+
+
+async def test_internal_credit_read_shows_debt_and_open_sales_and_hides_other_chains(harness):
+    customer = customer_snapshot()
+    cid = customer.customer_id
+    settings = settings_snapshot(credit_mode="per_item")
+    sale = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
+                       lines=[sale_line(1, "12.50", name="Socks", barcode="123")],
+                       payments=[("on_account", "12.50")])
+    await harness.send(sale, key=str(cid))
+    await harness.settle()
+    app = FastAPI()
+    app.include_router(router)
+    app.state.runtime = SimpleNamespace(session_factory=harness.sf)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://credit") as client:
+        ok = await client.get(f"/internal/v1/chains/{CHAIN}/customers/{cid}/credit")
+        other = await client.get(f"/internal/v1/chains/{uuid.uuid4()}/customers/{cid}/credit")
+    assert ok.status_code == 200
+    body = ok.json()
+    assert body["debt"] == "12.50" and body["overdue"] is True  # day 0 is long past
+    assert body["open_sales"][0]["sale_id"] == str(sale.sale_id)
+    assert body["open_sales"][0]["lines"] == [
+        {"line_no": 1, "name": "Socks", "barcode": "123", "amount_owed": "12.50"}]
+    assert other.status_code == 404 and other.json() == {"code": "not_found"}
