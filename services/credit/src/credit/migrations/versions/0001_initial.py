@@ -1,5 +1,8 @@
 """The credit database: messaging tables, ledger, sales, operations, parked commands, marks.
 
+The tables are written out here (not imported from ``credit.adapters.tables``) so this
+revision keeps creating exactly the schema of revision 0001 when the code moves on.
+
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-24
@@ -7,13 +10,143 @@ Create Date: 2026-11-24
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 from servicekit.schema import create_messaging_tables
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+metadata = sa.MetaData()
+
+MONEY = sa.Numeric(18, 4)
+QTY = sa.Numeric(18, 6)
+
+
+def _ts(name: str, **kw: object) -> sa.Column[object]:
+    return sa.Column(name, sa.DateTime(timezone=True), **kw)  # type: ignore[arg-type]
+
+
+chains = sa.Table(
+    "chains",
+    metadata,
+    sa.Column("chain_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("settings", JSONB, nullable=False),
+    sa.Column("from_masterdata", sa.Boolean, nullable=False, server_default=sa.false()),
+    _ts("updated_at", nullable=False, server_default=sa.func.now()),
+)
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("customer_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False, index=True),
+    # the operation waiting for loyalty; while set, later commands are parked
+    sa.Column("in_flight", UUID(as_uuid=True)),
+    sa.Column("debt", MONEY, nullable=False, server_default="0"),
+    sa.Column("advance", MONEY, nullable=False, server_default="0"),
+    sa.Column("bonus_balance", MONEY, nullable=False, server_default="0"),
+    sa.Column("minor_units", sa.Integer, nullable=False, server_default="2"),
+    _ts("updated_at", nullable=False, server_default=sa.func.now()),
+)
+
+operations = sa.Table(
+    "operations",
+    metadata,
+    sa.Column("operation_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True)),
+    # pending -> confirmed | voided
+    sa.Column("status", sa.Text, nullable=False),
+    # the outcome event, without the figures loyalty adds when it answers
+    sa.Column("outcome_type", sa.Text, nullable=False),
+    sa.Column("outcome", JSONB, nullable=False),
+    # what confirming needs besides the outcome (sales it may settle, the chain's time zone)
+    sa.Column("meta", JSONB, nullable=False, server_default="{}"),
+    sa.Column("correlation_id", UUID(as_uuid=True), nullable=False),
+    _ts("created_at", nullable=False, server_default=sa.func.now()),
+    _ts("finished_at"),
+    sa.Index("operations_customer", "customer_id"),
+)
+
+refusals = sa.Table(
+    "refusals",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("operation_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True)),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    _ts("refused_at", nullable=False, server_default=sa.func.now()),
+    sa.Index("refusals_operation", "operation_id", "kind"),
+)
+
+sales = sa.Table(
+    "sales",
+    metadata,
+    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True)),
+    sa.Column("store_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("terminal_id", UUID(as_uuid=True)),
+    _ts("sold_at", nullable=False),
+    sa.Column("local_date", sa.Date, nullable=False),
+    sa.Column("due_date", sa.Date, nullable=False),
+    sa.Column("lines", JSONB, nullable=False),
+    sa.Column("payments", JSONB, nullable=False),
+    sa.Index("sales_customer", "customer_id"),
+)
+
+entries = sa.Table(
+    "entries",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("operation_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True)),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("amount", MONEY, nullable=False),
+    _ts("at", nullable=False),
+    sa.Column("sale_id", UUID(as_uuid=True)),
+    sa.Column("line_no", sa.Integer),
+    sa.Column("payment_id", UUID(as_uuid=True)),
+    sa.Column("method", sa.Text),
+    sa.Column("quantity", QTY),
+    sa.CheckConstraint("amount >= 0", name="entries_amount_not_negative"),
+    sa.Index("entries_customer", "customer_id"),
+    sa.Index("entries_sale", "sale_id"),
+)
+
+parked = sa.Table(
+    "parked_commands",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("message_id", UUID(as_uuid=True), nullable=False, unique=True),
+    sa.Column("envelope", JSONB, nullable=False),
+    _ts("parked_at", nullable=False, server_default=sa.func.now()),
+    sa.Index("parked_customer", "customer_id", "id"),
+)
+
+overdue_marks = sa.Table(
+    "overdue_marks",
+    metadata,
+    # one row per sale: SaleOverdue is published by whoever inserts it, exactly once
+    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("due_date", sa.Date, nullable=False),
+    _ts("detected_at", nullable=False, server_default=sa.func.now()),
+    _ts("settled_at"),
+)
+
 
 _TABLES = (
     "chains",
@@ -28,11 +161,8 @@ _TABLES = (
 
 
 def upgrade() -> None:
-    from credit.adapters.tables import metadata
-
     create_messaging_tables()
-    bind = op.get_bind()
-    metadata.create_all(bind, tables=[metadata.tables[name] for name in _TABLES])
+    metadata.create_all(op.get_bind())
 
 
 def downgrade() -> None:
