@@ -36,6 +36,10 @@ class Emitter:
             session, correlation_id=envelope.correlation_id, causation_id=envelope.message_id
         )
 
+    def for_message(self, envelope: Envelope) -> Emitter:
+        """An emitter for events caused by another message, in the same transaction."""
+        return Emitter.caused_by(self.session, envelope)
+
     def with_correlation(self, correlation_id: uuid.UUID) -> Emitter:
         return Emitter(
             self.session, correlation_id=correlation_id, causation_id=self.causation_id

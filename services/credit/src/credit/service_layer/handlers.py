@@ -144,7 +144,7 @@ async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) ->
     if op is None:
         return  # answered before (or never asked): nothing to do twice
     await confirm(repo, emitter.with_correlation(op.correlation_id), op, answer)
-    await drain_parked(repo, ctx.session, answer.customer_id, answer.chain_id, emitter)
+    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter)
 
 
 async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) -> None:
@@ -167,7 +167,7 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
         code=RefusalCode.INSUFFICIENT_BONUS,
         detail=answer.detail,
     )
-    await drain_parked(repo, ctx.session, answer.customer_id, answer.chain_id, emitter)
+    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter)
 
 
 async def handle_bonus_balance(
@@ -252,8 +252,7 @@ async def refuse(
 
 
 async def drain_parked(
-    repo: Repository, session: Any, customer_id: uuid.UUID, chain_id: uuid.UUID,
-    emitter: Emitter,
+    repo: Repository, customer_id: uuid.UUID, chain_id: uuid.UUID, emitter: Emitter
 ) -> None:
     """Replay parked commands in arrival order until one waits for loyalty again."""
     while True:
@@ -269,7 +268,7 @@ async def drain_parked(
         except Exception:  # it was valid when parked; a schema change must not block the queue
             log.exception("parked message %s can no longer be parsed; dropped", env.message_id)
             continue
-        await process_command(repo, Emitter.caused_by(session, env), env, cmd)  # type: ignore[arg-type]
+        await process_command(repo, emitter.for_message(env), env, cmd)  # type: ignore[arg-type]
 
 
 async def load(repo: Repository, customer_id: uuid.UUID | None, settings: ChainSettingsSnapshot,
