@@ -125,8 +125,16 @@ class Harness:
             return int(await session.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)
 
     async def bonus(self) -> dict[str, Any]:
+        """The internal read, checked: the stored balance is the signed sum of the ledger."""
         async with self.session_factory() as session:
-            return await queries.customer_bonus(session, self.chain_id, self.customer_id)
+            body = await queries.customer_bonus(session, self.chain_id, self.customer_id)
+        adding = {"accrued", "restored"}
+        signed = sum((Decimal(e["amount"]) * (1 if e["kind"] in adding else -1)
+                      for e in body["entries"]), Decimal(0))
+        assert Decimal(body["balance"]) == signed
+        if body["entries"]:
+            assert body["entries"][-1]["balance_after"] == body["balance"]
+        return body
 
     def apply(
         self,

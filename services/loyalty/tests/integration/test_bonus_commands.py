@@ -206,3 +206,30 @@ async def test_the_internal_bonus_endpoint_shows_balance_and_entries(loyalty: Ha
         ("accrued", "12.35", "12.35")]
     assert [lot["remaining"] for lot in body["lots"]] == ["12.35"]
     assert (other["balance"], other["entries"]) == ("0.00", [])
+
+
+async def test_a_payment_of_another_customer_cannot_be_cancelled(loyalty: Harness) -> None:
+    cash = uuid4()
+    await loyalty.feed(loyalty.apply(cash=[(cash, "100.00")]))
+    stranger = loyalty.cancel(cash).model_copy(update={"customer_id": uuid4()})
+    await loyalty.feed(stranger, key=stranger.customer_id)
+
+    (refusal,) = await loyalty.outbox(BonusCancellationRefused.TYPE)
+    assert refusal.code == "not_found"
+    assert (await loyalty.bonus())["balance"] == "10.00"
+
+
+async def test_one_batch_of_a_customers_operations_is_applied_in_order(loyalty: Harness) -> None:
+    cash = uuid4()
+    batch = [
+        loyalty.envelope(loyalty.apply(cash=[(cash, "100.00")])),
+        loyalty.envelope(loyalty.apply(spend="10.00")),
+        loyalty.envelope(loyalty.apply(spend="0.01")),
+        loyalty.envelope(loyalty.cancel(cash)),
+    ]
+    await loyalty.consumer.process_records([loyalty.record(env) for env in batch])
+
+    assert len(await loyalty.outbox(APPLIED)) == 2
+    assert len(await loyalty.outbox(REFUSED)) == 1
+    (cancelled,) = await loyalty.outbox(PaymentBonusCancelled.TYPE)
+    assert cancelled.balance_after == D("-10.00")
