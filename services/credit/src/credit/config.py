@@ -27,5 +27,3 @@ class Settings(ServiceSettings):
             "CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS", "OVERDUE_SCAN_INTERVAL_SECONDS"
         ),
     )
-    #: Customers handled per transaction by the overdue scan (bounded lock time).
-    overdue_scan_batch_size: int = 200
