@@ -19,13 +19,15 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 	services/credit services/loyalty services/reporting services/notifier
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean FORCE
+.PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean \
+	rebuild-reports FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
 	@echo "make test       lint, type-check, then every test against a fresh local Kafka + PostgreSQL"
 	@echo "make down       stop what 'make up' started"
 	@echo "make logs       print the log files of the stack"
+	@echo "make rebuild-reports  rebuild reporting's read models from the Kafka log"
 	@echo "make status     what runs, with its addresses"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
 
@@ -58,6 +60,14 @@ logs:
 
 status:
 	$(DEVSTACK) status --name $(NAME)
+
+# Drop reporting's read models and replay the topics from the beginning (stack from `make up`).
+rebuild-reports: venv
+	eval "$$($(PY) -m devstack --name $(NAME) status --json | $(PY) -c 'import json, shlex, sys; \
+		state = json.load(sys.stdin)["state"]; \
+		print(" ".join(f"export {k}={shlex.quote(state[k])}" for k in \
+		("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")))')"; \
+	$(PY) -m reporting.rebuild --verify
 
 kafka-fetch: bootstrap
 	$(DEVSTACK) kafka-fetch

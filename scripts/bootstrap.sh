@@ -25,6 +25,8 @@ command -v mvn >/dev/null 2>&1 || packages+=(maven)
 if [[ ! -x "$PG_BIN/postgres" || ! -x "$PG_BIN/initdb" ]]; then
   packages+=(postgresql-15)
 fi
+# promtool checks the alert rules and the Prometheus configs in the deploy tests
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 
 if ((${#packages[@]} > 0)); then
   echo "bootstrap: installing ${packages[*]}" >&2

@@ -288,11 +288,9 @@ PIPELINE = Dashboard(
             "short",
             [
                 (
-                    # the metric's own `job` label (the periodic job) becomes `exported_job`
-                    # because the scrape sets `job` to the service
-                    "sum by (job, exported_job, outcome) "
+                    "sum by (job, job_name, outcome) "
                     f"(increase(job_runs_total{{{JOB}}}[1h]))",
-                    "{{job}} {{exported_job}} {{outcome}}",
+                    "{{job}} {{job_name}} {{outcome}}",
                 )
             ],
             width=24,

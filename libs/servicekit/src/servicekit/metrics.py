@@ -55,4 +55,4 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["method", "route"],
     buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10),
 )
-JOB_RUNS = Counter("job_runs_total", "Periodic job runs", ["job", "outcome"])
+JOB_RUNS = Counter("job_runs_total", "Periodic job runs", ["job_name", "outcome"])
