@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,6 +22,9 @@ from servicekit.settings import to_asyncpg_url, with_database
 log = logging.getLogger(__name__)
 
 SessionFactory = async_sessionmaker[AsyncSession]
+
+#: advisory lock key held while a service migrates its database (locks are per database)
+MIGRATION_LOCK_KEY = 0x5E7C_0001
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -102,9 +106,18 @@ def alembic_env(target_metadata_factory: Callable[[], Any] | None = None) -> Non
         return
 
     def do_run(connection: Connection) -> None:
-        context.configure(connection=connection, target_metadata=target)
-        with context.begin_transaction():
-            context.run_migrations()
+        # Several instances start at once on a fresh database: one migrates, the others wait
+        # here and then find nothing left to do (a session lock survives the commits).
+        connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        connection.commit()
+        try:
+            context.configure(connection=connection, target_metadata=target)
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+        finally:
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            connection.commit()
 
     async def run_async() -> None:
         engine = create_async_engine(url, poolclass=pool.NullPool)

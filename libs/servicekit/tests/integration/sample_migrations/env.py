@@ -1,0 +1,3 @@
+from servicekit.db import alembic_env
+
+alembic_env()
