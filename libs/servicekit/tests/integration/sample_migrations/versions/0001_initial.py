@@ -16,7 +16,11 @@ depends_on = None
 def upgrade() -> None:
     create_messaging_tables()
     op.execute("SELECT pg_sleep(0.5)")
-    op.create_table("things", sa.Column("id", sa.Integer, primary_key=True))
+    op.create_table(
+        "things",
+        sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+        sa.Column("message_id", sa.Text, nullable=False, unique=True),
+    )
 
 
 def downgrade() -> None:
