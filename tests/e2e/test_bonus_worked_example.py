@@ -30,9 +30,7 @@ def _bonus_views(chain: Any, customer: dict[str, Any]) -> dict[str, Any]:
     stats = chain.admin.get("/v1/reports/bonus-statistics").json()
     return {
         "customer": chain.admin.get(f"/v1/customers/{cid}").json()["bonus_balance"],
-        "card": chain.terminal.get(f"/v1/cards/{customer['card_number']}").json()[
-            "bonus_balance"
-        ],
+        "card": chain.terminal.get(f"/v1/cards/{customer['card_number']}").json()["bonus_balance"],
         "list": [c["bonus_balance"] for c in listed["items"] if c["customer_id"] == cid],
         "stats_row": [r for r in stats["by_customer"] if r["customer_id"] == cid],
         "stats": stats,
@@ -86,10 +84,12 @@ def test_the_worked_example_shows_the_same_bonus_balance_everywhere(
     cash_payment_id = outcome["payments"][1]["payment_id"]
 
     seen = eventually(
-        lambda: (v := _bonus_views(chain, customer))["customer"] == "3.00"
-        and v["stats_row"]
-        and v["stats_row"][0]["balance"] == "3.00"
-        and v,
+        lambda: (
+            (v := _bonus_views(chain, customer))["customer"] == "3.00"
+            and v["stats_row"]
+            and v["stats_row"][0]["balance"] == "3.00"
+            and v
+        ),
         timeout=5.0,
     )
     assert seen["card"] == "3.00"
@@ -110,10 +110,12 @@ def test_the_worked_example_shows_the_same_bonus_balance_everywhere(
     assert again.json() == cancelled.json()
 
     seen = eventually(
-        lambda: (v := _bonus_views(chain, customer))["customer"] == "0.00"
-        and v["stats_row"]
-        and v["stats_row"][0]["balance"] == "0.00"
-        and v,
+        lambda: (
+            (v := _bonus_views(chain, customer))["customer"] == "0.00"
+            and v["stats_row"]
+            and v["stats_row"][0]["balance"] == "0.00"
+            and v
+        ),
         timeout=5.0,
     )
     assert seen["card"] == "0.00"
