@@ -25,6 +25,7 @@ from contracts.enums import (
 )
 from contracts.money import NonNegativeMoney, Percent, PositiveMoney, Quantity
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -36,6 +37,8 @@ from pydantic import (
     model_validator,
 )
 
+from pos_gateway.domain.cards import looks_like_payment_card
+
 Name = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
                                         max_length=200)]
 ShortText = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
@@ -46,6 +49,17 @@ Email = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, max
 CardNumber = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
                                               max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 Days = Annotated[StrictInt, Field(ge=0, le=3650)]
+
+
+def _not_a_payment_card(number: str) -> str:
+    # refused before anything is stored: a PAN must never enter the database or the logs
+    if looks_like_payment_card(number):
+        raise ValueError("looks like a payment card number; use a loyalty card number")
+    return number
+
+
+#: A card number being stored (new customer, issued card): never a payment card number.
+NewCardNumber = Annotated[CardNumber, AfterValidator(_not_a_payment_card)]
 
 
 class Request(BaseModel):
@@ -138,7 +152,7 @@ class CustomerCreate(Request):
     phone: ShortText
     email: Email | None = None
     vip: StrictBool = False
-    card_number: CardNumber | None = None
+    card_number: NewCardNumber | None = None
     bonus_accrual: StrictBool = True
     credit_limit: NonNegativeMoney | None = None
     max_payment_delay_days: Days | None = None
@@ -184,7 +198,7 @@ class CustomerPage(BaseModel):
 
 
 class CardIssue(Request):
-    card_number: CardNumber
+    card_number: NewCardNumber
 
 
 class CardIssued(BaseModel):
