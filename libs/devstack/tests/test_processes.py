@@ -221,3 +221,38 @@ def test_purge_can_keep_the_logs(tmp_path: Path) -> None:
     assert (rdir / "logs" / "kafka-server.log").exists()
     purge_run_dir(rdir)
     assert not rdir.exists()
+
+
+def test_one_service_is_killed_restarted_and_doubled_by_pid(
+    tmp_path: Path, fake_modules: Path
+) -> None:
+    from devstack.ports import free_port
+    from devstack.services import http_status
+
+    ports = ServicePorts.free()
+    services = start_services(
+        tmp_path / "run",
+        kafka_bootstrap_servers="127.0.0.1:1",
+        database_url="postgresql://u:p@127.0.0.1:2/postgres",
+        ports=ports,
+        operator_token="t",
+        base_env=fake_env(fake_modules, tmp_path / "out"),
+        ready_timeout=30,
+    )
+    with services:
+        first = services.processes["credit"].pid
+        assert services.kill("credit") == first
+        assert not pid_alive(first)
+        assert services.processes["gateway"].alive()  # only that one
+        services.start_instance("credit", ready_timeout=30)
+        second = services.processes["credit"].pid
+        assert second != first and pid_alive(second)
+        extra_port = free_port()
+        services.start_instance("credit", instance="credit-2", port=extra_port, ready_timeout=30)
+        assert http_status(f"http://127.0.0.1:{extra_port}/health/ready") == 200
+        assert (tmp_path / "run" / "pids" / "svc-credit-2.pid").exists()
+        services.restart("credit-2", ready_timeout=30)
+        pids = [p.pid for p in services.processes.values()]
+        assert len(pids) == 6
+    assert not any(pid_alive(pid) for pid in pids)
+    assert pid_files(tmp_path / "run") == []

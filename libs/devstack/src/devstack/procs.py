@@ -172,6 +172,15 @@ def _pause(popen: subprocess.Popen[bytes] | None) -> None:
         popen.wait(timeout=0.1)
 
 
+def signal_pid(info: PidInfo, sig: int) -> bool:
+    """Send `sig` to the process a pid file names, only if it is still that process (fault
+    injection: kill -9, PostgreSQL's SIGQUIT immediate shutdown). True if it was sent."""
+    if not info.alive():
+        return False
+    _signal(info.pid, sig)
+    return True
+
+
 def _kill_group(pid: int) -> None:
     """SIGKILL the process group that `pid` leads (its session started by us), else the pid."""
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
 import time
 import urllib.error
@@ -16,7 +17,14 @@ from types import TracebackType
 from devstack.errors import DevstackError
 from devstack.paths import repo_root
 from devstack.ports import free_port, port_is_free
-from devstack.procs import ManagedProcess, Progress, format_tail, spawn, stderr_progress
+from devstack.procs import (
+    ManagedProcess,
+    Progress,
+    format_tail,
+    signal_pid,
+    spawn,
+    stderr_progress,
+)
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,11 @@ class Services:
     operator_token: str
     env: dict[str, str]
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    python: str = sys.executable
+    cwd: Path | None = None
+    stop_at_exit: bool = True
+    #: HTTP port of each running process (instance name -> port), extra instances included.
+    instance_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def gateway_url(self) -> str:
@@ -175,6 +188,90 @@ class Services:
     def stop(self, *, progress: Progress = stderr_progress) -> None:
         for name in reversed(list(self.processes)):
             self.processes[name].stop(progress=progress)
+
+    # -- one process at a time (fault injection, extra instances) --------------------------
+
+    def spawn_instance(self, service: str, *, instance: str | None = None,
+                       port: int | None = None) -> ManagedProcess:
+        """Start one process of `service` (`python -m <module>`) without waiting for it.
+
+        `instance` names it (default: the service itself; e.g. "credit-2" for an extra
+        instance, with its own pid file and log); `port` is its HTTP port (default: the one it
+        had, else the service's port). The process shares the stack's environment, so an
+        extra instance joins the same consumer groups and databases."""
+        svc = spec(service)
+        key = instance or service
+        if key in self.processes and self.processes[key].alive():
+            raise DevstackError(f"{key} is already running (pid {self.processes[key].pid})")
+        port = port or self.instance_ports.get(key) or self.ports.of(service)
+        env = dict(self.env)
+        env[svc.port_var] = str(port)
+        proc = spawn(
+            key,
+            [self.python, "-m", svc.module],
+            pid_file=self.run_dir / "pids" / f"svc-{key}.pid",
+            log_path=self.run_dir / "logs" / f"{key}.log",
+            env=env,
+            cwd=self.cwd or repo_root(),
+            stop_timeout=20.0,
+            stop_at_exit=self.stop_at_exit,
+        )
+        self.processes[key] = proc
+        self.instance_ports[key] = port
+        return proc
+
+    def start_instance(self, service: str, *, instance: str | None = None,
+                       port: int | None = None, ready_timeout: float = 120.0,
+                       progress: Progress = stderr_progress) -> ManagedProcess:
+        """`spawn_instance`, then wait until it answers 200 on /health/ready."""
+        proc = self.spawn_instance(service, instance=instance, port=port)
+        key = instance or service
+        self.wait_ready(key, timeout=ready_timeout, progress=progress)
+        return proc
+
+    def wait_ready(self, instance: str, *, timeout: float = 120.0,
+                   progress: Progress = stderr_progress) -> None:
+        """Wait until the named process answers 200 on /health/ready (DevstackError with its
+        log tail when it dies or is not ready in time)."""
+        proc = self.processes[instance]
+        port = self.instance_ports.get(instance) or self.ports.of(instance)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise DevstackError(f"{instance} exited before it was ready\n"
+                                    + format_tail(f"{instance} log", proc.log_path))
+            if http_status(health_url(port)) == 200:
+                progress(f"{instance} ready on http://127.0.0.1:{port} (pid {proc.pid})")
+                return
+            time.sleep(0.2)
+        raise DevstackError(f"{instance} not ready within {timeout:.0f}s\n"
+                            + format_tail(f"{instance} log", proc.log_path))
+
+    def kill(self, instance: str, sig: int = signal.SIGKILL, *, timeout: float = 20.0) -> int:
+        """Send `sig` (default SIGKILL, i.e. kill -9: no clean shutdown) to one process by its
+        PID and wait until it is gone; return the PID. Restart it with `start_instance`."""
+        proc = self.processes[instance]
+        pid = proc.pid
+        if proc.alive():
+            signal_pid(proc.info, sig)
+            deadline = time.monotonic() + timeout
+            while proc.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if proc.alive():
+                raise DevstackError(f"{instance} (pid {pid}) still runs {timeout:.0f}s after {sig}")
+        proc.pid_file.unlink(missing_ok=True)
+        return pid
+
+    def restart(self, instance: str, *, ready_timeout: float = 120.0,
+                progress: Progress = stderr_progress) -> ManagedProcess:
+        """kill -9 one process (if it runs) and start it again on the same port."""
+        service = instance
+        if instance not in {s.name for s in SERVICES}:
+            service = self.processes[instance].info.argv[-1]
+            service = next(s.name for s in SERVICES if s.module == service)
+        self.kill(instance)
+        return self.start_instance(service, instance=instance, ready_timeout=ready_timeout,
+                                   progress=progress)
 
     def __enter__(self) -> Services:
         return self
@@ -268,7 +365,16 @@ def start_services(
         )
     if generated:
         progress(f"generated OPERATOR_TOKEN={token}")
-    services = Services(run_dir=run_dir, ports=ports, operator_token=token, env=env)
+    services = Services(
+        run_dir=run_dir,
+        ports=ports,
+        operator_token=token,
+        env=env,
+        python=python or sys.executable,
+        cwd=cwd,
+        stop_at_exit=stop_at_exit,
+        instance_ports={s.name: ports.of(s.name) for s in selected},
+    )
     logs = run_dir / "logs"
     try:
         for service in selected:

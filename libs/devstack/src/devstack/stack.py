@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,9 +27,11 @@ from devstack.kafka import KafkaServer, start_kafka
 from devstack.paths import run_dir as make_run_dir
 from devstack.postgres import PostgresServer, start_postgres
 from devstack.procs import (
+    ManagedProcess,
     Progress,
     detach,
     read_pid_file,
+    signal_pid,
     stderr_progress,
     stop_pid_file,
 )
@@ -74,6 +77,47 @@ class Infra:
             self.postgres.stop(progress=progress)
         if purge:
             purge_run_dir(self.run_dir)
+
+    # -- fault injection: kill and restart one server by its PID ---------------------------
+
+    def kill_kafka(self, sig: int = signal.SIGKILL, *, timeout: float = 30.0) -> int:
+        """kill -9 the broker (by PID, only the one this run dir started); return its PID."""
+        if self.kafka is None:
+            raise DevstackError("this stack did not start Kafka: it cannot kill it")
+        return _kill_and_wait(self.kafka.process, sig, timeout)
+
+    def restart_kafka(self, *, timeout: float = 180.0,
+                      progress: Progress = stderr_progress) -> KafkaServer:
+        """Start the broker again on the same ports and data (after `kill_kafka`)."""
+        if self.kafka is None:
+            raise DevstackError("this stack did not start Kafka: it cannot restart it")
+        _kill_and_wait(self.kafka.process, signal.SIGKILL, 30.0)
+        self.kafka = start_kafka(
+            self.run_dir,
+            port=self.kafka.port,
+            controller_port=self.kafka.controller_port,
+            timeout=timeout,
+            progress=progress,
+        )
+        return self.kafka
+
+    def kill_postgres(self, sig: int = signal.SIGQUIT, *, timeout: float = 30.0) -> int:
+        """PostgreSQL's immediate shutdown (SIGQUIT to the postmaster, by PID: every session
+        ends at once, no checkpoint, crash recovery at the next start); return its PID."""
+        if self.postgres is None:
+            raise DevstackError("this stack did not start PostgreSQL: it cannot kill it")
+        return _kill_and_wait(self.postgres.process, sig, timeout)
+
+    def restart_postgres(self, *, timeout: float = 90.0,
+                         progress: Progress = stderr_progress) -> PostgresServer:
+        """Start PostgreSQL again on the same port and data folder (after `kill_postgres`)."""
+        if self.postgres is None:
+            raise DevstackError("this stack did not start PostgreSQL: it cannot restart it")
+        _kill_and_wait(self.postgres.process, signal.SIGQUIT, 30.0)
+        self.postgres = start_postgres(
+            self.run_dir, port=self.postgres.port, timeout=timeout, progress=progress
+        )
+        return self.postgres
 
     def __enter__(self) -> Infra:
         return self
@@ -156,6 +200,17 @@ class Stack:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _kill_and_wait(proc: ManagedProcess, sig: int, timeout: float) -> int:
+    """Signal one process by PID (if it is still that process) and wait until it is gone."""
+    signal_pid(proc.info, sig)
+    deadline = time.monotonic() + timeout
+    while proc.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.alive():
+        proc.stop()  # SIGTERM/SIGINT, then SIGKILL of its process group
+    return proc.pid
 
 
 def _from_env(
