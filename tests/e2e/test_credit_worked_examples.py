@@ -1,10 +1,11 @@
 """The credit worked examples of domain.md, told through the public gateway API.
 
 The story of domain.md runs over 32 days. It is replayed with back-dated `occurred_at` so that
-"day 32" is now: sale A 35 days ago, sale B 30 days ago, the 70.00 taken 25 days ago, the debt
-paid now. A back-dated sale that is already past due is found overdue by the next overdue
-scan (every second in the e2e stack), so the chain starts with `overdue_discount=keep`; it is
-switched to `revoke` once the partial payment is checked, which also proves that sales already
+"day 32" is now: sale A 34 days ago, sale B 29 days ago (so that B is surely not overdue yet,
+whatever daylight-saving shift lies between), the 70.00 taken 24 days ago, the debt paid now.
+A back-dated sale that is already past due is found overdue by the next overdue scan (every
+second in the e2e stack), so the chain starts with `overdue_discount=keep`; it is switched to
+`revoke` once the partial payment is checked, which also proves that sales already
 overdue when the setting changes are revoked then.
 """
 
@@ -84,7 +85,7 @@ def test_the_per_sale_example_ends_with_the_discount_revoked_the_debt_paid_and_t
     )
     customer = chain.customer(phone="+40711000111")
     cid, card = customer["customer_id"], customer["card_number"]
-    day0, day5, day10 = days_ago(35), days_ago(30), days_ago(25)
+    day0, day5, day10 = days_ago(34), days_ago(29), days_ago(24)
 
     # Day 0: sale A, 100.00 after a 10.00 discount, all on account.
     a = sell_on_account(
@@ -191,7 +192,7 @@ def test_the_per_item_example_pays_the_dress_and_part_of_the_shoes_and_reports_t
     )
     customer = chain.customer()
     cid, card = customer["customer_id"], customer["card_number"]
-    day0, day5, day10 = days_ago(35), days_ago(30), days_ago(25)
+    day0, day5, day10 = days_ago(34), days_ago(29), days_ago(24)
     dress = line("Dress", "4820000000017", "60.00")
     shoes = line("Shoes", "4820000000024", "50.00", "10.00")
 
