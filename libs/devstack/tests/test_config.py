@@ -59,6 +59,19 @@ def test_cluster_id_is_urlsafe_base64_of_16_bytes() -> None:
     assert new_cluster_id() != cid
 
 
+def test_cluster_id_never_starts_with_a_dash_that_kafka_storage_would_take_for_an_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uuid
+
+    dashed = uuid.UUID(bytes=b"\xf8" + b"\x01" * 15)  # encodes as "-AEB..."
+    plain = uuid.UUID(bytes=b"\x01" * 16)
+    ids = iter([dashed, plain])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(ids))
+    assert base64.urlsafe_b64encode(dashed.bytes).decode().startswith("-")
+    assert new_cluster_id() == base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
+
+
 def test_kafka_version_comes_from_the_pom() -> None:
     version = kafka_version()
     assert version.split(".")[0] == "4"
