@@ -20,7 +20,7 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean \
-	rebuild-reports FORCE
+	rebuild-reports dead-letters redrive FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
@@ -28,6 +28,8 @@ help:
 	@echo "make down       stop what 'make up' started"
 	@echo "make logs       print the log files of the stack"
 	@echo "make rebuild-reports  rebuild reporting's read models from the Kafka log"
+	@echo "make dead-letters [CONSUMER=credit] [SINCE=2h]  list deadletter.v1 of the stack"
+	@echo "make redrive OFFSETS='3:17 0:5'  re-publish those dead letters after a fix"
 	@echo "make status     what runs, with its addresses"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
 
@@ -68,6 +70,19 @@ rebuild-reports: venv
 		print(" ".join(f"export {k}={shlex.quote(state[k])}" for k in \
 		("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")))')"; \
 	$(PY) -m reporting.rebuild --verify
+
+# Dead letters of the stack from `make up` (KAFKA_BOOTSTRAP_SERVERS, when set, wins).
+STACK_KAFKA = $${KAFKA_BOOTSTRAP_SERVERS:-$$($(PY) -m devstack --name $(NAME) status --json | \
+	$(PY) -c 'import json, sys; print(json.load(sys.stdin)["state"]["KAFKA_BOOTSTRAP_SERVERS"])')}
+
+dead-letters: venv
+	$(PY) -m servicekit.deadletters --bootstrap-servers "$(STACK_KAFKA)" list \
+		$(if $(CONSUMER),--consumer $(CONSUMER)) $(if $(SINCE),--since $(SINCE))
+
+redrive: venv
+	@test -n "$(OFFSETS)" || { echo "usage: make redrive OFFSETS='<partition:offset> ...'"; exit 2; }
+	$(PY) -m servicekit.deadletters --bootstrap-servers "$(STACK_KAFKA)" redrive \
+		$(foreach o,$(OFFSETS),--offset $(o))
 
 kafka-fetch: bootstrap
 	$(DEVSTACK) kafka-fetch

@@ -10,6 +10,7 @@ processed is written to the dead-letter topic through the outbox, and the partit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -42,6 +43,9 @@ from servicekit.schema import INBOX
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_NAMESPACE = uuid.UUID("5b7f3c9e-0d0a-4a39-9a7e-6f2d1c0de1e7")
+#: Header `python -m servicekit.deadletters redrive` puts on a re-driven message (the dead
+#: letter's `partition:offset`), counted in `messages_redriven_total` when consumed.
+REDRIVE_HEADER = "deadletter-redrive"
 
 
 class PermanentError(Exception):
@@ -113,11 +117,13 @@ class Consumer:
     max_attempts: int = 3
     _attempts: dict[uuid.UUID, int] = field(default_factory=dict)
     _session_factory: SessionFactory | None = None
+    _subscriber: Any = None
+    _lag_partitions: set[tuple[str, int]] = field(default_factory=set)
 
     def attach(self, broker: KafkaBroker, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
 
-        @broker.subscriber(
+        subscriber = broker.subscriber(
             *self.topics,
             group_id=self.name,
             batch=True,
@@ -127,6 +133,9 @@ class Consumer:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             title=f"{self.name}",
         )
+        self._subscriber = subscriber
+
+        @subscriber
         async def _consume(
             body: Any,
             message: KafkaMessage,
@@ -145,6 +154,16 @@ class Consumer:
         started = time.perf_counter()
         for rec in records:
             metrics.MESSAGES_CONSUMED.labels(self.name, rec.topic).inc()
+            redrive = next((v for k, v in rec.headers or () if k == REDRIVE_HEADER), None)
+            if redrive is not None:
+                metrics.MESSAGES_REDRIVEN.labels(self.name, rec.topic).inc()
+                log.info(
+                    "re-driven dead letter %s: %s[%d]@%d",
+                    bytes(redrive).decode("utf-8", "replace"),
+                    rec.topic,
+                    rec.partition,
+                    rec.offset,
+                )
         try:
             async with self._session_factory() as session, session.begin():
                 await self._process_in_transaction(session, records)
@@ -212,7 +231,9 @@ class Consumer:
             try:
                 payload = parse_payload(env)
             except (ValidationError, LookupError) as exc:
-                await self._dead_letter(session, rec, f"invalid payload: {exc}", type(exc).__name__)
+                await self._dead_letter(
+                    session, rec, f"invalid payload: {exc}", type(exc).__name__, env
+                )
                 return
             handler = self.handlers.get(type(payload))
             try:
@@ -243,7 +264,7 @@ class Consumer:
                         )
                         await handler(ctx, payload)
             except PermanentError as exc:
-                await self._dead_letter(session, rec, str(exc), type(exc).__name__)
+                await self._dead_letter(session, rec, str(exc), type(exc).__name__, env)
                 return
             except Exception as exc:
                 if _is_transient(exc):
@@ -256,7 +277,7 @@ class Consumer:
                 self._attempts.pop(env.message_id, None)
                 log.exception("handler failed %d times: dead-lettering", attempts)
                 reason = "".join(traceback.format_exception_only(exc)).strip()
-                await self._dead_letter(session, rec, reason, type(exc).__name__)
+                await self._dead_letter(session, rec, reason, type(exc).__name__, env)
                 return
             self._attempts.pop(env.message_id, None)
             metrics.MESSAGES_PROCESSED.labels(self.name, rec.topic).inc()
@@ -267,8 +288,15 @@ class Consumer:
                 var.reset(token)
 
     async def _dead_letter(
-        self, session: AsyncSession, rec: ConsumerRecord[Any, Any], reason: str, error_type: str
+        self,
+        session: AsyncSession,
+        rec: ConsumerRecord[Any, Any],
+        reason: str,
+        error_type: str,
+        env: Envelope | None = None,
     ) -> None:
+        # No inbox row is left for the message (the handler's savepoint, inbox row included, is
+        # rolled back before this): a re-drive after the fix applies it, exactly once.
         metrics.MESSAGES_DEAD_LETTERED.labels(self.name, rec.topic).inc()
         log.error("dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason)
         key = rec.key.decode("utf-8", "replace") if isinstance(rec.key, bytes) else str(rec.key)
@@ -283,6 +311,8 @@ class Consumer:
             error_type=error_type,
             original_value=value.decode("utf-8", "replace"),
             failed_at=datetime.now(UTC),
+            original_message_id=env.message_id if env is not None else None,
+            original_type=env.type if env is not None else None,
         )
         # the same failure redelivered must not make a second dead letter: a stable id
         message_id = uuid.uuid5(
@@ -295,6 +325,38 @@ class Consumer:
         )
         if not exists:
             await enqueue(session, DEAD_LETTERS, env)
+
+    async def refresh_lag(self) -> None:
+        """Lag of every partition this instance holds, from the broker's end offsets.
+
+        Run periodically (servicekit's `consumer-lag` job), so the gauge also moves when no
+        batch gets through: a stuck or starved consumer shows a growing lag instead of its last
+        value. Series of partitions no longer assigned here are removed (the new owner reports
+        them), so a rebalance leaves no stale series behind.
+        """
+        kafka_consumer: AIOKafkaConsumer | None = getattr(self._subscriber, "consumer", None)
+        if kafka_consumer is None:
+            return
+        assigned = set(kafka_consumer.assignment())
+        held = {(tp.topic, tp.partition) for tp in assigned}
+        if assigned:
+            ends = await kafka_consumer.end_offsets(list(assigned))
+            for tp in assigned:
+                try:
+                    position = await asyncio.wait_for(kafka_consumer.position(tp), 5)
+                except Exception:  # revoked meanwhile, or no position yet: next round
+                    continue
+                end = ends.get(tp)
+                if end is None:
+                    continue
+                metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(
+                    max(0, end - position)
+                )
+                self._lag_partitions.add((tp.topic, tp.partition))
+        for topic, partition in self._lag_partitions - held:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(self.name, topic, str(partition))
+        self._lag_partitions &= held
 
     def _update_lag(
         self, kafka_consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, Any]]
@@ -310,3 +372,4 @@ class Consumer:
                 metrics.CONSUMER_LAG.labels(self.name, topic, str(partition)).set(
                     max(0, high - offset - 1)
                 )
+                self._lag_partitions.add((topic, partition))

@@ -6,6 +6,10 @@ Names follow Prometheus conventions: base units in names, `_total` counters, bou
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_CONSUMED = Counter(
@@ -26,6 +30,11 @@ MESSAGES_FAILED = Counter(
 )
 MESSAGES_DEAD_LETTERED = Counter(
     "messages_dead_lettered_total", "Messages sent to the dead-letter topic", ["consumer", "topic"]
+)
+MESSAGES_REDRIVEN = Counter(
+    "messages_redriven_total",
+    "Re-driven dead letters a consumer received (python -m servicekit.deadletters redrive)",
+    ["consumer", "topic"],
 )
 MESSAGE_PROCESSING_SECONDS = Histogram(
     "message_processing_seconds",
@@ -56,3 +65,15 @@ HTTP_REQUEST_SECONDS = Histogram(
     buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10),
 )
 JOB_RUNS = Counter("job_runs_total", "Periodic job runs", ["job_name", "outcome"])
+
+
+def set_by_chain(
+    gauge: Gauge, chain_ids: Iterable[object], values: Mapping[Any, Decimal | int | float]
+) -> None:
+    """Set a business gauge labelled `chain_id` for every known chain.
+
+    A chain missing from `values` (nothing open) gets 0 rather than no series, so dashboards and
+    alerts see it; money is exported as a plain number in the currency's major unit.
+    """
+    for chain_id in {*chain_ids, *values}:
+        gauge.labels(chain_id=str(chain_id)).set(float(values.get(chain_id, 0)))

@@ -114,7 +114,7 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         if definition.on_start:
             await definition.on_start(runtime)
-        for job in definition.jobs(runtime):
+        for job in [*consumer_lag_jobs(definition, settings), *definition.jobs(runtime)]:
             tasks.append(asyncio.create_task(job.run_forever(), name=f"job-{job.name}"))
         log.info("%s started", definition.name)
         try:
@@ -141,6 +141,20 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
     for router in definition.routers:
         app.include_router(router)
     return app
+
+
+def consumer_lag_jobs(
+    definition: ServiceDefinition, settings: ServiceSettings
+) -> list[PeriodicJob]:
+    """Refresh `consumer_lag_messages` of every consumer between batches (see refresh_lag)."""
+    if not definition.consumers:
+        return []
+
+    async def refresh() -> None:
+        for consumer in definition.consumers:
+            await consumer.refresh_lag()
+
+    return [PeriodicJob("consumer-lag", settings.metrics_interval_seconds, refresh)]
 
 
 def health_router() -> APIRouter:

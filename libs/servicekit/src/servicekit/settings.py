@@ -44,6 +44,10 @@ class ServiceSettings(BaseSettings):
     consumer_batch_size: int = 200
     consumer_retry_backoff_seconds: float = 1.0
     db_pool_size: int = 10
+    #: How often the gauges read from outside a batch are refreshed (seconds): consumer lag of
+    #: every assigned partition (so a consumer that gets no batch through still shows its lag)
+    #: and the service's business gauges read from its database.
+    metrics_interval_seconds: float = Field(default=15.0, gt=0)
 
     @model_validator(mode="after")
     def _derive_database_url(self) -> ServiceSettings:

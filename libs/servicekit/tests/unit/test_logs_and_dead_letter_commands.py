@@ -1,0 +1,158 @@
+"""JSON log lines carry the service and the message's ids; the dead-letter command's helpers."""
+
+from __future__ import annotations
+
+import io
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka.structs import ConsumerRecord
+from fastapi import FastAPI
+
+import servicekit.logging as sk_logging
+from contracts.deadletter.v1 import DeadLetter
+from contracts.envelope import encode, make_envelope
+from contracts.gateway.v1 import CancelPaymentBonus
+from contracts.topics import LOYALTY_COMMANDS
+from servicekit.consumer import Consumer, MessageContext
+from servicekit.deadletters import Letter, parse_since, resolve, select
+from servicekit.runtime import install_http_metrics
+
+
+class _Result:
+    def first(self) -> Any:
+        return (1,)  # the inbox insert went through: a new message
+
+    def scalars(self) -> list[Any]:
+        return []  # nothing in the inbox yet
+
+
+class _Session:
+    """Just enough of an AsyncSession for the consumer's happy path (no database)."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> _Result:
+        return _Result()
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[None]:
+        yield
+
+    @asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        yield
+
+
+@asynccontextmanager
+async def _session_factory() -> AsyncIterator[_Session]:
+    yield _Session()
+
+
+@pytest.fixture
+def json_log(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(sk_logging, "_SERVICE", "loyalty")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(sk_logging.JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield lambda: [orjson.loads(line) for line in out.getvalue().splitlines()]
+    root.removeHandler(handler)
+
+
+async def test_a_log_line_from_a_consumer_handler_carries_service_correlation_chain_and_message(
+    json_log: Any,
+) -> None:
+    chain_id = uuid.uuid4()
+    command = CancelPaymentBonus(
+        payment_id=uuid.uuid4(), chain_id=chain_id, customer_id=uuid.uuid4(),
+        requested_at=datetime.now(UTC),
+    )
+    env = make_envelope(command, chain_id=chain_id, key="k", correlation_id=uuid.uuid4())
+
+    async def handler(ctx: MessageContext, payload: CancelPaymentBonus) -> None:
+        logging.getLogger("loyalty.handlers").warning("handling %s", payload.payment_id)
+
+    consumer = Consumer(name="loyalty", topics=[LOYALTY_COMMANDS],
+                        handlers={CancelPaymentBonus: handler})
+    consumer.bind(_session_factory)  # type: ignore[arg-type]
+    value = encode(env)
+    await consumer.process_records([ConsumerRecord(
+        topic=LOYALTY_COMMANDS, partition=0, offset=7, timestamp=0, timestamp_type=0,
+        key=b"k", value=value, checksum=None, serialized_key_size=1,
+        serialized_value_size=len(value), headers=[],
+    )])
+
+    [line] = [x for x in json_log() if x["logger"] == "loyalty.handlers"]
+    assert line["service"] == "loyalty"
+    assert line["correlation_id"] == str(env.correlation_id)
+    assert line["chain_id"] == str(chain_id)
+    assert line["message_id"] == str(env.message_id)
+    assert line["level"] == "warning" and line["msg"].startswith("handling ")
+    # the ids belong to the message: nothing is left behind for the next log line
+    logging.getLogger("loyalty.handlers").warning("after")
+    assert "message_id" not in json_log()[-1]
+
+
+async def test_a_log_line_while_serving_http_carries_the_request_correlation_id(
+    json_log: Any,
+) -> None:
+    app = FastAPI()
+    install_http_metrics(app)
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        logging.getLogger("svc").warning("pong")
+        return {}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:
+        response = await client.get("/ping", headers={"X-Correlation-Id": "corr-1"})
+    assert response.headers["x-correlation-id"] == "corr-1"
+    [line] = [x for x in json_log() if x["logger"] == "svc"]
+    assert line["correlation_id"] == "corr-1" and line["service"] == "loyalty"
+
+
+def _letter(partition: int, offset: int, *, consumer: str = "credit",
+            failed_at: datetime | None = None) -> Letter:
+    return Letter(partition, offset, DeadLetter(
+        consumer=consumer, original_topic="pos.commands.v1", partition=2, offset=40, key="k",
+        reason="invalid payload:\n  field required", error_type="ValidationError",
+        original_value="{}", failed_at=failed_at or datetime.now(UTC),
+        original_type="credit.RecordSale",
+    ))
+
+
+def test_a_listed_letter_is_one_line_with_its_id_consumer_origin_type_and_reason() -> None:
+    line = _letter(3, 17).line()
+    assert "\n" not in line
+    assert line.startswith("3:17\t")
+    for part in ("consumer=credit", "original=pos.commands.v1[2]@40", "type=credit.RecordSale",
+                 "error=ValidationError", "reason=invalid payload: field required"):
+        assert part in line
+
+
+def test_letters_are_chosen_by_partition_and_offset_or_by_an_offset_only_one_letter_has() -> None:
+    letters = [_letter(0, 5), _letter(1, 5), _letter(1, 6)]
+    assert resolve(letters, ["1:5"]) == [letters[1]]
+    assert resolve(letters, ["6", "1:6"]) == [letters[2]]
+    with pytest.raises(SystemExit, match="partition:offset"):
+        resolve(letters, ["5"])
+    with pytest.raises(SystemExit, match="no dead letter"):
+        resolve(letters, ["2:5"])
+
+
+def test_the_listing_filters_by_consumer_and_by_age() -> None:
+    now = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    old = _letter(0, 1, consumer="loyalty", failed_at=now - timedelta(days=3))
+    new = _letter(0, 2, failed_at=now - timedelta(minutes=5))
+    assert select([old, new], consumer="loyalty") == [old]
+    assert select([old, new], since=parse_since("2h", now=now)) == [new]
+    assert parse_since("2026-04-29T00:00") == datetime(2026, 4, 29, tzinfo=UTC)
+    assert parse_since("2026-04-29T00:00:00Z") == datetime(2026, 4, 29, tzinfo=UTC)
