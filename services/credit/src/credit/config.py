@@ -27,3 +27,6 @@ class Settings(ServiceSettings):
             "CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS", "OVERDUE_SCAN_INTERVAL_SECONDS"
         ),
     )
+    #: A pending operation waiting for loyalty's answer longer than this (seconds) is counted
+    #: once in credit_saga_timeouts_total and logged; it keeps waiting for the answer.
+    saga_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 OPERATIONS = Counter(
     "loyalty_bonus_operations_total",
@@ -14,4 +14,9 @@ CANCELLATIONS = Counter(
 )
 EXPIRED_LOTS = Counter(
     "loyalty_bonus_lots_expired_total", "Accruals or restorations that expired unspent"
+)
+BONUS_LIABILITY = Gauge(
+    "loyalty_bonus_liability",
+    "Outstanding (unspent, unexpired) bonus balance of the chain's customers, in currency",
+    ["chain_id"],
 )

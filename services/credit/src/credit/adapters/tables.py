@@ -138,3 +138,14 @@ overdue_marks = sa.Table(
     _ts("detected_at", nullable=False, server_default=sa.func.now()),
     _ts("settled_at"),
 )
+
+saga_timeouts = sa.Table(
+    "saga_timeouts",
+    metadata,
+    # a pending operation that waited for loyalty longer than CREDIT_SAGA_TIMEOUT_SECONDS;
+    # whoever inserts the row counts the timeout, so it is counted once across instances
+    sa.Column("operation_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    _ts("waiting_since", nullable=False),
+    _ts("detected_at", nullable=False, server_default=sa.func.now()),
+)

@@ -34,6 +34,7 @@ from servicekit.runtime import Runtime, ServiceDefinition, create_app
 from credit.config import Settings
 from credit.entrypoints.http import router
 from credit.service_layer import handlers as h
+from credit.service_layer.monitoring import refresh_gauges
 from credit.service_layer.overdue import scan_overdue
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -69,7 +70,15 @@ def make_definition(settings: Settings | None = None) -> ServiceDefinition:
         async def scan() -> None:
             await scan_overdue(runtime.session_factory)
 
-        return [PeriodicJob("overdue-scan", interval, scan)]
+        async def gauges() -> None:
+            await refresh_gauges(
+                runtime.session_factory, saga_timeout_seconds=settings.saga_timeout_seconds
+            )
+
+        return [
+            PeriodicJob("overdue-scan", interval, scan),
+            PeriodicJob("business-gauges", settings.metrics_interval_seconds, gauges),
+        ]
 
     return ServiceDefinition(
         name="credit",

@@ -20,6 +20,7 @@ from loyalty.config import Settings
 from loyalty.entrypoints.http import router
 from loyalty.service_layer.expiry import expire_due_bonuses
 from loyalty.service_layer.handlers import LoyaltyHandlers, utc_now
+from loyalty.service_layer.monitoring import refresh_gauges
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 CONSUMER_GROUP = "loyalty"
@@ -47,7 +48,13 @@ def build_definition(settings: Settings) -> ServiceDefinition:
             await expire_due_bonuses(runtime.session_factory, now=utc_now(),
                                      batch_size=settings.expiry_batch_size)
 
-        return [PeriodicJob("bonus-expiry", settings.expiry_scan_interval_seconds, expire)]
+        async def gauges() -> None:
+            await refresh_gauges(runtime.session_factory)
+
+        return [
+            PeriodicJob("bonus-expiry", settings.expiry_scan_interval_seconds, expire),
+            PeriodicJob("business-gauges", settings.metrics_interval_seconds, gauges),
+        ]
 
     return ServiceDefinition(
         name="loyalty",

@@ -12,6 +12,7 @@ from notifier.config import Settings
 from notifier.entrypoints.api import router
 from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import deliver_once, scan_once
+from notifier.service_layer.monitoring import refresh_gauges
 from servicekit.jobs import PeriodicJob
 from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
@@ -29,9 +30,13 @@ def build(settings: Settings) -> FastAPI:
         async def deliver() -> None:
             await deliver_once(runtime.session_factory, settings, client)
 
+        async def gauges() -> None:
+            await refresh_gauges(runtime.session_factory)
+
         return [
             PeriodicJob("reminder-scan", settings.reminder_scan_interval_seconds, scan),
             PeriodicJob("webhook-delivery", settings.webhook_poll_interval_seconds, deliver),
+            PeriodicJob("business-gauges", settings.metrics_interval_seconds, gauges),
         ]
 
     async def on_stop(runtime: Runtime) -> None:

@@ -1,0 +1,31 @@
+"""Credit's own Prometheus metrics (servicekit exports the consumer, outbox and HTTP ones).
+
+Names and labels are what deploy/ (dashboards, alerts) and docs/operations.md use. The business
+gauges are whole-chain values read from the database by the `business-gauges` job, identical
+on every instance; money in the chain's currency, major unit.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+OPEN_DEBT = Gauge(
+    "credit_open_debt", "Open (unpaid) debt of the chain's customers, in currency", ["chain_id"]
+)
+OVERDUE_DEBT = Gauge(
+    "credit_overdue_debt", "The part of the open debt that is overdue, in currency", ["chain_id"]
+)
+OVERDUE_CUSTOMERS = Gauge(
+    "credit_overdue_customers", "Customers of the chain with overdue debt", ["chain_id"]
+)
+ADVANCES_HELD = Gauge(
+    "credit_advances_held", "Advances the chain's customers hold (owed to them)", ["chain_id"]
+)
+SAGA_IN_FLIGHT = Gauge(
+    "credit_saga_in_flight_operations", "Pending operations waiting for loyalty's answer"
+)
+SAGA_TIMEOUTS = Counter(
+    "credit_saga_timeouts_total",
+    "Pending operations that waited for loyalty longer than CREDIT_SAGA_TIMEOUT_SECONDS "
+    "(counted once each; the operation keeps waiting)",
+)
