@@ -14,6 +14,7 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from servicekit.logging import chain_id_var
 
 from pos_gateway.adapters import tables as t
 from pos_gateway.bootstrap import Gateway
@@ -76,6 +77,10 @@ async def authenticate(
         store_id=row.store_id,
         terminal_id=row.terminal_id,
     )
+    if row.chain_id is not None:
+        # every log line of the rest of this request carries the chain (the request runs in a
+        # context of its own, so this never leaks into another request)
+        chain_id_var.set(str(row.chain_id))
     if principal.kind is KeyKind.TERMINAL:
         limiter: TokenBucket | None = getattr(request.app.state, "rate_limiter", None)
         wait = limiter.take(principal.scope) if limiter is not None else 0.0
