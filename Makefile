@@ -20,7 +20,7 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean \
-	rebuild-reports dead-letters redrive FORCE
+	rebuild-reports dead-letters redrive bench bench-reports bench-deps FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
@@ -31,6 +31,8 @@ help:
 	@echo "make dead-letters [CONSUMER=credit] [SINCE=2h]  list deadletter.v1 of the stack"
 	@echo "make redrive OFFSETS='3:17 0:5'  re-publish those dead letters after a fix"
 	@echo "make status     what runs, with its addresses"
+	@echo "make bench      open-loop load steps on a stack of its own -> docs/benchmarks.md"
+	@echo "make bench-reports  Payment-Balance on 100,000 customers / 1,000,000 sales"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
 
 bootstrap:
@@ -83,6 +85,18 @@ redrive: venv
 	@test -n "$(OFFSETS)" || { echo "usage: make redrive OFFSETS='<partition:offset> ...'"; exit 2; }
 	$(PY) -m servicekit.deadletters --bootstrap-servers "$(STACK_KAFKA)" redrive \
 		$(foreach o,$(OFFSETS),--offset $(o))
+
+# Benchmarks, never part of `make test`: each starts infrastructure of its own (stopped by PID
+# when done) and writes JSON to docs/benchmarks/, rendered into docs/benchmarks.md with a plot.
+BENCH_ARGS ?=
+bench-deps: venv
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements-bench.txt
+
+bench: bench-deps
+	PYTHONPATH=tools $(PY) -m bench pipeline $(BENCH_ARGS)
+
+bench-reports: bench-deps
+	PYTHONPATH=tools $(PY) -m bench reports $(BENCH_ARGS)
 
 kafka-fetch: bootstrap
 	$(DEVSTACK) kafka-fetch

@@ -1,0 +1,65 @@
+"""`python -m bench pipeline|reports|render` (see the Makefile's bench targets)."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from pathlib import Path
+
+from devstack.paths import repo_root
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pipe = sub.add_parser("pipeline", help="open-loop load steps against a fresh stack")
+    pipe.add_argument("--rates", default="10,25,50,100,200,400,800")
+    pipe.add_argument("--step-seconds", type=float, default=25.0)
+    pipe.add_argument("--label", default="current")
+    pipe.add_argument("--customers", type=int, default=300, help="per chain")
+    pipe.add_argument("--chains", type=int, default=4)
+    pipe.add_argument("--skip-ceiling", action="store_true")
+    pipe.add_argument("--profile-rate", type=float, default=None,
+                      help="py-spy every service during the step at this rate")
+    pipe.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                      help="extra environment variable for the services")
+    rep = sub.add_parser("reports", help="Payment-Balance on 100k customers / 1M sales")
+    rep.add_argument("--customers", type=int, default=100_000)
+    rep.add_argument("--sales", type=int, default=1_000_000)
+    rep.add_argument("--label", default="current")
+    sub.add_parser("render", help="rewrite docs/benchmarks.md from docs/benchmarks/*.json")
+    args = parser.parse_args(argv)
+    out_dir = repo_root() / "docs" / "benchmarks"
+    name = f"bench-{secrets.token_hex(3)}"
+    if args.command == "pipeline":
+        from bench.pipeline import Options
+        from bench.pipeline import main as run_pipeline
+
+        run_pipeline(
+            Options(
+                name=name,
+                rates=[float(r) for r in args.rates.split(",") if r],
+                step_seconds=args.step_seconds,
+                label=args.label,
+                out_dir=out_dir,
+                chains=args.chains,
+                customers=args.customers,
+                skip_ceiling=args.skip_ceiling,
+                profile_rate=args.profile_rate,
+                service_env=dict(s.split("=", 1) for s in args.set),
+            )
+        )
+    elif args.command == "reports":
+        from bench.reports import main as run_reports
+
+        run_reports(name, out_dir, args.customers, args.sales, args.label)
+    from bench.render import render
+
+    path: Path = render(out_dir, repo_root() / "docs" / "benchmarks.md")
+    print(f"[bench] wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

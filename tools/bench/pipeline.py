@@ -1,0 +1,386 @@
+"""The pipeline benchmark: its own stack, the machine's ceiling, then open-loop steps.
+
+The stack (Kafka, PostgreSQL, the five services) is started by devstack in `.run/<name>/` and
+stopped by PID in a `finally`, whatever happens. Between steps the pipeline is allowed to drain
+(consumer lag back to 0) so each step starts clean; stepping stops after the first step that
+does not keep up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bench import procstat
+from bench.ceiling import kafka_producer, pgbench
+from bench.loadgen import LoadGenerator, StepStats, percentile
+from devstack.paths import repo_root
+from devstack.services import SERVICE_NAMES, ServicePorts
+from devstack.stack import Stack, purge_run_dir, start_stack
+
+OK_STATUSES = {200, 201, 202}
+LOADGEN = "load generator"
+ALONE = frozenset({LOADGEN})
+
+
+@dataclass
+class Options:
+    name: str
+    rates: list[float]
+    step_seconds: float
+    label: str
+    out_dir: Path
+    chains: int = 4
+    stores: int = 3
+    customers: int = 300
+    probes: int = 12
+    warmup_seconds: float = 10.0
+    warmup_rate: float = 20.0
+    skip_ceiling: bool = False
+    profile_rate: float | None = None
+    service_env: dict[str, str] | None = None
+
+
+def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Prometheus text format -> {name: [(labels, value)]} (enough for our own metrics)."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, rest = head.partition("{")
+        labels: dict[str, str] = {}
+        for part in rest.rstrip("}").split('",'):
+            if "=" in part:
+                k, _, v = part.partition("=")
+                labels[k.strip(",")] = v.strip('"')
+        try:
+            out[name].append((labels, float(value)))
+        except ValueError:
+            continue
+    return out
+
+
+class Scraper:
+    """Reads /metrics of every service: consumer lag per consumer, messages published."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.urls = {n: stack.url(n) + "/metrics" for n in SERVICE_NAMES}
+        self.client = httpx.AsyncClient(timeout=5.0)
+
+    async def scrape(self) -> dict[str, dict[str, list[tuple[dict[str, str], float]]]]:
+        async def one(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+            try:
+                return parse_metrics((await self.client.get(url)).text)
+            except httpx.HTTPError:
+                return {}
+
+        names = list(self.urls)
+        results = await asyncio.gather(*(one(self.urls[n]) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    async def consumer_lag(self) -> dict[str, float]:
+        lag: dict[str, float] = defaultdict(float)
+        for service, metrics in (await self.scrape()).items():
+            for labels, value in metrics.get("consumer_lag_messages", []):
+                lag[f"{service}/{labels.get('consumer', '?')}"] += value
+        return dict(lag)
+
+    async def published_total(self) -> float:
+        total = 0.0
+        for metrics in (await self.scrape()).values():
+            total += sum(v for _, v in metrics.get("outbox_published_total", []))
+        return total
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def pg_commits(database_url: str) -> float:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return float(await conn.fetchval("SELECT sum(xact_commit) FROM pg_stat_database"))
+    finally:
+        await conn.close()
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 1)
+
+
+def summarize(
+    stats: StepStats, rate: float, duration: float, t0: float
+) -> dict[str, Any]:
+    recs = stats.records
+    ok = [r for r in recs if r.status in OK_STATUSES]
+    refused = [r for r in recs if r.status in (409, 422) and r.code]
+    errors = [r for r in recs if r not in ok and r not in refused]
+    error_kinds: dict[str, int] = defaultdict(int)
+    for r in errors:
+        error_kinds[f"{r.status or r.code}"] += 1
+    lat = [r.latency for r in recs]
+    elapsed = max(duration, stats.last_done - t0) if recs else duration
+    by_kind: dict[str, dict[str, Any]] = {}
+    for kind in sorted({r.kind for r in recs}):
+        ks = [r.latency for r in recs if r.kind == kind]
+        by_kind[kind] = {"n": len(ks), "p50_ms": _ms(percentile(ks, 50)),
+                         "p99_ms": _ms(percentile(ks, 99))}
+    sales = [r for r in recs if r.kind.startswith("sale")]
+    return {
+        "offered_rps": rate,
+        "sent": len(recs),
+        "achieved_rps": round((len(ok) + len(refused)) / elapsed, 1),
+        "sales_per_second": round(sum(1 for r in sales if r.status in OK_STATUSES) / elapsed, 1),
+        "ok": len(ok),
+        "accepted_202": sum(1 for r in recs if r.status == 202),
+        "refused": len(refused),
+        "errors": len(errors),
+        "error_kinds": dict(error_kinds),
+        "latency_ms": {
+            "p50": _ms(percentile(lat, 50)),
+            "p95": _ms(percentile(lat, 95)),
+            "p99": _ms(percentile(lat, 99)),
+            "p99.9": _ms(percentile(lat, 99.9)),
+            "max": _ms(max(lat) if lat else None),
+        },
+        "send_lag_p99_ms": _ms(percentile([r.send_lag for r in recs], 99)),
+        "by_kind": by_kind,
+        "read_model_lag_ms": {
+            "n": len(stats.read_lags),
+            "p50": _ms(percentile(stats.read_lags, 50)),
+            "p99": _ms(percentile(stats.read_lags, 99)),
+            "max": _ms(max(stats.read_lags) if stats.read_lags else None),
+            "from_send_p50": _ms(percentile(stats.read_lags_from_send, 50)),
+            "from_send_p99": _ms(percentile(stats.read_lags_from_send, 99)),
+            "unresolved": stats.unresolved_probes,
+        },
+        "probe_reads_per_second": round(stats.probe_reads / elapsed, 1),
+    }
+
+
+def kept_up(step: dict[str, Any]) -> bool:
+    """Achieved >= 95% of offered, errors <= 1%, p99 under the 2 s sale wait, lag p99 <= 5 s,
+    and the consumers drained within the drain timeout."""
+    lat99 = step["latency_ms"]["p99"] or 0
+    lag99 = step["read_model_lag_ms"]["p99"] or 0
+    return (
+        step["achieved_rps"] >= 0.95 * step["offered_rps"]
+        and step["errors"] <= 0.01 * max(1, step["sent"])
+        and lat99 <= 2000
+        and lag99 <= 5000
+        and step["read_model_lag_ms"]["unresolved"] == 0
+        and step.get("drained_seconds") is not None
+    )
+
+
+def _roots(stack: Stack) -> dict[str, int]:
+    roots = {name: proc.pid for name, proc in stack.services.processes.items()}
+    if stack.infra.kafka is not None:
+        roots["kafka"] = stack.infra.kafka.pid
+    if stack.infra.postgres is not None:
+        roots["postgres"] = stack.infra.postgres.pid
+    roots[LOADGEN] = os.getpid()
+    return roots
+
+
+async def _wait_drained(scraper: Scraper, limit_seconds: float) -> float | None:
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit_seconds:
+        lag = await scraper.consumer_lag()
+        if sum(lag.values()) == 0:
+            return round(time.perf_counter() - started, 1)
+        await asyncio.sleep(0.5)
+    return None
+
+
+def _start_profilers(stack: Stack, seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
+    out.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name, proc in stack.services.processes.items():
+        procs.append(
+            subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--nonblocking",
+                    "-p",
+                    str(proc.pid),
+                    "-d",
+                    str(int(seconds)),
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(out / f"{name}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    return procs
+
+
+async def run(stack: Stack, opts: Options) -> dict[str, Any]:
+    roots = _roots(stack)
+    result: dict[str, Any] = {"label": opts.label, "steps": []}
+    if not opts.skip_ceiling:
+        print("[bench] ceiling: pgbench, Kafka producer", file=sys.stderr, flush=True)
+        result["pgbench"] = await pgbench(stack.database_url)
+        result["kafka_producer"] = await kafka_producer(stack.kafka_bootstrap_servers)
+        print(f"[bench] {result['pgbench']} {result['kafka_producer']}", file=sys.stderr)
+    gen = LoadGenerator(stack.gateway_url, stack.operator_token)
+    scraper = Scraper(stack)
+    try:
+        print("[bench] set-up through the API", file=sys.stderr, flush=True)
+        await gen.setup(
+            chains=opts.chains,
+            stores_per_chain=opts.stores,
+            customers_per_chain=opts.customers,
+            probes_per_chain=opts.probes,
+        )
+        result["fixture"] = {
+            "chains": opts.chains,
+            "stores_per_chain": opts.stores,
+            "customers": opts.chains * (opts.customers + opts.probes),
+            "probe_customers": opts.chains * opts.probes,
+        }
+        print("[bench] warm-up", file=sys.stderr, flush=True)
+        await gen.run_step(opts.warmup_rate, opts.warmup_seconds)
+        await _wait_drained(scraper, 60)
+        for rate in opts.rates:
+            print(f"[bench] step {rate:g} req/s for {opts.step_seconds:g} s",
+                  file=sys.stderr, flush=True)
+            before = procstat.sample(roots, alone=ALONE)
+            commits0 = await pg_commits(stack.database_url)
+            published0 = await scraper.published_total()
+            profilers = (
+                _start_profilers(
+                    stack, opts.step_seconds, opts.out_dir / f"profile-{opts.label}-{rate:g}"
+                )
+                if opts.profile_rate == rate
+                else []
+            )
+            max_lag: dict[str, float] = defaultdict(float)
+            stop = asyncio.Event()
+
+            async def sample_lag(
+                max_lag: dict[str, float] = max_lag, stop: asyncio.Event = stop
+            ) -> None:
+                while not stop.is_set():
+                    for consumer, value in (await scraper.consumer_lag()).items():
+                        max_lag[consumer] = max(max_lag[consumer], value)
+                    await asyncio.sleep(2.0)
+
+            sampler = asyncio.create_task(sample_lag())
+            wall0 = time.perf_counter()
+            stats, t0, _ = await gen.run_step(rate, opts.step_seconds)
+            wall = time.perf_counter() - wall0
+            after = procstat.sample(roots, alone=ALONE)
+            stop.set()
+            await sampler
+            for p in profilers:
+                p.wait(timeout=120)
+            end_lag = await scraper.consumer_lag()
+            commits1 = await pg_commits(stack.database_url)
+            published1 = await scraper.published_total()
+            step = summarize(stats, rate, opts.step_seconds, t0)
+            step["consumer_lag_max"] = {k: v for k, v in sorted(max_lag.items()) if v}
+            step["consumer_lag_max_total"] = sum(max_lag.values())
+            step["consumer_lag_end_total"] = sum(end_lag.values())
+            step["processes"] = procstat.usage(before, after, wall)
+            step["drained_seconds"] = await _wait_drained(scraper, 60)
+            sales = max(1, int(step["sales_per_second"] * max(opts.step_seconds, 1)))
+            step["pg_commits_per_second"] = round((commits1 - commits0) / wall, 1)
+            step["pg_commits_per_sale"] = round((commits1 - commits0) / sales, 1)
+            step["kafka_messages_per_second"] = round((published1 - published0) / wall, 1)
+            step["kept_up"] = kept_up(step)
+            result["steps"].append(step)
+            print(
+                f"[bench]   achieved {step['achieved_rps']} req/s, p99 "
+                f"{step['latency_ms']['p99']} ms, lag p99 {step['read_model_lag_ms']['p99']} ms, "
+                f"errors {step['errors']}, kept up: {step['kept_up']}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if not step["kept_up"]:
+                break
+    finally:
+        await gen.close()
+        await scraper.close()
+    return result
+
+
+def _versions(stack: Stack) -> dict[str, str]:
+    from importlib.metadata import version
+
+    from bench.ceiling import pgbench_version
+
+    pg = subprocess.run(
+        ["psql", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=False, cwd=repo_root(),
+        ).stdout.strip()
+    except OSError:
+        commit = "?"
+    return {
+        "python": platform.python_version(),
+        "kafka": stack.infra.kafka.version if stack.infra.kafka else "?",
+        "postgresql": pg or "?",
+        "pgbench": pgbench_version(),
+        **{pkg: version(pkg) for pkg in ("faststream", "aiokafka", "SQLAlchemy", "asyncpg",
+                                         "fastapi", "uvicorn", "httpx")},
+        "git_commit": commit,
+        "cpus": str(os.cpu_count()),
+        "kernel": platform.release(),
+    }
+
+
+def bench_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """The services' environment: this one without any outside infrastructure or database,
+    the terminal rate limit lifted (the load comes from a few terminals), plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL") and not k.endswith("_DATABASE_URL")
+    }
+    env["GATEWAY_RATE_LIMIT_PER_SECOND"] = "1000000"
+    env["GATEWAY_RATE_LIMIT_BURST"] = "1000000"
+    env.update(extra or {})
+    return env
+
+
+def main(opts: Options) -> dict[str, Any]:
+    env = bench_env(opts.service_env)
+    started = time.time()
+    stack = start_stack(
+        opts.name, ports=ServicePorts.free(), env=env, use_env=False, ready_timeout=240.0
+    )
+    try:
+        result = asyncio.run(run(stack, opts))
+        result["versions"] = _versions(stack)
+        result["service_env"] = opts.service_env or {}
+        result["started_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+        result["step_seconds"] = opts.step_seconds
+        result["load_before"] = os.getloadavg()
+    finally:
+        stack.stop()
+        purge_run_dir(stack.run_dir, keep_logs=True)
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    path = opts.out_dir / f"pipeline-{opts.label}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"[bench] wrote {path}", file=sys.stderr)
+    return result

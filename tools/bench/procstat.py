@@ -1,0 +1,107 @@
+"""CPU and memory of the stack's processes from /proc (no psutil): per process tree, by PID.
+
+PostgreSQL forks a backend per connection, so a root PID's figures include all of its
+descendants. CPU is reported in percent of one core over a sampling window.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds of user + system) of one process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name may contain spaces: the fields after it start past the last ')'
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            st = _stat(int(entry.name))
+            if st is not None:
+                tree.setdefault(st[0], []).append(int(entry.name))
+    return tree
+
+
+def _tree(root: int, children: dict[int, list[int]]) -> list[int]:
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+@dataclass
+class Sample:
+    cpu_seconds: dict[str, float]
+    rss_bytes: dict[str, int]
+    machine_busy: float
+    machine_total: float
+
+
+def machine_times() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot (all cores)."""
+    parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in parts]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
+def sample(roots: dict[str, int], *, alone: frozenset[str] = frozenset()) -> Sample:
+    """Figures of each root's process tree (of the root only for the names in `alone`: the
+    load generator is the parent of the stack it started)."""
+    children = _children()
+    cpu: dict[str, float] = {}
+    rss: dict[str, int] = {}
+    for name, root in roots.items():
+        pids = [root] if name in alone else _tree(root, children)
+        cpu[name] = sum((st[1] for p in pids if (st := _stat(p)) is not None), 0.0)
+        rss[name] = sum(_rss_bytes(p) for p in pids)
+    busy, total = machine_times()
+    return Sample(cpu, rss, busy, total)
+
+
+def usage(before: Sample, after: Sample, wall: float) -> dict[str, dict[str, float]]:
+    """Per process: CPU in % of one core over the window, RSS (MiB) at its end."""
+    out: dict[str, dict[str, float]] = {}
+    for name, cpu in after.cpu_seconds.items():
+        used = cpu - before.cpu_seconds.get(name, cpu)
+        out[name] = {
+            "cpu_percent": round(100.0 * used / wall, 1) if wall > 0 else 0.0,
+            "rss_mib": round(after.rss_bytes.get(name, 0) / 2**20, 1),
+        }
+    busy = after.machine_busy - before.machine_busy
+    total = after.machine_total - before.machine_total
+    ncpu = os.cpu_count() or 1
+    ours = sum(v["cpu_percent"] for v in out.values())
+    machine = 100.0 * ncpu * busy / total if total > 0 else 0.0
+    out["(machine, all processes)"] = {"cpu_percent": round(machine, 1), "rss_mib": 0.0}
+    out["(others on the machine)"] = {
+        "cpu_percent": round(max(0.0, machine - ours), 1),
+        "rss_mib": 0.0,
+    }
+    return out
