@@ -139,3 +139,39 @@ def test_accruals_made_before_expiry_was_switched_on_expire_too(
     assert entry["bonus_balance"] == "0.00"
     statement = chain.admin.get(f"/v1/customers/{cid}/statement").json()
     assert statement["closing"]["bonus_balance"] == "0.00"
+
+
+def test_an_expired_accrual_is_not_taken_back_again_by_a_return_or_a_cancellation(
+    new_chain: Callable[..., Any], idem: Any, eventually: Any
+) -> None:
+    chain = new_chain(bonus_expiry_days=30)
+    customer = chain.customer(vip=True)
+    cid = customer["customer_id"]
+    old = _sale(chain, idem, customer["card_number"], "200.00", days_ago=40)
+    assert old["bonus_accrued"] == "20.00"
+    _sale(chain, idem, customer["card_number"], "50.00", days_ago=1)
+    _check_expired(chain, cid, expired="20.00", balance="5.00", eventually=eventually)
+
+    # the 20.00 left the balance when it expired: nothing of it is left to take back
+    returned = chain.terminal.post(
+        f"/v1/sales/{old['sale_id']}/returns",
+        headers=idem(),
+        json={"lines": [{"line_no": 1, "quantity": "0.5"}], "refund": "cash"},
+    )
+    assert returned.status_code == 201, returned.text
+    assert returned.json()["bonus_reversed"] == "0.00"
+    assert returned.json()["customer"]["bonus_balance"] == "5.00"
+    cancelled = chain.admin.post(
+        f"/v1/payments/{old['payments'][0]['payment_id']}/bonus-type",
+        json={"bonus_type": "none"},
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["bonus_cancelled"] == "0.00"
+    assert cancelled.json()["customer"]["bonus_balance"] == "5.00"
+
+    stats = chain.admin.get("/v1/reports/bonus-statistics").json()
+    assert (stats["expired"], stats["reversed"], stats["cancelled"]) == ("20.00", "0.00", "0.00")
+    eventually(
+        lambda: chain.admin.get(f"/v1/customers/{cid}").json()["bonus_balance"] == "5.00",
+        timeout=5.0,
+    )

@@ -231,6 +231,49 @@ def test_an_accrual_expires_after_the_chains_days_as_far_as_it_is_not_spent() ->
     assert account.expire_due(T0 + timedelta(days=400), 30) == []
 
 
+def test_cancelling_an_expired_accrual_takes_back_only_what_did_not_expire() -> None:
+    account = BonusAccount(customer_id=uuid4())
+    first, payment = sale(cash="200.00")
+    history = history_of(applied(account.apply(first, payments={})), payment)
+    account.apply(sale(bonus="5.00", at=T0 + timedelta(days=1))[0], payments={})
+    (expiry,) = account.expire_due(T0 + timedelta(days=31), 30)
+    assert expiry.amount == D("15.00")
+
+    # the 15.00 already left the balance; only the 5.00 that was spent is taken back
+    cancellation = account.cancel_accrual(history, at=T0 + timedelta(days=32))
+    assert cancellation.amount == D("5.00")
+    assert account.balance == D("-5.00")
+
+
+def test_a_history_read_after_the_expiry_is_not_taken_back_twice() -> None:
+    account = BonusAccount(customer_id=uuid4())
+    first, payment = sale(cash="200.00")
+    history = history_of(applied(account.apply(first, payments={})), payment)
+    account.expire_due(T0 + timedelta(days=31), 30)
+    # as the repository reads it in a later transaction: with the lot's expiry
+    reread = BonusAccount(customer_id=account.customer_id, lots=list(account.lots))
+    expired = PaymentHistory(history.accrual, expired=D("20.00"))
+    assert reread.cancel_accrual(expired, at=T0 + timedelta(days=40)).amount == D("0.00")
+    assert reread.balance == D("0.00")
+
+
+def test_a_return_reverses_nothing_of_an_accrual_that_expired() -> None:
+    account = BonusAccount(customer_id=uuid4())
+    first, payment = sale(cash="200.00")
+    history = history_of(applied(account.apply(first, payments={})), payment)
+    account.apply(sale(cash="50.00", at=T0 + timedelta(days=20))[0], payments={})
+    assert payment is not None
+    ret = BonusOperation(
+        operation_id=uuid4(), kind="return", store_id=STORE, sale_id=first.sale_id,
+        at=T0 + timedelta(days=35), accrual_on=True, rate_percent=D("10.00"), minor_units=2,
+        reverse_bases=(AccrualBase(payment, "cash", D("100.00")),),
+    )
+    account.expire_due(ret.at, 30)  # the operation records due expiries first
+    result = applied(account.apply(ret, payments={payment: history}))
+    assert result.reversed == D("0.00")
+    assert account.balance == D("5.00")
+
+
 def test_nothing_expires_while_the_setting_is_off() -> None:
     account = BonusAccount(customer_id=uuid4())
     account.apply(sale(cash="100.00")[0], payments={})

@@ -73,8 +73,15 @@ def check_invariants(account: BonusAccount, books: Books) -> None:
         assert 0 <= lot.remaining <= lot.amount
     if account.deficit > 0:
         assert all(lot.remaining == 0 for lot in account.lots)
+    expired_by_lot: dict[UUID | None, Decimal] = {}
+    for m in account.movements:
+        if m.kind is MovementKind.EXPIRED:
+            expired_by_lot[m.lot_id] = expired_by_lot.get(m.lot_id, D(0)) + m.amount
     for history in books.payments.values():
-        assert history.cancelled + history.reversed <= history.accrual.accrued
+        # an accrual is taken back (cancelled, reversed) or expires, never both for one cent
+        expired = expired_by_lot.get(history.accrual.lot_id, D(0)) if history.accrual.lot_id \
+            else D(0)
+        assert history.cancelled + history.reversed + expired <= history.accrual.accrued
     for sale in books.sales.values():
         assert sale.restored <= sale.spent
     if account.movements:
@@ -120,7 +127,10 @@ def run_cancel(account: BonusAccount, books: Books, at: datetime, index: int) ->
         return  # the service answers "already" without asking the account again
     before = account.balance
     cancellation = account.cancel_accrual(history, at=at)
-    assert cancellation.amount == history.outstanding
+    expired = sum((m.amount for m in account.movements
+                   if m.kind is MovementKind.EXPIRED and m.lot_id is not None
+                   and m.lot_id == history.accrual.lot_id), D(0))
+    assert cancellation.amount == max(D(0), history.outstanding - expired)
     assert account.balance == before - cancellation.amount
     books.payments[payment_id] = PaymentHistory(
         history.accrual, cancelled=cancellation.amount, reversed=history.reversed,

@@ -281,6 +281,19 @@ async def load_payment_histories(
         )
     ).all()
     cancelled_by = {r.payment_id: r.cancelled for r in cancelled_rows}
+    lot_ids = [r.lot_id for r in accruals if r.lot_id is not None]
+    expired_by: dict[UUID, Decimal] = {}
+    if lot_ids:
+        # at most one expiry per lot (unique index), so no sum is needed
+        expired_rows = (
+            await session.execute(
+                sa.select(bonus_movements.c.lot_id, bonus_movements.c.amount).where(
+                    bonus_movements.c.lot_id.in_(lot_ids),
+                    bonus_movements.c.kind == "expired",
+                )
+            )
+        ).all()
+        expired_by = {r.lot_id: r.amount for r in expired_rows}
 
     def m(value: Decimal) -> Decimal:
         return round_money(value, minor_units)
@@ -298,6 +311,7 @@ async def load_payment_histories(
             cancelled=m(cancelled_by.get(r.payment_id, ZERO)),
             reversed=m(rev_amount),
             reversed_base=m(rev_base),
+            expired=m(expired_by.get(r.lot_id, ZERO)) if r.lot_id is not None else m(ZERO),
         )
     return result
 

@@ -9,6 +9,7 @@ the oldest lots first, so what expires is always the youngest bonus left.
 Taking back bonus that was already spent (cancelling or reversing an accrual) can leave the
 balance negative: that missing amount is the **deficit**. Nothing is dropped silently: every new
 lot fills the deficit first, and nothing can be spent while the balance is not positive.
+What expired of an accrual already left the balance and is never taken back a second time.
 Invariant: while the deficit is positive no lot has anything left, so
 ``balance = sum(lot.remaining) - deficit``.
 """
@@ -145,11 +146,17 @@ class PaymentHistory:
     reversed: Decimal = ZERO
     reversed_base: Decimal = ZERO
     """Sum of the real money of returned goods already reversed (for proportional reversal)."""
+    expired: Decimal = ZERO
+    """What expired of the accrual's own lot (as recorded when the history was read)."""
 
     @property
     def outstanding(self) -> Decimal:
-        """The part of the accrual that may still be taken back."""
-        return self.accrual.accrued - self.cancelled - self.reversed
+        """The part of the accrual that may still be taken back.
+
+        Expired bonus already left the balance: taking it back again would charge the
+        customer twice for one accrual.
+        """
+        return self.accrual.accrued - self.cancelled - self.reversed - self.expired
 
 
 @dataclass(frozen=True)
@@ -400,7 +407,7 @@ class BonusAccount:
         """
         if payment.cancelled > 0:
             raise InvalidOperation("this payment's accrual is already cancelled")
-        amount = max(ZERO, payment.outstanding)
+        amount = self._outstanding(payment)
         accrual = payment.accrual
         movement = None
         if amount > 0:
@@ -415,8 +422,18 @@ class BonusAccount:
 
     # ------------------------------------------------------------------ internals
 
-    @staticmethod
-    def _reversal_amount(payment: PaymentHistory | None, returned_base: Decimal,
+    def _outstanding(self, payment: PaymentHistory) -> Decimal:
+        """What may still be taken back of a payment's accrual, counting the expiries of its
+        lot recorded since the history was read (an operation records due expiries first)."""
+        lot_id = payment.accrual.lot_id
+        expired_since = sum(
+            (m.amount for m in self.movements
+             if lot_id is not None and m.kind is MovementKind.EXPIRED and m.lot_id == lot_id),
+            ZERO,
+        )
+        return max(ZERO, payment.outstanding - expired_since)
+
+    def _reversal_amount(self, payment: PaymentHistory | None, returned_base: Decimal,
                          minor: int) -> Decimal:
         zero = round_money(ZERO, minor)
         if payment is None or payment.accrual.accrued <= 0 or payment.accrual.base <= 0:
@@ -426,7 +443,8 @@ class BonusAccount:
         # returns reverses exactly the accrual, never a cent more or less
         returned = min(accrual.base, payment.reversed_base + returned_base)
         target = round_money(accrual.accrued * returned / accrual.base, minor)
-        return round_money(max(ZERO, min(target - payment.reversed, payment.outstanding)), minor)
+        left = self._outstanding(payment)
+        return round_money(max(ZERO, min(target - payment.reversed, left)), minor)
 
     def _add_lot(self, amount: Decimal, *, at: datetime, store_id: UUID | None,
                  payment_id: UUID | None = None, sale_id: UUID | None = None) -> Lot:
