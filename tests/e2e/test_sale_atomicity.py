@@ -8,10 +8,16 @@ back as `refused` with its code, and a retry with the same key gets the same 422
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+import httpx
+
+from devstack.stack import Stack
 
 REPORTS = (
     "/v1/reports/bonus-statistics",
@@ -183,3 +189,64 @@ def test_credit_refusing_the_on_account_part_leaves_no_bonus_spent_and_no_accrua
         "advance": "0.00",
         "bonus_balance": "0.00",
     }
+
+
+def test_a_sale_waiting_for_loyalty_shows_nowhere_and_a_second_spend_waits_for_it(
+    new_chain: Callable[..., Any], idem: Any, eventually: Any, stack: Stack, gateway: str
+) -> None:
+    """Loyalty is paused (SIGSTOP on the process this session started) while two terminals
+    spend the same last bonus: both get `202`, nothing of the pending sale (not its debt, not
+    its spend) is visible, and once loyalty resumes one completes and the other is refused."""
+    chain = new_chain()
+    customer = _funded_customer(chain, idem, eventually, bonus="10.00")
+    till_two_key = chain.admin.post(
+        f"/v1/stores/{chain.store_id}/terminals", json={"name": "Till 2"}
+    ).json()["api_key"]
+    first_body = _body(
+        "60.00", [("bonus", "10.00"), ("on_account", "50.00")], card_number=customer["card_number"]
+    )
+    second_body = _body("10.00", [("bonus", "10.00")], card_number=customer["card_number"])
+    first_key, second_key = idem(), idem()
+    before = _everything(chain, customer)
+    loyalty_pid = stack.services.processes["loyalty"].pid
+
+    with httpx.Client(
+        base_url=gateway, headers={"Authorization": f"Bearer {till_two_key}"}, timeout=15.0
+    ) as till_two:
+        os.kill(loyalty_pid, signal.SIGSTOP)
+        try:
+            first = chain.terminal.post("/v1/sales", headers=first_key, json=first_body)
+            second = till_two.post("/v1/sales", headers=second_key, json=second_body)
+            assert (first.status_code, second.status_code) == (202, 202), (first.text, second.text)
+            assert first.json()["status"] == "pending"
+            status = chain.terminal.get(first.json()["status_url"])
+            assert status.json() == {"sale_id": first.json()["sale_id"], "status": "pending"}
+            retried = chain.terminal.post("/v1/sales", headers=first_key, json=first_body)
+            assert retried.status_code == 202
+            assert _everything(chain, customer) == before  # a pending sale is in no read
+        finally:
+            os.kill(loyalty_pid, signal.SIGCONT)
+
+        def final(client: httpx.Client, key: dict[str, str], body: dict[str, Any]) -> Any:
+            answer = client.post("/v1/sales", headers=key, json=body)
+            return answer if answer.status_code != 202 else None
+
+        won = eventually(lambda: final(chain.terminal, first_key, first_body), timeout=30.0)
+        lost = eventually(lambda: final(till_two, second_key, second_body), timeout=30.0)
+        lost_status = till_two.get(f"/v1/sales/{second.json()['sale_id']}").json()
+
+    assert won.status_code == 201, won.text
+    assert won.json()["customer"] == {"debt": "50.00", "advance": "0.00", "bonus_balance": "0.00"}
+    assert lost.status_code == 422, lost.text
+    assert lost.json()["code"] == "insufficient_bonus"
+    assert (lost_status["status"], lost_status["code"]) == ("refused", "insufficient_bonus")
+    eventually(
+        lambda: (
+            (
+                (c := chain.admin.get(f"/v1/customers/{customer['customer_id']}").json())["debt"],
+                c["bonus_balance"],
+            )
+            == ("50.00", "0.00")
+        ),
+        timeout=5.0,
+    )
