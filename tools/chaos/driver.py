@@ -1,0 +1,362 @@
+"""The POS side of the chaos run: a seeded mix of realistic till and back-office operations,
+sent through the gateway the way a real POS sends them, and the model of what was accepted.
+
+A real POS that gets no final answer (timeout, connection refused, 5xx, 429, 202) sends the
+SAME request again with the SAME `Idempotency-Key` until it gets one; so does this driver.
+Each customer's operations are sent one after the other (a cashier serves one customer at a
+time), many customers in parallel: so the customer snapshot of the last final answer is what
+the system must show once it has drained, and every operation has a final answer before the
+next one of that customer starts.
+
+The model is the set of accepted operations (the `201`/`200` answers) with the ids they
+carry (sale, payment, refund, return ids) and the refused ones (`422`); the invariants
+(`invariants.py`) compare it with the customer statements, balances and reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+MONEY = Decimal("0.01")
+#: Answers after which a POS sends the same request again (same key, same body).
+RETRY_STATUSES = frozenset({202, 429, 500, 502, 503, 504})
+
+
+def money(value: Decimal) -> str:
+    return str(value.quantize(MONEY))
+
+
+@dataclass
+class ChainKeys:
+    """One chain set up through the public API: admin key, terminals per store."""
+
+    chain_id: str
+    mode: str
+    admin_key: str
+    terminals: list[tuple[str, str]]  # (store_id, terminal api key)
+
+
+@dataclass
+class Operation:
+    """One request as the POS sent it, and its final answer (None: never got one)."""
+
+    kind: str
+    method: str
+    path: str
+    body: dict[str, Any]
+    key: str
+    admin: bool = False
+    status: int | None = None
+    answer: dict[str, Any] | None = None
+    attempts: int = 0
+    sent_at: float = 0.0
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in (200, 201)
+
+    @property
+    def refused(self) -> bool:
+        return self.status is not None and 400 <= self.status < 500
+
+
+@dataclass
+class CustomerModel:
+    """What the driver knows about one customer: its operations in order, and what the last
+    accepted answer said (debt, advance, bonus balance after it)."""
+
+    chain: ChainKeys
+    customer_id: str
+    card: str
+    vip: bool
+    ops: list[Operation] = field(default_factory=list)
+    debt: Decimal = Decimal(0)
+    advance: Decimal = Decimal(0)
+    bonus: Decimal = Decimal(0)
+    #: completed sales: sale_id -> [(line_no, quantity sold, quantity returned)]
+    sales: dict[str, list[list[int]]] = field(default_factory=dict)
+    #: real-money payments with an accrual (bonus-type cancellation candidates)
+    accruing_payments: list[str] = field(default_factory=list)
+
+    def apply(self, op: Operation) -> None:
+        """Update the driver's view from a final accepted answer."""
+        answer = op.answer or {}
+        snapshot = answer.get("customer")
+        if isinstance(snapshot, dict):
+            self.debt = Decimal(snapshot["debt"])
+            self.advance = Decimal(snapshot["advance"])
+            self.bonus = Decimal(snapshot["bonus_balance"])
+        if op.kind == "sale":
+            lines = op.body["lines"]
+            self.sales[answer["sale_id"]] = [[i + 1, int(Decimal(line["quantity"])), 0]
+                                             for i, line in enumerate(lines)]
+            for payment in answer.get("payments", []):
+                if Decimal(payment.get("bonus_accrued", "0")) > 0:
+                    self.accruing_payments.append(payment["payment_id"])
+        elif op.kind in ("take_money", "pay_debt", "advance"):
+            if Decimal(answer.get("bonus_accrued", "0")) > 0:
+                self.accruing_payments.append(answer["payment_id"])
+        elif op.kind == "return":
+            sale_id = op.path.split("/")[3]
+            for returned in op.body["lines"]:
+                for line in self.sales.get(sale_id, []):
+                    if line[0] == returned["line_no"]:
+                        line[2] += int(Decimal(returned["quantity"]))
+        elif op.kind == "bonus_cancel":
+            payment_id = op.path.split("/")[3]
+            if payment_id in self.accruing_payments:
+                self.accruing_payments.remove(payment_id)
+
+
+@dataclass
+class DriverStats:
+    sent: int = 0
+    attempts: int = 0
+    accepted: int = 0
+    refused: int = 0
+    unanswered: int = 0
+    conflicts: int = 0
+    unexpected: list[str] = field(default_factory=list)
+
+
+ITEMS = [
+    ("Dress", "4820000000017"),
+    ("Shoes", "4820000000024"),
+    ("Romper", "4820000000031"),
+    ("Socks", "4820000000048"),
+    ("Jacket", "4820000000055"),
+]
+
+
+class Driver:
+    """Sends `ops_per_customer` seeded operations for each customer, one customer's at a time,
+    all customers concurrently, retrying each request until it has a final answer or the
+    `deadline` (monotonic) passes."""
+
+    def __init__(self, gateway_url: str, customers: list[CustomerModel], *, seed: int,
+                 ops_per_customer: int, deadline: float, request_timeout: float = 10.0) -> None:
+        self.gateway_url = gateway_url
+        self.customers = customers
+        self.seed = seed
+        self.ops_per_customer = ops_per_customer
+        self.deadline = deadline
+        self.request_timeout = request_timeout
+        self.stats = DriverStats()
+        self.done = asyncio.Event()
+
+    async def run(self) -> DriverStats:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        async with httpx.AsyncClient(base_url=self.gateway_url, limits=limits,
+                                     timeout=self.request_timeout) as http:
+            await asyncio.gather(*(self._customer(http, index, customer)
+                                   for index, customer in enumerate(self.customers)))
+        self.done.set()
+        return self.stats
+
+    async def _customer(self, http: httpx.AsyncClient, index: int,
+                        customer: CustomerModel) -> None:
+        rng = random.Random(f"{self.seed}:{index}")
+        terminal = rng.choice(customer.chain.terminals)[1]
+        for _ in range(self.ops_per_customer):
+            if time.monotonic() > self.deadline:
+                return
+            if rng.random() < 0.1:  # customers shop in several stores
+                terminal = rng.choice(customer.chain.terminals)[1]
+            op = next_operation(rng, customer)
+            customer.ops.append(op)
+            await self.send(http, op, customer.chain.admin_key if op.admin else terminal)
+            if op.accepted:
+                customer.apply(op)
+
+    async def send(self, http: httpx.AsyncClient, op: Operation, key: str) -> None:
+        """Send until a final answer (201/200/4xx) or the deadline: same key, same body."""
+        self.stats.sent += 1
+        op.sent_at = time.monotonic()
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": op.key}
+        pause = 0.1
+        while True:
+            op.attempts += 1
+            self.stats.attempts += 1
+            retry_after = 0.0
+            try:
+                response = await http.request(op.method, op.path, json=op.body, headers=headers)
+            except (httpx.TransportError, httpx.TimeoutException):
+                response = None
+            if response is not None and response.status_code not in RETRY_STATUSES:
+                op.status = response.status_code
+                try:
+                    op.answer = response.json()
+                except ValueError:
+                    op.answer = {"raw": response.text[:200]}
+                break
+            if response is not None and response.status_code == 429:
+                retry_after = float(response.headers.get("Retry-After", "1"))
+            if time.monotonic() > self.deadline:
+                self.stats.unanswered += 1
+                return
+            await asyncio.sleep(max(pause, retry_after))
+            pause = min(pause * 2, 2.0)
+        if op.accepted:
+            self.stats.accepted += 1
+        elif op.status == 409 and (op.answer or {}).get("code") == "idempotency_conflict":
+            # the same key with the same body can never conflict: a retry bug
+            self.stats.conflicts += 1
+            self.stats.unexpected.append(f"{op.kind} {op.key}: 409 {op.answer}")
+        elif op.status == 422:
+            self.stats.refused += 1
+        else:
+            self.stats.unexpected.append(f"{op.kind} {op.path}: {op.status} {op.answer}")
+
+
+# -- the operation mix ---------------------------------------------------------------------
+
+
+def _amount(rng: random.Random, low: int, high: int) -> Decimal:
+    return Decimal(rng.randint(low * 100, high * 100)) / 100
+
+
+def _sale(rng: random.Random, c: CustomerModel) -> Operation:
+    lines = []
+    total = Decimal(0)
+    for _ in range(rng.randint(1, 3)):
+        name, barcode = rng.choice(ITEMS)
+        quantity = rng.randint(1, 3)
+        price = _amount(rng, 2, 60)
+        discount = rng.choice([Decimal(0), Decimal(0), Decimal("1.00")])
+        lines.append({"sku": name.upper(), "barcode": barcode, "name": name,
+                      "quantity": str(quantity), "unit_price": money(price),
+                      "discount": money(discount)})
+        total += price * quantity - discount
+    payments: list[dict[str, str]] = []
+    rest = total
+    body: dict[str, Any] = {"sale_id": str(uuid.uuid4()), "lines": lines}
+    mix = rng.random()
+    if c.bonus > 0 and mix < 0.25:  # bonus first, the rest in real money (or too much bonus)
+        spend = min(rest, c.bonus) if rng.random() < 0.9 else c.bonus + Decimal("5.00")
+        spend = min(spend, rest)
+        payments.append({"method": "bonus", "amount": money(spend)})
+        rest -= spend
+    if c.advance > 0 and rest > 0 and rng.random() < 0.3:
+        use = min(rest, c.advance) if rng.random() < 0.9 else min(rest, c.advance + 3)
+        payments.append({"method": "advance", "amount": money(use)})
+        rest -= use
+    if rest > 0 and rng.random() < 0.45:  # on account (refused for non-VIP / over limit)
+        part = rest if rng.random() < 0.5 else (rest / 2).quantize(MONEY)
+        payments.append({"method": "on_account", "amount": money(part)})
+        rest -= part
+    if rest > 0:
+        if rng.random() < 0.5:
+            change = Decimal(rng.choice([0, 0, 5, 10]))
+            payments.append({"method": "cash", "amount": money(rest + change)})
+            if change and rng.random() < 0.6:
+                body["change_to_advance"] = money(change if rng.random() < 0.9 else change + 1)
+        else:
+            payments.append({"method": "card", "amount": money(rest)})
+    if rng.random() < 0.03:  # a cashier's typo: payments do not add up
+        payments.append({"method": "cash", "amount": "0.01"})
+    body["payments"] = payments
+    needs_card = any(p["method"] in ("bonus", "on_account") for p in payments)
+    if needs_card or rng.random() < 0.7:
+        body["card_number"] = c.card
+    else:
+        body["customer_id"] = c.customer_id
+    if rng.random() < 0.06:  # sent late by an offline till: already past its due date
+        body["occurred_at"] = (datetime.now(UTC) - timedelta(days=rng.randint(35, 60))).isoformat()
+    return Operation("sale", "POST", "/v1/sales", body, str(uuid.uuid4()))
+
+
+def next_operation(rng: random.Random, c: CustomerModel) -> Operation:
+    """The next operation of this customer, from what the driver knows of it."""
+    key = str(uuid.uuid4())
+    base = f"/v1/customers/{c.customer_id}"
+    roll = rng.random()
+    if roll < 0.45:
+        return _sale(rng, c)
+    if roll < 0.55:
+        amount = _amount(rng, 1, 80) if c.debt <= 0 else min(c.debt, _amount(rng, 1, 80))
+        return Operation("take_money", "POST", f"{base}/payments",
+                         {"kind": "take_money", "amount": money(amount),
+                          "method": rng.choice(["cash", "card"]), "card_number": c.card}, key)
+    if roll < 0.62:  # also when there is no debt: 422 no_debt
+        return Operation("pay_debt", "POST", f"{base}/payments",
+                         {"kind": "pay_debt", "method": rng.choice(["cash", "card"]),
+                          "card_number": c.card}, key)
+    if roll < 0.72:
+        return Operation("advance", "POST", f"{base}/advances",
+                         {"amount": money(_amount(rng, 5, 100)),
+                          "method": rng.choice(["cash", "card"]), "card_number": c.card}, key)
+    if roll < 0.78:  # up to the advance, sometimes more: 422 insufficient_advance
+        amount = c.advance / 2 if c.advance > 1 and rng.random() < 0.8 else c.advance + 5
+        amount = max(amount.quantize(MONEY), Decimal("0.01"))
+        return Operation("refund", "POST", f"{base}/refunds",
+                         {"amount": money(amount), "method": rng.choice(["cash", "card"]),
+                          "card_number": c.card}, key)
+    if roll < 0.90 and c.sales:
+        sale_id = rng.choice(sorted(c.sales))
+        line_no, sold, returned = rng.choice(c.sales[sale_id])
+        left = sold - returned
+        quantity = rng.randint(1, left) if left > 0 and rng.random() < 0.85 else left + 1
+        return Operation("return", "POST", f"/v1/sales/{sale_id}/returns",
+                         {"lines": [{"line_no": line_no, "quantity": str(quantity)}],
+                          "refund": rng.choice(["cash", "card", "advance"])}, key)
+    if c.accruing_payments:
+        payment_id = rng.choice(c.accruing_payments)
+        return Operation("bonus_cancel", "POST", f"/v1/payments/{payment_id}/bonus-type",
+                         {"bonus_type": "none"}, key, admin=True)
+    return _sale(rng, c)
+
+
+# -- set-up through the public API ---------------------------------------------------------
+
+
+async def setup_chains(gateway_url: str, operator_token: str, *, label: str, customers: int,
+                       rng: random.Random) -> list[CustomerModel]:
+    """Three chains (balance, per_sale, per_item), each with two stores of two terminals and
+    `customers` customers: VIP with cards, some with a credit limit, one in five not VIP."""
+    models: list[CustomerModel] = []
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30.0) as http:
+        for mode, discount in (("balance", "keep"), ("per_sale", "offer"), ("per_item", "keep")):
+            op = {"Authorization": f"Bearer {operator_token}"}
+            created = await _ok(http.post("/v1/chains", headers=op, json={
+                "name": f"Chaos {label} {mode}", "currency": "EUR",
+                "timezone": "Europe/Bucharest"}))
+            admin = {"Authorization": f"Bearer {created['admin_api_key']}"}
+            await _ok(http.put("/v1/settings", headers=admin, json={
+                "credit_mode": mode, "overdue_discount": discount}))
+            terminals = []
+            for s in range(2):
+                store = await _ok(http.post("/v1/stores", headers=admin,
+                                            json={"code": f"S{s}", "name": f"Store {s}"}))
+                for t in range(2):
+                    term = await _ok(http.post(f"/v1/stores/{store['store_id']}/terminals",
+                                               headers=admin, json={"name": f"Till {t}"}))
+                    terminals.append((store["store_id"], term["api_key"]))
+            chain = ChainKeys(created["chain_id"], mode, created["admin_api_key"], terminals)
+            for n in range(customers):
+                vip = n % 5 != 4
+                card = f"VIP-{label}-{mode[:3]}-{n}-{rng.randint(0, 10**6)}"
+                body: dict[str, Any] = {"name": f"Customer {n}", "phone": f"+4070000{n:04d}",
+                                        "vip": vip, "card_number": card,
+                                        "bonus_accrual": n % 7 != 6}
+                if n % 3 == 0:
+                    body["credit_limit"] = "150.00"
+                made = await _ok(http.post("/v1/customers", headers=admin, json=body))
+                models.append(CustomerModel(chain, made["customer_id"], card, vip))
+    return models
+
+
+async def _ok(request: Any) -> dict[str, Any]:
+    response: httpx.Response = await request
+    if response.status_code not in (200, 201):
+        raise RuntimeError(f"set-up failed: {response.status_code} {response.text[:300]}")
+    data: dict[str, Any] = response.json()
+    return data
