@@ -1,4 +1,5 @@
-"""Two terminals paying the same customer's debt at the same moment never over-allocate.
+"""Two terminals paying the same customer's debt at the same moment never over-allocate; two
+racing for the same credit limit, advance or returned goods: exactly one gets through.
 
 Two tills (in two stores of the chain, each with its own terminal key) send their requests
 from two threads released by one barrier, several rounds in a row, so that the gateway, Kafka
@@ -203,3 +204,87 @@ def test_two_terminals_naming_the_same_sale_at_once_never_pay_it_beyond_what_it_
     assert per_sale == {newer: Decimal("100.00"), older: Decimal("40.00")}
     eventually(lambda: customer_state(chain, cid)["debt"] == "60.00", timeout=2.0)
     assert {k: v["amount_owed"] for k, v in open_sales(chain, card).items()} == {older: "60.00"}
+
+
+def test_two_terminals_racing_for_the_same_limit_advance_or_goods_let_exactly_one_through(
+    new_chain: Callable[..., Any], idem: Any, eventually: Any, gateway: str
+) -> None:
+    chain = new_chain(credit_mode="per_item")
+    other = second_terminal(chain, gateway)
+    customer = chain.customer(credit_limit="100.00")
+    cid, card = customer["customer_id"], customer["card_number"]
+
+    def both(path: str, body: dict[str, Any]) -> list[httpx.Response]:
+        def call(till: httpx.Client) -> Callable[[], httpx.Response]:
+            return lambda: till.post(path, headers=idem(), json=body)
+
+        return at_once([call(chain.terminal), call(other)])
+
+    def one_wins(answers: list[httpx.Response], code: str) -> dict[str, Any]:
+        assert sorted(a.status_code for a in answers) == [201, 422], [a.text for a in answers]
+        [lost] = [a.json() for a in answers if a.status_code == 422]
+        assert lost["code"] == code
+        return next(dict(a.json()) for a in answers if a.status_code == 201)
+
+    with other:
+        # 60.00 + 60.00 on account against a limit of 100.00.
+        sale = {
+            "card_number": card,
+            "lines": [
+                {
+                    "sku": "C",
+                    "barcode": "1",
+                    "name": "Coat",
+                    "quantity": "1",
+                    "unit_price": "60.00",
+                    "discount": "0.00",
+                }
+            ],
+            "payments": [{"method": "on_account", "amount": "60.00"}],
+        }
+        won = one_wins(both("/v1/sales", sale), "credit_limit_exceeded")
+        assert won["customer"]["debt"] == "60.00"
+        # An advance of 100.00 pays the 60.00; two refunds of 30.00 against the 40.00 left.
+        deposited = chain.terminal.post(
+            f"/v1/customers/{cid}/advances",
+            headers=idem(),
+            json={"amount": "100.00", "method": "cash", "card_number": card},
+        )
+        assert deposited.status_code == 201, deposited.text
+        assert deposited.json()["customer"]["advance"] == "40.00"
+        refund = {"amount": "30.00", "method": "cash", "card_number": card}
+        won = one_wins(both(f"/v1/customers/{cid}/refunds", refund), "insufficient_advance")
+        assert won["customer"]["advance"] == "10.00"
+        # Two returns of both pairs of socks sold.
+        socks = chain.terminal.post(
+            "/v1/sales",
+            headers=idem(),
+            json={
+                "card_number": card,
+                "lines": [
+                    {
+                        "sku": "S",
+                        "barcode": "2",
+                        "name": "Socks",
+                        "quantity": "2",
+                        "unit_price": "10.00",
+                        "discount": "0.00",
+                    }
+                ],
+                "payments": [{"method": "cash", "amount": "20.00"}],
+            },
+        )
+        assert socks.status_code == 201, socks.text
+        sale_id = socks.json()["sale_id"]
+        returned = {"lines": [{"line_no": 1, "quantity": "2"}], "refund": "cash"}
+        won = one_wins(both(f"/v1/sales/{sale_id}/returns", returned), "return_exceeds_sold")
+        assert won["refunded"] == "20.00"
+
+    assert chain.terminal.get(f"/v1/sales/{sale_id}").json()["lines"][0]["returned_quantity"] == "2"
+    eventually(
+        lambda: (
+            (customer_state(chain, cid)["debt"], customer_state(chain, cid)["advance"])
+            == ("0.00", "10.00")
+        ),
+        timeout=2.0,
+    )

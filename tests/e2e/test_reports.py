@@ -288,3 +288,52 @@ def test_unpaid_goods_aging_and_payment_balance_show_the_per_item_example(
     assert [(r["customer_id"], r["closing"]) for r in pb_csv] == [
         (r["customer_id"], r["closing"]) for r in report["rows"]
     ]
+
+
+def local_noon(days_back: int) -> datetime:
+    """Noon in the chain's time zone `days_back` local days ago (clear of midnight and DST)."""
+    day = datetime.now(CHAIN_ZONE).date() - timedelta(days=days_back)
+    return datetime(day.year, day.month, day.day, 12, tzinfo=CHAIN_ZONE)
+
+
+def test_aging_puts_each_debt_in_its_bucket_at_the_boundaries(
+    new_chain: Callable[..., Any], idem: Any, eventually: Any
+) -> None:
+    chain = new_chain(credit_mode="per_sale")
+    # Due the day of the sale (delay 0): days past due = local days since the sale.
+    customer = chain.customer(max_payment_delay_days=0)
+    expected = {bucket: Decimal("0.00") for bucket in AGING_BUCKETS}
+    cents = 1
+    for days_back, bucket in (
+        (0, "current"),
+        (1, "d1_30"),
+        (30, "d1_30"),
+        (31, "d31_60"),
+        (60, "d31_60"),
+        (61, "d61_90"),
+        (89, "d61_90"),
+    ):
+        amount = Decimal(cents) / 100 + 10  # each amount distinct, so a misplaced one shows
+        cents *= 2
+        expected[bucket] += amount
+        sold = chain.terminal.post(
+            "/v1/sales",
+            headers=idem(),
+            json={
+                "card_number": customer["card_number"],
+                "occurred_at": local_noon(days_back).isoformat(),
+                "lines": [line("Coat", "4820000000031", f"{amount:.2f}")],
+                "payments": [{"method": "on_account", "amount": f"{amount:.2f}"}],
+            },
+        )
+        assert sold.status_code == 201, sold.text
+    total = sum(expected.values(), Decimal("0"))
+
+    def aged() -> Any:
+        rows = chain.admin.get("/v1/reports/aging").json()["rows"]
+        return rows if rows and Decimal(rows[0]["total"]) == total else None
+
+    [row] = eventually(aged, timeout=5.0)
+    assert {b: Decimal(row[b]) for b in AGING_BUCKETS} == expected
+    unpaid = chain.admin.get("/v1/reports/unpaid-goods").json()["rows"]
+    assert sorted(r["days_overdue"] for r in unpaid) == [0, 1, 30, 31, 60, 61, 89]
