@@ -32,7 +32,8 @@ class Settings(ServiceSettings):
     internal_timeout_seconds: float = 3.0
     #: How long a till request waits for its outcome before answering 202.
     sale_wait_seconds: float = 2.0
-    #: How often a waiting request re-reads its row (outcomes consumed by another instance).
+    #: How soon a waiting request first re-reads its row (outcomes consumed by another
+    #: instance); the interval then doubles, up to 5 times this value.
     outcome_poll_interval_seconds: float = 0.1
     #: Idempotency keys are kept at least this long (the API promises 24 hours).
     idempotency_keep_hours: float = 48.0

@@ -53,3 +53,22 @@ async def test_no_outcome_within_the_wait_gives_none() -> None:
     assert await waiter.wait_for(KEY, check, wait_seconds=0.1, poll_interval=0.02) is None
     assert time.monotonic() - started < 0.5
     assert not waiter._events  # nothing left registered
+
+
+async def test_the_fallback_poll_backs_off_so_a_long_wait_reads_the_row_a_few_times_only() -> None:
+    waiter = OutcomeWaiter()
+    calls = 0
+
+    async def check() -> str | None:
+        nonlocal calls
+        calls += 1
+        return None
+
+    # 1 s at a 0.01 s interval was 100 reads; doubling up to 0.16 s makes about a dozen
+    assert (
+        await waiter.wait_for(
+            KEY, check, wait_seconds=1.0, poll_interval=0.01, max_poll_interval=0.16
+        )
+        is None
+    )
+    assert 5 <= calls <= 15

@@ -39,10 +39,18 @@ class OutcomeWaiter:
         *,
         wait_seconds: float,
         poll_interval: float,
+        max_poll_interval: float | None = None,
     ) -> T | None:
-        """`check()` until it returns something or `wait_seconds` pass (then None)."""
+        """`check()` until it returns something or `wait_seconds` pass (then None).
+
+        The in-process wake-up is the fast path; the poll only finds outcomes another instance
+        consumed, so its interval doubles from `poll_interval` up to `max_poll_interval`
+        (default 5 x `poll_interval`): under load, when every request waits longer, fixed polls
+        multiplied the database reads exactly when the database had least to spare."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
+        ceiling = max_poll_interval if max_poll_interval is not None else 5 * poll_interval
+        interval = poll_interval
         event = asyncio.Event()
         self._events.setdefault(key, set()).add(event)
         try:
@@ -54,7 +62,8 @@ class OutcomeWaiter:
                 if remaining <= 0:
                     return None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(poll_interval, remaining))
+                    await asyncio.wait_for(event.wait(), min(interval, remaining))
+                interval = min(ceiling, interval * 2)
                 event.clear()
         finally:
             waiting = self._events.get(key)
