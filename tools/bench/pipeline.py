@@ -304,6 +304,15 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
             step["pg_commits_per_second"] = round((commits1 - commits0) / wall, 1)
             step["pg_commits_per_sale"] = round((commits1 - commits0) / sales, 1)
             step["kafka_messages_per_second"] = round((published1 - published0) / wall, 1)
+            stack_cpu = sum(
+                v["cpu_percent"] for k, v in step["processes"].items()
+                if k != LOADGEN and not k.startswith("(")
+            )
+            answered = step["ok"] + step["refused"]
+            # CPU the stack spent per answered request: the figure that survives a noisy machine
+            step["stack_cpu_ms_per_request"] = (
+                round(stack_cpu / 100 * wall * 1000 / answered, 1) if answered else None
+            )
             step["kept_up"] = kept_up(step)
             result["steps"].append(step)
             print(

@@ -57,8 +57,8 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
     out += [
         "| offered req/s | achieved req/s | sales/s | p50 ms | p95 ms | p99 ms | p99.9 ms | "
         "read-model lag p50 / p99 ms | errors | 202s | consumer lag max | PG commits/sale | "
-        "Kafka msgs/s | sales/s per pgbench TPS | kept up |",
-        "|" + "---|" * 15,
+        "Kafka msgs/s | stack CPU ms/request | sales/s per pgbench TPS | kept up |",
+        "|" + "---|" * 16,
     ]
     for s in run["steps"]:
         lat = s["latency_ms"]
@@ -71,7 +71,8 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
             f"| {_f(lat['p50'])} | {_f(lat['p95'])} | {_f(lat['p99'])} | {_f(lat['p99.9'])} "
             f"| {_f(lag['p50'])} / {_f(lag['p99'])} | {s['errors']} | {s['accepted_202']} "
             f"| {_f(s['consumer_lag_max_total'])} | {_f(s['pg_commits_per_sale'])} "
-            f"| {_f(s['kafka_messages_per_second'])} | {ratio} | "
+            f"| {_f(s['kafka_messages_per_second'])} "
+            f"| {_f(s.get('stack_cpu_ms_per_request'))} | {ratio} | "
             f"{'yes' if s['kept_up'] else '**no**'} |"
         )
     out.append("")

@@ -35,7 +35,7 @@ START = "2025-12-01 08:00:00+00"
 
 
 def _load_sql(customers: int, sales: int) -> list[tuple[str, str]]:
-    cust = f"md5('c' || ((g * 7919) % {customers}))::uuid"
+    cust = f"md5('c' || ((g::bigint * 7919) % {customers}))::uuid"
     store = f"md5('st' || (g % {STORES}))::uuid"
     at = f"timestamptz '{START}' + (g::float8 / {sales} * {DAYS}) * interval '1 day'"
     total = "((g % 9000) + 100) / 100.0"
@@ -109,7 +109,7 @@ def _load_sql(customers: int, sales: int) -> list[tuple[str, str]]:
             f"""
             INSERT INTO rm_movements (message_id, seq, chain_id, customer_id, store_id, at, kind,
                                       payment_id, description, payments, debt_change)
-            SELECT md5('p' || g)::uuid, 0, '{CHAIN}', {cust.replace('g *', '(g * 10) *')},
+            SELECT md5('p' || g)::uuid, 0, '{CHAIN}', {cust.replace('g::bigint *', 'g::bigint * 10 *')},
                    {store}, {at.replace('g::', '(g * 7)::')}, 'payment', md5('p' || g)::uuid,
                    'Payment (pay_debt, cash)', 20, -20
             FROM generate_series(1, {payments}) g;
