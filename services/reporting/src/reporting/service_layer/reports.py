@@ -370,9 +370,18 @@ async def aging(
 
 # --------------------------------------------------------------------------- statement
 
+# Movements of one moment: the credit side first, then the bonus movements in the order the
+# bonus ledger applies them (due expiries, spend, accrual, restore, reverse), so that the
+# running bonus balance of a mixed payment never shows an amount the customer did not have
+# and the statement reads the same every time (message ids are random).
 _KIND_ORDER = sa.case(
     (t.movements.c.kind == "sale", 0),
-    (t.movements.c.kind.like("bonus_%"), 2),
+    (t.movements.c.kind == "bonus_expired", 2),
+    (t.movements.c.kind == "bonus_spent", 3),
+    (t.movements.c.kind == "bonus_accrued", 4),
+    (t.movements.c.kind == "bonus_restored", 5),
+    (t.movements.c.kind == "bonus_reversed", 6),
+    (t.movements.c.kind.like("bonus_%"), 7),
     else_=1,
 )
 
