@@ -31,6 +31,9 @@ FAST_JOBS = {
     "LOYALTY_EXPIRY_SCAN_INTERVAL_SECONDS": "1",
     "NOTIFIER_REMINDER_SCAN_INTERVAL_SECONDS": "1",
     "KAFKA_TOPIC_PARTITIONS": "3",
+    # consumer lag and the business gauges (tests/e2e/test_observability.py)
+    **{f"{p}_METRICS_INTERVAL_SECONDS": "1" for p in ("GATEWAY", "CREDIT", "LOYALTY",
+                                                      "REPORTING", "NOTIFIER")},
 }
 
 

@@ -122,6 +122,7 @@ class Consumer:
 
     def attach(self, broker: KafkaBroker, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
+        self._initialise_series()
 
         subscriber = broker.subscriber(
             *self.topics,
@@ -147,6 +148,22 @@ class Consumer:
             )
             await self.process_records(records)
             self._update_lag(kafka_consumer, records)
+
+    def _initialise_series(self) -> None:
+        """Every counter of this consumer exists from the start, at 0: `rate()` and
+        `increase()` then also see the first failure or dead letter, and every name the
+        dashboards use is exported before anything went wrong."""
+        for topic in self.topics:
+            for counter in (
+                metrics.MESSAGES_CONSUMED,
+                metrics.MESSAGES_PROCESSED,
+                metrics.MESSAGES_DUPLICATE,
+                metrics.MESSAGES_FAILED,
+                metrics.MESSAGES_DEAD_LETTERED,
+                metrics.MESSAGES_REDRIVEN,
+            ):
+                counter.labels(self.name, topic)
+        metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
 
     async def process_records(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """Process one batch in one transaction (the unit the tests drive directly)."""

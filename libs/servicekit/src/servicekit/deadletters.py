@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import decode, parse_payload
@@ -77,8 +78,7 @@ async def read_letters(bootstrap_servers: str) -> list[Letter]:
     await consumer.start()
     letters: list[Letter] = []
     try:
-        await consumer.topics()  # fetches the cluster's metadata
-        partitions = consumer.partitions_for_topic(DEAD_LETTERS) or set()
+        partitions = await _partitions(bootstrap_servers)
         tps = [TopicPartition(DEAD_LETTERS, p) for p in sorted(partitions)]
         if not tps:
             return []
@@ -102,6 +102,21 @@ async def read_letters(bootstrap_servers: str) -> list[Letter]:
     finally:
         await consumer.stop()
     return letters
+
+
+async def _partitions(bootstrap_servers: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="deadletters")
+    await admin.start()
+    try:
+        described = await admin.describe_topics([DEAD_LETTERS])
+    finally:
+        await admin.close()
+    return [
+        int(p["partition"])
+        for topic in described
+        if topic.get("topic") == DEAD_LETTERS and not topic.get("error_code")
+        for p in topic.get("partitions", [])
+    ]
 
 
 def _parse(value: bytes | None) -> DeadLetter | None:
