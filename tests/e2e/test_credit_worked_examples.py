@@ -280,3 +280,63 @@ def test_the_per_item_example_pays_the_dress_and_part_of_the_shoes_and_reports_t
     )
     done = eventually(lambda: tasks(chain, "done", cid), timeout=5.0)
     assert done[0]["closed_reason"] == "paid"
+
+
+def test_goods_returned_after_their_discount_was_revoked_are_credited_at_the_full_price(
+    new_chain: Callable[..., Any], idem: Any, eventually: Any
+) -> None:
+    chain = new_chain(
+        credit_mode="per_item", max_payment_delay_days=DELAY_DAYS, overdue_discount="offer"
+    )
+    customer = chain.customer()
+    cid, card = customer["customer_id"], customer["card_number"]
+    # A pair of shoes 2 x 25.00 less 10.00 = 40.00, 15.00 paid in cash, the rest on account.
+    sold = chain.terminal.post(
+        "/v1/sales",
+        headers=idem(),
+        json={
+            "card_number": card,
+            "occurred_at": days_ago(34).isoformat(),
+            "lines": [{**line("Shoes", "4820000000024", "25.00", "10.00"), "quantity": "2"}],
+            "payments": [
+                {"method": "cash", "amount": "15.00"},
+                {"method": "on_account", "amount": "25.00"},
+            ],
+        },
+    )
+    assert sold.status_code == 201, sold.text
+    sale_id = sold.json()["sale_id"]
+    eventually(lambda: open_sales(chain, card)[sale_id]["overdue"], timeout=5.0)
+    revoked = chain.admin.post(f"/v1/sales/{sale_id}/revoke-discount", headers=idem())
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["customer"]["debt"] == "35.00"  # the pair now costs 50.00
+
+    def give_back_one_shoe() -> dict[str, Any]:
+        returned = chain.terminal.post(
+            f"/v1/sales/{sale_id}/returns",
+            headers=idem(),
+            json={"lines": [{"line_no": 1, "quantity": "1"}], "refund": "cash"},
+        )
+        assert returned.status_code == 201, returned.text
+        return dict(returned.json())
+
+    first = give_back_one_shoe()
+    # One shoe at its full price, 25.00: the customer still owes 25.00 - 15.00 for the other.
+    assert (first["value"], first["debt_cancelled"], first["refunded"]) == (
+        "25.00",
+        "25.00",
+        "0.00",
+    )
+    assert first["customer"]["debt"] == "10.00"
+    second = give_back_one_shoe()
+    # Everything back: nothing owed and the 15.00 paid is refunded, none of it kept.
+    assert (second["value"], second["debt_cancelled"], second["refunded"]) == (
+        "25.00",
+        "10.00",
+        "15.00",
+    )
+    assert second["customer"]["debt"] == "0.00"
+    eventually(lambda: balances(chain, cid)[:2] == ("0.00", "0.00"), timeout=2.0)
+    report = chain.admin.get("/v1/reports/payment-balance").json()
+    [row] = [r for r in report["rows"] if r["customer_id"] == cid]
+    assert (row["goods"], row["payments"], row["closing"]) == ("0.00", "0.00", "0.00")

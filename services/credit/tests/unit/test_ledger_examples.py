@@ -324,6 +324,56 @@ def test_discount_is_revoked_once_and_only_when_overdue():
     assert sum(1 for e in ledger.entries if e.kind is EntryKind.REVOKED_DISCOUNT) == 1
 
 
+
+def test_goods_returned_after_their_discount_was_revoked_are_credited_at_the_full_price():
+    # Shoes 2 x 25.00 less 10.00 (40.00), 15.00 paid; overdue, so the 10.00 is revoked: the
+    # customer now pays 50.00 for the pair. Returning them must take the revoked discount back
+    # too, or the customer would pay for part of a discount on goods they no longer have.
+    ledger = Ledger()
+    s = sale([line(1, "40.00", discount="10.00", quantity="2")],
+             [pay("cash", "15.00"), pay("on_account", "25.00")], delay=10)
+    vip_sale(ledger, s)
+    ledger.revoke_discount(sale_id=s.sale_id, at=day(11), today=local(11))
+    assert ledger.debt == D("35.00")
+
+    one = ledger.record_return(
+        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("1"))],
+        refund=Method.CASH, at=day(12), mode=Mode.PER_ITEM,
+    )
+    assert (one.value, one.debt_cancelled, one.refunded) == (D("25.00"), D("25.00"), D("0"))
+    assert ledger.owed(s.sale_id, 1) == D("10.00")  # one shoe at 25.00, 15.00 of it paid
+    other = ledger.record_return(
+        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("1"))],
+        refund=Method.CASH, at=day(13), mode=Mode.PER_ITEM,
+    )
+    # everything back: nothing owed, and all the money paid is refunded
+    assert (other.value, other.debt_cancelled, other.refunded) == (
+        D("25.00"), D("10.00"), D("15.00"))
+    assert ledger.debt == 0 and ledger.advance == 0
+
+
+def test_a_discount_revoked_after_a_partial_return_is_taken_back_with_the_rest():
+    # 3 x 10.00 less 1.00 (29.00): one piece back before the revocation at 9.67; the revocation
+    # then adds the discount of the two pieces kept (0.67): they are worth 20.00 together.
+    ledger = Ledger()
+    s = sale([line(1, "29.00", discount="1.00", quantity="3")], [pay("on_account", "29.00")],
+             delay=10)
+    vip_sale(ledger, s)
+    first = ledger.record_return(
+        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("1"))],
+        refund=Method.CASH, at=day(1), mode=Mode.PER_ITEM,
+    )
+    assert first.value == D("9.67")
+    ledger.revoke_discount(sale_id=s.sale_id, at=day(11), today=local(11))
+    assert ledger.debt == D("20.00")
+    rest = ledger.record_return(
+        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("2"))],
+        refund=Method.CASH, at=day(12), mode=Mode.PER_ITEM,
+    )
+    assert (rest.value, rest.debt_cancelled, rest.refunded) == (D("20.00"), D("20.00"), D("0"))
+    assert ledger.debt == 0
+
+
 def test_mode_switch_keeps_every_open_debt():
     ledger = Ledger()
     a = sale([line(1, "60.00"), line(2, "40.00")], [pay("on_account", "100.00")], at=0)

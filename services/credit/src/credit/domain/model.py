@@ -298,6 +298,7 @@ class Ledger:
         self._returned_value: dict[LineKey, Decimal] = defaultdict(lambda: ZERO)
         self._restored: dict[uuid.UUID, Decimal] = defaultdict(lambda: ZERO)
         self._revoked: set[uuid.UUID] = set()
+        self._revoked_amount: dict[LineKey, Decimal] = defaultdict(lambda: ZERO)
         for sale in sales:
             self.add_sale(sale)
         self.apply(entries)
@@ -318,6 +319,7 @@ class Ledger:
                 self._owed[line] += entry.amount
                 if entry.kind is EntryKind.REVOKED_DISCOUNT and entry.sale_id is not None:
                     self._revoked.add(entry.sale_id)
+                    self._revoked_amount[line] += entry.amount
             elif entry.kind in CREDITS:
                 assert line is not None
                 self._owed[line] -= entry.amount
@@ -759,6 +761,7 @@ class Ledger:
             line = sale.line(req.line_no)
             if line is None:
                 raise Refusal("not_found", f"sale {sale_id} has no line {req.line_no}")
+            key = (sale_id, line.line_no)
             already = self.returned_quantity(sale_id, line.line_no)
             if already + req.quantity > line.quantity:
                 raise Refusal(
@@ -766,9 +769,15 @@ class Ledger:
                     f"line {line.line_no}: {already + req.quantity} returned of "
                     f"{line.quantity} sold",
                 )
+            # A revoked discount is part of the price of the pieces kept when it was revoked,
+            # so they go back at that price: what is left of the line's value (amount plus
+            # revoked discount, less what earlier returns took) is shared by the pieces left.
+            left = line.amount + self._revoked_amount[key] - self._returned_value[key]
             if already + req.quantity == line.quantity:
                 # the last pieces take what is left, so rounding never loses a cent
-                value = line.amount - self._returned_value[(sale_id, line.line_no)]
+                value = left
+            elif self._revoked_amount[key] > 0:
+                value = self._q(left * req.quantity / (line.quantity - already))
             else:
                 value = self._q(line.amount * req.quantity / line.quantity)
             values.append((line, req.quantity, value))
