@@ -31,7 +31,10 @@ async def _next_command(consumer: AIOKafkaConsumer, chain_id: str) -> Any:
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for record in records:
-                    env = decode(record.value)
+                    try:
+                        env = decode(record.value)
+                    except ValueError:
+                        continue  # the topic is shared: other tests publish poison on it
                     if str(env.chain_id) == chain_id and env.type == "credit.RecordSale":
                         return env
 
