@@ -61,6 +61,13 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
         "|" + "---|" * 16,
     ]
     for s in run["steps"]:
+        if s.get("stack_cpu_ms_per_request") is None and s["ok"] + s["refused"]:
+            # runs before the field existed: the same figure over the nominal step length
+            cpu = sum(v["cpu_percent"] for k, v in s["processes"].items()
+                      if k != "load generator" and not k.startswith("("))
+            s["stack_cpu_ms_per_request"] = round(
+                cpu / 100 * run.get("step_seconds", 0) * 1000 / (s["ok"] + s["refused"]), 1
+            )
         lat = s["latency_ms"]
         lag = s["read_model_lag_ms"]
         ratio = (

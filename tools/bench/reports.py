@@ -42,6 +42,8 @@ def _load_sql(customers: int, sales: int) -> list[tuple[str, str]]:
     # 30% on account (paid 0), the rest paid in full at the till
     paid = f"CASE WHEN g % 10 < 3 THEN 0 ELSE {total} END"
     payments = max(1, sales // 7)
+    payer = cust.replace("g::bigint *", "g::bigint * 10 *")
+    paid_at = at.replace("g::", "(g * 7)::")
     return [
         (
             "chain and stores",
@@ -109,9 +111,8 @@ def _load_sql(customers: int, sales: int) -> list[tuple[str, str]]:
             f"""
             INSERT INTO rm_movements (message_id, seq, chain_id, customer_id, store_id, at, kind,
                                       payment_id, description, payments, debt_change)
-            SELECT md5('p' || g)::uuid, 0, '{CHAIN}', {cust.replace('g::bigint *', 'g::bigint * 10 *')},
-                   {store}, {at.replace('g::', '(g * 7)::')}, 'payment', md5('p' || g)::uuid,
-                   'Payment (pay_debt, cash)', 20, -20
+            SELECT md5('p' || g)::uuid, 0, '{CHAIN}', {payer}, {store}, {paid_at}, 'payment',
+                   md5('p' || g)::uuid, 'Payment (pay_debt, cash)', 20, -20
             FROM generate_series(1, {payments}) g;
             """,
         ),
