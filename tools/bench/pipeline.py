@@ -266,7 +266,8 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
             published0 = await scraper.published_total()
             profilers = (
                 _start_profilers(
-                    stack, opts.step_seconds, opts.out_dir / f"profile-{opts.label}-{rate:g}"
+                    stack, opts.step_seconds,
+                    repo_root() / ".run" / "bench-profiles" / f"{opts.label}-{rate:g}"
                 )
                 if opts.profile_rate == rate
                 else []
