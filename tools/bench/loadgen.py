@@ -20,7 +20,7 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -244,7 +244,7 @@ class LoadGenerator:
         body["payments"] = [{"method": "on_account", "amount": _money(total)}]
         return body, "sale_on_account"
 
-    def _choose(self) -> tuple[str, Callable[[float], Awaitable[None]]]:
+    def _choose(self) -> tuple[str, Callable[[float], Coroutine[Any, Any, None]]]:
         chain = self.rng.choice(self.chains)
         terminal = self.rng.choice(chain.terminal_keys)
         roll = self.rng.random()
