@@ -132,3 +132,20 @@ def test_field_paths_read_like_the_json() -> None:
     assert field_path(("header", "idempotency-key")) == "Idempotency-Key"
     assert field_path(("query", "limit")) == "limit"
     assert field_path(("body",)) == "body"
+
+
+def test_a_nul_character_in_any_text_is_a_validation_error_not_a_database_error() -> None:
+    import pydantic
+
+    for model, body in (
+        (s.ChainCreate, {"name": "p\x00", "currency": "EUR", "timezone": "Europe/Bucharest"}),
+        (s.CustomerCreate, {"name": "Ana", "phone": "1\x00"}),
+        (s.SaleCreate, {"lines": [{"name": "Dr\x00ess", "quantity": "1", "unit_price": "1.00"}],
+                        "payments": [{"method": "cash", "amount": "1.00"}]}),
+    ):
+        try:
+            model.model_validate(body)
+        except pydantic.ValidationError as exc:
+            assert "NUL" in str(exc)
+        else:
+            raise AssertionError(f"{model.__name__} accepted a NUL character")

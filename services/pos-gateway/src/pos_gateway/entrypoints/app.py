@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request, Response
 from servicekit.consumer import Consumer
 from servicekit.jobs import PeriodicJob
 from servicekit.runtime import Runtime, ServiceDefinition, create_app
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import pos_gateway
 from pos_gateway.bootstrap import Gateway
@@ -63,7 +64,52 @@ def build_public_app(gw: Gateway) -> FastAPI:
         return await call_next(request)
 
     app.include_router(router)
+    app.add_middleware(StreamedBodyCap, max_body=max_body)
     return app
+
+
+class StreamedBodyCap:
+    """The body cap for bodies sent without Content-Length (chunked): reads them here, up to
+    the cap, and answers 413 as soon as the cap is passed, so no larger body is ever held in
+    memory (declared lengths are refused up front by the `_body_cap` middleware)."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers") or []) if scope["type"] == "http" else {}
+        if scope["type"] != "http" or b"content-length" in headers:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                response = problem_response(
+                    "payload_too_large", f"the body may be at most {self.max_body} bytes"
+                )
+                await response(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def consumers() -> Sequence[Consumer]:

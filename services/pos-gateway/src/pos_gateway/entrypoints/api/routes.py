@@ -148,7 +148,7 @@ async def list_customers(
     gw: Gw,
     principal: AdminKey,
     vip: bool | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> JSONResponse:
@@ -474,8 +474,11 @@ async def set_webhook(gw: Gw, principal: AdminKey, body: s.WebhookSet) -> Respon
     return _proxied(upstream)
 
 
-@router.delete("/webhook", tags=["tasks"], responses=problems(*AUTH, 404, 503))
+@router.delete("/webhook", tags=["tasks"], status_code=204,
+               responses={204: {"description": "The chain's webhook was removed"},
+                          **problems(*AUTH, 404, 503)})
 async def delete_webhook(gw: Gw, principal: AdminKey) -> Response:
+    """Remove the chain's webhook (the notifier's answer is passed through: 204, or 404)."""
     assert principal.chain_id is not None
     upstream = await gw.notifier_api.request("DELETE", principal.chain_id, "webhook")
     return _proxied(upstream)
