@@ -192,7 +192,8 @@ class Services:
     # -- one process at a time (fault injection, extra instances) --------------------------
 
     def spawn_instance(self, service: str, *, instance: str | None = None,
-                       port: int | None = None) -> ManagedProcess:
+                       port: int | None = None,
+                       extra_env: Mapping[str, str] | None = None) -> ManagedProcess:
         """Start one process of `service` (`python -m <module>`) without waiting for it.
 
         `instance` names it (default: the service itself; e.g. "credit-2" for an extra
@@ -204,7 +205,7 @@ class Services:
         if key in self.processes and self.processes[key].alive():
             raise DevstackError(f"{key} is already running (pid {self.processes[key].pid})")
         port = port or self.instance_ports.get(key) or self.ports.of(service)
-        env = dict(self.env)
+        env = {**self.env, **(extra_env or {})}
         env[svc.port_var] = str(port)
         proc = spawn(
             key,
@@ -222,9 +223,10 @@ class Services:
 
     def start_instance(self, service: str, *, instance: str | None = None,
                        port: int | None = None, ready_timeout: float = 120.0,
+                       extra_env: Mapping[str, str] | None = None,
                        progress: Progress = stderr_progress) -> ManagedProcess:
         """`spawn_instance`, then wait until it answers 200 on /health/ready."""
-        proc = self.spawn_instance(service, instance=instance, port=port)
+        proc = self.spawn_instance(service, instance=instance, port=port, extra_env=extra_env)
         key = instance or service
         self.wait_ready(key, timeout=ready_timeout, progress=progress)
         return proc
