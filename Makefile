@@ -20,7 +20,7 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean \
-	rebuild-reports dead-letters redrive bench bench-reports bench-deps FORCE
+	rebuild-reports dead-letters redrive bench bench-reports bench-deps chaos FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
@@ -31,6 +31,7 @@ help:
 	@echo "make dead-letters [CONSUMER=credit] [SINCE=2h]  list deadletter.v1 of the stack"
 	@echo "make redrive OFFSETS='3:17 0:5'  re-publish those dead letters after a fix"
 	@echo "make status     what runs, with its addresses"
+	@echo "make chaos      fault harness: 7 scenarios, >= 20,000 operations, invariants"
 	@echo "make bench      open-loop load steps on a stack of its own -> docs/benchmarks.md"
 	@echo "make bench-reports  Payment-Balance on 100,000 customers / 1,000,000 sales"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
@@ -100,6 +101,11 @@ bench-reports: bench-deps
 
 kafka-fetch: bootstrap
 	$(DEVSTACK) kafka-fetch
+
+# Fault harness (tools/chaos/README.md): its own Kafka + PostgreSQL + services, 7 scenarios,
+# >= 20,000 operations; exit 1 on any invariant violation. `make test` runs the short form.
+chaos: venv
+	$(PY) -m tools.chaos
 
 lint: venv
 	$(VENV)/bin/ruff check .

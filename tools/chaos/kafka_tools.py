@@ -35,8 +35,9 @@ async def republish(bootstrap: str, *, per_topic: int) -> int:
     sent = 0
     try:
         for topic in INPUT_TOPICS:
-            parts = [TopicPartition(topic, p)
-                     for p in sorted(consumer.partitions_for_topic(topic) or set())]
+            # the producer fetches the topic's metadata (a consumer without a subscription
+            # does not know the partitions yet)
+            parts = [TopicPartition(topic, p) for p in sorted(await producer.partitions_for(topic))]
             if not parts:
                 continue
             consumer.assign(parts)

@@ -9,6 +9,7 @@ also when a scenario fails.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
@@ -18,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from devstack.ports import free_port
@@ -145,9 +147,10 @@ class Context:
 
     async def relay_duplicates(self) -> None:
         """What an outbox relay killed between publishing and marking its rows sent does:
-        publish already processed messages again. kill -9 alone lands in the few milliseconds between a
-        consumer's database commit and its offset commit only by chance, so each scenario also
-        lets this happen once, right before its first kill: the consumers must skip them."""
+        publish already processed messages again. kill -9 alone lands in the few milliseconds
+        between a consumer's database commit and its offset commit only by chance, so each
+        scenario also lets this happen once, right before its first kill: the consumers must
+        skip them."""
         if self.duplicated:
             return
         self.duplicated = True
@@ -308,6 +311,8 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
         await asyncio.sleep(1.0)
     report.drain_seconds = time.monotonic() - drain_started
     report.violations += violations
+    if report.violations:
+        _dump(name, customers, report)
     report.redeliveries, report.dead_lettered = metrics.since_mark()
     if name == "poison-messages" and report.dead_lettered == 0:
         report.violations.append("no poison message was dead-lettered")
@@ -341,6 +346,26 @@ def run(*, seed: int, ops_per_scenario: int, customers_per_chain: int,
     finally:
         stack.stop(purge=True, progress=no_progress)
     return reports
+
+
+def _dump(name: str, customers: list[CustomerModel], report: ScenarioReport) -> None:
+    """The driver's model of a failed scenario, for the post-mortem (.run/chaos-reports/)."""
+    folder = Path(".run") / "chaos-reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {
+        "violations": report.violations,
+        "faults": report.fault_log,
+        "customers": [
+            {"customer_id": c.customer_id, "chain": c.chain.chain_id, "mode": c.chain.mode,
+             "ops": [{"kind": op.kind, "path": op.path, "body": op.body, "key": op.key,
+                      "status": op.status, "answer": op.answer, "attempts": op.attempts}
+                     for op in c.ops]}
+            for c in customers
+        ],
+    }
+    path = folder / f"{name}-{int(time.time())}.json"
+    path.write_text(json.dumps(data, indent=1, default=str))
+    report.fault_log.append(f"model dumped to {path}")
 
 
 def summary(reports: list[ScenarioReport]) -> dict[str, Any]:
