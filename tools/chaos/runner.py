@@ -188,7 +188,7 @@ async def kill_gateway(ctx: Context) -> None:
 async def kill_kafka(ctx: Context) -> None:
     """3. kill -9 the broker mid-run and restart it (same ports and data)."""
     for _ in range(2):
-        if not await ctx.pause(2.0, 4.0):
+        if not await ctx.pause(1.0, 3.0):
             return
         pid = await asyncio.to_thread(ctx.stack.infra.kill_kafka)
         ctx.log(f"kill -9 kafka (pid {pid})")
@@ -202,7 +202,7 @@ async def kill_kafka(ctx: Context) -> None:
 async def kill_postgres(ctx: Context) -> None:
     """4. PostgreSQL immediate shutdown (SIGQUIT) mid-run, and restart."""
     for _ in range(2):
-        if not await ctx.pause(2.0, 4.0):
+        if not await ctx.pause(1.0, 3.0):
             return
         pid = await asyncio.to_thread(ctx.stack.infra.kill_postgres, signal.SIGQUIT)
         ctx.log(f"postgres immediate shutdown (pid {pid})")
@@ -238,10 +238,11 @@ async def poison_messages(ctx: Context) -> None:
     consumer restart afterwards makes it read past them again (redeliveries of the rest)."""
     keys = [c.customer_id for c in ctx.customers]
     for _ in range(2):
-        if not await ctx.pause(1.0, 3.0):
+        if not await ctx.pause(0.5, 2.0):
             return
         count = await kafka_tools.poison(ctx.stack.kafka_bootstrap_servers, keys=keys)
         ctx.log(f"{count} poison messages on {len(kafka_tools.INPUT_TOPICS)} topics")
+        await ctx.relay_duplicates()
     while await ctx.pause(2.0, 4.0):
         await ctx.kill9_and_restart(ctx.rng.choice(CONSUMERS))
 
