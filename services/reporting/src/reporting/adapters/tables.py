@@ -45,6 +45,9 @@ customers = sa.Table(
     sa.Column("phone", sa.Text),
     sa.Column("vip", sa.Boolean, nullable=False),
     sa.Column("card_number", sa.Text),
+    #: `name.casefold()`, the key of Payment-Balance's sort=name (compared in code-point order
+    #: with COLLATE "C", as Python compares strings); set by the projection (migration 0002)
+    sa.Column("name_key", sa.Text, nullable=False),
     sa.Index("rm_customers_chain", "chain_id"),
 )
 
@@ -119,6 +122,26 @@ movements = sa.Table(
     sa.Column("bonus_amount", MONEY, nullable=False, server_default="0"),
     sa.Index("rm_movements_customer_at", "customer_id", "at"),
     sa.Index("rm_movements_chain_at", "chain_id", "at"),
+    # Payment-Balance (migration 0002): the credit movements of a chain in customer order with
+    # the summed columns included, so the per-customer sums are one index-only scan and a
+    # streaming GroupAggregate (no sort, no heap visits)
+    sa.Index(
+        "rm_movements_pb_customer",
+        "chain_id",
+        "customer_id",
+        "at",
+        postgresql_include=["store_id", "goods", "payments"],
+        postgresql_where=sa.text("bonus_kind IS NULL"),
+    ),
+    sa.Index(
+        "rm_movements_pb_store",
+        "chain_id",
+        "store_id",
+        "customer_id",
+        "at",
+        postgresql_include=["goods", "payments"],
+        postgresql_where=sa.text("bonus_kind IS NULL"),
+    ),
 )
 
 READ_MODEL_TABLES: tuple[sa.Table, ...] = (

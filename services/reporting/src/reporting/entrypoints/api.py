@@ -122,14 +122,19 @@ def router() -> APIRouter:
         limit: LimitQ = None,
         cursor: CursorQ = None,
     ) -> Response:
-        rows, totals, info = await reports.payment_balance(
-            session, chain_id, _filters(from_, to, store_id, vip_only), sort=sort
-        )
         try:
-            page, nxt = page_by_offset(rows, limit=limit, cursor=cursor)
+            result = await reports.payment_balance_page(
+                session,
+                chain_id,
+                _filters(from_, to, store_id, vip_only),
+                sort=sort,
+                limit=limit,
+                cursor=cursor,
+            )
         except BadCursor:
             return _problem(422, "validation_error", "invalid cursor")
-        out = [reports.payment_balance_json(r, info.minor_units) for r in page]
+        info, totals, nxt = result.info, result.totals, result.next
+        out = [reports.payment_balance_json(r, info.minor_units) for r in result.rows]
         if _wants_csv(request):
             return _csv(out, CSV_HEADERS["payment-balance"], "payment-balance")
         mu = info.minor_units

@@ -208,6 +208,7 @@ async def _upsert_customer(
     values = {
         "chain_id": chain_id,
         "name": c.name,
+        "name_key": c.name.casefold(),
         "phone": c.phone,
         "vip": c.vip,
         "card_number": c.card_number,

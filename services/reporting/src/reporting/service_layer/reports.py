@@ -31,12 +31,10 @@ from reporting.domain.model import (
     days_past_due,
     local_today,
     money_str,
-    payment_balance_totals,
     running,
-    sort_payment_balance,
     unpaid_item,
 )
-from reporting.domain.paging import page_by_offset
+from reporting.domain.paging import BadCursor, decode_cursor, encode_cursor, page_by_offset
 
 BONUS_FIELDS: tuple[str, ...] = ("accrued", "spent", "cancelled", "reversed", "restored", "expired")
 
@@ -239,38 +237,133 @@ async def open_sales(
 # --------------------------------------------------------------------------- payment-balance
 
 
-async def payment_balance(
-    session: AsyncSession, chain_id: UUID, filters: Filters, *, sort: str = "closing"
-) -> tuple[list[PaymentBalanceRow], dict[str, Decimal], ChainInfo]:
+@dataclass(frozen=True)
+class PaymentBalancePage:
+    rows: list[PaymentBalanceRow]
+    totals: dict[str, Decimal]
+    info: ChainInfo
+    next: str | None
+
+
+def _pb_cursor(sort: str, row: Any) -> str:
+    key = row.name_key if sort == "name" else str(row.closing)
+    return encode_cursor({"s": sort, "k": key, "i": str(row.customer_id)})
+
+
+def _pb_after(sort: str, cursor: str) -> tuple[str | Decimal, UUID]:
+    """The (sort key, customer id) a keyset cursor continues after."""
+    position = decode_cursor(cursor)
+    key, cid = position.get("k"), position.get("i")
+    if position.get("s") != sort or not isinstance(key, str) or not isinstance(cid, str):
+        raise BadCursor("invalid cursor")
+    try:
+        return (key if sort == "name" else Decimal(key)), UUID(cid)
+    except (ValueError, ArithmeticError) as exc:
+        raise BadCursor("invalid cursor") from exc
+
+
+async def payment_balance_page(
+    session: AsyncSession,
+    chain_id: UUID,
+    filters: Filters,
+    *,
+    sort: str = "closing",
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> PaymentBalancePage:
+    """Payment-Balance sorted, paged (keyset cursor) and totalled in one SQL statement.
+
+    The same numbers as `reporting.domain.model.build_payment_balance`, sorted as
+    `sort_payment_balance` (closing or casefolded name, then customer id; `name_key` compared
+    in code-point order), totals over every row of the report whatever the page. Only the page
+    reaches Python: the per-customer sums are one pass over `rm_movements_pb_*` (index-only).
+    """
     info = await chain_info(session, chain_id)
     lower, upper = filters.period.bounds(info.timezone)
     m = t.movements
+    c = t.customers
     before = m.c.at < lower if lower is not None else sa.false()
     in_period = sa.not_(before)
-    stmt = (
+    sums = (
         sa.select(
             m.c.customer_id,
-            sa.func.coalesce(t.customers.c.name, "").label("name"),
-            sa.func.sum(sa.case((before, m.c.payments - m.c.goods), else_=0)).label("opening"),
-            sa.func.sum(sa.case((in_period, m.c.goods), else_=0)).label("goods"),
-            sa.func.sum(sa.case((in_period, m.c.payments), else_=0)).label("payments"),
+            sa.func.coalesce(
+                sa.func.sum(m.c.payments - m.c.goods).filter(before), ZERO
+            ).label("opening"),
+            sa.func.coalesce(sa.func.sum(m.c.goods).filter(in_period), ZERO).label("goods"),
+            sa.func.coalesce(sa.func.sum(m.c.payments).filter(in_period), ZERO).label("payments"),
         )
-        .select_from(m.outerjoin(t.customers, t.customers.c.customer_id == m.c.customer_id))
         .where(m.c.chain_id == chain_id, m.c.bonus_kind.is_(None))
-        .group_by(m.c.customer_id, t.customers.c.name)
+        .group_by(m.c.customer_id)
     )
     if upper is not None:
-        stmt = stmt.where(m.c.at < upper)
+        sums = sums.where(m.c.at < upper)
     if filters.store_id is not None:
-        stmt = stmt.where(m.c.store_id == filters.store_id)
+        sums = sums.where(m.c.store_id == filters.store_id)
+    s = sums.subquery("sums")
+    report_q = sa.select(
+        s.c.customer_id,
+        sa.func.coalesce(c.c.name, "").label("name"),
+        sa.func.coalesce(c.c.name_key, "").collate("C").label("name_key"),
+        s.c.opening,
+        s.c.goods,
+        s.c.payments,
+        (s.c.opening + s.c.payments - s.c.goods).label("closing"),
+    ).select_from(s.outerjoin(c, c.c.customer_id == s.c.customer_id))
     if filters.vip_only:
-        stmt = stmt.where(t.customers.c.vip.is_(True))
-    rows = [
-        PaymentBalanceRow(r.customer_id, r.name, r.opening, r.goods, r.payments)
-        for r in await session.execute(stmt)
-    ]
-    rows = sort_payment_balance(rows, sort)
-    return rows, payment_balance_totals(rows), info
+        report_q = report_q.where(c.c.vip.is_(True))
+    report = report_q.cte("report").prefix_with("MATERIALIZED")
+    key = report.c.name_key if sort == "name" else report.c.closing
+    page_q = sa.select(report).order_by(key, report.c.customer_id)
+    if cursor:
+        after_key, after_id = _pb_after(sort, cursor)
+        after: sa.ColumnElement[Any] = (
+            sa.literal(after_key, sa.Text).collate("C")
+            if sort == "name"
+            else sa.literal(after_key, t.MONEY)
+        )
+        page_q = page_q.where(
+            sa.tuple_(key, report.c.customer_id)
+            > sa.tuple_(after, sa.literal(after_id, t.movements.c.customer_id.type))
+        )
+    if limit is not None:
+        page_q = page_q.limit(limit + 1)
+    page = page_q.subquery("page")
+    totals_q = sa.select(
+        sa.func.coalesce(sa.func.sum(report.c.opening), ZERO).label("t_opening"),
+        sa.func.coalesce(sa.func.sum(report.c.goods), ZERO).label("t_goods"),
+        sa.func.coalesce(sa.func.sum(report.c.payments), ZERO).label("t_payments"),
+    ).subquery("totals")
+    page_key = page.c.name_key if sort == "name" else page.c.closing
+    stmt = (
+        sa.select(totals_q, page)
+        .select_from(totals_q.outerjoin(page, sa.true()))
+        .order_by(page_key, page.c.customer_id)
+    )
+    result = (await session.execute(stmt)).all()
+    found = [r for r in result if r.customer_id is not None]
+    nxt = None
+    if limit is not None and len(found) > limit:
+        found = found[:limit]
+        nxt = _pb_cursor(sort, found[-1])
+    rows = [PaymentBalanceRow(r.customer_id, r.name, r.opening, r.goods, r.payments) for r in found]
+    first = result[0]
+    opening, goods, payments = first.t_opening, first.t_goods, first.t_payments
+    totals = {
+        "opening": opening,
+        "goods": goods,
+        "payments": payments,
+        "closing": opening + payments - goods,
+    }
+    return PaymentBalancePage(rows, totals, info, nxt)
+
+
+async def payment_balance(
+    session: AsyncSession, chain_id: UUID, filters: Filters, *, sort: str = "closing"
+) -> tuple[list[PaymentBalanceRow], dict[str, Decimal], ChainInfo]:
+    """Every row of the report, sorted, with its totals."""
+    page = await payment_balance_page(session, chain_id, filters, sort=sort)
+    return page.rows, page.totals, page.info
 
 
 def payment_balance_json(row: PaymentBalanceRow, mu: int) -> dict[str, Any]:

@@ -1,0 +1,125 @@
+"""Payment-Balance sorted, paged and totalled in SQL gives exactly the reference rows of
+`build_payment_balance` + `sort_payment_balance`, page after page with keyset cursors."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from reporting.adapters import tables as t
+from reporting.domain.model import (
+    BalanceMovement,
+    Period,
+    build_payment_balance,
+    payment_balance_totals,
+    sort_payment_balance,
+)
+from reporting.domain.paging import BadCursor
+from reporting.entrypoints.app import MIGRATIONS_DIR
+from reporting.service_layer import reports
+from servicekit.db import make_engine, make_session_factory, prepare_database
+
+pytestmark = pytest.mark.integration
+
+CHAIN, OTHER = uuid.uuid4(), uuid.uuid4()
+STORES = [uuid.uuid4(), uuid.uuid4()]
+T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
+# names whose casefolded order differs from PostgreSQL's lower()/collation order
+NAMES = ["Ștefan", "stefan", "Zoe", "adam", "Straße", "STRASSE", "Émile", "emile", "Ana", "ana"]
+
+
+@pytest.fixture
+async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
+    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
+    eng = make_engine(fresh_database_url, pool_size=2)
+    yield eng
+    await eng.dispose()
+
+
+async def test_every_page_and_the_totals_match_the_reference_report(engine: AsyncEngine) -> None:
+    rnd = random.Random(5)
+    customers = [uuid.uuid4() for _ in range(37)]
+    names = {c: NAMES[i % len(NAMES)] for i, c in enumerate(customers[:-3])}  # 3 unregistered
+    vip = {c: i % 3 != 0 for i, c in enumerate(customers)}
+    movements = []
+    rows = []
+    for _ in range(400):
+        cid = rnd.choice(customers)
+        store = rnd.choice(STORES)
+        at = T0 + timedelta(hours=rnd.randrange(0, 24 * 40))
+        goods = Decimal(rnd.randrange(0, 5000)) / 100
+        payments = Decimal(rnd.choice([0, rnd.randrange(0, 6000)])) / 100
+        movements.append((cid, store, BalanceMovement(cid, at, goods, payments)))
+        rows.append({
+            "message_id": uuid.uuid4(), "seq": 0, "chain_id": CHAIN, "customer_id": cid,
+            "store_id": store, "at": at, "kind": "sale", "description": "Sale",
+            "goods": goods, "payments": payments,
+        })
+    # bonus movements and another chain's movements are in no Payment-Balance
+    extra = [{
+        "message_id": uuid.uuid4(), "seq": 0, "chain_id": CHAIN, "customer_id": customers[0],
+        "store_id": STORES[0], "at": T0, "kind": "bonus_accrued", "description": "Bonus",
+        "bonus_kind": "accrued", "bonus_amount": Decimal("3"), "bonus_change": Decimal("3"),
+    }, {
+        "message_id": uuid.uuid4(), "seq": 0, "chain_id": OTHER, "customer_id": uuid.uuid4(),
+        "store_id": STORES[0], "at": T0, "kind": "sale", "description": "Sale",
+        "goods": Decimal("7"),
+    }]
+    sf = make_session_factory(engine)
+    async with sf() as session, session.begin():
+        await session.execute(sa.insert(t.movements), rows)
+        for row in extra:
+            await session.execute(sa.insert(t.movements).values(**row))
+        await session.execute(
+            sa.insert(t.customers),
+            [
+                {"customer_id": c, "chain_id": CHAIN, "name": name, "vip": vip[c],
+                 "name_key": name.casefold()}
+                for c, name in names.items()
+            ],
+        )
+    periods = [Period(None, None), Period(date(2026, 3, 10), date(2026, 3, 25)),
+               Period(None, date(2026, 3, 20)), Period(date(2026, 3, 15), None)]
+    async with sf() as session:
+        for period in periods:
+            lower, upper = period.bounds("UTC")
+            for store in (None, STORES[1]):
+                for vip_only in (False, True):
+                    for sort in ("closing", "name"):
+                        chosen = [
+                            mov for cid, st, mov in movements
+                            if (store is None or st == store) and (not vip_only or (
+                                cid in names and vip[cid]))
+                        ]
+                        expected = sort_payment_balance(
+                            build_payment_balance(chosen, names, lower, upper), sort
+                        )
+                        filters = reports.Filters(period, store, vip_only)
+                        whole, totals, _ = await reports.payment_balance(
+                            session, CHAIN, filters, sort=sort
+                        )
+                        assert whole == expected
+                        assert totals == payment_balance_totals(expected)
+                        paged: list[object] = []
+                        cursor = None
+                        while True:
+                            page = await reports.payment_balance_page(
+                                session, CHAIN, filters, sort=sort, limit=4, cursor=cursor
+                            )
+                            assert page.totals == totals
+                            paged += page.rows
+                            cursor = page.next
+                            if cursor is None:
+                                break
+                        assert paged == expected
+        with pytest.raises(BadCursor):
+            await reports.payment_balance_page(
+                session, CHAIN, reports.Filters(), sort="name", limit=4, cursor="bm90IGEgY3Vyc29y"
+            )
