@@ -1,4 +1,4 @@
-"""`python -m bench pipeline|reports|render` (see the Makefile's bench targets)."""
+"""`python -m bench pipeline|reports|render|consumer` (see the Makefile's bench targets)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,24 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--sales", type=int, default=1_000_000)
     rep.add_argument("--label", default="current")
     sub.add_parser("render", help="rewrite docs/benchmarks.md from docs/benchmarks/*.json")
+    cons = sub.add_parser("consumer", help="servicekit consumer micro-benchmark (stdout only)")
+    cons.add_argument("--messages", type=int, default=5_000)
+    cons.add_argument("--batch", type=int, default=200)
+    cons.add_argument("--repeats", type=int, default=3)
+    cons.add_argument("--poison-per-batch", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "consumer":
+        import os
+
+        from bench.consumer_micro import Options as ConsumerOptions
+        from bench.consumer_micro import main as run_consumer
+        from bench.consumer_micro import report
+
+        print(report(run_consumer(ConsumerOptions(
+            messages=args.messages, batch=args.batch, repeats=args.repeats,
+            poison_per_batch=args.poison_per_batch, database_url=os.environ.get("DATABASE_URL"),
+        ))))
+        return 0
     out_dir = repo_root() / "docs" / "benchmarks"
     name = f"bench-{secrets.token_hex(3)}"
     if args.command == "pipeline":

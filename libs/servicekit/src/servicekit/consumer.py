@@ -1,10 +1,19 @@
 """Idempotent Kafka consumers: one database transaction per batch, an inbox row per message.
 
-Every consumed batch is processed in one transaction; each message in a savepoint that first
-inserts `(consumer, message_id)` into the inbox, so a redelivered message is skipped and its
-effect is never applied twice. Offsets are committed only after the transaction commits (a
-failure rewinds the partitions and the batch comes again). A message that can never be
-processed is written to the dead-letter topic through the outbox, and the partition moves on.
+Every consumed batch is processed in one transaction that inserts `(consumer, message_id)` into
+the inbox for each message, so a redelivered message is skipped and its effect is never applied
+twice. Offsets are committed only after the transaction commits (a failure rewinds the
+partitions and the batch comes again). A message that can never be processed is written to the
+dead-letter topic through the outbox, and the partition moves on.
+
+Two paths, one outcome. The fast path inserts the whole batch's inbox rows in one statement and
+runs the handlers without savepoints (a savepoint per message was two of its four round trips).
+When a handler fails for good (`PermanentError`, or its last allowed attempt), the fast path's
+transaction is rolled back whole and the batch is processed again on the slow path: a savepoint
+per message around its inbox row and its handler, so the failing message alone is rolled back
+and dead-lettered (keeping no inbox row, so a re-drive applies it) while the rest applies.
+Metrics of the fast path are counted only once its transaction has committed, so a batch that
+goes the slow way is not counted twice.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +36,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +56,17 @@ DEAD_LETTER_NAMESPACE = uuid.UUID("5b7f3c9e-0d0a-4a39-9a7e-6f2d1c0de1e7")
 #: Header `python -m servicekit.deadletters redrive` puts on a re-driven message (the dead
 #: letter's `partition:offset`), counted in `messages_redriven_total` when consumed.
 REDRIVE_HEADER = "deadletter-redrive"
+
+# The fast path's inbox rows of a whole batch in one statement. Arrays through `unnest` rather
+# than a multi-row VALUES: the SQL text is the same for every batch size, so it is prepared once
+# per connection. Rows that conflict are duplicates: only the new message ids come back.
+_INBOX_INSERT = sa.text(
+    'INSERT INTO inbox (consumer, message_id, topic, partition, "offset") '
+    "SELECT CAST(:consumer AS text), m, t, p, o FROM unnest("
+    "CAST(:message_ids AS uuid[]), CAST(:topics AS text[]), "
+    "CAST(:partitions AS integer[]), CAST(:offsets AS bigint[])) AS u(m, t, p, o) "
+    "ON CONFLICT DO NOTHING RETURNING message_id"
+).columns(message_id=PG_UUID(as_uuid=True))
 
 
 class PermanentError(Exception):
@@ -86,6 +107,30 @@ class MessageContext:
 
 
 Handler = Callable[[MessageContext, Any], Awaitable[None]]
+
+
+class _Isolate(Exception):  # noqa: N818 - a signal, not an error
+    """A handler failed for good on the fast path: redo the batch with a savepoint per message."""
+
+    def __init__(self, rec: ConsumerRecord[Any, Any], cause: BaseException) -> None:
+        super().__init__(f"{rec.topic}[{rec.partition}]@{rec.offset}: {type(cause).__name__}")
+
+
+@contextlib.contextmanager
+def _message_log_ids(env: Envelope) -> Iterator[None]:
+    """The message's ids on every log line written while it is handled."""
+    tokens = (
+        correlation_id_var.set(str(env.correlation_id)),
+        chain_id_var.set(str(env.chain_id) if env.chain_id else None),
+        message_id_var.set(str(env.message_id)),
+    )
+    try:
+        yield
+    finally:
+        for var, token in zip(
+            (correlation_id_var, chain_id_var, message_id_var), tokens, strict=True
+        ):
+            var.reset(token)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -181,9 +226,22 @@ class Consumer:
                     rec.partition,
                     rec.offset,
                 )
+        # counters of the fast path, applied once its transaction has committed
+        after_commit: list[Callable[[], None]] = []
         try:
-            async with self._session_factory() as session, session.begin():
-                await self._process_in_transaction(session, records)
+            try:
+                async with self._session_factory() as session, session.begin():
+                    await self._process_batch(session, records, after_commit)
+            except _Isolate as isolate:
+                log.warning(
+                    "handler of %s failed: processing the batch of %d again with a savepoint"
+                    " per message",
+                    isolate,
+                    len(records),
+                )
+                after_commit = []
+                async with self._session_factory() as session, session.begin():
+                    await self._process_isolated(session, records)
         except Exception as exc:
             for rec in records:
                 metrics.MESSAGES_FAILED.labels(self.name, rec.topic).inc()
@@ -195,6 +253,8 @@ class Consumer:
             )
             await asyncio.sleep(self.retry_backoff_seconds)
             raise
+        for count in after_commit:
+            count()
         elapsed = time.perf_counter() - started
         per_message = elapsed / max(1, len(records))
         hist = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
@@ -205,9 +265,129 @@ class Consumer:
         """Use without a broker (tests feed records to `process_records`)."""
         self._session_factory = session_factory
 
-    async def _process_in_transaction(
+    async def _process_batch(
+        self,
+        session: AsyncSession,
+        records: Sequence[ConsumerRecord[Any, Any]],
+        after_commit: list[Callable[[], None]],
+    ) -> None:
+        """The fast path: one inbox statement for the batch, handlers without savepoints.
+
+        Raises `_Isolate` when a handler fails for good: the caller rolls back and goes the
+        slow way. Decisions are the slow path's (the same duplicates, attempts and dead letters);
+        only their counters wait in `after_commit`.
+        """
+        # (record, envelope, payload or the parse error); None envelope = undecodable
+        planned: list[tuple[ConsumerRecord[Any, Any], Envelope | None, Any]] = []
+        repeated: set[int] = set()
+        first: set[uuid.UUID] = set()
+        env: Envelope | None
+        for i, rec in enumerate(records):
+            try:
+                env = decode(rec.value)
+            except Exception as exc:  # unparsable bytes: nothing to retry
+                planned.append((rec, None, f"undecodable message: {type(exc).__name__}: {exc}"))
+                continue
+            if env.message_id in first:
+                repeated.add(i)
+            first.add(env.message_id)
+            try:
+                payload: Any = parse_payload(env)
+            except (ValidationError, LookupError) as exc:
+                payload = exc
+            planned.append((rec, env, payload))
+        fresh = [
+            (rec, env)
+            for i, (rec, env, payload) in enumerate(planned)
+            if env is not None and i not in repeated and not isinstance(payload, Exception)
+        ]
+        inserted: set[uuid.UUID] = set()
+        if fresh:
+            result = await session.execute(
+                _INBOX_INSERT,
+                {
+                    "consumer": self.name,
+                    "message_ids": [env.message_id for _, env in fresh],
+                    "topics": [rec.topic for rec, _ in fresh],
+                    "partitions": [rec.partition for rec, _ in fresh],
+                    "offsets": [rec.offset for rec, _ in fresh],
+                },
+            )
+            inserted = set(result.scalars())
+        # an invalid payload gets no inbox row, but one may exist from when it was valid
+        invalid = [
+            env.message_id
+            for i, (_, env, payload) in enumerate(planned)
+            if env is not None and i not in repeated and isinstance(payload, Exception)
+        ]
+        known_invalid: set[uuid.UUID] = set()
+        if invalid:
+            known_invalid = set(
+                (
+                    await session.execute(
+                        sa.select(INBOX.c.message_id).where(
+                            INBOX.c.consumer == self.name, INBOX.c.message_id.in_(invalid)
+                        )
+                    )
+                ).scalars()
+            )
+        duplicate = metrics.MESSAGES_DUPLICATE
+        for i, (rec, env, payload) in enumerate(planned):
+            if env is None:
+                await self._dead_letter(
+                    session, rec, str(payload), "DecodeError", after_commit=after_commit
+                )
+                continue
+            if i in repeated or env.message_id in known_invalid:
+                after_commit.append(duplicate.labels(self.name, rec.topic).inc)
+                continue
+            with _message_log_ids(env):
+                if isinstance(payload, Exception):
+                    await self._dead_letter(
+                        session,
+                        rec,
+                        f"invalid payload: {payload}",
+                        type(payload).__name__,
+                        env,
+                        after_commit=after_commit,
+                    )
+                    continue
+                if env.message_id not in inserted:
+                    after_commit.append(duplicate.labels(self.name, rec.topic).inc)
+                    continue
+                handler = self.handlers.get(type(payload))
+                if handler is not None:
+                    ctx = MessageContext(
+                        session=session,
+                        envelope=env,
+                        consumer=self.name,
+                        topic=rec.topic,
+                        partition=rec.partition,
+                        offset=rec.offset,
+                    )
+                    try:
+                        await handler(ctx, payload)
+                    except PermanentError as exc:
+                        raise _Isolate(rec, exc) from exc
+                    except Exception as exc:
+                        if _is_transient(exc):
+                            raise
+                        attempts = self._attempts.get(env.message_id, 0) + 1
+                        if attempts < self.max_attempts:
+                            self._attempts[env.message_id] = attempts
+                            log.exception(
+                                "handler failed (attempt %d of %d)", attempts, self.max_attempts
+                            )
+                            raise
+                        # the last attempt is the slow path's: it counts it and dead-letters
+                        raise _Isolate(rec, exc) from exc
+                self._attempts.pop(env.message_id, None)
+                after_commit.append(metrics.MESSAGES_PROCESSED.labels(self.name, rec.topic).inc)
+
+    async def _process_isolated(
         self, session: AsyncSession, records: Sequence[ConsumerRecord[Any, Any]]
     ) -> None:
+        """The slow path: a savepoint per message, so a failing one is rolled back alone."""
         decoded: list[tuple[ConsumerRecord[Any, Any], Envelope | None, str | None]] = []
         for rec in records:
             try:
@@ -311,11 +491,22 @@ class Consumer:
         reason: str,
         error_type: str,
         env: Envelope | None = None,
+        *,
+        after_commit: list[Callable[[], None]] | None = None,
     ) -> None:
         # No inbox row is left for the message (the handler's savepoint, inbox row included, is
-        # rolled back before this): a re-drive after the fix applies it, exactly once.
-        metrics.MESSAGES_DEAD_LETTERED.labels(self.name, rec.topic).inc()
-        log.error("dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason)
+        # rolled back before this; the fast path never inserts one for a message it
+        # dead-letters): a re-drive after the fix applies it, exactly once.
+        def count() -> None:
+            metrics.MESSAGES_DEAD_LETTERED.labels(self.name, rec.topic).inc()
+            log.error(
+                "dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason
+            )
+
+        if after_commit is None:
+            count()
+        else:
+            after_commit.append(count)
         key = rec.key.decode("utf-8", "replace") if isinstance(rec.key, bytes) else str(rec.key)
         value = rec.value if isinstance(rec.value, bytes) else str(rec.value).encode()
         letter = DeadLetter(

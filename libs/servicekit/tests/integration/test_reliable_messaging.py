@@ -277,3 +277,130 @@ def consumer_seen_duplicate(consumer: Consumer) -> bool:
         for sample in metric.samples
         if sample.labels.get("consumer") == consumer.name and sample.name.endswith("_total")
     )
+
+
+def _counted(counter: Any, consumer: Consumer) -> float:
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.labels.get("consumer") == consumer.name and sample.name.endswith("_total")
+    )
+
+
+def _statements(session_factory: Any) -> list[str]:
+    """Every SQL statement the factory's engine runs from now on, in order."""
+    seen: list[str] = []
+    engine = session_factory.kw["bind"].sync_engine
+    sa.event.listen(engine, "before_cursor_execute", lambda c, cur, stmt, *a: seen.append(stmt))
+    return seen
+
+
+async def test_a_poison_message_in_a_fast_path_batch_is_dead_lettered_alone_without_an_inbox_row(
+    session_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from servicekit import metrics
+    from servicekit.schema import INBOX
+
+    fixed = False
+
+    async def apply(ctx: MessageContext, payload: DeadLetter) -> None:
+        await ctx.session.execute(
+            sa.insert(EFFECTS).values(
+                message_id=str(ctx.envelope.message_id), amount=Decimal("1.10")
+            )
+        )
+        if payload.reason == "poison" and not fixed:  # after its own write: that must go too
+            raise PermanentError("this message can never be applied")
+
+    consumer = Consumer(
+        name=f"test-{uuid.uuid4().hex[:6]}", topics=["t"], handlers={DeadLetter: apply}
+    )
+    consumer.bind(session_factory)
+    poison = make_envelope(
+        _any_registered_model().model_copy(update={"reason": "poison"}),
+        chain_id=None,
+        key="customer-1",
+        correlation_id=uuid.uuid4(),
+    )
+    good = [_envelope() for _ in range(4)]
+    batch = [_record(e, offset=i) for i, e in enumerate([good[0], good[1], poison, *good[2:]])]
+    statements = _statements(session_factory)
+
+    await consumer.process_records(batch)
+
+    # it started on the fast path (handlers ran without savepoints, one inbox statement) and
+    # went the slow way only when the poison failed
+    first_savepoint = next(i for i, s in enumerate(statements) if "SAVEPOINT" in s)
+    fast = statements[:first_savepoint]
+    assert sum("INSERT INTO inbox" in s for s in fast) == 1
+    assert sum("INSERT INTO effects" in s for s in fast) == 3  # good, good, poison
+    assert "again with a savepoint per message" in caplog.text
+    # the rest applied once, the poison's own write and inbox row are gone, one dead letter
+    async with session_factory() as session:
+        applied = set((await session.execute(sa.select(EFFECTS.c.message_id))).scalars())
+        inbox = set(
+            (
+                await session.execute(
+                    sa.select(INBOX.c.message_id).where(INBOX.c.consumer == consumer.name)
+                )
+            ).scalars()
+        )
+    assert applied == {str(e.message_id) for e in good}
+    assert inbox == {e.message_id for e in good}
+    assert await _count(session_factory, OUTBOX, OUTBOX.c.topic == DEAD_LETTERS) == 1
+    # counted once each, although the fast path had already got past two good messages
+    assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 4
+    assert _counted(metrics.MESSAGES_DEAD_LETTERED, consumer) == 1
+    assert _counted(metrics.MESSAGES_DUPLICATE, consumer) == 0
+
+    # re-driven after the fix: applied exactly once, the rest are duplicates
+    fixed = True
+    redelivered = [*good, poison]
+    await consumer.process_records([_record(e, offset=10 + i) for i, e in enumerate(redelivered)])
+    assert await _count(session_factory, EFFECTS) == 5
+    assert _counted(metrics.MESSAGES_DUPLICATE, consumer) == 4
+    assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 5
+
+
+async def test_a_message_failing_every_attempt_is_dead_lettered_on_the_last_and_the_rest_applies(
+    session_factory: Any,
+) -> None:
+    from servicekit import metrics
+
+    async def apply(ctx: MessageContext, payload: DeadLetter) -> None:
+        if payload.reason == "poison":
+            raise ValueError("a bug in the handler")
+        await ctx.session.execute(
+            sa.insert(EFFECTS).values(
+                message_id=str(ctx.envelope.message_id), amount=Decimal("1.10")
+            )
+        )
+
+    consumer = Consumer(
+        name=f"test-{uuid.uuid4().hex[:6]}",
+        topics=["t"],
+        handlers={DeadLetter: apply},
+        retry_backoff_seconds=0.01,
+        max_attempts=3,
+    )
+    consumer.bind(session_factory)
+    poison = make_envelope(
+        _any_registered_model().model_copy(update={"reason": "poison"}),
+        chain_id=None,
+        key="customer-1",
+        correlation_id=uuid.uuid4(),
+    )
+    batch = [_record(e, offset=i) for i, e in enumerate([_envelope(), poison, _envelope()])]
+
+    for _ in range(2):  # attempts 1 and 2 fail the whole batch: it is redelivered
+        with pytest.raises(ValueError):
+            await consumer.process_records(batch)
+        assert await _count(session_factory, EFFECTS) == 0
+    await consumer.process_records(batch)  # attempt 3: dead-lettered, the rest applies
+
+    assert await _count(session_factory, EFFECTS) == 2
+    assert await _count(session_factory, OUTBOX, OUTBOX.c.topic == DEAD_LETTERS) == 1
+    assert _counted(metrics.MESSAGES_FAILED, consumer) == 6
+    assert _counted(metrics.MESSAGES_DEAD_LETTERED, consumer) == 1
+    assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 2

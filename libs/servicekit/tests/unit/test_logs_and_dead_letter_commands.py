@@ -27,18 +27,22 @@ from servicekit.runtime import install_http_metrics
 
 
 class _Result:
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
     def first(self) -> Any:
         return (1,)  # the inbox insert went through: a new message
 
     def scalars(self) -> list[Any]:
-        return []  # nothing in the inbox yet
+        return self._rows
 
 
 class _Session:
     """Just enough of an AsyncSession for the consumer's happy path (no database)."""
 
-    async def execute(self, *args: Any, **kwargs: Any) -> _Result:
-        return _Result()
+    async def execute(self, statement: Any, params: Any = None, **kwargs: Any) -> _Result:
+        # the batch's inbox insert returns the ids it was given (all new); other queries: none
+        return _Result(list(params.get("message_ids", [])) if isinstance(params, dict) else [])
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[None]:
