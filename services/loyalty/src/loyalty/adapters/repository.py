@@ -1,6 +1,6 @@
 """Loads a customer's bonus account under its row lock and writes back what the domain did.
 
-Every function works in the caller's transaction (a consumer batch savepoint or the expiry
+Every function works in the caller's transaction (a consumer batch, or the expiry
 job's transaction) and never commits.
 """
 

@@ -1,7 +1,8 @@
 """Handlers of what loyalty consumes: credit's ApplyBonuses, the gateway's CancelPaymentBonus,
 and the chain settings of master data.
 
-Each runs inside the consumer's batch transaction and message savepoint (servicekit), takes the
+Each runs inside the consumer's batch transaction (servicekit; a failing message is retried
+alone in a savepoint of its own), takes the
 customer's row lock first, and writes its answer and one ``BonusMovementRecorded`` per new
 ledger movement to the outbox in the same transaction. A repeated operation (same operation
 id in another message) changes nothing and gets the answer it got the first time.

@@ -1,5 +1,6 @@
 """The read-model projection: one handler per consumed message, run by servicekit's consumer
-inside the batch transaction (and a savepoint per message; the inbox makes each run once).
+inside the batch transaction (the inbox makes each run once; a failing message is retried
+alone in a savepoint of its own).
 
 Debt and advance are taken from credit's `customer_balances` (credit owns them; one
 customer's credit events arrive in order because they share a key); the statement's debt and
