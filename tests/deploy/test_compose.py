@@ -128,6 +128,7 @@ def test_the_gateway_reaches_reporting_and_the_notifier_by_their_compose_names(
     env = environment_of(compose["services"]["pos-gateway"])
     assert env["GATEWAY_REPORTING_URL"] == "http://reporting:8083"
     assert env["GATEWAY_NOTIFIER_URL"] == "http://notifier:8084"
+    assert env["GATEWAY_CREDIT_URL"] == "http://credit:8081"
     assert "OPERATOR_TOKEN" in env
 
 

@@ -91,12 +91,9 @@ class CustomerModel:
         """Update the driver's view from a final accepted answer."""
         answer = op.answer or {}
         snapshot = answer.get("customer")
-        if op.kind == "bonus_cancel" and isinstance(snapshot, dict):
-            # loyalty answers only the bonus balance; the gateway fills debt and advance from
-            # reporting's read model, which may lag behind credit under faults (a known
-            # defect, see README): only the bonus balance is credit/loyalty's own answer
-            self.bonus = Decimal(snapshot["bonus_balance"])
-        elif isinstance(snapshot, dict):
+        # every answer's balances are the owners' own: credit's debt and advance (for
+        # bonus-type, read from credit itself), loyalty's bonus balance
+        if isinstance(snapshot, dict):
             self.debt = Decimal(snapshot["debt"])
             self.advance = Decimal(snapshot["advance"])
             self.bonus = Decimal(snapshot["bonus_balance"])

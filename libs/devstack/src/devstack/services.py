@@ -129,6 +129,7 @@ def build_service_env(
             "APP_ENV": app_env,
             "OPERATOR_TOKEN": operator_token,
             "GATEWAY_REPORTING_URL": f"http://127.0.0.1:{ports.reporting}",
+            "GATEWAY_CREDIT_URL": f"http://127.0.0.1:{ports.credit}",
             "GATEWAY_NOTIFIER_URL": f"http://127.0.0.1:{ports.notifier}",
             "PYTHONUNBUFFERED": "1",
         }

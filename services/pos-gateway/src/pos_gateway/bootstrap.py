@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pos_gateway.adapters.internal_api import NotifierClient, ReportingClient
+from pos_gateway.adapters.internal_api import CreditClient, NotifierClient, ReportingClient
 from pos_gateway.config import Settings
 from pos_gateway.service_layer.waiter import OutcomeWaiter
 
@@ -24,6 +24,7 @@ class Gateway:
     session_factory: Callable[[], AsyncSession] | None = None
     reporting: ReportingClient | None = None
     notifier: NotifierClient | None = None
+    credit: CreditClient | None = None
 
     def session(self) -> AsyncSession:
         assert self.session_factory is not None, "the gateway has not started"
@@ -35,6 +36,7 @@ class Gateway:
         *,
         reporting_transport: httpx.AsyncBaseTransport | None = None,
         notifier_transport: httpx.AsyncBaseTransport | None = None,
+        credit_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.session_factory = session_factory
         timeout = self.settings.internal_timeout_seconds
@@ -44,13 +46,21 @@ class Gateway:
         self.notifier = NotifierClient(
             self.settings.notifier_url, timeout=timeout, transport=notifier_transport
         )
+        self.credit = CreditClient(
+            self.settings.credit_url, timeout=timeout, transport=credit_transport
+        )
         self.waiter.register()
 
     async def stop(self) -> None:
         self.waiter.unregister()
-        for client in (self.reporting, self.notifier):
+        for client in (self.reporting, self.notifier, self.credit):
             if client is not None:
                 await client.aclose()
+
+    @property
+    def credit_api(self) -> CreditClient:
+        assert self.credit is not None
+        return self.credit
 
     @property
     def reporting_api(self) -> ReportingClient:

@@ -28,6 +28,8 @@ class Settings(ServiceSettings):
     reporting_url: str = "http://127.0.0.1:8083"
     #: Base URL of the notifier's internal task API.
     notifier_url: str = "http://127.0.0.1:8084"
+    #: Base URL of credit's internal read API (its own debt and advance of a customer).
+    credit_url: str = "http://127.0.0.1:8081"
     #: Timeout of one call to an internal API.
     internal_timeout_seconds: float = 3.0
     #: How long a till request waits for its outcome before answering 202.

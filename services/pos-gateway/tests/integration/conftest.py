@@ -41,9 +41,11 @@ OPERATOR = "operator-token-for-tests-0123456789"
 
 @dataclass
 class FakeInternal:
-    """Reporting and notifier as the gateway sees them; `down` makes them unreachable."""
+    """Reporting, notifier and credit as the gateway sees them; `down` makes them unreachable."""
 
     balances: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: credit's own view of debt and advance (`/customers/{id}/credit`); unknown customer: 404
+    credit: dict[str, dict[str, Any]] = field(default_factory=dict)
     open_sales: dict[str, list[Any]] = field(default_factory=dict)
     down: bool = False
     calls: list[httpx.Request] = field(default_factory=list)
@@ -60,6 +62,10 @@ class FakeInternal:
             )
         if request.url.path.endswith("/balances"):
             return httpx.Response(200, json=self._balances(parts[-2]))
+        if request.url.path.endswith("/credit"):
+            if parts[-2] not in self.credit:
+                return httpx.Response(404, json={"code": "not_found"})
+            return httpx.Response(200, json=self.credit[parts[-2]])
         if request.url.path.endswith("/open-sales"):
             return httpx.Response(200, json={"open_sales": self.open_sales.get(parts[-2], [])})
         if "/reports/" in request.url.path or request.url.path.endswith("/statement"):
@@ -264,6 +270,7 @@ async def harness(
         session_factory,
         reporting_transport=httpx.MockTransport(internal.handler),
         notifier_transport=httpx.MockTransport(internal.handler),
+        credit_transport=httpx.MockTransport(internal.handler),
     )
     consumer = consumers()[0]
     consumer.bind(session_factory)

@@ -1,4 +1,5 @@
-"""Clients of the internal read APIs: reporting (balances, open sales, reports) and notifier.
+"""Clients of the internal read APIs: reporting (balances, open sales, reports), notifier, and
+credit (its own debt and advance, where an answer must not lag behind the read models).
 
 Internal paths are prefixed `/internal/v1/chains/{chain_id}` so no call can cross chains. When
 a service is unreachable or fails, the gateway answers `503 unavailable`: it never invents
@@ -90,6 +91,18 @@ class InternalClient:
             return response.json()
         except ValueError as exc:
             raise unavailable(self.service) from exc
+
+
+class CreditClient(InternalClient):
+    service = "credit"
+
+    async def debt_and_advance(self, chain_id: UUID, customer_id: UUID) -> dict[str, Any]:
+        """Credit's own view: current even while reporting's read model lags behind."""
+        data = await self.get_json(chain_id, f"customers/{customer_id}/credit")
+        # 404: credit has never seen the customer, so it owes nothing and has no advance
+        if not isinstance(data, dict):
+            return {"debt": "0", "advance": "0"}
+        return {"debt": data["debt"], "advance": data["advance"]}
 
 
 class ReportingClient(InternalClient):

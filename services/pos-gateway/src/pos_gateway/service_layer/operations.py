@@ -116,7 +116,9 @@ async def _render(gw: Gateway, row: Row[Any]) -> Answer:
                                            **{id_field: str(op_id)}))
     body = render_outcome(kind, row.outcome, minor)
     if kind == BONUS_CANCEL:
-        balances = await gw.reporting_api.balances(row.chain_id, row.customer_id)
+        # loyalty's answer carries the bonus balance; debt and advance come from credit itself,
+        # since reporting's read model may still lag behind (seen under faults by tools/chaos)
+        balances = await gw.credit_api.debt_and_advance(row.chain_id, row.customer_id)
         body["customer"] = {
             "debt": render_outcome_money(balances.get("debt", "0"), minor),
             "advance": render_outcome_money(balances.get("advance", "0"), minor),
