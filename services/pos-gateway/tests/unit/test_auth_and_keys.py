@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+
+import pytest
 
 from pos_gateway.domain.auth import bearer_token, hash_key, is_operator_token, new_api_key
 from pos_gateway.entrypoints.api.auth import TokenBucket
@@ -38,3 +41,21 @@ def test_a_terminal_over_its_burst_is_told_how_long_to_wait() -> None:
     wait = bucket.take("t1")
     assert 0 < wait <= 1.0
     assert bucket.take("t2") == 0  # buckets are per key
+
+
+def test_the_operator_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pos_gateway.domain import auth
+
+    seen: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", recording)
+    assert auth.is_operator_token("s3cret-token", "s3cret-token")
+    assert not auth.is_operator_token("s3cret-tokeX", "s3cret-token")
+    assert not auth.is_operator_token("anything", "")  # no token configured: nobody is operator
+    assert seen == [(b"s3cret-token", b"s3cret-token"), (b"s3cret-tokeX", b"s3cret-token")]
+
