@@ -201,6 +201,14 @@ async def _reports(http: httpx.AsyncClient, customers: list[CustomerModel],
     if Decimal(pb["totals"]["closing"]) != total_closing:
         out.append(f"{mode}: payment-balance closing total {pb['totals']['closing']} != "
                    f"{total_closing}")
+    unpaid = await _get(http, "/v1/reports/unpaid-goods", key)
+    owed: dict[str, Decimal] = {}
+    for row in unpaid["rows"]:
+        owed[row["customer_id"]] = owed.get(row["customer_id"], ZERO) + Decimal(row["amount_owed"])
+    for customer_id in ids:
+        if owed.get(customer_id, ZERO) != finals[customer_id][0]:
+            out.append(f"{mode}: unpaid goods of {customer_id} sum to "
+                       f"{owed.get(customer_id, ZERO)} != its debt {finals[customer_id][0]}")
     aging = await _get(http, "/v1/reports/aging", key)
     total_debt = sum((f[0] for i, f in finals.items() if i in ids), ZERO)
     if Decimal(aging["totals"]["total"]) != total_debt:

@@ -15,6 +15,7 @@ import random
 import re
 import secrets
 import signal
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Coroutine
@@ -312,6 +313,8 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
         await asyncio.sleep(1.0)
     report.drain_seconds = time.monotonic() - drain_started
     report.violations += violations
+    if not violations:
+        report.violations += await _rebuild_differences(stack)
     if report.violations:
         _dump(name, customers, report)
     report.redeliveries, report.dead_lettered = metrics.since_mark()
@@ -347,6 +350,25 @@ def run(*, seed: int, ops_per_scenario: int, customers_per_chain: int,
     finally:
         stack.stop(purge=True, progress=no_progress)
     return reports
+
+
+async def _rebuild_differences(stack: Stack) -> list[str]:
+    """Rebuild reporting's read models from the log (live, swapped in) and compare them row by
+    row with what the live consumer built under the faults: any difference is a violation."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "reporting.rebuild", "--verify",
+        env=stack.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return ["rebuild from the log did not finish within 600 s"]
+    if proc.returncode != 0:
+        tail = out.decode(errors="replace").strip().splitlines()[-5:]
+        return [f"rebuild from the log differs from the live read models: {' | '.join(tail)}"]
+    return []
 
 
 def _dump(name: str, customers: list[CustomerModel], report: ScenarioReport) -> None:
