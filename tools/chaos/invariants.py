@@ -17,6 +17,8 @@ Why these prove "exactly once" and "nothing from a refusal":
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -95,6 +97,23 @@ async def check(gateway_url: str, customers: list[CustomerModel]) -> list[str]:
         for chain_customers in by_chain.values():
             violations += await _reports(http, chain_customers, finals, period)
     return violations
+
+
+async def check_until_held(gateway_url: str, customers: list[CustomerModel], *,
+                           within: float, pause: float = 1.0) -> tuple[list[str], float]:
+    """Check again and again until every invariant holds or `within` seconds have passed
+    (read models catch up asynchronously after a drain; a service may still be restarting).
+    Returns the last violations found (empty: all hold) and the seconds it took. Used by the
+    chaos runner after each scenario and by the pipeline benchmark after each step."""
+    started = time.monotonic()
+    while True:
+        try:
+            violations = await check(gateway_url, customers)
+        except Exception as exc:  # a service still restarting: not drained yet
+            violations = [f"check failed: {exc!r}"]
+        if not violations or time.monotonic() - started > within:
+            return violations, time.monotonic() - started
+        await asyncio.sleep(pause)
 
 
 def _customer(c: CustomerModel, balances: tuple[Decimal, Decimal, Decimal],

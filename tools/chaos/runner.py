@@ -301,17 +301,8 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
     report.attempts = stats.attempts
     report.violations += stats.unexpected
     # drain: poll the invariants until they hold (read models catch up asynchronously)
-    drain_started = time.monotonic()
-    violations: list[str] = []
-    while True:
-        try:
-            violations = await invariants.check(stack.gateway_url, customers)
-        except Exception as exc:  # a service still restarting: not drained yet
-            violations = [f"check failed: {exc!r}"]
-        if not violations or time.monotonic() - drain_started > drain_timeout:
-            break
-        await asyncio.sleep(1.0)
-    report.drain_seconds = time.monotonic() - drain_started
+    violations, report.drain_seconds = await invariants.check_until_held(
+        stack.gateway_url, customers, within=drain_timeout)
     report.violations += violations
     if not violations:
         report.violations += await _rebuild_differences(stack)
