@@ -17,13 +17,20 @@ def main(argv: list[str] | None = None) -> int:
     pipe.add_argument("--rates", default="10,25,50,100,200,400,800")
     pipe.add_argument("--step-seconds", type=float, default=25.0)
     pipe.add_argument("--label", default="current")
-    pipe.add_argument("--customers", type=int, default=300, help="per chain")
+    pipe.add_argument("--customers", type=int, default=100, help="per chain")
     pipe.add_argument("--chains", type=int, default=4)
     pipe.add_argument("--skip-ceiling", action="store_true")
     pipe.add_argument("--profile-rate", type=float, default=None,
                       help="py-spy every service during the step at this rate")
     pipe.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                       help="extra environment variable for the services")
+    pipe.add_argument("--gateways", type=int, default=1, help="gateway processes")
+    pipe.add_argument("--no-invariants", action="store_true",
+                      help="skip the invariant check after each step")
+    pipe.add_argument("--recovery-service", default="credit",
+                      help="kill -9 this consumer service under load after the steps ('' skips)")
+    pipe.add_argument("--recovery-rate", type=float, default=None,
+                      help="steady rate of the recovery phase (default: half the best rate)")
     rep = sub.add_parser("reports", help="Payment-Balance on 100k customers / 1M sales")
     rep.add_argument("--customers", type=int, default=100_000)
     rep.add_argument("--sales", type=int, default=1_000_000)
@@ -65,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                 skip_ceiling=args.skip_ceiling,
                 profile_rate=args.profile_rate,
                 service_env=dict(s.split("=", 1) for s in args.set),
+                gateways=args.gateways,
+                check_invariants=not args.no_invariants,
+                recovery_service=args.recovery_service,
+                recovery_rate=args.recovery_rate,
             )
         )
     elif args.command == "reports":

@@ -7,9 +7,17 @@ omission). The mix is 70% sales (cash, card, card + bonus, on account; a tenth a
 15% card lookups, 10% debt payments and advances, 5% returns, over many customers of several
 chains set up through the public API first.
 
-Sale-to-read-model lag is sampled on "probe" customers: a probe customer only ever has one
-operation in flight, so after its sale's 201 the exact balances the read model must reach are
-known; the probe polls `GET /v1/customers/{id}` until they show and records the time.
+Sale-to-read-model lag is sampled on "probe" customers: after a probe's sale's 201 the exact
+balances the read model must reach are known; the probe polls `GET /v1/customers/{id}` until
+they show and records the time.
+
+Every customer has at most one state-changing operation in flight (a cashier serves one
+customer at a time; a busy customer's turn goes to another one), and each such operation is
+recorded in the fault harness's model (`tools.chaos.driver.CustomerModel` / `Operation`), so
+that the harness's invariant checker (`tools.chaos.invariants.check`) can be run after a step
+has drained. Latency is the FIRST answer's; an answer that is not final (`202`, `429`, 5xx, a
+timeout) is then resolved the way a POS does it, in the background: the same request with the
+same `Idempotency-Key` again until a final answer, so the model knows every outcome.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from typing import Any
 
 import httpx
 
+from tools.chaos.driver import RETRY_STATUSES, ChainKeys, CustomerModel, Operation
+
 BUSINESS_REFUSALS = {
     "insufficient_bonus",
     "insufficient_advance",
@@ -38,26 +48,32 @@ BUSINESS_REFUSALS = {
 CENT = Decimal("0.01")
 
 
-@dataclass
-class Customer:
-    customer_id: str
-    card_number: str
-    debt: Decimal = Decimal(0)
-    advance: Decimal = Decimal(0)
-    bonus: Decimal = Decimal(0)
+#: the harness's customer model: card, balances after the last accepted answer, operations
+Customer = CustomerModel
 
 
 @dataclass
 class ChainFixture:
-    chain_id: str
-    admin_key: str
-    terminal_keys: list[str]
+    keys: ChainKeys
     customers: list[Customer]
     probes: list[Customer]
     free_probes: collections.deque[Customer] = field(default_factory=collections.deque)
-    returnable: collections.deque[tuple[str, str]] = field(
+    #: completed sales that may be returned: (terminal key, sale id, customer or None)
+    returnable: collections.deque[tuple[str, str, Customer | None]] = field(
         default_factory=lambda: collections.deque(maxlen=20_000)
     )
+
+    @property
+    def chain_id(self) -> str:
+        return self.keys.chain_id
+
+    @property
+    def admin_key(self) -> str:
+        return self.keys.admin_key
+
+    @property
+    def terminal_keys(self) -> list[str]:
+        return [key for _store, key in self.keys.terminals]
 
 
 @dataclass
@@ -77,6 +93,20 @@ class StepStats:
     unresolved_probes: int = 0
     probe_reads: int = 0
     last_done: float = 0.0
+    #: operations whose first answer was not final, re-sent until they had one
+    resolved_later: int = 0
+
+
+@dataclass
+class ModelStats:
+    """What the model holds over the whole run (every step so far)."""
+
+    customers: int
+    operations: int
+    accepted: int
+    refused: int
+    unanswered: int
+    resends: int
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -110,7 +140,10 @@ class LoadGenerator:
         probe_poll_seconds: float = 0.02,
         probe_timeout_seconds: float = 30.0,
         request_timeout_seconds: float = 10.0,
+        resolve_seconds: float = 120.0,
         max_connections: int = 1000,
+        extra_gateway_urls: tuple[str, ...] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.gateway_url = gateway_url
         self.operator_token = operator_token
@@ -118,26 +151,69 @@ class LoadGenerator:
         self.probe_share = probe_share
         self.probe_poll_seconds = probe_poll_seconds
         self.probe_timeout_seconds = probe_timeout_seconds
-        self.client = httpx.AsyncClient(
-            base_url=gateway_url,
-            timeout=request_timeout_seconds,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+        self.resolve_seconds = resolve_seconds
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
         )
+        # one client per gateway instance; requests go round-robin over them
+        self.clients = [
+            httpx.AsyncClient(
+                base_url=url, timeout=request_timeout_seconds, limits=limits, transport=transport
+            )
+            for url in (gateway_url, *extra_gateway_urls)
+        ]
+        self.client = self.clients[0]
+        self._next_client = 0
         self.chains: list[ChainFixture] = []
         self._stats = StepStats()
         self._pending: set[asyncio.Task[None]] = set()
+        #: background re-sends of operations whose first answer was not final
+        self._resolving: set[asyncio.Task[None]] = set()
+        #: customers with a state-changing operation in flight (id)
+        self.busy: set[str] = set()
+        self.resends = 0
 
     async def close(self) -> None:
-        await self.client.aclose()
+        for task in list(self._resolving):
+            task.cancel()
+        if self._resolving:
+            await asyncio.gather(*self._resolving, return_exceptions=True)
+        for client in self.clients:
+            await client.aclose()
+
+    def _pick_client(self) -> httpx.AsyncClient:
+        self._next_client = (self._next_client + 1) % len(self.clients)
+        return self.clients[self._next_client]
+
+    # ----------------------------------------------------------------------------- the model
+
+    def models(self) -> list[Customer]:
+        """Every customer of every chain (the invariants compare chain totals, so all of them,
+        also those that had no operation)."""
+        return [c for chain in self.chains for c in (*chain.customers, *chain.probes)]
+
+    def model_stats(self) -> ModelStats:
+        ops = [op for c in self.models() for op in c.ops]
+        return ModelStats(
+            customers=len(self.models()),
+            operations=len(ops),
+            accepted=sum(1 for op in ops if op.accepted),
+            refused=sum(1 for op in ops if op.refused),
+            unanswered=sum(1 for op in ops if op.status is None),
+            resends=self.resends,
+        )
+
+    async def settle(self, seconds: float) -> int:
+        """Wait until every operation has its final answer (or `seconds`); returns how many
+        are still without one (they stay unanswered in the model)."""
+        if self._resolving:
+            await asyncio.wait(set(self._resolving), timeout=seconds)
+        return len(self._resolving)
 
     # ----------------------------------------------------------------------------- set-up
 
     async def _post(self, key: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        resp = await self.client.post(
-            path, json=body, headers={"Authorization": f"Bearer {key}"}
-        )
+        resp = await self.client.post(path, json=body, headers={"Authorization": f"Bearer {key}"})
         if resp.status_code not in (200, 201):
             raise RuntimeError(f"set-up {path}: {resp.status_code} {resp.text[:300]}")
         return dict(resp.json())
@@ -171,7 +247,8 @@ class LoadGenerator:
                 term = await self._post(
                     admin, f"/v1/stores/{store['store_id']}/terminals", {"name": "Till 1"}
                 )
-                terminals.append(term["api_key"])
+                terminals.append((store["store_id"], term["api_key"]))
+            keys = ChainKeys(chain["chain_id"], "default", admin, terminals)
 
             def customer_body(i: int, c: int = c) -> dict[str, Any]:
                 return {
@@ -188,11 +265,9 @@ class LoadGenerator:
                     for i in range(customers_per_chain + probes_per_chain)
                 )
             )
-            people = [Customer(m["customer_id"], m["card_number"]) for m in made]
+            people = [Customer(keys, m["customer_id"], m["card_number"], True) for m in made]
             fixture = ChainFixture(
-                chain_id=chain["chain_id"],
-                admin_key=admin,
-                terminal_keys=terminals,
+                keys=keys,
                 customers=people[:customers_per_chain],
                 probes=people[customers_per_chain:],
             )
@@ -226,7 +301,7 @@ class LoadGenerator:
         if cust is None:
             body["payments"] = [{"method": "cash", "amount": _money(total)}]
             return body, "sale_anonymous"
-        body["card_number"] = cust.card_number
+        body["card_number"] = cust.card
         roll = self.rng.random()
         if roll < 0.3:
             body["payments"] = [{"method": "cash", "amount": _money(total)}]
@@ -244,6 +319,14 @@ class LoadGenerator:
         body["payments"] = [{"method": "on_account", "amount": _money(total)}]
         return body, "sale_on_account"
 
+    def _free_customer(self, chain: ChainFixture, tries: int = 4) -> Customer | None:
+        """A customer of the chain without an operation in flight (None: all tried busy)."""
+        for _ in range(tries):
+            cust = self.rng.choice(chain.customers)
+            if cust.customer_id not in self.busy:
+                return cust
+        return None
+
     def _choose(self) -> tuple[str, Callable[[float], Coroutine[Any, Any, None]]]:
         chain = self.rng.choice(self.chains)
         terminal = self.rng.choice(chain.terminal_keys)
@@ -252,52 +335,85 @@ class LoadGenerator:
             probe = None
             if self.rng.random() < self.probe_share and chain.free_probes:
                 probe = chain.free_probes.popleft()
-            cust = probe or (
-                None if self.rng.random() < 0.1 else self.rng.choice(chain.customers)
-            )
+            cust = probe or (None if self.rng.random() < 0.1 else self._free_customer(chain))
             body, kind = self._sale_body(cust)
-            return kind, lambda at: self._sale(chain, terminal, cust, body, kind, at, probe)
-        cust = self.rng.choice(chain.customers)
+            op = Operation("sale", "POST", "/v1/sales", body, str(uuid.uuid4()))
+            self._claim(cust, op)
+            return kind, lambda at: self._sale(chain, terminal, cust, op, kind, at, probe)
+        lookup = self.rng.choice(chain.customers)
+        card_path = f"/v1/cards/{lookup.card}"
         if roll < 0.85:
-            return "card_lookup", lambda at: self._request(
-                "card_lookup", terminal, "GET", f"/v1/cards/{cust.card_number}", None, at, cust
-            )
+            return "card_lookup", lambda at: self._lookup(terminal, card_path, at)
         if roll < 0.95:
+            cust = self._free_customer(chain)
+            if cust is None:
+                return "card_lookup", lambda at: self._lookup(terminal, card_path, at)
             if cust.debt > 0 and self.rng.random() < 0.7:
-                body = {"kind": "pay_debt", "method": "cash", "card_number": cust.card_number}
-                kind = "pay_debt"
-                path = f"/v1/customers/{cust.customer_id}/payments"
+                body: dict[str, Any] = {
+                    "kind": "pay_debt",
+                    "method": "cash",
+                    "card_number": cust.card,
+                }
+                op = Operation(
+                    "pay_debt",
+                    "POST",
+                    f"/v1/customers/{cust.customer_id}/payments",
+                    body,
+                    str(uuid.uuid4()),
+                )
             else:
                 body = {
                     "amount": _money(Decimal(self.rng.randint(5, 50))),
                     "method": "card",
-                    "card_number": cust.card_number,
+                    "card_number": cust.card,
                 }
-                kind = "advance"
-                path = f"/v1/customers/{cust.customer_id}/advances"
-            return kind, lambda at: self._request(kind, terminal, "POST", path, body, at, cust)
+                op = Operation(
+                    "advance",
+                    "POST",
+                    f"/v1/customers/{cust.customer_id}/advances",
+                    body,
+                    str(uuid.uuid4()),
+                )
+            self._claim(cust, op)
+            return op.kind, lambda at: self._operation(op.kind, terminal, cust, op, at)
         if chain.returnable:
-            term_key, sale_id = chain.returnable.popleft()
+            term_key, sale_id, owner = chain.returnable.popleft()
+            if owner is not None and owner.customer_id in self.busy:
+                chain.returnable.append((term_key, sale_id, owner))  # later, when free
+                return "card_lookup", lambda at: self._lookup(terminal, card_path, at)
             body = {"lines": [{"line_no": 1, "quantity": "1"}], "refund": "cash"}
-            return "return", lambda at: self._request(
-                "return", term_key, "POST", f"/v1/sales/{sale_id}/returns", body, at, None
+            op = Operation(
+                "return", "POST", f"/v1/sales/{sale_id}/returns", body, str(uuid.uuid4())
             )
-        return "card_lookup", lambda at: self._request(
-            "card_lookup", terminal, "GET", f"/v1/cards/{cust.card_number}", None, at, cust
-        )
+            self._claim(owner, op)
+            return "return", lambda at: self._operation("return", term_key, owner, op, at)
+        return "card_lookup", lambda at: self._lookup(terminal, card_path, at)
+
+    def _claim(self, cust: Customer | None, op: Operation) -> None:
+        """The customer is busy from now until the operation's final answer; the operation
+        joins its model in the order sent (one at a time per customer)."""
+        if cust is not None:
+            self.busy.add(cust.customer_id)
+            cust.ops.append(op)
 
     # ----------------------------------------------------------------------------- requests
 
     async def _send(
-        self, key: str, method: str, path: str, body: dict[str, Any] | None
+        self,
+        key: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"}
         if method == "POST":
-            headers["Idempotency-Key"] = str(uuid.uuid4())
-        return await self.client.request(method, path, json=body, headers=headers)
+            headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
+        return await self._pick_client().request(method, path, json=body, headers=headers)
 
-    def _record(self, kind: str, at: float, started: float, resp: httpx.Response | None,
-                error: str = "") -> dict[str, Any] | None:
+    def _record(
+        self, kind: str, at: float, started: float, resp: httpx.Response | None, error: str = ""
+    ) -> dict[str, Any] | None:
         done = time.perf_counter()
         self._stats.last_done = max(self._stats.last_done, done)
         if resp is None:
@@ -314,60 +430,141 @@ class LoadGenerator:
         self._stats.records.append(Record(kind, resp.status_code, done - at, started - at, code))
         return parsed if isinstance(parsed, dict) else None
 
-    async def _request(
-        self,
-        kind: str,
-        key: str,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        at: float,
-        cust: Customer | None,
-    ) -> None:
+    async def _lookup(self, key: str, path: str, at: float) -> None:
         started = time.perf_counter()
         try:
-            resp = await self._send(key, method, path, body)
+            resp = await self._send(key, "GET", path, None)
+        except httpx.HTTPError as exc:
+            self._record("card_lookup", at, started, None, type(exc).__name__)
+            return
+        self._record("card_lookup", at, started, resp)
+
+    async def _first_answer(
+        self, kind: str, key: str, op: Operation, at: float
+    ) -> tuple[httpx.Response | None, dict[str, Any] | None]:
+        """Send an operation once, record its latency; final answers go into the model."""
+        started = time.perf_counter()
+        op.sent_at = time.monotonic()
+        op.attempts += 1
+        try:
+            resp = await self._send(key, op.method, op.path, op.body, op.key)
         except httpx.HTTPError as exc:
             self._record(kind, at, started, None, type(exc).__name__)
-            return
+            return None, None
         parsed = self._record(kind, at, started, resp)
-        if cust is not None and parsed is not None and resp.status_code in (200, 201):
-            if kind == "card_lookup":
-                cust.debt, cust.advance = Decimal(parsed["debt"]), Decimal(parsed["advance"])
-                cust.bonus = Decimal(parsed["bonus_balance"])
-            elif (bal := _balances(parsed)) is not None:
-                cust.debt, cust.advance, cust.bonus = bal
+        if resp.status_code not in RETRY_STATUSES:
+            _final(op, resp.status_code, parsed, resp.text)
+        return resp, parsed
+
+    def _finish(
+        self,
+        cust: Customer | None,
+        op: Operation,
+        key: str,
+        on_free: Callable[[], None] | None = None,
+    ) -> bool:
+        """After the first answer: apply a final one to the model and free the customer, or
+        resolve the operation in the background (same key) and free the customer then (and
+        call `on_free`). Returns True when the answer was final."""
+        if op.status is not None:
+            self._apply(cust, op)
+            return True
+        self._stats.resolved_later += 1
+        task = asyncio.create_task(self._resolve(cust, op, key, on_free))
+        self._resolving.add(task)
+        task.add_done_callback(self._resolving.discard)
+        return False
+
+    def _apply(self, cust: Customer | None, op: Operation) -> None:
+        if cust is not None:
+            if op.accepted:
+                cust.apply(op)
+            self.busy.discard(cust.customer_id)
+
+    async def _resolve(
+        self,
+        cust: Customer | None,
+        op: Operation,
+        key: str,
+        on_free: Callable[[], None] | None = None,
+    ) -> None:
+        """What a POS does without a final answer: the same request, same key, again."""
+        deadline = time.monotonic() + self.resolve_seconds
+        pause = 0.2
+        try:
+            while time.monotonic() < deadline:
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                op.attempts += 1
+                self.resends += 1
+                try:
+                    resp = await self._send(key, op.method, op.path, op.body, op.key)
+                except httpx.HTTPError:
+                    continue
+                if resp.status_code in RETRY_STATUSES:
+                    if resp.status_code == 429:
+                        pause = max(pause, float(resp.headers.get("Retry-After", "1")))
+                    continue
+                try:
+                    parsed = resp.json()
+                except ValueError:
+                    parsed = None
+                _final(
+                    op, resp.status_code, parsed if isinstance(parsed, dict) else None, resp.text
+                )
+                if op.accepted and op.kind == "sale" and cust is not None:
+                    self._returnable_for(cust, key, op)
+                return
+        finally:
+            self._apply(cust, op)  # unanswered stays status None: the invariants allow it
+            if on_free is not None:
+                on_free()
+
+    def _returnable_for(self, cust: Customer | None, terminal: str, op: Operation) -> None:
+        for chain in self.chains:
+            if cust is None or cust.chain is chain.keys:
+                chain.returnable.append((terminal, op.body["sale_id"], cust))
+                return
+
+    async def _operation(
+        self, kind: str, key: str, cust: Customer | None, op: Operation, at: float
+    ) -> None:
+        try:
+            await self._first_answer(kind, key, op, at)
+        finally:
+            self._finish(cust, op, key)
 
     async def _sale(
         self,
         chain: ChainFixture,
         terminal: str,
         cust: Customer | None,
-        body: dict[str, Any],
+        op: Operation,
         kind: str,
         at: float,
         probe: Customer | None,
     ) -> None:
-        started = time.perf_counter()
+        final = False
+
+        def free_probe() -> None:
+            if probe is not None:
+                chain.free_probes.append(probe)
+
         try:
             try:
-                resp = await self._send(terminal, "POST", "/v1/sales", body)
-            except httpx.HTTPError as exc:
-                self._record(kind, at, started, None, type(exc).__name__)
-                return
-            parsed = self._record(kind, at, started, resp)
-            if resp.status_code != 201 or parsed is None:
+                resp, parsed = await self._first_answer(kind, terminal, op, at)
+            finally:
+                final = self._finish(cust, op, terminal, free_probe)
+            if resp is None or resp.status_code != 201 or parsed is None:
                 return
             answered = time.perf_counter()
-            chain.returnable.append((terminal, body["sale_id"]))
+            chain.returnable.append((terminal, op.body["sale_id"], cust))
             bal = _balances(parsed)
-            if cust is not None and bal is not None:
-                cust.debt, cust.advance, cust.bonus = bal
             if probe is not None and bal is not None:
                 await self._await_read_model(chain, probe, bal, at, answered)
         finally:
-            if probe is not None:
-                chain.free_probes.append(probe)
+            if final:  # else the probe is back once its sale is resolved (`free_probe`)
+                free_probe()
 
     async def _await_read_model(
         self,
@@ -402,10 +599,12 @@ class LoadGenerator:
 
     # ----------------------------------------------------------------------------- a step
 
-    async def run_step(self, rate: float, duration: float, drain_timeout: float = 30.0) -> tuple[
-        StepStats, float, float
-    ]:
-        """Send at `rate` for `duration` s; returns (stats, t0, end of the send window)."""
+    async def run_step(
+        self, rate: float, duration: float, drain_timeout: float = 30.0
+    ) -> tuple[StepStats, float, float]:
+        """Send at `rate` for `duration` s; returns (stats, t0, end of the send window).
+        Operations still being resolved (re-sent after a non-final answer) go on in the
+        background: `settle()` waits for them."""
         self._stats = StepStats()
         total = int(rate * duration)
         t0 = time.perf_counter() + 0.05
@@ -426,3 +625,8 @@ class LoadGenerator:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         return self._stats, t0, window_end
+
+
+def _final(op: Operation, status: int, parsed: dict[str, Any] | None, text: str) -> None:
+    op.status = status
+    op.answer = parsed if parsed is not None else {"raw": text[:200]}

@@ -4,6 +4,13 @@ The stack (Kafka, PostgreSQL, the five services) is started by devstack in `.run
 stopped by PID in a `finally`, whatever happens. Between steps the pipeline is allowed to drain
 (consumer lag back to 0) so each step starts clean; stepping stops after the first step that
 does not keep up.
+
+After each step has drained, every operation sent so far has its final answer (re-sent like a
+POS does after a `202`) and the fault harness's invariant checker (`tools.chaos.invariants`)
+compares the load generator's model with balances, statements and reports: a step "held the
+invariants" when it found no violation. After the steps, a recovery phase kills -9 one consumer
+service under a steady rate and restarts it (`bench.recovery`); the invariants are checked once
+more after it.
 """
 
 from __future__ import annotations
@@ -23,12 +30,16 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench import procstat
+from bench import procstat, recovery
 from bench.ceiling import kafka_producer, pgbench
 from bench.loadgen import LoadGenerator, StepStats, percentile
+from contracts import topics
 from devstack.paths import repo_root
+from devstack.ports import free_port
+from devstack.procs import no_progress
 from devstack.services import SERVICE_NAMES, ServicePorts
 from devstack.stack import Stack, purge_run_dir, start_stack
+from tools.chaos import invariants
 
 OK_STATUSES = {200, 201, 202}
 LOADGEN = "load generator"
@@ -44,13 +55,23 @@ class Options:
     out_dir: Path
     chains: int = 4
     stores: int = 3
-    customers: int = 300
+    customers: int = 100
     probes: int = 12
     warmup_seconds: float = 10.0
     warmup_rate: float = 20.0
     skip_ceiling: bool = False
     profile_rate: float | None = None
     service_env: dict[str, str] | None = None
+    #: gateway processes (extra ones are devstack instances on free ports; the load goes
+    #: round-robin over them, their consumers share the `gateway` group)
+    gateways: int = 1
+    check_invariants: bool = True
+    #: kill -9 this consumer service under a steady rate after the steps ("" to skip)
+    recovery_service: str = "credit"
+    #: that steady rate (default: half the highest rate that kept up with all invariants)
+    recovery_rate: float | None = None
+    recovery_before_seconds: float = 15.0
+    recovery_after_seconds: float = 75.0
 
 
 def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -78,6 +99,8 @@ class Scraper:
 
     def __init__(self, stack: Stack) -> None:
         self.urls = {n: stack.url(n) + "/metrics" for n in SERVICE_NAMES}
+        for instance, port in stack.services.instance_ports.items():
+            self.urls.setdefault(instance, f"http://127.0.0.1:{port}/metrics")
         self.client = httpx.AsyncClient(timeout=5.0)
 
     async def scrape(self) -> dict[str, dict[str, list[tuple[dict[str, str], float]]]]:
@@ -120,9 +143,7 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 1)
 
 
-def summarize(
-    stats: StepStats, rate: float, duration: float, t0: float
-) -> dict[str, Any]:
+def summarize(stats: StepStats, rate: float, duration: float, t0: float) -> dict[str, Any]:
     recs = stats.records
     ok = [r for r in recs if r.status in OK_STATUSES]
     refused = [r for r in recs if r.status in (409, 422) and r.code]
@@ -135,8 +156,11 @@ def summarize(
     by_kind: dict[str, dict[str, Any]] = {}
     for kind in sorted({r.kind for r in recs}):
         ks = [r.latency for r in recs if r.kind == kind]
-        by_kind[kind] = {"n": len(ks), "p50_ms": _ms(percentile(ks, 50)),
-                         "p99_ms": _ms(percentile(ks, 99))}
+        by_kind[kind] = {
+            "n": len(ks),
+            "p50_ms": _ms(percentile(ks, 50)),
+            "p99_ms": _ms(percentile(ks, 99)),
+        }
     sales = [r for r in recs if r.kind.startswith("sale")]
     return {
         "offered_rps": rate,
@@ -195,6 +219,18 @@ def _roots(stack: Stack) -> dict[str, int]:
     return roots
 
 
+def _start_gateways(stack: Stack, count: int) -> list[str]:
+    """Extra gateway processes (gateway-2, ...) on free ports; returns their URLs."""
+    urls = []
+    for n in range(2, count + 1):
+        port = free_port()
+        stack.services.start_instance(
+            "gateway", instance=f"gateway-{n}", port=port, progress=no_progress
+        )
+        urls.append(f"http://127.0.0.1:{port}")
+    return urls
+
+
 async def _wait_drained(scraper: Scraper, limit_seconds: float) -> float | None:
     started = time.perf_counter()
     while time.perf_counter() - started < limit_seconds:
@@ -203,6 +239,48 @@ async def _wait_drained(scraper: Scraper, limit_seconds: float) -> float | None:
             return round(time.perf_counter() - started, 1)
         await asyncio.sleep(0.5)
     return None
+
+
+async def check_model(
+    gen: LoadGenerator,
+    gateway_url: str,
+    *,
+    settle_seconds: float = 120.0,
+    within: float = 60.0,
+) -> dict[str, Any]:
+    """Let every operation get its final answer, then run the fault harness's invariant
+    checker over the load generator's model (all customers, all steps so far)."""
+    unresolved = await gen.settle(settle_seconds)
+    violations, seconds = await invariants.check_until_held(
+        gateway_url, gen.models(), within=within
+    )
+    stats = gen.model_stats()
+    return {
+        "held": not violations,
+        "violations": len(violations),
+        "examples": violations[:5],
+        "check_seconds": round(seconds, 1),
+        "unresolved_after_settle": unresolved,
+        "customers": stats.customers,
+        "operations": stats.operations,
+        "accepted": stats.accepted,
+        "refused": stats.refused,
+        "unanswered": stats.unanswered,
+        "resends": stats.resends,
+    }
+
+
+def best_rate(steps: list[dict[str, Any]]) -> float | None:
+    """The highest offered rate that kept up AND held every invariant (None: no step did).
+    Steps are cumulative: a step counts only if every step before it held the invariants."""
+    best = None
+    for step in steps:
+        inv = step.get("invariants")
+        if inv is not None and not inv["held"]:
+            break
+        if step["kept_up"]:
+            best = step["offered_rps"]
+    return best
 
 
 def _start_profilers(stack: Stack, seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
@@ -232,14 +310,17 @@ def _start_profilers(stack: Stack, seconds: float, out: Path) -> list[subprocess
 
 
 async def run(stack: Stack, opts: Options) -> dict[str, Any]:
+    extra_gateways = await asyncio.to_thread(_start_gateways, stack, opts.gateways)
     roots = _roots(stack)
-    result: dict[str, Any] = {"label": opts.label, "steps": []}
+    result: dict[str, Any] = {"label": opts.label, "steps": [], "gateways": opts.gateways}
     if not opts.skip_ceiling:
         print("[bench] ceiling: pgbench, Kafka producer", file=sys.stderr, flush=True)
         result["pgbench"] = await pgbench(stack.database_url)
         result["kafka_producer"] = await kafka_producer(stack.kafka_bootstrap_servers)
         print(f"[bench] {result['pgbench']} {result['kafka_producer']}", file=sys.stderr)
-    gen = LoadGenerator(stack.gateway_url, stack.operator_token)
+    gen = LoadGenerator(
+        stack.gateway_url, stack.operator_token, extra_gateway_urls=tuple(extra_gateways)
+    )
     scraper = Scraper(stack)
     try:
         print("[bench] set-up through the API", file=sys.stderr, flush=True)
@@ -259,15 +340,19 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
         await gen.run_step(opts.warmup_rate, opts.warmup_seconds)
         await _wait_drained(scraper, 60)
         for rate in opts.rates:
-            print(f"[bench] step {rate:g} req/s for {opts.step_seconds:g} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[bench] step {rate:g} req/s for {opts.step_seconds:g} s",
+                file=sys.stderr,
+                flush=True,
+            )
             before = procstat.sample(roots, alone=ALONE)
             commits0 = await pg_commits(stack.database_url)
             published0 = await scraper.published_total()
             profilers = (
                 _start_profilers(
-                    stack, opts.step_seconds,
-                    repo_root() / ".run" / "bench-profiles" / f"{opts.label}-{rate:g}"
+                    stack,
+                    opts.step_seconds,
+                    repo_root() / ".run" / "bench-profiles" / f"{opts.label}-{rate:g}",
                 )
                 if opts.profile_rate == rate
                 else []
@@ -306,7 +391,8 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
             step["pg_commits_per_sale"] = round((commits1 - commits0) / sales, 1)
             step["kafka_messages_per_second"] = round((published1 - published0) / wall, 1)
             stack_cpu = sum(
-                v["cpu_percent"] for k, v in step["processes"].items()
+                v["cpu_percent"]
+                for k, v in step["processes"].items()
                 if k != LOADGEN and not k.startswith("(")
             )
             answered = step["ok"] + step["refused"]
@@ -315,20 +401,103 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
                 round(stack_cpu / 100 * wall * 1000 / answered, 1) if answered else None
             )
             step["kept_up"] = kept_up(step)
+            step["resolved_later"] = stats.resolved_later
+            if opts.check_invariants:
+                step["invariants"] = await check_model(gen, stack.gateway_url)
             result["steps"].append(step)
+            inv = step.get("invariants")
             print(
                 f"[bench]   achieved {step['achieved_rps']} req/s, p99 "
                 f"{step['latency_ms']['p99']} ms, lag p99 {step['read_model_lag_ms']['p99']} ms, "
-                f"errors {step['errors']}, kept up: {step['kept_up']}",
+                f"errors {step['errors']}, kept up: {step['kept_up']}, invariants: "
+                + (
+                    "not checked"
+                    if inv is None
+                    else f"{inv['violations']} violations ({inv['operations']} operations, "
+                    f"{inv['check_seconds']} s)"
+                ),
                 file=sys.stderr,
                 flush=True,
             )
-            if not step["kept_up"]:
+            if not step["kept_up"] or (inv is not None and not inv["held"]):
                 break
+        result["best_rate"] = best_rate(result["steps"])
+        if opts.recovery_service:
+            rate = opts.recovery_rate or max(opts.rates[0], (result["best_rate"] or 0) / 2)
+            result["recovery"] = await _recovery(stack, gen, scraper, opts, rate)
     finally:
         await gen.close()
         await scraper.close()
     return result
+
+
+async def _recovery(
+    stack: Stack, gen: LoadGenerator, scraper: Scraper, opts: Options, rate: float
+) -> dict[str, Any]:
+    """kill -9 one consumer service under a steady open-loop rate, restart it, measure when
+    it consumes again and when its backlog is gone; then the invariants once more."""
+    service = opts.recovery_service
+    duration = opts.recovery_before_seconds + opts.recovery_after_seconds
+    print(
+        f"[bench] recovery: {rate:g} req/s for {duration:g} s, kill -9 {service} after "
+        f"{opts.recovery_before_seconds:g} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    # the service's consumer group is named after it and reads every topic it consumes
+    group_topics = [name for name, spec in topics.TOPICS.items() if service in spec.consumers]
+    if not group_topics:
+        raise ValueError(f"recovery of {service!r}: it consumes no topic")
+    lag = recovery.GroupLag(stack.kafka_bootstrap_servers, service, group_topics)
+    await lag.start()
+    pids: list[int] = []
+
+    async def kill() -> None:
+        pids.append(await asyncio.to_thread(stack.services.kill, service))
+
+    async def restart() -> None:
+        await asyncio.to_thread(stack.services.start_instance, service, progress=no_progress)
+
+    try:
+        figures, (stats, t0, _) = await recovery.measure(
+            lag,
+            load=gen.run_step(rate, duration),
+            kill=kill,
+            restart=restart,
+            before_seconds=opts.recovery_before_seconds,
+        )
+    finally:
+        await lag.close()
+    step = summarize(stats, rate, duration, t0)
+    out: dict[str, Any] = {
+        "service": service,
+        "rate": rate,
+        "seconds": duration,
+        "kill_after_seconds": opts.recovery_before_seconds,
+        "killed_pid": pids[0] if pids else None,
+        **figures,
+        "latency_ms": step["latency_ms"],
+        "accepted_202": step["accepted_202"],
+        "errors": step["errors"],
+        "sent": step["sent"],
+    }
+    out["drained_seconds"] = await _wait_drained(scraper, 120)
+    if opts.check_invariants:
+        out["invariants"] = await check_model(gen, stack.gateway_url)
+    print(
+        f"[bench]   recovery: resumed {out['resumed_after_kill_s']} s after the kill "
+        f"({out['resumed_after_restart_s']} s after the restart), backlog gone "
+        f"{out['backlog_gone_after_kill_s']} s after the kill, peak lag {out['peak_lag']}, "
+        "invariants: "
+        + (
+            "not checked"
+            if "invariants" not in out
+            else f"{out['invariants']['violations']} violations"
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
+    return out
 
 
 def _versions(stack: Stack) -> dict[str, str]:
@@ -342,7 +511,10 @@ def _versions(stack: Stack) -> dict[str, str]:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=False, cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=repo_root(),
         ).stdout.strip()
     except OSError:
         commit = "?"
@@ -351,8 +523,18 @@ def _versions(stack: Stack) -> dict[str, str]:
         "kafka": stack.infra.kafka.version if stack.infra.kafka else "?",
         "postgresql": pg or "?",
         "pgbench": pgbench_version(),
-        **{pkg: version(pkg) for pkg in ("faststream", "aiokafka", "SQLAlchemy", "asyncpg",
-                                         "fastapi", "uvicorn", "httpx")},
+        **{
+            pkg: version(pkg)
+            for pkg in (
+                "faststream",
+                "aiokafka",
+                "SQLAlchemy",
+                "asyncpg",
+                "fastapi",
+                "uvicorn",
+                "httpx",
+            )
+        },
         "git_commit": commit,
         "cpus": str(os.cpu_count()),
         "kernel": platform.release(),

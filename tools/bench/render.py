@@ -57,22 +57,24 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
     out += [
         "| offered req/s | achieved req/s | sales/s | p50 ms | p95 ms | p99 ms | p99.9 ms | "
         "read-model lag p50 / p99 ms | errors | 202s | consumer lag max | PG commits/sale | "
-        "Kafka msgs/s | stack CPU ms/request | sales/s per pgbench TPS | kept up |",
-        "|" + "---|" * 16,
+        "Kafka msgs/s | stack CPU ms/request | sales/s per pgbench TPS | kept up | "
+        "invariants (violations / operations checked) |",
+        "|" + "---|" * 17,
     ]
     for s in run["steps"]:
         if s.get("stack_cpu_ms_per_request") is None and s["ok"] + s["refused"]:
             # runs before the field existed: the same figure over the nominal step length
-            cpu = sum(v["cpu_percent"] for k, v in s["processes"].items()
-                      if k != "load generator" and not k.startswith("("))
+            cpu = sum(
+                v["cpu_percent"]
+                for k, v in s["processes"].items()
+                if k != "load generator" and not k.startswith("(")
+            )
             s["stack_cpu_ms_per_request"] = round(
                 cpu / 100 * run.get("step_seconds", 0) * 1000 / (s["ok"] + s["refused"]), 1
             )
         lat = s["latency_ms"]
         lag = s["read_model_lag_ms"]
-        ratio = (
-            f"{s['sales_per_second'] / pgb['tps']:.3f}" if pgb.get("tps") else "-"
-        )
+        ratio = f"{s['sales_per_second'] / pgb['tps']:.3f}" if pgb.get("tps") else "-"
         out.append(
             f"| {_f(s['offered_rps'])} | {_f(s['achieved_rps'])} | {_f(s['sales_per_second'])} "
             f"| {_f(lat['p50'])} | {_f(lat['p95'])} | {_f(lat['p99'])} | {_f(lat['p99.9'])} "
@@ -80,14 +82,30 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
             f"| {_f(s['consumer_lag_max_total'])} | {_f(s['pg_commits_per_sale'])} "
             f"| {_f(s['kafka_messages_per_second'])} "
             f"| {_f(s.get('stack_cpu_ms_per_request'))} | {ratio} | "
-            f"{'yes' if s['kept_up'] else '**no**'} |"
+            f"{'yes' if s['kept_up'] else '**no**'} | {_invariants(s.get('invariants'))} |"
         )
     out.append("")
+    if run.get("gateways", 1) > 1:
+        out.append(f"Gateway processes: {run['gateways']} (load round-robin over them).")
+        out.append("")
+    if any("invariants" in s for s in run["steps"]):
+        best = run.get("best_rate")
+        out.append(
+            "Highest offered rate that kept up with every invariant intact: "
+            + (f"**{_f(best)} req/s**." if best is not None else "**none**.")
+            + " Invariants are the fault harness's (`tools/chaos/invariants.py`), checked over"
+            " every operation sent so far once the step had drained."
+        )
+        out.append("")
+    rec = run.get("recovery")
+    if rec:
+        out += _recovery_lines(rec)
     out.append("CPU (% of one core) and RSS (MiB) per process, per step:")
     out.append("")
     names = list(run["steps"][0]["processes"]) if run["steps"] else []
-    out.append("| process | " + " | ".join(f"{_f(s['offered_rps'])} req/s" for s in run["steps"])
-               + " |")
+    out.append(
+        "| process | " + " | ".join(f"{_f(s['offered_rps'])} req/s" for s in run["steps"]) + " |"
+    )
     out.append("|---|" + "---|" * len(run["steps"]))
     for proc in names:
         cells = []
@@ -121,6 +139,39 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
         out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
         out.append("")
     return out
+
+
+def _invariants(inv: dict[str, Any] | None) -> str:
+    if inv is None:
+        return "-"
+    text = f"{inv['violations']} / {inv['operations']}"
+    return text + (" held" if inv["held"] else " **violated**")
+
+
+def _recovery_lines(rec: dict[str, Any]) -> list[str]:
+    def s(value: Any) -> str:
+        return "not within the window" if value is None else f"{_f(value)} s"
+
+    inv = rec.get("invariants")
+    return [
+        f"Recovery: `kill -9` of **{rec['service']}** after {_f(rec['kill_after_seconds'])} s of "
+        f"a steady {_f(rec['rate'])} req/s ({_f(rec['seconds'])} s of load), restarted "
+        f"{s(rec['restart_issued_after_s'])} after the kill (ready "
+        f"{s(rec['ready_after_restart_s'])} after the restart):",
+        "",
+        "| consuming again after the kill | after the restart | backlog gone after the kill "
+        "| peak lag | steady lag before | gateway p99 ms during | 202s | errors | invariants |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {s(rec['resumed_after_kill_s'])} | {s(rec['resumed_after_restart_s'])} "
+        f"| {s(rec['backlog_gone_after_kill_s'])} | {rec['peak_lag']} "
+        f"| {rec['steady_lag_max']} | {_f(rec['latency_ms']['p99'])} | {rec['accepted_202']} "
+        f"| {rec['errors']} | {_invariants(inv)} |",
+        "",
+        "Lag is the consumer group's, read from Kafka (end offsets minus committed offsets); "
+        '"consuming again" is the first commit of the new process, "backlog gone" the '
+        "first sample from then on at or below the largest lag sampled before the kill.",
+        "",
+    ]
 
 
 def _plot(runs: list[dict[str, Any]], path: Path) -> bool:
