@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -21,9 +22,10 @@ from reporting.domain.model import (
     payment_balance_totals,
     sort_payment_balance,
 )
-from reporting.domain.paging import BadCursor
+from reporting.domain.paging import BadCursor, to_csv
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
+from reporting.service_layer.reports import CSV_HEADERS
 from servicekit.db import make_engine, make_session_factory, prepare_database
 
 pytestmark = pytest.mark.integration
@@ -123,3 +125,67 @@ async def test_every_page_and_the_totals_match_the_reference_report(engine: Asyn
             await reports.payment_balance_page(
                 session, CHAIN, reports.Filters(), sort="name", limit=4, cursor="bm90IGEgY3Vyc29y"
             )
+
+
+# names that JSON must escape and CSV must quote, and sub-minor-unit amounts whose rounding
+# (half-up, a negative amount rounding to zero keeping its sign) SQL must do as Python does
+AWKWARD_NAMES = ['O"Brien, Jr.', "two\nlines", "back\\slash", "tab\there", "Zoë 🛒", "", "a\rb"]
+AWKWARD_AMOUNTS = ["0.0049", "0.005", "0.0051", "12.3450", "99999.9999", "0.0001", "7"]
+
+
+@pytest.mark.parametrize("minor_units", [2, 0, 3])
+async def test_the_whole_report_rendered_by_postgresql_equals_the_python_rendering(
+    engine: AsyncEngine, minor_units: int
+) -> None:
+    chain = uuid.uuid4()
+    rnd = random.Random(minor_units)
+    customers = [uuid.uuid4() for _ in range(len(AWKWARD_NAMES) + 2)]  # 2 unregistered
+    rows = []
+    for i, cid in enumerate(customers * 3):
+        goods = Decimal(AWKWARD_AMOUNTS[i % len(AWKWARD_AMOUNTS)])
+        payments = Decimal(rnd.choice(AWKWARD_AMOUNTS)) if i % 2 else Decimal(0)
+        rows.append({
+            "message_id": uuid.uuid4(), "seq": 0, "chain_id": chain, "customer_id": cid,
+            "store_id": STORES[i % 2], "at": T0 + timedelta(days=i), "kind": "sale",
+            "description": "Sale", "goods": goods, "payments": payments,
+        })
+    sf = make_session_factory(engine)
+    async with sf() as session, session.begin():
+        await session.execute(sa.insert(t.chains).values(
+            chain_id=chain, name="Awkward", timezone="Europe/Bucharest", currency="XTS",
+            minor_units=minor_units, credit_mode="balance",
+        ))
+        await session.execute(sa.insert(t.movements), rows)
+        await session.execute(sa.insert(t.customers), [
+            {"customer_id": c, "chain_id": chain, "name": n, "vip": True, "name_key": n.casefold()}
+            for c, n in zip(customers, AWKWARD_NAMES, strict=False)
+        ])
+    async with sf() as session:
+        signed_zero_seen = False
+        for period in (Period(None, None), Period(date(2026, 3, 5), date(2026, 3, 12))):
+            for store in (None, STORES[0]):
+                for sort in ("closing", "name"):
+                    filters = reports.Filters(period, store, False)
+                    whole, totals, info = await reports.payment_balance(
+                        session, chain, filters, sort=sort
+                    )
+                    assert info.minor_units == minor_units
+                    expected = [reports.payment_balance_json(r, minor_units) for r in whole]
+                    signed_zero_seen |= any(
+                        v.startswith("-") and not v.strip("-0.") for r in expected
+                        for v in r.values()
+                    )
+                    as_json = await reports.payment_balance_rendered(
+                        session, chain, filters, sort=sort, fmt="json"
+                    )
+                    assert json.loads("[" + as_json.body + "]") == expected
+                    assert as_json.totals == totals
+                    as_csv = await reports.payment_balance_rendered(
+                        session, chain, filters, sort=sort, fmt="csv"
+                    )
+                    assert as_csv.body == to_csv(expected, CSV_HEADERS["payment-balance"])
+        assert signed_zero_seen, "the data should exercise a negative amount rounding to zero"
+        empty = await reports.payment_balance_rendered(
+            session, uuid.uuid4(), reports.Filters(), fmt="json"
+        )
+        assert (empty.body, empty.totals["closing"]) == ("", Decimal(0))

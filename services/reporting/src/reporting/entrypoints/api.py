@@ -6,6 +6,7 @@ or CSV with `Accept: text/csv`. Objects of another chain answer `404 {"code": "n
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -80,6 +81,37 @@ LimitQ = Annotated[int | None, Query(ge=1, le=MAX_LIMIT)]
 CursorQ = Annotated[str | None, Query()]
 
 
+async def _payment_balance_whole(
+    request: Request,
+    session: AsyncSession,
+    chain_id: UUID,
+    filters: Filters,
+    sort: str,
+    cursor: str | None,
+) -> Response:
+    """The unpaged report, its rows rendered by PostgreSQL (see `payment_balance_rendered`)."""
+    fmt = "csv" if _wants_csv(request) else "json"
+    try:
+        found = await reports.payment_balance_rendered(
+            session, chain_id, filters, sort=sort, fmt=fmt, cursor=cursor
+        )
+    except BadCursor:
+        return _problem(422, "validation_error", "invalid cursor")
+    if fmt == "csv":
+        return Response(
+            found.body,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="payment-balance.csv"'},
+        )
+    mu = found.info.minor_units
+    totals = json.dumps(
+        {k: money_str(v, mu) for k, v in found.totals.items()}, separators=(",", ":")
+    )
+    return Response(
+        '{"rows":[' + found.body + '],"totals":' + totals + "}", media_type="application/json"
+    )
+
+
 def router() -> APIRouter:
     api = APIRouter(prefix=PREFIX, tags=["internal"])
 
@@ -122,6 +154,10 @@ def router() -> APIRouter:
         limit: LimitQ = None,
         cursor: CursorQ = None,
     ) -> Response:
+        if limit is None:
+            return await _payment_balance_whole(
+                request, session, chain_id, _filters(from_, to, store_id, vip_only), sort, cursor
+            )
         try:
             result = await reports.payment_balance_page(
                 session,
@@ -142,8 +178,7 @@ def router() -> APIRouter:
             "rows": out,
             "totals": {k: money_str(v, mu) for k, v in totals.items()},
         }
-        if limit is not None:
-            body["next"] = nxt
+        body["next"] = nxt
         return JSONResponse(body)
 
     @api.get("/reports/unpaid-goods")
@@ -166,8 +201,7 @@ def router() -> APIRouter:
         if _wants_csv(request):
             return _csv(page, CSV_HEADERS["unpaid-goods"], "unpaid-goods")
         body: dict[str, Any] = {"rows": list(page)}
-        if limit is not None:
-            body["next"] = nxt
+        body["next"] = nxt
         return JSONResponse(body)
 
     @api.get("/reports/aging")
@@ -190,8 +224,7 @@ def router() -> APIRouter:
         if _wants_csv(request):
             return _csv(page, CSV_HEADERS["aging"], "aging")
         body: dict[str, Any] = {"rows": list(page), "totals": totals}
-        if limit is not None:
-            body["next"] = nxt
+        body["next"] = nxt
         return JSONResponse(body)
 
     @api.get("/reports/bonus-statistics")
@@ -216,8 +249,7 @@ def router() -> APIRouter:
         if _wants_csv(request):
             return _csv(page, CSV_HEADERS["bonus-statistics"], "bonus-statistics")
         body["by_customer"] = list(page)
-        if limit is not None:
-            body["next"] = nxt
+        body["next"] = nxt
         return JSONResponse(body)
 
     @api.get("/customers/{customer_id}/statement")

@@ -16,6 +16,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reporting.adapters import tables as t
@@ -262,23 +263,15 @@ def _pb_after(sort: str, cursor: str) -> tuple[str | Decimal, UUID]:
         raise BadCursor("invalid cursor") from exc
 
 
-async def payment_balance_page(
-    session: AsyncSession,
+def _pb_queries(
     chain_id: UUID,
+    info: ChainInfo,
     filters: Filters,
-    *,
-    sort: str = "closing",
-    limit: int | None = None,
-    cursor: str | None = None,
-) -> PaymentBalancePage:
-    """Payment-Balance sorted, paged (keyset cursor) and totalled in one SQL statement.
-
-    The same numbers as `reporting.domain.model.build_payment_balance`, sorted as
-    `sort_payment_balance` (closing or casefolded name, then customer id; `name_key` compared
-    in code-point order), totals over every row of the report whatever the page. Only the page
-    reaches Python: the per-customer sums are one pass over `rm_movements_pb_*` (index-only).
-    """
-    info = await chain_info(session, chain_id)
+    sort: str,
+    cursor: str | None,
+) -> tuple[Any, sa.Select[Any], sa.Subquery]:
+    """The report CTE (one row per customer), its rows in report order after `cursor`, and
+    the totals over the whole report (whatever the page)."""
     lower, upper = filters.period.bounds(info.timezone)
     m = t.movements
     c = t.customers
@@ -314,7 +307,7 @@ async def payment_balance_page(
         report_q = report_q.where(c.c.vip.is_(True))
     report = report_q.cte("report").prefix_with("MATERIALIZED")
     key = report.c.name_key if sort == "name" else report.c.closing
-    page_q = sa.select(report).order_by(key, report.c.customer_id)
+    rows_q = sa.select(report)
     if cursor:
         after_key, after_id = _pb_after(sort, cursor)
         after: sa.ColumnElement[Any] = (
@@ -322,18 +315,50 @@ async def payment_balance_page(
             if sort == "name"
             else sa.literal(after_key, t.MONEY)
         )
-        page_q = page_q.where(
+        rows_q = rows_q.where(
             sa.tuple_(key, report.c.customer_id)
             > sa.tuple_(after, sa.literal(after_id, t.movements.c.customer_id.type))
         )
-    if limit is not None:
-        page_q = page_q.limit(limit + 1)
-    page = page_q.subquery("page")
     totals_q = sa.select(
         sa.func.coalesce(sa.func.sum(report.c.opening), ZERO).label("t_opening"),
         sa.func.coalesce(sa.func.sum(report.c.goods), ZERO).label("t_goods"),
         sa.func.coalesce(sa.func.sum(report.c.payments), ZERO).label("t_payments"),
     ).subquery("totals")
+    return report, rows_q, totals_q
+
+
+def _pb_totals(opening: Decimal, goods: Decimal, payments: Decimal) -> dict[str, Decimal]:
+    return {
+        "opening": opening,
+        "goods": goods,
+        "payments": payments,
+        "closing": opening + payments - goods,
+    }
+
+
+async def payment_balance_page(
+    session: AsyncSession,
+    chain_id: UUID,
+    filters: Filters,
+    *,
+    sort: str = "closing",
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> PaymentBalancePage:
+    """Payment-Balance sorted, paged (keyset cursor) and totalled in one SQL statement.
+
+    The same numbers as `reporting.domain.model.build_payment_balance`, sorted as
+    `sort_payment_balance` (closing or casefolded name, then customer id; `name_key` compared
+    in code-point order), totals over every row of the report whatever the page. Only the page
+    reaches Python: the per-customer sums are one pass over `rm_movements_pb_*` (index-only).
+    """
+    info = await chain_info(session, chain_id)
+    report, rows_q, totals_q = _pb_queries(chain_id, info, filters, sort, cursor)
+    key = report.c.name_key if sort == "name" else report.c.closing
+    page_q = rows_q.order_by(key, report.c.customer_id)
+    if limit is not None:
+        page_q = page_q.limit(limit + 1)
+    page = page_q.subquery("page")
     page_key = page.c.name_key if sort == "name" else page.c.closing
     stmt = (
         sa.select(totals_q, page)
@@ -348,14 +373,85 @@ async def payment_balance_page(
         nxt = _pb_cursor(sort, found[-1])
     rows = [PaymentBalanceRow(r.customer_id, r.name, r.opening, r.goods, r.payments) for r in found]
     first = result[0]
-    opening, goods, payments = first.t_opening, first.t_goods, first.t_payments
-    totals = {
-        "opening": opening,
-        "goods": goods,
-        "payments": payments,
-        "closing": opening + payments - goods,
-    }
+    totals = _pb_totals(first.t_opening, first.t_goods, first.t_payments)
     return PaymentBalancePage(rows, totals, info, nxt)
+
+
+def _money_sql(value: sa.ColumnElement[Any], minor_units: int) -> sa.ColumnElement[Any]:
+    """`money_str` in SQL: half-up to the minor unit (PostgreSQL's `round` of a numeric rounds
+    half away from zero, as `ROUND_HALF_UP` does) and printed with exactly that many digits;
+    a negative amount that rounds to zero keeps its sign, as a quantized `Decimal` does."""
+    rounded = sa.func.round(value, sa.literal_column(str(int(minor_units))))
+    text = sa.cast(rounded, sa.Text)
+    return sa.case((sa.and_(value < 0, rounded == 0), sa.literal("-") + text), else_=text)
+
+
+def _csv_field_sql(value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A field as Python's `csv.writer` (QUOTE_MINIMAL, `\r\n` lines) writes it."""
+    quoted = sa.literal('"') + sa.func.replace(value, '"', '""') + sa.literal('"')
+    return sa.case((value.regexp_match('[,"\r\n]'), quoted), else_=value)
+
+
+@dataclass(frozen=True)
+class RenderedPaymentBalance:
+    body: str  # JSON rows joined by "," (no brackets), or CSV lines with their header
+    totals: dict[str, Decimal]
+    info: ChainInfo
+
+
+async def payment_balance_rendered(
+    session: AsyncSession,
+    chain_id: UUID,
+    filters: Filters,
+    *,
+    sort: str = "closing",
+    fmt: str = "json",
+    cursor: str | None = None,
+) -> RenderedPaymentBalance:
+    """The whole (unpaged) report rendered by PostgreSQL: exactly the JSON objects of
+    `payment_balance_json` (compact) or the CSV lines of `to_csv`, in report order, as one text.
+
+    A chain-wide answer has ~100,000 rows; turning them into `Decimal`s and strings in Python
+    costs seconds, while PostgreSQL formats them in one `string_agg` pass (docs/benchmarks.md).
+    """
+    info = await chain_info(session, chain_id)
+    _, rows_q, totals_q = _pb_queries(chain_id, info, filters, sort, cursor)
+    mu = info.minor_units
+    rows = rows_q.subquery("rows")
+    key = rows.c.name_key if sort == "name" else rows.c.closing
+    money = {f: _money_sql(rows.c[f], mu) for f in ("opening", "goods", "payments", "closing")}
+    cid = sa.cast(rows.c.customer_id, sa.Text)
+    if fmt == "csv":
+        line = sa.func.concat(
+            cid, ",", _csv_field_sql(rows.c.name), ",", money["opening"], ",", money["goods"],
+            ",", money["payments"], ",", money["closing"], "\r\n",
+        )
+        sep = ""
+    else:
+        line = sa.func.concat(
+            '{"customer_id":"', cid, '","name":', sa.cast(sa.func.to_json(rows.c.name), sa.Text),
+            ',"opening":"', money["opening"], '","goods":"', money["goods"],
+            '","payments":"', money["payments"], '","closing":"', money["closing"], '"}',
+        )
+        sep = ","
+    agg = (
+        sa.select(
+            sa.func.coalesce(
+                sa.func.string_agg(
+                    line, aggregate_order_by(sa.literal(sep), key, rows.c.customer_id)
+                ),
+                "",
+            ).label("body")
+        )
+        .select_from(rows)
+        .scalar_subquery()
+    )
+    result = (await session.execute(sa.select(totals_q, agg.label("body")))).one()
+    body: str = result.body
+    if fmt == "csv":
+        body = ",".join(CSV_HEADERS["payment-balance"]) + "\r\n" + body
+    totals = _pb_totals(result.t_opening, result.t_goods, result.t_payments)
+    return RenderedPaymentBalance(body, totals, info)
 
 
 async def payment_balance(
