@@ -59,6 +59,7 @@ class Operation:
     answer: dict[str, Any] | None = None
     attempts: int = 0
     sent_at: float = 0.0
+    api_key: str = ""  # the key it was sent with (a retry must use the same one)
 
     @property
     def accepted(self) -> bool:
@@ -126,6 +127,7 @@ class DriverStats:
     accepted: int = 0
     refused: int = 0
     unanswered: int = 0
+    settled: int = 0  # answered only by the retries after the run (see Driver.settle)
     conflicts: int = 0
     unexpected: list[str] = field(default_factory=list)
 
@@ -145,8 +147,10 @@ class Driver:
     `deadline` (monotonic) passes."""
 
     def __init__(self, gateway_url: str, customers: list[CustomerModel], *, seed: int,
-                 ops_per_customer: int, deadline: float, request_timeout: float = 10.0) -> None:
+                 ops_per_customer: int, deadline: float, request_timeout: float = 10.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.gateway_url = gateway_url
+        self.transport = transport  # tests only: None is a real HTTP connection
         self.customers = customers
         self.seed = seed
         self.ops_per_customer = ops_per_customer
@@ -158,7 +162,8 @@ class Driver:
     async def run(self) -> DriverStats:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         async with httpx.AsyncClient(base_url=self.gateway_url, limits=limits,
-                                     timeout=self.request_timeout) as http:
+                                     timeout=self.request_timeout,
+                                     transport=self.transport) as http:
             await asyncio.gather(*(self._customer(http, index, customer)
                                    for index, customer in enumerate(self.customers)))
         self.done.set()
@@ -179,10 +184,39 @@ class Driver:
             if op.accepted:
                 customer.apply(op)
 
-    async def send(self, http: httpx.AsyncClient, op: Operation, key: str) -> None:
+    async def settle(self, within: float) -> DriverStats:
+        """What a POS does once the outage is over: it retries every request still without a
+        final answer (same Idempotency-Key, same body, same terminal) until it gets one.
+
+        The run's deadline can leave a customer's last request unanswered; without this its
+        effect could be checked only as "at most once", and ids the server makes (payment and
+        return ids) could not be traced back to it. Requests still unanswered after `within`
+        seconds stay in `unanswered`."""
+        self.deadline = time.monotonic() + within
+        pending = [(c, op) for c in self.customers for op in c.ops if op.status is None]
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        async with httpx.AsyncClient(base_url=self.gateway_url, limits=limits,
+                                     timeout=self.request_timeout,
+                                     transport=self.transport) as http:
+
+            async def retry(customer: CustomerModel, op: Operation) -> None:
+                await self.send(http, op, op.api_key, retry=True)
+                if op.status is not None:
+                    self.stats.unanswered -= 1
+                    self.stats.settled += 1
+                if op.accepted:
+                    customer.apply(op)  # an unanswered request is its customer's last one
+
+            await asyncio.gather(*(retry(c, op) for c, op in pending))
+        return self.stats
+
+    async def send(self, http: httpx.AsyncClient, op: Operation, key: str, *,
+                   retry: bool = False) -> None:
         """Send until a final answer (201/200/4xx) or the deadline: same key, same body."""
-        self.stats.sent += 1
-        op.sent_at = time.monotonic()
+        if not retry:
+            self.stats.sent += 1
+            op.sent_at = time.monotonic()
+        op.api_key = key
         headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": op.key}
         pause = 0.1
         while True:
@@ -203,7 +237,8 @@ class Driver:
             if response is not None and response.status_code == 429:
                 retry_after = float(response.headers.get("Retry-After", "1"))
             if time.monotonic() > self.deadline:
-                self.stats.unanswered += 1
+                if not retry:
+                    self.stats.unanswered += 1
                 return
             await asyncio.sleep(max(pause, retry_after))
             pause = min(pause * 2, 2.0)

@@ -51,6 +51,7 @@ class ScenarioReport:
     accepted: int = 0
     refused: int = 0
     unanswered: int = 0
+    settled: int = 0
     attempts: int = 0
     faults: int = 0
     fault_log: list[str] = field(default_factory=list)
@@ -67,7 +68,8 @@ class ScenarioReport:
     def line(self) -> str:
         flag = "" if self.tested_something else "  <-- NO REDELIVERIES: tested nothing"
         return (f"{self.name:<22} ops={self.operations:<6} accepted={self.accepted:<6} "
-                f"refused={self.refused:<5} unanswered={self.unanswered:<3} "
+                f"refused={self.refused:<5} settled={self.settled:<3} "
+                f"unanswered={self.unanswered:<3} "
                 f"retries={self.attempts - self.operations:<5} faults={self.faults:<3} "
                 f"redeliveries={self.redeliveries:<6} dead_lettered={self.dead_lettered:<4} "
                 f"violations={len(self.violations):<3} drain={self.drain_seconds:.1f}s "
@@ -288,6 +290,8 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
     try:
         stats = await driver.run()
         await faults
+        # the faults are over: the POS retries what never got an answer
+        stats = await driver.settle(within=drain_timeout)
     finally:
         if not faults.done():
             faults.cancel()
@@ -298,6 +302,7 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
     report.accepted = stats.accepted
     report.refused = stats.refused
     report.unanswered = stats.unanswered
+    report.settled = stats.settled
     report.attempts = stats.attempts
     report.violations += stats.unexpected
     # drain: poll the invariants until they hold (read models catch up asynchronously)
