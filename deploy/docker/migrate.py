@@ -5,7 +5,8 @@ Job keeps a rolling upgrade from starting several replicas that race to apply th
 migration, and makes a failing migration stop the rollout before any new pod takes traffic.
 
 Usage inside a service image: ``python /opt/deploy/migrate.py [package]`` (the package defaults
-to ``$SERVICE_PACKAGE``, which each Dockerfile sets). It reads the same settings as the service.
+to ``$SERVICE_PACKAGE``, which deploy/docker/Dockerfile sets). It reads the same settings as the
+service.
 """
 
 from __future__ import annotations

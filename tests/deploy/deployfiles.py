@@ -1,6 +1,6 @@
 """What the deployment tests share: the five services, their settings' names, file loaders.
 
-These tests read files only (compose, Dockerfiles, Kubernetes manifests, Prometheus and Grafana
+These tests read files only (compose, the Dockerfile, Kubernetes manifests, Prometheus and Grafana
 configuration); nothing here needs Docker, a cluster or running services. Where a check needs a
 service's `Settings` class, the service package must be importable: a missing one fails the
 test with a message saying so, it never skips.
@@ -20,6 +20,9 @@ import yaml
 from pydantic import AliasChoices, AliasPath
 
 REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yml"
+#: The one Dockerfile of every service image; build arguments say which service.
+DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 
 #: Read by servicekit without a field (the shared server URL each service derives its own from).
 SHARED_WITHOUT_FIELD = frozenset({"DATABASE_URL"})
@@ -60,6 +63,20 @@ def load_yaml(path: Path) -> Any:
 
 def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def compose_build(service: Service) -> dict[str, Any]:
+    """The `build` section of `service` in docker-compose.yml (merge keys resolved)."""
+    build: dict[str, Any] = load_yaml(COMPOSE)["services"][service.name]["build"]
+    return build
+
+
+def compose_build_args(service: Service) -> dict[str, str]:
+    """The build arguments docker-compose.yml gives `service`'s image, as strings."""
+    args = compose_build(service).get("args", {})
+    if isinstance(args, list):  # the NAME=value list form
+        return dict(item.split("=", 1) for item in args)
+    return {str(k): str(v) for k, v in args.items()}
 
 
 def settings_class(package: str) -> Any:

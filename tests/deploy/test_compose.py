@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from deployfiles import (
+    COMPOSE,
+    DOCKERFILE,
     REPO,
     SERVICES,
     Service,
@@ -18,7 +20,6 @@ from deployfiles import (
     settings_names,
 )
 
-COMPOSE = REPO / "docker-compose.yml"
 POM = REPO / "libs" / "devstack" / "kafka" / "pom.xml"
 
 
@@ -69,13 +70,14 @@ def test_every_published_port_is_bound_to_loopback_only(compose: dict[str, Any])
     assert not wrong, f"ports published beyond 127.0.0.1: {wrong}"
 
 
-def test_each_service_is_built_from_its_own_dockerfile_with_the_repo_as_context(
+def test_each_service_is_built_from_the_shared_dockerfile_with_the_repo_as_context(
     compose: dict[str, Any], service: Service
 ) -> None:
+    # which service: the build arguments, checked with the Dockerfile in test_images.py
     build = compose["services"][service.name]["build"]
     assert build["context"] == "."
-    assert build["dockerfile"] == f"services/{service.directory}/Dockerfile"
-    assert (REPO / build["dockerfile"]).is_file()
+    assert build["dockerfile"] == "deploy/docker/Dockerfile"
+    assert REPO / build["dockerfile"] == DOCKERFILE and DOCKERFILE.is_file()
 
 
 def test_each_service_publishes_its_default_port_and_waits_for_healthy_infrastructure(
