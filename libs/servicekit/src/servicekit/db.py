@@ -27,12 +27,23 @@ SessionFactory = async_sessionmaker[AsyncSession]
 MIGRATION_LOCK_KEY = 0x5E7C_0001
 
 
+#: seconds after which a pooled connection is replaced on its next checkout
+POOL_RECYCLE_SECONDS = 300
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """The service's engine. No `pool_pre_ping`: the ping is a transaction of its own on every
+    checkout (BEGIN, a statement, ROLLBACK), i.e. extra round trips on every session. Without
+    it, a connection PostgreSQL dropped (restart, failover) fails its first statement with an
+    error the consumers and the outbox relay treat as transient (they retry the batch) and a
+    POS retries its request; SQLAlchemy then invalidates the whole pool, so the other dropped
+    connections are replaced on their next checkout instead of failing in turn
+    (`tests/integration/test_db_pool.py`). `pool_recycle` bounds a connection's age."""
     return create_async_engine(
         to_asyncpg_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_recycle=POOL_RECYCLE_SECONDS,
     )
 
 
