@@ -47,6 +47,11 @@ CONSUMER_LAG = Gauge(
     "Messages on the partition not yet consumed (high watermark - position)",
     ["consumer", "topic", "partition"],
 )
+CONSUMER_RESTARTS = Counter(
+    "consumer_restarts_total",
+    "Subscribers restarted by the watchdog because their Kafka client stopped reaching the broker",
+    ["consumer"],
+)
 OUTBOX_BACKLOG = Gauge("outbox_backlog_messages", "Unsent rows in the service's outbox")
 OUTBOX_OLDEST_AGE = Gauge(
     "outbox_oldest_unsent_age_seconds", "Age of the oldest unsent outbox row (0 when none)"

@@ -37,6 +37,7 @@ from servicekit.logging import configure_logging, correlation_id_var
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
 from servicekit.topics import ensure_topics
+from servicekit.watchdog import ConsumerWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
 def consumer_lag_jobs(
     definition: ServiceDefinition, settings: ServiceSettings
 ) -> list[PeriodicJob]:
-    """Refresh `consumer_lag_messages` of every consumer between batches (see refresh_lag)."""
+    """Refresh `consumer_lag_messages` of every consumer between batches (see refresh_lag),
+    and restart a consumer whose Kafka client stopped reaching the broker (servicekit.watchdog)."""
     if not definition.consumers:
         return []
 
@@ -154,7 +156,19 @@ def consumer_lag_jobs(
         for consumer in definition.consumers:
             await consumer.refresh_lag()
 
-    return [PeriodicJob("consumer-lag", settings.metrics_interval_seconds, refresh)]
+    watchdogs = [
+        ConsumerWatchdog(consumer, stall_seconds=settings.consumer_stall_seconds)
+        for consumer in definition.consumers
+    ]
+
+    async def watch() -> None:
+        for watchdog in watchdogs:
+            await watchdog.check()
+
+    return [
+        PeriodicJob("consumer-lag", settings.metrics_interval_seconds, refresh),
+        PeriodicJob("consumer-watchdog", settings.consumer_watchdog_seconds, watch),
+    ]
 
 
 def health_router() -> APIRouter:

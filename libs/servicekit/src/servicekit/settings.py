@@ -48,6 +48,10 @@ class ServiceSettings(BaseSettings):
     #: every assigned partition (so a consumer that gets no batch through still shows its lag)
     #: and the service's business gauges read from its database.
     metrics_interval_seconds: float = Field(default=15.0, gt=0)
+    #: How often each consumer's own Kafka client is probed, and how long the probe may fail
+    #: without a break before the subscriber is restarted with a new client (servicekit.watchdog).
+    consumer_watchdog_seconds: float = Field(default=10.0, gt=0)
+    consumer_stall_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _derive_database_url(self) -> ServiceSettings:

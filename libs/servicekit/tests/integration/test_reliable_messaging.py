@@ -404,3 +404,65 @@ async def test_a_message_failing_every_attempt_is_dead_lettered_on_the_last_and_
     assert _counted(metrics.MESSAGES_FAILED, consumer) == 6
     assert _counted(metrics.MESSAGES_DEAD_LETTERED, consumer) == 1
     assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 2
+
+
+async def test_a_wedged_consumer_client_is_replaced_by_the_watchdog_and_nothing_is_lost(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """The client of a running subscriber stops working (as one did after a broker kill -9 in
+    `make chaos`): its fetches return nothing and its requests never complete. The watchdog's
+    probe fails, the subscriber is restarted with a new client, and every message published
+    meanwhile is applied exactly once."""
+    from servicekit.watchdog import ConsumerWatchdog
+
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    consumer = _recording_consumer(topic)
+    settings = ServiceSettings(kafka_bootstrap_servers=kafka_bootstrap_servers)
+    broker = make_broker(settings, "watchdog-test")
+    consumer.attach(broker, session_factory)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all")
+    await broker.start()
+    await producer.start()
+
+    async def applied(expected: int) -> int:
+        for _ in range(200):
+            found = await _count(session_factory, EFFECTS)
+            if found >= expected:
+                break
+            await asyncio.sleep(0.1)
+        return found
+
+    try:
+        for _ in range(3):
+            await producer.send_and_wait(topic, encode(_envelope()), key=b"customer-1")
+        assert await applied(3) == 3
+
+        old = consumer._subscriber.consumer
+
+        async def nothing(*args: Any, **kwargs: Any) -> dict[Any, Any]:
+            await asyncio.sleep(0.05)
+            return {}
+
+        async def never(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(3600)
+
+        old.getmany = nothing  # wedged: fetches nothing, requests never complete
+        old.end_offsets = never
+        old.topics = never
+        for _ in range(4):
+            await producer.send_and_wait(topic, encode(_envelope()), key=b"customer-1")
+        await asyncio.sleep(1.0)
+        assert await _count(session_factory, EFFECTS) == 3  # the wedge holds
+
+        watchdog = ConsumerWatchdog(consumer, stall_seconds=0.0, probe_timeout_seconds=0.5,
+                                    stop_timeout_seconds=5.0)
+        assert await watchdog.check() is True
+        assert consumer._subscriber.consumer is not old
+        assert await applied(7) == 7
+        await asyncio.sleep(0.5)
+        assert await _count(session_factory, EFFECTS) == 7  # nothing applied twice
+        assert await watchdog.check() is False  # the new client passes the probe
+    finally:
+        await producer.stop()
+        await broker.stop()

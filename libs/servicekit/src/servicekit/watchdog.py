@@ -1,0 +1,110 @@
+"""Restart a Kafka consumer whose client has stopped reaching the broker.
+
+Found by the fault harness (`make chaos`, kill-kafka): after the broker was killed and restarted,
+one service's consumer client never talked to the broker again. Its consume loop fetched
+nothing, every `consumer-lag` refresh timed out after 40 s, the same process's producer worked
+fine, and only restarting the process brought it back. Nothing was lost (offsets are committed
+after the effect) but nothing moved either: every sale answered `202` until somebody noticed.
+
+The watchdog probes each consumer's own Kafka client every `consumer_watchdog_seconds` with a
+cheap metadata request (ListOffsets of the partitions it holds, or a metadata refresh when it
+holds none), bounded by a timeout. When the probe has failed without a break for
+`consumer_stall_seconds`, the subscriber is stopped (bounded) and started again with a new
+client: the group rebalances, the new member continues from the committed offsets, and the
+inbox makes whatever is redelivered a no-op. During a real broker outage every probe fails
+too; the restarts then happen at most once per stall period and cost nothing (the new client
+keeps trying to connect like the old one). `consumer_restarts_total` counts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from servicekit import metrics
+from servicekit.consumer import Consumer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConsumerWatchdog:
+    consumer: Consumer
+    stall_seconds: float = 30.0
+    probe_timeout_seconds: float = 10.0
+    stop_timeout_seconds: float = 15.0
+    clock: Callable[[], float] = time.monotonic
+    _failing_since: float | None = None
+
+    async def check(self) -> bool:
+        """Probe once; restart the subscriber when the probe has failed for `stall_seconds`.
+        Returns whether it restarted."""
+        subscriber = self.consumer._subscriber
+        if subscriber is None:  # not attached (a service without this consumer running)
+            return False
+        if await self._probe(getattr(subscriber, "consumer", None)):
+            self._failing_since = None
+            return False
+        now = self.clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since < self.stall_seconds:
+            return False
+        await self.restart(f"its Kafka client has not reached the broker for "
+                           f"{now - self._failing_since:.0f}s")
+        self._failing_since = self.clock()  # the new client gets a whole period
+        return True
+
+    async def _probe(self, kafka_consumer: Any) -> bool:
+        if kafka_consumer is None:  # a restart whose start failed: try again
+            return False
+        try:
+            assigned = list(kafka_consumer.assignment())
+            if assigned:
+                await asyncio.wait_for(
+                    kafka_consumer.end_offsets(assigned), self.probe_timeout_seconds
+                )
+            else:
+                await asyncio.wait_for(kafka_consumer.topics(), self.probe_timeout_seconds)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # KafkaError, the timeout, a closed client
+            log.warning("consumer %s: Kafka probe failed (%s: %s)",
+                        self.consumer.name, type(exc).__name__, exc)
+            return False
+        return True
+
+    async def restart(self, reason: str) -> None:
+        """Stop the subscriber (bounded: a wedged client may never finish leaving the group)
+        and start it again with a new Kafka client."""
+        subscriber = self.consumer._subscriber
+        log.error("consumer %s: %s; restarting its subscriber", self.consumer.name, reason)
+        metrics.CONSUMER_RESTARTS.labels(self.consumer.name).inc()
+        try:
+            await asyncio.wait_for(subscriber.stop(), self.stop_timeout_seconds)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("consumer %s: the old subscriber did not stop cleanly; "
+                          "dropping its client", self.consumer.name)
+            old = getattr(subscriber, "consumer", None)
+            subscriber.consumer = None
+            if old is not None:
+                # close its connections in the background; never wait for it again
+                task = asyncio.get_running_loop().create_task(old.stop())
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            for task in getattr(subscriber, "tasks", []):
+                task.cancel()
+            with contextlib.suppress(AttributeError):
+                subscriber.tasks.clear()
+        try:
+            await subscriber.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the broker is really down: the next stall period tries again
+            log.exception("consumer %s: restarting the subscriber failed", self.consumer.name)

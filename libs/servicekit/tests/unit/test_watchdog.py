@@ -1,0 +1,140 @@
+"""The consumer watchdog: a subscriber whose Kafka client keeps failing its probe for the stall
+period is restarted once per period; a passing probe resets the clock; a subscriber whose old
+client never finishes stopping is still restarted with a new one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka.errors import KafkaConnectionError
+
+from servicekit import metrics
+from servicekit.consumer import Consumer
+from servicekit.watchdog import ConsumerWatchdog
+
+
+class FakeClient:
+    def __init__(self, healthy: bool = True, assigned: tuple[Any, ...] = ("tp",)) -> None:
+        self.healthy = healthy
+        self.assigned = assigned
+        self.stopped = False
+        self.probes = 0
+
+    def assignment(self) -> set[Any]:
+        return set(self.assigned)
+
+    async def end_offsets(self, partitions: list[Any]) -> dict[Any, int]:
+        self.probes += 1
+        if self.healthy is None:  # wedged: the request never completes
+            await asyncio.sleep(3600)
+        if not self.healthy:
+            raise KafkaConnectionError("Unable to connect")
+        return dict.fromkeys(partitions, 0)
+
+    async def topics(self) -> set[str]:
+        return await self.end_offsets([])  # type: ignore[return-value]
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+class FakeSubscriber:
+    def __init__(self, client: FakeClient, *, stop_hangs: bool = False) -> None:
+        self.consumer: FakeClient | None = client
+        self.stop_hangs = stop_hangs
+        self.starts = 0
+        self.stops = 0
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    async def stop(self) -> None:
+        self.stops += 1
+        if self.stop_hangs:
+            await asyncio.sleep(3600)
+        assert self.consumer is not None
+        await self.consumer.stop()
+        self.consumer = None
+
+    async def start(self) -> None:
+        self.starts += 1
+        self.consumer = FakeClient(healthy=True)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _watchdog(subscriber: FakeSubscriber, clock: Clock, **kw: Any) -> ConsumerWatchdog:
+    consumer = Consumer(name=f"wd-{id(subscriber)}", topics=["t"], handlers={})
+    consumer._subscriber = subscriber
+    return ConsumerWatchdog(consumer, stall_seconds=30.0, probe_timeout_seconds=0.05,
+                            stop_timeout_seconds=0.05, clock=clock, **kw)
+
+
+def _restarts(watchdog: ConsumerWatchdog) -> float:
+    return metrics.CONSUMER_RESTARTS.labels(watchdog.consumer.name)._value.get()
+
+
+async def test_a_healthy_client_is_never_restarted() -> None:
+    clock = Clock()
+    subscriber = FakeSubscriber(FakeClient(healthy=True))
+    watchdog = _watchdog(subscriber, clock)
+    for _ in range(10):
+        assert await watchdog.check() is False
+        clock.now += 10
+    assert (subscriber.stops, subscriber.starts, _restarts(watchdog)) == (0, 0, 0)
+
+
+async def test_a_client_failing_for_the_stall_period_is_replaced_once_per_period() -> None:
+    clock = Clock()
+    broken = FakeClient(healthy=False)
+    subscriber = FakeSubscriber(broken)
+    watchdog = _watchdog(subscriber, clock)
+    outcomes = []
+    for _ in range(4):  # t = 0, 10, 20, 30 s of failing probes
+        outcomes.append(await watchdog.check())
+        clock.now += 10
+    assert outcomes == [False, False, False, True]
+    assert (subscriber.stops, subscriber.starts, broken.stopped) == (1, 1, True)
+    assert subscriber.consumer is not broken and subscriber.consumer is not None
+    assert _restarts(watchdog) == 1
+    # the new client is healthy: no further restart
+    for _ in range(5):
+        assert await watchdog.check() is False
+        clock.now += 10
+    assert subscriber.starts == 1
+
+
+async def test_a_passing_probe_resets_the_stall_clock() -> None:
+    clock = Clock()
+    client = FakeClient(healthy=False)
+    subscriber = FakeSubscriber(client)
+    watchdog = _watchdog(subscriber, clock)
+    for healthy in (False, False, False, True, False, False, False):  # never 30 s in a row
+        client.healthy = healthy
+        assert await watchdog.check() is False
+        clock.now += 10
+    assert subscriber.starts == 0
+
+
+async def test_a_wedged_probe_times_out_and_a_hanging_stop_does_not_block_the_restart() -> None:
+    clock = Clock()
+    wedged = FakeClient(healthy=None, assigned=())  # type: ignore[arg-type]
+    subscriber = FakeSubscriber(wedged, stop_hangs=True)
+    watchdog = _watchdog(subscriber, clock)
+    assert await asyncio.wait_for(watchdog.check(), 1) is False  # probe bounded by its timeout
+    clock.now += 30
+    assert await asyncio.wait_for(watchdog.check(), 1) is True  # stop bounded too
+    assert subscriber.starts == 1
+    assert subscriber.consumer is not None and subscriber.consumer is not wedged
+    await asyncio.sleep(0)  # the dropped client is stopped in the background
+    assert wedged.stopped
+
+
+async def test_a_consumer_that_is_not_attached_is_left_alone() -> None:
+    consumer = Consumer(name="not-attached", topics=["t"], handlers={})
+    assert await ConsumerWatchdog(consumer, stall_seconds=0).check() is False
