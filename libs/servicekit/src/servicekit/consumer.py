@@ -160,6 +160,11 @@ class Consumer:
     retry_backoff_seconds: float = 1.0
     #: unexpected handler errors are retried this many times before the message is dead-lettered
     max_attempts: int = 3
+    #: a member that died without leaving (kill -9) holds its partitions until the broker has
+    #: not heard from it for this long: the restarted process (or the other instances) wait
+    #: that long before consuming them. 6 s is the broker's default minimum
+    #: (`group.min.session.timeout.ms`); aiokafka's default is 10 s. Heartbeats every third.
+    session_timeout_ms: int = 6_000
     _attempts: dict[uuid.UUID, int] = field(default_factory=dict)
     _session_factory: SessionFactory | None = None
     _subscriber: Any = None
@@ -176,6 +181,8 @@ class Consumer:
             max_records=self.max_records,
             batch_timeout_ms=self.batch_timeout_ms,
             auto_offset_reset="earliest",
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.session_timeout_ms // 3,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             title=f"{self.name}",
         )
