@@ -131,6 +131,16 @@ class Scraper:
         await self.client.aclose()
 
 
+async def pg_rollbacks(database_url: str) -> float:
+    """Transactions ended by ROLLBACK, server-wide (a connection pre-ping is one per checkout;
+    read-only sessions that end without COMMIT count here too)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return float(await conn.fetchval("SELECT sum(xact_rollback) FROM pg_stat_database"))
+    finally:
+        await conn.close()
+
+
 async def pg_commits(database_url: str) -> float:
     conn = await asyncpg.connect(database_url)
     try:
@@ -347,6 +357,7 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
             )
             before = procstat.sample(roots, alone=ALONE)
             commits0 = await pg_commits(stack.database_url)
+            rollbacks0 = await pg_rollbacks(stack.database_url)
             published0 = await scraper.published_total()
             profilers = (
                 _start_profilers(
@@ -379,6 +390,7 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
                 p.wait(timeout=120)
             end_lag = await scraper.consumer_lag()
             commits1 = await pg_commits(stack.database_url)
+            rollbacks1 = await pg_rollbacks(stack.database_url)
             published1 = await scraper.published_total()
             step = summarize(stats, rate, opts.step_seconds, t0)
             step["consumer_lag_max"] = {k: v for k, v in sorted(max_lag.items()) if v}
@@ -389,6 +401,8 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
             sales = max(1, int(step["sales_per_second"] * max(opts.step_seconds, 1)))
             step["pg_commits_per_second"] = round((commits1 - commits0) / wall, 1)
             step["pg_commits_per_sale"] = round((commits1 - commits0) / sales, 1)
+            answered_n = max(1, step["ok"] + step["refused"])
+            step["pg_rollbacks_per_request"] = round((rollbacks1 - rollbacks0) / answered_n, 2)
             step["kafka_messages_per_second"] = round((published1 - published0) / wall, 1)
             stack_cpu = sum(
                 v["cpu_percent"]

@@ -57,9 +57,10 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
     out += [
         "| offered req/s | achieved req/s | sales/s | p50 ms | p95 ms | p99 ms | p99.9 ms | "
         "read-model lag p50 / p99 ms | errors | 202s | consumer lag max | PG commits/sale | "
+        "PG rollbacks/request | "
         "Kafka msgs/s | stack CPU ms/request | sales/s per pgbench TPS | kept up | "
         "invariants (violations / operations checked) |",
-        "|" + "---|" * 17,
+        "|" + "---|" * 18,
     ]
     for s in run["steps"]:
         if s.get("stack_cpu_ms_per_request") is None and s["ok"] + s["refused"]:
@@ -80,6 +81,7 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
             f"| {_f(lat['p50'])} | {_f(lat['p95'])} | {_f(lat['p99'])} | {_f(lat['p99.9'])} "
             f"| {_f(lag['p50'])} / {_f(lag['p99'])} | {s['errors']} | {s['accepted_202']} "
             f"| {_f(s['consumer_lag_max_total'])} | {_f(s['pg_commits_per_sale'])} "
+            f"| {_f(s.get('pg_rollbacks_per_request'))} "
             f"| {_f(s['kafka_messages_per_second'])} "
             f"| {_f(s.get('stack_cpu_ms_per_request'))} | {ratio} | "
             f"{'yes' if s['kept_up'] else '**no**'} | {_invariants(s.get('invariants'))} |"
