@@ -81,6 +81,27 @@ LimitQ = Annotated[int | None, Query(ge=1, le=MAX_LIMIT)]
 CursorQ = Annotated[str | None, Query()]
 
 
+def _page_answer(
+    request: Request,
+    rows: Sequence[Mapping[str, Any]],
+    report: str,
+    *,
+    limit: int | None,
+    cursor: str | None,
+    rows_key: str = "rows",
+    **rest: Any,
+) -> Response:
+    """A list report's answer: one page of `rows` (all of them without a limit) as JSON under
+    `rows_key` with `rest` and the next cursor, or the page as CSV."""
+    try:
+        page, nxt = page_by_offset(rows, limit=limit, cursor=cursor)
+    except BadCursor:
+        return _problem(422, "validation_error", "invalid cursor")
+    if _wants_csv(request):
+        return _csv(page, CSV_HEADERS[report], report)
+    return JSONResponse({rows_key: list(page), **rest, "next": nxt})
+
+
 async def _payment_balance_whole(
     request: Request,
     session: AsyncSession,
@@ -174,12 +195,11 @@ def router() -> APIRouter:
         if _wants_csv(request):
             return _csv(out, CSV_HEADERS["payment-balance"], "payment-balance")
         mu = info.minor_units
-        body: dict[str, Any] = {
+        return JSONResponse({
             "rows": out,
             "totals": {k: money_str(v, mu) for k, v in totals.items()},
-        }
-        body["next"] = nxt
-        return JSONResponse(body)
+            "next": nxt,
+        })
 
     @api.get("/reports/unpaid-goods")
     async def unpaid_goods(
@@ -194,15 +214,7 @@ def router() -> APIRouter:
         rows = await reports.unpaid_goods(
             session, chain_id, _filters(None, None, store_id, vip_only)
         )
-        try:
-            page, nxt = page_by_offset(rows, limit=limit, cursor=cursor)
-        except BadCursor:
-            return _problem(422, "validation_error", "invalid cursor")
-        if _wants_csv(request):
-            return _csv(page, CSV_HEADERS["unpaid-goods"], "unpaid-goods")
-        body: dict[str, Any] = {"rows": list(page)}
-        body["next"] = nxt
-        return JSONResponse(body)
+        return _page_answer(request, rows, "unpaid-goods", limit=limit, cursor=cursor)
 
     @api.get("/reports/aging")
     async def aging(
@@ -217,15 +229,7 @@ def router() -> APIRouter:
         rows, totals = await reports.aging(
             session, chain_id, _filters(None, None, store_id, vip_only)
         )
-        try:
-            page, nxt = page_by_offset(rows, limit=limit, cursor=cursor)
-        except BadCursor:
-            return _problem(422, "validation_error", "invalid cursor")
-        if _wants_csv(request):
-            return _csv(page, CSV_HEADERS["aging"], "aging")
-        body: dict[str, Any] = {"rows": list(page), "totals": totals}
-        body["next"] = nxt
-        return JSONResponse(body)
+        return _page_answer(request, rows, "aging", limit=limit, cursor=cursor, totals=totals)
 
     @api.get("/reports/bonus-statistics")
     async def bonus_statistics(
@@ -242,15 +246,11 @@ def router() -> APIRouter:
         body = await reports.bonus_statistics(
             session, chain_id, _filters(from_, to, store_id, vip_only)
         )
-        try:
-            page, nxt = page_by_offset(body["by_customer"], limit=limit, cursor=cursor)
-        except BadCursor:
-            return _problem(422, "validation_error", "invalid cursor")
-        if _wants_csv(request):
-            return _csv(page, CSV_HEADERS["bonus-statistics"], "bonus-statistics")
-        body["by_customer"] = list(page)
-        body["next"] = nxt
-        return JSONResponse(body)
+        rows = body.pop("by_customer")
+        return _page_answer(
+            request, rows, "bonus-statistics", limit=limit, cursor=cursor,
+            rows_key="by_customer", **body,
+        )
 
     @api.get("/customers/{customer_id}/statement")
     async def customer_statement(

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -316,9 +316,33 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
     )
 
 
-async def on_debt_payment(ctx: MessageContext, msg: credit.DebtPaymentRecorded) -> None:
+class _CreditMoneyEvent(Protocol):
+    @property
+    def chain_id(self) -> UUID: ...
+    @property
+    def customer_id(self) -> UUID: ...
+    @property
+    def store_id(self) -> UUID | None: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def customer_balances(self) -> credit.CustomerBalances: ...
+
+
+async def _credit_money_movement(
+    ctx: MessageContext,
+    msg: _CreditMoneyEvent,
+    *,
+    lines_changed: Sequence[credit.LineOwedChange] = (),
+    kind: str,
+    payment_id: UUID,
+    description: str,
+    payments: Decimal,
+    sale_id: UUID | None = None,
+) -> None:
+    """A payment, advance or refund: owed amounts per line, balances, one movement."""
     await _hold_projection_lock(ctx.session)
-    await _apply_lines_changed(ctx.session, msg.lines_changed)
+    await _apply_lines_changed(ctx.session, lines_changed)
     debt_change, advance_change = await _apply_credit_balances(
         ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
     )
@@ -328,57 +352,52 @@ async def on_debt_payment(ctx: MessageContext, msg: credit.DebtPaymentRecorded) 
         customer_id=msg.customer_id,
         store_id=msg.store_id,
         at=msg.occurred_at,
+        kind=kind,
+        payment_id=payment_id,
+        sale_id=sale_id,
+        description=description,
+        payments=payments,
+        debt_change=debt_change,
+        advance_change=advance_change,
+    )
+
+
+async def on_debt_payment(ctx: MessageContext, msg: credit.DebtPaymentRecorded) -> None:
+    await _credit_money_movement(
+        ctx,
+        msg,
+        lines_changed=msg.lines_changed,
         kind="payment",
         payment_id=msg.payment_id,
         sale_id=msg.allocated[0].sale_id if len({a.sale_id for a in msg.allocated}) == 1 else None,
         description=f"Payment ({msg.kind.value}, {msg.method.value}) {_m(msg.amount)}",
         payments=msg.amount,
-        debt_change=debt_change,
-        advance_change=advance_change,
     )
 
 
 async def on_advance(ctx: MessageContext, msg: credit.AdvanceRecorded) -> None:
-    await _hold_projection_lock(ctx.session)
-    await _apply_lines_changed(ctx.session, msg.lines_changed)
-    debt_change, advance_change = await _apply_credit_balances(
-        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
-    )
     description = f"Advance ({msg.method.value}) {_m(msg.amount)}"
     if msg.applied_to_debt:
         description += f", {_m(msg.applied_to_debt)} paid debt"
-    await _add_movement(
+    await _credit_money_movement(
         ctx,
-        chain_id=msg.chain_id,
-        customer_id=msg.customer_id,
-        store_id=msg.store_id,
-        at=msg.occurred_at,
+        msg,
+        lines_changed=msg.lines_changed,
         kind="advance",
         payment_id=msg.payment_id,
         description=description,
         payments=msg.amount,
-        debt_change=debt_change,
-        advance_change=advance_change,
     )
 
 
 async def on_refund(ctx: MessageContext, msg: credit.RefundRecorded) -> None:
-    await _hold_projection_lock(ctx.session)
-    debt_change, advance_change = await _apply_credit_balances(
-        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
-    )
-    await _add_movement(
+    await _credit_money_movement(
         ctx,
-        chain_id=msg.chain_id,
-        customer_id=msg.customer_id,
-        store_id=msg.store_id,
-        at=msg.occurred_at,
+        msg,
         kind="refund",
         payment_id=msg.refund_id,
         description=f"Money returned ({msg.method.value}) {_m(msg.amount)}",
         payments=-msg.amount,
-        debt_change=debt_change,
-        advance_change=advance_change,
     )
 
 
