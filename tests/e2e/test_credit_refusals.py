@@ -84,6 +84,22 @@ def settled(chain: Any, eventually: Any, customer: dict[str, Any], debt: str) ->
     eventually(lambda: chain.admin.get(f"/v1/customers/{cid}").json()["debt"] == debt, timeout=2)
 
 
+
+def deposit_advance(chain: Any, customer: dict[str, Any], amount: str, idem: Any,
+                    eventually: Any) -> None:
+    """An advance paid in cash at the till, and the customer's card showing it."""
+    cid = customer["customer_id"]
+    ok(
+        chain.terminal.post(
+            f"/v1/customers/{cid}/advances",
+            headers=idem(),
+            json={"amount": amount, "method": "cash", "card_number": customer["card_number"]},
+        )
+    )
+    eventually(
+        lambda: chain.admin.get(f"/v1/customers/{cid}").json()["advance"] == amount, timeout=2
+    )
+
 def test_a_sale_over_the_credit_limit_is_refused_as_a_whole(
     new_chain: Callable[..., Any], idem: Any, eventually: Any
 ) -> None:
@@ -169,16 +185,7 @@ def test_returning_more_money_than_the_advance_is_refused(
     chain = new_chain()
     customer = chain.customer()
     card, cid = customer["card_number"], customer["customer_id"]
-    ok(
-        chain.terminal.post(
-            f"/v1/customers/{cid}/advances",
-            headers=idem(),
-            json={"amount": "20.00", "method": "cash", "card_number": card},
-        )
-    )
-    eventually(
-        lambda: chain.admin.get(f"/v1/customers/{cid}").json()["advance"] == "20.00", timeout=2
-    )
+    deposit_advance(chain, customer, "20.00", idem, eventually)
     before = snapshot(chain, customer)
 
     too_much = chain.terminal.post(
@@ -204,17 +211,8 @@ def test_paying_a_sale_with_advance_money_the_customer_does_not_have_is_refused(
 ) -> None:
     chain = new_chain()
     customer = chain.customer()
-    card, cid = customer["card_number"], customer["customer_id"]
-    ok(
-        chain.terminal.post(
-            f"/v1/customers/{cid}/advances",
-            headers=idem(),
-            json={"amount": "10.00", "method": "cash", "card_number": card},
-        )
-    )
-    eventually(
-        lambda: chain.admin.get(f"/v1/customers/{cid}").json()["advance"] == "10.00", timeout=2
-    )
+    card = customer["card_number"]
+    deposit_advance(chain, customer, "10.00", idem, eventually)
     before = snapshot(chain, customer)
 
     no_advance = chain.terminal.post(
@@ -233,16 +231,7 @@ def test_pay_debt_without_debt_is_refused(
     chain = new_chain()
     customer = chain.customer()
     card, cid = customer["card_number"], customer["customer_id"]
-    ok(
-        chain.terminal.post(
-            f"/v1/customers/{cid}/advances",
-            headers=idem(),
-            json={"amount": "5.00", "method": "cash", "card_number": card},
-        )
-    )
-    eventually(
-        lambda: chain.admin.get(f"/v1/customers/{cid}").json()["advance"] == "5.00", timeout=2
-    )
+    deposit_advance(chain, customer, "5.00", idem, eventually)
     before = snapshot(chain, customer)
 
     nothing_owed = chain.terminal.post(
