@@ -133,7 +133,7 @@ def _message_log_ids(env: Envelope) -> Iterator[None]:
             var.reset(token)
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     """Errors of the infrastructure: retry the batch rather than dead-letter the message."""
     if isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError):
         return True
@@ -377,7 +377,7 @@ class Consumer:
                     except PermanentError as exc:
                         raise _Isolate(rec, exc) from exc
                     except Exception as exc:
-                        if _is_transient(exc):
+                        if is_transient(exc):
                             raise
                         attempts = self._attempts.get(env.message_id, 0) + 1
                         if attempts < self.max_attempts:
@@ -471,7 +471,7 @@ class Consumer:
                 await self._dead_letter(session, rec, str(exc), type(exc).__name__, env)
                 return
             except Exception as exc:
-                if _is_transient(exc):
+                if is_transient(exc):
                     raise
                 attempts = self._attempts.get(env.message_id, 0) + 1
                 self._attempts[env.message_id] = attempts

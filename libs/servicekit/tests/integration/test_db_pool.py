@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from servicekit.consumer import _is_transient
+from servicekit.consumer import is_transient
 from servicekit.db import make_engine
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ async def test_after_the_server_dropped_the_pool_one_use_fails_transiently_then_
                 async with engine.connect() as c:
                     assert await c.scalar(sa.text("SELECT 1")) == 1
             except DBAPIError as exc:
-                assert _is_transient(exc), exc
+                assert is_transient(exc), exc
                 failures += 1
         # at most the first use fails: the pool is invalidated, the other dropped
         # connections are replaced on checkout

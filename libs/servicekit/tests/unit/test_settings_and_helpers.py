@@ -8,7 +8,7 @@ import pytest
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import exc as sa_exc
 
-from servicekit.consumer import _is_transient
+from servicekit.consumer import is_transient
 from servicekit.logging import mask_card
 from servicekit.settings import ServiceSettings, require_secret, to_asyncpg_url, with_database
 
@@ -71,7 +71,7 @@ def test_card_numbers_are_masked_to_their_last_four_characters() -> None:
 
 
 def test_infrastructure_errors_are_retried_and_logic_errors_are_not() -> None:
-    assert _is_transient(ConnectionError("reset"))
-    assert _is_transient(sa_exc.OperationalError("select", {}, Exception("down")))
-    assert not _is_transient(KeyError("missing"))
-    assert not _is_transient(ValueError("bad"))
+    assert is_transient(ConnectionError("reset"))
+    assert is_transient(sa_exc.OperationalError("select", {}, Exception("down")))
+    assert not is_transient(KeyError("missing"))
+    assert not is_transient(ValueError("bad"))

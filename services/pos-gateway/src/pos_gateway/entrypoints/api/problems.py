@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from servicekit.consumer import is_transient
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pos_gateway.domain.errors import GatewayError, problem_body
@@ -73,6 +74,13 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return errors
 
 
+def _transient(exc: BaseException) -> bool:
+    """`servicekit.consumer.is_transient`, also through the exception groups middleware wraps."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return is_transient(exc)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def _gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
@@ -93,5 +101,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        if _transient(exc):
+            # PostgreSQL restarting, a dropped connection, a serialization failure: nothing was
+            # recorded (the transaction did not commit) and the same request with the same
+            # Idempotency-Key will succeed, so say so rather than 500
+            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+            return problem_response("unavailable", "the service is briefly unavailable; retry "
+                                    "with the same Idempotency-Key", 503, {"Retry-After": "1"})
         log.exception("unhandled error")
         return problem_response("internal_error", "an unexpected error happened", 500)
