@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,17 +21,34 @@ def main(argv: list[str] | None = None) -> int:
     pipe.add_argument("--customers", type=int, default=100, help="per chain")
     pipe.add_argument("--chains", type=int, default=4)
     pipe.add_argument("--skip-ceiling", action="store_true")
-    pipe.add_argument("--profile-rate", type=float, default=None,
-                      help="py-spy every service during the step at this rate")
-    pipe.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
-                      help="extra environment variable for the services")
+    pipe.add_argument(
+        "--profile-rate",
+        type=float,
+        default=None,
+        help="py-spy every service during the step at this rate",
+    )
+    pipe.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        help="extra environment variable for the services",
+    )
     pipe.add_argument("--gateways", type=int, default=1, help="gateway processes")
-    pipe.add_argument("--no-invariants", action="store_true",
-                      help="skip the invariant check after each step")
-    pipe.add_argument("--recovery-service", default="credit",
-                      help="kill -9 this consumer service under load after the steps ('' skips)")
-    pipe.add_argument("--recovery-rate", type=float, default=None,
-                      help="steady rate of the recovery phase (default: half the best rate)")
+    pipe.add_argument(
+        "--no-invariants", action="store_true", help="skip the invariant check after each step"
+    )
+    pipe.add_argument(
+        "--recovery-service",
+        default="credit",
+        help="kill -9 this consumer service under load after the steps ('' skips)",
+    )
+    pipe.add_argument(
+        "--recovery-rate",
+        type=float,
+        default=None,
+        help="steady rate of the recovery phase (default: half the best rate)",
+    )
     rep = sub.add_parser("reports", help="Payment-Balance on 100k customers / 1M sales")
     rep.add_argument("--customers", type=int, default=100_000)
     rep.add_argument("--sales", type=int, default=1_000_000)
@@ -49,10 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         from bench.consumer_micro import main as run_consumer
         from bench.consumer_micro import report
 
-        print(report(run_consumer(ConsumerOptions(
-            messages=args.messages, batch=args.batch, repeats=args.repeats,
-            poison_per_batch=args.poison_per_batch, database_url=os.environ.get("DATABASE_URL"),
-        ))))
+        print(
+            report(
+                run_consumer(
+                    ConsumerOptions(
+                        messages=args.messages,
+                        batch=args.batch,
+                        repeats=args.repeats,
+                        poison_per_batch=args.poison_per_batch,
+                        database_url=os.environ.get("DATABASE_URL"),
+                    )
+                )
+            )
+        )
         return 0
     out_dir = repo_root() / "docs" / "benchmarks"
     name = f"bench-{secrets.token_hex(3)}"
@@ -76,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 check_invariants=not args.no_invariants,
                 recovery_service=args.recovery_service,
                 recovery_rate=args.recovery_rate,
+                command=shlex.join(sys.argv[1:] if argv is None else argv),
             )
         )
     elif args.command == "reports":

@@ -72,6 +72,8 @@ class Options:
     recovery_rate: float | None = None
     recovery_before_seconds: float = 15.0
     recovery_after_seconds: float = 75.0
+    #: the command line as given (for the report)
+    command: str = ""
 
 
 def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -579,6 +581,7 @@ def main(opts: Options) -> dict[str, Any]:
         result = asyncio.run(run(stack, opts))
         result["versions"] = _versions(stack)
         result["service_env"] = opts.service_env or {}
+        result["command"] = opts.command
         result["started_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
         result["step_seconds"] = opts.step_seconds
         result["load_before"] = os.getloadavg()

@@ -35,10 +35,12 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
     out = [f"## Pipeline: `{run['label']}` ({run.get('started_at', '?')})", ""]
     env = run.get("service_env") or {}
     fx = run.get("fixture", {})
+    command = run.get("command") or (
+        f"pipeline --label {run['label']}" + "".join(f" --set {k}={v}" for k, v in env.items())
+    )
     out.append(
-        f"Command: `make bench` (`python -m bench pipeline --label {run['label']}"
-        + "".join(f" --set {k}={v}" for k, v in env.items())
-        + f"`), {run.get('step_seconds', '?'):g} s per step, open loop. Fixture: "
+        f"Command: `make bench` (`PYTHONPATH=tools python -m bench {command}`), "
+        f"{run.get('step_seconds', '?'):g} s per step, open loop. Fixture: "
         f"{fx.get('chains', '?')} chains x {fx.get('stores_per_chain', '?')} stores, "
         f"{fx.get('customers', '?')} VIP customers with cards "
         f"({fx.get('probe_customers', '?')} of them lag probes)."
