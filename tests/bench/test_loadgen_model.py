@@ -169,3 +169,15 @@ async def test_check_model_reports_violations_and_best_rate_stops_at_the_first(
     assert best_rate(steps) == 25
     assert best_rate(steps[:1] + [dict(steps[1], kept_up=False)]) == 10
     assert best_rate([dict(steps[0], invariants={"held": False})]) is None
+
+
+def test_a_probe_with_a_return_in_flight_is_not_given_a_sale() -> None:
+    gen, _cust, chain = _generator(_gateway([(201, ACCEPTED)], []))
+    probe = Customer(KEYS, "probe-1", "CARD2", True)
+    chain.probes.append(probe)
+    chain.free_probes.append(probe)
+    gen._claim(probe, Operation("return", "POST", "/v1/sales/s/returns", {}, "idem-2"))
+    assert gen._free_probe(chain) is None
+    assert list(chain.free_probes) == [probe]  # still there for later
+    gen.busy.discard(probe.customer_id)
+    assert gen._free_probe(chain) is probe

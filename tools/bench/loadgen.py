@@ -327,14 +327,24 @@ class LoadGenerator:
                 return cust
         return None
 
+    def _free_probe(self, chain: ChainFixture) -> Customer | None:
+        """A probe without an operation in flight: a probe is back in `free_probes` once its
+        sale is answered, but a return of one of its sales may be in flight then."""
+        for _ in range(len(chain.free_probes)):
+            probe = chain.free_probes.popleft()
+            if probe.customer_id not in self.busy:
+                return probe
+            chain.free_probes.append(probe)
+        return None
+
     def _choose(self) -> tuple[str, Callable[[float], Coroutine[Any, Any, None]]]:
         chain = self.rng.choice(self.chains)
         terminal = self.rng.choice(chain.terminal_keys)
         roll = self.rng.random()
         if roll < 0.70:
             probe = None
-            if self.rng.random() < self.probe_share and chain.free_probes:
-                probe = chain.free_probes.popleft()
+            if self.rng.random() < self.probe_share:
+                probe = self._free_probe(chain)
             cust = probe or (None if self.rng.random() < 0.1 else self._free_customer(chain))
             body, kind = self._sale_body(cust)
             op = Operation("sale", "POST", "/v1/sales", body, str(uuid.uuid4()))

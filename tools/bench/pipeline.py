@@ -267,8 +267,10 @@ async def check_model(
         gateway_url, gen.models(), within=within
     )
     stats = gen.model_stats()
+    dump = _dump_violations(gen, violations) if violations else None
     return {
         "held": not violations,
+        "model_dump": dump,
         "violations": len(violations),
         "examples": violations[:5],
         "check_seconds": round(seconds, 1),
@@ -280,6 +282,42 @@ async def check_model(
         "unanswered": stats.unanswered,
         "resends": stats.resends,
     }
+
+
+def _dump_violations(gen: LoadGenerator, violations: list[str]) -> str | None:
+    """The model of every customer a violation names (its operations, requests and final
+    answers) in .run/bench-violations/, for the post-mortem; returns the file's name."""
+    named = [c for c in gen.models() if any(c.customer_id in v for v in violations)]
+    if not named:
+        return None
+    folder = repo_root() / ".run" / "bench-violations"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"violations-{int(time.time())}.json"
+    data = {
+        "violations": violations,
+        "customers": [
+            {
+                "customer_id": c.customer_id,
+                "is_probe": any(c in chain.probes for chain in gen.chains),
+                "ops": [
+                    {
+                        "kind": op.kind,
+                        "path": op.path,
+                        "body": op.body,
+                        "key": op.key,
+                        "status": op.status,
+                        "answer": op.answer,
+                        "attempts": op.attempts,
+                        "sent_at": op.sent_at,
+                    }
+                    for op in c.ops
+                ],
+            }
+            for c in named
+        ],
+    }
+    path.write_text(json.dumps(data, indent=1, default=str))
+    return path.name
 
 
 def best_rate(steps: list[dict[str, Any]]) -> float | None:
