@@ -41,6 +41,11 @@ class ConsumerWatchdog:
     clock: Callable[[], float] = time.monotonic
     _failing_since: float | None = None
 
+    def __post_init__(self) -> None:
+        # exported at 0 from the start: increase() then sees the first restart, and the alert's
+        # metric exists before anything went wrong
+        metrics.CONSUMER_RESTARTS.labels(self.consumer.name)
+
     async def check(self) -> bool:
         """Probe once; restart the subscriber when the probe has failed for `stall_seconds`.
         Returns whether it restarted."""

@@ -138,3 +138,15 @@ async def test_a_wedged_probe_times_out_and_a_hanging_stop_does_not_block_the_re
 async def test_a_consumer_that_is_not_attached_is_left_alone() -> None:
     consumer = Consumer(name="not-attached", topics=["t"], handlers={})
     assert await ConsumerWatchdog(consumer, stall_seconds=0).check() is False
+
+
+def test_the_restart_counter_of_a_watched_consumer_is_exported_at_zero() -> None:
+    consumer = Consumer(name="watched-from-the-start", topics=["t"], handlers={})
+    ConsumerWatchdog(consumer)
+    samples = [
+        (sample.labels, sample.value)
+        for metric in metrics.CONSUMER_RESTARTS.collect()
+        for sample in metric.samples
+        if sample.name == "consumer_restarts_total"
+    ]
+    assert ({"consumer": "watched-from-the-start"}, 0.0) in samples
