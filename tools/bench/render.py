@@ -46,6 +46,9 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
         f"({fx.get('probe_customers', '?')} of them lag probes)."
     )
     out.append("")
+    if run.get("note"):
+        out.append(f"Note: {run['note']}")
+        out.append("")
     pgb = run.get("pgbench", {})
     kp = run.get("kafka_producer", {})
     if pgb or kp:
@@ -186,8 +189,9 @@ def _plot(runs: list[dict[str, Any]], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for run in runs:
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    # single-step runs (profiles, A/B counts) add nothing to a curve
+    for run in (r for r in runs if len(r["steps"]) > 1):
         steps = run["steps"]
         x = [s["offered_rps"] for s in steps]
         for key, style in (("p50", ":"), ("p99", "-")):
@@ -201,7 +205,7 @@ def _plot(runs: list[dict[str, Any]], path: Path) -> bool:
     ax.set_xlabel("offered load (requests/s, open loop)")
     ax.set_ylabel("ms (log)")
     ax.set_title("Latency against offered load (2 shared cores)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
