@@ -450,6 +450,7 @@ async def test_a_wedged_consumer_client_is_replaced_by_the_watchdog_and_nothing_
         old.getmany = nothing  # wedged: fetches nothing, requests never complete
         old.end_offsets = never
         old.topics = never
+        await asyncio.sleep(0.5)  # a fetch already under way when the wedge began has returned
         for _ in range(4):
             await producer.send_and_wait(topic, encode(_envelope()), key=b"customer-1")
         await asyncio.sleep(1.0)
