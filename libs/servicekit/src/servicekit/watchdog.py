@@ -8,12 +8,17 @@ after the effect) but nothing moved either: every sale answered `202` until some
 
 The watchdog probes each consumer's own Kafka client every `consumer_watchdog_seconds` with a
 cheap metadata request (ListOffsets of the partitions it holds, or a metadata refresh when it
-holds none), bounded by a timeout. When the probe has failed without a break for
+holds none), bounded by a timeout; the probe also fails when a partition with messages waiting
+has not moved since the previous probe (a consume loop stuck in a fetch or an offset commit
+while the client still answers metadata, as `make chaos` once saw of reporting after a broker
+kill -9). When the probe has failed without a break for
 `consumer_stall_seconds`, the subscriber is stopped (bounded) and started again with a new
 client: the group rebalances, the new member continues from the committed offsets, and the
 inbox makes whatever is redelivered a no-op. During a real broker outage every probe fails
-too; the restarts then happen at most once per stall period and cost nothing (the new client
-keeps trying to connect like the old one). `consumer_restarts_total` counts them.
+too, and while the service's database is down its consumers make no progress either; the
+restarts then happen at most once per stall period and cost nothing (the new client keeps
+trying like the old one; an uncommitted batch comes again and the inbox skips what was
+applied). `consumer_restarts_total` counts them.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from servicekit import metrics
@@ -40,6 +45,7 @@ class ConsumerWatchdog:
     stop_timeout_seconds: float = 15.0
     clock: Callable[[], float] = time.monotonic
     _failing_since: float | None = None
+    _positions: dict[Any, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # exported at 0 from the start: increase() then sees the first restart, and the alert's
@@ -60,27 +66,47 @@ class ConsumerWatchdog:
             self._failing_since = now
         if now - self._failing_since < self.stall_seconds:
             return False
-        await self.restart(f"its Kafka client has not reached the broker for "
-                           f"{now - self._failing_since:.0f}s")
+        await self.restart(f"its Kafka client has failed the probe (broker unreachable or no "
+                           f"progress with messages waiting) for {now - self._failing_since:.0f}s")
         self._failing_since = self.clock()  # the new client gets a whole period
         return True
 
     async def _probe(self, kafka_consumer: Any) -> bool:
+        """The client answers, and every partition with messages waiting has moved since the
+        last probe (a consume loop stuck in a fetch or an offset commit answers metadata
+        requests but moves nothing)."""
         if kafka_consumer is None:  # a restart whose start failed: try again
             return False
         try:
             assigned = list(kafka_consumer.assignment())
-            if assigned:
-                await asyncio.wait_for(
-                    kafka_consumer.end_offsets(assigned), self.probe_timeout_seconds
-                )
-            else:
+            if not assigned:
                 await asyncio.wait_for(kafka_consumer.topics(), self.probe_timeout_seconds)
+                self._positions = {}
+                return True
+            ends = await asyncio.wait_for(
+                kafka_consumer.end_offsets(assigned), self.probe_timeout_seconds
+            )
+            positions: dict[Any, int] = {}
+            for tp in assigned:
+                with contextlib.suppress(Exception):  # revoked meanwhile, no position yet
+                    positions[tp] = await asyncio.wait_for(
+                        kafka_consumer.position(tp), self.probe_timeout_seconds
+                    )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # KafkaError, the timeout, a closed client
             log.warning("consumer %s: Kafka probe failed (%s: %s)",
                         self.consumer.name, type(exc).__name__, exc)
+            return False
+        stuck = [
+            f"{tp.topic}[{tp.partition}] at {at} of {ends[tp]}"
+            for tp, at in positions.items()
+            if ends.get(tp) is not None and ends[tp] > at and self._positions.get(tp) == at
+        ]
+        self._positions = positions
+        if stuck:
+            log.warning("consumer %s: no progress since the last probe with messages waiting: %s",
+                        self.consumer.name, ", ".join(stuck))
             return False
         return True
 

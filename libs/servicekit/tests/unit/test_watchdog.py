@@ -5,7 +5,7 @@ client never finishes stopping is still restarted with a new one."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka.errors import KafkaConnectionError
 
@@ -150,3 +150,49 @@ def test_the_restart_counter_of_a_watched_consumer_is_exported_at_zero() -> None
         if sample.name == "consumer_restarts_total"
     ]
     assert ({"consumer": "watched-from-the-start"}, 0.0) in samples
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+class ProgressClient(FakeClient):
+    """Answers every request; its position and the end offset are set by the test."""
+
+    def __init__(self) -> None:
+        super().__init__(healthy=True, assigned=(TP("t", 0),))
+        self.end = 10
+        self.at = 10
+
+    async def end_offsets(self, partitions: list[Any]) -> dict[Any, int]:
+        return dict.fromkeys(partitions, self.end)
+
+    async def position(self, tp: Any) -> int:
+        return self.at
+
+
+async def test_a_consumer_that_answers_but_moves_nothing_while_messages_wait_is_restarted() -> None:
+    clock = Clock()
+    client = ProgressClient()
+    subscriber = FakeSubscriber(client)
+    watchdog = _watchdog(subscriber, clock)
+    # caught up, idle: nothing waits, nothing moves - healthy
+    for _ in range(5):
+        assert await watchdog.check() is False
+        clock.now += 10
+    # messages arrive and are consumed: moving - healthy
+    for _ in range(5):
+        client.end += 5
+        client.at += 5
+        assert await watchdog.check() is False
+        clock.now += 10
+    # messages keep arriving, the position stays: stuck; restarted after 30 s of it
+    client.end += 5
+    outcomes = []
+    for _ in range(5):
+        outcomes.append(await watchdog.check())
+        client.end += 5
+        clock.now += 10
+    assert outcomes == [False, False, False, True, False]  # stuck from the first of them
+    assert subscriber.starts == 1
