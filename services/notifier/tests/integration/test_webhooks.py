@@ -26,9 +26,9 @@ from notifier.config import Settings
 from notifier.entrypoints.app import MIGRATIONS_DIR
 from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import deliver_once
-from notifier.testing import record_of
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
+from servicekit.testing import record_of
 
 SECRET = "a-long-enough-webhook-secret"
 

@@ -23,9 +23,8 @@ from reporting.config import Settings
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.entrypoints.rebuild import rebuild
 from reporting.service_layer.projection import make_consumer
-from reporting.testing import envelope_of
 from servicekit.db import make_engine, make_session_factory, prepare_database
-from servicekit.testing import unique_topic
+from servicekit.testing import envelope_of, unique_topic
 from servicekit.topics import ensure_topics
 
 D = Decimal

@@ -22,9 +22,9 @@ from reporting.domain.model import Period
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
 from reporting.service_layer.projection import make_consumer
-from reporting.testing import envelope_of, record_of
 from servicekit.consumer import Consumer
 from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.testing import envelope_of, record_of
 
 pytestmark = pytest.mark.integration
 

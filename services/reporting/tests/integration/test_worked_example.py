@@ -30,9 +30,9 @@ from reporting.entrypoints.api import router
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
 from reporting.service_layer.projection import make_consumer
-from reporting.testing import record_of
 from servicekit.consumer import Consumer
 from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.testing import record_of
 
 TZ = "Europe/Bucharest"
 D = Decimal
