@@ -115,7 +115,7 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         if definition.on_start:
             await definition.on_start(runtime)
-        for job in [*consumer_lag_jobs(definition, settings), *definition.jobs(runtime)]:
+        for job in [*consumer_jobs(definition, settings), *definition.jobs(runtime)]:
             tasks.append(asyncio.create_task(job.run_forever(), name=f"job-{job.name}"))
         log.info("%s started", definition.name)
         try:
@@ -144,7 +144,7 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
     return app
 
 
-def consumer_lag_jobs(
+def consumer_jobs(
     definition: ServiceDefinition, settings: ServiceSettings
 ) -> list[PeriodicJob]:
     """Refresh `consumer_lag_messages` of every consumer between batches (see refresh_lag),
