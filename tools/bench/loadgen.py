@@ -639,4 +639,5 @@ class LoadGenerator:
 
 def _final(op: Operation, status: int, parsed: dict[str, Any] | None, text: str) -> None:
     op.status = status
+    op.answered_at = time.monotonic()
     op.answer = parsed if parsed is not None else {"raw": text[:200]}

@@ -40,6 +40,7 @@ from devstack.procs import no_progress
 from devstack.services import SERVICE_NAMES, ServicePorts
 from devstack.stack import Stack, purge_run_dir, start_stack
 from tools.chaos import invariants
+from tools.chaos.driver import CustomerModel
 
 OK_STATUSES = {200, 201, 202}
 LOADGEN = "load generator"
@@ -257,6 +258,7 @@ async def check_model(
     gen: LoadGenerator,
     gateway_url: str,
     *,
+    credit_url: str | None = None,
     settle_seconds: float = 120.0,
     within: float = 60.0,
 ) -> dict[str, Any]:
@@ -267,7 +269,7 @@ async def check_model(
         gateway_url, gen.models(), within=within
     )
     stats = gen.model_stats()
-    dump = _dump_violations(gen, violations) if violations else None
+    dump = await _dump_violations(gen, violations, gateway_url, credit_url) if violations else None
     return {
         "held": not violations,
         "model_dump": dump,
@@ -284,12 +286,45 @@ async def check_model(
     }
 
 
-def _dump_violations(gen: LoadGenerator, violations: list[str]) -> str | None:
+async def _views_of(
+    customer: CustomerModel, gateway_url: str, credit_url: str | None
+) -> dict[str, Any]:
+    """What the system shows of one customer: reporting's customer and statement (through
+    the gateway) and credit's own ledger figures (its internal API), to tell which side
+    differs from the model."""
+    key = {"Authorization": f"Bearer {customer.chain.admin_key}"}
+    views: dict[str, Any] = {}
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        base = gateway_url.rstrip("/")
+        for name, url in (
+            ("reporting_customer", f"{base}/v1/customers/{customer.customer_id}"),
+            ("statement", f"{base}/v1/customers/{customer.customer_id}/statement"),
+            ("card_lookup", f"{base}/v1/cards/{customer.card}"),
+        ):
+            try:
+                views[name] = (await http.get(url, headers=key)).json()
+            except (httpx.HTTPError, ValueError) as exc:
+                views[name] = repr(exc)
+        if credit_url:
+            path = (f"/internal/v1/chains/{customer.chain.chain_id}/customers/"
+                    f"{customer.customer_id}/credit")
+            try:
+                views["credit"] = (await http.get(credit_url.rstrip("/") + path)).json()
+            except (httpx.HTTPError, ValueError) as exc:
+                views["credit"] = repr(exc)
+    return views
+
+
+async def _dump_violations(
+    gen: LoadGenerator, violations: list[str], gateway_url: str, credit_url: str | None
+) -> str | None:
     """The model of every customer a violation names (its operations, requests and final
-    answers) in .run/bench-violations/, for the post-mortem; returns the file's name."""
+    answers) and what the system shows of it (`_views_of`) in .run/bench-violations/, for
+    the post-mortem; returns the file's name."""
     named = [c for c in gen.models() if any(c.customer_id in v for v in violations)]
     if not named:
         return None
+    views = {c.customer_id: await _views_of(c, gateway_url, credit_url) for c in named}
     folder = repo_root() / ".run" / "bench-violations"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"violations-{int(time.time())}.json"
@@ -299,6 +334,7 @@ def _dump_violations(gen: LoadGenerator, violations: list[str]) -> str | None:
             {
                 "customer_id": c.customer_id,
                 "is_probe": any(c in chain.probes for chain in gen.chains),
+                "system": views[c.customer_id],
                 "ops": [
                     {
                         "kind": op.kind,
@@ -309,6 +345,7 @@ def _dump_violations(gen: LoadGenerator, violations: list[str]) -> str | None:
                         "answer": op.answer,
                         "attempts": op.attempts,
                         "sent_at": op.sent_at,
+                        "answered_at": op.answered_at,
                     }
                     for op in c.ops
                 ],
@@ -457,7 +494,9 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
             step["kept_up"] = kept_up(step)
             step["resolved_later"] = stats.resolved_later
             if opts.check_invariants:
-                step["invariants"] = await check_model(gen, stack.gateway_url)
+                step["invariants"] = await check_model(
+                    gen, stack.gateway_url, credit_url=stack.url("credit")
+                )
             result["steps"].append(step)
             inv = step.get("invariants")
             print(
@@ -537,7 +576,9 @@ async def _recovery(
     }
     out["drained_seconds"] = await _wait_drained(scraper, 120)
     if opts.check_invariants:
-        out["invariants"] = await check_model(gen, stack.gateway_url)
+        out["invariants"] = await check_model(
+            gen, stack.gateway_url, credit_url=stack.url("credit")
+        )
     print(
         f"[bench]   recovery: resumed {out['resumed_after_kill_s']} s after the kill "
         f"({out['resumed_after_restart_s']} s after the restart), backlog gone "

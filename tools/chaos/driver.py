@@ -59,6 +59,7 @@ class Operation:
     answer: dict[str, Any] | None = None
     attempts: int = 0
     sent_at: float = 0.0
+    answered_at: float = 0.0  # when the final answer came (monotonic), 0: none yet
     api_key: str = ""  # the key it was sent with (a retry must use the same one)
 
     @property
