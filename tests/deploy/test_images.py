@@ -272,14 +272,15 @@ def test_the_libraries_layer_comes_before_anything_that_differs_between_services
     assert libs_install < first_arg < first_service_copy
 
 
-def test_uvloop_comes_from_servicekit_with_a_pin() -> None:
-    # servicekit.runtime.serve() runs uvicorn with loop="uvloop": the image installs it only
-    # through servicekit's dependencies, at the version of constraints.txt.
+@pytest.mark.parametrize("package", ["uvloop", "httptools"])
+def test_uvicorns_loop_and_http_parser_come_from_servicekit_with_a_pin(package: str) -> None:
+    # servicekit.runtime.serve() runs uvicorn with loop="uvloop" and http="httptools": the
+    # image installs them only through servicekit's dependencies, at constraints.txt's version.
     project = tomllib.loads((REPO / "libs/servicekit/pyproject.toml").read_text("utf-8"))
     dependencies = [re.split(r"[<>=!~\[ ;]", d)[0] for d in project["project"]["dependencies"]]
-    assert "uvloop" in dependencies
+    assert package in dependencies
     pins = (REPO / "constraints.txt").read_text(encoding="utf-8").splitlines()
-    assert any(line.startswith("uvloop==") for line in pins)
+    assert any(line.startswith(f"{package}==") for line in pins)
 
 
 def builder_check(service: Service) -> list[str]:

@@ -160,3 +160,42 @@ def test_the_listing_filters_by_consumer_and_by_age() -> None:
     assert select([old, new], since=parse_since("2h", now=now)) == [new]
     assert parse_since("2026-04-29T00:00") == datetime(2026, 4, 29, tzinfo=UTC)
     assert parse_since("2026-04-29T00:00:00Z") == datetime(2026, 4, 29, tzinfo=UTC)
+
+
+def _requests(method: str, template: str, status: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "http_requests_total", {"method": method, "route": template, "status": status}
+    )
+    return value or 0.0
+
+
+async def test_http_metrics_count_by_route_template_and_status_and_make_up_a_correlation_id(
+) -> None:
+    app = FastAPI()
+    install_http_metrics(app)
+
+    @app.post("/things/{thing_id}", status_code=201)
+    async def make(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {}
+
+    before = _requests("POST", "/things/{thing_id}", "201")
+    live_before = _requests("GET", "/health/live", "200")
+    unmatched_before = _requests("GET", "unmatched", "404")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:
+        made = [await client.post(f"/things/{n}") for n in ("a", "b")]
+        await client.get("/health/live")
+        missing = await client.get("/nowhere")
+    assert [r.status_code for r in made] == [201, 201]
+    assert _requests("POST", "/things/{thing_id}", "201") == before + 2  # one label, any id
+    assert _requests("GET", "/health/live", "200") == live_before  # probes are not counted
+    assert missing.status_code == 404
+    assert _requests("GET", "unmatched", "404") == unmatched_before + 1
+    ids = {r.headers["x-correlation-id"] for r in made}
+    assert len(ids) == 2 and all(len(i) == 36 for i in ids)  # a fresh uuid each

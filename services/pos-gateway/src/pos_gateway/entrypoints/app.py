@@ -5,12 +5,12 @@ relay, the `gateway` consumer of outcome events, the idempotency purge job).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from servicekit.consumer import Consumer
 from servicekit.jobs import PeriodicJob
 from servicekit.runtime import Runtime, ServiceDefinition, create_app
@@ -50,36 +50,36 @@ def build_public_app(gw: Gateway) -> FastAPI:
         gw.settings.rate_limit_per_second, gw.settings.rate_limit_burst
     )
     install_problem_handlers(app)
-    max_body = gw.settings.max_body_bytes
-
-    @app.middleware("http")
-    async def _body_cap(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            return problem_response(
-                "payload_too_large", f"the body may be at most {max_body} bytes"
-            )
-        return await call_next(request)
-
     app.include_router(router)
-    app.add_middleware(StreamedBodyCap, max_body=max_body)
+    app.add_middleware(BodyCap, max_body=gw.settings.max_body_bytes)
     return app
 
 
-class StreamedBodyCap:
-    """The body cap for bodies sent without Content-Length (chunked): reads them here, up to
-    the cap, and answers 413 as soon as the cap is passed, so no larger body is ever held in
-    memory (declared lengths are refused up front by the `_body_cap` middleware)."""
+class BodyCap:
+    """At most `max_body` bytes of request body: a declared `Content-Length` above it is
+    answered 413 before anything is read; a body sent without one (chunked) is read here, up
+    to the cap, and answered 413 as soon as the cap is passed, so no larger body is ever held
+    in memory. Plain ASGI (no `BaseHTTPMiddleware` task and streams per request)."""
 
     def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app = app
         self.max_body = max_body
 
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            "payload_too_large", f"the body may be at most {self.max_body} bytes"
+        )
+        await response(scope, receive, send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope.get("headers") or []) if scope["type"] == "http" else {}
-        if scope["type"] != "http" or b"content-length" in headers:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.max_body:
+                await self._too_large(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -91,10 +91,7 @@ class StreamedBodyCap:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                response = problem_response(
-                    "payload_too_large", f"the body may be at most {self.max_body} bytes"
-                )
-                await response(scope, receive, send)
+                await self._too_large(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -1,4 +1,5 @@
-"""A body sent without Content-Length (chunked) is capped too: 413 once it passes the cap."""
+"""The body cap: a declared Content-Length over the cap is 413 before the route runs; a body
+sent without one (chunked) is 413 once it passes the cap."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI, Request
 
-from pos_gateway.entrypoints.app import StreamedBodyCap
+from pos_gateway.entrypoints.app import BodyCap
+
+reached: list[str] = []
 
 
 def _app() -> FastAPI:
@@ -15,9 +18,10 @@ def _app() -> FastAPI:
 
     @app.post("/echo")
     async def echo(request: Request) -> dict[str, int]:
+        reached.append(request.url.path)
         return {"size": len(await request.body())}
 
-    app.add_middleware(StreamedBodyCap, max_body=100)
+    app.add_middleware(BodyCap, max_body=100)
     return app
 
 
@@ -44,6 +48,14 @@ async def test_a_chunked_body_under_the_cap_reaches_the_route_whole() -> None:
     assert response.json() == {"size": 90}
 
 
-async def test_a_declared_length_passes_through_to_the_up_front_check() -> None:
+async def test_a_declared_length_under_the_cap_reaches_the_route() -> None:
     response = await _post(b"y" * 50)
     assert response.json() == {"size": 50}
+
+
+async def test_a_declared_length_over_the_cap_is_413_before_the_route_runs() -> None:
+    reached.clear()
+    response = await _post(b"y" * 101)
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+    assert reached == []
