@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from contracts.enums import OperationKind, RefusalCode
 
 pytestmark = pytest.mark.integration
@@ -113,6 +114,38 @@ async def test_a_retry_of_a_202_sale_gets_the_final_outcome_once_known(
         "/v1/sales", json={**ON_ACCOUNT_SALE, "card_number": "CARD-9"}, headers=headers)
     assert conflict.status_code == 409
     assert conflict.json()["code"] == "idempotency_conflict"
+
+
+async def test_a_retry_after_the_201_gets_the_same_answer_rendered_from_the_operation(
+    harness: Any, credit: Any
+) -> None:
+    # the final answer is not copied into the Idempotency-Key row (a transaction per request
+    # saved): the retry renders it again from the operation the key links to
+    admin, terminal = await harness.setup()
+    await harness.customer(admin)
+    harness.gateway.settings.sale_wait_seconds = 5.0
+    headers = harness.till(terminal, "sale-key-201")
+    request = asyncio.create_task(
+        harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers))
+    for _ in range(100):
+        commands = await _commands(harness)
+        if commands:
+            break
+        await asyncio.sleep(0.02)
+    await harness.deliver("credit.events.v1",
+                          credit.sale_completed(commands[0].payload, debt="100.00"))
+    first = await request
+    assert first.status_code == 201
+    async with harness.engine.connect() as conn:
+        kept = (await conn.execute(sa.text(
+            "SELECT status_code, response, operation_id FROM idempotency_keys"
+            " WHERE key = 'sale-key-201'"))).one()
+    assert kept.status_code is None and kept.response is None
+    assert str(kept.operation_id) == first.json()["sale_id"]
+    retries = [await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers)
+               for _ in range(2)]
+    assert [(r.status_code, r.json()) for r in retries] == [(201, first.json())] * 2
+    assert len(await _commands(harness)) == 1
 
 
 async def test_concurrent_retries_with_one_key_make_one_command(harness: Any, credit: Any) -> None:

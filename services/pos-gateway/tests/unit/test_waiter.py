@@ -72,3 +72,43 @@ async def test_the_fallback_poll_backs_off_so_a_long_wait_reads_the_row_a_few_ti
         is None
     )
     assert 5 <= calls <= 15
+
+
+async def test_a_fresh_operation_is_not_read_before_the_first_wake_up() -> None:
+    # the caller has just committed the operation: a read at once could only say "pending"
+    waiter = OutcomeWaiter()
+    reads: list[float] = []
+    state: dict[str, str] = {}
+
+    async def check() -> str | None:
+        reads.append(time.monotonic())
+        return state.get("outcome")
+
+    async def complete() -> None:
+        await asyncio.sleep(0.05)
+        state["outcome"] = "completed"
+        waiter.notify(KEY)
+
+    started = time.monotonic()
+    task = asyncio.create_task(complete())
+    result = await waiter.wait_for(
+        KEY, check, wait_seconds=5, poll_interval=10, check_first=False
+    )
+    await task
+    assert result == "completed"
+    assert len(reads) == 1 and reads[0] - started >= 0.04  # one read, after the wake-up
+
+
+async def test_a_fresh_operation_whose_outcome_came_before_the_wait_is_found_by_the_poll(
+) -> None:
+    waiter = OutcomeWaiter()
+
+    async def check() -> str | None:
+        return "completed"  # stored before the wait began: no wake-up will come
+
+    started = time.monotonic()
+    result = await waiter.wait_for(
+        KEY, check, wait_seconds=5, poll_interval=0.05, check_first=False
+    )
+    assert result == "completed"
+    assert time.monotonic() - started < 1

@@ -3,7 +3,9 @@
 The first request inserts the key row and keeps it locked until its transaction commits, so a
 concurrent retry (blocked on the same primary key) continues only once the first is done, and
 then reads its answer. Till operations store a reference to their operation instead of a
-response while the outcome is not known yet; the final answer is stored once it is.
+response, and a retry renders the operation's answer again from it (the same answer: a
+completed or refused operation does not change); only a bonus cancellation stores its first
+final answer, since its debt and advance are read from credit when answering.
 """
 
 from __future__ import annotations

@@ -138,8 +138,17 @@ async def answer_for(
     idempotency_key: str | None,
     *,
     wait: bool = True,
+    fresh: bool = False,
 ) -> Answer:
-    """Wait (bounded) for the operation's outcome and answer it; keep a final answer."""
+    """Wait (bounded) for the operation's outcome and answer it.
+
+    `fresh`: this request has just committed the operation, so it is pending and nobody has
+    read it yet: no read before the wait, and the wait's first look is after the first
+    wake-up or poll (an outcome that came in between is found by that poll). A till
+    operation's final answer is not copied into the idempotency key: a retry renders it again
+    from the operation row the key links to, which gives the same answer, so the copy was a
+    transaction per request for nothing. Only a bonus cancellation keeps its first answer
+    there, because its debt and advance are read from credit at the time of answering."""
 
     async def check() -> Row[Any] | None:
         async with gw.session() as session:
@@ -148,20 +157,27 @@ async def answer_for(
             return row
         return None
 
-    async with gw.session() as session:
-        row = await read_operation(session, ref)
-    if row is None:
-        raise not_found("operation")
-    if row.status == "pending" and wait:
-        done = await gw.waiter.wait_for(
+    row: Row[Any] | None = None
+    if not fresh:
+        async with gw.session() as session:
+            row = await read_operation(session, ref)
+        if row is None:
+            raise not_found("operation")
+    if (row is None or row.status == "pending") and wait:
+        row = await gw.waiter.wait_for(
             ref.key,
             check,
             wait_seconds=gw.settings.sale_wait_seconds,
             poll_interval=gw.settings.outcome_poll_interval_seconds,
-        )
-        row = done or row
+            check_first=not fresh,
+        ) or row
+    if row is None:  # a fresh operation still pending after the wait
+        async with gw.session() as session:
+            row = await read_operation(session, ref)
+        if row is None:
+            raise not_found("operation")
     answer = await _render(gw, row)
-    if idempotency_key and answer.status != 202:
+    if idempotency_key and answer.status != 202 and ref.kind == BONUS_CANCEL:
         async with gw.session() as session, session.begin():
             await idempotency.store_response(
                 session, principal.scope, idempotency_key, answer.status, answer.body
@@ -315,6 +331,7 @@ async def submit_sale(
     sale_hash = body_hash(raw_body)
     sale_id = body.sale_id or uuid.uuid4()
     ref = OpRef(chain_id, SALE, sale_id)
+    fresh = False
     async with gw.session() as session, session.begin():
         earlier = await idempotency.claim(session, principal.scope, idempotency_key, request_hash)
         if earlier is not None:
@@ -352,9 +369,10 @@ async def submit_sale(
                     request_hash=sale_hash, idempotency_key=idempotency_key,
                 )
                 await _record_sale_rows(session, command, customer_id)
+                fresh = True
     if replay is not None:
         return await _replay(gw, principal, replay, idempotency_key)
-    return await answer_for(gw, principal, ref, idempotency_key)
+    return await answer_for(gw, principal, ref, idempotency_key, fresh=fresh)
 
 
 async def _refuse_sale_at_once(
@@ -483,7 +501,7 @@ async def _submit_simple(
             )
     if earlier is not None:
         return await _replay(gw, principal, earlier, idempotency_key)
-    return await answer_for(gw, principal, ref, idempotency_key)
+    return await answer_for(gw, principal, ref, idempotency_key, fresh=True)
 
 
 async def _record_payment_row(

@@ -40,8 +40,12 @@ class OutcomeWaiter:
         wait_seconds: float,
         poll_interval: float,
         max_poll_interval: float | None = None,
+        check_first: bool = True,
     ) -> T | None:
         """`check()` until it returns something or `wait_seconds` pass (then None).
+
+        `check_first=False`: the first `check()` comes after the first wake-up or poll
+        interval, for a caller that has just created what it waits for (nothing to find yet).
 
         The in-process wake-up is the fast path; the poll only finds outcomes another instance
         consumed, so its interval doubles from `poll_interval` up to `max_poll_interval`
@@ -55,9 +59,11 @@ class OutcomeWaiter:
         self._events.setdefault(key, set()).add(event)
         try:
             while True:
-                result = await check()
-                if result is not None:
-                    return result
+                if check_first:
+                    result = await check()
+                    if result is not None:
+                        return result
+                check_first = True
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return None
