@@ -42,18 +42,25 @@ class Repository:
     async def lock_customer(
         self, customer_id: uuid.UUID, chain_id: uuid.UUID, *, skip_locked: bool = False
     ) -> CustomerRow | None:
-        if not skip_locked:
-            await self.session.execute(
-                pg_insert(t.customers)
-                .values(customer_id=customer_id, chain_id=chain_id)
-                .on_conflict_do_nothing()
-            )
+        """The customer's row, locked until the transaction ends (created on first sight).
+
+        One statement when the row exists (every operation after a customer's first); the
+        insert comes only when it does not. Two first sights at once: both insert, one waits
+        for the other's row and does nothing, both then lock it in turn. `skip_locked`: None
+        when another transaction holds it (and no row is created)."""
         query = (
             sa.select(t.customers)
             .where(t.customers.c.customer_id == customer_id)
             .with_for_update(skip_locked=skip_locked)
         )
         row = (await self.session.execute(query)).first()
+        if row is None and not skip_locked:
+            await self.session.execute(
+                pg_insert(t.customers)
+                .values(customer_id=customer_id, chain_id=chain_id)
+                .on_conflict_do_nothing()
+            )
+            row = (await self.session.execute(query)).first()
         if row is None:
             return None
         if row.chain_id != chain_id:
@@ -201,18 +208,15 @@ class Repository:
     # ----------------------------------------------------------------- operations
 
     async def operation_known(self, operation_id: uuid.UUID, kind: str) -> bool:
-        """Accepted before (pending, confirmed or voided) or refused before."""
-        if await self.session.scalar(
-            sa.select(sa.literal(1)).where(t.operations.c.operation_id == operation_id)
-        ):
-            return True
-        return bool(
-            await self.session.scalar(
-                sa.select(sa.literal(1)).where(
-                    t.refusals.c.operation_id == operation_id, t.refusals.c.kind == kind
-                )
-            )
+        """Accepted before (pending, confirmed or voided) or refused before (one statement)."""
+        accepted = sa.select(t.operations.c.operation_id).where(
+            t.operations.c.operation_id == operation_id
         )
+        refused = sa.select(t.refusals.c.operation_id).where(
+            t.refusals.c.operation_id == operation_id, t.refusals.c.kind == kind
+        )
+        return bool(await self.session.scalar(sa.select(sa.or_(accepted.exists(),
+                                                                refused.exists()))))
 
     async def add_operation(
         self,

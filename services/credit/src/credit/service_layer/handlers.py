@@ -64,7 +64,7 @@ from contracts.loyalty.v1 import (
 from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
 from servicekit.consumer import MessageContext, PermanentError
 
-from credit.adapters.repository import Repository
+from credit.adapters.repository import CustomerRow, Repository
 from credit.domain.errors import InvalidOperation, Refusal
 from credit.domain.model import (
     AllocationRequest,
@@ -144,7 +144,7 @@ async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) ->
     if op is None:
         return  # answered before (or never asked): nothing to do twice
     await confirm(repo, emitter.with_correlation(op.correlation_id), op, answer)
-    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter)
+    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, clear=True)
 
 
 async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) -> None:
@@ -167,7 +167,7 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
         code=RefusalCode.INSUFFICIENT_BONUS,
         detail=answer.detail,
     )
-    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter)
+    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, clear=True)
 
 
 async def handle_bonus_balance(
@@ -198,6 +198,7 @@ async def process_command(
     customer_id = customer_of(cmd)
     await repo.remember_chain(cmd.chain_id, cmd.settings.model_dump(mode="json"),
                               authoritative=False)
+    customer = None
     if customer_id is None:
         if isinstance(cmd, RecordReturn):
             await repo.lock_sale(cmd.sale_id)  # two returns of one anonymous sale: one by one
@@ -218,7 +219,7 @@ async def process_command(
         log.info("duplicate %s %s ignored", kind.value, operation_id)
         return
     try:
-        await execute(repo, emitter, cmd)
+        await execute(repo, emitter, cmd, customer)
     except Refusal as refusal:
         await refuse(
             repo, emitter, operation_id=operation_id, kind=kind, chain_id=cmd.chain_id,
@@ -252,13 +253,19 @@ async def refuse(
 
 
 async def drain_parked(
-    repo: Repository, customer_id: uuid.UUID, chain_id: uuid.UUID, emitter: Emitter
+    repo: Repository, customer_id: uuid.UUID, chain_id: uuid.UUID, emitter: Emitter,
+    *, clear: bool = False,
 ) -> None:
-    """Replay parked commands in arrival order until one waits for loyalty again."""
+    """Replay parked commands in arrival order until one waits for loyalty again.
+
+    `clear`: the caller holds the customer's lock and has just ended its operation in flight,
+    so the first look at the row is not needed."""
     while True:
-        customer = await repo.lock_customer(customer_id, chain_id)
-        if customer is None or customer.in_flight is not None:
-            return
+        if not clear:
+            customer = await repo.lock_customer(customer_id, chain_id)
+            if customer is None or customer.in_flight is not None:
+                return
+        clear = False
         raw = await repo.unpark_next(customer_id)
         if raw is None:
             return
@@ -283,8 +290,12 @@ def sale_owed_map(ledger: Ledger) -> dict[uuid.UUID, Decimal]:
     return {s.sale_id: owed for s, owed in ledger.open_sales()}
 
 
-async def execute(repo: Repository, emitter: Emitter, cmd: Command) -> None:
-    """Run the ledger operation and record it (pending, or confirmed when loyalty has no part)."""
+async def execute(
+    repo: Repository, emitter: Emitter, cmd: Command, locked: CustomerRow | None
+) -> None:
+    """Run the ledger operation and record it (pending, or confirmed when loyalty has no part).
+
+    `locked`: the customer's row as `process_command` locked it (None: anonymous)."""
     customer_id = customer_of(cmd)
     settings = cmd.settings
     m = oc.Money(settings.minor_units)
@@ -292,10 +303,7 @@ async def execute(repo: Repository, emitter: Emitter, cmd: Command) -> None:
     ledger = await load(repo, customer_id, settings,
                         sale_id=cmd.sale_id if isinstance(cmd, RecordReturn) else None)
     owed_before = sale_owed_map(ledger)
-    cached_bonus = Decimal(0)
-    if customer_id is not None:
-        row = await repo.lock_customer(customer_id, cmd.chain_id)
-        cached_bonus = row.bonus_balance if row else Decimal(0)
+    cached_bonus = locked.bonus_balance if locked is not None else Decimal(0)
 
     outcome: Outcome
     event: Message
