@@ -51,6 +51,16 @@ def make_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def make_read_session_factory(engine: AsyncEngine) -> SessionFactory:
+    """Sessions for reads only, on the same pool: autocommit, so no BEGIN before the first
+    statement and no ROLLBACK at the end (two round trips of a three-round-trip lookup). Each
+    statement sees what was committed when it started, as it would in a READ COMMITTED
+    transaction. A write through such a session would be committed at once: never write."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
+
+
 def _plain_url(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 

@@ -5,13 +5,15 @@ connection of that time is replaced on its next checkout instead of failing in t
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from servicekit.consumer import is_transient
-from servicekit.db import make_engine
+from servicekit.db import make_engine, make_read_session_factory, make_session_factory
 
 pytestmark = pytest.mark.integration
 
@@ -45,5 +47,33 @@ async def test_after_the_server_dropped_the_pool_one_use_fails_transiently_then_
         assert failures <= 1
         async with engine.connect() as c:
             assert await c.scalar(sa.text("SELECT pg_backend_pid()")) not in pids
+    finally:
+        await engine.dispose()
+
+
+async def _in_transaction(session: Any) -> bool:
+    await session.execute(sa.text("SELECT 1"))
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    return bool(raw.driver_connection.is_in_transaction())
+
+
+async def test_a_read_session_sends_no_begin_and_its_connection_goes_back_clean(
+    fresh_database_url: str,
+) -> None:
+    engine = make_engine(fresh_database_url, pool_size=1)
+    try:
+        async with make_session_factory(engine)() as session:
+            assert await _in_transaction(session)  # BEGIN first, ROLLBACK at the end
+        async with make_read_session_factory(engine)() as session:
+            assert not await _in_transaction(session)  # autocommit: neither
+        async with make_session_factory(engine)() as session, session.begin():
+            # the same pooled connection, back in transactions: a write is rolled back
+            assert await _in_transaction(session)
+            await session.execute(sa.text("CREATE TEMP TABLE t (x int)"))
+            await session.rollback()
+        async with make_session_factory(engine)() as session:
+            missing = await session.scalar(sa.text("SELECT to_regclass('pg_temp.t')"))
+            assert missing is None
     finally:
         await engine.dispose()

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession
+from servicekit.db import make_read_session_factory
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pos_gateway.adapters.internal_api import CreditClient, NotifierClient, ReportingClient
 from pos_gateway.config import Settings
@@ -22,13 +23,21 @@ class Gateway:
     settings: Settings
     waiter: OutcomeWaiter = field(default_factory=OutcomeWaiter)
     session_factory: Callable[[], AsyncSession] | None = None
+    read_session_factory: Callable[[], AsyncSession] | None = None
     reporting: ReportingClient | None = None
     notifier: NotifierClient | None = None
     credit: CreditClient | None = None
 
     def session(self) -> AsyncSession:
+        """A session for a transaction (`async with gw.session() as s, s.begin():`)."""
         assert self.session_factory is not None, "the gateway has not started"
         return self.session_factory()
+
+    def read(self) -> AsyncSession:
+        """A session for reads only: autocommit, no BEGIN/ROLLBACK round trips (see
+        `servicekit.db.make_read_session_factory`). Never write through it."""
+        assert self.read_session_factory is not None, "the gateway has not started"
+        return self.read_session_factory()
 
     def start(
         self,
@@ -39,6 +48,11 @@ class Gateway:
         credit_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.session_factory = session_factory
+        engine = getattr(session_factory, "kw", {}).get("bind")
+        self.read_session_factory = (
+            make_read_session_factory(engine) if isinstance(engine, AsyncEngine)
+            else session_factory
+        )
         timeout = self.settings.internal_timeout_seconds
         self.reporting = ReportingClient(
             self.settings.reporting_url, timeout=timeout, transport=reporting_transport

@@ -151,7 +151,7 @@ async def answer_for(
     there, because its debt and advance are read from credit at the time of answering."""
 
     async def check() -> Row[Any] | None:
-        async with gw.session() as session:
+        async with gw.read() as session:
             row = await read_operation(session, ref)
         if row is None or row.status != "pending":
             return row
@@ -159,7 +159,7 @@ async def answer_for(
 
     row: Row[Any] | None = None
     if not fresh:
-        async with gw.session() as session:
+        async with gw.read() as session:
             row = await read_operation(session, ref)
         if row is None:
             raise not_found("operation")
@@ -172,7 +172,7 @@ async def answer_for(
             check_first=not fresh,
         ) or row
     if row is None:  # a fresh operation still pending after the wait
-        async with gw.session() as session:
+        async with gw.read() as session:
             row = await read_operation(session, ref)
         if row is None:
             raise not_found("operation")
@@ -430,7 +430,7 @@ async def _record_sale_rows(
 
 async def read_sale(gw: Gateway, principal: Principal, sale_id: uuid.UUID) -> dict[str, Any]:
     ref = OpRef(_chain_id(principal), SALE, sale_id)
-    async with gw.session() as session:
+    async with gw.read() as session:
         row = await read_operation(session, ref)
         if row is None:
             raise not_found("sale")
@@ -450,7 +450,7 @@ async def read_operation_status(
     if kind not in ID_FIELD:
         raise not_found("operation")
     ref = OpRef(_chain_id(principal), kind, operation_id)
-    async with gw.session() as session:
+    async with gw.read() as session:
         row = await read_operation(session, ref)
     if row is None:
         raise not_found("operation")

@@ -60,7 +60,7 @@ async def authenticate(
     token = credentials.credentials
     if is_operator_token(token, gw.settings.operator_token):
         return Principal(KeyKind.OPERATOR, scope="operator")
-    async with gw.session() as session:
+    async with gw.read() as session:
         row = (
             await session.execute(
                 sa.select(t.api_keys).where(

@@ -114,7 +114,7 @@ async def create_terminal(
 @router.get("/settings", response_model=s.SettingsOut, tags=["chains"],
             responses=problems(*AUTH))
 async def get_settings(gw: Gw, principal: AdminKey) -> JSONResponse:
-    async with gw.session() as session:
+    async with gw.read() as session:
         return JSONResponse(await masterdata.get_settings(session, principal))
 
 
@@ -153,7 +153,7 @@ async def list_customers(
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> JSONResponse:
     """Customers by name; `q` matches name, phone or card number; `next` pages on."""
-    async with gw.session() as session:
+    async with gw.read() as session:
         page = await masterdata.list_customers(
             session, gw.reporting_api, principal, vip=vip, q=q, limit=limit, cursor=cursor
         )
@@ -163,7 +163,7 @@ async def list_customers(
 @router.get("/customers/{customer_id}", response_model=s.CustomerOut, tags=["customers"],
             responses=problems(*AUTH, 404, 503))
 async def get_customer(gw: Gw, principal: AdminKey, customer_id: UUID) -> JSONResponse:
-    async with gw.session() as session:
+    async with gw.read() as session:
         customer = await masterdata.get_customer(
             session, gw.reporting_api, principal, customer_id
         )
@@ -216,7 +216,7 @@ async def block_card(
             responses=problems(401, 403, 404, 503))
 async def lookup_card(gw: Gw, principal: ChainReader, card_number: CardPath) -> JSONResponse:
     """"Calculate": balances and open sales of the card's customer (403 `card_blocked`)."""
-    async with gw.session() as session:
+    async with gw.read() as session:
         card = await masterdata.lookup_card(session, gw.reporting_api, principal, card_number)
     return JSONResponse(card)
 
@@ -423,7 +423,7 @@ async def statement(
 ) -> Response:
     """Every movement of the customer in time order, with running balances."""
     assert principal.chain_id is not None
-    async with gw.session() as session:
+    async with gw.read() as session:
         await load_customer(session, principal.chain_id, customer_id)
     upstream = await gw.reporting_api.request(
         "GET", principal.chain_id, f"customers/{customer_id}/statement",
