@@ -14,6 +14,7 @@ from servicekit.db import make_read_session_factory
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pos_gateway.adapters.internal_api import CreditClient, NotifierClient, ReportingClient
+from pos_gateway.adapters.outcome_listener import OutcomeListener
 from pos_gateway.config import Settings
 from pos_gateway.service_layer.waiter import OutcomeWaiter
 
@@ -27,6 +28,7 @@ class Gateway:
     reporting: ReportingClient | None = None
     notifier: NotifierClient | None = None
     credit: CreditClient | None = None
+    listener: OutcomeListener | None = None
 
     def session(self) -> AsyncSession:
         """A session for a transaction (`async with gw.session() as s, s.begin():`)."""
@@ -65,7 +67,17 @@ class Gateway:
         )
         self.waiter.register()
 
+    def listen(self, database_url: str) -> OutcomeListener:
+        """Wake this process's waiters for outcomes other instances consume too."""
+        if self.listener is None:
+            self.listener = OutcomeListener(database_url, self.waiter.notify)
+            self.listener.start()
+        return self.listener
+
     async def stop(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
         self.waiter.unregister()
         for client in (self.reporting, self.notifier, self.credit):
             if client is not None:

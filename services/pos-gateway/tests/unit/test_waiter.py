@@ -112,3 +112,11 @@ async def test_a_fresh_operation_whose_outcome_came_before_the_wait_is_found_by_
     )
     assert result == "completed"
     assert time.monotonic() - started < 1
+
+
+def test_a_notification_names_the_operation_and_anything_else_is_ignored() -> None:
+    from pos_gateway.adapters.outcome_listener import key_of, payload_of, plain_dsn
+
+    assert key_of(payload_of(KEY)) == KEY
+    assert key_of("not|a key") is None and key_of("x|sale|y") is None
+    assert plain_dsn("postgresql+asyncpg://u@h/db") == "postgresql://u@h/db"

@@ -121,6 +121,7 @@ def build(settings: Settings | None = None) -> tuple[FastAPI, Gateway]:
 
     async def on_start(runtime: Runtime) -> None:
         gw.start(runtime.session_factory)
+        gw.listen(settings.database_url)
 
     async def on_stop(_runtime: Runtime) -> None:
         await gw.stop()

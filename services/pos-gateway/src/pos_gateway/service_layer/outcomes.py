@@ -27,6 +27,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pos_gateway.adapters import tables as t
+from pos_gateway.adapters.outcome_listener import CHANNEL, payload_of
 from pos_gateway.domain.errors import PROBLEMS
 from pos_gateway.domain.money import fmt_money, fmt_quantity
 from pos_gateway.service_layer.common import balances_json
@@ -235,7 +236,10 @@ async def _settle(
     )
     settled = result.first() is not None
     if settled:
+        # this process's waiters at once after the commit; the other instances' through
+        # PostgreSQL, which delivers the notification at the same commit (outcome_listener)
         wake_after_commit(session, ref.key)
+        await session.execute(sa.select(sa.func.pg_notify(CHANNEL, payload_of(ref.key))))
     return settled
 
 

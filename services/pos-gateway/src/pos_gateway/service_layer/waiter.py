@@ -2,7 +2,8 @@
 
 The consumer stores an outcome on the operation row; after its transaction commits, the
 requests of this process waiting for that operation are woken at once (an asyncio event per
-operation). A short database poll covers outcomes consumed by another gateway instance.
+operation), those of the other gateway instances through PostgreSQL's NOTIFY
+(`adapters.outcome_listener`). A short database poll is the fallback.
 """
 
 from __future__ import annotations
