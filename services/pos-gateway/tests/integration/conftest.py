@@ -6,6 +6,7 @@ the outbox, and outcome events are fed to the `gateway` consumer directly.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -150,6 +151,18 @@ class Harness:
                 await conn.execute(sa.text("SELECT topic, value FROM outbox ORDER BY id"))
             ).all()
         return [(r.topic, decode(r.value)) for r in rows]
+
+    async def commands(self) -> list[Envelope]:
+        return [env for topic, env in await self.outbox() if topic == "pos.commands.v1"]
+
+    async def first_command(self) -> Envelope:
+        """The first command in the outbox, once a request waiting in the background has
+        written it (within 4 s)."""
+        for _ in range(200):
+            if found := await self.commands():
+                return found[0]
+            await asyncio.sleep(0.02)
+        raise AssertionError("no command was written within 4 s")
 
     async def count(self, table: str) -> int:
         async with self.engine.connect() as conn:

@@ -66,12 +66,7 @@ async def test_the_outcome_completes_the_waiting_request_with_201(
     harness.gateway.settings.sale_wait_seconds = 5.0
     request = asyncio.create_task(harness.client.post(
         "/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.till(terminal)))
-    for _ in range(100):
-        commands = await _commands(harness)
-        if commands:
-            break
-        await asyncio.sleep(0.02)
-    cmd = commands[0].payload
+    cmd = (await harness.first_command()).payload
     await harness.deliver("credit.events.v1", credit.sale_completed(cmd, debt="100.00"))
     response = await request
     assert response.status_code == 201
@@ -127,13 +122,9 @@ async def test_a_retry_after_the_201_gets_the_same_answer_rendered_from_the_oper
     headers = harness.till(terminal, "sale-key-201")
     request = asyncio.create_task(
         harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers))
-    for _ in range(100):
-        commands = await _commands(harness)
-        if commands:
-            break
-        await asyncio.sleep(0.02)
     await harness.deliver("credit.events.v1",
-                          credit.sale_completed(commands[0].payload, debt="100.00"))
+                          credit.sale_completed((await harness.first_command()).payload,
+                                                debt="100.00"))
     first = await request
     assert first.status_code == 201
     async with harness.engine.connect() as conn:

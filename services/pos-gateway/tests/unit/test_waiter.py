@@ -6,16 +6,25 @@ import asyncio
 import time
 import uuid
 
+import pytest
+
 from pos_gateway.service_layer.waiter import OutcomeWaiter
 
 KEY = (uuid.uuid4(), "sale", uuid.uuid4())
 
 
-async def test_a_waiting_request_is_woken_as_soon_as_its_outcome_is_stored() -> None:
+@pytest.mark.parametrize(("check_first", "reads"), [(True, 2), (False, 1)])
+async def test_a_waiting_request_is_woken_as_soon_as_its_outcome_is_stored(
+    check_first: bool, reads: int
+) -> None:
+    # check_first=False: the caller has just committed the operation, so a read at once could
+    # only say "pending": the one read comes after the wake-up
     waiter = OutcomeWaiter()
     state: dict[str, str] = {}
+    seen: list[float] = []
 
     async def check() -> str | None:
+        seen.append(time.monotonic())
         return state.get("outcome")
 
     async def complete() -> None:
@@ -25,10 +34,13 @@ async def test_a_waiting_request_is_woken_as_soon_as_its_outcome_is_stored() -> 
 
     started = time.monotonic()
     task = asyncio.create_task(complete())
-    result = await waiter.wait_for(KEY, check, wait_seconds=5, poll_interval=10)
+    result = await waiter.wait_for(
+        KEY, check, wait_seconds=5, poll_interval=10, check_first=check_first
+    )
     await task
     assert result == "completed"
     assert time.monotonic() - started < 1
+    assert len(seen) == reads and seen[-1] - started >= 0.04
 
 
 async def test_an_outcome_stored_by_another_instance_is_found_by_polling() -> None:
@@ -72,31 +84,6 @@ async def test_the_fallback_poll_backs_off_so_a_long_wait_reads_the_row_a_few_ti
         is None
     )
     assert 5 <= calls <= 15
-
-
-async def test_a_fresh_operation_is_not_read_before_the_first_wake_up() -> None:
-    # the caller has just committed the operation: a read at once could only say "pending"
-    waiter = OutcomeWaiter()
-    reads: list[float] = []
-    state: dict[str, str] = {}
-
-    async def check() -> str | None:
-        reads.append(time.monotonic())
-        return state.get("outcome")
-
-    async def complete() -> None:
-        await asyncio.sleep(0.05)
-        state["outcome"] = "completed"
-        waiter.notify(KEY)
-
-    started = time.monotonic()
-    task = asyncio.create_task(complete())
-    result = await waiter.wait_for(
-        KEY, check, wait_seconds=5, poll_interval=10, check_first=False
-    )
-    await task
-    assert result == "completed"
-    assert len(reads) == 1 and reads[0] - started >= 0.04  # one read, after the wake-up
 
 
 async def test_a_fresh_operation_whose_outcome_came_before_the_wait_is_found_by_the_poll(
