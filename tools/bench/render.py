@@ -235,7 +235,13 @@ def _reports_section(run: dict[str, Any]) -> list[str]:
 
 
 def render(out_dir: Path, target: Path) -> Path:
+    """The page: the header, the hand-written analysis (`notes.md`: where we stand first),
+    then every run's tables, oldest first."""
     lines = [HEADER]
+    notes = out_dir / "notes.md"
+    if notes.exists():
+        lines.append(notes.read_text())
+        lines.append("# The runs\n")
     pipelines = [json.loads(p.read_text()) for p in sorted(out_dir.glob("pipeline-*.json"))]
     pipelines.sort(key=lambda r: r.get("started_at", ""))
     if pipelines:
@@ -247,8 +253,5 @@ def render(out_dir: Path, target: Path) -> Path:
     reports.sort(key=lambda r: r.get("started_at", ""))
     for run in reports:
         lines += _reports_section(run)
-    notes = out_dir / "notes.md"
-    if notes.exists():
-        lines.append(notes.read_text())
     target.write_text("\n".join(lines).rstrip() + "\n")
     return target
