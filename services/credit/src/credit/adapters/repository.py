@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from servicekit.db import lock_row
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,25 +43,17 @@ class Repository:
     async def lock_customer(
         self, customer_id: uuid.UUID, chain_id: uuid.UUID, *, skip_locked: bool = False
     ) -> CustomerRow | None:
-        """The customer's row, locked until the transaction ends (created on first sight).
-
-        One statement when the row exists (every operation after a customer's first); the
-        insert comes only when it does not. Two first sights at once: both insert, one waits
-        for the other's row and does nothing, both then lock it in turn. `skip_locked`: None
-        when another transaction holds it (and no row is created)."""
-        query = (
+        """The customer's row, locked until the transaction ends (created on first sight,
+        unless `skip_locked`: then None when another transaction holds it)."""
+        row = await lock_row(
+            self.session,
             sa.select(t.customers)
             .where(t.customers.c.customer_id == customer_id)
-            .with_for_update(skip_locked=skip_locked)
+            .with_for_update(skip_locked=skip_locked),
+            None if skip_locked else pg_insert(t.customers)
+            .values(customer_id=customer_id, chain_id=chain_id)
+            .on_conflict_do_nothing(),
         )
-        row = (await self.session.execute(query)).first()
-        if row is None and not skip_locked:
-            await self.session.execute(
-                pg_insert(t.customers)
-                .values(customer_id=customer_id, chain_id=chain_id)
-                .on_conflict_do_nothing()
-            )
-            row = (await self.session.execute(query)).first()
         if row is None:
             return None
         if row.chain_id != chain_id:

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from servicekit.db import lock_row
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -136,17 +137,15 @@ async def lock_customer(
     spends of the same last bonuses are serialised even across instances. With
     ``skip_locked`` returns None instead of waiting when someone else holds it.
     """
-    await session.execute(
-        pg_insert(customer_bonus)
-        .values(chain_id=chain_id, customer_id=customer_id)
-        .on_conflict_do_nothing(index_elements=["chain_id", "customer_id"])
-    )
-    stmt = (
+    row = await lock_row(
+        session,
         sa.select(customer_bonus.c.balance, customer_bonus.c.deficit)
         .where(customer_bonus.c.chain_id == chain_id, customer_bonus.c.customer_id == customer_id)
-        .with_for_update(skip_locked=skip_locked)
+        .with_for_update(skip_locked=skip_locked),
+        pg_insert(customer_bonus)
+        .values(chain_id=chain_id, customer_id=customer_id)
+        .on_conflict_do_nothing(index_elements=["chain_id", "customer_id"]),
     )
-    row = (await session.execute(stmt)).first()
     if row is None:
         return None
     return row.balance, row.deficit

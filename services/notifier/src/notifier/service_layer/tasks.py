@@ -29,6 +29,7 @@ from contracts.notifier.v1 import ReminderTaskClosed, ReminderTaskRaised, TaskSa
 from contracts.topics import NOTIFIER_EVENTS
 from notifier.adapters import tables as t
 from notifier.domain.tasks import DONE, OPEN, OverdueSale, TaskState, days_overdue, revoke_actions
+from servicekit.db import lock_row
 from servicekit.outbox import enqueue
 
 #: writes an event to the outbox in the caller's transaction
@@ -78,14 +79,16 @@ async def lock_customer(
     session: AsyncSession, chain_id: uuid.UUID, customer_id: uuid.UUID, *, skip_locked: bool = False
 ) -> bool:
     """Lock the customer's row (creating it if needed); False if skipped because busy."""
-    await session.execute(
+    row = await lock_row(
+        session,
+        sa.select(t.customers.c.customer_id)
+        .where(t.customers.c.customer_id == customer_id)
+        .with_for_update(skip_locked=skip_locked),
         pg_insert(t.customers)
         .values(customer_id=customer_id, chain_id=chain_id)
-        .on_conflict_do_nothing()
+        .on_conflict_do_nothing(),
     )
-    stmt = sa.select(t.customers.c.customer_id).where(t.customers.c.customer_id == customer_id)
-    stmt = stmt.with_for_update(skip_locked=skip_locked)
-    return (await session.execute(stmt)).first() is not None
+    return row is not None
 
 
 async def overdue_sales_of(

@@ -33,6 +33,7 @@ from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS, MASTERDATA_EVENTS
 from reporting.adapters import tables as t
 from reporting.domain.model import ZERO, return_shares, sale_shares
 from servicekit.consumer import Consumer, Handler, MessageContext
+from servicekit.db import lock_row
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +61,16 @@ async def _locked_balances(
     session: AsyncSession, chain_id: UUID, customer_id: UUID
 ) -> tuple[Decimal, Decimal, Decimal]:
     """The customer's balances row, created if missing, locked for this transaction."""
-    await session.execute(
+    row = await lock_row(
+        session,
+        sa.select(t.balances.c.debt, t.balances.c.advance, t.balances.c.bonus_balance)
+        .where(t.balances.c.customer_id == customer_id)
+        .with_for_update(),
         pg_insert(t.balances)
         .values(customer_id=customer_id, chain_id=chain_id)
-        .on_conflict_do_nothing()
+        .on_conflict_do_nothing(),
     )
-    row = (
-        await session.execute(
-            sa.select(t.balances.c.debt, t.balances.c.advance, t.balances.c.bonus_balance)
-            .where(t.balances.c.customer_id == customer_id)
-            .with_for_update()
-        )
-    ).one()
+    assert row is not None
     return row.debt, row.advance, row.bonus_balance
 
 
