@@ -172,6 +172,7 @@ class LoadGenerator:
         #: customers with a state-changing operation in flight (id)
         self.busy: set[str] = set()
         self.resends = 0
+        self._folded = 0
 
     async def close(self) -> None:
         for task in list(self._resolving):
@@ -403,6 +404,8 @@ class LoadGenerator:
         """The customer is busy from now until the operation's final answer; the operation
         joins its model in the order sent (one at a time per customer)."""
         if cust is not None:
+            # the model's premise (one operation per customer at a time): loud if ever broken
+            assert cust.customer_id not in self.busy, f"{cust.customer_id} claimed while busy"
             self.busy.add(cust.customer_id)
             cust.ops.append(op)
 
@@ -487,6 +490,8 @@ class LoadGenerator:
 
     def _apply(self, cust: Customer | None, op: Operation) -> None:
         if cust is not None:
+            self._folded += 1
+            op.folded = self._folded  # the order answers were folded in (dumped on violations)
             if op.accepted:
                 cust.apply(op)
             self.busy.discard(cust.customer_id)

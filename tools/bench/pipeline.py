@@ -346,6 +346,7 @@ async def _dump_violations(
                         "attempts": op.attempts,
                         "sent_at": op.sent_at,
                         "answered_at": op.answered_at,
+                        "folded": op.folded,
                     }
                     for op in c.ops
                 ],

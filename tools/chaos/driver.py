@@ -60,6 +60,7 @@ class Operation:
     attempts: int = 0
     sent_at: float = 0.0
     answered_at: float = 0.0  # when the final answer came (monotonic), 0: none yet
+    folded: int = 0  # the load generator's order of folding answers into the model
     api_key: str = ""  # the key it was sent with (a retry must use the same one)
 
     @property
