@@ -574,6 +574,37 @@ async def submit_debt_payment(
     return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
 
 
+async def _money_at_till(
+    gw: Gateway,
+    principal: Principal,
+    session: AsyncSession,
+    chain: Row[Any],
+    customer_id: uuid.UUID,
+    body: s.AdvanceCreate | s.RefundCreate,
+    kind: str,
+    *,
+    card_required: bool,
+) -> tuple[OpRef, dict[str, Any]]:
+    """What an advance and a refund share: the customer at the till, the amount's scale, the
+    operation's reference and the command's fields other than its id."""
+    customer = await _till_customer(session, chain, customer_id, body.card_number,
+                                    card_required=card_required)
+    check_money_scale([("amount", body.amount)], chain.minor_units)
+    occurred_at = _occurred_at(gw, body.occurred_at, _now())
+    fields = {
+        "chain_id": chain.chain_id,
+        "store_id": _store(principal),
+        "terminal_id": _terminal(principal),
+        "customer": customer_snapshot(customer, chain.minor_units),
+        "settings": settings_snapshot(chain),
+        "card_number": body.card_number,
+        "amount": money(body.amount, chain.minor_units),
+        "method": body.method,
+        "occurred_at": occurred_at,
+    }
+    return OpRef(chain.chain_id, kind, uuid.uuid4()), fields
+
+
 async def submit_advance(
     gw: Gateway,
     principal: Principal,
@@ -583,23 +614,9 @@ async def submit_advance(
     request_hash: str,
 ) -> Answer:
     async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
-        customer = await _till_customer(session, chain, customer_id, body.card_number,
-                                        card_required=False)
-        check_money_scale([("amount", body.amount)], chain.minor_units)
-        occurred_at = _occurred_at(gw, body.occurred_at, _now())
-        ref = OpRef(chain.chain_id, ADVANCE, uuid.uuid4())
-        command = RecordAdvance(
-            payment_id=ref.operation_id,
-            chain_id=chain.chain_id,
-            store_id=_store(principal),
-            terminal_id=_terminal(principal),
-            customer=customer_snapshot(customer, chain.minor_units),
-            settings=settings_snapshot(chain),
-            card_number=body.card_number,
-            amount=money(body.amount, chain.minor_units),
-            method=body.method,
-            occurred_at=occurred_at,
-        )
+        ref, fields = await _money_at_till(gw, principal, session, chain, customer_id, body,
+                                           ADVANCE, card_required=False)
+        command = RecordAdvance(payment_id=ref.operation_id, **fields)
         await _record_payment_row(session, ref, customer_id, body.method.value)
         return ref, command, customer_id, customer_id
 
@@ -616,24 +633,9 @@ async def submit_refund(
 ) -> Answer:
     async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
         # money leaves the store: the customer's card, not an id alone, must be presented
-        customer = await _till_customer(session, chain, customer_id, body.card_number,
-                                        card_required=True)
-        check_money_scale([("amount", body.amount)], chain.minor_units)
-        occurred_at = _occurred_at(gw, body.occurred_at, _now())
-        ref = OpRef(chain.chain_id, REFUND, uuid.uuid4())
-        command = RecordRefund(
-            refund_id=ref.operation_id,
-            chain_id=chain.chain_id,
-            store_id=_store(principal),
-            terminal_id=_terminal(principal),
-            customer=customer_snapshot(customer, chain.minor_units),
-            settings=settings_snapshot(chain),
-            card_number=body.card_number,
-            amount=money(body.amount, chain.minor_units),
-            method=body.method,
-            occurred_at=occurred_at,
-        )
-        return ref, command, customer_id, customer_id
+        ref, fields = await _money_at_till(gw, principal, session, chain, customer_id, body,
+                                           REFUND, card_required=True)
+        return ref, RecordRefund(refund_id=ref.operation_id, **fields), customer_id, customer_id
 
     return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
 
