@@ -79,13 +79,14 @@ async def lock_row(
     return row
 
 
-def _plain_url(url: str) -> str:
+def plain_url(url: str) -> str:
+    """The URL asyncpg itself takes (`postgresql://`, not SQLAlchemy's `postgresql+asyncpg://`)."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 async def ensure_database(url: str, *, attempts: int = 30, delay: float = 1.0) -> None:
     """Create the database named in `url` if it is missing, waiting for the server to be up."""
-    plain = _plain_url(url)
+    plain = plain_url(url)
     name = plain.rsplit("/", 1)[-1].split("?", 1)[0]
     admin_url = with_database(plain, "postgres")
     for attempt in range(1, attempts + 1):

@@ -19,12 +19,13 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from servicekit.db import plain_url
+
+from pos_gateway.service_layer.waiter import OperationKey
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "gateway_outcomes"
-
-OperationKey = tuple[UUID, str, UUID]
 
 
 def payload_of(key: OperationKey) -> str:
@@ -40,18 +41,13 @@ def key_of(payload: str) -> OperationKey | None:
         return None
 
 
-def plain_dsn(url: str) -> str:
-    """asyncpg takes `postgresql://`, not SQLAlchemy's `postgresql+asyncpg://`."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 class OutcomeListener:
     """LISTEN on `CHANNEL` on a connection of its own; `on_key` for every notification."""
 
     def __init__(
         self, dsn: str, on_key: Callable[[OperationKey], None], *, retry_seconds: float = 1.0
     ) -> None:
-        self.dsn = plain_dsn(dsn)
+        self.dsn = plain_url(dsn)
         self.on_key = on_key
         self.retry_seconds = retry_seconds
         self.listening = asyncio.Event()

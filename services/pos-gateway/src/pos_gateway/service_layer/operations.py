@@ -150,19 +150,21 @@ async def answer_for(
     transaction per request for nothing. Only a bonus cancellation keeps its first answer
     there, because its debt and advance are read from credit at the time of answering."""
 
-    async def check() -> Row[Any] | None:
+    async def read() -> Row[Any] | None:
         async with gw.read() as session:
-            row = await read_operation(session, ref)
-        if row is None or row.status != "pending":
-            return row
-        return None
+            return await read_operation(session, ref)
 
-    row: Row[Any] | None = None
-    if not fresh:
-        async with gw.read() as session:
-            row = await read_operation(session, ref)
-        if row is None:
+    async def current() -> Row[Any]:
+        found = await read()
+        if found is None:
             raise not_found("operation")
+        return found
+
+    async def check() -> Row[Any] | None:  # the outcome, once there is one
+        found = await read()
+        return found if found is not None and found.status != "pending" else None
+
+    row = None if fresh else await current()
     if (row is None or row.status == "pending") and wait:
         row = await gw.waiter.wait_for(
             ref.key,
@@ -172,10 +174,7 @@ async def answer_for(
             check_first=not fresh,
         ) or row
     if row is None:  # a fresh operation still pending after the wait
-        async with gw.read() as session:
-            row = await read_operation(session, ref)
-        if row is None:
-            raise not_found("operation")
+        row = await current()
     answer = await _render(gw, row)
     if idempotency_key and answer.status != 202 and ref.kind == BONUS_CANCEL:
         async with gw.session() as session, session.begin():
