@@ -155,13 +155,17 @@ class Harness:
     async def commands(self) -> list[Envelope]:
         return [env for topic, env in await self.outbox() if topic == "pos.commands.v1"]
 
-    async def first_command(self) -> Envelope:
-        """The first command in the outbox, once a request waiting in the background has
-        written it (within 4 s)."""
+    async def sale_waiting(
+        self, body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[asyncio.Task[httpx.Response], Envelope]:
+        """POST a sale in the background: the request, waiting for its outcome, and the command
+        it wrote (once written, within 4 s)."""
+        request = asyncio.create_task(self.client.post("/v1/sales", json=body, headers=headers))
         for _ in range(200):
             if found := await self.commands():
-                return found[0]
+                return request, found[0]
             await asyncio.sleep(0.02)
+        request.cancel()
         raise AssertionError("no command was written within 4 s")
 
     async def count(self, table: str) -> int:

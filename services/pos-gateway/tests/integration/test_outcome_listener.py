@@ -31,9 +31,7 @@ async def test_an_outcome_consumed_by_another_instance_wakes_the_waiting_request
     gw.waiter.unregister()
     listener = gw.listen(harness.engine.url.render_as_string(hide_password=False))
     await asyncio.wait_for(listener.listening.wait(), 10)
-    request = asyncio.create_task(harness.client.post(
-        "/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.till(terminal)))
-    command = await harness.first_command()
+    request, command = await harness.sale_waiting(ON_ACCOUNT_SALE, harness.till(terminal))
     await asyncio.sleep(0.2)  # the request is waiting by now
     delivered = time.monotonic()
     await harness.deliver("credit.events.v1",

@@ -64,9 +64,8 @@ async def test_the_outcome_completes_the_waiting_request_with_201(
     admin, terminal = await harness.setup()
     await harness.customer(admin)
     harness.gateway.settings.sale_wait_seconds = 5.0
-    request = asyncio.create_task(harness.client.post(
-        "/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.till(terminal)))
-    cmd = (await harness.first_command()).payload
+    request, command = await harness.sale_waiting(ON_ACCOUNT_SALE, harness.till(terminal))
+    cmd = command.payload
     await harness.deliver("credit.events.v1", credit.sale_completed(cmd, debt="100.00"))
     response = await request
     assert response.status_code == 201
@@ -120,11 +119,9 @@ async def test_a_retry_after_the_201_gets_the_same_answer_rendered_from_the_oper
     await harness.customer(admin)
     harness.gateway.settings.sale_wait_seconds = 5.0
     headers = harness.till(terminal, "sale-key-201")
-    request = asyncio.create_task(
-        harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers))
+    request, command = await harness.sale_waiting(ON_ACCOUNT_SALE, headers)
     await harness.deliver("credit.events.v1",
-                          credit.sale_completed((await harness.first_command()).payload,
-                                                debt="100.00"))
+                          credit.sale_completed(command.payload, debt="100.00"))
     first = await request
     assert first.status_code == 201
     async with harness.engine.connect() as conn:
