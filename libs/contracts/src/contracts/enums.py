@@ -100,7 +100,13 @@ class BonusMovementKind(StrEnum):
 
 
 class RefusalCode(StrEnum):
-    """Why credit refused an operation (a subset of the API's error codes)."""
+    """Why credit refused an operation (a subset of the API's error codes).
+
+    ``amount_out_of_range``: the operation would take a balance (debt, advance, bonus) to
+    10^13 or beyond. ``operation_failed``: the operation failed for good on its way (a handler
+    raising, a dead-lettered command or answer, no answer from loyalty within the deadline);
+    whatever it had pending was voided in every service.
+    """
 
     CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
     CREDIT_BLOCKED_OVERDUE = "credit_blocked_overdue"
@@ -111,6 +117,8 @@ class RefusalCode(StrEnum):
     ALREADY_REVOKED = "already_revoked"
     NOT_OVERDUE = "not_overdue"
     NOT_FOUND = "not_found"
+    AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
+    OPERATION_FAILED = "operation_failed"
 
 
 class TaskClosedReason(StrEnum):

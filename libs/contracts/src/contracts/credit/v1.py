@@ -1,6 +1,7 @@
 """Messages the credit service produces, schema version 1.
 
-* ``loyalty.ApplyBonuses`` on ``loyalty.commands.v1``: the bonus side of a pending operation.
+* ``loyalty.ApplyBonuses`` on ``loyalty.commands.v1``: the bonus side of a pending operation;
+  ``loyalty.VoidBonuses`` when that operation failed for good (undo whatever was applied).
 * Events on ``credit.events.v1``: one outcome per operation (carrying the whole answer the POS
   gets, including the customer's balances after it), refusals, and the overdue/settled facts
   the notifier and reporting need. Only confirmed operations are published, so a refused
@@ -54,6 +55,7 @@ __all__ = [
     "SaleOverdue",
     "SalePaymentOutcome",
     "SaleSettled",
+    "VoidBonuses",
 ]
 
 _REAL_MONEY = frozenset({PaymentMethod.CASH, PaymentMethod.CARD, PaymentMethod.ADVANCE})
@@ -196,6 +198,31 @@ class ApplyBonuses(Command):
     """Returns: give back bonus spent on the sale, at most this much; 0.00 otherwise."""
     reverse_bases: list[BonusBase]
     """Returns: per original payment, the real money refunded or kept whose accrual goes."""
+
+
+class VoidBonuses(Command):
+    """Undo the bonus side of an operation that failed for good, whatever loyalty did of it.
+
+    Produced by credit when an operation it had asked loyalty about (``ApplyBonuses``) ends as
+    ``operation_failed``: no answer within the deadline, or its answer could not be processed.
+    It follows that ``ApplyBonuses`` on the same partition (key: the customer), so loyalty
+    always sees the two in this order. Consumed by loyalty, which takes back everything the
+    operation applied
+    (spend, accruals, restorations, reversals), records that it was voided (a later copy of
+    the ``ApplyBonuses`` is refused), and answers ``loyalty.BonusesVoided``. Voiding an
+    operation loyalty never applied, or voided before, changes nothing.
+    """
+
+    TYPE: ClassVar[str] = "loyalty.VoidBonuses"
+    TOPIC: ClassVar[str] = LOYALTY_COMMANDS
+
+    operation_id: UUID
+    operation_kind: BonusOperationKind
+    chain_id: UUID
+    customer_id: UUID
+    reason: Text
+    """Why credit gave the operation up (for the logs)."""
+    requested_at: AwareDatetime
 
 
 # --------------------------------------------------------------------------- credit events

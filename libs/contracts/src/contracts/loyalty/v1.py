@@ -25,6 +25,7 @@ __all__ = [
     "BonusMovementRecorded",
     "BonusesApplied",
     "BonusesRefused",
+    "BonusesVoided",
     "PaymentBonus",
     "PaymentBonusCancelled",
 ]
@@ -67,8 +68,10 @@ class BonusesApplied(Event):
 class BonusesRefused(Event):
     """Loyalty refused a credit operation's bonus side and recorded nothing.
 
-    Produced by loyalty in answer to ``loyalty.ApplyBonuses`` (spending more than a positive
-    balance); consumed by credit, which voids the operation and publishes
+    Produced by loyalty in answer to ``loyalty.ApplyBonuses``: ``insufficient_bonus`` (spending
+    more than a positive balance), ``amount_out_of_range`` (the bonus balance would reach
+    10^13), ``operation_failed`` (loyalty could not process the command, or the operation was
+    voided before it arrived); consumed by credit, which voids the operation and publishes
     ``credit.OperationRefused`` with the same code.
     """
 
@@ -79,9 +82,32 @@ class BonusesRefused(Event):
     operation_kind: BonusOperationKind
     chain_id: UUID
     customer_id: UUID
-    code: Literal["insufficient_bonus"]
+    code: Literal["insufficient_bonus", "amount_out_of_range", "operation_failed"]
     detail: Text
     balance: Money
+
+
+class BonusesVoided(Event):
+    """Loyalty undid the bonus side of a failed operation (``loyalty.VoidBonuses``).
+
+    ``movement_ids`` are the ``BonusMovementRecorded`` movements whose effect the void cancels
+    (the operation's own, and what expired or was cancelled of what it accrued); consumers
+    that listed them (reporting) drop them, so nothing of the failed operation is in any
+    report. The ledger itself keeps them with their compensation. Empty when loyalty had
+    applied nothing. Produced by loyalty in answer to ``loyalty.VoidBonuses``; consumed by
+    reporting (statement, statistics, balance) and credit (its copy of the bonus balance).
+    """
+
+    TYPE: ClassVar[str] = "loyalty.BonusesVoided"
+    TOPIC: ClassVar[str] = LOYALTY_EVENTS
+
+    operation_id: UUID
+    operation_kind: BonusOperationKind
+    chain_id: UUID
+    customer_id: UUID
+    movement_ids: list[UUID]
+    balance_after: Money
+    voided_at: AwareDatetime
 
 
 class BonusMovementRecorded(Event):
