@@ -14,6 +14,13 @@ per message around its inbox row and its handler, so the failing message alone i
 and dead-lettered (keeping no inbox row, so a re-drive applies it) while the rest applies.
 Metrics of the fast path are counted only once its transaction has committed, so a batch that
 goes the slow way is not counted twice.
+
+A dead letter alone would leave whatever waited for the message waiting for ever (a till
+operation's answer, a customer's parked commands). So a consumer may name, per message model,
+what to do instead of the effect (`on_dead_letter`): it runs right after the message is
+dead-lettered, in the same transaction, in a savepoint of its own (credit refuses the
+operation as `operation_failed` and releases the customer; loyalty answers the refusal). If it
+fails too, only the dead letter remains.
 """
 
 from __future__ import annotations
@@ -107,6 +114,9 @@ class MessageContext:
 
 
 Handler = Callable[[MessageContext, Any], Awaitable[None]]
+#: `(ctx, payload, reason)`: what a service does instead of a message's effect once the message
+#: was dead-lettered (see the module docstring).
+DeadLetterHandler = Callable[[MessageContext, Any, str], Awaitable[None]]
 
 
 class _Isolate(Exception):  # noqa: N818 - a signal, not an error
@@ -155,6 +165,8 @@ class Consumer:
     name: str
     topics: Sequence[str]
     handlers: dict[type[BaseModel], Handler]
+    #: per message model, what to do when a message of it is dead-lettered after parsing
+    on_dead_letter: dict[type[BaseModel], DeadLetterHandler] = field(default_factory=dict)
     max_records: int = 200
     batch_timeout_ms: int = 20
     retry_backoff_seconds: float = 1.0
@@ -469,6 +481,7 @@ class Consumer:
                         await handler(ctx, payload)
             except PermanentError as exc:
                 await self._dead_letter(session, rec, str(exc), type(exc).__name__, env)
+                await self._after_dead_letter(session, rec, env, payload, str(exc))
                 return
             except Exception as exc:
                 if is_transient(exc):
@@ -482,6 +495,7 @@ class Consumer:
                 log.exception("handler failed %d times: dead-lettering", attempts)
                 reason = "".join(traceback.format_exception_only(exc)).strip()
                 await self._dead_letter(session, rec, reason, type(exc).__name__, env)
+                await self._after_dead_letter(session, rec, env, payload, reason)
                 return
             self._attempts.pop(env.message_id, None)
             metrics.MESSAGES_PROCESSED.labels(self.name, rec.topic).inc()
@@ -490,6 +504,41 @@ class Consumer:
                 (correlation_id_var, chain_id_var, message_id_var), tokens, strict=True
             ):
                 var.reset(token)
+
+    async def _after_dead_letter(
+        self,
+        session: AsyncSession,
+        rec: ConsumerRecord[Any, Any],
+        env: Envelope,
+        payload: Any,
+        reason: str,
+    ) -> None:
+        """The service's `on_dead_letter` for this model, in a savepoint: a failure of its own
+        leaves the dead letter alone (a transient one redelivers the batch)."""
+        fallback = self.on_dead_letter.get(type(payload))
+        if fallback is None:
+            return
+        ctx = MessageContext(
+            session=session,
+            envelope=env,
+            consumer=self.name,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+        )
+        try:
+            async with session.begin_nested():
+                await fallback(ctx, payload, reason)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception(
+                "what replaces the dead-lettered %s[%d]@%d failed as well; only the dead letter "
+                "remains",
+                rec.topic,
+                rec.partition,
+                rec.offset,
+            )
 
     async def _dead_letter(
         self,

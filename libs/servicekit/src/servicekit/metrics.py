@@ -70,6 +70,12 @@ HTTP_REQUEST_SECONDS = Histogram(
     buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 2.5, 5, 10),
 )
 JOB_RUNS = Counter("job_runs_total", "Periodic job runs", ["job_name", "outcome"])
+OPERATIONS_FAILED = Counter(
+    "operations_failed_total",
+    "Till and back-office operations that failed for good and were refused as operation_failed"
+    " (what they had pending voided); `reason`: deadline, dead_letter, parked_command",
+    ["service", "kind", "reason"],
+)
 
 
 def set_by_chain(

@@ -175,6 +175,45 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_batch_appli
     assert reasons[1].startswith("undecodable message")
 
 
+async def test_what_replaces_a_dead_lettered_message_is_applied_in_its_own_savepoint(
+    session_factory: Any,
+) -> None:
+    """`on_dead_letter` runs right after the message is dead-lettered, in the same transaction:
+    its effect stays; when it fails too, only its own work is rolled back and the dead letter
+    and the rest of the batch still apply."""
+    consumer = _recording_consumer("t")
+    calls: list[str] = []
+
+    async def instead(ctx: MessageContext, payload: DeadLetter, reason: str) -> None:
+        calls.append(reason)
+        await ctx.session.execute(
+            sa.insert(EFFECTS).values(message_id=f"instead:{ctx.envelope.message_id}",
+                                      amount=Decimal("0"))
+        )
+        if len(calls) == 2:
+            raise RuntimeError("the replacement is broken as well")
+
+    consumer.on_dead_letter = {DeadLetter: instead}
+    consumer.bind(session_factory)
+
+    def poison() -> Envelope:
+        return make_envelope(_any_registered_model().model_copy(update={"reason": "poison"}),
+                             chain_id=None, key="customer-1", correlation_id=uuid.uuid4())
+
+    first, second, good = poison(), poison(), _envelope()
+    await consumer.process_records([_record(first, offset=0), _record(good, offset=1)])
+    await consumer.process_records([_record(second, offset=2)])
+
+    assert calls == ["this message can never be applied"] * 2
+    assert await _count(session_factory, EFFECTS,
+                        EFFECTS.c.message_id == f"instead:{first.message_id}") == 1
+    assert await _count(session_factory, EFFECTS,
+                        EFFECTS.c.message_id == f"instead:{second.message_id}") == 0
+    assert await _count(session_factory, EFFECTS,
+                        EFFECTS.c.message_id == str(good.message_id)) == 1
+    assert await _count(session_factory, OUTBOX, OUTBOX.c.topic == DEAD_LETTERS) == 2
+
+
 async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
     session_factory: Any, kafka_bootstrap_servers: str
 ) -> None:
