@@ -27,6 +27,10 @@ class Settings(ServiceSettings):
             "CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS", "OVERDUE_SCAN_INTERVAL_SECONDS"
         ),
     )
-    #: A pending operation waiting for loyalty's answer longer than this (seconds) is counted
-    #: once in credit_saga_timeouts_total and logged; it keeps waiting for the answer.
-    saga_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: An operation waiting for loyalty's answer longer than this (seconds, counted from when
+    #: credit recorded it as pending) fails: it is refused as `operation_failed`, voided, loyalty
+    #: is asked to undo it, and the customer's parked commands go on. Below the contract's 10 s
+    #: for a final answer, with room for the job's interval and the way back to the till.
+    operation_deadline_seconds: float = Field(default=7.0, gt=0)
+    #: How often the `operation-deadline` job looks for operations past their deadline.
+    operation_deadline_scan_seconds: float = Field(default=1.0, gt=0)

@@ -2,12 +2,13 @@
 
 Names and labels are what deploy/ (dashboards, alerts) and docs/operations.md use. The business
 gauges are whole-chain values read from the database by the `business-gauges` job, identical
-on every instance; money in the chain's currency, major unit.
+on every instance; money in the chain's currency, major unit. Failed operations are counted in
+servicekit's `operations_failed_total` (shared with loyalty).
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 
 OPEN_DEBT = Gauge(
     "credit_open_debt", "Open (unpaid) debt of the chain's customers, in currency", ["chain_id"]
@@ -23,9 +24,4 @@ ADVANCES_HELD = Gauge(
 )
 SAGA_IN_FLIGHT = Gauge(
     "credit_saga_in_flight_operations", "Pending operations waiting for loyalty's answer"
-)
-SAGA_TIMEOUTS = Counter(
-    "credit_saga_timeouts_total",
-    "Pending operations that waited for loyalty longer than CREDIT_SAGA_TIMEOUT_SECONDS "
-    "(counted once each; the operation keeps waiting)",
 )

@@ -39,7 +39,7 @@ class Harness:
         self.consumer.bind(session_factory)
         self._offset = 0
         self.bonus: dict[uuid.UUID, Decimal] = {}
-        self.answered: set[uuid.UUID] = set()
+        self.answered: set[tuple[uuid.UUID, uuid.UUID]] = set()
 
     def record(self, env: Envelope) -> ConsumerRecord[bytes, bytes]:
         self._offset += 1
@@ -76,9 +76,9 @@ class Harness:
         answered = 0
         for env in await self.outbox("loyalty.ApplyBonuses"):
             cmd = ApplyBonuses.model_validate(env.payload)
-            if cmd.operation_id in self.answered:
+            if (cmd.chain_id, cmd.operation_id) in self.answered:
                 continue
-            self.answered.add(cmd.operation_id)
+            self.answered.add((cmd.chain_id, cmd.operation_id))
             balance = self.bonus.get(cmd.customer_id, Decimal(0))
             answer: Message
             if refuse or cmd.spend > balance:

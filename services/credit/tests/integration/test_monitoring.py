@@ -1,9 +1,8 @@
-"""The business gauges and the saga watch read credit's database (job `business-gauges`)."""
+"""The business gauges read credit's database (job `business-gauges`)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
 from prometheus_client import REGISTRY
 
@@ -22,10 +21,6 @@ from credit.testing import (
 def gauge(name: str, chain_id: uuid.UUID | None = None) -> float | None:
     labels = {"chain_id": str(chain_id)} if chain_id else {}
     return REGISTRY.get_sample_value(name, labels)
-
-
-def timeouts() -> float:
-    return REGISTRY.get_sample_value("credit_saga_timeouts_total") or 0.0
 
 
 async def test_gauges_show_open_overdue_debt_and_advances_per_chain_and_zero_for_a_quiet_one(
@@ -56,7 +51,7 @@ async def test_gauges_show_open_overdue_debt_and_advances_per_chain_and_zero_for
     await harness.settle()
     await scan_overdue(harness.sf, now=day(35))  # the first two sales are overdue, not the last
 
-    await refresh_gauges(harness.sf, saga_timeout_seconds=30)
+    await refresh_gauges(harness.sf)
 
     assert gauge("credit_open_debt", indebted) == 60.5
     assert gauge("credit_overdue_debt", indebted) == 50.5
@@ -67,32 +62,3 @@ async def test_gauges_show_open_overdue_debt_and_advances_per_chain_and_zero_for
     assert gauge("credit_overdue_customers", quiet) == 0
     assert gauge("credit_advances_held", quiet) == 20
     assert gauge("credit_saga_in_flight_operations") == 0
-
-
-async def test_an_operation_waiting_for_loyalty_too_long_is_counted_once_and_keeps_waiting(
-    harness,
-):
-    chain = uuid.uuid4()
-    customer = customer_snapshot()
-    await harness.send(
-        record_sale(chain_id=chain, customer=customer, settings=settings_snapshot(),
-                    sold_at=day(0), lines=[sale_line(1, "12.00")], payments=[("cash", "12.00")]),
-        key=str(customer.customer_id),
-    )
-    before = timeouts()
-    await refresh_gauges(harness.sf, saga_timeout_seconds=30)
-    assert gauge("credit_saga_in_flight_operations") == 1
-    assert timeouts() == before  # not waiting long enough yet
-
-    later = datetime.now(UTC) + timedelta(seconds=31)
-    await refresh_gauges(harness.sf, saga_timeout_seconds=30, now=later)
-    await refresh_gauges(harness.sf, saga_timeout_seconds=30, now=later + timedelta(seconds=60))
-    assert timeouts() == before + 1
-    assert gauge("credit_saga_in_flight_operations") == 1  # still waiting, not voided
-
-    await harness.settle()  # loyalty's late answer completes the sale
-    await refresh_gauges(harness.sf, saga_timeout_seconds=30, now=later + timedelta(seconds=90))
-    assert gauge("credit_saga_in_flight_operations") == 0
-    assert timeouts() == before + 1
-    [completed] = await harness.events("credit.SaleCompleted")
-    assert completed["sale_id"]

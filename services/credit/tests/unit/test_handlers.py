@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import SimpleNamespace
@@ -51,10 +53,15 @@ class FakeRepository:
             if name in values:
                 setattr(row, name, values[name])
 
-    async def lock_sale(self, sale_id: uuid.UUID) -> None:
+    async def lock_sale(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> None:
         pass
 
-    async def operation_known(self, operation_id: uuid.UUID, kind: str) -> bool:
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        yield
+
+    async def operation_known(self, chain_id: uuid.UUID, operation_id: uuid.UUID,
+                              kind: str) -> bool:
         return operation_id in self.operations or any(
             r["operation_id"] == operation_id and r["kind"] == kind for r in self.refusals
         )
@@ -63,8 +70,8 @@ class FakeRepository:
         op = self.operations.get(operation_id)
         return op is not None and op.status in ("pending", "confirmed")
 
-    async def load_ledger(self, *, customer_id: uuid.UUID | None, sale_id: Any = None,
-                          minor_units: int = 2) -> Ledger:
+    async def load_ledger(self, *, chain_id: uuid.UUID, customer_id: uuid.UUID | None,
+                          sale_id: Any = None, minor_units: int = 2) -> Ledger:
         return Ledger(
             [s for s, c in self.sales if c == customer_id and self._live(s.sale_id)],
             [e for e, c in self.entries if c == customer_id and self._live(e.operation_id)],
@@ -85,11 +92,12 @@ class FakeRepository:
         self.operations[values["operation_id"]] = SimpleNamespace(**values)
         return True
 
-    async def pending_operation(self, operation_id: uuid.UUID) -> Any:
+    async def pending_operation(self, chain_id: uuid.UUID, operation_id: uuid.UUID) -> Any:
         op = self.operations.get(operation_id)
         return op if op is not None and op.status == "pending" else None
 
-    async def finish_operation(self, operation_id: uuid.UUID, status: str) -> None:
+    async def finish_operation(self, chain_id: uuid.UUID, operation_id: uuid.UUID,
+                               status: str) -> None:
         self.operations[operation_id].status = status
 
     async def add_refusal(self, **values: Any) -> None:
@@ -106,7 +114,7 @@ class FakeRepository:
                 return env
         return None
 
-    async def settle_mark(self, sale_id: uuid.UUID) -> bool | None:
+    async def settle_mark(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> bool | None:
         return None
 
 

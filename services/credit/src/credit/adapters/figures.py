@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -52,9 +51,16 @@ async def chain_figures(session: AsyncSession) -> ChainFigures:
             sa.func.sum(signed).label("owed"),
         )
         .select_from(
-            t.overdue_marks.join(t.entries, t.entries.c.sale_id == t.overdue_marks.c.sale_id).join(
+            t.overdue_marks.join(
+                t.entries,
+                sa.and_(
+                    t.entries.c.chain_id == t.overdue_marks.c.chain_id,
+                    t.entries.c.sale_id == t.overdue_marks.c.sale_id,
+                ),
+            ).join(
                 t.operations,
                 sa.and_(
+                    t.operations.c.chain_id == t.entries.c.chain_id,
                     t.operations.c.operation_id == t.entries.c.operation_id,
                     t.operations.c.status == "confirmed",
                 ),
@@ -90,36 +96,3 @@ async def chain_figures(session: AsyncSession) -> ChainFigures:
         chains=chains | {r[0] for r in balances},
         in_flight=int(in_flight or 0),
     )
-
-
-@dataclass(frozen=True)
-class TimedOut:
-    operation_id: uuid.UUID
-    chain_id: uuid.UUID
-    waiting_since: datetime
-
-
-async def record_saga_timeouts(session: AsyncSession, *, older_than: datetime) -> list[TimedOut]:
-    """Pending operations waiting since before `older_than` not recorded yet: recorded now.
-
-    The insert is the "once": concurrent instances insert each operation once between them.
-    """
-    waiting = (
-        sa.select(t.operations.c.operation_id, t.operations.c.chain_id, t.operations.c.created_at)
-        .select_from(
-            t.customers.join(t.operations, t.operations.c.operation_id == t.customers.c.in_flight)
-        )
-        .where(t.operations.c.status == "pending", t.operations.c.created_at < older_than)
-    )
-    stmt = (
-        sa.dialects.postgresql.insert(t.saga_timeouts)
-        .from_select(["operation_id", "chain_id", "waiting_since"], waiting)
-        .on_conflict_do_nothing()
-        .returning(
-            t.saga_timeouts.c.operation_id,
-            t.saga_timeouts.c.chain_id,
-            t.saga_timeouts.c.waiting_since,
-        )
-    )
-    rows = (await session.execute(stmt)).all()
-    return [TimedOut(r.operation_id, r.chain_id, r.waiting_since) for r in rows]

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from servicekit.db import lock_row
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from credit.adapters import tables as t
 from credit.domain.model import Entry, EntryKind, Ledger, Line, Method, Payment, Sale
@@ -37,6 +37,10 @@ class Repository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    def savepoint(self) -> AsyncSessionTransaction:
+        """`async with repo.savepoint():` what fails inside is rolled back alone."""
+        return self.session.begin_nested()
 
     # ----------------------------------------------------------------- customers
 
@@ -102,30 +106,43 @@ class Repository:
     # ----------------------------------------------------------------- ledger
 
     async def load_ledger(
-        self, *, customer_id: uuid.UUID | None, sale_id: uuid.UUID | None = None,
-        minor_units: int = 2,
+        self, *, chain_id: uuid.UUID, customer_id: uuid.UUID | None,
+        sale_id: uuid.UUID | None = None, minor_units: int = 2,
     ) -> Ledger:
-        """A customer's whole ledger, or one anonymous sale's (``customer_id`` None)."""
-        live_ops = sa.select(t.operations.c.operation_id).where(t.operations.c.status.in_(LIVE))
+        """A customer's whole ledger, or one anonymous sale's (``customer_id`` None).
+
+        Only rows of live (pending or confirmed) operations count, the operation being found
+        by (chain, id) through its primary key."""
+        o = t.operations.c
+
+        def live(chain: Any, operation_id: Any) -> Any:
+            return (
+                sa.select(o.operation_id)
+                .where(o.chain_id == chain, o.operation_id == operation_id, o.status.in_(LIVE))
+                .exists()
+            )
+
         if customer_id is not None:
             sale_filter = t.sales.c.customer_id == customer_id
             entry_filter = t.entries.c.customer_id == customer_id
         else:
-            sale_filter = sa.and_(t.sales.c.sale_id == sale_id, t.sales.c.customer_id.is_(None))
+            sale_filter = sa.and_(t.sales.c.chain_id == chain_id, t.sales.c.sale_id == sale_id,
+                                  t.sales.c.customer_id.is_(None))
             entry_filter = sa.and_(
-                t.entries.c.sale_id == sale_id, t.entries.c.customer_id.is_(None)
+                t.entries.c.chain_id == chain_id, t.entries.c.sale_id == sale_id,
+                t.entries.c.customer_id.is_(None),
             )
         sale_rows = (
             await self.session.execute(
                 sa.select(t.sales)
-                .where(sale_filter, t.sales.c.sale_id.in_(live_ops))
+                .where(sale_filter, live(t.sales.c.chain_id, t.sales.c.sale_id))
                 .order_by(t.sales.c.seq)
             )
         ).all()
         entry_rows = (
             await self.session.execute(
                 sa.select(t.entries)
-                .where(entry_filter, t.entries.c.operation_id.in_(live_ops))
+                .where(entry_filter, live(t.entries.c.chain_id, t.entries.c.operation_id))
                 .order_by(t.entries.c.id)
             )
         ).all()
@@ -182,31 +199,25 @@ class Repository:
             ],
         )
 
-    async def sale_owner(self, sale_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID | None] | None:
-        """(chain_id, customer_id) of a recorded (live) sale."""
-        row = (
-            await self.session.execute(
-                sa.select(t.sales.c.chain_id, t.sales.c.customer_id)
-                .join(t.operations, t.operations.c.operation_id == t.sales.c.sale_id)
-                .where(t.sales.c.sale_id == sale_id, t.operations.c.status.in_(LIVE))
-            )
-        ).first()
-        return (row.chain_id, row.customer_id) if row else None
-
-    async def lock_sale(self, sale_id: uuid.UUID) -> None:
+    async def lock_sale(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> None:
         await self.session.execute(
-            sa.select(t.sales.c.sale_id).where(t.sales.c.sale_id == sale_id).with_for_update()
+            sa.select(t.sales.c.sale_id)
+            .where(t.sales.c.chain_id == chain_id, t.sales.c.sale_id == sale_id)
+            .with_for_update()
         )
 
     # ----------------------------------------------------------------- operations
 
-    async def operation_known(self, operation_id: uuid.UUID, kind: str) -> bool:
+    async def operation_known(
+        self, chain_id: uuid.UUID, operation_id: uuid.UUID, kind: str
+    ) -> bool:
         """Accepted before (pending, confirmed or voided) or refused before (one statement)."""
         accepted = sa.select(t.operations.c.operation_id).where(
-            t.operations.c.operation_id == operation_id
+            t.operations.c.chain_id == chain_id, t.operations.c.operation_id == operation_id
         )
         refused = sa.select(t.refusals.c.operation_id).where(
-            t.refusals.c.operation_id == operation_id, t.refusals.c.kind == kind
+            t.refusals.c.chain_id == chain_id, t.refusals.c.operation_id == operation_id,
+            t.refusals.c.kind == kind,
         )
         return bool(await self.session.scalar(sa.select(sa.or_(accepted.exists(),
                                                                 refused.exists()))))
@@ -243,20 +254,47 @@ class Repository:
         )
         return inserted.first() is not None
 
-    async def pending_operation(self, operation_id: uuid.UUID) -> Any:
+    async def pending_operation(self, chain_id: uuid.UUID, operation_id: uuid.UUID) -> Any:
         return (
             await self.session.execute(
                 sa.select(t.operations).where(
+                    t.operations.c.chain_id == chain_id,
                     t.operations.c.operation_id == operation_id,
                     t.operations.c.status == "pending",
                 )
             )
         ).first()
 
-    async def finish_operation(self, operation_id: uuid.UUID, status: str) -> None:
+    async def operation_voided(self, chain_id: uuid.UUID, operation_id: uuid.UUID) -> bool:
+        status = await self.session.scalar(
+            sa.select(t.operations.c.status).where(
+                t.operations.c.chain_id == chain_id, t.operations.c.operation_id == operation_id
+            )
+        )
+        return status == "voided"
+
+    async def pending_since_before(
+        self, cutoff: datetime
+    ) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
+        """(chain, operation, customer) of every operation pending since before `cutoff`,
+        oldest first (the partial index `operations_pending`)."""
+        o = t.operations.c
+        rows = (
+            await self.session.execute(
+                sa.select(o.chain_id, o.operation_id, o.customer_id)
+                .where(o.status == "pending", o.created_at < cutoff, o.customer_id.is_not(None))
+                .order_by(o.created_at)
+            )
+        ).all()
+        return [(r.chain_id, r.operation_id, r.customer_id) for r in rows]
+
+    async def finish_operation(
+        self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str
+    ) -> None:
         await self.session.execute(
             sa.update(t.operations)
-            .where(t.operations.c.operation_id == operation_id)
+            .where(t.operations.c.chain_id == chain_id,
+                   t.operations.c.operation_id == operation_id)
             .values(status=status, finished_at=sa.func.now())
         )
 
@@ -313,13 +351,13 @@ class Repository:
         )
         return inserted.first() is not None
 
-    async def settle_mark(self, sale_id: uuid.UUID) -> bool | None:
+    async def settle_mark(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> bool | None:
         """None: never overdue; True: the mark is settled now; False: it was settled before."""
+        mark = sa.and_(t.overdue_marks.c.chain_id == chain_id,
+                       t.overdue_marks.c.sale_id == sale_id)
         row = (
             await self.session.execute(
-                sa.select(t.overdue_marks.c.settled_at)
-                .where(t.overdue_marks.c.sale_id == sale_id)
-                .with_for_update()
+                sa.select(t.overdue_marks.c.settled_at).where(mark).with_for_update()
             )
         ).first()
         if row is None:
@@ -327,9 +365,7 @@ class Repository:
         if row.settled_at is not None:
             return False
         await self.session.execute(
-            sa.update(t.overdue_marks)
-            .where(t.overdue_marks.c.sale_id == sale_id)
-            .values(settled_at=sa.func.now())
+            sa.update(t.overdue_marks).where(mark).values(settled_at=sa.func.now())
         )
         return True
 

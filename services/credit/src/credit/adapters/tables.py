@@ -2,7 +2,11 @@
 overdue marks, and a per-customer row that serialises everything done for one customer.
 
 Ledger rows are only inserted; an operation's entries count while it is pending or confirmed
-and never once it is voided. Money is NUMERIC, never float.
+and never once it is voided. Money is NUMERIC, never float: NUMERIC(18,4) holds every balance
+below the contract's bound (10^13, `amount_out_of_range`) with room to spare.
+
+Operations and sales are keyed by (chain_id, id): a POS chooses its sale ids, and they are
+unique within its chain only (migration 0003).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ customers = sa.Table(
 operations = sa.Table(
     "operations",
     metadata,
-    sa.Column("operation_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("operation_id", UUID(as_uuid=True), nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
     sa.Column("customer_id", UUID(as_uuid=True)),
@@ -62,7 +66,10 @@ operations = sa.Table(
     sa.Column("correlation_id", UUID(as_uuid=True), nullable=False),
     _ts("created_at", nullable=False, server_default=sa.func.now()),
     _ts("finished_at"),
+    sa.PrimaryKeyConstraint("chain_id", "operation_id", name="operations_pkey"),
     sa.Index("operations_customer", "customer_id"),
+    # the deadline job's question, every second: which operations wait since when
+    sa.Index("operations_pending", "created_at", postgresql_where=sa.text("status = 'pending'")),
 )
 
 refusals = sa.Table(
@@ -76,13 +83,13 @@ refusals = sa.Table(
     sa.Column("code", sa.Text, nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
     _ts("refused_at", nullable=False, server_default=sa.func.now()),
-    sa.Index("refusals_operation", "operation_id", "kind"),
+    sa.Index("refusals_operation", "chain_id", "operation_id", "kind"),
 )
 
 sales = sa.Table(
     "sales",
     metadata,
-    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("sale_id", UUID(as_uuid=True), nullable=False),
     sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
     sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
     sa.Column("customer_id", UUID(as_uuid=True)),
@@ -93,6 +100,7 @@ sales = sa.Table(
     sa.Column("due_date", sa.Date, nullable=False),
     sa.Column("lines", JSONB, nullable=False),
     sa.Column("payments", JSONB, nullable=False),
+    sa.PrimaryKeyConstraint("chain_id", "sale_id", name="sales_pkey"),
     sa.Index("sales_customer", "customer_id"),
 )
 
@@ -113,7 +121,7 @@ entries = sa.Table(
     sa.Column("quantity", QTY),
     sa.CheckConstraint("amount >= 0", name="entries_amount_not_negative"),
     sa.Index("entries_customer", "customer_id"),
-    sa.Index("entries_sale", "sale_id"),
+    sa.Index("entries_sale", "chain_id", "sale_id"),
 )
 
 parked = sa.Table(
@@ -131,19 +139,21 @@ overdue_marks = sa.Table(
     "overdue_marks",
     metadata,
     # one row per sale: SaleOverdue is published by whoever inserts it, exactly once
-    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("sale_id", UUID(as_uuid=True), nullable=False),
     sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
     sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
     sa.Column("due_date", sa.Date, nullable=False),
     _ts("detected_at", nullable=False, server_default=sa.func.now()),
     _ts("settled_at"),
+    sa.PrimaryKeyConstraint("chain_id", "sale_id", name="overdue_marks_pkey"),
 )
 
 saga_timeouts = sa.Table(
     "saga_timeouts",
     metadata,
-    # a pending operation that waited for loyalty longer than CREDIT_SAGA_TIMEOUT_SECONDS;
-    # whoever inserts the row counts the timeout, so it is counted once across instances
+    # no longer written (since migration 0003 an operation past its deadline is failed, see
+    # service_layer/deadline.py); kept for the release in which older instances still write
+    # it, to be dropped in a later one (expand/contract)
     sa.Column("operation_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
     _ts("waiting_since", nullable=False),

@@ -26,6 +26,11 @@ from credit.domain.errors import InvalidOperation, Refusal
 
 ZERO = Decimal(0)
 
+#: A balance (debt, advance) or an amount of one operation may not reach this: the contract's
+#: `amount_out_of_range`. Every value below it fits the NUMERIC(18,4) columns (10^14) with
+#: room for the sums the reports keep per row.
+AMOUNT_LIMIT = Decimal(10) ** 13
+
 #: Pseudo-payment ids (the customer's advance covering on-account goods has no payment id of
 #: its own, yet its bonus accrual needs one that is the same every time it is computed).
 _ADVANCE_APPLIED_NS = uuid.UUID("0c6f1a4e-2b7d-4f0e-9d55-3a8e1f6b2c10")
@@ -431,8 +436,33 @@ class Ledger:
     def _working_owed(self) -> dict[LineKey, Decimal]:
         return {key: value for key, value in self._owed.items()}
 
+    def _check_range(self, entries: Sequence[Entry]) -> None:
+        """Refuse (`amount_out_of_range`) what would take the debt or the advance to the limit,
+        before anything of it is applied. (A balance already beyond it, from before the limit
+        existed, may still go down: paying such a debt is never refused.)"""
+        debt, advance = self.debt, self.advance
+        for entry in entries:
+            if entry.kind in CHARGES:
+                debt += entry.amount
+            elif entry.kind in CREDITS:
+                debt -= entry.amount
+                if entry.kind is EntryKind.ADVANCE_APPLIED:
+                    advance -= entry.amount
+            elif entry.kind is EntryKind.ADVANCE_IN:
+                advance += entry.amount
+            elif entry.kind is EntryKind.ADVANCE_OUT:
+                advance -= entry.amount
+        for name, value, before in (("debt", debt, self.debt),
+                                    ("advance", advance, self.advance)):
+            if value >= AMOUNT_LIMIT and value > before:
+                raise Refusal("amount_out_of_range",
+                              f"the {name} would be {value}, beyond what can be recorded "
+                              f"(below {AMOUNT_LIMIT:,.0f})")
+
     def _finish(self, outcome: Outcome) -> None:
-        """Apply the outcome's entries and fill in the balances and lines it touched."""
+        """Apply the outcome's entries and fill in the balances and lines it touched (refused
+        as a whole first when a balance would leave the range)."""
+        self._check_range(outcome.entries)
         self.apply(outcome.entries)
         for entry in outcome.entries:
             key = entry.line
@@ -514,6 +544,9 @@ class Ledger:
         )
         if tendered + on_account != total + change:
             raise InvalidOperation("payments do not add up to total + change")
+        if max([total, tendered, *(p.amount for p in sale.payments)]) >= AMOUNT_LIMIT:
+            raise Refusal("amount_out_of_range",
+                          f"a sale of {total} (tendered {tendered}) is beyond what can be recorded")
         if change_to_advance > change:
             raise InvalidOperation("change_to_advance exceeds the change")
         cash = sum((p.amount for p in sale.payments if p.method is Method.CASH), ZERO)

@@ -7,6 +7,7 @@ Run with ``python -m credit`` (uvicorn via servicekit) or any ASGI server
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from contracts.gateway.v1 import (
@@ -22,18 +23,20 @@ from contracts.gateway.v1 import (
 from contracts.loyalty.v1 import (
     BonusesApplied,
     BonusesRefused,
+    BonusesVoided,
     BonusMovementRecorded,
     PaymentBonusCancelled,
 )
 from contracts.topics import LOYALTY_EVENTS, MASTERDATA_EVENTS, POS_COMMANDS
 from pydantic import BaseModel
-from servicekit.consumer import Consumer, Handler
+from servicekit.consumer import Consumer, DeadLetterHandler, Handler
 from servicekit.jobs import PeriodicJob
 from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 from credit.config import Settings
 from credit.entrypoints.http import router
 from credit.service_layer import handlers as h
+from credit.service_layer.deadline import expire_operations
 from credit.service_layer.monitoring import refresh_gauges
 from credit.service_layer.overdue import scan_overdue
 
@@ -50,15 +53,30 @@ HANDLERS: dict[type[BaseModel], Handler] = {
     BonusesRefused: h.handle_bonuses_refused,
     BonusMovementRecorded: h.handle_bonus_balance,
     PaymentBonusCancelled: h.handle_bonus_balance,
+    BonusesVoided: h.handle_bonuses_voided,
     ChainRegistered: h.handle_chain_settings,
     ChainSettingsChanged: h.handle_chain_settings,
+}
+
+#: A command or an answer that is dead-lettered still ends its operation (refused as
+#: operation_failed), so nothing waits for it for ever.
+ON_DEAD_LETTER: dict[type[BaseModel], DeadLetterHandler] = {
+    RecordSale: h.command_dead_lettered,
+    RecordDebtPayment: h.command_dead_lettered,
+    RecordAdvance: h.command_dead_lettered,
+    RecordRefund: h.command_dead_lettered,
+    RecordReturn: h.command_dead_lettered,
+    RevokeDiscount: h.command_dead_lettered,
+    BonusesApplied: h.answer_dead_lettered,
+    BonusesRefused: h.answer_dead_lettered,
 }
 
 
 def make_consumer() -> Consumer:
     """One group for all three topics: every message of a customer takes the customer's lock."""
     return Consumer(
-        name="credit", topics=[POS_COMMANDS, LOYALTY_EVENTS, MASTERDATA_EVENTS], handlers=HANDLERS
+        name="credit", topics=[POS_COMMANDS, LOYALTY_EVENTS, MASTERDATA_EVENTS],
+        handlers=HANDLERS, on_dead_letter=ON_DEAD_LETTER,
     )
 
 
@@ -71,13 +89,21 @@ def make_definition(settings: Settings | None = None) -> ServiceDefinition:
             await scan_overdue(runtime.session_factory)
 
         async def gauges() -> None:
-            await refresh_gauges(
-                runtime.session_factory, saga_timeout_seconds=settings.saga_timeout_seconds
+            await refresh_gauges(runtime.session_factory)
+
+        started = datetime.now(UTC)
+
+        async def deadline() -> None:
+            await expire_operations(
+                runtime.session_factory,
+                deadline_seconds=settings.operation_deadline_seconds,
+                watching_since=started,
             )
 
         return [
             PeriodicJob("overdue-scan", interval, scan),
             PeriodicJob("business-gauges", settings.metrics_interval_seconds, gauges),
+            PeriodicJob("operation-deadline", settings.operation_deadline_scan_seconds, deadline),
         ]
 
     return ServiceDefinition(

@@ -6,6 +6,13 @@ Otherwise the ledger decides: a refusal is recorded and published as ``Operation
 accepted operation writes its entries as *pending* and asks loyalty (``ApplyBonuses``) in the
 same transaction. ``BonusesApplied`` confirms it and publishes the outcome; ``BonusesRefused``
 voids it (its entries never count) and publishes the refusal.
+
+Every operation ends. One that fails for good on its way is refused as ``operation_failed``
+(``fail_operation``): a command or an answer dead-lettered here (``on_dead_letter``), a parked
+command whose replay raises (``drain_parked``), or no answer from loyalty within the deadline
+(``service_layer.deadline``). Its pending entries are voided, loyalty is asked to undo whatever
+it applied of it (``VoidBonuses``, after the ``ApplyBonuses`` on the same partition), and the
+customer's parked commands are released in order.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from contracts.credit.v1 import (
     SaleLineOutcome,
     SalePaymentOutcome,
     SaleSettled,
+    VoidBonuses,
 )
 from contracts.enums import (
     BonusOperationKind,
@@ -58,11 +66,13 @@ from contracts.gateway.v1 import (
 from contracts.loyalty.v1 import (
     BonusesApplied,
     BonusesRefused,
+    BonusesVoided,
     BonusMovementRecorded,
     PaymentBonusCancelled,
 )
 from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
-from servicekit.consumer import MessageContext, PermanentError
+from servicekit import metrics
+from servicekit.consumer import MessageContext, PermanentError, is_transient
 
 from credit.adapters.repository import CustomerRow, Repository
 from credit.domain.errors import InvalidOperation, Refusal
@@ -140,9 +150,9 @@ async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) ->
     repo = Repository(ctx.session)
     emitter = Emitter.caused_by(ctx.session, ctx.envelope)
     await repo.lock_customer(answer.customer_id, answer.chain_id)
-    op = await repo.pending_operation(answer.operation_id)
+    op = await repo.pending_operation(answer.chain_id, answer.operation_id)
     if op is None:
-        return  # answered before (or never asked): nothing to do twice
+        return  # answered before, never asked, or given up (then loyalty is told to undo it)
     await confirm(repo, emitter.with_correlation(op.correlation_id), op, answer)
     await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, clear=True)
 
@@ -151,10 +161,10 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
     repo = Repository(ctx.session)
     emitter = Emitter.caused_by(ctx.session, ctx.envelope)
     await repo.lock_customer(answer.customer_id, answer.chain_id)
-    op = await repo.pending_operation(answer.operation_id)
+    op = await repo.pending_operation(answer.chain_id, answer.operation_id)
     if op is None:
         return
-    await repo.finish_operation(op.operation_id, "voided")
+    await repo.finish_operation(op.chain_id, op.operation_id, "voided")
     await repo.update_customer(answer.customer_id, in_flight=None,
                                bonus_balance=answer.balance)
     await refuse(
@@ -164,7 +174,7 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
         kind=OperationKind(op.kind),
         chain_id=op.chain_id,
         customer_id=answer.customer_id,
-        code=RefusalCode.INSUFFICIENT_BONUS,
+        code=RefusalCode(answer.code),
         detail=answer.detail,
     )
     await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, clear=True)
@@ -173,7 +183,24 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
 async def handle_bonus_balance(
     ctx: MessageContext, event: BonusMovementRecorded | PaymentBonusCancelled
 ) -> None:
-    """Keep the last known bonus balance for answers that do not pass through loyalty."""
+    """Keep the last known bonus balance for answers that do not pass through loyalty.
+
+    A movement of an operation credit gave up (voided) is not taken: loyalty undoes it
+    (``BonusesVoided`` follows with the balance after the undo), and an answer given meanwhile
+    must not show bonus the customer never got."""
+    repo = Repository(ctx.session)
+    await repo.lock_customer(event.customer_id, event.chain_id)
+    if (
+        isinstance(event, BonusMovementRecorded)
+        and event.operation_id is not None
+        and await repo.operation_voided(event.chain_id, event.operation_id)
+    ):
+        return
+    await repo.update_customer(event.customer_id, bonus_balance=event.balance_after)
+
+
+async def handle_bonuses_voided(ctx: MessageContext, event: BonusesVoided) -> None:
+    """Loyalty undid a failed operation's bonus side: the balance after the undo."""
     repo = Repository(ctx.session)
     await repo.lock_customer(event.customer_id, event.chain_id)
     await repo.update_customer(event.customer_id, bonus_balance=event.balance_after)
@@ -201,7 +228,8 @@ async def process_command(
     customer = None
     if customer_id is None:
         if isinstance(cmd, RecordReturn):
-            await repo.lock_sale(cmd.sale_id)  # two returns of one anonymous sale: one by one
+            # two returns of one anonymous sale: one by one
+            await repo.lock_sale(cmd.chain_id, cmd.sale_id)
     else:
         try:
             customer = await repo.lock_customer(customer_id, cmd.chain_id)
@@ -214,7 +242,7 @@ async def process_command(
     # a revocation may be asked again (the answer then is already_revoked); anything else
     # seen before, accepted or refused, is a duplicate and changes nothing
     if kind is not OperationKind.REVOKE_DISCOUNT and await repo.operation_known(
-        operation_id, kind.value
+        cmd.chain_id, operation_id, kind.value
     ):
         log.info("duplicate %s %s ignored", kind.value, operation_id)
         return
@@ -259,7 +287,10 @@ async def drain_parked(
     """Replay parked commands in arrival order until one waits for loyalty again.
 
     `clear`: the caller holds the customer's lock and has just ended its operation in flight,
-    so the first look at the row is not needed."""
+    so the first look at the row is not needed. Each replay runs in a savepoint: one that
+    raises (other than a transient error, which fails the whole batch) is rolled back alone
+    and refused as `operation_failed`, and the queue goes on, so a command that can never be
+    processed never blocks the ones behind it."""
     while True:
         if not clear:
             customer = await repo.lock_customer(customer_id, chain_id)
@@ -275,14 +306,94 @@ async def drain_parked(
         except Exception:  # it was valid when parked; a schema change must not block the queue
             log.exception("parked message %s can no longer be parsed; dropped", env.message_id)
             continue
-        await process_command(repo, emitter.for_message(env), env, cmd)  # type: ignore[arg-type]
+        replay = emitter.for_message(env)
+        try:
+            async with repo.savepoint():
+                await process_command(repo, replay, env, cmd)  # type: ignore[arg-type]
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception("parked command %s failed; it is refused", env.message_id)
+            await refuse_failed_command(replay, repo, cmd, reason="parked_command",  # type: ignore[arg-type]
+                                        detail=f"the operation failed: {type(exc).__name__}")
 
 
-async def load(repo: Repository, customer_id: uuid.UUID | None, settings: ChainSettingsSnapshot,
-               sale_id: uuid.UUID | None = None) -> Ledger:
+async def refuse_failed_command(
+    emitter: Emitter, repo: Repository, cmd: Command, *, reason: str, detail: str
+) -> None:
+    """A command that failed for good before it recorded anything: refused as
+    `operation_failed`, unless it was recorded or answered before (then that answer stands)."""
+    operation_id, kind = identity(cmd)
+    if kind is not OperationKind.REVOKE_DISCOUNT and await repo.operation_known(
+        cmd.chain_id, operation_id, kind.value
+    ):
+        return
+    await refuse(repo, emitter, operation_id=operation_id, kind=kind, chain_id=cmd.chain_id,
+                 customer_id=customer_of(cmd), code=RefusalCode.OPERATION_FAILED, detail=detail)
+    metrics.OPERATIONS_FAILED.labels("credit", kind.value, reason).inc()
+
+
+async def fail_operation(
+    repo: Repository, emitter: Emitter, op: Any, *, reason: str, detail: str
+) -> None:
+    """End a pending operation that failed for good (the caller holds the customer's lock and
+    drains the parked commands after): its entries are voided, it is refused as
+    `operation_failed`, and loyalty is asked to undo whatever it applied of it."""
+    customer_id: uuid.UUID = op.customer_id
+    kind = OperationKind(op.kind)
+    await repo.finish_operation(op.chain_id, op.operation_id, "voided")
+    await repo.update_customer(customer_id, in_flight=None)
+    answering = emitter.with_correlation(op.correlation_id)
+    await refuse(repo, answering, operation_id=op.operation_id, kind=kind, chain_id=op.chain_id,
+                 customer_id=customer_id, code=RefusalCode.OPERATION_FAILED, detail=detail)
+    # after the operation's ApplyBonuses in the outbox, on the same key: loyalty sees the two
+    # in that order, whether it applied the first or not
+    await answering.emit(
+        LOYALTY_COMMANDS,
+        VoidBonuses(operation_id=op.operation_id, operation_kind=BonusOperationKind(kind.value),
+                    chain_id=op.chain_id, customer_id=customer_id, reason=detail,
+                    requested_at=datetime.now(UTC)),
+        key=str(customer_id),
+    )
+    metrics.OPERATIONS_FAILED.labels("credit", kind.value, reason).inc()
+    log.warning(
+        "%s %s failed for good (%s): refused as operation_failed, loyalty asked to undo it",
+        kind.value, op.operation_id, detail,
+        extra={"fields": {"chain_id": str(op.chain_id), "operation_id": str(op.operation_id),
+                          "reason": reason}},
+    )
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+async def command_dead_lettered(ctx: MessageContext, cmd: Command, reason: str) -> None:
+    """A command that can never be processed is refused rather than left unanswered."""
+    await refuse_failed_command(Emitter.caused_by(ctx.session, ctx.envelope),
+                                Repository(ctx.session), cmd, reason="dead_letter",
+                                detail=f"the operation failed: {reason}"[:500])
+
+
+async def answer_dead_lettered(
+    ctx: MessageContext, answer: BonusesApplied | BonusesRefused, reason: str
+) -> None:
+    """Loyalty's answer could not be processed: the operation fails, the customer goes on."""
+    repo = Repository(ctx.session)
+    await repo.lock_customer(answer.customer_id, answer.chain_id)
+    op = await repo.pending_operation(answer.chain_id, answer.operation_id)
+    if op is None:
+        return
+    emitter = Emitter.caused_by(ctx.session, ctx.envelope)
+    await fail_operation(repo, emitter, op, reason="dead_letter",
+                         detail=f"the operation failed: {reason}"[:500])
+    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, clear=True)
+
+
+async def load(repo: Repository, chain_id: uuid.UUID, customer_id: uuid.UUID | None,
+               settings: ChainSettingsSnapshot, sale_id: uuid.UUID | None = None) -> Ledger:
     if customer_id is None and sale_id is None:
         return Ledger(minor_units=settings.minor_units)
-    return await repo.load_ledger(customer_id=customer_id, sale_id=sale_id,
+    return await repo.load_ledger(chain_id=chain_id, customer_id=customer_id, sale_id=sale_id,
                                   minor_units=settings.minor_units)
 
 
@@ -300,7 +411,7 @@ async def execute(
     settings = cmd.settings
     m = oc.Money(settings.minor_units)
     mode = Mode(settings.credit_mode.value)
-    ledger = await load(repo, customer_id, settings,
+    ledger = await load(repo, cmd.chain_id, customer_id, settings,
                         sale_id=cmd.sale_id if isinstance(cmd, RecordReturn) else None)
     owed_before = sale_owed_map(ledger)
     cached_bonus = locked.bonus_balance if locked is not None else Decimal(0)
@@ -550,7 +661,7 @@ async def confirm(repo: Repository, emitter: Emitter, op: Any, applied: BonusesA
     minor_units = int(meta.get("minor_units", 2))
     payload = oc.fill_bonus(op.outcome_type, op.outcome, applied, minor_units)
     event = OUTCOME_TYPES[op.outcome_type].model_validate(payload)
-    await repo.finish_operation(op.operation_id, "confirmed")
+    await repo.finish_operation(op.chain_id, op.operation_id, "confirmed")
     balances = payload.get("customer_balances") or {}
     values: dict[str, Any] = {"in_flight": None, "bonus_balance": applied.balance_after}
     if balances:
@@ -569,7 +680,7 @@ async def emit_settled(
     """``SaleSettled`` for every sale whose debt this operation brought to zero."""
     if not settled:
         return
-    ledger = await repo.load_ledger(customer_id=customer_id,
+    ledger = await repo.load_ledger(chain_id=chain_id, customer_id=customer_id,
                                     minor_units=int(meta.get("minor_units", 2)))
     now = datetime.now(UTC)
     today = local_date(now, meta.get("timezone", "UTC"))
@@ -577,7 +688,7 @@ async def emit_settled(
     overdue_left = m(ledger.overdue_amount(today))
     for raw in settled:
         sale_id = uuid.UUID(raw)
-        mark = await repo.settle_mark(sale_id)
+        mark = await repo.settle_mark(chain_id, sale_id)
         if mark is False:
             continue  # the scan published it already
         await emitter.emit(
@@ -591,9 +702,13 @@ async def emit_settled(
 
 __all__ = [
     "CreditMode",
+    "answer_dead_lettered",
+    "command_dead_lettered",
+    "fail_operation",
     "handle_bonus_balance",
     "handle_bonuses_applied",
     "handle_bonuses_refused",
+    "handle_bonuses_voided",
     "handle_chain_settings",
     "handle_command",
     "process_command",

@@ -60,7 +60,8 @@ async def scan_customer(
         return 0  # busy: an operation is in flight or another instance holds it
     m = oc.Money(settings.minor_units)
     today = local_date(now, settings.timezone)
-    ledger = await repo.load_ledger(customer_id=customer_id, minor_units=settings.minor_units)
+    ledger = await repo.load_ledger(chain_id=chain_id, customer_id=customer_id,
+                                    minor_units=settings.minor_units)
     published = 0
     for found in ledger.overdue_sales(today):
         sale = found.sale
@@ -115,7 +116,7 @@ async def scan_customer(
     # marks whose sale was paid off while the settle event could not be sent with the payment
     for sale_id in await repo.unsettled_marks(customer_id):
         if sale_id in ledger.sales and ledger.sale_owed(sale_id) <= 0 and (
-            await repo.settle_mark(sale_id)
+            await repo.settle_mark(chain_id, sale_id)
         ):
             await emitter.emit(
                 CREDIT_EVENTS,
