@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge
 
 OPERATIONS = Counter(
     "loyalty_bonus_operations_total",
-    "ApplyBonuses operations by outcome (applied, refused, repeated)",
+    "ApplyBonuses operations by outcome (applied, refused, repeated), and voided ones",
     ["outcome"],
 )
 CANCELLATIONS = Counter(

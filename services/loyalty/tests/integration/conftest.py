@@ -128,7 +128,7 @@ class Harness:
         """The internal read, checked: the stored balance is the signed sum of the ledger."""
         async with self.session_factory() as session:
             body = await queries.customer_bonus(session, self.chain_id, self.customer_id)
-        adding = {"accrued", "restored"}
+        adding = {"accrued", "restored", "void_given"}
         signed = sum((Decimal(e["amount"]) * (1 if e["kind"] in adding else -1)
                       for e in body["entries"]), Decimal(0))
         assert Decimal(body["balance"]) == signed

@@ -238,6 +238,16 @@ async def save_account(
 # --------------------------------------------------------------------------- payments and sales
 
 
+def _not_voided(chain_id: Any, operation_id: Any) -> Any:
+    """The row's operation was not voided (a voided one counts in no history)."""
+    o = bonus_operations.c
+    return ~(
+        sa.select(o.operation_id)
+        .where(o.chain_id == chain_id, o.operation_id == operation_id, o.outcome == "voided")
+        .exists()
+    )
+
+
 async def load_payment_histories(
     session: AsyncSession,
     chain_id: UUID,
@@ -254,7 +264,8 @@ async def load_payment_histories(
     accruals = (
         await session.execute(
             sa.select(payment_accruals).where(
-                q.payment_id.in_(ids), q.chain_id == chain_id, q.customer_id == customer_id
+                q.payment_id.in_(ids), q.chain_id == chain_id, q.customer_id == customer_id,
+                _not_voided(q.chain_id, q.operation_id),
             )
         )
     ).all()
@@ -268,7 +279,9 @@ async def load_payment_histories(
                 sa.func.sum(payment_reversals.c.amount).label("amount"),
                 sa.func.sum(payment_reversals.c.base).label("base"),
             )
-            .where(payment_reversals.c.payment_id.in_(found))
+            .where(payment_reversals.c.chain_id == chain_id,
+                   payment_reversals.c.payment_id.in_(found),
+                   _not_voided(payment_reversals.c.chain_id, payment_reversals.c.operation_id))
             .group_by(payment_reversals.c.payment_id)
         )
     ).all()
@@ -276,7 +289,8 @@ async def load_payment_histories(
     cancelled_rows = (
         await session.execute(
             sa.select(payment_cancellations.c.payment_id, payment_cancellations.c.cancelled)
-            .where(payment_cancellations.c.payment_id.in_(found))
+            .where(payment_cancellations.c.chain_id == chain_id,
+                   payment_cancellations.c.payment_id.in_(found))
         )
     ).all()
     cancelled_by = {r.payment_id: r.cancelled for r in cancelled_rows}
@@ -316,14 +330,15 @@ async def load_payment_histories(
 
 
 async def existing_accrual_payments(
-    session: AsyncSession, payment_ids: Sequence[UUID]
+    session: AsyncSession, chain_id: UUID, payment_ids: Sequence[UUID]
 ) -> list[UUID]:
-    """Payments that already accrued (in any operation): a payment accrues once."""
+    """Payments of the chain that already accrued (in any operation): a payment accrues once."""
     if not payment_ids:
         return []
     rows = await session.execute(
         sa.select(payment_accruals.c.payment_id).where(
-            payment_accruals.c.payment_id.in_(list(payment_ids))
+            payment_accruals.c.chain_id == chain_id,
+            payment_accruals.c.payment_id.in_(list(payment_ids)),
         )
     )
     return list(rows.scalars())
@@ -337,7 +352,7 @@ async def load_sale_history(
         await session.execute(
             sa.select(c.kind, sa.func.sum(c.amount).label("amount"))
             .where(c.sale_id == sale_id, c.chain_id == chain_id, c.customer_id == customer_id,
-                   c.kind.in_(("spent", "restored")))
+                   c.kind.in_(("spent", "restored")), _not_voided(c.chain_id, c.operation_id))
             .group_by(c.kind)
         )
     ).all()
@@ -376,10 +391,15 @@ async def save_reversals(
     ])
 
 
-async def find_cancellation(session: AsyncSession, payment_id: UUID) -> StoredCancellation | None:
+async def find_cancellation(
+    session: AsyncSession, chain_id: UUID, payment_id: UUID
+) -> StoredCancellation | None:
     row = (
         await session.execute(
-            sa.select(payment_cancellations).where(payment_cancellations.c.payment_id == payment_id)
+            sa.select(payment_cancellations).where(
+                payment_cancellations.c.chain_id == chain_id,
+                payment_cancellations.c.payment_id == payment_id,
+            )
         )
     ).first()
     if row is None:
@@ -401,10 +421,15 @@ async def save_cancellation(
 # --------------------------------------------------------------------------- operations
 
 
-async def find_operation(session: AsyncSession, operation_id: UUID) -> StoredOperation | None:
+async def find_operation(
+    session: AsyncSession, chain_id: UUID, operation_id: UUID
+) -> StoredOperation | None:
     row = (
         await session.execute(
-            sa.select(bonus_operations).where(bonus_operations.c.operation_id == operation_id)
+            sa.select(bonus_operations).where(
+                bonus_operations.c.chain_id == chain_id,
+                bonus_operations.c.operation_id == operation_id,
+            )
         )
     ).first()
     if row is None:
@@ -421,6 +446,73 @@ async def save_operation(
         operation_id=operation_id, chain_id=chain_id, customer_id=customer_id,
         operation_kind=operation_kind, outcome=outcome, answer_type=answer_type, answer=answer,
     ))
+
+
+async def void_operation(
+    session: AsyncSession, *, operation_id: UUID, chain_id: UUID, customer_id: UUID,
+    operation_kind: str, answer_type: str, answer: dict[str, Any],
+) -> None:
+    """Mark the operation voided (inserted when loyalty never saw it): a later copy of its
+    command gets `answer`, and its rows count in no history."""
+    stmt = pg_insert(bonus_operations).values(
+        operation_id=operation_id, chain_id=chain_id, customer_id=customer_id,
+        operation_kind=operation_kind, outcome="voided", answer_type=answer_type, answer=answer,
+    )
+    await session.execute(stmt.on_conflict_do_update(
+        index_elements=["chain_id", "operation_id"],
+        set_={"outcome": "voided", "answer_type": answer_type, "answer": answer},
+    ))
+
+
+@dataclass(frozen=True)
+class VoidedMovement:
+    movement_id: UUID
+    kind: MovementKind
+    amount: Decimal
+    lot_id: UUID | None
+    at: datetime
+
+    @property
+    def signed_amount(self) -> Decimal:
+        adding = self.kind in (MovementKind.ACCRUED, MovementKind.RESTORED)
+        return self.amount if adding else -self.amount
+
+
+async def movements_to_void(
+    session: AsyncSession, chain_id: UUID, customer_id: UUID, operation_id: UUID
+) -> list[VoidedMovement]:
+    """The published movements an operation caused: its own, and what happened since to what
+    it accrued (the expiry of its lots, the cancellation of its payments' accruals)."""
+    c = bonus_movements.c
+    own = (
+        await session.execute(
+            sa.select(c.movement_id, c.kind, c.amount, c.lot_id, c.at)
+            .where(c.chain_id == chain_id, c.customer_id == customer_id,
+                   c.operation_id == operation_id,
+                   c.kind.notin_((MovementKind.VOID_TAKEN.value, MovementKind.VOID_GIVEN.value)))
+            .order_by(c.id)
+        )
+    ).all()
+    lots = [r.lot_id for r in own if r.lot_id is not None
+            and r.kind in (MovementKind.ACCRUED.value, MovementKind.RESTORED.value)]
+    later = []
+    if lots:
+        mine = {r.movement_id for r in own}
+        later = [
+            r
+            for r in (
+                await session.execute(
+                    sa.select(c.movement_id, c.kind, c.amount, c.lot_id, c.at)
+                    .where(c.chain_id == chain_id, c.customer_id == customer_id,
+                           c.lot_id.in_(lots),
+                           c.kind.in_((MovementKind.EXPIRED.value, MovementKind.CANCELLED.value)))
+                    .order_by(c.id)
+                )
+            ).all()
+            if r.movement_id not in mine
+        ]
+    return [VoidedMovement(r.movement_id, MovementKind(r.kind), r.amount, r.lot_id, r.at)
+            for r in [*own, *later]]
 
 
 # --------------------------------------------------------------------------- reads

@@ -9,7 +9,12 @@ Projections, updated in the same transaction as the movements that change them:
 (what is left of each accrual or restoration, for spending oldest first and for expiry).
 
 Money is NUMERIC(18,4) so currencies with up to 4 minor-unit digits fit; values are rounded
-to the chain's minor units when read.
+to the chain's minor units when read. A balance stays below 10^13 (`amount_out_of_range`).
+
+Everything named by a credit operation's id (or a payment id derived from a POS-chosen sale
+id) is keyed by the chain as well: a sale id is unique within its chain only (migration 0002).
+An operation credit gave up is `voided` in ``bonus_operations``: its accruals, reversals and
+restorations then count in no history.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ messaging = messaging_tables(metadata)
 MONEY = sa.Numeric(18, 4)
 RATE = sa.Numeric(9, 4)
 TS = sa.DateTime(timezone=True)
-MOVEMENT_KINDS = ("accrued", "spent", "cancelled", "reversed", "restored", "expired")
+MOVEMENT_KINDS = ("accrued", "spent", "cancelled", "reversed", "restored", "expired",
+                  "void_taken", "void_given")
 
 
 def _uuid(name: str, *, nullable: bool = False, **kw: object) -> sa.Column[object]:
@@ -74,11 +80,13 @@ bonus_movements = sa.Table(
     sa.Column("recorded_at", TS, nullable=False, server_default=sa.func.now()),
     sa.CheckConstraint("amount > 0", name="bonus_movements_amount_positive"),
     sa.CheckConstraint(
-        "kind IN ('accrued', 'spent', 'cancelled', 'reversed', 'restored', 'expired')",
+        "kind IN ('accrued', 'spent', 'cancelled', 'reversed', 'restored', 'expired', "
+        "'void_taken', 'void_given')",
         name="bonus_movements_kind",
     ),
     # an operation's movements are written once: a replay can never add them again
-    sa.UniqueConstraint("operation_id", "kind", "seq", name="bonus_movements_operation_once"),
+    sa.UniqueConstraint("chain_id", "operation_id", "kind", "seq",
+                        name="bonus_movements_operation_once"),
     sa.Index("bonus_movements_customer", "chain_id", "customer_id", "id"),
     sa.Index("bonus_movements_sale", "sale_id", "kind",
              postgresql_where=sa.text("sale_id IS NOT NULL")),
@@ -87,6 +95,8 @@ bonus_movements = sa.Table(
     # a lot expires once, whichever instance's job or operation records it
     sa.Index("bonus_movements_lot_expires_once", "lot_id", unique=True,
              postgresql_where=sa.text("kind = 'expired'")),
+    sa.Index("bonus_movements_operation", "chain_id", "operation_id",
+             postgresql_where=sa.text("operation_id IS NOT NULL")),
 )
 
 bonus_lots = sa.Table(
@@ -113,7 +123,7 @@ payment_accruals = sa.Table(
     "payment_accruals",
     metadata,
     _uuid("payment_id", primary_key=True),
-    _uuid("chain_id"),
+    _uuid("chain_id", primary_key=True),
     _uuid("customer_id"),
     _uuid("operation_id"),
     _uuid("sale_id", nullable=True),
@@ -132,7 +142,7 @@ payment_reversals = sa.Table(
     metadata,
     _uuid("operation_id", primary_key=True),
     _uuid("payment_id", primary_key=True),
-    _uuid("chain_id"),
+    _uuid("chain_id", primary_key=True),
     _uuid("customer_id"),
     sa.Column("base", MONEY, nullable=False),
     sa.Column("amount", MONEY, nullable=False),
@@ -144,7 +154,7 @@ payment_cancellations = sa.Table(
     "payment_cancellations",
     metadata,
     _uuid("payment_id", primary_key=True),
-    _uuid("chain_id"),
+    _uuid("chain_id", primary_key=True),
     _uuid("customer_id"),
     sa.Column("cancelled", MONEY, nullable=False),
     sa.Column("cancelled_at", TS, nullable=False),
@@ -156,14 +166,16 @@ bonus_operations = sa.Table(
     metadata,
     # the guard that a credit operation is applied once, whatever message carries it
     _uuid("operation_id", primary_key=True),
-    _uuid("chain_id"),
+    _uuid("chain_id", primary_key=True),
     _uuid("customer_id"),
     sa.Column("operation_kind", sa.Text, nullable=False),
     sa.Column("outcome", sa.Text, nullable=False),
     sa.Column("answer_type", sa.Text, nullable=False),
     sa.Column("answer", JSONB, nullable=False),
     sa.Column("recorded_at", TS, nullable=False, server_default=sa.func.now()),
-    sa.CheckConstraint("outcome IN ('applied', 'refused')", name="bonus_operations_outcome"),
+    # voided: credit gave the operation up; what it applied (if anything) was undone
+    sa.CheckConstraint("outcome IN ('applied', 'refused', 'voided')",
+                       name="bonus_operations_outcome"),
 )
 
 SERVICE_TABLES = (

@@ -12,6 +12,15 @@ lot fills the deficit first, and nothing can be spent while the balance is not p
 What expired of an accrual already left the balance and is never taken back a second time.
 Invariant: while the deficit is positive no lot has anything left, so
 ``balance = sum(lot.remaining) - deficit``.
+
+An operation that credit gave up after loyalty applied it is **voided**: what is left of the
+lots it created is taken out, and the rest of its net effect is given back (what it spent or
+reversed, as a new lot) or taken back, so the balance is what it would be without it. The two
+compensating movements (``void_taken``, ``void_given``) stay in loyalty's own ledger; they are
+never published (reporting drops the voided operation's movements instead).
+
+A balance may not reach 10^13 (``AMOUNT_LIMIT``): an operation that would take it there is
+refused as ``amount_out_of_range`` and changes nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ __all__ = [
     "MovementKind",
     "PaymentAccrual",
     "PaymentHistory",
+    "AMOUNT_LIMIT",
     "Refused",
     "ReversalRecord",
     "SaleHistory",
@@ -47,6 +57,9 @@ __all__ = [
 
 ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
+#: The contract's bound on a balance (`amount_out_of_range`); below it every value fits the
+#: NUMERIC(18,4) columns.
+AMOUNT_LIMIT = Decimal(10) ** 13
 
 #: Money that accrues bonus when it pays for goods; bonus and on-account parts never do.
 REAL_MONEY_METHODS = frozenset({"cash", "card", "advance"})
@@ -61,9 +74,15 @@ class MovementKind(StrEnum):
     REVERSED = "reversed"
     RESTORED = "restored"
     EXPIRED = "expired"
+    VOID_TAKEN = "void_taken"
+    """A voided operation's gain taken back (what is left of its lots, or more)."""
+    VOID_GIVEN = "void_given"
+    """A voided operation's loss given back (what it spent or reversed), as a new lot."""
 
 
-_ADDING = frozenset({MovementKind.ACCRUED, MovementKind.RESTORED})
+_ADDING = frozenset({MovementKind.ACCRUED, MovementKind.RESTORED, MovementKind.VOID_GIVEN})
+#: movements of the public bonus ledger (BonusMovementRecorded); the void ones stay inside
+PUBLISHED_KINDS = frozenset(MovementKind) - {MovementKind.VOID_TAKEN, MovementKind.VOID_GIVEN}
 
 
 def round_money(value: Decimal, minor_units: int) -> Decimal:
@@ -336,6 +355,23 @@ class BonusAccount:
                 detail=f"bonus balance {self.balance} does not cover {spent}",
                 balance=self.balance,
             )
+        # the most the balance can grow by: every accrual and the restoration
+        gains = sum(
+            (accrual_for(b, rate_percent=op.rate_percent, minor_units=minor,
+                         accrual_on=op.accrual_on) for b in op.accrual_bases),
+            ZERO,
+        )
+        if op.restore_up_to > 0 and op.sale_id is not None:
+            history = sale or SaleHistory()
+            gains += max(ZERO, min(op.restore_up_to, history.spent - history.restored))
+        if self.balance - spent + gains >= AMOUNT_LIMIT:
+            return Refused(
+                operation_id=op.operation_id,
+                code="amount_out_of_range",
+                detail=f"the bonus balance would be {self.balance - spent + gains}, beyond what "
+                       "can be recorded",
+                balance=self.balance,
+            )
         first = len(self.movements)
 
         if spent > 0:
@@ -419,6 +455,38 @@ class BonusAccount:
             )
         return Cancellation(payment_id=accrual.payment_id, amount=amount,
                             balance_after=self.balance, at=at, movement=movement)
+
+    def void(
+        self, *, operation_id: UUID, own_lots: Iterable[UUID], net: Decimal, at: datetime,
+        store_id: UUID | None = None,
+    ) -> list[Movement]:
+        """Undo an applied operation: its lots emptied, the rest of its net effect reversed.
+
+        ``own_lots``: the lots the operation created (accruals, restoration); ``net``: the sum
+        of the signed amounts of every movement being voided (the operation's own, and the
+        expiry of its lots). The balance changes by exactly ``-net``; what the operation spent
+        or reversed comes back as a new lot dated ``at`` (the operation's business time).
+        """
+        first = len(self.movements)
+        mine = set(own_lots)
+        taken = ZERO
+        for lot in self.lots:
+            if lot.lot_id in mine and lot.remaining > 0:
+                taken += lot.remaining
+                self._set_remaining(lot, ZERO)
+        if taken > 0:
+            self._record(MovementKind.VOID_TAKEN, taken, at=at, operation_id=operation_id,
+                         store_id=store_id)
+        rest = taken - net  # the balance must move by -net; emptying the lots moved it -taken
+        if rest > 0:
+            lot = self._add_lot(rest, at=at, store_id=store_id)
+            self._record(MovementKind.VOID_GIVEN, rest, at=at, operation_id=operation_id,
+                         store_id=store_id, lot_id=lot.lot_id)
+        elif rest < 0:
+            self._take_back(-rest, preferred=None)
+            self._record(MovementKind.VOID_TAKEN, -rest, at=at, operation_id=operation_id,
+                         store_id=store_id)
+        return self.movements[first:]
 
     # ------------------------------------------------------------------ internals
 

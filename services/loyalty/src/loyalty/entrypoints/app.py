@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from contracts.credit.v1 import ApplyBonuses
+from contracts.credit.v1 import ApplyBonuses, VoidBonuses
 from contracts.gateway.v1 import CancelPaymentBonus, ChainRegistered, ChainSettingsChanged
 from contracts.topics import LOYALTY_COMMANDS, MASTERDATA_EVENTS
 from fastapi import FastAPI
@@ -33,9 +33,16 @@ def build_consumer(handlers: LoyaltyHandlers) -> Consumer:
         topics=[LOYALTY_COMMANDS, MASTERDATA_EVENTS],
         handlers={
             ApplyBonuses: handlers.apply_bonuses,
+            VoidBonuses: handlers.void_bonuses,
             CancelPaymentBonus: handlers.cancel_payment_bonus,
             ChainRegistered: handlers.chain_registered,
             ChainSettingsChanged: handlers.chain_settings_changed,
+        },
+        # an ApplyBonuses that can never be processed is answered operation_failed, so the
+        # operation ends at once instead of at credit's deadline
+        on_dead_letter={
+            ApplyBonuses: handlers.apply_bonuses_dead_lettered,
+            VoidBonuses: handlers.void_bonuses_dead_lettered,
         },
     )
 

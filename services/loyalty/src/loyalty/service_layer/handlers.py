@@ -1,11 +1,17 @@
-"""Handlers of what loyalty consumes: credit's ApplyBonuses, the gateway's CancelPaymentBonus,
-and the chain settings of master data.
+"""Handlers of what loyalty consumes: credit's ApplyBonuses and VoidBonuses, the gateway's
+CancelPaymentBonus, and the chain settings of master data.
 
 Each runs inside the consumer's batch transaction (servicekit; a failing message is retried
 alone in a savepoint of its own), takes the
 customer's row lock first, and writes its answer and one ``BonusMovementRecorded`` per new
 ledger movement to the outbox in the same transaction. A repeated operation (same operation
 id in another message) changes nothing and gets the answer it got the first time.
+
+An operation that fails for good here (its ``ApplyBonuses`` dead-lettered) is answered
+``BonusesRefused(operation_failed)`` and recorded voided, so credit ends it at once and a copy
+of the command arriving later is refused the same way. One that credit gave up is voided on
+``VoidBonuses``: whatever was applied of it is undone (``BonusAccount.void``) and
+``BonusesVoided`` names the published movements that no longer count.
 """
 
 from __future__ import annotations
@@ -13,26 +19,36 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from uuid import UUID
 
-from contracts.credit.v1 import ApplyBonuses
+from contracts.credit.v1 import ApplyBonuses, VoidBonuses
 from contracts.enums import BonusMovementKind
 from contracts.gateway.v1 import CancelPaymentBonus, ChainRegistered, ChainSettingsChanged
 from contracts.loyalty.v1 import (
     BonusCancellationRefused,
     BonusesApplied,
     BonusesRefused,
+    BonusesVoided,
     BonusMovementRecorded,
     PaymentBonus,
     PaymentBonusCancelled,
 )
 from contracts.topics import LOYALTY_EVENTS
+from servicekit import metrics as kit_metrics
 from servicekit.consumer import MessageContext, PermanentError
 
 from loyalty import metrics
 from loyalty.adapters import repository as repo
 from loyalty.domain.errors import InvalidOperation
-from loyalty.domain.model import AccrualBase, Applied, BonusOperation, Movement, round_money
+from loyalty.domain.model import (
+    PUBLISHED_KINDS,
+    AccrualBase,
+    Applied,
+    BonusOperation,
+    Movement,
+    round_money,
+)
 
 Clock = Callable[[], datetime]
 
@@ -104,7 +120,7 @@ class LoyaltyHandlers:
                                           minor_units=minor)
         assert account is not None  # only skip_locked loads can come back empty
         # checked under the customer's lock: a concurrent copy of the operation waits for it
-        stored = await repo.find_operation(session, cmd.operation_id)
+        stored = await repo.find_operation(session, cmd.chain_id, cmd.operation_id)
         if stored is not None:
             if (stored.chain_id, stored.customer_id) != (cmd.chain_id, cmd.customer_id):
                 raise PermanentError(
@@ -115,7 +131,7 @@ class LoyaltyHandlers:
                 stored.answer), key=key)
             return
         already = await repo.existing_accrual_payments(
-            session, [b.payment_id for b in cmd.accrual_bases])
+            session, cmd.chain_id, [b.payment_id for b in cmd.accrual_bases])
         if already:
             raise PermanentError(f"payments {already} already accrued in another operation")
 
@@ -158,7 +174,8 @@ class LoyaltyHandlers:
             # anyway (recorded above) may have been written
             answer = BonusesRefused(
                 operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
-                chain_id=cmd.chain_id, customer_id=cmd.customer_id, code="insufficient_bonus",
+                chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+                code=result.code,  # type: ignore[arg-type]
                 detail=result.detail, balance=result.balance,
             )
             outcome = "refused"
@@ -180,7 +197,7 @@ class LoyaltyHandlers:
         account = await repo.load_account(session, cmd.chain_id, cmd.customer_id,
                                           minor_units=minor)
         assert account is not None
-        earlier = await repo.find_cancellation(session, cmd.payment_id)
+        earlier = await repo.find_cancellation(session, cmd.chain_id, cmd.payment_id)
         if earlier is not None:
             if (earlier.chain_id, earlier.customer_id) != (cmd.chain_id, cmd.customer_id):
                 await self._refuse_cancellation(ctx, cmd)
@@ -215,6 +232,83 @@ class LoyaltyHandlers:
             cancelled_at=cmd.requested_at,
         ), key=key)
 
+    async def void_bonuses(self, ctx: MessageContext, cmd: VoidBonuses) -> None:
+        """Undo whatever was applied of an operation credit gave up; remember it voided."""
+        session, key = ctx.session, str(cmd.customer_id)
+        chain = await repo.get_chain_settings(session, cmd.chain_id)
+        minor = chain.minor_units if chain is not None else repo.DEFAULT_MINOR_UNITS
+        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id,
+                                          minor_units=minor)
+        assert account is not None
+        stored = await repo.find_operation(session, cmd.chain_id, cmd.operation_id)
+        if stored is not None and stored.customer_id != cmd.customer_id:
+            raise PermanentError(f"operation {cmd.operation_id} belongs to another customer")
+        if stored is not None and stored.outcome == "voided":
+            return  # voided before: nothing more to undo, and it was answered then
+        voided = []
+        if stored is not None and stored.outcome == "applied":
+            voided = await repo.movements_to_void(session, cmd.chain_id, cmd.customer_id,
+                                                  cmd.operation_id)
+            # the operation's own business time: what it spent comes back as of then
+            at = voided[0].at if voided else cmd.requested_at
+            account.void(
+                operation_id=cmd.operation_id,
+                own_lots=[m.lot_id for m in voided if m.lot_id is not None
+                          and m.kind.value in ("accrued", "restored")],
+                net=sum((m.signed_amount for m in voided), round_money(Decimal(0), minor)),
+                at=at,
+            )
+            await repo.save_account(session, cmd.chain_id, account)
+        refusal = BonusesRefused(
+            operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
+            chain_id=cmd.chain_id, customer_id=cmd.customer_id, code="operation_failed",
+            detail=f"the operation was voided: {cmd.reason}"[:500], balance=account.balance,
+        )
+        await repo.void_operation(
+            session, operation_id=cmd.operation_id, chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id, operation_kind=cmd.operation_kind.value,
+            answer_type=refusal.TYPE, answer=refusal.model_dump(mode="json"),
+        )
+        metrics.OPERATIONS.labels("voided").inc()
+        await ctx.emit(LOYALTY_EVENTS, BonusesVoided(
+            operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
+            chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+            movement_ids=[m.movement_id for m in voided], balance_after=account.balance,
+            voided_at=self.clock(),
+        ), key=key)
+
+    async def apply_bonuses_dead_lettered(
+        self, ctx: MessageContext, cmd: ApplyBonuses, reason: str
+    ) -> None:
+        """An ApplyBonuses that can never be processed: refused as operation_failed (credit
+        ends the operation at once) and remembered voided, so a copy of it is refused too."""
+        session = ctx.session
+        if await repo.find_operation(session, cmd.chain_id, cmd.operation_id) is not None:
+            return  # answered before: that answer stands
+        balance = await repo.lock_customer(session, cmd.chain_id, cmd.customer_id)
+        refusal = BonusesRefused(
+            operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
+            chain_id=cmd.chain_id, customer_id=cmd.customer_id, code="operation_failed",
+            detail=f"loyalty could not process the operation: {reason}"[:500],
+            balance=round_money(balance[0] if balance else Decimal(0), cmd.minor_units),
+        )
+        await repo.void_operation(
+            session, operation_id=cmd.operation_id, chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id, operation_kind=cmd.operation_kind.value,
+            answer_type=refusal.TYPE, answer=refusal.model_dump(mode="json"),
+        )
+        kit_metrics.OPERATIONS_FAILED.labels("loyalty", cmd.operation_kind.value,
+                                             "dead_letter").inc()
+        await ctx.emit(LOYALTY_EVENTS, refusal, key=str(cmd.customer_id))
+
+    async def void_bonuses_dead_lettered(
+        self, ctx: MessageContext, cmd: VoidBonuses, reason: str
+    ) -> None:
+        """Nothing can replace a failed undo: counted, so the alert says the bonus balance of
+        this customer needs the dead letter re-driven (docs/operations.md)."""
+        kit_metrics.OPERATIONS_FAILED.labels("loyalty", cmd.operation_kind.value,
+                                             "void_dead_letter").inc()
+
     async def chain_registered(self, ctx: MessageContext, event: ChainRegistered) -> None:
         s = event.settings
         await repo.save_chain_settings(
@@ -243,5 +337,7 @@ class LoyaltyHandlers:
     async def _emit_movements(ctx: MessageContext, chain_id: UUID, customer_id: UUID,
                               movements: Sequence[Movement]) -> None:
         for m in movements:
+            if m.kind not in PUBLISHED_KINDS:
+                continue
             await ctx.emit(LOYALTY_EVENTS, movement_event(chain_id, customer_id, m),
                            key=str(customer_id))
