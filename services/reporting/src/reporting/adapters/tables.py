@@ -1,7 +1,10 @@
 """The read-model tables of reporting, all rebuilt from the topics by `reporting.rebuild`.
 
 Money is NUMERIC(18,4): the contracts allow currencies with up to 4 minor-unit digits, and
-answers are rounded to the chain's own minor units when they are rendered.
+answers are rounded to the chain's own minor units when they are rendered. Every stored value
+is a balance or one operation's amount, both below 10^13 (credit and loyalty refuse more:
+`amount_out_of_range`); sums over periods and customers are computed in queries, unbounded.
+Sales are keyed by (chain_id, sale_id): a POS chooses sale ids, unique within its chain only.
 Every read-model table has a natural primary key (no sequences), so a rebuilt table can be
 compared with the live one row by row whatever order the partitions were replayed in.
 """
@@ -66,7 +69,7 @@ balances = sa.Table(
 sales = sa.Table(
     "rm_sales",
     metadata,
-    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("sale_id", UUID(as_uuid=True), nullable=False),
     sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
     sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
     sa.Column("store_id", UUID(as_uuid=True), nullable=False),
@@ -74,6 +77,7 @@ sales = sa.Table(
     sa.Column("due_date", sa.Date),
     sa.Column("total", MONEY, nullable=False),
     sa.Column("discount_revoked", MONEY, nullable=False, server_default="0"),
+    sa.PrimaryKeyConstraint("chain_id", "sale_id", name="rm_sales_pkey"),
     sa.Index("rm_sales_customer", "customer_id"),
 )
 
@@ -81,8 +85,8 @@ sales = sa.Table(
 sale_lines = sa.Table(
     "rm_sale_lines",
     metadata,
-    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("line_no", sa.Integer, primary_key=True),
+    sa.Column("sale_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("line_no", sa.Integer, nullable=False),
     sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
     sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
     sa.Column("sku", sa.Text),
@@ -92,6 +96,7 @@ sale_lines = sa.Table(
     sa.Column("returned_quantity", QUANTITY, nullable=False, server_default="0"),
     sa.Column("amount", MONEY, nullable=False),
     sa.Column("owed", MONEY, nullable=False),
+    sa.PrimaryKeyConstraint("chain_id", "sale_id", "line_no", name="rm_sale_lines_pkey"),
     sa.Index("rm_sale_lines_open_customer", "customer_id", postgresql_where=sa.text("owed > 0")),
     sa.Index("rm_sale_lines_open_chain", "chain_id", postgresql_where=sa.text("owed > 0")),
 )
@@ -120,7 +125,11 @@ movements = sa.Table(
     #: the bonus ledger's movement kind (accrued, spent, ...) for bonus movements
     sa.Column("bonus_kind", sa.Text),
     sa.Column("bonus_amount", MONEY, nullable=False, server_default="0"),
+    #: loyalty's movement id (bonus movements): loyalty.BonusesVoided names the ones to drop
+    sa.Column("bonus_movement_id", UUID(as_uuid=True)),
     sa.Index("rm_movements_customer_at", "customer_id", "at"),
+    sa.Index("rm_movements_bonus_movement", "bonus_movement_id",
+             postgresql_where=sa.text("bonus_movement_id IS NOT NULL")),
     sa.Index("rm_movements_chain_at", "chain_id", "at"),
     # Payment-Balance (migration 0002): the credit movements of a chain in customer order with
     # the summed columns included, so the per-customer sums are one index-only scan and a

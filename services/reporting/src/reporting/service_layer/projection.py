@@ -5,7 +5,12 @@ alone in a savepoint of its own).
 Debt and advance are taken from credit's `customer_balances` (credit owns them; one
 customer's credit events arrive in order because they share a key); the statement's debt and
 advance changes are the difference to the previous balances. The bonus balance is the sum of
-loyalty's bonus movements, which keeps it independent of how the two topics interleave.
+loyalty's bonus movements, which keeps it independent of how the two topics interleave; when
+loyalty voids a failed operation (`BonusesVoided`), its movements are dropped and the balance
+goes down by what they added, so nothing of it is in any report.
+
+Sales and their lines are keyed by (chain_id, sale_id): sale ids are chosen by the POS and
+unique within the chain only.
 """
 
 from __future__ import annotations
@@ -88,12 +93,13 @@ async def _apply_credit_balances(
 
 
 async def _apply_lines_changed(
-    session: AsyncSession, changes: Iterable[credit.LineOwedChange]
+    session: AsyncSession, chain_id: UUID, changes: Iterable[credit.LineOwedChange]
 ) -> None:
     for change in changes:
         result = await session.execute(
             sa.update(t.sale_lines)
             .where(
+                t.sale_lines.c.chain_id == chain_id,
                 t.sale_lines.c.sale_id == change.sale_id,
                 t.sale_lines.c.line_no == change.line_no,
             )
@@ -122,6 +128,7 @@ async def _add_movement(
     bonus_change: Decimal = ZERO,
     bonus_kind: str | None = None,
     bonus_amount: Decimal = ZERO,
+    bonus_movement_id: UUID | None = None,
 ) -> None:
     if bonus_kind is None and payments - goods != advance_change - debt_change:
         # The report's closing (opening + payments - goods) would drift from advance - debt:
@@ -153,6 +160,7 @@ async def _add_movement(
             bonus_change=bonus_change,
             bonus_kind=bonus_kind,
             bonus_amount=bonus_amount,
+            bonus_movement_id=bonus_movement_id,
         )
         .on_conflict_do_nothing()
     )
@@ -281,7 +289,7 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
         )
         .on_conflict_do_nothing()
     )
-    await _apply_lines_changed(session, msg.lines_changed)
+    await _apply_lines_changed(session, msg.chain_id, msg.lines_changed)
     debt_change, advance_change = await _apply_credit_balances(
         session, msg.chain_id, msg.customer_id, msg.customer_balances
     )
@@ -341,7 +349,7 @@ async def _credit_money_movement(
 ) -> None:
     """A payment, advance or refund: owed amounts per line, balances, one movement."""
     await _hold_projection_lock(ctx.session)
-    await _apply_lines_changed(ctx.session, lines_changed)
+    await _apply_lines_changed(ctx.session, msg.chain_id, lines_changed)
     debt_change, advance_change = await _apply_credit_balances(
         ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
     )
@@ -407,10 +415,11 @@ async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
     for line in msg.lines:
         await ctx.session.execute(
             sa.update(t.sale_lines)
-            .where(t.sale_lines.c.sale_id == msg.sale_id, t.sale_lines.c.line_no == line.line_no)
+            .where(t.sale_lines.c.chain_id == msg.chain_id,
+                   t.sale_lines.c.sale_id == msg.sale_id, t.sale_lines.c.line_no == line.line_no)
             .values(returned_quantity=t.sale_lines.c.returned_quantity + line.quantity)
         )
-    await _apply_lines_changed(ctx.session, msg.lines_changed)
+    await _apply_lines_changed(ctx.session, msg.chain_id, msg.lines_changed)
     debt_change, advance_change = await _apply_credit_balances(
         ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
     )
@@ -439,24 +448,24 @@ async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
 
 async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) -> None:
     await _hold_projection_lock(ctx.session)
+    sale = sa.and_(t.sales.c.chain_id == msg.chain_id, t.sales.c.sale_id == msg.sale_id)
     await ctx.session.execute(
         sa.update(t.sales)
-        .where(t.sales.c.sale_id == msg.sale_id)
+        .where(sale)
         .values(discount_revoked=t.sales.c.discount_revoked + msg.amount)
     )
     for line in msg.lines:
         await ctx.session.execute(
             sa.update(t.sale_lines)
-            .where(t.sale_lines.c.sale_id == msg.sale_id, t.sale_lines.c.line_no == line.line_no)
+            .where(t.sale_lines.c.chain_id == msg.chain_id,
+                   t.sale_lines.c.sale_id == msg.sale_id, t.sale_lines.c.line_no == line.line_no)
             .values(amount=t.sale_lines.c.amount + line.amount)
         )
-    await _apply_lines_changed(ctx.session, msg.lines_changed)
+    await _apply_lines_changed(ctx.session, msg.chain_id, msg.lines_changed)
     debt_change, advance_change = await _apply_credit_balances(
         ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
     )
-    store_id = await ctx.session.scalar(
-        sa.select(t.sales.c.store_id).where(t.sales.c.sale_id == msg.sale_id)
-    )
+    store_id = await ctx.session.scalar(sa.select(t.sales.c.store_id).where(sale))
     await _add_movement(
         ctx,
         chain_id=msg.chain_id,
@@ -477,7 +486,8 @@ async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
     await _hold_projection_lock(ctx.session)
     await ctx.session.execute(
         sa.update(t.sales)
-        .where(t.sales.c.sale_id == msg.sale_id, t.sales.c.due_date.is_(None))
+        .where(t.sales.c.chain_id == msg.chain_id, t.sales.c.sale_id == msg.sale_id,
+               t.sales.c.due_date.is_(None))
         .values(due_date=msg.due_date)
     )
 
@@ -507,7 +517,32 @@ async def on_bonus_movement(ctx: MessageContext, msg: loyalty.BonusMovementRecor
         bonus_change=signed,
         bonus_kind=msg.kind.value,
         bonus_amount=msg.amount,
+        bonus_movement_id=msg.movement_id,
     )
+
+
+async def on_bonuses_voided(ctx: MessageContext, msg: loyalty.BonusesVoided) -> None:
+    """Loyalty undid a failed operation: its movements leave every report and the balance."""
+    if not msg.movement_ids:
+        return
+    await _hold_projection_lock(ctx.session)
+    await _locked_balances(ctx.session, msg.chain_id, msg.customer_id)
+    m = t.movements.c
+    dropped = (
+        await ctx.session.execute(
+            sa.delete(t.movements)
+            .where(m.chain_id == msg.chain_id, m.customer_id == msg.customer_id,
+                   m.bonus_movement_id.in_(msg.movement_ids))
+            .returning(m.bonus_change)
+        )
+    ).scalars().all()
+    change = sum(dropped, ZERO)
+    if change:
+        await ctx.session.execute(
+            sa.update(t.balances)
+            .where(t.balances.c.customer_id == msg.customer_id)
+            .values(bonus_balance=t.balances.c.bonus_balance - change)
+        )
 
 
 HANDLERS: dict[type[BaseModel], Handler] = {
@@ -525,6 +560,7 @@ HANDLERS: dict[type[BaseModel], Handler] = {
     credit.DiscountRevoked: on_discount_revoked,
     credit.SaleOverdue: on_sale_overdue,
     loyalty.BonusMovementRecorded: on_bonus_movement,
+    loyalty.BonusesVoided: on_bonuses_voided,
 }
 
 

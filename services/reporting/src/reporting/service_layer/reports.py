@@ -37,6 +37,11 @@ from reporting.domain.model import (
 )
 from reporting.domain.paging import BadCursor, decode_cursor, encode_cursor, page_by_offset
 
+#: a line's sale: sale ids are unique within their chain only
+_same_sale = sa.and_(
+    t.sales.c.chain_id == t.sale_lines.c.chain_id, t.sales.c.sale_id == t.sale_lines.c.sale_id
+)
+
 BONUS_FIELDS: tuple[str, ...] = ("accrued", "spent", "cancelled", "reversed", "restored", "expired")
 
 CSV_HEADERS: dict[str, tuple[str, ...]] = {
@@ -146,7 +151,7 @@ async def balances_of(
         (
             await session.execute(
                 sa.select(t.sale_lines.c.customer_id)
-                .join(t.sales, t.sales.c.sale_id == t.sale_lines.c.sale_id)
+                .join(t.sales, _same_sale)
                 .where(
                     t.sale_lines.c.chain_id == chain_id,
                     t.sale_lines.c.customer_id.in_(ids),
@@ -196,7 +201,7 @@ async def open_sales(
                 t.sale_lines.c.barcode,
                 t.sale_lines.c.owed,
             )
-            .join(t.sales, t.sales.c.sale_id == t.sale_lines.c.sale_id)
+            .join(t.sales, _same_sale)
             .where(
                 t.sale_lines.c.chain_id == chain_id,
                 t.sale_lines.c.customer_id == customer_id,
@@ -491,7 +496,7 @@ def _owed_lines_query(chain_id: UUID, filters: Filters) -> sa.Select[Any]:
             t.sale_lines.c.owed,
         )
         .select_from(
-            t.sale_lines.join(t.sales, t.sales.c.sale_id == t.sale_lines.c.sale_id).outerjoin(
+            t.sale_lines.join(t.sales, _same_sale).outerjoin(
                 t.customers, t.customers.c.customer_id == t.sale_lines.c.customer_id
             )
         )
