@@ -298,3 +298,26 @@ async def test_tasks_page_with_a_cursor(consumer: Consumer, engine: AsyncEngine)
             if cursor is None:
                 break
     assert len(seen) == len(set(seen)) == 3
+
+
+async def test_the_same_sale_id_overdue_in_two_chains_makes_a_task_in_each(
+    consumer: Consumer, sf: SessionFactory
+) -> None:
+    """A POS-chosen sale id is unique within its chain only: both chains' overdue sales are
+    followed, and paying one chain's closes that chain's task alone."""
+    first = Story(consumer, OverdueDiscountPolicy.KEEP)
+    second = Story(consumer, OverdueDiscountPolicy.KEEP)
+    second.sale_a = first.sale_a
+    for story in (first, second):
+        await story.register()
+    await first.feed(first.overdue(first.sale_a, "30.00", date(2026, 1, 31)))
+    await second.feed(second.overdue(second.sale_a, "70.00", date(2026, 1, 31)))
+    raised = await events(sf, "notifier.ReminderTaskRaised")
+    assert sorted(r["overdue_amount"] for r in raised) == ["30.00", "70.00"]
+
+    await first.feed(first.payment([(first.sale_a, "0.00")], "0.00"))
+    [mine] = await tasks_of(sf, first.customer)
+    [theirs] = await tasks_of(sf, second.customer)
+    assert (mine.status, mine.closed_reason) == ("done", "paid")
+    assert theirs.status == "open"
+    assert [s["amount_owed"] for s in theirs.sales] == ["70.00"]

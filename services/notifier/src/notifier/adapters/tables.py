@@ -2,6 +2,8 @@
 
 `nt_tasks_one_open_per_customer` (a partial unique index) is what guarantees one open task per
 customer across instances; handlers also lock the customer's row so they never race into it.
+Overdue sales and their lines are keyed by (chain_id, sale_id): a POS chooses sale ids, unique
+within its chain only (migration 0002).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ customers = sa.Table(
 overdue_sales = sa.Table(
     "nt_overdue_sales",
     metadata,
-    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("sale_id", UUID(as_uuid=True), nullable=False),
     sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
     sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
     sa.Column("sold_at", sa.DateTime(timezone=True), nullable=False),
@@ -44,15 +46,18 @@ overdue_sales = sa.Table(
     sa.Column("discount", MONEY, nullable=False),
     sa.Column("discount_revoked", sa.Boolean, nullable=False),
     sa.Column("settled", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.PrimaryKeyConstraint("chain_id", "sale_id", name="nt_overdue_sales_pkey"),
     sa.Index("nt_overdue_sales_customer", "customer_id"),
 )
 
 overdue_lines = sa.Table(
     "nt_overdue_lines",
     metadata,
-    sa.Column("sale_id", UUID(as_uuid=True), primary_key=True),
-    sa.Column("line_no", sa.Integer, primary_key=True),
+    sa.Column("sale_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("line_no", sa.Integer, nullable=False),
     sa.Column("owed", MONEY, nullable=False),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.PrimaryKeyConstraint("chain_id", "sale_id", "line_no", name="nt_overdue_lines_pkey"),
 )
 
 tasks = sa.Table(

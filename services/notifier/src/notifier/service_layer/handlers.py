@@ -103,9 +103,9 @@ async def on_customer_updated(ctx: MessageContext, msg: gateway.CustomerUpdated)
 async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
     session = ctx.session
     await lock_customer(session, msg.chain_id, msg.customer_id)
-    known = await session.scalar(
-        sa.select(t.overdue_sales.c.sale_id).where(t.overdue_sales.c.sale_id == msg.sale_id)
-    )
+    this_sale = sa.and_(t.overdue_sales.c.chain_id == msg.chain_id,
+                        t.overdue_sales.c.sale_id == msg.sale_id)
+    known = await session.scalar(sa.select(t.overdue_sales.c.sale_id).where(this_sale))
     overdue_before = bool((await overdue_sales_of(session, [msg.customer_id]))[msg.customer_id])
     if known is None:
         await session.execute(
@@ -119,13 +119,12 @@ async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
         lines = [(ln.line_no, ln.amount_owed) for ln in msg.lines] or [(0, msg.amount_owed)]
         await session.execute(
             sa.insert(t.overdue_lines),
-            [{"sale_id": msg.sale_id, "line_no": no, "owed": owed} for no, owed in lines],
+            [{"chain_id": msg.chain_id, "sale_id": msg.sale_id, "line_no": no, "owed": owed}
+             for no, owed in lines],
         )
     elif msg.discount_revoked:
         await session.execute(
-            sa.update(t.overdue_sales)
-            .where(t.overdue_sales.c.sale_id == msg.sale_id)
-            .values(discount_revoked=True)
+            sa.update(t.overdue_sales).where(this_sale).values(discount_revoked=True)
         )
     open_row, open_state, last_state = await task_states(session, msg.customer_id)
     outcome = rules.on_sale_overdue(
@@ -156,7 +155,8 @@ async def _apply_owed(
         (
             await session.execute(
                 sa.select(t.overdue_sales.c.sale_id).where(
-                    t.overdue_sales.c.sale_id.in_({c.sale_id for c in changes})
+                    t.overdue_sales.c.chain_id == chain_id,
+                    t.overdue_sales.c.sale_id.in_({c.sale_id for c in changes}),
                 )
             )
         ).scalars()
@@ -166,14 +166,17 @@ async def _apply_owed(
             continue
         await session.execute(
             pg_insert(t.overdue_lines)
-            .values(sale_id=change.sale_id, line_no=change.line_no, owed=change.owed_after)
+            .values(chain_id=chain_id, sale_id=change.sale_id, line_no=change.line_no,
+                    owed=change.owed_after)
             .on_conflict_do_update(
-                index_elements=["sale_id", "line_no"], set_={"owed": change.owed_after}
+                index_elements=["chain_id", "sale_id", "line_no"],
+                set_={"owed": change.owed_after},
             )
         )
         # a balance-mode sale followed as one amount: a line change replaces that amount
         await session.execute(
             sa.delete(t.overdue_lines).where(
+                t.overdue_lines.c.chain_id == chain_id,
                 t.overdue_lines.c.sale_id == change.sale_id, t.overdue_lines.c.line_no == 0
             )
         )
@@ -201,7 +204,8 @@ async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
 async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) -> None:
     await ctx.session.execute(
         sa.update(t.overdue_sales)
-        .where(t.overdue_sales.c.sale_id == msg.sale_id)
+        .where(t.overdue_sales.c.chain_id == msg.chain_id,
+               t.overdue_sales.c.sale_id == msg.sale_id)
         .values(discount_revoked=True)
     )
     await _apply_owed(ctx, msg.chain_id, msg.customer_id, msg.lines_changed)
@@ -224,7 +228,8 @@ async def on_sale_settled(ctx: MessageContext, msg: credit.SaleSettled) -> None:
         )
     await session.execute(
         sa.update(t.overdue_sales)
-        .where(t.overdue_sales.c.sale_id.in_(settled))
+        .where(t.overdue_sales.c.chain_id == msg.chain_id,
+               t.overdue_sales.c.sale_id.in_(settled))
         .values(settled=True)
     )
     emit = _emitter(ctx)

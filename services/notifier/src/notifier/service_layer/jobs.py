@@ -40,7 +40,10 @@ async def scan_once(session_factory: SessionFactory, now: datetime | None = None
         candidates = (
             await session.execute(
                 sa.select(t.overdue_sales.c.chain_id, t.overdue_sales.c.customer_id)
-                .join(t.overdue_lines, t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id)
+                .join(t.overdue_lines, sa.and_(
+                    t.overdue_lines.c.chain_id == t.overdue_sales.c.chain_id,
+                    t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id,
+                ))
                 .where(t.overdue_sales.c.settled.is_(False))
                 .group_by(t.overdue_sales.c.chain_id, t.overdue_sales.c.customer_id)
                 .having(owed > 0)

@@ -105,12 +105,15 @@ async def overdue_sales_of(
             t.overdue_sales.c.discount_revoked,
             owed.label("owed"),
         )
-        .join(t.overdue_lines, t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id)
+        .join(t.overdue_lines, sa.and_(
+                    t.overdue_lines.c.chain_id == t.overdue_sales.c.chain_id,
+                    t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id,
+                ))
         .where(
             t.overdue_sales.c.customer_id.in_(list(customer_ids)),
             t.overdue_sales.c.settled.is_(False),
         )
-        .group_by(t.overdue_sales.c.sale_id)
+        .group_by(t.overdue_sales.c.chain_id, t.overdue_sales.c.sale_id)
         .having(owed > 0)
         .order_by(t.overdue_sales.c.due_date, t.overdue_sales.c.sale_id)
     )
