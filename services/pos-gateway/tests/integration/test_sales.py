@@ -149,6 +149,26 @@ async def test_concurrent_retries_with_one_key_make_one_command(harness: Any, cr
     assert len(await _commands(harness)) == 1
 
 
+@pytest.mark.parametrize("code", [RefusalCode.OPERATION_FAILED, RefusalCode.AMOUNT_OUT_OF_RANGE])
+async def test_a_waiting_sale_resolves_to_a_failed_or_out_of_range_refusal_with_its_code(
+    harness: Any, credit: Any, code: RefusalCode
+) -> None:
+    """The two ends issue 13 added: the till's waiting request (and the 202's retry) gets the
+    refusal as a 422 with its code, like any other refusal."""
+    admin, terminal = await harness.setup()
+    await harness.customer(admin)
+    headers = harness.till(terminal)
+    waiting, command = await harness.sale_waiting(ON_ACCOUNT_SALE, headers)
+    await harness.deliver("credit.events.v1", credit.refused(
+        command.payload["sale_id"], command.payload["chain_id"], OperationKind.SALE, code))
+    answer = await waiting
+    assert answer.status_code == 422
+    assert (answer.json()["code"], answer.json()["sale_id"]) == (code.value,
+                                                                 command.payload["sale_id"])
+    again = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers)
+    assert (again.status_code, again.json()["code"]) == (422, code.value)
+
+
 async def test_a_credit_refusal_is_a_422_with_its_code_and_is_kept(
     harness: Any, credit: Any
 ) -> None:

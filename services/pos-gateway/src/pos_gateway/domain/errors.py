@@ -24,6 +24,11 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "already_revoked": (409, "The discount was already revoked"),
     "not_overdue": (422, "The sale is not overdue"),
     "idempotency_conflict": (409, "Idempotency key reused with another request"),
+    "amount_out_of_range": (422, "A balance would leave the range that can be recorded"),
+    # not (yet) in api.md's list: the operation failed for good on its way (a handler, a
+    # dead letter, no answer within the deadline); nothing of it is recorded, the key's
+    # answer stays this refusal, and the customer's next operation goes through
+    "operation_failed": (422, "The operation failed and was not recorded"),
     # beyond the list of api.md: infrastructure answers, never business outcomes
     "method_not_allowed": (405, "Method not allowed"),
     "payload_too_large": (413, "Request body too large"),
