@@ -31,6 +31,10 @@ FAST_JOBS = {
     "LOYALTY_EXPIRY_SCAN_INTERVAL_SECONDS": "1",
     "NOTIFIER_REMINDER_SCAN_INTERVAL_SECONDS": "1",
     "KAFKA_TOPIC_PARTITIONS": "3",
+    # an operation waiting for loyalty fails after this long (default 7): roomier here, so a
+    # test that pauses loyalty for a few seconds, or a busy machine, does not reach it
+    # (tests/e2e/test_every_operation_ends.py waits it out on purpose)
+    "CREDIT_OPERATION_DEADLINE_SECONDS": "15",
     # consumer lag and the business gauges (tests/e2e/test_observability.py)
     **{f"{p}_METRICS_INTERVAL_SECONDS": "1" for p in ("GATEWAY", "CREDIT", "LOYALTY",
                                                       "REPORTING", "NOTIFIER")},
