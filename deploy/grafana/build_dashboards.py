@@ -173,7 +173,8 @@ PIPELINE = Dashboard(
     uid="vip-pipeline",
     title="Pipeline",
     filename="pipeline.json",
-    description="Kafka consumers, transactional outboxes, dead letters and credit's saga.",
+    description="Kafka consumers, transactional outboxes, dead letters, credit's saga and "
+    "the operations that failed for good.",
     variables=[job_variable()],
     panels=[
         Panel(
@@ -279,9 +280,12 @@ PIPELINE = Dashboard(
             description="Pending credit operations whose loyalty answer has not come yet.",
         ),
         Panel(
-            "Credit saga: timeouts per interval",
+            "Operations failed for good per interval",
             "short",
-            [(f"sum(increase(credit_saga_timeouts_total{RATE}))", "timeouts")],
+            [(f"sum by (service, kind, reason) (increase(operations_failed_total{RATE}))",
+              "{{service}} {{kind}} {{reason}}")],
+            description="Refused as operation_failed: no answer within credit's deadline, or a "
+            "message of the operation failed for good (docs/operations.md, OperationsFailed).",
         ),
         Panel(
             "Periodic job runs per hour by outcome",

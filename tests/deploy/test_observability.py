@@ -33,7 +33,7 @@ BUSINESS_GAUGES = (
     "loyalty_bonus_liability",
     "notifier_open_tasks",
 )
-SAGA_METRICS = ("credit_saga_in_flight_operations", "credit_saga_timeouts_total")
+SAGA_METRICS = ("credit_saga_in_flight_operations",)
 
 
 def promtool() -> str:
@@ -323,6 +323,7 @@ def test_the_pipeline_shows_lag_throughput_outbox_dead_letters_and_the_saga() ->
         "outbox_backlog_messages",
         "outbox_oldest_unsent_age_seconds",
         "messages_dead_lettered_total",
+        "operations_failed_total",
         *SAGA_METRICS,
     } <= metrics_of("Pipeline")
 
