@@ -215,6 +215,22 @@ async def test_a_parked_command_that_fails_is_refused_alone_and_the_queue_behind
     assert await harness.count("parked_commands") == 0
 
 
+async def test_a_parked_command_that_no_longer_parses_is_still_answered(harness):
+    customer = customer_snapshot()
+    key = str(customer.customer_id)
+    first = on_account(customer, "10.00")
+    later = cash(customer, "5.00", n=1)
+    await harness.send(first, key=key)
+    await harness.send(later, key=key)  # parked, then broken (a schema changed under it)
+    async with harness.sf() as session, session.begin():
+        await session.execute(sa.text(
+            "UPDATE parked_commands SET envelope = jsonb_set(envelope, '{payload,lines}', "
+            "'[]'::jsonb)"))
+    await harness.settle()
+    assert (await refusals(harness))[str(later.sale_id)][0] == "operation_failed"
+    assert await harness.count("parked_commands") == 0
+
+
 async def test_a_balance_that_would_reach_ten_to_the_thirteen_is_refused_and_records_nothing(
     harness,
 ):

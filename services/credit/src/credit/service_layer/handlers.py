@@ -304,7 +304,8 @@ async def drain_parked(
         try:
             cmd = parse_payload(env)
         except Exception:  # it was valid when parked; a schema change must not block the queue
-            log.exception("parked message %s can no longer be parsed; dropped", env.message_id)
+            log.exception("parked message %s can no longer be parsed; refused", env.message_id)
+            await refuse_unparsable(emitter.for_message(env), repo, env)
             continue
         replay = emitter.for_message(env)
         try:
@@ -331,6 +332,43 @@ async def refuse_failed_command(
     await refuse(repo, emitter, operation_id=operation_id, kind=kind, chain_id=cmd.chain_id,
                  customer_id=customer_of(cmd), code=RefusalCode.OPERATION_FAILED, detail=detail)
     metrics.OPERATIONS_FAILED.labels("credit", kind.value, reason).inc()
+
+
+#: command type -> (operation kind, the payload field naming the operation)
+_IDENTITY_FIELD = {
+    RecordSale.TYPE: (OperationKind.SALE, "sale_id"),
+    RecordDebtPayment.TYPE: (OperationKind.DEBT_PAYMENT, "payment_id"),
+    RecordAdvance.TYPE: (OperationKind.ADVANCE, "payment_id"),
+    RecordRefund.TYPE: (OperationKind.REFUND, "refund_id"),
+    RecordReturn.TYPE: (OperationKind.RETURN, "return_id"),
+    RevokeDiscount.TYPE: (OperationKind.REVOKE_DISCOUNT, "sale_id"),
+}
+
+
+async def refuse_unparsable(emitter: Emitter, repo: Repository, env: Envelope) -> None:
+    """A parked command that no longer parses is still answered, from the raw fields that name
+    its operation (dropped with a log line only when even those are missing)."""
+    kind_field = _IDENTITY_FIELD.get(env.type)
+    payload = env.payload
+    try:
+        assert kind_field is not None
+        kind, field_name = kind_field
+        operation_id = uuid.UUID(str(payload[field_name]))
+        chain_id = uuid.UUID(str(payload["chain_id"]))
+        raw_customer = payload.get("customer_id") or (payload.get("customer") or {}).get(
+            "customer_id")
+        customer_id = uuid.UUID(str(raw_customer)) if raw_customer else None
+    except (AssertionError, KeyError, ValueError, TypeError, AttributeError):
+        log.error("parked message %s names no operation; dropped", env.message_id)
+        return
+    if kind is not OperationKind.REVOKE_DISCOUNT and await repo.operation_known(
+        chain_id, operation_id, kind.value
+    ):
+        return
+    await refuse(repo, emitter, operation_id=operation_id, kind=kind, chain_id=chain_id,
+                 customer_id=customer_id, code=RefusalCode.OPERATION_FAILED,
+                 detail="the operation failed: its command can no longer be read")
+    metrics.OPERATIONS_FAILED.labels("credit", kind.value, "parked_command").inc()
 
 
 async def fail_operation(
