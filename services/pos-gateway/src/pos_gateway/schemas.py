@@ -3,12 +3,14 @@
 Shared by the routes (which validate input with them) and the use cases (which take the
 validated requests as their commands).
 
-Requests refuse unknown fields and JSON numbers for money and quantities (the contracts'
-decimal-string types); integers and booleans are strict (no "30" for 30, no "yes" for true).
+Requests refuse unknown fields and JSON numbers for money and quantities (decimal strings of
+ASCII digits within the API's limits: `domain.limits`); integers and booleans are strict (no
+"30" for 30, no "yes" for true).
 """
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 from uuid import UUID
@@ -23,7 +25,7 @@ from contracts.enums import (
     RefundMethod,
     TaskOutcome,
 )
-from contracts.money import NonNegativeMoney, Percent, PositiveMoney, Quantity
+from contracts.money import Percent
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -38,6 +40,8 @@ from pydantic import (
 )
 
 from pos_gateway.domain.cards import looks_like_payment_card
+from pos_gateway.domain.currencies import is_iso_4217
+from pos_gateway.domain.limits import RequestMoney, RequestPositiveMoney, RequestQuantity
 
 Name = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
                                         max_length=200)]
@@ -87,15 +91,30 @@ def _refuse_nulls(model: BaseModel, nullable: set[str]) -> None:
 # --------------------------------------------------------------------------- chains
 
 
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    # read from the zoneinfo database once: listing it walks the files
+    return frozenset(available_timezones()) | {"UTC"}
+
+
 class ChainCreate(Request):
     name: Name
-    currency: Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")] = "EUR"
-    timezone: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)] = "UTC"
+    currency: Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$"),
+                        Field(description="An ISO 4217 currency code")] = "EUR"
+    timezone: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64),
+                        Field(description="An IANA time zone")] = "UTC"
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        if not is_iso_4217(value):
+            raise ValueError("not an ISO 4217 currency code")
+        return value
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        if value not in available_timezones() and value != "UTC":
+        if value not in _iana_zones():
             raise ValueError("unknown IANA time zone")
         ZoneInfo(value)
         return value
@@ -163,7 +182,7 @@ class CustomerCreate(Request):
     vip: StrictBool = False
     card_number: NewCardNumber | None = None
     bonus_accrual: StrictBool = True
-    credit_limit: NonNegativeMoney | None = None
+    credit_limit: RequestMoney | None = None
     max_payment_delay_days: Days | None = None
 
 
@@ -175,7 +194,7 @@ class CustomerPatch(Request):
     email: Email | None = None
     vip: StrictBool | None = None
     bonus_accrual: StrictBool | None = None
-    credit_limit: NonNegativeMoney | None = None
+    credit_limit: RequestMoney | None = None
     max_payment_delay_days: Days | None = None
 
     @model_validator(mode="after")
@@ -256,14 +275,14 @@ class SaleLineIn(Request):
     sku: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
     barcode: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
     name: Name
-    quantity: Quantity
-    unit_price: NonNegativeMoney
-    discount: NonNegativeMoney = Decimal("0")
+    quantity: RequestQuantity
+    unit_price: RequestMoney
+    discount: RequestMoney = Decimal("0")
 
 
 class SalePaymentIn(Request):
     method: PaymentMethod
-    amount: PositiveMoney
+    amount: RequestPositiveMoney
 
 
 class SaleCreate(Request):
@@ -273,7 +292,7 @@ class SaleCreate(Request):
     occurred_at: AwareDatetime | None = None
     lines: Annotated[list[SaleLineIn], Field(min_length=1, max_length=1000)]
     payments: Annotated[list[SalePaymentIn], Field(max_length=100)] = []
-    change_to_advance: NonNegativeMoney | None = None
+    change_to_advance: RequestMoney | None = None
 
 
 class Balances(BaseModel):
@@ -336,12 +355,12 @@ class Pending(BaseModel):
 class AllocationIn(Request):
     sale_id: UUID
     line_no: Annotated[StrictInt, Field(ge=1)] | None = None
-    amount: PositiveMoney
+    amount: RequestPositiveMoney
 
 
 class DebtPaymentCreate(Request):
     kind: DebtPaymentKind
-    amount: PositiveMoney | None = None
+    amount: RequestPositiveMoney | None = None
     method: MoneyMethod
     card_number: CardNumber | None = None
     occurred_at: AwareDatetime | None = None
@@ -364,7 +383,7 @@ class DebtPaymentOut(BaseModel):
 
 
 class AdvanceCreate(Request):
-    amount: PositiveMoney
+    amount: RequestPositiveMoney
     method: MoneyMethod
     card_number: CardNumber | None = None
     occurred_at: AwareDatetime | None = None
@@ -380,7 +399,7 @@ class AdvanceOut(BaseModel):
 
 
 class RefundCreate(Request):
-    amount: PositiveMoney
+    amount: RequestPositiveMoney
     method: MoneyMethod
     card_number: CardNumber | None = None
     occurred_at: AwareDatetime | None = None
@@ -394,7 +413,7 @@ class RefundOut(BaseModel):
 
 class ReturnLineIn(Request):
     line_no: Annotated[StrictInt, Field(ge=1)]
-    quantity: Quantity
+    quantity: RequestQuantity
 
 
 class ReturnCreate(Request):

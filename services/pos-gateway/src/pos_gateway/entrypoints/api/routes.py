@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from pos_gateway import schemas as s
 from pos_gateway.bootstrap import Gateway
-from pos_gateway.domain.errors import GatewayError, not_found
+from pos_gateway.domain.errors import GatewayError, ValidationFailed, not_found
 from pos_gateway.entrypoints.api.auth import (
     AdminKey,
     ChainReader,
@@ -370,6 +370,27 @@ def _accept(request: Request) -> dict[str, str]:
     return {"Accept": accept} if accept else {}
 
 
+#: Report periods (and the statement's) lie within these days (api.md, Reports).
+PERIOD_FIRST, PERIOD_LAST = date(2000, 1, 1), date(2099, 12, 31)
+
+
+def check_period(from_: date | None, to: date | None) -> None:
+    """Both ends between 2000-01-01 and 2099-12-31 and `from` <= `to`, else `422` naming the
+    field: a period outside what a calendar in the chain's time zone can hold must not reach
+    reporting (it answered 503)."""
+    errors = [
+        {"field": name, "message": f"must be between {PERIOD_FIRST} and {PERIOD_LAST}"}
+        for name, day in (("from", from_), ("to", to))
+        if day is not None and not PERIOD_FIRST <= day <= PERIOD_LAST
+    ]
+    if not errors and from_ is not None and to is not None and from_ > to:
+        # the pair is wrong, not one end: both are named
+        errors += [{"field": "from", "message": "must not be after to"},
+                   {"field": "to", "message": "must not be before from"}]
+    if errors:
+        raise ValidationFailed(errors)
+
+
 _REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/csv": {}},
           "description": "The report as JSON, or CSV with `Accept: text/csv`"},
@@ -390,6 +411,7 @@ def _report_route(report: str, summary: str) -> None:
         cursor: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> Response:
         assert principal.chain_id is not None
+        check_period(from_, to)
         upstream = await gw.reporting_api.request(
             "GET", principal.chain_id, f"reports/{report}",
             params=_query(request), headers=_accept(request),
@@ -423,6 +445,7 @@ async def statement(
 ) -> Response:
     """Every movement of the customer in time order, with running balances."""
     assert principal.chain_id is not None
+    check_period(from_, to)
     async with gw.read() as session:
         await load_customer(session, principal.chain_id, customer_id)
     upstream = await gw.reporting_api.request(
