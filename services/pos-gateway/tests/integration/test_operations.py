@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -327,3 +328,41 @@ async def test_tasks_are_proxied_to_the_notifier(harness: Any) -> None:
     bad = await harness.client.post(f"/v1/tasks/{uuid.uuid4()}/complete",
                                     json={"outcome": "maybe"}, headers=harness.auth(admin))
     assert bad.status_code == 422
+
+
+async def test_ten_concurrent_revocations_get_one_200_and_nine_409_already_revoked(
+    harness: Any, credit: Any
+) -> None:
+    admin, terminal = await harness.setup()
+    cid = (await harness.customer(admin))["customer_id"]
+    sale = await _completed_sale(harness, credit, terminal)
+    harness.gateway.settings.sale_wait_seconds = 10.0  # every request waits for the outcome
+    url = f"/v1/sales/{sale['sale_id']}/revoke-discount"
+    keys = [f"revoke-{i}" for i in range(10)]
+    requests = [
+        asyncio.create_task(harness.client.post(
+            url, headers={**harness.auth(admin), "Idempotency-Key": key}))
+        for key in keys
+    ]
+    for _ in range(200):  # the first request's command, then let the others find it in flight
+        if [env for t, env in await harness.outbox() if env.type == "credit.RevokeDiscount"]:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+    await harness.deliver("credit.events.v1", DiscountRevoked(
+        sale_id=sale["sale_id"], chain_id=sale["chain_id"], customer_id=cid, amount=D("10.00"),
+        lines=[RevokedDiscountLine(line_no=1, amount=D("10.00"))], trigger="requested",
+        revoked_at=_now(), customer_balances=BAL, lines_changed=[],
+    ))
+    answers = await asyncio.gather(*requests)
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] + [409] * 9, [a.text for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 409} == {"already_revoked"}
+    commands = [env for t, env in await harness.outbox() if env.type == "credit.RevokeDiscount"]
+    assert len(commands) == 1
+    # each retry with its key gets its own first answer again
+    retries = [await harness.client.post(url, headers={**harness.auth(admin),
+                                                       "Idempotency-Key": key})
+               for key in keys]
+    assert [r.status_code for r in retries] == [a.status_code for a in answers]
+    assert [r.json() for r in retries] == [a.json() for a in answers]

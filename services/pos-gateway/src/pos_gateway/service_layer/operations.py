@@ -139,8 +139,13 @@ async def answer_for(
     *,
     wait: bool = True,
     fresh: bool = False,
+    follower: bool = False,
 ) -> Answer:
     """Wait (bounded) for the operation's outcome and answer it.
+
+    `follower`: this request asked for an operation that exists once per object while
+    another request's was in flight (`_submit_once_per_object`); it gets that one's refusal,
+    or `409 already_revoked` once it has completed.
 
     `fresh`: this request has just committed the operation, so it is pending and nobody has
     read it yet: no read before the wait, and the wait's first look is after the first
@@ -175,6 +180,8 @@ async def answer_for(
         ) or row
     if row is None:  # a fresh operation still pending after the wait
         row = await current()
+    if follower and row.status == "completed":
+        return _already_revoked(row.operation_id)
     answer = await _render(gw, row)
     if idempotency_key and answer.status != 202 and ref.kind == BONUS_CANCEL:
         async with gw.session() as session, session.begin():
@@ -189,8 +196,21 @@ async def _replay(
 ) -> Answer:
     if earlier.status_code is not None:
         return Answer(earlier.status_code, earlier.response)
-    ref = OpRef(earlier.chain_id, earlier.operation_kind, earlier.operation_id)
-    return await answer_for(gw, principal, ref, idempotency_key)
+    follower = earlier.operation_kind == REVOKE_DISCOUNT_FOLLOWER
+    kind = REVOKE_DISCOUNT if follower else earlier.operation_kind
+    ref = OpRef(earlier.chain_id, kind, earlier.operation_id)
+    return await answer_for(gw, principal, ref, idempotency_key, follower=follower)
+
+
+#: The idempotency key of a revoke-discount request that found another one in flight for the
+#: same sale is linked to that operation under this kind: its answer follows that operation's
+#: outcome (`409 already_revoked` once it completed), so a retry gets it again.
+REVOKE_DISCOUNT_FOLLOWER = "revoke_discount_follower"
+
+
+def _already_revoked(sale_id: uuid.UUID) -> Answer:
+    detail = "the discount was already revoked"
+    return Answer(409, problem_body("already_revoked", detail, 409, sale_id=str(sale_id)))
 
 
 async def _insert_operation(
@@ -718,8 +738,11 @@ async def _submit_once_per_object(
     """Operations that exist once per object (a payment's bonus, a sale's discount).
 
     `on_completed`: "replay" answers a finished one again (bonus-type: same answer), "conflict"
-    refuses (revoke-discount: 409 already_revoked). A refused one may be asked again.
+    refuses (revoke-discount: 409 already_revoked) - also while another request's is still in
+    flight: this one then follows that one's outcome (`REVOKE_DISCOUNT_FOLLOWER`), so of ten
+    concurrent requests exactly one gets the 200. A refused one may be asked again.
     """
+    follower = False
     async with gw.session() as session, session.begin():
         earlier = None
         if idempotency_key:
@@ -734,6 +757,8 @@ async def _submit_once_per_object(
             if existing is not None and existing.status == "completed":
                 if on_completed == "conflict":
                     raise GatewayError("already_revoked", "the discount was already revoked")
+            elif existing is not None and existing.status == "pending":
+                follower = on_completed == "conflict"
             elif existing is not None and existing.status == "refused":
                 await session.execute(
                     sa.delete(t.operations).where(
@@ -750,12 +775,12 @@ async def _submit_once_per_object(
                 )
             elif idempotency_key:
                 await idempotency.link_operation(
-                    session, principal.scope, idempotency_key, ref.chain_id, ref.kind,
-                    ref.operation_id,
+                    session, principal.scope, idempotency_key, ref.chain_id,
+                    REVOKE_DISCOUNT_FOLLOWER if follower else ref.kind, ref.operation_id,
                 )
     if earlier is not None and idempotency_key:
         return await _replay(gw, principal, earlier, idempotency_key)
-    return await answer_for(gw, principal, ref, idempotency_key)
+    return await answer_for(gw, principal, ref, idempotency_key, follower=follower)
 
 
 async def cancel_payment_bonus(
