@@ -64,6 +64,7 @@ from pos_gateway.service_layer.outcomes import (
     SUCCESS_STATUS,
     OpRef,
     read_operation,
+    refusal_extra,
     refusal_status,
     render_outcome,
     sale_lines_json,
@@ -100,6 +101,19 @@ def _occurred_at(gw: Gateway, value: datetime | None, now: datetime) -> datetime
     )
 
 
+def _sold_at(sale: Row[Any]) -> datetime:
+    """When a completed sale was made (its outcome's `sold_at`)."""
+    return datetime.fromisoformat(sale.outcome["sold_at"])
+
+
+def _not_before_sale(occurred_at: datetime, sale: Row[Any]) -> None:
+    """A return, or a payment allocated to a sale, is never dated before that sale."""
+    sold_at = _sold_at(sale)
+    if occurred_at < sold_at:
+        raise invalid("occurred_at", f"may not be before the sale it refers to "
+                      f"({sold_at.isoformat()})")
+
+
 # --------------------------------------------------------------------------- answering
 
 
@@ -113,7 +127,7 @@ async def _render(gw: Gateway, row: Row[Any]) -> Answer:
     if row.status == "refused":
         status = refusal_status(row.code)
         return Answer(status, problem_body(row.code, row.detail or row.code, status,
-                                           **{id_field: str(op_id)}))
+                                           **{id_field: str(op_id)}, **refusal_extra(row)))
     body = render_outcome(kind, row.outcome, minor)
     if kind == BONUS_CANCEL:
         # loyalty's answer carries the bonus balance; debt and advance come from credit itself,
@@ -478,7 +492,7 @@ async def read_operation_status(
         return {id_field: str(operation_id), "status": "pending"}
     if row.status == "refused":
         return {id_field: str(operation_id), "status": "refused", "code": row.code,
-                "detail": row.detail}
+                "detail": row.detail, **refusal_extra(row)}
     answer = await _render(gw, row)
     return {"status": "completed", **answer.body}
 
@@ -554,6 +568,7 @@ async def submit_debt_payment(
             + [(f"allocations.{i}.amount", a.amount) for i, a in enumerate(body.allocations)],
             chain.minor_units,
         )
+        occurred_at = _occurred_at(gw, body.occurred_at, _now())
         seen: set[tuple[uuid.UUID, int | None]] = set()
         for i, a in enumerate(body.allocations):
             if (a.sale_id, a.line_no) in seen:
@@ -562,11 +577,12 @@ async def submit_debt_payment(
             sale = await read_operation(session, OpRef(chain.chain_id, SALE, a.sale_id))
             if sale is None or sale.status != "completed" or sale.customer_id != customer_id:
                 raise invalid(f"allocations.{i}.sale_id", "no such sale of this customer")
+            if body.occurred_at is not None:
+                _not_before_sale(occurred_at, sale)
         if body.amount is not None and sum(
             (a.amount for a in body.allocations), Decimal(0)
         ) > body.amount:
             raise invalid("allocations", "allocations exceed the amount")
-        occurred_at = _occurred_at(gw, body.occurred_at, _now())
         minor = chain.minor_units
         ref = OpRef(chain.chain_id, DEBT_PAYMENT, uuid.uuid4())
         command = RecordDebtPayment(
@@ -586,6 +602,7 @@ async def submit_debt_payment(
                 for a in body.allocations
             ],
             occurred_at=occurred_at,
+            occurred_at_given=body.occurred_at is not None,
         )
         await _record_payment_row(session, ref, customer_id, body.method.value)
         return ref, command, customer_id, customer_id
@@ -620,6 +637,7 @@ async def _money_at_till(
         "amount": money(body.amount, chain.minor_units),
         "method": body.method,
         "occurred_at": occurred_at,
+        "occurred_at_given": body.occurred_at is not None,
     }
     return OpRef(chain.chain_id, kind, uuid.uuid4()), fields
 
@@ -654,6 +672,7 @@ async def submit_refund(
         # money leaves the store: the customer's card, not an id alone, must be presented
         ref, fields = await _money_at_till(gw, principal, session, chain, customer_id, body,
                                            REFUND, card_required=True)
+        del fields["occurred_at_given"]  # a refund pays no sale: nothing to check its date by
         return ref, RecordRefund(refund_id=ref.operation_id, **fields), customer_id, customer_id
 
     return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
@@ -702,6 +721,12 @@ async def submit_return(
         if customer is None and body.refund is RefundMethod.ADVANCE:
             raise invalid("refund", "an anonymous sale cannot be refunded as advance")
         occurred_at = _occurred_at(gw, body.occurred_at, _now())
+        if body.occurred_at is not None:
+            _not_before_sale(occurred_at, sale)
+        else:
+            # a sale dated by a till clock running ahead (within the allowed skew) is returned
+            # at once: the return is dated with the sale, never before it
+            occurred_at = max(occurred_at, _sold_at(sale))
         ref = OpRef(chain.chain_id, RETURN, uuid.uuid4())
         command = RecordReturn(
             return_id=ref.operation_id,
@@ -716,6 +741,7 @@ async def submit_return(
             ],
             refund=body.refund,
             occurred_at=occurred_at,
+            occurred_at_given=body.occurred_at is not None,
         )
         return ref, command, sale.customer_id, sale.customer_id or sale_id
 
