@@ -125,6 +125,23 @@ class ChainCreated(BaseModel):
     admin_api_key: str
 
 
+class ChainOut(BaseModel):
+    chain_id: UUID
+    name: str
+    currency: str
+    timezone: str
+    created_at: str
+
+
+class ChainPage(BaseModel):
+    items: list[ChainOut]
+    next: str | None
+
+
+class AdminKeyOut(BaseModel):
+    admin_api_key: str
+
+
 class StoreCreate(Request):
     code: ShortText
     name: Name
@@ -143,6 +160,30 @@ class TerminalCreate(Request):
 class TerminalCreated(BaseModel):
     terminal_id: UUID
     api_key: str
+
+
+class TerminalOut(BaseModel):
+    terminal_id: UUID
+    name: str
+    created_at: str
+    revoked_at: str | None
+
+
+class StoreWithTerminals(BaseModel):
+    store_id: UUID
+    code: str
+    name: str
+    terminals: list[TerminalOut]
+
+
+class StorePage(BaseModel):
+    items: list[StoreWithTerminals]
+    next: str | None
+
+
+class TerminalRevoked(BaseModel):
+    terminal_id: UUID
+    revoked_at: str
 
 
 class SettingsOut(BaseModel):
