@@ -500,7 +500,11 @@ class TaskComplete(Request):
 
 
 class WebhookSet(Request):
-    """Where the notifier posts new reminder tasks, signed with the secret."""
+    """Where the notifier posts new reminder tasks, signed with the secret the Standard
+    Webhooks way. The URL is https and every address its host resolves to public: the
+    notifier checks it (`422` naming `url`) and again at each delivery; only its
+    `NOTIFIER_WEBHOOK_ALLOW_PRIVATE` setting (local testing) allows http and private ones. A
+    secret `whsec_<base64>` is used as the Standard Webhooks libraries read it."""
 
     url: Annotated[str, StringConstraints(strict=True, max_length=2000,
                                           pattern=r"^https?://[^\s]+$")]
