@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import schemathesis  # a dependency of the tests: missing, this module fails (never skips)
 
 from devstack.ports import free_port
 from devstack.stack import Stack
@@ -236,7 +237,6 @@ def test_fuzzing_the_openapi_document_finds_no_5xx_and_only_documented_answers(
     """Schemathesis against the running gateway, fixed seed, bounded examples: every
     operation with the key kind it takes (so the generated input reaches validation and the
     use cases), on a chain of its own."""
-    schemathesis = pytest.importorskip("schemathesis")
     gw = stack.gateway_url
     op = {"Authorization": f"Bearer {stack.operator_token}"}
     made = httpx.post(f"{gw}/v1/chains", headers=op, timeout=30, json={
@@ -266,6 +266,10 @@ def _fuzzer(operation: Any, headers: dict[str, str], failures: list[str]) -> Any
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy())
     def fuzz(case: Any) -> None:
+        if case.path == "/v1/webhook" and isinstance(case.body, dict) and "url" in case.body:
+            # the notifier resolves the host of a webhook URL: a generated name would be looked
+            # up in the DNS, so the fuzzed URL keeps its path but names this machine (refused)
+            case.body["url"] = "https://127.0.0.1:9/" + str(case.body["url"])[-20:]
         response = case.call(headers=headers, timeout=30)
         if response.status_code >= 500:
             failures.append(f"{case.method} {case.formatted_path}: {response.status_code}")
