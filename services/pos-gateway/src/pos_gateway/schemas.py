@@ -53,6 +53,8 @@ Email = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, max
 CardNumber = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
                                               max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
 Days = Annotated[StrictInt, Field(ge=0, le=3650)]
+#: Lines of a sale at most (so a line number is at most this too).
+MAX_LINES = 1000
 
 
 def _not_a_payment_card(number: str) -> str:
@@ -331,7 +333,7 @@ class SaleCreate(Request):
     card_number: CardNumber | None = None
     customer_id: UUID | None = None
     occurred_at: AwareDatetime | None = None
-    lines: Annotated[list[SaleLineIn], Field(min_length=1, max_length=1000)]
+    lines: Annotated[list[SaleLineIn], Field(min_length=1, max_length=MAX_LINES)]
     payments: Annotated[list[SalePaymentIn], Field(max_length=100)] = []
     change_to_advance: RequestMoney | None = None
 
@@ -395,7 +397,7 @@ class Pending(BaseModel):
 
 class AllocationIn(Request):
     sale_id: UUID
-    line_no: Annotated[StrictInt, Field(ge=1)] | None = None
+    line_no: Annotated[StrictInt, Field(ge=1, le=MAX_LINES)] | None = None
     amount: RequestPositiveMoney
 
 
@@ -453,7 +455,7 @@ class RefundOut(BaseModel):
 
 
 class ReturnLineIn(Request):
-    line_no: Annotated[StrictInt, Field(ge=1)]
+    line_no: Annotated[StrictInt, Field(ge=1, le=MAX_LINES)]
     quantity: RequestQuantity
 
 

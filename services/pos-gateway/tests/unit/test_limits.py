@@ -6,6 +6,7 @@ overflow a NUMERIC column later (it was a 500, issue 13 findings 2 and 5)."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -167,3 +168,12 @@ def test_payments_whose_sum_reaches_10_to_the_12_are_refused_naming_the_payments
     cheap = LineIn(None, None, "Pin", D("1"), D("1.00"), D("0"))
     cash = [PaymentIn(PaymentMethod.CASH, D("999999999999.99"))] * 2
     assert _price([cheap], cash) == ["payments"]
+
+
+async def test_a_line_number_beyond_any_sale_is_refused(client: httpx.AsyncClient) -> None:
+    returned = {"lines": [{"line_no": 2**70, "quantity": "1"}], "refund": "cash"}
+    assert await _fields(await client.post("/returns", json=returned)) == ["lines.0.line_no"]
+    take = {"kind": "take_money", "method": "cash", "amount": "1.00",
+            "allocations": [{"sale_id": str(uuid.uuid4()), "line_no": 1001, "amount": "1.00"}]}
+    assert await _fields(await client.post("/payments", json=take)) == [
+        "allocations.0.line_no"]
