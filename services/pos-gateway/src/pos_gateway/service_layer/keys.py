@@ -48,7 +48,7 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         position = json.loads(raw)
         if not (isinstance(position, list) and len(position) == size
-                and all(isinstance(p, str) for p in position)):
+                and all(isinstance(p, str) and "\x00" not in p for p in position)):
             raise ValueError(position)
         return position
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:

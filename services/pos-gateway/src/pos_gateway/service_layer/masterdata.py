@@ -218,6 +218,9 @@ async def update_settings(
 async def _card_row(
     session: AsyncSession, chain_id: uuid.UUID, card_number: str
 ) -> Row[Any] | None:
+    if "\x00" in card_number:
+        # no card has it (PostgreSQL text cannot hold it, the query would fail): not found
+        return None
     return (
         await session.execute(
             sa.select(t.cards).where(
@@ -334,6 +337,8 @@ def _decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         name, customer_id = json.loads(raw)
+        if "\x00" in str(name):
+            raise ValueError("NUL")  # never in a name: a forged cursor
         return str(name), uuid.UUID(customer_id)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise invalid("cursor", "not a cursor this API returned") from exc
