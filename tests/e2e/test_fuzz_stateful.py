@@ -25,6 +25,7 @@ Schemathesis is imported unconditionally: without it this module fails, it is ne
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import random
@@ -41,6 +42,7 @@ import asyncpg
 import httpx
 import hypothesis
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis import checks as st_checks
@@ -50,9 +52,9 @@ from devstack.stack import Stack
 pytestmark = pytest.mark.e2e
 
 PROFILES = {
-    # examples x steps bounds the number of requests; seconds bounds the wall time
-    "test": {"examples": 25, "steps": 10, "seconds": 90.0},
-    "long": {"examples": 600, "steps": 25, "seconds": 900.0},
+    # scenarios ("examples") x steps bounds the number of requests; seconds the wall time
+    "test": {"examples": 30, "steps": 10, "seconds": 90.0},
+    "long": {"examples": 1000, "steps": 20, "seconds": 900.0},
 }
 PROFILE = {**PROFILES[os.environ.get("FUZZ_PROFILE", "test")]}
 if os.environ.get("FUZZ_SECONDS"):
@@ -93,6 +95,11 @@ class OutOfTime(BaseException):  # noqa: N818 - a signal, not an error
     be a failing example to shrink), so it ends the run where it is."""
 
 
+class ScenarioBroken(BaseException):  # noqa: N818 - a signal, not an error
+    """A request itself failed (no answer at all): recorded as a failure, and the scenario
+    ends there instead of Hypothesis replaying it against a server that has moved on."""
+
+
 def key_kind(method: str, path: str) -> str:
     if path.startswith("/v1/chains"):
         return OPERATOR
@@ -122,6 +129,7 @@ class World:
     replays: int = 0
     started: float = 0.0
     out_of_time: bool = False
+    scenarios: int = 0
 
     def keys(self, kind: str, rng: random.Random) -> str:
         if kind == READER:
@@ -291,6 +299,16 @@ def _build_machine(schema: Any, world: World, rng: random.Random) -> Any:
                 # only the fuzzing chain's own admin key is ever replaced (others are other
                 # tests' chains); the machine then carries on with the new one
                 case.path_parameters["chain_id"] = world.chain_id
+            params = case.path_parameters or {}
+            if "card_number" in params and rng.random() < 0.2:
+                params["card_number"] = rng.choice(["a\x00b", "\u0661\u0660", "..", "%00"])
+                world.hostile["odd_card_number_in_path"] += 1
+            if case.operation.method.upper() == "GET" and rng.random() < 0.1 and any(
+                    p.name == "cursor" for p in case.operation.query):
+                forged = json.dumps(["a\x00", str(uuid.uuid4())]).encode()
+                case.query = {**(case.query or {}),
+                              "cursor": base64.urlsafe_b64encode(forged).decode()}
+                world.hostile["forged_cursor"] += 1
             guided = _guide(case, rng, world)
             if guided is not None:
                 world.guided[guided] += 1
@@ -353,7 +371,11 @@ def _build_machine(schema: Any, world: World, rng: random.Random) -> Any:
             url = world.gateway + response.json()["status_url"]
             auth = {"Authorization": f"Bearer {world.admin}"}
             while time.monotonic() - self._started < FINAL_WITHIN_SECONDS:
-                state = httpx.get(url, headers=auth, timeout=30)
+                try:
+                    state = httpx.get(url, headers=auth, timeout=30)
+                except httpx.HTTPError as exc:
+                    world.failures.append(f"{label} status: no answer: {exc}"[:300])
+                    raise ScenarioBroken from None
                 if state.status_code >= 500:
                     world.failures.append(f"{label} status: {state.status_code}")
                     return
@@ -365,7 +387,7 @@ def _build_machine(schema: Any, world: World, rng: random.Random) -> Any:
         def _replay(self, label: str, case: Any, first: Any) -> None:
             """The same request with the same key gets the same answer."""
             world.replays += 1
-            again = case.call(headers=self._headers, timeout=30)
+            again = self.call(case, headers=self._headers, timeout=30)
             world.requests[f"replay {case.operation.method.upper()} {case.operation.path} "
                            f"{again.status_code}"] += 1
             if again.status_code == 429:
@@ -378,6 +400,14 @@ def _build_machine(schema: Any, world: World, rng: random.Random) -> Any:
             if time.monotonic() - world.started > PROFILE["seconds"]:
                 raise OutOfTime
             return super().step(input)
+
+        def call(self, case: Any, **kwargs: Any) -> Any:
+            try:
+                return super().call(case, **kwargs)
+            except requests.RequestException as exc:
+                world.failures.append(f"{case.operation.method.upper()} "
+                                      f"{case.formatted_path}: no answer: {exc}"[:300])
+                raise ScenarioBroken from None
 
     return GatewayMachine
 
@@ -418,19 +448,29 @@ def test_stateful_fuzzing_finds_no_5xx_no_endless_202_and_no_customer_left_in_fl
     # the operator's endpoints (chains, admin keys) and the webhook are left to the stateless
     # run of test_security.py and to test_hostile_input.py: here they would take most steps
     # (every chain listed links to an admin key replaced) away from the till and back office
-    schema = schemathesis.openapi.from_url(f"{stack.gateway_url}/openapi.json").exclude(
-        path_regex=r"^/v1/(chains|webhook)")
+    schema = schemathesis.openapi.from_url(
+        f"{stack.gateway_url}/openapi.json", timeout=60,  # built on first request: slow if busy
+    ).exclude(path_regex=r"^/v1/(chains|webhook)")
     rng = random.Random(SEED)
     machine = _build_machine(schema, world, rng)
     world.started = time.monotonic()
-    try:
-        machine.run(settings=hypothesis.settings(
-            max_examples=int(PROFILE["examples"]), stateful_step_count=int(PROFILE["steps"]),
-            deadline=None, database=None, derandomize=True, phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck), print_blob=False,
-        ))
-    except OutOfTime:
-        world.out_of_time = True
+    # one scenario per Hypothesis run, each with its own seed (SEED, SEED + 1, ...): the server
+    # does not answer the same sequence the same way twice (ids, timing), so Hypothesis must
+    # never replay or extend an earlier scenario's choices (it would call that flaky)
+    for scenario in range(int(PROFILE["examples"])):
+        machine._hypothesis_internal_use_seed = SEED + scenario
+        try:
+            machine.run(settings=hypothesis.settings(
+                max_examples=1, stateful_step_count=int(PROFILE["steps"]), deadline=None,
+                database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck),
+                print_blob=False,
+            ))
+        except ScenarioBroken:
+            continue
+        except OutOfTime:
+            world.out_of_time = True
+            break
+        world.scenarios += 1
     elapsed = time.monotonic() - world.started
     # let what was accepted last settle, then nothing may be left in flight
     deadline = time.monotonic() + 15
@@ -443,7 +483,7 @@ def test_stateful_fuzzing_finds_no_5xx_no_endless_202_and_no_customer_left_in_fl
         "seconds": round(elapsed, 1), "requests": sum(world.requests.values()),
         "status_5xx": sum(n for k, n in world.requests.items() if k.split()[-1][0] == "5"),
         "accepted_202": world.accepted_202, "replays": world.replays,
-        "stopped_out_of_time": world.out_of_time,
+        "scenarios": world.scenarios, "stopped_out_of_time": world.out_of_time,
         "hostile": dict(sorted(world.hostile.items())),
         "guided": dict(sorted(world.guided.items())), "left_in_flight": state,
         "by_operation": dict(sorted(world.requests.items())), "failures": world.failures,
