@@ -20,7 +20,7 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean \
-	rebuild-reports dead-letters redrive bench bench-reports bench-deps chaos FORCE
+	rebuild-reports dead-letters redrive bench bench-reports bench-deps chaos fuzz FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
@@ -32,6 +32,7 @@ help:
 	@echo "make redrive OFFSETS='3:17 0:5'  re-publish those dead letters after a fix"
 	@echo "make status     what runs, with its addresses"
 	@echo "make chaos      fault harness: 7 scenarios, >= 20,000 operations, invariants"
+	@echo "make fuzz       stateful fuzzing of the gateway's OpenAPI, long run (FUZZ_SECONDS=900)"
 	@echo "make bench      open-loop load steps on a stack of its own -> docs/benchmarks.md"
 	@echo "make bench-reports  Payment-Balance on 100,000 customers / 1,000,000 sales"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
@@ -106,6 +107,13 @@ kafka-fetch: bootstrap
 # >= 20,000 operations; exit 1 on any invariant violation. `make test` runs the short form.
 chaos: venv
 	$(PY) -m tools.chaos
+
+# Stateful fuzzing of the gateway's OpenAPI (tests/e2e/test_fuzz_stateful.py) on a stack of
+# its own: the long profile; `make test` runs the short one. Statistics: .run/fuzz-stats.json.
+fuzz: venv
+	@mkdir -p .run
+	FUZZ_PROFILE=long FUZZ_STATS_FILE=.run/fuzz-stats.json PY=$(PY) scripts/with-infra.sh \
+		$(VENV)/bin/pytest -s tests/e2e/test_fuzz_stateful.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

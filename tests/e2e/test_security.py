@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import schemathesis  # a dependency of the tests: missing, this module fails (never skips)
 
 from devstack.ports import free_port
 from devstack.stack import Stack
@@ -34,7 +35,12 @@ SALE = {"lines": [{"name": "Dress", "quantity": "1", "unit_price": "10.00"}],
 MATRIX: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("POST", "/v1/chains"): (OPERATOR, {"name": "X", "currency": "EUR",
                                         "timezone": "Europe/Bucharest"}),
+    ("GET", "/v1/chains"): (OPERATOR, None),
+    ("POST", "/v1/chains/{chain_id}/admin-key"): (OPERATOR, None),
     ("POST", "/v1/stores"): (ADMIN, {"code": "SX", "name": "Store X"}),
+    ("GET", "/v1/stores"): (ADMIN, None),
+    ("POST", "/v1/terminals/{terminal_id}/key"): (ADMIN, None),
+    ("DELETE", "/v1/terminals/{terminal_id}"): (ADMIN, None),
     ("POST", "/v1/stores/{store_id}/terminals"): (ADMIN, {"name": "Till X"}),
     ("GET", "/v1/settings"): (ADMIN, None),
     ("PUT", "/v1/settings"): (ADMIN, {"reminder_repeat_days": 7}),
@@ -100,7 +106,8 @@ def world(stack: Stack) -> Iterator[dict[str, Any]]:
                 st = http.post("/v1/stores", headers=auth, json={"code": store, "name": store})
                 tm = http.post(f"/v1/stores/{st.json()['store_id']}/terminals", headers=auth,
                                json={"name": "Till"})
-                terminals.append((st.json()["store_id"], tm.json()["api_key"]))
+                terminals.append((st.json()["store_id"], tm.json()["api_key"],
+                                  tm.json()["terminal_id"]))
             card = f"SEC{label}-{uuid.uuid4().hex[:10]}"
             customer = http.post("/v1/customers", headers=auth, json={
                 "name": f"Sec {label}", "phone": "+40700000000", "vip": True,
@@ -129,6 +136,8 @@ def _fill(template: str, objects: dict[str, Any]) -> str:
         "kind": "sale",
         "operation_id": objects["sale_id"],
         "task_id": str(uuid.uuid4()),  # no task exists: 404 in every chain, still not 5xx
+        "chain_id": objects["chain_id"],
+        "terminal_id": objects["terminals"][0][2],
     }
     for name, value in values.items():
         template = template.replace("{" + name + "}", value)
@@ -228,7 +237,6 @@ def test_fuzzing_the_openapi_document_finds_no_5xx_and_only_documented_answers(
     """Schemathesis against the running gateway, fixed seed, bounded examples: every
     operation with the key kind it takes (so the generated input reaches validation and the
     use cases), on a chain of its own."""
-    schemathesis = pytest.importorskip("schemathesis")
     gw = stack.gateway_url
     op = {"Authorization": f"Bearer {stack.operator_token}"}
     made = httpx.post(f"{gw}/v1/chains", headers=op, timeout=30, json={
@@ -240,7 +248,7 @@ def test_fuzzing_the_openapi_document_finds_no_5xx_and_only_documented_answers(
                           headers={"Authorization": f"Bearer {admin}"},
                           json={"name": "F"}).json()["api_key"]
     keys = {OPERATOR: stack.operator_token, ADMIN: admin, TERMINAL: terminal, READER: admin}
-    schema = schemathesis.openapi.from_url(f"{gw}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{gw}/openapi.json", timeout=60)
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -258,6 +266,10 @@ def _fuzzer(operation: Any, headers: dict[str, str], failures: list[str]) -> Any
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy())
     def fuzz(case: Any) -> None:
+        if case.path == "/v1/webhook" and isinstance(case.body, dict) and "url" in case.body:
+            # the notifier resolves the host of a webhook URL: a generated name would be looked
+            # up in the DNS, so the fuzzed URL keeps its path but names this machine (refused)
+            case.body["url"] = "https://127.0.0.1:9/" + str(case.body["url"])[-20:]
         response = case.call(headers=headers, timeout=30)
         if response.status_code >= 500:
             failures.append(f"{case.method} {case.formatted_path}: {response.status_code}")
@@ -337,7 +349,7 @@ def test_page_sizes_are_bounded(world: dict[str, Any]) -> None:
 
 def test_api_keys_are_stored_only_as_hashes(world: dict[str, Any], stack: Stack) -> None:
     a = world["A"]
-    secrets_in_clear = [a["admin"], *(key for _, key in a["terminals"]), world["operator"]]
+    secrets_in_clear = [a["admin"], *(key for _, key, _ in a["terminals"]), world["operator"]]
     url = stack.env.get("GATEWAY_DATABASE_URL") or stack.database_url.rsplit("/", 1)[0] + (
         "/gateway")
 

@@ -119,6 +119,9 @@ class RefusalCode(StrEnum):
     NOT_FOUND = "not_found"
     AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
     OPERATION_FAILED = "operation_failed"
+    VALIDATION_ERROR = "validation_error"
+    """The command is valid but its facts contradict the ledger (a payment dated before the
+    sale it would pay); ``OperationRefused.field`` names the request field."""
 
 
 class TaskClosedReason(StrEnum):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from typing import Any
 
@@ -323,3 +325,19 @@ async def test_a_statement_is_proxied_only_for_a_customer_of_the_chain(harness: 
     assert theirs.status_code == 404
     paths = [r.url.path for r in harness.internal.calls if r.url.path.endswith("/statement")]
     assert len(paths) == 1
+
+
+async def test_a_nul_character_in_a_card_path_or_a_cursor_is_answered_never_a_500(
+    harness: Any,
+) -> None:
+    admin, terminal = await harness.setup()
+    lookup = await harness.client.get("/v1/cards/a%00b", headers=harness.auth(terminal))
+    assert (lookup.status_code, lookup.json()["code"]) == (404, "card_not_found")
+    block = await harness.client.post("/v1/cards/a%00b/block", headers=harness.auth(admin))
+    assert (block.status_code, block.json()["code"]) == (404, "card_not_found")
+    forged = base64.urlsafe_b64encode(json.dumps(["a\x00", str(uuid.uuid4())]).encode())
+    for path in ("/v1/customers", "/v1/stores"):
+        page = await harness.client.get(path, params={"cursor": forged.decode()},
+                                        headers=harness.auth(admin))
+        assert page.status_code == 422, (path, page.text)
+        assert page.json()["errors"][0]["field"] == "cursor"
