@@ -19,7 +19,7 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 	services/credit services/loyalty services/reporting services/notifier
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
-.PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean \
+.PHONY: help bootstrap venv up down logs env status test lint typecheck unit kafka-fetch clean \
 	rebuild-reports dead-letters redrive bench bench-reports bench-deps chaos fuzz FORCE
 
 help:
@@ -27,6 +27,7 @@ help:
 	@echo "make test       lint, type-check, then every test against a fresh local Kafka + PostgreSQL"
 	@echo "make down       stop what 'make up' started"
 	@echo "make logs       print the log files of the stack"
+	@echo "make env        export GW and OPERATOR_TOKEN: eval \"\$$(make -s env)\""
 	@echo "make rebuild-reports  rebuild reporting's read models from the Kafka log"
 	@echo "make dead-letters [CONSUMER=credit] [SINCE=2h]  list deadletter.v1 of the stack"
 	@echo "make redrive OFFSETS='3:17 0:5'  re-publish those dead letters after a fix"
@@ -63,6 +64,10 @@ down:
 
 logs:
 	$(DEVSTACK) logs --name $(NAME)
+
+# `eval "$(make -s env)"`: GW and OPERATOR_TOKEN of the running stack, for the README's curl
+env:
+	@$(DEVSTACK) env --name $(NAME)
 
 status:
 	$(DEVSTACK) status --name $(NAME)

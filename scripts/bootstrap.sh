@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what `make up` / `make test` need that the machine lacks, from Debian's packages:
-# Python 3.11 (with venv), Java 17+, Maven, the PostgreSQL 15 server binaries, and a
+# Python 3.11 (with venv), Java 17+, Maven, the PostgreSQL 15 server binaries, curl, jq, and a
 # `postgres` user to run the server as when we are root. When everything is there this is a
 # no-op of a few checks.
 set -euo pipefail
@@ -25,6 +25,9 @@ command -v mvn >/dev/null 2>&1 || packages+=(maven)
 if [[ ! -x "$PG_BIN/postgres" || ! -x "$PG_BIN/initdb" ]]; then
   packages+=(postgresql-15)
 fi
+# the README's quickstart (and its test) talks to the gateway with curl and reads JSON with jq
+command -v curl >/dev/null 2>&1 || packages+=(curl)
+command -v jq >/dev/null 2>&1 || packages+=(jq)
 # promtool checks the alert rules and the Prometheus configs in the deploy tests
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 

@@ -5,9 +5,15 @@
 
 Dashboards are generated so that every panel gets a title, a unit and the same datasource,
 and tests/deploy can hold the committed JSON to this file. Metric names: servicekit's metrics
-(every service) and the business gauges listed in docs/operations.md. `job` is the service.
-Business gauges are whole-chain values read from a database, the same on every instance of a
-service: they are combined with `max`, never summed across instances.
+(every service), prometheus_client's process metrics, and the service exports listed in
+docs/operations.md. `job` is the service. Business gauges are whole-chain values read from a
+database, the same on every instance of a service: they are combined with `max`, never summed
+across instances.
+
+No dashboard names a fixed datasource uid: every query uses the dashboard variable
+`datasource` (any Prometheus datasource, the default one unless chosen), and `__inputs` asks
+for it when the JSON is imported into an existing Grafana (Dashboards > New > Import), so the
+same files serve that import and the provisioning of docker-compose.yml.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "dashboards"
-DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+#: the import's input (Grafana replaces `${DS_PROMETHEUS}` with the datasource chosen)
+DS_INPUT = "DS_PROMETHEUS"
+#: every panel and query variable reads the dashboard's datasource variable, never a fixed uid
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SERVICES = "pos-gateway|credit|loyalty|reporting|notifier"
 JOB = 'job=~"$job"'
 RATE = "[$__rate_interval]"
@@ -44,6 +53,24 @@ class Dashboard:
     description: str
     panels: list[Panel]
     variables: list[dict[str, Any]] = field(default_factory=list)
+
+
+def datasource_variable() -> dict[str, Any]:
+    """The Prometheus to read from: on import, the one chosen for `DS_PROMETHEUS`; when
+    provisioned (no import, so no such value), Grafana falls back to the default datasource."""
+    chosen = "${" + DS_INPUT + "}"
+    return {
+        "name": "datasource",
+        "label": "Prometheus",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {"selected": False, "text": chosen, "value": chosen},
+        "refresh": 1,
+        "regex": "",
+        "hide": 0,
+        "includeAll": False,
+        "multi": False,
+    }
 
 
 def job_variable() -> dict[str, Any]:
@@ -92,7 +119,7 @@ SYSTEM = Dashboard(
     title="System overview",
     filename="system-overview.json",
     description="Traffic, errors and latency of every service's HTTP side.",
-    variables=[job_variable()],
+    variables=[datasource_variable(), job_variable()],
     panels=[
         Panel(
             "Instances up",
@@ -155,6 +182,30 @@ SYSTEM = Dashboard(
             width=8,
         ),
         Panel(
+            "Process CPU by instance (cores)",
+            "short",
+            [
+                (
+                    f"sum by (job, instance) (rate(process_cpu_seconds_total{{{JOB}}}{RATE}))",
+                    "{{job}} {{instance}}",
+                )
+            ],
+            description="CPU seconds per second of each service process (1 = one full core); "
+            "compare with the pod's CPU limit.",
+        ),
+        Panel(
+            "Process resident memory by instance",
+            "bytes",
+            [
+                (
+                    f"sum by (job, instance) (process_resident_memory_bytes{{{JOB}}})",
+                    "{{job}} {{instance}}",
+                )
+            ],
+            description="Resident set size of each service process; compare with the pod's "
+            "memory limit (OOMKilled above it).",
+        ),
+        Panel(
             "Slowest routes (p95)",
             "s",
             [
@@ -175,7 +226,7 @@ PIPELINE = Dashboard(
     filename="pipeline.json",
     description="Kafka consumers, transactional outboxes, dead letters, credit's saga and "
     "the operations that failed for good.",
-    variables=[job_variable()],
+    variables=[datasource_variable(), job_variable()],
     panels=[
         Panel(
             "Consumer lag by consumer and topic",
@@ -241,6 +292,31 @@ PIPELINE = Dashboard(
             ],
             kind="stat",
             description="By consumer and original topic; `make dead-letters` lists them.",
+        ),
+        Panel(
+            "Consumer restarts by the watchdog in the last hour",
+            "short",
+            [
+                (
+                    "sum by (job, consumer) "
+                    f"(increase(consumer_restarts_total{{{JOB}}}[1h]))",
+                    "{{job}} {{consumer}}",
+                )
+            ],
+            description="Subscribers restarted with a new Kafka client after failing the probe; "
+            "alert ConsumerRestarting fires at 3 in 30 minutes.",
+        ),
+        Panel(
+            "Dead letters re-driven in the last hour",
+            "short",
+            [
+                (
+                    "sum by (consumer, topic) "
+                    f"(increase(messages_redriven_total{{{JOB}}}[1h]))",
+                    "{{consumer}} {{topic}}",
+                )
+            ],
+            description="Re-driven dead letters (`make redrive`) each consumer received again.",
         ),
         Panel(
             "Outbox backlog (unsent rows)",
@@ -313,7 +389,7 @@ BUSINESS = Dashboard(
     filename="business.json",
     description="Debt, overdue, advances, bonus liability and reminder tasks per chain. "
     "Money is in each chain's own currency: never add chains together.",
-    variables=[chain_variable()],
+    variables=[datasource_variable(), chain_variable()],
     panels=[
         Panel(
             "Open debt by chain (chain currency)",
@@ -357,6 +433,28 @@ BUSINESS = Dashboard(
             "short",
             [(by_chain("notifier_open_tasks"), "{{chain_id}}")],
             width=24,
+        ),
+        Panel(
+            "Loyalty: bonus operations per second by outcome (all chains)",
+            "ops",
+            [
+                (
+                    "sum by (outcome) (rate(loyalty_bonus_operations_total[$__rate_interval]))",
+                    "{{outcome}}",
+                )
+            ],
+            description="ApplyBonuses answered: applied, refused (insufficient bonus) or "
+            "repeated (a redelivery answered again). Counters of each instance, summed.",
+        ),
+        Panel(
+            "Loyalty: accrual cancellations and expiries in the last hour (all chains)",
+            "short",
+            [
+                ("sum(increase(loyalty_accrual_cancellations_total[1h]))", "accruals cancelled"),
+                ("sum(increase(loyalty_bonus_lots_expired_total[1h]))", "accruals expired"),
+            ],
+            description="Payments whose accrual the back office cancelled, and accruals or "
+            "restorations that expired unspent.",
         ),
     ],
 )
@@ -411,6 +509,25 @@ def render(dashboard: Dashboard) -> dict[str, Any]:
         x += panel.width
         row_height = max(row_height, panel.height)
     return {
+        "__inputs": [
+            {
+                "name": DS_INPUT,
+                "label": "Prometheus",
+                "description": "The Prometheus that scrapes the five services",
+                "type": "datasource",
+                "pluginId": "prometheus",
+                "pluginName": "Prometheus",
+            }
+        ],
+        "__requires": [
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
+            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+            *(
+                {"type": "panel", "id": kind, "name": kind, "version": ""}
+                for kind in sorted({p.kind for p in dashboard.panels})
+            ),
+        ],
+        "id": None,
         "uid": dashboard.uid,
         "title": dashboard.title,
         "description": dashboard.description,

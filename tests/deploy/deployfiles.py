@@ -26,9 +26,11 @@ DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 
 #: Read by servicekit without a field (the shared server URL each service derives its own from).
 SHARED_WITHOUT_FIELD = frozenset({"DATABASE_URL"})
-#: The shared variables every service gets, whatever runs it.
+#: The shared variables every service gets, whatever runs it (compose, Kubernetes). Not the
+#: shared server URL `DATABASE_URL`: there each service gets its own `<PREFIX>DATABASE_URL`, a
+#: database and user of its own, so no deployment needs a user with CREATEDB.
 SHARED_VARIABLES = frozenset(
-    {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "APP_ENV", "LOG_LEVEL", "KAFKA_TOPIC_PARTITIONS"}
+    {"KAFKA_BOOTSTRAP_SERVERS", "APP_ENV", "LOG_LEVEL", "KAFKA_TOPIC_PARTITIONS"}
 )
 
 
@@ -178,6 +180,10 @@ def check_environment(
     missing_shared = sorted(SHARED_VARIABLES - set(environment))
     if missing_shared:
         yield f"{where}: shared variables missing: {missing_shared}"
+    if "DATABASE_URL" in environment:
+        yield f"{where}: the shared DATABASE_URL (a server URL, CREATEDB) is given; use its own"
+    if f"{service.prefix}DATABASE_URL" not in environment:
+        yield f"{where}: {service.prefix}DATABASE_URL (the service's own database) is not set"
     host = environment.get(f"{service.prefix}HOST")
     if str(host) != "0.0.0.0":
         yield f"{where}: {service.prefix}HOST must be 0.0.0.0 inside a container, is {host!r}"

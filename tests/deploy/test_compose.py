@@ -17,6 +17,7 @@ from deployfiles import (
     Service,
     check_environment,
     load_yaml,
+    settings_class,
     settings_names,
 )
 
@@ -120,6 +121,10 @@ def test_compose_sets_every_variable_make_up_sets_for_a_service(
     )
     read_by_service = settings_names(service).all & set(make_up)
     env = environment_of(compose["services"][service.name])
+    # `make up` gives the shared server URL (a local throwaway server); compose gives each
+    # service its own database URL instead (checked below)
+    if "DATABASE_URL" in read_by_service:
+        read_by_service = (read_by_service - {"DATABASE_URL"}) | {f"{service.prefix}DATABASE_URL"}
     missing = sorted(read_by_service - set(env))
     assert not missing, f"`make up` sets {missing} for {service.name}; compose does not"
 
@@ -143,9 +148,25 @@ def test_the_database_password_has_no_default_and_reaches_database_url(
         "POSTGRES_PASSWORD must be ${POSTGRES_PASSWORD:?...}: no usable default"
     )
     for service in SERVICES:
-        url = environment_of(compose["services"][service.name])["DATABASE_URL"]
-        assert required.search(url), f"{service.name}: DATABASE_URL must use the required password"
-        assert "@postgres:5432/" in url
+        # one database and user per service (deploy/postgres/init-databases.sh), no CREATEDB
+        env = environment_of(compose["services"][service.name])
+        assert "DATABASE_URL" not in env, f"{service.name}: the shared server URL is given"
+        database = settings_class(service.package).default_database
+        own = re.compile(
+            rf"postgresql://{database}:\$\{{(POSTGRES_{database.upper()}_PASSWORD):\?[^}}]*\}}"
+            rf"@postgres:5432/{database}"
+        )
+        match = own.fullmatch(env[f"{service.prefix}DATABASE_URL"])
+        assert match, f"{service.name}: {service.prefix}DATABASE_URL is not its own database"
+        assert postgres_env[match.group(1)] == f"${{{match.group(1)}:?set {match.group(1)}}}"
+    init = (REPO / "deploy" / "postgres" / "init-databases.sh").read_text(encoding="utf-8")
+    mounted = compose["services"]["postgres"]["volumes"]
+    assert ("./deploy/postgres/init-databases.sh:/docker-entrypoint-initdb.d/10-databases.sh:ro"
+            in mounted)
+    for service in SERVICES:
+        database = settings_class(service.package).default_database
+        assert f'create {database} "$POSTGRES_{database.upper()}_PASSWORD"' in init
+    assert "NOCREATEDB" in init and "REVOKE ALL ON DATABASE" in init
     grafana_env = environment_of(compose["services"]["grafana"])
     assert grafana_env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
     # no other ${VAR:-default} hides a secret

@@ -218,14 +218,20 @@ def test_secrets_are_referenced_by_name_and_no_secret_value_is_committed(
             assert "secretGenerator" not in doc, f"{path}: secretGenerator commits values"
     config = shared_config()
     assert not {"DATABASE_URL", "OPERATOR_TOKEN"} & set(config)
+    database_secrets: dict[str, set[str]] = {}
     for where, spec in pod_specs(docs):
         for container in spec["containers"]:
+            service = next(s for s in SERVICES if container["image"].endswith(f"/{s.name}"))
             for item in container.get("env", []):
-                if item["name"] in ("DATABASE_URL", "OPERATOR_TOKEN"):
-                    ref = item.get("valueFrom", {}).get("secretKeyRef")
-                    assert ref == {"name": SECRET_NAME, "key": item["name"]}, (
-                        f"{where}: {item['name']} must come from Secret {SECRET_NAME}"
-                    )
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if item["name"] == "OPERATOR_TOKEN":
+                    assert ref == {"name": SECRET_NAME, "key": "OPERATOR_TOKEN"}, where
+                if item["name"].endswith("DATABASE_URL"):
+                    # one database secret per service, never the shared server URL
+                    assert item["name"] == f"{service.prefix}DATABASE_URL", where
+                    assert ref == {"name": f"{service.name}-database", "key": "url"}, where
+                    database_secrets.setdefault(service.name, set()).add(ref["name"])
+    assert database_secrets == {s.name: {f"{s.name}-database"} for s in SERVICES}
     text = "\n".join(p.read_text(encoding="utf-8") for p in K8S.rglob("*.yaml"))
     assert not re.search(r"postgres(ql)?://[^\s'\"]*:[^\s'\"@]+@(?!HOST)", text), (
         "a database URL with a password is committed"

@@ -492,10 +492,21 @@ def test_every_refusal_and_validation_error_leaves_nothing_behind(
                timeout=15)
     eventually(lambda: admin.get("/v1/tasks", params={"status": "open"}).json()["items"],
                timeout=15)
-    time.sleep(1.5)
     ids = [vip["customer_id"], plain["customer_id"], blocked["customer_id"],
            overdue["customer_id"]]
-    before = _snapshot(admin, ids)
+    eventually(lambda: admin.get(f"/v1/customers/{vip['customer_id']}").json()["bonus_balance"]
+               == "4.50", timeout=15)
+    # the set-up's last effects (discount offers, statements, statistics) have all landed when
+    # two snapshots in a row agree
+    previous: list[dict[str, Any]] = [_snapshot(admin, ids)]
+
+    def settled() -> dict[str, Any] | None:
+        now = _snapshot(admin, ids)
+        same = now == previous[0]
+        previous[0] = now
+        return now if same else None
+
+    before = eventually(settled, timeout=15, interval=0.3)
     sale_id = paid.json()["sale_id"]
     cash = [{"method": "cash", "amount": "45.00"}]
     refusals: list[tuple[str, httpx.Response]] = [

@@ -111,9 +111,15 @@ def test_a_retried_sale_with_the_same_key_is_recorded_once(
     assert again.json() == first.json()
     assert changed.status_code == 409
     assert changed.json()["code"] == "idempotency_conflict"
-    time.sleep(0.5)
-    debt = chain.admin.get(f"/v1/customers/{customer['customer_id']}").json()["debt"]
-    assert debt == "60.00"
+    cid = customer["customer_id"]
+    eventually(lambda: chain.admin.get(f"/v1/customers/{cid}").json()["debt"] == "60.00",
+               timeout=5.0)
+    # the read model has the sale: it holds it once (one statement entry, the debt of one)
+    statement = chain.admin.get(f"/v1/customers/{cid}/statement").json()
+    assert [(e["kind"], e["sale_id"]) for e in statement["entries"]] == [
+        ("sale", first.json()["sale_id"])
+    ]
+    assert chain.admin.get(f"/v1/customers/{cid}").json()["debt"] == "60.00"
 
 
 def test_bad_input_is_refused_with_the_documented_codes_and_records_nothing(

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="what runs in the run dir")
     status.add_argument("--json", action="store_true")
 
+    sub.add_parser("env", parents=[common],
+                   help="print `export GW=... OPERATOR_TOKEN=...` of the running stack")
+
     logs = sub.add_parser("logs", parents=[common], help="print the log file paths")
     logs.add_argument("--tail", type=int, default=0, help="also print the last N lines of each")
 
@@ -107,6 +110,25 @@ def _print_stack(name: str, root: Path | None) -> None:
     print(f"  PostgreSQL:     {state.get('DATABASE_URL', '?')}")
     print(f"  logs:           {_rel(logs)}/  (python -m devstack logs --name {name})")
     print(f"  stop with:      make down  (python -m devstack down --name {name})")
+    print("  in your shell (the README's quickstart uses these):")
+    print(f"    {shell_exports(state)}")
+
+
+def shell_exports(state: dict[str, object]) -> str:
+    """`export GW=... OPERATOR_TOKEN=...` for a shell, quoted."""
+    gw = shlex.quote(str(state.get("gateway_url", "")))
+    token = shlex.quote(str(state.get("operator_token", "")))
+    return f"export GW={gw} OPERATOR_TOKEN={token}"
+
+
+def cmd_env(name: str, root: Path | None) -> int:
+    """Print the export line of a running stack, for `eval "$(make -s env)"`."""
+    alive, _ = _running(name, root)
+    if not {f"svc-{n}" for n in SERVICE_NAMES} <= set(alive):
+        print(f"[devstack] stack '{name}' is not running: make up", file=sys.stderr)
+        return 1
+    print(shell_exports(read_state(run_dir(name, root))))
+    return 0
 
 
 def _rel(path: Path) -> str:
@@ -213,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_status(name, root, args)
         if args.command == "logs":
             return cmd_logs(name, root, args)
+        if args.command == "env":
+            return cmd_env(name, root)
         if args.command == "infra":
             if args.action == "up":
                 return cmd_infra_up(name, root, args, quiet)

@@ -28,9 +28,10 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -39,6 +40,7 @@ from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import decode, parse_payload
 from contracts.topics import DEAD_LETTERS
 from servicekit.consumer import REDRIVE_HEADER
+from servicekit.kafkasecurity import KafkaClientSettings, client_options
 from servicekit.logging import configure_logging
 
 log = logging.getLogger("servicekit.deadletters")
@@ -70,15 +72,20 @@ class Letter:
         )
 
 
-async def read_letters(bootstrap_servers: str) -> list[Letter]:
-    """Every letter on the topic, oldest first per partition (no consumer group, no commit)."""
+async def read_letters(
+    bootstrap_servers: str, options: Mapping[str, Any] | None = None
+) -> list[Letter]:
+    """Every letter on the topic, oldest first per partition (no consumer group, no commit).
+
+    `options`: `servicekit.kafkasecurity.client_options` (TLS, SASL) for every client."""
+    options = dict(options or {})
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False
+        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, **options
     )
     await consumer.start()
     letters: list[Letter] = []
     try:
-        partitions = await _partitions(bootstrap_servers)
+        partitions = await _partitions(bootstrap_servers, options)
         tps = [TopicPartition(DEAD_LETTERS, p) for p in sorted(partitions)]
         if not tps:
             return []
@@ -104,8 +111,10 @@ async def read_letters(bootstrap_servers: str) -> list[Letter]:
     return letters
 
 
-async def _partitions(bootstrap_servers: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="deadletters")
+async def _partitions(bootstrap_servers: str, options: Mapping[str, Any]) -> list[int]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id="deadletters", **options
+    )
     await admin.start()
     try:
         described = await admin.describe_topics([DEAD_LETTERS])
@@ -171,10 +180,13 @@ def resolve(letters: Sequence[Letter], wanted: Sequence[str]) -> list[Letter]:
     return chosen
 
 
-async def redrive(bootstrap_servers: str, letters: Sequence[Letter]) -> int:
+async def redrive(
+    bootstrap_servers: str, letters: Sequence[Letter], options: Mapping[str, Any] | None = None
+) -> int:
     """Publish each letter's original bytes to its original topic and key; returns how many."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
+        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
+        **dict(options or {}),
     )
     await producer.start()
     sent = 0
@@ -218,7 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # log lines (JSON) on stderr; the listing itself on stdout
     configure_logging("deadletters", os.environ.get("LOG_LEVEL", "INFO"))
-    letters = asyncio.run(read_letters(args.bootstrap_servers))
+    # TLS and SASL as the services connect (KAFKA_SECURITY_PROTOCOL, ...: servicekit.kafkasecurity)
+    options = client_options(KafkaClientSettings())
+    letters = asyncio.run(read_letters(args.bootstrap_servers, options))
     if args.command == "list":
         since = parse_since(args.since) if args.since else None
         shown = select(letters, consumer=args.consumer, since=since)
@@ -228,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     offsets = [part for ref in args.offset for part in ref.replace(",", " ").split()]
     chosen = resolve(letters, offsets)
-    sent = asyncio.run(redrive(args.bootstrap_servers, chosen))
+    sent = asyncio.run(redrive(args.bootstrap_servers, chosen, options))
     print(f"re-drove {sent} dead letter(s)", file=sys.stderr)
     return 0
 

@@ -34,6 +34,7 @@ from servicekit import metrics
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
 from servicekit.jobs import PeriodicJob
+from servicekit.kafkasecurity import broker_security, client_options
 from servicekit.logging import configure_logging, correlation_id_var
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
@@ -74,6 +75,7 @@ class ServiceDefinition:
 def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(settings),  # TLS / SASL for managed Kafka, or None
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -101,6 +103,7 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
             settings.kafka_bootstrap_servers,
             ALL_TOPICS,
             partitions=settings.kafka_topic_partitions,
+            client_options=client_options(settings),
         )
         relay = OutboxRelay(
             service=definition.name,

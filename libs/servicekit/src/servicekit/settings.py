@@ -1,7 +1,8 @@
 """The settings base every service extends: one class per service, one env prefix per service.
 
-Shared variables (`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL`, `APP_ENV`, `LOG_LEVEL`) are read
-without prefix; `<PREFIX>DATABASE_URL` overrides the shared server URL for one service.
+Shared variables (`KAFKA_BOOTSTRAP_SERVERS` and the Kafka TLS/SASL settings of
+`servicekit.kafkasecurity`, `DATABASE_URL`, `APP_ENV`, `LOG_LEVEL`) are read without prefix;
+`<PREFIX>DATABASE_URL` overrides the shared server URL for one service.
 """
 
 from __future__ import annotations
@@ -11,14 +12,19 @@ from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from servicekit.kafkasecurity import KafkaClientSettings
 
 #: Values that must never reach a non-development deployment as a secret.
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "password"})
 
 
-class ServiceSettings(BaseSettings):
-    """Base of every service's `Settings`: subclasses set `model_config` with their prefix."""
+class ServiceSettings(KafkaClientSettings):
+    """Base of every service's `Settings`: subclasses set `model_config` with their prefix.
+
+    The Kafka TLS/SASL settings (`KAFKA_SECURITY_PROTOCOL`, ...) come from
+    `KafkaClientSettings`, shared without prefix like `KAFKA_BOOTSTRAP_SERVERS`."""
 
     model_config = SettingsConfigDict(extra="ignore", env_prefix="SERVICE_")
 

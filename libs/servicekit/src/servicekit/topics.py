@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -23,11 +24,17 @@ async def ensure_topics(
     partitions: int = 6,
     replication_factor: int = 1,
     attempts: int = 30,
+    client_options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Create the topics that are missing; safe to call from every instance at once."""
+    """Create the topics that are missing; safe to call from every instance at once.
+
+    `client_options`: `servicekit.kafkasecurity.client_options` (TLS, SASL) of the admin client.
+    """
     wanted = list(topics)
     for attempt in range(1, attempts + 1):
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="topic-setup")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_servers, client_id="topic-setup", **(client_options or {})
+        )
         try:
             await admin.start()
             existing = set(await admin.list_topics())

@@ -479,7 +479,11 @@ async def test_a_wedged_consumer_client_is_replaced_by_the_watchdog_and_nothing_
 
         old = consumer._subscriber.consumer
 
+        wedged_fetches = 0
+
         async def nothing(*args: Any, **kwargs: Any) -> dict[Any, Any]:
+            nonlocal wedged_fetches
+            wedged_fetches += 1
             await asyncio.sleep(0.05)
             return {}
 
@@ -489,7 +493,13 @@ async def test_a_wedged_consumer_client_is_replaced_by_the_watchdog_and_nothing_
         old.getmany = nothing  # wedged: fetches nothing, requests never complete
         old.end_offsets = never
         old.topics = never
-        await asyncio.sleep(0.5)  # a fetch already under way when the wedge began has returned
+        # a fetch already under way when the wedge began has returned once the loop fetches
+        # through the wedged call
+        for _ in range(100):
+            if wedged_fetches >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert wedged_fetches >= 2, "the consume loop never fetched through the wedge"
         for _ in range(4):
             await producer.send_and_wait(topic, encode(_envelope()), key=b"customer-1")
         await asyncio.sleep(1.0)

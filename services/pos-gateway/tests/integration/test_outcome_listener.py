@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -32,7 +33,15 @@ async def test_an_outcome_consumed_by_another_instance_wakes_the_waiting_request
     listener = gw.listen(harness.engine.url.render_as_string(hide_password=False))
     await asyncio.wait_for(listener.listening.wait(), 10)
     request, command = await harness.sale_waiting(ON_ACCOUNT_SALE, harness.till(terminal))
-    await asyncio.sleep(0.2)  # the request is waiting by now
+    # the outcome must come while the request waits (else its first look finds it, not the
+    # wake-up): wait until it has registered for its operation's wake-up
+    key = (uuid.UUID(command.payload["chain_id"]), "sale",
+           uuid.UUID(command.payload["sale_id"]))
+    for _ in range(200):
+        if gw.waiter.is_waiting(key):
+            break
+        await asyncio.sleep(0.02)
+    assert gw.waiter.is_waiting(key), "the request never waited for its outcome"
     delivered = time.monotonic()
     await harness.deliver("credit.events.v1",
                           credit.sale_completed(command.payload, debt="100.00"))

@@ -351,3 +351,23 @@ async def test_an_anonymous_cash_sale_is_keyed_by_its_sale_id(harness: Any, cred
     assert env.payload["customer"] is None
     assert env.payload["total"] == "9.99"
     assert env.payload["change"] == "0.01"
+
+
+async def test_a_cash_sale_naming_only_the_customer_sends_the_customer_for_accrual(
+    harness: Any, credit: Any
+) -> None:
+    # credit computes the accrual bases and loyalty the bonus from this command: without the
+    # customer (and its accrual flag) in it, nothing could accrue
+    admin, terminal = await harness.setup()
+    customer = await harness.customer(admin, vip=False, card_number=None, credit_limit=None)
+    body = {"customer_id": customer["customer_id"],
+            "lines": [{"name": "Socks", "quantity": "1", "unit_price": "45.00"}],
+            "payments": [{"method": "cash", "amount": "45.00"}]}
+    response = await harness.client.post("/v1/sales", json=body, headers=harness.till(terminal))
+    assert response.status_code == 202, response.text
+    env = (await _commands(harness))[0]
+    assert env.key == customer["customer_id"]
+    assert env.payload["card_number"] is None
+    assert env.payload["customer"]["customer_id"] == customer["customer_id"]
+    assert env.payload["customer"]["bonus_accrual"] is True
+    assert [(p["method"], p["amount"]) for p in env.payload["payments"]] == [("cash", "45.00")]

@@ -124,9 +124,23 @@ def test_on_account_and_bonus_need_the_card() -> None:
         assert err.value.code == "card_required"
 
 
-def test_a_customer_id_without_card_is_enough_for_accrual() -> None:
-    check_sale_customer_rules([PaymentIn(CASH, D("10"))], has_card=False, customer_vip=False,
-                              change_to_advance=D(0))
+def test_a_customer_named_without_card_may_pay_cash_or_card_but_never_spend_or_owe() -> None:
+    # The gateway's part of "a customer id is enough for accrual": it lets such a sale through
+    # with real money only. That the customer then accrues (10% of 45.00 = 4.50) is proven with
+    # the real services: tests/e2e/test_bonus_accrual_rules.py
+    # ::test_a_customer_named_without_a_card_accrues_on_cash; the command carrying the customer
+    # for it: tests/integration/test_sales.py
+    # ::test_a_cash_sale_naming_only_the_customer_sends_the_customer_for_accrual.
+    for vip in (True, False):
+        for method in (CASH, CARD):
+            check_sale_customer_rules([PaymentIn(method, D("10"))], has_card=False,
+                                      customer_vip=vip, change_to_advance=D(0))
+        for method in (BONUS, ON_ACCOUNT, ADVANCE):
+            with pytest.raises(GatewayError) as err:
+                check_sale_customer_rules([PaymentIn(CASH, D("5")), PaymentIn(method, D("5"))],
+                                          has_card=False, customer_vip=vip,
+                                          change_to_advance=D(0))
+            assert err.value.code == "card_required"
 
 
 def test_keeping_change_as_advance_needs_the_card() -> None:

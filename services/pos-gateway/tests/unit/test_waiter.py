@@ -109,3 +109,23 @@ def test_a_notification_names_the_operation_and_anything_else_is_ignored() -> No
     assert key_of(payload_of(KEY)) == KEY
     assert key_of("not|a key") is None and key_of("x|sale|y") is None
     assert plain_url("postgresql+asyncpg://u@h/db") == "postgresql://u@h/db"
+
+
+async def test_a_request_is_waiting_for_its_key_only_while_it_waits() -> None:
+    waiter = OutcomeWaiter()
+    state: dict[str, str] = {}
+
+    async def check() -> str | None:
+        return state.get("outcome")
+
+    assert not waiter.is_waiting(KEY)
+    task = asyncio.create_task(
+        waiter.wait_for(KEY, check, wait_seconds=5, poll_interval=10, check_first=False)
+    )
+    await asyncio.sleep(0)  # the task registers before its first wait
+    assert waiter.is_waiting(KEY)
+    assert not waiter.is_waiting((KEY[0], "payment", KEY[2]))
+    state["outcome"] = "completed"
+    waiter.notify(KEY)
+    assert await task == "completed"
+    assert not waiter.is_waiting(KEY)

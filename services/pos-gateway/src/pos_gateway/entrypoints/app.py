@@ -22,6 +22,7 @@ import pos_gateway
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.config import Settings
 from pos_gateway.entrypoints.api.auth import TokenBucket
+from pos_gateway.entrypoints.api.docs import install_offline_docs
 from pos_gateway.entrypoints.api.problems import install_problem_handlers, problem_response
 from pos_gateway.entrypoints.api.routes import router
 from pos_gateway.service_layer import idempotency
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(pos_gateway.__file__).parent / "migrations"
 CONSUMER_GROUP = "gateway"
 
-API_DESCRIPTION = """The public API of the VIP credit and loyalty system (see api.md).
+API_DESCRIPTION = """The public API of the VIP credit and loyalty system (a guide to it: the
+repository's docs/api.md; the business rules: docs/domain.md).
 
 Money and quantities are decimal strings. Errors are `application/problem+json` with a stable
 `code`. State-changing POSTs take an `Idempotency-Key` (required on sales, payments,
@@ -46,12 +48,15 @@ def build_public_app(gw: Gateway) -> FastAPI:
         version="1.0.0",
         description=API_DESCRIPTION,
         openapi_url="/openapi.json",
+        docs_url=None,  # /docs and /redoc come from install_offline_docs, without a CDN
+        redoc_url=None,
     )
     app.state.gateway = gw
     app.state.rate_limiter = TokenBucket(
         gw.settings.rate_limit_per_second, gw.settings.rate_limit_burst
     )
     install_problem_handlers(app)
+    install_offline_docs(app)
     app.include_router(router)
     app.add_middleware(JsonBodyGuard)
     app.add_middleware(BodyCap, max_body=gw.settings.max_body_bytes)  # outermost: added last

@@ -33,6 +33,10 @@ class OutcomeWaiter:
         for event in self._events.get(key, ()):
             event.set()
 
+    def is_waiting(self, key: OperationKey) -> bool:
+        """Whether a request of this process waits for `key` (tests wait for this)."""
+        return bool(self._events.get(key))
+
     async def wait_for(
         self,
         key: OperationKey,

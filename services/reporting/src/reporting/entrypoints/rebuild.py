@@ -22,7 +22,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,7 @@ from reporting.service_layer.projection import (
     projection_lock_enabled,
 )
 from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.kafkasecurity import client_options
 from servicekit.schema import messaging_tables
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,12 @@ def _say(message: str) -> None:
     print(f"[rebuild] {message}", file=sys.stderr, flush=True)
 
 
-async def _partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="reporting-rebuild")
+async def _partitions(
+    bootstrap: str, topics: Sequence[str], options: Mapping[str, Any]
+) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="reporting-rebuild", **options
+    )
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -76,9 +81,9 @@ async def _partitions(bootstrap: str, topics: Sequence[str]) -> list[TopicPartit
 
 
 async def _end_offsets(
-    consumer: AIOKafkaConsumer, bootstrap: str, topics: Sequence[str]
+    consumer: AIOKafkaConsumer, bootstrap: str, topics: Sequence[str], options: Mapping[str, Any]
 ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
-    tps = await _partitions(bootstrap, topics)
+    tps = await _partitions(bootstrap, topics, options)
     if not tps:
         return {}, {}
     consumer.assign(tps)
@@ -109,7 +114,7 @@ async def _create_scratch(live: AsyncEngine, scratch: AsyncEngine, schema: str) 
 
 
 async def _fetch(
-    bootstrap: str, wanted: Sequence[tuple[str, int, int]]
+    bootstrap: str, wanted: Sequence[tuple[str, int, int]], options: Mapping[str, Any]
 ) -> list[ConsumerRecord[Any, Any]]:
     """The records at these exact (topic, partition, offset) coordinates, in that order."""
     if not wanted:
@@ -118,7 +123,7 @@ async def _fetch(
     for topic, partition, offset in wanted:
         by_tp.setdefault(TopicPartition(topic, partition), set()).add(offset)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **options
     )
     await consumer.start()
     found: dict[tuple[str, int, int], ConsumerRecord[Any, Any]] = {}
@@ -186,11 +191,13 @@ async def rebuild(
     live = make_engine(settings.database_url, pool_size=2)
     scratch = _scratch_engine(settings.database_url, schema)
     group = f"{settings.consumer_group}-rebuild-{secrets.token_hex(4)}"
+    options = client_options(settings)  # TLS / SASL as the service itself connects
     kafka = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **options,
     )
     token = projection_lock_enabled.set(False)
     interval = (
@@ -205,7 +212,9 @@ async def rebuild(
         consumer.retry_backoff_seconds = 0.5
         await kafka.start()
         try:
-            begin, end = await _end_offsets(kafka, settings.kafka_bootstrap_servers, topics)
+            begin, end = await _end_offsets(
+                kafka, settings.kafka_bootstrap_servers, topics, options
+            )
             total = sum(max(0, end[tp] - begin[tp]) for tp in end)
             _say(f"replaying {total} records of {', '.join(topics)} into schema {schema}")
             replayed = 0
@@ -236,7 +245,9 @@ async def rebuild(
             tail = await _missing_from_scratch(conn, schema, settings.consumer_group)
         if tail:
             _say(f"catching up {len(tail)} records the live consumer took meanwhile")
-            await consumer.process_records(await _fetch(settings.kafka_bootstrap_servers, tail))
+            await consumer.process_records(
+                await _fetch(settings.kafka_bootstrap_servers, tail, options)
+            )
 
         result = RebuildResult(replayed, total, schema, swapped=False)
         if verify:
@@ -264,7 +275,9 @@ async def _swap(live: AsyncEngine, schema: str, settings: Settings, consumer: An
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PROJECTION_LOCK)))
                 tail = await _missing_from_scratch(conn, schema, settings.consumer_group)
                 if tail:
-                    records = await _fetch(settings.kafka_bootstrap_servers, tail)
+                    records = await _fetch(
+                        settings.kafka_bootstrap_servers, tail, client_options(settings)
+                    )
                     await consumer.process_records(records)
                 await conn.execute(
                     sa.text(
