@@ -17,6 +17,7 @@ from loyalty.domain.model import (
 )
 
 D = Decimal
+ZERO = Decimal(0)
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -28,7 +29,7 @@ def operation(*, cash: str = "0.00", spend: str = "0.00") -> BonusOperation:
     )
 
 
-def undo(account: BonusAccount, applied: Applied, *, extra_net: Decimal = D(0)) -> None:
+def undo(account: BonusAccount, applied: Applied, *, extra_net: Decimal = ZERO) -> None:
     net = sum((m.signed_amount for m in applied.movements), extra_net)
     own = [m.lot_id for m in applied.movements if m.lot_id is not None
            and m.kind in (MovementKind.ACCRUED, MovementKind.RESTORED)]
