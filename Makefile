@@ -16,7 +16,7 @@ DEVSTACK := PYTHONPATH=libs/devstack/src $(PYTHON) -m devstack
 # Installed editable, in this order, each once its pyproject.toml exists (and the local
 # packages it depends on do too: see scripts/local_packages.py).
 LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/pos-gateway \
-	services/credit services/loyalty services/reporting services/notifier
+	services/credit services/loyalty services/reporting services/notifier services/backoffice
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean \
