@@ -58,6 +58,8 @@ class FakeGateway:
     #: extra fields of the session answer's `user` (e.g. a currency, if an API gives one)
     session_user_extra: dict[str, Any] = field(default_factory=dict)
     down: bool = False
+    #: rows every report answers with instead of the computed ones (e.g. malformed ones)
+    report_rows: list[dict[str, Any]] | None = None
 
     def add_user(self, email: str, name: str, role: str, password: str) -> FakeUser:
         user = FakeUser(str(uuid.uuid4()), email, name, role, password)
@@ -296,6 +298,8 @@ def build_app(state: FakeGateway) -> FastAPI:
              "goods": "100.00", "payments": "40.00", "closing": "-60.00"}
             for c in state.customers
         ]
+        if state.report_rows is not None:
+            rows = state.report_rows
         if request.headers.get("accept") == "text/csv":
             return _csv(rows)
         if name == "payment-balance":
