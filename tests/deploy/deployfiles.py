@@ -1,4 +1,4 @@
-"""What the deployment tests share: the five services, their settings' names, file loaders.
+"""What the deployment tests share: the services, their settings' names, file loaders.
 
 These tests read files only (compose, the Dockerfile, Kubernetes manifests, Prometheus and Grafana
 configuration); nothing here needs Docker, a cluster or running services. Where a check needs a
@@ -26,10 +26,12 @@ DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 
 #: Read by servicekit without a field (the shared server URL each service derives its own from).
 SHARED_WITHOUT_FIELD = frozenset({"DATABASE_URL"})
-#: The shared variables every service gets, whatever runs it.
+#: The shared variables every service of the system gets, whatever runs it.
 SHARED_VARIABLES = frozenset(
     {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "APP_ENV", "LOG_LEVEL", "KAFKA_TOPIC_PARTITIONS"}
 )
+#: ...and the ones the back office gets (no Kafka, no database).
+WEB_SHARED_VARIABLES = frozenset({"APP_ENV", "LOG_LEVEL"})
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class Service:
     package: str
     prefix: str  # env prefix with the trailing underscore
     port: int
+    #: a service of the system: Kafka, its own database, a migration Job, an autoscaler bound
+    #: to the partitions. The back office is not one: it only calls the gateway's public API.
+    backend: bool = True
 
     @property
     def name(self) -> str:
@@ -50,7 +55,10 @@ SERVICES: tuple[Service, ...] = (
     Service("loyalty", "loyalty", "LOYALTY_", 8082),
     Service("reporting", "reporting", "REPORTING_", 8083),
     Service("notifier", "notifier", "NOTIFIER_", 8084),
+    Service("backoffice", "backoffice", "BACKOFFICE_", 8085, backend=False),
 )
+#: the five services of the system (each with Kafka and a database of its own)
+BACKENDS: tuple[Service, ...] = tuple(s for s in SERVICES if s.backend)
 
 
 def service_ids(service: Service) -> str:
@@ -130,10 +138,11 @@ class SettingsNames:
     by_field: dict[str, set[str]]
     required_fields: frozenset[str]
     defaults: dict[str, Any]
+    backend: bool = True
 
     @property
     def all(self) -> set[str]:
-        names = set(SHARED_WITHOUT_FIELD)
+        names = set(SHARED_WITHOUT_FIELD) if self.backend else set()
         for field_names in self.by_field.values():
             names |= field_names
         return names
@@ -158,6 +167,7 @@ def settings_names(service: Service) -> SettingsNames:
             for name, field in cls.model_fields.items()
             if not field.is_required()
         },
+        backend=service.backend,
     )
 
 
@@ -165,6 +175,7 @@ def check_environment(
     where: str, service: Service, names: SettingsNames, environment: dict[str, Any]
 ) -> Iterator[str]:
     """Problems of one service's environment (as given by compose or Kubernetes)."""
+    shared = SHARED_VARIABLES if service.backend else WEB_SHARED_VARIABLES
     unknown = sorted(set(environment) - names.all)
     if unknown:
         yield (
@@ -175,7 +186,7 @@ def check_environment(
         if not names.by_field[field_name] & set(environment):
             expected = sorted(names.by_field[field_name])
             yield f"{where}: required setting {field_name} is not set (one of {expected})"
-    missing_shared = sorted(SHARED_VARIABLES - set(environment))
+    missing_shared = sorted(shared - set(environment))
     if missing_shared:
         yield f"{where}: shared variables missing: {missing_shared}"
     host = environment.get(f"{service.prefix}HOST")
