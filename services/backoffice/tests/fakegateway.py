@@ -55,8 +55,11 @@ class FakeGateway:
     failures: dict[str, int] = field(default_factory=dict)
     #: what the back office sent: (method, path, headers, json)
     calls: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
-    #: extra fields of the session answer's `user` (e.g. a currency, if an API gives one)
-    session_user_extra: dict[str, Any] = field(default_factory=dict)
+    #: the session answer's `chain` (None: an answer without it, as api.md allows)
+    chain: dict[str, Any] | None = field(default_factory=lambda: {
+        "chain_id": "00000000-0000-4000-8000-000000000001", "name": "Fake chain",
+        "currency": "EUR", "timezone": "Europe/Bucharest",
+    })
     down: bool = False
     #: rows every report answers with instead of the computed ones (e.g. malformed ones)
     report_rows: list[dict[str, Any]] | None = None
@@ -153,14 +156,24 @@ def build_app(state: FakeGateway) -> FastAPI:
                 token = secrets.token_urlsafe(24)
                 state.tokens[token] = user.user_id
                 expires = datetime.now(UTC) + timedelta(hours=8)
-                return JSONResponse({
+                answer: dict[str, Any] = {
                     "access_token": token, "expires_at": expires.isoformat(),
                     "user": {"user_id": user.user_id, "email": user.email, "name": user.name,
-                             "role": user.role, "chain_id": user.chain_id,
-                             **state.session_user_extra},
-                }, status_code=201)
+                             "role": user.role, "chain_id": user.chain_id},
+                }
+                if state.chain is not None:
+                    answer["chain"] = state.chain
+                return JSONResponse(answer, status_code=201)
         state.failures[email] = state.failures.get(email, 0) + 1
         return problem(401, "unauthorized", "wrong email or password")
+
+    @app.delete("/v1/sessions/current")
+    async def sign_out(request: Request) -> Response:
+        user = who(request)
+        if isinstance(user, JSONResponse):
+            return user
+        state.tokens.pop(request.headers["authorization"].removeprefix("Bearer "), None)
+        return Response(status_code=204)
 
     @app.get("/v1/settings")
     async def get_settings(request: Request) -> Response:

@@ -116,6 +116,10 @@ class ChainProfile:
     def zone(self) -> tzinfo | None:
         return _zone(self.timezone)
 
+    @property
+    def complete(self) -> bool:
+        return self.currency is not None and self.timezone is not None
+
 
 def _is_currency(value: Any) -> bool:
     return isinstance(value, str) and re.fullmatch(r"[A-Z]{3}", value) is not None

@@ -85,7 +85,8 @@ async def test_the_language_switch_is_kept_in_a_cookie(client: httpx.AsyncClient
 async def test_pages_use_the_currency_and_zone_when_the_api_gives_them(
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
-    fake.session_user_extra = {"currency": "RON", "timezone": "Europe/Bucharest"}
+    fake.chain = {"chain_id": "c", "name": "Lanț", "currency": "RON",
+                  "timezone": "Europe/Bucharest"}
     fake.add_customer("Ana", debt="1234.50")
     await sign_in(client, "cs@example.com")
     client.cookies.set("bo_lang", "ro")

@@ -81,13 +81,17 @@ async def test_customer_service_is_refused_every_managers_page_without_asking_th
     assert len(fake.calls) == before
 
 
-async def test_signing_out_ends_the_session(client: httpx.AsyncClient) -> None:
+async def test_signing_out_ends_the_session_and_the_gateway_token(
+    client: httpx.AsyncClient, fake: FakeGateway
+) -> None:
     await sign_in(client, "cs@example.com")
+    assert len(fake.tokens) == 1
     page = await client.get("/tasks")
     from conftest import csrf_of
     response = await client.post("/logout", data={"csrf_token": csrf_of(page.text)})
     assert response.status_code == 303
     assert (await client.get("/tasks")).status_code == 303
+    assert fake.tokens == {}, "DELETE /v1/sessions/current ended the token"
 
 
 async def test_the_gateway_being_down_gives_a_friendly_503_page(

@@ -79,9 +79,10 @@ async def _new_session(request: Request, answer: dict[str, Any]) -> Session:
     if answer.get("expires_at"):
         token_end = datetime.fromisoformat(str(answer["expires_at"])).timestamp()
         expires = min(expires, token_end)
-    bodies: list[Any] = [user_body, answer]
-    if user.is_manager:
-        # the chain's currency and time zone, where the API gives them (see ChainProfile)
+    # the chain's currency and time zone: `chain` of the answer (api.md leaves extra fields
+    # open; the gateway gives them there), else the settings where a manager may read them
+    bodies: list[Any] = [answer.get("chain"), user_body, answer]
+    if user.is_manager and not ChainProfile.from_api(*bodies).complete:
         with contextlib.suppress(ApiProblem, GatewayUnavailable):
             bodies.append(
                 await Api(gateway_of(request), answer["access_token"]).get("/v1/settings")
@@ -99,7 +100,13 @@ async def _new_session(request: Request, answer: dict[str, Any]) -> Session:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    # the cookie is replaced by an anonymous one; the API has no call that ends a token early
+    """The gateway ends the token (`DELETE /v1/sessions/current`), then the cookie is replaced
+    by an anonymous one. Signing out works even when the gateway cannot be reached: the cookie
+    is gone either way (the token then lives until it expires)."""
+    session = session_of(request)
+    if session.token:
+        with contextlib.suppress(ApiProblem, GatewayUnavailable):
+            await Api(gateway_of(request), session.token).send("DELETE", "/v1/sessions/current")
     request.state.session = Session(dirty=True)
     return RedirectResponse("/login", status_code=303)
 
