@@ -36,7 +36,12 @@ SALE = {"lines": [{"name": "Dress", "quantity": "1", "unit_price": "10.00"}],
 MATRIX: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("POST", "/v1/chains"): (OPERATOR, {"name": "X", "currency": "EUR",
                                         "timezone": "Europe/Bucharest"}),
+    ("GET", "/v1/chains"): (OPERATOR, None),
+    ("POST", "/v1/chains/{chain_id}/admin-key"): (OPERATOR, None),
     ("POST", "/v1/stores"): (ADMIN, {"code": "SX", "name": "Store X"}),
+    ("GET", "/v1/stores"): (ADMIN, None),
+    ("POST", "/v1/terminals/{terminal_id}/key"): (ADMIN, None),
+    ("DELETE", "/v1/terminals/{terminal_id}"): (ADMIN, None),
     ("POST", "/v1/stores/{store_id}/terminals"): (ADMIN, {"name": "Till X"}),
     ("GET", "/v1/settings"): (ADMIN, None),
     ("PUT", "/v1/settings"): (ADMIN, {"reminder_repeat_days": 7}),
@@ -111,7 +116,8 @@ def world(stack: Stack) -> Iterator[dict[str, Any]]:
                 st = http.post("/v1/stores", headers=auth, json={"code": store, "name": store})
                 tm = http.post(f"/v1/stores/{st.json()['store_id']}/terminals", headers=auth,
                                json={"name": "Till"})
-                terminals.append((st.json()["store_id"], tm.json()["api_key"]))
+                terminals.append((st.json()["store_id"], tm.json()["api_key"],
+                                  tm.json()["terminal_id"]))
             card = f"SEC{label}-{uuid.uuid4().hex[:10]}"
             customer = http.post("/v1/customers", headers=auth, json={
                 "name": f"Sec {label}", "phone": "+40700000000", "vip": True,
@@ -151,6 +157,8 @@ def _fill(template: str, objects: dict[str, Any]) -> str:
         "operation_id": objects["sale_id"],
         "task_id": str(uuid.uuid4()),  # no task exists: 404 in every chain, still not 5xx
         "user_id": objects["user_id"],
+        "chain_id": objects["chain_id"],
+        "terminal_id": objects["terminals"][0][2],
     }
     for name, value in values.items():
         template = template.replace("{" + name + "}", value)
@@ -369,7 +377,7 @@ def test_page_sizes_are_bounded(world: dict[str, Any]) -> None:
 
 def test_api_keys_are_stored_only_as_hashes(world: dict[str, Any], stack: Stack) -> None:
     a = world["A"]
-    secrets_in_clear = [a["admin"], *(key for _, key in a["terminals"]), world["operator"]]
+    secrets_in_clear = [a["admin"], *(key for _, key, _ in a["terminals"]), world["operator"]]
     url = stack.env.get("GATEWAY_DATABASE_URL") or stack.database_url.rsplit("/", 1)[0] + (
         "/gateway")
 

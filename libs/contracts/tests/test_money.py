@@ -111,3 +111,20 @@ def test_quantize_money_rounds_half_up_to_the_minor_unit(
 
 def test_quantize_money_defaults_to_two_digits() -> None:
     assert str(quantize_money(Decimal("20.005"))) == "20.01"
+
+
+#: "10" in Arabic-Indic, fullwidth, Devanagari and mathematical bold digits, and mixed with ASCII
+TEN_IN_OTHER_SCRIPTS = ["\u0661\u0660", "\uff11\uff10", "\u0967\u0966", "\U0001d7cf\U0001d7ce",
+                        "1\u0660.00", "10.\u0660\u0660"]
+
+
+@pytest.mark.parametrize("value", TEN_IN_OTHER_SCRIPTS)
+def test_digits_of_other_scripts_are_refused_though_decimal_reads_them_as_ten(value: str) -> None:
+    assert Decimal(value) == 10  # Decimal() itself takes them: the pattern must not
+    for model in (Money, NonNegativeMoney, PositiveMoney, Quantity, Percent):
+
+        class Holder(BaseModel):
+            value: model  # type: ignore[valid-type]
+
+        with pytest.raises(ValidationError):
+            Holder.model_validate({"value": value})

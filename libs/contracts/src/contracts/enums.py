@@ -111,6 +111,9 @@ class RefusalCode(StrEnum):
     ALREADY_REVOKED = "already_revoked"
     NOT_OVERDUE = "not_overdue"
     NOT_FOUND = "not_found"
+    VALIDATION_ERROR = "validation_error"
+    """The command is valid but its facts contradict the ledger (a payment dated before the
+    sale it would pay); ``OperationRefused.field`` names the request field."""
 
 
 class TaskClosedReason(StrEnum):

@@ -61,7 +61,10 @@ def _make_validator(
     maximum: Decimal | None = None,
 ) -> Any:
     signed = minimum is None and exclusive_minimum is None
-    regex = re.compile(_pattern(signed=signed, max_scale=max_scale))
+    # re.ASCII: in a Python str pattern \d matches the digits of every script (Arabic-Indic,
+    # fullwidth, Devanagari, mathematical bold...) and Decimal() reads them as numbers; in the
+    # JSON Schema (ECMA-262) \d is ASCII already
+    regex = re.compile(_pattern(signed=signed, max_scale=max_scale), re.ASCII)
 
     def validate(value: object) -> Decimal:
         if isinstance(value, str):

@@ -34,3 +34,6 @@ class Settings(ServiceSettings):
     webhook_timeout_seconds: float = 5.0
     #: deliveries attempted per poll
     webhook_batch_size: int = 50
+    #: local testing only: webhooks may point at loopback, private and other non-public
+    #: addresses, and use http (off by default, also under `make up`)
+    webhook_allow_private: bool = False

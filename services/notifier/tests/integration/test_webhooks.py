@@ -1,12 +1,17 @@
-"""Webhook deliveries to a real HTTP receiver on 127.0.0.1: signed bodies, retries with
-back-off, and a dead-letter record after the last try."""
+"""Webhook deliveries to a real HTTP receiver on 127.0.0.1: Standard Webhooks signatures,
+retries with back-off, a dead-letter record after the last try, and the destination checked
+again at every delivery (a loopback receiver is reachable only with the local-testing setting
+`webhook_allow_private`, which the delivery tests here use)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +36,7 @@ from servicekit.db import SessionFactory, make_engine, make_session_factory, pre
 from servicekit.testing import record_of
 
 SECRET = "a-long-enough-webhook-secret"
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 pytestmark = pytest.mark.integration
 
@@ -100,10 +106,13 @@ async def raise_one_task(sf: SessionFactory, url: str) -> uuid.UUID:
 
 
 def settings(**kw: object) -> Settings:
+    values: dict[str, object] = {
+        "webhook_backoff_seconds": 10, "webhook_backoff_max_seconds": 60,
+        "webhook_max_attempts": 3, "webhook_allow_private": True, **kw,
+    }
     return Settings(
         database_url="postgresql://unused@127.0.0.1/unused",
-        webhook_backoff_seconds=10, webhook_backoff_max_seconds=60, webhook_max_attempts=3,
-        **kw,  # type: ignore[arg-type]
+        **values,  # type: ignore[arg-type]
     )
 
 
@@ -122,9 +131,15 @@ async def test_webhook_retries_with_backoff_and_delivers_a_signed_body(
         assert await deliver_once(sf, cfg, client, now=now + timedelta(seconds=10)) == 1
     assert len(receiver.received) == 2
     body, headers = receiver.received[-1]
-    expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    assert headers["X-Signature"] == f"sha256={expected}"
+    # Standard Webhooks: id.timestamp.body signed; the id is the same on every try
+    message_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    expected = base64.b64encode(hmac.new(SECRET.encode(), signed, hashlib.sha256).digest())
+    assert headers["webhook-signature"] == "v1," + expected.decode()
+    assert abs(int(timestamp) - time.time()) < 60
+    assert receiver.received[0][1]["webhook-id"] == message_id
     payload = json.loads(body)
+    assert payload["delivery_id"] == message_id
     assert payload["type"] == "notifier.ReminderTaskRaised"
     assert payload["event"]["overdue_amount"] == "30.00"
     async with sf() as session:
@@ -163,3 +178,59 @@ async def test_no_webhook_configured_means_no_delivery(engine: AsyncEngine) -> N
         assert (await session.execute(sa.select(t.webhook_deliveries.c.status))).scalar() == (
             "cancelled"
         )
+
+
+async def test_without_the_local_testing_setting_a_loopback_receiver_gets_nothing(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    sf = make_session_factory(engine)
+    await raise_one_task(sf, receiver.url)
+    cfg = settings(webhook_allow_private=False, webhook_max_attempts=1)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        assert await deliver_once(sf, cfg, client) == 1
+    assert receiver.received == []
+    async with sf() as session:
+        dead = (await session.execute(sa.select(t.webhook_dead_letters))).one()
+    assert dead.last_error.startswith("destination refused")
+
+
+async def test_a_name_that_resolves_to_a_private_address_at_delivery_time_is_not_called(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    # DNS rebinding: public when the chain set it, this machine when the task is delivered
+    sf = make_session_factory(engine)
+    port = receiver.url.split(":")[2].split("/")[0]
+    await raise_one_task(sf, f"https://hooks.example.test:{port}/hooks/tasks")
+    looked_up: list[str] = []
+
+    async def rebinding(host: str, _port: int) -> list[Address]:
+        looked_up.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    cfg = settings(webhook_allow_private=False, webhook_max_attempts=1)
+    async with httpx.AsyncClient(trust_env=False) as client:
+        assert await deliver_once(sf, cfg, client, resolver=rebinding) == 1
+    assert looked_up == ["hooks.example.test"]
+    assert receiver.received == []
+    async with sf() as session:
+        dead = (await session.execute(sa.select(t.webhook_dead_letters))).one()
+    assert "127.0.0.1" in dead.last_error
+
+
+async def test_the_delivery_connects_to_the_address_it_checked_and_names_the_host(
+    engine: AsyncEngine, receiver: Receiver
+) -> None:
+    # the name exists only in this test's resolver: had the HTTP client looked it up again,
+    # nothing would have arrived
+    sf = make_session_factory(engine)
+    port = receiver.url.split(":")[2].split("/")[0]
+    await raise_one_task(sf, f"http://hooks.example.test:{port}/hooks/tasks")
+
+    async def resolver(host: str, _port: int) -> list[Address]:
+        assert host == "hooks.example.test"
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    async with httpx.AsyncClient(trust_env=False) as client:
+        assert await deliver_once(sf, settings(), client, resolver=resolver) == 1
+    [(_body, headers)] = receiver.received
+    assert headers["Host"] == f"hooks.example.test:{port}"

@@ -1,9 +1,7 @@
-"""Task state rules: one open task, levels, re-raise timing, closing, actions, signatures."""
+"""Task state rules: one open task, levels, re-raise timing, closing, actions, back-off."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -22,7 +20,6 @@ from notifier.domain.tasks import (
     on_scan,
     revoke_actions,
     should_close_paid,
-    signature,
 )
 
 NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
@@ -114,12 +111,6 @@ def test_revoke_action_only_under_offer_for_sales_with_a_discount_not_yet_revoke
          "href": f"/v1/sales/{with_discount.sale_id}/revoke-discount"}
     ]
     assert revoke_actions(sales, "keep") == revoke_actions(sales, "revoke") == []
-
-
-def test_signature_is_hmac_sha256_of_the_body() -> None:
-    body = b'{"a":1}'
-    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
-    assert signature("s3cret", body) == f"sha256={expected}"
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

@@ -3,12 +3,14 @@
 Shared by the routes (which validate input with them) and the use cases (which take the
 validated requests as their commands).
 
-Requests refuse unknown fields and JSON numbers for money and quantities (the contracts'
-decimal-string types); integers and booleans are strict (no "30" for 30, no "yes" for true).
+Requests refuse unknown fields and JSON numbers for money and quantities (decimal strings of
+ASCII digits within the API's limits: `domain.limits`); integers and booleans are strict (no
+"30" for 30, no "yes" for true).
 """
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 from uuid import UUID
@@ -23,7 +25,7 @@ from contracts.enums import (
     RefundMethod,
     TaskOutcome,
 )
-from contracts.money import NonNegativeMoney, Percent, PositiveMoney, Quantity
+from contracts.money import Percent
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -39,6 +41,8 @@ from pydantic import (
 
 from pos_gateway.domain.auth import Role
 from pos_gateway.domain.cards import looks_like_payment_card
+from pos_gateway.domain.currencies import is_iso_4217
+from pos_gateway.domain.limits import RequestMoney, RequestPositiveMoney, RequestQuantity
 from pos_gateway.domain.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 from pos_gateway.domain.passwords import MIN_LENGTH as PASSWORD_MIN_LENGTH
 
@@ -90,15 +94,30 @@ def _refuse_nulls(model: BaseModel, nullable: set[str]) -> None:
 # --------------------------------------------------------------------------- chains
 
 
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    # read from the zoneinfo database once: listing it walks the files
+    return frozenset(available_timezones()) | {"UTC"}
+
+
 class ChainCreate(Request):
     name: Name
-    currency: Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")] = "EUR"
-    timezone: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)] = "UTC"
+    currency: Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$"),
+                        Field(description="An ISO 4217 currency code")] = "EUR"
+    timezone: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64),
+                        Field(description="An IANA time zone")] = "UTC"
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_currency(cls, value: str) -> str:
+        if not is_iso_4217(value):
+            raise ValueError("not an ISO 4217 currency code")
+        return value
 
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        if value not in available_timezones() and value != "UTC":
+        if value not in _iana_zones():
             raise ValueError("unknown IANA time zone")
         ZoneInfo(value)
         return value
@@ -106,6 +125,23 @@ class ChainCreate(Request):
 
 class ChainCreated(BaseModel):
     chain_id: UUID
+    admin_api_key: str
+
+
+class ChainOut(BaseModel):
+    chain_id: UUID
+    name: str
+    currency: str
+    timezone: str
+    created_at: str
+
+
+class ChainPage(BaseModel):
+    items: list[ChainOut]
+    next: str | None
+
+
+class AdminKeyOut(BaseModel):
     admin_api_key: str
 
 
@@ -127,6 +163,30 @@ class TerminalCreate(Request):
 class TerminalCreated(BaseModel):
     terminal_id: UUID
     api_key: str
+
+
+class TerminalOut(BaseModel):
+    terminal_id: UUID
+    name: str
+    created_at: str
+    revoked_at: str | None
+
+
+class StoreWithTerminals(BaseModel):
+    store_id: UUID
+    code: str
+    name: str
+    terminals: list[TerminalOut]
+
+
+class StorePage(BaseModel):
+    items: list[StoreWithTerminals]
+    next: str | None
+
+
+class TerminalRevoked(BaseModel):
+    terminal_id: UUID
+    revoked_at: str
 
 
 class SettingsOut(BaseModel):
@@ -242,7 +302,7 @@ class CustomerCreate(Request):
     vip: StrictBool = False
     card_number: NewCardNumber | None = None
     bonus_accrual: StrictBool = True
-    credit_limit: NonNegativeMoney | None = None
+    credit_limit: RequestMoney | None = None
     max_payment_delay_days: Days | None = None
 
 
@@ -254,7 +314,7 @@ class CustomerPatch(Request):
     email: Email | None = None
     vip: StrictBool | None = None
     bonus_accrual: StrictBool | None = None
-    credit_limit: NonNegativeMoney | None = None
+    credit_limit: RequestMoney | None = None
     max_payment_delay_days: Days | None = None
 
     @model_validator(mode="after")
@@ -335,14 +395,14 @@ class SaleLineIn(Request):
     sku: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
     barcode: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
     name: Name
-    quantity: Quantity
-    unit_price: NonNegativeMoney
-    discount: NonNegativeMoney = Decimal("0")
+    quantity: RequestQuantity
+    unit_price: RequestMoney
+    discount: RequestMoney = Decimal("0")
 
 
 class SalePaymentIn(Request):
     method: PaymentMethod
-    amount: PositiveMoney
+    amount: RequestPositiveMoney
 
 
 class SaleCreate(Request):
@@ -352,7 +412,7 @@ class SaleCreate(Request):
     occurred_at: AwareDatetime | None = None
     lines: Annotated[list[SaleLineIn], Field(min_length=1, max_length=1000)]
     payments: Annotated[list[SalePaymentIn], Field(max_length=100)] = []
-    change_to_advance: NonNegativeMoney | None = None
+    change_to_advance: RequestMoney | None = None
 
 
 class Balances(BaseModel):
@@ -415,12 +475,12 @@ class Pending(BaseModel):
 class AllocationIn(Request):
     sale_id: UUID
     line_no: Annotated[StrictInt, Field(ge=1)] | None = None
-    amount: PositiveMoney
+    amount: RequestPositiveMoney
 
 
 class DebtPaymentCreate(Request):
     kind: DebtPaymentKind
-    amount: PositiveMoney | None = None
+    amount: RequestPositiveMoney | None = None
     method: MoneyMethod
     card_number: CardNumber | None = None
     occurred_at: AwareDatetime | None = None
@@ -443,7 +503,7 @@ class DebtPaymentOut(BaseModel):
 
 
 class AdvanceCreate(Request):
-    amount: PositiveMoney
+    amount: RequestPositiveMoney
     method: MoneyMethod
     card_number: CardNumber | None = None
     occurred_at: AwareDatetime | None = None
@@ -459,7 +519,7 @@ class AdvanceOut(BaseModel):
 
 
 class RefundCreate(Request):
-    amount: PositiveMoney
+    amount: RequestPositiveMoney
     method: MoneyMethod
     card_number: CardNumber | None = None
     occurred_at: AwareDatetime | None = None
@@ -473,7 +533,7 @@ class RefundOut(BaseModel):
 
 class ReturnLineIn(Request):
     line_no: Annotated[StrictInt, Field(ge=1)]
-    quantity: Quantity
+    quantity: RequestQuantity
 
 
 class ReturnCreate(Request):
@@ -519,7 +579,11 @@ class TaskComplete(Request):
 
 
 class WebhookSet(Request):
-    """Where the notifier posts new reminder tasks, signed with the secret."""
+    """Where the notifier posts new reminder tasks, signed with the secret the Standard
+    Webhooks way. The URL is https and every address its host resolves to public: the
+    notifier checks it (`422` naming `url`) and again at each delivery; only its
+    `NOTIFIER_WEBHOOK_ALLOW_PRIVATE` setting (local testing) allows http and private ones. A
+    secret `whsec_<base64>` is used as the Standard Webhooks libraries read it."""
 
     url: Annotated[str, StringConstraints(strict=True, max_length=2000,
                                           pattern=r"^https?://[^\s]+$")]

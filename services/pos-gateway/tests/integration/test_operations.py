@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,7 @@ from contracts.credit.v1 import (
     CustomerBalances,
     DebtPaymentRecorded,
     DiscountRevoked,
+    OperationRefused,
     RefundRecorded,
     ReturnedLine,
     ReturnRecorded,
@@ -327,3 +329,109 @@ async def test_tasks_are_proxied_to_the_notifier(harness: Any) -> None:
     bad = await harness.client.post(f"/v1/tasks/{uuid.uuid4()}/complete",
                                     json={"outcome": "maybe"}, headers=harness.auth(admin))
     assert bad.status_code == 422
+
+
+async def test_ten_concurrent_revocations_get_one_200_and_nine_409_already_revoked(
+    harness: Any, credit: Any
+) -> None:
+    admin, terminal = await harness.setup()
+    cid = (await harness.customer(admin))["customer_id"]
+    sale = await _completed_sale(harness, credit, terminal)
+    harness.gateway.settings.sale_wait_seconds = 10.0  # every request waits for the outcome
+    url = f"/v1/sales/{sale['sale_id']}/revoke-discount"
+    keys = [f"revoke-{i}" for i in range(10)]
+    requests = [
+        asyncio.create_task(harness.client.post(
+            url, headers={**harness.auth(admin), "Idempotency-Key": key}))
+        for key in keys
+    ]
+    for _ in range(200):  # the first request's command, then let the others find it in flight
+        if [env for t, env in await harness.outbox() if env.type == "credit.RevokeDiscount"]:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+    await harness.deliver("credit.events.v1", DiscountRevoked(
+        sale_id=sale["sale_id"], chain_id=sale["chain_id"], customer_id=cid, amount=D("10.00"),
+        lines=[RevokedDiscountLine(line_no=1, amount=D("10.00"))], trigger="requested",
+        revoked_at=_now(), customer_balances=BAL, lines_changed=[],
+    ))
+    answers = await asyncio.gather(*requests)
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] + [409] * 9, [a.text for a in answers]
+    assert {a.json()["code"] for a in answers if a.status_code == 409} == {"already_revoked"}
+    commands = [env for t, env in await harness.outbox() if env.type == "credit.RevokeDiscount"]
+    assert len(commands) == 1
+    # each retry with its key gets its own first answer again
+    retries = [await harness.client.post(url, headers={**harness.auth(admin),
+                                                       "Idempotency-Key": key})
+               for key in keys]
+    assert [r.status_code for r in retries] == [a.status_code for a in answers]
+    assert [r.json() for r in retries] == [a.json() for a in answers]
+
+
+async def test_a_return_or_an_allocated_payment_dated_before_its_sale_is_refused_naming_occurred_at(
+    harness: Any, credit: Any
+) -> None:
+    admin, terminal = await harness.setup()
+    cid = (await harness.customer(admin))["customer_id"]
+    sale = await _completed_sale(harness, credit, terminal)
+    before = (datetime.fromisoformat(sale["sold_at"]) - timedelta(minutes=1)).isoformat()
+    recorded = await harness.snapshot()
+    returned = await harness.client.post(
+        f"/v1/sales/{sale['sale_id']}/returns", headers=harness.till(terminal),
+        json={"lines": [{"line_no": 1, "quantity": "1"}], "refund": "cash",
+              "occurred_at": before})
+    paid = await harness.client.post(
+        f"/v1/customers/{cid}/payments", headers=harness.till(terminal),
+        json={"kind": "take_money", "amount": "10.00", "method": "cash",
+              "occurred_at": before,
+              "allocations": [{"sale_id": sale["sale_id"], "amount": "10.00"}]})
+    for refused in (returned, paid):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] == "validation_error"
+        assert [e["field"] for e in refused.json()["errors"]] == ["occurred_at"]
+    assert await harness.snapshot() == recorded  # nothing recorded, nothing sent
+
+
+async def test_a_pos_named_occurred_at_is_flagged_on_the_command_and_a_clock_time_is_not(
+    harness: Any, credit: Any
+) -> None:
+    admin, terminal = await harness.setup()
+    cid = (await harness.customer(admin))["customer_id"]
+    await _completed_sale(harness, credit, terminal)
+    offline = _now().isoformat()
+    for body in ({"amount": "5.00", "method": "cash"},
+                 {"amount": "5.00", "method": "cash", "occurred_at": offline}):
+        await harness.client.post(f"/v1/customers/{cid}/advances", json=body,
+                                  headers=harness.till(terminal))
+    flags = [env.payload["occurred_at_given"] for env in await harness.commands()
+             if env.type == "credit.RecordAdvance"]
+    assert flags == [False, True]
+
+
+async def test_a_validation_error_found_by_credit_is_answered_naming_its_field(
+    harness: Any, credit: Any
+) -> None:
+    admin, terminal = await harness.setup()
+    cid = (await harness.customer(admin))["customer_id"]
+    sale = await _completed_sale(harness, credit, terminal)
+    headers = harness.till(terminal, "pay-before-sale")
+    body = {"kind": "take_money", "amount": "101.00", "method": "cash",
+            "occurred_at": _now().isoformat()}
+    first = await harness.client.post(f"/v1/customers/{cid}/payments", json=body,
+                                      headers=headers)
+    assert first.status_code == 202
+    payment_id = (await _last_command(harness)).payload["payment_id"]
+    detail = "occurred_at is before a sale that it would pay"
+    await harness.deliver("credit.events.v1", OperationRefused(
+        operation_id=payment_id, operation_kind=OperationKind.DEBT_PAYMENT,
+        chain_id=sale["chain_id"], customer_id=cid, code=RefusalCode.VALIDATION_ERROR,
+        detail=detail, field="occurred_at", refused_at=_now()))
+    again = await harness.client.post(f"/v1/customers/{cid}/payments", json=body,
+                                      headers=headers)
+    assert again.status_code == 422
+    assert again.json()["code"] == "validation_error"
+    assert again.json()["errors"] == [{"field": "occurred_at", "message": detail}]
+    status = await harness.client.get(f"/v1/operations/debt_payment/{payment_id}",
+                                      headers=harness.auth(terminal))
+    assert status.json()["errors"] == [{"field": "occurred_at", "message": detail}]

@@ -264,6 +264,8 @@ class OperationRefused(Event):
     code: RefusalCode
     detail: Text
     refused_at: AwareDatetime
+    field: Text | None = None
+    """For ``validation_error``: the request field at fault (``occurred_at``)."""
 
 
 class DebtPaymentRecorded(Event):

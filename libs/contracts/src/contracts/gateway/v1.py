@@ -236,6 +236,11 @@ class RecordDebtPayment(Command):
     allocations: list[AllocationRequest]
     """Where the cashier wants the money to go; empty: oldest first."""
     occurred_at: AwareDatetime
+    occurred_at_given: bool = False
+    """True when the POS named ``occurred_at`` (an operation made offline): credit then refuses,
+    with ``validation_error`` on ``occurred_at``, to put the money on a sale made after it (or,
+    for a return, to return goods before their sale). False: the gateway's clock when it
+    accepted the request, which may lag a concurrently accepted sale by moments."""
 
     @model_validator(mode="after")
     def _check_amount(self) -> Self:
@@ -271,6 +276,11 @@ class RecordAdvance(Command):
     amount: PositiveMoney
     method: MoneyMethod
     occurred_at: AwareDatetime
+    occurred_at_given: bool = False
+    """True when the POS named ``occurred_at`` (an operation made offline): credit then refuses,
+    with ``validation_error`` on ``occurred_at``, to put the money on a sale made after it (or,
+    for a return, to return goods before their sale). False: the gateway's clock when it
+    accepted the request, which may lag a concurrently accepted sale by moments."""
 
 
 class RecordRefund(Command):
@@ -319,6 +329,11 @@ class RecordReturn(Command):
     refund: RefundMethod
     """Where the real-money value goes: cash, card, or kept as advance."""
     occurred_at: AwareDatetime
+    occurred_at_given: bool = False
+    """True when the POS named ``occurred_at`` (an operation made offline): credit then refuses,
+    with ``validation_error`` on ``occurred_at``, to put the money on a sale made after it (or,
+    for a return, to return goods before their sale). False: the gateway's clock when it
+    accepted the request, which may lag a concurrently accepted sale by moments."""
 
     @model_validator(mode="after")
     def _check_structure(self) -> Self:

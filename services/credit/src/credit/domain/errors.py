@@ -4,12 +4,14 @@ from __future__ import annotations
 
 
 class Refusal(Exception):
-    """The operation is refused as a whole; nothing of it is recorded."""
+    """The operation is refused as a whole; nothing of it is recorded. `field`: the request
+    field at fault, for a `validation_error`."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: str, detail: str, *, field: str | None = None) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+        self.field = field
 
 
 class InvalidOperation(Exception):

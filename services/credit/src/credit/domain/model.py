@@ -441,6 +441,19 @@ class Ledger:
         outcome.debt_after = self.debt
         outcome.advance_after = self.advance
 
+    def _not_before_sales(self, at: datetime, sale_ids: Iterable[uuid.UUID]) -> None:
+        """Money (or goods) dated `at` may not reach a sale made after `at`: the statement would
+        list the payment before the sale it pays, with running balances that never were."""
+        later = sorted((s for s in {self.sales[i] for i in sale_ids} if s.sold_at > at),
+                       key=lambda s: s.sold_at)
+        if later:
+            raise Refusal(
+                "validation_error",
+                f"occurred_at {at.isoformat()} is before sale {later[-1].sale_id} "
+                f"({later[-1].sold_at.isoformat()}) that it would pay",
+                field="occurred_at",
+            )
+
     def _money_in(
         self,
         outcome: Outcome,
@@ -665,8 +678,11 @@ class Ledger:
         at: datetime,
         mode: Mode,
         allocations: Sequence[AllocationRequest] = (),
+        dated: bool = False,
     ) -> MoneyInOutcome:
-        """Part of the debt paid: named allocations first (as the mode allows), then oldest."""
+        """Part of the debt paid: named allocations first (as the mode allows), then oldest.
+
+        `dated`: the POS named `at`; money never pays a sale made after it."""
         outcome = MoneyInOutcome(operation_id=payment_id, amount=amount)
         owed = self._working_owed()
         allocated: list[Allocated] = []
@@ -696,30 +712,36 @@ class Ledger:
             outcome, left, at, payment_id=payment_id, method=method, owed=owed
         )
         outcome.allocated = _merge(allocated + more)
+        if dated:
+            self._not_before_sales(at, (a.sale_id for a in outcome.allocated))
         outcome.advance_added = advance_added
         self._finish(outcome)
         outcome.accrual_bases = [BonusBase(payment_id, method, outcome.applied_to_debt)]
         return outcome
 
     def pay_debt(
-        self, *, payment_id: uuid.UUID, method: Method, at: datetime
+        self, *, payment_id: uuid.UUID, method: Method, at: datetime, dated: bool = False
     ) -> MoneyInOutcome:
         """The whole debt paid; the amount is computed here."""
         debt = self.debt
         if debt <= 0:
             raise Refusal("no_debt", "the customer has no debt to pay")
         return self.take_money(
-            payment_id=payment_id, amount=debt, method=method, at=at, mode=Mode.BALANCE
+            payment_id=payment_id, amount=debt, method=method, at=at, mode=Mode.BALANCE,
+            dated=dated,
         )
 
     def record_advance(
-        self, *, payment_id: uuid.UUID, amount: Decimal, method: Method, at: datetime
+        self, *, payment_id: uuid.UUID, amount: Decimal, method: Method, at: datetime,
+        dated: bool = False,
     ) -> MoneyInOutcome:
         """Money paid in advance: while debt is open it pays that first (oldest first)."""
         outcome = MoneyInOutcome(operation_id=payment_id, amount=amount)
         allocated, advance_added = self._money_in(
             outcome, amount, at, payment_id=payment_id, method=method
         )
+        if dated:
+            self._not_before_sales(at, (a.sale_id for a in allocated))
         outcome.allocated = _merge(allocated)
         outcome.advance_added = advance_added
         self._finish(outcome)
@@ -750,11 +772,21 @@ class Ledger:
         refund: Method,
         at: datetime,
         mode: Mode,
+        dated: bool = False,
     ) -> ReturnOutcome:
-        """Goods back: cancel debt on them, give back spent bonus, then refund or keep money."""
+        """Goods back: cancel debt on them, give back spent bonus, then refund or keep money.
+
+        `dated`: the POS named `at`; goods never come back before their sale, and the value
+        kept as advance never pays a sale made after `at`."""
         sale = self.sales.get(sale_id)
         if sale is None:
             raise Refusal("not_found", f"sale {sale_id} is not known")
+        if dated and at < sale.sold_at:
+            raise Refusal(
+                "validation_error",
+                f"occurred_at {at.isoformat()} is before the sale ({sale.sold_at.isoformat()})",
+                field="occurred_at",
+            )
         outcome = ReturnOutcome(operation_id=return_id, sale_id=sale_id)
         values: list[tuple[Line, Decimal, Decimal]] = []
         for req in lines:
@@ -804,6 +836,8 @@ class Ledger:
         else:
             extra_targets = []
         extra, value_left = self._allocate(value_left, extra_targets, owed)
+        if dated:
+            self._not_before_sales(at, (s_id for (s_id, _), _ in extra))
         cancel_entries: dict[LineKey, Decimal] = defaultdict(lambda: ZERO)
         for line, _, _ in values:
             if cancelled_by_line[line.line_no] > 0:
@@ -827,6 +861,8 @@ class Ledger:
                 allocated, advance_added = self._money_in(
                     outcome, real, at, payment_id=return_id, method=Method.ADVANCE, owed=owed
                 )
+                if dated:
+                    self._not_before_sales(at, (a.sale_id for a in allocated))
                 outcome.allocated = _merge(allocated)
                 outcome.advance_added = advance_added
             else:

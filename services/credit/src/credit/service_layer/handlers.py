@@ -224,6 +224,7 @@ async def process_command(
         await refuse(
             repo, emitter, operation_id=operation_id, kind=kind, chain_id=cmd.chain_id,
             customer_id=customer_id, code=RefusalCode(refusal.code), detail=refusal.detail,
+            field=refusal.field,
         )
     except InvalidOperation as exc:
         raise PermanentError(str(exc)) from exc
@@ -239,6 +240,7 @@ async def refuse(
     customer_id: uuid.UUID | None,
     code: RefusalCode,
     detail: str,
+    field: str | None = None,
 ) -> None:
     await repo.add_refusal(operation_id=operation_id, kind=kind.value, chain_id=chain_id,
                            customer_id=customer_id, code=code.value, detail=detail)
@@ -247,6 +249,7 @@ async def refuse(
         OperationRefused(
             operation_id=operation_id, operation_kind=kind, chain_id=chain_id,
             customer_id=customer_id, code=code, detail=detail, refused_at=datetime.now(UTC),
+            field=field,
         ),
         key=str(customer_id or operation_id),
     )
@@ -401,7 +404,7 @@ async def execute(
     elif isinstance(cmd, RecordDebtPayment):
         if cmd.kind is DebtPaymentKind.PAY_DEBT:
             pay = ledger.pay_debt(payment_id=cmd.payment_id, method=Method(cmd.method.value),
-                                  at=cmd.occurred_at)
+                                  at=cmd.occurred_at, dated=cmd.occurred_at_given)
         else:
             assert cmd.amount is not None
             pay = ledger.take_money(
@@ -409,6 +412,7 @@ async def execute(
                 at=cmd.occurred_at, mode=mode,
                 allocations=[AllocationRequest(a.sale_id, a.line_no, a.amount)
                              for a in cmd.allocations],
+                dated=cmd.occurred_at_given,
             )
         event = DebtPaymentRecorded(
             payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
@@ -424,7 +428,8 @@ async def execute(
         outcome = pay
     elif isinstance(cmd, RecordAdvance):
         adv = ledger.record_advance(payment_id=cmd.payment_id, amount=cmd.amount,
-                                    method=Method(cmd.method.value), at=cmd.occurred_at)
+                                    method=Method(cmd.method.value), at=cmd.occurred_at,
+                                    dated=cmd.occurred_at_given)
         event = AdvanceRecorded(
             payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
             store_id=cmd.store_id, terminal_id=cmd.terminal_id, method=cmd.method,
@@ -453,6 +458,7 @@ async def execute(
             return_id=cmd.return_id, sale_id=cmd.sale_id,
             lines=[ReturnRequest(x.line_no, x.quantity) for x in cmd.lines],
             refund=Method(cmd.refund.value), at=cmd.occurred_at, mode=mode,
+            dated=cmd.occurred_at_given,
         )
         sale = ledger.sales[cmd.sale_id]
         returned = []

@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -116,11 +114,6 @@ def revoke_actions(sales: list[OverdueSale], overdue_discount: str) -> list[dict
 
 
 # --------------------------------------------------------------------------- webhooks
-
-
-def signature(secret: str, body: bytes) -> str:
-    """`X-Signature` header value: `sha256=<hex HMAC-SHA256 of the body>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def backoff_seconds(attempts_made: int, base: float, cap: float) -> float:

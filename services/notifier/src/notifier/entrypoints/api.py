@@ -15,14 +15,16 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.enums import TaskClosedReason, TaskOutcome
 from notifier.adapters import tables as t
+from notifier.adapters import webhook_http
 from notifier.domain.paging import BadCursor, decode_cursor, encode_cursor
 from notifier.domain.tasks import OPEN
+from notifier.domain.webhooks import DestinationRefused, check_secret
 from notifier.service_layer.tasks import close_task, lock_customer, outbox_emitter, task_views
 from servicekit.db import SessionFactory
 
@@ -58,8 +60,17 @@ class CompleteRequest(BaseModel):
 
 class WebhookRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: AnyHttpUrl
+    url: str = Field(min_length=1, max_length=2000)
     secret: str = Field(min_length=16, max_length=512)
+
+
+def _invalid(field: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"type": "/problems/validation_error", "status": 422, "title": "The request is not valid",
+         "detail": f"{field}: {message}", "code": "validation_error",
+         "errors": [{"field": field, "message": message}]},
+        status_code=422, media_type="application/problem+json",
+    )
 
 
 def _not_found() -> JSONResponse:
@@ -147,16 +158,30 @@ def router() -> APIRouter:
         return JSONResponse(view)
 
     @api.put("/webhook")
-    async def put_webhook(chain_id: uuid.UUID, body: WebhookRequest, session: Session) -> Response:
+    async def put_webhook(
+        request: Request, chain_id: uuid.UUID, body: WebhookRequest, session: Session
+    ) -> Response:
+        # checked now, and again at every delivery (the name may resolve elsewhere by then)
+        allow_private = request.app.state.runtime.settings.webhook_allow_private
+        resolver = getattr(request.app.state, "webhook_resolver", webhook_http.resolve)
+        try:
+            await webhook_http.checked_destination(body.url, allow_private=allow_private,
+                                                   resolver=resolver)
+        except DestinationRefused as exc:
+            return _invalid("url", str(exc))
+        try:
+            check_secret(body.secret)
+        except ValueError as exc:
+            return _invalid("secret", str(exc))
         values: dict[str, Any] = {
-            "url": str(body.url), "secret": body.secret, "updated_at": datetime.now(UTC)
+            "url": body.url, "secret": body.secret, "updated_at": datetime.now(UTC)
         }
         await session.execute(
             pg_insert(t.webhooks)
             .values({"chain_id": chain_id, **values})
             .on_conflict_do_update(index_elements=["chain_id"], set_=values)
         )
-        return JSONResponse({"url": str(body.url), "configured": True})
+        return JSONResponse({"url": body.url, "configured": True})
 
     @api.delete("/webhook")
     async def delete_webhook(chain_id: uuid.UUID, session: Session) -> Response:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 
+from notifier.adapters import webhook_http
 from notifier.config import Settings
 from notifier.entrypoints.api import router
 from notifier.service_layer.handlers import make_consumer
@@ -21,7 +21,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 def build(settings: Settings) -> FastAPI:
     def jobs(runtime: Runtime) -> Sequence[PeriodicJob]:
-        client = httpx.AsyncClient(follow_redirects=False)
+        client = webhook_http.client()
         runtime.extras["webhook_client"] = client
 
         async def scan() -> None:

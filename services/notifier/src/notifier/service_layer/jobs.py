@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import sqlalchemy as sa
 
 from notifier.adapters import tables as t
+from notifier.adapters.webhook_http import Resolver, post_signed, resolve
 from notifier.config import Settings
 from notifier.domain import tasks as rules
-from notifier.domain.tasks import Decision, backoff_seconds, signature
+from notifier.domain.tasks import Decision, backoff_seconds
 from notifier.service_layer.tasks import (
     chain_settings,
     lock_customer,
@@ -84,8 +84,11 @@ async def deliver_once(
     settings: Settings,
     client: httpx.AsyncClient,
     now: datetime | None = None,
+    resolver: Resolver = resolve,
 ) -> int:
-    """Try every due webhook delivery once; returns how many were attempted."""
+    """Try every due webhook delivery once; returns how many were attempted. The URL is
+    checked again before each try (`adapters.webhook_http`): a refused destination is a failed
+    try like any other, retried with back-off and dead-lettered after the last one."""
     moment = now or datetime.now(UTC)
     d = t.webhook_deliveries
     async with session_factory() as session, session.begin():
@@ -113,7 +116,11 @@ async def deliver_once(
                     .values(status="cancelled")
                 )
                 continue
-            error = await _post(client, hook.url, hook.secret, row, settings)
+            error = await post_signed(
+                client, hook.url, hook.secret, str(row.delivery_id), row.body,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                allow_private=settings.webhook_allow_private, resolver=resolver,
+            )
             attempts = row.attempts + 1
             if error is None:
                 await session.execute(
@@ -150,25 +157,3 @@ async def deliver_once(
                     )
                 )
     return len(due)
-
-
-async def _post(
-    client: httpx.AsyncClient, url: str, secret: str, row: Any, settings: Settings
-) -> str | None:
-    """None when the receiver took it (2xx), else what went wrong."""
-    try:
-        response = await client.post(
-            url,
-            content=row.body,
-            headers={
-                "Content-Type": "application/json",
-                "X-Signature": signature(secret, row.body),
-                "X-Delivery-Id": str(row.delivery_id),
-            },
-            timeout=settings.webhook_timeout_seconds,
-        )
-    except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc}"[:2000]
-    if 200 <= response.status_code < 300:
-        return None
-    return f"HTTP {response.status_code}"

@@ -7,6 +7,7 @@ Three kinds of API key (operator, chain admin, terminal), and the tokens staff u
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -73,6 +74,18 @@ def new_session_token() -> tuple[str, str]:
 
 def is_session_token(token: str) -> bool:
     return token.startswith(SESSION_TOKEN_PREFIX)
+
+
+def derived_api_key(secret: str, *parts: str) -> tuple[str, str]:
+    """A key that is the same every time it is derived from the same parts, and the hash to
+    store. A request with an `Idempotency-Key` that issues a key gets it this way (keyed by the
+    gateway's secret, from the caller's scope, its Idempotency-Key and the request): a retry is
+    answered with the same key again without the key ever being stored. Unpredictable to
+    anyone without the secret, like a random one."""
+    message = "\n".join(("api-key", *parts)).encode("utf-8")
+    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+    token = base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+    return token, hash_key(token)
 
 
 def hash_key(token: str) -> str:

@@ -6,17 +6,12 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from contracts.money import quantize_money
 
-#: ISO 4217 minor units of the currencies that do not use 2 digits.
-_MINOR_UNITS = {
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
-    "XPF": 0, "CLF": 4, "UYW": 4,
-}  # fmt: skip
+from pos_gateway.domain.currencies import MINOR_UNITS
 
 
 def minor_units_of(currency: str) -> int:
-    return _MINOR_UNITS.get(currency.upper(), 2)
+    """The currency's ISO 4217 minor units (KeyError for a code that is not ISO 4217)."""
+    return MINOR_UNITS[currency]
 
 
 def has_at_most_scale(value: Decimal, minor_units: int) -> bool:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from contracts.enums import PaymentMethod
 
 from pos_gateway.domain.errors import GatewayError, ValidationFailed, invalid
+from pos_gateway.domain.limits import MONEY_LIMIT
 from pos_gateway.domain.money import has_at_most_scale, line_amount
 
 _ZERO = Decimal(0)
@@ -90,6 +91,10 @@ def price_sale(
         if amount < _ZERO:
             errors.append({"field": f"lines.{i}.discount",
                            "message": "the discount exceeds the line's value"})
+        elif amount >= MONEY_LIMIT:
+            errors.append({"field": f"lines.{i}",
+                           "message": "the line's amount (quantity x unit_price - discount) "
+                           f"must be below {MONEY_LIMIT:f}"})
         priced.append(
             PricedLine(i + 1, ln.sku, ln.barcode, ln.name, ln.quantity, ln.unit_price,
                        ln.discount, amount)
@@ -98,6 +103,16 @@ def price_sale(
         raise ValidationFailed(errors)
     total = sum((ln.amount for ln in priced), _ZERO)
     tendered = sum((p.amount for p in payments), _ZERO)
+    # each line and each payment is within the limits; their sums must be too (the change is
+    # what was tendered beyond the total, so bounding both bounds it)
+    if total >= MONEY_LIMIT:
+        errors.append({"field": "lines",
+                       "message": f"the sale total must be below {MONEY_LIMIT:f}"})
+    if tendered >= MONEY_LIMIT:
+        errors.append({"field": "payments",
+                       "message": f"the payments must add up to less than {MONEY_LIMIT:f}"})
+    if errors:
+        raise ValidationFailed(errors)
     cash = sum((p.amount for p in payments if p.method is PaymentMethod.CASH), _ZERO)
     change = tendered - total
     if change < _ZERO:

@@ -4,10 +4,12 @@ relay, the `gateway` consumer of outcome events, the idempotency purge job).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
 from fastapi import FastAPI
@@ -53,7 +55,8 @@ def build_public_app(gw: Gateway) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(router)
     app.include_router(staff_router)
-    app.add_middleware(BodyCap, max_body=gw.settings.max_body_bytes)
+    app.add_middleware(JsonBodyGuard)
+    app.add_middleware(BodyCap, max_body=gw.settings.max_body_bytes)  # outermost: added last
     return app
 
 
@@ -99,6 +102,84 @@ class BodyCap:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+#: JSON nested deeper than this is refused (api.md): no request of the API needs more than a
+#: few levels, and Python's parser recurses once per level.
+MAX_JSON_DEPTH = 32
+
+def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the JSON text nests arrays/objects deeper than `limit`. Text that is not
+    JSON answers False: the route's own parsing refuses it (`json_invalid`)."""
+    if body.count(b"[") + body.count(b"{") <= limit:  # the common case: nothing to parse
+        return False
+    try:
+        document = json.loads(body)
+    except RecursionError:  # deeper than the interpreter's recursion limit
+        return True
+    except ValueError:
+        return False
+    level: list[tuple[Any, int]] = [(document, 0)]
+    while level:
+        value, depth = level.pop()
+        if isinstance(value, dict | list):
+            if depth + 1 > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            level.extend((child, depth + 1) for child in children)
+    return False
+
+
+class JsonBodyGuard:
+    """A request body is UTF-8 JSON nested at most `MAX_JSON_DEPTH` deep, else `422
+    validation_error` naming `body` (api.md), before any route parses it: Starlette would
+    answer the first two with a bare `400` (a code outside the contract), and the parser
+    would recurse once per level. Malformed JSON is left to FastAPI, which reports it as
+    `json_invalid` (rendered with the same field). The body is read here once and replayed."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_JSON_DEPTH) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = None
+        if body:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problem = f"the body is not UTF-8 (byte {exc.start})"
+            else:
+                if json_depth_exceeds(body, self.limit):
+                    problem = f"JSON nested deeper than {self.limit} levels"
+        if problem is not None:
+            response = problem_response(
+                "validation_error", f"body: {problem}", errors=[{"field": "body",
+                                                                   "message": problem}]
+            )
+            await response(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:

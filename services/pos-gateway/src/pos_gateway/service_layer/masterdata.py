@@ -44,7 +44,7 @@ from pos_gateway.service_layer.common import (
     settings_json,
     settings_snapshot,
 )
-from pos_gateway.service_layer.runner import Answer
+from pos_gateway.service_layer.runner import Answer, KeyIssuer
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "credit_mode": "balance",
@@ -69,7 +69,9 @@ def _chain_id(principal: Principal) -> uuid.UUID:
 # --------------------------------------------------------------------------- chains
 
 
-async def register_chain(session: AsyncSession, body: s.ChainCreate) -> Answer:
+async def register_chain(
+    session: AsyncSession, body: s.ChainCreate, issue: KeyIssuer = new_api_key
+) -> Answer:
     chain_id = uuid.uuid4()
     now = _now()
     await session.execute(
@@ -84,7 +86,7 @@ async def register_chain(session: AsyncSession, body: s.ChainCreate) -> Answer:
             **DEFAULT_SETTINGS,
         )
     )
-    token, key_hash = new_api_key()
+    token, key_hash = issue()
     await session.execute(
         sa.insert(t.api_keys).values(
             key_hash=key_hash, key_id=uuid.uuid4(), kind=KeyKind.ADMIN.value, chain_id=chain_id
@@ -132,7 +134,8 @@ async def register_store(
 
 
 async def register_terminal(
-    session: AsyncSession, principal: Principal, store_id: uuid.UUID, body: s.TerminalCreate
+    session: AsyncSession, principal: Principal, store_id: uuid.UUID, body: s.TerminalCreate,
+    issue: KeyIssuer = new_api_key,
 ) -> Answer:
     chain_id = _chain_id(principal)
     store = (
@@ -152,7 +155,7 @@ async def register_terminal(
             created_at=now,
         )
     )
-    token, key_hash = new_api_key()
+    token, key_hash = issue()
     await session.execute(
         sa.insert(t.api_keys).values(
             key_hash=key_hash, key_id=uuid.uuid4(), kind=KeyKind.TERMINAL.value,

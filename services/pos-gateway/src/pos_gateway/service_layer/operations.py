@@ -64,6 +64,7 @@ from pos_gateway.service_layer.outcomes import (
     SUCCESS_STATUS,
     OpRef,
     read_operation,
+    refusal_extra,
     refusal_status,
     render_outcome,
     sale_lines_json,
@@ -100,6 +101,19 @@ def _occurred_at(gw: Gateway, value: datetime | None, now: datetime) -> datetime
     )
 
 
+def _sold_at(sale: Row[Any]) -> datetime:
+    """When a completed sale was made (its outcome's `sold_at`)."""
+    return datetime.fromisoformat(sale.outcome["sold_at"])
+
+
+def _not_before_sale(occurred_at: datetime, sale: Row[Any]) -> None:
+    """A return, or a payment allocated to a sale, is never dated before that sale."""
+    sold_at = _sold_at(sale)
+    if occurred_at < sold_at:
+        raise invalid("occurred_at", f"may not be before the sale it refers to "
+                      f"({sold_at.isoformat()})")
+
+
 # --------------------------------------------------------------------------- answering
 
 
@@ -113,7 +127,7 @@ async def _render(gw: Gateway, row: Row[Any]) -> Answer:
     if row.status == "refused":
         status = refusal_status(row.code)
         return Answer(status, problem_body(row.code, row.detail or row.code, status,
-                                           **{id_field: str(op_id)}))
+                                           **{id_field: str(op_id)}, **refusal_extra(row)))
     body = render_outcome(kind, row.outcome, minor)
     if kind == BONUS_CANCEL:
         # loyalty's answer carries the bonus balance; debt and advance come from credit itself,
@@ -139,8 +153,13 @@ async def answer_for(
     *,
     wait: bool = True,
     fresh: bool = False,
+    follower: bool = False,
 ) -> Answer:
     """Wait (bounded) for the operation's outcome and answer it.
+
+    `follower`: this request asked for an operation that exists once per object while
+    another request's was in flight (`_submit_once_per_object`); it gets that one's refusal,
+    or `409 already_revoked` once it has completed.
 
     `fresh`: this request has just committed the operation, so it is pending and nobody has
     read it yet: no read before the wait, and the wait's first look is after the first
@@ -175,6 +194,8 @@ async def answer_for(
         ) or row
     if row is None:  # a fresh operation still pending after the wait
         row = await current()
+    if follower and row.status == "completed":
+        return _already_revoked(row.operation_id)
     answer = await _render(gw, row)
     if idempotency_key and answer.status != 202 and ref.kind == BONUS_CANCEL:
         async with gw.session() as session, session.begin():
@@ -189,8 +210,21 @@ async def _replay(
 ) -> Answer:
     if earlier.status_code is not None:
         return Answer(earlier.status_code, earlier.response)
-    ref = OpRef(earlier.chain_id, earlier.operation_kind, earlier.operation_id)
-    return await answer_for(gw, principal, ref, idempotency_key)
+    follower = earlier.operation_kind == REVOKE_DISCOUNT_FOLLOWER
+    kind = REVOKE_DISCOUNT if follower else earlier.operation_kind
+    ref = OpRef(earlier.chain_id, kind, earlier.operation_id)
+    return await answer_for(gw, principal, ref, idempotency_key, follower=follower)
+
+
+#: The idempotency key of a revoke-discount request that found another one in flight for the
+#: same sale is linked to that operation under this kind: its answer follows that operation's
+#: outcome (`409 already_revoked` once it completed), so a retry gets it again.
+REVOKE_DISCOUNT_FOLLOWER = "revoke_discount_follower"
+
+
+def _already_revoked(sale_id: uuid.UUID) -> Answer:
+    detail = "the discount was already revoked"
+    return Answer(409, problem_body("already_revoked", detail, 409, sale_id=str(sale_id)))
 
 
 async def _insert_operation(
@@ -458,7 +492,7 @@ async def read_operation_status(
         return {id_field: str(operation_id), "status": "pending"}
     if row.status == "refused":
         return {id_field: str(operation_id), "status": "refused", "code": row.code,
-                "detail": row.detail}
+                "detail": row.detail, **refusal_extra(row)}
     answer = await _render(gw, row)
     return {"status": "completed", **answer.body}
 
@@ -534,6 +568,7 @@ async def submit_debt_payment(
             + [(f"allocations.{i}.amount", a.amount) for i, a in enumerate(body.allocations)],
             chain.minor_units,
         )
+        occurred_at = _occurred_at(gw, body.occurred_at, _now())
         seen: set[tuple[uuid.UUID, int | None]] = set()
         for i, a in enumerate(body.allocations):
             if (a.sale_id, a.line_no) in seen:
@@ -542,11 +577,12 @@ async def submit_debt_payment(
             sale = await read_operation(session, OpRef(chain.chain_id, SALE, a.sale_id))
             if sale is None or sale.status != "completed" or sale.customer_id != customer_id:
                 raise invalid(f"allocations.{i}.sale_id", "no such sale of this customer")
+            if body.occurred_at is not None:
+                _not_before_sale(occurred_at, sale)
         if body.amount is not None and sum(
             (a.amount for a in body.allocations), Decimal(0)
         ) > body.amount:
             raise invalid("allocations", "allocations exceed the amount")
-        occurred_at = _occurred_at(gw, body.occurred_at, _now())
         minor = chain.minor_units
         ref = OpRef(chain.chain_id, DEBT_PAYMENT, uuid.uuid4())
         command = RecordDebtPayment(
@@ -566,6 +602,7 @@ async def submit_debt_payment(
                 for a in body.allocations
             ],
             occurred_at=occurred_at,
+            occurred_at_given=body.occurred_at is not None,
         )
         await _record_payment_row(session, ref, customer_id, body.method.value)
         return ref, command, customer_id, customer_id
@@ -600,6 +637,7 @@ async def _money_at_till(
         "amount": money(body.amount, chain.minor_units),
         "method": body.method,
         "occurred_at": occurred_at,
+        "occurred_at_given": body.occurred_at is not None,
     }
     return OpRef(chain.chain_id, kind, uuid.uuid4()), fields
 
@@ -634,6 +672,7 @@ async def submit_refund(
         # money leaves the store: the customer's card, not an id alone, must be presented
         ref, fields = await _money_at_till(gw, principal, session, chain, customer_id, body,
                                            REFUND, card_required=True)
+        del fields["occurred_at_given"]  # a refund pays no sale: nothing to check its date by
         return ref, RecordRefund(refund_id=ref.operation_id, **fields), customer_id, customer_id
 
     return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
@@ -682,6 +721,12 @@ async def submit_return(
         if customer is None and body.refund is RefundMethod.ADVANCE:
             raise invalid("refund", "an anonymous sale cannot be refunded as advance")
         occurred_at = _occurred_at(gw, body.occurred_at, _now())
+        if body.occurred_at is not None:
+            _not_before_sale(occurred_at, sale)
+        else:
+            # a sale dated by a till clock running ahead (within the allowed skew) is returned
+            # at once: the return is dated with the sale, never before it
+            occurred_at = max(occurred_at, _sold_at(sale))
         ref = OpRef(chain.chain_id, RETURN, uuid.uuid4())
         command = RecordReturn(
             return_id=ref.operation_id,
@@ -696,6 +741,7 @@ async def submit_return(
             ],
             refund=body.refund,
             occurred_at=occurred_at,
+            occurred_at_given=body.occurred_at is not None,
         )
         return ref, command, sale.customer_id, sale.customer_id or sale_id
 
@@ -718,8 +764,11 @@ async def _submit_once_per_object(
     """Operations that exist once per object (a payment's bonus, a sale's discount).
 
     `on_completed`: "replay" answers a finished one again (bonus-type: same answer), "conflict"
-    refuses (revoke-discount: 409 already_revoked). A refused one may be asked again.
+    refuses (revoke-discount: 409 already_revoked) - also while another request's is still in
+    flight: this one then follows that one's outcome (`REVOKE_DISCOUNT_FOLLOWER`), so of ten
+    concurrent requests exactly one gets the 200. A refused one may be asked again.
     """
+    follower = False
     async with gw.session() as session, session.begin():
         earlier = None
         if idempotency_key:
@@ -734,6 +783,8 @@ async def _submit_once_per_object(
             if existing is not None and existing.status == "completed":
                 if on_completed == "conflict":
                     raise GatewayError("already_revoked", "the discount was already revoked")
+            elif existing is not None and existing.status == "pending":
+                follower = on_completed == "conflict"
             elif existing is not None and existing.status == "refused":
                 await session.execute(
                     sa.delete(t.operations).where(
@@ -750,12 +801,12 @@ async def _submit_once_per_object(
                 )
             elif idempotency_key:
                 await idempotency.link_operation(
-                    session, principal.scope, idempotency_key, ref.chain_id, ref.kind,
-                    ref.operation_id,
+                    session, principal.scope, idempotency_key, ref.chain_id,
+                    REVOKE_DISCOUNT_FOLLOWER if follower else ref.kind, ref.operation_id,
                 )
     if earlier is not None and idempotency_key:
         return await _replay(gw, principal, earlier, idempotency_key)
-    return await answer_for(gw, principal, ref, idempotency_key)
+    return await answer_for(gw, principal, ref, idempotency_key, follower=follower)
 
 
 async def cancel_payment_bonus(

@@ -182,6 +182,14 @@ def refusal_status(code: str) -> int:
     return PROBLEMS.get(code, (422, ""))[0]
 
 
+def refusal_extra(row: Row[Any]) -> dict[str, Any]:
+    """What a refusal adds to its problem body: the `errors` of a `validation_error` credit
+    found (kept in the row's outcome, which a refusal otherwise leaves empty)."""
+    if row.outcome and "errors" in row.outcome:
+        return {"errors": row.outcome["errors"]}
+    return {}
+
+
 async def sale_lines_json(session: AsyncSession, chain_id: UUID, sale_id: UUID, minor: int) -> list[
     dict[str, Any]
 ]:
@@ -304,8 +312,11 @@ async def on_operation_refused(ctx: MessageContext, event: OperationRefused) -> 
     kind = _REFUSED_KIND.get(event.operation_kind.value)
     if kind is None:
         return
+    errors = None
+    if event.field is not None:  # a validation error found by credit names the request field
+        errors = {"errors": [{"field": event.field, "message": event.detail}]}
     await _settle(ctx.session, OpRef(event.chain_id, kind, event.operation_id), status="refused",
-                  code=event.code.value, detail=event.detail)
+                  outcome=errors, code=event.code.value, detail=event.detail)
 
 
 async def on_payment_bonus_cancelled(ctx: MessageContext, event: PaymentBonusCancelled) -> None:

@@ -70,6 +70,9 @@ async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
+    """The caller's key, read from the database on every request: a key replaced or revoked
+    (`service_layer/keys.py`) is refused from its commit on, on every instance. Keep it so: a
+    cache of keys added here must forget a key within 1 s (api.md)."""
     gw = gateway(request)
     if credentials is None or not credentials.credentials:
         raise GatewayError("unauthorized", "an Authorization: Bearer key is required")

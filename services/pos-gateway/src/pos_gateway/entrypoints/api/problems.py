@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from servicekit.consumer import is_transient
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pos_gateway.domain.errors import GatewayError, problem_body
 
@@ -94,19 +95,62 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's "There was an error parsing the body": the contract has no 400, a body
+            # that cannot be read is a validation error of the body (JsonBodyGuard answers the
+            # known cases first; this covers the rest)
+            message = "the body could not be read as JSON"
+            return problem_response("validation_error", f"body: {message}",
+                                    errors=[{"field": "body", "message": message}])
         code = _HTTP_CODES.get(exc.status_code, "validation_error" if exc.status_code == 422
                                else f"http_{exc.status_code}")
         return problem_response(code, str(exc.detail), exc.status_code,
                                 dict(exc.headers) if exc.headers else None)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        if _transient(exc):
-            # PostgreSQL restarting, a dropped connection, a serialization failure: nothing was
-            # recorded (the transaction did not commit) and the same request with the same
-            # Idempotency-Key will succeed, so say so rather than 500
-            log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-            return problem_response("unavailable", "the service is briefly unavailable; retry "
-                                    "with the same Idempotency-Key", 503, {"Retry-After": "1"})
-        log.exception("unhandled error")
-        return problem_response("internal_error", "an unexpected error happened", 500)
+    # not `exception_handler(Exception)`: Starlette runs that one in ServerErrorMiddleware,
+    # which raises the exception again after answering, and uvicorn then closes the keep-alive
+    # connection without `Connection: close` (the client's next request on it is reset)
+    app.add_middleware(CatchAll)
+
+
+def unexpected_response(exc: BaseException) -> JSONResponse:
+    """The answer to an exception no handler took: 503 when it is transient, else 500."""
+    if _transient(exc):
+        # PostgreSQL restarting, a dropped connection, a serialization failure: nothing was
+        # recorded (the transaction did not commit) and the same request with the same
+        # Idempotency-Key will succeed, so say so rather than 500
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        return problem_response("unavailable", "the service is briefly unavailable; retry "
+                                "with the same Idempotency-Key", 503, {"Retry-After": "1"})
+    log.error("unhandled error", exc_info=exc)
+    return problem_response("internal_error", "an unexpected error happened", 500)
+
+
+class CatchAll:
+    """Every exception that reaches it becomes a problem+json answer (500, or 503 when
+    transient) and goes no further, so the server keeps the connection usable. Plain ASGI,
+    inside the other middleware: they see the answer like any other. An exception after the
+    answer has started cannot be answered any more: it is raised, and the server closes the
+    connection, which is then the only honest thing left to do."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception as exc:
+            if started:
+                raise
+            await unexpected_response(exc)(scope, receive, send)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pos_gateway import schemas as s
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.domain.auth import KeyKind
-from pos_gateway.domain.errors import GatewayError, not_found
+from pos_gateway.domain.errors import GatewayError, ValidationFailed, not_found
 from pos_gateway.entrypoints.api.auth import (
     AdminKey,
     BackOfficeKey,
@@ -26,9 +26,9 @@ from pos_gateway.entrypoints.api.auth import (
     gateway,
 )
 from pos_gateway.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
-from pos_gateway.service_layer import masterdata, operations
+from pos_gateway.service_layer import keys, masterdata, operations
 from pos_gateway.service_layer.common import load_chain, load_customer, request_hash
-from pos_gateway.service_layer.runner import Answer, run_idempotent
+from pos_gateway.service_layer.runner import Answer, key_issuer, run_idempotent
 
 Gw = Annotated[Gateway, Depends(gateway)]
 
@@ -72,6 +72,10 @@ router = APIRouter(prefix="/v1")
 # --------------------------------------------------------------------------- chains
 
 
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[str | None, Query(max_length=1000)]
+
+
 @router.post("/chains", status_code=201, response_model=s.ChainCreated, tags=["chains"],
              responses=problems(*AUTH, 409, 422))
 async def create_chain(
@@ -79,9 +83,40 @@ async def create_chain(
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Create a chain (operator key); the answer shows its admin key once."""
+    fingerprint = await _hash(request)
+    issue = key_issuer(gw, principal, idempotency_key, fingerprint)
     answer = await run_idempotent(
-        gw, principal, idempotency_key, await _hash(request),
-        lambda session: masterdata.register_chain(session, body),
+        gw, principal, idempotency_key, fingerprint,
+        lambda session: masterdata.register_chain(session, body, issue),
+        secret_field="admin_api_key", issue=issue,
+    )
+    return to_response(answer)
+
+
+@router.get("/chains", response_model=s.ChainPage, tags=["chains"],
+            responses=problems(*AUTH, 422))
+async def list_chains(
+    gw: Gw, principal: OperatorKey, limit: Limit = 50, cursor: Cursor = None
+) -> JSONResponse:
+    """Every chain, oldest first (operator key); `next` pages on."""
+    async with gw.read() as session:
+        return JSONResponse(await keys.list_chains(session, limit=limit, cursor=cursor))
+
+
+@router.post("/chains/{chain_id}/admin-key", status_code=201, response_model=s.AdminKeyOut,
+             tags=["chains"], responses=problems(*AUTH, 404, 409, 422))
+async def replace_admin_key(
+    request: Request, gw: Gw, principal: OperatorKey, chain_id: UUID,
+    idempotency_key: OptionalIdempotencyKey,
+) -> JSONResponse:
+    """A new admin key for a chain whose key was lost or leaked (operator key); every earlier
+    admin key of the chain answers 401 from then on."""
+    fingerprint = await _hash(request)
+    issue = key_issuer(gw, principal, idempotency_key, fingerprint)
+    answer = await run_idempotent(
+        gw, principal, idempotency_key, fingerprint,
+        lambda session: keys.replace_admin_key(session, chain_id, issue),
+        secret_field="admin_api_key", issue=issue,
     )
     return to_response(answer)
 
@@ -99,6 +134,17 @@ async def create_store(
     return to_response(answer)
 
 
+@router.get("/stores", response_model=s.StorePage, tags=["chains"],
+            responses=problems(*AUTH, 422))
+async def list_stores(
+    gw: Gw, principal: AdminKey, limit: Limit = 50, cursor: Cursor = None
+) -> JSONResponse:
+    """The chain's stores by code, each with its terminals (`revoked_at` once deleted)."""
+    async with gw.read() as session:
+        return JSONResponse(await keys.list_stores(session, principal, limit=limit,
+                                                   cursor=cursor))
+
+
 @router.post("/stores/{store_id}/terminals", status_code=201, response_model=s.TerminalCreated,
              tags=["chains"], responses=problems(*AUTH, 404, 409, 422))
 async def create_terminal(
@@ -106,11 +152,41 @@ async def create_terminal(
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Add a terminal to a store; the answer shows its key once."""
+    fingerprint = await _hash(request)
+    issue = key_issuer(gw, principal, idempotency_key, fingerprint)
     answer = await run_idempotent(
-        gw, principal, idempotency_key, await _hash(request),
-        lambda session: masterdata.register_terminal(session, principal, store_id, body),
+        gw, principal, idempotency_key, fingerprint,
+        lambda session: masterdata.register_terminal(session, principal, store_id, body, issue),
+        secret_field="api_key", issue=issue,
     )
     return to_response(answer)
+
+
+@router.post("/terminals/{terminal_id}/key", status_code=201, response_model=s.TerminalCreated,
+             tags=["chains"], responses=problems(*AUTH, 404, 409, 422))
+async def replace_terminal_key(
+    request: Request, gw: Gw, principal: AdminKey, terminal_id: UUID,
+    idempotency_key: OptionalIdempotencyKey,
+) -> JSONResponse:
+    """The terminal's new key; its old key answers 401 from then on (404: another chain's
+    terminal, or one that was deleted)."""
+    fingerprint = await _hash(request)
+    issue = key_issuer(gw, principal, idempotency_key, fingerprint)
+    answer = await run_idempotent(
+        gw, principal, idempotency_key, fingerprint,
+        lambda session: keys.replace_terminal_key(session, principal, terminal_id, issue),
+        secret_field="api_key", issue=issue,
+    )
+    return to_response(answer)
+
+
+@router.delete("/terminals/{terminal_id}", response_model=s.TerminalRevoked, tags=["chains"],
+               responses=problems(*AUTH, 404))
+async def revoke_terminal(gw: Gw, principal: AdminKey, terminal_id: UUID) -> JSONResponse:
+    """Revoke the terminal: its key answers 401 from then on; its past operations stay in
+    every report. Asked again, the same answer."""
+    async with gw.session() as session, session.begin():
+        return to_response(await keys.revoke_terminal(session, principal, terminal_id))
 
 
 @router.get("/settings", response_model=s.SettingsOut, tags=["chains"],
@@ -384,6 +460,27 @@ def _accept(request: Request) -> dict[str, str]:
     return {"Accept": accept} if accept else {}
 
 
+#: Report periods (and the statement's) lie within these days (api.md, Reports).
+PERIOD_FIRST, PERIOD_LAST = date(2000, 1, 1), date(2099, 12, 31)
+
+
+def check_period(from_: date | None, to: date | None) -> None:
+    """Both ends between 2000-01-01 and 2099-12-31 and `from` <= `to`, else `422` naming the
+    field: a period outside what a calendar in the chain's time zone can hold must not reach
+    reporting (it answered 503)."""
+    errors = [
+        {"field": name, "message": f"must be between {PERIOD_FIRST} and {PERIOD_LAST}"}
+        for name, day in (("from", from_), ("to", to))
+        if day is not None and not PERIOD_FIRST <= day <= PERIOD_LAST
+    ]
+    if not errors and from_ is not None and to is not None and from_ > to:
+        # the pair is wrong, not one end: both are named
+        errors += [{"field": "from", "message": "must not be after to"},
+                   {"field": "to", "message": "must not be before from"}]
+    if errors:
+        raise ValidationFailed(errors)
+
+
 _REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/csv": {}},
           "description": "The report as JSON, or CSV with `Accept: text/csv`"},
@@ -404,6 +501,7 @@ def _report_route(report: str, summary: str) -> None:
         cursor: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> Response:
         assert principal.chain_id is not None
+        check_period(from_, to)
         upstream = await gw.reporting_api.request(
             "GET", principal.chain_id, f"reports/{report}",
             params=_query(request), headers=_accept(request),
@@ -437,6 +535,7 @@ async def statement(
 ) -> Response:
     """Every movement of the customer in time order, with running balances."""
     assert principal.chain_id is not None
+    check_period(from_, to)
     async with gw.read() as session:
         await load_customer(session, principal.chain_id, customer_id)
     upstream = await gw.reporting_api.request(
