@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from devstack.errors import DevstackError
@@ -89,3 +91,18 @@ def test_operator_token_given_from_env_or_generated() -> None:
     assert resolve_operator_token(None, {"OPERATOR_TOKEN": "env"}) == ("env", False)
     token, generated = resolve_operator_token(None, {})
     assert generated and len(token) >= 32
+
+
+def test_the_stack_summary_names_the_back_office_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devstack.cli import _print_stack
+    from devstack.stack import _write_state
+
+    (tmp_path / "dev").mkdir()
+    _write_state(tmp_path / "dev", {"gateway_url": "http://127.0.0.1:8080",
+                                    "backoffice_url": "http://127.0.0.1:8085"})
+    _print_stack("dev", tmp_path)
+    printed = capsys.readouterr().out
+    assert "gateway:        http://127.0.0.1:8080" in printed
+    assert "back office:    http://127.0.0.1:8085" in printed

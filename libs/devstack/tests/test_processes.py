@@ -132,6 +132,9 @@ def test_start_services_env_readiness_and_stop(tmp_path: Path, fake_modules: Pat
     with services:
         assert set(services.processes) == {s.name for s in SERVICES}
         assert services.gateway_url == f"http://127.0.0.1:{ports.gateway}"
+        assert services.backoffice_url == f"http://127.0.0.1:{ports.backoffice}"
+        office_env = json.loads((out / "backoffice.json").read_text())
+        assert office_env["BACKOFFICE_GATEWAY_URL"] == services.gateway_url
         credit_env = json.loads((out / "credit.json").read_text())
         assert credit_env["CREDIT_PORT"] == str(ports.credit)
         assert credit_env["CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS"] == "2"
