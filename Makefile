@@ -20,7 +20,7 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean \
-	rebuild-reports dead-letters redrive bench bench-reports bench-deps chaos FORCE
+	rebuild-reports dead-letters redrive bench bench-reports bench-backoffice bench-deps chaos FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
@@ -34,6 +34,7 @@ help:
 	@echo "make chaos      fault harness: 7 scenarios, >= 20,000 operations, invariants"
 	@echo "make bench      open-loop load steps on a stack of its own -> docs/benchmarks.md"
 	@echo "make bench-reports  Payment-Balance on 100,000 customers / 1,000,000 sales"
+	@echo "make bench-backoffice  every back-office page on 100,000 customers (300 ms budget)"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
 
 bootstrap:
@@ -98,6 +99,9 @@ bench: bench-deps
 
 bench-reports: bench-deps
 	PYTHONPATH=tools $(PY) -m bench reports $(BENCH_ARGS)
+
+bench-backoffice: bench-deps
+	PYTHONPATH=tools $(PY) -m bench backoffice $(BENCH_ARGS)
 
 kafka-fetch: bootstrap
 	$(DEVSTACK) kafka-fetch
