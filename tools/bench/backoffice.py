@@ -230,6 +230,13 @@ async def _time_pages(base: str, email: str, pages: list[tuple[str, str]],
     return out
 
 
+def _load_average() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
 def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
          done_tasks: int, label: str, repeats: int = 5, command: str = "") -> dict[str, Any]:
     started = time.time()
@@ -259,8 +266,10 @@ def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
         asyncio.run(_run_sql(reporting_db, _reporting_sql(chain_id, customers, sales)))
         asyncio.run(_run_sql(notifier_db, _notifier_sql(chain_id, open_tasks, done_tasks)))
         load_seconds = time.perf_counter() - load_started
+        load_before = _load_average()
         timings = asyncio.run(_time_pages(
             services.backoffice_url, chain["email"], _pages(chain, open_tasks), repeats))
+        load_after = _load_average()
     finally:
         if services is not None:
             services.stop()
@@ -277,6 +286,8 @@ def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
         "load_seconds": round(load_seconds, 1),
         "repeats": repeats,
         "budget_ms": BUDGET_MS,
+        # the machine is shared: its 1-minute load average before and after the timing
+        "load_average": [load_before, load_after],
         "timings": timings,
     }
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -255,6 +255,13 @@ def _backoffice_section(run: dict[str, Any]) -> list[str]:
         f" times after one warm-up: wall time of the whole page as the browser's request sees"
         f" it (the back office and every gateway call behind it). Budget: {budget:g} ms."
     )
+    if run.get("load_average"):
+        before, after = run["load_average"]
+        out.append("")
+        out.append(
+            f"The machine's 1-minute load average (2 cores, shared): {before:g} before the timing,"
+            f" {after:g} after."
+        )
     out.append("")
     out.append("| page | bytes | median ms | max ms | under the budget |")
     out.append("|---|---|---|---|---|")
