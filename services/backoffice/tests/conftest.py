@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,16 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-# pytest runs with --import-mode=importlib, which puts no test folder on sys.path
+# pytest runs with --import-mode=importlib, which puts no test folder on sys.path: the tests
+# import fakegateway and backoffice_helpers from this folder
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakegateway import FakeGateway, FakeUser, build_app  # noqa: E402
+from backoffice_helpers import PASSWORD, settings  # noqa: E402
+from fakegateway import FakeGateway, build_app  # noqa: E402
 
 from backoffice.app import create_app  # noqa: E402
-from backoffice.config import Settings  # noqa: E402
-
-PASSWORD = "correct horse battery"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
@@ -30,14 +27,6 @@ def fake() -> FakeGateway:
     return state
 
 
-def settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "app_env": "dev", "gateway_url": "http://gateway", "cookie_secure": False,
-        "session_secret": "test-secret-" + "x" * 40, **overrides,
-    }
-    return Settings(**values)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 async def client(fake: FakeGateway) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings(), transport=httpx.ASGITransport(app=build_app(fake)))
@@ -46,22 +35,3 @@ async def client(fake: FakeGateway) -> AsyncIterator[httpx.AsyncClient]:
     ) as http:
         yield http
     await app.state.gateway.close()
-
-
-def csrf_of(html: str) -> str:
-    match = CSRF.search(html)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
-
-
-async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD
-                  ) -> httpx.Response:
-    form = await client.get("/login")
-    return await client.post(
-        "/login",
-        data={"email": email, "password": password, "csrf_token": csrf_of(form.text)},
-    )
-
-
-def user(fake: FakeGateway, role: str) -> FakeUser:
-    return next(u for u in fake.users.values() if u.role == role)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import httpx
+from backoffice_helpers import csrf_of, sign_in
 from fakegateway import FakeGateway
-
-from conftest import csrf_of, sign_in
 
 
 async def _token(client: httpx.AsyncClient, path: str = "/tasks") -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
+from backoffice_helpers import csrf_of, sign_in
 from fakegateway import FakeGateway
 
 from backoffice.i18n import ChainProfile, Formatter, negotiate
-from conftest import csrf_of, sign_in
 
 NBSP = "\u00a0"
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import httpx
+from backoffice_helpers import sign_in
 from fakegateway import FakeGateway
-
-from conftest import sign_in
 
 
 async def test_a_visitor_who_is_not_signed_in_is_sent_to_the_sign_in_page(
@@ -20,7 +19,7 @@ async def test_signing_in_goes_back_where_the_visitor_wanted_to_go(
     client: httpx.AsyncClient,
 ) -> None:
     form = await client.get("/login?next=/customers")
-    from conftest import csrf_of
+    from backoffice_helpers import csrf_of
     response = await client.post("/login", data={
         "email": "cs@example.com", "password": "correct horse battery",
         "csrf_token": csrf_of(form.text), "next": "/customers",
@@ -87,7 +86,7 @@ async def test_signing_out_ends_the_session_and_the_gateway_token(
     await sign_in(client, "cs@example.com")
     assert len(fake.tokens) == 1
     page = await client.get("/tasks")
-    from conftest import csrf_of
+    from backoffice_helpers import csrf_of
     response = await client.post("/logout", data={"csrf_token": csrf_of(page.text)})
     assert response.status_code == 303
     assert (await client.get("/tasks")).status_code == 303

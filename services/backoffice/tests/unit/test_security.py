@@ -7,13 +7,13 @@ import re
 
 import httpx
 import pytest
+from backoffice_helpers import PASSWORD, csrf_of, settings, sign_in
 from fakegateway import FakeGateway
 from starlette.routing import BaseRoute, Route
 
 from backoffice.app import create_app
 from backoffice.security import CONTENT_SECURITY_POLICY
 from backoffice.web import safe_next, tel_href
-from conftest import PASSWORD, csrf_of, settings, sign_in
 
 SCRIPT_NAME = "<script>alert(1)</script>"
 #: Arabic and Hebrew, with a right-to-left override character in the middle
