@@ -158,6 +158,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("backoffice", settings.log_level)
+        # httpx logs every request's URL at INFO: search terms (names, phones, cards) would
+        # end up in the logs; failures are logged by gateway.py without them
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         log.info("backoffice started; gateway %s", settings.gateway_url)
         try:
             yield
