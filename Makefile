@@ -16,11 +16,11 @@ DEVSTACK := PYTHONPATH=libs/devstack/src $(PYTHON) -m devstack
 # Installed editable, in this order, each once its pyproject.toml exists (and the local
 # packages it depends on do too: see scripts/local_packages.py).
 LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/pos-gateway \
-	services/credit services/loyalty services/reporting services/notifier
+	services/credit services/loyalty services/reporting services/notifier services/backoffice
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs env status test lint typecheck unit kafka-fetch clean \
-	rebuild-reports dead-letters redrive bench bench-reports bench-deps chaos fuzz FORCE
+	rebuild-reports dead-letters redrive bench bench-reports bench-backoffice bench-deps chaos fuzz FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
@@ -36,6 +36,7 @@ help:
 	@echo "make fuzz       stateful fuzzing of the gateway's OpenAPI, long run (FUZZ_SECONDS=900)"
 	@echo "make bench      open-loop load steps on a stack of its own -> docs/benchmarks.md"
 	@echo "make bench-reports  Payment-Balance on 100,000 customers / 1,000,000 sales"
+	@echo "make bench-backoffice  every back-office page on 100,000 customers (300 ms budget)"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
 
 bootstrap:
@@ -104,6 +105,9 @@ bench: bench-deps
 
 bench-reports: bench-deps
 	PYTHONPATH=tools $(PY) -m bench reports $(BENCH_ARGS)
+
+bench-backoffice: bench-deps
+	PYTHONPATH=tools $(PY) -m bench backoffice $(BENCH_ARGS)
 
 kafka-fetch: bootstrap
 	$(DEVSTACK) kafka-fetch

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what `make up` / `make test` need that the machine lacks, from Debian's packages:
-# Python 3.11 (with venv), Java 17+, Maven, the PostgreSQL 15 server binaries, curl, jq, and a
-# `postgres` user to run the server as when we are root. When everything is there this is a
+# Python 3.11 (with venv), Java 17+, Maven, the PostgreSQL 15 server binaries, curl, jq, Chromium
+# (the back office's browser tests drive it with Playwright, which never downloads a browser of its
+# own), and a `postgres` user to run the server as when we are root. When everything is there this is a
 # no-op of a few checks.
 set -euo pipefail
 
@@ -30,6 +31,8 @@ command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v jq >/dev/null 2>&1 || packages+=(jq)
 # promtool checks the alert rules and the Prometheus configs in the deploy tests
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+# the back office's browser tests (tests/browser) launch /usr/bin/chromium headless
+[[ -x "${CHROMIUM:-/usr/bin/chromium}" ]] || packages+=(chromium)
 
 if ((${#packages[@]} > 0)); then
   echo "bootstrap: installing ${packages[*]}" >&2

@@ -1,4 +1,4 @@
-"""What the deployment tests share: the five services, their settings' names, file loaders.
+"""What the deployment tests share: the services, their settings' names, file loaders.
 
 These tests read files only (compose, the Dockerfile, Kubernetes manifests, Prometheus and Grafana
 configuration); nothing here needs Docker, a cluster or running services. Where a check needs a
@@ -32,6 +32,8 @@ SHARED_WITHOUT_FIELD = frozenset({"DATABASE_URL"})
 SHARED_VARIABLES = frozenset(
     {"KAFKA_BOOTSTRAP_SERVERS", "APP_ENV", "LOG_LEVEL", "KAFKA_TOPIC_PARTITIONS"}
 )
+#: ...and the ones the back office gets (no Kafka, no database).
+WEB_SHARED_VARIABLES = frozenset({"APP_ENV", "LOG_LEVEL"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class Service:
     package: str
     prefix: str  # env prefix with the trailing underscore
     port: int
+    #: a service of the system: Kafka, its own database, a migration Job, an autoscaler bound
+    #: to the partitions. The back office is not one: it only calls the gateway's public API.
+    backend: bool = True
 
     @property
     def name(self) -> str:
@@ -52,7 +57,10 @@ SERVICES: tuple[Service, ...] = (
     Service("loyalty", "loyalty", "LOYALTY_", 8082),
     Service("reporting", "reporting", "REPORTING_", 8083),
     Service("notifier", "notifier", "NOTIFIER_", 8084),
+    Service("backoffice", "backoffice", "BACKOFFICE_", 8085, backend=False),
 )
+#: the five services of the system (each with Kafka and a database of its own)
+BACKENDS: tuple[Service, ...] = tuple(s for s in SERVICES if s.backend)
 
 
 def service_ids(service: Service) -> str:
@@ -132,10 +140,11 @@ class SettingsNames:
     by_field: dict[str, set[str]]
     required_fields: frozenset[str]
     defaults: dict[str, Any]
+    backend: bool = True
 
     @property
     def all(self) -> set[str]:
-        names = set(SHARED_WITHOUT_FIELD)
+        names = set(SHARED_WITHOUT_FIELD) if self.backend else set()
         for field_names in self.by_field.values():
             names |= field_names
         return names
@@ -160,6 +169,7 @@ def settings_names(service: Service) -> SettingsNames:
             for name, field in cls.model_fields.items()
             if not field.is_required()
         },
+        backend=service.backend,
     )
 
 
@@ -167,6 +177,7 @@ def check_environment(
     where: str, service: Service, names: SettingsNames, environment: dict[str, Any]
 ) -> Iterator[str]:
     """Problems of one service's environment (as given by compose or Kubernetes)."""
+    shared = SHARED_VARIABLES if service.backend else WEB_SHARED_VARIABLES
     unknown = sorted(set(environment) - names.all)
     if unknown:
         yield (
@@ -177,12 +188,12 @@ def check_environment(
         if not names.by_field[field_name] & set(environment):
             expected = sorted(names.by_field[field_name])
             yield f"{where}: required setting {field_name} is not set (one of {expected})"
-    missing_shared = sorted(SHARED_VARIABLES - set(environment))
+    missing_shared = sorted(shared - set(environment))
     if missing_shared:
         yield f"{where}: shared variables missing: {missing_shared}"
     if "DATABASE_URL" in environment:
         yield f"{where}: the shared DATABASE_URL (a server URL, CREATEDB) is given; use its own"
-    if f"{service.prefix}DATABASE_URL" not in environment:
+    if service.backend and f"{service.prefix}DATABASE_URL" not in environment:
         yield f"{where}: {service.prefix}DATABASE_URL (the service's own database) is not set"
     host = environment.get(f"{service.prefix}HOST")
     if str(host) != "0.0.0.0":

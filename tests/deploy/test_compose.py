@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from deployfiles import (
+    BACKENDS,
     COMPOSE,
     DOCKERFILE,
     REPO,
@@ -55,7 +56,7 @@ def published_ports(definition: dict[str, Any]) -> list[tuple[str, str, str]]:
     return result
 
 
-def test_compose_runs_the_five_services_and_the_infrastructure(compose: dict[str, Any]) -> None:
+def test_compose_runs_every_service_and_the_infrastructure(compose: dict[str, Any]) -> None:
     names = set(compose["services"])
     expected = {s.name for s in SERVICES} | {"kafka", "postgres", "prometheus", "grafana"}
     assert expected <= names, f"missing from docker-compose.yml: {sorted(expected - names)}"
@@ -88,6 +89,10 @@ def test_each_service_publishes_its_default_port_and_waits_for_healthy_infrastru
     assert published_ports(definition) == [("127.0.0.1", str(service.port), str(service.port))]
     depends = definition["depends_on"]
     assert isinstance(depends, dict), "depends_on needs conditions (service_healthy)"
+    if not service.backend:
+        # the back office needs only the gateway (whose image has a health check)
+        assert depends == {"pos-gateway": {"condition": "service_healthy"}}
+        return
     for infra in ("kafka", "postgres"):
         assert depends[infra]["condition"] == "service_healthy", infra
         assert compose["services"][infra].get("healthcheck"), f"{infra} needs a healthcheck"
@@ -139,6 +144,16 @@ def test_the_gateway_reaches_reporting_and_the_notifier_by_their_compose_names(
     assert "OPERATOR_TOKEN" in env
 
 
+def test_the_back_office_calls_the_gateway_by_its_compose_name_with_a_required_secret(
+    compose: dict[str, Any],
+) -> None:
+    env = environment_of(compose["services"]["backoffice"])
+    assert env["BACKOFFICE_GATEWAY_URL"] == "http://pos-gateway:8080"
+    assert re.fullmatch(r"\$\{BACKOFFICE_SESSION_SECRET:\?[^}]*\}",
+                        env["BACKOFFICE_SESSION_SECRET"]), "no usable default"
+    assert "KAFKA_BOOTSTRAP_SERVERS" not in env and "DATABASE_URL" not in env
+
+
 def test_the_database_password_has_no_default_and_reaches_database_url(
     compose: dict[str, Any],
 ) -> None:
@@ -147,7 +162,7 @@ def test_the_database_password_has_no_default_and_reaches_database_url(
     assert required.fullmatch(postgres_env["POSTGRES_PASSWORD"]), (
         "POSTGRES_PASSWORD must be ${POSTGRES_PASSWORD:?...}: no usable default"
     )
-    for service in SERVICES:
+    for service in BACKENDS:
         # one database and user per service (deploy/postgres/init-databases.sh), no CREATEDB
         env = environment_of(compose["services"][service.name])
         assert "DATABASE_URL" not in env, f"{service.name}: the shared server URL is given"
@@ -163,7 +178,7 @@ def test_the_database_password_has_no_default_and_reaches_database_url(
     mounted = compose["services"]["postgres"]["volumes"]
     assert ("./deploy/postgres/init-databases.sh:/docker-entrypoint-initdb.d/10-databases.sh:ro"
             in mounted)
-    for service in SERVICES:
+    for service in BACKENDS:
         database = settings_class(service.package).default_database
         assert f'create {database} "$POSTGRES_{database.upper()}_PASSWORD"' in init
     assert "NOCREATEDB" in init and "REVOKE ALL ON DATABASE" in init
@@ -197,7 +212,7 @@ def test_kafka_is_the_same_4x_version_as_devstack_in_kraft_mode_without_auto_top
     # containers use the internal listener, the host the loopback one
     assert "INTERNAL://kafka:19092" in env["KAFKA_ADVERTISED_LISTENERS"]
     assert "127.0.0.1:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
-    for service in SERVICES:
+    for service in BACKENDS:
         service_env = environment_of(compose["services"][service.name])
         assert service_env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
 

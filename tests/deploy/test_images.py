@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from deployfiles import (
+    BACKENDS,
     DOCKERFILE,
     REPO,
     SERVICES,
@@ -447,9 +448,18 @@ def test_the_build_context_holds_what_the_images_copy_and_nothing_secret() -> No
         needed += [
             f"services/{service.directory}/pyproject.toml",
             f"services/{service.directory}/src/{service.package}/__main__.py",
+        ]
+    for service in BACKENDS:
+        needed += [
             f"services/{service.directory}/src/{service.package}/migrations/env.py",
             f"services/{service.directory}/src/{service.package}/migrations/script.py.mako",
         ]
+    # the back office's pages, script and texts are package data
+    needed += [
+        "services/backoffice/src/backoffice/templates/base.html",
+        "services/backoffice/src/backoffice/static/htmx.min.js",
+        "services/backoffice/src/backoffice/translations/ro.po",
+    ]
     left_out = [p for p in needed if ignored(p, patterns)]
     assert not left_out, f".dockerignore leaves out what the images need: {left_out}"
     unwanted = [
@@ -476,12 +486,25 @@ def load_migrate_script() -> ModuleType:
     return module
 
 
-def test_the_migration_entry_point_finds_each_services_alembic_scripts(service: Service) -> None:
-    settings_class(service.package)  # a clear failure when the package is not there yet
+def test_the_migration_entry_point_finds_each_services_alembic_scripts(backend: Service) -> None:
+    settings_class(backend.package)  # a clear failure when the package is not there yet
     migrate = load_migrate_script()
     try:
-        path = migrate.migrations_dir(service.package)
+        path = migrate.migrations_dir(backend.package)
     except SystemExit as exc:
-        pytest.fail(f"deploy/docker/migrate.py cannot migrate {service.package}: {exc}")
+        pytest.fail(f"deploy/docker/migrate.py cannot migrate {backend.package}: {exc}")
     assert (path / "env.py").is_file()
-    assert path.parent.name == service.package
+    assert path.parent.name == backend.package
+
+
+def test_the_back_office_package_ships_its_pages_script_and_texts() -> None:
+    project = tomllib.loads(
+        (REPO / "services/backoffice/pyproject.toml").read_text(encoding="utf-8")
+    )
+    data = project["tool"]["setuptools"]["package-data"]["backoffice"]
+    for pattern in ("templates/*.html", "templates/*/*.html", "static/*", "translations/*.po"):
+        assert pattern in data, f"package-data must include {pattern} (the image installs it)"
+    package = REPO / "services/backoffice/src/backoffice"
+    nested = {p.parent.relative_to(package / "templates") for p in
+              (package / "templates").rglob("*.html")}
+    assert all(len(folder.parts) <= 1 for folder in nested), "a deeper template folder"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from deployfiles import (
+    BACKENDS,
     REPO,
-    SERVICES,
     Service,
     check_environment,
     load_yaml,
@@ -26,6 +26,8 @@ K8S = REPO / "deploy" / "k8s"
 BASE = K8S / "base"
 PRODUCTION = K8S / "overlays" / "production"
 SECRET_NAME = "vip-credit-secrets"
+#: what only the Secret may hold
+SECRET_KEYS = ("DATABASE_URL", "OPERATOR_TOKEN", "BACKOFFICE_SESSION_SECRET")
 SHARED_CONFIG = "vip-credit-shared"
 
 
@@ -71,12 +73,28 @@ def test_every_manifest_file_parses_and_every_base_file_is_in_the_kustomization(
 
 
 def test_each_service_has_a_deployment_service_autoscaler_and_migration_job(
-    docs: list[dict[str, Any]], service: Service
+    docs: list[dict[str, Any]], backend: Service
 ) -> None:
-    assert service.name in of_kind(docs, "Deployment")
-    assert service.name in of_kind(docs, "Service")
-    assert service.name in of_kind(docs, "HorizontalPodAutoscaler")
-    assert f"{service.name}-migrate" in of_kind(docs, "Job")
+    assert backend.name in of_kind(docs, "Deployment")
+    assert backend.name in of_kind(docs, "Service")
+    assert backend.name in of_kind(docs, "HorizontalPodAutoscaler")
+    assert f"{backend.name}-migrate" in of_kind(docs, "Job")
+
+
+def test_the_back_office_has_a_deployment_service_and_budget_and_no_migration(
+    docs: list[dict[str, Any]],
+) -> None:
+    deployment = of_kind(docs, "Deployment")["backoffice"]
+    assert deployment["spec"]["replicas"] >= 2, "a rolling update keeps pages served"
+    assert "backoffice" in of_kind(docs, "Service")
+    assert "backoffice" in of_kind(docs, "PodDisruptionBudget")
+    assert "backoffice-migrate" not in of_kind(docs, "Job")
+    assert "backoffice" not in of_kind(docs, "HorizontalPodAutoscaler")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = environment(container)
+    assert env["BACKOFFICE_GATEWAY_URL"] == "http://pos-gateway:8080"
+    assert env["BACKOFFICE_COOKIE_SECURE"] == "true"
+    assert "KAFKA_BOOTSTRAP_SERVERS" not in env
 
 
 def test_every_container_has_probes_on_the_health_endpoints(
@@ -142,6 +160,10 @@ def environment(container: dict[str, Any]) -> dict[str, str]:
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = str(item["value"])
+        elif "configMapKeyRef" in item["valueFrom"]:
+            ref = item["valueFrom"]["configMapKeyRef"]
+            assert ref["name"] == SHARED_CONFIG, f"unexpected ConfigMap {ref['name']}"
+            env[item["name"]] = shared_config()[ref["key"]]
         else:
             ref = item["valueFrom"]["secretKeyRef"]
             env[item["name"]] = f"<secret {ref['name']}/{ref['key']}>"
@@ -153,9 +175,11 @@ def test_deployments_and_jobs_give_each_service_exactly_the_variables_its_settin
 ) -> None:
     names = settings_names(service)
     deployment = of_kind(docs, "Deployment")[service.name]
-    job = of_kind(docs, "Job")[f"{service.name}-migrate"]
+    checked = [("Deployment", deployment)]
+    if service.backend:
+        checked.append(("migration Job", of_kind(docs, "Job")[f"{service.name}-migrate"]))
     problems = []
-    for where, doc in (("Deployment", deployment), ("migration Job", job)):
+    for where, doc in checked:
         (container,) = doc["spec"]["template"]["spec"]["containers"]
         env = environment(container)
         problems += check_environment(f"{where} {service.name}", service, names, env)
@@ -163,8 +187,9 @@ def test_deployments_and_jobs_give_each_service_exactly_the_variables_its_settin
 
 
 def test_the_migration_job_runs_the_migration_entry_point_in_the_service_image(
-    docs: list[dict[str, Any]], service: Service
+    docs: list[dict[str, Any]], backend: Service
 ) -> None:
+    service = backend
     job = of_kind(docs, "Job")[f"{service.name}-migrate"]
     spec = job["spec"]["template"]["spec"]
     assert spec["restartPolicy"] in ("Never", "OnFailure")
@@ -206,7 +231,7 @@ def test_autoscalers_never_exceed_the_topic_partitions(docs: list[dict[str, Any]
         assert "replicas" not in deployments[target["name"]]["spec"], (
             f"{name}: the autoscaler owns the replica count; drop spec.replicas"
         )
-    assert set(autoscalers) == {s.name for s in SERVICES}
+    assert set(autoscalers) == {s.name for s in BACKENDS}
 
 
 def test_secrets_are_referenced_by_name_and_no_secret_value_is_committed(
@@ -217,21 +242,23 @@ def test_secrets_are_referenced_by_name_and_no_secret_value_is_committed(
             assert doc["kind"] != "Secret", f"{path}: a Secret is committed"
             assert "secretGenerator" not in doc, f"{path}: secretGenerator commits values"
     config = shared_config()
-    assert not {"DATABASE_URL", "OPERATOR_TOKEN"} & set(config)
+    assert not set(SECRET_KEYS) & set(config)
     database_secrets: dict[str, set[str]] = {}
     for where, spec in pod_specs(docs):
         for container in spec["containers"]:
             service = next(s for s in SERVICES if container["image"].endswith(f"/{s.name}"))
             for item in container.get("env", []):
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
-                if item["name"] == "OPERATOR_TOKEN":
-                    assert ref == {"name": SECRET_NAME, "key": "OPERATOR_TOKEN"}, where
+                if item["name"] in ("OPERATOR_TOKEN", "BACKOFFICE_SESSION_SECRET"):
+                    assert ref == {"name": SECRET_NAME, "key": item["name"]}, (
+                        f"{where}: {item['name']} must come from Secret {SECRET_NAME}"
+                    )
                 if item["name"].endswith("DATABASE_URL"):
                     # one database secret per service, never the shared server URL
                     assert item["name"] == f"{service.prefix}DATABASE_URL", where
                     assert ref == {"name": f"{service.name}-database", "key": "url"}, where
                     database_secrets.setdefault(service.name, set()).add(ref["name"])
-    assert database_secrets == {s.name: {f"{s.name}-database"} for s in SERVICES}
+    assert database_secrets == {s.name: {f"{s.name}-database"} for s in BACKENDS}
     text = "\n".join(p.read_text(encoding="utf-8") for p in K8S.rglob("*.yaml"))
     assert not re.search(r"postgres(ql)?://[^\s'\"]*:[^\s'\"@]+@(?!HOST)", text), (
         "a database URL with a password is committed"
@@ -263,7 +290,7 @@ def overlay_targets_exist(overlay: Path, docs: list[dict[str, Any]]) -> Iterator
             yield f"{overlay.name}: merges into unknown ConfigMap {generator['name']}"
         for literal in generator.get("literals", []):
             key = literal.split("=", 1)[0]
-            if key in ("DATABASE_URL", "OPERATOR_TOKEN"):
+            if key in SECRET_KEYS:
                 yield f"{overlay.name}: {key} belongs in the Secret, not the ConfigMap"
 
 

@@ -26,6 +26,8 @@ from devstack.stack import Stack
 pytestmark = pytest.mark.e2e
 
 OPERATOR, ADMIN, TERMINAL, READER = "operator", "admin", "terminal", "reader"
+#: a staff user's token (POST /v1/sessions), and no key at all (signing in)
+STAFF, PUBLIC = "staff", "public"
 SALE = {"lines": [{"name": "Dress", "quantity": "1", "unit_price": "10.00"}],
         "payments": [{"method": "cash", "amount": "10.00"}]}
 
@@ -74,6 +76,15 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("POST", "/v1/tasks/{task_id}/complete"): (ADMIN, {"outcome": "other", "note": "x"}),
     ("PUT", "/v1/webhook"): (ADMIN, {"url": "http://127.0.0.1:9/hook", "secret": "s" * 32}),
     ("DELETE", "/v1/webhook"): (ADMIN, None),
+    ("POST", "/v1/users"): (ADMIN, {"email": "sec-user@example.ro", "name": "Sec",
+                                    "role": "customer_service",
+                                    "password": "a long enough password"}),
+    ("GET", "/v1/users"): (ADMIN, None),
+    ("DELETE", "/v1/users/{user_id}"): (ADMIN, None),
+    ("POST", "/v1/sessions"): (PUBLIC, {"email": "nobody@example.ro",
+                                        "password": "not the password"}),
+    ("GET", "/v1/sessions/current"): (STAFF, None),
+    ("DELETE", "/v1/sessions/current"): (STAFF, None),
 }
 
 
@@ -113,9 +124,19 @@ def world(stack: Stack) -> Iterator[dict[str, Any]]:
                 "name": f"Sec {label}", "phone": "+40700000000", "vip": True,
                 "card_number": card})
             assert customer.status_code == 201, customer.text
+            email = f"staff-{uuid.uuid4().hex[:8]}@example.ro"
+            user = http.post("/v1/users", headers=auth, json={
+                "email": email, "name": f"Staff {label}", "role": "customer_service",
+                "password": "a long enough password"})
+            assert user.status_code == 201, user.text
+            staff = http.post("/v1/sessions", json={"email": email,
+                                                    "password": "a long enough password"})
+            assert staff.status_code == 201, staff.text
             chains.append({"chain_id": made.json()["chain_id"], "admin": admin,
                            "terminals": terminals, "card": card,
-                           "customer_id": customer.json()["customer_id"]})
+                           "customer_id": customer.json()["customer_id"],
+                           "user_id": user.json()["user_id"],
+                           "staff": staff.json()["access_token"]})
         a = chains[0]
         term = {"Authorization": f"Bearer {a['terminals'][0][1]}"}
         sale = http.post("/v1/sales", headers={**term, "Idempotency-Key": str(uuid.uuid4())},
@@ -136,6 +157,7 @@ def _fill(template: str, objects: dict[str, Any]) -> str:
         "kind": "sale",
         "operation_id": objects["sale_id"],
         "task_id": str(uuid.uuid4()),  # no task exists: 404 in every chain, still not 5xx
+        "user_id": objects["user_id"],
         "chain_id": objects["chain_id"],
         "terminal_id": objects["terminals"][0][2],
     }
@@ -170,8 +192,10 @@ def test_no_key_a_bad_key_and_the_wrong_kind_of_key_get_401_and_403(
     wrong: list[str] = []
     with httpx.Client(base_url=world["gateway"], timeout=30) as http:
         for (method, template), (kind, body) in sorted(MATRIX.items()):
+            if kind == PUBLIC:
+                continue
             path, filled = _fill(template, a), _body(body, a)
-            for key in (None, "not-a-key", "x" * 43):
+            for key in (None, "not-a-key", "x" * 43, "st." + "x" * 43):
                 got = _call(http, method, path, key, filled)
                 if got.status_code != 401 or got.json().get("code") != "unauthorized":
                     wrong.append(f"{method} {template} key={key!r}: {got.status_code}")
@@ -188,7 +212,7 @@ def test_another_chains_keys_get_what_a_missing_object_gets(world: dict[str, Any
     wrong: list[str] = []
     with httpx.Client(base_url=world["gateway"], timeout=30) as http:
         for (method, template), (kind, body) in sorted(MATRIX.items()):
-            if kind == OPERATOR:
+            if kind in (OPERATOR, PUBLIC):
                 continue
             path, filled = _fill(template, a), _body(body, a)
             key = b["admin"] if kind in (ADMIN, READER) else b["terminals"][0][1]
@@ -247,13 +271,21 @@ def test_fuzzing_the_openapi_document_finds_no_5xx_and_only_documented_answers(
     terminal = httpx.post(f"{gw}/v1/stores/{store['store_id']}/terminals", timeout=30,
                           headers={"Authorization": f"Bearer {admin}"},
                           json={"name": "F"}).json()["api_key"]
-    keys = {OPERATOR: stack.operator_token, ADMIN: admin, TERMINAL: terminal, READER: admin}
+    staff = httpx.post(f"{gw}/v1/users", headers={"Authorization": f"Bearer {admin}"},
+                       timeout=30, json={"email": "fuzz-staff@example.ro", "name": "F",
+                                         "role": "manager", "password": "a long password!"})
+    assert staff.status_code == 201, staff.text
+    token = httpx.post(f"{gw}/v1/sessions", timeout=30, json={
+        "email": "fuzz-staff@example.ro", "password": "a long password!"}).json()["access_token"]
+    keys = {OPERATOR: stack.operator_token, ADMIN: admin, TERMINAL: terminal, READER: admin,
+            STAFF: token}
     schema = schemathesis.openapi.from_url(f"{gw}/openapi.json", timeout=60)
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
         kind = MATRIX[(operation.method.upper(), operation.path)][0]
-        fuzz = _fuzzer(operation, {"Authorization": f"Bearer {keys[kind]}"}, failures)
+        headers = {} if kind == PUBLIC else {"Authorization": f"Bearer {keys[kind]}"}
+        fuzz = _fuzzer(operation, headers, failures)
         fuzz()
     assert failures == []
 

@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--customers", type=int, default=100_000)
     rep.add_argument("--sales", type=int, default=1_000_000)
     rep.add_argument("--label", default="current")
+    office = sub.add_parser("backoffice", help="the back office's pages on 100k customers")
+    office.add_argument("--customers", type=int, default=100_000)
+    office.add_argument("--sales", type=int, default=1_000_000)
+    office.add_argument("--open-tasks", type=int, default=5_000)
+    office.add_argument("--done-tasks", type=int, default=20_000)
+    office.add_argument("--repeats", type=int, default=5)
+    office.add_argument("--label", default="current")
     sub.add_parser("render", help="rewrite docs/benchmarks.md from docs/benchmarks/*.json")
     cons = sub.add_parser("consumer", help="servicekit consumer micro-benchmark (stdout only)")
     cons.add_argument("--messages", type=int, default=5_000)
@@ -110,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         from bench.reports import main as run_reports
 
         run_reports(name, out_dir, args.customers, args.sales, args.label)
+    elif args.command == "backoffice":
+        from bench.backoffice import main as run_backoffice
+
+        run_backoffice(name, out_dir, args.customers, args.sales, args.open_tasks,
+                       args.done_tasks, args.label, repeats=args.repeats,
+                       command=shlex.join(sys.argv[1:] if argv is None else argv))
     from bench.render import render
 
     path: Path = render(out_dir, repo_root() / "docs" / "benchmarks.md")

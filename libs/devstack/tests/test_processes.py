@@ -51,7 +51,7 @@ FAKE_SERVICE = textwrap.dedent(
 
 @pytest.fixture
 def fake_modules(tmp_path: Path) -> Path:
-    """Stand-ins for the five service modules, first on PYTHONPATH."""
+    """Stand-ins for the service modules, first on PYTHONPATH."""
     folder = tmp_path / "fake"
     folder.mkdir()
     prefixes = {s.module: s.prefix for s in SERVICES}
@@ -132,6 +132,9 @@ def test_start_services_env_readiness_and_stop(tmp_path: Path, fake_modules: Pat
     with services:
         assert set(services.processes) == {s.name for s in SERVICES}
         assert services.gateway_url == f"http://127.0.0.1:{ports.gateway}"
+        assert services.backoffice_url == f"http://127.0.0.1:{ports.backoffice}"
+        office_env = json.loads((out / "backoffice.json").read_text())
+        assert office_env["BACKOFFICE_GATEWAY_URL"] == services.gateway_url
         credit_env = json.loads((out / "credit.json").read_text())
         assert credit_env["CREDIT_PORT"] == str(ports.credit)
         assert credit_env["CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS"] == "2"
@@ -139,7 +142,7 @@ def test_start_services_env_readiness_and_stop(tmp_path: Path, fake_modules: Pat
         assert credit_env["GATEWAY_REPORTING_URL"] == f"http://127.0.0.1:{ports.reporting}"
         status = run_status("run", run_root=tmp_path)
         assert all(p["alive"] for p in status["processes"].values())
-        assert len(pid_files(tmp_path / "run")) == 5
+        assert len(pid_files(tmp_path / "run")) == len(SERVICES)
         pids = [p.pid for p in services.processes.values()]
     assert not any(pid_alive(pid) for pid in pids)
     assert pid_files(tmp_path / "run") == []
@@ -191,6 +194,7 @@ def test_ports_in_use_are_refused_up_front(tmp_path: Path, fake_modules: Path) -
             loyalty=ports.loyalty,
             reporting=ports.reporting,
             notifier=ports.notifier,
+            backoffice=ports.backoffice,
         )
         with pytest.raises(DevstackError, match="GATEWAY_PORT"):
             start_services(
@@ -253,6 +257,6 @@ def test_one_service_is_killed_restarted_and_doubled_by_pid(
         assert (tmp_path / "run" / "pids" / "svc-credit-2.pid").exists()
         services.restart("credit-2", ready_timeout=30)
         pids = [p.pid for p in services.processes.values()]
-        assert len(pids) == 6
+        assert len(pids) == len(SERVICES) + 1  # the extra credit instance
     assert not any(pid_alive(pid) for pid in pids)
     assert pid_files(tmp_path / "run") == []

@@ -1,5 +1,5 @@
 """Local infrastructure without Docker: real Kafka (KRaft) and PostgreSQL 15 as plain
-processes, plus the five services. Standard library only.
+processes, plus the services (the five of the system and the back office). Standard library only.
 
 For tests (e2e fixtures), start a whole stack on free ports and stop it::
 

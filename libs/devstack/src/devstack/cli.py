@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
         prog="python -m devstack",
-        description="Real Kafka + PostgreSQL 15 as local processes, and the five services.",
+        description="Real Kafka + PostgreSQL 15 as local processes, and the services.",
         parents=[common],
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +105,8 @@ def _print_stack(name: str, root: Path | None) -> None:
     logs = run_dir(name, root) / "logs"
     print(f"stack '{name}' is up")
     print(f"  gateway:        {state.get('gateway_url', '?')}")
+    if state.get("backoffice_url"):
+        print(f"  back office:    {state['backoffice_url']}  (sign in as a staff user)")
     print(f"  operator token: {state.get('operator_token', '?')}")
     print(f"  Kafka:          {state.get('KAFKA_BOOTSTRAP_SERVERS', '?')}")
     print(f"  PostgreSQL:     {state.get('DATABASE_URL', '?')}")
@@ -195,7 +197,7 @@ def cmd_status(name: str, root: Path | None, args: argparse.Namespace) -> int:
             print("  nothing running")
         for proc, info in status["processes"].items():
             print(f"  {proc:<14} pid {info['pid']:<8} {'running' if info['alive'] else 'DEAD'}")
-        for key in ("gateway_url", "KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
+        for key in ("gateway_url", "backoffice_url", "KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
             if key in status["state"]:
                 print(f"  {key}: {status['state'][key]}")
     procs = status["processes"]

@@ -1,4 +1,5 @@
-"""The five services as subprocesses (`python -m <module>`, each running uvicorn)."""
+"""The services as subprocesses (`python -m <module>`, each running uvicorn): the five of the
+system and the back office (a web app over the gateway's public API)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("loyalty", "loyalty", "LOYALTY_", 8082),
     ServiceSpec("reporting", "reporting", "REPORTING_", 8083),
     ServiceSpec("notifier", "notifier", "NOTIFIER_", 8084),
+    ServiceSpec("backoffice", "backoffice", "BACKOFFICE_", 8085),
 )
 SERVICE_NAMES: tuple[str, ...] = tuple(s.name for s in SERVICES)
 #: Shared variables (no prefix) that also reach one service under its own prefixed name.
@@ -70,10 +72,11 @@ class ServicePorts:
     loyalty: int = 8082
     reporting: int = 8083
     notifier: int = 8084
+    backoffice: int = 8085
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServicePorts:
-        """`GATEWAY_PORT`, `CREDIT_PORT`, ... from the environment, else 8080..8084."""
+        """`GATEWAY_PORT`, `CREDIT_PORT`, ... from the environment, else 8080..8085."""
         source = os.environ if env is None else env
         values: dict[str, int] = {}
         for service in SERVICES:
@@ -86,7 +89,7 @@ class ServicePorts:
 
     @classmethod
     def free(cls) -> ServicePorts:
-        """Five distinct free ports (for tests and parallel stacks)."""
+        """A distinct free port per service (for tests and parallel stacks)."""
         return cls(**{service.name: free_port() for service in SERVICES})
 
     def of(self, name: str) -> int:
@@ -131,9 +134,13 @@ def build_service_env(
             "GATEWAY_REPORTING_URL": f"http://127.0.0.1:{ports.reporting}",
             "GATEWAY_CREDIT_URL": f"http://127.0.0.1:{ports.credit}",
             "GATEWAY_NOTIFIER_URL": f"http://127.0.0.1:{ports.notifier}",
+            "BACKOFFICE_GATEWAY_URL": f"http://127.0.0.1:{ports.gateway}",
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # the back office is served over plain http on 127.0.0.1 here: a Secure cookie would not
+    # come back over http to every client (curl, test clients), so it is off unless set
+    env.setdefault("BACKOFFICE_COOKIE_SECURE", "false")
     for service in SERVICES:
         env[service.port_var] = str(ports.of(service.name))
         env[f"{service.prefix}HOST"] = "127.0.0.1"
@@ -179,6 +186,10 @@ class Services:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.gateway}"
+
+    @property
+    def backoffice_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.backoffice}"
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports.of(name)}"

@@ -133,7 +133,7 @@ class Infra:
 
 @dataclass
 class Stack:
-    """Infrastructure plus the five services."""
+    """Infrastructure plus the services (the five of the system and the back office)."""
 
     infra: Infra
     services: Services
@@ -150,6 +150,10 @@ class Stack:
     @property
     def gateway_url(self) -> str:
         return self.services.gateway_url
+
+    @property
+    def backoffice_url(self) -> str:
+        return self.services.backoffice_url
 
     @property
     def operator_token(self) -> str:
@@ -364,6 +368,7 @@ def start_stack(
         infra.run_dir,
         {
             "gateway_url": stack.gateway_url,
+            **({"backoffice_url": svc.backoffice_url} if "backoffice" in services else {}),
             "operator_token": stack.operator_token,
             "ports": stack.ports.as_dict(),
         },

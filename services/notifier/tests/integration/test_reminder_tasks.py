@@ -321,3 +321,42 @@ async def test_the_same_sale_id_overdue_in_two_chains_makes_a_task_in_each(
     assert (mine.status, mine.closed_reason) == ("done", "paid")
     assert theirs.status == "open"
     assert [s["amount_owed"] for s in theirs.sales] == ["70.00"]
+
+
+async def test_a_completed_task_names_the_staff_user_who_completed_it(
+    consumer: Consumer, engine: AsyncEngine
+) -> None:
+    by_user = Story(consumer, OverdueDiscountPolicy.KEEP)
+    await by_user.register()
+    await by_user.feed(by_user.overdue(by_user.sale_a, "30.00", date(2026, 1, 31)))
+    by_admin = Story(consumer, OverdueDiscountPolicy.KEEP)
+    by_admin.chain = by_user.chain
+    await by_admin.register()
+    await by_admin.feed(by_admin.overdue(by_admin.sale_a, "20.00", date(2026, 1, 31)))
+    url = f"/internal/v1/chains/{by_user.chain}/tasks"
+    user_id = str(uuid.uuid4())
+    async with api(engine) as http:
+        open_ = {t["customer_id"]: t for t in (await http.get(url)).json()["items"]}
+        assert all(t["completed_by"] is None for t in open_.values())
+        done = await http.post(
+            f"{url}/{open_[str(by_user.customer)]['task_id']}/complete",
+            json={"outcome": "promised", "note": "pays Friday",
+                  "completed_by": {"user_id": user_id, "name": "Ioana <Rusu>"}},
+        )
+        assert done.status_code == 200, done.text
+        assert done.json()["completed_by"] == {"user_id": user_id, "name": "Ioana <Rusu>"}
+        admin_done = await http.post(
+            f"{url}/{open_[str(by_admin.customer)]['task_id']}/complete",
+            json={"outcome": "no_answer", "note": None, "completed_by": None},
+        )
+        assert admin_done.json()["completed_by"] is None
+        # completing it again changes nothing, not even who did it
+        again = await http.post(
+            f"{url}/{open_[str(by_user.customer)]['task_id']}/complete",
+            json={"outcome": "other", "note": "x", "completed_by": None},
+        )
+        assert again.json()["completed_by"] == {"user_id": user_id, "name": "Ioana <Rusu>"}
+        listed = {t["customer_id"]: t["completed_by"]
+                  for t in (await http.get(url, params={"status": "done"})).json()["items"]}
+        assert listed == {str(by_user.customer): {"user_id": user_id, "name": "Ioana <Rusu>"},
+                          str(by_admin.customer): None}

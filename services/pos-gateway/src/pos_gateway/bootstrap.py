@@ -6,6 +6,7 @@ database and fake transports for reporting and the notifier.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ class Gateway:
     notifier: NotifierClient | None = None
     credit: CreditClient | None = None
     listener: OutcomeListener | None = None
+    #: password hashes (argon2) computed at once; see `Settings.password_hash_concurrency`
+    hashing: asyncio.Semaphore | None = None
 
     def session(self) -> AsyncSession:
         """A session for a transaction (`async with gw.session() as s, s.begin():`)."""
@@ -65,6 +68,7 @@ class Gateway:
         self.credit = CreditClient(
             self.settings.credit_url, timeout=timeout, transport=credit_transport
         )
+        self.hashing = asyncio.Semaphore(max(1, self.settings.password_hash_concurrency))
         self.waiter.register()
 
     def listen(self, database_url: str) -> OutcomeListener:

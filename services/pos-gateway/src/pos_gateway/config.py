@@ -49,6 +49,19 @@ class Settings(ServiceSettings):
     rate_limit_burst: int = 200
     #: Bodies larger than this are refused with 413.
     max_body_bytes: int = 1_000_000
+    #: How long a staff token from `POST /v1/sessions` is valid (8 hours: a working day).
+    session_ttl_seconds: float = 8 * 3600.0
+    #: Failed sign-ins for one email (known or not) before it is locked (429 + Retry-After).
+    login_max_failures: int = 5
+    #: The first lock's length; every further failure after a lock doubles it, up to the max.
+    login_lockout_seconds: float = 60.0
+    login_lockout_max_seconds: float = 900.0
+    #: Failures older than this (counted from the last one) are forgotten.
+    login_failure_window_seconds: float = 3600.0
+    #: Password hashes computed at once by this process (each takes 64 MiB and ~0.1 s of CPU).
+    password_hash_concurrency: int = 2
+    #: How often expired staff tokens and old sign-in failures are deleted.
+    session_purge_interval_seconds: float = 3600.0
 
     @model_validator(mode="after")
     def _operator_token(self) -> Settings:

@@ -39,9 +39,12 @@ from pydantic import (
     model_validator,
 )
 
+from pos_gateway.domain.auth import Role
 from pos_gateway.domain.cards import looks_like_payment_card
 from pos_gateway.domain.currencies import is_iso_4217
 from pos_gateway.domain.limits import RequestMoney, RequestPositiveMoney, RequestQuantity
+from pos_gateway.domain.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
+from pos_gateway.domain.passwords import MIN_LENGTH as PASSWORD_MIN_LENGTH
 
 Name = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
                                         max_length=200)]
@@ -196,6 +199,11 @@ class SettingsOut(BaseModel):
     reminder_repeat_days: int
     bonus_rate_percent: str
     bonus_expiry_days: int | None
+    reminder_email: str | None = Field(
+        default=None,
+        description="Customer service's address: new and re-raised reminder tasks are mailed "
+        "there as one digest per run with a link to each in the back office (null: no mail)",
+    )
 
 
 class SettingsUpdate(Request):
@@ -208,11 +216,82 @@ class SettingsUpdate(Request):
     reminder_repeat_days: Annotated[StrictInt, Field(ge=1, le=3650)] | None = None
     bonus_rate_percent: Percent | None = None
     bonus_expiry_days: Annotated[StrictInt, Field(ge=1, le=36500)] | None = None
+    reminder_email: Email | None = None
 
     @model_validator(mode="after")
     def _nulls(self) -> Self:
-        _refuse_nulls(self, {"bonus_expiry_days"})
+        _refuse_nulls(self, {"bonus_expiry_days", "reminder_email"})
         return self
+
+
+# --------------------------------------------------------------------------- staff
+
+Password = Annotated[str, StringConstraints(strict=True, min_length=PASSWORD_MIN_LENGTH,
+                                            max_length=PASSWORD_MAX_LENGTH)]
+
+
+class UserCreate(Request):
+    email: Email
+    name: Name
+    role: Role
+    password: Password
+
+
+class UserOut(BaseModel):
+    user_id: UUID
+    email: str
+    name: str
+    role: Role
+    created_at: AwareDatetime
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    next: str | None
+
+
+class UserDeleted(BaseModel):
+    user_id: UUID
+    email: str
+    name: str
+    role: Role
+    deleted_at: AwareDatetime
+
+
+class SessionCreate(Request):
+    # no format check: whatever is wrong with the email, the answer is the same 401
+    email: Annotated[str, StringConstraints(strict=True, max_length=254)]
+    password: Annotated[str, StringConstraints(strict=True, max_length=PASSWORD_MAX_LENGTH)]
+
+
+class SessionUser(BaseModel):
+    user_id: UUID
+    email: str
+    name: str
+    role: Role
+    chain_id: UUID
+
+
+class SessionChain(BaseModel):
+    """The chain a user works for: what a back office needs to format money and dates."""
+
+    chain_id: UUID
+    name: str
+    currency: str
+    timezone: str
+
+
+class SessionCreated(BaseModel):
+    access_token: str
+    expires_at: AwareDatetime
+    user: SessionUser
+    chain: SessionChain
+
+
+class SessionOut(BaseModel):
+    expires_at: AwareDatetime
+    user: SessionUser
+    chain: SessionChain
 
 
 # --------------------------------------------------------------------------- customers

@@ -95,6 +95,8 @@ class ChainSettingsSnapshot(ContractModel):
     currency: CurrencyCode
     minor_units: Annotated[int, Field(ge=0, le=4)]
     """Digits after the decimal point of the currency (2 for EUR)."""
+    reminder_email: Annotated[str, StringConstraints(min_length=3, max_length=254)] | None = None
+    """Customer service's address for the notifier's reminder digest; null: no mail."""
 
 
 class CustomerSnapshot(ContractModel):

@@ -74,6 +74,10 @@ tasks = sa.Table(
     sa.Column("closed_reason", sa.Text),
     sa.Column("outcome", sa.Text),
     sa.Column("note", sa.Text),
+    #: the staff user who completed it through the gateway (null: the chain admin key);
+    #: added by revision 0002_staff
+    sa.Column("completed_by_user_id", UUID(as_uuid=True)),
+    sa.Column("completed_by_name", sa.Text),
     #: the overdue sales as last seen while the task was open:
     #: [{"sale_id", "due_date", "amount_owed"}]
     sa.Column("sales", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),

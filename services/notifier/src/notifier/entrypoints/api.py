@@ -42,10 +42,20 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(get_session)]
 
 
+class CompletedBy(BaseModel):
+    """The staff user whose token completed the task (the gateway knows it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: uuid.UUID
+    name: str = Field(max_length=200)
+
+
 class CompleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: TaskOutcome
     note: str | None = Field(default=None, max_length=4000)
+    #: null when the chain admin key completed it
+    completed_by: CompletedBy | None = None
 
 
 class WebhookRequest(BaseModel):
@@ -137,6 +147,8 @@ def router() -> APIRouter:
                 now=datetime.now(UTC),
                 outcome=body.outcome,
                 note=body.note,
+                completed_by=(body.completed_by.user_id, body.completed_by.name)
+                if body.completed_by is not None else None,
             )
             row = (
                 await session.execute(sa.select(t.tasks).where(t.tasks.c.task_id == task_id))

@@ -263,11 +263,14 @@ async def close_task(
     now: datetime,
     outcome: TaskOutcome | None = None,
     note: str | None = None,
+    completed_by: tuple[uuid.UUID, str] | None = None,
 ) -> None:
+    user_id, user_name = completed_by if completed_by is not None else (None, None)
     await session.execute(
         sa.update(t.tasks)
         .where(t.tasks.c.task_id == row.task_id)
-        .values(status=DONE, closed_reason=reason.value, closed_at=now, outcome=outcome, note=note)
+        .values(status=DONE, closed_reason=reason.value, closed_at=now, outcome=outcome, note=note,
+                completed_by_user_id=user_id, completed_by_name=user_name)
     )
     await emit(
         ReminderTaskClosed(
@@ -387,6 +390,9 @@ async def task_views(
                 "closed_reason": row.closed_reason,
                 "outcome": row.outcome,
                 "note": row.note,
+                "completed_by": {"user_id": str(row.completed_by_user_id),
+                                 "name": row.completed_by_name}
+                if row.completed_by_user_id is not None else None,
                 "actions": revoke_actions(
                     [s for s in live_sales if s.sale_id in in_task], cs.overdue_discount
                 ),

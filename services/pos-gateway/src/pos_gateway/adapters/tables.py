@@ -43,6 +43,9 @@ chains = sa.Table(
     sa.Column("bonus_expiry_days", sa.Integer),
     _ts("created_at"),
     _ts("updated_at"),
+    #: customer service's address for the notifier's reminder digest (null: no mail);
+    #: added by revision 0002_staff
+    sa.Column("reminder_email", sa.Text),
 )
 
 stores = sa.Table(
@@ -176,4 +179,53 @@ idempotency_keys = sa.Table(
     sa.Column("response", JSONB),
     _ts("created_at"),
     sa.Index("idempotency_keys_created_at", "created_at"),
+)
+
+
+# --------------------------------------------------------------------------- staff (0002_staff)
+
+# Staff users of a chain. Emails are unique across the system among users not deleted
+# (`email_key` is the email in lower case); a deleted user keeps its row (who completed a task
+# stays readable), so its email may be given to a new user.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), sa.ForeignKey("chains.chain_id"), nullable=False),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("email_key", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    #: argon2id (argon2-cffi's encoded form, parameters and salt included)
+    sa.Column("password_hash", sa.Text, nullable=False),
+    _ts("created_at"),
+    _ts("deleted_at", nullable=True),
+    sa.CheckConstraint("role IN ('manager', 'customer_service')", name="users_role"),
+    sa.Index("users_email_key_live", "email_key", unique=True,
+             postgresql_where=sa.text("deleted_at IS NULL")),
+    sa.Index("users_chain_list", "chain_id", "email_key", "user_id"),
+)
+
+# Bearer tokens of signed-in users: only the SHA-256 of a token is stored (like API keys).
+user_sessions = sa.Table(
+    "user_sessions",
+    metadata,
+    sa.Column("token_hash", sa.Text, primary_key=True),
+    sa.Column("user_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    _ts("created_at"),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("user_sessions_user", "user_id"),
+    sa.Index("user_sessions_expires_at", "expires_at"),
+)
+
+# Failed sign-ins per email (known or not, so the answer never tells which), shared by every
+# gateway instance: the sign-in limit holds however many instances there are.
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("email_key", sa.Text, primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_failed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("locked_until", sa.DateTime(timezone=True)),
 )

@@ -1,4 +1,9 @@
-"""API keys: three kinds, random 32-byte url-safe tokens, only their SHA-256 is stored."""
+"""API keys and staff tokens: random 32-byte url-safe tokens, only their SHA-256 is stored.
+
+Three kinds of API key (operator, chain admin, terminal), and the tokens staff users get from
+`POST /v1/sessions`: a manager's token acts as the chain admin key, a customer-service token
+(`KeyKind.CUSTOMER_SERVICE`) only on the routes that allow that role.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,28 @@ from uuid import UUID
 
 class KeyKind(StrEnum):
     OPERATOR = "operator"
+    #: the chain admin key, and a manager's token
     ADMIN = "admin"
     TERMINAL = "terminal"
+    #: a customer-service user's token
+    CUSTOMER_SERVICE = "customer_service"
+
+
+class Role(StrEnum):
+    """The role of a staff user (api.md "Staff accounts")."""
+
+    MANAGER = "manager"
+    CUSTOMER_SERVICE = "customer_service"
+
+    @property
+    def kind(self) -> KeyKind:
+        """The kind of key a token of this role acts as."""
+        return KeyKind.ADMIN if self is Role.MANAGER else KeyKind.CUSTOMER_SERVICE
+
+
+#: Staff tokens start with this; "." is not in the base64url alphabet of API keys, so a token
+#: says which table holds it and authentication reads only that one.
+SESSION_TOKEN_PREFIX = "st."
 
 
 @dataclass(frozen=True)
@@ -27,12 +52,28 @@ class Principal:
     chain_id: UUID | None = None
     store_id: UUID | None = None
     terminal_id: UUID | None = None
+    #: set for a staff user's token: who it is (tasks record who completed them)
+    user_id: UUID | None = None
+    user_name: str | None = None
+    role: Role | None = None
+    #: the SHA-256 of the staff token used (signing out ends that token)
+    token_hash: str | None = None
 
 
 def new_api_key() -> tuple[str, str]:
     """A fresh key and the hash to store (the key itself is shown once and never stored)."""
     token = secrets.token_urlsafe(32)
     return token, hash_key(token)
+
+
+def new_session_token() -> tuple[str, str]:
+    """A fresh staff token and the hash to store."""
+    token = SESSION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, hash_key(token)
+
+
+def is_session_token(token: str) -> bool:
+    return token.startswith(SESSION_TOKEN_PREFIX)
 
 
 def derived_api_key(secret: str, *parts: str) -> tuple[str, str]:

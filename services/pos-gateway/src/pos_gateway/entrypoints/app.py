@@ -25,7 +25,8 @@ from pos_gateway.entrypoints.api.auth import TokenBucket
 from pos_gateway.entrypoints.api.docs import install_offline_docs
 from pos_gateway.entrypoints.api.problems import install_problem_handlers, problem_response
 from pos_gateway.entrypoints.api.routes import router
-from pos_gateway.service_layer import idempotency
+from pos_gateway.entrypoints.api.staff_routes import router as staff_router
+from pos_gateway.service_layer import idempotency, staff
 from pos_gateway.service_layer.outcomes import HANDLERS
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def build_public_app(gw: Gateway) -> FastAPI:
     install_problem_handlers(app)
     install_offline_docs(app)
     app.include_router(router)
+    app.include_router(staff_router)
     app.add_middleware(JsonBodyGuard)
     app.add_middleware(BodyCap, max_body=gw.settings.max_body_bytes)  # outermost: added last
     return app
@@ -221,8 +223,17 @@ def build(settings: Settings | None = None) -> tuple[FastAPI, Gateway]:
             if purged:
                 log.info("purged %d idempotency keys", purged)
 
+        async def purge_sessions() -> None:
+            async with runtime.session_factory() as session, session.begin():
+                purged = await staff.purge(
+                    session, timedelta(seconds=settings.login_failure_window_seconds)
+                )
+            if purged:
+                log.info("purged %d expired staff tokens and old sign-in failures", purged)
+
         return [
-            PeriodicJob("idempotency-purge", settings.idempotency_purge_interval_seconds, purge)
+            PeriodicJob("idempotency-purge", settings.idempotency_purge_interval_seconds, purge),
+            PeriodicJob("session-purge", settings.session_purge_interval_seconds, purge_sessions),
         ]
 
     definition = ServiceDefinition(

@@ -90,6 +90,7 @@ def settings_json(chain: Row[Any]) -> dict[str, Any]:
         "reminder_repeat_days": chain.reminder_repeat_days,
         "bonus_rate_percent": fmt_money(chain.bonus_rate_percent, 2),
         "bonus_expiry_days": chain.bonus_expiry_days,
+        "reminder_email": chain.reminder_email,
     }
 
 
@@ -105,6 +106,7 @@ def settings_snapshot(chain: Row[Any]) -> ChainSettingsSnapshot:
         timezone=chain.timezone,
         currency=chain.currency,
         minor_units=chain.minor_units,
+        reminder_email=chain.reminder_email,
     )
 
 

@@ -1,7 +1,12 @@
-"""Bearer keys of three kinds, checked per route: operator, chain admin, terminal.
+"""Bearer keys, checked per route: operator, chain admin, terminal, and staff users' tokens.
 
 Missing or unknown key: 401. A key of the wrong kind: 403. Terminal keys are rate limited
 (a token bucket per key, in this process): 429 with Retry-After.
+
+A staff token (`POST /v1/sessions`) is looked up on every request like an API key, so a
+deleted user's tokens answer 401 at once on every instance. A manager's token acts as the
+chain admin key (`KeyKind.ADMIN`); a customer-service token (`KeyKind.CUSTOMER_SERVICE`) only
+passes the dependencies that name that kind: `BackOfficeKey` and `ChainReader`.
 """
 
 from __future__ import annotations
@@ -18,11 +23,22 @@ from servicekit.logging import chain_id_var
 
 from pos_gateway.adapters import tables as t
 from pos_gateway.bootstrap import Gateway
-from pos_gateway.domain.auth import KeyKind, Principal, hash_key, is_operator_token
+from pos_gateway.domain.auth import (
+    KeyKind,
+    Principal,
+    Role,
+    hash_key,
+    is_operator_token,
+    is_session_token,
+)
 from pos_gateway.domain.errors import GatewayError, invalid
 from pos_gateway.service_layer.idempotency import MAX_KEY_LENGTH
 
-_bearer = HTTPBearer(auto_error=False, description="An operator, chain admin or terminal key")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An operator, chain admin or terminal key, or a staff token from "
+    "POST /v1/sessions",
+)
 
 
 def gateway(request: Request) -> Gateway:
@@ -63,6 +79,8 @@ async def authenticate(
     token = credentials.credentials
     if is_operator_token(token, gw.settings.operator_token):
         return Principal(KeyKind.OPERATOR, scope="operator")
+    if is_session_token(token):
+        return await _staff_principal(gw, token)
     async with gw.read() as session:
         row = (
             await session.execute(
@@ -96,6 +114,36 @@ async def authenticate(
     return principal
 
 
+async def _staff_principal(gw: Gateway, token: str) -> Principal:
+    s, u = t.user_sessions.c, t.users.c
+    async with gw.read() as session:
+        row = (
+            await session.execute(
+                sa.select(u.user_id, u.chain_id, u.name, u.role)
+                .select_from(t.user_sessions.join(t.users, u.user_id == s.user_id))
+                .where(
+                    s.token_hash == hash_key(token),
+                    s.expires_at > sa.func.now(),
+                    u.deleted_at.is_(None),
+                )
+            )
+        ).first()
+    if row is None:
+        raise GatewayError("unauthorized", "unknown or expired token")
+    role = Role(row.role)
+    chain_id_var.set(str(row.chain_id))
+    return Principal(
+        role.kind,
+        # idempotency keys are the user's, whichever of its tokens sends them
+        scope=f"user:{row.user_id}",
+        chain_id=row.chain_id,
+        user_id=row.user_id,
+        user_name=row.name,
+        role=role,
+        token_hash=hash_key(token),
+    )
+
+
 def require(*kinds: KeyKind) -> Callable[..., Awaitable[Principal]]:
     allowed = frozenset(kinds)
 
@@ -103,19 +151,36 @@ def require(*kinds: KeyKind) -> Callable[..., Awaitable[Principal]]:
         principal: Annotated[Principal, Depends(authenticate)],
     ) -> Principal:
         if principal.kind not in allowed:
-            raise GatewayError(
-                "forbidden",
-                f"this needs a {' or '.join(sorted(k.value for k in allowed))} key",
-            )
+            if principal.kind is KeyKind.CUSTOMER_SERVICE:
+                raise GatewayError("forbidden", "the customer_service role may not do this")
+            names = sorted(k.value for k in allowed if k is not KeyKind.CUSTOMER_SERVICE)
+            raise GatewayError("forbidden", f"this needs a {' or '.join(names)} key")
         return principal
 
     return dependency
 
 
+async def _staff_user(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    if principal.user_id is None:
+        raise GatewayError("forbidden", "this needs a staff user's token (POST /v1/sessions)")
+    return principal
+
+
 OperatorKey = Annotated[Principal, Depends(require(KeyKind.OPERATOR))]
+#: the chain admin key or a manager's token
 AdminKey = Annotated[Principal, Depends(require(KeyKind.ADMIN))]
 TerminalKey = Annotated[Principal, Depends(require(KeyKind.TERMINAL))]
-ChainReader = Annotated[Principal, Depends(require(KeyKind.ADMIN, KeyKind.TERMINAL))]
+#: what customer service may do too (api.md "Staff accounts"): reading customers, reports,
+#: statements and tasks, completing tasks, revoking an offered discount, cancelling accruals
+BackOfficeKey = Annotated[
+    Principal, Depends(require(KeyKind.ADMIN, KeyKind.CUSTOMER_SERVICE))
+]
+#: the till reads of a chain: its admin (and staff) and its terminals
+ChainReader = Annotated[
+    Principal, Depends(require(KeyKind.ADMIN, KeyKind.TERMINAL, KeyKind.CUSTOMER_SERVICE))
+]
+#: any signed-in staff user (its own session)
+StaffUser = Annotated[Principal, Depends(_staff_user)]
 
 
 def _check_key(value: str | None) -> str | None:

@@ -13,9 +13,11 @@ from fastapi.responses import JSONResponse
 
 from pos_gateway import schemas as s
 from pos_gateway.bootstrap import Gateway
+from pos_gateway.domain.auth import KeyKind
 from pos_gateway.domain.errors import GatewayError, ValidationFailed, not_found
 from pos_gateway.entrypoints.api.auth import (
     AdminKey,
+    BackOfficeKey,
     ChainReader,
     OperatorKey,
     OptionalIdempotencyKey,
@@ -25,7 +27,7 @@ from pos_gateway.entrypoints.api.auth import (
 )
 from pos_gateway.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
 from pos_gateway.service_layer import keys, masterdata, operations
-from pos_gateway.service_layer.common import load_customer, request_hash
+from pos_gateway.service_layer.common import load_chain, load_customer, request_hash
 from pos_gateway.service_layer.runner import Answer, key_issuer, run_idempotent
 
 Gw = Annotated[Gateway, Depends(gateway)]
@@ -222,7 +224,7 @@ async def create_customer(
             responses=problems(*AUTH, 422, 503))
 async def list_customers(
     gw: Gw,
-    principal: AdminKey,
+    principal: BackOfficeKey,
     vip: bool | None = None,
     q: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -238,7 +240,7 @@ async def list_customers(
 
 @router.get("/customers/{customer_id}", response_model=s.CustomerOut, tags=["customers"],
             responses=problems(*AUTH, 404, 503))
-async def get_customer(gw: Gw, principal: AdminKey, customer_id: UUID) -> JSONResponse:
+async def get_customer(gw: Gw, principal: BackOfficeKey, customer_id: UUID) -> JSONResponse:
     async with gw.read() as session:
         customer = await masterdata.get_customer(
             session, gw.reporting_api, principal, customer_id
@@ -397,7 +399,7 @@ async def read_operation(
 @router.post("/payments/{payment_id}/bonus-type", response_model=s.BonusTypeOut,
              tags=["back office"], responses={**_TILL_RESPONSES, 503: problems(503)[503]})
 async def set_bonus_type(
-    request: Request, gw: Gw, principal: AdminKey, payment_id: UUID, body: s.BonusTypeUpdate,
+    request: Request, gw: Gw, principal: BackOfficeKey, payment_id: UUID, body: s.BonusTypeUpdate,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Cancel one payment's accrual ("no bonuses"); asking again answers the same."""
@@ -410,10 +412,22 @@ async def set_bonus_type(
 @router.post("/sales/{sale_id}/revoke-discount", response_model=s.RevokeDiscountOut,
              tags=["back office"], responses=_TILL_RESPONSES)
 async def revoke_discount(
-    request: Request, gw: Gw, principal: AdminKey, sale_id: UUID,
+    request: Request, gw: Gw, principal: BackOfficeKey, sale_id: UUID,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
-    """Revoke the discount of an overdue sale, once (409 `already_revoked`, 422 `not_overdue`)."""
+    """Revoke the discount of an overdue sale, once (409 `already_revoked`, 422 `not_overdue`).
+
+    Customer service may do it only where the chain offers it (`overdue_discount=offer`)."""
+    if principal.kind is KeyKind.CUSTOMER_SERVICE:
+        assert principal.chain_id is not None
+        async with gw.read() as session:
+            chain = await load_chain(session, principal.chain_id)
+        if chain.overdue_discount != "offer":
+            raise GatewayError(
+                "forbidden",
+                "customer service may revoke a discount only where the chain offers it "
+                "(overdue_discount=offer)",
+            )
     answer = await operations.revoke_discount(
         gw, principal, sale_id, idempotency_key, await _hash(request)
     )
@@ -477,7 +491,7 @@ def _report_route(report: str, summary: str) -> None:
     async def report_endpoint(
         request: Request,
         gw: Gw,
-        principal: AdminKey,
+        principal: BackOfficeKey,
         from_: Annotated[date | None, Query(alias="from")] = None,
         to: date | None = None,
         store_id: UUID | None = None,
@@ -512,7 +526,7 @@ _report_route("bonus-statistics", "Bonus movements per period, store and custome
 async def statement(
     request: Request,
     gw: Gw,
-    principal: AdminKey,
+    principal: BackOfficeKey,
     customer_id: UUID,
     from_: Annotated[date | None, Query(alias="from")] = None,
     to: date | None = None,
@@ -535,7 +549,7 @@ async def statement(
 async def list_tasks(
     request: Request,
     gw: Gw,
-    principal: AdminKey,
+    principal: BackOfficeKey,
     status: Literal["open", "done"] | None = None,
     limit: Annotated[int | None, Query(ge=1, le=500)] = None,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
@@ -551,14 +565,18 @@ async def list_tasks(
 @router.post("/tasks/{task_id}/complete", tags=["tasks"],
              responses=problems(*AUTH, 404, 422, 503))
 async def complete_task(
-    gw: Gw, principal: AdminKey, task_id: UUID, body: s.TaskComplete,
+    gw: Gw, principal: BackOfficeKey, task_id: UUID, body: s.TaskComplete,
     idempotency_key: OptionalIdempotencyKey,
 ) -> Response:
-    """Record the outcome of the call; the task closes as `completed`."""
+    """Record the outcome of the call; the task closes as `completed`, with `completed_by`
+    the staff user whose token did it (null for the chain admin key)."""
     assert principal.chain_id is not None
+    completed_by = None
+    if principal.user_id is not None:
+        completed_by = {"user_id": str(principal.user_id), "name": principal.user_name}
     upstream = await gw.notifier_api.request(
         "POST", principal.chain_id, f"tasks/{task_id}/complete",
-        json=body.model_dump(mode="json"),
+        json={**body.model_dump(mode="json"), "completed_by": completed_by},
     )
     return _proxied(upstream)
 

@@ -1,0 +1,1 @@
+"""The pages, one module per area: sign-in, tasks, customers, reports, managers' pages."""

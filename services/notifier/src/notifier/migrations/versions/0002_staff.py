@@ -1,0 +1,27 @@
+"""Who completed a task: the staff user's id and name (null for the chain admin key).
+
+Revision ID: 0002_staff
+Revises: 0001
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0002_staff"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # 0001 creates the tables from the tables module as it is now, which already has the
+    # columns on a fresh database; an existing one gets them here
+    op.execute("ALTER TABLE nt_tasks ADD COLUMN IF NOT EXISTS completed_by_user_id uuid")
+    op.execute("ALTER TABLE nt_tasks ADD COLUMN IF NOT EXISTS completed_by_name text")
+
+
+def downgrade() -> None:
+    op.drop_column("nt_tasks", "completed_by_name")
+    op.drop_column("nt_tasks", "completed_by_user_id")
