@@ -8,17 +8,23 @@ free loopback ports and are stopped (by PID) when the session ends, also after a
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 
+from devstack.ports import free_port
 from devstack.services import ServicePorts
 from devstack.stack import Stack, start_stack
 
@@ -41,12 +47,52 @@ FAST_JOBS = {
 }
 
 
+@dataclass
+class Inbox:
+    """What a real SMTP server on 127.0.0.1 received: the notifier's reminder digests."""
+
+    url: str
+    messages: list[EmailMessage] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages if m["To"] == address]
+
+
 @pytest.fixture(scope="session")
-def stack(infra_endpoints: tuple[str, str]) -> Iterator[Stack]:
+def smtp_inbox() -> Iterator[Inbox]:
+    """An SMTP server (aiosmtpd) for the whole session; the stack's notifier mails to it."""
+    port = free_port()
+    inbox = Inbox(f"smtp://127.0.0.1:{port}")
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+            message = email.message_from_bytes(envelope.original_content,
+                                               policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            with inbox.lock:
+                inbox.messages.append(message)
+            return "250 Message accepted for delivery"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(infra_endpoints: tuple[str, str], smtp_inbox: Inbox) -> Iterator[Stack]:
     kafka, database = infra_endpoints
     suffix = secrets.token_hex(4)
     env = dict(os.environ)
     env.update(FAST_JOBS)
+    # reminder digests every second, to the session's SMTP server
+    env.update({"NOTIFIER_SMTP_URL": smtp_inbox.url,
+                "NOTIFIER_SMTP_FROM": "reminders@vip-credit.test",
+                "NOTIFIER_MAIL_INTERVAL_SECONDS": "1"})
     env["KAFKA_BOOTSTRAP_SERVERS"] = kafka
     env["DATABASE_URL"] = database
     base = database.rsplit("/", 1)[0]

@@ -30,7 +30,7 @@ class Gateway:
     notifier: NotifierClient | None = None
     credit: CreditClient | None = None
     listener: OutcomeListener | None = None
-    #: password hashes (argon2) computed at once; see `Settings.password_hash_concurrency`
+    #: password hashes (argon2) computed at once; see `Settings.hashing_concurrency`
     hashing: asyncio.Semaphore | None = None
 
     def session(self) -> AsyncSession:
@@ -68,7 +68,7 @@ class Gateway:
         self.credit = CreditClient(
             self.settings.credit_url, timeout=timeout, transport=credit_transport
         )
-        self.hashing = asyncio.Semaphore(max(1, self.settings.password_hash_concurrency))
+        self.hashing = asyncio.Semaphore(max(1, self.settings.hashing_concurrency))
         self.waiter.register()
 
     def listen(self, database_url: str) -> OutcomeListener:

@@ -59,7 +59,7 @@ class Settings(ServiceSettings):
     #: Failures older than this (counted from the last one) are forgotten.
     login_failure_window_seconds: float = 3600.0
     #: Password hashes computed at once by this process (each takes 64 MiB and ~0.1 s of CPU).
-    password_hash_concurrency: int = 2
+    hashing_concurrency: int = 2
     #: How often expired staff tokens and old sign-in failures are deleted.
     session_purge_interval_seconds: float = 3600.0
 

@@ -23,6 +23,11 @@ chains = sa.Table(
     sa.Column("minor_units", sa.Integer, nullable=False),
     sa.Column("reminder_repeat_days", sa.Integer, nullable=False),
     sa.Column("overdue_discount", sa.Text, nullable=False),
+    # for the reminder digest (revision 0003_mail): where it goes (null: no mail), and what
+    # its subject and amounts say
+    sa.Column("reminder_email", sa.Text),
+    sa.Column("name", sa.Text),
+    sa.Column("currency", sa.Text),
 )
 
 #: also the row a handler locks to serialise all work on one customer
@@ -133,6 +138,51 @@ webhook_dead_letters = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text, nullable=False),
     sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# --------------------------------------------------------------------------- reminder mail
+# (created by revision 0003_mail; not in TABLES, which 0001 creates)
+
+# A task raised or re-raised for a chain with a reminder email, written in the transaction
+# that raises it (like a webhook delivery): the next digest of the chain takes it.
+mail_items = sa.Table(
+    "nt_mail_items",
+    metadata,
+    sa.Column("item_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("task_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("re_raised", sa.Boolean, nullable=False),
+    sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),
+    #: the digest that took it (null: waiting for the next run)
+    sa.Column("digest_id", UUID(as_uuid=True)),
+    sa.Index("nt_mail_items_waiting", "chain_id", postgresql_where=sa.text("digest_id IS NULL")),
+    sa.Index("nt_mail_items_digest", "digest_id"),
+)
+
+# One message per chain and run, composed once (its text never changes, so a retry sends the
+# same message with the same Message-ID) and retried with back-off until sent.
+mail_digests = sa.Table(
+    "nt_mail_digests",
+    metadata,
+    sa.Column("digest_id", UUID(as_uuid=True), primary_key=True),
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body_text", sa.Text, nullable=False),
+    sa.Column("body_html", sa.Text, nullable=False),
+    sa.Column("tasks", sa.Integer, nullable=False),
+    #: pending, sent, dead (tried mail_max_attempts times) or cancelled (no address any more)
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_error", sa.Text),
+    #: where it went (the chain's reminder_email when it was sent)
+    sa.Column("sent_to", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Index("nt_mail_digests_due", "next_attempt_at",
+             postgresql_where=sa.text("status = 'pending'")),
 )
 
 TABLES: tuple[sa.Table, ...] = (

@@ -55,14 +55,19 @@ def _now() -> datetime:
 
 
 async def _upsert_chain(
-    ctx: MessageContext, chain_id: UUID, s: gateway.ChainSettingsSnapshot
+    ctx: MessageContext, chain_id: UUID, s: gateway.ChainSettingsSnapshot,
+    name: str | None = None,
 ) -> None:
-    values = {
+    values: dict[str, object] = {
         "timezone": s.timezone,
         "minor_units": s.minor_units,
         "reminder_repeat_days": s.reminder_repeat_days,
         "overdue_discount": s.overdue_discount.value,
+        "reminder_email": s.reminder_email,
+        "currency": s.currency,
     }
+    if name is not None:  # only the registration names the chain
+        values["name"] = name
     await ctx.session.execute(
         pg_insert(t.chains)
         .values({"chain_id": chain_id, **values})
@@ -71,7 +76,7 @@ async def _upsert_chain(
 
 
 async def on_chain_registered(ctx: MessageContext, msg: gateway.ChainRegistered) -> None:
-    await _upsert_chain(ctx, msg.chain_id, msg.settings)
+    await _upsert_chain(ctx, msg.chain_id, msg.settings, name=msg.name)
 
 
 async def on_chain_settings_changed(ctx: MessageContext, msg: gateway.ChainSettingsChanged) -> None:

@@ -251,6 +251,10 @@ async def raise_task(
     )
     await emit(event, str(customer_id))
     await enqueue_webhook(session, chain_id, task_id, event, now)
+    await enqueue_mail(
+        session, chain_id, task_id, level=level,
+        re_raised=escalate_task_id is not None or level > 1, now=now,
+    )
     return task_id
 
 
@@ -326,6 +330,25 @@ async def enqueue_webhook(
         sa.insert(t.webhook_deliveries).values(
             delivery_id=delivery_id, chain_id=chain_id, task_id=task_id, event_type=event.TYPE,
             body=body, next_attempt_at=now, created_at=now,
+        )
+    )
+
+
+async def enqueue_mail(
+    session: AsyncSession, chain_id: uuid.UUID, task_id: uuid.UUID, *, level: int,
+    re_raised: bool, now: datetime,
+) -> None:
+    """The next reminder digest of the chain lists this task (only when the chain has a
+    reminder email): written with the task, so a raised task is never left out."""
+    address = await session.scalar(
+        sa.select(t.chains.c.reminder_email).where(t.chains.c.chain_id == chain_id)
+    )
+    if not address:
+        return
+    await session.execute(
+        sa.insert(t.mail_items).values(
+            item_id=uuid.uuid4(), chain_id=chain_id, task_id=task_id, level=level,
+            re_raised=re_raised, raised_at=now,
         )
     )
 

@@ -39,7 +39,12 @@ repository's docs/api.md; the business rules: docs/domain.md).
 
 Money and quantities are decimal strings. Errors are `application/problem+json` with a stable
 `code`. State-changing POSTs take an `Idempotency-Key` (required on sales, payments,
-advances, refunds and returns)."""
+advances, refunds and returns).
+
+Staff sign in with `POST /v1/sessions` for a Bearer token: a `manager` may do what the chain
+admin key may; `customer_service` may read customers, cards, sales, reports, statements and
+tasks, complete tasks, revoke a discount where the chain offers it and cancel a payment's
+accrual, and gets `403 forbidden` everywhere else."""
 
 
 def build_public_app(gw: Gateway) -> FastAPI:

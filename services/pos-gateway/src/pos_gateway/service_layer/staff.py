@@ -52,7 +52,7 @@ def email_key(email: str) -> str:
 
 
 async def _in_thread(gw: Gateway, work: Callable[[], T]) -> T:
-    """Run password hashing in a worker thread, at most `password_hash_concurrency` at once
+    """Run password hashing in a worker thread, at most `hashing_concurrency` at once
     per process: each one holds 64 MiB and a core for ~0.1 s."""
     assert gw.hashing is not None, "the gateway has not started"
     async with gw.hashing:
