@@ -38,6 +38,25 @@ class ServiceSettings(BaseSettings):
     kafka_topic_partitions: int = Field(
         default=6, validation_alias=AliasChoices("KAFKA_TOPIC_PARTITIONS")
     )
+    #: Replication factor of the topics created at start-up; 0: from the cluster (3 on three
+    #: brokers or more, else 1). Existing topics keep theirs.
+    kafka_replication_factor: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("KAFKA_REPLICATION_FACTOR")
+    )
+    #: `min.insync.replicas` of every topic; 0: 2 for a topic with three replicas or more, else
+    #: 1. Applied at creation and set again at start-up when a topic differs.
+    kafka_min_insync_replicas: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("KAFKA_MIN_INSYNC_REPLICAS")
+    )
+    #: How long commands and events stay on their topics (days; negative: for ever). Reporting
+    #: must have a snapshot newer than this to rebuild (docs/operations.md).
+    kafka_retention_days: float = Field(
+        default=30.0, validation_alias=AliasChoices("KAFKA_RETENTION_DAYS")
+    )
+    #: How long dead letters stay on `deadletter.v1` (days; negative: for ever).
+    kafka_dead_letter_retention_days: float = Field(
+        default=90.0, validation_alias=AliasChoices("KAFKA_DEAD_LETTER_RETENTION_DAYS")
+    )
     outbox_poll_interval_seconds: float = 0.2
     outbox_batch_size: int = 500
     outbox_keep_sent_hours: float = 24.0
