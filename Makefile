@@ -20,14 +20,15 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs status test lint typecheck unit kafka-fetch clean \
-	rebuild-reports dead-letters redrive bench bench-reports bench-deps chaos FORCE
+	rebuild-reports snapshot-reports dead-letters redrive bench bench-reports bench-deps chaos FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
 	@echo "make test       lint, type-check, then every test against a fresh local Kafka + PostgreSQL"
 	@echo "make down       stop what 'make up' started"
 	@echo "make logs       print the log files of the stack"
-	@echo "make rebuild-reports  rebuild reporting's read models from the Kafka log"
+	@echo "make rebuild-reports  rebuild reporting's read models from the newest snapshot + the log"
+	@echo "make snapshot-reports  snapshot reporting's read models now (with their offsets)"
 	@echo "make dead-letters [CONSUMER=credit] [SINCE=2h]  list deadletter.v1 of the stack"
 	@echo "make redrive OFFSETS='3:17 0:5'  re-publish those dead letters after a fix"
 	@echo "make status     what runs, with its addresses"
@@ -66,13 +67,18 @@ logs:
 status:
 	$(DEVSTACK) status --name $(NAME)
 
-# Drop reporting's read models and replay the topics from the beginning (stack from `make up`).
-rebuild-reports: venv
-	eval "$$($(PY) -m devstack --name $(NAME) status --json | $(PY) -c 'import json, shlex, sys; \
+# Rebuild reporting's read models from the newest snapshot and the log since (stack from
+# `make up`); refused, changing nothing, when retention dropped what no snapshot covers.
+STACK_ENV = eval "$$($(PY) -m devstack --name $(NAME) status --json | $(PY) -c 'import json, shlex, sys; \
 		state = json.load(sys.stdin)["state"]; \
 		print(" ".join(f"export {k}={shlex.quote(state[k])}" for k in \
-		("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")))')"; \
-	$(PY) -m reporting.rebuild --verify
+		("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")))')"
+rebuild-reports: venv
+	$(STACK_ENV); $(PY) -m reporting.rebuild --verify
+
+# Take a snapshot of reporting's read models now (the service takes one a day by itself).
+snapshot-reports: venv
+	$(STACK_ENV); $(PY) -m reporting.snapshot
 
 # Dead letters of the stack from `make up` (KAFKA_BOOTSTRAP_SERVERS, when set, wins).
 STACK_KAFKA = $${KAFKA_BOOTSTRAP_SERVERS:-$$($(PY) -m devstack --name $(NAME) status --json | \

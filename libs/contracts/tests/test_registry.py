@@ -8,8 +8,8 @@ from contracts.base import Command, Event, Message
 from contracts.registry import MESSAGE_MODULES, MESSAGES, lookup, messages_on, spec_of
 from contracts.topics import (
     ALL_TOPICS,
-    DEAD_LETTERS,
     DAY_MS,
+    DEAD_LETTERS,
     LOYALTY_COMMANDS,
     POS_COMMANDS,
     RETENTION_MS,
