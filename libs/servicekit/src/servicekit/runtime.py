@@ -73,7 +73,7 @@ class ServiceDefinition:
 
 def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        settings.kafka_servers,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,

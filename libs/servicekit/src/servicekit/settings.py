@@ -93,6 +93,18 @@ class ServiceSettings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         return to_asyncpg_url(self.database_url)
 
+    @property
+    def kafka_servers(self) -> list[str]:
+        """`KAFKA_BOOTSTRAP_SERVERS` as a list (see `bootstrap_list`)."""
+        return bootstrap_list(self.kafka_bootstrap_servers)
+
+
+def bootstrap_list(servers: str) -> list[str]:
+    """`host:port,host:port` as a list. aiokafka splits such a string itself, but FastStream
+    wraps a string into a one-element list, and aiokafka then takes all of it for one host:
+    a cluster's bootstrap servers must reach FastStream as a list."""
+    return [s.strip() for s in servers.split(",") if s.strip()]
+
 
 def with_database(url: str, database: str) -> str:
     """The same server URL naming another database."""

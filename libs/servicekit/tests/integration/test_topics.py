@@ -10,6 +10,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from contracts.topics import DAY_MS
+from servicekit.runtime import make_broker
+from servicekit.settings import ServiceSettings
 from servicekit.testing import unique_topic
 from servicekit.topics import ensure_topics, replication_for
 
@@ -71,3 +73,22 @@ async def test_a_topic_whose_configuration_differs_is_set_again_at_the_next_star
     await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1, retention_ms=7 * DAY_MS)
     _, replicas, configs = await _state(kafka_bootstrap_servers, topic)
     assert configs["min.insync.replicas"] == ("2" if replicas >= 3 else "1")
+
+
+async def test_a_service_reaches_kafka_through_any_of_several_bootstrap_servers(
+    kafka_bootstrap_servers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a cluster's KAFKA_BOOTSTRAP_SERVERS lists every broker; one of them may be down. (FastStream
+    # took the whole comma-separated string for one host name.)
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        down = f"127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once closed
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"{down},{kafka_bootstrap_servers}")
+    broker = make_broker(ServiceSettings(), "bootstrap-test")
+    await broker.start()
+    try:
+        assert await broker.ping(timeout=10.0)
+    finally:
+        await broker.stop()

@@ -100,3 +100,9 @@ def test_replication_defaults_follow_the_cluster_as_devstack_sizes_it() -> None:
     for brokers in (1, 3, 5):
         assert replication_for(brokers) == devstack_replication(brokers)
     assert [min_insync_for(rf) for rf in (1, 2, 3, 5)] == [1, 1, 2, 2]
+
+
+
+def test_bootstrap_servers_are_split_into_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092, 127.0.0.1:19093,")
+    assert ExampleSettings().kafka_servers == ["127.0.0.1:19092", "127.0.0.1:19093"]
