@@ -33,6 +33,7 @@ help:
 	@echo "make redrive OFFSETS='3:17 0:5'  re-publish those dead letters after a fix"
 	@echo "make status     what runs, with its addresses"
 	@echo "make chaos      fault harness: 7 scenarios, >= 20,000 operations, invariants"
+	@echo "make chaos CHAOS_ARGS='--brokers 3'  broker kill -9 and rolling restart on 3 brokers"
 	@echo "make bench      open-loop load steps on a stack of its own -> docs/benchmarks.md"
 	@echo "make bench-reports  Payment-Balance on 100,000 customers / 1,000,000 sales"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
@@ -110,8 +111,10 @@ kafka-fetch: bootstrap
 
 # Fault harness (tools/chaos/README.md): its own Kafka + PostgreSQL + services, 7 scenarios,
 # >= 20,000 operations; exit 1 on any invariant violation. `make test` runs the short form.
+# CHAOS_ARGS='--brokers 3' (or KAFKA_BROKERS=3): the cluster scenarios on three brokers.
+CHAOS_ARGS ?=
 chaos: venv
-	$(PY) -m tools.chaos
+	$(PY) -m tools.chaos $(CHAOS_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
