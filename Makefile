@@ -20,7 +20,7 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs env status test lint typecheck unit kafka-fetch clean \
-	rebuild-reports dead-letters redrive bench bench-reports bench-backoffice bench-deps chaos fuzz FORCE
+	rebuild-reports snapshot-reports dead-letters redrive bench bench-reports bench-backoffice bench-deps chaos fuzz FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
@@ -28,11 +28,13 @@ help:
 	@echo "make down       stop what 'make up' started"
 	@echo "make logs       print the log files of the stack"
 	@echo "make env        export GW and OPERATOR_TOKEN: eval \"\$$(make -s env)\""
-	@echo "make rebuild-reports  rebuild reporting's read models from the Kafka log"
+	@echo "make rebuild-reports  rebuild reporting's read models from the newest snapshot + the log"
+	@echo "make snapshot-reports  snapshot reporting's read models now (with their offsets)"
 	@echo "make dead-letters [CONSUMER=credit] [SINCE=2h]  list deadletter.v1 of the stack"
 	@echo "make redrive OFFSETS='3:17 0:5'  re-publish those dead letters after a fix"
 	@echo "make status     what runs, with its addresses"
 	@echo "make chaos      fault harness: 7 scenarios, >= 20,000 operations, invariants"
+	@echo "make chaos CHAOS_ARGS='--brokers 3'  broker kill -9 and rolling restart on 3 brokers"
 	@echo "make fuzz       stateful fuzzing of the gateway's OpenAPI, long run (FUZZ_SECONDS=900)"
 	@echo "make bench      open-loop load steps on a stack of its own -> docs/benchmarks.md"
 	@echo "make bench-reports  Payment-Balance on 100,000 customers / 1,000,000 sales"
@@ -73,13 +75,18 @@ env:
 status:
 	$(DEVSTACK) status --name $(NAME)
 
-# Drop reporting's read models and replay the topics from the beginning (stack from `make up`).
-rebuild-reports: venv
-	eval "$$($(PY) -m devstack --name $(NAME) status --json | $(PY) -c 'import json, shlex, sys; \
+# Rebuild reporting's read models from the newest snapshot and the log since (stack from
+# `make up`); refused, changing nothing, when retention dropped what no snapshot covers.
+STACK_ENV = eval "$$($(PY) -m devstack --name $(NAME) status --json | $(PY) -c 'import json, shlex, sys; \
 		state = json.load(sys.stdin)["state"]; \
 		print(" ".join(f"export {k}={shlex.quote(state[k])}" for k in \
-		("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")))')"; \
-	$(PY) -m reporting.rebuild --verify
+		("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")))')"
+rebuild-reports: venv
+	$(STACK_ENV); $(PY) -m reporting.rebuild --verify
+
+# Take a snapshot of reporting's read models now (the service takes one a day by itself).
+snapshot-reports: venv
+	$(STACK_ENV); $(PY) -m reporting.snapshot
 
 # Dead letters of the stack from `make up` (KAFKA_BOOTSTRAP_SERVERS, when set, wins).
 STACK_KAFKA = $${KAFKA_BOOTSTRAP_SERVERS:-$$($(PY) -m devstack --name $(NAME) status --json | \
@@ -114,8 +121,10 @@ kafka-fetch: bootstrap
 
 # Fault harness (tools/chaos/README.md): its own Kafka + PostgreSQL + services, 7 scenarios,
 # >= 20,000 operations; exit 1 on any invariant violation. `make test` runs the short form.
+# CHAOS_ARGS='--brokers 3' (or KAFKA_BROKERS=3): the cluster scenarios on three brokers.
+CHAOS_ARGS ?=
 chaos: venv
-	$(PY) -m tools.chaos
+	$(PY) -m tools.chaos $(CHAOS_ARGS)
 
 # Stateful fuzzing of the gateway's OpenAPI (tests/e2e/test_fuzz_stateful.py) on a stack of
 # its own: the long profile; `make test` runs the short one. Statistics: .run/fuzz-stats.json.
@@ -135,10 +144,14 @@ unit: venv
 
 # Infrastructure: KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else a fresh local Kafka
 # and PostgreSQL that scripts/with-infra.sh always stops (trap), also when tests fail.
+# KAFKA_BROKERS=3: every test runs on a three-broker cluster, plus the tests marked `cluster`
+# (they start a cluster of their own to kill a broker; left out on one broker for time).
+KAFKA_BROKERS ?= 1
 test: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	PY=$(PY) scripts/with-infra.sh $(VENV)/bin/pytest
+	PY=$(PY) KAFKA_BROKERS=$(KAFKA_BROKERS) scripts/with-infra.sh $(VENV)/bin/pytest \
+		$(if $(filter 3,$(KAFKA_BROKERS)),,-m "not cluster")
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -224,8 +224,10 @@ def kept_up(step: dict[str, Any]) -> bool:
 
 def _roots(stack: Stack) -> dict[str, int]:
     roots = {name: proc.pid for name, proc in stack.services.processes.items()}
-    if stack.infra.kafka is not None:
-        roots["kafka"] = stack.infra.kafka.pid
+    if stack.infra.kafka is not None:  # every broker of a cluster (KAFKA_BROKERS=3)
+        nodes = stack.infra.kafka.nodes
+        for node in nodes:
+            roots["kafka" if len(nodes) == 1 else f"kafka-{node.node_id}"] = node.pid
     if stack.infra.postgres is not None:
         roots["postgres"] = stack.infra.postgres.pid
     roots[LOADGEN] = os.getpid()

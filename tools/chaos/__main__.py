@@ -1,14 +1,16 @@
-"""`python -m tools.chaos [--short] [--seed N] [--scenario NAME ...]` from the repository root
-(`make chaos` runs the full form). Exit status 1 on any violation or a scenario without
+"""`python -m tools.chaos [--short] [--seed N] [--brokers 3] [--scenario NAME ...]` from the
+repository root (`make chaos` runs the full form; `make chaos CHAOS_ARGS='--brokers 3'` the
+cluster scenarios on a three-broker Kafka). Exit status 1 on any violation or a scenario without
 redeliveries."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
-from tools.chaos.runner import SCENARIOS, run, summary
+from tools.chaos.runner import CLUSTER_SCENARIOS, SCENARIOS, run, summary
 
 FULL = {"ops": 3000, "customers": 12, "budget": 900.0}
 SHORT = {"ops": 200, "customers": 4, "budget": 90.0}
@@ -20,16 +22,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--ops", type=int, help="operations per scenario")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
+    parser.add_argument(
+        "--brokers", type=int, choices=[1, 3],
+        default=int(os.environ.get("KAFKA_BROKERS") or 1),
+        help="Kafka brokers of the stack (default: $KAFKA_BROKERS or 1); with 3 and no "
+             f"--scenario, the cluster scenarios run: {', '.join(CLUSTER_SCENARIOS)}",
+    )
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the stack's logs in .run/chaos-<hex>/logs/ (the rest is purged)")
     args = parser.parse_args(argv)
     form = SHORT if args.short else FULL
+    default = list(CLUSTER_SCENARIOS) if args.brokers == 3 else [
+        s for s in SCENARIOS if s not in CLUSTER_SCENARIOS]
+    scenarios = args.scenario or default
+    wrong = [s for s in scenarios if s in CLUSTER_SCENARIOS and args.brokers < 3]
+    if wrong:
+        parser.error(f"{', '.join(wrong)} need a three-broker cluster: add --brokers 3")
     started = time.monotonic()
-    print(f"chaos: seed={args.seed} form={'short' if args.short else 'full'}", flush=True)
+    print(f"chaos: seed={args.seed} form={'short' if args.short else 'full'} "
+          f"brokers={args.brokers}", flush=True)
     reports = run(
         seed=args.seed,
         ops_per_scenario=args.ops or int(form["ops"]),
         customers_per_chain=int(form["customers"]),
-        scenarios=args.scenario or list(SCENARIOS),
+        scenarios=scenarios,
         time_budget=float(form["budget"]),
+        brokers=args.brokers,
+        short=args.short,
+        keep_logs=args.keep_logs,
         echo=lambda line: print(line, flush=True),
     )
     total = summary(reports)

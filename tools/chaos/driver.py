@@ -131,6 +131,7 @@ class DriverStats:
     unanswered: int = 0
     settled: int = 0  # answered only by the retries after the run (see Driver.settle)
     conflicts: int = 0
+    answers_202: int = 0  # "accepted, outcome not known yet": the POS asks again
     unexpected: list[str] = field(default_factory=list)
 
 
@@ -160,8 +161,16 @@ class Driver:
         self.request_timeout = request_timeout
         self.stats = DriverStats()
         self.done = asyncio.Event()
+        self.started_at = 0.0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Start no further operation: each customer finishes the one in hand (a scenario whose
+        faults decide how long the load lasts)."""
+        self._stopping = True
 
     async def run(self) -> DriverStats:
+        self.started_at = time.monotonic()
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
         async with httpx.AsyncClient(base_url=self.gateway_url, limits=limits,
                                      timeout=self.request_timeout,
@@ -176,7 +185,7 @@ class Driver:
         rng = random.Random(f"{self.seed}:{index}")
         terminal = rng.choice(customer.chain.terminals)[1]
         for _ in range(self.ops_per_customer):
-            if time.monotonic() > self.deadline:
+            if time.monotonic() > self.deadline or self._stopping:
                 return
             if rng.random() < 0.1:  # customers shop in several stores
                 terminal = rng.choice(customer.chain.terminals)[1]
@@ -230,12 +239,15 @@ class Driver:
             except (httpx.TransportError, httpx.TimeoutException):
                 response = None
             if response is not None and response.status_code not in RETRY_STATUSES:
+                op.answered_at = time.monotonic()
                 op.status = response.status_code
                 try:
                     op.answer = response.json()
                 except ValueError:
                     op.answer = {"raw": response.text[:200]}
                 break
+            if response is not None and response.status_code == 202:
+                self.stats.answers_202 += 1
             if response is not None and response.status_code == 429:
                 retry_after = float(response.headers.get("Retry-After", "1"))
             if time.monotonic() > self.deadline:
@@ -254,6 +266,33 @@ class Driver:
             self.stats.refused += 1
         else:
             self.stats.unexpected.append(f"{op.kind} {op.path}: {op.status} {op.answer}")
+
+
+@dataclass
+class Stall:
+    """How long the tills waited: `gap` is the longest time during which NO request got a final
+    answer (201/200/4xx) while requests were outstanding (every till waited: a stall of the
+    whole system), from `gap_start` (monotonic); `longest_wait` is the longest one request
+    waited from its first send to its final answer (202s and retries included)."""
+
+    gap: float = 0.0
+    gap_start: float = 0.0
+    longest_wait: float = 0.0
+
+
+def stall_of(ops: list[Operation], *, since: float, until: float) -> Stall:
+    """The stall of the answers given in [since, until] (the load generator's run): requests
+    answered only by the settling retries afterwards are not counted, nor is the ramp-up before
+    the first answer."""
+    answered = sorted(op.answered_at for op in ops if since <= op.answered_at <= until)
+    result = Stall()
+    for before, after in zip(answered, answered[1:], strict=False):
+        if after - before > result.gap:
+            result.gap, result.gap_start = after - before, before
+    waits = [op.answered_at - op.sent_at for op in ops
+             if since <= op.answered_at <= until and op.sent_at]
+    result.longest_wait = max(waits, default=0.0)
+    return result
 
 
 # -- the operation mix ---------------------------------------------------------------------

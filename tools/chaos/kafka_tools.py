@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from contracts import topics
 
@@ -140,3 +141,61 @@ def _poison_bodies() -> list[bytes]:
         envelope("chaos.UnknownThing", {"x": 1}),
         envelope("credit.SaleCompleted", {"sale_id": 12, "amount": 1.5}),
     ]
+
+
+async def partition_state(bootstrap: str, *, attempts: int = 20) -> list[dict[str, object]]:
+    """Every partition of every topic (internal ones too): topic, partition, leader, replicas,
+    isr. The admin client asks a random broker, which may be the one just killed: asked again
+    (a new client) until one answers."""
+    for attempt in range(1, attempts + 1):
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="chaos-replication",
+                                    request_timeout_ms=5000)
+        try:
+            await admin.start()
+            described = await admin.describe_topics(None)
+            break
+        except (KafkaError, OSError):
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+    return [
+        {"topic": topic["topic"], **partition}
+        for topic in described
+        for partition in topic.get("partitions", [])
+    ]
+
+
+async def under_replicated(bootstrap: str) -> list[str]:
+    """Partitions with fewer in-sync replicas than replicas, as `topic[partition]`."""
+    return [
+        f"{p['topic']}[{p['partition']}]"
+        for p in await partition_state(bootstrap)
+        if len(p["isr"]) < len(p["replicas"])  # type: ignore[arg-type]
+    ]
+
+
+async def leaders(bootstrap: str) -> dict[int, int]:
+    """node id -> how many partitions it leads (-1: partitions without a leader)."""
+    counts: dict[int, int] = {}
+    for p in await partition_state(bootstrap):
+        leader = int(p["leader"])  # type: ignore[call-overload]
+        counts[leader] = counts.get(leader, 0) + 1
+    return counts
+
+
+async def wait_in_sync(bootstrap: str, *, within: float) -> tuple[float, list[str]]:
+    """Wait until no partition is under-replicated; (seconds waited, the partitions still
+    under-replicated when `within` ran out: empty once caught up)."""
+    started = asyncio.get_running_loop().time()
+    lagging: list[str] = []
+    while asyncio.get_running_loop().time() - started < within:
+        try:
+            lagging = await under_replicated(bootstrap)
+        except Exception as exc:  # a broker restarting: ask again
+            lagging = [f"(metadata not available: {type(exc).__name__})"]
+        if not lagging:
+            break
+        await asyncio.sleep(0.5)
+    return asyncio.get_running_loop().time() - started, lagging

@@ -2,6 +2,10 @@
 loopback ports), the driver sending traffic, a fault injector acting on the stack's
 processes by PID, then drain, invariants and the report.
 
+With `brokers=3` the stack's Kafka is a three-node cluster and the cluster scenarios
+(`kill-broker`, `rolling-restart`) can run: each with four instances of every consumer service,
+a broker killed (or stopped) under load and started again, and the stall the tills saw.
+
 Every process started here (the stack, extra instances) is stopped by PID in a `finally`,
 also when a scenario fails.
 """
@@ -26,11 +30,19 @@ from typing import Any
 from devstack.ports import free_port
 from devstack.procs import no_progress
 from devstack.services import ServicePorts
-from devstack.stack import Stack, start_stack
+from devstack.stack import Stack, purge_run_dir, start_stack
 from tools.chaos import invariants, kafka_tools
-from tools.chaos.driver import CustomerModel, Driver, setup_chains
+from tools.chaos.driver import CustomerModel, Driver, setup_chains, stall_of
 
 CONSUMERS = ("credit", "loyalty", "reporting", "notifier")
+#: scenarios that need a three-broker cluster (`--brokers 3`)
+CLUSTER_SCENARIOS = ("kill-broker", "rolling-restart")
+#: instances of every consumer service while a cluster scenario runs
+CLUSTER_INSTANCES = 4
+#: how long a killed broker stays down, under load on the two others
+BROKER_DOWN_SECONDS = 8.0
+#: how long a restarted broker may take to be back in every ISR
+CATCH_UP_WITHIN = 240.0
 FAST_JOBS = {
     "OVERDUE_SCAN_INTERVAL_SECONDS": "1",
     "CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS": "1",
@@ -39,6 +51,9 @@ FAST_JOBS = {
     # the driver is many tills at once: the per-terminal limit is tested in the security tests
     "GATEWAY_RATE_LIMIT_PER_SECOND": "500",
     "GATEWAY_RATE_LIMIT_BURST": "1000",
+    # snapshots of reporting's read models under the faults: each scenario's rebuild starts
+    # from the newest one (and the log since), so the snapshots' consistency is checked too
+    "REPORTING_SNAPSHOT_INTERVAL_SECONDS": "20",
 }
 _DUPLICATES = re.compile(r'^messages_duplicate_total\{[^}]*\}\s+([0-9.e+]+)$', re.M)
 _DEAD = re.compile(r'^messages_dead_lettered_total\{[^}]*\}\s+([0-9.e+]+)$', re.M)
@@ -60,6 +75,14 @@ class ScenarioReport:
     violations: list[str] = field(default_factory=list)
     drain_seconds: float = 0.0
     seconds: float = 0.0
+    answers_202: int = 0
+    #: longest time no request got a final answer (every till waiting), and when it began
+    stall_seconds: float = 0.0
+    stall_at: str = ""
+    #: longest one request waited for its final answer (202s and retries included)
+    longest_wait_seconds: float = 0.0
+    #: longest a restarted broker took until no partition was under-replicated (cluster)
+    catch_up_seconds: float | None = None
 
     @property
     def tested_something(self) -> bool:
@@ -74,6 +97,14 @@ class ScenarioReport:
                 f"redeliveries={self.redeliveries:<6} dead_lettered={self.dead_lettered:<4} "
                 f"violations={len(self.violations):<3} drain={self.drain_seconds:.1f}s "
                 f"total={self.seconds:.0f}s{flag}")
+
+    def stall_line(self) -> str:
+        """The tills' view: the longest stall, the longest single wait, the 202s."""
+        line = (f"{'':<22} stall={self.stall_seconds:.1f}s (at {self.stall_at or '-'}) "
+                f"longest_wait={self.longest_wait_seconds:.1f}s 202s={self.answers_202}")
+        if self.catch_up_seconds is not None:
+            line += f" in_sync_again={self.catch_up_seconds:.1f}s"
+        return line
 
 
 class Metrics:
@@ -135,6 +166,7 @@ class Context:
     customers: list[CustomerModel]
     extra: list[str] = field(default_factory=list)
     duplicated: bool = False
+    short: bool = False
 
     def log(self, text: str) -> None:
         self.report.faults += 1
@@ -169,6 +201,51 @@ class Context:
         service = instance.split("-")[0]
         await asyncio.to_thread(self.stack.services.start_instance, service, instance=instance,
                                 progress=no_progress)
+
+
+    async def scale_consumers(self, instances: int) -> None:
+        """Run `instances` processes of every consumer service: the extra ones are started
+        together (each joins its service's groups: partitions move) and waited for."""
+        started = []
+        for service in CONSUMERS:
+            for n in range(2, instances + 1):
+                instance = f"{service}-{n}"
+                await asyncio.to_thread(self.stack.services.spawn_instance, service,
+                                        instance=instance, port=free_port())
+                self.extra.append(instance)
+                started.append(instance)
+        for instance in started:
+            await asyncio.to_thread(self.stack.services.wait_ready, instance, timeout=240.0,
+                                    progress=no_progress)
+        self.log(f"{instances} instances of each of {', '.join(CONSUMERS)} "
+                 f"({len(started)} started)")
+
+    async def broker_back(self, node: int) -> None:
+        """Start broker `node` again (same ports and data) and wait until it is back in the ISR
+        of every partition: under-replicated partitions at 0."""
+        bootstrap = self.stack.kafka_bootstrap_servers
+        started = time.monotonic()
+        # a JVM that starts while a dozen Python processes take the two cores may need minutes
+        await asyncio.to_thread(self.stack.infra.restart_kafka, node=node, timeout=600.0,
+                                progress=no_progress)
+        ready = time.monotonic() - started
+        waited, lagging = await kafka_tools.wait_in_sync(bootstrap, within=CATCH_UP_WITHIN)
+        total = time.monotonic() - started
+        self.report.catch_up_seconds = max(self.report.catch_up_seconds or 0.0, total)
+        if lagging:
+            self.report.violations.append(
+                f"kafka-{node} restarted but {len(lagging)} partitions still under-replicated "
+                f"after {CATCH_UP_WITHIN:.0f}s: {', '.join(lagging[:5])}")
+        self.log(f"kafka-{node} started again (ready {ready:.1f}s), under-replicated "
+                 f"partitions back to 0 {total:.1f}s after the start")
+
+    async def leaders_line(self) -> str:
+        try:
+            counts = await kafka_tools.leaders(self.stack.kafka_bootstrap_servers)
+        except Exception as exc:  # the fault log says so; the scenario goes on
+            return f"(no broker answered: {type(exc).__name__})"
+        return ", ".join(f"kafka-{n}: {c}" if n >= 0 else f"no leader: {c}"
+                         for n, c in sorted(counts.items()))
 
 
 # -- the seven scenarios -------------------------------------------------------------------
@@ -268,6 +345,53 @@ async def many_instances(ctx: Context) -> None:
             return
 
 
+# -- the cluster scenarios (--brokers 3) ----------------------------------------------------
+
+
+async def kill_broker(ctx: Context) -> None:
+    """8. kill -9 of one broker under load with four instances of every consumer service: its
+    partition leaderships move to the two others (min.insync.replicas=2 still met), it stays
+    down a few seconds, then it is started again and caught up (no partition under-replicated).
+    Twice, two different brokers (once in the short form)."""
+    await ctx.scale_consumers(CLUSTER_INSTANCES)
+    nodes = [1, 2, 3]
+    ctx.rng.shuffle(nodes)
+    for node in nodes[: 1 if ctx.short else 2]:
+        if not await ctx.pause(3.0, 6.0):
+            break
+        await ctx.relay_duplicates()
+        ctx.log(f"leaders before: {await ctx.leaders_line()}")
+        pid = await asyncio.to_thread(ctx.stack.infra.kill_kafka, node=node)
+        ctx.log(f"kill -9 kafka-{node} (pid {pid})")
+        await asyncio.sleep(BROKER_DOWN_SECONDS)
+        ctx.log(f"leaders with kafka-{node} down: {await ctx.leaders_line()}")
+        await ctx.broker_back(node)
+    await asyncio.sleep(5.0)  # load on the healed cluster
+    ctx.driver.stop()
+
+
+async def rolling_restart(ctx: Context) -> None:
+    """9. a rolling restart of the three brokers under load, one after the other as an operator
+    does it: SIGTERM (a controlled shutdown: the broker hands its leaderships over first), start
+    again, wait until it is back in every ISR, then the next."""
+    await ctx.scale_consumers(CLUSTER_INSTANCES)
+    if not await ctx.pause(3.0, 6.0):
+        ctx.driver.stop()
+        return
+    await ctx.relay_duplicates()
+    for node in (1, 2, 3):
+        started = time.monotonic()
+        pid = await asyncio.to_thread(ctx.stack.infra.kill_kafka, signal.SIGTERM, node=node,
+                                      timeout=120.0)
+        ctx.log(f"SIGTERM kafka-{node} (pid {pid}): stopped in {time.monotonic() - started:.1f}s;"
+                f" leaders: {await ctx.leaders_line()}")
+        await ctx.broker_back(node)
+        await asyncio.sleep(2.0)
+    ctx.log(f"leaders after: {await ctx.leaders_line()}")
+    await asyncio.sleep(5.0)
+    ctx.driver.stop()
+
+
 SCENARIOS: dict[str, Fault] = {
     "kill-consumers": kill_consumers,
     "kill-gateway": kill_gateway,
@@ -276,12 +400,14 @@ SCENARIOS: dict[str, Fault] = {
     "duplicate-storm": duplicate_storm,
     "poison-messages": poison_messages,
     "many-instances": many_instances,
+    "kill-broker": kill_broker,
+    "rolling-restart": rolling_restart,
 }
 
 
 async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, ops: int,
                        customers_per_chain: int, drain_timeout: float,
-                       time_budget: float) -> ScenarioReport:
+                       time_budget: float, short: bool = False) -> ScenarioReport:
     report = ScenarioReport(name)
     started = time.monotonic()
     rng = random.Random(f"{seed}:{name}")
@@ -289,13 +415,32 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
                                    customers=customers_per_chain, rng=rng)
     metrics.mark()
     per_customer = max(1, -(-ops // len(customers)))
+    if name in CLUSTER_SCENARIOS:
+        # the load lasts as long as the faults do (the scenario stops the driver): starting a
+        # dozen consumer processes and three broker restarts take minutes on two cores
+        per_customer = 1_000_000
+        time_budget = max(time_budget, 900.0)
     driver = Driver(stack.gateway_url, customers, seed=seed, ops_per_customer=per_customer,
                     deadline=time.monotonic() + time_budget)
-    ctx = Context(stack, metrics, report, driver, rng, customers)
+    ctx = Context(stack, metrics, report, driver, rng, customers, short=short)
     faults = asyncio.create_task(SCENARIOS[name](ctx))
+
+    def stop_load_if_failed(task: asyncio.Task[None]) -> None:
+        # a fault injector that failed ends the load at once (its error is raised below)
+        if not task.cancelled() and task.exception() is not None:
+            driver.stop()
+
+    faults.add_done_callback(stop_load_if_failed)
     try:
         stats = await driver.run()
+        run_ended = time.monotonic()
         await faults
+        every_op = [op for c in customers for op in c.ops]
+        stall = stall_of(every_op, since=driver.started_at, until=run_ended)
+        report.stall_seconds, report.longest_wait_seconds = stall.gap, stall.longest_wait
+        if stall.gap:
+            wall = time.time() - (time.monotonic() - stall.gap_start)
+            report.stall_at = time.strftime("%H:%M:%S", time.localtime(wall))
         # the faults are over: the POS retries what never got an answer
         stats = await driver.settle(within=drain_timeout)
     finally:
@@ -303,13 +448,15 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
             faults.cancel()
         for instance in ctx.extra:
             metrics.bank(instance)
-            await asyncio.to_thread(stack.services.processes[instance].stop)
+        await asyncio.gather(*(asyncio.to_thread(stack.services.processes[instance].stop)
+                               for instance in ctx.extra))
     report.operations = stats.sent
     report.accepted = stats.accepted
     report.refused = stats.refused
     report.unanswered = stats.unanswered
     report.settled = stats.settled
     report.attempts = stats.attempts
+    report.answers_202 = stats.answers_202
     report.violations += stats.unexpected
     # drain: poll the invariants until they hold (read models catch up asynchronously)
     violations, report.drain_seconds = await invariants.check_until_held(
@@ -328,35 +475,52 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
 
 def run(*, seed: int, ops_per_scenario: int, customers_per_chain: int,
         scenarios: list[str], drain_timeout: float = 120.0, time_budget: float = 600.0,
+        brokers: int = 1, short: bool = False, keep_logs: bool = False,
         echo: Callable[[str], None] = print) -> list[ScenarioReport]:
-    """Start a stack of its own, run the scenarios one after the other, stop everything."""
+    """Start a stack of its own (Kafka of `brokers` nodes), run the scenarios one after the
+    other, stop everything."""
+    needs_cluster = [s for s in scenarios if s in CLUSTER_SCENARIOS]
+    if needs_cluster and brokers < 3:
+        raise ValueError(f"{', '.join(needs_cluster)} need a three-broker cluster (--brokers 3)")
     name = f"chaos-{secrets.token_hex(3)}"
     env = {k: v for k, v in os.environ.items()
-           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "KAFKA_BROKERS")
            and not k.endswith("_DATABASE_URL")}
     env.update(FAST_JOBS)
+    if brokers > 1:
+        # four instances of a service share the partitions: give each one at least one
+        env["KAFKA_TOPIC_PARTITIONS"] = "6"
     reports: list[ScenarioReport] = []
     stack = start_stack(name, ports=ServicePorts.free(), operator_token=secrets.token_urlsafe(24),
-                        env=env, use_env=False, ready_timeout=240.0, progress=no_progress)
+                        env=env, use_env=False, ready_timeout=240.0, kafka_brokers=brokers,
+                        infra_timeout=300.0, progress=no_progress)
     try:
         metrics = Metrics(stack)
         for scenario in scenarios:
             report = asyncio.run(run_scenario(
                 stack, metrics, scenario, seed=seed, ops=ops_per_scenario,
                 customers_per_chain=customers_per_chain, drain_timeout=drain_timeout,
-                time_budget=time_budget))
+                time_budget=time_budget, short=short))
             echo(report.line())
+            echo(report.stall_line())
+            if scenario in CLUSTER_SCENARIOS:
+                for entry in report.fault_log:
+                    echo(f"    {entry}")
             for violation in report.violations[:20]:
                 echo(f"    VIOLATION {violation}")
             reports.append(report)
     finally:
-        stack.stop(purge=True, progress=no_progress)
+        stack.stop(progress=no_progress)
+        purge_run_dir(stack.run_dir, keep_logs=keep_logs)
+        if keep_logs:
+            echo(f"logs kept in {stack.run_dir / 'logs'}")
     return reports
 
 
 async def _rebuild_differences(stack: Stack) -> list[str]:
-    """Rebuild reporting's read models from the log (live, swapped in) and compare them row by
-    row with what the live consumer built under the faults: any difference is a violation."""
+    """Rebuild reporting's read models from the newest snapshot (taken under the faults) and
+    the log since (live, swapped in) and compare them row by row with what the live consumer
+    built under the faults: any difference, or a refusal, is a violation."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "reporting.rebuild", "--verify",
         env=stack.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -366,10 +530,11 @@ async def _rebuild_differences(stack: Stack) -> list[str]:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        return ["rebuild from the log did not finish within 600 s"]
+        return ["rebuild (newest snapshot + the log since) did not finish within 600 s"]
     if proc.returncode != 0:
         tail = out.decode(errors="replace").strip().splitlines()[-5:]
-        return [f"rebuild from the log differs from the live read models: {' | '.join(tail)}"]
+        return [f"rebuild (newest snapshot + the log since) failed or differs from the live "
+                f"read models: {' | '.join(tail)}"]
     return []
 
 

@@ -8,8 +8,8 @@ from contracts.base import Command, Event, Message
 from contracts.registry import MESSAGE_MODULES, MESSAGES, lookup, messages_on, spec_of
 from contracts.topics import (
     ALL_TOPICS,
+    DAY_MS,
     DEAD_LETTERS,
-    KEEP_FOREVER,
     LOYALTY_COMMANDS,
     POS_COMMANDS,
     RETENTION_MS,
@@ -59,7 +59,9 @@ def test_topic_names_and_retention() -> None:
     assert len(ALL_TOPICS) == 7
     assert all(name.endswith(".v1") for name in ALL_TOPICS)
     assert set(RETENTION_MS) == set(ALL_TOPICS) == set(TOPICS)
-    assert all(ms == KEEP_FOREVER for ms in RETENTION_MS.values())
+    # finite: reporting rebuilds from a snapshot plus the log since (not from offset 0)
+    assert RETENTION_MS[DEAD_LETTERS] == 90 * DAY_MS
+    assert all(ms == 30 * DAY_MS for t, ms in RETENTION_MS.items() if t != DEAD_LETTERS)
 
 
 def test_commands_are_imperative_and_events_past_tense() -> None:

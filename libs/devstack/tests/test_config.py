@@ -9,11 +9,14 @@ import pytest
 
 from devstack.errors import DevstackError
 from devstack.kafka import (
+    broker_count_from_env,
     check_logging_jars,
     kafka_version,
     new_cluster_id,
     render_log4j2_properties,
     render_server_properties,
+    replication_for,
+    start_kafka_cluster,
 )
 from devstack.paths import check_name, kafka_pom, repo_root, run_dir
 from devstack.postgres import make_database_url, render_server_options
@@ -43,6 +46,52 @@ def test_server_properties_single_node_kraft_on_loopback(tmp_path: Path) -> None
             assert value == "1", key
     assert props["min.insync.replicas"] == "1"
     assert "log.retention.ms" not in props  # topics carry their own retention
+
+
+def test_a_node_of_a_three_broker_cluster_replicates_everything_three_times(
+    tmp_path: Path,
+) -> None:
+    voters = "1@127.0.0.1:39001,2@127.0.0.1:39002,3@127.0.0.1:39003"
+    props = parse_properties(
+        render_server_properties(
+            port=39102, controller_port=39002, data_dir=tmp_path / "data", node_id=2,
+            voters=voters, brokers=3,
+        )
+    )
+    assert props["process.roles"] == "broker,controller"  # combined: each node a voter
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == voters
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:39102,CONTROLLER://127.0.0.1:39002"
+    # internal topics (consumer offsets, transactions, share groups) too
+    for key, value in props.items():
+        if key.endswith("replication.factor"):
+            assert value == "3", key
+        if key.endswith("min.isr"):
+            assert value == "2", key
+    assert props["min.insync.replicas"] == "2"
+    assert props["unclean.leader.election.enable"] == "false"
+    # a killed broker is fenced (its leaderships move) after 4 s of missed heartbeats
+    assert int(props["broker.session.timeout.ms"]) <= 4000
+
+
+def test_replication_is_three_with_two_in_sync_from_three_brokers_up() -> None:
+    assert replication_for(1) == (1, 1)
+    assert replication_for(3) == (3, 2)
+
+
+def test_the_broker_count_comes_from_kafka_brokers() -> None:
+    assert broker_count_from_env({}) == 1
+    assert broker_count_from_env({"KAFKA_BROKERS": "3"}) == 3
+    for bad in ("2", "three", "5"):
+        with pytest.raises(DevstackError):
+            broker_count_from_env({"KAFKA_BROKERS": bad})
+
+
+def test_a_run_dir_of_one_broker_is_not_restarted_as_a_cluster(tmp_path: Path) -> None:
+    (tmp_path / "kafka").mkdir()
+    (tmp_path / "kafka" / "cluster-id").write_text(new_cluster_id())
+    with pytest.raises(DevstackError, match="1-broker Kafka, not 3"):
+        start_kafka_cluster(tmp_path, brokers=3)
 
 
 def test_log4j2_config_logs_to_the_given_file(tmp_path: Path) -> None:

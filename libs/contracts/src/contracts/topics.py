@@ -11,7 +11,10 @@ from dataclasses import dataclass
 __all__ = [
     "ALL_TOPICS",
     "CREDIT_EVENTS",
+    "DAY_MS",
     "DEAD_LETTERS",
+    "DEAD_LETTER_RETENTION_MS",
+    "DEFAULT_RETENTION_MS",
     "KEEP_FOREVER",
     "LOYALTY_COMMANDS",
     "LOYALTY_EVENTS",
@@ -33,18 +36,26 @@ DEAD_LETTERS = "deadletter.v1"
 
 #: ``retention.ms`` meaning "never delete".
 KEEP_FOREVER = -1
+DAY_MS = 86_400_000
+#: Commands and events are kept 30 days (``KAFKA_RETENTION_DAYS``): reporting rebuilds from a
+#: snapshot of its read models plus the log after it, so nothing needs the log from offset 0.
+DEFAULT_RETENTION_MS = 30 * DAY_MS
+#: Dead letters are evidence an operator may need late: 90 days
+#: (``KAFKA_DEAD_LETTER_RETENTION_DAYS``).
+DEAD_LETTER_RETENTION_MS = 90 * DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    """What a topic is for; ``retention_ms`` is the ``retention.ms`` it is created with."""
+    """What a topic is for; ``retention_ms`` is the default ``retention.ms`` it is created with
+    (servicekit.topics; the services' settings may change it)."""
 
     name: str
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     key: str
     description: str
-    retention_ms: int = KEEP_FOREVER
+    retention_ms: int = DEFAULT_RETENTION_MS
 
 
 TOPICS: dict[str, TopicSpec] = {
@@ -98,7 +109,7 @@ TOPICS: dict[str, TopicSpec] = {
             consumers=("operators",),
             key="the original message's key",
             description="Messages a consumer can never process, with the reason.",
-            # kept forever like the rest: a dead letter is evidence an operator may need late
+            retention_ms=DEAD_LETTER_RETENTION_MS,
         ),
     )
 }
@@ -106,5 +117,5 @@ TOPICS: dict[str, TopicSpec] = {
 #: Every topic, in the order of the architecture page.
 ALL_TOPICS: tuple[str, ...] = tuple(TOPICS)
 
-#: topic -> ``retention.ms`` to create it with (-1: kept forever, so reports can be rebuilt).
+#: topic -> default ``retention.ms`` (30 days; dead letters 90 days).
 RETENTION_MS: dict[str, int] = {name: spec.retention_ms for name, spec in TOPICS.items()}

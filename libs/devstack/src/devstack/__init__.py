@@ -10,7 +10,14 @@ For tests (e2e fixtures), start a whole stack on free ports and stop it::
 """
 
 from devstack.errors import DevstackError
-from devstack.kafka import KafkaServer, fetch_kafka, kafka_version, start_kafka
+from devstack.kafka import (
+    KafkaCluster,
+    KafkaServer,
+    fetch_kafka,
+    kafka_version,
+    start_kafka,
+    start_kafka_cluster,
+)
 from devstack.ports import free_port, free_ports, port_is_free
 from devstack.postgres import PostgresServer, start_postgres
 from devstack.procs import pid_alive
@@ -38,6 +45,7 @@ __all__ = [
     "SERVICE_NAMES",
     "DevstackError",
     "Infra",
+    "KafkaCluster",
     "KafkaServer",
     "PostgresServer",
     "ServicePorts",
@@ -55,6 +63,7 @@ __all__ = [
     "run_status",
     "start_infra",
     "start_kafka",
+    "start_kafka_cluster",
     "start_postgres",
     "start_services",
     "start_stack",

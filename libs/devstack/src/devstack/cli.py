@@ -61,9 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    brokers_help = "Kafka brokers to start: 1, or 3 for a cluster (default: $KAFKA_BROKERS or 1)"
     up = sub.add_parser("up", parents=[common], help="start Kafka, PostgreSQL and the services")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for services")
     up.add_argument("--infra-timeout", type=float, default=180.0)
+    up.add_argument("--brokers", type=int, choices=[1, 3], help=brokers_help)
 
     down = sub.add_parser("down", parents=[common], help="stop the services, then the infra")
     down.add_argument("--purge", action="store_true", help="also delete the run dir (data)")
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     infra.add_argument("--timeout", type=float, default=180.0)
     infra.add_argument("--purge", action="store_true", help="down: also delete the run dir")
     infra.add_argument("--keep-logs", action="store_true", help="with --purge: keep logs/")
+    infra.add_argument("--brokers", type=int, choices=[1, 3], help=brokers_help)
 
     fetch = sub.add_parser("kafka-fetch", parents=[common], help="download the Kafka jars")
     fetch.add_argument("--force", action="store_true")
@@ -108,7 +111,11 @@ def _print_stack(name: str, root: Path | None) -> None:
     if state.get("backoffice_url"):
         print(f"  back office:    {state['backoffice_url']}  (sign in as a staff user)")
     print(f"  operator token: {state.get('operator_token', '?')}")
-    print(f"  Kafka:          {state.get('KAFKA_BOOTSTRAP_SERVERS', '?')}")
+    brokers = state.get("kafka_brokers") or 1
+    kafka = f"{state.get('KAFKA_BOOTSTRAP_SERVERS', '?')}"
+    if brokers > 1:
+        kafka += f"  ({brokers} brokers)"
+    print(f"  Kafka:          {kafka}")
     print(f"  PostgreSQL:     {state.get('DATABASE_URL', '?')}")
     print(f"  logs:           {_rel(logs)}/  (python -m devstack logs --name {name})")
     print(f"  stop with:      make down  (python -m devstack down --name {name})")
@@ -159,6 +166,7 @@ def cmd_up(name: str, root: Path | None, args: argparse.Namespace, quiet: bool) 
         run_root=root,
         ready_timeout=args.timeout,
         infra_timeout=args.infra_timeout,
+        kafka_brokers=args.brokers,
         progress=progress,
     )
     stack.detach()  # from here on the stack outlives this command
@@ -170,7 +178,7 @@ def cmd_up(name: str, root: Path | None, args: argparse.Namespace, quiet: bool) 
 def cmd_infra_up(name: str, root: Path | None, args: argparse.Namespace, quiet: bool) -> int:
     progress = no_progress if quiet else stderr_progress
     alive, _ = _running(name, root)
-    if {"kafka", "postgres"} <= set(alive):
+    if "postgres" in alive and any(n == "kafka" or n.startswith("kafka-") for n in alive):
         state = read_state(run_dir(name, root))
         progress(f"infra '{name}' already running")
         for var in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
@@ -181,7 +189,9 @@ def cmd_infra_up(name: str, root: Path | None, args: argparse.Namespace, quiet: 
             f"infra '{name}' is partly running ({', '.join(alive)}): "
             f"run `python -m devstack infra down --name {name}` first"
         )
-    infra = start_infra(name, run_root=root, timeout=args.timeout, progress=progress)
+    infra = start_infra(
+        name, run_root=root, timeout=args.timeout, kafka_brokers=args.brokers, progress=progress
+    )
     infra.detach()
     sys.stdout.write(infra.export_lines())
     return 0

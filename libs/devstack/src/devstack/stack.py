@@ -23,8 +23,14 @@ from typing import Any
 
 from devstack import postgres as pg
 from devstack.errors import DevstackError
-from devstack.kafka import KafkaServer, start_kafka
+from devstack.kafka import (
+    KafkaCluster,
+    KafkaServer,
+    broker_count_from_env,
+    start_kafka_cluster,
+)
 from devstack.paths import run_dir as make_run_dir
+from devstack.ports import free_port
 from devstack.postgres import PostgresServer, start_postgres
 from devstack.procs import (
     ManagedProcess,
@@ -48,7 +54,7 @@ class Infra:
     run_dir: Path
     kafka_bootstrap_servers: str
     database_url: str
-    kafka: KafkaServer | None = None
+    kafka: KafkaCluster | None = None
     postgres: PostgresServer | None = None
 
     @property
@@ -64,9 +70,12 @@ class Infra:
 
     def detach(self) -> None:
         """Let the servers outlive this Python process."""
-        for server in (self.kafka, self.postgres):
-            if server is not None:
-                detach(server.process)
+        if self.kafka is not None:
+            self.kafka.stop_at_exit = False
+            for node in self.kafka.nodes:
+                detach(node.process)
+        if self.postgres is not None:
+            detach(self.postgres.process)
 
     def stop(self, *, purge: bool = False, progress: Progress = stderr_progress) -> None:
         """Stop Kafka, then PostgreSQL (only what this run dir started); `purge` also deletes
@@ -80,26 +89,26 @@ class Infra:
 
     # -- fault injection: kill and restart one server by its PID ---------------------------
 
-    def kill_kafka(self, sig: int = signal.SIGKILL, *, timeout: float = 30.0) -> int:
-        """kill -9 the broker (by PID, only the one this run dir started); return its PID."""
+    def _kafka(self) -> KafkaCluster:
         if self.kafka is None:
-            raise DevstackError("this stack did not start Kafka: it cannot kill it")
-        return _kill_and_wait(self.kafka.process, sig, timeout)
-
-    def restart_kafka(self, *, timeout: float = 180.0,
-                      progress: Progress = stderr_progress) -> KafkaServer:
-        """Start the broker again on the same ports and data (after `kill_kafka`)."""
-        if self.kafka is None:
-            raise DevstackError("this stack did not start Kafka: it cannot restart it")
-        _kill_and_wait(self.kafka.process, signal.SIGKILL, 30.0)
-        self.kafka = start_kafka(
-            self.run_dir,
-            port=self.kafka.port,
-            controller_port=self.kafka.controller_port,
-            timeout=timeout,
-            progress=progress,
-        )
+            raise DevstackError("this stack did not start Kafka: it cannot kill or restart it")
         return self.kafka
+
+    def kill_kafka(self, sig: int = signal.SIGKILL, *, node: int | None = None,
+                   timeout: float = 30.0) -> int:
+        """kill -9 a broker (by PID, only one this run dir started); return its PID. `node`
+        (1..3) says which of a cluster; a single broker needs none. SIGTERM instead is a
+        controlled shutdown: the broker hands its partition leaderships over first."""
+        return _kill_and_wait(self._kafka().node(node).process, sig, timeout)
+
+    def restart_kafka(self, *, node: int | None = None, timeout: float = 180.0,
+                      progress: Progress = stderr_progress) -> KafkaServer:
+        """Start a broker again on the same ports and data (after `kill_kafka`; one still
+        running is killed first). In a cluster, returns once every broker is live again."""
+        cluster = self._kafka()
+        _kill_and_wait(cluster.node(node).process, signal.SIGKILL, 30.0)
+        node_id = cluster.node(node).node_id
+        return cluster.start_node(node_id, timeout=timeout, progress=progress)
 
     def kill_postgres(self, sig: int = signal.SIGQUIT, *, timeout: float = 30.0) -> int:
         """PostgreSQL's immediate shutdown (SIGQUIT to the postmaster, by PID: every session
@@ -238,6 +247,7 @@ def start_infra(
     kafka_port: int | None = None,
     kafka_controller_port: int | None = None,
     postgres_port: int | None = None,
+    kafka_brokers: int | None = None,
     timeout: float = 180.0,
     stop_at_exit: bool = True,
     progress: Progress = stderr_progress,
@@ -246,8 +256,10 @@ def start_infra(
 
     A piece is not started when its address is given (`kafka_bootstrap_servers`,
     `database_url`) or, with `use_env`, when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` is set
-    in `env` (default: os.environ). Ports default to free ones. If either fails, whatever was
-    started is stopped and DevstackError carries the log tail."""
+    in `env` (default: os.environ). Kafka is `kafka_brokers` brokers (default: `KAFKA_BROKERS`
+    from `env`, else 1; 3 is a cluster). Ports default to free ones. If either fails, whatever
+    was started is stopped and DevstackError carries the log tail."""
+    brokers = kafka_brokers or broker_count_from_env(env)
     rdir = make_run_dir(name, run_root)
     rdir.mkdir(parents=True, exist_ok=True)
     kafka_given = _from_env(kafka_bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS", use_env, env)
@@ -258,10 +270,10 @@ def start_infra(
         progress(f"using PostgreSQL at {db_given.rsplit('@', 1)[-1]} (not starting one)")
 
     started = time.monotonic()
-    kafka: KafkaServer | None = None
+    kafka: KafkaCluster | None = None
     postgres: PostgresServer | None = None
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="devstack") as pool:
-        kafka_future: Future[KafkaServer] | None = None
+        kafka_future: Future[KafkaCluster] | None = None
         pg_future: Future[PostgresServer] | None = None
         if not db_given:
             pg_future = pool.submit(
@@ -273,11 +285,16 @@ def start_infra(
                 progress=progress,
             )
         if not kafka_given:
+            given_ports = None
+            if kafka_port is not None or kafka_controller_port is not None:
+                if brokers != 1:
+                    raise DevstackError("kafka_port / kafka_controller_port are for one broker")
+                given_ports = [(kafka_port or free_port(), kafka_controller_port or free_port())]
             kafka_future = pool.submit(
-                start_kafka,
+                start_kafka_cluster,
                 rdir,
-                port=kafka_port,
-                controller_port=kafka_controller_port,
+                brokers=brokers,
+                ports=given_ports,
                 timeout=timeout,
                 stop_at_exit=stop_at_exit,
                 progress=progress,
@@ -291,7 +308,7 @@ def start_infra(
             except BaseException as exc:  # collect both, then clean up
                 errors.append(exc)
                 continue
-            if isinstance(result, KafkaServer):
+            if isinstance(result, KafkaCluster):
                 kafka = result
             else:
                 postgres = result
@@ -313,7 +330,11 @@ def start_infra(
     )
     _write_state(
         rdir,
-        {**infra.env, "infra_ready_seconds": round(time.monotonic() - started, 1)},
+        {
+            **infra.env,
+            "kafka_brokers": kafka.brokers if kafka else None,
+            "infra_ready_seconds": round(time.monotonic() - started, 1),
+        },
         replace=True,
     )
     progress(f"infrastructure ready in {time.monotonic() - started:.1f}s")
@@ -332,12 +353,14 @@ def start_stack(
     infra_timeout: float = 180.0,
     ready_timeout: float = 180.0,
     stop_at_exit: bool = True,
+    kafka_brokers: int | None = None,
     progress: Progress = stderr_progress,
 ) -> Stack:
     """Infrastructure (see `start_infra`) plus the services on `ports` (default:
     `ServicePorts.from_env(env)`, i.e. 8080..8084; tests pass `ServicePorts.free()`), ready
     when each answers 200 on /health/ready. `env` (default os.environ) is passed through to
-    the services. Use as `with start_stack(...) as stack:`; a failure stops everything."""
+    the services. `kafka_brokers` as for `start_infra`. Use as `with start_stack(...) as
+    stack:`; a failure stops everything."""
     infra = start_infra(
         name,
         run_root=run_root,
@@ -345,6 +368,7 @@ def start_stack(
         env=env,
         timeout=infra_timeout,
         stop_at_exit=stop_at_exit,
+        kafka_brokers=kafka_brokers,
         progress=progress,
     )
     try:
@@ -381,14 +405,25 @@ def start_stack(
 _STOP_ORDER = [f"svc-{n}" for n in reversed(SERVICE_NAMES)] + ["kafka", "postgres"]
 
 
+def _stop_rank(stem: str) -> tuple[int, int, str]:
+    """Services (in `_STOP_ORDER`, then extra instances), then every Kafka node, then
+    PostgreSQL, then anything else."""
+    if stem in _STOP_ORDER:
+        group = 0 if stem.startswith("svc-") else 2 if stem.startswith("kafka") else 3
+        return group, _STOP_ORDER.index(stem), stem
+    if stem.startswith("svc-"):
+        return 1, 0, stem
+    if stem.startswith("kafka-"):
+        return 2, 0, stem
+    return 4, 0, stem
+
+
 def pid_files(rdir: Path) -> list[Path]:
-    """The run dir's pid files in stop order: services, Kafka, PostgreSQL."""
+    """The run dir's pid files in stop order: services, Kafka (every node), PostgreSQL."""
     folder = rdir / "pids"
     if not folder.is_dir():
         return []
-    found = {p.stem: p for p in folder.glob("*.pid")}
-    ordered = [found.pop(stem) for stem in _STOP_ORDER if stem in found]
-    return ordered + sorted(found.values())
+    return sorted(folder.glob("*.pid"), key=lambda p: _stop_rank(p.stem))
 
 
 def stop_run(
@@ -404,7 +439,17 @@ def stop_run(
     afterwards (all but `logs/` with `keep_logs`)."""
     rdir = make_run_dir(name, run_root)
     stopped = []
-    for path in pid_files(rdir):
+    paths = pid_files(rdir)
+    # The nodes of a Kafka cluster stop together: one by one, the last would wait for a
+    # controller quorum that is already gone until its stop timeout runs out.
+    kafka_nodes = [p for p in paths if p.stem.startswith("kafka-")]
+    for path in paths:
+        if path in kafka_nodes:
+            if path is kafka_nodes[0]:
+                with ThreadPoolExecutor(max_workers=len(kafka_nodes)) as pool:
+                    done = pool.map(lambda p: stop_pid_file(p, progress=progress), kafka_nodes)
+                    stopped += [p.stem for p, was in zip(kafka_nodes, done, strict=True) if was]
+            continue
         if stop_pid_file(path, progress=progress):
             stopped.append(path.stem)
     if purge:

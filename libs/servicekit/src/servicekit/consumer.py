@@ -76,6 +76,19 @@ _INBOX_INSERT = sa.text(
 ).columns(message_id=PG_UUID(as_uuid=True))
 
 
+# `record_positions`: a position only moves forward (a batch redelivered after a rebalance
+# must not move it back).
+_POSITIONS_UPSERT = sa.text(
+    "INSERT INTO consumer_positions (consumer, topic, partition, next_offset) "
+    "SELECT CAST(:consumer AS text), t, p, o FROM unnest("
+    "CAST(:topics AS text[]), CAST(:partitions AS integer[]), CAST(:offsets AS bigint[])) "
+    "AS u(t, p, o) "
+    "ON CONFLICT (consumer, topic, partition) DO UPDATE SET "
+    "next_offset = GREATEST(consumer_positions.next_offset, EXCLUDED.next_offset), "
+    "updated_at = now()"
+)
+
+
 class PermanentError(Exception):
     """The message can never be processed as it is: it goes to the dead-letter topic."""
 
@@ -177,6 +190,10 @@ class Consumer:
     #: that long before consuming them. 6 s is the broker's default minimum
     #: (`group.min.session.timeout.ms`); aiokafka's default is 10 s. Heartbeats every third.
     session_timeout_ms: int = 6_000
+    #: Also record, in each batch's transaction, the offset after the last message read on each
+    #: partition (`consumer_positions`, which the service's database must have): reporting's
+    #: snapshots say from where the log must be replayed on top of them.
+    record_positions: bool = False
     _attempts: dict[uuid.UUID, int] = field(default_factory=dict)
     _session_factory: SessionFactory | None = None
     _subscriber: Any = None
@@ -251,6 +268,7 @@ class Consumer:
             try:
                 async with self._session_factory() as session, session.begin():
                     await self._process_batch(session, records, after_commit)
+                    await self._record_positions(session, records)
             except _Isolate as isolate:
                 log.warning(
                     "handler of %s failed: processing the batch of %d again with a savepoint"
@@ -261,6 +279,7 @@ class Consumer:
                 after_commit = []
                 async with self._session_factory() as session, session.begin():
                     await self._process_isolated(session, records)
+                    await self._record_positions(session, records)
         except Exception as exc:
             for rec in records:
                 metrics.MESSAGES_FAILED.labels(self.name, rec.topic).inc()
@@ -279,6 +298,28 @@ class Consumer:
         hist = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
         for _ in records:
             hist.observe(per_message)
+
+    async def _record_positions(
+        self, session: AsyncSession, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> None:
+        """`record_positions`: one statement per batch; rows in one order, so two instances
+        that briefly share partitions during a rebalance never lock them in opposite orders."""
+        if not self.record_positions or not records:
+            return
+        after: dict[tuple[str, int], int] = {}
+        for rec in records:
+            key = (rec.topic, rec.partition)
+            after[key] = max(after.get(key, 0), rec.offset + 1)
+        ordered = sorted(after.items())
+        await session.execute(
+            _POSITIONS_UPSERT,
+            {
+                "consumer": self.name,
+                "topics": [topic for (topic, _), _ in ordered],
+                "partitions": [partition for (_, partition), _ in ordered],
+                "offsets": [offset for _, offset in ordered],
+            },
+        )
 
     def bind(self, session_factory: SessionFactory) -> None:
         """Use without a broker (tests feed records to `process_records`)."""

@@ -29,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.topics import ALL_TOPICS
+from contracts.topics import ALL_TOPICS, DEAD_LETTERS
 from servicekit import metrics
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
@@ -38,7 +38,7 @@ from servicekit.kafkasecurity import broker_security, client_options
 from servicekit.logging import configure_logging, correlation_id_var
 from servicekit.outbox import OutboxRelay
 from servicekit.settings import ServiceSettings
-from servicekit.topics import ensure_topics
+from servicekit.topics import days_to_ms, ensure_topics
 from servicekit.watchdog import ConsumerWatchdog
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class ServiceDefinition:
 
 def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
     return KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        settings.kafka_servers,
         security=broker_security(settings),  # TLS / SASL for managed Kafka, or None
         client_id=client_id,
         acks="all",
@@ -104,6 +104,9 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
             ALL_TOPICS,
             partitions=settings.kafka_topic_partitions,
             client_options=client_options(settings),
+            replication_factor=settings.kafka_replication_factor or None,
+            min_insync_replicas=settings.kafka_min_insync_replicas or None,
+            retention_ms=topic_retention(settings),
         )
         relay = OutboxRelay(
             service=definition.name,
@@ -146,6 +149,19 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
     for router in definition.routers:
         app.include_router(router)
     return app
+
+
+def topic_retention(settings: ServiceSettings) -> dict[str, int]:
+    """`retention.ms` of every topic from the settings: dead letters theirs, the rest the
+    commands' and events'."""
+    return {
+        topic: days_to_ms(
+            settings.kafka_dead_letter_retention_days
+            if topic == DEAD_LETTERS
+            else settings.kafka_retention_days
+        )
+        for topic in ALL_TOPICS
+    }
 
 
 def consumer_jobs(

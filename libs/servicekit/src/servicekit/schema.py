@@ -1,7 +1,10 @@
-"""The messaging tables every service has in its own database: `outbox` and `inbox`.
+"""The messaging tables every service has in its own database: `outbox` and `inbox`, and the
+optional `consumer_positions`.
 
 Services declare them on their own `MetaData` with `messaging_tables(metadata)` and create them
-in their first migration with `create_messaging_tables()`.
+in their first migration with `create_messaging_tables()`. A service whose consumer records its
+positions (`Consumer.record_positions`: reporting, for its snapshots) also has
+`consumer_positions` (`positions_table(metadata)`, `create_positions_table()`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,32 @@ def messaging_tables(metadata: sa.MetaData) -> MessagingTables:
     return MessagingTables(outbox=outbox, inbox=inbox)
 
 
+def positions_table(metadata: sa.MetaData) -> sa.Table:
+    """`consumer_positions`: per consumer and topic-partition, the offset after the last message
+    a committed batch read (applied, skipped as a duplicate or dead-lettered). Written in the
+    batch's own transaction, so whatever the database holds reflects every message below it:
+    a copy of the database taken in one transaction is a consistent snapshot of the log up to
+    these offsets."""
+    return sa.Table(
+        "consumer_positions",
+        metadata,
+        sa.Column("consumer", sa.Text, primary_key=True),
+        sa.Column("topic", sa.Text, primary_key=True),
+        sa.Column("partition", sa.Integer, primary_key=True),
+        sa.Column("next_offset", sa.BigInteger, nullable=False),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+    )
+
+
+def create_positions_table() -> None:
+    """Create `consumer_positions` from inside an Alembic migration."""
+    from alembic import op
+
+    positions_table(sa.MetaData()).create(op.get_bind())
+
+
 def create_messaging_tables() -> None:
     """Create `outbox` and `inbox` from inside an Alembic migration."""
     from alembic import op
@@ -79,3 +108,4 @@ _METADATA = sa.MetaData()
 _TABLES = messaging_tables(_METADATA)
 OUTBOX = _TABLES.outbox
 INBOX = _TABLES.inbox
+POSITIONS = positions_table(_METADATA)

@@ -44,6 +44,25 @@ class ServiceSettings(KafkaClientSettings):
     kafka_topic_partitions: int = Field(
         default=6, validation_alias=AliasChoices("KAFKA_TOPIC_PARTITIONS")
     )
+    #: Replication factor of the topics created at start-up; 0: from the cluster (3 on three
+    #: brokers or more, else 1). Existing topics keep theirs.
+    kafka_replication_factor: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("KAFKA_REPLICATION_FACTOR")
+    )
+    #: `min.insync.replicas` of every topic; 0: 2 for a topic with three replicas or more, else
+    #: 1. Applied at creation and set again at start-up when a topic differs.
+    kafka_min_insync_replicas: int = Field(
+        default=0, ge=0, validation_alias=AliasChoices("KAFKA_MIN_INSYNC_REPLICAS")
+    )
+    #: How long commands and events stay on their topics (days; negative: for ever). Reporting
+    #: must have a snapshot newer than this to rebuild (docs/operations.md).
+    kafka_retention_days: float = Field(
+        default=30.0, validation_alias=AliasChoices("KAFKA_RETENTION_DAYS")
+    )
+    #: How long dead letters stay on `deadletter.v1` (days; negative: for ever).
+    kafka_dead_letter_retention_days: float = Field(
+        default=90.0, validation_alias=AliasChoices("KAFKA_DEAD_LETTER_RETENTION_DAYS")
+    )
     outbox_poll_interval_seconds: float = 0.2
     outbox_batch_size: int = 500
     outbox_keep_sent_hours: float = 24.0
@@ -79,6 +98,18 @@ class ServiceSettings(KafkaClientSettings):
     @property
     def sqlalchemy_url(self) -> str:
         return to_asyncpg_url(self.database_url)
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        """`KAFKA_BOOTSTRAP_SERVERS` as a list (see `bootstrap_list`)."""
+        return bootstrap_list(self.kafka_bootstrap_servers)
+
+
+def bootstrap_list(servers: str) -> list[str]:
+    """`host:port,host:port` as a list. aiokafka splits such a string itself, but FastStream
+    wraps a string into a one-element list, and aiokafka then takes all of it for one host:
+    a cluster's bootstrap servers must reach FastStream as a list."""
+    return [s.strip() for s in servers.split(",") if s.strip()]
 
 
 def with_database(url: str, database: str) -> str:

@@ -22,7 +22,7 @@ from servicekit.db import make_engine, make_session_factory
 from servicekit.outbox import OutboxRelay, enqueue
 from servicekit.runtime import make_broker
 from servicekit.schema import OUTBOX, messaging_tables
-from servicekit.settings import ServiceSettings
+from servicekit.settings import ServiceSettings, bootstrap_list
 from servicekit.testing import unique_topic
 from servicekit.topics import ensure_topics
 
@@ -224,7 +224,8 @@ async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
         for env in envs:
             await enqueue(session, topic, env)
 
-    broker = KafkaBroker(kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+    broker = KafkaBroker(bootstrap_list(kafka_bootstrap_servers), acks="all",
+                         enable_idempotence=True)
     await broker.start()
     relay = OutboxRelay(
         service=f"svc-{uuid.uuid4().hex[:6]}", session_factory=session_factory, broker=broker

@@ -75,3 +75,34 @@ def test_infrastructure_errors_are_retried_and_logic_errors_are_not() -> None:
     assert is_transient(sa_exc.OperationalError("select", {}, Exception("down")))
     assert not is_transient(KeyError("missing"))
     assert not is_transient(ValueError("bad"))
+
+
+def test_topic_retention_is_30_days_and_90_for_dead_letters_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from contracts.topics import DAY_MS, DEAD_LETTERS, RETENTION_MS
+    from servicekit.runtime import topic_retention
+
+    for var in ("KAFKA_RETENTION_DAYS", "KAFKA_DEAD_LETTER_RETENTION_DAYS"):
+        monkeypatch.delenv(var, raising=False)
+    assert topic_retention(ExampleSettings()) == RETENTION_MS  # the contracts' defaults
+    monkeypatch.setenv("KAFKA_RETENTION_DAYS", "7")
+    monkeypatch.setenv("KAFKA_DEAD_LETTER_RETENTION_DAYS", "-1")
+    retention = topic_retention(ExampleSettings())
+    assert retention[DEAD_LETTERS] == -1  # kept for ever
+    assert {ms for t, ms in retention.items() if t != DEAD_LETTERS} == {7 * DAY_MS}
+
+
+def test_replication_defaults_follow_the_cluster_as_devstack_sizes_it() -> None:
+    from devstack.kafka import replication_for as devstack_replication
+    from servicekit.topics import min_insync_for, replication_for
+
+    for brokers in (1, 3, 5):
+        assert replication_for(brokers) == devstack_replication(brokers)
+    assert [min_insync_for(rf) for rf in (1, 2, 3, 5)] == [1, 1, 2, 2]
+
+
+
+def test_bootstrap_servers_are_split_into_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092, 127.0.0.1:19093,")
+    assert ExampleSettings().kafka_servers == ["127.0.0.1:19092", "127.0.0.1:19093"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from servicekit.settings import ServiceSettings
@@ -26,3 +27,9 @@ class Settings(ServiceSettings):
     rebuild_batch_size: int = 500
     #: seconds between progress lines of the rebuild
     rebuild_progress_interval_seconds: float = 2.0
+    #: a snapshot of the read models is taken when the newest is older than this (seconds;
+    #: 0 or less: never). The rebuild starts from the newest snapshot plus the log since, so it
+    #: must stay well below the topics' retention (KAFKA_RETENTION_DAYS).
+    snapshot_interval_seconds: float = 86_400.0
+    #: snapshots kept (the newest ones; at least one)
+    snapshot_keep: int = Field(default=3, ge=1)

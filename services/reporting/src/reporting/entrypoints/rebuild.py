@@ -1,8 +1,13 @@
-"""Rebuild the read models from the log and swap them in, while the service keeps running.
+"""Rebuild the read models from the newest snapshot plus the log since, and swap them in, while
+the service keeps running.
 
-1. Capture the end offsets of the topics, then replay them from offset 0 with a fresh consumer
-   group into fresh tables in a scratch schema (same definitions, own inbox so duplicates in
-   the log are skipped exactly as live), printing progress.
+0. Take the newest snapshot (`reporting.service_layer.snapshots`; none: the log from its
+   beginning) and check that the log still holds every message after it: when retention has
+   dropped messages the snapshot does not cover (the log of a partition now starts after the
+   snapshot's offset), refuse with `RebuildRefused` and change nothing.
+1. Copy the snapshot's read models and inbox into fresh tables in a scratch schema (same
+   definitions, own inbox so duplicates in the log are skipped exactly as live), capture the
+   end offsets, then replay each partition from the snapshot's offset, printing progress.
 2. Catch up: whatever the live consumer processed that the replay has not (its inbox records
    topic, partition and offset) is fetched from Kafka and replayed too.
 3. Swap, in one transaction holding the projection lock exclusively (live handlers hold it
@@ -11,7 +16,8 @@
    the live tables out and the rebuilt ones in. Then drop the old tables.
 
 `--dry-run` stops before the swap and keeps the scratch schema; `--verify` compares the
-rebuilt tables with the live ones row by row before swapping and prints the differences.
+rebuilt tables with the live ones row by row before swapping and prints the differences;
+`--from-log` ignores the snapshots (only possible while the log still starts at offset 0).
 """
 
 from __future__ import annotations
@@ -41,11 +47,17 @@ from reporting.service_layer.projection import (
     make_consumer,
     projection_lock_enabled,
 )
+from reporting.service_layer.snapshots import Snapshot, copy_snapshot_into, newest_snapshot
 from servicekit.db import make_engine, make_session_factory, prepare_database
 from servicekit.kafkasecurity import client_options
-from servicekit.schema import messaging_tables
+from servicekit.schema import messaging_tables, positions_table
 
 log = logging.getLogger(__name__)
+
+
+class RebuildRefused(Exception):  # noqa: N818 - a refusal, said to the operator as it is
+    """The log no longer holds what a rebuild needs: retention dropped messages that the newest
+    snapshot does not cover (or there is no snapshot). Nothing was changed."""
 
 
 @dataclass
@@ -55,6 +67,9 @@ class RebuildResult:
     scratch_schema: str
     swapped: bool
     differences: dict[str, int] = field(default_factory=dict)
+    #: the snapshot it started from (None: the log from its beginning) and its rows copied
+    snapshot_id: int | None = None
+    snapshot_rows: int = 0
 
 
 def _say(message: str) -> None:
@@ -80,17 +95,55 @@ async def _partitions(
     ]
 
 
-async def _end_offsets(
+async def _log_bounds(
     consumer: AIOKafkaConsumer, bootstrap: str, topics: Sequence[str], options: Mapping[str, Any]
 ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """(log start offset, end offset) of every partition of the topics; the partitions are
+    assigned to `consumer`."""
     tps = await _partitions(bootstrap, topics, options)
     if not tps:
         return {}, {}
     consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
     begin = await consumer.beginning_offsets(tps)
     end = await consumer.end_offsets(tps)
     return begin, end
+
+
+def _gaps(
+    begin: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+    start: dict[TopicPartition, int],
+) -> list[str]:
+    """Partitions whose log cannot continue from `start`: retention dropped messages before it
+    could be read, or the log ends before it (a snapshot of another cluster's log)."""
+    problems = []
+    for tp in sorted(begin, key=lambda t: (t.topic, t.partition)):
+        if begin[tp] > start[tp]:
+            problems.append(f"{tp.topic}[{tp.partition}] starts at offset {begin[tp]}, "
+                            f"the rebuild needs it from {start[tp]}")
+        elif end[tp] < start[tp]:
+            problems.append(f"{tp.topic}[{tp.partition}] ends at offset {end[tp]}, before "
+                            f"{start[tp]}: another log than the snapshot's")
+    return problems
+
+
+def _refusal(snapshot: Snapshot | None, problems: list[str]) -> RebuildRefused:
+    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5
+                                       else "")
+    if snapshot is None:
+        return RebuildRefused(
+            "cannot rebuild: there is no snapshot of the read models and the log no longer starts "
+            f"at offset 0 ({shown}). Retention (KAFKA_RETENTION_DAYS) has dropped messages that "
+            "nothing else holds. The live read models are untouched; take a snapshot now "
+            "(python -m reporting.snapshot) so that a later rebuild can start from it."
+        )
+    return RebuildRefused(
+        f"cannot rebuild from {snapshot.describe()}: it is older than what the log still holds "
+        f"({shown}). Retention (KAFKA_RETENTION_DAYS) has dropped messages the snapshot does not "
+        "contain. The live read models are untouched. Restore a newer snapshot of reporting's "
+        "database (docs/operations.md, 'Rebuilding reporting'), or keep the live read models "
+        "and take a snapshot now (python -m reporting.snapshot)."
+    )
 
 
 def _scratch_engine(url: str, schema: str) -> AsyncEngine:
@@ -108,6 +161,7 @@ async def _create_scratch(live: AsyncEngine, scratch: AsyncEngine, schema: str) 
         await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     scratch_md = sa.MetaData()
     messaging_tables(scratch_md)
+    positions_table(scratch_md)
     async with scratch.begin() as conn:
         await conn.run_sync(metadata.create_all)
         await conn.run_sync(scratch_md.create_all)
@@ -185,7 +239,10 @@ async def rebuild(
     dry_run: bool = False,
     verify: bool = False,
     progress_interval: float | None = None,
+    from_log: bool = False,
 ) -> RebuildResult:
+    """Rebuild the read models from the newest snapshot (none, or `from_log`: from the log's
+    beginning) and the log after it; raise `RebuildRefused` when the log no longer holds that."""
     await prepare_database(MIGRATIONS_DIR, settings.database_url)
     schema = f"rm_rebuild_{secrets.token_hex(4)}"
     live = make_engine(settings.database_url, pool_size=2)
@@ -206,20 +263,41 @@ async def rebuild(
         else settings.rebuild_progress_interval_seconds
     )
     try:
-        await _create_scratch(live, scratch, schema)
+        snapshot: Snapshot | None = None
+        if not from_log:
+            async with live.connect() as conn:
+                snapshot = await newest_snapshot(conn, settings.consumer_group)
         consumer = make_consumer(settings.consumer_group, topics)
         consumer.bind(make_session_factory(scratch))
         consumer.retry_backoff_seconds = 0.5
         await kafka.start()
         try:
-            begin, end = await _end_offsets(
+            begin, end = await _log_bounds(
                 kafka, settings.kafka_bootstrap_servers, topics, options
             )
-            total = sum(max(0, end[tp] - begin[tp]) for tp in end)
-            _say(f"replaying {total} records of {', '.join(topics)} into schema {schema}")
+            start = {
+                tp: snapshot.positions.get((tp.topic, tp.partition), 0) if snapshot else 0
+                for tp in begin
+            }
+            problems = _gaps(begin, end, start)
+            if problems:
+                raise _refusal(snapshot, problems)
+            await _create_scratch(live, scratch, schema)
+            copied = 0
+            if snapshot is not None:
+                async with live.begin() as conn:
+                    copied = await copy_snapshot_into(conn, snapshot, schema)
+                _say(f"starting from {snapshot.describe()}: {copied} rows copied into {schema}")
+            else:
+                _say("no snapshot: replaying the log from its beginning")
+            for tp, offset in start.items():
+                kafka.seek(tp, offset)
+            total = sum(max(0, end[tp] - start[tp]) for tp in end)
+            since = "since the snapshot" if snapshot is not None else "from offset 0"
+            _say(f"replaying {total} records of {', '.join(topics)} {since} into schema {schema}")
             replayed = 0
             last = time.monotonic()
-            pending = {tp for tp in end if end[tp] > begin[tp]}
+            pending = {tp for tp in end if end[tp] > start[tp]}
             while pending:
                 batches = await kafka.getmany(
                     *pending, timeout_ms=1000, max_records=settings.rebuild_batch_size
@@ -249,7 +327,14 @@ async def rebuild(
                 await _fetch(settings.kafka_bootstrap_servers, tail, options)
             )
 
-        result = RebuildResult(replayed, total, schema, swapped=False)
+        result = RebuildResult(
+            replayed,
+            total,
+            schema,
+            swapped=False,
+            snapshot_id=snapshot.snapshot_id if snapshot is not None else None,
+            snapshot_rows=copied,
+        )
         if verify:
             async with live.connect() as conn:
                 result.differences = await compare_schemas(conn, "public", schema)
@@ -307,13 +392,22 @@ async def _swap(live: AsyncEngine, schema: str, settings: Settings, consumer: An
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m reporting.rebuild",
-        description="Rebuild reporting's read models from the topics and swap them in.",
+        description="Rebuild reporting's read models from the newest snapshot and the log "
+        "since, and swap them in.",
     )
     parser.add_argument("--dry-run", action="store_true", help="keep the rebuilt tables aside")
     parser.add_argument("--verify", action="store_true", help="compare with the live tables")
+    parser.add_argument("--from-log", action="store_true",
+                        help="ignore the snapshots: replay the log from its beginning (refused "
+                             "once retention has dropped its first messages)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    result = asyncio.run(rebuild(Settings(), dry_run=args.dry_run, verify=args.verify))
+    try:
+        result = asyncio.run(rebuild(Settings(), dry_run=args.dry_run, verify=args.verify,
+                                     from_log=args.from_log))
+    except RebuildRefused as refused:
+        _say(f"REFUSED: {refused}")
+        sys.exit(2)
     if args.verify and result.differences:
         sys.exit(1)
 
