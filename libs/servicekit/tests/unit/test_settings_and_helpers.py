@@ -75,3 +75,14 @@ def test_infrastructure_errors_are_retried_and_logic_errors_are_not() -> None:
     assert is_transient(sa_exc.OperationalError("select", {}, Exception("down")))
     assert not is_transient(KeyError("missing"))
     assert not is_transient(ValueError("bad"))
+
+
+def test_faststream_logs_its_per_batch_lines_at_debug_and_errors_at_error() -> None:
+    import logging
+
+    from servicekit.runtime import make_broker
+    from servicekit.settings import ServiceSettings
+
+    broker = make_broker(ServiceSettings(kafka_bootstrap_servers="127.0.0.1:9"), "quiet")
+    # "Received" / "Processed" of every batch: below the services' INFO level
+    assert broker.config.logger.log_level == logging.DEBUG
