@@ -6,8 +6,9 @@ twice. Offsets are committed only after the transaction commits (a failure rewin
 partitions and the batch comes again). A message that can never be processed is written to the
 dead-letter topic through the outbox, and the partition moves on.
 
-Two paths, one outcome. The fast path inserts the whole batch's inbox rows in one statement and
-runs the handlers without savepoints (a savepoint per message was two of its four round trips).
+Two paths, one outcome. The fast path inserts the whole batch's inbox rows in one statement,
+runs the handlers without savepoints (a savepoint per message was two of its four round trips)
+and writes the events they emitted to the outbox in one statement before the commit.
 When a handler fails for good (`PermanentError`, or its last allowed attempt), the fast path's
 transaction is rolled back whole and the batch is processed again on the slow path: a savepoint
 per message around its inbox row and its handler, so the failing message alone is rolled back
@@ -47,7 +48,7 @@ from contracts.topics import DEAD_LETTERS
 from servicekit import metrics
 from servicekit.db import SessionFactory
 from servicekit.logging import chain_id_var, correlation_id_var, message_id_var
-from servicekit.outbox import enqueue
+from servicekit.outbox import buffer_outbox, enqueue, flush_outbox
 from servicekit.schema import INBOX
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,10 @@ class Consumer:
         try:
             try:
                 async with self._session_factory() as session, session.begin():
+                    # the batch's outbox rows (events, dead letters) in one statement
+                    buffer_outbox(session)
                     await self._process_batch(session, records, after_commit)
+                    await flush_outbox(session)
             except _Isolate as isolate:
                 log.warning(
                     "handler of %s failed: processing the batch of %d again with a savepoint"
