@@ -105,6 +105,24 @@ async def enqueue_raw(
     session.sync_session.info["outbox_pending"] = True
 
 
+#: The relay's advisory lock (taken once: the CTE of a volatile function is evaluated once) and,
+#: only if it was got, the oldest unsent rows; one row with `got` false when another relay holds
+#: the lock, one with null columns when the lock was got and nothing waits.
+_CLAIM = sa.text(
+    "WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(:lock_key) AS got) "
+    "SELECT lock.got, o.id, o.topic, o.key, o.value, o.headers, o.created_at FROM lock "
+    "LEFT JOIN LATERAL (SELECT id, topic, key, value, headers, created_at FROM outbox "
+    "WHERE lock.got AND sent_at IS NULL ORDER BY id LIMIT :batch_size) AS o ON true"
+).columns(
+    sa.column("got", sa.Boolean),
+    OUTBOX.c.id,
+    OUTBOX.c.topic,
+    OUTBOX.c.key,
+    OUTBOX.c.value,
+    OUTBOX.c.headers,
+    OUTBOX.c.created_at,
+)
+
 _local_relays: list[OutboxRelay] = []
 
 
@@ -172,24 +190,15 @@ class OutboxRelay:
     async def publish_once(self) -> int:
         """Publish one batch; returns the rows sent (0 when another relay holds the lock)."""
         async with self.session_factory() as session, session.begin():
-            got = await session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(self._lock_key)))
-            if not got:
-                return 0
-            rows = (
+            # the lock and the rows in one round trip: no row comes back without the lock
+            result = (
                 await session.execute(
-                    sa.select(
-                        OUTBOX.c.id,
-                        OUTBOX.c.topic,
-                        OUTBOX.c.key,
-                        OUTBOX.c.value,
-                        OUTBOX.c.headers,
-                        OUTBOX.c.created_at,
-                    )
-                    .where(OUTBOX.c.sent_at.is_(None))
-                    .order_by(OUTBOX.c.id)
-                    .limit(self.batch_size)
+                    _CLAIM, {"lock_key": self._lock_key, "batch_size": self.batch_size}
                 )
             ).all()
+            if not result or not result[0].got:
+                return 0
+            rows = [row for row in result if row.id is not None]
             await self._update_gauges(session, rows)
             if not rows:
                 await self._purge(session)

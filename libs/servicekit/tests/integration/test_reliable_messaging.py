@@ -422,6 +422,35 @@ async def test_events_of_a_message_rolled_back_on_the_slow_path_never_reach_the_
     assert [r.topic for r in rows].count(DEAD_LETTERS) == 1
 
 
+async def test_the_relay_sends_nothing_while_another_relay_of_the_service_holds_the_lock(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    async with session_factory() as session, session.begin():
+        for env in [_envelope(), _envelope()]:
+            await enqueue(session, topic, env)
+    broker = KafkaBroker(kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+    await broker.start()
+    relay = OutboxRelay(
+        service=f"svc-{uuid.uuid4().hex[:6]}", session_factory=session_factory, broker=broker
+    )
+    statements = _statements(session_factory)
+    try:
+        async with session_factory() as other, other.begin():
+            await other.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(relay._lock_key))  # noqa: SLF001
+            )
+            assert await relay.publish_once() == 0
+            assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 2
+        assert await relay.publish_once() == 2  # the other relay is gone
+        assert await relay.publish_once() == 0  # and nothing is left
+    finally:
+        await broker.stop()
+    claims = [s for s in statements if "pg_try_advisory_xact_lock" in s]
+    assert claims and all("FROM outbox" in s for s in claims)  # lock and rows: one round trip
+
+
 async def test_a_message_failing_every_attempt_is_dead_lettered_on_the_last_and_the_rest_applies(
     session_factory: Any,
 ) -> None:
