@@ -1,4 +1,5 @@
-"""`python -m bench pipeline|reports|render|consumer|floor` (see the Makefile's bench targets)."""
+"""`python -m bench pipeline|reports|render|consumer|floor|statements` (see the Makefile's bench
+targets)."""
 
 from __future__ import annotations
 
@@ -83,7 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     flo = sub.add_parser("floor", help="the floor app at saturation against DATABASE_URL (stdout)")
     flo.add_argument("--seconds", type=float, default=20.0)
     flo.add_argument("--connections", type=int, default=16)
+    sub.add_parser(
+        "statements",
+        help="Python CPU per statement/row and per envelope decode, by access path (stdout)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "statements":
+        import os
+
+        from bench.statements import main as run_statements
+
+        print(run_statements(os.environ["DATABASE_URL"]))
+        return 0
     if args.command == "floor":
         import asyncio
         import json
