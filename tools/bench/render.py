@@ -181,9 +181,10 @@ def _floor_line(fl: dict[str, Any]) -> str:
         f"**{_f(fl['requests_per_second'])} requests/s at {_f(fl['app_cpu_ms_per_request'])} ms "
         f"of Python CPU per request**"
         + (f" (+{_f(pg)} ms PostgreSQL)" if pg is not None else "")
-        + f", p50 / p99 {_f(fl['latency_ms']['p50'])} / {_f(fl['latency_ms']['p99'])} ms, "
-        f"others on the machine {_f(fl.get('others_cpu_percent'))}%. \"x floor\" is the "
-        "stack's CPU per request divided by the floor app's."
+        + f", p50 / p99 {_f(fl['latency_ms']['p50'])} / {_f(fl['latency_ms']['p99'])} ms; the "
+        f"app used {_f(fl.get('app_cpu_percent'))}% of a core (saturated near 100%), others on "
+        f"the machine {_f(fl.get('others_cpu_percent'))}%. \"x floor\" is the stack's CPU per "
+        "request divided by the floor app's."
     )
 
 
