@@ -205,3 +205,19 @@ async def test_http_metrics_count_by_route_template_and_status_and_make_up_a_cor
     ids = {r.headers["x-correlation-id"] for r in made}
     assert len(ids) == 2 and all(len(i) == 36 for i in ids)  # a fresh uuid each
 
+
+
+def test_the_requests_httpx_sends_are_not_logged_at_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(sk_logging, "_SERVICE", sk_logging._SERVICE)
+    level = root.level
+    try:
+        sk_logging.configure_logging("pos-gateway", "INFO")
+        # one line per call to reporting, credit or the notifier was logged before
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(level)
+        for name in ("aiokafka", "httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
