@@ -1,4 +1,5 @@
-"""`python -m bench pipeline|reports|render|consumer` (see the Makefile's bench targets)."""
+"""`python -m bench pipeline|reports|render|consumer|floor|statements` (see the Makefile's bench
+targets)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,31 @@ def main(argv: list[str] | None = None) -> int:
     pipe.add_argument("--chains", type=int, default=4)
     pipe.add_argument("--skip-ceiling", action="store_true")
     pipe.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the steps, one more step with py-spy on every service: flame graphs in "
+        "docs/benchmarks/ and CPU by category in the report",
+    )
+    pipe.add_argument(
         "--profile-rate",
         type=float,
         default=None,
-        help="py-spy every service during the step at this rate",
+        help="the rate of that profiling step (default: the best rate)",
+    )
+    pipe.add_argument(
+        "--instances", type=int, default=1,
+        help="processes per consumer service (credit, loyalty, reporting, notifier)",
+    )
+    pipe.add_argument(
+        "--skip-floor", action="store_true", help="do not measure the floor app (bench.floor)"
+    )
+    pipe.add_argument(
+        "--ab-ref",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="A/B in one run: every rate once with the code at REF (repeatable, in order), "
+        "then with this checkout, alternating order from rate to rate",
     )
     pipe.add_argument(
         "--set",
@@ -66,7 +88,33 @@ def main(argv: list[str] | None = None) -> int:
     cons.add_argument("--batch", type=int, default=200)
     cons.add_argument("--repeats", type=int, default=3)
     cons.add_argument("--poison-per-batch", type=int, default=0)
+    flo = sub.add_parser("floor", help="the floor app at saturation against DATABASE_URL (stdout)")
+    flo.add_argument("--seconds", type=float, default=20.0)
+    flo.add_argument("--connections", type=int, default=16)
+    sub.add_parser(
+        "statements",
+        help="Python CPU per statement/row and per envelope decode, by access path (stdout)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "statements":
+        import os
+
+        from bench.statements import main as run_statements
+
+        print(run_statements(os.environ["DATABASE_URL"]))
+        return 0
+    if args.command == "floor":
+        import asyncio
+        import json
+        import os
+
+        from bench.floor import measure
+
+        figures = asyncio.run(
+            measure(os.environ["DATABASE_URL"], seconds=args.seconds, connections=args.connections)
+        )
+        print(json.dumps(figures, indent=1))
+        return 0
     if args.command == "consumer":
         import os
 
@@ -104,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                 chains=args.chains,
                 customers=args.customers,
                 skip_ceiling=args.skip_ceiling,
+                profile=args.profile or args.profile_rate is not None,
                 profile_rate=args.profile_rate,
+                instances=args.instances,
+                skip_floor=args.skip_floor,
+                ab_refs=args.ab_ref,
                 service_env=dict(s.split("=", 1) for s in args.set),
                 gateways=args.gateways,
                 check_invariants=not args.no_invariants,

@@ -11,6 +11,16 @@ compares the load generator's model with balances, statements and reports: a ste
 invariants" when it found no violation. After the steps, a recovery phase kills -9 one consumer
 service under a steady rate and restarts it (`bench.recovery`); the invariants are checked once
 more after it.
+
+Every run also measures the floor (`bench.floor`: a minimal FastAPI + asyncpg app at
+saturation, minutes before the steps, on the same machine) and gives each step's CPU per
+request for the stack and per service (instances of one service summed), so a report reads as
+"the stack spends N times the floor per request". Options: `instances` runs every consumer
+service as that many processes (devstack's extra instances, as the chaos harness's
+`many-instances` does); `profile` runs one more step at the best rate with py-spy on every
+service and writes flame graphs to `docs/benchmarks/`; `ab_refs` runs each rate once per code
+variant (the code at each ref, then this checkout), restarting the services between them, so
+a change is compared with the code before it within one run, interleaved.
 """
 
 from __future__ import annotations
@@ -19,20 +29,22 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
-from bench import procstat, recovery
+from bench import floor, procstat, recovery
 from bench.ceiling import kafka_producer, pgbench
 from bench.loadgen import LoadGenerator, StepStats, percentile
+from bench.profiles import Profile, flamegraph_svg
 from contracts import topics
 from devstack.paths import repo_root
 from devstack.ports import free_port
@@ -61,7 +73,6 @@ class Options:
     warmup_seconds: float = 10.0
     warmup_rate: float = 20.0
     skip_ceiling: bool = False
-    profile_rate: float | None = None
     service_env: dict[str, str] | None = None
     #: gateway processes (extra ones are devstack instances on free ports; the load goes
     #: round-robin over them, their consumers share the `gateway` group)
@@ -75,6 +86,19 @@ class Options:
     recovery_after_seconds: float = 75.0
     #: the command line as given (for the report)
     command: str = ""
+    #: processes per consumer service (credit, loyalty, reporting, notifier); the gateway
+    #: has `gateways`
+    instances: int = 1
+    skip_floor: bool = False
+    #: after the steps, one more step with py-spy on every service -> flame graphs
+    profile: bool = False
+    #: that step's rate (default: the best rate)
+    profile_rate: float | None = None
+    #: A/B: each rate once per variant, the code at each of these refs first, this checkout
+    #: last (services restarted between variants)
+    ab_refs: list[str] = field(default_factory=list)
+    #: where the flame graphs go (the pipeline's JSON goes to `out_dir`)
+    svg_dir: Path | None = None
 
 
 def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -140,6 +164,16 @@ async def pg_rollbacks(database_url: str) -> float:
     conn = await asyncpg.connect(database_url)
     try:
         return float(await conn.fetchval("SELECT sum(xact_rollback) FROM pg_stat_database"))
+    finally:
+        await conn.close()
+
+
+async def pg_deadlocks(database_url: str) -> float:
+    """Deadlocks PostgreSQL detected, server-wide (each one a transaction rolled back and
+    retried: consumers of one service on several instances lock rows in different orders)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return float(await conn.fetchval("SELECT sum(deadlocks) FROM pg_stat_database"))
     finally:
         await conn.close()
 
@@ -373,10 +407,36 @@ def best_rate(steps: list[dict[str, Any]]) -> float | None:
     return best
 
 
-def _start_profilers(stack: Stack, seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
+def service_of(process: str) -> str | None:
+    """The service a process of the stack belongs to ("credit-3" -> "credit"); None for
+    Kafka, PostgreSQL and the load generator."""
+    if process in SERVICE_NAMES:
+        return process
+    base, _, n = process.rpartition("-")
+    return base if base in SERVICE_NAMES and n.isdigit() else None
+
+
+def cpu_ms_per_request(
+    processes: dict[str, dict[str, float]], wall: float, answered: int
+) -> dict[str, float]:
+    """CPU ms per answered request of each service (its instances summed), Kafka and
+    PostgreSQL; the load generator and the machine's other processes are left out."""
+    groups: dict[str, float] = defaultdict(float)
+    for name, figures in processes.items():
+        if name == LOADGEN or name.startswith("("):
+            continue
+        groups[service_of(name) or name] += figures["cpu_percent"]
+    if not answered:
+        return {}
+    return {g: round(pct / 100 * wall * 1000 / answered, 2) for g, pct in groups.items()}
+
+
+def _start_profilers(
+    pids: dict[str, int], seconds: float, out: Path
+) -> list[subprocess.Popen[bytes]]:
     out.mkdir(parents=True, exist_ok=True)
     procs = []
-    for name, proc in stack.services.processes.items():
+    for name, pid in pids.items():
         procs.append(
             subprocess.Popen(
                 [
@@ -384,7 +444,7 @@ def _start_profilers(stack: Stack, seconds: float, out: Path) -> list[subprocess
                     "record",
                     "--nonblocking",
                     "-p",
-                    str(proc.pid),
+                    str(pid),
                     "-d",
                     str(int(seconds)),
                     "-f",
@@ -399,15 +459,240 @@ def _start_profilers(stack: Stack, seconds: float, out: Path) -> list[subprocess
     return procs
 
 
+async def _start_consumer_instances(stack: Stack, count: int) -> None:
+    """Every consumer service as `count` processes: `<service>-2` ... on free ports, started
+    at once (they join the service's consumer groups and database, as the chaos harness's
+    `many-instances` scenario does)."""
+    starts = [
+        asyncio.to_thread(
+            stack.services.start_instance, service, instance=f"{service}-{n}", port=free_port(),
+            ready_timeout=240.0, progress=no_progress,
+        )
+        for n in range(2, count + 1)
+        for service in SERVICE_NAMES
+        if service != "gateway"
+    ]
+    await asyncio.gather(*starts)
+
+
+@dataclass
+class Variant:
+    """One code variant of an A/B run: the code at `ref` (exported to `pythonpath`), or this
+    checkout (`pythonpath` None)."""
+
+    name: str
+    pythonpath: str | None = None
+
+
+def _export(ref: str, into: Path) -> str:
+    """The services' and libraries' code at `ref` in a folder (`git archive`: no worktree);
+    returns the PYTHONPATH that makes the services import it instead of this checkout."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref, "libs", "services"],
+        cwd=repo_root(), capture_output=True, check=True,
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    paths = sorted(str(p) for p in into.glob("libs/*/src")) + sorted(
+        str(p) for p in into.glob("services/*/src")
+    )
+    return os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])
+
+
+def _variants(stack: Stack, refs: list[str]) -> list[Variant]:
+    if not refs:
+        return [Variant("")]
+    out = []
+    for ref in refs:
+        sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=repo_root(),
+                             capture_output=True, text=True, check=True).stdout.strip()
+        folder = stack.run_dir / "ab" / sha
+        out.append(Variant(f"{ref} ({sha})" if ref != sha else sha, _export(ref, folder)))
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(),
+                          capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "libs", "services"],
+                           cwd=repo_root(), capture_output=True, text=True,
+                           check=False).stdout.strip()
+    out.append(Variant(f"this checkout ({head}{' + changes' if dirty else ''})"))
+    return out
+
+
+async def _switch(stack: Stack, variant: Variant) -> None:
+    """Every service process stopped (gracefully: its batch commits, it leaves its groups) and
+    started again on its port with the variant's code."""
+    names = list(stack.services.processes)
+    await asyncio.gather(
+        *(asyncio.to_thread(stack.services.processes[n].stop, timeout=40.0) for n in names)
+    )
+    env = {"PYTHONPATH": variant.pythonpath} if variant.pythonpath else {}
+    for n in names:
+        svc = service_of(n)
+        assert svc is not None
+        stack.services.spawn_instance(svc, instance=n, port=stack.services.instance_ports[n],
+                                      extra_env=env)
+    await asyncio.gather(
+        *(
+            asyncio.to_thread(stack.services.wait_ready, n, timeout=240.0, progress=no_progress)
+            for n in names
+        )
+    )
+
+
+async def _measure_step(
+    stack: Stack,
+    gen: LoadGenerator,
+    scraper: Scraper,
+    opts: Options,
+    rate: float,
+    *,
+    profile_to: Path | None = None,
+) -> dict[str, Any]:
+    """One open-loop step at `rate`: latency, lag, CPU per process and per request, PostgreSQL
+    commits, Kafka messages; then drained and (if asked) the invariants checked."""
+    roots = _roots(stack)
+    before = procstat.sample(roots, alone=ALONE)
+    commits0 = await pg_commits(stack.database_url)
+    rollbacks0 = await pg_rollbacks(stack.database_url)
+    deadlocks0 = await pg_deadlocks(stack.database_url)
+    published0 = await scraper.published_total()
+    profilers = (
+        _start_profilers(
+            {n: p.pid for n, p in stack.services.processes.items() if n in SERVICE_NAMES},
+            opts.step_seconds,
+            profile_to,
+        )
+        if profile_to is not None
+        else []
+    )
+    max_lag: dict[str, float] = defaultdict(float)
+    stop = asyncio.Event()
+
+    async def sample_lag() -> None:
+        while not stop.is_set():
+            for consumer, value in (await scraper.consumer_lag()).items():
+                max_lag[consumer] = max(max_lag[consumer], value)
+            await asyncio.sleep(2.0)
+
+    sampler = asyncio.create_task(sample_lag())
+    wall0 = time.perf_counter()
+    stats, t0, _ = await gen.run_step(rate, opts.step_seconds)
+    wall = time.perf_counter() - wall0
+    after = procstat.sample(roots, alone=ALONE)
+    stop.set()
+    await sampler
+    for p in profilers:
+        await asyncio.to_thread(p.wait, 120)
+    end_lag = await scraper.consumer_lag()
+    commits1 = await pg_commits(stack.database_url)
+    rollbacks1 = await pg_rollbacks(stack.database_url)
+    deadlocks1 = await pg_deadlocks(stack.database_url)
+    published1 = await scraper.published_total()
+    step = summarize(stats, rate, opts.step_seconds, t0)
+    step["pg_deadlocks"] = int(deadlocks1 - deadlocks0)
+    step["consumer_lag_max"] = {k: v for k, v in sorted(max_lag.items()) if v}
+    step["consumer_lag_max_total"] = sum(max_lag.values())
+    step["consumer_lag_end_total"] = sum(end_lag.values())
+    step["processes"] = procstat.usage(before, after, wall)
+    step["drained_seconds"] = await _wait_drained(scraper, 60)
+    sales = max(1, int(step["sales_per_second"] * max(opts.step_seconds, 1)))
+    step["pg_commits_per_second"] = round((commits1 - commits0) / wall, 1)
+    step["pg_commits_per_sale"] = round((commits1 - commits0) / sales, 1)
+    answered = step["ok"] + step["refused"]
+    step["pg_rollbacks_per_request"] = round((rollbacks1 - rollbacks0) / max(1, answered), 2)
+    step["kafka_messages_per_second"] = round((published1 - published0) / wall, 1)
+    per_request = cpu_ms_per_request(step["processes"], wall, answered)
+    step["cpu_ms_per_request"] = per_request
+    # CPU the stack spent per answered request: the figure that survives a noisy machine
+    step["stack_cpu_ms_per_request"] = (
+        round(sum(per_request.values()), 1) if answered else None
+    )
+    step["kept_up"] = kept_up(step)
+    step["resolved_later"] = stats.resolved_later
+    if opts.check_invariants:
+        step["invariants"] = await check_model(
+            gen, stack.gateway_url, credit_url=stack.url("credit")
+        )
+    inv = step.get("invariants")
+    print(
+        f"[bench]   achieved {step['achieved_rps']} req/s, p99 "
+        f"{step['latency_ms']['p99']} ms, lag p99 {step['read_model_lag_ms']['p99']} ms, "
+        f"errors {step['errors']}, stack CPU {step['stack_cpu_ms_per_request']} ms/request, "
+        f"kept up: {step['kept_up']}, invariants: "
+        + (
+            "not checked"
+            if inv is None
+            else f"{inv['violations']} violations ({inv['operations']} operations, "
+            f"{inv['check_seconds']} s)"
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
+    return step
+
+
+def _held(step: dict[str, Any]) -> bool:
+    inv = step.get("invariants")
+    return bool(step["kept_up"]) and (inv is None or bool(inv["held"]))
+
+
+async def _profile(
+    stack: Stack, gen: LoadGenerator, scraper: Scraper, opts: Options, rate: float
+) -> dict[str, Any]:
+    """One more step at `rate` with py-spy on every service's (first) process: raw stacks in
+    .run/bench-profiles/<label>/, a flame graph per service in `svg_dir`, and each service's
+    CPU by category in the result."""
+    print(f"[bench] profile: {rate:g} req/s with py-spy", file=sys.stderr, flush=True)
+    raw = repo_root() / ".run" / "bench-profiles" / opts.label
+    if raw.exists():
+        shutil.rmtree(raw)
+    step = await _measure_step(stack, gen, scraper, opts, rate, profile_to=raw)
+    svg_dir = opts.svg_dir or opts.out_dir
+    svg_dir.mkdir(parents=True, exist_ok=True)
+    services: dict[str, Any] = {}
+    for path in sorted(raw.glob("*.txt")):
+        prof = Profile.read(path)
+        if not prof.samples:
+            continue
+        svg = f"flame-{opts.label}-{path.stem}.svg"
+        (svg_dir / svg).write_text(flamegraph_svg(
+            prof, f"{path.stem} at {rate:g} req/s ({opts.label})"
+        ))
+        own, incl = prof.top(15)
+        services[path.stem] = {
+            "samples": prof.samples,
+            "categories": prof.categories(),
+            "top_self": own,
+            "top_inclusive": incl,
+            "svg": svg,
+        }
+    return {"rate": rate, "step": step, "services": services}
+
+
 async def run(stack: Stack, opts: Options) -> dict[str, Any]:
     extra_gateways = await asyncio.to_thread(_start_gateways, stack, opts.gateways)
-    roots = _roots(stack)
-    result: dict[str, Any] = {"label": opts.label, "steps": [], "gateways": opts.gateways}
+    if opts.instances > 1:
+        print(f"[bench] {opts.instances} processes per consumer service", file=sys.stderr,
+              flush=True)
+        await _start_consumer_instances(stack, opts.instances)
+    result: dict[str, Any] = {
+        "label": opts.label, "steps": [], "gateways": opts.gateways, "instances": opts.instances
+    }
     if not opts.skip_ceiling:
         print("[bench] ceiling: pgbench, Kafka producer", file=sys.stderr, flush=True)
         result["pgbench"] = await pgbench(stack.database_url)
         result["kafka_producer"] = await kafka_producer(stack.kafka_bootstrap_servers)
         print(f"[bench] {result['pgbench']} {result['kafka_producer']}", file=sys.stderr)
+    if not opts.skip_floor:
+        print("[bench] floor: the minimal app at saturation", file=sys.stderr, flush=True)
+        result["floor"] = await floor.measure(
+            stack.database_url,
+            postgres_pid=stack.infra.postgres.pid if stack.infra.postgres else None,
+        )
+        print(f"[bench] floor {result['floor']}", file=sys.stderr, flush=True)
+    variants = _variants(stack, opts.ab_refs)
+    if opts.ab_refs:
+        result["variants"] = [v.name for v in variants]
+    current = variants[-1]  # the stack started with this checkout
     gen = LoadGenerator(
         stack.gateway_url, stack.operator_token, extra_gateway_urls=tuple(extra_gateways)
     )
@@ -429,95 +714,47 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
         print("[bench] warm-up", file=sys.stderr, flush=True)
         await gen.run_step(opts.warmup_rate, opts.warmup_seconds)
         await _wait_drained(scraper, 60)
-        for rate in opts.rates:
-            print(
-                f"[bench] step {rate:g} req/s for {opts.step_seconds:g} s",
-                file=sys.stderr,
-                flush=True,
-            )
-            before = procstat.sample(roots, alone=ALONE)
-            commits0 = await pg_commits(stack.database_url)
-            rollbacks0 = await pg_rollbacks(stack.database_url)
-            published0 = await scraper.published_total()
-            profilers = (
-                _start_profilers(
-                    stack,
-                    opts.step_seconds,
-                    repo_root() / ".run" / "bench-profiles" / f"{opts.label}-{rate:g}",
+        for i, rate in enumerate(opts.rates):
+            # variants alternate direction from rate to rate (A B, B A, ...): one restart per
+            # rate, and neither variant always runs first
+            order = variants if i % 2 == 0 else variants[::-1]
+            held_any = False
+            for variant in order:
+                if variant is not current:
+                    print(f"[bench] switching to {variant.name}", file=sys.stderr, flush=True)
+                    await _switch(stack, variant)
+                    current = variant
+                    # a warm-up after the restart (caches, connections) that is not measured
+                    await gen.run_step(opts.warmup_rate / 2, opts.warmup_seconds / 2)
+                    await _wait_drained(scraper, 60)
+                print(
+                    f"[bench] step {rate:g} req/s for {opts.step_seconds:g} s"
+                    + (f" ({variant.name})" if variant.name else ""),
+                    file=sys.stderr,
+                    flush=True,
                 )
-                if opts.profile_rate == rate
-                else []
-            )
-            max_lag: dict[str, float] = defaultdict(float)
-            stop = asyncio.Event()
-
-            async def sample_lag(
-                max_lag: dict[str, float] = max_lag, stop: asyncio.Event = stop
-            ) -> None:
-                while not stop.is_set():
-                    for consumer, value in (await scraper.consumer_lag()).items():
-                        max_lag[consumer] = max(max_lag[consumer], value)
-                    await asyncio.sleep(2.0)
-
-            sampler = asyncio.create_task(sample_lag())
-            wall0 = time.perf_counter()
-            stats, t0, _ = await gen.run_step(rate, opts.step_seconds)
-            wall = time.perf_counter() - wall0
-            after = procstat.sample(roots, alone=ALONE)
-            stop.set()
-            await sampler
-            for p in profilers:
-                p.wait(timeout=120)
-            end_lag = await scraper.consumer_lag()
-            commits1 = await pg_commits(stack.database_url)
-            rollbacks1 = await pg_rollbacks(stack.database_url)
-            published1 = await scraper.published_total()
-            step = summarize(stats, rate, opts.step_seconds, t0)
-            step["consumer_lag_max"] = {k: v for k, v in sorted(max_lag.items()) if v}
-            step["consumer_lag_max_total"] = sum(max_lag.values())
-            step["consumer_lag_end_total"] = sum(end_lag.values())
-            step["processes"] = procstat.usage(before, after, wall)
-            step["drained_seconds"] = await _wait_drained(scraper, 60)
-            sales = max(1, int(step["sales_per_second"] * max(opts.step_seconds, 1)))
-            step["pg_commits_per_second"] = round((commits1 - commits0) / wall, 1)
-            step["pg_commits_per_sale"] = round((commits1 - commits0) / sales, 1)
-            answered_n = max(1, step["ok"] + step["refused"])
-            step["pg_rollbacks_per_request"] = round((rollbacks1 - rollbacks0) / answered_n, 2)
-            step["kafka_messages_per_second"] = round((published1 - published0) / wall, 1)
-            stack_cpu = sum(
-                v["cpu_percent"]
-                for k, v in step["processes"].items()
-                if k != LOADGEN and not k.startswith("(")
-            )
-            answered = step["ok"] + step["refused"]
-            # CPU the stack spent per answered request: the figure that survives a noisy machine
-            step["stack_cpu_ms_per_request"] = (
-                round(stack_cpu / 100 * wall * 1000 / answered, 1) if answered else None
-            )
-            step["kept_up"] = kept_up(step)
-            step["resolved_later"] = stats.resolved_later
-            if opts.check_invariants:
-                step["invariants"] = await check_model(
-                    gen, stack.gateway_url, credit_url=stack.url("credit")
-                )
-            result["steps"].append(step)
-            inv = step.get("invariants")
-            print(
-                f"[bench]   achieved {step['achieved_rps']} req/s, p99 "
-                f"{step['latency_ms']['p99']} ms, lag p99 {step['read_model_lag_ms']['p99']} ms, "
-                f"errors {step['errors']}, kept up: {step['kept_up']}, invariants: "
-                + (
-                    "not checked"
-                    if inv is None
-                    else f"{inv['violations']} violations ({inv['operations']} operations, "
-                    f"{inv['check_seconds']} s)"
-                ),
-                file=sys.stderr,
-                flush=True,
-            )
-            if not step["kept_up"] or (inv is not None and not inv["held"]):
+                step = await _measure_step(stack, gen, scraper, opts, rate)
+                if variant.name:
+                    step["variant"] = variant.name
+                result["steps"].append(step)
+                held_any = held_any or _held(step)
+                inv = step.get("invariants")
+                if inv is not None and not inv["held"]:
+                    held_any = False
+                    break
+            if not held_any:
                 break
-        result["best_rate"] = best_rate(result["steps"])
+        if opts.ab_refs:
+            result["best_rate_by_variant"] = {
+                v.name: best_rate([s for s in result["steps"] if s.get("variant") == v.name])
+                for v in variants
+            }
+        result["best_rate"] = best_rate(  # this checkout's
+            [s for s in result["steps"] if s.get("variant", "") == variants[-1].name]
+        )
+        if opts.profile:
+            rate = opts.profile_rate or result["best_rate"] or opts.rates[0]
+            result["profile"] = await _profile(stack, gen, scraper, opts, rate)
         if opts.recovery_service:
             rate = opts.recovery_rate or max(opts.rates[0], (result["best_rate"] or 0) / 2)
             result["recovery"] = await _recovery(stack, gen, scraper, opts, rate)

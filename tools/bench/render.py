@@ -60,13 +60,24 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
             f"**{_f(kp.get('messages_per_second'))} msg/s**."
         )
         out.append("")
+    fl = run.get("floor") or {}
+    if fl.get("app_cpu_ms_per_request"):
+        out.append(_floor_line(fl))
+        out.append("")
+    if run.get("instances", 1) > 1:
+        out.append(f"Processes per consumer service: **{run['instances']}** (credit, loyalty, "
+                   "reporting and the notifier each; their CPU is summed per service).")
+        out.append("")
+    ab = any(s.get("variant") for s in run["steps"])
+    has_floor = bool(fl.get("app_cpu_ms_per_request"))
     out += [
-        "| offered req/s | achieved req/s | sales/s | p50 ms | p95 ms | p99 ms | p99.9 ms | "
+        ("| variant " if ab else "")
+        + "| offered req/s | achieved req/s | sales/s | p50 ms | p95 ms | p99 ms | p99.9 ms | "
         "read-model lag p50 / p99 ms | errors | 202s | consumer lag max | PG commits/sale | "
         "PG rollbacks/request | "
-        "Kafka msgs/s | stack CPU ms/request | sales/s per pgbench TPS | kept up | "
-        "invariants (violations / operations checked) |",
-        "|" + "---|" * 18,
+        "Kafka msgs/s | stack CPU ms/request | " + ("x floor | " if has_floor else "")
+        + "sales/s per pgbench TPS | kept up | invariants (violations / operations checked) |",
+        "|" + "---|" * (18 + ab + has_floor),
     ]
     for s in run["steps"]:
         if s.get("stack_cpu_ms_per_request") is None and s["ok"] + s["refused"]:
@@ -83,19 +94,26 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
         lag = s["read_model_lag_ms"]
         ratio = f"{s['sales_per_second'] / pgb['tps']:.3f}" if pgb.get("tps") else "-"
         out.append(
-            f"| {_f(s['offered_rps'])} | {_f(s['achieved_rps'])} | {_f(s['sales_per_second'])} "
+            (f"| {s.get('variant', '')} " if ab else "")
+            + f"| {_f(s['offered_rps'])} | {_f(s['achieved_rps'])} | {_f(s['sales_per_second'])} "
             f"| {_f(lat['p50'])} | {_f(lat['p95'])} | {_f(lat['p99'])} | {_f(lat['p99.9'])} "
             f"| {_f(lag['p50'])} / {_f(lag['p99'])} | {s['errors']} | {s['accepted_202']} "
             f"| {_f(s['consumer_lag_max_total'])} | {_f(s['pg_commits_per_sale'])} "
             f"| {_f(s.get('pg_rollbacks_per_request'))} "
             f"| {_f(s['kafka_messages_per_second'])} "
-            f"| {_f(s.get('stack_cpu_ms_per_request'))} | {ratio} | "
+            f"| {_f(s.get('stack_cpu_ms_per_request'))} | "
+            + (f"{_times_floor(s, fl)} | " if has_floor else "")
+            + f"{ratio} | "
             f"{'yes' if s['kept_up'] else '**no**'} | {_invariants(s.get('invariants'))} |"
         )
     out.append("")
     if run.get("gateways", 1) > 1:
         out.append(f"Gateway processes: {run['gateways']} (load round-robin over them).")
         out.append("")
+    if any(s.get("cpu_ms_per_request") for s in run["steps"]):
+        out += _per_service_table(run["steps"], ab)
+    if run.get("profile"):
+        out += _profile_lines(run["profile"])
     if any("invariants" in s for s in run["steps"]):
         best = run.get("best_rate")
         out.append(
@@ -115,6 +133,8 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
         "| process | " + " | ".join(f"{_f(s['offered_rps'])} req/s" for s in run["steps"]) + " |"
     )
     out.append("|---|" + "---|" * len(run["steps"]))
+    if ab:
+        out.append("| variant | " + " | ".join(s.get("variant", "") for s in run["steps"]) + " |")
     for proc in names:
         cells = []
         for s in run["steps"]:
@@ -146,6 +166,162 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
     if versions:
         out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
         out.append("")
+    return out
+
+
+#: the columns of the CPU-per-request tables and plot, in this order
+SERVICES = ("gateway", "credit", "loyalty", "reporting", "notifier", "postgres", "kafka")
+
+
+def _floor_line(fl: dict[str, Any]) -> str:
+    pg = fl.get("postgres_cpu_ms_per_request")
+    return (
+        f"Floor in this run (`bench.floor`: FastAPI, the gateway's sale body, one asyncpg "
+        f"transaction writing a request row and an outbox row, one uvicorn process, "
+        f"{fl.get('connections', '?')} connections at saturation, measured before the steps): "
+        f"**{_f(fl['requests_per_second'])} requests/s at {_f(fl['app_cpu_ms_per_request'])} ms "
+        f"of Python CPU per request**"
+        + (f" (+{_f(pg)} ms PostgreSQL)" if pg is not None else "")
+        + f", p50 / p99 {_f(fl['latency_ms']['p50'])} / {_f(fl['latency_ms']['p99'])} ms; the "
+        f"app used {_f(fl.get('app_cpu_percent'))}% of a core (saturated near 100%), others on "
+        f"the machine {_f(fl.get('others_cpu_percent'))}%. \"x floor\" is the stack's CPU per "
+        "request divided by the floor app's."
+    )
+
+
+def _times_floor(step: dict[str, Any], fl: dict[str, Any]) -> str:
+    base = fl.get("app_cpu_ms_per_request")
+    cpu = step.get("stack_cpu_ms_per_request")
+    if not base or cpu is None:
+        return "-"
+    return f"{cpu / base:.0f}x"
+
+
+def _per_service_table(steps: list[dict[str, Any]], ab: bool) -> list[str]:
+    out = [
+        "CPU ms per answered request, by service (its processes summed) and for the stack; "
+        "PostgreSQL deadlocks in the step:",
+        "",
+        ("| variant " if ab else "") + "| offered req/s | "
+        + " | ".join(SERVICES) + " | stack | PG deadlocks |",
+        "|" + "---|" * (len(SERVICES) + (4 if ab else 3)),
+    ]
+    for s in steps:
+        per = s.get("cpu_ms_per_request") or {}
+        out.append(
+            (f"| {s.get('variant', '')} " if ab else "")
+            + f"| {_f(s['offered_rps'])} | "
+            + " | ".join(_f(per.get(name)) for name in SERVICES)
+            + f" | {_f(s.get('stack_cpu_ms_per_request'))} | {_f(s.get('pg_deadlocks'))} |"
+        )
+    out.append("")
+    return out
+
+
+def _profile_lines(prof: dict[str, Any]) -> list[str]:
+    step = prof["step"]
+    services = prof["services"]
+    out = [
+        f"Profile: one more step at {_f(prof['rate'])} req/s with py-spy (100 Hz, non-blocking) "
+        f"on every service's first process (achieved {_f(step['achieved_rps'])} req/s, stack "
+        f"CPU {_f(step.get('stack_cpu_ms_per_request'))} ms/request). Share of each service's "
+        "samples by the innermost frame of a known layer (`bench.profiles`):",
+        "",
+    ]
+    cats: list[str] = []
+    for figures in services.values():
+        for name in figures["categories"]:
+            if name not in cats:
+                cats.append(name)
+    out.append("| category | " + " | ".join(services) + " |")
+    out.append("|---|" + "---|" * len(services))
+    for cat in cats:
+        out.append(f"| {cat} | "
+                   + " | ".join(f"{_f(f['categories'].get(cat, 0.0))}%" for f in services.values())
+                   + " |")
+    out.append("| samples | " + " | ".join(str(f["samples"]) for f in services.values()) + " |")
+    out.append("")
+    out.append("Flame graphs: " + ", ".join(
+        f"[{name}](benchmarks/{f['svg']})" for name, f in services.items()) + ".")
+    out.append("")
+    return out
+
+
+def _plot_cpu(runs: list[dict[str, Any]], path: Path) -> bool:
+    """CPU per request against offered load, stack and per service: the latest run with one
+    process per consumer service and the latest with several, side by side."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    curves = [r for r in runs
+              if len(r["steps"]) > 1 and any(s.get("cpu_ms_per_request") for s in r["steps"])
+              and not any(s.get("variant") for s in r["steps"])]
+    single = [r for r in curves if r.get("instances", 1) == 1][-1:]
+    many = [r for r in curves if r.get("instances", 1) > 1][-1:]
+    shown = single + many
+    if not shown:
+        return False
+    fig, axes = plt.subplots(1, len(shown), figsize=(6.5 * len(shown), 5), sharey=True,
+                             squeeze=False)
+    colours = dict(zip(SERVICES, ["tab:blue", "tab:orange", "tab:green", "tab:red",
+                                  "tab:purple", "tab:brown", "tab:grey"], strict=True))
+    for ax, run in zip(axes[0], shown, strict=True):
+        steps = [s for s in run["steps"] if s.get("cpu_ms_per_request")]
+        x = [s["offered_rps"] for s in steps]
+        ax.plot(x, [s["stack_cpu_ms_per_request"] for s in steps], "-", marker="o",
+                color="black", linewidth=2, label="stack")
+        for name in SERVICES:
+            ax.plot(x, [s["cpu_ms_per_request"].get(name) for s in steps], "--", marker=".",
+                    color=colours[name], label=name)
+        fl = (run.get("floor") or {}).get("app_cpu_ms_per_request")
+        if fl:
+            ax.axhline(fl, color="black", linestyle=":", linewidth=1,
+                       label=f"floor app {fl:g} ms")
+        kept = [s["offered_rps"] for s in steps if s.get("kept_up")]
+        if kept:
+            ax.axvline(max(kept), color="green", linewidth=0.8, alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("offered load (requests/s, open loop); green: highest rate kept up")
+        ax.set_title(f"{run['label']}: {run.get('instances', 1)} process(es) per consumer "
+                     f"service, {run.get('gateways', 1)} gateway(s)", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("CPU ms per answered request (log)")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("CPU per request against load (2 shared cores): the cost must fall as "
+                 "batches fill", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _curve_section(runs: list[dict[str, Any]], plotted: bool) -> list[str]:
+    """The generated part after the notes: the CPU-per-request curve of the latest runs."""
+    curves = [r for r in runs
+              if len(r["steps"]) > 1 and any(s.get("cpu_ms_per_request") for s in r["steps"])
+              and not any(s.get("variant") for s in r["steps"])]
+    if not curves:
+        return []
+    out = ["# CPU per request against load (generated)", ""]
+    if plotted:
+        out += ["![CPU per request against offered load](benchmarks/cpu_per_request.png)", ""]
+    single = [r for r in curves if r.get("instances", 1) == 1][-1:]
+    many = [r for r in curves if r.get("instances", 1) > 1][-1:]
+    for run in single + many:
+        out.append(f"`{run['label']}` ({run.get('instances', 1)} process(es) per consumer "
+                   f"service, {run.get('gateways', 1)} gateway(s); command "
+                   f"`{run.get('command', '?')}`):")
+        out.append("")
+        fl = run.get("floor") or {}
+        if fl.get("app_cpu_ms_per_request"):
+            out.append(_floor_line(fl))
+            out.append("")
+        out += _per_service_table(run["steps"], False)
     return out
 
 
@@ -193,7 +369,8 @@ def _plot(runs: list[dict[str, Any]], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(11, 5.5))
     # single-step runs (profiles, A/B counts) add nothing to a curve; of the others, the first
     # and the last three (before and now): a curve for every run was unreadable
-    curves = [r for r in runs if len(r["steps"]) > 1]
+    curves = [r for r in runs
+              if len(r["steps"]) > 1 and not any(s.get("variant") for s in r["steps"])]
     shown = curves[:1] + [r for r in curves[-3:] if r is not curves[0]]
     colours = ["tab:grey", "tab:blue", "tab:orange", "tab:green"]
     for run, colour in zip(shown, colours, strict=False):
@@ -281,9 +458,10 @@ def render(out_dir: Path, target: Path) -> Path:
     notes = out_dir / "notes.md"
     if notes.exists():
         lines.append(notes.read_text())
-        lines.append("# The runs\n")
     pipelines = [json.loads(p.read_text()) for p in sorted(out_dir.glob("pipeline-*.json"))]
     pipelines.sort(key=lambda r: r.get("started_at", ""))
+    lines += _curve_section(pipelines, _plot_cpu(pipelines, out_dir / "cpu_per_request.png"))
+    lines.append("# The runs\n")
     if pipelines:
         plot = "latency.png" if _plot(pipelines, out_dir / "latency.png") else None
         for run in pipelines:

@@ -59,8 +59,11 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
-    # aiokafka is chatty at INFO about every rebalance step
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # aiokafka is chatty at INFO about every rebalance step; httpx logs every request it sends
+    # at INFO (the gateway's calls to reporting, credit and the notifier: a JSON line per card
+    # lookup on the hot path)
+    for name in ("aiokafka", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 

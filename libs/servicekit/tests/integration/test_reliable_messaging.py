@@ -403,6 +403,94 @@ async def test_a_poison_message_in_a_fast_path_batch_is_dead_lettered_alone_with
     assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 5
 
 
+async def test_a_batch_writes_the_events_of_all_its_messages_to_the_outbox_in_one_statement(
+    session_factory: Any,
+) -> None:
+    async def emit_three(ctx: MessageContext, payload: DeadLetter) -> None:
+        for n in range(3):
+            await ctx.emit("events.v1", payload.model_copy(update={"reason": f"{n}"}),
+                           key=ctx.envelope.key)
+
+    consumer = Consumer(
+        name=f"test-{uuid.uuid4().hex[:6]}", topics=["t"], handlers={DeadLetter: emit_three}
+    )
+    consumer.bind(session_factory)
+    envs = [_envelope() for _ in range(5)]
+    statements = _statements(session_factory)
+
+    await consumer.process_records([_record(e, offset=i) for i, e in enumerate(envs)])
+
+    assert sum("INSERT INTO outbox" in s for s in statements) == 1
+    async with session_factory() as session:
+        rows = (await session.execute(sa.select(OUTBOX.c.value).order_by(OUTBOX.c.id))).all()
+    # every event, in the order the handlers emitted them (the relay publishes in id order)
+    written = [(decode(r.value).causation_id, decode(r.value).payload["reason"]) for r in rows]
+    assert written == [(e.message_id, f"{n}") for e in envs for n in range(3)]
+
+
+async def test_events_of_a_message_rolled_back_on_the_slow_path_never_reach_the_outbox(
+    session_factory: Any,
+) -> None:
+    async def emit_then_maybe_fail(ctx: MessageContext, payload: DeadLetter) -> None:
+        await ctx.emit("events.v1", payload, key=ctx.envelope.key)
+        if payload.reason == "poison":  # after its own event: that must go too
+            raise PermanentError("this message can never be applied")
+
+    consumer = Consumer(
+        name=f"test-{uuid.uuid4().hex[:6]}", topics=["t"],
+        handlers={DeadLetter: emit_then_maybe_fail},
+    )
+    consumer.bind(session_factory)
+    poison = make_envelope(
+        _any_registered_model().model_copy(update={"reason": "poison"}),
+        chain_id=None,
+        key="customer-1",
+        correlation_id=uuid.uuid4(),
+    )
+    good = [_envelope(), _envelope()]
+
+    await consumer.process_records(
+        [_record(e, offset=i) for i, e in enumerate([good[0], poison, good[1]])]
+    )
+
+    async with session_factory() as session:
+        rows = (
+            await session.execute(sa.select(OUTBOX.c.topic, OUTBOX.c.value).order_by(OUTBOX.c.id))
+        ).all()
+    events = [decode(r.value).causation_id for r in rows if r.topic == "events.v1"]
+    assert events == [good[0].message_id, good[1].message_id]
+    assert [r.topic for r in rows].count(DEAD_LETTERS) == 1
+
+
+async def test_the_relay_sends_nothing_while_another_relay_of_the_service_holds_the_lock(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    async with session_factory() as session, session.begin():
+        for env in [_envelope(), _envelope()]:
+            await enqueue(session, topic, env)
+    broker = KafkaBroker(kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+    await broker.start()
+    relay = OutboxRelay(
+        service=f"svc-{uuid.uuid4().hex[:6]}", session_factory=session_factory, broker=broker
+    )
+    statements = _statements(session_factory)
+    try:
+        async with session_factory() as other, other.begin():
+            await other.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(relay._lock_key))  # noqa: SLF001
+            )
+            assert await relay.publish_once() == 0
+            assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 2
+        assert await relay.publish_once() == 2  # the other relay is gone
+        assert await relay.publish_once() == 0  # and nothing is left
+    finally:
+        await broker.stop()
+    claims = [s for s in statements if "pg_try_advisory_xact_lock" in s]
+    assert claims and all("FROM outbox" in s for s in claims)  # lock and rows: one round trip
+
+
 async def test_a_message_failing_every_attempt_is_dead_lettered_on_the_last_and_the_rest_applies(
     session_factory: Any,
 ) -> None:

@@ -29,3 +29,15 @@ def test_a_dead_member_is_out_of_the_group_after_six_seconds_not_aiokafkas_ten()
     assert broker.options["session_timeout_ms"] == 6_000
     # the broker's minimum; heartbeats well inside it
     assert broker.options["heartbeat_interval_ms"] * 3 <= broker.options["session_timeout_ms"]
+
+
+def test_the_subscriber_leaves_the_records_undecoded_for_the_consumer_to_decode_once() -> None:
+    from types import SimpleNamespace
+
+    broker = _Broker()
+    consumer = Consumer(name="decode-once", topics=["a.v1"], handlers={})
+    consumer.attach(broker, session_factory=None)  # type: ignore[arg-type]
+    decoder = broker.options["decoder"]
+    # FastStream's default would json.loads every record's bytes; ours does nothing with them
+    batch = SimpleNamespace(body=[b'{"message_id": "x"}', b"not json"], raw_message=())
+    assert decoder(batch) is None

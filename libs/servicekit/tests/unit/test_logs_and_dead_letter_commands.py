@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -39,6 +40,10 @@ class _Result:
 
 class _Session:
     """Just enough of an AsyncSession for the consumer's happy path (no database)."""
+
+    def __init__(self) -> None:
+        # where the consumer keeps a batch's outbox rows until it writes them
+        self.sync_session = SimpleNamespace(info={})
 
     async def execute(self, statement: Any, params: Any = None, **kwargs: Any) -> _Result:
         # the batch's inbox insert returns the ids it was given (all new); other queries: none
@@ -199,3 +204,20 @@ async def test_http_metrics_count_by_route_template_and_status_and_make_up_a_cor
     assert _requests("GET", "unmatched", "404") == unmatched_before + 1
     ids = {r.headers["x-correlation-id"] for r in made}
     assert len(ids) == 2 and all(len(i) == 36 for i in ids)  # a fresh uuid each
+
+
+
+def test_the_requests_httpx_sends_are_not_logged_at_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(sk_logging, "_SERVICE", sk_logging._SERVICE)
+    level = root.level
+    try:
+        sk_logging.configure_logging("pos-gateway", "INFO")
+        # one line per call to reporting, credit or the notifier was logged before
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(level)
+        for name in ("aiokafka", "httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)

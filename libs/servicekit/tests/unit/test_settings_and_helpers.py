@@ -102,7 +102,17 @@ def test_replication_defaults_follow_the_cluster_as_devstack_sizes_it() -> None:
     assert [min_insync_for(rf) for rf in (1, 2, 3, 5)] == [1, 1, 2, 2]
 
 
-
 def test_bootstrap_servers_are_split_into_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092, 127.0.0.1:19093,")
     assert ExampleSettings().kafka_servers == ["127.0.0.1:19092", "127.0.0.1:19093"]
+
+
+def test_faststream_logs_its_per_batch_lines_at_debug_and_errors_at_error() -> None:
+    import logging
+
+    from servicekit.runtime import make_broker
+    from servicekit.settings import ServiceSettings
+
+    broker = make_broker(ServiceSettings(kafka_bootstrap_servers="127.0.0.1:9"), "quiet")
+    # "Received" / "Processed" of every batch: below the services' INFO level
+    assert broker.config.logger.log_level == logging.DEBUG

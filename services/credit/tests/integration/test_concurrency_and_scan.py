@@ -136,3 +136,56 @@ async def test_internal_credit_read_shows_debt_and_open_sales_and_hides_other_ch
     assert body["open_sales"][0]["lines"] == [
         {"line_no": 1, "name": "Socks", "barcode": "123", "amount_owed": "12.50"}]
     assert other.status_code == 404 and other.json() == {"code": "not_found"}
+
+
+async def _chain_row(harness, chain_id: uuid.UUID) -> tuple[dict, bool] | None:
+    import sqlalchemy as sa
+
+    async with harness.sf() as session:
+        row = (await session.execute(
+            sa.text("SELECT settings, from_masterdata FROM chains WHERE chain_id = :c"),
+            {"c": chain_id},
+        )).first()
+    return None if row is None else (row.settings, row.from_masterdata)
+
+
+async def test_a_commands_chain_snapshot_leaves_the_chains_row_unlocked_once_it_is_known(harness):
+    """Every command remembers its chain. Two credit instances (or two partitions' batches)
+    must not queue on the chain's row, nor deadlock on two chains met in opposite orders."""
+    import sqlalchemy as sa
+
+    from credit.adapters.repository import Repository
+
+    chain = uuid.uuid4()
+    snapshot = settings_snapshot().model_dump(mode="json")
+    async with harness.sf() as session, session.begin():
+        await Repository(session).remember_chain(chain, snapshot, authoritative=True)
+    async with harness.sf() as first, first.begin():
+        await Repository(first).remember_chain(chain, snapshot, authoritative=False)
+        # the first batch is still open; another transaction gets the row at once
+        async with harness.sf() as second, second.begin():
+            await second.execute(sa.text("SET LOCAL lock_timeout = '500ms'"))
+            await second.execute(
+                sa.text("SELECT 1 FROM chains WHERE chain_id = :c FOR UPDATE"), {"c": chain}
+            )
+
+
+async def test_a_snapshot_fills_an_unknown_chain_and_never_overrides_master_data(harness):
+    from credit.adapters.repository import Repository
+
+    chain = uuid.uuid4()
+    first = settings_snapshot().model_dump(mode="json")
+    newer = settings_snapshot(timezone="Europe/Berlin").model_dump(mode="json")
+    master = settings_snapshot(timezone="Europe/Paris").model_dump(mode="json")
+
+    async def remember(settings: dict, authoritative: bool) -> None:
+        async with harness.sf() as session, session.begin():
+            await Repository(session).remember_chain(chain, settings, authoritative=authoritative)
+
+    await remember(first, False)
+    assert await _chain_row(harness, chain) == (first, False)
+    await remember(newer, False)  # master data has not described the chain yet
+    assert await _chain_row(harness, chain) == (newer, False)
+    await remember(master, True)
+    await remember(first, False)
+    assert await _chain_row(harness, chain) == (master, True)

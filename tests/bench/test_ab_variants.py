@@ -1,0 +1,25 @@
+"""The A/B mode of the pipeline benchmark runs the services of another commit: the code at a
+ref exported (no worktree) and put first on the services' PYTHONPATH."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.pipeline import _export
+
+
+def test_the_services_import_the_exported_code_of_the_ref_not_this_checkout(
+    tmp_path: Path,
+) -> None:
+    pythonpath = _export("HEAD", tmp_path / "head")
+    first = pythonpath.split(os.pathsep)[0]
+    assert first.startswith(str(tmp_path / "head"))
+    found = subprocess.run(
+        [sys.executable, "-c", "import servicekit, credit; print(servicekit.__file__); "
+                               "print(credit.__file__)"],
+        env={**os.environ, "PYTHONPATH": pythonpath}, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    assert all(path.startswith(str(tmp_path / "head")) for path in found), found

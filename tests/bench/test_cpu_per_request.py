@@ -1,0 +1,30 @@
+"""CPU per request in the bench report: per service with its instances summed, Kafka and
+PostgreSQL as they are, neither the load generator nor the machine's other processes."""
+
+from __future__ import annotations
+
+from bench.pipeline import cpu_ms_per_request, service_of
+
+
+def test_an_instance_belongs_to_its_service_and_infrastructure_to_none() -> None:
+    assert service_of("credit") == "credit"
+    assert service_of("credit-3") == "credit"
+    assert service_of("gateway-2") == "gateway"
+    assert service_of("kafka") is None
+    assert service_of("credit-x") is None
+
+
+def test_instances_are_summed_and_the_load_generator_and_others_are_left_out() -> None:
+    processes = {
+        "credit": {"cpu_percent": 30.0},
+        "credit-2": {"cpu_percent": 10.0},
+        "gateway": {"cpu_percent": 20.0},
+        "postgres": {"cpu_percent": 10.0},
+        "load generator": {"cpu_percent": 50.0},
+        "(machine, all processes)": {"cpu_percent": 190.0},
+        "(others on the machine)": {"cpu_percent": 70.0},
+    }
+    # 10 s, 100 answers: 40% of a core for 10 s = 4 s = 40 ms per request
+    assert cpu_ms_per_request(processes, 10.0, 100) == {
+        "credit": 40.0, "gateway": 20.0, "postgres": 10.0,
+    }
