@@ -1,7 +1,7 @@
 """Who completed a task: the staff user's id and name (null for the chain admin key).
 
 Revision ID: 0002_staff
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-26
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0002_staff"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -5,8 +5,8 @@
 applied so far. `snapshots` lists the snapshots taken (`reporting.service_layer.snapshots`),
 each a schema `rm_snapshot_<id>` of its own.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-03
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 from servicekit.schema import create_positions_table
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
