@@ -13,6 +13,7 @@ import yaml
 from deployfiles import (
     BACKENDS,
     REPO,
+    SERVICES,
     Service,
     check_environment,
     load_yaml,

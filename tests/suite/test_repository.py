@@ -18,7 +18,7 @@ READ_ME = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").gl
 
 def test_the_license_is_apache_2_and_every_package_declares_it() -> None:
     assert (ROOT / "LICENSE").read_text().split()[:4] == ["Apache", "License", "Version", "2.0,"]
-    assert len(PACKAGES) == 8
+    assert len(PACKAGES) == 9
     for path in PACKAGES:
         assert tomllib.loads(path.read_text())["project"]["license"] == "Apache-2.0", path
 

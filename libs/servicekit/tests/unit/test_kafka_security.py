@@ -94,7 +94,19 @@ class Recorder:
     async def list_topics(self) -> list[str]:
         return ["t"]
 
+    async def describe_cluster(self) -> dict[str, Any]:
+        return {"brokers": [{"node_id": 1}]}
+
     async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        # topic "t" exists, one partition on one broker: only its configs are checked; the
+        # dead-letter topic does not (nothing to read)
+        return [{"topic": n, "error_code": 0, "partitions": [{"partition": 0, "replicas": [1]}]}
+                for n in names if n == "t"]
+
+    async def describe_configs(self, resources: list[Any]) -> list[Any]:
+        return []
+
+    async def alter_configs(self, resources: list[Any]) -> list[Any]:
         return []
 
 
