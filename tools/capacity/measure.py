@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts.topics import ALL_TOPICS
 from devstack.paths import repo_root
@@ -103,18 +103,22 @@ async def _wal_bytes(server_url: str) -> int:
 
 async def _topic_stats(stack: Stack) -> dict[str, dict[str, int]]:
     """Per topic: messages (sum of end offsets) and bytes of its partitions' segment files."""
+    # the producer fetches a topic's metadata when asked for its partitions (a consumer
+    # without a subscription knows none)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap_servers)
     reader = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap_servers)
+    await producer.start()
     await reader.start()
     try:
-        await reader.topics()  # fetches the metadata partitions_for_topic reads
         partitions = [
             TopicPartition(t, p)
             for t in ALL_TOPICS
-            for p in sorted(reader.partitions_for_topic(t) or [])
+            for p in sorted(await producer.partitions_for(t))
         ]
         ends = await reader.end_offsets(partitions)
     finally:
         await reader.stop()
+        await producer.stop()
     assert stack.infra.kafka is not None, "the measurement starts its own Kafka"
     roots = [stack.run_dir / ("kafka" if stack.infra.kafka.brokers == 1 else f"kafka-{n}")
              / "data" for n in range(1, stack.infra.kafka.brokers + 1)]
@@ -253,8 +257,10 @@ def measure(*, label: str, rate: float, seconds: float, customers: int, stores: 
     env["REPORTING_SNAPSHOT_INTERVAL_SECONDS"] = "0"  # the one snapshot is taken by hand
     name = f"capacity-{secrets.token_hex(3)}"
     _say(f"starting a stack of its own in .run/{name}/")
+    # a JVM and five services starting on a busy shared machine may need minutes
     stack = start_stack(name, ports=ServicePorts.free(), env=env, use_env=False,
-                        ready_timeout=240.0, kafka_brokers=1, progress=no_progress)
+                        infra_timeout=600.0, ready_timeout=600.0, kafka_brokers=1,
+                        progress=no_progress)
     try:
         result = asyncio.run(_measure(stack, rate=rate, seconds=seconds, customers=customers,
                                       stores=stores))

@@ -114,13 +114,21 @@ def pg_figures(inputs: Inputs, c: Chain) -> dict[str, dict[str, float]]:
     """service -> commits/s and WAL-less size figures of its database."""
     a = inputs.a
     out = {}
+    per_customer = a["per_customer_tables"]
+    customers = c.stores * a["customers_per_store"]
     for service in SERVICES:
         m = inputs.measured["services"][service]
-        permanent = sum(t["bytes_per_request"] for t in m["tables"].values()
+        # a row per customer (its balance, its card): the measurement's few hundred customers
+        # made their first rows during the run, a chain's grow with its customers, not sales
+        mine = set(per_customer.get(service, ()))
+        growing = {n: t for n, t in m["tables"].items() if n not in mine}
+        permanent = sum(t["bytes_per_request"] for t in growing.values()
                         if not t["transient_hours"])
         transient = sum(t["bytes_per_request"] * c.requests_per_day * t["transient_hours"] / 24
-                        for t in m["tables"].values() if t["transient_hours"])
-        size_year = permanent * c.requests_per_year + transient
+                        for t in growing.values() if t["transient_hours"])
+        fixed = sum(m["tables"][n]["bytes_per_row"] * customers for n in mine
+                    if n in m["tables"])
+        size_year = permanent * c.requests_per_year + transient + fixed
         if service == "reporting":
             snap = inputs.measured["snapshot"]["bytes_per_request"]
             size_year += snap * c.requests_per_year * a["snapshot_keep"]
@@ -222,7 +230,7 @@ def render(inputs: Inputs) -> str:
     util = a["target_cpu_utilisation"]
     totals = []
     for p, pg, kf in zip(per_chain, pg_cores, kafka_cores, strict=True):
-        services = sum(n for _, n in p.values()) * a["cores_per_instance"]
+        services = math.ceil(sum(n for _, n in p.values()) * a["cores_per_instance"])
         totals.append(services + math.ceil(pg / util) + math.ceil(kf / util))
     row(f"cores to provision (an instance = {a['cores_per_instance']:g} core; PostgreSQL and "
         f"Kafka at {util:.0%})", [f"**{t}**" for t in totals])
@@ -305,6 +313,8 @@ def per_table(inputs: Inputs) -> str:
             if not t["rows_per_request"]:
                 continue
             kept = f"{t['transient_hours']:g} h" if t["transient_hours"] else "for ever"
+            if name in inputs.a["per_customer_tables"].get(service, ()):
+                kept = "a row per customer"
             lines.append(f"| {service} | `{name}` | {t['rows_per_request']:.2f} | "
                          f"{t['bytes_per_row']:,.0f} | {t['bytes_per_request']:,.0f} | {kept} |")
     lines += ["", "| topic | messages / request | bytes / message |", "|---|---|---|"]
