@@ -161,7 +161,7 @@ def limits(inputs: Inputs) -> list[tuple[str, float, float, str]]:
     """(piece, CPU ms per request, busy cores it can have, why): the consumers of a service
     are bounded by the partitions (one instance per partition of a group), the gateway's HTTP
     side is not (its consumers are light: its CPU is answering tills); one outbox relay
-    publishes per service (one core at most, `relay_share` of the service's CPU)."""
+    publishes per service that publishes (one core at most, `relay_share` of its CPU)."""
     a = inputs.a
     cpu = inputs.cpu_ms_per_request()
     util = a["target_cpu_utilisation"]
@@ -172,7 +172,10 @@ def limits(inputs: Inputs) -> list[tuple[str, float, float, str]]:
             continue
         out.append((f"{service} consumers", cpu[service], parts * a["cores_per_instance"] * util,
                     f"{parts} instances at {util:.0%}"))
+    producers = {SERVICE_OF.get(p, p) for spec in TOPICS.values() for p in spec.producers}
     for service in SERVICES:
+        if service not in producers:
+            continue  # publishes nothing (reporting)
         share = a["relay_share"]
         out.append((f"{service} outbox relay", cpu[service] * share, util,
                     f"one relay, one core at {util:.0%} ({share:.0%} of the service's CPU)"))
