@@ -294,8 +294,9 @@ def render(inputs: Inputs) -> str:
                  f"sales are {inputs.sales_share:.1%} of requests); CPU ms per request: "
                  + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items())))
     m = inputs.measured
-    lines.append(f"- measurement `{inputs.raw['measured']['file']}` ({m['requests']} requests, "
-                 f"{m['sales']} sales, {m['taken_at']}): commits per request "
+    lines.append(f"- measurement `{inputs.raw['measured']['file']}` (`{m['command']}`: "
+                 f"{m['requests']} requests, {m['sales']} sales, {m['taken_at']}): commits per "
+                 "request "
                  + ", ".join(f"{s} {m['services'][s]['commits_per_request']}" for s in SERVICES)
                  + f"; WAL {m['wal_bytes_per_request']:,.0f} B per request; snapshot "
                  f"{m['snapshot']['bytes_per_request']:,.0f} B per request")
