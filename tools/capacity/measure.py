@@ -1,8 +1,8 @@
 """Bytes per request in each database table and Kafka topic, measured on a small run.
 
 A stack of its own (devstack: one broker, PostgreSQL, the five services) gets the benchmark's
-load mix (`bench.loadgen`: 70% sales, 15% card lookups, 10% payments and advances, 5% returns)
-at a modest rate. Before and after, per database table: rows inserted (`pg_stat_user_tables`)
+load mix (`bench.loadgen`; the mix it made is written down with the figures) at a modest
+rate. Before and after, per database table: rows inserted (`pg_stat_user_tables`)
 and its size with indexes and TOAST (`pg_total_relation_size`) over its live rows, giving rows
 and bytes per request; per database: commits; the server's WAL bytes; per Kafka topic:
 messages (end offsets) and bytes (the partitions' `.log` segment files). Then a snapshot of
