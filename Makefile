@@ -20,7 +20,7 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs env status test lint typecheck unit kafka-fetch clean \
-	rebuild-reports snapshot-reports dead-letters redrive bench bench-reports bench-backoffice bench-deps chaos fuzz FORCE
+	rebuild-reports snapshot-reports dead-letters redrive bench bench-reports bench-backoffice bench-deps chaos fuzz capacity capacity-measure FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
@@ -39,6 +39,8 @@ help:
 	@echo "make bench      open-loop load steps on a stack of its own -> docs/benchmarks.md"
 	@echo "make bench-reports  Payment-Balance on 100,000 customers / 1,000,000 sales"
 	@echo "make bench-backoffice  every back-office page on 100,000 customers (300 ms budget)"
+	@echo "make capacity-measure  bytes/rows/commits/messages per request on a stack of its own"
+	@echo "make capacity   recompute docs/capacity.md's tables from docs/capacity/inputs.json"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
 
 bootstrap:
@@ -115,6 +117,17 @@ bench-reports: bench-deps
 
 bench-backoffice: bench-deps
 	PYTHONPATH=tools $(PY) -m bench backoffice $(BENCH_ARGS)
+
+# Capacity plan (docs/capacity.md): `capacity-measure` runs the benchmark's mix on a stack of
+# its own (bounded: CAPACITY_ARGS='--rate R --seconds S') and writes bytes, rows, commits and
+# messages per request to docs/capacity/measured-<label>.json; `capacity` recomputes the
+# plan's tables from docs/capacity/inputs.json (a test fails when the document is stale).
+CAPACITY_ARGS ?=
+capacity-measure: bench-deps
+	PYTHONPATH=tools:. $(PY) -m tools.capacity measure $(CAPACITY_ARGS)
+
+capacity: venv
+	$(PY) -m tools.capacity plan
 
 kafka-fetch: bootstrap
 	$(DEVSTACK) kafka-fetch
