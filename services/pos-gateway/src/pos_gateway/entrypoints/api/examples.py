@@ -8,9 +8,13 @@ drift from the contract unnoticed.
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
+from uuid import UUID
 
 from pos_gateway.domain.errors import problem_body
+from pos_gateway.service_layer.outcomes import ID_FIELD, status_url
 
 CHAIN = "3f1c2a4e-8b7d-4c2e-9a10-5d6e7f809a1b"
 STORE = "0b6a3c1d-2e4f-4a5b-8c7d-9e0f1a2b3c4d"
@@ -80,7 +84,26 @@ SESSION_CHAIN = {"chain_id": CHAIN, "name": "Kids Corner", "currency": "EUR",
 BONUS_FIGURES = {"accrued": "7.00", "spent": "0.00", "cancelled": "0.00", "reversed": "0.00",
                  "restored": "0.00", "expired": "0.00"}
 
-#: operationId -> "request" (the JSON body), "response" (the success answer's JSON), "csv"
+
+
+def _pending(kind: str, operation_id: str) -> dict[str, str]:
+    """The `202` of a till operation whose outcome is not known yet."""
+    return {ID_FIELD[kind]: operation_id, "status": "pending",
+            "status_url": status_url(kind, UUID(operation_id))}
+
+
+def _csv(rows: list[dict[str, Any]], header: str) -> str:
+    """The CSV answer of a report: the header row, then one line per row (null: empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header.split(","))
+    for row in rows:
+        writer.writerow(["" if row[k] is None else row[k] for k in header.split(",")])
+    return out.getvalue()
+
+
+#: operationId -> "request" (the JSON body), "response" (the success answer's JSON), "pending"
+#: (a till operation's `202`), "csv" (a report's `Accept: text/csv` answer)
 OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
     "createChain": {
         "request": {"name": "Kids Corner", "currency": "EUR", "timezone": "Europe/Bucharest"},
@@ -180,8 +203,6 @@ OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
             "totals": {"opening": "0.00", "goods": "100.00", "payments": "70.00",
                        "closing": "-30.00"},
         },
-        "csv": "customer_id,name,opening,goods,payments,closing\r\n"
-               f"{CUSTOMER},Ana Popescu,0.00,100.00,70.00,-30.00\r\n",
     },
     "getUnpaidGoodsReport": {"response": {"rows": [{
         "customer_id": CUSTOMER, "customer_name": "Ana Popescu", "sale_id": SALE,
@@ -246,6 +267,29 @@ OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
     "getCurrentSession": {"response": {"expires_at": "2026-03-02T20:00:00+00:00",
                                        "user": SESSION_USER, "chain": SESSION_CHAIN}},
 }
+
+for _operation, _kind, _id in (
+    ("createSale", "sale", SALE), ("takeMoney", "debt_payment", PAYMENT),
+    ("payAdvance", "advance", ADVANCE), ("returnMoney", "refund", REFUND),
+    ("returnGoods", "return", RETURN), ("setBonusType", "bonus_cancel", PAYMENT),
+    ("revokeDiscount", "revoke_discount", SALE),
+):
+    OPERATION_EXAMPLES[_operation]["pending"] = _pending(_kind, _id)
+
+# the CSV columns of each report (reporting's CSV_HEADERS): one line per JSON row
+for _operation, _rows, _header in (
+    ("getPaymentBalanceReport", "rows", "customer_id,name,opening,goods,payments,closing"),
+    ("getUnpaidGoodsReport", "rows", "customer_id,customer_name,sale_id,sold_at,due_date,"
+     "days_overdue,item,barcode,quantity,amount_owed"),
+    ("getAgingReport", "rows", "customer_id,name,current,d1_30,d31_60,d61_90,d90_plus,total"),
+    ("getBonusStatisticsReport", "by_customer",
+     "customer_id,accrued,spent,cancelled,reversed,restored,expired,balance"),
+    ("getStatement", "entries", "at,kind,sale_id,payment_id,description,debt_change,"
+     "advance_change,bonus_change,debt,advance,bonus_balance"),
+):
+    OPERATION_EXAMPLES[_operation]["csv"] = _csv(
+        OPERATION_EXAMPLES[_operation]["response"][_rows], _header
+    )
 
 #: status -> (code, detail) of the example problem answer of that status
 _PROBLEM_EXAMPLES: dict[int, tuple[str, str]] = {

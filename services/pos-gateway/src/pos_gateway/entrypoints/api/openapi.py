@@ -58,9 +58,10 @@ def _type_problems(operation: dict[str, Any]) -> None:
     for status, answer in operation.get("responses", {}).items():
         if status[0] not in "45":
             continue
+        code = problem_example(int(status))["code"]
         answer["content"] = {PROBLEM_MEDIA_TYPE: {
             "schema": dict(_PROBLEM_REF),
-            "example": problem_example(int(status)),
+            "examples": {code: {"$ref": f"#/components/examples/{code}"}},
         }}
         if answer.get("description") == "Validation Error":  # FastAPI's own 422
             answer["description"] = "`validation_error`: the request is not valid"
@@ -73,10 +74,17 @@ def _add_examples(operation: dict[str, Any]) -> None:
         body["example"] = examples["request"]
     for status, answer in operation["responses"].items():
         content = answer.get("content", {})
-        if status[0] == "2" and "application/json" in content and "response" in examples:
-            content["application/json"]["example"] = examples["response"]
+        # the route's own success answer, or the `202` of a till operation still pending
+        shown = examples.get("pending" if status == "202" else "response")
+        if status[0] == "2" and "application/json" in content and shown is not None:
+            content["application/json"]["example"] = shown
         if "text/csv" in content and "csv" in examples:
             content["text/csv"]["example"] = examples["csv"]
+
+
+def _problem_statuses(document: dict[str, Any]) -> set[int]:
+    return {int(status) for item in document["paths"].values() for method in _METHODS
+            for status in item.get(method, {}).get("responses", {}) if status[0] in "45"}
 
 
 def _unused_schemas(document: dict[str, Any]) -> list[str]:
@@ -102,6 +110,11 @@ def build_document(app: FastAPI) -> dict[str, Any]:
             if method in item:
                 _type_problems(item[method])
                 _add_examples(item[method])
+    # one example of each problem, referenced from every answer of its status
+    document["components"]["examples"] = {
+        (body := problem_example(status))["code"]: {"summary": body["title"], "value": body}
+        for status in sorted(_problem_statuses(document))
+    }
     schemas = document["components"]["schemas"]
     for name in _unused_schemas(document):
         schemas.pop(name, None)
