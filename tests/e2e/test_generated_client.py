@@ -85,26 +85,30 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
     stack: Stack, client_package: Any
 ) -> None:
     m = _module("models")
-    chains, customers = _module("api.chains"), _module("api.customers")
-    till, reports = _module("api.till"), _module("api.reports")
+
+    def call(tag: str, operation: str) -> Any:
+        # api/<tag>/<operation>.py of the generated client: `.sync`, `.sync_detailed`
+        return _module(f"api.{tag}.{operation}")
+
     client = client_package.AuthenticatedClient
     base, timeout = stack.gateway_url, httpx.Timeout(30.0)
     card = f"VIP-{secrets.token_hex(4)}"
 
     with client(base_url=base, token=stack.operator_token, timeout=timeout) as operator:
-        chain = chains.create_chain.sync(client=operator, body=m.ChainCreate(
+        chain = call("chains", "create_chain").sync(client=operator, body=m.ChainCreate(
             name="Kids Corner", currency="EUR", timezone="Europe/Bucharest"))
     assert isinstance(chain, m.ChainCreated), chain
     with client(base_url=base, token=chain.admin_api_key, timeout=timeout) as admin:
-        store = chains.create_store.sync(
+        store = call("chains", "create_store").sync(
             client=admin, body=m.StoreCreate(code="S1", name="Main street"))
         assert isinstance(store, m.StoreOut), store
-        terminal = chains.create_terminal.sync(
+        terminal = call("chains", "create_terminal").sync(
             client=admin, store_id=store.store_id, body=m.TerminalCreate(name="Till 1"))
         assert isinstance(terminal, m.TerminalCreated), terminal
-        customer = customers.create_customer.sync(client=admin, body=m.CustomerCreate(
-            name="Ana Popescu", phone="+40712345678", vip=True, card_number=card,
-            bonus_accrual=True, credit_limit="500.00"))
+        customer = call("customers", "create_customer").sync(
+            client=admin, body=m.CustomerCreate(
+                name="Ana Popescu", phone="+40712345678", vip=True, card_number=card,
+                bonus_accrual=True, credit_limit="500.00"))
         assert isinstance(customer, m.CustomerOut), customer
         assert (customer.vip, customer.credit_available) == (True, "500.00")
 
@@ -120,8 +124,8 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
                 payments=[m.SalePaymentIn(method=m.PaymentMethod.ON_ACCOUNT, amount="100.00")],
             )
             key = f"generated-client-{uuid.uuid4()}"
-            answer = till.create_sale.sync_detailed(client=pos, idempotency_key=key,
-                                                   body=sale_body)
+            answer = call("till", "create_sale").sync_detailed(
+                client=pos, idempotency_key=key, body=sale_body)
             assert answer.status_code in (201, 202), answer.content
             outcome = answer.parsed
             if answer.status_code == 202:  # a busy machine: follow the status URL
@@ -129,7 +133,7 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
                 sale_id = outcome.additional_properties["sale_id"]
 
                 def completed() -> Any:
-                    read = till.get_sale.sync(client=pos, sale_id=sale_id)
+                    read = call("till", "get_sale").sync(client=pos, sale_id=sale_id)
                     assert isinstance(read, m.SaleRead) and read.status != "pending", read
                     return read
 
@@ -146,7 +150,7 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
                 assert outcome.payments == []
 
             # the same key with another body: a typed problem, its code one of the enum
-            other = till.create_sale.sync_detailed(
+            other = call("till", "create_sale").sync_detailed(
                 client=pos, idempotency_key=key,
                 body=m.SaleCreate(card_number=card, lines=sale_body.lines,
                                   payments=[m.SalePaymentIn(method=m.PaymentMethod.CASH,
@@ -156,7 +160,7 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
             assert other.parsed.code is m.ProblemCode.IDEMPOTENCY_CONFLICT
 
             def calculated() -> Any:
-                looked_up = till.get_card.sync(client=pos, card_number=card)
+                looked_up = call("till", "get_card").sync(client=pos, card_number=card)
                 assert isinstance(looked_up, m.CardLookup) and looked_up.debt == "100.00"
                 return looked_up
 
@@ -165,7 +169,8 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
             assert (looked_up.credit_available, looked_up.open_sales) == ("400.00", [])
 
         def reported() -> Any:
-            report = reports.get_payment_balance_report.sync(client=admin, vip_only=True)
+            report = call("reports", "get_payment_balance_report").sync(
+                client=admin, vip_only=True)
             assert isinstance(report, m.PaymentBalanceReport), report
             assert [(r.goods, r.closing) for r in report.rows] == [("100.00", "-100.00")]
             return report
@@ -173,7 +178,8 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
         report = _until(reported)
         assert report.rows[0].customer_id == customer.customer_id
         assert report.totals.closing == "-100.00"
-        statement = reports.get_statement.sync(client=admin, customer_id=customer.customer_id)
+        statement = call("reports", "get_statement").sync(
+            client=admin, customer_id=customer.customer_id)
         assert isinstance(statement, m.Statement), statement
         assert [e.kind for e in statement.entries] == ["sale"]
         assert statement.closing.debt == "100.00"
