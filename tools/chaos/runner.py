@@ -460,7 +460,10 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
             wall = time.time() - (time.monotonic() - stall.gap_start)
             report.stall_at = time.strftime("%H:%M:%S", time.localtime(wall))
         marks = report.fault_marks
-        for (what, at), (_, next_at) in zip(marks, [*marks[1:], ("", run_ended)], strict=True):
+        # each fault's stall runs until the next fault (the last one's until the load ended);
+        # a scenario without faults has no marks
+        ends = [at for _, at in marks[1:]] + ([run_ended] if marks else [])
+        for (what, at), next_at in zip(marks, ends, strict=True):
             gap = stall_after(every_op, fault_at=at, until=next_at)
             report.fault_stalls.append(f"{what}: {gap:.1f}s")
         # the faults are over: the POS retries what never got an answer
