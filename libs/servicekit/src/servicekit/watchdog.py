@@ -43,6 +43,7 @@ class ConsumerWatchdog:
     stall_seconds: float = 30.0
     probe_timeout_seconds: float = 10.0
     stop_timeout_seconds: float = 15.0
+    start_timeout_seconds: float = 60.0
     clock: Callable[[], float] = time.monotonic
     _failing_since: float | None = None
     _positions: dict[Any, int] = field(default_factory=dict)
@@ -112,30 +113,60 @@ class ConsumerWatchdog:
 
     async def restart(self, reason: str) -> None:
         """Stop the subscriber (bounded: a wedged client may never finish leaving the group)
-        and start it again with a new Kafka client."""
+        and start it again with a new Kafka client (bounded too). Never raises but for the
+        cancellation of the watchdog itself: a restart that fails is tried again after the next
+        stall period (the probe of a subscriber without a client fails)."""
         subscriber = self.consumer._subscriber
         log.error("consumer %s: %s; restarting its subscriber", self.consumer.name, reason)
         metrics.CONSUMER_RESTARTS.labels(self.consumer.name).inc()
         try:
             await asyncio.wait_for(subscriber.stop(), self.stop_timeout_seconds)
         except asyncio.CancelledError:
-            raise
+            if _cancelled_from_outside():
+                raise
+            # aiokafka's consumer stop (`Fetcher.close`) awaits the tasks it has just cancelled:
+            # while the broker is down one of them is an offset lookup retrying, and its
+            # CancelledError comes out of `stop()`. Taken for the watchdog's own cancellation it
+            # ended the restart before the start and the watchdog's job with it: the subscriber
+            # stayed stopped for good (`make chaos`, kill-kafka with the broker down 60 s).
+            log.warning("consumer %s: stopping the old subscriber ended in a cancellation of "
+                        "its client's own tasks; dropping its client", self.consumer.name)
+            self._drop_client(subscriber)
         except Exception:
             log.exception("consumer %s: the old subscriber did not stop cleanly; "
                           "dropping its client", self.consumer.name)
-            old = getattr(subscriber, "consumer", None)
-            subscriber.consumer = None
-            if old is not None:
-                # close its connections in the background; never wait for it again
-                task = asyncio.get_running_loop().create_task(old.stop())
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            for task in getattr(subscriber, "tasks", []):
-                task.cancel()
-            with contextlib.suppress(AttributeError):
-                subscriber.tasks.clear()
+            self._drop_client(subscriber)
         try:
-            await subscriber.start()
+            await asyncio.wait_for(subscriber.start(), self.start_timeout_seconds)
         except asyncio.CancelledError:
-            raise
+            if _cancelled_from_outside():
+                raise
+            log.warning("consumer %s: starting the subscriber ended in a cancellation of its "
+                        "client's own tasks; the next stall period tries again",
+                        self.consumer.name)
+            self._drop_client(subscriber)
         except Exception:  # the broker is really down: the next stall period tries again
             log.exception("consumer %s: restarting the subscriber failed", self.consumer.name)
+            self._drop_client(subscriber)
+
+    @staticmethod
+    def _drop_client(subscriber: Any) -> None:
+        """Forget the subscriber's client and its tasks (the client is stopped in the
+        background, never waited for again): the next start builds a new one, and until then
+        the probe of a subscriber without a client fails."""
+        old = getattr(subscriber, "consumer", None)
+        subscriber.consumer = None
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(old.stop())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        for task in getattr(subscriber, "tasks", []):
+            task.cancel()
+        with contextlib.suppress(AttributeError):
+            subscriber.tasks.clear()
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether the running task itself was asked to stop (a CancelledError that only passed
+    through from a task the client cancelled is not the watchdog's)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

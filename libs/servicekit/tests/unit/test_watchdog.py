@@ -1,12 +1,14 @@
 """The consumer watchdog: a subscriber whose Kafka client keeps failing its probe for the stall
 period is restarted once per period; a passing probe resets the clock; a subscriber whose old
-client never finishes stopping is still restarted with a new one."""
+client never finishes stopping, or whose stop ends in a cancellation of the client's own tasks,
+is still restarted with a new one."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, NamedTuple
 
+import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from servicekit import metrics
@@ -40,9 +42,11 @@ class FakeClient:
 
 
 class FakeSubscriber:
-    def __init__(self, client: FakeClient, *, stop_hangs: bool = False) -> None:
+    def __init__(self, client: FakeClient, *, stop_hangs: bool = False,
+                 stop_leaks_cancel: bool = False) -> None:
         self.consumer: FakeClient | None = client
         self.stop_hangs = stop_hangs
+        self.stop_leaks_cancel = stop_leaks_cancel
         self.starts = 0
         self.stops = 0
         self.tasks: list[asyncio.Task[Any]] = []
@@ -51,6 +55,13 @@ class FakeSubscriber:
         self.stops += 1
         if self.stop_hangs:
             await asyncio.sleep(3600)
+        if self.stop_leaks_cancel:
+            # what aiokafka's `Fetcher.close` does with its pending tasks (an offset lookup
+            # retrying while the broker is down): cancel one, then await it
+            retrying = asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+            await asyncio.sleep(0)
+            retrying.cancel()
+            await retrying
         assert self.consumer is not None
         await self.consumer.stop()
         self.consumer = None
@@ -133,6 +144,39 @@ async def test_a_wedged_probe_times_out_and_a_hanging_stop_does_not_block_the_re
     assert subscriber.consumer is not None and subscriber.consumer is not wedged
     await asyncio.sleep(0)  # the dropped client is stopped in the background
     assert wedged.stopped
+
+
+async def test_a_stop_ending_in_the_clients_own_cancellation_still_restarts_it() -> None:
+    """Seen in `make chaos` (kill-kafka, broker down for a minute): the CancelledError that
+    aiokafka's stop lets out was taken for the watchdog's own cancellation, the restart ended
+    before the start and the watchdog's job with it, and the service never consumed again."""
+    clock = Clock()
+    broken = FakeClient(healthy=False)
+    subscriber = FakeSubscriber(broken, stop_leaks_cancel=True)
+    watchdog = _watchdog(subscriber, clock)
+    assert await watchdog.check() is False
+    clock.now += 30
+    assert await asyncio.wait_for(watchdog.check(), 1) is True
+    assert subscriber.starts == 1
+    assert subscriber.consumer is not None and subscriber.consumer is not broken
+    await asyncio.sleep(0)  # the dropped client is stopped in the background
+    assert broken.stopped
+    assert await watchdog.check() is False  # the new client passes the probe
+
+
+async def test_cancelling_the_watchdog_during_a_restart_still_cancels_it() -> None:
+    clock = Clock()
+    subscriber = FakeSubscriber(FakeClient(healthy=False), stop_hangs=True)
+    watchdog = _watchdog(subscriber, clock)
+    watchdog.stop_timeout_seconds = 60.0
+    assert await watchdog.check() is False
+    clock.now += 30
+    job = asyncio.get_running_loop().create_task(watchdog.check())
+    await asyncio.sleep(0.05)  # inside the hanging stop
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    assert subscriber.starts == 0
 
 
 async def test_a_consumer_that_is_not_attached_is_left_alone() -> None:
