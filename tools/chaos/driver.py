@@ -204,7 +204,9 @@ class Driver:
         # an overflow campaign (hostile runs): at-limit amounts onto one balance until refused,
         # then 0.01 more, starting at a random point of this customer's traffic
         campaign = hostile_input.campaign_for(rng, customer) if self.hostile else None
-        campaign_at = rng.randint(0, max(0, self.ops_per_customer // 2))
+        # (early enough that the campaign and its follow-up fit in this customer's traffic)
+        campaign_at = rng.randint(
+            0, max(0, self.ops_per_customer - hostile_input.CAMPAIGN_STEPS - 1) // 2)
         campaign_steps = 0
         for n in range(self.ops_per_customer):
             if time.monotonic() > self.deadline or self._stopping:

@@ -159,7 +159,11 @@ def operation(rng: random.Random, c: CustomerModel, world: World,
     chain = c.chain.chain_id
     if kind == "foreign_sale_id":
         reusable = world.foreign_sales(chain, reusable=True)
-        if normal.kind == "sale" and reusable:
+        if reusable:
+            if normal.kind != "sale":
+                from tools.chaos.driver import _sale as ordinary_sale
+
+                normal = ordinary_sale(rng, c)
             sale_id = rng.choice(reusable)
             world.add_sale(chain, sale_id)  # reserved at once: no other customer reuses it
             normal.body["sale_id"] = sale_id
