@@ -279,7 +279,7 @@ class Context:
                          for n, c in sorted(counts.items()))
 
 
-# -- the seven scenarios -------------------------------------------------------------------
+# -- the scenarios on one broker -----------------------------------------------------------
 
 
 async def kill_consumers(ctx: Context) -> None:
