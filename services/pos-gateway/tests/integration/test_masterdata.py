@@ -372,3 +372,16 @@ async def test_a_nul_character_in_a_card_path_or_a_cursor_is_answered_never_a_50
                                         headers=harness.auth(admin))
         assert page.status_code == 422, (path, page.text)
         assert page.json()["errors"][0]["field"] == "cursor"
+
+
+async def test_malformed_json_with_an_unknown_key_is_401_and_with_the_chain_key_422(
+    harness: Any,
+) -> None:
+    admin, _ = await harness.setup()
+    broken, json_type = b'{"name": "Ana", ', {"content-type": "application/json"}
+    wrong = await harness.client.post("/v1/customers", content=broken,
+                                      headers={**json_type, **harness.auth("not-a-key")})
+    assert (wrong.status_code, wrong.json()["code"]) == (401, "unauthorized")
+    right = await harness.client.post("/v1/customers", content=broken,
+                                      headers={**json_type, **harness.auth(admin)})
+    assert (right.status_code, right.json()["errors"][0]["field"]) == (422, "body")
