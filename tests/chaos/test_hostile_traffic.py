@@ -70,6 +70,7 @@ async def test_a_5xx_on_the_way_to_the_final_answer_is_counted_on_the_operation(
     driver = await _send(op, [httpx.Response(500, json={"code": "internal_error"}),
                               httpx.Response(422, json={"code": "validation_error"})])
     assert (op.answers_5xx, driver.stats.answers_5xx, op.status) == (1, 1, 422)
+    assert op.last_5xx == "500 internal_error"
 
 
 async def test_a_read_is_sent_without_a_body() -> None:

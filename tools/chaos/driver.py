@@ -70,6 +70,7 @@ class Operation:
     expect: frozenset[int] = frozenset()
     expect_codes: frozenset[str] = frozenset()
     answers_5xx: int = 0  # 5xx answers it got on the way (the POS sent it again after each)
+    last_5xx: str = ""  # the last of them: status and problem code
 
     @property
     def accepted(self) -> bool:
@@ -280,6 +281,11 @@ class Driver:
             if response is not None and response.status_code >= 500:
                 op.answers_5xx += 1
                 self.stats.answers_5xx += 1
+                try:
+                    code = response.json().get("code", "")
+                except (ValueError, AttributeError):
+                    code = ""
+                op.last_5xx = f"{response.status_code} {code}".strip()
             if response is not None and response.status_code not in RETRY_STATUSES:
                 op.answered_at = time.monotonic()
                 op.status = response.status_code

@@ -583,7 +583,8 @@ def _hostile_answers(customers: list[CustomerModel], report: ScenarioReport,
                 report.hostile_codes[answer] = report.hostile_codes.get(answer, 0) + 1
             if op.answers_5xx:
                 out.append(f"{op.hostile or op.kind} {op.method} {op.path}: {op.answers_5xx} "
-                           f"5xx answers (body {json.dumps(op.body)[:200]})")
+                           f"5xx answers, the last {op.last_5xx} (body "
+                           f"{json.dumps(op.body)[:200]})")
             if op.status is not None and op.answered_at - op.sent_at > final_within:
                 report.slower_than_final += 1
                 out.append(f"{op.hostile or op.kind} {op.path} of customer {c.customer_id}: "
