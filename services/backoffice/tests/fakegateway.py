@@ -207,6 +207,16 @@ def build_app(state: FakeGateway) -> FastAPI:
         chosen = [t for t in state.tasks if t["status"] == status]
         return JSONResponse(_page(chosen, request))
 
+    @app.get("/v1/tasks/{task_id}")
+    async def one_task(task_id: str, request: Request) -> Response:
+        user = who(request)
+        if isinstance(user, JSONResponse):
+            return user
+        for task in state.tasks:
+            if task["task_id"] == task_id:
+                return JSONResponse(task)
+        return problem(404, "not_found")
+
     @app.post("/v1/tasks/{task_id}/complete")
     async def complete(task_id: str, request: Request) -> Response:
         user = who(request)
