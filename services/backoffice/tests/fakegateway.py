@@ -338,8 +338,13 @@ def build_app(state: FakeGateway) -> FastAPI:
             movements = dict.fromkeys(
                 ("accrued", "spent", "cancelled", "reversed", "restored", "expired"), "1.00"
             )
-            return JSONResponse({**movements, "outstanding": "5.00", "by_store": [],
-                                 "by_customer": [], "next": None})
+            # the API names each store and customer (customer service may not list stores)
+            by_store = [{"store_id": "5a0e0000-0000-4000-8000-000000000001",
+                         "name": "Mall <Nord>", **movements}]
+            by_customer = [{"customer_id": c["customer_id"], "name": c["name"], **movements,
+                            "balance": "1.00"} for c in state.customers[:50]]
+            return JSONResponse({**movements, "outstanding": "5.00", "by_store": by_store,
+                                 "by_customer": by_customer, "next": None})
         return JSONResponse({"rows": [], "next": None})
 
     @app.get("/v1/stores")

@@ -289,6 +289,9 @@ async def test_each_report_page_shows_its_filters_totals_chart_and_csv_link(
     assert "<svg" in aging and "Over 90 days" in aging
     bonus = (await client.get("/reports/bonus-statistics")).text
     assert "Outstanding" in bonus and "<svg" in bonus
+    # customer service sees who and where by name, as the API names them (escaped)
+    assert "Mall &lt;Nord&gt;" in bonus and ">Maria</a>" in bonus
+    assert not [c for c in fake.calls if c[1] == "/v1/stores"]
     csv = await client.get("/reports/payment-balance.csv")
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.headers["content-disposition"].startswith('attachment; filename="payment-balance')
