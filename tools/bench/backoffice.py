@@ -118,8 +118,8 @@ def _notifier_sql(chain: str, open_tasks: int, done_tasks: int) -> list[tuple[st
                    false
             FROM generate_series(0, {open_tasks - 1}) g"""),
         ("notifier overdue lines", f"""
-            INSERT INTO nt_overdue_lines (sale_id, line_no, owed)
-            SELECT md5('ns' || g)::uuid, 1, 40 + g % 300
+            INSERT INTO nt_overdue_lines (sale_id, line_no, owed, chain_id)
+            SELECT md5('ns' || g)::uuid, 1, 40 + g % 300, '{chain}'
             FROM generate_series(0, {open_tasks - 1}) g"""),
         ("notifier open tasks", f"""
             INSERT INTO nt_tasks (task_id, chain_id, customer_id, level, status, created_at,
@@ -263,8 +263,9 @@ def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
             notifier_db, "SELECT 1 FROM nt_chains WHERE chain_id = $1::uuid", chain_id))
         load_started = time.perf_counter()
         asyncio.run(_run_sql(gateway_db, _gateway_sql(chain_id, customers)))
-        asyncio.run(_run_sql(reporting_db, _reporting_sql(chain_id, customers, sales)))
+        # the quick loads first: a schema that changed under this tool fails in seconds
         asyncio.run(_run_sql(notifier_db, _notifier_sql(chain_id, open_tasks, done_tasks)))
+        asyncio.run(_run_sql(reporting_db, _reporting_sql(chain_id, customers, sales)))
         load_seconds = time.perf_counter() - load_started
         load_before = _load_average()
         timings = asyncio.run(_time_pages(
