@@ -212,7 +212,16 @@ async def _time_pages(base: str, email: str, pages: list[tuple[str, str]],
             "email": email, "password": PASSWORD, "csrf_token": token.group(1)})
         assert signed.status_code == 303, signed.text[:500]
         for title, path in pages:
-            first = await http.get(path)
+            # the warm-up reads a cold cache right after the bulk load: on a busy machine the
+            # gateway's 3 s limit on a service call may answer 503 there; it is tried up to
+            # three times, and what it took is recorded (not hidden) beside the timings
+            warmup: list[tuple[int, float]] = []
+            for _ in range(3):
+                started = time.perf_counter()
+                first = await http.get(path)
+                warmup.append((first.status_code, round((time.perf_counter() - started) * 1000)))
+                if first.status_code != 503:
+                    break
             if first.status_code != 200:
                 raise RuntimeError(f"{path}: {first.status_code}\n{first.text[:2000]}")
             times = []
@@ -225,6 +234,7 @@ async def _time_pages(base: str, email: str, pages: list[tuple[str, str]],
             out.append({
                 "page": title, "path": path, "bytes": len(first.content),
                 "median_ms": round(median, 1), "max_ms": round(max(times) * 1000, 1),
+                "warmup": [{"status": st, "ms": ms} for st, ms in warmup],
             })
             _log(f"{title}: {median:.0f} ms")
     return out
