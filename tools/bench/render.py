@@ -450,7 +450,8 @@ def _backoffice_section(run: dict[str, Any]) -> list[str]:
         ) or "-"
         out.append(
             f"| {t['page']} | {t['bytes']:,} | {_f(t['median_ms'])} | {_f(t['max_ms'])} | "
-            f"{'yes' if t['median_ms'] < budget else '**no**'} | {cold} |"
+            f"{'yes' if t['median_ms'] < budget and not t.get('failed') else '**no**'}"
+            f"{' (' + ', '.join(map(str, t['failed'])) + ')' if t.get('failed') else ''} | {cold} |"
         )
     out.append("")
     return out
