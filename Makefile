@@ -20,7 +20,8 @@ LOCAL_PACKAGES := libs/contracts libs/servicekit libs/devstack[test] services/po
 PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs env status test lint typecheck unit kafka-fetch clean \
-	rebuild-reports snapshot-reports dead-letters redrive bench bench-reports bench-backoffice bench-deps chaos fuzz FORCE
+	rebuild-reports snapshot-reports dead-letters redrive openapi bench bench-reports bench-backoffice \
+	bench-deps chaos fuzz capacity capacity-measure FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
@@ -35,10 +36,13 @@ help:
 	@echo "make status     what runs, with its addresses"
 	@echo "make chaos      fault harness: 7 scenarios, >= 20,000 operations, invariants"
 	@echo "make chaos CHAOS_ARGS='--brokers 3'  broker kill -9 and rolling restart on 3 brokers"
+	@echo "make openapi    rewrite docs/openapi.json from the gateway's code (commit it with the change)"
 	@echo "make fuzz       stateful fuzzing of the gateway's OpenAPI, long run (FUZZ_SECONDS=900)"
 	@echo "make bench      open-loop load steps on a stack of its own -> docs/benchmarks.md"
 	@echo "make bench-reports  Payment-Balance on 100,000 customers / 1,000,000 sales"
 	@echo "make bench-backoffice  every back-office page on 100,000 customers (300 ms budget)"
+	@echo "make capacity-measure  bytes/rows/commits/messages per request on a stack of its own"
+	@echo "make capacity   recompute docs/capacity.md's tables from docs/capacity/inputs.json"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
 
 bootstrap:
@@ -116,6 +120,17 @@ bench-reports: bench-deps
 bench-backoffice: bench-deps
 	PYTHONPATH=tools $(PY) -m bench backoffice $(BENCH_ARGS)
 
+# Capacity plan (docs/capacity.md): `capacity-measure` runs the benchmark's mix on a stack of
+# its own (bounded: CAPACITY_ARGS='--rate R --seconds S') and writes bytes, rows, commits and
+# messages per request to docs/capacity/measured-<label>.json; `capacity` recomputes the
+# plan's tables from docs/capacity/inputs.json (a test fails when the document is stale).
+CAPACITY_ARGS ?=
+capacity-measure: bench-deps
+	PYTHONPATH=tools:. $(PY) -m tools.capacity measure $(CAPACITY_ARGS)
+
+capacity: venv
+	$(PY) -m tools.capacity plan
+
 kafka-fetch: bootstrap
 	$(DEVSTACK) kafka-fetch
 
@@ -132,6 +147,11 @@ fuzz: venv
 	@mkdir -p .run
 	FUZZ_PROFILE=long FUZZ_STATS_FILE=.run/fuzz-stats.json PY=$(PY) scripts/with-infra.sh \
 		$(VENV)/bin/pytest -s tests/e2e/test_fuzz_stateful.py
+
+# docs/openapi.json: the gateway's public contract as the code serves it; a unit test fails
+# while the committed file differs (services/pos-gateway/tests/unit/test_openapi_snapshot.py)
+openapi: venv
+	$(PY) -m pos_gateway.openapi
 
 lint: venv
 	$(VENV)/bin/ruff check .

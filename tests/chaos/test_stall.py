@@ -3,7 +3,7 @@ and the longest one request waited."""
 
 from __future__ import annotations
 
-from tools.chaos.driver import Operation, stall_of
+from tools.chaos.driver import Operation, stall_after, stall_of
 
 
 def _op(sent: float, answered: float) -> Operation:
@@ -23,3 +23,11 @@ def test_answers_outside_the_run_do_not_count() -> None:
     never = Operation("sale", "POST", "/v1/sales", {}, "k-none", sent_at=6.0)
     stall = stall_of([_op(0.0, 1.0), _op(1.0, 2.0), settled_later, never], since=0.0, until=30.0)
     assert (stall.gap, stall.longest_wait) == (1.0, 1.0)
+
+
+def test_each_fault_gets_the_stall_that_spans_it_not_an_earlier_one() -> None:
+    ops = [_op(0.0, 1.0), _op(1.0, 20.0), _op(19.0, 21.0), _op(21.0, 22.0), _op(22.0, 27.0)]
+    # a fault at 5.0: nothing answered from 1.0 to 20.0, the whole gap counts
+    assert stall_after(ops, fault_at=5.0, until=21.5) == 19.0
+    # a later fault at 21.5 only sees the gaps from its time on
+    assert stall_after(ops, fault_at=21.5, until=30.0) == 5.0

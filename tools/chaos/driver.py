@@ -295,6 +295,18 @@ def stall_of(ops: list[Operation], *, since: float, until: float) -> Stall:
     return result
 
 
+def stall_after(ops: list[Operation], *, fault_at: float, until: float) -> float:
+    """The longest time without any final answer that overlaps [fault_at, until]: the gap
+    from the last answer before a fault to the first after it counts whole (the tills waited
+    all of it), so each fault of a scenario gets the stall it caused."""
+    answered = sorted(op.answered_at for op in ops if op.answered_at)
+    longest = 0.0
+    for before, after in zip(answered, answered[1:], strict=False):
+        if after >= fault_at and before <= until:
+            longest = max(longest, after - before)
+    return longest
+
+
 # -- the operation mix ---------------------------------------------------------------------
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -174,6 +176,25 @@ async def under_replicated(bootstrap: str) -> list[str]:
         for p in await partition_state(bootstrap)
         if len(p["isr"]) < len(p["replicas"])  # type: ignore[arg-type]
     ]
+
+
+_CONTROLLER = re.compile(r"^\[([^\]]+)\] INFO Recorded new KRaft controller, from now on will "
+                         r"use node \S+ \(id: (\d+)", re.M)
+
+
+def active_controller(logs: Path) -> int | None:
+    """The node that leads the KRaft quorum now, as the brokers last recorded it in their
+    server logs (`logs/kafka-<n>-server.log`; the client protocol does not tell: a KRaft
+    broker names a random broker as controller); None when no log says."""
+    latest: tuple[str, int] | None = None
+    for log in logs.glob("kafka-*-server.log"):
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - 2_000_000))
+            tail = f.read().decode(errors="replace")
+        for stamp, node in _CONTROLLER.findall(tail):
+            if latest is None or stamp > latest[0]:
+                latest = (stamp, int(node))
+    return latest[1] if latest else None
 
 
 async def leaders(bootstrap: str) -> dict[int, int]:

@@ -32,7 +32,7 @@ from devstack.procs import no_progress
 from devstack.services import ServicePorts
 from devstack.stack import Stack, purge_run_dir, start_stack
 from tools.chaos import invariants, kafka_tools
-from tools.chaos.driver import CustomerModel, Driver, setup_chains, stall_of
+from tools.chaos.driver import CustomerModel, Driver, setup_chains, stall_after, stall_of
 
 CONSUMERS = ("credit", "loyalty", "reporting", "notifier")
 #: scenarios that need a three-broker cluster (`--brokers 3`)
@@ -83,6 +83,10 @@ class ScenarioReport:
     longest_wait_seconds: float = 0.0
     #: longest a restarted broker took until no partition was under-replicated (cluster)
     catch_up_seconds: float | None = None
+    #: (what, monotonic time) of each broker fault, for the stall each one caused
+    fault_marks: list[tuple[str, float]] = field(default_factory=list)
+    #: "what: stall" per broker fault
+    fault_stalls: list[str] = field(default_factory=list)
 
     @property
     def tested_something(self) -> bool:
@@ -104,6 +108,8 @@ class ScenarioReport:
                 f"longest_wait={self.longest_wait_seconds:.1f}s 202s={self.answers_202}")
         if self.catch_up_seconds is not None:
             line += f" in_sync_again={self.catch_up_seconds:.1f}s"
+        if self.fault_stalls:
+            line += "\n" + f"{'':<22} stall per fault: " + "; ".join(self.fault_stalls)
         return line
 
 
@@ -239,6 +245,13 @@ class Context:
         self.log(f"kafka-{node} started again (ready {ready:.1f}s), under-replicated "
                  f"partitions back to 0 {total:.1f}s after the start")
 
+    def controller_role(self, node: int) -> str:
+        """" (the active controller)" when `node` is the KRaft quorum's leader: killing it costs
+        a controller election before the broker can be fenced (combined nodes here; production
+        runs dedicated controllers)."""
+        active = kafka_tools.active_controller(self.stack.run_dir / "logs")
+        return " (the active controller)" if active == node else ""
+
     async def leaders_line(self) -> str:
         try:
             counts = await kafka_tools.leaders(self.stack.kafka_bootstrap_servers)
@@ -361,8 +374,10 @@ async def kill_broker(ctx: Context) -> None:
             break
         await ctx.relay_duplicates()
         ctx.log(f"leaders before: {await ctx.leaders_line()}")
+        role = ctx.controller_role(node)
+        ctx.report.fault_marks.append((f"kill -9 kafka-{node}{role}", time.monotonic()))
         pid = await asyncio.to_thread(ctx.stack.infra.kill_kafka, node=node)
-        ctx.log(f"kill -9 kafka-{node} (pid {pid})")
+        ctx.log(f"kill -9 kafka-{node}{role} (pid {pid})")
         await asyncio.sleep(BROKER_DOWN_SECONDS)
         ctx.log(f"leaders with kafka-{node} down: {await ctx.leaders_line()}")
         await ctx.broker_back(node)
@@ -381,9 +396,12 @@ async def rolling_restart(ctx: Context) -> None:
     await ctx.relay_duplicates()
     for node in (1, 2, 3):
         started = time.monotonic()
+        role = ctx.controller_role(node)
+        ctx.report.fault_marks.append((f"SIGTERM kafka-{node}{role}", started))
         pid = await asyncio.to_thread(ctx.stack.infra.kill_kafka, signal.SIGTERM, node=node,
                                       timeout=120.0)
-        ctx.log(f"SIGTERM kafka-{node} (pid {pid}): stopped in {time.monotonic() - started:.1f}s;"
+        stopped = time.monotonic() - started
+        ctx.log(f"SIGTERM kafka-{node}{role} (pid {pid}): stopped in {stopped:.1f}s;"
                 f" leaders: {await ctx.leaders_line()}")
         await ctx.broker_back(node)
         await asyncio.sleep(2.0)
@@ -441,6 +459,13 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
         if stall.gap:
             wall = time.time() - (time.monotonic() - stall.gap_start)
             report.stall_at = time.strftime("%H:%M:%S", time.localtime(wall))
+        marks = report.fault_marks
+        # each fault's stall runs until the next fault (the last one's until the load ended);
+        # a scenario without faults has no marks
+        ends = [at for _, at in marks[1:]] + ([run_ended] if marks else [])
+        for (what, at), next_at in zip(marks, ends, strict=True):
+            gap = stall_after(every_op, fault_at=at, until=next_at)
+            report.fault_stalls.append(f"{what}: {gap:.1f}s")
         # the faults are over: the POS retries what never got an answer
         stats = await driver.settle(within=drain_timeout)
     finally:

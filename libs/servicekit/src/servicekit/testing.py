@@ -9,6 +9,7 @@ Loaded for the whole repository by the root `conftest.py` (`pytest_plugins`).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import secrets
@@ -83,7 +84,17 @@ async def create_database(server_url: str, name: str) -> str:
 async def drop_database(server_url: str, name: str) -> None:
     conn = await asyncpg.connect(with_database(server_url, "postgres"))
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for attempt in range(20):
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except asyncpg.InsufficientPrivilegeError:
+                # FORCE cannot end a superuser's backend in the database, i.e. an autovacuum
+                # worker that a busy test has just woken there (PostgreSQL 15): it finishes
+                # within moments, so try again
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await conn.close()
 

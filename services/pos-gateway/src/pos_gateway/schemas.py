@@ -23,6 +23,7 @@ from contracts.enums import (
     OverdueDiscountPolicy,
     PaymentMethod,
     RefundMethod,
+    TaskClosedReason,
     TaskOutcome,
 )
 from contracts.money import Percent
@@ -42,6 +43,7 @@ from pydantic import (
 from pos_gateway.domain.auth import Role
 from pos_gateway.domain.cards import looks_like_payment_card
 from pos_gateway.domain.currencies import is_iso_4217
+from pos_gateway.domain.errors import PROBLEMS
 from pos_gateway.domain.limits import RequestMoney, RequestPositiveMoney, RequestQuantity
 from pos_gateway.domain.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 from pos_gateway.domain.passwords import MIN_LENGTH as PASSWORD_MIN_LENGTH
@@ -592,15 +594,202 @@ class WebhookSet(Request):
     secret: Annotated[str, StringConstraints(strict=True, min_length=16, max_length=200)]
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details, with the API's stable `code`."""
+class PaymentBalanceFigures(BaseModel):
+    opening: str
+    goods: str
+    payments: str
+    closing: str
 
-    type: str
+
+class PaymentBalanceRow(PaymentBalanceFigures):
+    """One customer: closing = opening + payments - goods (negative: the customer owes)."""
+
+    customer_id: UUID
+    name: str
+
+
+def _next_with_limit() -> Any:
+    """`next` of an answer that pages only when asked: present with `limit` (null on the
+    last page), absent without it."""
+    return Field(default=None, description="With `limit`: the cursor of the next page (null "
+                 "on the last page); absent without `limit`")
+
+
+class PaymentBalanceReport(BaseModel):
+    rows: list[PaymentBalanceRow]
+    totals: PaymentBalanceFigures
+    next: str | None = _next_with_limit()
+
+
+class UnpaidGoodsRow(BaseModel):
+    customer_id: UUID
+    customer_name: str
+    sale_id: UUID
+    sold_at: str
+    due_date: str | None
+    days_overdue: int = Field(description="0 when not yet overdue")
+    item: str = Field(description="The line's name and, when known, its barcode in brackets")
+    barcode: str | None
+    quantity: str
+    amount_owed: str
+
+
+class UnpaidGoodsReport(BaseModel):
+    rows: list[UnpaidGoodsRow]
+    next: str | None
+
+
+class AgingFigures(BaseModel):
+    current: str = Field(description="Debt not yet past its due date")
+    d1_30: str
+    d31_60: str
+    d61_90: str
+    d90_plus: str
+    total: str
+
+
+class AgingRow(AgingFigures):
+    customer_id: UUID
+    name: str
+
+
+class AgingReport(BaseModel):
+    rows: list[AgingRow]
+    totals: AgingFigures
+    next: str | None
+
+
+class BonusMovements(BaseModel):
+    """Gross bonus movements in the period."""
+
+    accrued: str
+    spent: str
+    cancelled: str
+    reversed: str
+    restored: str
+    expired: str
+
+
+class BonusByStore(BonusMovements):
+    store_id: UUID | None = Field(description="null for movements of no store (expiries)")
+
+
+class BonusByCustomer(BonusMovements):
+    customer_id: UUID
+    balance: str = Field(description="The bonus balance at the end of the period")
+
+
+class BonusStatistics(BonusMovements):
+    outstanding: str = Field(description="Every bonus balance at the end of the period, summed")
+    by_store: list[BonusByStore]
+    by_customer: list[BonusByCustomer]
+    next: str | None = Field(description="The cursor of `by_customer`'s next page")
+
+
+class StatementEntry(BaseModel):
+    at: str
+    kind: str = Field(description="`sale`, `payment`, `advance`, `refund`, `return`, "
+                      "`discount_revoked` or `bonus_<movement>`")
+    sale_id: UUID | None
+    payment_id: UUID | None
+    description: str
+    debt_change: str
+    advance_change: str
+    bonus_change: str
+    debt: str
+    advance: str
+    bonus_balance: str
+
+
+class Statement(BaseModel):
+    customer_id: UUID
+    opening: Balances
+    entries: list[StatementEntry]
+    closing: Balances
+    next: str | None = _next_with_limit()
+
+
+class TaskSale(BaseModel):
+    sale_id: UUID
+    due_date: str
+    amount_owed: str
+
+
+class TaskAction(BaseModel):
+    action: Literal["revoke_discount"]
+    sale_id: UUID
+    href: str
+
+
+class CompletedBy(BaseModel):
+    user_id: UUID
+    name: str
+
+
+class TaskOut(BaseModel):
+    """A reminder task: open ones show the customer's overdue sales now, closed ones their
+    last."""
+
+    task_id: UUID
+    customer_id: UUID
+    customer_name: str
+    phone: str | None
+    level: int = Field(description="1, then one more each time the task is raised again")
+    status: Literal["open", "done"]
+    overdue_amount: str
+    days_overdue: int
+    sales: list[TaskSale]
+    created_at: str
+    raised_at: str
+    closed_at: str | None
+    closed_reason: TaskClosedReason | None
+    outcome: TaskOutcome | None
+    note: str | None
+    completed_by: CompletedBy | None = Field(
+        description="The staff user whose token completed it (null for the chain admin key)"
+    )
+    actions: list[TaskAction]
+
+
+class TaskPage(BaseModel):
+    items: list[TaskOut]
+    next: str | None
+
+
+class WebhookOut(BaseModel):
+    url: str
+    configured: Literal[True]
+
+
+class OperationStatus(BaseModel):
+    """Where a `202` points. Pending: the id field and the status; refused: also `code` and
+    `detail`; completed: the status and the operation's `201` answer (its fields below are
+    those of that answer)."""
+
+    status: Literal["completed", "pending", "refused"]
+    code: str | None = None
+    detail: str | None = None
+    model_config = ConfigDict(extra="allow")
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="`lines.0.unit_price`, a query parameter, a header, or "
+                       "`body`")
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with the API's stable `code` (one of the enum; api.md
+    "Error codes" lists the business ones, the others are infrastructure answers)."""
+
+    type: str = Field(default="about:blank", description="`/problems/<code>`")
     title: str
     status: int
     detail: str
-    code: str
-    errors: list[dict[str, str]] | None = None
+    code: Annotated[str, Field(json_schema_extra={"enum": list(PROBLEMS)})]
+    errors: list[FieldError] | None = Field(
+        default=None, description="`validation_error` only: each field that is wrong"
+    )
     model_config = ConfigDict(extra="allow")
 
 

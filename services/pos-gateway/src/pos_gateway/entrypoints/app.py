@@ -23,6 +23,7 @@ from pos_gateway.bootstrap import Gateway
 from pos_gateway.config import Settings
 from pos_gateway.entrypoints.api.auth import TokenBucket
 from pos_gateway.entrypoints.api.docs import install_offline_docs
+from pos_gateway.entrypoints.api.openapi import install_openapi, operation_id
 from pos_gateway.entrypoints.api.problems import install_problem_handlers, problem_response
 from pos_gateway.entrypoints.api.routes import router
 from pos_gateway.entrypoints.api.staff_routes import router as staff_router
@@ -56,7 +57,9 @@ def build_public_app(gw: Gateway) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,  # /docs and /redoc come from install_offline_docs, without a CDN
         redoc_url=None,
+        generate_unique_id_function=operation_id,  # createSale, not create_sale_v1_sales_post
     )
+    install_openapi(app)
     app.state.gateway = gw
     app.state.rate_limiter = TokenBucket(
         gw.settings.rate_limit_per_second, gw.settings.rate_limit_burst

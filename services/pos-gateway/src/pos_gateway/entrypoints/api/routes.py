@@ -10,6 +10,7 @@ from uuid import UUID
 import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from pos_gateway import schemas as s
 from pos_gateway.bootstrap import Gateway
@@ -197,6 +198,7 @@ async def get_settings(gw: Gw, principal: AdminKey) -> JSONResponse:
 
 
 @router.put("/settings", response_model=s.SettingsOut, tags=["chains"],
+            operation_id="updateSettings",
             responses=problems(*AUTH, 422))
 async def put_settings(gw: Gw, principal: AdminKey, body: s.SettingsUpdate) -> JSONResponse:
     """Change any subset of the settings; they apply to every operation accepted after this."""
@@ -249,6 +251,7 @@ async def get_customer(gw: Gw, principal: BackOfficeKey, customer_id: UUID) -> J
 
 
 @router.patch("/customers/{customer_id}", response_model=s.CustomerOut, tags=["customers"],
+              operation_id="updateCustomer",
               responses=problems(*AUTH, 404, 422, 503))
 async def patch_customer(
     gw: Gw, principal: AdminKey, customer_id: UUID, body: s.CustomerPatch
@@ -291,6 +294,7 @@ async def block_card(
 
 
 @router.get("/cards/{card_number}", response_model=s.CardLookup, tags=["till"],
+            operation_id="getCard",
             responses=problems(401, 403, 404, 503))
 async def lookup_card(gw: Gw, principal: ChainReader, card_number: CardPath) -> JSONResponse:
     """"Calculate": balances and open sales of the card's customer (403 `card_blocked`)."""
@@ -323,6 +327,7 @@ async def create_sale(
 
 
 @router.get("/sales/{sale_id}", response_model=s.SaleRead, tags=["till"],
+            operation_id="getSale",
             responses=problems(*AUTH, 404))
 async def read_sale(gw: Gw, principal: ChainReader, sale_id: UUID) -> JSONResponse:
     """The outcome with its lines, `pending`, or `refused` with the code (200 in each case)."""
@@ -379,7 +384,8 @@ async def return_goods(
     return to_response(answer)
 
 
-@router.get("/operations/{kind}/{operation_id}", tags=["till"],
+@router.get("/operations/{kind}/{operation_id}", response_model=s.OperationStatus,
+            tags=["till"], operation_id="getOperation",
             responses=problems(*AUTH, 404))
 async def read_operation(
     gw: Gw,
@@ -482,12 +488,12 @@ def check_period(from_: date | None, to: date | None) -> None:
 
 
 _REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {}, "text/csv": {}},
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}},
           "description": "The report as JSON, or CSV with `Accept: text/csv`"},
     **problems(*AUTH, 422, 503),
 }
 
-def _report_route(report: str, summary: str) -> None:
+def _report_route(report: str, summary: str, model: type[BaseModel]) -> None:
     async def report_endpoint(
         request: Request,
         gw: Gw,
@@ -508,20 +514,25 @@ def _report_route(report: str, summary: str) -> None:
         )
         return _proxied(upstream)
 
+    name = "".join(word.capitalize() for word in report.split("-"))
     router.add_api_route(
         f"/reports/{report}", report_endpoint, methods=["GET"], tags=["reports"],
-        summary=summary, responses=_REPORT_RESPONSES,
-        name=f"report_{report.replace('-', '_')}",
+        summary=summary, response_model=model, responses=_REPORT_RESPONSES,
+        name=f"report_{report.replace('-', '_')}", operation_id=f"get{name}Report",
     )
 
 
-_report_route("payment-balance", "Opening, goods, payments and closing per customer")
-_report_route("unpaid-goods", "Every unpaid item of VIP customers")
-_report_route("aging", "Debt not yet due and 1-30, 31-60, 61-90, 90+ days past due")
-_report_route("bonus-statistics", "Bonus movements per period, store and customer")
+_report_route("payment-balance", "Opening, goods, payments and closing per customer",
+              s.PaymentBalanceReport)
+_report_route("unpaid-goods", "Every unpaid item of VIP customers", s.UnpaidGoodsReport)
+_report_route("aging", "Debt not yet due and 1-30, 31-60, 61-90, 90+ days past due",
+              s.AgingReport)
+_report_route("bonus-statistics", "Bonus movements per period, store and customer",
+              s.BonusStatistics)
 
 
-@router.get("/customers/{customer_id}/statement", tags=["reports"],
+@router.get("/customers/{customer_id}/statement", response_model=s.Statement,
+            tags=["reports"], operation_id="getStatement",
             responses={**_REPORT_RESPONSES, **problems(404)})
 async def statement(
     request: Request,
@@ -545,7 +556,8 @@ async def statement(
     return _proxied(upstream)
 
 
-@router.get("/tasks", tags=["tasks"], responses=problems(*AUTH, 422, 503))
+@router.get("/tasks", response_model=s.TaskPage, tags=["tasks"],
+            responses=problems(*AUTH, 422, 503))
 async def list_tasks(
     request: Request,
     gw: Gw,
@@ -562,7 +574,8 @@ async def list_tasks(
     return _proxied(upstream)
 
 
-@router.get("/tasks/{task_id}", tags=["tasks"], responses=problems(*AUTH, 404, 503))
+@router.get("/tasks/{task_id}", response_model=s.TaskOut, tags=["tasks"],
+            responses=problems(*AUTH, 404, 503))
 async def get_task(gw: Gw, principal: BackOfficeKey, task_id: UUID) -> Response:
     """One reminder task, open or done, as `GET /v1/tasks` lists it (another chain's task is
     `404`). The chain admin key, a manager and customer service may read it; the link in the
@@ -572,7 +585,7 @@ async def get_task(gw: Gw, principal: BackOfficeKey, task_id: UUID) -> Response:
     return _proxied(upstream)
 
 
-@router.post("/tasks/{task_id}/complete", tags=["tasks"],
+@router.post("/tasks/{task_id}/complete", response_model=s.TaskOut, tags=["tasks"],
              responses=problems(*AUTH, 404, 422, 503))
 async def complete_task(
     gw: Gw, principal: BackOfficeKey, task_id: UUID, body: s.TaskComplete,
@@ -591,7 +604,8 @@ async def complete_task(
     return _proxied(upstream)
 
 
-@router.put("/webhook", tags=["tasks"], responses=problems(*AUTH, 422, 503))
+@router.put("/webhook", response_model=s.WebhookOut, tags=["tasks"],
+            responses=problems(*AUTH, 422, 503))
 async def set_webhook(gw: Gw, principal: AdminKey, body: s.WebhookSet) -> Response:
     """The chain's webhook for new reminder tasks (kept by the notifier)."""
     assert principal.chain_id is not None

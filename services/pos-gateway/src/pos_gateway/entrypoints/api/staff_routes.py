@@ -75,6 +75,7 @@ async def sign_in(gw: Gw, body: s.SessionCreate) -> JSONResponse:
 
 
 @router.get("/sessions/current", response_model=s.SessionOut, tags=["staff"],
+            operation_id="getCurrentSession",
             responses=problems(*AUTH))
 async def current_session(gw: Gw, principal: StaffUser) -> JSONResponse:
     """The signed-in user, its chain (currency, time zone) and when the token expires."""
