@@ -223,7 +223,14 @@ async def _time_pages(base: str, email: str, pages: list[tuple[str, str]],
                 if first.status_code != 503:
                     break
             if first.status_code != 200:
-                raise RuntimeError(f"{path}: {first.status_code}\n{first.text[:2000]}")
+                # the page never answered: recorded as failed (over budget), and the run goes on
+                _log(f"{title}: {first.status_code} on every warm-up try")
+                out.append({
+                    "page": title, "path": path, "bytes": 0, "median_ms": 0.0, "max_ms": 0.0,
+                    "warmup": [{"status": st, "ms": ms} for st, ms in warmup],
+                    "failed": [first.status_code],
+                })
+                continue
             times = []
             failed: list[int] = []
             for _ in range(repeats):
