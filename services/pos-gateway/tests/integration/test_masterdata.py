@@ -319,11 +319,16 @@ async def test_the_openapi_document_needs_no_key_and_lists_every_endpoint(harnes
         "/v1/sales/{sale_id}/returns", "/v1/payments/{payment_id}/bonus-type",
         "/v1/sales/{sale_id}/revoke-discount", "/v1/reports/payment-balance",
         "/v1/reports/unpaid-goods", "/v1/reports/aging", "/v1/reports/bonus-statistics",
-        "/v1/customers/{customer_id}/statement", "/v1/tasks", "/v1/tasks/{task_id}/complete",
+        "/v1/customers/{customer_id}/statement", "/v1/tasks", "/v1/tasks/{task_id}",
+        "/v1/tasks/{task_id}/complete",
     ]:
         assert path in paths, path
     sale = paths["/v1/sales"]["post"]["responses"]
     assert {"201", "202", "401", "403", "409", "422"} <= set(sale)
+    # reading one task (the email digest's link) names the roles that may
+    one_task = paths["/v1/tasks/{task_id}"]["get"]
+    assert "customer service" in one_task["description"]
+    assert {"200", "401", "403", "404", "503"} <= set(one_task["responses"])
 
 
 async def test_reports_pass_the_query_and_accept_through_to_reporting(harness: Any) -> None:
