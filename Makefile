@@ -34,7 +34,7 @@ help:
 	@echo "make dead-letters [CONSUMER=credit] [SINCE=2h]  list deadletter.v1 of the stack"
 	@echo "make redrive OFFSETS='3:17 0:5'  re-publish those dead letters after a fix"
 	@echo "make status     what runs, with its addresses"
-	@echo "make chaos      fault harness: 7 scenarios, >= 20,000 operations, invariants"
+	@echo "make chaos      fault harness: 8 scenarios (7 faults, hostile input), >= 20,000 operations"
 	@echo "make chaos CHAOS_ARGS='--brokers 3'  broker kill -9 and rolling restart on 3 brokers"
 	@echo "make openapi    rewrite docs/openapi.json from the gateway's code (commit it with the change)"
 	@echo "make fuzz       stateful fuzzing of the gateway's OpenAPI, long run (FUZZ_SECONDS=900)"
@@ -134,7 +134,7 @@ capacity: venv
 kafka-fetch: bootstrap
 	$(DEVSTACK) kafka-fetch
 
-# Fault harness (tools/chaos/README.md): its own Kafka + PostgreSQL + services, 7 scenarios,
+# Fault harness (tools/chaos/README.md): its own Kafka + PostgreSQL + services, 8 scenarios,
 # >= 20,000 operations; exit 1 on any invariant violation. `make test` runs the short form.
 # CHAOS_ARGS='--brokers 3' (or KAFKA_BROKERS=3): the cluster scenarios on three brokers.
 CHAOS_ARGS ?=

@@ -1,6 +1,12 @@
-"""The short form of `make chaos`: every fault scenario with a few hundred operations on a
-stack of its own (its own Kafka and PostgreSQL, since it kills them). Fails on any invariant
-violation and on a scenario that observed no redelivery (it would have tested nothing)."""
+"""The short form of `make chaos`: every fault scenario, and the hostile-input one, with a few
+hundred operations on a stack of its own (its own Kafka and PostgreSQL, since it kills them).
+Fails on any invariant violation and on a scenario that observed no redelivery (it would have
+tested nothing).
+
+`make test` shares the machine with whatever else runs on it, so here an operation of the
+hostile scenario must be final within 30 s rather than the contract's 10 s under normal load
+(which `make chaos` checks): a wedged customer never gets a final answer, so it fails either
+way."""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ def test_every_fault_scenario_keeps_every_invariant() -> None:
     reports = run(seed=7, ops_per_scenario=int(SHORT["ops"]),
                   customers_per_chain=int(SHORT["customers"]),
                   scenarios=[s for s in SCENARIOS if s not in CLUSTER_SCENARIOS],
-                  time_budget=float(SHORT["budget"]), short=True)
+                  time_budget=float(SHORT["budget"]), short=True, final_within=30.0)
     lines = "\n".join(r.line() for r in reports)
     total = summary(reports)
     assert total["violations"] == 0, lines + "\n" + "\n".join(

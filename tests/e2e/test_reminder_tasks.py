@@ -10,6 +10,7 @@ after `reminder_repeat_days` needs days to pass and is proven in the notifier's 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -191,3 +192,34 @@ def test_tasks_page_with_a_cursor(
         if cursor is None:
             break
     assert sorted(seen) == sorted(c["customer_id"] for c in customers)
+
+
+def test_one_task_is_read_by_its_id_open_then_done_and_never_by_another_chain(
+    new_chain: Callable[..., Any], idem: Any, eventually: Any
+) -> None:
+    """`GET /v1/tasks/{task_id}`: what the back office's page behind an email link reads."""
+    chain = new_chain(max_payment_delay_days=DELAY_DAYS)
+    other = new_chain()
+    customer = chain.customer(name="Ana Popescu")
+    on_account(chain, idem, customer["card_number"], "25.00", days_ago(34))
+    [listed] = eventually(lambda: tasks(chain, "open", customer["customer_id"]), timeout=5.0)
+
+    one = chain.admin.get(f"/v1/tasks/{listed['task_id']}")
+    assert one.status_code == 200, one.text
+    assert one.json() == listed
+    assert one.json()["status"] == "open"
+    foreign = other.admin.get(f"/v1/tasks/{listed['task_id']}")
+    missing = chain.admin.get(f"/v1/tasks/{uuid.uuid4()}")
+    by_terminal = chain.terminal.get(f"/v1/tasks/{listed['task_id']}")
+    assert (foreign.status_code, foreign.json()["code"]) == (404, "not_found")
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+    assert (by_terminal.status_code, by_terminal.json()["code"]) == (403, "forbidden")
+
+    completed = chain.admin.post(
+        f"/v1/tasks/{listed['task_id']}/complete", json={"outcome": "no_answer", "note": "later"}
+    )
+    assert completed.status_code == 200, completed.text
+    done = chain.admin.get(f"/v1/tasks/{listed['task_id']}").json()
+    assert (done["status"], done["closed_reason"], done["outcome"], done["note"]) == (
+        "done", "completed", "no_answer", "later"
+    )

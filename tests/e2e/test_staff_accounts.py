@@ -3,7 +3,8 @@
 A manager signs in and creates a customer-service user; customer service signs in, finds the
 overdue task of a back-dated sale, completes it, and the done task names who did; customer
 service is refused the settings. The chain's reminder email receives the digest on a real SMTP
-server (the session's aiosmtpd), and its link names the task's page in the back office.
+server (the session's aiosmtpd); its link, followed with a customer-service user signed in to
+the stack's back office, opens that task's page.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
@@ -113,8 +114,8 @@ def test_deleting_a_user_ends_its_token_within_a_second(
         assert (gone.status_code, gone.json()["code"]) == (401, "unauthorized")
 
 
-def test_the_reminder_digest_reaches_the_chains_address_with_a_link_to_the_task(
-    new_chain: Callable[..., Any], gateway: str, smtp_inbox: Any, eventually: Any
+def test_the_reminder_digest_reaches_the_chains_address_and_its_link_opens_the_task(
+    new_chain: Callable[..., Any], gateway: str, smtp_inbox: Any, eventually: Any, stack: Any
 ) -> None:
     address = f"service-{uuid.uuid4().hex[:8]}@kids.example.ro"
     chain = new_chain(max_payment_delay_days=30, reminder_email=address)
@@ -134,3 +135,30 @@ def test_the_reminder_digest_reaches_the_chains_address_with_a_link_to_the_task(
     [task] = [t for t in tasks if t["task_id"] == match.group(1)]
     assert task["customer_id"] == customer["customer_id"]
     assert f'href="{link}"' in markup
+
+    # following the link: it leads to this stack's back office, which asks a customer-service
+    # user to sign in and then shows that task, with the form to record the call
+    assert link.startswith(stack.backoffice_url + "/"), (link, stack.backoffice_url)
+    email = f"cs-{uuid.uuid4().hex[:8]}@kids.example.ro"
+    made = chain.admin.post("/v1/users", json={"email": email, "name": "Ioana Rusu",
+                                               "role": "customer_service", "password": PASSWORD})
+    assert made.status_code == 201, made.text
+    with httpx.Client(timeout=30) as browser:
+        first = browser.get(link)
+        assert first.status_code == 303 and "/login?next=" in first.headers["location"]
+        form = browser.get(urljoin(link, first.headers["location"]))
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        # the sign-in form carries the task's page on (the language switch has a `next` too)
+        back_to = urlsplit(link).path
+        assert csrf and f'name="next" value="{back_to}"' in form.text, form.text[:2000]
+        signed = browser.post(urljoin(link, "/login"), data={
+            "email": email, "password": PASSWORD, "csrf_token": csrf.group(1),
+            "next": back_to,
+        })
+        assert signed.status_code == 303, signed.text[:2000]
+        assert urljoin(link, signed.headers["location"]) == link
+        page = browser.get(link)
+    assert page.status_code == 200, page.text[:2000]
+    assert "Elena &lt;Ionescu&gt;" in page.text and "<Ionescu>" not in page.text
+    assert f'action="/tasks/{task["task_id"]}/complete"' in page.text
+    assert 'href="tel:' in page.text

@@ -118,8 +118,8 @@ def _notifier_sql(chain: str, open_tasks: int, done_tasks: int) -> list[tuple[st
                    false
             FROM generate_series(0, {open_tasks - 1}) g"""),
         ("notifier overdue lines", f"""
-            INSERT INTO nt_overdue_lines (sale_id, line_no, owed)
-            SELECT md5('ns' || g)::uuid, 1, 40 + g % 300
+            INSERT INTO nt_overdue_lines (sale_id, line_no, owed, chain_id)
+            SELECT md5('ns' || g)::uuid, 1, 40 + g % 300, '{chain}'
             FROM generate_series(0, {open_tasks - 1}) g"""),
         ("notifier open tasks", f"""
             INSERT INTO nt_tasks (task_id, chain_id, customer_id, level, status, created_at,
@@ -212,19 +212,40 @@ async def _time_pages(base: str, email: str, pages: list[tuple[str, str]],
             "email": email, "password": PASSWORD, "csrf_token": token.group(1)})
         assert signed.status_code == 303, signed.text[:500]
         for title, path in pages:
-            first = await http.get(path)
+            # the warm-up reads a cold cache right after the bulk load: on a busy machine the
+            # gateway's 3 s limit on a service call may answer 503 there; it is tried up to
+            # three times, and what it took is recorded (not hidden) beside the timings
+            warmup: list[tuple[int, float]] = []
+            for _ in range(3):
+                started = time.perf_counter()
+                first = await http.get(path)
+                warmup.append((first.status_code, round((time.perf_counter() - started) * 1000)))
+                if first.status_code != 503:
+                    break
             if first.status_code != 200:
-                raise RuntimeError(f"{path}: {first.status_code}\n{first.text[:2000]}")
+                # the page never answered: recorded as failed (over budget), and the run goes on
+                _log(f"{title}: {first.status_code} on every warm-up try")
+                out.append({
+                    "page": title, "path": path, "bytes": 0, "median_ms": 0.0, "max_ms": 0.0,
+                    "warmup": [{"status": st, "ms": ms} for st, ms in warmup],
+                    "failed": [first.status_code],
+                })
+                continue
             times = []
+            failed: list[int] = []
             for _ in range(repeats):
                 started = time.perf_counter()
                 response = await http.get(path)
                 times.append(time.perf_counter() - started)
-                response.raise_for_status()
+                if response.status_code != 200:
+                    # counted and shown, not hidden: a page that fails is over its budget
+                    failed.append(response.status_code)
             median = statistics.median(times) * 1000
             out.append({
                 "page": title, "path": path, "bytes": len(first.content),
                 "median_ms": round(median, 1), "max_ms": round(max(times) * 1000, 1),
+                "warmup": [{"status": st, "ms": ms} for st, ms in warmup],
+                "failed": failed,
             })
             _log(f"{title}: {median:.0f} ms")
     return out
@@ -263,8 +284,9 @@ def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
             notifier_db, "SELECT 1 FROM nt_chains WHERE chain_id = $1::uuid", chain_id))
         load_started = time.perf_counter()
         asyncio.run(_run_sql(gateway_db, _gateway_sql(chain_id, customers)))
-        asyncio.run(_run_sql(reporting_db, _reporting_sql(chain_id, customers, sales)))
+        # the quick loads first: a schema that changed under this tool fails in seconds
         asyncio.run(_run_sql(notifier_db, _notifier_sql(chain_id, open_tasks, done_tasks)))
+        asyncio.run(_run_sql(reporting_db, _reporting_sql(chain_id, customers, sales)))
         load_seconds = time.perf_counter() - load_started
         load_before = _load_average()
         timings = asyncio.run(_time_pages(

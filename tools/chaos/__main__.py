@@ -10,7 +10,13 @@ import os
 import sys
 import time
 
-from tools.chaos.runner import CLUSTER_SCENARIOS, SCENARIOS, run, summary
+from tools.chaos.runner import (
+    CLUSTER_SCENARIOS,
+    FINAL_WITHIN_SECONDS,
+    SCENARIOS,
+    run,
+    summary,
+)
 
 FULL = {"ops": 3000, "customers": 12, "budget": 900.0}
 SHORT = {"ops": 200, "customers": 4, "budget": 90.0}
@@ -30,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the stack's logs in .run/chaos-<hex>/logs/ (the rest is purged)")
+    parser.add_argument("--final-within", type=float, default=FINAL_WITHIN_SECONDS,
+                        help="seconds within which every operation of the hostile scenario must "
+                             "be final (default 10, the contract's figure under normal load)")
     args = parser.parse_args(argv)
     form = SHORT if args.short else FULL
     default = list(CLUSTER_SCENARIOS) if args.brokers == 3 else [
@@ -50,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         brokers=args.brokers,
         short=args.short,
         keep_logs=args.keep_logs,
+        final_within=args.final_within,
         echo=lambda line: print(line, flush=True),
     )
     total = summary(reports)

@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 
+from tools.chaos import hostile as hostile_input
+
 MONEY = Decimal("0.01")
 #: Answers after which a POS sends the same request again (same key, same body).
 RETRY_STATUSES = frozenset({202, 429, 500, 502, 503, 504})
@@ -62,6 +64,13 @@ class Operation:
     answered_at: float = 0.0  # when the final answer came (monotonic), 0: none yet
     folded: int = 0  # the load generator's order of folding answers into the model
     api_key: str = ""  # the key it was sent with (a retry must use the same one)
+    #: hostile input (tools/chaos/hostile.py): its kind, and the final statuses (and problem
+    #: codes) it may get; anything else is a violation. Empty for ordinary traffic.
+    hostile: str = ""
+    expect: frozenset[int] = frozenset()
+    expect_codes: frozenset[str] = frozenset()
+    answers_5xx: int = 0  # 5xx answers it got on the way (the POS sent it again after each)
+    last_5xx: str = ""  # the last of them: status and problem code
 
     @property
     def accepted(self) -> bool:
@@ -81,6 +90,7 @@ class CustomerModel:
     customer_id: str
     card: str
     vip: bool
+    credit_limit: Decimal | None = None
     ops: list[Operation] = field(default_factory=list)
     debt: Decimal = Decimal(0)
     advance: Decimal = Decimal(0)
@@ -132,6 +142,7 @@ class DriverStats:
     settled: int = 0  # answered only by the retries after the run (see Driver.settle)
     conflicts: int = 0
     answers_202: int = 0  # "accepted, outcome not known yet": the POS asks again
+    answers_5xx: int = 0  # 500/502/503/504 answers (the POS sends the request again)
     unexpected: list[str] = field(default_factory=list)
 
 
@@ -151,7 +162,8 @@ class Driver:
 
     def __init__(self, gateway_url: str, customers: list[CustomerModel], *, seed: int,
                  ops_per_customer: int, deadline: float, request_timeout: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 hostile: float = 0.0) -> None:
         self.gateway_url = gateway_url
         self.transport = transport  # tests only: None is a real HTTP connection
         self.customers = customers
@@ -163,6 +175,12 @@ class Driver:
         self.done = asyncio.Event()
         self.started_at = 0.0
         self._stopping = False
+        #: share of each customer's operations replaced by hostile input, and overflow
+        #: campaigns (tools/chaos/hostile.py); 0: ordinary traffic only
+        self.hostile = hostile
+        self.world = hostile_input.World()
+        for c in customers:
+            self.world.customers.setdefault(c.chain.chain_id, []).append(c)
 
     def stop(self) -> None:
         """Start no further operation: each customer finishes the one in hand (a scenario whose
@@ -184,16 +202,36 @@ class Driver:
                         customer: CustomerModel) -> None:
         rng = random.Random(f"{self.seed}:{index}")
         terminal = rng.choice(customer.chain.terminals)[1]
-        for _ in range(self.ops_per_customer):
+        # an overflow campaign (hostile runs): at-limit amounts onto one balance until refused,
+        # then 0.01 more, starting at a random point of this customer's traffic
+        campaign = hostile_input.campaign_for(rng, customer) if self.hostile else None
+        # (early enough that the campaign and its follow-up fit in this customer's traffic)
+        campaign_at = rng.randint(
+            0, max(0, self.ops_per_customer - hostile_input.CAMPAIGN_STEPS - 1) // 2)
+        campaign_steps = 0
+        for n in range(self.ops_per_customer):
             if time.monotonic() > self.deadline or self._stopping:
                 return
             if rng.random() < 0.1:  # customers shop in several stores
                 terminal = rng.choice(customer.chain.terminals)[1]
             op = next_operation(rng, customer)
+            if campaign and n >= campaign_at:
+                last = customer.ops[-1] if customer.ops else None
+                if campaign_steps and last is not None and (
+                        not last.accepted or campaign_steps >= hostile_input.CAMPAIGN_STEPS):
+                    op = hostile_input.campaign_follow_up(customer, campaign)
+                    campaign = None
+                else:
+                    op = hostile_input.campaign_step(customer, campaign)
+                    campaign_steps += 1
+            elif self.hostile and rng.random() < self.hostile:
+                op = hostile_input.operation(rng, customer, self.world, op)
             customer.ops.append(op)
             await self.send(http, op, customer.chain.admin_key if op.admin else terminal)
             if op.accepted:
                 customer.apply(op)
+                if op.kind == "sale":
+                    self.world.add_sale(customer.chain.chain_id, (op.answer or {})["sale_id"])
 
     async def settle(self, within: float) -> DriverStats:
         """What a POS does once the outage is over: it retries every request still without a
@@ -235,9 +273,19 @@ class Driver:
             self.stats.attempts += 1
             retry_after = 0.0
             try:
-                response = await http.request(op.method, op.path, json=op.body, headers=headers)
+                response = await http.request(
+                    op.method, op.path, json=op.body if op.method != "GET" else None,
+                    headers=headers)
             except (httpx.TransportError, httpx.TimeoutException):
                 response = None
+            if response is not None and response.status_code >= 500:
+                op.answers_5xx += 1
+                self.stats.answers_5xx += 1
+                try:
+                    code = response.json().get("code", "")
+                except (ValueError, AttributeError):
+                    code = ""
+                op.last_5xx = f"{response.status_code} {code}".strip()
             if response is not None and response.status_code not in RETRY_STATUSES:
                 op.answered_at = time.monotonic()
                 op.status = response.status_code
@@ -256,8 +304,16 @@ class Driver:
                 return
             await asyncio.sleep(max(pause, retry_after))
             pause = min(pause * 2, 2.0)
-        if op.accepted:
+        code = (op.answer or {}).get("code")
+        if op.expect and (op.status not in op.expect or (
+                op.expect_codes and not op.accepted and code not in op.expect_codes)):
+            # hostile input answered otherwise than the contract says
+            self.stats.unexpected.append(f"{op.hostile} {op.method} {op.path}: {op.status} "
+                                         f"{op.answer} (expected {sorted(op.expect)})")
+        elif op.accepted:
             self.stats.accepted += 1
+        elif op.expect:
+            self.stats.refused += 1
         elif op.status == 409 and (op.answer or {}).get("code") == "idempotency_conflict":
             # the same key with the same body can never conflict: a retry bug
             self.stats.conflicts += 1
@@ -440,7 +496,8 @@ async def setup_chains(gateway_url: str, operator_token: str, *, label: str, cus
                 if n % 3 == 0:
                     body["credit_limit"] = "150.00"
                 made = await _ok(http.post("/v1/customers", headers=admin, json=body))
-                models.append(CustomerModel(chain, made["customer_id"], card, vip))
+                limit = Decimal(body["credit_limit"]) if "credit_limit" in body else None
+                models.append(CustomerModel(chain, made["customer_id"], card, vip, limit))
     return models
 
 

@@ -22,15 +22,19 @@ import signal
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from devstack.ports import free_port
 from devstack.procs import no_progress
 from devstack.services import ServicePorts
 from devstack.stack import Stack, purge_run_dir, start_stack
+from servicekit.settings import with_database
 from tools.chaos import invariants, kafka_tools
 from tools.chaos.driver import CustomerModel, Driver, setup_chains, stall_after, stall_of
 
@@ -55,6 +59,11 @@ FAST_JOBS = {
     # from the newest one (and the log since), so the snapshots' consistency is checked too
     "REPORTING_SNAPSHOT_INTERVAL_SECONDS": "20",
 }
+#: the hostile scenario: share of each customer's operations replaced by hostile input
+HOSTILE_SHARE = 0.15
+#: "every request gets a final answer": a 202 ends within 10 s under normal load (api.md); the
+#: hostile scenario holds every operation to it (`--final-within` on a machine that is not)
+FINAL_WITHIN_SECONDS = 10.0
 _DUPLICATES = re.compile(r'^messages_duplicate_total\{[^}]*\}\s+([0-9.e+]+)$', re.M)
 _DEAD = re.compile(r'^messages_dead_lettered_total\{[^}]*\}\s+([0-9.e+]+)$', re.M)
 
@@ -83,6 +92,16 @@ class ScenarioReport:
     longest_wait_seconds: float = 0.0
     #: longest a restarted broker took until no partition was under-replicated (cluster)
     catch_up_seconds: float | None = None
+    #: 5xx answers the tills got (the hostile scenario: each one is a violation)
+    answers_5xx: int = 0
+    #: the hostile scenario: hostile requests sent, by kind (tools/chaos/hostile.py), the
+    #: operations not final within 10 s, and what is left in flight once drained
+    hostile: dict[str, int] = field(default_factory=dict)
+    slower_than_final: int = 0
+    #: answers by code of the hostile requests refused (amount_out_of_range: a balance that
+    #: would have reached 10^13)
+    hostile_codes: dict[str, int] = field(default_factory=dict)
+    left_in_flight: dict[str, int] = field(default_factory=dict)
     #: (what, monotonic time) of each broker fault, for the stall each one caused
     fault_marks: list[tuple[str, float]] = field(default_factory=list)
     #: "what: stall" per broker fault
@@ -90,6 +109,8 @@ class ScenarioReport:
 
     @property
     def tested_something(self) -> bool:
+        if self.name == "hostile" and not self.hostile:
+            return False
         return self.redeliveries > 0
 
     def line(self) -> str:
@@ -108,9 +129,19 @@ class ScenarioReport:
                 f"longest_wait={self.longest_wait_seconds:.1f}s 202s={self.answers_202}")
         if self.catch_up_seconds is not None:
             line += f" in_sync_again={self.catch_up_seconds:.1f}s"
+        if self.name == "hostile":
+            line += (f" 5xx={self.answers_5xx} not_final_within_10s={self.slower_than_final}"
+                     f" left_in_flight={sum(self.left_in_flight.values())}")
         if self.fault_stalls:
             line += "\n" + f"{'':<22} stall per fault: " + "; ".join(self.fault_stalls)
         return line
+
+    def hostile_line(self) -> str:
+        """The hostile requests sent among the traffic, by kind."""
+        kinds = " ".join(f"{k}={n}" for k, n in sorted(self.hostile.items()))
+        codes = " ".join(f"{k}={n}" for k, n in sorted(self.hostile_codes.items()))
+        return (f"{'':<22} hostile={sum(self.hostile.values())}: {kinds}\n"
+                f"{'':<22} hostile answers: {codes}")
 
 
 class Metrics:
@@ -261,7 +292,7 @@ class Context:
                          for n, c in sorted(counts.items()))
 
 
-# -- the seven scenarios -------------------------------------------------------------------
+# -- the scenarios on one broker -----------------------------------------------------------
 
 
 async def kill_consumers(ctx: Context) -> None:
@@ -358,11 +389,19 @@ async def many_instances(ctx: Context) -> None:
             return
 
 
+async def hostile(ctx: Context) -> None:
+    """8. no fault: hostile amounts and cross-chain ids among the normal traffic (the driver
+    sends them, `Driver.hostile`; tools/chaos/hostile.py). Messages published again once, so
+    the consumers also skip duplicates of hostile operations' messages."""
+    if await ctx.pause(2.0, 4.0):
+        await ctx.relay_duplicates()
+
+
 # -- the cluster scenarios (--brokers 3) ----------------------------------------------------
 
 
 async def kill_broker(ctx: Context) -> None:
-    """8. kill -9 of one broker under load with four instances of every consumer service: its
+    """9. kill -9 of one broker under load with four instances of every consumer service: its
     partition leaderships move to the two others (min.insync.replicas=2 still met), it stays
     down a few seconds, then it is started again and caught up (no partition under-replicated).
     Twice, two different brokers (once in the short form)."""
@@ -386,7 +425,7 @@ async def kill_broker(ctx: Context) -> None:
 
 
 async def rolling_restart(ctx: Context) -> None:
-    """9. a rolling restart of the three brokers under load, one after the other as an operator
+    """10. a rolling restart of the three brokers under load, one after the other as an operator
     does it: SIGTERM (a controlled shutdown: the broker hands its leaderships over first), start
     again, wait until it is back in every ISR, then the next."""
     await ctx.scale_consumers(CLUSTER_INSTANCES)
@@ -418,6 +457,7 @@ SCENARIOS: dict[str, Fault] = {
     "duplicate-storm": duplicate_storm,
     "poison-messages": poison_messages,
     "many-instances": many_instances,
+    "hostile": hostile,
     "kill-broker": kill_broker,
     "rolling-restart": rolling_restart,
 }
@@ -425,7 +465,8 @@ SCENARIOS: dict[str, Fault] = {
 
 async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, ops: int,
                        customers_per_chain: int, drain_timeout: float,
-                       time_budget: float, short: bool = False) -> ScenarioReport:
+                       time_budget: float, short: bool = False,
+                       final_within: float = FINAL_WITHIN_SECONDS) -> ScenarioReport:
     report = ScenarioReport(name)
     started = time.monotonic()
     rng = random.Random(f"{seed}:{name}")
@@ -439,7 +480,8 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
         per_customer = 1_000_000
         time_budget = max(time_budget, 900.0)
     driver = Driver(stack.gateway_url, customers, seed=seed, ops_per_customer=per_customer,
-                    deadline=time.monotonic() + time_budget)
+                    deadline=time.monotonic() + time_budget,
+                    hostile=HOSTILE_SHARE if name == "hostile" else 0.0)
     ctx = Context(stack, metrics, report, driver, rng, customers, short=short)
     faults = asyncio.create_task(SCENARIOS[name](ctx))
 
@@ -482,11 +524,18 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
     report.settled = stats.settled
     report.attempts = stats.attempts
     report.answers_202 = stats.answers_202
+    report.answers_5xx = stats.answers_5xx
     report.violations += stats.unexpected
+    if name == "hostile":
+        report.violations += _hostile_answers(customers, report, final_within)
     # drain: poll the invariants until they hold (read models catch up asynchronously)
     violations, report.drain_seconds = await invariants.check_until_held(
         stack.gateway_url, customers, within=drain_timeout)
     report.violations += violations
+    if name == "hostile":
+        report.left_in_flight = await _in_flight(stack, customers)
+        if any(report.left_in_flight.values()):
+            report.violations.append(f"left in flight once drained: {report.left_in_flight}")
     if not violations:
         report.violations += await _rebuild_differences(stack)
     if report.violations:
@@ -501,6 +550,7 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
 def run(*, seed: int, ops_per_scenario: int, customers_per_chain: int,
         scenarios: list[str], drain_timeout: float = 120.0, time_budget: float = 600.0,
         brokers: int = 1, short: bool = False, keep_logs: bool = False,
+        final_within: float = FINAL_WITHIN_SECONDS,
         echo: Callable[[str], None] = print) -> list[ScenarioReport]:
     """Start a stack of its own (Kafka of `brokers` nodes), run the scenarios one after the
     other, stop everything."""
@@ -525,9 +575,11 @@ def run(*, seed: int, ops_per_scenario: int, customers_per_chain: int,
             report = asyncio.run(run_scenario(
                 stack, metrics, scenario, seed=seed, ops=ops_per_scenario,
                 customers_per_chain=customers_per_chain, drain_timeout=drain_timeout,
-                time_budget=time_budget, short=short))
+                time_budget=time_budget, short=short, final_within=final_within))
             echo(report.line())
             echo(report.stall_line())
+            if report.hostile:
+                echo(report.hostile_line())
             if scenario in CLUSTER_SCENARIOS:
                 for entry in report.fault_log:
                     echo(f"    {entry}")
@@ -540,6 +592,53 @@ def run(*, seed: int, ops_per_scenario: int, customers_per_chain: int,
         if keep_logs:
             echo(f"logs kept in {stack.run_dir / 'logs'}")
     return reports
+
+
+def _hostile_answers(customers: list[CustomerModel], report: ScenarioReport,
+                     final_within: float) -> list[str]:
+    """No fault runs in the hostile scenario: every 5xx is a violation, and so is an operation
+    (hostile or not) whose final answer came more than `final_within` (10 s) after it was
+    first sent."""
+    out: list[str] = []
+    for c in customers:
+        for op in c.ops:
+            if op.hostile:
+                report.hostile[op.hostile] = report.hostile.get(op.hostile, 0) + 1
+                answer = f"{op.status} {(op.answer or {}).get('code', '')}".strip()
+                report.hostile_codes[answer] = report.hostile_codes.get(answer, 0) + 1
+            if op.answers_5xx:
+                out.append(f"{op.hostile or op.kind} {op.method} {op.path}: {op.answers_5xx} "
+                           f"5xx answers, the last {op.last_5xx} (body "
+                           f"{json.dumps(op.body)[:200]})")
+            if op.status is not None and op.answered_at - op.sent_at > final_within:
+                report.slower_than_final += 1
+                out.append(f"{op.hostile or op.kind} {op.path} of customer {c.customer_id}: "
+                           f"final after {op.answered_at - op.sent_at:.1f}s "
+                           f"({op.attempts} attempts)")
+    return out
+
+
+async def _in_flight(stack: Stack, customers: list[CustomerModel]) -> dict[str, int]:
+    """What is still going on for the scenario's chains once drained: credit's customers with an
+    operation in flight or parked commands, the gateway's pending operations (a wedged customer
+    shows in all three)."""
+    chains = sorted({uuid.UUID(c.chain.chain_id) for c in customers})
+    credit = await asyncpg.connect(with_database(stack.database_url, "credit"))
+    gateway = await asyncpg.connect(with_database(stack.database_url, "gateway"))
+    try:
+        in_flight = await credit.fetchval(
+            "SELECT count(*) FROM customers WHERE chain_id = ANY($1::uuid[]) "
+            "AND in_flight IS NOT NULL", chains)
+        parked = await credit.fetchval(
+            "SELECT count(*) FROM parked_commands p JOIN customers c USING (customer_id) "
+            "WHERE c.chain_id = ANY($1::uuid[])", chains)
+        pending = await gateway.fetchval(
+            "SELECT count(*) FROM operations WHERE chain_id = ANY($1::uuid[]) "
+            "AND status = 'pending'", chains)
+    finally:
+        await credit.close()
+        await gateway.close()
+    return {"in_flight": int(in_flight), "parked": int(parked), "pending": int(pending)}
 
 
 async def _rebuild_differences(stack: Stack) -> list[str]:

@@ -33,11 +33,14 @@ def test_every_service_gets_infra_ports_urls_and_token() -> None:
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:1111"
     assert env["DATABASE_URL"] == "postgresql://u:p@127.0.0.1:2222/postgres"
     assert env["APP_ENV"] == "dev"
+    # the digest's links point at the back office this stack started, not a default port
+    assert env["NOTIFIER_BACKOFFICE_URL"] == "http://127.0.0.1:9005"
     assert env["OPERATOR_TOKEN"] == env["GATEWAY_OPERATOR_TOKEN"] == "tok"
     assert env["GATEWAY_REPORTING_URL"] == "http://127.0.0.1:9003"
     assert env["GATEWAY_NOTIFIER_URL"] == "http://127.0.0.1:9004"
     assert [env[s.port_var] for s in SERVICES] == ["9000", "9001", "9002", "9003", "9004", "9005"]
     assert env["BACKOFFICE_GATEWAY_URL"] == "http://127.0.0.1:9000"
+    assert env["NOTIFIER_BACKOFFICE_URL"] == "http://127.0.0.1:9005"
     assert env["GATEWAY_HOST"] == "127.0.0.1"
     assert env["PATH"] == "/bin"
 
@@ -50,6 +53,7 @@ def test_other_variables_pass_through_and_the_stack_wins() -> None:
             "GATEWAY_PORT": "1",
             "KAFKA_BOOTSTRAP_SERVERS": "elsewhere:9092",
             "APP_ENV": "prod",
+            "NOTIFIER_BACKOFFICE_URL": "http://127.0.0.1:8085",
         }
     )
     assert env["OVERDUE_SCAN_INTERVAL_SECONDS"] == "1"

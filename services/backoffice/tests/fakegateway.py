@@ -207,6 +207,16 @@ def build_app(state: FakeGateway) -> FastAPI:
         chosen = [t for t in state.tasks if t["status"] == status]
         return JSONResponse(_page(chosen, request))
 
+    @app.get("/v1/tasks/{task_id}")
+    async def one_task(task_id: str, request: Request) -> Response:
+        user = who(request)
+        if isinstance(user, JSONResponse):
+            return user
+        for task in state.tasks:
+            if task["task_id"] == task_id:
+                return JSONResponse(task)
+        return problem(404, "not_found")
+
     @app.post("/v1/tasks/{task_id}/complete")
     async def complete(task_id: str, request: Request) -> Response:
         user = who(request)
@@ -328,8 +338,13 @@ def build_app(state: FakeGateway) -> FastAPI:
             movements = dict.fromkeys(
                 ("accrued", "spent", "cancelled", "reversed", "restored", "expired"), "1.00"
             )
-            return JSONResponse({**movements, "outstanding": "5.00", "by_store": [],
-                                 "by_customer": [], "next": None})
+            # the API names each store and customer (customer service may not list stores)
+            by_store = [{"store_id": "5a0e0000-0000-4000-8000-000000000001",
+                         "name": "Mall <Nord>", **movements}]
+            by_customer = [{"customer_id": c["customer_id"], "name": c["name"], **movements,
+                            "balance": "1.00"} for c in state.customers[:50]]
+            return JSONResponse({**movements, "outstanding": "5.00", "by_store": by_store,
+                                 "by_customer": by_customer, "next": None})
         return JSONResponse({"rows": [], "next": None})
 
     @app.get("/v1/stores")

@@ -135,6 +135,8 @@ def build_service_env(
             "GATEWAY_CREDIT_URL": f"http://127.0.0.1:{ports.credit}",
             "GATEWAY_NOTIFIER_URL": f"http://127.0.0.1:{ports.notifier}",
             "BACKOFFICE_GATEWAY_URL": f"http://127.0.0.1:{ports.gateway}",
+            # the reminder email's task links open this stack's back office (whatever its port)
+            "NOTIFIER_BACKOFFICE_URL": f"http://127.0.0.1:{ports.backoffice}",
             "PYTHONUNBUFFERED": "1",
         }
     )

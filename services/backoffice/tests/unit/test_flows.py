@@ -113,6 +113,9 @@ async def test_the_task_page_of_an_email_link_finds_the_task(
     assert page.status_code == 200 and "Wanted Person" in page.text
     missing = await client.get("/tasks/99999999-9999-4999-8999-999999999999")
     assert missing.status_code == 404
+    # one read of that task, not a walk through the lists
+    assert _sent(fake, "GET", f"/v1/tasks/{wanted['task_id']}")
+    assert not [c for c in fake.calls if c[0] == "GET" and c[1] == "/v1/tasks"]
 
 
 async def test_customers_are_searched_filtered_and_paged_with_the_apis_cursor(
@@ -286,6 +289,9 @@ async def test_each_report_page_shows_its_filters_totals_chart_and_csv_link(
     assert "<svg" in aging and "Over 90 days" in aging
     bonus = (await client.get("/reports/bonus-statistics")).text
     assert "Outstanding" in bonus and "<svg" in bonus
+    # customer service sees who and where by name, as the API names them (escaped)
+    assert "Mall &lt;Nord&gt;" in bonus and ">Maria</a>" in bonus
+    assert not [c for c in fake.calls if c[1] == "/v1/stores"]
     csv = await client.get("/reports/payment-balance.csv")
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.headers["content-disposition"].startswith('attachment; filename="payment-balance')

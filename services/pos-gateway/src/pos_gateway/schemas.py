@@ -672,10 +672,14 @@ class BonusMovements(BaseModel):
 
 class BonusByStore(BonusMovements):
     store_id: UUID | None = Field(description="null for movements of no store (expiries)")
+    name: str | None = Field(
+        default=None, description="The store's name (null for movements of no store)"
+    )
 
 
 class BonusByCustomer(BonusMovements):
     customer_id: UUID
+    name: str = Field(default="", description="The customer's name (empty until it is known)")
     balance: str = Field(description="The bonus balance at the end of the period")
 
 

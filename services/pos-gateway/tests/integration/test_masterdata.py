@@ -319,11 +319,16 @@ async def test_the_openapi_document_needs_no_key_and_lists_every_endpoint(harnes
         "/v1/sales/{sale_id}/returns", "/v1/payments/{payment_id}/bonus-type",
         "/v1/sales/{sale_id}/revoke-discount", "/v1/reports/payment-balance",
         "/v1/reports/unpaid-goods", "/v1/reports/aging", "/v1/reports/bonus-statistics",
-        "/v1/customers/{customer_id}/statement", "/v1/tasks", "/v1/tasks/{task_id}/complete",
+        "/v1/customers/{customer_id}/statement", "/v1/tasks", "/v1/tasks/{task_id}",
+        "/v1/tasks/{task_id}/complete",
     ]:
         assert path in paths, path
     sale = paths["/v1/sales"]["post"]["responses"]
     assert {"201", "202", "401", "403", "409", "422"} <= set(sale)
+    # reading one task (the email digest's link) names the roles that may
+    one_task = paths["/v1/tasks/{task_id}"]["get"]
+    assert "customer service" in one_task["description"]
+    assert {"200", "401", "403", "404", "503"} <= set(one_task["responses"])
 
 
 async def test_reports_pass_the_query_and_accept_through_to_reporting(harness: Any) -> None:
@@ -372,3 +377,16 @@ async def test_a_nul_character_in_a_card_path_or_a_cursor_is_answered_never_a_50
                                         headers=harness.auth(admin))
         assert page.status_code == 422, (path, page.text)
         assert page.json()["errors"][0]["field"] == "cursor"
+
+
+async def test_malformed_json_with_an_unknown_key_is_401_and_with_the_chain_key_422(
+    harness: Any,
+) -> None:
+    admin, _ = await harness.setup()
+    broken, json_type = b'{"name": "Ana", ', {"content-type": "application/json"}
+    wrong = await harness.client.post("/v1/customers", content=broken,
+                                      headers={**json_type, **harness.auth("not-a-key")})
+    assert (wrong.status_code, wrong.json()["code"]) == (401, "unauthorized")
+    right = await harness.client.post("/v1/customers", content=broken,
+                                      headers={**json_type, **harness.auth(admin)})
+    assert (right.status_code, right.json()["errors"][0]["field"]) == (422, "body")

@@ -32,6 +32,7 @@ CUSTOMER_SERVICE_MAY = {
     ("GET", "/v1/reports/aging"),
     ("GET", "/v1/reports/bonus-statistics"),
     ("GET", "/v1/tasks"),
+    ("GET", "/v1/tasks/{task_id}"),
     ("POST", "/v1/tasks/{task_id}/complete"),
     ("POST", "/v1/sales/{sale_id}/revoke-discount"),
     ("POST", "/v1/payments/{payment_id}/bonus-type"),

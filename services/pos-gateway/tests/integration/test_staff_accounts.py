@@ -5,6 +5,7 @@ the logs nor the database."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -93,6 +94,17 @@ async def test_an_admin_creates_users_and_lists_them_by_email_page_by_page(harne
     assert [u["email"] for u in rest.json()["items"]] == ["c@kids.example.ro"]
     assert rest.json()["next"] is None
     assert "password" not in str(first.json()) and "hash" not in str(first.json())
+
+
+async def test_a_forged_user_list_cursor_with_a_nul_character_is_a_422_never_a_500(
+    harness: Any,
+) -> None:
+    admin, _ = await harness.setup()
+    forged = base64.urlsafe_b64encode(json.dumps(["a\x00", str(uuid.uuid4())]).encode())
+    page = await harness.client.get("/v1/users", params={"cursor": forged.decode()},
+                                    headers=harness.auth(admin))
+    assert page.status_code == 422, page.text
+    assert page.json()["errors"][0]["field"] == "cursor"
 
 
 async def test_a_manager_creates_users_and_customer_service_may_not(harness: Any) -> None:

@@ -4,15 +4,17 @@ naming `body`, never `400 http_400` (issue 13 finding 9); a currency is ISO 4217
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Annotated, Any
 
 import httpx
 import pydantic
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from pos_gateway import schemas as s
 from pos_gateway.domain.money import minor_units_of
+from pos_gateway.entrypoints.api.auth import authenticate
 from pos_gateway.entrypoints.api.problems import install_problem_handlers
 from pos_gateway.entrypoints.app import MAX_JSON_DEPTH, JsonBodyGuard, json_depth_exceeds
 
@@ -31,6 +33,12 @@ def _app(*, guarded: bool = True) -> FastAPI:
     async def chain(body: s.ChainCreate) -> dict[str, str]:
         return {"currency": body.currency}
 
+    @app.post("/keyed")
+    async def keyed(_key: Annotated[Any, Depends(authenticate)],
+                    body: dict[str, Any]) -> dict[str, int]:
+        return {"keys": len(body)}
+
+    app.state.gateway = SimpleNamespace(settings=SimpleNamespace(operator_token="op-token"))
     if guarded:
         app.add_middleware(JsonBodyGuard)
     return app
@@ -121,3 +129,16 @@ def test_a_time_zone_must_be_an_iana_zone() -> None:
     for zone in ("Europe/Atlantis", "GMT+25", "../etc/passwd", "europe/bucharest"):
         with pytest.raises(pydantic.ValidationError, match="IANA"):
             s.ChainCreate(name="C", timezone=zone)
+
+
+async def test_malformed_json_without_a_key_is_401_on_a_route_that_takes_one(
+    client: httpx.AsyncClient,
+) -> None:
+    # FastAPI parses the body before any dependency: the key is checked first all the same
+    no_key = await client.post("/keyed", content=b"{not json", headers=JSON)
+    assert (no_key.status_code, no_key.json()["code"]) == (401, "unauthorized")
+    keyed = await client.post("/keyed", content=b"{not json",
+                              headers={**JSON, "Authorization": "Bearer op-token"})
+    _body_error(keyed)
+    # a route that takes no key (as sign-in) still names the body
+    _body_error(await client.post("/anything", content=b"{not json", headers=JSON))

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ from reporting.domain.model import (
     sale_shares,
     sort_payment_balance,
 )
-from reporting.domain.paging import decode_cursor, encode_cursor, page_by_offset, to_csv
+from reporting.domain.paging import BadCursor, decode_cursor, encode_cursor, page_by_offset, to_csv
 
 CUSTOMERS = [uuid.UUID(int=i) for i in range(1, 5)]
 money = st.decimals(min_value=0, max_value=10_000, places=2, allow_nan=False)
@@ -204,6 +205,11 @@ def test_pages_follow_each_other_without_gaps() -> None:
     third, cursor3 = page_by_offset(rows, limit=3, cursor=cursor2)
     assert (list(first), list(second), list(third), cursor3) == ([0, 1, 2], [3, 4, 5], [6], None)
     assert decode_cursor(encode_cursor({"o": 3})) == {"o": 3}
+
+
+def test_a_forged_cursor_with_a_nul_character_is_refused_before_it_reaches_postgresql() -> None:
+    with pytest.raises(BadCursor):
+        decode_cursor(encode_cursor({"name": "a\x00", "id": str(uuid.uuid4())}))
 
 
 def test_csv_has_a_header_of_scalar_fields_and_one_line_per_row() -> None:

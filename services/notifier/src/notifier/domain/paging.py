@@ -24,4 +24,6 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
         raise BadCursor("invalid cursor") from exc
     if not isinstance(value, dict):
         raise BadCursor("invalid cursor")
+    if any(isinstance(v, str) and "\x00" in v for v in value.values()):
+        raise BadCursor("invalid cursor")  # never in a position: forged (PostgreSQL refuses it)
     return value

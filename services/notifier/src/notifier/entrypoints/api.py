@@ -1,6 +1,7 @@
 """The internal task API the gateway calls (loopback only, see docs/architecture.md).
 
-`GET .../tasks?status=open|done&limit=&cursor=`, `POST .../tasks/{task_id}/complete`,
+`GET .../tasks?status=open|done&limit=&cursor=`, `GET .../tasks/{task_id}` (one task, open or
+done: what the back office's page behind an email link reads), `POST .../tasks/{task_id}/complete`,
 `PUT .../webhook` and `DELETE .../webhook`, all under `/internal/v1/chains/{chain_id}`; a task
 of another chain is `404 {"code": "not_found"}`.
 """
@@ -122,6 +123,20 @@ def router() -> APIRouter:
             moment = last.created_at if status == OPEN else last.closed_at
             nxt = encode_cursor({"t": moment.isoformat(), "id": str(last.task_id)})
         return JSONResponse({"items": await task_views(session, page), "next": nxt})
+
+    @api.get("/tasks/{task_id}")
+    async def one_task(chain_id: uuid.UUID, task_id: uuid.UUID, session: Session) -> Response:
+        row = (
+            await session.execute(
+                sa.select(t.tasks).where(
+                    t.tasks.c.task_id == task_id, t.tasks.c.chain_id == chain_id
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            return _not_found()
+        [view] = await task_views(session, [row])
+        return JSONResponse(view)
 
     @api.post("/tasks/{task_id}/complete")
     async def complete_task(

@@ -172,7 +172,9 @@ def _decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key, user_id = json.loads(raw)
-        return str(key), uuid.UUID(user_id)
+        if not isinstance(key, str) or "\x00" in key:
+            raise ValueError("NUL")  # never in an email: a forged cursor (PostgreSQL refuses it)
+        return key, uuid.UUID(user_id)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise invalid("cursor", "not a cursor this API returned") from exc
 

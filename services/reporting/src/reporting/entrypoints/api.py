@@ -102,6 +102,16 @@ def _page_answer(
     return JSONResponse({rows_key: list(page), **rest, "next": nxt})
 
 
+def _sql_page_answer(
+    request: Request, page: reports.ReportPage, report: str, *, rows_key: str = "rows",
+    **rest: Any,
+) -> Response:
+    """A page the report's SQL cut (`reports.*_page`), as JSON or CSV like `_page_answer`."""
+    if _wants_csv(request):
+        return _csv(page.rows, CSV_HEADERS[report], report)
+    return JSONResponse({rows_key: page.rows, **rest, "next": page.next})
+
+
 async def _payment_balance_whole(
     request: Request,
     session: AsyncSession,
@@ -211,9 +221,16 @@ def router() -> APIRouter:
         limit: LimitQ = None,
         cursor: CursorQ = None,
     ) -> Response:
-        rows = await reports.unpaid_goods(
-            session, chain_id, _filters(None, None, store_id, vip_only)
-        )
+        filters = _filters(None, None, store_id, vip_only)
+        if limit is not None:
+            try:
+                page = await reports.unpaid_goods_page(
+                    session, chain_id, filters, limit=limit, cursor=cursor
+                )
+            except BadCursor:
+                return _problem(422, "validation_error", "invalid cursor")
+            return _sql_page_answer(request, page, "unpaid-goods")
+        rows = await reports.unpaid_goods(session, chain_id, filters)
         return _page_answer(request, rows, "unpaid-goods", limit=limit, cursor=cursor)
 
     @api.get("/reports/aging")
@@ -226,9 +243,16 @@ def router() -> APIRouter:
         limit: LimitQ = None,
         cursor: CursorQ = None,
     ) -> Response:
-        rows, totals = await reports.aging(
-            session, chain_id, _filters(None, None, store_id, vip_only)
-        )
+        filters = _filters(None, None, store_id, vip_only)
+        if limit is not None:
+            try:
+                page = await reports.aging_page(
+                    session, chain_id, filters, limit=limit, cursor=cursor
+                )
+            except BadCursor:
+                return _problem(422, "validation_error", "invalid cursor")
+            return _sql_page_answer(request, page, "aging", totals=page.totals)
+        rows, totals = await reports.aging(session, chain_id, filters)
         return _page_answer(request, rows, "aging", limit=limit, cursor=cursor, totals=totals)
 
     @api.get("/reports/bonus-statistics")
@@ -243,9 +267,18 @@ def router() -> APIRouter:
         limit: LimitQ = None,
         cursor: CursorQ = None,
     ) -> Response:
-        body = await reports.bonus_statistics(
-            session, chain_id, _filters(from_, to, store_id, vip_only)
-        )
+        filters = _filters(from_, to, store_id, vip_only)
+        if limit is not None:
+            try:
+                page = await reports.bonus_statistics_page(
+                    session, chain_id, filters, limit=limit, cursor=cursor
+                )
+            except BadCursor:
+                return _problem(422, "validation_error", "invalid cursor")
+            return _sql_page_answer(
+                request, page, "bonus-statistics", rows_key="by_customer", **(page.rest or {})
+            )
+        body = await reports.bonus_statistics(session, chain_id, filters)
         rows = body.pop("by_customer")
         return _page_answer(
             request, rows, "bonus-statistics", limit=limit, cursor=cursor,

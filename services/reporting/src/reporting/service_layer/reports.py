@@ -51,7 +51,8 @@ CSV_HEADERS: dict[str, tuple[str, ...]] = {
         "item", "barcode", "quantity", "amount_owed",
     ),
     "aging": ("customer_id", "name", *AGING_BUCKETS, "total"),
-    "bonus-statistics": ("customer_id", *BONUS_FIELDS, "balance"),
+    # `name` last: it came later, and a CSV read by position keeps its columns
+    "bonus-statistics": ("customer_id", *BONUS_FIELDS, "balance", "name"),
     "statement": (
         "at", "kind", "sale_id", "payment_id", "description", "debt_change", "advance_change",
         "bonus_change", "debt", "advance", "bonus_balance",
@@ -736,9 +737,24 @@ async def bonus_statistics(
         if filters.store_id is not None:
             customer_ids = [c for c in customer_ids if c in by_customer_rows]
     zero = dict.fromkeys(BONUS_FIELDS, money_str(ZERO, mu))
+    names = {
+        r.customer_id: r.name
+        for r in await session.execute(
+            sa.select(t.customers.c.customer_id, t.customers.c.name).where(
+                t.customers.c.chain_id == chain_id
+            )
+        )
+    }
+    store_names = {
+        r.store_id: r.name
+        for r in await session.execute(
+            sa.select(t.stores.c.store_id, t.stores.c.name).where(t.stores.c.chain_id == chain_id)
+        )
+    }
     by_customer = [
         {
             "customer_id": str(cid),
+            "name": names.get(cid, ""),
             **(fields(by_customer_rows[cid]) if cid in by_customer_rows else zero),
             "balance": money_str(balances.get(cid, ZERO), mu),
         }
@@ -748,7 +764,8 @@ async def bonus_statistics(
         **fields(totals),
         "outstanding": money_str(sum(balances.values(), ZERO), mu),
         "by_store": [
-            {"store_id": _str(r.store_id), **fields(r)} for r in by_store
+            {"store_id": _str(r.store_id), "name": store_names.get(r.store_id), **fields(r)}
+            for r in by_store
         ],
         "by_customer": by_customer,
     }
@@ -756,3 +773,282 @@ async def bonus_statistics(
 
 def parse_date(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
+
+
+# --------------------------------------------------------------------------- pages in SQL
+#
+# The back office asks for one page at a time (`limit`). On a large chain (100,000 customers,
+# ~300,000 unpaid lines, ~2,000,000 movements) building the whole report in Python and then
+# cutting a page out of it took seconds; these do the grouping, ordering, totals and the page
+# in PostgreSQL and bring only the page's rows into Python. Same rows, same order and same
+# totals as the whole reports above (tests/integration/test_report_pages.py holds them to it),
+# with keyset cursors.
+
+
+def _page_after(cursor: str | None, kind: str) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    position = decode_cursor(cursor)
+    if position.get("r") != kind:
+        raise BadCursor("invalid cursor")
+    return position
+
+
+def _cursor_uuid(position: dict[str, Any], key: str) -> UUID:
+    try:
+        return UUID(str(position[key]))
+    except (KeyError, ValueError) as exc:
+        raise BadCursor("invalid cursor") from exc
+
+
+def _cursor_text(position: dict[str, Any], key: str) -> str:
+    value = position.get(key)
+    if not isinstance(value, str):
+        raise BadCursor("invalid cursor")
+    return value
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    rows: list[dict[str, Any]]
+    next: str | None
+    totals: dict[str, str] | None = None
+    #: bonus statistics: the movement sums, `outstanding` and `by_store` besides the rows
+    rest: dict[str, Any] | None = None
+
+
+async def unpaid_goods_page(
+    session: AsyncSession, chain_id: UUID, filters: Filters, *, limit: int,
+    cursor: str | None = None, now: datetime | None = None,
+) -> ReportPage:
+    """One page of `unpaid_goods` (the same order), after `cursor`."""
+    info = await chain_info(session, chain_id)
+    today = local_today(info.timezone, _now(now))
+    mu = info.minor_units
+    stmt = _owed_lines_query(chain_id, filters)
+    name = sa.func.coalesce(t.customers.c.name, "")
+    position = _page_after(cursor, "unpaid")
+    if position is not None:
+        try:
+            sold_at = datetime.fromisoformat(_cursor_text(position, "t"))
+            line_no = int(position["l"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise BadCursor("invalid cursor") from exc
+        stmt = stmt.where(
+            sa.tuple_(name, t.sale_lines.c.customer_id, t.sales.c.sold_at,
+                      t.sale_lines.c.sale_id, t.sale_lines.c.line_no)
+            > sa.tuple_(
+                sa.literal(_cursor_text(position, "n"), sa.Text),
+                sa.literal(_cursor_uuid(position, "c"), t.sale_lines.c.customer_id.type),
+                sa.literal(sold_at, t.sales.c.sold_at.type),
+                sa.literal(_cursor_uuid(position, "s"), t.sale_lines.c.sale_id.type),
+                sa.literal(line_no, sa.Integer),
+            )
+        )
+    found = (await session.execute(stmt.limit(limit + 1))).all()
+    nxt = None
+    if len(found) > limit:
+        found = found[:limit]
+        last = found[-1]
+        nxt = encode_cursor({
+            "r": "unpaid", "n": last.customer_name, "c": str(last.customer_id),
+            "t": last.sold_at.isoformat(), "s": str(last.sale_id), "l": last.line_no,
+        })
+    rows = [
+        {
+            "customer_id": str(r.customer_id),
+            "customer_name": r.customer_name,
+            "sale_id": str(r.sale_id),
+            "sold_at": _ts(r.sold_at, info.timezone),
+            "due_date": r.due_date.isoformat() if r.due_date else None,
+            "days_overdue": days_past_due(r.due_date, today),
+            "item": unpaid_item(r.name, r.barcode),
+            "barcode": r.barcode,
+            "quantity": _qty(r.quantity),
+            "amount_owed": money_str(r.owed, mu),
+        }
+        for r in found
+    ]
+    return ReportPage(rows, nxt)
+
+
+def _aging_bucket_sql(due: sa.ColumnElement[Any], today: date) -> dict[str, Any]:
+    """`aging_bucket(days_past_due(due, today))` as one SQL condition per bucket."""
+    days = sa.literal(today, sa.Date) - due  # whole days (date - date is an integer)
+    return {
+        "current": sa.or_(due.is_(None), days <= 0),
+        "d1_30": sa.and_(days > 0, days <= 30),
+        "d31_60": sa.and_(days > 30, days <= 60),
+        "d61_90": sa.and_(days > 60, days <= 90),
+        "d90_plus": days > 90,
+    }
+
+
+async def aging_page(
+    session: AsyncSession, chain_id: UUID, filters: Filters, *, limit: int,
+    cursor: str | None = None, now: datetime | None = None,
+) -> ReportPage:
+    """One page of `aging` (customers by name, then id) and the totals of the whole report."""
+    info = await chain_info(session, chain_id)
+    today = local_today(info.timezone, _now(now))
+    mu = info.minor_units
+    lines = _owed_lines_query(chain_id, filters).order_by(None).subquery("lines")
+    buckets = _aging_bucket_sql(lines.c.due_date, today)
+    per_customer = (
+        sa.select(
+            lines.c.customer_id,
+            lines.c.customer_name.label("name"),
+            *[
+                sa.func.coalesce(sa.func.sum(lines.c.owed).filter(cond), ZERO).label(bucket)
+                for bucket, cond in buckets.items()
+            ],
+            sa.func.sum(lines.c.owed).label("total"),
+        )
+        .group_by(lines.c.customer_id, lines.c.customer_name)
+        .cte("aging").prefix_with("MATERIALIZED")
+    )
+    rows_q = sa.select(per_customer)
+    position = _page_after(cursor, "aging")
+    if position is not None:
+        rows_q = rows_q.where(
+            sa.tuple_(per_customer.c.name, per_customer.c.customer_id)
+            > sa.tuple_(sa.literal(_cursor_text(position, "n"), sa.Text),
+                        sa.literal(_cursor_uuid(position, "c"), t.customers.c.customer_id.type))
+        )
+    page = (
+        rows_q.order_by(per_customer.c.name, per_customer.c.customer_id).limit(limit + 1)
+        .subquery("page")
+    )
+    totals_q = sa.select(*[
+        sa.func.coalesce(sa.func.sum(per_customer.c[b]), ZERO).label(f"t_{b}")
+        for b in (*AGING_BUCKETS, "total")
+    ]).subquery("totals")
+    stmt = (
+        sa.select(totals_q, page)
+        .select_from(totals_q.outerjoin(page, sa.true()))
+        .order_by(page.c.name, page.c.customer_id)
+    )
+    result = (await session.execute(stmt)).all()
+    found = [r for r in result if r.customer_id is not None]
+    nxt = None
+    if len(found) > limit:
+        found = found[:limit]
+        nxt = encode_cursor({"r": "aging", "n": found[-1].name, "c": str(found[-1].customer_id)})
+    rows = [
+        {
+            "customer_id": str(r.customer_id),
+            "name": r.name,
+            **{b: money_str(getattr(r, b), mu) for b in AGING_BUCKETS},
+            "total": money_str(r.total, mu),
+        }
+        for r in found
+    ]
+    first = result[0]
+    totals = {b: money_str(getattr(first, f"t_{b}"), mu) for b in (*AGING_BUCKETS, "total")}
+    return ReportPage(rows, nxt, totals)
+
+
+async def bonus_statistics_page(
+    session: AsyncSession, chain_id: UUID, filters: Filters, *, limit: int,
+    cursor: str | None = None,
+) -> ReportPage:
+    """`bonus_statistics` with one page of `by_customer` (by customer id, as there) after
+    `cursor`; the movement sums, `outstanding` and `by_store` are the whole report's."""
+    info = await chain_info(session, chain_id)
+    mu = info.minor_units
+    lower, upper = filters.period.bounds(info.timezone)
+    m = t.movements
+    conds = [m.c.chain_id == chain_id, m.c.bonus_kind.is_not(None)]
+    if upper is not None:
+        conds.append(m.c.at < upper)
+    in_period: list[sa.ColumnElement[bool]] = [sa.true()]
+    if lower is not None:
+        in_period.append(m.c.at >= lower)
+    if filters.store_id is not None:
+        in_period.append(m.c.store_id == filters.store_id)
+    moved = sa.and_(*in_period)
+
+    def sums(where: sa.ColumnElement[Any] | None = None) -> list[Any]:
+        return [
+            sa.func.coalesce(
+                sa.func.sum(m.c.bonus_amount).filter(
+                    sa.and_(m.c.bonus_kind == kind, where if where is not None else sa.true())
+                ),
+                ZERO,
+            ).label(kind)
+            for kind in BONUS_FIELDS
+        ]
+
+    def fields(row: Any) -> dict[str, str]:
+        return {kind: money_str(getattr(row, kind), mu) for kind in BONUS_FIELDS}
+
+    in_period_conds = [*conds, *in_period]
+    totals = (await session.execute(sa.select(*sums()).where(*in_period_conds))).one()
+    by_store = (
+        await session.execute(
+            sa.select(m.c.store_id, t.stores.c.name.label("store_name"), *sums())
+            .select_from(m.outerjoin(t.stores, t.stores.c.store_id == m.c.store_id))
+            .where(*in_period_conds)
+            .group_by(m.c.store_id, t.stores.c.name)
+            .order_by(m.c.store_id)
+        )
+    ).all()
+    # every customer's movements of the period and balance at its end, in one pass
+    per_customer = (
+        sa.select(
+            m.c.customer_id,
+            *sums(moved),
+            sa.func.coalesce(sa.func.sum(m.c.bonus_change), ZERO).label("balance"),
+            sa.func.bool_or(moved).label("moved"),
+        )
+        .where(*conds)
+        .group_by(m.c.customer_id)
+        .cte("per_customer").prefix_with("MATERIALIZED")
+    )
+    c = t.customers
+    chosen = sa.or_(per_customer.c.moved, per_customer.c.balance != 0)
+    if filters.store_id is not None:
+        chosen = per_customer.c.moved
+    rows_q = (
+        sa.select(per_customer, sa.func.coalesce(c.c.name, "").label("name"))
+        .select_from(per_customer.outerjoin(c, c.c.customer_id == per_customer.c.customer_id))
+        .where(chosen)
+    )
+    if filters.vip_only:
+        rows_q = rows_q.where(c.c.vip.is_(True), c.c.chain_id == chain_id)
+    position = _page_after(cursor, "bonus")
+    if position is not None:
+        rows_q = rows_q.where(per_customer.c.customer_id > _cursor_uuid(position, "c"))
+    page = rows_q.order_by(per_customer.c.customer_id).limit(limit + 1).subquery("page")
+    outstanding = sa.select(
+        sa.func.coalesce(sa.func.sum(per_customer.c.balance), ZERO).label("outstanding")
+    ).subquery("outstanding")
+    result = (
+        await session.execute(
+            sa.select(outstanding, page)
+            .select_from(outstanding.outerjoin(page, sa.true()))
+            .order_by(page.c.customer_id)
+        )
+    ).all()
+    found = [r for r in result if r.customer_id is not None]
+    nxt = None
+    if len(found) > limit:
+        found = found[:limit]
+        nxt = encode_cursor({"r": "bonus", "c": str(found[-1].customer_id)})
+    rows = [
+        {
+            "customer_id": str(r.customer_id),
+            "name": r.name,
+            **fields(r),
+            "balance": money_str(r.balance, mu),
+        }
+        for r in found
+    ]
+    rest = {
+        **fields(totals),
+        "outstanding": money_str(result[0].outstanding, mu),
+        "by_store": [
+            {"store_id": _str(r.store_id), "name": r.store_name, **fields(r)} for r in by_store
+        ],
+    }
+    return ReportPage(rows, nxt, rest=rest)

@@ -220,8 +220,9 @@ OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
     }},
     "getBonusStatisticsReport": {"response": {
         **BONUS_FIGURES, "outstanding": "7.00",
-        "by_store": [{"store_id": STORE, **BONUS_FIGURES}],
-        "by_customer": [{"customer_id": CUSTOMER, **BONUS_FIGURES, "balance": "7.00"}],
+        "by_store": [{"store_id": STORE, "name": "Mall Nord", **BONUS_FIGURES}],
+        "by_customer": [{"customer_id": CUSTOMER, "name": "Ana Popescu", **BONUS_FIGURES,
+                         "balance": "7.00"}],
         "next": None,
     }},
     "getStatement": {"response": {
@@ -239,6 +240,7 @@ OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
         "closing": {"debt": "30.00", "advance": "0.00", "bonus_balance": "0.00"},
     }},
     "listTasks": {"response": {"items": [TASK_OUT], "next": None}},
+    "getTask": {"response": TASK_OUT},
     "completeTask": {
         "request": {"outcome": "promised", "note": "pays on Friday"},
         "response": {**TASK_OUT, "status": "done", "closed_at": "2026-04-04T09:30:00+00:00",
@@ -283,7 +285,7 @@ for _operation, _rows, _header in (
      "days_overdue,item,barcode,quantity,amount_owed"),
     ("getAgingReport", "rows", "customer_id,name,current,d1_30,d31_60,d61_90,d90_plus,total"),
     ("getBonusStatisticsReport", "by_customer",
-     "customer_id,accrued,spent,cancelled,reversed,restored,expired,balance"),
+     "customer_id,accrued,spent,cancelled,reversed,restored,expired,balance,name"),
     ("getStatement", "entries", "at,kind,sale_id,payment_id,description,debt_change,"
      "advance_change,bonus_change,debt,advance,bonus_balance"),
 ):

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from servicekit.consumer import is_transient
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -88,7 +90,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            # FastAPI parses the body before it runs any dependency: without this, a caller
+            # with no key or a wrong one got 422 for malformed JSON where api.md says 401
+            refused = await _key_refused(request)
+            if refused is not None:
+                return error_response(refused)
         errors = validation_errors(exc)
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response("validation_error", detail, errors=errors)
@@ -111,6 +119,26 @@ def install_problem_handlers(app: FastAPI) -> None:
     # which raises the exception again after answering, and uvicorn then closes the keep-alive
     # connection without `Connection: close` (the client's next request on it is reset)
     app.add_middleware(CatchAll)
+
+
+def _needs_key(dependant: Dependant, check: object) -> bool:
+    return any(d.call is check or _needs_key(d, check) for d in dependant.dependencies)
+
+
+async def _key_refused(request: Request) -> GatewayError | None:
+    """The refusal the route's key check gives this request (401 without a key or with a wrong
+    one, 429 for a terminal over its rate), None when the key passes or the route takes none
+    (sign-in)."""
+    from pos_gateway.entrypoints.api.auth import _bearer, authenticate
+
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not _needs_key(route.dependant, authenticate):
+        return None
+    try:
+        await authenticate(request, await _bearer(request))
+    except GatewayError as refused:
+        return refused
+    return None
 
 
 def unexpected_response(exc: BaseException) -> JSONResponse:

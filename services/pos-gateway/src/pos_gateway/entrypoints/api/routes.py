@@ -574,6 +574,17 @@ async def list_tasks(
     return _proxied(upstream)
 
 
+@router.get("/tasks/{task_id}", response_model=s.TaskOut, tags=["tasks"],
+            responses=problems(*AUTH, 404, 503))
+async def get_task(gw: Gw, principal: BackOfficeKey, task_id: UUID) -> Response:
+    """One reminder task, open or done, as `GET /v1/tasks` lists it (another chain's task is
+    `404`). The chain admin key, a manager and customer service may read it; the link in the
+    notifier's reminder email opens the back office's page of it."""
+    assert principal.chain_id is not None
+    upstream = await gw.notifier_api.request("GET", principal.chain_id, f"tasks/{task_id}")
+    return _proxied(upstream)
+
+
 @router.post("/tasks/{task_id}/complete", response_model=s.TaskOut, tags=["tasks"],
              responses=problems(*AUTH, 404, 422, 503))
 async def complete_task(
