@@ -73,6 +73,7 @@ MATRIX: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {
     ("GET", "/v1/reports/bonus-statistics"): (ADMIN, None),
     ("GET", "/v1/customers/{customer_id}/statement"): (ADMIN, None),
     ("GET", "/v1/tasks"): (ADMIN, None),
+    ("GET", "/v1/tasks/{task_id}"): (ADMIN, None),
     ("POST", "/v1/tasks/{task_id}/complete"): (ADMIN, {"outcome": "other", "note": "x"}),
     ("PUT", "/v1/webhook"): (ADMIN, {"url": "http://127.0.0.1:9/hook", "secret": "s" * 32}),
     ("DELETE", "/v1/webhook"): (ADMIN, None),
