@@ -12,11 +12,8 @@ sends and which services receive each channel. Every schema lives once under
 
 from __future__ import annotations
 
-import argparse
 import copy
 import inspect
-import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -24,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 import contracts
 from contracts._paths import ASYNCAPI_DOCUMENT, dump_json
 from contracts.envelope import Envelope
+from contracts.generated import document_main
 from contracts.registry import MESSAGES, MessageSpec
 from contracts.topics import TOPICS
 
@@ -166,30 +164,13 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m contracts.asyncapi", description=__doc__)
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="fail when the file is stale")
-    mode.add_argument("--stdout", action="store_true", help="print instead of writing")
-    parser.add_argument("--output", type=Path, default=ASYNCAPI_DOCUMENT, help="the file")
-    args = parser.parse_args(argv)
-    text = render()
-    path: Path = args.output
-    if args.stdout:
-        sys.stdout.write(text)
-        return 0
-    if args.check:
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            print(
-                f"{path.name} is out of date with the contracts: run "
-                "`python -m contracts.asyncapi` and commit the result",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote {path.name}: {len(MESSAGES)} messages on {len(TOPICS)} channels")
-    return 0
+    return document_main(
+        argv, prog="python -m contracts.asyncapi", description=__doc__,
+        default=ASYNCAPI_DOCUMENT, render=render,
+        stale="is out of date with the contracts: run `python -m contracts.asyncapi` and commit "
+              "the result",
+        summary=lambda _: f"{len(MESSAGES)} messages on {len(TOPICS)} channels",
+    )
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ running stack.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from contracts.generated import document_main
 
 #: src/pos_gateway/openapi.py -> the repository's root
 OPENAPI_DOCUMENT = Path(__file__).resolve().parents[4] / "docs" / "openapi.json"
@@ -41,28 +41,12 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m pos_gateway.openapi", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="fail when the file is stale")
-    mode.add_argument("--stdout", action="store_true", help="print instead of writing")
-    parser.add_argument("--output", type=Path, default=OPENAPI_DOCUMENT, help="the file")
-    args = parser.parse_args(argv)
-    text = render()
-    path: Path = args.output
-    if args.stdout:
-        sys.stdout.write(text)
-        return 0
-    if args.check:
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            print(f"{path.name} differs from the gateway's OpenAPI: run `{UPDATE_COMMAND}` "
-                  "and commit the result", file=sys.stderr)
-            return 1
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote {path.name}: {len(json.loads(text)['paths'])} paths")
-    return 0
+    return document_main(
+        argv, prog="python -m pos_gateway.openapi", description=__doc__,
+        default=OPENAPI_DOCUMENT, render=render,
+        stale=f"differs from the gateway's OpenAPI: run `{UPDATE_COMMAND}` and commit the result",
+        summary=lambda text: f"{len(json.loads(text)['paths'])} paths",
+    )
 
 
 if __name__ == "__main__":
