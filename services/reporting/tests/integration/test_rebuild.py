@@ -289,7 +289,9 @@ async def test_a_rebuild_from_the_newest_snapshot_equals_the_live_models_after_r
     finally:
         await live.reader.stop()
     assert snap is not None
-    assert all(snap.positions[(tp.topic, tp.partition)] >= end for tp, end in old_ends.items())
+    # a partition the old phase left empty (keys are random) has no position yet: offset 0
+    assert all(snap.positions.get((tp.topic, tp.partition), 0) >= end
+               for tp, end in old_ends.items())
     await _until_log_starts_at(bootstrap, old_ends)
     before = await snapshot(engine)
 
