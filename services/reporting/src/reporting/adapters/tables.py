@@ -153,6 +153,70 @@ movements = sa.Table(
     ),
 )
 
+#: Open debt per customer, store and due date (`reporting.adapters.open_debt`): derived from
+#: rm_sale_lines, rm_sales and rm_customers by triggers on them, so that Unpaid goods and Aging
+#: read one page of customers in name order (`rm_open_debt_page`) and totals per due date.
+open_debt = sa.Table(
+    "rm_open_debt",
+    metadata,
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("store_id", UUID(as_uuid=True), nullable=False),
+    #: the sale's due date, `open_debt.NO_DUE_DATE` for a sale without one
+    sa.Column("due_date", sa.Date, nullable=False),
+    #: `coalesce(rm_customers.name, '')` and `coalesce(rm_customers.vip, false)`
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("vip", sa.Boolean, nullable=False),
+    sa.Column("owed", MONEY, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "chain_id", "customer_id", "store_id", "due_date", name="rm_open_debt_pkey"
+    ),
+    sa.Index("rm_open_debt_page", "chain_id", "name", "customer_id"),
+    sa.Index("rm_open_debt_customer", "customer_id"),
+)
+
+#: Payment-Balance sums per customer (`reporting.adapters.credit_ledger`), derived from the
+#: credit movements (bonus_kind IS NULL) of rm_movements by a trigger on it: the totals, the
+#: first movement and the first and last month start `rm_credit_months` has a row for.
+credit_totals = sa.Table(
+    "rm_credit_totals",
+    metadata,
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("first_boundary", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_boundary", sa.DateTime(timezone=True), nullable=False),
+    #: sums of payments - goods, goods, payments (unbounded: sums over all time)
+    sa.Column("net", sa.Numeric, nullable=False),
+    sa.Column("goods", sa.Numeric, nullable=False),
+    sa.Column("payments", sa.Numeric, nullable=False),
+    sa.PrimaryKeyConstraint("chain_id", "customer_id", name="rm_credit_totals_pkey"),
+    sa.Index("rm_credit_totals_customer", "customer_id"),
+)
+
+#: The same sums over the credit movements before each UTC month start `boundary`, for every
+#: month start from first_boundary to last_boundary of the customer (dense).
+credit_months = sa.Table(
+    "rm_credit_months",
+    metadata,
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("boundary", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("net", sa.Numeric, nullable=False),
+    sa.Column("goods", sa.Numeric, nullable=False),
+    sa.Column("payments", sa.Numeric, nullable=False),
+    # a page reads one month start's rows of the whole chain: index-only, in customer order
+    sa.PrimaryKeyConstraint(
+        "chain_id", "boundary", "customer_id", name="rm_credit_months_pkey",
+        postgresql_include=["net", "goods", "payments"],
+    ),
+    sa.Index("rm_credit_months_customer", "customer_id"),
+)
+
+#: Derived tables: recomputed by triggers from the others, so a snapshot's copy of them is not
+#: inserted back (the copied base rows fire the triggers); compared by a rebuild like the rest.
+DERIVED_TABLES: tuple[sa.Table, ...] = (open_debt, credit_totals, credit_months)
+
 READ_MODEL_TABLES: tuple[sa.Table, ...] = (
     chains,
     stores,
@@ -161,4 +225,28 @@ READ_MODEL_TABLES: tuple[sa.Table, ...] = (
     sales,
     sale_lines,
     movements,
+    open_debt,
+    credit_totals,
+    credit_months,
 )
+
+# Pages walk customers in name order (migration 0005).
+sa.Index("rm_customers_chain_name", customers.c.chain_id, customers.c.name, customers.c.customer_id)
+
+
+def _create_summary_triggers(target: sa.Table, connection: sa.Connection, **_: object) -> None:
+    """Tables made by `create_all` (migration 0001 on a fresh database, a rebuild's scratch
+    schema) get the triggers migration 0005 gave the live ones: a rebuild's tables are swapped
+    into `public` with their triggers."""
+    from reporting.adapters import credit_ledger, open_debt
+
+    for module in (open_debt, credit_ledger):
+        for function in module.FUNCTION_STATEMENTS:
+            connection.execute(sa.text(function))
+        for statement in module.trigger_statements():
+            if f" ON {target.name} " in statement:
+                connection.execute(sa.text(statement))
+
+
+for _source in (sale_lines, sales, customers, movements):
+    sa.event.listen(_source, "after_create", _create_summary_triggers)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from reporting.adapters import credit_ledger, open_debt
 from reporting.adapters import tables as t
 from reporting.domain.model import (
     AGING_BUCKETS,
@@ -269,18 +270,13 @@ def _pb_after(sort: str, cursor: str) -> tuple[str | Decimal, UUID]:
         raise BadCursor("invalid cursor") from exc
 
 
-def _pb_queries(
-    chain_id: UUID,
-    info: ChainInfo,
-    filters: Filters,
-    sort: str,
-    cursor: str | None,
-) -> tuple[Any, sa.Select[Any], sa.Subquery]:
-    """The report CTE (one row per customer), its rows in report order after `cursor`, and
-    the totals over the whole report (whatever the page)."""
-    lower, upper = filters.period.bounds(info.timezone)
+def _pb_sums_of_movements(
+    chain_id: UUID, lower: datetime | None, upper: datetime | None, store_id: UUID | None
+) -> sa.Subquery:
+    """(customer_id, opening, goods, payments) summed from the credit movements themselves: one
+    store's (an index-only scan of `rm_movements_pb_store`), and the reference the per-customer
+    sums of `credit_ledger` are tested against."""
     m = t.movements
-    c = t.customers
     before = m.c.at < lower if lower is not None else sa.false()
     in_period = sa.not_(before)
     sums = (
@@ -297,9 +293,28 @@ def _pb_queries(
     )
     if upper is not None:
         sums = sums.where(m.c.at < upper)
-    if filters.store_id is not None:
-        sums = sums.where(m.c.store_id == filters.store_id)
-    s = sums.subquery("sums")
+    if store_id is not None:
+        sums = sums.where(m.c.store_id == store_id)
+    return sums.subquery("sums")
+
+
+def _pb_queries(
+    chain_id: UUID,
+    info: ChainInfo,
+    filters: Filters,
+    sort: str,
+    cursor: str | None,
+) -> tuple[Any, sa.Select[Any], sa.Subquery]:
+    """The report CTE (one row per customer), its rows in report order after `cursor`, and
+    the totals over the whole report (whatever the page)."""
+    lower, upper = filters.period.bounds(info.timezone)
+    c = t.customers
+    if filters.store_id is None:
+        # every store: from the per-customer sums the projection keeps (rm_credit_*), not
+        # from every movement of the chain
+        s = credit_ledger.period_sums(chain_id, lower, upper).subquery("sums")
+    else:
+        s = _pb_sums_of_movements(chain_id, lower, upper, filters.store_id)
     report_q = sa.select(
         s.c.customer_id,
         sa.func.coalesce(c.c.name, "").label("name"),
@@ -828,6 +843,16 @@ async def unpaid_goods_page(
     stmt = _owed_lines_query(chain_id, filters)
     name = sa.func.coalesce(t.customers.c.name, "")
     position = _page_after(cursor, "unpaid")
+    # the customers the page can reach (the cursor's own, whose lines may go on, and the next
+    # `limit + 1`), from rm_open_debt in name order: the lines are read for them only
+    from_ = (
+        None if position is None
+        else (_cursor_text(position, "n"), _cursor_uuid(position, "c"))
+    )
+    candidates = open_debt.page_customers_query(
+        chain_id, filters.store_id, filters.vip_only, from_, limit + 2
+    )
+    stmt = stmt.where(t.sale_lines.c.customer_id.in_(candidates.scalar_subquery()))
     if position is not None:
         try:
             sold_at = datetime.fromisoformat(_cursor_text(position, "t"))
@@ -872,64 +897,32 @@ async def unpaid_goods_page(
     return ReportPage(rows, nxt)
 
 
-def _aging_bucket_sql(due: sa.ColumnElement[Any], today: date) -> dict[str, Any]:
-    """`aging_bucket(days_past_due(due, today))` as one SQL condition per bucket."""
-    days = sa.literal(today, sa.Date) - due  # whole days (date - date is an integer)
-    return {
-        "current": sa.or_(due.is_(None), days <= 0),
-        "d1_30": sa.and_(days > 0, days <= 30),
-        "d31_60": sa.and_(days > 30, days <= 60),
-        "d61_90": sa.and_(days > 60, days <= 90),
-        "d90_plus": days > 90,
-    }
-
-
 async def aging_page(
     session: AsyncSession, chain_id: UUID, filters: Filters, *, limit: int,
     cursor: str | None = None, now: datetime | None = None,
 ) -> ReportPage:
-    """One page of `aging` (customers by name, then id) and the totals of the whole report."""
+    """One page of `aging` (customers by name, then id) and the totals of the whole report,
+    from `rm_open_debt`: the page's customers' rows and the totals per due date."""
     info = await chain_info(session, chain_id)
     today = local_today(info.timezone, _now(now))
     mu = info.minor_units
-    lines = _owed_lines_query(chain_id, filters).order_by(None).subquery("lines")
-    buckets = _aging_bucket_sql(lines.c.due_date, today)
-    per_customer = (
-        sa.select(
-            lines.c.customer_id,
-            lines.c.customer_name.label("name"),
-            *[
-                sa.func.coalesce(sa.func.sum(lines.c.owed).filter(cond), ZERO).label(bucket)
-                for bucket, cond in buckets.items()
-            ],
-            sa.func.sum(lines.c.owed).label("total"),
-        )
-        .group_by(lines.c.customer_id, lines.c.customer_name)
-        .cte("aging").prefix_with("MATERIALIZED")
-    )
-    rows_q = sa.select(per_customer)
     position = _page_after(cursor, "aging")
-    if position is not None:
-        rows_q = rows_q.where(
-            sa.tuple_(per_customer.c.name, per_customer.c.customer_id)
-            > sa.tuple_(sa.literal(_cursor_text(position, "n"), sa.Text),
-                        sa.literal(_cursor_uuid(position, "c"), t.customers.c.customer_id.type))
+    after = (
+        None if position is None
+        else (_cursor_text(position, "n"), _cursor_uuid(position, "c"))
+    )
+    found = (
+        await session.execute(
+            open_debt.aging_rows_query(
+                chain_id, filters.store_id, filters.vip_only, today, after, limit + 1
+            )
         )
-    page = (
-        rows_q.order_by(per_customer.c.name, per_customer.c.customer_id).limit(limit + 1)
-        .subquery("page")
-    )
-    totals_q = sa.select(*[
-        sa.func.coalesce(sa.func.sum(per_customer.c[b]), ZERO).label(f"t_{b}")
-        for b in (*AGING_BUCKETS, "total")
-    ]).subquery("totals")
-    stmt = (
-        sa.select(totals_q, page)
-        .select_from(totals_q.outerjoin(page, sa.true()))
-        .order_by(page.c.name, page.c.customer_id)
-    )
-    result = (await session.execute(stmt)).all()
-    found = [r for r in result if r.customer_id is not None]
+    ).all()
+    totals_row = (
+        await session.execute(
+            open_debt.aging_totals_query(chain_id, filters.store_id, filters.vip_only, today)
+        )
+    ).one()
     nxt = None
     if len(found) > limit:
         found = found[:limit]
@@ -943,8 +936,7 @@ async def aging_page(
         }
         for r in found
     ]
-    first = result[0]
-    totals = {b: money_str(getattr(first, f"t_{b}"), mu) for b in (*AGING_BUCKETS, "total")}
+    totals = {b: money_str(getattr(totals_row, b), mu) for b in (*AGING_BUCKETS, "total")}
     return ReportPage(rows, nxt, totals)
 
 

@@ -1,0 +1,264 @@
+"""`rm_credit_totals` and `rm_credit_months`: every customer's Payment-Balance sums (payments -
+goods, goods, payments of the credit movements) in total and as running sums at each UTC month
+start, kept current by a trigger on `rm_movements`, and the per-customer sums of a period read
+from them (issue 15: Payment-Balance without summing every movement of the chain).
+
+For a customer and an instant T, "the sums of the movements before T" are read at the UTC month
+start B nearest to T, then corrected by the movements between B and T (at most half a month of
+the chain's movements, a few hours for a period of whole local months). At B:
+- `rm_credit_months` has a row for every month start from the one after the customer's first
+  movement's month to the one after their last movement's month (dense, so a page joins on
+  equality at B instead of looking for each customer's latest row);
+- before the first of those the sums are 0, after the last they are the totals.
+
+A period's opening is the sums before its start; goods and payments are the sums before its end
+minus those before its start; NUMERIC arithmetic is exact, so the figures equal summing the
+movements as the report did (services/reporting/tests/integration/test_ledger_equals_reports.py).
+
+The trigger recomputes the rows of every customer a statement touched (a few rows; one hash
+join for a bulk statement), in the schema of the table that fired it, like `open_debt`'s.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from reporting.adapters import tables as t
+
+_LOCK_AT_MOST = 1000
+
+_RECOMPUTE_SQL = f"""
+CREATE OR REPLACE FUNCTION public.rm_refresh_credit_ledger_of(target_schema text, affected uuid[])
+RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    cid uuid;
+    fresh text;
+BEGIN
+    IF affected IS NULL OR cardinality(affected) = 0 THEN
+        RETURN;
+    END IF;
+    IF cardinality(affected) <= {_LOCK_AT_MOST} THEN
+        FOREACH cid IN ARRAY affected LOOP
+            PERFORM pg_advisory_xact_lock(hashtextextended('rm_credit_ledger:' || cid::text, 0));
+        END LOOP;
+        fresh := 'm.customer_id = ANY($1)';
+    ELSE
+        fresh := 'm.customer_id IN (SELECT unnest($1))';
+    END IF;
+    -- month arithmetic on `timestamp` in UTC: on timestamptz it would follow the session's
+    -- time zone (and its DST changes)
+    EXECUTE format($q$
+        WITH mv AS (
+            SELECT m.chain_id, m.customer_id, m.at, m.goods, m.payments,
+                   date_trunc('month', m.at AT TIME ZONE 'UTC') AS month
+            FROM %1$I.rm_movements m
+            WHERE m.bonus_kind IS NULL AND %2$s
+        ), totals AS (
+            SELECT chain_id, customer_id, min(at) AS first_at,
+                   min(month) + interval '1 month' AS first_b,
+                   max(month) + interval '1 month' AS last_b,
+                   sum(payments - goods) AS net, sum(goods) AS goods, sum(payments) AS payments
+            FROM mv GROUP BY chain_id, customer_id
+        ), per_month AS (
+            SELECT customer_id, month, sum(payments - goods) AS net, sum(goods) AS goods,
+                   sum(payments) AS payments
+            FROM mv GROUP BY customer_id, month
+        ), months AS (
+            SELECT g.chain_id, g.customer_id, (g.b AT TIME ZONE 'UTC') AS boundary,
+                   sum(coalesce(p.net, 0)) OVER w AS net,
+                   sum(coalesce(p.goods, 0)) OVER w AS goods,
+                   sum(coalesce(p.payments, 0)) OVER w AS payments
+            FROM (SELECT tt.chain_id, tt.customer_id, b
+                  FROM totals tt, generate_series(tt.first_b, tt.last_b, interval '1 month') b
+                 ) g
+            LEFT JOIN per_month p
+                ON p.customer_id = g.customer_id AND p.month = g.b - interval '1 month'
+            WINDOW w AS (PARTITION BY g.customer_id ORDER BY g.b)
+        ), gone_months AS (
+            DELETE FROM %1$I.rm_credit_months d
+            WHERE d.customer_id = ANY($1) AND NOT EXISTS (
+                SELECT 1 FROM months f
+                WHERE f.chain_id = d.chain_id AND f.customer_id = d.customer_id
+                  AND f.boundary = d.boundary)
+        ), gone_totals AS (
+            DELETE FROM %1$I.rm_credit_totals d
+            WHERE d.customer_id = ANY($1) AND NOT EXISTS (
+                SELECT 1 FROM totals f
+                WHERE f.chain_id = d.chain_id AND f.customer_id = d.customer_id)
+        ), put_totals AS (
+            INSERT INTO %1$I.rm_credit_totals AS d
+                (chain_id, customer_id, first_at, first_boundary, last_boundary, net, goods,
+                 payments)
+            SELECT chain_id, customer_id, first_at, first_b AT TIME ZONE 'UTC',
+                   last_b AT TIME ZONE 'UTC', net, goods, payments
+            FROM totals
+            ON CONFLICT (chain_id, customer_id) DO UPDATE
+                SET first_at = excluded.first_at, first_boundary = excluded.first_boundary,
+                    last_boundary = excluded.last_boundary, net = excluded.net,
+                    goods = excluded.goods, payments = excluded.payments
+                WHERE (d.first_at, d.first_boundary, d.last_boundary, d.net, d.goods,
+                       d.payments)
+                      IS DISTINCT FROM
+                      (excluded.first_at, excluded.first_boundary, excluded.last_boundary,
+                       excluded.net, excluded.goods, excluded.payments)
+        )
+        INSERT INTO %1$I.rm_credit_months AS d
+            (chain_id, customer_id, boundary, net, goods, payments)
+        SELECT chain_id, customer_id, boundary, net, goods, payments FROM months
+        ON CONFLICT (chain_id, boundary, customer_id) DO UPDATE
+            SET net = excluded.net, goods = excluded.goods, payments = excluded.payments
+            WHERE (d.net, d.goods, d.payments)
+                  IS DISTINCT FROM (excluded.net, excluded.goods, excluded.payments)
+    $q$, target_schema, fresh) USING affected;
+END
+$fn$
+"""
+
+_TRIGGER_SQL = """
+CREATE OR REPLACE FUNCTION public.rm_refresh_credit_ledger() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    affected uuid[];
+BEGIN
+    -- only credit movements (bonus_kind IS NULL) are in Payment-Balance
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
+        FROM new_rows WHERE bonus_kind IS NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
+        FROM old_rows WHERE bonus_kind IS NULL;
+    ELSE
+        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
+        FROM (SELECT customer_id FROM old_rows WHERE bonus_kind IS NULL
+              UNION ALL SELECT customer_id FROM new_rows WHERE bonus_kind IS NULL) x;
+    END IF;
+    PERFORM public.rm_refresh_credit_ledger_of(TG_TABLE_SCHEMA, affected);
+    RETURN NULL;
+END
+$fn$
+"""
+
+#: the functions (in `public`; the triggers of every schema call them), one statement each
+FUNCTION_STATEMENTS: tuple[str, ...] = (_RECOMPUTE_SQL, _TRIGGER_SQL)
+
+
+def trigger_statements() -> list[str]:
+    """The triggers on `rm_movements`, unqualified (created in the table's own schema)."""
+    return [
+        f"CREATE TRIGGER rm_movements_credit_ledger_{op.lower()} AFTER {op} ON rm_movements "
+        f"REFERENCING {ref} FOR EACH STATEMENT EXECUTE FUNCTION public.rm_refresh_credit_ledger()"
+        for op, ref in (
+            ("INSERT", "NEW TABLE AS new_rows"),
+            ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+            ("DELETE", "OLD TABLE AS old_rows"),
+        )
+    ]
+
+
+def drop_trigger_statements() -> list[str]:
+    return [
+        f"DROP TRIGGER IF EXISTS rm_movements_credit_ledger_{op} ON rm_movements"
+        for op in ("insert", "update", "delete")
+    ]
+
+
+#: every customer's rows from scratch, in the current schema (the migration's backfill, a bulk
+#: load's: `make bench-backoffice`)
+BACKFILL_SQL = (
+    "SELECT public.rm_refresh_credit_ledger_of(current_schema(), "
+    "(SELECT array_agg(DISTINCT customer_id) FROM rm_movements WHERE bonus_kind IS NULL))"
+)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _month_start(moment: datetime) -> datetime:
+    utc = moment.astimezone(UTC)
+    return utc.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_month(start: datetime) -> datetime:
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(
+        month=start.month + 1
+    )
+
+
+def nearest_boundary(moment: datetime) -> datetime:
+    """The UTC month start nearest to `moment` (the earlier one on a tie)."""
+    floor = _month_start(moment)
+    ceiling = _next_month(floor)
+    return floor if moment - floor <= ceiling - moment else ceiling
+
+
+def _at(chain_id: UUID, moment: datetime, name: str) -> tuple[Any, Any, int, datetime]:
+    """The month-start rows nearest to `moment` and the per-customer sums of the movements
+    between that month start and `moment` (added when `moment` is later, else subtracted)."""
+    b = nearest_boundary(moment)
+    cm = t.credit_months.c
+    months = (
+        sa.select(cm.customer_id, cm.net, cm.goods, cm.payments)
+        .where(cm.chain_id == chain_id, cm.boundary == b)
+        .subquery(f"{name}_months")
+    )
+    m = t.movements.c
+    low, high, sign = (b, moment, 1) if moment > b else (moment, b, -1)
+    edge = (
+        sa.select(
+            m.customer_id,
+            sa.func.sum(m.payments - m.goods).label("net"),
+            sa.func.sum(m.goods).label("goods"),
+            sa.func.sum(m.payments).label("payments"),
+        )
+        .where(m.chain_id == chain_id, m.bonus_kind.is_(None), m.at >= low, m.at < high)
+        .group_by(m.customer_id)
+        .subquery(f"{name}_edge")
+    )
+    return months, edge, sign, b
+
+
+def period_sums(
+    chain_id: UUID, lower: datetime | None, upper: datetime | None
+) -> sa.Select[Any]:
+    """(customer_id, opening, goods, payments) of every customer with a credit movement before
+    `upper`, exactly as summing their movements gives them (all stores): one pass over the
+    chain's `rm_credit_totals`, joined to the two month starts' rows and the edges."""
+    tot = t.credit_totals.c
+    zero = sa.literal(0, sa.Numeric)
+    froms: sa.FromClause = t.credit_totals
+
+    def before(moment: datetime | None, name: str) -> dict[str, sa.ColumnElement[Any]]:
+        nonlocal froms
+        if moment is None:
+            return {col: zero for col in ("net", "goods", "payments")}
+        months, edge, sign, b = _at(chain_id, moment, name)
+        froms = froms.outerjoin(months, months.c.customer_id == tot.customer_id).outerjoin(
+            edge, edge.c.customer_id == tot.customer_id
+        )
+        after_last = sa.literal(b, tot.last_boundary.type) >= tot.last_boundary
+        return {
+            col: sa.func.coalesce(months.c[col], sa.case((after_last, tot[col]), else_=zero))
+            + sign * sa.func.coalesce(edge.c[col], zero)
+            for col in ("net", "goods", "payments")
+        }
+
+    start = before(lower, "lo")
+    end = (
+        before(upper, "hi")
+        if upper is not None
+        else {col: tot[col] for col in ("net", "goods", "payments")}
+    )
+    stmt = sa.select(
+        tot.customer_id,
+        start["net"].label("opening"),
+        (end["goods"] - start["goods"]).label("goods"),
+        (end["payments"] - start["payments"]).label("payments"),
+    ).select_from(froms).where(tot.chain_id == chain_id)
+    if upper is not None:
+        stmt = stmt.where(tot.first_at < upper)
+    return stmt

@@ -1,0 +1,258 @@
+"""`rm_open_debt`: every customer's open debt per store and due date, kept current by triggers,
+and the Unpaid goods and Aging page queries that read it (issue 15: a page reads one page of
+customers, not the whole chain).
+
+The rows are derived from `rm_sale_lines` (owed > 0), `rm_sales` (store, due date) and
+`rm_customers` (name, VIP), exactly as the reports join them: statement-level triggers on those
+three tables recompute the rows of every customer a statement touched, in the same
+transaction, so whatever writes the base rows (the projection's handlers, a rebuild replaying
+the log into its scratch schema, a snapshot being copied back, a bulk load, a test inserting
+rows) leaves the summary equal to what the reports would compute from the base tables. The
+recompute is per customer (a few rows) and order-free: a line inserted before its sale is
+counted when the sale arrives.
+
+The trigger function lives in `public` and works on the schema of the table that fired it
+(`TG_TABLE_SCHEMA`), so the triggers of a rebuild's scratch tables, which are swapped into
+`public` by `ALTER TABLE ... SET SCHEMA`, keep working after the swap.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from reporting.adapters import tables as t
+
+#: the due date stored for a sale without one (a primary key column cannot be NULL); it is in
+#: the `current` aging bucket, as a missing due date is, and never leaves this module's queries
+NO_DUE_DATE = date(9999, 12, 31)
+
+#: up to this many customers per statement each get an advisory lock, so two transactions
+#: touching one customer (a masterdata batch renaming them, a credit batch changing their
+#: lines) recompute one after the other and the later one sees the earlier one's rows; bulk
+#: statements above it (loads, backfills) run alone
+_LOCK_AT_MOST = 1000
+
+_RECOMPUTE_SQL = f"""
+CREATE OR REPLACE FUNCTION public.rm_refresh_open_debt_of(target_schema text, affected uuid[])
+RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    cid uuid;
+    fresh text;
+BEGIN
+    IF affected IS NULL OR cardinality(affected) = 0 THEN
+        RETURN;
+    END IF;
+    IF cardinality(affected) <= {_LOCK_AT_MOST} THEN
+        FOREACH cid IN ARRAY affected LOOP
+            PERFORM pg_advisory_xact_lock(hashtextextended('rm_open_debt:' || cid::text, 0));
+        END LOOP;
+        -- a few customers: the open-lines index, customer by customer
+        fresh := 'l.customer_id = ANY($1)';
+    ELSE
+        -- a bulk statement: one hash join over the whole table
+        fresh := 'l.customer_id IN (SELECT unnest($1))';
+    END IF;
+    EXECUTE format($q$
+        WITH fresh AS (
+            SELECT l.chain_id, l.customer_id, s.store_id,
+                   coalesce(s.due_date, date '{NO_DUE_DATE.isoformat()}') AS due_date,
+                   coalesce(c.name, '') AS name, coalesce(c.vip, false) AS vip,
+                   sum(l.owed) AS owed
+            FROM %1$I.rm_sale_lines l
+            JOIN %1$I.rm_sales s ON s.chain_id = l.chain_id AND s.sale_id = l.sale_id
+            LEFT JOIN %1$I.rm_customers c ON c.customer_id = l.customer_id
+            WHERE l.owed > 0 AND %2$s
+            GROUP BY 1, 2, 3, 4, 5, 6
+        ), gone AS (
+            DELETE FROM %1$I.rm_open_debt d
+            WHERE d.customer_id = ANY($1) AND NOT EXISTS (
+                SELECT 1 FROM fresh f
+                WHERE f.chain_id = d.chain_id AND f.customer_id = d.customer_id
+                  AND f.store_id = d.store_id AND f.due_date = d.due_date)
+        )
+        INSERT INTO %1$I.rm_open_debt AS d
+            (chain_id, customer_id, store_id, due_date, name, vip, owed)
+        SELECT * FROM fresh
+        ON CONFLICT (chain_id, customer_id, store_id, due_date) DO UPDATE
+            SET name = excluded.name, vip = excluded.vip, owed = excluded.owed
+            WHERE (d.name, d.vip, d.owed) IS DISTINCT FROM
+                  (excluded.name, excluded.vip, excluded.owed)
+    $q$, target_schema, fresh) USING affected;
+END
+$fn$
+"""
+
+_TRIGGER_SQL = """
+CREATE OR REPLACE FUNCTION public.rm_refresh_open_debt() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    affected uuid[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected FROM new_rows;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected FROM old_rows;
+    ELSE
+        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
+        FROM (SELECT customer_id FROM old_rows UNION ALL SELECT customer_id FROM new_rows) x;
+    END IF;
+    PERFORM public.rm_refresh_open_debt_of(TG_TABLE_SCHEMA, affected);
+    RETURN NULL;
+END
+$fn$
+"""
+
+#: the functions (in `public`; the triggers of every schema call them), one statement each
+FUNCTION_STATEMENTS: tuple[str, ...] = (_RECOMPUTE_SQL, _TRIGGER_SQL)
+
+_SOURCES = ("rm_sale_lines", "rm_sales", "rm_customers")
+
+
+def trigger_statements() -> list[str]:
+    """The triggers on the three source tables, unqualified: they are created in the schema
+    the tables are in (the migration's `public`, a rebuild's scratch schema)."""
+    out = []
+    for table in _SOURCES:
+        for op, ref in (
+            ("INSERT", "NEW TABLE AS new_rows"),
+            ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+            ("DELETE", "OLD TABLE AS old_rows"),
+        ):
+            out.append(
+                f"CREATE TRIGGER {table}_open_debt_{op.lower()} AFTER {op} ON {table} "
+                f"REFERENCING {ref} FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION public.rm_refresh_open_debt()"
+            )
+    return out
+
+
+def drop_trigger_statements() -> list[str]:
+    return [
+        f"DROP TRIGGER IF EXISTS {table}_open_debt_{op} ON {table}"
+        for table in _SOURCES
+        for op in ("insert", "update", "delete")
+    ]
+
+
+#: every customer's rows from scratch, in the current schema (the migration's backfill, a bulk
+#: load's: `make bench-backoffice`)
+BACKFILL_SQL = (
+    "SELECT public.rm_refresh_open_debt_of(current_schema(), "
+    "(SELECT array_agg(DISTINCT customer_id) FROM rm_sale_lines WHERE owed > 0))"
+)
+
+
+# --------------------------------------------------------------------------- page queries
+
+
+def _filtered(chain_id: UUID, store_id: UUID | None, vip_only: bool) -> list[Any]:
+    d = t.open_debt.c
+    conds: list[Any] = [d.chain_id == chain_id]
+    if store_id is not None:
+        conds.append(d.store_id == store_id)
+    if vip_only:
+        conds.append(d.vip.is_(True))
+    return conds
+
+
+def bucket_conditions(today: date) -> dict[str, Any]:
+    """`aging_bucket(days_past_due(due, today))` per bucket over `rm_open_debt.due_date`
+    (`NO_DUE_DATE` is far in the future: `current`, as a missing due date is)."""
+    due = t.open_debt.c.due_date
+    days = sa.literal(today, sa.Date) - due  # whole days (date - date is an integer)
+    return {
+        "current": days <= 0,
+        "d1_30": sa.and_(days > 0, days <= 30),
+        "d31_60": sa.and_(days > 30, days <= 60),
+        "d61_90": sa.and_(days > 60, days <= 90),
+        "d90_plus": days > 90,
+    }
+
+
+def aging_rows_query(
+    chain_id: UUID, store_id: UUID | None, vip_only: bool, today: date,
+    after: tuple[str, UUID] | None, limit: int,
+) -> sa.Select[Any]:
+    """Up to `limit` customers in (name, id) order after `after`, with their buckets: a walk of
+    `rm_open_debt_page` that stops after the page (a streaming group per customer)."""
+    d = t.open_debt.c
+    zero = sa.literal(0, t.MONEY)
+    stmt = (
+        sa.select(
+            d.customer_id,
+            d.name,
+            *[
+                sa.func.coalesce(sa.func.sum(d.owed).filter(cond), zero).label(bucket)
+                for bucket, cond in bucket_conditions(today).items()
+            ],
+            sa.func.sum(d.owed).label("total"),
+        )
+        .where(*_filtered(chain_id, store_id, vip_only))
+        .group_by(d.chain_id, d.name, d.customer_id)
+        .order_by(d.chain_id, d.name, d.customer_id)
+        .limit(limit)
+    )
+    if after is not None:
+        stmt = stmt.where(
+            sa.tuple_(d.name, d.customer_id)
+            > sa.tuple_(sa.literal(after[0], sa.Text), sa.literal(after[1], d.customer_id.type))
+        )
+    return stmt
+
+
+def aging_totals_query(
+    chain_id: UUID, store_id: UUID | None, vip_only: bool, today: date
+) -> sa.Select[Any]:
+    """The whole report's column totals: the summary grouped by due date first (a few hundred
+    dates), then bucketed."""
+    d = t.open_debt.c
+    per_day = (
+        sa.select(d.due_date, sa.func.sum(d.owed).label("owed"))
+        .where(*_filtered(chain_id, store_id, vip_only))
+        .group_by(d.due_date)
+        .subquery("per_day")
+    )
+    days = sa.literal(today, sa.Date) - per_day.c.due_date
+    conds = {
+        "current": days <= 0,
+        "d1_30": sa.and_(days > 0, days <= 30),
+        "d31_60": sa.and_(days > 30, days <= 60),
+        "d61_90": sa.and_(days > 60, days <= 90),
+        "d90_plus": days > 90,
+    }
+    zero = sa.literal(0, t.MONEY)
+    return sa.select(
+        *[
+            sa.func.coalesce(sa.func.sum(per_day.c.owed).filter(cond), zero).label(bucket)
+            for bucket, cond in conds.items()
+        ],
+        sa.func.coalesce(sa.func.sum(per_day.c.owed), zero).label("total"),
+    )
+
+
+def page_customers_query(
+    chain_id: UUID, store_id: UUID | None, vip_only: bool,
+    from_: tuple[str, UUID] | None, limit: int,
+) -> sa.Select[Any]:
+    """The ids of the first `limit` customers with open debt in (name, id) order from `from_`
+    (included): every one has at least one open line under these filters, so the first
+    `limit` lines of Unpaid goods from there belong to these customers."""
+    d = t.open_debt.c
+    stmt = (
+        sa.select(d.customer_id)
+        .where(*_filtered(chain_id, store_id, vip_only))
+        .group_by(d.chain_id, d.name, d.customer_id)
+        .order_by(d.chain_id, d.name, d.customer_id)
+        .limit(limit)
+    )
+    if from_ is not None:
+        stmt = stmt.where(
+            sa.tuple_(d.name, d.customer_id)
+            >= sa.tuple_(sa.literal(from_[0], sa.Text), sa.literal(from_[1], d.customer_id.type))
+        )
+    return stmt
