@@ -223,7 +223,8 @@ def _at(chain_id: UUID, moment: datetime, name: str) -> tuple[Any, Any, int, dat
 
 
 def period_sums(
-    chain_id: UUID, lower: datetime | None, upper: datetime | None
+    chain_id: UUID, lower: datetime | None, upper: datetime | None,
+    customer_ids: list[UUID] | None = None,
 ) -> sa.Select[Any]:
     """(customer_id, opening, goods, payments) of every customer with a credit movement before
     `upper`, exactly as summing their movements gives them (all stores): one pass over the
@@ -261,4 +262,102 @@ def period_sums(
     ).select_from(froms).where(tot.chain_id == chain_id)
     if upper is not None:
         stmt = stmt.where(tot.first_at < upper)
+    if customer_ids is not None:
+        stmt = stmt.where(tot.customer_id.in_(customer_ids))
     return stmt
+
+
+def closings(chain_id: UUID, upper: datetime | None) -> sa.Select[Any]:
+    """(customer_id, closing) of every customer with a credit movement before `upper`: the
+    sums before `upper` only (opening + payments - goods is payments - goods before the end),
+    one month start's rows and one edge."""
+    tot = t.credit_totals.c
+    if upper is None:
+        return sa.select(tot.customer_id, tot.net.label("closing")).where(
+            tot.chain_id == chain_id
+        )
+    months, edge, sign, b = _at(chain_id, upper, "hi")
+    zero = sa.literal(0, sa.Numeric)
+    after_last = sa.literal(b, tot.last_boundary.type) >= tot.last_boundary
+    at_b = sa.func.coalesce(months.c.net, sa.case((after_last, tot.net), else_=zero))
+    closing = sa.case((edge.c.customer_id.is_(None), at_b), else_=at_b + sign * edge.c.net)
+    return (
+        sa.select(tot.customer_id, closing.label("closing"))
+        .select_from(
+            t.credit_totals.outerjoin(months, months.c.customer_id == tot.customer_id).outerjoin(
+                edge, edge.c.customer_id == tot.customer_id
+            )
+        )
+        .where(tot.chain_id == chain_id, tot.first_at < upper)
+    )
+
+
+def _chain_sums_before(
+    chain_id: UUID, moment: datetime | None, vip: sa.Select[Any] | None, name: str
+) -> sa.Subquery:
+    """One row (net, goods, payments): the chain's sums over every customer's movements before
+    `moment` (all of them when None), from one aggregate per relation: the month start's rows,
+    the totals of the customers whose last month is before it (`rm_credit_totals_last`), the
+    movements between the month start and `moment`."""
+    tot = t.credit_totals.c
+    cm = t.credit_months.c
+    m = t.movements.c
+    cols = ("net", "goods", "payments")
+
+    def only_vip(stmt: sa.Select[Any], column: Any) -> sa.Select[Any]:
+        return stmt if vip is None else stmt.where(column.in_(vip))
+
+    def sums(values: dict[str, Any]) -> list[Any]:
+        return [sa.func.coalesce(sa.func.sum(v), 0).label(c) for c, v in values.items()]
+
+    if moment is None:
+        return only_vip(
+            sa.select(*sums({c: tot[c] for c in cols})).where(tot.chain_id == chain_id),
+            tot.customer_id,
+        ).subquery(name)
+    b = nearest_boundary(moment)
+    low, high, sign = (b, moment, 1) if moment > b else (moment, b, -1)
+    months = only_vip(
+        sa.select(*sums({c: cm[c] for c in cols})).where(
+            cm.chain_id == chain_id, cm.boundary == b
+        ),
+        cm.customer_id,
+    ).subquery(f"{name}_m")
+    beyond = only_vip(
+        sa.select(*sums({c: tot[c] for c in cols})).where(
+            tot.chain_id == chain_id, tot.last_boundary < b
+        ),
+        tot.customer_id,
+    ).subquery(f"{name}_t")
+    edge = only_vip(
+        sa.select(
+            *sums({"net": m.payments - m.goods, "goods": m.goods, "payments": m.payments})
+        ).where(m.chain_id == chain_id, m.bonus_kind.is_(None), m.at >= low, m.at < high),
+        m.customer_id,
+    ).subquery(f"{name}_e")
+    return (
+        sa.select(*[(months.c[c] + beyond.c[c] + sign * edge.c[c]).label(c) for c in cols])
+        .select_from(months.join(beyond, sa.true()).join(edge, sa.true()))
+        .subquery(name)
+    )
+
+
+def period_totals(
+    chain_id: UUID, lower: datetime | None, upper: datetime | None, vip: sa.Select[Any] | None
+) -> sa.Select[Any]:
+    """(t_opening, t_goods, t_payments) of the whole report: the sums of every row, computed
+    from chain-wide sums (a customer outside the report adds 0 to each of them); `vip` the
+    ids of the customers it is restricted to."""
+    end = _chain_sums_before(chain_id, upper, vip, "hi")
+    if lower is None:
+        return sa.select(
+            sa.literal(0, sa.Numeric).label("t_opening"),
+            end.c.goods.label("t_goods"),
+            end.c.payments.label("t_payments"),
+        )
+    start = _chain_sums_before(chain_id, lower, vip, "lo")
+    return sa.select(
+        start.c.net.label("t_opening"),
+        (end.c.goods - start.c.goods).label("t_goods"),
+        (end.c.payments - start.c.payments).label("t_payments"),
+    ).select_from(start.join(end, sa.true()))

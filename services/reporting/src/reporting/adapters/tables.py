@@ -192,6 +192,11 @@ credit_totals = sa.Table(
     sa.Column("payments", sa.Numeric, nullable=False),
     sa.PrimaryKeyConstraint("chain_id", "customer_id", name="rm_credit_totals_pkey"),
     sa.Index("rm_credit_totals_customer", "customer_id"),
+    # the report's totals: the customers whose last month start is before a given one
+    sa.Index(
+        "rm_credit_totals_last", "chain_id", "last_boundary",
+        postgresql_include=["customer_id", "net", "goods", "payments"],
+    ),
 )
 
 #: The same sums over the credit movements before each UTC month start `boundary`, for every

@@ -315,15 +315,23 @@ def _pb_queries(
         s = credit_ledger.period_sums(chain_id, lower, upper).subquery("sums")
     else:
         s = _pb_sums_of_movements(chain_id, lower, upper, filters.store_id)
-    report_q = sa.select(
+    sums_cols = [
         s.c.customer_id,
-        sa.func.coalesce(c.c.name, "").label("name"),
-        sa.func.coalesce(c.c.name_key, "").collate("C").label("name_key"),
         s.c.opening,
         s.c.goods,
         s.c.payments,
         (s.c.opening + s.c.payments - s.c.goods).label("closing"),
-    ).select_from(s.outerjoin(c, c.c.customer_id == s.c.customer_id))
+    ]
+    if not (filters.vip_only or sort == "name"):
+        # the customers' names only for the rows that are read (`_pb_named`): joining 100,000
+        # names before cutting the page cost more than the sums
+        report_q = sa.select(*sums_cols)
+    else:
+        report_q = sa.select(
+            *sums_cols,
+            sa.func.coalesce(c.c.name, "").label("name"),
+            sa.func.coalesce(c.c.name_key, "").collate("C").label("name_key"),
+        ).select_from(s.outerjoin(c, c.c.customer_id == s.c.customer_id))
     if filters.vip_only:
         report_q = report_q.where(c.c.vip.is_(True))
     report = report_q.cte("report").prefix_with("MATERIALIZED")
@@ -346,6 +354,22 @@ def _pb_queries(
         sa.func.coalesce(sa.func.sum(report.c.payments), ZERO).label("t_payments"),
     ).subquery("totals")
     return report, rows_q, totals_q
+
+
+def _pb_named(rows: sa.Subquery, name: str) -> sa.Subquery:
+    """`rows` with the customers' `name` and `name_key` (when the report left them out)."""
+    if "name" in rows.c:
+        return rows
+    c = t.customers
+    return (
+        sa.select(
+            rows,
+            sa.func.coalesce(c.c.name, "").label("name"),
+            sa.func.coalesce(c.c.name_key, "").collate("C").label("name_key"),
+        )
+        .select_from(rows.outerjoin(c, c.c.customer_id == rows.c.customer_id))
+        .subquery(name)
+    )
 
 
 def _pb_totals(opening: Decimal, goods: Decimal, payments: Decimal) -> dict[str, Decimal]:
@@ -371,15 +395,19 @@ async def payment_balance_page(
     The same numbers as `reporting.domain.model.build_payment_balance`, sorted as
     `sort_payment_balance` (closing or casefolded name, then customer id; `name_key` compared
     in code-point order), totals over every row of the report whatever the page. Only the page
-    reaches Python: the per-customer sums are one pass over `rm_movements_pb_*` (index-only).
+    reaches Python: the per-customer sums are one pass over the chain's `rm_credit_totals` and
+    two month starts' `rm_credit_months` rows (`credit_ledger`), or for one store over
+    `rm_movements_pb_store` (index-only).
     """
     info = await chain_info(session, chain_id)
+    if filters.store_id is None and limit is not None:
+        return await _pb_page_from_ledger(session, chain_id, info, filters, sort, limit, cursor)
     report, rows_q, totals_q = _pb_queries(chain_id, info, filters, sort, cursor)
     key = report.c.name_key if sort == "name" else report.c.closing
     page_q = rows_q.order_by(key, report.c.customer_id)
     if limit is not None:
         page_q = page_q.limit(limit + 1)
-    page = page_q.subquery("page")
+    page = _pb_named(page_q.subquery("page"), "named_page")
     page_key = page.c.name_key if sort == "name" else page.c.closing
     stmt = (
         sa.select(totals_q, page)
@@ -395,6 +423,82 @@ async def payment_balance_page(
     rows = [PaymentBalanceRow(r.customer_id, r.name, r.opening, r.goods, r.payments) for r in found]
     first = result[0]
     totals = _pb_totals(first.t_opening, first.t_goods, first.t_payments)
+    return PaymentBalancePage(rows, totals, info, nxt)
+
+
+async def _pb_page_from_ledger(
+    session: AsyncSession,
+    chain_id: UUID,
+    info: ChainInfo,
+    filters: Filters,
+    sort: str,
+    limit: int,
+    cursor: str | None,
+) -> PaymentBalancePage:
+    """One page of the all-stores report in three small statements instead of one over the
+    whole chain: the page's customers in report order (every customer's closing, or name, and
+    nothing else), the page's figures for those customers only, and the totals from chain-wide
+    sums (`credit_ledger`). The same rows, order, cursors and totals as `_pb_queries`."""
+    lower, upper = filters.period.bounds(info.timezone)
+    c = t.customers
+    keys = credit_ledger.closings(chain_id, upper).subquery("keys")
+    key_q = sa.select(keys.c.customer_id, keys.c.closing)
+    if filters.vip_only or sort == "name":
+        key_q = key_q.add_columns(
+            sa.func.coalesce(c.c.name_key, "").collate("C").label("name_key")
+        ).select_from(keys.outerjoin(c, c.c.customer_id == keys.c.customer_id))
+        if filters.vip_only:
+            key_q = key_q.where(c.c.vip.is_(True))
+    ordered = key_q.subquery("ordered")
+    key = ordered.c.name_key if sort == "name" else ordered.c.closing
+    page_q = sa.select(ordered.c.customer_id)
+    if cursor:
+        after_key, after_id = _pb_after(sort, cursor)
+        after: sa.ColumnElement[Any] = (
+            sa.literal(after_key, sa.Text).collate("C")
+            if sort == "name"
+            else sa.literal(after_key, t.MONEY)
+        )
+        page_q = page_q.where(
+            sa.tuple_(key, ordered.c.customer_id)
+            > sa.tuple_(after, sa.literal(after_id, t.movements.c.customer_id.type))
+        )
+    ids = list(
+        (
+            await session.execute(page_q.order_by(key, ordered.c.customer_id).limit(limit + 1))
+        ).scalars()
+    )
+    figures: dict[UUID, Any] = {}
+    if ids:
+        sums = credit_ledger.period_sums(chain_id, lower, upper, ids).subquery("sums")
+        figures = {
+            r.customer_id: r
+            for r in await session.execute(
+                sa.select(
+                    sums,
+                    sa.func.coalesce(c.c.name, "").label("name"),
+                    sa.func.coalesce(c.c.name_key, "").collate("C").label("name_key"),
+                    (sums.c.opening + sums.c.payments - sums.c.goods).label("closing"),
+                ).select_from(sums.outerjoin(c, c.c.customer_id == sums.c.customer_id))
+            )
+        }
+    vip = (
+        sa.select(c.c.customer_id).where(c.c.chain_id == chain_id, c.c.vip.is_(True))
+        if filters.vip_only
+        else None
+    )
+    totals_row = (
+        await session.execute(credit_ledger.period_totals(chain_id, lower, upper, vip))
+    ).one()
+    found = [figures[i] for i in ids]
+    nxt = None
+    if len(found) > limit:
+        found = found[:limit]
+        nxt = _pb_cursor(sort, found[-1])
+    rows = [PaymentBalanceRow(r.customer_id, r.name, r.opening, r.goods, r.payments) for r in found]
+    totals = _pb_totals(
+        Decimal(totals_row.t_opening), Decimal(totals_row.t_goods), Decimal(totals_row.t_payments)
+    )
     return PaymentBalancePage(rows, totals, info, nxt)
 
 
@@ -438,7 +542,7 @@ async def payment_balance_rendered(
     info = await chain_info(session, chain_id)
     _, rows_q, totals_q = _pb_queries(chain_id, info, filters, sort, cursor)
     mu = info.minor_units
-    rows = rows_q.subquery("rows")
+    rows = _pb_named(rows_q.subquery("rows"), "named_rows")
     key = rows.c.name_key if sort == "name" else rows.c.closing
     money = {f: _money_sql(rows.c[f], mu) for f in ("opening", "goods", "payments", "closing")}
     cid = sa.cast(rows.c.customer_id, sa.Text)

@@ -51,6 +51,10 @@ def upgrade() -> None:
         "CREATE INDEX IF NOT EXISTS rm_credit_totals_customer ON rm_credit_totals (customer_id)"
     )
     op.execute(
+        "CREATE INDEX IF NOT EXISTS rm_credit_totals_last ON rm_credit_totals "
+        "(chain_id, last_boundary) INCLUDE (customer_id, net, goods, payments)"
+    )
+    op.execute(
         """CREATE TABLE IF NOT EXISTS rm_credit_months (
                chain_id uuid NOT NULL, boundary timestamptz NOT NULL, customer_id uuid NOT NULL,
                net numeric NOT NULL, goods numeric NOT NULL, payments numeric NOT NULL,
