@@ -1,14 +1,14 @@
-"""The per-customer sums the triggers keep (`rm_open_debt`, `rm_credit_totals`,
-`rm_credit_months`, migration 0005) give exactly the reports computed the old way, from the
+"""The per-customer sums the triggers keep (`rm_open_debt`, `rm_credit_*`, `rm_bonus_*`,
+migration 0005) give exactly the reports computed the old way, from the
 lines and movements themselves, on a randomized story set that keeps changing after the rows
 went in: payments dated in other months (and other years), returns (owed and quantities down),
 voided bonus movements (`BonusesVoided` deletes them), a sale whose due date comes later
 (`SaleOverdue`), renamed customers and VIP flags switched, customers whose row arrives after
 their sales, several stores and two chains.
 
-References: `aging` and `unpaid_goods` (whole reports over `rm_sale_lines`), the movement sums of
-`_pb_sums_of_movements` (what Payment-Balance summed before), and a fresh recompute of the
-summary tables from the base tables.
+References: `aging`, `unpaid_goods` and `bonus_statistics` (whole reports over `rm_sale_lines`
+and `rm_movements`), the movement sums of `_pb_sums_of_movements` (what Payment-Balance summed
+before), and a fresh recompute of the summary tables from the base tables.
 """
 
 from __future__ import annotations
@@ -283,6 +283,14 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
                 assert all(p.totals == totals for p in pages)
                 for period in _periods(story.rnd)[:8]:
                     await _payment_balance_matches(s, chain, period, store, vip_only)
+                    filters = reports.Filters(period, store, vip_only)
+                    body = await reports.bonus_statistics(s, chain, filters)
+                    expected = body.pop("by_customer")
+                    paged_rows, pages = await _all_pages(
+                        lambda c, f=filters: reports.bonus_statistics_page(
+                            s, chain, f, limit=3, cursor=c))
+                    assert paged_rows == expected, (period, store, vip_only)
+                    assert all(p.rest == body for p in pages)
 
 
 async def _all_pages(fetch: Any) -> tuple[list[Any], list[Any]]:

@@ -31,8 +31,27 @@ from reporting.adapters import tables as t
 
 _LOCK_AT_MOST = 1000
 
-_RECOMPUTE_SQL = f"""
-CREATE OR REPLACE FUNCTION public.rm_refresh_credit_ledger_of(target_schema text, affected uuid[])
+def _recompute_sql(
+    ledger: str, where: str, columns: dict[str, str], first_at: bool
+) -> str:
+    """The function recomputing one ledger's two tables (`rm_<ledger>_totals`,
+    `rm_<ledger>_months`) for the customers given, from their movements matching `where`;
+    `columns` the sums kept (name -> expression over a movement)."""
+    names = list(columns)
+    mv_cols = ", ".join(f"{expr} AS {name}" for name, expr in columns.items())
+    sums = ", ".join(f"sum({n}) AS {n}" for n in names)
+    running = ", ".join(f"sum(coalesce(p.{n}, 0)) OVER w AS {n}" for n in names)
+    plain = ", ".join(names)
+    set_ = ", ".join(f"{n} = excluded.{n}" for n in names)
+    d_cols = ", ".join(f"d.{n}" for n in names)
+    x_cols = ", ".join(f"excluded.{n}" for n in names)
+    first = "min(at) AS first_at, " if first_at else ""
+    first_col = "first_at, " if first_at else ""
+    first_set = "first_at = excluded.first_at, " if first_at else ""
+    d_first = "d.first_at, " if first_at else ""
+    x_first = "excluded.first_at, " if first_at else ""
+    return f"""
+CREATE OR REPLACE FUNCTION public.rm_refresh_{ledger}_ledger_of(target_schema text, affected uuid[])
 RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -44,7 +63,7 @@ BEGIN
     END IF;
     IF cardinality(affected) <= {_LOCK_AT_MOST} THEN
         FOREACH cid IN ARRAY affected LOOP
-            PERFORM pg_advisory_xact_lock(hashtextextended('rm_credit_ledger:' || cid::text, 0));
+            PERFORM pg_advisory_xact_lock(hashtextextended('rm_{ledger}_ledger:' || cid::text, 0));
         END LOOP;
         fresh := 'm.customer_id = ANY($1)';
     ELSE
@@ -54,25 +73,20 @@ BEGIN
     -- time zone (and its DST changes)
     EXECUTE format($q$
         WITH mv AS (
-            SELECT m.chain_id, m.customer_id, m.at, m.goods, m.payments,
+            SELECT m.chain_id, m.customer_id, m.at, {mv_cols},
                    date_trunc('month', m.at AT TIME ZONE 'UTC') AS month
             FROM %1$I.rm_movements m
-            WHERE m.bonus_kind IS NULL AND %2$s
+            WHERE {where} AND %2$s
         ), totals AS (
-            SELECT chain_id, customer_id, min(at) AS first_at,
+            SELECT chain_id, customer_id, {first}
                    min(month) + interval '1 month' AS first_b,
-                   max(month) + interval '1 month' AS last_b,
-                   sum(payments - goods) AS net, sum(goods) AS goods, sum(payments) AS payments
+                   max(month) + interval '1 month' AS last_b, {sums}
             FROM mv GROUP BY chain_id, customer_id
         ), per_month AS (
-            SELECT customer_id, month, sum(payments - goods) AS net, sum(goods) AS goods,
-                   sum(payments) AS payments
+            SELECT customer_id, month, {sums}
             FROM mv GROUP BY customer_id, month
         ), months AS (
-            SELECT g.chain_id, g.customer_id, (g.b AT TIME ZONE 'UTC') AS boundary,
-                   sum(coalesce(p.net, 0)) OVER w AS net,
-                   sum(coalesce(p.goods, 0)) OVER w AS goods,
-                   sum(coalesce(p.payments, 0)) OVER w AS payments
+            SELECT g.chain_id, g.customer_id, (g.b AT TIME ZONE 'UTC') AS boundary, {running}
             FROM (SELECT tt.chain_id, tt.customer_id, b
                   FROM totals tt, generate_series(tt.first_b, tt.last_b, interval '1 month') b
                  ) g
@@ -80,78 +94,89 @@ BEGIN
                 ON p.customer_id = g.customer_id AND p.month = g.b - interval '1 month'
             WINDOW w AS (PARTITION BY g.customer_id ORDER BY g.b)
         ), gone_months AS (
-            DELETE FROM %1$I.rm_credit_months d
+            DELETE FROM %1$I.rm_{ledger}_months d
             WHERE d.customer_id = ANY($1) AND NOT EXISTS (
                 SELECT 1 FROM months f
                 WHERE f.chain_id = d.chain_id AND f.customer_id = d.customer_id
                   AND f.boundary = d.boundary)
         ), gone_totals AS (
-            DELETE FROM %1$I.rm_credit_totals d
+            DELETE FROM %1$I.rm_{ledger}_totals d
             WHERE d.customer_id = ANY($1) AND NOT EXISTS (
                 SELECT 1 FROM totals f
                 WHERE f.chain_id = d.chain_id AND f.customer_id = d.customer_id)
         ), put_totals AS (
-            INSERT INTO %1$I.rm_credit_totals AS d
-                (chain_id, customer_id, first_at, first_boundary, last_boundary, net, goods,
-                 payments)
-            SELECT chain_id, customer_id, first_at, first_b AT TIME ZONE 'UTC',
-                   last_b AT TIME ZONE 'UTC', net, goods, payments
+            INSERT INTO %1$I.rm_{ledger}_totals AS d
+                (chain_id, customer_id, {first_col}first_boundary, last_boundary, {plain})
+            SELECT chain_id, customer_id, {first_col}first_b AT TIME ZONE 'UTC',
+                   last_b AT TIME ZONE 'UTC', {plain}
             FROM totals
             ON CONFLICT (chain_id, customer_id) DO UPDATE
-                SET first_at = excluded.first_at, first_boundary = excluded.first_boundary,
-                    last_boundary = excluded.last_boundary, net = excluded.net,
-                    goods = excluded.goods, payments = excluded.payments
-                WHERE (d.first_at, d.first_boundary, d.last_boundary, d.net, d.goods,
-                       d.payments)
+                SET {first_set}first_boundary = excluded.first_boundary,
+                    last_boundary = excluded.last_boundary, {set_}
+                WHERE ({d_first}d.first_boundary, d.last_boundary, {d_cols})
                       IS DISTINCT FROM
-                      (excluded.first_at, excluded.first_boundary, excluded.last_boundary,
-                       excluded.net, excluded.goods, excluded.payments)
+                      ({x_first}excluded.first_boundary, excluded.last_boundary, {x_cols})
         )
-        INSERT INTO %1$I.rm_credit_months AS d
-            (chain_id, customer_id, boundary, net, goods, payments)
-        SELECT chain_id, customer_id, boundary, net, goods, payments FROM months
+        INSERT INTO %1$I.rm_{ledger}_months AS d (chain_id, customer_id, boundary, {plain})
+        SELECT chain_id, customer_id, boundary, {plain} FROM months
         ON CONFLICT (chain_id, boundary, customer_id) DO UPDATE
-            SET net = excluded.net, goods = excluded.goods, payments = excluded.payments
-            WHERE (d.net, d.goods, d.payments)
-                  IS DISTINCT FROM (excluded.net, excluded.goods, excluded.payments)
+            SET {set_}
+            WHERE ({d_cols}) IS DISTINCT FROM ({x_cols})
     $q$, target_schema, fresh) USING affected;
 END
 $fn$
 """
 
-_TRIGGER_SQL = """
-CREATE OR REPLACE FUNCTION public.rm_refresh_credit_ledger() RETURNS trigger
+
+def _trigger_sql(ledger: str, where: str) -> str:
+    return f"""
+CREATE OR REPLACE FUNCTION public.rm_refresh_{ledger}_ledger() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
     affected uuid[];
 BEGIN
-    -- only credit movements (bonus_kind IS NULL) are in Payment-Balance
     IF TG_OP = 'INSERT' THEN
         SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
-        FROM new_rows WHERE bonus_kind IS NULL;
+        FROM new_rows WHERE {where};
     ELSIF TG_OP = 'DELETE' THEN
         SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
-        FROM old_rows WHERE bonus_kind IS NULL;
+        FROM old_rows WHERE {where};
     ELSE
         SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
-        FROM (SELECT customer_id FROM old_rows WHERE bonus_kind IS NULL
-              UNION ALL SELECT customer_id FROM new_rows WHERE bonus_kind IS NULL) x;
+        FROM (SELECT customer_id FROM old_rows WHERE {where}
+              UNION ALL SELECT customer_id FROM new_rows WHERE {where}) x;
     END IF;
-    PERFORM public.rm_refresh_credit_ledger_of(TG_TABLE_SCHEMA, affected);
+    PERFORM public.rm_refresh_{ledger}_ledger_of(TG_TABLE_SCHEMA, affected);
     RETURN NULL;
 END
 $fn$
 """
 
-#: the functions (in `public`; the triggers of every schema call them), one statement each
-FUNCTION_STATEMENTS: tuple[str, ...] = (_RECOMPUTE_SQL, _TRIGGER_SQL)
+
+_CREDIT = "bonus_kind IS NULL"
+_BONUS = "bonus_kind IS NOT NULL"
+
+#: the functions (in `public`; the triggers of every schema call them), one statement each:
+#: the credit ledger (Payment-Balance) and the bonus ledger (Bonus statistics' balances)
+FUNCTION_STATEMENTS: tuple[str, ...] = (
+    _recompute_sql(
+        "credit", "m." + _CREDIT,
+        {"net": "m.payments - m.goods", "goods": "m.goods", "payments": "m.payments"},
+        first_at=True,
+    ),
+    _trigger_sql("credit", _CREDIT),
+    _recompute_sql("bonus", "m." + _BONUS, {"balance": "m.bonus_change"}, first_at=False),
+    _trigger_sql("bonus", _BONUS),
+)
 
 
 def trigger_statements() -> list[str]:
     """The triggers on `rm_movements`, unqualified (created in the table's own schema)."""
     return [
-        f"CREATE TRIGGER rm_movements_credit_ledger_{op.lower()} AFTER {op} ON rm_movements "
-        f"REFERENCING {ref} FOR EACH STATEMENT EXECUTE FUNCTION public.rm_refresh_credit_ledger()"
+        f"CREATE TRIGGER rm_movements_{ledger}_ledger_{op.lower()} AFTER {op} ON rm_movements "
+        f"REFERENCING {ref} FOR EACH STATEMENT "
+        f"EXECUTE FUNCTION public.rm_refresh_{ledger}_ledger()"
+        for ledger in ("credit", "bonus")
         for op, ref in (
             ("INSERT", "NEW TABLE AS new_rows"),
             ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
@@ -162,16 +187,19 @@ def trigger_statements() -> list[str]:
 
 def drop_trigger_statements() -> list[str]:
     return [
-        f"DROP TRIGGER IF EXISTS rm_movements_credit_ledger_{op} ON rm_movements"
+        f"DROP TRIGGER IF EXISTS rm_movements_{ledger}_ledger_{op} ON rm_movements"
+        for ledger in ("credit", "bonus")
         for op in ("insert", "update", "delete")
     ]
 
 
-#: every customer's rows from scratch, in the current schema (the migration's backfill, a bulk
-#: load's: `make bench-backoffice`)
+#: every customer's rows from scratch, in the current schema (the migration's backfill, a
+#: test's recompute)
 BACKFILL_SQL = (
     "SELECT public.rm_refresh_credit_ledger_of(current_schema(), "
-    "(SELECT array_agg(DISTINCT customer_id) FROM rm_movements WHERE bonus_kind IS NULL))"
+    "(SELECT array_agg(DISTINCT customer_id) FROM rm_movements WHERE bonus_kind IS NULL)), "
+    "public.rm_refresh_bonus_ledger_of(current_schema(), "
+    "(SELECT array_agg(DISTINCT customer_id) FROM rm_movements WHERE bonus_kind IS NOT NULL))"
 )
 
 
@@ -361,3 +389,71 @@ def period_totals(
         (end.c.goods - start.c.goods).label("t_goods"),
         (end.c.payments - start.c.payments).label("t_payments"),
     ).select_from(start.join(end, sa.true()))
+
+
+# --------------------------------------------------------------------------- bonus balances
+
+
+def _bonus_edge(chain_id: UUID, moment: datetime, name: str) -> tuple[sa.Subquery, datetime]:
+    """Per customer: the bonus movements between `moment`'s nearest month start and `moment`,
+    signed (added when `moment` is later)."""
+    b = nearest_boundary(moment)
+    m = t.movements.c
+    low, high, sign = (b, moment, 1) if moment > b else (moment, b, -1)
+    edge = (
+        sa.select(m.customer_id, (sign * sa.func.sum(m.bonus_change)).label("balance"))
+        .where(m.chain_id == chain_id, m.bonus_kind.is_not(None), m.at >= low, m.at < high)
+        .group_by(m.customer_id)
+        .subquery(name)
+    )
+    return edge, b
+
+
+def bonus_balances(chain_id: UUID, upper: datetime | None) -> sa.Select[Any]:
+    """(customer_id, balance) of every customer with a bonus movement: the sum of its
+    bonus_change before `upper` (all of them when None)."""
+    tot = t.bonus_totals.c
+    if upper is None:
+        return sa.select(tot.customer_id, tot.balance).where(tot.chain_id == chain_id)
+    edge, b = _bonus_edge(chain_id, upper, "bonus_edge")
+    bm = t.bonus_months.c
+    months = (
+        sa.select(bm.customer_id, bm.balance)
+        .where(bm.chain_id == chain_id, bm.boundary == b)
+        .subquery("bonus_at")
+    )
+    zero = sa.literal(0, sa.Numeric)
+    after_last = sa.literal(b, tot.last_boundary.type) >= tot.last_boundary
+    at_b = sa.func.coalesce(months.c.balance, sa.case((after_last, tot.balance), else_=zero))
+    balance = sa.case((edge.c.customer_id.is_(None), at_b), else_=at_b + edge.c.balance)
+    return (
+        sa.select(tot.customer_id, balance.label("balance"))
+        .select_from(
+            t.bonus_totals.outerjoin(months, months.c.customer_id == tot.customer_id).outerjoin(
+                edge, edge.c.customer_id == tot.customer_id
+            )
+        )
+        .where(tot.chain_id == chain_id)
+    )
+
+
+def bonus_outstanding(chain_id: UUID, upper: datetime | None) -> sa.Select[Any]:
+    """(outstanding): the chain's bonus balances summed, before `upper`, from one aggregate per
+    relation (the month start's rows, the customers whose last month is before it, the edge)."""
+    tot = t.bonus_totals.c
+    if upper is None:
+        return sa.select(
+            sa.func.coalesce(sa.func.sum(tot.balance), 0).label("outstanding")
+        ).where(tot.chain_id == chain_id)
+    edge, b = _bonus_edge(chain_id, upper, "bonus_edge")
+    bm = t.bonus_months.c
+    months = sa.select(sa.func.coalesce(sa.func.sum(bm.balance), 0).label("s")).where(
+        bm.chain_id == chain_id, bm.boundary == b
+    ).subquery("m")
+    beyond = sa.select(sa.func.coalesce(sa.func.sum(tot.balance), 0).label("s")).where(
+        tot.chain_id == chain_id, tot.last_boundary < b
+    ).subquery("tb")
+    edges = sa.select(sa.func.coalesce(sa.func.sum(edge.c.balance), 0).label("s")).subquery("e")
+    return sa.select(
+        (months.c.s + beyond.c.s + edges.c.s).label("outstanding")
+    ).select_from(months.join(beyond, sa.true()).join(edges, sa.true()))

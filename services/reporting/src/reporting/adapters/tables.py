@@ -218,9 +218,44 @@ credit_months = sa.Table(
     sa.Index("rm_credit_months_customer", "customer_id"),
 )
 
+#: Bonus statistics' balances per customer (`credit_ledger`, the bonus ledger): the sum of
+#: bonus_change of the bonus movements (bonus_kind IS NOT NULL), in total and before each UTC
+#: month start from first_boundary to last_boundary (dense), as for the credit ledger.
+bonus_totals = sa.Table(
+    "rm_bonus_totals",
+    metadata,
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("first_boundary", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_boundary", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("balance", sa.Numeric, nullable=False),
+    sa.PrimaryKeyConstraint("chain_id", "customer_id", name="rm_bonus_totals_pkey"),
+    sa.Index("rm_bonus_totals_customer", "customer_id"),
+    sa.Index(
+        "rm_bonus_totals_last", "chain_id", "last_boundary",
+        postgresql_include=["customer_id", "balance"],
+    ),
+)
+
+bonus_months = sa.Table(
+    "rm_bonus_months",
+    metadata,
+    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("boundary", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+    sa.Column("balance", sa.Numeric, nullable=False),
+    sa.PrimaryKeyConstraint(
+        "chain_id", "boundary", "customer_id", name="rm_bonus_months_pkey",
+        postgresql_include=["balance"],
+    ),
+    sa.Index("rm_bonus_months_customer", "customer_id"),
+)
+
 #: Derived tables: recomputed by triggers from the others, so a snapshot's copy of them is not
 #: inserted back (the copied base rows fire the triggers); compared by a rebuild like the rest.
-DERIVED_TABLES: tuple[sa.Table, ...] = (open_debt, credit_totals, credit_months)
+DERIVED_TABLES: tuple[sa.Table, ...] = (
+    open_debt, credit_totals, credit_months, bonus_totals, bonus_months
+)
 
 READ_MODEL_TABLES: tuple[sa.Table, ...] = (
     chains,
@@ -233,6 +268,8 @@ READ_MODEL_TABLES: tuple[sa.Table, ...] = (
     open_debt,
     credit_totals,
     credit_months,
+    bonus_totals,
+    bonus_months,
 )
 
 # Pages walk customers in name order (migration 0005).

@@ -1089,44 +1089,49 @@ async def bonus_statistics_page(
             .order_by(m.c.store_id)
         )
     ).all()
-    # every customer's movements of the period and balance at its end, in one pass
+    # the page's customers: every customer's balance at the end of the period from the bonus
+    # ledger (`credit_ledger.bonus_balances`) and who moved in the period, in id order
+    c = t.customers
+    balances = credit_ledger.bonus_balances(chain_id, upper).subquery("balances")
+    moved_ids = sa.select(m.c.customer_id).where(*conds, moved)
+    chosen: sa.ColumnElement[bool] = balances.c.customer_id.in_(moved_ids)
+    if filters.store_id is None:
+        chosen = sa.or_(balances.c.balance != 0, chosen)
+    ids_q = sa.select(balances.c.customer_id).where(chosen)
+    if filters.vip_only:
+        ids_q = ids_q.where(
+            balances.c.customer_id.in_(
+                sa.select(c.c.customer_id).where(c.c.vip.is_(True), c.c.chain_id == chain_id)
+            )
+        )
+    position = _page_after(cursor, "bonus")
+    if position is not None:
+        ids_q = ids_q.where(balances.c.customer_id > _cursor_uuid(position, "c"))
+    ids = list(
+        (await session.execute(ids_q.order_by(balances.c.customer_id).limit(limit + 1))).scalars()
+    )
+    # their movements of the period and balance at its end, summed from their movements
     per_customer = (
         sa.select(
             m.c.customer_id,
             *sums(moved),
             sa.func.coalesce(sa.func.sum(m.c.bonus_change), ZERO).label("balance"),
-            sa.func.bool_or(moved).label("moved"),
         )
-        .where(*conds)
+        .where(*conds, m.c.customer_id.in_(ids))
         .group_by(m.c.customer_id)
-        .cte("per_customer").prefix_with("MATERIALIZED")
+        .subquery("per_customer")
     )
-    c = t.customers
-    chosen = sa.or_(per_customer.c.moved, per_customer.c.balance != 0)
-    if filters.store_id is not None:
-        chosen = per_customer.c.moved
-    rows_q = (
-        sa.select(per_customer, sa.func.coalesce(c.c.name, "").label("name"))
-        .select_from(per_customer.outerjoin(c, c.c.customer_id == per_customer.c.customer_id))
-        .where(chosen)
-    )
-    if filters.vip_only:
-        rows_q = rows_q.where(c.c.vip.is_(True), c.c.chain_id == chain_id)
-    position = _page_after(cursor, "bonus")
-    if position is not None:
-        rows_q = rows_q.where(per_customer.c.customer_id > _cursor_uuid(position, "c"))
-    page = rows_q.order_by(per_customer.c.customer_id).limit(limit + 1).subquery("page")
-    outstanding = sa.select(
-        sa.func.coalesce(sa.func.sum(per_customer.c.balance), ZERO).label("outstanding")
-    ).subquery("outstanding")
     result = (
         await session.execute(
-            sa.select(outstanding, page)
-            .select_from(outstanding.outerjoin(page, sa.true()))
-            .order_by(page.c.customer_id)
+            sa.select(per_customer, sa.func.coalesce(c.c.name, "").label("name"))
+            .select_from(per_customer.outerjoin(c, c.c.customer_id == per_customer.c.customer_id))
+            .order_by(per_customer.c.customer_id)
         )
-    ).all()
-    found = [r for r in result if r.customer_id is not None]
+    ).all() if ids else []
+    outstanding = (
+        await session.execute(credit_ledger.bonus_outstanding(chain_id, upper))
+    ).scalar_one()
+    found = list(result)
     nxt = None
     if len(found) > limit:
         found = found[:limit]
@@ -1142,7 +1147,7 @@ async def bonus_statistics_page(
     ]
     rest = {
         **fields(totals),
-        "outstanding": money_str(result[0].outstanding, mu),
+        "outstanding": money_str(Decimal(outstanding), mu),
         "by_store": [
             {"store_id": _str(r.store_id), "name": r.store_name, **fields(r)} for r in by_store
         ],

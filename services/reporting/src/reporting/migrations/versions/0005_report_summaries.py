@@ -4,7 +4,8 @@ and not the whole chain (issue 15):
 - `rm_open_debt`: open debt per customer, store and due date (Unpaid goods, Aging);
   `reporting.adapters.open_debt`;
 - `rm_credit_totals`, `rm_credit_months`: Payment-Balance sums per customer, in total and at
-  every UTC month start; `reporting.adapters.credit_ledger`;
+  every UTC month start; `rm_bonus_totals`, `rm_bonus_months`: bonus balances the same way
+  (Bonus statistics); `reporting.adapters.credit_ledger`;
 - `rm_customers_chain_name`: customers in name order.
 
 The tables are filled from the existing read models, so an existing database upgrades in place.
@@ -65,6 +66,30 @@ def upgrade() -> None:
         "CREATE INDEX IF NOT EXISTS rm_credit_months_customer ON rm_credit_months (customer_id)"
     )
     op.execute(
+        """CREATE TABLE IF NOT EXISTS rm_bonus_totals (
+               chain_id uuid NOT NULL, customer_id uuid NOT NULL,
+               first_boundary timestamptz NOT NULL, last_boundary timestamptz NOT NULL,
+               balance numeric NOT NULL,
+               CONSTRAINT rm_bonus_totals_pkey PRIMARY KEY (chain_id, customer_id))"""
+    )
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS rm_bonus_totals_customer ON rm_bonus_totals (customer_id)"
+    )
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS rm_bonus_totals_last ON rm_bonus_totals "
+        "(chain_id, last_boundary) INCLUDE (customer_id, balance)"
+    )
+    op.execute(
+        """CREATE TABLE IF NOT EXISTS rm_bonus_months (
+               chain_id uuid NOT NULL, boundary timestamptz NOT NULL, customer_id uuid NOT NULL,
+               balance numeric NOT NULL,
+               CONSTRAINT rm_bonus_months_pkey PRIMARY KEY (chain_id, boundary, customer_id)
+                   INCLUDE (balance))"""
+    )
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS rm_bonus_months_customer ON rm_bonus_months (customer_id)"
+    )
+    op.execute(
         "CREATE INDEX IF NOT EXISTS rm_customers_chain_name "
         "ON rm_customers (chain_id, name, customer_id)"
     )
@@ -77,14 +102,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for module, function in (
-        (open_debt, "rm_refresh_open_debt"),
-        (credit_ledger, "rm_refresh_credit_ledger"),
-    ):
+    for module in (open_debt, credit_ledger):
         for statement in module.drop_trigger_statements():
             op.execute(statement)
+    for function in ("rm_refresh_open_debt", "rm_refresh_credit_ledger", "rm_refresh_bonus_ledger"):
         op.execute(f"DROP FUNCTION IF EXISTS public.{function}()")
         op.execute(f"DROP FUNCTION IF EXISTS public.{function}_of(text, uuid[])")
     op.execute("DROP INDEX IF EXISTS rm_customers_chain_name")
-    for table in ("rm_credit_months", "rm_credit_totals", "rm_open_debt"):
+    for table in (
+        "rm_bonus_months", "rm_bonus_totals", "rm_credit_months", "rm_credit_totals",
+        "rm_open_debt",
+    ):
         op.execute(f"DROP TABLE IF EXISTS {table}")
