@@ -82,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     office.add_argument("--done-tasks", type=int, default=20_000)
     office.add_argument("--repeats", type=int, default=5)
     office.add_argument("--label", default="current")
+    office.add_argument(
+        "--pages", default="",
+        help="time only the pages whose title contains this text (case-insensitive; "
+             "comma-separated for several), e.g. --pages payment,aging",
+    )
     sub.add_parser("render", help="rewrite docs/benchmarks.md from docs/benchmarks/*.json")
     cons = sub.add_parser("consumer", help="servicekit consumer micro-benchmark (stdout only)")
     cons.add_argument("--messages", type=int, default=5_000)
@@ -174,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
 
         run_backoffice(name, out_dir, args.customers, args.sales, args.open_tasks,
                        args.done_tasks, args.label, repeats=args.repeats,
-                       command=shlex.join(sys.argv[1:] if argv is None else argv))
+                       command=shlex.join(sys.argv[1:] if argv is None else argv),
+                       only=[p.strip() for p in args.pages.split(",") if p.strip()])
     from bench.render import render
 
     path: Path = render(out_dir, repo_root() / "docs" / "benchmarks.md")

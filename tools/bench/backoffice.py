@@ -258,9 +258,19 @@ def _load_average() -> float:
         return -1.0
 
 
+def _chosen(pages: list[tuple[str, str]], only: list[str]) -> list[tuple[str, str]]:
+    """The pages whose title contains one of `only` (all of them when it is empty)."""
+    if not only:
+        return pages
+    return [(title, path) for title, path in pages
+            if any(word.lower() in title.lower() for word in only)]
+
+
 def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
-         done_tasks: int, label: str, repeats: int = 5, command: str = "") -> dict[str, Any]:
+         done_tasks: int, label: str, repeats: int = 5, command: str = "",
+         only: list[str] | None = None) -> dict[str, Any]:
     started = time.time()
+    pages_wanted = only or []
     infra = start_infra(name, use_env=False)
     services = None
     try:
@@ -290,7 +300,8 @@ def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
         load_seconds = time.perf_counter() - load_started
         load_before = _load_average()
         timings = asyncio.run(_time_pages(
-            services.backoffice_url, chain["email"], _pages(chain, open_tasks), repeats))
+            services.backoffice_url, chain["email"],
+            _chosen(_pages(chain, open_tasks), pages_wanted), repeats))
         load_after = _load_average()
     finally:
         if services is not None:
@@ -307,6 +318,7 @@ def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
         "done_tasks": done_tasks,
         "load_seconds": round(load_seconds, 1),
         "repeats": repeats,
+        "pages_chosen": pages_wanted,
         "budget_ms": BUDGET_MS,
         # the machine is shared: its 1-minute load average before and after the timing
         "load_average": [load_before, load_after],
