@@ -21,8 +21,8 @@ from servicekit.db import SessionFactory
 from credit.adapters.repository import Repository
 from credit.domain.errors import Refusal
 from credit.service_layer import outcomes as oc
+from credit.service_layer.decisions import local_date, revoked_event
 from credit.service_layer.emitter import Emitter
-from credit.service_layer.handlers import local_date, revoked_event
 
 log = logging.getLogger(__name__)
 
