@@ -36,8 +36,28 @@ def _recompute_sql(
 ) -> str:
     """The function recomputing one ledger's two tables (`rm_<ledger>_totals`,
     `rm_<ledger>_months`) for the customers given, from their movements matching `where`;
-    `columns` the sums kept (name -> expression over a movement)."""
+    `columns` the sums kept (name -> expression over a movement). The credit ledger
+    (`first_at`) also keeps the customer's `name_key` and `vip` (from `rm_customers`, as the
+    report joins them: '' and false without a row) on its rows, so pages filter and walk
+    them without joining every customer."""
     names = list(columns)
+    tot_attrs = {"name_key": "coalesce(c.name_key, '')", "vip": "coalesce(c.vip, false)"}
+    month_attrs = {"vip": "coalesce(c.vip, false)"}
+    if not first_at:
+        tot_attrs, month_attrs = {}, {}
+    join_c = "LEFT JOIN %1$I.rm_customers c ON c.customer_id = x.customer_id" if first_at else ""
+    t_attr_cols = "".join(f", {n}" for n in tot_attrs)
+    t_attr_vals = "".join(f", {e}" for e in tot_attrs.values())
+    t_attr_set = "".join(f", {n} = excluded.{n}" for n in tot_attrs)
+    t_attr_d = "".join(f", d.{n}" for n in tot_attrs)
+    t_attr_x = "".join(f", excluded.{n}" for n in tot_attrs)
+    m_attr_cols = "".join(f", {n}" for n in month_attrs)
+    m_attr_vals = "".join(f", {e}" for e in month_attrs.values())
+    m_attr_set = "".join(f", {n} = excluded.{n}" for n in month_attrs)
+    m_attr_d = "".join(f", d.{n}" for n in month_attrs)
+    m_attr_x = "".join(f", excluded.{n}" for n in month_attrs)
+    x_plain = ", ".join(f"x.{n}" for n in names)
+    x_first_col = "x.first_at, " if first_at else ""
     mv_cols = ", ".join(f"{expr} AS {name}" for name, expr in columns.items())
     sums = ", ".join(f"sum({n}) AS {n}" for n in names)
     running = ", ".join(f"sum(coalesce(p.{n}, 0)) OVER w AS {n}" for n in names)
@@ -106,22 +126,27 @@ BEGIN
                 WHERE f.chain_id = d.chain_id AND f.customer_id = d.customer_id)
         ), put_totals AS (
             INSERT INTO %1$I.rm_{ledger}_totals AS d
-                (chain_id, customer_id, {first_col}first_boundary, last_boundary, {plain})
-            SELECT chain_id, customer_id, {first_col}first_b AT TIME ZONE 'UTC',
-                   last_b AT TIME ZONE 'UTC', {plain}
-            FROM totals
+                (chain_id, customer_id, {first_col}first_boundary, last_boundary, {plain}
+                 {t_attr_cols})
+            SELECT x.chain_id, x.customer_id, {x_first_col}
+                   x.first_b AT TIME ZONE 'UTC', x.last_b AT TIME ZONE 'UTC', {x_plain}
+                   {t_attr_vals}
+            FROM totals x {join_c}
             ON CONFLICT (chain_id, customer_id) DO UPDATE
                 SET {first_set}first_boundary = excluded.first_boundary,
-                    last_boundary = excluded.last_boundary, {set_}
-                WHERE ({d_first}d.first_boundary, d.last_boundary, {d_cols})
+                    last_boundary = excluded.last_boundary, {set_}{t_attr_set}
+                WHERE ({d_first}d.first_boundary, d.last_boundary, {d_cols}{t_attr_d})
                       IS DISTINCT FROM
-                      ({x_first}excluded.first_boundary, excluded.last_boundary, {x_cols})
+                      ({x_first}excluded.first_boundary, excluded.last_boundary, {x_cols}
+                       {t_attr_x})
         )
-        INSERT INTO %1$I.rm_{ledger}_months AS d (chain_id, customer_id, boundary, {plain})
-        SELECT chain_id, customer_id, boundary, {plain} FROM months
+        INSERT INTO %1$I.rm_{ledger}_months AS d
+            (chain_id, customer_id, boundary, {plain}{m_attr_cols})
+        SELECT x.chain_id, x.customer_id, x.boundary, {x_plain}{m_attr_vals}
+        FROM months x {join_c}
         ON CONFLICT (chain_id, boundary, customer_id) DO UPDATE
-            SET {set_}
-            WHERE ({d_cols}) IS DISTINCT FROM ({x_cols})
+            SET {set_}{m_attr_set}
+            WHERE ({d_cols}{m_attr_d}) IS DISTINCT FROM ({x_cols}{m_attr_x})
     $q$, target_schema, fresh) USING affected;
 END
 $fn$
@@ -153,6 +178,30 @@ $fn$
 """
 
 
+#: a customer's name or VIP flag changed (or their row arrived): their credit ledger rows
+#: carry both
+_CUSTOMERS_TRIGGER_SQL = """
+CREATE OR REPLACE FUNCTION public.rm_refresh_credit_ledger_customers() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    affected uuid[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected FROM new_rows;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected FROM old_rows;
+    ELSE
+        SELECT array_agg(DISTINCT n.customer_id ORDER BY n.customer_id) INTO affected
+        FROM new_rows n LEFT JOIN old_rows o ON o.customer_id = n.customer_id
+        WHERE o.customer_id IS NULL OR o.name_key IS DISTINCT FROM n.name_key
+           OR o.vip IS DISTINCT FROM n.vip;
+    END IF;
+    PERFORM public.rm_refresh_credit_ledger_of(TG_TABLE_SCHEMA, affected);
+    RETURN NULL;
+END
+$fn$
+"""
+
 _CREDIT = "bonus_kind IS NULL"
 _BONUS = "bonus_kind IS NOT NULL"
 
@@ -165,23 +214,33 @@ FUNCTION_STATEMENTS: tuple[str, ...] = (
         first_at=True,
     ),
     _trigger_sql("credit", _CREDIT),
+    _CUSTOMERS_TRIGGER_SQL,
     _recompute_sql("bonus", "m." + _BONUS, {"balance": "m.bonus_change"}, first_at=False),
     _trigger_sql("bonus", _BONUS),
 )
 
 
+_OPS = (
+    ("INSERT", "NEW TABLE AS new_rows"),
+    ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+    ("DELETE", "OLD TABLE AS old_rows"),
+)
+
+
 def trigger_statements() -> list[str]:
-    """The triggers on `rm_movements`, unqualified (created in the table's own schema)."""
+    """The triggers on `rm_movements` and `rm_customers`, unqualified (created in the
+    table's own schema)."""
     return [
         f"CREATE TRIGGER rm_movements_{ledger}_ledger_{op.lower()} AFTER {op} ON rm_movements "
         f"REFERENCING {ref} FOR EACH STATEMENT "
         f"EXECUTE FUNCTION public.rm_refresh_{ledger}_ledger()"
         for ledger in ("credit", "bonus")
-        for op, ref in (
-            ("INSERT", "NEW TABLE AS new_rows"),
-            ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-            ("DELETE", "OLD TABLE AS old_rows"),
-        )
+        for op, ref in _OPS
+    ] + [
+        f"CREATE TRIGGER rm_customers_credit_ledger_{op.lower()} AFTER {op} ON rm_customers "
+        f"REFERENCING {ref} FOR EACH STATEMENT "
+        f"EXECUTE FUNCTION public.rm_refresh_credit_ledger_customers()"
+        for op, ref in _OPS
     ]
 
 
@@ -189,6 +248,9 @@ def drop_trigger_statements() -> list[str]:
     return [
         f"DROP TRIGGER IF EXISTS rm_movements_{ledger}_ledger_{op} ON rm_movements"
         for ledger in ("credit", "bonus")
+        for op in ("insert", "update", "delete")
+    ] + [
+        f"DROP TRIGGER IF EXISTS rm_customers_credit_ledger_{op} ON rm_customers"
         for op in ("insert", "update", "delete")
     ]
 
@@ -295,21 +357,22 @@ def period_sums(
     return stmt
 
 
-def closings(chain_id: UUID, upper: datetime | None) -> sa.Select[Any]:
+def closings(chain_id: UUID, upper: datetime | None, vip_only: bool = False) -> sa.Select[Any]:
     """(customer_id, closing) of every customer with a credit movement before `upper`: the
     sums before `upper` only (opening + payments - goods is payments - goods before the end),
     one month start's rows and one edge."""
     tot = t.credit_totals.c
     if upper is None:
-        return sa.select(tot.customer_id, tot.net.label("closing")).where(
+        stmt = sa.select(tot.customer_id, tot.net.label("closing")).where(
             tot.chain_id == chain_id
         )
+        return stmt.where(tot.vip.is_(True)) if vip_only else stmt
     months, edge, sign, b = _at(chain_id, upper, "hi")
     zero = sa.literal(0, sa.Numeric)
     after_last = sa.literal(b, tot.last_boundary.type) >= tot.last_boundary
     at_b = sa.func.coalesce(months.c.net, sa.case((after_last, tot.net), else_=zero))
     closing = sa.case((edge.c.customer_id.is_(None), at_b), else_=at_b + sign * edge.c.net)
-    return (
+    stmt = (
         sa.select(tot.customer_id, closing.label("closing"))
         .select_from(
             t.credit_totals.outerjoin(months, months.c.customer_id == tot.customer_id).outerjoin(
@@ -318,10 +381,34 @@ def closings(chain_id: UUID, upper: datetime | None) -> sa.Select[Any]:
         )
         .where(tot.chain_id == chain_id, tot.first_at < upper)
     )
+    return stmt.where(tot.vip.is_(True)) if vip_only else stmt
+
+
+def by_name(
+    chain_id: UUID, upper: datetime | None, vip_only: bool, after: tuple[str, UUID] | None,
+    limit: int,
+) -> sa.Select[Any]:
+    """The ids of the first `limit` customers of the report in (name_key, id) order after
+    `after`: a walk of `rm_credit_totals_name` that stops after the page."""
+    tot = t.credit_totals.c
+    stmt = sa.select(tot.customer_id, tot.name_key).where(tot.chain_id == chain_id)
+    if upper is not None:
+        stmt = stmt.where(tot.first_at < upper)
+    if vip_only:
+        stmt = stmt.where(tot.vip.is_(True))
+    if after is not None:
+        stmt = stmt.where(
+            sa.tuple_(tot.name_key, tot.customer_id)
+            > sa.tuple_(
+                sa.literal(after[0], sa.Text).collate("C"),
+                sa.literal(after[1], tot.customer_id.type),
+            )
+        )
+    return stmt.order_by(tot.chain_id, tot.name_key, tot.customer_id).limit(limit)
 
 
 def _chain_sums_before(
-    chain_id: UUID, moment: datetime | None, vip: sa.Select[Any] | None, name: str
+    chain_id: UUID, moment: datetime | None, vip_only: bool, name: str
 ) -> sa.Subquery:
     """One row (net, goods, payments): the chain's sums over every customer's movements before
     `moment` (all of them when None), from one aggregate per relation: the month start's rows,
@@ -332,8 +419,8 @@ def _chain_sums_before(
     m = t.movements.c
     cols = ("net", "goods", "payments")
 
-    def only_vip(stmt: sa.Select[Any], column: Any) -> sa.Select[Any]:
-        return stmt if vip is None else stmt.where(column.in_(vip))
+    def only_vip(stmt: sa.Select[Any], vip: Any) -> sa.Select[Any]:
+        return stmt.where(vip) if vip_only else stmt
 
     def sums(values: dict[str, Any]) -> list[Any]:
         return [sa.func.coalesce(sa.func.sum(v), 0).label(c) for c, v in values.items()]
@@ -341,7 +428,7 @@ def _chain_sums_before(
     if moment is None:
         return only_vip(
             sa.select(*sums({c: tot[c] for c in cols})).where(tot.chain_id == chain_id),
-            tot.customer_id,
+            tot.vip.is_(True),
         ).subquery(name)
     b = nearest_boundary(moment)
     low, high, sign = (b, moment, 1) if moment > b else (moment, b, -1)
@@ -349,19 +436,22 @@ def _chain_sums_before(
         sa.select(*sums({c: cm[c] for c in cols})).where(
             cm.chain_id == chain_id, cm.boundary == b
         ),
-        cm.customer_id,
+        cm.vip.is_(True),
     ).subquery(f"{name}_m")
     beyond = only_vip(
         sa.select(*sums({c: tot[c] for c in cols})).where(
             tot.chain_id == chain_id, tot.last_boundary < b
         ),
-        tot.customer_id,
+        tot.vip.is_(True),
     ).subquery(f"{name}_t")
     edge = only_vip(
         sa.select(
             *sums({"net": m.payments - m.goods, "goods": m.goods, "payments": m.payments})
         ).where(m.chain_id == chain_id, m.bonus_kind.is_(None), m.at >= low, m.at < high),
-        m.customer_id,
+        # a few hundred movements: each customer's row by its key
+        sa.exists().where(
+            t.customers.c.customer_id == m.customer_id, t.customers.c.vip.is_(True)
+        ),
     ).subquery(f"{name}_e")
     return (
         sa.select(*[(months.c[c] + beyond.c[c] + sign * edge.c[c]).label(c) for c in cols])
@@ -371,19 +461,19 @@ def _chain_sums_before(
 
 
 def period_totals(
-    chain_id: UUID, lower: datetime | None, upper: datetime | None, vip: sa.Select[Any] | None
+    chain_id: UUID, lower: datetime | None, upper: datetime | None, vip_only: bool
 ) -> sa.Select[Any]:
     """(t_opening, t_goods, t_payments) of the whole report: the sums of every row, computed
-    from chain-wide sums (a customer outside the report adds 0 to each of them); `vip` the
-    ids of the customers it is restricted to."""
-    end = _chain_sums_before(chain_id, upper, vip, "hi")
+    from chain-wide sums (a customer outside the report adds 0 to each of them), of the VIP
+    customers only with `vip_only`."""
+    end = _chain_sums_before(chain_id, upper, vip_only, "hi")
     if lower is None:
         return sa.select(
             sa.literal(0, sa.Numeric).label("t_opening"),
             end.c.goods.label("t_goods"),
             end.c.payments.label("t_payments"),
         )
-    start = _chain_sums_before(chain_id, lower, vip, "lo")
+    start = _chain_sums_before(chain_id, lower, vip_only, "lo")
     return sa.select(
         start.c.net.label("t_opening"),
         (end.c.goods - start.c.goods).label("t_goods"),

@@ -190,7 +190,12 @@ credit_totals = sa.Table(
     sa.Column("net", sa.Numeric, nullable=False),
     sa.Column("goods", sa.Numeric, nullable=False),
     sa.Column("payments", sa.Numeric, nullable=False),
+    #: `coalesce(rm_customers.name_key, '')` (compared in code-point order, as sort=name does)
+    #: and `coalesce(rm_customers.vip, false)`: a page walks and filters these rows alone
+    sa.Column("name_key", sa.Text(collation="C"), nullable=False),
+    sa.Column("vip", sa.Boolean, nullable=False),
     sa.PrimaryKeyConstraint("chain_id", "customer_id", name="rm_credit_totals_pkey"),
+    sa.Index("rm_credit_totals_name", "chain_id", "name_key", "customer_id"),
     sa.Index("rm_credit_totals_customer", "customer_id"),
     # the report's totals: the customers whose last month start is before a given one
     sa.Index(
@@ -210,10 +215,11 @@ credit_months = sa.Table(
     sa.Column("net", sa.Numeric, nullable=False),
     sa.Column("goods", sa.Numeric, nullable=False),
     sa.Column("payments", sa.Numeric, nullable=False),
+    sa.Column("vip", sa.Boolean, nullable=False),
     # a page reads one month start's rows of the whole chain: index-only, in customer order
     sa.PrimaryKeyConstraint(
         "chain_id", "boundary", "customer_id", name="rm_credit_months_pkey",
-        postgresql_include=["net", "goods", "payments"],
+        postgresql_include=["net", "goods", "payments", "vip"],
     ),
     sa.Index("rm_credit_months_customer", "customer_id"),
 )

@@ -441,33 +441,37 @@ async def _pb_page_from_ledger(
     sums (`credit_ledger`). The same rows, order, cursors and totals as `_pb_queries`."""
     lower, upper = filters.period.bounds(info.timezone)
     c = t.customers
-    keys = credit_ledger.closings(chain_id, upper).subquery("keys")
-    key_q = sa.select(keys.c.customer_id, keys.c.closing)
-    if filters.vip_only or sort == "name":
-        key_q = key_q.add_columns(
-            sa.func.coalesce(c.c.name_key, "").collate("C").label("name_key")
-        ).select_from(keys.outerjoin(c, c.c.customer_id == keys.c.customer_id))
-        if filters.vip_only:
-            key_q = key_q.where(c.c.vip.is_(True))
-    ordered = key_q.subquery("ordered")
-    key = ordered.c.name_key if sort == "name" else ordered.c.closing
-    page_q = sa.select(ordered.c.customer_id)
-    if cursor:
-        after_key, after_id = _pb_after(sort, cursor)
-        after: sa.ColumnElement[Any] = (
-            sa.literal(after_key, sa.Text).collate("C")
-            if sort == "name"
-            else sa.literal(after_key, t.MONEY)
+    if sort == "name":
+        after_name = None
+        if cursor:
+            after_key, after_id = _pb_after(sort, cursor)
+            after_name = (str(after_key), after_id)
+        ids = list(
+            (
+                await session.execute(
+                    credit_ledger.by_name(chain_id, upper, filters.vip_only, after_name, limit + 1)
+                )
+            ).scalars()
         )
-        page_q = page_q.where(
-            sa.tuple_(key, ordered.c.customer_id)
-            > sa.tuple_(after, sa.literal(after_id, t.movements.c.customer_id.type))
+    else:
+        keys = credit_ledger.closings(chain_id, upper, filters.vip_only).subquery("keys")
+        page_q = sa.select(keys.c.customer_id)
+        if cursor:
+            after_key, after_id = _pb_after(sort, cursor)
+            page_q = page_q.where(
+                sa.tuple_(keys.c.closing, keys.c.customer_id)
+                > sa.tuple_(
+                    sa.literal(after_key, t.MONEY),
+                    sa.literal(after_id, t.movements.c.customer_id.type),
+                )
+            )
+        ids = list(
+            (
+                await session.execute(
+                    page_q.order_by(keys.c.closing, keys.c.customer_id).limit(limit + 1)
+                )
+            ).scalars()
         )
-    ids = list(
-        (
-            await session.execute(page_q.order_by(key, ordered.c.customer_id).limit(limit + 1))
-        ).scalars()
-    )
     figures: dict[UUID, Any] = {}
     if ids:
         sums = credit_ledger.period_sums(chain_id, lower, upper, ids).subquery("sums")
@@ -482,13 +486,10 @@ async def _pb_page_from_ledger(
                 ).select_from(sums.outerjoin(c, c.c.customer_id == sums.c.customer_id))
             )
         }
-    vip = (
-        sa.select(c.c.customer_id).where(c.c.chain_id == chain_id, c.c.vip.is_(True))
-        if filters.vip_only
-        else None
-    )
     totals_row = (
-        await session.execute(credit_ledger.period_totals(chain_id, lower, upper, vip))
+        await session.execute(
+            credit_ledger.period_totals(chain_id, lower, upper, filters.vip_only)
+        )
     ).one()
     found = [figures[i] for i in ids]
     nxt = None

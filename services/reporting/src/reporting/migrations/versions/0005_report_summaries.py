@@ -46,7 +46,12 @@ def upgrade() -> None:
                first_at timestamptz NOT NULL, first_boundary timestamptz NOT NULL,
                last_boundary timestamptz NOT NULL,
                net numeric NOT NULL, goods numeric NOT NULL, payments numeric NOT NULL,
+               name_key text COLLATE "C" NOT NULL, vip boolean NOT NULL,
                CONSTRAINT rm_credit_totals_pkey PRIMARY KEY (chain_id, customer_id))"""
+    )
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS rm_credit_totals_name ON rm_credit_totals "
+        "(chain_id, name_key, customer_id)"
     )
     op.execute(
         "CREATE INDEX IF NOT EXISTS rm_credit_totals_customer ON rm_credit_totals (customer_id)"
@@ -59,8 +64,9 @@ def upgrade() -> None:
         """CREATE TABLE IF NOT EXISTS rm_credit_months (
                chain_id uuid NOT NULL, boundary timestamptz NOT NULL, customer_id uuid NOT NULL,
                net numeric NOT NULL, goods numeric NOT NULL, payments numeric NOT NULL,
+               vip boolean NOT NULL,
                CONSTRAINT rm_credit_months_pkey PRIMARY KEY (chain_id, boundary, customer_id)
-                   INCLUDE (net, goods, payments))"""
+                   INCLUDE (net, goods, payments, vip))"""
     )
     op.execute(
         "CREATE INDEX IF NOT EXISTS rm_credit_months_customer ON rm_credit_months (customer_id)"
@@ -105,6 +111,7 @@ def downgrade() -> None:
     for module in (open_debt, credit_ledger):
         for statement in module.drop_trigger_statements():
             op.execute(statement)
+    op.execute("DROP FUNCTION IF EXISTS public.rm_refresh_credit_ledger_customers()")
     for function in ("rm_refresh_open_debt", "rm_refresh_credit_ledger", "rm_refresh_bonus_ledger"):
         op.execute(f"DROP FUNCTION IF EXISTS public.{function}()")
         op.execute(f"DROP FUNCTION IF EXISTS public.{function}_of(text, uuid[])")
