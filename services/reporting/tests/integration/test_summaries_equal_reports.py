@@ -257,6 +257,16 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
     for _ in range(6):
         async with sf() as s, s.begin():
             await story.batch(s, 40)
+    async with sf() as s, s.begin():
+        # a customer whose first movement falls after the local end of May but before the UTC
+        # month start the report reads at: in June's report, not in May's
+        chain, late = story.chains[0], uuid.uuid4()
+        await story.register(s, chain, late)
+        await s.execute(sa.insert(t.movements).values(
+            message_id=uuid.uuid4(), seq=0, chain_id=chain, customer_id=late,
+            store_id=story.stores[chain][0], at=datetime(2026, 5, 31, 22, 30, tzinfo=UTC),
+            kind="advance", payment_id=uuid.uuid4(), description="Advance",
+            payments=Decimal("40"), advance_change=Decimal("40")))
 
     async with sf() as s:
         # the tables equal a recompute from scratch, row for row
