@@ -22,6 +22,7 @@ join for a bulk statement), in the schema of the table that fired it, like `open
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -425,6 +426,39 @@ def closings(
     return sa.union_all(at_b, beyond, before)
 
 
+def by_closing(
+    chain_id: UUID, upper: datetime | None, vip_only: bool,
+    after: tuple[Decimal, UUID] | None, limit: int,
+) -> sa.Select[Any]:
+    """The ids of the first `limit` customers of the report in (closing, id) order after
+    `after`: every customer's closing (`closings`) and a top-N sort."""
+    keys = closings(chain_id, upper, vip_only).subquery("keys")
+    stmt = sa.select(keys.c.customer_id)
+    if after is not None:
+        stmt = stmt.where(
+            sa.tuple_(keys.c.closing, keys.c.customer_id)
+            > sa.tuple_(
+                sa.literal(after[0], t.MONEY),
+                sa.literal(after[1], t.credit_totals.c.customer_id.type),
+            )
+        )
+    return stmt.order_by(keys.c.closing, keys.c.customer_id).limit(limit)
+
+
+def named_period_sums(
+    chain_id: UUID, lower: datetime | None, upper: datetime | None, customer_ids: list[UUID]
+) -> sa.Select[Any]:
+    """`period_sums` of these customers with their name, name_key and closing (a page's rows)."""
+    c = t.customers.c
+    sums = period_sums(chain_id, lower, upper, customer_ids).subquery("sums")
+    return sa.select(
+        sums,
+        sa.func.coalesce(c.name, "").label("name"),
+        sa.func.coalesce(c.name_key, "").collate("C").label("name_key"),
+        (sums.c.opening + sums.c.payments - sums.c.goods).label("closing"),
+    ).select_from(sums.outerjoin(t.customers, c.customer_id == sums.c.customer_id))
+
+
 def by_name(
     chain_id: UUID, upper: datetime | None, vip_only: bool, after: tuple[str, UUID] | None,
     limit: int,
@@ -588,3 +622,27 @@ def bonus_outstanding(chain_id: UUID, upper: datetime | None) -> sa.Select[Any]:
     return sa.select(
         (months.c.s + beyond.c.s + edges.c.s).label("outstanding")
     ).select_from(months.join(beyond, sa.true()).join(edges, sa.true()))
+
+
+def bonus_page(
+    chain_id: UUID, upper: datetime | None, moved: sa.Select[Any], *, balance_counts: bool,
+    vip_only: bool, after: UUID | None, limit: int,
+) -> sa.Select[Any]:
+    """The ids of Bonus statistics' next `limit` customers by id after `after`: those with a
+    movement in the period (`moved`, their ids) or, when `balance_counts` (no store filter), a
+    balance other than 0 at its end; VIP customers of the chain only with `vip_only`."""
+    balances = bonus_balances(chain_id, upper).subquery("balances")
+    chosen: sa.ColumnElement[bool] = balances.c.customer_id.in_(moved)
+    if balance_counts:
+        chosen = sa.or_(balances.c.balance != 0, chosen)
+    stmt = sa.select(balances.c.customer_id).where(chosen)
+    if vip_only:
+        c = t.customers.c
+        stmt = stmt.where(
+            balances.c.customer_id.in_(
+                sa.select(c.customer_id).where(c.vip.is_(True), c.chain_id == chain_id)
+            )
+        )
+    if after is not None:
+        stmt = stmt.where(balances.c.customer_id > after)
+    return stmt.order_by(balances.c.customer_id).limit(limit)

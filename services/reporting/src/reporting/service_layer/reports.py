@@ -440,50 +440,27 @@ async def _pb_page_from_ledger(
     nothing else), the page's figures for those customers only, and the totals from chain-wide
     sums (`credit_ledger`). The same rows, order, cursors and totals as `_pb_queries`."""
     lower, upper = filters.period.bounds(info.timezone)
-    c = t.customers
     if sort == "name":
         after_name = None
         if cursor:
             after_key, after_id = _pb_after(sort, cursor)
             after_name = (str(after_key), after_id)
-        ids = list(
-            (
-                await session.execute(
-                    credit_ledger.by_name(chain_id, upper, filters.vip_only, after_name, limit + 1)
-                )
-            ).scalars()
-        )
+        page_q = credit_ledger.by_name(chain_id, upper, filters.vip_only, after_name, limit + 1)
     else:
-        keys = credit_ledger.closings(chain_id, upper, filters.vip_only).subquery("keys")
-        page_q = sa.select(keys.c.customer_id)
+        after_closing = None
         if cursor:
             after_key, after_id = _pb_after(sort, cursor)
-            page_q = page_q.where(
-                sa.tuple_(keys.c.closing, keys.c.customer_id)
-                > sa.tuple_(
-                    sa.literal(after_key, t.MONEY),
-                    sa.literal(after_id, t.movements.c.customer_id.type),
-                )
-            )
-        ids = list(
-            (
-                await session.execute(
-                    page_q.order_by(keys.c.closing, keys.c.customer_id).limit(limit + 1)
-                )
-            ).scalars()
+            after_closing = (Decimal(after_key), after_id)
+        page_q = credit_ledger.by_closing(
+            chain_id, upper, filters.vip_only, after_closing, limit + 1
         )
+    ids = list((await session.execute(page_q)).scalars())
     figures: dict[UUID, Any] = {}
     if ids:
-        sums = credit_ledger.period_sums(chain_id, lower, upper, ids).subquery("sums")
         figures = {
             r.customer_id: r
             for r in await session.execute(
-                sa.select(
-                    sums,
-                    sa.func.coalesce(c.c.name, "").label("name"),
-                    sa.func.coalesce(c.c.name_key, "").collate("C").label("name_key"),
-                    (sums.c.opening + sums.c.payments - sums.c.goods).label("closing"),
-                ).select_from(sums.outerjoin(c, c.c.customer_id == sums.c.customer_id))
+                credit_ledger.named_period_sums(chain_id, lower, upper, ids)
             )
         }
     totals_row = (
@@ -1093,23 +1070,18 @@ async def bonus_statistics_page(
     # the page's customers: every customer's balance at the end of the period from the bonus
     # ledger (`credit_ledger.bonus_balances`) and who moved in the period, in id order
     c = t.customers
-    balances = credit_ledger.bonus_balances(chain_id, upper).subquery("balances")
-    moved_ids = sa.select(m.c.customer_id).where(*conds, moved)
-    chosen: sa.ColumnElement[bool] = balances.c.customer_id.in_(moved_ids)
-    if filters.store_id is None:
-        chosen = sa.or_(balances.c.balance != 0, chosen)
-    ids_q = sa.select(balances.c.customer_id).where(chosen)
-    if filters.vip_only:
-        ids_q = ids_q.where(
-            balances.c.customer_id.in_(
-                sa.select(c.c.customer_id).where(c.c.vip.is_(True), c.c.chain_id == chain_id)
-            )
-        )
     position = _page_after(cursor, "bonus")
-    if position is not None:
-        ids_q = ids_q.where(balances.c.customer_id > _cursor_uuid(position, "c"))
     ids = list(
-        (await session.execute(ids_q.order_by(balances.c.customer_id).limit(limit + 1))).scalars()
+        (
+            await session.execute(
+                credit_ledger.bonus_page(
+                    chain_id, upper, sa.select(m.c.customer_id).where(*conds, moved),
+                    balance_counts=filters.store_id is None, vip_only=filters.vip_only,
+                    after=None if position is None else _cursor_uuid(position, "c"),
+                    limit=limit + 1,
+                )
+            )
+        ).scalars()
     )
     # their movements of the period and balance at its end, summed from their movements
     per_customer = (
