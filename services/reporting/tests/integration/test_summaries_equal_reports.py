@@ -13,6 +13,7 @@ before), and a fresh recompute of the summary tables from the base tables.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +23,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from reporting.adapters import credit_ledger
@@ -30,6 +33,7 @@ from reporting.domain.model import Period
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
 from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.settings import to_asyncpg_url
 
 pytestmark = pytest.mark.integration
 
@@ -361,3 +365,49 @@ async def _payment_balance_matches(
         assert [(r.customer_id, r.name, r.opening, r.goods, r.payments) for r in got] == [
             (r[0], r[1], r[3], r[4], r[5]) for r in expected
         ], (period, store, vip_only, sort)
+
+
+def _alembic(url: str, action: str, revision: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(url).replace("%", "%%"))
+    getattr(command, action)(cfg, revision)
+
+
+async def test_an_existing_database_upgrades_to_the_kept_sums_of_its_read_models(
+    fresh_database_url: str,
+) -> None:
+    """A database at 0004 (read models, no sums) gets 0005's tables filled from its rows."""
+    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
+    await asyncio.to_thread(_alembic, fresh_database_url, "downgrade", "0004")
+    engine = make_engine(fresh_database_url, pool_size=2)
+    try:
+        async with engine.connect() as conn:
+            left = await conn.scalar(sa.text(
+                "SELECT count(*) FROM pg_tables WHERE tablename IN "
+                "('rm_open_debt', 'rm_credit_totals', 'rm_credit_months', 'rm_bonus_totals', "
+                "'rm_bonus_months')"))
+        assert left == 0  # 0004's shape: the read models without the sums
+        story = Story(seed=4)
+        sf = make_session_factory(engine)
+        async with sf() as s, s.begin():
+            for chain in story.chains:
+                await s.execute(sa.insert(t.chains).values(
+                    chain_id=chain, name="Chain", timezone=TZ, currency="EUR", minor_units=2,
+                    credit_mode="per_item"))
+            await story.batch(s, 120)
+        await asyncio.to_thread(_alembic, fresh_database_url, "upgrade", "head")
+        async with sf() as s:
+            kept = {table.name: await _table(s, table) for table in t.DERIVED_TABLES}
+        assert all(kept.values())
+        assert kept == await _recomputed(engine)
+        chain = story.chains[0]
+        async with sf() as s:
+            filters = reports.Filters(Period(None, None), None, False)
+            rows, totals = await reports.aging(s, chain, filters, now=NOW)
+            page = await reports.aging_page(s, chain, filters, limit=500, now=NOW)
+            assert (page.rows, page.totals) == (rows, totals)
+            await _payment_balance_matches(
+                s, chain, Period(date(2026, 5, 1), date(2026, 5, 31)), None, True)
+    finally:
+        await engine.dispose()
