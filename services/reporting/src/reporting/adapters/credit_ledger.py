@@ -29,6 +29,7 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from reporting.adapters import tables as t
+from reporting.adapters.open_debt import with_static_public
 
 _LOCK_AT_MOST = 1000
 
@@ -71,13 +72,13 @@ def _recompute_sql(
     first_set = "first_at = excluded.first_at, " if first_at else ""
     d_first = "d.first_at, " if first_at else ""
     x_first = "excluded.first_at, " if first_at else ""
-    return f"""
+    return with_static_public(f"""
 CREATE OR REPLACE FUNCTION public.rm_refresh_{ledger}_ledger_of(target_schema text, affected uuid[])
 RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
     cid uuid;
-    fresh text;
+    pred text;
 BEGIN
     IF affected IS NULL OR cardinality(affected) = 0 THEN
         RETURN;
@@ -86,9 +87,9 @@ BEGIN
         FOREACH cid IN ARRAY affected LOOP
             PERFORM pg_advisory_xact_lock(hashtextextended('rm_{ledger}_ledger:' || cid::text, 0));
         END LOOP;
-        fresh := 'm.customer_id = ANY($1)';
+        pred := 'm.customer_id = ANY($1)';
     ELSE
-        fresh := 'm.customer_id IN (SELECT unnest($1))';
+        pred := 'm.customer_id IN (SELECT unnest($1))';
     END IF;
     -- month arithmetic on `timestamp` in UTC: on timestamptz it would follow the session's
     -- time zone (and its DST changes)
@@ -148,10 +149,10 @@ BEGIN
         ON CONFLICT (chain_id, boundary, customer_id) DO UPDATE
             SET {set_}{m_attr_set}
             WHERE ({d_cols}{m_attr_d}) IS DISTINCT FROM ({x_cols}{m_attr_x})
-    $q$, target_schema, fresh) USING affected;
+    $q$, target_schema, pred) USING affected;
 END
 $fn$
-"""
+""", "m", _LOCK_AT_MOST)
 
 
 def _trigger_sql(ledger: str, where: str) -> str:

@@ -30,6 +30,33 @@ from reporting.adapters import tables as t
 #: the `current` aging bucket, as a missing due date is, and never leaves this module's queries
 NO_DUE_DATE = date(9999, 12, 31)
 
+def with_static_public(function_sql: str, alias: str, small: int) -> str:
+    """The recompute function with its dynamic statement also written out for `public` and a
+    few customers (the live projection's case): PL/pgSQL keeps the plan of a static statement
+    for the session, while `EXECUTE` plans the whole statement again on every call."""
+    start = function_sql.index("    EXECUTE format($q$")
+    end = function_sql.index("    $q$, target_schema, pred) USING affected;")
+    tail = "    $q$, target_schema, pred) USING affected;\n"
+    body = function_sql[start + len("    EXECUTE format($q$"):end]
+    static = (
+        body.replace("%1$I.", "public.")
+        .replace("%2$s", f"{alias}.customer_id = ANY(affected)")
+        .replace("$1", "affected")
+        .rstrip()
+        + ";\n"
+    )
+    dynamic = function_sql[start:end] + tail
+    return (
+        function_sql[:start]
+        + f"    IF target_schema = 'public' AND cardinality(affected) <= {small} THEN\n"
+        + static
+        + "    ELSE\n"
+        + dynamic
+        + "    END IF;\n"
+        + function_sql[end + len(tail):]
+    )
+
+
 #: up to this many customers per statement each get an advisory lock, so two transactions
 #: touching one customer (a masterdata batch renaming them, a credit batch changing their
 #: lines) recompute one after the other and the later one sees the earlier one's rows; bulk
@@ -42,7 +69,7 @@ RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
     cid uuid;
-    fresh text;
+    pred text;
 BEGIN
     IF affected IS NULL OR cardinality(affected) = 0 THEN
         RETURN;
@@ -52,10 +79,10 @@ BEGIN
             PERFORM pg_advisory_xact_lock(hashtextextended('rm_open_debt:' || cid::text, 0));
         END LOOP;
         -- a few customers: the open-lines index, customer by customer
-        fresh := 'l.customer_id = ANY($1)';
+        pred := 'l.customer_id = ANY($1)';
     ELSE
         -- a bulk statement: one hash join over the whole table
-        fresh := 'l.customer_id IN (SELECT unnest($1))';
+        pred := 'l.customer_id IN (SELECT unnest($1))';
     END IF;
     EXECUTE format($q$
         WITH fresh AS (
@@ -82,7 +109,7 @@ BEGIN
             SET name = excluded.name, vip = excluded.vip, owed = excluded.owed
             WHERE (d.name, d.vip, d.owed) IS DISTINCT FROM
                   (excluded.name, excluded.vip, excluded.owed)
-    $q$, target_schema, fresh) USING affected;
+    $q$, target_schema, pred) USING affected;
 END
 $fn$
 """
@@ -108,7 +135,9 @@ $fn$
 """
 
 #: the functions (in `public`; the triggers of every schema call them), one statement each
-FUNCTION_STATEMENTS: tuple[str, ...] = (_RECOMPUTE_SQL, _TRIGGER_SQL)
+FUNCTION_STATEMENTS: tuple[str, ...] = (
+    with_static_public(_RECOMPUTE_SQL, "l", _LOCK_AT_MOST), _TRIGGER_SQL
+)
 
 _SOURCES = ("rm_sale_lines", "rm_sales", "rm_customers")
 
