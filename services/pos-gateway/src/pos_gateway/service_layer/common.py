@@ -8,7 +8,6 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
 from contracts.base import Message
 from contracts.envelope import make_envelope
 from contracts.gateway.v1 import ChainSettingsSnapshot, CustomerSnapshot
@@ -17,7 +16,7 @@ from servicekit.outbox import enqueue
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pos_gateway.adapters import tables as t
+from pos_gateway.adapters.repository import MasterData
 from pos_gateway.domain.errors import not_found
 from pos_gateway.domain.money import fmt_money
 
@@ -56,10 +55,7 @@ def request_hash(method: str, path: str, body: Any) -> str:
 
 
 async def load_chain(session: AsyncSession, chain_id: uuid.UUID, *, lock: bool = False) -> Row[Any]:
-    query = sa.select(t.chains).where(t.chains.c.chain_id == chain_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
+    row = await MasterData(session).chain(chain_id, lock=lock)
     if row is None:
         raise not_found("chain")
     return row
@@ -69,12 +65,7 @@ async def load_customer(
     session: AsyncSession, chain_id: uuid.UUID, customer_id: uuid.UUID, *, lock: bool = False
 ) -> Row[Any]:
     """The customer of this chain; another chain's customer is exactly as absent as none."""
-    query = sa.select(t.customers).where(
-        t.customers.c.chain_id == chain_id, t.customers.c.customer_id == customer_id
-    )
-    if lock:
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
+    row = await MasterData(session).customer(chain_id, customer_id, lock=lock)
     if row is None:
         raise not_found("customer")
     return row

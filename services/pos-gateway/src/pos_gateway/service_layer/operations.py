@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
 from contracts.base import Message
 from contracts.enums import PaymentMethod, RefundMethod
 from contracts.gateway.v1 import (
@@ -29,11 +28,12 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pos_gateway import schemas as s
-from pos_gateway.adapters import tables as t
+from pos_gateway.adapters.repository import Operations
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.domain.auth import Principal
 from pos_gateway.domain.errors import GatewayError, invalid, not_found, problem_body
 from pos_gateway.domain.money import money
+from pos_gateway.domain.operations import OpRef
 from pos_gateway.domain.sales import (
     LineIn,
     PaymentIn,
@@ -62,7 +62,6 @@ from pos_gateway.service_layer.outcomes import (
     REVOKE_DISCOUNT,
     SALE,
     SUCCESS_STATUS,
-    OpRef,
     read_operation,
     refusal_extra,
     refusal_status,
@@ -239,21 +238,16 @@ async def _insert_operation(
     code: str | None = None,
     detail: str | None = None,
 ) -> None:
-    await session.execute(
-        sa.insert(t.operations).values(
-            chain_id=ref.chain_id,
-            kind=ref.kind,
-            operation_id=ref.operation_id,
-            store_id=principal.store_id,
-            terminal_id=principal.terminal_id,
-            customer_id=customer_id,
-            request_hash=request_hash,
-            request=request,
-            status=status,
-            code=code,
-            detail=detail,
-            completed_at=None if status == "pending" else sa.func.now(),
-        )
+    await Operations(session).insert(
+        ref,
+        status=status,
+        store_id=principal.store_id,
+        terminal_id=principal.terminal_id,
+        customer_id=customer_id,
+        request_hash=request_hash,
+        request=request,
+        code=code,
+        detail=detail,
     )
 
 
@@ -282,8 +276,7 @@ async def _send(
 
 async def _lock(session: AsyncSession, *parts: object) -> None:
     # serializes requests naming the same object (a POS-chosen sale id, one payment...)
-    name = "|".join(str(p) for p in parts)
-    await session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+    await Operations(session).lock_name("|".join(str(p) for p in parts))
 
 
 # --------------------------------------------------------------------------- sales
@@ -436,8 +429,8 @@ async def _refuse_sale_at_once(
 async def _record_sale_rows(
     session: AsyncSession, command: RecordSale, customer_id: uuid.UUID | None
 ) -> None:
-    await session.execute(
-        sa.insert(t.sale_lines),
+    operations = Operations(session)
+    await operations.insert_sale_lines(
         [
             {
                 "chain_id": command.chain_id, "sale_id": command.sale_id, "line_no": ln.line_no,
@@ -448,8 +441,7 @@ async def _record_sale_rows(
         ],
     )
     if command.payments:
-        await session.execute(
-            sa.insert(t.payments),
+        await operations.insert_payments(
             [
                 {
                     "payment_id": p.payment_id, "chain_id": command.chain_id,
@@ -540,12 +532,10 @@ async def _submit_simple(
 async def _record_payment_row(
     session: AsyncSession, ref: OpRef, customer_id: uuid.UUID, method: str
 ) -> None:
-    await session.execute(
-        sa.insert(t.payments).values(
-            payment_id=ref.operation_id, chain_id=ref.chain_id, customer_id=customer_id,
-            operation_kind=ref.kind, operation_id=ref.operation_id, method=method,
-        )
-    )
+    await Operations(session).insert_payments([{
+        "payment_id": ref.operation_id, "chain_id": ref.chain_id, "customer_id": customer_id,
+        "operation_kind": ref.kind, "operation_id": ref.operation_id, "method": method,
+    }])
 
 
 async def submit_debt_payment(
@@ -691,15 +681,7 @@ async def submit_return(
         if sale is None or sale.status != "completed":
             raise not_found("sale")
         rows = {
-            r.line_no: r
-            for r in (
-                await session.execute(
-                    sa.select(t.sale_lines).where(
-                        t.sale_lines.c.chain_id == chain.chain_id,
-                        t.sale_lines.c.sale_id == sale_id,
-                    )
-                )
-            ).all()
+            r.line_no: r for r in await Operations(session).sale_lines(chain.chain_id, sale_id)
         }
         seen: set[int] = set()
         for i, ln in enumerate(body.lines):
@@ -786,13 +768,7 @@ async def _submit_once_per_object(
             elif existing is not None and existing.status == "pending":
                 follower = on_completed == "conflict"
             elif existing is not None and existing.status == "refused":
-                await session.execute(
-                    sa.delete(t.operations).where(
-                        t.operations.c.chain_id == ref.chain_id,
-                        t.operations.c.kind == ref.kind,
-                        t.operations.c.operation_id == ref.operation_id,
-                    )
-                )
+                await Operations(session).delete(ref)
                 existing = None
             if existing is None:
                 await _send(
@@ -819,13 +795,7 @@ async def cancel_payment_bonus(
     chain_id = _chain_id(principal)
 
     async def prepare(session: AsyncSession, chain: Row[Any]) -> tuple[Message, uuid.UUID]:
-        payment = (
-            await session.execute(
-                sa.select(t.payments).where(
-                    t.payments.c.chain_id == chain_id, t.payments.c.payment_id == payment_id
-                )
-            )
-        ).first()
+        payment = await Operations(session).payment(chain_id, payment_id)
         if payment is None or payment.customer_id is None:
             raise not_found("payment")
         command = CancelPaymentBonus(
