@@ -579,3 +579,16 @@ def movement_from_row(row: Any, minor_units: int) -> Movement:
         operation_id=row.operation_id, payment_id=row.payment_id, sale_id=row.sale_id,
         store_id=row.store_id, lot_id=row.lot_id,
     )
+
+
+async def bonus_liability(session: AsyncSession) -> tuple[set[UUID], dict[UUID, Decimal]]:
+    """Every chain loyalty knows, and the bonus its customers hold per chain (chains whose
+    customers hold none are absent from the sums)."""
+    chains = set((await session.execute(sa.select(chain_settings.c.chain_id))).scalars())
+    rows = (
+        await session.execute(
+            sa.select(customer_bonus.c.chain_id, sa.func.sum(customer_bonus.c.balance))
+            .group_by(customer_bonus.c.chain_id)
+        )
+    ).all()
+    return chains, {r[0]: r[1] for r in rows}
