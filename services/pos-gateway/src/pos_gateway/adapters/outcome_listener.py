@@ -21,7 +21,7 @@ from uuid import UUID
 import asyncpg
 from servicekit.db import plain_url
 
-from pos_gateway.service_layer.waiter import OperationKey
+from pos_gateway.domain.operations import OperationKey
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pos_gateway import schemas as s
 from pos_gateway.adapters.repository import Operations
-from pos_gateway.bootstrap import Gateway
 from pos_gateway.domain.auth import Principal
 from pos_gateway.domain.errors import GatewayError, invalid, not_found, problem_body
 from pos_gateway.domain.money import money
@@ -69,6 +68,7 @@ from pos_gateway.service_layer.outcomes import (
     sale_lines_json,
     status_url,
 )
+from pos_gateway.service_layer.ports import GatewayPorts
 from pos_gateway.service_layer.runner import Answer
 
 
@@ -91,7 +91,7 @@ def _terminal(principal: Principal) -> uuid.UUID:
     return principal.terminal_id
 
 
-def _occurred_at(gw: Gateway, value: datetime | None, now: datetime) -> datetime:
+def _occurred_at(gw: GatewayPorts, value: datetime | None, now: datetime) -> datetime:
     return check_occurred_at(
         value,
         now,
@@ -116,7 +116,7 @@ def _not_before_sale(occurred_at: datetime, sale: Row[Any]) -> None:
 # --------------------------------------------------------------------------- answering
 
 
-async def _render(gw: Gateway, row: Row[Any]) -> Answer:
+async def _render(gw: GatewayPorts, row: Row[Any]) -> Answer:
     kind, op_id, minor = row.kind, row.operation_id, row.minor_units
     id_field = ID_FIELD[kind]
     if row.status == "pending":
@@ -145,7 +145,7 @@ def render_outcome_money(value: Any, minor: int) -> str:
 
 
 async def answer_for(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     ref: OpRef,
     idempotency_key: str | None,
@@ -205,7 +205,7 @@ async def answer_for(
 
 
 async def _replay(
-    gw: Gateway, principal: Principal, earlier: Row[Any], idempotency_key: str
+    gw: GatewayPorts, principal: Principal, earlier: Row[Any], idempotency_key: str
 ) -> Answer:
     if earlier.status_code is not None:
         return Answer(earlier.status_code, earlier.response)
@@ -283,7 +283,7 @@ async def _lock(session: AsyncSession, *parts: object) -> None:
 
 
 async def _prepare_sale(
-    gw: Gateway,
+    gw: GatewayPorts,
     session: AsyncSession,
     chain: Row[Any],
     principal: Principal,
@@ -346,7 +346,7 @@ async def _prepare_sale(
 
 
 async def submit_sale(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     body: s.SaleCreate,
     raw_body: Any,
@@ -453,7 +453,7 @@ async def _record_sale_rows(
         )
 
 
-async def read_sale(gw: Gateway, principal: Principal, sale_id: uuid.UUID) -> dict[str, Any]:
+async def read_sale(gw: GatewayPorts, principal: Principal, sale_id: uuid.UUID) -> dict[str, Any]:
     ref = OpRef(_chain_id(principal), SALE, sale_id)
     async with gw.read() as session:
         row = await read_operation(session, ref)
@@ -470,7 +470,7 @@ async def read_sale(gw: Gateway, principal: Principal, sale_id: uuid.UUID) -> di
 
 
 async def read_operation_status(
-    gw: Gateway, principal: Principal, kind: str, operation_id: uuid.UUID
+    gw: GatewayPorts, principal: Principal, kind: str, operation_id: uuid.UUID
 ) -> dict[str, Any]:
     if kind not in ID_FIELD:
         raise not_found("operation")
@@ -508,7 +508,7 @@ async def _till_customer(
 
 
 async def _submit_simple(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     idempotency_key: str,
     request_hash: str,
@@ -539,7 +539,7 @@ async def _record_payment_row(
 
 
 async def submit_debt_payment(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     customer_id: uuid.UUID,
     body: s.DebtPaymentCreate,
@@ -601,7 +601,7 @@ async def submit_debt_payment(
 
 
 async def _money_at_till(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     session: AsyncSession,
     chain: Row[Any],
@@ -633,7 +633,7 @@ async def _money_at_till(
 
 
 async def submit_advance(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     customer_id: uuid.UUID,
     body: s.AdvanceCreate,
@@ -651,7 +651,7 @@ async def submit_advance(
 
 
 async def submit_refund(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     customer_id: uuid.UUID,
     body: s.RefundCreate,
@@ -669,7 +669,7 @@ async def submit_refund(
 
 
 async def submit_return(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     sale_id: uuid.UUID,
     body: s.ReturnCreate,
@@ -734,7 +734,7 @@ async def submit_return(
 
 
 async def _submit_once_per_object(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     idempotency_key: str | None,
     request_hash: str,
@@ -786,7 +786,7 @@ async def _submit_once_per_object(
 
 
 async def cancel_payment_bonus(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     payment_id: uuid.UUID,
     idempotency_key: str | None,
@@ -811,7 +811,7 @@ async def cancel_payment_bonus(
 
 
 async def revoke_discount(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     sale_id: uuid.UUID,
     idempotency_key: str | None,

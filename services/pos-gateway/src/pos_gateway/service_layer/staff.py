@@ -28,12 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pos_gateway import schemas as s
 from pos_gateway.adapters.repository import Staff
-from pos_gateway.bootstrap import Gateway
 from pos_gateway.domain import passwords
 from pos_gateway.domain.auth import Principal, Role, new_session_token
 from pos_gateway.domain.errors import GatewayError, invalid, not_found
 from pos_gateway.service_layer import idempotency
 from pos_gateway.service_layer.common import load_chain
+from pos_gateway.service_layer.ports import GatewayPorts
 from pos_gateway.service_layer.runner import Answer
 
 T = TypeVar("T")
@@ -49,7 +49,7 @@ def email_key(email: str) -> str:
     return email.strip().lower()
 
 
-async def _in_thread(gw: Gateway, work: Callable[[], T]) -> T:
+async def _in_thread(gw: GatewayPorts, work: Callable[[], T]) -> T:
     """Run password hashing in a worker thread, at most `hashing_concurrency` at once
     per process: each one holds 64 MiB and a core for ~0.1 s."""
     assert gw.hashing is not None, "the gateway has not started"
@@ -95,7 +95,7 @@ def _session_user(row: Row[Any]) -> dict[str, Any]:
 
 
 async def create_user(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     body: s.UserCreate,
     idempotency_key: str | None,
@@ -208,7 +208,7 @@ def lockout_seconds(failures: int, max_failures: int, base: float, cap: float) -
     return float(min(cap, base * 2 ** min(failures - max_failures, 32)))
 
 
-async def _count_failure(gw: Gateway, key: str) -> None:
+async def _count_failure(gw: GatewayPorts, key: str) -> None:
     cfg = gw.settings
     now = _now()
     forget_before = now - timedelta(seconds=cfg.login_failure_window_seconds)
@@ -223,7 +223,7 @@ async def _count_failure(gw: Gateway, key: str) -> None:
             await staff.lock_email(key, now + timedelta(seconds=wait))
 
 
-async def sign_in(gw: Gateway, body: s.SessionCreate) -> Answer:
+async def sign_in(gw: GatewayPorts, body: s.SessionCreate) -> Answer:
     """`POST /v1/sessions`: a Bearer token for the user, or the same 401 for a wrong email or
     a wrong password (both after one argon2 check), or 429 while the email is locked."""
     key = email_key(body.email)
