@@ -4,13 +4,20 @@
   `service_layer/`, `entrypoints/` or `bootstrap`, and `service_layer/` no `entrypoints/` or
   `bootstrap` (the modules that wire the process together are the only ones above it).
 - SQL lives behind `adapters/`: no other module (migrations aside) builds or runs a statement.
+- The handler map (message type -> handler) is `HANDLERS` in `service_layer/handlers.py` (with
+  `ON_DEAD_LETTER` where dead letters get a handler), and nowhere else.
+- The process is made by `make_definition(settings)` in `entrypoints/app.py` (a servicekit
+  `ServiceDefinition`); `app = create_app(make_definition(...))` there is what runs.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
+
+from contracts.base import Message
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {
@@ -106,3 +113,52 @@ def test_sql_is_built_and_run_only_under_adapters() -> None:
                 if SQL.search(code) and not code.lstrip().startswith(("def ", "async def ")):
                     outside.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert outside == []
+
+
+def _top_level(path: Path) -> dict[str, ast.stmt]:
+    """What a module defines or assigns at its top level, by name."""
+    names: dict[str, ast.stmt] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names[node.name] = node
+        elif isinstance(node, ast.Assign):
+            names.update({t.id: node for t in node.targets if isinstance(t, ast.Name)})
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names[node.target.id] = node
+    return names
+
+
+def test_the_handler_map_is_in_service_layer_handlers_and_nowhere_else() -> None:
+    elsewhere = []
+    for service, package in SERVICES.items():
+        handlers = importlib.import_module(f"{package}.service_layer.handlers")
+        assert handlers.HANDLERS, service
+        for message, handler in handlers.HANDLERS.items():
+            assert issubclass(message, Message) and callable(handler), (service, message)
+        for message in getattr(handlers, "ON_DEAD_LETTER", {}):
+            assert message in handlers.HANDLERS, (service, message)
+        home = _package(service) / "service_layer" / "handlers.py"
+        for path in _modules(service):
+            if path != home and {"HANDLERS", "ON_DEAD_LETTER"} & set(_top_level(path)):
+                elsewhere.append(str(path.relative_to(ROOT)))
+    assert elsewhere == []
+
+
+def test_every_service_is_made_by_make_definition_in_entrypoints_app() -> None:
+    wrong = []
+    for service in SERVICES:
+        path = _package(service) / "entrypoints" / "app.py"
+        defined = _top_level(path)
+        factory = defined.get("make_definition")
+        if not isinstance(factory, ast.FunctionDef) or ast.unparse(
+            factory.returns or ast.Constant(None)) != "ServiceDefinition":
+            wrong.append(f"{service}: no make_definition(...) -> ServiceDefinition")
+        for other in ("build", "build_definition", "create", "make_app", "build_app"):
+            if other in defined:
+                wrong.append(f"{service}: also {other}")
+        app = defined.get("app")
+        made = ast.unparse(app.value) if isinstance(app, ast.Assign | ast.AnnAssign) and (
+            app.value is not None) else ""
+        if not made.startswith("create_app(make_definition("):
+            wrong.append(f"{service}: app = {made or '?'}")
+    assert wrong == []

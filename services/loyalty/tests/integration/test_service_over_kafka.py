@@ -21,7 +21,7 @@ from contracts.topics import LOYALTY_COMMANDS, LOYALTY_EVENTS
 from servicekit.runtime import create_app
 
 from loyalty.config import Settings
-from loyalty.entrypoints.app import build_definition
+from loyalty.entrypoints.app import make_definition
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ async def test_bonuses_applied_over_kafka_come_back_as_bonuses_applied(
 ) -> None:
     settings = Settings(database_url=fresh_database_url,
                         kafka_bootstrap_servers=kafka_bootstrap_servers)
-    app = create_app(build_definition(settings))
+    app = create_app(make_definition(settings))
     customer, sale, payment = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     command = ApplyBonuses(
         operation_id=sale, operation_kind=BonusOperationKind.SALE, chain_id=uuid.uuid4(),

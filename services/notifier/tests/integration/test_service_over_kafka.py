@@ -24,7 +24,8 @@ from contracts.envelope import encode, make_envelope
 from contracts.gateway import v1 as gateway
 from contracts.topics import CREDIT_EVENTS, MASTERDATA_EVENTS
 from notifier.config import Settings
-from notifier.entrypoints.app import build
+from notifier.entrypoints.app import make_definition
+from servicekit.runtime import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ async def test_a_sale_overdue_published_on_kafka_opens_a_task(
     settings = Settings(database_url=fresh_database_url,
                         kafka_bootstrap_servers=kafka_bootstrap_servers,
                         consumer_group=f"notifier-{uuid.uuid4().hex[:8]}")
-    app = build(settings)
+    app = create_app(make_definition(settings))
     chain, customer, sale = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     snapshot = gateway.ChainSettingsSnapshot(
         credit_mode=CreditMode.PER_SALE, max_payment_delay_days=30,

@@ -15,9 +15,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from contracts.envelope import decode, encode, make_envelope
 from contracts.topics import CREDIT_EVENTS, POS_COMMANDS
 from servicekit.db import make_engine
+from servicekit.runtime import create_app
 
 from pos_gateway.config import Settings
-from pos_gateway.entrypoints.app import build
+from pos_gateway.entrypoints.app import make_definition
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ async def test_a_sale_goes_out_over_kafka_and_its_outcome_from_kafka_answers_201
     monkeypatch.setenv("GATEWAY_DATABASE_URL", fresh_database_url)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap_servers)
     monkeypatch.setenv("GATEWAY_SALE_WAIT_SECONDS", "20")
-    app, _gw = build(Settings())
+    app = create_app(make_definition(Settings()))
     credit_side = AIOKafkaConsumer(
         POS_COMMANDS, bootstrap_servers=kafka_bootstrap_servers,
         group_id=f"test-credit-{uuid.uuid4()}", auto_offset_reset="earliest",

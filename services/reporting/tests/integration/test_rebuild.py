@@ -27,7 +27,7 @@ from reporting.adapters.tables import READ_MODEL_TABLES
 from reporting.config import Settings
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.entrypoints.rebuild import RebuildRefused, rebuild
-from reporting.service_layer.projection import make_consumer
+from reporting.service_layer.handlers import make_consumer
 from reporting.service_layer.snapshots import list_snapshots, take_snapshot
 from servicekit.consumer import Consumer
 from servicekit.db import make_engine, make_session_factory, prepare_database

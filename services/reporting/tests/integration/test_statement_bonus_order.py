@@ -21,7 +21,7 @@ from contracts.loyalty.v1 import BonusMovementRecorded
 from reporting.domain.model import Period
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
-from reporting.service_layer.projection import make_consumer
+from reporting.service_layer.handlers import make_consumer
 from servicekit.consumer import Consumer
 from servicekit.db import make_engine, make_session_factory, prepare_database
 from servicekit.testing import envelope_of, record_of

@@ -17,7 +17,7 @@ from contracts.loyalty.v1 import BonusesVoided, BonusMovementRecorded
 from reporting.domain.model import Period
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
-from reporting.service_layer.projection import make_consumer
+from reporting.service_layer.handlers import make_consumer
 from servicekit.db import make_engine, make_session_factory, prepare_database
 from servicekit.testing import record_of
 

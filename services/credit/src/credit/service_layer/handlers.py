@@ -71,8 +71,15 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
+from pydantic import BaseModel
 from servicekit import metrics
-from servicekit.consumer import MessageContext, PermanentError, is_transient
+from servicekit.consumer import (
+    DeadLetterHandler,
+    Handler,
+    MessageContext,
+    PermanentError,
+    is_transient,
+)
 
 from credit.adapters.repository import CustomerRow, Repository
 from credit.domain.errors import InvalidOperation, Refusal
@@ -745,6 +752,8 @@ async def emit_settled(
 
 
 __all__ = [
+    "HANDLERS",
+    "ON_DEAD_LETTER",
     "CreditMode",
     "answer_dead_lettered",
     "command_dead_lettered",
@@ -757,3 +766,35 @@ __all__ = [
     "handle_command",
     "process_command",
 ]
+
+
+# --------------------------------------------------------------------------- the handler map
+
+HANDLERS: dict[type[BaseModel], Handler] = {
+    RecordSale: handle_command,
+    RecordDebtPayment: handle_command,
+    RecordAdvance: handle_command,
+    RecordRefund: handle_command,
+    RecordReturn: handle_command,
+    RevokeDiscount: handle_command,
+    BonusesApplied: handle_bonuses_applied,
+    BonusesRefused: handle_bonuses_refused,
+    BonusMovementRecorded: handle_bonus_balance,
+    PaymentBonusCancelled: handle_bonus_balance,
+    BonusesVoided: handle_bonuses_voided,
+    ChainRegistered: handle_chain_settings,
+    ChainSettingsChanged: handle_chain_settings,
+}
+
+#: A command or an answer that is dead-lettered still ends its operation (refused as
+#: operation_failed), so nothing waits for it for ever.
+ON_DEAD_LETTER: dict[type[BaseModel], DeadLetterHandler] = {
+    RecordSale: command_dead_lettered,
+    RecordDebtPayment: command_dead_lettered,
+    RecordAdvance: command_dead_lettered,
+    RecordRefund: command_dead_lettered,
+    RecordReturn: command_dead_lettered,
+    RevokeDiscount: command_dead_lettered,
+    BonusesApplied: answer_dead_lettered,
+    BonusesRefused: answer_dead_lettered,
+}

@@ -35,8 +35,9 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import LOYALTY_EVENTS
+from pydantic import BaseModel
 from servicekit import metrics as kit_metrics
-from servicekit.consumer import MessageContext, PermanentError
+from servicekit.consumer import DeadLetterHandler, Handler, MessageContext, PermanentError
 
 from loyalty import metrics
 from loyalty.adapters import repository as repo
@@ -341,3 +342,32 @@ class LoyaltyHandlers:
                 continue
             await ctx.emit(LOYALTY_EVENTS, movement_event(chain_id, customer_id, m),
                            key=str(customer_id))
+
+
+# --------------------------------------------------------------------------- the handler map
+
+
+def handler_map(handlers: LoyaltyHandlers) -> dict[type[BaseModel], Handler]:
+    """Commands for loyalty, and master data for chain settings."""
+    return {
+        ApplyBonuses: handlers.apply_bonuses,
+        VoidBonuses: handlers.void_bonuses,
+        CancelPaymentBonus: handlers.cancel_payment_bonus,
+        ChainRegistered: handlers.chain_registered,
+        ChainSettingsChanged: handlers.chain_settings_changed,
+    }
+
+
+def dead_letter_map(handlers: LoyaltyHandlers) -> dict[type[BaseModel], DeadLetterHandler]:
+    """An ApplyBonuses that can never be processed is answered operation_failed, so the
+    operation ends at once instead of at credit's deadline."""
+    return {
+        ApplyBonuses: handlers.apply_bonuses_dead_lettered,
+        VoidBonuses: handlers.void_bonuses_dead_lettered,
+    }
+
+
+#: the maps of the handlers on the real clock (the process's); tests pass their own clock to
+#: `handler_map` and `dead_letter_map`
+HANDLERS = handler_map(LoyaltyHandlers())
+ON_DEAD_LETTER = dead_letter_map(LoyaltyHandlers())

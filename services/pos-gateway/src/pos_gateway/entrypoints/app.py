@@ -28,7 +28,7 @@ from pos_gateway.entrypoints.api.problems import install_problem_handlers, probl
 from pos_gateway.entrypoints.api.routes import router
 from pos_gateway.entrypoints.api.staff_routes import router as staff_router
 from pos_gateway.service_layer import idempotency, staff
-from pos_gateway.service_layer.outcomes import HANDLERS
+from pos_gateway.service_layer.handlers import HANDLERS
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,13 @@ def consumers() -> Sequence[Consumer]:
     ]
 
 
-def build(settings: Settings | None = None) -> tuple[FastAPI, Gateway]:
-    settings = settings or Settings()
-    gw = Gateway(settings)
+def make_definition(
+    settings: Settings | None = None, gw: Gateway | None = None
+) -> ServiceDefinition:
+    """The gateway process (`create_app` runs it); `gw`: the parts its routes and consumer
+    use, made from `settings` unless given (a test keeps it to look inside)."""
+    settings = settings or (gw.settings if gw is not None else Settings())
+    gw = gw or Gateway(settings)
 
     async def on_start(runtime: Runtime) -> None:
         gw.start(runtime.session_factory)
@@ -244,7 +248,7 @@ def build(settings: Settings | None = None) -> tuple[FastAPI, Gateway]:
             PeriodicJob("session-purge", settings.session_purge_interval_seconds, purge_sessions),
         ]
 
-    definition = ServiceDefinition(
+    return ServiceDefinition(
         name="pos-gateway",
         settings=settings,
         migrations_dir=MIGRATIONS_DIR,
@@ -254,8 +258,8 @@ def build(settings: Settings | None = None) -> tuple[FastAPI, Gateway]:
         on_stop=on_stop,
         app=build_public_app(gw),
     )
-    return create_app(definition), gw
 
 
-app, gateway = build()
-settings: Settings = gateway.settings
+settings = Settings()
+gateway = Gateway(settings)
+app = create_app(make_definition(settings, gateway))

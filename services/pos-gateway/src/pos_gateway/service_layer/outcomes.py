@@ -283,16 +283,3 @@ async def on_bonus_cancellation_refused(
 ) -> None:
     await _settle(ctx.session, OpRef(event.chain_id, BONUS_CANCEL, event.payment_id),
                   status="refused", code=event.code, detail=event.detail)
-
-
-HANDLERS: dict[type[Any], Any] = {
-    SaleCompleted: on_sale_completed,
-    OperationRefused: on_operation_refused,
-    DebtPaymentRecorded: on_debt_payment_recorded,
-    AdvanceRecorded: on_advance_recorded,
-    RefundRecorded: on_refund_recorded,
-    ReturnRecorded: on_return_recorded,
-    DiscountRevoked: on_discount_revoked,
-    PaymentBonusCancelled: on_payment_bonus_cancelled,
-    BonusCancellationRefused: on_bonus_cancellation_refused,
-}
