@@ -6,6 +6,8 @@
 - SQL lives behind `adapters/`: no other module (migrations aside) builds or runs a statement.
 - The handler map (message type -> handler) is `HANDLERS` in `service_layer/handlers.py` (with
   `ON_DEAD_LETTER` where dead letters get a handler), and nowhere else.
+- A message is wrapped in its envelope and written to the outbox in one place:
+  `servicekit.outbox.enqueue_message` (or `MessageContext.emit`, which calls it).
 - The process is made by `make_definition(settings)` in `entrypoints/app.py` (a servicekit
   `ServiceDefinition`); `app = create_app(make_definition(...))` there is what runs.
 """
@@ -162,3 +164,17 @@ def test_every_service_is_made_by_make_definition_in_entrypoints_app() -> None:
         if not made.startswith("create_app(make_definition("):
             wrong.append(f"{service}: app = {made or '?'}")
     assert wrong == []
+
+
+#: wrapping an envelope by hand, or writing one to the outbox by hand
+BY_HAND = re.compile(r"(?:^|[^.\w])(?:make_envelope|enqueue|enqueue_many)\(")
+
+
+def test_services_publish_only_through_enqueue_message() -> None:
+    by_hand = []
+    for service in SERVICES:
+        for path in _modules(service):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if BY_HAND.search(line.split("#", 1)[0]):
+                    by_hand.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert by_hand == []

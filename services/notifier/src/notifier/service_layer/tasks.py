@@ -21,13 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.base import Message
 from contracts.enums import TaskClosedReason, TaskOutcome
-from contracts.envelope import make_envelope
 from contracts.money import quantize_money
 from contracts.notifier.v1 import ReminderTaskClosed, ReminderTaskRaised, TaskSale
 from contracts.topics import NOTIFIER_EVENTS
 from notifier.adapters.repository import Directory, Mail, OverdueSales, Tasks, Webhooks
 from notifier.domain.tasks import DONE, OPEN, OverdueSale, TaskState, days_overdue, revoke_actions
-from servicekit.outbox import enqueue
+from servicekit.outbox import enqueue_message
 
 #: writes an event to the outbox in the caller's transaction
 Emit = Callable[[Message, str], Awaitable[None]]
@@ -39,8 +38,10 @@ def outbox_emitter(session: AsyncSession, correlation_id: uuid.UUID) -> Emit:
     """An `Emit` for work no message caused (the scan, staff through the API)."""
 
     async def emit(model: Message, key: str) -> None:
-        env = make_envelope(model, chain_id=None, key=key, correlation_id=correlation_id)
-        await enqueue(session, NOTIFIER_EVENTS, env)
+        await enqueue_message(
+            session, NOTIFIER_EVENTS, model, chain_id=None, key=key,
+            correlation_id=correlation_id,
+        )
 
     return emit
 

@@ -9,10 +9,9 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.base import Message
-from contracts.envelope import make_envelope
 from contracts.gateway.v1 import ChainSettingsSnapshot, CustomerSnapshot
 from servicekit.logging import correlation_id_var
-from servicekit.outbox import enqueue
+from servicekit.outbox import enqueue_message
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,8 +37,10 @@ async def publish(
     session: AsyncSession, payload: Message, *, key: str | uuid.UUID, chain_id: uuid.UUID
 ) -> None:
     """Write a message to the outbox in the caller's transaction (on its contract topic)."""
-    env = make_envelope(payload, chain_id=chain_id, key=key, correlation_id=correlation_id())
-    await enqueue(session, payload.TOPIC, env)
+    await enqueue_message(
+        session, payload.TOPIC, payload, chain_id=chain_id, key=key,
+        correlation_id=correlation_id(),
+    )
 
 
 def canonical_json(data: Any) -> str:
