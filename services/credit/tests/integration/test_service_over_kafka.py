@@ -6,13 +6,13 @@ import asyncio
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from contracts.envelope import decode, encode, make_envelope
 from contracts.topics import CREDIT_EVENTS, POS_COMMANDS
-from servicekit.runtime import create_app
-
 from credit.config import Settings
 from credit.entrypoints.app import make_definition
 from credit.testing import day, record_sale, sale_line, settings_snapshot
+from servicekit.runtime import create_app
 
 
 async def test_a_sale_published_on_kafka_comes_back_as_sale_completed(

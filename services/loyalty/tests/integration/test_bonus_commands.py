@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import httpx
+from fastapi import FastAPI
+
 from contracts.enums import BonusOperationKind
 from contracts.loyalty.v1 import (
     BonusCancellationRefused,
@@ -19,12 +21,10 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import MASTERDATA_EVENTS
-from fastapi import FastAPI
-from servicekit.db import make_engine, make_session_factory
-
 from loyalty.entrypoints.app import build_consumer
 from loyalty.entrypoints.http import router
 from loyalty.service_layer.handlers import LoyaltyHandlers
+from servicekit.db import make_engine, make_session_factory
 
 if TYPE_CHECKING:
     from conftest import Harness

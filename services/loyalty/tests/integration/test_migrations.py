@@ -6,10 +6,10 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from servicekit.db import SessionFactory
 from sqlalchemy.engine import Connection
 
 from loyalty.adapters.tables import metadata
+from servicekit.db import SessionFactory
 
 
 async def test_the_migrated_database_matches_the_declared_tables(

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from contracts.credit.v1 import ApplyBonuses, BonusBase
 from contracts.enums import BonusOperationKind, PaymentMethod
 from contracts.envelope import decode, encode, make_envelope
 from contracts.topics import LOYALTY_COMMANDS, LOYALTY_EVENTS
-from servicekit.runtime import create_app
-
 from loyalty.config import Settings
 from loyalty.entrypoints.app import build_definition
+from servicekit.runtime import create_app
 
 pytestmark = pytest.mark.integration
 

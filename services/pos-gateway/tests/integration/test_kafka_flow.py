@@ -12,12 +12,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from contracts.envelope import decode, encode, make_envelope
 from contracts.topics import CREDIT_EVENTS, POS_COMMANDS
-from servicekit.db import make_engine
-
 from pos_gateway.config import Settings
 from pos_gateway.entrypoints.app import build
+from servicekit.db import make_engine
 
 pytestmark = pytest.mark.integration
 

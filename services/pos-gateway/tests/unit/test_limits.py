@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from contracts.enums import PaymentMethod
 from fastapi import FastAPI
 
+from contracts.enums import PaymentMethod
 from pos_gateway import schemas as s
 from pos_gateway.domain.errors import ValidationFailed
 from pos_gateway.domain.limits import MONEY_LIMIT, parse_request_decimal

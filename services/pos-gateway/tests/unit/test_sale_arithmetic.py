@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from contracts.enums import PaymentMethod
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contracts.enums import PaymentMethod
 from pos_gateway.domain.errors import GatewayError, ValidationFailed
 from pos_gateway.domain.money import fmt_money, fmt_quantity, has_at_most_scale, line_amount
 from pos_gateway.domain.sales import (

@@ -256,7 +256,7 @@ async def test_per_sale_worked_example_gives_the_right_reports(
         ]
         assert body["closing"] == {"debt": "0.00", "advance": "0.00", "bonus_balance": "16.00"}
         period = Period(date(2026, 1, 12), date(2026, 2, 28))  # day 11 on
-        rows_pb, totals_pb, _ = await reports.payment_balance(
+        rows_pb, _totals_pb, _ = await reports.payment_balance(
             session, CHAIN, reports.Filters(period=period)
         )
         assert [(r.opening, r.goods, r.payments, r.closing) for r in rows_pb] == [

@@ -434,7 +434,7 @@ class Ledger:
         return pieces, left
 
     def _working_owed(self) -> dict[LineKey, Decimal]:
-        return {key: value for key, value in self._owed.items()}
+        return dict(self._owed)
 
     def _check_range(self, entries: Sequence[Entry]) -> None:
         """Refuse (`amount_out_of_range`) what would take the debt or the advance to the limit,

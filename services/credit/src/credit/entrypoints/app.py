@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from contracts.gateway.v1 import (
     ChainRegistered,
     ChainSettingsChanged,
@@ -28,17 +30,15 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import LOYALTY_EVENTS, MASTERDATA_EVENTS, POS_COMMANDS
-from pydantic import BaseModel
-from servicekit.consumer import Consumer, DeadLetterHandler, Handler
-from servicekit.jobs import PeriodicJob
-from servicekit.runtime import Runtime, ServiceDefinition, create_app
-
 from credit.config import Settings
 from credit.entrypoints.http import router
 from credit.service_layer import handlers as h
 from credit.service_layer.deadline import expire_operations
 from credit.service_layer.monitoring import refresh_gauges
 from credit.service_layer.overdue import scan_overdue
+from servicekit.consumer import Consumer, DeadLetterHandler, Handler
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

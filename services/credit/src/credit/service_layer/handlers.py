@@ -71,9 +71,6 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
-from servicekit import metrics
-from servicekit.consumer import MessageContext, PermanentError, is_transient
-
 from credit.adapters.repository import CustomerRow, Repository
 from credit.domain.errors import InvalidOperation, Refusal
 from credit.domain.model import (
@@ -93,6 +90,8 @@ from credit.domain.model import (
 )
 from credit.service_layer import outcomes as oc
 from credit.service_layer.emitter import Emitter
+from servicekit import metrics
+from servicekit.consumer import MessageContext, PermanentError, is_transient
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from contracts.credit.v1 import (
 )
 from contracts.enums import CreditMode
 from contracts.loyalty.v1 import BonusesApplied
-
 from credit.domain.model import Allocated, LineKey, quantize
 
 

@@ -16,13 +16,12 @@ from contracts.credit.v1 import OverdueLine, SaleOverdue, SaleSettled
 from contracts.enums import OverdueDiscountPolicy
 from contracts.gateway.v1 import ChainSettingsSnapshot
 from contracts.topics import CREDIT_EVENTS
-from servicekit.db import SessionFactory
-
 from credit.adapters.repository import Repository
 from credit.domain.errors import Refusal
 from credit.service_layer import outcomes as oc
 from credit.service_layer.emitter import Emitter
 from credit.service_layer.handlers import local_date, revoked_event
+from servicekit.db import SessionFactory
 
 log = logging.getLogger(__name__)
 

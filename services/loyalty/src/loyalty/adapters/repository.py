@@ -14,7 +14,6 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from servicekit.db import lock_row
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +39,7 @@ from loyalty.domain.model import (
     SaleHistory,
     round_money,
 )
+from servicekit.db import lock_row
 
 DEFAULT_MINOR_UNITS = 2
 

@@ -36,6 +36,7 @@ from uuid import UUID, uuid4
 from loyalty.domain.errors import InvalidOperation
 
 __all__ = [
+    "AMOUNT_LIMIT",
     "REAL_MONEY_METHODS",
     "AccrualBase",
     "Applied",
@@ -47,7 +48,6 @@ __all__ = [
     "MovementKind",
     "PaymentAccrual",
     "PaymentHistory",
-    "AMOUNT_LIMIT",
     "Refused",
     "ReversalRecord",
     "SaleHistory",
@@ -576,7 +576,7 @@ def load_lots(rows: Iterable[Lot]) -> list[Lot]:
 
 def total_by_kind(movements: Sequence[Movement]) -> dict[MovementKind, Decimal]:
     """Gross amount of each kind of movement (statistics and the balance identity)."""
-    totals = {kind: ZERO for kind in MovementKind}
+    totals = dict.fromkeys(MovementKind, ZERO)
     for movement in movements:
         totals[movement.kind] += movement.amount
     return totals

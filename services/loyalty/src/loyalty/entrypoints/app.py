@@ -8,19 +8,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from contracts.credit.v1 import ApplyBonuses, VoidBonuses
 from contracts.gateway.v1 import CancelPaymentBonus, ChainRegistered, ChainSettingsChanged
 from contracts.topics import LOYALTY_COMMANDS, MASTERDATA_EVENTS
-from fastapi import FastAPI
-from servicekit.consumer import Consumer
-from servicekit.jobs import PeriodicJob
-from servicekit.runtime import Runtime, ServiceDefinition, create_app
-
 from loyalty.config import Settings
 from loyalty.entrypoints.http import router
 from loyalty.service_layer.expiry import expire_due_bonuses
 from loyalty.service_layer.handlers import LoyaltyHandlers, utc_now
 from loyalty.service_layer.monitoring import refresh_gauges
+from servicekit.consumer import Consumer
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 CONSUMER_GROUP = "loyalty"

@@ -15,12 +15,11 @@ from uuid import UUID, uuid4
 
 from contracts.envelope import make_envelope
 from contracts.topics import LOYALTY_EVENTS
-from servicekit.db import SessionFactory
-from servicekit.outbox import enqueue
-
 from loyalty import metrics
 from loyalty.adapters import repository as repo
 from loyalty.service_layer.handlers import movement_event
+from servicekit.db import SessionFactory
+from servicekit.outbox import enqueue
 
 log = logging.getLogger(__name__)
 

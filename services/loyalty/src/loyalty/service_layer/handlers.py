@@ -35,9 +35,6 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import LOYALTY_EVENTS
-from servicekit import metrics as kit_metrics
-from servicekit.consumer import MessageContext, PermanentError
-
 from loyalty import metrics
 from loyalty.adapters import repository as repo
 from loyalty.domain.errors import InvalidOperation
@@ -49,6 +46,8 @@ from loyalty.domain.model import (
     Movement,
     round_money,
 )
+from servicekit import metrics as kit_metrics
+from servicekit.consumer import MessageContext, PermanentError
 
 Clock = Callable[[], datetime]
 

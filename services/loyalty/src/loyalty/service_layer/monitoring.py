@@ -7,11 +7,11 @@ customers hold no bonus exports 0.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from servicekit.db import SessionFactory
-from servicekit.metrics import set_by_chain
 
 from loyalty import metrics
 from loyalty.adapters import tables as t
+from servicekit.db import SessionFactory
+from servicekit.metrics import set_by_chain
 
 
 async def refresh_gauges(session_factory: SessionFactory) -> None:

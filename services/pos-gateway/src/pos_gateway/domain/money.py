@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 from contracts.money import quantize_money
-
 from pos_gateway.domain.currencies import MINOR_UNITS
 
 

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from contracts.enums import PaymentMethod
-
 from pos_gateway.domain.errors import GatewayError, ValidationFailed, invalid
 from pos_gateway.domain.limits import MONEY_LIMIT
 from pos_gateway.domain.money import has_at_most_scale, line_amount

@@ -11,14 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
 from fastapi import FastAPI
-from servicekit.consumer import Consumer
-from servicekit.jobs import PeriodicJob
-from servicekit.runtime import Runtime, ServiceDefinition, create_app
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import pos_gateway
+from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.config import Settings
 from pos_gateway.entrypoints.api.auth import TokenBucket
@@ -29,6 +26,9 @@ from pos_gateway.entrypoints.api.routes import router
 from pos_gateway.entrypoints.api.staff_routes import router as staff_router
 from pos_gateway.service_layer import idempotency, staff
 from pos_gateway.service_layer.outcomes import HANDLERS
+from servicekit.consumer import Consumer
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 log = logging.getLogger(__name__)
 

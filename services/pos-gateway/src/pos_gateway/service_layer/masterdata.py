@@ -15,6 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.gateway.v1 import (
     CardBlocked,
     CardIssued,
@@ -25,9 +28,6 @@ from contracts.gateway.v1 import (
     StoreRegistered,
     TerminalRegistered,
 )
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from pos_gateway import schemas as s
 from pos_gateway.adapters import tables as t
 from pos_gateway.adapters.internal_api import ZERO_BALANCES, ReportingClient

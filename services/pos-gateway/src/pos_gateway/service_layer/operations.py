@@ -10,6 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.base import Message
 from contracts.enums import PaymentMethod, RefundMethod
 from contracts.gateway.v1 import (
@@ -25,9 +28,6 @@ from contracts.gateway.v1 import (
     SaleLine,
     SalePayment,
 )
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from pos_gateway import schemas as s
 from pos_gateway.adapters import tables as t
 from pos_gateway.bootstrap import Gateway

@@ -77,7 +77,7 @@ class AgingRow:
     customer_id: UUID
     name: str
     buckets: dict[str, Decimal] = field(
-        default_factory=lambda: {bucket: ZERO for bucket in AGING_BUCKETS}
+        default_factory=lambda: dict.fromkeys(AGING_BUCKETS, ZERO)
     )
 
     @property
@@ -113,7 +113,7 @@ def build_aging(
         if row is None:
             row = rows[line.customer_id] = AgingRow(line.customer_id, line.name)
         row.add(aging_bucket(days_past_due(line.due_date, today)), line.owed)
-    totals = {bucket: ZERO for bucket in AGING_BUCKETS}
+    totals = dict.fromkeys(AGING_BUCKETS, ZERO)
     for row in rows.values():
         for bucket, amount in row.buckets.items():
             totals[bucket] += amount

@@ -19,7 +19,6 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from servicekit.logging import chain_id_var
 
 from pos_gateway.adapters import tables as t
 from pos_gateway.bootstrap import Gateway
@@ -33,6 +32,7 @@ from pos_gateway.domain.auth import (
 )
 from pos_gateway.domain.errors import GatewayError, invalid
 from pos_gateway.service_layer.idempotency import MAX_KEY_LENGTH
+from servicekit.logging import chain_id_var
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -8,9 +8,9 @@ Create Date: 2026-11-24
 from __future__ import annotations
 
 from alembic import op
-from servicekit.schema import create_messaging_tables, drop_messaging_tables
 
 from pos_gateway.adapters import tables
+from servicekit.schema import create_messaging_tables, drop_messaging_tables
 
 revision = "0001"
 down_revision = None
