@@ -19,9 +19,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 
+from contracts.money import quantize_money
 from credit.domain.errors import InvalidOperation, Refusal
 
 ZERO = Decimal(0)
@@ -39,10 +40,6 @@ _ADVANCE_APPLIED_NS = uuid.UUID("0c6f1a4e-2b7d-4f0e-9d55-3a8e1f6b2c10")
 def advance_applied_payment_id(sale_id: uuid.UUID) -> uuid.UUID:
     """The payment id under which a sale's automatically applied advance accrues bonus."""
     return uuid.uuid5(_ADVANCE_APPLIED_NS, str(sale_id))
-
-
-def quantize(value: Decimal, minor_units: int) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-minor_units), rounding=ROUND_HALF_UP)
 
 
 class Mode(StrEnum):
@@ -410,7 +407,7 @@ class Ledger:
     # ------------------------------------------------------------------ helpers
 
     def _q(self, value: Decimal) -> Decimal:
-        return quantize(value, self.minor_units)
+        return quantize_money(value, self.minor_units)
 
     def _allocate(
         self, amount: Decimal, targets: Sequence[LineKey], owed: dict[LineKey, Decimal]

@@ -29,10 +29,11 @@ import bisect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 from uuid import UUID, uuid4
 
+from contracts.money import quantize_money
 from loyalty.domain.errors import InvalidOperation
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
     "ReversalRecord",
     "SaleHistory",
     "accrual_for",
-    "round_money",
 ]
 
 ZERO = Decimal(0)
@@ -83,11 +83,6 @@ class MovementKind(StrEnum):
 _ADDING = frozenset({MovementKind.ACCRUED, MovementKind.RESTORED, MovementKind.VOID_GIVEN})
 #: movements of the public bonus ledger (BonusMovementRecorded); the void ones stay inside
 PUBLISHED_KINDS = frozenset(MovementKind) - {MovementKind.VOID_TAKEN, MovementKind.VOID_GIVEN}
-
-
-def round_money(value: Decimal, minor_units: int) -> Decimal:
-    """Half-up to the currency's minor unit (0.005 -> 0.01)."""
-    return value.quantize(Decimal(1).scaleb(-minor_units), rounding=ROUND_HALF_UP)
 
 
 @dataclass(frozen=True)
@@ -274,10 +269,10 @@ class Cancellation:
 def accrual_for(base: AccrualBase, *, rate_percent: Decimal, minor_units: int,
                 accrual_on: bool) -> Decimal:
     """Bonus accrued on one payment: rate x real money, half-up per payment; else 0."""
-    zero = round_money(ZERO, minor_units)
+    zero = quantize_money(ZERO, minor_units)
     if not accrual_on or base.method not in REAL_MONEY_METHODS or base.amount <= 0:
         return zero
-    return round_money(base.amount * rate_percent / _HUNDRED, minor_units)
+    return quantize_money(base.amount * rate_percent / _HUNDRED, minor_units)
 
 
 @dataclass
@@ -347,7 +342,7 @@ class BonusAccount:
         """
         op.validate()
         minor = op.minor_units
-        spent = round_money(op.spend, minor)
+        spent = quantize_money(op.spend, minor)
         if spent > 0 and (self.balance <= 0 or self.balance < spent):
             return Refused(
                 operation_id=op.operation_id,
@@ -399,10 +394,10 @@ class BonusAccount:
             ))
 
         # returns, in the domain's order: spent bonus comes back before accruals are reversed
-        restored = round_money(ZERO, minor)
+        restored = quantize_money(ZERO, minor)
         if op.restore_up_to > 0 and op.sale_id is not None:
             history = sale or SaleHistory()
-            restored = round_money(
+            restored = quantize_money(
                 max(ZERO, min(op.restore_up_to, history.spent - history.restored)), minor
             )
             if restored > 0:
@@ -503,16 +498,16 @@ class BonusAccount:
 
     def _reversal_amount(self, payment: PaymentHistory | None, returned_base: Decimal,
                          minor: int) -> Decimal:
-        zero = round_money(ZERO, minor)
+        zero = quantize_money(ZERO, minor)
         if payment is None or payment.accrual.accrued <= 0 or payment.accrual.base <= 0:
             return zero
         accrual = payment.accrual
         # proportional on the running total, so that returning all of the goods in several
         # returns reverses exactly the accrual, never a cent more or less
         returned = min(accrual.base, payment.reversed_base + returned_base)
-        target = round_money(accrual.accrued * returned / accrual.base, minor)
+        target = quantize_money(accrual.accrued * returned / accrual.base, minor)
         left = self._outstanding(payment)
-        return round_money(max(ZERO, min(target - payment.reversed, left)), minor)
+        return quantize_money(max(ZERO, min(target - payment.reversed, left)), minor)
 
     def _add_lot(self, amount: Decimal, *, at: datetime, store_id: UUID | None,
                  payment_id: UUID | None = None, sale_id: UUID | None = None) -> Lot:

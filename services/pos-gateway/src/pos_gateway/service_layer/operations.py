@@ -28,6 +28,7 @@ from contracts.gateway.v1 import (
     SaleLine,
     SalePayment,
 )
+from contracts.money import format_money
 from pos_gateway import schemas as s
 from pos_gateway.adapters import tables as t
 from pos_gateway.bootstrap import Gateway
@@ -142,7 +143,7 @@ async def _render(gw: Gateway, row: Row[Any]) -> Answer:
 
 
 def render_outcome_money(value: Any, minor: int) -> str:
-    return format(money(Decimal(str(value)), minor), "f")
+    return format_money(Decimal(str(value)), minor)
 
 
 async def answer_for(

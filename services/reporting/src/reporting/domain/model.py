@@ -15,16 +15,15 @@ from decimal import Decimal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from contracts.money import quantize_money
+from contracts.money import format_money
 
 ZERO = Decimal(0)
 
 AGING_BUCKETS: tuple[str, ...] = ("current", "d1_30", "d31_60", "d61_90", "d90_plus")
 
 
-def money_str(value: Decimal, minor_units: int = 2) -> str:
-    """Money as the API shows it: a string with exactly the currency's minor-unit digits."""
-    return format(quantize_money(value, minor_units), "f")
+#: money as the API shows it: a string with exactly the currency's minor-unit digits
+money_str = format_money
 
 
 def local_today(timezone: str, now: datetime | None = None) -> date:
