@@ -300,6 +300,18 @@ async def test_tasks_page_with_a_cursor(consumer: Consumer, engine: AsyncEngine)
     assert len(seen) == len(set(seen)) == 3
 
 
+async def test_a_forged_tasks_cursor_is_a_422_never_a_500(engine: AsyncEngine) -> None:
+    # not base64; a JSON list; a position with a NUL (PostgreSQL refuses it); no time in it
+    forged = ("not base64 !", "WzEsMl0", "eyJpZCI6ImFcdTAwMDAiLCJ0IjoieCJ9", "eyJpZCI6IjEifQ")
+    async with api(engine) as http:
+        for status in ("open", "done"):
+            for cursor in forged:
+                resp = await http.get(f"/internal/v1/chains/{uuid.uuid4()}/tasks",
+                                      params={"status": status, "cursor": cursor})
+                assert resp.status_code == 422, (status, cursor, resp.text)
+                assert resp.json()["errors"] == [{"field": "cursor", "message": "invalid cursor"}]
+
+
 async def test_the_same_sale_id_overdue_in_two_chains_makes_a_task_in_each(
     consumer: Consumer, sf: SessionFactory
 ) -> None:

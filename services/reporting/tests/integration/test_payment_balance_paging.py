@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reporting.adapters import tables as t
+from reporting.domain.csv_rows import to_csv
 from reporting.domain.model import (
     BalanceMovement,
     Period,
@@ -22,11 +23,11 @@ from reporting.domain.model import (
     payment_balance_totals,
     sort_payment_balance,
 )
-from reporting.domain.paging import BadCursor, to_csv
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
 from reporting.service_layer.reports import CSV_HEADERS
 from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.paging import BadCursor
 
 pytestmark = pytest.mark.integration
 

@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from reporting.adapters import tables as t
 from reporting.domain.model import Period
-from reporting.domain.paging import BadCursor
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
 from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.paging import BadCursor
 
 pytestmark = pytest.mark.integration
 

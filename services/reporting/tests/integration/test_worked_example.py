@@ -308,6 +308,32 @@ async def test_per_item_example_shows_the_shoes_still_owed_in_json_and_csv(
         }
 
 
+#: not base64; base64 of no JSON; a JSON list; a position with a NUL (PostgreSQL refuses it)
+FORGED_CURSORS = ("not base64 !", "bm90LWpzb24", "WzEsMl0", "eyJvIjoiYVx1MDAwMCJ9", "eyJvIjotMX0")
+
+
+async def test_a_forged_cursor_is_a_422_on_every_paged_report_never_a_500(
+    engine: AsyncEngine, consumer: Consumer
+) -> None:
+    customer = uuid.uuid4()
+    await register(consumer, customer, CreditMode.PER_SALE)
+    base = f"/internal/v1/chains/{CHAIN}"
+    paths = [
+        f"{base}/reports/payment-balance",
+        f"{base}/reports/unpaid-goods",
+        f"{base}/reports/aging",
+        f"{base}/reports/bonus-statistics",
+        f"{base}/customers/{customer}/statement",
+    ]
+    async with client(engine) as http:
+        for path in paths:
+            for limit in ({}, {"limit": "2"}):
+                for forged in FORGED_CURSORS:
+                    resp = await http.get(path, params={"cursor": forged, **limit})
+                    assert resp.status_code == 422, (path, limit, forged, resp.text)
+                    assert resp.json()["code"] == "validation_error"
+
+
 async def test_a_redelivered_message_is_applied_once(
     engine: AsyncEngine, consumer: Consumer
 ) -> None:
