@@ -28,13 +28,17 @@ from servicekit.settings import with_database
 
 _containers: list[Any] = []
 
+#: the Kafka of testcontainers: the version devstack runs (libs/devstack/kafka/pom.xml) and
+#: docker-compose.yml uses (tests/suite/test_kafka_version.py checks it)
+KAFKA_IMAGE = "apache/kafka:4.4.0"
+
 
 def _start_containers() -> tuple[str, str]:
     try:
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
 
-        kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
+        kafka = KafkaContainer(KAFKA_IMAGE).with_kraft()
         postgres = PostgresContainer("postgres:15", driver=None)
     except Exception as exc:  # no Docker engine: the constructor raises
         pytest.fail(

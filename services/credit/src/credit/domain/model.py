@@ -8,8 +8,10 @@ customer's advance is deposits - uses - refunds. Entries are immutable; every ba
 derived from them, so switching the chain's credit mode never changes a debt: the mode only
 chooses where the next payment goes.
 
-The operations (``record_sale``, ``take_money``, ...) are pure: they read the ledger, either
-raise ``Refusal`` or return an outcome whose entries the caller stores (and ``apply``-ies).
+The operations (``record_sale``, ``take_money``, ...) work in memory and touch no database:
+each either raises ``Refusal`` (a business refusal) or ``InvalidOperation`` (a command that
+cannot be right), and the caller drops this ledger, or applies its entries to this ledger and
+returns them in an outcome, with the balances after, for the caller to store.
 """
 
 from __future__ import annotations

@@ -166,8 +166,8 @@ async def answer_for(
     read it yet: no read before the wait, and the wait's first look is after the first
     wake-up or poll (an outcome that came in between is found by that poll). A till
     operation's final answer is not copied into the idempotency key: a retry renders it again
-    from the operation row the key links to, which gives the same answer, so the copy was a
-    transaction per request for nothing. Only a bonus cancellation keeps its first answer
+    from the operation row the key links to, which gives the same answer without a write per
+    request. Only a bonus cancellation keeps its first answer
     there, because its debt and advance are read from credit at the time of answering."""
 
     async def read() -> Row[Any] | None:
