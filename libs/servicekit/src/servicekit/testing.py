@@ -10,21 +10,31 @@ Loaded for the whole repository by the root `conftest.py` (`pytest_plugins`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
 from contracts.envelope import Envelope, encode, make_envelope
 from contracts.registry import lookup
+from servicekit.consumer import Consumer
+from servicekit.db import SessionFactory, make_engine, prepare_database
 from servicekit.settings import with_database
+
+if TYPE_CHECKING:  # httpx is a test requirement (requirements-dev.txt), not servicekit's
+    import httpx
 
 _containers: list[Any] = []
 
@@ -112,6 +122,41 @@ async def fresh_database_url(database_server_url: str) -> AsyncIterator[str]:
         yield url
     finally:
         await drop_database(database_server_url, name)
+
+
+@contextlib.asynccontextmanager
+async def migrated_engine(
+    migrations_dir: Path, database_url: str, *, pool_size: int = 2
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on `database_url` after the service's migrations ran there, disposed after.
+
+    A service's `engine` fixture: `async with migrated_engine(MIGRATIONS_DIR, url) as e`."""
+    await prepare_database(migrations_dir, database_url)
+    engine = make_engine(database_url, pool_size=pool_size)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def consumer_for_tests(consumer: Consumer, session_factory: SessionFactory) -> Consumer:
+    """A service's consumer bound to the test database, retrying a failed batch at once."""
+    consumer.bind(session_factory)
+    consumer.retry_backoff_seconds = 0
+    return consumer
+
+
+def internal_api_client(
+    router: APIRouter, session_factory: SessionFactory, *, base_url: str = "http://test"
+) -> httpx.AsyncClient:
+    """A client of a service's internal HTTP API in this process (no server, no port): the
+    routes reach the database through `app.state.runtime.session_factory`, as when running."""
+    import httpx
+
+    app = FastAPI()
+    app.include_router(router)
+    app.state.runtime = SimpleNamespace(session_factory=session_factory)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
 
 
 def unique_topic(prefix: str = "t") -> str:
