@@ -15,19 +15,19 @@ import itertools
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
-from contracts.envelope import Envelope, encode, make_envelope
+from contracts.envelope import Envelope, decode, encode, make_envelope
 from contracts.registry import lookup
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory, make_engine, prepare_database
@@ -170,8 +170,10 @@ def unique_topic(prefix: str = "t") -> str:
 _offsets = itertools.count()
 
 
-def envelope_of(model: Message, *, key: str | uuid.UUID) -> Envelope:
-    return make_envelope(model, chain_id=None, key=str(key), correlation_id=uuid.uuid4())
+def envelope_of(
+    model: Message, *, key: str | uuid.UUID, chain_id: uuid.UUID | None = None
+) -> Envelope:
+    return make_envelope(model, chain_id=chain_id, key=str(key), correlation_id=uuid.uuid4())
 
 
 def record_of(
@@ -198,3 +200,51 @@ def record_of(
         serialized_value_size=len(value),
         headers=[],
     )
+
+
+# ------------------------------------------------------------------ a service over real Kafka
+# Each service keeps one test that goes through the broker (tests/suite/
+# test_integration_marker.py): these publish to and read from the shared test broker.
+
+
+async def publish(bootstrap_servers: str, *sends: tuple[str, Envelope]) -> None:
+    """Send each (topic, envelope) as a producer of the system would, keyed by its key."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for topic, env in sends:
+            await producer.send_and_wait(topic, encode(env), key=env.key.encode())
+    finally:
+        await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def listener(bootstrap_servers: str, *topics: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer of `topics` from their beginning, in a group of its own, stopped after."""
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap_servers, group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def next_envelope(
+    consumer: AIOKafkaConsumer, match: Callable[[Envelope], bool], *, within: float = 60
+) -> Envelope:
+    """The first envelope `match` accepts (others, and records that are no envelope, are
+    passed over: the topics are shared with other tests and their runs, poison included)."""
+    async with asyncio.timeout(within):
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        env = decode(record.value)
+                    except ValueError:
+                        continue
+                    if match(env):
+                        return env

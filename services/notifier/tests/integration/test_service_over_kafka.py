@@ -15,16 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
 from contracts.enums import CreditMode, OverdueDiscountPolicy
-from contracts.envelope import encode, make_envelope
 from contracts.gateway import v1 as gateway
 from contracts.topics import CREDIT_EVENTS, MASTERDATA_EVENTS
 from notifier.config import Settings
 from notifier.entrypoints.app import build
+from servicekit.testing import envelope_of, publish
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +61,10 @@ async def test_a_sale_overdue_published_on_kafka_opens_a_task(
             detected_at=T0 + timedelta(days=31))),
     ]
     async with app.router.lifespan_context(app):
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all")
-        await producer.start()
-        try:
-            for topic, message in messages:
-                env = make_envelope(message, chain_id=chain, key=str(customer),
-                                    correlation_id=uuid.uuid4())
-                await producer.send_and_wait(topic, encode(env), key=str(customer).encode())
-        finally:
-            await producer.stop()
+        await publish(kafka_bootstrap_servers, *(
+            (topic, envelope_of(message, key=customer, chain_id=chain))
+            for topic, message in messages
+        ))
 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://notifier") as http:
