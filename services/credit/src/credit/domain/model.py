@@ -542,15 +542,61 @@ class Ledger:
         today: date,
     ) -> SaleOutcome:
         """A sale: its payments pay its lines in receipt order; what is left is on account."""
+        tender = self._check_sale(
+            sale, customer_known=customer_known, vip=vip, credit_limit=credit_limit,
+            block_credit_when_overdue=block_credit_when_overdue, change=change,
+            change_to_advance=change_to_advance, today=today,
+        )
+        outcome = SaleOutcome(operation_id=sale.sale_id, sale=sale)
+        self.add_sale(sale)
+        sale = self.sales[sale.sale_id]
+        outcome.sale = sale
+        own_lines = self.sale_lines(sale.sale_id)
+        for line in sale.lines:
+            outcome.entries.append(Entry(sale.sale_id, EntryKind.GOODS, line.amount, sale.sold_at,
+                                         sale_id=sale.sale_id, line_no=line.line_no))
+        owed = {key: line.amount for key, line in zip(own_lines, _sorted_lines(sale), strict=True)}
+        goods_part = _goods_parts(sale, change)
+        self._pay_sale_lines(outcome, sale, goods_part, own_lines, owed, tender.covered)
+        change_alloc, advance_added = self._keep_change(outcome, sale, owed, change_to_advance)
+        self._finish(outcome)
+
+        outcome.accrual_bases = _sale_bases(sale, goods_part, change_alloc, tender.covered)
+        outcome.bonus_spend = sale.bonus_spent
+        outcome.total = tender.total
+        outcome.on_account = tender.on_account
+        outcome.paid = tender.tendered - change
+        outcome.advance_applied = tender.covered
+        outcome.change = change
+        outcome.change_to_advance = change_to_advance
+        outcome.change_allocated = change_alloc
+        outcome.advance_added = advance_added
+        outcome.line_owed = {ln: self.owed(sale.sale_id, ln) for _, ln in own_lines}
+        outcome.due_date = sale.due_date if self.sale_owed(sale.sale_id) > 0 else None
+        return outcome
+
+    def _check_sale(
+        self,
+        sale: Sale,
+        *,
+        customer_known: bool,
+        vip: bool,
+        credit_limit: Decimal | None,
+        block_credit_when_overdue: bool,
+        change: Decimal,
+        change_to_advance: Decimal,
+        today: date,
+    ) -> _Tender:
+        """The sale's sums, or the reason it cannot be recorded (nothing changes on refusal)."""
         if sale.sale_id in self.sales:
             raise InvalidOperation(f"sale {sale.sale_id} is already recorded")
+
+        def paid_by(*methods: Method) -> Decimal:
+            return sum((p.amount for p in sale.payments if p.method in methods), ZERO)
+
         total = sum((line.amount for line in sale.lines), ZERO)
-        on_account = sum(
-            (p.amount for p in sale.payments if p.method is Method.ON_ACCOUNT), ZERO
-        )
-        explicit_advance = sum(
-            (p.amount for p in sale.payments if p.method is Method.ADVANCE), ZERO
-        )
+        on_account = paid_by(Method.ON_ACCOUNT)
+        explicit_advance = paid_by(Method.ADVANCE)
         tendered = sum(
             (p.amount for p in sale.payments if p.method is not Method.ON_ACCOUNT), ZERO
         )
@@ -561,8 +607,7 @@ class Ledger:
                           f"a sale of {total} (tendered {tendered}) is beyond what can be recorded")
         if change_to_advance > change:
             raise InvalidOperation("change_to_advance exceeds the change")
-        cash = sum((p.amount for p in sale.payments if p.method is Method.CASH), ZERO)
-        if change > cash:
+        if change > paid_by(Method.CASH):
             raise InvalidOperation("change can only come from cash")
         if not customer_known and (on_account or explicit_advance or change_to_advance):
             raise InvalidOperation("on_account, advance and kept change need a customer")
@@ -573,8 +618,7 @@ class Ledger:
                 "insufficient_advance",
                 f"advance payment {explicit_advance} exceeds the advance {self.advance}",
             )
-        advance_left = self.advance - explicit_advance
-        covered = min(advance_left, on_account)
+        covered = min(self.advance - explicit_advance, on_account)
         if on_account > 0:
             if block_credit_when_overdue and self.overdue_sales(today):
                 raise Refusal(
@@ -587,36 +631,20 @@ class Ledger:
                     "credit_limit_exceeded",
                     f"debt would be {debt_after}, above the credit limit {credit_limit}",
                 )
+        return _Tender(total=total, on_account=on_account, tendered=tendered, covered=covered)
 
-        outcome = SaleOutcome(operation_id=sale.sale_id, sale=sale)
-        self.add_sale(sale)
-        sale = self.sales[sale.sale_id]
-        outcome.sale = sale
+    def _pay_sale_lines(
+        self,
+        outcome: Outcome,
+        sale: Sale,
+        goods_part: dict[uuid.UUID, Decimal],
+        own_lines: list[LineKey],
+        owed: dict[LineKey, Decimal],
+        covered: Decimal,
+    ) -> None:
+        """The sale's own payments pay its lines, then the existing advance covers the
+        on-account part (`covered`)."""
         at = sale.sold_at
-        own_lines = self.sale_lines(sale.sale_id)
-        for line in sale.lines:
-            outcome.entries.append(
-                Entry(
-                    sale.sale_id,
-                    EntryKind.GOODS,
-                    line.amount,
-                    at,
-                    sale_id=sale.sale_id,
-                    line_no=line.line_no,
-                )
-            )
-        owed = {key: line.amount for key, line in zip(own_lines, _sorted_lines(sale), strict=True)}
-
-        # change is handed back from the cash tendered, last cash payment first
-        goods_part: dict[uuid.UUID, Decimal] = {p.payment_id: p.amount for p in sale.payments}
-        change_left = change
-        for p in reversed(sale.payments):
-            if change_left <= 0:
-                break
-            if p.method is Method.CASH:
-                take = min(change_left, goods_part[p.payment_id])
-                goods_part[p.payment_id] -= take
-                change_left -= take
         for p in sale.payments:
             if p.method is Method.ON_ACCOUNT or goods_part[p.payment_id] <= 0:
                 continue
@@ -624,82 +652,32 @@ class Ledger:
             assert left == 0, "payments exceed the sale total"
             kind = EntryKind.ADVANCE_APPLIED if p.method is Method.ADVANCE else EntryKind.PAYMENT
             for (sale_id, line_no), part in pieces:
-                outcome.entries.append(
-                    Entry(
-                        sale.sale_id,
-                        kind,
-                        part,
-                        at,
-                        sale_id=sale_id,
-                        line_no=line_no,
-                        payment_id=p.payment_id,
-                        method=p.method,
-                    )
-                )
-        # the existing advance covers the on-account part first
+                outcome.entries.append(Entry(sale.sale_id, kind, part, at, sale_id=sale_id,
+                                             line_no=line_no, payment_id=p.payment_id,
+                                             method=p.method))
         if covered > 0:
             adv_id = advance_applied_payment_id(sale.sale_id)
             pieces, left = self._allocate(covered, own_lines, owed)
             assert left == 0
             for (sale_id, line_no), part in pieces:
-                outcome.entries.append(
-                    Entry(
-                        sale.sale_id,
-                        EntryKind.ADVANCE_APPLIED,
-                        part,
-                        at,
-                        sale_id=sale_id,
-                        line_no=line_no,
-                        payment_id=adv_id,
-                        method=Method.ADVANCE,
-                    )
-                )
-        # kept change is money arriving: it pays open debt (oldest first), then is advance
+                outcome.entries.append(Entry(sale.sale_id, EntryKind.ADVANCE_APPLIED, part, at,
+                                             sale_id=sale_id, line_no=line_no,
+                                             payment_id=adv_id, method=Method.ADVANCE))
+
+    def _keep_change(
+        self, outcome: Outcome, sale: Sale, owed: dict[LineKey, Decimal],
+        change_to_advance: Decimal,
+    ) -> tuple[list[Allocated], Decimal]:
+        """Kept change is money arriving: it pays open debt (oldest first), then is advance."""
+        if change_to_advance <= 0:
+            return [], ZERO
         working = self._working_owed()
         for key, value in owed.items():
             working[key] = value
-        change_alloc: list[Allocated] = []
-        advance_added = ZERO
-        last_cash = next(
-            (p for p in reversed(sale.payments) if p.method is Method.CASH), None
-        )
-        if change_to_advance > 0:
-            assert last_cash is not None
-            change_alloc, advance_added = self._money_in(
-                outcome,
-                change_to_advance,
-                at,
-                payment_id=last_cash.payment_id,
-                method=Method.CASH,
-                owed=working,
-            )
-        self._finish(outcome)
-
-        # bonus bases: real money that paid goods
-        bases: list[BonusBase] = []
-        for p in sale.payments:
-            if p.method in REAL_MONEY:
-                base = goods_part[p.payment_id]
-                if last_cash is not None and p.payment_id == last_cash.payment_id:
-                    base += sum((a.amount for a in change_alloc), ZERO)
-                bases.append(BonusBase(p.payment_id, p.method, base))
-        if covered > 0:
-            bases.append(
-                BonusBase(advance_applied_payment_id(sale.sale_id), Method.ADVANCE, covered)
-            )
-        outcome.accrual_bases = bases
-        outcome.bonus_spend = sale.bonus_spent
-        outcome.total = total
-        outcome.on_account = on_account
-        outcome.paid = tendered - change
-        outcome.advance_applied = covered
-        outcome.change = change
-        outcome.change_to_advance = change_to_advance
-        outcome.change_allocated = change_alloc
-        outcome.advance_added = advance_added
-        outcome.line_owed = {ln: self.owed(sale.sale_id, ln) for _, ln in own_lines}
-        outcome.due_date = sale.due_date if self.sale_owed(sale.sale_id) > 0 else None
-        return outcome
+        last_cash = _last_cash(sale)
+        assert last_cash is not None
+        return self._money_in(outcome, change_to_advance, sale.sold_at,
+                              payment_id=last_cash.payment_id, method=Method.CASH, owed=working)
 
     def take_money(
         self,
@@ -820,13 +798,52 @@ class Ledger:
                 field="occurred_at",
             )
         outcome = ReturnOutcome(operation_id=return_id, sale_id=sale_id)
+        values = self._returned_values(sale, lines)
+        owed = self._working_owed()
+        cancelled_by_line, debt_cancelled, value_left = self._cancel_debt(
+            outcome, sale_id, values, owed, at=at, mode=mode, dated=dated
+        )
+        restorable = sale.bonus_spent - self._restored[sale_id]
+        restored = min(value_left, max(restorable, ZERO))
+        if restored > 0:
+            outcome.entries.append(
+                Entry(return_id, EntryKind.BONUS_RESTORED, restored, at, sale_id=sale_id)
+            )
+        real = value_left - restored
+        if real > 0:
+            if refund is Method.ADVANCE:
+                allocated, advance_added = self._money_in(
+                    outcome, real, at, payment_id=return_id, method=Method.ADVANCE, owed=owed
+                )
+                if dated:
+                    self._not_before_sales(at, (a.sale_id for a in allocated))
+                outcome.allocated = _merge(allocated)
+                outcome.advance_added = advance_added
+            else:
+                outcome.refunded = real
+        outcome.reverse_bases = self._reverse_bases(sale, [v[0].line_no for v in values], real)
+        self._finish(outcome)
+        outcome.lines = [
+            ReturnedLineOutcome(line.line_no, quantity, value, cancelled_by_line[line.line_no])
+            for line, quantity, value in values
+        ]
+        outcome.value = sum((v[2] for v in values), ZERO)
+        outcome.debt_cancelled = debt_cancelled
+        outcome.bonus_restored = restored
+        outcome.restore_up_to = restored
+        return outcome
+
+    def _returned_values(
+        self, sale: Sale, lines: Sequence[ReturnRequest]
+    ) -> list[tuple[Line, Decimal, Decimal]]:
+        """Each returned line with its quantity and the value it goes back at."""
         values: list[tuple[Line, Decimal, Decimal]] = []
         for req in lines:
             line = sale.line(req.line_no)
             if line is None:
-                raise Refusal("not_found", f"sale {sale_id} has no line {req.line_no}")
-            key = (sale_id, line.line_no)
-            already = self.returned_quantity(sale_id, line.line_no)
+                raise Refusal("not_found", f"sale {sale.sale_id} has no line {req.line_no}")
+            key = (sale.sale_id, line.line_no)
+            already = self.returned_quantity(sale.sale_id, line.line_no)
             if already + req.quantity > line.quantity:
                 raise Refusal(
                     "return_exceeds_sold",
@@ -845,8 +862,23 @@ class Ledger:
             else:
                 value = self._q(line.amount * req.quantity / line.quantity)
             values.append((line, req.quantity, value))
+        return values
 
-        owed = self._working_owed()
+    def _cancel_debt(
+        self,
+        outcome: ReturnOutcome,
+        sale_id: uuid.UUID,
+        values: list[tuple[Line, Decimal, Decimal]],
+        owed: dict[LineKey, Decimal],
+        *,
+        at: datetime,
+        mode: Mode,
+        dated: bool,
+    ) -> tuple[dict[int, Decimal], Decimal, Decimal]:
+        """The returned goods' value cancels debt: the returned lines' own first, then what
+        the mode allows. Returns what was cancelled on each returned line, in all, and the
+        value left."""
+        return_id = outcome.operation_id
         value_left = ZERO
         cancelled_by_line: dict[int, Decimal] = defaultdict(lambda: ZERO)
         for line, quantity, value in values:
@@ -880,36 +912,7 @@ class Ledger:
             outcome.entries.append(
                 Entry(return_id, EntryKind.RETURN_CANCELLED, part, at, sale_id=s_id, line_no=ln)
             )
-        debt_cancelled = sum(cancel_entries.values(), ZERO)
-        restorable = sale.bonus_spent - self._restored[sale_id]
-        restored = min(value_left, max(restorable, ZERO))
-        if restored > 0:
-            outcome.entries.append(
-                Entry(return_id, EntryKind.BONUS_RESTORED, restored, at, sale_id=sale_id)
-            )
-        real = value_left - restored
-        if real > 0:
-            if refund is Method.ADVANCE:
-                allocated, advance_added = self._money_in(
-                    outcome, real, at, payment_id=return_id, method=Method.ADVANCE, owed=owed
-                )
-                if dated:
-                    self._not_before_sales(at, (a.sale_id for a in allocated))
-                outcome.allocated = _merge(allocated)
-                outcome.advance_added = advance_added
-            else:
-                outcome.refunded = real
-        outcome.reverse_bases = self._reverse_bases(sale, [v[0].line_no for v in values], real)
-        self._finish(outcome)
-        outcome.lines = [
-            ReturnedLineOutcome(line.line_no, quantity, value, cancelled_by_line[line.line_no])
-            for line, quantity, value in values
-        ]
-        outcome.value = sum((v[2] for v in values), ZERO)
-        outcome.debt_cancelled = debt_cancelled
-        outcome.bonus_restored = restored
-        outcome.restore_up_to = restored
-        return outcome
+        return cancelled_by_line, sum(cancel_entries.values(), ZERO), value_left
 
     def _reverse_bases(
         self, sale: Sale, returned_lines: Sequence[int], real: Decimal
@@ -998,6 +1001,50 @@ revoke_operation_id = _revoke_operation_id
 def due_date_for(local_date: date, delay_days: int) -> date:
     """The sale's chain-local date plus the customer's (or the chain's) payment delay."""
     return local_date + timedelta(days=delay_days)
+
+
+@dataclass(frozen=True)
+class _Tender:
+    total: Decimal
+    on_account: Decimal
+    tendered: Decimal  # every payment but on account, change included
+    covered: Decimal  # of the on-account part, what the existing advance pays
+
+
+def _last_cash(sale: Sale) -> Payment | None:
+    return next((p for p in reversed(sale.payments) if p.method is Method.CASH), None)
+
+
+def _goods_parts(sale: Sale, change: Decimal) -> dict[uuid.UUID, Decimal]:
+    """What of each payment pays goods: change is handed back from the cash tendered, last
+    cash payment first."""
+    goods_part = {p.payment_id: p.amount for p in sale.payments}
+    change_left = change
+    for p in reversed(sale.payments):
+        if change_left <= 0:
+            break
+        if p.method is Method.CASH:
+            take = min(change_left, goods_part[p.payment_id])
+            goods_part[p.payment_id] -= take
+            change_left -= take
+    return goods_part
+
+
+def _sale_bases(sale: Sale, goods_part: dict[uuid.UUID, Decimal],
+                change_alloc: list[Allocated], covered: Decimal) -> list[BonusBase]:
+    """Bonus bases: real money that paid goods (kept change that paid debt counts for the
+    last cash payment), and the advance that covered the on-account part."""
+    last_cash = _last_cash(sale)
+    bases: list[BonusBase] = []
+    for p in sale.payments:
+        if p.method in REAL_MONEY:
+            base = goods_part[p.payment_id]
+            if last_cash is not None and p.payment_id == last_cash.payment_id:
+                base += sum((a.amount for a in change_alloc), ZERO)
+            bases.append(BonusBase(p.payment_id, p.method, base))
+    if covered > 0:
+        bases.append(BonusBase(advance_applied_payment_id(sale.sale_id), Method.ADVANCE, covered))
+    return bases
 
 
 def _sorted_lines(sale: Sale) -> list[Line]:

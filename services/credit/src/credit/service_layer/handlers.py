@@ -19,35 +19,26 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from contracts.base import Message
 from contracts.credit.v1 import (
     AdvanceRecorded,
-    ApplyBonuses,
-    BonusBase,
     DebtPaymentRecorded,
     DiscountRevoked,
     OperationRefused,
     RefundRecorded,
-    ReturnedLine,
     ReturnRecorded,
-    RevokedDiscountLine,
     SaleCompleted,
-    SaleLineOutcome,
-    SalePaymentOutcome,
     SaleSettled,
     VoidBonuses,
 )
 from contracts.enums import (
     BonusOperationKind,
     CreditMode,
-    DebtPaymentKind,
     OperationKind,
-    PaymentMethod,
     RefusalCode,
 )
 from contracts.envelope import Envelope, parse_payload
@@ -55,7 +46,6 @@ from contracts.gateway.v1 import (
     ChainRegistered,
     ChainSettingsChanged,
     ChainSettingsSnapshot,
-    CustomerSnapshot,
     RecordAdvance,
     RecordDebtPayment,
     RecordRefund,
@@ -74,30 +64,15 @@ from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
 from credit.adapters.repository import CustomerRow, Repository
 from credit.domain.errors import InvalidOperation, Refusal
 from credit.domain.model import (
-    AllocationRequest,
     Ledger,
-    Line,
-    Method,
-    Mode,
-    Outcome,
-    Payment,
-    ReturnRequest,
-    Sale,
-    due_date_for,
-)
-from credit.domain.model import (
-    BonusBase as DomainBonusBase,
 )
 from credit.service_layer import outcomes as oc
+from credit.service_layer.decisions import Command, Step, decide, local_date
 from credit.service_layer.emitter import Emitter
 from servicekit import metrics
 from servicekit.consumer import MessageContext, PermanentError, is_transient
 
 log = logging.getLogger(__name__)
-
-Command = (
-    RecordSale | RecordDebtPayment | RecordAdvance | RecordRefund | RecordReturn | RevokeDiscount
-)
 
 OUTCOME_TYPES: dict[str, type[Message]] = {
     m.TYPE: m
@@ -110,10 +85,6 @@ OUTCOME_TYPES: dict[str, type[Message]] = {
         DiscountRevoked,
     )
 }
-
-
-def local_date(at: datetime, timezone: str) -> date:
-    return at.astimezone(ZoneInfo(timezone)).date()
 
 
 def identity(cmd: Command) -> tuple[uuid.UUID, OperationKind]:
@@ -449,202 +420,18 @@ async def execute(
     `locked`: the customer's row as `process_command` locked it (None: anonymous)."""
     customer_id = customer_of(cmd)
     settings = cmd.settings
-    m = oc.Money(settings.minor_units)
-    mode = Mode(settings.credit_mode.value)
     ledger = await load(repo, cmd.chain_id, customer_id, settings,
                         sale_id=cmd.sale_id if isinstance(cmd, RecordReturn) else None)
     owed_before = sale_owed_map(ledger)
-    cached_bonus = locked.bonus_balance if locked is not None else Decimal(0)
-
-    outcome: Outcome
-    event: Message
-    bonus: ApplyBonuses | None = None
-    sale_to_add: Sale | None = None
     operation_id, kind = identity(cmd)
+    step = Step(cmd=cmd, ledger=ledger, operation_id=operation_id, customer_id=customer_id,
+                cached_bonus=locked.bonus_balance if locked is not None else Decimal(0))
+    decision = decide(step)
+    operation_id = decision.operation_id or operation_id
+    outcome, event, bonus = decision.outcome, decision.event, decision.bonus
 
-    def apply_bonuses(op_kind: BonusOperationKind, customer: CustomerSnapshot, *,
-                      store_id: uuid.UUID, sale_id: uuid.UUID | None, at: datetime,
-                      out: Outcome) -> ApplyBonuses:
-        return ApplyBonuses(
-            operation_id=operation_id,
-            operation_kind=op_kind,
-            chain_id=cmd.chain_id,
-            customer_id=customer.customer_id,
-            store_id=store_id,
-            sale_id=sale_id,
-            occurred_at=at,
-            bonus_accrual=customer.bonus_accrual,
-            bonus_rate_percent=settings.bonus_rate_percent,
-            bonus_expiry_days=settings.bonus_expiry_days,
-            minor_units=settings.minor_units,
-            spend=m(out.bonus_spend),
-            accrual_bases=_bases(out.accrual_bases, m),
-            restore_up_to=m(out.restore_up_to),
-            reverse_bases=_bases(out.reverse_bases, m),
-        )
-
-    if isinstance(cmd, RecordSale):
-        customer = cmd.customer
-        delay = settings.max_payment_delay_days
-        if customer is not None and customer.max_payment_delay_days is not None:
-            delay = customer.max_payment_delay_days
-        day = local_date(cmd.sold_at, settings.timezone)
-        sale_to_add = Sale(
-            sale_id=cmd.sale_id,
-            store_id=cmd.store_id,
-            terminal_id=cmd.terminal_id,
-            sold_at=cmd.sold_at,
-            local_date=day,
-            due_date=due_date_for(day, delay),
-            lines=tuple(
-                Line(line_no=x.line_no, name=x.name, sku=x.sku, barcode=x.barcode,
-                     quantity=x.quantity, unit_price=x.unit_price, discount=x.discount,
-                     amount=x.amount)
-                for x in cmd.lines
-            ),
-            payments=tuple(Payment(p.payment_id, Method(p.method.value), p.amount)
-                           for p in cmd.payments),
-        )
-        out = ledger.record_sale(
-            sale=sale_to_add,
-            customer_known=customer is not None,
-            vip=customer.vip if customer else False,
-            credit_limit=customer.credit_limit if customer else None,
-            block_credit_when_overdue=settings.block_credit_when_overdue,
-            change=cmd.change,
-            change_to_advance=cmd.change_to_advance,
-            today=day,
-        )
-        assert out.sale is not None
-        sale_to_add = out.sale
-        by_no = {x.line_no: x for x in cmd.lines}
-        event = SaleCompleted(
-            sale_id=cmd.sale_id, chain_id=cmd.chain_id, store_id=cmd.store_id,
-            terminal_id=cmd.terminal_id, customer_id=customer_id, card_number=cmd.card_number,
-            credit_mode=settings.credit_mode, sold_at=cmd.sold_at, total=m(out.total),
-            paid=m(out.paid), on_account=m(out.on_account),
-            advance_applied=m(out.advance_applied), change=m(out.change),
-            change_to_advance=m(out.change_to_advance),
-            change_allocated=oc.allocations(out.change_allocated, settings.credit_mode, m),
-            advance_added=m(out.advance_added), due_date=out.due_date,
-            bonus_accrued=m(Decimal(0)), bonus_spent=m(out.bonus_spend),
-            payments=[
-                SalePaymentOutcome(payment_id=p.payment_id, method=p.method, amount=p.amount,
-                                   bonus_accrued=m(Decimal(0)))
-                for p in cmd.payments if p.method is not PaymentMethod.ON_ACCOUNT
-            ],
-            lines=[
-                SaleLineOutcome(line_no=n, sku=x.sku, barcode=x.barcode, name=x.name,
-                                quantity=x.quantity, unit_price=x.unit_price,
-                                discount=x.discount, amount=x.amount,
-                                owed=m(out.line_owed.get(n, Decimal(0))))
-                for n, x in sorted(by_no.items())
-            ],
-            customer_balances=(oc.balances(out.debt_after, out.advance_after, cached_bonus, m)
-                               if customer_id else None),
-            lines_changed=[c for c in oc.lines_changed(out.lines_changed, m)
-                           if c.sale_id != cmd.sale_id or c.owed_after > 0],
-        )
-        if customer is not None:
-            bonus = apply_bonuses(BonusOperationKind.SALE, customer, store_id=cmd.store_id,
-                                  sale_id=cmd.sale_id, at=cmd.sold_at, out=out)
-        outcome = out
-    elif isinstance(cmd, RecordDebtPayment):
-        if cmd.kind is DebtPaymentKind.PAY_DEBT:
-            pay = ledger.pay_debt(payment_id=cmd.payment_id, method=Method(cmd.method.value),
-                                  at=cmd.occurred_at, dated=cmd.occurred_at_given)
-        else:
-            assert cmd.amount is not None
-            pay = ledger.take_money(
-                payment_id=cmd.payment_id, amount=cmd.amount, method=Method(cmd.method.value),
-                at=cmd.occurred_at, mode=mode,
-                allocations=[AllocationRequest(a.sale_id, a.line_no, a.amount)
-                             for a in cmd.allocations],
-                dated=cmd.occurred_at_given,
-            )
-        event = DebtPaymentRecorded(
-            payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
-            store_id=cmd.store_id, terminal_id=cmd.terminal_id, kind=cmd.kind, method=cmd.method,
-            amount=m(pay.amount), allocated=oc.allocations(pay.allocated, settings.credit_mode, m),
-            advance_added=m(pay.advance_added), bonus_accrued=m(Decimal(0)),
-            occurred_at=cmd.occurred_at,
-            customer_balances=oc.balances(pay.debt_after, pay.advance_after, cached_bonus, m),
-            lines_changed=oc.lines_changed(pay.lines_changed, m),
-        )
-        bonus = apply_bonuses(BonusOperationKind.DEBT_PAYMENT, cmd.customer,
-                              store_id=cmd.store_id, sale_id=None, at=cmd.occurred_at, out=pay)
-        outcome = pay
-    elif isinstance(cmd, RecordAdvance):
-        adv = ledger.record_advance(payment_id=cmd.payment_id, amount=cmd.amount,
-                                    method=Method(cmd.method.value), at=cmd.occurred_at,
-                                    dated=cmd.occurred_at_given)
-        event = AdvanceRecorded(
-            payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
-            store_id=cmd.store_id, terminal_id=cmd.terminal_id, method=cmd.method,
-            amount=m(adv.amount), applied_to_debt=m(adv.applied_to_debt),
-            allocated=oc.allocations(adv.allocated, settings.credit_mode, m),
-            advance_added=m(adv.advance_added), bonus_accrued=m(Decimal(0)),
-            occurred_at=cmd.occurred_at,
-            customer_balances=oc.balances(adv.debt_after, adv.advance_after, cached_bonus, m),
-            lines_changed=oc.lines_changed(adv.lines_changed, m),
-        )
-        bonus = apply_bonuses(BonusOperationKind.ADVANCE, cmd.customer, store_id=cmd.store_id,
-                              sale_id=None, at=cmd.occurred_at, out=adv)
-        outcome = adv
-    elif isinstance(cmd, RecordRefund):
-        ref = ledger.refund(refund_id=cmd.refund_id, amount=cmd.amount,
-                            method=Method(cmd.method.value), at=cmd.occurred_at)
-        event = RefundRecorded(
-            refund_id=cmd.refund_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
-            store_id=cmd.store_id, terminal_id=cmd.terminal_id, method=cmd.method,
-            amount=m(ref.amount), occurred_at=cmd.occurred_at,
-            customer_balances=oc.balances(ref.debt_after, ref.advance_after, cached_bonus, m),
-        )
-        outcome = ref
-    elif isinstance(cmd, RecordReturn):
-        ret = ledger.record_return(
-            return_id=cmd.return_id, sale_id=cmd.sale_id,
-            lines=[ReturnRequest(x.line_no, x.quantity) for x in cmd.lines],
-            refund=Method(cmd.refund.value), at=cmd.occurred_at, mode=mode,
-            dated=cmd.occurred_at_given,
-        )
-        sale = ledger.sales[cmd.sale_id]
-        returned = []
-        for x in ret.lines:
-            line = sale.line(x.line_no)
-            assert line is not None
-            returned.append(ReturnedLine(line_no=x.line_no, sku=line.sku, barcode=line.barcode,
-                                         name=line.name, quantity=x.quantity, value=m(x.value),
-                                         debt_cancelled=m(x.debt_cancelled)))
-        event = ReturnRecorded(
-            return_id=cmd.return_id, sale_id=cmd.sale_id, chain_id=cmd.chain_id,
-            customer_id=customer_id, store_id=cmd.store_id, terminal_id=cmd.terminal_id,
-            refund=cmd.refund, lines=returned, value=m(ret.value),
-            debt_cancelled=m(ret.debt_cancelled), bonus_restored=m(ret.bonus_restored),
-            refunded=m(ret.refunded), applied_to_debt=m(ret.applied_to_debt),
-            allocated=oc.allocations(ret.allocated, settings.credit_mode, m),
-            advance_added=m(ret.advance_added), bonus_reversed=m(Decimal(0)),
-            occurred_at=cmd.occurred_at,
-            customer_balances=(oc.balances(ret.debt_after, ret.advance_after, cached_bonus, m)
-                               if customer_id else None),
-            lines_changed=oc.lines_changed(ret.lines_changed, m),
-        )
-        if cmd.customer is not None:
-            bonus = apply_bonuses(BonusOperationKind.RETURN, cmd.customer, store_id=cmd.store_id,
-                                  sale_id=cmd.sale_id, at=cmd.occurred_at, out=ret)
-        outcome = ret
-    else:
-        today = local_date(cmd.requested_at, settings.timezone)
-        if cmd.sale_id not in ledger.sales:
-            raise Refusal("not_found", f"sale {cmd.sale_id} is not this customer's")
-        rev = ledger.revoke_discount(sale_id=cmd.sale_id, at=cmd.requested_at, today=today)
-        event = revoked_event(cmd.chain_id, cmd.customer_id, rev, "requested", cmd.requested_at,
-                              cached_bonus, m)
-        operation_id = rev.operation_id
-        outcome = rev
-
-    if sale_to_add is not None:
-        await repo.add_sale(sale_to_add, chain_id=cmd.chain_id, customer_id=customer_id)
+    if decision.sale is not None:
+        await repo.add_sale(decision.sale, chain_id=cmd.chain_id, customer_id=customer_id)
     await repo.add_entries(outcome.entries, chain_id=cmd.chain_id, customer_id=customer_id)
     settled = [str(s) for s, before in owed_before.items()
                if before > 0 and ledger.sale_owed(s) <= 0]
@@ -662,40 +449,12 @@ async def execute(
         await repo.update_customer(customer_id, in_flight=operation_id)
         await emitter.emit(LOYALTY_COMMANDS, bonus, key=str(customer_id))
         return
-    key = str(customer_id or operation_id)
     if customer_id is not None:
         await repo.update_customer(customer_id, debt=outcome.debt_after,
                                    advance=outcome.advance_after)
-    await emitter.emit(CREDIT_EVENTS, event, key=key)
+    await emitter.emit(CREDIT_EVENTS, event, key=str(customer_id or operation_id))
     if customer_id is not None:
         await emit_settled(repo, emitter, cmd.chain_id, customer_id, settled, meta)
-
-
-def revoked_event(
-    chain_id: uuid.UUID,
-    customer_id: uuid.UUID,
-    rev: Any,
-    trigger: Literal["automatic", "requested"],
-    at: datetime,
-    bonus_balance: Decimal,
-    m: oc.Money,
-) -> DiscountRevoked:
-    return DiscountRevoked(
-        sale_id=rev.sale_id, chain_id=chain_id, customer_id=customer_id, amount=m(rev.amount),
-        lines=[RevokedDiscountLine(line_no=n, amount=m(a)) for n, a in rev.lines],
-        trigger=trigger,
-        revoked_at=at,
-        customer_balances=oc.balances(rev.debt_after, rev.advance_after, bonus_balance, m),
-        lines_changed=oc.lines_changed(rev.lines_changed, m),
-    )
-
-
-def _bases(bases: list[DomainBonusBase], m: oc.Money) -> list[BonusBase]:
-    return [
-        BonusBase(payment_id=b.payment_id, method=PaymentMethod(b.method.value),
-                  base_amount=m(b.amount))
-        for b in bases
-    ]
 
 
 async def confirm(repo: Repository, emitter: Emitter, op: Any, applied: BonusesApplied) -> None:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from contracts.credit.v1 import OverdueLine, SaleOverdue, SaleSettled
 from contracts.enums import OverdueDiscountPolicy
 from contracts.gateway.v1 import ChainSettingsSnapshot
 from contracts.topics import CREDIT_EVENTS
-from credit.adapters.repository import Repository
+from credit.adapters.repository import CustomerRow, Repository
 from credit.domain.errors import Refusal
+from credit.domain.model import Ledger, OverdueSale, Sale
 from credit.service_layer import outcomes as oc
+from credit.service_layer.decisions import local_date, revoked_event
 from credit.service_layer.emitter import Emitter
-from credit.service_layer.handlers import local_date, revoked_event
 from servicekit.db import SessionFactory
 
 log = logging.getLogger(__name__)
@@ -69,48 +70,14 @@ async def scan_customer(
             and not ledger.is_revoked(sale.sale_id)
             and sale.discount > 0
         ):
-            try:
-                rev = ledger.revoke_discount(sale_id=sale.sale_id, at=now, today=today)
-            except Refusal:
-                rev = None
-            if rev is not None:
-                event = revoked_event(chain_id, customer_id, rev, "automatic", now,
-                                      row.bonus_balance, m)
-                inserted = await repo.add_operation(
-                    operation_id=rev.operation_id, kind="revoke_discount", chain_id=chain_id,
-                    customer_id=customer_id, status="confirmed", outcome_type=event.TYPE,
-                    outcome=event.model_dump(mode="json"),
-                    meta={"timezone": settings.timezone, "minor_units": settings.minor_units},
-                    correlation_id=emitter.correlation_id,
-                )
-                if inserted:
-                    await repo.add_entries(rev.entries, chain_id=chain_id,
-                                           customer_id=customer_id)
-                    await emitter.emit(CREDIT_EVENTS, event, key=str(customer_id))
-                    published += 1
+            published += await revoke_overdue_discount(repo, emitter, ledger, sale, row,
+                                                       settings, now, today)
         if await repo.mark_overdue(sale_id=sale.sale_id, chain_id=chain_id,
                                    customer_id=customer_id, due_date=sale.due_date,
                                    detected_at=now):
-            owed = ledger.sale_owed(sale.sale_id)
-            await emitter.emit(
-                CREDIT_EVENTS,
-                SaleOverdue(
-                    sale_id=sale.sale_id, chain_id=chain_id, customer_id=customer_id,
-                    credit_mode=settings.credit_mode, sold_at=sale.sold_at,
-                    due_date=sale.due_date, amount_owed=m(owed),
-                    days_overdue=found.days_overdue, discount=m(sale.discount),
-                    discount_revoked=ledger.is_revoked(sale.sale_id),
-                    lines=[
-                        OverdueLine(line_no=line.line_no, barcode=line.barcode, name=line.name,
-                                    quantity=line.quantity,
-                                    amount_owed=m(ledger.owed(sale.sale_id, line.line_no)))
-                        for line in sale.lines
-                        if ledger.owed(sale.sale_id, line.line_no) > 0
-                    ],
-                    detected_at=now,
-                ),
-                key=str(customer_id),
-            )
+            await emitter.emit(CREDIT_EVENTS,
+                               overdue_event(ledger, found, chain_id, customer_id, settings, now),
+                               key=str(customer_id))
             published += 1
     # marks whose sale was paid off while the settle event could not be sent with the payment
     for sale_id in await repo.unsettled_marks(customer_id):
@@ -128,3 +95,60 @@ async def scan_customer(
             published += 1
     await repo.update_customer(customer_id, debt=ledger.debt, advance=ledger.advance)
     return published
+
+
+async def revoke_overdue_discount(
+    repo: Repository,
+    emitter: Emitter,
+    ledger: Ledger,
+    sale: Sale,
+    row: CustomerRow,
+    settings: ChainSettingsSnapshot,
+    now: datetime,
+    today: date,
+) -> int:
+    """The chain's policy revokes an overdue sale's discount: once (the operation id is the
+    sale's revocation), recorded and published. Returns how many events were published."""
+    try:
+        rev = ledger.revoke_discount(sale_id=sale.sale_id, at=now, today=today)
+    except Refusal:
+        return 0
+    event = revoked_event(row.chain_id, row.customer_id, rev, "automatic", now,
+                          row.bonus_balance, oc.Money(settings.minor_units))
+    inserted = await repo.add_operation(
+        operation_id=rev.operation_id, kind="revoke_discount", chain_id=row.chain_id,
+        customer_id=row.customer_id, status="confirmed", outcome_type=event.TYPE,
+        outcome=event.model_dump(mode="json"),
+        meta={"timezone": settings.timezone, "minor_units": settings.minor_units},
+        correlation_id=emitter.correlation_id,
+    )
+    if not inserted:
+        return 0
+    await repo.add_entries(rev.entries, chain_id=row.chain_id, customer_id=row.customer_id)
+    await emitter.emit(CREDIT_EVENTS, event, key=str(row.customer_id))
+    return 1
+
+
+def overdue_event(
+    ledger: Ledger,
+    found: OverdueSale,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    settings: ChainSettingsSnapshot,
+    now: datetime,
+) -> SaleOverdue:
+    sale, m = found.sale, oc.Money(settings.minor_units)
+    return SaleOverdue(
+        sale_id=sale.sale_id, chain_id=chain_id, customer_id=customer_id,
+        credit_mode=settings.credit_mode, sold_at=sale.sold_at, due_date=sale.due_date,
+        amount_owed=m(ledger.sale_owed(sale.sale_id)), days_overdue=found.days_overdue,
+        discount=m(sale.discount), discount_revoked=ledger.is_revoked(sale.sale_id),
+        lines=[
+            OverdueLine(line_no=line.line_no, barcode=line.barcode, name=line.name,
+                        quantity=line.quantity,
+                        amount_owed=m(ledger.owed(sale.sale_id, line.line_no)))
+            for line in sale.lines
+            if ledger.owed(sale.sale_id, line.line_no) > 0
+        ],
+        detected_at=now,
+    )

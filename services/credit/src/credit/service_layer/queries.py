@@ -9,7 +9,7 @@ from typing import Any
 from contracts.gateway.v1 import ChainSettingsSnapshot
 from credit.adapters.repository import Repository
 from credit.service_layer import outcomes as oc
-from credit.service_layer.handlers import local_date
+from credit.service_layer.decisions import local_date
 
 
 async def customer_credit(

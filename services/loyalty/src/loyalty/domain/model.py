@@ -343,6 +343,40 @@ class BonusAccount:
         op.validate()
         minor = op.minor_units
         spent = quantize_money(op.spend, minor)
+        refused = self._refusal(op, spent, sale)
+        if refused is not None:
+            return refused
+        first = len(self.movements)
+        if spent > 0:
+            self._take_oldest_first(spent)
+            self._record(MovementKind.SPENT, spent, at=op.at, operation_id=op.operation_id,
+                         sale_id=op.sale_id, store_id=op.store_id)
+        accruals = self._accrue(op)
+        # returns, in the domain's order: spent bonus comes back before accruals are reversed
+        restored = self._restore(op, sale)
+        reversals = self._reverse(op, payments)
+        return Applied(
+            operation_id=op.operation_id,
+            spent=spent,
+            accruals=tuple(accruals),
+            restored=restored,
+            reversals=tuple(reversals),
+            balance_after=self.balance,
+            movements=tuple(self.movements[first:]),
+        )
+
+    @staticmethod
+    def _restorable(op: BonusOperation, sale: SaleHistory | None) -> Decimal:
+        """What a return may give back of the bonus spent on its sale."""
+        if op.restore_up_to <= 0 or op.sale_id is None:
+            return ZERO
+        history = sale or SaleHistory()
+        return max(ZERO, min(op.restore_up_to, history.spent - history.restored))
+
+    def _refusal(
+        self, op: BonusOperation, spent: Decimal, sale: SaleHistory | None
+    ) -> Refused | None:
+        """Why the operation cannot be applied, if it cannot (nothing is changed then)."""
         if spent > 0 and (self.balance <= 0 or self.balance < spent):
             return Refused(
                 operation_id=op.operation_id,
@@ -352,13 +386,10 @@ class BonusAccount:
             )
         # the most the balance can grow by: every accrual and the restoration
         gains = sum(
-            (accrual_for(b, rate_percent=op.rate_percent, minor_units=minor,
+            (accrual_for(b, rate_percent=op.rate_percent, minor_units=op.minor_units,
                          accrual_on=op.accrual_on) for b in op.accrual_bases),
             ZERO,
-        )
-        if op.restore_up_to > 0 and op.sale_id is not None:
-            history = sale or SaleHistory()
-            gains += max(ZERO, min(op.restore_up_to, history.spent - history.restored))
+        ) + self._restorable(op, sale)
         if self.balance - spent + gains >= AMOUNT_LIMIT:
             return Refused(
                 operation_id=op.operation_id,
@@ -367,16 +398,12 @@ class BonusAccount:
                        "can be recorded",
                 balance=self.balance,
             )
-        first = len(self.movements)
+        return None
 
-        if spent > 0:
-            self._take_oldest_first(spent)
-            self._record(MovementKind.SPENT, spent, at=op.at, operation_id=op.operation_id,
-                         sale_id=op.sale_id, store_id=op.store_id)
-
+    def _accrue(self, op: BonusOperation) -> list[PaymentAccrual]:
         accruals = []
         for base in op.accrual_bases:
-            amount = accrual_for(base, rate_percent=op.rate_percent, minor_units=minor,
+            amount = accrual_for(base, rate_percent=op.rate_percent, minor_units=op.minor_units,
                                  accrual_on=op.accrual_on)
             lot_id = None
             if amount > 0:
@@ -392,25 +419,24 @@ class BonusAccount:
                 rate_percent=op.rate_percent if op.accrual_on else ZERO, accrued=amount,
                 at=op.at, lot_id=lot_id,
             ))
+        return accruals
 
-        # returns, in the domain's order: spent bonus comes back before accruals are reversed
-        restored = quantize_money(ZERO, minor)
-        if op.restore_up_to > 0 and op.sale_id is not None:
-            history = sale or SaleHistory()
-            restored = quantize_money(
-                max(ZERO, min(op.restore_up_to, history.spent - history.restored)), minor
-            )
-            if restored > 0:
-                lot = self._add_lot(restored, at=op.at, store_id=op.store_id,
-                                    sale_id=op.sale_id)
-                self._record(MovementKind.RESTORED, restored, at=op.at,
-                             operation_id=op.operation_id, sale_id=op.sale_id,
-                             store_id=op.store_id, lot_id=lot.lot_id)
+    def _restore(self, op: BonusOperation, sale: SaleHistory | None) -> Decimal:
+        restored = quantize_money(self._restorable(op, sale), op.minor_units)
+        if restored > 0:
+            lot = self._add_lot(restored, at=op.at, store_id=op.store_id, sale_id=op.sale_id)
+            self._record(MovementKind.RESTORED, restored, at=op.at,
+                         operation_id=op.operation_id, sale_id=op.sale_id,
+                         store_id=op.store_id, lot_id=lot.lot_id)
+        return restored
 
+    def _reverse(
+        self, op: BonusOperation, payments: Mapping[UUID, PaymentHistory]
+    ) -> list[ReversalRecord]:
         reversals = []
         for base in op.reverse_bases:
             payment = payments.get(base.payment_id)
-            amount = self._reversal_amount(payment, base.amount, minor)
+            amount = self._reversal_amount(payment, base.amount, op.minor_units)
             if payment is not None and amount > 0:
                 self._take_back(amount, preferred=payment.accrual.lot_id)
                 self._record(MovementKind.REVERSED, amount, at=op.at,
@@ -419,16 +445,7 @@ class BonusAccount:
                              store_id=op.store_id, lot_id=payment.accrual.lot_id)
             reversals.append(ReversalRecord(op.operation_id, base.payment_id, base.amount,
                                             amount))
-
-        return Applied(
-            operation_id=op.operation_id,
-            spent=spent,
-            accruals=tuple(accruals),
-            restored=restored,
-            reversals=tuple(reversals),
-            balance_after=self.balance,
-            movements=tuple(self.movements[first:]),
-        )
+        return reversals
 
     def cancel_accrual(self, payment: PaymentHistory, *, at: datetime) -> Cancellation:
         """Take back what one payment accrued and is not yet reversed (the caller makes it once).

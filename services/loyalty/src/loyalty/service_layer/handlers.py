@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.credit.v1 import ApplyBonuses, VoidBonuses
 from contracts.enums import BonusMovementKind
 from contracts.gateway.v1 import CancelPaymentBonus, ChainRegistered, ChainSettingsChanged
@@ -45,6 +47,7 @@ from loyalty.domain.model import (
     Applied,
     BonusOperation,
     Movement,
+    Refused,
 )
 from servicekit import metrics as kit_metrics
 from servicekit.consumer import MessageContext, PermanentError
@@ -88,6 +91,48 @@ def to_operation(cmd: ApplyBonuses) -> BonusOperation:
     )
 
 
+async def _expiry_days(session: AsyncSession, cmd: ApplyBonuses) -> int | None:
+    """The chain's bonus expiry; until its master data is seen, the command's snapshot."""
+    chain = await repo.get_chain_settings(session, cmd.chain_id)
+    if chain is not None:
+        return chain.bonus_expiry_days
+    await repo.save_chain_settings(
+        session, chain_id=cmd.chain_id, bonus_expiry_days=cmd.bonus_expiry_days,
+        bonus_rate_percent=cmd.bonus_rate_percent, minor_units=cmd.minor_units,
+        timezone=None, changed_at=None,
+    )
+    return cmd.bonus_expiry_days
+
+
+def answer_for(
+    cmd: ApplyBonuses, result: Applied | Refused
+) -> tuple[BonusesApplied | BonusesRefused, str]:
+    """Loyalty's answer to credit, and the outcome's name ("applied" / "refused")."""
+    if isinstance(result, Applied):
+        minor = cmd.minor_units
+        return BonusesApplied(
+            operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
+            chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+            spent=result.spent,
+            accrued=quantize_money(result.accrued, minor),
+            accrued_by_payment=[PaymentBonus(payment_id=a.payment_id, amount=a.accrued)
+                                for a in result.accruals],
+            restored=result.restored,
+            reversed=quantize_money(result.reversed, minor),
+            reversed_by_payment=[PaymentBonus(payment_id=r.payment_id, amount=r.amount)
+                                 for r in result.reversals],
+            balance_after=result.balance_after,
+        ), "applied"
+    # the refusal itself leaves the ledger untouched; only expiries that were due anyway
+    # (recorded before the operation) may have been written
+    return BonusesRefused(
+        operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
+        chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+        code=result.code,  # type: ignore[arg-type]
+        detail=result.detail, balance=result.balance,
+    ), "refused"
+
+
 _ANSWERS: dict[str, type[BonusesApplied] | type[BonusesRefused]] = {
     BonusesApplied.TYPE: BonusesApplied,
     BonusesRefused.TYPE: BonusesRefused,
@@ -102,17 +147,7 @@ class LoyaltyHandlers:
 
     async def apply_bonuses(self, ctx: MessageContext, cmd: ApplyBonuses) -> None:
         session, key = ctx.session, str(cmd.customer_id)
-        chain = await repo.get_chain_settings(session, cmd.chain_id)
-        if chain is None:
-            # master data not seen yet: the command's snapshot will do until it arrives
-            await repo.save_chain_settings(
-                session, chain_id=cmd.chain_id, bonus_expiry_days=cmd.bonus_expiry_days,
-                bonus_rate_percent=cmd.bonus_rate_percent, minor_units=cmd.minor_units,
-                timezone=None, changed_at=None,
-            )
-            expiry_days = cmd.bonus_expiry_days
-        else:
-            expiry_days = chain.bonus_expiry_days
+        expiry_days = await _expiry_days(session, cmd)
         minor = cmd.minor_units
 
         account = await repo.load_account(session, cmd.chain_id, cmd.customer_id,
@@ -149,35 +184,11 @@ class LoyaltyHandlers:
 
         movements = list(account.movements)
         await repo.save_account(session, cmd.chain_id, account)
-        answer: BonusesApplied | BonusesRefused
         if isinstance(result, Applied):
             await repo.save_accruals(session, cmd.chain_id, cmd.customer_id, result.accruals)
             await repo.save_reversals(session, cmd.chain_id, cmd.customer_id, result.reversals,
                                       cmd.occurred_at)
-            answer = BonusesApplied(
-                operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
-                chain_id=cmd.chain_id, customer_id=cmd.customer_id,
-                spent=result.spent,
-                accrued=quantize_money(result.accrued, minor),
-                accrued_by_payment=[PaymentBonus(payment_id=a.payment_id, amount=a.accrued)
-                                    for a in result.accruals],
-                restored=result.restored,
-                reversed=quantize_money(result.reversed, minor),
-                reversed_by_payment=[PaymentBonus(payment_id=r.payment_id, amount=r.amount)
-                                     for r in result.reversals],
-                balance_after=result.balance_after,
-            )
-            outcome = "applied"
-        else:
-            # the refusal itself leaves the ledger untouched; only expiries that were due
-            # anyway (recorded above) may have been written
-            answer = BonusesRefused(
-                operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
-                chain_id=cmd.chain_id, customer_id=cmd.customer_id,
-                code=result.code,  # type: ignore[arg-type]
-                detail=result.detail, balance=result.balance,
-            )
-            outcome = "refused"
+        answer, outcome = answer_for(cmd, result)
         await repo.save_operation(
             session, operation_id=cmd.operation_id, chain_id=cmd.chain_id,
             customer_id=cmd.customer_id, operation_kind=cmd.operation_kind.value,
