@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from contracts.credit import v1 as credit
-from contracts.enums import CreditMode, OverdueDiscountPolicy
 from contracts.gateway import v1 as gateway
 from devstack.ports import free_port
 from notifier.adapters import tables as t
@@ -38,6 +37,7 @@ from notifier.config import Settings
 from notifier.entrypoints.api import router
 from notifier.service_layer.jobs import scan_once
 from notifier.service_layer.mail import mail_once
+from notifier.testing import T0, chain_settings, sale_overdue, vip_customer
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory
 from servicekit.testing import internal_api_client, record_of
@@ -45,7 +45,6 @@ from servicekit.testing import internal_api_client, record_of
 pytestmark = pytest.mark.integration
 
 D = Decimal
-T0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
 BACKOFFICE = "https://backoffice.kids.example.ro/app"
 TO = "service@kids.example.ro"
 USER, PASSWORD = "notifier", "smtp pass: with @ and /"
@@ -157,7 +156,6 @@ def tls_smtp(tmp_path: Path) -> Iterator[SmtpServer]:
 # --------------------------------------------------------------------------- the notifier
 
 
-
 def settings_for(server: SmtpServer, **kw: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": "postgresql://unused@127.0.0.1/unused",
@@ -175,15 +173,6 @@ def send_with(cfg: Settings) -> Any:
     return SmtpMailer(target, ca_file=cfg.smtp_ca_file, timeout=cfg.smtp_timeout_seconds).send
 
 
-def snapshot(reminder_email: str | None) -> gateway.ChainSettingsSnapshot:
-    return gateway.ChainSettingsSnapshot(
-        credit_mode=CreditMode.PER_SALE, max_payment_delay_days=30,
-        overdue_discount=OverdueDiscountPolicy.KEEP, block_credit_when_overdue=False,
-        reminder_repeat_days=7, bonus_rate_percent=D("10.00"), bonus_expiry_days=None,
-        timezone="Europe/Bucharest", currency="EUR", minor_units=2, reminder_email=reminder_email,
-    )
-
-
 class Chain:
     """A chain told to the notifier as the gateway and credit would tell it."""
 
@@ -193,30 +182,24 @@ class Chain:
         self.reminder_email = reminder_email
 
     async def register(self, name: str = "Kids & Co") -> Chain:
+        settings = chain_settings(reminder_email=self.reminder_email)
         await self.consumer.process_records([record_of(gateway.ChainRegistered(
-            chain_id=self.chain_id, name=name, settings=snapshot(self.reminder_email),
-            registered_at=T0), key=self.chain_id)])
+            chain_id=self.chain_id, name=name, settings=settings, registered_at=T0),
+            key=self.chain_id)])
         return self
 
     async def set_reminder_email(self, address: str | None) -> None:
         await self.consumer.process_records([record_of(gateway.ChainSettingsChanged(
-            chain_id=self.chain_id, settings=snapshot(address), changed_at=T0),
+            chain_id=self.chain_id, settings=chain_settings(reminder_email=address), changed_at=T0),
             key=self.chain_id)])
 
     async def overdue_customer(self, name: str, phone: str | None, owed: str) -> uuid.UUID:
         customer = uuid.uuid4()
         await self.consumer.process_records([
-            record_of(gateway.CustomerRegistered(
-                chain_id=self.chain_id,
-                customer=gateway.CustomerSnapshot(
-                    customer_id=customer, name=name, phone=phone, vip=True, bonus_accrual=True,
-                    credit_limit=None, max_payment_delay_days=None, card_number=None),
-                registered_at=T0), key=customer),
-            record_of(credit.SaleOverdue(
-                sale_id=uuid.uuid4(), chain_id=self.chain_id, customer_id=customer,
-                credit_mode=CreditMode.PER_SALE, sold_at=T0, due_date=date(2026, 1, 31),
-                amount_owed=D(owed), days_overdue=1, discount=D("0.00"), discount_revoked=False,
-                lines=[], detected_at=T0 + timedelta(days=31)), key=customer),
+            record_of(vip_customer(self.chain_id, customer, name=name, phone=phone,
+                                   card_number=None), key=customer),
+            record_of(sale_overdue(self.chain_id, customer, uuid.uuid4(), owed,
+                                   dress_line=False), key=customer),
         ])
         return customer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,31 +15,21 @@ import sqlalchemy as sa
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
-from contracts.enums import CreditMode, DebtPaymentKind, MoneyMethod, OverdueDiscountPolicy
+from contracts.enums import DebtPaymentKind, MoneyMethod, OverdueDiscountPolicy
 from contracts.gateway import v1 as gateway
 from notifier.adapters import tables as t
 from notifier.service_layer.jobs import scan_once
+from notifier.testing import T0, chain_settings, sale_overdue, vip_customer
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory
 from servicekit.testing import record_of
 
 D = Decimal
-TZ = "Europe/Bucharest"
-T0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
 
 pytestmark = pytest.mark.integration
 
 #: the `api` fixture (conftest.py): `async with api() as http`
 Api = Callable[[], httpx.AsyncClient]
-
-
-def chain_settings(policy: OverdueDiscountPolicy) -> gateway.ChainSettingsSnapshot:
-    return gateway.ChainSettingsSnapshot(
-        credit_mode=CreditMode.PER_SALE, max_payment_delay_days=30, overdue_discount=policy,
-        block_credit_when_overdue=False, reminder_repeat_days=7, bonus_rate_percent=D("10.00"),
-        bonus_expiry_days=None, timezone=TZ, currency="EUR", minor_units=2,
-    )
-
 
 
 class Story:
@@ -60,26 +50,11 @@ class Story:
         await self.feed(
             gateway.ChainRegistered(chain_id=self.chain, name="Kids",
                                     settings=chain_settings(self.policy), registered_at=T0),
-            gateway.CustomerRegistered(
-                chain_id=self.chain,
-                customer=gateway.CustomerSnapshot(
-                    customer_id=self.customer, name="Ana Pop", phone="+40700000000", vip=True,
-                    bonus_accrual=True, credit_limit=None, max_payment_delay_days=None,
-                    card_number="C1",
-                ),
-                registered_at=T0,
-            ),
+            vip_customer(self.chain, self.customer),
         )
 
     def overdue(self, sale_id: uuid.UUID, owed: str, due: date) -> credit.SaleOverdue:
-        return credit.SaleOverdue(
-            sale_id=sale_id, chain_id=self.chain, customer_id=self.customer,
-            credit_mode=CreditMode.PER_SALE, sold_at=T0, due_date=due, amount_owed=D(owed),
-            days_overdue=1, discount=D("10.00"), discount_revoked=False,
-            lines=[credit.OverdueLine(line_no=1, barcode="4820000000017", name="Dress",
-                                      quantity=D("1"), amount_owed=D(owed))],
-            detected_at=T0 + timedelta(days=31),
-        )
+        return sale_overdue(self.chain, self.customer, sale_id, owed, due=due, discount="10.00")
 
     def settled(self, sale_id: uuid.UUID, left: str) -> credit.SaleSettled:
         return credit.SaleSettled(

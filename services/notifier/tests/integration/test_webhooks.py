@@ -75,7 +75,6 @@ def receiver() -> Iterator[Receiver]:
     thread.join(5)
 
 
-
 async def raise_one_task(sf: SessionFactory, url: str) -> uuid.UUID:
     chain, customer = uuid.uuid4(), uuid.uuid4()
     async with sf() as session, session.begin():
