@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def _pyprojects() -> list[Path]:
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*pyproject.toml"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     return [ROOT / name for name in listed if name != "pyproject.toml"]
 

@@ -26,4 +26,3 @@ def test_a_with_block_that_raises_still_stops_and_lets_the_error_through() -> No
     with pytest.raises(RuntimeError, match="boom"), started:
         raise RuntimeError("boom")
     assert started.stops == 1
-

@@ -15,12 +15,15 @@ def test_a_cursor_reads_back_the_position_it_holds() -> None:
     assert decode_cursor(encode_cursor(position)) == position
 
 
-@pytest.mark.parametrize("cursor", [
-    "not base64 !",
-    encode_cursor({"id": "a\x00"}),  # PostgreSQL refuses NUL: it would be a 500
-    encode_cursor({"name": "a\x00", "id": str(uuid.uuid4())}),
-    "WzEsMl0",  # a list, not a map
-])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not base64 !",
+        encode_cursor({"id": "a\x00"}),  # PostgreSQL refuses NUL: it would be a 500
+        encode_cursor({"name": "a\x00", "id": str(uuid.uuid4())}),
+        "WzEsMl0",  # a list, not a map
+    ],
+)
 def test_a_forged_cursor_is_refused(cursor: str) -> None:
     with pytest.raises(BadCursor):
         decode_cursor(cursor)

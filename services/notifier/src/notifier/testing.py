@@ -23,10 +23,16 @@ def chain_settings(
 ) -> ChainSettingsSnapshot:
     """A per-sale chain in Bucharest (EUR), 30 days to pay, reminders every 7 days."""
     return ChainSettingsSnapshot(
-        credit_mode=CreditMode.PER_SALE, max_payment_delay_days=30, overdue_discount=policy,
-        block_credit_when_overdue=False, reminder_repeat_days=7,
-        bonus_rate_percent=Decimal("10.00"), bonus_expiry_days=None,
-        timezone="Europe/Bucharest", currency="EUR", minor_units=2,
+        credit_mode=CreditMode.PER_SALE,
+        max_payment_delay_days=30,
+        overdue_discount=policy,
+        block_credit_when_overdue=False,
+        reminder_repeat_days=7,
+        bonus_rate_percent=Decimal("10.00"),
+        bonus_expiry_days=None,
+        timezone="Europe/Bucharest",
+        currency="EUR",
+        minor_units=2,
         reminder_email=reminder_email,
     )
 
@@ -40,9 +46,17 @@ def vip_customer(
     card_number: str | None = "C1",
 ) -> CustomerRegistered:
     return CustomerRegistered(
-        chain_id=chain_id, registered_at=T0, customer=CustomerSnapshot(
-            customer_id=customer_id, name=name, phone=phone, vip=True, bonus_accrual=True,
-            credit_limit=None, max_payment_delay_days=None, card_number=card_number,
+        chain_id=chain_id,
+        registered_at=T0,
+        customer=CustomerSnapshot(
+            customer_id=customer_id,
+            name=name,
+            phone=phone,
+            vip=True,
+            bonus_accrual=True,
+            credit_limit=None,
+            max_payment_delay_days=None,
+            card_number=card_number,
         ),
     )
 
@@ -59,11 +73,26 @@ def sale_overdue(
 ) -> SaleOverdue:
     """Credit's word that the sale is one day overdue, owing `owed` (on one dress line, or
     with no lines)."""
-    lines = [OverdueLine(line_no=1, barcode="4820000000017", name="Dress",
-                         quantity=Decimal("1"), amount_owed=Decimal(owed))]
+    lines = [
+        OverdueLine(
+            line_no=1,
+            barcode="4820000000017",
+            name="Dress",
+            quantity=Decimal("1"),
+            amount_owed=Decimal(owed),
+        )
+    ]
     return SaleOverdue(
-        sale_id=sale_id, chain_id=chain_id, customer_id=customer_id,
-        credit_mode=CreditMode.PER_SALE, sold_at=T0, due_date=due, amount_owed=Decimal(owed),
-        days_overdue=1, discount=Decimal(discount), discount_revoked=False,
-        lines=lines if dress_line else [], detected_at=T0 + timedelta(days=31),
+        sale_id=sale_id,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        credit_mode=CreditMode.PER_SALE,
+        sold_at=T0,
+        due_date=due,
+        amount_owed=Decimal(owed),
+        days_overdue=1,
+        discount=Decimal(discount),
+        discount_revoked=False,
+        lines=lines if dress_line else [],
+        detected_at=T0 + timedelta(days=31),
     )
