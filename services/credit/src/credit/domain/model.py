@@ -211,16 +211,22 @@ class SaleOutcome(Outcome):
 
 
 @dataclass
-class MoneyInOutcome(Outcome):
-    """Take money, pay debt, advance: money that pays debt first and becomes advance after."""
+class PaysDebtFirst(Outcome):
+    """An operation whose money pays debt first (`allocated`) and becomes advance after."""
 
-    amount: Decimal = ZERO
     allocated: list[Allocated] = field(default_factory=list)
     advance_added: Decimal = ZERO
 
     @property
     def applied_to_debt(self) -> Decimal:
         return sum((a.amount for a in self.allocated), ZERO)
+
+
+@dataclass
+class MoneyInOutcome(PaysDebtFirst):
+    """Take money, pay debt, advance: money that pays debt first and becomes advance after."""
+
+    amount: Decimal = ZERO
 
 
 @dataclass
@@ -237,19 +243,17 @@ class ReturnedLineOutcome:
 
 
 @dataclass
-class ReturnOutcome(Outcome):
+class ReturnOutcome(PaysDebtFirst):
+    """A return: its value cancels the sale's own debt first, then restores the bonus spent on
+    the sale; what is left is `refunded`, or, refunded to the advance, pays other debt first
+    (`allocated`) and becomes advance (`advance_added`)."""
+
     sale_id: uuid.UUID | None = None
     lines: list[ReturnedLineOutcome] = field(default_factory=list)
     value: Decimal = ZERO
     debt_cancelled: Decimal = ZERO
     bonus_restored: Decimal = ZERO
     refunded: Decimal = ZERO
-    allocated: list[Allocated] = field(default_factory=list)
-    advance_added: Decimal = ZERO
-
-    @property
-    def applied_to_debt(self) -> Decimal:
-        return sum((a.amount for a in self.allocated), ZERO)
 
 
 @dataclass
