@@ -7,7 +7,7 @@ partitions and the batch comes again). A message that can never be processed is 
 dead-letter topic through the outbox, and the partition moves on.
 
 Two paths, one outcome. The fast path inserts the whole batch's inbox rows in one statement,
-runs the handlers without savepoints (a savepoint per message was two of its four round trips)
+runs the handlers without savepoints (each would cost two round trips: SAVEPOINT, RELEASE)
 and writes the events they emitted to the outbox in one statement before the commit.
 When a handler fails for good (`PermanentError`, or its last allowed attempt), the fast path's
 transaction is rolled back whole and the batch is processed again on the slow path: a savepoint

@@ -71,12 +71,15 @@ async def test_a_stable_message_id_replaces_the_fresh_one(session_factory: Any) 
 async def test_nothing_is_written_when_the_callers_transaction_rolls_back(
     session_factory: Any,
 ) -> None:
-    with pytest.raises(RuntimeError):
+    async def enqueue_then_fail() -> None:
         async with session_factory() as session, session.begin():
             await enqueue_message(
                 session, "some.topic", _letter(), key="k", chain_id=None,
                 correlation_id=uuid.uuid4(),
             )
             raise RuntimeError("the state change failed")
+
+    with pytest.raises(RuntimeError):
+        await enqueue_then_fail()
     async with session_factory() as session:
         assert (await session.execute(sa.select(sa.func.count()).select_from(OUTBOX))).scalar() == 0

@@ -335,9 +335,9 @@ async def test_a_rebuild_is_refused_when_retention_dropped_what_no_snapshot_cove
     await _until_log_starts_at(bootstrap, old_ends)
     before = await snapshot(engine)
 
-    with pytest.raises(RebuildRefused, match=f"snapshot #{stale.snapshot_id} .* older than"):
+    with pytest.raises(RebuildRefused, match=rf"snapshot #{stale.snapshot_id} .* older than"):
         await rebuild(settings, topics=topics, progress_interval=0)
-    with pytest.raises(RebuildRefused, match="no snapshot .* no longer starts at offset 0"):
+    with pytest.raises(RebuildRefused, match=r"no snapshot .* no longer starts at offset 0"):
         await rebuild(settings, topics=topics, progress_interval=0, from_log=True)
     assert await snapshot(engine) == before  # the live read models are untouched
     async with engine.connect() as conn:

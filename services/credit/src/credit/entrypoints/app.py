@@ -11,16 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from contracts.topics import LOYALTY_EVENTS, MASTERDATA_EVENTS, POS_COMMANDS
-from servicekit.consumer import Consumer
-from servicekit.jobs import PeriodicJob
-from servicekit.runtime import Runtime, ServiceDefinition, create_app
-
 from credit.config import Settings
 from credit.entrypoints.http import router
 from credit.service_layer.deadline import expire_operations
 from credit.service_layer.handlers import HANDLERS, ON_DEAD_LETTER
 from credit.service_layer.monitoring import refresh_gauges
 from credit.service_layer.overdue import scan_overdue
+from servicekit.consumer import Consumer
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 

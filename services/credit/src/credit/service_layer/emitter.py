@@ -9,10 +9,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.base import Message
 from contracts.envelope import Envelope
 from servicekit.outbox import enqueue_message
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class Emitter:

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+
 from contracts.base import Message
 from contracts.credit.v1 import (
     AdvanceRecorded,
@@ -61,16 +63,6 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
-from pydantic import BaseModel
-from servicekit import metrics
-from servicekit.consumer import (
-    DeadLetterHandler,
-    Handler,
-    MessageContext,
-    PermanentError,
-    is_transient,
-)
-
 from credit.adapters.repository import CustomerRow, Repository
 from credit.domain.errors import InvalidOperation, Refusal
 from credit.domain.model import (
@@ -79,6 +71,14 @@ from credit.domain.model import (
 from credit.service_layer import outcomes as oc
 from credit.service_layer.decisions import Command, Step, decide, local_date
 from credit.service_layer.emitter import Emitter
+from servicekit import metrics
+from servicekit.consumer import (
+    DeadLetterHandler,
+    Handler,
+    MessageContext,
+    PermanentError,
+    is_transient,
+)
 
 log = logging.getLogger(__name__)
 

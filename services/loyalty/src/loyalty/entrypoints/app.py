@@ -8,12 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from contracts.topics import LOYALTY_COMMANDS, MASTERDATA_EVENTS
 from fastapi import FastAPI
-from servicekit.consumer import Consumer
-from servicekit.jobs import PeriodicJob
-from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
+from contracts.topics import LOYALTY_COMMANDS, MASTERDATA_EVENTS
 from loyalty.config import Settings
 from loyalty.entrypoints.http import router
 from loyalty.service_layer.expiry import expire_due_bonuses
@@ -24,6 +21,9 @@ from loyalty.service_layer.handlers import (
     utc_now,
 )
 from loyalty.service_layer.monitoring import refresh_gauges
+from servicekit.consumer import Consumer
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 CONSUMER_GROUP = "loyalty"

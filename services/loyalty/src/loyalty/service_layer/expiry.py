@@ -14,12 +14,11 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 from contracts.topics import LOYALTY_EVENTS
-from servicekit.db import SessionFactory
-from servicekit.outbox import enqueue_message
-
 from loyalty import metrics
 from loyalty.adapters import repository as repo
 from loyalty.service_layer.handlers import movement_event
+from servicekit.db import SessionFactory
+from servicekit.outbox import enqueue_message
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,10 @@ customers hold no bonus exports 0.
 
 from __future__ import annotations
 
-from servicekit.db import SessionFactory
-from servicekit.metrics import set_by_chain
-
 from loyalty import metrics
 from loyalty.adapters.repository import bonus_liability
+from servicekit.db import SessionFactory
+from servicekit.metrics import set_by_chain
 
 
 async def refresh_gauges(session_factory: SessionFactory) -> None:

@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts.enums import TaskClosedReason, TaskOutcome
 from notifier.adapters import webhook_http
 from notifier.adapters.repository import Tasks, Webhooks
-from notifier.domain.paging import BadCursor, decode_cursor, encode_cursor
 from notifier.domain.tasks import OPEN
 from notifier.domain.webhooks import DestinationRefused, check_secret
 from notifier.service_layer.tasks import close_task, lock_customer, outbox_emitter, task_views
 from servicekit.db import SessionFactory
+from servicekit.paging import BadCursor, decode_cursor, encode_cursor
 
 PREFIX = "/internal/v1/chains/{chain_id}"
 DEFAULT_LIMIT = 50

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.base import Message
 from contracts.enums import TaskClosedReason, TaskOutcome
-from contracts.money import quantize_money
+from contracts.money import format_money, quantize_money
 from contracts.notifier.v1 import ReminderTaskClosed, ReminderTaskRaised, TaskSale
 from contracts.topics import NOTIFIER_EVENTS
 from notifier.adapters.repository import Directory, Mail, OverdueSales, Tasks, Webhooks
@@ -67,8 +67,8 @@ def local_date(moment: datetime, tz: str) -> date:
     return moment.astimezone(ZoneInfo(tz)).date()
 
 
-def money(value: Decimal, minor_units: int) -> str:
-    return format(quantize_money(value, minor_units), "f")
+#: money as the task list and the mails show it ("12.50")
+money = format_money
 
 
 async def lock_customer(

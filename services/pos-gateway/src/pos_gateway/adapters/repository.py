@@ -357,9 +357,10 @@ class Staff(_Tables):
 
     async def insert_user(self, **values: Any) -> Row[Any]:
         """Raises `IntegrityError` for an email a live user has (created concurrently)."""
-        return (
+        row: Row[Any] = (
             await self.session.execute(sa.insert(t.users).values(**values).returning(t.users))
         ).one()
+        return row
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
         await self.session.execute(
@@ -384,7 +385,7 @@ class Staff(_Tables):
     ) -> Row[Any] | None:
         """The user as it was, now deleted; None when the chain has no such live user."""
         u = t.users.c
-        return (
+        row: Row[Any] | None = (
             await self.session.execute(
                 sa.update(t.users)
                 .where(u.user_id == user_id, u.chain_id == chain_id, u.deleted_at.is_(None))
@@ -392,6 +393,7 @@ class Staff(_Tables):
                 .returning(t.users)
             )
         ).first()
+        return row
 
     # tokens
 

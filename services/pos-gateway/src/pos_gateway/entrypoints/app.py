@@ -11,14 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
 from fastapi import FastAPI
-from servicekit.consumer import Consumer
-from servicekit.jobs import PeriodicJob
-from servicekit.runtime import Runtime, ServiceDefinition, create_app
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import pos_gateway
+from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.config import Settings
 from pos_gateway.entrypoints.api.auth import TokenBucket
@@ -29,6 +26,9 @@ from pos_gateway.entrypoints.api.routes import router
 from pos_gateway.entrypoints.api.staff_routes import router as staff_router
 from pos_gateway.service_layer import idempotency, staff
 from pos_gateway.service_layer.handlers import HANDLERS
+from servicekit.consumer import Consumer
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,21 @@ def build_public_app(gw: Gateway) -> FastAPI:
     return app
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the app behind a middleware that has read the whole body already: the
+    body once, as one message, then whatever the connection says next (a disconnect)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyCap:
     """At most `max_body` bytes of request body: a declared `Content-Length` above it is
     answered 413 before anything is read; a body sent without one (chunked) is read here, up
@@ -115,16 +130,7 @@ class BodyCap:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 #: JSON nested deeper than this is refused (api.md): no request of the API needs more than a
@@ -193,16 +199,7 @@ class JsonBodyGuard:
             )
             await response(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 def consumers() -> Sequence[Consumer]:

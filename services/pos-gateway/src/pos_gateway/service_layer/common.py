@@ -8,16 +8,16 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from contracts.base import Message
-from contracts.gateway.v1 import ChainSettingsSnapshot, CustomerSnapshot
-from servicekit.logging import correlation_id_var
-from servicekit.outbox import enqueue_message
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.base import Message
+from contracts.gateway.v1 import ChainSettingsSnapshot, CustomerSnapshot
 from pos_gateway.adapters.repository import MasterData
 from pos_gateway.domain.errors import not_found
 from pos_gateway.domain.money import fmt_money
+from servicekit.logging import correlation_id_var
+from servicekit.outbox import enqueue_message
 
 _CORRELATION_NAMESPACE = uuid.UUID("0b8f4e5e-6f0c-4b8e-9a55-3c2f6d1e7a10")
 

@@ -15,7 +15,6 @@ from contracts.credit.v1 import (
     SaleCompleted,
 )
 from contracts.loyalty.v1 import BonusCancellationRefused, PaymentBonusCancelled
-
 from pos_gateway.service_layer import outcomes as o
 
 HANDLERS: dict[type[Any], Any] = {

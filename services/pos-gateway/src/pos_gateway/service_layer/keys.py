@@ -6,8 +6,8 @@ list the stores with their terminals (admin), replace a terminal's key or revoke
 A key is refused (`401`) as soon as its `revoked_at` is set: authentication reads the key row
 on every request and keeps no cache, so "from then on" holds on every gateway instance at the
 commit. A terminal is revoked when none of its keys is active any more; its `revoked_at` is when
-its last key was revoked (no column of its own, so no migration). Its past operations stay
-wherever they are: nothing of them is touched.
+its last key was revoked (derived from its keys: the terminal has no column for it). Its past
+operations stay wherever they are: nothing of them is touched.
 """
 
 from __future__ import annotations

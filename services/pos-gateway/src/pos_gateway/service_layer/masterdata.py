@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.gateway.v1 import (
     CardBlocked,
     CardIssued,
@@ -24,9 +27,6 @@ from contracts.gateway.v1 import (
     StoreRegistered,
     TerminalRegistered,
 )
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from pos_gateway import schemas as s
 from pos_gateway.adapters.internal_api import ZERO_BALANCES, ReportingClient
 from pos_gateway.adapters.repository import ApiKeys, MasterData

@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.base import Message
 from contracts.enums import PaymentMethod, RefundMethod
 from contracts.gateway.v1 import (
@@ -24,9 +27,7 @@ from contracts.gateway.v1 import (
     SaleLine,
     SalePayment,
 )
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from contracts.money import format_money
 from pos_gateway import schemas as s
 from pos_gateway.adapters.repository import Operations
 from pos_gateway.domain.auth import Principal
@@ -141,7 +142,7 @@ async def _render(gw: GatewayPorts, row: Row[Any]) -> Answer:
 
 
 def render_outcome_money(value: Any, minor: int) -> str:
-    return format(money(Decimal(str(value)), minor), "f")
+    return format_money(Decimal(str(value)), minor)
 
 
 async def answer_for(
@@ -164,8 +165,8 @@ async def answer_for(
     read it yet: no read before the wait, and the wait's first look is after the first
     wake-up or poll (an outcome that came in between is found by that poll). A till
     operation's final answer is not copied into the idempotency key: a retry renders it again
-    from the operation row the key links to, which gives the same answer, so the copy was a
-    transaction per request for nothing. Only a bonus cancellation keeps its first answer
+    from the operation row the key links to, which gives the same answer without a write per
+    request. Only a bonus cancellation keeps its first answer
     there, because its debt and advance are read from credit at the time of answering."""
 
     async def read() -> Row[Any] | None:

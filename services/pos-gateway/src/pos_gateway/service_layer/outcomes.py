@@ -10,6 +10,9 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.credit.v1 import (
     AdvanceRecorded,
     DebtPaymentRecorded,
@@ -20,16 +23,13 @@ from contracts.credit.v1 import (
     SaleCompleted,
 )
 from contracts.loyalty.v1 import BonusCancellationRefused, PaymentBonusCancelled
-from servicekit.consumer import MessageContext
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from pos_gateway.adapters.repository import Operations
 from pos_gateway.domain.errors import PROBLEMS
 from pos_gateway.domain.money import fmt_money, fmt_quantity
 from pos_gateway.domain.operations import OpRef
 from pos_gateway.service_layer.common import balances_json
 from pos_gateway.service_layer.waiter import wake_after_commit
+from servicekit.consumer import MessageContext
 
 SALE = "sale"
 DEBT_PAYMENT = "debt_payment"

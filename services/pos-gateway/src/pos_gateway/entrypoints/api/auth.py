@@ -18,7 +18,6 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from servicekit.logging import chain_id_var
 
 from pos_gateway.adapters.repository import ApiKeys, Staff
 from pos_gateway.bootstrap import Gateway
@@ -32,6 +31,7 @@ from pos_gateway.domain.auth import (
 )
 from pos_gateway.domain.errors import GatewayError, invalid
 from pos_gateway.service_layer.idempotency import MAX_KEY_LENGTH
+from servicekit.logging import chain_id_var
 
 _bearer = HTTPBearer(
     auto_error=False,
