@@ -153,8 +153,10 @@ fuzz: venv
 openapi: venv
 	$(PY) -m pos_gateway.openapi
 
+# ruff and mypy read the root pyproject.toml only (tests/suite/test_lint_configuration.py)
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
 	$(VENV)/bin/mypy
@@ -169,6 +171,7 @@ unit: venv
 KAFKA_BROKERS ?= 1
 test: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	PY=$(PY) KAFKA_BROKERS=$(KAFKA_BROKERS) scripts/with-infra.sh $(VENV)/bin/pytest \
 		$(if $(filter 3,$(KAFKA_BROKERS)),,-m "not cluster")

@@ -167,7 +167,7 @@ async def test_check_model_reports_violations_and_best_rate_stops_at_the_first(
         {"offered_rps": 100, "kept_up": False, "invariants": held},
     ]
     assert best_rate(steps) == 25
-    assert best_rate(steps[:1] + [dict(steps[1], kept_up=False)]) == 10
+    assert best_rate([*steps[:1], dict(steps[1], kept_up=False)]) == 10
     assert best_rate([dict(steps[0], invariants={"held": False})]) is None
 
 

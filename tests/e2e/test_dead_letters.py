@@ -69,7 +69,7 @@ def consumer_groups_of(topic: str) -> list[str]:
     from loyalty.service_layer.handlers import LoyaltyHandlers
     from notifier.service_layer.handlers import make_consumer as notifier_consumer
     from pos_gateway.entrypoints.app import consumers as gateway_consumers
-    from reporting.service_layer.projection import make_consumer as reporting_consumer
+    from reporting.service_layer.handlers import make_consumer as reporting_consumer
 
     every = [credit_consumer(), loyalty_consumer(LoyaltyHandlers()), notifier_consumer(),
              reporting_consumer(), *gateway_consumers()]

@@ -100,7 +100,7 @@ def _openapi_operations(gateway: str) -> set[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def world(stack: Stack) -> Iterator[dict[str, Any]]:
+def world(stack: Stack) -> dict[str, Any]:
     """Chain A (objects: customer, card, sale, payment, task id) and chain B, each with a
     terminal in two stores."""
     gw = stack.gateway_url
@@ -145,7 +145,7 @@ def world(stack: Stack) -> Iterator[dict[str, Any]]:
         assert sale.status_code == 201, sale.text
         a["sale_id"] = sale.json()["sale_id"]
         a["payment_id"] = sale.json()["payments"][0]["payment_id"]
-    yield {"A": chains[0], "B": chains[1], "gateway": gw, "operator": stack.operator_token}
+    return {"A": chains[0], "B": chains[1], "gateway": gw, "operator": stack.operator_token}
 
 
 def _fill(template: str, objects: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ Sale-to-read-model lag is sampled on "probe" customers: after a probe's sale's 2
 balances the read model must reach are known; the probe polls `GET /v1/customers/{id}` until
 they show and records the time. The polls start 20 ms apart and back off to 100 ms: a lag up to
 ~140 ms is seen within 20-40 ms, and when the pipeline falls behind, the probes (tens of them
-at once) no longer pile fifty reads a second each onto the gateway they are measuring.
+at once) do not pile fifty reads a second each onto the gateway they are measuring.
 
 Every customer has at most one state-changing operation in flight (a cashier serves one
 customer at a time; a busy customer's turn goes to another one), and each such operation is

@@ -16,6 +16,7 @@ carry (sale, payment, refund, return ids) and the refused ones (`422`); the inva
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -342,7 +343,7 @@ def stall_of(ops: list[Operation], *, since: float, until: float) -> Stall:
     the first answer."""
     answered = sorted(op.answered_at for op in ops if since <= op.answered_at <= until)
     result = Stall()
-    for before, after in zip(answered, answered[1:], strict=False):
+    for before, after in itertools.pairwise(answered):
         if after - before > result.gap:
             result.gap, result.gap_start = after - before, before
     waits = [op.answered_at - op.sent_at for op in ops
@@ -357,7 +358,7 @@ def stall_after(ops: list[Operation], *, fault_at: float, until: float) -> float
     all of it), so each fault of a scenario gets the stall it caused."""
     answered = sorted(op.answered_at for op in ops if op.answered_at)
     longest = 0.0
-    for before, after in zip(answered, answered[1:], strict=False):
+    for before, after in itertools.pairwise(answered):
         if after >= fault_at and before <= until:
             longest = max(longest, after - before)
     return longest

@@ -122,7 +122,7 @@ def _customer(c: CustomerModel, balances: tuple[Decimal, Decimal, Decimal],
     who = f"customer {c.customer_id} ({c.chain.mode})"
     unanswered = [op for op in c.ops if op.status is None]
     accepted = [op for op in c.ops if op.accepted]
-    debt, advance, bonus = balances
+    debt, advance, _bonus = balances
     if debt > 0 and advance > 0:
         out.append(f"{who}: debt {debt} and advance {advance} at once")
     for op in accepted:

@@ -92,7 +92,7 @@ async def rewind_group(bootstrap: str, group: str, *, wait_seconds: float = 90.0
     try:
         parts = list(offsets)
         consumer.assign(parts)
-        await consumer.commit({tp: 0 for tp in parts})
+        await consumer.commit(dict.fromkeys(parts, 0))
     finally:
         await consumer.stop()
     return sum(max(0, meta.offset) for meta in offsets.values())

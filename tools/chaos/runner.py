@@ -266,7 +266,7 @@ class Context:
         await asyncio.to_thread(self.stack.infra.restart_kafka, node=node, timeout=600.0,
                                 progress=no_progress)
         ready = time.monotonic() - started
-        waited, lagging = await kafka_tools.wait_in_sync(bootstrap, within=CATCH_UP_WITHIN)
+        _waited, lagging = await kafka_tools.wait_in_sync(bootstrap, within=CATCH_UP_WITHIN)
         total = time.monotonic() - started
         self.report.catch_up_seconds = max(self.report.catch_up_seconds or 0.0, total)
         if lagging:

@@ -14,6 +14,9 @@ from contracts.money import (
     Percent,
     PositiveMoney,
     Quantity,
+    fits_minor_units,
+    format_money,
+    format_quantity,
     quantize_money,
 )
 
@@ -128,3 +131,40 @@ def test_digits_of_other_scripts_are_refused_though_decimal_reads_them_as_ten(va
 
         with pytest.raises(ValidationError):
             Holder.model_validate({"value": value})
+
+
+@pytest.mark.parametrize(
+    ("value", "minor_units", "expected"),
+    [
+        ("2.345", 2, "2.35"),
+        ("-2.345", 2, "-2.35"),
+        ("7", 3, "7.000"),
+        ("1E+2", 2, "100.00"),
+        ("-0.001", 2, "-0.00"),
+        ("0.5", 0, "1"),
+    ],
+)
+def test_format_money_shows_exactly_the_minor_unit_digits_rounded_half_up(
+    value: str, minor_units: int, expected: str
+) -> None:
+    assert format_money(Decimal(value), minor_units) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "minor_units", "fits"),
+    [("1.005", 2, False), ("1.000", 2, True), ("1.5", 0, False), ("12.3400", 2, True)],
+)
+def test_fits_minor_units_is_false_only_for_digits_below_the_minor_unit(
+    value: str, minor_units: int, fits: bool
+) -> None:
+    assert fits_minor_units(Decimal(value), minor_units) is fits
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", "1"), ("1.000", "1"), ("100.00", "100"), ("1E+3", "1000"), ("0.750000", "0.75")],
+)
+def test_format_quantity_drops_trailing_zeros_and_never_uses_an_exponent(
+    value: str, expected: str
+) -> None:
+    assert format_quantity(Decimal(value)) == expected

@@ -169,5 +169,5 @@ def test_database_url_quotes_credentials() -> None:
 def test_run_dir_names(tmp_path: Path) -> None:
     assert run_dir("dev", tmp_path) == tmp_path / "dev"
     for bad in ("", "../x", "a/b", ".hidden", "x" * 80):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="invalid stack name"):
             check_name(bad)

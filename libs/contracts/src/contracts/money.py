@@ -24,6 +24,9 @@ __all__ = [
     "PositiveMoney",
     "Quantity",
     "decimal_to_str",
+    "fits_minor_units",
+    "format_money",
+    "format_quantity",
     "quantize_money",
 ]
 
@@ -45,6 +48,22 @@ def quantize_money(value: Decimal, minor_units: int = 2) -> Decimal:
     if minor_units < 0:
         raise ValueError("minor_units must be >= 0")
     return value.quantize(Decimal(1).scaleb(-minor_units), rounding=ROUND_HALF_UP)
+
+
+def format_money(value: Decimal, minor_units: int = 2) -> str:
+    """Money as answers and messages show it: exactly the minor-unit digits ("12.50", "7.000"),
+    rounded half-up like `quantize_money`."""
+    return decimal_to_str(quantize_money(value, minor_units))
+
+
+def fits_minor_units(value: Decimal, minor_units: int) -> bool:
+    """False when `value` has non-zero digits below the minor unit ("1.005" in EUR)."""
+    return value == quantize_money(value, minor_units)
+
+
+def format_quantity(value: Decimal) -> str:
+    """A quantity without trailing zeros and never in exponent notation ("1", "0.75", "100")."""
+    return decimal_to_str(value.normalize())
 
 
 def _pattern(*, signed: bool, max_scale: int) -> str:

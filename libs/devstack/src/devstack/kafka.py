@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from devstack.errors import DevstackError
 from devstack.paths import cache_root, kafka_pom, repo_root
@@ -33,6 +32,7 @@ from devstack.ports import free_port, port_is_free
 from devstack.procs import (
     ManagedProcess,
     Progress,
+    StoppedOnExit,
     format_tail,
     run_checked,
     spawn,
@@ -322,7 +322,7 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 @dataclass
-class KafkaServer:
+class KafkaServer(StoppedOnExit):
     """One running Kafka node (broker + controller); stop it with `stop()` or use it as a
     context manager."""
 
@@ -349,20 +349,9 @@ class KafkaServer:
     def stop(self, *, progress: Progress = stderr_progress) -> None:
         self.process.stop(progress=progress)
 
-    def __enter__(self) -> KafkaServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 @dataclass
-class KafkaCluster:
+class KafkaCluster(StoppedOnExit):
     """The Kafka of one run dir: one node, or three (each broker and controller at once, the
     three controllers one KRaft quorum). Clients get every node in `bootstrap_servers`, so
     they find the cluster while any one node is down."""
@@ -480,17 +469,6 @@ class KafkaCluster:
         while it shuts down, so stopping them one after the other is slow)."""
         with ThreadPoolExecutor(max_workers=max(1, len(self.nodes))) as pool:
             list(pool.map(lambda node: node.stop(progress=progress), self.nodes))
-
-    def __enter__(self) -> KafkaCluster:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _wait_ready(proc: ManagedProcess, log_file: Path, timeout: float, progress: Progress) -> None:

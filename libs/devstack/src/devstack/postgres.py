@@ -18,7 +18,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 from devstack.errors import DevstackError
@@ -26,6 +25,7 @@ from devstack.ports import free_port, port_is_free
 from devstack.procs import (
     ManagedProcess,
     Progress,
+    StoppedOnExit,
     format_tail,
     run_checked,
     spawn,
@@ -111,7 +111,7 @@ def make_database_url(
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(StoppedOnExit):
     """A running PostgreSQL; stop it with `stop()` or use it as a context manager."""
 
     port: int
@@ -133,17 +133,6 @@ class PostgresServer:
 
     def stop(self, *, progress: Progress = stderr_progress) -> None:
         self.process.stop(progress=progress)
-
-    def __enter__(self) -> PostgresServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _chown(path: Path, user: str | None) -> None:

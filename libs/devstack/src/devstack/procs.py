@@ -21,9 +21,29 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from types import TracebackType
+from typing import IO, Any, Self
 
 Progress = Callable[[str], None]
+
+
+class StoppedOnExit:
+    """What devstack starts (a server, a cluster, the services, a whole stack) is stopped at
+    the end of a `with` block, also when the block raises: the subclass's `stop()`."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def stderr_progress(message: str) -> None:

@@ -13,7 +13,6 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from types import TracebackType
 
 from devstack.errors import DevstackError
 from devstack.paths import repo_root
@@ -21,6 +20,7 @@ from devstack.ports import free_port, port_is_free
 from devstack.procs import (
     ManagedProcess,
     Progress,
+    StoppedOnExit,
     format_tail,
     signal_pid,
     spawn,
@@ -171,7 +171,7 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
 
 
 @dataclass
-class Services:
+class Services(StoppedOnExit):
     """Running services; `stop()` or use as a context manager."""
 
     run_dir: Path
@@ -288,17 +288,6 @@ class Services:
         self.kill(instance)
         return self.start_instance(service, instance=instance, ready_timeout=ready_timeout,
                                    progress=progress)
-
-    def __enter__(self) -> Services:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def wait_services_ready(

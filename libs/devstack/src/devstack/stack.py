@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from devstack import postgres as pg
@@ -35,6 +34,7 @@ from devstack.postgres import PostgresServer, start_postgres
 from devstack.procs import (
     ManagedProcess,
     Progress,
+    StoppedOnExit,
     detach,
     read_pid_file,
     signal_pid,
@@ -47,7 +47,7 @@ STATE_FILE = "stack.json"
 
 
 @dataclass
-class Infra:
+class Infra(StoppedOnExit):
     """Kafka and PostgreSQL of one run dir: started here, or given by the environment."""
 
     name: str
@@ -128,20 +128,9 @@ class Infra:
         )
         return self.postgres
 
-    def __enter__(self) -> Infra:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 @dataclass
-class Stack:
+class Stack(StoppedOnExit):
     """Infrastructure plus the services (the five of the system and the back office)."""
 
     infra: Infra
@@ -202,17 +191,6 @@ class Stack:
             self.services.stop(progress=progress)
         finally:
             self.infra.stop(purge=purge, progress=progress)
-
-    def __enter__(self) -> Stack:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _kill_and_wait(proc: ManagedProcess, sig: int, timeout: float) -> int:

@@ -7,7 +7,7 @@ partitions and the batch comes again). A message that can never be processed is 
 dead-letter topic through the outbox, and the partition moves on.
 
 Two paths, one outcome. The fast path inserts the whole batch's inbox rows in one statement,
-runs the handlers without savepoints (a savepoint per message was two of its four round trips)
+runs the handlers without savepoints (each would cost two round trips: SAVEPOINT, RELEASE)
 and writes the events they emitted to the outbox in one statement before the commit.
 When a handler fails for good (`PermanentError`, or its last allowed attempt), the fast path's
 transaction is rolled back whole and the batch is processed again on the slow path: a savepoint
@@ -50,12 +50,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.base import Message
 from contracts.deadletter.v1 import DeadLetter
-from contracts.envelope import Envelope, decode, make_envelope, parse_payload
+from contracts.envelope import Envelope, decode, parse_payload
 from contracts.topics import DEAD_LETTERS
 from servicekit import metrics
 from servicekit.db import SessionFactory
 from servicekit.logging import chain_id_var, correlation_id_var, message_id_var
-from servicekit.outbox import buffer_outbox, enqueue, flush_outbox
+from servicekit.outbox import buffer_outbox, enqueue_message, flush_outbox
 from servicekit.schema import INBOX
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,9 @@ class MessageContext:
         occurred_at: datetime | None = None,
     ) -> Envelope:
         """Write an event caused by this message to the outbox, in this transaction."""
-        env = make_envelope(
+        return await enqueue_message(
+            self.session,
+            topic,
             payload,
             chain_id=chain_id if chain_id is not None else self.envelope.chain_id,
             key=key,
@@ -123,8 +125,6 @@ class MessageContext:
             causation_id=self.envelope.message_id,
             occurred_at=occurred_at,
         )
-        await enqueue(self.session, topic, env)
-        return env
 
 
 Handler = Callable[[MessageContext, Any], Awaitable[None]]
@@ -635,13 +635,14 @@ class Consumer:
         message_id = uuid.uuid5(
             DEAD_LETTER_NAMESPACE, f"{self.name}|{rec.topic}|{rec.partition}|{rec.offset}"
         )
-        env = make_envelope(letter, chain_id=None, key=key, correlation_id=message_id)
-        env = env.model_copy(update={"message_id": message_id})
         exists = await session.scalar(
             sa.text("SELECT 1 FROM outbox WHERE message_id = :m"), {"m": message_id}
         )
         if not exists:
-            await enqueue(session, DEAD_LETTERS, env)
+            await enqueue_message(
+                session, DEAD_LETTERS, letter, chain_id=None, key=key,
+                correlation_id=message_id, message_id=message_id,
+            )
 
     async def refresh_lag(self) -> None:
         """Lag of every partition this instance holds, from the broker's end offsets.

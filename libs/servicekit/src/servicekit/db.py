@@ -72,7 +72,7 @@ async def lock_row(
     the first); three on first sight. Two first sights at once: both insert, one waits for the
     other's row and inserts nothing, then both lock it in turn. With SKIP LOCKED, None when
     another transaction holds the row."""
-    row = (await session.execute(locking_select)).first()
+    row: sa.Row[Any] | None = (await session.execute(locking_select)).first()
     if row is None and insert_if_missing is not None:
         await session.execute(insert_if_missing)
         row = (await session.execute(locking_select)).first()

@@ -1,9 +1,11 @@
 """Transactional outbox: events are rows written with the state change, then relayed to Kafka.
 
-`enqueue` adds a row inside the caller's transaction. `OutboxRelay` publishes unsent rows in id
-order with the idempotent `acks=all` producer, waits for the broker's acknowledgements, and
-marks them sent. Only one relay of a service publishes at a time (a PostgreSQL advisory lock),
-so rows of one key leave in the order they were written even with several instances running.
+`enqueue` adds a row inside the caller's transaction; `enqueue_message` first wraps a message
+model in its envelope (every service publishes through it). `OutboxRelay` publishes unsent
+rows in id order with the idempotent `acks=all` producer, waits for the broker's
+acknowledgements, and marks them sent. Only one relay of a service publishes at a time (a
+PostgreSQL advisory lock), so rows of one key leave in the order they were written even with
+several instances running.
 
 A consumer batch writes its rows in one statement: between `buffer_outbox` and `flush_outbox`
 (servicekit's consumer calls both around a batch's handlers, in its transaction) `enqueue` keeps
@@ -27,7 +29,8 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from contracts.envelope import Envelope, encode
+from contracts.base import Message
+from contracts.envelope import Envelope, encode, make_envelope
 from servicekit import metrics
 from servicekit.db import SessionFactory
 from servicekit.schema import OUTBOX
@@ -38,6 +41,35 @@ log = logging.getLogger(__name__)
 async def enqueue(session: AsyncSession, topic: str, envelope: Envelope) -> None:
     """Write one message to the outbox in the session's current transaction."""
     await enqueue_many(session, [(topic, envelope)])
+
+
+async def enqueue_message(
+    session: AsyncSession,
+    topic: str,
+    payload: Message,
+    *,
+    key: str | UUID,
+    chain_id: UUID | None,
+    correlation_id: UUID,
+    causation_id: UUID | None = None,
+    occurred_at: datetime | None = None,
+    message_id: UUID | None = None,
+) -> Envelope:
+    """Wrap `payload` in a new envelope and write it to the outbox in the session's current
+    transaction; the envelope it wrote. `chain_id` None: the payload's own (`make_envelope`);
+    `message_id`: a stable id instead of a fresh one (a redelivered failure's dead letter)."""
+    env = make_envelope(
+        payload,
+        chain_id=chain_id,
+        key=key,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        occurred_at=occurred_at,
+    )
+    if message_id is not None:
+        env = env.model_copy(update={"message_id": message_id})
+    await enqueue(session, topic, env)
+    return env
 
 
 _BUFFER = "outbox_buffer"

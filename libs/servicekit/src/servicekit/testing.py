@@ -10,23 +10,37 @@ Loaded for the whole repository by the root `conftest.py` (`pytest_plugins`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
-from contracts.envelope import Envelope, encode, make_envelope
+from contracts.envelope import Envelope, decode, encode, make_envelope
 from contracts.registry import lookup
+from servicekit.consumer import Consumer
+from servicekit.db import SessionFactory, make_engine, prepare_database
 from servicekit.settings import with_database
 
+if TYPE_CHECKING:  # httpx is a test requirement (requirements-dev.txt), not servicekit's
+    import httpx
+
 _containers: list[Any] = []
+
+#: the Kafka of testcontainers: the version devstack runs (libs/devstack/kafka/pom.xml) and
+#: docker-compose.yml uses (tests/suite/test_kafka_version.py checks it)
+KAFKA_IMAGE = "apache/kafka:4.4.0"
 
 
 def _start_containers() -> tuple[str, str]:
@@ -34,7 +48,7 @@ def _start_containers() -> tuple[str, str]:
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
 
-        kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
+        kafka = KafkaContainer(KAFKA_IMAGE).with_kraft()
         postgres = PostgresContainer("postgres:15", driver=None)
     except Exception as exc:  # no Docker engine: the constructor raises
         pytest.fail(
@@ -110,6 +124,41 @@ async def fresh_database_url(database_server_url: str) -> AsyncIterator[str]:
         await drop_database(database_server_url, name)
 
 
+@contextlib.asynccontextmanager
+async def migrated_engine(
+    migrations_dir: Path, database_url: str, *, pool_size: int = 2
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on `database_url` after the service's migrations ran there, disposed after.
+
+    A service's `engine` fixture: `async with migrated_engine(MIGRATIONS_DIR, url) as e`."""
+    await prepare_database(migrations_dir, database_url)
+    engine = make_engine(database_url, pool_size=pool_size)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def consumer_for_tests(consumer: Consumer, session_factory: SessionFactory) -> Consumer:
+    """A service's consumer bound to the test database, retrying a failed batch at once."""
+    consumer.bind(session_factory)
+    consumer.retry_backoff_seconds = 0
+    return consumer
+
+
+def internal_api_client(
+    router: APIRouter, session_factory: SessionFactory, *, base_url: str = "http://test"
+) -> httpx.AsyncClient:
+    """A client of a service's internal HTTP API in this process (no server, no port): the
+    routes reach the database through `app.state.runtime.session_factory`, as when running."""
+    import httpx
+
+    app = FastAPI()
+    app.include_router(router)
+    app.state.runtime = SimpleNamespace(session_factory=session_factory)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
 def unique_topic(prefix: str = "t") -> str:
     return f"{prefix}.{secrets.token_hex(5)}"
 
@@ -121,8 +170,10 @@ def unique_topic(prefix: str = "t") -> str:
 _offsets = itertools.count()
 
 
-def envelope_of(model: Message, *, key: str | uuid.UUID) -> Envelope:
-    return make_envelope(model, chain_id=None, key=str(key), correlation_id=uuid.uuid4())
+def envelope_of(
+    model: Message, *, key: str | uuid.UUID, chain_id: uuid.UUID | None = None
+) -> Envelope:
+    return make_envelope(model, chain_id=chain_id, key=str(key), correlation_id=uuid.uuid4())
 
 
 def record_of(
@@ -149,3 +200,51 @@ def record_of(
         serialized_value_size=len(value),
         headers=[],
     )
+
+
+# ------------------------------------------------------------------ a service over real Kafka
+# Each service keeps one test that goes through the broker (tests/suite/
+# test_integration_marker.py): these publish to and read from the shared test broker.
+
+
+async def publish(bootstrap_servers: str, *sends: tuple[str, Envelope]) -> None:
+    """Send each (topic, envelope) as a producer of the system would, keyed by its key."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for topic, env in sends:
+            await producer.send_and_wait(topic, encode(env), key=env.key.encode())
+    finally:
+        await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def listener(bootstrap_servers: str, *topics: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer of `topics` from their beginning, in a group of its own, stopped after."""
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap_servers, group_id=f"test-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def next_envelope(
+    consumer: AIOKafkaConsumer, match: Callable[[Envelope], bool], *, within: float = 60
+) -> Envelope:
+    """The first envelope `match` accepts (others, and records that are no envelope, are
+    passed over: the topics are shared with other tests and their runs, poison included)."""
+    async with asyncio.timeout(within):
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        env = decode(record.value)
+                    except ValueError:
+                        continue
+                    if match(env):
+                        return env

@@ -1,24 +1,23 @@
 """Restart a Kafka consumer whose client has stopped reaching the broker.
 
-Found by the fault harness (`make chaos`, kill-kafka): after the broker was killed and restarted,
-one service's consumer client never talked to the broker again. Its consume loop fetched
-nothing, every `consumer-lag` refresh timed out after 40 s, the same process's producer worked
-fine, and only restarting the process brought it back. Nothing was lost (offsets are committed
-after the effect) but nothing moved either: every sale answered `202` until somebody noticed.
+Why: after a broker is killed and restarted, a consumer client can stay cut off from it for
+good (the fault harness, `make chaos` kill-kafka, shows it): its consume loop fetches nothing,
+every `consumer-lag` refresh times out after 40 s, the same process's producer works fine, and
+only a new client brings it back. Nothing is lost (offsets are committed after the effect) but
+nothing moves either: every sale answers `202` until the consumer is restarted.
 
 The watchdog probes each consumer's own Kafka client every `consumer_watchdog_seconds` with a
 cheap metadata request (ListOffsets of the partitions it holds, or a metadata refresh when it
 holds none), bounded by a timeout; the probe also fails when a partition with messages waiting
 has not moved since the previous probe (a consume loop stuck in a fetch or an offset commit
-while the client still answers metadata, as `make chaos` once saw of reporting after a broker
-kill -9). When the probe has failed without a break for
-`consumer_stall_seconds`, the subscriber is stopped (bounded) and started again with a new
-client: the group rebalances, the new member continues from the committed offsets, and the
-inbox makes whatever is redelivered a no-op. During a real broker outage every probe fails
-too, and while the service's database is down its consumers make no progress either; the
-restarts then happen at most once per stall period and cost nothing (the new client keeps
-trying like the old one; an uncommitted batch comes again and the inbox skips what was
-applied). `consumer_restarts_total` counts them.
+while the client still answers metadata, which a broker kill -9 can also leave behind). When the
+probe has failed without a break for `consumer_stall_seconds`, the subscriber is stopped
+(bounded) and started again with a new client: the group rebalances, the new member continues
+from the committed offsets, and the inbox makes whatever is redelivered a no-op. During a real
+broker outage every probe fails too, and while the service's database is down its consumers make
+no progress either; the restarts then happen at most once per stall period and cost nothing (the
+new client keeps trying like the old one; an uncommitted batch comes again and the inbox skips
+what was applied). `consumer_restarts_total` counts them.
 """
 
 from __future__ import annotations

@@ -522,7 +522,7 @@ async def test_a_message_failing_every_attempt_is_dead_lettered_on_the_last_and_
     batch = [_record(e, offset=i) for i, e in enumerate([_envelope(), poison, _envelope()])]
 
     for _ in range(2):  # attempts 1 and 2 fail the whole batch: it is redelivered
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="a bug in the handler"):
             await consumer.process_records(batch)
         assert await _count(session_factory, EFFECTS) == 0
     await consumer.process_records(batch)  # attempt 3: dead-lettered, the rest applies

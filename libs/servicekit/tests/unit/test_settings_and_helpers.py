@@ -53,7 +53,7 @@ def test_urls_get_the_async_driver_and_other_databases() -> None:
     assert with_database("postgresql://a@h:1/x?sslmode=disable", "y") == (
         "postgresql://a@h:1/y?sslmode=disable"
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a PostgreSQL URL"):
         to_asyncpg_url("mysql://a@h/db")
 
 
@@ -61,7 +61,7 @@ def test_placeholder_secrets_are_refused_outside_development() -> None:
     assert require_secret("OPERATOR_TOKEN", "changeme", app_env="dev") == "changeme"
     with pytest.raises(ValueError, match="OPERATOR_TOKEN"):
         require_secret("OPERATOR_TOKEN", "changeme", app_env="production")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="OPERATOR_TOKEN"):
         require_secret("OPERATOR_TOKEN", "", app_env="production")
 
 

@@ -17,7 +17,7 @@ from backoffice.web import safe_next, tel_href
 
 SCRIPT_NAME = "<script>alert(1)</script>"
 #: Arabic and Hebrew, with a right-to-left override character in the middle
-RTL_NAME = "محمد \u202eכהן\u202c O'Brien & Co"
+RTL_NAME = "محمد \u202eכהן\u202c O'Brien & Co"  # noqa: RUF001 - Hebrew on purpose
 
 
 def all_routes(routes: list[BaseRoute]) -> list[Route]:
@@ -157,7 +157,7 @@ async def test_names_from_the_api_are_escaped_on_every_page_that_shows_them(
         if name == SCRIPT_NAME:
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html, path
         else:
-            assert "محمد \u202eכהן\u202c O&#39;Brien &amp; Co" in html, path
+            assert "محمد \u202eכהן\u202c O&#39;Brien &amp; Co" in html, path  # noqa: RUF001
 
 
 async def test_the_chart_escapes_customer_names(

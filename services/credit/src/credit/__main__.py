@@ -1,7 +1,6 @@
 """`python -m credit`: serve the credit process on CREDIT_HOST:CREDIT_PORT (default 8081)."""
 
-from servicekit.runtime import serve
-
 from credit.entrypoints.app import app, settings
+from servicekit.runtime import serve
 
 serve(app, settings)

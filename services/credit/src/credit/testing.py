@@ -21,7 +21,6 @@ from contracts.gateway.v1 import (
     SaleLine,
     SalePayment,
 )
-
 from credit.domain.model import Line, Method, Payment, Sale, due_date_for
 
 DAY0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

@@ -16,17 +16,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
+
 from contracts.base import Message
 from contracts.credit.v1 import ApplyBonuses
 from contracts.envelope import Envelope, decode, encode, make_envelope
 from contracts.loyalty.v1 import BonusesApplied, BonusesRefused, PaymentBonus
 from contracts.topics import LOYALTY_EVENTS, MASTERDATA_EVENTS, POS_COMMANDS
-from servicekit.db import make_engine, make_session_factory, run_migrations
-from servicekit.schema import OUTBOX
-
 from credit.adapters.repository import Repository
 from credit.entrypoints.app import MIGRATIONS_DIR, make_consumer
 from credit.service_layer.queries import customer_credit
+from servicekit.db import make_engine, make_session_factory, run_migrations
+from servicekit.schema import OUTBOX
 
 TOPIC_OF = {"credit": POS_COMMANDS, "loyalty": LOYALTY_EVENTS, "masterdata": MASTERDATA_EVENTS}
 

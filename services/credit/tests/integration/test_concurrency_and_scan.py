@@ -6,10 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from decimal import Decimal
-from types import SimpleNamespace
-
-import httpx
-from fastapi import FastAPI
 
 from credit.entrypoints.app import make_consumer
 from credit.entrypoints.http import router
@@ -24,6 +20,7 @@ from credit.testing import (
     sale_line,
     settings_snapshot,
 )
+from servicekit.testing import internal_api_client
 
 CHAIN = uuid.UUID("33333333-3333-3333-3333-333333333333")
 
@@ -122,11 +119,7 @@ async def test_internal_credit_read_shows_debt_and_open_sales_and_hides_other_ch
                        payments=[("on_account", "12.50")])
     await harness.send(sale, key=str(cid))
     await harness.settle()
-    app = FastAPI()
-    app.include_router(router)
-    app.state.runtime = SimpleNamespace(session_factory=harness.sf)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://credit") as client:
+    async with internal_api_client(router, harness.sf) as client:
         ok = await client.get(f"/internal/v1/chains/{CHAIN}/customers/{cid}/credit")
         other = await client.get(f"/internal/v1/chains/{uuid.uuid4()}/customers/{cid}/credit")
     assert ok.status_code == 200

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from contracts.loyalty.v1 import BonusesApplied
 from prometheus_client import REGISTRY
 
+from contracts.loyalty.v1 import BonusesApplied
 from credit.service_layer.deadline import expire_operations
 from credit.testing import (
     customer_snapshot,

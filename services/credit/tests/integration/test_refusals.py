@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.base import Message
-
 from credit.testing import (
     customer_snapshot,
     day,

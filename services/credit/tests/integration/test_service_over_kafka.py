@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from contracts.envelope import decode, encode, make_envelope
 from contracts.topics import CREDIT_EVENTS, POS_COMMANDS
-from servicekit.runtime import create_app
-
 from credit.config import Settings
 from credit.entrypoints.app import make_definition
 from credit.testing import day, record_sale, sale_line, settings_snapshot
+from servicekit.runtime import create_app
+from servicekit.testing import envelope_of, listener, next_envelope, publish
 
 
 async def test_a_sale_published_on_kafka_comes_back_as_sale_completed(
@@ -23,35 +20,11 @@ async def test_a_sale_published_on_kafka_comes_back_as_sale_completed(
     app = create_app(make_definition(settings))
     cmd = record_sale(chain_id=uuid.uuid4(), customer=None, settings=settings_snapshot(),
                       sold_at=day(0), lines=[sale_line(1, "7.00")], payments=[("cash", "7.00")])
-    async with app.router.lifespan_context(app):
-        listener = AIOKafkaConsumer(
-            CREDIT_EVENTS, bootstrap_servers=kafka_bootstrap_servers,
-            group_id=f"test-{uuid.uuid4()}", auto_offset_reset="earliest",
-        )
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all")
-        await listener.start()
-        await producer.start()
-        try:
-            env = make_envelope(cmd, chain_id=None, key=str(cmd.sale_id),
-                                correlation_id=uuid.uuid4())
-            await producer.send_and_wait(POS_COMMANDS, encode(env), key=str(cmd.sale_id).encode())
-
-            async def outcome() -> dict[str, object]:
-                while True:
-                    batch = await listener.getmany(timeout_ms=500)
-                    for records in batch.values():
-                        for rec in records:
-                            try:
-                                got = decode(rec.value)
-                            except ValueError:
-                                continue  # the topic is shared: other tests publish poison on it
-                            sale_id = got.payload.get("sale_id")
-                            if got.type == "credit.SaleCompleted" and sale_id == str(cmd.sale_id):
-                                assert got.correlation_id == env.correlation_id
-                                return got.payload
-
-            payload = await asyncio.wait_for(outcome(), timeout=60)
-        finally:
-            await producer.stop()
-            await listener.stop()
-    assert payload["total"] == "7.00" and payload["paid"] == "7.00"
+    env = envelope_of(cmd, key=cmd.sale_id)
+    async with (app.router.lifespan_context(app),
+                listener(kafka_bootstrap_servers, CREDIT_EVENTS) as events):
+        await publish(kafka_bootstrap_servers, (POS_COMMANDS, env))
+        got = await next_envelope(events, lambda e: e.type == "credit.SaleCompleted"
+                                  and e.payload.get("sale_id") == str(cmd.sale_id))
+    assert got.correlation_id == env.correlation_id
+    assert got.payload["total"] == "7.00" and got.payload["paid"] == "7.00"

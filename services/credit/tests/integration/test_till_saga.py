@@ -6,7 +6,6 @@ import uuid
 from decimal import Decimal
 
 from contracts.gateway.v1 import ChainSettingsChanged
-
 from credit.service_layer.overdue import scan_overdue
 from credit.testing import (
     customer_snapshot,

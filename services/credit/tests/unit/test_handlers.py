@@ -13,7 +13,6 @@ from typing import Any
 from contracts.base import Message
 from contracts.envelope import Envelope, make_envelope
 from contracts.loyalty.v1 import BonusesApplied, PaymentBonus
-
 from credit.adapters.repository import CustomerRow
 from credit.domain.model import Entry, Ledger, Sale
 from credit.service_layer import handlers as h

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from servicekit.runtime import serve
-
 from loyalty.entrypoints.app import app, settings
+from servicekit.runtime import serve
 
 
 def main() -> None:

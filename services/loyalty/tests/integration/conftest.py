@@ -13,19 +13,19 @@ from uuid import UUID, uuid4
 import pytest
 import sqlalchemy as sa
 from aiokafka import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from contracts.base import Message
 from contracts.credit.v1 import ApplyBonuses, BonusBase
 from contracts.enums import BonusOperationKind, CreditMode, OverdueDiscountPolicy, PaymentMethod
 from contracts.envelope import Envelope, decode, encode, make_envelope, parse_payload
 from contracts.gateway.v1 import CancelPaymentBonus, ChainSettingsChanged, ChainSettingsSnapshot
 from contracts.topics import LOYALTY_COMMANDS
-from servicekit.consumer import Consumer
-from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from loyalty.entrypoints.app import MIGRATIONS_DIR, build_consumer
 from loyalty.service_layer import queries
 from loyalty.service_layer.handlers import LoyaltyHandlers
+from servicekit.consumer import Consumer
+from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
 
 _offsets = itertools.count()
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
-import httpx
 from contracts.enums import BonusOperationKind
 from contracts.loyalty.v1 import (
     BonusCancellationRefused,
@@ -19,12 +18,11 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import MASTERDATA_EVENTS
-from fastapi import FastAPI
-from servicekit.db import make_engine, make_session_factory
-
 from loyalty.entrypoints.app import build_consumer
 from loyalty.entrypoints.http import router
 from loyalty.service_layer.handlers import LoyaltyHandlers
+from servicekit.db import make_engine, make_session_factory
+from servicekit.testing import internal_api_client
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -187,15 +185,7 @@ async def test_an_operation_records_due_expiries_before_spending(loyalty: Harnes
 
 async def test_the_internal_bonus_endpoint_shows_balance_and_entries(loyalty: Harness) -> None:
     await loyalty.feed(loyalty.apply(cash=[(uuid4(), "123.45")]))
-    app = FastAPI()
-    app.include_router(router)
-
-    class _Runtime:
-        session_factory = loyalty.session_factory
-
-    app.state.runtime = _Runtime()
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://loyalty") as client:
+    async with internal_api_client(router, loyalty.session_factory) as client:
         path = f"/internal/v1/chains/{loyalty.chain_id}/customers/{loyalty.customer_id}/bonus"
         body = (await client.get(path)).json()
         other = (await client.get(

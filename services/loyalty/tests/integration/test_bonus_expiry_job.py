@@ -10,9 +10,8 @@ from uuid import uuid4
 
 from contracts.loyalty.v1 import BonusMovementRecorded
 from contracts.topics import MASTERDATA_EVENTS
-from servicekit.db import make_engine, make_session_factory
-
 from loyalty.service_layer.expiry import expire_due_bonuses
+from servicekit.db import make_engine, make_session_factory
 
 if TYPE_CHECKING:
     from conftest import Harness

@@ -6,22 +6,19 @@ the broker, the subscriber, the outbox relay and the producer as in production.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from contracts.credit.v1 import ApplyBonuses, BonusBase
 from contracts.enums import BonusOperationKind, PaymentMethod
-from contracts.envelope import decode, encode, make_envelope
 from contracts.topics import LOYALTY_COMMANDS, LOYALTY_EVENTS
-from servicekit.runtime import create_app
-
 from loyalty.config import Settings
-from loyalty.entrypoints.app import build_definition
+from loyalty.entrypoints.app import make_definition
+from servicekit.runtime import create_app
+from servicekit.testing import envelope_of, listener, next_envelope, publish
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +28,7 @@ async def test_bonuses_applied_over_kafka_come_back_as_bonuses_applied(
 ) -> None:
     settings = Settings(database_url=fresh_database_url,
                         kafka_bootstrap_servers=kafka_bootstrap_servers)
-    app = create_app(build_definition(settings))
+    app = create_app(make_definition(settings))
     customer, sale, payment = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     command = ApplyBonuses(
         operation_id=sale, operation_kind=BonusOperationKind.SALE, chain_id=uuid.uuid4(),
@@ -43,37 +40,12 @@ async def test_bonuses_applied_over_kafka_come_back_as_bonuses_applied(
                                  base_amount=Decimal("200.00"))],
         restore_up_to=Decimal("0.00"), reverse_bases=[],
     )
-    async with app.router.lifespan_context(app):
-        listener = AIOKafkaConsumer(
-            LOYALTY_EVENTS, bootstrap_servers=kafka_bootstrap_servers,
-            group_id=f"test-{uuid.uuid4()}", auto_offset_reset="earliest",
-        )
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all")
-        await listener.start()
-        await producer.start()
-        try:
-            env = make_envelope(command, chain_id=command.chain_id, key=str(customer),
-                                correlation_id=uuid.uuid4())
-            await producer.send_and_wait(LOYALTY_COMMANDS, encode(env),
-                                         key=str(customer).encode())
-
-            async def answer() -> dict[str, Any]:
-                while True:
-                    batch = await listener.getmany(timeout_ms=500)
-                    for records in batch.values():
-                        for rec in records:
-                            try:
-                                got = decode(rec.value)
-                            except ValueError:
-                                continue  # the topic is shared: other tests publish poison
-                            if (got.type == "loyalty.BonusesApplied"
-                                    and got.payload.get("operation_id") == str(sale)):
-                                assert got.correlation_id == env.correlation_id
-                                return dict(got.payload)
-
-            payload = await asyncio.wait_for(answer(), timeout=60)
-        finally:
-            await producer.stop()
-            await listener.stop()
-    assert payload["accrued"] == "20.00"
-    assert payload["balance_after"] == "20.00"
+    env = envelope_of(command, key=customer, chain_id=command.chain_id)
+    async with (app.router.lifespan_context(app),
+                listener(kafka_bootstrap_servers, LOYALTY_EVENTS) as events):
+        await publish(kafka_bootstrap_servers, (LOYALTY_COMMANDS, env))
+        got = await next_envelope(events, lambda e: e.type == "loyalty.BonusesApplied"
+                                  and e.payload.get("operation_id") == str(sale))
+    assert got.correlation_id == env.correlation_id
+    assert got.payload["accrued"] == "20.00"
+    assert got.payload["balance_after"] == "20.00"

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
+
 from contracts.credit.v1 import ApplyBonuses, VoidBonuses
 from contracts.enums import BonusOperationKind
 from contracts.loyalty.v1 import (
@@ -17,7 +19,6 @@ from contracts.loyalty.v1 import (
     BonusesVoided,
     BonusMovementRecorded,
 )
-from prometheus_client import REGISTRY
 
 if TYPE_CHECKING:
     from conftest import Harness

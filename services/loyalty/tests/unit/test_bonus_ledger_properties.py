@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contracts.money import quantize_money
 from loyalty.domain.model import (
     REAL_MONEY_METHODS,
     AccrualBase,
@@ -26,7 +27,6 @@ from loyalty.domain.model import (
     PaymentHistory,
     Refused,
     SaleHistory,
-    round_money,
     total_by_kind,
 )
 
@@ -110,7 +110,7 @@ def run_sale(account: BonusAccount, books: Books, at: datetime, step: tuple) -> 
         if base.method not in REAL_MONEY_METHODS or not accrual_on:
             assert accrual.accrued == 0
         else:
-            assert accrual.accrued == round_money(base.amount * rate / 100, 2)
+            assert accrual.accrued == quantize_money(base.amount * rate / 100, 2)
         books.payments[base.payment_id] = PaymentHistory(accrual=accrual)
         books.order.append(base.payment_id)
     assert result.balance_after == before - spend + result.accrued
@@ -144,7 +144,7 @@ def run_return(account: BonusAccount, books: Books, at: datetime, step: tuple) -
     sale_id = list(books.sales)[index % len(books.sales)]
     reverse = tuple(
         AccrualBase(pid, books.payments[pid].accrual.method,
-                    round_money(books.payments[pid].accrual.base * share, 2))
+                    quantize_money(books.payments[pid].accrual.base * share, 2))
         for pid in books.sale_payments[sale_id]
     )
     op = BonusOperation(operation_id=uuid4(), kind="return", store_id=STORE, sale_id=sale_id,
@@ -197,7 +197,7 @@ def test_bonus_and_on_account_money_never_accrue(tendered: list[tuple[str, Decim
     result = account.apply(op, payments={})
     assert isinstance(result, Applied)
     real = [b for b in bases if b.method in REAL_MONEY_METHODS]
-    assert result.accrued == sum((round_money(b.amount * rate / 100, 2) for b in real), D(0))
+    assert result.accrued == sum((quantize_money(b.amount * rate / 100, 2) for b in real), D(0))
     for base, accrual in zip(bases, result.accruals, strict=True):
         if base.method in {"bonus", "on_account"}:
             assert accrual.accrued == 0

@@ -10,16 +10,15 @@ import email.policy
 import ipaddress
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
@@ -28,29 +27,24 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.credit import v1 as credit
-from contracts.enums import CreditMode, OverdueDiscountPolicy
 from contracts.gateway import v1 as gateway
 from devstack.ports import free_port
 from notifier.adapters import tables as t
 from notifier.adapters.mailer import SmtpMailer
 from notifier.config import Settings
 from notifier.entrypoints.api import router
-from notifier.entrypoints.app import MIGRATIONS_DIR
-from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import scan_once
 from notifier.service_layer.mail import mail_once
+from notifier.testing import T0, chain_settings, sale_overdue, vip_customer
 from servicekit.consumer import Consumer
-from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
-from servicekit.testing import record_of
+from servicekit.db import SessionFactory
+from servicekit.testing import internal_api_client, record_of
 
 pytestmark = pytest.mark.integration
 
 D = Decimal
-T0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
 BACKOFFICE = "https://backoffice.kids.example.ro/app"
 TO = "service@kids.example.ro"
 USER, PASSWORD = "notifier", "smtp pass: with @ and /"
@@ -162,27 +156,6 @@ def tls_smtp(tmp_path: Path) -> Iterator[SmtpServer]:
 # --------------------------------------------------------------------------- the notifier
 
 
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    eng = make_engine(fresh_database_url, pool_size=3)
-    yield eng
-    await eng.dispose()
-
-
-@pytest.fixture
-def sf(engine: AsyncEngine) -> SessionFactory:
-    return make_session_factory(engine)
-
-
-@pytest.fixture
-def consumer(sf: SessionFactory) -> Consumer:
-    c = make_consumer()
-    c.bind(sf)
-    c.retry_backoff_seconds = 0
-    return c
-
-
 def settings_for(server: SmtpServer, **kw: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": "postgresql://unused@127.0.0.1/unused",
@@ -200,15 +173,6 @@ def send_with(cfg: Settings) -> Any:
     return SmtpMailer(target, ca_file=cfg.smtp_ca_file, timeout=cfg.smtp_timeout_seconds).send
 
 
-def snapshot(reminder_email: str | None) -> gateway.ChainSettingsSnapshot:
-    return gateway.ChainSettingsSnapshot(
-        credit_mode=CreditMode.PER_SALE, max_payment_delay_days=30,
-        overdue_discount=OverdueDiscountPolicy.KEEP, block_credit_when_overdue=False,
-        reminder_repeat_days=7, bonus_rate_percent=D("10.00"), bonus_expiry_days=None,
-        timezone="Europe/Bucharest", currency="EUR", minor_units=2, reminder_email=reminder_email,
-    )
-
-
 class Chain:
     """A chain told to the notifier as the gateway and credit would tell it."""
 
@@ -218,44 +182,30 @@ class Chain:
         self.reminder_email = reminder_email
 
     async def register(self, name: str = "Kids & Co") -> Chain:
+        settings = chain_settings(reminder_email=self.reminder_email)
         await self.consumer.process_records([record_of(gateway.ChainRegistered(
-            chain_id=self.chain_id, name=name, settings=snapshot(self.reminder_email),
-            registered_at=T0), key=self.chain_id)])
+            chain_id=self.chain_id, name=name, settings=settings, registered_at=T0),
+            key=self.chain_id)])
         return self
 
     async def set_reminder_email(self, address: str | None) -> None:
         await self.consumer.process_records([record_of(gateway.ChainSettingsChanged(
-            chain_id=self.chain_id, settings=snapshot(address), changed_at=T0),
+            chain_id=self.chain_id, settings=chain_settings(reminder_email=address), changed_at=T0),
             key=self.chain_id)])
 
     async def overdue_customer(self, name: str, phone: str | None, owed: str) -> uuid.UUID:
         customer = uuid.uuid4()
         await self.consumer.process_records([
-            record_of(gateway.CustomerRegistered(
-                chain_id=self.chain_id,
-                customer=gateway.CustomerSnapshot(
-                    customer_id=customer, name=name, phone=phone, vip=True, bonus_accrual=True,
-                    credit_limit=None, max_payment_delay_days=None, card_number=None),
-                registered_at=T0), key=customer),
-            record_of(credit.SaleOverdue(
-                sale_id=uuid.uuid4(), chain_id=self.chain_id, customer_id=customer,
-                credit_mode=CreditMode.PER_SALE, sold_at=T0, due_date=date(2026, 1, 31),
-                amount_owed=D(owed), days_overdue=1, discount=D("0.00"), discount_revoked=False,
-                lines=[], detected_at=T0 + timedelta(days=31)), key=customer),
+            record_of(vip_customer(self.chain_id, customer, name=name, phone=phone,
+                                   card_number=None), key=customer),
+            record_of(sale_overdue(self.chain_id, customer, uuid.uuid4(), owed,
+                                   dress_line=False), key=customer),
         ])
         return customer
 
 
-async def open_tasks(engine: AsyncEngine, chain: Chain) -> list[dict[str, Any]]:
-    app = FastAPI()
-    app.include_router(router())
-
-    class _Runtime:
-        session_factory = make_session_factory(engine)
-
-    app.state.runtime = _Runtime()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://notifier.test") as http:
+async def open_tasks(sf: SessionFactory, chain: Chain) -> list[dict[str, Any]]:
+    async with internal_api_client(router(), sf) as http:
         got = await http.get(f"/internal/v1/chains/{chain.chain_id}/tasks",
                              params={"status": "open"})
     return list(got.json()["items"])
@@ -282,7 +232,7 @@ async def digests(sf: SessionFactory) -> list[Any]:
 
 
 async def test_one_digest_per_run_lists_every_new_task_with_a_link_to_its_back_office_page(
-    consumer: Consumer, sf: SessionFactory, engine: AsyncEngine, plain_smtp: SmtpServer
+    consumer: Consumer, sf: SessionFactory, plain_smtp: SmtpServer
 ) -> None:
     chain = await (Chain(consumer)).register()
     names = {"Ana Pop": "+40 700 000 001", "<script>alert(1)</script>": None,
@@ -291,7 +241,7 @@ async def test_one_digest_per_run_lists_every_new_task_with_a_link_to_its_back_o
         await chain.overdue_customer(name, phone, f"{30 + i}.00")
     quiet = await Chain(consumer, reminder_email=None).register()
     await quiet.overdue_customer("No Mail", None, "10.00")
-    tasks = await open_tasks(engine, chain)
+    tasks = await open_tasks(sf, chain)
     assert len(tasks) == 3
     cfg = settings_for(plain_smtp)
 
@@ -333,11 +283,11 @@ async def test_one_digest_per_run_lists_every_new_task_with_a_link_to_its_back_o
 
 
 async def test_starttls_and_auth_login_with_a_self_signed_certificate_the_notifier_trusts(
-    consumer: Consumer, sf: SessionFactory, engine: AsyncEngine, tls_smtp: SmtpServer
+    consumer: Consumer, sf: SessionFactory, tls_smtp: SmtpServer
 ) -> None:
     chain = await (Chain(consumer)).register()
     await chain.overdue_customer("Ana Pop", "+40700000001", "30.00")
-    [task] = await open_tasks(engine, chain)
+    [task] = await open_tasks(sf, chain)
     cfg = settings_for(tls_smtp)
     assert cfg.smtp is not None and cfg.smtp.password == PASSWORD  # percent-decoded
     assert await mail_once(sf, cfg, send_with(cfg)) == (1, 1)

@@ -4,64 +4,32 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
-from contracts.enums import CreditMode, DebtPaymentKind, MoneyMethod, OverdueDiscountPolicy
+from contracts.enums import DebtPaymentKind, MoneyMethod, OverdueDiscountPolicy
 from contracts.gateway import v1 as gateway
 from notifier.adapters import tables as t
-from notifier.entrypoints.api import router
-from notifier.entrypoints.app import MIGRATIONS_DIR
-from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import scan_once
+from notifier.testing import T0, chain_settings, sale_overdue, vip_customer
 from servicekit.consumer import Consumer
-from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
+from servicekit.db import SessionFactory
 from servicekit.testing import record_of
 
 D = Decimal
-TZ = "Europe/Bucharest"
-T0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
 
 pytestmark = pytest.mark.integration
 
-
-def chain_settings(policy: OverdueDiscountPolicy) -> gateway.ChainSettingsSnapshot:
-    return gateway.ChainSettingsSnapshot(
-        credit_mode=CreditMode.PER_SALE, max_payment_delay_days=30, overdue_discount=policy,
-        block_credit_when_overdue=False, reminder_repeat_days=7, bonus_rate_percent=D("10.00"),
-        bonus_expiry_days=None, timezone=TZ, currency="EUR", minor_units=2,
-    )
-
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    eng = make_engine(fresh_database_url, pool_size=3)
-    yield eng
-    await eng.dispose()
-
-
-@pytest.fixture
-def sf(engine: AsyncEngine) -> SessionFactory:
-    return make_session_factory(engine)
-
-
-@pytest.fixture
-def consumer(sf: SessionFactory) -> Consumer:
-    c = make_consumer()
-    c.bind(sf)
-    c.retry_backoff_seconds = 0
-    return c
+#: the `api` fixture (conftest.py): `async with api() as http`
+Api = Callable[[], httpx.AsyncClient]
 
 
 class Story:
@@ -82,26 +50,11 @@ class Story:
         await self.feed(
             gateway.ChainRegistered(chain_id=self.chain, name="Kids",
                                     settings=chain_settings(self.policy), registered_at=T0),
-            gateway.CustomerRegistered(
-                chain_id=self.chain,
-                customer=gateway.CustomerSnapshot(
-                    customer_id=self.customer, name="Ana Pop", phone="+40700000000", vip=True,
-                    bonus_accrual=True, credit_limit=None, max_payment_delay_days=None,
-                    card_number="C1",
-                ),
-                registered_at=T0,
-            ),
+            vip_customer(self.chain, self.customer),
         )
 
     def overdue(self, sale_id: uuid.UUID, owed: str, due: date) -> credit.SaleOverdue:
-        return credit.SaleOverdue(
-            sale_id=sale_id, chain_id=self.chain, customer_id=self.customer,
-            credit_mode=CreditMode.PER_SALE, sold_at=T0, due_date=due, amount_owed=D(owed),
-            days_overdue=1, discount=D("10.00"), discount_revoked=False,
-            lines=[credit.OverdueLine(line_no=1, barcode="4820000000017", name="Dress",
-                                      quantity=D("1"), amount_owed=D(owed))],
-            detected_at=T0 + timedelta(days=31),
-        )
+        return sale_overdue(self.chain, self.customer, sale_id, owed, due=due, discount="10.00")
 
     def settled(self, sale_id: uuid.UUID, left: str) -> credit.SaleSettled:
         return credit.SaleSettled(
@@ -146,17 +99,6 @@ async def events(sf: SessionFactory, kind: str) -> list[dict[str, Any]]:
         return [json.loads(v)["payload"] for v in rows]
 
 
-def api(engine: AsyncEngine) -> httpx.AsyncClient:
-    app = FastAPI()
-    app.include_router(router())
-
-    class _Runtime:
-        session_factory = make_session_factory(engine)
-
-    app.state.runtime = _Runtime()
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
-
-
 async def test_a_redelivered_sale_overdue_never_makes_a_second_task(
     consumer: Consumer, sf: SessionFactory
 ) -> None:
@@ -189,7 +131,7 @@ async def test_settling_the_overdue_sale_closes_the_task_as_paid(
 
 
 async def test_paying_only_part_of_the_overdue_debt_keeps_the_task_open_until_all_is_paid(
-    consumer: Consumer, sf: SessionFactory, engine: AsyncEngine
+    consumer: Consumer, sf: SessionFactory, api: Api
 ) -> None:
     story = Story(consumer, OverdueDiscountPolicy.KEEP)
     await story.register()
@@ -200,7 +142,7 @@ async def test_paying_only_part_of_the_overdue_debt_keeps_the_task_open_until_al
     await story.feed(story.payment([(story.sale_a, "0.00")], "50.00"))
     [row] = await tasks_of(sf, story.customer)
     assert row.status == "open"
-    async with api(engine) as http:
+    async with api() as http:
         body = (await http.get(f"/internal/v1/chains/{story.chain}/tasks?status=open")).json()
         [task] = body["items"]
         assert task["overdue_amount"] == "50.00"
@@ -211,7 +153,7 @@ async def test_paying_only_part_of_the_overdue_debt_keeps_the_task_open_until_al
 
 
 async def test_reminder_is_re_raised_every_repeat_period_while_overdue(
-    consumer: Consumer, sf: SessionFactory, engine: AsyncEngine
+    consumer: Consumer, sf: SessionFactory, api: Api
 ) -> None:
     story = Story(consumer, OverdueDiscountPolicy.KEEP)
     await story.register()
@@ -222,7 +164,7 @@ async def test_reminder_is_re_raised_every_repeat_period_while_overdue(
     [row] = await tasks_of(sf, story.customer)
     assert (row.task_id, row.level, row.status) == (first.task_id, 2, "open")
     # staff call and record the outcome; a week later the customer still owes: level 3
-    async with api(engine) as http:
+    async with api() as http:
         done = await http.post(
             f"/internal/v1/chains/{story.chain}/tasks/{row.task_id}/complete",
             json={"outcome": "promised", "note": "pays Friday"},
@@ -240,20 +182,20 @@ async def test_reminder_is_re_raised_every_repeat_period_while_overdue(
     assert [(r.level, r.status, r.closed_reason) for r in rows] == [
         (2, "done", "completed"), (3, "open", None)
     ]
-    async with api(engine) as http:
+    async with api() as http:
         done_list = (await http.get(f"/internal/v1/chains/{story.chain}/tasks?status=done")).json()
         assert [i["level"] for i in done_list["items"]] == [2]
         assert done_list["next"] is None
 
 
 async def test_offer_lists_a_revoke_action_until_the_discount_is_revoked(
-    consumer: Consumer, engine: AsyncEngine
+    consumer: Consumer, api: Api
 ) -> None:
     story = Story(consumer, OverdueDiscountPolicy.OFFER)
     await story.register()
     await story.feed(story.overdue(story.sale_a, "30.00", date(2026, 1, 31)))
     url = f"/internal/v1/chains/{story.chain}/tasks"
-    async with api(engine) as http:
+    async with api() as http:
         [task] = (await http.get(url)).json()["items"]
         assert task["actions"] == [{
             "action": "revoke_discount", "sale_id": str(story.sale_a),
@@ -278,7 +220,7 @@ async def test_offer_lists_a_revoke_action_until_the_discount_is_revoked(
         assert task["overdue_amount"] == "40.00"
 
 
-async def test_tasks_page_with_a_cursor(consumer: Consumer, engine: AsyncEngine) -> None:
+async def test_tasks_page_with_a_cursor(consumer: Consumer, api: Api) -> None:
     chain = None
     for _ in range(3):
         story = Story(consumer, OverdueDiscountPolicy.KEEP)
@@ -289,7 +231,7 @@ async def test_tasks_page_with_a_cursor(consumer: Consumer, engine: AsyncEngine)
         await story.feed(story.overdue(story.sale_a, "30.00", date(2026, 1, 31)))
     seen: list[str] = []
     cursor = None
-    async with api(engine) as http:
+    async with api() as http:
         while True:
             params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
             body = (await http.get(f"/internal/v1/chains/{chain}/tasks", params=params)).json()
@@ -298,6 +240,18 @@ async def test_tasks_page_with_a_cursor(consumer: Consumer, engine: AsyncEngine)
             if cursor is None:
                 break
     assert len(seen) == len(set(seen)) == 3
+
+
+async def test_a_forged_tasks_cursor_is_a_422_never_a_500(api: Api) -> None:
+    # not base64; a JSON list; a position with a NUL (PostgreSQL refuses it); no time in it
+    forged = ("not base64 !", "WzEsMl0", "eyJpZCI6ImFcdTAwMDAiLCJ0IjoieCJ9", "eyJpZCI6IjEifQ")
+    async with api() as http:
+        for status in ("open", "done"):
+            for cursor in forged:
+                resp = await http.get(f"/internal/v1/chains/{uuid.uuid4()}/tasks",
+                                      params={"status": status, "cursor": cursor})
+                assert resp.status_code == 422, (status, cursor, resp.text)
+                assert resp.json()["errors"] == [{"field": "cursor", "message": "invalid cursor"}]
 
 
 async def test_the_same_sale_id_overdue_in_two_chains_makes_a_task_in_each(
@@ -324,7 +278,7 @@ async def test_the_same_sale_id_overdue_in_two_chains_makes_a_task_in_each(
 
 
 async def test_a_completed_task_names_the_staff_user_who_completed_it(
-    consumer: Consumer, engine: AsyncEngine
+    consumer: Consumer, api: Api
 ) -> None:
     by_user = Story(consumer, OverdueDiscountPolicy.KEEP)
     await by_user.register()
@@ -335,7 +289,7 @@ async def test_a_completed_task_names_the_staff_user_who_completed_it(
     await by_admin.feed(by_admin.overdue(by_admin.sale_a, "20.00", date(2026, 1, 31)))
     url = f"/internal/v1/chains/{by_user.chain}/tasks"
     user_id = str(uuid.uuid4())
-    async with api(engine) as http:
+    async with api() as http:
         open_ = {t["customer_id"]: t for t in (await http.get(url)).json()["items"]}
         assert all(t["completed_by"] is None for t in open_.values())
         done = await http.post(

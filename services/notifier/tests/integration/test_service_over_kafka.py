@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from contracts.base import Message
-from contracts.credit import v1 as credit
-from contracts.enums import CreditMode, OverdueDiscountPolicy
-from contracts.envelope import encode, make_envelope
 from contracts.gateway import v1 as gateway
 from contracts.topics import CREDIT_EVENTS, MASTERDATA_EVENTS
 from notifier.config import Settings
-from notifier.entrypoints.app import build
+from notifier.entrypoints.app import make_definition
+from notifier.testing import T0, chain_settings, sale_overdue, vip_customer
+from servicekit.runtime import create_app
+from servicekit.testing import envelope_of, publish
 
 pytestmark = pytest.mark.integration
-
-T0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
 
 
 async def test_a_sale_overdue_published_on_kafka_opens_a_task(
@@ -37,40 +32,19 @@ async def test_a_sale_overdue_published_on_kafka_opens_a_task(
     settings = Settings(database_url=fresh_database_url,
                         kafka_bootstrap_servers=kafka_bootstrap_servers,
                         consumer_group=f"notifier-{uuid.uuid4().hex[:8]}")
-    app = build(settings)
+    app = create_app(make_definition(settings))
     chain, customer, sale = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    snapshot = gateway.ChainSettingsSnapshot(
-        credit_mode=CreditMode.PER_SALE, max_payment_delay_days=30,
-        overdue_discount=OverdueDiscountPolicy.KEEP, block_credit_when_overdue=False,
-        reminder_repeat_days=7, bonus_rate_percent=Decimal("10.00"), bonus_expiry_days=None,
-        timezone="Europe/Bucharest", currency="EUR", minor_units=2,
-    )
     messages: list[tuple[str, Message]] = [
         (MASTERDATA_EVENTS, gateway.ChainRegistered(
-            chain_id=chain, name="Kids", settings=snapshot, registered_at=T0)),
-        (MASTERDATA_EVENTS, gateway.CustomerRegistered(
-            chain_id=chain, registered_at=T0, customer=gateway.CustomerSnapshot(
-                customer_id=customer, name="Ana Pop", phone="+40700000000", vip=True,
-                bonus_accrual=True, credit_limit=None, max_payment_delay_days=None,
-                card_number="C1"))),
-        (CREDIT_EVENTS, credit.SaleOverdue(
-            sale_id=sale, chain_id=chain, customer_id=customer, credit_mode=CreditMode.PER_SALE,
-            sold_at=T0, due_date=date(2026, 1, 31), amount_owed=Decimal("40.00"),
-            days_overdue=1, discount=Decimal("0.00"), discount_revoked=False,
-            lines=[credit.OverdueLine(line_no=1, barcode="4820000000017", name="Dress",
-                                      quantity=Decimal("1"), amount_owed=Decimal("40.00"))],
-            detected_at=T0 + timedelta(days=31))),
+            chain_id=chain, name="Kids", settings=chain_settings(), registered_at=T0)),
+        (MASTERDATA_EVENTS, vip_customer(chain, customer)),
+        (CREDIT_EVENTS, sale_overdue(chain, customer, sale, "40.00")),
     ]
     async with app.router.lifespan_context(app):
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all")
-        await producer.start()
-        try:
-            for topic, message in messages:
-                env = make_envelope(message, chain_id=chain, key=str(customer),
-                                    correlation_id=uuid.uuid4())
-                await producer.send_and_wait(topic, encode(env), key=str(customer).encode())
-        finally:
-            await producer.stop()
+        await publish(kafka_bootstrap_servers, *(
+            (topic, envelope_of(message, key=customer, chain_id=chain))
+            for topic, message in messages
+        ))
 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://notifier") as http:

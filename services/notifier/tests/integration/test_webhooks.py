@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -28,11 +28,10 @@ from contracts.credit import v1 as credit
 from contracts.enums import CreditMode
 from notifier.adapters import tables as t
 from notifier.config import Settings
-from notifier.entrypoints.app import MIGRATIONS_DIR
 from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import deliver_once
 from servicekit.consumer import Consumer
-from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
+from servicekit.db import SessionFactory, make_session_factory
 from servicekit.testing import record_of
 
 SECRET = "a-long-enough-webhook-secret"
@@ -74,14 +73,6 @@ def receiver() -> Iterator[Receiver]:
     server.shutdown()
     server.server_close()
     thread.join(5)
-
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    eng = make_engine(fresh_database_url, pool_size=3)
-    yield eng
-    await eng.dispose()
 
 
 async def raise_one_task(sf: SessionFactory, url: str) -> uuid.UUID:

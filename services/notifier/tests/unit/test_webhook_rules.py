@@ -44,7 +44,7 @@ def test_global_unicast_addresses_are_public(address: str) -> None:
 
 def test_a_host_with_one_private_address_among_public_ones_is_refused() -> None:
     mixed = [ipaddress.ip_address("93.184.215.14"), ipaddress.ip_address("127.0.0.1")]
-    with pytest.raises(DestinationRefused, match="127.0.0.1"):
+    with pytest.raises(DestinationRefused, match=r"127\.0\.0\.1"):
         check_addresses(mixed, allow_private=False)
     assert check_addresses(mixed, allow_private=True) == mixed[0]
     with pytest.raises(DestinationRefused, match="resolve"):
@@ -97,5 +97,5 @@ def test_a_whsec_secret_must_be_base64_of_24_to_64_bytes() -> None:
     check_secret("not-whsec-at-all-but-long")
     for bad in ("whsec_not base64!", "whsec_" + base64.b64encode(b"short").decode(),
                 "whsec_" + base64.b64encode(b"k" * 65).decode()):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="a whsec_ secret"):
             check_secret(bad)

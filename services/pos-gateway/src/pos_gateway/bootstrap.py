@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-from servicekit.db import make_read_session_factory
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pos_gateway.adapters.internal_api import CreditClient, NotifierClient, ReportingClient
 from pos_gateway.adapters.outcome_listener import OutcomeListener
 from pos_gateway.config import Settings
 from pos_gateway.service_layer.waiter import OutcomeWaiter
+from servicekit.db import make_read_session_factory
 
 
 @dataclass

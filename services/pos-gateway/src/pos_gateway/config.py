@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
+
 from servicekit.settings import ServiceSettings, require_secret
 
 log = logging.getLogger(__name__)

@@ -16,17 +16,6 @@ from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 from zoneinfo import ZoneInfo, available_timezones
 
-from contracts.enums import (
-    CreditMode,
-    DebtPaymentKind,
-    MoneyMethod,
-    OverdueDiscountPolicy,
-    PaymentMethod,
-    RefundMethod,
-    TaskClosedReason,
-    TaskOutcome,
-)
-from contracts.money import Percent
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -40,6 +29,17 @@ from pydantic import (
     model_validator,
 )
 
+from contracts.enums import (
+    CreditMode,
+    DebtPaymentKind,
+    MoneyMethod,
+    OverdueDiscountPolicy,
+    PaymentMethod,
+    RefundMethod,
+    TaskClosedReason,
+    TaskOutcome,
+)
+from contracts.money import Percent
 from pos_gateway.domain.auth import Role
 from pos_gateway.domain.cards import looks_like_payment_card
 from pos_gateway.domain.currencies import is_iso_4217

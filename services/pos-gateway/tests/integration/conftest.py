@@ -19,6 +19,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from contracts.base import Message
 from contracts.credit.v1 import (
     CustomerBalances,
@@ -29,13 +31,11 @@ from contracts.credit.v1 import (
 )
 from contracts.enums import OperationKind, RefusalCode
 from contracts.envelope import Envelope, decode, encode, make_envelope
-from servicekit.consumer import Consumer
-from servicekit.db import make_engine, make_session_factory, prepare_database
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.config import Settings
 from pos_gateway.entrypoints.app import MIGRATIONS_DIR, build_public_app, consumers
+from servicekit.consumer import Consumer
+from servicekit.db import make_engine, make_session_factory, prepare_database
 
 OPERATOR = "operator-token-for-tests-0123456789"
 

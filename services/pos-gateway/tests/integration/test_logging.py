@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 import pytest
-from servicekit.logging import JsonFormatter
 
 from pos_gateway.entrypoints.api.auth import AdminKey
+from servicekit.logging import JsonFormatter
 
 pytestmark = pytest.mark.integration
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from contracts.credit.v1 import (
     AdvanceRecorded,
     CustomerBalances,

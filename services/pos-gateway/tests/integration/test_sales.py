@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
 from contracts.enums import OperationKind, RefusalCode
 
 pytestmark = pytest.mark.integration

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from servicekit.db import make_engine, make_session_factory
 
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.entrypoints.app import build_public_app
+from servicekit.db import make_engine, make_session_factory
 
 pytestmark = pytest.mark.integration
 

@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from contracts.enums import PaymentMethod
-from fastapi import FastAPI
 
-from pos_gateway import schemas as s
+from contracts.enums import PaymentMethod
 from pos_gateway.domain.errors import ValidationFailed
 from pos_gateway.domain.limits import MONEY_LIMIT, parse_request_decimal
 from pos_gateway.domain.sales import LineIn, PaymentIn, price_sale
-from pos_gateway.entrypoints.api.problems import install_problem_handlers
 
 D = Decimal
 SALE = {
@@ -30,32 +26,6 @@ SALE = {
 #: "10" in Arabic-Indic, fullwidth, Devanagari, mathematical bold, Persian and Thai digits
 OTHER_SCRIPTS_TEN = ["\u0661\u0660", "\uff11\uff10", "\u0967\u0966", "\U0001d7cf\U0001d7ce",
                      "\u06f1\u06f0", "\u0e51\u0e50"]
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    install_problem_handlers(app)
-
-    @app.post("/sales")
-    async def sale(body: s.SaleCreate) -> dict[str, str]:
-        return {"ok": "yes"}
-
-    @app.post("/customers")
-    async def customer(body: s.CustomerCreate) -> dict[str, str]:
-        return {"credit_limit": str(body.credit_limit)}
-
-    @app.post("/payments")
-    async def payment(body: s.DebtPaymentCreate) -> dict[str, str]:
-        return {"ok": "yes"}
-
-    @app.post("/returns")
-    async def returned(body: s.ReturnCreate) -> dict[str, str]:
-        return {"ok": "yes"}
-
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
 
 
 def _sale(**line: str) -> dict[str, Any]:

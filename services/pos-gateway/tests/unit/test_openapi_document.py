@@ -118,7 +118,7 @@ def test_every_example_is_accepted_by_the_schema_it_illustrates(
 ) -> None:
     shown = 0
     for method, path, op in operations(document):
-        parts = [op.get("requestBody", {})] + list(op["responses"].values())
+        parts = [op.get("requestBody", {}), *op["responses"].values()]
         for part in parts:
             for media_type, media in part.get("content", {}).items():
                 values = [media["example"]] if "example" in media else []

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from contracts.enums import PaymentMethod
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contracts.enums import PaymentMethod
 from pos_gateway.domain.errors import GatewayError, ValidationFailed
-from pos_gateway.domain.money import fmt_money, fmt_quantity, has_at_most_scale, line_amount
+from pos_gateway.domain.money import fits_minor_units, fmt_money, fmt_quantity, line_amount
 from pos_gateway.domain.sales import (
     LineIn,
     PaymentIn,
@@ -81,7 +81,7 @@ def test_money_with_more_decimals_than_the_currency_is_refused_per_field() -> No
     with pytest.raises(ValidationFailed) as err:
         price_sale([line("1", "60.005")], [PaymentIn(CASH, D("60.01"))], None, 2)
     assert [e["field"] for e in err.value.errors] == ["lines.0.unit_price"]
-    assert has_at_most_scale(D("1.500"), 2)
+    assert fits_minor_units(D("1.500"), 2)
 
 
 @given(

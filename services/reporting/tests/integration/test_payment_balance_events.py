@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -16,11 +15,9 @@ from contracts.base import Message
 from contracts.credit import v1 as credit
 from contracts.enums import CreditMode, MoneyMethod, PaymentMethod, RefundMethod
 from reporting.domain.model import Period
-from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
-from reporting.service_layer.projection import make_consumer
 from servicekit.consumer import Consumer
-from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.db import make_session_factory
 from servicekit.testing import record_of
 
 pytestmark = pytest.mark.integration
@@ -33,13 +30,6 @@ T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 def bal(debt: str, advance: str) -> credit.CustomerBalances:
     return credit.CustomerBalances(debt=D(debt), advance=D(advance), bonus_balance=D("0.00"))
 
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    eng = make_engine(fresh_database_url, pool_size=2)
-    yield eng
-    await eng.dispose()
 
 
 def sale(
@@ -81,10 +71,8 @@ def sale(
 
 
 async def test_closing_equals_advance_minus_debt_through_sales_returns_advances_and_refunds(
-    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+    engine: AsyncEngine, consumer: Consumer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    consumer: Consumer = make_consumer()
-    consumer.bind(make_session_factory(engine))
     customer, s1, s2 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     messages: list[Message] = [
         # 1. 100.00 on account

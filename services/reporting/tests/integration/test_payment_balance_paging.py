@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -15,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reporting.adapters import tables as t
+from reporting.domain.csv_rows import to_csv
 from reporting.domain.model import (
     BalanceMovement,
     Period,
@@ -22,11 +22,10 @@ from reporting.domain.model import (
     payment_balance_totals,
     sort_payment_balance,
 )
-from reporting.domain.paging import BadCursor, to_csv
-from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
 from reporting.service_layer.reports import CSV_HEADERS
-from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.db import make_session_factory
+from servicekit.paging import BadCursor
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +35,6 @@ T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 # names whose casefolded order differs from PostgreSQL's lower()/collation order
 NAMES = ["Ștefan", "stefan", "Zoe", "adam", "Straße", "STRASSE", "Émile", "emile", "Ana", "ana"]
 
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    eng = make_engine(fresh_database_url, pool_size=2)
-    yield eng
-    await eng.dispose()
 
 
 async def test_every_page_and_the_totals_match_the_reference_report(engine: AsyncEngine) -> None:

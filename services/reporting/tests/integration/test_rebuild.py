@@ -27,7 +27,7 @@ from reporting.adapters.tables import READ_MODEL_TABLES
 from reporting.config import Settings
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.entrypoints.rebuild import RebuildRefused, rebuild
-from reporting.service_layer.projection import make_consumer
+from reporting.service_layer.handlers import make_consumer
 from reporting.service_layer.snapshots import list_snapshots, take_snapshot
 from servicekit.consumer import Consumer
 from servicekit.db import make_engine, make_session_factory, prepare_database
@@ -335,9 +335,9 @@ async def test_a_rebuild_is_refused_when_retention_dropped_what_no_snapshot_cove
     await _until_log_starts_at(bootstrap, old_ends)
     before = await snapshot(engine)
 
-    with pytest.raises(RebuildRefused, match=f"snapshot #{stale.snapshot_id} .* older than"):
+    with pytest.raises(RebuildRefused, match=rf"snapshot #{stale.snapshot_id} .* older than"):
         await rebuild(settings, topics=topics, progress_interval=0)
-    with pytest.raises(RebuildRefused, match="no snapshot .* no longer starts at offset 0"):
+    with pytest.raises(RebuildRefused, match=r"no snapshot .* no longer starts at offset 0"):
         await rebuild(settings, topics=topics, progress_interval=0, from_log=True)
     assert await snapshot(engine) == before  # the live read models are untouched
     async with engine.connect() as conn:

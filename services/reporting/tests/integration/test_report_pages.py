@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,10 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from reporting.adapters import tables as t
 from reporting.domain.model import Period
-from reporting.domain.paging import BadCursor
-from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
-from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.db import make_session_factory
+from servicekit.paging import BadCursor
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +33,6 @@ NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 T0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
 NAMES = ["Ana", "ana", "Zoe", "Ștefan", "Ana", "<script>x</script>", "Émile"]
 
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    eng = make_engine(fresh_database_url, pool_size=2)
-    yield eng
-    await eng.dispose()
 
 
 async def _load(session: AsyncSession) -> None:

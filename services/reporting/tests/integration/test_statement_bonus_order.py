@@ -9,7 +9,6 @@ ids.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -19,11 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.enums import BonusMovementKind
 from contracts.loyalty.v1 import BonusMovementRecorded
 from reporting.domain.model import Period
-from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
-from reporting.service_layer.projection import make_consumer
 from servicekit.consumer import Consumer
-from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.db import make_session_factory
 from servicekit.testing import envelope_of, record_of
 
 pytestmark = pytest.mark.integration
@@ -33,13 +30,6 @@ CHAIN, STORE = uuid.uuid4(), uuid.uuid4()
 T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 T1 = datetime(2026, 3, 2, 10, tzinfo=UTC)
 
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    eng = make_engine(fresh_database_url, pool_size=2)
-    yield eng
-    await eng.dispose()
 
 
 def movement(
@@ -53,10 +43,8 @@ def movement(
 
 
 async def test_a_spend_and_an_accrual_of_one_moment_are_listed_spend_first(
-    engine: AsyncEngine,
+    engine: AsyncEngine, consumer: Consumer
 ) -> None:
-    consumer: Consumer = make_consumer()
-    consumer.bind(make_session_factory(engine))
     customer = uuid.uuid4()
     earned = movement(customer, BonusMovementKind.ACCRUED, "20.00", T0, "20.00")
     spent = movement(customer, BonusMovementKind.SPENT, "20.00", T1, "0.00")

@@ -4,7 +4,6 @@ leave every report and the balance, and a sale id two chains chose is two sales.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -15,10 +14,9 @@ from contracts.credit import v1 as credit
 from contracts.enums import BonusMovementKind, BonusOperationKind, CreditMode, RefundMethod
 from contracts.loyalty.v1 import BonusesVoided, BonusMovementRecorded
 from reporting.domain.model import Period
-from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
-from reporting.service_layer.projection import make_consumer
-from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.consumer import Consumer
+from servicekit.db import make_session_factory
 from servicekit.testing import record_of
 
 pytestmark = pytest.mark.integration
@@ -27,13 +25,6 @@ D = Decimal
 STORE, TERMINAL = uuid.uuid4(), uuid.uuid4()
 T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    eng = make_engine(fresh_database_url, pool_size=2)
-    yield eng
-    await eng.dispose()
 
 
 def movement(chain: uuid.UUID, customer: uuid.UUID, operation: uuid.UUID,
@@ -64,10 +55,8 @@ def on_account(chain: uuid.UUID, customer: uuid.UUID, sale_id: uuid.UUID,
 
 
 async def test_the_movements_of_a_voided_operation_leave_the_statement_the_statistics_and_balance(
-    engine: AsyncEngine,
+    engine: AsyncEngine, consumer: Consumer
 ) -> None:
-    consumer = make_consumer()
-    consumer.bind(make_session_factory(engine))
     chain, customer, kept, failed = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     earned = movement(chain, customer, kept, BonusMovementKind.ACCRUED, "30.00", "30.00")
     spent = movement(chain, customer, failed, BonusMovementKind.SPENT, "12.00", "18.00")
@@ -92,10 +81,8 @@ async def test_the_movements_of_a_voided_operation_leave_the_statement_the_stati
 
 
 async def test_the_same_sale_id_in_two_chains_is_two_sales_in_each_chains_reports(
-    engine: AsyncEngine,
+    engine: AsyncEngine, consumer: Consumer
 ) -> None:
-    consumer = make_consumer()
-    consumer.bind(make_session_factory(engine))
     sale_id = uuid.uuid4()
     chain_a, chain_b, ana, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     back = credit.ReturnRecorded(

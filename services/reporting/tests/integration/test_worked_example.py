@@ -4,14 +4,13 @@ the read models must show the right unpaid goods, aging, statement and Payment-B
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
@@ -26,17 +25,16 @@ from contracts.enums import (
 from contracts.gateway import v1 as gateway
 from contracts.loyalty import v1 as loyalty
 from reporting.domain.model import Period
-from reporting.entrypoints.api import router
-from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
-from reporting.service_layer.projection import make_consumer
 from servicekit.consumer import Consumer
-from servicekit.db import make_engine, make_session_factory, prepare_database
+from servicekit.db import make_session_factory
 from servicekit.testing import record_of
 
 TZ = "Europe/Bucharest"
 D = Decimal
 CHAIN = uuid.uuid4()
+#: the `api` fixture (conftest.py): `async with api() as http`
+Api = Callable[[], httpx.AsyncClient]
 STORE = uuid.uuid4()
 TERMINAL = uuid.uuid4()
 
@@ -118,35 +116,9 @@ def accrual(customer: uuid.UUID, when: datetime, amount: str, balance: str) -> M
     )
 
 
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    eng = make_engine(fresh_database_url, pool_size=2)
-    yield eng
-    await eng.dispose()
-
-
-@pytest.fixture
-def consumer(engine: AsyncEngine) -> Consumer:
-    c = make_consumer()
-    c.bind(make_session_factory(engine))
-    c.retry_backoff_seconds = 0
-    return c
-
 
 async def feed(consumer: Consumer, customer: uuid.UUID, *messages: Message) -> None:
     await consumer.process_records([record_of(m, key=customer) for m in messages])
-
-
-def client(engine: AsyncEngine) -> httpx.AsyncClient:
-    app = FastAPI()
-    app.include_router(router())
-
-    class _Runtime:
-        session_factory = make_session_factory(engine)
-
-    app.state.runtime = _Runtime()
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
 async def register(consumer: Consumer, customer: uuid.UUID, mode: CreditMode) -> None:
@@ -256,7 +228,7 @@ async def test_per_sale_worked_example_gives_the_right_reports(
         ]
         assert body["closing"] == {"debt": "0.00", "advance": "0.00", "bonus_balance": "16.00"}
         period = Period(date(2026, 1, 12), date(2026, 2, 28))  # day 11 on
-        rows_pb, totals_pb, _ = await reports.payment_balance(
+        rows_pb, _totals_pb, _ = await reports.payment_balance(
             session, CHAIN, reports.Filters(period=period)
         )
         assert [(r.opening, r.goods, r.payments, r.closing) for r in rows_pb] == [
@@ -267,7 +239,7 @@ async def test_per_sale_worked_example_gives_the_right_reports(
 
 
 async def test_per_item_example_shows_the_shoes_still_owed_in_json_and_csv(
-    engine: AsyncEngine, consumer: Consumer
+    consumer: Consumer, api: Api
 ) -> None:
     customer, sale_a = uuid.uuid4(), uuid.uuid4()
     mode = CreditMode.PER_ITEM
@@ -283,7 +255,7 @@ async def test_per_item_example_shows_the_shoes_still_owed_in_json_and_csv(
                 [(sale_a, 1, "60.00"), (sale_a, 2, "10.00")],
                 [(sale_a, 1, "0.00"), (sale_a, 2, "30.00")], bal("30.00")),
     )
-    async with client(engine) as http:
+    async with api() as http:
         base = f"/internal/v1/chains/{CHAIN}"
         resp = await http.get(f"{base}/reports/unpaid-goods")
         assert resp.status_code == 200
@@ -306,6 +278,32 @@ async def test_per_item_example_shows_the_shoes_still_owed_in_json_and_csv(
         assert unknown.json() == {
             "debt": "0.00", "advance": "0.00", "bonus_balance": "0.00", "overdue": False
         }
+
+
+#: not base64; base64 of no JSON; a JSON list; a position with a NUL (PostgreSQL refuses it)
+FORGED_CURSORS = ("not base64 !", "bm90LWpzb24", "WzEsMl0", "eyJvIjoiYVx1MDAwMCJ9", "eyJvIjotMX0")
+
+
+async def test_a_forged_cursor_is_a_422_on_every_paged_report_never_a_500(
+    consumer: Consumer, api: Api
+) -> None:
+    customer = uuid.uuid4()
+    await register(consumer, customer, CreditMode.PER_SALE)
+    base = f"/internal/v1/chains/{CHAIN}"
+    paths = [
+        f"{base}/reports/payment-balance",
+        f"{base}/reports/unpaid-goods",
+        f"{base}/reports/aging",
+        f"{base}/reports/bonus-statistics",
+        f"{base}/customers/{customer}/statement",
+    ]
+    async with api() as http:
+        for path in paths:
+            for limit in ({}, {"limit": "2"}):
+                for forged in FORGED_CURSORS:
+                    resp = await http.get(path, params={"cursor": forged, **limit})
+                    assert resp.status_code == 422, (path, limit, forged, resp.text)
+                    assert resp.json()["code"] == "validation_error"
 
 
 async def test_a_redelivered_message_is_applied_once(

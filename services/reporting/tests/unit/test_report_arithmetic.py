@@ -7,10 +7,10 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reporting.domain.csv_rows import to_csv
 from reporting.domain.model import (
     AGING_BUCKETS,
     BalanceMovement,
@@ -24,7 +24,6 @@ from reporting.domain.model import (
     sale_shares,
     sort_payment_balance,
 )
-from reporting.domain.paging import BadCursor, decode_cursor, encode_cursor, page_by_offset, to_csv
 
 CUSTOMERS = [uuid.UUID(int=i) for i in range(1, 5)]
 money = st.decimals(min_value=0, max_value=10_000, places=2, allow_nan=False)
@@ -196,20 +195,6 @@ def test_money_is_shown_with_the_currency_minor_units_rounded_half_up() -> None:
     assert money_str(Decimal("2.345"), 2) == "2.35"
     assert money_str(Decimal("-2.345"), 2) == "-2.35"
     assert money_str(Decimal("7"), 3) == "7.000"
-
-
-def test_pages_follow_each_other_without_gaps() -> None:
-    rows = list(range(7))
-    first, cursor = page_by_offset(rows, limit=3, cursor=None)
-    second, cursor2 = page_by_offset(rows, limit=3, cursor=cursor)
-    third, cursor3 = page_by_offset(rows, limit=3, cursor=cursor2)
-    assert (list(first), list(second), list(third), cursor3) == ([0, 1, 2], [3, 4, 5], [6], None)
-    assert decode_cursor(encode_cursor({"o": 3})) == {"o": 3}
-
-
-def test_a_forged_cursor_with_a_nul_character_is_refused_before_it_reaches_postgresql() -> None:
-    with pytest.raises(BadCursor):
-        decode_cursor(encode_cursor({"name": "a\x00", "id": str(uuid.uuid4())}))
 
 
 def test_csv_has_a_header_of_scalar_fields_and_one_line_per_row() -> None:

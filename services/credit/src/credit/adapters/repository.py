@@ -14,13 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from servicekit.db import lock_row
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from credit.adapters import tables as t
 from credit.domain.model import Entry, EntryKind, Ledger, Line, Method, Payment, Sale
+from servicekit.db import lock_row
 
 LIVE = ("pending", "confirmed")
 

@@ -12,8 +12,9 @@ unique within its chain only (migration 0003).
 from __future__ import annotations
 
 import sqlalchemy as sa
-from servicekit.schema import messaging_tables
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from servicekit.schema import messaging_tables
 
 metadata = sa.MetaData()
 messaging = messaging_tables(metadata)

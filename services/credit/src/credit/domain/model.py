@@ -8,8 +8,10 @@ customer's advance is deposits - uses - refunds. Entries are immutable; every ba
 derived from them, so switching the chain's credit mode never changes a debt: the mode only
 chooses where the next payment goes.
 
-The operations (``record_sale``, ``take_money``, ...) are pure: they read the ledger, either
-raise ``Refusal`` or return an outcome whose entries the caller stores (and ``apply``-ies).
+The operations (``record_sale``, ``take_money``, ...) work in memory and touch no database:
+each either raises ``Refusal`` (a business refusal) or ``InvalidOperation`` (a command that
+cannot be right), and the caller drops this ledger, or applies its entries to this ledger and
+returns them in an outcome, with the balances after, for the caller to store.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 
+from contracts.money import quantize_money
 from credit.domain.errors import InvalidOperation, Refusal
 
 ZERO = Decimal(0)
@@ -39,10 +42,6 @@ _ADVANCE_APPLIED_NS = uuid.UUID("0c6f1a4e-2b7d-4f0e-9d55-3a8e1f6b2c10")
 def advance_applied_payment_id(sale_id: uuid.UUID) -> uuid.UUID:
     """The payment id under which a sale's automatically applied advance accrues bonus."""
     return uuid.uuid5(_ADVANCE_APPLIED_NS, str(sale_id))
-
-
-def quantize(value: Decimal, minor_units: int) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-minor_units), rounding=ROUND_HALF_UP)
 
 
 class Mode(StrEnum):
@@ -212,16 +211,22 @@ class SaleOutcome(Outcome):
 
 
 @dataclass
-class MoneyInOutcome(Outcome):
-    """Take money, pay debt, advance: money that pays debt first and becomes advance after."""
+class PaysDebtFirst(Outcome):
+    """An operation whose money pays debt first (`allocated`) and becomes advance after."""
 
-    amount: Decimal = ZERO
     allocated: list[Allocated] = field(default_factory=list)
     advance_added: Decimal = ZERO
 
     @property
     def applied_to_debt(self) -> Decimal:
         return sum((a.amount for a in self.allocated), ZERO)
+
+
+@dataclass
+class MoneyInOutcome(PaysDebtFirst):
+    """Take money, pay debt, advance: money that pays debt first and becomes advance after."""
+
+    amount: Decimal = ZERO
 
 
 @dataclass
@@ -238,19 +243,17 @@ class ReturnedLineOutcome:
 
 
 @dataclass
-class ReturnOutcome(Outcome):
+class ReturnOutcome(PaysDebtFirst):
+    """A return: its value cancels the sale's own debt first, then restores the bonus spent on
+    the sale; what is left is `refunded`, or, refunded to the advance, pays other debt first
+    (`allocated`) and becomes advance (`advance_added`)."""
+
     sale_id: uuid.UUID | None = None
     lines: list[ReturnedLineOutcome] = field(default_factory=list)
     value: Decimal = ZERO
     debt_cancelled: Decimal = ZERO
     bonus_restored: Decimal = ZERO
     refunded: Decimal = ZERO
-    allocated: list[Allocated] = field(default_factory=list)
-    advance_added: Decimal = ZERO
-
-    @property
-    def applied_to_debt(self) -> Decimal:
-        return sum((a.amount for a in self.allocated), ZERO)
 
 
 @dataclass
@@ -410,7 +413,7 @@ class Ledger:
     # ------------------------------------------------------------------ helpers
 
     def _q(self, value: Decimal) -> Decimal:
-        return quantize(value, self.minor_units)
+        return quantize_money(value, self.minor_units)
 
     def _allocate(
         self, amount: Decimal, targets: Sequence[LineKey], owed: dict[LineKey, Decimal]
@@ -434,7 +437,7 @@ class Ledger:
         return pieces, left
 
     def _working_owed(self) -> dict[LineKey, Decimal]:
-        return {key: value for key, value in self._owed.items()}
+        return dict(self._owed)
 
     def _check_range(self, entries: Sequence[Entry]) -> None:
         """Refuse (`amount_out_of_range`) what would take the debt or the advance to the limit,

@@ -10,67 +10,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from contracts.gateway.v1 import (
-    ChainRegistered,
-    ChainSettingsChanged,
-    RecordAdvance,
-    RecordDebtPayment,
-    RecordRefund,
-    RecordReturn,
-    RecordSale,
-    RevokeDiscount,
-)
-from contracts.loyalty.v1 import (
-    BonusesApplied,
-    BonusesRefused,
-    BonusesVoided,
-    BonusMovementRecorded,
-    PaymentBonusCancelled,
-)
 from contracts.topics import LOYALTY_EVENTS, MASTERDATA_EVENTS, POS_COMMANDS
-from pydantic import BaseModel
-from servicekit.consumer import Consumer, DeadLetterHandler, Handler
+from credit.config import Settings
+from credit.entrypoints.http import router
+from credit.service_layer.deadline import expire_operations
+from credit.service_layer.handlers import HANDLERS, ON_DEAD_LETTER
+from credit.service_layer.monitoring import refresh_gauges
+from credit.service_layer.overdue import scan_overdue
+from servicekit.consumer import Consumer
 from servicekit.jobs import PeriodicJob
 from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
-from credit.config import Settings
-from credit.entrypoints.http import router
-from credit.service_layer import handlers as h
-from credit.service_layer.deadline import expire_operations
-from credit.service_layer.monitoring import refresh_gauges
-from credit.service_layer.overdue import scan_overdue
-
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-
-HANDLERS: dict[type[BaseModel], Handler] = {
-    RecordSale: h.handle_command,
-    RecordDebtPayment: h.handle_command,
-    RecordAdvance: h.handle_command,
-    RecordRefund: h.handle_command,
-    RecordReturn: h.handle_command,
-    RevokeDiscount: h.handle_command,
-    BonusesApplied: h.handle_bonuses_applied,
-    BonusesRefused: h.handle_bonuses_refused,
-    BonusMovementRecorded: h.handle_bonus_balance,
-    PaymentBonusCancelled: h.handle_bonus_balance,
-    BonusesVoided: h.handle_bonuses_voided,
-    ChainRegistered: h.handle_chain_settings,
-    ChainSettingsChanged: h.handle_chain_settings,
-}
-
-#: A command or an answer that is dead-lettered still ends its operation (refused as
-#: operation_failed), so nothing waits for it for ever.
-ON_DEAD_LETTER: dict[type[BaseModel], DeadLetterHandler] = {
-    RecordSale: h.command_dead_lettered,
-    RecordDebtPayment: h.command_dead_lettered,
-    RecordAdvance: h.command_dead_lettered,
-    RecordRefund: h.command_dead_lettered,
-    RecordReturn: h.command_dead_lettered,
-    RevokeDiscount: h.command_dead_lettered,
-    BonusesApplied: h.answer_dead_lettered,
-    BonusesRefused: h.answer_dead_lettered,
-}
-
 
 def make_consumer() -> Consumer:
     """One group for all three topics: every message of a customer takes the customer's lock."""

@@ -21,11 +21,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from servicekit.db import SessionFactory
-
 from credit.adapters.repository import Repository
 from credit.service_layer.emitter import Emitter
 from credit.service_layer.handlers import drain_parked, fail_operation
+from servicekit.db import SessionFactory
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,6 @@ from contracts.gateway.v1 import (
     RecordSale,
     RevokeDiscount,
 )
-
 from credit.domain.errors import Refusal
 from credit.domain.model import (
     AllocationRequest,

@@ -9,10 +9,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from contracts.base import Message
-from contracts.envelope import Envelope, make_envelope
-from servicekit.outbox import enqueue
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.base import Message
+from contracts.envelope import Envelope
+from servicekit.outbox import enqueue_message
 
 
 class Emitter:
@@ -48,7 +49,9 @@ class Emitter:
     async def emit(
         self, topic: str, payload: Message, *, key: str, occurred_at: datetime | None = None
     ) -> Envelope:
-        env = make_envelope(
+        env = await enqueue_message(
+            self.session,
+            topic,
             payload,
             chain_id=None,
             key=key,
@@ -56,6 +59,5 @@ class Emitter:
             causation_id=self.causation_id,
             occurred_at=occurred_at,
         )
-        await enqueue(self.session, topic, env)
         self.emitted.append((topic, env))
         return env

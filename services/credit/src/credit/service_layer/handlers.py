@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+
 from contracts.base import Message
 from contracts.credit.v1 import (
     AdvanceRecorded,
@@ -61,9 +63,6 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
-from servicekit import metrics
-from servicekit.consumer import MessageContext, PermanentError, is_transient
-
 from credit.adapters.repository import CustomerRow, Repository
 from credit.domain.errors import InvalidOperation, Refusal
 from credit.domain.model import (
@@ -72,6 +71,14 @@ from credit.domain.model import (
 from credit.service_layer import outcomes as oc
 from credit.service_layer.decisions import Command, Step, decide, local_date
 from credit.service_layer.emitter import Emitter
+from servicekit import metrics
+from servicekit.consumer import (
+    DeadLetterHandler,
+    Handler,
+    MessageContext,
+    PermanentError,
+    is_transient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -504,6 +511,8 @@ async def emit_settled(
 
 
 __all__ = [
+    "HANDLERS",
+    "ON_DEAD_LETTER",
     "CreditMode",
     "answer_dead_lettered",
     "command_dead_lettered",
@@ -516,3 +525,35 @@ __all__ = [
     "handle_command",
     "process_command",
 ]
+
+
+# --------------------------------------------------------------------------- the handler map
+
+HANDLERS: dict[type[BaseModel], Handler] = {
+    RecordSale: handle_command,
+    RecordDebtPayment: handle_command,
+    RecordAdvance: handle_command,
+    RecordRefund: handle_command,
+    RecordReturn: handle_command,
+    RevokeDiscount: handle_command,
+    BonusesApplied: handle_bonuses_applied,
+    BonusesRefused: handle_bonuses_refused,
+    BonusMovementRecorded: handle_bonus_balance,
+    PaymentBonusCancelled: handle_bonus_balance,
+    BonusesVoided: handle_bonuses_voided,
+    ChainRegistered: handle_chain_settings,
+    ChainSettingsChanged: handle_chain_settings,
+}
+
+#: A command or an answer that is dead-lettered still ends its operation (refused as
+#: operation_failed), so nothing waits for it for ever.
+ON_DEAD_LETTER: dict[type[BaseModel], DeadLetterHandler] = {
+    RecordSale: command_dead_lettered,
+    RecordDebtPayment: command_dead_lettered,
+    RecordAdvance: command_dead_lettered,
+    RecordRefund: command_dead_lettered,
+    RecordReturn: command_dead_lettered,
+    RevokeDiscount: command_dead_lettered,
+    BonusesApplied: answer_dead_lettered,
+    BonusesRefused: answer_dead_lettered,
+}

@@ -7,11 +7,10 @@ waits past its deadline is failed by the `operation-deadline` job (`deadline.py`
 
 from __future__ import annotations
 
-from servicekit.db import SessionFactory
-from servicekit.metrics import set_by_chain
-
 from credit import metrics
 from credit.adapters.figures import chain_figures
+from servicekit.db import SessionFactory
+from servicekit.metrics import set_by_chain
 
 
 async def refresh_gauges(session_factory: SessionFactory) -> None:

@@ -18,8 +18,8 @@ from contracts.credit.v1 import (
 )
 from contracts.enums import CreditMode
 from contracts.loyalty.v1 import BonusesApplied
-
-from credit.domain.model import Allocated, LineKey, quantize
+from contracts.money import format_money, quantize_money
+from credit.domain.model import Allocated, LineKey
 
 
 class Money:
@@ -29,7 +29,7 @@ class Money:
         self.minor_units = minor_units
 
     def __call__(self, value: Decimal) -> Decimal:
-        return quantize(value, self.minor_units)
+        return quantize_money(value, self.minor_units)
 
 
 def allocations(pieces: Sequence[Allocated], mode: CreditMode, m: Money) -> list[Allocation]:
@@ -58,10 +58,8 @@ def fill_bonus(
     outcome_type: str, payload: dict[str, Any], applied: BonusesApplied, minor_units: int
 ) -> dict[str, Any]:
     """Put loyalty's figures into a stored outcome payload (JSON form)."""
-    m = Money(minor_units)
-
     def s(value: Decimal) -> str:
-        return format(m(value), "f")
+        return format_money(value, minor_units)
 
     out = dict(payload)
     if out.get("customer_balances") is not None:

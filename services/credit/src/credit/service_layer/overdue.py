@@ -16,14 +16,13 @@ from contracts.credit.v1 import OverdueLine, SaleOverdue, SaleSettled
 from contracts.enums import OverdueDiscountPolicy
 from contracts.gateway.v1 import ChainSettingsSnapshot
 from contracts.topics import CREDIT_EVENTS
-from servicekit.db import SessionFactory
-
 from credit.adapters.repository import CustomerRow, Repository
 from credit.domain.errors import Refusal
 from credit.domain.model import Ledger, OverdueSale, Sale
 from credit.service_layer import outcomes as oc
 from credit.service_layer.decisions import local_date, revoked_event
 from credit.service_layer.emitter import Emitter
+from servicekit.db import SessionFactory
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.gateway.v1 import ChainSettingsSnapshot
-
 from credit.adapters.repository import Repository
 from credit.service_layer import outcomes as oc
 from credit.service_layer.decisions import local_date

@@ -14,10 +14,10 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from servicekit.db import lock_row
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.money import quantize_money
 from loyalty.adapters.tables import (
     bonus_lots,
     bonus_movements,
@@ -38,8 +38,8 @@ from loyalty.domain.model import (
     PaymentHistory,
     ReversalRecord,
     SaleHistory,
-    round_money,
 )
+from servicekit.db import lock_row
 
 DEFAULT_MINOR_UNITS = 2
 
@@ -179,8 +179,8 @@ async def load_account(
         Lot(
             lot_id=r.lot_id,
             at=r.at,
-            amount=round_money(r.amount, minor_units),
-            remaining=round_money(r.remaining, minor_units),
+            amount=quantize_money(r.amount, minor_units),
+            remaining=quantize_money(r.remaining, minor_units),
             store_id=r.store_id,
             payment_id=r.payment_id,
             sale_id=r.sale_id,
@@ -188,7 +188,7 @@ async def load_account(
         for r in rows
     ]
     return BonusAccount(customer_id=customer_id, lots=lots,
-                        deficit=round_money(deficit, minor_units))
+                        deficit=quantize_money(deficit, minor_units))
 
 
 async def save_account(
@@ -309,7 +309,7 @@ async def load_payment_histories(
         expired_by = {r.lot_id: r.amount for r in expired_rows}
 
     def m(value: Decimal) -> Decimal:
-        return round_money(value, minor_units)
+        return quantize_money(value, minor_units)
 
     result = {}
     for r in accruals:
@@ -358,8 +358,8 @@ async def load_sale_history(
     ).all()
     sums = {r.kind: r.amount for r in rows}
     return SaleHistory(
-        spent=round_money(sums.get("spent", ZERO), minor_units),
-        restored=round_money(sums.get("restored", ZERO), minor_units),
+        spent=quantize_money(sums.get("spent", ZERO), minor_units),
+        restored=quantize_money(sums.get("restored", ZERO), minor_units),
     )
 
 
@@ -574,8 +574,21 @@ async def read_bonus(
 def movement_from_row(row: Any, minor_units: int) -> Movement:
     return Movement(
         movement_id=row.movement_id, kind=MovementKind(row.kind),
-        amount=round_money(row.amount, minor_units), at=row.at,
-        balance_after=round_money(row.balance_after, minor_units),
+        amount=quantize_money(row.amount, minor_units), at=row.at,
+        balance_after=quantize_money(row.balance_after, minor_units),
         operation_id=row.operation_id, payment_id=row.payment_id, sale_id=row.sale_id,
         store_id=row.store_id, lot_id=row.lot_id,
     )
+
+
+async def bonus_liability(session: AsyncSession) -> tuple[set[UUID], dict[UUID, Decimal]]:
+    """Every chain loyalty knows, and the bonus its customers hold per chain (chains whose
+    customers hold none are absent from the sums)."""
+    chains = set((await session.execute(sa.select(chain_settings.c.chain_id))).scalars())
+    rows = (
+        await session.execute(
+            sa.select(customer_bonus.c.chain_id, sa.func.sum(customer_bonus.c.balance))
+            .group_by(customer_bonus.c.chain_id)
+        )
+    ).all()
+    return chains, {r[0]: r[1] for r in rows}

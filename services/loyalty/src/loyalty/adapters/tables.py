@@ -20,8 +20,9 @@ restorations then count in no history.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from servicekit.schema import messaging_tables
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from servicekit.schema import messaging_tables
 
 metadata = sa.MetaData()
 messaging = messaging_tables(metadata)

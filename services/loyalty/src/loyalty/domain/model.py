@@ -29,13 +29,15 @@ import bisect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 from uuid import UUID, uuid4
 
+from contracts.money import quantize_money
 from loyalty.domain.errors import InvalidOperation
 
 __all__ = [
+    "AMOUNT_LIMIT",
     "REAL_MONEY_METHODS",
     "AccrualBase",
     "Applied",
@@ -47,12 +49,10 @@ __all__ = [
     "MovementKind",
     "PaymentAccrual",
     "PaymentHistory",
-    "AMOUNT_LIMIT",
     "Refused",
     "ReversalRecord",
     "SaleHistory",
     "accrual_for",
-    "round_money",
 ]
 
 ZERO = Decimal(0)
@@ -83,11 +83,6 @@ class MovementKind(StrEnum):
 _ADDING = frozenset({MovementKind.ACCRUED, MovementKind.RESTORED, MovementKind.VOID_GIVEN})
 #: movements of the public bonus ledger (BonusMovementRecorded); the void ones stay inside
 PUBLISHED_KINDS = frozenset(MovementKind) - {MovementKind.VOID_TAKEN, MovementKind.VOID_GIVEN}
-
-
-def round_money(value: Decimal, minor_units: int) -> Decimal:
-    """Half-up to the currency's minor unit (0.005 -> 0.01)."""
-    return value.quantize(Decimal(1).scaleb(-minor_units), rounding=ROUND_HALF_UP)
 
 
 @dataclass(frozen=True)
@@ -274,10 +269,10 @@ class Cancellation:
 def accrual_for(base: AccrualBase, *, rate_percent: Decimal, minor_units: int,
                 accrual_on: bool) -> Decimal:
     """Bonus accrued on one payment: rate x real money, half-up per payment; else 0."""
-    zero = round_money(ZERO, minor_units)
+    zero = quantize_money(ZERO, minor_units)
     if not accrual_on or base.method not in REAL_MONEY_METHODS or base.amount <= 0:
         return zero
-    return round_money(base.amount * rate_percent / _HUNDRED, minor_units)
+    return quantize_money(base.amount * rate_percent / _HUNDRED, minor_units)
 
 
 @dataclass
@@ -347,7 +342,7 @@ class BonusAccount:
         """
         op.validate()
         minor = op.minor_units
-        spent = round_money(op.spend, minor)
+        spent = quantize_money(op.spend, minor)
         refused = self._refusal(op, spent, sale)
         if refused is not None:
             return refused
@@ -427,7 +422,7 @@ class BonusAccount:
         return accruals
 
     def _restore(self, op: BonusOperation, sale: SaleHistory | None) -> Decimal:
-        restored = round_money(self._restorable(op, sale), op.minor_units)
+        restored = quantize_money(self._restorable(op, sale), op.minor_units)
         if restored > 0:
             lot = self._add_lot(restored, at=op.at, store_id=op.store_id, sale_id=op.sale_id)
             self._record(MovementKind.RESTORED, restored, at=op.at,
@@ -520,16 +515,16 @@ class BonusAccount:
 
     def _reversal_amount(self, payment: PaymentHistory | None, returned_base: Decimal,
                          minor: int) -> Decimal:
-        zero = round_money(ZERO, minor)
+        zero = quantize_money(ZERO, minor)
         if payment is None or payment.accrual.accrued <= 0 or payment.accrual.base <= 0:
             return zero
         accrual = payment.accrual
         # proportional on the running total, so that returning all of the goods in several
         # returns reverses exactly the accrual, never a cent more or less
         returned = min(accrual.base, payment.reversed_base + returned_base)
-        target = round_money(accrual.accrued * returned / accrual.base, minor)
+        target = quantize_money(accrual.accrued * returned / accrual.base, minor)
         left = self._outstanding(payment)
-        return round_money(max(ZERO, min(target - payment.reversed, left)), minor)
+        return quantize_money(max(ZERO, min(target - payment.reversed, left)), minor)
 
     def _add_lot(self, amount: Decimal, *, at: datetime, store_id: UUID | None,
                  payment_id: UUID | None = None, sale_id: UUID | None = None) -> Lot:
@@ -593,7 +588,7 @@ def load_lots(rows: Iterable[Lot]) -> list[Lot]:
 
 def total_by_kind(movements: Sequence[Movement]) -> dict[MovementKind, Decimal]:
     """Gross amount of each kind of movement (statistics and the balance identity)."""
-    totals = {kind: ZERO for kind in MovementKind}
+    totals = dict.fromkeys(MovementKind, ZERO)
     for movement in movements:
         totals[movement.kind] += movement.amount
     return totals

@@ -8,19 +8,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from contracts.credit.v1 import ApplyBonuses, VoidBonuses
-from contracts.gateway.v1 import CancelPaymentBonus, ChainRegistered, ChainSettingsChanged
-from contracts.topics import LOYALTY_COMMANDS, MASTERDATA_EVENTS
 from fastapi import FastAPI
-from servicekit.consumer import Consumer
-from servicekit.jobs import PeriodicJob
-from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
+from contracts.topics import LOYALTY_COMMANDS, MASTERDATA_EVENTS
 from loyalty.config import Settings
 from loyalty.entrypoints.http import router
 from loyalty.service_layer.expiry import expire_due_bonuses
-from loyalty.service_layer.handlers import LoyaltyHandlers, utc_now
+from loyalty.service_layer.handlers import (
+    LoyaltyHandlers,
+    dead_letter_map,
+    handler_map,
+    utc_now,
+)
 from loyalty.service_layer.monitoring import refresh_gauges
+from servicekit.consumer import Consumer
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 CONSUMER_GROUP = "loyalty"
@@ -31,23 +34,13 @@ def build_consumer(handlers: LoyaltyHandlers) -> Consumer:
     return Consumer(
         name=CONSUMER_GROUP,
         topics=[LOYALTY_COMMANDS, MASTERDATA_EVENTS],
-        handlers={
-            ApplyBonuses: handlers.apply_bonuses,
-            VoidBonuses: handlers.void_bonuses,
-            CancelPaymentBonus: handlers.cancel_payment_bonus,
-            ChainRegistered: handlers.chain_registered,
-            ChainSettingsChanged: handlers.chain_settings_changed,
-        },
-        # an ApplyBonuses that can never be processed is answered operation_failed, so the
-        # operation ends at once instead of at credit's deadline
-        on_dead_letter={
-            ApplyBonuses: handlers.apply_bonuses_dead_lettered,
-            VoidBonuses: handlers.void_bonuses_dead_lettered,
-        },
+        handlers=handler_map(handlers),
+        on_dead_letter=dead_letter_map(handlers),
     )
 
 
-def build_definition(settings: Settings) -> ServiceDefinition:
+def make_definition(settings: Settings | None = None) -> ServiceDefinition:
+    settings = settings or Settings()
     handlers = LoyaltyHandlers()
 
     def jobs(runtime: Runtime) -> Sequence[PeriodicJob]:
@@ -74,4 +67,4 @@ def build_definition(settings: Settings) -> ServiceDefinition:
 
 
 settings = Settings()
-app: FastAPI = create_app(build_definition(settings))
+app: FastAPI = create_app(make_definition(settings))

@@ -6,9 +6,9 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from servicekit.runtime import Runtime
 
 from loyalty.service_layer import queries
+from servicekit.runtime import Runtime
 
 router = APIRouter(prefix="/internal/v1/chains/{chain_id}", tags=["internal"])
 

@@ -13,14 +13,12 @@ import logging
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from contracts.envelope import make_envelope
 from contracts.topics import LOYALTY_EVENTS
-from servicekit.db import SessionFactory
-from servicekit.outbox import enqueue
-
 from loyalty import metrics
 from loyalty.adapters import repository as repo
 from loyalty.service_layer.handlers import movement_event
+from servicekit.db import SessionFactory
+from servicekit.outbox import enqueue_message
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +63,9 @@ async def _expire_customer(
             return 0
         await repo.save_account(session, chain_id, account)
         for m in movements:
-            envelope = make_envelope(movement_event(chain_id, customer_id, m),
-                                     chain_id=chain_id, key=str(customer_id),
-                                     correlation_id=run_id)
-            await enqueue(session, LOYALTY_EVENTS, envelope)
+            await enqueue_message(session, LOYALTY_EVENTS,
+                                  movement_event(chain_id, customer_id, m),
+                                  chain_id=chain_id, key=str(customer_id),
+                                  correlation_id=run_id)
         metrics.EXPIRED_LOTS.inc(len(movements))
         return len(movements)

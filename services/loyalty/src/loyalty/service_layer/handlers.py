@@ -22,6 +22,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.credit.v1 import ApplyBonuses, VoidBonuses
 from contracts.enums import BonusMovementKind
 from contracts.gateway.v1 import CancelPaymentBonus, ChainRegistered, ChainSettingsChanged
@@ -34,11 +37,8 @@ from contracts.loyalty.v1 import (
     PaymentBonus,
     PaymentBonusCancelled,
 )
+from contracts.money import quantize_money
 from contracts.topics import LOYALTY_EVENTS
-from servicekit import metrics as kit_metrics
-from servicekit.consumer import MessageContext, PermanentError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from loyalty import metrics
 from loyalty.adapters import repository as repo
 from loyalty.domain.errors import InvalidOperation
@@ -49,8 +49,9 @@ from loyalty.domain.model import (
     BonusOperation,
     Movement,
     Refused,
-    round_money,
 )
+from servicekit import metrics as kit_metrics
+from servicekit.consumer import DeadLetterHandler, Handler, MessageContext, PermanentError
 
 Clock = Callable[[], datetime]
 
@@ -114,11 +115,11 @@ def answer_for(
             operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
             chain_id=cmd.chain_id, customer_id=cmd.customer_id,
             spent=result.spent,
-            accrued=round_money(result.accrued, minor),
+            accrued=quantize_money(result.accrued, minor),
             accrued_by_payment=[PaymentBonus(payment_id=a.payment_id, amount=a.accrued)
                                 for a in result.accruals],
             restored=result.restored,
-            reversed=round_money(result.reversed, minor),
+            reversed=quantize_money(result.reversed, minor),
             reversed_by_payment=[PaymentBonus(payment_id=r.payment_id, amount=r.amount)
                                  for r in result.reversals],
             balance_after=result.balance_after,
@@ -214,7 +215,7 @@ class LoyaltyHandlers:
                 return
             await ctx.emit(LOYALTY_EVENTS, PaymentBonusCancelled(
                 payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer_id,
-                cancelled=round_money(earlier.cancelled, minor), balance_after=account.balance,
+                cancelled=quantize_money(earlier.cancelled, minor), balance_after=account.balance,
                 already=True, cancelled_at=earlier.cancelled_at,
             ), key=key)
             return
@@ -265,7 +266,7 @@ class LoyaltyHandlers:
                 operation_id=cmd.operation_id,
                 own_lots=[m.lot_id for m in voided if m.lot_id is not None
                           and m.kind.value in ("accrued", "restored")],
-                net=sum((m.signed_amount for m in voided), round_money(Decimal(0), minor)),
+                net=sum((m.signed_amount for m in voided), quantize_money(Decimal(0), minor)),
                 at=at,
             )
             await repo.save_account(session, cmd.chain_id, account)
@@ -300,7 +301,7 @@ class LoyaltyHandlers:
             operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
             chain_id=cmd.chain_id, customer_id=cmd.customer_id, code="operation_failed",
             detail=f"loyalty could not process the operation: {reason}"[:500],
-            balance=round_money(balance[0] if balance else Decimal(0), cmd.minor_units),
+            balance=quantize_money(balance[0] if balance else Decimal(0), cmd.minor_units),
         )
         await repo.void_operation(
             session, operation_id=cmd.operation_id, chain_id=cmd.chain_id,
@@ -351,3 +352,32 @@ class LoyaltyHandlers:
                 continue
             await ctx.emit(LOYALTY_EVENTS, movement_event(chain_id, customer_id, m),
                            key=str(customer_id))
+
+
+# --------------------------------------------------------------------------- the handler map
+
+
+def handler_map(handlers: LoyaltyHandlers) -> dict[type[BaseModel], Handler]:
+    """Commands for loyalty, and master data for chain settings."""
+    return {
+        ApplyBonuses: handlers.apply_bonuses,
+        VoidBonuses: handlers.void_bonuses,
+        CancelPaymentBonus: handlers.cancel_payment_bonus,
+        ChainRegistered: handlers.chain_registered,
+        ChainSettingsChanged: handlers.chain_settings_changed,
+    }
+
+
+def dead_letter_map(handlers: LoyaltyHandlers) -> dict[type[BaseModel], DeadLetterHandler]:
+    """An ApplyBonuses that can never be processed is answered operation_failed, so the
+    operation ends at once instead of at credit's deadline."""
+    return {
+        ApplyBonuses: handlers.apply_bonuses_dead_lettered,
+        VoidBonuses: handlers.void_bonuses_dead_lettered,
+    }
+
+
+#: the maps of the handlers on the real clock (the process's); tests pass their own clock to
+#: `handler_map` and `dead_letter_map`
+HANDLERS = handler_map(LoyaltyHandlers())
+ON_DEAD_LETTER = dead_letter_map(LoyaltyHandlers())

@@ -6,21 +6,13 @@ customers hold no bonus exports 0.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from loyalty import metrics
+from loyalty.adapters.repository import bonus_liability
 from servicekit.db import SessionFactory
 from servicekit.metrics import set_by_chain
-
-from loyalty import metrics
-from loyalty.adapters import tables as t
 
 
 async def refresh_gauges(session_factory: SessionFactory) -> None:
     async with session_factory() as session, session.begin():
-        chains = set((await session.execute(sa.select(t.chain_settings.c.chain_id))).scalars())
-        rows = (
-            await session.execute(
-                sa.select(t.customer_bonus.c.chain_id, sa.func.sum(t.customer_bonus.c.balance))
-                .group_by(t.customer_bonus.c.chain_id)
-            )
-        ).all()
-    set_by_chain(metrics.BONUS_LIABILITY, chains, {r[0]: r[1] for r in rows})
+        chains, liability = await bonus_liability(session)
+    set_by_chain(metrics.BONUS_LIABILITY, chains, liability)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.money import format_money
 from loyalty.adapters import repository as repo
-from loyalty.domain.model import round_money
 
 
 async def customer_bonus(
@@ -24,8 +25,8 @@ async def customer_bonus(
     expiry_days = chain.bonus_expiry_days if chain is not None else None
     balance, deficit, movements, lots = await repo.read_bonus(session, chain_id, customer_id)
 
-    def money(value: Any) -> str:
-        return format(round_money(value, minor), "f")
+    def money(value: Decimal) -> str:
+        return format_money(value, minor)
 
     def opt(value: Any) -> str | None:
         return None if value is None else str(value)

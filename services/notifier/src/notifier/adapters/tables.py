@@ -141,7 +141,7 @@ webhook_dead_letters = sa.Table(
 )
 
 # --------------------------------------------------------------------------- reminder mail
-# (created by revision 0003_mail; not in TABLES, which 0001 creates)
+# (created by revision 0003_mail)
 
 # A task raised or re-raised for a chain with a reminder email, written in the transaction
 # that raises it (like a webhook delivery): the next digest of the chain takes it.
@@ -183,15 +183,4 @@ mail_digests = sa.Table(
     sa.Column("sent_at", sa.DateTime(timezone=True)),
     sa.Index("nt_mail_digests_due", "next_attempt_at",
              postgresql_where=sa.text("status = 'pending'")),
-)
-
-TABLES: tuple[sa.Table, ...] = (
-    chains,
-    customers,
-    overdue_sales,
-    overdue_lines,
-    tasks,
-    webhooks,
-    webhook_deliveries,
-    webhook_dead_letters,
 )

@@ -13,21 +13,19 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.enums import TaskClosedReason, TaskOutcome
-from notifier.adapters import tables as t
 from notifier.adapters import webhook_http
-from notifier.domain.paging import BadCursor, decode_cursor, encode_cursor
+from notifier.adapters.repository import Tasks, Webhooks
 from notifier.domain.tasks import OPEN
 from notifier.domain.webhooks import DestinationRefused, check_secret
 from notifier.service_layer.tasks import close_task, lock_customer, outbox_emitter, task_views
 from servicekit.db import SessionFactory
+from servicekit.paging import BadCursor, decode_cursor, encode_cursor
 
 PREFIX = "/internal/v1/chains/{chain_id}"
 DEFAULT_LIMIT = 50
@@ -93,15 +91,7 @@ def router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: str | None = None,
     ) -> Response:
-        tasks = t.tasks
-        stmt = sa.select(tasks).where(tasks.c.chain_id == chain_id, tasks.c.status == status)
-        # open: oldest first (who waits longest is called first); done: latest closed first
-        if status == OPEN:
-            key_cols = (tasks.c.created_at, tasks.c.task_id)
-            stmt = stmt.order_by(*key_cols)
-        else:
-            key_cols = (tasks.c.closed_at, tasks.c.task_id)
-            stmt = stmt.order_by(*(c.desc() for c in key_cols))
+        after = None
         if cursor:
             try:
                 pos = decode_cursor(cursor)
@@ -113,9 +103,10 @@ def router() -> APIRouter:
                      "errors": [{"field": "cursor", "message": "invalid cursor"}]},
                     status_code=422, media_type="application/problem+json",
                 )
-            pair = sa.tuple_(*key_cols)
-            stmt = stmt.where(pair > after if status == OPEN else pair < after)
-        rows = (await session.execute(stmt.limit(limit + 1))).all()
+        # open: oldest first (who waits longest is called first); done: latest closed first
+        rows = await Tasks(session).page(
+            chain_id, status, oldest_first=status == OPEN, after=after, limit=limit + 1
+        )
         page = rows[:limit]
         nxt = None
         if len(rows) > limit:
@@ -126,13 +117,7 @@ def router() -> APIRouter:
 
     @api.get("/tasks/{task_id}")
     async def one_task(chain_id: uuid.UUID, task_id: uuid.UUID, session: Session) -> Response:
-        row = (
-            await session.execute(
-                sa.select(t.tasks).where(
-                    t.tasks.c.task_id == task_id, t.tasks.c.chain_id == chain_id
-                )
-            )
-        ).one_or_none()
+        row = await Tasks(session).get(task_id, chain_id)
         if row is None:
             return _not_found()
         [view] = await task_views(session, [row])
@@ -142,17 +127,12 @@ def router() -> APIRouter:
     async def complete_task(
         chain_id: uuid.UUID, task_id: uuid.UUID, body: CompleteRequest, session: Session
     ) -> Response:
-        customer_id = await session.scalar(
-            sa.select(t.tasks.c.customer_id).where(
-                t.tasks.c.task_id == task_id, t.tasks.c.chain_id == chain_id
-            )
-        )
+        tasks = Tasks(session)
+        customer_id = await tasks.customer_of(chain_id, task_id)
         if customer_id is None:
             return _not_found()
         await lock_customer(session, chain_id, customer_id)
-        row = (
-            await session.execute(sa.select(t.tasks).where(t.tasks.c.task_id == task_id))
-        ).one()
+        row = await tasks.get(task_id)
         if row.status == OPEN:
             await close_task(
                 session,
@@ -165,9 +145,7 @@ def router() -> APIRouter:
                 completed_by=(body.completed_by.user_id, body.completed_by.name)
                 if body.completed_by is not None else None,
             )
-            row = (
-                await session.execute(sa.select(t.tasks).where(t.tasks.c.task_id == task_id))
-            ).one()
+            row = await tasks.get(task_id)
         # a task already closed (paid, or completed before) is answered as it is
         [view] = await task_views(session, [row])
         return JSONResponse(view)
@@ -191,16 +169,12 @@ def router() -> APIRouter:
         values: dict[str, Any] = {
             "url": body.url, "secret": body.secret, "updated_at": datetime.now(UTC)
         }
-        await session.execute(
-            pg_insert(t.webhooks)
-            .values({"chain_id": chain_id, **values})
-            .on_conflict_do_update(index_elements=["chain_id"], set_=values)
-        )
+        await Webhooks(session).put(chain_id, values)
         return JSONResponse({"url": body.url, "configured": True})
 
     @api.delete("/webhook")
     async def delete_webhook(chain_id: uuid.UUID, session: Session) -> Response:
-        await session.execute(sa.delete(t.webhooks).where(t.webhooks.c.chain_id == chain_id))
+        await Webhooks(session).delete(chain_id)
         return Response(status_code=204)
 
     return api

@@ -7,8 +7,6 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from fastapi import FastAPI
-
 from notifier.adapters import webhook_http
 from notifier.adapters.mailer import SmtpMailer
 from notifier.config import Settings
@@ -25,7 +23,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 log = logging.getLogger(__name__)
 
 
-def build(settings: Settings) -> FastAPI:
+def make_definition(settings: Settings | None = None) -> ServiceDefinition:
+    settings = settings or Settings()
+
     def jobs(runtime: Runtime) -> Sequence[PeriodicJob]:
         client = webhook_http.client()
         runtime.extras["webhook_client"] = client
@@ -63,7 +63,7 @@ def build(settings: Settings) -> FastAPI:
         if client is not None:
             await client.aclose()
 
-    definition = ServiceDefinition(
+    return ServiceDefinition(
         name="notifier",
         settings=settings,
         migrations_dir=MIGRATIONS_DIR,
@@ -72,8 +72,7 @@ def build(settings: Settings) -> FastAPI:
         routers=[router()],
         on_stop=on_stop,
     )
-    return create_app(definition)
 
 
 settings = Settings()
-app = build(settings)
+app = create_app(make_definition(settings))

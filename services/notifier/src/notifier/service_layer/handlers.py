@@ -11,16 +11,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from uuid import UUID
 
-import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
 from contracts.enums import TaskClosedReason
 from contracts.gateway import v1 as gateway
 from contracts.topics import CREDIT_EVENTS, MASTERDATA_EVENTS, NOTIFIER_EVENTS
-from notifier.adapters import tables as t
+from notifier.adapters.repository import Directory, OverdueSales
 from notifier.domain import tasks as rules
 from notifier.domain.tasks import Decision
 from notifier.service_layer.tasks import (
@@ -68,11 +66,7 @@ async def _upsert_chain(
     }
     if name is not None:  # only the registration names the chain
         values["name"] = name
-    await ctx.session.execute(
-        pg_insert(t.chains)
-        .values({"chain_id": chain_id, **values})
-        .on_conflict_do_update(index_elements=["chain_id"], set_=values)
-    )
+    await Directory(ctx.session).upsert_chain(chain_id, values)
 
 
 async def on_chain_registered(ctx: MessageContext, msg: gateway.ChainRegistered) -> None:
@@ -87,11 +81,7 @@ async def _upsert_customer(
     ctx: MessageContext, chain_id: UUID, c: gateway.CustomerSnapshot
 ) -> None:
     values = {"chain_id": chain_id, "name": c.name, "phone": c.phone}
-    await ctx.session.execute(
-        pg_insert(t.customers)
-        .values({"customer_id": c.customer_id, **values})
-        .on_conflict_do_update(index_elements=["customer_id"], set_=values)
-    )
+    await Directory(ctx.session).upsert_customer(c.customer_id, values)
 
 
 async def on_customer_registered(ctx: MessageContext, msg: gateway.CustomerRegistered) -> None:
@@ -108,32 +98,23 @@ async def on_customer_updated(ctx: MessageContext, msg: gateway.CustomerUpdated)
 async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
     session = ctx.session
     await lock_customer(session, msg.chain_id, msg.customer_id)
-    this_sale = sa.and_(t.overdue_sales.c.chain_id == msg.chain_id,
-                        t.overdue_sales.c.sale_id == msg.sale_id)
-    known = await session.scalar(sa.select(t.overdue_sales.c.sale_id).where(this_sale))
+    overdue = OverdueSales(session)
+    known = await overdue.is_tracked(msg.chain_id, msg.sale_id)
     overdue_before = bool((await overdue_sales_of(session, [msg.customer_id]))[msg.customer_id])
-    if known is None:
-        await session.execute(
-            sa.insert(t.overdue_sales).values(
-                sale_id=msg.sale_id, chain_id=msg.chain_id, customer_id=msg.customer_id,
-                sold_at=msg.sold_at, due_date=msg.due_date, discount=msg.discount,
-                discount_revoked=msg.discount_revoked,
-            )
-        )
+    if not known:
         # in balance mode a sale may come without lines: its amount stands on line 0
         lines = [(ln.line_no, ln.amount_owed) for ln in msg.lines] or [(0, msg.amount_owed)]
-        await session.execute(
-            sa.insert(t.overdue_lines),
-            [{"chain_id": msg.chain_id, "sale_id": msg.sale_id, "line_no": no, "owed": owed}
-             for no, owed in lines],
+        await overdue.insert_sale(
+            lines,
+            sale_id=msg.sale_id, chain_id=msg.chain_id, customer_id=msg.customer_id,
+            sold_at=msg.sold_at, due_date=msg.due_date, discount=msg.discount,
+            discount_revoked=msg.discount_revoked,
         )
     elif msg.discount_revoked:
-        await session.execute(
-            sa.update(t.overdue_sales).where(this_sale).values(discount_revoked=True)
-        )
+        await overdue.mark_discount_revoked(msg.chain_id, msg.sale_id)
     open_row, open_state, last_state = await task_states(session, msg.customer_id)
     outcome = rules.on_sale_overdue(
-        sale_is_new=known is None,
+        sale_is_new=not known,
         open_task=open_state,
         last_task=last_state,
         overdue_before=overdue_before,
@@ -156,35 +137,15 @@ async def _apply_owed(
     changes = list(changes)
     session = ctx.session
     await lock_customer(session, chain_id, customer_id)
-    tracked = set(
-        (
-            await session.execute(
-                sa.select(t.overdue_sales.c.sale_id).where(
-                    t.overdue_sales.c.chain_id == chain_id,
-                    t.overdue_sales.c.sale_id.in_({c.sale_id for c in changes}),
-                )
-            )
-        ).scalars()
+    overdue = OverdueSales(session)
+    tracked = await overdue.tracked_of(
+        chain_id, {c.sale_id for c in changes}
     ) if changes else set()
     for change in changes:
         if change.sale_id not in tracked:
             continue
-        await session.execute(
-            pg_insert(t.overdue_lines)
-            .values(chain_id=chain_id, sale_id=change.sale_id, line_no=change.line_no,
-                    owed=change.owed_after)
-            .on_conflict_do_update(
-                index_elements=["chain_id", "sale_id", "line_no"],
-                set_={"owed": change.owed_after},
-            )
-        )
         # a balance-mode sale followed as one amount: a line change replaces that amount
-        await session.execute(
-            sa.delete(t.overdue_lines).where(
-                t.overdue_lines.c.chain_id == chain_id,
-                t.overdue_lines.c.sale_id == change.sale_id, t.overdue_lines.c.line_no == 0
-            )
-        )
+        await overdue.set_owed(chain_id, change.sale_id, change.line_no, change.owed_after)
     await close_if_paid(session, _emitter(ctx), customer_id, _now())
 
 
@@ -207,36 +168,19 @@ async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
 
 
 async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) -> None:
-    await ctx.session.execute(
-        sa.update(t.overdue_sales)
-        .where(t.overdue_sales.c.chain_id == msg.chain_id,
-               t.overdue_sales.c.sale_id == msg.sale_id)
-        .values(discount_revoked=True)
-    )
+    await OverdueSales(ctx.session).mark_discount_revoked(msg.chain_id, msg.sale_id)
     await _apply_owed(ctx, msg.chain_id, msg.customer_id, msg.lines_changed)
 
 
 async def on_sale_settled(ctx: MessageContext, msg: credit.SaleSettled) -> None:
     session = ctx.session
     await lock_customer(session, msg.chain_id, msg.customer_id)
+    overdue = OverdueSales(session)
     settled = [msg.sale_id]
     if msg.customer_overdue_amount == 0:
         # credit says no overdue debt is left: whatever we still follow is paid too
-        settled = list(
-            (
-                await session.execute(
-                    sa.select(t.overdue_sales.c.sale_id).where(
-                        t.overdue_sales.c.customer_id == msg.customer_id
-                    )
-                )
-            ).scalars()
-        )
-    await session.execute(
-        sa.update(t.overdue_sales)
-        .where(t.overdue_sales.c.chain_id == msg.chain_id,
-               t.overdue_sales.c.sale_id.in_(settled))
-        .values(settled=True)
-    )
+        settled = await overdue.sale_ids_of_customer(msg.customer_id)
+    await overdue.mark_settled(msg.chain_id, settled)
     emit = _emitter(ctx)
     row = await open_task_row(session, msg.customer_id)
     if row is not None and msg.customer_overdue_amount == 0:

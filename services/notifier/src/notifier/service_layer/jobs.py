@@ -12,9 +12,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import sqlalchemy as sa
 
-from notifier.adapters import tables as t
+from notifier.adapters.repository import OverdueSales, Webhooks
 from notifier.adapters.webhook_http import Resolver, post_signed, resolve
 from notifier.config import Settings
 from notifier.domain import tasks as rules
@@ -36,19 +35,7 @@ async def scan_once(session_factory: SessionFactory, now: datetime | None = None
     """Re-raise reminders of customers still overdue; returns how many tasks were raised."""
     moment = now or datetime.now(UTC)
     async with session_factory() as session:
-        owed = sa.func.sum(t.overdue_lines.c.owed)
-        candidates = (
-            await session.execute(
-                sa.select(t.overdue_sales.c.chain_id, t.overdue_sales.c.customer_id)
-                .join(t.overdue_lines, sa.and_(
-                    t.overdue_lines.c.chain_id == t.overdue_sales.c.chain_id,
-                    t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id,
-                ))
-                .where(t.overdue_sales.c.settled.is_(False))
-                .group_by(t.overdue_sales.c.chain_id, t.overdue_sales.c.customer_id)
-                .having(owed > 0)
-            )
-        ).all()
+        candidates = await OverdueSales(session).owing_customers()
     raised = 0
     run_id = uuid.uuid4()
     for chain_id, customer_id in candidates:
@@ -93,31 +80,13 @@ async def deliver_once(
     checked again before each try (`adapters.webhook_http`): a refused destination is a failed
     try like any other, retried with back-off and dead-lettered after the last one."""
     moment = now or datetime.now(UTC)
-    d = t.webhook_deliveries
     async with session_factory() as session, session.begin():
-        due = (
-            await session.execute(
-                sa.select(d.c.delivery_id, d.c.chain_id, d.c.task_id, d.c.body, d.c.attempts)
-                .where(d.c.status == "pending", d.c.next_attempt_at <= moment)
-                .order_by(d.c.next_attempt_at)
-                .limit(settings.webhook_batch_size)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        webhooks = Webhooks(session)
+        due = await webhooks.claim_due(moment, settings.webhook_batch_size)
         for row in due:
-            hook = (
-                await session.execute(
-                    sa.select(t.webhooks.c.url, t.webhooks.c.secret).where(
-                        t.webhooks.c.chain_id == row.chain_id
-                    )
-                )
-            ).first()
+            hook = await webhooks.url_and_secret(row.chain_id)
             if hook is None:  # the chain removed its webhook meanwhile
-                await session.execute(
-                    sa.update(d)
-                    .where(d.c.delivery_id == row.delivery_id)
-                    .values(status="cancelled")
-                )
+                await webhooks.update_delivery(row.delivery_id, status="cancelled")
                 continue
             error = await post_signed(
                 client, hook.url, hook.secret, str(row.delivery_id), row.body,
@@ -126,37 +95,28 @@ async def deliver_once(
             )
             attempts = row.attempts + 1
             if error is None:
-                await session.execute(
-                    sa.update(d)
-                    .where(d.c.delivery_id == row.delivery_id)
-                    .values(status="delivered", attempts=attempts, delivered_at=moment)
+                await webhooks.update_delivery(
+                    row.delivery_id, status="delivered", attempts=attempts, delivered_at=moment
                 )
             elif attempts >= settings.webhook_max_attempts:
                 log.warning("webhook delivery %s dead after %d tries: %s",
                             row.delivery_id, attempts, error)
-                await session.execute(
-                    sa.update(d)
-                    .where(d.c.delivery_id == row.delivery_id)
-                    .values(status="dead", attempts=attempts, last_error=error)
+                await webhooks.update_delivery(
+                    row.delivery_id, status="dead", attempts=attempts, last_error=error
                 )
-                await session.execute(
-                    sa.insert(t.webhook_dead_letters).values(
-                        delivery_id=row.delivery_id, chain_id=row.chain_id, task_id=row.task_id,
-                        url=hook.url, body=row.body, attempts=attempts, last_error=error,
-                        failed_at=moment,
-                    )
+                await webhooks.insert_dead_letter(
+                    delivery_id=row.delivery_id, chain_id=row.chain_id, task_id=row.task_id,
+                    url=hook.url, body=row.body, attempts=attempts, last_error=error,
+                    failed_at=moment,
                 )
             else:
                 delay = backoff_seconds(
                     attempts, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds
                 )
-                await session.execute(
-                    sa.update(d)
-                    .where(d.c.delivery_id == row.delivery_id)
-                    .values(
-                        attempts=attempts,
-                        last_error=error,
-                        next_attempt_at=moment + timedelta(seconds=delay),
-                    )
+                await webhooks.update_delivery(
+                    row.delivery_id,
+                    attempts=attempts,
+                    last_error=error,
+                    next_attempt_at=moment + timedelta(seconds=delay),
                 )
     return len(due)

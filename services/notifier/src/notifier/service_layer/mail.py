@@ -26,15 +26,14 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier import metrics
-from notifier.adapters import tables as t
 from notifier.adapters.mailer import SEND_ERRORS, describe
+from notifier.adapters.repository import Directory, Mail, Tasks
 from notifier.config import Settings
 from notifier.domain.mail import DigestTask, render_digest
-from notifier.domain.tasks import OPEN, backoff_seconds
+from notifier.domain.tasks import backoff_seconds
 from notifier.service_layer.tasks import task_views
 from servicekit.db import SessionFactory
 
@@ -56,13 +55,8 @@ async def _compose_for_chain(
     session: AsyncSession, settings: Settings, chain: Any, now: datetime
 ) -> bool:
     """One digest of every waiting item of the chain; False when nothing was left to say."""
-    items = (
-        await session.execute(
-            sa.select(t.mail_items)
-            .where(t.mail_items.c.chain_id == chain.chain_id, t.mail_items.c.digest_id.is_(None))
-            .order_by(t.mail_items.c.raised_at, t.mail_items.c.item_id)
-        )
-    ).all()
+    mail = Mail(session)
+    items = await mail.waiting_items(chain.chain_id)
     if not items:
         return False
     digest_id = uuid.uuid4()
@@ -70,20 +64,10 @@ async def _compose_for_chain(
     latest: dict[uuid.UUID, Any] = {}
     for item in items:
         latest[item.task_id] = item
-    rows = (
-        await session.execute(
-            sa.select(t.tasks).where(t.tasks.c.task_id.in_(list(latest)),
-                                     t.tasks.c.status == OPEN)
-            .order_by(t.tasks.c.created_at, t.tasks.c.task_id)
-        )
-    ).all()
+    rows = await Tasks(session).open_of_items(list(latest))
     # every item is taken now, also those of tasks closed meanwhile (paid before the run:
     # nobody needs to call)
-    await session.execute(
-        sa.update(t.mail_items)
-        .where(t.mail_items.c.item_id.in_([i.item_id for i in items]))
-        .values(digest_id=digest_id)
-    )
+    await mail.take_items([i.item_id for i in items], digest_id)
     if not rows:
         return False
     views = await task_views(session, rows, now)
@@ -104,18 +88,16 @@ async def _compose_for_chain(
         tasks, chain_name=chain.name or "", currency=chain.currency or "",
         backoffice_url=settings.backoffice_url,
     )
-    await session.execute(
-        sa.insert(t.mail_digests).values(
-            digest_id=digest_id,
-            chain_id=chain.chain_id,
-            message_id=f"<{digest_id}@{_domain(settings.smtp_from)}>",
-            subject=digest.subject,
-            body_text=digest.text,
-            body_html=digest.html,
-            tasks=len(tasks),
-            next_attempt_at=now,
-            created_at=now,
-        )
+    await mail.insert_digest(
+        digest_id=digest_id,
+        chain_id=chain.chain_id,
+        message_id=f"<{digest_id}@{_domain(settings.smtp_from)}>",
+        subject=digest.subject,
+        body_text=digest.text,
+        body_html=digest.html,
+        tasks=len(tasks),
+        next_attempt_at=now,
+        created_at=now,
     )
     return True
 
@@ -126,26 +108,12 @@ async def compose_digests(
     """One digest per chain with waiting items; returns how many were composed."""
     moment = now or _now()
     async with session_factory() as session:
-        chain_ids = list(
-            (
-                await session.execute(
-                    sa.select(t.mail_items.c.chain_id)
-                    .where(t.mail_items.c.digest_id.is_(None))
-                    .distinct()
-                )
-            ).scalars()
-        )
+        chain_ids = await Mail(session).chains_waiting()
     composed = 0
     for chain_id in chain_ids:
         async with session_factory() as session, session.begin():
             # another instance composing this chain right now takes it this run
-            chain = (
-                await session.execute(
-                    sa.select(t.chains)
-                    .where(t.chains.c.chain_id == chain_id)
-                    .with_for_update(skip_locked=True)
-                )
-            ).first()
+            chain = await Directory(session).lock_chain_or_skip(chain_id)
             if chain is None:
                 continue
             composed += await _compose_for_chain(session, settings, chain, moment)
@@ -170,30 +138,17 @@ async def send_digests(
 ) -> int:
     """Try every due digest once, one per transaction; returns how many were tried."""
     moment = now or _now()
-    d = t.mail_digests
     tried = 0
     while tried < settings.mail_batch_size:
         async with session_factory() as session, session.begin():
-            digest = (
-                await session.execute(
-                    sa.select(d)
-                    .where(d.c.status == "pending", d.c.next_attempt_at <= moment)
-                    .order_by(d.c.next_attempt_at, d.c.digest_id)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                )
-            ).first()
+            mail = Mail(session)
+            digest = await mail.claim_due_digest(moment)
             if digest is None:
                 break
             tried += 1
-            recipient = await session.scalar(
-                sa.select(t.chains.c.reminder_email).where(t.chains.c.chain_id == digest.chain_id)
-            )
+            recipient = await Directory(session).reminder_email(digest.chain_id)
             if not recipient:  # the chain turned reminder mail off meanwhile
-                await session.execute(
-                    sa.update(d).where(d.c.digest_id == digest.digest_id)
-                    .values(status="cancelled")
-                )
+                await mail.update_digest(digest.digest_id, status="cancelled")
                 continue
             attempts = digest.attempts + 1
             try:
@@ -201,11 +156,9 @@ async def send_digests(
             except SEND_ERRORS as exc:
                 await _failed(session, settings, digest, attempts, describe(exc), moment)
                 continue
-            await session.execute(
-                sa.update(d)
-                .where(d.c.digest_id == digest.digest_id)
-                .values(status="sent", attempts=attempts, sent_at=_now(), sent_to=recipient,
-                        last_error=None)
+            await mail.update_digest(
+                digest.digest_id, status="sent", attempts=attempts, sent_at=_now(),
+                sent_to=recipient, last_error=None,
             )
             metrics.MAIL_DIGESTS.labels("sent").inc()
     return tried
@@ -215,13 +168,12 @@ async def _failed(
     session: AsyncSession, settings: Settings, digest: Any, attempts: int, error: str,
     moment: datetime,
 ) -> None:
-    d = t.mail_digests
+    mail = Mail(session)
     if attempts >= settings.mail_max_attempts:
         log.warning("reminder digest %s of chain %s given up after %d tries: %s",
                     digest.digest_id, digest.chain_id, attempts, error)
-        await session.execute(
-            sa.update(d).where(d.c.digest_id == digest.digest_id)
-            .values(status="dead", attempts=attempts, last_error=error)
+        await mail.update_digest(
+            digest.digest_id, status="dead", attempts=attempts, last_error=error
         )
         metrics.MAIL_DIGESTS.labels("dead").inc()
         return
@@ -229,10 +181,9 @@ async def _failed(
                             settings.mail_backoff_max_seconds)
     log.info("reminder digest %s: try %d failed (%s); next in %.0f s",
              digest.digest_id, attempts, error, delay)
-    await session.execute(
-        sa.update(d).where(d.c.digest_id == digest.digest_id)
-        .values(attempts=attempts, last_error=error,
-                next_attempt_at=moment + timedelta(seconds=delay))
+    await mail.update_digest(
+        digest.digest_id, attempts=attempts, last_error=error,
+        next_attempt_at=moment + timedelta(seconds=delay),
     )
     metrics.MAIL_DIGESTS.labels("failed").inc()
 

@@ -17,20 +17,16 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.base import Message
 from contracts.enums import TaskClosedReason, TaskOutcome
-from contracts.envelope import make_envelope
-from contracts.money import quantize_money
+from contracts.money import format_money, quantize_money
 from contracts.notifier.v1 import ReminderTaskClosed, ReminderTaskRaised, TaskSale
 from contracts.topics import NOTIFIER_EVENTS
-from notifier.adapters import tables as t
+from notifier.adapters.repository import Directory, Mail, OverdueSales, Tasks, Webhooks
 from notifier.domain.tasks import DONE, OPEN, OverdueSale, TaskState, days_overdue, revoke_actions
-from servicekit.db import lock_row
-from servicekit.outbox import enqueue
+from servicekit.outbox import enqueue_message
 
 #: writes an event to the outbox in the caller's transaction
 Emit = Callable[[Message, str], Awaitable[None]]
@@ -42,8 +38,10 @@ def outbox_emitter(session: AsyncSession, correlation_id: uuid.UUID) -> Emit:
     """An `Emit` for work no message caused (the scan, staff through the API)."""
 
     async def emit(model: Message, key: str) -> None:
-        env = make_envelope(model, chain_id=None, key=key, correlation_id=correlation_id)
-        await enqueue(session, NOTIFIER_EVENTS, env)
+        await enqueue_message(
+            session, NOTIFIER_EVENTS, model, chain_id=None, key=key,
+            correlation_id=correlation_id,
+        )
 
     return emit
 
@@ -57,9 +55,7 @@ class ChainSettings:
 
 
 async def chain_settings(session: AsyncSession, chain_id: uuid.UUID) -> ChainSettings:
-    row = (
-        await session.execute(sa.select(t.chains).where(t.chains.c.chain_id == chain_id))
-    ).first()
+    row = await Directory(session).chain(chain_id)
     if row is None:  # defaults of api.md until the chain's registration is consumed
         return ChainSettings()
     return ChainSettings(
@@ -71,52 +67,22 @@ def local_date(moment: datetime, tz: str) -> date:
     return moment.astimezone(ZoneInfo(tz)).date()
 
 
-def money(value: Decimal, minor_units: int) -> str:
-    return format(quantize_money(value, minor_units), "f")
+#: money as the task list and the mails show it ("12.50")
+money = format_money
 
 
 async def lock_customer(
     session: AsyncSession, chain_id: uuid.UUID, customer_id: uuid.UUID, *, skip_locked: bool = False
 ) -> bool:
     """Lock the customer's row (creating it if needed); False if skipped because busy."""
-    row = await lock_row(
-        session,
-        sa.select(t.customers.c.customer_id)
-        .where(t.customers.c.customer_id == customer_id)
-        .with_for_update(skip_locked=skip_locked),
-        pg_insert(t.customers)
-        .values(customer_id=customer_id, chain_id=chain_id)
-        .on_conflict_do_nothing(),
-    )
-    return row is not None
+    return await Directory(session).lock_customer(chain_id, customer_id, skip_locked=skip_locked)
 
 
 async def overdue_sales_of(
     session: AsyncSession, customer_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[OverdueSale]]:
     """The live overdue view: sales credit reported overdue that still owe money."""
-    owed = sa.func.sum(t.overdue_lines.c.owed)
-    rows = await session.execute(
-        sa.select(
-            t.overdue_sales.c.customer_id,
-            t.overdue_sales.c.sale_id,
-            t.overdue_sales.c.due_date,
-            t.overdue_sales.c.discount,
-            t.overdue_sales.c.discount_revoked,
-            owed.label("owed"),
-        )
-        .join(t.overdue_lines, sa.and_(
-                    t.overdue_lines.c.chain_id == t.overdue_sales.c.chain_id,
-                    t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id,
-                ))
-        .where(
-            t.overdue_sales.c.customer_id.in_(list(customer_ids)),
-            t.overdue_sales.c.settled.is_(False),
-        )
-        .group_by(t.overdue_sales.c.chain_id, t.overdue_sales.c.sale_id)
-        .having(owed > 0)
-        .order_by(t.overdue_sales.c.due_date, t.overdue_sales.c.sale_id)
-    )
+    rows = await OverdueSales(session).owing(customer_ids)
     out: dict[uuid.UUID, list[OverdueSale]] = {cid: [] for cid in customer_ids}
     for r in rows:
         out[r.customer_id].append(
@@ -130,22 +96,11 @@ def _state(row: Any) -> TaskState:
 
 
 async def open_task_row(session: AsyncSession, customer_id: uuid.UUID) -> Any:
-    return (
-        await session.execute(
-            sa.select(t.tasks).where(t.tasks.c.customer_id == customer_id, t.tasks.c.status == OPEN)
-        )
-    ).first()
+    return await Tasks(session).open_of(customer_id)
 
 
 async def last_task_row(session: AsyncSession, customer_id: uuid.UUID) -> Any:
-    return (
-        await session.execute(
-            sa.select(t.tasks)
-            .where(t.tasks.c.customer_id == customer_id)
-            .order_by(t.tasks.c.raised_at.desc(), t.tasks.c.created_at.desc())
-            .limit(1)
-        )
-    ).first()
+    return await Tasks(session).last_of(customer_id)
 
 
 async def task_states(
@@ -175,19 +130,7 @@ async def refresh_snapshot(
     session: AsyncSession, task_id: uuid.UUID, sales: Sequence[OverdueSale], mu: int
 ) -> None:
     if sales:  # a paid task keeps the sales it was about
-        await session.execute(
-            sa.update(t.tasks)
-            .where(t.tasks.c.task_id == task_id)
-            .values(sales=_snapshot(sales, mu))
-        )
-
-
-async def _customer(session: AsyncSession, customer_id: uuid.UUID) -> Any:
-    return (
-        await session.execute(
-            sa.select(t.customers).where(t.customers.c.customer_id == customer_id)
-        )
-    ).one()
+        await Tasks(session).update(task_id, sales=_snapshot(sales, mu))
 
 
 async def raise_task(
@@ -209,21 +152,16 @@ async def raise_task(
     if escalate_task_id is None:
         task_id = uuid.uuid4()
         created_at = now
-        await session.execute(
-            sa.insert(t.tasks).values(
-                task_id=task_id, chain_id=chain_id, customer_id=customer_id, level=level,
-                status=OPEN, created_at=now, raised_at=now, sales=snapshot,
-            )
+        await Tasks(session).insert(
+            task_id=task_id, chain_id=chain_id, customer_id=customer_id, level=level,
+            status=OPEN, created_at=now, raised_at=now, sales=snapshot,
         )
     else:
         task_id = escalate_task_id
-        created_at = await session.scalar(
-            sa.update(t.tasks)
-            .where(t.tasks.c.task_id == task_id)
-            .values(level=level, raised_at=now, sales=snapshot)
-            .returning(t.tasks.c.created_at)
+        created_at = await Tasks(session).raise_again(
+            task_id, level=level, raised_at=now, sales=snapshot
         )
-    customer = await _customer(session, customer_id)
+    customer = await Directory(session).customer(customer_id)
     today = local_date(now, settings.timezone)
     mu = settings.minor_units
     event = ReminderTaskRaised(
@@ -270,11 +208,9 @@ async def close_task(
     completed_by: tuple[uuid.UUID, str] | None = None,
 ) -> None:
     user_id, user_name = completed_by if completed_by is not None else (None, None)
-    await session.execute(
-        sa.update(t.tasks)
-        .where(t.tasks.c.task_id == row.task_id)
-        .values(status=DONE, closed_reason=reason.value, closed_at=now, outcome=outcome, note=note,
-                completed_by_user_id=user_id, completed_by_name=user_name)
+    await Tasks(session).update(
+        row.task_id, status=DONE, closed_reason=reason.value, closed_at=now, outcome=outcome,
+        note=note, completed_by_user_id=user_id, completed_by_name=user_name,
     )
     await emit(
         ReminderTaskClosed(
@@ -312,10 +248,8 @@ async def close_if_paid(
 async def enqueue_webhook(
     session: AsyncSession, chain_id: uuid.UUID, task_id: uuid.UUID, event: Message, now: datetime
 ) -> None:
-    hook = await session.scalar(
-        sa.select(t.webhooks.c.url).where(t.webhooks.c.chain_id == chain_id)
-    )
-    if hook is None:
+    webhooks = Webhooks(session)
+    if await webhooks.url(chain_id) is None:
         return
     delivery_id = uuid.uuid4()
     body = json.dumps(
@@ -326,11 +260,9 @@ async def enqueue_webhook(
         },
         separators=(",", ":"),
     ).encode()
-    await session.execute(
-        sa.insert(t.webhook_deliveries).values(
-            delivery_id=delivery_id, chain_id=chain_id, task_id=task_id, event_type=event.TYPE,
-            body=body, next_attempt_at=now, created_at=now,
-        )
+    await webhooks.insert_delivery(
+        delivery_id=delivery_id, chain_id=chain_id, task_id=task_id, event_type=event.TYPE,
+        body=body, next_attempt_at=now, created_at=now,
     )
 
 
@@ -340,16 +272,11 @@ async def enqueue_mail(
 ) -> None:
     """The next reminder digest of the chain lists this task (only when the chain has a
     reminder email): written with the task, so a raised task is never left out."""
-    address = await session.scalar(
-        sa.select(t.chains.c.reminder_email).where(t.chains.c.chain_id == chain_id)
-    )
-    if not address:
+    if not await Directory(session).reminder_email(chain_id):
         return
-    await session.execute(
-        sa.insert(t.mail_items).values(
-            item_id=uuid.uuid4(), chain_id=chain_id, task_id=task_id, level=level,
-            re_raised=re_raised, raised_at=now,
-        )
+    await Mail(session).insert_item(
+        item_id=uuid.uuid4(), chain_id=chain_id, task_id=task_id, level=level,
+        re_raised=re_raised, raised_at=now,
     )
 
 
@@ -364,12 +291,7 @@ async def task_views(
     if not rows:
         return []
     customer_ids = list({r.customer_id for r in rows})
-    customers = {
-        c.customer_id: c
-        for c in await session.execute(
-            sa.select(t.customers).where(t.customers.c.customer_id.in_(customer_ids))
-        )
-    }
+    customers = await Directory(session).customers(customer_ids)
     live = await overdue_sales_of(session, customer_ids)
     chains: dict[uuid.UUID, ChainSettings] = {}
     out = []

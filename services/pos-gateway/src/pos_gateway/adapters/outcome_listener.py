@@ -19,9 +19,9 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from servicekit.db import plain_url
 
-from pos_gateway.service_layer.waiter import OperationKey
+from pos_gateway.domain.operations import OperationKey
+from servicekit.db import plain_url
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ Money columns are NUMERIC(18,4): a chain's currency may have up to 4 minor-unit 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from servicekit.schema import messaging_tables
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from servicekit.schema import messaging_tables
 
 metadata = sa.MetaData()
 messaging = messaging_tables(metadata)

@@ -14,8 +14,9 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any
 
-from contracts.money import MAX_MONEY_SCALE, decimal_to_str
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+
+from contracts.money import MAX_MONEY_SCALE, decimal_to_str
 
 #: Money in a request, a line amount and a sale total are below this.
 MONEY_LIMIT = Decimal(10) ** 12

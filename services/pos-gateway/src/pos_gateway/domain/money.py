@@ -1,12 +1,26 @@
-"""Money and quantity arithmetic: Decimal end to end, half-up to the currency's minor units."""
+"""Money and quantity arithmetic: Decimal end to end, half-up to the currency's minor units.
+
+Rounding and formatting are `contracts.money`'s (one rule for every service); this module adds
+what only the gateway needs: the currency table and the line arithmetic."""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
-from contracts.money import quantize_money
-
+from contracts.money import fits_minor_units, format_money, format_quantity, quantize_money
 from pos_gateway.domain.currencies import MINOR_UNITS
+
+__all__ = [
+    "fits_minor_units",
+    "fmt_money",
+    "fmt_quantity",
+    "line_amount",
+    "minor_units_of",
+    "money",
+]
+
+#: the gateway's short name for `contracts.money.quantize_money`
+money = quantize_money
 
 
 def minor_units_of(currency: str) -> int:
@@ -14,28 +28,17 @@ def minor_units_of(currency: str) -> int:
     return MINOR_UNITS[currency]
 
 
-def has_at_most_scale(value: Decimal, minor_units: int) -> bool:
-    """False when `value` has non-zero digits below the minor unit ("1.005" in EUR)."""
-    return value == value.quantize(Decimal(1).scaleb(-minor_units), rounding=ROUND_HALF_UP)
-
-
-def money(value: Decimal, minor_units: int) -> Decimal:
-    return quantize_money(value, minor_units)
-
-
 def fmt_money(value: Decimal | str | None, minor_units: int) -> str | None:
-    """Exactly the currency's minor-unit digits, as the API answers money ("12.50")."""
+    """Exactly the currency's minor-unit digits, as the API answers money ("12.50"); None stays
+    None (a field the answer leaves empty)."""
     if value is None:
         return None
-    return format(quantize_money(Decimal(value), minor_units), "f")
+    return format_money(Decimal(value), minor_units)
 
 
 def fmt_quantity(value: Decimal | str) -> str:
     """A quantity without trailing zeros ("1", "0.75"), never in exponent notation."""
-    d = Decimal(value)
-    if d == d.to_integral_value():
-        return format(d.quantize(Decimal(1)), "f")
-    return format(d.normalize(), "f")
+    return format_quantity(Decimal(value))
 
 
 def line_amount(

@@ -11,10 +11,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from contracts.enums import PaymentMethod
-
 from pos_gateway.domain.errors import GatewayError, ValidationFailed, invalid
 from pos_gateway.domain.limits import MONEY_LIMIT
-from pos_gateway.domain.money import has_at_most_scale, line_amount
+from pos_gateway.domain.money import fits_minor_units, line_amount
 
 _ZERO = Decimal(0)
 
@@ -60,7 +59,7 @@ def check_money_scale(fields: Sequence[tuple[str, Decimal | None]], minor_units:
     errors = [
         {"field": name, "message": f"money has at most {minor_units} decimals in this currency"}
         for name, value in fields
-        if value is not None and not has_at_most_scale(value, minor_units)
+        if value is not None and not fits_minor_units(value, minor_units)
     ]
     if errors:
         raise ValidationFailed(errors)

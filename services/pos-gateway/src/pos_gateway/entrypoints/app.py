@@ -11,14 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
 from fastapi import FastAPI
-from servicekit.consumer import Consumer
-from servicekit.jobs import PeriodicJob
-from servicekit.runtime import Runtime, ServiceDefinition, create_app
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import pos_gateway
+from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.config import Settings
 from pos_gateway.entrypoints.api.auth import TokenBucket
@@ -28,7 +25,10 @@ from pos_gateway.entrypoints.api.problems import install_problem_handlers, probl
 from pos_gateway.entrypoints.api.routes import router
 from pos_gateway.entrypoints.api.staff_routes import router as staff_router
 from pos_gateway.service_layer import idempotency, staff
-from pos_gateway.service_layer.outcomes import HANDLERS
+from pos_gateway.service_layer.handlers import HANDLERS
+from servicekit.consumer import Consumer
+from servicekit.jobs import PeriodicJob
+from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,21 @@ def build_public_app(gw: Gateway) -> FastAPI:
     return app
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """`receive` for the app behind a middleware that has read the whole body already: the
+    body once, as one message, then whatever the connection says next (a disconnect)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyCap:
     """At most `max_body` bytes of request body: a declared `Content-Length` above it is
     answered 413 before anything is read; a body sent without one (chunked) is read here, up
@@ -115,16 +130,7 @@ class BodyCap:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 #: JSON nested deeper than this is refused (api.md): no request of the API needs more than a
@@ -193,16 +199,7 @@ class JsonBodyGuard:
             )
             await response(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 def consumers() -> Sequence[Consumer]:
@@ -211,9 +208,13 @@ def consumers() -> Sequence[Consumer]:
     ]
 
 
-def build(settings: Settings | None = None) -> tuple[FastAPI, Gateway]:
-    settings = settings or Settings()
-    gw = Gateway(settings)
+def make_definition(
+    settings: Settings | None = None, gw: Gateway | None = None
+) -> ServiceDefinition:
+    """The gateway process (`create_app` runs it); `gw`: the parts its routes and consumer
+    use, made from `settings` unless given (a test keeps it to look inside)."""
+    settings = settings or (gw.settings if gw is not None else Settings())
+    gw = gw or Gateway(settings)
 
     async def on_start(runtime: Runtime) -> None:
         gw.start(runtime.session_factory)
@@ -244,7 +245,7 @@ def build(settings: Settings | None = None) -> tuple[FastAPI, Gateway]:
             PeriodicJob("session-purge", settings.session_purge_interval_seconds, purge_sessions),
         ]
 
-    definition = ServiceDefinition(
+    return ServiceDefinition(
         name="pos-gateway",
         settings=settings,
         migrations_dir=MIGRATIONS_DIR,
@@ -254,8 +255,8 @@ def build(settings: Settings | None = None) -> tuple[FastAPI, Gateway]:
         on_stop=on_stop,
         app=build_public_app(gw),
     )
-    return create_app(definition), gw
 
 
-app, gateway = build()
-settings: Settings = gateway.settings
+settings = Settings()
+gateway = Gateway(settings)
+app = create_app(make_definition(settings, gateway))

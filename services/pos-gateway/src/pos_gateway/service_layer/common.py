@@ -8,18 +8,16 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-from contracts.base import Message
-from contracts.envelope import make_envelope
-from contracts.gateway.v1 import ChainSettingsSnapshot, CustomerSnapshot
-from servicekit.logging import correlation_id_var
-from servicekit.outbox import enqueue
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pos_gateway.adapters import tables as t
+from contracts.base import Message
+from contracts.gateway.v1 import ChainSettingsSnapshot, CustomerSnapshot
+from pos_gateway.adapters.repository import MasterData
 from pos_gateway.domain.errors import not_found
 from pos_gateway.domain.money import fmt_money
+from servicekit.logging import correlation_id_var
+from servicekit.outbox import enqueue_message
 
 _CORRELATION_NAMESPACE = uuid.UUID("0b8f4e5e-6f0c-4b8e-9a55-3c2f6d1e7a10")
 
@@ -39,8 +37,10 @@ async def publish(
     session: AsyncSession, payload: Message, *, key: str | uuid.UUID, chain_id: uuid.UUID
 ) -> None:
     """Write a message to the outbox in the caller's transaction (on its contract topic)."""
-    env = make_envelope(payload, chain_id=chain_id, key=key, correlation_id=correlation_id())
-    await enqueue(session, payload.TOPIC, env)
+    await enqueue_message(
+        session, payload.TOPIC, payload, chain_id=chain_id, key=key,
+        correlation_id=correlation_id(),
+    )
 
 
 def canonical_json(data: Any) -> str:
@@ -56,10 +56,7 @@ def request_hash(method: str, path: str, body: Any) -> str:
 
 
 async def load_chain(session: AsyncSession, chain_id: uuid.UUID, *, lock: bool = False) -> Row[Any]:
-    query = sa.select(t.chains).where(t.chains.c.chain_id == chain_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
+    row = await MasterData(session).chain(chain_id, lock=lock)
     if row is None:
         raise not_found("chain")
     return row
@@ -69,12 +66,7 @@ async def load_customer(
     session: AsyncSession, chain_id: uuid.UUID, customer_id: uuid.UUID, *, lock: bool = False
 ) -> Row[Any]:
     """The customer of this chain; another chain's customer is exactly as absent as none."""
-    query = sa.select(t.customers).where(
-        t.customers.c.chain_id == chain_id, t.customers.c.customer_id == customer_id
-    )
-    if lock:
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
+    row = await MasterData(session).customer(chain_id, customer_id, lock=lock)
     if row is None:
         raise not_found("customer")
     return row

@@ -14,12 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pos_gateway.adapters import tables as t
+from pos_gateway.adapters.repository import IdempotencyKeys
 from pos_gateway.domain.errors import GatewayError
 
 MAX_KEY_LENGTH = 255
@@ -29,21 +27,10 @@ async def claim(
     session: AsyncSession, scope: str, key: str, request_hash: str
 ) -> Row[Any] | None:
     """None when this request owns the key now; the earlier request's row otherwise."""
-    inserted = await session.execute(
-        pg_insert(t.idempotency_keys)
-        .values(scope=scope, key=key, request_hash=request_hash)
-        .on_conflict_do_nothing()
-        .returning(t.idempotency_keys.c.key)
-    )
-    if inserted.first() is not None:
+    keys = IdempotencyKeys(session)
+    if await keys.insert(scope, key, request_hash):
         return None
-    row = (
-        await session.execute(
-            sa.select(t.idempotency_keys).where(
-                t.idempotency_keys.c.scope == scope, t.idempotency_keys.c.key == key
-            )
-        )
-    ).one()
+    row = await keys.get(scope, key)
     if row.request_hash != request_hash:
         raise GatewayError(
             "idempotency_conflict",
@@ -55,28 +42,17 @@ async def claim(
 async def store_response(
     session: AsyncSession, scope: str, key: str, status_code: int, response: Any
 ) -> None:
-    await session.execute(
-        sa.update(t.idempotency_keys)
-        .where(t.idempotency_keys.c.scope == scope, t.idempotency_keys.c.key == key)
-        .values(status_code=status_code, response=response)
-    )
+    await IdempotencyKeys(session).update(scope, key, status_code=status_code, response=response)
 
 
 async def link_operation(
     session: AsyncSession, scope: str, key: str, chain_id: UUID, kind: str, operation_id: UUID
 ) -> None:
-    await session.execute(
-        sa.update(t.idempotency_keys)
-        .where(t.idempotency_keys.c.scope == scope, t.idempotency_keys.c.key == key)
-        .values(chain_id=chain_id, operation_kind=kind, operation_id=operation_id)
+    await IdempotencyKeys(session).update(
+        scope, key, chain_id=chain_id, operation_kind=kind, operation_id=operation_id
     )
 
 
 async def purge(session: AsyncSession, keep: timedelta) -> int:
     """Forget keys older than `keep` (the API promises at least 24 hours)."""
-    result = await session.execute(
-        sa.delete(t.idempotency_keys).where(
-            t.idempotency_keys.c.created_at < datetime.now(UTC) - keep
-        )
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return await IdempotencyKeys(session).delete_created_before(datetime.now(UTC) - keep)

@@ -6,8 +6,8 @@ list the stores with their terminals (admin), replace a terminal's key or revoke
 A key is refused (`401`) as soon as its `revoked_at` is set: authentication reads the key row
 on every request and keeps no cache, so "from then on" holds on every gateway instance at the
 commit. A terminal is revoked when none of its keys is active any more; its `revoked_at` is when
-its last key was revoked (no column of its own, so no migration). Its past operations stay
-wherever they are: nothing of them is touched.
+its last key was revoked (derived from its keys: the terminal has no column for it). Its past
+operations stay wherever they are: nothing of them is touched.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pos_gateway.adapters import tables as t
+from pos_gateway.adapters.repository import ApiKeys, MasterData
 from pos_gateway.domain.auth import KeyKind, Principal, new_api_key
 from pos_gateway.domain.errors import invalid, not_found
 from pos_gateway.service_layer.common import load_chain
@@ -60,18 +59,14 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
 
 async def list_chains(session: AsyncSession, *, limit: int, cursor: str | None) -> dict[str, Any]:
     """Every chain, oldest first."""
-    c = t.chains.c
-    query = sa.select(c.chain_id, c.name, c.currency, c.timezone, c.created_at)
+    after = None
     if cursor:
         created, chain_id = decode_cursor(cursor, 2)
         try:
             after = (datetime.fromisoformat(created), uuid.UUID(chain_id))
         except ValueError as exc:
             raise invalid("cursor", "not a cursor this API returned") from exc
-        query = query.where(sa.tuple_(c.created_at, c.chain_id) > sa.tuple_(
-            sa.literal(after[0]), sa.literal(after[1])))
-    rows = (await session.execute(
-        query.order_by(c.created_at, c.chain_id).limit(limit + 1))).all()
+    rows = await MasterData(session).chains_page(after, limit + 1)
     page = rows[:limit]
     items = [
         {"chain_id": str(r.chain_id), "name": r.name, "currency": r.currency,
@@ -90,18 +85,10 @@ async def replace_admin_key(
     """A new admin key; every earlier admin key of the chain is revoked in the same commit."""
     # the chain's row lock orders two replacements: the second revokes the first's new key
     await load_chain(session, chain_id, lock=True)
-    await session.execute(
-        sa.update(t.api_keys)
-        .where(t.api_keys.c.chain_id == chain_id, t.api_keys.c.kind == KeyKind.ADMIN.value,
-               t.api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=_now())
-    )
+    keys = ApiKeys(session)
+    await keys.revoke_admin_keys(chain_id, _now())
     token, key_hash = issue()
-    await session.execute(
-        sa.insert(t.api_keys).values(
-            key_hash=key_hash, key_id=uuid.uuid4(), kind=KeyKind.ADMIN.value, chain_id=chain_id
-        )
-    )
+    await keys.insert(key_hash=key_hash, kind=KeyKind.ADMIN.value, chain_id=chain_id)
     return Answer(201, {"admin_api_key": token})
 
 
@@ -113,50 +100,24 @@ def _chain_of(principal: Principal) -> uuid.UUID:
     return principal.chain_id
 
 
-def _terminal_revoked_at() -> Any:
-    """Per terminal: null while one of its keys is active, else when the last was revoked."""
-    k = t.api_keys.c
-    return (
-        sa.select(
-            k.terminal_id,
-            sa.case(
-                (sa.func.count().filter(k.revoked_at.is_(None)) > 0, sa.null()),
-                else_=sa.func.max(k.revoked_at),
-            ).label("revoked_at"),
-        )
-        .where(k.kind == KeyKind.TERMINAL.value)
-        .group_by(k.terminal_id)
-        .subquery()
-    )
-
-
 async def list_stores(
     session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     """The chain's stores by code, each with every terminal it ever had."""
     chain_id = _chain_of(principal)
-    st = t.stores.c
-    query = sa.select(st.store_id, st.code, st.name).where(st.chain_id == chain_id)
+    after = None
     if cursor:
         code, store_id = decode_cursor(cursor, 2)
         try:
-            after_id = uuid.UUID(store_id)
+            after = (code, uuid.UUID(store_id))
         except ValueError as exc:
             raise invalid("cursor", "not a cursor this API returned") from exc
-        query = query.where(sa.tuple_(st.code, st.store_id) > sa.tuple_(
-            sa.literal(code), sa.literal(after_id)))
-    rows = (await session.execute(query.order_by(st.code, st.store_id).limit(limit + 1))).all()
+    master = MasterData(session)
+    rows = await master.stores_page(chain_id, after, limit + 1)
     page = rows[:limit]
     terminals: dict[uuid.UUID, list[dict[str, Any]]] = {r.store_id: [] for r in page}
     if page:
-        revoked = _terminal_revoked_at()
-        tm = t.terminals.c
-        for r in (await session.execute(
-            sa.select(tm.store_id, tm.terminal_id, tm.name, tm.created_at, revoked.c.revoked_at)
-            .outerjoin(revoked, revoked.c.terminal_id == tm.terminal_id)
-            .where(tm.chain_id == chain_id, tm.store_id.in_(list(terminals)))
-            .order_by(tm.created_at, tm.terminal_id)
-        )).all():
+        for r in await master.terminals_of(chain_id, terminals):
             terminals[r.store_id].append({
                 "terminal_id": str(r.terminal_id), "name": r.name,
                 "created_at": _iso(r.created_at), "revoked_at": _iso(r.revoked_at),
@@ -177,22 +138,10 @@ async def _terminal(
     session: AsyncSession, principal: Principal, terminal_id: uuid.UUID
 ) -> Row[Any]:
     """The chain's terminal, locked (another chain's is exactly as absent as none)."""
-    row = (await session.execute(
-        sa.select(t.terminals)
-        .where(t.terminals.c.chain_id == _chain_of(principal),
-               t.terminals.c.terminal_id == terminal_id)
-        .with_for_update()
-    )).first()
+    row = await MasterData(session).lock_terminal(_chain_of(principal), terminal_id)
     if row is None:
         raise not_found("terminal")
     return row
-
-
-async def _active_keys(session: AsyncSession, terminal_id: uuid.UUID) -> int:
-    return int(await session.scalar(
-        sa.select(sa.func.count()).where(t.api_keys.c.terminal_id == terminal_id,
-                                         t.api_keys.c.revoked_at.is_(None))
-    ) or 0)
 
 
 async def replace_terminal_key(
@@ -202,19 +151,14 @@ async def replace_terminal_key(
     """The terminal's new key; its old key is revoked in the same commit. A revoked terminal
     stays revoked: it is `404`, as a terminal that can take no key."""
     terminal = await _terminal(session, principal, terminal_id)
-    if not await _active_keys(session, terminal_id):
+    keys = ApiKeys(session)
+    if not await keys.active_terminal_keys(terminal_id):
         raise not_found("terminal (it was deleted)")
-    await session.execute(
-        sa.update(t.api_keys)
-        .where(t.api_keys.c.terminal_id == terminal_id, t.api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=_now())
-    )
+    await keys.revoke_terminal_keys(terminal_id, _now())
     token, key_hash = issue()
-    await session.execute(
-        sa.insert(t.api_keys).values(
-            key_hash=key_hash, key_id=uuid.uuid4(), kind=KeyKind.TERMINAL.value,
-            chain_id=terminal.chain_id, store_id=terminal.store_id, terminal_id=terminal_id,
-        )
+    await keys.insert(
+        key_hash=key_hash, kind=KeyKind.TERMINAL.value,
+        chain_id=terminal.chain_id, store_id=terminal.store_id, terminal_id=terminal_id,
     )
     return Answer(201, {"terminal_id": str(terminal_id), "api_key": token})
 
@@ -224,13 +168,7 @@ async def revoke_terminal(
 ) -> Answer:
     """Revoke the terminal's key for good; asked again, the same answer."""
     await _terminal(session, principal, terminal_id)
-    await session.execute(
-        sa.update(t.api_keys)
-        .where(t.api_keys.c.terminal_id == terminal_id, t.api_keys.c.revoked_at.is_(None))
-        .values(revoked_at=_now())
-    )
-    revoked_at = await session.scalar(
-        sa.select(sa.func.max(t.api_keys.c.revoked_at))
-        .where(t.api_keys.c.terminal_id == terminal_id)
-    )
+    keys = ApiKeys(session)
+    await keys.revoke_terminal_keys(terminal_id, _now())
+    revoked_at = await keys.terminal_revoked_at(terminal_id)
     return Answer(200, {"terminal_id": str(terminal_id), "revoked_at": _iso(revoked_at)})

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.gateway.v1 import (
     CardBlocked,
     CardIssued,
@@ -25,12 +27,9 @@ from contracts.gateway.v1 import (
     StoreRegistered,
     TerminalRegistered,
 )
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from pos_gateway import schemas as s
-from pos_gateway.adapters import tables as t
 from pos_gateway.adapters.internal_api import ZERO_BALANCES, ReportingClient
+from pos_gateway.adapters.repository import ApiKeys, MasterData
 from pos_gateway.domain.auth import KeyKind, Principal, new_api_key
 from pos_gateway.domain.errors import GatewayError, invalid, not_found
 from pos_gateway.domain.money import minor_units_of
@@ -74,24 +73,18 @@ async def register_chain(
 ) -> Answer:
     chain_id = uuid.uuid4()
     now = _now()
-    await session.execute(
-        sa.insert(t.chains).values(
-            chain_id=chain_id,
-            name=body.name,
-            currency=body.currency,
-            minor_units=minor_units_of(body.currency),
-            timezone=body.timezone,
-            created_at=now,
-            updated_at=now,
-            **DEFAULT_SETTINGS,
-        )
+    await MasterData(session).insert_chain(
+        chain_id=chain_id,
+        name=body.name,
+        currency=body.currency,
+        minor_units=minor_units_of(body.currency),
+        timezone=body.timezone,
+        created_at=now,
+        updated_at=now,
+        **DEFAULT_SETTINGS,
     )
     token, key_hash = issue()
-    await session.execute(
-        sa.insert(t.api_keys).values(
-            key_hash=key_hash, key_id=uuid.uuid4(), kind=KeyKind.ADMIN.value, chain_id=chain_id
-        )
-    )
+    await ApiKeys(session).insert(key_hash=key_hash, kind=KeyKind.ADMIN.value, chain_id=chain_id)
     chain = await load_chain(session, chain_id)
     await publish(
         session,
@@ -108,19 +101,13 @@ async def register_store(
     session: AsyncSession, principal: Principal, body: s.StoreCreate
 ) -> Answer:
     chain_id = _chain_id(principal)
-    taken = await session.scalar(
-        sa.select(sa.func.count()).where(
-            t.stores.c.chain_id == chain_id, t.stores.c.code == body.code
-        )
-    )
-    if taken:
+    master = MasterData(session)
+    if await master.store_code_taken(chain_id, body.code):
         raise invalid("code", "a store with this code already exists")
     store_id = uuid.uuid4()
     now = _now()
-    await session.execute(
-        sa.insert(t.stores).values(
-            store_id=store_id, chain_id=chain_id, code=body.code, name=body.name, created_at=now
-        )
+    await master.insert_store(
+        store_id=store_id, chain_id=chain_id, code=body.code, name=body.name, created_at=now
     )
     await publish(
         session,
@@ -138,29 +125,19 @@ async def register_terminal(
     issue: KeyIssuer = new_api_key,
 ) -> Answer:
     chain_id = _chain_id(principal)
-    store = (
-        await session.execute(
-            sa.select(t.stores.c.store_id).where(
-                t.stores.c.chain_id == chain_id, t.stores.c.store_id == store_id
-            )
-        )
-    ).first()
-    if store is None:
+    master = MasterData(session)
+    if not await master.store_exists(chain_id, store_id):
         raise not_found("store")
     terminal_id = uuid.uuid4()
     now = _now()
-    await session.execute(
-        sa.insert(t.terminals).values(
-            terminal_id=terminal_id, chain_id=chain_id, store_id=store_id, name=body.name,
-            created_at=now,
-        )
+    await master.insert_terminal(
+        terminal_id=terminal_id, chain_id=chain_id, store_id=store_id, name=body.name,
+        created_at=now,
     )
     token, key_hash = issue()
-    await session.execute(
-        sa.insert(t.api_keys).values(
-            key_hash=key_hash, key_id=uuid.uuid4(), kind=KeyKind.TERMINAL.value,
-            chain_id=chain_id, store_id=store_id, terminal_id=terminal_id,
-        )
+    await ApiKeys(session).insert(
+        key_hash=key_hash, kind=KeyKind.TERMINAL.value,
+        chain_id=chain_id, store_id=store_id, terminal_id=terminal_id,
     )
     await publish(
         session,
@@ -199,9 +176,7 @@ async def update_settings(
     if not changes:
         return settings_json(chain)
     now = _now()
-    await session.execute(
-        sa.update(t.chains).where(t.chains.c.chain_id == chain_id).values(updated_at=now, **changes)
-    )
+    await MasterData(session).update_chain(chain_id, updated_at=now, **changes)
     chain = await load_chain(session, chain_id)
     await publish(
         session,
@@ -218,16 +193,7 @@ async def update_settings(
 async def _card_row(
     session: AsyncSession, chain_id: uuid.UUID, card_number: str
 ) -> Row[Any] | None:
-    if "\x00" in card_number:
-        # no card has it (PostgreSQL text cannot hold it, the query would fail): not found
-        return None
-    return (
-        await session.execute(
-            sa.select(t.cards).where(
-                t.cards.c.chain_id == chain_id, t.cards.c.card_number == card_number
-            )
-        )
-    ).first()
+    return await MasterData(session).card(chain_id, card_number)
 
 
 async def _publish_customer(
@@ -254,28 +220,25 @@ async def create_customer(
         raise invalid("card_number", "this card number is already issued")
     customer_id = uuid.uuid4()
     now = _now()
-    await session.execute(
-        sa.insert(t.customers).values(
-            customer_id=customer_id,
-            chain_id=chain.chain_id,
-            name=body.name,
-            phone=body.phone,
-            email=body.email,
-            vip=body.vip,
-            bonus_accrual=body.bonus_accrual,
-            credit_limit=body.credit_limit,
-            max_payment_delay_days=body.max_payment_delay_days,
-            card_number=body.card_number,
-            created_at=now,
-            updated_at=now,
-        )
+    master = MasterData(session)
+    await master.insert_customer(
+        customer_id=customer_id,
+        chain_id=chain.chain_id,
+        name=body.name,
+        phone=body.phone,
+        email=body.email,
+        vip=body.vip,
+        bonus_accrual=body.bonus_accrual,
+        credit_limit=body.credit_limit,
+        max_payment_delay_days=body.max_payment_delay_days,
+        card_number=body.card_number,
+        created_at=now,
+        updated_at=now,
     )
     if body.card_number is not None:
-        await session.execute(
-            sa.insert(t.cards).values(
-                chain_id=chain.chain_id, card_number=body.card_number, customer_id=customer_id,
-                issued_at=now,
-            )
+        await master.insert_card(
+            chain_id=chain.chain_id, card_number=body.card_number, customer_id=customer_id,
+            issued_at=now,
         )
     customer = await _publish_customer(session, chain, customer_id, registered=True)
     if body.card_number is not None:
@@ -317,11 +280,7 @@ async def patch_customer(
         if getattr(body, name) != getattr(customer, name)
     }
     if changes:
-        await session.execute(
-            sa.update(t.customers)
-            .where(t.customers.c.customer_id == customer_id)
-            .values(updated_at=_now(), **changes)
-        )
+        await MasterData(session).update_customer(customer_id, updated_at=_now(), **changes)
         customer = await _publish_customer(session, chain, customer_id, registered=False)
     # read before commit: if reporting is down the change is refused whole (503), not half-done
     balances = await reporting.balances(chain.chain_id, customer_id)
@@ -359,25 +318,13 @@ async def list_customers(
     cursor: str | None,
 ) -> dict[str, Any]:
     chain = await load_chain(session, _chain_id(principal))
-    c = t.customers.c
-    query = sa.select(t.customers).where(c.chain_id == chain.chain_id)
-    if vip is not None:
-        query = query.where(c.vip.is_(vip))
-    if q:
-        pattern = _like(q.strip())
-        query = query.where(
-            sa.or_(
-                c.name.ilike(pattern, escape="\\"),
-                c.phone.ilike(pattern, escape="\\"),
-                c.card_number.ilike(pattern, escape="\\"),
-            )
-        )
-    if cursor:
-        name, last_id = _decode_cursor(cursor)
-        query = query.where(
-            sa.tuple_(c.name, c.customer_id) > sa.tuple_(sa.literal(name), sa.literal(last_id))
-        )
-    rows = (await session.execute(query.order_by(c.name, c.customer_id).limit(limit + 1))).all()
+    rows = await MasterData(session).customers_page(
+        chain.chain_id,
+        vip=vip,
+        like=_like(q.strip()) if q else None,
+        after=_decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,
+    )
     page = rows[:limit]
     balances = await reporting.balances_batch(chain.chain_id, [r.customer_id for r in page])
     items = [
@@ -402,24 +349,14 @@ async def issue_card(
         raise invalid("card_number", "this card number is already issued")
     now = _now()
     previous = customer.card_number
+    master = MasterData(session)
     if previous is not None:
-        await session.execute(
-            sa.update(t.cards)
-            .where(t.cards.c.chain_id == chain.chain_id, t.cards.c.card_number == previous,
-                   t.cards.c.blocked.is_(False))
-            .values(blocked=True, blocked_at=now)
-        )
-    await session.execute(
-        sa.insert(t.cards).values(
-            chain_id=chain.chain_id, card_number=body.card_number, customer_id=customer_id,
-            issued_at=now,
-        )
+        await master.block_card(chain.chain_id, previous, now, if_active=True)
+    await master.insert_card(
+        chain_id=chain.chain_id, card_number=body.card_number, customer_id=customer_id,
+        issued_at=now,
     )
-    await session.execute(
-        sa.update(t.customers)
-        .where(t.customers.c.customer_id == customer_id)
-        .values(card_number=body.card_number, updated_at=now)
-    )
+    await master.update_customer(customer_id, card_number=body.card_number, updated_at=now)
     await publish(
         session,
         CardIssued(
@@ -443,17 +380,9 @@ async def block_card(session: AsyncSession, principal: Principal, card_number: s
         return answer
     now = _now()
     await load_customer(session, chain.chain_id, card.customer_id, lock=True)
-    await session.execute(
-        sa.update(t.cards)
-        .where(t.cards.c.chain_id == chain.chain_id, t.cards.c.card_number == card_number)
-        .values(blocked=True, blocked_at=now)
-    )
-    cleared = await session.execute(
-        sa.update(t.customers)
-        .where(t.customers.c.customer_id == card.customer_id,
-               t.customers.c.card_number == card_number)
-        .values(card_number=None, updated_at=now)
-    )
+    master = MasterData(session)
+    await master.block_card(chain.chain_id, card_number, now)
+    cleared = await master.clear_customer_card(card.customer_id, card_number, now)
     await publish(
         session,
         CardBlocked(
@@ -463,7 +392,7 @@ async def block_card(session: AsyncSession, principal: Principal, card_number: s
         key=card.customer_id,
         chain_id=chain.chain_id,
     )
-    if getattr(cleared, "rowcount", 0):
+    if cleared:
         await _publish_customer(session, chain, card.customer_id, registered=False)
     return answer
 

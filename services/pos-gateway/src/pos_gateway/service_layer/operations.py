@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.base import Message
 from contracts.enums import PaymentMethod, RefundMethod
 from contracts.gateway.v1 import (
@@ -25,15 +27,13 @@ from contracts.gateway.v1 import (
     SaleLine,
     SalePayment,
 )
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from contracts.money import format_money
 from pos_gateway import schemas as s
-from pos_gateway.adapters import tables as t
-from pos_gateway.bootstrap import Gateway
+from pos_gateway.adapters.repository import Operations
 from pos_gateway.domain.auth import Principal
 from pos_gateway.domain.errors import GatewayError, invalid, not_found, problem_body
 from pos_gateway.domain.money import money
+from pos_gateway.domain.operations import OpRef
 from pos_gateway.domain.sales import (
     LineIn,
     PaymentIn,
@@ -62,7 +62,6 @@ from pos_gateway.service_layer.outcomes import (
     REVOKE_DISCOUNT,
     SALE,
     SUCCESS_STATUS,
-    OpRef,
     read_operation,
     refusal_extra,
     refusal_status,
@@ -70,6 +69,7 @@ from pos_gateway.service_layer.outcomes import (
     sale_lines_json,
     status_url,
 )
+from pos_gateway.service_layer.ports import GatewayPorts
 from pos_gateway.service_layer.runner import Answer
 
 
@@ -92,7 +92,7 @@ def _terminal(principal: Principal) -> uuid.UUID:
     return principal.terminal_id
 
 
-def _occurred_at(gw: Gateway, value: datetime | None, now: datetime) -> datetime:
+def _occurred_at(gw: GatewayPorts, value: datetime | None, now: datetime) -> datetime:
     return check_occurred_at(
         value,
         now,
@@ -117,7 +117,7 @@ def _not_before_sale(occurred_at: datetime, sale: Row[Any]) -> None:
 # --------------------------------------------------------------------------- answering
 
 
-async def _render(gw: Gateway, row: Row[Any]) -> Answer:
+async def _render(gw: GatewayPorts, row: Row[Any]) -> Answer:
     kind, op_id, minor = row.kind, row.operation_id, row.minor_units
     id_field = ID_FIELD[kind]
     if row.status == "pending":
@@ -142,11 +142,11 @@ async def _render(gw: Gateway, row: Row[Any]) -> Answer:
 
 
 def render_outcome_money(value: Any, minor: int) -> str:
-    return format(money(Decimal(str(value)), minor), "f")
+    return format_money(Decimal(str(value)), minor)
 
 
 async def answer_for(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     ref: OpRef,
     idempotency_key: str | None,
@@ -165,8 +165,8 @@ async def answer_for(
     read it yet: no read before the wait, and the wait's first look is after the first
     wake-up or poll (an outcome that came in between is found by that poll). A till
     operation's final answer is not copied into the idempotency key: a retry renders it again
-    from the operation row the key links to, which gives the same answer, so the copy was a
-    transaction per request for nothing. Only a bonus cancellation keeps its first answer
+    from the operation row the key links to, which gives the same answer without a write per
+    request. Only a bonus cancellation keeps its first answer
     there, because its debt and advance are read from credit at the time of answering."""
 
     async def read() -> Row[Any] | None:
@@ -206,7 +206,7 @@ async def answer_for(
 
 
 async def _replay(
-    gw: Gateway, principal: Principal, earlier: Row[Any], idempotency_key: str
+    gw: GatewayPorts, principal: Principal, earlier: Row[Any], idempotency_key: str
 ) -> Answer:
     if earlier.status_code is not None:
         return Answer(earlier.status_code, earlier.response)
@@ -239,21 +239,16 @@ async def _insert_operation(
     code: str | None = None,
     detail: str | None = None,
 ) -> None:
-    await session.execute(
-        sa.insert(t.operations).values(
-            chain_id=ref.chain_id,
-            kind=ref.kind,
-            operation_id=ref.operation_id,
-            store_id=principal.store_id,
-            terminal_id=principal.terminal_id,
-            customer_id=customer_id,
-            request_hash=request_hash,
-            request=request,
-            status=status,
-            code=code,
-            detail=detail,
-            completed_at=None if status == "pending" else sa.func.now(),
-        )
+    await Operations(session).insert(
+        ref,
+        status=status,
+        store_id=principal.store_id,
+        terminal_id=principal.terminal_id,
+        customer_id=customer_id,
+        request_hash=request_hash,
+        request=request,
+        code=code,
+        detail=detail,
     )
 
 
@@ -282,15 +277,14 @@ async def _send(
 
 async def _lock(session: AsyncSession, *parts: object) -> None:
     # serializes requests naming the same object (a POS-chosen sale id, one payment...)
-    name = "|".join(str(p) for p in parts)
-    await session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+    await Operations(session).lock_name("|".join(str(p) for p in parts))
 
 
 # --------------------------------------------------------------------------- sales
 
 
 async def _prepare_sale(
-    gw: Gateway,
+    gw: GatewayPorts,
     session: AsyncSession,
     chain: Row[Any],
     principal: Principal,
@@ -353,7 +347,7 @@ async def _prepare_sale(
 
 
 async def submit_sale(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     body: s.SaleCreate,
     raw_body: Any,
@@ -436,8 +430,8 @@ async def _refuse_sale_at_once(
 async def _record_sale_rows(
     session: AsyncSession, command: RecordSale, customer_id: uuid.UUID | None
 ) -> None:
-    await session.execute(
-        sa.insert(t.sale_lines),
+    operations = Operations(session)
+    await operations.insert_sale_lines(
         [
             {
                 "chain_id": command.chain_id, "sale_id": command.sale_id, "line_no": ln.line_no,
@@ -448,8 +442,7 @@ async def _record_sale_rows(
         ],
     )
     if command.payments:
-        await session.execute(
-            sa.insert(t.payments),
+        await operations.insert_payments(
             [
                 {
                     "payment_id": p.payment_id, "chain_id": command.chain_id,
@@ -461,7 +454,7 @@ async def _record_sale_rows(
         )
 
 
-async def read_sale(gw: Gateway, principal: Principal, sale_id: uuid.UUID) -> dict[str, Any]:
+async def read_sale(gw: GatewayPorts, principal: Principal, sale_id: uuid.UUID) -> dict[str, Any]:
     ref = OpRef(_chain_id(principal), SALE, sale_id)
     async with gw.read() as session:
         row = await read_operation(session, ref)
@@ -478,7 +471,7 @@ async def read_sale(gw: Gateway, principal: Principal, sale_id: uuid.UUID) -> di
 
 
 async def read_operation_status(
-    gw: Gateway, principal: Principal, kind: str, operation_id: uuid.UUID
+    gw: GatewayPorts, principal: Principal, kind: str, operation_id: uuid.UUID
 ) -> dict[str, Any]:
     if kind not in ID_FIELD:
         raise not_found("operation")
@@ -516,7 +509,7 @@ async def _till_customer(
 
 
 async def _submit_simple(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     idempotency_key: str,
     request_hash: str,
@@ -540,16 +533,14 @@ async def _submit_simple(
 async def _record_payment_row(
     session: AsyncSession, ref: OpRef, customer_id: uuid.UUID, method: str
 ) -> None:
-    await session.execute(
-        sa.insert(t.payments).values(
-            payment_id=ref.operation_id, chain_id=ref.chain_id, customer_id=customer_id,
-            operation_kind=ref.kind, operation_id=ref.operation_id, method=method,
-        )
-    )
+    await Operations(session).insert_payments([{
+        "payment_id": ref.operation_id, "chain_id": ref.chain_id, "customer_id": customer_id,
+        "operation_kind": ref.kind, "operation_id": ref.operation_id, "method": method,
+    }])
 
 
 async def submit_debt_payment(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     customer_id: uuid.UUID,
     body: s.DebtPaymentCreate,
@@ -611,7 +602,7 @@ async def submit_debt_payment(
 
 
 async def _money_at_till(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     session: AsyncSession,
     chain: Row[Any],
@@ -643,7 +634,7 @@ async def _money_at_till(
 
 
 async def submit_advance(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     customer_id: uuid.UUID,
     body: s.AdvanceCreate,
@@ -661,7 +652,7 @@ async def submit_advance(
 
 
 async def submit_refund(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     customer_id: uuid.UUID,
     body: s.RefundCreate,
@@ -679,7 +670,7 @@ async def submit_refund(
 
 
 async def submit_return(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     sale_id: uuid.UUID,
     body: s.ReturnCreate,
@@ -691,15 +682,7 @@ async def submit_return(
         if sale is None or sale.status != "completed":
             raise not_found("sale")
         rows = {
-            r.line_no: r
-            for r in (
-                await session.execute(
-                    sa.select(t.sale_lines).where(
-                        t.sale_lines.c.chain_id == chain.chain_id,
-                        t.sale_lines.c.sale_id == sale_id,
-                    )
-                )
-            ).all()
+            r.line_no: r for r in await Operations(session).sale_lines(chain.chain_id, sale_id)
         }
         seen: set[int] = set()
         for i, ln in enumerate(body.lines):
@@ -752,7 +735,7 @@ async def submit_return(
 
 
 async def _submit_once_per_object(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     idempotency_key: str | None,
     request_hash: str,
@@ -786,13 +769,7 @@ async def _submit_once_per_object(
             elif existing is not None and existing.status == "pending":
                 follower = on_completed == "conflict"
             elif existing is not None and existing.status == "refused":
-                await session.execute(
-                    sa.delete(t.operations).where(
-                        t.operations.c.chain_id == ref.chain_id,
-                        t.operations.c.kind == ref.kind,
-                        t.operations.c.operation_id == ref.operation_id,
-                    )
-                )
+                await Operations(session).delete(ref)
                 existing = None
             if existing is None:
                 await _send(
@@ -810,7 +787,7 @@ async def _submit_once_per_object(
 
 
 async def cancel_payment_bonus(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     payment_id: uuid.UUID,
     idempotency_key: str | None,
@@ -819,13 +796,7 @@ async def cancel_payment_bonus(
     chain_id = _chain_id(principal)
 
     async def prepare(session: AsyncSession, chain: Row[Any]) -> tuple[Message, uuid.UUID]:
-        payment = (
-            await session.execute(
-                sa.select(t.payments).where(
-                    t.payments.c.chain_id == chain_id, t.payments.c.payment_id == payment_id
-                )
-            )
-        ).first()
+        payment = await Operations(session).payment(chain_id, payment_id)
         if payment is None or payment.customer_id is None:
             raise not_found("payment")
         command = CancelPaymentBonus(
@@ -841,7 +812,7 @@ async def cancel_payment_bonus(
 
 
 async def revoke_discount(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     sale_id: uuid.UUID,
     idempotency_key: str | None,

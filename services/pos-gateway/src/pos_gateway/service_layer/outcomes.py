@@ -6,12 +6,13 @@ An operation row is written `pending` with its command; the gateway's consumer (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.credit.v1 import (
     AdvanceRecorded,
     DebtPaymentRecorded,
@@ -22,16 +23,13 @@ from contracts.credit.v1 import (
     SaleCompleted,
 )
 from contracts.loyalty.v1 import BonusCancellationRefused, PaymentBonusCancelled
-from servicekit.consumer import MessageContext
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from pos_gateway.adapters import tables as t
-from pos_gateway.adapters.outcome_listener import CHANNEL, payload_of
+from pos_gateway.adapters.repository import Operations
 from pos_gateway.domain.errors import PROBLEMS
 from pos_gateway.domain.money import fmt_money, fmt_quantity
+from pos_gateway.domain.operations import OpRef
 from pos_gateway.service_layer.common import balances_json
 from pos_gateway.service_layer.waiter import wake_after_commit
+from servicekit.consumer import MessageContext
 
 SALE = "sale"
 DEBT_PAYMENT = "debt_payment"
@@ -56,17 +54,6 @@ SUCCESS_STATUS = {
 }
 
 
-@dataclass(frozen=True)
-class OpRef:
-    chain_id: UUID
-    kind: str
-    operation_id: UUID
-
-    @property
-    def key(self) -> tuple[UUID, str, UUID]:
-        return (self.chain_id, self.kind, self.operation_id)
-
-
 def status_url(kind: str, operation_id: UUID) -> str:
     if kind == SALE:
         return f"/v1/sales/{operation_id}"
@@ -75,16 +62,7 @@ def status_url(kind: str, operation_id: UUID) -> str:
 
 async def read_operation(session: AsyncSession, ref: OpRef) -> Row[Any] | None:
     """The operation row with its chain's minor units."""
-    o = t.operations.c
-    return (
-        await session.execute(
-            sa.select(t.operations, t.chains.c.minor_units)
-            .join(t.chains, t.chains.c.chain_id == o.chain_id)
-            .where(
-                o.chain_id == ref.chain_id, o.kind == ref.kind, o.operation_id == ref.operation_id
-            )
-        )
-    ).first()
+    return await Operations(session).read(ref)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -193,13 +171,7 @@ def refusal_extra(row: Row[Any]) -> dict[str, Any]:
 async def sale_lines_json(session: AsyncSession, chain_id: UUID, sale_id: UUID, minor: int) -> list[
     dict[str, Any]
 ]:
-    rows = (
-        await session.execute(
-            sa.select(t.sale_lines)
-            .where(t.sale_lines.c.chain_id == chain_id, t.sale_lines.c.sale_id == sale_id)
-            .order_by(t.sale_lines.c.line_no)
-        )
-    ).all()
+    rows = await Operations(session).sale_lines(chain_id, sale_id)
     return [
         {
             "line_no": r.line_no,
@@ -229,25 +201,14 @@ async def _settle(
     detail: str | None = None,
 ) -> bool:
     """Store the outcome on a pending operation; False when there is none (or it is done)."""
-    o = t.operations.c
-    result = await session.execute(
-        sa.update(t.operations)
-        .where(
-            o.chain_id == ref.chain_id,
-            o.kind == ref.kind,
-            o.operation_id == ref.operation_id,
-            o.status == "pending",
-        )
-        .values(status=status, outcome=outcome, code=code, detail=detail,
-                completed_at=sa.func.now())
-        .returning(o.operation_id)
-    )
-    settled = result.first() is not None
+    operations = Operations(session)
+    settled = await operations.settle(ref, status=status, outcome=outcome, code=code,
+                                      detail=detail)
     if settled:
         # this process's waiters at once after the commit; the other instances' through
         # PostgreSQL, which delivers the notification at the same commit (outcome_listener)
         wake_after_commit(session, ref.key)
-        await session.execute(sa.select(sa.func.pg_notify(CHANNEL, payload_of(ref.key))))
+        await operations.notify_settled(ref)
     return settled
 
 
@@ -281,16 +242,9 @@ async def on_return_recorded(ctx: MessageContext, event: ReturnRecorded) -> None
                             status="completed", outcome=_json(event))
     if not settled:
         return  # counted once: only on the pending -> completed transition
+    operations = Operations(ctx.session)
     for line in event.lines:
-        await ctx.session.execute(
-            sa.update(t.sale_lines)
-            .where(
-                t.sale_lines.c.chain_id == event.chain_id,
-                t.sale_lines.c.sale_id == event.sale_id,
-                t.sale_lines.c.line_no == line.line_no,
-            )
-            .values(returned_quantity=t.sale_lines.c.returned_quantity + line.quantity)
-        )
+        await operations.add_returned(event.chain_id, event.sale_id, line.line_no, line.quantity)
 
 
 async def on_discount_revoked(ctx: MessageContext, event: DiscountRevoked) -> None:
@@ -329,16 +283,3 @@ async def on_bonus_cancellation_refused(
 ) -> None:
     await _settle(ctx.session, OpRef(event.chain_id, BONUS_CANCEL, event.payment_id),
                   status="refused", code=event.code, detail=event.detail)
-
-
-HANDLERS: dict[type[Any], Any] = {
-    SaleCompleted: on_sale_completed,
-    OperationRefused: on_operation_refused,
-    DebtPaymentRecorded: on_debt_payment_recorded,
-    AdvanceRecorded: on_advance_recorded,
-    RefundRecorded: on_refund_recorded,
-    ReturnRecorded: on_return_recorded,
-    DiscountRevoked: on_discount_revoked,
-    PaymentBonusCancelled: on_payment_bonus_cancelled,
-    BonusCancellationRefused: on_bonus_cancellation_refused,
-}

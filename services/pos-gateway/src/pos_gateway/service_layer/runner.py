@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pos_gateway.bootstrap import Gateway
 from pos_gateway.domain.auth import Principal, derived_api_key, new_api_key
 from pos_gateway.service_layer import idempotency
+from pos_gateway.service_layer.ports import GatewayPorts
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Answer:
 KeyIssuer = Callable[[], tuple[str, str]]
 
 
-def key_issuer(gw: Gateway, principal: Principal, idempotency_key: str | None,
+def key_issuer(gw: GatewayPorts, principal: Principal, idempotency_key: str | None,
                request_hash: str) -> KeyIssuer:
     """How a request that issues an API key makes it: derived from the request when it has an
     `Idempotency-Key` (so its retry shows the same key, which is never stored), else random."""
@@ -35,7 +35,7 @@ def key_issuer(gw: Gateway, principal: Principal, idempotency_key: str | None,
 
 
 async def run_idempotent(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     idempotency_key: str | None,
     request_hash: str,

@@ -22,20 +22,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pos_gateway import schemas as s
-from pos_gateway.adapters import tables as t
-from pos_gateway.bootstrap import Gateway
+from pos_gateway.adapters.repository import Staff
 from pos_gateway.domain import passwords
 from pos_gateway.domain.auth import Principal, Role, new_session_token
 from pos_gateway.domain.errors import GatewayError, invalid, not_found
 from pos_gateway.service_layer import idempotency
 from pos_gateway.service_layer.common import load_chain
+from pos_gateway.service_layer.ports import GatewayPorts
 from pos_gateway.service_layer.runner import Answer
 
 T = TypeVar("T")
@@ -51,7 +49,7 @@ def email_key(email: str) -> str:
     return email.strip().lower()
 
 
-async def _in_thread(gw: Gateway, work: Callable[[], T]) -> T:
+async def _in_thread(gw: GatewayPorts, work: Callable[[], T]) -> T:
     """Run password hashing in a worker thread, at most `hashing_concurrency` at once
     per process: each one holds 64 MiB and a core for ~0.1 s."""
     assert gw.hashing is not None, "the gateway has not started"
@@ -97,7 +95,7 @@ def _session_user(row: Row[Any]) -> dict[str, Any]:
 
 
 async def create_user(
-    gw: Gateway,
+    gw: GatewayPorts,
     principal: Principal,
     body: s.UserCreate,
     idempotency_key: str | None,
@@ -114,10 +112,8 @@ async def create_user(
                 session, principal.scope, idempotency_key, request_hash
             )
             if earlier is not None and earlier.status_code is not None:
-                stored = await session.scalar(
-                    sa.select(t.users.c.password_hash).where(
-                        t.users.c.user_id == uuid.UUID(earlier.response["user_id"])
-                    )
+                stored = await Staff(session).password_hash(
+                    uuid.UUID(earlier.response["user_id"])
                 )
                 same = stored is not None and await _in_thread(
                     gw, lambda: passwords.verify_password(stored, body.password)
@@ -129,26 +125,16 @@ async def create_user(
                     )
                 return Answer(earlier.status_code, earlier.response)
         key = email_key(body.email)
-        taken = await session.scalar(
-            sa.select(t.users.c.user_id).where(
-                t.users.c.email_key == key, t.users.c.deleted_at.is_(None)
-            )
-        )
-        if taken is not None:
+        staff = Staff(session)
+        if await staff.live_user_id(key) is not None:
             raise _email_taken()
         user_id = uuid.uuid4()
         try:
-            row = (
-                await session.execute(
-                    sa.insert(t.users)
-                    .values(
-                        user_id=user_id, chain_id=chain_id, email=body.email.strip(),
-                        email_key=key, name=body.name, role=body.role.value,
-                        password_hash=password_hash, created_at=_now(),
-                    )
-                    .returning(t.users)
-                )
-            ).one()
+            row = await staff.insert_user(
+                user_id=user_id, chain_id=chain_id, email=body.email.strip(),
+                email_key=key, name=body.name, role=body.role.value,
+                password_hash=password_hash, created_at=_now(),
+            )
         except IntegrityError as exc:  # the same email created concurrently
             raise _email_taken() from exc
         answer = Answer(201, user_json(row))
@@ -183,14 +169,8 @@ async def list_users(
     session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     """The chain's users (deleted ones are gone), by email."""
-    u = t.users.c
-    query = sa.select(t.users).where(u.chain_id == _chain_id(principal), u.deleted_at.is_(None))
-    if cursor:
-        key, last_id = _decode_cursor(cursor)
-        query = query.where(
-            sa.tuple_(u.email_key, u.user_id) > sa.tuple_(sa.literal(key), sa.literal(last_id))
-        )
-    rows = (await session.execute(query.order_by(u.email_key, u.user_id).limit(limit + 1))).all()
+    after = _decode_cursor(cursor) if cursor else None
+    rows = await Staff(session).users_page(_chain_id(principal), after, limit + 1)
     page = rows[:limit]
     nxt = _encode_cursor(page[-1].email_key, page[-1].user_id) if len(rows) > limit else None
     return {"items": [user_json(r) for r in page], "next": nxt}
@@ -201,21 +181,11 @@ async def delete_user(
 ) -> dict[str, Any]:
     """The user can no longer sign in, and every token it has answers 401 from now on."""
     now = _now()
-    row = (
-        await session.execute(
-            sa.update(t.users)
-            .where(
-                t.users.c.user_id == user_id,
-                t.users.c.chain_id == _chain_id(principal),
-                t.users.c.deleted_at.is_(None),
-            )
-            .values(deleted_at=now)
-            .returning(t.users)
-        )
-    ).first()
+    staff = Staff(session)
+    row = await staff.mark_deleted(_chain_id(principal), user_id, now)
     if row is None:
         raise not_found("user")
-    await session.execute(sa.delete(t.user_sessions).where(t.user_sessions.c.user_id == user_id))
+    await staff.delete_tokens_of(user_id)
     return {**_session_user(row), "deleted_at": now.isoformat()}
 
 
@@ -238,59 +208,32 @@ def lockout_seconds(failures: int, max_failures: int, base: float, cap: float) -
     return float(min(cap, base * 2 ** min(failures - max_failures, 32)))
 
 
-async def _count_failure(gw: Gateway, key: str) -> None:
+async def _count_failure(gw: GatewayPorts, key: str) -> None:
     cfg = gw.settings
     now = _now()
-    f = t.login_failures
     forget_before = now - timedelta(seconds=cfg.login_failure_window_seconds)
     async with gw.session() as session, session.begin():
-        # one statement, so concurrent failures on several instances are all counted
-        failures = await session.scalar(
-            pg_insert(f)
-            .values(email_key=key, failures=1, last_failed_at=now)
-            .on_conflict_do_update(
-                index_elements=[f.c.email_key],
-                set_={
-                    "failures": sa.case(
-                        (f.c.last_failed_at < forget_before, 1), else_=f.c.failures + 1
-                    ),
-                    "last_failed_at": now,
-                },
-            )
-            .returning(f.c.failures)
-        )
+        staff = Staff(session)
+        failures = await staff.count_failure(key, now, forget_before)
         wait = lockout_seconds(
-            int(failures or 0), cfg.login_max_failures, cfg.login_lockout_seconds,
+            failures, cfg.login_max_failures, cfg.login_lockout_seconds,
             cfg.login_lockout_max_seconds,
         )
         if wait > 0:
-            await session.execute(
-                sa.update(f)
-                .where(f.c.email_key == key)
-                .values(locked_until=now + timedelta(seconds=wait))
-            )
+            await staff.lock_email(key, now + timedelta(seconds=wait))
 
 
-async def sign_in(gw: Gateway, body: s.SessionCreate) -> Answer:
+async def sign_in(gw: GatewayPorts, body: s.SessionCreate) -> Answer:
     """`POST /v1/sessions`: a Bearer token for the user, or the same 401 for a wrong email or
     a wrong password (both after one argon2 check), or 429 while the email is locked."""
     key = email_key(body.email)
     now = _now()
     async with gw.read() as session:
-        locked_until = await session.scalar(
-            sa.select(t.login_failures.c.locked_until).where(
-                t.login_failures.c.email_key == key
-            )
-        )
+        staff = Staff(session)
+        locked_until = await staff.locked_until(key)
         if locked_until is not None and locked_until > now:
             raise _rate_limited(locked_until, now)
-        user = (
-            await session.execute(
-                sa.select(t.users).where(
-                    t.users.c.email_key == key, t.users.c.deleted_at.is_(None)
-                )
-            )
-        ).first()
+        user = await staff.live_user(key)
     stored = user.password_hash if user is not None else passwords.dummy_hash()
     matches = await _in_thread(gw, lambda: passwords.verify_password(stored, body.password))
     if user is None or not matches:
@@ -302,29 +245,17 @@ async def sign_in(gw: Gateway, body: s.SessionCreate) -> Answer:
     token, token_hash = new_session_token()
     expires_at = _now() + timedelta(seconds=gw.settings.session_ttl_seconds)
     async with gw.session() as session, session.begin():
+        staff = Staff(session)
         # deleted between the check and now: no token for it
-        live = await session.scalar(
-            sa.select(t.users.c.user_id)
-            .where(t.users.c.user_id == user.user_id, t.users.c.deleted_at.is_(None))
-            .with_for_update()
-        )
-        if live is None:
+        if not await staff.lock_live_user(user.user_id):
             raise GatewayError("unauthorized", WRONG_CREDENTIALS)
-        await session.execute(
-            sa.insert(t.user_sessions).values(
-                token_hash=token_hash, user_id=user.user_id, chain_id=user.chain_id,
-                created_at=_now(), expires_at=expires_at,
-            )
+        await staff.insert_token(
+            token_hash=token_hash, user_id=user.user_id, chain_id=user.chain_id,
+            created_at=_now(), expires_at=expires_at,
         )
-        await session.execute(
-            sa.delete(t.login_failures).where(t.login_failures.c.email_key == key)
-        )
+        await staff.forget_failures(key)
         if rehashed is not None:
-            await session.execute(
-                sa.update(t.users)
-                .where(t.users.c.user_id == user.user_id)
-                .values(password_hash=rehashed)
-            )
+            await staff.set_password_hash(user.user_id, rehashed)
         chain = await load_chain(session, user.chain_id)
     return Answer(201, {
         "access_token": token,
@@ -337,13 +268,7 @@ async def sign_in(gw: Gateway, body: s.SessionCreate) -> Answer:
 async def current_session(session: AsyncSession, principal: Principal) -> dict[str, Any]:
     """`GET /v1/sessions/current`: who the token belongs to, its chain, when it expires."""
     token_hash = _token_hash(principal)
-    row = (
-        await session.execute(
-            sa.select(t.users, t.user_sessions.c.expires_at)
-            .join(t.user_sessions, t.user_sessions.c.user_id == t.users.c.user_id)
-            .where(t.user_sessions.c.token_hash == token_hash)
-        )
-    ).first()
+    row = await Staff(session).token_user(token_hash)
     if row is None:
         raise GatewayError("unauthorized", "this token is not valid")
     chain = await load_chain(session, row.chain_id)
@@ -356,9 +281,7 @@ async def current_session(session: AsyncSession, principal: Principal) -> dict[s
 
 async def sign_out(session: AsyncSession, principal: Principal) -> None:
     """The token answers 401 from now on (the user's other tokens stay valid)."""
-    await session.execute(
-        sa.delete(t.user_sessions).where(t.user_sessions.c.token_hash == _token_hash(principal))
-    )
+    await Staff(session).delete_token(_token_hash(principal))
 
 
 def _token_hash(principal: Principal) -> str:
@@ -370,17 +293,7 @@ def _token_hash(principal: Principal) -> str:
 async def purge(session: AsyncSession, failure_window: timedelta) -> int:
     """Delete expired tokens and sign-in failures that no longer count."""
     now = _now()
-    expired = await session.execute(
-        sa.delete(t.user_sessions).where(t.user_sessions.c.expires_at < now)
-    )
-    stale = await session.execute(
-        sa.delete(t.login_failures).where(
-            t.login_failures.c.last_failed_at < now - failure_window,
-            sa.or_(t.login_failures.c.locked_until.is_(None),
-                   t.login_failures.c.locked_until < now),
-        )
-    )
-    return int(getattr(expired, "rowcount", 0) or 0) + int(getattr(stale, "rowcount", 0) or 0)
+    return await Staff(session).purge(now, now - failure_window)
 
 
 __all__ = ["Role", "create_user", "delete_user", "list_users", "sign_in", "sign_out"]

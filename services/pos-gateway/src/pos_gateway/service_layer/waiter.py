@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from pos_gateway.domain.operations import OperationKey
+
 T = TypeVar("T")
-OperationKey = tuple[UUID, str, UUID]  # chain_id, kind, operation_id
 
 _INFO_KEY = "gateway_outcomes"
 _waiters: list[OutcomeWaiter] = []

@@ -15,16 +15,15 @@ from decimal import Decimal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from contracts.money import quantize_money
+from contracts.money import format_money
 
 ZERO = Decimal(0)
 
 AGING_BUCKETS: tuple[str, ...] = ("current", "d1_30", "d31_60", "d61_90", "d90_plus")
 
 
-def money_str(value: Decimal, minor_units: int = 2) -> str:
-    """Money as the API shows it: a string with exactly the currency's minor-unit digits."""
-    return format(quantize_money(value, minor_units), "f")
+#: money as the API shows it: a string with exactly the currency's minor-unit digits
+money_str = format_money
 
 
 def local_today(timezone: str, now: datetime | None = None) -> date:
@@ -77,7 +76,7 @@ class AgingRow:
     customer_id: UUID
     name: str
     buckets: dict[str, Decimal] = field(
-        default_factory=lambda: {bucket: ZERO for bucket in AGING_BUCKETS}
+        default_factory=lambda: dict.fromkeys(AGING_BUCKETS, ZERO)
     )
 
     @property
@@ -113,7 +112,7 @@ def build_aging(
         if row is None:
             row = rows[line.customer_id] = AgingRow(line.customer_id, line.name)
         row.add(aging_bucket(days_past_due(line.due_date, today)), line.owed)
-    totals = {bucket: ZERO for bucket in AGING_BUCKETS}
+    totals = dict.fromkeys(AGING_BUCKETS, ZERO)
     for row in rows.values():
         for bucket, amount in row.buckets.items():
             totals[bucket] += amount

@@ -17,11 +17,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from reporting.domain.csv_rows import to_csv
 from reporting.domain.model import Period, money_str
-from reporting.domain.paging import BadCursor, page_by_offset, to_csv
 from reporting.service_layer import reports
 from reporting.service_layer.reports import CSV_HEADERS, Filters, NotFound
 from servicekit.db import SessionFactory
+from servicekit.paging import BadCursor, page_by_offset
 
 PREFIX = "/internal/v1/chains/{chain_id}"
 MAX_LIMIT = 500

@@ -6,11 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI
-
 from reporting.config import Settings
 from reporting.entrypoints.api import router
-from reporting.service_layer.projection import make_consumer
+from reporting.service_layer.handlers import make_consumer
 from reporting.service_layer.snapshots import prune_snapshots, take_snapshot
 from servicekit.jobs import PeriodicJob
 from servicekit.runtime import Runtime, ServiceDefinition, create_app
@@ -18,8 +16,9 @@ from servicekit.runtime import Runtime, ServiceDefinition, create_app
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def build(settings: Settings) -> FastAPI:
-    definition = ServiceDefinition(
+def make_definition(settings: Settings | None = None) -> ServiceDefinition:
+    settings = settings or Settings()
+    return ServiceDefinition(
         name="reporting",
         settings=settings,
         migrations_dir=MIGRATIONS_DIR,
@@ -27,7 +26,6 @@ def build(settings: Settings) -> FastAPI:
         routers=[router()],
         jobs=lambda runtime: snapshot_jobs(runtime, settings),
     )
-    return create_app(definition)
 
 
 def snapshot_jobs(runtime: Runtime, settings: Settings) -> list[PeriodicJob]:
@@ -49,4 +47,4 @@ def snapshot_jobs(runtime: Runtime, settings: Settings) -> list[PeriodicJob]:
 
 
 settings = Settings()
-app = build(settings)
+app = create_app(make_definition(settings))

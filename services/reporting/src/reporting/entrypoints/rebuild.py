@@ -41,10 +41,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from reporting.adapters.tables import READ_MODEL_TABLES, metadata
 from reporting.config import Settings
 from reporting.entrypoints.app import MIGRATIONS_DIR
+from reporting.service_layer.handlers import make_consumer
 from reporting.service_layer.projection import (
     PROJECTION_LOCK,
     TOPICS,
-    make_consumer,
     projection_lock_enabled,
 )
 from reporting.service_layer.snapshots import Snapshot, copy_snapshot_into, newest_snapshot

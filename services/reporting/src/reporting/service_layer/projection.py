@@ -25,7 +25,6 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
-from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +36,7 @@ from contracts.money import decimal_to_str
 from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS, MASTERDATA_EVENTS
 from reporting.adapters import tables as t
 from reporting.domain.model import ZERO, return_shares, sale_shares
-from servicekit.consumer import Consumer, Handler, MessageContext
+from servicekit.consumer import MessageContext
 from servicekit.db import lock_row
 
 log = logging.getLogger(__name__)
@@ -543,30 +542,3 @@ async def on_bonuses_voided(ctx: MessageContext, msg: loyalty.BonusesVoided) -> 
             .where(t.balances.c.customer_id == msg.customer_id)
             .values(bonus_balance=t.balances.c.bonus_balance - change)
         )
-
-
-HANDLERS: dict[type[BaseModel], Handler] = {
-    gateway.ChainRegistered: on_chain_registered,
-    gateway.ChainSettingsChanged: on_chain_settings_changed,
-    gateway.StoreRegistered: on_store_registered,
-    gateway.CustomerRegistered: on_customer_registered,
-    gateway.CustomerUpdated: on_customer_updated,
-    gateway.CardIssued: on_card_issued,
-    credit.SaleCompleted: on_sale_completed,
-    credit.DebtPaymentRecorded: on_debt_payment,
-    credit.AdvanceRecorded: on_advance,
-    credit.RefundRecorded: on_refund,
-    credit.ReturnRecorded: on_return,
-    credit.DiscountRevoked: on_discount_revoked,
-    credit.SaleOverdue: on_sale_overdue,
-    loyalty.BonusMovementRecorded: on_bonus_movement,
-    loyalty.BonusesVoided: on_bonuses_voided,
-}
-
-
-def make_consumer(name: str = "reporting", topics: Sequence[str] = TOPICS) -> Consumer:
-    """The projection's consumer (the rebuild makes one too, for its scratch tables). It records
-    its position per partition in each batch's transaction: the snapshots' offsets."""
-    return Consumer(
-        name=name, topics=list(topics), handlers=dict(HANDLERS), record_positions=True
-    )

@@ -36,7 +36,7 @@ from reporting.domain.model import (
     running,
     unpaid_item,
 )
-from reporting.domain.paging import BadCursor, decode_cursor, encode_cursor, page_by_offset
+from servicekit.paging import BadCursor, decode_cursor, encode_cursor, page_by_offset
 
 #: a line's sale: sale ids are unique within their chain only
 _same_sale = sa.and_(

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from servicekit.schema import create_messaging_tables
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from servicekit.schema import create_messaging_tables
 
 revision = "0001"
 down_revision = None

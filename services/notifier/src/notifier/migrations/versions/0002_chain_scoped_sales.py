@@ -17,8 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # 0001 builds the tables from `adapters.tables`, so on a fresh database this is the shape
-    # already: every step works either way.
+    # 0001 was written when the tables had this shape already: on a fresh database every step
+    # leaves the shape as it is, on one made by an earlier 0001 it changes it.
     op.execute("ALTER TABLE nt_overdue_lines ADD COLUMN IF NOT EXISTS chain_id uuid")
     op.execute(
         "UPDATE nt_overdue_lines l SET chain_id = s.chain_id FROM nt_overdue_sales s "

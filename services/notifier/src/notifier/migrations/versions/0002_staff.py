@@ -16,8 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # 0001 creates the tables from the tables module as it is now, which already has the
-    # columns on a fresh database; an existing one gets them here
+    # 0001 was written when the columns existed already, so a fresh database has them; one
+    # made by an earlier 0001 gets them here
     op.execute("ALTER TABLE nt_tasks ADD COLUMN IF NOT EXISTS completed_by_user_id uuid")
     op.execute("ALTER TABLE nt_tasks ADD COLUMN IF NOT EXISTS completed_by_name text")
 

@@ -21,8 +21,8 @@ _TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    # 0001 creates nt_chains from the tables module as it is now, which already has the
-    # columns on a fresh database; an existing one gets them here
+    # 0001 was written when nt_chains had the columns already, so a fresh database has them;
+    # one made by an earlier 0001 gets them here
     for column in ("reminder_email", "name", "currency"):
         op.execute(f"ALTER TABLE nt_chains ADD COLUMN IF NOT EXISTS {column} text")
     op.create_table(

@@ -16,12 +16,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-import sqlalchemy as sa
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from servicekit.logging import chain_id_var
 
-from pos_gateway.adapters import tables as t
+from pos_gateway.adapters.repository import ApiKeys, Staff
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.domain.auth import (
     KeyKind,
@@ -33,6 +31,7 @@ from pos_gateway.domain.auth import (
 )
 from pos_gateway.domain.errors import GatewayError, invalid
 from pos_gateway.service_layer.idempotency import MAX_KEY_LENGTH
+from servicekit.logging import chain_id_var
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -82,13 +81,7 @@ async def authenticate(
     if is_session_token(token):
         return await _staff_principal(gw, token)
     async with gw.read() as session:
-        row = (
-            await session.execute(
-                sa.select(t.api_keys).where(
-                    t.api_keys.c.key_hash == hash_key(token), t.api_keys.c.revoked_at.is_(None)
-                )
-            )
-        ).first()
+        row = await ApiKeys(session).active(hash_key(token))
     if row is None:
         raise GatewayError("unauthorized", "unknown API key")
     principal = Principal(
@@ -115,19 +108,8 @@ async def authenticate(
 
 
 async def _staff_principal(gw: Gateway, token: str) -> Principal:
-    s, u = t.user_sessions.c, t.users.c
     async with gw.read() as session:
-        row = (
-            await session.execute(
-                sa.select(u.user_id, u.chain_id, u.name, u.role)
-                .select_from(t.user_sessions.join(t.users, u.user_id == s.user_id))
-                .where(
-                    s.token_hash == hash_key(token),
-                    s.expires_at > sa.func.now(),
-                    u.deleted_at.is_(None),
-                )
-            )
-        ).first()
+        row = await Staff(session).live_token_user(hash_key(token))
     if row is None:
         raise GatewayError("unauthorized", "unknown or expired token")
     role = Role(row.role)

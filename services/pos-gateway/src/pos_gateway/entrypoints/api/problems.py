@@ -11,11 +11,11 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from servicekit.consumer import is_transient
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pos_gateway.domain.errors import GatewayError, problem_body
+from servicekit.consumer import is_transient
 
 log = logging.getLogger(__name__)
 

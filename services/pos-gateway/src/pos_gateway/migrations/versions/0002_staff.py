@@ -18,8 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # 0001 creates `chains` from the tables module as it is now, which already has the
-    # column on a fresh database; an existing one gets it here
+    # 0001 was written when the column existed already, so a fresh database has it; one made
+    # by an earlier 0001 gets it here
     op.execute("ALTER TABLE chains ADD COLUMN IF NOT EXISTS reminder_email text")
     op.create_table(
         "users",

@@ -17,8 +17,8 @@ _BATCH = 5000
 
 
 def upgrade() -> None:
-    # 0001 creates the read models from the current `adapters.tables`, so on a fresh database
-    # the column and the indexes exist already: every step here is IF NOT EXISTS.
+    # 0001 was written when the column and the indexes existed already, so on a fresh database
+    # they exist: every step here is IF NOT EXISTS.
     # name_key is Python's str.casefold() of the name (PostgreSQL's lower() is another mapping,
     # and ASCII only under the C locale), so existing rows are filled from Python.
     op.execute(

@@ -19,8 +19,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # 0001 builds the tables from `adapters.tables`, so on a fresh database this is the shape
-    # already: every step works either way.
+    # 0001 was written when the tables had this shape already: on a fresh database every step
+    # leaves the shape as it is, on one made by an earlier 0001 it changes it.
     op.execute(
         "ALTER TABLE rm_sales DROP CONSTRAINT rm_sales_pkey, ADD CONSTRAINT rm_sales_pkey "
         "PRIMARY KEY (chain_id, sale_id)"

@@ -1,13 +1,19 @@
-"""Opaque cursors for paged lists and CSV rendering of report rows (pure helpers)."""
+"""Opaque cursors of paged lists, one implementation for every service's internal API.
+
+A cursor is the position after the last row of a page (a JSON object, base64url without
+padding): the service reads back what it wrote, and anything else is `BadCursor`, which the
+APIs answer with 422 `validation_error` on `cursor`, never 500."""
 
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+__all__ = ["BadCursor", "decode_cursor", "encode_cursor", "page_by_offset"]
+
+T = TypeVar("T")
 
 
 class BadCursor(ValueError):
@@ -33,39 +39,16 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
 
 
 def page_by_offset(
-    rows: Sequence[Any], *, limit: int | None, cursor: str | None
-) -> tuple[Sequence[Any], str | None]:
+    rows: Sequence[T], *, limit: int | None, cursor: str | None
+) -> tuple[Sequence[T], str | None]:
     """A page of an already sorted list: all of it when no limit is given."""
     offset = 0
     if cursor:
         offset = decode_cursor(cursor).get("o", 0)
-        if not isinstance(offset, int) or offset < 0:
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise BadCursor("invalid cursor")
     if limit is None:
         return rows[offset:], None
     page = rows[offset : offset + limit]
     nxt = encode_cursor({"o": offset + limit}) if offset + limit < len(rows) else None
     return page, nxt
-
-
-def is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
-
-
-def to_csv(rows: Iterable[Mapping[str, Any]], header: Sequence[str] | None = None) -> str:
-    """One CSV line per row with a header of the row's scalar fields (lists/objects left out)."""
-    rows = list(rows)
-    if header is None:
-        header = [k for k, v in rows[0].items() if is_scalar(v)] if rows else []
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if row.get(k) is None else _cell(row.get(k)) for k in header])
-    return buf.getvalue()
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

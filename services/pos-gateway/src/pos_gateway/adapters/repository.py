@@ -1,0 +1,610 @@
+"""The gateway's tables as the service layer needs them, one query object per aggregate.
+
+Every method works in the caller's session and transaction and never commits: the service
+layer decides where a transaction starts and ends, these classes only say how a row is read,
+locked or written. Rows come back as SQLAlchemy rows (attribute access by column name).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pos_gateway.adapters import tables as t
+from pos_gateway.adapters.outcome_listener import CHANNEL, payload_of
+from pos_gateway.domain.auth import KeyKind
+from pos_gateway.domain.operations import OpRef
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _after(columns: Sequence[Any], position: Sequence[Any]) -> Any:
+    """Keyset paging: the rows after `position` in the order of `columns`."""
+    return sa.tuple_(*columns) > sa.tuple_(*(sa.literal(p) for p in position))
+
+
+class _Tables:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+class IdempotencyKeys(_Tables):
+    """`idempotency_keys`: one row per (scope, key), locked by its first request until it
+    commits, so a concurrent retry waits on the primary key."""
+
+    async def insert(self, scope: str, key: str, request_hash: str) -> bool:
+        """True when this transaction created the key's row (and holds it now)."""
+        inserted = await self.session.execute(
+            pg_insert(t.idempotency_keys)
+            .values(scope=scope, key=key, request_hash=request_hash)
+            .on_conflict_do_nothing()
+            .returning(t.idempotency_keys.c.key)
+        )
+        return inserted.first() is not None
+
+    async def get(self, scope: str, key: str) -> Row[Any]:
+        k = t.idempotency_keys.c
+        return (
+            await self.session.execute(
+                sa.select(t.idempotency_keys).where(k.scope == scope, k.key == key)
+            )
+        ).one()
+
+    async def update(self, scope: str, key: str, **values: Any) -> None:
+        k = t.idempotency_keys.c
+        await self.session.execute(
+            sa.update(t.idempotency_keys).where(k.scope == scope, k.key == key).values(**values)
+        )
+
+    async def delete_created_before(self, moment: datetime) -> int:
+        result = await self.session.execute(
+            sa.delete(t.idempotency_keys).where(t.idempotency_keys.c.created_at < moment)
+        )
+        return _rowcount(result)
+
+
+# --------------------------------------------------------------------------- master data
+
+
+class MasterData(_Tables):
+    """Chains, stores, terminals, customers and cards."""
+
+    # chains
+
+    async def chain(self, chain_id: uuid.UUID, *, lock: bool = False) -> Row[Any] | None:
+        query = sa.select(t.chains).where(t.chains.c.chain_id == chain_id)
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).first()
+
+    async def insert_chain(self, **values: Any) -> None:
+        await self.session.execute(sa.insert(t.chains).values(**values))
+
+    async def update_chain(self, chain_id: uuid.UUID, **values: Any) -> None:
+        await self.session.execute(
+            sa.update(t.chains).where(t.chains.c.chain_id == chain_id).values(**values)
+        )
+
+    async def chains_page(
+        self, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[Any]:
+        """Chains oldest first, `limit` of them after `after` (created_at, chain_id)."""
+        c = t.chains.c
+        query = sa.select(c.chain_id, c.name, c.currency, c.timezone, c.created_at)
+        if after is not None:
+            query = query.where(_after((c.created_at, c.chain_id), after))
+        return (
+            await self.session.execute(query.order_by(c.created_at, c.chain_id).limit(limit))
+        ).all()
+
+    # stores and terminals
+
+    async def store_code_taken(self, chain_id: uuid.UUID, code: str) -> bool:
+        taken = await self.session.scalar(
+            sa.select(sa.func.count()).where(
+                t.stores.c.chain_id == chain_id, t.stores.c.code == code
+            )
+        )
+        return bool(taken)
+
+    async def store_exists(self, chain_id: uuid.UUID, store_id: uuid.UUID) -> bool:
+        found = (
+            await self.session.execute(
+                sa.select(t.stores.c.store_id).where(
+                    t.stores.c.chain_id == chain_id, t.stores.c.store_id == store_id
+                )
+            )
+        ).first()
+        return found is not None
+
+    async def insert_store(self, **values: Any) -> None:
+        await self.session.execute(sa.insert(t.stores).values(**values))
+
+    async def stores_page(
+        self, chain_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
+    ) -> Sequence[Any]:
+        """The chain's stores by code, `limit` of them after `after` (code, store_id)."""
+        st = t.stores.c
+        query = sa.select(st.store_id, st.code, st.name).where(st.chain_id == chain_id)
+        if after is not None:
+            query = query.where(_after((st.code, st.store_id), after))
+        return (
+            await self.session.execute(query.order_by(st.code, st.store_id).limit(limit))
+        ).all()
+
+    async def terminals_of(
+        self, chain_id: uuid.UUID, store_ids: Iterable[uuid.UUID]
+    ) -> Sequence[Any]:
+        """Every terminal the stores ever had, oldest first, with its `revoked_at`: null
+        while one of its keys is active, else when the last one was revoked."""
+        k = t.api_keys.c
+        revoked = (
+            sa.select(
+                k.terminal_id,
+                sa.case(
+                    (sa.func.count().filter(k.revoked_at.is_(None)) > 0, sa.null()),
+                    else_=sa.func.max(k.revoked_at),
+                ).label("revoked_at"),
+            )
+            .where(k.kind == KeyKind.TERMINAL.value)
+            .group_by(k.terminal_id)
+            .subquery()
+        )
+        tm = t.terminals.c
+        return (await self.session.execute(
+            sa.select(tm.store_id, tm.terminal_id, tm.name, tm.created_at, revoked.c.revoked_at)
+            .outerjoin(revoked, revoked.c.terminal_id == tm.terminal_id)
+            .where(tm.chain_id == chain_id, tm.store_id.in_(list(store_ids)))
+            .order_by(tm.created_at, tm.terminal_id)
+        )).all()
+
+    async def insert_terminal(self, **values: Any) -> None:
+        await self.session.execute(sa.insert(t.terminals).values(**values))
+
+    async def lock_terminal(self, chain_id: uuid.UUID, terminal_id: uuid.UUID) -> Row[Any] | None:
+        return (await self.session.execute(
+            sa.select(t.terminals)
+            .where(t.terminals.c.chain_id == chain_id, t.terminals.c.terminal_id == terminal_id)
+            .with_for_update()
+        )).first()
+
+    # customers
+
+    async def customer(
+        self, chain_id: uuid.UUID, customer_id: uuid.UUID, *, lock: bool = False
+    ) -> Row[Any] | None:
+        query = sa.select(t.customers).where(
+            t.customers.c.chain_id == chain_id, t.customers.c.customer_id == customer_id
+        )
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).first()
+
+    async def insert_customer(self, **values: Any) -> None:
+        await self.session.execute(sa.insert(t.customers).values(**values))
+
+    async def update_customer(self, customer_id: uuid.UUID, **values: Any) -> None:
+        await self.session.execute(
+            sa.update(t.customers).where(t.customers.c.customer_id == customer_id).values(**values)
+        )
+
+    async def clear_customer_card(
+        self, customer_id: uuid.UUID, card_number: str, now: datetime
+    ) -> bool:
+        """Take the card off its customer; False when the customer has another card now."""
+        cleared = await self.session.execute(
+            sa.update(t.customers)
+            .where(t.customers.c.customer_id == customer_id,
+                   t.customers.c.card_number == card_number)
+            .values(card_number=None, updated_at=now)
+        )
+        return bool(_rowcount(cleared))
+
+    async def customers_page(
+        self,
+        chain_id: uuid.UUID,
+        *,
+        vip: bool | None,
+        like: str | None,
+        after: tuple[str, uuid.UUID] | None,
+        limit: int,
+    ) -> Sequence[Row[Any]]:
+        """The chain's customers by name; `like`: a LIKE pattern (escaped with a backslash)
+        their name, phone or card number matches, case-insensitively."""
+        c = t.customers.c
+        query = sa.select(t.customers).where(c.chain_id == chain_id)
+        if vip is not None:
+            query = query.where(c.vip.is_(vip))
+        if like:
+            query = query.where(
+                sa.or_(
+                    c.name.ilike(like, escape="\\"),
+                    c.phone.ilike(like, escape="\\"),
+                    c.card_number.ilike(like, escape="\\"),
+                )
+            )
+        if after is not None:
+            query = query.where(_after((c.name, c.customer_id), after))
+        return (
+            await self.session.execute(query.order_by(c.name, c.customer_id).limit(limit))
+        ).all()
+
+    # cards
+
+    async def card(self, chain_id: uuid.UUID, card_number: str) -> Row[Any] | None:
+        if "\x00" in card_number:
+            # no card has it (PostgreSQL text cannot hold it, the query would fail): not found
+            return None
+        return (
+            await self.session.execute(
+                sa.select(t.cards).where(
+                    t.cards.c.chain_id == chain_id, t.cards.c.card_number == card_number
+                )
+            )
+        ).first()
+
+    async def insert_card(self, **values: Any) -> None:
+        await self.session.execute(sa.insert(t.cards).values(**values))
+
+    async def block_card(
+        self, chain_id: uuid.UUID, card_number: str, now: datetime, *, if_active: bool = False
+    ) -> None:
+        """`if_active`: leave a card blocked earlier as it is (its `blocked_at` stays)."""
+        query = sa.update(t.cards).where(
+            t.cards.c.chain_id == chain_id, t.cards.c.card_number == card_number
+        )
+        if if_active:
+            query = query.where(t.cards.c.blocked.is_(False))
+        await self.session.execute(query.values(blocked=True, blocked_at=now))
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+class ApiKeys(_Tables):
+    """`api_keys`, stored only as hashes; a key is refused once `revoked_at` is set."""
+
+    async def active(self, key_hash: str) -> Row[Any] | None:
+        k = t.api_keys.c
+        return (
+            await self.session.execute(
+                sa.select(t.api_keys).where(k.key_hash == key_hash, k.revoked_at.is_(None))
+            )
+        ).first()
+
+    async def insert(self, **values: Any) -> None:
+        await self.session.execute(sa.insert(t.api_keys).values(key_id=uuid.uuid4(), **values))
+
+    async def revoke_admin_keys(self, chain_id: uuid.UUID, now: datetime) -> None:
+        k = t.api_keys.c
+        await self.session.execute(
+            sa.update(t.api_keys)
+            .where(k.chain_id == chain_id, k.kind == KeyKind.ADMIN.value, k.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+    async def revoke_terminal_keys(self, terminal_id: uuid.UUID, now: datetime) -> None:
+        k = t.api_keys.c
+        await self.session.execute(
+            sa.update(t.api_keys)
+            .where(k.terminal_id == terminal_id, k.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+
+    async def active_terminal_keys(self, terminal_id: uuid.UUID) -> int:
+        k = t.api_keys.c
+        return int(await self.session.scalar(
+            sa.select(sa.func.count()).where(k.terminal_id == terminal_id, k.revoked_at.is_(None))
+        ) or 0)
+
+    async def terminal_revoked_at(self, terminal_id: uuid.UUID) -> datetime | None:
+        revoked_at: datetime | None = await self.session.scalar(
+            sa.select(sa.func.max(t.api_keys.c.revoked_at))
+            .where(t.api_keys.c.terminal_id == terminal_id)
+        )
+        return revoked_at
+
+
+# --------------------------------------------------------------------------- staff
+
+
+class Staff(_Tables):
+    """Staff users, their tokens (hashed) and the failed sign-ins counted per email."""
+
+    async def password_hash(self, user_id: uuid.UUID) -> str | None:
+        stored: str | None = await self.session.scalar(
+            sa.select(t.users.c.password_hash).where(t.users.c.user_id == user_id)
+        )
+        return stored
+
+    async def live_user_id(self, email_key: str) -> uuid.UUID | None:
+        found: uuid.UUID | None = await self.session.scalar(
+            sa.select(t.users.c.user_id).where(
+                t.users.c.email_key == email_key, t.users.c.deleted_at.is_(None)
+            )
+        )
+        return found
+
+    async def live_user(self, email_key: str) -> Row[Any] | None:
+        return (
+            await self.session.execute(
+                sa.select(t.users).where(
+                    t.users.c.email_key == email_key, t.users.c.deleted_at.is_(None)
+                )
+            )
+        ).first()
+
+    async def lock_live_user(self, user_id: uuid.UUID) -> bool:
+        """Lock the user's row; False when it was deleted."""
+        live = await self.session.scalar(
+            sa.select(t.users.c.user_id)
+            .where(t.users.c.user_id == user_id, t.users.c.deleted_at.is_(None))
+            .with_for_update()
+        )
+        return live is not None
+
+    async def insert_user(self, **values: Any) -> Row[Any]:
+        """Raises `IntegrityError` for an email a live user has (created concurrently)."""
+        row: Row[Any] = (
+            await self.session.execute(sa.insert(t.users).values(**values).returning(t.users))
+        ).one()
+        return row
+
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
+        await self.session.execute(
+            sa.update(t.users).where(t.users.c.user_id == user_id)
+            .values(password_hash=password_hash)
+        )
+
+    async def users_page(
+        self, chain_id: uuid.UUID, after: tuple[str, uuid.UUID] | None, limit: int
+    ) -> Sequence[Row[Any]]:
+        """The chain's live users by email, `limit` of them after `after` (email key, id)."""
+        u = t.users.c
+        query = sa.select(t.users).where(u.chain_id == chain_id, u.deleted_at.is_(None))
+        if after is not None:
+            query = query.where(_after((u.email_key, u.user_id), after))
+        return (
+            await self.session.execute(query.order_by(u.email_key, u.user_id).limit(limit))
+        ).all()
+
+    async def mark_deleted(
+        self, chain_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+    ) -> Row[Any] | None:
+        """The user as it was, now deleted; None when the chain has no such live user."""
+        u = t.users.c
+        row: Row[Any] | None = (
+            await self.session.execute(
+                sa.update(t.users)
+                .where(u.user_id == user_id, u.chain_id == chain_id, u.deleted_at.is_(None))
+                .values(deleted_at=now)
+                .returning(t.users)
+            )
+        ).first()
+        return row
+
+    # tokens
+
+    async def insert_token(self, **values: Any) -> None:
+        await self.session.execute(sa.insert(t.user_sessions).values(**values))
+
+    async def delete_tokens_of(self, user_id: uuid.UUID) -> None:
+        await self.session.execute(
+            sa.delete(t.user_sessions).where(t.user_sessions.c.user_id == user_id)
+        )
+
+    async def delete_token(self, token_hash: str) -> None:
+        await self.session.execute(
+            sa.delete(t.user_sessions).where(t.user_sessions.c.token_hash == token_hash)
+        )
+
+    async def token_user(self, token_hash: str) -> Row[Any] | None:
+        """The token's user with the token's `expires_at` (expired or deleted alike)."""
+        return (
+            await self.session.execute(
+                sa.select(t.users, t.user_sessions.c.expires_at)
+                .join(t.user_sessions, t.user_sessions.c.user_id == t.users.c.user_id)
+                .where(t.user_sessions.c.token_hash == token_hash)
+            )
+        ).first()
+
+    async def live_token_user(self, token_hash: str) -> Any:
+        """The live user of an unexpired token: user_id, chain_id, name, role."""
+        s, u = t.user_sessions.c, t.users.c
+        return (
+            await self.session.execute(
+                sa.select(u.user_id, u.chain_id, u.name, u.role)
+                .select_from(t.user_sessions.join(t.users, u.user_id == s.user_id))
+                .where(
+                    s.token_hash == token_hash,
+                    s.expires_at > sa.func.now(),
+                    u.deleted_at.is_(None),
+                )
+            )
+        ).first()
+
+    # failed sign-ins
+
+    async def locked_until(self, email_key: str) -> datetime | None:
+        until: datetime | None = await self.session.scalar(
+            sa.select(t.login_failures.c.locked_until).where(
+                t.login_failures.c.email_key == email_key
+            )
+        )
+        return until
+
+    async def count_failure(self, email_key: str, now: datetime, forget_before: datetime) -> int:
+        """The email's failures in a row after this one (the count restarts after a failure
+        older than `forget_before`); one statement, so concurrent failures on several
+        instances are all counted."""
+        f = t.login_failures
+        failures = await self.session.scalar(
+            pg_insert(f)
+            .values(email_key=email_key, failures=1, last_failed_at=now)
+            .on_conflict_do_update(
+                index_elements=[f.c.email_key],
+                set_={
+                    "failures": sa.case(
+                        (f.c.last_failed_at < forget_before, 1), else_=f.c.failures + 1
+                    ),
+                    "last_failed_at": now,
+                },
+            )
+            .returning(f.c.failures)
+        )
+        return int(failures or 0)
+
+    async def lock_email(self, email_key: str, until: datetime) -> None:
+        f = t.login_failures
+        await self.session.execute(
+            sa.update(f).where(f.c.email_key == email_key).values(locked_until=until)
+        )
+
+    async def forget_failures(self, email_key: str) -> None:
+        await self.session.execute(
+            sa.delete(t.login_failures).where(t.login_failures.c.email_key == email_key)
+        )
+
+    async def purge(self, now: datetime, failures_before: datetime) -> int:
+        """Delete expired tokens and failures last seen before `failures_before` that lock
+        nothing any more."""
+        expired = await self.session.execute(
+            sa.delete(t.user_sessions).where(t.user_sessions.c.expires_at < now)
+        )
+        f = t.login_failures.c
+        stale = await self.session.execute(
+            sa.delete(t.login_failures).where(
+                f.last_failed_at < failures_before,
+                sa.or_(f.locked_until.is_(None), f.locked_until < now),
+            )
+        )
+        return _rowcount(expired) + _rowcount(stale)
+
+
+# --------------------------------------------------------------------------- operations
+
+
+class Operations(_Tables):
+    """Operation rows (the request and, later, its outcome), sale lines and payments."""
+
+    async def read(self, ref: OpRef) -> Row[Any] | None:
+        """The operation row with its chain's minor units."""
+        o = t.operations.c
+        return (
+            await self.session.execute(
+                sa.select(t.operations, t.chains.c.minor_units)
+                .join(t.chains, t.chains.c.chain_id == o.chain_id)
+                .where(
+                    o.chain_id == ref.chain_id, o.kind == ref.kind,
+                    o.operation_id == ref.operation_id,
+                )
+            )
+        ).first()
+
+    async def insert(self, ref: OpRef, *, status: str, **values: Any) -> None:
+        """A pending operation, or one refused at once (then completed now)."""
+        await self.session.execute(
+            sa.insert(t.operations).values(
+                chain_id=ref.chain_id,
+                kind=ref.kind,
+                operation_id=ref.operation_id,
+                status=status,
+                completed_at=None if status == "pending" else sa.func.now(),
+                **values,
+            )
+        )
+
+    async def delete(self, ref: OpRef) -> None:
+        o = t.operations.c
+        await self.session.execute(
+            sa.delete(t.operations).where(
+                o.chain_id == ref.chain_id, o.kind == ref.kind, o.operation_id == ref.operation_id
+            )
+        )
+
+    async def lock_name(self, name: str) -> None:
+        """A transaction-scoped advisory lock on `name` (serializes requests naming the same
+        object: a POS-chosen sale id, one payment...)."""
+        await self.session.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name)))
+        )
+
+    async def settle(
+        self,
+        ref: OpRef,
+        *,
+        status: str,
+        outcome: dict[str, Any] | None,
+        code: str | None,
+        detail: str | None,
+    ) -> bool:
+        """Store the outcome on a pending operation; False when there is none (or it is
+        done)."""
+        o = t.operations.c
+        result = await self.session.execute(
+            sa.update(t.operations)
+            .where(
+                o.chain_id == ref.chain_id,
+                o.kind == ref.kind,
+                o.operation_id == ref.operation_id,
+                o.status == "pending",
+            )
+            .values(status=status, outcome=outcome, code=code, detail=detail,
+                    completed_at=sa.func.now())
+            .returning(o.operation_id)
+        )
+        return result.first() is not None
+
+    async def notify_settled(self, ref: OpRef) -> None:
+        """Tell every gateway instance's listener, at this transaction's commit
+        (`adapters.outcome_listener`)."""
+        await self.session.execute(sa.select(sa.func.pg_notify(CHANNEL, payload_of(ref.key))))
+
+    # sale lines and payments
+
+    async def insert_sale_lines(self, lines: list[dict[str, Any]]) -> None:
+        await self.session.execute(sa.insert(t.sale_lines), lines)
+
+    async def sale_lines(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> Sequence[Row[Any]]:
+        """The sale's lines by line number."""
+        return (
+            await self.session.execute(
+                sa.select(t.sale_lines)
+                .where(t.sale_lines.c.chain_id == chain_id, t.sale_lines.c.sale_id == sale_id)
+                .order_by(t.sale_lines.c.line_no)
+            )
+        ).all()
+
+    async def add_returned(
+        self, chain_id: uuid.UUID, sale_id: uuid.UUID, line_no: int, quantity: Any
+    ) -> None:
+        sl = t.sale_lines.c
+        await self.session.execute(
+            sa.update(t.sale_lines)
+            .where(sl.chain_id == chain_id, sl.sale_id == sale_id, sl.line_no == line_no)
+            .values(returned_quantity=sl.returned_quantity + quantity)
+        )
+
+    async def insert_payments(self, payments: list[dict[str, Any]]) -> None:
+        await self.session.execute(sa.insert(t.payments), payments)
+
+    async def payment(self, chain_id: uuid.UUID, payment_id: uuid.UUID) -> Row[Any] | None:
+        return (
+            await self.session.execute(
+                sa.select(t.payments).where(
+                    t.payments.c.chain_id == chain_id, t.payments.c.payment_id == payment_id
+                )
+            )
+        ).first()

@@ -1,0 +1,30 @@
+"""The gateway's handler map: which use case each consumed message runs (the consumer of group
+`gateway` in `entrypoints/app.py` is built from it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts.credit.v1 import (
+    AdvanceRecorded,
+    DebtPaymentRecorded,
+    DiscountRevoked,
+    OperationRefused,
+    RefundRecorded,
+    ReturnRecorded,
+    SaleCompleted,
+)
+from contracts.loyalty.v1 import BonusCancellationRefused, PaymentBonusCancelled
+from pos_gateway.service_layer import outcomes as o
+
+HANDLERS: dict[type[Any], Any] = {
+    SaleCompleted: o.on_sale_completed,
+    OperationRefused: o.on_operation_refused,
+    DebtPaymentRecorded: o.on_debt_payment_recorded,
+    AdvanceRecorded: o.on_advance_recorded,
+    RefundRecorded: o.on_refund_recorded,
+    ReturnRecorded: o.on_return_recorded,
+    DiscountRevoked: o.on_discount_revoked,
+    PaymentBonusCancelled: o.on_payment_bonus_cancelled,
+    BonusCancellationRefused: o.on_bonus_cancellation_refused,
+}
