@@ -328,7 +328,7 @@ def period_sums(
     def before(moment: datetime | None, name: str) -> dict[str, sa.ColumnElement[Any]]:
         nonlocal froms
         if moment is None:
-            return {col: zero for col in ("net", "goods", "payments")}
+            return dict.fromkeys(("net", "goods", "payments"), zero)
         months, edge, sign, b = _at(chain_id, moment, name)
         froms = froms.outerjoin(months, months.c.customer_id == tot.customer_id).outerjoin(
             edge, edge.c.customer_id == tot.customer_id

@@ -227,7 +227,7 @@ async def copy_snapshot_into(conn: AsyncConnection, snapshot: Snapshot, schema: 
     # derived tables are recomputed by their triggers as the base rows go in (and a snapshot
     # taken before they existed has none)
     base = [t.name for t in READ_MODEL_TABLES if t not in DERIVED_TABLES]
-    for name in base + [INBOX_TABLE]:
+    for name in [*base, INBOX_TABLE]:
         source = await table_columns(conn, snapshot.schema, name)
         target = set(await table_columns(conn, schema, name))
         if not source:
