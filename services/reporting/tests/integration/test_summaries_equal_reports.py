@@ -73,9 +73,17 @@ class Story:
 
     async def register(self, s: AsyncSession, chain: uuid.UUID, cid: uuid.UUID) -> None:
         name = self.rnd.choice(NAMES)
-        await s.execute(sa.insert(t.customers).values(
-            customer_id=cid, chain_id=chain, name=name, name_key=name.casefold(),
-            vip=self.rnd.random() < 0.6, phone=None, card_number=None))
+        await s.execute(
+            sa.insert(t.customers).values(
+                customer_id=cid,
+                chain_id=chain,
+                name=name,
+                name_key=name.casefold(),
+                vip=self.rnd.random() < 0.6,
+                phone=None,
+                card_number=None,
+            )
+        )
         self.registered.add(cid)
 
     async def sale(self, s: AsyncSession, chain: uuid.UUID) -> None:
@@ -85,31 +93,75 @@ class Story:
         total = Decimal(self.rnd.randrange(100, 90000)) / 100
         paid = self.rnd.choice([Decimal(0), total, (total / 3).quantize(Decimal("0.01"))])
         due = None if self.rnd.random() < 0.15 else at.date() + timedelta(days=30)
-        await s.execute(sa.insert(t.sales).values(
-            sale_id=sale_id, chain_id=chain, customer_id=cid, store_id=store, sold_at=at,
-            due_date=due, total=total))
+        await s.execute(
+            sa.insert(t.sales).values(
+                sale_id=sale_id,
+                chain_id=chain,
+                customer_id=cid,
+                store_id=store,
+                sold_at=at,
+                due_date=due,
+                total=total,
+            )
+        )
         n = self.rnd.randrange(1, 4)
         share = (total - paid) / n
-        await s.execute(sa.insert(t.sale_lines), [
-            {"sale_id": sale_id, "line_no": i, "chain_id": chain, "customer_id": cid,
-             "sku": "SKU", "barcode": f"48{i}", "name": f"Item {i}", "quantity": Decimal(2),
-             "amount": total / n, "owed": share}
-            for i in range(1, n + 1)
-        ])
+        await s.execute(
+            sa.insert(t.sale_lines),
+            [
+                {
+                    "sale_id": sale_id,
+                    "line_no": i,
+                    "chain_id": chain,
+                    "customer_id": cid,
+                    "sku": "SKU",
+                    "barcode": f"48{i}",
+                    "name": f"Item {i}",
+                    "quantity": Decimal(2),
+                    "amount": total / n,
+                    "owed": share,
+                }
+                for i in range(1, n + 1)
+            ],
+        )
         self.lines += [(chain, sale_id, i, cid) for i in range(1, n + 1)]
-        await s.execute(sa.insert(t.movements).values(
-            message_id=uuid.uuid4(), seq=0, chain_id=chain, customer_id=cid, store_id=store,
-            at=at, kind="sale", sale_id=sale_id, description="Sale", goods=total,
-            payments=paid, debt_change=total - paid))
+        await s.execute(
+            sa.insert(t.movements).values(
+                message_id=uuid.uuid4(),
+                seq=0,
+                chain_id=chain,
+                customer_id=cid,
+                store_id=store,
+                at=at,
+                kind="sale",
+                sale_id=sale_id,
+                description="Sale",
+                goods=total,
+                payments=paid,
+                debt_change=total - paid,
+            )
+        )
         if paid:
             amount = (paid / 10).quantize(Decimal("0.01"))
             movement_id = uuid.uuid4()
             self.bonus_ids.append(movement_id)
-            await s.execute(sa.insert(t.movements).values(
-                message_id=uuid.uuid4(), seq=0, chain_id=chain, customer_id=cid,
-                store_id=store, at=at, kind="bonus_accrued", sale_id=sale_id,
-                description="Bonus", bonus_change=amount, bonus_kind="accrued",
-                bonus_amount=amount, bonus_movement_id=movement_id))
+            await s.execute(
+                sa.insert(t.movements).values(
+                    message_id=uuid.uuid4(),
+                    seq=0,
+                    chain_id=chain,
+                    customer_id=cid,
+                    store_id=store,
+                    at=at,
+                    kind="bonus_accrued",
+                    sale_id=sale_id,
+                    description="Bonus",
+                    bonus_change=amount,
+                    bonus_kind="accrued",
+                    bonus_amount=amount,
+                    bonus_movement_id=movement_id,
+                )
+            )
 
     async def payment(self, s: AsyncSession) -> None:
         """A payment dated any time (another month, another year): owed lines go down."""
@@ -117,18 +169,37 @@ class Story:
             return
         chain, sale_id, line_no, cid = self.rnd.choice(self.lines)
         amount = Decimal(self.rnd.randrange(1, 20000)) / 100
-        owed = await s.scalar(sa.select(t.sale_lines.c.owed).where(
-            t.sale_lines.c.chain_id == chain, t.sale_lines.c.sale_id == sale_id,
-            t.sale_lines.c.line_no == line_no))
-        await s.execute(sa.update(t.sale_lines).where(
-            t.sale_lines.c.chain_id == chain, t.sale_lines.c.sale_id == sale_id,
-            t.sale_lines.c.line_no == line_no).values(owed=max(Decimal(0), owed - amount)))
-        await s.execute(sa.insert(t.movements).values(
-            message_id=uuid.uuid4(), seq=0, chain_id=chain, customer_id=cid,
-            store_id=self.rnd.choice(self.stores[chain] + [None]), at=self.moment(),
-            kind=self.rnd.choice(["payment", "advance", "refund"]), payment_id=uuid.uuid4(),
-            description="Payment", payments=amount if self.rnd.random() < 0.8 else -amount,
-            debt_change=-amount))
+        owed = await s.scalar(
+            sa.select(t.sale_lines.c.owed).where(
+                t.sale_lines.c.chain_id == chain,
+                t.sale_lines.c.sale_id == sale_id,
+                t.sale_lines.c.line_no == line_no,
+            )
+        )
+        await s.execute(
+            sa.update(t.sale_lines)
+            .where(
+                t.sale_lines.c.chain_id == chain,
+                t.sale_lines.c.sale_id == sale_id,
+                t.sale_lines.c.line_no == line_no,
+            )
+            .values(owed=max(Decimal(0), owed - amount))
+        )
+        await s.execute(
+            sa.insert(t.movements).values(
+                message_id=uuid.uuid4(),
+                seq=0,
+                chain_id=chain,
+                customer_id=cid,
+                store_id=self.rnd.choice(self.stores[chain] + [None]),
+                at=self.moment(),
+                kind=self.rnd.choice(["payment", "advance", "refund"]),
+                payment_id=uuid.uuid4(),
+                description="Payment",
+                payments=amount if self.rnd.random() < 0.8 else -amount,
+                debt_change=-amount,
+            )
+        )
 
     async def ret(self, s: AsyncSession) -> None:
         """A return: the line's quantity and debt go down, goods come back."""
@@ -137,13 +208,26 @@ class Story:
         chain, sale_id, line_no, cid = self.rnd.choice(self.lines)
         line = t.sale_lines.c
         where = [line.chain_id == chain, line.sale_id == sale_id, line.line_no == line_no]
-        await s.execute(sa.update(t.sale_lines).where(*where).values(
-            returned_quantity=line.returned_quantity + 1, owed=line.owed / 2))
-        await s.execute(sa.insert(t.movements).values(
-            message_id=uuid.uuid4(), seq=0, chain_id=chain, customer_id=cid,
-            store_id=self.rnd.choice(self.stores[chain]), at=self.moment(), kind="return",
-            sale_id=sale_id, description="Return", goods=-Decimal("7.5"),
-            payments=-Decimal("2.5")))
+        await s.execute(
+            sa.update(t.sale_lines)
+            .where(*where)
+            .values(returned_quantity=line.returned_quantity + 1, owed=line.owed / 2)
+        )
+        await s.execute(
+            sa.insert(t.movements).values(
+                message_id=uuid.uuid4(),
+                seq=0,
+                chain_id=chain,
+                customer_id=cid,
+                store_id=self.rnd.choice(self.stores[chain]),
+                at=self.moment(),
+                kind="return",
+                sale_id=sale_id,
+                description="Return",
+                goods=-Decimal("7.5"),
+                payments=-Decimal("2.5"),
+            )
+        )
 
     async def void(self, s: AsyncSession) -> None:
         """`BonusesVoided`: a failed operation's bonus movements are deleted."""
@@ -155,17 +239,27 @@ class Story:
         if self.registered:
             cid = self.rnd.choice(sorted(self.registered))
             name = self.rnd.choice(NAMES)
-            await s.execute(sa.update(t.customers).where(t.customers.c.customer_id == cid)
-                            .values(name=name, name_key=name.casefold(),
-                                    vip=self.rnd.random() < 0.5))
+            await s.execute(
+                sa.update(t.customers)
+                .where(t.customers.c.customer_id == cid)
+                .values(name=name, name_key=name.casefold(), vip=self.rnd.random() < 0.5)
+            )
 
     async def due_later(self, s: AsyncSession) -> None:
         """`SaleOverdue` gives a sale without a due date its due date."""
-        await s.execute(sa.update(t.sales).where(t.sales.c.due_date.is_(None))
-                        .where(t.sales.c.sale_id.in_(
-                            sa.select(t.sales.c.sale_id).where(t.sales.c.due_date.is_(None))
-                            .limit(1).scalar_subquery()))
-                        .values(due_date=date(2026, 3, 1)))
+        await s.execute(
+            sa.update(t.sales)
+            .where(t.sales.c.due_date.is_(None))
+            .where(
+                t.sales.c.sale_id.in_(
+                    sa.select(t.sales.c.sale_id)
+                    .where(t.sales.c.due_date.is_(None))
+                    .limit(1)
+                    .scalar_subquery()
+                )
+            )
+            .values(due_date=date(2026, 3, 1))
+        )
 
     async def batch(self, s: AsyncSession, operations: int) -> None:
         for _ in range(operations):
@@ -198,9 +292,12 @@ async def _recomputed(engine: AsyncEngine) -> dict[str, set[tuple[Any, ...]]]:
         tx = await conn.begin()
         for table in t.DERIVED_TABLES:
             await conn.execute(sa.text(f"DELETE FROM {table.name}"))
-        await conn.execute(sa.text(
-            "SELECT public.rm_refresh_open_debt_of(current_schema(), "
-            "(SELECT array_agg(DISTINCT customer_id) FROM rm_sale_lines))"))
+        await conn.execute(
+            sa.text(
+                "SELECT public.rm_refresh_open_debt_of(current_schema(), "
+                "(SELECT array_agg(DISTINCT customer_id) FROM rm_sale_lines))"
+            )
+        )
         await conn.execute(sa.text(credit_ledger.BACKFILL_SQL))
         out = {
             table.name: {tuple(r) for r in await conn.execute(sa.select(table))}
@@ -212,10 +309,14 @@ async def _recomputed(engine: AsyncEngine) -> dict[str, set[tuple[Any, ...]]]:
 
 def _periods(rnd: random.Random) -> list[Period]:
     fixed = [
-        Period(None, None), Period(date(2026, 5, 1), date(2026, 5, 31)),
-        Period(date(2025, 1, 1), date(2025, 12, 31)), Period(None, date(2026, 2, 14)),
-        Period(date(2026, 3, 17), None), Period(date(2026, 6, 1), date(2026, 6, 1)),
-        Period(date(2027, 1, 1), date(2027, 2, 1)), Period(date(2020, 1, 1), date(2020, 1, 31)),
+        Period(None, None),
+        Period(date(2026, 5, 1), date(2026, 5, 31)),
+        Period(date(2025, 1, 1), date(2025, 12, 31)),
+        Period(None, date(2026, 2, 14)),
+        Period(date(2026, 3, 17), None),
+        Period(date(2026, 6, 1), date(2026, 6, 1)),
+        Period(date(2027, 1, 1), date(2027, 2, 1)),
+        Period(date(2020, 1, 1), date(2020, 1, 31)),
     ]
     for _ in range(10):
         start = date(2025, 1, 1) + timedelta(days=rnd.randrange(0, 600))
@@ -229,8 +330,7 @@ async def _pb_reference(
     lower, upper = period.bounds(TZ)
     sums = reports._pb_sums_of_movements(chain, lower, upper, None)
     return {
-        r.customer_id: (r.opening, r.goods, r.payments)
-        for r in await s.execute(sa.select(sums))
+        r.customer_id: (r.opening, r.goods, r.payments) for r in await s.execute(sa.select(sums))
     }
 
 
@@ -251,13 +351,23 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
     sf = make_session_factory(engine)
     async with sf() as s, s.begin():
         for chain in story.chains:
-            await s.execute(sa.insert(t.chains).values(
-                chain_id=chain, name="Chain", timezone=TZ, currency="EUR", minor_units=2,
-                credit_mode="per_item"))
-            await s.execute(sa.insert(t.stores), [
-                {"store_id": st, "chain_id": chain, "code": f"S{i}", "name": f"Store {i}"}
-                for i, st in enumerate(story.stores[chain])
-            ])
+            await s.execute(
+                sa.insert(t.chains).values(
+                    chain_id=chain,
+                    name="Chain",
+                    timezone=TZ,
+                    currency="EUR",
+                    minor_units=2,
+                    credit_mode="per_item",
+                )
+            )
+            await s.execute(
+                sa.insert(t.stores),
+                [
+                    {"store_id": st, "chain_id": chain, "code": f"S{i}", "name": f"Store {i}"}
+                    for i, st in enumerate(story.stores[chain])
+                ],
+            )
     for _ in range(6):
         async with sf() as s, s.begin():
             await story.batch(s, 40)
@@ -266,11 +376,21 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
         # month start the report reads at: in June's report, not in May's
         chain, late = story.chains[0], uuid.uuid4()
         await story.register(s, chain, late)
-        await s.execute(sa.insert(t.movements).values(
-            message_id=uuid.uuid4(), seq=0, chain_id=chain, customer_id=late,
-            store_id=story.stores[chain][0], at=datetime(2026, 5, 31, 22, 30, tzinfo=UTC),
-            kind="advance", payment_id=uuid.uuid4(), description="Advance",
-            payments=Decimal("40"), advance_change=Decimal("40")))
+        await s.execute(
+            sa.insert(t.movements).values(
+                message_id=uuid.uuid4(),
+                seq=0,
+                chain_id=chain,
+                customer_id=late,
+                store_id=story.stores[chain][0],
+                at=datetime(2026, 5, 31, 22, 30, tzinfo=UTC),
+                kind="advance",
+                payment_id=uuid.uuid4(),
+                description="Advance",
+                payments=Decimal("40"),
+                advance_change=Decimal("40"),
+            )
+        )
 
     async with sf() as s:
         # the tables equal a recompute from scratch, row for row
@@ -287,12 +407,16 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
                 filters = reports.Filters(Period(None, None), store, vip_only)
                 whole = await reports.unpaid_goods(s, chain, filters, now=NOW)
                 assert whole
-                paged = await _all_pages(lambda c, f=filters: reports.unpaid_goods_page(
-                    s, chain, f, limit=3, cursor=c, now=NOW))
+                paged = await _all_pages(
+                    lambda c, f=filters: reports.unpaid_goods_page(
+                        s, chain, f, limit=3, cursor=c, now=NOW
+                    )
+                )
                 assert paged[0] == whole
                 rows, totals = await reports.aging(s, chain, filters, now=NOW)
-                paged_rows, pages = await _all_pages(lambda c, f=filters: reports.aging_page(
-                    s, chain, f, limit=3, cursor=c, now=NOW))
+                paged_rows, pages = await _all_pages(
+                    lambda c, f=filters: reports.aging_page(s, chain, f, limit=3, cursor=c, now=NOW)
+                )
                 assert paged_rows == rows
                 assert all(p.totals == totals for p in pages)
                 for period in _periods(story.rnd)[:8]:
@@ -302,7 +426,9 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
                     expected = body.pop("by_customer")
                     paged_rows, pages = await _all_pages(
                         lambda c, f=filters: reports.bonus_statistics_page(
-                            s, chain, f, limit=3, cursor=c))
+                            s, chain, f, limit=3, cursor=c
+                        )
+                    )
                     assert paged_rows == expected, (period, store, vip_only)
                     assert all(p.rest == body for p in pages)
 
@@ -329,15 +455,25 @@ async def _payment_balance_matches(
     lower, upper = period.bounds(TZ)
     sums = reports._pb_sums_of_movements(chain, lower, upper, store)
     c = t.customers.c
-    rows = (await s.execute(
-        sa.select(sums, c.name, c.name_key, c.vip)
-        .select_from(sums.outerjoin(t.customers, c.customer_id == sums.c.customer_id))
-    )).all()
+    rows = (
+        await s.execute(
+            sa.select(sums, c.name, c.name_key, c.vip).select_from(
+                sums.outerjoin(t.customers, c.customer_id == sums.c.customer_id)
+            )
+        )
+    ).all()
     if vip_only:
         rows = [r for r in rows if r.vip is True]
     reference = [
-        (r.customer_id, r.name or "", r.name_key or "", r.opening, r.goods, r.payments,
-         r.opening + r.payments - r.goods)
+        (
+            r.customer_id,
+            r.name or "",
+            r.name_key or "",
+            r.opening,
+            r.goods,
+            r.payments,
+            r.opening + r.payments - r.goods,
+        )
         for r in rows
     ]
     totals = {
@@ -356,7 +492,8 @@ async def _payment_balance_matches(
         cursor = None
         for _ in range(500):
             page = await reports.payment_balance_page(
-                s, chain, filters, sort=sort, limit=4, cursor=cursor)
+                s, chain, filters, sort=sort, limit=4, cursor=cursor
+            )
             assert page.totals == totals
             got += page.rows
             cursor = page.next
@@ -383,18 +520,28 @@ async def test_an_existing_database_upgrades_to_the_kept_sums_of_its_read_models
     engine = make_engine(fresh_database_url, pool_size=2)
     try:
         async with engine.connect() as conn:
-            left = await conn.scalar(sa.text(
-                "SELECT count(*) FROM pg_tables WHERE tablename IN "
-                "('rm_open_debt', 'rm_credit_totals', 'rm_credit_months', 'rm_bonus_totals', "
-                "'rm_bonus_months')"))
+            left = await conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_tables WHERE tablename IN "
+                    "('rm_open_debt', 'rm_credit_totals', 'rm_credit_months', 'rm_bonus_totals', "
+                    "'rm_bonus_months')"
+                )
+            )
         assert left == 0  # 0004's shape: the read models without the sums
         story = Story(seed=4)
         sf = make_session_factory(engine)
         async with sf() as s, s.begin():
             for chain in story.chains:
-                await s.execute(sa.insert(t.chains).values(
-                    chain_id=chain, name="Chain", timezone=TZ, currency="EUR", minor_units=2,
-                    credit_mode="per_item"))
+                await s.execute(
+                    sa.insert(t.chains).values(
+                        chain_id=chain,
+                        name="Chain",
+                        timezone=TZ,
+                        currency="EUR",
+                        minor_units=2,
+                        credit_mode="per_item",
+                    )
+                )
             await story.batch(s, 120)
         await asyncio.to_thread(_alembic, fresh_database_url, "upgrade", "head")
         async with sf() as s:
@@ -408,6 +555,7 @@ async def test_an_existing_database_upgrades_to_the_kept_sums_of_its_read_models
             page = await reports.aging_page(s, chain, filters, limit=500, now=NOW)
             assert (page.rows, page.totals) == (rows, totals)
             await _payment_balance_matches(
-                s, chain, Period(date(2026, 5, 1), date(2026, 5, 31)), None, True)
+                s, chain, Period(date(2026, 5, 1), date(2026, 5, 31)), None, True
+            )
     finally:
         await engine.dispose()

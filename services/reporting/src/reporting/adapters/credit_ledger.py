@@ -33,9 +33,8 @@ from reporting.adapters.open_debt import with_static_public
 
 _LOCK_AT_MOST = 1000
 
-def _recompute_sql(
-    ledger: str, where: str, columns: dict[str, str], first_at: bool
-) -> str:
+
+def _recompute_sql(ledger: str, where: str, columns: dict[str, str], first_at: bool) -> str:
     """The function recomputing one ledger's two tables (`rm_<ledger>_totals`,
     `rm_<ledger>_months`) for the customers given, from their movements matching `where`;
     `columns` the sums kept (name -> expression over a movement). The credit ledger
@@ -72,7 +71,8 @@ def _recompute_sql(
     first_set = "first_at = excluded.first_at, " if first_at else ""
     d_first = "d.first_at, " if first_at else ""
     x_first = "excluded.first_at, " if first_at else ""
-    return with_static_public(f"""
+    return with_static_public(
+        f"""
 CREATE OR REPLACE FUNCTION public.rm_refresh_{ledger}_ledger_of(target_schema text, affected uuid[])
 RETURNS void
 LANGUAGE plpgsql AS $fn$
@@ -152,7 +152,10 @@ BEGIN
     $q$, target_schema, pred) USING affected;
 END
 $fn$
-""", "m", _LOCK_AT_MOST)
+""",
+        "m",
+        _LOCK_AT_MOST,
+    )
 
 
 def _trigger_sql(ledger: str, where: str) -> str:
@@ -211,7 +214,8 @@ _BONUS = "bonus_kind IS NOT NULL"
 #: the credit ledger (Payment-Balance) and the bonus ledger (Bonus statistics' balances)
 FUNCTION_STATEMENTS: tuple[str, ...] = (
     _recompute_sql(
-        "credit", "m." + _CREDIT,
+        "credit",
+        "m." + _CREDIT,
         {"net": "m.payments - m.goods", "goods": "m.goods", "payments": "m.payments"},
         first_at=True,
     ),
@@ -276,8 +280,10 @@ def _month_start(moment: datetime) -> datetime:
 
 
 def _next_month(start: datetime) -> datetime:
-    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(
-        month=start.month + 1
+    return (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
     )
 
 
@@ -315,7 +321,9 @@ def _at(chain_id: UUID, moment: datetime, name: str) -> tuple[Any, Any, int, dat
 
 
 def period_sums(
-    chain_id: UUID, lower: datetime | None, upper: datetime | None,
+    chain_id: UUID,
+    lower: datetime | None,
+    upper: datetime | None,
     customer_ids: list[UUID] | None = None,
 ) -> sa.Select[Any]:
     """(customer_id, opening, goods, payments) of every customer with a credit movement before
@@ -346,12 +354,16 @@ def period_sums(
         if upper is not None
         else {col: tot[col] for col in ("net", "goods", "payments")}
     )
-    stmt = sa.select(
-        tot.customer_id,
-        start["net"].label("opening"),
-        (end["goods"] - start["goods"]).label("goods"),
-        (end["payments"] - start["payments"]).label("payments"),
-    ).select_from(froms).where(tot.chain_id == chain_id)
+    stmt = (
+        sa.select(
+            tot.customer_id,
+            start["net"].label("opening"),
+            (end["goods"] - start["goods"]).label("goods"),
+            (end["payments"] - start["payments"]).label("payments"),
+        )
+        .select_from(froms)
+        .where(tot.chain_id == chain_id)
+    )
     if upper is not None:
         stmt = stmt.where(tot.first_at < upper)
     if customer_ids is not None:
@@ -373,9 +385,7 @@ def closings(
     `upper` are the only ones looked up in `rm_credit_totals`."""
     tot = t.credit_totals.c
     if upper is None:
-        stmt = sa.select(tot.customer_id, tot.net.label("closing")).where(
-            tot.chain_id == chain_id
-        )
+        stmt = sa.select(tot.customer_id, tot.net.label("closing")).where(tot.chain_id == chain_id)
         return stmt.where(tot.vip.is_(True)) if vip_only else stmt
     b = nearest_boundary(upper)
     m = t.movements.c
@@ -394,18 +404,21 @@ def closings(
             tot.first_boundary,
             tot.vip,
         )
-        .select_from(moved.join(t.credit_totals, sa.and_(
-            tot.chain_id == chain_id, tot.customer_id == moved.c.customer_id
-        )))
+        .select_from(
+            moved.join(
+                t.credit_totals,
+                sa.and_(tot.chain_id == chain_id, tot.customer_id == moved.c.customer_id),
+            )
+        )
         .subquery("edge")
     )
     cm = t.credit_months.c
     at_b = (
         sa.select(
             cm.customer_id,
-            sa.case(
-                (edge.c.customer_id.is_(None), cm.net), else_=cm.net + edge.c.net
-            ).label("closing"),
+            sa.case((edge.c.customer_id.is_(None), cm.net), else_=cm.net + edge.c.net).label(
+                "closing"
+            ),
         )
         .select_from(t.credit_months.outerjoin(edge, edge.c.customer_id == cm.customer_id))
         .where(
@@ -428,8 +441,11 @@ def closings(
 
 
 def by_closing(
-    chain_id: UUID, upper: datetime | None, vip_only: bool,
-    after: tuple[Decimal, UUID] | None, limit: int,
+    chain_id: UUID,
+    upper: datetime | None,
+    vip_only: bool,
+    after: tuple[Decimal, UUID] | None,
+    limit: int,
 ) -> sa.Select[Any]:
     """The ids of the first `limit` customers of the report in (closing, id) order after
     `after`: every customer's closing (`closings`) and a top-N sort."""
@@ -461,7 +477,10 @@ def named_period_sums(
 
 
 def by_name(
-    chain_id: UUID, upper: datetime | None, vip_only: bool, after: tuple[str, UUID] | None,
+    chain_id: UUID,
+    upper: datetime | None,
+    vip_only: bool,
+    after: tuple[str, UUID] | None,
     limit: int,
 ) -> sa.Select[Any]:
     """The ids of the first `limit` customers of the report in (name_key, id) order after
@@ -509,9 +528,7 @@ def _chain_sums_before(
     b = nearest_boundary(moment)
     low, high, sign = (b, moment, 1) if moment > b else (moment, b, -1)
     months = only_vip(
-        sa.select(*sums({c: cm[c] for c in cols})).where(
-            cm.chain_id == chain_id, cm.boundary == b
-        ),
+        sa.select(*sums({c: cm[c] for c in cols})).where(cm.chain_id == chain_id, cm.boundary == b),
         cm.vip.is_(True),
     ).subquery(f"{name}_m")
     beyond = only_vip(
@@ -525,9 +542,7 @@ def _chain_sums_before(
             *sums({"net": m.payments - m.goods, "goods": m.goods, "payments": m.payments})
         ).where(m.chain_id == chain_id, m.bonus_kind.is_(None), m.at >= low, m.at < high),
         # a few hundred movements: each customer's row by its key
-        sa.exists().where(
-            t.customers.c.customer_id == m.customer_id, t.customers.c.vip.is_(True)
-        ),
+        sa.exists().where(t.customers.c.customer_id == m.customer_id, t.customers.c.vip.is_(True)),
     ).subquery(f"{name}_e")
     return (
         sa.select(*[(months.c[c] + beyond.c[c] + sign * edge.c[c]).label(c) for c in cols])
@@ -608,26 +623,36 @@ def bonus_outstanding(chain_id: UUID, upper: datetime | None) -> sa.Select[Any]:
     relation (the month start's rows, the customers whose last month is before it, the edge)."""
     tot = t.bonus_totals.c
     if upper is None:
-        return sa.select(
-            sa.func.coalesce(sa.func.sum(tot.balance), 0).label("outstanding")
-        ).where(tot.chain_id == chain_id)
+        return sa.select(sa.func.coalesce(sa.func.sum(tot.balance), 0).label("outstanding")).where(
+            tot.chain_id == chain_id
+        )
     edge, b = _bonus_edge(chain_id, upper, "bonus_edge")
     bm = t.bonus_months.c
-    months = sa.select(sa.func.coalesce(sa.func.sum(bm.balance), 0).label("s")).where(
-        bm.chain_id == chain_id, bm.boundary == b
-    ).subquery("m")
-    beyond = sa.select(sa.func.coalesce(sa.func.sum(tot.balance), 0).label("s")).where(
-        tot.chain_id == chain_id, tot.last_boundary < b
-    ).subquery("tb")
+    months = (
+        sa.select(sa.func.coalesce(sa.func.sum(bm.balance), 0).label("s"))
+        .where(bm.chain_id == chain_id, bm.boundary == b)
+        .subquery("m")
+    )
+    beyond = (
+        sa.select(sa.func.coalesce(sa.func.sum(tot.balance), 0).label("s"))
+        .where(tot.chain_id == chain_id, tot.last_boundary < b)
+        .subquery("tb")
+    )
     edges = sa.select(sa.func.coalesce(sa.func.sum(edge.c.balance), 0).label("s")).subquery("e")
-    return sa.select(
-        (months.c.s + beyond.c.s + edges.c.s).label("outstanding")
-    ).select_from(months.join(beyond, sa.true()).join(edges, sa.true()))
+    return sa.select((months.c.s + beyond.c.s + edges.c.s).label("outstanding")).select_from(
+        months.join(beyond, sa.true()).join(edges, sa.true())
+    )
 
 
 def bonus_page(
-    chain_id: UUID, upper: datetime | None, moved: sa.Select[Any], *, balance_counts: bool,
-    vip_only: bool, after: UUID | None, limit: int,
+    chain_id: UUID,
+    upper: datetime | None,
+    moved: sa.Select[Any],
+    *,
+    balance_counts: bool,
+    vip_only: bool,
+    after: UUID | None,
+    limit: int,
 ) -> sa.Select[Any]:
     """The ids of Bonus statistics' next `limit` customers by id after `after`: those with a
     movement in the period (`moved`, their ids) or, when `balance_counts` (no store filter), a

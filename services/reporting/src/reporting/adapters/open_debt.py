@@ -30,6 +30,7 @@ from reporting.adapters import tables as t
 #: the `current` aging bucket, as a missing due date is, and never leaves this module's queries
 NO_DUE_DATE = date(9999, 12, 31)
 
+
 def with_static_public(function_sql: str, alias: str, small: int) -> str:
     """The recompute function with its dynamic statement also written out for `public` and a
     few customers (the live projection's case): PL/pgSQL keeps the plan of a static statement
@@ -37,7 +38,7 @@ def with_static_public(function_sql: str, alias: str, small: int) -> str:
     start = function_sql.index("    EXECUTE format($q$")
     end = function_sql.index("    $q$, target_schema, pred) USING affected;")
     tail = "    $q$, target_schema, pred) USING affected;\n"
-    body = function_sql[start + len("    EXECUTE format($q$"):end]
+    body = function_sql[start + len("    EXECUTE format($q$") : end]
     static = (
         body.replace("%1$I.", "public.")
         .replace("%2$s", f"{alias}.customer_id = ANY(affected)")
@@ -53,7 +54,7 @@ def with_static_public(function_sql: str, alias: str, small: int) -> str:
         + "    ELSE\n"
         + dynamic
         + "    END IF;\n"
-        + function_sql[end + len(tail):]
+        + function_sql[end + len(tail) :]
     )
 
 
@@ -136,7 +137,8 @@ $fn$
 
 #: the functions (in `public`; the triggers of every schema call them), one statement each
 FUNCTION_STATEMENTS: tuple[str, ...] = (
-    with_static_public(_RECOMPUTE_SQL, "l", _LOCK_AT_MOST), _TRIGGER_SQL
+    with_static_public(_RECOMPUTE_SQL, "l", _LOCK_AT_MOST),
+    _TRIGGER_SQL,
 )
 
 _SOURCES = ("rm_sale_lines", "rm_sales", "rm_customers")
@@ -204,8 +206,12 @@ def bucket_conditions(today: date) -> dict[str, Any]:
 
 
 def aging_rows_query(
-    chain_id: UUID, store_id: UUID | None, vip_only: bool, today: date,
-    after: tuple[str, UUID] | None, limit: int,
+    chain_id: UUID,
+    store_id: UUID | None,
+    vip_only: bool,
+    today: date,
+    after: tuple[str, UUID] | None,
+    limit: int,
 ) -> sa.Select[Any]:
     """Up to `limit` customers in (name, id) order after `after`, with their buckets: a walk of
     `rm_open_debt_page` that stops after the page (a streaming group per customer)."""
@@ -265,8 +271,11 @@ def aging_totals_query(
 
 
 def page_customers_query(
-    chain_id: UUID, store_id: UUID | None, vip_only: bool,
-    from_: tuple[str, UUID] | None, limit: int,
+    chain_id: UUID,
+    store_id: UUID | None,
+    vip_only: bool,
+    from_: tuple[str, UUID] | None,
+    limit: int,
 ) -> sa.Select[Any]:
     """The ids of the first `limit` customers with open debt in (name, id) order from `from_`
     (included): every one has at least one open line under these filters, so the first

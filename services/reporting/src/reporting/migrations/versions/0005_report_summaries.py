@@ -644,7 +644,10 @@ def downgrade() -> None:
         op.execute(f"DROP FUNCTION IF EXISTS public.{function}_of(text, uuid[])")
     op.execute("DROP INDEX IF EXISTS rm_customers_chain_name")
     for table in (
-        "rm_bonus_months", "rm_bonus_totals", "rm_credit_months", "rm_credit_totals",
+        "rm_bonus_months",
+        "rm_bonus_totals",
+        "rm_credit_months",
+        "rm_credit_totals",
         "rm_open_debt",
     ):
         op.execute(f"DROP TABLE IF EXISTS {table}")
