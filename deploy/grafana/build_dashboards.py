@@ -108,10 +108,7 @@ def chain_variable() -> dict[str, Any]:
 
 
 def quantile(q: float, metric: str, by: str, selector: str = JOB) -> str:
-    return (
-        f"histogram_quantile({q}, sum by ({by}, le) "
-        f"(rate({metric}_bucket{{{selector}}}{RATE})))"
-    )
+    return f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket{{{selector}}}{RATE})))"
 
 
 SYSTEM = Dashboard(
@@ -210,7 +207,8 @@ SYSTEM = Dashboard(
             "s",
             [
                 (
-                    "topk(10, " + quantile(0.95, "http_request_duration_seconds", "job, route")
+                    "topk(10, "
+                    + quantile(0.95, "http_request_duration_seconds", "job, route")
                     + ")",
                     "{{job}} {{route}}",
                 )
@@ -298,8 +296,7 @@ PIPELINE = Dashboard(
             "short",
             [
                 (
-                    "sum by (job, consumer) "
-                    f"(increase(consumer_restarts_total{{{JOB}}}[1h]))",
+                    f"sum by (job, consumer) (increase(consumer_restarts_total{{{JOB}}}[1h]))",
                     "{{job}} {{consumer}}",
                 )
             ],
@@ -311,8 +308,7 @@ PIPELINE = Dashboard(
             "short",
             [
                 (
-                    "sum by (consumer, topic) "
-                    f"(increase(messages_redriven_total{{{JOB}}}[1h]))",
+                    f"sum by (consumer, topic) (increase(messages_redriven_total{{{JOB}}}[1h]))",
                     "{{consumer}} {{topic}}",
                 )
             ],
@@ -358,8 +354,12 @@ PIPELINE = Dashboard(
         Panel(
             "Operations failed for good per interval",
             "short",
-            [(f"sum by (service, kind, reason) (increase(operations_failed_total{RATE}))",
-              "{{service}} {{kind}} {{reason}}")],
+            [
+                (
+                    f"sum by (service, kind, reason) (increase(operations_failed_total{RATE}))",
+                    "{{service}} {{kind}} {{reason}}",
+                )
+            ],
             description="Refused as operation_failed: no answer within credit's deadline, or a "
             "message of the operation failed for good (docs/operations.md, OperationsFailed).",
         ),
@@ -368,8 +368,7 @@ PIPELINE = Dashboard(
             "short",
             [
                 (
-                    "sum by (job, job_name, outcome) "
-                    f"(increase(job_runs_total{{{JOB}}}[1h]))",
+                    f"sum by (job, job_name, outcome) (increase(job_runs_total{{{JOB}}}[1h]))",
                     "{{job}} {{job_name}} {{outcome}}",
                 )
             ],

@@ -53,8 +53,9 @@ def as_text() -> str:
     alerts = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
     dumper = type("Dumper", (yaml.SafeDumper,), {})
     dumper.add_representer(str, _block_strings)
-    body = yaml.dump(prometheus_rule(alerts), Dumper=dumper, sort_keys=False, width=100,
-                     allow_unicode=True)
+    body = yaml.dump(
+        prometheus_rule(alerts), Dumper=dumper, sort_keys=False, width=100, allow_unicode=True
+    )
     return HEADER + body
 
 

@@ -18,8 +18,14 @@ def test_the_services_import_the_exported_code_of_the_ref_not_this_checkout(
     first = pythonpath.split(os.pathsep)[0]
     assert first.startswith(str(tmp_path / "head"))
     found = subprocess.run(
-        [sys.executable, "-c", "import servicekit, credit; print(servicekit.__file__); "
-                               "print(credit.__file__)"],
-        env={**os.environ, "PYTHONPATH": pythonpath}, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import servicekit, credit; print(servicekit.__file__); print(credit.__file__)",
+        ],
+        env={**os.environ, "PYTHONPATH": pythonpath},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert all(path.startswith(str(tmp_path / "head")) for path in found), found

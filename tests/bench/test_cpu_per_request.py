@@ -26,5 +26,7 @@ def test_instances_are_summed_and_the_load_generator_and_others_are_left_out() -
     }
     # 10 s, 100 answers: 40% of a core for 10 s = 4 s = 40 ms per request
     assert cpu_ms_per_request(processes, 10.0, 100) == {
-        "credit": 40.0, "gateway": 20.0, "postgres": 10.0,
+        "credit": 40.0,
+        "gateway": 20.0,
+        "postgres": 10.0,
     }

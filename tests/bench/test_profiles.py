@@ -27,13 +27,16 @@ def _write(tmp_path: Path, lines: list[tuple[list[str], int]]) -> Path:
 def test_a_sample_counts_for_the_innermost_known_layer_and_waiting_samples_are_left_out(
     tmp_path: Path,
 ) -> None:
-    path = _write(tmp_path, [
-        ([MAIN, RUNNER, HANDLER, EXECUTE, COMPILE], 30),  # statement building under the ORM
-        ([MAIN, RUNNER, HANDLER, EXECUTE, ASYNCPG], 20),  # asyncpg under SQLAlchemy
-        ([MAIN, RUNNER, HANDLER, LOG, FORMAT], 10),  # our formatter, called by logging
-        ([MAIN, RUNNER, HANDLER], 40),  # the handler's own code
-        ([MAIN, RUNNER], 900),  # uvloop waiting in C: idle
-    ])
+    path = _write(
+        tmp_path,
+        [
+            ([MAIN, RUNNER, HANDLER, EXECUTE, COMPILE], 30),  # statement building under the ORM
+            ([MAIN, RUNNER, HANDLER, EXECUTE, ASYNCPG], 20),  # asyncpg under SQLAlchemy
+            ([MAIN, RUNNER, HANDLER, LOG, FORMAT], 10),  # our formatter, called by logging
+            ([MAIN, RUNNER, HANDLER], 40),  # the handler's own code
+            ([MAIN, RUNNER], 900),  # uvloop waiting in C: idle
+        ],
+    )
     prof = Profile.read(path)
     assert (prof.samples, prof.idle) == (100, 900)
     assert prof.categories() == {

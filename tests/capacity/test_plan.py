@@ -31,8 +31,9 @@ def test_a_hand_edited_figure_in_the_generated_tables_is_found(tmp_path: Path) -
 
 def test_twice_the_sales_per_store_need_twice_the_busy_cores() -> None:
     inputs = Inputs.load(INPUTS)
-    doubled = Inputs(inputs.root, json.loads(json.dumps(inputs.raw)), inputs.bench, inputs.step,
-                     inputs.measured)
+    doubled = Inputs(
+        inputs.root, json.loads(json.dumps(inputs.raw)), inputs.bench, inputs.step, inputs.measured
+    )
     doubled.raw["assumptions"]["sales_per_store_peak_hour"] *= 2
     base = instances(inputs, chain(inputs, 500))
     more = instances(doubled, chain(doubled, 500))

@@ -19,13 +19,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 
 def test_every_fault_scenario_keeps_every_invariant() -> None:
-    reports = run(seed=7, ops_per_scenario=int(SHORT["ops"]),
-                  customers_per_chain=int(SHORT["customers"]),
-                  scenarios=[s for s in SCENARIOS if s not in CLUSTER_SCENARIOS],
-                  time_budget=float(SHORT["budget"]), short=True, final_within=30.0)
+    reports = run(
+        seed=7,
+        ops_per_scenario=int(SHORT["ops"]),
+        customers_per_chain=int(SHORT["customers"]),
+        scenarios=[s for s in SCENARIOS if s not in CLUSTER_SCENARIOS],
+        time_budget=float(SHORT["budget"]),
+        short=True,
+        final_within=30.0,
+    )
     lines = "\n".join(r.line() for r in reports)
     total = summary(reports)
-    assert total["violations"] == 0, lines + "\n" + "\n".join(
-        v for r in reports for v in r.violations[:10])
+    assert total["violations"] == 0, (
+        lines + "\n" + "\n".join(v for r in reports for v in r.violations[:10])
+    )
     assert total["untested"] == [], lines
     assert all(r.unanswered == 0 for r in reports), lines

@@ -11,7 +11,9 @@ import httpx
 from tools.chaos.driver import ChainKeys, CustomerModel, Driver, Operation
 
 ANSWER = {
-    "sale_id": "s-1", "status": "completed", "payments": [],
+    "sale_id": "s-1",
+    "status": "completed",
+    "payments": [],
     "customer": {"debt": "12.50", "advance": "0.00", "bonus_balance": "1.25"},
 }
 
@@ -25,20 +27,46 @@ async def test_an_unanswered_request_is_retried_until_final_and_applied_once() -
     seen: list[tuple[str, str, dict[str, object]]] = []
 
     def gateway(request: httpx.Request) -> httpx.Response:
-        seen.append((request.headers["Idempotency-Key"], request.headers["Authorization"],
-                     json.loads(request.content)))
+        seen.append(
+            (
+                request.headers["Idempotency-Key"],
+                request.headers["Authorization"],
+                json.loads(request.content),
+            )
+        )
         if len(seen) < 3:  # still catching up: the outcome is not there yet
             return httpx.Response(202, json={"status": "pending"})
         return httpx.Response(201, json=ANSWER)
 
     customer = _customer()
-    answered = Operation("sale", "POST", "/v1/sales", {"sale_id": "s-0", "lines": []}, "k-0",
-                         status=201, answer={**ANSWER, "sale_id": "s-0"}, api_key="terminal-key")
-    pending = Operation("sale", "POST", "/v1/sales", {"sale_id": "s-1", "lines": []}, "k-1",
-                        attempts=5, api_key="terminal-key")
+    answered = Operation(
+        "sale",
+        "POST",
+        "/v1/sales",
+        {"sale_id": "s-0", "lines": []},
+        "k-0",
+        status=201,
+        answer={**ANSWER, "sale_id": "s-0"},
+        api_key="terminal-key",
+    )
+    pending = Operation(
+        "sale",
+        "POST",
+        "/v1/sales",
+        {"sale_id": "s-1", "lines": []},
+        "k-1",
+        attempts=5,
+        api_key="terminal-key",
+    )
     customer.ops += [answered, pending]
-    driver = Driver("http://gateway.test", [customer], seed=1, ops_per_customer=2, deadline=0.0,
-                    transport=httpx.MockTransport(gateway))
+    driver = Driver(
+        "http://gateway.test",
+        [customer],
+        seed=1,
+        ops_per_customer=2,
+        deadline=0.0,
+        transport=httpx.MockTransport(gateway),
+    )
     driver.stats.unanswered = 1
 
     stats = await driver.settle(within=30.0)
@@ -53,11 +81,23 @@ async def test_an_unanswered_request_is_retried_until_final_and_applied_once() -
 
 async def test_a_request_still_unanswered_when_settling_ends_stays_unanswered() -> None:
     customer = _customer()
-    pending = Operation("advance", "POST", "/v1/customers/cust-1/advances", {"amount": "5"},
-                        "k-2", api_key="terminal-key")
+    pending = Operation(
+        "advance",
+        "POST",
+        "/v1/customers/cust-1/advances",
+        {"amount": "5"},
+        "k-2",
+        api_key="terminal-key",
+    )
     customer.ops.append(pending)
-    driver = Driver("http://gateway.test", [customer], seed=1, ops_per_customer=1, deadline=0.0,
-                    transport=httpx.MockTransport(lambda _: httpx.Response(503)))
+    driver = Driver(
+        "http://gateway.test",
+        [customer],
+        seed=1,
+        ops_per_customer=1,
+        deadline=0.0,
+        transport=httpx.MockTransport(lambda _: httpx.Response(503)),
+    )
     driver.stats.unanswered = 1
 
     stats = await driver.settle(within=0.0)

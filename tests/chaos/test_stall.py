@@ -7,8 +7,9 @@ from tools.chaos.driver import Operation, stall_after, stall_of
 
 
 def _op(sent: float, answered: float) -> Operation:
-    return Operation("sale", "POST", "/v1/sales", {}, f"k-{sent}", status=201, sent_at=sent,
-                     answered_at=answered)
+    return Operation(
+        "sale", "POST", "/v1/sales", {}, f"k-{sent}", status=201, sent_at=sent, answered_at=answered
+    )
 
 
 def test_the_stall_is_the_longest_gap_between_final_answers_during_the_run() -> None:

@@ -210,8 +210,21 @@ def check_environment(
 
 _WORD = re.compile(r"(?<![\w.$])([a-zA-Z_:][a-zA-Z0-9_:]*)")
 _NOT_METRICS = frozenset(
-    {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
-     "offset", "bool", "inf", "nan"}
+    {
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "and",
+        "or",
+        "unless",
+        "offset",
+        "bool",
+        "inf",
+        "nan",
+    }
 )
 
 
@@ -221,9 +234,7 @@ def promql_metric_names(expr: str) -> set[str]:
     text = re.sub(r"'(?:[^'\\]|\\.)*'", "''", text)
     text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
     text = re.sub(r"\[[^\]]*\]", " ", text)  # range selectors and subqueries
-    text = re.sub(
-        r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text
-    )
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
     text = re.sub(r"\boffset\s+-?[0-9a-zA-Z_$]+", " ", text)
     text = re.sub(r"\$\{?\w+\}?", " ", text)  # Grafana variables
     names = set()

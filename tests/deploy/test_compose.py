@@ -44,8 +44,11 @@ def published_ports(definition: dict[str, Any]) -> list[tuple[str, str, str]]:
     for entry in definition.get("ports", []):
         if isinstance(entry, dict):
             result.append(
-                (str(entry.get("host_ip", "")), str(entry.get("published", "")),
-                 str(entry.get("target", "")))
+                (
+                    str(entry.get("host_ip", "")),
+                    str(entry.get("published", "")),
+                    str(entry.get("target", "")),
+                )
             )
         else:
             parts = str(entry).split(":")
@@ -149,8 +152,9 @@ def test_the_back_office_calls_the_gateway_by_its_compose_name_with_a_required_s
 ) -> None:
     env = environment_of(compose["services"]["backoffice"])
     assert env["BACKOFFICE_GATEWAY_URL"] == "http://pos-gateway:8080"
-    assert re.fullmatch(r"\$\{BACKOFFICE_SESSION_SECRET:\?[^}]*\}",
-                        env["BACKOFFICE_SESSION_SECRET"]), "no usable default"
+    assert re.fullmatch(
+        r"\$\{BACKOFFICE_SESSION_SECRET:\?[^}]*\}", env["BACKOFFICE_SESSION_SECRET"]
+    ), "no usable default"
     assert "KAFKA_BOOTSTRAP_SERVERS" not in env and "DATABASE_URL" not in env
 
 
@@ -176,8 +180,10 @@ def test_the_database_password_has_no_default_and_reaches_database_url(
         assert postgres_env[match.group(1)] == f"${{{match.group(1)}:?set {match.group(1)}}}"
     init = (REPO / "deploy" / "postgres" / "init-databases.sh").read_text(encoding="utf-8")
     mounted = compose["services"]["postgres"]["volumes"]
-    assert ("./deploy/postgres/init-databases.sh:/docker-entrypoint-initdb.d/10-databases.sh:ro"
-            in mounted)
+    assert (
+        "./deploy/postgres/init-databases.sh:/docker-entrypoint-initdb.d/10-databases.sh:ro"
+        in mounted
+    )
     for service in BACKENDS:
         database = settings_class(service.package).default_database
         assert f'create {database} "$POSTGRES_{database.upper()}_PASSWORD"' in init

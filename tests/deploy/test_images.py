@@ -252,8 +252,12 @@ def test_the_builder_installs_the_service_and_both_libraries_with_the_constraint
         assert path in final, f"the last pip install must install {path}"
     copies = [i.args.split() for i in builder if i.keyword == "COPY"]
     sources = [words[0] for words in copies]
-    for path in ("constraints.txt", "libs/contracts", "libs/servicekit",
-                 f"services/{service.directory}"):
+    for path in (
+        "constraints.txt",
+        "libs/contracts",
+        "libs/servicekit",
+        f"services/{service.directory}",
+    ):
         assert path in sources, f"the builder must COPY {path}"
 
 
@@ -262,7 +266,8 @@ def test_the_libraries_layer_comes_before_anything_that_differs_between_services
     # and every RUN after an ARG sees it: the libraries' install must come before the ARGs.
     builder = build({})[0].instructions
     libs_install = next(
-        n for n, i in enumerate(builder)
+        n
+        for n, i in enumerate(builder)
         if i.keyword == "RUN" and "pip install" in i.args and "./libs/servicekit" in i.args
     )
     assert "services" not in builder[libs_install].args
@@ -321,9 +326,7 @@ def test_the_runtime_runs_as_the_non_root_user_10001(service: Service) -> None:
     assert users[-1].args == "10001:10001", "uid and gid 10001, as runAsUser in Kubernetes"
     create = " ".join(i.args for i in runtime if i.keyword == "RUN")
     assert "--uid 10001" in create and "--gid 10001" in create
-    assert runtime.index(users[-1]) < runtime.index(
-        next(i for i in runtime if i.keyword == "CMD")
-    )
+    assert runtime.index(users[-1]) < runtime.index(next(i for i in runtime if i.keyword == "CMD"))
 
 
 def health_check_url(code: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
@@ -505,6 +508,7 @@ def test_the_back_office_package_ships_its_pages_script_and_texts() -> None:
     for pattern in ("templates/*.html", "templates/*/*.html", "static/*", "translations/*.po"):
         assert pattern in data, f"package-data must include {pattern} (the image installs it)"
     package = REPO / "services/backoffice/src/backoffice"
-    nested = {p.parent.relative_to(package / "templates") for p in
-              (package / "templates").rglob("*.html")}
+    nested = {
+        p.parent.relative_to(package / "templates") for p in (package / "templates").rglob("*.html")
+    }
     assert all(len(folder.parts) <= 1 for folder in nested), "a deeper template folder"

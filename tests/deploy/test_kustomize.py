@@ -37,15 +37,31 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "jobLabel": {"type": "string"},
-                "selector": {"type": "object", "required": ["matchLabels"],
-                             "properties": {"matchLabels": {"type": "object",
-                                            "additionalProperties": {"type": "string"}}}},
-                "endpoints": {"type": "array", "minItems": 1, "items": {
-                    "type": "object", "required": ["port"], "additionalProperties": False,
-                    "properties": {"port": {"type": "string"}, "path": {"type": "string"},
-                                   "interval": {"type": "string", "pattern": "^[0-9]+[smh]$"},
-                                   "scrapeTimeout": {"type": "string",
-                                                     "pattern": "^[0-9]+[smh]$"}}}},
+                "selector": {
+                    "type": "object",
+                    "required": ["matchLabels"],
+                    "properties": {
+                        "matchLabels": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        }
+                    },
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["port"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+                            "scrapeTimeout": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+                        },
+                    },
+                },
             },
         }
     },
@@ -53,31 +69,64 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
 PROMETHEUS_RULE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {"spec": {
-        "type": "object", "required": ["groups"], "additionalProperties": False,
-        "properties": {"groups": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["name", "rules"],
-            "properties": {"name": {"type": "string"}, "rules": {"type": "array", "items": {
-                "type": "object", "required": ["expr"], "additionalProperties": False,
-                "properties": {"alert": {"type": "string"}, "record": {"type": "string"},
-                               "expr": {"type": "string"}, "for": {"type": "string"},
-                               "labels": {"type": "object"},
-                               "annotations": {"type": "object"}}}}}}}},
-    }},
+    "properties": {
+        "spec": {
+            "type": "object",
+            "required": ["groups"],
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["expr"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "alert": {"type": "string"},
+                                        "record": {"type": "string"},
+                                        "expr": {"type": "string"},
+                                        "for": {"type": "string"},
+                                        "labels": {"type": "object"},
+                                        "annotations": {"type": "object"},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }
+            },
+        }
+    },
 }
 
 
 def kubectl() -> str:
     path = shutil.which("kubectl")
     if path is None:
-        pytest.fail("kubectl is not installed: it renders deploy/k8s with its built-in "
-                    "kustomize (kubectl kustomize)", pytrace=False)
+        pytest.fail(
+            "kubectl is not installed: it renders deploy/k8s with its built-in "
+            "kustomize (kubectl kustomize)",
+            pytrace=False,
+        )
     return path
 
 
 def render(folder: Path) -> list[dict[str, Any]]:
-    done = subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [kubectl(), "kustomize", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, f"kubectl kustomize {folder} failed:\n{done.stderr}"
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
@@ -101,8 +150,10 @@ def schema_problems(docs: list[dict[str, Any]]) -> list[str]:
     for doc in docs:
         where = f"{doc['kind']} {doc['metadata']['name']}"
         if doc["apiVersion"] == MONITORING_API:
-            schema = {"ServiceMonitor": SERVICE_MONITOR_SCHEMA,
-                      "PrometheusRule": PROMETHEUS_RULE_SCHEMA}[doc["kind"]]
+            schema = {
+                "ServiceMonitor": SERVICE_MONITOR_SCHEMA,
+                "PrometheusRule": PROMETHEUS_RULE_SCHEMA,
+            }[doc["kind"]]
             try:
                 jsonschema.validate(doc, schema)
             except jsonschema.ValidationError as exc:
@@ -119,13 +170,24 @@ def test_the_base_and_the_production_overlay_build_with_every_kind_expected(
     base: list[dict[str, Any]], production: list[dict[str, Any]]
 ) -> None:
     kinds = {d["kind"] for d in production}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Job",
-            "ConfigMap", "NetworkPolicy", "Ingress", "Namespace", "ServiceMonitor",
-            "PrometheusRule"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Job",
+        "ConfigMap",
+        "NetworkPolicy",
+        "Ingress",
+        "Namespace",
+        "ServiceMonitor",
+        "PrometheusRule",
+    } <= kinds
     # the base needs no CRD: it applies to a cluster without the Prometheus Operator
     assert not [d for d in base if d["apiVersion"] == MONITORING_API]
     assert {d["metadata"].get("namespace") for d in production if d["kind"] != "Namespace"} == {
-        "vip-credit"}
+        "vip-credit"
+    }
 
 
 def test_every_rendered_object_is_valid_against_its_schema(
@@ -153,12 +215,20 @@ def test_the_prometheus_rule_is_the_alerts_file_and_promtool_accepts_it(
     assert promtool, "promtool is not installed (scripts/bootstrap.sh installs it)"
     rules = tmp_path / "rules.yml"
     rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    done = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [promtool, "check", "rules", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     generated = subprocess.run(
         [sys.executable, str(PROMETHEUS / "build_k8s_rules.py"), "--check"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert generated.returncode == 0, generated.stdout + generated.stderr
 
@@ -168,11 +238,15 @@ def test_the_service_monitor_scrapes_every_service_as_a_job_named_after_it(
 ) -> None:
     [monitor] = of_kind(production, "ServiceMonitor")
     wanted = monitor["spec"]["selector"]["matchLabels"]
-    selected = [s for s in of_kind(production, "Service")
-                if wanted.items() <= s["metadata"]["labels"].items()]
+    selected = [
+        s
+        for s in of_kind(production, "Service")
+        if wanted.items() <= s["metadata"]["labels"].items()
+    ]
     job_label = monitor["spec"]["jobLabel"]
     assert sorted(s["metadata"]["labels"][job_label] for s in selected) == sorted(
-        s.name for s in SERVICES)
+        s.name for s in SERVICES
+    )
     ports = {e["port"] for e in monitor["spec"]["endpoints"]}
     for service in selected:
         assert ports <= {p["name"] for p in service["spec"]["ports"]}
@@ -193,7 +267,8 @@ def test_the_ingress_serves_only_the_gateway_and_only_over_tls(
             backend = path["backend"]["service"]
             assert backend["name"] == "pos-gateway"
             assert backend["port"]["name"] in {
-                p["name"] for p in services["pos-gateway"]["spec"]["ports"]}
+                p["name"] for p in services["pos-gateway"]["spec"]["ports"]
+            }
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
     assert "example.com" not in str(spec)  # the overlay names its public host

@@ -146,12 +146,15 @@ def dashboard_queries() -> list[tuple[str, str]]:
 
 def test_metric_names_are_read_from_promql_without_functions_labels_or_keywords() -> None:
     expr = (
-        'histogram_quantile(0.95, sum by (job, le) (rate(http_request_duration_seconds_bucket'
+        "histogram_quantile(0.95, sum by (job, le) (rate(http_request_duration_seconds_bucket"
         '{job=~"$job", route="/v1/x"}[$__rate_interval]))) / on (job) group_left '
         "max(up offset 1h) and sum(x_total) by (chain_id) > 1e3 unless absent(y)"
     )
     assert promql_metric_names(expr) == {
-        "http_request_duration_seconds_bucket", "up", "x_total", "y"
+        "http_request_duration_seconds_bucket",
+        "up",
+        "x_total",
+        "y",
     }
 
 
@@ -288,9 +291,14 @@ def test_every_dashboard_imports_into_an_existing_grafana_without_a_fixed_dataso
     for filename, dashboard in dashboards().items():
         # the import asks for one Prometheus datasource ...
         assert dashboard["__inputs"] == [
-            {"name": "DS_PROMETHEUS", "label": "Prometheus",
-             "description": "The Prometheus that scrapes the five services",
-             "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus"}
+            {
+                "name": "DS_PROMETHEUS",
+                "label": "Prometheus",
+                "description": "The Prometheus that scrapes the five services",
+                "type": "datasource",
+                "pluginId": "prometheus",
+                "pluginName": "Prometheus",
+            }
         ], filename
         assert dashboard["id"] is None, filename  # a new dashboard wherever it is imported
         # ... which the dashboard's datasource variable takes (provisioned: the default one)
@@ -300,8 +308,11 @@ def test_every_dashboard_imports_into_an_existing_grafana_without_a_fixed_dataso
         # and every panel, query and query variable reads that variable: no uid anywhere
         sources = _datasources(dashboard["panels"]) + _datasources(dashboard["templating"])
         assert sources, filename
-        fixed = [f"{filename}{where}: {value}" for where, value in sources
-                 if value != {"type": "prometheus", "uid": "${datasource}"}]
+        fixed = [
+            f"{filename}{where}: {value}"
+            for where, value in sources
+            if value != {"type": "prometheus", "uid": "${datasource}"}
+        ]
         assert fixed == []
         used = {p["type"] for p in dashboard["panels"]}
         required = {r["id"] for r in dashboard["__requires"] if r["type"] == "panel"}

@@ -42,8 +42,10 @@ FAST_JOBS = {
     # (tests/e2e/test_every_operation_ends.py waits it out on purpose)
     "CREDIT_OPERATION_DEADLINE_SECONDS": "15",
     # consumer lag and the business gauges (tests/e2e/test_observability.py)
-    **{f"{p}_METRICS_INTERVAL_SECONDS": "1" for p in ("GATEWAY", "CREDIT", "LOYALTY",
-                                                      "REPORTING", "NOTIFIER")},
+    **{
+        f"{p}_METRICS_INTERVAL_SECONDS": "1"
+        for p in ("GATEWAY", "CREDIT", "LOYALTY", "REPORTING", "NOTIFIER")
+    },
 }
 
 
@@ -68,8 +70,9 @@ def smtp_inbox() -> Iterator[Inbox]:
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-            message = email.message_from_bytes(envelope.original_content,
-                                               policy=email.policy.default)
+            message = email.message_from_bytes(
+                envelope.original_content, policy=email.policy.default
+            )
             assert isinstance(message, EmailMessage)
             with inbox.lock:
                 inbox.messages.append(message)
@@ -90,9 +93,13 @@ def stack(infra_endpoints: tuple[str, str], smtp_inbox: Inbox) -> Iterator[Stack
     env = dict(os.environ)
     env.update(FAST_JOBS)
     # reminder digests every second, to the session's SMTP server
-    env.update({"NOTIFIER_SMTP_URL": smtp_inbox.url,
-                "NOTIFIER_SMTP_FROM": "reminders@vip-credit.test",
-                "NOTIFIER_MAIL_INTERVAL_SECONDS": "1"})
+    env.update(
+        {
+            "NOTIFIER_SMTP_URL": smtp_inbox.url,
+            "NOTIFIER_SMTP_FROM": "reminders@vip-credit.test",
+            "NOTIFIER_MAIL_INTERVAL_SECONDS": "1",
+        }
+    )
     env["KAFKA_BOOTSTRAP_SERVERS"] = kafka
     env["DATABASE_URL"] = database
     base = database.rsplit("/", 1)[0]

@@ -34,8 +34,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SHOTS = Path(__file__).resolve().parents[2] / ".run" / "screenshots" / "backoffice"
 PASSWORD = "a long enough password"
@@ -48,7 +54,9 @@ def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).is_file():
         pytest.fail(
             f"{CHROMIUM} is missing: the back office's browser tests need Debian's chromium "
-            "(scripts/bootstrap.sh installs it: apt-get install chromium)", pytrace=False)
+            "(scripts/bootstrap.sh installs it: apt-get install chromium)",
+            pytrace=False,
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -58,8 +66,12 @@ def browser() -> Iterator[Any]:
     with sync_playwright() as playwright:
         # a fresh user-data dir: no state of an earlier run, nothing shared with a real profile
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900}, locale="en-GB",
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+            locale="en-GB",
         )
         try:
             yield context
@@ -121,8 +133,9 @@ def idem() -> dict[str, str]:
 
 def make_user(admin: httpx.Client, role: str, name: str) -> str:
     email = f"{role}-{secrets.token_hex(4)}@example.ro"
-    created = admin.post("/v1/users", json={
-        "email": email, "name": name, "role": role, "password": PASSWORD})
+    created = admin.post(
+        "/v1/users", json={"email": email, "name": name, "role": role, "password": PASSWORD}
+    )
     assert created.status_code == 201, created.text
     return email
 
@@ -141,6 +154,7 @@ def sell(shop: Shop, body: dict[str, Any]) -> str:
     assert sold.status_code in (201, 202), sold.text
     sale_id = str(sold.json()["sale_id"])
     if sold.status_code == 202:
+
         def settled() -> dict[str, Any] | None:
             read = dict(shop.admin.get(f"/v1/sales/{sale_id}").json())
             return None if read["status"] == "pending" else read
@@ -151,13 +165,24 @@ def sell(shop: Shop, body: dict[str, Any]) -> str:
 
 
 def back_dated_sale(shop: Shop, card: str, amount: str, days: int) -> str:
-    return sell(shop, {
-        "card_number": card,
-        "occurred_at": (datetime.now(UTC) - timedelta(days=days)).isoformat(),
-        "lines": [{"sku": "COAT", "barcode": "4820000000031", "name": "Coat",
-                   "quantity": "1", "unit_price": amount, "discount": "5.00"}],
-        "payments": [{"method": "on_account", "amount": str(Decimal(amount) - 5)}],
-    })
+    return sell(
+        shop,
+        {
+            "card_number": card,
+            "occurred_at": (datetime.now(UTC) - timedelta(days=days)).isoformat(),
+            "lines": [
+                {
+                    "sku": "COAT",
+                    "barcode": "4820000000031",
+                    "name": "Coat",
+                    "quantity": "1",
+                    "unit_price": amount,
+                    "discount": "5.00",
+                }
+            ],
+            "payments": [{"method": "on_account", "amount": str(Decimal(amount) - 5)}],
+        },
+    )
 
 
 @dataclass
@@ -175,45 +200,74 @@ class Shop:
     manager_email: str = ""
 
     def customer(self, name: str, **extra: Any) -> dict[str, Any]:
-        created = self.admin.post("/v1/customers", json={
-            "name": name, "phone": extra.pop("phone", "+40712345678"), "vip": True,
-            "bonus_accrual": True, "card_number": f"VIP{secrets.randbelow(10**9):09d}",
-            **extra,
-        })
+        created = self.admin.post(
+            "/v1/customers",
+            json={
+                "name": name,
+                "phone": extra.pop("phone", "+40712345678"),
+                "vip": True,
+                "bonus_accrual": True,
+                "card_number": f"VIP{secrets.randbelow(10**9):09d}",
+                **extra,
+            },
+        )
         assert created.status_code == 201, created.text
         return dict(created.json())
 
 
 @pytest.fixture(scope="module")
 def shop(operator: httpx.Client, gateway: str) -> Iterator[Shop]:
-    chain = operator.post("/v1/chains", json={
-        "name": f"Browser {secrets.token_hex(3)}", "currency": "EUR",
-        "timezone": "Europe/Bucharest"})
+    chain = operator.post(
+        "/v1/chains",
+        json={
+            "name": f"Browser {secrets.token_hex(3)}",
+            "currency": "EUR",
+            "timezone": "Europe/Bucharest",
+        },
+    )
     assert chain.status_code == 201, chain.text
     auth = {"Authorization": f"Bearer {chain.json()['admin_api_key']}"}
     with httpx.Client(base_url=gateway, headers=auth, timeout=30.0) as admin:
-        admin.put("/v1/settings", json={
-            "credit_mode": "per_sale", "max_payment_delay_days": 10,
-            "overdue_discount": "offer"}).raise_for_status()
+        admin.put(
+            "/v1/settings",
+            json={
+                "credit_mode": "per_sale",
+                "max_payment_delay_days": 10,
+                "overdue_discount": "offer",
+            },
+        ).raise_for_status()
         store = admin.post("/v1/stores", json={"code": "S1", "name": "Store one"})
         store.raise_for_status()
-        till = admin.post(f"/v1/stores/{store.json()['store_id']}/terminals",
-                          json={"name": "Till 1"})
+        till = admin.post(
+            f"/v1/stores/{store.json()['store_id']}/terminals", json={"name": "Till 1"}
+        )
         till.raise_for_status()
         key = {"Authorization": f"Bearer {till.json()['api_key']}"}
         with httpx.Client(base_url=gateway, headers=key, timeout=30.0) as terminal:
             shop = Shop(admin, terminal)
-            shop.overdue = shop.customer("Maria Ionescu", phone="+40 721 000 111",
-                                         credit_limit="2000.00")
+            shop.overdue = shop.customer(
+                "Maria Ionescu", phone="+40 721 000 111", credit_limit="2000.00"
+            )
             back_dated_sale(shop, shop.overdue["card_number"], "245.00", 40)
             back_dated_sale(shop, shop.overdue["card_number"], "80.00", 2)
             shop.payer = shop.customer("Andrei Pop <b>&</b> \u05e9\u05dc\u05d5\u05dd")
-            sell(shop, {
-                "card_number": shop.payer["card_number"],
-                "lines": [{"sku": "SHOE", "barcode": "4820000000024", "name": "Shoes",
-                           "quantity": "1", "unit_price": "120.00", "discount": "0.00"}],
-                "payments": [{"method": "cash", "amount": "120.00"}],
-            })
+            sell(
+                shop,
+                {
+                    "card_number": shop.payer["card_number"],
+                    "lines": [
+                        {
+                            "sku": "SHOE",
+                            "barcode": "4820000000024",
+                            "name": "Shoes",
+                            "quantity": "1",
+                            "unit_price": "120.00",
+                            "discount": "0.00",
+                        }
+                    ],
+                    "payments": [{"method": "cash", "amount": "120.00"}],
+                },
+            )
 
             def task_raised() -> Any:
                 items = admin.get("/v1/tasks", params={"status": "open"}).json()["items"]
@@ -233,7 +287,9 @@ def backoffice(stack: Stack) -> str:
 
 
 def test_customer_service_records_a_promise_and_sees_it_done_with_their_name(
-    page: Any, backoffice: str, shop: Shop,
+    page: Any,
+    backoffice: str,
+    shop: Shop,
 ) -> None:
     started = time.monotonic()
     sign_in(page, backoffice, shop.cs_email)
@@ -266,7 +322,9 @@ def test_customer_service_records_a_promise_and_sees_it_done_with_their_name(
 
 
 def test_customer_service_is_refused_the_settings_page(
-    page: Any, backoffice: str, shop: Shop,
+    page: Any,
+    backoffice: str,
+    shop: Shop,
 ) -> None:
     sign_in(page, backoffice, shop.cs_email)
     assert page.locator("nav a[href='/settings']").count() == 0
@@ -286,7 +344,9 @@ def test_a_wrong_password_is_refused(page: Any, backoffice: str, shop: Shop) -> 
 
 
 def test_a_manager_switches_the_credit_mode_and_sees_it_on_the_settings_page(
-    page: Any, backoffice: str, shop: Shop,
+    page: Any,
+    backoffice: str,
+    shop: Shop,
 ) -> None:
     sign_in(page, backoffice, shop.manager_email)
     page.goto(f"{backoffice}/settings")
@@ -303,13 +363,16 @@ def test_a_manager_switches_the_credit_mode_and_sees_it_on_the_settings_page(
 
 
 def test_every_page_renders_for_a_manager_in_both_languages(
-    page: Any, backoffice: str, shop: Shop,
+    page: Any,
+    backoffice: str,
+    shop: Shop,
 ) -> None:
     sign_in(page, backoffice, shop.manager_email)
     customer = shop.overdue["customer_id"]
     # reporting has the sales once the customer's statement lists them
-    wait_for(lambda: len(shop.admin.get(
-        f"/v1/customers/{customer}/statement").json()["entries"]) >= 2)
+    wait_for(
+        lambda: len(shop.admin.get(f"/v1/customers/{customer}/statement").json()["entries"]) >= 2
+    )
     pages = {
         "customers": "/customers",
         "customer": f"/customers/{customer}",

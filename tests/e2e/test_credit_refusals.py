@@ -84,9 +84,9 @@ def settled(chain: Any, eventually: Any, customer: dict[str, Any], debt: str) ->
     eventually(lambda: chain.admin.get(f"/v1/customers/{cid}").json()["debt"] == debt, timeout=2)
 
 
-
-def deposit_advance(chain: Any, customer: dict[str, Any], amount: str, idem: Any,
-                    eventually: Any) -> None:
+def deposit_advance(
+    chain: Any, customer: dict[str, Any], amount: str, idem: Any, eventually: Any
+) -> None:
     """An advance paid in cash at the till, and the customer's card showing it."""
     cid = customer["customer_id"]
     ok(
@@ -99,6 +99,7 @@ def deposit_advance(chain: Any, customer: dict[str, Any], amount: str, idem: Any
     eventually(
         lambda: chain.admin.get(f"/v1/customers/{cid}").json()["advance"] == amount, timeout=2
     )
+
 
 def test_a_sale_over_the_credit_limit_is_refused_as_a_whole(
     new_chain: Callable[..., Any], idem: Any, eventually: Any

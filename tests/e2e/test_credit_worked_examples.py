@@ -104,8 +104,9 @@ def test_the_per_sale_example_ends_with_the_discount_revoked_the_debt_paid_and_t
     b = sell_on_account(chain, idem, card, [line("Scarf", "4820000000048", "50.00")], "50.00", day5)
     assert b["customer"]["debt"] == "150.00"
     # the card lookup reads the read model: B is there once reporting has applied it
-    sales = eventually(lambda: found if len(found := open_sales(chain, card)) == 2 else None,
-                       timeout=2.0)
+    sales = eventually(
+        lambda: found if len(found := open_sales(chain, card)) == 2 else None, timeout=2.0
+    )
     assert {k: v["amount_owed"] for k, v in sales.items()} == {
         a["sale_id"]: "100.00",
         b["sale_id"]: "50.00",

@@ -45,8 +45,14 @@ INPUT_TOPICS = {
     LOYALTY_EVENTS: BonusesApplied.TYPE,
     MASTERDATA_EVENTS: ChainRegistered.TYPE,
 }
-SHOES = {"sku": "SH-1", "barcode": "4820000000024", "name": "Shoes", "quantity": "1",
-         "unit_price": "60.00", "discount": "0.00"}
+SHOES = {
+    "sku": "SH-1",
+    "barcode": "4820000000024",
+    "name": "Shoes",
+    "quantity": "1",
+    "unit_price": "60.00",
+    "discount": "0.00",
+}
 
 
 async def _publish(servers: str, items: list[tuple[str, bytes, bytes]]) -> list[tuple[int, int]]:
@@ -71,8 +77,13 @@ def consumer_groups_of(topic: str) -> list[str]:
     from pos_gateway.entrypoints.app import consumers as gateway_consumers
     from reporting.service_layer.handlers import make_consumer as reporting_consumer
 
-    every = [credit_consumer(), loyalty_consumer(LoyaltyHandlers()), notifier_consumer(),
-             reporting_consumer(), *gateway_consumers()]
+    every = [
+        credit_consumer(),
+        loyalty_consumer(LoyaltyHandlers()),
+        notifier_consumer(),
+        reporting_consumer(),
+        *gateway_consumers(),
+    ]
     return sorted(c.name for c in every if topic in c.topics)
 
 
@@ -83,9 +94,15 @@ def letters(stack: Stack) -> list[Letter]:
 def schema_violation(type_: str, chain_id: str, key: str) -> bytes:
     """A well-formed envelope of a known type whose payload breaks the type's schema."""
     valid = make_envelope(
-        CancelPaymentBonus(payment_id=uuid.uuid4(), chain_id=uuid.UUID(chain_id),
-                           customer_id=uuid.uuid4(), requested_at=datetime.now(UTC)),
-        chain_id=uuid.UUID(chain_id), key=key, correlation_id=uuid.uuid4(),
+        CancelPaymentBonus(
+            payment_id=uuid.uuid4(),
+            chain_id=uuid.UUID(chain_id),
+            customer_id=uuid.uuid4(),
+            requested_at=datetime.now(UTC),
+        ),
+        chain_id=uuid.UUID(chain_id),
+        key=key,
+        correlation_id=uuid.uuid4(),
     )
     return encode(valid.model_copy(update={"type": type_, "payload": {"not_a_field": 1}}))
 
@@ -111,10 +128,13 @@ def test_poison_messages_on_every_input_topic_are_dead_lettered_and_the_partitio
             where = (x.letter.original_topic, x.letter.partition, x.letter.offset)
             found.setdefault(where, []).append(x)
         # every consumer group of the topic gives up on each poison message, each in its time
-        wanted = {(topic, p, o): groups[topic]
-                  for (topic, _, _), (p, o) in zip(items, coordinates, strict=True)}
-        done = all(sorted({x.letter.consumer for x in found.get(w, [])}) == g
-                   for w, g in wanted.items())
+        wanted = {
+            (topic, p, o): groups[topic]
+            for (topic, _, _), (p, o) in zip(items, coordinates, strict=True)
+        }
+        done = all(
+            sorted({x.letter.consumer for x in found.get(w, [])}) == g for w, g in wanted.items()
+        )
         return found if done else None
 
     found = eventually(all_dead_lettered, timeout=90, interval=1.0)
@@ -144,15 +164,29 @@ def test_poison_messages_on_every_input_topic_are_dead_lettered_and_the_partitio
     sale = chain.terminal.post(
         "/v1/sales",
         headers=idem(),
-        json={"card_number": customer["card_number"], "lines": [SHOES],
-              "payments": [{"method": "cash", "amount": "60.00"}]},
+        json={
+            "card_number": customer["card_number"],
+            "lines": [SHOES],
+            "payments": [{"method": "cash", "amount": "60.00"}],
+        },
     )
     assert sale.status_code == 201, sale.text
 
     listed = subprocess.run(
-        [sys.executable, "-m", "servicekit.deadletters",
-         "--bootstrap-servers", stack.kafka_bootstrap_servers, "list", "--consumer", "credit"],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            sys.executable,
+            "-m",
+            "servicekit.deadletters",
+            "--bootstrap-servers",
+            stack.kafka_bootstrap_servers,
+            "list",
+            "--consumer",
+            "credit",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     partition, offset = coordinates[0]
     assert f"original={POS_COMMANDS}[{partition}]@{offset}\t" in listed.stdout
@@ -179,9 +213,20 @@ async def _sql(url: str, *statements: str) -> None:
 
 def redrive(stack: Stack, letter: Letter) -> None:
     subprocess.run(
-        [sys.executable, "-m", "servicekit.deadletters",
-         "--bootstrap-servers", stack.kafka_bootstrap_servers, "redrive", "--offset", letter.id],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            sys.executable,
+            "-m",
+            "servicekit.deadletters",
+            "--bootstrap-servers",
+            stack.kafka_bootstrap_servers,
+            "redrive",
+            "--offset",
+            letter.id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
 
 
@@ -192,28 +237,35 @@ def test_a_letter_re_driven_after_the_fix_is_applied_once_and_again_changes_noth
     customer = chain.customer(vip=True)
     database = stack.env["REPORTING_DATABASE_URL"]
     trigger = f"e2e_refuse_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_sql(
-        database,
-        f"""CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$
+    asyncio.run(
+        _sql(
+            database,
+            f"""CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'rm_sales is refusing rows of chain %', NEW.chain_id; END $$""",
-        f"""CREATE TRIGGER {trigger} BEFORE INSERT ON rm_sales FOR EACH ROW
+            f"""CREATE TRIGGER {trigger} BEFORE INSERT ON rm_sales FOR EACH ROW
             WHEN (NEW.chain_id = '{chain.chain_id}') EXECUTE FUNCTION {trigger}()""",
-    ))
+        )
+    )
     try:
         sale = chain.terminal.post(
             "/v1/sales",
             headers=idem(),
-            json={"card_number": customer["card_number"], "lines": [SHOES],
-                  "payments": [{"method": "on_account", "amount": "60.00"}]},
+            json={
+                "card_number": customer["card_number"],
+                "lines": [SHOES],
+                "payments": [{"method": "on_account", "amount": "60.00"}],
+            },
         )
         assert sale.status_code == 201, sale.text  # the till flow does not need reporting
         sale_id = sale.json()["sale_id"]
 
         def dead_letter() -> Letter | None:
             for x in letters(stack):
-                if (x.letter.consumer == "reporting"
-                        and x.letter.original_type == SaleCompleted.TYPE
-                        and sale_id in x.letter.original_value):
+                if (
+                    x.letter.consumer == "reporting"
+                    and x.letter.original_type == SaleCompleted.TYPE
+                    and sale_id in x.letter.original_value
+                ):
                     return x
             return None
 
@@ -221,8 +273,13 @@ def test_a_letter_re_driven_after_the_fix_is_applied_once_and_again_changes_noth
         assert "rm_sales is refusing rows" in letter.letter.reason
     finally:
         # the fix
-        asyncio.run(_sql(database, f"DROP TRIGGER IF EXISTS {trigger} ON rm_sales",
-                         f"DROP FUNCTION IF EXISTS {trigger}()"))
+        asyncio.run(
+            _sql(
+                database,
+                f"DROP TRIGGER IF EXISTS {trigger} ON rm_sales",
+                f"DROP FUNCTION IF EXISTS {trigger}()",
+            )
+        )
 
     def unpaid() -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = chain.admin.get("/v1/reports/unpaid-goods").json()["rows"]
@@ -230,22 +287,42 @@ def test_a_letter_re_driven_after_the_fix_is_applied_once_and_again_changes_noth
 
     assert unpaid() == []  # the effect is missing until someone acts
 
-    redriven = metric(stack, "reporting", "messages_redriven_total",
-                      consumer="reporting", topic=CREDIT_EVENTS)
+    redriven = metric(
+        stack, "reporting", "messages_redriven_total", consumer="reporting", topic=CREDIT_EVENTS
+    )
     redrive(stack, letter)
     [row] = eventually(unpaid, timeout=30, interval=0.5)
     assert row["amount_owed"] == "60.00"
 
-    duplicates = metric(stack, "reporting", "messages_duplicate_total",
-                        consumer="reporting", topic=CREDIT_EVENTS)
+    duplicates = metric(
+        stack, "reporting", "messages_duplicate_total", consumer="reporting", topic=CREDIT_EVENTS
+    )
     redrive(stack, letter)
-    eventually(lambda: metric(stack, "reporting", "messages_duplicate_total",
-                              consumer="reporting", topic=CREDIT_EVENTS) > duplicates,
-               timeout=30, interval=0.5)
+    eventually(
+        lambda: (
+            metric(
+                stack,
+                "reporting",
+                "messages_duplicate_total",
+                consumer="reporting",
+                topic=CREDIT_EVENTS,
+            )
+            > duplicates
+        ),
+        timeout=30,
+        interval=0.5,
+    )
     assert unpaid() == [row]
-    assert metric(stack, "reporting", "messages_redriven_total",
-                  consumer="reporting", topic=CREDIT_EVENTS) == redriven + 2
+    assert (
+        metric(
+            stack, "reporting", "messages_redriven_total", consumer="reporting", topic=CREDIT_EVENTS
+        )
+        == redriven + 2
+    )
     # the re-driven copies were not dead-lettered again
-    again = [x for x in letters(stack) if x.letter.consumer == "reporting"
-             and sale_id in x.letter.original_value]
+    again = [
+        x
+        for x in letters(stack)
+        if x.letter.consumer == "reporting" and sale_id in x.letter.original_value
+    ]
     assert again == [letter]

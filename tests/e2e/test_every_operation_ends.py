@@ -37,8 +37,16 @@ DEADLINE_SECONDS = 15.0
 def _body(price: str, payments: list[tuple[str, str]], **extra: Any) -> dict[str, Any]:
     return {
         **extra,
-        "lines": [{"sku": "COAT-1", "barcode": "4820000000048", "name": "Coat",
-                   "quantity": "1", "unit_price": price, "discount": "0.00"}],
+        "lines": [
+            {
+                "sku": "COAT-1",
+                "barcode": "4820000000048",
+                "name": "Coat",
+                "quantity": "1",
+                "unit_price": price,
+                "discount": "0.00",
+            }
+        ],
         "payments": [{"method": m, "amount": a} for m, a in payments],
     }
 
@@ -56,8 +64,15 @@ def _everything(chain: Any, customer: dict[str, Any]) -> dict[str, Any]:
     return seen
 
 
-def _final(client: httpx.Client, path: str, body: dict[str, Any], key: dict[str, str], *,
-           within: float, started: float | None = None) -> tuple[httpx.Response, float]:
+def _final(
+    client: httpx.Client,
+    path: str,
+    body: dict[str, Any],
+    key: dict[str, str],
+    *,
+    within: float,
+    started: float | None = None,
+) -> tuple[httpx.Response, float]:
     """What a POS does with a 202: the same request, the same key, until a final answer.
     Returns it and the seconds it took from the first send (`started`, default now)."""
     started = time.monotonic() if started is None else started
@@ -69,8 +84,9 @@ def _final(client: httpx.Client, path: str, body: dict[str, Any], key: dict[str,
         time.sleep(0.25)
 
 
-def _done(client: httpx.Client, path: str, body: dict[str, Any], key: dict[str, str]
-          ) -> httpx.Response:
+def _done(
+    client: httpx.Client, path: str, body: dict[str, Any], key: dict[str, str]
+) -> httpx.Response:
     """The final answer of an operation that is not under test (a busy machine may 202 it)."""
     return _final(client, path, body, key, within=60.0)[0]
 
@@ -80,12 +96,19 @@ def _funded(chain: Any, idem: Any, eventually: Any, **fields: Any) -> dict[str, 
     of 25.00."""
     customer = chain.customer(vip=True, **fields)
     card = customer["card_number"]
-    for body in (_body("100.00", [("cash", "100.00")], card_number=card),
-                 _body("25.00", [("on_account", "25.00")], card_number=card)):
+    for body in (
+        _body("100.00", [("cash", "100.00")], card_number=card),
+        _body("25.00", [("on_account", "25.00")], card_number=card),
+    ):
         answer = _done(chain.terminal, "/v1/sales", body, idem())
         assert answer.status_code == 201, answer.text
-    eventually(lambda: chain.admin.get(f"/v1/customers/{customer['customer_id']}").json()[
-        "bonus_balance"] == "10.00", timeout=10.0)
+    eventually(
+        lambda: (
+            chain.admin.get(f"/v1/customers/{customer['customer_id']}").json()["bonus_balance"]
+            == "10.00"
+        ),
+        timeout=10.0,
+    )
     return customer
 
 
@@ -102,22 +125,34 @@ async def _sql(url: str, *statements: str) -> None:
 def _refusing(database: str, table: str, when: str, event: str = "INSERT") -> Iterator[None]:
     """A trigger that makes every write to `table` matching `when` fail, for the block."""
     name = f"e2e_refuse_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_sql(
-        database,
-        f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+    asyncio.run(
+        _sql(
+            database,
+            f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION 'this table is broken (e2e)'; END $$""",
-        f"""CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW WHEN ({when})
+            f"""CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW WHEN ({when})
             EXECUTE FUNCTION {name}()""",
-    ))
+        )
+    )
     try:
         yield
     finally:
-        asyncio.run(_sql(database, f"DROP TRIGGER IF EXISTS {name} ON {table}",
-                         f"DROP FUNCTION IF EXISTS {name}()"))
+        asyncio.run(
+            _sql(
+                database,
+                f"DROP TRIGGER IF EXISTS {name} ON {table}",
+                f"DROP FUNCTION IF EXISTS {name}()",
+            )
+        )
 
 
 def _fails_then_the_next_operation_completes(
-    chain: Any, customer: dict[str, Any], idem: Any, eventually: Any, *, within: float,
+    chain: Any,
+    customer: dict[str, Any],
+    idem: Any,
+    eventually: Any,
+    *,
+    within: float,
     refusing: Callable[[str], Any],
 ) -> None:
     """A sale spending bonus and accruing on cash fails for good where `refusing` breaks it:
@@ -125,8 +160,9 @@ def _fails_then_the_next_operation_completes(
     caught up, and the same customer's next operations complete."""
     card = customer["card_number"]
     sale_id = str(uuid.uuid4())
-    doomed = _body("30.00", [("bonus", "10.00"), ("cash", "20.00")], card_number=card,
-                   sale_id=sale_id)
+    doomed = _body(
+        "30.00", [("bonus", "10.00"), ("cash", "20.00")], card_number=card, sale_id=sale_id
+    )
     before = _everything(chain, customer)
     key = idem()
     with refusing(sale_id):
@@ -140,14 +176,24 @@ def _fails_then_the_next_operation_completes(
     assert (read["status"], read["code"]) == ("refused", "operation_failed")
     eventually(lambda: _everything(chain, customer) == before, timeout=15.0)
 
-    nxt = _done(chain.terminal, "/v1/sales",
-                _body("40.00", [("bonus", "10.00"), ("cash", "30.00")], card_number=card),
-                idem())
+    nxt = _done(
+        chain.terminal,
+        "/v1/sales",
+        _body("40.00", [("bonus", "10.00"), ("cash", "30.00")], card_number=card),
+        idem(),
+    )
     assert nxt.status_code == 201, nxt.text
-    assert nxt.json()["customer"] == {"debt": "25.00", "advance": "0.00",
-                                      "bonus_balance": "3.00"}  # 10 - 10 + 3
-    paid = _done(chain.terminal, f"/v1/customers/{customer['customer_id']}/payments",
-                 {"kind": "pay_debt", "method": "cash", "card_number": card}, idem())
+    assert nxt.json()["customer"] == {
+        "debt": "25.00",
+        "advance": "0.00",
+        "bonus_balance": "3.00",
+    }  # 10 - 10 + 3
+    paid = _done(
+        chain.terminal,
+        f"/v1/customers/{customer['customer_id']}/payments",
+        {"kind": "pay_debt", "method": "cash", "card_number": card},
+        idem(),
+    )
     assert paid.status_code == 201, paid.text
     assert paid.json()["amount"] == "25.00"
     statement = chain.admin.get(f"/v1/customers/{customer['customer_id']}/statement").json()
@@ -165,13 +211,16 @@ def test_a_sale_that_fails_for_good_inside_credit_is_refused_and_the_customer_go
     credit_db = stack.env["CREDIT_DATABASE_URL"]
 
     def refusing(sale_id: str) -> Any:
-        return _refusing(credit_db, "operations",
-                         f"NEW.operation_id = '{sale_id}' AND NEW.status = 'confirmed'",
-                         event="UPDATE")
+        return _refusing(
+            credit_db,
+            "operations",
+            f"NEW.operation_id = '{sale_id}' AND NEW.status = 'confirmed'",
+            event="UPDATE",
+        )
 
-    _fails_then_the_next_operation_completes(chain, customer, idem, eventually,
-                                             within=DEADLINE_SECONDS,
-                                             refusing=refusing)
+    _fails_then_the_next_operation_completes(
+        chain, customer, idem, eventually, within=DEADLINE_SECONDS, refusing=refusing
+    )
 
 
 def test_a_sale_that_fails_for_good_inside_loyalty_is_refused_and_the_customer_goes_on(
@@ -186,9 +235,9 @@ def test_a_sale_that_fails_for_good_inside_loyalty_is_refused_and_the_customer_g
     def refusing(sale_id: str) -> Any:
         return _refusing(loyalty_db, "bonus_movements", f"NEW.operation_id = '{sale_id}'")
 
-    _fails_then_the_next_operation_completes(chain, customer, idem, eventually,
-                                             within=DEADLINE_SECONDS,
-                                             refusing=refusing)
+    _fails_then_the_next_operation_completes(
+        chain, customer, idem, eventually, within=DEADLINE_SECONDS, refusing=refusing
+    )
 
 
 def test_a_lost_answer_ends_as_a_refusal_at_the_deadline_and_the_next_operation_completes(
@@ -202,8 +251,7 @@ def test_a_lost_answer_ends_as_a_refusal_at_the_deadline_and_the_next_operation_
     customer = _funded(chain, idem, eventually)
     card = customer["card_number"]
     sale_id = str(uuid.uuid4())
-    lost = _body("30.00", [("bonus", "4.00"), ("cash", "26.00")], card_number=card,
-                 sale_id=sale_id)
+    lost = _body("30.00", [("bonus", "4.00"), ("cash", "26.00")], card_number=card, sale_id=sale_id)
     pay_path = f"/v1/customers/{customer['customer_id']}/payments"
     pay = {"kind": "pay_debt", "method": "cash", "card_number": card}
     sale_key, pay_key = idem(), idem()
@@ -216,8 +264,14 @@ def test_a_lost_answer_ends_as_a_refusal_at_the_deadline_and_the_next_operation_
         assert first.status_code == 202, first.text
         parked = chain.terminal.post(pay_path, headers=pay_key, json=pay)
         assert parked.status_code == 202, parked.text  # waits behind the sale
-        answer, took = _final(chain.terminal, "/v1/sales", lost, sale_key,
-                              within=DEADLINE_SECONDS + 15, started=started)
+        answer, took = _final(
+            chain.terminal,
+            "/v1/sales",
+            lost,
+            sale_key,
+            within=DEADLINE_SECONDS + 15,
+            started=started,
+        )
     finally:
         os.kill(loyalty_pid, signal.SIGCONT)
     assert answer.status_code == 422, answer.text
@@ -228,18 +282,26 @@ def test_a_lost_answer_ends_as_a_refusal_at_the_deadline_and_the_next_operation_
 
     paid, _ = _final(chain.terminal, pay_path, pay, pay_key, within=DEADLINE_SECONDS + 15)
     assert paid.status_code == 201, paid.text
-    assert paid.json()["customer"] == {"debt": "0.00", "advance": "0.00",
-                                       "bonus_balance": "12.50"}  # 10.00 + 10% of 25.00
+    assert paid.json()["customer"] == {
+        "debt": "0.00",
+        "advance": "0.00",
+        "bonus_balance": "12.50",
+    }  # 10.00 + 10% of 25.00
     statement = f"/v1/customers/{customer['customer_id']}/statement"
-    eventually(lambda: sale_id not in {e["sale_id"] for e in chain.admin.get(statement).json()[
-        "entries"]}, timeout=15.0, interval=0.5)
-    nxt = _done(chain.terminal, "/v1/sales",
-                _body("12.50", [("bonus", "12.50")], card_number=card), idem())
+    eventually(
+        lambda: sale_id not in {e["sale_id"] for e in chain.admin.get(statement).json()["entries"]},
+        timeout=15.0,
+        interval=0.5,
+    )
+    nxt = _done(
+        chain.terminal, "/v1/sales", _body("12.50", [("bonus", "12.50")], card_number=card), idem()
+    )
     assert nxt.status_code == 201, nxt.text
     assert nxt.json()["customer"]["bonus_balance"] == "0.00"  # nothing of the lost sale's 4.00
     assert before["customer"]["bonus_balance"] == "10.00"
-    assert [e for e in chain.admin.get(statement).json()["entries"]
-            if e["sale_id"] == sale_id] == []
+    assert [
+        e for e in chain.admin.get(statement).json()["entries"] if e["sale_id"] == sale_id
+    ] == []
 
 
 def test_the_wedge_reproduction_gets_final_answers_and_the_customer_can_pay_debt(
@@ -255,10 +317,11 @@ def test_the_wedge_reproduction_gets_final_answers_and_the_customer_can_pay_debt
     steps = [
         ("/v1/sales", _body(huge, [("on_account", huge)], card_number=card)),
         ("/v1/sales", _body("0.01", [("on_account", "0.01")], card_number=card)),
-        (f"/v1/customers/{cid}/advances", {"amount": huge, "method": "cash",
-                                            "card_number": card}),
-        (f"/v1/customers/{cid}/advances", {"amount": "0.01", "method": "cash",
-                                            "card_number": card}),
+        (f"/v1/customers/{cid}/advances", {"amount": huge, "method": "cash", "card_number": card}),
+        (
+            f"/v1/customers/{cid}/advances",
+            {"amount": "0.01", "method": "cash", "card_number": card},
+        ),
         ("/v1/sales", _body("7.00", [("on_account", "7.00")], card_number=card)),
     ]
     # a final answer for each (10 s is the contract under normal load; a shared test machine
@@ -270,8 +333,12 @@ def test_the_wedge_reproduction_gets_final_answers_and_the_customer_can_pay_debt
         assert refused.json()["code"] in ("validation_error", "amount_out_of_range")
     assert answers[3].json()["applied_to_debt"] == "0.01"
     assert answers[4].json()["customer"]["debt"] == "7.00"
-    paid = _done(chain.terminal, f"/v1/customers/{cid}/payments",
-                 {"kind": "pay_debt", "method": "card", "card_number": card}, idem())
+    paid = _done(
+        chain.terminal,
+        f"/v1/customers/{cid}/payments",
+        {"kind": "pay_debt", "method": "card", "card_number": card},
+        idem(),
+    )
     assert paid.status_code == 201, paid.text
     assert (paid.json()["amount"], paid.json()["customer"]["debt"]) == ("7.00", "0.00")
 
@@ -287,25 +354,35 @@ def test_the_same_pos_chosen_sale_id_in_two_chains_is_two_sales(
     ana, bob = first.customer(vip=True), second.customer(vip=True)
     made = []
     for chain, customer, price in ((first, ana, "12.00"), (second, bob, "30.00")):
-        answer = _done(chain.terminal, "/v1/sales",
-                       _body(price, [("on_account", price)],
-                             card_number=customer["card_number"], sale_id=sale_id), idem())
+        answer = _done(
+            chain.terminal,
+            "/v1/sales",
+            _body(
+                price, [("on_account", price)], card_number=customer["card_number"], sale_id=sale_id
+            ),
+            idem(),
+        )
         assert answer.status_code == 201, answer.text
         made.append(answer.json())
     assert [(m["sale_id"], m["total"]) for m in made] == [(sale_id, "12.00"), (sale_id, "30.00")]
     assert first.terminal.get(f"/v1/sales/{sale_id}").json()["total"] == "12.00"
     assert second.terminal.get(f"/v1/sales/{sale_id}").json()["total"] == "30.00"
 
-    back = _done(second.terminal, f"/v1/sales/{sale_id}/returns",
-                 {"lines": [{"line_no": 1, "quantity": "1"}], "refund": "cash"}, idem())
+    back = _done(
+        second.terminal,
+        f"/v1/sales/{sale_id}/returns",
+        {"lines": [{"line_no": 1, "quantity": "1"}], "refund": "cash"},
+        idem(),
+    )
     assert back.status_code == 201, back.text
 
     def owed(chain: Any, customer: dict[str, Any]) -> list[tuple[str, str]]:
         card = chain.terminal.get(f"/v1/cards/{customer['card_number']}").json()
         return [(s["sale_id"], s["amount_owed"]) for s in card["open_sales"]]
 
-    eventually(lambda: owed(first, ana) == [(sale_id, "12.00")] and owed(second, bob) == [],
-               timeout=10.0)
+    eventually(
+        lambda: owed(first, ana) == [(sale_id, "12.00")] and owed(second, bob) == [], timeout=10.0
+    )
     unpaid = first.admin.get("/v1/reports/unpaid-goods").json()["rows"]
     assert [(r["sale_id"], r["amount_owed"]) for r in unpaid] == [(sale_id, "12.00")]
     assert second.admin.get("/v1/reports/unpaid-goods").json()["rows"] == []

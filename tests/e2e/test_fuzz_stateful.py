@@ -63,11 +63,18 @@ SEED = int(os.environ.get("FUZZ_SEED", "1313"))
 FINAL_WITHIN_SECONDS = 10.0
 
 OPERATOR, ADMIN, TERMINAL, READER = "operator", "admin", "terminal", "reader"
-TILL_POSTS = ("/v1/sales", "/v1/customers/{customer_id}/payments",
-              "/v1/customers/{customer_id}/advances", "/v1/customers/{customer_id}/refunds",
-              "/v1/sales/{sale_id}/returns")
-READER_GETS = ("/v1/cards/{card_number}", "/v1/sales/{sale_id}",
-               "/v1/operations/{kind}/{operation_id}")
+TILL_POSTS = (
+    "/v1/sales",
+    "/v1/customers/{customer_id}/payments",
+    "/v1/customers/{customer_id}/advances",
+    "/v1/customers/{customer_id}/refunds",
+    "/v1/sales/{sale_id}/returns",
+)
+READER_GETS = (
+    "/v1/cards/{card_number}",
+    "/v1/sales/{sale_id}",
+    "/v1/operations/{kind}/{operation_id}",
+)
 MONEY_FIELDS = ("unit_price", "discount", "amount", "credit_limit", "change_to_advance")
 #: what a hostile amount or quantity may be replaced with, by kind
 HOSTILE_AMOUNTS = {
@@ -138,9 +145,12 @@ class World:
 
     def new_terminal(self) -> None:
         """The fuzzing deleted the terminal it uses: carry on with a new one."""
-        made = httpx.post(f"{self.gateway}/v1/stores/{self.store_id}/terminals", timeout=30,
-                          headers={"Authorization": f"Bearer {self.admin}"},
-                          json={"name": "Fuzz till"})
+        made = httpx.post(
+            f"{self.gateway}/v1/stores/{self.store_id}/terminals",
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.admin}"},
+            json={"name": "Fuzz till"},
+        )
         assert made.status_code == 201, made.text
         self.terminal, self.terminal_id = made.json()["api_key"], made.json()["terminal_id"]
 
@@ -149,19 +159,40 @@ def _setup_world(stack: Stack) -> World:
     gw = stack.gateway_url
     op = {"Authorization": f"Bearer {stack.operator_token}"}
     with httpx.Client(base_url=gw, timeout=30) as http:
-        chain = http.post("/v1/chains", headers=op, json={
-            "name": "Stateful fuzz", "currency": "EUR", "timezone": "Europe/Bucharest"}).json()
+        chain = http.post(
+            "/v1/chains",
+            headers=op,
+            json={"name": "Stateful fuzz", "currency": "EUR", "timezone": "Europe/Bucharest"},
+        ).json()
         admin = {"Authorization": f"Bearer {chain['admin_api_key']}"}
-        assert http.put("/v1/settings", headers=admin, json={
-            "credit_mode": "per_item", "overdue_discount": "offer"}).status_code == 200
+        assert (
+            http.put(
+                "/v1/settings",
+                headers=admin,
+                json={"credit_mode": "per_item", "overdue_discount": "offer"},
+            ).status_code
+            == 200
+        )
         store = http.post("/v1/stores", headers=admin, json={"code": "F", "name": "F"}).json()
-        till = http.post(f"/v1/stores/{store['store_id']}/terminals", headers=admin,
-                         json={"name": "F"}).json()
-        world = World(gw, stack.operator_token, chain["chain_id"], chain["admin_api_key"],
-                      till["api_key"], store["store_id"], till["terminal_id"])
+        till = http.post(
+            f"/v1/stores/{store['store_id']}/terminals", headers=admin, json={"name": "F"}
+        ).json()
+        world = World(
+            gw,
+            stack.operator_token,
+            chain["chain_id"],
+            chain["admin_api_key"],
+            till["api_key"],
+            store["store_id"],
+            till["terminal_id"],
+        )
         for i, limit in enumerate(("500.00", None, "0.00", "999999999999.99")):
-            body: dict[str, Any] = {"name": f"Fuzz {i}", "phone": "+40700000000", "vip": True,
-                                    "card_number": f"FUZZ-{uuid.uuid4().hex[:12]}"}
+            body: dict[str, Any] = {
+                "name": f"Fuzz {i}",
+                "phone": "+40700000000",
+                "vip": True,
+                "card_number": f"FUZZ-{uuid.uuid4().hex[:12]}",
+            }
             if limit is not None:
                 body["credit_limit"] = limit
             made = http.post("/v1/customers", headers=admin, json=body)
@@ -177,30 +208,45 @@ def _money(value: Decimal) -> str:
 def _well_formed_sale(rng: random.Random, card: str) -> dict[str, Any]:
     """A sale whose payments add up, paid one of the ways a till pays (to reach credit and
     loyalty, where wedges would happen)."""
-    lines = [{"name": f"Item {i}", "quantity": rng.choice(["1", "2", "0.5"]),
-              "unit_price": rng.choice(["10.00", "99.99", "1000.00", "0.01"])}
-             for i in range(rng.randint(1, 3))]
-    total = sum((Decimal(x["quantity"]) * Decimal(x["unit_price"])).quantize(Decimal("0.01"))
-                for x in lines)
-    way = rng.choice(["on_account", "cash", "change_kept", "bonus_and_cash",
-                      "advance_and_on_account", "card"])
+    lines = [
+        {
+            "name": f"Item {i}",
+            "quantity": rng.choice(["1", "2", "0.5"]),
+            "unit_price": rng.choice(["10.00", "99.99", "1000.00", "0.01"]),
+        }
+        for i in range(rng.randint(1, 3))
+    ]
+    total = sum(
+        (Decimal(x["quantity"]) * Decimal(x["unit_price"])).quantize(Decimal("0.01")) for x in lines
+    )
+    way = rng.choice(
+        ["on_account", "cash", "change_kept", "bonus_and_cash", "advance_and_on_account", "card"]
+    )
     if way == "change_kept":
         payments = [{"method": "cash", "amount": _money(total + 5)}]
         extra: dict[str, Any] = {"change_to_advance": "5.00"}
     elif way == "bonus_and_cash" and total >= 1:
-        payments = [{"method": "bonus", "amount": "1.00"},
-                    {"method": "cash", "amount": _money(total - 1)}]
+        payments = [
+            {"method": "bonus", "amount": "1.00"},
+            {"method": "cash", "amount": _money(total - 1)},
+        ]
         extra = {}
     elif way == "advance_and_on_account" and total >= 1:
-        payments = [{"method": "advance", "amount": "1.00"},
-                    {"method": "on_account", "amount": _money(total - 1)}]
+        payments = [
+            {"method": "advance", "amount": "1.00"},
+            {"method": "on_account", "amount": _money(total - 1)},
+        ]
         extra = {}
     else:
         method = way if way in ("on_account", "cash", "card") else "cash"
         payments = [{"method": method, "amount": _money(total)}]
         extra = {}
-    return {"card_number": card, "lines": lines,
-            "payments": [p for p in payments if Decimal(p["amount"]) > 0], **extra}
+    return {
+        "card_number": card,
+        "lines": lines,
+        "payments": [p for p in payments if Decimal(p["amount"]) > 0],
+        **extra,
+    }
 
 
 def _guide(case: Any, rng: random.Random, world: World) -> str | None:
@@ -214,24 +260,33 @@ def _guide(case: Any, rng: random.Random, world: World) -> str | None:
     if path == "/v1/sales":
         case.body = _well_formed_sale(rng, card)
         return "guided_sale"
-    if path in ("/v1/customers/{customer_id}/payments", "/v1/customers/{customer_id}/advances",
-                "/v1/customers/{customer_id}/refunds"):
+    if path in (
+        "/v1/customers/{customer_id}/payments",
+        "/v1/customers/{customer_id}/advances",
+        "/v1/customers/{customer_id}/refunds",
+    ):
         case.path_parameters["customer_id"] = customer_id
         amount = rng.choice(["1.00", "10.00", "250.00"])
         if path.endswith("/payments"):
-            case.body = rng.choice([
-                {"kind": "take_money", "amount": amount, "method": "cash", "card_number": card},
-                {"kind": "pay_debt", "method": "card", "card_number": card}])
+            case.body = rng.choice(
+                [
+                    {"kind": "take_money", "amount": amount, "method": "cash", "card_number": card},
+                    {"kind": "pay_debt", "method": "card", "card_number": card},
+                ]
+            )
         else:
             case.body = {"amount": amount, "method": "cash", "card_number": card}
         return f"guided_{path.rsplit('/', 1)[-1]}"
     if path in ("/v1/sales/{sale_id}/returns", "/v1/sales/{sale_id}/revoke-discount") and (
-            world.sales):
+        world.sales
+    ):
         sale_id, _sold_at = rng.choice(world.sales)
         case.path_parameters["sale_id"] = sale_id
         if path.endswith("/returns"):
-            case.body = {"lines": [{"line_no": 1, "quantity": "0.5"}],
-                         "refund": rng.choice(["cash", "card", "advance"])}
+            case.body = {
+                "lines": [{"line_no": 1, "quantity": "0.5"}],
+                "refund": rng.choice(["cash", "card", "advance"]),
+            }
         return f"guided_{path.rsplit('/', 1)[-1]}"
     return None
 
@@ -277,8 +332,9 @@ def _mutate(body: Any, rng: random.Random, world: World, path: str) -> list[str]
         }
         if world.sales:
             _sale_id, sold_at = rng.choice(world.sales)
-            choices["occurred_at_before_a_sale"] = (
-                datetime.fromisoformat(sold_at) - timedelta(minutes=1))
+            choices["occurred_at_before_a_sale"] = datetime.fromisoformat(sold_at) - timedelta(
+                minutes=1
+            )
         kind = rng.choice(sorted(choices))
         body["occurred_at"] = choices[kind].isoformat()
         kinds.append(kind)
@@ -303,30 +359,37 @@ def _build_machine(schema: Any, world: World, rng: random.Random) -> Any:
             if "card_number" in params and rng.random() < 0.2:
                 params["card_number"] = rng.choice(["a\x00b", "\u0661\u0660", "..", "%00"])
                 world.hostile["odd_card_number_in_path"] += 1
-            if case.operation.method.upper() == "GET" and rng.random() < 0.1 and any(
-                    p.name == "cursor" for p in case.operation.query):
+            if (
+                case.operation.method.upper() == "GET"
+                and rng.random() < 0.1
+                and any(p.name == "cursor" for p in case.operation.query)
+            ):
                 forged = json.dumps(["a\x00", str(uuid.uuid4())]).encode()
-                case.query = {**(case.query or {}),
-                              "cursor": base64.urlsafe_b64encode(forged).decode()}
+                case.query = {
+                    **(case.query or {}),
+                    "cursor": base64.urlsafe_b64encode(forged).decode(),
+                }
                 world.hostile["forged_cursor"] += 1
             guided = _guide(case, rng, world)
             if guided is not None:
                 world.guided[guided] += 1
-            if case.body is not None and case.operation.method.upper() in ("POST", "PUT",
-                                                                            "PATCH"):
+            if case.body is not None and case.operation.method.upper() in ("POST", "PUT", "PATCH"):
                 for kind in _mutate(case.body, rng, world, path):
                     world.hostile[kind] += 1
             # the key kind each operation takes, and a fresh Idempotency-Key, over whatever
             # was generated for those headers
             kind = key_kind(case.operation.method.upper(), path)
-            self._headers = {"Authorization": f"Bearer {world.keys(kind, rng)}",
-                             "Idempotency-Key": str(uuid.uuid4())}
+            self._headers = {
+                "Authorization": f"Bearer {world.keys(kind, rng)}",
+                "Idempotency-Key": str(uuid.uuid4()),
+            }
             case.headers = {**(case.headers or {}), **self._headers}
             if path == "/v1/webhook" and isinstance(case.body, dict):
                 # a generated URL could name a real host; every webhook here is refused or
                 # points back at this machine, so no delivery ever leaves 127.0.0.1
-                case.body["url"] = rng.choice(["https://127.0.0.1:9/h", "http://10.0.0.1/h",
-                                               "https://[::ffff:127.0.0.1]/h"])
+                case.body["url"] = rng.choice(
+                    ["https://127.0.0.1:9/h", "http://10.0.0.1/h", "https://[::ffff:127.0.0.1]/h"]
+                )
                 world.hostile["webhook_private_destination"] += 1
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
@@ -339,14 +402,19 @@ def _build_machine(schema: Any, world: World, rng: random.Random) -> Any:
             body = _json(response)
             if response.status_code == 201 and path == "/v1/chains/{chain_id}/admin-key":
                 world.admin = body["admin_api_key"]
-            if response.status_code == 201 and path == "/v1/terminals/{terminal_id}/key" and (
-                    body.get("terminal_id") == world.terminal_id):
+            if (
+                response.status_code == 201
+                and path == "/v1/terminals/{terminal_id}/key"
+                and (body.get("terminal_id") == world.terminal_id)
+            ):
                 world.terminal = body["api_key"]
-            if response.status_code == 200 and method == "DELETE" and (
-                    case.path_parameters.get("terminal_id") == world.terminal_id):
+            if (
+                response.status_code == 200
+                and method == "DELETE"
+                and (case.path_parameters.get("terminal_id") == world.terminal_id)
+            ):
                 world.new_terminal()
-            if response.status_code == 201 and path == "/v1/customers" and body.get(
-                    "card_number"):
+            if response.status_code == 201 and path == "/v1/customers" and body.get("card_number"):
                 world.cards[body["customer_id"]] = body["card_number"]
             if response.status_code == 201 and path == "/v1/sales":
                 world.sales.append((body["sale_id"], body["sold_at"]))
@@ -362,8 +430,11 @@ def _build_machine(schema: Any, world: World, rng: random.Random) -> Any:
             if response.status_code == 202:
                 world.accepted_202 += 1
                 self._follow(label, response)
-            elif (response.status_code < 500 and case.operation.method.upper() == "POST"
-                    and rng.random() < 0.1):
+            elif (
+                response.status_code < 500
+                and case.operation.method.upper() == "POST"
+                and rng.random() < 0.1
+            ):
                 self._replay(label, case, response)
 
         def _follow(self, label: str, response: Any) -> None:
@@ -388,13 +459,15 @@ def _build_machine(schema: Any, world: World, rng: random.Random) -> Any:
             """The same request with the same key gets the same answer."""
             world.replays += 1
             again = self.call(case, headers=self._headers, timeout=30)
-            world.requests[f"replay {case.operation.method.upper()} {case.operation.path} "
-                           f"{again.status_code}"] += 1
+            world.requests[
+                f"replay {case.operation.method.upper()} {case.operation.path} {again.status_code}"
+            ] += 1
             if again.status_code == 429:
                 return
             if again.status_code != first.status_code:
-                world.failures.append(f"{label}: replay answered {again.status_code} after "
-                                      f"{first.status_code}")
+                world.failures.append(
+                    f"{label}: replay answered {again.status_code} after {first.status_code}"
+                )
 
         def step(self, input: Any) -> Any:
             if time.monotonic() - world.started > PROFILE["seconds"]:
@@ -405,8 +478,9 @@ def _build_machine(schema: Any, world: World, rng: random.Random) -> Any:
             try:
                 return super().call(case, **kwargs)
             except requests.RequestException as exc:
-                world.failures.append(f"{case.operation.method.upper()} "
-                                      f"{case.formatted_path}: no answer: {exc}"[:300])
+                world.failures.append(
+                    f"{case.operation.method.upper()} {case.formatted_path}: no answer: {exc}"[:300]
+                )
                 raise ScenarioBroken from None
 
     return GatewayMachine
@@ -428,12 +502,16 @@ async def _in_flight(stack: Stack, chain_id: str) -> dict[str, int]:
     try:
         chain = uuid.UUID(chain_id)
         in_flight = await credit.fetchval(
-            "SELECT count(*) FROM customers WHERE chain_id = $1 AND in_flight IS NOT NULL", chain)
+            "SELECT count(*) FROM customers WHERE chain_id = $1 AND in_flight IS NOT NULL", chain
+        )
         parked = await credit.fetchval(
             "SELECT count(*) FROM parked_commands p JOIN customers c USING (customer_id) "
-            "WHERE c.chain_id = $1", chain)
+            "WHERE c.chain_id = $1",
+            chain,
+        )
         pending = await gateway.fetchval(
-            "SELECT count(*) FROM operations WHERE chain_id = $1 AND status = 'pending'", chain)
+            "SELECT count(*) FROM operations WHERE chain_id = $1 AND status = 'pending'", chain
+        )
     finally:
         await credit.close()
         await gateway.close()
@@ -449,7 +527,8 @@ def test_stateful_fuzzing_finds_no_5xx_no_endless_202_and_no_customer_left_in_fl
     # run of test_security.py and to test_hostile_input.py: here they would take most steps
     # (every chain listed links to an admin key replaced) away from the till and back office
     schema = schemathesis.openapi.from_url(
-        f"{stack.gateway_url}/openapi.json", timeout=60,  # built on first request: slow if busy
+        f"{stack.gateway_url}/openapi.json",
+        timeout=60,  # built on first request: slow if busy
     ).exclude(path_regex=r"^/v1/(chains|webhook)")
     rng = random.Random(SEED)
     machine = _build_machine(schema, world, rng)
@@ -460,11 +539,17 @@ def test_stateful_fuzzing_finds_no_5xx_no_endless_202_and_no_customer_left_in_fl
     for scenario in range(int(PROFILE["examples"])):
         machine._hypothesis_internal_use_seed = SEED + scenario
         try:
-            machine.run(settings=hypothesis.settings(
-                max_examples=1, stateful_step_count=int(PROFILE["steps"]), deadline=None,
-                database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck),
-                print_blob=False,
-            ))
+            machine.run(
+                settings=hypothesis.settings(
+                    max_examples=1,
+                    stateful_step_count=int(PROFILE["steps"]),
+                    deadline=None,
+                    database=None,
+                    phases=[Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                    print_blob=False,
+                )
+            )
         except ScenarioBroken:
             continue
         except OutOfTime:
@@ -479,14 +564,20 @@ def test_stateful_fuzzing_finds_no_5xx_no_endless_202_and_no_customer_left_in_fl
         time.sleep(0.5)
         state = asyncio.run(_in_flight(stack, world.chain_id))
     statistics = {
-        "profile": os.environ.get("FUZZ_PROFILE", "test"), "seed": SEED,
-        "seconds": round(elapsed, 1), "requests": sum(world.requests.values()),
+        "profile": os.environ.get("FUZZ_PROFILE", "test"),
+        "seed": SEED,
+        "seconds": round(elapsed, 1),
+        "requests": sum(world.requests.values()),
         "status_5xx": sum(n for k, n in world.requests.items() if k.split()[-1][0] == "5"),
-        "accepted_202": world.accepted_202, "replays": world.replays,
-        "scenarios": world.scenarios, "stopped_out_of_time": world.out_of_time,
+        "accepted_202": world.accepted_202,
+        "replays": world.replays,
+        "scenarios": world.scenarios,
+        "stopped_out_of_time": world.out_of_time,
         "hostile": dict(sorted(world.hostile.items())),
-        "guided": dict(sorted(world.guided.items())), "left_in_flight": state,
-        "by_operation": dict(sorted(world.requests.items())), "failures": world.failures,
+        "guided": dict(sorted(world.guided.items())),
+        "left_in_flight": state,
+        "by_operation": dict(sorted(world.requests.items())),
+        "failures": world.failures,
     }
     print(json.dumps(statistics, indent=1, ensure_ascii=True))
     if os.environ.get("FUZZ_STATS_FILE"):

@@ -48,9 +48,22 @@ def client_package(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> It
         "post_hooks: []\n"  # no formatting of the generated code: it is only imported
     )
     done = subprocess.run(
-        [str(GENERATOR), "generate", "--path", "openapi.json", "--meta", "none",
-         "--output-path", PACKAGE, "--config", "config.yaml"],
-        cwd=work, capture_output=True, text=True, timeout=GENERATE_TIMEOUT,
+        [
+            str(GENERATOR),
+            "generate",
+            "--path",
+            "openapi.json",
+            "--meta",
+            "none",
+            "--output-path",
+            PACKAGE,
+            "--config",
+            "config.yaml",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=GENERATE_TIMEOUT,
         env={"PATH": os.environ["PATH"], "HOME": str(work), "LC_ALL": "C.UTF-8"},
     )
     output = done.stdout + done.stderr
@@ -95,20 +108,31 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
     card = f"VIP-{secrets.token_hex(4)}"
 
     with client(base_url=base, token=stack.operator_token, timeout=timeout) as operator:
-        chain = call("chains", "create_chain").sync(client=operator, body=m.ChainCreate(
-            name="Kids Corner", currency="EUR", timezone="Europe/Bucharest"))
+        chain = call("chains", "create_chain").sync(
+            client=operator,
+            body=m.ChainCreate(name="Kids Corner", currency="EUR", timezone="Europe/Bucharest"),
+        )
     assert isinstance(chain, m.ChainCreated), chain
     with client(base_url=base, token=chain.admin_api_key, timeout=timeout) as admin:
         store = call("chains", "create_store").sync(
-            client=admin, body=m.StoreCreate(code="S1", name="Main street"))
+            client=admin, body=m.StoreCreate(code="S1", name="Main street")
+        )
         assert isinstance(store, m.StoreOut), store
         terminal = call("chains", "create_terminal").sync(
-            client=admin, store_id=store.store_id, body=m.TerminalCreate(name="Till 1"))
+            client=admin, store_id=store.store_id, body=m.TerminalCreate(name="Till 1")
+        )
         assert isinstance(terminal, m.TerminalCreated), terminal
         customer = call("customers", "create_customer").sync(
-            client=admin, body=m.CustomerCreate(
-                name="Ana Popescu", phone="+40712345678", vip=True, card_number=card,
-                bonus_accrual=True, credit_limit="500.00"))
+            client=admin,
+            body=m.CustomerCreate(
+                name="Ana Popescu",
+                phone="+40712345678",
+                vip=True,
+                card_number=card,
+                bonus_accrual=True,
+                credit_limit="500.00",
+            ),
+        )
         assert isinstance(customer, m.CustomerOut), customer
         assert (customer.vip, customer.credit_available) == (True, "500.00")
 
@@ -116,16 +140,28 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
             sale_body = m.SaleCreate(
                 card_number=card,
                 lines=[
-                    m.SaleLineIn(sku="D-1", barcode="4820000000017", name="Dress",
-                                 quantity="1", unit_price="60.00"),
-                    m.SaleLineIn(sku="S-1", barcode="4820000000024", name="Shoes",
-                                 quantity="1", unit_price="50.00", discount="10.00"),
+                    m.SaleLineIn(
+                        sku="D-1",
+                        barcode="4820000000017",
+                        name="Dress",
+                        quantity="1",
+                        unit_price="60.00",
+                    ),
+                    m.SaleLineIn(
+                        sku="S-1",
+                        barcode="4820000000024",
+                        name="Shoes",
+                        quantity="1",
+                        unit_price="50.00",
+                        discount="10.00",
+                    ),
                 ],
                 payments=[m.SalePaymentIn(method=m.PaymentMethod.ON_ACCOUNT, amount="100.00")],
             )
             key = f"generated-client-{uuid.uuid4()}"
             answer = call("till", "create_sale").sync_detailed(
-                client=pos, idempotency_key=key, body=sale_body)
+                client=pos, idempotency_key=key, body=sale_body
+            )
             assert answer.status_code in (201, 202), answer.content
             outcome = answer.parsed
             if answer.status_code == 202:  # a busy machine: follow the status URL
@@ -144,17 +180,24 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
             else:
                 assert isinstance(outcome, m.SaleOutcome), outcome
                 assert (outcome.total, outcome.on_account, outcome.paid) == (
-                    "100.00", "100.00", "0.00")
+                    "100.00",
+                    "100.00",
+                    "0.00",
+                )
                 assert outcome.due_date is not None
                 assert outcome.customer.debt == "100.00"
                 assert outcome.payments == []
 
             # the same key with another body: a typed problem, its code one of the enum
             other = call("till", "create_sale").sync_detailed(
-                client=pos, idempotency_key=key,
-                body=m.SaleCreate(card_number=card, lines=sale_body.lines,
-                                  payments=[m.SalePaymentIn(method=m.PaymentMethod.CASH,
-                                                            amount="100.00")]))
+                client=pos,
+                idempotency_key=key,
+                body=m.SaleCreate(
+                    card_number=card,
+                    lines=sale_body.lines,
+                    payments=[m.SalePaymentIn(method=m.PaymentMethod.CASH, amount="100.00")],
+                ),
+            )
             assert other.status_code == 409, other.content
             assert isinstance(other.parsed, m.Problem)
             assert other.parsed.code is m.ProblemCode.IDEMPOTENCY_CONFLICT
@@ -169,8 +212,7 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
             assert (looked_up.credit_available, looked_up.open_sales) == ("400.00", [])
 
         def reported() -> Any:
-            report = call("reports", "get_payment_balance_report").sync(
-                client=admin, vip_only=True)
+            report = call("reports", "get_payment_balance_report").sync(client=admin, vip_only=True)
             assert isinstance(report, m.PaymentBalanceReport), report
             assert [(r.goods, r.closing) for r in report.rows] == [("100.00", "-100.00")]
             return report
@@ -179,7 +221,8 @@ def test_a_client_generated_from_the_openapi_makes_the_quickstart_sale(
         assert report.rows[0].customer_id == customer.customer_id
         assert report.totals.closing == "-100.00"
         statement = call("reports", "get_statement").sync(
-            client=admin, customer_id=customer.customer_id)
+            client=admin, customer_id=customer.customer_id
+        )
         assert isinstance(statement, m.Statement), statement
         assert [e.kind for e in statement.entries] == ["sale"]
         assert statement.closing.debt == "100.00"

@@ -23,11 +23,14 @@ pytestmark = pytest.mark.e2e
 TEN_IN_OTHER_SCRIPTS = ["\u0661\u0660", "\uff11\uff10", "\u0967\u0966", "\U0001d7cf\U0001d7ce"]
 
 
-def _sale(card: str | None, amount: str = "100.00", method: str = "on_account",
-          **extra: Any) -> dict[str, Any]:
+def _sale(
+    card: str | None, amount: str = "100.00", method: str = "on_account", **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "lines": [{"name": "Dress", "quantity": "1", "unit_price": amount}],
-        "payments": [{"method": method, "amount": amount}], **extra}
+        "payments": [{"method": method, "amount": amount}],
+        **extra,
+    }
     if card is not None:
         body["card_number"] = card
     return body
@@ -42,8 +45,9 @@ def _final(client: httpx.Client, response: httpx.Response, within: float = 10.0)
         response = client.get(response.json()["status_url"])
         if response.json().get("status") == "refused":
             body = response.json()
-            return httpx.Response(422, json=body, headers={"content-type":
-                                                          "application/problem+json"})
+            return httpx.Response(
+                422, json=body, headers={"content-type": "application/problem+json"}
+            )
         if response.json().get("status") == "completed":
             return httpx.Response(201, json=response.json())
     return response
@@ -59,34 +63,57 @@ def _fields(response: httpx.Response) -> list[str]:
 
 
 def test_amounts_beyond_the_limits_are_422_naming_the_field_and_the_connection_stays_up(
-    new_chain: Callable[..., Any], idem: Callable[[], dict[str, str]],
+    new_chain: Callable[..., Any],
+    idem: Callable[[], dict[str, str]],
 ) -> None:
     chain = new_chain()
     vip = chain.customer()
     term, admin = chain.terminal, chain.admin
     cid, card = vip["customer_id"], vip["card_number"]
     answers = {
-        "quantity 999999999999999": term.post("/v1/sales", headers=idem(), json={
-            "card_number": card, "lines": [{"name": "X", "quantity": "999999999999999",
-                                            "unit_price": "1.00"}],
-            "payments": [{"method": "cash", "amount": "1.00"}]}),
-        "price 999999999999999.99": term.post("/v1/sales", headers=idem(),
-                                              json=_sale(card, "999999999999999.99", "cash")),
-        "two lines summing past 10^12": term.post("/v1/sales", headers=idem(), json={
-            "card_number": card,
-            "lines": [{"name": "A", "quantity": "1", "unit_price": "999999999999.99"}] * 2,
-            "payments": [{"method": "on_account", "amount": "1999999999999.98"}]}),
-        "line past 10^12": term.post("/v1/sales", headers=idem(), json={
-            "lines": [{"name": "A", "quantity": "999999.999", "unit_price": "999999999.99"}],
-            "payments": [{"method": "cash", "amount": "1.00"}]}),
-        "credit_limit 999999999999999.99": admin.post("/v1/customers", json={
-            "name": "Big", "phone": "1", "credit_limit": "999999999999999.99"}),
-        "advance 99999999999999.99": term.post(f"/v1/customers/{cid}/advances", headers=idem(),
-                                               json={"amount": "99999999999999.99",
-                                                     "method": "cash", "card_number": card}),
+        "quantity 999999999999999": term.post(
+            "/v1/sales",
+            headers=idem(),
+            json={
+                "card_number": card,
+                "lines": [{"name": "X", "quantity": "999999999999999", "unit_price": "1.00"}],
+                "payments": [{"method": "cash", "amount": "1.00"}],
+            },
+        ),
+        "price 999999999999999.99": term.post(
+            "/v1/sales", headers=idem(), json=_sale(card, "999999999999999.99", "cash")
+        ),
+        "two lines summing past 10^12": term.post(
+            "/v1/sales",
+            headers=idem(),
+            json={
+                "card_number": card,
+                "lines": [{"name": "A", "quantity": "1", "unit_price": "999999999999.99"}] * 2,
+                "payments": [{"method": "on_account", "amount": "1999999999999.98"}],
+            },
+        ),
+        "line past 10^12": term.post(
+            "/v1/sales",
+            headers=idem(),
+            json={
+                "lines": [{"name": "A", "quantity": "999999.999", "unit_price": "999999999.99"}],
+                "payments": [{"method": "cash", "amount": "1.00"}],
+            },
+        ),
+        "credit_limit 999999999999999.99": admin.post(
+            "/v1/customers",
+            json={"name": "Big", "phone": "1", "credit_limit": "999999999999999.99"},
+        ),
+        "advance 99999999999999.99": term.post(
+            f"/v1/customers/{cid}/advances",
+            headers=idem(),
+            json={"amount": "99999999999999.99", "method": "cash", "card_number": card},
+        ),
         "take_money 99999999999999.99": term.post(
-            f"/v1/customers/{cid}/payments", headers=idem(),
-            json={"kind": "take_money", "amount": "99999999999999.99", "method": "cash"}),
+            f"/v1/customers/{cid}/payments",
+            headers=idem(),
+            json={"kind": "take_money", "amount": "99999999999999.99", "method": "cash"},
+        ),
     }
     expected = {
         "quantity 999999999999999": ["lines.0.quantity"],
@@ -98,14 +125,21 @@ def test_amounts_beyond_the_limits_are_422_naming_the_field_and_the_connection_s
         "take_money 99999999999999.99": ["amount"],
     }
     assert {name: _fields(r) for name, r in answers.items()} == expected
-    total = term.post("/v1/sales", headers=idem(), json={
-        "card_number": card,
-        "lines": [{"name": "A", "quantity": "1", "unit_price": "999999999999.99"}] * 2,
-        "payments": [{"method": "cash", "amount": "999999999999.99"}]})
+    total = term.post(
+        "/v1/sales",
+        headers=idem(),
+        json={
+            "card_number": card,
+            "lines": [{"name": "A", "quantity": "1", "unit_price": "999999999999.99"}] * 2,
+            "payments": [{"method": "cash", "amount": "999999999999.99"}],
+        },
+    )
     assert _fields(total) == ["lines"]
     for ten in TEN_IN_OTHER_SCRIPTS:
         assert _fields(term.post("/v1/sales", headers=idem(), json=_sale(card, ten, "cash"))) == [
-            "lines.0.unit_price", "payments.0.amount"]
+            "lines.0.unit_price",
+            "payments.0.amount",
+        ]
     # the same clients (keep-alive connections) still work, and nothing was recorded
     after = admin.get(f"/v1/customers/{cid}")
     assert after.status_code == 200
@@ -115,18 +149,25 @@ def test_amounts_beyond_the_limits_are_422_naming_the_field_and_the_connection_s
 
 
 def test_a_body_that_is_not_json_utf8_or_is_nested_5000_deep_is_422_on_body(
-    new_chain: Callable[..., Any], idem: Callable[[], dict[str, str]], operator: httpx.Client,
+    new_chain: Callable[..., Any],
+    idem: Callable[[], dict[str, str]],
+    operator: httpx.Client,
 ) -> None:
     chain = new_chain()
     headers = {**idem(), "Content-Type": "application/json"}
-    for raw in (b"{not json", b'{"lines": "\xff\xfe"}', b"[" * 5000 + b"]" * 5000,
-                b'{"a":' + b"[" * 40 + b"]" * 40 + b"}"):
+    for raw in (
+        b"{not json",
+        b'{"lines": "\xff\xfe"}',
+        b"[" * 5000 + b"]" * 5000,
+        b'{"a":' + b"[" * 40 + b"]" * 40 + b"}",
+    ):
         got = chain.terminal.post("/v1/sales", headers=headers, content=raw)
         assert _fields(got) == ["body"], raw[:20]
     xyz = operator.post("/v1/chains", json={"name": "X", "currency": "XYZ", "timezone": "UTC"})
     assert _fields(xyz) == ["currency"]
-    zone = operator.post("/v1/chains", json={"name": "X", "currency": "EUR",
-                                              "timezone": "Mars/Olympus"})
+    zone = operator.post(
+        "/v1/chains", json={"name": "X", "currency": "EUR", "timezone": "Mars/Olympus"}
+    )
     assert _fields(zone) == ["timezone"]
 
 
@@ -138,16 +179,23 @@ def test_report_periods_outside_the_century_or_reversed_are_422_never_503(
 ) -> None:
     chain = new_chain()
     cid = chain.customer()["customer_id"]
-    paths = ["/v1/reports/payment-balance", "/v1/reports/bonus-statistics",
-             f"/v1/customers/{cid}/statement"]
+    paths = [
+        "/v1/reports/payment-balance",
+        "/v1/reports/bonus-statistics",
+        f"/v1/customers/{cid}/statement",
+    ]
     for path in paths:
-        for params, fields in (({"from": "0001-01-01", "to": "2026-01-31"}, ["from"]),
-                               ({"from": "2026-01-01", "to": "9999-12-31"}, ["to"]),
-                               ({"from": "2026-02-01", "to": "2026-01-31"}, ["from", "to"])):
+        for params, fields in (
+            ({"from": "0001-01-01", "to": "2026-01-31"}, ["from"]),
+            ({"from": "2026-01-01", "to": "9999-12-31"}, ["to"]),
+            ({"from": "2026-02-01", "to": "2026-01-31"}, ["from", "to"]),
+        ):
             got = chain.admin.get(path, params=params)
             assert _fields(got) == fields, (path, params, got.text)
-        assert chain.admin.get(path, params={"from": "2000-01-01",
-                                             "to": "2099-12-31"}).status_code == 200
+        assert (
+            chain.admin.get(path, params={"from": "2000-01-01", "to": "2099-12-31"}).status_code
+            == 200
+        )
 
 
 # -- occurred_at (finding 6) ----------------------------------------------------------------------
@@ -155,7 +203,9 @@ def test_report_periods_outside_the_century_or_reversed_are_422_never_503(
 
 @pytest.mark.parametrize("mode", ["balance", "per_sale", "per_item"])
 def test_money_dated_before_the_sale_it_would_pay_is_refused_on_occurred_at_in_every_mode(
-    mode: str, new_chain: Callable[..., Any], idem: Callable[[], dict[str, str]],
+    mode: str,
+    new_chain: Callable[..., Any],
+    idem: Callable[[], dict[str, str]],
 ) -> None:
     chain = new_chain(credit_mode=mode)
     vip = chain.customer()
@@ -165,57 +215,107 @@ def test_money_dated_before_the_sale_it_would_pay_is_refused_on_occurred_at_in_e
     assert sold.status_code == 201, sold.text
     before = (datetime.fromisoformat(sold.json()["sold_at"]) - timedelta(days=1)).isoformat()
     refused = {
-        "take_money": term.post(f"/v1/customers/{cid}/payments", headers=idem(), json={
-            "kind": "take_money", "amount": "101.00", "method": "cash", "card_number": card,
-            "occurred_at": before}),
-        "pay_debt": term.post(f"/v1/customers/{cid}/payments", headers=idem(), json={
-            "kind": "pay_debt", "method": "card", "occurred_at": before}),
-        "advance": term.post(f"/v1/customers/{cid}/advances", headers=idem(), json={
-            "amount": "5.00", "method": "cash", "card_number": card, "occurred_at": before}),
-        "named allocation": term.post(f"/v1/customers/{cid}/payments", headers=idem(), json={
-            "kind": "take_money", "amount": "10.00", "method": "cash", "occurred_at": before,
-            "allocations": [{"sale_id": sold.json()["sale_id"], "amount": "10.00"}]}),
-        "return": term.post(f"/v1/sales/{sold.json()['sale_id']}/returns", headers=idem(),
-                            json={"lines": [{"line_no": 1, "quantity": "1"}],
-                                  "refund": "cash", "occurred_at": before}),
+        "take_money": term.post(
+            f"/v1/customers/{cid}/payments",
+            headers=idem(),
+            json={
+                "kind": "take_money",
+                "amount": "101.00",
+                "method": "cash",
+                "card_number": card,
+                "occurred_at": before,
+            },
+        ),
+        "pay_debt": term.post(
+            f"/v1/customers/{cid}/payments",
+            headers=idem(),
+            json={"kind": "pay_debt", "method": "card", "occurred_at": before},
+        ),
+        "advance": term.post(
+            f"/v1/customers/{cid}/advances",
+            headers=idem(),
+            json={"amount": "5.00", "method": "cash", "card_number": card, "occurred_at": before},
+        ),
+        "named allocation": term.post(
+            f"/v1/customers/{cid}/payments",
+            headers=idem(),
+            json={
+                "kind": "take_money",
+                "amount": "10.00",
+                "method": "cash",
+                "occurred_at": before,
+                "allocations": [{"sale_id": sold.json()["sale_id"], "amount": "10.00"}],
+            },
+        ),
+        "return": term.post(
+            f"/v1/sales/{sold.json()['sale_id']}/returns",
+            headers=idem(),
+            json={
+                "lines": [{"line_no": 1, "quantity": "1"}],
+                "refund": "cash",
+                "occurred_at": before,
+            },
+        ),
     }
     for name, response in refused.items():
         assert _fields(_final(term, response)) == ["occurred_at"], name
     time.sleep(0.5)  # anything wrongly recorded would reach the read models by now
-    period = {"from": str((datetime.now(UTC) - timedelta(days=3)).date()),
-              "to": str((datetime.now(UTC) + timedelta(days=1)).date())}
+    period = {
+        "from": str((datetime.now(UTC) - timedelta(days=3)).date()),
+        "to": str((datetime.now(UTC) + timedelta(days=1)).date()),
+    }
     statement = admin.get(f"/v1/customers/{cid}/statement", params=period).json()
     assert [e["kind"] for e in statement["entries"]] == ["sale"], statement
     assert statement["closing"]["debt"] == "100.00"
     assert statement["closing"]["advance"] == "0.00"
     # dated after the sale the same money is taken
     after = (datetime.fromisoformat(sold.json()["sold_at"]) + timedelta(seconds=1)).isoformat()
-    paid = _final(term, term.post(f"/v1/customers/{cid}/payments", headers=idem(), json={
-        "kind": "take_money", "amount": "101.00", "method": "cash", "card_number": card,
-        "occurred_at": after}))
+    paid = _final(
+        term,
+        term.post(
+            f"/v1/customers/{cid}/payments",
+            headers=idem(),
+            json={
+                "kind": "take_money",
+                "amount": "101.00",
+                "method": "cash",
+                "card_number": card,
+                "occurred_at": after,
+            },
+        ),
+    )
     assert paid.status_code == 201, paid.text
-    assert (paid.json()["customer"]["debt"], paid.json()["customer"]["advance"]) == (
-        "0.00", "1.00")
+    assert (paid.json()["customer"]["debt"], paid.json()["customer"]["advance"]) == ("0.00", "1.00")
 
 
 # -- revoke-discount race (finding 8) -------------------------------------------------------------
 
 
 def test_ten_concurrent_revocations_answer_one_200_and_nine_409_already_revoked(
-    new_chain: Callable[..., Any], idem: Callable[[], dict[str, str]],
-    eventually: Callable[..., Any], gateway: str,
+    new_chain: Callable[..., Any],
+    idem: Callable[[], dict[str, str]],
+    eventually: Callable[..., Any],
+    gateway: str,
 ) -> None:
     chain = new_chain(overdue_discount="offer")
     vip = chain.customer()
     old = (datetime.now(UTC) - timedelta(days=45)).isoformat()
-    sold = chain.terminal.post("/v1/sales", headers=idem(), json={
-        "card_number": vip["card_number"], "occurred_at": old,
-        "lines": [{"name": "Coat", "quantity": "1", "unit_price": "110.00",
-                   "discount": "10.00"}],
-        "payments": [{"method": "on_account", "amount": "100.00"}]})
+    sold = chain.terminal.post(
+        "/v1/sales",
+        headers=idem(),
+        json={
+            "card_number": vip["card_number"],
+            "occurred_at": old,
+            "lines": [
+                {"name": "Coat", "quantity": "1", "unit_price": "110.00", "discount": "10.00"}
+            ],
+            "payments": [{"method": "on_account", "amount": "100.00"}],
+        },
+    )
     assert sold.status_code == 201, sold.text
-    eventually(lambda: chain.admin.get(f"/v1/customers/{vip['customer_id']}").json()["overdue"],
-               timeout=15)
+    eventually(
+        lambda: chain.admin.get(f"/v1/customers/{vip['customer_id']}").json()["overdue"], timeout=15
+    )
     url = f"/v1/sales/{sold.json()['sale_id']}/revoke-discount"
     admin_key = chain.admin.headers["Authorization"]
     keys = [str(uuid.uuid4()) for _ in range(10)]
@@ -223,8 +323,11 @@ def test_ten_concurrent_revocations_answer_one_200_and_nine_409_already_revoked(
     start = threading.Barrier(10)
 
     def revoke(key: str) -> None:
-        with httpx.Client(base_url=gateway, timeout=30,
-                          headers={"Authorization": admin_key, "Idempotency-Key": key}) as c:
+        with httpx.Client(
+            base_url=gateway,
+            timeout=30,
+            headers={"Authorization": admin_key, "Idempotency-Key": key},
+        ) as c:
             start.wait()
             answers[key] = c.post(url)
 
@@ -236,7 +339,8 @@ def test_ten_concurrent_revocations_answer_one_200_and_nine_409_already_revoked(
     statuses = sorted(a.status_code for a in answers.values())
     assert statuses == [200] + [409] * 9, {k: a.text for k, a in answers.items()}
     assert {a.json()["code"] for a in answers.values() if a.status_code == 409} == {
-        "already_revoked"}
+        "already_revoked"
+    }
     for key in keys:  # each retry gets its own first answer
         again = chain.admin.post(url, headers={"Idempotency-Key": key})
         assert again.status_code == answers[key].status_code
@@ -248,13 +352,15 @@ def test_ten_concurrent_revocations_answer_one_200_and_nine_409_already_revoked(
 
 
 def test_replaced_and_revoked_keys_are_refused_and_past_operations_stay_in_reports(
-    new_chain: Callable[..., Any], idem: Callable[[], dict[str, str]], operator: httpx.Client,
-    gateway: str, eventually: Callable[..., Any],
+    new_chain: Callable[..., Any],
+    idem: Callable[[], dict[str, str]],
+    operator: httpx.Client,
+    gateway: str,
+    eventually: Callable[..., Any],
 ) -> None:
     chain = new_chain()
     vip = chain.customer()
-    sold = chain.terminal.post("/v1/sales", headers=idem(),
-                               json=_sale(vip["card_number"], "40.00"))
+    sold = chain.terminal.post("/v1/sales", headers=idem(), json=_sale(vip["card_number"], "40.00"))
     assert sold.status_code == 201, sold.text
     old_terminal = chain.terminal.headers["Authorization"]
     replaced = chain.admin.post(f"/v1/terminals/{chain.terminal_id}/key", headers=idem())
@@ -274,15 +380,27 @@ def test_replaced_and_revoked_keys_are_refused_and_past_operations_stay_in_repor
         # UTC), and the read model follows the sale asynchronously
         now = datetime.now(UTC).date()
         period = {"from": str(now - timedelta(days=1)), "to": str(now + timedelta(days=1))}
-        goods = eventually(lambda: (chain.admin.get("/v1/reports/payment-balance", params=period)
-                                    .json()["totals"]["goods"] == "40.00"), timeout=15.0)
+        goods = eventually(
+            lambda: (
+                chain.admin.get("/v1/reports/payment-balance", params=period).json()["totals"][
+                    "goods"
+                ]
+                == "40.00"
+            ),
+            timeout=15.0,
+        )
         assert goods
         old_admin = chain.admin.headers["Authorization"]
         new_admin = operator.post(f"/v1/chains/{chain.chain_id}/admin-key")
         assert new_admin.status_code == 201
         assert http.get("/v1/settings", headers={"Authorization": old_admin}).status_code == 401
-        assert http.get("/v1/settings", headers={
-            "Authorization": f"Bearer {new_admin.json()['admin_api_key']}"}).status_code == 200
+        assert (
+            http.get(
+                "/v1/settings",
+                headers={"Authorization": f"Bearer {new_admin.json()['admin_api_key']}"},
+            ).status_code
+            == 200
+        )
     listed = operator.get("/v1/chains", params={"limit": 500}).json()["items"]
     assert chain.chain_id in {c["chain_id"] for c in listed}
 
@@ -291,17 +409,27 @@ def test_replaced_and_revoked_keys_are_refused_and_past_operations_stay_in_repor
 
 
 def test_a_webhook_may_not_point_at_this_machine_or_any_private_address(
-    new_chain: Callable[..., Any], stack: Stack,
+    new_chain: Callable[..., Any],
+    stack: Stack,
 ) -> None:
     chain = new_chain()
     assert stack.env.get("NOTIFIER_WEBHOOK_ALLOW_PRIVATE") in (None, "", "false")
-    for url in (f"http://127.0.0.1:{stack.ports.credit}/internal", "https://127.0.0.1/hook",
-                "https://localhost/hook", "https://[::1]/hook", "https://[::ffff:127.0.0.1]/h",
-                "https://10.1.2.3/hook", "https://192.168.0.10/hook",
-                "https://169.254.169.254/latest", "https://0.0.0.0/hook",
-                "https://224.0.0.1/hook", "http://93.184.215.14/hook"):
+    for url in (
+        f"http://127.0.0.1:{stack.ports.credit}/internal",
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://[::1]/hook",
+        "https://[::ffff:127.0.0.1]/h",
+        "https://10.1.2.3/hook",
+        "https://192.168.0.10/hook",
+        "https://169.254.169.254/latest",
+        "https://0.0.0.0/hook",
+        "https://224.0.0.1/hook",
+        "http://93.184.215.14/hook",
+    ):
         got = chain.admin.put("/v1/webhook", json={"url": url, "secret": "s" * 32})
         assert _fields(got) == ["url"], url
-    bad_secret = chain.admin.put("/v1/webhook", json={"url": "https://127.0.0.1/x",
-                                                      "secret": "whsec_" + "!" * 40})
+    bad_secret = chain.admin.put(
+        "/v1/webhook", json={"url": "https://127.0.0.1/x", "secret": "whsec_" + "!" * 40}
+    )
     assert bad_secret.status_code == 422

@@ -31,21 +31,35 @@ sys.path.insert(0, str(REPO / "tests" / "deploy"))
 from deployfiles import promql_metric_names  # noqa: E402
 
 #: Prometheus job (as in deploy/prometheus) -> devstack's service name
-JOBS = {"pos-gateway": "gateway", "credit": "credit", "loyalty": "loyalty",
-        "reporting": "reporting", "notifier": "notifier"}
+JOBS = {
+    "pos-gateway": "gateway",
+    "credit": "credit",
+    "loyalty": "loyalty",
+    "reporting": "reporting",
+    "notifier": "notifier",
+}
 #: Series Prometheus makes itself for every target.
 PROMETHEUS_OWN = frozenset({"up"})
-SHOES = {"sku": "SH-1", "barcode": "4820000000024", "name": "Shoes", "quantity": "1",
-         "unit_price": "60.00", "discount": "0.00"}
+SHOES = {
+    "sku": "SH-1",
+    "barcode": "4820000000024",
+    "name": "Shoes",
+    "quantity": "1",
+    "unit_price": "60.00",
+    "discount": "0.00",
+}
 
 
 def make_traffic(chain: Any, idem: Any) -> dict[str, Any]:
     """A customer with 60.00 of debt and some bonus, through the public API."""
     customer = chain.customer(vip=True)
-    for payments in ([{"method": "on_account", "amount": "60.00"}],
-                     [{"method": "cash", "amount": "60.00"}]):
+    for payments in (
+        [{"method": "on_account", "amount": "60.00"}],
+        [{"method": "cash", "amount": "60.00"}],
+    ):
         sale = chain.terminal.post(
-            "/v1/sales", headers=idem(),
+            "/v1/sales",
+            headers=idem(),
             json={"card_number": customer["card_number"], "lines": [SHOES], "payments": payments},
         )
         assert sale.status_code == 201, sale.text
@@ -58,7 +72,8 @@ def exported(stack: Stack) -> dict[str, set[str]]:
     for job, service in JOBS.items():
         text = httpx.get(f"{stack.url(service)}/metrics", timeout=10).text
         result[job] = {
-            sample.name for family in text_string_to_metric_families(text)
+            sample.name
+            for family in text_string_to_metric_families(text)
             for sample in family.samples
         }
     return result
@@ -113,8 +128,11 @@ def test_every_metric_the_dashboards_and_alerts_use_is_exported_by_the_running_s
 def prometheus(stack: Stack, tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     if not Path(binary).exists():
-        pytest.fail("prometheus is not installed (Debian package `prometheus`; "
-                    "scripts/bootstrap.sh installs it)", pytrace=False)
+        pytest.fail(
+            "prometheus is not installed (Debian package `prometheus`; "
+            "scripts/bootstrap.sh installs it)",
+            pytrace=False,
+        )
     port = free_port()
     rules = tmp_path / "alerts.yml"
     shutil.copy(REPO / "deploy" / "prometheus" / "alerts.yml", rules)
@@ -122,9 +140,10 @@ def prometheus(stack: Stack, tmp_path: Path) -> Iterator[str]:
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
         "scrape_configs": [
-            {"job_name": job, "static_configs": [
-                {"targets": [f"127.0.0.1:{stack.ports.of(service)}"]}
-            ]}
+            {
+                "job_name": job,
+                "static_configs": [{"targets": [f"127.0.0.1:{stack.ports.of(service)}"]}],
+            }
             for job, service in JOBS.items()
         ],
     }
@@ -132,9 +151,14 @@ def prometheus(stack: Stack, tmp_path: Path) -> Iterator[str]:
     config_path.write_text(yaml.safe_dump(config))
     log = (tmp_path / "prometheus.log").open("wb")
     process = subprocess.Popen(
-        [binary, f"--config.file={config_path}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -147,8 +171,10 @@ def prometheus(stack: Stack, tmp_path: Path) -> Iterator[str]:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 log.flush()
-                pytest.fail("prometheus did not start:\n"
-                            + (tmp_path / "prometheus.log").read_text()[-3000:])
+                pytest.fail(
+                    "prometheus did not start:\n"
+                    + (tmp_path / "prometheus.log").read_text()[-3000:]
+                )
             time.sleep(0.2)
         yield url
     finally:
@@ -178,7 +204,8 @@ def test_a_real_prometheus_scrapes_every_service_and_the_queries_return_data(
 
     def targets_up() -> bool:
         active = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"][
-            "activeTargets"]
+            "activeTargets"
+        ]
         return {t["labels"]["job"] for t in active if t["health"] == "up"} == set(JOBS)
 
     eventually(targets_up, timeout=60, interval=0.5)
@@ -203,13 +230,23 @@ def test_a_real_prometheus_scrapes_every_service_and_the_queries_return_data(
         return bool(result) and float(result[0]["value"][1]) == expected
 
     # the business gauges of this chain, as the Business dashboard reads them
-    eventually(lambda: value(f'max by (chain_id) (credit_open_debt{{chain_id="{chain_id}"}})',
-                             60.0), timeout=30, interval=0.5)
-    for name in ("credit_overdue_debt", "credit_overdue_customers", "credit_advances_held",
-                 "notifier_open_tasks"):
+    eventually(
+        lambda: value(f'max by (chain_id) (credit_open_debt{{chain_id="{chain_id}"}})', 60.0),
+        timeout=30,
+        interval=0.5,
+    )
+    for name in (
+        "credit_overdue_debt",
+        "credit_overdue_customers",
+        "credit_advances_held",
+        "notifier_open_tasks",
+    ):
         # nothing overdue, no advance, no task: 0, not a missing series
-        eventually(lambda n=name: value(f'max by (chain_id) ({n}{{chain_id="{chain_id}"}})',
-                                        0.0), timeout=30, interval=0.5)
+        eventually(
+            lambda n=name: value(f'max by (chain_id) ({n}{{chain_id="{chain_id}"}})', 0.0),
+            timeout=30,
+            interval=0.5,
+        )
     liability = has(f'loyalty_bonus_liability{{chain_id="{chain_id}"}}')
     assert float(liability[0]["value"][1]) > 0  # the VIP accrued bonus on the cash sale
     # the alert rules load and evaluate against the live data

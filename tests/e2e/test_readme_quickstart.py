@@ -65,14 +65,25 @@ class Shell:
             f". {self.state}\n{block}\n"
             f"export -p > {self.state}.new && mv {self.state}.new {self.state}\n"
         )
-        done = subprocess.run(["bash", "-c", script], cwd=self.workdir, env=self.env,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            ["bash", "-c", script],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, f"block failed:\n{block}\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
     def var(self, name: str) -> str:
-        done = subprocess.run(["bash", "-c", f'. {self.state}; printf %s "${name}"'],
-                              env=self.env, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["bash", "-c", f'. {self.state}; printf %s "${name}"'],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return done.stdout
 
 
@@ -94,8 +105,13 @@ def test_the_readme_quickstart_runs_word_for_word_and_every_answer_is_right(
         assert shutil.which(tool), f"the quickstart needs {tool} (scripts/bootstrap.sh installs it)"
     blocks = quickstart_blocks()
     assert len(blocks) == 7, "the checks below follow the README's seven steps"
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LC_ALL": "C.UTF-8",
-           "GW": stack.gateway_url, "OPERATOR_TOKEN": stack.operator_token}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "LC_ALL": "C.UTF-8",
+        "GW": stack.gateway_url,
+        "OPERATOR_TOKEN": stack.operator_token,
+    }
     shell = Shell(tmp_path, env)
 
     # 1. a chain: the admin key
@@ -160,7 +176,7 @@ def test_the_readme_quickstart_runs_word_for_word_and_every_answer_is_right(
         out = shell.run(blocks[6])
         [report] = _json_documents(out)
         assert [(r["goods"], r["payments"]) for r in report["rows"]] == [("100.00", "70.00")], out
-        return dict(report), out[out.index("\n}") + 2:].lstrip()
+        return dict(report), out[out.index("\n}") + 2 :].lstrip()
 
     report, csv_text = _until(reported)
     [row] = report["rows"]
@@ -169,7 +185,10 @@ def test_the_readme_quickstart_runs_word_for_word_and_every_answer_is_right(
     assert report["totals"]["closing"] == "-30.00"
     [csv_row] = list(csv.DictReader(io.StringIO(csv_text)))
     assert (csv_row["name"], csv_row["goods"], csv_row["closing"]) == (
-        "Ana Popescu", "100.00", "-30.00")
+        "Ana Popescu",
+        "100.00",
+        "-30.00",
+    )
 
 
 def _final(shell: Shell, answer: dict[str, Any]) -> dict[str, Any]:
@@ -178,8 +197,10 @@ def _final(shell: Shell, answer: dict[str, Any]) -> dict[str, Any]:
         return answer
 
     def done() -> dict[str, Any]:
-        out = shell.run(f'curl -sS --fail-with-body "$GW{answer["status_url"]}" '
-                        '-H "Authorization: Bearer $TERMINAL_KEY"')
+        out = shell.run(
+            f'curl -sS --fail-with-body "$GW{answer["status_url"]}" '
+            '-H "Authorization: Bearer $TERMINAL_KEY"'
+        )
         body = dict(json.loads(out))
         assert body.get("status") != "pending", body
         return body
@@ -191,18 +212,26 @@ def test_make_env_prints_the_variables_the_quickstart_uses(stack: Stack) -> None
     # `eval "$(make -s env)"` in the README: the export line of the running stack
     done = subprocess.run(
         [sys.executable, "-m", "devstack", "env", "--name", stack.name],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "DEVSTACK_RUN_ROOT": str(stack.run_dir.parent)},
     )
     assert done.returncode == 0, done.stderr
     printed = subprocess.run(
         ["bash", "-c", f'{done.stdout}\nprintf "%s\\n%s" "$GW" "$OPERATOR_TOKEN"'],
-        capture_output=True, text=True, timeout=10,
+        capture_output=True,
+        text=True,
+        timeout=10,
     ).stdout.split("\n")
     assert printed == [stack.gateway_url, stack.operator_token]
     missing = subprocess.run(
         [sys.executable, "-m", "devstack", "env", "--name", f"none-{uuid.uuid4().hex[:6]}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert missing.returncode == 1 and "make up" in missing.stderr
 

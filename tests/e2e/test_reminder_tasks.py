@@ -221,5 +221,8 @@ def test_one_task_is_read_by_its_id_open_then_done_and_never_by_another_chain(
     assert completed.status_code == 200, completed.text
     done = chain.admin.get(f"/v1/tasks/{listed['task_id']}").json()
     assert (done["status"], done["closed_reason"], done["outcome"], done["note"]) == (
-        "done", "completed", "no_answer", "later"
+        "done",
+        "completed",
+        "no_answer",
+        "later",
     )

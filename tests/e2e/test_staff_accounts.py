@@ -25,31 +25,47 @@ PASSWORD = "correct horse battery"
 
 
 def sign_in(gateway: str, email: str, password: str = PASSWORD) -> httpx.Response:
-    return httpx.post(f"{gateway}/v1/sessions", json={"email": email, "password": password},
-                      timeout=30)
+    return httpx.post(
+        f"{gateway}/v1/sessions", json={"email": email, "password": password}, timeout=30
+    )
 
 
-def staff_client(gateway: str, admin: httpx.Client, role: str, name: str) -> tuple[
-        httpx.Client, dict[str, Any]]:
+def staff_client(
+    gateway: str, admin: httpx.Client, role: str, name: str
+) -> tuple[httpx.Client, dict[str, Any]]:
     email = f"{role}-{uuid.uuid4().hex[:8]}@kids.example.ro"
-    made = admin.post("/v1/users", json={"email": email, "name": name, "role": role,
-                                         "password": PASSWORD})
+    made = admin.post(
+        "/v1/users", json={"email": email, "name": name, "role": role, "password": PASSWORD}
+    )
     assert made.status_code == 201, made.text
     signed = sign_in(gateway, email)
     assert signed.status_code == 201, signed.text
     token = signed.json()["access_token"]
-    return (httpx.Client(base_url=gateway, timeout=15,
-                         headers={"Authorization": f"Bearer {token}"}), signed.json())
+    return (
+        httpx.Client(base_url=gateway, timeout=15, headers={"Authorization": f"Bearer {token}"}),
+        signed.json(),
+    )
 
 
 def back_dated_sale(chain: Any, card: str, amount: str, days_back: int) -> str:
     sold = chain.terminal.post(
-        "/v1/sales", headers={"Idempotency-Key": str(uuid.uuid4())},
-        json={"card_number": card,
-              "occurred_at": (datetime.now(UTC) - timedelta(days=days_back)).isoformat(),
-              "lines": [{"sku": "COAT", "barcode": "4820000000031", "name": "Coat",
-                         "quantity": "1", "unit_price": amount, "discount": "0.00"}],
-              "payments": [{"method": "on_account", "amount": amount}]},
+        "/v1/sales",
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+        json={
+            "card_number": card,
+            "occurred_at": (datetime.now(UTC) - timedelta(days=days_back)).isoformat(),
+            "lines": [
+                {
+                    "sku": "COAT",
+                    "barcode": "4820000000031",
+                    "name": "Coat",
+                    "quantity": "1",
+                    "unit_price": amount,
+                    "discount": "0.00",
+                }
+            ],
+            "payments": [{"method": "on_account", "amount": amount}],
+        },
     )
     assert sold.status_code == 201, sold.text
     return str(sold.json()["sale_id"])
@@ -78,23 +94,34 @@ def test_customer_service_completes_an_overdue_task_under_its_own_name(
         task = eventually(lambda: open_task_of(customer["customer_id"]), timeout=20.0)
         admins = eventually(lambda: open_task_of(other["customer_id"]), timeout=20.0)
         assert task["completed_by"] is None
-        done = service.post(f"/v1/tasks/{task['task_id']}/complete",
-                            json={"outcome": "promised", "note": "pays on Friday"})
+        done = service.post(
+            f"/v1/tasks/{task['task_id']}/complete",
+            json={"outcome": "promised", "note": "pays on Friday"},
+        )
         assert done.status_code == 200, done.text
-        assert done.json()["completed_by"] == {"user_id": session["user"]["user_id"],
-                                               "name": "Ioana Rusu"}
-        by_admin = chain.admin.post(f"/v1/tasks/{admins['task_id']}/complete",
-                                    json={"outcome": "no_answer", "note": None})
+        assert done.json()["completed_by"] == {
+            "user_id": session["user"]["user_id"],
+            "name": "Ioana Rusu",
+        }
+        by_admin = chain.admin.post(
+            f"/v1/tasks/{admins['task_id']}/complete", json={"outcome": "no_answer", "note": None}
+        )
         assert by_admin.json()["completed_by"] is None
-        listed = {t["task_id"]: t for t in
-                  service.get("/v1/tasks", params={"status": "done"}).json()["items"]}
+        listed = {
+            t["task_id"]: t
+            for t in service.get("/v1/tasks", params={"status": "done"}).json()["items"]
+        }
         assert listed[task["task_id"]]["completed_by"]["name"] == "Ioana Rusu"
         assert listed[task["task_id"]]["closed_reason"] == "completed"
         # customer service reads what it works with, and nothing it must not change
         assert service.get(f"/v1/customers/{customer['customer_id']}").status_code == 200
         assert service.get("/v1/reports/aging").status_code == 200
-        for method, path in (("GET", "/v1/settings"), ("PUT", "/v1/settings"),
-                             ("GET", "/v1/users"), ("POST", "/v1/stores")):
+        for method, path in (
+            ("GET", "/v1/settings"),
+            ("PUT", "/v1/settings"),
+            ("GET", "/v1/users"),
+            ("POST", "/v1/stores"),
+        ):
             refused = service.request(method, path, json={} if method != "GET" else None)
             assert (refused.status_code, refused.json()["code"]) == (403, "forbidden"), path
     wrong = sign_in(gateway, session["user"]["email"], "not the password")
@@ -140,8 +167,15 @@ def test_the_reminder_digest_reaches_the_chains_address_and_its_link_opens_the_t
     # user to sign in and then shows that task, with the form to record the call
     assert link.startswith(stack.backoffice_url + "/"), (link, stack.backoffice_url)
     email = f"cs-{uuid.uuid4().hex[:8]}@kids.example.ro"
-    made = chain.admin.post("/v1/users", json={"email": email, "name": "Ioana Rusu",
-                                               "role": "customer_service", "password": PASSWORD})
+    made = chain.admin.post(
+        "/v1/users",
+        json={
+            "email": email,
+            "name": "Ioana Rusu",
+            "role": "customer_service",
+            "password": PASSWORD,
+        },
+    )
     assert made.status_code == 201, made.text
     with httpx.Client(timeout=30) as browser:
         first = browser.get(link)
@@ -151,10 +185,15 @@ def test_the_reminder_digest_reaches_the_chains_address_and_its_link_opens_the_t
         # the sign-in form carries the task's page on (the language switch has a `next` too)
         back_to = urlsplit(link).path
         assert csrf and f'name="next" value="{back_to}"' in form.text, form.text[:2000]
-        signed = browser.post(urljoin(link, "/login"), data={
-            "email": email, "password": PASSWORD, "csrf_token": csrf.group(1),
-            "next": back_to,
-        })
+        signed = browser.post(
+            urljoin(link, "/login"),
+            data={
+                "email": email,
+                "password": PASSWORD,
+                "csrf_token": csrf.group(1),
+                "next": back_to,
+            },
+        )
         assert signed.status_code == 303, signed.text[:2000]
         assert urljoin(link, signed.headers["location"]) == link
         page = browser.get(link)

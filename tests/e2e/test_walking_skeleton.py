@@ -112,8 +112,9 @@ def test_a_retried_sale_with_the_same_key_is_recorded_once(
     assert changed.status_code == 409
     assert changed.json()["code"] == "idempotency_conflict"
     cid = customer["customer_id"]
-    eventually(lambda: chain.admin.get(f"/v1/customers/{cid}").json()["debt"] == "60.00",
-               timeout=5.0)
+    eventually(
+        lambda: chain.admin.get(f"/v1/customers/{cid}").json()["debt"] == "60.00", timeout=5.0
+    )
     # the read model has the sale: it holds it once (one statement entry, the debt of one)
     statement = chain.admin.get(f"/v1/customers/{cid}/statement").json()
     assert [(e["kind"], e["sale_id"]) for e in statement["entries"]] == [

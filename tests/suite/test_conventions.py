@@ -99,8 +99,9 @@ def test_the_layer_check_sees_every_form_of_an_upward_import() -> None:
     ):
         found = _imported_layers("pos_gateway", module, source)
         assert found & FORBIDDEN["adapters"], source
-    assert not _imported_layers("pos_gateway", module, "from pos_gateway.domain import auth") & (
-        FORBIDDEN["adapters"]
+    assert (
+        not _imported_layers("pos_gateway", module, "from pos_gateway.domain import auth")
+        & (FORBIDDEN["adapters"])
     )
 
 
@@ -152,15 +153,20 @@ def test_every_service_is_made_by_make_definition_in_entrypoints_app() -> None:
         path = _package(service) / "entrypoints" / "app.py"
         defined = _top_level(path)
         factory = defined.get("make_definition")
-        if not isinstance(factory, ast.FunctionDef) or ast.unparse(
-            factory.returns or ast.Constant(None)) != "ServiceDefinition":
+        if (
+            not isinstance(factory, ast.FunctionDef)
+            or ast.unparse(factory.returns or ast.Constant(None)) != "ServiceDefinition"
+        ):
             wrong.append(f"{service}: no make_definition(...) -> ServiceDefinition")
         for other in ("build", "build_definition", "create", "make_app", "build_app"):
             if other in defined:
                 wrong.append(f"{service}: also {other}")
         app = defined.get("app")
-        made = ast.unparse(app.value) if isinstance(app, ast.Assign | ast.AnnAssign) and (
-            app.value is not None) else ""
+        made = (
+            ast.unparse(app.value)
+            if isinstance(app, ast.Assign | ast.AnnAssign) and (app.value is not None)
+            else ""
+        )
         if not made.startswith("create_app(make_definition("):
             wrong.append(f"{service}: app = {made or '?'}")
     assert wrong == []

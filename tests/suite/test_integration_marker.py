@@ -24,6 +24,9 @@ def test_every_service_has_an_integration_test_over_real_kafka() -> None:
 
 def test_the_integration_marker_says_what_its_tests_use() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    [marker] = [m for m in config["tool"]["pytest"]["ini_options"]["markers"]
-                if m.startswith("integration:")]
+    [marker] = [
+        m
+        for m in config["tool"]["pytest"]["ini_options"]["markers"]
+        if m.startswith("integration:")
+    ]
     assert "PostgreSQL" in marker and "directly" in marker and "real Kafka" in marker

@@ -11,9 +11,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = sorted(ROOT.glob("libs/*/pyproject.toml")) + sorted(
     ROOT.glob("services/*/pyproject.toml")
 )
-READ_ME = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md")),
-           *sorted(ROOT.glob("services/*/README.md")), *sorted(ROOT.glob("libs/*/README.md")),
-           *sorted(ROOT.glob("tools/*/README.md"))]
+READ_ME = [
+    ROOT / "README.md",
+    ROOT / "CHANGELOG.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted(ROOT.glob("services/*/README.md")),
+    *sorted(ROOT.glob("libs/*/README.md")),
+    *sorted(ROOT.glob("tools/*/README.md")),
+]
 
 
 def test_the_license_is_apache_2_and_every_package_declares_it() -> None:

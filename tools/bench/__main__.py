@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the rate of that profiling step (default: the best rate)",
     )
     pipe.add_argument(
-        "--instances", type=int, default=1,
+        "--instances",
+        type=int,
+        default=1,
         help="processes per consumer service (credit, loyalty, reporting, notifier)",
     )
     pipe.add_argument(
@@ -83,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     office.add_argument("--repeats", type=int, default=5)
     office.add_argument("--label", default="current")
     office.add_argument(
-        "--pages", default="",
+        "--pages",
+        default="",
         help="time only the pages whose title contains this text (case-insensitive; "
-             "comma-separated for several), e.g. --pages payment,aging",
+        "comma-separated for several), e.g. --pages payment,aging",
     )
     sub.add_parser("render", help="rewrite docs/benchmarks.md from docs/benchmarks/*.json")
     cons = sub.add_parser("consumer", help="servicekit consumer micro-benchmark (stdout only)")
@@ -177,10 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "backoffice":
         from bench.backoffice import main as run_backoffice
 
-        run_backoffice(name, out_dir, args.customers, args.sales, args.open_tasks,
-                       args.done_tasks, args.label, repeats=args.repeats,
-                       command=shlex.join(sys.argv[1:] if argv is None else argv),
-                       only=[p.strip() for p in args.pages.split(",") if p.strip()])
+        run_backoffice(
+            name,
+            out_dir,
+            args.customers,
+            args.sales,
+            args.open_tasks,
+            args.done_tasks,
+            args.label,
+            repeats=args.repeats,
+            command=shlex.join(sys.argv[1:] if argv is None else argv),
+            only=[p.strip() for p in args.pages.split(",") if p.strip()],
+        )
     from bench.render import render
 
     path: Path = render(out_dir, repo_root() / "docs" / "benchmarks.md")

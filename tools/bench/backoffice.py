@@ -49,7 +49,8 @@ def _setup_chain(gateway: str, operator_token: str) -> dict[str, str]:
     """The chain, a store with a terminal and a manager, through the public API."""
     with httpx.Client(base_url=gateway, timeout=60.0) as http:
         created = http.post(
-            "/v1/chains", headers={"Authorization": f"Bearer {operator_token}"},
+            "/v1/chains",
+            headers={"Authorization": f"Bearer {operator_token}"},
             json={"name": "Bench chain", "currency": "EUR", "timezone": "Europe/Bucharest"},
         )
         created.raise_for_status()
@@ -58,12 +59,20 @@ def _setup_chain(gateway: str, operator_token: str) -> dict[str, str]:
         store = http.post("/v1/stores", headers=admin, json={"code": "S1", "name": "Store 1"})
         store.raise_for_status()
         store_id = store.json()["store_id"]
-        http.post(f"/v1/stores/{store_id}/terminals", headers=admin,
-                  json={"name": "Till 1"}).raise_for_status()
+        http.post(
+            f"/v1/stores/{store_id}/terminals", headers=admin, json={"name": "Till 1"}
+        ).raise_for_status()
         email = f"manager-{secrets.token_hex(3)}@bench.example"
-        http.post("/v1/users", headers=admin, json={
-            "email": email, "name": "Bench Manager", "role": "manager", "password": PASSWORD,
-        }).raise_for_status()
+        http.post(
+            "/v1/users",
+            headers=admin,
+            json={
+                "email": email,
+                "name": "Bench Manager",
+                "role": "manager",
+                "password": PASSWORD,
+            },
+        ).raise_for_status()
     return {"chain_id": chain_id, "store_id": store_id, "email": email}
 
 
@@ -84,18 +93,24 @@ async def _wait_for_row(url: str, sql: str, chain_id: str, within: float = 60.0)
 def _gateway_sql(chain: str, customers: int) -> list[tuple[str, str]]:
     """Customers and their cards as the gateway stores them (ids shared with the generator)."""
     return [
-        ("gateway customers", f"""
+        (
+            "gateway customers",
+            f"""
             INSERT INTO customers (customer_id, chain_id, name, phone, email, vip,
                                    bonus_accrual, credit_limit, max_payment_delay_days,
                                    card_number, created_at, updated_at)
             SELECT md5('c' || g)::uuid, '{chain}', 'Customer ' || lpad(g::text, 6, '0'),
                    '+40' || (700000000 + g), NULL, g % 5 <> 0, true,
                    CASE WHEN g % 3 = 0 THEN 500 END, NULL, 'CARD' || g, now(), now()
-            FROM generate_series(0, {customers - 1}) g"""),
-        ("gateway cards", f"""
+            FROM generate_series(0, {customers - 1}) g""",
+        ),
+        (
+            "gateway cards",
+            f"""
             INSERT INTO cards (chain_id, card_number, customer_id, blocked, issued_at)
             SELECT '{chain}', 'CARD' || g, md5('c' || g)::uuid, false, now()
-            FROM generate_series(0, {customers - 1}) g"""),
+            FROM generate_series(0, {customers - 1}) g""",
+        ),
         ("gateway analyze", "ANALYZE customers, cards"),
     ]
 
@@ -105,23 +120,34 @@ def _notifier_sql(chain: str, open_tasks: int, done_tasks: int) -> list[tuple[st
     task; the next `done_tasks` customers with a task already done."""
     total = open_tasks + done_tasks
     return [
-        ("notifier customers", f"""
+        (
+            "notifier customers",
+            f"""
             INSERT INTO nt_customers (customer_id, chain_id, name, phone)
             SELECT md5('c' || g)::uuid, '{chain}', 'Customer ' || lpad(g::text, 6, '0'),
                    '+40' || (700000000 + g)
-            FROM generate_series(0, {total - 1}) g"""),
-        ("notifier overdue sales", f"""
+            FROM generate_series(0, {total - 1}) g""",
+        ),
+        (
+            "notifier overdue sales",
+            f"""
             INSERT INTO nt_overdue_sales (sale_id, chain_id, customer_id, sold_at, due_date,
                                           discount, discount_revoked, settled)
             SELECT md5('ns' || g)::uuid, '{chain}', md5('c' || g)::uuid,
                    now() - interval '60 days', (now() - interval '30 days')::date, 0, false,
                    false
-            FROM generate_series(0, {open_tasks - 1}) g"""),
-        ("notifier overdue lines", f"""
+            FROM generate_series(0, {open_tasks - 1}) g""",
+        ),
+        (
+            "notifier overdue lines",
+            f"""
             INSERT INTO nt_overdue_lines (sale_id, line_no, owed, chain_id)
             SELECT md5('ns' || g)::uuid, 1, 40 + g % 300, '{chain}'
-            FROM generate_series(0, {open_tasks - 1}) g"""),
-        ("notifier open tasks", f"""
+            FROM generate_series(0, {open_tasks - 1}) g""",
+        ),
+        (
+            "notifier open tasks",
+            f"""
             INSERT INTO nt_tasks (task_id, chain_id, customer_id, level, status, created_at,
                                   raised_at, sales)
             SELECT md5('t' || g)::uuid, '{chain}', md5('c' || g)::uuid, 1 + g % 3, 'open',
@@ -130,8 +156,11 @@ def _notifier_sql(chain: str, open_tasks: int, done_tasks: int) -> list[tuple[st
                      'sale_id', md5('ns' || g)::uuid::text,
                      'due_date', (now() - interval '30 days')::date::text,
                      'amount_owed', (40 + g % 300)::text || '.00'))
-            FROM generate_series(0, {open_tasks - 1}) g"""),
-        ("notifier done tasks", f"""
+            FROM generate_series(0, {open_tasks - 1}) g""",
+        ),
+        (
+            "notifier done tasks",
+            f"""
             INSERT INTO nt_tasks (task_id, chain_id, customer_id, level, status, created_at,
                                   raised_at, closed_at, closed_reason, outcome, note,
                                   completed_by_name, sales)
@@ -142,7 +171,8 @@ def _notifier_sql(chain: str, open_tasks: int, done_tasks: int) -> list[tuple[st
                    jsonb_build_array(jsonb_build_object(
                      'sale_id', md5('nd' || g)::uuid::text, 'due_date', '2026-10-01',
                      'amount_owed', '55.00'))
-            FROM generate_series({open_tasks}, {total - 1}) g"""),
+            FROM generate_series({open_tasks}, {total - 1}) g""",
+        ),
         ("notifier analyze", "ANALYZE nt_customers, nt_overdue_sales, nt_overdue_lines, nt_tasks"),
     ]
 
@@ -183,10 +213,14 @@ def _pages(chain: dict[str, str], open_tasks: int) -> list[tuple[str, str]]:
         ("Customers, search by card", "/customers?q=CARD99999"),
         ("Customer (balances, open sales, 90 days of statement)", f"/customers/{customer}"),
         ("Payment-Balance, one month", f"/reports/payment-balance?{MONTH}"),
-        ("Payment-Balance, one month, VIP, by name",
-         f"/reports/payment-balance?{MONTH}&vip_only=true&sort=name"),
-        ("Payment-Balance, one month, one store",
-         f"/reports/payment-balance?{MONTH}&store_id={chain['store_id']}"),
+        (
+            "Payment-Balance, one month, VIP, by name",
+            f"/reports/payment-balance?{MONTH}&vip_only=true&sort=name",
+        ),
+        (
+            "Payment-Balance, one month, one store",
+            f"/reports/payment-balance?{MONTH}&store_id={chain['store_id']}",
+        ),
         ("Unpaid goods", "/reports/unpaid-goods"),
         ("Aging", "/reports/aging"),
         ("Bonus statistics, one month", f"/reports/bonus-statistics?{MONTH}"),
@@ -201,15 +235,17 @@ def _uuid_of(prefix: str, n: int) -> str:
     return str(uuid.UUID(hashlib.md5(f"{prefix}{n}".encode()).hexdigest()))
 
 
-async def _time_pages(base: str, email: str, pages: list[tuple[str, str]],
-                      repeats: int) -> list[dict[str, Any]]:
+async def _time_pages(
+    base: str, email: str, pages: list[tuple[str, str]], repeats: int
+) -> list[dict[str, Any]]:
     out = []
     async with httpx.AsyncClient(base_url=base, timeout=120.0) as http:
         form = await http.get("/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
         assert token, "no CSRF field on the sign-in page"
-        signed = await http.post("/login", data={
-            "email": email, "password": PASSWORD, "csrf_token": token.group(1)})
+        signed = await http.post(
+            "/login", data={"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
+        )
         assert signed.status_code == 303, signed.text[:500]
         for title, path in pages:
             # the warm-up reads a cold cache right after the bulk load: on a busy machine the
@@ -225,11 +261,17 @@ async def _time_pages(base: str, email: str, pages: list[tuple[str, str]],
             if first.status_code != 200:
                 # the page never answered: recorded as failed (over budget), and the run goes on
                 _log(f"{title}: {first.status_code} on every warm-up try")
-                out.append({
-                    "page": title, "path": path, "bytes": 0, "median_ms": 0.0, "max_ms": 0.0,
-                    "warmup": [{"status": st, "ms": ms} for st, ms in warmup],
-                    "failed": [first.status_code],
-                })
+                out.append(
+                    {
+                        "page": title,
+                        "path": path,
+                        "bytes": 0,
+                        "median_ms": 0.0,
+                        "max_ms": 0.0,
+                        "warmup": [{"status": st, "ms": ms} for st, ms in warmup],
+                        "failed": [first.status_code],
+                    }
+                )
                 continue
             times = []
             failed: list[int] = []
@@ -241,12 +283,17 @@ async def _time_pages(base: str, email: str, pages: list[tuple[str, str]],
                     # counted and shown, not hidden: a page that fails is over its budget
                     failed.append(response.status_code)
             median = statistics.median(times) * 1000
-            out.append({
-                "page": title, "path": path, "bytes": len(first.content),
-                "median_ms": round(median, 1), "max_ms": round(max(times) * 1000, 1),
-                "warmup": [{"status": st, "ms": ms} for st, ms in warmup],
-                "failed": failed,
-            })
+            out.append(
+                {
+                    "page": title,
+                    "path": path,
+                    "bytes": len(first.content),
+                    "median_ms": round(median, 1),
+                    "max_ms": round(max(times) * 1000, 1),
+                    "warmup": [{"status": st, "ms": ms} for st, ms in warmup],
+                    "failed": failed,
+                }
+            )
             _log(f"{title}: {median:.0f} ms")
     return out
 
@@ -262,13 +309,25 @@ def _chosen(pages: list[tuple[str, str]], only: list[str]) -> list[tuple[str, st
     """The pages whose title contains one of `only` (all of them when it is empty)."""
     if not only:
         return pages
-    return [(title, path) for title, path in pages
-            if any(word.lower() in title.lower() for word in only)]
+    return [
+        (title, path)
+        for title, path in pages
+        if any(word.lower() in title.lower() for word in only)
+    ]
 
 
-def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
-         done_tasks: int, label: str, repeats: int = 5, command: str = "",
-         only: list[str] | None = None) -> dict[str, Any]:
+def main(
+    name: str,
+    out_dir: Path,
+    customers: int,
+    sales: int,
+    open_tasks: int,
+    done_tasks: int,
+    label: str,
+    repeats: int = 5,
+    command: str = "",
+    only: list[str] | None = None,
+) -> dict[str, Any]:
     started = time.time()
     pages_wanted = only or []
     infra = start_infra(name, use_env=False)
@@ -288,10 +347,16 @@ def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
         reporting_db = with_database(infra.database_url, "reporting")
         notifier_db = with_database(infra.database_url, "notifier")
         gateway_db = with_database(infra.database_url, "gateway")
-        asyncio.run(_wait_for_row(
-            reporting_db, "SELECT 1 FROM rm_chains WHERE chain_id = $1::uuid", chain_id))
-        asyncio.run(_wait_for_row(
-            notifier_db, "SELECT 1 FROM nt_chains WHERE chain_id = $1::uuid", chain_id))
+        asyncio.run(
+            _wait_for_row(
+                reporting_db, "SELECT 1 FROM rm_chains WHERE chain_id = $1::uuid", chain_id
+            )
+        )
+        asyncio.run(
+            _wait_for_row(
+                notifier_db, "SELECT 1 FROM nt_chains WHERE chain_id = $1::uuid", chain_id
+            )
+        )
         load_started = time.perf_counter()
         asyncio.run(_run_sql(gateway_db, _gateway_sql(chain_id, customers)))
         # the quick loads first: a schema that changed under this tool fails in seconds
@@ -299,9 +364,14 @@ def main(name: str, out_dir: Path, customers: int, sales: int, open_tasks: int,
         asyncio.run(_run_sql(reporting_db, _reporting_sql(chain_id, customers, sales)))
         load_seconds = time.perf_counter() - load_started
         load_before = _load_average()
-        timings = asyncio.run(_time_pages(
-            services.backoffice_url, chain["email"],
-            _chosen(_pages(chain, open_tasks), pages_wanted), repeats))
+        timings = asyncio.run(
+            _time_pages(
+                services.backoffice_url,
+                chain["email"],
+                _chosen(_pages(chain, open_tasks), pages_wanted),
+                repeats,
+            )
+        )
         load_after = _load_average()
     finally:
         if services is not None:

@@ -67,19 +67,36 @@ def _records(count: int, batch: int, poison_per_batch: int) -> list[list[Any]]:
             batch // 2, batch // 2 + poison_per_batch
         )
         letter = DeadLetter(
-            consumer="bench", original_topic="x", partition=0, offset=i, key="k",
-            reason="poison" if poison else "carrier", error_type="none", original_value="{}",
+            consumer="bench",
+            original_topic="x",
+            partition=0,
+            offset=i,
+            key="k",
+            reason="poison" if poison else "carrier",
+            error_type="none",
+            original_value="{}",
             failed_at=datetime.now(UTC),
         )
-        env = make_envelope(letter, chain_id=uuid.uuid4(), key="customer-1",
-                            correlation_id=uuid.uuid4())
+        env = make_envelope(
+            letter, chain_id=uuid.uuid4(), key="customer-1", correlation_id=uuid.uuid4()
+        )
         value = encode(env)
-        records.append(ConsumerRecord(
-            topic=TOPIC, partition=i % 4, offset=i, timestamp=0, timestamp_type=0,
-            key=b"customer-1", value=value, checksum=None, serialized_key_size=10,
-            serialized_value_size=len(value), headers=(),
-        ))
-    return [records[i:i + batch] for i in range(0, len(records), batch)]
+        records.append(
+            ConsumerRecord(
+                topic=TOPIC,
+                partition=i % 4,
+                offset=i,
+                timestamp=0,
+                timestamp_type=0,
+                key=b"customer-1",
+                value=value,
+                checksum=None,
+                serialized_key_size=10,
+                serialized_value_size=len(value),
+                headers=(),
+            )
+        )
+    return [records[i : i + batch] for i in range(0, len(records), batch)]
 
 
 async def _run(url: str, opts: Options) -> dict[str, Any]:
@@ -95,10 +112,16 @@ async def _run(url: str, opts: Options) -> dict[str, Any]:
         counts["savepoint statements"] += "SAVEPOINT" in statement
 
     for name in ("begin", "commit", "rollback"):
-        event.listen(engine.sync_engine, name,
-                     lambda conn, name=name: counts.__setitem__(name, counts[name] + 1))
-    event.listen(engine.sync_engine.pool, "checkout",
-                 lambda *a: counts.__setitem__("checkouts", counts["checkouts"] + 1))
+        event.listen(
+            engine.sync_engine,
+            name,
+            lambda conn, name=name: counts.__setitem__(name, counts[name] + 1),
+        )
+    event.listen(
+        engine.sync_engine.pool,
+        "checkout",
+        lambda *a: counts.__setitem__("checkouts", counts["checkouts"] + 1),
+    )
 
     async def apply(ctx: MessageContext, payload: DeadLetter) -> None:
         if payload.reason == "poison":
@@ -107,8 +130,12 @@ async def _run(url: str, opts: Options) -> dict[str, Any]:
             sa.insert(EFFECTS).values(message_id=str(ctx.envelope.message_id))
         )
 
-    consumer = Consumer(name=f"bench-{secrets.token_hex(3)}", topics=[TOPIC],
-                        handlers={DeadLetter: apply}, max_records=opts.batch)
+    consumer = Consumer(
+        name=f"bench-{secrets.token_hex(3)}",
+        topics=[TOPIC],
+        handlers={DeadLetter: apply},
+        max_records=opts.batch,
+    )
     consumer.bind(make_session_factory(engine))
     # warm-up: statement compilation caches and prepared statements, not measured
     for batch in _records(opts.batch, opts.batch, opts.poison_per_batch):
@@ -159,8 +186,9 @@ def main(opts: Options) -> dict[str, Any]:
         infra = start_infra(f"bench-{secrets.token_hex(3)}")
         url = infra.database_url
     try:
-        result = asyncio.run(_run(with_database(url, f"bench_consumer_{secrets.token_hex(3)}"),
-                                  opts))
+        result = asyncio.run(
+            _run(with_database(url, f"bench_consumer_{secrets.token_hex(3)}"), opts)
+        )
     finally:
         if infra is not None:
             infra.stop(purge=True)

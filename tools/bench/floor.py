@@ -70,9 +70,7 @@ TRUNCATE floor_requests, floor_outbox;
 _INSERT_REQUEST = (
     "INSERT INTO floor_requests (request_id, status, request) VALUES ($1, 'pending', $2)"
 )
-_INSERT_OUTBOX = (
-    "INSERT INTO floor_outbox (message_id, topic, key, value) VALUES ($1, $2, $3, $4)"
-)
+_INSERT_OUTBOX = "INSERT INTO floor_outbox (message_id, topic, key, value) VALUES ($1, $2, $3, $4)"
 
 
 # --------------------------------------------------------------------------------- the app
@@ -91,7 +89,9 @@ def build_app(database_url: str, pool_size: int = 16) -> Any:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         nonlocal pool
         pool = await asyncpg.create_pool(
-            database_url, min_size=pool_size, max_size=pool_size,
+            database_url,
+            min_size=pool_size,
+            max_size=pool_size,
             server_settings={"synchronous_commit": "off"},
         )
         try:
@@ -107,13 +107,18 @@ def build_app(database_url: str, pool_size: int = 16) -> Any:
         request_id = body.sale_id or uuid.uuid4()
         request = body.model_dump_json()
         envelope = json.dumps(
-            {"message_id": str(uuid.uuid4()), "type": "gateway.RecordSale", "key": str(request_id),
-             "payload": request}
+            {
+                "message_id": str(uuid.uuid4()),
+                "type": "gateway.RecordSale",
+                "key": str(request_id),
+                "payload": request,
+            }
         ).encode()
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_INSERT_REQUEST, request_id, request)
-            await conn.execute(_INSERT_OUTBOX, uuid.uuid4(), "pos.commands.v1", str(request_id),
-                               envelope)
+            await conn.execute(
+                _INSERT_OUTBOX, uuid.uuid4(), "pos.commands.v1", str(request_id), envelope
+            )
         return JSONResponse({"sale_id": str(request_id), "status": "pending"}, status_code=201)
 
     @app.get("/health")
@@ -127,8 +132,14 @@ def serve(database_url: str, port: int) -> None:
     import uvicorn
 
     uvicorn.run(
-        build_app(database_url), host="127.0.0.1", port=port, log_level="warning",
-        access_log=False, loop="uvloop", http="httptools", lifespan="on",
+        build_app(database_url),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
     )
 
 
@@ -144,19 +155,33 @@ def _sale_bodies(n: int, seed: int = 11) -> list[bytes]:
         for i in range(rng.randint(1, 3)):
             qty = rng.randint(1, 2)
             price = Decimal(rng.randint(200, 8000)) / 100
-            lines.append({"sku": f"SKU{i}", "barcode": f"48200000{rng.randint(10000, 99999)}",
-                          "name": f"Item {i}", "quantity": str(qty), "unit_price": str(price),
-                          "discount": "0.00"})
+            lines.append(
+                {
+                    "sku": f"SKU{i}",
+                    "barcode": f"48200000{rng.randint(10000, 99999)}",
+                    "name": f"Item {i}",
+                    "quantity": str(qty),
+                    "unit_price": str(price),
+                    "discount": "0.00",
+                }
+            )
             total += price * qty
-        body = {"card_number": f"B00{rng.randrange(16**10):010X}000001", "lines": lines,
-                "payments": [{"method": "card", "amount": str(total)}]}
+        body = {
+            "card_number": f"B00{rng.randrange(16**10):010X}000001",
+            "lines": lines,
+            "payments": [{"method": "card", "amount": str(total)}],
+        }
         out.append(json.dumps(body).encode())
     return out
 
 
 async def _connection(
-    port: int, bodies: list[bytes], until: float, measure_from: float,
-    latencies: list[float], statuses: dict[int, int],
+    port: int,
+    bodies: list[bytes],
+    until: float,
+    measure_from: float,
+    latencies: list[float],
+    statuses: dict[int, int],
 ) -> None:
     """One keep-alive connection sending a request as soon as the last one was answered."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -167,7 +192,9 @@ async def _connection(
             writer.write(
                 b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 b"Content-Type: application/json\r\nContent-Length: "
-                + str(len(body)).encode() + b"\r\n\r\n" + body
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
             )
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
@@ -187,9 +214,19 @@ def _start_app(port: int, database_url: str) -> subprocess.Popen[bytes]:
     """The floor app as a process of its own (stopped by its PID by the caller)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([TOOLS, os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.floor", "serve", "--port", str(port),
-         "--database-url", database_url],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "bench.floor",
+            "serve",
+            "--port",
+            str(port),
+            "--database-url",
+            database_url,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -243,9 +280,7 @@ async def measure(
         if postgres_pid is not None:
             roots["postgres"] = postgres_pid
         clients = [
-            asyncio.create_task(
-                _connection(port, bodies, until, measure_from, latencies, statuses)
-            )
+            asyncio.create_task(_connection(port, bodies, until, measure_from, latencies, statuses))
             for _ in range(connections)
         ]
         await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))

@@ -342,8 +342,10 @@ async def _views_of(
             except (httpx.HTTPError, ValueError) as exc:
                 views[name] = repr(exc)
         if credit_url:
-            path = (f"/internal/v1/chains/{customer.chain.chain_id}/customers/"
-                    f"{customer.customer_id}/credit")
+            path = (
+                f"/internal/v1/chains/{customer.chain.chain_id}/customers/"
+                f"{customer.customer_id}/credit"
+            )
             try:
                 views["credit"] = (await http.get(credit_url.rstrip("/") + path)).json()
             except (httpx.HTTPError, ValueError) as exc:
@@ -465,8 +467,12 @@ async def _start_consumer_instances(stack: Stack, count: int) -> None:
     `many-instances` scenario does)."""
     starts = [
         asyncio.to_thread(
-            stack.services.start_instance, service, instance=f"{service}-{n}", port=free_port(),
-            ready_timeout=240.0, progress=no_progress,
+            stack.services.start_instance,
+            service,
+            instance=f"{service}-{n}",
+            port=free_port(),
+            ready_timeout=240.0,
+            progress=no_progress,
         )
         for n in range(2, count + 1)
         for service in SERVICE_NAMES
@@ -490,7 +496,9 @@ def _export(ref: str, into: Path) -> str:
     into.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(
         ["git", "archive", "--format=tar", ref, "libs", "services"],
-        cwd=repo_root(), capture_output=True, check=True,
+        cwd=repo_root(),
+        capture_output=True,
+        check=True,
     )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
     paths = sorted(str(p) for p in into.glob("libs/*/src")) + sorted(
@@ -504,15 +512,29 @@ def _variants(stack: Stack, refs: list[str]) -> list[Variant]:
         return [Variant("")]
     out = []
     for ref in refs:
-        sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=repo_root(),
-                             capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", ref],
+            cwd=repo_root(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         folder = stack.run_dir / "ab" / sha
         out.append(Variant(f"{ref} ({sha})" if ref != sha else sha, _export(ref, folder)))
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(),
-                          capture_output=True, text=True, check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "libs", "services"],
-                           cwd=repo_root(), capture_output=True, text=True,
-                           check=False).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "libs", "services"],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     out.append(Variant(f"this checkout ({head}{' + changes' if dirty else ''})"))
     return out
 
@@ -528,8 +550,9 @@ async def _switch(stack: Stack, variant: Variant) -> None:
     for n in names:
         svc = service_of(n)
         assert svc is not None
-        stack.services.spawn_instance(svc, instance=n, port=stack.services.instance_ports[n],
-                                      extra_env=env)
+        stack.services.spawn_instance(
+            svc, instance=n, port=stack.services.instance_ports[n], extra_env=env
+        )
     await asyncio.gather(
         *(
             asyncio.to_thread(stack.services.wait_ready, n, timeout=240.0, progress=no_progress)
@@ -603,9 +626,7 @@ async def _measure_step(
     per_request = cpu_ms_per_request(step["processes"], wall, answered)
     step["cpu_ms_per_request"] = per_request
     # CPU the stack spent per answered request: the figure that survives a noisy machine
-    step["stack_cpu_ms_per_request"] = (
-        round(sum(per_request.values()), 1) if answered else None
-    )
+    step["stack_cpu_ms_per_request"] = round(sum(per_request.values()), 1) if answered else None
     step["kept_up"] = kept_up(step)
     step["resolved_later"] = stats.resolved_later
     if opts.check_invariants:
@@ -654,9 +675,9 @@ async def _profile(
         if not prof.samples:
             continue
         svg = f"flame-{opts.label}-{path.stem}.svg"
-        (svg_dir / svg).write_text(flamegraph_svg(
-            prof, f"{path.stem} at {rate:g} req/s ({opts.label})"
-        ))
+        (svg_dir / svg).write_text(
+            flamegraph_svg(prof, f"{path.stem} at {rate:g} req/s ({opts.label})")
+        )
         own, incl = prof.top(15)
         services[path.stem] = {
             "samples": prof.samples,
@@ -671,11 +692,15 @@ async def _profile(
 async def run(stack: Stack, opts: Options) -> dict[str, Any]:
     extra_gateways = await asyncio.to_thread(_start_gateways, stack, opts.gateways)
     if opts.instances > 1:
-        print(f"[bench] {opts.instances} processes per consumer service", file=sys.stderr,
-              flush=True)
+        print(
+            f"[bench] {opts.instances} processes per consumer service", file=sys.stderr, flush=True
+        )
         await _start_consumer_instances(stack, opts.instances)
     result: dict[str, Any] = {
-        "label": opts.label, "steps": [], "gateways": opts.gateways, "instances": opts.instances
+        "label": opts.label,
+        "steps": [],
+        "gateways": opts.gateways,
+        "instances": opts.instances,
     }
     if not opts.skip_ceiling:
         print("[bench] ceiling: pgbench, Kafka producer", file=sys.stderr, flush=True)

@@ -23,8 +23,15 @@ from pathlib import Path
 
 #: (category, substrings of a frame's file path), first match wins for one frame
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("logging", ("/logging/", "servicekit/logging.py", "faststream/_internal/logger",
-                 "faststream/middlewares/logging.py")),
+    (
+        "logging",
+        (
+            "/logging/",
+            "servicekit/logging.py",
+            "faststream/_internal/logger",
+            "faststream/middlewares/logging.py",
+        ),
+    ),
     ("JSON", ("/json/", "orjson")),
     ("pydantic", ("pydantic/", "pydantic_core/")),
     ("asyncpg", ("asyncpg/",)),
@@ -32,9 +39,19 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("SQLAlchemy execution and ORM", ("sqlalchemy/",)),
     ("Kafka client (aiokafka)", ("aiokafka/",)),
     ("FastStream per message", ("faststream/", "fast_depends/")),
-    ("HTTP (uvicorn, Starlette, FastAPI, httpx)", (
-        "uvicorn/", "starlette/", "fastapi/", "httpx/", "httpcore/", "h11/", "anyio/",
-        "httptools/")),
+    (
+        "HTTP (uvicorn, Starlette, FastAPI, httpx)",
+        (
+            "uvicorn/",
+            "starlette/",
+            "fastapi/",
+            "httpx/",
+            "httpcore/",
+            "h11/",
+            "anyio/",
+            "httptools/",
+        ),
+    ),
     ("metrics", ("prometheus_client/",)),
     ("event loop", ("asyncio/", "uvloop/", "selectors.py")),
     ("service code", ("/src/",)),
@@ -73,7 +90,7 @@ def category_of(path: str) -> str | None:
 
 
 def _short(frame: str) -> str:
-    """"function (pkg/file.py)": line numbers dropped so one function is one box."""
+    """ "function (pkg/file.py)": line numbers dropped so one function is one box."""
     name, path = _where(frame)
     parts = path.split("/")
     return f"{name} ({'/'.join(parts[-2:])})"
@@ -130,8 +147,9 @@ class Profile:
                     break
             counts[found] += n
         total = max(1, self.samples)
-        return {name: round(100 * counts[name] / total, 1) for name in CATEGORY_NAMES
-                if counts[name]}
+        return {
+            name: round(100 * counts[name] / total, 1) for name in CATEGORY_NAMES if counts[name]
+        }
 
     def top(self, n: int = 25) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """(self, inclusive) shares of the biggest functions."""
@@ -177,8 +195,9 @@ def _tree(prof: Profile) -> _Node:
     return root
 
 
-def flamegraph_svg(prof: Profile, title: str, *, width: int = 1400, row: int = 16,
-                   min_share: float = 0.002) -> str:
+def flamegraph_svg(
+    prof: Profile, title: str, *, width: int = 1400, row: int = 16, min_share: float = 0.002
+) -> str:
     """A static flame graph (root at the bottom, width = share of samples), each box coloured
     by its frame's category with the legend on top; hover shows the frame and its share.
     Boxes under `min_share` of the samples are left out (they would be invisible anyway)."""
@@ -207,7 +226,7 @@ def flamegraph_svg(prof: Profile, title: str, *, width: int = 1400, row: int = 1
         f'font-family="monospace" font-size="11">',
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
         f'<text x="4" y="15" font-size="13">{html.escape(title)}: {total} busy samples '
-        f'(waiting ones left out)</text>',
+        f"(waiting ones left out)</text>",
     ]
     shares = prof.categories()
     lx, ly = 4.0, 32.0
@@ -218,8 +237,9 @@ def flamegraph_svg(prof: Profile, title: str, *, width: int = 1400, row: int = 1
         wide = 14 + 7 * len(label)
         if lx + wide > width:
             lx, ly = 4.0, ly + 16
-        out.append(f'<rect x="{lx:.0f}" y="{ly - 10:.0f}" width="10" height="10" '
-                   f'fill="{COLOURS[name]}"/>')
+        out.append(
+            f'<rect x="{lx:.0f}" y="{ly - 10:.0f}" width="10" height="10" fill="{COLOURS[name]}"/>'
+        )
         out.append(f'<text x="{lx + 13:.0f}" y="{ly:.0f}">{html.escape(label)}</text>')
         lx += wide + 8
     for depth, x, w, node in boxes:
@@ -227,7 +247,7 @@ def flamegraph_svg(prof: Profile, title: str, *, width: int = 1400, row: int = 1
         share = 100 * node.count / total
         label = html.escape(node.name)
         out.append(
-            f'<g><title>{label}: {share:.2f}% ({node.count} samples)</title>'
+            f"<g><title>{label}: {share:.2f}% ({node.count} samples)</title>"
             f'<rect x="{x:.1f}" y="{y}" width="{max(w - 0.5, 0.1):.1f}" height="{row - 1}" '
             f'fill="{COLOURS.get(node.category, COLOURS[OTHER])}"/>'
         )

@@ -65,8 +65,10 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
         out.append(_floor_line(fl))
         out.append("")
     if run.get("instances", 1) > 1:
-        out.append(f"Processes per consumer service: **{run['instances']}** (credit, loyalty, "
-                   "reporting and the notifier each; their CPU is summed per service).")
+        out.append(
+            f"Processes per consumer service: **{run['instances']}** (credit, loyalty, "
+            "reporting and the notifier each; their CPU is summed per service)."
+        )
         out.append("")
     ab = any(s.get("variant") for s in run["steps"])
     has_floor = bool(fl.get("app_cpu_ms_per_request"))
@@ -75,7 +77,8 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
         + "| offered req/s | achieved req/s | sales/s | p50 ms | p95 ms | p99 ms | p99.9 ms | "
         "read-model lag p50 / p99 ms | errors | 202s | consumer lag max | PG commits/sale | "
         "PG rollbacks/request | "
-        "Kafka msgs/s | stack CPU ms/request | " + ("x floor | " if has_floor else "")
+        "Kafka msgs/s | stack CPU ms/request | "
+        + ("x floor | " if has_floor else "")
         + "sales/s per pgbench TPS | kept up | invariants (violations / operations checked) |",
         "|" + "---|" * (18 + ab + has_floor),
     ]
@@ -184,7 +187,7 @@ def _floor_line(fl: dict[str, Any]) -> str:
         + (f" (+{_f(pg)} ms PostgreSQL)" if pg is not None else "")
         + f", p50 / p99 {_f(fl['latency_ms']['p50'])} / {_f(fl['latency_ms']['p99'])} ms; the "
         f"app used {_f(fl.get('app_cpu_percent'))}% of a core (saturated near 100%), others on "
-        f"the machine {_f(fl.get('others_cpu_percent'))}%. \"x floor\" is the stack's CPU per "
+        f'the machine {_f(fl.get("others_cpu_percent"))}%. "x floor" is the stack\'s CPU per '
         "request divided by the floor app's."
     )
 
@@ -202,8 +205,10 @@ def _per_service_table(steps: list[dict[str, Any]], ab: bool) -> list[str]:
         "CPU ms per answered request, by service (its processes summed) and for the stack; "
         "PostgreSQL deadlocks in the step:",
         "",
-        ("| variant " if ab else "") + "| offered req/s | "
-        + " | ".join(SERVICES) + " | stack | PG deadlocks |",
+        ("| variant " if ab else "")
+        + "| offered req/s | "
+        + " | ".join(SERVICES)
+        + " | stack | PG deadlocks |",
         "|" + "---|" * (len(SERVICES) + (4 if ab else 3)),
     ]
     for s in steps:
@@ -236,13 +241,18 @@ def _profile_lines(prof: dict[str, Any]) -> list[str]:
     out.append("| category | " + " | ".join(services) + " |")
     out.append("|---|" + "---|" * len(services))
     for cat in cats:
-        out.append(f"| {cat} | "
-                   + " | ".join(f"{_f(f['categories'].get(cat, 0.0))}%" for f in services.values())
-                   + " |")
+        out.append(
+            f"| {cat} | "
+            + " | ".join(f"{_f(f['categories'].get(cat, 0.0))}%" for f in services.values())
+            + " |"
+        )
     out.append("| samples | " + " | ".join(str(f["samples"]) for f in services.values()) + " |")
     out.append("")
-    out.append("Flame graphs: " + ", ".join(
-        f"[{name}](benchmarks/{f['svg']})" for name, f in services.items()) + ".")
+    out.append(
+        "Flame graphs: "
+        + ", ".join(f"[{name}](benchmarks/{f['svg']})" for name, f in services.items())
+        + "."
+    )
     out.append("")
     return out
 
@@ -257,43 +267,78 @@ def _plot_cpu(runs: list[dict[str, Any]], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    curves = [r for r in runs
-              if len(r["steps"]) > 1 and any(s.get("cpu_ms_per_request") for s in r["steps"])
-              and not any(s.get("variant") for s in r["steps"])]
+    curves = [
+        r
+        for r in runs
+        if len(r["steps"]) > 1
+        and any(s.get("cpu_ms_per_request") for s in r["steps"])
+        and not any(s.get("variant") for s in r["steps"])
+    ]
     single = [r for r in curves if r.get("instances", 1) == 1][-1:]
     many = [r for r in curves if r.get("instances", 1) > 1][-1:]
     shown = single + many
     if not shown:
         return False
-    fig, axes = plt.subplots(1, len(shown), figsize=(6.5 * len(shown), 5), sharey=True,
-                             squeeze=False)
-    colours = dict(zip(SERVICES, ["tab:blue", "tab:orange", "tab:green", "tab:red",
-                                  "tab:purple", "tab:brown", "tab:grey"], strict=True))
+    fig, axes = plt.subplots(
+        1, len(shown), figsize=(6.5 * len(shown), 5), sharey=True, squeeze=False
+    )
+    colours = dict(
+        zip(
+            SERVICES,
+            [
+                "tab:blue",
+                "tab:orange",
+                "tab:green",
+                "tab:red",
+                "tab:purple",
+                "tab:brown",
+                "tab:grey",
+            ],
+            strict=True,
+        )
+    )
     for ax, run in zip(axes[0], shown, strict=True):
         steps = [s for s in run["steps"] if s.get("cpu_ms_per_request")]
         x = [s["offered_rps"] for s in steps]
-        ax.plot(x, [s["stack_cpu_ms_per_request"] for s in steps], "-", marker="o",
-                color="black", linewidth=2, label="stack")
+        ax.plot(
+            x,
+            [s["stack_cpu_ms_per_request"] for s in steps],
+            "-",
+            marker="o",
+            color="black",
+            linewidth=2,
+            label="stack",
+        )
         for name in SERVICES:
-            ax.plot(x, [s["cpu_ms_per_request"].get(name) for s in steps], "--", marker=".",
-                    color=colours[name], label=name)
+            ax.plot(
+                x,
+                [s["cpu_ms_per_request"].get(name) for s in steps],
+                "--",
+                marker=".",
+                color=colours[name],
+                label=name,
+            )
         fl = (run.get("floor") or {}).get("app_cpu_ms_per_request")
         if fl:
-            ax.axhline(fl, color="black", linestyle=":", linewidth=1,
-                       label=f"floor app {fl:g} ms")
+            ax.axhline(fl, color="black", linestyle=":", linewidth=1, label=f"floor app {fl:g} ms")
         kept = [s["offered_rps"] for s in steps if s.get("kept_up")]
         if kept:
             ax.axvline(max(kept), color="green", linewidth=0.8, alpha=0.6)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("offered load (requests/s, open loop); green: highest rate kept up")
-        ax.set_title(f"{run['label']}: {run.get('instances', 1)} process(es) per consumer "
-                     f"service, {run.get('gateways', 1)} gateway(s)", fontsize=9)
+        ax.set_title(
+            f"{run['label']}: {run.get('instances', 1)} process(es) per consumer "
+            f"service, {run.get('gateways', 1)} gateway(s)",
+            fontsize=9,
+        )
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("CPU ms per answered request (log)")
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle("CPU per request against load (2 shared cores): the cost must fall as "
-                 "batches fill", fontsize=10)
+    fig.suptitle(
+        "CPU per request against load (2 shared cores): the cost must fall as batches fill",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -302,9 +347,13 @@ def _plot_cpu(runs: list[dict[str, Any]], path: Path) -> bool:
 
 def _curve_section(runs: list[dict[str, Any]], plotted: bool) -> list[str]:
     """The generated part after the notes: the CPU-per-request curve of the latest runs."""
-    curves = [r for r in runs
-              if len(r["steps"]) > 1 and any(s.get("cpu_ms_per_request") for s in r["steps"])
-              and not any(s.get("variant") for s in r["steps"])]
+    curves = [
+        r
+        for r in runs
+        if len(r["steps"]) > 1
+        and any(s.get("cpu_ms_per_request") for s in r["steps"])
+        and not any(s.get("variant") for s in r["steps"])
+    ]
     if not curves:
         return []
     out = ["# CPU per request against load (generated)", ""]
@@ -313,9 +362,11 @@ def _curve_section(runs: list[dict[str, Any]], plotted: bool) -> list[str]:
     single = [r for r in curves if r.get("instances", 1) == 1][-1:]
     many = [r for r in curves if r.get("instances", 1) > 1][-1:]
     for run in single + many:
-        out.append(f"`{run['label']}` ({run.get('instances', 1)} process(es) per consumer "
-                   f"service, {run.get('gateways', 1)} gateway(s); command "
-                   f"`{run.get('command', '?')}`):")
+        out.append(
+            f"`{run['label']}` ({run.get('instances', 1)} process(es) per consumer "
+            f"service, {run.get('gateways', 1)} gateway(s); command "
+            f"`{run.get('command', '?')}`):"
+        )
         out.append("")
         fl = run.get("floor") or {}
         if fl.get("app_cpu_ms_per_request"):
@@ -369,8 +420,9 @@ def _plot(runs: list[dict[str, Any]], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(11, 5.5))
     # single-step runs (profiles, A/B counts) add nothing to a curve; of the others, the first
     # and the last three (before and now): a curve for every run was unreadable
-    curves = [r for r in runs
-              if len(r["steps"]) > 1 and not any(s.get("variant") for s in r["steps"])]
+    curves = [
+        r for r in runs if len(r["steps"]) > 1 and not any(s.get("variant") for s in r["steps"])
+    ]
     shown = curves[:1] + [r for r in curves[-3:] if r is not curves[0]]
     colours = ["tab:grey", "tab:blue", "tab:orange", "tab:green"]
     for run, colour in zip(shown, colours, strict=False):
@@ -378,11 +430,9 @@ def _plot(runs: list[dict[str, Any]], path: Path) -> bool:
         x = [s["offered_rps"] for s in steps]
         for key, style in (("p50", ":"), ("p99", "-")):
             y = [s["latency_ms"][key] for s in steps]
-            ax.plot(x, y, style, marker="o", color=colour,
-                    label=f"{run['label']} gateway {key}")
+            ax.plot(x, y, style, marker="o", color=colour, label=f"{run['label']} gateway {key}")
         lag = [s["read_model_lag_ms"]["p99"] for s in steps]
-        ax.plot(x, lag, "--", marker="x", color=colour,
-                label=f"{run['label']} read-model lag p99")
+        ax.plot(x, lag, "--", marker="x", color=colour, label=f"{run['label']} read-model lag p99")
     ax.axhline(50, color="grey", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -444,10 +494,13 @@ def _backoffice_section(run: dict[str, Any]) -> list[str]:
     out.append("|---|---|---|---|---|---|")
     for t in run["timings"]:
         # the untimed warm-up right after the bulk load: its time, and any 503 before it
-        cold = ", ".join(
-            f"{w['ms']:,} ms" if w["status"] == 200 else f"{w['status']} after {w['ms']:,} ms"
-            for w in t.get("warmup", [])
-        ) or "-"
+        cold = (
+            ", ".join(
+                f"{w['ms']:,} ms" if w["status"] == 200 else f"{w['status']} after {w['ms']:,} ms"
+                for w in t.get("warmup", [])
+            )
+            or "-"
+        )
         out.append(
             f"| {t['page']} | {t['bytes']:,} | {_f(t['median_ms'])} | {_f(t['max_ms'])} | "
             f"{'yes' if t['median_ms'] < budget and not t.get('failed') else '**no**'}"

@@ -131,9 +131,12 @@ def _load_sql(customers: int, sales: int) -> list[tuple[str, str]]:
         # the live tables are vacuumed by autovacuum as they grow; a bulk load is not yet, and
         # without a visibility map no index-only scan is possible (the per-customer sums of
         # migration 0005 were filled by their triggers as the rows above went in)
-        ("vacuum analyze", "VACUUM ANALYZE rm_movements, rm_customers, rm_balances, rm_sales, "
-         "rm_sale_lines, rm_chains, rm_stores, rm_open_debt, rm_credit_totals, "
-         "rm_credit_months"),
+        (
+            "vacuum analyze",
+            "VACUUM ANALYZE rm_movements, rm_customers, rm_balances, rm_sales, "
+            "rm_sale_lines, rm_chains, rm_stores, rm_open_debt, rm_credit_totals, "
+            "rm_credit_months",
+        ),
     ]
 
 
@@ -144,8 +147,11 @@ async def load(url: str, customers: int, sales: int) -> dict[str, Any]:
         for what, sql in _load_sql(customers, sales):
             t = time.perf_counter()
             await conn.execute(sql)
-            print(f"[bench] loaded {what} in {time.perf_counter() - t:.1f} s", file=sys.stderr,
-                  flush=True)
+            print(
+                f"[bench] loaded {what} in {time.perf_counter() - t:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         counts = {
             table: await conn.fetchval(f"SELECT count(*) FROM {table}")
             for table in ("rm_customers", "rm_sales", "rm_sale_lines", "rm_movements")
@@ -158,14 +164,26 @@ async def load(url: str, customers: int, sales: int) -> dict[str, Any]:
 REQUESTS = [
     ("chain-wide, one month", "reports/payment-balance?from=2026-06-01&to=2026-06-30", {}),
     ("chain-wide, one year", "reports/payment-balance?from=2025-12-01&to=2026-11-30", {}),
-    ("VIP only, one month, by name", "reports/payment-balance?from=2026-06-01&to=2026-06-30"
-     "&vip_only=true&sort=name", {}),
-    ("one store, one month", "reports/payment-balance?from=2026-06-01&to=2026-06-30"
-     "&store_id={store}", {}),
-    ("first page of 100, one month", "reports/payment-balance?from=2026-06-01&to=2026-06-30"
-     "&limit=100", {}),
-    ("CSV, chain-wide, one month", "reports/payment-balance?from=2026-06-01&to=2026-06-30",
-     {"Accept": "text/csv"}),
+    (
+        "VIP only, one month, by name",
+        "reports/payment-balance?from=2026-06-01&to=2026-06-30&vip_only=true&sort=name",
+        {},
+    ),
+    (
+        "one store, one month",
+        "reports/payment-balance?from=2026-06-01&to=2026-06-30&store_id={store}",
+        {},
+    ),
+    (
+        "first page of 100, one month",
+        "reports/payment-balance?from=2026-06-01&to=2026-06-30&limit=100",
+        {},
+    ),
+    (
+        "CSV, chain-wide, one month",
+        "reports/payment-balance?from=2026-06-01&to=2026-06-30",
+        {"Accept": "text/csv"},
+    ),
 ]
 
 
@@ -201,8 +219,11 @@ async def time_requests(base: str, repeats: int) -> list[dict[str, Any]]:
                     "max_ms": round(max(times) * 1000, 1),
                 }
             )
-            print(f"[bench] {title}: {out[-1]['median_ms']} ms ({rows} rows)", file=sys.stderr,
-                  flush=True)
+            print(
+                f"[bench] {title}: {out[-1]['median_ms']} ms ({rows} rows)",
+                file=sys.stderr,
+                flush=True,
+            )
     return out
 
 
@@ -217,8 +238,9 @@ async def _store_id(base: str, expr: str) -> str:
         await conn.close()
 
 
-def main(name: str, out_dir: Path, customers: int, sales: int, label: str,
-         repeats: int = 3) -> dict[str, Any]:
+def main(
+    name: str, out_dir: Path, customers: int, sales: int, label: str, repeats: int = 3
+) -> dict[str, Any]:
     started = time.time()
     infra = start_infra(name, use_env=False)
     services = None

@@ -102,8 +102,13 @@ async def measure(server_url: str, *, rows: int = 2000, repeats: int = 3) -> dic
         for _ in range(repeats):
             data = _rows(rows, customers)
             dicts = [
-                {"operation_id": r[0], "customer_id": r[1], "kind": r[2], "amount": r[3],
-                 "at": r[4]}
+                {
+                    "operation_id": r[0],
+                    "customer_id": r[1],
+                    "kind": r[2],
+                    "amount": r[3],
+                    "at": r[4],
+                }
                 for r in data
             ]
 
@@ -116,7 +121,8 @@ async def measure(server_url: str, *, rows: int = 2000, repeats: int = 3) -> dic
                 async with AsyncSession(engine) as session, session.begin():
                     for r in data:
                         await session.execute(
-                            sa.select(CUSTOMERS).where(CUSTOMERS.c.customer_id == r[1])
+                            sa.select(CUSTOMERS)
+                            .where(CUSTOMERS.c.customer_id == r[1])
                             .with_for_update()
                         )
 
@@ -146,20 +152,34 @@ async def measure(server_url: str, *, rows: int = 2000, repeats: int = 3) -> dic
                     await pg.execute(_UNNEST, *[list(c) for c in columns])
 
             keep("SQLAlchemy AsyncSession insert, per statement", await _cpu(orm_insert), rows)
-            keep("SQLAlchemy AsyncSession SELECT ... FOR UPDATE, per statement",
-                 await _cpu(orm_lock), rows)
-            keep("SQLAlchemy Core (AsyncConnection) insert, per statement",
-                 await _cpu(core_insert), rows)
+            keep(
+                "SQLAlchemy AsyncSession SELECT ... FOR UPDATE, per statement",
+                await _cpu(orm_lock),
+                rows,
+            )
+            keep(
+                "SQLAlchemy Core (AsyncConnection) insert, per statement",
+                await _cpu(core_insert),
+                rows,
+            )
             keep("asyncpg prepared insert, per statement", await _cpu(asyncpg_insert), rows)
-            keep("asyncpg prepared SELECT ... FOR UPDATE, per statement",
-                 await _cpu(asyncpg_lock), rows)
+            keep(
+                "asyncpg prepared SELECT ... FOR UPDATE, per statement",
+                await _cpu(asyncpg_lock),
+                rows,
+            )
             keep("asyncpg executemany insert, per row", await _cpu(asyncpg_executemany), rows)
-            keep("asyncpg INSERT ... SELECT FROM unnest, per row",
-                 await _cpu(asyncpg_unnest), rows)
-            keep("decode one envelope: json.loads + Envelope + payload model",
-                 await _cpu(_decode_runner(rows)), rows)
-            keep("decode one envelope: Envelope.model_validate_json + payload model",
-                 await _cpu(_decode_runner(rows, twice=False)), rows)
+            keep("asyncpg INSERT ... SELECT FROM unnest, per row", await _cpu(asyncpg_unnest), rows)
+            keep(
+                "decode one envelope: json.loads + Envelope + payload model",
+                await _cpu(_decode_runner(rows)),
+                rows,
+            )
+            keep(
+                "decode one envelope: Envelope.model_validate_json + payload model",
+                await _cpu(_decode_runner(rows, twice=False)),
+                rows,
+            )
     finally:
         await pg.close()
         await engine.dispose()
@@ -171,12 +191,19 @@ def _decode_runner(n: int, *, twice: bool = True) -> Callable[[], Awaitable[None
     parses the JSON first, then servicekit validates the bytes again)."""
     from contracts.envelope import decode, parse_payload
 
-    raw = json.dumps({
-        "message_id": str(uuid.uuid4()), "type": "credit.RecordSale", "schema_version": 1,
-        "occurred_at": datetime.now(UTC).isoformat(), "chain_id": str(uuid.uuid4()),
-        "correlation_id": str(uuid.uuid4()), "causation_id": None, "key": str(uuid.uuid4()),
-        "payload": _record_sale_payload(),
-    }).encode()
+    raw = json.dumps(
+        {
+            "message_id": str(uuid.uuid4()),
+            "type": "credit.RecordSale",
+            "schema_version": 1,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "chain_id": str(uuid.uuid4()),
+            "correlation_id": str(uuid.uuid4()),
+            "causation_id": None,
+            "key": str(uuid.uuid4()),
+            "payload": _record_sale_payload(),
+        }
+    ).encode()
 
     async def run() -> None:
         for _ in range(n):
@@ -191,22 +218,50 @@ def _record_sale_payload() -> dict[str, Any]:
     chain = str(uuid.uuid4())
     customer = str(uuid.uuid4())
     return {
-        "sale_id": str(uuid.uuid4()), "chain_id": chain, "store_id": str(uuid.uuid4()),
+        "sale_id": str(uuid.uuid4()),
+        "chain_id": chain,
+        "store_id": str(uuid.uuid4()),
         "terminal_id": str(uuid.uuid4()),
-        "customer": {"customer_id": customer, "name": "Customer 0-1", "phone": "+40710000001",
-                     "vip": True, "credit_limit": None, "max_payment_delay_days": None,
-                     "bonus_accrual": True, "card_number": "B00123456789"},
-        "settings": {"credit_mode": "per_sale", "max_payment_delay_days": 30,
-                     "bonus_rate_percent": "10", "bonus_expiry_days": None,
-                     "block_credit_when_overdue": False, "overdue_discount": "keep",
-                     "reminder_repeat_days": 7, "timezone": "Europe/Bucharest",
-                     "currency": "EUR", "minor_units": 2},
-        "card_number": "B00123456789", "sold_at": datetime.now(UTC).isoformat(),
-        "lines": [{"line_no": 1, "sku": "SKU0", "barcode": "4820000012345", "name": "Item 0",
-                   "quantity": "2", "unit_price": "10.00", "discount": "0.00",
-                   "amount": "20.00"}],
+        "customer": {
+            "customer_id": customer,
+            "name": "Customer 0-1",
+            "phone": "+40710000001",
+            "vip": True,
+            "credit_limit": None,
+            "max_payment_delay_days": None,
+            "bonus_accrual": True,
+            "card_number": "B00123456789",
+        },
+        "settings": {
+            "credit_mode": "per_sale",
+            "max_payment_delay_days": 30,
+            "bonus_rate_percent": "10",
+            "bonus_expiry_days": None,
+            "block_credit_when_overdue": False,
+            "overdue_discount": "keep",
+            "reminder_repeat_days": 7,
+            "timezone": "Europe/Bucharest",
+            "currency": "EUR",
+            "minor_units": 2,
+        },
+        "card_number": "B00123456789",
+        "sold_at": datetime.now(UTC).isoformat(),
+        "lines": [
+            {
+                "line_no": 1,
+                "sku": "SKU0",
+                "barcode": "4820000012345",
+                "name": "Item 0",
+                "quantity": "2",
+                "unit_price": "10.00",
+                "discount": "0.00",
+                "amount": "20.00",
+            }
+        ],
         "payments": [{"payment_id": str(uuid.uuid4()), "method": "card", "amount": "20.00"}],
-        "total": "20.00", "change": "0.00", "change_to_advance": "0.00",
+        "total": "20.00",
+        "change": "0.00",
+        "change_to_advance": "0.00",
     }
 
 

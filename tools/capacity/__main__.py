@@ -28,9 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "measure":
         from tools.capacity.measure import measure as run_measure
 
-        run_measure(label=args.label, rate=args.rate, seconds=args.seconds,
-                    customers=args.customers, stores=args.stores,
-                    out_dir=repo_root() / "docs" / "capacity")
+        run_measure(
+            label=args.label,
+            rate=args.rate,
+            seconds=args.seconds,
+            customers=args.customers,
+            stores=args.stores,
+            out_dir=repo_root() / "docs" / "capacity",
+        )
         return 0
     from tools.capacity.plan import write
 

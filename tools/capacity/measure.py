@@ -120,13 +120,13 @@ async def _topic_stats(stack: Stack) -> dict[str, dict[str, int]]:
         await reader.stop()
         await producer.stop()
     assert stack.infra.kafka is not None, "the measurement starts its own Kafka"
-    roots = [stack.run_dir / ("kafka" if stack.infra.kafka.brokers == 1 else f"kafka-{n}")
-             / "data" for n in range(1, stack.infra.kafka.brokers + 1)]
+    roots = [
+        stack.run_dir / ("kafka" if stack.infra.kafka.brokers == 1 else f"kafka-{n}") / "data"
+        for n in range(1, stack.infra.kafka.brokers + 1)
+    ]
     out: dict[str, dict[str, int]] = {}
     for topic in ALL_TOPICS:
-        size = sum(
-            f.stat().st_size for root in roots for f in root.glob(f"{topic}-*/*.log")
-        )
+        size = sum(f.stat().st_size for root in roots for f in root.glob(f"{topic}-*/*.log"))
         messages = sum(v for tp, v in ends.items() if tp.topic == topic)
         out[topic] = {"messages": int(messages), "bytes": int(size)}
     return out
@@ -135,8 +135,12 @@ async def _topic_stats(stack: Stack) -> dict[str, dict[str, int]]:
 async def _snapshot_bytes(stack: Stack) -> dict[str, Any]:
     """Take a snapshot of reporting's read models and measure its schema."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "reporting.snapshot", env=stack.env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "reporting.snapshot",
+        env=stack.env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await proc.communicate()
     if proc.returncode != 0:
@@ -154,8 +158,11 @@ async def _snapshot_bytes(stack: Stack) -> dict[str, Any]:
         )
     finally:
         await conn.close()
-    return {"schema": row["schema_name"], "bytes": int(size),
-            "row_counts": json.loads(row["row_counts"])}
+    return {
+        "schema": row["schema_name"],
+        "bytes": int(size),
+        "row_counts": json.loads(row["row_counts"]),
+    }
 
 
 async def _wait_drained(stack: Stack, limit: float = 120.0) -> None:
@@ -172,8 +179,9 @@ async def _wait_drained(stack: Stack, limit: float = 120.0) -> None:
         await scraper.close()
 
 
-def _per_request(before: dict[str, Any], after: dict[str, Any], requests: int,
-                 sales: int) -> dict[str, Any]:
+def _per_request(
+    before: dict[str, Any], after: dict[str, Any], requests: int, sales: int
+) -> dict[str, Any]:
     """The run's deltas as per-request and per-sale figures."""
     services: dict[str, Any] = {}
     for service, now in after["tables"].items():
@@ -210,29 +218,35 @@ def _per_request(before: dict[str, Any], after: dict[str, Any], requests: int,
     }
 
 
-async def _measure(stack: Stack, *, rate: float, seconds: float, customers: int,
-                   stores: int) -> dict[str, Any]:
+async def _measure(
+    stack: Stack, *, rate: float, seconds: float, customers: int, stores: int
+) -> dict[str, Any]:
     from bench.loadgen import LoadGenerator
 
     gen = LoadGenerator(stack.gateway_url, stack.operator_token)
     try:
         _say(f"set-up: 1 chain, {stores} stores, {customers} customers")
-        await gen.setup(chains=1, stores_per_chain=stores, customers_per_chain=customers,
-                        probes_per_chain=4)
+        await gen.setup(
+            chains=1, stores_per_chain=stores, customers_per_chain=customers, probes_per_chain=4
+        )
         await gen.run_step(min(rate, 5.0), 4.0)  # warm-up: first sales, first bonus
         await gen.settle(60)
         await _wait_drained(stack)
-        before = {"tables": await _table_stats(stack.database_url),
-                  "wal": await _wal_bytes(stack.database_url),
-                  "topics": await _topic_stats(stack)}
+        before = {
+            "tables": await _table_stats(stack.database_url),
+            "wal": await _wal_bytes(stack.database_url),
+            "topics": await _topic_stats(stack),
+        }
         _say(f"load: {rate:g} requests/s for {seconds:g} s")
         stats, _, _ = await gen.run_step(rate, seconds)
         await gen.settle(120)
         await _wait_drained(stack)
         await asyncio.sleep(2.0)  # the relays' last round
-        after = {"tables": await _table_stats(stack.database_url),
-                 "wal": await _wal_bytes(stack.database_url),
-                 "topics": await _topic_stats(stack)}
+        after = {
+            "tables": await _table_stats(stack.database_url),
+            "wal": await _wal_bytes(stack.database_url),
+            "topics": await _topic_stats(stack),
+        }
     finally:
         await gen.close()
     requests = len(stats.records)
@@ -240,37 +254,54 @@ async def _measure(stack: Stack, *, rate: float, seconds: float, customers: int,
     result = _per_request(before, after, requests, sales)
     result["snapshot"] = await _snapshot_bytes(stack)
     result["snapshot"]["bytes_per_request"] = round(
-        result["snapshot"]["bytes"] / max(1, requests + 20), 1)  # 20: the warm-up's
-    result["mix"] = {kind: sum(1 for r in stats.records if r.kind == kind)
-                     for kind in sorted({r.kind for r in stats.records})}
+        result["snapshot"]["bytes"] / max(1, requests + 20), 1
+    )  # 20: the warm-up's
+    result["mix"] = {
+        kind: sum(1 for r in stats.records if r.kind == kind)
+        for kind in sorted({r.kind for r in stats.records})
+    }
     return result
 
 
-def measure(*, label: str, rate: float, seconds: float, customers: int, stores: int,
-            out_dir: Path) -> Path:
+def measure(
+    *, label: str, rate: float, seconds: float, customers: int, stores: int, out_dir: Path
+) -> Path:
     """Run the measurement on a stack of its own (stopped and purged by PID at the end)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "KAFKA_BROKERS")
-           and not k.endswith("_DATABASE_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "KAFKA_BROKERS")
+        and not k.endswith("_DATABASE_URL")
+    }
     env["GATEWAY_RATE_LIMIT_PER_SECOND"] = "1000000"
     env["GATEWAY_RATE_LIMIT_BURST"] = "1000000"
     env["REPORTING_SNAPSHOT_INTERVAL_SECONDS"] = "0"  # the one snapshot is taken by hand
     name = f"capacity-{secrets.token_hex(3)}"
     _say(f"starting a stack of its own in .run/{name}/")
     # a JVM and five services starting on a busy shared machine may need minutes
-    stack = start_stack(name, ports=ServicePorts.free(), env=env, use_env=False,
-                        infra_timeout=600.0, ready_timeout=600.0, kafka_brokers=1,
-                        progress=no_progress)
+    stack = start_stack(
+        name,
+        ports=ServicePorts.free(),
+        env=env,
+        use_env=False,
+        infra_timeout=600.0,
+        ready_timeout=600.0,
+        kafka_brokers=1,
+        progress=no_progress,
+    )
     try:
-        result = asyncio.run(_measure(stack, rate=rate, seconds=seconds, customers=customers,
-                                      stores=stores))
+        result = asyncio.run(
+            _measure(stack, rate=rate, seconds=seconds, customers=customers, stores=stores)
+        )
     finally:
         stack.stop(progress=no_progress)
         purge_run_dir(stack.run_dir)
     result["label"] = label
     result["taken_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    result["command"] = (f"make capacity-measure CAPACITY_ARGS='--label {label} --rate {rate:g} "
-                         f"--seconds {seconds:g}'")
+    result["command"] = (
+        f"make capacity-measure CAPACITY_ARGS='--label {label} --rate {rate:g} "
+        f"--seconds {seconds:g}'"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"measured-{label}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")

@@ -81,8 +81,13 @@ def chain(inputs: Inputs, stores: int) -> Chain:
     peak_sales = stores * a["sales_per_store_peak_hour"] / 3600
     day_sales = stores * a["sales_per_store_peak_hour"] * a["peak_hours_per_day"]
     share = inputs.sales_share
-    return Chain(stores, peak_sales, peak_sales / share, day_sales / share,
-                 day_sales * a["trading_days_per_year"] / share)
+    return Chain(
+        stores,
+        peak_sales,
+        peak_sales / share,
+        day_sales / share,
+        day_sales * a["trading_days_per_year"] / share,
+    )
 
 
 def instances(inputs: Inputs, c: Chain) -> dict[str, tuple[float, int]]:
@@ -103,8 +108,9 @@ def partitions(inputs: Inputs, per_service: dict[str, tuple[float, int]]) -> dic
     head = inputs.a["partition_headroom"]
     out = {}
     for topic, spec in TOPICS.items():
-        readers = [SERVICE_OF.get(c, c) for c in spec.consumers if SERVICE_OF.get(c, c)
-                   in per_service]
+        readers = [
+            SERVICE_OF.get(c, c) for c in spec.consumers if SERVICE_OF.get(c, c) in per_service
+        ]
         most = max((per_service[r][1] for r in readers), default=1)
         out[topic] = max(6, 6 * math.ceil(most * head / 6))
     return out
@@ -122,12 +128,15 @@ def pg_figures(inputs: Inputs, c: Chain) -> dict[str, dict[str, float]]:
         # made their first rows during the run, a chain's grow with its customers, not sales
         mine = set(per_customer.get(service, ()))
         growing = {n: t for n, t in m["tables"].items() if n not in mine}
-        permanent = sum(t["bytes_per_request"] for t in growing.values()
-                        if not t["transient_hours"])
-        transient = sum(t["bytes_per_request"] * c.requests_per_day * t["transient_hours"] / 24
-                        for t in growing.values() if t["transient_hours"])
-        fixed = sum(m["tables"][n]["bytes_per_row"] * customers for n in mine
-                    if n in m["tables"])
+        permanent = sum(
+            t["bytes_per_request"] for t in growing.values() if not t["transient_hours"]
+        )
+        transient = sum(
+            t["bytes_per_request"] * c.requests_per_day * t["transient_hours"] / 24
+            for t in growing.values()
+            if t["transient_hours"]
+        )
+        fixed = sum(m["tables"][n]["bytes_per_row"] * customers for n in mine if n in m["tables"])
         size_year = permanent * c.requests_per_year + transient + fixed
         if service == "reporting":
             snap = inputs.measured["snapshot"]["bytes_per_request"]
@@ -170,18 +179,35 @@ def limits(inputs: Inputs) -> list[tuple[str, float, float, str]]:
     for service in SERVICES:
         if service == "gateway":
             continue
-        out.append((f"{service} consumers", cpu[service], parts * a["cores_per_instance"] * util,
-                    f"{parts} instances at {util:.0%}"))
+        out.append(
+            (
+                f"{service} consumers",
+                cpu[service],
+                parts * a["cores_per_instance"] * util,
+                f"{parts} instances at {util:.0%}",
+            )
+        )
     producers = {SERVICE_OF.get(p, p) for spec in TOPICS.values() for p in spec.producers}
     for service in SERVICES:
         if service not in producers:
             continue  # publishes nothing (reporting)
         share = a["relay_share"]
-        out.append((f"{service} outbox relay", cpu[service] * share, util,
-                    f"one relay, one core at {util:.0%} ({share:.0%} of the service's CPU)"))
-    out.append(("PostgreSQL (one server for all five databases)", cpu["postgres"],
-                a["postgres_server_cores"] * util,
-                f"{a['postgres_server_cores']} cores at {util:.0%}"))
+        out.append(
+            (
+                f"{service} outbox relay",
+                cpu[service] * share,
+                util,
+                f"one relay, one core at {util:.0%} ({share:.0%} of the service's CPU)",
+            )
+        )
+    out.append(
+        (
+            "PostgreSQL (one server for all five databases)",
+            cpu["postgres"],
+            a["postgres_server_cores"] * util,
+            f"{a['postgres_server_cores']} cores at {util:.0%}",
+        )
+    )
     return sorted(out, key=lambda t: t[2] / t[1])
 
 
@@ -220,23 +246,31 @@ def render(inputs: Inputs) -> str:
     lines += ["", "### Instances and cores at peak", "", head, rule]
     per_chain = [instances(inputs, c) for c in chains]
     for service in SERVICES:
-        row(f"{service} (busy cores -> instances)",
-            [f"{p[service][0]:.2f} -> **{p[service][1]}**" for p in per_chain])
+        row(
+            f"{service} (busy cores -> instances)",
+            [f"{p[service][0]:.2f} -> **{p[service][1]}**" for p in per_chain],
+        )
     pg_cores = [c.peak_requests_per_second * cpu["postgres"] / 1000 for c in chains]
     # measured on one broker (replication factor 1): with RF 3 two followers fetch and write
     # every byte again, so the measured figure is taken once per replica
-    kafka_cores = [c.peak_requests_per_second * cpu["kafka"] / 1000 * a["replication_factor"]
-                   for c in chains]
+    kafka_cores = [
+        c.peak_requests_per_second * cpu["kafka"] / 1000 * a["replication_factor"] for c in chains
+    ]
     row("PostgreSQL busy cores (all five databases)", [f"{v:.2f}" for v in pg_cores])
-    row(f"Kafka busy cores (all brokers, measured x RF {a['replication_factor']})",
-        [f"{v:.2f}" for v in kafka_cores])
+    row(
+        f"Kafka busy cores (all brokers, measured x RF {a['replication_factor']})",
+        [f"{v:.2f}" for v in kafka_cores],
+    )
     util = a["target_cpu_utilisation"]
     totals = []
     for p, pg, kf in zip(per_chain, pg_cores, kafka_cores, strict=True):
         services = math.ceil(sum(n for _, n in p.values()) * a["cores_per_instance"])
         totals.append(services + math.ceil(pg / util) + math.ceil(kf / util))
-    row(f"cores to provision (an instance = {a['cores_per_instance']:g} core; PostgreSQL and "
-        f"Kafka at {util:.0%})", [f"**{t}**" for t in totals])
+    row(
+        f"cores to provision (an instance = {a['cores_per_instance']:g} core; PostgreSQL and "
+        f"Kafka at {util:.0%})",
+        [f"**{t}**" for t in totals],
+    )
 
     lines += ["", "### Partitions per topic", "", head, rule]
     parts = [partitions(inputs, p) for p in per_chain]
@@ -246,8 +280,7 @@ def render(inputs: Inputs) -> str:
     lines += ["", "### PostgreSQL per service", "", head, rule]
     pgs = [pg_figures(inputs, c) for c in chains]
     for service in SERVICES:
-        row(f"{service}: commits/s at peak",
-            [_n(p[service]["commits_per_second"]) for p in pgs])
+        row(f"{service}: commits/s at peak", [_n(p[service]["commits_per_second"]) for p in pgs])
     for service in SERVICES:
         note = " (with its snapshots)" if service == "reporting" else ""
         row(f"{service}: size after a year{note}", [_bytes(p[service]["size_year"]) for p in pgs])
@@ -255,53 +288,75 @@ def render(inputs: Inputs) -> str:
     for service in SERVICES:
         # pool plus overflow per instance; each gateway instance LISTENs on one more
         extra = 1 if service == "gateway" else 0
-        row(f"{service}: connections at most ({2 * pool + extra} per instance)",
-            [str(p[service][1] * (2 * pool + extra)) for p in per_chain])
+        row(
+            f"{service}: connections at most ({2 * pool + extra} per instance)",
+            [str(p[service][1] * (2 * pool + extra)) for p in per_chain],
+        )
     wal = inputs.measured["wal_bytes_per_request"]
-    row("all: WAL written at peak", [f"{_n(wal * c.peak_requests_per_second / 1e6, 2)} MB/s"
-                                     for c in chains])
+    row(
+        "all: WAL written at peak",
+        [f"{_n(wal * c.peak_requests_per_second / 1e6, 2)} MB/s" for c in chains],
+    )
     row("all: size after a year", [_bytes(sum(v["size_year"] for v in p.values())) for p in pgs])
 
-    lines += ["", f"### Kafka (replication factor {a['replication_factor']}, retention "
-              f"{a['retention_days']} days, dead letters {a['dead_letter_retention_days']})",
-              "", head, rule]
+    lines += [
+        "",
+        f"### Kafka (replication factor {a['replication_factor']}, retention "
+        f"{a['retention_days']} days, dead letters {a['dead_letter_retention_days']})",
+        "",
+        head,
+        rule,
+    ]
     kfs = [kafka_figures(inputs, c) for c in chains]
-    row("messages/s at peak (all topics)",
-        [_n(sum(v["messages_per_second"] for v in k.values())) for k in kfs])
-    row("MB/s written at peak (leaders; x RF on disk)",
-        [_n(sum(v["mb_per_second"] for v in k.values()), 2) for k in kfs])
+    row(
+        "messages/s at peak (all topics)",
+        [_n(sum(v["messages_per_second"] for v in k.values())) for k in kfs],
+    )
+    row(
+        "MB/s written at peak (leaders; x RF on disk)",
+        [_n(sum(v["mb_per_second"] for v in k.values()), 2) for k in kfs],
+    )
     for topic in TOPICS:
         row(f"`{topic}` disk", [_bytes(k[topic]["disk"]) for k in kfs])
-    row("**disk, all replicas**", [f"**{_bytes(sum(v['disk'] for v in k.values()))}**"
-                                   for k in kfs])
+    row(
+        "**disk, all replicas**", [f"**{_bytes(sum(v['disk'] for v in k.values()))}**" for k in kfs]
+    )
     row("per broker (3 brokers)", [_bytes(sum(v["disk"] for v in k.values()) / 3) for k in kfs])
-    row("a year kept for ever instead (all replicas)",
-        [_bytes(sum(v["disk_forever_year"] for v in k.values())) for k in kfs])
+    row(
+        "a year kept for ever instead (all replicas)",
+        [_bytes(sum(v["disk_forever_year"] for v in k.values())) for k in kfs],
+    )
 
-    lines += ["", f"### Where each piece stops growing (partitions as today: "
-              f"{a['current_partitions']})", "",
-              "| | CPU ms / request | bound | requests/s there | stores there |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"### Where each piece stops growing (partitions as today: {a['current_partitions']})",
+        "",
+        "| | CPU ms / request | bound | requests/s there | stores there |",
+        "|---|---|---|---|---|",
+    ]
     per_store = chains[0].peak_requests_per_second / chains[0].stores
     for name, ms, most, bound in limits(inputs):
         rps = most * 1000 / ms
         lines.append(f"| {name} | {ms:.1f} | {bound} | {_n(rps)} | **{_n(rps / per_store)}** |")
 
     lines += ["", "### Inputs used", ""]
-    lines.append(f"- benchmark `{inputs.raw['bench']['file']}`, step "
-                 f"{inputs.raw['bench']['offered_rps']:g} req/s (achieved "
-                 f"{inputs.step['achieved_rps']}, {inputs.step['sales_per_second']} sales/s: "
-                 f"sales are {inputs.sales_share:.1%} of requests); CPU ms per request: "
-                 + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items())))
+    lines.append(
+        f"- benchmark `{inputs.raw['bench']['file']}`, step "
+        f"{inputs.raw['bench']['offered_rps']:g} req/s (achieved "
+        f"{inputs.step['achieved_rps']}, {inputs.step['sales_per_second']} sales/s: "
+        f"sales are {inputs.sales_share:.1%} of requests); CPU ms per request: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items()))
+    )
     m = inputs.measured
-    lines.append(f"- measurement `{inputs.raw['measured']['file']}` (`{m['command']}`: "
-                 f"{m['requests']} requests, {m['sales']} sales, {m['taken_at']}): commits per "
-                 "request "
-                 + ", ".join(f"{s} {m['services'][s]['commits_per_request']}" for s in SERVICES)
-                 + f"; WAL {m['wal_bytes_per_request']:,.0f} B per request; snapshot "
-                 f"{m['snapshot']['bytes_per_request']:,.0f} B per request")
-    lines.append("- assumptions: " + ", ".join(
-        f"`{k}` = {json.dumps(v)}" for k, v in a.items()))
+    lines.append(
+        f"- measurement `{inputs.raw['measured']['file']}` (`{m['command']}`: "
+        f"{m['requests']} requests, {m['sales']} sales, {m['taken_at']}): commits per "
+        "request "
+        + ", ".join(f"{s} {m['services'][s]['commits_per_request']}" for s in SERVICES)
+        + f"; WAL {m['wal_bytes_per_request']:,.0f} B per request; snapshot "
+        f"{m['snapshot']['bytes_per_request']:,.0f} B per request"
+    )
+    lines.append("- assumptions: " + ", ".join(f"`{k}` = {json.dumps(v)}" for k, v in a.items()))
     lines += ["", END]
     return "\n".join(lines)
 
@@ -309,30 +364,37 @@ def render(inputs: Inputs) -> str:
 def per_table(inputs: Inputs) -> str:
     """The measured bytes per request of every table and topic (the plan's raw material)."""
     m = inputs.measured
-    lines = ["| database | table | rows / request | bytes / row | bytes / request | kept |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| database | table | rows / request | bytes / row | bytes / request | kept |",
+        "|---|---|---|---|---|---|",
+    ]
     for service in SERVICES:
-        for name, t in sorted(m["services"][service]["tables"].items(),
-                              key=lambda kv: -kv[1]["bytes_per_request"]):
+        for name, t in sorted(
+            m["services"][service]["tables"].items(), key=lambda kv: -kv[1]["bytes_per_request"]
+        ):
             if not t["rows_per_request"]:
                 continue
             kept = f"{t['transient_hours']:g} h" if t["transient_hours"] else "for ever"
             if name in inputs.a["per_customer_tables"].get(service, ()):
                 kept = "a row per customer"
-            lines.append(f"| {service} | `{name}` | {t['rows_per_request']:.2f} | "
-                         f"{t['bytes_per_row']:,.0f} | {t['bytes_per_request']:,.0f} | {kept} |")
+            lines.append(
+                f"| {service} | `{name}` | {t['rows_per_request']:.2f} | "
+                f"{t['bytes_per_row']:,.0f} | {t['bytes_per_request']:,.0f} | {kept} |"
+            )
     lines += ["", "| topic | messages / request | bytes / message |", "|---|---|---|"]
     for topic, t in m["topics"].items():
-        lines.append(f"| `{topic}` | {t['messages_per_request']:.2f} | "
-                     f"{t['bytes_per_message']:,.0f} |")
+        lines.append(
+            f"| `{topic}` | {t['messages_per_request']:.2f} | {t['bytes_per_message']:,.0f} |"
+        )
     return "\n".join(lines)
 
 
 def write(inputs_path: Path, doc: Path, *, check: bool) -> bool:
     """Put the generated tables into `doc`; with `check`, only compare. True: up to date."""
     inputs = Inputs.load(inputs_path)
-    block = render(inputs).replace(END, "### Measured per table and topic\n\n"
-                                   + per_table(inputs) + "\n\n" + END)
+    block = render(inputs).replace(
+        END, "### Measured per table and topic\n\n" + per_table(inputs) + "\n\n" + END
+    )
     text = doc.read_text()
     start, end = text.index(BEGIN), text.index(END) + len(END)
     new = text[:start] + block + text[end:]

@@ -29,27 +29,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", type=int, help="operations per scenario")
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS))
     parser.add_argument(
-        "--brokers", type=int, choices=[1, 3],
+        "--brokers",
+        type=int,
+        choices=[1, 3],
         default=int(os.environ.get("KAFKA_BROKERS") or 1),
         help="Kafka brokers of the stack (default: $KAFKA_BROKERS or 1); with 3 and no "
-             f"--scenario, the cluster scenarios run: {', '.join(CLUSTER_SCENARIOS)}",
+        f"--scenario, the cluster scenarios run: {', '.join(CLUSTER_SCENARIOS)}",
     )
-    parser.add_argument("--keep-logs", action="store_true",
-                        help="keep the stack's logs in .run/chaos-<hex>/logs/ (the rest is purged)")
-    parser.add_argument("--final-within", type=float, default=FINAL_WITHIN_SECONDS,
-                        help="seconds within which every operation of the hostile scenario must "
-                             "be final (default 10, the contract's figure under normal load)")
+    parser.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the stack's logs in .run/chaos-<hex>/logs/ (the rest is purged)",
+    )
+    parser.add_argument(
+        "--final-within",
+        type=float,
+        default=FINAL_WITHIN_SECONDS,
+        help="seconds within which every operation of the hostile scenario must "
+        "be final (default 10, the contract's figure under normal load)",
+    )
     args = parser.parse_args(argv)
     form = SHORT if args.short else FULL
-    default = list(CLUSTER_SCENARIOS) if args.brokers == 3 else [
-        s for s in SCENARIOS if s not in CLUSTER_SCENARIOS]
+    default = (
+        list(CLUSTER_SCENARIOS)
+        if args.brokers == 3
+        else [s for s in SCENARIOS if s not in CLUSTER_SCENARIOS]
+    )
     scenarios = args.scenario or default
     wrong = [s for s in scenarios if s in CLUSTER_SCENARIOS and args.brokers < 3]
     if wrong:
         parser.error(f"{', '.join(wrong)} need a three-broker cluster: add --brokers 3")
     started = time.monotonic()
-    print(f"chaos: seed={args.seed} form={'short' if args.short else 'full'} "
-          f"brokers={args.brokers}", flush=True)
+    print(
+        f"chaos: seed={args.seed} form={'short' if args.short else 'full'} brokers={args.brokers}",
+        flush=True,
+    )
     reports = run(
         seed=args.seed,
         ops_per_scenario=args.ops or int(form["ops"]),
@@ -63,9 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         echo=lambda line: print(line, flush=True),
     )
     total = summary(reports)
-    print(f"chaos: {total['operations']} operations, {total['violations']} violations, "
-          f"untested scenarios: {total['untested'] or 'none'}, "
-          f"{time.monotonic() - started:.0f}s", flush=True)
+    print(
+        f"chaos: {total['operations']} operations, {total['violations']} violations, "
+        f"untested scenarios: {total['untested'] or 'none'}, "
+        f"{time.monotonic() - started:.0f}s",
+        flush=True,
+    )
     return 1 if total["violations"] or total["untested"] else 0
 
 

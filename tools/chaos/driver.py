@@ -113,8 +113,9 @@ class CustomerModel:
             self.bonus = Decimal(snapshot["bonus_balance"])
         if op.kind == "sale":
             lines = op.body["lines"]
-            self.sales[answer["sale_id"]] = [[i + 1, int(Decimal(line["quantity"])), 0]
-                                             for i, line in enumerate(lines)]
+            self.sales[answer["sale_id"]] = [
+                [i + 1, int(Decimal(line["quantity"])), 0] for i, line in enumerate(lines)
+            ]
             for payment in answer.get("payments", []):
                 if Decimal(payment.get("bonus_accrued", "0")) > 0:
                     self.accruing_payments.append(payment["payment_id"])
@@ -161,10 +162,18 @@ class Driver:
     all customers concurrently, retrying each request until it has a final answer or the
     `deadline` (monotonic) passes."""
 
-    def __init__(self, gateway_url: str, customers: list[CustomerModel], *, seed: int,
-                 ops_per_customer: int, deadline: float, request_timeout: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 hostile: float = 0.0) -> None:
+    def __init__(
+        self,
+        gateway_url: str,
+        customers: list[CustomerModel],
+        *,
+        seed: int,
+        ops_per_customer: int,
+        deadline: float,
+        request_timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        hostile: float = 0.0,
+    ) -> None:
         self.gateway_url = gateway_url
         self.transport = transport  # tests only: None is a real HTTP connection
         self.customers = customers
@@ -191,16 +200,22 @@ class Driver:
     async def run(self) -> DriverStats:
         self.started_at = time.monotonic()
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-        async with httpx.AsyncClient(base_url=self.gateway_url, limits=limits,
-                                     timeout=self.request_timeout,
-                                     transport=self.transport) as http:
-            await asyncio.gather(*(self._customer(http, index, customer)
-                                   for index, customer in enumerate(self.customers)))
+        async with httpx.AsyncClient(
+            base_url=self.gateway_url,
+            limits=limits,
+            timeout=self.request_timeout,
+            transport=self.transport,
+        ) as http:
+            await asyncio.gather(
+                *(
+                    self._customer(http, index, customer)
+                    for index, customer in enumerate(self.customers)
+                )
+            )
         self.done.set()
         return self.stats
 
-    async def _customer(self, http: httpx.AsyncClient, index: int,
-                        customer: CustomerModel) -> None:
+    async def _customer(self, http: httpx.AsyncClient, index: int, customer: CustomerModel) -> None:
         rng = random.Random(f"{self.seed}:{index}")
         terminal = rng.choice(customer.chain.terminals)[1]
         # an overflow campaign (hostile runs): at-limit amounts onto one balance until refused,
@@ -208,7 +223,8 @@ class Driver:
         campaign = hostile_input.campaign_for(rng, customer) if self.hostile else None
         # (early enough that the campaign and its follow-up fit in this customer's traffic)
         campaign_at = rng.randint(
-            0, max(0, self.ops_per_customer - hostile_input.CAMPAIGN_STEPS - 1) // 2)
+            0, max(0, self.ops_per_customer - hostile_input.CAMPAIGN_STEPS - 1) // 2
+        )
         campaign_steps = 0
         for n in range(self.ops_per_customer):
             if time.monotonic() > self.deadline or self._stopping:
@@ -218,8 +234,11 @@ class Driver:
             op = next_operation(rng, customer)
             if campaign and n >= campaign_at:
                 last = customer.ops[-1] if customer.ops else None
-                if campaign_steps and last is not None and (
-                        not last.accepted or campaign_steps >= hostile_input.CAMPAIGN_STEPS):
+                if (
+                    campaign_steps
+                    and last is not None
+                    and (not last.accepted or campaign_steps >= hostile_input.CAMPAIGN_STEPS)
+                ):
                     op = hostile_input.campaign_follow_up(customer, campaign)
                     campaign = None
                 else:
@@ -245,9 +264,12 @@ class Driver:
         self.deadline = time.monotonic() + within
         pending = [(c, op) for c in self.customers for op in c.ops if op.status is None]
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-        async with httpx.AsyncClient(base_url=self.gateway_url, limits=limits,
-                                     timeout=self.request_timeout,
-                                     transport=self.transport) as http:
+        async with httpx.AsyncClient(
+            base_url=self.gateway_url,
+            limits=limits,
+            timeout=self.request_timeout,
+            transport=self.transport,
+        ) as http:
 
             async def retry(customer: CustomerModel, op: Operation) -> None:
                 await self.send(http, op, op.api_key, retry=True)
@@ -260,8 +282,9 @@ class Driver:
             await asyncio.gather(*(retry(c, op) for c, op in pending))
         return self.stats
 
-    async def send(self, http: httpx.AsyncClient, op: Operation, key: str, *,
-                   retry: bool = False) -> None:
+    async def send(
+        self, http: httpx.AsyncClient, op: Operation, key: str, *, retry: bool = False
+    ) -> None:
         """Send until a final answer (201/200/4xx) or the deadline: same key, same body."""
         if not retry:
             self.stats.sent += 1
@@ -275,8 +298,11 @@ class Driver:
             retry_after = 0.0
             try:
                 response = await http.request(
-                    op.method, op.path, json=op.body if op.method != "GET" else None,
-                    headers=headers)
+                    op.method,
+                    op.path,
+                    json=op.body if op.method != "GET" else None,
+                    headers=headers,
+                )
             except (httpx.TransportError, httpx.TimeoutException):
                 response = None
             if response is not None and response.status_code >= 500:
@@ -306,11 +332,15 @@ class Driver:
             await asyncio.sleep(max(pause, retry_after))
             pause = min(pause * 2, 2.0)
         code = (op.answer or {}).get("code")
-        if op.expect and (op.status not in op.expect or (
-                op.expect_codes and not op.accepted and code not in op.expect_codes)):
+        if op.expect and (
+            op.status not in op.expect
+            or (op.expect_codes and not op.accepted and code not in op.expect_codes)
+        ):
             # hostile input answered otherwise than the contract says
-            self.stats.unexpected.append(f"{op.hostile} {op.method} {op.path}: {op.status} "
-                                         f"{op.answer} (expected {sorted(op.expect)})")
+            self.stats.unexpected.append(
+                f"{op.hostile} {op.method} {op.path}: {op.status} "
+                f"{op.answer} (expected {sorted(op.expect)})"
+            )
         elif op.accepted:
             self.stats.accepted += 1
         elif op.expect:
@@ -346,8 +376,9 @@ def stall_of(ops: list[Operation], *, since: float, until: float) -> Stall:
     for before, after in itertools.pairwise(answered):
         if after - before > result.gap:
             result.gap, result.gap_start = after - before, before
-    waits = [op.answered_at - op.sent_at for op in ops
-             if since <= op.answered_at <= until and op.sent_at]
+    waits = [
+        op.answered_at - op.sent_at for op in ops if since <= op.answered_at <= until and op.sent_at
+    ]
     result.longest_wait = max(waits, default=0.0)
     return result
 
@@ -379,9 +410,16 @@ def _sale(rng: random.Random, c: CustomerModel) -> Operation:
         quantity = rng.randint(1, 3)
         price = _amount(rng, 2, 60)
         discount = rng.choice([Decimal(0), Decimal(0), Decimal("1.00")])
-        lines.append({"sku": name.upper(), "barcode": barcode, "name": name,
-                      "quantity": str(quantity), "unit_price": money(price),
-                      "discount": money(discount)})
+        lines.append(
+            {
+                "sku": name.upper(),
+                "barcode": barcode,
+                "name": name,
+                "quantity": str(quantity),
+                "unit_price": money(price),
+                "discount": money(discount),
+            }
+        )
         total += price * quantity - discount
     payments: list[dict[str, str]] = []
     rest = total
@@ -430,70 +468,138 @@ def next_operation(rng: random.Random, c: CustomerModel) -> Operation:
         return _sale(rng, c)
     if roll < 0.55:
         amount = _amount(rng, 1, 80) if c.debt <= 0 else min(c.debt, _amount(rng, 1, 80))
-        return Operation("take_money", "POST", f"{base}/payments",
-                         {"kind": "take_money", "amount": money(amount),
-                          "method": rng.choice(["cash", "card"]), "card_number": c.card}, key)
+        return Operation(
+            "take_money",
+            "POST",
+            f"{base}/payments",
+            {
+                "kind": "take_money",
+                "amount": money(amount),
+                "method": rng.choice(["cash", "card"]),
+                "card_number": c.card,
+            },
+            key,
+        )
     if roll < 0.62:  # also when there is no debt: 422 no_debt
-        return Operation("pay_debt", "POST", f"{base}/payments",
-                         {"kind": "pay_debt", "method": rng.choice(["cash", "card"]),
-                          "card_number": c.card}, key)
+        return Operation(
+            "pay_debt",
+            "POST",
+            f"{base}/payments",
+            {"kind": "pay_debt", "method": rng.choice(["cash", "card"]), "card_number": c.card},
+            key,
+        )
     if roll < 0.72:
-        return Operation("advance", "POST", f"{base}/advances",
-                         {"amount": money(_amount(rng, 5, 100)),
-                          "method": rng.choice(["cash", "card"]), "card_number": c.card}, key)
+        return Operation(
+            "advance",
+            "POST",
+            f"{base}/advances",
+            {
+                "amount": money(_amount(rng, 5, 100)),
+                "method": rng.choice(["cash", "card"]),
+                "card_number": c.card,
+            },
+            key,
+        )
     if roll < 0.78:  # up to the advance, sometimes more: 422 insufficient_advance
         amount = c.advance / 2 if c.advance > 1 and rng.random() < 0.8 else c.advance + 5
         amount = max(amount.quantize(MONEY), Decimal("0.01"))
-        return Operation("refund", "POST", f"{base}/refunds",
-                         {"amount": money(amount), "method": rng.choice(["cash", "card"]),
-                          "card_number": c.card}, key)
+        return Operation(
+            "refund",
+            "POST",
+            f"{base}/refunds",
+            {
+                "amount": money(amount),
+                "method": rng.choice(["cash", "card"]),
+                "card_number": c.card,
+            },
+            key,
+        )
     if roll < 0.90 and c.sales:
         sale_id = rng.choice(sorted(c.sales))
         line_no, sold, returned = rng.choice(c.sales[sale_id])
         left = sold - returned
         quantity = rng.randint(1, left) if left > 0 and rng.random() < 0.85 else left + 1
-        return Operation("return", "POST", f"/v1/sales/{sale_id}/returns",
-                         {"lines": [{"line_no": line_no, "quantity": str(quantity)}],
-                          "refund": rng.choice(["cash", "card", "advance"])}, key)
+        return Operation(
+            "return",
+            "POST",
+            f"/v1/sales/{sale_id}/returns",
+            {
+                "lines": [{"line_no": line_no, "quantity": str(quantity)}],
+                "refund": rng.choice(["cash", "card", "advance"]),
+            },
+            key,
+        )
     if c.accruing_payments:
         payment_id = rng.choice(c.accruing_payments)
-        return Operation("bonus_cancel", "POST", f"/v1/payments/{payment_id}/bonus-type",
-                         {"bonus_type": "none"}, key, admin=True)
+        return Operation(
+            "bonus_cancel",
+            "POST",
+            f"/v1/payments/{payment_id}/bonus-type",
+            {"bonus_type": "none"},
+            key,
+            admin=True,
+        )
     return _sale(rng, c)
 
 
 # -- set-up through the public API ---------------------------------------------------------
 
 
-async def setup_chains(gateway_url: str, operator_token: str, *, label: str, customers: int,
-                       rng: random.Random) -> list[CustomerModel]:
+async def setup_chains(
+    gateway_url: str, operator_token: str, *, label: str, customers: int, rng: random.Random
+) -> list[CustomerModel]:
     """Three chains (balance, per_sale, per_item), each with two stores of two terminals and
     `customers` customers: VIP with cards, some with a credit limit, one in five not VIP."""
     models: list[CustomerModel] = []
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30.0) as http:
         for mode, discount in (("balance", "keep"), ("per_sale", "offer"), ("per_item", "keep")):
             op = {"Authorization": f"Bearer {operator_token}"}
-            created = await _ok(http.post("/v1/chains", headers=op, json={
-                "name": f"Chaos {label} {mode}", "currency": "EUR",
-                "timezone": "Europe/Bucharest"}))
+            created = await _ok(
+                http.post(
+                    "/v1/chains",
+                    headers=op,
+                    json={
+                        "name": f"Chaos {label} {mode}",
+                        "currency": "EUR",
+                        "timezone": "Europe/Bucharest",
+                    },
+                )
+            )
             admin = {"Authorization": f"Bearer {created['admin_api_key']}"}
-            await _ok(http.put("/v1/settings", headers=admin, json={
-                "credit_mode": mode, "overdue_discount": discount}))
+            await _ok(
+                http.put(
+                    "/v1/settings",
+                    headers=admin,
+                    json={"credit_mode": mode, "overdue_discount": discount},
+                )
+            )
             terminals = []
             for s in range(2):
-                store = await _ok(http.post("/v1/stores", headers=admin,
-                                            json={"code": f"S{s}", "name": f"Store {s}"}))
+                store = await _ok(
+                    http.post(
+                        "/v1/stores", headers=admin, json={"code": f"S{s}", "name": f"Store {s}"}
+                    )
+                )
                 for t in range(2):
-                    term = await _ok(http.post(f"/v1/stores/{store['store_id']}/terminals",
-                                               headers=admin, json={"name": f"Till {t}"}))
+                    term = await _ok(
+                        http.post(
+                            f"/v1/stores/{store['store_id']}/terminals",
+                            headers=admin,
+                            json={"name": f"Till {t}"},
+                        )
+                    )
                     terminals.append((store["store_id"], term["api_key"]))
             chain = ChainKeys(created["chain_id"], mode, created["admin_api_key"], terminals)
             for n in range(customers):
                 vip = n % 5 != 4
                 card = f"VIP-{label}-{mode[:3]}-{n}-{rng.randint(0, 10**6)}"
-                body: dict[str, Any] = {"name": f"Customer {n}", "phone": f"+4070000{n:04d}",
-                                        "vip": vip, "card_number": card,
-                                        "bonus_accrual": n % 7 != 6}
+                body: dict[str, Any] = {
+                    "name": f"Customer {n}",
+                    "phone": f"+4070000{n:04d}",
+                    "vip": vip,
+                    "card_number": card,
+                    "bonus_accrual": n % 7 != 6,
+                }
                 if n % 3 == 0:
                     body["credit_limit"] = "150.00"
                 made = await _ok(http.post("/v1/customers", headers=admin, json=body))

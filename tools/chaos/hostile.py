@@ -78,27 +78,41 @@ class World:
         may be reused as a POS-chosen sale_id; the others are only ever read or returned
         against (404): no read can race with a reuse of the same id."""
         own = self.known.get(chain_id, set())
-        return [s for chain, ids in sorted(self.sales.items()) if chain != chain_id
-                for s in ids if s not in own and (s[0] in "01234567") == reusable]
+        return [
+            s
+            for chain, ids in sorted(self.sales.items())
+            if chain != chain_id
+            for s in ids
+            if s not in own and (s[0] in "01234567") == reusable
+        ]
 
     def foreign_customers(self, chain_id: str) -> list[CustomerModel]:
-        return [c for chain, cs in sorted(self.customers.items()) if chain != chain_id
-                for c in cs]
+        return [c for chain, cs in sorted(self.customers.items()) if chain != chain_id for c in cs]
 
 
 def _line(quantity: str, price: str, name: str = "Dress") -> dict[str, str]:
-    return {"sku": name.upper(), "barcode": "4820000000017", "name": name,
-            "quantity": quantity, "unit_price": price, "discount": "0.00"}
+    return {
+        "sku": name.upper(),
+        "barcode": "4820000000017",
+        "name": name,
+        "quantity": quantity,
+        "unit_price": price,
+        "discount": "0.00",
+    }
 
 
-def _sale(c: CustomerModel, lines: list[dict[str, str]], total: str,
-          method: str = "card") -> dict[str, Any]:
-    return {"sale_id": str(uuid.uuid4()), "card_number": c.card, "lines": lines,
-            "payments": [{"method": method, "amount": total}]}
+def _sale(
+    c: CustomerModel, lines: list[dict[str, str]], total: str, method: str = "card"
+) -> dict[str, Any]:
+    return {
+        "sale_id": str(uuid.uuid4()),
+        "card_number": c.card,
+        "lines": lines,
+        "payments": [{"method": method, "amount": total}],
+    }
 
 
-def operation(rng: random.Random, c: CustomerModel, world: World,
-              normal: Operation) -> Operation:
+def operation(rng: random.Random, c: CustomerModel, world: World, normal: Operation) -> Operation:
     """One hostile operation for customer `c` (`normal`: the ordinary operation it replaces,
     reused by `foreign_sale_id`)."""
     from tools.chaos.driver import Operation
@@ -107,11 +121,26 @@ def operation(rng: random.Random, c: CustomerModel, world: World,
     base = f"/v1/customers/{c.customer_id}"
     kind = rng.choices(list(KINDS), weights=list(KINDS.values()))[0]
 
-    def hostile(op_kind: str, method: str, path: str, body: dict[str, Any],
-                expect: frozenset[int] = INVALID, codes: frozenset[str] = frozenset(),
-                admin: bool = False) -> Operation:
-        return Operation(op_kind, method, path, body, key, admin=admin, hostile=kind,
-                         expect=expect, expect_codes=codes)
+    def hostile(
+        op_kind: str,
+        method: str,
+        path: str,
+        body: dict[str, Any],
+        expect: frozenset[int] = INVALID,
+        codes: frozenset[str] = frozenset(),
+        admin: bool = False,
+    ) -> Operation:
+        return Operation(
+            op_kind,
+            method,
+            path,
+            body,
+            key,
+            admin=admin,
+            hostile=kind,
+            expect=expect,
+            expect_codes=codes,
+        )
 
     if kind == "price_past_limit":
         price = rng.choice(["1000000000000", "1000000000000.00", "999999999999999.99"])
@@ -122,8 +151,9 @@ def operation(rng: random.Random, c: CustomerModel, world: World,
     if kind == "quantity_four_decimals":
         return hostile("sale", "POST", "/v1/sales", _sale(c, [_line("1.0005", "10.00")], "10.01"))
     if kind == "line_overflow":  # each value is in range, their product is not
-        quantity, price = rng.choice([("10", "100000000000.00"), ("999999", "999999999999.99"),
-                                      ("999999.999", "9999999.99")])
+        quantity, price = rng.choice(
+            [("10", "100000000000.00"), ("999999", "999999999999.99"), ("999999.999", "9999999.99")]
+        )
         total = str((Decimal(quantity) * Decimal(price)).quantize(Decimal("0.01")))
         return hostile("sale", "POST", "/v1/sales", _sale(c, [_line(quantity, price)], total))
     if kind == "total_overflow":  # each line in range, their sum is not
@@ -133,26 +163,46 @@ def operation(rng: random.Random, c: CustomerModel, world: World,
         total = str(sum(Decimal(line["unit_price"]) for line in lines))
         return hostile("sale", "POST", "/v1/sales", _sale(c, lines, total))
     if kind == "total_at_limit":  # the largest sale there is: accepted, paid by card
-        return hostile("sale", "POST", "/v1/sales", _sale(c, [_line("1", AT_LIMIT)], AT_LIMIT),
-                       expect=frozenset({201, 422}))
+        return hostile(
+            "sale",
+            "POST",
+            "/v1/sales",
+            _sale(c, [_line("1", AT_LIMIT)], AT_LIMIT),
+            expect=frozenset({201, 422}),
+        )
     if kind == "amount_past_limit":
         amount = rng.choice(["1000000000000", "99999999999999.99", "1" + "0" * 30])
-        return hostile("advance", "POST", f"{base}/advances",
-                       {"amount": amount, "method": "cash", "card_number": c.card})
+        return hostile(
+            "advance",
+            "POST",
+            f"{base}/advances",
+            {"amount": amount, "method": "cash", "card_number": c.card},
+        )
     if kind == "amount_at_limit":  # accepted, or amount_out_of_range near 10^13
-        return hostile("advance", "POST", f"{base}/advances",
-                       {"amount": AT_LIMIT, "method": "card", "card_number": c.card},
-                       expect=frozenset({201, 422}))
+        return hostile(
+            "advance",
+            "POST",
+            f"{base}/advances",
+            {"amount": AT_LIMIT, "method": "card", "card_number": c.card},
+            expect=frozenset({201, 422}),
+        )
     if kind == "amount_too_many_decimals":
-        return hostile("take_money", "POST", f"{base}/payments",
-                       {"kind": "take_money", "amount": "10.001", "method": "cash",
-                        "card_number": c.card})
+        return hostile(
+            "take_money",
+            "POST",
+            f"{base}/payments",
+            {"kind": "take_money", "amount": "10.001", "method": "cash", "card_number": c.card},
+        )
     if kind == "other_scripts_digits":
         digits = rng.choice(OTHER_DIGITS)
         where = rng.choice(["amount", "unit_price", "quantity"])
         if where == "amount":
-            return hostile("advance", "POST", f"{base}/advances",
-                           {"amount": digits, "method": "cash", "card_number": c.card})
+            return hostile(
+                "advance",
+                "POST",
+                f"{base}/advances",
+                {"amount": digits, "method": "cash", "card_number": c.card},
+            )
         line = _line(digits, "10.00") if where == "quantity" else _line("1", digits)
         return hostile("sale", "POST", "/v1/sales", _sale(c, [line], "10.00", "cash"))
     # -- cross-chain ids --
@@ -178,9 +228,13 @@ def operation(rng: random.Random, c: CustomerModel, world: World,
         return normal
     other = rng.choice(others)
     if kind == "foreign_customer":
-        return hostile("take_money", "POST", f"/v1/customers/{other.customer_id}/payments",
-                       {"kind": "take_money", "amount": "5.00", "method": "cash",
-                        "card_number": other.card}, expect=frozenset({404}))
+        return hostile(
+            "take_money",
+            "POST",
+            f"/v1/customers/{other.customer_id}/payments",
+            {"kind": "take_money", "amount": "5.00", "method": "cash", "card_number": other.card},
+            expect=frozenset({404}),
+        )
     if kind == "foreign_card":
         body = _sale(c, [_line("1", "10.00")], "10.00", "on_account")
         body["card_number"] = other.card
@@ -188,14 +242,24 @@ def operation(rng: random.Random, c: CustomerModel, world: World,
     if kind == "foreign_card_lookup":
         return hostile("read", "GET", f"/v1/cards/{other.card}", {}, expect=frozenset({404}))
     if kind == "foreign_customer_read":
-        return hostile("read", "GET", f"/v1/customers/{other.customer_id}", {},
-                       expect=frozenset({404}), admin=True)
+        return hostile(
+            "read",
+            "GET",
+            f"/v1/customers/{other.customer_id}",
+            {},
+            expect=frozenset({404}),
+            admin=True,
+        )
     sale_id = rng.choice(foreign_sales)
     if kind == "foreign_sale_read":
         return hostile("read", "GET", f"/v1/sales/{sale_id}", {}, expect=frozenset({404}))
-    return hostile("return", "POST", f"/v1/sales/{sale_id}/returns",
-                   {"lines": [{"line_no": 1, "quantity": "1"}], "refund": "cash"},
-                   expect=frozenset({404}))
+    return hostile(
+        "return",
+        "POST",
+        f"/v1/sales/{sale_id}/returns",
+        {"lines": [{"line_no": 1, "quantity": "1"}], "refund": "cash"},
+        expect=frozenset({404}),
+    )
 
 
 def campaign_for(rng: random.Random, c: CustomerModel) -> str | None:
@@ -216,11 +280,24 @@ def campaign_step(c: CustomerModel, balance: str) -> Operation:
     key = str(uuid.uuid4())
     if balance == "debt":
         body = _sale(c, [_line("1", AT_LIMIT)], AT_LIMIT, "on_account")
-        return Operation("sale", "POST", "/v1/sales", body, key, hostile="overflow_debt",
-                         expect=frozenset({201, 422}))
-    return Operation("advance", "POST", f"/v1/customers/{c.customer_id}/advances",
-                     {"amount": AT_LIMIT, "method": "card", "card_number": c.card}, key,
-                     hostile="overflow_advance", expect=frozenset({201, 422}))
+        return Operation(
+            "sale",
+            "POST",
+            "/v1/sales",
+            body,
+            key,
+            hostile="overflow_debt",
+            expect=frozenset({201, 422}),
+        )
+    return Operation(
+        "advance",
+        "POST",
+        f"/v1/customers/{c.customer_id}/advances",
+        {"amount": AT_LIMIT, "method": "card", "card_number": c.card},
+        key,
+        hostile="overflow_advance",
+        expect=frozenset({201, 422}),
+    )
 
 
 def campaign_follow_up(c: CustomerModel, balance: str) -> Operation:
@@ -231,8 +308,21 @@ def campaign_follow_up(c: CustomerModel, balance: str) -> Operation:
     key = str(uuid.uuid4())
     if balance == "debt":
         body = _sale(c, [_line("1", "0.01")], "0.01", "on_account")
-        return Operation("sale", "POST", "/v1/sales", body, key, hostile="overflow_follow_up",
-                         expect=frozenset({201, 422}))
-    return Operation("advance", "POST", f"/v1/customers/{c.customer_id}/advances",
-                     {"amount": "0.01", "method": "card", "card_number": c.card}, key,
-                     hostile="overflow_follow_up", expect=frozenset({201, 422}))
+        return Operation(
+            "sale",
+            "POST",
+            "/v1/sales",
+            body,
+            key,
+            hostile="overflow_follow_up",
+            expect=frozenset({201, 422}),
+        )
+    return Operation(
+        "advance",
+        "POST",
+        f"/v1/customers/{c.customer_id}/advances",
+        {"amount": "0.01", "method": "card", "card_number": c.card},
+        key,
+        hostile="overflow_follow_up",
+        expect=frozenset({201, 422}),
+    )

@@ -88,10 +88,12 @@ async def check(gateway_url: str, customers: list[CustomerModel]) -> list[str]:
         for c in customers:
             key = c.chain.admin_key
             shown = await _get(http, f"/v1/customers/{c.customer_id}", key)
-            statement = await _get(http, f"/v1/customers/{c.customer_id}/statement", key,
-                                   **period)
-            balances = (Decimal(shown["debt"]), Decimal(shown["advance"]),
-                        Decimal(shown["bonus_balance"]))
+            statement = await _get(http, f"/v1/customers/{c.customer_id}/statement", key, **period)
+            balances = (
+                Decimal(shown["debt"]),
+                Decimal(shown["advance"]),
+                Decimal(shown["bonus_balance"]),
+            )
             finals[c.customer_id] = balances
             violations += _customer(c, balances, statement)
         for chain_customers in by_chain.values():
@@ -99,8 +101,9 @@ async def check(gateway_url: str, customers: list[CustomerModel]) -> list[str]:
     return violations
 
 
-async def check_until_held(gateway_url: str, customers: list[CustomerModel], *,
-                           within: float, pause: float = 1.0) -> tuple[list[str], float]:
+async def check_until_held(
+    gateway_url: str, customers: list[CustomerModel], *, within: float, pause: float = 1.0
+) -> tuple[list[str], float]:
     """Check again and again until every invariant holds or `within` seconds have passed
     (read models catch up asynchronously after a drain; a service may still be restarting).
     Returns the last violations found (empty: all hold) and the seconds it took. Used by the
@@ -116,8 +119,9 @@ async def check_until_held(gateway_url: str, customers: list[CustomerModel], *,
         await asyncio.sleep(pause)
 
 
-def _customer(c: CustomerModel, balances: tuple[Decimal, Decimal, Decimal],
-              statement: dict[str, Any]) -> list[str]:
+def _customer(
+    c: CustomerModel, balances: tuple[Decimal, Decimal, Decimal], statement: dict[str, Any]
+) -> list[str]:
     out: list[str] = []
     who = f"customer {c.customer_id} ({c.chain.mode})"
     unanswered = [op for op in c.ops if op.status is None]
@@ -130,45 +134,59 @@ def _customer(c: CustomerModel, balances: tuple[Decimal, Decimal, Decimal],
         if snap and Decimal(snap["debt"]) > 0 and Decimal(snap["advance"]) > 0:
             out.append(f"{who}: answer of {op.kind} shows debt and advance at once")
     # the model: the last accepted answer's snapshot (no unanswered request after it)
-    last = next((op for op in reversed(c.ops) if op.accepted and (op.answer or {}).get(
-        "customer")), None)
+    last = next(
+        (op for op in reversed(c.ops) if op.accepted and (op.answer or {}).get("customer")), None
+    )
     if not unanswered:
         # the driver's model folds the accepted answers in order (CustomerModel.apply)
         expected = (c.debt, c.advance, c.bonus)
         if balances != expected:
-            out.append(f"{who}: balances {balances} != model {expected} (last: "
-                       f"{last.kind if last else None})")
+            out.append(
+                f"{who}: balances {balances} != model {expected} (last: "
+                f"{last.kind if last else None})"
+            )
     closing = statement["closing"]
-    shown_closing = (Decimal(closing["debt"]), Decimal(closing["advance"]),
-                     Decimal(closing["bonus_balance"]))
+    shown_closing = (
+        Decimal(closing["debt"]),
+        Decimal(closing["advance"]),
+        Decimal(closing["bonus_balance"]),
+    )
     if shown_closing != balances:
         out.append(f"{who}: statement closing {shown_closing} != balances {balances}")
     entries = statement["entries"]
-    sums = [sum((Decimal(e[f]) for e in entries), ZERO)
-            for f in ("debt_change", "advance_change", "bonus_change")]
+    sums = [
+        sum((Decimal(e[f]) for e in entries), ZERO)
+        for f in ("debt_change", "advance_change", "bonus_change")
+    ]
     opening = statement["opening"]
-    start = (Decimal(opening["debt"]), Decimal(opening["advance"]),
-             Decimal(opening["bonus_balance"]))
+    start = (
+        Decimal(opening["debt"]),
+        Decimal(opening["advance"]),
+        Decimal(opening["bonus_balance"]),
+    )
     if tuple(s + o for s, o in zip(sums, start, strict=True)) != shown_closing:
         out.append(f"{who}: statement entries do not add up to its closing")
     # exactly once: each accepted operation's movement is listed once
-    seen = Counter((e["kind"], e["sale_id"] if e["kind"] == "sale" else e["payment_id"])
-                   for e in entries)
+    seen = Counter(
+        (e["kind"], e["sale_id"] if e["kind"] == "sale" else e["payment_id"]) for e in entries
+    )
     for op in accepted:
         if op.kind not in ENTRY_OF:
             continue
         kind, field_name = ENTRY_OF[op.kind]
         ident = (op.answer or {}).get(field_name)
         if seen[(kind, ident)] != 1:
-            out.append(f"{who}: accepted {op.kind} {ident} is in the statement "
-                       f"{seen[(kind, ident)]} times")
+            out.append(
+                f"{who}: accepted {op.kind} {ident} is in the statement {seen[(kind, ident)]} times"
+            )
     for op in accepted:
-        if op.kind == "bonus_cancel" and Decimal((op.answer or {}).get("bonus_cancelled",
-                                                                         "0")) > 0:
+        if op.kind == "bonus_cancel" and Decimal((op.answer or {}).get("bonus_cancelled", "0")) > 0:
             ident = op.path.split("/")[3]
             if seen[("bonus_cancelled", ident)] != 1:
-                out.append(f"{who}: bonus cancellation of {ident} listed "
-                           f"{seen[('bonus_cancelled', ident)]} times")
+                out.append(
+                    f"{who}: bonus cancellation of {ident} listed "
+                    f"{seen[('bonus_cancelled', ident)]} times"
+                )
     # nothing else: every id in the statement comes from an accepted operation (or, at most
     # once, from a request that never got an answer)
     known: set[str] = set()
@@ -192,19 +210,22 @@ def _customer(c: CustomerModel, balances: tuple[Decimal, Decimal, Decimal],
             if ident in refused_ids:
                 out.append(f"{who}: refused operation {ident} left a {e['kind']} entry")
             elif ident not in maybe:
-                out.append(f"{who}: statement entry {e['kind']} {ident} from no known "
-                           "operation")
-    main_kinds = Counter(e["payment_id"] for e in entries if e["kind"] in
-                         ("payment", "advance", "refund", "return"))
+                out.append(f"{who}: statement entry {e['kind']} {ident} from no known operation")
+    main_kinds = Counter(
+        e["payment_id"] for e in entries if e["kind"] in ("payment", "advance", "refund", "return")
+    )
     for ident in maybe:
         if main_kinds[ident] > 1:
             out.append(f"{who}: unanswered operation {ident} applied {main_kinds[ident]} times")
     return out
 
 
-async def _reports(http: httpx.AsyncClient, customers: list[CustomerModel],
-                   finals: dict[str, tuple[Decimal, Decimal, Decimal]],
-                   period: dict[str, str]) -> list[str]:
+async def _reports(
+    http: httpx.AsyncClient,
+    customers: list[CustomerModel],
+    finals: dict[str, tuple[Decimal, Decimal, Decimal]],
+    period: dict[str, str],
+) -> list[str]:
     out: list[str] = []
     key = customers[0].chain.admin_key
     mode = customers[0].chain.mode
@@ -214,20 +235,25 @@ async def _reports(http: httpx.AsyncClient, customers: list[CustomerModel],
         if row["customer_id"] in ids:
             debt, advance, _ = finals[row["customer_id"]]
             if Decimal(row["closing"]) != advance - debt:
-                out.append(f"{mode}: payment-balance closing {row['closing']} of "
-                           f"{row['customer_id']} != advance - debt {advance - debt}")
+                out.append(
+                    f"{mode}: payment-balance closing {row['closing']} of "
+                    f"{row['customer_id']} != advance - debt {advance - debt}"
+                )
     total_closing = sum((f[1] - f[0] for i, f in finals.items() if i in ids), ZERO)
     if Decimal(pb["totals"]["closing"]) != total_closing:
-        out.append(f"{mode}: payment-balance closing total {pb['totals']['closing']} != "
-                   f"{total_closing}")
+        out.append(
+            f"{mode}: payment-balance closing total {pb['totals']['closing']} != {total_closing}"
+        )
     unpaid = await _get(http, "/v1/reports/unpaid-goods", key)
     owed: dict[str, Decimal] = {}
     for row in unpaid["rows"]:
         owed[row["customer_id"]] = owed.get(row["customer_id"], ZERO) + Decimal(row["amount_owed"])
     for customer_id in ids:
         if owed.get(customer_id, ZERO) != finals[customer_id][0]:
-            out.append(f"{mode}: unpaid goods of {customer_id} sum to "
-                       f"{owed.get(customer_id, ZERO)} != its debt {finals[customer_id][0]}")
+            out.append(
+                f"{mode}: unpaid goods of {customer_id} sum to "
+                f"{owed.get(customer_id, ZERO)} != its debt {finals[customer_id][0]}"
+            )
     aging = await _get(http, "/v1/reports/aging", key)
     total_debt = sum((f[0] for i, f in finals.items() if i in ids), ZERO)
     if Decimal(aging["totals"]["total"]) != total_debt:
@@ -250,6 +276,8 @@ async def _reports(http: httpx.AsyncClient, customers: list[CustomerModel],
     for c in customers:
         shown = await _get(http, f"/v1/customers/{c.customer_id}", key)
         if shown["overdue"] and per_customer[c.customer_id] != 1:
-            out.append(f"{mode}: overdue customer {c.customer_id} has "
-                       f"{per_customer[c.customer_id]} open tasks")
+            out.append(
+                f"{mode}: overdue customer {c.customer_id} has "
+                f"{per_customer[c.customer_id]} open tasks"
+            )
     return out

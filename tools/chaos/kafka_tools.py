@@ -30,8 +30,9 @@ async def republish(bootstrap: str, *, per_topic: int) -> int:
     """Read up to `per_topic` messages from the start of each input topic and publish them
     again unchanged (same key, value, headers): a broker or producer duplicating messages.
     Returns how many were re-published."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await consumer.start()
     await producer.start()
@@ -52,8 +53,12 @@ async def republish(bootstrap: str, *, per_topic: int) -> int:
                     for record in records:
                         if taken >= per_topic:
                             break
-                        await producer.send(topic, value=record.value, key=record.key,
-                                            headers=list(record.headers or []))
+                        await producer.send(
+                            topic,
+                            value=record.value,
+                            key=record.key,
+                            headers=list(record.headers or []),
+                        )
                         taken += 1
                 if taken >= per_topic or not batch:
                     break
@@ -86,8 +91,9 @@ async def rewind_group(bootstrap: str, group: str, *, wait_seconds: float = 90.0
         await admin.close()
     if not offsets:
         return 0
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         parts = list(offsets)
@@ -131,12 +137,19 @@ def _poison_bodies() -> list[bytes]:
     now = datetime.now(UTC).isoformat()
 
     def envelope(kind: str, payload: dict[str, object]) -> bytes:
-        return json.dumps({
-            "message_id": str(uuid.uuid4()), "type": kind, "schema_version": 1,
-            "occurred_at": now, "chain_id": str(uuid.uuid4()),
-            "correlation_id": str(uuid.uuid4()), "causation_id": None,
-            "key": str(uuid.uuid4()), "payload": payload,
-        }).encode()
+        return json.dumps(
+            {
+                "message_id": str(uuid.uuid4()),
+                "type": kind,
+                "schema_version": 1,
+                "occurred_at": now,
+                "chain_id": str(uuid.uuid4()),
+                "correlation_id": str(uuid.uuid4()),
+                "causation_id": None,
+                "key": str(uuid.uuid4()),
+                "payload": payload,
+            }
+        ).encode()
 
     return [
         b"\x00{not json at all",
@@ -150,8 +163,9 @@ async def partition_state(bootstrap: str, *, attempts: int = 20) -> list[dict[st
     isr. The admin client asks a random broker, which may be the one just killed: asked again
     (a new client) until one answers."""
     for attempt in range(1, attempts + 1):
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="chaos-replication",
-                                    request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id="chaos-replication", request_timeout_ms=5000
+        )
         try:
             await admin.start()
             described = await admin.describe_topics(None)
@@ -178,8 +192,11 @@ async def under_replicated(bootstrap: str) -> list[str]:
     ]
 
 
-_CONTROLLER = re.compile(r"^\[([^\]]+)\] INFO Recorded new KRaft controller, from now on will "
-                         r"use node \S+ \(id: (\d+)", re.M)
+_CONTROLLER = re.compile(
+    r"^\[([^\]]+)\] INFO Recorded new KRaft controller, from now on will "
+    r"use node \S+ \(id: (\d+)",
+    re.M,
+)
 
 
 def active_controller(logs: Path) -> int | None:

@@ -64,8 +64,8 @@ HOSTILE_SHARE = 0.15
 #: "every request gets a final answer": a 202 ends within 10 s under normal load (api.md); the
 #: hostile scenario holds every operation to it (`--final-within` on a machine that is not)
 FINAL_WITHIN_SECONDS = 10.0
-_DUPLICATES = re.compile(r'^messages_duplicate_total\{[^}]*\}\s+([0-9.e+]+)$', re.M)
-_DEAD = re.compile(r'^messages_dead_lettered_total\{[^}]*\}\s+([0-9.e+]+)$', re.M)
+_DUPLICATES = re.compile(r"^messages_duplicate_total\{[^}]*\}\s+([0-9.e+]+)$", re.M)
+_DEAD = re.compile(r"^messages_dead_lettered_total\{[^}]*\}\s+([0-9.e+]+)$", re.M)
 
 
 @dataclass
@@ -115,23 +115,29 @@ class ScenarioReport:
 
     def line(self) -> str:
         flag = "" if self.tested_something else "  <-- NO REDELIVERIES: tested nothing"
-        return (f"{self.name:<22} ops={self.operations:<6} accepted={self.accepted:<6} "
-                f"refused={self.refused:<5} settled={self.settled:<3} "
-                f"unanswered={self.unanswered:<3} "
-                f"retries={self.attempts - self.operations:<5} faults={self.faults:<3} "
-                f"redeliveries={self.redeliveries:<6} dead_lettered={self.dead_lettered:<4} "
-                f"violations={len(self.violations):<3} drain={self.drain_seconds:.1f}s "
-                f"total={self.seconds:.0f}s{flag}")
+        return (
+            f"{self.name:<22} ops={self.operations:<6} accepted={self.accepted:<6} "
+            f"refused={self.refused:<5} settled={self.settled:<3} "
+            f"unanswered={self.unanswered:<3} "
+            f"retries={self.attempts - self.operations:<5} faults={self.faults:<3} "
+            f"redeliveries={self.redeliveries:<6} dead_lettered={self.dead_lettered:<4} "
+            f"violations={len(self.violations):<3} drain={self.drain_seconds:.1f}s "
+            f"total={self.seconds:.0f}s{flag}"
+        )
 
     def stall_line(self) -> str:
         """The tills' view: the longest stall, the longest single wait, the 202s."""
-        line = (f"{'':<22} stall={self.stall_seconds:.1f}s (at {self.stall_at or '-'}) "
-                f"longest_wait={self.longest_wait_seconds:.1f}s 202s={self.answers_202}")
+        line = (
+            f"{'':<22} stall={self.stall_seconds:.1f}s (at {self.stall_at or '-'}) "
+            f"longest_wait={self.longest_wait_seconds:.1f}s 202s={self.answers_202}"
+        )
         if self.catch_up_seconds is not None:
             line += f" in_sync_again={self.catch_up_seconds:.1f}s"
         if self.name == "hostile":
-            line += (f" 5xx={self.answers_5xx} not_final_within_10s={self.slower_than_final}"
-                     f" left_in_flight={sum(self.left_in_flight.values())}")
+            line += (
+                f" 5xx={self.answers_5xx} not_final_within_10s={self.slower_than_final}"
+                f" left_in_flight={sum(self.left_in_flight.values())}"
+            )
         if self.fault_stalls:
             line += "\n" + f"{'':<22} stall per fault: " + "; ".join(self.fault_stalls)
         return line
@@ -140,8 +146,10 @@ class ScenarioReport:
         """The hostile requests sent among the traffic, by kind."""
         kinds = " ".join(f"{k}={n}" for k, n in sorted(self.hostile.items()))
         codes = " ".join(f"{k}={n}" for k, n in sorted(self.hostile_codes.items()))
-        return (f"{'':<22} hostile={sum(self.hostile.values())}: {kinds}\n"
-                f"{'':<22} hostile answers: {codes}")
+        return (
+            f"{'':<22} hostile={sum(self.hostile.values())}: {kinds}\n"
+            f"{'':<22} hostile answers: {codes}"
+        )
 
 
 class Metrics:
@@ -164,8 +172,10 @@ class Metrics:
                 text = r.read().decode()
         except OSError:
             return  # down already: its last scrape stands
-        self.last[instance] = (sum(float(v) for v in _DUPLICATES.findall(text)),
-                               sum(float(v) for v in _DEAD.findall(text)))
+        self.last[instance] = (
+            sum(float(v) for v in _DUPLICATES.findall(text)),
+            sum(float(v) for v in _DEAD.findall(text)),
+        )
 
     def bank(self, instance: str) -> None:
         """Scrape, then keep its counts: the process is about to die."""
@@ -236,9 +246,9 @@ class Context:
         self.log(f"kill -9 {instance} (pid {pid})")
         await asyncio.sleep(down)
         service = instance.split("-")[0]
-        await asyncio.to_thread(self.stack.services.start_instance, service, instance=instance,
-                                progress=no_progress)
-
+        await asyncio.to_thread(
+            self.stack.services.start_instance, service, instance=instance, progress=no_progress
+        )
 
     async def scale_consumers(self, instances: int) -> None:
         """Run `instances` processes of every consumer service: the extra ones are started
@@ -247,15 +257,18 @@ class Context:
         for service in CONSUMERS:
             for n in range(2, instances + 1):
                 instance = f"{service}-{n}"
-                await asyncio.to_thread(self.stack.services.spawn_instance, service,
-                                        instance=instance, port=free_port())
+                await asyncio.to_thread(
+                    self.stack.services.spawn_instance, service, instance=instance, port=free_port()
+                )
                 self.extra.append(instance)
                 started.append(instance)
         for instance in started:
-            await asyncio.to_thread(self.stack.services.wait_ready, instance, timeout=240.0,
-                                    progress=no_progress)
-        self.log(f"{instances} instances of each of {', '.join(CONSUMERS)} "
-                 f"({len(started)} started)")
+            await asyncio.to_thread(
+                self.stack.services.wait_ready, instance, timeout=240.0, progress=no_progress
+            )
+        self.log(
+            f"{instances} instances of each of {', '.join(CONSUMERS)} ({len(started)} started)"
+        )
 
     async def broker_back(self, node: int) -> None:
         """Start broker `node` again (same ports and data) and wait until it is back in the ISR
@@ -263,8 +276,9 @@ class Context:
         bootstrap = self.stack.kafka_bootstrap_servers
         started = time.monotonic()
         # a JVM that starts while a dozen Python processes take the two cores may need minutes
-        await asyncio.to_thread(self.stack.infra.restart_kafka, node=node, timeout=600.0,
-                                progress=no_progress)
+        await asyncio.to_thread(
+            self.stack.infra.restart_kafka, node=node, timeout=600.0, progress=no_progress
+        )
         ready = time.monotonic() - started
         _waited, lagging = await kafka_tools.wait_in_sync(bootstrap, within=CATCH_UP_WITHIN)
         total = time.monotonic() - started
@@ -272,12 +286,15 @@ class Context:
         if lagging:
             self.report.violations.append(
                 f"kafka-{node} restarted but {len(lagging)} partitions still under-replicated "
-                f"after {CATCH_UP_WITHIN:.0f}s: {', '.join(lagging[:5])}")
-        self.log(f"kafka-{node} started again (ready {ready:.1f}s), under-replicated "
-                 f"partitions back to 0 {total:.1f}s after the start")
+                f"after {CATCH_UP_WITHIN:.0f}s: {', '.join(lagging[:5])}"
+            )
+        self.log(
+            f"kafka-{node} started again (ready {ready:.1f}s), under-replicated "
+            f"partitions back to 0 {total:.1f}s after the start"
+        )
 
     def controller_role(self, node: int) -> str:
-        """" (the active controller)" when `node` is the KRaft quorum's leader: killing it costs
+        """ " (the active controller)" when `node` is the KRaft quorum's leader: killing it costs
         a controller election before the broker can be fenced (combined nodes here; production
         runs dedicated controllers)."""
         active = kafka_tools.active_controller(self.stack.run_dir / "logs")
@@ -288,8 +305,9 @@ class Context:
             counts = await kafka_tools.leaders(self.stack.kafka_bootstrap_servers)
         except Exception as exc:  # the fault log says so; the scenario goes on
             return f"(no broker answered: {type(exc).__name__})"
-        return ", ".join(f"kafka-{n}: {c}" if n >= 0 else f"no leader: {c}"
-                         for n, c in sorted(counts.items()))
+        return ", ".join(
+            f"kafka-{n}: {c}" if n >= 0 else f"no leader: {c}" for n, c in sorted(counts.items())
+        )
 
 
 # -- the scenarios on one broker -----------------------------------------------------------
@@ -379,8 +397,13 @@ async def many_instances(ctx: Context) -> None:
     published again before it must be skipped by groups of several members."""
     for service in CONSUMERS:
         instance = f"{service}-2"
-        await asyncio.to_thread(ctx.stack.services.start_instance, service, instance=instance,
-                                port=free_port(), progress=no_progress)
+        await asyncio.to_thread(
+            ctx.stack.services.start_instance,
+            service,
+            instance=instance,
+            port=free_port(),
+            progress=no_progress,
+        )
         ctx.extra.append(instance)
         ctx.log(f"started {instance}")
     while True:
@@ -437,11 +460,14 @@ async def rolling_restart(ctx: Context) -> None:
         started = time.monotonic()
         role = ctx.controller_role(node)
         ctx.report.fault_marks.append((f"SIGTERM kafka-{node}{role}", started))
-        pid = await asyncio.to_thread(ctx.stack.infra.kill_kafka, signal.SIGTERM, node=node,
-                                      timeout=120.0)
+        pid = await asyncio.to_thread(
+            ctx.stack.infra.kill_kafka, signal.SIGTERM, node=node, timeout=120.0
+        )
         stopped = time.monotonic() - started
-        ctx.log(f"SIGTERM kafka-{node}{role} (pid {pid}): stopped in {stopped:.1f}s;"
-                f" leaders: {await ctx.leaders_line()}")
+        ctx.log(
+            f"SIGTERM kafka-{node}{role} (pid {pid}): stopped in {stopped:.1f}s;"
+            f" leaders: {await ctx.leaders_line()}"
+        )
         await ctx.broker_back(node)
         await asyncio.sleep(2.0)
     ctx.log(f"leaders after: {await ctx.leaders_line()}")
@@ -463,15 +489,25 @@ SCENARIOS: dict[str, Fault] = {
 }
 
 
-async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, ops: int,
-                       customers_per_chain: int, drain_timeout: float,
-                       time_budget: float, short: bool = False,
-                       final_within: float = FINAL_WITHIN_SECONDS) -> ScenarioReport:
+async def run_scenario(
+    stack: Stack,
+    metrics: Metrics,
+    name: str,
+    *,
+    seed: int,
+    ops: int,
+    customers_per_chain: int,
+    drain_timeout: float,
+    time_budget: float,
+    short: bool = False,
+    final_within: float = FINAL_WITHIN_SECONDS,
+) -> ScenarioReport:
     report = ScenarioReport(name)
     started = time.monotonic()
     rng = random.Random(f"{seed}:{name}")
-    customers = await setup_chains(stack.gateway_url, stack.operator_token, label=name,
-                                   customers=customers_per_chain, rng=rng)
+    customers = await setup_chains(
+        stack.gateway_url, stack.operator_token, label=name, customers=customers_per_chain, rng=rng
+    )
     metrics.mark()
     per_customer = max(1, -(-ops // len(customers)))
     if name in CLUSTER_SCENARIOS:
@@ -479,9 +515,14 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
         # dozen consumer processes and three broker restarts take minutes on two cores
         per_customer = 1_000_000
         time_budget = max(time_budget, 900.0)
-    driver = Driver(stack.gateway_url, customers, seed=seed, ops_per_customer=per_customer,
-                    deadline=time.monotonic() + time_budget,
-                    hostile=HOSTILE_SHARE if name == "hostile" else 0.0)
+    driver = Driver(
+        stack.gateway_url,
+        customers,
+        seed=seed,
+        ops_per_customer=per_customer,
+        deadline=time.monotonic() + time_budget,
+        hostile=HOSTILE_SHARE if name == "hostile" else 0.0,
+    )
     ctx = Context(stack, metrics, report, driver, rng, customers, short=short)
     faults = asyncio.create_task(SCENARIOS[name](ctx))
 
@@ -515,8 +556,9 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
             faults.cancel()
         for instance in ctx.extra:
             metrics.bank(instance)
-        await asyncio.gather(*(asyncio.to_thread(stack.services.processes[instance].stop)
-                               for instance in ctx.extra))
+        await asyncio.gather(
+            *(asyncio.to_thread(stack.services.processes[instance].stop) for instance in ctx.extra)
+        )
     report.operations = stats.sent
     report.accepted = stats.accepted
     report.refused = stats.refused
@@ -530,7 +572,8 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
         report.violations += _hostile_answers(customers, report, final_within)
     # drain: poll the invariants until they hold (read models catch up asynchronously)
     violations, report.drain_seconds = await invariants.check_until_held(
-        stack.gateway_url, customers, within=drain_timeout)
+        stack.gateway_url, customers, within=drain_timeout
+    )
     report.violations += violations
     if name == "hostile":
         report.left_in_flight = await _in_flight(stack, customers)
@@ -547,35 +590,65 @@ async def run_scenario(stack: Stack, metrics: Metrics, name: str, *, seed: int, 
     return report
 
 
-def run(*, seed: int, ops_per_scenario: int, customers_per_chain: int,
-        scenarios: list[str], drain_timeout: float = 120.0, time_budget: float = 600.0,
-        brokers: int = 1, short: bool = False, keep_logs: bool = False,
-        final_within: float = FINAL_WITHIN_SECONDS,
-        echo: Callable[[str], None] = print) -> list[ScenarioReport]:
+def run(
+    *,
+    seed: int,
+    ops_per_scenario: int,
+    customers_per_chain: int,
+    scenarios: list[str],
+    drain_timeout: float = 120.0,
+    time_budget: float = 600.0,
+    brokers: int = 1,
+    short: bool = False,
+    keep_logs: bool = False,
+    final_within: float = FINAL_WITHIN_SECONDS,
+    echo: Callable[[str], None] = print,
+) -> list[ScenarioReport]:
     """Start a stack of its own (Kafka of `brokers` nodes), run the scenarios one after the
     other, stop everything."""
     needs_cluster = [s for s in scenarios if s in CLUSTER_SCENARIOS]
     if needs_cluster and brokers < 3:
         raise ValueError(f"{', '.join(needs_cluster)} need a three-broker cluster (--brokers 3)")
     name = f"chaos-{secrets.token_hex(3)}"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "KAFKA_BROKERS")
-           and not k.endswith("_DATABASE_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "KAFKA_BROKERS")
+        and not k.endswith("_DATABASE_URL")
+    }
     env.update(FAST_JOBS)
     if brokers > 1:
         # four instances of a service share the partitions: give each one at least one
         env["KAFKA_TOPIC_PARTITIONS"] = "6"
     reports: list[ScenarioReport] = []
-    stack = start_stack(name, ports=ServicePorts.free(), operator_token=secrets.token_urlsafe(24),
-                        env=env, use_env=False, ready_timeout=240.0, kafka_brokers=brokers,
-                        infra_timeout=300.0, progress=no_progress)
+    stack = start_stack(
+        name,
+        ports=ServicePorts.free(),
+        operator_token=secrets.token_urlsafe(24),
+        env=env,
+        use_env=False,
+        ready_timeout=240.0,
+        kafka_brokers=brokers,
+        infra_timeout=300.0,
+        progress=no_progress,
+    )
     try:
         metrics = Metrics(stack)
         for scenario in scenarios:
-            report = asyncio.run(run_scenario(
-                stack, metrics, scenario, seed=seed, ops=ops_per_scenario,
-                customers_per_chain=customers_per_chain, drain_timeout=drain_timeout,
-                time_budget=time_budget, short=short, final_within=final_within))
+            report = asyncio.run(
+                run_scenario(
+                    stack,
+                    metrics,
+                    scenario,
+                    seed=seed,
+                    ops=ops_per_scenario,
+                    customers_per_chain=customers_per_chain,
+                    drain_timeout=drain_timeout,
+                    time_budget=time_budget,
+                    short=short,
+                    final_within=final_within,
+                )
+            )
             echo(report.line())
             echo(report.stall_line())
             if report.hostile:
@@ -594,8 +667,9 @@ def run(*, seed: int, ops_per_scenario: int, customers_per_chain: int,
     return reports
 
 
-def _hostile_answers(customers: list[CustomerModel], report: ScenarioReport,
-                     final_within: float) -> list[str]:
+def _hostile_answers(
+    customers: list[CustomerModel], report: ScenarioReport, final_within: float
+) -> list[str]:
     """No fault runs in the hostile scenario: every 5xx is a violation, and so is an operation
     (hostile or not) whose final answer came more than `final_within` (10 s) after it was
     first sent."""
@@ -607,14 +681,18 @@ def _hostile_answers(customers: list[CustomerModel], report: ScenarioReport,
                 answer = f"{op.status} {(op.answer or {}).get('code', '')}".strip()
                 report.hostile_codes[answer] = report.hostile_codes.get(answer, 0) + 1
             if op.answers_5xx:
-                out.append(f"{op.hostile or op.kind} {op.method} {op.path}: {op.answers_5xx} "
-                           f"5xx answers, the last {op.last_5xx} (body "
-                           f"{json.dumps(op.body)[:200]})")
+                out.append(
+                    f"{op.hostile or op.kind} {op.method} {op.path}: {op.answers_5xx} "
+                    f"5xx answers, the last {op.last_5xx} (body "
+                    f"{json.dumps(op.body)[:200]})"
+                )
             if op.status is not None and op.answered_at - op.sent_at > final_within:
                 report.slower_than_final += 1
-                out.append(f"{op.hostile or op.kind} {op.path} of customer {c.customer_id}: "
-                           f"final after {op.answered_at - op.sent_at:.1f}s "
-                           f"({op.attempts} attempts)")
+                out.append(
+                    f"{op.hostile or op.kind} {op.path} of customer {c.customer_id}: "
+                    f"final after {op.answered_at - op.sent_at:.1f}s "
+                    f"({op.attempts} attempts)"
+                )
     return out
 
 
@@ -628,13 +706,19 @@ async def _in_flight(stack: Stack, customers: list[CustomerModel]) -> dict[str, 
     try:
         in_flight = await credit.fetchval(
             "SELECT count(*) FROM customers WHERE chain_id = ANY($1::uuid[]) "
-            "AND in_flight IS NOT NULL", chains)
+            "AND in_flight IS NOT NULL",
+            chains,
+        )
         parked = await credit.fetchval(
             "SELECT count(*) FROM parked_commands p JOIN customers c USING (customer_id) "
-            "WHERE c.chain_id = ANY($1::uuid[])", chains)
+            "WHERE c.chain_id = ANY($1::uuid[])",
+            chains,
+        )
         pending = await gateway.fetchval(
             "SELECT count(*) FROM operations WHERE chain_id = ANY($1::uuid[]) "
-            "AND status = 'pending'", chains)
+            "AND status = 'pending'",
+            chains,
+        )
     finally:
         await credit.close()
         await gateway.close()
@@ -646,8 +730,13 @@ async def _rebuild_differences(stack: Stack) -> list[str]:
     the log since (live, swapped in) and compare them row by row with what the live consumer
     built under the faults: any difference, or a refusal, is a violation."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "reporting.rebuild", "--verify",
-        env=stack.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "-m",
+        "reporting.rebuild",
+        "--verify",
+        env=stack.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
@@ -657,8 +746,10 @@ async def _rebuild_differences(stack: Stack) -> list[str]:
         return ["rebuild (newest snapshot + the log since) did not finish within 600 s"]
     if proc.returncode != 0:
         tail = out.decode(errors="replace").strip().splitlines()[-5:]
-        return [f"rebuild (newest snapshot + the log since) failed or differs from the live "
-                f"read models: {' | '.join(tail)}"]
+        return [
+            f"rebuild (newest snapshot + the log since) failed or differs from the live "
+            f"read models: {' | '.join(tail)}"
+        ]
     return []
 
 
@@ -670,10 +761,23 @@ def _dump(name: str, customers: list[CustomerModel], report: ScenarioReport) -> 
         "violations": report.violations,
         "faults": report.fault_log,
         "customers": [
-            {"customer_id": c.customer_id, "chain": c.chain.chain_id, "mode": c.chain.mode,
-             "ops": [{"kind": op.kind, "path": op.path, "body": op.body, "key": op.key,
-                      "status": op.status, "answer": op.answer, "attempts": op.attempts}
-                     for op in c.ops]}
+            {
+                "customer_id": c.customer_id,
+                "chain": c.chain.chain_id,
+                "mode": c.chain.mode,
+                "ops": [
+                    {
+                        "kind": op.kind,
+                        "path": op.path,
+                        "body": op.body,
+                        "key": op.key,
+                        "status": op.status,
+                        "answer": op.answer,
+                        "attempts": op.attempts,
+                    }
+                    for op in c.ops
+                ],
+            }
             for c in customers
         ],
     }

@@ -117,8 +117,14 @@ def test_quantize_money_defaults_to_two_digits() -> None:
 
 
 #: "10" in Arabic-Indic, fullwidth, Devanagari and mathematical bold digits, and mixed with ASCII
-TEN_IN_OTHER_SCRIPTS = ["\u0661\u0660", "\uff11\uff10", "\u0967\u0966", "\U0001d7cf\U0001d7ce",
-                        "1\u0660.00", "10.\u0660\u0660"]
+TEN_IN_OTHER_SCRIPTS = [
+    "\u0661\u0660",
+    "\uff11\uff10",
+    "\u0967\u0966",
+    "\U0001d7cf\U0001d7ce",
+    "1\u0660.00",
+    "10.\u0660\u0660",
+]
 
 
 @pytest.mark.parametrize("value", TEN_IN_OTHER_SCRIPTS)

@@ -54,8 +54,12 @@ def test_a_node_of_a_three_broker_cluster_replicates_everything_three_times(
     voters = "1@127.0.0.1:39001,2@127.0.0.1:39002,3@127.0.0.1:39003"
     props = parse_properties(
         render_server_properties(
-            port=39102, controller_port=39002, data_dir=tmp_path / "data", node_id=2,
-            voters=voters, brokers=3,
+            port=39102,
+            controller_port=39002,
+            data_dir=tmp_path / "data",
+            node_id=2,
+            voters=voters,
+            brokers=3,
         )
     )
     assert props["process.roles"] == "broker,controller"  # combined: each node a voter

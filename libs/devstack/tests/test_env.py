@@ -14,8 +14,9 @@ from devstack.services import (
     resolve_operator_token,
 )
 
-PORTS = ServicePorts(gateway=9000, credit=9001, loyalty=9002, reporting=9003, notifier=9004,
-                     backoffice=9005)
+PORTS = ServicePorts(
+    gateway=9000, credit=9001, loyalty=9002, reporting=9003, notifier=9004, backoffice=9005
+)
 
 
 def make_env(base: dict[str, str]) -> dict[str, str]:
@@ -104,8 +105,10 @@ def test_the_stack_summary_names_the_back_office_url(
     from devstack.stack import _write_state
 
     (tmp_path / "dev").mkdir()
-    _write_state(tmp_path / "dev", {"gateway_url": "http://127.0.0.1:8080",
-                                    "backoffice_url": "http://127.0.0.1:8085"})
+    _write_state(
+        tmp_path / "dev",
+        {"gateway_url": "http://127.0.0.1:8080", "backoffice_url": "http://127.0.0.1:8085"},
+    )
     _print_stack("dev", tmp_path)
     printed = capsys.readouterr().out
     assert "gateway:        http://127.0.0.1:8080" in printed

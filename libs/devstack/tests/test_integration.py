@@ -125,12 +125,21 @@ async def test_a_three_broker_cluster_keeps_every_acknowledged_write_when_a_brok
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3,
-                                                topic_configs={"min.insync.replicas": "2"})])
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        topic,
+                        num_partitions=1,
+                        replication_factor=3,
+                        topic_configs={"min.insync.replicas": "2"},
+                    )
+                ]
+            )
         finally:
             await admin.close()
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                    enable_idempotence=True)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+        )
         await producer.start()
         try:
             for i in range(5):
@@ -153,8 +162,13 @@ async def test_a_three_broker_cluster_keeps_every_acknowledged_write_when_a_brok
             await _until_in_sync(bootstrap, topic)
         pids.append(infra.kafka.node(leader).pid)
 
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id="it3",
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id="it3",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
         await consumer.start()
         received: list[bytes] = []
         try:

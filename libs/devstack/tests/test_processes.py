@@ -267,9 +267,23 @@ def test_kafka_nodes_stop_after_every_service_instance_and_before_postgres(
 ) -> None:
     pids = tmp_path / "run" / "pids"
     pids.mkdir(parents=True)
-    for stem in ("postgres", "kafka-2", "svc-credit-2", "kafka-1", "svc-gateway",
-                 "svc-credit", "kafka-3"):
+    for stem in (
+        "postgres",
+        "kafka-2",
+        "svc-credit-2",
+        "kafka-1",
+        "svc-gateway",
+        "svc-credit",
+        "kafka-3",
+    ):
         (pids / f"{stem}.pid").write_text("{}")
     order = [p.stem for p in pid_files(tmp_path / "run")]
-    assert order == ["svc-credit", "svc-gateway", "svc-credit-2", "kafka-1", "kafka-2",
-                     "kafka-3", "postgres"]
+    assert order == [
+        "svc-credit",
+        "svc-gateway",
+        "svc-credit-2",
+        "kafka-1",
+        "kafka-2",
+        "kafka-3",
+        "postgres",
+    ]

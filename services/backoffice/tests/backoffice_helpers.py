@@ -16,8 +16,11 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def settings(**overrides: object) -> Settings:
     values: dict[str, object] = {
-        "app_env": "dev", "gateway_url": "http://gateway", "cookie_secure": False,
-        "session_secret": "test-secret-" + "x" * 40, **overrides,
+        "app_env": "dev",
+        "gateway_url": "http://gateway",
+        "cookie_secure": False,
+        "session_secret": "test-secret-" + "x" * 40,
+        **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -28,8 +31,9 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD
-                  ) -> httpx.Response:
+async def sign_in(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD
+) -> httpx.Response:
     form = await client.get("/login")
     return await client.post(
         "/login",

@@ -44,11 +44,17 @@ class FakeGateway:
 
     users: dict[str, FakeUser] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)  # token -> user_id
-    settings: dict[str, Any] = field(default_factory=lambda: {
-        "credit_mode": "balance", "max_payment_delay_days": 30, "overdue_discount": "keep",
-        "block_credit_when_overdue": False, "reminder_repeat_days": 7,
-        "bonus_rate_percent": "10.00", "bonus_expiry_days": None,
-    })
+    settings: dict[str, Any] = field(
+        default_factory=lambda: {
+            "credit_mode": "balance",
+            "max_payment_delay_days": 30,
+            "overdue_discount": "keep",
+            "block_credit_when_overdue": False,
+            "reminder_repeat_days": 7,
+            "bonus_rate_percent": "10.00",
+            "bonus_expiry_days": None,
+        }
+    )
     customers: list[dict[str, Any]] = field(default_factory=list)
     tasks: list[dict[str, Any]] = field(default_factory=list)
     stores: list[dict[str, Any]] = field(default_factory=list)
@@ -56,10 +62,14 @@ class FakeGateway:
     #: what the back office sent: (method, path, headers, json)
     calls: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
     #: the session answer's `chain` (None: an answer without it, as api.md allows)
-    chain: dict[str, Any] | None = field(default_factory=lambda: {
-        "chain_id": "00000000-0000-4000-8000-000000000001", "name": "Fake chain",
-        "currency": "EUR", "timezone": "Europe/Bucharest",
-    })
+    chain: dict[str, Any] | None = field(
+        default_factory=lambda: {
+            "chain_id": "00000000-0000-4000-8000-000000000001",
+            "name": "Fake chain",
+            "currency": "EUR",
+            "timezone": "Europe/Bucharest",
+        }
+    )
     down: bool = False
     #: rows every report answers with instead of the computed ones (e.g. malformed ones)
     report_rows: list[dict[str, Any]] | None = None
@@ -71,11 +81,20 @@ class FakeGateway:
 
     def add_customer(self, name: str, **fields: Any) -> dict[str, Any]:
         customer = {
-            "customer_id": str(uuid.uuid4()), "name": name, "phone": "+40712345678",
-            "email": None, "vip": True, "card_number": f"C{len(self.customers):05d}",
-            "bonus_accrual": True, "credit_limit": None, "max_payment_delay_days": None,
-            "debt": "0.00", "advance": "0.00", "bonus_balance": "0.00",
-            "credit_available": None, "overdue": False,
+            "customer_id": str(uuid.uuid4()),
+            "name": name,
+            "phone": "+40712345678",
+            "email": None,
+            "vip": True,
+            "card_number": f"C{len(self.customers):05d}",
+            "bonus_accrual": True,
+            "credit_limit": None,
+            "max_payment_delay_days": None,
+            "debt": "0.00",
+            "advance": "0.00",
+            "bonus_balance": "0.00",
+            "credit_available": None,
+            "overdue": False,
         }
         customer.update(fields)
         self.customers.append(customer)
@@ -84,13 +103,24 @@ class FakeGateway:
     def add_task(self, customer: dict[str, Any], **fields: Any) -> dict[str, Any]:
         now = datetime.now(UTC)
         task = {
-            "task_id": str(uuid.uuid4()), "customer_id": customer["customer_id"],
-            "customer_name": customer["name"], "phone": customer["phone"], "level": 1,
-            "status": "open", "overdue_amount": "120.50", "days_overdue": 3,
-            "sales": [{"sale_id": str(uuid.uuid4()), "due_date": "2026-01-10",
-                       "amount_owed": "120.50"}],
-            "created_at": now.isoformat(), "raised_at": now.isoformat(), "closed_at": None,
-            "closed_reason": None, "outcome": None, "note": None, "actions": [],
+            "task_id": str(uuid.uuid4()),
+            "customer_id": customer["customer_id"],
+            "customer_name": customer["name"],
+            "phone": customer["phone"],
+            "level": 1,
+            "status": "open",
+            "overdue_amount": "120.50",
+            "days_overdue": 3,
+            "sales": [
+                {"sale_id": str(uuid.uuid4()), "due_date": "2026-01-10", "amount_owed": "120.50"}
+            ],
+            "created_at": now.isoformat(),
+            "raised_at": now.isoformat(),
+            "closed_at": None,
+            "closed_reason": None,
+            "outcome": None,
+            "note": None,
+            "actions": [],
             "completed_by": None,
         }
         task.update(fields)
@@ -101,7 +131,7 @@ class FakeGateway:
 def _page(items: list[Any], request: Request) -> dict[str, Any]:
     limit = int(request.query_params.get("limit") or 50)
     start = int(request.query_params.get("cursor") or 0)
-    chunk = items[start:start + limit]
+    chunk = items[start : start + limit]
     nxt = str(start + limit) if start + limit < len(items) else None
     return {"items": chunk, "next": nxt}
 
@@ -121,8 +151,14 @@ def build_app(state: FakeGateway) -> FastAPI:
     @app.middleware("http")
     async def record(request: Request, call_next: Any) -> Response:
         body = await request.body()
-        state.calls.append((request.method, request.url.path, dict(request.headers),
-                            body.decode() if body else None))
+        state.calls.append(
+            (
+                request.method,
+                request.url.path,
+                dict(request.headers),
+                body.decode() if body else None,
+            )
+        )
         if state.down:
             return problem(503, "unavailable", "a service behind the gateway is down")
         return await call_next(request)  # type: ignore[no-any-return]
@@ -157,9 +193,15 @@ def build_app(state: FakeGateway) -> FastAPI:
                 state.tokens[token] = user.user_id
                 expires = datetime.now(UTC) + timedelta(hours=8)
                 answer: dict[str, Any] = {
-                    "access_token": token, "expires_at": expires.isoformat(),
-                    "user": {"user_id": user.user_id, "email": user.email, "name": user.name,
-                             "role": user.role, "chain_id": user.chain_id},
+                    "access_token": token,
+                    "expires_at": expires.isoformat(),
+                    "user": {
+                        "user_id": user.user_id,
+                        "email": user.email,
+                        "name": user.name,
+                        "role": user.role,
+                        "chain_id": user.chain_id,
+                    },
                 }
                 if state.chain is not None:
                     answer["chain"] = state.chain
@@ -224,13 +266,22 @@ def build_app(state: FakeGateway) -> FastAPI:
             return user
         body = await request.json()
         if body.get("outcome") not in ("promised", "no_answer", "disputed", "other"):
-            return problem(422, "validation_error", "bad outcome",
-                           errors=[{"field": "outcome", "message": "unknown outcome"}])
+            return problem(
+                422,
+                "validation_error",
+                "bad outcome",
+                errors=[{"field": "outcome", "message": "unknown outcome"}],
+            )
         for task in state.tasks:
             if task["task_id"] == task_id:
-                task.update(status="done", closed_reason="completed", outcome=body["outcome"],
-                            note=body.get("note"), closed_at=datetime.now(UTC).isoformat(),
-                            completed_by={"user_id": user.user_id, "name": user.name})
+                task.update(
+                    status="done",
+                    closed_reason="completed",
+                    outcome=body["outcome"],
+                    note=body.get("note"),
+                    closed_at=datetime.now(UTC).isoformat(),
+                    completed_by={"user_id": user.user_id, "name": user.name},
+                )
                 return JSONResponse(task)
         return problem(404, "not_found")
 
@@ -242,9 +293,14 @@ def build_app(state: FakeGateway) -> FastAPI:
         q = (request.query_params.get("q") or "").lower()
         vip = request.query_params.get("vip")
         chosen = [
-            c for c in state.customers
-            if (not q or q in c["name"].lower() or q in (c["phone"] or "")
-                or q in (c["card_number"] or "").lower())
+            c
+            for c in state.customers
+            if (
+                not q
+                or q in c["name"].lower()
+                or q in (c["phone"] or "")
+                or q in (c["card_number"] or "").lower()
+            )
             and (vip is None or str(c["vip"]).lower() == vip)
         ]
         return JSONResponse(_page(chosen, request))
@@ -279,14 +335,25 @@ def build_app(state: FakeGateway) -> FastAPI:
         if found is None:
             return problem(404, "not_found")
         if request.query_params.get("from", "") > request.query_params.get("to", "9999"):
-            return problem(422, "validation_error", "from after to",
-                           errors=[{"field": "from", "message": "must not be after to"}])
+            return problem(
+                422,
+                "validation_error",
+                "from after to",
+                errors=[{"field": "from", "message": "must not be after to"}],
+            )
         entries = found.get("entries", [])
         if request.headers.get("accept") == "text/csv":
             return _csv(entries)
         zero = {"debt": "0.00", "advance": "0.00", "bonus_balance": "0.00"}
-        return JSONResponse({"customer_id": customer_id, "opening": zero, "entries": entries,
-                             "closing": zero, "next": None})
+        return JSONResponse(
+            {
+                "customer_id": customer_id,
+                "opening": zero,
+                "entries": entries,
+                "closing": zero,
+                "next": None,
+            }
+        )
 
     @app.post("/v1/customers/{customer_id}/cards")
     async def issue(customer_id: str, request: Request) -> Response:
@@ -295,21 +362,25 @@ def build_app(state: FakeGateway) -> FastAPI:
             return user
         body = await request.json()
         if not body.get("card_number"):
-            return problem(422, "validation_error", "card",
-                           errors=[{"field": "card_number", "message": "required"}])
+            return problem(
+                422,
+                "validation_error",
+                "card",
+                errors=[{"field": "card_number", "message": "required"}],
+            )
         found = find(customer_id)
         assert found is not None
         found["card_number"] = body["card_number"]
-        return JSONResponse({"customer_id": customer_id, "card_number": body["card_number"]},
-                            status_code=201)
+        return JSONResponse(
+            {"customer_id": customer_id, "card_number": body["card_number"]}, status_code=201
+        )
 
     @app.post("/v1/payments/{payment_id}/bonus-type")
     async def bonus_type(payment_id: str, request: Request) -> Response:
         user = who(request)
         if isinstance(user, JSONResponse):
             return user
-        return JSONResponse({"payment_id": payment_id, "bonus_cancelled": "1.00",
-                             "customer": {}})
+        return JSONResponse({"payment_id": payment_id, "bonus_cancelled": "1.00", "customer": {}})
 
     @app.get("/v1/reports/{name}")
     async def report(name: str, request: Request) -> Response:
@@ -317,8 +388,14 @@ def build_app(state: FakeGateway) -> FastAPI:
         if isinstance(user, JSONResponse):
             return user
         rows = [
-            {"customer_id": c["customer_id"], "name": c["name"], "opening": "0.00",
-             "goods": "100.00", "payments": "40.00", "closing": "-60.00"}
+            {
+                "customer_id": c["customer_id"],
+                "name": c["name"],
+                "opening": "0.00",
+                "goods": "100.00",
+                "payments": "40.00",
+                "closing": "-60.00",
+            }
             for c in state.customers
         ]
         if state.report_rows is not None:
@@ -326,8 +403,12 @@ def build_app(state: FakeGateway) -> FastAPI:
         if request.headers.get("accept") == "text/csv":
             return _csv(rows)
         if name == "payment-balance":
-            totals = {"opening": "0.00", "goods": "100.00", "payments": "40.00",
-                      "closing": "-60.00"}
+            totals = {
+                "opening": "0.00",
+                "goods": "100.00",
+                "payments": "40.00",
+                "closing": "-60.00",
+            }
             return JSONResponse({"rows": rows, "totals": totals, "next": None})
         if name == "aging":
             totals = dict.fromkeys(
@@ -339,12 +420,26 @@ def build_app(state: FakeGateway) -> FastAPI:
                 ("accrued", "spent", "cancelled", "reversed", "restored", "expired"), "1.00"
             )
             # the API names each store and customer (customer service may not list stores)
-            by_store = [{"store_id": "5a0e0000-0000-4000-8000-000000000001",
-                         "name": "Mall <Nord>", **movements}]
-            by_customer = [{"customer_id": c["customer_id"], "name": c["name"], **movements,
-                            "balance": "1.00"} for c in state.customers[:50]]
-            return JSONResponse({**movements, "outstanding": "5.00", "by_store": by_store,
-                                 "by_customer": by_customer, "next": None})
+            by_store = [
+                {
+                    "store_id": "5a0e0000-0000-4000-8000-000000000001",
+                    "name": "Mall <Nord>",
+                    **movements,
+                }
+            ]
+            by_customer = [
+                {"customer_id": c["customer_id"], "name": c["name"], **movements, "balance": "1.00"}
+                for c in state.customers[:50]
+            ]
+            return JSONResponse(
+                {
+                    **movements,
+                    "outstanding": "5.00",
+                    "by_store": by_store,
+                    "by_customer": by_customer,
+                    "next": None,
+                }
+            )
         return JSONResponse({"rows": [], "next": None})
 
     @app.get("/v1/stores")
@@ -363,20 +458,27 @@ def build_app(state: FakeGateway) -> FastAPI:
         terminal_id = str(uuid.uuid4())
         for store in state.stores:
             if store["store_id"] == store_id:
-                store["terminals"].append({
-                    "terminal_id": terminal_id, "name": body["name"],
-                    "created_at": datetime.now(UTC).isoformat(), "revoked_at": None,
-                })
-        return JSONResponse({"terminal_id": terminal_id, "api_key": "key-" + terminal_id},
-                            status_code=201)
+                store["terminals"].append(
+                    {
+                        "terminal_id": terminal_id,
+                        "name": body["name"],
+                        "created_at": datetime.now(UTC).isoformat(),
+                        "revoked_at": None,
+                    }
+                )
+        return JSONResponse(
+            {"terminal_id": terminal_id, "api_key": "key-" + terminal_id}, status_code=201
+        )
 
     @app.get("/v1/users")
     async def users(request: Request) -> Response:
         user = manager(request)
         if isinstance(user, JSONResponse):
             return user
-        items = [{"user_id": u.user_id, "email": u.email, "name": u.name, "role": u.role}
-                 for u in state.users.values()]
+        items = [
+            {"user_id": u.user_id, "email": u.email, "name": u.name, "role": u.role}
+            for u in state.users.values()
+        ]
         return JSONResponse(_page(items, request))
 
     @app.post("/v1/users")
@@ -386,10 +488,21 @@ def build_app(state: FakeGateway) -> FastAPI:
             return user
         body = await request.json()
         if len(body.get("password", "")) < 12:
-            return problem(422, "validation_error", "password",
-                           errors=[{"field": "password", "message": "at least 12 characters"}])
+            return problem(
+                422,
+                "validation_error",
+                "password",
+                errors=[{"field": "password", "message": "at least 12 characters"}],
+            )
         created = state.add_user(body["email"], body["name"], body["role"], body["password"])
-        return JSONResponse({"user_id": created.user_id, "email": created.email,
-                             "name": created.name, "role": created.role}, status_code=201)
+        return JSONResponse(
+            {
+                "user_id": created.user_id,
+                "email": created.email,
+                "name": created.name,
+                "role": created.role,
+            },
+            status_code=201,
+        )
 
     return app

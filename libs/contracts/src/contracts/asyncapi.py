@@ -165,10 +165,13 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
     return document_main(
-        argv, prog="python -m contracts.asyncapi", description=__doc__,
-        default=ASYNCAPI_DOCUMENT, render=render,
+        argv,
+        prog="python -m contracts.asyncapi",
+        description=__doc__,
+        default=ASYNCAPI_DOCUMENT,
+        render=render,
         stale="is out of date with the contracts: run `python -m contracts.asyncapi` and commit "
-              "the result",
+        "the result",
         summary=lambda _: f"{len(MESSAGES)} messages on {len(TOPICS)} channels",
     )
 

@@ -21,8 +21,9 @@ def document_main(
 ) -> int:
     """`--check` (exit 1 with `stale` when the file differs), `--stdout`, or write the file
     and print `summary(text)`."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="fail when the file is stale")
     mode.add_argument("--stdout", action="store_true", help="print instead of writing")

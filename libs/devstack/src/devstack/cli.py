@@ -74,8 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="what runs in the run dir")
     status.add_argument("--json", action="store_true")
 
-    sub.add_parser("env", parents=[common],
-                   help="print `export GW=... OPERATOR_TOKEN=...` of the running stack")
+    sub.add_parser(
+        "env",
+        parents=[common],
+        help="print `export GW=... OPERATOR_TOKEN=...` of the running stack",
+    )
 
     logs = sub.add_parser("logs", parents=[common], help="print the log file paths")
     logs.add_argument("--tail", type=int, default=0, help="also print the last N lines of each")

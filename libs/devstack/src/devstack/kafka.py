@@ -534,8 +534,9 @@ class _NodeLayout:
         return self.folder / "log4j2.properties"
 
 
-def _spawn_node(lib: Path, layout: _NodeLayout, *, stop_at_exit: bool,
-                heap: str | None = None) -> ManagedProcess:
+def _spawn_node(
+    lib: Path, layout: _NodeLayout, *, stop_at_exit: bool, heap: str | None = None
+) -> ManagedProcess:
     # Readiness is read from the log: start it afresh for this run.
     if layout.server_log.exists():
         layout.server_log.replace(layout.logs / f"{layout.name}-server.log.prev")

@@ -205,9 +205,14 @@ class Services(StoppedOnExit):
 
     # -- one process at a time (fault injection, extra instances) --------------------------
 
-    def spawn_instance(self, service: str, *, instance: str | None = None,
-                       port: int | None = None,
-                       extra_env: Mapping[str, str] | None = None) -> ManagedProcess:
+    def spawn_instance(
+        self,
+        service: str,
+        *,
+        instance: str | None = None,
+        port: int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> ManagedProcess:
         """Start one process of `service` (`python -m <module>`) without waiting for it.
 
         `instance` names it (default: the service itself; e.g. "credit-2" for an extra
@@ -235,18 +240,25 @@ class Services(StoppedOnExit):
         self.instance_ports[key] = port
         return proc
 
-    def start_instance(self, service: str, *, instance: str | None = None,
-                       port: int | None = None, ready_timeout: float = 120.0,
-                       extra_env: Mapping[str, str] | None = None,
-                       progress: Progress = stderr_progress) -> ManagedProcess:
+    def start_instance(
+        self,
+        service: str,
+        *,
+        instance: str | None = None,
+        port: int | None = None,
+        ready_timeout: float = 120.0,
+        extra_env: Mapping[str, str] | None = None,
+        progress: Progress = stderr_progress,
+    ) -> ManagedProcess:
         """`spawn_instance`, then wait until it answers 200 on /health/ready."""
         proc = self.spawn_instance(service, instance=instance, port=port, extra_env=extra_env)
         key = instance or service
         self.wait_ready(key, timeout=ready_timeout, progress=progress)
         return proc
 
-    def wait_ready(self, instance: str, *, timeout: float = 120.0,
-                   progress: Progress = stderr_progress) -> None:
+    def wait_ready(
+        self, instance: str, *, timeout: float = 120.0, progress: Progress = stderr_progress
+    ) -> None:
         """Wait until the named process answers 200 on /health/ready (DevstackError with its
         log tail when it dies or is not ready in time)."""
         proc = self.processes[instance]
@@ -254,14 +266,18 @@ class Services(StoppedOnExit):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not proc.alive():
-                raise DevstackError(f"{instance} exited before it was ready\n"
-                                    + format_tail(f"{instance} log", proc.log_path))
+                raise DevstackError(
+                    f"{instance} exited before it was ready\n"
+                    + format_tail(f"{instance} log", proc.log_path)
+                )
             if http_status(health_url(port)) == 200:
                 progress(f"{instance} ready on http://127.0.0.1:{port} (pid {proc.pid})")
                 return
             time.sleep(0.2)
-        raise DevstackError(f"{instance} not ready within {timeout:.0f}s\n"
-                            + format_tail(f"{instance} log", proc.log_path))
+        raise DevstackError(
+            f"{instance} not ready within {timeout:.0f}s\n"
+            + format_tail(f"{instance} log", proc.log_path)
+        )
 
     def kill(self, instance: str, sig: int = signal.SIGKILL, *, timeout: float = 20.0) -> int:
         """Send `sig` (default SIGKILL, i.e. kill -9: no clean shutdown) to one process by its
@@ -278,16 +294,18 @@ class Services(StoppedOnExit):
         proc.pid_file.unlink(missing_ok=True)
         return pid
 
-    def restart(self, instance: str, *, ready_timeout: float = 120.0,
-                progress: Progress = stderr_progress) -> ManagedProcess:
+    def restart(
+        self, instance: str, *, ready_timeout: float = 120.0, progress: Progress = stderr_progress
+    ) -> ManagedProcess:
         """kill -9 one process (if it runs) and start it again on the same port."""
         service = instance
         if instance not in {s.name for s in SERVICES}:
             service = self.processes[instance].info.argv[-1]
             service = next(s.name for s in SERVICES if s.module == service)
         self.kill(instance)
-        return self.start_instance(service, instance=instance, ready_timeout=ready_timeout,
-                                   progress=progress)
+        return self.start_instance(
+            service, instance=instance, ready_timeout=ready_timeout, progress=progress
+        )
 
 
 def wait_services_ready(

@@ -94,15 +94,21 @@ class Infra(StoppedOnExit):
             raise DevstackError("this stack did not start Kafka: it cannot kill or restart it")
         return self.kafka
 
-    def kill_kafka(self, sig: int = signal.SIGKILL, *, node: int | None = None,
-                   timeout: float = 30.0) -> int:
+    def kill_kafka(
+        self, sig: int = signal.SIGKILL, *, node: int | None = None, timeout: float = 30.0
+    ) -> int:
         """kill -9 a broker (by PID, only one this run dir started); return its PID. `node`
         (1..3) says which of a cluster; a single broker needs none. SIGTERM instead is a
         controlled shutdown: the broker hands its partition leaderships over first."""
         return _kill_and_wait(self._kafka().node(node).process, sig, timeout)
 
-    def restart_kafka(self, *, node: int | None = None, timeout: float = 180.0,
-                      progress: Progress = stderr_progress) -> KafkaServer:
+    def restart_kafka(
+        self,
+        *,
+        node: int | None = None,
+        timeout: float = 180.0,
+        progress: Progress = stderr_progress,
+    ) -> KafkaServer:
         """Start a broker again on the same ports and data (after `kill_kafka`; one still
         running is killed first). In a cluster, returns once every broker is live again."""
         cluster = self._kafka()
@@ -117,8 +123,9 @@ class Infra(StoppedOnExit):
             raise DevstackError("this stack did not start PostgreSQL: it cannot kill it")
         return _kill_and_wait(self.postgres.process, sig, timeout)
 
-    def restart_postgres(self, *, timeout: float = 90.0,
-                         progress: Progress = stderr_progress) -> PostgresServer:
+    def restart_postgres(
+        self, *, timeout: float = 90.0, progress: Progress = stderr_progress
+    ) -> PostgresServer:
         """Start PostgreSQL again on the same port and data folder (after `kill_postgres`)."""
         if self.postgres is None:
             raise DevstackError("this stack did not start PostgreSQL: it cannot restart it")

@@ -608,9 +608,7 @@ class Consumer:
         # dead-letters): a re-drive after the fix applies it, exactly once.
         def count() -> None:
             metrics.MESSAGES_DEAD_LETTERED.labels(self.name, rec.topic).inc()
-            log.error(
-                "dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason
-            )
+            log.error("dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason)
 
         if after_commit is None:
             count()
@@ -640,8 +638,13 @@ class Consumer:
         )
         if not exists:
             await enqueue_message(
-                session, DEAD_LETTERS, letter, chain_id=None, key=key,
-                correlation_id=message_id, message_id=message_id,
+                session,
+                DEAD_LETTERS,
+                letter,
+                chain_id=None,
+                key=key,
+                correlation_id=message_id,
+                message_id=message_id,
             )
 
     async def refresh_lag(self) -> None:

@@ -99,8 +99,9 @@ async def read_letters(
                 for rec in records:
                     letter = _parse(rec.value)
                     if letter is None:
-                        log.warning("unreadable record %d:%d on %s", tp.partition,
-                                    rec.offset, DEAD_LETTERS)
+                        log.warning(
+                            "unreadable record %d:%d on %s", tp.partition, rec.offset, DEAD_LETTERS
+                        )
                     else:
                         letters.append(Letter(tp.partition, rec.offset, letter))
             for tp in list(remaining):
@@ -185,7 +186,9 @@ async def redrive(
 ) -> int:
     """Publish each letter's original bytes to its original topic and key; returns how many."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
         **dict(options or {}),
     )
     await producer.start()
@@ -216,17 +219,26 @@ async def redrive(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m servicekit.deadletters", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bootstrap-servers",
-                        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser = argparse.ArgumentParser(
+        prog="python -m servicekit.deadletters",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="print the dead letters, one per line")
     listing.add_argument("--consumer", help="only this consumer group's letters")
     listing.add_argument("--since", help="only letters since: 30m, 2h, 7d or an ISO time")
     again = commands.add_parser("redrive", help="re-publish letters to their original topic")
-    again.add_argument("--offset", action="append", required=True, metavar="PARTITION:OFFSET",
-                       help="the letter's id as `list` prints it (repeat for several)")
+    again.add_argument(
+        "--offset",
+        action="append",
+        required=True,
+        metavar="PARTITION:OFFSET",
+        help="the letter's id as `list` prints it (repeat for several)",
+    )
     args = parser.parse_args(argv)
     # log lines (JSON) on stderr; the listing itself on stdout
     configure_logging("deadletters", os.environ.get("LOG_LEVEL", "INFO"))

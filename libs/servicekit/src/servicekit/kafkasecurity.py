@@ -92,8 +92,9 @@ def broker_security(settings: KafkaClientSettings) -> BaseSecurity | None:
     )
     if not settings.uses_sasl:
         return BaseSecurity(ssl_context=context, use_ssl=True)
-    kind = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256,
-            "SCRAM-SHA-512": SASLScram512}[settings.kafka_sasl_mechanism]
+    kind = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[
+        settings.kafka_sasl_mechanism
+    ]
     return kind(
         username=settings.kafka_sasl_username,
         password=settings.kafka_sasl_password.get_secret_value(),

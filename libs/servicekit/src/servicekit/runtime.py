@@ -169,9 +169,7 @@ def topic_retention(settings: ServiceSettings) -> dict[str, int]:
     }
 
 
-def consumer_jobs(
-    definition: ServiceDefinition, settings: ServiceSettings
-) -> list[PeriodicJob]:
+def consumer_jobs(definition: ServiceDefinition, settings: ServiceSettings) -> list[PeriodicJob]:
     """Refresh `consumer_lag_messages` of every consumer between batches (see refresh_lag),
     and restart a consumer whose Kafka client stopped reaching the broker (servicekit.watchdog)."""
     if not definition.consumers:

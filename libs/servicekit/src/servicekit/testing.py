@@ -222,7 +222,9 @@ async def publish(bootstrap_servers: str, *sends: tuple[str, Envelope]) -> None:
 async def listener(bootstrap_servers: str, *topics: str) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer of `topics` from their beginning, in a group of its own, stopped after."""
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap_servers, group_id=f"test-{uuid.uuid4()}",
+        *topics,
+        bootstrap_servers=bootstrap_servers,
+        group_id=f"test-{uuid.uuid4()}",
         auto_offset_reset="earliest",
     )
     await consumer.start()

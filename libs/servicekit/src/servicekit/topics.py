@@ -56,8 +56,9 @@ def days_to_ms(days: float) -> int:
     return KEEP_FOREVER if days < 0 else int(days * DAY_MS)
 
 
-def topic_configs(retention_ms: int, min_insync_replicas: int,
-                  extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def topic_configs(
+    retention_ms: int, min_insync_replicas: int, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The configuration servicekit manages on a topic."""
     return {
         "retention.ms": str(retention_ms),
@@ -103,24 +104,38 @@ async def ensure_topics(
             if missing:
                 factor = replication_factor or replication_for(brokers)[0]
                 try:
-                    await _create(admin, missing, partitions, factor, {
-                        t: topic_configs(
-                            _retention(t, retention_ms),
-                            min_insync_replicas or min_insync_for(factor),
-                            extra_configs,
-                        )
-                        for t in missing
-                    })
-                    log.info("created topics %s (%d partitions, replication factor %d)",
-                             missing, partitions, factor)
+                    await _create(
+                        admin,
+                        missing,
+                        partitions,
+                        factor,
+                        {
+                            t: topic_configs(
+                                _retention(t, retention_ms),
+                                min_insync_replicas or min_insync_for(factor),
+                                extra_configs,
+                            )
+                            for t in missing
+                        },
+                    )
+                    log.info(
+                        "created topics %s (%d partitions, replication factor %d)",
+                        missing,
+                        partitions,
+                        factor,
+                    )
                 except TopicAlreadyExistsError:
                     pass  # another instance was faster: its configuration is checked below
                 shapes = await _shapes(admin, wanted)
             for topic, (count, _) in shapes.items():
                 if count < partitions:
-                    log.warning("topic %s has %d partitions, KAFKA_TOPIC_PARTITIONS says %d: "
-                                "add them in a quiet window (docs/operations.md, Scaling)",
-                                topic, count, partitions)
+                    log.warning(
+                        "topic %s has %d partitions, KAFKA_TOPIC_PARTITIONS says %d: "
+                        "add them in a quiet window (docs/operations.md, Scaling)",
+                        topic,
+                        count,
+                        partitions,
+                    )
             desired = {
                 topic: topic_configs(
                     _retention(topic, retention_ms),
@@ -134,8 +149,9 @@ async def ensure_topics(
         except (KafkaError, OSError) as exc:
             if attempt == attempts:
                 raise
-            log.info("waiting for Kafka to create or configure topics (%s: %s)",
-                     type(exc).__name__, exc)
+            log.info(
+                "waiting for Kafka to create or configure topics (%s: %s)", type(exc).__name__, exc
+            )
             await asyncio.sleep(1.0)
         finally:
             await admin.close()
@@ -168,13 +184,24 @@ async def _shapes(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, tu
     return shapes
 
 
-async def _create(admin: AIOKafkaAdminClient, topics: list[str], partitions: int, factor: int,
-                  configs: Mapping[str, Mapping[str, str]]) -> None:
-    response = await admin.create_topics([
-        NewTopic(name=t, num_partitions=partitions, replication_factor=factor,
-                 topic_configs=dict(configs[t]))
-        for t in topics
-    ])
+async def _create(
+    admin: AIOKafkaAdminClient,
+    topics: list[str],
+    partitions: int,
+    factor: int,
+    configs: Mapping[str, Mapping[str, str]],
+) -> None:
+    response = await admin.create_topics(
+        [
+            NewTopic(
+                name=t,
+                num_partitions=partitions,
+                replication_factor=factor,
+                topic_configs=dict(configs[t]),
+            )
+            for t in topics
+        ]
+    )
     for item in response.to_object().get("topic_errors", []):
         error = item.get("error_code", 0)
         if error == 36:  # TOPIC_ALREADY_EXISTS
@@ -184,8 +211,9 @@ async def _create(admin: AIOKafkaAdminClient, topics: list[str], partitions: int
             raise for_code(error)(f"creating topic {item.get('topic')}: {message}")
 
 
-async def _align_configs(admin: AIOKafkaAdminClient,
-                         desired: Mapping[str, Mapping[str, str]]) -> None:
+async def _align_configs(
+    admin: AIOKafkaAdminClient, desired: Mapping[str, Mapping[str, str]]
+) -> None:
     """Set the managed configs that differ. AlterConfigs replaces a topic's whole set of
     topic-level configs, so the ones set on it that servicekit does not manage are sent along
     unchanged."""
@@ -198,8 +226,11 @@ async def _align_configs(admin: AIOKafkaAdminClient,
         differs = {k: v for k, v in wanted.items() if have.get(k) != v}
         if not differs:
             continue
-        log.info("updating topic configs of %s: %s", topic, ", ".join(
-            f"{k} {have.get(k, '(default)')} -> {v}" for k, v in differs.items()))
+        log.info(
+            "updating topic configs of %s: %s",
+            topic,
+            ", ".join(f"{k} {have.get(k, '(default)')} -> {v}" for k, v in differs.items()),
+        )
         changes.append(ConfigResource(ConfigResourceType.TOPIC, topic, {**have, **wanted}))
     if not changes:
         return
@@ -211,8 +242,9 @@ async def _align_configs(admin: AIOKafkaAdminClient,
                 )
 
 
-async def _topic_level_configs(admin: AIOKafkaAdminClient,
-                               topics: list[str]) -> dict[str, dict[str, str]]:
+async def _topic_level_configs(
+    admin: AIOKafkaAdminClient, topics: list[str]
+) -> dict[str, dict[str, str]]:
     """topic -> the configs set on the topic itself (not broker defaults)."""
     responses = await admin.describe_configs(
         [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]

@@ -66,8 +66,10 @@ class ConsumerWatchdog:
             self._failing_since = now
         if now - self._failing_since < self.stall_seconds:
             return False
-        await self.restart(f"its Kafka client has failed the probe (broker unreachable or no "
-                           f"progress with messages waiting) for {now - self._failing_since:.0f}s")
+        await self.restart(
+            f"its Kafka client has failed the probe (broker unreachable or no "
+            f"progress with messages waiting) for {now - self._failing_since:.0f}s"
+        )
         self._failing_since = self.clock()  # the new client gets a whole period
         return True
 
@@ -95,8 +97,12 @@ class ConsumerWatchdog:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # KafkaError, the timeout, a closed client
-            log.warning("consumer %s: Kafka probe failed (%s: %s)",
-                        self.consumer.name, type(exc).__name__, exc)
+            log.warning(
+                "consumer %s: Kafka probe failed (%s: %s)",
+                self.consumer.name,
+                type(exc).__name__,
+                exc,
+            )
             return False
         stuck = [
             f"{tp.topic}[{tp.partition}] at {at} of {ends[tp]}"
@@ -105,8 +111,11 @@ class ConsumerWatchdog:
         ]
         self._positions = positions
         if stuck:
-            log.warning("consumer %s: no progress since the last probe with messages waiting: %s",
-                        self.consumer.name, ", ".join(stuck))
+            log.warning(
+                "consumer %s: no progress since the last probe with messages waiting: %s",
+                self.consumer.name,
+                ", ".join(stuck),
+            )
             return False
         return True
 
@@ -128,21 +137,28 @@ class ConsumerWatchdog:
             # CancelledError comes out of `stop()`. Taken for the watchdog's own cancellation it
             # ended the restart before the start and the watchdog's job with it: the subscriber
             # stayed stopped for good (`make chaos`, kill-kafka with the broker down 60 s).
-            log.warning("consumer %s: stopping the old subscriber ended in a cancellation of "
-                        "its client's own tasks; dropping its client", self.consumer.name)
+            log.warning(
+                "consumer %s: stopping the old subscriber ended in a cancellation of "
+                "its client's own tasks; dropping its client",
+                self.consumer.name,
+            )
             self._drop_client(subscriber)
         except Exception:
-            log.exception("consumer %s: the old subscriber did not stop cleanly; "
-                          "dropping its client", self.consumer.name)
+            log.exception(
+                "consumer %s: the old subscriber did not stop cleanly; dropping its client",
+                self.consumer.name,
+            )
             self._drop_client(subscriber)
         try:
             await asyncio.wait_for(subscriber.start(), self.start_timeout_seconds)
         except asyncio.CancelledError:
             if _cancelled_from_outside():
                 raise
-            log.warning("consumer %s: starting the subscriber ended in a cancellation of its "
-                        "client's own tasks; the next stall period tries again",
-                        self.consumer.name)
+            log.warning(
+                "consumer %s: starting the subscriber ended in a cancellation of its "
+                "client's own tasks; the next stall period tries again",
+                self.consumer.name,
+            )
             self._drop_client(subscriber)
         except Exception:  # the broker is really down: the next stall period tries again
             log.exception("consumer %s: restarting the subscriber failed", self.consumer.name)

@@ -93,16 +93,21 @@ async def test_lock_row_is_one_statement_for_a_known_row_creates_a_missing_one_a
     table = sa.table("accounts", sa.column("id", sa.Integer), sa.column("n", sa.Integer))
 
     def select(key: int, *, skip: bool = False) -> Any:
-        return sa.select(table.c.id, table.c.n).where(table.c.id == key).with_for_update(
-            skip_locked=skip)
+        return (
+            sa.select(table.c.id, table.c.n)
+            .where(table.c.id == key)
+            .with_for_update(skip_locked=skip)
+        )
 
     def insert(key: int) -> Any:
-        return sa.text("INSERT INTO accounts (id, n) VALUES (:id, 0) ON CONFLICT DO NOTHING"
-                       ).bindparams(id=key)
+        return sa.text(
+            "INSERT INTO accounts (id, n) VALUES (:id, 0) ON CONFLICT DO NOTHING"
+        ).bindparams(id=key)
 
     statements: list[str] = []
-    sa.event.listen(engine.sync_engine, "before_cursor_execute",
-                    lambda _c, _k, sql, *_a: statements.append(sql))
+    sa.event.listen(
+        engine.sync_engine, "before_cursor_execute", lambda _c, _k, sql, *_a: statements.append(sql)
+    )
     factory = make_session_factory(engine)
     try:
         async with factory() as session, session.begin():
@@ -118,7 +123,9 @@ async def test_lock_row_is_one_statement_for_a_known_row_creates_a_missing_one_a
             assert await lock_row(session, select(2)) is None  # nothing to create it with
             async with factory() as other, other.begin():
                 # held by the first session: SKIP LOCKED gives None at once, creates nothing
-                assert await asyncio.wait_for(
-                    lock_row(other, select(1, skip=True), insert(1)), 10) is None
+                assert (
+                    await asyncio.wait_for(lock_row(other, select(1, skip=True), insert(1)), 10)
+                    is None
+                )
     finally:
         await engine.dispose()

@@ -25,8 +25,15 @@ messaging_tables(METADATA)
 
 def _letter() -> DeadLetter:
     return DeadLetter(
-        consumer="test", original_topic="x", partition=0, offset=0, key="k", reason="carrier",
-        error_type="none", original_value="{}", failed_at=datetime.now(UTC),
+        consumer="test",
+        original_topic="x",
+        partition=0,
+        offset=0,
+        key="k",
+        reason="carrier",
+        error_type="none",
+        original_value="{}",
+        failed_at=datetime.now(UTC),
     )
 
 
@@ -43,15 +50,22 @@ async def test_the_message_is_written_wrapped_with_the_given_ids(session_factory
     chain, correlation, cause = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with session_factory() as session, session.begin():
         env = await enqueue_message(
-            session, "some.topic", _letter(), key="customer-1", chain_id=chain,
-            correlation_id=correlation, causation_id=cause,
+            session,
+            "some.topic",
+            _letter(),
+            key="customer-1",
+            chain_id=chain,
+            correlation_id=correlation,
+            causation_id=cause,
         )
     async with session_factory() as session:
         [row] = (await session.execute(sa.select(OUTBOX))).all()
     stored = decode(row.value)
     assert (row.topic, row.key, row.message_id) == ("some.topic", "customer-1", env.message_id)
     assert (stored.chain_id, stored.correlation_id, stored.causation_id) == (
-        chain, correlation, cause
+        chain,
+        correlation,
+        cause,
     )
     assert stored.type == DeadLetter.TYPE and stored.payload["reason"] == "carrier"
 
@@ -60,7 +74,12 @@ async def test_a_stable_message_id_replaces_the_fresh_one(session_factory: Any) 
     stable = uuid.uuid4()
     async with session_factory() as session, session.begin():
         env = await enqueue_message(
-            session, "some.topic", _letter(), key="k", chain_id=None, correlation_id=stable,
+            session,
+            "some.topic",
+            _letter(),
+            key="k",
+            chain_id=None,
+            correlation_id=stable,
             message_id=stable,
         )
     async with session_factory() as session:
@@ -74,7 +93,11 @@ async def test_nothing_is_written_when_the_callers_transaction_rolls_back(
     async def enqueue_then_fail() -> None:
         async with session_factory() as session, session.begin():
             await enqueue_message(
-                session, "some.topic", _letter(), key="k", chain_id=None,
+                session,
+                "some.topic",
+                _letter(),
+                key="k",
+                chain_id=None,
                 correlation_id=uuid.uuid4(),
             )
             raise RuntimeError("the state change failed")

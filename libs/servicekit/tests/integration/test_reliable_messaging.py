@@ -187,8 +187,9 @@ async def test_what_replaces_a_dead_lettered_message_is_applied_in_its_own_savep
     async def instead(ctx: MessageContext, payload: DeadLetter, reason: str) -> None:
         calls.append(reason)
         await ctx.session.execute(
-            sa.insert(EFFECTS).values(message_id=f"instead:{ctx.envelope.message_id}",
-                                      amount=Decimal("0"))
+            sa.insert(EFFECTS).values(
+                message_id=f"instead:{ctx.envelope.message_id}", amount=Decimal("0")
+            )
         )
         if len(calls) == 2:
             raise RuntimeError("the replacement is broken as well")
@@ -197,20 +198,31 @@ async def test_what_replaces_a_dead_lettered_message_is_applied_in_its_own_savep
     consumer.bind(session_factory)
 
     def poison() -> Envelope:
-        return make_envelope(_any_registered_model().model_copy(update={"reason": "poison"}),
-                             chain_id=None, key="customer-1", correlation_id=uuid.uuid4())
+        return make_envelope(
+            _any_registered_model().model_copy(update={"reason": "poison"}),
+            chain_id=None,
+            key="customer-1",
+            correlation_id=uuid.uuid4(),
+        )
 
     first, second, good = poison(), poison(), _envelope()
     await consumer.process_records([_record(first, offset=0), _record(good, offset=1)])
     await consumer.process_records([_record(second, offset=2)])
 
     assert calls == ["this message can never be applied"] * 2
-    assert await _count(session_factory, EFFECTS,
-                        EFFECTS.c.message_id == f"instead:{first.message_id}") == 1
-    assert await _count(session_factory, EFFECTS,
-                        EFFECTS.c.message_id == f"instead:{second.message_id}") == 0
-    assert await _count(session_factory, EFFECTS,
-                        EFFECTS.c.message_id == str(good.message_id)) == 1
+    assert (
+        await _count(
+            session_factory, EFFECTS, EFFECTS.c.message_id == f"instead:{first.message_id}"
+        )
+        == 1
+    )
+    assert (
+        await _count(
+            session_factory, EFFECTS, EFFECTS.c.message_id == f"instead:{second.message_id}"
+        )
+        == 0
+    )
+    assert await _count(session_factory, EFFECTS, EFFECTS.c.message_id == str(good.message_id)) == 1
     assert await _count(session_factory, OUTBOX, OUTBOX.c.topic == DEAD_LETTERS) == 2
 
 
@@ -224,8 +236,9 @@ async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
         for env in envs:
             await enqueue(session, topic, env)
 
-    broker = KafkaBroker(bootstrap_list(kafka_bootstrap_servers), acks="all",
-                         enable_idempotence=True)
+    broker = KafkaBroker(
+        bootstrap_list(kafka_bootstrap_servers), acks="all", enable_idempotence=True
+    )
     await broker.start()
     relay = OutboxRelay(
         service=f"svc-{uuid.uuid4().hex[:6]}", session_factory=session_factory, broker=broker
@@ -408,8 +421,9 @@ async def test_a_batch_writes_the_events_of_all_its_messages_to_the_outbox_in_on
 ) -> None:
     async def emit_three(ctx: MessageContext, payload: DeadLetter) -> None:
         for n in range(3):
-            await ctx.emit("events.v1", payload.model_copy(update={"reason": f"{n}"}),
-                           key=ctx.envelope.key)
+            await ctx.emit(
+                "events.v1", payload.model_copy(update={"reason": f"{n}"}), key=ctx.envelope.key
+            )
 
     consumer = Consumer(
         name=f"test-{uuid.uuid4().hex[:6]}", topics=["t"], handlers={DeadLetter: emit_three}
@@ -437,7 +451,8 @@ async def test_events_of_a_message_rolled_back_on_the_slow_path_never_reach_the_
             raise PermanentError("this message can never be applied")
 
     consumer = Consumer(
-        name=f"test-{uuid.uuid4().hex[:6]}", topics=["t"],
+        name=f"test-{uuid.uuid4().hex[:6]}",
+        topics=["t"],
         handlers={DeadLetter: emit_then_maybe_fail},
     )
     consumer.bind(session_factory)
@@ -594,8 +609,9 @@ async def test_a_wedged_consumer_client_is_replaced_by_the_watchdog_and_nothing_
         await asyncio.sleep(1.0)
         assert await _count(session_factory, EFFECTS) == 3  # the wedge holds
 
-        watchdog = ConsumerWatchdog(consumer, stall_seconds=0.0, probe_timeout_seconds=0.5,
-                                    stop_timeout_seconds=5.0)
+        watchdog = ConsumerWatchdog(
+            consumer, stall_seconds=0.0, probe_timeout_seconds=0.5, stop_timeout_seconds=5.0
+        )
         assert await watchdog.check() is True
         assert consumer._subscriber.consumer is not old
         assert await applied(7) == 7

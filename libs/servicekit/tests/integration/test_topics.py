@@ -27,9 +27,7 @@ async def _state(bootstrap: str, topic: str) -> tuple[int, int, dict[str, str]]:
         described = await admin.describe_topics([topic])
         assert not described[0]["error_code"], described  # ensure_topics waits until it is
         replicas = len(described[0]["partitions"][0]["replicas"])
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic)]
-        )
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:
         await admin.close()
     entries: list[dict[str, Any]] = [
@@ -43,8 +41,12 @@ async def test_topics_get_the_replication_the_cluster_calls_for_and_a_finite_ret
     kafka_bootstrap_servers: str,
 ) -> None:
     events, letters = unique_topic("events"), unique_topic("letters")
-    await ensure_topics(kafka_bootstrap_servers, [events, letters], partitions=2,
-                        retention_ms={events: 30 * DAY_MS, letters: 90 * DAY_MS})
+    await ensure_topics(
+        kafka_bootstrap_servers,
+        [events, letters],
+        partitions=2,
+        retention_ms={events: 30 * DAY_MS, letters: 90 * DAY_MS},
+    )
     brokers, replicas, configs = await _state(kafka_bootstrap_servers, events)
     factor, min_isr = replication_for(brokers)  # 3 and 2 on a three-broker run, else 1 and 1
     assert replicas == factor
@@ -57,8 +59,13 @@ async def test_a_topic_whose_configuration_differs_is_set_again_at_the_next_star
     kafka_bootstrap_servers: str,
 ) -> None:
     topic = unique_topic("drift")
-    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1, retention_ms=-1,
-                        extra_configs={"max.message.bytes": "2000000"})
+    await ensure_topics(
+        kafka_bootstrap_servers,
+        [topic],
+        partitions=1,
+        retention_ms=-1,
+        extra_configs={"max.message.bytes": "2000000"},
+    )
     assert (await _state(kafka_bootstrap_servers, topic))[2]["retention.ms"] == "-1"
 
     # a later release shortens retention; a config servicekit does not manage is kept
@@ -68,8 +75,13 @@ async def test_a_topic_whose_configuration_differs_is_set_again_at_the_next_star
     assert configs["max.message.bytes"] == "2000000"
 
     # min.insync.replicas follows the topic's own replica count, whatever is set by hand
-    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1, retention_ms=7 * DAY_MS,
-                        min_insync_replicas=1)
+    await ensure_topics(
+        kafka_bootstrap_servers,
+        [topic],
+        partitions=1,
+        retention_ms=7 * DAY_MS,
+        min_insync_replicas=1,
+    )
     await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1, retention_ms=7 * DAY_MS)
     _, replicas, configs = await _state(kafka_bootstrap_servers, topic)
     assert configs["min.insync.replicas"] == ("2" if replicas >= 3 else "1")

@@ -54,9 +54,10 @@ def test_plain_kafka_is_the_default_and_adds_nothing_but_the_protocol() -> None:
     settings = ExampleSettings()
     assert client_options(settings) == {"security_protocol": "PLAINTEXT"}
     assert broker_security(settings) is None
-    assert make_broker(settings, "example")._connection_kwargs.get(
-        "security_protocol", "PLAINTEXT"
-    ) == "PLAINTEXT"
+    assert (
+        make_broker(settings, "example")._connection_kwargs.get("security_protocol", "PLAINTEXT")
+        == "PLAINTEXT"
+    )
 
 
 def test_the_environment_reaches_the_options_of_every_aiokafka_client(
@@ -100,8 +101,11 @@ class Recorder:
     async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
         # topic "t" exists, one partition on one broker: only its configs are checked; the
         # dead-letter topic does not (nothing to read)
-        return [{"topic": n, "error_code": 0, "partitions": [{"partition": 0, "replicas": [1]}]}
-                for n in names if n == "t"]
+        return [
+            {"topic": n, "error_code": 0, "partitions": [{"partition": 0, "replicas": [1]}]}
+            for n in names
+            if n == "t"
+        ]
 
     async def describe_configs(self, resources: list[Any]) -> list[Any]:
         return []

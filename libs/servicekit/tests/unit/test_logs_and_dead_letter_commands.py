@@ -80,7 +80,9 @@ async def test_a_log_line_from_a_consumer_handler_carries_service_correlation_ch
 ) -> None:
     chain_id = uuid.uuid4()
     command = CancelPaymentBonus(
-        payment_id=uuid.uuid4(), chain_id=chain_id, customer_id=uuid.uuid4(),
+        payment_id=uuid.uuid4(),
+        chain_id=chain_id,
+        customer_id=uuid.uuid4(),
         requested_at=datetime.now(UTC),
     )
     env = make_envelope(command, chain_id=chain_id, key="k", correlation_id=uuid.uuid4())
@@ -88,15 +90,28 @@ async def test_a_log_line_from_a_consumer_handler_carries_service_correlation_ch
     async def handler(ctx: MessageContext, payload: CancelPaymentBonus) -> None:
         logging.getLogger("loyalty.handlers").warning("handling %s", payload.payment_id)
 
-    consumer = Consumer(name="loyalty", topics=[LOYALTY_COMMANDS],
-                        handlers={CancelPaymentBonus: handler})
+    consumer = Consumer(
+        name="loyalty", topics=[LOYALTY_COMMANDS], handlers={CancelPaymentBonus: handler}
+    )
     consumer.bind(_session_factory)  # type: ignore[arg-type]
     value = encode(env)
-    await consumer.process_records([ConsumerRecord(
-        topic=LOYALTY_COMMANDS, partition=0, offset=7, timestamp=0, timestamp_type=0,
-        key=b"k", value=value, checksum=None, serialized_key_size=1,
-        serialized_value_size=len(value), headers=[],
-    )])
+    await consumer.process_records(
+        [
+            ConsumerRecord(
+                topic=LOYALTY_COMMANDS,
+                partition=0,
+                offset=7,
+                timestamp=0,
+                timestamp_type=0,
+                key=b"k",
+                value=value,
+                checksum=None,
+                serialized_key_size=1,
+                serialized_value_size=len(value),
+                headers=[],
+            )
+        ]
+    )
 
     [line] = [x for x in json_log() if x["logger"] == "loyalty.handlers"]
     assert line["service"] == "loyalty"
@@ -120,30 +135,47 @@ async def test_a_log_line_while_serving_http_carries_the_request_correlation_id(
         logging.getLogger("svc").warning("pong")
         return {}
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
         response = await client.get("/ping", headers={"X-Correlation-Id": "corr-1"})
     assert response.headers["x-correlation-id"] == "corr-1"
     [line] = [x for x in json_log() if x["logger"] == "svc"]
     assert line["correlation_id"] == "corr-1" and line["service"] == "loyalty"
 
 
-def _letter(partition: int, offset: int, *, consumer: str = "credit",
-            failed_at: datetime | None = None) -> Letter:
-    return Letter(partition, offset, DeadLetter(
-        consumer=consumer, original_topic="pos.commands.v1", partition=2, offset=40, key="k",
-        reason="invalid payload:\n  field required", error_type="ValidationError",
-        original_value="{}", failed_at=failed_at or datetime.now(UTC),
-        original_type="credit.RecordSale",
-    ))
+def _letter(
+    partition: int, offset: int, *, consumer: str = "credit", failed_at: datetime | None = None
+) -> Letter:
+    return Letter(
+        partition,
+        offset,
+        DeadLetter(
+            consumer=consumer,
+            original_topic="pos.commands.v1",
+            partition=2,
+            offset=40,
+            key="k",
+            reason="invalid payload:\n  field required",
+            error_type="ValidationError",
+            original_value="{}",
+            failed_at=failed_at or datetime.now(UTC),
+            original_type="credit.RecordSale",
+        ),
+    )
 
 
 def test_a_listed_letter_is_one_line_with_its_id_consumer_origin_type_and_reason() -> None:
     line = _letter(3, 17).line()
     assert "\n" not in line
     assert line.startswith("3:17\t")
-    for part in ("consumer=credit", "original=pos.commands.v1[2]@40", "type=credit.RecordSale",
-                 "error=ValidationError", "reason=invalid payload: field required"):
+    for part in (
+        "consumer=credit",
+        "original=pos.commands.v1[2]@40",
+        "type=credit.RecordSale",
+        "error=ValidationError",
+        "reason=invalid payload: field required",
+    ):
         assert part in line
 
 
@@ -176,8 +208,9 @@ def _requests(method: str, template: str, status: str) -> float:
     return value or 0.0
 
 
-async def test_http_metrics_count_by_route_template_and_status_and_make_up_a_correlation_id(
-) -> None:
+async def test_http_metrics_count_by_route_template_and_status_and_make_up_a_correlation_id() -> (
+    None
+):
     app = FastAPI()
     install_http_metrics(app)
 
@@ -192,8 +225,9 @@ async def test_http_metrics_count_by_route_template_and_status_and_make_up_a_cor
     before = _requests("POST", "/things/{thing_id}", "201")
     live_before = _requests("GET", "/health/live", "200")
     unmatched_before = _requests("GET", "unmatched", "404")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
         made = [await client.post(f"/things/{n}") for n in ("a", "b")]
         await client.get("/health/live")
         missing = await client.get("/nowhere")
@@ -204,7 +238,6 @@ async def test_http_metrics_count_by_route_template_and_status_and_make_up_a_cor
     assert _requests("GET", "unmatched", "404") == unmatched_before + 1
     ids = {r.headers["x-correlation-id"] for r in made}
     assert len(ids) == 2 and all(len(i) == 36 for i in ids)  # a fresh uuid each
-
 
 
 def test_the_requests_httpx_sends_are_not_logged_at_info(monkeypatch: pytest.MonkeyPatch) -> None:

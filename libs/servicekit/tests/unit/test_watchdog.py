@@ -42,8 +42,9 @@ class FakeClient:
 
 
 class FakeSubscriber:
-    def __init__(self, client: FakeClient, *, stop_hangs: bool = False,
-                 stop_leaks_cancel: bool = False) -> None:
+    def __init__(
+        self, client: FakeClient, *, stop_hangs: bool = False, stop_leaks_cancel: bool = False
+    ) -> None:
         self.consumer: FakeClient | None = client
         self.stop_hangs = stop_hangs
         self.stop_leaks_cancel = stop_leaks_cancel
@@ -82,8 +83,14 @@ class Clock:
 def _watchdog(subscriber: FakeSubscriber, clock: Clock, **kw: Any) -> ConsumerWatchdog:
     consumer = Consumer(name=f"wd-{id(subscriber)}", topics=["t"], handlers={})
     consumer._subscriber = subscriber
-    return ConsumerWatchdog(consumer, stall_seconds=30.0, probe_timeout_seconds=0.05,
-                            stop_timeout_seconds=0.05, clock=clock, **kw)
+    return ConsumerWatchdog(
+        consumer,
+        stall_seconds=30.0,
+        probe_timeout_seconds=0.05,
+        stop_timeout_seconds=0.05,
+        clock=clock,
+        **kw,
+    )
 
 
 def _restarts(watchdog: ConsumerWatchdog) -> float:

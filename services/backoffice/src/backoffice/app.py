@@ -46,31 +46,41 @@ ERRORS: dict[str, tuple[str, str]] = {
     "not_found": (N_("Not found"), N_("There is no such page or record.")),
     "unavailable": (
         N_("Temporarily unavailable"),
-        N_("The system behind the back office is not answering right now. Nothing was lost; "
-           "please try again in a minute."),
+        N_(
+            "The system behind the back office is not answering right now. Nothing was lost; "
+            "please try again in a minute."
+        ),
     ),
     "upstream_error": (
         N_("Something went wrong"),
-        N_("The system could not complete this. Please try again; if it keeps happening, "
-           "tell your administrator."),
+        N_(
+            "The system could not complete this. Please try again; if it keeps happening, "
+            "tell your administrator."
+        ),
     ),
     "crash": (
         N_("Something went wrong"),
-        N_("The back office could not show this page. Please try again; if it keeps "
-           "happening, tell your administrator."),
+        N_(
+            "The back office could not show this page. Please try again; if it keeps "
+            "happening, tell your administrator."
+        ),
     ),
     "refused": (N_("Could not complete this"), N_("The system refused it:")),
     "too_large": (N_("Could not complete this"), N_("The form is too large.")),
     "csrf": (
         N_("The form has expired"),
-        N_("The page was open too long or came from somewhere else. Reload the page and try "
-           "again."),
+        N_(
+            "The page was open too long or came from somewhere else. Reload the page and try again."
+        ),
     ),
 }
 
 
 def error_page(
-    request: Request, status: int, kind: str, detail: str = "",
+    request: Request,
+    status: int,
+    kind: str,
+    detail: str = "",
     headers: dict[str, str] | None = None,
 ) -> Response:
     t = Translator(language_of(request))

@@ -79,9 +79,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class SecurityMiddleware:
     """Session in, CSRF checked, headers out (see the module docstring)."""
 
-    def __init__(
-        self, app: ASGIApp, *, codec: SessionCodec, refuse: Refusal, crash: Crash
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, codec: SessionCodec, refuse: Refusal, crash: Crash) -> None:
         self.app = app
         self.codec = codec
         self.refuse = refuse
@@ -101,7 +99,8 @@ class SecurityMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [
-                    (k, v) for k, v in message.get("headers", [])
+                    (k, v)
+                    for k, v in message.get("headers", [])
                     if k.lower() not in {h for h, _ in SECURITY_HEADERS}
                 ]
                 headers += SECURITY_HEADERS
@@ -144,8 +143,10 @@ class SecurityMiddleware:
             fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
             values = fields.get(CSRF_FIELD) or []
             token = values[0] if values else None
-        if too_large or not token or not hmac.compare_digest(
-            token.encode("utf-8", "replace"), session.csrf.encode()
+        if (
+            too_large
+            or not token
+            or not hmac.compare_digest(token.encode("utf-8", "replace"), session.csrf.encode())
         ):
             reason = "too_large" if too_large else "csrf"
             response = await self.refuse(Request(scope), reason)

@@ -43,8 +43,6 @@ class ManagersOnly(Exception):
     """A manager's page asked for by customer service."""
 
 
-
-
 def query_string(params: dict[str, Any], **changes: Any) -> str:
     """`params` with `changes` applied, as a query string (empty values left out)."""
     merged = {**params, **changes}

@@ -42,8 +42,12 @@ async def test_recording_a_call_with_htmx_swaps_in_the_done_task_with_who_did_it
     token = await _token(client)
     response = await client.post(
         f"/tasks/{task['task_id']}/complete",
-        data={"outcome": "promised", "note": "pays Friday", "idem": "form-key-1",
-              "csrf_token": token},
+        data={
+            "outcome": "promised",
+            "note": "pays Friday",
+            "idem": "form-key-1",
+            "csrf_token": token,
+        },
         headers={"HX-Request": "true"},
     )
     assert response.status_code == 200
@@ -91,13 +95,20 @@ async def test_a_discount_can_be_revoked_from_the_task_where_offered(
 ) -> None:
     task = fake.add_task(fake.add_customer("Maria"))
     sale_id = task["sales"][0]["sale_id"]
-    task["actions"] = [{"action": "revoke_discount", "sale_id": sale_id,
-                        "href": f"/v1/sales/{sale_id}/revoke-discount"}]
+    task["actions"] = [
+        {
+            "action": "revoke_discount",
+            "sale_id": sale_id,
+            "href": f"/v1/sales/{sale_id}/revoke-discount",
+        }
+    ]
     await sign_in(client, "cs@example.com")
     html = (await client.get("/tasks")).text
     assert "Revoke discount" in html
-    await client.post(f"/tasks/{task['task_id']}/revoke-discount",
-                      data={"sale_id": sale_id, "csrf_token": csrf_of(html)})
+    await client.post(
+        f"/tasks/{task['task_id']}/revoke-discount",
+        data={"sale_id": sale_id, "csrf_token": csrf_of(html)},
+    )
     assert _sent(fake, "POST", f"/v1/sales/{sale_id}/revoke-discount")
 
 
@@ -134,8 +145,9 @@ async def test_customers_are_searched_filtered_and_paged_with_the_apis_cursor(
     assert "Customer 07" in found.text and "Customer 08" not in found.text
     vip = await client.get("/customers", params={"vip": "true"})
     assert "Customer 02" in vip.text and "Customer 03" not in vip.text
-    fragment = await client.get("/customers", params={"q": "07"},
-                                headers={"HX-Request": "true", "HX-Target": "results"})
+    fragment = await client.get(
+        "/customers", params={"q": "07"}, headers={"HX-Request": "true", "HX-Target": "results"}
+    )
     assert fragment.text.lstrip().startswith('<section id="results">')
 
 
@@ -143,27 +155,55 @@ async def test_the_customer_page_shows_balances_open_sales_and_the_statement(
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
     customer = fake.add_customer(
-        "Maria", debt="150.00", advance="0.00", bonus_balance="12.30", credit_limit="500.00",
-        credit_available="350.00", overdue=True,
-        open_sales=[{"sale_id": "s1", "sold_at": "2026-01-02T10:00:00+02:00",
-                     "due_date": "2026-01-16", "amount_owed": "150.00", "overdue": True,
-                     "lines": []}],
-        entries=[{"at": "2026-01-02T10:00:00+02:00", "kind": "bonus_accrued", "sale_id": "s1",
-                  "payment_id": "66666666-6666-4666-8666-666666666666",
-                  "description": "Bonus accrued 1.00", "debt_change": "0.00",
-                  "advance_change": "0.00", "bonus_change": "1.00", "debt": "150.00",
-                  "advance": "0.00", "bonus_balance": "12.30"}],
+        "Maria",
+        debt="150.00",
+        advance="0.00",
+        bonus_balance="12.30",
+        credit_limit="500.00",
+        credit_available="350.00",
+        overdue=True,
+        open_sales=[
+            {
+                "sale_id": "s1",
+                "sold_at": "2026-01-02T10:00:00+02:00",
+                "due_date": "2026-01-16",
+                "amount_owed": "150.00",
+                "overdue": True,
+                "lines": [],
+            }
+        ],
+        entries=[
+            {
+                "at": "2026-01-02T10:00:00+02:00",
+                "kind": "bonus_accrued",
+                "sale_id": "s1",
+                "payment_id": "66666666-6666-4666-8666-666666666666",
+                "description": "Bonus accrued 1.00",
+                "debt_change": "0.00",
+                "advance_change": "0.00",
+                "bonus_change": "1.00",
+                "debt": "150.00",
+                "advance": "0.00",
+                "bonus_balance": "12.30",
+            }
+        ],
     )
     await sign_in(client, "cs@example.com")
     html = (await client.get(f"/customers/{customer['customer_id']}")).text
-    for text in ("150.00", "12.30", "500.00", "350.00", "16 Jan 2026", "Bonus accrued 1.00",
-                 "Cancel accrual"):
+    for text in (
+        "150.00",
+        "12.30",
+        "500.00",
+        "350.00",
+        "16 Jan 2026",
+        "Bonus accrued 1.00",
+        "Cancel accrual",
+    ):
         assert text in html, text
     assert "Issue a new card" not in html, "customer service may not issue cards"
     response = await client.post(
         f"/customers/{customer['customer_id']}/no-bonus",
-        data={"payment_id": "66666666-6666-4666-8666-666666666666",
-              "csrf_token": csrf_of(html)},
+        data={"payment_id": "66666666-6666-4666-8666-666666666666", "csrf_token": csrf_of(html)},
     )
     assert response.status_code == 303
     _, body = _sent(fake, "POST", "/v1/payments/66666666-6666-4666-8666-666666666666/bonus-type")
@@ -175,8 +215,9 @@ async def test_a_statement_period_the_api_refuses_is_shown_next_to_the_date(
 ) -> None:
     customer = fake.add_customer("Maria")
     await sign_in(client, "cs@example.com")
-    page = await client.get(f"/customers/{customer['customer_id']}",
-                            params={"from": "2026-02-01", "to": "2026-01-01"})
+    page = await client.get(
+        f"/customers/{customer['customer_id']}", params={"from": "2026-02-01", "to": "2026-01-01"}
+    )
     assert page.status_code == 200
     assert "must not be after to" in page.text
 
@@ -190,8 +231,7 @@ async def test_a_manager_issues_a_card_and_a_missing_number_is_shown_at_the_fiel
     token = await _token(client, path)
     refused = await client.post(f"{path}/cards", data={"card_number": "", "csrf_token": token})
     assert refused.status_code == 422 and "required" in refused.text
-    issued = await client.post(f"{path}/cards", data={"card_number": "NEW-1",
-                                                      "csrf_token": token})
+    issued = await client.post(f"{path}/cards", data={"card_number": "NEW-1", "csrf_token": token})
     assert issued.headers["location"] == f"{path}?msg=card_issued"
     assert customer["card_number"] == "NEW-1"
 
@@ -202,8 +242,9 @@ async def test_customer_service_cannot_issue_a_card_even_by_posting_the_form(
     customer = fake.add_customer("Maria")
     await sign_in(client, "cs@example.com")
     path = f"/customers/{customer['customer_id']}"
-    response = await client.post(f"{path}/cards", data={
-        "card_number": "X", "csrf_token": await _token(client, path)})
+    response = await client.post(
+        f"{path}/cards", data={"card_number": "X", "csrf_token": await _token(client, path)}
+    )
     assert response.status_code == 403
 
 
@@ -211,17 +252,28 @@ async def test_a_manager_saves_the_settings_typed_as_the_api_wants(
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
     await sign_in(client, "ana@example.com")
-    form = {"credit_mode": "per_sale", "max_payment_delay_days": "14",
-            "overdue_discount": "offer", "block_credit_when_overdue": "true",
-            "reminder_repeat_days": "3", "bonus_rate_percent": "5.00",
-            "bonus_expiry_days": "", "csrf_token": await _token(client, "/settings")}
+    form = {
+        "credit_mode": "per_sale",
+        "max_payment_delay_days": "14",
+        "overdue_discount": "offer",
+        "block_credit_when_overdue": "true",
+        "reminder_repeat_days": "3",
+        "bonus_rate_percent": "5.00",
+        "bonus_expiry_days": "",
+        "csrf_token": await _token(client, "/settings"),
+    }
     response = await client.post("/settings", data=form)
     assert response.headers["location"] == "/settings?msg=saved"
     _, body = _sent(fake, "PUT", "/v1/settings")
-    assert body == {"credit_mode": "per_sale", "max_payment_delay_days": 14,
-                    "overdue_discount": "offer", "block_credit_when_overdue": True,
-                    "reminder_repeat_days": 3, "bonus_rate_percent": "5.00",
-                    "bonus_expiry_days": None}
+    assert body == {
+        "credit_mode": "per_sale",
+        "max_payment_delay_days": 14,
+        "overdue_discount": "offer",
+        "block_credit_when_overdue": True,
+        "reminder_repeat_days": 3,
+        "bonus_rate_percent": "5.00",
+        "bonus_expiry_days": None,
+    }
     page = await client.get("/settings?msg=saved")
     assert "Saved." in page.text
     assert 'value="per_sale" checked' in page.text
@@ -231,10 +283,15 @@ async def test_a_setting_the_api_refuses_is_shown_next_to_its_field(
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
     await sign_in(client, "ana@example.com")
-    form = {"credit_mode": "balance", "max_payment_delay_days": "soon",
-            "overdue_discount": "keep", "reminder_repeat_days": "7",
-            "bonus_rate_percent": "10.00", "bonus_expiry_days": "",
-            "csrf_token": await _token(client, "/settings")}
+    form = {
+        "credit_mode": "balance",
+        "max_payment_delay_days": "soon",
+        "overdue_discount": "keep",
+        "reminder_repeat_days": "7",
+        "bonus_rate_percent": "10.00",
+        "bonus_expiry_days": "",
+        "csrf_token": await _token(client, "/settings"),
+    }
     response = await client.post("/settings", data=form)
     assert response.status_code == 422
     assert 'aria-describedby="err-max_payment_delay_days"' in response.text
@@ -248,8 +305,10 @@ async def test_a_new_terminal_key_is_shown_once_and_never_cached(
     store_id = "33333333-3333-4333-8333-333333333333"
     fake.stores.append({"store_id": store_id, "code": "S1", "name": "One", "terminals": []})
     await sign_in(client, "ana@example.com")
-    response = await client.post(f"/stores/{store_id}/terminals", data={
-        "name": "Till 2", "csrf_token": await _token(client, "/stores")})
+    response = await client.post(
+        f"/stores/{store_id}/terminals",
+        data={"name": "Till 2", "csrf_token": await _token(client, "/stores")},
+    )
     assert response.status_code == 200
     terminal_id = fake.stores[0]["terminals"][0]["terminal_id"]
     assert f"key-{terminal_id}" in response.text
@@ -263,15 +322,29 @@ async def test_a_manager_creates_a_user_and_a_short_password_is_refused_at_its_f
 ) -> None:
     await sign_in(client, "ana@example.com")
     token = await _token(client, "/users")
-    refused = await client.post("/users", data={
-        "name": "New", "email": "new@example.com", "role": "customer_service",
-        "password": "short", "csrf_token": token})
+    refused = await client.post(
+        "/users",
+        data={
+            "name": "New",
+            "email": "new@example.com",
+            "role": "customer_service",
+            "password": "short",
+            "csrf_token": token,
+        },
+    )
     assert refused.status_code == 422
     assert "at least 12 characters" in refused.text and 'value="new@example.com"' in refused.text
     assert 'value="short"' not in refused.text
-    created = await client.post("/users", data={
-        "name": "New", "email": "new@example.com", "role": "customer_service",
-        "password": "long enough password", "csrf_token": token})
+    created = await client.post(
+        "/users",
+        data={
+            "name": "New",
+            "email": "new@example.com",
+            "role": "customer_service",
+            "password": "long enough password",
+            "csrf_token": token,
+        },
+    )
     assert created.headers["location"] == "/users?msg=user_created"
     assert "new@example.com" in (await client.get("/users")).text
 

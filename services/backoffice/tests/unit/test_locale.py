@@ -74,8 +74,9 @@ async def test_a_romanian_browser_gets_romanian_pages(client: httpx.AsyncClient)
 async def test_the_language_switch_is_kept_in_a_cookie(client: httpx.AsyncClient) -> None:
     await sign_in(client, "cs@example.com")
     page = await client.get("/customers")
-    switched = await client.post("/lang", data={"lang": "ro", "next": "/customers",
-                                                "csrf_token": csrf_of(page.text)})
+    switched = await client.post(
+        "/lang", data={"lang": "ro", "next": "/customers", "csrf_token": csrf_of(page.text)}
+    )
     assert switched.status_code == 303 and switched.headers["location"] == "/customers"
     assert "bo_lang=ro" in switched.headers["set-cookie"]
     again = await client.get("/customers", headers={"Accept-Language": "en"})
@@ -85,8 +86,12 @@ async def test_the_language_switch_is_kept_in_a_cookie(client: httpx.AsyncClient
 async def test_pages_use_the_currency_and_zone_when_the_api_gives_them(
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
-    fake.chain = {"chain_id": "c", "name": "Lanț", "currency": "RON",
-                  "timezone": "Europe/Bucharest"}
+    fake.chain = {
+        "chain_id": "c",
+        "name": "Lanț",
+        "currency": "RON",
+        "timezone": "Europe/Bucharest",
+    }
     fake.add_customer("Ana", debt="1234.50")
     await sign_in(client, "cs@example.com")
     client.cookies.set("bo_lang", "ro")

@@ -20,10 +20,16 @@ async def test_signing_in_goes_back_where_the_visitor_wanted_to_go(
 ) -> None:
     form = await client.get("/login?next=/customers")
     from backoffice_helpers import csrf_of
-    response = await client.post("/login", data={
-        "email": "cs@example.com", "password": "correct horse battery",
-        "csrf_token": csrf_of(form.text), "next": "/customers",
-    })
+
+    response = await client.post(
+        "/login",
+        data={
+            "email": "cs@example.com",
+            "password": "correct horse battery",
+            "csrf_token": csrf_of(form.text),
+            "next": "/customers",
+        },
+    )
     assert response.status_code == 303
     assert response.headers["location"] == "/customers"
 
@@ -37,9 +43,7 @@ async def test_a_wrong_password_is_refused_with_a_message_and_no_session(
     assert (await client.get("/tasks")).status_code == 303
 
 
-async def test_repeated_failures_say_to_wait(
-    client: httpx.AsyncClient, fake: FakeGateway
-) -> None:
+async def test_repeated_failures_say_to_wait(client: httpx.AsyncClient, fake: FakeGateway) -> None:
     fake.failures["cs@example.com"] = 5
     response = await sign_in(client, "cs@example.com", "still wrong")
     assert response.status_code == 429
@@ -87,6 +91,7 @@ async def test_signing_out_ends_the_session_and_the_gateway_token(
     assert len(fake.tokens) == 1
     page = await client.get("/tasks")
     from backoffice_helpers import csrf_of
+
     response = await client.post("/logout", data={"csrf_token": csrf_of(page.text)})
     assert response.status_code == 303
     assert (await client.get("/tasks")).status_code == 303

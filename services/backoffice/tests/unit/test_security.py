@@ -72,8 +72,9 @@ async def test_a_token_from_another_session_is_refused(
     stolen = csrf_of(other.text)
     client.cookies.clear()
     await sign_in(client, "ana@example.com")
-    response = await client.post("/settings", data={"csrf_token": stolen,
-                                                    "credit_mode": "per_sale"})
+    response = await client.post(
+        "/settings", data={"csrf_token": stolen, "credit_mode": "per_sale"}
+    )
     assert response.status_code == 403
     assert fake.settings["credit_mode"] == "balance"
 
@@ -93,7 +94,8 @@ async def test_the_htmx_header_carries_the_token_too(
     task = fake.add_task(customer)
     token = csrf_of((await client.get("/tasks")).text)
     response = await client.post(
-        f"/tasks/{task['task_id']}/complete", data={"outcome": "promised", "note": "ok"},
+        f"/tasks/{task['task_id']}/complete",
+        data={"outcome": "promised", "note": "ok"},
         headers={"X-CSRF-Token": token, "HX-Request": "true"},
     )
     assert response.status_code == 200
@@ -105,13 +107,30 @@ async def test_every_page_has_the_security_headers_and_no_inline_script_or_style
 ) -> None:
     customer = fake.add_customer("Ana")
     fake.add_task(customer)
-    fake.stores.append({"store_id": "33333333-3333-4333-8333-333333333333", "code": "S1",
-                        "name": "One", "terminals": []})
+    fake.stores.append(
+        {
+            "store_id": "33333333-3333-4333-8333-333333333333",
+            "code": "S1",
+            "name": "One",
+            "terminals": [],
+        }
+    )
     responses = [await client.get("/login")]
     await sign_in(client, "ana@example.com")
-    pages = ["/tasks", "/tasks?status=done", "/customers", f"/customers/{customer['customer_id']}",
-              "/reports/payment-balance", "/reports/unpaid-goods", "/reports/aging",
-              "/reports/bonus-statistics", "/settings", "/stores", "/users", "/no-such-page"]
+    pages = [
+        "/tasks",
+        "/tasks?status=done",
+        "/customers",
+        f"/customers/{customer['customer_id']}",
+        "/reports/payment-balance",
+        "/reports/unpaid-goods",
+        "/reports/aging",
+        "/reports/bonus-statistics",
+        "/settings",
+        "/stores",
+        "/users",
+        "/no-such-page",
+    ]
     responses += [await client.get(path) for path in pages]
     for response in responses:
         path = response.url.path
@@ -149,8 +168,12 @@ async def test_names_from_the_api_are_escaped_on_every_page_that_shows_them(
     customer = fake.add_customer(name, phone='+40 7"><script>x</script>', open_sales=[])
     fake.add_task(customer, note=name)
     await sign_in(client, "cs@example.com")
-    for path in ("/tasks", "/customers", f"/customers/{customer['customer_id']}",
-                 "/reports/payment-balance"):
+    for path in (
+        "/tasks",
+        "/customers",
+        f"/customers/{customer['customer_id']}",
+        "/reports/payment-balance",
+    ):
         html = (await client.get(path)).text
         assert "<script>alert(1)</script>" not in html, path
         assert "<script>x</script>" not in html, path
@@ -166,7 +189,7 @@ async def test_the_chart_escapes_customer_names(
     fake.add_customer(SCRIPT_NAME)
     await sign_in(client, "cs@example.com")
     html = (await client.get("/reports/payment-balance")).text
-    chart = html[html.index("<svg"):html.index("</svg>")]
+    chart = html[html.index("<svg") : html.index("</svg>")]
     assert "&lt;script&gt;" in chart and "<script>" not in chart
 
 
@@ -199,10 +222,13 @@ async def test_with_secure_cookies_the_session_cookie_is_secure_and_host_only(
     fake: FakeGateway,
 ) -> None:
     from fakegateway import build_app
-    app = create_app(settings(cookie_secure=True),
-                     transport=httpx.ASGITransport(app=build_app(fake)))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="https://backoffice") as secure_client:
+
+    app = create_app(
+        settings(cookie_secure=True), transport=httpx.ASGITransport(app=build_app(fake))
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://backoffice"
+    ) as secure_client:
         response = await secure_client.get("/login")
         cookie = response.headers["set-cookie"]
         assert cookie.startswith("__Host-bo_session=")
@@ -214,8 +240,9 @@ async def test_a_tampered_session_cookie_counts_as_no_session(
 ) -> None:
     await sign_in(client, "cs@example.com")
     value = client.cookies["bo_session"]
-    client.cookies.set("bo_session", value[:-4] + ("AAAA" if not value.endswith("AAAA")
-                                                     else "BBBB"))
+    client.cookies.set(
+        "bo_session", value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    )
     response = await client.get("/tasks")
     assert response.status_code == 303
     assert response.headers["location"].startswith("/login")

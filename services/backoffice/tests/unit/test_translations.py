@@ -36,9 +36,7 @@ def python_texts() -> set[str]:
                 continue
             name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
             first = node.args[0]
-            if name in MARKERS and isinstance(first, ast.Constant) and isinstance(
-                first.value, str
-            ):
+            if name in MARKERS and isinstance(first, ast.Constant) and isinstance(first.value, str):
                 found.add(first.value)
     return found
 

@@ -122,13 +122,27 @@ def customer_snapshot(
     return CustomerSnapshot.model_validate(values)
 
 
-def sale_line(line_no: int, amount: str, *, discount: str = "0.00", name: str | None = None,
-              barcode: str | None = None, quantity: str = "1") -> SaleLine:
+def sale_line(
+    line_no: int,
+    amount: str,
+    *,
+    discount: str = "0.00",
+    name: str | None = None,
+    barcode: str | None = None,
+    quantity: str = "1",
+) -> SaleLine:
     qty = Decimal(quantity)
     gross = Decimal(amount) + Decimal(discount)
-    return SaleLine(line_no=line_no, sku=None, barcode=barcode, name=name or f"item {line_no}",
-                    quantity=qty, unit_price=(gross / qty).quantize(Decimal("0.01")),
-                    discount=Decimal(discount), amount=Decimal(amount))
+    return SaleLine(
+        line_no=line_no,
+        sku=None,
+        barcode=barcode,
+        name=name or f"item {line_no}",
+        quantity=qty,
+        unit_price=(gross / qty).quantize(Decimal("0.01")),
+        discount=Decimal(discount),
+        amount=Decimal(amount),
+    )
 
 
 def record_sale(
@@ -144,62 +158,135 @@ def record_sale(
     sale_id: uuid.UUID | None = None,
 ) -> RecordSale:
     return RecordSale(
-        sale_id=sale_id or uuid.uuid4(), chain_id=chain_id, store_id=STORE,
-        terminal_id=TERMINAL, customer=customer, settings=settings,
-        card_number=customer.card_number if customer else None, sold_at=sold_at, lines=lines,
-        payments=[SalePayment(payment_id=uuid.uuid4(), method=PaymentMethod(mth),
-                              amount=Decimal(amt)) for mth, amt in payments],
-        total=sum((x.amount for x in lines), Decimal(0)), change=Decimal(change),
+        sale_id=sale_id or uuid.uuid4(),
+        chain_id=chain_id,
+        store_id=STORE,
+        terminal_id=TERMINAL,
+        customer=customer,
+        settings=settings,
+        card_number=customer.card_number if customer else None,
+        sold_at=sold_at,
+        lines=lines,
+        payments=[
+            SalePayment(payment_id=uuid.uuid4(), method=PaymentMethod(mth), amount=Decimal(amt))
+            for mth, amt in payments
+        ],
+        total=sum((x.amount for x in lines), Decimal(0)),
+        change=Decimal(change),
         change_to_advance=Decimal(change_to_advance),
     )
 
 
 def record_payment(
-    *, chain_id: uuid.UUID, customer: CustomerSnapshot, settings: ChainSettingsSnapshot,
-    at: datetime, amount: str | None, method: str = "cash",
+    *,
+    chain_id: uuid.UUID,
+    customer: CustomerSnapshot,
+    settings: ChainSettingsSnapshot,
+    at: datetime,
+    amount: str | None,
+    method: str = "cash",
     allocations: list[tuple[uuid.UUID, int | None, str]] | None = None,
     payment_id: uuid.UUID | None = None,
 ) -> RecordDebtPayment:
     return RecordDebtPayment(
-        payment_id=payment_id or uuid.uuid4(), chain_id=chain_id, store_id=STORE,
-        terminal_id=TERMINAL, customer=customer, settings=settings,
+        payment_id=payment_id or uuid.uuid4(),
+        chain_id=chain_id,
+        store_id=STORE,
+        terminal_id=TERMINAL,
+        customer=customer,
+        settings=settings,
         card_number=customer.card_number,
         kind=DebtPaymentKind.TAKE_MONEY if amount is not None else DebtPaymentKind.PAY_DEBT,
-        amount=Decimal(amount) if amount is not None else None, method=MoneyMethod(method),
-        allocations=[AllocationRequest(sale_id=s, line_no=ln, amount=Decimal(a))
-                     for s, ln, a in (allocations or [])],
+        amount=Decimal(amount) if amount is not None else None,
+        method=MoneyMethod(method),
+        allocations=[
+            AllocationRequest(sale_id=s, line_no=ln, amount=Decimal(a))
+            for s, ln, a in (allocations or [])
+        ],
         occurred_at=at,
     )
 
 
-def record_advance(*, chain_id: uuid.UUID, customer: CustomerSnapshot,
-                   settings: ChainSettingsSnapshot, at: datetime, amount: str) -> RecordAdvance:
-    return RecordAdvance(payment_id=uuid.uuid4(), chain_id=chain_id, store_id=STORE,
-                         terminal_id=TERMINAL, customer=customer, settings=settings,
-                         card_number=customer.card_number, amount=Decimal(amount),
-                         method=MoneyMethod.CASH, occurred_at=at)
+def record_advance(
+    *,
+    chain_id: uuid.UUID,
+    customer: CustomerSnapshot,
+    settings: ChainSettingsSnapshot,
+    at: datetime,
+    amount: str,
+) -> RecordAdvance:
+    return RecordAdvance(
+        payment_id=uuid.uuid4(),
+        chain_id=chain_id,
+        store_id=STORE,
+        terminal_id=TERMINAL,
+        customer=customer,
+        settings=settings,
+        card_number=customer.card_number,
+        amount=Decimal(amount),
+        method=MoneyMethod.CASH,
+        occurred_at=at,
+    )
 
 
-def record_refund(*, chain_id: uuid.UUID, customer: CustomerSnapshot,
-                  settings: ChainSettingsSnapshot, at: datetime, amount: str) -> RecordRefund:
-    return RecordRefund(refund_id=uuid.uuid4(), chain_id=chain_id, store_id=STORE,
-                        terminal_id=TERMINAL, customer=customer, settings=settings,
-                        card_number=customer.card_number, amount=Decimal(amount),
-                        method=MoneyMethod.CASH, occurred_at=at)
+def record_refund(
+    *,
+    chain_id: uuid.UUID,
+    customer: CustomerSnapshot,
+    settings: ChainSettingsSnapshot,
+    at: datetime,
+    amount: str,
+) -> RecordRefund:
+    return RecordRefund(
+        refund_id=uuid.uuid4(),
+        chain_id=chain_id,
+        store_id=STORE,
+        terminal_id=TERMINAL,
+        customer=customer,
+        settings=settings,
+        card_number=customer.card_number,
+        amount=Decimal(amount),
+        method=MoneyMethod.CASH,
+        occurred_at=at,
+    )
 
 
-def record_return(*, chain_id: uuid.UUID, customer: CustomerSnapshot | None, sale_id: uuid.UUID,
-                  settings: ChainSettingsSnapshot, at: datetime, lines: list[tuple[int, str]],
-                  refund: str = "cash") -> RecordReturn:
-    return RecordReturn(return_id=uuid.uuid4(), sale_id=sale_id, chain_id=chain_id,
-                        store_id=STORE, terminal_id=TERMINAL, customer=customer,
-                        settings=settings,
-                        lines=[ReturnLineRequest(line_no=n, quantity=Decimal(q))
-                               for n, q in lines],
-                        refund=RefundMethod(refund), occurred_at=at)
+def record_return(
+    *,
+    chain_id: uuid.UUID,
+    customer: CustomerSnapshot | None,
+    sale_id: uuid.UUID,
+    settings: ChainSettingsSnapshot,
+    at: datetime,
+    lines: list[tuple[int, str]],
+    refund: str = "cash",
+) -> RecordReturn:
+    return RecordReturn(
+        return_id=uuid.uuid4(),
+        sale_id=sale_id,
+        chain_id=chain_id,
+        store_id=STORE,
+        terminal_id=TERMINAL,
+        customer=customer,
+        settings=settings,
+        lines=[ReturnLineRequest(line_no=n, quantity=Decimal(q)) for n, q in lines],
+        refund=RefundMethod(refund),
+        occurred_at=at,
+    )
 
 
-def revoke(*, chain_id: uuid.UUID, customer_id: uuid.UUID, sale_id: uuid.UUID,
-           settings: ChainSettingsSnapshot, at: datetime) -> RevokeDiscount:
-    return RevokeDiscount(sale_id=sale_id, chain_id=chain_id, customer_id=customer_id,
-                          settings=settings, requested_at=at)
+def revoke(
+    *,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    sale_id: uuid.UUID,
+    settings: ChainSettingsSnapshot,
+    at: datetime,
+) -> RevokeDiscount:
+    return RevokeDiscount(
+        sale_id=sale_id,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        settings=settings,
+        requested_at=at,
+    )

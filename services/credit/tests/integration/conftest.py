@@ -46,9 +46,17 @@ class Harness:
         namespace = env.type.split(".", 1)[0]
         value = encode(env)
         return ConsumerRecord(
-            topic=TOPIC_OF[namespace], partition=0, offset=self._offset, timestamp=0,
-            timestamp_type=0, key=env.key.encode(), value=value, checksum=None,
-            serialized_key_size=len(env.key), serialized_value_size=len(value), headers=[],
+            topic=TOPIC_OF[namespace],
+            partition=0,
+            offset=self._offset,
+            timestamp=0,
+            timestamp_type=0,
+            key=env.key.encode(),
+            value=value,
+            checksum=None,
+            serialized_key_size=len(env.key),
+            serialized_value_size=len(value),
+            headers=[],
         )
 
     def envelope(self, payload: Message, key: str | None = None) -> Envelope:
@@ -83,25 +91,40 @@ class Harness:
             answer: Message
             if refuse or cmd.spend > balance:
                 answer = BonusesRefused(
-                    operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
-                    chain_id=cmd.chain_id, customer_id=cmd.customer_id,
-                    code="insufficient_bonus", detail="not enough bonus", balance=balance,
+                    operation_id=cmd.operation_id,
+                    operation_kind=cmd.operation_kind,
+                    chain_id=cmd.chain_id,
+                    customer_id=cmd.customer_id,
+                    code="insufficient_bonus",
+                    detail="not enough bonus",
+                    balance=balance,
                 )
             else:
                 rate = cmd.bonus_rate_percent / 100 if cmd.bonus_accrual else Decimal(0)
                 accrued = [
-                    PaymentBonus(payment_id=b.payment_id, amount=(b.base_amount * rate).quantize(
-                        Decimal("0.01"), rounding=ROUND_HALF_UP))
+                    PaymentBonus(
+                        payment_id=b.payment_id,
+                        amount=(b.base_amount * rate).quantize(
+                            Decimal("0.01"), rounding=ROUND_HALF_UP
+                        ),
+                    )
                     for b in cmd.accrual_bases
                 ]
                 total = sum((a.amount for a in accrued), Decimal(0))
                 balance = balance - cmd.spend + total + cmd.restore_up_to
                 self.bonus[cmd.customer_id] = balance
                 answer = BonusesApplied(
-                    operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
-                    chain_id=cmd.chain_id, customer_id=cmd.customer_id, spent=cmd.spend,
-                    accrued=total, accrued_by_payment=accrued, restored=cmd.restore_up_to,
-                    reversed=Decimal("0.00"), reversed_by_payment=[], balance_after=balance,
+                    operation_id=cmd.operation_id,
+                    operation_kind=cmd.operation_kind,
+                    chain_id=cmd.chain_id,
+                    customer_id=cmd.customer_id,
+                    spent=cmd.spend,
+                    accrued=total,
+                    accrued_by_payment=accrued,
+                    restored=cmd.restore_up_to,
+                    reversed=Decimal("0.00"),
+                    reversed_by_payment=[],
+                    balance_after=balance,
                 )
             await self.send(answer, key=str(cmd.customer_id))
             answered += 1

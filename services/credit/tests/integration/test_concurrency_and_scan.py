@@ -29,14 +29,24 @@ async def test_two_payments_at_the_same_moment_never_over_allocate(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
-    await harness.send(record_sale(chain_id=CHAIN, customer=customer, settings=settings,
-                                   sold_at=day(0), lines=[sale_line(1, "50.00")],
-                                   payments=[("on_account", "50.00")]), key=str(cid))
+    await harness.send(
+        record_sale(
+            chain_id=CHAIN,
+            customer=customer,
+            settings=settings,
+            sold_at=day(0),
+            lines=[sale_line(1, "50.00")],
+            payments=[("on_account", "50.00")],
+        ),
+        key=str(cid),
+    )
     await harness.settle()
-    one = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(1),
-                         amount="40.00")
-    two = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(1),
-                         amount="40.00")
+    one = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="40.00"
+    )
+    two = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="40.00"
+    )
     # two consumer instances (two partitions after a rebalance), each with its own session
     first, second = make_consumer(), make_consumer()
     for consumer in (first, second):
@@ -47,9 +57,7 @@ async def test_two_payments_at_the_same_moment_never_over_allocate(harness):
     )
     await harness.settle()
     recorded = await harness.events("credit.DebtPaymentRecorded")
-    allocated = sum(
-        (Decimal(a["amount"]) for r in recorded for a in r["allocated"]), Decimal(0)
-    )
+    allocated = sum((Decimal(a["amount"]) for r in recorded for a in r["allocated"]), Decimal(0))
     assert len(recorded) == 2
     assert allocated == Decimal("50.00")
     assert sorted(r["advance_added"] for r in recorded) == ["0.00", "30.00"]
@@ -61,18 +69,28 @@ async def test_two_refunds_at_the_same_moment_never_overdraw_the_advance(harness
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
-    await harness.send(record_advance(chain_id=CHAIN, customer=customer, settings=settings,
-                                      at=day(0), amount="25.00"), key=str(cid))
+    await harness.send(
+        record_advance(
+            chain_id=CHAIN, customer=customer, settings=settings, at=day(0), amount="25.00"
+        ),
+        key=str(cid),
+    )
     await harness.settle()
-    refunds = [record_refund(chain_id=CHAIN, customer=customer, settings=settings, at=day(1),
-                             amount="20.00") for _ in range(2)]
+    refunds = [
+        record_refund(
+            chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="20.00"
+        )
+        for _ in range(2)
+    ]
     consumers = [make_consumer(), make_consumer()]
     for consumer in consumers:
         consumer.bind(harness.sf)
-    await asyncio.gather(*(
-        c.process_records([harness.record(harness.envelope(r, str(cid)))])
-        for c, r in zip(consumers, refunds, strict=True)
-    ))
+    await asyncio.gather(
+        *(
+            c.process_records([harness.record(harness.envelope(r, str(cid)))])
+            for c, r in zip(consumers, refunds, strict=True)
+        )
+    )
     assert len(await harness.events("credit.RefundRecorded")) == 1
     [refusal] = await harness.events("credit.OperationRefused")
     assert refusal["code"] == "insufficient_advance"
@@ -83,9 +101,14 @@ async def test_concurrent_scans_publish_one_sale_overdue_per_sale(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot(credit_mode="balance", overdue_discount="revoke")
-    sale = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                       lines=[sale_line(1, "45.00", discount="5.00")],
-                       payments=[("on_account", "45.00")])
+    sale = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[sale_line(1, "45.00", discount="5.00")],
+        payments=[("on_account", "45.00")],
+    )
     await harness.send(sale, key=str(cid))
     await harness.settle()
     await asyncio.gather(*(scan_overdue(harness.sf, now=day(35)) for _ in range(4)))
@@ -99,9 +122,17 @@ async def test_scan_before_the_due_date_finds_nothing(harness):
     customer = customer_snapshot(max_payment_delay_days=10)
     cid = customer.customer_id
     settings = settings_snapshot()
-    await harness.send(record_sale(chain_id=CHAIN, customer=customer, settings=settings,
-                                   sold_at=day(0), lines=[sale_line(1, "10.00")],
-                                   payments=[("on_account", "10.00")]), key=str(cid))
+    await harness.send(
+        record_sale(
+            chain_id=CHAIN,
+            customer=customer,
+            settings=settings,
+            sold_at=day(0),
+            lines=[sale_line(1, "10.00")],
+            payments=[("on_account", "10.00")],
+        ),
+        key=str(cid),
+    )
     await harness.settle()
     await scan_overdue(harness.sf, now=day(10))
     assert await harness.events("credit.SaleOverdue") == []
@@ -114,9 +145,14 @@ async def test_internal_credit_read_shows_debt_and_open_sales_and_hides_other_ch
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot(credit_mode="per_item")
-    sale = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                       lines=[sale_line(1, "12.50", name="Socks", barcode="123")],
-                       payments=[("on_account", "12.50")])
+    sale = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[sale_line(1, "12.50", name="Socks", barcode="123")],
+        payments=[("on_account", "12.50")],
+    )
     await harness.send(sale, key=str(cid))
     await harness.settle()
     async with internal_api_client(router, harness.sf) as client:
@@ -127,7 +163,8 @@ async def test_internal_credit_read_shows_debt_and_open_sales_and_hides_other_ch
     assert body["debt"] == "12.50" and body["overdue"] is True  # day 0 is long past
     assert body["open_sales"][0]["sale_id"] == str(sale.sale_id)
     assert body["open_sales"][0]["lines"] == [
-        {"line_no": 1, "name": "Socks", "barcode": "123", "amount_owed": "12.50"}]
+        {"line_no": 1, "name": "Socks", "barcode": "123", "amount_owed": "12.50"}
+    ]
     assert other.status_code == 404 and other.json() == {"code": "not_found"}
 
 
@@ -135,10 +172,12 @@ async def _chain_row(harness, chain_id: uuid.UUID) -> tuple[dict, bool] | None:
     import sqlalchemy as sa
 
     async with harness.sf() as session:
-        row = (await session.execute(
-            sa.text("SELECT settings, from_masterdata FROM chains WHERE chain_id = :c"),
-            {"c": chain_id},
-        )).first()
+        row = (
+            await session.execute(
+                sa.text("SELECT settings, from_masterdata FROM chains WHERE chain_id = :c"),
+                {"c": chain_id},
+            )
+        ).first()
     return None if row is None else (row.settings, row.from_masterdata)
 
 

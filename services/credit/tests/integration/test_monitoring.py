@@ -31,21 +31,33 @@ async def test_gauges_show_open_overdue_debt_and_advances_per_chain_and_zero_for
     for n, amount in enumerate(("45.00", "5.50")):
         customer = customer_snapshot()
         await harness.send(
-            record_sale(chain_id=indebted, customer=customer, settings=settings,
-                        sold_at=day(n), lines=[sale_line(1, amount)],
-                        payments=[("on_account", amount)]),
+            record_sale(
+                chain_id=indebted,
+                customer=customer,
+                settings=settings,
+                sold_at=day(n),
+                lines=[sale_line(1, amount)],
+                payments=[("on_account", amount)],
+            ),
             key=str(customer.customer_id),
         )
     late = customer_snapshot()
     await harness.send(
-        record_sale(chain_id=indebted, customer=late, settings=settings, sold_at=day(30),
-                    lines=[sale_line(1, "10.00")], payments=[("on_account", "10.00")]),
+        record_sale(
+            chain_id=indebted,
+            customer=late,
+            settings=settings,
+            sold_at=day(30),
+            lines=[sale_line(1, "10.00")],
+            payments=[("on_account", "10.00")],
+        ),
         key=str(late.customer_id),
     )
     saver = customer_snapshot()
     await harness.send(
-        record_advance(chain_id=quiet, customer=saver, settings=settings, at=day(0),
-                       amount="20.00"),
+        record_advance(
+            chain_id=quiet, customer=saver, settings=settings, at=day(0), amount="20.00"
+        ),
         key=str(saver.customer_id),
     )
     await harness.settle()

@@ -32,33 +32,62 @@ LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def failed(kind: str, reason: str) -> float:
-    return REGISTRY.get_sample_value(
-        "operations_failed_total", {"service": "credit", "kind": kind, "reason": reason}
-    ) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "operations_failed_total", {"service": "credit", "kind": kind, "reason": reason}
+        )
+        or 0.0
+    )
 
 
-def on_account(customer: Any, amount: str, *, chain: uuid.UUID = CHAIN, n: int = 0,
-               sale_id: uuid.UUID | None = None) -> Any:
-    return record_sale(chain_id=chain, customer=customer, settings=settings_snapshot(),
-                       sold_at=day(n), lines=[sale_line(1, amount)],
-                       payments=[("on_account", amount)], sale_id=sale_id)
+def on_account(
+    customer: Any,
+    amount: str,
+    *,
+    chain: uuid.UUID = CHAIN,
+    n: int = 0,
+    sale_id: uuid.UUID | None = None,
+) -> Any:
+    return record_sale(
+        chain_id=chain,
+        customer=customer,
+        settings=settings_snapshot(),
+        sold_at=day(n),
+        lines=[sale_line(1, amount)],
+        payments=[("on_account", amount)],
+        sale_id=sale_id,
+    )
 
 
 def cash(customer: Any, amount: str, *, n: int = 0) -> Any:
-    return record_sale(chain_id=CHAIN, customer=customer, settings=settings_snapshot(),
-                       sold_at=day(n), lines=[sale_line(1, amount)], payments=[("cash", amount)])
+    return record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings_snapshot(),
+        sold_at=day(n),
+        lines=[sale_line(1, amount)],
+        payments=[("cash", amount)],
+    )
 
 
 def mismatched(customer: Any) -> Any:
     """A sale whose payments do not add up to its lines: what the gateway never sends, so credit
     can never process it (`InvalidOperation`)."""
-    return record_sale(chain_id=CHAIN, customer=customer, settings=settings_snapshot(),
-                       sold_at=day(0), lines=[sale_line(1, "20.00")], payments=[("cash", "21.00")])
+    return record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings_snapshot(),
+        sold_at=day(0),
+        lines=[sale_line(1, "20.00")],
+        payments=[("cash", "21.00")],
+    )
 
 
 async def refusals(harness: Any) -> dict[str, tuple[str, str]]:
-    return {e["operation_id"]: (e["code"], e["detail"])
-            for e in await harness.events("credit.OperationRefused")}
+    return {
+        e["operation_id"]: (e["code"], e["detail"])
+        for e in await harness.events("credit.OperationRefused")
+    }
 
 
 async def deliver_until_dead_lettered(harness: Any, env: Any) -> None:
@@ -88,14 +117,26 @@ async def test_an_operation_past_its_deadline_is_refused_voided_undone_and_the_p
     now = datetime.now(UTC)
 
     # not yet: the deadline has not passed, or this instance has not watched that long
-    assert await expire_operations(harness.sf, deadline_seconds=7, watching_since=LONG_AGO,
-                                   now=now) == 0
-    assert await expire_operations(harness.sf, deadline_seconds=7,
-                                   watching_since=now + timedelta(seconds=2),
-                                   now=now + timedelta(seconds=8)) == 0
+    assert (
+        await expire_operations(harness.sf, deadline_seconds=7, watching_since=LONG_AGO, now=now)
+        == 0
+    )
+    assert (
+        await expire_operations(
+            harness.sf,
+            deadline_seconds=7,
+            watching_since=now + timedelta(seconds=2),
+            now=now + timedelta(seconds=8),
+        )
+        == 0
+    )
 
-    assert await expire_operations(harness.sf, deadline_seconds=7, watching_since=LONG_AGO,
-                                   now=now + timedelta(seconds=8)) == 1
+    assert (
+        await expire_operations(
+            harness.sf, deadline_seconds=7, watching_since=LONG_AGO, now=now + timedelta(seconds=8)
+        )
+        == 1
+    )
     code, detail = (await refusals(harness))[str(first.sale_id)]
     assert code == "operation_failed" and "within 7 s" in detail
     [void] = await harness.events("loyalty.VoidBonuses")
@@ -107,7 +148,8 @@ async def test_an_operation_past_its_deadline_is_refused_voided_undone_and_the_p
     assert [a["operation_id"] for a in asks] == [str(first.sale_id), str(second.sale_id)]
     outbox = [e.type for e in await harness.outbox()]
     assert outbox.index("loyalty.VoidBonuses") < len(outbox) - 1 - outbox[::-1].index(
-        "loyalty.ApplyBonuses")
+        "loyalty.ApplyBonuses"
+    )
     assert (await harness.credit(CHAIN, customer.customer_id))["debt"] == "0.00"
 
     # loyalty's late answer to the failed sale changes nothing; the second completes
@@ -117,8 +159,12 @@ async def test_an_operation_past_its_deadline_is_refused_voided_undone_and_the_p
     assert done["customer_balances"]["debt"] == "0.00"
     view = await harness.credit(CHAIN, customer.customer_id)
     assert view["debt"] == "0.00" and view["open_sales"] == []
-    assert await expire_operations(harness.sf, deadline_seconds=7, watching_since=LONG_AGO,
-                                   now=now + timedelta(seconds=60)) == 0
+    assert (
+        await expire_operations(
+            harness.sf, deadline_seconds=7, watching_since=LONG_AGO, now=now + timedelta(seconds=60)
+        )
+        == 0
+    )
 
 
 async def test_an_answer_that_fails_for_good_in_credit_fails_its_operation_and_the_customer_goes_on(  # noqa: E501
@@ -133,28 +179,45 @@ async def test_an_answer_that_fails_for_good_in_credit_fails_its_operation_and_t
     await harness.send(on_account(customer, "30.00", n=0), key=key)
     await harness.settle()
     await harness.send(doomed, key=key)
-    payment = record_payment(chain_id=CHAIN, customer=customer, settings=settings_snapshot(),
-                             at=day(1), amount="10.00")
+    payment = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings_snapshot(), at=day(1), amount="10.00"
+    )
     await harness.send(payment, key=key)  # parked
     async with harness.sf() as session, session.begin():
-        await session.execute(sa.text(f"""
+        await session.execute(
+            sa.text(f"""
             CREATE FUNCTION refuse_confirm() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
               IF NEW.operation_id = '{doomed.sale_id}' AND NEW.status = 'confirmed' THEN
                 RAISE EXCEPTION 'confirming % is broken', NEW.operation_id;
               END IF;
               RETURN NEW;
-            END $$"""))
-        await session.execute(sa.text(
-            "CREATE TRIGGER refuse_confirm BEFORE UPDATE ON operations FOR EACH ROW "
-            "EXECUTE FUNCTION refuse_confirm()"))
+            END $$""")
+        )
+        await session.execute(
+            sa.text(
+                "CREATE TRIGGER refuse_confirm BEFORE UPDATE ON operations FOR EACH ROW "
+                "EXECUTE FUNCTION refuse_confirm()"
+            )
+        )
     before = failed("sale", "dead_letter")
-    [ask] = [a for a in await harness.events("loyalty.ApplyBonuses")
-             if a["operation_id"] == str(doomed.sale_id)]
+    [ask] = [
+        a
+        for a in await harness.events("loyalty.ApplyBonuses")
+        if a["operation_id"] == str(doomed.sale_id)
+    ]
     answer = BonusesApplied(
-        operation_id=doomed.sale_id, operation_kind="sale", chain_id=CHAIN,
-        customer_id=customer.customer_id, spent="0.00", accrued="0.00", accrued_by_payment=[],
-        restored="0.00", reversed="0.00", reversed_by_payment=[], balance_after="0.00",
+        operation_id=doomed.sale_id,
+        operation_kind="sale",
+        chain_id=CHAIN,
+        customer_id=customer.customer_id,
+        spent="0.00",
+        accrued="0.00",
+        accrued_by_payment=[],
+        restored="0.00",
+        reversed="0.00",
+        reversed_by_payment=[],
+        balance_after="0.00",
     )
     harness.answered.add((CHAIN, doomed.sale_id))
     await deliver_until_dead_lettered(harness, harness.envelope(answer, key))
@@ -223,9 +286,12 @@ async def test_a_parked_command_that_no_longer_parses_is_still_answered(harness)
     await harness.send(first, key=key)
     await harness.send(later, key=key)  # parked, then broken (a schema changed under it)
     async with harness.sf() as session, session.begin():
-        await session.execute(sa.text(
-            "UPDATE parked_commands SET envelope = jsonb_set(envelope, '{payload,lines}', "
-            "'[]'::jsonb)"))
+        await session.execute(
+            sa.text(
+                "UPDATE parked_commands SET envelope = jsonb_set(envelope, '{payload,lines}', "
+                "'[]'::jsonb)"
+            )
+        )
     await harness.settle()
     assert (await refusals(harness))[str(later.sale_id)][0] == "operation_failed"
     assert await harness.count("parked_commands") == 0
@@ -249,8 +315,9 @@ async def test_a_balance_that_would_reach_ten_to_the_thirteen_is_refused_and_rec
     # just below the bound is fine, and so is paying it all
     await harness.send(on_account(customer, "0.09", n=12), key=key)
     await harness.settle()
-    pay = record_payment(chain_id=CHAIN, customer=customer, settings=settings_snapshot(),
-                         at=day(13), amount=None)
+    pay = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings_snapshot(), at=day(13), amount=None
+    )
     await harness.send(pay, key=key)
     await harness.settle()
     [paid] = await harness.events("credit.DebtPaymentRecorded")
@@ -265,10 +332,16 @@ async def test_the_wedge_reproduction_ends_both_operations_and_the_customer_can_
     key = str(customer.customer_id)
     huge = on_account(customer, "99999999999999.99")
     small = on_account(customer, "0.01", n=1)
-    advance = record_advance(chain_id=CHAIN, customer=customer, settings=settings_snapshot(),
-                             at=day(2), amount="99999999999999.99")
-    advance_small = record_advance(chain_id=CHAIN, customer=customer,
-                                   settings=settings_snapshot(), at=day(3), amount="0.01")
+    advance = record_advance(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings_snapshot(),
+        at=day(2),
+        amount="99999999999999.99",
+    )
+    advance_small = record_advance(
+        chain_id=CHAIN, customer=customer, settings=settings_snapshot(), at=day(3), amount="0.01"
+    )
     for cmd in (huge, small, advance, advance_small):
         await harness.send(cmd, key=key)
         await harness.settle()
@@ -276,15 +349,23 @@ async def test_the_wedge_reproduction_ends_both_operations_and_the_customer_can_
     assert answered[str(huge.sale_id)][0] == "amount_out_of_range"
     assert answered[str(advance.payment_id)][0] == "amount_out_of_range"
     assert {e["sale_id"] for e in await harness.events("credit.SaleCompleted")} == {
-        str(small.sale_id)}
+        str(small.sale_id)
+    }
     [kept] = await harness.events("credit.AdvanceRecorded")
     assert kept["payment_id"] == str(advance_small.payment_id)
-    assert kept["customer_balances"] == {"debt": "0.00", "advance": "0.00",
-                                         "bonus_balance": "0.00"}  # it paid the 0.01 of debt
+    assert kept["customer_balances"] == {
+        "debt": "0.00",
+        "advance": "0.00",
+        "bonus_balance": "0.00",
+    }  # it paid the 0.01 of debt
     assert await harness.count("parked_commands") == 0
     async with harness.sf() as session:
-        assert await session.scalar(sa.text("SELECT count(*) FROM customers "
-                                            "WHERE in_flight IS NOT NULL")) == 0
+        assert (
+            await session.scalar(
+                sa.text("SELECT count(*) FROM customers WHERE in_flight IS NOT NULL")
+            )
+            == 0
+        )
 
 
 async def test_the_same_sale_id_in_two_chains_is_two_sales(harness):
@@ -292,21 +373,26 @@ async def test_the_same_sale_id_in_two_chains_is_two_sales(harness):
     sale_id = uuid.uuid4()
     ana, bob = customer_snapshot(), customer_snapshot()
     await harness.send(on_account(ana, "12.00", sale_id=sale_id), key=str(ana.customer_id))
-    await harness.send(on_account(bob, "30.00", chain=other_chain, sale_id=sale_id),
-                       key=str(bob.customer_id))
+    await harness.send(
+        on_account(bob, "30.00", chain=other_chain, sale_id=sale_id), key=str(bob.customer_id)
+    )
     await harness.settle()
     done = await harness.events("credit.SaleCompleted")
     assert sorted((e["chain_id"], e["total"]) for e in done) == sorted(
-        [(str(CHAIN), "12.00"), (str(other_chain), "30.00")])
+        [(str(CHAIN), "12.00"), (str(other_chain), "30.00")]
+    )
     ana_view = await harness.credit(CHAIN, ana.customer_id)
     bob_view = await harness.credit(other_chain, bob.customer_id)
     assert [(s["sale_id"], s["amount_owed"]) for s in ana_view["open_sales"]] == [
-        (str(sale_id), "12.00")]
+        (str(sale_id), "12.00")
+    ]
     assert [(s["sale_id"], s["amount_owed"]) for s in bob_view["open_sales"]] == [
-        (str(sale_id), "30.00")]
+        (str(sale_id), "30.00")
+    ]
     # paying one chain's sale leaves the other chain's alone
-    pay = record_payment(chain_id=CHAIN, customer=ana, settings=settings_snapshot(), at=day(1),
-                         amount=None)
+    pay = record_payment(
+        chain_id=CHAIN, customer=ana, settings=settings_snapshot(), at=day(1), amount=None
+    )
     await harness.send(pay, key=str(ana.customer_id))
     await harness.settle()
     assert (await harness.credit(CHAIN, ana.customer_id))["debt"] == "0.00"

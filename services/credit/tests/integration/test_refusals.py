@@ -33,15 +33,22 @@ async def ledger_view(harness, cid: uuid.UUID) -> tuple[str, str, list[Any]]:
 
 async def refused(harness, cid: uuid.UUID, cmd: Message, code: str) -> dict[str, Any]:
     """Send ``cmd``, expect exactly one refusal with ``code`` and no other change."""
-    before = (await harness.count("entries"), await harness.count("operations"),
-              await ledger_view(harness, cid), len(await harness.outbox()))
+    before = (
+        await harness.count("entries"),
+        await harness.count("operations"),
+        await ledger_view(harness, cid),
+        len(await harness.outbox()),
+    )
     await harness.send(cmd, key=str(cid))
     await harness.settle()
-    new = (await harness.outbox())[before[3]:]
+    new = (await harness.outbox())[before[3] :]
     assert [e.type for e in new] == ["credit.OperationRefused"], [e.type for e in new]
     assert new[0].payload["code"] == code
-    after = (await harness.count("entries"), await harness.count("operations"),
-             await ledger_view(harness, cid))
+    after = (
+        await harness.count("entries"),
+        await harness.count("operations"),
+        await ledger_view(harness, cid),
+    )
     assert after == before[:3]
     return new[0].payload
 
@@ -53,9 +60,14 @@ async def setup(
     settings = settings_snapshot(**settings_overrides)
 
     async def sale(amount: str, *, at: int = 0, discount: str = "0.00", method="on_account"):
-        cmd = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(at),
-                          lines=[sale_line(1, amount, discount=discount)],
-                          payments=[(method, amount)])
+        cmd = record_sale(
+            chain_id=CHAIN,
+            customer=customer,
+            settings=settings,
+            sold_at=day(at),
+            lines=[sale_line(1, amount, discount=discount)],
+            payments=[(method, amount)],
+        )
         await harness.send(cmd, key=str(customer.customer_id))
         await harness.settle()
         return cmd
@@ -66,8 +78,14 @@ async def setup(
 async def test_credit_limit_exceeded_refuses_the_whole_sale(harness):
     customer, settings, sale = await setup(harness)
     await sale("80.00")
-    cmd = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(1),
-                      lines=[sale_line(1, "30.00")], payments=[("on_account", "30.00")])
+    cmd = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(1),
+        lines=[sale_line(1, "30.00")],
+        payments=[("on_account", "30.00")],
+    )
     body = await refused(harness, customer.customer_id, cmd, "credit_limit_exceeded")
     assert body["operation_id"] == str(cmd.sale_id) and body["operation_kind"] == "sale"
 
@@ -75,57 +93,94 @@ async def test_credit_limit_exceeded_refuses_the_whole_sale(harness):
 async def test_credit_blocked_while_overdue(harness):
     customer, settings, sale = await setup(harness, block_credit_when_overdue=True)
     await sale("10.00", at=0)
-    cmd = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(40),
-                      lines=[sale_line(1, "5.00")], payments=[("on_account", "5.00")])
+    cmd = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(40),
+        lines=[sale_line(1, "5.00")],
+        payments=[("on_account", "5.00")],
+    )
     await refused(harness, customer.customer_id, cmd, "credit_blocked_overdue")
 
 
 async def test_explicit_advance_payment_beyond_the_advance_is_refused(harness):
     customer, settings, _ = await setup(harness)
-    cmd = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                      lines=[sale_line(1, "5.00")], payments=[("advance", "5.00")])
+    cmd = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[sale_line(1, "5.00")],
+        payments=[("advance", "5.00")],
+    )
     await refused(harness, customer.customer_id, cmd, "insufficient_advance")
 
 
 async def test_refund_beyond_the_advance_is_refused(harness):
     customer, settings, _ = await setup(harness)
-    cmd = record_refund(chain_id=CHAIN, customer=customer, settings=settings, at=day(0),
-                        amount="1.00")
+    cmd = record_refund(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(0), amount="1.00"
+    )
     await refused(harness, customer.customer_id, cmd, "insufficient_advance")
 
 
 async def test_pay_debt_without_debt_is_refused(harness):
     customer, settings, _ = await setup(harness)
-    cmd = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(0),
-                         amount=None)
+    cmd = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(0), amount=None
+    )
     await refused(harness, customer.customer_id, cmd, "no_debt")
 
 
 async def test_allocation_to_an_unknown_sale_is_refused(harness):
     customer, settings, sale = await setup(harness)
     await sale("10.00")
-    cmd = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(1),
-                         amount="5.00", allocations=[(uuid.uuid4(), None, "5.00")])
+    cmd = record_payment(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        at=day(1),
+        amount="5.00",
+        allocations=[(uuid.uuid4(), None, "5.00")],
+    )
     await refused(harness, customer.customer_id, cmd, "not_found")
 
 
 async def test_returning_more_than_sold_is_refused_counting_earlier_returns(harness):
     customer, settings, sale = await setup(harness)
     s = await sale("10.00", method="cash")
-    first = record_return(chain_id=CHAIN, customer=customer, sale_id=s.sale_id,
-                          settings=settings, at=day(1), lines=[(1, "1")])
+    first = record_return(
+        chain_id=CHAIN,
+        customer=customer,
+        sale_id=s.sale_id,
+        settings=settings,
+        at=day(1),
+        lines=[(1, "1")],
+    )
     await harness.send(first, key=str(customer.customer_id))
     await harness.settle()
-    again = record_return(chain_id=CHAIN, customer=customer, sale_id=s.sale_id,
-                          settings=settings, at=day(2), lines=[(1, "1")])
+    again = record_return(
+        chain_id=CHAIN,
+        customer=customer,
+        sale_id=s.sale_id,
+        settings=settings,
+        at=day(2),
+        lines=[(1, "1")],
+    )
     await refused(harness, customer.customer_id, again, "return_exceeds_sold")
 
 
 async def test_revoking_a_sale_that_is_not_overdue_is_refused(harness):
     customer, settings, sale = await setup(harness, overdue_discount="offer")
     s = await sale("90.00", discount="10.00")
-    cmd = revoke(chain_id=CHAIN, customer_id=customer.customer_id, sale_id=s.sale_id,
-                 settings=settings, at=day(5))
+    cmd = revoke(
+        chain_id=CHAIN,
+        customer_id=customer.customer_id,
+        sale_id=s.sale_id,
+        settings=settings,
+        at=day(5),
+    )
     body = await refused(harness, customer.customer_id, cmd, "not_overdue")
     assert body["operation_id"] == str(s.sale_id)
 
@@ -133,21 +188,36 @@ async def test_revoking_a_sale_that_is_not_overdue_is_refused(harness):
 async def test_revoking_twice_is_refused(harness):
     customer, settings, sale = await setup(harness, overdue_discount="offer")
     s = await sale("90.00", discount="10.00")
-    cmd = revoke(chain_id=CHAIN, customer_id=customer.customer_id, sale_id=s.sale_id,
-                 settings=settings, at=day(31))
+    cmd = revoke(
+        chain_id=CHAIN,
+        customer_id=customer.customer_id,
+        sale_id=s.sale_id,
+        settings=settings,
+        at=day(31),
+    )
     await harness.send(cmd, key=str(customer.customer_id))
     assert len(await harness.events("credit.DiscountRevoked")) == 1
-    again = revoke(chain_id=CHAIN, customer_id=customer.customer_id, sale_id=s.sale_id,
-                   settings=settings, at=day(32))
+    again = revoke(
+        chain_id=CHAIN,
+        customer_id=customer.customer_id,
+        sale_id=s.sale_id,
+        settings=settings,
+        at=day(32),
+    )
     await refused(harness, customer.customer_id, again, "already_revoked")
 
 
 async def test_loyalty_refusing_the_bonus_voids_the_pending_sale(harness):
     customer, settings, _ = await setup(harness)
     cid = customer.customer_id
-    cmd = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                      lines=[sale_line(1, "20.00")],
-                      payments=[("bonus", "5.00"), ("on_account", "15.00")])
+    cmd = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[sale_line(1, "20.00")],
+        payments=[("bonus", "5.00"), ("on_account", "15.00")],
+    )
     before = await ledger_view(harness, cid)
     await harness.send(cmd, key=str(cid))
     await harness.answer_loyalty()  # the fake loyalty has no bonus for this customer
@@ -156,8 +226,14 @@ async def test_loyalty_refusing_the_bonus_voids_the_pending_sale(harness):
     assert await harness.events("credit.SaleCompleted") == []
     assert await ledger_view(harness, cid) == before
     # the customer is free again: the next sale goes through
-    ok = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(1),
-                     lines=[sale_line(1, "15.00")], payments=[("on_account", "15.00")])
+    ok = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(1),
+        lines=[sale_line(1, "15.00")],
+        payments=[("on_account", "15.00")],
+    )
     await harness.send(ok, key=str(cid))
     await harness.settle()
     assert (await harness.credit(CHAIN, cid))["debt"] == "15.00"

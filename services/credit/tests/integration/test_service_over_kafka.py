@@ -15,16 +15,29 @@ from servicekit.testing import envelope_of, listener, next_envelope, publish
 async def test_a_sale_published_on_kafka_comes_back_as_sale_completed(
     kafka_bootstrap_servers: str, fresh_database_url: str
 ) -> None:
-    settings = Settings(database_url=fresh_database_url,
-                        kafka_bootstrap_servers=kafka_bootstrap_servers)
+    settings = Settings(
+        database_url=fresh_database_url, kafka_bootstrap_servers=kafka_bootstrap_servers
+    )
     app = create_app(make_definition(settings))
-    cmd = record_sale(chain_id=uuid.uuid4(), customer=None, settings=settings_snapshot(),
-                      sold_at=day(0), lines=[sale_line(1, "7.00")], payments=[("cash", "7.00")])
+    cmd = record_sale(
+        chain_id=uuid.uuid4(),
+        customer=None,
+        settings=settings_snapshot(),
+        sold_at=day(0),
+        lines=[sale_line(1, "7.00")],
+        payments=[("cash", "7.00")],
+    )
     env = envelope_of(cmd, key=cmd.sale_id)
-    async with (app.router.lifespan_context(app),
-                listener(kafka_bootstrap_servers, CREDIT_EVENTS) as events):
+    async with (
+        app.router.lifespan_context(app),
+        listener(kafka_bootstrap_servers, CREDIT_EVENTS) as events,
+    ):
         await publish(kafka_bootstrap_servers, (POS_COMMANDS, env))
-        got = await next_envelope(events, lambda e: e.type == "credit.SaleCompleted"
-                                  and e.payload.get("sale_id") == str(cmd.sale_id))
+        got = await next_envelope(
+            events,
+            lambda e: (
+                e.type == "credit.SaleCompleted" and e.payload.get("sale_id") == str(cmd.sale_id)
+            ),
+        )
     assert got.correlation_id == env.correlation_id
     assert got.payload["total"] == "7.00" and got.payload["paid"] == "7.00"

@@ -43,9 +43,14 @@ async def test_a_known_customers_sale_costs_credit_a_fixed_number_of_statements(
     key = str(customer.customer_id)
 
     def sale(n: int) -> Any:
-        return record_sale(chain_id=CHAIN, customer=customer, settings=settings,
-                           sold_at=day(n), lines=[sale_line(1, "50.00")],
-                           payments=[("cash", "20.00"), ("on_account", "30.00")])
+        return record_sale(
+            chain_id=CHAIN,
+            customer=customer,
+            settings=settings,
+            sold_at=day(n),
+            lines=[sale_line(1, "50.00")],
+            payments=[("cash", "20.00"), ("on_account", "30.00")],
+        )
 
     await harness.send(sale(0), key=key)  # the first sight creates the customer's row
     await harness.settle()
@@ -59,5 +64,6 @@ async def test_a_known_customers_sale_costs_credit_a_fixed_number_of_statements(
     # loyalty's answer: inbox, customer lock, the pending operation, confirmed, balances,
     # the event, nothing parked
     assert len(confirm_hop) == 7, confirm_hop
-    assert [e["customer_balances"]["debt"] for e in await harness.events(
-        "credit.SaleCompleted")] == ["30.00", "60.00"]
+    assert [
+        e["customer_balances"]["debt"] for e in await harness.events("credit.SaleCompleted")
+    ] == ["30.00", "60.00"]

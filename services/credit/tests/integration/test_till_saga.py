@@ -26,9 +26,14 @@ CHAIN = uuid.UUID("11111111-1111-1111-1111-111111111111")
 async def test_on_account_sale_waits_for_loyalty_then_completes_with_the_full_outcome(harness):
     customer = customer_snapshot()
     settings = settings_snapshot()
-    cmd = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                      lines=[sale_line(1, "60.00"), sale_line(2, "40.00", discount="10.00")],
-                      payments=[("cash", "30.00"), ("on_account", "70.00")])
+    cmd = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[sale_line(1, "60.00"), sale_line(2, "40.00", discount="10.00")],
+        payments=[("cash", "30.00"), ("on_account", "70.00")],
+    )
     await harness.send(cmd, key=str(customer.customer_id))
     assert await harness.events("credit.SaleCompleted") == []
     [ask] = await harness.events("loyalty.ApplyBonuses")
@@ -41,25 +46,46 @@ async def test_on_account_sale_waits_for_loyalty_then_completes_with_the_full_ou
     assert done["on_account"] == "70.00" and done["advance_applied"] == "0.00"
     assert done["due_date"] == "2026-04-01"
     assert done["bonus_accrued"] == "3.00"
-    assert done["payments"] == [{"payment_id": str(cmd.payments[0].payment_id), "method": "cash",
-                                 "amount": "30.00", "bonus_accrued": "3.00"}]
-    assert done["customer_balances"] == {"debt": "70.00", "advance": "0.00",
-                                         "bonus_balance": "3.00"}
+    assert done["payments"] == [
+        {
+            "payment_id": str(cmd.payments[0].payment_id),
+            "method": "cash",
+            "amount": "30.00",
+            "bonus_accrued": "3.00",
+        }
+    ]
+    assert done["customer_balances"] == {
+        "debt": "70.00",
+        "advance": "0.00",
+        "bonus_balance": "3.00",
+    }
     assert [(x["line_no"], x["owed"]) for x in done["lines"]] == [(1, "30.00"), (2, "40.00")]
     view = await harness.credit(CHAIN, customer.customer_id)
     assert view["debt"] == "70.00"
 
 
 async def test_anonymous_sale_completes_at_once(harness):
-    cmd = record_sale(chain_id=CHAIN, customer=None, settings=settings_snapshot(),
-                      sold_at=day(0), lines=[sale_line(1, "9.99")], payments=[("card", "9.99")])
+    cmd = record_sale(
+        chain_id=CHAIN,
+        customer=None,
+        settings=settings_snapshot(),
+        sold_at=day(0),
+        lines=[sale_line(1, "9.99")],
+        payments=[("card", "9.99")],
+    )
     await harness.send(cmd, key=str(cmd.sale_id))
     assert await harness.events("loyalty.ApplyBonuses") == []
     [done] = await harness.events("credit.SaleCompleted")
     assert done["customer_id"] is None and done["customer_balances"] is None
     assert done["due_date"] is None
-    ret = record_return(chain_id=CHAIN, customer=None, sale_id=cmd.sale_id,
-                        settings=settings_snapshot(), at=day(1), lines=[(1, "1")])
+    ret = record_return(
+        chain_id=CHAIN,
+        customer=None,
+        sale_id=cmd.sale_id,
+        settings=settings_snapshot(),
+        at=day(1),
+        lines=[(1, "1")],
+    )
     await harness.send(ret, key=str(cmd.sale_id))
     [returned] = await harness.events("credit.ReturnRecorded")
     assert returned["refunded"] == "9.99"
@@ -69,13 +95,25 @@ async def test_worked_credit_example_per_sale_through_the_service(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot(credit_mode="per_sale", overdue_discount="revoke")
-    a = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                    lines=[sale_line(1, "100.00", discount="10.00")],
-                    payments=[("on_account", "100.00")])
-    b = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(5),
-                    lines=[sale_line(1, "50.00")], payments=[("on_account", "50.00")])
-    pay = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(10),
-                         amount="70.00")
+    a = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[sale_line(1, "100.00", discount="10.00")],
+        payments=[("on_account", "100.00")],
+    )
+    b = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(5),
+        lines=[sale_line(1, "50.00")],
+        payments=[("on_account", "50.00")],
+    )
+    pay = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(10), amount="70.00"
+    )
     for cmd in (a, b, pay):
         await harness.send(cmd, key=str(cid))
     await harness.settle()
@@ -85,8 +123,9 @@ async def test_worked_credit_example_per_sale_through_the_service(harness):
     assert paid["customer_balances"]["debt"] == "80.00"
 
     # day 31: A is overdue, the discount is revoked automatically, SaleOverdue once
-    await harness.send(ChainSettingsChanged(chain_id=CHAIN, settings=settings,
-                                            changed_at=day(0)), key=str(CHAIN))
+    await harness.send(
+        ChainSettingsChanged(chain_id=CHAIN, settings=settings, changed_at=day(0)), key=str(CHAIN)
+    )
     await scan_overdue(harness.sf, now=day(31))
     await scan_overdue(harness.sf, now=day(31))
     [overdue] = await harness.events("credit.SaleOverdue")
@@ -96,8 +135,9 @@ async def test_worked_credit_example_per_sale_through_the_service(harness):
     assert revoked["trigger"] == "automatic" and revoked["amount"] == "10.00"
     assert revoked["customer_balances"]["debt"] == "90.00"
 
-    settle = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(32),
-                            amount=None)
+    settle = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(32), amount=None
+    )
     await harness.send(settle, key=str(cid))
     await harness.settle()
     [_, all_paid] = await harness.events("credit.DebtPaymentRecorded")
@@ -113,13 +153,20 @@ async def test_worked_credit_example_per_item_keeps_the_unpaid_shoes(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot(credit_mode="per_item")
-    a = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                    lines=[sale_line(1, "60.00", name="Dress", barcode="4820000000017"),
-                           sale_line(2, "40.00", discount="10.00", name="Shoes",
-                                     barcode="4820000000024")],
-                    payments=[("on_account", "100.00")])
-    pay = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(10),
-                         amount="70.00")
+    a = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[
+            sale_line(1, "60.00", name="Dress", barcode="4820000000017"),
+            sale_line(2, "40.00", discount="10.00", name="Shoes", barcode="4820000000024"),
+        ],
+        payments=[("on_account", "100.00")],
+    )
+    pay = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(10), amount="70.00"
+    )
     await harness.send(a, key=str(cid))
     await harness.send(pay, key=str(cid))
     await harness.settle()
@@ -129,13 +176,18 @@ async def test_worked_credit_example_per_item_keeps_the_unpaid_shoes(harness):
         {"sale_id": str(a.sale_id), "line_no": 2, "amount": "10.00"},
     ]
     assert {(x["line_no"], x["owed_after"]) for x in paid["lines_changed"]} == {
-        (1, "0.00"), (2, "30.00")}
+        (1, "0.00"),
+        (2, "30.00"),
+    }
     view = await harness.credit(CHAIN, cid)
     assert view["open_sales"][0]["lines"] == [
-        {"line_no": 2, "name": "Shoes", "barcode": "4820000000024", "amount_owed": "30.00"}]
+        {"line_no": 2, "name": "Shoes", "barcode": "4820000000024", "amount_owed": "30.00"}
+    ]
     # offer: the back office revokes on request once the sale is overdue
-    await harness.send(revoke(chain_id=CHAIN, customer_id=cid, sale_id=a.sale_id,
-                              settings=settings, at=day(31)), key=str(cid))
+    await harness.send(
+        revoke(chain_id=CHAIN, customer_id=cid, sale_id=a.sale_id, settings=settings, at=day(31)),
+        key=str(cid),
+    )
     [revoked] = await harness.events("credit.DiscountRevoked")
     assert revoked["trigger"] == "requested"
     assert revoked["lines"] == [{"line_no": 2, "amount": "10.00"}]
@@ -146,12 +198,20 @@ async def test_commands_of_a_busy_customer_are_parked_and_replayed_in_order(harn
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
-    sale = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                       lines=[sale_line(1, "50.00")], payments=[("on_account", "50.00")])
-    first = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(1),
-                           amount="20.00")
-    second = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(1),
-                            amount="40.00")
+    sale = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[sale_line(1, "50.00")],
+        payments=[("on_account", "50.00")],
+    )
+    first = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="20.00"
+    )
+    second = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="40.00"
+    )
     await harness.send(sale, key=str(cid))
     await harness.send(first, key=str(cid))
     env = await harness.send(second, key=str(cid))
@@ -160,8 +220,10 @@ async def test_commands_of_a_busy_customer_are_parked_and_replayed_in_order(harn
     await harness.settle()
     assert await harness.count("parked_commands") == 0
     outcomes = await harness.outbox("credit.DebtPaymentRecorded")
-    assert [o.payload["payment_id"] for o in outcomes] == [str(first.payment_id),
-                                                            str(second.payment_id)]
+    assert [o.payload["payment_id"] for o in outcomes] == [
+        str(first.payment_id),
+        str(second.payment_id),
+    ]
     # the replayed outcome keeps the correlation of its own request
     assert outcomes[1].correlation_id == env.correlation_id
     assert outcomes[1].payload["allocated"][0]["amount"] == "30.00"
@@ -174,8 +236,14 @@ async def test_a_duplicate_command_changes_nothing(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
-    cmd = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                      lines=[sale_line(1, "50.00")], payments=[("on_account", "50.00")])
+    cmd = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[sale_line(1, "50.00")],
+        payments=[("on_account", "50.00")],
+    )
     env = await harness.send(cmd, key=str(cid))
     await harness.settle()
     entries = await harness.count("entries")
@@ -192,17 +260,38 @@ async def test_advance_pays_debt_first_and_an_on_account_sale_uses_the_advance(h
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot(credit_mode="balance")
-    await harness.send(record_sale(chain_id=CHAIN, customer=customer, settings=settings,
-                                   sold_at=day(0), lines=[sale_line(1, "30.00")],
-                                   payments=[("on_account", "30.00")]), key=str(cid))
-    await harness.send(record_advance(chain_id=CHAIN, customer=customer, settings=settings,
-                                      at=day(1), amount="50.00"), key=str(cid))
+    await harness.send(
+        record_sale(
+            chain_id=CHAIN,
+            customer=customer,
+            settings=settings,
+            sold_at=day(0),
+            lines=[sale_line(1, "30.00")],
+            payments=[("on_account", "30.00")],
+        ),
+        key=str(cid),
+    )
+    await harness.send(
+        record_advance(
+            chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="50.00"
+        ),
+        key=str(cid),
+    )
     await harness.settle()
     [adv] = await harness.events("credit.AdvanceRecorded")
     assert (adv["applied_to_debt"], adv["advance_added"], adv["bonus_accrued"]) == (
-        "30.00", "20.00", "3.00")
-    sale = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(2),
-                       lines=[sale_line(1, "50.00")], payments=[("on_account", "50.00")])
+        "30.00",
+        "20.00",
+        "3.00",
+    )
+    sale = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(2),
+        lines=[sale_line(1, "50.00")],
+        payments=[("on_account", "50.00")],
+    )
     await harness.send(sale, key=str(cid))
     await harness.settle()
     done = (await harness.events("credit.SaleCompleted"))[-1]
@@ -216,16 +305,27 @@ async def test_refund_of_advance_completes_without_loyalty(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
-    await harness.send(record_advance(chain_id=CHAIN, customer=customer, settings=settings,
-                                      at=day(1), amount="25.00"), key=str(cid))
+    await harness.send(
+        record_advance(
+            chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="25.00"
+        ),
+        key=str(cid),
+    )
     await harness.settle()
     asks = len(await harness.events("loyalty.ApplyBonuses"))
-    await harness.send(record_refund(chain_id=CHAIN, customer=customer, settings=settings,
-                                     at=day(2), amount="10.00"), key=str(cid))
+    await harness.send(
+        record_refund(
+            chain_id=CHAIN, customer=customer, settings=settings, at=day(2), amount="10.00"
+        ),
+        key=str(cid),
+    )
     assert len(await harness.events("loyalty.ApplyBonuses")) == asks
     [refund] = await harness.events("credit.RefundRecorded")
-    assert refund["customer_balances"] == {"debt": "0.00", "advance": "15.00",
-                                           "bonus_balance": "0.00"}
+    assert refund["customer_balances"] == {
+        "debt": "0.00",
+        "advance": "15.00",
+        "bonus_balance": "0.00",
+    }
 
 
 async def test_return_cancels_debt_restores_bonus_and_refunds_the_rest(harness):
@@ -233,22 +333,40 @@ async def test_return_cancels_debt_restores_bonus_and_refunds_the_rest(harness):
     cid = customer.customer_id
     settings = settings_snapshot(credit_mode="per_item")
     harness.bonus[cid] = Decimal("20.00")
-    sale = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                       lines=[sale_line(1, "60.00"), sale_line(2, "40.00")],
-                       payments=[("bonus", "20.00"), ("cash", "30.00"),
-                                 ("on_account", "50.00")])
+    sale = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[sale_line(1, "60.00"), sale_line(2, "40.00")],
+        payments=[("bonus", "20.00"), ("cash", "30.00"), ("on_account", "50.00")],
+    )
     await harness.send(sale, key=str(cid))
     await harness.settle()
-    ret = record_return(chain_id=CHAIN, customer=customer, sale_id=sale.sale_id,
-                        settings=settings, at=day(1), lines=[(1, "1")])
+    ret = record_return(
+        chain_id=CHAIN,
+        customer=customer,
+        sale_id=sale.sale_id,
+        settings=settings,
+        at=day(1),
+        lines=[(1, "1")],
+    )
     await harness.send(ret, key=str(cid))
-    [ask] = [a for a in await harness.events("loyalty.ApplyBonuses")
-             if a["operation_id"] == str(ret.return_id)]
+    [ask] = [
+        a
+        for a in await harness.events("loyalty.ApplyBonuses")
+        if a["operation_id"] == str(ret.return_id)
+    ]
     assert ask["restore_up_to"] == "20.00"
     assert [(b["payment_id"], b["base_amount"]) for b in ask["reverse_bases"]] == [
-        (str(sale.payments[1].payment_id), "30.00")]
+        (str(sale.payments[1].payment_id), "30.00")
+    ]
     await harness.settle()
     [done] = await harness.events("credit.ReturnRecorded")
     assert (done["value"], done["debt_cancelled"], done["bonus_restored"], done["refunded"]) == (
-        "60.00", "10.00", "20.00", "30.00")
+        "60.00",
+        "10.00",
+        "20.00",
+        "30.00",
+    )
     assert done["customer_balances"]["debt"] == "40.00"

@@ -13,9 +13,16 @@ from credit.testing import D, day, line, local, pay, sale
 
 
 def vip_sale(ledger: Ledger, s):  # type: ignore[no-untyped-def]
-    return ledger.record_sale(sale=s, customer_known=True, vip=True, credit_limit=None,
-                              block_credit_when_overdue=False, change=D("0"),
-                              change_to_advance=D("0"), today=s.local_date)
+    return ledger.record_sale(
+        sale=s,
+        customer_known=True,
+        vip=True,
+        credit_limit=None,
+        block_credit_when_overdue=False,
+        change=D("0"),
+        change_to_advance=D("0"),
+        today=s.local_date,
+    )
 
 
 def test_a_sale_that_takes_the_debt_to_the_limit_is_refused_and_one_below_it_is_not():
@@ -31,13 +38,20 @@ def test_a_sale_that_takes_the_debt_to_the_limit_is_refused_and_one_below_it_is_
 
 def test_an_advance_or_kept_change_that_takes_the_advance_to_the_limit_is_refused():
     ledger = Ledger()
-    ledger.record_advance(payment_id=uuid.uuid4(), amount=D("9999999999999.99"),
-                          method=Method.CASH, at=day(0))
+    ledger.record_advance(
+        payment_id=uuid.uuid4(), amount=D("9999999999999.99"), method=Method.CASH, at=day(0)
+    )
     for attempt in (
-        lambda: ledger.record_advance(payment_id=uuid.uuid4(), amount=D("0.01"),
-                                      method=Method.CARD, at=day(1)),
-        lambda: ledger.take_money(payment_id=uuid.uuid4(), amount=D("0.01"), method=Method.CASH,
-                                  at=day(1), mode=Mode.BALANCE),
+        lambda: ledger.record_advance(
+            payment_id=uuid.uuid4(), amount=D("0.01"), method=Method.CARD, at=day(1)
+        ),
+        lambda: ledger.take_money(
+            payment_id=uuid.uuid4(),
+            amount=D("0.01"),
+            method=Method.CASH,
+            at=day(1),
+            mode=Mode.BALANCE,
+        ),
     ):
         with pytest.raises(Refusal) as refused:
             attempt()
@@ -53,8 +67,9 @@ def test_a_sale_whose_total_is_beyond_the_limit_is_refused_even_when_paid_in_cas
 
 def test_a_revocation_that_would_take_the_debt_to_the_limit_is_refused_and_changes_nothing():
     ledger = Ledger()
-    s = sale([line(1, "9999999999999.00", discount="5.00")],
-             [pay("on_account", "9999999999999.00")])
+    s = sale(
+        [line(1, "9999999999999.00", discount="5.00")], [pay("on_account", "9999999999999.00")]
+    )
     vip_sale(ledger, s)
     with pytest.raises(Refusal) as refused:
         ledger.revoke_discount(sale_id=s.sale_id, at=day(40), today=local(40))
@@ -65,8 +80,9 @@ def test_a_revocation_that_would_take_the_debt_to_the_limit_is_refused_and_chang
 def test_a_debt_beyond_the_limit_from_before_it_existed_can_still_be_paid():
     """A customer wedged before the limit (finding 1 of issue 13) can pay it off."""
     s = sale([line(1, "99999999999999.99")], [pay("on_account", "99999999999999.99")])
-    goods = Entry(s.sale_id, EntryKind.GOODS, D("99999999999999.99"), s.sold_at,
-                  sale_id=s.sale_id, line_no=1)
+    goods = Entry(
+        s.sale_id, EntryKind.GOODS, D("99999999999999.99"), s.sold_at, sale_id=s.sale_id, line_no=1
+    )
     ledger = Ledger([s], [goods])
     paid = ledger.pay_debt(payment_id=uuid.uuid4(), method=Method.CASH, at=day(1))
     assert paid.debt_after == 0 and ledger.debt == 0

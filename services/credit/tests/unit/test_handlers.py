@@ -40,8 +40,9 @@ class FakeRepository:
     async def remember_chain(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    async def lock_customer(self, customer_id: uuid.UUID, chain_id: uuid.UUID,
-                            **_: Any) -> CustomerRow:
+    async def lock_customer(
+        self, customer_id: uuid.UUID, chain_id: uuid.UUID, **_: Any
+    ) -> CustomerRow:
         return self.customers.setdefault(
             customer_id, CustomerRow(customer_id, chain_id, None, Decimal(0))
         )
@@ -59,8 +60,9 @@ class FakeRepository:
     async def savepoint(self) -> AsyncIterator[None]:
         yield
 
-    async def operation_known(self, chain_id: uuid.UUID, operation_id: uuid.UUID,
-                              kind: str) -> bool:
+    async def operation_known(
+        self, chain_id: uuid.UUID, operation_id: uuid.UUID, kind: str
+    ) -> bool:
         return operation_id in self.operations or any(
             r["operation_id"] == operation_id and r["kind"] == kind for r in self.refusals
         )
@@ -69,20 +71,28 @@ class FakeRepository:
         op = self.operations.get(operation_id)
         return op is not None and op.status in ("pending", "confirmed")
 
-    async def load_ledger(self, *, chain_id: uuid.UUID, customer_id: uuid.UUID | None,
-                          sale_id: Any = None, minor_units: int = 2) -> Ledger:
+    async def load_ledger(
+        self,
+        *,
+        chain_id: uuid.UUID,
+        customer_id: uuid.UUID | None,
+        sale_id: Any = None,
+        minor_units: int = 2,
+    ) -> Ledger:
         return Ledger(
             [s for s, c in self.sales if c == customer_id and self._live(s.sale_id)],
             [e for e, c in self.entries if c == customer_id and self._live(e.operation_id)],
             minor_units=minor_units,
         )
 
-    async def add_sale(self, sale: Sale, *, chain_id: uuid.UUID,
-                       customer_id: uuid.UUID | None) -> None:
+    async def add_sale(
+        self, sale: Sale, *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
+    ) -> None:
         self.sales.append((sale, customer_id))
 
-    async def add_entries(self, entries: list[Entry], *, chain_id: uuid.UUID,
-                          customer_id: uuid.UUID | None) -> None:
+    async def add_entries(
+        self, entries: list[Entry], *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
+    ) -> None:
         self.entries.extend((e, customer_id) for e in entries)
 
     async def add_operation(self, **values: Any) -> bool:
@@ -95,15 +105,17 @@ class FakeRepository:
         op = self.operations.get(operation_id)
         return op if op is not None and op.status == "pending" else None
 
-    async def finish_operation(self, chain_id: uuid.UUID, operation_id: uuid.UUID,
-                               status: str) -> None:
+    async def finish_operation(
+        self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str
+    ) -> None:
         self.operations[operation_id].status = status
 
     async def add_refusal(self, **values: Any) -> None:
         self.refusals.append(values)
 
-    async def park(self, customer_id: uuid.UUID, message_id: uuid.UUID,
-                   envelope: dict[str, Any]) -> None:
+    async def park(
+        self, customer_id: uuid.UUID, message_id: uuid.UUID, envelope: dict[str, Any]
+    ) -> None:
         self.parked.append((customer_id, envelope))
 
     async def unpark_next(self, customer_id: uuid.UUID) -> dict[str, Any] | None:
@@ -141,10 +153,16 @@ def envelope(cmd: Message) -> Envelope:
 
 def applied(op_id: uuid.UUID, customer_id: uuid.UUID, accrued: str = "0.00") -> BonusesApplied:
     return BonusesApplied(
-        operation_id=op_id, operation_kind="sale", chain_id=CHAIN, customer_id=customer_id,
-        spent=Decimal(0), accrued=Decimal(accrued),
+        operation_id=op_id,
+        operation_kind="sale",
+        chain_id=CHAIN,
+        customer_id=customer_id,
+        spent=Decimal(0),
+        accrued=Decimal(accrued),
         accrued_by_payment=[PaymentBonus(payment_id=uuid.uuid4(), amount=Decimal(accrued))],
-        restored=Decimal(0), reversed=Decimal(0), reversed_by_payment=[],
+        restored=Decimal(0),
+        reversed=Decimal(0),
+        reversed_by_payment=[],
         balance_after=Decimal(accrued),
     )
 
@@ -152,9 +170,14 @@ def applied(op_id: uuid.UUID, customer_id: uuid.UUID, accrued: str = "0.00") -> 
 async def test_accepted_sale_is_pending_until_loyalty_answers() -> None:
     repo, emitter = FakeRepository(), FakeEmitter()
     customer = customer_snapshot()
-    cmd = record_sale(chain_id=CHAIN, customer=customer, settings=settings_snapshot(),
-                      sold_at=day(0), lines=[sale_line(1, "10.00")],
-                      payments=[("on_account", "10.00")])
+    cmd = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings_snapshot(),
+        sold_at=day(0),
+        lines=[sale_line(1, "10.00")],
+        payments=[("on_account", "10.00")],
+    )
     await h.process_command(repo, emitter, envelope(cmd), cmd)  # type: ignore[arg-type]
     assert emitter.types() == ["loyalty.ApplyBonuses"]
     assert repo.customers[customer.customer_id].in_flight == cmd.sale_id
@@ -169,15 +192,26 @@ async def test_a_command_arriving_while_another_is_in_flight_is_parked() -> None
     repo, emitter = FakeRepository(), FakeEmitter()
     customer = customer_snapshot()
     settings = settings_snapshot()
-    sale = record_sale(chain_id=CHAIN, customer=customer, settings=settings, sold_at=day(0),
-                       lines=[sale_line(1, "10.00")], payments=[("on_account", "10.00")])
-    pay = record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(1),
-                         amount="4.00")
+    sale = record_sale(
+        chain_id=CHAIN,
+        customer=customer,
+        settings=settings,
+        sold_at=day(0),
+        lines=[sale_line(1, "10.00")],
+        payments=[("on_account", "10.00")],
+    )
+    pay = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="4.00"
+    )
     await h.process_command(repo, emitter, envelope(sale), sale)  # type: ignore[arg-type]
     await h.process_command(repo, emitter, envelope(pay), pay)  # type: ignore[arg-type]
     assert len(repo.parked) == 1 and emitter.types() == ["loyalty.ApplyBonuses"]
-    await h.confirm(repo, emitter, repo.operations[sale.sale_id],  # type: ignore[arg-type]
-                    applied(sale.sale_id, customer.customer_id))
+    await h.confirm(
+        repo,
+        emitter,
+        repo.operations[sale.sale_id],  # type: ignore[arg-type]
+        applied(sale.sale_id, customer.customer_id),
+    )
     await h.drain_parked(repo, customer.customer_id, CHAIN, emitter)  # type: ignore[arg-type]
     assert repo.parked == []
     assert repo.customers[customer.customer_id].in_flight == pay.payment_id
@@ -186,8 +220,9 @@ async def test_a_command_arriving_while_another_is_in_flight_is_parked() -> None
 async def test_a_refusal_records_and_publishes_only_the_refusal() -> None:
     repo, emitter = FakeRepository(), FakeEmitter()
     customer = customer_snapshot()
-    cmd = record_payment(chain_id=CHAIN, customer=customer, settings=settings_snapshot(),
-                         at=day(0), amount=None)
+    cmd = record_payment(
+        chain_id=CHAIN, customer=customer, settings=settings_snapshot(), at=day(0), amount=None
+    )
     await h.process_command(repo, emitter, envelope(cmd), cmd)  # type: ignore[arg-type]
     assert emitter.types() == ["credit.OperationRefused"]
     assert repo.refusals[0]["code"] == "no_debt"

@@ -20,8 +20,16 @@ from credit.domain.model import (
 from credit.testing import D, day, line, local, pay, sale
 
 
-def vip_sale(ledger: Ledger, s, *, limit: str | None = None, block: bool = False,
-             change: str = "0.00", change_to_advance: str = "0.00", today=None):
+def vip_sale(
+    ledger: Ledger,
+    s,
+    *,
+    limit: str | None = None,
+    block: bool = False,
+    change: str = "0.00",
+    change_to_advance: str = "0.00",
+    today=None,
+):
     return ledger.record_sale(
         sale=s,
         customer_known=True,
@@ -47,7 +55,10 @@ def test_worked_example_per_sale_mode():
         (b.sale_id, D("50.00")),
     ]
     paid = ledger.take_money(
-        payment_id=uuid.uuid4(), amount=D("70.00"), method=Method.CASH, at=day(10),
+        payment_id=uuid.uuid4(),
+        amount=D("70.00"),
+        method=Method.CASH,
+        at=day(10),
         mode=Mode.PER_SALE,
     )
     assert ledger.sale_owed(a.sale_id) == D("30.00")
@@ -78,7 +89,10 @@ def test_worked_example_per_item_mode():
     b = sale([line(1, "50.00")], [pay("on_account", "50.00")], at=5)
     vip_sale(ledger, b)
     out = ledger.take_money(
-        payment_id=uuid.uuid4(), amount=D("70.00"), method=Method.CASH, at=day(10),
+        payment_id=uuid.uuid4(),
+        amount=D("70.00"),
+        method=Method.CASH,
+        at=day(10),
         mode=Mode.PER_ITEM,
     )
     assert ledger.owed(a.sale_id, 1) == D("0.00")
@@ -100,8 +114,12 @@ def test_per_item_payment_goes_to_the_named_line_first():
     a = sale([line(1, "60.00"), line(2, "40.00")], [pay("on_account", "100.00")])
     vip_sale(ledger, a)
     ledger.take_money(
-        payment_id=uuid.uuid4(), amount=D("50.00"), method=Method.CARD, at=day(1),
-        mode=Mode.PER_ITEM, allocations=[AllocationRequest(a.sale_id, 2, D("30.00"))],
+        payment_id=uuid.uuid4(),
+        amount=D("50.00"),
+        method=Method.CARD,
+        at=day(1),
+        mode=Mode.PER_ITEM,
+        allocations=[AllocationRequest(a.sale_id, 2, D("30.00"))],
     )
     assert ledger.owed(a.sale_id, 2) == D("10.00")
     assert ledger.owed(a.sale_id, 1) == D("40.00")
@@ -114,8 +132,12 @@ def test_per_sale_payment_goes_to_the_named_sale_and_never_over_allocates():
     vip_sale(ledger, a)
     vip_sale(ledger, b)
     out = ledger.take_money(
-        payment_id=uuid.uuid4(), amount=D("70.00"), method=Method.CASH, at=day(2),
-        mode=Mode.PER_SALE, allocations=[AllocationRequest(b.sale_id, None, D("70.00"))],
+        payment_id=uuid.uuid4(),
+        amount=D("70.00"),
+        method=Method.CASH,
+        at=day(2),
+        mode=Mode.PER_SALE,
+        allocations=[AllocationRequest(b.sale_id, None, D("70.00"))],
     )
     assert ledger.sale_owed(b.sale_id) == 0
     assert ledger.sale_owed(a.sale_id) == D("10.00")  # the rest went to the oldest sale
@@ -129,8 +151,12 @@ def test_balance_mode_pays_oldest_goods_first_and_ignores_named_allocations():
     vip_sale(ledger, a)
     vip_sale(ledger, b)
     ledger.take_money(
-        payment_id=uuid.uuid4(), amount=D("40.00"), method=Method.CASH, at=day(2),
-        mode=Mode.BALANCE, allocations=[AllocationRequest(b.sale_id, None, D("40.00"))],
+        payment_id=uuid.uuid4(),
+        amount=D("40.00"),
+        method=Method.CASH,
+        at=day(2),
+        mode=Mode.BALANCE,
+        allocations=[AllocationRequest(b.sale_id, None, D("40.00"))],
     )
     assert ledger.sale_owed(a.sale_id) == 0
     assert ledger.sale_owed(b.sale_id) == D("40.00")
@@ -149,8 +175,7 @@ def test_money_beyond_the_debt_becomes_advance():
 
 def test_existing_advance_covers_a_new_on_account_sale_first():
     ledger = Ledger()
-    ledger.record_advance(payment_id=uuid.uuid4(), amount=D("20.00"), method=Method.CASH,
-                          at=day(0))
+    ledger.record_advance(payment_id=uuid.uuid4(), amount=D("20.00"), method=Method.CASH, at=day(0))
     s = sale([line(1, "50.00")], [pay("on_account", "50.00")], at=1)
     out = vip_sale(ledger, s)
     assert out.on_account == D("50.00") and out.advance_applied == D("20.00")
@@ -176,8 +201,12 @@ def test_kept_change_pays_open_debt_first():
     ledger = Ledger()
     old = sale([line(1, "4.00")], [pay("on_account", "4.00")], at=0)
     vip_sale(ledger, old)
-    out = vip_sale(ledger, sale([line(1, "10.00")], [pay("cash", "20.00")], at=1),
-                   change="10.00", change_to_advance="10.00")
+    out = vip_sale(
+        ledger,
+        sale([line(1, "10.00")], [pay("cash", "20.00")], at=1),
+        change="10.00",
+        change_to_advance="10.00",
+    )
     assert [(a.sale_id, a.amount) for a in out.change_allocated] == [(old.sale_id, D("4.00"))]
     assert out.advance_added == D("6.00")
     assert ledger.debt == 0 and ledger.advance == D("6.00")
@@ -188,9 +217,11 @@ def test_credit_limit_refuses_the_whole_sale():
     vip_sale(ledger, sale([line(1, "400.00")], [pay("on_account", "400.00")]), limit="500.00")
     before = list(ledger.entries)
     with pytest.raises(Refusal) as err:
-        vip_sale(ledger, sale([line(1, "150.00")], [pay("cash", "40.00"),
-                                                    pay("on_account", "110.00")]),
-                 limit="500.00")
+        vip_sale(
+            ledger,
+            sale([line(1, "150.00")], [pay("cash", "40.00"), pay("on_account", "110.00")]),
+            limit="500.00",
+        )
     assert err.value.code == "credit_limit_exceeded"
     assert ledger.entries == before and ledger.debt == D("400.00")
 
@@ -222,8 +253,7 @@ def test_pay_debt_without_debt_is_refused():
 
 def test_refund_of_more_than_the_advance_is_refused():
     ledger = Ledger()
-    ledger.record_advance(payment_id=uuid.uuid4(), amount=D("5.00"), method=Method.CASH,
-                          at=day(0))
+    ledger.record_advance(payment_id=uuid.uuid4(), amount=D("5.00"), method=Method.CASH, at=day(0))
     with pytest.raises(Refusal) as err:
         ledger.refund(refund_id=uuid.uuid4(), amount=D("6.00"), method=Method.CASH, at=day(1))
     assert err.value.code == "insufficient_advance"
@@ -234,15 +264,21 @@ def test_refund_of_more_than_the_advance_is_refused():
 def test_return_cancels_the_debt_on_the_goods_first_then_restores_bonus_then_refunds():
     ledger = Ledger()
     cash = pay("cash", "30.00")
-    s = sale([line(1, "60.00"), line(2, "40.00", quantity="2")],
-             [pay("bonus", "20.00"), cash, pay("on_account", "50.00")])
+    s = sale(
+        [line(1, "60.00"), line(2, "40.00", quantity="2")],
+        [pay("bonus", "20.00"), cash, pay("on_account", "50.00")],
+    )
     vip_sale(ledger, s)
     # lines paid in receipt order: line 1 by bonus 20 + cash 30 + 10 on account
     assert ledger.owed(s.sale_id, 1) == D("10.00")
     assert ledger.owed(s.sale_id, 2) == D("40.00")
     out = ledger.record_return(
-        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("1"))],
-        refund=Method.CASH, at=day(1), mode=Mode.PER_ITEM,
+        return_id=uuid.uuid4(),
+        sale_id=s.sale_id,
+        lines=[ReturnRequest(1, D("1"))],
+        refund=Method.CASH,
+        at=day(1),
+        mode=Mode.PER_ITEM,
     )
     assert out.value == D("60.00")
     assert out.debt_cancelled == D("10.00")
@@ -254,12 +290,17 @@ def test_return_cancels_the_debt_on_the_goods_first_then_restores_bonus_then_ref
 
 def test_return_in_per_sale_mode_cancels_the_sale_debt_and_keeps_the_rest_as_advance():
     ledger = Ledger()
-    s = sale([line(1, "60.00"), line(2, "40.00")], [pay("cash", "60.00"),
-                                                   pay("on_account", "40.00")])
+    s = sale(
+        [line(1, "60.00"), line(2, "40.00")], [pay("cash", "60.00"), pay("on_account", "40.00")]
+    )
     vip_sale(ledger, s)
     out = ledger.record_return(
-        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("1"))],
-        refund=Method.ADVANCE, at=day(1), mode=Mode.PER_SALE,
+        return_id=uuid.uuid4(),
+        sale_id=s.sale_id,
+        lines=[ReturnRequest(1, D("1"))],
+        refund=Method.ADVANCE,
+        at=day(1),
+        mode=Mode.PER_SALE,
     )
     assert out.debt_cancelled == D("40.00")
     assert out.advance_added == D("20.00")
@@ -273,8 +314,12 @@ def test_kept_return_money_pays_other_open_debt_first():
     s = sale([line(1, "60.00")], [pay("cash", "60.00")], at=1)
     vip_sale(ledger, s)
     out = ledger.record_return(
-        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("1"))],
-        refund=Method.ADVANCE, at=day(2), mode=Mode.PER_ITEM,
+        return_id=uuid.uuid4(),
+        sale_id=s.sale_id,
+        lines=[ReturnRequest(1, D("1"))],
+        refund=Method.ADVANCE,
+        at=day(2),
+        mode=Mode.PER_ITEM,
     )
     assert out.applied_to_debt == D("15.00") and out.advance_added == D("45.00")
     assert ledger.debt == 0 and ledger.advance == D("45.00")
@@ -284,14 +329,24 @@ def test_returning_more_than_was_sold_counts_earlier_returns():
     ledger = Ledger()
     s = sale([line(1, "30.00", quantity="3")], [pay("cash", "30.00")])
     vip_sale(ledger, s)
-    ledger.record_return(return_id=uuid.uuid4(), sale_id=s.sale_id,
-                         lines=[ReturnRequest(1, D("2"))], refund=Method.CASH, at=day(1),
-                         mode=Mode.PER_ITEM)
+    ledger.record_return(
+        return_id=uuid.uuid4(),
+        sale_id=s.sale_id,
+        lines=[ReturnRequest(1, D("2"))],
+        refund=Method.CASH,
+        at=day(1),
+        mode=Mode.PER_ITEM,
+    )
     before = list(ledger.entries)
     with pytest.raises(Refusal) as err:
-        ledger.record_return(return_id=uuid.uuid4(), sale_id=s.sale_id,
-                             lines=[ReturnRequest(1, D("2"))], refund=Method.CASH, at=day(2),
-                             mode=Mode.PER_ITEM)
+        ledger.record_return(
+            return_id=uuid.uuid4(),
+            sale_id=s.sale_id,
+            lines=[ReturnRequest(1, D("2"))],
+            refund=Method.CASH,
+            at=day(2),
+            mode=Mode.PER_ITEM,
+        )
     assert err.value.code == "return_exceeds_sold"
     assert ledger.entries == before
 
@@ -301,9 +356,14 @@ def test_partial_returns_add_up_to_the_line_amount_exactly():
     s = sale([line(1, "10.00", quantity="3")], [pay("cash", "10.00")])
     vip_sale(ledger, s)
     values = [
-        ledger.record_return(return_id=uuid.uuid4(), sale_id=s.sale_id,
-                             lines=[ReturnRequest(1, D("1"))], refund=Method.CASH,
-                             at=day(1), mode=Mode.PER_ITEM).value
+        ledger.record_return(
+            return_id=uuid.uuid4(),
+            sale_id=s.sale_id,
+            lines=[ReturnRequest(1, D("1"))],
+            refund=Method.CASH,
+            at=day(1),
+            mode=Mode.PER_ITEM,
+        ).value
         for _ in range(3)
     ]
     assert values == [D("3.33"), D("3.33"), D("3.34")]
@@ -324,31 +384,44 @@ def test_discount_is_revoked_once_and_only_when_overdue():
     assert sum(1 for e in ledger.entries if e.kind is EntryKind.REVOKED_DISCOUNT) == 1
 
 
-
 def test_goods_returned_after_their_discount_was_revoked_are_credited_at_the_full_price():
     # Shoes 2 x 25.00 less 10.00 (40.00), 15.00 paid; overdue, so the 10.00 is revoked: the
     # customer now pays 50.00 for the pair. Returning them must take the revoked discount back
     # too, or the customer would pay for part of a discount on goods they no longer have.
     ledger = Ledger()
-    s = sale([line(1, "40.00", discount="10.00", quantity="2")],
-             [pay("cash", "15.00"), pay("on_account", "25.00")], delay=10)
+    s = sale(
+        [line(1, "40.00", discount="10.00", quantity="2")],
+        [pay("cash", "15.00"), pay("on_account", "25.00")],
+        delay=10,
+    )
     vip_sale(ledger, s)
     ledger.revoke_discount(sale_id=s.sale_id, at=day(11), today=local(11))
     assert ledger.debt == D("35.00")
 
     one = ledger.record_return(
-        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("1"))],
-        refund=Method.CASH, at=day(12), mode=Mode.PER_ITEM,
+        return_id=uuid.uuid4(),
+        sale_id=s.sale_id,
+        lines=[ReturnRequest(1, D("1"))],
+        refund=Method.CASH,
+        at=day(12),
+        mode=Mode.PER_ITEM,
     )
     assert (one.value, one.debt_cancelled, one.refunded) == (D("25.00"), D("25.00"), D("0"))
     assert ledger.owed(s.sale_id, 1) == D("10.00")  # one shoe at 25.00, 15.00 of it paid
     other = ledger.record_return(
-        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("1"))],
-        refund=Method.CASH, at=day(13), mode=Mode.PER_ITEM,
+        return_id=uuid.uuid4(),
+        sale_id=s.sale_id,
+        lines=[ReturnRequest(1, D("1"))],
+        refund=Method.CASH,
+        at=day(13),
+        mode=Mode.PER_ITEM,
     )
     # everything back: nothing owed, and all the money paid is refunded
     assert (other.value, other.debt_cancelled, other.refunded) == (
-        D("25.00"), D("10.00"), D("15.00"))
+        D("25.00"),
+        D("10.00"),
+        D("15.00"),
+    )
     assert ledger.debt == 0 and ledger.advance == 0
 
 
@@ -356,19 +429,28 @@ def test_a_discount_revoked_after_a_partial_return_is_taken_back_with_the_rest()
     # 3 x 10.00 less 1.00 (29.00): one piece back before the revocation at 9.67; the revocation
     # then adds the discount of the two pieces kept (0.67): they are worth 20.00 together.
     ledger = Ledger()
-    s = sale([line(1, "29.00", discount="1.00", quantity="3")], [pay("on_account", "29.00")],
-             delay=10)
+    s = sale(
+        [line(1, "29.00", discount="1.00", quantity="3")], [pay("on_account", "29.00")], delay=10
+    )
     vip_sale(ledger, s)
     first = ledger.record_return(
-        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("1"))],
-        refund=Method.CASH, at=day(1), mode=Mode.PER_ITEM,
+        return_id=uuid.uuid4(),
+        sale_id=s.sale_id,
+        lines=[ReturnRequest(1, D("1"))],
+        refund=Method.CASH,
+        at=day(1),
+        mode=Mode.PER_ITEM,
     )
     assert first.value == D("9.67")
     ledger.revoke_discount(sale_id=s.sale_id, at=day(11), today=local(11))
     assert ledger.debt == D("20.00")
     rest = ledger.record_return(
-        return_id=uuid.uuid4(), sale_id=s.sale_id, lines=[ReturnRequest(1, D("2"))],
-        refund=Method.CASH, at=day(12), mode=Mode.PER_ITEM,
+        return_id=uuid.uuid4(),
+        sale_id=s.sale_id,
+        lines=[ReturnRequest(1, D("2"))],
+        refund=Method.CASH,
+        at=day(12),
+        mode=Mode.PER_ITEM,
     )
     assert (rest.value, rest.debt_cancelled, rest.refunded) == (D("20.00"), D("20.00"), D("0"))
     assert ledger.debt == 0
@@ -378,13 +460,19 @@ def test_mode_switch_keeps_every_open_debt():
     ledger = Ledger()
     a = sale([line(1, "60.00"), line(2, "40.00")], [pay("on_account", "100.00")], at=0)
     vip_sale(ledger, a)
-    ledger.take_money(payment_id=uuid.uuid4(), amount=D("70.00"), method=Method.CASH,
-                      at=day(1), mode=Mode.PER_ITEM,
-                      allocations=[AllocationRequest(a.sale_id, 2, D("40.00"))])
+    ledger.take_money(
+        payment_id=uuid.uuid4(),
+        amount=D("70.00"),
+        method=Method.CASH,
+        at=day(1),
+        mode=Mode.PER_ITEM,
+        allocations=[AllocationRequest(a.sale_id, 2, D("40.00"))],
+    )
     # the chain switches to balance: the same ledger, the same debts, only allocation differs
     assert ledger.debt == D("30.00")
     assert ledger.owed(a.sale_id, 1) == D("30.00")
-    ledger.take_money(payment_id=uuid.uuid4(), amount=D("10.00"), method=Method.CASH,
-                      at=day(2), mode=Mode.BALANCE)
+    ledger.take_money(
+        payment_id=uuid.uuid4(), amount=D("10.00"), method=Method.CASH, at=day(2), mode=Mode.BALANCE
+    )
     assert ledger.owed(a.sale_id, 1) == D("20.00")
     assert ledger.debt == Decimal("20.00")

@@ -64,8 +64,13 @@ def run(ledger: Ledger, op: tuple, n: int, mode: Mode) -> object:
             payments.append(pay("on_account", str(on_account)))
         s = sale(lines, payments, at=n, delay=3)
         return ledger.record_sale(
-            sale=s, customer_known=True, vip=True, credit_limit=None,
-            block_credit_when_overdue=False, change=D(0), change_to_advance=D(0),
+            sale=s,
+            customer_known=True,
+            vip=True,
+            credit_limit=None,
+            block_credit_when_overdue=False,
+            change=D(0),
+            change_to_advance=D(0),
             today=local(n),
         )
     if kind == "take":
@@ -73,13 +78,23 @@ def run(ledger: Ledger, op: tuple, n: int, mode: Mode) -> object:
         allocations = []
         if named and sales:
             target = sales[sale_idx % len(sales)]
-            allocations = [AllocationRequest(target.sale_id, line_no if line_no <= len(
-                target.lines) else None, amount)]
-        return ledger.take_money(payment_id=uuid.uuid4(), amount=amount, method=Method.CASH,
-                                 at=day(n), mode=mode, allocations=allocations)
+            allocations = [
+                AllocationRequest(
+                    target.sale_id, line_no if line_no <= len(target.lines) else None, amount
+                )
+            ]
+        return ledger.take_money(
+            payment_id=uuid.uuid4(),
+            amount=amount,
+            method=Method.CASH,
+            at=day(n),
+            mode=mode,
+            allocations=allocations,
+        )
     if kind == "advance":
-        return ledger.record_advance(payment_id=uuid.uuid4(), amount=op[1], method=Method.CARD,
-                                     at=day(n))
+        return ledger.record_advance(
+            payment_id=uuid.uuid4(), amount=op[1], method=Method.CARD, at=day(n)
+        )
     if kind == "refund":
         return ledger.refund(refund_id=uuid.uuid4(), amount=op[1], method=Method.CASH, at=day(n))
     if kind == "pay_debt":
@@ -91,9 +106,12 @@ def run(ledger: Ledger, op: tuple, n: int, mode: Mode) -> object:
         target = sales[sale_idx % len(sales)]
         ln = target.lines[(line_no - 1) % len(target.lines)]
         return ledger.record_return(
-            return_id=uuid.uuid4(), sale_id=target.sale_id,
+            return_id=uuid.uuid4(),
+            sale_id=target.sale_id,
             lines=[ReturnRequest(ln.line_no, ln.quantity)],
-            refund=Method.ADVANCE if to_advance else Method.CASH, at=day(n), mode=mode,
+            refund=Method.ADVANCE if to_advance else Method.CASH,
+            at=day(n),
+            mode=mode,
         )
     if kind == "revoke":
         if not sales:
@@ -150,8 +168,11 @@ def test_every_payment_is_allocated_exactly_once(ops):
         if op[0] in ("take", "advance", "pay_debt"):
             pid = outcome.operation_id  # type: ignore[attr-defined]
             placed = sum(
-                (e.amount for e in ledger.entries
-                 if e.payment_id == pid and e.kind in (EntryKind.PAYMENT, EntryKind.ADVANCE_IN)),
+                (
+                    e.amount
+                    for e in ledger.entries
+                    if e.payment_id == pid and e.kind in (EntryKind.PAYMENT, EntryKind.ADVANCE_IN)
+                ),
                 Decimal(0),
             )
             assert placed == outcome.amount  # type: ignore[attr-defined]
@@ -160,8 +181,9 @@ def test_every_payment_is_allocated_exactly_once(ops):
             for p in s.payments:
                 if p.method is Method.ON_ACCOUNT:
                     continue
-                placed = sum((e.amount for e in ledger.entries if e.payment_id == p.payment_id),
-                             Decimal(0))
+                placed = sum(
+                    (e.amount for e in ledger.entries if e.payment_id == p.payment_id), Decimal(0)
+                )
                 assert placed == p.amount
 
 

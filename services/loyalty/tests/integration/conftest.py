@@ -79,15 +79,17 @@ def envelope_of(model: Message, key: UUID) -> Envelope:
 def record_of(env: Envelope, topic: str = LOYALTY_COMMANDS) -> ConsumerRecord[bytes, bytes]:
     value = encode(env)
     key = env.key.encode()
-    return ConsumerRecord(topic, 0, next(_offsets), 0, 0, key, value, None, len(key),
-                          len(value), [])
+    return ConsumerRecord(
+        topic, 0, next(_offsets), 0, 0, key, value, None, len(key), len(value), []
+    )
 
 
 class Harness:
     """Drives loyalty through its real consumer and reads back what it wrote."""
 
-    def __init__(self, consumer: Consumer, session_factory: SessionFactory, clock: Clock,
-                 url: str) -> None:
+    def __init__(
+        self, consumer: Consumer, session_factory: SessionFactory, clock: Clock, url: str
+    ) -> None:
         self.consumer = consumer
         self.session_factory = session_factory
         self.clock = clock
@@ -103,8 +105,13 @@ class Harness:
     def record(env: Envelope, topic: str = LOYALTY_COMMANDS) -> ConsumerRecord[bytes, bytes]:
         return record_of(env, topic)
 
-    async def feed(self, model_or_env: Message | Envelope, *, key: UUID | None = None,
-                   topic: str = LOYALTY_COMMANDS) -> Envelope:
+    async def feed(
+        self,
+        model_or_env: Message | Envelope,
+        *,
+        key: UUID | None = None,
+        topic: str = LOYALTY_COMMANDS,
+    ) -> Envelope:
         """Process one message as a batch of its own (returns its envelope, to feed again)."""
         if isinstance(model_or_env, Envelope):
             env = model_or_env
@@ -116,8 +123,9 @@ class Harness:
     async def outbox(self, type_: str | None = None) -> list[Any]:
         """Payloads loyalty wrote to its outbox, in order (optionally of one message type)."""
         async with self.session_factory() as session:
-            rows = (await session.execute(sa.text(
-                "SELECT type, value FROM outbox ORDER BY id"))).all()
+            rows = (
+                await session.execute(sa.text("SELECT type, value FROM outbox ORDER BY id"))
+            ).all()
         return [parse_payload(decode(r.value)) for r in rows if type_ is None or r.type == type_]
 
     async def count(self, table: str) -> int:
@@ -129,8 +137,10 @@ class Harness:
         async with self.session_factory() as session:
             body = await queries.customer_bonus(session, self.chain_id, self.customer_id)
         adding = {"accrued", "restored", "void_given"}
-        signed = sum((Decimal(e["amount"]) * (1 if e["kind"] in adding else -1)
-                      for e in body["entries"]), Decimal(0))
+        signed = sum(
+            (Decimal(e["amount"]) * (1 if e["kind"] in adding else -1) for e in body["entries"]),
+            Decimal(0),
+        )
         assert Decimal(body["balance"]) == signed
         if body["entries"]:
             assert body["entries"][-1]["balance_after"] == body["balance"]
@@ -163,25 +173,38 @@ class Harness:
             bonus_expiry_days=expiry_days,
             minor_units=2,
             spend=Decimal(spend),
-            accrual_bases=[BonusBase(payment_id=p, method=PaymentMethod.CASH,
-                                     base_amount=Decimal(a)) for p, a in cash],
+            accrual_bases=[
+                BonusBase(payment_id=p, method=PaymentMethod.CASH, base_amount=Decimal(a))
+                for p, a in cash
+            ],
             restore_up_to=Decimal(restore_up_to),
-            reverse_bases=[BonusBase(payment_id=p, method=PaymentMethod.CASH,
-                                     base_amount=Decimal(a)) for p, a in reverse],
+            reverse_bases=[
+                BonusBase(payment_id=p, method=PaymentMethod.CASH, base_amount=Decimal(a))
+                for p, a in reverse
+            ],
         )
 
     def cancel(self, payment_id: UUID, at: datetime = T0) -> CancelPaymentBonus:
-        return CancelPaymentBonus(payment_id=payment_id, chain_id=self.chain_id,
-                                  customer_id=self.customer_id, requested_at=at)
+        return CancelPaymentBonus(
+            payment_id=payment_id,
+            chain_id=self.chain_id,
+            customer_id=self.customer_id,
+            requested_at=at,
+        )
 
     def settings_changed(self, expiry_days: int | None, at: datetime = T0) -> ChainSettingsChanged:
         return ChainSettingsChanged(
             chain_id=self.chain_id,
             settings=ChainSettingsSnapshot(
-                credit_mode=CreditMode.BALANCE, max_payment_delay_days=30,
-                overdue_discount=OverdueDiscountPolicy.KEEP, block_credit_when_overdue=False,
-                reminder_repeat_days=7, bonus_rate_percent=Decimal("10.00"),
-                bonus_expiry_days=expiry_days, timezone="Europe/Bucharest", currency="EUR",
+                credit_mode=CreditMode.BALANCE,
+                max_payment_delay_days=30,
+                overdue_discount=OverdueDiscountPolicy.KEEP,
+                block_credit_when_overdue=False,
+                reminder_repeat_days=7,
+                bonus_rate_percent=Decimal("10.00"),
+                bonus_expiry_days=expiry_days,
+                timezone="Europe/Bucharest",
+                currency="EUR",
                 minor_units=2,
             ),
             changed_at=at,
@@ -189,6 +212,7 @@ class Harness:
 
 
 @pytest.fixture
-def loyalty(consumer: Consumer, session_factory: SessionFactory, clock: Clock,
-            loyalty_db: str) -> Harness:
+def loyalty(
+    consumer: Consumer, session_factory: SessionFactory, clock: Clock, loyalty_db: str
+) -> Harness:
     return Harness(consumer, session_factory, clock, loyalty_db)

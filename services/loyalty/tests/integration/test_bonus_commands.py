@@ -42,10 +42,16 @@ async def test_the_worked_example_through_the_consumer(loyalty: Harness) -> None
     assert (first.accrued, first.balance_after) == (D("20.00"), D("20.00"))
     assert [(p.payment_id, p.amount) for p in first.accrued_by_payment] == [(cash1, D("20.00"))]
     assert (second.spent, second.accrued, second.balance_after) == (
-        D("20.00"), D("3.00"), D("3.00"))
+        D("20.00"),
+        D("3.00"),
+        D("3.00"),
+    )
     (cancelled,) = await loyalty.outbox(PaymentBonusCancelled.TYPE)
     assert (cancelled.cancelled, cancelled.balance_after, cancelled.already) == (
-        D("3.00"), D("0.00"), False)
+        D("3.00"),
+        D("0.00"),
+        False,
+    )
 
     movements = await loyalty.outbox(MOVEMENT)
     assert [(m.kind.value, m.amount, m.balance_after) for m in movements] == [
@@ -67,7 +73,10 @@ async def test_cancelling_a_payment_twice_changes_nothing_and_answers_the_same(
 
     first, again = await loyalty.outbox(PaymentBonusCancelled.TYPE)
     assert (again.cancelled, again.already, again.cancelled_at) == (
-        first.cancelled, True, first.cancelled_at)
+        first.cancelled,
+        True,
+        first.cancelled_at,
+    )
     assert first.cancelled == D("5.00")
     assert await loyalty.count("bonus_movements") == 2
 
@@ -132,10 +141,12 @@ async def test_two_instances_spending_the_same_last_bonuses_at_once_one_wins(
             c.retry_backoff_seconds = 0
             c.bind(make_session_factory(e))
         spends = [loyalty.envelope(loyalty.apply(spend="10.00")) for _ in range(2)]
-        await asyncio.gather(*(
-            c.process_records([loyalty.record(env)])
-            for c, env in zip(consumers, spends, strict=True)
-        ))
+        await asyncio.gather(
+            *(
+                c.process_records([loyalty.record(env)])
+                for c, env in zip(consumers, spends, strict=True)
+            )
+        )
     finally:
         for e in engines:
             await e.dispose()
@@ -155,22 +166,35 @@ async def test_a_return_gives_back_spent_bonus_and_reverses_the_accrual_once(
     await loyalty.feed(loyalty.apply(sale_id=sale_id, spend="20.00", cash=[(cash, "80.00")]))
     assert (await loyalty.bonus())["balance"] == "18.00"
 
-    ret = loyalty.apply(kind=BonusOperationKind.RETURN, operation_id=uuid4(), sale_id=sale_id,
-                        restore_up_to="20.00", reverse=[(cash, "40.00")])
+    ret = loyalty.apply(
+        kind=BonusOperationKind.RETURN,
+        operation_id=uuid4(),
+        sale_id=sale_id,
+        restore_up_to="20.00",
+        reverse=[(cash, "40.00")],
+    )
     await loyalty.feed(ret)
-    again = loyalty.apply(kind=BonusOperationKind.RETURN, operation_id=uuid4(), sale_id=sale_id,
-                          restore_up_to="20.00", reverse=[(cash, "80.00")])
+    again = loyalty.apply(
+        kind=BonusOperationKind.RETURN,
+        operation_id=uuid4(),
+        sale_id=sale_id,
+        restore_up_to="20.00",
+        reverse=[(cash, "80.00")],
+    )
     await loyalty.feed(again)  # more than is left: only what remains of it comes back
 
     answers = await loyalty.outbox(APPLIED)
     assert [(a.restored, a.reversed) for a in answers[2:]] == [
-        (D("20.00"), D("4.00")), (D("0.00"), D("4.00"))]
+        (D("20.00"), D("4.00")),
+        (D("0.00"), D("4.00")),
+    ]
     assert (await loyalty.bonus())["balance"] == "30.00"
 
 
 async def test_an_operation_records_due_expiries_before_spending(loyalty: Harness) -> None:
-    await loyalty.feed(loyalty.settings_changed(expiry_days=30), key=loyalty.chain_id,
-                       topic=MASTERDATA_EVENTS)
+    await loyalty.feed(
+        loyalty.settings_changed(expiry_days=30), key=loyalty.chain_id, topic=MASTERDATA_EVENTS
+    )
     await loyalty.feed(loyalty.apply(cash=[(uuid4(), "100.00")]))
     loyalty.clock.now += timedelta(days=31)
 
@@ -180,7 +204,8 @@ async def test_an_operation_records_due_expiries_before_spending(loyalty: Harnes
     assert refusal.balance == D("0.00")
     expired = [m for m in await loyalty.outbox(MOVEMENT) if m.kind.value == "expired"]
     assert [(m.amount, m.at) for m in expired] == [
-        (D("10.00"), loyalty.clock.now - timedelta(days=1))]
+        (D("10.00"), loyalty.clock.now - timedelta(days=1))
+    ]
 
 
 async def test_the_internal_bonus_endpoint_shows_balance_and_entries(loyalty: Harness) -> None:
@@ -188,12 +213,14 @@ async def test_the_internal_bonus_endpoint_shows_balance_and_entries(loyalty: Ha
     async with internal_api_client(router, loyalty.session_factory) as client:
         path = f"/internal/v1/chains/{loyalty.chain_id}/customers/{loyalty.customer_id}/bonus"
         body = (await client.get(path)).json()
-        other = (await client.get(
-            f"/internal/v1/chains/{uuid4()}/customers/{loyalty.customer_id}/bonus")).json()
+        other = (
+            await client.get(f"/internal/v1/chains/{uuid4()}/customers/{loyalty.customer_id}/bonus")
+        ).json()
 
     assert body["balance"] == "12.35"
     assert [(e["kind"], e["amount"], e["balance_after"]) for e in body["entries"]] == [
-        ("accrued", "12.35", "12.35")]
+        ("accrued", "12.35", "12.35")
+    ]
     assert [lot["remaining"] for lot in body["lots"]] == ["12.35"]
     assert (other["balance"], other["entries"]) == ("0.00", [])
 

@@ -28,8 +28,11 @@ D = Decimal
 
 def void(loyalty: Harness, command: ApplyBonuses) -> VoidBonuses:
     return VoidBonuses(
-        operation_id=command.operation_id, operation_kind=command.operation_kind,
-        chain_id=command.chain_id, customer_id=command.customer_id, reason="test",
+        operation_id=command.operation_id,
+        operation_kind=command.operation_kind,
+        chain_id=command.chain_id,
+        customer_id=command.customer_id,
+        reason="test",
         requested_at=loyalty.clock.now,
     )
 
@@ -55,8 +58,11 @@ async def test_voiding_an_applied_operation_gives_back_its_spend_takes_back_its_
     # the accrual's lot is empty, what was spent came back as a lot of its own
     assert sorted(await lots(loyalty)) == sorted([("30.00", "18.00"), ("12.00", "12.00")])
     (voided,) = await loyalty.outbox(BonusesVoided.TYPE)
-    published = [m for m in await loyalty.outbox(BonusMovementRecorded.TYPE)
-                 if m.operation_id == failing.operation_id]
+    published = [
+        m
+        for m in await loyalty.outbox(BonusMovementRecorded.TYPE)
+        if m.operation_id == failing.operation_id
+    ]
     assert sorted(voided.movement_ids) == sorted(m.movement_id for m in published)
     assert {m.kind.value for m in published} == {"spent", "accrued"}
     assert voided.balance_after == D("30.00")
@@ -94,16 +100,25 @@ async def test_voiding_a_return_restores_the_history_the_next_return_needs(
     await loyalty.feed(loyalty.apply(cash=[(uuid4(), "100.00")]))  # 10.00
     await loyalty.feed(loyalty.apply(sale_id=sale_id, spend="10.00", cash=[(paid, "90.00")]))
     assert (await loyalty.bonus())["balance"] == "9.00"
-    first_return = loyalty.apply(kind=BonusOperationKind.RETURN, sale_id=sale_id,
-                                 operation_id=uuid4(), restore_up_to="10.00",
-                                 reverse=[(paid, "90.00")])
+    first_return = loyalty.apply(
+        kind=BonusOperationKind.RETURN,
+        sale_id=sale_id,
+        operation_id=uuid4(),
+        restore_up_to="10.00",
+        reverse=[(paid, "90.00")],
+    )
     await loyalty.feed(first_return)
     assert (await loyalty.bonus())["balance"] == "10.00"  # +10 restored, -9 reversed
     await loyalty.feed(void(loyalty, first_return))
     assert (await loyalty.bonus())["balance"] == "9.00"
 
-    again = loyalty.apply(kind=BonusOperationKind.RETURN, sale_id=sale_id, operation_id=uuid4(),
-                          restore_up_to="10.00", reverse=[(paid, "90.00")])
+    again = loyalty.apply(
+        kind=BonusOperationKind.RETURN,
+        sale_id=sale_id,
+        operation_id=uuid4(),
+        restore_up_to="10.00",
+        reverse=[(paid, "90.00")],
+    )
     await loyalty.feed(again)
     applied = (await loyalty.outbox(BonusesApplied.TYPE))[-1]
     assert (applied.restored, applied.reversed) == (D("10.00"), D("9.00"))
@@ -118,17 +133,22 @@ async def test_an_apply_bonuses_that_fails_for_good_is_answered_operation_failed
     waiting for its deadline; the next operation of the customer applies."""
     doomed = loyalty.apply(cash=[(uuid4(), "40.00")])
     async with loyalty.session_factory() as session, session.begin():
-        await session.execute(sa.text(f"""
+        await session.execute(
+            sa.text(f"""
             CREATE FUNCTION refuse_movement() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
               IF NEW.operation_id = '{doomed.operation_id}' THEN
                 RAISE EXCEPTION 'the bonus ledger is broken';
               END IF;
               RETURN NEW;
-            END $$"""))
-        await session.execute(sa.text(
-            "CREATE TRIGGER refuse_movement BEFORE INSERT ON bonus_movements FOR EACH ROW "
-            "EXECUTE FUNCTION refuse_movement()"))
+            END $$""")
+        )
+        await session.execute(
+            sa.text(
+                "CREATE TRIGGER refuse_movement BEFORE INSERT ON bonus_movements FOR EACH ROW "
+                "EXECUTE FUNCTION refuse_movement()"
+            )
+        )
     labels = {"service": "loyalty", "kind": "sale", "reason": "dead_letter"}
     before = REGISTRY.get_sample_value("operations_failed_total", labels) or 0.0
     env = loyalty.envelope(doomed)
@@ -166,14 +186,18 @@ async def test_the_same_operation_id_in_two_chains_is_two_operations(loyalty: Ha
     sale_id = uuid4()
     mine = loyalty.apply(sale_id=sale_id, cash=[(uuid4(), "10.00")])
     other_chain, other_customer = uuid4(), uuid4()
-    theirs = mine.model_copy(update={
-        "chain_id": other_chain, "customer_id": other_customer,
-        "accrual_bases": [b.model_copy(update={"base_amount": D("70.00")})
-                          for b in mine.accrual_bases],
-    })
+    theirs = mine.model_copy(
+        update={
+            "chain_id": other_chain,
+            "customer_id": other_customer,
+            "accrual_bases": [
+                b.model_copy(update={"base_amount": D("70.00")}) for b in mine.accrual_bases
+            ],
+        }
+    )
     await loyalty.feed(mine)
     await loyalty.feed(theirs, key=other_customer)
     answers: list[Any] = await loyalty.outbox(BonusesApplied.TYPE)
     assert sorted((a.chain_id, a.balance_after) for a in answers) == sorted(
-        [(loyalty.chain_id, D("1.00")), (other_chain, D("7.00"))])
-
+        [(loyalty.chain_id, D("1.00")), (other_chain, D("7.00"))]
+    )

@@ -41,8 +41,15 @@ def sale(
         else ()
     )
     op = BonusOperation(
-        operation_id=uuid4(), kind="sale", store_id=STORE, sale_id=uuid4(), at=at,
-        accrual_on=accrual_on, rate_percent=D(rate), minor_units=2, spend=D(bonus),
+        operation_id=uuid4(),
+        kind="sale",
+        store_id=STORE,
+        sale_id=uuid4(),
+        at=at,
+        accrual_on=accrual_on,
+        rate_percent=D(rate),
+        minor_units=2,
+        spend=D(bonus),
         accrual_bases=bases,
     )
     return op, payment_id
@@ -66,7 +73,10 @@ def test_the_worked_example_of_the_domain_ends_at_a_zero_balance() -> None:
     second, cash_payment = sale(bonus="20.00", cash="30.00", at=T0 + timedelta(days=1))
     result = applied(account.apply(second, payments={}))
     assert (result.spent, result.accrued, result.balance_after) == (
-        D("20.00"), D("3.00"), D("3.00"))
+        D("20.00"),
+        D("3.00"),
+        D("3.00"),
+    )
 
     cancellation = account.cancel_accrual(history_of(result, cash_payment), at=T0)
     assert cancellation.amount == D("3.00")
@@ -78,8 +88,14 @@ def test_accrual_is_rounded_half_up_per_payment() -> None:
     account = BonusAccount(customer_id=uuid4())
     p1, p2 = uuid4(), uuid4()
     op = BonusOperation(
-        operation_id=uuid4(), kind="sale", store_id=STORE, sale_id=uuid4(), at=T0,
-        accrual_on=True, rate_percent=D("10.00"), minor_units=2,
+        operation_id=uuid4(),
+        kind="sale",
+        store_id=STORE,
+        sale_id=uuid4(),
+        at=T0,
+        accrual_on=True,
+        rate_percent=D("10.00"),
+        minor_units=2,
         accrual_bases=(AccrualBase(p1, "cash", D("0.05")), AccrualBase(p2, "card", D("0.05"))),
     )
     result = applied(account.apply(op, payments={}))
@@ -128,11 +144,14 @@ def test_spending_takes_the_oldest_lots_first() -> None:
     account.apply(sale(cash="50.00", at=T0)[0], payments={})  # back-dated: older
     account.apply(sale(bonus="6.00")[0], payments={})
     assert [(lot.amount, lot.remaining) for lot in account.lots] == [
-        (D("5.00"), D("0.00")), (D("10.00"), D("9.00"))]
+        (D("5.00"), D("0.00")),
+        (D("10.00"), D("9.00")),
+    ]
 
 
-def test_a_cancelled_accrual_already_spent_leaves_a_negative_balance_filled_by_later_accruals(
-) -> None:
+def test_a_cancelled_accrual_already_spent_leaves_a_negative_balance_filled_by_later_accruals() -> (
+    None
+):
     account = BonusAccount(customer_id=uuid4())
     first, payment = sale(cash="200.00")
     result = applied(account.apply(first, payments={}))
@@ -157,12 +176,19 @@ def test_a_return_gives_back_the_spent_bonus_up_to_what_credit_allows() -> None:
     account.apply(spend_op, payments={})
     assert spend_op.sale_id is not None
     ret = BonusOperation(
-        operation_id=uuid4(), kind="return", store_id=STORE, sale_id=spend_op.sale_id,
-        at=T0, accrual_on=True, rate_percent=D("10.00"), minor_units=2,
+        operation_id=uuid4(),
+        kind="return",
+        store_id=STORE,
+        sale_id=spend_op.sale_id,
+        at=T0,
+        accrual_on=True,
+        rate_percent=D("10.00"),
+        minor_units=2,
         restore_up_to=D("50.00"),
     )
-    result = applied(account.apply(ret, payments={}, sale=SaleHistory(spent=D("20.00"),
-                                                                       restored=D("5.00"))))
+    result = applied(
+        account.apply(ret, payments={}, sale=SaleHistory(spent=D("20.00"), restored=D("5.00")))
+    )
     assert result.restored == D("15.00")
     assert account.balance == D("25.00")
 
@@ -177,8 +203,14 @@ def test_a_return_reverses_the_accrual_in_proportion_and_never_more_than_accrued
 
     def give_back(base: str, hist: PaymentHistory) -> Decimal:
         op = BonusOperation(
-            operation_id=uuid4(), kind="return", store_id=STORE, sale_id=first.sale_id,
-            at=T0, accrual_on=True, rate_percent=D("10.00"), minor_units=2,
+            operation_id=uuid4(),
+            kind="return",
+            store_id=STORE,
+            sale_id=first.sale_id,
+            at=T0,
+            accrual_on=True,
+            rate_percent=D("10.00"),
+            minor_units=2,
             reverse_bases=(AccrualBase(payment, "cash", D(base)),),
         )
         return applied(account.apply(op, payments={payment: hist})).reversed
@@ -199,8 +231,14 @@ def test_a_return_reverses_nothing_of_an_accrual_already_cancelled() -> None:
     account.cancel_accrual(history, at=T0)
     assert payment is not None
     op = BonusOperation(
-        operation_id=uuid4(), kind="return", store_id=STORE, sale_id=first.sale_id, at=T0,
-        accrual_on=True, rate_percent=D("10.00"), minor_units=2,
+        operation_id=uuid4(),
+        kind="return",
+        store_id=STORE,
+        sale_id=first.sale_id,
+        at=T0,
+        accrual_on=True,
+        rate_percent=D("10.00"),
+        minor_units=2,
         reverse_bases=(AccrualBase(payment, "cash", D("100.00")),),
     )
     cancelled = PaymentHistory(history.accrual, cancelled=D("10.00"))
@@ -264,8 +302,14 @@ def test_a_return_reverses_nothing_of_an_accrual_that_expired() -> None:
     account.apply(sale(cash="50.00", at=T0 + timedelta(days=20))[0], payments={})
     assert payment is not None
     ret = BonusOperation(
-        operation_id=uuid4(), kind="return", store_id=STORE, sale_id=first.sale_id,
-        at=T0 + timedelta(days=35), accrual_on=True, rate_percent=D("10.00"), minor_units=2,
+        operation_id=uuid4(),
+        kind="return",
+        store_id=STORE,
+        sale_id=first.sale_id,
+        at=T0 + timedelta(days=35),
+        accrual_on=True,
+        rate_percent=D("10.00"),
+        minor_units=2,
         reverse_bases=(AccrualBase(payment, "cash", D("100.00")),),
     )
     account.expire_due(ret.at, 30)  # the operation records due expiries first
@@ -280,8 +324,7 @@ def test_nothing_expires_while_the_setting_is_off() -> None:
     assert account.expire_due(T0 + timedelta(days=4000), None) == []
 
 
-def test_accruals_made_before_expiry_was_switched_on_expire_too_dated_when_they_expired(
-) -> None:
+def test_accruals_made_before_expiry_was_switched_on_expire_too_dated_when_they_expired() -> None:
     account = BonusAccount(customer_id=uuid4())
     account.apply(sale(cash="100.00")[0], payments={})
     account.apply(sale(cash="50.00", at=T0 + timedelta(days=100))[0], payments={})
@@ -298,8 +341,15 @@ def test_the_balance_is_the_signed_sum_of_the_movements() -> None:
     account.apply(sale(bonus="18.00", cash="12.00")[0], payments={})
     account.cancel_accrual(history, at=T0)
     totals = total_by_kind(account.movements)
-    assert account.balance == (
-        totals[MovementKind.ACCRUED] - totals[MovementKind.SPENT]
-        - totals[MovementKind.CANCELLED] - totals[MovementKind.REVERSED]
-        + totals[MovementKind.RESTORED] - totals[MovementKind.EXPIRED]
-    ) == D("-16.80")
+    assert (
+        account.balance
+        == (
+            totals[MovementKind.ACCRUED]
+            - totals[MovementKind.SPENT]
+            - totals[MovementKind.CANCELLED]
+            - totals[MovementKind.REVERSED]
+            + totals[MovementKind.RESTORED]
+            - totals[MovementKind.EXPIRED]
+        )
+        == D("-16.80")
+    )

@@ -42,8 +42,12 @@ rates = st.sampled_from([D("0"), D("3.5"), D("10.00"), D("12.75"), D("100")])
 steps = st.one_of(
     st.tuples(st.just("sale"), tenders, rates, st.booleans()),
     st.tuples(st.just("cancel"), st.integers(min_value=0, max_value=50)),
-    st.tuples(st.just("return"), st.integers(min_value=0, max_value=50), money,
-              st.decimals(min_value=D("0"), max_value=D("1"), places=2)),
+    st.tuples(
+        st.just("return"),
+        st.integers(min_value=0, max_value=50),
+        money,
+        st.decimals(min_value=D("0"), max_value=D("1"), places=2),
+    ),
     st.tuples(st.just("expire"), st.sampled_from([None, 1, 7, 30])),
 )
 
@@ -60,9 +64,14 @@ class Books:
 
 def signed_total(account: BonusAccount) -> Decimal:
     totals = total_by_kind(account.movements)
-    return (totals[MovementKind.ACCRUED] - totals[MovementKind.SPENT]
-            - totals[MovementKind.CANCELLED] - totals[MovementKind.REVERSED]
-            + totals[MovementKind.RESTORED] - totals[MovementKind.EXPIRED])
+    return (
+        totals[MovementKind.ACCRUED]
+        - totals[MovementKind.SPENT]
+        - totals[MovementKind.CANCELLED]
+        - totals[MovementKind.REVERSED]
+        + totals[MovementKind.RESTORED]
+        - totals[MovementKind.EXPIRED]
+    )
 
 
 def check_invariants(account: BonusAccount, books: Books) -> None:
@@ -79,8 +88,9 @@ def check_invariants(account: BonusAccount, books: Books) -> None:
             expired_by_lot[m.lot_id] = expired_by_lot.get(m.lot_id, D(0)) + m.amount
     for history in books.payments.values():
         # an accrual is taken back (cancelled, reversed) or expires, never both for one cent
-        expired = expired_by_lot.get(history.accrual.lot_id, D(0)) if history.accrual.lot_id \
-            else D(0)
+        expired = (
+            expired_by_lot.get(history.accrual.lot_id, D(0)) if history.accrual.lot_id else D(0)
+        )
         assert history.cancelled + history.reversed + expired <= history.accrual.accrued
     for sale in books.sales.values():
         assert sale.restored <= sale.spent
@@ -93,9 +103,18 @@ def run_sale(account: BonusAccount, books: Books, at: datetime, step: tuple) -> 
     sale_id = uuid4()
     bases = tuple(AccrualBase(uuid4(), method, amount) for method, amount in tendered)
     spend = sum((amount for method, amount in tendered if method == "bonus"), D(0))
-    op = BonusOperation(operation_id=sale_id, kind="sale", store_id=STORE, sale_id=sale_id,
-                        at=at, accrual_on=accrual_on, rate_percent=rate, minor_units=2,
-                        spend=spend, accrual_bases=bases)
+    op = BonusOperation(
+        operation_id=sale_id,
+        kind="sale",
+        store_id=STORE,
+        sale_id=sale_id,
+        at=at,
+        accrual_on=accrual_on,
+        rate_percent=rate,
+        minor_units=2,
+        spend=spend,
+        accrual_bases=bases,
+    )
     before, moves_before = account.balance, len(account.movements)
     result = account.apply(op, payments=books.payments)
     if isinstance(result, Refused):
@@ -127,14 +146,24 @@ def run_cancel(account: BonusAccount, books: Books, at: datetime, index: int) ->
         return  # the service answers "already" without asking the account again
     before = account.balance
     cancellation = account.cancel_accrual(history, at=at)
-    expired = sum((m.amount for m in account.movements
-                   if m.kind is MovementKind.EXPIRED and m.lot_id is not None
-                   and m.lot_id == history.accrual.lot_id), D(0))
+    expired = sum(
+        (
+            m.amount
+            for m in account.movements
+            if m.kind is MovementKind.EXPIRED
+            and m.lot_id is not None
+            and m.lot_id == history.accrual.lot_id
+        ),
+        D(0),
+    )
     assert cancellation.amount == max(D(0), history.outstanding - expired)
     assert account.balance == before - cancellation.amount
     books.payments[payment_id] = PaymentHistory(
-        history.accrual, cancelled=cancellation.amount, reversed=history.reversed,
-        reversed_base=history.reversed_base)
+        history.accrual,
+        cancelled=cancellation.amount,
+        reversed=history.reversed,
+        reversed_base=history.reversed_base,
+    )
 
 
 def run_return(account: BonusAccount, books: Books, at: datetime, step: tuple) -> None:  # type: ignore[type-arg]
@@ -143,13 +172,25 @@ def run_return(account: BonusAccount, books: Books, at: datetime, step: tuple) -
         return
     sale_id = list(books.sales)[index % len(books.sales)]
     reverse = tuple(
-        AccrualBase(pid, books.payments[pid].accrual.method,
-                    quantize_money(books.payments[pid].accrual.base * share, 2))
+        AccrualBase(
+            pid,
+            books.payments[pid].accrual.method,
+            quantize_money(books.payments[pid].accrual.base * share, 2),
+        )
         for pid in books.sale_payments[sale_id]
     )
-    op = BonusOperation(operation_id=uuid4(), kind="return", store_id=STORE, sale_id=sale_id,
-                        at=at, accrual_on=True, rate_percent=D("10"), minor_units=2,
-                        restore_up_to=restore_up_to, reverse_bases=reverse)
+    op = BonusOperation(
+        operation_id=uuid4(),
+        kind="return",
+        store_id=STORE,
+        sale_id=sale_id,
+        at=at,
+        accrual_on=True,
+        rate_percent=D("10"),
+        minor_units=2,
+        restore_up_to=restore_up_to,
+        reverse_bases=reverse,
+    )
     before = account.balance
     result = account.apply(op, payments=books.payments, sale=books.sales[sale_id])
     assert isinstance(result, Applied)
@@ -159,8 +200,11 @@ def run_return(account: BonusAccount, books: Books, at: datetime, step: tuple) -
     for record in result.reversals:
         h = books.payments[record.payment_id]
         books.payments[record.payment_id] = PaymentHistory(
-            h.accrual, cancelled=h.cancelled, reversed=h.reversed + record.amount,
-            reversed_base=h.reversed_base + record.base)
+            h.accrual,
+            cancelled=h.cancelled,
+            reversed=h.reversed + record.amount,
+            reversed_base=h.reversed_base + record.base,
+        )
 
 
 @settings(max_examples=300, deadline=None)
@@ -187,13 +231,22 @@ def test_every_history_keeps_the_ledgers_invariants(history: list[tuple]) -> Non
 
 @settings(max_examples=200, deadline=None)
 @given(tenders, rates)
-def test_bonus_and_on_account_money_never_accrue(tendered: list[tuple[str, Decimal]],
-                                                  rate: Decimal) -> None:
+def test_bonus_and_on_account_money_never_accrue(
+    tendered: list[tuple[str, Decimal]], rate: Decimal
+) -> None:
     account = BonusAccount(customer_id=uuid4())
     bases = tuple(AccrualBase(uuid4(), method, amount) for method, amount in tendered)
-    op = BonusOperation(operation_id=uuid4(), kind="sale", store_id=STORE, sale_id=uuid4(),
-                        at=T0, accrual_on=True, rate_percent=rate, minor_units=2,
-                        accrual_bases=bases)
+    op = BonusOperation(
+        operation_id=uuid4(),
+        kind="sale",
+        store_id=STORE,
+        sale_id=uuid4(),
+        at=T0,
+        accrual_on=True,
+        rate_percent=rate,
+        minor_units=2,
+        accrual_bases=bases,
+    )
     result = account.apply(op, payments={})
     assert isinstance(result, Applied)
     real = [b for b in bases if b.method in REAL_MONEY_METHODS]

@@ -23,16 +23,26 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 def operation(*, cash: str = "0.00", spend: str = "0.00") -> BonusOperation:
     return BonusOperation(
-        operation_id=uuid4(), kind="sale", store_id=uuid4(), sale_id=uuid4(), at=T0,
-        accrual_on=True, rate_percent=D("10.00"), minor_units=2, spend=D(spend),
+        operation_id=uuid4(),
+        kind="sale",
+        store_id=uuid4(),
+        sale_id=uuid4(),
+        at=T0,
+        accrual_on=True,
+        rate_percent=D("10.00"),
+        minor_units=2,
+        spend=D(spend),
         accrual_bases=(AccrualBase(uuid4(), "cash", D(cash)),) if cash != "0.00" else (),
     )
 
 
 def undo(account: BonusAccount, applied: Applied, *, extra_net: Decimal = ZERO) -> None:
     net = sum((m.signed_amount for m in applied.movements), extra_net)
-    own = [m.lot_id for m in applied.movements if m.lot_id is not None
-           and m.kind in (MovementKind.ACCRUED, MovementKind.RESTORED)]
+    own = [
+        m.lot_id
+        for m in applied.movements
+        if m.lot_id is not None and m.kind in (MovementKind.ACCRUED, MovementKind.RESTORED)
+    ]
     account.void(operation_id=applied.operation_id, own_lots=own, net=net, at=T0)
 
 
@@ -62,7 +72,10 @@ def test_what_expired_of_a_voided_accrual_is_not_taken_back_twice():
     account = BonusAccount(uuid4(), lots=[Lot(uuid4(), T0, D(5), D(5))])
     applied = account.apply(operation(cash="40.00"), payments={})
     assert isinstance(applied, Applied)
-    [expired] = [m for m in account.expire_due(T0 + timedelta(days=31), 30)
-                 if m.lot_id == applied.accruals[0].lot_id]
+    [expired] = [
+        m
+        for m in account.expire_due(T0 + timedelta(days=31), 30)
+        if m.lot_id == applied.accruals[0].lot_id
+    ]
     undo(account, applied, extra_net=expired.signed_amount)
     assert account.balance == D("0.00") and account.deficit == 0  # the old 5.00 expired too

@@ -73,6 +73,7 @@ class Settings(ServiceSettings):
     def _mail(self) -> Settings:
         # refused at start-up, not at the first digest (the error never shows the password)
         if self.smtp is not None and "@" not in self.smtp_from:
-            raise ValueError("NOTIFIER_SMTP_FROM must be an email address when "
-                             "NOTIFIER_SMTP_URL is set")
+            raise ValueError(
+                "NOTIFIER_SMTP_FROM must be an email address when NOTIFIER_SMTP_URL is set"
+            )
         return self

@@ -92,20 +92,30 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False)
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_file, key_file = directory / "smtp.crt", directory / "smtp.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_file, key_file
 
 
@@ -131,8 +141,9 @@ def tls_smtp(tmp_path: Path) -> Iterator[SmtpServer]:
     context.load_cert_chain(cert_file, key_file)
     received = Received()
 
-    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
-                      auth_data: Any) -> AuthResult:
+    def authenticator(
+        server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         assert isinstance(auth_data, LoginPassword)
         received.logins.append((mechanism, auth_data.login, auth_data.password))
         ok = (auth_data.login, auth_data.password) == (USER.encode(), PASSWORD.encode())
@@ -140,15 +151,24 @@ def tls_smtp(tmp_path: Path) -> Iterator[SmtpServer]:
 
     port = free_port()
     controller = Controller(
-        Handler(received), hostname="127.0.0.1", port=port, tls_context=context,
-        require_starttls=True, auth_required=True, auth_require_tls=True,
-        auth_exclude_mechanism=["PLAIN"], authenticator=authenticator,
+        Handler(received),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        auth_require_tls=True,
+        auth_exclude_mechanism=["PLAIN"],
+        authenticator=authenticator,
     )
     controller.start()
     try:
         quoted = "smtp%20pass%3A%20with%20%40%20and%20%2F"
-        yield SmtpServer(f"smtp://{USER}:{quoted}@127.0.0.1:{port}?starttls=true", received,
-                         ca_file=str(cert_file))
+        yield SmtpServer(
+            f"smtp://{USER}:{quoted}@127.0.0.1:{port}?starttls=true",
+            received,
+            ca_file=str(cert_file),
+        )
     finally:
         controller.stop()
 
@@ -159,10 +179,15 @@ def tls_smtp(tmp_path: Path) -> Iterator[SmtpServer]:
 def settings_for(server: SmtpServer, **kw: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": "postgresql://unused@127.0.0.1/unused",
-        "smtp_url": server.url, "smtp_from": "Reminders <reminders@vip-credit.example>",
-        "smtp_ca_file": server.ca_file, "smtp_timeout_seconds": 10,
-        "backoffice_url": BACKOFFICE + "/", "mail_backoff_seconds": 30,
-        "mail_backoff_max_seconds": 120, "mail_max_attempts": 3, **kw,
+        "smtp_url": server.url,
+        "smtp_from": "Reminders <reminders@vip-credit.example>",
+        "smtp_ca_file": server.ca_file,
+        "smtp_timeout_seconds": 10,
+        "backoffice_url": BACKOFFICE + "/",
+        "mail_backoff_seconds": 30,
+        "mail_backoff_max_seconds": 120,
+        "mail_max_attempts": 3,
+        **kw,
     }
     return Settings(**values)
 
@@ -183,31 +208,54 @@ class Chain:
 
     async def register(self, name: str = "Kids & Co") -> Chain:
         settings = chain_settings(reminder_email=self.reminder_email)
-        await self.consumer.process_records([record_of(gateway.ChainRegistered(
-            chain_id=self.chain_id, name=name, settings=settings, registered_at=T0),
-            key=self.chain_id)])
+        await self.consumer.process_records(
+            [
+                record_of(
+                    gateway.ChainRegistered(
+                        chain_id=self.chain_id, name=name, settings=settings, registered_at=T0
+                    ),
+                    key=self.chain_id,
+                )
+            ]
+        )
         return self
 
     async def set_reminder_email(self, address: str | None) -> None:
-        await self.consumer.process_records([record_of(gateway.ChainSettingsChanged(
-            chain_id=self.chain_id, settings=chain_settings(reminder_email=address), changed_at=T0),
-            key=self.chain_id)])
+        await self.consumer.process_records(
+            [
+                record_of(
+                    gateway.ChainSettingsChanged(
+                        chain_id=self.chain_id,
+                        settings=chain_settings(reminder_email=address),
+                        changed_at=T0,
+                    ),
+                    key=self.chain_id,
+                )
+            ]
+        )
 
     async def overdue_customer(self, name: str, phone: str | None, owed: str) -> uuid.UUID:
         customer = uuid.uuid4()
-        await self.consumer.process_records([
-            record_of(vip_customer(self.chain_id, customer, name=name, phone=phone,
-                                   card_number=None), key=customer),
-            record_of(sale_overdue(self.chain_id, customer, uuid.uuid4(), owed,
-                                   dress_line=False), key=customer),
-        ])
+        await self.consumer.process_records(
+            [
+                record_of(
+                    vip_customer(self.chain_id, customer, name=name, phone=phone, card_number=None),
+                    key=customer,
+                ),
+                record_of(
+                    sale_overdue(self.chain_id, customer, uuid.uuid4(), owed, dress_line=False),
+                    key=customer,
+                ),
+            ]
+        )
         return customer
 
 
 async def open_tasks(sf: SessionFactory, chain: Chain) -> list[dict[str, Any]]:
     async with internal_api_client(router(), sf) as http:
-        got = await http.get(f"/internal/v1/chains/{chain.chain_id}/tasks",
-                             params={"status": "open"})
+        got = await http.get(
+            f"/internal/v1/chains/{chain.chain_id}/tasks", params={"status": "open"}
+        )
     return list(got.json()["items"])
 
 
@@ -224,8 +272,13 @@ def links_in(text: str) -> list[str]:
 
 async def digests(sf: SessionFactory) -> list[Any]:
     async with sf() as session:
-        return list((await session.execute(
-            sa.select(t.mail_digests).order_by(t.mail_digests.c.created_at))).all())
+        return list(
+            (
+                await session.execute(
+                    sa.select(t.mail_digests).order_by(t.mail_digests.c.created_at)
+                )
+            ).all()
+        )
 
 
 # --------------------------------------------------------------------------- tests
@@ -235,8 +288,11 @@ async def test_one_digest_per_run_lists_every_new_task_with_a_link_to_its_back_o
     consumer: Consumer, sf: SessionFactory, plain_smtp: SmtpServer
 ) -> None:
     chain = await (Chain(consumer)).register()
-    names = {"Ana Pop": "+40 700 000 001", "<script>alert(1)</script>": None,
-             "\u05d3\u05e0\u05d4 \u05db\u05d4\u05df": "+972 50 000 0000"}
+    names = {
+        "Ana Pop": "+40 700 000 001",
+        "<script>alert(1)</script>": None,
+        "\u05d3\u05e0\u05d4 \u05db\u05d4\u05df": "+972 50 000 0000",
+    }
     for i, (name, phone) in enumerate(names.items()):
         await chain.overdue_customer(name, phone, f"{30 + i}.00")
     quiet = await Chain(consumer, reminder_email=None).register()
@@ -378,9 +434,20 @@ async def test_turning_reminder_mail_off_cancels_what_waits_and_a_paid_task_is_n
     assert digest.status == "cancelled"
     await chain.set_reminder_email(TO)
     customer = await chain.overdue_customer("Paid Soon", "+40700000002", "10.00")
-    await consumer.process_records([record_of(credit.SaleSettled(
-        sale_id=uuid.uuid4(), chain_id=chain.chain_id, customer_id=customer, was_overdue=True,
-        customer_overdue_amount=D("0.00"), settled_at=T0 + timedelta(days=32)), key=customer)])
+    await consumer.process_records(
+        [
+            record_of(
+                credit.SaleSettled(
+                    sale_id=uuid.uuid4(),
+                    chain_id=chain.chain_id,
+                    customer_id=customer,
+                    was_overdue=True,
+                    customer_overdue_amount=D("0.00"),
+                    settled_at=T0 + timedelta(days=32),
+                ),
+                key=customer,
+            )
+        ]
+    )
     assert await mail_once(sf, cfg, send_with(cfg), now=now + timedelta(hours=2)) == (0, 0)
     assert plain_smtp.received.messages == []
-

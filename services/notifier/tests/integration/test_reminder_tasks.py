@@ -48,8 +48,12 @@ class Story:
 
     async def register(self) -> None:
         await self.feed(
-            gateway.ChainRegistered(chain_id=self.chain, name="Kids",
-                                    settings=chain_settings(self.policy), registered_at=T0),
+            gateway.ChainRegistered(
+                chain_id=self.chain,
+                name="Kids",
+                settings=chain_settings(self.policy),
+                registered_at=T0,
+            ),
             vip_customer(self.chain, self.customer),
         )
 
@@ -58,18 +62,30 @@ class Story:
 
     def settled(self, sale_id: uuid.UUID, left: str) -> credit.SaleSettled:
         return credit.SaleSettled(
-            sale_id=sale_id, chain_id=self.chain, customer_id=self.customer, was_overdue=True,
-            customer_overdue_amount=D(left), settled_at=T0 + timedelta(days=32),
+            sale_id=sale_id,
+            chain_id=self.chain,
+            customer_id=self.customer,
+            was_overdue=True,
+            customer_overdue_amount=D(left),
+            settled_at=T0 + timedelta(days=32),
         )
 
     def payment(
         self, changes: list[tuple[uuid.UUID, str]], debt: str
     ) -> credit.DebtPaymentRecorded:
         return credit.DebtPaymentRecorded(
-            payment_id=uuid.uuid4(), chain_id=self.chain, customer_id=self.customer,
-            store_id=uuid.uuid4(), terminal_id=uuid.uuid4(), kind=DebtPaymentKind.TAKE_MONEY,
-            method=MoneyMethod.CASH, amount=D("5.00"), allocated=[], advance_added=D("0.00"),
-            bonus_accrued=D("0.00"), occurred_at=T0 + timedelta(days=32),
+            payment_id=uuid.uuid4(),
+            chain_id=self.chain,
+            customer_id=self.customer,
+            store_id=uuid.uuid4(),
+            terminal_id=uuid.uuid4(),
+            kind=DebtPaymentKind.TAKE_MONEY,
+            method=MoneyMethod.CASH,
+            amount=D("5.00"),
+            allocated=[],
+            advance_added=D("0.00"),
+            bonus_accrued=D("0.00"),
+            occurred_at=T0 + timedelta(days=32),
             customer_balances=credit.CustomerBalances(
                 debt=D(debt), advance=D("0.00"), bonus_balance=D("0.00")
             ),
@@ -83,7 +99,8 @@ async def tasks_of(sf: SessionFactory, customer: uuid.UUID) -> list[Any]:
     async with sf() as session:
         return (
             await session.execute(
-                sa.select(t.tasks).where(t.tasks.c.customer_id == customer)
+                sa.select(t.tasks)
+                .where(t.tasks.c.customer_id == customer)
                 .order_by(t.tasks.c.created_at)
             )
         ).all()
@@ -180,7 +197,8 @@ async def test_reminder_is_re_raised_every_repeat_period_while_overdue(
     assert await scan_once(sf, now=row.raised_at + timedelta(days=7)) == 1
     rows = await tasks_of(sf, story.customer)
     assert [(r.level, r.status, r.closed_reason) for r in rows] == [
-        (2, "done", "completed"), (3, "open", None)
+        (2, "done", "completed"),
+        (3, "open", None),
     ]
     async with api() as http:
         done_list = (await http.get(f"/internal/v1/chains/{story.chain}/tasks?status=done")).json()
@@ -197,16 +215,23 @@ async def test_offer_lists_a_revoke_action_until_the_discount_is_revoked(
     url = f"/internal/v1/chains/{story.chain}/tasks"
     async with api() as http:
         [task] = (await http.get(url)).json()["items"]
-        assert task["actions"] == [{
-            "action": "revoke_discount", "sale_id": str(story.sale_a),
-            "href": f"/v1/sales/{story.sale_a}/revoke-discount",
-        }]
+        assert task["actions"] == [
+            {
+                "action": "revoke_discount",
+                "sale_id": str(story.sale_a),
+                "href": f"/v1/sales/{story.sale_a}/revoke-discount",
+            }
+        ]
         assert task["customer_name"] == "Ana Pop" and task["level"] == 1
         await story.feed(
             credit.DiscountRevoked(
-                sale_id=story.sale_a, chain_id=story.chain, customer_id=story.customer,
-                amount=D("10.00"), lines=[credit.RevokedDiscountLine(line_no=1, amount=D("10"))],
-                trigger="requested", revoked_at=T0 + timedelta(days=31),
+                sale_id=story.sale_a,
+                chain_id=story.chain,
+                customer_id=story.customer,
+                amount=D("10.00"),
+                lines=[credit.RevokedDiscountLine(line_no=1, amount=D("10"))],
+                trigger="requested",
+                revoked_at=T0 + timedelta(days=31),
                 customer_balances=credit.CustomerBalances(
                     debt=D("40.00"), advance=D("0.00"), bonus_balance=D("0.00")
                 ),
@@ -248,8 +273,10 @@ async def test_a_forged_tasks_cursor_is_a_422_never_a_500(api: Api) -> None:
     async with api() as http:
         for status in ("open", "done"):
             for cursor in forged:
-                resp = await http.get(f"/internal/v1/chains/{uuid.uuid4()}/tasks",
-                                      params={"status": status, "cursor": cursor})
+                resp = await http.get(
+                    f"/internal/v1/chains/{uuid.uuid4()}/tasks",
+                    params={"status": status, "cursor": cursor},
+                )
                 assert resp.status_code == 422, (status, cursor, resp.text)
                 assert resp.json()["errors"] == [{"field": "cursor", "message": "invalid cursor"}]
 
@@ -294,8 +321,11 @@ async def test_a_completed_task_names_the_staff_user_who_completed_it(
         assert all(t["completed_by"] is None for t in open_.values())
         done = await http.post(
             f"{url}/{open_[str(by_user.customer)]['task_id']}/complete",
-            json={"outcome": "promised", "note": "pays Friday",
-                  "completed_by": {"user_id": user_id, "name": "Ioana <Rusu>"}},
+            json={
+                "outcome": "promised",
+                "note": "pays Friday",
+                "completed_by": {"user_id": user_id, "name": "Ioana <Rusu>"},
+            },
         )
         assert done.status_code == 200, done.text
         assert done.json()["completed_by"] == {"user_id": user_id, "name": "Ioana <Rusu>"}
@@ -310,7 +340,11 @@ async def test_a_completed_task_names_the_staff_user_who_completed_it(
             json={"outcome": "other", "note": "x", "completed_by": None},
         )
         assert again.json()["completed_by"] == {"user_id": user_id, "name": "Ioana <Rusu>"}
-        listed = {t["customer_id"]: t["completed_by"]
-                  for t in (await http.get(url, params={"status": "done"})).json()["items"]}
-        assert listed == {str(by_user.customer): {"user_id": user_id, "name": "Ioana <Rusu>"},
-                          str(by_admin.customer): None}
+        listed = {
+            t["customer_id"]: t["completed_by"]
+            for t in (await http.get(url, params={"status": "done"})).json()["items"]
+        }
+        assert listed == {
+            str(by_user.customer): {"user_id": user_id, "name": "Ioana <Rusu>"},
+            str(by_admin.customer): None,
+        }

@@ -29,30 +29,41 @@ pytestmark = pytest.mark.integration
 async def test_a_sale_overdue_published_on_kafka_opens_a_task(
     kafka_bootstrap_servers: str, fresh_database_url: str
 ) -> None:
-    settings = Settings(database_url=fresh_database_url,
-                        kafka_bootstrap_servers=kafka_bootstrap_servers,
-                        consumer_group=f"notifier-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        database_url=fresh_database_url,
+        kafka_bootstrap_servers=kafka_bootstrap_servers,
+        consumer_group=f"notifier-{uuid.uuid4().hex[:8]}",
+    )
     app = create_app(make_definition(settings))
     chain, customer, sale = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     messages: list[tuple[str, Message]] = [
-        (MASTERDATA_EVENTS, gateway.ChainRegistered(
-            chain_id=chain, name="Kids", settings=chain_settings(), registered_at=T0)),
+        (
+            MASTERDATA_EVENTS,
+            gateway.ChainRegistered(
+                chain_id=chain, name="Kids", settings=chain_settings(), registered_at=T0
+            ),
+        ),
         (MASTERDATA_EVENTS, vip_customer(chain, customer)),
         (CREDIT_EVENTS, sale_overdue(chain, customer, sale, "40.00")),
     ]
     async with app.router.lifespan_context(app):
-        await publish(kafka_bootstrap_servers, *(
-            (topic, envelope_of(message, key=customer, chain_id=chain))
-            for topic, message in messages
-        ))
+        await publish(
+            kafka_bootstrap_servers,
+            *(
+                (topic, envelope_of(message, key=customer, chain_id=chain))
+                for topic, message in messages
+            ),
+        )
 
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://notifier") as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://notifier"
+        ) as http:
 
             async def open_task() -> dict[str, Any]:
                 while True:
-                    listed = await http.get(f"/internal/v1/chains/{chain}/tasks",
-                                            params={"status": "open"})
+                    listed = await http.get(
+                        f"/internal/v1/chains/{chain}/tasks", params={"status": "open"}
+                    )
                     assert listed.status_code == 200, listed.text
                     if listed.json()["items"]:
                         return dict(listed.json()["items"][0])

@@ -86,10 +86,17 @@ async def raise_one_task(sf: SessionFactory, url: str) -> uuid.UUID:
     consumer: Consumer = make_consumer()
     consumer.bind(sf)
     overdue = credit.SaleOverdue(
-        sale_id=uuid.uuid4(), chain_id=chain, customer_id=customer,
-        credit_mode=CreditMode.BALANCE, sold_at=datetime(2026, 1, 1, tzinfo=UTC),
-        due_date=date(2026, 1, 31), amount_owed=Decimal("30.00"), days_overdue=1,
-        discount=Decimal("0.00"), discount_revoked=False, lines=[],
+        sale_id=uuid.uuid4(),
+        chain_id=chain,
+        customer_id=customer,
+        credit_mode=CreditMode.BALANCE,
+        sold_at=datetime(2026, 1, 1, tzinfo=UTC),
+        due_date=date(2026, 1, 31),
+        amount_owed=Decimal("30.00"),
+        days_overdue=1,
+        discount=Decimal("0.00"),
+        discount_revoked=False,
+        lines=[],
         detected_at=datetime(2026, 2, 1, tzinfo=UTC),
     )
     await consumer.process_records([record_of(overdue, key=customer)])
@@ -98,8 +105,11 @@ async def raise_one_task(sf: SessionFactory, url: str) -> uuid.UUID:
 
 def settings(**kw: object) -> Settings:
     values: dict[str, object] = {
-        "webhook_backoff_seconds": 10, "webhook_backoff_max_seconds": 60,
-        "webhook_max_attempts": 3, "webhook_allow_private": True, **kw,
+        "webhook_backoff_seconds": 10,
+        "webhook_backoff_max_seconds": 60,
+        "webhook_max_attempts": 3,
+        "webhook_allow_private": True,
+        **kw,
     }
     return Settings(
         database_url="postgresql://unused@127.0.0.1/unused",

@@ -17,20 +17,30 @@ from notifier.domain.mail import (
 
 def test_an_smtp_url_gives_host_port_tls_and_the_percent_decoded_login() -> None:
     assert parse_smtp_url("smtp://u%40x:p%3Aw%2Fd@mail.example.ro:2525?starttls=true") == (
-        SmtpTarget("mail.example.ro", 2525, False, True, "u@x", "p:w/d"))
+        SmtpTarget("mail.example.ro", 2525, False, True, "u@x", "p:w/d")
+    )
     assert parse_smtp_url("smtps://u:p@mail.example.ro") == SmtpTarget(
-        "mail.example.ro", 465, True, False, "u", "p")
-    assert parse_smtp_url("smtp://127.0.0.1") == SmtpTarget("127.0.0.1", 25, False, False,
-                                                            None, None)
+        "mail.example.ro", 465, True, False, "u", "p"
+    )
+    assert parse_smtp_url("smtp://127.0.0.1") == SmtpTarget(
+        "127.0.0.1", 25, False, False, None, None
+    )
     # a login in clear is only for a server on this machine
     assert parse_smtp_url("smtp://u:p@localhost:2525").username == "u"
 
 
-@pytest.mark.parametrize("url", [
-    "http://mail.example.ro", "smtp://", "smtp://u:p@mail.example.ro",
-    "smtp://mail.example.ro?starttls=maybe", "smtp://mail.example.ro?tls=1",
-    "smtps://mail.example.ro?starttls=true", "smtp://mail.example.ro:99999",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://mail.example.ro",
+        "smtp://",
+        "smtp://u:p@mail.example.ro",
+        "smtp://mail.example.ro?starttls=maybe",
+        "smtp://mail.example.ro?tls=1",
+        "smtps://mail.example.ro?starttls=true",
+        "smtp://mail.example.ro:99999",
+    ],
+)
 def test_an_unusable_smtp_url_is_refused_without_showing_the_password(url: str) -> None:
     with pytest.raises(BadSmtpUrl) as refused:
         parse_smtp_url(url)
@@ -38,9 +48,11 @@ def test_an_unusable_smtp_url_is_refused_without_showing_the_password(url: str) 
 
 
 def test_the_password_is_in_no_representation_of_the_target_or_the_settings() -> None:
-    settings = Settings(database_url="postgresql://x@127.0.0.1/x",
-                        smtp_url="smtps://user:s3cret-pw@mail.example.ro",
-                        smtp_from="reminders@example.ro")
+    settings = Settings(
+        database_url="postgresql://x@127.0.0.1/x",
+        smtp_url="smtps://user:s3cret-pw@mail.example.ro",
+        smtp_from="reminders@example.ro",
+    )
     assert settings.smtp is not None and settings.smtp.password == "s3cret-pw"
     assert "s3cret-pw" not in repr(settings) and "s3cret-pw" not in repr(settings.smtp)
 
@@ -51,9 +63,17 @@ def test_mail_needs_a_from_address() -> None:
 
 
 def task(name: str, phone: str | None = "+40 700-000 001", **kw: object) -> DigestTask:
-    values: dict[str, object] = {"task_id": "t-1", "customer_name": name, "phone": phone,
-                                 "level": 1, "overdue_amount": "30.00", "days_overdue": 3,
-                                 "sales": 1, "re_raised": False, **kw}
+    values: dict[str, object] = {
+        "task_id": "t-1",
+        "customer_name": name,
+        "phone": phone,
+        "level": 1,
+        "overdue_amount": "30.00",
+        "days_overdue": 3,
+        "sales": 1,
+        "re_raised": False,
+        **kw,
+    }
     return DigestTask(**values)  # type: ignore[arg-type]
 
 
@@ -64,9 +84,12 @@ def test_the_link_is_the_task_page_of_the_back_office() -> None:
 
 def test_the_html_escapes_names_and_the_text_keeps_each_task_on_its_own_lines() -> None:
     digest = render_digest(
-        [task("<b>Ana</b> & \"Co\""), task("Line\r\nBreak: injected", task_id="t-2",
-                                             phone=None, re_raised=True, level=2)],
-        chain_name="Kids\r\nBcc: x@evil.example", currency="EUR",
+        [
+            task('<b>Ana</b> & "Co"'),
+            task("Line\r\nBreak: injected", task_id="t-2", phone=None, re_raised=True, level=2),
+        ],
+        chain_name="Kids\r\nBcc: x@evil.example",
+        currency="EUR",
         backoffice_url="https://bo.example.ro",
     )
     assert digest.subject == "Kids Bcc: x@evil.example: 2 reminder tasks to call"

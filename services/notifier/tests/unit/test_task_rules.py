@@ -36,7 +36,9 @@ def test_first_overdue_sale_opens_a_task_at_level_1() -> None:
 
 def test_an_overdue_sale_seen_before_never_opens_a_second_task() -> None:
     out = on_sale_overdue(
-        sale_is_new=False, open_task=None, last_task=task(1, DONE, 1, "completed"),
+        sale_is_new=False,
+        open_task=None,
+        last_task=task(1, DONE, 1, "completed"),
         overdue_before=True,
     )
     assert out.decision is Decision.NOTHING
@@ -51,7 +53,9 @@ def test_another_overdue_sale_joins_the_open_task() -> None:
 
 def test_new_overdue_sale_after_a_completed_call_opens_the_next_level() -> None:
     out = on_sale_overdue(
-        sale_is_new=True, open_task=None, last_task=task(1, DONE, 2, "completed"),
+        sale_is_new=True,
+        open_task=None,
+        last_task=task(1, DONE, 2, "completed"),
         overdue_before=True,
     )
     assert (out.decision, out.level) == (Decision.OPEN_NEW, 2)
@@ -59,17 +63,35 @@ def test_new_overdue_sale_after_a_completed_call_opens_the_next_level() -> None:
 
 def test_becoming_overdue_again_after_paying_starts_at_level_1() -> None:
     out = on_sale_overdue(
-        sale_is_new=True, open_task=None, last_task=task(3, DONE, 20, "paid"),
+        sale_is_new=True,
+        open_task=None,
+        last_task=task(3, DONE, 20, "paid"),
         overdue_before=False,
     )
     assert (out.decision, out.level) == (Decision.OPEN_NEW, 1)
 
 
 def test_open_task_moves_to_the_next_level_after_the_repeat_period() -> None:
-    assert on_scan(open_task=task(1, days_ago=7), last_task=task(1, days_ago=7),
-                   still_overdue=True, now=NOW, repeat_days=7).decision is Decision.ESCALATE
-    assert on_scan(open_task=task(1, days_ago=6), last_task=task(1, days_ago=6),
-                   still_overdue=True, now=NOW, repeat_days=7).decision is Decision.NOTHING
+    assert (
+        on_scan(
+            open_task=task(1, days_ago=7),
+            last_task=task(1, days_ago=7),
+            still_overdue=True,
+            now=NOW,
+            repeat_days=7,
+        ).decision
+        is Decision.ESCALATE
+    )
+    assert (
+        on_scan(
+            open_task=task(1, days_ago=6),
+            last_task=task(1, days_ago=6),
+            still_overdue=True,
+            now=NOW,
+            repeat_days=7,
+        ).decision
+        is Decision.NOTHING
+    )
 
 
 def test_completed_task_is_followed_by_a_new_one_at_the_next_level_while_overdue() -> None:
@@ -85,8 +107,9 @@ def test_scan_never_raises_before_the_period_nor_for_a_paid_customer(
     repeat: int, age: int, level: int, overdue: bool
 ) -> None:
     open_task = task(level, days_ago=age)
-    out = on_scan(open_task=open_task, last_task=open_task, still_overdue=overdue, now=NOW,
-                  repeat_days=repeat)
+    out = on_scan(
+        open_task=open_task, last_task=open_task, still_overdue=overdue, now=NOW, repeat_days=repeat
+    )
     if not overdue or age < repeat:
         assert out.decision is Decision.NOTHING
     else:
@@ -100,15 +123,18 @@ def test_open_task_closes_itself_when_the_overdue_debt_is_paid() -> None:
 
 
 def test_revoke_action_only_under_offer_for_sales_with_a_discount_not_yet_revoked() -> None:
-    with_discount = OverdueSale(uuid.uuid4(), date(2026, 1, 31), Decimal("30"), Decimal("10"),
-                                False)
+    with_discount = OverdueSale(
+        uuid.uuid4(), date(2026, 1, 31), Decimal("30"), Decimal("10"), False
+    )
     revoked = OverdueSale(uuid.uuid4(), date(2026, 1, 31), Decimal("30"), Decimal("10"), True)
-    no_discount = OverdueSale(uuid.uuid4(), date(2026, 1, 31), Decimal("30"), Decimal("0"),
-                              False)
+    no_discount = OverdueSale(uuid.uuid4(), date(2026, 1, 31), Decimal("30"), Decimal("0"), False)
     sales = [with_discount, revoked, no_discount]
     assert revoke_actions(sales, "offer") == [
-        {"action": "revoke_discount", "sale_id": str(with_discount.sale_id),
-         "href": f"/v1/sales/{with_discount.sale_id}/revoke-discount"}
+        {
+            "action": "revoke_discount",
+            "sale_id": str(with_discount.sale_id),
+            "href": f"/v1/sales/{with_discount.sale_id}/revoke-discount",
+        }
     ]
     assert revoke_actions(sales, "keep") == revoke_actions(sales, "revoke") == []
 

@@ -55,7 +55,8 @@ class Gateway:
         self.session_factory = session_factory
         engine = getattr(session_factory, "kw", {}).get("bind")
         self.read_session_factory = (
-            make_read_session_factory(engine) if isinstance(engine, AsyncEngine)
+            make_read_session_factory(engine)
+            if isinstance(engine, AsyncEngine)
             else session_factory
         )
         timeout = self.settings.internal_timeout_seconds

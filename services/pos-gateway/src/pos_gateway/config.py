@@ -69,7 +69,9 @@ class Settings(ServiceSettings):
         if not self.operator_token and self.is_dev:
             self.operator_token = secrets.token_urlsafe(32)
             # logged once, at start-up, so a developer can create a chain locally
-            log.warning("OPERATOR_TOKEN not set: generated one for this dev process: %s",
-                        self.operator_token)
+            log.warning(
+                "OPERATOR_TOKEN not set: generated one for this dev process: %s",
+                self.operator_token,
+            )
         require_secret("OPERATOR_TOKEN", self.operator_token, app_env=self.app_env)
         return self

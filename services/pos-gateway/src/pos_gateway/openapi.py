@@ -42,8 +42,11 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
     return document_main(
-        argv, prog="python -m pos_gateway.openapi", description=__doc__,
-        default=OPENAPI_DOCUMENT, render=render,
+        argv,
+        prog="python -m pos_gateway.openapi",
+        description=__doc__,
+        default=OPENAPI_DOCUMENT,
+        render=render,
         stale=f"differs from the gateway's OpenAPI: run `{UPDATE_COMMAND}` and commit the result",
         summary=lambda text: f"{len(json.loads(text)['paths'])} paths",
     )

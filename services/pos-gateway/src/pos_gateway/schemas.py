@@ -48,15 +48,25 @@ from pos_gateway.domain.limits import RequestMoney, RequestPositiveMoney, Reques
 from pos_gateway.domain.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 from pos_gateway.domain.passwords import MIN_LENGTH as PASSWORD_MIN_LENGTH
 
-Name = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
-                                        max_length=200)]
-ShortText = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
-                                             max_length=64)]
+Name = Annotated[
+    str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=200)
+]
+ShortText = Annotated[
+    str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=64)
+]
 LongText = Annotated[str, StringConstraints(strict=True, max_length=4000)]
-Email = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, max_length=254,
-                                         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-CardNumber = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
-                                              max_length=64, pattern=r"^[A-Za-z0-9-]+$")]
+Email = Annotated[
+    str,
+    StringConstraints(
+        strict=True, strip_whitespace=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    ),
+]
+CardNumber = Annotated[
+    str,
+    StringConstraints(
+        strict=True, strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$"
+    ),
+]
 Days = Annotated[StrictInt, Field(ge=0, le=3650)]
 #: Lines of a sale at most (so a line number is at most this too).
 MAX_LINES = 1000
@@ -106,10 +116,16 @@ def _iana_zones() -> frozenset[str]:
 
 class ChainCreate(Request):
     name: Name
-    currency: Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$"),
-                        Field(description="An ISO 4217 currency code")] = "EUR"
-    timezone: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64),
-                        Field(description="An IANA time zone")] = "UTC"
+    currency: Annotated[
+        str,
+        StringConstraints(strict=True, pattern=r"^[A-Z]{3}$"),
+        Field(description="An ISO 4217 currency code"),
+    ] = "EUR"
+    timezone: Annotated[
+        str,
+        StringConstraints(strict=True, min_length=1, max_length=64),
+        Field(description="An IANA time zone"),
+    ] = "UTC"
 
     @field_validator("currency")
     @classmethod
@@ -228,8 +244,10 @@ class SettingsUpdate(Request):
 
 # --------------------------------------------------------------------------- staff
 
-Password = Annotated[str, StringConstraints(strict=True, min_length=PASSWORD_MIN_LENGTH,
-                                            max_length=PASSWORD_MAX_LENGTH)]
+Password = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
+]
 
 
 class UserCreate(Request):
@@ -546,7 +564,6 @@ class ReturnCreate(Request):
     occurred_at: AwareDatetime | None = None
 
 
-
 class ReturnOut(BaseModel):
     return_id: UUID
     value: str
@@ -589,8 +606,9 @@ class WebhookSet(Request):
     `NOTIFIER_WEBHOOK_ALLOW_PRIVATE` setting (local testing) allows http and private ones. A
     secret `whsec_<base64>` is used as the Standard Webhooks libraries read it."""
 
-    url: Annotated[str, StringConstraints(strict=True, max_length=2000,
-                                          pattern=r"^https?://[^\s]+$")]
+    url: Annotated[
+        str, StringConstraints(strict=True, max_length=2000, pattern=r"^https?://[^\s]+$")
+    ]
     secret: Annotated[str, StringConstraints(strict=True, min_length=16, max_length=200)]
 
 
@@ -611,8 +629,11 @@ class PaymentBalanceRow(PaymentBalanceFigures):
 def _next_with_limit() -> Any:
     """`next` of an answer that pages only when asked: present with `limit` (null on the
     last page), absent without it."""
-    return Field(default=None, description="With `limit`: the cursor of the next page (null "
-                 "on the last page); absent without `limit`")
+    return Field(
+        default=None,
+        description="With `limit`: the cursor of the next page (null "
+        "on the last page); absent without `limit`",
+    )
 
 
 class PaymentBalanceReport(BaseModel):
@@ -692,8 +713,10 @@ class BonusStatistics(BonusMovements):
 
 class StatementEntry(BaseModel):
     at: str
-    kind: str = Field(description="`sale`, `payment`, `advance`, `refund`, `return`, "
-                      "`discount_revoked` or `bonus_<movement>`")
+    kind: str = Field(
+        description="`sale`, `payment`, `advance`, `refund`, `return`, "
+        "`discount_revoked` or `bonus_<movement>`"
+    )
     sale_id: UUID | None
     payment_id: UUID | None
     description: str
@@ -777,8 +800,7 @@ class OperationStatus(BaseModel):
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="`lines.0.unit_price`, a query parameter, a header, or "
-                       "`body`")
+    field: str = Field(description="`lines.0.unit_price`, a query parameter, a header, or `body`")
     message: str
 
 

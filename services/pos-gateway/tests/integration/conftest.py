@@ -58,9 +58,7 @@ class FakeInternal:
         parts = request.url.path.split("/")
         if "balances:batch" in request.url.path:
             ids = json.loads(request.content)["customer_ids"]
-            return httpx.Response(
-                200, json={"items": {c: self._balances(c) for c in ids}}
-            )
+            return httpx.Response(200, json={"items": {c: self._balances(c) for c in ids}})
         if request.url.path.endswith("/balances"):
             return httpx.Response(200, json=self._balances(parts[-2]))
         if request.url.path.endswith("/credit"):
@@ -71,9 +69,7 @@ class FakeInternal:
             return httpx.Response(200, json={"open_sales": self.open_sales.get(parts[-2], [])})
         if "/reports/" in request.url.path or request.url.path.endswith("/statement"):
             if request.headers.get("accept") == "text/csv":
-                return httpx.Response(
-                    200, text="a,b\n1,2\n", headers={"content-type": "text/csv"}
-                )
+                return httpx.Response(200, text="a,b\n1,2\n", headers={"content-type": "text/csv"})
             return httpx.Response(200, json={"rows": [], "query": str(request.url.query, "ascii")})
         if request.url.path.endswith("/tasks"):
             return httpx.Response(200, json={"items": [], "next": None})
@@ -83,8 +79,8 @@ class FakeInternal:
 
     def _balances(self, customer_id: str) -> dict[str, Any]:
         return self.balances.get(
-            customer_id, {"debt": "0.00", "advance": "0.00", "bonus_balance": "0.00",
-                          "overdue": False}
+            customer_id,
+            {"debt": "0.00", "advance": "0.00", "bonus_balance": "0.00", "overdue": False},
         )
 
 
@@ -108,8 +104,8 @@ class Harness:
 
     async def chain(self, **body: Any) -> str:
         response = await self.client.post(
-            "/v1/chains", json={"name": "Kids", "currency": "EUR",
-                                "timezone": "Europe/Bucharest", **body},
+            "/v1/chains",
+            json={"name": "Kids", "currency": "EUR", "timezone": "Europe/Bucharest", **body},
             headers=auth(OPERATOR),
         )
         assert response.status_code == 201, response.text
@@ -130,8 +126,14 @@ class Harness:
         return str(response.json()["api_key"])
 
     async def customer(self, admin: str, **body: Any) -> dict[str, Any]:
-        payload = {"name": "Ana Pop", "phone": "+40700000001", "vip": True,
-                   "card_number": "CARD-1", "credit_limit": "500.00", **body}
+        payload = {
+            "name": "Ana Pop",
+            "phone": "+40700000001",
+            "vip": True,
+            "card_number": "CARD-1",
+            "credit_limit": "500.00",
+            **body,
+        }
         response = await self.client.post("/v1/customers", json=payload, headers=auth(admin))
         assert response.status_code == 201, response.text
         data: dict[str, Any] = response.json()
@@ -173,8 +175,19 @@ class Harness:
             return int(await conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)
 
     async def snapshot(self) -> dict[str, int]:
-        tables = ["outbox", "chains", "stores", "terminals", "api_keys", "customers", "cards",
-                  "operations", "sale_lines", "payments", "idempotency_keys"]
+        tables = [
+            "outbox",
+            "chains",
+            "stores",
+            "terminals",
+            "api_keys",
+            "customers",
+            "cards",
+            "operations",
+            "sale_lines",
+            "payments",
+            "idempotency_keys",
+        ]
         return {name: await self.count(name) for name in tables}
 
     # ------------------------------------------------------------------ playing credit
@@ -184,9 +197,17 @@ class Harness:
         env = make_envelope(payload, chain_id=None, key=key, correlation_id=uuid.uuid4())
         self._offset += 1
         record = ConsumerRecord(
-            topic=topic, partition=0, offset=self._offset, timestamp=0, timestamp_type=0,
-            key=key.encode(), value=encode(env), checksum=None, serialized_key_size=len(key),
-            serialized_value_size=0, headers=(),
+            topic=topic,
+            partition=0,
+            offset=self._offset,
+            timestamp=0,
+            timestamp_type=0,
+            key=key.encode(),
+            value=encode(env),
+            checksum=None,
+            serialized_key_size=len(key),
+            serialized_value_size=0,
+            headers=(),
         )
         await self.consumer.process_records([record])
 
@@ -196,8 +217,9 @@ class Harness:
 
 def _sale_completed(cmd: dict[str, Any], *, debt: str = "0.00") -> SaleCompleted:
     payments = [p for p in cmd["payments"] if p["method"] != "on_account"]
-    on_account = sum((Decimal(p["amount"]) for p in cmd["payments"]
-                      if p["method"] == "on_account"), Decimal(0))
+    on_account = sum(
+        (Decimal(p["amount"]) for p in cmd["payments"] if p["method"] == "on_account"), Decimal(0)
+    )
     paid = sum((Decimal(p["amount"]) for p in payments), Decimal(0)) - Decimal(cmd["change"])
     customer = cmd["customer"]
     return SaleCompleted(
@@ -221,22 +243,33 @@ def _sale_completed(cmd: dict[str, Any], *, debt: str = "0.00") -> SaleCompleted
         bonus_accrued=Decimal("0.00"),
         bonus_spent=Decimal("0.00"),
         payments=[
-            SalePaymentOutcome(payment_id=p["payment_id"], method=p["method"],
-                               amount=Decimal(p["amount"]), bonus_accrued=Decimal("0.00"))
+            SalePaymentOutcome(
+                payment_id=p["payment_id"],
+                method=p["method"],
+                amount=Decimal(p["amount"]),
+                bonus_accrued=Decimal("0.00"),
+            )
             for p in payments
         ],
         lines=[
             SaleLineOutcome(
-                line_no=ln["line_no"], sku=ln["sku"], barcode=ln["barcode"], name=ln["name"],
-                quantity=Decimal(ln["quantity"]), unit_price=Decimal(ln["unit_price"]),
-                discount=Decimal(ln["discount"]), amount=Decimal(ln["amount"]),
+                line_no=ln["line_no"],
+                sku=ln["sku"],
+                barcode=ln["barcode"],
+                name=ln["name"],
+                quantity=Decimal(ln["quantity"]),
+                unit_price=Decimal(ln["unit_price"]),
+                discount=Decimal(ln["discount"]),
+                amount=Decimal(ln["amount"]),
                 owed=Decimal(ln["amount"]) if on_account else Decimal("0.00"),
             )
             for ln in cmd["lines"]
         ],
-        customer_balances=CustomerBalances(debt=Decimal(debt), advance=Decimal("0.00"),
-                                           bonus_balance=Decimal("0.00"))
-        if customer else None,
+        customer_balances=CustomerBalances(
+            debt=Decimal(debt), advance=Decimal("0.00"), bonus_balance=Decimal("0.00")
+        )
+        if customer
+        else None,
         lines_changed=[],
     )
 
@@ -245,8 +278,13 @@ def _refused(
     operation_id: str, chain_id: str, kind: OperationKind, code: RefusalCode
 ) -> OperationRefused:
     return OperationRefused(
-        operation_id=operation_id, operation_kind=kind, chain_id=chain_id, customer_id=None,
-        code=code, detail=f"refused: {code.value}", refused_at=datetime.now(UTC),
+        operation_id=operation_id,
+        operation_kind=kind,
+        chain_id=chain_id,
+        customer_id=None,
+        code=code,
+        detail=f"refused: {code.value}",
+        refused_at=datetime.now(UTC),
     )
 
 

@@ -44,9 +44,9 @@ async def test_concurrent_retries_of_a_master_data_post_create_it_once(harness: 
     admin, _ = await harness.setup()
     headers = {**harness.auth(admin), "Idempotency-Key": "same"}
     body = {"name": "Dan", "phone": "+40700000009"}
-    answers = await asyncio.gather(*[
-        harness.client.post("/v1/customers", json=body, headers=headers) for _ in range(5)
-    ])
+    answers = await asyncio.gather(
+        *[harness.client.post("/v1/customers", json=body, headers=headers) for _ in range(5)]
+    )
     assert {a.status_code for a in answers} == {201}
     assert len({a.json()["customer_id"] for a in answers}) == 1
     assert await harness.count("customers") == 1
@@ -56,14 +56,23 @@ async def test_idempotency_keys_are_purged_only_after_they_are_kept_long_enough(
     harness: Any,
 ) -> None:
     admin, _ = await harness.setup()
-    await harness.client.post("/v1/customers", json={"name": "A", "phone": "1"},
-                              headers={**harness.auth(admin), "Idempotency-Key": "old"})
-    await harness.client.post("/v1/customers", json={"name": "B", "phone": "2"},
-                              headers={**harness.auth(admin), "Idempotency-Key": "new"})
+    await harness.client.post(
+        "/v1/customers",
+        json={"name": "A", "phone": "1"},
+        headers={**harness.auth(admin), "Idempotency-Key": "old"},
+    )
+    await harness.client.post(
+        "/v1/customers",
+        json={"name": "B", "phone": "2"},
+        headers={**harness.auth(admin), "Idempotency-Key": "new"},
+    )
     async with harness.engine.begin() as conn:
-        await conn.execute(sa.text(
-            "UPDATE idempotency_keys SET created_at = now() - interval '49 hours' "
-            "WHERE key = 'old'"))
+        await conn.execute(
+            sa.text(
+                "UPDATE idempotency_keys SET created_at = now() - interval '49 hours' "
+                "WHERE key = 'old'"
+            )
+        )
     async with harness.gateway.session() as session, session.begin():
         purged = await idempotency.purge(session, timedelta(hours=48))
     assert purged == 1

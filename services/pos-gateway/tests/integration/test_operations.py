@@ -31,8 +31,13 @@ BAL = CustomerBalances(debt=D("30.00"), advance=D("0.00"), bonus_balance=D("7.00
 SALE = {
     "card_number": "CARD-1",
     "lines": [
-        {"sku": "D1", "barcode": "4820000000017", "name": "Dress", "quantity": "2",
-         "unit_price": "30.00"},
+        {
+            "sku": "D1",
+            "barcode": "4820000000017",
+            "name": "Dress",
+            "quantity": "2",
+            "unit_price": "30.00",
+        },
     ],
     "payments": [{"method": "on_account", "amount": "60.00"}],
 }
@@ -61,35 +66,55 @@ async def test_take_money_sends_record_debt_payment_and_answers_the_outcome(
     cid = customer["customer_id"]
     sale = await _completed_sale(harness, credit, terminal)
     headers = harness.till(terminal, "pay-1")
-    body = {"kind": "take_money", "amount": "30.00", "method": "cash", "card_number": "CARD-1",
-            "allocations": [{"sale_id": sale["sale_id"], "amount": "30.00"}]}
+    body = {
+        "kind": "take_money",
+        "amount": "30.00",
+        "method": "cash",
+        "card_number": "CARD-1",
+        "allocations": [{"sale_id": sale["sale_id"], "amount": "30.00"}],
+    }
     first = await harness.client.post(f"/v1/customers/{cid}/payments", json=body, headers=headers)
     assert first.status_code == 202
     cmd = await _last_command(harness)
     assert cmd.type == "credit.RecordDebtPayment"
     assert cmd.key == cid
-    assert cmd.payload["allocations"] == [{"sale_id": sale["sale_id"], "line_no": None,
-                                          "amount": "30.00"}]
+    assert cmd.payload["allocations"] == [
+        {"sale_id": sale["sale_id"], "line_no": None, "amount": "30.00"}
+    ]
     payment_id = cmd.payload["payment_id"]
     assert first.json()["status_url"] == f"/v1/operations/debt_payment/{payment_id}"
-    await harness.deliver("credit.events.v1", DebtPaymentRecorded(
-        payment_id=payment_id, chain_id=sale["chain_id"], customer_id=cid,
-        store_id=sale["store_id"], terminal_id=sale["terminal_id"], kind="take_money",
-        method="cash", amount=D("30.00"),
-        allocated=[{"sale_id": sale["sale_id"], "line_no": None, "amount": D("30.00")}],
-        advance_added=D("0.00"), bonus_accrued=D("3.00"), occurred_at=_now(),
-        customer_balances=BAL, lines_changed=[],
-    ))
+    await harness.deliver(
+        "credit.events.v1",
+        DebtPaymentRecorded(
+            payment_id=payment_id,
+            chain_id=sale["chain_id"],
+            customer_id=cid,
+            store_id=sale["store_id"],
+            terminal_id=sale["terminal_id"],
+            kind="take_money",
+            method="cash",
+            amount=D("30.00"),
+            allocated=[{"sale_id": sale["sale_id"], "line_no": None, "amount": D("30.00")}],
+            advance_added=D("0.00"),
+            bonus_accrued=D("3.00"),
+            occurred_at=_now(),
+            customer_balances=BAL,
+            lines_changed=[],
+        ),
+    )
     again = await harness.client.post(f"/v1/customers/{cid}/payments", json=body, headers=headers)
     assert again.status_code == 201
     assert again.json() == {
-        "payment_id": payment_id, "amount": "30.00",
+        "payment_id": payment_id,
+        "amount": "30.00",
         "allocated": [{"sale_id": sale["sale_id"], "line_no": None, "amount": "30.00"}],
-        "advance_added": "0.00", "bonus_accrued": "3.00",
+        "advance_added": "0.00",
+        "bonus_accrued": "3.00",
         "customer": {"debt": "30.00", "advance": "0.00", "bonus_balance": "7.00"},
     }
-    status = await harness.client.get(f"/v1/operations/debt_payment/{payment_id}",
-                                      headers=harness.auth(admin))
+    status = await harness.client.get(
+        f"/v1/operations/debt_payment/{payment_id}", headers=harness.auth(admin)
+    )
     assert status.json()["status"] == "completed"
 
 
@@ -98,22 +123,32 @@ async def test_pay_debt_takes_no_amount_and_no_debt_is_refused(harness: Any, cre
     cid = (await harness.customer(admin))["customer_id"]
     url = f"/v1/customers/{cid}/payments"
     with_amount = await harness.client.post(
-        url, json={"kind": "pay_debt", "amount": "1.00", "method": "cash"},
-        headers=harness.till(terminal))
+        url,
+        json={"kind": "pay_debt", "amount": "1.00", "method": "cash"},
+        headers=harness.till(terminal),
+    )
     assert with_amount.status_code == 422
     assert with_amount.json()["errors"][0]["field"] == "amount"
-    no_amount = await harness.client.post(url, json={"kind": "take_money", "method": "cash"},
-                                          headers=harness.till(terminal))
+    no_amount = await harness.client.post(
+        url, json={"kind": "take_money", "method": "cash"}, headers=harness.till(terminal)
+    )
     assert no_amount.json()["errors"][0]["field"] == "amount"
     headers = harness.till(terminal, "pay-debt")
     await harness.client.post(url, json={"kind": "pay_debt", "method": "cash"}, headers=headers)
     cmd = await _last_command(harness)
     assert cmd.payload["amount"] is None
-    await harness.deliver("credit.events.v1", credit.refused(
-        cmd.payload["payment_id"], cmd.payload["chain_id"], OperationKind.DEBT_PAYMENT,
-        RefusalCode.NO_DEBT))
-    refused = await harness.client.post(url, json={"kind": "pay_debt", "method": "cash"},
-                                        headers=headers)
+    await harness.deliver(
+        "credit.events.v1",
+        credit.refused(
+            cmd.payload["payment_id"],
+            cmd.payload["chain_id"],
+            OperationKind.DEBT_PAYMENT,
+            RefusalCode.NO_DEBT,
+        ),
+    )
+    refused = await harness.client.post(
+        url, json={"kind": "pay_debt", "method": "cash"}, headers=headers
+    )
     assert refused.status_code == 422
     assert refused.json()["code"] == "no_debt"
 
@@ -128,19 +163,33 @@ async def test_an_advance_is_recorded_and_answered(harness: Any, credit: Any) ->
     cmd = await _last_command(harness)
     assert cmd.type == "credit.RecordAdvance"
     p = cmd.payload
-    await harness.deliver("credit.events.v1", AdvanceRecorded(
-        payment_id=p["payment_id"], chain_id=p["chain_id"], customer_id=cid,
-        store_id=p["store_id"], terminal_id=p["terminal_id"], method="card", amount=D("50.00"),
-        applied_to_debt=D("0.00"), allocated=[], advance_added=D("50.00"),
-        bonus_accrued=D("0.00"), occurred_at=_now(),
-        customer_balances=CustomerBalances(debt=D(0), advance=D(50), bonus_balance=D(0)),
-        lines_changed=[],
-    ))
+    await harness.deliver(
+        "credit.events.v1",
+        AdvanceRecorded(
+            payment_id=p["payment_id"],
+            chain_id=p["chain_id"],
+            customer_id=cid,
+            store_id=p["store_id"],
+            terminal_id=p["terminal_id"],
+            method="card",
+            amount=D("50.00"),
+            applied_to_debt=D("0.00"),
+            allocated=[],
+            advance_added=D("50.00"),
+            bonus_accrued=D("0.00"),
+            occurred_at=_now(),
+            customer_balances=CustomerBalances(debt=D(0), advance=D(50), bonus_balance=D(0)),
+            lines_changed=[],
+        ),
+    )
     answer = await harness.client.post(url, json=body, headers=headers)
     assert answer.status_code == 201
     assert answer.json() == {
-        "payment_id": p["payment_id"], "amount": "50.00", "applied_to_debt": "0.00",
-        "advance_added": "50.00", "bonus_accrued": "0.00",
+        "payment_id": p["payment_id"],
+        "amount": "50.00",
+        "applied_to_debt": "0.00",
+        "advance_added": "50.00",
+        "bonus_accrued": "0.00",
         "customer": {"debt": "0.00", "advance": "50.00", "bonus_balance": "0.00"},
     }
 
@@ -151,29 +200,42 @@ async def test_a_refund_needs_the_customers_own_card(harness: Any, credit: Any) 
     await harness.customer(admin, name="Other", phone="2", card_number="CARD-2")
     url = f"/v1/customers/{cid}/refunds"
     before = await harness.snapshot()
-    no_card = await harness.client.post(url, json={"amount": "5.00", "method": "cash"},
-                                        headers=harness.till(terminal))
+    no_card = await harness.client.post(
+        url, json={"amount": "5.00", "method": "cash"}, headers=harness.till(terminal)
+    )
     assert no_card.json()["code"] == "card_required"
     other_card = await harness.client.post(
-        url, json={"amount": "5.00", "method": "cash", "card_number": "CARD-2"},
-        headers=harness.till(terminal))
+        url,
+        json={"amount": "5.00", "method": "cash", "card_number": "CARD-2"},
+        headers=harness.till(terminal),
+    )
     assert other_card.json()["code"] == "card_not_found"
     assert await harness.snapshot() == before
     headers = harness.till(terminal, "refund")
     body = {"amount": "5.00", "method": "cash", "card_number": "CARD-1"}
     await harness.client.post(url, json=body, headers=headers)
     p = (await _last_command(harness)).payload
-    await harness.deliver("credit.events.v1", RefundRecorded(
-        refund_id=p["refund_id"], chain_id=p["chain_id"], customer_id=cid,
-        store_id=p["store_id"], terminal_id=p["terminal_id"], method="cash", amount=D("5.00"),
-        occurred_at=_now(),
-        customer_balances=CustomerBalances(debt=D(0), advance=D(45), bonus_balance=D(0)),
-    ))
+    await harness.deliver(
+        "credit.events.v1",
+        RefundRecorded(
+            refund_id=p["refund_id"],
+            chain_id=p["chain_id"],
+            customer_id=cid,
+            store_id=p["store_id"],
+            terminal_id=p["terminal_id"],
+            method="cash",
+            amount=D("5.00"),
+            occurred_at=_now(),
+            customer_balances=CustomerBalances(debt=D(0), advance=D(45), bonus_balance=D(0)),
+        ),
+    )
     answer = await harness.client.post(url, json=body, headers=headers)
     assert answer.status_code == 201
-    assert answer.json() == {"refund_id": p["refund_id"], "amount": "5.00",
-                             "customer": {"debt": "0.00", "advance": "45.00",
-                                          "bonus_balance": "0.00"}}
+    assert answer.json() == {
+        "refund_id": p["refund_id"],
+        "amount": "5.00",
+        "customer": {"debt": "0.00", "advance": "45.00", "bonus_balance": "0.00"},
+    }
 
 
 async def test_a_return_is_checked_against_what_the_gateway_knows(
@@ -184,17 +246,22 @@ async def test_a_return_is_checked_against_what_the_gateway_knows(
     sale = await _completed_sale(harness, credit, terminal)
     url = f"/v1/sales/{sale['sale_id']}/returns"
     too_many = await harness.client.post(
-        url, json={"lines": [{"line_no": 1, "quantity": "3"}], "refund": "cash"},
-        headers=harness.till(terminal))
+        url,
+        json={"lines": [{"line_no": 1, "quantity": "3"}], "refund": "cash"},
+        headers=harness.till(terminal),
+    )
     assert too_many.json()["code"] == "return_exceeds_sold"
     no_line = await harness.client.post(
-        url, json={"lines": [{"line_no": 9, "quantity": "1"}], "refund": "cash"},
-        headers=harness.till(terminal))
+        url,
+        json={"lines": [{"line_no": 9, "quantity": "1"}], "refund": "cash"},
+        headers=harness.till(terminal),
+    )
     assert no_line.json()["errors"][0]["field"] == "lines.0.line_no"
     missing = await harness.client.post(
         f"/v1/sales/{uuid.uuid4()}/returns",
         json={"lines": [{"line_no": 1, "quantity": "1"}], "refund": "cash"},
-        headers=harness.till(terminal))
+        headers=harness.till(terminal),
+    )
     assert missing.status_code == 404
     headers = harness.till(terminal, "ret")
     body = {"lines": [{"line_no": 1, "quantity": "1"}], "refund": "advance"}
@@ -203,14 +270,35 @@ async def test_a_return_is_checked_against_what_the_gateway_knows(
     assert cmd.type == "credit.RecordReturn"
     p = cmd.payload
     event = ReturnRecorded(
-        return_id=p["return_id"], sale_id=sale["sale_id"], chain_id=p["chain_id"],
-        customer_id=cid, store_id=p["store_id"], terminal_id=p["terminal_id"],
+        return_id=p["return_id"],
+        sale_id=sale["sale_id"],
+        chain_id=p["chain_id"],
+        customer_id=cid,
+        store_id=p["store_id"],
+        terminal_id=p["terminal_id"],
         refund="advance",
-        lines=[ReturnedLine(line_no=1, sku="D1", barcode="4820000000017", name="Dress",
-                            quantity=D("1"), value=D("30.00"), debt_cancelled=D("30.00"))],
-        value=D("30.00"), debt_cancelled=D("30.00"), bonus_restored=D("0.00"),
-        refunded=D("0.00"), applied_to_debt=D("0.00"), allocated=[], advance_added=D("0.00"),
-        bonus_reversed=D("0.00"), occurred_at=_now(), customer_balances=BAL, lines_changed=[],
+        lines=[
+            ReturnedLine(
+                line_no=1,
+                sku="D1",
+                barcode="4820000000017",
+                name="Dress",
+                quantity=D("1"),
+                value=D("30.00"),
+                debt_cancelled=D("30.00"),
+            )
+        ],
+        value=D("30.00"),
+        debt_cancelled=D("30.00"),
+        bonus_restored=D("0.00"),
+        refunded=D("0.00"),
+        applied_to_debt=D("0.00"),
+        allocated=[],
+        advance_added=D("0.00"),
+        bonus_reversed=D("0.00"),
+        occurred_at=_now(),
+        customer_balances=BAL,
+        lines_changed=[],
     )
     await harness.deliver("credit.events.v1", event)
     await harness.deliver("credit.events.v1", event.model_copy())  # a republished duplicate
@@ -218,12 +306,15 @@ async def test_a_return_is_checked_against_what_the_gateway_knows(
     assert answer.status_code == 201
     assert answer.json()["value"] == "30.00"
     assert answer.json()["debt_cancelled"] == "30.00"
-    read = (await harness.client.get(f"/v1/sales/{sale['sale_id']}",
-                                     headers=harness.auth(terminal))).json()
+    read = (
+        await harness.client.get(f"/v1/sales/{sale['sale_id']}", headers=harness.auth(terminal))
+    ).json()
     assert read["lines"][0]["returned_quantity"] == "1"
     rest = await harness.client.post(
-        url, json={"lines": [{"line_no": 1, "quantity": "2"}], "refund": "cash"},
-        headers=harness.till(terminal))
+        url,
+        json={"lines": [{"line_no": 1, "quantity": "2"}], "refund": "cash"},
+        headers=harness.till(terminal),
+    )
     assert rest.json()["code"] == "return_exceeds_sold"
 
 
@@ -233,41 +324,62 @@ async def test_cancelling_a_payments_bonus_asks_loyalty_and_answers_the_same_twi
     admin, terminal = await harness.setup()
     cid = (await harness.customer(admin))["customer_id"]
     # reporting's read model lags (debt 4.00); the answer takes credit's own debt and advance
-    harness.internal.balances[cid] = {"debt": "4.00", "advance": "3.00",
-                                      "bonus_balance": "7.00", "overdue": False}
+    harness.internal.balances[cid] = {
+        "debt": "4.00",
+        "advance": "3.00",
+        "bonus_balance": "7.00",
+        "overdue": False,
+    }
     harness.internal.credit[cid] = {"customer_id": cid, "debt": "10.00", "advance": "0.00"}
-    await harness.client.post("/v1/sales", json={
-        **SALE, "payments": [{"method": "cash", "amount": "60.00"}]},
-        headers=harness.till(terminal))
+    await harness.client.post(
+        "/v1/sales",
+        json={**SALE, "payments": [{"method": "cash", "amount": "60.00"}]},
+        headers=harness.till(terminal),
+    )
     payment_id = (await _last_command(harness)).payload["payments"][0]["payment_id"]
     url = f"/v1/payments/{payment_id}/bonus-type"
-    by_terminal = await harness.client.post(url, json={"bonus_type": "none"},
-                                            headers=harness.auth(terminal))
+    by_terminal = await harness.client.post(
+        url, json={"bonus_type": "none"}, headers=harness.auth(terminal)
+    )
     assert by_terminal.status_code == 403
-    first = await harness.client.post(url, json={"bonus_type": "none"},
-                                      headers=harness.auth(admin))
+    first = await harness.client.post(url, json={"bonus_type": "none"}, headers=harness.auth(admin))
     assert first.status_code == 202
     cmd = await _last_command(harness, "loyalty.commands.v1")
     assert cmd.type == "loyalty.CancelPaymentBonus"
     assert cmd.key == cid
-    await harness.deliver("loyalty.events.v1", PaymentBonusCancelled(
-        payment_id=payment_id, chain_id=cmd.payload["chain_id"], customer_id=cid,
-        cancelled=D("6.00"), balance_after=D("1.00"), already=False, cancelled_at=_now(),
-    ))
-    second = await harness.client.post(url, json={"bonus_type": "none"},
-                                       headers=harness.auth(admin))
-    third = await harness.client.post(url, json={"bonus_type": "none"},
-                                      headers=harness.auth(admin))
+    await harness.deliver(
+        "loyalty.events.v1",
+        PaymentBonusCancelled(
+            payment_id=payment_id,
+            chain_id=cmd.payload["chain_id"],
+            customer_id=cid,
+            cancelled=D("6.00"),
+            balance_after=D("1.00"),
+            already=False,
+            cancelled_at=_now(),
+        ),
+    )
+    second = await harness.client.post(
+        url, json={"bonus_type": "none"}, headers=harness.auth(admin)
+    )
+    third = await harness.client.post(url, json={"bonus_type": "none"}, headers=harness.auth(admin))
     assert second.status_code == third.status_code == 200
-    assert second.json() == third.json() == {
-        "payment_id": payment_id, "bonus_cancelled": "6.00",
-        "customer": {"debt": "10.00", "advance": "0.00", "bonus_balance": "1.00"},
-    }
+    assert (
+        second.json()
+        == third.json()
+        == {
+            "payment_id": payment_id,
+            "bonus_cancelled": "6.00",
+            "customer": {"debt": "10.00", "advance": "0.00", "bonus_balance": "1.00"},
+        }
+    )
     types = [env.type for t, env in await harness.outbox() if t == "loyalty.commands.v1"]
     assert types == ["loyalty.CancelPaymentBonus"]
-    unknown = await harness.client.post(f"/v1/payments/{uuid.uuid4()}/bonus-type",
-                                        json={"bonus_type": "none"},
-                                        headers=harness.auth(admin))
+    unknown = await harness.client.post(
+        f"/v1/payments/{uuid.uuid4()}/bonus-type",
+        json={"bonus_type": "none"},
+        headers=harness.auth(admin),
+    )
     assert unknown.status_code == 404
 
 
@@ -282,22 +394,40 @@ async def test_a_discount_is_revoked_once_then_already_revoked(harness: Any, cre
     assert first.status_code == 202
     cmd = await _last_command(harness)
     assert cmd.type == "credit.RevokeDiscount"
-    await harness.deliver("credit.events.v1", credit.refused(
-        sale["sale_id"], sale["chain_id"], OperationKind.REVOKE_DISCOUNT,
-        RefusalCode.NOT_OVERDUE))
+    await harness.deliver(
+        "credit.events.v1",
+        credit.refused(
+            sale["sale_id"],
+            sale["chain_id"],
+            OperationKind.REVOKE_DISCOUNT,
+            RefusalCode.NOT_OVERDUE,
+        ),
+    )
     not_overdue = await harness.client.post(url, headers=harness.auth(admin))
     assert not_overdue.status_code == 202  # asked again: it may be overdue by now
-    await harness.deliver("credit.events.v1", DiscountRevoked(
-        sale_id=sale["sale_id"], chain_id=sale["chain_id"], customer_id=cid, amount=D("10.00"),
-        lines=[RevokedDiscountLine(line_no=1, amount=D("10.00"))], trigger="requested",
-        revoked_at=_now(), customer_balances=BAL, lines_changed=[],
-    ))
-    status = await harness.client.get(f"/v1/operations/revoke_discount/{sale['sale_id']}",
-                                      headers=harness.auth(admin))
-    assert status.json() == {"status": "completed", "sale_id": sale["sale_id"],
-                             "discount_revoked": "10.00",
-                             "customer": {"debt": "30.00", "advance": "0.00",
-                                          "bonus_balance": "7.00"}}
+    await harness.deliver(
+        "credit.events.v1",
+        DiscountRevoked(
+            sale_id=sale["sale_id"],
+            chain_id=sale["chain_id"],
+            customer_id=cid,
+            amount=D("10.00"),
+            lines=[RevokedDiscountLine(line_no=1, amount=D("10.00"))],
+            trigger="requested",
+            revoked_at=_now(),
+            customer_balances=BAL,
+            lines_changed=[],
+        ),
+    )
+    status = await harness.client.get(
+        f"/v1/operations/revoke_discount/{sale['sale_id']}", headers=harness.auth(admin)
+    )
+    assert status.json() == {
+        "status": "completed",
+        "sale_id": sale["sale_id"],
+        "discount_revoked": "10.00",
+        "customer": {"debt": "30.00", "advance": "0.00", "bonus_balance": "7.00"},
+    }
     again = await harness.client.post(url, headers=harness.auth(admin))
     assert again.status_code == 409
     assert again.json()["code"] == "already_revoked"
@@ -310,9 +440,15 @@ async def test_a_not_overdue_refusal_is_answered_422(harness: Any, credit: Any) 
     url = f"/v1/sales/{sale['sale_id']}/revoke-discount"
     headers = {**harness.auth(admin), "Idempotency-Key": "revoke-1"}
     await harness.client.post(url, headers=headers)
-    await harness.deliver("credit.events.v1", credit.refused(
-        sale["sale_id"], sale["chain_id"], OperationKind.REVOKE_DISCOUNT,
-        RefusalCode.NOT_OVERDUE))
+    await harness.deliver(
+        "credit.events.v1",
+        credit.refused(
+            sale["sale_id"],
+            sale["chain_id"],
+            OperationKind.REVOKE_DISCOUNT,
+            RefusalCode.NOT_OVERDUE,
+        ),
+    )
     answer = await harness.client.post(url, headers=headers)
     assert answer.status_code == 422
     assert answer.json()["code"] == "not_overdue"
@@ -322,13 +458,16 @@ async def test_tasks_are_proxied_to_the_notifier(harness: Any) -> None:
     admin, _ = await harness.setup()
     tasks = await harness.client.get("/v1/tasks?status=open", headers=harness.auth(admin))
     assert tasks.json() == {"items": [], "next": None}
-    missing = await harness.client.post(f"/v1/tasks/{uuid.uuid4()}/complete",
-                                        json={"outcome": "promised", "note": "Friday"},
-                                        headers=harness.auth(admin))
+    missing = await harness.client.post(
+        f"/v1/tasks/{uuid.uuid4()}/complete",
+        json={"outcome": "promised", "note": "Friday"},
+        headers=harness.auth(admin),
+    )
     assert missing.status_code == 404
     assert missing.json()["code"] == "not_found"
-    bad = await harness.client.post(f"/v1/tasks/{uuid.uuid4()}/complete",
-                                    json={"outcome": "maybe"}, headers=harness.auth(admin))
+    bad = await harness.client.post(
+        f"/v1/tasks/{uuid.uuid4()}/complete", json={"outcome": "maybe"}, headers=harness.auth(admin)
+    )
     assert bad.status_code == 422
 
 
@@ -342,8 +481,9 @@ async def test_ten_concurrent_revocations_get_one_200_and_nine_409_already_revok
     url = f"/v1/sales/{sale['sale_id']}/revoke-discount"
     keys = [f"revoke-{i}" for i in range(10)]
     requests = [
-        asyncio.create_task(harness.client.post(
-            url, headers={**harness.auth(admin), "Idempotency-Key": key}))
+        asyncio.create_task(
+            harness.client.post(url, headers={**harness.auth(admin), "Idempotency-Key": key})
+        )
         for key in keys
     ]
     for _ in range(200):  # the first request's command, then let the others find it in flight
@@ -351,11 +491,20 @@ async def test_ten_concurrent_revocations_get_one_200_and_nine_409_already_revok
             break
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.3)
-    await harness.deliver("credit.events.v1", DiscountRevoked(
-        sale_id=sale["sale_id"], chain_id=sale["chain_id"], customer_id=cid, amount=D("10.00"),
-        lines=[RevokedDiscountLine(line_no=1, amount=D("10.00"))], trigger="requested",
-        revoked_at=_now(), customer_balances=BAL, lines_changed=[],
-    ))
+    await harness.deliver(
+        "credit.events.v1",
+        DiscountRevoked(
+            sale_id=sale["sale_id"],
+            chain_id=sale["chain_id"],
+            customer_id=cid,
+            amount=D("10.00"),
+            lines=[RevokedDiscountLine(line_no=1, amount=D("10.00"))],
+            trigger="requested",
+            revoked_at=_now(),
+            customer_balances=BAL,
+            lines_changed=[],
+        ),
+    )
     answers = await asyncio.gather(*requests)
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [200] + [409] * 9, [a.text for a in answers]
@@ -363,9 +512,10 @@ async def test_ten_concurrent_revocations_get_one_200_and_nine_409_already_revok
     commands = [env for t, env in await harness.outbox() if env.type == "credit.RevokeDiscount"]
     assert len(commands) == 1
     # each retry with its key gets its own first answer again
-    retries = [await harness.client.post(url, headers={**harness.auth(admin),
-                                                       "Idempotency-Key": key})
-               for key in keys]
+    retries = [
+        await harness.client.post(url, headers={**harness.auth(admin), "Idempotency-Key": key})
+        for key in keys
+    ]
     assert [r.status_code for r in retries] == [a.status_code for a in answers]
     assert [r.json() for r in retries] == [a.json() for a in answers]
 
@@ -379,14 +529,21 @@ async def test_a_return_or_an_allocated_payment_dated_before_its_sale_is_refused
     before = (datetime.fromisoformat(sale["sold_at"]) - timedelta(minutes=1)).isoformat()
     recorded = await harness.snapshot()
     returned = await harness.client.post(
-        f"/v1/sales/{sale['sale_id']}/returns", headers=harness.till(terminal),
-        json={"lines": [{"line_no": 1, "quantity": "1"}], "refund": "cash",
-              "occurred_at": before})
+        f"/v1/sales/{sale['sale_id']}/returns",
+        headers=harness.till(terminal),
+        json={"lines": [{"line_no": 1, "quantity": "1"}], "refund": "cash", "occurred_at": before},
+    )
     paid = await harness.client.post(
-        f"/v1/customers/{cid}/payments", headers=harness.till(terminal),
-        json={"kind": "take_money", "amount": "10.00", "method": "cash",
-              "occurred_at": before,
-              "allocations": [{"sale_id": sale["sale_id"], "amount": "10.00"}]})
+        f"/v1/customers/{cid}/payments",
+        headers=harness.till(terminal),
+        json={
+            "kind": "take_money",
+            "amount": "10.00",
+            "method": "cash",
+            "occurred_at": before,
+            "allocations": [{"sale_id": sale["sale_id"], "amount": "10.00"}],
+        },
+    )
     for refused in (returned, paid):
         assert refused.status_code == 422, refused.text
         assert refused.json()["code"] == "validation_error"
@@ -401,12 +558,18 @@ async def test_a_pos_named_occurred_at_is_flagged_on_the_command_and_a_clock_tim
     cid = (await harness.customer(admin))["customer_id"]
     await _completed_sale(harness, credit, terminal)
     offline = _now().isoformat()
-    for body in ({"amount": "5.00", "method": "cash"},
-                 {"amount": "5.00", "method": "cash", "occurred_at": offline}):
-        await harness.client.post(f"/v1/customers/{cid}/advances", json=body,
-                                  headers=harness.till(terminal))
-    flags = [env.payload["occurred_at_given"] for env in await harness.commands()
-             if env.type == "credit.RecordAdvance"]
+    for body in (
+        {"amount": "5.00", "method": "cash"},
+        {"amount": "5.00", "method": "cash", "occurred_at": offline},
+    ):
+        await harness.client.post(
+            f"/v1/customers/{cid}/advances", json=body, headers=harness.till(terminal)
+        )
+    flags = [
+        env.payload["occurred_at_given"]
+        for env in await harness.commands()
+        if env.type == "credit.RecordAdvance"
+    ]
     assert flags == [False, True]
 
 
@@ -417,22 +580,34 @@ async def test_a_validation_error_found_by_credit_is_answered_naming_its_field(
     cid = (await harness.customer(admin))["customer_id"]
     sale = await _completed_sale(harness, credit, terminal)
     headers = harness.till(terminal, "pay-before-sale")
-    body = {"kind": "take_money", "amount": "101.00", "method": "cash",
-            "occurred_at": _now().isoformat()}
-    first = await harness.client.post(f"/v1/customers/{cid}/payments", json=body,
-                                      headers=headers)
+    body = {
+        "kind": "take_money",
+        "amount": "101.00",
+        "method": "cash",
+        "occurred_at": _now().isoformat(),
+    }
+    first = await harness.client.post(f"/v1/customers/{cid}/payments", json=body, headers=headers)
     assert first.status_code == 202
     payment_id = (await _last_command(harness)).payload["payment_id"]
     detail = "occurred_at is before a sale that it would pay"
-    await harness.deliver("credit.events.v1", OperationRefused(
-        operation_id=payment_id, operation_kind=OperationKind.DEBT_PAYMENT,
-        chain_id=sale["chain_id"], customer_id=cid, code=RefusalCode.VALIDATION_ERROR,
-        detail=detail, field="occurred_at", refused_at=_now()))
-    again = await harness.client.post(f"/v1/customers/{cid}/payments", json=body,
-                                      headers=headers)
+    await harness.deliver(
+        "credit.events.v1",
+        OperationRefused(
+            operation_id=payment_id,
+            operation_kind=OperationKind.DEBT_PAYMENT,
+            chain_id=sale["chain_id"],
+            customer_id=cid,
+            code=RefusalCode.VALIDATION_ERROR,
+            detail=detail,
+            field="occurred_at",
+            refused_at=_now(),
+        ),
+    )
+    again = await harness.client.post(f"/v1/customers/{cid}/payments", json=body, headers=headers)
     assert again.status_code == 422
     assert again.json()["code"] == "validation_error"
     assert again.json()["errors"] == [{"field": "occurred_at", "message": detail}]
-    status = await harness.client.get(f"/v1/operations/debt_payment/{payment_id}",
-                                      headers=harness.auth(terminal))
+    status = await harness.client.get(
+        f"/v1/operations/debt_payment/{payment_id}", headers=harness.auth(terminal)
+    )
     assert status.json()["errors"] == [{"field": "occurred_at", "message": detail}]

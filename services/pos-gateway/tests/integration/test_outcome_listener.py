@@ -14,8 +14,15 @@ pytestmark = pytest.mark.integration
 
 ON_ACCOUNT_SALE = {
     "card_number": "CARD-1",
-    "lines": [{"sku": "D1", "barcode": "4820000000017", "name": "Dress", "quantity": "1",
-               "unit_price": "100.00"}],
+    "lines": [
+        {
+            "sku": "D1",
+            "barcode": "4820000000017",
+            "name": "Dress",
+            "quantity": "1",
+            "unit_price": "100.00",
+        }
+    ],
     "payments": [{"method": "on_account", "amount": "100.00"}],
 }
 
@@ -35,16 +42,14 @@ async def test_an_outcome_consumed_by_another_instance_wakes_the_waiting_request
     request, command = await harness.sale_waiting(ON_ACCOUNT_SALE, harness.till(terminal))
     # the outcome must come while the request waits (else its first look finds it, not the
     # wake-up): wait until it has registered for its operation's wake-up
-    key = (uuid.UUID(command.payload["chain_id"]), "sale",
-           uuid.UUID(command.payload["sale_id"]))
+    key = (uuid.UUID(command.payload["chain_id"]), "sale", uuid.UUID(command.payload["sale_id"]))
     for _ in range(200):
         if gw.waiter.is_waiting(key):
             break
         await asyncio.sleep(0.02)
     assert gw.waiter.is_waiting(key), "the request never waited for its outcome"
     delivered = time.monotonic()
-    await harness.deliver("credit.events.v1",
-                          credit.sale_completed(command.payload, debt="100.00"))
+    await harness.deliver("credit.events.v1", credit.sale_completed(command.payload, debt="100.00"))
     response = await request
     assert response.status_code == 201
     assert response.json()["customer"]["debt"] == "100.00"

@@ -59,8 +59,9 @@ def _operations(app_schema: dict[str, Any]) -> list[tuple[str, str, dict[str, An
 
 
 def _path(template: str, op: dict[str, Any]) -> str:
-    params = {p["name"]: p.get("schema", {}) for p in op.get("parameters", [])
-              if p.get("in") == "path"}
+    params = {
+        p["name"]: p.get("schema", {}) for p in op.get("parameters", []) if p.get("in") == "path"
+    }
 
     def value(match: re.Match[str]) -> str:
         schema = params.get(match.group(1), {})
@@ -92,12 +93,12 @@ def _forbidden(response: httpx.Response) -> bool:
 async def _token(harness: Any, admin: str, role: str) -> str:
     email = f"{role}-{uuid.uuid4().hex[:6]}@kids.example.ro"
     made = await harness.client.post(
-        "/v1/users", json={"email": email, "name": role, "role": role, "password": PASSWORD},
+        "/v1/users",
+        json={"email": email, "name": role, "role": role, "password": PASSWORD},
         headers=harness.auth(admin),
     )
     assert made.status_code == 201, made.text
-    signed = await harness.client.post("/v1/sessions",
-                                       json={"email": email, "password": PASSWORD})
+    signed = await harness.client.post("/v1/sessions", json={"email": email, "password": PASSWORD})
     assert signed.status_code == 201, signed.text
     return str(signed.json()["access_token"])
 
@@ -106,8 +107,9 @@ async def _walk(harness: Any, role: str) -> tuple[dict[tuple[str, str], bool], s
     """For every route that needs a key: is the admin key forbidden there, is `role`?"""
     admin, _ = await harness.setup()
     # revoking a discount is offered to customer service only under this policy
-    offered = await harness.client.put("/v1/settings", json={"overdue_discount": "offer"},
-                                       headers=harness.auth(admin))
+    offered = await harness.client.put(
+        "/v1/settings", json={"overdue_discount": "offer"}, headers=harness.auth(admin)
+    )
     assert offered.status_code == 200
     token = await _token(harness, admin, role)
     schema = (await harness.client.get("/openapi.json")).json()
@@ -131,10 +133,17 @@ async def test_customer_service_may_call_exactly_the_routes_api_md_allows_it(
     walked = set(admin_forbidden)
     assert walked >= CUSTOMER_SERVICE_MAY, CUSTOMER_SERVICE_MAY - walked
     # the walk reached the chain admin's routes that customer service must not touch
-    for must_refuse in [("GET", "/v1/settings"), ("PUT", "/v1/settings"), ("POST", "/v1/stores"),
-                        ("POST", "/v1/users"), ("GET", "/v1/users"),
-                        ("DELETE", "/v1/users/{user_id}"), ("POST", "/v1/customers"),
-                        ("PATCH", "/v1/customers/{customer_id}"), ("PUT", "/v1/webhook")]:
+    for must_refuse in [
+        ("GET", "/v1/settings"),
+        ("PUT", "/v1/settings"),
+        ("POST", "/v1/stores"),
+        ("POST", "/v1/users"),
+        ("GET", "/v1/users"),
+        ("DELETE", "/v1/users/{user_id}"),
+        ("POST", "/v1/customers"),
+        ("PATCH", "/v1/customers/{customer_id}"),
+        ("PUT", "/v1/webhook"),
+    ]:
         assert must_refuse in walked and must_refuse not in allowed
     assert allowed == CUSTOMER_SERVICE_MAY, (
         f"allowed but not in api.md's list: {sorted(allowed - CUSTOMER_SERVICE_MAY)}; "

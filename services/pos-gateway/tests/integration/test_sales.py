@@ -17,10 +17,21 @@ pytestmark = pytest.mark.integration
 ON_ACCOUNT_SALE = {
     "card_number": "CARD-1",
     "lines": [
-        {"sku": "D1", "barcode": "4820000000017", "name": "Dress", "quantity": "1",
-         "unit_price": "60.00"},
-        {"sku": "S1", "barcode": "4820000000024", "name": "Shoes", "quantity": "1",
-         "unit_price": "50.00", "discount": "10.00"},
+        {
+            "sku": "D1",
+            "barcode": "4820000000017",
+            "name": "Dress",
+            "quantity": "1",
+            "unit_price": "60.00",
+        },
+        {
+            "sku": "S1",
+            "barcode": "4820000000024",
+            "name": "Shoes",
+            "quantity": "1",
+            "unit_price": "50.00",
+            "discount": "10.00",
+        },
     ],
     "payments": [{"method": "on_account", "amount": "100.00"}],
 }
@@ -36,12 +47,16 @@ async def test_a_sale_writes_its_request_row_and_one_record_sale_command(
     admin, terminal = await harness.setup()
     customer = await harness.customer(admin)
     before = len(await harness.outbox())
-    response = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE,
-                                         headers=harness.till(terminal))
+    response = await harness.client.post(
+        "/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.till(terminal)
+    )
     assert response.status_code == 202
     sale_id = response.json()["sale_id"]
-    assert response.json() == {"sale_id": sale_id, "status": "pending",
-                               "status_url": f"/v1/sales/{sale_id}"}
+    assert response.json() == {
+        "sale_id": sale_id,
+        "status": "pending",
+        "status_url": f"/v1/sales/{sale_id}",
+    }
     new = (await harness.outbox())[before:]
     assert len(new) == 1
     topic, env = new[0]
@@ -72,18 +87,32 @@ async def test_the_outcome_completes_the_waiting_request_with_201(
     assert response.status_code == 201
     body = response.json()
     assert body == {
-        "sale_id": cmd["sale_id"], "status": "completed", "sold_at": body["sold_at"],
-        "total": "100.00", "paid": "0.00", "on_account": "100.00", "advance_applied": "0.00",
-        "due_date": "2026-12-31", "bonus_accrued": "0.00", "bonus_spent": "0.00",
-        "payments": [], "customer": {"debt": "100.00", "advance": "0.00",
-                                     "bonus_balance": "0.00"},
+        "sale_id": cmd["sale_id"],
+        "status": "completed",
+        "sold_at": body["sold_at"],
+        "total": "100.00",
+        "paid": "0.00",
+        "on_account": "100.00",
+        "advance_applied": "0.00",
+        "due_date": "2026-12-31",
+        "bonus_accrued": "0.00",
+        "bonus_spent": "0.00",
+        "payments": [],
+        "customer": {"debt": "100.00", "advance": "0.00", "bonus_balance": "0.00"},
     }
-    read = (await harness.client.get(f"/v1/sales/{cmd['sale_id']}",
-                                     headers=harness.auth(admin))).json()
+    read = (
+        await harness.client.get(f"/v1/sales/{cmd['sale_id']}", headers=harness.auth(admin))
+    ).json()
     assert read["status"] == "completed"
     assert read["lines"][1] == {
-        "line_no": 2, "sku": "S1", "barcode": "4820000000024", "name": "Shoes",
-        "quantity": "1", "unit_price": "50.00", "discount": "10.00", "amount": "40.00",
+        "line_no": 2,
+        "sku": "S1",
+        "barcode": "4820000000024",
+        "name": "Shoes",
+        "quantity": "1",
+        "unit_price": "50.00",
+        "discount": "10.00",
+        "amount": "40.00",
         "returned_quantity": "0",
     }
 
@@ -106,7 +135,8 @@ async def test_a_retry_of_a_202_sale_gets_the_final_outcome_once_known(
     assert final.json()["sale_id"] == cmd["sale_id"]
     assert len(await _commands(harness)) == 1
     conflict = await harness.client.post(
-        "/v1/sales", json={**ON_ACCOUNT_SALE, "card_number": "CARD-9"}, headers=headers)
+        "/v1/sales", json={**ON_ACCOUNT_SALE, "card_number": "CARD-9"}, headers=headers
+    )
     assert conflict.status_code == 409
     assert conflict.json()["code"] == "idempotency_conflict"
 
@@ -121,18 +151,24 @@ async def test_a_retry_after_the_201_gets_the_same_answer_rendered_from_the_oper
     harness.gateway.settings.sale_wait_seconds = 5.0
     headers = harness.till(terminal, "sale-key-201")
     request, command = await harness.sale_waiting(ON_ACCOUNT_SALE, headers)
-    await harness.deliver("credit.events.v1",
-                          credit.sale_completed(command.payload, debt="100.00"))
+    await harness.deliver("credit.events.v1", credit.sale_completed(command.payload, debt="100.00"))
     first = await request
     assert first.status_code == 201
     async with harness.engine.connect() as conn:
-        kept = (await conn.execute(sa.text(
-            "SELECT status_code, response, operation_id FROM idempotency_keys"
-            " WHERE key = 'sale-key-201'"))).one()
+        kept = (
+            await conn.execute(
+                sa.text(
+                    "SELECT status_code, response, operation_id FROM idempotency_keys"
+                    " WHERE key = 'sale-key-201'"
+                )
+            )
+        ).one()
     assert kept.status_code is None and kept.response is None
     assert str(kept.operation_id) == first.json()["sale_id"]
-    retries = [await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers)
-               for _ in range(2)]
+    retries = [
+        await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers)
+        for _ in range(2)
+    ]
     assert [(r.status_code, r.json()) for r in retries] == [(201, first.json())] * 2
     assert len(await _commands(harness)) == 1
 
@@ -141,10 +177,9 @@ async def test_concurrent_retries_with_one_key_make_one_command(harness: Any, cr
     admin, terminal = await harness.setup()
     await harness.customer(admin)
     headers = harness.till(terminal, "same-key")
-    answers = await asyncio.gather(*[
-        harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers)
-        for _ in range(5)
-    ])
+    answers = await asyncio.gather(
+        *[harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers) for _ in range(5)]
+    )
     assert {a.status_code for a in answers} == {202}
     assert len({a.json()["sale_id"] for a in answers}) == 1
     assert len(await _commands(harness)) == 1
@@ -160,12 +195,18 @@ async def test_a_waiting_sale_resolves_to_a_failed_or_out_of_range_refusal_with_
     await harness.customer(admin)
     headers = harness.till(terminal)
     waiting, command = await harness.sale_waiting(ON_ACCOUNT_SALE, headers)
-    await harness.deliver("credit.events.v1", credit.refused(
-        command.payload["sale_id"], command.payload["chain_id"], OperationKind.SALE, code))
+    await harness.deliver(
+        "credit.events.v1",
+        credit.refused(
+            command.payload["sale_id"], command.payload["chain_id"], OperationKind.SALE, code
+        ),
+    )
     answer = await waiting
     assert answer.status_code == 422
-    assert (answer.json()["code"], answer.json()["sale_id"]) == (code.value,
-                                                                 command.payload["sale_id"])
+    assert (answer.json()["code"], answer.json()["sale_id"]) == (
+        code.value,
+        command.payload["sale_id"],
+    )
     again = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers)
     assert (again.status_code, again.json()["code"]) == (422, code.value)
 
@@ -179,17 +220,22 @@ async def test_a_credit_refusal_is_a_422_with_its_code_and_is_kept(
     first = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers)
     sale_id = first.json()["sale_id"]
     chain_id = (await _commands(harness))[0].payload["chain_id"]
-    await harness.deliver("credit.events.v1", credit.refused(
-        sale_id, chain_id, OperationKind.SALE, RefusalCode.CREDIT_LIMIT_EXCEEDED))
+    await harness.deliver(
+        "credit.events.v1",
+        credit.refused(sale_id, chain_id, OperationKind.SALE, RefusalCode.CREDIT_LIMIT_EXCEEDED),
+    )
     again = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers)
     assert again.status_code == 422
     assert again.headers["content-type"] == "application/problem+json"
     assert again.json()["code"] == "credit_limit_exceeded"
     read = await harness.client.get(f"/v1/sales/{sale_id}", headers=harness.auth(terminal))
     assert read.status_code == 200
-    assert read.json() == {"sale_id": sale_id, "status": "refused",
-                           "code": "credit_limit_exceeded",
-                           "detail": "refused: credit_limit_exceeded"}
+    assert read.json() == {
+        "sale_id": sale_id,
+        "status": "refused",
+        "code": "credit_limit_exceeded",
+        "detail": "refused: credit_limit_exceeded",
+    }
 
 
 @pytest.mark.parametrize(
@@ -199,8 +245,10 @@ async def test_a_credit_refusal_is_a_422_with_its_code_and_is_kept(
         ({"card_number": None}, "card_required"),
         ({"payments": [{"method": "on_account", "amount": "90.00"}]}, "payment_mismatch"),
         ({"payments": [{"method": "card", "amount": "110.00"}]}, "payment_mismatch"),
-        ({"payments": [{"method": "cash", "amount": "110.00"}], "change_to_advance": "20.00"},
-         "payment_mismatch"),
+        (
+            {"payments": [{"method": "cash", "amount": "110.00"}], "change_to_advance": "20.00"},
+            "payment_mismatch",
+        ),
     ],
 )
 async def test_static_refusals_are_answered_at_once_and_publish_nothing(
@@ -220,12 +268,14 @@ async def test_static_refusals_are_answered_at_once_and_publish_nothing(
 async def test_blocked_cards_and_non_vip_customers_are_refused(harness: Any, credit: Any) -> None:
     admin, terminal = await harness.setup()
     await harness.customer(admin, vip=False)
-    not_vip = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE,
-                                        headers=harness.till(terminal))
+    not_vip = await harness.client.post(
+        "/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.till(terminal)
+    )
     assert not_vip.json()["code"] == "not_vip"
     await harness.client.post("/v1/cards/CARD-1/block", headers=harness.auth(admin))
-    blocked = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE,
-                                        headers=harness.till(terminal))
+    blocked = await harness.client.post(
+        "/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.till(terminal)
+    )
     assert blocked.status_code == 422
     assert blocked.json()["code"] == "card_blocked"
 
@@ -237,14 +287,16 @@ async def test_another_chains_card_is_card_not_found_and_records_nothing(
     other_admin = await harness.chain(name="Other")
     await harness.customer(other_admin)  # CARD-1 lives in the other chain only
     before = await harness.snapshot()
-    response = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE,
-                                         headers=harness.till(terminal))
+    response = await harness.client.post(
+        "/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.till(terminal)
+    )
     assert response.status_code == 422
     assert response.json()["code"] == "card_not_found"
     after = await harness.snapshot()
     # only the Idempotency-Key row keeps the answer for a retry; nothing else, nothing published
     assert {k: v for k, v in after.items() if k != "idempotency_keys"} == {
-        k: v for k, v in before.items() if k != "idempotency_keys"}
+        k: v for k, v in before.items() if k != "idempotency_keys"
+    }
 
 
 async def test_a_refusal_at_once_is_kept_under_the_pos_chosen_sale_id(
@@ -273,9 +325,14 @@ async def test_a_pos_chosen_sale_id_behaves_like_an_idempotency_key(
     assert first.status_code == again.status_code == 202
     assert len(await _commands(harness)) == 1
     changed = await harness.client.post(
-        "/v1/sales", json={**body, "payments": [{"method": "on_account", "amount": "100.00"}],
-                           "occurred_at": "2026-11-01T10:00:00+02:00"},
-        headers=harness.till(terminal))
+        "/v1/sales",
+        json={
+            **body,
+            "payments": [{"method": "on_account", "amount": "100.00"}],
+            "occurred_at": "2026-11-01T10:00:00+02:00",
+        },
+        headers=harness.till(terminal),
+    )
     assert changed.status_code == 409
     assert changed.json()["code"] == "idempotency_conflict"
 
@@ -314,16 +371,18 @@ async def test_a_sale_without_idempotency_key_or_with_the_wrong_key_records_noth
     admin, terminal = await harness.setup()
     await harness.customer(admin)
     before = await harness.snapshot()
-    missing = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE,
-                                        headers=harness.auth(terminal))
+    missing = await harness.client.post(
+        "/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.auth(terminal)
+    )
     assert missing.status_code == 422
     assert missing.json()["errors"] == [
-        {"field": "Idempotency-Key", "message": "the Idempotency-Key header is required"}]
-    wrong_kind = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE,
-                                           headers=harness.till(admin))
+        {"field": "Idempotency-Key", "message": "the Idempotency-Key header is required"}
+    ]
+    wrong_kind = await harness.client.post(
+        "/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.till(admin)
+    )
     assert wrong_kind.status_code == 403
-    no_key = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE,
-                                       headers=harness.idem())
+    no_key = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.idem())
     assert no_key.status_code == 401
     assert await harness.snapshot() == before
 
@@ -331,20 +390,24 @@ async def test_a_sale_without_idempotency_key_or_with_the_wrong_key_records_noth
 async def test_another_chains_sale_reads_as_not_found(harness: Any, credit: Any) -> None:
     admin, terminal = await harness.setup()
     await harness.customer(admin)
-    sale_id = (await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE,
-                                         headers=harness.till(terminal))).json()["sale_id"]
+    sale_id = (
+        await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.till(terminal))
+    ).json()["sale_id"]
     other_admin = await harness.chain(name="Other")
     foreign = await harness.client.get(f"/v1/sales/{sale_id}", headers=harness.auth(other_admin))
-    missing = await harness.client.get(f"/v1/sales/{uuid.uuid4()}",
-                                       headers=harness.auth(other_admin))
+    missing = await harness.client.get(
+        f"/v1/sales/{uuid.uuid4()}", headers=harness.auth(other_admin)
+    )
     assert foreign.status_code == missing.status_code == 404
     assert foreign.json() == missing.json()
 
 
 async def test_an_anonymous_cash_sale_is_keyed_by_its_sale_id(harness: Any, credit: Any) -> None:
     _admin, terminal = await harness.setup()
-    body = {"lines": [{"name": "Socks", "quantity": "3", "unit_price": "3.33"}],
-            "payments": [{"method": "cash", "amount": "10.00"}]}
+    body = {
+        "lines": [{"name": "Socks", "quantity": "3", "unit_price": "3.33"}],
+        "payments": [{"method": "cash", "amount": "10.00"}],
+    }
     response = await harness.client.post("/v1/sales", json=body, headers=harness.till(terminal))
     assert response.status_code == 202
     env = (await _commands(harness))[0]
@@ -361,9 +424,11 @@ async def test_a_cash_sale_naming_only_the_customer_sends_the_customer_for_accru
     # customer (and its accrual flag) in it, nothing could accrue
     admin, terminal = await harness.setup()
     customer = await harness.customer(admin, vip=False, card_number=None, credit_limit=None)
-    body = {"customer_id": customer["customer_id"],
-            "lines": [{"name": "Socks", "quantity": "1", "unit_price": "45.00"}],
-            "payments": [{"method": "cash", "amount": "45.00"}]}
+    body = {
+        "customer_id": customer["customer_id"],
+        "lines": [{"name": "Socks", "quantity": "1", "unit_price": "45.00"}],
+        "payments": [{"method": "cash", "amount": "45.00"}],
+    }
     response = await harness.client.post("/v1/sales", json=body, headers=harness.till(terminal))
     assert response.status_code == 202, response.text
     env = (await _commands(harness))[0]

@@ -30,11 +30,21 @@ PASSWORD = "correct horse battery"
 
 
 async def create_user(
-    harness: Any, key: str, *, email: str | None = None, role: str = "customer_service",
-    name: str = "Ioana Rusu", password: str = PASSWORD, headers: dict[str, str] | None = None,
+    harness: Any,
+    key: str,
+    *,
+    email: str | None = None,
+    role: str = "customer_service",
+    name: str = "Ioana Rusu",
+    password: str = PASSWORD,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    body = {"email": email or f"{uuid.uuid4().hex[:8]}@kids.example.ro", "name": name,
-            "role": role, "password": password}
+    body = {
+        "email": email or f"{uuid.uuid4().hex[:8]}@kids.example.ro",
+        "name": name,
+        "role": role,
+        "password": password,
+    }
     return await harness.client.post(
         "/v1/users", json=body, headers={**harness.auth(key), **(headers or {})}
     )
@@ -79,18 +89,19 @@ async def second_instance(harness: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_an_admin_creates_users_and_lists_them_by_email_page_by_page(harness: Any) -> None:
     admin, _ = await harness.setup()
-    made = [await user(harness, admin, email=f"{c}@kids.example.ro", name=f"User {c}")
-            for c in "cab"]
+    made = [
+        await user(harness, admin, email=f"{c}@kids.example.ro", name=f"User {c}") for c in "cab"
+    ]
     assert set(made[0]) == {"user_id", "email", "name", "role", "created_at"}
     assert made[0]["email"] == "c@kids.example.ro" and made[0]["role"] == "customer_service"
-    first = await harness.client.get("/v1/users", params={"limit": 2},
-                                     headers=harness.auth(admin))
+    first = await harness.client.get("/v1/users", params={"limit": 2}, headers=harness.auth(admin))
     assert first.status_code == 200, first.text
-    assert [u["email"] for u in first.json()["items"]] == ["a@kids.example.ro",
-                                                           "b@kids.example.ro"]
-    rest = await harness.client.get("/v1/users", params={"limit": 2,
-                                                         "cursor": first.json()["next"]},
-                                    headers=harness.auth(admin))
+    assert [u["email"] for u in first.json()["items"]] == ["a@kids.example.ro", "b@kids.example.ro"]
+    rest = await harness.client.get(
+        "/v1/users",
+        params={"limit": 2, "cursor": first.json()["next"]},
+        headers=harness.auth(admin),
+    )
     assert [u["email"] for u in rest.json()["items"]] == ["c@kids.example.ro"]
     assert rest.json()["next"] is None
     assert "password" not in str(first.json()) and "hash" not in str(first.json())
@@ -101,8 +112,9 @@ async def test_a_forged_user_list_cursor_with_a_nul_character_is_a_422_never_a_5
 ) -> None:
     admin, _ = await harness.setup()
     forged = base64.urlsafe_b64encode(json.dumps(["a\x00", str(uuid.uuid4())]).encode())
-    page = await harness.client.get("/v1/users", params={"cursor": forged.decode()},
-                                    headers=harness.auth(admin))
+    page = await harness.client.get(
+        "/v1/users", params={"cursor": forged.decode()}, headers=harness.auth(admin)
+    )
     assert page.status_code == 422, page.text
     assert page.json()["errors"][0]["field"] == "cursor"
 
@@ -123,8 +135,10 @@ async def test_emails_are_unique_across_chains_whatever_their_case(harness: Any)
     admin, _ = await harness.setup()
     other_admin = await harness.chain()
     await user(harness, admin, email="Ana.Pop@Kids.example.ro")
-    for key, email in ((admin, "ana.pop@kids.example.ro"),
-                       (other_admin, "ANA.POP@KIDS.EXAMPLE.RO")):
+    for key, email in (
+        (admin, "ana.pop@kids.example.ro"),
+        (other_admin, "ANA.POP@KIDS.EXAMPLE.RO"),
+    ):
         taken = await create_user(harness, key, email=email)
         assert taken.status_code == 422, taken.text
         assert taken.json()["code"] == "validation_error"
@@ -140,8 +154,13 @@ async def test_bad_users_are_refused_naming_the_field(harness: Any) -> None:
         "name": {"name": ""},
     }
     for field, change in cases.items():
-        body = {"email": "x@kids.example.ro", "name": "X", "role": "manager",
-                "password": PASSWORD, **change}
+        body = {
+            "email": "x@kids.example.ro",
+            "name": "X",
+            "role": "manager",
+            "password": PASSWORD,
+            **change,
+        }
         refused = await harness.client.post("/v1/users", json=body, headers=harness.auth(admin))
         assert refused.status_code == 422, (field, refused.text)
         assert [e["field"] for e in refused.json()["errors"]] == [field]
@@ -158,12 +177,14 @@ async def test_a_retry_with_the_same_key_returns_the_same_user_and_another_passw
     again = await create_user(harness, admin, email="r@kids.example.ro", headers=key)
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
-    other_password = await create_user(harness, admin, email="r@kids.example.ro", headers=key,
-                                       password="another password!")
+    other_password = await create_user(
+        harness, admin, email="r@kids.example.ro", headers=key, password="another password!"
+    )
     assert other_password.status_code == 409
     assert other_password.json()["code"] == "idempotency_conflict"
-    other_name = await create_user(harness, admin, email="r@kids.example.ro", headers=key,
-                                   name="Somebody else")
+    other_name = await create_user(
+        harness, admin, email="r@kids.example.ro", headers=key, name="Somebody else"
+    )
     assert other_name.status_code == 409
     assert await harness.count("users") == 1
 
@@ -172,8 +193,9 @@ async def test_another_chains_user_is_not_found_and_not_listed(harness: Any) -> 
     admin, _ = await harness.setup()
     other_admin = await harness.chain()
     theirs = await user(harness, other_admin)
-    gone = await harness.client.delete(f"/v1/users/{theirs['user_id']}",
-                                       headers=harness.auth(admin))
+    gone = await harness.client.delete(
+        f"/v1/users/{theirs['user_id']}", headers=harness.auth(admin)
+    )
     assert gone.status_code == 404
     assert gone.json()["code"] == "not_found"
     listed = await harness.client.get("/v1/users", headers=harness.auth(admin))
@@ -193,9 +215,13 @@ async def test_signing_in_gives_a_bearer_token_with_the_user_its_role_and_chain(
     signed = await sign_in(harness.client, "  mara@kids.EXAMPLE.ro ")
     assert signed.status_code == 201, signed.text
     body = signed.json()
-    assert body["user"] == {"user_id": made["user_id"], "email": "Mara@Kids.example.ro",
-                            "name": "Mara", "role": "customer_service",
-                            "chain_id": body["chain"]["chain_id"]}
+    assert body["user"] == {
+        "user_id": made["user_id"],
+        "email": "Mara@Kids.example.ro",
+        "name": "Mara",
+        "role": "customer_service",
+        "chain_id": body["chain"]["chain_id"],
+    }
     assert body["chain"]["currency"] == "EUR"
     assert body["chain"]["timezone"] == "Europe/Bucharest"
     expires = datetime.fromisoformat(body["expires_at"])
@@ -275,8 +301,9 @@ async def test_deleting_a_user_ends_its_tokens_at_once_on_every_instance(
     for client in (harness.client, second_instance):
         for key in (token, other):
             assert (await client.get("/v1/settings", headers=harness.auth(key))).status_code == 200
-    deleted = await harness.client.delete(f"/v1/users/{made['user_id']}",
-                                          headers=harness.auth(admin))
+    deleted = await harness.client.delete(
+        f"/v1/users/{made['user_id']}", headers=harness.auth(admin)
+    )
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["user_id"] == made["user_id"] and deleted.json()["deleted_at"]
     for client in (second_instance, harness.client):
@@ -285,8 +312,7 @@ async def test_deleting_a_user_ends_its_tokens_at_once_on_every_instance(
             assert gone.status_code == 401
             assert gone.json()["code"] == "unauthorized"
     assert (await sign_in(second_instance, made["email"])).status_code == 401
-    again = await harness.client.delete(f"/v1/users/{made['user_id']}",
-                                        headers=harness.auth(admin))
+    again = await harness.client.delete(f"/v1/users/{made['user_id']}", headers=harness.auth(admin))
     assert again.status_code == 404
     # its email may be given to a new user
     assert (await create_user(harness, admin, email=made["email"])).status_code == 201
@@ -304,8 +330,9 @@ async def test_a_signed_out_or_expired_token_answers_401(harness: Any) -> None:
     await asyncio.sleep(1.1)
     assert (await harness.client.get("/v1/tasks", headers=harness.auth(short))).status_code == 401
     # the admin key has no session to end
-    assert (await harness.client.delete("/v1/sessions/current",
-                                        headers=harness.auth(admin))).status_code == 403
+    assert (
+        await harness.client.delete("/v1/sessions/current", headers=harness.auth(admin))
+    ).status_code == 403
 
 
 async def test_a_made_up_staff_token_is_unauthorized(harness: Any) -> None:
@@ -325,10 +352,12 @@ async def test_a_task_completed_with_a_users_token_names_who_completed_it(harnes
     token = (await sign_in(harness.client, made["email"])).json()["access_token"]
     task_id = str(uuid.uuid4())
     body = {"outcome": "promised", "note": "pays Friday"}
-    await harness.client.post(f"/v1/tasks/{task_id}/complete", json=body,
-                              headers=harness.auth(token))
-    await harness.client.post(f"/v1/tasks/{task_id}/complete", json=body,
-                              headers=harness.auth(admin))
+    await harness.client.post(
+        f"/v1/tasks/{task_id}/complete", json=body, headers=harness.auth(token)
+    )
+    await harness.client.post(
+        f"/v1/tasks/{task_id}/complete", json=body, headers=harness.auth(admin)
+    )
     sent = [r for r in harness.internal.calls if r.url.path.endswith("/complete")]
     assert [json.loads(r.content) for r in sent] == [
         {**body, "completed_by": {"user_id": made["user_id"], "name": "Ioana Rusu"}},
@@ -345,8 +374,9 @@ async def test_customer_service_revokes_a_discount_only_where_the_chain_offers_i
     kept = await harness.client.post(sale, headers=harness.auth(token))
     assert kept.status_code == 403
     assert kept.json()["code"] == "forbidden"
-    put = await harness.client.put("/v1/settings", json={"overdue_discount": "offer"},
-                                   headers=harness.auth(admin))
+    put = await harness.client.put(
+        "/v1/settings", json={"overdue_discount": "offer"}, headers=harness.auth(admin)
+    )
     assert put.status_code == 200
     offered = await harness.client.post(sale, headers=harness.auth(token))
     assert offered.status_code == 404  # allowed now: that sale does not exist
@@ -363,25 +393,42 @@ async def test_no_password_reaches_the_logs_the_answers_or_the_database(
     caplog.set_level(logging.DEBUG)
     admin, _ = await harness.setup()
     answers = [
-        await create_user(harness, admin, email="p@kids.example.ro", password=secret,
-                          headers={"Idempotency-Key": "pw-1"}),
-        await create_user(harness, admin, email="p@kids.example.ro", password=secret,
-                          headers={"Idempotency-Key": "pw-1"}),
+        await create_user(
+            harness,
+            admin,
+            email="p@kids.example.ro",
+            password=secret,
+            headers={"Idempotency-Key": "pw-1"},
+        ),
+        await create_user(
+            harness,
+            admin,
+            email="p@kids.example.ro",
+            password=secret,
+            headers={"Idempotency-Key": "pw-1"},
+        ),
         await create_user(harness, admin, email="q@kids.example.ro", password=short),
         await sign_in(harness.client, "p@kids.example.ro", secret),
         await sign_in(harness.client, "p@kids.example.ro", secret[::-1]),
         await sign_in(harness.client, "nobody@kids.example.ro", secret),
-        await harness.client.post("/v1/sessions", json={"email": "p@kids.example.ro",
-                                                        "password": secret, "extra": 1}),
+        await harness.client.post(
+            "/v1/sessions", json={"email": "p@kids.example.ro", "password": secret, "extra": 1}
+        ),
     ]
     assert [a.status_code for a in answers] == [201, 201, 422, 201, 401, 401, 422]
     for text in (secret, short, secret[::-1]):
         assert all(text not in a.text for a in answers)
         assert text not in caplog.text
     async with harness.engine.connect() as conn:
-        tables = (await conn.execute(sa.text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-        ))).scalars().all()
+        tables = (
+            (
+                await conn.execute(
+                    sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                )
+            )
+            .scalars()
+            .all()
+        )
         for table in tables:
             dump = str((await conn.execute(sa.text(f'SELECT * FROM "{table}"'))).all())
             for text in (secret, short, secret[::-1]):

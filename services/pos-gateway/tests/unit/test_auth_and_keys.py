@@ -58,4 +58,3 @@ def test_the_operator_token_is_compared_in_constant_time(monkeypatch: pytest.Mon
     assert not auth.is_operator_token("s3cret-tokeX", "s3cret-token")
     assert not auth.is_operator_token("anything", "")  # no token configured: nobody is operator
     assert seen == [(b"s3cret-token", b"s3cret-token"), (b"s3cret-tokeX", b"s3cret-token")]
-

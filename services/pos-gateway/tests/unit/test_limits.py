@@ -24,8 +24,14 @@ SALE = {
     "payments": [{"method": "cash", "amount": "60.00"}],
 }
 #: "10" in Arabic-Indic, fullwidth, Devanagari, mathematical bold, Persian and Thai digits
-OTHER_SCRIPTS_TEN = ["\u0661\u0660", "\uff11\uff10", "\u0967\u0966", "\U0001d7cf\U0001d7ce",
-                     "\u06f1\u06f0", "\u0e51\u0e50"]
+OTHER_SCRIPTS_TEN = [
+    "\u0661\u0660",
+    "\uff11\uff10",
+    "\u0967\u0966",
+    "\U0001d7cf\U0001d7ce",
+    "\u06f1\u06f0",
+    "\u0e51\u0e50",
+]
 
 
 def _sale(**line: str) -> dict[str, Any]:
@@ -46,29 +52,48 @@ async def test_money_and_quantities_in_other_scripts_digits_are_refused(
     client: httpx.AsyncClient, ten: str
 ) -> None:
     assert await _fields(await client.post("/sales", json=_sale(quantity=ten))) == [
-        "lines.0.quantity"]
+        "lines.0.quantity"
+    ]
     assert await _fields(await client.post("/sales", json=_sale(unit_price=f"{ten}.00"))) == [
-        "lines.0.unit_price"]
+        "lines.0.unit_price"
+    ]
     body = {**SALE, "payments": [{"method": "cash", "amount": ten}]}
     assert await _fields(await client.post("/sales", json=body)) == ["payments.0.amount"]
     customer = {"name": "Ana", "phone": "1", "credit_limit": ten}
     assert await _fields(await client.post("/customers", json=customer)) == ["credit_limit"]
 
 
-@pytest.mark.parametrize("value", ["+10.00", "-10.00", " 10.00", "10.00 ", "1e3", "10,00",
-                                   "1.2.3", ".5", "5.", "", "0x10", "1_000"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+10.00",
+        "-10.00",
+        " 10.00",
+        "10.00 ",
+        "1e3",
+        "10,00",
+        "1.2.3",
+        ".5",
+        "5.",
+        "",
+        "0x10",
+        "1_000",
+    ],
+)
 async def test_signs_spaces_exponents_and_other_shapes_are_refused(
     client: httpx.AsyncClient, value: str
 ) -> None:
     assert await _fields(await client.post("/sales", json=_sale(unit_price=value))) == [
-        "lines.0.unit_price"]
+        "lines.0.unit_price"
+    ]
 
 
 async def test_the_amounts_of_issue_13_are_refused_naming_the_field(
     client: httpx.AsyncClient,
 ) -> None:
     assert await _fields(await client.post("/sales", json=_sale(quantity="999999999999999"))) == [
-        "lines.0.quantity"]
+        "lines.0.quantity"
+    ]
     huge = await client.post("/sales", json=_sale(unit_price="999999999999999.99"))
     assert await _fields(huge) == ["lines.0.unit_price"]
     limit = {"name": "Ana", "phone": "1", "credit_limit": "999999999999999.99"}
@@ -80,11 +105,13 @@ async def test_the_amounts_of_issue_13_are_refused_naming_the_field(
 async def test_money_just_below_the_limit_passes_and_the_limit_itself_does_not(
     client: httpx.AsyncClient,
 ) -> None:
-    ok = await client.post("/customers", json={"name": "A", "phone": "1",
-                                                "credit_limit": "999999999999.99"})
+    ok = await client.post(
+        "/customers", json={"name": "A", "phone": "1", "credit_limit": "999999999999.99"}
+    )
     assert ok.json() == {"credit_limit": "999999999999.99"}
-    at = await client.post("/customers", json={"name": "A", "phone": "1",
-                                                "credit_limit": "1000000000000"})
+    at = await client.post(
+        "/customers", json={"name": "A", "phone": "1", "credit_limit": "1000000000000"}
+    )
     assert await _fields(at) == ["credit_limit"]
 
 
@@ -93,17 +120,20 @@ async def test_quantities_are_below_a_million_with_at_most_three_decimals(
 ) -> None:
     assert (await client.post("/sales", json=_sale(quantity="999999.999"))).status_code == 200
     assert await _fields(await client.post("/sales", json=_sale(quantity="1000000"))) == [
-        "lines.0.quantity"]
+        "lines.0.quantity"
+    ]
     assert await _fields(await client.post("/sales", json=_sale(quantity="0.0001"))) == [
-        "lines.0.quantity"]
+        "lines.0.quantity"
+    ]
     returned = {"lines": [{"line_no": 1, "quantity": "1.2345"}], "refund": "cash"}
     assert await _fields(await client.post("/returns", json=returned)) == ["lines.0.quantity"]
 
 
 def test_a_positive_amount_may_not_be_zero_and_leading_zeros_are_only_digits() -> None:
     def parse(value: str) -> Decimal:
-        return parse_request_decimal(value, what="money", max_scale=2, below=MONEY_LIMIT,
-                                     positive=True)
+        return parse_request_decimal(
+            value, what="money", max_scale=2, below=MONEY_LIMIT, positive=True
+        )
 
     assert parse("0007.50") == D("7.50")
     for zero in ("0", "0.00", "000"):
@@ -143,7 +173,10 @@ def test_payments_whose_sum_reaches_10_to_the_12_are_refused_naming_the_payments
 async def test_a_line_number_beyond_any_sale_is_refused(client: httpx.AsyncClient) -> None:
     returned = {"lines": [{"line_no": 2**70, "quantity": "1"}], "refund": "cash"}
     assert await _fields(await client.post("/returns", json=returned)) == ["lines.0.line_no"]
-    take = {"kind": "take_money", "method": "cash", "amount": "1.00",
-            "allocations": [{"sale_id": str(uuid.uuid4()), "line_no": 1001, "amount": "1.00"}]}
-    assert await _fields(await client.post("/payments", json=take)) == [
-        "allocations.0.line_no"]
+    take = {
+        "kind": "take_money",
+        "method": "cash",
+        "amount": "1.00",
+        "allocations": [{"sale_id": str(uuid.uuid4()), "line_no": 1001, "amount": "1.00"}],
+    }
+    assert await _fields(await client.post("/payments", json=take)) == ["allocations.0.line_no"]

@@ -36,22 +36,26 @@ def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
 
 def validator(document: dict[str, Any], schema: dict[str, Any]) -> Draft202012Validator:
     # the schema's $refs point into the document's components
-    return Draft202012Validator({**schema, "components": document["components"]},
-                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(
+        {**schema, "components": document["components"]},
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
 
 
 def test_every_success_answer_with_a_body_has_a_schema(document: dict[str, Any]) -> None:
     untyped = [
         f"{method} {path} {status}"
         for method, path, op in operations(document)
-        for status, answer in op["responses"].items() if status.startswith("2")
-        for media in answer.get("content", {}).values() if not media.get("schema")
+        for status, answer in op["responses"].items()
+        if status.startswith("2")
+        for media in answer.get("content", {}).values()
+        if not media.get("schema")
     ]
     assert untyped == []
 
 
 def test_every_error_answer_is_the_one_problem_schema_as_problem_json(
-    document: dict[str, Any]
+    document: dict[str, Any],
 ) -> None:
     for method, path, op in operations(document):
         errors = {s: a for s, a in op["responses"].items() if s[0] in "45"}
@@ -65,7 +69,7 @@ def test_every_error_answer_is_the_one_problem_schema_as_problem_json(
 
 
 def test_the_problem_code_is_an_enum_of_every_code_the_gateway_answers(
-    document: dict[str, Any]
+    document: dict[str, Any],
 ) -> None:
     problem = document["components"]["schemas"]["Problem"]
     assert problem["properties"]["code"]["enum"] == list(PROBLEMS)
@@ -83,9 +87,7 @@ def test_operation_ids_are_unique_lower_camel_case_words(document: dict[str, Any
     assert {"createSale", "getCard", "takeMoney", "getPaymentBalanceReport"} <= set(ids)
 
 
-def test_every_operation_has_a_tag_that_the_document_describes(
-    document: dict[str, Any]
-) -> None:
+def test_every_operation_has_a_tag_that_the_document_describes(document: dict[str, Any]) -> None:
     described = {tag["name"] for tag in document["tags"]}
     used = {tag for _, _, op in operations(document) for tag in op["tags"]}
     assert used == described
@@ -95,9 +97,7 @@ def test_the_document_names_its_servers(document: dict[str, Any]) -> None:
     assert document["servers"][0]["url"] == "/"  # wherever the document was read from
 
 
-def test_every_operation_has_an_example_and_every_body_answer_too(
-    document: dict[str, Any]
-) -> None:
+def test_every_operation_has_an_example_and_every_body_answer_too(document: dict[str, Any]) -> None:
     for method, path, op in operations(document):
         examples = OPERATION_EXAMPLES.get(op["operationId"], {})
         if "requestBody" in op:
@@ -113,9 +113,7 @@ def test_every_operation_has_an_example_and_every_body_answer_too(
     assert set(OPERATION_EXAMPLES) <= operation_ids, "an example of no operation"
 
 
-def test_every_example_is_accepted_by_the_schema_it_illustrates(
-    document: dict[str, Any]
-) -> None:
+def test_every_example_is_accepted_by_the_schema_it_illustrates(document: dict[str, Any]) -> None:
     shown = 0
     for method, path, op in operations(document):
         parts = [op.get("requestBody", {}), *op["responses"].values()]
@@ -137,15 +135,25 @@ def test_a_request_example_is_a_request_the_gateway_accepts() -> None:
     # their validators: strict decimals, time zones, card numbers) accept the examples too
     from pos_gateway import schemas as s
 
-    models = {"createChain": s.ChainCreate, "createStore": s.StoreCreate,
-              "createTerminal": s.TerminalCreate, "updateSettings": s.SettingsUpdate,
-              "createCustomer": s.CustomerCreate, "updateCustomer": s.CustomerPatch,
-              "issueCard": s.CardIssue, "createSale": s.SaleCreate,
-              "takeMoney": s.DebtPaymentCreate, "payAdvance": s.AdvanceCreate,
-              "returnMoney": s.RefundCreate, "returnGoods": s.ReturnCreate,
-              "setBonusType": s.BonusTypeUpdate, "completeTask": s.TaskComplete,
-              "setWebhook": s.WebhookSet, "createUser": s.UserCreate,
-              "signIn": s.SessionCreate}
+    models = {
+        "createChain": s.ChainCreate,
+        "createStore": s.StoreCreate,
+        "createTerminal": s.TerminalCreate,
+        "updateSettings": s.SettingsUpdate,
+        "createCustomer": s.CustomerCreate,
+        "updateCustomer": s.CustomerPatch,
+        "issueCard": s.CardIssue,
+        "createSale": s.SaleCreate,
+        "takeMoney": s.DebtPaymentCreate,
+        "payAdvance": s.AdvanceCreate,
+        "returnMoney": s.RefundCreate,
+        "returnGoods": s.ReturnCreate,
+        "setBonusType": s.BonusTypeUpdate,
+        "completeTask": s.TaskComplete,
+        "setWebhook": s.WebhookSet,
+        "createUser": s.UserCreate,
+        "signIn": s.SessionCreate,
+    }
     with_request = {k for k, v in OPERATION_EXAMPLES.items() if "request" in v}
     assert with_request == set(models)
     for operation, model in models.items():
@@ -154,8 +162,9 @@ def test_a_request_example_is_a_request_the_gateway_accepts() -> None:
 
 async def test_the_document_is_served_without_a_key() -> None:
     app = build_public_app(Gateway(Settings(operator_token="t" * 32)))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://gateway.test") as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway.test"
+    ) as http:
         answer = await http.get("/openapi.json")
     assert answer.status_code == 200
     assert answer.json() == app.openapi()

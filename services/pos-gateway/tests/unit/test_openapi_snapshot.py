@@ -25,10 +25,16 @@ def test_the_committed_openapi_document_is_what_the_gateway_serves(served: str) 
     assert OPENAPI_DOCUMENT.exists(), f"docs/openapi.json is missing: run `{UPDATE_COMMAND}`"
     committed = OPENAPI_DOCUMENT.read_text(encoding="utf-8")
     if committed != served:
-        diff = "".join(list(difflib.unified_diff(
-            committed.splitlines(keepends=True), served.splitlines(keepends=True),
-            "docs/openapi.json (committed)", "the gateway's OpenAPI (code)",
-        ))[:60])
+        diff = "".join(
+            list(
+                difflib.unified_diff(
+                    committed.splitlines(keepends=True),
+                    served.splitlines(keepends=True),
+                    "docs/openapi.json (committed)",
+                    "the gateway's OpenAPI (code)",
+                )
+            )[:60]
+        )
         raise AssertionError(
             f"docs/openapi.json differs from the gateway's OpenAPI: run `{UPDATE_COMMAND}` "
             f"and commit the result (the diff is the contract change to review)\n{diff}"

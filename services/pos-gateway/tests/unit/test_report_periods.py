@@ -29,13 +29,16 @@ def test_periods_within_the_century_pass_both_ends_included() -> None:
     assert _fields(None, None) == _fields(date(2026, 1, 1), None) == []
 
 
-@pytest.mark.parametrize(("from_", "to", "fields"), [
-    (date(1, 1, 1), None, ["from"]),
-    (None, date(9999, 12, 31), ["to"]),
-    (date(1999, 12, 31), date(2026, 1, 1), ["from"]),
-    (date(2026, 1, 1), date(2100, 1, 1), ["to"]),
-    (date(1, 1, 1), date(9999, 12, 31), ["from", "to"]),
-])
+@pytest.mark.parametrize(
+    ("from_", "to", "fields"),
+    [
+        (date(1, 1, 1), None, ["from"]),
+        (None, date(9999, 12, 31), ["to"]),
+        (date(1999, 12, 31), date(2026, 1, 1), ["from"]),
+        (date(2026, 1, 1), date(2100, 1, 1), ["to"]),
+        (date(1, 1, 1), date(9999, 12, 31), ["from", "to"]),
+    ],
+)
 def test_an_end_outside_the_century_is_refused_naming_it(
     from_: date | None, to: date | None, fields: list[str]
 ) -> None:

@@ -66,8 +66,9 @@ async def test_bad_values_are_named(client: httpx.AsyncClient) -> None:
 
 
 async def test_broken_json_is_a_validation_error(client: httpx.AsyncClient) -> None:
-    response = await client.post("/sales", content=b"{not json",
-                           headers={"content-type": "application/json"})
+    response = await client.post(
+        "/sales", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert _errors(response)[0]["field"] == "body"
 
 
@@ -116,8 +117,13 @@ def test_a_nul_character_in_any_text_is_a_validation_error_not_a_database_error(
     for model, body in (
         (s.ChainCreate, {"name": "p\x00", "currency": "EUR", "timezone": "Europe/Bucharest"}),
         (s.CustomerCreate, {"name": "Ana", "phone": "1\x00"}),
-        (s.SaleCreate, {"lines": [{"name": "Dr\x00ess", "quantity": "1", "unit_price": "1.00"}],
-                        "payments": [{"method": "cash", "amount": "1.00"}]}),
+        (
+            s.SaleCreate,
+            {
+                "lines": [{"name": "Dr\x00ess", "quantity": "1", "unit_price": "1.00"}],
+                "payments": [{"method": "cash", "amount": "1.00"}],
+            },
+        ),
     ):
         with pytest.raises(pydantic.ValidationError, match="NUL"):
             model.model_validate(body)

@@ -22,7 +22,10 @@ from pos_gateway.domain.sales import (
 
 D = Decimal
 CASH, CARD, BONUS, ON_ACCOUNT, ADVANCE = (
-    PaymentMethod.CASH, PaymentMethod.CARD, PaymentMethod.BONUS, PaymentMethod.ON_ACCOUNT,
+    PaymentMethod.CASH,
+    PaymentMethod.CARD,
+    PaymentMethod.BONUS,
+    PaymentMethod.ON_ACCOUNT,
     PaymentMethod.ADVANCE,
 )
 
@@ -39,8 +42,10 @@ def test_line_amount_is_quantity_times_price_rounded_half_up_minus_discount() ->
 
 def test_lines_are_numbered_in_request_order_and_summed() -> None:
     sale = price_sale(
-        [line("1", "60.00"), line("1", "50.00", "10.00")], [PaymentIn(CASH, D("100.00"))],
-        None, 2,
+        [line("1", "60.00"), line("1", "50.00", "10.00")],
+        [PaymentIn(CASH, D("100.00"))],
+        None,
+        2,
     )
     assert [ln.line_no for ln in sale.lines] == [1, 2]
     assert sale.total == D("100.00")
@@ -102,16 +107,18 @@ def test_line_amounts_always_have_exactly_the_minor_units(
 
 
 @given(
-    prices=st.lists(st.decimals(min_value=D("0.01"), max_value=D("999"), places=2), min_size=1,
-                    max_size=5),
+    prices=st.lists(
+        st.decimals(min_value=D("0.01"), max_value=D("999"), places=2), min_size=1, max_size=5
+    ),
     overpay=st.decimals(min_value=D("0"), max_value=D("50"), places=2),
 )
 def test_cash_tendered_above_the_total_always_balances(
     prices: list[Decimal], overpay: Decimal
 ) -> None:
     total = sum(prices, D(0))
-    sale = price_sale([line("1", str(p)) for p in prices], [PaymentIn(CASH, total + overpay)],
-                      overpay, 2)
+    sale = price_sale(
+        [line("1", str(p)) for p in prices], [PaymentIn(CASH, total + overpay)], overpay, 2
+    )
     assert sale.total + sale.change == total + overpay
     assert sale.change_to_advance == overpay
 
@@ -119,8 +126,12 @@ def test_cash_tendered_above_the_total_always_balances(
 def test_on_account_and_bonus_need_the_card() -> None:
     for method in (ON_ACCOUNT, BONUS, ADVANCE):
         with pytest.raises(GatewayError) as err:
-            check_sale_customer_rules([PaymentIn(method, D("1"))], has_card=False,
-                                      customer_vip=True, change_to_advance=D(0))
+            check_sale_customer_rules(
+                [PaymentIn(method, D("1"))],
+                has_card=False,
+                customer_vip=True,
+                change_to_advance=D(0),
+            )
         assert err.value.code == "card_required"
 
 
@@ -133,27 +144,39 @@ def test_a_customer_named_without_card_may_pay_cash_or_card_but_never_spend_or_o
     # ::test_a_cash_sale_naming_only_the_customer_sends_the_customer_for_accrual.
     for vip in (True, False):
         for method in (CASH, CARD):
-            check_sale_customer_rules([PaymentIn(method, D("10"))], has_card=False,
-                                      customer_vip=vip, change_to_advance=D(0))
+            check_sale_customer_rules(
+                [PaymentIn(method, D("10"))],
+                has_card=False,
+                customer_vip=vip,
+                change_to_advance=D(0),
+            )
         for method in (BONUS, ON_ACCOUNT, ADVANCE):
             with pytest.raises(GatewayError) as err:
-                check_sale_customer_rules([PaymentIn(CASH, D("5")), PaymentIn(method, D("5"))],
-                                          has_card=False, customer_vip=vip,
-                                          change_to_advance=D(0))
+                check_sale_customer_rules(
+                    [PaymentIn(CASH, D("5")), PaymentIn(method, D("5"))],
+                    has_card=False,
+                    customer_vip=vip,
+                    change_to_advance=D(0),
+                )
             assert err.value.code == "card_required"
 
 
 def test_keeping_change_as_advance_needs_the_card() -> None:
     with pytest.raises(GatewayError) as err:
-        check_sale_customer_rules([PaymentIn(CASH, D("10"))], has_card=False, customer_vip=None,
-                                  change_to_advance=D("1"))
+        check_sale_customer_rules(
+            [PaymentIn(CASH, D("10"))], has_card=False, customer_vip=None, change_to_advance=D("1")
+        )
     assert err.value.code == "card_required"
 
 
 def test_only_vip_customers_buy_on_account() -> None:
     with pytest.raises(GatewayError) as err:
-        check_sale_customer_rules([PaymentIn(ON_ACCOUNT, D("10"))], has_card=True,
-                                  customer_vip=False, change_to_advance=D(0))
+        check_sale_customer_rules(
+            [PaymentIn(ON_ACCOUNT, D("10"))],
+            has_card=True,
+            customer_vip=False,
+            change_to_advance=D(0),
+        )
     assert err.value.code == "not_vip"
     assert err.value.status == 422
 

@@ -50,4 +50,13 @@ def test_emails_compare_without_case_and_surrounding_blanks() -> None:
 
 def test_a_further_failure_after_a_lock_doubles_it_up_to_the_maximum() -> None:
     assert [lockout_seconds(n, 5, 60, 900) for n in (1, 4, 5, 6, 7, 8, 9, 40, 10_000)] == [
-        0, 0, 60, 120, 240, 480, 900, 900, 900]
+        0,
+        0,
+        60,
+        120,
+        240,
+        480,
+        900,
+        900,
+        900,
+    ]

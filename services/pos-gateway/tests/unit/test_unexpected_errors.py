@@ -37,8 +37,7 @@ async def server() -> AsyncIterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(_app(), log_level="critical", lifespan="off",
-                            timeout_keep_alive=30)
+    config = uvicorn.Config(_app(), log_level="critical", lifespan="off", timeout_keep_alive=30)
     running = uvicorn.Server(config)
     task = asyncio.create_task(running.serve(sockets=[sock]))
     for _ in range(500):  # uvicorn has no event for "started"
@@ -51,8 +50,9 @@ async def server() -> AsyncIterator[str]:
     sock.close()
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    path: str) -> tuple[int, dict[str, str], bytes]:
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+) -> tuple[int, dict[str, str], bytes]:
     writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
     await writer.drain()
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)

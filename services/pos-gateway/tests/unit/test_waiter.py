@@ -86,8 +86,7 @@ async def test_the_fallback_poll_backs_off_so_a_long_wait_reads_the_row_a_few_ti
     assert 5 <= calls <= 15
 
 
-async def test_a_fresh_operation_whose_outcome_came_before_the_wait_is_found_by_the_poll(
-) -> None:
+async def test_a_fresh_operation_whose_outcome_came_before_the_wait_is_found_by_the_poll() -> None:
     waiter = OutcomeWaiter()
 
     async def check() -> str | None:

@@ -31,7 +31,6 @@ def bal(debt: str, advance: str) -> credit.CustomerBalances:
     return credit.CustomerBalances(debt=D(debt), advance=D(advance), bonus_balance=D("0.00"))
 
 
-
 def sale(
     customer: uuid.UUID,
     sale_id: uuid.UUID,
@@ -49,22 +48,44 @@ def sale(
 ) -> credit.SaleCompleted:
     paid = sum((D(a) for m, a in payments), D(0)) - D(change)
     return credit.SaleCompleted(
-        sale_id=sale_id, chain_id=CHAIN, store_id=STORE, terminal_id=TERMINAL,
-        customer_id=customer, card_number="C", credit_mode=CreditMode.PER_ITEM, sold_at=at,
-        total=D(total), paid=paid, on_account=D(on_account), advance_applied=D(advance_applied),
-        change=D(change), change_to_advance=D(change_to_advance), change_allocated=[],
-        advance_added=D(advance_added), due_date=(at + timedelta(days=30)).date()
-        if D(owed) else None,
-        bonus_accrued=D("0.00"), bonus_spent=D("0.00"),
+        sale_id=sale_id,
+        chain_id=CHAIN,
+        store_id=STORE,
+        terminal_id=TERMINAL,
+        customer_id=customer,
+        card_number="C",
+        credit_mode=CreditMode.PER_ITEM,
+        sold_at=at,
+        total=D(total),
+        paid=paid,
+        on_account=D(on_account),
+        advance_applied=D(advance_applied),
+        change=D(change),
+        change_to_advance=D(change_to_advance),
+        change_allocated=[],
+        advance_added=D(advance_added),
+        due_date=(at + timedelta(days=30)).date() if D(owed) else None,
+        bonus_accrued=D("0.00"),
+        bonus_spent=D("0.00"),
         payments=[
-            credit.SalePaymentOutcome(payment_id=uuid.uuid4(), method=m, amount=D(a),
-                                      bonus_accrued=D("0.00"))
+            credit.SalePaymentOutcome(
+                payment_id=uuid.uuid4(), method=m, amount=D(a), bonus_accrued=D("0.00")
+            )
             for m, a in payments
         ],
-        lines=[credit.SaleLineOutcome(
-            line_no=1, sku=None, barcode="1", name="Coat", quantity=D("2"), unit_price=D(total) / 2,
-            discount=D("0.00"), amount=D(total), owed=D(owed),
-        )],
+        lines=[
+            credit.SaleLineOutcome(
+                line_no=1,
+                sku=None,
+                barcode="1",
+                name="Coat",
+                quantity=D("2"),
+                unit_price=D(total) / 2,
+                discount=D("0.00"),
+                amount=D(total),
+                owed=D(owed),
+            )
+        ],
         customer_balances=balances,
         lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=D(owed))],
     )
@@ -76,44 +97,96 @@ async def test_closing_equals_advance_minus_debt_through_sales_returns_advances_
     customer, s1, s2 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     messages: list[Message] = [
         # 1. 100.00 on account
-        sale(customer, s1, T0, total="100.00", payments=[], on_account="100.00",
-             advance_applied="0.00", change="0.00", change_to_advance="0.00",
-             advance_added="0.00", balances=bal("100.00", "0.00"), owed="100.00"),
+        sale(
+            customer,
+            s1,
+            T0,
+            total="100.00",
+            payments=[],
+            on_account="100.00",
+            advance_applied="0.00",
+            change="0.00",
+            change_to_advance="0.00",
+            advance_added="0.00",
+            balances=bal("100.00", "0.00"),
+            owed="100.00",
+        ),
         # 2. one coat of two comes back: 50.00 of debt cancelled
         credit.ReturnRecorded(
-            return_id=uuid.uuid4(), sale_id=s1, chain_id=CHAIN, customer_id=customer,
-            store_id=STORE, terminal_id=TERMINAL, refund=RefundMethod.CASH,
-            lines=[credit.ReturnedLine(line_no=1, sku=None, barcode="1", name="Coat",
-                                       quantity=D("1"), value=D("50.00"),
-                                       debt_cancelled=D("50.00"))],
-            value=D("50.00"), debt_cancelled=D("50.00"), bonus_restored=D("0.00"),
-            refunded=D("0.00"), applied_to_debt=D("0.00"), allocated=[],
-            advance_added=D("0.00"), bonus_reversed=D("0.00"),
-            occurred_at=T0 + timedelta(days=1), customer_balances=bal("50.00", "0.00"),
+            return_id=uuid.uuid4(),
+            sale_id=s1,
+            chain_id=CHAIN,
+            customer_id=customer,
+            store_id=STORE,
+            terminal_id=TERMINAL,
+            refund=RefundMethod.CASH,
+            lines=[
+                credit.ReturnedLine(
+                    line_no=1,
+                    sku=None,
+                    barcode="1",
+                    name="Coat",
+                    quantity=D("1"),
+                    value=D("50.00"),
+                    debt_cancelled=D("50.00"),
+                )
+            ],
+            value=D("50.00"),
+            debt_cancelled=D("50.00"),
+            bonus_restored=D("0.00"),
+            refunded=D("0.00"),
+            applied_to_debt=D("0.00"),
+            allocated=[],
+            advance_added=D("0.00"),
+            bonus_reversed=D("0.00"),
+            occurred_at=T0 + timedelta(days=1),
+            customer_balances=bal("50.00", "0.00"),
             lines_changed=[credit.LineOwedChange(sale_id=s1, line_no=1, owed_after=D("50.00"))],
         ),
         # 3. an advance of 80.00: 50.00 pays the debt, 30.00 stays as advance
         credit.AdvanceRecorded(
-            payment_id=uuid.uuid4(), chain_id=CHAIN, customer_id=customer, store_id=STORE,
-            terminal_id=TERMINAL, method=MoneyMethod.CARD, amount=D("80.00"),
+            payment_id=uuid.uuid4(),
+            chain_id=CHAIN,
+            customer_id=customer,
+            store_id=STORE,
+            terminal_id=TERMINAL,
+            method=MoneyMethod.CARD,
+            amount=D("80.00"),
             applied_to_debt=D("50.00"),
             allocated=[credit.Allocation(sale_id=s1, line_no=1, amount=D("50.00"))],
-            advance_added=D("30.00"), bonus_accrued=D("5.00"),
-            occurred_at=T0 + timedelta(days=2), customer_balances=bal("0.00", "30.00"),
+            advance_added=D("30.00"),
+            bonus_accrued=D("5.00"),
+            occurred_at=T0 + timedelta(days=2),
+            customer_balances=bal("0.00", "30.00"),
             lines_changed=[credit.LineOwedChange(sale_id=s1, line_no=1, owed_after=D("0.00"))],
         ),
         # 4. 10.00 of the advance is paid back
         credit.RefundRecorded(
-            refund_id=uuid.uuid4(), chain_id=CHAIN, customer_id=customer, store_id=STORE,
-            terminal_id=TERMINAL, method=MoneyMethod.CASH, amount=D("10.00"),
-            occurred_at=T0 + timedelta(days=3), customer_balances=bal("0.00", "20.00"),
+            refund_id=uuid.uuid4(),
+            chain_id=CHAIN,
+            customer_id=customer,
+            store_id=STORE,
+            terminal_id=TERMINAL,
+            method=MoneyMethod.CASH,
+            amount=D("10.00"),
+            occurred_at=T0 + timedelta(days=3),
+            customer_balances=bal("0.00", "20.00"),
         ),
         # 5. a 60.00 sale: 15.00 from the advance, 50.00 cash tendered (5.00 change kept),
-        sale(customer, s2, T0 + timedelta(days=4), total="60.00",
-             payments=[(PaymentMethod.ADVANCE, "15.00"), (PaymentMethod.CASH, "50.00")],
-             on_account="0.00", advance_applied="0.00", change="5.00",
-             change_to_advance="5.00", advance_added="5.00",
-             balances=bal("0.00", "10.00"), owed="0.00"),
+        sale(
+            customer,
+            s2,
+            T0 + timedelta(days=4),
+            total="60.00",
+            payments=[(PaymentMethod.ADVANCE, "15.00"), (PaymentMethod.CASH, "50.00")],
+            on_account="0.00",
+            advance_applied="0.00",
+            change="5.00",
+            change_to_advance="5.00",
+            advance_added="5.00",
+            balances=bal("0.00", "10.00"),
+            owed="0.00",
+        ),
     ]
     await consumer.process_records([record_of(m, key=customer) for m in messages])
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -122,7 +195,9 @@ async def test_closing_equals_advance_minus_debt_through_sales_returns_advances_
         rows, _, _ = await reports.payment_balance(session, CHAIN, reports.Filters())
         [row] = rows
         assert (row.goods, row.payments, row.closing) == (
-            D("110.00"), D("120.00"), D("10.00")  # advance 10.00 - debt 0.00
+            D("110.00"),
+            D("120.00"),
+            D("10.00"),  # advance 10.00 - debt 0.00
         )
         # split at day 2 (local dates of UTC here): the next opening is the previous closing
         first, _, _ = await reports.payment_balance(

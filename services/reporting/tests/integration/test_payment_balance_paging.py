@@ -36,7 +36,6 @@ T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 NAMES = ["Ștefan", "stefan", "Zoe", "adam", "Straße", "STRASSE", "Émile", "emile", "Ana", "ana"]
 
 
-
 async def test_every_page_and_the_totals_match_the_reference_report(engine: AsyncEngine) -> None:
     rnd = random.Random(5)
     customers = [uuid.uuid4() for _ in range(37)]
@@ -51,21 +50,47 @@ async def test_every_page_and_the_totals_match_the_reference_report(engine: Asyn
         goods = Decimal(rnd.randrange(0, 5000)) / 100
         payments = Decimal(rnd.choice([0, rnd.randrange(0, 6000)])) / 100
         movements.append((cid, store, BalanceMovement(cid, at, goods, payments)))
-        rows.append({
-            "message_id": uuid.uuid4(), "seq": 0, "chain_id": CHAIN, "customer_id": cid,
-            "store_id": store, "at": at, "kind": "sale", "description": "Sale",
-            "goods": goods, "payments": payments,
-        })
+        rows.append(
+            {
+                "message_id": uuid.uuid4(),
+                "seq": 0,
+                "chain_id": CHAIN,
+                "customer_id": cid,
+                "store_id": store,
+                "at": at,
+                "kind": "sale",
+                "description": "Sale",
+                "goods": goods,
+                "payments": payments,
+            }
+        )
     # bonus movements and another chain's movements are in no Payment-Balance
-    extra = [{
-        "message_id": uuid.uuid4(), "seq": 0, "chain_id": CHAIN, "customer_id": customers[0],
-        "store_id": STORES[0], "at": T0, "kind": "bonus_accrued", "description": "Bonus",
-        "bonus_kind": "accrued", "bonus_amount": Decimal("3"), "bonus_change": Decimal("3"),
-    }, {
-        "message_id": uuid.uuid4(), "seq": 0, "chain_id": OTHER, "customer_id": uuid.uuid4(),
-        "store_id": STORES[0], "at": T0, "kind": "sale", "description": "Sale",
-        "goods": Decimal("7"),
-    }]
+    extra = [
+        {
+            "message_id": uuid.uuid4(),
+            "seq": 0,
+            "chain_id": CHAIN,
+            "customer_id": customers[0],
+            "store_id": STORES[0],
+            "at": T0,
+            "kind": "bonus_accrued",
+            "description": "Bonus",
+            "bonus_kind": "accrued",
+            "bonus_amount": Decimal("3"),
+            "bonus_change": Decimal("3"),
+        },
+        {
+            "message_id": uuid.uuid4(),
+            "seq": 0,
+            "chain_id": OTHER,
+            "customer_id": uuid.uuid4(),
+            "store_id": STORES[0],
+            "at": T0,
+            "kind": "sale",
+            "description": "Sale",
+            "goods": Decimal("7"),
+        },
+    ]
     sf = make_session_factory(engine)
     async with sf() as session, session.begin():
         await session.execute(sa.insert(t.movements), rows)
@@ -74,13 +99,22 @@ async def test_every_page_and_the_totals_match_the_reference_report(engine: Asyn
         await session.execute(
             sa.insert(t.customers),
             [
-                {"customer_id": c, "chain_id": CHAIN, "name": name, "vip": vip[c],
-                 "name_key": name.casefold()}
+                {
+                    "customer_id": c,
+                    "chain_id": CHAIN,
+                    "name": name,
+                    "vip": vip[c],
+                    "name_key": name.casefold(),
+                }
                 for c, name in names.items()
             ],
         )
-    periods = [Period(None, None), Period(date(2026, 3, 10), date(2026, 3, 25)),
-               Period(None, date(2026, 3, 20)), Period(date(2026, 3, 15), None)]
+    periods = [
+        Period(None, None),
+        Period(date(2026, 3, 10), date(2026, 3, 25)),
+        Period(None, date(2026, 3, 20)),
+        Period(date(2026, 3, 15), None),
+    ]
     async with sf() as session:
         for period in periods:
             lower, upper = period.bounds("UTC")
@@ -88,9 +122,10 @@ async def test_every_page_and_the_totals_match_the_reference_report(engine: Asyn
                 for vip_only in (False, True):
                     for sort in ("closing", "name"):
                         chosen = [
-                            mov for cid, st, mov in movements
-                            if (store is None or st == store) and (not vip_only or (
-                                cid in names and vip[cid]))
+                            mov
+                            for cid, st, mov in movements
+                            if (store is None or st == store)
+                            and (not vip_only or (cid in names and vip[cid]))
                         ]
                         expected = sort_payment_balance(
                             build_payment_balance(chosen, names, lower, upper), sort
@@ -136,22 +171,46 @@ async def test_the_whole_report_rendered_by_postgresql_equals_the_python_renderi
     for i, cid in enumerate(customers * 3):
         goods = Decimal(AWKWARD_AMOUNTS[i % len(AWKWARD_AMOUNTS)])
         payments = Decimal(rnd.choice(AWKWARD_AMOUNTS)) if i % 2 else Decimal(0)
-        rows.append({
-            "message_id": uuid.uuid4(), "seq": 0, "chain_id": chain, "customer_id": cid,
-            "store_id": STORES[i % 2], "at": T0 + timedelta(days=i), "kind": "sale",
-            "description": "Sale", "goods": goods, "payments": payments,
-        })
+        rows.append(
+            {
+                "message_id": uuid.uuid4(),
+                "seq": 0,
+                "chain_id": chain,
+                "customer_id": cid,
+                "store_id": STORES[i % 2],
+                "at": T0 + timedelta(days=i),
+                "kind": "sale",
+                "description": "Sale",
+                "goods": goods,
+                "payments": payments,
+            }
+        )
     sf = make_session_factory(engine)
     async with sf() as session, session.begin():
-        await session.execute(sa.insert(t.chains).values(
-            chain_id=chain, name="Awkward", timezone="Europe/Bucharest", currency="XTS",
-            minor_units=minor_units, credit_mode="balance",
-        ))
+        await session.execute(
+            sa.insert(t.chains).values(
+                chain_id=chain,
+                name="Awkward",
+                timezone="Europe/Bucharest",
+                currency="XTS",
+                minor_units=minor_units,
+                credit_mode="balance",
+            )
+        )
         await session.execute(sa.insert(t.movements), rows)
-        await session.execute(sa.insert(t.customers), [
-            {"customer_id": c, "chain_id": chain, "name": n, "vip": True, "name_key": n.casefold()}
-            for c, n in zip(customers, AWKWARD_NAMES, strict=False)
-        ])
+        await session.execute(
+            sa.insert(t.customers),
+            [
+                {
+                    "customer_id": c,
+                    "chain_id": chain,
+                    "name": n,
+                    "vip": True,
+                    "name_key": n.casefold(),
+                }
+                for c, n in zip(customers, AWKWARD_NAMES, strict=False)
+            ],
+        )
     async with sf() as session:
         signed_zero_seen = False
         for period in (Period(None, None), Period(date(2026, 3, 5), date(2026, 3, 12))):
@@ -164,7 +223,8 @@ async def test_the_whole_report_rendered_by_postgresql_equals_the_python_renderi
                     assert info.minor_units == minor_units
                     expected = [reports.payment_balance_json(r, minor_units) for r in whole]
                     signed_zero_seen |= any(
-                        v.startswith("-") and not v.strip("-0.") for r in expected
+                        v.startswith("-") and not v.strip("-0.")
+                        for r in expected
                         for v in r.values()
                     )
                     as_json = await reports.payment_balance_rendered(

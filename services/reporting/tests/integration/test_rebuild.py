@@ -46,50 +46,87 @@ def story(customer: uuid.UUID, n: int) -> list[Message]:
     sale_id = uuid.uuid4()
     total = D(10 + n)
     line = credit.SaleLineOutcome(
-        line_no=1, sku=None, barcode=f"48{n:011d}", name=f"Item {n}", quantity=D("1"),
-        unit_price=total, discount=D("0.00"), amount=total, owed=total,
+        line_no=1,
+        sku=None,
+        barcode=f"48{n:011d}",
+        name=f"Item {n}",
+        quantity=D("1"),
+        unit_price=total,
+        discount=D("0.00"),
+        amount=total,
+        owed=total,
     )
     return [
         gateway.CustomerRegistered(
             chain_id=CHAIN,
             customer=gateway.CustomerSnapshot(
-                customer_id=customer, name=f"Customer {n}", phone=None, vip=n % 2 == 0,
-                bonus_accrual=True, credit_limit=None, max_payment_delay_days=None,
+                customer_id=customer,
+                name=f"Customer {n}",
+                phone=None,
+                vip=n % 2 == 0,
+                bonus_accrual=True,
+                credit_limit=None,
+                max_payment_delay_days=None,
                 card_number=None,
             ),
             registered_at=T0,
         ),
         credit.SaleCompleted(
-            sale_id=sale_id, chain_id=CHAIN, store_id=STORE, terminal_id=TERMINAL,
-            customer_id=customer, card_number=None, credit_mode=CreditMode.PER_SALE,
-            sold_at=T0 + timedelta(days=n), total=total, paid=D("0.00"), on_account=total,
-            advance_applied=D("0.00"), change=D("0.00"), change_to_advance=D("0.00"),
-            change_allocated=[], advance_added=D("0.00"),
-            due_date=(T0 + timedelta(days=n + 30)).date(), bonus_accrued=D("0.00"),
-            bonus_spent=D("0.00"), payments=[], lines=[line],
+            sale_id=sale_id,
+            chain_id=CHAIN,
+            store_id=STORE,
+            terminal_id=TERMINAL,
+            customer_id=customer,
+            card_number=None,
+            credit_mode=CreditMode.PER_SALE,
+            sold_at=T0 + timedelta(days=n),
+            total=total,
+            paid=D("0.00"),
+            on_account=total,
+            advance_applied=D("0.00"),
+            change=D("0.00"),
+            change_to_advance=D("0.00"),
+            change_allocated=[],
+            advance_added=D("0.00"),
+            due_date=(T0 + timedelta(days=n + 30)).date(),
+            bonus_accrued=D("0.00"),
+            bonus_spent=D("0.00"),
+            payments=[],
+            lines=[line],
             customer_balances=credit.CustomerBalances(
                 debt=total, advance=D("0.00"), bonus_balance=D("0.00")
             ),
             lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=total)],
         ),
         credit.DebtPaymentRecorded(
-            payment_id=uuid.uuid4(), chain_id=CHAIN, customer_id=customer, store_id=STORE,
-            terminal_id=TERMINAL, kind=DebtPaymentKind.TAKE_MONEY, method=MoneyMethod.CASH,
-            amount=D("5.00"), allocated=[credit.Allocation(sale_id=sale_id, line_no=None,
-                                                           amount=D("5.00"))],
-            advance_added=D("0.00"), bonus_accrued=D("0.50"),
+            payment_id=uuid.uuid4(),
+            chain_id=CHAIN,
+            customer_id=customer,
+            store_id=STORE,
+            terminal_id=TERMINAL,
+            kind=DebtPaymentKind.TAKE_MONEY,
+            method=MoneyMethod.CASH,
+            amount=D("5.00"),
+            allocated=[credit.Allocation(sale_id=sale_id, line_no=None, amount=D("5.00"))],
+            advance_added=D("0.00"),
+            bonus_accrued=D("0.50"),
             occurred_at=T0 + timedelta(days=n + 1),
             customer_balances=credit.CustomerBalances(
                 debt=total - 5, advance=D("0.00"), bonus_balance=D("0.50")
             ),
-            lines_changed=[
-                credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=total - 5)
-            ],
+            lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=total - 5)],
         ),
         loyalty.BonusMovementRecorded(
-            movement_id=uuid.uuid4(), chain_id=CHAIN, customer_id=customer,
-            kind=BonusMovementKind.ACCRUED, amount=D("0.50"), store_id=STORE, payment_id=None,
-            sale_id=None, operation_id=None, at=T0 + timedelta(days=n + 1),
+            movement_id=uuid.uuid4(),
+            chain_id=CHAIN,
+            customer_id=customer,
+            kind=BonusMovementKind.ACCRUED,
+            amount=D("0.50"),
+            store_id=STORE,
+            payment_id=None,
+            sale_id=None,
+            operation_id=None,
+            at=T0 + timedelta(days=n + 1),
             balance_after=D("0.50"),
         ),
     ]
@@ -134,8 +171,11 @@ async def test_rebuilt_tables_equal_the_live_ones_row_by_row_and_are_swapped_in(
     live = make_consumer("reporting", topics)
     live.bind(make_session_factory(engine))
     reader = AIOKafkaConsumer(
-        *topics, bootstrap_servers=kafka_bootstrap_servers, group_id=f"live-{uuid.uuid4()}",
-        auto_offset_reset="earliest", enable_auto_commit=False,
+        *topics,
+        bootstrap_servers=kafka_bootstrap_servers,
+        group_id=f"live-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await reader.start()
     seen = 0
@@ -195,21 +235,32 @@ async def _short_lived_topics(bootstrap: str) -> dict[str, str]:
         "loyalty": unique_topic("loyalty"),
         "masterdata": unique_topic("masterdata"),
     }
-    await ensure_topics(bootstrap, list(topic_of.values()), partitions=2, retention_ms=DAY_MS,
-                        extra_configs=SHORT_LOG)
+    await ensure_topics(
+        bootstrap,
+        list(topic_of.values()),
+        partitions=2,
+        retention_ms=DAY_MS,
+        extra_configs=SHORT_LOG,
+    )
     return topic_of
 
 
-async def _publish(bootstrap: str, topic_of: dict[str, str], envelopes: list[Envelope], *,
-                   age: timedelta = timedelta(0)) -> None:
+async def _publish(
+    bootstrap: str,
+    topic_of: dict[str, str],
+    envelopes: list[Envelope],
+    *,
+    age: timedelta = timedelta(0),
+) -> None:
     stamp = int((time.time() - age.total_seconds()) * 1000)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         for env in envelopes:
             namespace = env.type.split(".", 1)[0]
-            await producer.send_and_wait(topic_of[namespace], encode(env), key=env.key.encode(),
-                                         timestamp_ms=stamp)
+            await producer.send_and_wait(
+                topic_of[namespace], encode(env), key=env.key.encode(), timestamp_ms=stamp
+            )
     finally:
         await producer.stop()
 
@@ -221,8 +272,11 @@ class Live:
         self.consumer = make_consumer("reporting", topics)
         self.consumer.bind(make_session_factory(engine))
         self.reader = AIOKafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, group_id=f"live-{uuid.uuid4()}",
-            auto_offset_reset="earliest", enable_auto_commit=False,
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=f"live-{uuid.uuid4()}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
         )
         self.seen = 0
 
@@ -290,8 +344,9 @@ async def test_a_rebuild_from_the_newest_snapshot_equals_the_live_models_after_r
         await live.reader.stop()
     assert snap is not None
     # a partition the old phase left empty (keys are random) has no position yet: offset 0
-    assert all(snap.positions.get((tp.topic, tp.partition), 0) >= end
-               for tp, end in old_ends.items())
+    assert all(
+        snap.positions.get((tp.topic, tp.partition), 0) >= end for tp, end in old_ends.items()
+    )
     await _until_log_starts_at(bootstrap, old_ends)
     before = await snapshot(engine)
 
@@ -364,8 +419,13 @@ async def test_the_projection_records_its_position_past_duplicates_and_dead_lett
     redelivered = dataclasses.replace(applied, offset=3)  # an old batch again: no step back
     await consumer.process_records([redelivered])
     async with engine.connect() as conn:
-        rows = (await conn.execute(sa.text(
-            "SELECT partition, next_offset FROM consumer_positions WHERE consumer = 'reporting' "
-            "ORDER BY partition"))).all()
+        rows = (
+            await conn.execute(
+                sa.text(
+                    "SELECT partition, next_offset FROM consumer_positions "
+                    "WHERE consumer = 'reporting' ORDER BY partition"
+                )
+            )
+        ).all()
     assert [tuple(r) for r in rows] == [(0, 12), (1, 6)]
     await engine.dispose()

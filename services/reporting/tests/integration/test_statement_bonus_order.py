@@ -31,14 +31,21 @@ T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 T1 = datetime(2026, 3, 2, 10, tzinfo=UTC)
 
 
-
 def movement(
     customer: uuid.UUID, kind: BonusMovementKind, amount: str, at: datetime, after: str
 ) -> BonusMovementRecorded:
     return BonusMovementRecorded(
-        movement_id=uuid.uuid4(), chain_id=CHAIN, customer_id=customer, kind=kind,
-        amount=D(amount), store_id=STORE, payment_id=None, sale_id=None,
-        operation_id=uuid.uuid4(), at=at, balance_after=D(after),
+        movement_id=uuid.uuid4(),
+        chain_id=CHAIN,
+        customer_id=customer,
+        kind=kind,
+        amount=D(amount),
+        store_id=STORE,
+        payment_id=None,
+        sale_id=None,
+        operation_id=uuid.uuid4(),
+        at=at,
+        balance_after=D(after),
     )
 
 
@@ -56,9 +63,13 @@ async def test_a_spend_and_an_accrual_of_one_moment_are_listed_spend_first(
     accrued_env = envelope_of(accrued, key=customer).model_copy(
         update={"message_id": uuid.UUID(int=1)}
     )
-    await consumer.process_records([
-        record_of(earned, key=customer), record_of(spent_env), record_of(accrued_env),
-    ])
+    await consumer.process_records(
+        [
+            record_of(earned, key=customer),
+            record_of(spent_env),
+            record_of(accrued_env),
+        ]
+    )
 
     async with make_session_factory(engine)() as session:
         body, _ = await reports.statement(session, CHAIN, customer, Period(None, None))

@@ -26,30 +26,69 @@ STORE, TERMINAL = uuid.uuid4(), uuid.uuid4()
 T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 
 
-
-def movement(chain: uuid.UUID, customer: uuid.UUID, operation: uuid.UUID,
-             kind: BonusMovementKind, amount: str, after: str) -> BonusMovementRecorded:
+def movement(
+    chain: uuid.UUID,
+    customer: uuid.UUID,
+    operation: uuid.UUID,
+    kind: BonusMovementKind,
+    amount: str,
+    after: str,
+) -> BonusMovementRecorded:
     return BonusMovementRecorded(
-        movement_id=uuid.uuid4(), chain_id=chain, customer_id=customer, kind=kind,
-        amount=D(amount), store_id=STORE, payment_id=None, sale_id=operation,
-        operation_id=operation, at=T0, balance_after=D(after),
+        movement_id=uuid.uuid4(),
+        chain_id=chain,
+        customer_id=customer,
+        kind=kind,
+        amount=D(amount),
+        store_id=STORE,
+        payment_id=None,
+        sale_id=operation,
+        operation_id=operation,
+        at=T0,
+        balance_after=D(after),
     )
 
 
-def on_account(chain: uuid.UUID, customer: uuid.UUID, sale_id: uuid.UUID,
-               amount: str) -> credit.SaleCompleted:
+def on_account(
+    chain: uuid.UUID, customer: uuid.UUID, sale_id: uuid.UUID, amount: str
+) -> credit.SaleCompleted:
     return credit.SaleCompleted(
-        sale_id=sale_id, chain_id=chain, store_id=STORE, terminal_id=TERMINAL,
-        customer_id=customer, card_number="C", credit_mode=CreditMode.PER_ITEM, sold_at=T0,
-        total=D(amount), paid=D("0.00"), on_account=D(amount), advance_applied=D("0.00"),
-        change=D("0.00"), change_to_advance=D("0.00"), change_allocated=[],
-        advance_added=D("0.00"), due_date=(T0 + timedelta(days=30)).date(),
-        bonus_accrued=D("0.00"), bonus_spent=D("0.00"), payments=[],
-        lines=[credit.SaleLineOutcome(line_no=1, sku=None, barcode="1", name="Coat",
-                                      quantity=D("1"), unit_price=D(amount),
-                                      discount=D("0.00"), amount=D(amount), owed=D(amount))],
-        customer_balances=credit.CustomerBalances(debt=D(amount), advance=D("0.00"),
-                                                  bonus_balance=D("0.00")),
+        sale_id=sale_id,
+        chain_id=chain,
+        store_id=STORE,
+        terminal_id=TERMINAL,
+        customer_id=customer,
+        card_number="C",
+        credit_mode=CreditMode.PER_ITEM,
+        sold_at=T0,
+        total=D(amount),
+        paid=D("0.00"),
+        on_account=D(amount),
+        advance_applied=D("0.00"),
+        change=D("0.00"),
+        change_to_advance=D("0.00"),
+        change_allocated=[],
+        advance_added=D("0.00"),
+        due_date=(T0 + timedelta(days=30)).date(),
+        bonus_accrued=D("0.00"),
+        bonus_spent=D("0.00"),
+        payments=[],
+        lines=[
+            credit.SaleLineOutcome(
+                line_no=1,
+                sku=None,
+                barcode="1",
+                name="Coat",
+                quantity=D("1"),
+                unit_price=D(amount),
+                discount=D("0.00"),
+                amount=D(amount),
+                owed=D(amount),
+            )
+        ],
+        customer_balances=credit.CustomerBalances(
+            debt=D(amount), advance=D("0.00"), bonus_balance=D("0.00")
+        ),
         lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=D(amount))],
     )
 
@@ -62,19 +101,23 @@ async def test_the_movements_of_a_voided_operation_leave_the_statement_the_stati
     spent = movement(chain, customer, failed, BonusMovementKind.SPENT, "12.00", "18.00")
     accrued = movement(chain, customer, failed, BonusMovementKind.ACCRUED, "5.00", "23.00")
     voided = BonusesVoided(
-        operation_id=failed, operation_kind=BonusOperationKind.SALE, chain_id=chain,
-        customer_id=customer, movement_ids=[spent.movement_id, accrued.movement_id],
-        balance_after=D("30.00"), voided_at=T0,
+        operation_id=failed,
+        operation_kind=BonusOperationKind.SALE,
+        chain_id=chain,
+        customer_id=customer,
+        movement_ids=[spent.movement_id, accrued.movement_id],
+        balance_after=D("30.00"),
+        voided_at=T0,
     )
-    await consumer.process_records([record_of(m, key=customer)
-                                    for m in (earned, spent, accrued, voided)])
+    await consumer.process_records(
+        [record_of(m, key=customer) for m in (earned, spent, accrued, voided)]
+    )
 
     async with make_session_factory(engine)() as session:
         body, _ = await reports.statement(session, chain, customer, Period(None, None))
         stats = await reports.bonus_statistics(session, chain, reports.Filters())
         shown = (await reports.balances_of(session, chain, [customer], strict=False))[customer]
-    assert [(e["kind"], e["bonus_change"]) for e in body["entries"]] == [
-        ("bonus_accrued", "30.00")]
+    assert [(e["kind"], e["bonus_change"]) for e in body["entries"]] == [("bonus_accrued", "30.00")]
     assert body["closing"]["bonus_balance"] == "30.00"
     assert (stats["accrued"], stats["spent"], stats["outstanding"]) == ("30.00", "0.00", "30.00")
     assert shown["bonus_balance"] == "30.00"
@@ -86,23 +129,45 @@ async def test_the_same_sale_id_in_two_chains_is_two_sales_in_each_chains_report
     sale_id = uuid.uuid4()
     chain_a, chain_b, ana, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     back = credit.ReturnRecorded(
-        return_id=uuid.uuid4(), sale_id=sale_id, chain_id=chain_b, customer_id=bob,
-        store_id=STORE, terminal_id=TERMINAL, refund=RefundMethod.CASH,
-        lines=[credit.ReturnedLine(line_no=1, sku=None, barcode="1", name="Coat",
-                                   quantity=D("1"), value=D("30.00"),
-                                   debt_cancelled=D("30.00"))],
-        value=D("30.00"), debt_cancelled=D("30.00"), bonus_restored=D("0.00"),
-        refunded=D("0.00"), applied_to_debt=D("0.00"), allocated=[], advance_added=D("0.00"),
-        bonus_reversed=D("0.00"), occurred_at=T0 + timedelta(hours=1),
-        customer_balances=credit.CustomerBalances(debt=D("0.00"), advance=D("0.00"),
-                                                  bonus_balance=D("0.00")),
+        return_id=uuid.uuid4(),
+        sale_id=sale_id,
+        chain_id=chain_b,
+        customer_id=bob,
+        store_id=STORE,
+        terminal_id=TERMINAL,
+        refund=RefundMethod.CASH,
+        lines=[
+            credit.ReturnedLine(
+                line_no=1,
+                sku=None,
+                barcode="1",
+                name="Coat",
+                quantity=D("1"),
+                value=D("30.00"),
+                debt_cancelled=D("30.00"),
+            )
+        ],
+        value=D("30.00"),
+        debt_cancelled=D("30.00"),
+        bonus_restored=D("0.00"),
+        refunded=D("0.00"),
+        applied_to_debt=D("0.00"),
+        allocated=[],
+        advance_added=D("0.00"),
+        bonus_reversed=D("0.00"),
+        occurred_at=T0 + timedelta(hours=1),
+        customer_balances=credit.CustomerBalances(
+            debt=D("0.00"), advance=D("0.00"), bonus_balance=D("0.00")
+        ),
         lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=D("0.00"))],
     )
-    await consumer.process_records([
-        record_of(on_account(chain_a, ana, sale_id, "12.00"), key=ana),
-        record_of(on_account(chain_b, bob, sale_id, "30.00"), key=bob),
-        record_of(back, key=bob),
-    ])
+    await consumer.process_records(
+        [
+            record_of(on_account(chain_a, ana, sale_id, "12.00"), key=ana),
+            record_of(on_account(chain_b, bob, sale_id, "30.00"), key=bob),
+            record_of(back, key=bob),
+        ]
+    )
 
     async with make_session_factory(engine)() as session:
         unpaid_a = await reports.unpaid_goods(session, chain_a, reports.Filters())
@@ -111,4 +176,5 @@ async def test_the_same_sale_id_in_two_chains_is_two_sales_in_each_chains_report
     assert [(r["sale_id"], r["amount_owed"]) for r in unpaid_a] == [(str(sale_id), "12.00")]
     assert unpaid_b == []  # chain B's return cancelled chain B's debt only
     assert [(s["sale_id"], s["amount_owed"]) for s in open_a["open_sales"]] == [
-        (str(sale_id), "12.00")]
+        (str(sale_id), "12.00")
+    ]

@@ -67,23 +67,50 @@ def bal(debt: str, advance: str = "0.00", bonus: str = "0.00") -> credit.Custome
 def line(no: int, name: str, barcode: str, price: str, discount: str, owed: str):  # noqa: ANN201
     amount = D(price) - D(discount)
     return credit.SaleLineOutcome(
-        line_no=no, sku=None, barcode=barcode, name=name, quantity=D("1"),
-        unit_price=D(price), discount=D(discount), amount=amount, owed=D(owed),
+        line_no=no,
+        sku=None,
+        barcode=barcode,
+        name=name,
+        quantity=D("1"),
+        unit_price=D(price),
+        discount=D(discount),
+        amount=amount,
+        owed=D(owed),
     )
 
 
 def on_account_sale(
-    customer: uuid.UUID, sale_id: uuid.UUID, when: datetime, lines: list[credit.SaleLineOutcome],
-    balances: credit.CustomerBalances, mode: CreditMode,
+    customer: uuid.UUID,
+    sale_id: uuid.UUID,
+    when: datetime,
+    lines: list[credit.SaleLineOutcome],
+    balances: credit.CustomerBalances,
+    mode: CreditMode,
 ) -> credit.SaleCompleted:
     total = sum((ln.amount for ln in lines), D(0))
     return credit.SaleCompleted(
-        sale_id=sale_id, chain_id=CHAIN, store_id=STORE, terminal_id=TERMINAL,
-        customer_id=customer, card_number="C1", credit_mode=mode, sold_at=when, total=total,
-        paid=D("0.00"), on_account=total, advance_applied=D("0.00"), change=D("0.00"),
-        change_to_advance=D("0.00"), change_allocated=[], advance_added=D("0.00"),
-        due_date=(when + timedelta(days=30)).date(), bonus_accrued=D("0.00"),
-        bonus_spent=D("0.00"), payments=[], lines=lines, customer_balances=balances,
+        sale_id=sale_id,
+        chain_id=CHAIN,
+        store_id=STORE,
+        terminal_id=TERMINAL,
+        customer_id=customer,
+        card_number="C1",
+        credit_mode=mode,
+        sold_at=when,
+        total=total,
+        paid=D("0.00"),
+        on_account=total,
+        advance_applied=D("0.00"),
+        change=D("0.00"),
+        change_to_advance=D("0.00"),
+        change_allocated=[],
+        advance_added=D("0.00"),
+        due_date=(when + timedelta(days=30)).date(),
+        bonus_accrued=D("0.00"),
+        bonus_spent=D("0.00"),
+        payments=[],
+        lines=lines,
+        customer_balances=balances,
         lines_changed=[
             credit.LineOwedChange(sale_id=sale_id, line_no=ln.line_no, owed_after=ln.owed)
             for ln in lines
@@ -92,15 +119,27 @@ def on_account_sale(
 
 
 def payment(
-    customer: uuid.UUID, when: datetime, amount: str, kind: DebtPaymentKind,
-    allocated: list[tuple[uuid.UUID, int | None, str]], changes: list[tuple[uuid.UUID, int, str]],
+    customer: uuid.UUID,
+    when: datetime,
+    amount: str,
+    kind: DebtPaymentKind,
+    allocated: list[tuple[uuid.UUID, int | None, str]],
+    changes: list[tuple[uuid.UUID, int, str]],
     balances: credit.CustomerBalances,
 ) -> credit.DebtPaymentRecorded:
     return credit.DebtPaymentRecorded(
-        payment_id=uuid.uuid4(), chain_id=CHAIN, customer_id=customer, store_id=STORE,
-        terminal_id=TERMINAL, kind=kind, method=MoneyMethod.CASH, amount=D(amount),
+        payment_id=uuid.uuid4(),
+        chain_id=CHAIN,
+        customer_id=customer,
+        store_id=STORE,
+        terminal_id=TERMINAL,
+        kind=kind,
+        method=MoneyMethod.CASH,
+        amount=D(amount),
         allocated=[credit.Allocation(sale_id=s, line_no=n, amount=D(a)) for s, n, a in allocated],
-        advance_added=D("0.00"), bonus_accrued=D(amount) / 10, occurred_at=when,
+        advance_added=D("0.00"),
+        bonus_accrued=D(amount) / 10,
+        occurred_at=when,
         customer_balances=balances,
         lines_changed=[
             credit.LineOwedChange(sale_id=s, line_no=n, owed_after=D(o)) for s, n, o in changes
@@ -110,11 +149,18 @@ def payment(
 
 def accrual(customer: uuid.UUID, when: datetime, amount: str, balance: str) -> Message:
     return loyalty.BonusMovementRecorded(
-        movement_id=uuid.uuid4(), chain_id=CHAIN, customer_id=customer,
-        kind=BonusMovementKind.ACCRUED, amount=D(amount), store_id=STORE, payment_id=None,
-        sale_id=None, operation_id=None, at=when, balance_after=D(balance),
+        movement_id=uuid.uuid4(),
+        chain_id=CHAIN,
+        customer_id=customer,
+        kind=BonusMovementKind.ACCRUED,
+        amount=D(amount),
+        store_id=STORE,
+        payment_id=None,
+        sale_id=None,
+        operation_id=None,
+        at=when,
+        balance_after=D(balance),
     )
-
 
 
 async def feed(consumer: Consumer, customer: uuid.UUID, *messages: Message) -> None:
@@ -131,8 +177,13 @@ async def register(consumer: Consumer, customer: uuid.UUID, mode: CreditMode) ->
         gateway.CustomerRegistered(
             chain_id=CHAIN,
             customer=gateway.CustomerSnapshot(
-                customer_id=customer, name="Ana Pop", phone="+40700000000", vip=True,
-                bonus_accrual=True, credit_limit=None, max_payment_delay_days=None,
+                customer_id=customer,
+                name="Ana Pop",
+                phone="+40700000000",
+                vip=True,
+                bonus_accrual=True,
+                credit_limit=None,
+                max_payment_delay_days=None,
                 card_number="C1",
             ),
             registered_at=day(-10),
@@ -148,38 +199,68 @@ async def test_per_sale_worked_example_gives_the_right_reports(
     await register(consumer, customer, mode)
     sale_a_lines = [line(1, "Dress", "4820000000017", "110.00", "10.00", "100.00")]
     await feed(
-        consumer, customer,
+        consumer,
+        customer,
         on_account_sale(customer, sale_a, day(0), sale_a_lines, bal("100.00"), mode),
         on_account_sale(
-            customer, sale_b, day(5),
-            [line(1, "Socks", "4820000000031", "50.00", "0.00", "50.00")], bal("150.00"), mode,
+            customer,
+            sale_b,
+            day(5),
+            [line(1, "Socks", "4820000000031", "50.00", "0.00", "50.00")],
+            bal("150.00"),
+            mode,
         ),
     )
     await feed(
-        consumer, customer,
+        consumer,
+        customer,
         accrual(customer, day(10), "7.00", "7.00"),
-        payment(customer, day(10), "70.00", DebtPaymentKind.TAKE_MONEY, [(sale_a, None, "70.00")],
-                [(sale_a, 1, "30.00")], bal("80.00", bonus="7.00")),
+        payment(
+            customer,
+            day(10),
+            "70.00",
+            DebtPaymentKind.TAKE_MONEY,
+            [(sale_a, None, "70.00")],
+            [(sale_a, 1, "30.00")],
+            bal("80.00", bonus="7.00"),
+        ),
     )
     # day 31: A is overdue and, with overdue_discount=revoke, its discount is revoked
     await feed(
-        consumer, customer,
+        consumer,
+        customer,
         credit.SaleOverdue(
-            sale_id=sale_a, chain_id=CHAIN, customer_id=customer, credit_mode=mode,
-            sold_at=day(0), due_date=day(30).date(), amount_owed=D("30.00"), days_overdue=1,
-            discount=D("10.00"), discount_revoked=False,
-            lines=[credit.OverdueLine(line_no=1, barcode="4820000000017", name="Dress",
-                                      quantity=D("1"), amount_owed=D("30.00"))],
+            sale_id=sale_a,
+            chain_id=CHAIN,
+            customer_id=customer,
+            credit_mode=mode,
+            sold_at=day(0),
+            due_date=day(30).date(),
+            amount_owed=D("30.00"),
+            days_overdue=1,
+            discount=D("10.00"),
+            discount_revoked=False,
+            lines=[
+                credit.OverdueLine(
+                    line_no=1,
+                    barcode="4820000000017",
+                    name="Dress",
+                    quantity=D("1"),
+                    amount_owed=D("30.00"),
+                )
+            ],
             detected_at=day(31, 0),
         ),
         credit.DiscountRevoked(
-            sale_id=sale_a, chain_id=CHAIN, customer_id=customer, amount=D("10.00"),
+            sale_id=sale_a,
+            chain_id=CHAIN,
+            customer_id=customer,
+            amount=D("10.00"),
             lines=[credit.RevokedDiscountLine(line_no=1, amount=D("10.00"))],
-            trigger="automatic", revoked_at=day(31, 1),
+            trigger="automatic",
+            revoked_at=day(31, 1),
             customer_balances=bal("90.00", bonus="7.00"),
-            lines_changed=[
-                credit.LineOwedChange(sale_id=sale_a, line_no=1, owed_after=D("40.00"))
-            ],
+            lines_changed=[credit.LineOwedChange(sale_id=sale_a, line_no=1, owed_after=D("40.00"))],
         ),
     )
     now = day(31)
@@ -191,28 +272,46 @@ async def test_per_sale_worked_example_gives_the_right_reports(
             ("Socks [4820000000031]", "50.00", 0, "2026-02-05"),
         ]
         rows, totals = await reports.aging(session, CHAIN, reports.Filters(), now=now)
-        assert rows == [{
-            "customer_id": str(customer), "name": "Ana Pop", "current": "50.00",
-            "d1_30": "40.00", "d31_60": "0.00", "d61_90": "0.00", "d90_plus": "0.00",
-            "total": "90.00",
-        }]
+        assert rows == [
+            {
+                "customer_id": str(customer),
+                "name": "Ana Pop",
+                "current": "50.00",
+                "d1_30": "40.00",
+                "d31_60": "0.00",
+                "d61_90": "0.00",
+                "d90_plus": "0.00",
+                "total": "90.00",
+            }
+        ]
         assert totals["total"] == "90.00"
         found = await reports.balances_of(session, CHAIN, [customer], now=now)
         assert found[customer] == {
-            "debt": "90.00", "advance": "0.00", "bonus_balance": "7.00", "overdue": True
+            "debt": "90.00",
+            "advance": "0.00",
+            "bonus_balance": "7.00",
+            "overdue": True,
         }
         card = await reports.open_sales(session, CHAIN, customer, None, now=now)
         assert [(s["amount_owed"], s["overdue"], s["lines"]) for s in card["open_sales"]] == [
-            ("40.00", True, []), ("50.00", False, []),
+            ("40.00", True, []),
+            ("50.00", False, []),
         ]
 
     # day 32: pay debt in cash -> 90.00 paid, debt 0.00, bonus +9.00
     await feed(
-        consumer, customer,
+        consumer,
+        customer,
         accrual(customer, day(32), "9.00", "16.00"),
-        payment(customer, day(32), "90.00", DebtPaymentKind.PAY_DEBT,
-                [(sale_a, None, "40.00"), (sale_b, None, "50.00")],
-                [(sale_a, 1, "0.00"), (sale_b, 1, "0.00")], bal("0.00", bonus="16.00")),
+        payment(
+            customer,
+            day(32),
+            "90.00",
+            DebtPaymentKind.PAY_DEBT,
+            [(sale_a, None, "40.00"), (sale_b, None, "50.00")],
+            [(sale_a, 1, "0.00"), (sale_b, 1, "0.00")],
+            bal("0.00", bonus="16.00"),
+        ),
     )
     async with sf() as session:
         assert await reports.unpaid_goods(session, CHAIN, reports.Filters(), now=day(32)) == []
@@ -249,11 +348,18 @@ async def test_per_item_example_shows_the_shoes_still_owed_in_json_and_csv(
         line(2, "Shoes", "4820000000024", "50.00", "10.00", "40.00"),
     ]
     await feed(
-        consumer, customer,
+        consumer,
+        customer,
         on_account_sale(customer, sale_a, day(0), lines, bal("100.00"), mode),
-        payment(customer, day(10), "70.00", DebtPaymentKind.TAKE_MONEY,
-                [(sale_a, 1, "60.00"), (sale_a, 2, "10.00")],
-                [(sale_a, 1, "0.00"), (sale_a, 2, "30.00")], bal("30.00")),
+        payment(
+            customer,
+            day(10),
+            "70.00",
+            DebtPaymentKind.TAKE_MONEY,
+            [(sale_a, 1, "60.00"), (sale_a, 2, "10.00")],
+            [(sale_a, 1, "0.00"), (sale_a, 2, "30.00")],
+            bal("30.00"),
+        ),
     )
     async with api() as http:
         base = f"/internal/v1/chains/{CHAIN}"
@@ -261,7 +367,10 @@ async def test_per_item_example_shows_the_shoes_still_owed_in_json_and_csv(
         assert resp.status_code == 200
         [row] = resp.json()["rows"]
         assert (row["item"], row["barcode"], row["quantity"], row["amount_owed"]) == (
-            "Shoes [4820000000024]", "4820000000024", "1", "30.00"
+            "Shoes [4820000000024]",
+            "4820000000024",
+            "1",
+            "30.00",
         )
         csv_resp = await http.get(f"{base}/reports/unpaid-goods", headers={"Accept": "text/csv"})
         assert csv_resp.headers["content-type"].startswith("text/csv")
@@ -276,7 +385,10 @@ async def test_per_item_example_shows_the_shoes_still_owed_in_json_and_csv(
         assert (await http.get(other_chain)).json()["code"] == "not_found"
         unknown = await http.get(f"{base}/customers/{uuid.uuid4()}/balances")
         assert unknown.json() == {
-            "debt": "0.00", "advance": "0.00", "bonus_balance": "0.00", "overdue": False
+            "debt": "0.00",
+            "advance": "0.00",
+            "bonus_balance": "0.00",
+            "overdue": False,
         }
 
 
@@ -312,8 +424,12 @@ async def test_a_redelivered_message_is_applied_once(
     customer, sale_a = uuid.uuid4(), uuid.uuid4()
     await register(consumer, customer, CreditMode.BALANCE)
     sale = on_account_sale(
-        customer, sale_a, day(0), [line(1, "Dress", "1", "60.00", "0.00", "60.00")],
-        bal("60.00"), CreditMode.BALANCE,
+        customer,
+        sale_a,
+        day(0),
+        [line(1, "Dress", "1", "60.00", "0.00", "60.00")],
+        bal("60.00"),
+        CreditMode.BALANCE,
     )
     rec = record_of(sale, key=customer)
     await consumer.process_records([rec])

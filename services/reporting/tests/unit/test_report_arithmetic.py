@@ -58,12 +58,16 @@ def simulate(ops: list[tuple[uuid.UUID, datetime, str, Decimal]]):  # noqa: ANN2
             advance[cid] -= covered
             debt[cid] += amount - covered
             goods, payments = sale_shares(
-                total=amount, paid=Decimal(0), advance_payments=Decimal(0),
+                total=amount,
+                paid=Decimal(0),
+                advance_payments=Decimal(0),
                 change_to_advance=Decimal(0),
             )
         elif kind == "sale_cash":
             goods, payments = sale_shares(
-                total=amount, paid=amount, advance_payments=Decimal(0),
+                total=amount,
+                paid=amount,
+                advance_payments=Decimal(0),
                 change_to_advance=Decimal(0),
             )
         elif kind in ("payment", "advance"):
@@ -134,7 +138,9 @@ def test_a_return_refunded_in_cash_changes_advance_minus_debt_by_value_less_mone
 
 def test_a_sale_paid_with_advance_brings_no_new_money() -> None:
     goods, payments = sale_shares(
-        total=Decimal("30.00"), paid=Decimal("30.00"), advance_payments=Decimal("30.00"),
+        total=Decimal("30.00"),
+        paid=Decimal("30.00"),
+        advance_payments=Decimal("30.00"),
         change_to_advance=Decimal("0.00"),
     )
     assert (goods, payments) == (Decimal("30.00"), Decimal("0.00"))
@@ -165,7 +171,14 @@ def test_aging_buckets_sum_to_the_total_debt(
 
 def test_aging_bucket_edges() -> None:
     assert [aging_bucket(d) for d in (-3, 0, 1, 30, 31, 60, 61, 90, 91)] == [
-        "current", "current", "d1_30", "d1_30", "d31_60", "d31_60", "d61_90", "d61_90",
+        "current",
+        "current",
+        "d1_30",
+        "d1_30",
+        "d31_60",
+        "d31_60",
+        "d61_90",
+        "d61_90",
         "d90_plus",
     ]
 

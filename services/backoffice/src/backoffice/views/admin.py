@@ -40,12 +40,19 @@ _INTEGERS = ("max_payment_delay_days", "reminder_repeat_days", "bonus_expiry_day
 # --------------------------------------------------------------------------- settings
 
 
-def _settings_page(page: PageContext, values: dict[str, Any], errors: dict[str, str],
-                   status_code: int = 200) -> Response:
+def _settings_page(
+    page: PageContext, values: dict[str, Any], errors: dict[str, str], status_code: int = 200
+) -> Response:
     return render(
-        page.request, "admin/settings.html", status_code=status_code, values=values,
-        errors=errors, credit_modes=CREDIT_MODES, credit_mode_labels=CREDIT_MODE_LABELS,
-        discount_policies=DISCOUNT_POLICIES, discount_labels=DISCOUNT_LABELS,
+        page.request,
+        "admin/settings.html",
+        status_code=status_code,
+        values=values,
+        errors=errors,
+        credit_modes=CREDIT_MODES,
+        credit_mode_labels=CREDIT_MODE_LABELS,
+        discount_policies=DISCOUNT_POLICIES,
+        discount_labels=DISCOUNT_LABELS,
     )
 
 
@@ -97,16 +104,26 @@ async def save_settings(page: ManagerPage) -> Response:
 # --------------------------------------------------------------------------- stores
 
 
-async def _stores_page(page: PageContext, *, errors: dict[str, str] | None = None,
-                       entered: dict[str, str] | None = None, new_key: dict[str, Any] | None
-                       = None, status_code: int = 200) -> Response:
+async def _stores_page(
+    page: PageContext,
+    *,
+    errors: dict[str, str] | None = None,
+    entered: dict[str, str] | None = None,
+    new_key: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
     settings = page.request.app.state.settings
     cursor = page.request.query_params.get("cursor", "")
     answer = await page.api.get("/v1/stores", limit=settings.page_size, cursor=cursor or None)
     return render(
-        page.request, "admin/stores.html", status_code=status_code,
-        stores=answer.get("items", []), next_cursor=answer.get("next"),
-        params={"cursor": cursor}, errors=errors or {}, entered=entered or {},
+        page.request,
+        "admin/stores.html",
+        status_code=status_code,
+        stores=answer.get("items", []),
+        next_cursor=answer.get("next"),
+        params={"cursor": cursor},
+        errors=errors or {},
+        entered=entered or {},
         created_key=new_key,
     )
 
@@ -136,7 +153,9 @@ async def create_terminal(page: ManagerPage, store_id: UUID) -> Response:
     name = field(form, "name")
     try:
         created = await page.api.send(
-            "POST", f"/v1/stores/{store_id}/terminals", {"name": name},
+            "POST",
+            f"/v1/stores/{store_id}/terminals",
+            {"name": name},
             idempotency_key=field(form, "idem"),
         )
     except ApiProblem as exc:
@@ -159,8 +178,11 @@ async def replace_key(page: ManagerPage, terminal_id: UUID) -> Response:
 def _key_once(page: PageContext, created: dict[str, Any], name: str) -> Response:
     """The terminal's key, shown in this answer only (it is stored nowhere here)."""
     return render(
-        page.request, "admin/new_key.html", terminal_id=created.get("terminal_id"),
-        terminal_name=name, api_key=created.get("api_key"),
+        page.request,
+        "admin/new_key.html",
+        terminal_id=created.get("terminal_id"),
+        terminal_name=name,
+        api_key=created.get("api_key"),
     )
 
 
@@ -173,17 +195,27 @@ async def revoke_terminal(page: ManagerPage, terminal_id: UUID) -> Response:
 # --------------------------------------------------------------------------- users
 
 
-async def _users_page(page: PageContext, *, errors: dict[str, str] | None = None,
-                      entered: dict[str, str] | None = None, status_code: int = 200
-                      ) -> Response:
+async def _users_page(
+    page: PageContext,
+    *,
+    errors: dict[str, str] | None = None,
+    entered: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
     settings = page.request.app.state.settings
     cursor = page.request.query_params.get("cursor", "")
     answer = await page.api.get("/v1/users", limit=settings.page_size, cursor=cursor or None)
     return render(
-        page.request, "admin/users.html", status_code=status_code,
-        users=answer.get("items", []), next_cursor=answer.get("next"),
-        params={"cursor": cursor}, errors=errors or {}, entered=entered or {},
-        roles=ROLES, role_labels=ROLE_LABELS,
+        page.request,
+        "admin/users.html",
+        status_code=status_code,
+        users=answer.get("items", []),
+        next_cursor=answer.get("next"),
+        params={"cursor": cursor},
+        errors=errors or {},
+        entered=entered or {},
+        roles=ROLES,
+        role_labels=ROLE_LABELS,
     )
 
 

@@ -30,9 +30,7 @@ LANG_MAX_AGE = 365 * 24 * 3600
 async def login_form(request: Request, next: str = "") -> Response:
     if session_of(request).signed_in:
         return RedirectResponse(safe_next(next), status_code=303)
-    return render(
-        request, "login.html", next=safe_next(next), email="", errors={}, problem=""
-    )
+    return render(request, "login.html", next=safe_next(next), email="", errors={}, problem="")
 
 
 @router.post("/login")
@@ -56,8 +54,13 @@ async def login(request: Request) -> Response:
         else:
             raise
         return render(
-            request, "login.html", status_code=exc.status, next=target, email=email,
-            errors=exc.errors, problem=problem,
+            request,
+            "login.html",
+            status_code=exc.status,
+            next=target,
+            email=email,
+            errors=exc.errors,
+            problem=problem,
             headers={"Retry-After": exc.retry_after} if exc.retry_after else None,
         )
     request.state.session = await _new_session(request, answer)
@@ -118,7 +121,11 @@ async def switch_language(request: Request) -> Response:
     response = RedirectResponse(safe_next(field(form, "next"), "/"), status_code=303)
     if language in LANGUAGES:
         response.set_cookie(
-            LANG_COOKIE, language, max_age=LANG_MAX_AGE, httponly=True, samesite="lax",
+            LANG_COOKIE,
+            language,
+            max_age=LANG_MAX_AGE,
+            httponly=True,
+            samesite="lax",
             secure=request.app.state.settings.cookie_secure,
         )
     return response

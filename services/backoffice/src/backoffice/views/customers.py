@@ -27,7 +27,10 @@ async def customer_list(page: Page, q: str = "", vip: str = "", cursor: str = ""
     settings = page.request.app.state.settings
     vip_param = vip if vip in ("true", "false") else None
     answer = await page.api.get(
-        "/v1/customers", q=q.strip() or None, vip=vip_param, cursor=cursor or None,
+        "/v1/customers",
+        q=q.strip() or None,
+        vip=vip_param,
+        cursor=cursor or None,
         limit=settings.page_size,
     )
     values = {
@@ -92,15 +95,22 @@ async def customer_context(
 
 
 async def _statement(
-    page: PageContext, customer_id: UUID, period_from: str, period_to: str, limit: int,
+    page: PageContext,
+    customer_id: UUID,
+    period_from: str,
+    period_to: str,
+    limit: int,
     cursor: str,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The statement page, or an empty one with the API's complaint about the period (shown
     next to the date pickers)."""
     try:
         body = await page.api.get(
-            f"/v1/customers/{customer_id}/statement", **{"from": period_from}, to=period_to,
-            limit=limit, cursor=cursor or None,
+            f"/v1/customers/{customer_id}/statement",
+            **{"from": period_from},
+            to=period_to,
+            limit=limit,
+            cursor=cursor or None,
         )
     except ApiProblem as exc:
         if exc.status != 422:
@@ -128,16 +138,20 @@ async def customer_page(page: Page, customer_id: UUID, cursor: str = "") -> Resp
 @router.get("/customers/{customer_id}/statement.csv")
 async def statement_csv(page: Page, customer_id: UUID) -> Response:
     query = page.request.query_params
-    period_from, period_to = _period(page, query.get("from", ""), query.get("to", ""),
-                                     STATEMENT_DAYS)
+    period_from, period_to = _period(
+        page, query.get("from", ""), query.get("to", ""), STATEMENT_DAYS
+    )
     return await csv_download(
-        page, f"/v1/customers/{customer_id}/statement", f"statement-{str(customer_id)[:8]}",
+        page,
+        f"/v1/customers/{customer_id}/statement",
+        f"statement-{str(customer_id)[:8]}",
         {"from": period_from, "to": period_to},
     )
 
 
-async def _again(page: PageContext, customer_id: UUID, exc: ApiProblem,
-                 entered: dict[str, str], general: str) -> Response:
+async def _again(
+    page: PageContext, customer_id: UUID, exc: ApiProblem, entered: dict[str, str], general: str
+) -> Response:
     context = await customer_context(page, customer_id, "", "", "")
     context["errors"] = dict(exc.errors) or {general: exc.detail or exc.title}
     context["entered"] = entered
@@ -150,7 +164,9 @@ async def issue_card(page: ManagerPage, customer_id: UUID) -> Response:
     card = field(form, "card_number")
     try:
         await page.api.send(
-            "POST", f"/v1/customers/{customer_id}/cards", {"card_number": card},
+            "POST",
+            f"/v1/customers/{customer_id}/cards",
+            {"card_number": card},
             idempotency_key=field(form, "idem") or None,
         )
     except ApiProblem as exc:
@@ -166,7 +182,8 @@ async def block_card(page: ManagerPage, customer_id: UUID) -> Response:
     card = field(form, "card_number")
     try:
         await page.api.send(
-            "POST", f"/v1/cards/{quote(card, safe='')}/block",
+            "POST",
+            f"/v1/cards/{quote(card, safe='')}/block",
             idempotency_key=field(form, "idem") or None,
         )
     except ApiProblem as exc:
@@ -183,7 +200,9 @@ async def cancel_accrual(page: Page, customer_id: UUID) -> Response:
     payment_id = uuid_field(form, "payment_id")
     try:
         await page.api.send(
-            "POST", f"/v1/payments/{payment_id}/bonus-type", {"bonus_type": "none"},
+            "POST",
+            f"/v1/payments/{payment_id}/bonus-type",
+            {"bonus_type": "none"},
             idempotency_key=field(form, "idem") or None,
         )
     except ApiProblem as exc:

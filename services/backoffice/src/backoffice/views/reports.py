@@ -73,18 +73,24 @@ async def _report(
     return dict(body), {}
 
 
-async def _page(page: PageContext, name: str, template: str, *, period: bool, sort: bool,
-                chart: Any = None) -> Response:
+async def _page(
+    page: PageContext, name: str, template: str, *, period: bool, sort: bool, chart: Any = None
+) -> Response:
     filters = _filters(page, period=period, sort=sort)
-    (body, errors), stores = await asyncio.gather(
-        _report(page, name, filters), stores_of(page)
-    )
+    (body, errors), stores = await asyncio.gather(_report(page, name, filters), stores_of(page))
     cursor = page.request.query_params.get("cursor", "")
     return render(
-        page.request, template, report=body, errors=errors, filters=filters, stores=stores,
+        page.request,
+        template,
+        report=body,
+        errors=errors,
+        filters=filters,
+        stores=stores,
         store_names={s.get("store_id"): s.get("name") for s in stores},
-        params={**filters, "cursor": cursor}, next_cursor=body.get("next"),
-        chart=chart(page, body) if chart and body else "", report_name=name,
+        params={**filters, "cursor": cursor},
+        next_cursor=body.get("next"),
+        chart=chart(page, body) if chart and body else "",
+        report_name=name,
     )
 
 
@@ -96,8 +102,7 @@ def _payment_balance_chart(page: PageContext, body: dict[str, Any]) -> Any:
     rows = sorted(body.get("rows", []), key=lambda r: Decimal(r["closing"]))
     owing = [r for r in rows if Decimal(r["closing"]) < 0][:CHART_ROWS]
     bars = [
-        Bar(r["name"], Decimal(r["closing"]), page.fmt.money(r["closing"]), "neg")
-        for r in owing
+        Bar(r["name"], Decimal(r["closing"]), page.fmt.money(r["closing"]), "neg") for r in owing
     ]
     return bar_chart(bars, title=page.gettext(N_("Most owing customers on this page")))
 
@@ -105,27 +110,42 @@ def _payment_balance_chart(page: PageContext, body: dict[str, Any]) -> Any:
 def _aging_chart(page: PageContext, body: dict[str, Any]) -> Any:
     totals = body.get("totals") or {}
     labels = [
-        ("current", N_("Not yet due")), ("d1_30", N_("1-30 days")), ("d31_60", N_("31-60 days")),
-        ("d61_90", N_("61-90 days")), ("d90_plus", N_("Over 90 days")),
+        ("current", N_("Not yet due")),
+        ("d1_30", N_("1-30 days")),
+        ("d31_60", N_("31-60 days")),
+        ("d61_90", N_("61-90 days")),
+        ("d90_plus", N_("Over 90 days")),
     ]
     bars = [
-        Bar(page.gettext(label), Decimal(totals.get(key) or 0),
-            page.fmt.money(totals.get(key) or "0"), "" if key == "current" else "neg")
+        Bar(
+            page.gettext(label),
+            Decimal(totals.get(key) or 0),
+            page.fmt.money(totals.get(key) or "0"),
+            "" if key == "current" else "neg",
+        )
         for key, label in labels
     ]
     return bar_chart(bars, title=page.gettext(N_("Debt by days past due (whole chain)")))
 
 
 MOVEMENTS = (
-    ("accrued", N_("Accrued")), ("spent", N_("Spent")), ("cancelled", N_("Cancelled")),
-    ("reversed", N_("Reversed")), ("restored", N_("Restored")), ("expired", N_("Expired")),
+    ("accrued", N_("Accrued")),
+    ("spent", N_("Spent")),
+    ("cancelled", N_("Cancelled")),
+    ("reversed", N_("Reversed")),
+    ("restored", N_("Restored")),
+    ("expired", N_("Expired")),
 )
 
 
 def _bonus_chart(page: PageContext, body: dict[str, Any]) -> Any:
     bars = [
-        Bar(page.gettext(label), Decimal(body.get(key) or 0), page.fmt.money(body.get(key)),
-            "" if key in ("accrued", "restored") else "neg")
+        Bar(
+            page.gettext(label),
+            Decimal(body.get(key) or 0),
+            page.fmt.money(body.get(key)),
+            "" if key in ("accrued", "restored") else "neg",
+        )
         for key, label in MOVEMENTS
     ]
     return bar_chart(bars, title=page.gettext(N_("Bonus movements in the period")))
@@ -133,26 +153,38 @@ def _bonus_chart(page: PageContext, body: dict[str, Any]) -> Any:
 
 @router.get("/reports/payment-balance")
 async def payment_balance(page: Page) -> Response:
-    return await _page(page, "payment-balance", "reports/payment_balance.html", period=True,
-                       sort=True, chart=_payment_balance_chart)
+    return await _page(
+        page,
+        "payment-balance",
+        "reports/payment_balance.html",
+        period=True,
+        sort=True,
+        chart=_payment_balance_chart,
+    )
 
 
 @router.get("/reports/unpaid-goods")
 async def unpaid_goods(page: Page) -> Response:
-    return await _page(page, "unpaid-goods", "reports/unpaid_goods.html", period=False,
-                       sort=False)
+    return await _page(page, "unpaid-goods", "reports/unpaid_goods.html", period=False, sort=False)
 
 
 @router.get("/reports/aging")
 async def aging(page: Page) -> Response:
-    return await _page(page, "aging", "reports/aging.html", period=False, sort=False,
-                       chart=_aging_chart)
+    return await _page(
+        page, "aging", "reports/aging.html", period=False, sort=False, chart=_aging_chart
+    )
 
 
 @router.get("/reports/bonus-statistics")
 async def bonus_statistics(page: Page) -> Response:
-    return await _page(page, "bonus-statistics", "reports/bonus_statistics.html", period=True,
-                       sort=False, chart=_bonus_chart)
+    return await _page(
+        page,
+        "bonus-statistics",
+        "reports/bonus_statistics.html",
+        period=True,
+        sort=False,
+        chart=_bonus_chart,
+    )
 
 
 _CSV = {

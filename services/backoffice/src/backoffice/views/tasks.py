@@ -36,9 +36,15 @@ async def task_list(
         "/v1/tasks", status=status, cursor=cursor or None, limit=settings.page_size
     )
     return render(
-        page.request, "tasks/list.html", status=status, tasks=answer.get("items", []),
-        next_cursor=answer.get("next"), params={"status": status, "cursor": cursor},
-        outcomes=OUTCOMES, outcome_labels=OUTCOME_LABELS, form_errors={},
+        page.request,
+        "tasks/list.html",
+        status=status,
+        tasks=answer.get("items", []),
+        next_cursor=answer.get("next"),
+        params={"status": status, "cursor": cursor},
+        outcomes=OUTCOMES,
+        outcome_labels=OUTCOME_LABELS,
+        form_errors={},
     )
 
 
@@ -58,8 +64,12 @@ async def task_page(page: Page, task_id: UUID) -> Response:
     if task is None:
         raise ApiProblem(404, "not_found")
     return render(
-        page.request, "tasks/one.html", task=task, outcomes=OUTCOMES,
-        outcome_labels=OUTCOME_LABELS, form_errors={},
+        page.request,
+        "tasks/one.html",
+        task=task,
+        outcomes=OUTCOMES,
+        outcome_labels=OUTCOME_LABELS,
+        form_errors={},
     )
 
 
@@ -69,7 +79,9 @@ async def complete(page: Page, task_id: UUID) -> Response:
     body = {"outcome": field(form, "outcome"), "note": field(form, "note")}
     try:
         task = await page.api.send(
-            "POST", f"/v1/tasks/{task_id}/complete", body,
+            "POST",
+            f"/v1/tasks/{task_id}/complete",
+            body,
             idempotency_key=field(form, "idem") or None,
         )
     except ApiProblem as exc:
@@ -79,8 +91,13 @@ async def complete(page: Page, task_id: UUID) -> Response:
     if is_htmx(page.request):
         # the card swaps in place: now done, with who completed it
         return render(
-            page.request, "tasks/_task.html", task=task, outcomes=OUTCOMES,
-            outcome_labels=OUTCOME_LABELS, form_errors={}, just_done=True,
+            page.request,
+            "tasks/_task.html",
+            task=task,
+            outcomes=OUTCOMES,
+            outcome_labels=OUTCOME_LABELS,
+            form_errors={},
+            just_done=True,
         )
     return RedirectResponse(f"/tasks/{task_id}?msg=completed", status_code=303)
 
@@ -95,8 +112,14 @@ async def _task_again(
     errors = dict(exc.errors) or {"outcome": exc.detail}
     template = "tasks/_task.html" if is_htmx(page.request) else "tasks/one.html"
     return render(
-        page.request, template, status_code=422, task=task, outcomes=OUTCOMES,
-        outcome_labels=OUTCOME_LABELS, form_errors=errors, entered=body,
+        page.request,
+        template,
+        status_code=422,
+        task=task,
+        outcomes=OUTCOMES,
+        outcome_labels=OUTCOME_LABELS,
+        form_errors=errors,
+        entered=body,
     )
 
 
@@ -106,7 +129,8 @@ async def revoke_discount(page: Page, task_id: UUID) -> Response:
     sale_id = uuid_field(form, "sale_id")
     try:
         await page.api.send(
-            "POST", f"/v1/sales/{sale_id}/revoke-discount",
+            "POST",
+            f"/v1/sales/{sale_id}/revoke-discount",
             idempotency_key=field(form, "idem") or None,
         )
     except ApiProblem as exc:

@@ -84,9 +84,9 @@ async def chain_figures(session: AsyncSession) -> ChainFigures:
         )
     ).all()
     in_flight = await session.scalar(
-        sa.select(sa.func.count()).select_from(t.customers).where(
-            t.customers.c.in_flight.is_not(None)
-        )
+        sa.select(sa.func.count())
+        .select_from(t.customers)
+        .where(t.customers.c.in_flight.is_not(None))
     )
     return ChainFigures(
         open_debt={r[0]: r[1] or Decimal(0) for r in balances},

@@ -71,7 +71,9 @@ class Repository:
             sa.select(t.customers)
             .where(t.customers.c.customer_id == customer_id)
             .with_for_update(skip_locked=skip_locked),
-            None if skip_locked else pg_insert(t.customers)
+            None
+            if skip_locked
+            else pg_insert(t.customers)
             .values(customer_id=customer_id, chain_id=chain_id)
             .on_conflict_do_nothing(),
         )
@@ -107,8 +109,11 @@ class Repository:
                 .values(chain_id=chain_id, settings=settings, from_masterdata=True)
                 .on_conflict_do_update(
                     index_elements=[t.chains.c.chain_id],
-                    set_={"settings": settings, "from_masterdata": True,
-                          "updated_at": sa.func.now()},
+                    set_={
+                        "settings": settings,
+                        "from_masterdata": True,
+                        "updated_at": sa.func.now(),
+                    },
                 )
             )
             return
@@ -127,8 +132,12 @@ class Repository:
     # ----------------------------------------------------------------- ledger
 
     async def load_ledger(
-        self, *, chain_id: uuid.UUID, customer_id: uuid.UUID | None,
-        sale_id: uuid.UUID | None = None, minor_units: int = 2,
+        self,
+        *,
+        chain_id: uuid.UUID,
+        customer_id: uuid.UUID | None,
+        sale_id: uuid.UUID | None = None,
+        minor_units: int = 2,
     ) -> Ledger:
         """A customer's whole ledger, or one anonymous sale's (``customer_id`` None).
 
@@ -147,10 +156,14 @@ class Repository:
             sale_filter = t.sales.c.customer_id == customer_id
             entry_filter = t.entries.c.customer_id == customer_id
         else:
-            sale_filter = sa.and_(t.sales.c.chain_id == chain_id, t.sales.c.sale_id == sale_id,
-                                  t.sales.c.customer_id.is_(None))
+            sale_filter = sa.and_(
+                t.sales.c.chain_id == chain_id,
+                t.sales.c.sale_id == sale_id,
+                t.sales.c.customer_id.is_(None),
+            )
             entry_filter = sa.and_(
-                t.entries.c.chain_id == chain_id, t.entries.c.sale_id == sale_id,
+                t.entries.c.chain_id == chain_id,
+                t.entries.c.sale_id == sale_id,
                 t.entries.c.customer_id.is_(None),
             )
         sale_rows = (
@@ -188,8 +201,11 @@ class Repository:
                 due_date=sale.due_date,
                 lines=[_line_json(line) for line in sale.lines],
                 payments=[
-                    {"payment_id": str(p.payment_id), "method": p.method.value,
-                     "amount": str(p.amount)}
+                    {
+                        "payment_id": str(p.payment_id),
+                        "method": p.method.value,
+                        "amount": str(p.amount),
+                    }
                     for p in sale.payments
                 ],
             )
@@ -237,11 +253,13 @@ class Repository:
             t.operations.c.chain_id == chain_id, t.operations.c.operation_id == operation_id
         )
         refused = sa.select(t.refusals.c.operation_id).where(
-            t.refusals.c.chain_id == chain_id, t.refusals.c.operation_id == operation_id,
+            t.refusals.c.chain_id == chain_id,
+            t.refusals.c.operation_id == operation_id,
             t.refusals.c.kind == kind,
         )
-        return bool(await self.session.scalar(sa.select(sa.or_(accepted.exists(),
-                                                                refused.exists()))))
+        return bool(
+            await self.session.scalar(sa.select(sa.or_(accepted.exists(), refused.exists())))
+        )
 
     async def add_operation(
         self,
@@ -314,19 +332,28 @@ class Repository:
     ) -> None:
         await self.session.execute(
             sa.update(t.operations)
-            .where(t.operations.c.chain_id == chain_id,
-                   t.operations.c.operation_id == operation_id)
+            .where(t.operations.c.chain_id == chain_id, t.operations.c.operation_id == operation_id)
             .values(status=status, finished_at=sa.func.now())
         )
 
     async def add_refusal(
-        self, *, operation_id: uuid.UUID, kind: str, chain_id: uuid.UUID,
-        customer_id: uuid.UUID | None, code: str, detail: str,
+        self,
+        *,
+        operation_id: uuid.UUID,
+        kind: str,
+        chain_id: uuid.UUID,
+        customer_id: uuid.UUID | None,
+        code: str,
+        detail: str,
     ) -> None:
         await self.session.execute(
             sa.insert(t.refusals).values(
-                operation_id=operation_id, kind=kind, chain_id=chain_id,
-                customer_id=customer_id, code=code, detail=detail,
+                operation_id=operation_id,
+                kind=kind,
+                chain_id=chain_id,
+                customer_id=customer_id,
+                code=code,
+                detail=detail,
             )
         )
 
@@ -359,14 +386,24 @@ class Repository:
     # ----------------------------------------------------------------- overdue marks
 
     async def mark_overdue(
-        self, *, sale_id: uuid.UUID, chain_id: uuid.UUID, customer_id: uuid.UUID, due_date: date,
+        self,
+        *,
+        sale_id: uuid.UUID,
+        chain_id: uuid.UUID,
+        customer_id: uuid.UUID,
+        due_date: date,
         detected_at: datetime,
     ) -> bool:
         """True for the one caller that marks the sale first."""
         inserted = await self.session.execute(
             pg_insert(t.overdue_marks)
-            .values(sale_id=sale_id, chain_id=chain_id, customer_id=customer_id,
-                    due_date=due_date, detected_at=detected_at)
+            .values(
+                sale_id=sale_id,
+                chain_id=chain_id,
+                customer_id=customer_id,
+                due_date=due_date,
+                detected_at=detected_at,
+            )
             .on_conflict_do_nothing()
             .returning(t.overdue_marks.c.sale_id)
         )
@@ -374,8 +411,7 @@ class Repository:
 
     async def settle_mark(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> bool | None:
         """None: never overdue; True: the mark is settled now; False: it was settled before."""
-        mark = sa.and_(t.overdue_marks.c.chain_id == chain_id,
-                       t.overdue_marks.c.sale_id == sale_id)
+        mark = sa.and_(t.overdue_marks.c.chain_id == chain_id, t.overdue_marks.c.sale_id == sale_id)
         row = (
             await self.session.execute(
                 sa.select(t.overdue_marks.c.settled_at).where(mark).with_for_update()

@@ -455,12 +455,13 @@ class Ledger:
                 advance += entry.amount
             elif entry.kind is EntryKind.ADVANCE_OUT:
                 advance -= entry.amount
-        for name, value, before in (("debt", debt, self.debt),
-                                    ("advance", advance, self.advance)):
+        for name, value, before in (("debt", debt, self.debt), ("advance", advance, self.advance)):
             if value >= AMOUNT_LIMIT and value > before:
-                raise Refusal("amount_out_of_range",
-                              f"the {name} would be {value}, beyond what can be recorded "
-                              f"(below {AMOUNT_LIMIT:,.0f})")
+                raise Refusal(
+                    "amount_out_of_range",
+                    f"the {name} would be {value}, beyond what can be recorded "
+                    f"(below {AMOUNT_LIMIT:,.0f})",
+                )
 
     def _finish(self, outcome: Outcome) -> None:
         """Apply the outcome's entries and fill in the balances and lines it touched (refused
@@ -477,8 +478,10 @@ class Ledger:
     def _not_before_sales(self, at: datetime, sale_ids: Iterable[uuid.UUID]) -> None:
         """Money (or goods) dated `at` may not reach a sale made after `at`: the statement would
         list the payment before the sale it pays, with running balances that never were."""
-        later = sorted((s for s in {self.sales[i] for i in sale_ids} if s.sold_at > at),
-                       key=lambda s: s.sold_at)
+        later = sorted(
+            (s for s in {self.sales[i] for i in sale_ids} if s.sold_at > at),
+            key=lambda s: s.sold_at,
+        )
         if later:
             raise Refusal(
                 "validation_error",
@@ -547,9 +550,14 @@ class Ledger:
     ) -> SaleOutcome:
         """A sale: its payments pay its lines in receipt order; what is left is on account."""
         tender = self._check_sale(
-            sale, customer_known=customer_known, vip=vip, credit_limit=credit_limit,
-            block_credit_when_overdue=block_credit_when_overdue, change=change,
-            change_to_advance=change_to_advance, today=today,
+            sale,
+            customer_known=customer_known,
+            vip=vip,
+            credit_limit=credit_limit,
+            block_credit_when_overdue=block_credit_when_overdue,
+            change=change,
+            change_to_advance=change_to_advance,
+            today=today,
         )
         outcome = SaleOutcome(operation_id=sale.sale_id, sale=sale)
         self.add_sale(sale)
@@ -557,8 +565,16 @@ class Ledger:
         outcome.sale = sale
         own_lines = self.sale_lines(sale.sale_id)
         for line in sale.lines:
-            outcome.entries.append(Entry(sale.sale_id, EntryKind.GOODS, line.amount, sale.sold_at,
-                                         sale_id=sale.sale_id, line_no=line.line_no))
+            outcome.entries.append(
+                Entry(
+                    sale.sale_id,
+                    EntryKind.GOODS,
+                    line.amount,
+                    sale.sold_at,
+                    sale_id=sale.sale_id,
+                    line_no=line.line_no,
+                )
+            )
         owed = {key: line.amount for key, line in zip(own_lines, _sorted_lines(sale), strict=True)}
         goods_part = _goods_parts(sale, change)
         self._pay_sale_lines(outcome, sale, goods_part, own_lines, owed, tender.covered)
@@ -601,14 +617,14 @@ class Ledger:
         total = sum((line.amount for line in sale.lines), ZERO)
         on_account = paid_by(Method.ON_ACCOUNT)
         explicit_advance = paid_by(Method.ADVANCE)
-        tendered = sum(
-            (p.amount for p in sale.payments if p.method is not Method.ON_ACCOUNT), ZERO
-        )
+        tendered = sum((p.amount for p in sale.payments if p.method is not Method.ON_ACCOUNT), ZERO)
         if tendered + on_account != total + change:
             raise InvalidOperation("payments do not add up to total + change")
         if max([total, tendered, *(p.amount for p in sale.payments)]) >= AMOUNT_LIMIT:
-            raise Refusal("amount_out_of_range",
-                          f"a sale of {total} (tendered {tendered}) is beyond what can be recorded")
+            raise Refusal(
+                "amount_out_of_range",
+                f"a sale of {total} (tendered {tendered}) is beyond what can be recorded",
+            )
         if change_to_advance > change:
             raise InvalidOperation("change_to_advance exceeds the change")
         if change > paid_by(Method.CASH):
@@ -656,20 +672,41 @@ class Ledger:
             assert left == 0, "payments exceed the sale total"
             kind = EntryKind.ADVANCE_APPLIED if p.method is Method.ADVANCE else EntryKind.PAYMENT
             for (sale_id, line_no), part in pieces:
-                outcome.entries.append(Entry(sale.sale_id, kind, part, at, sale_id=sale_id,
-                                             line_no=line_no, payment_id=p.payment_id,
-                                             method=p.method))
+                outcome.entries.append(
+                    Entry(
+                        sale.sale_id,
+                        kind,
+                        part,
+                        at,
+                        sale_id=sale_id,
+                        line_no=line_no,
+                        payment_id=p.payment_id,
+                        method=p.method,
+                    )
+                )
         if covered > 0:
             adv_id = advance_applied_payment_id(sale.sale_id)
             pieces, left = self._allocate(covered, own_lines, owed)
             assert left == 0
             for (sale_id, line_no), part in pieces:
-                outcome.entries.append(Entry(sale.sale_id, EntryKind.ADVANCE_APPLIED, part, at,
-                                             sale_id=sale_id, line_no=line_no,
-                                             payment_id=adv_id, method=Method.ADVANCE))
+                outcome.entries.append(
+                    Entry(
+                        sale.sale_id,
+                        EntryKind.ADVANCE_APPLIED,
+                        part,
+                        at,
+                        sale_id=sale_id,
+                        line_no=line_no,
+                        payment_id=adv_id,
+                        method=Method.ADVANCE,
+                    )
+                )
 
     def _keep_change(
-        self, outcome: Outcome, sale: Sale, owed: dict[LineKey, Decimal],
+        self,
+        outcome: Outcome,
+        sale: Sale,
+        owed: dict[LineKey, Decimal],
         change_to_advance: Decimal,
     ) -> tuple[list[Allocated], Decimal]:
         """Kept change is money arriving: it pays open debt (oldest first), then is advance."""
@@ -680,8 +717,14 @@ class Ledger:
             working[key] = value
         last_cash = _last_cash(sale)
         assert last_cash is not None
-        return self._money_in(outcome, change_to_advance, sale.sold_at,
-                              payment_id=last_cash.payment_id, method=Method.CASH, owed=working)
+        return self._money_in(
+            outcome,
+            change_to_advance,
+            sale.sold_at,
+            payment_id=last_cash.payment_id,
+            method=Method.CASH,
+            owed=working,
+        )
 
     def take_money(
         self,
@@ -708,9 +751,7 @@ class Ledger:
                     raise Refusal("not_found", f"sale {req.sale_id} is not this customer's")
                 if mode is Mode.PER_ITEM and req.line_no is not None:
                     if sale.line(req.line_no) is None:
-                        raise Refusal(
-                            "not_found", f"sale {req.sale_id} has no line {req.line_no}"
-                        )
+                        raise Refusal("not_found", f"sale {req.sale_id} has no line {req.line_no}")
                     targets = [(req.sale_id, req.line_no)]
                 else:
                     targets = self.sale_lines(req.sale_id)
@@ -718,8 +759,16 @@ class Ledger:
                 left -= min(req.amount, left) - rest
                 for (sale_id, line_no), part in pieces:
                     outcome.entries.append(
-                        Entry(payment_id, EntryKind.PAYMENT, part, at, sale_id=sale_id,
-                              line_no=line_no, payment_id=payment_id, method=method)
+                        Entry(
+                            payment_id,
+                            EntryKind.PAYMENT,
+                            part,
+                            at,
+                            sale_id=sale_id,
+                            line_no=line_no,
+                            payment_id=payment_id,
+                            method=method,
+                        )
                     )
                     allocated.append(Allocated(sale_id, line_no, part))
         more, advance_added = self._money_in(
@@ -741,12 +790,21 @@ class Ledger:
         if debt <= 0:
             raise Refusal("no_debt", "the customer has no debt to pay")
         return self.take_money(
-            payment_id=payment_id, amount=debt, method=method, at=at, mode=Mode.BALANCE,
+            payment_id=payment_id,
+            amount=debt,
+            method=method,
+            at=at,
+            mode=Mode.BALANCE,
             dated=dated,
         )
 
     def record_advance(
-        self, *, payment_id: uuid.UUID, amount: Decimal, method: Method, at: datetime,
+        self,
+        *,
+        payment_id: uuid.UUID,
+        amount: Decimal,
+        method: Method,
+        at: datetime,
         dated: bool = False,
     ) -> MoneyInOutcome:
         """Money paid in advance: while debt is open it pays that first (oldest first)."""
@@ -888,8 +946,15 @@ class Ledger:
         for line, quantity, value in values:
             key = (sale_id, line.line_no)
             outcome.entries.append(
-                Entry(return_id, EntryKind.RETURNED_GOODS, value, at, sale_id=sale_id,
-                      line_no=line.line_no, quantity=quantity)
+                Entry(
+                    return_id,
+                    EntryKind.RETURNED_GOODS,
+                    value,
+                    at,
+                    sale_id=sale_id,
+                    line_no=line.line_no,
+                    quantity=quantity,
+                )
             )
             pieces, rest = self._allocate(value, [key], owed)
             for _, part in pieces:
@@ -947,9 +1012,7 @@ class Ledger:
             left -= take
         return [BonusBase(pid, method, amount) for (pid, method), amount in bases.items()]
 
-    def revoke_discount(
-        self, *, sale_id: uuid.UUID, at: datetime, today: date
-    ) -> RevokeOutcome:
+    def revoke_discount(self, *, sale_id: uuid.UUID, at: datetime, today: date) -> RevokeOutcome:
         """An overdue sale's discount is added to what is owed on its discounted lines, once."""
         sale = self.sales.get(sale_id)
         if sale is None:
@@ -968,8 +1031,14 @@ class Ledger:
                 continue
             outcome.lines.append((line.line_no, amount))
             outcome.entries.append(
-                Entry(outcome.operation_id, EntryKind.REVOKED_DISCOUNT, amount, at,
-                      sale_id=sale_id, line_no=line.line_no)
+                Entry(
+                    outcome.operation_id,
+                    EntryKind.REVOKED_DISCOUNT,
+                    amount,
+                    at,
+                    sale_id=sale_id,
+                    line_no=line.line_no,
+                )
             )
         if not outcome.lines:
             raise Refusal("not_found", f"sale {sale_id} has no discount to revoke")
@@ -983,8 +1052,15 @@ class Ledger:
             pieces, _ = self._allocate(cover, [(sale_id, ln) for ln, _ in outcome.lines], owed)
             for (s_id, ln), part in pieces:
                 outcome.entries.append(
-                    Entry(outcome.operation_id, EntryKind.ADVANCE_APPLIED, part, at,
-                          sale_id=s_id, line_no=ln, method=Method.ADVANCE)
+                    Entry(
+                        outcome.operation_id,
+                        EntryKind.ADVANCE_APPLIED,
+                        part,
+                        at,
+                        sale_id=s_id,
+                        line_no=ln,
+                        method=Method.ADVANCE,
+                    )
                 )
             outcome.advance_applied = cover
         self._finish(outcome)
@@ -1034,8 +1110,12 @@ def _goods_parts(sale: Sale, change: Decimal) -> dict[uuid.UUID, Decimal]:
     return goods_part
 
 
-def _sale_bases(sale: Sale, goods_part: dict[uuid.UUID, Decimal],
-                change_alloc: list[Allocated], covered: Decimal) -> list[BonusBase]:
+def _sale_bases(
+    sale: Sale,
+    goods_part: dict[uuid.UUID, Decimal],
+    change_alloc: list[Allocated],
+    covered: Decimal,
+) -> list[BonusBase]:
     """Bonus bases: real money that paid goods (kept change that paid debt counts for the
     last cash payment), and the advance that covered the on-account part."""
     last_cash = _last_cash(sale)

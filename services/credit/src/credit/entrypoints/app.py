@@ -23,11 +23,14 @@ from servicekit.runtime import Runtime, ServiceDefinition, create_app
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
+
 def make_consumer() -> Consumer:
     """One group for all three topics: every message of a customer takes the customer's lock."""
     return Consumer(
-        name="credit", topics=[POS_COMMANDS, LOYALTY_EVENTS, MASTERDATA_EVENTS],
-        handlers=HANDLERS, on_dead_letter=ON_DEAD_LETTER,
+        name="credit",
+        topics=[POS_COMMANDS, LOYALTY_EVENTS, MASTERDATA_EVENTS],
+        handlers=HANDLERS,
+        on_dead_letter=ON_DEAD_LETTER,
     )
 
 

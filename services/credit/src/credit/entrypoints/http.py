@@ -15,9 +15,7 @@ router = APIRouter(prefix="/internal/v1/chains/{chain_id}", tags=["internal"])
 
 
 @router.get("/customers/{customer_id}/credit")
-async def get_customer_credit(
-    chain_id: uuid.UUID, customer_id: uuid.UUID, request: Request
-) -> Any:
+async def get_customer_credit(chain_id: uuid.UUID, customer_id: uuid.UUID, request: Request) -> Any:
     """`{"customer_id", "credit_mode", "debt", "advance", "overdue", "overdue_amount",
     "open_sales": [{"sale_id", "sold_at", "due_date", "amount_owed", "overdue",
     "discount_revoked", "lines": [{"line_no", "name", "barcode", "amount_owed"}]}]}`."""

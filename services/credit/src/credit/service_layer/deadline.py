@@ -56,9 +56,12 @@ async def expire_operations(
             emitter = Emitter(session, correlation_id=op.correlation_id, causation_id=None)
             waited = (now - op.created_at).total_seconds()
             await fail_operation(
-                repo, emitter, op, reason="deadline",
+                repo,
+                emitter,
+                op,
+                reason="deadline",
                 detail=f"no answer from loyalty within {deadline_seconds:g} s "
-                       f"(waited {waited:.0f} s)",
+                f"(waited {waited:.0f} s)",
             )
             await drain_parked(repo, customer_id, chain_id, emitter, clear=True)
             failed += 1

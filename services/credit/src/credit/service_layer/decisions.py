@@ -102,24 +102,43 @@ class Step:
     def balances(self, out: Outcome) -> CustomerBalances:
         return oc.balances(out.debt_after, out.advance_after, self.cached_bonus, self.m)
 
-    def bonuses(self, kind: BonusOperationKind, customer: CustomerSnapshot, *,
-                store_id: uuid.UUID, sale_id: uuid.UUID | None, at: datetime,
-                out: Outcome) -> ApplyBonuses:
+    def bonuses(
+        self,
+        kind: BonusOperationKind,
+        customer: CustomerSnapshot,
+        *,
+        store_id: uuid.UUID,
+        sale_id: uuid.UUID | None,
+        at: datetime,
+        out: Outcome,
+    ) -> ApplyBonuses:
         s, m = self.settings, self.m
         return ApplyBonuses(
-            operation_id=self.operation_id, operation_kind=kind, chain_id=self.cmd.chain_id,
-            customer_id=customer.customer_id, store_id=store_id, sale_id=sale_id,
-            occurred_at=at, bonus_accrual=customer.bonus_accrual,
-            bonus_rate_percent=s.bonus_rate_percent, bonus_expiry_days=s.bonus_expiry_days,
-            minor_units=s.minor_units, spend=m(out.bonus_spend),
-            accrual_bases=bases(out.accrual_bases, m), restore_up_to=m(out.restore_up_to),
+            operation_id=self.operation_id,
+            operation_kind=kind,
+            chain_id=self.cmd.chain_id,
+            customer_id=customer.customer_id,
+            store_id=store_id,
+            sale_id=sale_id,
+            occurred_at=at,
+            bonus_accrual=customer.bonus_accrual,
+            bonus_rate_percent=s.bonus_rate_percent,
+            bonus_expiry_days=s.bonus_expiry_days,
+            minor_units=s.minor_units,
+            spend=m(out.bonus_spend),
+            accrual_bases=bases(out.accrual_bases, m),
+            restore_up_to=m(out.restore_up_to),
             reverse_bases=bases(out.reverse_bases, m),
         )
 
 
 def bases(items: list[DomainBonusBase], m: oc.Money) -> list[BonusBase]:
-    return [BonusBase(payment_id=b.payment_id, method=PaymentMethod(b.method.value),
-                      base_amount=m(b.amount)) for b in items]
+    return [
+        BonusBase(
+            payment_id=b.payment_id, method=PaymentMethod(b.method.value), base_amount=m(b.amount)
+        )
+        for b in items
+    ]
 
 
 def decide(step: Step) -> Decision:
@@ -144,13 +163,28 @@ def new_sale(cmd: RecordSale) -> Sale:
         delay = customer.max_payment_delay_days
     day = local_date(cmd.sold_at, settings.timezone)
     return Sale(
-        sale_id=cmd.sale_id, store_id=cmd.store_id, terminal_id=cmd.terminal_id,
-        sold_at=cmd.sold_at, local_date=day, due_date=due_date_for(day, delay),
-        lines=tuple(Line(line_no=x.line_no, name=x.name, sku=x.sku, barcode=x.barcode,
-                         quantity=x.quantity, unit_price=x.unit_price, discount=x.discount,
-                         amount=x.amount) for x in cmd.lines),
-        payments=tuple(Payment(p.payment_id, Method(p.method.value), p.amount)
-                       for p in cmd.payments),
+        sale_id=cmd.sale_id,
+        store_id=cmd.store_id,
+        terminal_id=cmd.terminal_id,
+        sold_at=cmd.sold_at,
+        local_date=day,
+        due_date=due_date_for(day, delay),
+        lines=tuple(
+            Line(
+                line_no=x.line_no,
+                name=x.name,
+                sku=x.sku,
+                barcode=x.barcode,
+                quantity=x.quantity,
+                unit_price=x.unit_price,
+                discount=x.discount,
+                amount=x.amount,
+            )
+            for x in cmd.lines
+        ),
+        payments=tuple(
+            Payment(p.payment_id, Method(p.method.value), p.amount) for p in cmd.payments
+        ),
     )
 
 
@@ -158,38 +192,77 @@ def decide_sale(step: Step, cmd: RecordSale) -> Decision:
     customer, settings, m = cmd.customer, cmd.settings, step.m
     sale = new_sale(cmd)
     out = step.ledger.record_sale(
-        sale=sale, customer_known=customer is not None,
+        sale=sale,
+        customer_known=customer is not None,
         vip=customer.vip if customer else False,
         credit_limit=customer.credit_limit if customer else None,
         block_credit_when_overdue=settings.block_credit_when_overdue,
-        change=cmd.change, change_to_advance=cmd.change_to_advance, today=sale.local_date,
+        change=cmd.change,
+        change_to_advance=cmd.change_to_advance,
+        today=sale.local_date,
     )
     assert out.sale is not None
     event = SaleCompleted(
-        sale_id=cmd.sale_id, chain_id=cmd.chain_id, store_id=cmd.store_id,
-        terminal_id=cmd.terminal_id, customer_id=step.customer_id, card_number=cmd.card_number,
-        credit_mode=settings.credit_mode, sold_at=cmd.sold_at, total=m(out.total),
-        paid=m(out.paid), on_account=m(out.on_account), advance_applied=m(out.advance_applied),
-        change=m(out.change), change_to_advance=m(out.change_to_advance),
+        sale_id=cmd.sale_id,
+        chain_id=cmd.chain_id,
+        store_id=cmd.store_id,
+        terminal_id=cmd.terminal_id,
+        customer_id=step.customer_id,
+        card_number=cmd.card_number,
+        credit_mode=settings.credit_mode,
+        sold_at=cmd.sold_at,
+        total=m(out.total),
+        paid=m(out.paid),
+        on_account=m(out.on_account),
+        advance_applied=m(out.advance_applied),
+        change=m(out.change),
+        change_to_advance=m(out.change_to_advance),
         change_allocated=oc.allocations(out.change_allocated, settings.credit_mode, m),
-        advance_added=m(out.advance_added), due_date=out.due_date,
-        bonus_accrued=m(Decimal(0)), bonus_spent=m(out.bonus_spend),
-        payments=[SalePaymentOutcome(payment_id=p.payment_id, method=p.method, amount=p.amount,
-                                     bonus_accrued=m(Decimal(0)))
-                  for p in cmd.payments if p.method is not PaymentMethod.ON_ACCOUNT],
-        lines=[SaleLineOutcome(line_no=n, sku=x.sku, barcode=x.barcode, name=x.name,
-                               quantity=x.quantity, unit_price=x.unit_price,
-                               discount=x.discount, amount=x.amount,
-                               owed=m(out.line_owed.get(n, Decimal(0))))
-               for n, x in sorted({x.line_no: x for x in cmd.lines}.items())],
+        advance_added=m(out.advance_added),
+        due_date=out.due_date,
+        bonus_accrued=m(Decimal(0)),
+        bonus_spent=m(out.bonus_spend),
+        payments=[
+            SalePaymentOutcome(
+                payment_id=p.payment_id,
+                method=p.method,
+                amount=p.amount,
+                bonus_accrued=m(Decimal(0)),
+            )
+            for p in cmd.payments
+            if p.method is not PaymentMethod.ON_ACCOUNT
+        ],
+        lines=[
+            SaleLineOutcome(
+                line_no=n,
+                sku=x.sku,
+                barcode=x.barcode,
+                name=x.name,
+                quantity=x.quantity,
+                unit_price=x.unit_price,
+                discount=x.discount,
+                amount=x.amount,
+                owed=m(out.line_owed.get(n, Decimal(0))),
+            )
+            for n, x in sorted({x.line_no: x for x in cmd.lines}.items())
+        ],
         customer_balances=step.balances(out) if step.customer_id else None,
-        lines_changed=[c for c in oc.lines_changed(out.lines_changed, m)
-                       if c.sale_id != cmd.sale_id or c.owed_after > 0],
+        lines_changed=[
+            c
+            for c in oc.lines_changed(out.lines_changed, m)
+            if c.sale_id != cmd.sale_id or c.owed_after > 0
+        ],
     )
     bonus = None
     if customer is not None:
-        bonus = step.bonuses(BonusOperationKind.SALE, customer, store_id=cmd.store_id,
-                             sale_id=cmd.sale_id, at=cmd.sold_at, out=out)
+        bonus = step.bonuses(
+            BonusOperationKind.SALE,
+            customer,
+            store_id=cmd.store_id,
+            sale_id=cmd.sale_id,
+            at=cmd.sold_at,
+            out=out,
+        )
     return Decision(out, event, bonus, sale=out.sale)
 
 
@@ -197,57 +270,105 @@ def decide_debt_payment(step: Step, cmd: RecordDebtPayment) -> Decision:
     method, mode = Method(cmd.method.value), Mode(cmd.settings.credit_mode.value)
     pay: MoneyInOutcome
     if cmd.kind is DebtPaymentKind.PAY_DEBT:
-        pay = step.ledger.pay_debt(payment_id=cmd.payment_id, method=method,
-                                   at=cmd.occurred_at, dated=cmd.occurred_at_given)
+        pay = step.ledger.pay_debt(
+            payment_id=cmd.payment_id,
+            method=method,
+            at=cmd.occurred_at,
+            dated=cmd.occurred_at_given,
+        )
     else:
         assert cmd.amount is not None
         pay = step.ledger.take_money(
-            payment_id=cmd.payment_id, amount=cmd.amount, method=method, at=cmd.occurred_at,
-            mode=mode, dated=cmd.occurred_at_given,
-            allocations=[AllocationRequest(a.sale_id, a.line_no, a.amount)
-                         for a in cmd.allocations],
+            payment_id=cmd.payment_id,
+            amount=cmd.amount,
+            method=method,
+            at=cmd.occurred_at,
+            mode=mode,
+            dated=cmd.occurred_at_given,
+            allocations=[
+                AllocationRequest(a.sale_id, a.line_no, a.amount) for a in cmd.allocations
+            ],
         )
     m = step.m
     event = DebtPaymentRecorded(
-        payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
-        store_id=cmd.store_id, terminal_id=cmd.terminal_id, kind=cmd.kind, method=cmd.method,
+        payment_id=cmd.payment_id,
+        chain_id=cmd.chain_id,
+        customer_id=cmd.customer.customer_id,
+        store_id=cmd.store_id,
+        terminal_id=cmd.terminal_id,
+        kind=cmd.kind,
+        method=cmd.method,
         amount=m(pay.amount),
         allocated=oc.allocations(pay.allocated, cmd.settings.credit_mode, m),
-        advance_added=m(pay.advance_added), bonus_accrued=m(Decimal(0)),
-        occurred_at=cmd.occurred_at, customer_balances=step.balances(pay),
+        advance_added=m(pay.advance_added),
+        bonus_accrued=m(Decimal(0)),
+        occurred_at=cmd.occurred_at,
+        customer_balances=step.balances(pay),
         lines_changed=oc.lines_changed(pay.lines_changed, m),
     )
-    bonus = step.bonuses(BonusOperationKind.DEBT_PAYMENT, cmd.customer, store_id=cmd.store_id,
-                         sale_id=None, at=cmd.occurred_at, out=pay)
+    bonus = step.bonuses(
+        BonusOperationKind.DEBT_PAYMENT,
+        cmd.customer,
+        store_id=cmd.store_id,
+        sale_id=None,
+        at=cmd.occurred_at,
+        out=pay,
+    )
     return Decision(pay, event, bonus)
 
 
 def decide_advance(step: Step, cmd: RecordAdvance) -> Decision:
-    adv = step.ledger.record_advance(payment_id=cmd.payment_id, amount=cmd.amount,
-                                     method=Method(cmd.method.value), at=cmd.occurred_at,
-                                     dated=cmd.occurred_at_given)
+    adv = step.ledger.record_advance(
+        payment_id=cmd.payment_id,
+        amount=cmd.amount,
+        method=Method(cmd.method.value),
+        at=cmd.occurred_at,
+        dated=cmd.occurred_at_given,
+    )
     m = step.m
     event = AdvanceRecorded(
-        payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
-        store_id=cmd.store_id, terminal_id=cmd.terminal_id, method=cmd.method,
-        amount=m(adv.amount), applied_to_debt=m(adv.applied_to_debt),
+        payment_id=cmd.payment_id,
+        chain_id=cmd.chain_id,
+        customer_id=cmd.customer.customer_id,
+        store_id=cmd.store_id,
+        terminal_id=cmd.terminal_id,
+        method=cmd.method,
+        amount=m(adv.amount),
+        applied_to_debt=m(adv.applied_to_debt),
         allocated=oc.allocations(adv.allocated, cmd.settings.credit_mode, m),
-        advance_added=m(adv.advance_added), bonus_accrued=m(Decimal(0)),
-        occurred_at=cmd.occurred_at, customer_balances=step.balances(adv),
+        advance_added=m(adv.advance_added),
+        bonus_accrued=m(Decimal(0)),
+        occurred_at=cmd.occurred_at,
+        customer_balances=step.balances(adv),
         lines_changed=oc.lines_changed(adv.lines_changed, m),
     )
-    bonus = step.bonuses(BonusOperationKind.ADVANCE, cmd.customer, store_id=cmd.store_id,
-                         sale_id=None, at=cmd.occurred_at, out=adv)
+    bonus = step.bonuses(
+        BonusOperationKind.ADVANCE,
+        cmd.customer,
+        store_id=cmd.store_id,
+        sale_id=None,
+        at=cmd.occurred_at,
+        out=adv,
+    )
     return Decision(adv, event, bonus)
 
 
 def decide_refund(step: Step, cmd: RecordRefund) -> Decision:
-    ref = step.ledger.refund(refund_id=cmd.refund_id, amount=cmd.amount,
-                             method=Method(cmd.method.value), at=cmd.occurred_at)
+    ref = step.ledger.refund(
+        refund_id=cmd.refund_id,
+        amount=cmd.amount,
+        method=Method(cmd.method.value),
+        at=cmd.occurred_at,
+    )
     event = RefundRecorded(
-        refund_id=cmd.refund_id, chain_id=cmd.chain_id, customer_id=cmd.customer.customer_id,
-        store_id=cmd.store_id, terminal_id=cmd.terminal_id, method=cmd.method,
-        amount=step.m(ref.amount), occurred_at=cmd.occurred_at,
+        refund_id=cmd.refund_id,
+        chain_id=cmd.chain_id,
+        customer_id=cmd.customer.customer_id,
+        store_id=cmd.store_id,
+        terminal_id=cmd.terminal_id,
+        method=cmd.method,
+        amount=step.m(ref.amount),
+        occurred_at=cmd.occurred_at,
         customer_balances=step.balances(ref),
     )
     return Decision(ref, event)
@@ -255,35 +376,61 @@ def decide_refund(step: Step, cmd: RecordRefund) -> Decision:
 
 def decide_return(step: Step, cmd: RecordReturn) -> Decision:
     ret = step.ledger.record_return(
-        return_id=cmd.return_id, sale_id=cmd.sale_id,
+        return_id=cmd.return_id,
+        sale_id=cmd.sale_id,
         lines=[ReturnRequest(x.line_no, x.quantity) for x in cmd.lines],
-        refund=Method(cmd.refund.value), at=cmd.occurred_at,
-        mode=Mode(cmd.settings.credit_mode.value), dated=cmd.occurred_at_given,
+        refund=Method(cmd.refund.value),
+        at=cmd.occurred_at,
+        mode=Mode(cmd.settings.credit_mode.value),
+        dated=cmd.occurred_at_given,
     )
     m, sale = step.m, step.ledger.sales[cmd.sale_id]
     returned = []
     for x in ret.lines:
         line = sale.line(x.line_no)
         assert line is not None
-        returned.append(ReturnedLine(line_no=x.line_no, sku=line.sku, barcode=line.barcode,
-                                     name=line.name, quantity=x.quantity, value=m(x.value),
-                                     debt_cancelled=m(x.debt_cancelled)))
+        returned.append(
+            ReturnedLine(
+                line_no=x.line_no,
+                sku=line.sku,
+                barcode=line.barcode,
+                name=line.name,
+                quantity=x.quantity,
+                value=m(x.value),
+                debt_cancelled=m(x.debt_cancelled),
+            )
+        )
     event = ReturnRecorded(
-        return_id=cmd.return_id, sale_id=cmd.sale_id, chain_id=cmd.chain_id,
-        customer_id=step.customer_id, store_id=cmd.store_id, terminal_id=cmd.terminal_id,
-        refund=cmd.refund, lines=returned, value=m(ret.value),
-        debt_cancelled=m(ret.debt_cancelled), bonus_restored=m(ret.bonus_restored),
-        refunded=m(ret.refunded), applied_to_debt=m(ret.applied_to_debt),
+        return_id=cmd.return_id,
+        sale_id=cmd.sale_id,
+        chain_id=cmd.chain_id,
+        customer_id=step.customer_id,
+        store_id=cmd.store_id,
+        terminal_id=cmd.terminal_id,
+        refund=cmd.refund,
+        lines=returned,
+        value=m(ret.value),
+        debt_cancelled=m(ret.debt_cancelled),
+        bonus_restored=m(ret.bonus_restored),
+        refunded=m(ret.refunded),
+        applied_to_debt=m(ret.applied_to_debt),
         allocated=oc.allocations(ret.allocated, cmd.settings.credit_mode, m),
-        advance_added=m(ret.advance_added), bonus_reversed=m(Decimal(0)),
+        advance_added=m(ret.advance_added),
+        bonus_reversed=m(Decimal(0)),
         occurred_at=cmd.occurred_at,
         customer_balances=step.balances(ret) if step.customer_id else None,
         lines_changed=oc.lines_changed(ret.lines_changed, m),
     )
     bonus = None
     if cmd.customer is not None:
-        bonus = step.bonuses(BonusOperationKind.RETURN, cmd.customer, store_id=cmd.store_id,
-                             sale_id=cmd.sale_id, at=cmd.occurred_at, out=ret)
+        bonus = step.bonuses(
+            BonusOperationKind.RETURN,
+            cmd.customer,
+            store_id=cmd.store_id,
+            sale_id=cmd.sale_id,
+            at=cmd.occurred_at,
+            out=ret,
+        )
     return Decision(ret, event, bonus)
 
 
@@ -292,8 +439,9 @@ def decide_revoke(step: Step, cmd: RevokeDiscount) -> Decision:
         raise Refusal("not_found", f"sale {cmd.sale_id} is not this customer's")
     today = local_date(cmd.requested_at, cmd.settings.timezone)
     rev = step.ledger.revoke_discount(sale_id=cmd.sale_id, at=cmd.requested_at, today=today)
-    event = revoked_event(cmd.chain_id, cmd.customer_id, rev, "requested", cmd.requested_at,
-                          step.cached_bonus, step.m)
+    event = revoked_event(
+        cmd.chain_id, cmd.customer_id, rev, "requested", cmd.requested_at, step.cached_bonus, step.m
+    )
     return Decision(rev, event, operation_id=rev.operation_id)
 
 
@@ -307,7 +455,10 @@ def revoked_event(
     m: oc.Money,
 ) -> DiscountRevoked:
     return DiscountRevoked(
-        sale_id=rev.sale_id, chain_id=chain_id, customer_id=customer_id, amount=m(rev.amount),
+        sale_id=rev.sale_id,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        amount=m(rev.amount),
         lines=[RevokedDiscountLine(line_no=n, amount=m(a)) for n, a in rev.lines],
         trigger=trigger,
         revoked_at=at,

@@ -42,9 +42,7 @@ class Emitter:
         return Emitter.caused_by(self.session, envelope)
 
     def with_correlation(self, correlation_id: uuid.UUID) -> Emitter:
-        return Emitter(
-            self.session, correlation_id=correlation_id, causation_id=self.causation_id
-        )
+        return Emitter(self.session, correlation_id=correlation_id, causation_id=self.causation_id)
 
     async def emit(
         self, topic: str, payload: Message, *, key: str, occurred_at: datetime | None = None

@@ -120,8 +120,9 @@ def customer_of(cmd: Command) -> uuid.UUID | None:
 
 async def handle_command(ctx: MessageContext, cmd: Command) -> None:
     """Consumer handler for every command on ``pos.commands.v1``."""
-    await process_command(Repository(ctx.session), Emitter.caused_by(ctx.session, ctx.envelope),
-                          ctx.envelope, cmd)
+    await process_command(
+        Repository(ctx.session), Emitter.caused_by(ctx.session, ctx.envelope), ctx.envelope, cmd
+    )
 
 
 async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) -> None:
@@ -143,8 +144,7 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
     if op is None:
         return
     await repo.finish_operation(op.chain_id, op.operation_id, "voided")
-    await repo.update_customer(answer.customer_id, in_flight=None,
-                               bonus_balance=answer.balance)
+    await repo.update_customer(answer.customer_id, in_flight=None, bonus_balance=answer.balance)
     await refuse(
         repo,
         emitter.with_correlation(op.correlation_id),
@@ -201,8 +201,9 @@ async def process_command(
 ) -> None:
     operation_id, kind = identity(cmd)
     customer_id = customer_of(cmd)
-    await repo.remember_chain(cmd.chain_id, cmd.settings.model_dump(mode="json"),
-                              authoritative=False)
+    await repo.remember_chain(
+        cmd.chain_id, cmd.settings.model_dump(mode="json"), authoritative=False
+    )
     customer = None
     if customer_id is None:
         if isinstance(cmd, RecordReturn):
@@ -228,8 +229,14 @@ async def process_command(
         await execute(repo, emitter, cmd, customer)
     except Refusal as refusal:
         await refuse(
-            repo, emitter, operation_id=operation_id, kind=kind, chain_id=cmd.chain_id,
-            customer_id=customer_id, code=RefusalCode(refusal.code), detail=refusal.detail,
+            repo,
+            emitter,
+            operation_id=operation_id,
+            kind=kind,
+            chain_id=cmd.chain_id,
+            customer_id=customer_id,
+            code=RefusalCode(refusal.code),
+            detail=refusal.detail,
             field=refusal.field,
         )
     except InvalidOperation as exc:
@@ -248,13 +255,24 @@ async def refuse(
     detail: str,
     field: str | None = None,
 ) -> None:
-    await repo.add_refusal(operation_id=operation_id, kind=kind.value, chain_id=chain_id,
-                           customer_id=customer_id, code=code.value, detail=detail)
+    await repo.add_refusal(
+        operation_id=operation_id,
+        kind=kind.value,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        code=code.value,
+        detail=detail,
+    )
     await emitter.emit(
         CREDIT_EVENTS,
         OperationRefused(
-            operation_id=operation_id, operation_kind=kind, chain_id=chain_id,
-            customer_id=customer_id, code=code, detail=detail, refused_at=datetime.now(UTC),
+            operation_id=operation_id,
+            operation_kind=kind,
+            chain_id=chain_id,
+            customer_id=customer_id,
+            code=code,
+            detail=detail,
+            refused_at=datetime.now(UTC),
             field=field,
         ),
         key=str(customer_id or operation_id),
@@ -262,8 +280,12 @@ async def refuse(
 
 
 async def drain_parked(
-    repo: Repository, customer_id: uuid.UUID, chain_id: uuid.UUID, emitter: Emitter,
-    *, clear: bool = False,
+    repo: Repository,
+    customer_id: uuid.UUID,
+    chain_id: uuid.UUID,
+    emitter: Emitter,
+    *,
+    clear: bool = False,
 ) -> None:
     """Replay parked commands in arrival order until one waits for loyalty again.
 
@@ -296,8 +318,13 @@ async def drain_parked(
             if is_transient(exc):
                 raise
             log.exception("parked command %s failed; it is refused", env.message_id)
-            await refuse_failed_command(replay, repo, cmd, reason="parked_command",  # type: ignore[arg-type]
-                                        detail=f"the operation failed: {type(exc).__name__}")
+            await refuse_failed_command(
+                replay,
+                repo,
+                cmd,  # type: ignore[arg-type]
+                reason="parked_command",
+                detail=f"the operation failed: {type(exc).__name__}",
+            )
 
 
 async def refuse_failed_command(
@@ -310,8 +337,16 @@ async def refuse_failed_command(
         cmd.chain_id, operation_id, kind.value
     ):
         return
-    await refuse(repo, emitter, operation_id=operation_id, kind=kind, chain_id=cmd.chain_id,
-                 customer_id=customer_of(cmd), code=RefusalCode.OPERATION_FAILED, detail=detail)
+    await refuse(
+        repo,
+        emitter,
+        operation_id=operation_id,
+        kind=kind,
+        chain_id=cmd.chain_id,
+        customer_id=customer_of(cmd),
+        code=RefusalCode.OPERATION_FAILED,
+        detail=detail,
+    )
     metrics.OPERATIONS_FAILED.labels("credit", kind.value, reason).inc()
 
 
@@ -337,7 +372,8 @@ async def refuse_unparsable(emitter: Emitter, repo: Repository, env: Envelope) -
         operation_id = uuid.UUID(str(payload[field_name]))
         chain_id = uuid.UUID(str(payload["chain_id"]))
         raw_customer = payload.get("customer_id") or (payload.get("customer") or {}).get(
-            "customer_id")
+            "customer_id"
+        )
         customer_id = uuid.UUID(str(raw_customer)) if raw_customer else None
     except (AssertionError, KeyError, ValueError, TypeError, AttributeError):
         log.error("parked message %s names no operation; dropped", env.message_id)
@@ -346,9 +382,16 @@ async def refuse_unparsable(emitter: Emitter, repo: Repository, env: Envelope) -
         chain_id, operation_id, kind.value
     ):
         return
-    await refuse(repo, emitter, operation_id=operation_id, kind=kind, chain_id=chain_id,
-                 customer_id=customer_id, code=RefusalCode.OPERATION_FAILED,
-                 detail="the operation failed: its command can no longer be read")
+    await refuse(
+        repo,
+        emitter,
+        operation_id=operation_id,
+        kind=kind,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        code=RefusalCode.OPERATION_FAILED,
+        detail="the operation failed: its command can no longer be read",
+    )
     metrics.OPERATIONS_FAILED.labels("credit", kind.value, "parked_command").inc()
 
 
@@ -363,23 +406,43 @@ async def fail_operation(
     await repo.finish_operation(op.chain_id, op.operation_id, "voided")
     await repo.update_customer(customer_id, in_flight=None)
     answering = emitter.with_correlation(op.correlation_id)
-    await refuse(repo, answering, operation_id=op.operation_id, kind=kind, chain_id=op.chain_id,
-                 customer_id=customer_id, code=RefusalCode.OPERATION_FAILED, detail=detail)
+    await refuse(
+        repo,
+        answering,
+        operation_id=op.operation_id,
+        kind=kind,
+        chain_id=op.chain_id,
+        customer_id=customer_id,
+        code=RefusalCode.OPERATION_FAILED,
+        detail=detail,
+    )
     # after the operation's ApplyBonuses in the outbox, on the same key: loyalty sees the two
     # in that order, whether it applied the first or not
     await answering.emit(
         LOYALTY_COMMANDS,
-        VoidBonuses(operation_id=op.operation_id, operation_kind=BonusOperationKind(kind.value),
-                    chain_id=op.chain_id, customer_id=customer_id, reason=detail,
-                    requested_at=datetime.now(UTC)),
+        VoidBonuses(
+            operation_id=op.operation_id,
+            operation_kind=BonusOperationKind(kind.value),
+            chain_id=op.chain_id,
+            customer_id=customer_id,
+            reason=detail,
+            requested_at=datetime.now(UTC),
+        ),
         key=str(customer_id),
     )
     metrics.OPERATIONS_FAILED.labels("credit", kind.value, reason).inc()
     log.warning(
         "%s %s failed for good (%s): refused as operation_failed, loyalty asked to undo it",
-        kind.value, op.operation_id, detail,
-        extra={"fields": {"chain_id": str(op.chain_id), "operation_id": str(op.operation_id),
-                          "reason": reason}},
+        kind.value,
+        op.operation_id,
+        detail,
+        extra={
+            "fields": {
+                "chain_id": str(op.chain_id),
+                "operation_id": str(op.operation_id),
+                "reason": reason,
+            }
+        },
     )
 
 
@@ -388,9 +451,13 @@ async def fail_operation(
 
 async def command_dead_lettered(ctx: MessageContext, cmd: Command, reason: str) -> None:
     """A command that can never be processed is refused rather than left unanswered."""
-    await refuse_failed_command(Emitter.caused_by(ctx.session, ctx.envelope),
-                                Repository(ctx.session), cmd, reason="dead_letter",
-                                detail=f"the operation failed: {reason}"[:500])
+    await refuse_failed_command(
+        Emitter.caused_by(ctx.session, ctx.envelope),
+        Repository(ctx.session),
+        cmd,
+        reason="dead_letter",
+        detail=f"the operation failed: {reason}"[:500],
+    )
 
 
 async def answer_dead_lettered(
@@ -403,17 +470,27 @@ async def answer_dead_lettered(
     if op is None:
         return
     emitter = Emitter.caused_by(ctx.session, ctx.envelope)
-    await fail_operation(repo, emitter, op, reason="dead_letter",
-                         detail=f"the operation failed: {reason}"[:500])
+    await fail_operation(
+        repo, emitter, op, reason="dead_letter", detail=f"the operation failed: {reason}"[:500]
+    )
     await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, clear=True)
 
 
-async def load(repo: Repository, chain_id: uuid.UUID, customer_id: uuid.UUID | None,
-               settings: ChainSettingsSnapshot, sale_id: uuid.UUID | None = None) -> Ledger:
+async def load(
+    repo: Repository,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID | None,
+    settings: ChainSettingsSnapshot,
+    sale_id: uuid.UUID | None = None,
+) -> Ledger:
     if customer_id is None and sale_id is None:
         return Ledger(minor_units=settings.minor_units)
-    return await repo.load_ledger(chain_id=chain_id, customer_id=customer_id, sale_id=sale_id,
-                                  minor_units=settings.minor_units)
+    return await repo.load_ledger(
+        chain_id=chain_id,
+        customer_id=customer_id,
+        sale_id=sale_id,
+        minor_units=settings.minor_units,
+    )
 
 
 def sale_owed_map(ledger: Ledger) -> dict[uuid.UUID, Decimal]:
@@ -428,12 +505,22 @@ async def execute(
     `locked`: the customer's row as `process_command` locked it (None: anonymous)."""
     customer_id = customer_of(cmd)
     settings = cmd.settings
-    ledger = await load(repo, cmd.chain_id, customer_id, settings,
-                        sale_id=cmd.sale_id if isinstance(cmd, RecordReturn) else None)
+    ledger = await load(
+        repo,
+        cmd.chain_id,
+        customer_id,
+        settings,
+        sale_id=cmd.sale_id if isinstance(cmd, RecordReturn) else None,
+    )
     owed_before = sale_owed_map(ledger)
     operation_id, kind = identity(cmd)
-    step = Step(cmd=cmd, ledger=ledger, operation_id=operation_id, customer_id=customer_id,
-                cached_bonus=locked.bonus_balance if locked is not None else Decimal(0))
+    step = Step(
+        cmd=cmd,
+        ledger=ledger,
+        operation_id=operation_id,
+        customer_id=customer_id,
+        cached_bonus=locked.bonus_balance if locked is not None else Decimal(0),
+    )
     decision = decide(step)
     operation_id = decision.operation_id or operation_id
     outcome, event, bonus = decision.outcome, decision.event, decision.bonus
@@ -441,15 +528,20 @@ async def execute(
     if decision.sale is not None:
         await repo.add_sale(decision.sale, chain_id=cmd.chain_id, customer_id=customer_id)
     await repo.add_entries(outcome.entries, chain_id=cmd.chain_id, customer_id=customer_id)
-    settled = [str(s) for s, before in owed_before.items()
-               if before > 0 and ledger.sale_owed(s) <= 0]
-    meta = {"settled": settled, "timezone": settings.timezone,
-            "minor_units": settings.minor_units}
+    settled = [
+        str(s) for s, before in owed_before.items() if before > 0 and ledger.sale_owed(s) <= 0
+    ]
+    meta = {"settled": settled, "timezone": settings.timezone, "minor_units": settings.minor_units}
     status = "pending" if bonus is not None else "confirmed"
     await repo.add_operation(
-        operation_id=operation_id, kind=kind.value, chain_id=cmd.chain_id,
-        customer_id=customer_id, status=status, outcome_type=event.TYPE,
-        outcome=event.model_dump(mode="json"), meta=meta,
+        operation_id=operation_id,
+        kind=kind.value,
+        chain_id=cmd.chain_id,
+        customer_id=customer_id,
+        status=status,
+        outcome_type=event.TYPE,
+        outcome=event.model_dump(mode="json"),
+        meta=meta,
         correlation_id=emitter.correlation_id,
     )
     if bonus is not None:
@@ -458,8 +550,9 @@ async def execute(
         await emitter.emit(LOYALTY_COMMANDS, bonus, key=str(customer_id))
         return
     if customer_id is not None:
-        await repo.update_customer(customer_id, debt=outcome.debt_after,
-                                   advance=outcome.advance_after)
+        await repo.update_customer(
+            customer_id, debt=outcome.debt_after, advance=outcome.advance_after
+        )
     await emitter.emit(CREDIT_EVENTS, event, key=str(customer_id or operation_id))
     if customer_id is not None:
         await emit_settled(repo, emitter, cmd.chain_id, customer_id, settled, meta)
@@ -479,19 +572,25 @@ async def confirm(repo: Repository, emitter: Emitter, op: Any, applied: BonusesA
         values["advance"] = Decimal(balances["advance"])
     await repo.update_customer(applied.customer_id, **values)
     await emitter.emit(CREDIT_EVENTS, event, key=str(applied.customer_id))
-    await emit_settled(repo, emitter, op.chain_id, applied.customer_id, meta.get("settled", []),
-                       meta)
+    await emit_settled(
+        repo, emitter, op.chain_id, applied.customer_id, meta.get("settled", []), meta
+    )
 
 
 async def emit_settled(
-    repo: Repository, emitter: Emitter, chain_id: uuid.UUID, customer_id: uuid.UUID,
-    settled: list[str], meta: dict[str, Any],
+    repo: Repository,
+    emitter: Emitter,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    settled: list[str],
+    meta: dict[str, Any],
 ) -> None:
     """``SaleSettled`` for every sale whose debt this operation brought to zero."""
     if not settled:
         return
-    ledger = await repo.load_ledger(chain_id=chain_id, customer_id=customer_id,
-                                    minor_units=int(meta.get("minor_units", 2)))
+    ledger = await repo.load_ledger(
+        chain_id=chain_id, customer_id=customer_id, minor_units=int(meta.get("minor_units", 2))
+    )
     now = datetime.now(UTC)
     today = local_date(now, meta.get("timezone", "UTC"))
     m = oc.Money(ledger.minor_units)
@@ -503,9 +602,14 @@ async def emit_settled(
             continue  # the scan published it already
         await emitter.emit(
             CREDIT_EVENTS,
-            SaleSettled(sale_id=sale_id, chain_id=chain_id, customer_id=customer_id,
-                        was_overdue=mark is True, customer_overdue_amount=overdue_left,
-                        settled_at=now),
+            SaleSettled(
+                sale_id=sale_id,
+                chain_id=chain_id,
+                customer_id=customer_id,
+                was_overdue=mark is True,
+                customer_overdue_amount=overdue_left,
+                settled_at=now,
+            ),
             key=str(customer_id),
         )
 

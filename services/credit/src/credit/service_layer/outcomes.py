@@ -35,8 +35,11 @@ class Money:
 def allocations(pieces: Sequence[Allocated], mode: CreditMode, m: Money) -> list[Allocation]:
     """Per line in per_item mode; per sale (line_no null) otherwise."""
     if mode is CreditMode.PER_ITEM:
-        return [Allocation(sale_id=a.sale_id, line_no=a.line_no, amount=m(a.amount))
-                for a in pieces if a.amount > 0]
+        return [
+            Allocation(sale_id=a.sale_id, line_no=a.line_no, amount=m(a.amount))
+            for a in pieces
+            if a.amount > 0
+        ]
     merged: dict[uuid.UUID, Decimal] = {}
     for a in pieces:
         merged[a.sale_id] = merged.get(a.sale_id, Decimal(0)) + a.amount
@@ -58,6 +61,7 @@ def fill_bonus(
     outcome_type: str, payload: dict[str, Any], applied: BonusesApplied, minor_units: int
 ) -> dict[str, Any]:
     """Put loyalty's figures into a stored outcome payload (JSON form)."""
+
     def s(value: Decimal) -> str:
         return format_money(value, minor_units)
 

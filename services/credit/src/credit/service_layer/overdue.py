@@ -60,8 +60,9 @@ async def scan_customer(
         return 0  # busy: an operation is in flight or another instance holds it
     m = oc.Money(settings.minor_units)
     today = local_date(now, settings.timezone)
-    ledger = await repo.load_ledger(chain_id=chain_id, customer_id=customer_id,
-                                    minor_units=settings.minor_units)
+    ledger = await repo.load_ledger(
+        chain_id=chain_id, customer_id=customer_id, minor_units=settings.minor_units
+    )
     published = 0
     for found in ledger.overdue_sales(today):
         sale = found.sale
@@ -70,26 +71,39 @@ async def scan_customer(
             and not ledger.is_revoked(sale.sale_id)
             and sale.discount > 0
         ):
-            published += await revoke_overdue_discount(repo, emitter, ledger, sale, row,
-                                                       settings, now, today)
-        if await repo.mark_overdue(sale_id=sale.sale_id, chain_id=chain_id,
-                                   customer_id=customer_id, due_date=sale.due_date,
-                                   detected_at=now):
-            await emitter.emit(CREDIT_EVENTS,
-                               overdue_event(ledger, found, chain_id, customer_id, settings, now),
-                               key=str(customer_id))
-            published += 1
-    # marks whose sale was paid off while the settle event could not be sent with the payment
-    for sale_id in await repo.unsettled_marks(customer_id):
-        if sale_id in ledger.sales and ledger.sale_owed(sale_id) <= 0 and (
-            await repo.settle_mark(chain_id, sale_id)
+            published += await revoke_overdue_discount(
+                repo, emitter, ledger, sale, row, settings, now, today
+            )
+        if await repo.mark_overdue(
+            sale_id=sale.sale_id,
+            chain_id=chain_id,
+            customer_id=customer_id,
+            due_date=sale.due_date,
+            detected_at=now,
         ):
             await emitter.emit(
                 CREDIT_EVENTS,
-                SaleSettled(sale_id=sale_id, chain_id=chain_id, customer_id=customer_id,
-                            was_overdue=True,
-                            customer_overdue_amount=m(ledger.overdue_amount(today)),
-                            settled_at=now),
+                overdue_event(ledger, found, chain_id, customer_id, settings, now),
+                key=str(customer_id),
+            )
+            published += 1
+    # marks whose sale was paid off while the settle event could not be sent with the payment
+    for sale_id in await repo.unsettled_marks(customer_id):
+        if (
+            sale_id in ledger.sales
+            and ledger.sale_owed(sale_id) <= 0
+            and (await repo.settle_mark(chain_id, sale_id))
+        ):
+            await emitter.emit(
+                CREDIT_EVENTS,
+                SaleSettled(
+                    sale_id=sale_id,
+                    chain_id=chain_id,
+                    customer_id=customer_id,
+                    was_overdue=True,
+                    customer_overdue_amount=m(ledger.overdue_amount(today)),
+                    settled_at=now,
+                ),
                 key=str(customer_id),
             )
             published += 1
@@ -113,11 +127,22 @@ async def revoke_overdue_discount(
         rev = ledger.revoke_discount(sale_id=sale.sale_id, at=now, today=today)
     except Refusal:
         return 0
-    event = revoked_event(row.chain_id, row.customer_id, rev, "automatic", now,
-                          row.bonus_balance, oc.Money(settings.minor_units))
+    event = revoked_event(
+        row.chain_id,
+        row.customer_id,
+        rev,
+        "automatic",
+        now,
+        row.bonus_balance,
+        oc.Money(settings.minor_units),
+    )
     inserted = await repo.add_operation(
-        operation_id=rev.operation_id, kind="revoke_discount", chain_id=row.chain_id,
-        customer_id=row.customer_id, status="confirmed", outcome_type=event.TYPE,
+        operation_id=rev.operation_id,
+        kind="revoke_discount",
+        chain_id=row.chain_id,
+        customer_id=row.customer_id,
+        status="confirmed",
+        outcome_type=event.TYPE,
         outcome=event.model_dump(mode="json"),
         meta={"timezone": settings.timezone, "minor_units": settings.minor_units},
         correlation_id=emitter.correlation_id,
@@ -139,14 +164,24 @@ def overdue_event(
 ) -> SaleOverdue:
     sale, m = found.sale, oc.Money(settings.minor_units)
     return SaleOverdue(
-        sale_id=sale.sale_id, chain_id=chain_id, customer_id=customer_id,
-        credit_mode=settings.credit_mode, sold_at=sale.sold_at, due_date=sale.due_date,
-        amount_owed=m(ledger.sale_owed(sale.sale_id)), days_overdue=found.days_overdue,
-        discount=m(sale.discount), discount_revoked=ledger.is_revoked(sale.sale_id),
+        sale_id=sale.sale_id,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        credit_mode=settings.credit_mode,
+        sold_at=sale.sold_at,
+        due_date=sale.due_date,
+        amount_owed=m(ledger.sale_owed(sale.sale_id)),
+        days_overdue=found.days_overdue,
+        discount=m(sale.discount),
+        discount_revoked=ledger.is_revoked(sale.sale_id),
         lines=[
-            OverdueLine(line_no=line.line_no, barcode=line.barcode, name=line.name,
-                        quantity=line.quantity,
-                        amount_owed=m(ledger.owed(sale.sale_id, line.line_no)))
+            OverdueLine(
+                line_no=line.line_no,
+                barcode=line.barcode,
+                name=line.name,
+                quantity=line.quantity,
+                amount_owed=m(ledger.owed(sale.sale_id, line.line_no)),
+            )
             for line in sale.lines
             if ledger.owed(sale.sale_id, line.line_no) > 0
         ],

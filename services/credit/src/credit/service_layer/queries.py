@@ -23,8 +23,9 @@ async def customer_credit(
     minor_units = settings.minor_units if settings else 2
     timezone = settings.timezone if settings else "UTC"
     m = oc.Money(minor_units)
-    ledger = await repo.load_ledger(chain_id=chain_id, customer_id=customer_id,
-                                    minor_units=minor_units)
+    ledger = await repo.load_ledger(
+        chain_id=chain_id, customer_id=customer_id, minor_units=minor_units
+    )
     today = local_date(now or datetime.now(UTC), timezone)
     open_sales = []
     for sale, owed in ledger.open_sales():

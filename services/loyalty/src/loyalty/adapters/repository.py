@@ -187,13 +187,12 @@ async def load_account(
         )
         for r in rows
     ]
-    return BonusAccount(customer_id=customer_id, lots=lots,
-                        deficit=quantize_money(deficit, minor_units))
+    return BonusAccount(
+        customer_id=customer_id, lots=lots, deficit=quantize_money(deficit, minor_units)
+    )
 
 
-async def save_account(
-    session: AsyncSession, chain_id: UUID, account: BonusAccount
-) -> None:
+async def save_account(session: AsyncSession, chain_id: UUID, account: BonusAccount) -> None:
     """Write the new movements and lots and the changed projections (save an account once)."""
     seqs: dict[tuple[UUID | None, str], int] = {}
     movement_rows = []
@@ -201,24 +200,42 @@ async def save_account(
         key = (m.operation_id, m.kind.value)
         seq = seqs.get(key, 0)
         seqs[key] = seq + 1
-        movement_rows.append({
-            "movement_id": m.movement_id, "chain_id": chain_id,
-            "customer_id": account.customer_id, "kind": m.kind.value, "amount": m.amount,
-            "at": m.at, "balance_after": m.balance_after, "operation_id": m.operation_id,
-            "seq": seq, "payment_id": m.payment_id, "sale_id": m.sale_id,
-            "store_id": m.store_id, "lot_id": m.lot_id,
-        })
+        movement_rows.append(
+            {
+                "movement_id": m.movement_id,
+                "chain_id": chain_id,
+                "customer_id": account.customer_id,
+                "kind": m.kind.value,
+                "amount": m.amount,
+                "at": m.at,
+                "balance_after": m.balance_after,
+                "operation_id": m.operation_id,
+                "seq": seq,
+                "payment_id": m.payment_id,
+                "sale_id": m.sale_id,
+                "store_id": m.store_id,
+                "lot_id": m.lot_id,
+            }
+        )
     if movement_rows:
         await session.execute(sa.insert(bonus_movements), movement_rows)
     new_ids = {lot.lot_id for lot in account.new_lots}
     if account.new_lots:
         # one by one: the identity column then numbers them in spending order
         for lot in account.new_lots:
-            await session.execute(sa.insert(bonus_lots).values(
-                lot_id=lot.lot_id, chain_id=chain_id, customer_id=account.customer_id,
-                at=lot.at, amount=lot.amount, remaining=lot.remaining, store_id=lot.store_id,
-                payment_id=lot.payment_id, sale_id=lot.sale_id,
-            ))
+            await session.execute(
+                sa.insert(bonus_lots).values(
+                    lot_id=lot.lot_id,
+                    chain_id=chain_id,
+                    customer_id=account.customer_id,
+                    at=lot.at,
+                    amount=lot.amount,
+                    remaining=lot.remaining,
+                    store_id=lot.store_id,
+                    payment_id=lot.payment_id,
+                    sale_id=lot.sale_id,
+                )
+            )
     for lot in account.touched_lots.values():
         if lot.lot_id in new_ids:
             continue
@@ -229,8 +246,10 @@ async def save_account(
         )
     await session.execute(
         sa.update(customer_bonus)
-        .where(customer_bonus.c.chain_id == chain_id,
-               customer_bonus.c.customer_id == account.customer_id)
+        .where(
+            customer_bonus.c.chain_id == chain_id,
+            customer_bonus.c.customer_id == account.customer_id,
+        )
         .values(balance=account.balance, deficit=account.deficit, updated_at=sa.func.now())
     )
 
@@ -264,7 +283,9 @@ async def load_payment_histories(
     accruals = (
         await session.execute(
             sa.select(payment_accruals).where(
-                q.payment_id.in_(ids), q.chain_id == chain_id, q.customer_id == customer_id,
+                q.payment_id.in_(ids),
+                q.chain_id == chain_id,
+                q.customer_id == customer_id,
                 _not_voided(q.chain_id, q.operation_id),
             )
         )
@@ -279,18 +300,21 @@ async def load_payment_histories(
                 sa.func.sum(payment_reversals.c.amount).label("amount"),
                 sa.func.sum(payment_reversals.c.base).label("base"),
             )
-            .where(payment_reversals.c.chain_id == chain_id,
-                   payment_reversals.c.payment_id.in_(found),
-                   _not_voided(payment_reversals.c.chain_id, payment_reversals.c.operation_id))
+            .where(
+                payment_reversals.c.chain_id == chain_id,
+                payment_reversals.c.payment_id.in_(found),
+                _not_voided(payment_reversals.c.chain_id, payment_reversals.c.operation_id),
+            )
             .group_by(payment_reversals.c.payment_id)
         )
     ).all()
     reversed_by = {r.payment_id: (r.amount, r.base) for r in reversed_rows}
     cancelled_rows = (
         await session.execute(
-            sa.select(payment_cancellations.c.payment_id, payment_cancellations.c.cancelled)
-            .where(payment_cancellations.c.chain_id == chain_id,
-                   payment_cancellations.c.payment_id.in_(found))
+            sa.select(payment_cancellations.c.payment_id, payment_cancellations.c.cancelled).where(
+                payment_cancellations.c.chain_id == chain_id,
+                payment_cancellations.c.payment_id.in_(found),
+            )
         )
     ).all()
     cancelled_by = {r.payment_id: r.cancelled for r in cancelled_rows}
@@ -315,9 +339,16 @@ async def load_payment_histories(
     for r in accruals:
         rev_amount, rev_base = reversed_by.get(r.payment_id, (ZERO, ZERO))
         accrual = PaymentAccrual(
-            payment_id=r.payment_id, operation_id=r.operation_id, sale_id=r.sale_id,
-            store_id=r.store_id, method=r.method, base=m(r.base), rate_percent=r.rate_percent,
-            accrued=m(r.accrued), at=r.at, lot_id=r.lot_id,
+            payment_id=r.payment_id,
+            operation_id=r.operation_id,
+            sale_id=r.sale_id,
+            store_id=r.store_id,
+            method=r.method,
+            base=m(r.base),
+            rate_percent=r.rate_percent,
+            accrued=m(r.accrued),
+            at=r.at,
+            lot_id=r.lot_id,
         )
         result[r.payment_id] = PaymentHistory(
             accrual=accrual,
@@ -351,8 +382,13 @@ async def load_sale_history(
     rows = (
         await session.execute(
             sa.select(c.kind, sa.func.sum(c.amount).label("amount"))
-            .where(c.sale_id == sale_id, c.chain_id == chain_id, c.customer_id == customer_id,
-                   c.kind.in_(("spent", "restored")), _not_voided(c.chain_id, c.operation_id))
+            .where(
+                c.sale_id == sale_id,
+                c.chain_id == chain_id,
+                c.customer_id == customer_id,
+                c.kind.in_(("spent", "restored")),
+                _not_voided(c.chain_id, c.operation_id),
+            )
             .group_by(c.kind)
         )
     ).all()
@@ -364,31 +400,59 @@ async def load_sale_history(
 
 
 async def save_accruals(
-    session: AsyncSession, chain_id: UUID, customer_id: UUID,
+    session: AsyncSession,
+    chain_id: UUID,
+    customer_id: UUID,
     accruals: Sequence[PaymentAccrual],
 ) -> None:
     if not accruals:
         return
-    await session.execute(sa.insert(payment_accruals), [
-        {"payment_id": a.payment_id, "chain_id": chain_id, "customer_id": customer_id,
-         "operation_id": a.operation_id, "sale_id": a.sale_id, "store_id": a.store_id,
-         "method": a.method, "base": a.base, "rate_percent": a.rate_percent,
-         "accrued": a.accrued, "at": a.at, "lot_id": a.lot_id}
-        for a in accruals
-    ])
+    await session.execute(
+        sa.insert(payment_accruals),
+        [
+            {
+                "payment_id": a.payment_id,
+                "chain_id": chain_id,
+                "customer_id": customer_id,
+                "operation_id": a.operation_id,
+                "sale_id": a.sale_id,
+                "store_id": a.store_id,
+                "method": a.method,
+                "base": a.base,
+                "rate_percent": a.rate_percent,
+                "accrued": a.accrued,
+                "at": a.at,
+                "lot_id": a.lot_id,
+            }
+            for a in accruals
+        ],
+    )
 
 
 async def save_reversals(
-    session: AsyncSession, chain_id: UUID, customer_id: UUID,
-    reversals: Sequence[ReversalRecord], at: datetime,
+    session: AsyncSession,
+    chain_id: UUID,
+    customer_id: UUID,
+    reversals: Sequence[ReversalRecord],
+    at: datetime,
 ) -> None:
     if not reversals:
         return
-    await session.execute(sa.insert(payment_reversals), [
-        {"operation_id": r.operation_id, "payment_id": r.payment_id, "chain_id": chain_id,
-         "customer_id": customer_id, "base": r.base, "amount": r.amount, "at": at}
-        for r in reversals
-    ])
+    await session.execute(
+        sa.insert(payment_reversals),
+        [
+            {
+                "operation_id": r.operation_id,
+                "payment_id": r.payment_id,
+                "chain_id": chain_id,
+                "customer_id": customer_id,
+                "base": r.base,
+                "amount": r.amount,
+                "at": at,
+            }
+            for r in reversals
+        ],
+    )
 
 
 async def find_cancellation(
@@ -404,18 +468,29 @@ async def find_cancellation(
     ).first()
     if row is None:
         return None
-    return StoredCancellation(row.payment_id, row.chain_id, row.customer_id, row.cancelled,
-                              row.cancelled_at)
+    return StoredCancellation(
+        row.payment_id, row.chain_id, row.customer_id, row.cancelled, row.cancelled_at
+    )
 
 
 async def save_cancellation(
-    session: AsyncSession, *, payment_id: UUID, chain_id: UUID, customer_id: UUID,
-    cancelled: Decimal, cancelled_at: datetime,
+    session: AsyncSession,
+    *,
+    payment_id: UUID,
+    chain_id: UUID,
+    customer_id: UUID,
+    cancelled: Decimal,
+    cancelled_at: datetime,
 ) -> None:
-    await session.execute(sa.insert(payment_cancellations).values(
-        payment_id=payment_id, chain_id=chain_id, customer_id=customer_id,
-        cancelled=cancelled, cancelled_at=cancelled_at,
-    ))
+    await session.execute(
+        sa.insert(payment_cancellations).values(
+            payment_id=payment_id,
+            chain_id=chain_id,
+            customer_id=customer_id,
+            cancelled=cancelled,
+            cancelled_at=cancelled_at,
+        )
+    )
 
 
 # --------------------------------------------------------------------------- operations
@@ -434,34 +509,67 @@ async def find_operation(
     ).first()
     if row is None:
         return None
-    return StoredOperation(row.operation_id, row.chain_id, row.customer_id, row.outcome,
-                           row.answer_type, dict(row.answer))
+    return StoredOperation(
+        row.operation_id,
+        row.chain_id,
+        row.customer_id,
+        row.outcome,
+        row.answer_type,
+        dict(row.answer),
+    )
 
 
 async def save_operation(
-    session: AsyncSession, *, operation_id: UUID, chain_id: UUID, customer_id: UUID,
-    operation_kind: str, outcome: str, answer_type: str, answer: dict[str, Any],
+    session: AsyncSession,
+    *,
+    operation_id: UUID,
+    chain_id: UUID,
+    customer_id: UUID,
+    operation_kind: str,
+    outcome: str,
+    answer_type: str,
+    answer: dict[str, Any],
 ) -> None:
-    await session.execute(sa.insert(bonus_operations).values(
-        operation_id=operation_id, chain_id=chain_id, customer_id=customer_id,
-        operation_kind=operation_kind, outcome=outcome, answer_type=answer_type, answer=answer,
-    ))
+    await session.execute(
+        sa.insert(bonus_operations).values(
+            operation_id=operation_id,
+            chain_id=chain_id,
+            customer_id=customer_id,
+            operation_kind=operation_kind,
+            outcome=outcome,
+            answer_type=answer_type,
+            answer=answer,
+        )
+    )
 
 
 async def void_operation(
-    session: AsyncSession, *, operation_id: UUID, chain_id: UUID, customer_id: UUID,
-    operation_kind: str, answer_type: str, answer: dict[str, Any],
+    session: AsyncSession,
+    *,
+    operation_id: UUID,
+    chain_id: UUID,
+    customer_id: UUID,
+    operation_kind: str,
+    answer_type: str,
+    answer: dict[str, Any],
 ) -> None:
     """Mark the operation voided (inserted when loyalty never saw it): a later copy of its
     command gets `answer`, and its rows count in no history."""
     stmt = pg_insert(bonus_operations).values(
-        operation_id=operation_id, chain_id=chain_id, customer_id=customer_id,
-        operation_kind=operation_kind, outcome="voided", answer_type=answer_type, answer=answer,
+        operation_id=operation_id,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        operation_kind=operation_kind,
+        outcome="voided",
+        answer_type=answer_type,
+        answer=answer,
     )
-    await session.execute(stmt.on_conflict_do_update(
-        index_elements=["chain_id", "operation_id"],
-        set_={"outcome": "voided", "answer_type": answer_type, "answer": answer},
-    ))
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["chain_id", "operation_id"],
+            set_={"outcome": "voided", "answer_type": answer_type, "answer": answer},
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -487,14 +595,21 @@ async def movements_to_void(
     own = (
         await session.execute(
             sa.select(c.movement_id, c.kind, c.amount, c.lot_id, c.at)
-            .where(c.chain_id == chain_id, c.customer_id == customer_id,
-                   c.operation_id == operation_id,
-                   c.kind.notin_((MovementKind.VOID_TAKEN.value, MovementKind.VOID_GIVEN.value)))
+            .where(
+                c.chain_id == chain_id,
+                c.customer_id == customer_id,
+                c.operation_id == operation_id,
+                c.kind.notin_((MovementKind.VOID_TAKEN.value, MovementKind.VOID_GIVEN.value)),
+            )
             .order_by(c.id)
         )
     ).all()
-    lots = [r.lot_id for r in own if r.lot_id is not None
-            and r.kind in (MovementKind.ACCRUED.value, MovementKind.RESTORED.value)]
+    lots = [
+        r.lot_id
+        for r in own
+        if r.lot_id is not None
+        and r.kind in (MovementKind.ACCRUED.value, MovementKind.RESTORED.value)
+    ]
     later = []
     if lots:
         mine = {r.movement_id for r in own}
@@ -503,16 +618,21 @@ async def movements_to_void(
             for r in (
                 await session.execute(
                     sa.select(c.movement_id, c.kind, c.amount, c.lot_id, c.at)
-                    .where(c.chain_id == chain_id, c.customer_id == customer_id,
-                           c.lot_id.in_(lots),
-                           c.kind.in_((MovementKind.EXPIRED.value, MovementKind.CANCELLED.value)))
+                    .where(
+                        c.chain_id == chain_id,
+                        c.customer_id == customer_id,
+                        c.lot_id.in_(lots),
+                        c.kind.in_((MovementKind.EXPIRED.value, MovementKind.CANCELLED.value)),
+                    )
                     .order_by(c.id)
                 )
             ).all()
             if r.movement_id not in mine
         ]
-    return [VoidedMovement(r.movement_id, MovementKind(r.kind), r.amount, r.lot_id, r.at)
-            for r in [*own, *later]]
+    return [
+        VoidedMovement(r.movement_id, MovementKind(r.kind), r.amount, r.lot_id, r.at)
+        for r in [*own, *later]
+    ]
 
 
 # --------------------------------------------------------------------------- reads
@@ -553,16 +673,20 @@ async def read_bonus(
     movements = (
         await session.execute(
             sa.select(bonus_movements)
-            .where(bonus_movements.c.chain_id == chain_id,
-                   bonus_movements.c.customer_id == customer_id)
+            .where(
+                bonus_movements.c.chain_id == chain_id, bonus_movements.c.customer_id == customer_id
+            )
             .order_by(bonus_movements.c.id)
         )
     ).all()
     lots = (
         await session.execute(
             sa.select(bonus_lots)
-            .where(bonus_lots.c.chain_id == chain_id, bonus_lots.c.customer_id == customer_id,
-                   bonus_lots.c.remaining > 0)
+            .where(
+                bonus_lots.c.chain_id == chain_id,
+                bonus_lots.c.customer_id == customer_id,
+                bonus_lots.c.remaining > 0,
+            )
             .order_by(bonus_lots.c.at, bonus_lots.c.seq)
         )
     ).all()
@@ -573,11 +697,16 @@ async def read_bonus(
 
 def movement_from_row(row: Any, minor_units: int) -> Movement:
     return Movement(
-        movement_id=row.movement_id, kind=MovementKind(row.kind),
-        amount=quantize_money(row.amount, minor_units), at=row.at,
+        movement_id=row.movement_id,
+        kind=MovementKind(row.kind),
+        amount=quantize_money(row.amount, minor_units),
+        at=row.at,
         balance_after=quantize_money(row.balance_after, minor_units),
-        operation_id=row.operation_id, payment_id=row.payment_id, sale_id=row.sale_id,
-        store_id=row.store_id, lot_id=row.lot_id,
+        operation_id=row.operation_id,
+        payment_id=row.payment_id,
+        sale_id=row.sale_id,
+        store_id=row.store_id,
+        lot_id=row.lot_id,
     )
 
 
@@ -587,8 +716,9 @@ async def bonus_liability(session: AsyncSession) -> tuple[set[UUID], dict[UUID, 
     chains = set((await session.execute(sa.select(chain_settings.c.chain_id))).scalars())
     rows = (
         await session.execute(
-            sa.select(customer_bonus.c.chain_id, sa.func.sum(customer_bonus.c.balance))
-            .group_by(customer_bonus.c.chain_id)
+            sa.select(customer_bonus.c.chain_id, sa.func.sum(customer_bonus.c.balance)).group_by(
+                customer_bonus.c.chain_id
+            )
         )
     ).all()
     return chains, {r[0]: r[1] for r in rows}

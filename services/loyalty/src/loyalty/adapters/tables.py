@@ -30,8 +30,16 @@ messaging = messaging_tables(metadata)
 MONEY = sa.Numeric(18, 4)
 RATE = sa.Numeric(9, 4)
 TS = sa.DateTime(timezone=True)
-MOVEMENT_KINDS = ("accrued", "spent", "cancelled", "reversed", "restored", "expired",
-                  "void_taken", "void_given")
+MOVEMENT_KINDS = (
+    "accrued",
+    "spent",
+    "cancelled",
+    "reversed",
+    "restored",
+    "expired",
+    "void_taken",
+    "void_given",
+)
 
 
 def _uuid(name: str, *, nullable: bool = False, **kw: object) -> sa.Column[object]:
@@ -86,18 +94,32 @@ bonus_movements = sa.Table(
         name="bonus_movements_kind",
     ),
     # an operation's movements are written once: a replay can never add them again
-    sa.UniqueConstraint("chain_id", "operation_id", "kind", "seq",
-                        name="bonus_movements_operation_once"),
+    sa.UniqueConstraint(
+        "chain_id", "operation_id", "kind", "seq", name="bonus_movements_operation_once"
+    ),
     sa.Index("bonus_movements_customer", "chain_id", "customer_id", "id"),
-    sa.Index("bonus_movements_sale", "sale_id", "kind",
-             postgresql_where=sa.text("sale_id IS NOT NULL")),
-    sa.Index("bonus_movements_payment", "payment_id", "kind",
-             postgresql_where=sa.text("payment_id IS NOT NULL")),
+    sa.Index(
+        "bonus_movements_sale", "sale_id", "kind", postgresql_where=sa.text("sale_id IS NOT NULL")
+    ),
+    sa.Index(
+        "bonus_movements_payment",
+        "payment_id",
+        "kind",
+        postgresql_where=sa.text("payment_id IS NOT NULL"),
+    ),
     # a lot expires once, whichever instance's job or operation records it
-    sa.Index("bonus_movements_lot_expires_once", "lot_id", unique=True,
-             postgresql_where=sa.text("kind = 'expired'")),
-    sa.Index("bonus_movements_operation", "chain_id", "operation_id",
-             postgresql_where=sa.text("operation_id IS NOT NULL")),
+    sa.Index(
+        "bonus_movements_lot_expires_once",
+        "lot_id",
+        unique=True,
+        postgresql_where=sa.text("kind = 'expired'"),
+    ),
+    sa.Index(
+        "bonus_movements_operation",
+        "chain_id",
+        "operation_id",
+        postgresql_where=sa.text("operation_id IS NOT NULL"),
+    ),
 )
 
 bonus_lots = sa.Table(
@@ -115,8 +137,14 @@ bonus_lots = sa.Table(
     _uuid("payment_id", nullable=True),
     _uuid("sale_id", nullable=True),
     sa.CheckConstraint("remaining >= 0 AND remaining <= amount", name="bonus_lots_remaining"),
-    sa.Index("bonus_lots_open", "chain_id", "customer_id", "at", "seq",
-             postgresql_where=sa.text("remaining > 0")),
+    sa.Index(
+        "bonus_lots_open",
+        "chain_id",
+        "customer_id",
+        "at",
+        "seq",
+        postgresql_where=sa.text("remaining > 0"),
+    ),
     sa.Index("bonus_lots_open_by_age", "at", postgresql_where=sa.text("remaining > 0")),
 )
 
@@ -175,8 +203,9 @@ bonus_operations = sa.Table(
     sa.Column("answer", JSONB, nullable=False),
     sa.Column("recorded_at", TS, nullable=False, server_default=sa.func.now()),
     # voided: credit gave the operation up; what it applied (if anything) was undone
-    sa.CheckConstraint("outcome IN ('applied', 'refused', 'voided')",
-                       name="bonus_operations_outcome"),
+    sa.CheckConstraint(
+        "outcome IN ('applied', 'refused', 'voided')", name="bonus_operations_outcome"
+    ),
 )
 
 SERVICE_TABLES = (

@@ -199,8 +199,10 @@ class BonusOperation:
     reverse_bases: tuple[AccrualBase, ...] = ()
 
     def validate(self) -> None:
-        for what, bases in (("accrual_bases", self.accrual_bases),
-                            ("reverse_bases", self.reverse_bases)):
+        for what, bases in (
+            ("accrual_bases", self.accrual_bases),
+            ("reverse_bases", self.reverse_bases),
+        ):
             ids = [b.payment_id for b in bases]
             if len(ids) != len(set(ids)):
                 raise InvalidOperation(f"{what} names a payment twice")
@@ -266,8 +268,9 @@ class Cancellation:
     movement: Movement | None
 
 
-def accrual_for(base: AccrualBase, *, rate_percent: Decimal, minor_units: int,
-                accrual_on: bool) -> Decimal:
+def accrual_for(
+    base: AccrualBase, *, rate_percent: Decimal, minor_units: int, accrual_on: bool
+) -> Decimal:
     """Bonus accrued on one payment: rate x real money, half-up per payment; else 0."""
     zero = quantize_money(ZERO, minor_units)
     if not accrual_on or base.method not in REAL_MONEY_METHODS or base.amount <= 0:
@@ -312,18 +315,23 @@ class BonusAccount:
         """Record the expiry of every lot whose time has come (dated when it expired)."""
         if expiry_days is None:
             return []
-        due = [lot for lot in self.lots
-               if lot.remaining > 0 and lot.expires_at(expiry_days) <= now]
+        due = [lot for lot in self.lots if lot.remaining > 0 and lot.expires_at(expiry_days) <= now]
         due.sort(key=lambda lot: lot.expires_at(expiry_days))
         recorded = []
         for lot in due:
             amount = lot.remaining
             self._set_remaining(lot, ZERO)
-            recorded.append(self._record(
-                MovementKind.EXPIRED, amount, at=lot.expires_at(expiry_days),
-                payment_id=lot.payment_id, sale_id=lot.sale_id, store_id=lot.store_id,
-                lot_id=lot.lot_id,
-            ))
+            recorded.append(
+                self._record(
+                    MovementKind.EXPIRED,
+                    amount,
+                    at=lot.expires_at(expiry_days),
+                    payment_id=lot.payment_id,
+                    sale_id=lot.sale_id,
+                    store_id=lot.store_id,
+                    lot_id=lot.lot_id,
+                )
+            )
         return recorded
 
     # ------------------------------------------------------------------ operations
@@ -349,8 +357,14 @@ class BonusAccount:
         first = len(self.movements)
         if spent > 0:
             self._take_oldest_first(spent)
-            self._record(MovementKind.SPENT, spent, at=op.at, operation_id=op.operation_id,
-                         sale_id=op.sale_id, store_id=op.store_id)
+            self._record(
+                MovementKind.SPENT,
+                spent,
+                at=op.at,
+                operation_id=op.operation_id,
+                sale_id=op.sale_id,
+                store_id=op.store_id,
+            )
         accruals = self._accrue(op)
         # returns, in the domain's order: spent bonus comes back before accruals are reversed
         restored = self._restore(op, sale)
@@ -386,8 +400,15 @@ class BonusAccount:
             )
         # the most the balance can grow by: every accrual and the restoration
         gains = sum(
-            (accrual_for(b, rate_percent=op.rate_percent, minor_units=op.minor_units,
-                         accrual_on=op.accrual_on) for b in op.accrual_bases),
+            (
+                accrual_for(
+                    b,
+                    rate_percent=op.rate_percent,
+                    minor_units=op.minor_units,
+                    accrual_on=op.accrual_on,
+                )
+                for b in op.accrual_bases
+            ),
             ZERO,
         ) + self._restorable(op, sale)
         if self.balance - spent + gains >= AMOUNT_LIMIT:
@@ -395,7 +416,7 @@ class BonusAccount:
                 operation_id=op.operation_id,
                 code="amount_out_of_range",
                 detail=f"the bonus balance would be {self.balance - spent + gains}, beyond what "
-                       "can be recorded",
+                "can be recorded",
                 balance=self.balance,
             )
         return None
@@ -403,31 +424,61 @@ class BonusAccount:
     def _accrue(self, op: BonusOperation) -> list[PaymentAccrual]:
         accruals = []
         for base in op.accrual_bases:
-            amount = accrual_for(base, rate_percent=op.rate_percent, minor_units=op.minor_units,
-                                 accrual_on=op.accrual_on)
+            amount = accrual_for(
+                base,
+                rate_percent=op.rate_percent,
+                minor_units=op.minor_units,
+                accrual_on=op.accrual_on,
+            )
             lot_id = None
             if amount > 0:
-                lot = self._add_lot(amount, at=op.at, store_id=op.store_id,
-                                    payment_id=base.payment_id, sale_id=op.sale_id)
+                lot = self._add_lot(
+                    amount,
+                    at=op.at,
+                    store_id=op.store_id,
+                    payment_id=base.payment_id,
+                    sale_id=op.sale_id,
+                )
                 lot_id = lot.lot_id
-                self._record(MovementKind.ACCRUED, amount, at=op.at,
-                             operation_id=op.operation_id, payment_id=base.payment_id,
-                             sale_id=op.sale_id, store_id=op.store_id, lot_id=lot_id)
-            accruals.append(PaymentAccrual(
-                payment_id=base.payment_id, operation_id=op.operation_id, sale_id=op.sale_id,
-                store_id=op.store_id, method=base.method, base=base.amount,
-                rate_percent=op.rate_percent if op.accrual_on else ZERO, accrued=amount,
-                at=op.at, lot_id=lot_id,
-            ))
+                self._record(
+                    MovementKind.ACCRUED,
+                    amount,
+                    at=op.at,
+                    operation_id=op.operation_id,
+                    payment_id=base.payment_id,
+                    sale_id=op.sale_id,
+                    store_id=op.store_id,
+                    lot_id=lot_id,
+                )
+            accruals.append(
+                PaymentAccrual(
+                    payment_id=base.payment_id,
+                    operation_id=op.operation_id,
+                    sale_id=op.sale_id,
+                    store_id=op.store_id,
+                    method=base.method,
+                    base=base.amount,
+                    rate_percent=op.rate_percent if op.accrual_on else ZERO,
+                    accrued=amount,
+                    at=op.at,
+                    lot_id=lot_id,
+                )
+            )
         return accruals
 
     def _restore(self, op: BonusOperation, sale: SaleHistory | None) -> Decimal:
         restored = quantize_money(self._restorable(op, sale), op.minor_units)
         if restored > 0:
             lot = self._add_lot(restored, at=op.at, store_id=op.store_id, sale_id=op.sale_id)
-            self._record(MovementKind.RESTORED, restored, at=op.at,
-                         operation_id=op.operation_id, sale_id=op.sale_id,
-                         store_id=op.store_id, lot_id=lot.lot_id)
+            self._record(
+                MovementKind.RESTORED,
+                restored,
+                at=op.at,
+                operation_id=op.operation_id,
+                sale_id=op.sale_id,
+                store_id=op.store_id,
+                lot_id=lot.lot_id,
+            )
         return restored
 
     def _reverse(
@@ -439,12 +490,17 @@ class BonusAccount:
             amount = self._reversal_amount(payment, base.amount, op.minor_units)
             if payment is not None and amount > 0:
                 self._take_back(amount, preferred=payment.accrual.lot_id)
-                self._record(MovementKind.REVERSED, amount, at=op.at,
-                             operation_id=op.operation_id, payment_id=base.payment_id,
-                             sale_id=payment.accrual.sale_id or op.sale_id,
-                             store_id=op.store_id, lot_id=payment.accrual.lot_id)
-            reversals.append(ReversalRecord(op.operation_id, base.payment_id, base.amount,
-                                            amount))
+                self._record(
+                    MovementKind.REVERSED,
+                    amount,
+                    at=op.at,
+                    operation_id=op.operation_id,
+                    payment_id=base.payment_id,
+                    sale_id=payment.accrual.sale_id or op.sale_id,
+                    store_id=op.store_id,
+                    lot_id=payment.accrual.lot_id,
+                )
+            reversals.append(ReversalRecord(op.operation_id, base.payment_id, base.amount, amount))
         return reversals
 
     def cancel_accrual(self, payment: PaymentHistory, *, at: datetime) -> Cancellation:
@@ -461,15 +517,30 @@ class BonusAccount:
         if amount > 0:
             self._take_back(amount, preferred=accrual.lot_id)
             movement = self._record(
-                MovementKind.CANCELLED, amount, at=at, operation_id=accrual.payment_id,
-                payment_id=accrual.payment_id, sale_id=accrual.sale_id,
-                store_id=accrual.store_id, lot_id=accrual.lot_id,
+                MovementKind.CANCELLED,
+                amount,
+                at=at,
+                operation_id=accrual.payment_id,
+                payment_id=accrual.payment_id,
+                sale_id=accrual.sale_id,
+                store_id=accrual.store_id,
+                lot_id=accrual.lot_id,
             )
-        return Cancellation(payment_id=accrual.payment_id, amount=amount,
-                            balance_after=self.balance, at=at, movement=movement)
+        return Cancellation(
+            payment_id=accrual.payment_id,
+            amount=amount,
+            balance_after=self.balance,
+            at=at,
+            movement=movement,
+        )
 
     def void(
-        self, *, operation_id: UUID, own_lots: Iterable[UUID], net: Decimal, at: datetime,
+        self,
+        *,
+        operation_id: UUID,
+        own_lots: Iterable[UUID],
+        net: Decimal,
+        at: datetime,
         store_id: UUID | None = None,
     ) -> list[Movement]:
         """Undo an applied operation: its lots emptied, the rest of its net effect reversed.
@@ -487,17 +558,25 @@ class BonusAccount:
                 taken += lot.remaining
                 self._set_remaining(lot, ZERO)
         if taken > 0:
-            self._record(MovementKind.VOID_TAKEN, taken, at=at, operation_id=operation_id,
-                         store_id=store_id)
+            self._record(
+                MovementKind.VOID_TAKEN, taken, at=at, operation_id=operation_id, store_id=store_id
+            )
         rest = taken - net  # the balance must move by -net; emptying the lots moved it -taken
         if rest > 0:
             lot = self._add_lot(rest, at=at, store_id=store_id)
-            self._record(MovementKind.VOID_GIVEN, rest, at=at, operation_id=operation_id,
-                         store_id=store_id, lot_id=lot.lot_id)
+            self._record(
+                MovementKind.VOID_GIVEN,
+                rest,
+                at=at,
+                operation_id=operation_id,
+                store_id=store_id,
+                lot_id=lot.lot_id,
+            )
         elif rest < 0:
             self._take_back(-rest, preferred=None)
-            self._record(MovementKind.VOID_TAKEN, -rest, at=at, operation_id=operation_id,
-                         store_id=store_id)
+            self._record(
+                MovementKind.VOID_TAKEN, -rest, at=at, operation_id=operation_id, store_id=store_id
+            )
         return self.movements[first:]
 
     # ------------------------------------------------------------------ internals
@@ -507,14 +586,18 @@ class BonusAccount:
         lot recorded since the history was read (an operation records due expiries first)."""
         lot_id = payment.accrual.lot_id
         expired_since = sum(
-            (m.amount for m in self.movements
-             if lot_id is not None and m.kind is MovementKind.EXPIRED and m.lot_id == lot_id),
+            (
+                m.amount
+                for m in self.movements
+                if lot_id is not None and m.kind is MovementKind.EXPIRED and m.lot_id == lot_id
+            ),
             ZERO,
         )
         return max(ZERO, payment.outstanding - expired_since)
 
-    def _reversal_amount(self, payment: PaymentHistory | None, returned_base: Decimal,
-                         minor: int) -> Decimal:
+    def _reversal_amount(
+        self, payment: PaymentHistory | None, returned_base: Decimal, minor: int
+    ) -> Decimal:
         zero = quantize_money(ZERO, minor)
         if payment is None or payment.accrual.accrued <= 0 or payment.accrual.base <= 0:
             return zero
@@ -526,12 +609,26 @@ class BonusAccount:
         left = self._outstanding(payment)
         return quantize_money(max(ZERO, min(target - payment.reversed, left)), minor)
 
-    def _add_lot(self, amount: Decimal, *, at: datetime, store_id: UUID | None,
-                 payment_id: UUID | None = None, sale_id: UUID | None = None) -> Lot:
+    def _add_lot(
+        self,
+        amount: Decimal,
+        *,
+        at: datetime,
+        store_id: UUID | None,
+        payment_id: UUID | None = None,
+        sale_id: UUID | None = None,
+    ) -> Lot:
         fill = min(self.deficit, amount)
         self.deficit -= fill
-        lot = Lot(lot_id=self.new_id(), at=at, amount=amount, remaining=amount - fill,
-                  store_id=store_id, payment_id=payment_id, sale_id=sale_id)
+        lot = Lot(
+            lot_id=self.new_id(),
+            at=at,
+            amount=amount,
+            remaining=amount - fill,
+            store_id=store_id,
+            payment_id=payment_id,
+            sale_id=sale_id,
+        )
         # after every lot of the same moment or older: spending order is oldest first
         index = bisect.bisect_right([x.at for x in self.lots], at)
         self.lots.insert(index, lot)
@@ -567,15 +664,29 @@ class BonusAccount:
         if need > 0:
             self.deficit += need
 
-    def _record(self, kind: MovementKind, amount: Decimal, *, at: datetime,
-                operation_id: UUID | None = None, payment_id: UUID | None = None,
-                sale_id: UUID | None = None, store_id: UUID | None = None,
-                lot_id: UUID | None = None) -> Movement:
+    def _record(
+        self,
+        kind: MovementKind,
+        amount: Decimal,
+        *,
+        at: datetime,
+        operation_id: UUID | None = None,
+        payment_id: UUID | None = None,
+        sale_id: UUID | None = None,
+        store_id: UUID | None = None,
+        lot_id: UUID | None = None,
+    ) -> Movement:
         movement = Movement(
             movement_id=lot_id if kind in _ADDING and lot_id is not None else self.new_id(),
-            kind=kind, amount=amount, at=at, balance_after=self.balance,
-            operation_id=operation_id, payment_id=payment_id, sale_id=sale_id,
-            store_id=store_id, lot_id=lot_id,
+            kind=kind,
+            amount=amount,
+            at=at,
+            balance_after=self.balance,
+            operation_id=operation_id,
+            payment_id=payment_id,
+            sale_id=sale_id,
+            store_id=store_id,
+            lot_id=lot_id,
         )
         self.movements.append(movement)
         return movement

@@ -45,8 +45,9 @@ def make_definition(settings: Settings | None = None) -> ServiceDefinition:
 
     def jobs(runtime: Runtime) -> Sequence[PeriodicJob]:
         async def expire() -> None:
-            await expire_due_bonuses(runtime.session_factory, now=utc_now(),
-                                     batch_size=settings.expiry_batch_size)
+            await expire_due_bonuses(
+                runtime.session_factory, now=utc_now(), batch_size=settings.expiry_batch_size
+            )
 
         async def gauges() -> None:
             await refresh_gauges(runtime.session_factory)

@@ -33,29 +33,31 @@ async def expire_due_bonuses(
     while True:
         async with session_factory() as session:
             found = await repo.customers_with_expired_lots(session, now, batch_size)
-        todo = [(chain, customer) for chain, customer, _ in found
-                if (chain, customer) not in done]
+        todo = [(chain, customer) for chain, customer, _ in found if (chain, customer) not in done]
         if not todo:
             break
         for chain_id, customer_id in todo:
             done.add((chain_id, customer_id))
-            expired += await _expire_customer(session_factory, chain_id, customer_id, now,
-                                              run_id)
+            expired += await _expire_customer(session_factory, chain_id, customer_id, now, run_id)
     if expired:
         log.info("expired %d bonus lots", expired)
     return expired
 
 
 async def _expire_customer(
-    session_factory: SessionFactory, chain_id: UUID, customer_id: UUID, now: datetime,
+    session_factory: SessionFactory,
+    chain_id: UUID,
+    customer_id: UUID,
+    now: datetime,
     run_id: UUID,
 ) -> int:
     async with session_factory() as session, session.begin():
         chain = await repo.get_chain_settings(session, chain_id)
         if chain is None or chain.bonus_expiry_days is None:
             return 0
-        account = await repo.load_account(session, chain_id, customer_id,
-                                          minor_units=chain.minor_units, skip_locked=True)
+        account = await repo.load_account(
+            session, chain_id, customer_id, minor_units=chain.minor_units, skip_locked=True
+        )
         if account is None:
             return 0  # busy: its operation expires what is due, or the next run does
         movements = account.expire_due(now, chain.bonus_expiry_days)
@@ -63,9 +65,13 @@ async def _expire_customer(
             return 0
         await repo.save_account(session, chain_id, account)
         for m in movements:
-            await enqueue_message(session, LOYALTY_EVENTS,
-                                  movement_event(chain_id, customer_id, m),
-                                  chain_id=chain_id, key=str(customer_id),
-                                  correlation_id=run_id)
+            await enqueue_message(
+                session,
+                LOYALTY_EVENTS,
+                movement_event(chain_id, customer_id, m),
+                chain_id=chain_id,
+                key=str(customer_id),
+                correlation_id=run_id,
+            )
         metrics.EXPIRED_LOTS.inc(len(movements))
         return len(movements)

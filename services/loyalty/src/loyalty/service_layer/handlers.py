@@ -63,9 +63,16 @@ def utc_now() -> datetime:
 def movement_event(chain_id: UUID, customer_id: UUID, m: Movement) -> BonusMovementRecorded:
     """The event of one ledger movement, for statements and statistics."""
     return BonusMovementRecorded(
-        movement_id=m.movement_id, chain_id=chain_id, customer_id=customer_id,
-        kind=BonusMovementKind(m.kind.value), amount=m.amount, store_id=m.store_id,
-        payment_id=m.payment_id, sale_id=m.sale_id, operation_id=m.operation_id, at=m.at,
+        movement_id=m.movement_id,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        kind=BonusMovementKind(m.kind.value),
+        amount=m.amount,
+        store_id=m.store_id,
+        payment_id=m.payment_id,
+        sale_id=m.sale_id,
+        operation_id=m.operation_id,
+        at=m.at,
         balance_after=m.balance_after,
     )
 
@@ -98,9 +105,13 @@ async def _expiry_days(session: AsyncSession, cmd: ApplyBonuses) -> int | None:
     if chain is not None:
         return chain.bonus_expiry_days
     await repo.save_chain_settings(
-        session, chain_id=cmd.chain_id, bonus_expiry_days=cmd.bonus_expiry_days,
-        bonus_rate_percent=cmd.bonus_rate_percent, minor_units=cmd.minor_units,
-        timezone=None, changed_at=None,
+        session,
+        chain_id=cmd.chain_id,
+        bonus_expiry_days=cmd.bonus_expiry_days,
+        bonus_rate_percent=cmd.bonus_rate_percent,
+        minor_units=cmd.minor_units,
+        timezone=None,
+        changed_at=None,
     )
     return cmd.bonus_expiry_days
 
@@ -112,25 +123,32 @@ def answer_for(
     if isinstance(result, Applied):
         minor = cmd.minor_units
         return BonusesApplied(
-            operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
-            chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+            operation_id=cmd.operation_id,
+            operation_kind=cmd.operation_kind,
+            chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id,
             spent=result.spent,
             accrued=quantize_money(result.accrued, minor),
-            accrued_by_payment=[PaymentBonus(payment_id=a.payment_id, amount=a.accrued)
-                                for a in result.accruals],
+            accrued_by_payment=[
+                PaymentBonus(payment_id=a.payment_id, amount=a.accrued) for a in result.accruals
+            ],
             restored=result.restored,
             reversed=quantize_money(result.reversed, minor),
-            reversed_by_payment=[PaymentBonus(payment_id=r.payment_id, amount=r.amount)
-                                 for r in result.reversals],
+            reversed_by_payment=[
+                PaymentBonus(payment_id=r.payment_id, amount=r.amount) for r in result.reversals
+            ],
             balance_after=result.balance_after,
         ), "applied"
     # the refusal itself leaves the ledger untouched; only expiries that were due anyway
     # (recorded before the operation) may have been written
     return BonusesRefused(
-        operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
-        chain_id=cmd.chain_id, customer_id=cmd.customer_id,
+        operation_id=cmd.operation_id,
+        operation_kind=cmd.operation_kind,
+        chain_id=cmd.chain_id,
+        customer_id=cmd.customer_id,
         code=result.code,  # type: ignore[arg-type]
-        detail=result.detail, balance=result.balance,
+        detail=result.detail,
+        balance=result.balance,
     ), "refused"
 
 
@@ -151,8 +169,7 @@ class LoyaltyHandlers:
         expiry_days = await _expiry_days(session, cmd)
         minor = cmd.minor_units
 
-        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id,
-                                          minor_units=minor)
+        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id, minor_units=minor)
         assert account is not None  # only skip_locked loads can come back empty
         # checked under the customer's lock: a concurrent copy of the operation waits for it
         stored = await repo.find_operation(session, cmd.chain_id, cmd.operation_id)
@@ -162,22 +179,29 @@ class LoyaltyHandlers:
                     f"operation {cmd.operation_id} was applied for another customer"
                 )
             metrics.OPERATIONS.labels("repeated").inc()
-            await ctx.emit(LOYALTY_EVENTS, _ANSWERS[stored.answer_type].model_validate(
-                stored.answer), key=key)
+            await ctx.emit(
+                LOYALTY_EVENTS, _ANSWERS[stored.answer_type].model_validate(stored.answer), key=key
+            )
             return
         already = await repo.existing_accrual_payments(
-            session, cmd.chain_id, [b.payment_id for b in cmd.accrual_bases])
+            session, cmd.chain_id, [b.payment_id for b in cmd.accrual_bases]
+        )
         if already:
             raise PermanentError(f"payments {already} already accrued in another operation")
 
         account.expire_due(self.clock(), expiry_days)
         payments = await repo.load_payment_histories(
-            session, cmd.chain_id, cmd.customer_id, [b.payment_id for b in cmd.reverse_bases],
-            minor_units=minor)
+            session,
+            cmd.chain_id,
+            cmd.customer_id,
+            [b.payment_id for b in cmd.reverse_bases],
+            minor_units=minor,
+        )
         sale = None
         if cmd.sale_id is not None and cmd.restore_up_to > 0:
-            sale = await repo.load_sale_history(session, cmd.chain_id, cmd.customer_id,
-                                                cmd.sale_id, minor_units=minor)
+            sale = await repo.load_sale_history(
+                session, cmd.chain_id, cmd.customer_id, cmd.sale_id, minor_units=minor
+            )
         try:
             result = account.apply(to_operation(cmd), payments=payments, sale=sale)
         except InvalidOperation as exc:
@@ -187,13 +211,19 @@ class LoyaltyHandlers:
         await repo.save_account(session, cmd.chain_id, account)
         if isinstance(result, Applied):
             await repo.save_accruals(session, cmd.chain_id, cmd.customer_id, result.accruals)
-            await repo.save_reversals(session, cmd.chain_id, cmd.customer_id, result.reversals,
-                                      cmd.occurred_at)
+            await repo.save_reversals(
+                session, cmd.chain_id, cmd.customer_id, result.reversals, cmd.occurred_at
+            )
         answer, outcome = answer_for(cmd, result)
         await repo.save_operation(
-            session, operation_id=cmd.operation_id, chain_id=cmd.chain_id,
-            customer_id=cmd.customer_id, operation_kind=cmd.operation_kind.value,
-            outcome=outcome, answer_type=answer.TYPE, answer=answer.model_dump(mode="json"),
+            session,
+            operation_id=cmd.operation_id,
+            chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id,
+            operation_kind=cmd.operation_kind.value,
+            outcome=outcome,
+            answer_type=answer.TYPE,
+            answer=answer.model_dump(mode="json"),
         )
         metrics.OPERATIONS.labels(outcome).inc()
         await self._emit_movements(ctx, cmd.chain_id, cmd.customer_id, movements)
@@ -205,22 +235,30 @@ class LoyaltyHandlers:
         minor = chain.minor_units if chain is not None else repo.DEFAULT_MINOR_UNITS
         expiry_days = chain.bonus_expiry_days if chain is not None else None
 
-        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id,
-                                          minor_units=minor)
+        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id, minor_units=minor)
         assert account is not None
         earlier = await repo.find_cancellation(session, cmd.chain_id, cmd.payment_id)
         if earlier is not None:
             if (earlier.chain_id, earlier.customer_id) != (cmd.chain_id, cmd.customer_id):
                 await self._refuse_cancellation(ctx, cmd)
                 return
-            await ctx.emit(LOYALTY_EVENTS, PaymentBonusCancelled(
-                payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer_id,
-                cancelled=quantize_money(earlier.cancelled, minor), balance_after=account.balance,
-                already=True, cancelled_at=earlier.cancelled_at,
-            ), key=key)
+            await ctx.emit(
+                LOYALTY_EVENTS,
+                PaymentBonusCancelled(
+                    payment_id=cmd.payment_id,
+                    chain_id=cmd.chain_id,
+                    customer_id=cmd.customer_id,
+                    cancelled=quantize_money(earlier.cancelled, minor),
+                    balance_after=account.balance,
+                    already=True,
+                    cancelled_at=earlier.cancelled_at,
+                ),
+                key=key,
+            )
             return
         histories = await repo.load_payment_histories(
-            session, cmd.chain_id, cmd.customer_id, [cmd.payment_id], minor_units=minor)
+            session, cmd.chain_id, cmd.customer_id, [cmd.payment_id], minor_units=minor
+        )
         history = histories.get(cmd.payment_id)
         if history is None:
             await self._refuse_cancellation(ctx, cmd)
@@ -231,25 +269,35 @@ class LoyaltyHandlers:
         movements = list(account.movements)
         await repo.save_account(session, cmd.chain_id, account)
         await repo.save_cancellation(
-            session, payment_id=cmd.payment_id, chain_id=cmd.chain_id,
-            customer_id=cmd.customer_id, cancelled=cancellation.amount,
+            session,
+            payment_id=cmd.payment_id,
+            chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id,
+            cancelled=cancellation.amount,
             cancelled_at=cmd.requested_at,
         )
         metrics.CANCELLATIONS.inc()
         await self._emit_movements(ctx, cmd.chain_id, cmd.customer_id, movements)
-        await ctx.emit(LOYALTY_EVENTS, PaymentBonusCancelled(
-            payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer_id,
-            cancelled=cancellation.amount, balance_after=account.balance, already=False,
-            cancelled_at=cmd.requested_at,
-        ), key=key)
+        await ctx.emit(
+            LOYALTY_EVENTS,
+            PaymentBonusCancelled(
+                payment_id=cmd.payment_id,
+                chain_id=cmd.chain_id,
+                customer_id=cmd.customer_id,
+                cancelled=cancellation.amount,
+                balance_after=account.balance,
+                already=False,
+                cancelled_at=cmd.requested_at,
+            ),
+            key=key,
+        )
 
     async def void_bonuses(self, ctx: MessageContext, cmd: VoidBonuses) -> None:
         """Undo whatever was applied of an operation credit gave up; remember it voided."""
         session, key = ctx.session, str(cmd.customer_id)
         chain = await repo.get_chain_settings(session, cmd.chain_id)
         minor = chain.minor_units if chain is not None else repo.DEFAULT_MINOR_UNITS
-        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id,
-                                          minor_units=minor)
+        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id, minor_units=minor)
         assert account is not None
         stored = await repo.find_operation(session, cmd.chain_id, cmd.operation_id)
         if stored is not None and stored.customer_id != cmd.customer_id:
@@ -258,35 +306,54 @@ class LoyaltyHandlers:
             return  # voided before: nothing more to undo, and it was answered then
         voided = []
         if stored is not None and stored.outcome == "applied":
-            voided = await repo.movements_to_void(session, cmd.chain_id, cmd.customer_id,
-                                                  cmd.operation_id)
+            voided = await repo.movements_to_void(
+                session, cmd.chain_id, cmd.customer_id, cmd.operation_id
+            )
             # the operation's own business time: what it spent comes back as of then
             at = voided[0].at if voided else cmd.requested_at
             account.void(
                 operation_id=cmd.operation_id,
-                own_lots=[m.lot_id for m in voided if m.lot_id is not None
-                          and m.kind.value in ("accrued", "restored")],
+                own_lots=[
+                    m.lot_id
+                    for m in voided
+                    if m.lot_id is not None and m.kind.value in ("accrued", "restored")
+                ],
                 net=sum((m.signed_amount for m in voided), quantize_money(Decimal(0), minor)),
                 at=at,
             )
             await repo.save_account(session, cmd.chain_id, account)
         refusal = BonusesRefused(
-            operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
-            chain_id=cmd.chain_id, customer_id=cmd.customer_id, code="operation_failed",
-            detail=f"the operation was voided: {cmd.reason}"[:500], balance=account.balance,
+            operation_id=cmd.operation_id,
+            operation_kind=cmd.operation_kind,
+            chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id,
+            code="operation_failed",
+            detail=f"the operation was voided: {cmd.reason}"[:500],
+            balance=account.balance,
         )
         await repo.void_operation(
-            session, operation_id=cmd.operation_id, chain_id=cmd.chain_id,
-            customer_id=cmd.customer_id, operation_kind=cmd.operation_kind.value,
-            answer_type=refusal.TYPE, answer=refusal.model_dump(mode="json"),
+            session,
+            operation_id=cmd.operation_id,
+            chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id,
+            operation_kind=cmd.operation_kind.value,
+            answer_type=refusal.TYPE,
+            answer=refusal.model_dump(mode="json"),
         )
         metrics.OPERATIONS.labels("voided").inc()
-        await ctx.emit(LOYALTY_EVENTS, BonusesVoided(
-            operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
-            chain_id=cmd.chain_id, customer_id=cmd.customer_id,
-            movement_ids=[m.movement_id for m in voided], balance_after=account.balance,
-            voided_at=self.clock(),
-        ), key=key)
+        await ctx.emit(
+            LOYALTY_EVENTS,
+            BonusesVoided(
+                operation_id=cmd.operation_id,
+                operation_kind=cmd.operation_kind,
+                chain_id=cmd.chain_id,
+                customer_id=cmd.customer_id,
+                movement_ids=[m.movement_id for m in voided],
+                balance_after=account.balance,
+                voided_at=self.clock(),
+            ),
+            key=key,
+        )
 
     async def apply_bonuses_dead_lettered(
         self, ctx: MessageContext, cmd: ApplyBonuses, reason: str
@@ -298,18 +365,26 @@ class LoyaltyHandlers:
             return  # answered before: that answer stands
         balance = await repo.lock_customer(session, cmd.chain_id, cmd.customer_id)
         refusal = BonusesRefused(
-            operation_id=cmd.operation_id, operation_kind=cmd.operation_kind,
-            chain_id=cmd.chain_id, customer_id=cmd.customer_id, code="operation_failed",
+            operation_id=cmd.operation_id,
+            operation_kind=cmd.operation_kind,
+            chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id,
+            code="operation_failed",
             detail=f"loyalty could not process the operation: {reason}"[:500],
             balance=quantize_money(balance[0] if balance else Decimal(0), cmd.minor_units),
         )
         await repo.void_operation(
-            session, operation_id=cmd.operation_id, chain_id=cmd.chain_id,
-            customer_id=cmd.customer_id, operation_kind=cmd.operation_kind.value,
-            answer_type=refusal.TYPE, answer=refusal.model_dump(mode="json"),
+            session,
+            operation_id=cmd.operation_id,
+            chain_id=cmd.chain_id,
+            customer_id=cmd.customer_id,
+            operation_kind=cmd.operation_kind.value,
+            answer_type=refusal.TYPE,
+            answer=refusal.model_dump(mode="json"),
         )
-        kit_metrics.OPERATIONS_FAILED.labels("loyalty", cmd.operation_kind.value,
-                                             "dead_letter").inc()
+        kit_metrics.OPERATIONS_FAILED.labels(
+            "loyalty", cmd.operation_kind.value, "dead_letter"
+        ).inc()
         await ctx.emit(LOYALTY_EVENTS, refusal, key=str(cmd.customer_id))
 
     async def void_bonuses_dead_lettered(
@@ -317,41 +392,60 @@ class LoyaltyHandlers:
     ) -> None:
         """Nothing can replace a failed undo: counted, so the alert says the bonus balance of
         this customer needs the dead letter re-driven (docs/operations.md)."""
-        kit_metrics.OPERATIONS_FAILED.labels("loyalty", cmd.operation_kind.value,
-                                             "void_dead_letter").inc()
+        kit_metrics.OPERATIONS_FAILED.labels(
+            "loyalty", cmd.operation_kind.value, "void_dead_letter"
+        ).inc()
 
     async def chain_registered(self, ctx: MessageContext, event: ChainRegistered) -> None:
         s = event.settings
         await repo.save_chain_settings(
-            ctx.session, chain_id=event.chain_id, bonus_expiry_days=s.bonus_expiry_days,
-            bonus_rate_percent=s.bonus_rate_percent, minor_units=s.minor_units,
-            timezone=s.timezone, changed_at=event.registered_at,
+            ctx.session,
+            chain_id=event.chain_id,
+            bonus_expiry_days=s.bonus_expiry_days,
+            bonus_rate_percent=s.bonus_rate_percent,
+            minor_units=s.minor_units,
+            timezone=s.timezone,
+            changed_at=event.registered_at,
         )
 
-    async def chain_settings_changed(self, ctx: MessageContext,
-                                     event: ChainSettingsChanged) -> None:
+    async def chain_settings_changed(
+        self, ctx: MessageContext, event: ChainSettingsChanged
+    ) -> None:
         s = event.settings
         await repo.save_chain_settings(
-            ctx.session, chain_id=event.chain_id, bonus_expiry_days=s.bonus_expiry_days,
-            bonus_rate_percent=s.bonus_rate_percent, minor_units=s.minor_units,
-            timezone=s.timezone, changed_at=event.changed_at,
+            ctx.session,
+            chain_id=event.chain_id,
+            bonus_expiry_days=s.bonus_expiry_days,
+            bonus_rate_percent=s.bonus_rate_percent,
+            minor_units=s.minor_units,
+            timezone=s.timezone,
+            changed_at=event.changed_at,
         )
 
     @staticmethod
     async def _refuse_cancellation(ctx: MessageContext, cmd: CancelPaymentBonus) -> None:
-        await ctx.emit(LOYALTY_EVENTS, BonusCancellationRefused(
-            payment_id=cmd.payment_id, chain_id=cmd.chain_id, customer_id=cmd.customer_id,
-            code="not_found", detail=f"no bonus accrual is known for payment {cmd.payment_id}",
-        ), key=str(cmd.customer_id))
+        await ctx.emit(
+            LOYALTY_EVENTS,
+            BonusCancellationRefused(
+                payment_id=cmd.payment_id,
+                chain_id=cmd.chain_id,
+                customer_id=cmd.customer_id,
+                code="not_found",
+                detail=f"no bonus accrual is known for payment {cmd.payment_id}",
+            ),
+            key=str(cmd.customer_id),
+        )
 
     @staticmethod
-    async def _emit_movements(ctx: MessageContext, chain_id: UUID, customer_id: UUID,
-                              movements: Sequence[Movement]) -> None:
+    async def _emit_movements(
+        ctx: MessageContext, chain_id: UUID, customer_id: UUID, movements: Sequence[Movement]
+    ) -> None:
         for m in movements:
             if m.kind not in PUBLISHED_KINDS:
                 continue
-            await ctx.emit(LOYALTY_EVENTS, movement_event(chain_id, customer_id, m),
-                           key=str(customer_id))
+            await ctx.emit(
+                LOYALTY_EVENTS, movement_event(chain_id, customer_id, m), key=str(customer_id)
+            )
 
 
 # --------------------------------------------------------------------------- the handler map

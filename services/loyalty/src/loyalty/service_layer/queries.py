@@ -60,7 +60,8 @@ async def customer_bonus(
                 "amount": money(lot.amount),
                 "remaining": money(lot.remaining),
                 "expires_at": (
-                    None if expiry_days is None
+                    None
+                    if expiry_days is None
                     else (lot.at + timedelta(days=expiry_days)).isoformat()
                 ),
             }

@@ -144,9 +144,15 @@ class OverdueSales(_Tables):
         await self.session.execute(sa.insert(t.overdue_sales).values(**values))
         await self.session.execute(
             sa.insert(t.overdue_lines),
-            [{"chain_id": values["chain_id"], "sale_id": values["sale_id"], "line_no": no,
-              "owed": owed}
-             for no, owed in lines],
+            [
+                {
+                    "chain_id": values["chain_id"],
+                    "sale_id": values["sale_id"],
+                    "line_no": no,
+                    "owed": owed,
+                }
+                for no, owed in lines
+            ],
         )
 
     async def mark_discount_revoked(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> None:
@@ -159,8 +165,7 @@ class OverdueSales(_Tables):
     async def mark_settled(self, chain_id: uuid.UUID, sale_ids: list[uuid.UUID]) -> None:
         await self.session.execute(
             sa.update(t.overdue_sales)
-            .where(t.overdue_sales.c.chain_id == chain_id,
-                   t.overdue_sales.c.sale_id.in_(sale_ids))
+            .where(t.overdue_sales.c.chain_id == chain_id, t.overdue_sales.c.sale_id.in_(sale_ids))
             .values(settled=True)
         )
 
@@ -180,7 +185,8 @@ class OverdueSales(_Tables):
         await self.session.execute(
             sa.delete(t.overdue_lines).where(
                 t.overdue_lines.c.chain_id == chain_id,
-                t.overdue_lines.c.sale_id == sale_id, t.overdue_lines.c.line_no == 0
+                t.overdue_lines.c.sale_id == sale_id,
+                t.overdue_lines.c.line_no == 0,
             )
         )
 
@@ -188,27 +194,32 @@ class OverdueSales(_Tables):
         """The live overdue view: unsettled sales of the customers that still owe money, by
         due date (customer_id, sale_id, due_date, discount, discount_revoked, owed)."""
         owed = sa.func.sum(t.overdue_lines.c.owed)
-        return (await self.session.execute(
-            sa.select(
-                t.overdue_sales.c.customer_id,
-                t.overdue_sales.c.sale_id,
-                t.overdue_sales.c.due_date,
-                t.overdue_sales.c.discount,
-                t.overdue_sales.c.discount_revoked,
-                owed.label("owed"),
-            )
-            .join(t.overdue_lines, sa.and_(
+        return (
+            await self.session.execute(
+                sa.select(
+                    t.overdue_sales.c.customer_id,
+                    t.overdue_sales.c.sale_id,
+                    t.overdue_sales.c.due_date,
+                    t.overdue_sales.c.discount,
+                    t.overdue_sales.c.discount_revoked,
+                    owed.label("owed"),
+                )
+                .join(
+                    t.overdue_lines,
+                    sa.and_(
                         t.overdue_lines.c.chain_id == t.overdue_sales.c.chain_id,
                         t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id,
-                    ))
-            .where(
-                t.overdue_sales.c.customer_id.in_(list(customer_ids)),
-                t.overdue_sales.c.settled.is_(False),
+                    ),
+                )
+                .where(
+                    t.overdue_sales.c.customer_id.in_(list(customer_ids)),
+                    t.overdue_sales.c.settled.is_(False),
+                )
+                .group_by(t.overdue_sales.c.chain_id, t.overdue_sales.c.sale_id)
+                .having(owed > 0)
+                .order_by(t.overdue_sales.c.due_date, t.overdue_sales.c.sale_id)
             )
-            .group_by(t.overdue_sales.c.chain_id, t.overdue_sales.c.sale_id)
-            .having(owed > 0)
-            .order_by(t.overdue_sales.c.due_date, t.overdue_sales.c.sale_id)
-        )).all()
+        ).all()
 
     async def owing_customers(self) -> Sequence[Any]:
         """(chain_id, customer_id) of every customer with an unsettled sale that owes money."""
@@ -216,10 +227,13 @@ class OverdueSales(_Tables):
         return (
             await self.session.execute(
                 sa.select(t.overdue_sales.c.chain_id, t.overdue_sales.c.customer_id)
-                .join(t.overdue_lines, sa.and_(
-                    t.overdue_lines.c.chain_id == t.overdue_sales.c.chain_id,
-                    t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id,
-                ))
+                .join(
+                    t.overdue_lines,
+                    sa.and_(
+                        t.overdue_lines.c.chain_id == t.overdue_sales.c.chain_id,
+                        t.overdue_lines.c.sale_id == t.overdue_sales.c.sale_id,
+                    ),
+                )
                 .where(t.overdue_sales.c.settled.is_(False))
                 .group_by(t.overdue_sales.c.chain_id, t.overdue_sales.c.customer_id)
                 .having(owed > 0)
@@ -295,8 +309,8 @@ class Tasks(_Tables):
         """The tasks still open among `task_ids`, oldest first."""
         return (
             await self.session.execute(
-                sa.select(t.tasks).where(t.tasks.c.task_id.in_(task_ids),
-                                         t.tasks.c.status == OPEN)
+                sa.select(t.tasks)
+                .where(t.tasks.c.task_id.in_(task_ids), t.tasks.c.status == OPEN)
                 .order_by(t.tasks.c.created_at, t.tasks.c.task_id)
             )
         ).all()
@@ -439,6 +453,4 @@ class Mail(_Tables):
 
     async def update_digest(self, digest_id: uuid.UUID, **values: Any) -> None:
         d = t.mail_digests
-        await self.session.execute(
-            sa.update(d).where(d.c.digest_id == digest_id).values(**values)
-        )
+        await self.session.execute(sa.update(d).where(d.c.digest_id == digest_id).values(**values))

@@ -181,6 +181,7 @@ mail_digests = sa.Table(
     sa.Column("sent_to", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
-    sa.Index("nt_mail_digests_due", "next_attempt_at",
-             postgresql_where=sa.text("status = 'pending'")),
+    sa.Index(
+        "nt_mail_digests_due", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")
+    ),
 )

@@ -31,9 +31,11 @@ class SmtpTarget:
     password: str | None
 
     def __repr__(self) -> str:  # never shows the password, wherever it is logged
-        return (f"SmtpTarget(host={self.host!r}, port={self.port}, "
-                f"implicit_tls={self.implicit_tls}, starttls={self.starttls}, "
-                f"username={self.username!r})")
+        return (
+            f"SmtpTarget(host={self.host!r}, port={self.port}, "
+            f"implicit_tls={self.implicit_tls}, starttls={self.starttls}, "
+            f"username={self.username!r})"
+        )
 
 
 def _is_loopback(host: str) -> bool:
@@ -153,8 +155,11 @@ def render_digest(
             "",
         ]
         e = html.escape
-        phone_html = (f'<a href="{e(_tel(task.phone), quote=True)}">{e(phone)}</a>'
-                      if task.phone and _tel(task.phone) != "tel:" else e(phone))
+        phone_html = (
+            f'<a href="{e(_tel(task.phone), quote=True)}">{e(phone)}</a>'
+            if task.phone and _tel(task.phone) != "tel:"
+            else e(phone)
+        )
         rows.append(
             "<tr>"
             f'<td><a href="{e(link, quote=True)}">{e(name)}</a></td>'
@@ -167,11 +172,11 @@ def render_digest(
         )
     lines.append("Open each link to record the call's outcome.")
     body_html = (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(subject)}</title></head><body>"
         f"<p>{count} {noun} for customer service, new or raised again since the last "
         "message.</p>"
-        "<table border=\"1\" cellpadding=\"4\" cellspacing=\"0\">"
+        '<table border="1" cellpadding="4" cellspacing="0">'
         "<thead><tr><th>Customer</th><th>Phone</th><th>Level</th><th>Overdue</th>"
         "<th>Days</th><th>Sales</th></tr></thead><tbody>"
         + "".join(rows)

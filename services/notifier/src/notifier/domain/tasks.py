@@ -46,7 +46,10 @@ class Outcome:
 
 
 def on_sale_overdue(
-    *, sale_is_new: bool, open_task: TaskState | None, last_task: TaskState | None,
+    *,
+    sale_is_new: bool,
+    open_task: TaskState | None,
+    last_task: TaskState | None,
     overdue_before: bool,
 ) -> Outcome:
     """A sale was reported overdue. A fact seen before (a redelivery, a re-publication)
@@ -61,8 +64,12 @@ def on_sale_overdue(
 
 
 def on_scan(
-    *, open_task: TaskState | None, last_task: TaskState | None, still_overdue: bool,
-    now: datetime, repeat_days: int,
+    *,
+    open_task: TaskState | None,
+    last_task: TaskState | None,
+    still_overdue: bool,
+    now: datetime,
+    repeat_days: int,
 ) -> Outcome:
     """The periodic re-raise for a customer: only while still overdue, once per period."""
     if not still_overdue:

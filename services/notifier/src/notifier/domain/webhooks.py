@@ -105,8 +105,12 @@ def is_public(address: IPAddress) -> bool:
         if embedded is not None and not is_public(embedded):
             return False
     return not (
-        address.is_private or address.is_loopback or address.is_link_local
-        or address.is_multicast or address.is_unspecified or address.is_reserved
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
         or not address.is_global
     )
 
@@ -138,7 +142,7 @@ def literal_address(host: str) -> IPAddress | None:
 def signing_key(secret: str) -> bytes:
     """The HMAC key of a secret (see the module docstring)."""
     if secret.startswith(SECRET_PREFIX):
-        return base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
     return secret.encode("utf-8")
 
 

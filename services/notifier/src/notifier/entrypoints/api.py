@@ -65,10 +65,16 @@ class WebhookRequest(BaseModel):
 
 def _invalid(field: str, message: str) -> JSONResponse:
     return JSONResponse(
-        {"type": "/problems/validation_error", "status": 422, "title": "The request is not valid",
-         "detail": f"{field}: {message}", "code": "validation_error",
-         "errors": [{"field": field, "message": message}]},
-        status_code=422, media_type="application/problem+json",
+        {
+            "type": "/problems/validation_error",
+            "status": 422,
+            "title": "The request is not valid",
+            "detail": f"{field}: {message}",
+            "code": "validation_error",
+            "errors": [{"field": field, "message": message}],
+        },
+        status_code=422,
+        media_type="application/problem+json",
     )
 
 
@@ -98,10 +104,15 @@ def router() -> APIRouter:
                 after = (datetime.fromisoformat(pos["t"]), uuid.UUID(pos["id"]))
             except (BadCursor, KeyError, ValueError, TypeError):
                 return JSONResponse(
-                    {"status": 422, "title": "validation error", "detail": "invalid cursor",
-                     "code": "validation_error",
-                     "errors": [{"field": "cursor", "message": "invalid cursor"}]},
-                    status_code=422, media_type="application/problem+json",
+                    {
+                        "status": 422,
+                        "title": "validation error",
+                        "detail": "invalid cursor",
+                        "code": "validation_error",
+                        "errors": [{"field": "cursor", "message": "invalid cursor"}],
+                    },
+                    status_code=422,
+                    media_type="application/problem+json",
                 )
         # open: oldest first (who waits longest is called first); done: latest closed first
         rows = await Tasks(session).page(
@@ -143,7 +154,8 @@ def router() -> APIRouter:
                 outcome=body.outcome,
                 note=body.note,
                 completed_by=(body.completed_by.user_id, body.completed_by.name)
-                if body.completed_by is not None else None,
+                if body.completed_by is not None
+                else None,
             )
             row = await tasks.get(task_id)
         # a task already closed (paid, or completed before) is answered as it is
@@ -158,8 +170,9 @@ def router() -> APIRouter:
         allow_private = request.app.state.runtime.settings.webhook_allow_private
         resolver = getattr(request.app.state, "webhook_resolver", webhook_http.resolve)
         try:
-            await webhook_http.checked_destination(body.url, allow_private=allow_private,
-                                                   resolver=resolver)
+            await webhook_http.checked_destination(
+                body.url, allow_private=allow_private, resolver=resolver
+            )
         except DestinationRefused as exc:
             return _invalid("url", str(exc))
         try:
@@ -167,7 +180,9 @@ def router() -> APIRouter:
         except ValueError as exc:
             return _invalid("secret", str(exc))
         values: dict[str, Any] = {
-            "url": body.url, "secret": body.secret, "updated_at": datetime.now(UTC)
+            "url": body.url,
+            "secret": body.secret,
+            "updated_at": datetime.now(UTC),
         }
         await Webhooks(session).put(chain_id, values)
         return JSONResponse({"url": body.url, "configured": True})
@@ -178,4 +193,3 @@ def router() -> APIRouter:
         return Response(status_code=204)
 
     return api
-

@@ -50,8 +50,9 @@ def make_definition(settings: Settings | None = None) -> ServiceDefinition:
             # run once SMTP is configured sends one digest per chain of those still open
             log.warning("reminder mail is off: NOTIFIER_SMTP_URL is not set")
             return periodic
-        mailer = SmtpMailer(target, ca_file=settings.smtp_ca_file,
-                            timeout=settings.smtp_timeout_seconds)
+        mailer = SmtpMailer(
+            target, ca_file=settings.smtp_ca_file, timeout=settings.smtp_timeout_seconds
+        )
 
         async def mail() -> None:
             await mail_once(runtime.session_factory, settings, mailer.send)

@@ -53,7 +53,9 @@ def _now() -> datetime:
 
 
 async def _upsert_chain(
-    ctx: MessageContext, chain_id: UUID, s: gateway.ChainSettingsSnapshot,
+    ctx: MessageContext,
+    chain_id: UUID,
+    s: gateway.ChainSettingsSnapshot,
     name: str | None = None,
 ) -> None:
     values: dict[str, object] = {
@@ -106,8 +108,12 @@ async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
         lines = [(ln.line_no, ln.amount_owed) for ln in msg.lines] or [(0, msg.amount_owed)]
         await overdue.insert_sale(
             lines,
-            sale_id=msg.sale_id, chain_id=msg.chain_id, customer_id=msg.customer_id,
-            sold_at=msg.sold_at, due_date=msg.due_date, discount=msg.discount,
+            sale_id=msg.sale_id,
+            chain_id=msg.chain_id,
+            customer_id=msg.customer_id,
+            sold_at=msg.sold_at,
+            due_date=msg.due_date,
+            discount=msg.discount,
             discount_revoked=msg.discount_revoked,
         )
     elif msg.discount_revoked:
@@ -125,8 +131,12 @@ async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
         await refresh_snapshot(session, open_row.task_id, sales, settings.minor_units)
     elif outcome.decision is Decision.OPEN_NEW:
         await raise_task(
-            session, _emitter(ctx), chain_id=msg.chain_id, customer_id=msg.customer_id,
-            level=outcome.level, now=_now(),
+            session,
+            _emitter(ctx),
+            chain_id=msg.chain_id,
+            customer_id=msg.customer_id,
+            level=outcome.level,
+            now=_now(),
         )
 
 
@@ -138,9 +148,7 @@ async def _apply_owed(
     session = ctx.session
     await lock_customer(session, chain_id, customer_id)
     overdue = OverdueSales(session)
-    tracked = await overdue.tracked_of(
-        chain_id, {c.sale_id for c in changes}
-    ) if changes else set()
+    tracked = await overdue.tracked_of(chain_id, {c.sale_id for c in changes}) if changes else set()
     for change in changes:
         if change.sale_id not in tracked:
             continue
@@ -187,6 +195,7 @@ async def on_sale_settled(ctx: MessageContext, msg: credit.SaleSettled) -> None:
         await close_task(session, emit, row, reason=TaskClosedReason.PAID, now=_now())
     else:
         await close_if_paid(session, emit, msg.customer_id, _now())
+
 
 HANDLERS: dict[type[BaseModel], Handler] = {
     gateway.ChainRegistered: on_chain_registered,

@@ -89,9 +89,14 @@ async def deliver_once(
                 await webhooks.update_delivery(row.delivery_id, status="cancelled")
                 continue
             error = await post_signed(
-                client, hook.url, hook.secret, str(row.delivery_id), row.body,
+                client,
+                hook.url,
+                hook.secret,
+                str(row.delivery_id),
+                row.body,
                 timeout_seconds=settings.webhook_timeout_seconds,
-                allow_private=settings.webhook_allow_private, resolver=resolver,
+                allow_private=settings.webhook_allow_private,
+                resolver=resolver,
             )
             attempts = row.attempts + 1
             if error is None:
@@ -99,14 +104,20 @@ async def deliver_once(
                     row.delivery_id, status="delivered", attempts=attempts, delivered_at=moment
                 )
             elif attempts >= settings.webhook_max_attempts:
-                log.warning("webhook delivery %s dead after %d tries: %s",
-                            row.delivery_id, attempts, error)
+                log.warning(
+                    "webhook delivery %s dead after %d tries: %s", row.delivery_id, attempts, error
+                )
                 await webhooks.update_delivery(
                     row.delivery_id, status="dead", attempts=attempts, last_error=error
                 )
                 await webhooks.insert_dead_letter(
-                    delivery_id=row.delivery_id, chain_id=row.chain_id, task_id=row.task_id,
-                    url=hook.url, body=row.body, attempts=attempts, last_error=error,
+                    delivery_id=row.delivery_id,
+                    chain_id=row.chain_id,
+                    task_id=row.task_id,
+                    url=hook.url,
+                    body=row.body,
+                    attempts=attempts,
+                    last_error=error,
                     failed_at=moment,
                 )
             else:

@@ -85,7 +85,9 @@ async def _compose_for_chain(
         for view in views
     ]
     digest = render_digest(
-        tasks, chain_name=chain.name or "", currency=chain.currency or "",
+        tasks,
+        chain_name=chain.name or "",
+        currency=chain.currency or "",
         backoffice_url=settings.backoffice_url,
     )
     await mail.insert_digest(
@@ -133,7 +135,9 @@ def build_message(digest: Any, sender: str, recipient: str) -> EmailMessage:
 
 
 async def send_digests(
-    session_factory: SessionFactory, settings: Settings, send: Send,
+    session_factory: SessionFactory,
+    settings: Settings,
+    send: Send,
     now: datetime | None = None,
 ) -> int:
     """Try every due digest once, one per transaction; returns how many were tried."""
@@ -157,39 +161,62 @@ async def send_digests(
                 await _failed(session, settings, digest, attempts, describe(exc), moment)
                 continue
             await mail.update_digest(
-                digest.digest_id, status="sent", attempts=attempts, sent_at=_now(),
-                sent_to=recipient, last_error=None,
+                digest.digest_id,
+                status="sent",
+                attempts=attempts,
+                sent_at=_now(),
+                sent_to=recipient,
+                last_error=None,
             )
             metrics.MAIL_DIGESTS.labels("sent").inc()
     return tried
 
 
 async def _failed(
-    session: AsyncSession, settings: Settings, digest: Any, attempts: int, error: str,
+    session: AsyncSession,
+    settings: Settings,
+    digest: Any,
+    attempts: int,
+    error: str,
     moment: datetime,
 ) -> None:
     mail = Mail(session)
     if attempts >= settings.mail_max_attempts:
-        log.warning("reminder digest %s of chain %s given up after %d tries: %s",
-                    digest.digest_id, digest.chain_id, attempts, error)
+        log.warning(
+            "reminder digest %s of chain %s given up after %d tries: %s",
+            digest.digest_id,
+            digest.chain_id,
+            attempts,
+            error,
+        )
         await mail.update_digest(
             digest.digest_id, status="dead", attempts=attempts, last_error=error
         )
         metrics.MAIL_DIGESTS.labels("dead").inc()
         return
-    delay = backoff_seconds(attempts, settings.mail_backoff_seconds,
-                            settings.mail_backoff_max_seconds)
-    log.info("reminder digest %s: try %d failed (%s); next in %.0f s",
-             digest.digest_id, attempts, error, delay)
+    delay = backoff_seconds(
+        attempts, settings.mail_backoff_seconds, settings.mail_backoff_max_seconds
+    )
+    log.info(
+        "reminder digest %s: try %d failed (%s); next in %.0f s",
+        digest.digest_id,
+        attempts,
+        error,
+        delay,
+    )
     await mail.update_digest(
-        digest.digest_id, attempts=attempts, last_error=error,
+        digest.digest_id,
+        attempts=attempts,
+        last_error=error,
         next_attempt_at=moment + timedelta(seconds=delay),
     )
     metrics.MAIL_DIGESTS.labels("failed").inc()
 
 
 async def mail_once(
-    session_factory: SessionFactory, settings: Settings, send: Send,
+    session_factory: SessionFactory,
+    settings: Settings,
+    send: Send,
     now: datetime | None = None,
 ) -> tuple[int, int]:
     """One run: compose the chains' digests, then send the due ones. (composed, tried)"""

@@ -39,7 +39,11 @@ def outbox_emitter(session: AsyncSession, correlation_id: uuid.UUID) -> Emit:
 
     async def emit(model: Message, key: str) -> None:
         await enqueue_message(
-            session, NOTIFIER_EVENTS, model, chain_id=None, key=key,
+            session,
+            NOTIFIER_EVENTS,
+            model,
+            chain_id=None,
+            key=key,
             correlation_id=correlation_id,
         )
 
@@ -153,8 +157,14 @@ async def raise_task(
         task_id = uuid.uuid4()
         created_at = now
         await Tasks(session).insert(
-            task_id=task_id, chain_id=chain_id, customer_id=customer_id, level=level,
-            status=OPEN, created_at=now, raised_at=now, sales=snapshot,
+            task_id=task_id,
+            chain_id=chain_id,
+            customer_id=customer_id,
+            level=level,
+            status=OPEN,
+            created_at=now,
+            raised_at=now,
+            sales=snapshot,
         )
     else:
         task_id = escalate_task_id
@@ -190,8 +200,12 @@ async def raise_task(
     await emit(event, str(customer_id))
     await enqueue_webhook(session, chain_id, task_id, event, now)
     await enqueue_mail(
-        session, chain_id, task_id, level=level,
-        re_raised=escalate_task_id is not None or level > 1, now=now,
+        session,
+        chain_id,
+        task_id,
+        level=level,
+        re_raised=escalate_task_id is not None or level > 1,
+        now=now,
     )
     return task_id
 
@@ -209,8 +223,14 @@ async def close_task(
 ) -> None:
     user_id, user_name = completed_by if completed_by is not None else (None, None)
     await Tasks(session).update(
-        row.task_id, status=DONE, closed_reason=reason.value, closed_at=now, outcome=outcome,
-        note=note, completed_by_user_id=user_id, completed_by_name=user_name,
+        row.task_id,
+        status=DONE,
+        closed_reason=reason.value,
+        closed_at=now,
+        outcome=outcome,
+        note=note,
+        completed_by_user_id=user_id,
+        completed_by_name=user_name,
     )
     await emit(
         ReminderTaskClosed(
@@ -261,22 +281,36 @@ async def enqueue_webhook(
         separators=(",", ":"),
     ).encode()
     await webhooks.insert_delivery(
-        delivery_id=delivery_id, chain_id=chain_id, task_id=task_id, event_type=event.TYPE,
-        body=body, next_attempt_at=now, created_at=now,
+        delivery_id=delivery_id,
+        chain_id=chain_id,
+        task_id=task_id,
+        event_type=event.TYPE,
+        body=body,
+        next_attempt_at=now,
+        created_at=now,
     )
 
 
 async def enqueue_mail(
-    session: AsyncSession, chain_id: uuid.UUID, task_id: uuid.UUID, *, level: int,
-    re_raised: bool, now: datetime,
+    session: AsyncSession,
+    chain_id: uuid.UUID,
+    task_id: uuid.UUID,
+    *,
+    level: int,
+    re_raised: bool,
+    now: datetime,
 ) -> None:
     """The next reminder digest of the chain lists this task (only when the chain has a
     reminder email): written with the task, so a raised task is never left out."""
     if not await Directory(session).reminder_email(chain_id):
         return
     await Mail(session).insert_item(
-        item_id=uuid.uuid4(), chain_id=chain_id, task_id=task_id, level=level,
-        re_raised=re_raised, raised_at=now,
+        item_id=uuid.uuid4(),
+        chain_id=chain_id,
+        task_id=task_id,
+        level=level,
+        re_raised=re_raised,
+        raised_at=now,
     )
 
 
@@ -301,14 +335,15 @@ async def task_views(
         cs = chains[row.chain_id]
         live_sales = live.get(row.customer_id, [])
         if row.status == OPEN and live_sales:
-            sales = [
-                (s.sale_id, s.due_date, s.amount_owed) for s in live_sales
-            ]
+            sales = [(s.sale_id, s.due_date, s.amount_owed) for s in live_sales]
             today = local_date(moment, cs.timezone)
         else:
             sales = [
-                (uuid.UUID(s["sale_id"]), date.fromisoformat(s["due_date"]),
-                 Decimal(s["amount_owed"]))
+                (
+                    uuid.UUID(s["sale_id"]),
+                    date.fromisoformat(s["due_date"]),
+                    Decimal(s["amount_owed"]),
+                )
                 for s in row.sales
             ]
             today = local_date(row.closed_at or moment, cs.timezone)
@@ -325,8 +360,11 @@ async def task_views(
                 "overdue_amount": money(sum((a for _, _, a in sales), ZERO), cs.minor_units),
                 "days_overdue": max((days_overdue(d, today) for _, d, _ in sales), default=0),
                 "sales": [
-                    {"sale_id": str(sid), "due_date": d.isoformat(),
-                     "amount_owed": money(a, cs.minor_units)}
+                    {
+                        "sale_id": str(sid),
+                        "due_date": d.isoformat(),
+                        "amount_owed": money(a, cs.minor_units),
+                    }
                     for sid, d, a in sales
                 ],
                 "created_at": row.created_at.isoformat(),
@@ -335,9 +373,12 @@ async def task_views(
                 "closed_reason": row.closed_reason,
                 "outcome": row.outcome,
                 "note": row.note,
-                "completed_by": {"user_id": str(row.completed_by_user_id),
-                                 "name": row.completed_by_name}
-                if row.completed_by_user_id is not None else None,
+                "completed_by": {
+                    "user_id": str(row.completed_by_user_id),
+                    "name": row.completed_by_name,
+                }
+                if row.completed_by_user_id is not None
+                else None,
                 "actions": revoke_actions(
                     [s for s in live_sales if s.sale_id in in_task], cs.overdue_discount
                 ),

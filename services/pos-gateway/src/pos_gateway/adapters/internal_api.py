@@ -20,7 +20,10 @@ from pos_gateway.domain.errors import GatewayError
 log = logging.getLogger(__name__)
 
 ZERO_BALANCES: dict[str, Any] = {
-    "debt": "0", "advance": "0", "bonus_balance": "0", "overdue": False,
+    "debt": "0",
+    "advance": "0",
+    "bonus_balance": "0",
+    "overdue": False,
 }
 
 
@@ -119,7 +122,9 @@ class ReportingClient(InternalClient):
         if not customer_ids:
             return {}
         response = await self.request(
-            "POST", chain_id, "balances:batch",
+            "POST",
+            chain_id,
+            "balances:batch",
             json={"customer_ids": [str(c) for c in customer_ids]},
         )
         data = self._json(response)

@@ -83,8 +83,10 @@ class OutcomeListener:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("outcome listener cannot listen (%s); the poll covers meanwhile",
-                            type(exc).__name__)
+                log.warning(
+                    "outcome listener cannot listen (%s); the poll covers meanwhile",
+                    type(exc).__name__,
+                )
             finally:
                 self.listening.clear()
                 conn, self._conn = self._conn, None

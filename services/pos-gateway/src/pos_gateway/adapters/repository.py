@@ -140,9 +140,7 @@ class MasterData(_Tables):
         query = sa.select(st.store_id, st.code, st.name).where(st.chain_id == chain_id)
         if after is not None:
             query = query.where(_after((st.code, st.store_id), after))
-        return (
-            await self.session.execute(query.order_by(st.code, st.store_id).limit(limit))
-        ).all()
+        return (await self.session.execute(query.order_by(st.code, st.store_id).limit(limit))).all()
 
     async def terminals_of(
         self, chain_id: uuid.UUID, store_ids: Iterable[uuid.UUID]
@@ -163,22 +161,26 @@ class MasterData(_Tables):
             .subquery()
         )
         tm = t.terminals.c
-        return (await self.session.execute(
-            sa.select(tm.store_id, tm.terminal_id, tm.name, tm.created_at, revoked.c.revoked_at)
-            .outerjoin(revoked, revoked.c.terminal_id == tm.terminal_id)
-            .where(tm.chain_id == chain_id, tm.store_id.in_(list(store_ids)))
-            .order_by(tm.created_at, tm.terminal_id)
-        )).all()
+        return (
+            await self.session.execute(
+                sa.select(tm.store_id, tm.terminal_id, tm.name, tm.created_at, revoked.c.revoked_at)
+                .outerjoin(revoked, revoked.c.terminal_id == tm.terminal_id)
+                .where(tm.chain_id == chain_id, tm.store_id.in_(list(store_ids)))
+                .order_by(tm.created_at, tm.terminal_id)
+            )
+        ).all()
 
     async def insert_terminal(self, **values: Any) -> None:
         await self.session.execute(sa.insert(t.terminals).values(**values))
 
     async def lock_terminal(self, chain_id: uuid.UUID, terminal_id: uuid.UUID) -> Row[Any] | None:
-        return (await self.session.execute(
-            sa.select(t.terminals)
-            .where(t.terminals.c.chain_id == chain_id, t.terminals.c.terminal_id == terminal_id)
-            .with_for_update()
-        )).first()
+        return (
+            await self.session.execute(
+                sa.select(t.terminals)
+                .where(t.terminals.c.chain_id == chain_id, t.terminals.c.terminal_id == terminal_id)
+                .with_for_update()
+            )
+        ).first()
 
     # customers
 
@@ -206,8 +208,9 @@ class MasterData(_Tables):
         """Take the card off its customer; False when the customer has another card now."""
         cleared = await self.session.execute(
             sa.update(t.customers)
-            .where(t.customers.c.customer_id == customer_id,
-                   t.customers.c.card_number == card_number)
+            .where(
+                t.customers.c.customer_id == customer_id, t.customers.c.card_number == card_number
+            )
             .values(card_number=None, updated_at=now)
         )
         return bool(_rowcount(cleared))
@@ -305,14 +308,20 @@ class ApiKeys(_Tables):
 
     async def active_terminal_keys(self, terminal_id: uuid.UUID) -> int:
         k = t.api_keys.c
-        return int(await self.session.scalar(
-            sa.select(sa.func.count()).where(k.terminal_id == terminal_id, k.revoked_at.is_(None))
-        ) or 0)
+        return int(
+            await self.session.scalar(
+                sa.select(sa.func.count()).where(
+                    k.terminal_id == terminal_id, k.revoked_at.is_(None)
+                )
+            )
+            or 0
+        )
 
     async def terminal_revoked_at(self, terminal_id: uuid.UUID) -> datetime | None:
         revoked_at: datetime | None = await self.session.scalar(
-            sa.select(sa.func.max(t.api_keys.c.revoked_at))
-            .where(t.api_keys.c.terminal_id == terminal_id)
+            sa.select(sa.func.max(t.api_keys.c.revoked_at)).where(
+                t.api_keys.c.terminal_id == terminal_id
+            )
         )
         return revoked_at
 
@@ -364,7 +373,8 @@ class Staff(_Tables):
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
         await self.session.execute(
-            sa.update(t.users).where(t.users.c.user_id == user_id)
+            sa.update(t.users)
+            .where(t.users.c.user_id == user_id)
             .values(password_hash=password_hash)
         )
 
@@ -507,7 +517,8 @@ class Operations(_Tables):
                 sa.select(t.operations, t.chains.c.minor_units)
                 .join(t.chains, t.chains.c.chain_id == o.chain_id)
                 .where(
-                    o.chain_id == ref.chain_id, o.kind == ref.kind,
+                    o.chain_id == ref.chain_id,
+                    o.kind == ref.kind,
                     o.operation_id == ref.operation_id,
                 )
             )
@@ -537,9 +548,7 @@ class Operations(_Tables):
     async def lock_name(self, name: str) -> None:
         """A transaction-scoped advisory lock on `name` (serializes requests naming the same
         object: a POS-chosen sale id, one payment...)."""
-        await self.session.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name)))
-        )
+        await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
 
     async def settle(
         self,
@@ -561,8 +570,9 @@ class Operations(_Tables):
                 o.operation_id == ref.operation_id,
                 o.status == "pending",
             )
-            .values(status=status, outcome=outcome, code=code, detail=detail,
-                    completed_at=sa.func.now())
+            .values(
+                status=status, outcome=outcome, code=code, detail=detail, completed_at=sa.func.now()
+            )
             .returning(o.operation_id)
         )
         return result.first() is not None

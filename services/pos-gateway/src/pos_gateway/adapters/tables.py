@@ -202,8 +202,12 @@ users = sa.Table(
     _ts("created_at"),
     _ts("deleted_at", nullable=True),
     sa.CheckConstraint("role IN ('manager', 'customer_service')", name="users_role"),
-    sa.Index("users_email_key_live", "email_key", unique=True,
-             postgresql_where=sa.text("deleted_at IS NULL")),
+    sa.Index(
+        "users_email_key_live",
+        "email_key",
+        unique=True,
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    ),
     sa.Index("users_chain_list", "chain_id", "email_key", "user_id"),
 )
 

@@ -61,8 +61,15 @@ def parse_request_decimal(
     return result
 
 
-def _type(*, what: str, max_scale: int, below: Decimal, positive: bool, description: str,
-          examples: list[str]) -> Any:
+def _type(
+    *,
+    what: str,
+    max_scale: int,
+    below: Decimal,
+    positive: bool,
+    description: str,
+    examples: list[str],
+) -> Any:
     digits = len(decimal_to_str(below)) - 1
     schema: dict[str, Any] = {
         "type": "string",
@@ -88,7 +95,10 @@ def _type(*, what: str, max_scale: int, below: Decimal, positive: bool, descript
 
 
 RequestMoney = _type(
-    what="money", max_scale=MAX_MONEY_SCALE, below=MONEY_LIMIT, positive=False,
+    what="money",
+    max_scale=MAX_MONEY_SCALE,
+    below=MONEY_LIMIT,
+    positive=False,
     description="Money >= 0 and below 10^12 as a decimal string of ASCII digits, with at most "
     "the currency's minor-unit digits; never a JSON number.",
     examples=["12.50", "0.00"],
@@ -96,7 +106,10 @@ RequestMoney = _type(
 """Money >= 0 in a request: prices, discounts, a credit limit, change kept."""
 
 RequestPositiveMoney = _type(
-    what="money", max_scale=MAX_MONEY_SCALE, below=MONEY_LIMIT, positive=True,
+    what="money",
+    max_scale=MAX_MONEY_SCALE,
+    below=MONEY_LIMIT,
+    positive=True,
     description="Money > 0 and below 10^12 as a decimal string of ASCII digits, with at most "
     "the currency's minor-unit digits; never a JSON number.",
     examples=["12.50"],
@@ -104,7 +117,10 @@ RequestPositiveMoney = _type(
 """Money > 0 in a request: what is tendered, paid or refunded."""
 
 RequestQuantity = _type(
-    what="quantity", max_scale=QUANTITY_SCALE, below=QUANTITY_LIMIT, positive=True,
+    what="quantity",
+    max_scale=QUANTITY_SCALE,
+    below=QUANTITY_LIMIT,
+    positive=True,
     description='A quantity > 0 and below 10^6 with at most 3 decimals ("1", "0.75" kg), '
     "as a decimal string of ASCII digits.",
     examples=["1", "0.75"],

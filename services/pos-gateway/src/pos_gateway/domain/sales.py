@@ -88,15 +88,21 @@ def price_sale(
     for i, ln in enumerate(lines):
         amount = line_amount(ln.quantity, ln.unit_price, ln.discount, minor_units)
         if amount < _ZERO:
-            errors.append({"field": f"lines.{i}.discount",
-                           "message": "the discount exceeds the line's value"})
+            errors.append(
+                {"field": f"lines.{i}.discount", "message": "the discount exceeds the line's value"}
+            )
         elif amount >= MONEY_LIMIT:
-            errors.append({"field": f"lines.{i}",
-                           "message": "the line's amount (quantity x unit_price - discount) "
-                           f"must be below {MONEY_LIMIT:f}"})
+            errors.append(
+                {
+                    "field": f"lines.{i}",
+                    "message": "the line's amount (quantity x unit_price - discount) "
+                    f"must be below {MONEY_LIMIT:f}",
+                }
+            )
         priced.append(
-            PricedLine(i + 1, ln.sku, ln.barcode, ln.name, ln.quantity, ln.unit_price,
-                       ln.discount, amount)
+            PricedLine(
+                i + 1, ln.sku, ln.barcode, ln.name, ln.quantity, ln.unit_price, ln.discount, amount
+            )
         )
     if errors:
         raise ValidationFailed(errors)
@@ -105,11 +111,16 @@ def price_sale(
     # each line and each payment is within the limits; their sums must be too (the change is
     # what was tendered beyond the total, so bounding both bounds it)
     if total >= MONEY_LIMIT:
-        errors.append({"field": "lines",
-                       "message": f"the sale total must be below {MONEY_LIMIT:f}"})
+        errors.append(
+            {"field": "lines", "message": f"the sale total must be below {MONEY_LIMIT:f}"}
+        )
     if tendered >= MONEY_LIMIT:
-        errors.append({"field": "payments",
-                       "message": f"the payments must add up to less than {MONEY_LIMIT:f}"})
+        errors.append(
+            {
+                "field": "payments",
+                "message": f"the payments must add up to less than {MONEY_LIMIT:f}",
+            }
+        )
     if errors:
         raise ValidationFailed(errors)
     cash = sum((p.amount for p in payments if p.method is PaymentMethod.CASH), _ZERO)

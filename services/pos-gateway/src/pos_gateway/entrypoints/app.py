@@ -137,6 +137,7 @@ class BodyCap:
 #: few levels, and Python's parser recurses once per level.
 MAX_JSON_DEPTH = 32
 
+
 def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """True when the JSON text nests arrays/objects deeper than `limit`. Text that is not
     JSON answers False: the route's own parsing refuses it (`json_invalid`)."""
@@ -194,8 +195,9 @@ class JsonBodyGuard:
                     problem = f"JSON nested deeper than {self.limit} levels"
         if problem is not None:
             response = problem_response(
-                "validation_error", f"body: {problem}", errors=[{"field": "body",
-                                                                   "message": problem}]
+                "validation_error",
+                f"body: {problem}",
+                errors=[{"field": "body", "message": problem}],
             )
             await response(scope, receive, send)
             return

@@ -38,7 +38,11 @@ async def publish(
 ) -> None:
     """Write a message to the outbox in the caller's transaction (on its contract topic)."""
     await enqueue_message(
-        session, payload.TOPIC, payload, chain_id=chain_id, key=key,
+        session,
+        payload.TOPIC,
+        payload,
+        chain_id=chain_id,
+        key=key,
         correlation_id=correlation_id(),
     )
 
@@ -127,9 +131,7 @@ def balances_json(balances: dict[str, Any] | None, minor_units: int) -> dict[str
     }
 
 
-def customer_json(
-    customer: Row[Any], balances: dict[str, Any], minor_units: int
-) -> dict[str, Any]:
+def customer_json(customer: Row[Any], balances: dict[str, Any], minor_units: int) -> dict[str, Any]:
     """Master data merged with the balances reporting holds (`GET /v1/customers/{id}`)."""
     debt = Decimal(str(balances.get("debt", "0")))
     limit = customer.credit_limit

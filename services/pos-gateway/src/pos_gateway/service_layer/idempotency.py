@@ -23,9 +23,7 @@ from pos_gateway.domain.errors import GatewayError
 MAX_KEY_LENGTH = 255
 
 
-async def claim(
-    session: AsyncSession, scope: str, key: str, request_hash: str
-) -> Row[Any] | None:
+async def claim(session: AsyncSession, scope: str, key: str, request_hash: str) -> Row[Any] | None:
     """None when this request owns the key now; the earlier request's row otherwise."""
     keys = IdempotencyKeys(session)
     if await keys.insert(scope, key, request_hash):

@@ -46,8 +46,11 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         position = json.loads(raw)
-        if not (isinstance(position, list) and len(position) == size
-                and all(isinstance(p, str) and "\x00" not in p for p in position)):
+        if not (
+            isinstance(position, list)
+            and len(position) == size
+            and all(isinstance(p, str) and "\x00" not in p for p in position)
+        ):
             raise ValueError(position)
         return position
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
@@ -69,8 +72,13 @@ async def list_chains(session: AsyncSession, *, limit: int, cursor: str | None) 
     rows = await MasterData(session).chains_page(after, limit + 1)
     page = rows[:limit]
     items = [
-        {"chain_id": str(r.chain_id), "name": r.name, "currency": r.currency,
-         "timezone": r.timezone, "created_at": _iso(r.created_at)}
+        {
+            "chain_id": str(r.chain_id),
+            "name": r.name,
+            "currency": r.currency,
+            "timezone": r.timezone,
+            "created_at": _iso(r.created_at),
+        }
         for r in page
     ]
     nxt = None
@@ -118,13 +126,21 @@ async def list_stores(
     terminals: dict[uuid.UUID, list[dict[str, Any]]] = {r.store_id: [] for r in page}
     if page:
         for r in await master.terminals_of(chain_id, terminals):
-            terminals[r.store_id].append({
-                "terminal_id": str(r.terminal_id), "name": r.name,
-                "created_at": _iso(r.created_at), "revoked_at": _iso(r.revoked_at),
-            })
+            terminals[r.store_id].append(
+                {
+                    "terminal_id": str(r.terminal_id),
+                    "name": r.name,
+                    "created_at": _iso(r.created_at),
+                    "revoked_at": _iso(r.revoked_at),
+                }
+            )
     items = [
-        {"store_id": str(r.store_id), "code": r.code, "name": r.name,
-         "terminals": terminals[r.store_id]}
+        {
+            "store_id": str(r.store_id),
+            "code": r.code,
+            "name": r.name,
+            "terminals": terminals[r.store_id],
+        }
         for r in page
     ]
     nxt = encode_cursor(page[-1].code, str(page[-1].store_id)) if len(rows) > limit else None
@@ -145,7 +161,9 @@ async def _terminal(
 
 
 async def replace_terminal_key(
-    session: AsyncSession, principal: Principal, terminal_id: uuid.UUID,
+    session: AsyncSession,
+    principal: Principal,
+    terminal_id: uuid.UUID,
     issue: KeyIssuer = new_api_key,
 ) -> Answer:
     """The terminal's new key; its old key is revoked in the same commit. A revoked terminal
@@ -157,8 +175,11 @@ async def replace_terminal_key(
     await keys.revoke_terminal_keys(terminal_id, _now())
     token, key_hash = issue()
     await keys.insert(
-        key_hash=key_hash, kind=KeyKind.TERMINAL.value,
-        chain_id=terminal.chain_id, store_id=terminal.store_id, terminal_id=terminal_id,
+        key_hash=key_hash,
+        kind=KeyKind.TERMINAL.value,
+        chain_id=terminal.chain_id,
+        store_id=terminal.store_id,
+        terminal_id=terminal_id,
     )
     return Answer(201, {"terminal_id": str(terminal_id), "api_key": token})
 

@@ -121,7 +121,10 @@ async def register_store(
 
 
 async def register_terminal(
-    session: AsyncSession, principal: Principal, store_id: uuid.UUID, body: s.TerminalCreate,
+    session: AsyncSession,
+    principal: Principal,
+    store_id: uuid.UUID,
+    body: s.TerminalCreate,
     issue: KeyIssuer = new_api_key,
 ) -> Answer:
     chain_id = _chain_id(principal)
@@ -131,18 +134,27 @@ async def register_terminal(
     terminal_id = uuid.uuid4()
     now = _now()
     await master.insert_terminal(
-        terminal_id=terminal_id, chain_id=chain_id, store_id=store_id, name=body.name,
+        terminal_id=terminal_id,
+        chain_id=chain_id,
+        store_id=store_id,
+        name=body.name,
         created_at=now,
     )
     token, key_hash = issue()
     await ApiKeys(session).insert(
-        key_hash=key_hash, kind=KeyKind.TERMINAL.value,
-        chain_id=chain_id, store_id=store_id, terminal_id=terminal_id,
+        key_hash=key_hash,
+        kind=KeyKind.TERMINAL.value,
+        chain_id=chain_id,
+        store_id=store_id,
+        terminal_id=terminal_id,
     )
     await publish(
         session,
         TerminalRegistered(
-            chain_id=chain_id, store_id=store_id, terminal_id=terminal_id, name=body.name,
+            chain_id=chain_id,
+            store_id=store_id,
+            terminal_id=terminal_id,
+            name=body.name,
             registered_at=now,
         ),
         key=chain_id,
@@ -237,7 +249,9 @@ async def create_customer(
     )
     if body.card_number is not None:
         await master.insert_card(
-            chain_id=chain.chain_id, card_number=body.card_number, customer_id=customer_id,
+            chain_id=chain.chain_id,
+            card_number=body.card_number,
+            customer_id=customer_id,
             issued_at=now,
         )
     customer = await _publish_customer(session, chain, customer_id, registered=True)
@@ -245,8 +259,11 @@ async def create_customer(
         await publish(
             session,
             CardIssued(
-                chain_id=chain.chain_id, customer_id=customer_id, card_number=body.card_number,
-                previous_card_number=None, issued_at=now,
+                chain_id=chain.chain_id,
+                customer_id=customer_id,
+                card_number=body.card_number,
+                previous_card_number=None,
+                issued_at=now,
             ),
             key=customer_id,
             chain_id=chain.chain_id,
@@ -353,15 +370,20 @@ async def issue_card(
     if previous is not None:
         await master.block_card(chain.chain_id, previous, now, if_active=True)
     await master.insert_card(
-        chain_id=chain.chain_id, card_number=body.card_number, customer_id=customer_id,
+        chain_id=chain.chain_id,
+        card_number=body.card_number,
+        customer_id=customer_id,
         issued_at=now,
     )
     await master.update_customer(customer_id, card_number=body.card_number, updated_at=now)
     await publish(
         session,
         CardIssued(
-            chain_id=chain.chain_id, customer_id=customer_id, card_number=body.card_number,
-            previous_card_number=previous, issued_at=now,
+            chain_id=chain.chain_id,
+            customer_id=customer_id,
+            card_number=body.card_number,
+            previous_card_number=previous,
+            issued_at=now,
         ),
         key=customer_id,
         chain_id=chain.chain_id,
@@ -386,7 +408,9 @@ async def block_card(session: AsyncSession, principal: Principal, card_number: s
     await publish(
         session,
         CardBlocked(
-            chain_id=chain.chain_id, customer_id=card.customer_id, card_number=card_number,
+            chain_id=chain.chain_id,
+            customer_id=card.customer_id,
+            card_number=card_number,
             blocked_at=now,
         ),
         key=card.customer_id,
@@ -413,7 +437,7 @@ async def find_card(
 async def lookup_card(
     session: AsyncSession, reporting: ReportingClient, principal: Principal, card_number: str
 ) -> dict[str, Any]:
-    """"Calculate" at the till: the card's customer, balances and open sales."""
+    """ "Calculate" at the till: the card's customer, balances and open sales."""
     chain = await load_chain(session, _chain_id(principal))
     try:
         _card, customer = await find_card(session, chain.chain_id, card_number)

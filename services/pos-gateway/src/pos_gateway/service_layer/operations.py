@@ -110,8 +110,9 @@ def _not_before_sale(occurred_at: datetime, sale: Row[Any]) -> None:
     """A return, or a payment allocated to a sale, is never dated before that sale."""
     sold_at = _sold_at(sale)
     if occurred_at < sold_at:
-        raise invalid("occurred_at", f"may not be before the sale it refers to "
-                      f"({sold_at.isoformat()})")
+        raise invalid(
+            "occurred_at", f"may not be before the sale it refers to ({sold_at.isoformat()})"
+        )
 
 
 # --------------------------------------------------------------------------- answering
@@ -126,8 +127,16 @@ async def _render(gw: GatewayPorts, row: Row[Any]) -> Answer:
         )
     if row.status == "refused":
         status = refusal_status(row.code)
-        return Answer(status, problem_body(row.code, row.detail or row.code, status,
-                                           **{id_field: str(op_id)}, **refusal_extra(row)))
+        return Answer(
+            status,
+            problem_body(
+                row.code,
+                row.detail or row.code,
+                status,
+                **{id_field: str(op_id)},
+                **refusal_extra(row),
+            ),
+        )
     body = render_outcome(kind, row.outcome, minor)
     if kind == BONUS_CANCEL:
         # loyalty's answer carries the bonus balance; debt and advance come from credit itself,
@@ -185,13 +194,16 @@ async def answer_for(
 
     row = None if fresh else await current()
     if (row is None or row.status == "pending") and wait:
-        row = await gw.waiter.wait_for(
-            ref.key,
-            check,
-            wait_seconds=gw.settings.sale_wait_seconds,
-            poll_interval=gw.settings.outcome_poll_interval_seconds,
-            check_first=not fresh,
-        ) or row
+        row = (
+            await gw.waiter.wait_for(
+                ref.key,
+                check,
+                wait_seconds=gw.settings.sale_wait_seconds,
+                poll_interval=gw.settings.outcome_poll_interval_seconds,
+                check_first=not fresh,
+            )
+            or row
+        )
     if row is None:  # a fresh operation still pending after the wait
         row = await current()
     if follower and row.status == "completed":
@@ -265,7 +277,11 @@ async def _send(
 ) -> None:
     """The request row, the command in the outbox and the key's link: one transaction."""
     await _insert_operation(
-        session, ref, principal, customer_id=customer_id, request_hash=request_hash,
+        session,
+        ref,
+        principal,
+        customer_id=customer_id,
+        request_hash=request_hash,
         request=command.model_dump(mode="json"),
     )
     await publish(session, command, key=key, chain_id=ref.chain_id)
@@ -295,8 +311,10 @@ async def _prepare_sale(
     sold_at = _occurred_at(gw, body.occurred_at, now)
     payments_in = [PaymentIn(p.method, p.amount) for p in body.payments]
     priced = price_sale(
-        [LineIn(ln.sku, ln.barcode, ln.name, ln.quantity, ln.unit_price, ln.discount)
-         for ln in body.lines],
+        [
+            LineIn(ln.sku, ln.barcode, ln.name, ln.quantity, ln.unit_price, ln.discount)
+            for ln in body.lines
+        ],
         payments_in,
         body.change_to_advance,
         chain.minor_units,
@@ -329,9 +347,14 @@ async def _prepare_sale(
         sold_at=sold_at,
         lines=[
             SaleLine(
-                line_no=ln.line_no, sku=ln.sku or None, barcode=ln.barcode or None, name=ln.name,
-                quantity=ln.quantity, unit_price=money(ln.unit_price, minor),
-                discount=money(ln.discount, minor), amount=money(ln.amount, minor),
+                line_no=ln.line_no,
+                sku=ln.sku or None,
+                barcode=ln.barcode or None,
+                name=ln.name,
+                quantity=ln.quantity,
+                unit_price=money(ln.unit_price, minor),
+                discount=money(ln.discount, minor),
+                amount=money(ln.amount, minor),
             )
             for ln in priced.lines
         ],
@@ -391,9 +414,14 @@ async def submit_sale(
                         session, principal, ref, body, sale_hash, idempotency_key, exc
                     )
                 await _send(
-                    session, principal, ref, command,
-                    key=customer_id or sale_id, customer_id=customer_id,
-                    request_hash=sale_hash, idempotency_key=idempotency_key,
+                    session,
+                    principal,
+                    ref,
+                    command,
+                    key=customer_id or sale_id,
+                    customer_id=customer_id,
+                    request_hash=sale_hash,
+                    idempotency_key=idempotency_key,
                 )
                 await _record_sale_rows(session, command, customer_id)
                 fresh = True
@@ -416,8 +444,14 @@ async def _refuse_sale_at_once(
     if body.sale_id is not None:
         extra["sale_id"] = str(body.sale_id)
         await _insert_operation(
-            session, ref, principal, customer_id=None, request_hash=sale_hash,
-            request=body.model_dump(mode="json"), status="refused", code=exc.code,
+            session,
+            ref,
+            principal,
+            customer_id=None,
+            request_hash=sale_hash,
+            request=body.model_dump(mode="json"),
+            status="refused",
+            code=exc.code,
             detail=exc.detail,
         )
     answer = Answer(exc.status, problem_body(exc.code, exc.detail, exc.status, **extra))
@@ -434,9 +468,16 @@ async def _record_sale_rows(
     await operations.insert_sale_lines(
         [
             {
-                "chain_id": command.chain_id, "sale_id": command.sale_id, "line_no": ln.line_no,
-                "sku": ln.sku, "barcode": ln.barcode, "name": ln.name, "quantity": ln.quantity,
-                "unit_price": ln.unit_price, "discount": ln.discount, "amount": ln.amount,
+                "chain_id": command.chain_id,
+                "sale_id": command.sale_id,
+                "line_no": ln.line_no,
+                "sku": ln.sku,
+                "barcode": ln.barcode,
+                "name": ln.name,
+                "quantity": ln.quantity,
+                "unit_price": ln.unit_price,
+                "discount": ln.discount,
+                "amount": ln.amount,
             }
             for ln in command.lines
         ],
@@ -445,9 +486,12 @@ async def _record_sale_rows(
         await operations.insert_payments(
             [
                 {
-                    "payment_id": p.payment_id, "chain_id": command.chain_id,
-                    "customer_id": customer_id, "operation_kind": SALE,
-                    "operation_id": command.sale_id, "method": p.method.value,
+                    "payment_id": p.payment_id,
+                    "chain_id": command.chain_id,
+                    "customer_id": customer_id,
+                    "operation_kind": SALE,
+                    "operation_id": command.sale_id,
+                    "method": p.method.value,
                 }
                 for p in command.payments
             ],
@@ -463,8 +507,12 @@ async def read_sale(gw: GatewayPorts, principal: Principal, sale_id: uuid.UUID) 
         if row.status == "pending":
             return {"sale_id": str(sale_id), "status": "pending"}
         if row.status == "refused":
-            return {"sale_id": str(sale_id), "status": "refused", "code": row.code,
-                    "detail": row.detail}
+            return {
+                "sale_id": str(sale_id),
+                "status": "refused",
+                "code": row.code,
+                "detail": row.detail,
+            }
         body = render_outcome(SALE, row.outcome, row.minor_units)
         body["lines"] = await sale_lines_json(session, ref.chain_id, sale_id, row.minor_units)
         return body
@@ -484,8 +532,13 @@ async def read_operation_status(
     if row.status == "pending":
         return {id_field: str(operation_id), "status": "pending"}
     if row.status == "refused":
-        return {id_field: str(operation_id), "status": "refused", "code": row.code,
-                "detail": row.detail, **refusal_extra(row)}
+        return {
+            id_field: str(operation_id),
+            "status": "refused",
+            "code": row.code,
+            "detail": row.detail,
+            **refusal_extra(row),
+        }
     answer = await _render(gw, row)
     return {"status": "completed", **answer.body}
 
@@ -494,8 +547,12 @@ async def read_operation_status(
 
 
 async def _till_customer(
-    session: AsyncSession, chain: Row[Any], customer_id: uuid.UUID, card_number: str | None,
-    *, card_required: bool,
+    session: AsyncSession,
+    chain: Row[Any],
+    customer_id: uuid.UUID,
+    card_number: str | None,
+    *,
+    card_required: bool,
 ) -> Row[Any]:
     customer = await load_customer(session, chain.chain_id, customer_id)
     if card_number is None:
@@ -522,8 +579,14 @@ async def _submit_simple(
             chain = await load_chain(session, _chain_id(principal))
             ref, command, customer_id, key = await build(session, chain)
             await _send(
-                session, principal, ref, command, key=key, customer_id=customer_id,
-                request_hash=request_hash, idempotency_key=idempotency_key,
+                session,
+                principal,
+                ref,
+                command,
+                key=key,
+                customer_id=customer_id,
+                request_hash=request_hash,
+                idempotency_key=idempotency_key,
             )
     if earlier is not None:
         return await _replay(gw, principal, earlier, idempotency_key)
@@ -533,10 +596,18 @@ async def _submit_simple(
 async def _record_payment_row(
     session: AsyncSession, ref: OpRef, customer_id: uuid.UUID, method: str
 ) -> None:
-    await Operations(session).insert_payments([{
-        "payment_id": ref.operation_id, "chain_id": ref.chain_id, "customer_id": customer_id,
-        "operation_kind": ref.kind, "operation_id": ref.operation_id, "method": method,
-    }])
+    await Operations(session).insert_payments(
+        [
+            {
+                "payment_id": ref.operation_id,
+                "chain_id": ref.chain_id,
+                "customer_id": customer_id,
+                "operation_kind": ref.kind,
+                "operation_id": ref.operation_id,
+                "method": method,
+            }
+        ]
+    )
 
 
 async def submit_debt_payment(
@@ -548,8 +619,9 @@ async def submit_debt_payment(
     request_hash: str,
 ) -> Answer:
     async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
-        customer = await _till_customer(session, chain, customer_id, body.card_number,
-                                        card_required=False)
+        customer = await _till_customer(
+            session, chain, customer_id, body.card_number, card_required=False
+        )
         if body.kind.value == "take_money" and body.amount is None:
             raise invalid("amount", "take_money needs an amount")
         if body.kind.value == "pay_debt" and body.amount is not None:
@@ -570,9 +642,10 @@ async def submit_debt_payment(
                 raise invalid(f"allocations.{i}.sale_id", "no such sale of this customer")
             if body.occurred_at is not None:
                 _not_before_sale(occurred_at, sale)
-        if body.amount is not None and sum(
-            (a.amount for a in body.allocations), Decimal(0)
-        ) > body.amount:
+        if (
+            body.amount is not None
+            and sum((a.amount for a in body.allocations), Decimal(0)) > body.amount
+        ):
             raise invalid("allocations", "allocations exceed the amount")
         minor = chain.minor_units
         ref = OpRef(chain.chain_id, DEBT_PAYMENT, uuid.uuid4())
@@ -588,8 +661,9 @@ async def submit_debt_payment(
             amount=None if body.amount is None else money(body.amount, minor),
             method=body.method,
             allocations=[
-                AllocationRequest(sale_id=a.sale_id, line_no=a.line_no,
-                                  amount=money(a.amount, minor))
+                AllocationRequest(
+                    sale_id=a.sale_id, line_no=a.line_no, amount=money(a.amount, minor)
+                )
                 for a in body.allocations
             ],
             occurred_at=occurred_at,
@@ -614,8 +688,9 @@ async def _money_at_till(
 ) -> tuple[OpRef, dict[str, Any]]:
     """What an advance and a refund share: the customer at the till, the amount's scale, the
     operation's reference and the command's fields other than its id."""
-    customer = await _till_customer(session, chain, customer_id, body.card_number,
-                                    card_required=card_required)
+    customer = await _till_customer(
+        session, chain, customer_id, body.card_number, card_required=card_required
+    )
     check_money_scale([("amount", body.amount)], chain.minor_units)
     occurred_at = _occurred_at(gw, body.occurred_at, _now())
     fields = {
@@ -642,8 +717,9 @@ async def submit_advance(
     request_hash: str,
 ) -> Answer:
     async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
-        ref, fields = await _money_at_till(gw, principal, session, chain, customer_id, body,
-                                           ADVANCE, card_required=False)
+        ref, fields = await _money_at_till(
+            gw, principal, session, chain, customer_id, body, ADVANCE, card_required=False
+        )
         command = RecordAdvance(payment_id=ref.operation_id, **fields)
         await _record_payment_row(session, ref, customer_id, body.method.value)
         return ref, command, customer_id, customer_id
@@ -661,8 +737,9 @@ async def submit_refund(
 ) -> Answer:
     async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
         # money leaves the store: the customer's card, not an id alone, must be presented
-        ref, fields = await _money_at_till(gw, principal, session, chain, customer_id, body,
-                                           REFUND, card_required=True)
+        ref, fields = await _money_at_till(
+            gw, principal, session, chain, customer_id, body, REFUND, card_required=True
+        )
         del fields["occurred_at_given"]  # a refund pays no sale: nothing to check its date by
         return ref, RecordRefund(refund_id=ref.operation_id, **fields), customer_id, customer_id
 
@@ -681,9 +758,7 @@ async def submit_return(
         sale = await read_operation(session, OpRef(chain.chain_id, SALE, sale_id))
         if sale is None or sale.status != "completed":
             raise not_found("sale")
-        rows = {
-            r.line_no: r for r in await Operations(session).sale_lines(chain.chain_id, sale_id)
-        }
+        rows = {r.line_no: r for r in await Operations(session).sale_lines(chain.chain_id, sale_id)}
         seen: set[int] = set()
         for i, ln in enumerate(body.lines):
             if ln.line_no in seen:
@@ -773,13 +848,23 @@ async def _submit_once_per_object(
                 existing = None
             if existing is None:
                 await _send(
-                    session, principal, ref, command, key=customer_id, customer_id=customer_id,
-                    request_hash=request_hash, idempotency_key=idempotency_key,
+                    session,
+                    principal,
+                    ref,
+                    command,
+                    key=customer_id,
+                    customer_id=customer_id,
+                    request_hash=request_hash,
+                    idempotency_key=idempotency_key,
                 )
             elif idempotency_key:
                 await idempotency.link_operation(
-                    session, principal.scope, idempotency_key, ref.chain_id,
-                    REVOKE_DISCOUNT_FOLLOWER if follower else ref.kind, ref.operation_id,
+                    session,
+                    principal.scope,
+                    idempotency_key,
+                    ref.chain_id,
+                    REVOKE_DISCOUNT_FOLLOWER if follower else ref.kind,
+                    ref.operation_id,
                 )
     if earlier is not None and idempotency_key:
         return await _replay(gw, principal, earlier, idempotency_key)
@@ -800,14 +885,21 @@ async def cancel_payment_bonus(
         if payment is None or payment.customer_id is None:
             raise not_found("payment")
         command = CancelPaymentBonus(
-            payment_id=payment_id, chain_id=chain_id, customer_id=payment.customer_id,
+            payment_id=payment_id,
+            chain_id=chain_id,
+            customer_id=payment.customer_id,
             requested_at=_now(),
         )
         return command, payment.customer_id
 
     return await _submit_once_per_object(
-        gw, principal, idempotency_key, request_hash, OpRef(chain_id, BONUS_CANCEL, payment_id),
-        prepare, on_completed="replay",
+        gw,
+        principal,
+        idempotency_key,
+        request_hash,
+        OpRef(chain_id, BONUS_CANCEL, payment_id),
+        prepare,
+        on_completed="replay",
     )
 
 
@@ -825,14 +917,22 @@ async def revoke_discount(
         if sale is None or sale.status != "completed" or sale.customer_id is None:
             raise not_found("sale")
         command = RevokeDiscount(
-            sale_id=sale_id, chain_id=chain_id, customer_id=sale.customer_id,
-            settings=settings_snapshot(chain), requested_at=_now(),
+            sale_id=sale_id,
+            chain_id=chain_id,
+            customer_id=sale.customer_id,
+            settings=settings_snapshot(chain),
+            requested_at=_now(),
         )
         return command, sale.customer_id
 
     return await _submit_once_per_object(
-        gw, principal, idempotency_key, request_hash,
-        OpRef(chain_id, REVOKE_DISCOUNT, sale_id), prepare, on_completed="conflict",
+        gw,
+        principal,
+        idempotency_key,
+        request_hash,
+        OpRef(chain_id, REVOKE_DISCOUNT, sale_id),
+        prepare,
+        on_completed="conflict",
     )
 
 

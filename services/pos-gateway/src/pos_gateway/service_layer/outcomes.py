@@ -49,8 +49,13 @@ ID_FIELD = {
     BONUS_CANCEL: "payment_id",
 }
 SUCCESS_STATUS = {
-    SALE: 201, DEBT_PAYMENT: 201, ADVANCE: 201, REFUND: 201, RETURN: 201,
-    REVOKE_DISCOUNT: 200, BONUS_CANCEL: 200,
+    SALE: 201,
+    DEBT_PAYMENT: 201,
+    ADVANCE: 201,
+    REFUND: 201,
+    RETURN: 201,
+    REVOKE_DISCOUNT: 200,
+    BONUS_CANCEL: 200,
 }
 
 
@@ -106,8 +111,11 @@ def render_outcome(kind: str, outcome: dict[str, Any], minor: int) -> dict[str, 
             "payment_id": outcome["payment_id"],
             "amount": _m(outcome["amount"], minor),
             "allocated": [
-                {"sale_id": a["sale_id"], "line_no": a.get("line_no"),
-                 "amount": _m(a["amount"], minor)}
+                {
+                    "sale_id": a["sale_id"],
+                    "line_no": a.get("line_no"),
+                    "amount": _m(a["amount"], minor),
+                }
                 for a in outcome.get("allocated", [])
             ],
             "advance_added": _m(outcome["advance_added"], minor),
@@ -168,9 +176,9 @@ def refusal_extra(row: Row[Any]) -> dict[str, Any]:
     return {}
 
 
-async def sale_lines_json(session: AsyncSession, chain_id: UUID, sale_id: UUID, minor: int) -> list[
-    dict[str, Any]
-]:
+async def sale_lines_json(
+    session: AsyncSession, chain_id: UUID, sale_id: UUID, minor: int
+) -> list[dict[str, Any]]:
     rows = await Operations(session).sale_lines(chain_id, sale_id)
     return [
         {
@@ -202,8 +210,7 @@ async def _settle(
 ) -> bool:
     """Store the outcome on a pending operation; False when there is none (or it is done)."""
     operations = Operations(session)
-    settled = await operations.settle(ref, status=status, outcome=outcome, code=code,
-                                      detail=detail)
+    settled = await operations.settle(ref, status=status, outcome=outcome, code=code, detail=detail)
     if settled:
         # this process's waiters at once after the commit; the other instances' through
         # PostgreSQL, which delivers the notification at the same commit (outcome_listener)
@@ -218,28 +225,48 @@ def _json(payload: Any) -> dict[str, Any]:
 
 
 async def on_sale_completed(ctx: MessageContext, event: SaleCompleted) -> None:
-    await _settle(ctx.session, OpRef(event.chain_id, SALE, event.sale_id), status="completed",
-                  outcome=_json(event))
+    await _settle(
+        ctx.session,
+        OpRef(event.chain_id, SALE, event.sale_id),
+        status="completed",
+        outcome=_json(event),
+    )
 
 
 async def on_debt_payment_recorded(ctx: MessageContext, event: DebtPaymentRecorded) -> None:
-    await _settle(ctx.session, OpRef(event.chain_id, DEBT_PAYMENT, event.payment_id),
-                  status="completed", outcome=_json(event))
+    await _settle(
+        ctx.session,
+        OpRef(event.chain_id, DEBT_PAYMENT, event.payment_id),
+        status="completed",
+        outcome=_json(event),
+    )
 
 
 async def on_advance_recorded(ctx: MessageContext, event: AdvanceRecorded) -> None:
-    await _settle(ctx.session, OpRef(event.chain_id, ADVANCE, event.payment_id),
-                  status="completed", outcome=_json(event))
+    await _settle(
+        ctx.session,
+        OpRef(event.chain_id, ADVANCE, event.payment_id),
+        status="completed",
+        outcome=_json(event),
+    )
 
 
 async def on_refund_recorded(ctx: MessageContext, event: RefundRecorded) -> None:
-    await _settle(ctx.session, OpRef(event.chain_id, REFUND, event.refund_id),
-                  status="completed", outcome=_json(event))
+    await _settle(
+        ctx.session,
+        OpRef(event.chain_id, REFUND, event.refund_id),
+        status="completed",
+        outcome=_json(event),
+    )
 
 
 async def on_return_recorded(ctx: MessageContext, event: ReturnRecorded) -> None:
-    settled = await _settle(ctx.session, OpRef(event.chain_id, RETURN, event.return_id),
-                            status="completed", outcome=_json(event))
+    settled = await _settle(
+        ctx.session,
+        OpRef(event.chain_id, RETURN, event.return_id),
+        status="completed",
+        outcome=_json(event),
+    )
     if not settled:
         return  # counted once: only on the pending -> completed transition
     operations = Operations(ctx.session)
@@ -248,8 +275,12 @@ async def on_return_recorded(ctx: MessageContext, event: ReturnRecorded) -> None
 
 
 async def on_discount_revoked(ctx: MessageContext, event: DiscountRevoked) -> None:
-    await _settle(ctx.session, OpRef(event.chain_id, REVOKE_DISCOUNT, event.sale_id),
-                  status="completed", outcome=_json(event))
+    await _settle(
+        ctx.session,
+        OpRef(event.chain_id, REVOKE_DISCOUNT, event.sale_id),
+        status="completed",
+        outcome=_json(event),
+    )
 
 
 _REFUSED_KIND = {
@@ -269,17 +300,32 @@ async def on_operation_refused(ctx: MessageContext, event: OperationRefused) -> 
     errors = None
     if event.field is not None:  # a validation error found by credit names the request field
         errors = {"errors": [{"field": event.field, "message": event.detail}]}
-    await _settle(ctx.session, OpRef(event.chain_id, kind, event.operation_id), status="refused",
-                  outcome=errors, code=event.code.value, detail=event.detail)
+    await _settle(
+        ctx.session,
+        OpRef(event.chain_id, kind, event.operation_id),
+        status="refused",
+        outcome=errors,
+        code=event.code.value,
+        detail=event.detail,
+    )
 
 
 async def on_payment_bonus_cancelled(ctx: MessageContext, event: PaymentBonusCancelled) -> None:
-    await _settle(ctx.session, OpRef(event.chain_id, BONUS_CANCEL, event.payment_id),
-                  status="completed", outcome=_json(event))
+    await _settle(
+        ctx.session,
+        OpRef(event.chain_id, BONUS_CANCEL, event.payment_id),
+        status="completed",
+        outcome=_json(event),
+    )
 
 
 async def on_bonus_cancellation_refused(
     ctx: MessageContext, event: BonusCancellationRefused
 ) -> None:
-    await _settle(ctx.session, OpRef(event.chain_id, BONUS_CANCEL, event.payment_id),
-                  status="refused", code=event.code, detail=event.detail)
+    await _settle(
+        ctx.session,
+        OpRef(event.chain_id, BONUS_CANCEL, event.payment_id),
+        status="refused",
+        code=event.code,
+        detail=event.detail,
+    )

@@ -24,8 +24,9 @@ class Answer:
 KeyIssuer = Callable[[], tuple[str, str]]
 
 
-def key_issuer(gw: GatewayPorts, principal: Principal, idempotency_key: str | None,
-               request_hash: str) -> KeyIssuer:
+def key_issuer(
+    gw: GatewayPorts, principal: Principal, idempotency_key: str | None, request_hash: str
+) -> KeyIssuer:
     """How a request that issues an API key makes it: derived from the request when it has an
     `Idempotency-Key` (so its retry shows the same key, which is never stored), else random."""
     if not idempotency_key:

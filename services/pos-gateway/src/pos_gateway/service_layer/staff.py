@@ -40,6 +40,7 @@ T = TypeVar("T")
 
 WRONG_CREDENTIALS = "wrong email or password"
 
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -112,9 +113,7 @@ async def create_user(
                 session, principal.scope, idempotency_key, request_hash
             )
             if earlier is not None and earlier.status_code is not None:
-                stored = await Staff(session).password_hash(
-                    uuid.UUID(earlier.response["user_id"])
-                )
+                stored = await Staff(session).password_hash(uuid.UUID(earlier.response["user_id"]))
                 same = stored is not None and await _in_thread(
                     gw, lambda: passwords.verify_password(stored, body.password)
                 )
@@ -131,9 +130,14 @@ async def create_user(
         user_id = uuid.uuid4()
         try:
             row = await staff.insert_user(
-                user_id=user_id, chain_id=chain_id, email=body.email.strip(),
-                email_key=key, name=body.name, role=body.role.value,
-                password_hash=password_hash, created_at=_now(),
+                user_id=user_id,
+                chain_id=chain_id,
+                email=body.email.strip(),
+                email_key=key,
+                name=body.name,
+                role=body.role.value,
+                password_hash=password_hash,
+                created_at=_now(),
             )
         except IntegrityError as exc:  # the same email created concurrently
             raise _email_taken() from exc
@@ -216,7 +220,9 @@ async def _count_failure(gw: GatewayPorts, key: str) -> None:
         staff = Staff(session)
         failures = await staff.count_failure(key, now, forget_before)
         wait = lockout_seconds(
-            failures, cfg.login_max_failures, cfg.login_lockout_seconds,
+            failures,
+            cfg.login_max_failures,
+            cfg.login_lockout_seconds,
             cfg.login_lockout_max_seconds,
         )
         if wait > 0:
@@ -250,19 +256,25 @@ async def sign_in(gw: GatewayPorts, body: s.SessionCreate) -> Answer:
         if not await staff.lock_live_user(user.user_id):
             raise GatewayError("unauthorized", WRONG_CREDENTIALS)
         await staff.insert_token(
-            token_hash=token_hash, user_id=user.user_id, chain_id=user.chain_id,
-            created_at=_now(), expires_at=expires_at,
+            token_hash=token_hash,
+            user_id=user.user_id,
+            chain_id=user.chain_id,
+            created_at=_now(),
+            expires_at=expires_at,
         )
         await staff.forget_failures(key)
         if rehashed is not None:
             await staff.set_password_hash(user.user_id, rehashed)
         chain = await load_chain(session, user.chain_id)
-    return Answer(201, {
-        "access_token": token,
-        "expires_at": expires_at.isoformat(),
-        "user": _session_user(user),
-        "chain": _chain_json(chain),
-    })
+    return Answer(
+        201,
+        {
+            "access_token": token,
+            "expires_at": expires_at.isoformat(),
+            "user": _session_user(user),
+            "chain": _chain_json(chain),
+        },
+    )
 
 
 async def current_session(session: AsyncSession, principal: Principal) -> dict[str, Any]:

@@ -128,8 +128,11 @@ movements = sa.Table(
     #: loyalty's movement id (bonus movements): loyalty.BonusesVoided names the ones to drop
     sa.Column("bonus_movement_id", UUID(as_uuid=True)),
     sa.Index("rm_movements_customer_at", "customer_id", "at"),
-    sa.Index("rm_movements_bonus_movement", "bonus_movement_id",
-             postgresql_where=sa.text("bonus_movement_id IS NOT NULL")),
+    sa.Index(
+        "rm_movements_bonus_movement",
+        "bonus_movement_id",
+        postgresql_where=sa.text("bonus_movement_id IS NOT NULL"),
+    ),
     sa.Index("rm_movements_chain_at", "chain_id", "at"),
     # Payment-Balance (migration 0002): the credit movements of a chain in customer order with
     # the summed columns included, so the per-customer sums are one index-only scan and a
@@ -199,7 +202,9 @@ credit_totals = sa.Table(
     sa.Index("rm_credit_totals_customer", "customer_id"),
     # the report's totals: the customers whose last month start is before a given one
     sa.Index(
-        "rm_credit_totals_last", "chain_id", "last_boundary",
+        "rm_credit_totals_last",
+        "chain_id",
+        "last_boundary",
         postgresql_include=["customer_id", "net", "goods", "payments"],
     ),
 )
@@ -218,7 +223,10 @@ credit_months = sa.Table(
     sa.Column("vip", sa.Boolean, nullable=False),
     # a page reads one month start's rows of the whole chain: index-only, in customer order
     sa.PrimaryKeyConstraint(
-        "chain_id", "boundary", "customer_id", name="rm_credit_months_pkey",
+        "chain_id",
+        "boundary",
+        "customer_id",
+        name="rm_credit_months_pkey",
         postgresql_include=["net", "goods", "payments", "vip"],
     ),
     sa.Index("rm_credit_months_customer", "customer_id"),
@@ -238,7 +246,9 @@ bonus_totals = sa.Table(
     sa.PrimaryKeyConstraint("chain_id", "customer_id", name="rm_bonus_totals_pkey"),
     sa.Index("rm_bonus_totals_customer", "customer_id"),
     sa.Index(
-        "rm_bonus_totals_last", "chain_id", "last_boundary",
+        "rm_bonus_totals_last",
+        "chain_id",
+        "last_boundary",
         postgresql_include=["customer_id", "balance"],
     ),
 )
@@ -251,7 +261,10 @@ bonus_months = sa.Table(
     sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
     sa.Column("balance", sa.Numeric, nullable=False),
     sa.PrimaryKeyConstraint(
-        "chain_id", "boundary", "customer_id", name="rm_bonus_months_pkey",
+        "chain_id",
+        "boundary",
+        "customer_id",
+        name="rm_bonus_months_pkey",
         postgresql_include=["balance"],
     ),
     sa.Index("rm_bonus_months_customer", "customer_id"),
@@ -260,7 +273,11 @@ bonus_months = sa.Table(
 #: Derived tables: recomputed by triggers from the others, so a snapshot's copy of them is not
 #: inserted back (the copied base rows fire the triggers); compared by a rebuild like the rest.
 DERIVED_TABLES: tuple[sa.Table, ...] = (
-    open_debt, credit_totals, credit_months, bonus_totals, bonus_months
+    open_debt,
+    credit_totals,
+    credit_months,
+    bonus_totals,
+    bonus_months,
 )
 
 READ_MODEL_TABLES: tuple[sa.Table, ...] = (

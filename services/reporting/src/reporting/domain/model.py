@@ -44,9 +44,7 @@ class Period:
         tz = ZoneInfo(timezone)
         lower = datetime.combine(self.start, time(0), tzinfo=tz) if self.start else None
         upper = (
-            datetime.combine(self.end + timedelta(days=1), time(0), tzinfo=tz)
-            if self.end
-            else None
+            datetime.combine(self.end + timedelta(days=1), time(0), tzinfo=tz) if self.end else None
         )
         return lower, upper
 
@@ -75,9 +73,7 @@ def aging_bucket(days_overdue: int) -> str:
 class AgingRow:
     customer_id: UUID
     name: str
-    buckets: dict[str, Decimal] = field(
-        default_factory=lambda: dict.fromkeys(AGING_BUCKETS, ZERO)
-    )
+    buckets: dict[str, Decimal] = field(default_factory=lambda: dict.fromkeys(AGING_BUCKETS, ZERO))
 
     @property
     def total(self) -> Decimal:
@@ -175,9 +171,7 @@ def build_payment_balance(
     ]
 
 
-def sort_payment_balance(
-    rows: Sequence[PaymentBalanceRow], sort: str
-) -> list[PaymentBalanceRow]:
+def sort_payment_balance(rows: Sequence[PaymentBalanceRow], sort: str) -> list[PaymentBalanceRow]:
     """`closing`: most owing first (ascending); `name`: alphabetical; ties by customer id."""
     if sort == "name":
         return sorted(rows, key=lambda r: (r.name.casefold(), str(r.customer_id)))

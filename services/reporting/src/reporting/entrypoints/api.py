@@ -68,9 +68,7 @@ def _csv(rows: Sequence[Mapping[str, Any]], header: Sequence[str], name: str) ->
     )
 
 
-def _filters(
-    from_: date | None, to: date | None, store_id: UUID | None, vip_only: bool
-) -> Filters:
+def _filters(from_: date | None, to: date | None, store_id: UUID | None, vip_only: bool) -> Filters:
     return Filters(Period(from_, to), store_id, vip_only)
 
 
@@ -104,7 +102,11 @@ def _page_answer(
 
 
 def _sql_page_answer(
-    request: Request, page: reports.ReportPage, report: str, *, rows_key: str = "rows",
+    request: Request,
+    page: reports.ReportPage,
+    report: str,
+    *,
+    rows_key: str = "rows",
     **rest: Any,
 ) -> Response:
     """A page the report's SQL cut (`reports.*_page`), as JSON or CSV like `_page_answer`."""
@@ -206,11 +208,13 @@ def router() -> APIRouter:
         if _wants_csv(request):
             return _csv(out, CSV_HEADERS["payment-balance"], "payment-balance")
         mu = info.minor_units
-        return JSONResponse({
-            "rows": out,
-            "totals": {k: money_str(v, mu) for k, v in totals.items()},
-            "next": nxt,
-        })
+        return JSONResponse(
+            {
+                "rows": out,
+                "totals": {k: money_str(v, mu) for k, v in totals.items()},
+                "next": nxt,
+            }
+        )
 
     @api.get("/reports/unpaid-goods")
     async def unpaid_goods(
@@ -282,8 +286,13 @@ def router() -> APIRouter:
         body = await reports.bonus_statistics(session, chain_id, filters)
         rows = body.pop("by_customer")
         return _page_answer(
-            request, rows, "bonus-statistics", limit=limit, cursor=cursor,
-            rows_key="by_customer", **body,
+            request,
+            rows,
+            "bonus-statistics",
+            limit=limit,
+            cursor=cursor,
+            rows_key="by_customer",
+            **body,
         )
 
     @api.get("/customers/{customer_id}/statement")

@@ -119,17 +119,22 @@ def _gaps(
     problems = []
     for tp in sorted(begin, key=lambda t: (t.topic, t.partition)):
         if begin[tp] > start[tp]:
-            problems.append(f"{tp.topic}[{tp.partition}] starts at offset {begin[tp]}, "
-                            f"the rebuild needs it from {start[tp]}")
+            problems.append(
+                f"{tp.topic}[{tp.partition}] starts at offset {begin[tp]}, "
+                f"the rebuild needs it from {start[tp]}"
+            )
         elif end[tp] < start[tp]:
-            problems.append(f"{tp.topic}[{tp.partition}] ends at offset {end[tp]}, before "
-                            f"{start[tp]}: another log than the snapshot's")
+            problems.append(
+                f"{tp.topic}[{tp.partition}] ends at offset {end[tp]}, before "
+                f"{start[tp]}: another log than the snapshot's"
+            )
     return problems
 
 
 def _refusal(snapshot: Snapshot | None, problems: list[str]) -> RebuildRefused:
-    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5
-                                       else "")
+    shown = "; ".join(problems[:5]) + (
+        f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+    )
     if snapshot is None:
         return RebuildRefused(
             "cannot rebuild: there is no snapshot of the read models and the log no longer starts "
@@ -272,9 +277,7 @@ async def rebuild(
         consumer.retry_backoff_seconds = 0.5
         await kafka.start()
         try:
-            begin, end = await _log_bounds(
-                kafka, settings.kafka_bootstrap_servers, topics, options
-            )
+            begin, end = await _log_bounds(kafka, settings.kafka_bootstrap_servers, topics, options)
             start = {
                 tp: snapshot.positions.get((tp.topic, tp.partition), 0) if snapshot else 0
                 for tp in begin
@@ -397,17 +400,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="keep the rebuilt tables aside")
     parser.add_argument("--verify", action="store_true", help="compare with the live tables")
-    parser.add_argument("--from-log", action="store_true",
-                        help="ignore the snapshots: replay the log from its beginning (refused "
-                             "once retention has dropped its first messages)")
+    parser.add_argument(
+        "--from-log",
+        action="store_true",
+        help="ignore the snapshots: replay the log from its beginning (refused "
+        "once retention has dropped its first messages)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        result = asyncio.run(rebuild(Settings(), dry_run=args.dry_run, verify=args.verify,
-                                     from_log=args.from_log))
+        result = asyncio.run(
+            rebuild(Settings(), dry_run=args.dry_run, verify=args.verify, from_log=args.from_log)
+        )
     except RebuildRefused as refused:
         _say(f"REFUSED: {refused}")
         sys.exit(2)
     if args.verify and result.differences:
         sys.exit(1)
-

@@ -33,8 +33,10 @@ async def _run(settings: Settings, *, listing: bool) -> int:
             _say(f"took {taken.describe()} in {taken.seconds:.1f}s (schema {taken.schema})")
             dropped = await prune_snapshots(engine, settings.snapshot_keep)
             if dropped:
-                _say(f"dropped snapshots {dropped} (REPORTING_SNAPSHOT_KEEP="
-                     f"{settings.snapshot_keep})")
+                _say(
+                    f"dropped snapshots {dropped} (REPORTING_SNAPSHOT_KEEP="
+                    f"{settings.snapshot_keep})"
+                )
         async with engine.connect() as conn:
             for snapshot in await list_snapshots(conn):
                 positions = sorted(snapshot.positions.items())

@@ -36,6 +36,4 @@ HANDLERS: dict[type[BaseModel], Handler] = {
 def make_consumer(name: str = "reporting", topics: Sequence[str] = TOPICS) -> Consumer:
     """The projection's consumer (the rebuild makes one too, for its scratch tables). It records
     its position per partition in each batch's transaction: the snapshots' offsets."""
-    return Consumer(
-        name=name, topics=list(topics), handlers=dict(HANDLERS), record_positions=True
-    )
+    return Consumer(name=name, topics=list(topics), handlers=dict(HANDLERS), record_positions=True)

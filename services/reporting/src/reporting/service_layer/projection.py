@@ -177,9 +177,7 @@ async def on_chain_registered(ctx: MessageContext, msg: gateway.ChainRegistered)
     await _upsert_chain(ctx.session, msg.chain_id, msg.name, msg.settings)
 
 
-async def on_chain_settings_changed(
-    ctx: MessageContext, msg: gateway.ChainSettingsChanged
-) -> None:
+async def on_chain_settings_changed(ctx: MessageContext, msg: gateway.ChainSettingsChanged) -> None:
     await _hold_projection_lock(ctx.session)
     await _upsert_chain(ctx.session, msg.chain_id, None, msg.settings)
 
@@ -414,8 +412,11 @@ async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
     for line in msg.lines:
         await ctx.session.execute(
             sa.update(t.sale_lines)
-            .where(t.sale_lines.c.chain_id == msg.chain_id,
-                   t.sale_lines.c.sale_id == msg.sale_id, t.sale_lines.c.line_no == line.line_no)
+            .where(
+                t.sale_lines.c.chain_id == msg.chain_id,
+                t.sale_lines.c.sale_id == msg.sale_id,
+                t.sale_lines.c.line_no == line.line_no,
+            )
             .values(returned_quantity=t.sale_lines.c.returned_quantity + line.quantity)
         )
     await _apply_lines_changed(ctx.session, msg.chain_id, msg.lines_changed)
@@ -456,8 +457,11 @@ async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) 
     for line in msg.lines:
         await ctx.session.execute(
             sa.update(t.sale_lines)
-            .where(t.sale_lines.c.chain_id == msg.chain_id,
-                   t.sale_lines.c.sale_id == msg.sale_id, t.sale_lines.c.line_no == line.line_no)
+            .where(
+                t.sale_lines.c.chain_id == msg.chain_id,
+                t.sale_lines.c.sale_id == msg.sale_id,
+                t.sale_lines.c.line_no == line.line_no,
+            )
             .values(amount=t.sale_lines.c.amount + line.amount)
         )
     await _apply_lines_changed(ctx.session, msg.chain_id, msg.lines_changed)
@@ -485,8 +489,11 @@ async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
     await _hold_projection_lock(ctx.session)
     await ctx.session.execute(
         sa.update(t.sales)
-        .where(t.sales.c.chain_id == msg.chain_id, t.sales.c.sale_id == msg.sale_id,
-               t.sales.c.due_date.is_(None))
+        .where(
+            t.sales.c.chain_id == msg.chain_id,
+            t.sales.c.sale_id == msg.sale_id,
+            t.sales.c.due_date.is_(None),
+        )
         .values(due_date=msg.due_date)
     )
 
@@ -528,13 +535,20 @@ async def on_bonuses_voided(ctx: MessageContext, msg: loyalty.BonusesVoided) -> 
     await _locked_balances(ctx.session, msg.chain_id, msg.customer_id)
     m = t.movements.c
     dropped = (
-        await ctx.session.execute(
-            sa.delete(t.movements)
-            .where(m.chain_id == msg.chain_id, m.customer_id == msg.customer_id,
-                   m.bonus_movement_id.in_(msg.movement_ids))
-            .returning(m.bonus_change)
+        (
+            await ctx.session.execute(
+                sa.delete(t.movements)
+                .where(
+                    m.chain_id == msg.chain_id,
+                    m.customer_id == msg.customer_id,
+                    m.bonus_movement_id.in_(msg.movement_ids),
+                )
+                .returning(m.bonus_change)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     change = sum(dropped, ZERO)
     if change:
         await ctx.session.execute(

@@ -48,15 +48,32 @@ BONUS_FIELDS: tuple[str, ...] = ("accrued", "spent", "cancelled", "reversed", "r
 CSV_HEADERS: dict[str, tuple[str, ...]] = {
     "payment-balance": ("customer_id", "name", "opening", "goods", "payments", "closing"),
     "unpaid-goods": (
-        "customer_id", "customer_name", "sale_id", "sold_at", "due_date", "days_overdue",
-        "item", "barcode", "quantity", "amount_owed",
+        "customer_id",
+        "customer_name",
+        "sale_id",
+        "sold_at",
+        "due_date",
+        "days_overdue",
+        "item",
+        "barcode",
+        "quantity",
+        "amount_owed",
     ),
     "aging": ("customer_id", "name", *AGING_BUCKETS, "total"),
     # `name` last: it came later, and a CSV read by position keeps its columns
     "bonus-statistics": ("customer_id", *BONUS_FIELDS, "balance", "name"),
     "statement": (
-        "at", "kind", "sale_id", "payment_id", "description", "debt_change", "advance_change",
-        "bonus_change", "debt", "advance", "bonus_balance",
+        "at",
+        "kind",
+        "sale_id",
+        "payment_id",
+        "description",
+        "debt_change",
+        "advance_change",
+        "bonus_change",
+        "debt",
+        "advance",
+        "bonus_balance",
     ),
 }
 
@@ -282,9 +299,9 @@ def _pb_sums_of_movements(
     sums = (
         sa.select(
             m.c.customer_id,
-            sa.func.coalesce(
-                sa.func.sum(m.c.payments - m.c.goods).filter(before), ZERO
-            ).label("opening"),
+            sa.func.coalesce(sa.func.sum(m.c.payments - m.c.goods).filter(before), ZERO).label(
+                "opening"
+            ),
             sa.func.coalesce(sa.func.sum(m.c.goods).filter(in_period), ZERO).label("goods"),
             sa.func.coalesce(sa.func.sum(m.c.payments).filter(in_period), ZERO).label("payments"),
         )
@@ -464,9 +481,7 @@ async def _pb_page_from_ledger(
             )
         }
     totals_row = (
-        await session.execute(
-            credit_ledger.period_totals(chain_id, lower, upper, filters.vip_only)
-        )
+        await session.execute(credit_ledger.period_totals(chain_id, lower, upper, filters.vip_only))
     ).one()
     found = [figures[i] for i in ids]
     nxt = None
@@ -526,15 +541,35 @@ async def payment_balance_rendered(
     cid = sa.cast(rows.c.customer_id, sa.Text)
     if fmt == "csv":
         line = sa.func.concat(
-            cid, ",", _csv_field_sql(rows.c.name), ",", money["opening"], ",", money["goods"],
-            ",", money["payments"], ",", money["closing"], "\r\n",
+            cid,
+            ",",
+            _csv_field_sql(rows.c.name),
+            ",",
+            money["opening"],
+            ",",
+            money["goods"],
+            ",",
+            money["payments"],
+            ",",
+            money["closing"],
+            "\r\n",
         )
         sep = ""
     else:
         line = sa.func.concat(
-            '{"customer_id":"', cid, '","name":', sa.cast(sa.func.to_json(rows.c.name), sa.Text),
-            ',"opening":"', money["opening"], '","goods":"', money["goods"],
-            '","payments":"', money["payments"], '","closing":"', money["closing"], '"}',
+            '{"customer_id":"',
+            cid,
+            '","name":',
+            sa.cast(sa.func.to_json(rows.c.name), sa.Text),
+            ',"opening":"',
+            money["opening"],
+            '","goods":"',
+            money["goods"],
+            '","payments":"',
+            money["payments"],
+            '","closing":"',
+            money["closing"],
+            '"}',
         )
         sep = ","
     agg = (
@@ -794,7 +829,9 @@ async def bonus_statistics(
     totals = (await session.execute(sa.select(*sums()).where(*in_period))).one()
     by_store = (
         await session.execute(
-            sa.select(m.c.store_id, *sums()).where(*in_period).group_by(m.c.store_id)
+            sa.select(m.c.store_id, *sums())
+            .where(*in_period)
+            .group_by(m.c.store_id)
             .order_by(m.c.store_id)
         )
     ).all()
@@ -915,8 +952,13 @@ class ReportPage:
 
 
 async def unpaid_goods_page(
-    session: AsyncSession, chain_id: UUID, filters: Filters, *, limit: int,
-    cursor: str | None = None, now: datetime | None = None,
+    session: AsyncSession,
+    chain_id: UUID,
+    filters: Filters,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    now: datetime | None = None,
 ) -> ReportPage:
     """One page of `unpaid_goods` (the same order), after `cursor`."""
     info = await chain_info(session, chain_id)
@@ -927,10 +969,7 @@ async def unpaid_goods_page(
     position = _page_after(cursor, "unpaid")
     # the customers the page can reach (the cursor's own, whose lines may go on, and the next
     # `limit + 1`), from rm_open_debt in name order: the lines are read for them only
-    from_ = (
-        None if position is None
-        else (_cursor_text(position, "n"), _cursor_uuid(position, "c"))
-    )
+    from_ = None if position is None else (_cursor_text(position, "n"), _cursor_uuid(position, "c"))
     candidates = open_debt.page_customers_query(
         chain_id, filters.store_id, filters.vip_only, from_, limit + 2
     )
@@ -942,8 +981,13 @@ async def unpaid_goods_page(
         except (KeyError, ValueError, TypeError) as exc:
             raise BadCursor("invalid cursor") from exc
         stmt = stmt.where(
-            sa.tuple_(name, t.sale_lines.c.customer_id, t.sales.c.sold_at,
-                      t.sale_lines.c.sale_id, t.sale_lines.c.line_no)
+            sa.tuple_(
+                name,
+                t.sale_lines.c.customer_id,
+                t.sales.c.sold_at,
+                t.sale_lines.c.sale_id,
+                t.sale_lines.c.line_no,
+            )
             > sa.tuple_(
                 sa.literal(_cursor_text(position, "n"), sa.Text),
                 sa.literal(_cursor_uuid(position, "c"), t.sale_lines.c.customer_id.type),
@@ -957,10 +1001,16 @@ async def unpaid_goods_page(
     if len(found) > limit:
         found = found[:limit]
         last = found[-1]
-        nxt = encode_cursor({
-            "r": "unpaid", "n": last.customer_name, "c": str(last.customer_id),
-            "t": last.sold_at.isoformat(), "s": str(last.sale_id), "l": last.line_no,
-        })
+        nxt = encode_cursor(
+            {
+                "r": "unpaid",
+                "n": last.customer_name,
+                "c": str(last.customer_id),
+                "t": last.sold_at.isoformat(),
+                "s": str(last.sale_id),
+                "l": last.line_no,
+            }
+        )
     rows = [
         {
             "customer_id": str(r.customer_id),
@@ -980,8 +1030,13 @@ async def unpaid_goods_page(
 
 
 async def aging_page(
-    session: AsyncSession, chain_id: UUID, filters: Filters, *, limit: int,
-    cursor: str | None = None, now: datetime | None = None,
+    session: AsyncSession,
+    chain_id: UUID,
+    filters: Filters,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    now: datetime | None = None,
 ) -> ReportPage:
     """One page of `aging` (customers by name, then id) and the totals of the whole report,
     from `rm_open_debt`: the page's customers' rows and the totals per due date."""
@@ -989,10 +1044,7 @@ async def aging_page(
     today = local_today(info.timezone, _now(now))
     mu = info.minor_units
     position = _page_after(cursor, "aging")
-    after = (
-        None if position is None
-        else (_cursor_text(position, "n"), _cursor_uuid(position, "c"))
-    )
+    after = None if position is None else (_cursor_text(position, "n"), _cursor_uuid(position, "c"))
     found = (
         await session.execute(
             open_debt.aging_rows_query(
@@ -1023,7 +1075,11 @@ async def aging_page(
 
 
 async def bonus_statistics_page(
-    session: AsyncSession, chain_id: UUID, filters: Filters, *, limit: int,
+    session: AsyncSession,
+    chain_id: UUID,
+    filters: Filters,
+    *,
+    limit: int,
     cursor: str | None = None,
 ) -> ReportPage:
     """`bonus_statistics` with one page of `by_customer` (by customer id, as there) after
@@ -1075,8 +1131,11 @@ async def bonus_statistics_page(
         (
             await session.execute(
                 credit_ledger.bonus_page(
-                    chain_id, upper, sa.select(m.c.customer_id).where(*conds, moved),
-                    balance_counts=filters.store_id is None, vip_only=filters.vip_only,
+                    chain_id,
+                    upper,
+                    sa.select(m.c.customer_id).where(*conds, moved),
+                    balance_counts=filters.store_id is None,
+                    vip_only=filters.vip_only,
                     after=None if position is None else _cursor_uuid(position, "c"),
                     limit=limit + 1,
                 )
@@ -1095,12 +1154,18 @@ async def bonus_statistics_page(
         .subquery("per_customer")
     )
     result = (
-        await session.execute(
-            sa.select(per_customer, sa.func.coalesce(c.c.name, "").label("name"))
-            .select_from(per_customer.outerjoin(c, c.c.customer_id == per_customer.c.customer_id))
-            .order_by(per_customer.c.customer_id)
-        )
-    ).all() if ids else []
+        (
+            await session.execute(
+                sa.select(per_customer, sa.func.coalesce(c.c.name, "").label("name"))
+                .select_from(
+                    per_customer.outerjoin(c, c.c.customer_id == per_customer.c.customer_id)
+                )
+                .order_by(per_customer.c.customer_id)
+            )
+        ).all()
+        if ids
+        else []
+    )
     outstanding = (
         await session.execute(credit_ledger.bonus_outstanding(chain_id, upper))
     ).scalar_one()

@@ -59,13 +59,14 @@ class Snapshot:
         return sum(count for table, count in self.row_counts.items() if table != INBOX_TABLE)
 
     def describe(self) -> str:
-        return (f"snapshot #{self.snapshot_id} taken {self.taken_at:%Y-%m-%d %H:%M:%S %Z} "
-                f"({self.rows} read-model rows, {len(self.positions)} partitions)")
+        return (
+            f"snapshot #{self.snapshot_id} taken {self.taken_at:%Y-%m-%d %H:%M:%S %Z} "
+            f"({self.rows} read-model rows, {len(self.positions)} partitions)"
+        )
 
 
 def _row_to_snapshot(row: Any) -> Snapshot:
-    positions = {(p["topic"], int(p["partition"])): int(p["next_offset"])
-                 for p in row.positions}
+    positions = {(p["topic"], int(p["partition"])): int(p["next_offset"]) for p in row.positions}
     return Snapshot(
         snapshot_id=int(row.snapshot_id),
         schema=row.schema_name,
@@ -77,8 +78,10 @@ def _row_to_snapshot(row: Any) -> Snapshot:
     )
 
 
-_SELECT = ("SELECT snapshot_id, schema_name, consumer, taken_at, positions, row_counts, seconds "
-           "FROM public.snapshots")
+_SELECT = (
+    "SELECT snapshot_id, schema_name, consumer, taken_at, positions, row_counts, seconds "
+    "FROM public.snapshots"
+)
 
 
 async def list_snapshots(conn: AsyncConnection) -> list[Snapshot]:

@@ -28,9 +28,7 @@ def upgrade() -> None:
         "ALTER TABLE operations DROP CONSTRAINT operations_pkey, "
         "ADD PRIMARY KEY (chain_id, operation_id)"
     )
-    op.execute(
-        "ALTER TABLE sales DROP CONSTRAINT sales_pkey, ADD PRIMARY KEY (chain_id, sale_id)"
-    )
+    op.execute("ALTER TABLE sales DROP CONSTRAINT sales_pkey, ADD PRIMARY KEY (chain_id, sale_id)")
     op.execute(
         "ALTER TABLE overdue_marks DROP CONSTRAINT overdue_marks_pkey, "
         "ADD PRIMARY KEY (chain_id, sale_id)"

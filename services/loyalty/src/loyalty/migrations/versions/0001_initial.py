@@ -73,14 +73,28 @@ def upgrade() -> None:
         ),
         sa.UniqueConstraint("operation_id", "kind", "seq", name="bonus_movements_operation_once"),
     )
-    op.create_index("bonus_movements_customer", "bonus_movements",
-                    ["chain_id", "customer_id", "id"])
-    op.create_index("bonus_movements_sale", "bonus_movements", ["sale_id", "kind"],
-                    postgresql_where=sa.text("sale_id IS NOT NULL"))
-    op.create_index("bonus_movements_payment", "bonus_movements", ["payment_id", "kind"],
-                    postgresql_where=sa.text("payment_id IS NOT NULL"))
-    op.create_index("bonus_movements_lot_expires_once", "bonus_movements", ["lot_id"],
-                    unique=True, postgresql_where=sa.text("kind = 'expired'"))
+    op.create_index(
+        "bonus_movements_customer", "bonus_movements", ["chain_id", "customer_id", "id"]
+    )
+    op.create_index(
+        "bonus_movements_sale",
+        "bonus_movements",
+        ["sale_id", "kind"],
+        postgresql_where=sa.text("sale_id IS NOT NULL"),
+    )
+    op.create_index(
+        "bonus_movements_payment",
+        "bonus_movements",
+        ["payment_id", "kind"],
+        postgresql_where=sa.text("payment_id IS NOT NULL"),
+    )
+    op.create_index(
+        "bonus_movements_lot_expires_once",
+        "bonus_movements",
+        ["lot_id"],
+        unique=True,
+        postgresql_where=sa.text("kind = 'expired'"),
+    )
     op.create_table(
         "bonus_lots",
         _id("lot_id", primary_key=True),
@@ -95,10 +109,15 @@ def upgrade() -> None:
         _id("sale_id", nullable=True),
         sa.CheckConstraint("remaining >= 0 AND remaining <= amount", name="bonus_lots_remaining"),
     )
-    op.create_index("bonus_lots_open", "bonus_lots", ["chain_id", "customer_id", "at", "seq"],
-                    postgresql_where=sa.text("remaining > 0"))
-    op.create_index("bonus_lots_open_by_age", "bonus_lots", ["at"],
-                    postgresql_where=sa.text("remaining > 0"))
+    op.create_index(
+        "bonus_lots_open",
+        "bonus_lots",
+        ["chain_id", "customer_id", "at", "seq"],
+        postgresql_where=sa.text("remaining > 0"),
+    )
+    op.create_index(
+        "bonus_lots_open_by_age", "bonus_lots", ["at"], postgresql_where=sa.text("remaining > 0")
+    )
     op.create_table(
         "payment_accruals",
         _id("payment_id", primary_key=True),
@@ -150,8 +169,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("bonus_operations", "payment_cancellations", "payment_reversals",
-                  "payment_accruals", "bonus_lots", "bonus_movements", "customer_bonus",
-                  "chain_settings"):
+    for table in (
+        "bonus_operations",
+        "payment_cancellations",
+        "payment_reversals",
+        "payment_accruals",
+        "bonus_lots",
+        "bonus_movements",
+        "customer_bonus",
+        "chain_settings",
+    ):
         op.drop_table(table)
     drop_messaging_tables()

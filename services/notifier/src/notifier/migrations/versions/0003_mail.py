@@ -35,8 +35,12 @@ def upgrade() -> None:
         sa.Column("raised_at", _TS, nullable=False),
         sa.Column("digest_id", UUID(as_uuid=True)),
     )
-    op.create_index("nt_mail_items_waiting", "nt_mail_items", ["chain_id"],
-                    postgresql_where=sa.text("digest_id IS NULL"))
+    op.create_index(
+        "nt_mail_items_waiting",
+        "nt_mail_items",
+        ["chain_id"],
+        postgresql_where=sa.text("digest_id IS NULL"),
+    )
     op.create_index("nt_mail_items_digest", "nt_mail_items", ["digest_id"])
     op.create_table(
         "nt_mail_digests",
@@ -55,8 +59,12 @@ def upgrade() -> None:
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("sent_at", _TS),
     )
-    op.create_index("nt_mail_digests_due", "nt_mail_digests", ["next_attempt_at"],
-                    postgresql_where=sa.text("status = 'pending'"))
+    op.create_index(
+        "nt_mail_digests_due",
+        "nt_mail_digests",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("status = 'pending'"),
+    )
 
 
 def downgrade() -> None:

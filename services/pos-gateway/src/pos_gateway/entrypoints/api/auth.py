@@ -35,8 +35,7 @@ from servicekit.logging import chain_id_var
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="An operator, chain admin or terminal key, or a staff token from "
-    "POST /v1/sessions",
+    description="An operator, chain admin or terminal key, or a staff token from POST /v1/sessions",
 )
 
 
@@ -154,9 +153,7 @@ AdminKey = Annotated[Principal, Depends(require(KeyKind.ADMIN))]
 TerminalKey = Annotated[Principal, Depends(require(KeyKind.TERMINAL))]
 #: what customer service may do too (api.md "Staff accounts"): reading customers, reports,
 #: statements and tasks, completing tasks, revoking an offered discount, cancelling accruals
-BackOfficeKey = Annotated[
-    Principal, Depends(require(KeyKind.ADMIN, KeyKind.CUSTOMER_SERVICE))
-]
+BackOfficeKey = Annotated[Principal, Depends(require(KeyKind.ADMIN, KeyKind.CUSTOMER_SERVICE))]
 #: the till reads of a chain: its admin (and staff) and its terminals
 ChainReader = Annotated[
     Principal, Depends(require(KeyKind.ADMIN, KeyKind.TERMINAL, KeyKind.CUSTOMER_SERVICE))
@@ -174,8 +171,9 @@ def _check_key(value: str | None) -> str | None:
 async def optional_idempotency_key(
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key",
-               description="Repeats with the same key get the same answer"),
+        Header(
+            alias="Idempotency-Key", description="Repeats with the same key get the same answer"
+        ),
     ] = None,
 ) -> str | None:
     return _check_key(idempotency_key)
@@ -184,8 +182,10 @@ async def optional_idempotency_key(
 async def required_idempotency_key(
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", description="Required: a retry with the same key and "
-               "body gets the original answer"),
+        Header(
+            alias="Idempotency-Key",
+            description="Required: a retry with the same key and body gets the original answer",
+        ),
     ] = None,
 ) -> str:
     if idempotency_key is None:

@@ -21,17 +21,24 @@ from pos_gateway.entrypoints.api.examples import OPERATION_EXAMPLES, problem_exa
 from pos_gateway.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
 
 TAGS: list[dict[str, str]] = [
-    {"name": "chains", "description": "Chains (operator key), their stores, terminals, keys "
-     "and settings (chain admin key)"},
+    {
+        "name": "chains",
+        "description": "Chains (operator key), their stores, terminals, keys "
+        "and settings (chain admin key)",
+    },
     {"name": "staff", "description": "Staff users and their sign-in (Bearer tokens)"},
     {"name": "customers", "description": "VIP customers and their cards (chain admin key)"},
-    {"name": "till", "description": "What a POS terminal does: \"Calculate\", sales, money, "
-     "returns; a `202` is followed on its `status_url`"},
-    {"name": "back office", "description": "Cancelling a payment's bonus, revoking a "
-     "discount"},
+    {
+        "name": "till",
+        "description": 'What a POS terminal does: "Calculate", sales, money, '
+        "returns; a `202` is followed on its `status_url`",
+    },
+    {"name": "back office", "description": "Cancelling a payment's bonus, revoking a discount"},
     {"name": "reports", "description": "JSON, or CSV with `Accept: text/csv`"},
-    {"name": "tasks", "description": "Reminder tasks for customer service and the webhook "
-     "announcing them"},
+    {
+        "name": "tasks",
+        "description": "Reminder tasks for customer service and the webhook announcing them",
+    },
 ]
 
 #: The document is served by the gateway itself, so "/" is wherever it was read from (behind
@@ -59,10 +66,12 @@ def _type_problems(operation: dict[str, Any]) -> None:
         if status[0] not in "45":
             continue
         code = problem_example(int(status))["code"]
-        answer["content"] = {PROBLEM_MEDIA_TYPE: {
-            "schema": dict(_PROBLEM_REF),
-            "examples": {code: {"$ref": f"#/components/examples/{code}"}},
-        }}
+        answer["content"] = {
+            PROBLEM_MEDIA_TYPE: {
+                "schema": dict(_PROBLEM_REF),
+                "examples": {code: {"$ref": f"#/components/examples/{code}"}},
+            }
+        }
         if answer.get("description") == "Validation Error":  # FastAPI's own 422
             answer["description"] = "`validation_error`: the request is not valid"
 
@@ -83,17 +92,24 @@ def _add_examples(operation: dict[str, Any]) -> None:
 
 
 def _problem_statuses(document: dict[str, Any]) -> set[int]:
-    return {int(status) for item in document["paths"].values() for method in _METHODS
-            for status in item.get(method, {}).get("responses", {}) if status[0] in "45"}
+    return {
+        int(status)
+        for item in document["paths"].values()
+        for method in _METHODS
+        for status in item.get(method, {}).get("responses", {})
+        if status[0] in "45"
+    }
 
 
 def _unused_schemas(document: dict[str, Any]) -> list[str]:
     text = repr(document["paths"]) + repr(
-        {k: v for k, v in document["components"]["schemas"].items()
-         if k not in _FASTAPI_VALIDATION}
+        {k: v for k, v in document["components"]["schemas"].items() if k not in _FASTAPI_VALIDATION}
     )
-    return [name for name in _FASTAPI_VALIDATION
-            if not re.search(rf"#/components/schemas/{name}'", text)]
+    return [
+        name
+        for name in _FASTAPI_VALIDATION
+        if not re.search(rf"#/components/schemas/{name}'", text)
+    ]
 
 
 def build_document(app: FastAPI) -> dict[str, Any]:

@@ -21,8 +21,15 @@ log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
-_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-               413: "payload_too_large", 429: "rate_limited", 503: "unavailable"}
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 def problem_response(
@@ -63,7 +70,7 @@ def _message(error: dict[str, Any]) -> str:
     msg = str(error.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
-            msg = msg[len(prefix):]
+            msg = msg[len(prefix) :]
     return msg
 
 
@@ -108,12 +115,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             # that cannot be read is a validation error of the body (JsonBodyGuard answers the
             # known cases first; this covers the rest)
             message = "the body could not be read as JSON"
-            return problem_response("validation_error", f"body: {message}",
-                                    errors=[{"field": "body", "message": message}])
-        code = _HTTP_CODES.get(exc.status_code, "validation_error" if exc.status_code == 422
-                               else f"http_{exc.status_code}")
-        return problem_response(code, str(exc.detail), exc.status_code,
-                                dict(exc.headers) if exc.headers else None)
+            return problem_response(
+                "validation_error",
+                f"body: {message}",
+                errors=[{"field": "body", "message": message}],
+            )
+        code = _HTTP_CODES.get(
+            exc.status_code,
+            "validation_error" if exc.status_code == 422 else f"http_{exc.status_code}",
+        )
+        return problem_response(
+            code, str(exc.detail), exc.status_code, dict(exc.headers) if exc.headers else None
+        )
 
     # not `exception_handler(Exception)`: Starlette runs that one in ServerErrorMiddleware,
     # which raises the exception again after answering, and uvicorn then closes the keep-alive
@@ -148,8 +161,12 @@ def unexpected_response(exc: BaseException) -> JSONResponse:
         # recorded (the transaction did not commit) and the same request with the same
         # Idempotency-Key will succeed, so say so rather than 500
         log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-        return problem_response("unavailable", "the service is briefly unavailable; retry "
-                                "with the same Idempotency-Key", 503, {"Retry-After": "1"})
+        return problem_response(
+            "unavailable",
+            "the service is briefly unavailable; retry with the same Idempotency-Key",
+            503,
+            {"Retry-After": "1"},
+        )
     log.error("unhandled error", exc_info=exc)
     return problem_response("internal_error", "an unexpected error happened", 500)
 

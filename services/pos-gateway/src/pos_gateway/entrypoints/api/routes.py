@@ -54,8 +54,9 @@ AUTH = (401, 403)
 
 def to_response(answer: Answer) -> JSONResponse:
     media = PROBLEM_MEDIA_TYPE if answer.status >= 400 else "application/json"
-    return JSONResponse(answer.body, status_code=answer.status, media_type=media,
-                        headers=answer.headers or None)
+    return JSONResponse(
+        answer.body, status_code=answer.status, media_type=media, headers=answer.headers or None
+    )
 
 
 async def _body_json(request: Request) -> Any:
@@ -77,25 +78,36 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[str | None, Query(max_length=1000)]
 
 
-@router.post("/chains", status_code=201, response_model=s.ChainCreated, tags=["chains"],
-             responses=problems(*AUTH, 409, 422))
+@router.post(
+    "/chains",
+    status_code=201,
+    response_model=s.ChainCreated,
+    tags=["chains"],
+    responses=problems(*AUTH, 409, 422),
+)
 async def create_chain(
-    request: Request, gw: Gw, principal: OperatorKey, body: s.ChainCreate,
+    request: Request,
+    gw: Gw,
+    principal: OperatorKey,
+    body: s.ChainCreate,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Create a chain (operator key); the answer shows its admin key once."""
     fingerprint = await _hash(request)
     issue = key_issuer(gw, principal, idempotency_key, fingerprint)
     answer = await run_idempotent(
-        gw, principal, idempotency_key, fingerprint,
+        gw,
+        principal,
+        idempotency_key,
+        fingerprint,
         lambda session: masterdata.register_chain(session, body, issue),
-        secret_field="admin_api_key", issue=issue,
+        secret_field="admin_api_key",
+        issue=issue,
     )
     return to_response(answer)
 
 
-@router.get("/chains", response_model=s.ChainPage, tags=["chains"],
-            responses=problems(*AUTH, 422))
+@router.get("/chains", response_model=s.ChainPage, tags=["chains"], responses=problems(*AUTH, 422))
 async def list_chains(
     gw: Gw, principal: OperatorKey, limit: Limit = 50, cursor: Cursor = None
 ) -> JSONResponse:
@@ -104,10 +116,18 @@ async def list_chains(
         return JSONResponse(await keys.list_chains(session, limit=limit, cursor=cursor))
 
 
-@router.post("/chains/{chain_id}/admin-key", status_code=201, response_model=s.AdminKeyOut,
-             tags=["chains"], responses=problems(*AUTH, 404, 409, 422))
+@router.post(
+    "/chains/{chain_id}/admin-key",
+    status_code=201,
+    response_model=s.AdminKeyOut,
+    tags=["chains"],
+    responses=problems(*AUTH, 404, 409, 422),
+)
 async def replace_admin_key(
-    request: Request, gw: Gw, principal: OperatorKey, chain_id: UUID,
+    request: Request,
+    gw: Gw,
+    principal: OperatorKey,
+    chain_id: UUID,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """A new admin key for a chain whose key was lost or leaked (operator key); every earlier
@@ -115,58 +135,92 @@ async def replace_admin_key(
     fingerprint = await _hash(request)
     issue = key_issuer(gw, principal, idempotency_key, fingerprint)
     answer = await run_idempotent(
-        gw, principal, idempotency_key, fingerprint,
+        gw,
+        principal,
+        idempotency_key,
+        fingerprint,
         lambda session: keys.replace_admin_key(session, chain_id, issue),
-        secret_field="admin_api_key", issue=issue,
+        secret_field="admin_api_key",
+        issue=issue,
     )
     return to_response(answer)
 
 
-@router.post("/stores", status_code=201, response_model=s.StoreOut, tags=["chains"],
-             responses=problems(*AUTH, 409, 422))
+@router.post(
+    "/stores",
+    status_code=201,
+    response_model=s.StoreOut,
+    tags=["chains"],
+    responses=problems(*AUTH, 409, 422),
+)
 async def create_store(
-    request: Request, gw: Gw, principal: AdminKey, body: s.StoreCreate,
+    request: Request,
+    gw: Gw,
+    principal: AdminKey,
+    body: s.StoreCreate,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     answer = await run_idempotent(
-        gw, principal, idempotency_key, await _hash(request),
+        gw,
+        principal,
+        idempotency_key,
+        await _hash(request),
         lambda session: masterdata.register_store(session, principal, body),
     )
     return to_response(answer)
 
 
-@router.get("/stores", response_model=s.StorePage, tags=["chains"],
-            responses=problems(*AUTH, 422))
+@router.get("/stores", response_model=s.StorePage, tags=["chains"], responses=problems(*AUTH, 422))
 async def list_stores(
     gw: Gw, principal: AdminKey, limit: Limit = 50, cursor: Cursor = None
 ) -> JSONResponse:
     """The chain's stores by code, each with its terminals (`revoked_at` once deleted)."""
     async with gw.read() as session:
-        return JSONResponse(await keys.list_stores(session, principal, limit=limit,
-                                                   cursor=cursor))
+        return JSONResponse(await keys.list_stores(session, principal, limit=limit, cursor=cursor))
 
 
-@router.post("/stores/{store_id}/terminals", status_code=201, response_model=s.TerminalCreated,
-             tags=["chains"], responses=problems(*AUTH, 404, 409, 422))
+@router.post(
+    "/stores/{store_id}/terminals",
+    status_code=201,
+    response_model=s.TerminalCreated,
+    tags=["chains"],
+    responses=problems(*AUTH, 404, 409, 422),
+)
 async def create_terminal(
-    request: Request, gw: Gw, principal: AdminKey, store_id: UUID, body: s.TerminalCreate,
+    request: Request,
+    gw: Gw,
+    principal: AdminKey,
+    store_id: UUID,
+    body: s.TerminalCreate,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Add a terminal to a store; the answer shows its key once."""
     fingerprint = await _hash(request)
     issue = key_issuer(gw, principal, idempotency_key, fingerprint)
     answer = await run_idempotent(
-        gw, principal, idempotency_key, fingerprint,
+        gw,
+        principal,
+        idempotency_key,
+        fingerprint,
         lambda session: masterdata.register_terminal(session, principal, store_id, body, issue),
-        secret_field="api_key", issue=issue,
+        secret_field="api_key",
+        issue=issue,
     )
     return to_response(answer)
 
 
-@router.post("/terminals/{terminal_id}/key", status_code=201, response_model=s.TerminalCreated,
-             tags=["chains"], responses=problems(*AUTH, 404, 409, 422))
+@router.post(
+    "/terminals/{terminal_id}/key",
+    status_code=201,
+    response_model=s.TerminalCreated,
+    tags=["chains"],
+    responses=problems(*AUTH, 404, 409, 422),
+)
 async def replace_terminal_key(
-    request: Request, gw: Gw, principal: AdminKey, terminal_id: UUID,
+    request: Request,
+    gw: Gw,
+    principal: AdminKey,
+    terminal_id: UUID,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """The terminal's new key; its old key answers 401 from then on (404: another chain's
@@ -174,15 +228,23 @@ async def replace_terminal_key(
     fingerprint = await _hash(request)
     issue = key_issuer(gw, principal, idempotency_key, fingerprint)
     answer = await run_idempotent(
-        gw, principal, idempotency_key, fingerprint,
+        gw,
+        principal,
+        idempotency_key,
+        fingerprint,
         lambda session: keys.replace_terminal_key(session, principal, terminal_id, issue),
-        secret_field="api_key", issue=issue,
+        secret_field="api_key",
+        issue=issue,
     )
     return to_response(answer)
 
 
-@router.delete("/terminals/{terminal_id}", response_model=s.TerminalRevoked, tags=["chains"],
-               responses=problems(*AUTH, 404))
+@router.delete(
+    "/terminals/{terminal_id}",
+    response_model=s.TerminalRevoked,
+    tags=["chains"],
+    responses=problems(*AUTH, 404),
+)
 async def revoke_terminal(gw: Gw, principal: AdminKey, terminal_id: UUID) -> JSONResponse:
     """Revoke the terminal: its key answers 401 from then on; its past operations stay in
     every report. Asked again, the same answer."""
@@ -190,16 +252,19 @@ async def revoke_terminal(gw: Gw, principal: AdminKey, terminal_id: UUID) -> JSO
         return to_response(await keys.revoke_terminal(session, principal, terminal_id))
 
 
-@router.get("/settings", response_model=s.SettingsOut, tags=["chains"],
-            responses=problems(*AUTH))
+@router.get("/settings", response_model=s.SettingsOut, tags=["chains"], responses=problems(*AUTH))
 async def get_settings(gw: Gw, principal: AdminKey) -> JSONResponse:
     async with gw.read() as session:
         return JSONResponse(await masterdata.get_settings(session, principal))
 
 
-@router.put("/settings", response_model=s.SettingsOut, tags=["chains"],
-            operation_id="updateSettings",
-            responses=problems(*AUTH, 422))
+@router.put(
+    "/settings",
+    response_model=s.SettingsOut,
+    tags=["chains"],
+    operation_id="updateSettings",
+    responses=problems(*AUTH, 422),
+)
 async def put_settings(gw: Gw, principal: AdminKey, body: s.SettingsUpdate) -> JSONResponse:
     """Change any subset of the settings; they apply to every operation accepted after this."""
     async with gw.session() as session, session.begin():
@@ -209,21 +274,36 @@ async def put_settings(gw: Gw, principal: AdminKey, body: s.SettingsUpdate) -> J
 # --------------------------------------------------------------------------- customers
 
 
-@router.post("/customers", status_code=201, response_model=s.CustomerOut, tags=["customers"],
-             responses=problems(*AUTH, 409, 422))
+@router.post(
+    "/customers",
+    status_code=201,
+    response_model=s.CustomerOut,
+    tags=["customers"],
+    responses=problems(*AUTH, 409, 422),
+)
 async def create_customer(
-    request: Request, gw: Gw, principal: AdminKey, body: s.CustomerCreate,
+    request: Request,
+    gw: Gw,
+    principal: AdminKey,
+    body: s.CustomerCreate,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     answer = await run_idempotent(
-        gw, principal, idempotency_key, await _hash(request),
+        gw,
+        principal,
+        idempotency_key,
+        await _hash(request),
         lambda session: masterdata.create_customer(session, principal, body),
     )
     return to_response(answer)
 
 
-@router.get("/customers", response_model=s.CustomerPage, tags=["customers"],
-            responses=problems(*AUTH, 422, 503))
+@router.get(
+    "/customers",
+    response_model=s.CustomerPage,
+    tags=["customers"],
+    responses=problems(*AUTH, 422, 503),
+)
 async def list_customers(
     gw: Gw,
     principal: BackOfficeKey,
@@ -240,19 +320,25 @@ async def list_customers(
     return JSONResponse(page)
 
 
-@router.get("/customers/{customer_id}", response_model=s.CustomerOut, tags=["customers"],
-            responses=problems(*AUTH, 404, 503))
+@router.get(
+    "/customers/{customer_id}",
+    response_model=s.CustomerOut,
+    tags=["customers"],
+    responses=problems(*AUTH, 404, 503),
+)
 async def get_customer(gw: Gw, principal: BackOfficeKey, customer_id: UUID) -> JSONResponse:
     async with gw.read() as session:
-        customer = await masterdata.get_customer(
-            session, gw.reporting_api, principal, customer_id
-        )
+        customer = await masterdata.get_customer(session, gw.reporting_api, principal, customer_id)
     return JSONResponse(customer)
 
 
-@router.patch("/customers/{customer_id}", response_model=s.CustomerOut, tags=["customers"],
-              operation_id="updateCustomer",
-              responses=problems(*AUTH, 404, 422, 503))
+@router.patch(
+    "/customers/{customer_id}",
+    response_model=s.CustomerOut,
+    tags=["customers"],
+    operation_id="updateCustomer",
+    responses=problems(*AUTH, 404, 422, 503),
+)
 async def patch_customer(
     gw: Gw, principal: AdminKey, customer_id: UUID, body: s.CustomerPatch
 ) -> JSONResponse:
@@ -263,15 +349,27 @@ async def patch_customer(
     return JSONResponse(customer)
 
 
-@router.post("/customers/{customer_id}/cards", status_code=201, response_model=s.CardIssued,
-             tags=["customers"], responses=problems(*AUTH, 404, 409, 422))
+@router.post(
+    "/customers/{customer_id}/cards",
+    status_code=201,
+    response_model=s.CardIssued,
+    tags=["customers"],
+    responses=problems(*AUTH, 404, 409, 422),
+)
 async def issue_card(
-    request: Request, gw: Gw, principal: AdminKey, customer_id: UUID, body: s.CardIssue,
+    request: Request,
+    gw: Gw,
+    principal: AdminKey,
+    customer_id: UUID,
+    body: s.CardIssue,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Give the customer a new card; the previous one is blocked."""
     answer = await run_idempotent(
-        gw, principal, idempotency_key, await _hash(request),
+        gw,
+        principal,
+        idempotency_key,
+        await _hash(request),
         lambda session: masterdata.issue_card(session, principal, customer_id, body),
     )
     return to_response(answer)
@@ -280,24 +378,38 @@ async def issue_card(
 CardPath = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-@router.post("/cards/{card_number}/block", response_model=s.CardBlockedOut, tags=["customers"],
-             responses=problems(*AUTH, 404, 409))
+@router.post(
+    "/cards/{card_number}/block",
+    response_model=s.CardBlockedOut,
+    tags=["customers"],
+    responses=problems(*AUTH, 404, 409),
+)
 async def block_card(
-    request: Request, gw: Gw, principal: AdminKey, card_number: CardPath,
+    request: Request,
+    gw: Gw,
+    principal: AdminKey,
+    card_number: CardPath,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     answer = await run_idempotent(
-        gw, principal, idempotency_key, await _hash(request),
+        gw,
+        principal,
+        idempotency_key,
+        await _hash(request),
         lambda session: masterdata.block_card(session, principal, card_number),
     )
     return to_response(answer)
 
 
-@router.get("/cards/{card_number}", response_model=s.CardLookup, tags=["till"],
-            operation_id="getCard",
-            responses=problems(401, 403, 404, 503))
+@router.get(
+    "/cards/{card_number}",
+    response_model=s.CardLookup,
+    tags=["till"],
+    operation_id="getCard",
+    responses=problems(401, 403, 404, 503),
+)
 async def lookup_card(gw: Gw, principal: ChainReader, card_number: CardPath) -> JSONResponse:
-    """"Calculate": balances and open sales of the card's customer (403 `card_blocked`)."""
+    """ "Calculate": balances and open sales of the card's customer (403 `card_blocked`)."""
     async with gw.read() as session:
         card = await masterdata.lookup_card(session, gw.reporting_api, principal, card_number)
     return JSONResponse(card)
@@ -311,47 +423,81 @@ _TILL_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/sales", status_code=201, response_model=s.SaleOutcome, tags=["till"],
-             responses=_TILL_RESPONSES)
+@router.post(
+    "/sales",
+    status_code=201,
+    response_model=s.SaleOutcome,
+    tags=["till"],
+    responses=_TILL_RESPONSES,
+)
 async def create_sale(
-    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey,
+    request: Request,
+    gw: Gw,
+    principal: TerminalKey,
+    idempotency_key: RequiredIdempotencyKey,
     body: s.SaleCreate,
 ) -> JSONResponse:
     """Record a sale: 201 with the outcome, 422 with the refusal, or 202 while pending."""
     raw = await _body_json(request)
     answer = await operations.submit_sale(
-        gw, principal, body, raw, idempotency_key,
+        gw,
+        principal,
+        body,
+        raw,
+        idempotency_key,
         request_hash(request.method, request.url.path, raw),
     )
     return to_response(answer)
 
 
-@router.get("/sales/{sale_id}", response_model=s.SaleRead, tags=["till"],
-            operation_id="getSale",
-            responses=problems(*AUTH, 404))
+@router.get(
+    "/sales/{sale_id}",
+    response_model=s.SaleRead,
+    tags=["till"],
+    operation_id="getSale",
+    responses=problems(*AUTH, 404),
+)
 async def read_sale(gw: Gw, principal: ChainReader, sale_id: UUID) -> JSONResponse:
     """The outcome with its lines, `pending`, or `refused` with the code (200 in each case)."""
     return JSONResponse(await operations.read_sale(gw, principal, sale_id))
 
 
-@router.post("/customers/{customer_id}/payments", status_code=201,
-             response_model=s.DebtPaymentOut, tags=["till"], responses=_TILL_RESPONSES)
+@router.post(
+    "/customers/{customer_id}/payments",
+    status_code=201,
+    response_model=s.DebtPaymentOut,
+    tags=["till"],
+    responses=_TILL_RESPONSES,
+)
 async def take_money(
-    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey,
-    customer_id: UUID, body: s.DebtPaymentCreate,
+    request: Request,
+    gw: Gw,
+    principal: TerminalKey,
+    idempotency_key: RequiredIdempotencyKey,
+    customer_id: UUID,
+    body: s.DebtPaymentCreate,
 ) -> JSONResponse:
-    """"Take money" (an amount) or "Pay debt" (the whole debt)."""
+    """ "Take money" (an amount) or "Pay debt" (the whole debt)."""
     answer = await operations.submit_debt_payment(
         gw, principal, customer_id, body, idempotency_key, await _hash(request)
     )
     return to_response(answer)
 
 
-@router.post("/customers/{customer_id}/advances", status_code=201, response_model=s.AdvanceOut,
-             tags=["till"], responses=_TILL_RESPONSES)
+@router.post(
+    "/customers/{customer_id}/advances",
+    status_code=201,
+    response_model=s.AdvanceOut,
+    tags=["till"],
+    responses=_TILL_RESPONSES,
+)
 async def pay_advance(
-    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey,
-    customer_id: UUID, body: s.AdvanceCreate,
+    request: Request,
+    gw: Gw,
+    principal: TerminalKey,
+    idempotency_key: RequiredIdempotencyKey,
+    customer_id: UUID,
+    body: s.AdvanceCreate,
 ) -> JSONResponse:
     answer = await operations.submit_advance(
         gw, principal, customer_id, body, idempotency_key, await _hash(request)
@@ -359,24 +505,42 @@ async def pay_advance(
     return to_response(answer)
 
 
-@router.post("/customers/{customer_id}/refunds", status_code=201, response_model=s.RefundOut,
-             tags=["till"], responses=_TILL_RESPONSES)
+@router.post(
+    "/customers/{customer_id}/refunds",
+    status_code=201,
+    response_model=s.RefundOut,
+    tags=["till"],
+    responses=_TILL_RESPONSES,
+)
 async def return_money(
-    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey,
-    customer_id: UUID, body: s.RefundCreate,
+    request: Request,
+    gw: Gw,
+    principal: TerminalKey,
+    idempotency_key: RequiredIdempotencyKey,
+    customer_id: UUID,
+    body: s.RefundCreate,
 ) -> JSONResponse:
-    """"Return money": pay advance back (needs the card)."""
+    """ "Return money": pay advance back (needs the card)."""
     answer = await operations.submit_refund(
         gw, principal, customer_id, body, idempotency_key, await _hash(request)
     )
     return to_response(answer)
 
 
-@router.post("/sales/{sale_id}/returns", status_code=201, response_model=s.ReturnOut,
-             tags=["till"], responses=_TILL_RESPONSES)
+@router.post(
+    "/sales/{sale_id}/returns",
+    status_code=201,
+    response_model=s.ReturnOut,
+    tags=["till"],
+    responses=_TILL_RESPONSES,
+)
 async def return_goods(
-    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey,
-    sale_id: UUID, body: s.ReturnCreate,
+    request: Request,
+    gw: Gw,
+    principal: TerminalKey,
+    idempotency_key: RequiredIdempotencyKey,
+    sale_id: UUID,
+    body: s.ReturnCreate,
 ) -> JSONResponse:
     answer = await operations.submit_return(
         gw, principal, sale_id, body, idempotency_key, await _hash(request)
@@ -384,14 +548,19 @@ async def return_goods(
     return to_response(answer)
 
 
-@router.get("/operations/{kind}/{operation_id}", response_model=s.OperationStatus,
-            tags=["till"], operation_id="getOperation",
-            responses=problems(*AUTH, 404))
+@router.get(
+    "/operations/{kind}/{operation_id}",
+    response_model=s.OperationStatus,
+    tags=["till"],
+    operation_id="getOperation",
+    responses=problems(*AUTH, 404),
+)
 async def read_operation(
     gw: Gw,
     principal: ChainReader,
-    kind: Literal["debt_payment", "advance", "refund", "return", "revoke_discount",
-                  "bonus_cancel", "sale"],
+    kind: Literal[
+        "debt_payment", "advance", "refund", "return", "revoke_discount", "bonus_cancel", "sale"
+    ],
     operation_id: UUID,
 ) -> JSONResponse:
     """Where a `202` points: the operation's status and, once completed, its answer."""
@@ -402,10 +571,18 @@ async def read_operation(
 # --------------------------------------------------------------------------- back office
 
 
-@router.post("/payments/{payment_id}/bonus-type", response_model=s.BonusTypeOut,
-             tags=["back office"], responses={**_TILL_RESPONSES, 503: problems(503)[503]})
+@router.post(
+    "/payments/{payment_id}/bonus-type",
+    response_model=s.BonusTypeOut,
+    tags=["back office"],
+    responses={**_TILL_RESPONSES, 503: problems(503)[503]},
+)
 async def set_bonus_type(
-    request: Request, gw: Gw, principal: BackOfficeKey, payment_id: UUID, body: s.BonusTypeUpdate,
+    request: Request,
+    gw: Gw,
+    principal: BackOfficeKey,
+    payment_id: UUID,
+    body: s.BonusTypeUpdate,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Cancel one payment's accrual ("no bonuses"); asking again answers the same."""
@@ -415,10 +592,17 @@ async def set_bonus_type(
     return to_response(answer)
 
 
-@router.post("/sales/{sale_id}/revoke-discount", response_model=s.RevokeDiscountOut,
-             tags=["back office"], responses=_TILL_RESPONSES)
+@router.post(
+    "/sales/{sale_id}/revoke-discount",
+    response_model=s.RevokeDiscountOut,
+    tags=["back office"],
+    responses=_TILL_RESPONSES,
+)
 async def revoke_discount(
-    request: Request, gw: Gw, principal: BackOfficeKey, sale_id: UUID,
+    request: Request,
+    gw: Gw,
+    principal: BackOfficeKey,
+    sale_id: UUID,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Revoke the discount of an overdue sale, once (409 `already_revoked`, 422 `not_overdue`).
@@ -481,17 +665,22 @@ def check_period(from_: date | None, to: date | None) -> None:
     ]
     if not errors and from_ is not None and to is not None and from_ > to:
         # the pair is wrong, not one end: both are named
-        errors += [{"field": "from", "message": "must not be after to"},
-                   {"field": "to", "message": "must not be before from"}]
+        errors += [
+            {"field": "from", "message": "must not be after to"},
+            {"field": "to", "message": "must not be before from"},
+        ]
     if errors:
         raise ValidationFailed(errors)
 
 
 _REPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-          "description": "The report as JSON, or CSV with `Accept: text/csv`"},
+    200: {
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "description": "The report as JSON, or CSV with `Accept: text/csv`",
+    },
     **problems(*AUTH, 422, 503),
 }
+
 
 def _report_route(report: str, summary: str, model: type[BaseModel]) -> None:
     async def report_endpoint(
@@ -509,31 +698,45 @@ def _report_route(report: str, summary: str, model: type[BaseModel]) -> None:
         assert principal.chain_id is not None
         check_period(from_, to)
         upstream = await gw.reporting_api.request(
-            "GET", principal.chain_id, f"reports/{report}",
-            params=_query(request), headers=_accept(request),
+            "GET",
+            principal.chain_id,
+            f"reports/{report}",
+            params=_query(request),
+            headers=_accept(request),
         )
         return _proxied(upstream)
 
     name = "".join(word.capitalize() for word in report.split("-"))
     router.add_api_route(
-        f"/reports/{report}", report_endpoint, methods=["GET"], tags=["reports"],
-        summary=summary, response_model=model, responses=_REPORT_RESPONSES,
-        name=f"report_{report.replace('-', '_')}", operation_id=f"get{name}Report",
+        f"/reports/{report}",
+        report_endpoint,
+        methods=["GET"],
+        tags=["reports"],
+        summary=summary,
+        response_model=model,
+        responses=_REPORT_RESPONSES,
+        name=f"report_{report.replace('-', '_')}",
+        operation_id=f"get{name}Report",
     )
 
 
-_report_route("payment-balance", "Opening, goods, payments and closing per customer",
-              s.PaymentBalanceReport)
+_report_route(
+    "payment-balance", "Opening, goods, payments and closing per customer", s.PaymentBalanceReport
+)
 _report_route("unpaid-goods", "Every unpaid item of VIP customers", s.UnpaidGoodsReport)
-_report_route("aging", "Debt not yet due and 1-30, 31-60, 61-90, 90+ days past due",
-              s.AgingReport)
-_report_route("bonus-statistics", "Bonus movements per period, store and customer",
-              s.BonusStatistics)
+_report_route("aging", "Debt not yet due and 1-30, 31-60, 61-90, 90+ days past due", s.AgingReport)
+_report_route(
+    "bonus-statistics", "Bonus movements per period, store and customer", s.BonusStatistics
+)
 
 
-@router.get("/customers/{customer_id}/statement", response_model=s.Statement,
-            tags=["reports"], operation_id="getStatement",
-            responses={**_REPORT_RESPONSES, **problems(404)})
+@router.get(
+    "/customers/{customer_id}/statement",
+    response_model=s.Statement,
+    tags=["reports"],
+    operation_id="getStatement",
+    responses={**_REPORT_RESPONSES, **problems(404)},
+)
 async def statement(
     request: Request,
     gw: Gw,
@@ -550,14 +753,18 @@ async def statement(
     async with gw.read() as session:
         await load_customer(session, principal.chain_id, customer_id)
     upstream = await gw.reporting_api.request(
-        "GET", principal.chain_id, f"customers/{customer_id}/statement",
-        params=_query(request), headers=_accept(request),
+        "GET",
+        principal.chain_id,
+        f"customers/{customer_id}/statement",
+        params=_query(request),
+        headers=_accept(request),
     )
     return _proxied(upstream)
 
 
-@router.get("/tasks", response_model=s.TaskPage, tags=["tasks"],
-            responses=problems(*AUTH, 422, 503))
+@router.get(
+    "/tasks", response_model=s.TaskPage, tags=["tasks"], responses=problems(*AUTH, 422, 503)
+)
 async def list_tasks(
     request: Request,
     gw: Gw,
@@ -574,8 +781,12 @@ async def list_tasks(
     return _proxied(upstream)
 
 
-@router.get("/tasks/{task_id}", response_model=s.TaskOut, tags=["tasks"],
-            responses=problems(*AUTH, 404, 503))
+@router.get(
+    "/tasks/{task_id}",
+    response_model=s.TaskOut,
+    tags=["tasks"],
+    responses=problems(*AUTH, 404, 503),
+)
 async def get_task(gw: Gw, principal: BackOfficeKey, task_id: UUID) -> Response:
     """One reminder task, open or done, as `GET /v1/tasks` lists it (another chain's task is
     `404`). The chain admin key, a manager and customer service may read it; the link in the
@@ -585,10 +796,17 @@ async def get_task(gw: Gw, principal: BackOfficeKey, task_id: UUID) -> Response:
     return _proxied(upstream)
 
 
-@router.post("/tasks/{task_id}/complete", response_model=s.TaskOut, tags=["tasks"],
-             responses=problems(*AUTH, 404, 422, 503))
+@router.post(
+    "/tasks/{task_id}/complete",
+    response_model=s.TaskOut,
+    tags=["tasks"],
+    responses=problems(*AUTH, 404, 422, 503),
+)
 async def complete_task(
-    gw: Gw, principal: BackOfficeKey, task_id: UUID, body: s.TaskComplete,
+    gw: Gw,
+    principal: BackOfficeKey,
+    task_id: UUID,
+    body: s.TaskComplete,
     idempotency_key: OptionalIdempotencyKey,
 ) -> Response:
     """Record the outcome of the call; the task closes as `completed`, with `completed_by`
@@ -598,14 +816,17 @@ async def complete_task(
     if principal.user_id is not None:
         completed_by = {"user_id": str(principal.user_id), "name": principal.user_name}
     upstream = await gw.notifier_api.request(
-        "POST", principal.chain_id, f"tasks/{task_id}/complete",
+        "POST",
+        principal.chain_id,
+        f"tasks/{task_id}/complete",
         json={**body.model_dump(mode="json"), "completed_by": completed_by},
     )
     return _proxied(upstream)
 
 
-@router.put("/webhook", response_model=s.WebhookOut, tags=["tasks"],
-            responses=problems(*AUTH, 422, 503))
+@router.put(
+    "/webhook", response_model=s.WebhookOut, tags=["tasks"], responses=problems(*AUTH, 422, 503)
+)
 async def set_webhook(gw: Gw, principal: AdminKey, body: s.WebhookSet) -> Response:
     """The chain's webhook for new reminder tasks (kept by the notifier)."""
     assert principal.chain_id is not None
@@ -615,9 +836,15 @@ async def set_webhook(gw: Gw, principal: AdminKey, body: s.WebhookSet) -> Respon
     return _proxied(upstream)
 
 
-@router.delete("/webhook", tags=["tasks"], status_code=204,
-               responses={204: {"description": "The chain's webhook was removed"},
-                          **problems(*AUTH, 404, 503)})
+@router.delete(
+    "/webhook",
+    tags=["tasks"],
+    status_code=204,
+    responses={
+        204: {"description": "The chain's webhook was removed"},
+        **problems(*AUTH, 404, 503),
+    },
+)
 async def delete_webhook(gw: Gw, principal: AdminKey) -> Response:
     """Remove the chain's webhook (the notifier's answer is passed through: 204, or 404)."""
     assert principal.chain_id is not None

@@ -26,10 +26,18 @@ Gw = Annotated[Gateway, Depends(gateway)]
 router = APIRouter(prefix="/v1")
 
 
-@router.post("/users", status_code=201, response_model=s.UserOut, tags=["staff"],
-             responses=problems(*AUTH, 409, 422))
+@router.post(
+    "/users",
+    status_code=201,
+    response_model=s.UserOut,
+    tags=["staff"],
+    responses=problems(*AUTH, 409, 422),
+)
 async def create_user(
-    request: Request, gw: Gw, principal: AdminKey, body: s.UserCreate,
+    request: Request,
+    gw: Gw,
+    principal: AdminKey,
+    body: s.UserCreate,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """A staff user of the chain (chain admin key or a manager): `manager` may do what the
@@ -39,7 +47,10 @@ async def create_user(
     # the password stays out of the stored request hash (see staff.create_user)
     raw.pop("password", None)
     answer = await staff.create_user(
-        gw, principal, body, idempotency_key,
+        gw,
+        principal,
+        body,
+        idempotency_key,
         request_hash(request.method, request.url.path, raw),
     )
     return to_response(answer)
@@ -58,34 +69,50 @@ async def list_users(
     return JSONResponse(page)
 
 
-@router.delete("/users/{user_id}", response_model=s.UserDeleted, tags=["staff"],
-               responses=problems(*AUTH, 404))
+@router.delete(
+    "/users/{user_id}", response_model=s.UserDeleted, tags=["staff"], responses=problems(*AUTH, 404)
+)
 async def delete_user(gw: Gw, principal: AdminKey, user_id: UUID) -> JSONResponse:
     """Delete a user: it cannot sign in any more and its tokens answer 401 from now on."""
     async with gw.session() as session, session.begin():
         return JSONResponse(await staff.delete_user(session, principal, user_id))
 
 
-@router.post("/sessions", status_code=201, response_model=s.SessionCreated, tags=["staff"],
-             responses=problems(401, 422, 429))
+@router.post(
+    "/sessions",
+    status_code=201,
+    response_model=s.SessionCreated,
+    tags=["staff"],
+    responses=problems(401, 422, 429),
+)
 async def sign_in(gw: Gw, body: s.SessionCreate) -> JSONResponse:
     """Email and password for a Bearer token (no key needed). A wrong email and a wrong
     password get the same 401; after repeated failures for one email, 429 with Retry-After."""
     return to_response(await staff.sign_in(gw, body))
 
 
-@router.get("/sessions/current", response_model=s.SessionOut, tags=["staff"],
-            operation_id="getCurrentSession",
-            responses=problems(*AUTH))
+@router.get(
+    "/sessions/current",
+    response_model=s.SessionOut,
+    tags=["staff"],
+    operation_id="getCurrentSession",
+    responses=problems(*AUTH),
+)
 async def current_session(gw: Gw, principal: StaffUser) -> JSONResponse:
     """The signed-in user, its chain (currency, time zone) and when the token expires."""
     async with gw.read() as session:
         return JSONResponse(await staff.current_session(session, principal))
 
 
-@router.delete("/sessions/current", status_code=204, tags=["staff"],
-               responses={204: {"description": "Signed out: this token answers 401 from now on"},
-                          **problems(*AUTH)})
+@router.delete(
+    "/sessions/current",
+    status_code=204,
+    tags=["staff"],
+    responses={
+        204: {"description": "Signed out: this token answers 401 from now on"},
+        **problems(*AUTH),
+    },
+)
 async def sign_out(gw: Gw, principal: StaffUser) -> Response:
     """Sign out: this token answers 401 from now on."""
     async with gw.session() as session, session.begin():

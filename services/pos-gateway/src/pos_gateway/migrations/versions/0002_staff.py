@@ -24,9 +24,7 @@ def upgrade() -> None:
     op.create_table(
         "users",
         sa.Column("user_id", UUID(as_uuid=True), primary_key=True),
-        sa.Column(
-            "chain_id", UUID(as_uuid=True), sa.ForeignKey("chains.chain_id"), nullable=False
-        ),
+        sa.Column("chain_id", UUID(as_uuid=True), sa.ForeignKey("chains.chain_id"), nullable=False),
         sa.Column("email", sa.Text, nullable=False),
         sa.Column("email_key", sa.Text, nullable=False),
         sa.Column("name", sa.Text, nullable=False),
@@ -39,7 +37,10 @@ def upgrade() -> None:
         sa.CheckConstraint("role IN ('manager', 'customer_service')", name="users_role"),
     )
     op.create_index(
-        "users_email_key_live", "users", ["email_key"], unique=True,
+        "users_email_key_live",
+        "users",
+        ["email_key"],
+        unique=True,
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
     op.create_index("users_chain_list", "users", ["chain_id", "email_key", "user_id"])
