@@ -64,6 +64,38 @@ def _everything(chain: Any, customer: dict[str, Any]) -> dict[str, Any]:
     return seen
 
 
+def _settled(chain: Any, customer: dict[str, Any], eventually: Any) -> dict[str, Any]:
+    """Every read once the read models have caught up with what came before: the funding's
+    debt shows in the customer's read and two reads half a second apart are the same (a
+    `before` read while reporting still applies the funding would never be seen again)."""
+    cid = customer["customer_id"]
+    eventually(
+        lambda: chain.admin.get(f"/v1/customers/{cid}").json()["debt"] == "25.00", timeout=15.0
+    )
+
+    def stable() -> dict[str, Any] | None:
+        first = _everything(chain, customer)
+        time.sleep(0.5)
+        return first if _everything(chain, customer) == first else None
+
+    seen: dict[str, Any] = eventually(stable, timeout=15.0)
+    return seen
+
+
+def _until_unchanged(
+    chain: Any, customer: dict[str, Any], before: dict[str, Any], eventually: Any
+) -> None:
+    """Wait until every read is as it was before the failed operation; say which differ."""
+    try:
+        eventually(lambda: _everything(chain, customer) == before, timeout=15.0)
+    except AssertionError:
+        now = _everything(chain, customer)
+        differ = {k: {"before": before[k], "now": now[k]} for k in before if before[k] != now[k]}
+        raise AssertionError(
+            f"reads still differ from before the failed operation: {differ}"
+        ) from None
+
+
 def _final(
     client: httpx.Client,
     path: str,
@@ -163,7 +195,7 @@ def _fails_then_the_next_operation_completes(
     doomed = _body(
         "30.00", [("bonus", "10.00"), ("cash", "20.00")], card_number=card, sale_id=sale_id
     )
-    before = _everything(chain, customer)
+    before = _settled(chain, customer, eventually)
     key = idem()
     with refusing(sale_id):
         answer, took = _final(chain.terminal, "/v1/sales", doomed, key, within=within)
@@ -174,7 +206,7 @@ def _fails_then_the_next_operation_completes(
     assert (again.status_code, again.json()["code"]) == (422, "operation_failed")
     read = chain.terminal.get(f"/v1/sales/{sale_id}").json()
     assert (read["status"], read["code"]) == ("refused", "operation_failed")
-    eventually(lambda: _everything(chain, customer) == before, timeout=15.0)
+    _until_unchanged(chain, customer, before, eventually)
 
     nxt = _done(
         chain.terminal,
@@ -256,7 +288,7 @@ def test_a_lost_answer_ends_as_a_refusal_at_the_deadline_and_the_next_operation_
     pay = {"kind": "pay_debt", "method": "cash", "card_number": card}
     sale_key, pay_key = idem(), idem()
     loyalty_pid = stack.services.processes["loyalty"].pid
-    before = _everything(chain, customer)
+    before = _settled(chain, customer, eventually)
     os.kill(loyalty_pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
