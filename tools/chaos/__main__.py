@@ -19,7 +19,7 @@ from tools.chaos.runner import (
 )
 
 FULL = {"ops": 3000, "customers": 12, "budget": 900.0}
-SHORT = {"ops": 200, "customers": 4, "budget": 90.0}
+SHORT = {"ops": 150, "customers": 4, "budget": 90.0}
 
 
 def main(argv: list[str] | None = None) -> int:
