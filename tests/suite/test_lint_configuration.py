@@ -24,13 +24,17 @@ def _pyprojects() -> list[Path]:
     return [ROOT / name for name in listed if name != "pyproject.toml"]
 
 
-def test_no_pyproject_but_the_root_one_configures_ruff_or_mypy() -> None:
+def test_no_pyproject_but_the_root_one_configures_ruff_mypy_or_pytest() -> None:
+    """pytest too: a package's [tool.pytest.ini_options] makes that package's folder the
+    rootdir when its tests are run alone (`pytest services/credit/tests`), so the root
+    conftest.py (markers by folder, the shared plugins) is not loaded and `-m "not
+    integration"` selects the integration tests."""
     packages = _pyprojects()
     assert len(packages) >= 9  # every library and service has one: the check sees them all
     configured = [
         f"{path.relative_to(ROOT)}: [tool.{tool}]"
         for path in packages
-        for tool in ("ruff", "mypy")
+        for tool in ("ruff", "mypy", "pytest")
         if tool in tomllib.loads(path.read_text()).get("tool", {})
     ]
     assert configured == []
