@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from contracts.enums import DebtPaymentKind, MoneyMethod, PaymentMethod, RefundMethod
 from contracts.gateway.v1 import (
@@ -229,6 +230,19 @@ def sale_line(
     )
 
 
+def _till(
+    chain_id: uuid.UUID, customer: CustomerSnapshot | None, settings: ChainSettingsSnapshot
+) -> dict[str, Any]:
+    """What every command from the till (STORE, TERMINAL) carries."""
+    return {
+        "chain_id": chain_id,
+        "store_id": STORE,
+        "terminal_id": TERMINAL,
+        "customer": customer,
+        "settings": settings,
+    }
+
+
 def record_sale(
     *,
     chain_id: uuid.UUID,
@@ -243,11 +257,7 @@ def record_sale(
 ) -> RecordSale:
     return RecordSale(
         sale_id=sale_id or uuid.uuid4(),
-        chain_id=chain_id,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        customer=customer,
-        settings=settings,
+        **_till(chain_id, customer, settings),
         card_number=customer.card_number if customer else None,
         sold_at=sold_at,
         lines=lines,
@@ -296,11 +306,7 @@ def record_payment(
 ) -> RecordDebtPayment:
     return RecordDebtPayment(
         payment_id=payment_id or uuid.uuid4(),
-        chain_id=chain_id,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        customer=customer,
-        settings=settings,
+        **_till(chain_id, customer, settings),
         card_number=customer.card_number,
         kind=DebtPaymentKind.TAKE_MONEY if amount is not None else DebtPaymentKind.PAY_DEBT,
         amount=Decimal(amount) if amount is not None else None,
@@ -323,11 +329,7 @@ def record_advance(
 ) -> RecordAdvance:
     return RecordAdvance(
         payment_id=uuid.uuid4(),
-        chain_id=chain_id,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        customer=customer,
-        settings=settings,
+        **_till(chain_id, customer, settings),
         card_number=customer.card_number,
         amount=Decimal(amount),
         method=MoneyMethod.CASH,
@@ -345,11 +347,7 @@ def record_refund(
 ) -> RecordRefund:
     return RecordRefund(
         refund_id=uuid.uuid4(),
-        chain_id=chain_id,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        customer=customer,
-        settings=settings,
+        **_till(chain_id, customer, settings),
         card_number=customer.card_number,
         amount=Decimal(amount),
         method=MoneyMethod.CASH,
@@ -370,11 +368,7 @@ def record_return(
     return RecordReturn(
         return_id=uuid.uuid4(),
         sale_id=sale_id,
-        chain_id=chain_id,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        customer=customer,
-        settings=settings,
+        **_till(chain_id, customer, settings),
         lines=[ReturnLineRequest(line_no=n, quantity=Decimal(q)) for n, q in lines],
         refund=RefundMethod(refund),
         occurred_at=at,
