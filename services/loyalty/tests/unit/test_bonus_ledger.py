@@ -19,6 +19,7 @@ from loyalty.domain.model import (
     SaleHistory,
     total_by_kind,
 )
+from loyalty.testing import return_of
 
 D = Decimal
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -53,29 +54,6 @@ def sale(
         accrual_bases=bases,
     )
     return op, payment_id
-
-
-def return_of(
-    sale_id: UUID | None,
-    *,
-    at: datetime = T0,
-    restore_up_to: str = "0.00",
-    reverse: tuple[AccrualBase, ...] = (),
-) -> BonusOperation:
-    """A return of goods of the sale at the default rate: restores spent bonus up to
-    `restore_up_to`, reverses the accrual on the `reverse` bases."""
-    return BonusOperation(
-        operation_id=uuid4(),
-        kind="return",
-        store_id=STORE,
-        sale_id=sale_id,
-        at=at,
-        accrual_on=True,
-        rate_percent=D("10.00"),
-        minor_units=2,
-        restore_up_to=D(restore_up_to),
-        reverse_bases=reverse,
-    )
 
 
 def applied(result: Applied | Refused) -> Applied:
@@ -198,7 +176,7 @@ def test_a_return_gives_back_the_spent_bonus_up_to_what_credit_allows() -> None:
     spend_op, _ = sale(bonus="20.00")
     account.apply(spend_op, payments={})
     assert spend_op.sale_id is not None
-    ret = return_of(spend_op.sale_id, restore_up_to="50.00")
+    ret = return_of(spend_op.sale_id, restore_up_to="50.00", at=T0)
     result = applied(
         account.apply(ret, payments={}, sale=SaleHistory(spent=D("20.00"), restored=D("5.00")))
     )
@@ -215,7 +193,7 @@ def test_a_return_reverses_the_accrual_in_proportion_and_never_more_than_accrued
     assert payment is not None and first.sale_id is not None
 
     def give_back(base: str, hist: PaymentHistory) -> Decimal:
-        op = return_of(first.sale_id, reverse=(AccrualBase(payment, "cash", D(base)),))
+        op = return_of(first.sale_id, reverse=(AccrualBase(payment, "cash", D(base)),), at=T0)
         return applied(account.apply(op, payments={payment: hist})).reversed
 
     r1 = give_back("5.00", history)
@@ -233,7 +211,7 @@ def test_a_return_reverses_nothing_of_an_accrual_already_cancelled() -> None:
     history = history_of(applied(account.apply(first, payments={})), payment)
     account.cancel_accrual(history, at=T0)
     assert payment is not None
-    op = return_of(first.sale_id, reverse=(AccrualBase(payment, "cash", D("100.00")),))
+    op = return_of(first.sale_id, reverse=(AccrualBase(payment, "cash", D("100.00")),), at=T0)
     cancelled = PaymentHistory(history.accrual, cancelled=D("10.00"))
     assert applied(account.apply(op, payments={payment: cancelled})).reversed == D("0.00")
     assert account.balance == D("0.00")
