@@ -151,37 +151,23 @@ async def test_returning_more_than_sold_is_refused_counting_earlier_returns(harn
 async def test_revoking_a_sale_that_is_not_overdue_is_refused(harness):
     customer, settings, sale = await setup(harness, overdue_discount="offer")
     s = await sale("90.00", discount="10.00")
-    cmd = revoke(
-        chain_id=CHAIN,
-        customer_id=customer.customer_id,
-        sale_id=s.sale_id,
-        settings=settings,
-        at=day(5),
-    )
-    body = await refused(harness, customer.customer_id, cmd, "not_overdue")
+    cid = customer.customer_id
+    cmd = revoke(chain_id=CHAIN, customer_id=cid, sale_id=s.sale_id, settings=settings, at=day(5))
+    body = await refused(harness, cid, cmd, "not_overdue")
     assert body["operation_id"] == str(s.sale_id)
 
 
 async def test_revoking_twice_is_refused(harness):
     customer, settings, sale = await setup(harness, overdue_discount="offer")
     s = await sale("90.00", discount="10.00")
-    cmd = revoke(
-        chain_id=CHAIN,
-        customer_id=customer.customer_id,
-        sale_id=s.sale_id,
-        settings=settings,
-        at=day(31),
-    )
-    await harness.send(cmd, key=str(customer.customer_id))
+    cid = customer.customer_id
+    cmd = revoke(chain_id=CHAIN, customer_id=cid, sale_id=s.sale_id, settings=settings, at=day(31))
+    await harness.send(cmd, key=str(cid))
     assert len(await harness.events("credit.DiscountRevoked")) == 1
     again = revoke(
-        chain_id=CHAIN,
-        customer_id=customer.customer_id,
-        sale_id=s.sale_id,
-        settings=settings,
-        at=day(32),
+        chain_id=CHAIN, customer_id=cid, sale_id=s.sale_id, settings=settings, at=day(32)
     )
-    await refused(harness, customer.customer_id, again, "already_revoked")
+    await refused(harness, cid, again, "already_revoked")
 
 
 async def test_loyalty_refusing_the_bonus_voids_the_pending_sale(harness):

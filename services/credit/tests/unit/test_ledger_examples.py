@@ -14,6 +14,7 @@ from credit.domain.model import (
     Ledger,
     Method,
     Mode,
+    Sale,
     advance_applied_payment_id,
 )
 from credit.testing import D, day, line, local, pay, return_goods, sale, take_money, vip_sale
@@ -90,12 +91,18 @@ def test_per_item_payment_goes_to_the_named_line_first():
     assert ledger.owed(a.sale_id, 1) == D("40.00")
 
 
-def test_per_sale_payment_goes_to_the_named_sale_and_never_over_allocates():
+def _two_sales_on_account() -> tuple[Ledger, Sale, Sale]:
+    """30.00 on account on day 0, then 50.00 on day 1."""
     ledger = Ledger()
     a = sale([line(1, "30.00")], [pay("on_account", "30.00")], at=0)
     b = sale([line(1, "50.00")], [pay("on_account", "50.00")], at=1)
     vip_sale(ledger, a)
     vip_sale(ledger, b)
+    return ledger, a, b
+
+
+def test_per_sale_payment_goes_to_the_named_sale_and_never_over_allocates():
+    ledger, a, b = _two_sales_on_account()
     out = take_money(
         ledger,
         "70.00",
@@ -109,11 +116,7 @@ def test_per_sale_payment_goes_to_the_named_sale_and_never_over_allocates():
 
 
 def test_balance_mode_pays_oldest_goods_first_and_ignores_named_allocations():
-    ledger = Ledger()
-    a = sale([line(1, "30.00")], [pay("on_account", "30.00")], at=0)
-    b = sale([line(1, "50.00")], [pay("on_account", "50.00")], at=1)
-    vip_sale(ledger, a)
-    vip_sale(ledger, b)
+    ledger, a, b = _two_sales_on_account()
     take_money(
         ledger,
         "40.00",
