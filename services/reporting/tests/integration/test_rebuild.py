@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from reporting_helpers import on_account_sale
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
@@ -71,32 +72,16 @@ def story(customer: uuid.UUID, n: int) -> list[Message]:
             ),
             registered_at=T0,
         ),
-        credit.SaleCompleted(
-            sale_id=sale_id,
+        on_account_sale(
             chain_id=CHAIN,
+            customer_id=customer,
+            sale_id=sale_id,
+            when=T0 + timedelta(days=n),
+            lines=[line],
             store_id=STORE,
             terminal_id=TERMINAL,
-            customer_id=customer,
+            mode=CreditMode.PER_SALE,
             card_number=None,
-            credit_mode=CreditMode.PER_SALE,
-            sold_at=T0 + timedelta(days=n),
-            total=total,
-            paid=D("0.00"),
-            on_account=total,
-            advance_applied=D("0.00"),
-            change=D("0.00"),
-            change_to_advance=D("0.00"),
-            change_allocated=[],
-            advance_added=D("0.00"),
-            due_date=(T0 + timedelta(days=n + 30)).date(),
-            bonus_accrued=D("0.00"),
-            bonus_spent=D("0.00"),
-            payments=[],
-            lines=[line],
-            customer_balances=credit.CustomerBalances(
-                debt=total, advance=D("0.00"), bonus_balance=D("0.00")
-            ),
-            lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=total)],
         ),
         credit.DebtPaymentRecorded(
             payment_id=uuid.uuid4(),
