@@ -237,53 +237,6 @@ def _customers_by_name(
     return stmt
 
 
-def aging_rows_query(
-    chain_id: UUID,
-    store_id: UUID | None,
-    vip_only: bool,
-    today: date,
-    after: tuple[str, UUID] | None,
-    limit: int,
-) -> sa.Select[Any]:
-    """Up to `limit` customers in (name, id) order after `after`, with their buckets."""
-    d = t.open_debt.c
-    zero = sa.literal(0, t.MONEY)
-    columns = [
-        d.customer_id,
-        d.name,
-        *[
-            sa.func.coalesce(sa.func.sum(d.owed).filter(cond), zero).label(bucket)
-            for bucket, cond in bucket_conditions(today).items()
-        ],
-        sa.func.sum(d.owed).label("total"),
-    ]
-    return _customers_by_name(
-        columns, chain_id, store_id, vip_only, after, limit, from_position=False
-    )
-
-
-def aging_totals_query(
-    chain_id: UUID, store_id: UUID | None, vip_only: bool, today: date
-) -> sa.Select[Any]:
-    """The whole report's column totals: the summary grouped by due date first (a few hundred
-    dates), then bucketed."""
-    d = t.open_debt.c
-    per_day = (
-        sa.select(d.due_date, sa.func.sum(d.owed).label("owed"))
-        .where(*_filtered(chain_id, store_id, vip_only))
-        .group_by(d.due_date)
-        .subquery("per_day")
-    )
-    zero = sa.literal(0, t.MONEY)
-    return sa.select(
-        *[
-            sa.func.coalesce(sa.func.sum(per_day.c.owed).filter(cond), zero).label(bucket)
-            for bucket, cond in bucket_conditions(today, per_day.c.due_date).items()
-        ],
-        sa.func.coalesce(sa.func.sum(per_day.c.owed), zero).label("total"),
-    )
-
-
 def page_customers_query(
     chain_id: UUID,
     store_id: UUID | None,
@@ -315,14 +268,43 @@ class OpenDebt:
         after: tuple[str, UUID] | None,
         limit: int,
     ) -> Sequence[Any]:
-        """`aging_rows_query`'s rows: (customer_id, name, one column per bucket, total)."""
-        query = aging_rows_query(chain_id, store_id, vip_only, today, after, limit)
+        """Up to `limit` customers in (name, id) order after `after`, with their buckets:
+        (customer_id, name, one column per bucket, total)."""
+        d = t.open_debt.c
+        zero = sa.literal(0, t.MONEY)
+        columns = [
+            d.customer_id,
+            d.name,
+            *[
+                sa.func.coalesce(sa.func.sum(d.owed).filter(cond), zero).label(bucket)
+                for bucket, cond in bucket_conditions(today).items()
+            ],
+            sa.func.sum(d.owed).label("total"),
+        ]
+        query = _customers_by_name(
+            columns, chain_id, store_id, vip_only, after, limit, from_position=False
+        )
         rows: Sequence[Any] = (await self.session.execute(query)).all()
         return rows
 
     async def aging_totals(
         self, chain_id: UUID, store_id: UUID | None, vip_only: bool, today: date
     ) -> Any:
-        """`aging_totals_query`'s one row."""
-        query = aging_totals_query(chain_id, store_id, vip_only, today)
+        """The whole report's column totals (one column per bucket, total): the summary
+        grouped by due date first (a few hundred dates), then bucketed."""
+        d = t.open_debt.c
+        per_day = (
+            sa.select(d.due_date, sa.func.sum(d.owed).label("owed"))
+            .where(*_filtered(chain_id, store_id, vip_only))
+            .group_by(d.due_date)
+            .subquery("per_day")
+        )
+        zero = sa.literal(0, t.MONEY)
+        query = sa.select(
+            *[
+                sa.func.coalesce(sa.func.sum(per_day.c.owed).filter(cond), zero).label(bucket)
+                for bucket, cond in bucket_conditions(today, per_day.c.due_date).items()
+            ],
+            sa.func.coalesce(sa.func.sum(per_day.c.owed), zero).label("total"),
+        )
         return (await self.session.execute(query)).one()

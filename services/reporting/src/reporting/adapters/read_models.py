@@ -88,22 +88,16 @@ class MasterData(_Tables):
         )
 
     async def customer_names(self, chain_id: UUID) -> dict[UUID, str]:
-        return {
-            r.customer_id: r.name
-            for r in await self.session.execute(
-                sa.select(t.customers.c.customer_id, t.customers.c.name).where(
-                    t.customers.c.chain_id == chain_id
-                )
-            )
-        }
+        return await self._names(t.customers.c.customer_id, t.customers, chain_id)
 
     async def store_names(self, chain_id: UUID) -> dict[UUID, str]:
+        return await self._names(t.stores.c.store_id, t.stores, chain_id)
+
+    async def _names(self, key: Any, table: sa.Table, chain_id: UUID) -> dict[UUID, str]:
         return {
-            r.store_id: r.name
+            r[0]: r.name
             for r in await self.session.execute(
-                sa.select(t.stores.c.store_id, t.stores.c.name).where(
-                    t.stores.c.chain_id == chain_id
-                )
+                sa.select(key, table.c.name).where(table.c.chain_id == chain_id)
             )
         }
 

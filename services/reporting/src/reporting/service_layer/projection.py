@@ -131,6 +131,30 @@ async def _add_movement(
     )
 
 
+async def _credit_movement(
+    ctx: MessageContext,
+    chain_id: UUID,
+    customer_id: UUID,
+    after: credit.CustomerBalances,
+    lines_changed: Iterable[credit.LineOwedChange],
+    **movement: Any,
+) -> None:
+    """What every credit event with money or goods writes last: the owed amounts per line,
+    credit's balances after it, and its movement with the debt and advance changes."""
+    await _apply_lines_changed(ctx.session, chain_id, lines_changed)
+    debt_change, advance_change = await _apply_credit_balances(
+        ctx.session, chain_id, customer_id, after
+    )
+    await _add_movement(
+        ctx,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        debt_change=debt_change,
+        advance_change=advance_change,
+        **movement,
+    )
+
+
 def _m(value: Decimal) -> str:
     return decimal_to_str(value)
 
@@ -204,8 +228,7 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
     if msg.customer_id is None or msg.customer_balances is None:
         return  # anonymous sales are in no customer report
     await _hold_projection_lock(ctx.session)
-    session = ctx.session
-    sales = Sales(session)
+    sales = Sales(ctx.session)
     await sales.insert_sale(
         sale_id=msg.sale_id,
         chain_id=msg.chain_id,
@@ -232,10 +255,6 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
             for line in msg.lines
         ]
     )
-    await _apply_lines_changed(session, msg.chain_id, msg.lines_changed)
-    debt_change, advance_change = await _apply_credit_balances(
-        session, msg.chain_id, msg.customer_id, msg.customer_balances
-    )
     advance_payments = sum(
         (p.amount for p in msg.payments if p.method is PaymentMethod.ADVANCE), ZERO
     )
@@ -250,10 +269,12 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
         parts.append(f"on account {_m(msg.on_account)}")
     if msg.due_date:
         parts.append(f"due {msg.due_date.isoformat()}")
-    await _add_movement(
+    await _credit_movement(
         ctx,
-        chain_id=msg.chain_id,
-        customer_id=msg.customer_id,
+        msg.chain_id,
+        msg.customer_id,
+        msg.customer_balances,
+        msg.lines_changed,
         store_id=msg.store_id,
         at=msg.sold_at,
         kind="sale",
@@ -261,8 +282,6 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
         description=", ".join(parts),
         goods=goods,
         payments=payments,
-        debt_change=debt_change,
-        advance_change=advance_change,
     )
 
 
@@ -292,14 +311,12 @@ async def _credit_money_movement(
 ) -> None:
     """A payment, advance or refund: owed amounts per line, balances, one movement."""
     await _hold_projection_lock(ctx.session)
-    await _apply_lines_changed(ctx.session, msg.chain_id, lines_changed)
-    debt_change, advance_change = await _apply_credit_balances(
-        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
-    )
-    await _add_movement(
+    await _credit_movement(
         ctx,
-        chain_id=msg.chain_id,
-        customer_id=msg.customer_id,
+        msg.chain_id,
+        msg.customer_id,
+        msg.customer_balances,
+        lines_changed,
         store_id=msg.store_id,
         at=msg.occurred_at,
         kind=kind,
@@ -307,8 +324,6 @@ async def _credit_money_movement(
         sale_id=sale_id,
         description=description,
         payments=payments,
-        debt_change=debt_change,
-        advance_change=advance_change,
     )
 
 
@@ -360,17 +375,15 @@ async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
         await sales.add_to_line(
             msg.chain_id, msg.sale_id, line.line_no, "returned_quantity", line.quantity
         )
-    await _apply_lines_changed(ctx.session, msg.chain_id, msg.lines_changed)
-    debt_change, advance_change = await _apply_credit_balances(
-        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
-    )
     goods, payments = return_shares(
         value=msg.value, refunded=msg.refunded, bonus_restored=msg.bonus_restored
     )
-    await _add_movement(
+    await _credit_movement(
         ctx,
-        chain_id=msg.chain_id,
-        customer_id=msg.customer_id,
+        msg.chain_id,
+        msg.customer_id,
+        msg.customer_balances,
+        msg.lines_changed,
         store_id=msg.store_id,
         at=msg.occurred_at,
         kind="return",
@@ -382,8 +395,6 @@ async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
         ),
         goods=goods,
         payments=payments,
-        debt_change=debt_change,
-        advance_change=advance_change,
     )
 
 

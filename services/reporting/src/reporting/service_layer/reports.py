@@ -9,7 +9,7 @@ and renders it. The arithmetic that defines a report (closing, buckets, running 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -217,6 +217,17 @@ class PaymentBalancePage:
     next: str | None
 
 
+def _cut(
+    found: Sequence[Any], limit: int | None, cursor_of: Callable[[Any], str]
+) -> tuple[Sequence[Any], str | None]:
+    """A page of the rows `found` (read one more than `limit`, to know whether the report goes
+    on) and the cursor after its last row, None on the last page (or without a limit)."""
+    if limit is None or len(found) <= limit:
+        return found, None
+    page = found[:limit]
+    return page, cursor_of(page[-1])
+
+
 def _pb_cursor(sort: str, row: Any) -> str:
     key = row.name_key if sort == "name" else str(row.closing)
     return encode_cursor({"s": sort, "k": key, "i": str(row.customer_id)})
@@ -283,13 +294,14 @@ async def payment_balance_page(
 
 
 def _pb_page(
-    found: list[Any], sort: str, limit: int | None, totals: dict[str, Decimal], info: ChainInfo
+    found: Sequence[Any],
+    sort: str,
+    limit: int | None,
+    totals: dict[str, Decimal],
+    info: ChainInfo,
 ) -> PaymentBalancePage:
     """The page of the rows `found` (one more than `limit` when the report goes on)."""
-    nxt = None
-    if limit is not None and len(found) > limit:
-        found = found[:limit]
-        nxt = _pb_cursor(sort, found[-1])
+    found, nxt = _cut(found, limit, lambda last: _pb_cursor(sort, last))
     rows = [PaymentBalanceRow(r.customer_id, r.name, r.opening, r.goods, r.payments) for r in found]
     return PaymentBalancePage(rows, totals, info, nxt)
 
@@ -625,11 +637,10 @@ async def unpaid_goods_page(
     found = await Sales(session).owed_lines_page(
         chain_id, filters.store_id, filters.vip_only, after, limit + 1
     )
-    nxt = None
-    if len(found) > limit:
-        found = found[:limit]
-        last = found[-1]
-        nxt = encode_cursor(
+    found, nxt = _cut(
+        found,
+        limit,
+        lambda last: encode_cursor(
             {
                 "r": "unpaid",
                 "n": last.customer_name,
@@ -638,7 +649,8 @@ async def unpaid_goods_page(
                 "s": str(last.sale_id),
                 "l": last.line_no,
             }
-        )
+        ),
+    )
     rows = [_unpaid_row(r, info.timezone, today, info.minor_units) for r in found]
     return ReportPage(rows, nxt)
 
@@ -664,10 +676,11 @@ async def aging_page(
         chain_id, filters.store_id, filters.vip_only, today, after, limit + 1
     )
     totals_row = await open_debt.aging_totals(chain_id, filters.store_id, filters.vip_only, today)
-    nxt = None
-    if len(found) > limit:
-        found = found[:limit]
-        nxt = encode_cursor({"r": "aging", "n": found[-1].name, "c": str(found[-1].customer_id)})
+    found, nxt = _cut(
+        found,
+        limit,
+        lambda last: encode_cursor({"r": "aging", "n": last.name, "c": str(last.customer_id)}),
+    )
     rows = [_aging_row(r.customer_id, r.name, r._mapping, r.total, mu) for r in found]
     totals = {b: money_str(getattr(totals_row, b), mu) for b in (*AGING_BUCKETS, "total")}
     return ReportPage(rows, nxt, totals)
@@ -698,12 +711,11 @@ async def bonus_statistics_page(
         limit=limit + 1,
     )
     # their movements of the period and balance at its end, summed from their movements
-    found = list(await report.page_rows(ids))
+    found = await report.page_rows(ids)
     outstanding = await report.outstanding()
-    nxt = None
-    if len(found) > limit:
-        found = found[:limit]
-        nxt = encode_cursor({"r": "bonus", "c": str(found[-1].customer_id)})
+    found, nxt = _cut(
+        found, limit, lambda last: encode_cursor({"r": "bonus", "c": str(last.customer_id)})
+    )
     rows = [
         {
             "customer_id": str(r.customer_id),
