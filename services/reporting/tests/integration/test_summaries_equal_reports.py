@@ -7,8 +7,8 @@ voided bonus movements (`BonusesVoided` deletes them), a sale whose due date com
 their sales, several stores and two chains.
 
 References: `aging`, `unpaid_goods` and `bonus_statistics` (whole reports over `rm_sale_lines`
-and `rm_movements`), the movement sums of `_pb_sums_of_movements` (what Payment-Balance summed
-before), and a fresh recompute of the summary tables from the base tables.
+and `rm_movements`), the movement sums of `payment_balance.sums_of_movements` (what
+Payment-Balance summed before), and a fresh recompute of the summary tables from the base tables.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from alembic.config import Config
 from reporting_helpers import all_pages
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from reporting.adapters import credit_ledger
+from reporting.adapters import credit_ledger, payment_balance
 from reporting.adapters import tables as t
 from reporting.domain.model import Period
 from reporting.entrypoints.app import MIGRATIONS_DIR
@@ -338,7 +338,7 @@ async def _pb_reference(
     s: AsyncSession, chain: uuid.UUID, period: Period
 ) -> dict[uuid.UUID, tuple[Decimal, Decimal, Decimal]]:
     lower, upper = period.bounds(TZ)
-    sums = reports._pb_sums_of_movements(chain, lower, upper, None)
+    sums = payment_balance.sums_of_movements(chain, lower, upper, None)
     return {
         r.customer_id: (r.opening, r.goods, r.payments) for r in await s.execute(sa.select(sums))
     }
@@ -437,7 +437,7 @@ async def _payment_balance_matches(
     """Every page of Payment-Balance, both sorts, equals the report built in Python from the
     movement sums: same rows, same order, same totals."""
     lower, upper = period.bounds(TZ)
-    sums = reports._pb_sums_of_movements(chain, lower, upper, store)
+    sums = payment_balance.sums_of_movements(chain, lower, upper, store)
     c = t.customers.c
     rows = (
         await s.execute(
