@@ -52,4 +52,5 @@ def test_the_lint_step_checks_the_formatting_too() -> None:
     lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
     test = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "ruff format --check ." in lint
-    assert "ruff format --check ." in test
+    assert "scripts/test.sh" in test  # make test runs the script, which runs the check
+    assert '"$VENV_BIN/ruff" format --check .' in (ROOT / "scripts" / "test.sh").read_text()

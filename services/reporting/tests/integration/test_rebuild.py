@@ -198,10 +198,14 @@ async def test_rebuilt_tables_equal_the_live_ones_row_by_row_and_are_swapped_in(
 #
 # Retention drops a closed segment once its newest record is older than `retention.ms`. The
 # records of the "old" phase are produced with a timestamp two days back (as if the chain had
-# sold them then), on topics kept one day: with `segment.ms` at one minute each of them closes
-# its segment at once (its segment is "older" than a minute), so the broker drops them at its
-# next retention check (devstack checks every 5 s), while the "new" phase stays. On a broker
-# with Kafka's default check interval (5 min) the wait is longer: the tests allow for it.
+# sold them then); with `segment.ms` at one minute each of them closes its segment at once (its
+# segment is "older" than a minute). The topics keep everything until the live projection has
+# read the old phase; then they are set to keep one day (as servicekit sets a topic whose
+# configuration differs), and the broker drops the old phase at its next retention check
+# (devstack checks every 5 s) while the "new" phase stays. (Created with one day from the start,
+# retention could drop an old record before a slow consumer had read it: a flaky test on a
+# busy machine.) On a broker with Kafka's default check interval (5 min) the wait is longer:
+# the tests allow for it.
 RETENTION_CHECK_WAIT = 330.0
 SHORT_LOG = {"segment.ms": "60000"}
 
@@ -220,14 +224,14 @@ async def _short_lived_topics(bootstrap: str) -> dict[str, str]:
         "loyalty": unique_topic("loyalty"),
         "masterdata": unique_topic("masterdata"),
     }
-    await ensure_topics(
-        bootstrap,
-        list(topic_of.values()),
-        partitions=2,
-        retention_ms=DAY_MS,
-        extra_configs=SHORT_LOG,
-    )
+    await _keep(bootstrap, list(topic_of.values()), retention_ms=-1)  # for ever, for now
     return topic_of
+
+
+async def _keep(bootstrap: str, topics: list[str], *, retention_ms: int) -> None:
+    await ensure_topics(
+        bootstrap, topics, partitions=2, retention_ms=retention_ms, extra_configs=SHORT_LOG
+    )
 
 
 async def _publish(
@@ -287,7 +291,9 @@ async def _ends(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
 
 
 async def _until_log_starts_at(bootstrap: str, wanted: dict[TopicPartition, int]) -> None:
-    """Wait until retention has moved each partition's log start offset to `wanted`."""
+    """Keep the topics one day from now on, then wait until retention has moved each
+    partition's log start offset to `wanted`."""
+    await _keep(bootstrap, sorted({tp.topic for tp in wanted}), retention_ms=DAY_MS)
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await reader.start()
     try:
