@@ -562,10 +562,11 @@ class Operations(_Tables):
         outcome: dict[str, Any] | None,
         code: str | None,
         detail: str | None,
-    ) -> bool:
-        """`settle`, and when it stored the outcome, tell every gateway instance's listener at
-        this transaction's commit (`adapters.outcome_listener`): one statement. False when
-        there is no pending operation (or it is done): nothing stored, nobody told."""
+    ) -> Row[Any] | None:
+        """Store the outcome on a pending operation and tell every gateway instance's listener
+        at this transaction's commit (`adapters.outcome_listener`): one statement. The row as
+        stored (as `read` reads it); None when there is no pending operation (or it is done):
+        nothing stored, nobody told."""
         result = await self.session.execute(
             _SETTLE_AND_NOTIFY,
             {
@@ -579,7 +580,7 @@ class Operations(_Tables):
                 "payload": payload_of(ref.key),
             },
         )
-        return result.first() is not None
+        return result.first()
 
     async def record(
         self,
@@ -688,15 +689,18 @@ class TillRequest:
     payments: Sequence[dict[str, Any]] = ()
 
 
+_OPERATION_COLUMNS = ", ".join(f"s.{c.name}" for c in t.operations.columns)
 _SETTLE_AND_NOTIFY = sa.text(
     "WITH settled AS ("
     " UPDATE operations SET status = CAST(:status AS text), outcome = CAST(:outcome AS jsonb),"
     " code = CAST(:code AS text), detail = CAST(:detail AS text), completed_at = now()"
     " WHERE chain_id = CAST(:chain_id AS uuid) AND kind = CAST(:kind AS text)"
     " AND operation_id = CAST(:operation_id AS uuid) AND status = 'pending'"
-    " RETURNING operation_id)"
-    " SELECT pg_notify(CAST(:channel AS text), CAST(:payload AS text)) FROM settled"
-)
+    " RETURNING *)"
+    f" SELECT {_OPERATION_COLUMNS}, c.minor_units,"
+    " pg_notify(CAST(:channel AS text), CAST(:payload AS text)) AS notified"
+    " FROM settled AS s LEFT JOIN chains AS c ON c.chain_id = s.chain_id"
+).columns(*t.operations.columns, t.chains.c.minor_units, sa.column("notified"))
 
 # Every part after `op` writes only when `op` inserted the operation (`FROM op`, `EXISTS`).
 _RECORD = sa.text(

@@ -214,9 +214,10 @@ async def _settle(
     settled = await Operations(session).settle_and_notify(
         ref, status=status, outcome=outcome, code=code, detail=detail
     )
-    if settled:
-        wake_after_commit(session, ref.key)
-    return settled
+    if settled is None:
+        return False
+    wake_after_commit(session, ref.key, settled)
+    return True
 
 
 def _json(payload: Any) -> dict[str, Any]:
