@@ -514,19 +514,19 @@ class Operations(_Tables):
     """Operation rows (the request and, later, its outcome), sale lines and payments."""
 
     async def read(self, ref: OpRef) -> Row[Any] | None:
-        """The operation row with its chain's minor units."""
+        """The operation row (but its `request`: the command, which nothing reads back) with its
+        chain's minor units."""
         o = t.operations.c
-        return (
-            await self.session.execute(
-                sa.select(t.operations, t.chains.c.minor_units)
-                .join(t.chains, t.chains.c.chain_id == o.chain_id)
-                .where(
-                    o.chain_id == ref.chain_id,
-                    o.kind == ref.kind,
-                    o.operation_id == ref.operation_id,
-                )
+        result: sa.Result[Any] = await self.session.execute(
+            sa.select(*_ANSWER_COLUMNS, t.chains.c.minor_units)
+            .join(t.chains, t.chains.c.chain_id == o.chain_id)
+            .where(
+                o.chain_id == ref.chain_id,
+                o.kind == ref.kind,
+                o.operation_id == ref.operation_id,
             )
-        ).first()
+        )
+        return result.first()
 
     async def insert(self, ref: OpRef, *, status: str, **values: Any) -> None:
         """A pending operation, or one refused at once (then completed now)."""
@@ -689,7 +689,9 @@ class TillRequest:
     payments: Sequence[dict[str, Any]] = ()
 
 
-_OPERATION_COLUMNS = ", ".join(f"s.{c.name}" for c in t.operations.columns)
+#: an operation row's columns as `Operations.read` reads them
+_ANSWER_COLUMNS = [c for c in t.operations.columns if c.name != "request"]
+_OPERATION_COLUMNS = ", ".join(f"s.{c.name}" for c in _ANSWER_COLUMNS)
 _SETTLE_AND_NOTIFY = sa.text(
     "WITH settled AS ("
     " UPDATE operations SET status = CAST(:status AS text), outcome = CAST(:outcome AS jsonb),"
@@ -700,7 +702,7 @@ _SETTLE_AND_NOTIFY = sa.text(
     f" SELECT {_OPERATION_COLUMNS}, c.minor_units,"
     " pg_notify(CAST(:channel AS text), CAST(:payload AS text)) AS notified"
     " FROM settled AS s LEFT JOIN chains AS c ON c.chain_id = s.chain_id"
-).columns(*t.operations.columns, t.chains.c.minor_units, sa.column("notified"))
+).columns(*_ANSWER_COLUMNS, t.chains.c.minor_units, sa.column("notified"))
 
 # Every part after `op` writes only when `op` inserted the operation (`FROM op`, `EXISTS`).
 _RECORD = sa.text(

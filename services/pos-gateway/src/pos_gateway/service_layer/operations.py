@@ -598,16 +598,15 @@ async def _submit_simple(
     idempotency_key: str,
     request_hash: str,
     build: Any,
-    *,
-    customer_id: uuid.UUID | None = None,
-    card_number: str | None = None,
+    named: tuple[uuid.UUID | None, str | None] = (None, None),
 ) -> Answer:
     """Claim the key; `build(session, chain, found)` checks and returns (ref, command,
-    customer_id, key, payment rows), `found` being the chain, customer and card named
-    (`till_lookup`, one statement)."""
+    customer_id, key, payment rows), `found` being the chain and the customer and card
+    `named` (customer id, card number; `till_lookup`, one statement)."""
     async with gw.session() as session, session.begin():
         earlier = await idempotency.claim(session, principal.scope, idempotency_key, request_hash)
         if earlier is None:
+            customer_id, card_number = named
             found = await till_lookup(
                 session, _chain_id(principal), customer_id=customer_id, card_number=card_number
             )
@@ -693,15 +692,8 @@ async def submit_debt_payment(
         )
         return ref, command, customer_id, customer_id, _payment_row(ref, body.method.value)
 
-    return await _submit_simple(
-        gw,
-        principal,
-        idempotency_key,
-        request_hash,
-        build,
-        customer_id=customer_id,
-        card_number=body.card_number,
-    )
+    named = (customer_id, body.card_number)
+    return await _submit_simple(gw, principal, idempotency_key, request_hash, build, named)
 
 
 def _money_at_till(
@@ -749,15 +741,8 @@ async def submit_advance(
         command = RecordAdvance(payment_id=ref.operation_id, **fields)
         return ref, command, customer_id, customer_id, _payment_row(ref, body.method.value)
 
-    return await _submit_simple(
-        gw,
-        principal,
-        idempotency_key,
-        request_hash,
-        build,
-        customer_id=customer_id,
-        card_number=body.card_number,
-    )
+    named = (customer_id, body.card_number)
+    return await _submit_simple(gw, principal, idempotency_key, request_hash, build, named)
 
 
 async def submit_refund(
@@ -775,15 +760,8 @@ async def submit_refund(
         command = RecordRefund(refund_id=ref.operation_id, **fields)
         return ref, command, customer_id, customer_id, []
 
-    return await _submit_simple(
-        gw,
-        principal,
-        idempotency_key,
-        request_hash,
-        build,
-        customer_id=customer_id,
-        card_number=body.card_number,
-    )
+    named = (customer_id, body.card_number)
+    return await _submit_simple(gw, principal, idempotency_key, request_hash, build, named)
 
 
 async def submit_return(
