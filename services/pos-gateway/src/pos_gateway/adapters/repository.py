@@ -51,10 +51,7 @@ class IdempotencyKeys(_Tables):
     async def insert(self, scope: str, key: str, request_hash: str) -> bool:
         """True when this transaction created the key's row (and holds it now)."""
         inserted = await self.session.execute(
-            pg_insert(t.idempotency_keys)
-            .values(scope=scope, key=key, request_hash=request_hash)
-            .on_conflict_do_nothing()
-            .returning(t.idempotency_keys.c.key)
+            _CLAIM_KEY, {"scope": scope, "key": key, "request_hash": request_hash}
         )
         return inserted.first() is not None
 
@@ -284,12 +281,8 @@ class ApiKeys(_Tables):
     """`api_keys`, stored only as hashes; a key is refused once `revoked_at` is set."""
 
     async def active(self, key_hash: str) -> Row[Any] | None:
-        k = t.api_keys.c
-        return (
-            await self.session.execute(
-                sa.select(t.api_keys).where(k.key_hash == key_hash, k.revoked_at.is_(None))
-            )
-        ).first()
+        """The key's row while it is not revoked (every request's authentication)."""
+        return (await self.session.execute(_ACTIVE_KEY, {"key_hash": key_hash})).first()
 
     async def insert(self, **values: Any) -> None:
         await self.session.execute(sa.insert(t.api_keys).values(key_id=uuid.uuid4(), **values))
@@ -667,7 +660,20 @@ class Operations(_Tables):
 #
 # A till request's reads and writes as one statement each (SQL text, prepared once per
 # connection): a sale cost eleven statements before, each built and executed by SQLAlchemy,
-# and that per-statement work was most of the gateway's CPU (docs/benchmarks.md).
+# and that per-statement work was most of the gateway's CPU (docs/benchmarks.md). The two
+# statements of every request (the key's authentication, the Idempotency-Key's claim) are SQL
+# text too: building them as expressions on every call cost more than running them.
+
+_ACTIVE_KEY = sa.text(
+    "SELECT " + ", ".join(c.name for c in t.api_keys.columns) + " FROM api_keys"
+    " WHERE key_hash = CAST(:key_hash AS text) AND revoked_at IS NULL"
+).columns(*t.api_keys.columns)
+
+_CLAIM_KEY = sa.text(
+    "INSERT INTO idempotency_keys (scope, key, request_hash)"
+    " VALUES (CAST(:scope AS text), CAST(:key AS text), CAST(:request_hash AS text))"
+    " ON CONFLICT DO NOTHING RETURNING key"
+)
 
 
 def _ref_params(ref: OpRef) -> dict[str, Any]:
