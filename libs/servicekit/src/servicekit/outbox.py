@@ -75,9 +75,23 @@ async def enqueue_message(
 _BUFFER = "outbox_buffer"
 
 
+def outbox_message(
+    topic: str,
+    payload: Message,
+    *,
+    key: str | UUID,
+    chain_id: UUID | None,
+    correlation_id: UUID,
+) -> tuple[Envelope, dict[str, Any]]:
+    """The envelope `enqueue_message` would write and its outbox row (the columns), for a
+    caller that writes the row in a statement of its own, in its transaction; that caller then
+    calls `note_outbox_written` (the relay's wake-up after the commit)."""
+    env = make_envelope(payload, chain_id=chain_id, key=key, correlation_id=correlation_id)
+    return env, outbox_row(topic, env)
+
+
 def outbox_row(topic: str, env: Envelope) -> dict[str, Any]:
-    """The outbox row of one message (its columns), for a caller that writes it in a
-    statement of its own; that caller then calls `note_outbox_written` (the relay's wake-up)."""
+    """The outbox row of one message (its columns)."""
     return {
         "message_id": env.message_id,
         "topic": topic,

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.base import Message
 from contracts.enums import PaymentMethod, RefundMethod
-from contracts.envelope import make_envelope
 from contracts.gateway.v1 import (
     AllocationRequest,
     CancelPaymentBonus,
@@ -74,7 +73,7 @@ from pos_gateway.service_layer.outcomes import (
 )
 from pos_gateway.service_layer.ports import GatewayPorts
 from pos_gateway.service_layer.runner import Answer
-from servicekit.outbox import outbox_row
+from servicekit.outbox import outbox_message
 
 
 def _now() -> datetime:
@@ -283,8 +282,8 @@ async def _send(
 ) -> bool:
     """The request row with its sale lines and payments, the command in the outbox and the
     key's link: one statement. False when the operation exists already (nothing written)."""
-    envelope = make_envelope(
-        command, chain_id=ref.chain_id, key=key, correlation_id=correlation_id()
+    envelope, outbox = outbox_message(
+        command.TOPIC, command, key=key, chain_id=ref.chain_id, correlation_id=correlation_id()
     )
     request = TillRequest(
         store_id=principal.store_id,
@@ -298,7 +297,7 @@ async def _send(
     return await Operations(session).record(
         ref,
         request,
-        outbox_row(command.TOPIC, envelope),
+        outbox,
         idempotency=(principal.scope, idempotency_key) if idempotency_key else None,
     )
 
