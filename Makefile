@@ -169,12 +169,9 @@ unit: venv
 # KAFKA_BROKERS=3: every test runs on a three-broker cluster, plus the tests marked `cluster`
 # (they start a cluster of their own to kill a broker; left out on one broker for time).
 KAFKA_BROKERS ?= 1
+# The short chaos run (a stack of its own) runs alongside the lint and the suite: scripts/test.sh.
 test: venv
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
-	PY=$(PY) KAFKA_BROKERS=$(KAFKA_BROKERS) scripts/with-infra.sh $(VENV)/bin/pytest \
-		$(if $(filter 3,$(KAFKA_BROKERS)),,-m "not cluster")
+	PY=$(PY) KAFKA_BROKERS=$(KAFKA_BROKERS) scripts/test.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

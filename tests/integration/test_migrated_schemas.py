@@ -29,7 +29,7 @@ SERVICES = {
     "notifier": (),
 }
 #: alembic's own table; reporting's snapshot catalog, which its code reads and writes in SQL
-#: only (reporting.service_layer.snapshots), so no metadata declares it
+#: only (reporting.adapters.snapshot_store), so no metadata declares it
 NOT_DECLARED = {"alembic_version", "snapshots"}
 
 

@@ -24,13 +24,17 @@ def _pyprojects() -> list[Path]:
     return [ROOT / name for name in listed if name != "pyproject.toml"]
 
 
-def test_no_pyproject_but_the_root_one_configures_ruff_or_mypy() -> None:
+def test_no_pyproject_but_the_root_one_configures_ruff_mypy_or_pytest() -> None:
+    """pytest too: a package's [tool.pytest.ini_options] makes that package's folder the
+    rootdir when its tests are run alone (`pytest services/credit/tests`), so the root
+    conftest.py (markers by folder, the shared plugins) is not loaded and `-m "not
+    integration"` selects the integration tests."""
     packages = _pyprojects()
     assert len(packages) >= 9  # every library and service has one: the check sees them all
     configured = [
         f"{path.relative_to(ROOT)}: [tool.{tool}]"
         for path in packages
-        for tool in ("ruff", "mypy")
+        for tool in ("ruff", "mypy", "pytest")
         if tool in tomllib.loads(path.read_text()).get("tool", {})
     ]
     assert configured == []
@@ -48,4 +52,5 @@ def test_the_lint_step_checks_the_formatting_too() -> None:
     lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
     test = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "ruff format --check ." in lint
-    assert "ruff format --check ." in test
+    assert "scripts/test.sh" in test  # make test runs the script, which runs the check
+    assert '"$VENV_BIN/ruff" format --check .' in (ROOT / "scripts" / "test.sh").read_text()

@@ -87,20 +87,7 @@ def _completed(cmd: dict[str, Any]) -> SaleCompleted:
             )
             for p in cmd["payments"]
         ],
-        lines=[
-            SaleLineOutcome(
-                line_no=ln["line_no"],
-                sku=ln["sku"],
-                barcode=ln["barcode"],
-                name=ln["name"],
-                quantity=Decimal(ln["quantity"]),
-                unit_price=Decimal(ln["unit_price"]),
-                discount=Decimal(ln["discount"]),
-                amount=Decimal(ln["amount"]),
-                owed=Decimal(0),
-            )
-            for ln in cmd["lines"]
-        ],
+        lines=[SaleLineOutcome.model_validate({**ln, "owed": "0"}) for ln in cmd["lines"]],
         customer_balances=CustomerBalances(
             debt=Decimal(0), advance=Decimal(0), bonus_balance=Decimal(0)
         ),

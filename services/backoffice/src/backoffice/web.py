@@ -113,6 +113,27 @@ class PageContext:
     def gettext(self, message: str) -> str:
         return self.t.gettext(message)
 
+    async def submit(
+        self,
+        form: FormData,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        shown: tuple[int, ...] = (409, 422),
+    ) -> Any:
+        """The call a form asks for, under the form's idempotency key: the gateway's answer,
+        or the problem when its status is one of `shown` (for the page to show with the form
+        again); any other problem is raised."""
+        try:
+            return await self.api.send(
+                method, path, body, idempotency_key=field(form, "idem") or None
+            )
+        except ApiProblem as exc:
+            if exc.status not in shown:
+                raise
+            return exc
+
 
 def gateway_of(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway

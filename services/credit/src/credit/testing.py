@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from contracts.enums import DebtPaymentKind, MoneyMethod, PaymentMethod, RefundMethod
 from contracts.gateway.v1 import (
@@ -21,14 +22,27 @@ from contracts.gateway.v1 import (
     SaleLine,
     SalePayment,
 )
-from credit.domain.model import Line, Method, Payment, Sale, due_date_for
+from credit.domain.model import AllocationRequest as LedgerAllocation
+from credit.domain.model import (
+    Ledger,
+    Line,
+    Method,
+    Mode,
+    MoneyInOutcome,
+    Payment,
+    ReturnOutcome,
+    ReturnRequest,
+    Sale,
+    SaleOutcome,
+    due_date_for,
+)
 
 DAY0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 STORE = uuid.UUID("00000000-0000-0000-0000-0000000000aa")
 TERMINAL = uuid.UUID("00000000-0000-0000-0000-0000000000bb")
 
 
-def D(value: str | int) -> Decimal:
+def D(value: str | int | Decimal) -> Decimal:
     return Decimal(str(value))
 
 
@@ -82,6 +96,77 @@ def sale(
         due_date=due_date_for(local(at), delay),
         lines=tuple(lines),
         payments=tuple(payments),
+    )
+
+
+# --------------------------------------------------------------------------- ledger operations
+
+
+def vip_sale(
+    ledger: Ledger,
+    s: Sale,
+    *,
+    limit: str | None = None,
+    block: bool = False,
+    change: str = "0.00",
+    change_to_advance: str = "0.00",
+    today: date | None = None,
+) -> SaleOutcome:
+    """`s` sold to a known VIP customer (no credit limit, not blocked unless said)."""
+    return ledger.record_sale(
+        sale=s,
+        customer_known=True,
+        vip=True,
+        credit_limit=D(limit) if limit is not None else None,
+        block_credit_when_overdue=block,
+        change=D(change),
+        change_to_advance=D(change_to_advance),
+        today=today or s.local_date,
+    )
+
+
+def take_money(
+    ledger: Ledger,
+    amount: str | Decimal,
+    *,
+    at: int,
+    mode: Mode,
+    method: Method = Method.CASH,
+    allocations: list[LedgerAllocation] | None = None,
+    dated: bool = False,
+) -> MoneyInOutcome:
+    """`amount` paid towards the debt on day `at`."""
+    return ledger.take_money(
+        payment_id=uuid.uuid4(),
+        amount=D(amount),
+        method=method,
+        at=day(at),
+        mode=mode,
+        allocations=allocations or (),
+        dated=dated,
+    )
+
+
+def return_goods(
+    ledger: Ledger,
+    sale_id: uuid.UUID,
+    *,
+    at: int,
+    quantity: str = "1",
+    line_no: int = 1,
+    mode: Mode = Mode.PER_ITEM,
+    refund: Method = Method.CASH,
+    dated: bool = False,
+) -> ReturnOutcome:
+    """`quantity` of line `line_no` of the sale brought back on day `at`."""
+    return ledger.record_return(
+        return_id=uuid.uuid4(),
+        sale_id=sale_id,
+        lines=[ReturnRequest(line_no, D(quantity))],
+        refund=refund,
+        at=day(at),
+        mode=mode,
+        dated=dated,
     )
 
 
@@ -145,6 +230,19 @@ def sale_line(
     )
 
 
+def _till(
+    chain_id: uuid.UUID, customer: CustomerSnapshot | None, settings: ChainSettingsSnapshot
+) -> dict[str, Any]:
+    """What every command from the till (STORE, TERMINAL) carries."""
+    return {
+        "chain_id": chain_id,
+        "store_id": STORE,
+        "terminal_id": TERMINAL,
+        "customer": customer,
+        "settings": settings,
+    }
+
+
 def record_sale(
     *,
     chain_id: uuid.UUID,
@@ -159,11 +257,7 @@ def record_sale(
 ) -> RecordSale:
     return RecordSale(
         sale_id=sale_id or uuid.uuid4(),
-        chain_id=chain_id,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        customer=customer,
-        settings=settings,
+        **_till(chain_id, customer, settings),
         card_number=customer.card_number if customer else None,
         sold_at=sold_at,
         lines=lines,
@@ -174,6 +268,28 @@ def record_sale(
         total=sum((x.amount for x in lines), Decimal(0)),
         change=Decimal(change),
         change_to_advance=Decimal(change_to_advance),
+    )
+
+
+def one_line_sale(
+    chain_id: uuid.UUID,
+    customer: CustomerSnapshot,
+    settings: ChainSettingsSnapshot,
+    amount: str,
+    *,
+    at: int = 0,
+    paid_with: str = "on_account",
+    sale_id: uuid.UUID | None = None,
+) -> RecordSale:
+    """A sale of one line of `amount` on day `at`, all of it paid one way (on account)."""
+    return record_sale(
+        chain_id=chain_id,
+        customer=customer,
+        settings=settings,
+        sold_at=day(at),
+        lines=[sale_line(1, amount)],
+        payments=[(paid_with, amount)],
+        sale_id=sale_id,
     )
 
 
@@ -190,11 +306,7 @@ def record_payment(
 ) -> RecordDebtPayment:
     return RecordDebtPayment(
         payment_id=payment_id or uuid.uuid4(),
-        chain_id=chain_id,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        customer=customer,
-        settings=settings,
+        **_till(chain_id, customer, settings),
         card_number=customer.card_number,
         kind=DebtPaymentKind.TAKE_MONEY if amount is not None else DebtPaymentKind.PAY_DEBT,
         amount=Decimal(amount) if amount is not None else None,
@@ -217,11 +329,7 @@ def record_advance(
 ) -> RecordAdvance:
     return RecordAdvance(
         payment_id=uuid.uuid4(),
-        chain_id=chain_id,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        customer=customer,
-        settings=settings,
+        **_till(chain_id, customer, settings),
         card_number=customer.card_number,
         amount=Decimal(amount),
         method=MoneyMethod.CASH,
@@ -239,11 +347,7 @@ def record_refund(
 ) -> RecordRefund:
     return RecordRefund(
         refund_id=uuid.uuid4(),
-        chain_id=chain_id,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        customer=customer,
-        settings=settings,
+        **_till(chain_id, customer, settings),
         card_number=customer.card_number,
         amount=Decimal(amount),
         method=MoneyMethod.CASH,
@@ -264,11 +368,7 @@ def record_return(
     return RecordReturn(
         return_id=uuid.uuid4(),
         sale_id=sale_id,
-        chain_id=chain_id,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        customer=customer,
-        settings=settings,
+        **_till(chain_id, customer, settings),
         lines=[ReturnLineRequest(line_no=n, quantity=Decimal(q)) for n, q in lines],
         refund=RefundMethod(refund),
         occurred_at=at,

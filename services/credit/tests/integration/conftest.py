@@ -67,6 +67,12 @@ class Harness:
         await self.consumer.process_records([self.record(env)])
         return env
 
+    async def send_and_settle(self, payload: Message, key: str | None = None) -> Envelope:
+        """Send a command and drive its saga to the end (loyalty answered)."""
+        env = await self.send(payload, key)
+        await self.settle()
+        return env
+
     async def send_envelope(self, env: Envelope) -> None:
         await self.consumer.process_records([self.record(env)])
 

@@ -13,6 +13,7 @@ from credit.service_layer.overdue import scan_overdue
 from credit.testing import (
     customer_snapshot,
     day,
+    one_line_sale,
     record_advance,
     record_payment,
     record_refund,
@@ -29,18 +30,10 @@ async def test_two_payments_at_the_same_moment_never_over_allocate(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
-    await harness.send(
-        record_sale(
-            chain_id=CHAIN,
-            customer=customer,
-            settings=settings,
-            sold_at=day(0),
-            lines=[sale_line(1, "50.00")],
-            payments=[("on_account", "50.00")],
-        ),
+    await harness.send_and_settle(
+        one_line_sale(CHAIN, customer, settings, "50.00"),
         key=str(cid),
     )
-    await harness.settle()
     one = record_payment(
         chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="40.00"
     )
@@ -69,13 +62,12 @@ async def test_two_refunds_at_the_same_moment_never_overdraw_the_advance(harness
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
-    await harness.send(
+    await harness.send_and_settle(
         record_advance(
             chain_id=CHAIN, customer=customer, settings=settings, at=day(0), amount="25.00"
         ),
         key=str(cid),
     )
-    await harness.settle()
     refunds = [
         record_refund(
             chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="20.00"
@@ -109,8 +101,7 @@ async def test_concurrent_scans_publish_one_sale_overdue_per_sale(harness):
         lines=[sale_line(1, "45.00", discount="5.00")],
         payments=[("on_account", "45.00")],
     )
-    await harness.send(sale, key=str(cid))
-    await harness.settle()
+    await harness.send_and_settle(sale, key=str(cid))
     await asyncio.gather(*(scan_overdue(harness.sf, now=day(35)) for _ in range(4)))
     await scan_overdue(harness.sf, now=day(36))
     assert len(await harness.events("credit.SaleOverdue")) == 1
@@ -122,18 +113,10 @@ async def test_scan_before_the_due_date_finds_nothing(harness):
     customer = customer_snapshot(max_payment_delay_days=10)
     cid = customer.customer_id
     settings = settings_snapshot()
-    await harness.send(
-        record_sale(
-            chain_id=CHAIN,
-            customer=customer,
-            settings=settings,
-            sold_at=day(0),
-            lines=[sale_line(1, "10.00")],
-            payments=[("on_account", "10.00")],
-        ),
+    await harness.send_and_settle(
+        one_line_sale(CHAIN, customer, settings, "10.00"),
         key=str(cid),
     )
-    await harness.settle()
     await scan_overdue(harness.sf, now=day(10))
     assert await harness.events("credit.SaleOverdue") == []
     await scan_overdue(harness.sf, now=day(11))
@@ -153,8 +136,7 @@ async def test_internal_credit_read_shows_debt_and_open_sales_and_hides_other_ch
         lines=[sale_line(1, "12.50", name="Socks", barcode="123")],
         payments=[("on_account", "12.50")],
     )
-    await harness.send(sale, key=str(cid))
-    await harness.settle()
+    await harness.send_and_settle(sale, key=str(cid))
     async with internal_api_client(router, harness.sf) as client:
         ok = await client.get(f"/internal/v1/chains/{CHAIN}/customers/{cid}/credit")
         other = await client.get(f"/internal/v1/chains/{uuid.uuid4()}/customers/{cid}/credit")

@@ -11,6 +11,7 @@ from credit.service_layer.overdue import scan_overdue
 from credit.testing import (
     customer_snapshot,
     day,
+    one_line_sale,
     record_advance,
     record_sale,
     sale_line,
@@ -43,24 +44,16 @@ async def test_gauges_show_open_overdue_debt_and_advances_per_chain_and_zero_for
         )
     late = customer_snapshot()
     await harness.send(
-        record_sale(
-            chain_id=indebted,
-            customer=late,
-            settings=settings,
-            sold_at=day(30),
-            lines=[sale_line(1, "10.00")],
-            payments=[("on_account", "10.00")],
-        ),
+        one_line_sale(indebted, late, settings, "10.00", at=30),
         key=str(late.customer_id),
     )
     saver = customer_snapshot()
-    await harness.send(
+    await harness.send_and_settle(
         record_advance(
             chain_id=quiet, customer=saver, settings=settings, at=day(0), amount="20.00"
         ),
         key=str(saver.customer_id),
     )
-    await harness.settle()
     await scan_overdue(harness.sf, now=day(35))  # the first two sales are overdue, not the last
 
     await refresh_gauges(harness.sf)

@@ -20,6 +20,7 @@ from credit.service_layer.deadline import expire_operations
 from credit.testing import (
     customer_snapshot,
     day,
+    one_line_sale,
     record_advance,
     record_payment,
     record_sale,
@@ -48,26 +49,11 @@ def on_account(
     n: int = 0,
     sale_id: uuid.UUID | None = None,
 ) -> Any:
-    return record_sale(
-        chain_id=chain,
-        customer=customer,
-        settings=settings_snapshot(),
-        sold_at=day(n),
-        lines=[sale_line(1, amount)],
-        payments=[("on_account", amount)],
-        sale_id=sale_id,
-    )
+    return one_line_sale(chain, customer, settings_snapshot(), amount, at=n, sale_id=sale_id)
 
 
 def cash(customer: Any, amount: str, *, n: int = 0) -> Any:
-    return record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings_snapshot(),
-        sold_at=day(n),
-        lines=[sale_line(1, amount)],
-        payments=[("cash", amount)],
-    )
+    return one_line_sale(CHAIN, customer, settings_snapshot(), amount, at=n, paid_with="cash")
 
 
 def mismatched(customer: Any) -> Any:
@@ -176,8 +162,7 @@ async def test_an_answer_that_fails_for_good_in_credit_fails_its_operation_and_t
     customer = customer_snapshot()
     key = str(customer.customer_id)
     doomed = on_account(customer, "80.00")
-    await harness.send(on_account(customer, "30.00", n=0), key=key)
-    await harness.settle()
+    await harness.send_and_settle(on_account(customer, "30.00", n=0), key=key)
     await harness.send(doomed, key=key)
     payment = record_payment(
         chain_id=CHAIN, customer=customer, settings=settings_snapshot(), at=day(1), amount="10.00"
@@ -253,8 +238,7 @@ async def test_a_command_that_can_never_be_processed_is_refused_and_the_next_one
     assert len(await harness.events("credit.OperationRefused")) == 1
 
     fine = cash(customer, "20.00")
-    await harness.send(fine, key=key)
-    await harness.settle()
+    await harness.send_and_settle(fine, key=key)
     [done] = await harness.events("credit.SaleCompleted")
     assert done["sale_id"] == str(fine.sale_id)
 
@@ -303,8 +287,7 @@ async def test_a_balance_that_would_reach_ten_to_the_thirteen_is_refused_and_rec
     customer = customer_snapshot()
     key = str(customer.customer_id)
     for n in range(10):  # ten sales just below 10^12 each: allowed, 9,999,999,999,999.90
-        await harness.send(on_account(customer, "999999999999.99", n=n), key=key)
-        await harness.settle()
+        await harness.send_and_settle(on_account(customer, "999999999999.99", n=n), key=key)
     assert (await harness.credit(CHAIN, customer.customer_id))["debt"] == "9999999999999.90"
     over = on_account(customer, "0.10", n=11)
     await harness.send(over, key=key)
@@ -313,13 +296,11 @@ async def test_a_balance_that_would_reach_ten_to_the_thirteen_is_refused_and_rec
     assert (await harness.credit(CHAIN, customer.customer_id))["debt"] == "9999999999999.90"
     assert await harness.events("loyalty.VoidBonuses") == []
     # just below the bound is fine, and so is paying it all
-    await harness.send(on_account(customer, "0.09", n=12), key=key)
-    await harness.settle()
+    await harness.send_and_settle(on_account(customer, "0.09", n=12), key=key)
     pay = record_payment(
         chain_id=CHAIN, customer=customer, settings=settings_snapshot(), at=day(13), amount=None
     )
-    await harness.send(pay, key=key)
-    await harness.settle()
+    await harness.send_and_settle(pay, key=key)
     [paid] = await harness.events("credit.DebtPaymentRecorded")
     assert paid["amount"] == "9999999999999.99"
     assert paid["customer_balances"]["debt"] == "0.00"
@@ -343,8 +324,7 @@ async def test_the_wedge_reproduction_ends_both_operations_and_the_customer_can_
         chain_id=CHAIN, customer=customer, settings=settings_snapshot(), at=day(3), amount="0.01"
     )
     for cmd in (huge, small, advance, advance_small):
-        await harness.send(cmd, key=key)
-        await harness.settle()
+        await harness.send_and_settle(cmd, key=key)
     answered = await refusals(harness)
     assert answered[str(huge.sale_id)][0] == "amount_out_of_range"
     assert answered[str(advance.payment_id)][0] == "amount_out_of_range"
@@ -373,10 +353,9 @@ async def test_the_same_sale_id_in_two_chains_is_two_sales(harness):
     sale_id = uuid.uuid4()
     ana, bob = customer_snapshot(), customer_snapshot()
     await harness.send(on_account(ana, "12.00", sale_id=sale_id), key=str(ana.customer_id))
-    await harness.send(
+    await harness.send_and_settle(
         on_account(bob, "30.00", chain=other_chain, sale_id=sale_id), key=str(bob.customer_id)
     )
-    await harness.settle()
     done = await harness.events("credit.SaleCompleted")
     assert sorted((e["chain_id"], e["total"]) for e in done) == sorted(
         [(str(CHAIN), "12.00"), (str(other_chain), "30.00")]
@@ -393,7 +372,6 @@ async def test_the_same_sale_id_in_two_chains_is_two_sales(harness):
     pay = record_payment(
         chain_id=CHAIN, customer=ana, settings=settings_snapshot(), at=day(1), amount=None
     )
-    await harness.send(pay, key=str(ana.customer_id))
-    await harness.settle()
+    await harness.send_and_settle(pay, key=str(ana.customer_id))
     assert (await harness.credit(CHAIN, ana.customer_id))["debt"] == "0.00"
     assert (await harness.credit(other_chain, bob.customer_id))["debt"] == "30.00"

@@ -11,6 +11,7 @@ from contracts.base import Message
 from credit.testing import (
     customer_snapshot,
     day,
+    one_line_sale,
     record_payment,
     record_refund,
     record_return,
@@ -39,8 +40,7 @@ async def refused(harness, cid: uuid.UUID, cmd: Message, code: str) -> dict[str,
         await ledger_view(harness, cid),
         len(await harness.outbox()),
     )
-    await harness.send(cmd, key=str(cid))
-    await harness.settle()
+    await harness.send_and_settle(cmd, key=str(cid))
     new = (await harness.outbox())[before[3] :]
     assert [e.type for e in new] == ["credit.OperationRefused"], [e.type for e in new]
     assert new[0].payload["code"] == code
@@ -68,8 +68,7 @@ async def setup(
             lines=[sale_line(1, amount, discount=discount)],
             payments=[(method, amount)],
         )
-        await harness.send(cmd, key=str(customer.customer_id))
-        await harness.settle()
+        await harness.send_and_settle(cmd, key=str(customer.customer_id))
         return cmd
 
     return customer, settings, sale
@@ -78,14 +77,7 @@ async def setup(
 async def test_credit_limit_exceeded_refuses_the_whole_sale(harness):
     customer, settings, sale = await setup(harness)
     await sale("80.00")
-    cmd = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(1),
-        lines=[sale_line(1, "30.00")],
-        payments=[("on_account", "30.00")],
-    )
+    cmd = one_line_sale(CHAIN, customer, settings, "30.00", at=1)
     body = await refused(harness, customer.customer_id, cmd, "credit_limit_exceeded")
     assert body["operation_id"] == str(cmd.sale_id) and body["operation_kind"] == "sale"
 
@@ -93,27 +85,13 @@ async def test_credit_limit_exceeded_refuses_the_whole_sale(harness):
 async def test_credit_blocked_while_overdue(harness):
     customer, settings, sale = await setup(harness, block_credit_when_overdue=True)
     await sale("10.00", at=0)
-    cmd = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(40),
-        lines=[sale_line(1, "5.00")],
-        payments=[("on_account", "5.00")],
-    )
+    cmd = one_line_sale(CHAIN, customer, settings, "5.00", at=40)
     await refused(harness, customer.customer_id, cmd, "credit_blocked_overdue")
 
 
 async def test_explicit_advance_payment_beyond_the_advance_is_refused(harness):
     customer, settings, _ = await setup(harness)
-    cmd = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(0),
-        lines=[sale_line(1, "5.00")],
-        payments=[("advance", "5.00")],
-    )
+    cmd = one_line_sale(CHAIN, customer, settings, "5.00", paid_with="advance")
     await refused(harness, customer.customer_id, cmd, "insufficient_advance")
 
 
@@ -158,8 +136,7 @@ async def test_returning_more_than_sold_is_refused_counting_earlier_returns(harn
         at=day(1),
         lines=[(1, "1")],
     )
-    await harness.send(first, key=str(customer.customer_id))
-    await harness.settle()
+    await harness.send_and_settle(first, key=str(customer.customer_id))
     again = record_return(
         chain_id=CHAIN,
         customer=customer,
@@ -174,37 +151,23 @@ async def test_returning_more_than_sold_is_refused_counting_earlier_returns(harn
 async def test_revoking_a_sale_that_is_not_overdue_is_refused(harness):
     customer, settings, sale = await setup(harness, overdue_discount="offer")
     s = await sale("90.00", discount="10.00")
-    cmd = revoke(
-        chain_id=CHAIN,
-        customer_id=customer.customer_id,
-        sale_id=s.sale_id,
-        settings=settings,
-        at=day(5),
-    )
-    body = await refused(harness, customer.customer_id, cmd, "not_overdue")
+    cid = customer.customer_id
+    cmd = revoke(chain_id=CHAIN, customer_id=cid, sale_id=s.sale_id, settings=settings, at=day(5))
+    body = await refused(harness, cid, cmd, "not_overdue")
     assert body["operation_id"] == str(s.sale_id)
 
 
 async def test_revoking_twice_is_refused(harness):
     customer, settings, sale = await setup(harness, overdue_discount="offer")
     s = await sale("90.00", discount="10.00")
-    cmd = revoke(
-        chain_id=CHAIN,
-        customer_id=customer.customer_id,
-        sale_id=s.sale_id,
-        settings=settings,
-        at=day(31),
-    )
-    await harness.send(cmd, key=str(customer.customer_id))
+    cid = customer.customer_id
+    cmd = revoke(chain_id=CHAIN, customer_id=cid, sale_id=s.sale_id, settings=settings, at=day(31))
+    await harness.send(cmd, key=str(cid))
     assert len(await harness.events("credit.DiscountRevoked")) == 1
     again = revoke(
-        chain_id=CHAIN,
-        customer_id=customer.customer_id,
-        sale_id=s.sale_id,
-        settings=settings,
-        at=day(32),
+        chain_id=CHAIN, customer_id=cid, sale_id=s.sale_id, settings=settings, at=day(32)
     )
-    await refused(harness, customer.customer_id, again, "already_revoked")
+    await refused(harness, cid, again, "already_revoked")
 
 
 async def test_loyalty_refusing_the_bonus_voids_the_pending_sale(harness):
@@ -226,14 +189,6 @@ async def test_loyalty_refusing_the_bonus_voids_the_pending_sale(harness):
     assert await harness.events("credit.SaleCompleted") == []
     assert await ledger_view(harness, cid) == before
     # the customer is free again: the next sale goes through
-    ok = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(1),
-        lines=[sale_line(1, "15.00")],
-        payments=[("on_account", "15.00")],
-    )
-    await harness.send(ok, key=str(cid))
-    await harness.settle()
+    ok = one_line_sale(CHAIN, customer, settings, "15.00", at=1)
+    await harness.send_and_settle(ok, key=str(cid))
     assert (await harness.credit(CHAIN, cid))["debt"] == "15.00"

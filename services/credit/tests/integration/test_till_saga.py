@@ -10,6 +10,7 @@ from credit.service_layer.overdue import scan_overdue
 from credit.testing import (
     customer_snapshot,
     day,
+    one_line_sale,
     record_advance,
     record_payment,
     record_refund,
@@ -23,7 +24,7 @@ from credit.testing import (
 CHAIN = uuid.UUID("11111111-1111-1111-1111-111111111111")
 
 
-async def test_on_account_sale_waits_for_loyalty_then_completes_with_the_full_outcome(harness):
+async def test_one_line_sale_waits_for_loyalty_then_completes_with_the_full_outcome(harness):
     customer = customer_snapshot()
     settings = settings_snapshot()
     cmd = record_sale(
@@ -65,14 +66,7 @@ async def test_on_account_sale_waits_for_loyalty_then_completes_with_the_full_ou
 
 
 async def test_anonymous_sale_completes_at_once(harness):
-    cmd = record_sale(
-        chain_id=CHAIN,
-        customer=None,
-        settings=settings_snapshot(),
-        sold_at=day(0),
-        lines=[sale_line(1, "9.99")],
-        payments=[("card", "9.99")],
-    )
+    cmd = one_line_sale(CHAIN, None, settings_snapshot(), "9.99", paid_with="card")
     await harness.send(cmd, key=str(cmd.sale_id))
     assert await harness.events("loyalty.ApplyBonuses") == []
     [done] = await harness.events("credit.SaleCompleted")
@@ -103,20 +97,12 @@ async def test_worked_credit_example_per_sale_through_the_service(harness):
         lines=[sale_line(1, "100.00", discount="10.00")],
         payments=[("on_account", "100.00")],
     )
-    b = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(5),
-        lines=[sale_line(1, "50.00")],
-        payments=[("on_account", "50.00")],
-    )
+    b = one_line_sale(CHAIN, customer, settings, "50.00", at=5)
     pay = record_payment(
         chain_id=CHAIN, customer=customer, settings=settings, at=day(10), amount="70.00"
     )
     for cmd in (a, b, pay):
-        await harness.send(cmd, key=str(cid))
-    await harness.settle()
+        await harness.send_and_settle(cmd, key=str(cid))
     [paid] = await harness.events("credit.DebtPaymentRecorded")
     assert paid["allocated"] == [{"sale_id": str(a.sale_id), "line_no": None, "amount": "70.00"}]
     assert paid["bonus_accrued"] == "7.00"
@@ -138,8 +124,7 @@ async def test_worked_credit_example_per_sale_through_the_service(harness):
     settle = record_payment(
         chain_id=CHAIN, customer=customer, settings=settings, at=day(32), amount=None
     )
-    await harness.send(settle, key=str(cid))
-    await harness.settle()
+    await harness.send_and_settle(settle, key=str(cid))
     [_, all_paid] = await harness.events("credit.DebtPaymentRecorded")
     assert all_paid["amount"] == "90.00" and all_paid["bonus_accrued"] == "9.00"
     assert all_paid["customer_balances"]["debt"] == "0.00"
@@ -168,8 +153,7 @@ async def test_worked_credit_example_per_item_keeps_the_unpaid_shoes(harness):
         chain_id=CHAIN, customer=customer, settings=settings, at=day(10), amount="70.00"
     )
     await harness.send(a, key=str(cid))
-    await harness.send(pay, key=str(cid))
-    await harness.settle()
+    await harness.send_and_settle(pay, key=str(cid))
     [paid] = await harness.events("credit.DebtPaymentRecorded")
     assert paid["allocated"] == [
         {"sale_id": str(a.sale_id), "line_no": 1, "amount": "60.00"},
@@ -198,14 +182,7 @@ async def test_commands_of_a_busy_customer_are_parked_and_replayed_in_order(harn
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
-    sale = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(0),
-        lines=[sale_line(1, "50.00")],
-        payments=[("on_account", "50.00")],
-    )
+    sale = one_line_sale(CHAIN, customer, settings, "50.00")
     first = record_payment(
         chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="20.00"
     )
@@ -236,16 +213,8 @@ async def test_a_duplicate_command_changes_nothing(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
-    cmd = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(0),
-        lines=[sale_line(1, "50.00")],
-        payments=[("on_account", "50.00")],
-    )
-    env = await harness.send(cmd, key=str(cid))
-    await harness.settle()
+    cmd = one_line_sale(CHAIN, customer, settings, "50.00")
+    env = await harness.send_and_settle(cmd, key=str(cid))
     entries = await harness.count("entries")
     outbox = len(await harness.outbox())
     await harness.send_envelope(env)  # the same message again (redelivery)
@@ -256,44 +225,28 @@ async def test_a_duplicate_command_changes_nothing(harness):
     assert (await harness.credit(CHAIN, cid))["debt"] == "50.00"
 
 
-async def test_advance_pays_debt_first_and_an_on_account_sale_uses_the_advance(harness):
+async def test_advance_pays_debt_first_and_an_one_line_sale_uses_the_advance(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot(credit_mode="balance")
     await harness.send(
-        record_sale(
-            chain_id=CHAIN,
-            customer=customer,
-            settings=settings,
-            sold_at=day(0),
-            lines=[sale_line(1, "30.00")],
-            payments=[("on_account", "30.00")],
-        ),
+        one_line_sale(CHAIN, customer, settings, "30.00"),
         key=str(cid),
     )
-    await harness.send(
+    await harness.send_and_settle(
         record_advance(
             chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="50.00"
         ),
         key=str(cid),
     )
-    await harness.settle()
     [adv] = await harness.events("credit.AdvanceRecorded")
     assert (adv["applied_to_debt"], adv["advance_added"], adv["bonus_accrued"]) == (
         "30.00",
         "20.00",
         "3.00",
     )
-    sale = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(2),
-        lines=[sale_line(1, "50.00")],
-        payments=[("on_account", "50.00")],
-    )
-    await harness.send(sale, key=str(cid))
-    await harness.settle()
+    sale = one_line_sale(CHAIN, customer, settings, "50.00", at=2)
+    await harness.send_and_settle(sale, key=str(cid))
     done = (await harness.events("credit.SaleCompleted"))[-1]
     assert done["advance_applied"] == "20.00" and done["on_account"] == "50.00"
     assert done["customer_balances"]["debt"] == "30.00"
@@ -305,13 +258,12 @@ async def test_refund_of_advance_completes_without_loyalty(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
-    await harness.send(
+    await harness.send_and_settle(
         record_advance(
             chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="25.00"
         ),
         key=str(cid),
     )
-    await harness.settle()
     asks = len(await harness.events("loyalty.ApplyBonuses"))
     await harness.send(
         record_refund(
@@ -341,8 +293,7 @@ async def test_return_cancels_debt_restores_bonus_and_refunds_the_rest(harness):
         lines=[sale_line(1, "60.00"), sale_line(2, "40.00")],
         payments=[("bonus", "20.00"), ("cash", "30.00"), ("on_account", "50.00")],
     )
-    await harness.send(sale, key=str(cid))
-    await harness.settle()
+    await harness.send_and_settle(sale, key=str(cid))
     ret = record_return(
         chain_id=CHAIN,
         customer=customer,

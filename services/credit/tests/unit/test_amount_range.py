@@ -9,20 +9,7 @@ import pytest
 
 from credit.domain.errors import Refusal
 from credit.domain.model import AMOUNT_LIMIT, Entry, EntryKind, Ledger, Method, Mode
-from credit.testing import D, day, line, local, pay, sale
-
-
-def vip_sale(ledger: Ledger, s):  # type: ignore[no-untyped-def]
-    return ledger.record_sale(
-        sale=s,
-        customer_known=True,
-        vip=True,
-        credit_limit=None,
-        block_credit_when_overdue=False,
-        change=D("0"),
-        change_to_advance=D("0"),
-        today=s.local_date,
-    )
+from credit.testing import D, day, line, local, pay, sale, take_money, vip_sale
 
 
 def test_a_sale_that_takes_the_debt_to_the_limit_is_refused_and_one_below_it_is_not():
@@ -45,13 +32,7 @@ def test_an_advance_or_kept_change_that_takes_the_advance_to_the_limit_is_refuse
         lambda: ledger.record_advance(
             payment_id=uuid.uuid4(), amount=D("0.01"), method=Method.CARD, at=day(1)
         ),
-        lambda: ledger.take_money(
-            payment_id=uuid.uuid4(),
-            amount=D("0.01"),
-            method=Method.CASH,
-            at=day(1),
-            mode=Mode.BALANCE,
-        ),
+        lambda: take_money(ledger, "0.01", at=1, mode=Mode.BALANCE),
     ):
         with pytest.raises(Refusal) as refused:
             attempt()

@@ -19,9 +19,8 @@ from credit.service_layer import handlers as h
 from credit.testing import (
     customer_snapshot,
     day,
+    one_line_sale,
     record_payment,
-    record_sale,
-    sale_line,
     settings_snapshot,
 )
 
@@ -170,14 +169,7 @@ def applied(op_id: uuid.UUID, customer_id: uuid.UUID, accrued: str = "0.00") -> 
 async def test_accepted_sale_is_pending_until_loyalty_answers() -> None:
     repo, emitter = FakeRepository(), FakeEmitter()
     customer = customer_snapshot()
-    cmd = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings_snapshot(),
-        sold_at=day(0),
-        lines=[sale_line(1, "10.00")],
-        payments=[("on_account", "10.00")],
-    )
+    cmd = one_line_sale(CHAIN, customer, settings_snapshot(), "10.00")
     await h.process_command(repo, emitter, envelope(cmd), cmd)  # type: ignore[arg-type]
     assert emitter.types() == ["loyalty.ApplyBonuses"]
     assert repo.customers[customer.customer_id].in_flight == cmd.sale_id
@@ -192,14 +184,7 @@ async def test_a_command_arriving_while_another_is_in_flight_is_parked() -> None
     repo, emitter = FakeRepository(), FakeEmitter()
     customer = customer_snapshot()
     settings = settings_snapshot()
-    sale = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(0),
-        lines=[sale_line(1, "10.00")],
-        payments=[("on_account", "10.00")],
-    )
+    sale = one_line_sale(CHAIN, customer, settings, "10.00")
     pay = record_payment(
         chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="4.00"
     )

@@ -9,22 +9,13 @@ import uuid
 import pytest
 
 from credit.domain.errors import Refusal
-from credit.domain.model import EntryKind, Ledger, Method, Mode, ReturnRequest
-from credit.testing import D, day, line, pay, sale
+from credit.domain.model import EntryKind, Ledger, Method, Mode
+from credit.testing import D, day, line, pay, return_goods, sale, take_money, vip_sale
 
 
 def _on_account(ledger: Ledger, amount: str, at: int):  # type: ignore[no-untyped-def]
     s = sale([line(1, amount)], [pay("on_account", amount)], at=at)
-    ledger.record_sale(
-        sale=s,
-        customer_known=True,
-        vip=True,
-        credit_limit=None,
-        block_credit_when_overdue=False,
-        change=D("0"),
-        change_to_advance=D("0"),
-        today=s.local_date,
-    )
+    vip_sale(ledger, s)
     return s
 
 
@@ -40,16 +31,7 @@ def test_dated_take_money_before_the_only_sale_is_refused_and_changes_nothing(mo
     ledger = Ledger()
     _on_account(ledger, "100.00", at=10)
     entries = list(ledger.entries)
-    _refused_on_occurred_at(
-        lambda: ledger.take_money(
-            payment_id=uuid.uuid4(),
-            amount=D("101.00"),
-            method=Method.CASH,
-            at=day(9),
-            mode=mode,
-            dated=True,
-        )
-    )
+    _refused_on_occurred_at(lambda: take_money(ledger, "101.00", at=9, mode=mode, dated=True))
     assert ledger.entries == entries
     assert (ledger.debt, ledger.advance) == (D("100.00"), D("0"))
 
@@ -75,14 +57,7 @@ def test_dated_money_after_the_sales_it_pays_is_accepted(mode: Mode) -> None:
     first = _on_account(ledger, "100.00", at=1)
     _on_account(ledger, "50.00", at=10)
     # dated between the two sales: it may pay the older one, and only that one
-    paid = ledger.take_money(
-        payment_id=uuid.uuid4(),
-        amount=D("60.00"),
-        method=Method.CASH,
-        at=day(5),
-        mode=mode,
-        dated=True,
-    )
+    paid = take_money(ledger, "60.00", at=5, mode=mode, dated=True)
     assert {a.sale_id for a in paid.allocated} == {first.sale_id}
     assert ledger.debt == D("90.00")
 
@@ -92,13 +67,7 @@ def test_undated_money_is_allocated_as_before_whatever_the_order_of_acceptance()
     # instance: without a POS-named date nothing is refused
     ledger = Ledger()
     later = _on_account(ledger, "100.00", at=10)
-    out = ledger.take_money(
-        payment_id=uuid.uuid4(),
-        amount=D("101.00"),
-        method=Method.CASH,
-        at=day(9),
-        mode=Mode.BALANCE,
-    )
+    out = take_money(ledger, "101.00", at=9, mode=Mode.BALANCE)
     assert {a.sale_id for a in out.allocated} == {later.sale_id}
     assert (ledger.debt, ledger.advance) == (D("0.00"), D("1.00"))
 
@@ -107,15 +76,7 @@ def test_a_dated_return_before_its_sale_is_refused() -> None:
     ledger = Ledger()
     s = _on_account(ledger, "100.00", at=10)
     _refused_on_occurred_at(
-        lambda: ledger.record_return(
-            return_id=uuid.uuid4(),
-            sale_id=s.sale_id,
-            lines=[ReturnRequest(1, D("1"))],
-            refund=Method.CASH,
-            at=day(9),
-            mode=Mode.PER_SALE,
-            dated=True,
-        )
+        lambda: return_goods(ledger, s.sale_id, at=9, mode=Mode.PER_SALE, dated=True)
     )
     assert not [e for e in ledger.entries if e.kind is EntryKind.RETURNED_GOODS]
 
@@ -125,35 +86,14 @@ def test_a_dated_return_may_not_cancel_the_debt_of_a_later_sale() -> None:
     # not debt of a sale made after the return
     ledger = Ledger()
     paid = sale([line(1, "30.00")], [pay("cash", "30.00")], at=1)
-    ledger.record_sale(
-        sale=paid,
-        customer_known=True,
-        vip=True,
-        credit_limit=None,
-        block_credit_when_overdue=False,
-        change=D("0"),
-        change_to_advance=D("0"),
-        today=paid.local_date,
-    )
+    vip_sale(ledger, paid)
     _on_account(ledger, "100.00", at=10)
     _refused_on_occurred_at(
-        lambda: ledger.record_return(
-            return_id=uuid.uuid4(),
-            sale_id=paid.sale_id,
-            lines=[ReturnRequest(1, D("1"))],
-            refund=Method.ADVANCE,
-            at=day(5),
-            mode=Mode.BALANCE,
-            dated=True,
+        lambda: return_goods(
+            ledger, paid.sale_id, at=5, mode=Mode.BALANCE, refund=Method.ADVANCE, dated=True
         )
     )
-    accepted = ledger.record_return(
-        return_id=uuid.uuid4(),
-        sale_id=paid.sale_id,
-        lines=[ReturnRequest(1, D("1"))],
-        refund=Method.ADVANCE,
-        at=day(11),
-        mode=Mode.BALANCE,
-        dated=True,
+    accepted = return_goods(
+        ledger, paid.sale_id, at=11, mode=Mode.BALANCE, refund=Method.ADVANCE, dated=True
     )
     assert accepted.debt_cancelled == D("30.00")

@@ -14,32 +14,10 @@ from credit.domain.model import (
     Ledger,
     Method,
     Mode,
-    ReturnRequest,
+    Sale,
     advance_applied_payment_id,
 )
-from credit.testing import D, day, line, local, pay, sale
-
-
-def vip_sale(
-    ledger: Ledger,
-    s,
-    *,
-    limit: str | None = None,
-    block: bool = False,
-    change: str = "0.00",
-    change_to_advance: str = "0.00",
-    today=None,
-):
-    return ledger.record_sale(
-        sale=s,
-        customer_known=True,
-        vip=True,
-        credit_limit=D(limit) if limit is not None else None,
-        block_credit_when_overdue=block,
-        change=D(change),
-        change_to_advance=D(change_to_advance),
-        today=today or s.local_date,
-    )
+from credit.testing import D, day, line, local, pay, return_goods, sale, take_money, vip_sale
 
 
 def test_worked_example_per_sale_mode():
@@ -54,13 +32,7 @@ def test_worked_example_per_sale_mode():
         (a.sale_id, D("100.00")),
         (b.sale_id, D("50.00")),
     ]
-    paid = ledger.take_money(
-        payment_id=uuid.uuid4(),
-        amount=D("70.00"),
-        method=Method.CASH,
-        at=day(10),
-        mode=Mode.PER_SALE,
-    )
+    paid = take_money(ledger, "70.00", at=10, mode=Mode.PER_SALE)
     assert ledger.sale_owed(a.sale_id) == D("30.00")
     assert ledger.sale_owed(b.sale_id) == D("50.00")
     assert paid.accrual_bases[0].amount == D("70.00")  # 10% of it: the +7.00 bonus
@@ -88,13 +60,7 @@ def test_worked_example_per_item_mode():
     vip_sale(ledger, a)
     b = sale([line(1, "50.00")], [pay("on_account", "50.00")], at=5)
     vip_sale(ledger, b)
-    out = ledger.take_money(
-        payment_id=uuid.uuid4(),
-        amount=D("70.00"),
-        method=Method.CASH,
-        at=day(10),
-        mode=Mode.PER_ITEM,
-    )
+    out = take_money(ledger, "70.00", at=10, mode=Mode.PER_ITEM)
     assert ledger.owed(a.sale_id, 1) == D("0.00")
     assert ledger.owed(a.sale_id, 2) == D("30.00")  # "Shoes [4820000000024]" 30.00 owed
     assert {(x.sale_id, x.line_no): x.amount for x in out.allocated} == {
@@ -113,29 +79,34 @@ def test_per_item_payment_goes_to_the_named_line_first():
     ledger = Ledger()
     a = sale([line(1, "60.00"), line(2, "40.00")], [pay("on_account", "100.00")])
     vip_sale(ledger, a)
-    ledger.take_money(
-        payment_id=uuid.uuid4(),
-        amount=D("50.00"),
-        method=Method.CARD,
-        at=day(1),
+    take_money(
+        ledger,
+        "50.00",
+        at=1,
         mode=Mode.PER_ITEM,
+        method=Method.CARD,
         allocations=[AllocationRequest(a.sale_id, 2, D("30.00"))],
     )
     assert ledger.owed(a.sale_id, 2) == D("10.00")
     assert ledger.owed(a.sale_id, 1) == D("40.00")
 
 
-def test_per_sale_payment_goes_to_the_named_sale_and_never_over_allocates():
+def _two_sales_on_account() -> tuple[Ledger, Sale, Sale]:
+    """30.00 on account on day 0, then 50.00 on day 1."""
     ledger = Ledger()
     a = sale([line(1, "30.00")], [pay("on_account", "30.00")], at=0)
     b = sale([line(1, "50.00")], [pay("on_account", "50.00")], at=1)
     vip_sale(ledger, a)
     vip_sale(ledger, b)
-    out = ledger.take_money(
-        payment_id=uuid.uuid4(),
-        amount=D("70.00"),
-        method=Method.CASH,
-        at=day(2),
+    return ledger, a, b
+
+
+def test_per_sale_payment_goes_to_the_named_sale_and_never_over_allocates():
+    ledger, a, b = _two_sales_on_account()
+    out = take_money(
+        ledger,
+        "70.00",
+        at=2,
         mode=Mode.PER_SALE,
         allocations=[AllocationRequest(b.sale_id, None, D("70.00"))],
     )
@@ -145,16 +116,11 @@ def test_per_sale_payment_goes_to_the_named_sale_and_never_over_allocates():
 
 
 def test_balance_mode_pays_oldest_goods_first_and_ignores_named_allocations():
-    ledger = Ledger()
-    a = sale([line(1, "30.00")], [pay("on_account", "30.00")], at=0)
-    b = sale([line(1, "50.00")], [pay("on_account", "50.00")], at=1)
-    vip_sale(ledger, a)
-    vip_sale(ledger, b)
-    ledger.take_money(
-        payment_id=uuid.uuid4(),
-        amount=D("40.00"),
-        method=Method.CASH,
-        at=day(2),
+    ledger, a, b = _two_sales_on_account()
+    take_money(
+        ledger,
+        "40.00",
+        at=2,
         mode=Mode.BALANCE,
         allocations=[AllocationRequest(b.sale_id, None, D("40.00"))],
     )
@@ -173,7 +139,7 @@ def test_money_beyond_the_debt_becomes_advance():
     assert out.accrual_bases[0].amount == D("30.00")
 
 
-def test_existing_advance_covers_a_new_on_account_sale_first():
+def test_existing_advance_covers_a_new_one_line_sale_first():
     ledger = Ledger()
     ledger.record_advance(payment_id=uuid.uuid4(), amount=D("20.00"), method=Method.CASH, at=day(0))
     s = sale([line(1, "50.00")], [pay("on_account", "50.00")], at=1)
@@ -272,14 +238,7 @@ def test_return_cancels_the_debt_on_the_goods_first_then_restores_bonus_then_ref
     # lines paid in receipt order: line 1 by bonus 20 + cash 30 + 10 on account
     assert ledger.owed(s.sale_id, 1) == D("10.00")
     assert ledger.owed(s.sale_id, 2) == D("40.00")
-    out = ledger.record_return(
-        return_id=uuid.uuid4(),
-        sale_id=s.sale_id,
-        lines=[ReturnRequest(1, D("1"))],
-        refund=Method.CASH,
-        at=day(1),
-        mode=Mode.PER_ITEM,
-    )
+    out = return_goods(ledger, s.sale_id, at=1)
     assert out.value == D("60.00")
     assert out.debt_cancelled == D("10.00")
     assert out.bonus_restored == D("20.00")
@@ -294,14 +253,7 @@ def test_return_in_per_sale_mode_cancels_the_sale_debt_and_keeps_the_rest_as_adv
         [line(1, "60.00"), line(2, "40.00")], [pay("cash", "60.00"), pay("on_account", "40.00")]
     )
     vip_sale(ledger, s)
-    out = ledger.record_return(
-        return_id=uuid.uuid4(),
-        sale_id=s.sale_id,
-        lines=[ReturnRequest(1, D("1"))],
-        refund=Method.ADVANCE,
-        at=day(1),
-        mode=Mode.PER_SALE,
-    )
+    out = return_goods(ledger, s.sale_id, at=1, mode=Mode.PER_SALE, refund=Method.ADVANCE)
     assert out.debt_cancelled == D("40.00")
     assert out.advance_added == D("20.00")
     assert ledger.debt == 0 and ledger.advance == D("20.00")
@@ -313,14 +265,7 @@ def test_kept_return_money_pays_other_open_debt_first():
     vip_sale(ledger, other)
     s = sale([line(1, "60.00")], [pay("cash", "60.00")], at=1)
     vip_sale(ledger, s)
-    out = ledger.record_return(
-        return_id=uuid.uuid4(),
-        sale_id=s.sale_id,
-        lines=[ReturnRequest(1, D("1"))],
-        refund=Method.ADVANCE,
-        at=day(2),
-        mode=Mode.PER_ITEM,
-    )
+    out = return_goods(ledger, s.sale_id, at=2, refund=Method.ADVANCE)
     assert out.applied_to_debt == D("15.00") and out.advance_added == D("45.00")
     assert ledger.debt == 0 and ledger.advance == D("45.00")
 
@@ -329,24 +274,10 @@ def test_returning_more_than_was_sold_counts_earlier_returns():
     ledger = Ledger()
     s = sale([line(1, "30.00", quantity="3")], [pay("cash", "30.00")])
     vip_sale(ledger, s)
-    ledger.record_return(
-        return_id=uuid.uuid4(),
-        sale_id=s.sale_id,
-        lines=[ReturnRequest(1, D("2"))],
-        refund=Method.CASH,
-        at=day(1),
-        mode=Mode.PER_ITEM,
-    )
+    return_goods(ledger, s.sale_id, at=1, quantity="2")
     before = list(ledger.entries)
     with pytest.raises(Refusal) as err:
-        ledger.record_return(
-            return_id=uuid.uuid4(),
-            sale_id=s.sale_id,
-            lines=[ReturnRequest(1, D("2"))],
-            refund=Method.CASH,
-            at=day(2),
-            mode=Mode.PER_ITEM,
-        )
+        return_goods(ledger, s.sale_id, at=2, quantity="2")
     assert err.value.code == "return_exceeds_sold"
     assert ledger.entries == before
 
@@ -355,17 +286,7 @@ def test_partial_returns_add_up_to_the_line_amount_exactly():
     ledger = Ledger()
     s = sale([line(1, "10.00", quantity="3")], [pay("cash", "10.00")])
     vip_sale(ledger, s)
-    values = [
-        ledger.record_return(
-            return_id=uuid.uuid4(),
-            sale_id=s.sale_id,
-            lines=[ReturnRequest(1, D("1"))],
-            refund=Method.CASH,
-            at=day(1),
-            mode=Mode.PER_ITEM,
-        ).value
-        for _ in range(3)
-    ]
+    values = [return_goods(ledger, s.sale_id, at=1).value for _ in range(3)]
     assert values == [D("3.33"), D("3.33"), D("3.34")]
 
 
@@ -398,24 +319,10 @@ def test_goods_returned_after_their_discount_was_revoked_are_credited_at_the_ful
     ledger.revoke_discount(sale_id=s.sale_id, at=day(11), today=local(11))
     assert ledger.debt == D("35.00")
 
-    one = ledger.record_return(
-        return_id=uuid.uuid4(),
-        sale_id=s.sale_id,
-        lines=[ReturnRequest(1, D("1"))],
-        refund=Method.CASH,
-        at=day(12),
-        mode=Mode.PER_ITEM,
-    )
+    one = return_goods(ledger, s.sale_id, at=12)
     assert (one.value, one.debt_cancelled, one.refunded) == (D("25.00"), D("25.00"), D("0"))
     assert ledger.owed(s.sale_id, 1) == D("10.00")  # one shoe at 25.00, 15.00 of it paid
-    other = ledger.record_return(
-        return_id=uuid.uuid4(),
-        sale_id=s.sale_id,
-        lines=[ReturnRequest(1, D("1"))],
-        refund=Method.CASH,
-        at=day(13),
-        mode=Mode.PER_ITEM,
-    )
+    other = return_goods(ledger, s.sale_id, at=13)
     # everything back: nothing owed, and all the money paid is refunded
     assert (other.value, other.debt_cancelled, other.refunded) == (
         D("25.00"),
@@ -433,25 +340,11 @@ def test_a_discount_revoked_after_a_partial_return_is_taken_back_with_the_rest()
         [line(1, "29.00", discount="1.00", quantity="3")], [pay("on_account", "29.00")], delay=10
     )
     vip_sale(ledger, s)
-    first = ledger.record_return(
-        return_id=uuid.uuid4(),
-        sale_id=s.sale_id,
-        lines=[ReturnRequest(1, D("1"))],
-        refund=Method.CASH,
-        at=day(1),
-        mode=Mode.PER_ITEM,
-    )
+    first = return_goods(ledger, s.sale_id, at=1)
     assert first.value == D("9.67")
     ledger.revoke_discount(sale_id=s.sale_id, at=day(11), today=local(11))
     assert ledger.debt == D("20.00")
-    rest = ledger.record_return(
-        return_id=uuid.uuid4(),
-        sale_id=s.sale_id,
-        lines=[ReturnRequest(1, D("2"))],
-        refund=Method.CASH,
-        at=day(12),
-        mode=Mode.PER_ITEM,
-    )
+    rest = return_goods(ledger, s.sale_id, at=12, quantity="2")
     assert (rest.value, rest.debt_cancelled, rest.refunded) == (D("20.00"), D("20.00"), D("0"))
     assert ledger.debt == 0
 
@@ -460,19 +353,16 @@ def test_mode_switch_keeps_every_open_debt():
     ledger = Ledger()
     a = sale([line(1, "60.00"), line(2, "40.00")], [pay("on_account", "100.00")], at=0)
     vip_sale(ledger, a)
-    ledger.take_money(
-        payment_id=uuid.uuid4(),
-        amount=D("70.00"),
-        method=Method.CASH,
-        at=day(1),
+    take_money(
+        ledger,
+        "70.00",
+        at=1,
         mode=Mode.PER_ITEM,
         allocations=[AllocationRequest(a.sale_id, 2, D("40.00"))],
     )
     # the chain switches to balance: the same ledger, the same debts, only allocation differs
     assert ledger.debt == D("30.00")
     assert ledger.owed(a.sale_id, 1) == D("30.00")
-    ledger.take_money(
-        payment_id=uuid.uuid4(), amount=D("10.00"), method=Method.CASH, at=day(2), mode=Mode.BALANCE
-    )
+    take_money(ledger, "10.00", at=2, mode=Mode.BALANCE)
     assert ledger.owed(a.sale_id, 1) == D("20.00")
     assert ledger.debt == Decimal("20.00")

@@ -21,7 +21,7 @@ from credit.domain.model import (
     Mode,
     ReturnRequest,
 )
-from credit.testing import D, day, line, local, pay, sale
+from credit.testing import D, day, line, local, pay, sale, take_money, vip_sale
 
 cents = st.integers(min_value=1, max_value=20000).map(lambda c: Decimal(c) / 100)
 modes = st.sampled_from(list(Mode))
@@ -63,16 +63,7 @@ def run(ledger: Ledger, op: tuple, n: int, mode: Mode) -> object:
         if on_account > 0:
             payments.append(pay("on_account", str(on_account)))
         s = sale(lines, payments, at=n, delay=3)
-        return ledger.record_sale(
-            sale=s,
-            customer_known=True,
-            vip=True,
-            credit_limit=None,
-            block_credit_when_overdue=False,
-            change=D(0),
-            change_to_advance=D(0),
-            today=local(n),
-        )
+        return vip_sale(ledger, s)
     if kind == "take":
         _, amount, sale_idx, line_no, named = op
         allocations = []
@@ -83,14 +74,7 @@ def run(ledger: Ledger, op: tuple, n: int, mode: Mode) -> object:
                     target.sale_id, line_no if line_no <= len(target.lines) else None, amount
                 )
             ]
-        return ledger.take_money(
-            payment_id=uuid.uuid4(),
-            amount=amount,
-            method=Method.CASH,
-            at=day(n),
-            mode=mode,
-            allocations=allocations,
-        )
+        return take_money(ledger, amount, at=n, mode=mode, allocations=allocations)
     if kind == "advance":
         return ledger.record_advance(
             payment_id=uuid.uuid4(), amount=op[1], method=Method.CARD, at=day(n)

@@ -184,6 +184,18 @@ class Harness:
             ],
         )
 
+    def return_of(
+        self, sale_id: UUID, *, restore_up_to: str, reverse: Sequence[tuple[UUID, str]]
+    ) -> ApplyBonuses:
+        """A return of goods of the sale (an operation of its own)."""
+        return self.apply(
+            kind=BonusOperationKind.RETURN,
+            sale_id=sale_id,
+            operation_id=uuid4(),
+            restore_up_to=restore_up_to,
+            reverse=reverse,
+        )
+
     def cancel(self, payment_id: UUID, at: datetime = T0) -> CancelPaymentBonus:
         return CancelPaymentBonus(
             payment_id=payment_id,

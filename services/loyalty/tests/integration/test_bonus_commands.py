@@ -9,7 +9,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
-from contracts.enums import BonusOperationKind
 from contracts.loyalty.v1 import (
     BonusCancellationRefused,
     BonusesApplied,
@@ -166,21 +165,9 @@ async def test_a_return_gives_back_spent_bonus_and_reverses_the_accrual_once(
     await loyalty.feed(loyalty.apply(sale_id=sale_id, spend="20.00", cash=[(cash, "80.00")]))
     assert (await loyalty.bonus())["balance"] == "18.00"
 
-    ret = loyalty.apply(
-        kind=BonusOperationKind.RETURN,
-        operation_id=uuid4(),
-        sale_id=sale_id,
-        restore_up_to="20.00",
-        reverse=[(cash, "40.00")],
-    )
+    ret = loyalty.return_of(sale_id, restore_up_to="20.00", reverse=[(cash, "40.00")])
     await loyalty.feed(ret)
-    again = loyalty.apply(
-        kind=BonusOperationKind.RETURN,
-        operation_id=uuid4(),
-        sale_id=sale_id,
-        restore_up_to="20.00",
-        reverse=[(cash, "80.00")],
-    )
+    again = loyalty.return_of(sale_id, restore_up_to="20.00", reverse=[(cash, "80.00")])
     await loyalty.feed(again)  # more than is left: only what remains of it comes back
 
     answers = await loyalty.outbox(APPLIED)

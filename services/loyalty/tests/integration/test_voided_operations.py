@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from contracts.credit.v1 import ApplyBonuses, VoidBonuses
-from contracts.enums import BonusOperationKind
 from contracts.loyalty.v1 import (
     BonusesApplied,
     BonusesRefused,
@@ -100,25 +99,13 @@ async def test_voiding_a_return_restores_the_history_the_next_return_needs(
     await loyalty.feed(loyalty.apply(cash=[(uuid4(), "100.00")]))  # 10.00
     await loyalty.feed(loyalty.apply(sale_id=sale_id, spend="10.00", cash=[(paid, "90.00")]))
     assert (await loyalty.bonus())["balance"] == "9.00"
-    first_return = loyalty.apply(
-        kind=BonusOperationKind.RETURN,
-        sale_id=sale_id,
-        operation_id=uuid4(),
-        restore_up_to="10.00",
-        reverse=[(paid, "90.00")],
-    )
+    first_return = loyalty.return_of(sale_id, restore_up_to="10.00", reverse=[(paid, "90.00")])
     await loyalty.feed(first_return)
     assert (await loyalty.bonus())["balance"] == "10.00"  # +10 restored, -9 reversed
     await loyalty.feed(void(loyalty, first_return))
     assert (await loyalty.bonus())["balance"] == "9.00"
 
-    again = loyalty.apply(
-        kind=BonusOperationKind.RETURN,
-        sale_id=sale_id,
-        operation_id=uuid4(),
-        restore_up_to="10.00",
-        reverse=[(paid, "90.00")],
-    )
+    again = loyalty.return_of(sale_id, restore_up_to="10.00", reverse=[(paid, "90.00")])
     await loyalty.feed(again)
     applied = (await loyalty.outbox(BonusesApplied.TYPE))[-1]
     assert (applied.restored, applied.reversed) == (D("10.00"), D("9.00"))

@@ -19,6 +19,7 @@ from loyalty.domain.model import (
     SaleHistory,
     total_by_kind,
 )
+from loyalty.testing import return_of
 
 D = Decimal
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -175,17 +176,7 @@ def test_a_return_gives_back_the_spent_bonus_up_to_what_credit_allows() -> None:
     spend_op, _ = sale(bonus="20.00")
     account.apply(spend_op, payments={})
     assert spend_op.sale_id is not None
-    ret = BonusOperation(
-        operation_id=uuid4(),
-        kind="return",
-        store_id=STORE,
-        sale_id=spend_op.sale_id,
-        at=T0,
-        accrual_on=True,
-        rate_percent=D("10.00"),
-        minor_units=2,
-        restore_up_to=D("50.00"),
-    )
+    ret = return_of(spend_op.sale_id, restore_up_to="50.00", at=T0)
     result = applied(
         account.apply(ret, payments={}, sale=SaleHistory(spent=D("20.00"), restored=D("5.00")))
     )
@@ -202,17 +193,7 @@ def test_a_return_reverses_the_accrual_in_proportion_and_never_more_than_accrued
     assert payment is not None and first.sale_id is not None
 
     def give_back(base: str, hist: PaymentHistory) -> Decimal:
-        op = BonusOperation(
-            operation_id=uuid4(),
-            kind="return",
-            store_id=STORE,
-            sale_id=first.sale_id,
-            at=T0,
-            accrual_on=True,
-            rate_percent=D("10.00"),
-            minor_units=2,
-            reverse_bases=(AccrualBase(payment, "cash", D(base)),),
-        )
+        op = return_of(first.sale_id, reverse=(AccrualBase(payment, "cash", D(base)),), at=T0)
         return applied(account.apply(op, payments={payment: hist})).reversed
 
     r1 = give_back("5.00", history)
@@ -230,17 +211,7 @@ def test_a_return_reverses_nothing_of_an_accrual_already_cancelled() -> None:
     history = history_of(applied(account.apply(first, payments={})), payment)
     account.cancel_accrual(history, at=T0)
     assert payment is not None
-    op = BonusOperation(
-        operation_id=uuid4(),
-        kind="return",
-        store_id=STORE,
-        sale_id=first.sale_id,
-        at=T0,
-        accrual_on=True,
-        rate_percent=D("10.00"),
-        minor_units=2,
-        reverse_bases=(AccrualBase(payment, "cash", D("100.00")),),
-    )
+    op = return_of(first.sale_id, reverse=(AccrualBase(payment, "cash", D("100.00")),), at=T0)
     cancelled = PaymentHistory(history.accrual, cancelled=D("10.00"))
     assert applied(account.apply(op, payments={payment: cancelled})).reversed == D("0.00")
     assert account.balance == D("0.00")
@@ -301,16 +272,10 @@ def test_a_return_reverses_nothing_of_an_accrual_that_expired() -> None:
     history = history_of(applied(account.apply(first, payments={})), payment)
     account.apply(sale(cash="50.00", at=T0 + timedelta(days=20))[0], payments={})
     assert payment is not None
-    ret = BonusOperation(
-        operation_id=uuid4(),
-        kind="return",
-        store_id=STORE,
-        sale_id=first.sale_id,
+    ret = return_of(
+        first.sale_id,
         at=T0 + timedelta(days=35),
-        accrual_on=True,
-        rate_percent=D("10.00"),
-        minor_units=2,
-        reverse_bases=(AccrualBase(payment, "cash", D("100.00")),),
+        reverse=(AccrualBase(payment, "cash", D("100.00")),),
     )
     account.expire_due(ret.at, 30)  # the operation records due expiries first
     result = applied(account.apply(ret, payments={payment: history}))

@@ -29,6 +29,7 @@ from loyalty.domain.model import (
     SaleHistory,
     total_by_kind,
 )
+from loyalty.testing import return_of
 
 D = Decimal
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -179,18 +180,7 @@ def run_return(account: BonusAccount, books: Books, at: datetime, step: tuple) -
         )
         for pid in books.sale_payments[sale_id]
     )
-    op = BonusOperation(
-        operation_id=uuid4(),
-        kind="return",
-        store_id=STORE,
-        sale_id=sale_id,
-        at=at,
-        accrual_on=True,
-        rate_percent=D("10"),
-        minor_units=2,
-        restore_up_to=restore_up_to,
-        reverse_bases=reverse,
-    )
+    op = return_of(sale_id, at=at, restore_up_to=restore_up_to, reverse=reverse)
     before = account.balance
     result = account.apply(op, payments=books.payments, sale=books.sales[sale_id])
     assert isinstance(result, Applied)

@@ -57,6 +57,11 @@ class Story:
             vip_customer(self.chain, self.customer),
         )
 
+    async def sale_a_overdue(self) -> None:
+        """The customer registered, and sale A (30.00 owed) overdue since 31 January."""
+        await self.register()
+        await self.feed(self.overdue(self.sale_a, "30.00", date(2026, 1, 31)))
+
     def overdue(self, sale_id: uuid.UUID, owed: str, due: date) -> credit.SaleOverdue:
         return sale_overdue(self.chain, self.customer, sale_id, owed, due=due, discount="10.00")
 
@@ -138,8 +143,7 @@ async def test_settling_the_overdue_sale_closes_the_task_as_paid(
     consumer: Consumer, sf: SessionFactory
 ) -> None:
     story = Story(consumer, OverdueDiscountPolicy.KEEP)
-    await story.register()
-    await story.feed(story.overdue(story.sale_a, "30.00", date(2026, 1, 31)))
+    await story.sale_a_overdue()
     await story.feed(story.settled(story.sale_a, "0.00"))
     [row] = await tasks_of(sf, story.customer)
     assert (row.status, row.closed_reason) == ("done", "paid")
@@ -173,8 +177,7 @@ async def test_reminder_is_re_raised_every_repeat_period_while_overdue(
     consumer: Consumer, sf: SessionFactory, api: Api
 ) -> None:
     story = Story(consumer, OverdueDiscountPolicy.KEEP)
-    await story.register()
-    await story.feed(story.overdue(story.sale_a, "30.00", date(2026, 1, 31)))
+    await story.sale_a_overdue()
     [first] = await tasks_of(sf, story.customer)
     assert await scan_once(sf, now=first.raised_at + timedelta(days=6)) == 0
     assert await scan_once(sf, now=first.raised_at + timedelta(days=7)) == 1
@@ -210,8 +213,7 @@ async def test_offer_lists_a_revoke_action_until_the_discount_is_revoked(
     consumer: Consumer, api: Api
 ) -> None:
     story = Story(consumer, OverdueDiscountPolicy.OFFER)
-    await story.register()
-    await story.feed(story.overdue(story.sale_a, "30.00", date(2026, 1, 31)))
+    await story.sale_a_overdue()
     url = f"/internal/v1/chains/{story.chain}/tasks"
     async with api() as http:
         [task] = (await http.get(url)).json()["items"]

@@ -58,6 +58,21 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _discount_revoked(sale: dict[str, Any], customer_id: Any) -> DiscountRevoked:
+    """Credit's answer to a requested revocation: the 10.00 discount of line 1 taken back."""
+    return DiscountRevoked(
+        sale_id=sale["sale_id"],
+        chain_id=sale["chain_id"],
+        customer_id=customer_id,
+        amount=D("10.00"),
+        lines=[RevokedDiscountLine(line_no=1, amount=D("10.00"))],
+        trigger="requested",
+        revoked_at=_now(),
+        customer_balances=BAL,
+        lines_changed=[],
+    )
+
+
 async def test_take_money_sends_record_debt_payment_and_answers_the_outcome(
     harness: Any, credit: Any
 ) -> None:
@@ -407,17 +422,7 @@ async def test_a_discount_is_revoked_once_then_already_revoked(harness: Any, cre
     assert not_overdue.status_code == 202  # asked again: it may be overdue by now
     await harness.deliver(
         "credit.events.v1",
-        DiscountRevoked(
-            sale_id=sale["sale_id"],
-            chain_id=sale["chain_id"],
-            customer_id=cid,
-            amount=D("10.00"),
-            lines=[RevokedDiscountLine(line_no=1, amount=D("10.00"))],
-            trigger="requested",
-            revoked_at=_now(),
-            customer_balances=BAL,
-            lines_changed=[],
-        ),
+        _discount_revoked(sale, cid),
     )
     status = await harness.client.get(
         f"/v1/operations/revoke_discount/{sale['sale_id']}", headers=harness.auth(admin)
@@ -493,17 +498,7 @@ async def test_ten_concurrent_revocations_get_one_200_and_nine_409_already_revok
     await asyncio.sleep(0.3)
     await harness.deliver(
         "credit.events.v1",
-        DiscountRevoked(
-            sale_id=sale["sale_id"],
-            chain_id=sale["chain_id"],
-            customer_id=cid,
-            amount=D("10.00"),
-            lines=[RevokedDiscountLine(line_no=1, amount=D("10.00"))],
-            trigger="requested",
-            revoked_at=_now(),
-            customer_balances=BAL,
-            lines_changed=[],
-        ),
+        _discount_revoked(sale, cid),
     )
     answers = await asyncio.gather(*requests)
     statuses = sorted(a.status_code for a in answers)

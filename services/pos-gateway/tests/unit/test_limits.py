@@ -16,7 +16,8 @@ import pytest
 from contracts.enums import PaymentMethod
 from pos_gateway.domain.errors import ValidationFailed
 from pos_gateway.domain.limits import MONEY_LIMIT, parse_request_decimal
-from pos_gateway.domain.sales import LineIn, PaymentIn, price_sale
+from pos_gateway.domain.sales import PaymentIn, price_sale
+from pos_gateway.schemas import SaleLineIn
 
 D = Decimal
 SALE = {
@@ -143,7 +144,11 @@ def test_a_positive_amount_may_not_be_zero_and_leading_zeros_are_only_digits() -
         parse("1" + "0" * 40)  # longer than any value below the limit needs
 
 
-def _price(lines: list[LineIn], payments: list[PaymentIn]) -> list[str]:
+def _line(name: str, quantity: str, unit_price: str) -> SaleLineIn:
+    return SaleLineIn.model_validate({"name": name, "quantity": quantity, "unit_price": unit_price})
+
+
+def _price(lines: list[SaleLineIn], payments: list[PaymentIn]) -> list[str]:
     try:
         price_sale(lines, payments, None, 2)
     except ValidationFailed as exc:
@@ -152,20 +157,20 @@ def _price(lines: list[LineIn], payments: list[PaymentIn]) -> list[str]:
 
 
 def test_a_line_whose_amount_reaches_10_to_the_12_is_refused_naming_the_line() -> None:
-    line = LineIn(None, None, "Gold", D("999999.999"), D("999999999999.99"), D("0"))
+    line = _line("Gold", "999999.999", "999999999999.99")
     cash = [PaymentIn(PaymentMethod.CASH, D("1.00"))]
     assert _price([line], cash) == ["lines.0"]
 
 
 def test_lines_whose_sum_reaches_10_to_the_12_are_refused_naming_the_lines() -> None:
-    half = LineIn(None, None, "Gold", D("1"), D("500000000000.00"), D("0"))
+    half = _line("Gold", "1", "500000000000.00")
     cash = [PaymentIn(PaymentMethod.CASH, D("999999999999.99"))]
     assert _price([half, half], cash) == ["lines"]
     assert _price([half], [PaymentIn(PaymentMethod.CASH, D("500000000000.00"))]) == []
 
 
 def test_payments_whose_sum_reaches_10_to_the_12_are_refused_naming_the_payments() -> None:
-    cheap = LineIn(None, None, "Pin", D("1"), D("1.00"), D("0"))
+    cheap = _line("Pin", "1", "1.00")
     cash = [PaymentIn(PaymentMethod.CASH, D("999999999999.99"))] * 2
     assert _price([cheap], cash) == ["payments"]
 

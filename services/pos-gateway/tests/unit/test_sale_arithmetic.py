@@ -13,12 +13,12 @@ from contracts.enums import PaymentMethod
 from pos_gateway.domain.errors import GatewayError, ValidationFailed
 from pos_gateway.domain.money import fits_minor_units, fmt_money, fmt_quantity, line_amount
 from pos_gateway.domain.sales import (
-    LineIn,
     PaymentIn,
     check_occurred_at,
     check_sale_customer_rules,
     price_sale,
 )
+from pos_gateway.schemas import SaleLineIn
 
 D = Decimal
 CASH, CARD, BONUS, ON_ACCOUNT, ADVANCE = (
@@ -30,8 +30,18 @@ CASH, CARD, BONUS, ON_ACCOUNT, ADVANCE = (
 )
 
 
-def line(qty: str, price: str, discount: str = "0") -> LineIn:
-    return LineIn("sku", "4820000000017", "Dress", D(qty), D(price), D(discount))
+def line(qty: str, price: str, discount: str = "0") -> SaleLineIn:
+    """A line as the till's request body carries it."""
+    return SaleLineIn.model_validate(
+        {
+            "sku": "sku",
+            "barcode": "4820000000017",
+            "name": "Dress",
+            "quantity": qty,
+            "unit_price": price,
+            "discount": discount,
+        }
+    )
 
 
 def test_line_amount_is_quantity_times_price_rounded_half_up_minus_discount() -> None:

@@ -3,7 +3,9 @@ projection's consumer on it, and the internal HTTP API in process."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +17,10 @@ from reporting.service_layer.handlers import make_consumer
 from servicekit.consumer import Consumer
 from servicekit.db import make_session_factory
 from servicekit.testing import consumer_for_tests, internal_api_client, migrated_engine
+
+# pytest runs with --import-mode=importlib, which puts no test folder on sys.path: the tests
+# import reporting_helpers (shared event builders and paging) from this folder
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture

@@ -9,11 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from reporting_helpers import coat_returned
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
-from contracts.enums import CreditMode, MoneyMethod, PaymentMethod, RefundMethod
+from contracts.enums import CreditMode, MoneyMethod, PaymentMethod
 from reporting.domain.model import Period
 from reporting.service_layer import reports
 from servicekit.consumer import Consumer
@@ -112,36 +113,16 @@ async def test_closing_equals_advance_minus_debt_through_sales_returns_advances_
             owed="100.00",
         ),
         # 2. one coat of two comes back: 50.00 of debt cancelled
-        credit.ReturnRecorded(
-            return_id=uuid.uuid4(),
-            sale_id=s1,
+        coat_returned(
             chain_id=CHAIN,
             customer_id=customer,
+            sale_id=s1,
+            value="50.00",
+            at=T0 + timedelta(days=1),
+            owed_after="50.00",
+            balances=bal("50.00", "0.00"),
             store_id=STORE,
             terminal_id=TERMINAL,
-            refund=RefundMethod.CASH,
-            lines=[
-                credit.ReturnedLine(
-                    line_no=1,
-                    sku=None,
-                    barcode="1",
-                    name="Coat",
-                    quantity=D("1"),
-                    value=D("50.00"),
-                    debt_cancelled=D("50.00"),
-                )
-            ],
-            value=D("50.00"),
-            debt_cancelled=D("50.00"),
-            bonus_restored=D("0.00"),
-            refunded=D("0.00"),
-            applied_to_debt=D("0.00"),
-            allocated=[],
-            advance_added=D("0.00"),
-            bonus_reversed=D("0.00"),
-            occurred_at=T0 + timedelta(days=1),
-            customer_balances=bal("50.00", "0.00"),
-            lines_changed=[credit.LineOwedChange(sale_id=s1, line_no=1, owed_after=D("50.00"))],
         ),
         # 3. an advance of 80.00: 50.00 pays the debt, 30.00 stays as advance
         credit.AdvanceRecorded(

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from reporting_helpers import all_pages
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reporting.adapters import tables as t
@@ -136,17 +137,12 @@ async def test_every_page_and_the_totals_match_the_reference_report(engine: Asyn
                         )
                         assert whole == expected
                         assert totals == payment_balance_totals(expected)
-                        paged: list[object] = []
-                        cursor = None
-                        while True:
-                            page = await reports.payment_balance_page(
-                                session, CHAIN, filters, sort=sort, limit=4, cursor=cursor
+                        paged, pages = await all_pages(
+                            lambda c, f=filters, o=sort: reports.payment_balance_page(
+                                session, CHAIN, f, sort=o, limit=4, cursor=c
                             )
-                            assert page.totals == totals
-                            paged += page.rows
-                            cursor = page.next
-                            if cursor is None:
-                                break
+                        )
+                        assert all(page.totals == totals for page in pages)
                         assert paged == expected
         with pytest.raises(BadCursor):
             await reports.payment_balance_page(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from reporting_helpers import on_account_sale
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
@@ -71,32 +72,16 @@ def story(customer: uuid.UUID, n: int) -> list[Message]:
             ),
             registered_at=T0,
         ),
-        credit.SaleCompleted(
-            sale_id=sale_id,
+        on_account_sale(
             chain_id=CHAIN,
+            customer_id=customer,
+            sale_id=sale_id,
+            when=T0 + timedelta(days=n),
+            lines=[line],
             store_id=STORE,
             terminal_id=TERMINAL,
-            customer_id=customer,
+            mode=CreditMode.PER_SALE,
             card_number=None,
-            credit_mode=CreditMode.PER_SALE,
-            sold_at=T0 + timedelta(days=n),
-            total=total,
-            paid=D("0.00"),
-            on_account=total,
-            advance_applied=D("0.00"),
-            change=D("0.00"),
-            change_to_advance=D("0.00"),
-            change_allocated=[],
-            advance_added=D("0.00"),
-            due_date=(T0 + timedelta(days=n + 30)).date(),
-            bonus_accrued=D("0.00"),
-            bonus_spent=D("0.00"),
-            payments=[],
-            lines=[line],
-            customer_balances=credit.CustomerBalances(
-                debt=total, advance=D("0.00"), bonus_balance=D("0.00")
-            ),
-            lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=total)],
         ),
         credit.DebtPaymentRecorded(
             payment_id=uuid.uuid4(),
@@ -213,10 +198,14 @@ async def test_rebuilt_tables_equal_the_live_ones_row_by_row_and_are_swapped_in(
 #
 # Retention drops a closed segment once its newest record is older than `retention.ms`. The
 # records of the "old" phase are produced with a timestamp two days back (as if the chain had
-# sold them then), on topics kept one day: with `segment.ms` at one minute each of them closes
-# its segment at once (its segment is "older" than a minute), so the broker drops them at its
-# next retention check (devstack checks every 5 s), while the "new" phase stays. On a broker
-# with Kafka's default check interval (5 min) the wait is longer: the tests allow for it.
+# sold them then); with `segment.ms` at one minute each of them closes its segment at once (its
+# segment is "older" than a minute). The topics keep everything until the live projection has
+# read the old phase; then they are set to keep one day (as servicekit sets a topic whose
+# configuration differs), and the broker drops the old phase at its next retention check
+# (devstack checks every 5 s) while the "new" phase stays. (Created with one day from the start,
+# retention could drop an old record before a slow consumer had read it: a flaky test on a
+# busy machine.) On a broker with Kafka's default check interval (5 min) the wait is longer:
+# the tests allow for it.
 RETENTION_CHECK_WAIT = 330.0
 SHORT_LOG = {"segment.ms": "60000"}
 
@@ -235,14 +224,14 @@ async def _short_lived_topics(bootstrap: str) -> dict[str, str]:
         "loyalty": unique_topic("loyalty"),
         "masterdata": unique_topic("masterdata"),
     }
-    await ensure_topics(
-        bootstrap,
-        list(topic_of.values()),
-        partitions=2,
-        retention_ms=DAY_MS,
-        extra_configs=SHORT_LOG,
-    )
+    await _keep(bootstrap, list(topic_of.values()), retention_ms=-1)  # for ever, for now
     return topic_of
+
+
+async def _keep(bootstrap: str, topics: list[str], *, retention_ms: int) -> None:
+    await ensure_topics(
+        bootstrap, topics, partitions=2, retention_ms=retention_ms, extra_configs=SHORT_LOG
+    )
 
 
 async def _publish(
@@ -302,7 +291,9 @@ async def _ends(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
 
 
 async def _until_log_starts_at(bootstrap: str, wanted: dict[TopicPartition, int]) -> None:
-    """Wait until retention has moved each partition's log start offset to `wanted`."""
+    """Keep the topics one day from now on, then wait until retention has moved each
+    partition's log start offset to `wanted`."""
+    await _keep(bootstrap, sorted({tp.topic for tp in wanted}), retention_ms=DAY_MS)
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await reader.start()
     try:

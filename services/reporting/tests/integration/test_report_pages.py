@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from reporting_helpers import all_pages
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from reporting.adapters import tables as t
@@ -151,19 +152,11 @@ async def _load(session: AsyncSession) -> None:
     await session.execute(sa.insert(t.movements), movements)
 
 
-async def _pages(fetch: Any) -> tuple[list[dict[str, Any]], list[Any]]:
-    rows: list[dict[str, Any]] = []
-    pages = []
-    cursor = None
-    for _ in range(200):
-        page = await fetch(cursor)
-        assert len(page.rows) <= 4
-        rows += page.rows
-        pages.append(page)
-        cursor = page.next
-        if cursor is None:
-            return rows, pages
-    raise AssertionError("the pages never ended")
+async def _pages(fetch: Any) -> tuple[list[Any], list[Any]]:
+    """Every page, none of them longer than the 4 rows asked for."""
+    rows, pages = await all_pages(fetch, most=200)
+    assert all(len(page.rows) <= 4 for page in pages)
+    return rows, pages
 
 
 async def test_every_page_of_the_three_reports_matches_the_whole_report(

@@ -7,8 +7,8 @@ voided bonus movements (`BonusesVoided` deletes them), a sale whose due date com
 their sales, several stores and two chains.
 
 References: `aging`, `unpaid_goods` and `bonus_statistics` (whole reports over `rm_sale_lines`
-and `rm_movements`), the movement sums of `_pb_sums_of_movements` (what Payment-Balance summed
-before), and a fresh recompute of the summary tables from the base tables.
+and `rm_movements`), the movement sums of `payment_balance.sums_of_movements` (what
+Payment-Balance summed before), and a fresh recompute of the summary tables from the base tables.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from reporting_helpers import all_pages
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from reporting.adapters import credit_ledger
+from reporting.adapters import credit_ledger, payment_balance
 from reporting.adapters import tables as t
 from reporting.domain.model import Period
 from reporting.entrypoints.app import MIGRATIONS_DIR
@@ -50,6 +51,11 @@ async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
+async def _movement(s: AsyncSession, **values: Any) -> None:
+    """One row of `rm_movements`, as the projection writes it (its own message, seq 0)."""
+    await s.execute(sa.insert(t.movements).values(message_id=uuid.uuid4(), seq=0, **values))
+
+
 class Story:
     """Random operations on the read-model tables, each a statement as the projection issues
     it (inserts, then updates and deletes of what is there), committed in several batches."""
@@ -62,6 +68,22 @@ class Story:
         self.registered: set[uuid.UUID] = set()
         self.lines: list[tuple[uuid.UUID, uuid.UUID, int, uuid.UUID]] = []
         self.bonus_ids: list[uuid.UUID] = []
+
+    async def add_chains(self, s: AsyncSession) -> None:
+        await s.execute(
+            sa.insert(t.chains),
+            [
+                {
+                    "chain_id": chain,
+                    "name": "Chain",
+                    "timezone": TZ,
+                    "currency": "EUR",
+                    "minor_units": 2,
+                    "credit_mode": "per_item",
+                }
+                for chain in self.chains
+            ],
+        )
 
     def moment(self) -> datetime:
         # from a year and a half back to a month ahead, often on a local month's edge
@@ -125,42 +147,36 @@ class Story:
             ],
         )
         self.lines += [(chain, sale_id, i, cid) for i in range(1, n + 1)]
-        await s.execute(
-            sa.insert(t.movements).values(
-                message_id=uuid.uuid4(),
-                seq=0,
-                chain_id=chain,
-                customer_id=cid,
-                store_id=store,
-                at=at,
-                kind="sale",
-                sale_id=sale_id,
-                description="Sale",
-                goods=total,
-                payments=paid,
-                debt_change=total - paid,
-            )
+        await _movement(
+            s,
+            chain_id=chain,
+            customer_id=cid,
+            store_id=store,
+            at=at,
+            kind="sale",
+            sale_id=sale_id,
+            description="Sale",
+            goods=total,
+            payments=paid,
+            debt_change=total - paid,
         )
         if paid:
             amount = (paid / 10).quantize(Decimal("0.01"))
             movement_id = uuid.uuid4()
             self.bonus_ids.append(movement_id)
-            await s.execute(
-                sa.insert(t.movements).values(
-                    message_id=uuid.uuid4(),
-                    seq=0,
-                    chain_id=chain,
-                    customer_id=cid,
-                    store_id=store,
-                    at=at,
-                    kind="bonus_accrued",
-                    sale_id=sale_id,
-                    description="Bonus",
-                    bonus_change=amount,
-                    bonus_kind="accrued",
-                    bonus_amount=amount,
-                    bonus_movement_id=movement_id,
-                )
+            await _movement(
+                s,
+                chain_id=chain,
+                customer_id=cid,
+                store_id=store,
+                at=at,
+                kind="bonus_accrued",
+                sale_id=sale_id,
+                description="Bonus",
+                bonus_change=amount,
+                bonus_kind="accrued",
+                bonus_amount=amount,
+                bonus_movement_id=movement_id,
             )
 
     async def payment(self, s: AsyncSession) -> None:
@@ -185,20 +201,17 @@ class Story:
             )
             .values(owed=max(Decimal(0), owed - amount))
         )
-        await s.execute(
-            sa.insert(t.movements).values(
-                message_id=uuid.uuid4(),
-                seq=0,
-                chain_id=chain,
-                customer_id=cid,
-                store_id=self.rnd.choice(self.stores[chain] + [None]),
-                at=self.moment(),
-                kind=self.rnd.choice(["payment", "advance", "refund"]),
-                payment_id=uuid.uuid4(),
-                description="Payment",
-                payments=amount if self.rnd.random() < 0.8 else -amount,
-                debt_change=-amount,
-            )
+        await _movement(
+            s,
+            chain_id=chain,
+            customer_id=cid,
+            store_id=self.rnd.choice(self.stores[chain] + [None]),
+            at=self.moment(),
+            kind=self.rnd.choice(["payment", "advance", "refund"]),
+            payment_id=uuid.uuid4(),
+            description="Payment",
+            payments=amount if self.rnd.random() < 0.8 else -amount,
+            debt_change=-amount,
         )
 
     async def ret(self, s: AsyncSession) -> None:
@@ -213,20 +226,17 @@ class Story:
             .where(*where)
             .values(returned_quantity=line.returned_quantity + 1, owed=line.owed / 2)
         )
-        await s.execute(
-            sa.insert(t.movements).values(
-                message_id=uuid.uuid4(),
-                seq=0,
-                chain_id=chain,
-                customer_id=cid,
-                store_id=self.rnd.choice(self.stores[chain]),
-                at=self.moment(),
-                kind="return",
-                sale_id=sale_id,
-                description="Return",
-                goods=-Decimal("7.5"),
-                payments=-Decimal("2.5"),
-            )
+        await _movement(
+            s,
+            chain_id=chain,
+            customer_id=cid,
+            store_id=self.rnd.choice(self.stores[chain]),
+            at=self.moment(),
+            kind="return",
+            sale_id=sale_id,
+            description="Return",
+            goods=-Decimal("7.5"),
+            payments=-Decimal("2.5"),
         )
 
     async def void(self, s: AsyncSession) -> None:
@@ -328,7 +338,7 @@ async def _pb_reference(
     s: AsyncSession, chain: uuid.UUID, period: Period
 ) -> dict[uuid.UUID, tuple[Decimal, Decimal, Decimal]]:
     lower, upper = period.bounds(TZ)
-    sums = reports._pb_sums_of_movements(chain, lower, upper, None)
+    sums = payment_balance.sums_of_movements(chain, lower, upper, None)
     return {
         r.customer_id: (r.opening, r.goods, r.payments) for r in await s.execute(sa.select(sums))
     }
@@ -350,17 +360,8 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
     story = Story(seed=20261203)
     sf = make_session_factory(engine)
     async with sf() as s, s.begin():
+        await story.add_chains(s)
         for chain in story.chains:
-            await s.execute(
-                sa.insert(t.chains).values(
-                    chain_id=chain,
-                    name="Chain",
-                    timezone=TZ,
-                    currency="EUR",
-                    minor_units=2,
-                    credit_mode="per_item",
-                )
-            )
             await s.execute(
                 sa.insert(t.stores),
                 [
@@ -376,20 +377,17 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
         # month start the report reads at: in June's report, not in May's
         chain, late = story.chains[0], uuid.uuid4()
         await story.register(s, chain, late)
-        await s.execute(
-            sa.insert(t.movements).values(
-                message_id=uuid.uuid4(),
-                seq=0,
-                chain_id=chain,
-                customer_id=late,
-                store_id=story.stores[chain][0],
-                at=datetime(2026, 5, 31, 22, 30, tzinfo=UTC),
-                kind="advance",
-                payment_id=uuid.uuid4(),
-                description="Advance",
-                payments=Decimal("40"),
-                advance_change=Decimal("40"),
-            )
+        await _movement(
+            s,
+            chain_id=chain,
+            customer_id=late,
+            store_id=story.stores[chain][0],
+            at=datetime(2026, 5, 31, 22, 30, tzinfo=UTC),
+            kind="advance",
+            payment_id=uuid.uuid4(),
+            description="Advance",
+            payments=Decimal("40"),
+            advance_change=Decimal("40"),
         )
 
     async with sf() as s:
@@ -407,14 +405,14 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
                 filters = reports.Filters(Period(None, None), store, vip_only)
                 whole = await reports.unpaid_goods(s, chain, filters, now=NOW)
                 assert whole
-                paged = await _all_pages(
+                paged = await all_pages(
                     lambda c, f=filters: reports.unpaid_goods_page(
                         s, chain, f, limit=3, cursor=c, now=NOW
                     )
                 )
                 assert paged[0] == whole
                 rows, totals = await reports.aging(s, chain, filters, now=NOW)
-                paged_rows, pages = await _all_pages(
+                paged_rows, pages = await all_pages(
                     lambda c, f=filters: reports.aging_page(s, chain, f, limit=3, cursor=c, now=NOW)
                 )
                 assert paged_rows == rows
@@ -424,7 +422,7 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
                     filters = reports.Filters(period, store, vip_only)
                     body = await reports.bonus_statistics(s, chain, filters)
                     expected = body.pop("by_customer")
-                    paged_rows, pages = await _all_pages(
+                    paged_rows, pages = await all_pages(
                         lambda c, f=filters: reports.bonus_statistics_page(
                             s, chain, f, limit=3, cursor=c
                         )
@@ -433,27 +431,13 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
                     assert all(p.rest == body for p in pages)
 
 
-async def _all_pages(fetch: Any) -> tuple[list[Any], list[Any]]:
-    rows: list[Any] = []
-    pages: list[Any] = []
-    cursor = None
-    for _ in range(500):
-        page = await fetch(cursor)
-        rows += page.rows
-        pages.append(page)
-        cursor = page.next
-        if cursor is None:
-            return rows, pages
-    raise AssertionError("the pages never ended")
-
-
 async def _payment_balance_matches(
     s: AsyncSession, chain: uuid.UUID, period: Period, store: uuid.UUID | None, vip_only: bool
 ) -> None:
     """Every page of Payment-Balance, both sorts, equals the report built in Python from the
     movement sums: same rows, same order, same totals."""
     lower, upper = period.bounds(TZ)
-    sums = reports._pb_sums_of_movements(chain, lower, upper, store)
+    sums = payment_balance.sums_of_movements(chain, lower, upper, store)
     c = t.customers.c
     rows = (
         await s.execute(
@@ -488,17 +472,12 @@ async def _payment_balance_matches(
             expected = sorted(reference, key=lambda r: (r[6], str(r[0])))
         else:
             expected = sorted(reference, key=lambda r: (r[2], str(r[0])))
-        got: list[Any] = []
-        cursor = None
-        for _ in range(500):
-            page = await reports.payment_balance_page(
-                s, chain, filters, sort=sort, limit=4, cursor=cursor
+        got, pages = await all_pages(
+            lambda c, f=filters, o=sort: reports.payment_balance_page(
+                s, chain, f, sort=o, limit=4, cursor=c
             )
-            assert page.totals == totals
-            got += page.rows
-            cursor = page.next
-            if cursor is None:
-                break
+        )
+        assert all(page.totals == totals for page in pages)
         assert [(r.customer_id, r.name, r.opening, r.goods, r.payments) for r in got] == [
             (r[0], r[1], r[3], r[4], r[5]) for r in expected
         ], (period, store, vip_only, sort)
@@ -531,17 +510,7 @@ async def test_an_existing_database_upgrades_to_the_kept_sums_of_its_read_models
         story = Story(seed=4)
         sf = make_session_factory(engine)
         async with sf() as s, s.begin():
-            for chain in story.chains:
-                await s.execute(
-                    sa.insert(t.chains).values(
-                        chain_id=chain,
-                        name="Chain",
-                        timezone=TZ,
-                        currency="EUR",
-                        minor_units=2,
-                        credit_mode="per_item",
-                    )
-                )
+            await story.add_chains(s)
             await story.batch(s, 120)
         await asyncio.to_thread(_alembic, fresh_database_url, "upgrade", "head")
         async with sf() as s:

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from reporting_helpers import coat, coat_returned, on_account_sale
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.credit import v1 as credit
-from contracts.enums import BonusMovementKind, BonusOperationKind, CreditMode, RefundMethod
+from contracts.enums import BonusMovementKind, BonusOperationKind
 from contracts.loyalty.v1 import BonusesVoided, BonusMovementRecorded
 from reporting.domain.model import Period
 from reporting.service_layer import reports
@@ -52,44 +53,14 @@ def movement(
 def on_account(
     chain: uuid.UUID, customer: uuid.UUID, sale_id: uuid.UUID, amount: str
 ) -> credit.SaleCompleted:
-    return credit.SaleCompleted(
-        sale_id=sale_id,
+    return on_account_sale(
         chain_id=chain,
+        customer_id=customer,
+        sale_id=sale_id,
+        when=T0,
+        lines=[coat(amount)],
         store_id=STORE,
         terminal_id=TERMINAL,
-        customer_id=customer,
-        card_number="C",
-        credit_mode=CreditMode.PER_ITEM,
-        sold_at=T0,
-        total=D(amount),
-        paid=D("0.00"),
-        on_account=D(amount),
-        advance_applied=D("0.00"),
-        change=D("0.00"),
-        change_to_advance=D("0.00"),
-        change_allocated=[],
-        advance_added=D("0.00"),
-        due_date=(T0 + timedelta(days=30)).date(),
-        bonus_accrued=D("0.00"),
-        bonus_spent=D("0.00"),
-        payments=[],
-        lines=[
-            credit.SaleLineOutcome(
-                line_no=1,
-                sku=None,
-                barcode="1",
-                name="Coat",
-                quantity=D("1"),
-                unit_price=D(amount),
-                discount=D("0.00"),
-                amount=D(amount),
-                owed=D(amount),
-            )
-        ],
-        customer_balances=credit.CustomerBalances(
-            debt=D(amount), advance=D("0.00"), bonus_balance=D("0.00")
-        ),
-        lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=D(amount))],
     )
 
 
@@ -128,38 +99,18 @@ async def test_the_same_sale_id_in_two_chains_is_two_sales_in_each_chains_report
 ) -> None:
     sale_id = uuid.uuid4()
     chain_a, chain_b, ana, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    back = credit.ReturnRecorded(
-        return_id=uuid.uuid4(),
-        sale_id=sale_id,
+    back = coat_returned(
         chain_id=chain_b,
         customer_id=bob,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        refund=RefundMethod.CASH,
-        lines=[
-            credit.ReturnedLine(
-                line_no=1,
-                sku=None,
-                barcode="1",
-                name="Coat",
-                quantity=D("1"),
-                value=D("30.00"),
-                debt_cancelled=D("30.00"),
-            )
-        ],
-        value=D("30.00"),
-        debt_cancelled=D("30.00"),
-        bonus_restored=D("0.00"),
-        refunded=D("0.00"),
-        applied_to_debt=D("0.00"),
-        allocated=[],
-        advance_added=D("0.00"),
-        bonus_reversed=D("0.00"),
-        occurred_at=T0 + timedelta(hours=1),
-        customer_balances=credit.CustomerBalances(
+        sale_id=sale_id,
+        value="30.00",
+        at=T0 + timedelta(hours=1),
+        owed_after="0.00",
+        balances=credit.CustomerBalances(
             debt=D("0.00"), advance=D("0.00"), bonus_balance=D("0.00")
         ),
-        lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=D("0.00"))],
+        store_id=STORE,
+        terminal_id=TERMINAL,
     )
     await consumer.process_records(
         [

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import reporting_helpers as events
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
@@ -87,34 +88,17 @@ def on_account_sale(
     balances: credit.CustomerBalances,
     mode: CreditMode,
 ) -> credit.SaleCompleted:
-    total = sum((ln.amount for ln in lines), D(0))
-    return credit.SaleCompleted(
-        sale_id=sale_id,
+    return events.on_account_sale(
         chain_id=CHAIN,
+        customer_id=customer,
+        sale_id=sale_id,
+        when=when,
+        lines=lines,
         store_id=STORE,
         terminal_id=TERMINAL,
-        customer_id=customer,
+        balances=balances,
+        mode=mode,
         card_number="C1",
-        credit_mode=mode,
-        sold_at=when,
-        total=total,
-        paid=D("0.00"),
-        on_account=total,
-        advance_applied=D("0.00"),
-        change=D("0.00"),
-        change_to_advance=D("0.00"),
-        change_allocated=[],
-        advance_added=D("0.00"),
-        due_date=(when + timedelta(days=30)).date(),
-        bonus_accrued=D("0.00"),
-        bonus_spent=D("0.00"),
-        payments=[],
-        lines=lines,
-        customer_balances=balances,
-        lines_changed=[
-            credit.LineOwedChange(sale_id=sale_id, line_no=ln.line_no, owed_after=ln.owed)
-            for ln in lines
-        ],
     )
 
 

@@ -32,6 +32,7 @@ from contracts.enums import (
     RefundMethod,
     RefusalCode,
 )
+from contracts.gateway.v1 import SaleLine
 from contracts.money import Money, NonNegativeMoney, Percent, PositiveMoney, Quantity
 from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
 
@@ -115,17 +116,11 @@ class SalePaymentOutcome(ContractModel):
     bonus_accrued: NonNegativeMoney
 
 
-class SaleLineOutcome(ContractModel):
+# the command's line as sold (`SaleLine`, the gateway priced it), plus what is owed on it: one
+# line shape from the till's request to the till's answer
+class SaleLineOutcome(SaleLine):
     """A receipt line of a completed sale and what is owed on it after the sale."""
 
-    line_no: LineNo
-    sku: Text | None
-    barcode: Text | None
-    name: Text
-    quantity: Quantity
-    unit_price: NonNegativeMoney
-    discount: NonNegativeMoney
-    amount: NonNegativeMoney
     owed: NonNegativeMoney
 
 

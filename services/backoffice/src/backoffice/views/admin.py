@@ -104,28 +104,39 @@ async def save_settings(page: ManagerPage) -> Response:
 # --------------------------------------------------------------------------- stores
 
 
-async def _stores_page(
+async def _list_page(
     page: PageContext,
+    collection: str,
+    template: str,
     *,
     errors: dict[str, str] | None = None,
     entered: dict[str, str] | None = None,
-    new_key: dict[str, Any] | None = None,
     status_code: int = 200,
+    **values: Any,
 ) -> Response:
+    """One page of a gateway collection (`/v1/<collection>`, at the query's cursor) with the
+    form that adds to it, its errors and what was entered."""
     settings = page.request.app.state.settings
     cursor = page.request.query_params.get("cursor", "")
-    answer = await page.api.get("/v1/stores", limit=settings.page_size, cursor=cursor or None)
+    answer = await page.api.get(
+        f"/v1/{collection}", limit=settings.page_size, cursor=cursor or None
+    )
     return render(
         page.request,
-        "admin/stores.html",
+        template,
         status_code=status_code,
-        stores=answer.get("items", []),
         next_cursor=answer.get("next"),
         params={"cursor": cursor},
         errors=errors or {},
         entered=entered or {},
-        created_key=new_key,
+        **{collection: answer.get("items", [])},
+        **values,
     )
+
+
+async def _stores_page(page: PageContext, **form: Any) -> Response:
+    """The stores and their terminals; `form`: what `_list_page` shows of a refused form."""
+    return await _list_page(page, "stores", "admin/stores.html", **form)
 
 
 @router.get("/stores")
@@ -137,13 +148,10 @@ async def stores(page: ManagerPage) -> Response:
 async def create_store(page: ManagerPage) -> Response:
     form = await page.request.form()
     body = {"code": field(form, "code"), "name": field(form, "name")}
-    try:
-        await page.api.send("POST", "/v1/stores", body, idempotency_key=field(form, "idem"))
-    except ApiProblem as exc:
-        if exc.status not in (409, 422):
-            raise
-        errors = dict(exc.errors) or {"code": exc.detail or exc.title}
-        return await _stores_page(page, errors=errors, entered=body, status_code=exc.status)
+    problem = await page.submit(form, "POST", "/v1/stores", body)
+    if isinstance(problem, ApiProblem):
+        errors = dict(problem.errors) or {"code": problem.detail or problem.title}
+        return await _stores_page(page, errors=errors, entered=body, status_code=problem.status)
     return RedirectResponse("/stores?msg=store_created", status_code=303)
 
 
@@ -151,18 +159,10 @@ async def create_store(page: ManagerPage) -> Response:
 async def create_terminal(page: ManagerPage, store_id: UUID) -> Response:
     form = await page.request.form()
     name = field(form, "name")
-    try:
-        created = await page.api.send(
-            "POST",
-            f"/v1/stores/{store_id}/terminals",
-            {"name": name},
-            idempotency_key=field(form, "idem"),
-        )
-    except ApiProblem as exc:
-        if exc.status not in (409, 422):
-            raise
-        errors = {f"terminal-{store_id}": exc.errors.get("name") or exc.detail}
-        return await _stores_page(page, errors=errors, status_code=exc.status)
+    created = await page.submit(form, "POST", f"/v1/stores/{store_id}/terminals", {"name": name})
+    if isinstance(created, ApiProblem):
+        errors = {f"terminal-{store_id}": created.errors.get("name") or created.detail}
+        return await _stores_page(page, errors=errors, status_code=created.status)
     return _key_once(page, created, name)
 
 
@@ -195,27 +195,10 @@ async def revoke_terminal(page: ManagerPage, terminal_id: UUID) -> Response:
 # --------------------------------------------------------------------------- users
 
 
-async def _users_page(
-    page: PageContext,
-    *,
-    errors: dict[str, str] | None = None,
-    entered: dict[str, str] | None = None,
-    status_code: int = 200,
-) -> Response:
-    settings = page.request.app.state.settings
-    cursor = page.request.query_params.get("cursor", "")
-    answer = await page.api.get("/v1/users", limit=settings.page_size, cursor=cursor or None)
-    return render(
-        page.request,
-        "admin/users.html",
-        status_code=status_code,
-        users=answer.get("items", []),
-        next_cursor=answer.get("next"),
-        params={"cursor": cursor},
-        errors=errors or {},
-        entered=entered or {},
-        roles=ROLES,
-        role_labels=ROLE_LABELS,
+async def _users_page(page: PageContext, **form: Any) -> Response:
+    """The chain's staff; `form`: what `_list_page` shows of a refused form."""
+    return await _list_page(
+        page, "users", "admin/users.html", roles=ROLES, role_labels=ROLE_LABELS, **form
     )
 
 
@@ -233,15 +216,12 @@ async def create_user(page: ManagerPage) -> Response:
         "role": field(form, "role"),
         "password": str(form.get("password") or ""),
     }
-    try:
-        await page.api.send("POST", "/v1/users", body, idempotency_key=field(form, "idem"))
-    except ApiProblem as exc:
-        if exc.status not in (409, 422):
-            raise
-        errors = dict(exc.errors) or {"email": exc.detail or exc.title}
+    problem = await page.submit(form, "POST", "/v1/users", body)
+    if isinstance(problem, ApiProblem):
+        errors = dict(problem.errors) or {"email": problem.detail or problem.title}
         # the password is never sent back to the browser
         entered = {k: v for k, v in body.items() if k != "password"}
-        return await _users_page(page, errors=errors, entered=entered, status_code=exc.status)
+        return await _users_page(page, errors=errors, entered=entered, status_code=problem.status)
     return RedirectResponse("/users?msg=user_created", status_code=303)
 
 

@@ -162,17 +162,11 @@ async def _again(
 async def issue_card(page: ManagerPage, customer_id: UUID) -> Response:
     form = await page.request.form()
     card = field(form, "card_number")
-    try:
-        await page.api.send(
-            "POST",
-            f"/v1/customers/{customer_id}/cards",
-            {"card_number": card},
-            idempotency_key=field(form, "idem") or None,
-        )
-    except ApiProblem as exc:
-        if exc.status not in (409, 422):
-            raise
-        return await _again(page, customer_id, exc, {"card_number": card}, "card_number")
+    problem = await page.submit(
+        form, "POST", f"/v1/customers/{customer_id}/cards", {"card_number": card}
+    )
+    if isinstance(problem, ApiProblem):
+        return await _again(page, customer_id, problem, {"card_number": card}, "card_number")
     return RedirectResponse(f"/customers/{customer_id}?msg=card_issued", status_code=303)
 
 
@@ -180,16 +174,9 @@ async def issue_card(page: ManagerPage, customer_id: UUID) -> Response:
 async def block_card(page: ManagerPage, customer_id: UUID) -> Response:
     form = await page.request.form()
     card = field(form, "card_number")
-    try:
-        await page.api.send(
-            "POST",
-            f"/v1/cards/{quote(card, safe='')}/block",
-            idempotency_key=field(form, "idem") or None,
-        )
-    except ApiProblem as exc:
-        if exc.status not in (409, 422):
-            raise
-        return await _again(page, customer_id, exc, {}, "block")
+    problem = await page.submit(form, "POST", f"/v1/cards/{quote(card, safe='')}/block")
+    if isinstance(problem, ApiProblem):
+        return await _again(page, customer_id, problem, {}, "block")
     return RedirectResponse(f"/customers/{customer_id}?msg=card_blocked", status_code=303)
 
 
@@ -198,17 +185,11 @@ async def cancel_accrual(page: Page, customer_id: UUID) -> Response:
     """A payment's bonus type set to "no bonuses": its accrual is cancelled (once)."""
     form = await page.request.form()
     payment_id = uuid_field(form, "payment_id")
-    try:
-        await page.api.send(
-            "POST",
-            f"/v1/payments/{payment_id}/bonus-type",
-            {"bonus_type": "none"},
-            idempotency_key=field(form, "idem") or None,
-        )
-    except ApiProblem as exc:
-        if exc.status not in (409, 422):
-            raise
-        return await _again(page, customer_id, exc, {}, "statement")
+    problem = await page.submit(
+        form, "POST", f"/v1/payments/{payment_id}/bonus-type", {"bonus_type": "none"}
+    )
+    if isinstance(problem, ApiProblem):
+        return await _again(page, customer_id, problem, {}, "statement")
     back = field(form, "back")
     own = f"/customers/{customer_id}"
     target = back if back == own or back.startswith(own + "?") else own

@@ -77,17 +77,9 @@ async def task_page(page: Page, task_id: UUID) -> Response:
 async def complete(page: Page, task_id: UUID) -> Response:
     form = await page.request.form()
     body = {"outcome": field(form, "outcome"), "note": field(form, "note")}
-    try:
-        task = await page.api.send(
-            "POST",
-            f"/v1/tasks/{task_id}/complete",
-            body,
-            idempotency_key=field(form, "idem") or None,
-        )
-    except ApiProblem as exc:
-        if exc.status != 422:
-            raise
-        return await _task_again(page, task_id, exc, body)
+    task = await page.submit(form, "POST", f"/v1/tasks/{task_id}/complete", body, shown=(422,))
+    if isinstance(task, ApiProblem):
+        return await _task_again(page, task_id, task, body)
     if is_htmx(page.request):
         # the card swaps in place: now done, with who completed it
         return render(
@@ -127,14 +119,6 @@ async def _task_again(
 async def revoke_discount(page: Page, task_id: UUID) -> Response:
     form = await page.request.form()
     sale_id = uuid_field(form, "sale_id")
-    try:
-        await page.api.send(
-            "POST",
-            f"/v1/sales/{sale_id}/revoke-discount",
-            idempotency_key=field(form, "idem") or None,
-        )
-    except ApiProblem as exc:
-        if exc.status == 409:  # already revoked (by the overdue scan or a colleague): done
-            return RedirectResponse(f"/tasks/{task_id}?msg=revoked", status_code=303)
-        raise
+    # 409: already revoked (by the overdue scan or a colleague): done all the same
+    await page.submit(form, "POST", f"/v1/sales/{sale_id}/revoke-discount", shown=(409,))
     return RedirectResponse(f"/tasks/{task_id}?msg=revoked", status_code=303)

@@ -169,19 +169,7 @@ def new_sale(cmd: RecordSale) -> Sale:
         sold_at=cmd.sold_at,
         local_date=day,
         due_date=due_date_for(day, delay),
-        lines=tuple(
-            Line(
-                line_no=x.line_no,
-                name=x.name,
-                sku=x.sku,
-                barcode=x.barcode,
-                quantity=x.quantity,
-                unit_price=x.unit_price,
-                discount=x.discount,
-                amount=x.amount,
-            )
-            for x in cmd.lines
-        ),
+        lines=tuple(Line(**dict(x)) for x in cmd.lines),  # the command's line, as sold
         payments=tuple(
             Payment(p.payment_id, Method(p.method.value), p.amount) for p in cmd.payments
         ),
@@ -233,17 +221,8 @@ def decide_sale(step: Step, cmd: RecordSale) -> Decision:
             if p.method is not PaymentMethod.ON_ACCOUNT
         ],
         lines=[
-            SaleLineOutcome(
-                line_no=n,
-                sku=x.sku,
-                barcode=x.barcode,
-                name=x.name,
-                quantity=x.quantity,
-                unit_price=x.unit_price,
-                discount=x.discount,
-                amount=x.amount,
-                owed=m(out.line_owed.get(n, Decimal(0))),
-            )
+            # the command's line as sold, with what is owed on it now
+            SaleLineOutcome(**dict(x), owed=m(out.line_owed.get(n, Decimal(0))))
             for n, x in sorted({x.line_no: x for x in cmd.lines}.items())
         ],
         customer_balances=step.balances(out) if step.customer_id else None,

@@ -27,7 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.credit.v1 import ApplyBonuses, VoidBonuses
 from contracts.enums import BonusMovementKind
-from contracts.gateway.v1 import CancelPaymentBonus, ChainRegistered, ChainSettingsChanged
+from contracts.gateway.v1 import (
+    CancelPaymentBonus,
+    ChainRegistered,
+    ChainSettingsChanged,
+    ChainSettingsSnapshot,
+)
 from contracts.loyalty.v1 import (
     BonusCancellationRefused,
     BonusesApplied,
@@ -114,6 +119,47 @@ async def _expiry_days(session: AsyncSession, cmd: ApplyBonuses) -> int | None:
         changed_at=None,
     )
     return cmd.bonus_expiry_days
+
+
+async def _save_chain_settings(
+    session: AsyncSession, chain_id: UUID, settings: ChainSettingsSnapshot, at: datetime
+) -> None:
+    """What loyalty keeps of a chain's settings, as of `at` (master data)."""
+    await repo.save_chain_settings(
+        session,
+        chain_id=chain_id,
+        bonus_expiry_days=settings.bonus_expiry_days,
+        bonus_rate_percent=settings.bonus_rate_percent,
+        minor_units=settings.minor_units,
+        timezone=settings.timezone,
+        changed_at=at,
+    )
+
+
+async def _remember_voided(
+    session: AsyncSession, cmd: ApplyBonuses | VoidBonuses, detail: str, balance: Decimal
+) -> BonusesRefused:
+    """The operation recorded voided, with the answer any copy of it gets from now on: refused
+    as operation_failed."""
+    refusal = BonusesRefused(
+        operation_id=cmd.operation_id,
+        operation_kind=cmd.operation_kind,
+        chain_id=cmd.chain_id,
+        customer_id=cmd.customer_id,
+        code="operation_failed",
+        detail=detail[:500],
+        balance=balance,
+    )
+    await repo.void_operation(
+        session,
+        operation_id=cmd.operation_id,
+        chain_id=cmd.chain_id,
+        customer_id=cmd.customer_id,
+        operation_kind=cmd.operation_kind.value,
+        answer_type=refusal.TYPE,
+        answer=refusal.model_dump(mode="json"),
+    )
+    return refusal
 
 
 def answer_for(
@@ -322,23 +368,8 @@ class LoyaltyHandlers:
                 at=at,
             )
             await repo.save_account(session, cmd.chain_id, account)
-        refusal = BonusesRefused(
-            operation_id=cmd.operation_id,
-            operation_kind=cmd.operation_kind,
-            chain_id=cmd.chain_id,
-            customer_id=cmd.customer_id,
-            code="operation_failed",
-            detail=f"the operation was voided: {cmd.reason}"[:500],
-            balance=account.balance,
-        )
-        await repo.void_operation(
-            session,
-            operation_id=cmd.operation_id,
-            chain_id=cmd.chain_id,
-            customer_id=cmd.customer_id,
-            operation_kind=cmd.operation_kind.value,
-            answer_type=refusal.TYPE,
-            answer=refusal.model_dump(mode="json"),
+        await _remember_voided(
+            session, cmd, f"the operation was voided: {cmd.reason}", account.balance
         )
         metrics.OPERATIONS.labels("voided").inc()
         await ctx.emit(
@@ -364,23 +395,11 @@ class LoyaltyHandlers:
         if await repo.find_operation(session, cmd.chain_id, cmd.operation_id) is not None:
             return  # answered before: that answer stands
         balance = await repo.lock_customer(session, cmd.chain_id, cmd.customer_id)
-        refusal = BonusesRefused(
-            operation_id=cmd.operation_id,
-            operation_kind=cmd.operation_kind,
-            chain_id=cmd.chain_id,
-            customer_id=cmd.customer_id,
-            code="operation_failed",
-            detail=f"loyalty could not process the operation: {reason}"[:500],
-            balance=quantize_money(balance[0] if balance else Decimal(0), cmd.minor_units),
-        )
-        await repo.void_operation(
+        refusal = await _remember_voided(
             session,
-            operation_id=cmd.operation_id,
-            chain_id=cmd.chain_id,
-            customer_id=cmd.customer_id,
-            operation_kind=cmd.operation_kind.value,
-            answer_type=refusal.TYPE,
-            answer=refusal.model_dump(mode="json"),
+            cmd,
+            f"loyalty could not process the operation: {reason}",
+            quantize_money(balance[0] if balance else Decimal(0), cmd.minor_units),
         )
         kit_metrics.OPERATIONS_FAILED.labels(
             "loyalty", cmd.operation_kind.value, "dead_letter"
@@ -397,30 +416,12 @@ class LoyaltyHandlers:
         ).inc()
 
     async def chain_registered(self, ctx: MessageContext, event: ChainRegistered) -> None:
-        s = event.settings
-        await repo.save_chain_settings(
-            ctx.session,
-            chain_id=event.chain_id,
-            bonus_expiry_days=s.bonus_expiry_days,
-            bonus_rate_percent=s.bonus_rate_percent,
-            minor_units=s.minor_units,
-            timezone=s.timezone,
-            changed_at=event.registered_at,
-        )
+        await _save_chain_settings(ctx.session, event.chain_id, event.settings, event.registered_at)
 
     async def chain_settings_changed(
         self, ctx: MessageContext, event: ChainSettingsChanged
     ) -> None:
-        s = event.settings
-        await repo.save_chain_settings(
-            ctx.session,
-            chain_id=event.chain_id,
-            bonus_expiry_days=s.bonus_expiry_days,
-            bonus_rate_percent=s.bonus_rate_percent,
-            minor_units=s.minor_units,
-            timezone=s.timezone,
-            changed_at=event.changed_at,
-        )
+        await _save_chain_settings(ctx.session, event.chain_id, event.settings, event.changed_at)
 
     @staticmethod
     async def _refuse_cancellation(ctx: MessageContext, cmd: CancelPaymentBonus) -> None:

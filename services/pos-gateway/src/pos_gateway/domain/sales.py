@@ -9,23 +9,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from contracts.enums import PaymentMethod
+from contracts.gateway.v1 import SaleLine
 from pos_gateway.domain.errors import GatewayError, ValidationFailed, invalid
 from pos_gateway.domain.limits import MONEY_LIMIT
-from pos_gateway.domain.money import fits_minor_units, line_amount
+from pos_gateway.domain.money import fits_minor_units, line_amount, money
 
 _ZERO = Decimal(0)
 
 
-@dataclass(frozen=True)
-class LineIn:
-    sku: str | None
-    barcode: str | None
-    name: str
-    quantity: Decimal
-    unit_price: Decimal
-    discount: Decimal
+class LineIn(Protocol):
+    """A receipt line as the till sends it (the request body's `SaleLineIn` is one): priced,
+    it becomes the command's `SaleLine`, the one shape credit receives and answers with."""
+
+    @property
+    def sku(self) -> str | None: ...
+    @property
+    def barcode(self) -> str | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def quantity(self) -> Decimal: ...
+    @property
+    def unit_price(self) -> Decimal: ...
+    @property
+    def discount(self) -> Decimal: ...
 
 
 @dataclass(frozen=True)
@@ -35,20 +45,8 @@ class PaymentIn:
 
 
 @dataclass(frozen=True)
-class PricedLine:
-    line_no: int
-    sku: str | None
-    barcode: str | None
-    name: str
-    quantity: Decimal
-    unit_price: Decimal
-    discount: Decimal
-    amount: Decimal
-
-
-@dataclass(frozen=True)
 class PricedSale:
-    lines: tuple[PricedLine, ...]
+    lines: tuple[SaleLine, ...]
     total: Decimal
     change: Decimal
     change_to_advance: Decimal
@@ -83,10 +81,11 @@ def price_sale(
         + [("change_to_advance", change_to_advance)],
         minor_units,
     )
-    priced: list[PricedLine] = []
+    amounts: list[Decimal] = []
     errors: list[dict[str, str]] = []
     for i, ln in enumerate(lines):
         amount = line_amount(ln.quantity, ln.unit_price, ln.discount, minor_units)
+        amounts.append(amount)
         if amount < _ZERO:
             errors.append(
                 {"field": f"lines.{i}.discount", "message": "the discount exceeds the line's value"}
@@ -99,14 +98,9 @@ def price_sale(
                     f"must be below {MONEY_LIMIT:f}",
                 }
             )
-        priced.append(
-            PricedLine(
-                i + 1, ln.sku, ln.barcode, ln.name, ln.quantity, ln.unit_price, ln.discount, amount
-            )
-        )
     if errors:
         raise ValidationFailed(errors)
-    total = sum((ln.amount for ln in priced), _ZERO)
+    total = sum(amounts, _ZERO)
     tendered = sum((p.amount for p in payments), _ZERO)
     # each line and each payment is within the limits; their sums must be too (the change is
     # what was tendered beyond the total, so bounding both bounds it)
@@ -139,7 +133,20 @@ def price_sale(
         raise GatewayError(
             "payment_mismatch", f"change_to_advance ({kept}) exceeds the change ({change})"
         )
-    return PricedSale(tuple(priced), total, change, kept)
+    priced = tuple(
+        SaleLine(
+            line_no=i,
+            sku=ln.sku or None,
+            barcode=ln.barcode or None,
+            name=ln.name,
+            quantity=ln.quantity,
+            unit_price=money(ln.unit_price, minor_units),
+            discount=money(ln.discount, minor_units),
+            amount=money(amount, minor_units),
+        )
+        for i, (ln, amount) in enumerate(zip(lines, amounts, strict=True), 1)
+    )
+    return PricedSale(priced, total, change, kept)
 
 
 _CARD_METHODS = frozenset({PaymentMethod.ON_ACCOUNT, PaymentMethod.BONUS, PaymentMethod.ADVANCE})

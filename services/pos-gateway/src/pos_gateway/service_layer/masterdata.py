@@ -257,20 +257,33 @@ async def create_customer(
         )
     customer = await _publish_customer(session, chain, customer_id, registered=True)
     if body.card_number is not None:
-        await publish(
-            session,
-            CardIssued(
-                chain_id=chain.chain_id,
-                customer_id=customer_id,
-                card_number=body.card_number,
-                previous_card_number=None,
-                issued_at=now,
-            ),
-            key=customer_id,
-            chain_id=chain.chain_id,
+        await _publish_card_issued(
+            session, chain.chain_id, customer_id, body.card_number, None, now
         )
     # a customer registered this instant has no movements: zeros are the truth, not a guess
     return Answer(201, customer_json(customer, dict(ZERO_BALANCES), chain.minor_units))
+
+
+async def _publish_card_issued(
+    session: AsyncSession,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    card_number: str,
+    previous: str | None,
+    at: datetime,
+) -> None:
+    await publish(
+        session,
+        CardIssued(
+            chain_id=chain_id,
+            customer_id=customer_id,
+            card_number=card_number,
+            previous_card_number=previous,
+            issued_at=at,
+        ),
+        key=customer_id,
+        chain_id=chain_id,
+    )
 
 
 async def get_customer(
@@ -377,17 +390,8 @@ async def issue_card(
         issued_at=now,
     )
     await master.update_customer(customer_id, card_number=body.card_number, updated_at=now)
-    await publish(
-        session,
-        CardIssued(
-            chain_id=chain.chain_id,
-            customer_id=customer_id,
-            card_number=body.card_number,
-            previous_card_number=previous,
-            issued_at=now,
-        ),
-        key=customer_id,
-        chain_id=chain.chain_id,
+    await _publish_card_issued(
+        session, chain.chain_id, customer_id, body.card_number, previous, now
     )
     await _publish_customer(session, chain, customer_id, registered=False)
     return Answer(201, {"customer_id": str(customer_id), "card_number": body.card_number})

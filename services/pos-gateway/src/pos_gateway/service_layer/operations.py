@@ -25,7 +25,6 @@ from contracts.gateway.v1 import (
     RecordSale,
     ReturnLineRequest,
     RevokeDiscount,
-    SaleLine,
     SalePayment,
 )
 from contracts.money import format_money
@@ -36,7 +35,6 @@ from pos_gateway.domain.errors import GatewayError, invalid, not_found, problem_
 from pos_gateway.domain.money import money
 from pos_gateway.domain.operations import OpRef
 from pos_gateway.domain.sales import (
-    LineIn,
     PaymentIn,
     check_money_scale,
     check_occurred_at,
@@ -326,10 +324,7 @@ def _prepare_sale(
     sold_at = _occurred_at(gw, body.occurred_at, now)
     payments_in = [PaymentIn(p.method, p.amount) for p in body.payments]
     priced = price_sale(
-        [
-            LineIn(ln.sku, ln.barcode, ln.name, ln.quantity, ln.unit_price, ln.discount)
-            for ln in body.lines
-        ],
+        body.lines,
         payments_in,
         body.change_to_advance,
         chain.minor_units,
@@ -351,19 +346,7 @@ def _prepare_sale(
         settings=settings_snapshot(chain),
         card_number=body.card_number,
         sold_at=sold_at,
-        lines=[
-            SaleLine(
-                line_no=ln.line_no,
-                sku=ln.sku or None,
-                barcode=ln.barcode or None,
-                name=ln.name,
-                quantity=ln.quantity,
-                unit_price=money(ln.unit_price, minor),
-                discount=money(ln.discount, minor),
-                amount=money(ln.amount, minor),
-            )
-            for ln in priced.lines
-        ],
+        lines=list(priced.lines),
         payments=[
             SalePayment(payment_id=uuid.uuid4(), method=p.method, amount=money(p.amount, minor))
             for p in payments_in

@@ -225,49 +225,34 @@ def _json(payload: Any) -> dict[str, Any]:
     return data
 
 
-async def on_sale_completed(ctx: MessageContext, event: SaleCompleted) -> None:
-    await _settle(
+async def _completed(ctx: MessageContext, kind: str, operation_id: UUID, event: Any) -> bool:
+    """The operation completed: the outcome event itself is its stored outcome."""
+    return await _settle(
         ctx.session,
-        OpRef(event.chain_id, SALE, event.sale_id),
+        OpRef(event.chain_id, kind, operation_id),
         status="completed",
         outcome=_json(event),
     )
+
+
+async def on_sale_completed(ctx: MessageContext, event: SaleCompleted) -> None:
+    await _completed(ctx, SALE, event.sale_id, event)
 
 
 async def on_debt_payment_recorded(ctx: MessageContext, event: DebtPaymentRecorded) -> None:
-    await _settle(
-        ctx.session,
-        OpRef(event.chain_id, DEBT_PAYMENT, event.payment_id),
-        status="completed",
-        outcome=_json(event),
-    )
+    await _completed(ctx, DEBT_PAYMENT, event.payment_id, event)
 
 
 async def on_advance_recorded(ctx: MessageContext, event: AdvanceRecorded) -> None:
-    await _settle(
-        ctx.session,
-        OpRef(event.chain_id, ADVANCE, event.payment_id),
-        status="completed",
-        outcome=_json(event),
-    )
+    await _completed(ctx, ADVANCE, event.payment_id, event)
 
 
 async def on_refund_recorded(ctx: MessageContext, event: RefundRecorded) -> None:
-    await _settle(
-        ctx.session,
-        OpRef(event.chain_id, REFUND, event.refund_id),
-        status="completed",
-        outcome=_json(event),
-    )
+    await _completed(ctx, REFUND, event.refund_id, event)
 
 
 async def on_return_recorded(ctx: MessageContext, event: ReturnRecorded) -> None:
-    settled = await _settle(
-        ctx.session,
-        OpRef(event.chain_id, RETURN, event.return_id),
-        status="completed",
-        outcome=_json(event),
-    )
+    settled = await _completed(ctx, RETURN, event.return_id, event)
     if not settled:
         return  # counted once: only on the pending -> completed transition
     operations = Operations(ctx.session)
@@ -276,12 +261,7 @@ async def on_return_recorded(ctx: MessageContext, event: ReturnRecorded) -> None
 
 
 async def on_discount_revoked(ctx: MessageContext, event: DiscountRevoked) -> None:
-    await _settle(
-        ctx.session,
-        OpRef(event.chain_id, REVOKE_DISCOUNT, event.sale_id),
-        status="completed",
-        outcome=_json(event),
-    )
+    await _completed(ctx, REVOKE_DISCOUNT, event.sale_id, event)
 
 
 _REFUSED_KIND = {
@@ -312,12 +292,7 @@ async def on_operation_refused(ctx: MessageContext, event: OperationRefused) -> 
 
 
 async def on_payment_bonus_cancelled(ctx: MessageContext, event: PaymentBonusCancelled) -> None:
-    await _settle(
-        ctx.session,
-        OpRef(event.chain_id, BONUS_CANCEL, event.payment_id),
-        status="completed",
-        outcome=_json(event),
-    )
+    await _completed(ctx, BONUS_CANCEL, event.payment_id, event)
 
 
 async def on_bonus_cancellation_refused(

@@ -18,11 +18,13 @@ The trigger function lives in `public` and works on the schema of the table that
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from reporting.adapters import tables as t
 
@@ -191,10 +193,10 @@ def _filtered(chain_id: UUID, store_id: UUID | None, vip_only: bool) -> list[Any
     return conds
 
 
-def bucket_conditions(today: date) -> dict[str, Any]:
-    """`aging_bucket(days_past_due(due, today))` per bucket over `rm_open_debt.due_date`
-    (`NO_DUE_DATE` is far in the future: `current`, as a missing due date is)."""
-    due = t.open_debt.c.due_date
+def bucket_conditions(today: date, due: Any = t.open_debt.c.due_date) -> dict[str, Any]:
+    """`aging_bucket(days_past_due(due, today))` per bucket over a due date column
+    (`rm_open_debt.due_date` unless told; `NO_DUE_DATE` is far in the future: `current`, as a
+    missing due date is)."""
     days = sa.literal(today, sa.Date) - due  # whole days (date - date is an integer)
     return {
         "current": days <= 0,
@@ -205,69 +207,34 @@ def bucket_conditions(today: date) -> dict[str, Any]:
     }
 
 
-def aging_rows_query(
+def _customers_by_name(
+    columns: list[Any],
     chain_id: UUID,
     store_id: UUID | None,
     vip_only: bool,
-    today: date,
-    after: tuple[str, UUID] | None,
+    position: tuple[str, UUID] | None,
     limit: int,
+    *,
+    from_position: bool,
 ) -> sa.Select[Any]:
-    """Up to `limit` customers in (name, id) order after `after`, with their buckets: a walk of
-    `rm_open_debt_page` that stops after the page (a streaming group per customer)."""
+    """`columns` grouped per customer, the first `limit` customers in (name, id) order after
+    `position` (from it, included, with `from_position`): a walk of `rm_open_debt_page` that
+    stops after the page (a streaming group per customer)."""
     d = t.open_debt.c
-    zero = sa.literal(0, t.MONEY)
     stmt = (
-        sa.select(
-            d.customer_id,
-            d.name,
-            *[
-                sa.func.coalesce(sa.func.sum(d.owed).filter(cond), zero).label(bucket)
-                for bucket, cond in bucket_conditions(today).items()
-            ],
-            sa.func.sum(d.owed).label("total"),
-        )
+        sa.select(*columns)
         .where(*_filtered(chain_id, store_id, vip_only))
         .group_by(d.chain_id, d.name, d.customer_id)
         .order_by(d.chain_id, d.name, d.customer_id)
         .limit(limit)
     )
-    if after is not None:
-        stmt = stmt.where(
-            sa.tuple_(d.name, d.customer_id)
-            > sa.tuple_(sa.literal(after[0], sa.Text), sa.literal(after[1], d.customer_id.type))
+    if position is not None:
+        key = sa.tuple_(d.name, d.customer_id)
+        at = sa.tuple_(
+            sa.literal(position[0], sa.Text), sa.literal(position[1], d.customer_id.type)
         )
+        stmt = stmt.where(key >= at if from_position else key > at)
     return stmt
-
-
-def aging_totals_query(
-    chain_id: UUID, store_id: UUID | None, vip_only: bool, today: date
-) -> sa.Select[Any]:
-    """The whole report's column totals: the summary grouped by due date first (a few hundred
-    dates), then bucketed."""
-    d = t.open_debt.c
-    per_day = (
-        sa.select(d.due_date, sa.func.sum(d.owed).label("owed"))
-        .where(*_filtered(chain_id, store_id, vip_only))
-        .group_by(d.due_date)
-        .subquery("per_day")
-    )
-    days = sa.literal(today, sa.Date) - per_day.c.due_date
-    conds = {
-        "current": days <= 0,
-        "d1_30": sa.and_(days > 0, days <= 30),
-        "d31_60": sa.and_(days > 30, days <= 60),
-        "d61_90": sa.and_(days > 60, days <= 90),
-        "d90_plus": days > 90,
-    }
-    zero = sa.literal(0, t.MONEY)
-    return sa.select(
-        *[
-            sa.func.coalesce(sa.func.sum(per_day.c.owed).filter(cond), zero).label(bucket)
-            for bucket, cond in conds.items()
-        ],
-        sa.func.coalesce(sa.func.sum(per_day.c.owed), zero).label("total"),
-    )
 
 
 def page_customers_query(
@@ -281,16 +248,63 @@ def page_customers_query(
     (included): every one has at least one open line under these filters, so the first
     `limit` lines of Unpaid goods from there belong to these customers."""
     d = t.open_debt.c
-    stmt = (
-        sa.select(d.customer_id)
-        .where(*_filtered(chain_id, store_id, vip_only))
-        .group_by(d.chain_id, d.name, d.customer_id)
-        .order_by(d.chain_id, d.name, d.customer_id)
-        .limit(limit)
+    return _customers_by_name(
+        [d.customer_id], chain_id, store_id, vip_only, from_, limit, from_position=True
     )
-    if from_ is not None:
-        stmt = stmt.where(
-            sa.tuple_(d.name, d.customer_id)
-            >= sa.tuple_(sa.literal(from_[0], sa.Text), sa.literal(from_[1], d.customer_id.type))
+
+
+class OpenDebt:
+    """Aging's page statements, in the caller's session and transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def aging_rows(
+        self,
+        chain_id: UUID,
+        store_id: UUID | None,
+        vip_only: bool,
+        today: date,
+        after: tuple[str, UUID] | None,
+        limit: int,
+    ) -> Sequence[Any]:
+        """Up to `limit` customers in (name, id) order after `after`, with their buckets:
+        (customer_id, name, one column per bucket, total)."""
+        d = t.open_debt.c
+        zero = sa.literal(0, t.MONEY)
+        columns = [
+            d.customer_id,
+            d.name,
+            *[
+                sa.func.coalesce(sa.func.sum(d.owed).filter(cond), zero).label(bucket)
+                for bucket, cond in bucket_conditions(today).items()
+            ],
+            sa.func.sum(d.owed).label("total"),
+        ]
+        query = _customers_by_name(
+            columns, chain_id, store_id, vip_only, after, limit, from_position=False
         )
-    return stmt
+        rows: Sequence[Any] = (await self.session.execute(query)).all()
+        return rows
+
+    async def aging_totals(
+        self, chain_id: UUID, store_id: UUID | None, vip_only: bool, today: date
+    ) -> Any:
+        """The whole report's column totals (one column per bucket, total): the summary
+        grouped by due date first (a few hundred dates), then bucketed."""
+        d = t.open_debt.c
+        per_day = (
+            sa.select(d.due_date, sa.func.sum(d.owed).label("owed"))
+            .where(*_filtered(chain_id, store_id, vip_only))
+            .group_by(d.due_date)
+            .subquery("per_day")
+        )
+        zero = sa.literal(0, t.MONEY)
+        query = sa.select(
+            *[
+                sa.func.coalesce(sa.func.sum(per_day.c.owed).filter(cond), zero).label(bucket)
+                for bucket, cond in bucket_conditions(today, per_day.c.due_date).items()
+            ],
+            sa.func.coalesce(sa.func.sum(per_day.c.owed), zero).label("total"),
+        )
+        return (await self.session.execute(query)).one()

@@ -20,6 +20,8 @@ from contracts.money import format_money
 ZERO = Decimal(0)
 
 AGING_BUCKETS: tuple[str, ...] = ("current", "d1_30", "d31_60", "d61_90", "d90_plus")
+#: the bonus movement kinds Bonus statistics sums, one column each
+BONUS_FIELDS: tuple[str, ...] = ("accrued", "spent", "cancelled", "reversed", "restored", "expired")
 
 
 #: money as the API shows it: a string with exactly the currency's minor-unit digits

@@ -7,7 +7,7 @@ or CSV with `Accept: text/csv`. Objects of another chain answer `404 {"code": "n
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -101,18 +101,57 @@ def _page_answer(
     return JSONResponse({rows_key: list(page), **rest, "next": nxt})
 
 
-def _sql_page_answer(
+#: a whole list report: its rows and what the answer holds besides them
+Whole = tuple[Sequence[Mapping[str, Any]], dict[str, Any]]
+
+
+async def _unpaid_goods_whole(session: AsyncSession, chain_id: UUID, filters: Filters) -> Whole:
+    return await reports.unpaid_goods(session, chain_id, filters), {}
+
+
+async def _aging_whole(session: AsyncSession, chain_id: UUID, filters: Filters) -> Whole:
+    rows, totals = await reports.aging(session, chain_id, filters)
+    return rows, {"totals": totals}
+
+
+async def _bonus_statistics_whole(session: AsyncSession, chain_id: UUID, filters: Filters) -> Whole:
+    body = await reports.bonus_statistics(session, chain_id, filters)
+    return body.pop("by_customer"), body
+
+
+#: each list report's page (`reports.*_page`), whole report, and the key of its rows
+_LIST_REPORTS: dict[str, tuple[Callable[..., Awaitable[reports.ReportPage]], Any, str]] = {
+    "unpaid-goods": (reports.unpaid_goods_page, _unpaid_goods_whole, "rows"),
+    "aging": (reports.aging_page, _aging_whole, "rows"),
+    "bonus-statistics": (reports.bonus_statistics_page, _bonus_statistics_whole, "by_customer"),
+}
+
+
+async def _list_report(
     request: Request,
-    page: reports.ReportPage,
     report: str,
-    *,
-    rows_key: str = "rows",
-    **rest: Any,
+    session: AsyncSession,
+    chain_id: UUID,
+    filters: Filters,
+    limit: int | None,
+    cursor: str | None,
 ) -> Response:
-    """A page the report's SQL cut (`reports.*_page`), as JSON or CSV like `_page_answer`."""
+    """A list report's answer: with a `limit`, the page its SQL cut (`reports.*_page`) with
+    the whole report's totals; without, every row; as JSON or CSV like `_page_answer`."""
+    page, whole, rows_key = _LIST_REPORTS[report]
+    if limit is None:
+        rows, rest = await whole(session, chain_id, filters)
+        return _page_answer(
+            request, rows, report, limit=limit, cursor=cursor, rows_key=rows_key, **rest
+        )
+    try:
+        found = await page(session, chain_id, filters, limit=limit, cursor=cursor)
+    except BadCursor:
+        return _problem(422, "validation_error", "invalid cursor")
     if _wants_csv(request):
-        return _csv(page.rows, CSV_HEADERS[report], report)
-    return JSONResponse({rows_key: page.rows, **rest, "next": page.next})
+        return _csv(found.rows, CSV_HEADERS[report], report)
+    rest = found.rest or ({} if found.totals is None else {"totals": found.totals})
+    return JSONResponse({rows_key: found.rows, **rest, "next": found.next})
 
 
 async def _payment_balance_whole(
@@ -227,16 +266,9 @@ def router() -> APIRouter:
         cursor: CursorQ = None,
     ) -> Response:
         filters = _filters(None, None, store_id, vip_only)
-        if limit is not None:
-            try:
-                page = await reports.unpaid_goods_page(
-                    session, chain_id, filters, limit=limit, cursor=cursor
-                )
-            except BadCursor:
-                return _problem(422, "validation_error", "invalid cursor")
-            return _sql_page_answer(request, page, "unpaid-goods")
-        rows = await reports.unpaid_goods(session, chain_id, filters)
-        return _page_answer(request, rows, "unpaid-goods", limit=limit, cursor=cursor)
+        return await _list_report(
+            request, "unpaid-goods", session, chain_id, filters, limit, cursor
+        )
 
     @api.get("/reports/aging")
     async def aging(
@@ -249,16 +281,7 @@ def router() -> APIRouter:
         cursor: CursorQ = None,
     ) -> Response:
         filters = _filters(None, None, store_id, vip_only)
-        if limit is not None:
-            try:
-                page = await reports.aging_page(
-                    session, chain_id, filters, limit=limit, cursor=cursor
-                )
-            except BadCursor:
-                return _problem(422, "validation_error", "invalid cursor")
-            return _sql_page_answer(request, page, "aging", totals=page.totals)
-        rows, totals = await reports.aging(session, chain_id, filters)
-        return _page_answer(request, rows, "aging", limit=limit, cursor=cursor, totals=totals)
+        return await _list_report(request, "aging", session, chain_id, filters, limit, cursor)
 
     @api.get("/reports/bonus-statistics")
     async def bonus_statistics(
@@ -273,26 +296,8 @@ def router() -> APIRouter:
         cursor: CursorQ = None,
     ) -> Response:
         filters = _filters(from_, to, store_id, vip_only)
-        if limit is not None:
-            try:
-                page = await reports.bonus_statistics_page(
-                    session, chain_id, filters, limit=limit, cursor=cursor
-                )
-            except BadCursor:
-                return _problem(422, "validation_error", "invalid cursor")
-            return _sql_page_answer(
-                request, page, "bonus-statistics", rows_key="by_customer", **(page.rest or {})
-            )
-        body = await reports.bonus_statistics(session, chain_id, filters)
-        rows = body.pop("by_customer")
-        return _page_answer(
-            request,
-            rows,
-            "bonus-statistics",
-            limit=limit,
-            cursor=cursor,
-            rows_key="by_customer",
-            **body,
+        return await _list_report(
+            request, "bonus-statistics", session, chain_id, filters, limit, cursor
         )
 
     @api.get("/customers/{customer_id}/statement")

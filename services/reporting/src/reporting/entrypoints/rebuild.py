@@ -32,25 +32,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from reporting.adapters.tables import READ_MODEL_TABLES, metadata
+from reporting.adapters import projection_lock
+from reporting.adapters.rebuild_schemas import RebuildSchemas
 from reporting.config import Settings
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer.handlers import make_consumer
-from reporting.service_layer.projection import (
-    PROJECTION_LOCK,
-    TOPICS,
-    projection_lock_enabled,
-)
+from reporting.service_layer.projection import TOPICS, projection_lock_enabled
 from reporting.service_layer.snapshots import Snapshot, copy_snapshot_into, newest_snapshot
 from servicekit.db import make_engine, make_session_factory, prepare_database
 from servicekit.kafkasecurity import client_options
-from servicekit.schema import messaging_tables, positions_table
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +158,9 @@ def _scratch_engine(url: str, schema: str) -> AsyncEngine:
 
 async def _create_scratch(live: AsyncEngine, scratch: AsyncEngine, schema: str) -> None:
     async with live.begin() as conn:
-        await conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    scratch_md = sa.MetaData()
-    messaging_tables(scratch_md)
-    positions_table(scratch_md)
+        await RebuildSchemas(conn).create_schema(schema)
     async with scratch.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.run_sync(scratch_md.create_all)
+        await RebuildSchemas(conn).create_scratch_tables()
 
 
 async def _fetch(
@@ -201,40 +192,9 @@ async def _fetch(
     return [found[w] for w in sorted(wanted, key=lambda w: (w[0], w[1], w[2])) if w in found]
 
 
-async def _missing_from_scratch(
-    conn: AsyncConnection, schema: str, consumer_name: str
-) -> list[tuple[str, int, int]]:
-    rows = await conn.execute(
-        sa.text(
-            f"""SELECT l.topic, l.partition, l."offset" FROM public.inbox l
-                WHERE l.consumer = :c AND NOT EXISTS (
-                    SELECT 1 FROM "{schema}".inbox s
-                    WHERE s.consumer = l.consumer AND s.message_id = l.message_id)
-                ORDER BY l.topic, l.partition, l."offset" """
-        ),
-        {"c": consumer_name},
-    )
-    return [(r.topic, r.partition, r.offset) for r in rows]
-
-
 async def compare_schemas(conn: AsyncConnection, left: str, right: str) -> dict[str, int]:
     """Rows present in one schema's read-model table but not the other's, per table."""
-    differences: dict[str, int] = {}
-    for table in READ_MODEL_TABLES:
-        cols = ", ".join(f'"{c.name}"' for c in table.columns)
-        count = await conn.scalar(
-            sa.text(
-                f"""SELECT count(*) FROM (
-                    (SELECT {cols} FROM "{left}"."{table.name}"
-                     EXCEPT ALL SELECT {cols} FROM "{right}"."{table.name}")
-                    UNION ALL
-                    (SELECT {cols} FROM "{right}"."{table.name}"
-                     EXCEPT ALL SELECT {cols} FROM "{left}"."{table.name}")) d"""
-            )
-        )
-        if count:
-            differences[table.name] = int(count)
-    return differences
+    return await RebuildSchemas(conn).differences(left, right)
 
 
 async def rebuild(
@@ -323,7 +283,7 @@ async def rebuild(
             await kafka.stop()
 
         async with live.connect() as conn:
-            tail = await _missing_from_scratch(conn, schema, settings.consumer_group)
+            tail = await RebuildSchemas(conn).missing_from_scratch(schema, settings.consumer_group)
         if tail:
             _say(f"catching up {len(tail)} records the live consumer took meanwhile")
             await consumer.process_records(
@@ -360,27 +320,15 @@ async def _swap(live: AsyncEngine, schema: str, settings: Settings, consumer: An
     for attempt in range(1, 4):
         try:
             async with live.begin() as conn:
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PROJECTION_LOCK)))
-                tail = await _missing_from_scratch(conn, schema, settings.consumer_group)
+                await projection_lock.hold_exclusive(conn)
+                schemas = RebuildSchemas(conn)
+                tail = await schemas.missing_from_scratch(schema, settings.consumer_group)
                 if tail:
                     records = await _fetch(
                         settings.kafka_bootstrap_servers, tail, client_options(settings)
                     )
                     await consumer.process_records(records)
-                await conn.execute(
-                    sa.text(
-                        f"""INSERT INTO public.inbox SELECT * FROM "{schema}".inbox
-                            ON CONFLICT DO NOTHING"""
-                    )
-                )
-                await conn.execute(sa.text(f'CREATE SCHEMA "{old}"'))
-                for table in READ_MODEL_TABLES:
-                    await conn.execute(
-                        sa.text(f'ALTER TABLE public."{table.name}" SET SCHEMA "{old}"')
-                    )
-                    await conn.execute(
-                        sa.text(f'ALTER TABLE "{schema}"."{table.name}" SET SCHEMA public')
-                    )
+                await schemas.swap_in(schema, old)
             break
         except sa_exc.DBAPIError as exc:  # a deadlock with a live batch: that batch or we retry
             if attempt == 3:
@@ -388,8 +336,8 @@ async def _swap(live: AsyncEngine, schema: str, settings: Settings, consumer: An
             _say(f"swap attempt {attempt} failed ({type(exc.orig).__name__}); retrying")
             await asyncio.sleep(1)
     async with live.begin() as conn:
-        await conn.execute(sa.text(f'DROP SCHEMA "{old}" CASCADE'))
-        await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await RebuildSchemas(conn).drop_schema(old)
+        await RebuildSchemas(conn).drop_schema(schema)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

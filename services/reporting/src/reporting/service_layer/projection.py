@@ -16,7 +16,6 @@ unique within the chain only.
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
@@ -24,8 +23,6 @@ from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.credit import v1 as credit
@@ -34,18 +31,19 @@ from contracts.gateway import v1 as gateway
 from contracts.loyalty import v1 as loyalty
 from contracts.money import decimal_to_str
 from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS, MASTERDATA_EVENTS
-from reporting.adapters import tables as t
+from reporting.adapters import projection_lock
+from reporting.adapters.movements import Movements
+from reporting.adapters.read_models import Balances, MasterData
+from reporting.adapters.sales import Sales
 from reporting.domain.model import ZERO, return_shares, sale_shares
 from servicekit.consumer import MessageContext
-from servicekit.db import lock_row
 
 log = logging.getLogger(__name__)
 
 TOPICS: tuple[str, ...] = (CREDIT_EVENTS, LOYALTY_EVENTS, MASTERDATA_EVENTS)
 
-#: Live handlers hold this advisory lock shared; the rebuild takes it exclusively to swap the
-#: rebuilt tables in while no batch is half-way.
-PROJECTION_LOCK = zlib.crc32(b"reporting-projection")
+#: Live handlers hold the projection lock (`adapters.projection_lock`) shared; the rebuild
+#: takes it exclusively to swap the rebuilt tables in while no batch is half-way.
 #: False inside the rebuild, whose scratch tables no live handler touches.
 projection_lock_enabled: ContextVar[bool] = ContextVar("projection_lock_enabled", default=True)
 
@@ -58,53 +56,25 @@ _BONUS_ADDS = frozenset({BonusMovementKind.ACCRUED, BonusMovementKind.RESTORED})
 async def _hold_projection_lock(session: AsyncSession) -> None:
     if not projection_lock_enabled.get():
         return
-    await session.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(PROJECTION_LOCK)))
-
-
-async def _locked_balances(
-    session: AsyncSession, chain_id: UUID, customer_id: UUID
-) -> tuple[Decimal, Decimal, Decimal]:
-    """The customer's balances row, created if missing, locked for this transaction."""
-    row = await lock_row(
-        session,
-        sa.select(t.balances.c.debt, t.balances.c.advance, t.balances.c.bonus_balance)
-        .where(t.balances.c.customer_id == customer_id)
-        .with_for_update(),
-        pg_insert(t.balances)
-        .values(customer_id=customer_id, chain_id=chain_id)
-        .on_conflict_do_nothing(),
-    )
-    assert row is not None
-    return row.debt, row.advance, row.bonus_balance
+    await projection_lock.hold_shared(session)
 
 
 async def _apply_credit_balances(
     session: AsyncSession, chain_id: UUID, customer_id: UUID, after: credit.CustomerBalances
 ) -> tuple[Decimal, Decimal]:
     """Store credit's balances after the event; returns the (debt, advance) changes."""
-    debt, advance, _ = await _locked_balances(session, chain_id, customer_id)
-    await session.execute(
-        sa.update(t.balances)
-        .where(t.balances.c.customer_id == customer_id)
-        .values(debt=after.debt, advance=after.advance)
-    )
+    balances = Balances(session)
+    debt, advance, _ = await balances.lock(chain_id, customer_id)
+    await balances.set_credit(customer_id, after.debt, after.advance)
     return after.debt - debt, after.advance - advance
 
 
 async def _apply_lines_changed(
     session: AsyncSession, chain_id: UUID, changes: Iterable[credit.LineOwedChange]
 ) -> None:
+    sales = Sales(session)
     for change in changes:
-        result = await session.execute(
-            sa.update(t.sale_lines)
-            .where(
-                t.sale_lines.c.chain_id == chain_id,
-                t.sale_lines.c.sale_id == change.sale_id,
-                t.sale_lines.c.line_no == change.line_no,
-            )
-            .values(owed=change.owed_after)
-        )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
+        if not await sales.set_owed(chain_id, change.sale_id, change.line_no, change.owed_after):
             log.warning("owed change for unknown line %s/%s", change.sale_id, change.line_no)
 
 
@@ -139,29 +109,49 @@ async def _add_movement(
             payments - goods,
             advance_change - debt_change,
         )
-    await ctx.session.execute(
-        pg_insert(t.movements)
-        .values(
-            message_id=ctx.envelope.message_id,
-            seq=seq,
-            chain_id=chain_id,
-            customer_id=customer_id,
-            store_id=store_id,
-            at=at,
-            kind=kind,
-            sale_id=sale_id,
-            payment_id=payment_id,
-            description=description,
-            goods=goods,
-            payments=payments,
-            debt_change=debt_change,
-            advance_change=advance_change,
-            bonus_change=bonus_change,
-            bonus_kind=bonus_kind,
-            bonus_amount=bonus_amount,
-            bonus_movement_id=bonus_movement_id,
-        )
-        .on_conflict_do_nothing()
+    await Movements(ctx.session).insert(
+        message_id=ctx.envelope.message_id,
+        seq=seq,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        store_id=store_id,
+        at=at,
+        kind=kind,
+        sale_id=sale_id,
+        payment_id=payment_id,
+        description=description,
+        goods=goods,
+        payments=payments,
+        debt_change=debt_change,
+        advance_change=advance_change,
+        bonus_change=bonus_change,
+        bonus_kind=bonus_kind,
+        bonus_amount=bonus_amount,
+        bonus_movement_id=bonus_movement_id,
+    )
+
+
+async def _credit_movement(
+    ctx: MessageContext,
+    chain_id: UUID,
+    customer_id: UUID,
+    after: credit.CustomerBalances,
+    lines_changed: Iterable[credit.LineOwedChange],
+    **movement: Any,
+) -> None:
+    """What every credit event with money or goods writes last: the owed amounts per line,
+    credit's balances after it, and its movement with the debt and advance changes."""
+    await _apply_lines_changed(ctx.session, chain_id, lines_changed)
+    debt_change, advance_change = await _apply_credit_balances(
+        ctx.session, chain_id, customer_id, after
+    )
+    await _add_movement(
+        ctx,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        debt_change=debt_change,
+        advance_change=advance_change,
+        **movement,
     )
 
 
@@ -193,18 +183,13 @@ async def _upsert_chain(
     }
     if name is not None:
         values["name"] = name
-    stmt = pg_insert(t.chains).values({"chain_id": chain_id, "name": name or "", **values})
-    await session.execute(stmt.on_conflict_do_update(index_elements=["chain_id"], set_=values))
+    await MasterData(session).upsert_chain(chain_id, name or "", values)
 
 
 async def on_store_registered(ctx: MessageContext, msg: gateway.StoreRegistered) -> None:
     await _hold_projection_lock(ctx.session)
     values = {"chain_id": msg.chain_id, "code": msg.code, "name": msg.name}
-    await ctx.session.execute(
-        pg_insert(t.stores)
-        .values(store_id=msg.store_id, **values)
-        .on_conflict_do_update(index_elements=["store_id"], set_=values)
-    )
+    await MasterData(ctx.session).upsert_store(msg.store_id, values)
 
 
 async def _upsert_customer(
@@ -218,11 +203,7 @@ async def _upsert_customer(
         "vip": c.vip,
         "card_number": c.card_number,
     }
-    await session.execute(
-        pg_insert(t.customers)
-        .values(customer_id=c.customer_id, **values)
-        .on_conflict_do_update(index_elements=["customer_id"], set_=values)
-    )
+    await MasterData(session).upsert_customer(c.customer_id, values)
 
 
 async def on_customer_registered(ctx: MessageContext, msg: gateway.CustomerRegistered) -> None:
@@ -237,11 +218,7 @@ async def on_customer_updated(ctx: MessageContext, msg: gateway.CustomerUpdated)
 
 async def on_card_issued(ctx: MessageContext, msg: gateway.CardIssued) -> None:
     await _hold_projection_lock(ctx.session)
-    await ctx.session.execute(
-        sa.update(t.customers)
-        .where(t.customers.c.customer_id == msg.customer_id)
-        .values(card_number=msg.card_number)
-    )
+    await MasterData(ctx.session).set_card_number(msg.customer_id, msg.card_number)
 
 
 # --------------------------------------------------------------------------- credit
@@ -251,44 +228,32 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
     if msg.customer_id is None or msg.customer_balances is None:
         return  # anonymous sales are in no customer report
     await _hold_projection_lock(ctx.session)
-    session = ctx.session
-    await session.execute(
-        pg_insert(t.sales)
-        .values(
-            sale_id=msg.sale_id,
-            chain_id=msg.chain_id,
-            customer_id=msg.customer_id,
-            store_id=msg.store_id,
-            sold_at=msg.sold_at,
-            due_date=msg.due_date,
-            total=msg.total,
-        )
-        .on_conflict_do_nothing()
+    sales = Sales(ctx.session)
+    await sales.insert_sale(
+        sale_id=msg.sale_id,
+        chain_id=msg.chain_id,
+        customer_id=msg.customer_id,
+        store_id=msg.store_id,
+        sold_at=msg.sold_at,
+        due_date=msg.due_date,
+        total=msg.total,
     )
-    await session.execute(
-        pg_insert(t.sale_lines)
-        .values(
-            [
-                {
-                    "sale_id": msg.sale_id,
-                    "line_no": line.line_no,
-                    "chain_id": msg.chain_id,
-                    "customer_id": msg.customer_id,
-                    "sku": line.sku,
-                    "barcode": line.barcode,
-                    "name": line.name,
-                    "quantity": line.quantity,
-                    "amount": line.amount,
-                    "owed": line.owed,
-                }
-                for line in msg.lines
-            ]
-        )
-        .on_conflict_do_nothing()
-    )
-    await _apply_lines_changed(session, msg.chain_id, msg.lines_changed)
-    debt_change, advance_change = await _apply_credit_balances(
-        session, msg.chain_id, msg.customer_id, msg.customer_balances
+    await sales.insert_lines(
+        [
+            {
+                "sale_id": msg.sale_id,
+                "line_no": line.line_no,
+                "chain_id": msg.chain_id,
+                "customer_id": msg.customer_id,
+                "sku": line.sku,
+                "barcode": line.barcode,
+                "name": line.name,
+                "quantity": line.quantity,
+                "amount": line.amount,
+                "owed": line.owed,
+            }
+            for line in msg.lines
+        ]
     )
     advance_payments = sum(
         (p.amount for p in msg.payments if p.method is PaymentMethod.ADVANCE), ZERO
@@ -304,10 +269,12 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
         parts.append(f"on account {_m(msg.on_account)}")
     if msg.due_date:
         parts.append(f"due {msg.due_date.isoformat()}")
-    await _add_movement(
+    await _credit_movement(
         ctx,
-        chain_id=msg.chain_id,
-        customer_id=msg.customer_id,
+        msg.chain_id,
+        msg.customer_id,
+        msg.customer_balances,
+        msg.lines_changed,
         store_id=msg.store_id,
         at=msg.sold_at,
         kind="sale",
@@ -315,8 +282,6 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
         description=", ".join(parts),
         goods=goods,
         payments=payments,
-        debt_change=debt_change,
-        advance_change=advance_change,
     )
 
 
@@ -346,14 +311,12 @@ async def _credit_money_movement(
 ) -> None:
     """A payment, advance or refund: owed amounts per line, balances, one movement."""
     await _hold_projection_lock(ctx.session)
-    await _apply_lines_changed(ctx.session, msg.chain_id, lines_changed)
-    debt_change, advance_change = await _apply_credit_balances(
-        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
-    )
-    await _add_movement(
+    await _credit_movement(
         ctx,
-        chain_id=msg.chain_id,
-        customer_id=msg.customer_id,
+        msg.chain_id,
+        msg.customer_id,
+        msg.customer_balances,
+        lines_changed,
         store_id=msg.store_id,
         at=msg.occurred_at,
         kind=kind,
@@ -361,8 +324,6 @@ async def _credit_money_movement(
         sale_id=sale_id,
         description=description,
         payments=payments,
-        debt_change=debt_change,
-        advance_change=advance_change,
     )
 
 
@@ -409,27 +370,20 @@ async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
     if msg.customer_id is None or msg.customer_balances is None:
         return
     await _hold_projection_lock(ctx.session)
+    sales = Sales(ctx.session)
     for line in msg.lines:
-        await ctx.session.execute(
-            sa.update(t.sale_lines)
-            .where(
-                t.sale_lines.c.chain_id == msg.chain_id,
-                t.sale_lines.c.sale_id == msg.sale_id,
-                t.sale_lines.c.line_no == line.line_no,
-            )
-            .values(returned_quantity=t.sale_lines.c.returned_quantity + line.quantity)
+        await sales.add_to_line(
+            msg.chain_id, msg.sale_id, line.line_no, "returned_quantity", line.quantity
         )
-    await _apply_lines_changed(ctx.session, msg.chain_id, msg.lines_changed)
-    debt_change, advance_change = await _apply_credit_balances(
-        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
-    )
     goods, payments = return_shares(
         value=msg.value, refunded=msg.refunded, bonus_restored=msg.bonus_restored
     )
-    await _add_movement(
+    await _credit_movement(
         ctx,
-        chain_id=msg.chain_id,
-        customer_id=msg.customer_id,
+        msg.chain_id,
+        msg.customer_id,
+        msg.customer_balances,
+        msg.lines_changed,
         store_id=msg.store_id,
         at=msg.occurred_at,
         kind="return",
@@ -441,34 +395,20 @@ async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
         ),
         goods=goods,
         payments=payments,
-        debt_change=debt_change,
-        advance_change=advance_change,
     )
 
 
 async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) -> None:
     await _hold_projection_lock(ctx.session)
-    sale = sa.and_(t.sales.c.chain_id == msg.chain_id, t.sales.c.sale_id == msg.sale_id)
-    await ctx.session.execute(
-        sa.update(t.sales)
-        .where(sale)
-        .values(discount_revoked=t.sales.c.discount_revoked + msg.amount)
-    )
+    sales = Sales(ctx.session)
+    await sales.add_discount_revoked(msg.chain_id, msg.sale_id, msg.amount)
     for line in msg.lines:
-        await ctx.session.execute(
-            sa.update(t.sale_lines)
-            .where(
-                t.sale_lines.c.chain_id == msg.chain_id,
-                t.sale_lines.c.sale_id == msg.sale_id,
-                t.sale_lines.c.line_no == line.line_no,
-            )
-            .values(amount=t.sale_lines.c.amount + line.amount)
-        )
+        await sales.add_to_line(msg.chain_id, msg.sale_id, line.line_no, "amount", line.amount)
     await _apply_lines_changed(ctx.session, msg.chain_id, msg.lines_changed)
     debt_change, advance_change = await _apply_credit_balances(
         ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
     )
-    store_id = await ctx.session.scalar(sa.select(t.sales.c.store_id).where(sale))
+    store_id = await sales.store_of(msg.chain_id, msg.sale_id)
     await _add_movement(
         ctx,
         chain_id=msg.chain_id,
@@ -487,15 +427,7 @@ async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) 
 async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
     # The due date normally came with the sale; credit's scan is the authority if not.
     await _hold_projection_lock(ctx.session)
-    await ctx.session.execute(
-        sa.update(t.sales)
-        .where(
-            t.sales.c.chain_id == msg.chain_id,
-            t.sales.c.sale_id == msg.sale_id,
-            t.sales.c.due_date.is_(None),
-        )
-        .values(due_date=msg.due_date)
-    )
+    await Sales(ctx.session).set_due_date_if_missing(msg.chain_id, msg.sale_id, msg.due_date)
 
 
 # --------------------------------------------------------------------------- loyalty
@@ -504,12 +436,9 @@ async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
 async def on_bonus_movement(ctx: MessageContext, msg: loyalty.BonusMovementRecorded) -> None:
     await _hold_projection_lock(ctx.session)
     signed = msg.amount if msg.kind in _BONUS_ADDS else -msg.amount
-    await _locked_balances(ctx.session, msg.chain_id, msg.customer_id)
-    await ctx.session.execute(
-        sa.update(t.balances)
-        .where(t.balances.c.customer_id == msg.customer_id)
-        .values(bonus_balance=t.balances.c.bonus_balance + signed)
-    )
+    balances = Balances(ctx.session)
+    await balances.lock(msg.chain_id, msg.customer_id)
+    await balances.add_bonus(msg.customer_id, signed)
     await _add_movement(
         ctx,
         chain_id=msg.chain_id,
@@ -532,27 +461,11 @@ async def on_bonuses_voided(ctx: MessageContext, msg: loyalty.BonusesVoided) -> 
     if not msg.movement_ids:
         return
     await _hold_projection_lock(ctx.session)
-    await _locked_balances(ctx.session, msg.chain_id, msg.customer_id)
-    m = t.movements.c
-    dropped = (
-        (
-            await ctx.session.execute(
-                sa.delete(t.movements)
-                .where(
-                    m.chain_id == msg.chain_id,
-                    m.customer_id == msg.customer_id,
-                    m.bonus_movement_id.in_(msg.movement_ids),
-                )
-                .returning(m.bonus_change)
-            )
-        )
-        .scalars()
-        .all()
+    balances = Balances(ctx.session)
+    await balances.lock(msg.chain_id, msg.customer_id)
+    dropped = await Movements(ctx.session).drop_bonus_movements(
+        msg.chain_id, msg.customer_id, msg.movement_ids
     )
     change = sum(dropped, ZERO)
     if change:
-        await ctx.session.execute(
-            sa.update(t.balances)
-            .where(t.balances.c.customer_id == msg.customer_id)
-            .values(bonus_balance=t.balances.c.bonus_balance - change)
-        )
+        await balances.take_bonus(msg.customer_id, change)

@@ -1,13 +1,15 @@
-"""Report queries: read the read models and answer exactly the public JSON of api.md.
+"""Reports: read the read models and answer exactly the public JSON of api.md.
 
 Every function takes the chain id first and never returns another chain's rows. Aggregation
-happens in SQL; the arithmetic that defines a report (closing, buckets, running balances) is
+happens in SQL, in the statements of `reporting.adapters` (which read model, filtered and
+ordered how); this module decides which report to build from them, pages it with its cursors
+and renders it. The arithmetic that defines a report (closing, buckets, running balances) is
 `reporting.domain.model`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -15,14 +17,18 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from reporting.adapters import credit_ledger, open_debt
-from reporting.adapters import tables as t
+from reporting.adapters import read_models
+from reporting.adapters.bonus_statistics import BonusStatistics
+from reporting.adapters.movements import Movements
+from reporting.adapters.open_debt import OpenDebt
+from reporting.adapters.payment_balance import PaymentBalance, Selection
+from reporting.adapters.read_models import MasterData
+from reporting.adapters.sales import Sales
 from reporting.domain.model import (
     AGING_BUCKETS,
+    BONUS_FIELDS,
     ZERO,
     Balances,
     OwedLine,
@@ -37,13 +43,6 @@ from reporting.domain.model import (
     unpaid_item,
 )
 from servicekit.paging import BadCursor, decode_cursor, encode_cursor, page_by_offset
-
-#: a line's sale: sale ids are unique within their chain only
-_same_sale = sa.and_(
-    t.sales.c.chain_id == t.sale_lines.c.chain_id, t.sales.c.sale_id == t.sale_lines.c.sale_id
-)
-
-BONUS_FIELDS: tuple[str, ...] = ("accrued", "spent", "cancelled", "reversed", "restored", "expired")
 
 CSV_HEADERS: dict[str, tuple[str, ...]] = {
     "payment-balance": ("customer_id", "name", "opening", "goods", "payments", "closing"),
@@ -97,13 +96,7 @@ class Filters:
 
 
 async def chain_info(session: AsyncSession, chain_id: UUID) -> ChainInfo:
-    row = (
-        await session.execute(
-            sa.select(t.chains.c.timezone, t.chains.c.minor_units, t.chains.c.credit_mode).where(
-                t.chains.c.chain_id == chain_id
-            )
-        )
-    ).first()
+    row = await MasterData(session).chain_settings(chain_id)
     if row is None:  # events of a chain whose registration is not consumed yet
         return ChainInfo("UTC", 2, "balance")
     return ChainInfo(row.timezone, row.minor_units, row.credit_mode)
@@ -130,13 +123,9 @@ def _str(value: Any) -> str | None:
 
 
 async def _check_customer_chain(session: AsyncSession, chain_id: UUID, customer_id: UUID) -> None:
-    owner = await session.scalar(
-        sa.select(t.customers.c.chain_id).where(t.customers.c.customer_id == customer_id)
-    )
+    owner = await MasterData(session).customer_chain(customer_id)
     if owner is None:
-        owner = await session.scalar(
-            sa.select(t.balances.c.chain_id).where(t.balances.c.customer_id == customer_id)
-        )
+        owner = await read_models.Balances(session).customer_chain(customer_id)
     if owner is not None and owner != chain_id:
         raise NotFound(str(customer_id))
 
@@ -156,31 +145,8 @@ async def balances_of(
     if strict:
         for cid in ids:
             await _check_customer_chain(session, chain_id, cid)
-    rows = {
-        r.customer_id: r
-        for r in (
-            await session.execute(
-                sa.select(t.balances).where(
-                    t.balances.c.chain_id == chain_id, t.balances.c.customer_id.in_(ids)
-                )
-            )
-        )
-    }
-    overdue = set(
-        (
-            await session.execute(
-                sa.select(t.sale_lines.c.customer_id)
-                .join(t.sales, _same_sale)
-                .where(
-                    t.sale_lines.c.chain_id == chain_id,
-                    t.sale_lines.c.customer_id.in_(ids),
-                    t.sale_lines.c.owed > 0,
-                    t.sales.c.due_date < today,
-                )
-                .distinct()
-            )
-        ).scalars()
-    )
+    rows = await read_models.Balances(session).of_customers(chain_id, ids)
+    overdue = await Sales(session).overdue_customers(chain_id, ids, today)
     mu = info.minor_units
     out: dict[UUID, dict[str, Any]] = {}
     for cid in ids:
@@ -209,26 +175,7 @@ async def open_sales(
     if mode == "balance":
         return {"open_sales": []}
     today = local_today(info.timezone, _now(now))
-    lines = (
-        await session.execute(
-            sa.select(
-                t.sales.c.sale_id,
-                t.sales.c.sold_at,
-                t.sales.c.due_date,
-                t.sale_lines.c.line_no,
-                t.sale_lines.c.name,
-                t.sale_lines.c.barcode,
-                t.sale_lines.c.owed,
-            )
-            .join(t.sales, _same_sale)
-            .where(
-                t.sale_lines.c.chain_id == chain_id,
-                t.sale_lines.c.customer_id == customer_id,
-                t.sale_lines.c.owed > 0,
-            )
-            .order_by(t.sales.c.sold_at, t.sales.c.sale_id, t.sale_lines.c.line_no)
-        )
-    ).all()
+    lines = await Sales(session).open_lines_of(chain_id, customer_id)
     mu = info.minor_units
     result: dict[UUID, dict[str, Any]] = {}
     owed: dict[UUID, Decimal] = {}
@@ -270,6 +217,17 @@ class PaymentBalancePage:
     next: str | None
 
 
+def _cut(
+    found: Sequence[Any], limit: int | None, cursor_of: Callable[[Any], str]
+) -> tuple[Sequence[Any], str | None]:
+    """A page of the rows `found` (read one more than `limit`, to know whether the report goes
+    on) and the cursor after its last row, None on the last page (or without a limit)."""
+    if limit is None or len(found) <= limit:
+        return found, None
+    page = found[:limit]
+    return page, cursor_of(page[-1])
+
+
 def _pb_cursor(sort: str, row: Any) -> str:
     key = row.name_key if sort == "name" else str(row.closing)
     return encode_cursor({"s": sort, "k": key, "i": str(row.customer_id)})
@@ -287,106 +245,14 @@ def _pb_after(sort: str, cursor: str) -> tuple[str | Decimal, UUID]:
         raise BadCursor("invalid cursor") from exc
 
 
-def _pb_sums_of_movements(
-    chain_id: UUID, lower: datetime | None, upper: datetime | None, store_id: UUID | None
-) -> sa.Subquery:
-    """(customer_id, opening, goods, payments) summed from the credit movements themselves: one
-    store's (an index-only scan of `rm_movements_pb_store`), and the reference the per-customer
-    sums of `credit_ledger` are tested against."""
-    m = t.movements
-    before = m.c.at < lower if lower is not None else sa.false()
-    in_period = sa.not_(before)
-    sums = (
-        sa.select(
-            m.c.customer_id,
-            sa.func.coalesce(sa.func.sum(m.c.payments - m.c.goods).filter(before), ZERO).label(
-                "opening"
-            ),
-            sa.func.coalesce(sa.func.sum(m.c.goods).filter(in_period), ZERO).label("goods"),
-            sa.func.coalesce(sa.func.sum(m.c.payments).filter(in_period), ZERO).label("payments"),
-        )
-        .where(m.c.chain_id == chain_id, m.c.bonus_kind.is_(None))
-        .group_by(m.c.customer_id)
-    )
-    if upper is not None:
-        sums = sums.where(m.c.at < upper)
-    if store_id is not None:
-        sums = sums.where(m.c.store_id == store_id)
-    return sums.subquery("sums")
-
-
-def _pb_queries(
-    chain_id: UUID,
-    info: ChainInfo,
-    filters: Filters,
-    sort: str,
-    cursor: str | None,
-) -> tuple[Any, sa.Select[Any], sa.Subquery]:
-    """The report CTE (one row per customer), its rows in report order after `cursor`, and
-    the totals over the whole report (whatever the page)."""
+def _pb_selection(
+    chain_id: UUID, info: ChainInfo, filters: Filters, sort: str, cursor: str | None
+) -> Selection:
+    """The report's rows (period in the chain's timezone, store, VIP) and where the page
+    starts."""
     lower, upper = filters.period.bounds(info.timezone)
-    c = t.customers
-    if filters.store_id is None:
-        # every store: from the per-customer sums the projection keeps (rm_credit_*), not
-        # from every movement of the chain
-        s = credit_ledger.period_sums(chain_id, lower, upper).subquery("sums")
-    else:
-        s = _pb_sums_of_movements(chain_id, lower, upper, filters.store_id)
-    sums_cols = [
-        s.c.customer_id,
-        s.c.opening,
-        s.c.goods,
-        s.c.payments,
-        (s.c.opening + s.c.payments - s.c.goods).label("closing"),
-    ]
-    if not (filters.vip_only or sort == "name"):
-        # the customers' names only for the rows that are read (`_pb_named`): joining 100,000
-        # names before cutting the page cost more than the sums
-        report_q = sa.select(*sums_cols)
-    else:
-        report_q = sa.select(
-            *sums_cols,
-            sa.func.coalesce(c.c.name, "").label("name"),
-            sa.func.coalesce(c.c.name_key, "").collate("C").label("name_key"),
-        ).select_from(s.outerjoin(c, c.c.customer_id == s.c.customer_id))
-    if filters.vip_only:
-        report_q = report_q.where(c.c.vip.is_(True))
-    report = report_q.cte("report").prefix_with("MATERIALIZED")
-    key = report.c.name_key if sort == "name" else report.c.closing
-    rows_q = sa.select(report)
-    if cursor:
-        after_key, after_id = _pb_after(sort, cursor)
-        after: sa.ColumnElement[Any] = (
-            sa.literal(after_key, sa.Text).collate("C")
-            if sort == "name"
-            else sa.literal(after_key, t.MONEY)
-        )
-        rows_q = rows_q.where(
-            sa.tuple_(key, report.c.customer_id)
-            > sa.tuple_(after, sa.literal(after_id, t.movements.c.customer_id.type))
-        )
-    totals_q = sa.select(
-        sa.func.coalesce(sa.func.sum(report.c.opening), ZERO).label("t_opening"),
-        sa.func.coalesce(sa.func.sum(report.c.goods), ZERO).label("t_goods"),
-        sa.func.coalesce(sa.func.sum(report.c.payments), ZERO).label("t_payments"),
-    ).subquery("totals")
-    return report, rows_q, totals_q
-
-
-def _pb_named(rows: sa.Subquery, name: str) -> sa.Subquery:
-    """`rows` with the customers' `name` and `name_key` (when the report left them out)."""
-    if "name" in rows.c:
-        return rows
-    c = t.customers
-    return (
-        sa.select(
-            rows,
-            sa.func.coalesce(c.c.name, "").label("name"),
-            sa.func.coalesce(c.c.name_key, "").collate("C").label("name_key"),
-        )
-        .select_from(rows.outerjoin(c, c.c.customer_id == rows.c.customer_id))
-        .subquery(name)
-    )
+    after = _pb_after(sort, cursor) if cursor else None
+    return Selection(chain_id, lower, upper, filters.store_id, filters.vip_only, sort, after)
 
 
 def _pb_totals(opening: Decimal, goods: Decimal, payments: Decimal) -> dict[str, Decimal]:
@@ -417,97 +283,46 @@ async def payment_balance_page(
     `rm_movements_pb_store` (index-only).
     """
     info = await chain_info(session, chain_id)
+    selection = _pb_selection(chain_id, info, filters, sort, cursor)
     if filters.store_id is None and limit is not None:
-        return await _pb_page_from_ledger(session, chain_id, info, filters, sort, limit, cursor)
-    report, rows_q, totals_q = _pb_queries(chain_id, info, filters, sort, cursor)
-    key = report.c.name_key if sort == "name" else report.c.closing
-    page_q = rows_q.order_by(key, report.c.customer_id)
-    if limit is not None:
-        page_q = page_q.limit(limit + 1)
-    page = _pb_named(page_q.subquery("page"), "named_page")
-    page_key = page.c.name_key if sort == "name" else page.c.closing
-    stmt = (
-        sa.select(totals_q, page)
-        .select_from(totals_q.outerjoin(page, sa.true()))
-        .order_by(page_key, page.c.customer_id)
-    )
-    result = (await session.execute(stmt)).all()
-    found = [r for r in result if r.customer_id is not None]
-    nxt = None
-    if limit is not None and len(found) > limit:
-        found = found[:limit]
-        nxt = _pb_cursor(sort, found[-1])
-    rows = [PaymentBalanceRow(r.customer_id, r.name, r.opening, r.goods, r.payments) for r in found]
+        return await _pb_page_from_ledger(session, selection, info, limit)
+    result = await PaymentBalance(session).page(selection, None if limit is None else limit + 1)
     first = result[0]
     totals = _pb_totals(first.t_opening, first.t_goods, first.t_payments)
+    found = [r for r in result if r.customer_id is not None]
+    return _pb_page(found, sort, limit, totals, info)
+
+
+def _pb_page(
+    found: Sequence[Any],
+    sort: str,
+    limit: int | None,
+    totals: dict[str, Decimal],
+    info: ChainInfo,
+) -> PaymentBalancePage:
+    """The page of the rows `found` (one more than `limit` when the report goes on)."""
+    found, nxt = _cut(found, limit, lambda last: _pb_cursor(sort, last))
+    rows = [PaymentBalanceRow(r.customer_id, r.name, r.opening, r.goods, r.payments) for r in found]
     return PaymentBalancePage(rows, totals, info, nxt)
 
 
 async def _pb_page_from_ledger(
-    session: AsyncSession,
-    chain_id: UUID,
-    info: ChainInfo,
-    filters: Filters,
-    sort: str,
-    limit: int,
-    cursor: str | None,
+    session: AsyncSession, selection: Selection, info: ChainInfo, limit: int
 ) -> PaymentBalancePage:
     """One page of the all-stores report in three small statements instead of one over the
     whole chain: the page's customers in report order (every customer's closing, or name, and
     nothing else), the page's figures for those customers only, and the totals from chain-wide
-    sums (`credit_ledger`). The same rows, order, cursors and totals as `_pb_queries`."""
-    lower, upper = filters.period.bounds(info.timezone)
-    if sort == "name":
-        after_name = None
-        if cursor:
-            after_key, after_id = _pb_after(sort, cursor)
-            after_name = (str(after_key), after_id)
-        page_q = credit_ledger.by_name(chain_id, upper, filters.vip_only, after_name, limit + 1)
-    else:
-        after_closing = None
-        if cursor:
-            after_key, after_id = _pb_after(sort, cursor)
-            after_closing = (Decimal(after_key), after_id)
-        page_q = credit_ledger.by_closing(
-            chain_id, upper, filters.vip_only, after_closing, limit + 1
-        )
-    ids = list((await session.execute(page_q)).scalars())
+    sums (`credit_ledger`). The same rows, order, cursors and totals as the one statement."""
+    report = PaymentBalance(session)
+    ids = await report.page_ids(selection, limit + 1)
     figures: dict[UUID, Any] = {}
     if ids:
-        figures = {
-            r.customer_id: r
-            for r in await session.execute(
-                credit_ledger.named_period_sums(chain_id, lower, upper, ids)
-            )
-        }
-    totals_row = (
-        await session.execute(credit_ledger.period_totals(chain_id, lower, upper, filters.vip_only))
-    ).one()
-    found = [figures[i] for i in ids]
-    nxt = None
-    if len(found) > limit:
-        found = found[:limit]
-        nxt = _pb_cursor(sort, found[-1])
-    rows = [PaymentBalanceRow(r.customer_id, r.name, r.opening, r.goods, r.payments) for r in found]
+        figures = await report.figures(selection.chain_id, selection.lower, selection.upper, ids)
+    totals_row = await report.totals(selection)
     totals = _pb_totals(
         Decimal(totals_row.t_opening), Decimal(totals_row.t_goods), Decimal(totals_row.t_payments)
     )
-    return PaymentBalancePage(rows, totals, info, nxt)
-
-
-def _money_sql(value: sa.ColumnElement[Any], minor_units: int) -> sa.ColumnElement[Any]:
-    """`money_str` in SQL: half-up to the minor unit (PostgreSQL's `round` of a numeric rounds
-    half away from zero, as `ROUND_HALF_UP` does) and printed with exactly that many digits;
-    a negative amount that rounds to zero keeps its sign, as a quantized `Decimal` does."""
-    rounded = sa.func.round(value, sa.literal_column(str(int(minor_units))))
-    text = sa.cast(rounded, sa.Text)
-    return sa.case((sa.and_(value < 0, rounded == 0), sa.literal("-") + text), else_=text)
-
-
-def _csv_field_sql(value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """A field as Python's `csv.writer` (QUOTE_MINIMAL, `\r\n` lines) writes it."""
-    quoted = sa.literal('"') + sa.func.replace(value, '"', '""') + sa.literal('"')
-    return sa.case((value.regexp_match('[,"\r\n]'), quoted), else_=value)
+    return _pb_page([figures[i] for i in ids], selection.sort, limit, totals, info)
 
 
 @dataclass(frozen=True)
@@ -533,58 +348,8 @@ async def payment_balance_rendered(
     costs seconds, while PostgreSQL formats them in one `string_agg` pass (docs/benchmarks.md).
     """
     info = await chain_info(session, chain_id)
-    _, rows_q, totals_q = _pb_queries(chain_id, info, filters, sort, cursor)
-    mu = info.minor_units
-    rows = _pb_named(rows_q.subquery("rows"), "named_rows")
-    key = rows.c.name_key if sort == "name" else rows.c.closing
-    money = {f: _money_sql(rows.c[f], mu) for f in ("opening", "goods", "payments", "closing")}
-    cid = sa.cast(rows.c.customer_id, sa.Text)
-    if fmt == "csv":
-        line = sa.func.concat(
-            cid,
-            ",",
-            _csv_field_sql(rows.c.name),
-            ",",
-            money["opening"],
-            ",",
-            money["goods"],
-            ",",
-            money["payments"],
-            ",",
-            money["closing"],
-            "\r\n",
-        )
-        sep = ""
-    else:
-        line = sa.func.concat(
-            '{"customer_id":"',
-            cid,
-            '","name":',
-            sa.cast(sa.func.to_json(rows.c.name), sa.Text),
-            ',"opening":"',
-            money["opening"],
-            '","goods":"',
-            money["goods"],
-            '","payments":"',
-            money["payments"],
-            '","closing":"',
-            money["closing"],
-            '"}',
-        )
-        sep = ","
-    agg = (
-        sa.select(
-            sa.func.coalesce(
-                sa.func.string_agg(
-                    line, aggregate_order_by(sa.literal(sep), key, rows.c.customer_id)
-                ),
-                "",
-            ).label("body")
-        )
-        .select_from(rows)
-        .scalar_subquery()
-    )
-    result = (await session.execute(sa.select(totals_q, agg.label("body")))).one()
+    selection = _pb_selection(chain_id, info, filters, sort, cursor)
+    result = await PaymentBalance(session).rendered(selection, info.minor_units, fmt)
     body: str = result.body
     if fmt == "csv":
         body = ",".join(CSV_HEADERS["payment-balance"]) + "\r\n" + body
@@ -614,39 +379,32 @@ def payment_balance_json(row: PaymentBalanceRow, mu: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- unpaid goods, aging
 
 
-def _owed_lines_query(chain_id: UUID, filters: Filters) -> sa.Select[Any]:
-    stmt = (
-        sa.select(
-            t.sale_lines.c.customer_id,
-            sa.func.coalesce(t.customers.c.name, "").label("customer_name"),
-            t.sale_lines.c.sale_id,
-            t.sales.c.sold_at,
-            t.sales.c.due_date,
-            t.sale_lines.c.line_no,
-            t.sale_lines.c.name,
-            t.sale_lines.c.barcode,
-            (t.sale_lines.c.quantity - t.sale_lines.c.returned_quantity).label("quantity"),
-            t.sale_lines.c.owed,
-        )
-        .select_from(
-            t.sale_lines.join(t.sales, _same_sale).outerjoin(
-                t.customers, t.customers.c.customer_id == t.sale_lines.c.customer_id
-            )
-        )
-        .where(t.sale_lines.c.chain_id == chain_id, t.sale_lines.c.owed > 0)
-        .order_by(
-            sa.func.coalesce(t.customers.c.name, ""),
-            t.sale_lines.c.customer_id,
-            t.sales.c.sold_at,
-            t.sale_lines.c.sale_id,
-            t.sale_lines.c.line_no,
-        )
-    )
-    if filters.store_id is not None:
-        stmt = stmt.where(t.sales.c.store_id == filters.store_id)
-    if filters.vip_only:
-        stmt = stmt.where(t.customers.c.vip.is_(True))
-    return stmt
+def _unpaid_row(r: Any, tz: str, today: date, mu: int) -> dict[str, Any]:
+    """One open line as Unpaid goods shows it."""
+    return {
+        "customer_id": str(r.customer_id),
+        "customer_name": r.customer_name,
+        "sale_id": str(r.sale_id),
+        "sold_at": _ts(r.sold_at, tz),
+        "due_date": r.due_date.isoformat() if r.due_date else None,
+        "days_overdue": days_past_due(r.due_date, today),
+        "item": unpaid_item(r.name, r.barcode),
+        "barcode": r.barcode,
+        "quantity": _qty(r.quantity),
+        "amount_owed": money_str(r.owed, mu),
+    }
+
+
+def _aging_row(
+    customer_id: UUID, name: str, buckets: Any, total: Decimal, mu: int
+) -> dict[str, Any]:
+    """One customer as Aging shows them (`buckets`: the amount of each of `AGING_BUCKETS`)."""
+    return {
+        "customer_id": str(customer_id),
+        "name": name,
+        **{b: money_str(buckets[b], mu) for b in AGING_BUCKETS},
+        "total": money_str(total, mu),
+    }
 
 
 async def unpaid_goods(
@@ -654,22 +412,8 @@ async def unpaid_goods(
 ) -> list[dict[str, Any]]:
     info = await chain_info(session, chain_id)
     today = local_today(info.timezone, _now(now))
-    mu = info.minor_units
-    return [
-        {
-            "customer_id": str(r.customer_id),
-            "customer_name": r.customer_name,
-            "sale_id": str(r.sale_id),
-            "sold_at": _ts(r.sold_at, info.timezone),
-            "due_date": r.due_date.isoformat() if r.due_date else None,
-            "days_overdue": days_past_due(r.due_date, today),
-            "item": unpaid_item(r.name, r.barcode),
-            "barcode": r.barcode,
-            "quantity": _qty(r.quantity),
-            "amount_owed": money_str(r.owed, mu),
-        }
-        for r in await session.execute(_owed_lines_query(chain_id, filters))
-    ]
+    lines = await Sales(session).owed_lines(chain_id, filters.store_id, filters.vip_only)
+    return [_unpaid_row(r, info.timezone, today, info.minor_units) for r in lines]
 
 
 async def aging(
@@ -680,37 +424,14 @@ async def aging(
     mu = info.minor_units
     lines = [
         OwedLine(r.customer_id, r.customer_name, r.due_date, r.owed)
-        for r in await session.execute(_owed_lines_query(chain_id, filters))
+        for r in await Sales(session).owed_lines(chain_id, filters.store_id, filters.vip_only)
     ]
     rows, totals = build_aging(lines, today)
-    out = [
-        {
-            "customer_id": str(row.customer_id),
-            "name": row.name,
-            **{b: money_str(row.buckets[b], mu) for b in AGING_BUCKETS},
-            "total": money_str(row.total, mu),
-        }
-        for row in rows
-    ]
+    out = [_aging_row(row.customer_id, row.name, row.buckets, row.total, mu) for row in rows]
     return out, {k: money_str(v, mu) for k, v in totals.items()}
 
 
 # --------------------------------------------------------------------------- statement
-
-# Movements of one moment: the credit side first, then the bonus movements in the order the
-# bonus ledger applies them (due expiries, spend, accrual, restore, reverse), so that the
-# running bonus balance of a mixed payment never shows an amount the customer did not have
-# and the statement reads the same every time (message ids are random).
-_KIND_ORDER = sa.case(
-    (t.movements.c.kind == "sale", 0),
-    (t.movements.c.kind == "bonus_expired", 2),
-    (t.movements.c.kind == "bonus_spent", 3),
-    (t.movements.c.kind == "bonus_accrued", 4),
-    (t.movements.c.kind == "bonus_restored", 5),
-    (t.movements.c.kind == "bonus_reversed", 6),
-    (t.movements.c.kind.like("bonus_%"), 7),
-    else_=1,
-)
 
 
 async def statement(
@@ -727,26 +448,12 @@ async def statement(
     info = await chain_info(session, chain_id)
     mu = info.minor_units
     lower, upper = period.bounds(info.timezone)
-    m = t.movements
-    opening_q = sa.select(
-        sa.func.coalesce(sa.func.sum(m.c.debt_change), 0),
-        sa.func.coalesce(sa.func.sum(m.c.advance_change), 0),
-        sa.func.coalesce(sa.func.sum(m.c.bonus_change), 0),
-    ).where(m.c.chain_id == chain_id, m.c.customer_id == customer_id)
+    movements = Movements(session)
     if lower is not None:
-        opening_row = (await session.execute(opening_q.where(m.c.at < lower))).one()
+        opening_row = await movements.balances_before(chain_id, customer_id, lower)
         opening = Balances(*(Decimal(v) for v in opening_row))
     else:
         opening = Balances(ZERO, ZERO, ZERO)
-    q = (
-        sa.select(m)
-        .where(m.c.chain_id == chain_id, m.c.customer_id == customer_id)
-        .order_by(m.c.at, _KIND_ORDER, m.c.message_id, m.c.seq)
-    )
-    if lower is not None:
-        q = q.where(m.c.at >= lower)
-    if upper is not None:
-        q = q.where(m.c.at < upper)
     entries = [
         StatementEntry(
             at=r.at,
@@ -758,7 +465,7 @@ async def statement(
             advance_change=r.advance_change,
             bonus_change=r.bonus_change,
         )
-        for r in await session.execute(q)
+        for r in await movements.statement_entries(chain_id, customer_id, lower, upper)
     ]
     with_balances, closing = running(opening, entries)
     rows = [
@@ -800,105 +507,54 @@ async def statement(
 # --------------------------------------------------------------------------- bonus statistics
 
 
+def _bonus_fields(row: Any, mu: int) -> dict[str, str]:
+    """The sums per movement kind of a row, as Bonus statistics shows them."""
+    return {kind: money_str(getattr(row, kind), mu) for kind in BONUS_FIELDS}
+
+
 async def bonus_statistics(
     session: AsyncSession, chain_id: UUID, filters: Filters
 ) -> dict[str, Any]:
     info = await chain_info(session, chain_id)
     mu = info.minor_units
     lower, upper = filters.period.bounds(info.timezone)
-    m = t.movements
-    in_period = [m.c.chain_id == chain_id, m.c.bonus_kind.is_not(None)]
-    if lower is not None:
-        in_period.append(m.c.at >= lower)
-    if upper is not None:
-        in_period.append(m.c.at < upper)
-    if filters.store_id is not None:
-        in_period.append(m.c.store_id == filters.store_id)
-
-    def sums() -> list[Any]:
-        return [
-            sa.func.coalesce(
-                sa.func.sum(sa.case((m.c.bonus_kind == kind, m.c.bonus_amount), else_=0)), 0
-            ).label(kind)
-            for kind in BONUS_FIELDS
-        ]
-
-    def fields(row: Any) -> dict[str, str]:
-        return {kind: money_str(getattr(row, kind), mu) for kind in BONUS_FIELDS}
-
-    totals = (await session.execute(sa.select(*sums()).where(*in_period))).one()
-    by_store = (
-        await session.execute(
-            sa.select(m.c.store_id, *sums())
-            .where(*in_period)
-            .group_by(m.c.store_id)
-            .order_by(m.c.store_id)
-        )
-    ).all()
+    report = BonusStatistics(session, chain_id, lower, upper, filters.store_id)
+    totals = await report.totals()
+    by_store = await report.by_store()
     # balances at the end of the period, over every movement up to then
-    upto = [m.c.chain_id == chain_id, m.c.bonus_kind.is_not(None)]
-    if upper is not None:
-        upto.append(m.c.at < upper)
-    balances = {
-        r.customer_id: r.balance
-        for r in await session.execute(
-            sa.select(m.c.customer_id, sa.func.sum(m.c.bonus_change).label("balance"))
-            .where(*upto)
-            .group_by(m.c.customer_id)
-        )
-    }
-    by_customer_rows = {
-        r.customer_id: r
-        for r in await session.execute(
-            sa.select(m.c.customer_id, *sums()).where(*in_period).group_by(m.c.customer_id)
-        )
-    }
+    balances = await report.balances()
+    by_customer_rows = await report.by_customer()
     customer_ids = sorted(
         set(by_customer_rows) | {cid for cid, bal in balances.items() if bal != 0}, key=str
     )
+    master_data = MasterData(session)
     if filters.vip_only or filters.store_id is not None:
         if filters.vip_only:
-            vip = set(
-                (
-                    await session.execute(
-                        sa.select(t.customers.c.customer_id).where(
-                            t.customers.c.chain_id == chain_id, t.customers.c.vip.is_(True)
-                        )
-                    )
-                ).scalars()
-            )
+            vip = await master_data.vip_customer_ids(chain_id)
             customer_ids = [c for c in customer_ids if c in vip]
         if filters.store_id is not None:
             customer_ids = [c for c in customer_ids if c in by_customer_rows]
     zero = dict.fromkeys(BONUS_FIELDS, money_str(ZERO, mu))
-    names = {
-        r.customer_id: r.name
-        for r in await session.execute(
-            sa.select(t.customers.c.customer_id, t.customers.c.name).where(
-                t.customers.c.chain_id == chain_id
-            )
-        )
-    }
-    store_names = {
-        r.store_id: r.name
-        for r in await session.execute(
-            sa.select(t.stores.c.store_id, t.stores.c.name).where(t.stores.c.chain_id == chain_id)
-        )
-    }
+    names = await master_data.customer_names(chain_id)
+    store_names = await master_data.store_names(chain_id)
     by_customer = [
         {
             "customer_id": str(cid),
             "name": names.get(cid, ""),
-            **(fields(by_customer_rows[cid]) if cid in by_customer_rows else zero),
+            **(_bonus_fields(by_customer_rows[cid], mu) if cid in by_customer_rows else zero),
             "balance": money_str(balances.get(cid, ZERO), mu),
         }
         for cid in customer_ids
     ]
     return {
-        **fields(totals),
+        **_bonus_fields(totals, mu),
         "outstanding": money_str(sum(balances.values(), ZERO), mu),
         "by_store": [
-            {"store_id": _str(r.store_id), "name": store_names.get(r.store_id), **fields(r)}
+            {
+                "store_id": _str(r.store_id),
+                "name": store_names.get(r.store_id),
+                **_bonus_fields(r, mu),
+            }
             for r in by_store
         ],
         "by_customer": by_customer,
@@ -963,45 +619,28 @@ async def unpaid_goods_page(
     """One page of `unpaid_goods` (the same order), after `cursor`."""
     info = await chain_info(session, chain_id)
     today = local_today(info.timezone, _now(now))
-    mu = info.minor_units
-    stmt = _owed_lines_query(chain_id, filters)
-    name = sa.func.coalesce(t.customers.c.name, "")
     position = _page_after(cursor, "unpaid")
-    # the customers the page can reach (the cursor's own, whose lines may go on, and the next
-    # `limit + 1`), from rm_open_debt in name order: the lines are read for them only
-    from_ = None if position is None else (_cursor_text(position, "n"), _cursor_uuid(position, "c"))
-    candidates = open_debt.page_customers_query(
-        chain_id, filters.store_id, filters.vip_only, from_, limit + 2
-    )
-    stmt = stmt.where(t.sale_lines.c.customer_id.in_(candidates.scalar_subquery()))
+    after = None
     if position is not None:
         try:
             sold_at = datetime.fromisoformat(_cursor_text(position, "t"))
             line_no = int(position["l"])
         except (KeyError, ValueError, TypeError) as exc:
             raise BadCursor("invalid cursor") from exc
-        stmt = stmt.where(
-            sa.tuple_(
-                name,
-                t.sale_lines.c.customer_id,
-                t.sales.c.sold_at,
-                t.sale_lines.c.sale_id,
-                t.sale_lines.c.line_no,
-            )
-            > sa.tuple_(
-                sa.literal(_cursor_text(position, "n"), sa.Text),
-                sa.literal(_cursor_uuid(position, "c"), t.sale_lines.c.customer_id.type),
-                sa.literal(sold_at, t.sales.c.sold_at.type),
-                sa.literal(_cursor_uuid(position, "s"), t.sale_lines.c.sale_id.type),
-                sa.literal(line_no, sa.Integer),
-            )
+        after = (
+            _cursor_text(position, "n"),
+            _cursor_uuid(position, "c"),
+            sold_at,
+            _cursor_uuid(position, "s"),
+            line_no,
         )
-    found = (await session.execute(stmt.limit(limit + 1))).all()
-    nxt = None
-    if len(found) > limit:
-        found = found[:limit]
-        last = found[-1]
-        nxt = encode_cursor(
+    found = await Sales(session).owed_lines_page(
+        chain_id, filters.store_id, filters.vip_only, after, limit + 1
+    )
+    found, nxt = _cut(
+        found,
+        limit,
+        lambda last: encode_cursor(
             {
                 "r": "unpaid",
                 "n": last.customer_name,
@@ -1010,22 +649,9 @@ async def unpaid_goods_page(
                 "s": str(last.sale_id),
                 "l": last.line_no,
             }
-        )
-    rows = [
-        {
-            "customer_id": str(r.customer_id),
-            "customer_name": r.customer_name,
-            "sale_id": str(r.sale_id),
-            "sold_at": _ts(r.sold_at, info.timezone),
-            "due_date": r.due_date.isoformat() if r.due_date else None,
-            "days_overdue": days_past_due(r.due_date, today),
-            "item": unpaid_item(r.name, r.barcode),
-            "barcode": r.barcode,
-            "quantity": _qty(r.quantity),
-            "amount_owed": money_str(r.owed, mu),
-        }
-        for r in found
-    ]
+        ),
+    )
+    rows = [_unpaid_row(r, info.timezone, today, info.minor_units) for r in found]
     return ReportPage(rows, nxt)
 
 
@@ -1045,31 +671,17 @@ async def aging_page(
     mu = info.minor_units
     position = _page_after(cursor, "aging")
     after = None if position is None else (_cursor_text(position, "n"), _cursor_uuid(position, "c"))
-    found = (
-        await session.execute(
-            open_debt.aging_rows_query(
-                chain_id, filters.store_id, filters.vip_only, today, after, limit + 1
-            )
-        )
-    ).all()
-    totals_row = (
-        await session.execute(
-            open_debt.aging_totals_query(chain_id, filters.store_id, filters.vip_only, today)
-        )
-    ).one()
-    nxt = None
-    if len(found) > limit:
-        found = found[:limit]
-        nxt = encode_cursor({"r": "aging", "n": found[-1].name, "c": str(found[-1].customer_id)})
-    rows = [
-        {
-            "customer_id": str(r.customer_id),
-            "name": r.name,
-            **{b: money_str(getattr(r, b), mu) for b in AGING_BUCKETS},
-            "total": money_str(r.total, mu),
-        }
-        for r in found
-    ]
+    open_debt = OpenDebt(session)
+    found = await open_debt.aging_rows(
+        chain_id, filters.store_id, filters.vip_only, today, after, limit + 1
+    )
+    totals_row = await open_debt.aging_totals(chain_id, filters.store_id, filters.vip_only, today)
+    found, nxt = _cut(
+        found,
+        limit,
+        lambda last: encode_cursor({"r": "aging", "n": last.name, "c": str(last.customer_id)}),
+    )
+    rows = [_aging_row(r.customer_id, r.name, r._mapping, r.total, mu) for r in found]
     totals = {b: money_str(getattr(totals_row, b), mu) for b in (*AGING_BUCKETS, "total")}
     return ReportPage(rows, nxt, totals)
 
@@ -1087,107 +699,38 @@ async def bonus_statistics_page(
     info = await chain_info(session, chain_id)
     mu = info.minor_units
     lower, upper = filters.period.bounds(info.timezone)
-    m = t.movements
-    conds = [m.c.chain_id == chain_id, m.c.bonus_kind.is_not(None)]
-    if upper is not None:
-        conds.append(m.c.at < upper)
-    in_period: list[sa.ColumnElement[bool]] = [sa.true()]
-    if lower is not None:
-        in_period.append(m.c.at >= lower)
-    if filters.store_id is not None:
-        in_period.append(m.c.store_id == filters.store_id)
-    moved = sa.and_(*in_period)
-
-    def sums(where: sa.ColumnElement[Any] | None = None) -> list[Any]:
-        return [
-            sa.func.coalesce(
-                sa.func.sum(m.c.bonus_amount).filter(
-                    sa.and_(m.c.bonus_kind == kind, where if where is not None else sa.true())
-                ),
-                ZERO,
-            ).label(kind)
-            for kind in BONUS_FIELDS
-        ]
-
-    def fields(row: Any) -> dict[str, str]:
-        return {kind: money_str(getattr(row, kind), mu) for kind in BONUS_FIELDS}
-
-    in_period_conds = [*conds, *in_period]
-    totals = (await session.execute(sa.select(*sums()).where(*in_period_conds))).one()
-    by_store = (
-        await session.execute(
-            sa.select(m.c.store_id, t.stores.c.name.label("store_name"), *sums())
-            .select_from(m.outerjoin(t.stores, t.stores.c.store_id == m.c.store_id))
-            .where(*in_period_conds)
-            .group_by(m.c.store_id, t.stores.c.name)
-            .order_by(m.c.store_id)
-        )
-    ).all()
+    report = BonusStatistics(session, chain_id, lower, upper, filters.store_id)
+    totals = await report.page_totals()
+    by_store = await report.page_by_store()
     # the page's customers: every customer's balance at the end of the period from the bonus
-    # ledger (`credit_ledger.bonus_balances`) and who moved in the period, in id order
-    c = t.customers
+    # ledger and who moved in the period, in id order
     position = _page_after(cursor, "bonus")
-    ids = list(
-        (
-            await session.execute(
-                credit_ledger.bonus_page(
-                    chain_id,
-                    upper,
-                    sa.select(m.c.customer_id).where(*conds, moved),
-                    balance_counts=filters.store_id is None,
-                    vip_only=filters.vip_only,
-                    after=None if position is None else _cursor_uuid(position, "c"),
-                    limit=limit + 1,
-                )
-            )
-        ).scalars()
+    ids = await report.page_ids(
+        vip_only=filters.vip_only,
+        after=None if position is None else _cursor_uuid(position, "c"),
+        limit=limit + 1,
     )
     # their movements of the period and balance at its end, summed from their movements
-    per_customer = (
-        sa.select(
-            m.c.customer_id,
-            *sums(moved),
-            sa.func.coalesce(sa.func.sum(m.c.bonus_change), ZERO).label("balance"),
-        )
-        .where(*conds, m.c.customer_id.in_(ids))
-        .group_by(m.c.customer_id)
-        .subquery("per_customer")
+    found = await report.page_rows(ids)
+    outstanding = await report.outstanding()
+    found, nxt = _cut(
+        found, limit, lambda last: encode_cursor({"r": "bonus", "c": str(last.customer_id)})
     )
-    result = (
-        (
-            await session.execute(
-                sa.select(per_customer, sa.func.coalesce(c.c.name, "").label("name"))
-                .select_from(
-                    per_customer.outerjoin(c, c.c.customer_id == per_customer.c.customer_id)
-                )
-                .order_by(per_customer.c.customer_id)
-            )
-        ).all()
-        if ids
-        else []
-    )
-    outstanding = (
-        await session.execute(credit_ledger.bonus_outstanding(chain_id, upper))
-    ).scalar_one()
-    found = list(result)
-    nxt = None
-    if len(found) > limit:
-        found = found[:limit]
-        nxt = encode_cursor({"r": "bonus", "c": str(found[-1].customer_id)})
     rows = [
         {
             "customer_id": str(r.customer_id),
             "name": r.name,
-            **fields(r),
+            **_bonus_fields(r, mu),
             "balance": money_str(r.balance, mu),
         }
         for r in found
     ]
     rest = {
-        **fields(totals),
+        **_bonus_fields(totals, mu),
         "outstanding": money_str(Decimal(outstanding), mu),
         "by_store": [
-            {"store_id": _str(r.store_id), "name": r.store_name, **fields(r)} for r in by_store
+            {"store_id": _str(r.store_id), "name": r.store_name, **_bonus_fields(r, mu)}
+            for r in by_store
         ],
     }
     return ReportPage(rows, nxt, rest=rest)

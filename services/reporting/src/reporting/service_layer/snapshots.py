@@ -21,21 +21,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from reporting.adapters.snapshot_store import SnapshotStore
 from reporting.adapters.tables import DERIVED_TABLES, READ_MODEL_TABLES
 
 log = logging.getLogger(__name__)
 
-#: Held (session-level) by the instance taking a snapshot, so two never take one at once.
-SNAPSHOT_LOCK = zlib.crc32(b"reporting-snapshot")
 SCHEMA_PREFIX = "rm_snapshot_"
 #: What a snapshot copies besides the read models.
 INBOX_TABLE = "inbox"
@@ -78,25 +74,13 @@ def _row_to_snapshot(row: Any) -> Snapshot:
     )
 
 
-_SELECT = (
-    "SELECT snapshot_id, schema_name, consumer, taken_at, positions, row_counts, seconds "
-    "FROM public.snapshots"
-)
-
-
 async def list_snapshots(conn: AsyncConnection) -> list[Snapshot]:
     """Every snapshot, newest first."""
-    rows = await conn.execute(sa.text(_SELECT + " ORDER BY snapshot_id DESC"))
-    return [_row_to_snapshot(row) for row in rows]
+    return [_row_to_snapshot(row) for row in await SnapshotStore(conn).rows()]
 
 
 async def newest_snapshot(conn: AsyncConnection, consumer: str) -> Snapshot | None:
-    row = (
-        await conn.execute(
-            sa.text(_SELECT + " WHERE consumer = :c ORDER BY snapshot_id DESC LIMIT 1"),
-            {"c": consumer},
-        )
-    ).first()
+    row = await SnapshotStore(conn).newest_row(consumer)
     return _row_to_snapshot(row) if row is not None else None
 
 
@@ -109,7 +93,7 @@ async def take_snapshot(
     when the newest snapshot is younger than that."""
     started = time.monotonic()
     async with engine.connect() as conn:
-        if not await conn.scalar(sa.select(sa.func.pg_try_advisory_lock(SNAPSHOT_LOCK))):
+        if not await SnapshotStore(conn).try_lock():
             await conn.rollback()
             return None
         await conn.commit()  # the session lock stays; the copy needs a transaction of its own
@@ -118,64 +102,25 @@ async def take_snapshot(
             # holds a snapshot that another process finished just before.
             copy = await conn.execution_options(isolation_level="REPEATABLE READ")
             async with copy.begin():
-                taken_at: datetime = await copy.scalar(sa.text("SELECT now()"))
+                store = SnapshotStore(copy)
+                taken_at = await store.now()
                 if unless_newer_than is not None:
                     newest = await newest_snapshot(copy, consumer)
                     if newest is not None and taken_at - newest.taken_at < unless_newer_than:
                         return None
-                snapshot_id = int(
-                    await copy.scalar(
-                        sa.text(
-                            "INSERT INTO public.snapshots (schema_name, consumer, taken_at, "
-                            "positions, row_counts, seconds) VALUES "
-                            "('', :c, :t, '[]', '{}', 0) RETURNING snapshot_id"
-                        ),
-                        {"c": consumer, "t": taken_at},
-                    )
-                )
+                snapshot_id = await store.add(consumer, taken_at)
                 schema = f"{SCHEMA_PREFIX}{snapshot_id}"
-                await copy.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+                await store.create_schema(schema)
                 counts: dict[str, int] = {}
                 for table in READ_MODEL_TABLES:
-                    result = await copy.execute(
-                        sa.text(
-                            f'CREATE TABLE "{schema}"."{table.name}" AS '
-                            f'SELECT * FROM public."{table.name}"'
-                        )
-                    )
-                    counts[table.name] = max(0, result.rowcount)
-                result = await copy.execute(
-                    sa.text(
-                        f'CREATE TABLE "{schema}".{INBOX_TABLE} AS '
-                        "SELECT * FROM public.inbox WHERE consumer = :c"
-                    ),
-                    {"c": consumer},
-                )
-                counts[INBOX_TABLE] = max(0, result.rowcount)
-                positions = [
-                    {"topic": r.topic, "partition": r.partition, "next_offset": r.next_offset}
-                    for r in await copy.execute(
-                        sa.text(
-                            "SELECT topic, partition, next_offset FROM public.consumer_positions "
-                            "WHERE consumer = :c ORDER BY topic, partition"
-                        ),
-                        {"c": consumer},
-                    )
-                ]
+                    counts[table.name] = await store.copy_table(schema, table.name)
+                counts[INBOX_TABLE] = await store.copy_inbox(schema, INBOX_TABLE, consumer)
+                positions = await store.positions(consumer)
                 seconds = time.monotonic() - started
-                await copy.execute(
-                    sa.text(
-                        "UPDATE public.snapshots SET schema_name = :s, positions = :p, "
-                        "row_counts = :r, seconds = :sec WHERE snapshot_id = :id"
-                    ).bindparams(
-                        sa.bindparam("p", type_=JSONB),
-                        sa.bindparam("r", type_=JSONB),
-                    ),
-                    {"s": schema, "p": positions, "r": counts, "sec": seconds, "id": snapshot_id},
-                )
+                await store.finish(snapshot_id, schema, positions, counts, seconds)
         finally:
             await conn.rollback()
-            await conn.execute(sa.select(sa.func.pg_advisory_unlock(SNAPSHOT_LOCK)))
+            await SnapshotStore(conn).unlock()
             await conn.commit()
     snapshot = Snapshot(
         snapshot_id=snapshot_id,
@@ -200,51 +145,32 @@ async def prune_snapshots(engine: AsyncEngine, keep: int) -> list[int]:
         await conn.rollback()
         for snapshot in old:
             async with conn.begin():
-                await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{snapshot.schema}" CASCADE'))
-                await conn.execute(
-                    sa.text("DELETE FROM public.snapshots WHERE snapshot_id = :id"),
-                    {"id": snapshot.snapshot_id},
-                )
+                await SnapshotStore(conn).drop(snapshot.snapshot_id, snapshot.schema)
             dropped.append(snapshot.snapshot_id)
     if dropped:
         log.info("dropped snapshots %s (keeping the newest %d)", dropped, keep)
     return dropped
 
 
-async def table_columns(conn: AsyncConnection, schema: str, table: str) -> list[str]:
-    rows = await conn.execute(
-        sa.text(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = :s AND table_name = :t ORDER BY ordinal_position"
-        ),
-        {"s": schema, "t": table},
-    )
-    return [r.column_name for r in rows]
-
-
 async def copy_snapshot_into(conn: AsyncConnection, snapshot: Snapshot, schema: str) -> int:
     """Insert the snapshot's read-model rows and inbox into the same tables of `schema` (which
     exist, empty); return the read-model rows copied. Columns are matched by name: a column
     added by a later migration gets its default."""
+    store = SnapshotStore(conn)
     copied = 0
     # derived tables are recomputed by their triggers as the base rows go in (and a snapshot
     # taken before they existed has none)
     base = [t.name for t in READ_MODEL_TABLES if t not in DERIVED_TABLES]
     for name in [*base, INBOX_TABLE]:
-        source = await table_columns(conn, snapshot.schema, name)
-        target = set(await table_columns(conn, schema, name))
+        source = await store.table_columns(snapshot.schema, name)
+        target = set(await store.table_columns(schema, name))
         if not source:
             raise RuntimeError(f"{snapshot.describe()} has no table {name}")
-        cols = ", ".join(f'"{c}"' for c in source if c in target)
-        result = await conn.execute(
-            sa.text(
-                f'INSERT INTO "{schema}"."{name}" ({cols}) '
-                f'SELECT {cols} FROM "{snapshot.schema}"."{name}"'
-            )
+        rows = await store.copy_rows(
+            snapshot.schema, schema, name, [c for c in source if c in target]
         )
         if name != INBOX_TABLE:
-            copied += max(0, result.rowcount)
+            copied += rows
     for table in DERIVED_TABLES:  # what the triggers made of the copied rows
-        made = await conn.scalar(sa.text(f'SELECT count(*) FROM "{schema}"."{table.name}"'))
-        copied += int(made or 0)
+        copied += await store.count(schema, table.name)
     return copied

@@ -1,0 +1,142 @@
+"""What several of reporting's integration tests use: credit's events as they feed them (a sale
+all on account, one coat of a sale brought back for cash) and reading a paged report to its end."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from contracts.credit import v1 as credit
+from contracts.enums import CreditMode, RefundMethod
+
+D = Decimal
+ZERO = D("0.00")
+
+
+def coat(amount: str, *, owed: str | None = None) -> credit.SaleLineOutcome:
+    """Line 1: one coat at `amount`, `owed` of it still owed (all of it by default)."""
+    return credit.SaleLineOutcome(
+        line_no=1,
+        sku=None,
+        barcode="1",
+        name="Coat",
+        quantity=D("1"),
+        unit_price=D(amount),
+        discount=ZERO,
+        amount=D(amount),
+        owed=D(amount if owed is None else owed),
+    )
+
+
+def on_account_sale(
+    *,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    sale_id: uuid.UUID,
+    when: datetime,
+    lines: list[credit.SaleLineOutcome],
+    store_id: uuid.UUID,
+    terminal_id: uuid.UUID,
+    balances: credit.CustomerBalances | None = None,
+    mode: CreditMode = CreditMode.PER_ITEM,
+    card_number: str | None = "C",
+) -> credit.SaleCompleted:
+    """A sale of `lines` all on account, due 30 days later; the customer's balances after it
+    (by default: a debt of this sale's total and nothing else)."""
+    total = sum((ln.amount for ln in lines), D(0))
+    return credit.SaleCompleted(
+        sale_id=sale_id,
+        chain_id=chain_id,
+        store_id=store_id,
+        terminal_id=terminal_id,
+        customer_id=customer_id,
+        card_number=card_number,
+        credit_mode=mode,
+        sold_at=when,
+        total=total,
+        paid=ZERO,
+        on_account=total,
+        advance_applied=ZERO,
+        change=ZERO,
+        change_to_advance=ZERO,
+        change_allocated=[],
+        advance_added=ZERO,
+        due_date=(when + timedelta(days=30)).date(),
+        bonus_accrued=ZERO,
+        bonus_spent=ZERO,
+        payments=[],
+        lines=lines,
+        customer_balances=balances
+        or credit.CustomerBalances(debt=total, advance=ZERO, bonus_balance=ZERO),
+        lines_changed=[
+            credit.LineOwedChange(sale_id=sale_id, line_no=ln.line_no, owed_after=ln.owed)
+            for ln in lines
+        ],
+    )
+
+
+def coat_returned(
+    *,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    sale_id: uuid.UUID,
+    value: str,
+    at: datetime,
+    owed_after: str,
+    balances: credit.CustomerBalances,
+    store_id: uuid.UUID,
+    terminal_id: uuid.UUID,
+) -> credit.ReturnRecorded:
+    """The coat (line 1) brought back: its `value` all cancels debt, nothing is refunded."""
+    return credit.ReturnRecorded(
+        return_id=uuid.uuid4(),
+        sale_id=sale_id,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        store_id=store_id,
+        terminal_id=terminal_id,
+        refund=RefundMethod.CASH,
+        lines=[
+            credit.ReturnedLine(
+                line_no=1,
+                sku=None,
+                barcode="1",
+                name="Coat",
+                quantity=D("1"),
+                value=D(value),
+                debt_cancelled=D(value),
+            )
+        ],
+        value=D(value),
+        debt_cancelled=D(value),
+        bonus_restored=ZERO,
+        refunded=ZERO,
+        applied_to_debt=ZERO,
+        allocated=[],
+        advance_added=ZERO,
+        bonus_reversed=ZERO,
+        occurred_at=at,
+        customer_balances=balances,
+        lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=D(owed_after))],
+    )
+
+
+async def all_pages(
+    fetch: Callable[[str | None], Awaitable[Any]], *, most: int = 500
+) -> tuple[list[Any], list[Any]]:
+    """Every row of a paged report, and its pages: `fetch(cursor)` answers one page (`rows`,
+    `next`), from the first (cursor None) until one has no `next`."""
+    rows: list[Any] = []
+    pages: list[Any] = []
+    cursor = None
+    for _ in range(most):
+        page = await fetch(cursor)
+        rows += page.rows
+        pages.append(page)
+        cursor = page.next
+        if cursor is None:
+            return rows, pages
+    raise AssertionError("the pages never ended")
