@@ -620,9 +620,6 @@ class Operations(_Tables):
 
     # sale lines and payments
 
-    async def insert_sale_lines(self, lines: list[dict[str, Any]]) -> None:
-        await self.session.execute(sa.insert(t.sale_lines), lines)
-
     async def sale_lines(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> Sequence[Row[Any]]:
         """The sale's lines by line number."""
         return (
@@ -642,9 +639,6 @@ class Operations(_Tables):
             .where(sl.chain_id == chain_id, sl.sale_id == sale_id, sl.line_no == line_no)
             .values(returned_quantity=sl.returned_quantity + quantity)
         )
-
-    async def insert_payments(self, payments: list[dict[str, Any]]) -> None:
-        await self.session.execute(sa.insert(t.payments), payments)
 
     async def payment(self, chain_id: uuid.UUID, payment_id: uuid.UUID) -> Row[Any] | None:
         return (
