@@ -7,7 +7,9 @@
 - The handler map (message type -> handler) is `HANDLERS` in `service_layer/handlers.py` (with
   `ON_DEAD_LETTER` where dead letters get a handler), and nowhere else.
 - A message is wrapped in its envelope and written to the outbox in one place:
-  `servicekit.outbox.enqueue_message` (or `MessageContext.emit`, which calls it).
+  `servicekit.outbox.enqueue_message` (or `MessageContext.emit`, which calls it), or, for a
+  service that writes the outbox row in a statement of its own (the gateway's till requests),
+  wrapped by `servicekit.outbox.outbox_message`.
 - The process is made by `make_definition(settings)` in `entrypoints/app.py` (a servicekit
   `ServiceDefinition`); `app = create_app(make_definition(...))` there is what runs.
 """

@@ -75,26 +75,48 @@ async def enqueue_message(
 _BUFFER = "outbox_buffer"
 
 
+def outbox_message(
+    topic: str,
+    payload: Message,
+    *,
+    key: str | UUID,
+    chain_id: UUID | None,
+    correlation_id: UUID,
+) -> tuple[Envelope, dict[str, Any]]:
+    """The envelope `enqueue_message` would write and its outbox row (the columns), for a
+    caller that writes the row in a statement of its own, in its transaction; that caller then
+    calls `note_outbox_written` (the relay's wake-up after the commit)."""
+    env = make_envelope(payload, chain_id=chain_id, key=key, correlation_id=correlation_id)
+    return env, outbox_row(topic, env)
+
+
+def outbox_row(topic: str, env: Envelope) -> dict[str, Any]:
+    """The outbox row of one message (its columns)."""
+    return {
+        "message_id": env.message_id,
+        "topic": topic,
+        "key": env.key,
+        "type": env.type,
+        "value": encode(env),
+        "headers": {"correlation_id": str(env.correlation_id)},
+    }
+
+
+def note_outbox_written(session: AsyncSession) -> None:
+    """This transaction wrote outbox rows: wake this process's relay once it commits."""
+    session.sync_session.info["outbox_pending"] = True
+
+
 async def enqueue_many(session: AsyncSession, items: Sequence[tuple[str, Envelope]]) -> None:
     if not items:
         return
-    rows = [
-        {
-            "message_id": env.message_id,
-            "topic": topic,
-            "key": env.key,
-            "type": env.type,
-            "value": encode(env),
-            "headers": {"correlation_id": str(env.correlation_id)},
-        }
-        for topic, env in items
-    ]
+    rows = [outbox_row(topic, env) for topic, env in items]
     buffered: list[dict[str, Any]] | None = session.sync_session.info.get(_BUFFER)
     if buffered is not None:
         buffered.extend(rows)
         return
     await session.execute(sa.insert(OUTBOX), rows)
-    session.sync_session.info["outbox_pending"] = True
+    note_outbox_written(session)
 
 
 def buffer_outbox(session: AsyncSession) -> None:

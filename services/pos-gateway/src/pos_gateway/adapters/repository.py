@@ -7,9 +7,12 @@ locked or written. Rows come back as SQLAlchemy rows (attribute access by column
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +24,7 @@ from pos_gateway.adapters import tables as t
 from pos_gateway.adapters.outcome_listener import CHANNEL, payload_of
 from pos_gateway.domain.auth import KeyKind
 from pos_gateway.domain.operations import OpRef
+from servicekit.outbox import note_outbox_written
 
 
 def _rowcount(result: Any) -> int:
@@ -47,10 +51,7 @@ class IdempotencyKeys(_Tables):
     async def insert(self, scope: str, key: str, request_hash: str) -> bool:
         """True when this transaction created the key's row (and holds it now)."""
         inserted = await self.session.execute(
-            pg_insert(t.idempotency_keys)
-            .values(scope=scope, key=key, request_hash=request_hash)
-            .on_conflict_do_nothing()
-            .returning(t.idempotency_keys.c.key)
+            _CLAIM_KEY, {"scope": scope, "key": key, "request_hash": request_hash}
         )
         return inserted.first() is not None
 
@@ -280,12 +281,8 @@ class ApiKeys(_Tables):
     """`api_keys`, stored only as hashes; a key is refused once `revoked_at` is set."""
 
     async def active(self, key_hash: str) -> Row[Any] | None:
-        k = t.api_keys.c
-        return (
-            await self.session.execute(
-                sa.select(t.api_keys).where(k.key_hash == key_hash, k.revoked_at.is_(None))
-            )
-        ).first()
+        """The key's row while it is not revoked (every request's authentication)."""
+        return (await self.session.execute(_ACTIVE_KEY, {"key_hash": key_hash})).first()
 
     async def insert(self, **values: Any) -> None:
         await self.session.execute(sa.insert(t.api_keys).values(key_id=uuid.uuid4(), **values))
@@ -510,19 +507,19 @@ class Operations(_Tables):
     """Operation rows (the request and, later, its outcome), sale lines and payments."""
 
     async def read(self, ref: OpRef) -> Row[Any] | None:
-        """The operation row with its chain's minor units."""
+        """The operation row (but its `request`: the command, which nothing reads back) with its
+        chain's minor units."""
         o = t.operations.c
-        return (
-            await self.session.execute(
-                sa.select(t.operations, t.chains.c.minor_units)
-                .join(t.chains, t.chains.c.chain_id == o.chain_id)
-                .where(
-                    o.chain_id == ref.chain_id,
-                    o.kind == ref.kind,
-                    o.operation_id == ref.operation_id,
-                )
+        result: sa.Result[Any] = await self.session.execute(
+            sa.select(*_ANSWER_COLUMNS, t.chains.c.minor_units)
+            .join(t.chains, t.chains.c.chain_id == o.chain_id)
+            .where(
+                o.chain_id == ref.chain_id,
+                o.kind == ref.kind,
+                o.operation_id == ref.operation_id,
             )
-        ).first()
+        )
+        return result.first()
 
     async def insert(self, ref: OpRef, *, status: str, **values: Any) -> None:
         """A pending operation, or one refused at once (then completed now)."""
@@ -550,7 +547,7 @@ class Operations(_Tables):
         object: a POS-chosen sale id, one payment...)."""
         await self.session.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
 
-    async def settle(
+    async def settle_and_notify(
         self,
         ref: OpRef,
         *,
@@ -558,34 +555,70 @@ class Operations(_Tables):
         outcome: dict[str, Any] | None,
         code: str | None,
         detail: str | None,
-    ) -> bool:
-        """Store the outcome on a pending operation; False when there is none (or it is
-        done)."""
-        o = t.operations.c
+    ) -> Row[Any] | None:
+        """Store the outcome on a pending operation and tell every gateway instance's listener
+        at this transaction's commit (`adapters.outcome_listener`): one statement. The row as
+        stored (as `read` reads it); None when there is no pending operation (or it is done):
+        nothing stored, nobody told."""
         result = await self.session.execute(
-            sa.update(t.operations)
-            .where(
-                o.chain_id == ref.chain_id,
-                o.kind == ref.kind,
-                o.operation_id == ref.operation_id,
-                o.status == "pending",
-            )
-            .values(
-                status=status, outcome=outcome, code=code, detail=detail, completed_at=sa.func.now()
-            )
-            .returning(o.operation_id)
+            _SETTLE_AND_NOTIFY,
+            {
+                **_ref_params(ref),
+                "status": status,
+                # JSON null, as the JSONB column type stores a Python None
+                "outcome": json.dumps(outcome),
+                "code": code,
+                "detail": detail,
+                "channel": CHANNEL,
+                "payload": payload_of(ref.key),
+            },
         )
-        return result.first() is not None
+        return result.first()
 
-    async def notify_settled(self, ref: OpRef) -> None:
-        """Tell every gateway instance's listener, at this transaction's commit
-        (`adapters.outcome_listener`)."""
-        await self.session.execute(sa.select(sa.func.pg_notify(CHANNEL, payload_of(ref.key))))
+    async def record(
+        self,
+        ref: OpRef,
+        request: TillRequest,
+        outbox: dict[str, Any],
+        *,
+        idempotency: tuple[str, str] | None,
+    ) -> bool:
+        """A pending operation with its sale lines and payments, its command's outbox row and
+        the Idempotency-Key's link to it: one statement. False when the operation exists
+        already: then nothing at all was written (the caller deals with the existing one)."""
+        lines, payments = request.lines, request.payments
+        scope, key = idempotency if idempotency is not None else (None, None)
+        result = await self.session.execute(
+            _RECORD,
+            {
+                **_ref_params(ref),
+                "store_id": request.store_id,
+                "terminal_id": request.terminal_id,
+                "customer_id": request.customer_id,
+                "request_hash": request.request_hash,
+                "request": json.dumps(request.request),
+                "line_nos": [ln["line_no"] for ln in lines],
+                "skus": [ln["sku"] for ln in lines],
+                "barcodes": [ln["barcode"] for ln in lines],
+                "names": [ln["name"] for ln in lines],
+                "quantities": [ln["quantity"] for ln in lines],
+                "unit_prices": [ln["unit_price"] for ln in lines],
+                "discounts": [ln["discount"] for ln in lines],
+                "amounts": [ln["amount"] for ln in lines],
+                "payment_ids": [p["payment_id"] for p in payments],
+                "methods": [p["method"] for p in payments],
+                **{f"outbox_{name}": value for name, value in outbox.items()},
+                "outbox_headers": json.dumps(outbox["headers"]),
+                "scope": scope,
+                "idempotency_key": key,
+            },
+        )
+        inserted = bool(result.scalar_one())
+        if inserted:
+            note_outbox_written(self.session)
+        return inserted
 
     # sale lines and payments
-
-    async def insert_sale_lines(self, lines: list[dict[str, Any]]) -> None:
-        await self.session.execute(sa.insert(t.sale_lines), lines)
 
     async def sale_lines(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> Sequence[Row[Any]]:
         """The sale's lines by line number."""
@@ -607,9 +640,6 @@ class Operations(_Tables):
             .values(returned_quantity=sl.returned_quantity + quantity)
         )
 
-    async def insert_payments(self, payments: list[dict[str, Any]]) -> None:
-        await self.session.execute(sa.insert(t.payments), payments)
-
     async def payment(self, chain_id: uuid.UUID, payment_id: uuid.UUID) -> Row[Any] | None:
         return (
             await self.session.execute(
@@ -618,3 +648,178 @@ class Operations(_Tables):
                 )
             )
         ).first()
+
+
+# --------------------------------------------------------------------------- the till's hot path
+#
+# A till request's reads and writes as one statement each (SQL text, prepared once per
+# connection): a sale cost eleven statements before, each built and executed by SQLAlchemy,
+# and that per-statement work was most of the gateway's CPU (docs/benchmarks.md). The two
+# statements of every request (the key's authentication, the Idempotency-Key's claim) are SQL
+# text too: building them as expressions on every call cost more than running them.
+
+_ACTIVE_KEY = sa.text(
+    "SELECT " + ", ".join(c.name for c in t.api_keys.columns) + " FROM api_keys"
+    " WHERE key_hash = CAST(:key_hash AS text) AND revoked_at IS NULL"
+).columns(*t.api_keys.columns)
+
+_CLAIM_KEY = sa.text(
+    "INSERT INTO idempotency_keys (scope, key, request_hash)"
+    " VALUES (CAST(:scope AS text), CAST(:key AS text), CAST(:request_hash AS text))"
+    " ON CONFLICT DO NOTHING RETURNING key"
+)
+
+
+def _ref_params(ref: OpRef) -> dict[str, Any]:
+    return {"chain_id": ref.chain_id, "kind": ref.kind, "operation_id": ref.operation_id}
+
+
+@dataclass(frozen=True)
+class TillRequest:
+    """What `Operations.record` writes besides the operation's key and its command: the
+    request row's columns, and the sale's lines and payments (column dicts; none for most
+    kinds)."""
+
+    store_id: uuid.UUID | None
+    terminal_id: uuid.UUID | None
+    customer_id: uuid.UUID | None
+    request_hash: str
+    request: dict[str, Any]
+    lines: Sequence[dict[str, Any]] = ()
+    payments: Sequence[dict[str, Any]] = ()
+
+
+#: an operation row's columns as `Operations.read` reads them
+_ANSWER_COLUMNS = [c for c in t.operations.columns if c.name != "request"]
+_OPERATION_COLUMNS = ", ".join(f"s.{c.name}" for c in _ANSWER_COLUMNS)
+_SETTLE_AND_NOTIFY = sa.text(
+    "WITH settled AS ("
+    " UPDATE operations SET status = CAST(:status AS text), outcome = CAST(:outcome AS jsonb),"
+    " code = CAST(:code AS text), detail = CAST(:detail AS text), completed_at = now()"
+    " WHERE chain_id = CAST(:chain_id AS uuid) AND kind = CAST(:kind AS text)"
+    " AND operation_id = CAST(:operation_id AS uuid) AND status = 'pending'"
+    " RETURNING *)"
+    f" SELECT {_OPERATION_COLUMNS}, c.minor_units,"
+    " pg_notify(CAST(:channel AS text), CAST(:payload AS text)) AS notified"
+    " FROM settled AS s LEFT JOIN chains AS c ON c.chain_id = s.chain_id"
+).columns(*_ANSWER_COLUMNS, t.chains.c.minor_units, sa.column("notified"))
+
+# Every part after `op` writes only when `op` inserted the operation (`FROM op`, `EXISTS`).
+_RECORD = sa.text(
+    "WITH op AS ("
+    " INSERT INTO operations (chain_id, kind, operation_id, store_id, terminal_id,"
+    " customer_id, request_hash, request, status)"
+    " VALUES (CAST(:chain_id AS uuid), CAST(:kind AS text), CAST(:operation_id AS uuid),"
+    " CAST(:store_id AS uuid), CAST(:terminal_id AS uuid), CAST(:customer_id AS uuid),"
+    " CAST(:request_hash AS text), CAST(:request AS jsonb), 'pending')"
+    " ON CONFLICT DO NOTHING RETURNING operation_id),"
+    " lines AS ("
+    " INSERT INTO sale_lines (chain_id, sale_id, line_no, sku, barcode, name, quantity,"
+    " unit_price, discount, amount)"
+    " SELECT CAST(:chain_id AS uuid), op.operation_id, l.* FROM op, unnest("
+    "CAST(:line_nos AS integer[]), CAST(:skus AS text[]), CAST(:barcodes AS text[]),"
+    " CAST(:names AS text[]), CAST(:quantities AS numeric[]), CAST(:unit_prices AS numeric[]),"
+    " CAST(:discounts AS numeric[]), CAST(:amounts AS numeric[])) AS l),"
+    " paid AS ("
+    " INSERT INTO payments (payment_id, chain_id, customer_id, operation_kind, operation_id,"
+    " method)"
+    " SELECT p.payment_id, CAST(:chain_id AS uuid), CAST(:customer_id AS uuid),"
+    " CAST(:kind AS text), op.operation_id, p.method FROM op,"
+    " unnest(CAST(:payment_ids AS uuid[]), CAST(:methods AS text[])) AS p(payment_id, method)),"
+    " sent AS ("
+    " INSERT INTO outbox (message_id, topic, key, type, value, headers)"
+    " SELECT CAST(:outbox_message_id AS uuid), CAST(:outbox_topic AS text),"
+    " CAST(:outbox_key AS text), CAST(:outbox_type AS text), CAST(:outbox_value AS bytea),"
+    " CAST(:outbox_headers AS jsonb) FROM op),"
+    " linked AS ("
+    " UPDATE idempotency_keys SET chain_id = CAST(:chain_id AS uuid),"
+    " operation_kind = CAST(:kind AS text), operation_id = CAST(:operation_id AS uuid)"
+    " WHERE scope = CAST(:scope AS text) AND key = CAST(:idempotency_key AS text)"
+    " AND EXISTS (SELECT 1 FROM op))"
+    " SELECT count(*) FROM op"
+)
+
+
+@dataclass(frozen=True)
+class TillLookup:
+    """What a till operation's static checks read, from one statement: the chain, the card
+    named (None: none given, or no such card), the customer named by id and the card's
+    customer (None when missing). Each is a row's columns as attributes, like a `Row`."""
+
+    chain: Any
+    card: Any
+    customer: Any
+    card_owner: Any
+
+
+#: (alias, table, a column that is never null in a row that exists)
+_LOOKUP_PARTS = (
+    ("ch", t.chains, "chain_id"),
+    ("ca", t.cards, "card_number"),
+    ("cu", t.customers, "customer_id"),
+    ("ow", t.customers, "customer_id"),
+)
+
+_TILL_LOOKUP = sa.text(
+    # the advisory lock of `Operations.lock_name`, when a name is given (before the row)
+    "WITH locked AS MATERIALIZED ("
+    " SELECT pg_advisory_xact_lock(hashtext(CAST(:lock_name AS text)))"
+    " WHERE CAST(:lock_name AS text) IS NOT NULL)"
+    " SELECT (SELECT count(*) FROM locked) AS locks, "
+    + ", ".join(
+        f"{alias}.{c.name} AS {alias}_{c.name}"
+        for alias, table, _ in _LOOKUP_PARTS
+        for c in table.columns
+    )
+    + " FROM (SELECT 1) AS one"
+    " LEFT JOIN chains AS ch ON ch.chain_id = CAST(:chain_id AS uuid)"
+    " LEFT JOIN cards AS ca ON ca.chain_id = CAST(:chain_id AS uuid)"
+    " AND ca.card_number = CAST(:card_number AS text)"
+    " LEFT JOIN customers AS cu ON cu.chain_id = CAST(:chain_id AS uuid)"
+    " AND cu.customer_id = CAST(:customer_id AS uuid)"
+    " LEFT JOIN customers AS ow ON ow.chain_id = CAST(:chain_id AS uuid)"
+    " AND ow.customer_id = ca.customer_id"
+).columns(
+    sa.column("locks", sa.BigInteger),
+    *(
+        sa.column(f"{alias}_{c.name}", c.type)
+        for alias, table, _ in _LOOKUP_PARTS
+        for c in table.columns
+    ),
+)
+
+
+async def till_lookup(
+    session: AsyncSession,
+    chain_id: uuid.UUID,
+    *,
+    card_number: str | None = None,
+    customer_id: uuid.UUID | None = None,
+    lock_name: str | None = None,
+) -> TillLookup:
+    """The chain, card and customers a till operation checks, in one statement; with
+    `lock_name`, the transaction-scoped advisory lock `Operations.lock_name` takes, too."""
+    if card_number is not None and "\x00" in card_number:
+        card_number = None  # no card has it (PostgreSQL text cannot hold it): not found
+    row = (
+        await session.execute(
+            _TILL_LOOKUP,
+            {
+                "chain_id": chain_id,
+                "card_number": card_number,
+                "customer_id": customer_id,
+                "lock_name": lock_name,
+            },
+        )
+    ).one()
+    parts: list[SimpleNamespace | None] = []
+    for alias, table, present in _LOOKUP_PARTS:
+        if getattr(row, f"{alias}_{present}") is None:
+            parts.append(None)
+        else:
+            parts.append(
+                SimpleNamespace(
+                    **{c.name: getattr(row, f"{alias}_{c.name}") for c in table.columns}
+                )
+            )
+    return TillLookup(*parts)

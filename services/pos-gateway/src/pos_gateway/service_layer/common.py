@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.base import Message
 from contracts.gateway.v1 import ChainSettingsSnapshot, CustomerSnapshot
-from pos_gateway.adapters.repository import MasterData
+from pos_gateway.adapters.repository import MasterData, TillLookup
 from pos_gateway.domain.errors import not_found
 from pos_gateway.domain.money import fmt_money
 from servicekit.logging import correlation_id_var
@@ -64,6 +64,13 @@ async def load_chain(session: AsyncSession, chain_id: uuid.UUID, *, lock: bool =
     if row is None:
         raise not_found("chain")
     return row
+
+
+def found_chain(found: TillLookup) -> Any:
+    """The chain of a till lookup (`adapters.repository.till_lookup`), as `load_chain`."""
+    if found.chain is None:
+        raise not_found("chain")
+    return found.chain
 
 
 async def load_customer(

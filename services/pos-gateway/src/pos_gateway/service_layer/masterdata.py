@@ -29,7 +29,7 @@ from contracts.gateway.v1 import (
 )
 from pos_gateway import schemas as s
 from pos_gateway.adapters.internal_api import ZERO_BALANCES, ReportingClient
-from pos_gateway.adapters.repository import ApiKeys, MasterData
+from pos_gateway.adapters.repository import ApiKeys, MasterData, TillLookup, till_lookup
 from pos_gateway.domain.auth import KeyKind, Principal, new_api_key
 from pos_gateway.domain.errors import GatewayError, invalid, not_found
 from pos_gateway.domain.money import minor_units_of
@@ -37,6 +37,7 @@ from pos_gateway.domain.sales import check_money_scale
 from pos_gateway.service_layer.common import (
     customer_json,
     customer_snapshot,
+    found_chain,
     load_chain,
     load_customer,
     publish,
@@ -425,26 +426,25 @@ async def block_card(session: AsyncSession, principal: Principal, card_number: s
     return answer
 
 
-async def find_card(
-    session: AsyncSession, chain_id: uuid.UUID, card_number: str
-) -> tuple[Row[Any], Row[Any]]:
-    """The card and its customer; `card_not_found` / `card_blocked` as the till needs them."""
-    card = await _card_row(session, chain_id, card_number)
-    if card is None:
+def card_customer(found: TillLookup) -> Any:
+    """The named card's customer; `card_not_found` / `card_blocked` as the till needs them."""
+    if found.card is None:
         raise GatewayError("card_not_found", "no such card")
-    if card.blocked:
+    if found.card.blocked:
         raise GatewayError("card_blocked", "this card is blocked")
-    customer = await load_customer(session, chain_id, card.customer_id)
-    return card, customer
+    if found.card_owner is None:
+        raise not_found("customer")
+    return found.card_owner
 
 
 async def lookup_card(
     session: AsyncSession, reporting: ReportingClient, principal: Principal, card_number: str
 ) -> dict[str, Any]:
     """ "Calculate" at the till: the card's customer, balances and open sales."""
-    chain = await load_chain(session, _chain_id(principal))
+    found = await till_lookup(session, _chain_id(principal), card_number=card_number)
+    chain = found_chain(found)
     try:
-        _card, customer = await find_card(session, chain.chain_id, card_number)
+        customer = card_customer(found)
     except GatewayError as exc:
         if exc.code == "card_not_found":
             raise GatewayError("card_not_found", exc.detail, status=404) from None

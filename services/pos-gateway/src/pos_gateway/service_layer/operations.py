@@ -5,6 +5,7 @@ transaction, then a bounded wait for the outcome (201/200, the refusal, or 202 p
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,7 +29,7 @@ from contracts.gateway.v1 import (
 )
 from contracts.money import format_money
 from pos_gateway import schemas as s
-from pos_gateway.adapters.repository import Operations
+from pos_gateway.adapters.repository import Operations, TillLookup, TillRequest, till_lookup
 from pos_gateway.domain.auth import Principal
 from pos_gateway.domain.errors import GatewayError, invalid, not_found, problem_body
 from pos_gateway.domain.money import money
@@ -43,13 +44,14 @@ from pos_gateway.domain.sales import (
 from pos_gateway.service_layer import idempotency
 from pos_gateway.service_layer.common import (
     body_hash,
+    correlation_id,
     customer_snapshot,
+    found_chain,
     load_chain,
     load_customer,
-    publish,
     settings_snapshot,
 )
-from pos_gateway.service_layer.masterdata import find_card
+from pos_gateway.service_layer.masterdata import card_customer
 from pos_gateway.service_layer.outcomes import (
     ADVANCE,
     BONUS_CANCEL,
@@ -69,6 +71,7 @@ from pos_gateway.service_layer.outcomes import (
 )
 from pos_gateway.service_layer.ports import GatewayPorts
 from pos_gateway.service_layer.runner import Answer
+from servicekit.outbox import outbox_message
 
 
 def _now() -> datetime:
@@ -272,35 +275,47 @@ async def _send(
     customer_id: uuid.UUID | None,
     request_hash: str,
     idempotency_key: str | None,
-) -> None:
-    """The request row, the command in the outbox and the key's link: one transaction."""
-    await _insert_operation(
-        session,
-        ref,
-        principal,
+    lines: Sequence[dict[str, Any]] = (),
+    payments: Sequence[dict[str, Any]] = (),
+) -> bool:
+    """The request row with its sale lines and payments, the command in the outbox and the
+    key's link: one statement. False when the operation exists already (nothing written)."""
+    envelope, outbox = outbox_message(
+        command.TOPIC, command, key=key, chain_id=ref.chain_id, correlation_id=correlation_id()
+    )
+    request = TillRequest(
+        store_id=principal.store_id,
+        terminal_id=principal.terminal_id,
         customer_id=customer_id,
         request_hash=request_hash,
-        request=command.model_dump(mode="json"),
+        request=envelope.payload,  # the command as JSON
+        lines=lines,
+        payments=payments,
     )
-    await publish(session, command, key=key, chain_id=ref.chain_id)
-    if idempotency_key:
-        await idempotency.link_operation(
-            session, principal.scope, idempotency_key, ref.chain_id, ref.kind, ref.operation_id
-        )
+    return await Operations(session).record(
+        ref,
+        request,
+        outbox,
+        idempotency=(principal.scope, idempotency_key) if idempotency_key else None,
+    )
+
+
+def _lock_name(*parts: object) -> str:
+    # serializes requests naming the same object (a POS-chosen sale id, one payment...)
+    return "|".join(str(p) for p in parts)
 
 
 async def _lock(session: AsyncSession, *parts: object) -> None:
-    # serializes requests naming the same object (a POS-chosen sale id, one payment...)
-    await Operations(session).lock_name("|".join(str(p) for p in parts))
+    await Operations(session).lock_name(_lock_name(*parts))
 
 
 # --------------------------------------------------------------------------- sales
 
 
-async def _prepare_sale(
+def _prepare_sale(
     gw: GatewayPorts,
-    session: AsyncSession,
-    chain: Row[Any],
+    found: TillLookup,
+    chain: Any,
     principal: Principal,
     sale_id: uuid.UUID,
     body: s.SaleCreate,
@@ -314,16 +329,7 @@ async def _prepare_sale(
         body.change_to_advance,
         chain.minor_units,
     )
-    customer: Row[Any] | None = None
-    if body.card_number is not None:
-        _card, customer = await find_card(session, chain.chain_id, body.card_number)
-        if body.customer_id is not None and body.customer_id != customer.customer_id:
-            raise invalid("customer_id", "does not match the card's customer")
-    elif body.customer_id is not None:
-        try:
-            customer = await load_customer(session, chain.chain_id, body.customer_id)
-        except GatewayError:
-            raise invalid("customer_id", "no such customer") from None
+    customer = _sale_customer(found, body)
     check_sale_customer_rules(
         payments_in,
         has_card=body.card_number is not None,
@@ -352,6 +358,21 @@ async def _prepare_sale(
     return command, None if customer is None else customer.customer_id
 
 
+def _sale_customer(found: TillLookup, body: s.SaleCreate) -> Any:
+    """The sale's customer: the card's (`customer_id`, if given too, must match it), the one
+    named by `customer_id`, or None (anonymous)."""
+    if body.card_number is not None:
+        customer = card_customer(found)
+        if body.customer_id is not None and body.customer_id != customer.customer_id:
+            raise invalid("customer_id", "does not match the card's customer")
+        return customer
+    if body.customer_id is not None:
+        if found.customer is None:
+            raise invalid("customer_id", "no such customer")
+        return found.customer
+    return None
+
+
 async def submit_sale(
     gw: GatewayPorts,
     principal: Principal,
@@ -360,57 +381,88 @@ async def submit_sale(
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
-    chain_id = _chain_id(principal)
+    ref = OpRef(_chain_id(principal), SALE, body.sale_id or uuid.uuid4())
     sale_hash = body_hash(raw_body)
-    sale_id = body.sale_id or uuid.uuid4()
-    ref = OpRef(chain_id, SALE, sale_id)
-    fresh = False
+    refusal, fresh = None, False
     async with gw.session() as session, session.begin():
         earlier = await idempotency.claim(session, principal.scope, idempotency_key, request_hash)
-        if earlier is not None:
-            replay: Row[Any] | None = earlier
-        else:
-            replay = None
-            chain = await load_chain(session, chain_id)
-            existing = None
-            if body.sale_id is not None:
-                await _lock(session, chain_id, SALE, sale_id)
-                existing = await read_operation(session, ref)
-            if existing is not None:
-                if existing.request_hash != sale_hash:
-                    raise GatewayError(
-                        "idempotency_conflict",
-                        "this sale_id was used with a different request",
-                    )
-                await idempotency.link_operation(
-                    session, principal.scope, idempotency_key, chain_id, SALE, sale_id
-                )
-            else:
-                try:
-                    command, customer_id = await _prepare_sale(
-                        gw, session, chain, principal, sale_id, body
-                    )
-                except GatewayError as exc:
-                    if exc.code == "validation_error":
-                        raise
-                    return await _refuse_sale_at_once(
-                        session, principal, ref, body, sale_hash, idempotency_key, exc
-                    )
-                await _send(
-                    session,
-                    principal,
-                    ref,
-                    command,
-                    key=customer_id or sale_id,
-                    customer_id=customer_id,
-                    request_hash=sale_hash,
-                    idempotency_key=idempotency_key,
-                )
-                await _record_sale_rows(session, command, customer_id)
-                fresh = True
-    if replay is not None:
-        return await _replay(gw, principal, replay, idempotency_key)
+        if earlier is None:
+            refusal, fresh = await _record_sale(
+                gw, session, principal, ref, body, sale_hash, idempotency_key
+            )
+    if earlier is not None:
+        return await _replay(gw, principal, earlier, idempotency_key)
+    if refusal is not None:
+        return refusal
     return await answer_for(gw, principal, ref, idempotency_key, fresh=fresh)
+
+
+async def _record_sale(
+    gw: GatewayPorts,
+    session: AsyncSession,
+    principal: Principal,
+    ref: OpRef,
+    body: s.SaleCreate,
+    sale_hash: str,
+    idempotency_key: str,
+) -> tuple[Answer | None, bool]:
+    """The checks and rows of a new sale: (its static refusal or None, whether this request
+    wrote the operation). A sale id the POS chose is locked for the transaction, and a sale
+    already recorded under it is answered instead of this one (`_join_existing`)."""
+    own_id = body.sale_id is not None
+    found = await till_lookup(
+        session,
+        ref.chain_id,
+        card_number=body.card_number,
+        customer_id=body.customer_id,
+        lock_name=_lock_name(*ref.key) if own_id else None,
+    )
+    chain = found_chain(found)
+    try:
+        command, customer_id = _prepare_sale(gw, found, chain, principal, ref.operation_id, body)
+    except GatewayError as exc:
+        existing = await read_operation(session, ref) if own_id else None
+        if existing is not None:
+            await _join_existing(session, principal, existing, sale_hash, idempotency_key)
+            return None, False
+        if exc.code == "validation_error":
+            raise
+        return await _refuse_sale_at_once(
+            session, principal, ref, body, sale_hash, idempotency_key, exc
+        ), False
+    if await _send(
+        session,
+        principal,
+        ref,
+        command,
+        key=customer_id or ref.operation_id,
+        customer_id=customer_id,
+        request_hash=sale_hash,
+        idempotency_key=idempotency_key,
+        lines=_sale_line_rows(command),
+        payments=[{"payment_id": p.payment_id, "method": p.method.value} for p in command.payments],
+    ):
+        return None, True
+    existing = await read_operation(session, ref)
+    assert existing is not None, "nothing was written because the sale exists"
+    await _join_existing(session, principal, existing, sale_hash, idempotency_key)
+    return None, False
+
+
+async def _join_existing(
+    session: AsyncSession,
+    principal: Principal,
+    existing: Row[Any],
+    sale_hash: str,
+    idempotency_key: str,
+) -> None:
+    """A sale is recorded under the POS's sale id already: the same request gets its answer
+    (the key is linked to it), another one a conflict."""
+    if existing.request_hash != sale_hash:
+        raise GatewayError("idempotency_conflict", "this sale_id was used with a different request")
+    await idempotency.link_operation(
+        session, principal.scope, idempotency_key, existing.chain_id, SALE, existing.operation_id
+    )
 
 
 async def _refuse_sale_at_once(
@@ -444,41 +496,20 @@ async def _refuse_sale_at_once(
     return answer
 
 
-async def _record_sale_rows(
-    session: AsyncSession, command: RecordSale, customer_id: uuid.UUID | None
-) -> None:
-    operations = Operations(session)
-    await operations.insert_sale_lines(
-        [
-            {
-                "chain_id": command.chain_id,
-                "sale_id": command.sale_id,
-                "line_no": ln.line_no,
-                "sku": ln.sku,
-                "barcode": ln.barcode,
-                "name": ln.name,
-                "quantity": ln.quantity,
-                "unit_price": ln.unit_price,
-                "discount": ln.discount,
-                "amount": ln.amount,
-            }
-            for ln in command.lines
-        ],
-    )
-    if command.payments:
-        await operations.insert_payments(
-            [
-                {
-                    "payment_id": p.payment_id,
-                    "chain_id": command.chain_id,
-                    "customer_id": customer_id,
-                    "operation_kind": SALE,
-                    "operation_id": command.sale_id,
-                    "method": p.method.value,
-                }
-                for p in command.payments
-            ],
-        )
+def _sale_line_rows(command: RecordSale) -> list[dict[str, Any]]:
+    return [
+        {
+            "line_no": ln.line_no,
+            "sku": ln.sku,
+            "barcode": ln.barcode,
+            "name": ln.name,
+            "quantity": ln.quantity,
+            "unit_price": ln.unit_price,
+            "discount": ln.discount,
+            "amount": ln.amount,
+        }
+        for ln in command.lines
+    ]
 
 
 async def read_sale(gw: GatewayPorts, principal: Principal, sale_id: uuid.UUID) -> dict[str, Any]:
@@ -529,21 +560,16 @@ async def read_operation_status(
 # --------------------------------------------------------------------------- money at the till
 
 
-async def _till_customer(
-    session: AsyncSession,
-    chain: Row[Any],
-    customer_id: uuid.UUID,
-    card_number: str | None,
-    *,
-    card_required: bool,
-) -> Row[Any]:
-    customer = await load_customer(session, chain.chain_id, customer_id)
+def _till_customer(found: TillLookup, card_number: str | None, *, card_required: bool) -> Any:
+    """The customer named by id; a card, if given, must be that customer's."""
+    customer = found.customer
+    if customer is None:
+        raise not_found("customer")
     if card_number is None:
         if card_required:
             raise GatewayError("card_required", "the customer's card is required")
         return customer
-    _card, owner = await find_card(session, chain.chain_id, card_number)
-    if owner.customer_id != customer.customer_id:
+    if card_customer(found).customer_id != customer.customer_id:
         raise GatewayError("card_not_found", "no such card for this customer")
     return customer
 
@@ -554,43 +580,39 @@ async def _submit_simple(
     idempotency_key: str,
     request_hash: str,
     build: Any,
+    named: tuple[uuid.UUID | None, str | None] = (None, None),
 ) -> Answer:
-    """Claim the key; `build(session, chain)` checks and returns (ref, command, customer_id)."""
+    """Claim the key; `build(session, chain, found)` checks and returns (ref, command,
+    customer_id, key, payment rows), `found` being the chain and the customer and card
+    `named` (customer id, card number; `till_lookup`, one statement)."""
     async with gw.session() as session, session.begin():
         earlier = await idempotency.claim(session, principal.scope, idempotency_key, request_hash)
         if earlier is None:
-            chain = await load_chain(session, _chain_id(principal))
-            ref, command, customer_id, key = await build(session, chain)
-            await _send(
+            customer_id, card_number = named
+            found = await till_lookup(
+                session, _chain_id(principal), customer_id=customer_id, card_number=card_number
+            )
+            ref, command, owner_id, key, payments = await build(session, found_chain(found), found)
+            written = await _send(
                 session,
                 principal,
                 ref,
                 command,
                 key=key,
-                customer_id=customer_id,
+                customer_id=owner_id,
                 request_hash=request_hash,
                 idempotency_key=idempotency_key,
+                payments=payments,
             )
+            assert written, "a new operation id"
     if earlier is not None:
         return await _replay(gw, principal, earlier, idempotency_key)
     return await answer_for(gw, principal, ref, idempotency_key, fresh=True)
 
 
-async def _record_payment_row(
-    session: AsyncSession, ref: OpRef, customer_id: uuid.UUID, method: str
-) -> None:
-    await Operations(session).insert_payments(
-        [
-            {
-                "payment_id": ref.operation_id,
-                "chain_id": ref.chain_id,
-                "customer_id": customer_id,
-                "operation_kind": ref.kind,
-                "operation_id": ref.operation_id,
-                "method": method,
-            }
-        ]
-    )
+def _payment_row(ref: OpRef, method: str) -> list[dict[str, Any]]:
+    """The payment row of a debt payment or an advance (its id is the operation's)."""
+    return [{"payment_id": ref.operation_id, "method": method}]
 
 
 async def submit_debt_payment(
@@ -601,10 +623,8 @@ async def submit_debt_payment(
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
-    async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
-        customer = await _till_customer(
-            session, chain, customer_id, body.card_number, card_required=False
-        )
+    async def build(session: AsyncSession, chain: Any, found: TillLookup) -> tuple[Any, ...]:
+        customer = _till_customer(found, body.card_number, card_required=False)
         if body.kind.value == "take_money" and body.amount is None:
             raise invalid("amount", "take_money needs an amount")
         if body.kind.value == "pay_debt" and body.amount is not None:
@@ -652,18 +672,17 @@ async def submit_debt_payment(
             occurred_at=occurred_at,
             occurred_at_given=body.occurred_at is not None,
         )
-        await _record_payment_row(session, ref, customer_id, body.method.value)
-        return ref, command, customer_id, customer_id
+        return ref, command, customer_id, customer_id, _payment_row(ref, body.method.value)
 
-    return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
+    named = (customer_id, body.card_number)
+    return await _submit_simple(gw, principal, idempotency_key, request_hash, build, named)
 
 
-async def _money_at_till(
+def _money_at_till(
     gw: GatewayPorts,
     principal: Principal,
-    session: AsyncSession,
-    chain: Row[Any],
-    customer_id: uuid.UUID,
+    chain: Any,
+    found: TillLookup,
     body: s.AdvanceCreate | s.RefundCreate,
     kind: str,
     *,
@@ -671,9 +690,7 @@ async def _money_at_till(
 ) -> tuple[OpRef, dict[str, Any]]:
     """What an advance and a refund share: the customer at the till, the amount's scale, the
     operation's reference and the command's fields other than its id."""
-    customer = await _till_customer(
-        session, chain, customer_id, body.card_number, card_required=card_required
-    )
+    customer = _till_customer(found, body.card_number, card_required=card_required)
     check_money_scale([("amount", body.amount)], chain.minor_units)
     occurred_at = _occurred_at(gw, body.occurred_at, _now())
     fields = {
@@ -699,15 +716,15 @@ async def submit_advance(
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
-    async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
-        ref, fields = await _money_at_till(
-            gw, principal, session, chain, customer_id, body, ADVANCE, card_required=False
+    async def build(session: AsyncSession, chain: Any, found: TillLookup) -> tuple[Any, ...]:
+        ref, fields = _money_at_till(
+            gw, principal, chain, found, body, ADVANCE, card_required=False
         )
         command = RecordAdvance(payment_id=ref.operation_id, **fields)
-        await _record_payment_row(session, ref, customer_id, body.method.value)
-        return ref, command, customer_id, customer_id
+        return ref, command, customer_id, customer_id, _payment_row(ref, body.method.value)
 
-    return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
+    named = (customer_id, body.card_number)
+    return await _submit_simple(gw, principal, idempotency_key, request_hash, build, named)
 
 
 async def submit_refund(
@@ -718,15 +735,15 @@ async def submit_refund(
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
-    async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
+    async def build(session: AsyncSession, chain: Any, found: TillLookup) -> tuple[Any, ...]:
         # money leaves the store: the customer's card, not an id alone, must be presented
-        ref, fields = await _money_at_till(
-            gw, principal, session, chain, customer_id, body, REFUND, card_required=True
-        )
+        ref, fields = _money_at_till(gw, principal, chain, found, body, REFUND, card_required=True)
         del fields["occurred_at_given"]  # a refund pays no sale: nothing to check its date by
-        return ref, RecordRefund(refund_id=ref.operation_id, **fields), customer_id, customer_id
+        command = RecordRefund(refund_id=ref.operation_id, **fields)
+        return ref, command, customer_id, customer_id, []
 
-    return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
+    named = (customer_id, body.card_number)
+    return await _submit_simple(gw, principal, idempotency_key, request_hash, build, named)
 
 
 async def submit_return(
@@ -737,7 +754,7 @@ async def submit_return(
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
-    async def build(session: AsyncSession, chain: Row[Any]) -> tuple[Any, ...]:
+    async def build(session: AsyncSession, chain: Any, _found: TillLookup) -> tuple[Any, ...]:
         sale = await read_operation(session, OpRef(chain.chain_id, SALE, sale_id))
         if sale is None or sale.status != "completed":
             raise not_found("sale")
@@ -784,7 +801,7 @@ async def submit_return(
             occurred_at=occurred_at,
             occurred_at_given=body.occurred_at is not None,
         )
-        return ref, command, sale.customer_id, sale.customer_id or sale_id
+        return ref, command, sale.customer_id, sale.customer_id or sale_id, []
 
     return await _submit_simple(gw, principal, idempotency_key, request_hash, build)
 
@@ -830,7 +847,7 @@ async def _submit_once_per_object(
                 await Operations(session).delete(ref)
                 existing = None
             if existing is None:
-                await _send(
+                written = await _send(
                     session,
                     principal,
                     ref,
@@ -840,6 +857,7 @@ async def _submit_once_per_object(
                     request_hash=request_hash,
                     idempotency_key=idempotency_key,
                 )
+                assert written, "under the lock, after the existing one was deleted"
             elif idempotency_key:
                 await idempotency.link_operation(
                     session,

@@ -209,14 +209,15 @@ async def _settle(
     detail: str | None = None,
 ) -> bool:
     """Store the outcome on a pending operation; False when there is none (or it is done)."""
-    operations = Operations(session)
-    settled = await operations.settle(ref, status=status, outcome=outcome, code=code, detail=detail)
-    if settled:
-        # this process's waiters at once after the commit; the other instances' through
-        # PostgreSQL, which delivers the notification at the same commit (outcome_listener)
-        wake_after_commit(session, ref.key)
-        await operations.notify_settled(ref)
-    return settled
+    # the other instances' waiters through PostgreSQL, which delivers the notification at
+    # this transaction's commit (outcome_listener); this process's at once after the commit
+    settled = await Operations(session).settle_and_notify(
+        ref, status=status, outcome=outcome, code=code, detail=detail
+    )
+    if settled is None:
+        return False
+    wake_after_commit(session, ref.key, settled)
+    return True
 
 
 def _json(payload: Any) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 The consumer stores an outcome on the operation row; after its transaction commits, the
 requests of this process waiting for that operation are woken at once (an asyncio event per
-operation), those of the other gateway instances through PostgreSQL's NOTIFY
-(`adapters.outcome_listener`). A short database poll is the fallback.
+waiting request) and handed the row it stored, so they answer without reading it again; those
+of the other gateway instances are woken through PostgreSQL's NOTIFY
+(`adapters.outcome_listener`) and read it. A short database poll is the fallback.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,13 +26,28 @@ _INFO_KEY = "gateway_outcomes"
 _waiters: list[OutcomeWaiter] = []
 
 
+class _Waiting:
+    """One waiting request: its wake-up, and what the waking side handed it (None: nothing)."""
+
+    __slots__ = ("event", "value")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.value: Any = None
+
+
 class OutcomeWaiter:
     def __init__(self) -> None:
-        self._events: dict[OperationKey, set[asyncio.Event]] = {}
+        self._events: dict[OperationKey, set[_Waiting]] = {}
 
-    def notify(self, key: OperationKey) -> None:
-        for event in self._events.get(key, ()):
-            event.set()
+    def notify(self, key: OperationKey, value: Any = None) -> None:
+        """Wake the requests waiting for `key` now; `value` (the stored outcome) is what their
+        `wait_for` returns instead of calling its `check` again. A request that starts waiting
+        later is not handed it."""
+        for waiting in self._events.get(key, ()):
+            if value is not None:
+                waiting.value = value
+            waiting.event.set()
 
     def is_waiting(self, key: OperationKey) -> bool:
         """Whether a request of this process waits for `key` (tests wait for this)."""
@@ -47,7 +63,8 @@ class OutcomeWaiter:
         max_poll_interval: float | None = None,
         check_first: bool = True,
     ) -> T | None:
-        """`check()` until it returns something or `wait_seconds` pass (then None).
+        """`check()` until it returns something or `wait_seconds` pass (then None); what
+        `notify` hands over meanwhile is returned at once.
 
         `check_first=False`: the first `check()` comes after the first wake-up or poll
         interval, for a caller that has just created what it waits for (nothing to find yet).
@@ -60,10 +77,12 @@ class OutcomeWaiter:
         deadline = loop.time() + wait_seconds
         ceiling = max_poll_interval if max_poll_interval is not None else 5 * poll_interval
         interval = poll_interval
-        event = asyncio.Event()
-        self._events.setdefault(key, set()).add(event)
+        waiting = _Waiting()
+        self._events.setdefault(key, set()).add(waiting)
         try:
             while True:
+                if waiting.value is not None:
+                    return cast(T, waiting.value)
                 if check_first:
                     result = await check()
                     if result is not None:
@@ -73,14 +92,14 @@ class OutcomeWaiter:
                 if remaining <= 0:
                     return None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(interval, remaining))
+                    await asyncio.wait_for(waiting.event.wait(), min(interval, remaining))
                 interval = min(ceiling, interval * 2)
-                event.clear()
+                waiting.event.clear()
         finally:
-            waiting = self._events.get(key)
-            if waiting is not None:
-                waiting.discard(event)
-                if not waiting:
+            others = self._events.get(key)
+            if others is not None:
+                others.discard(waiting)
+                if not others:
                     del self._events[key]
 
     def register(self) -> None:
@@ -92,16 +111,17 @@ class OutcomeWaiter:
             _waiters.remove(self)
 
 
-def wake_after_commit(session: AsyncSession, key: OperationKey) -> None:
-    """Ask for `key`'s waiters to be woken once this session's transaction commits."""
-    session.sync_session.info.setdefault(_INFO_KEY, set()).add(key)
+def wake_after_commit(session: AsyncSession, key: OperationKey, outcome: Any = None) -> None:
+    """Ask for `key`'s waiters to be woken once this session's transaction commits, and handed
+    `outcome` (the operation row as stored, as `outcomes.read_operation` reads it)."""
+    session.sync_session.info.setdefault(_INFO_KEY, {})[key] = outcome
 
 
 @sa.event.listens_for(Session, "after_commit")
 def _wake(session: Session) -> None:
-    for key in session.info.pop(_INFO_KEY, ()):
+    for key, outcome in session.info.pop(_INFO_KEY, {}).items():
         for waiter in _waiters:
-            waiter.notify(key)
+            waiter.notify(key, outcome)
 
 
 @sa.event.listens_for(Session, "after_rollback")

@@ -1,0 +1,90 @@
+"""How many SQL statements a sale costs the gateway: the request, and the outcome consumed.
+
+SQLAlchemy statement building and asyncpg round trips were most of the gateway's CPU (the
+benchmark's profiles, docs/benchmarks.md), so the count is a budget: a change that adds a
+statement to the sale path shows here first. BEGIN and COMMIT are not counted (asyncpg does
+not send them as statements)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+pytestmark = pytest.mark.integration
+
+SALE = {
+    "card_number": "CARD-1",
+    "lines": [
+        {"sku": "D1", "name": "Dress", "quantity": "1", "unit_price": "60.00"},
+        {"sku": "S1", "name": "Shoes", "quantity": "2", "unit_price": "20.00"},
+    ],
+    "payments": [
+        {"method": "cash", "amount": "50.00"},
+        {"method": "on_account", "amount": "50.00"},
+    ],
+}
+
+
+@contextmanager
+def counted(harness: Any) -> Iterator[list[str]]:
+    """The statements the gateway's engine sends meanwhile (the harness's own outbox reads
+    excluded)."""
+    engine = harness.engine.sync_engine
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().startswith("SELECT topic, value FROM outbox"):
+            seen.append(" ".join(statement.split())[:100])
+
+    sa.event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", before)
+
+
+async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statements(
+    harness: Any, credit: Any
+) -> None:
+    admin, terminal = await harness.setup()
+    await harness.customer(admin)
+    # no poll while the test plays credit: the request's statements are the ones counted
+    harness.gateway.settings = harness.gateway.settings.model_copy(
+        update={"sale_wait_seconds": 5.0, "outcome_poll_interval_seconds": 5.0}
+    )
+    body = {**SALE, "sale_id": str(uuid.uuid4())}
+    with counted(harness) as request_part:
+        request, command = await harness.sale_waiting(body, harness.till(terminal))
+        # the waiting request reads nothing before it is woken
+        for _ in range(100):
+            if harness.gateway.waiter.is_waiting(
+                (uuid.UUID(command.payload["chain_id"]), "sale", uuid.UUID(body["sale_id"]))
+            ):
+                break
+            await asyncio.sleep(0.01)
+    with counted(harness) as consumer_part:
+        await harness.deliver("credit.events.v1", credit.sale_completed(command.payload))
+    with counted(harness) as answer_part:
+        response = await request
+    assert response.status_code == 201, response.text
+    assert response.json()["payments"][0]["amount"] == "50.00"
+    # the terminal key; the Idempotency-Key's claim; chain, card and customer (and the sale
+    # id's lock) in one; the request row, lines, payments, command and key link in one
+    assert len(request_part) == 4, request_part
+    # the batch's inbox rows; the outcome stored with its NOTIFY
+    assert len(consumer_part) == 2, consumer_part
+    # the outcome is handed to the waiting request of this process: no read
+    assert answer_part == []
+    async with harness.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.text("SELECT (SELECT count(*) FROM sale_lines), (SELECT count(*) FROM payments)")
+            )
+        ).one()
+    assert tuple(rows) == (2, 2)

@@ -1,0 +1,235 @@
+"""The gateway's own CPU per sale, without the rest of the stack: one process, no Kafka.
+
+The gateway's public app is driven in-process (httpx's ASGI transport) on a database of its
+own, and each sale's outcome is fed to its `gateway` consumer the way Kafka would deliver it,
+while the request waits for it (as in production: the request is woken by the consumer of its
+own process). Per sale: the HTTP request (authentication, the key's claim, the static checks,
+the writes), the outcome consumed, the answer. What this process spends per sale is measured
+with `time.process_time()` (CPU, not wall time, so other work on the machine changes it much
+less than the pipeline's figures), and the gateway's SQL statements are counted.
+
+The driver's own work (building the outcome event from the command it reads back from the
+outbox) is in the figure too; it is the same for any version of the gateway, so two versions
+compare by difference. Run a version's code with PYTHONPATH set to its `libs/*/src` and
+`services/*/src` (as `bench pipeline --ab-ref` does):
+
+    scripts/with-infra.sh env PYTHONPATH=tools .venv/bin/python -m bench.gateway_path --sales 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from aiokafka.structs import ConsumerRecord
+
+from contracts.credit.v1 import (
+    CustomerBalances,
+    SaleCompleted,
+    SaleLineOutcome,
+    SalePaymentOutcome,
+)
+from contracts.envelope import decode, encode, make_envelope
+
+OPERATOR = "operator-token-for-the-gateway-path-bench"
+
+
+def _sale_body(n: int) -> dict[str, Any]:
+    return {
+        "sale_id": str(uuid.uuid4()),
+        "card_number": "CARD-1",
+        "lines": [
+            {"sku": "D1", "name": "Dress", "quantity": "1", "unit_price": "60.00"},
+            {"sku": f"S{n % 7}", "name": "Shoes", "quantity": "2", "unit_price": "20.00"},
+        ],
+        "payments": [{"method": "card", "amount": "100.00"}],
+    }
+
+
+def _completed(cmd: dict[str, Any]) -> SaleCompleted:
+    return SaleCompleted(
+        sale_id=cmd["sale_id"],
+        chain_id=cmd["chain_id"],
+        store_id=cmd["store_id"],
+        terminal_id=cmd["terminal_id"],
+        customer_id=cmd["customer"]["customer_id"],
+        card_number=cmd["card_number"],
+        credit_mode=cmd["settings"]["credit_mode"],
+        sold_at=cmd["sold_at"],
+        total=Decimal(cmd["total"]),
+        paid=Decimal(cmd["total"]),
+        on_account=Decimal(0),
+        advance_applied=Decimal(0),
+        change=Decimal(0),
+        change_to_advance=Decimal(0),
+        change_allocated=[],
+        advance_added=Decimal(0),
+        due_date=None,
+        bonus_accrued=Decimal(0),
+        bonus_spent=Decimal(0),
+        payments=[
+            SalePaymentOutcome(
+                payment_id=p["payment_id"],
+                method=p["method"],
+                amount=Decimal(p["amount"]),
+                bonus_accrued=Decimal(0),
+            )
+            for p in cmd["payments"]
+        ],
+        lines=[SaleLineOutcome.model_validate({**ln, "owed": "0"}) for ln in cmd["lines"]],
+        customer_balances=CustomerBalances(
+            debt=Decimal(0), advance=Decimal(0), bonus_balance=Decimal(0)
+        ),
+        lines_changed=[],
+    )
+
+
+def _record(offset: int, payload: SaleCompleted) -> ConsumerRecord[Any, Any]:
+    env = make_envelope(payload, chain_id=None, key="k", correlation_id=uuid.uuid4())
+    return ConsumerRecord(
+        topic="credit.events.v1",
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"k",
+        value=encode(env),
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=0,
+        headers=(),
+    )
+
+
+async def _setup(client: httpx.AsyncClient) -> tuple[uuid.UUID, str]:
+    """A chain, a store, a terminal and a VIP customer with card CARD-1: the chain's id and the
+    terminal's key."""
+
+    async def post(path: str, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await client.post(path, json=body, headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 201, response.text
+        data: dict[str, Any] = response.json()
+        return data
+
+    chain = {"name": "Bench", "currency": "EUR", "timezone": "Europe/Bucharest"}
+    created = await post("/v1/chains", OPERATOR, chain)
+    admin = created["admin_api_key"]
+    store = (await post("/v1/stores", admin, {"code": "S1", "name": "Main"}))["store_id"]
+    terminal = (await post(f"/v1/stores/{store}/terminals", admin, {"name": "Till"}))["api_key"]
+    customer = {"name": "Ana", "phone": "+40700000001", "vip": True, "card_number": "CARD-1"}
+    await post("/v1/customers", admin, customer)
+    return uuid.UUID(created["chain_id"]), str(terminal)
+
+
+async def measure(database_url: str, sales: int, warmup: int) -> dict[str, Any]:
+    os.environ["OPERATOR_TOKEN"] = OPERATOR
+    os.environ["GATEWAY_DATABASE_URL"] = database_url
+    # no fallback poll while the driver plays credit: the request is woken by the consumer
+    os.environ["GATEWAY_SALE_WAIT_SECONDS"] = "10"
+    os.environ["GATEWAY_OUTCOME_POLL_INTERVAL_SECONDS"] = "10"
+    os.environ["GATEWAY_RATE_LIMIT_PER_SECOND"] = "100000"
+    os.environ["GATEWAY_RATE_LIMIT_BURST"] = "100000"
+    from pos_gateway.bootstrap import Gateway
+    from pos_gateway.config import Settings
+    from pos_gateway.entrypoints.app import MIGRATIONS_DIR, build_public_app, consumers
+    from servicekit.db import make_engine, make_session_factory, prepare_database
+
+    await prepare_database(MIGRATIONS_DIR, database_url)
+    engine = make_engine(database_url, pool_size=5)
+    gw = Gateway(Settings())
+    gw.start(make_session_factory(engine))
+    consumer = consumers()[0]
+    consumer.bind(make_session_factory(engine))
+    statements = 0
+
+    def count(*_args: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    # the driver wakes when the request starts waiting for its outcome (never by polling:
+    # a spinning driver would count the gateway's round trips as CPU). `wait_for` registers
+    # the request before its first await, so by the time the driver runs it is registered.
+    waiting = asyncio.Event()
+    wait_for = gw.waiter.wait_for
+
+    async def announced(*args: Any, **kwargs: Any) -> Any:
+        waiting.set()
+        return await wait_for(*args, **kwargs)
+
+    gw.waiter.wait_for = announced  # type: ignore[method-assign]
+    transport = httpx.ASGITransport(app=build_public_app(gw))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        _chain_id, terminal = await _setup(client)
+        headers = {"Authorization": f"Bearer {terminal}"}
+        cpu = 0.0
+        for n in range(warmup + sales):
+            if n == warmup:
+                sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+            started = time.process_time()
+            body = _sale_body(n)
+            request = asyncio.create_task(
+                client.post(
+                    "/v1/sales", json=body, headers={**headers, "Idempotency-Key": body["sale_id"]}
+                )
+            )
+            await waiting.wait()  # written, and waiting for its outcome
+            waiting.clear()
+            async with engine.connect() as conn:  # the driver's read, not the gateway's
+                value = await conn.scalar(
+                    sa.text("SELECT value FROM outbox ORDER BY id DESC LIMIT 1")
+                )
+            await consumer.process_records([_record(n + 1, _completed(decode(value).payload))])
+            response = await request
+            assert response.status_code == 201, response.text
+            if n >= warmup:
+                cpu += time.process_time() - started
+    sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+    await gw.stop()
+    await engine.dispose()
+    import pos_gateway
+
+    return {
+        "code": str(os.path.dirname(pos_gateway.__file__)),
+        "sales": sales,
+        "cpu_ms_per_sale": round(1000 * cpu / sales, 3),
+        # the driver's outbox read is one of them
+        "statements_per_sale": round(statements / sales, 2),
+        "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from servicekit.testing import create_database, drop_database
+
+    server = os.environ["DATABASE_URL"]
+    name = f"bench_gw_{secrets.token_hex(4)}"
+    url = await create_database(server, name)
+    try:
+        result = await measure(url, args.sales, args.warmup)
+    finally:
+        await drop_database(server, name)
+    print(json.dumps({"label": args.label, **result}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway_path", description=__doc__)
+    parser.add_argument("--sales", type=int, default=400)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--label", default="")
+    args = parser.parse_args(argv)
+    asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
