@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from credit.adapters import tables as t
 from credit.domain.model import Entry, EntryKind, Ledger, Line, Method, Payment, Sale
-from servicekit.db import lock_row
+from servicekit.db import column_arrays, lock_row
 
 LIVE = ("pending", "confirmed")
 
@@ -589,15 +589,18 @@ def _record_params(op: OperationRecord) -> dict[str, Any]:
         "debt": op.debt,
         "advance": op.advance,
         **_sale_params(sale),
-        "e_operation_ids": [e.operation_id for e in entries],
-        "e_kinds": [e.kind.value for e in entries],
-        "e_amounts": [e.amount for e in entries],
-        "e_ats": [e.at for e in entries],
-        "e_sale_ids": [e.sale_id for e in entries],
-        "e_line_nos": [e.line_no for e in entries],
-        "e_payment_ids": [e.payment_id for e in entries],
-        "e_methods": [e.method.value if e.method else None for e in entries],
-        "e_quantities": [e.quantity for e in entries],
+        **column_arrays(
+            entries,
+            e_operation_ids="operation_id",
+            e_kinds=lambda e: e.kind.value,
+            e_amounts="amount",
+            e_ats="at",
+            e_sale_ids="sale_id",
+            e_line_nos="line_no",
+            e_payment_ids="payment_id",
+            e_methods=lambda e: e.method.value if e.method else None,
+            e_quantities="quantity",
+        ),
     }
 
 

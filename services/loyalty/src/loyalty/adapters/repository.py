@@ -40,7 +40,7 @@ from loyalty.domain.model import (
     ReversalRecord,
     SaleHistory,
 )
-from servicekit.db import lock_row
+from servicekit.db import column_arrays, lock_row
 
 DEFAULT_MINOR_UNITS = 2
 
@@ -237,17 +237,20 @@ def _movement_params(movements: Sequence[Movement]) -> dict[str, list[Any]]:
         numbered.append(seqs.get(key, 0))
         seqs[key] = numbered[-1] + 1
     return {
-        "m_ids": [m.movement_id for m in movements],
-        "m_kinds": [m.kind.value for m in movements],
-        "m_amounts": [m.amount for m in movements],
-        "m_ats": [m.at for m in movements],
-        "m_balances": [m.balance_after for m in movements],
-        "m_operation_ids": [m.operation_id for m in movements],
+        **column_arrays(
+            movements,
+            m_ids="movement_id",
+            m_kinds=lambda m: m.kind.value,
+            m_amounts="amount",
+            m_ats="at",
+            m_balances="balance_after",
+            m_operation_ids="operation_id",
+            m_payment_ids="payment_id",
+            m_sale_ids="sale_id",
+            m_store_ids="store_id",
+            m_lot_ids="lot_id",
+        ),
         "m_seqs": numbered,
-        "m_payment_ids": [m.payment_id for m in movements],
-        "m_sale_ids": [m.sale_id for m in movements],
-        "m_store_ids": [m.store_id for m in movements],
-        "m_lot_ids": [m.lot_id for m in movements],
     }
 
 
@@ -257,41 +260,46 @@ def _lot_params(account: BonusAccount) -> dict[str, list[Any]]:
     new_ids = {lot.lot_id for lot in new}
     touched = [lot for lot in account.touched_lots.values() if lot.lot_id not in new_ids]
     return {
-        "l_ids": [lot.lot_id for lot in new],
-        "l_ats": [lot.at for lot in new],
-        "l_amounts": [lot.amount for lot in new],
-        "l_remaining": [lot.remaining for lot in new],
-        "l_store_ids": [lot.store_id for lot in new],
-        "l_payment_ids": [lot.payment_id for lot in new],
-        "l_sale_ids": [lot.sale_id for lot in new],
-        "t_ids": [lot.lot_id for lot in touched],
-        "t_remaining": [lot.remaining for lot in touched],
+        **column_arrays(
+            account.new_lots,
+            l_ids="lot_id",
+            l_ats="at",
+            l_amounts="amount",
+            l_remaining="remaining",
+            l_store_ids="store_id",
+            l_payment_ids="payment_id",
+            l_sale_ids="sale_id",
+        ),
+        **column_arrays(touched, t_ids="lot_id", t_remaining="remaining"),
     }
 
 
+_OPERATION_FIELDS = ("operation_id", "operation_kind", "outcome", "answer_type", "answer")
+
+
 def _operation_params(op: OperationWrites | None) -> dict[str, Any]:
-    accruals = op.accruals if op is not None else ()
-    reversals = op.reversals if op is not None else ()
     return {
-        "operation_id": op.operation_id if op is not None else None,
-        "operation_kind": op.operation_kind if op is not None else None,
-        "outcome": op.outcome if op is not None else None,
-        "answer_type": op.answer_type if op is not None else None,
-        "answer": op.answer if op is not None else None,
-        "a_payment_ids": [a.payment_id for a in accruals],
-        "a_operation_ids": [a.operation_id for a in accruals],
-        "a_sale_ids": [a.sale_id for a in accruals],
-        "a_store_ids": [a.store_id for a in accruals],
-        "a_methods": [a.method for a in accruals],
-        "a_bases": [a.base for a in accruals],
-        "a_rates": [a.rate_percent for a in accruals],
-        "a_accrued": [a.accrued for a in accruals],
-        "a_ats": [a.at for a in accruals],
-        "a_lot_ids": [a.lot_id for a in accruals],
-        "r_operation_ids": [r.operation_id for r in reversals],
-        "r_payment_ids": [r.payment_id for r in reversals],
-        "r_bases": [r.base for r in reversals],
-        "r_amounts": [r.amount for r in reversals],
+        **{name: getattr(op, name, None) for name in _OPERATION_FIELDS},
+        **column_arrays(
+            op.accruals if op is not None else (),
+            a_payment_ids="payment_id",
+            a_operation_ids="operation_id",
+            a_sale_ids="sale_id",
+            a_store_ids="store_id",
+            a_methods="method",
+            a_bases="base",
+            a_rates="rate_percent",
+            a_accrued="accrued",
+            a_ats="at",
+            a_lot_ids="lot_id",
+        ),
+        **column_arrays(
+            op.reversals if op is not None else (),
+            r_operation_ids="operation_id",
+            r_payment_ids="payment_id",
+            r_bases="base",
+            r_amounts="amount",
+        ),
         "r_at": op.reversals_at if op is not None else None,
     }
 
