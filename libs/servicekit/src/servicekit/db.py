@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,19 @@ async def lock_row(
         await session.execute(insert_if_missing)
         row = (await session.execute(locking_select)).first()
     return row
+
+
+def column_arrays(
+    items: Iterable[Any], **columns: str | Callable[[Any], Any]
+) -> dict[str, list[Any]]:
+    """The parameters of a multi-row write through `unnest(CAST(:name AS type[]), ...)`: one
+    list per column, in the items' order. A column is the item's attribute of that name, or a
+    function of the item."""
+    rows = list(items)
+    return {
+        name: [get(row) if callable(get) else getattr(row, get) for row in rows]
+        for name, get in columns.items()
+    }
 
 
 def plain_url(url: str) -> str:

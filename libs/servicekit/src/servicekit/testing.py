@@ -250,3 +250,23 @@ async def next_envelope(
                         continue
                     if match(env):
                         return env
+
+
+@contextlib.contextmanager
+def counted_statements(engine: AsyncEngine, *, ignore: str = "\0") -> Iterator[list[str]]:
+    """The SQL statements `engine` sends meanwhile, shortened to 80 characters (a statement
+    budget test's evidence); those starting with `ignore` (the test's own reads) left out.
+    asyncpg's BEGIN and COMMIT are no statements here."""
+    import sqlalchemy as sa
+
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.lstrip().startswith(ignore):
+            seen.append(" ".join(statement.split())[:80])
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", before)

@@ -13,7 +13,7 @@ from typing import Any
 from contracts.base import Message
 from contracts.envelope import Envelope, make_envelope
 from contracts.loyalty.v1 import BonusesApplied, PaymentBonus
-from credit.adapters.repository import CustomerRow
+from credit.adapters.repository import CustomerRow, OperationRecord
 from credit.domain.model import Entry, Ledger, Sale
 from credit.service_layer import handlers as h
 from credit.testing import (
@@ -84,15 +84,20 @@ class FakeRepository:
             minor_units=minor_units,
         )
 
-    async def add_sale(
-        self, sale: Sale, *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
-    ) -> None:
-        self.sales.append((sale, customer_id))
+    async def load_for_command(
+        self, *, seen: tuple[uuid.UUID, str] | None = None, **kwargs: Any
+    ) -> tuple[Ledger, bool]:
+        known = seen is not None and await self.operation_known(kwargs["chain_id"], *seen)
+        return await self.load_ledger(**kwargs), known
 
-    async def add_entries(
-        self, entries: list[Entry], *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
-    ) -> None:
-        self.entries.extend((e, customer_id) for e in entries)
+    async def record_operation(self, op: OperationRecord) -> None:
+        if op.sale is not None:
+            self.sales.append((op.sale, op.customer_id))
+        self.entries.extend((e, op.customer_id) for e in op.entries)
+        fields = ("sale", "entries", "in_flight", "debt", "advance")
+        await self.add_operation(**{k: v for k, v in vars(op).items() if k not in fields})
+        if op.customer_id is not None and op.in_flight is not None:
+            await self.update_customer(op.customer_id, in_flight=op.in_flight)
 
     async def add_operation(self, **values: Any) -> bool:
         if values["operation_id"] in self.operations:
@@ -103,6 +108,12 @@ class FakeRepository:
     async def pending_operation(self, chain_id: uuid.UUID, operation_id: uuid.UUID) -> Any:
         op = self.operations.get(operation_id)
         return op if op is not None and op.status == "pending" else None
+
+    async def claim_pending(self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str) -> Any:
+        op = await self.pending_operation(chain_id, operation_id)
+        if op is not None:
+            op.status = status
+        return op
 
     async def finish_operation(
         self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str
@@ -173,7 +184,7 @@ async def test_accepted_sale_is_pending_until_loyalty_answers() -> None:
     await h.process_command(repo, emitter, envelope(cmd), cmd)  # type: ignore[arg-type]
     assert emitter.types() == ["loyalty.ApplyBonuses"]
     assert repo.customers[customer.customer_id].in_flight == cmd.sale_id
-    op = repo.operations[cmd.sale_id]
+    op = await repo.claim_pending(CHAIN, cmd.sale_id, "confirmed")
     await h.confirm(repo, emitter, op, applied(cmd.sale_id, customer.customer_id))  # type: ignore[arg-type]
     assert emitter.types() == ["loyalty.ApplyBonuses", "credit.SaleCompleted"]
     assert repo.customers[customer.customer_id].in_flight is None
@@ -194,7 +205,7 @@ async def test_a_command_arriving_while_another_is_in_flight_is_parked() -> None
     await h.confirm(
         repo,
         emitter,
-        repo.operations[sale.sale_id],  # type: ignore[arg-type]
+        await repo.claim_pending(CHAIN, sale.sale_id, "confirmed"),
         applied(sale.sale_id, customer.customer_id),
     )
     await h.drain_parked(repo, customer.customer_id, CHAIN, emitter)  # type: ignore[arg-type]

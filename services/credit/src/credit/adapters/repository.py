@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from credit.adapters import tables as t
 from credit.domain.model import Entry, EntryKind, Ledger, Line, Method, Payment, Sale
-from servicekit.db import lock_row
+from servicekit.db import column_arrays, lock_row
 
 LIVE = ("pending", "confirmed")
 
@@ -39,6 +39,29 @@ _SNAPSHOT_CHAIN = sa.text(
     sa.bindparam("chain_id", type_=sa.Uuid),
     sa.bindparam("settings", type_=JSONB),
 )
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    """What `Repository.record_operation` writes for an operation the ledger accepted.
+
+    `in_flight` for one that waits for loyalty; `debt`/`advance` for one confirmed at once
+    (None: the customer's balances stay as they are)."""
+
+    operation_id: uuid.UUID
+    kind: str
+    chain_id: uuid.UUID
+    customer_id: uuid.UUID | None
+    status: str
+    outcome_type: str
+    outcome: dict[str, Any]
+    meta: dict[str, Any]
+    correlation_id: uuid.UUID
+    sale: Sale | None
+    entries: list[Entry]
+    in_flight: uuid.UUID | None = None
+    debt: Decimal | None = None
+    advance: Decimal | None = None
 
 
 @dataclass
@@ -143,73 +166,49 @@ class Repository:
 
         Only rows of live (pending or confirmed) operations count, the operation being found
         by (chain, id) through its primary key."""
-        o = t.operations.c
+        ledger, _ = await self.load_for_command(
+            chain_id=chain_id, customer_id=customer_id, sale_id=sale_id, minor_units=minor_units
+        )
+        return ledger
 
-        def live(chain: Any, operation_id: Any) -> Any:
-            return (
-                sa.select(o.operation_id)
-                .where(o.chain_id == chain, o.operation_id == operation_id, o.status.in_(LIVE))
-                .exists()
+    async def load_for_command(
+        self,
+        *,
+        chain_id: uuid.UUID,
+        customer_id: uuid.UUID | None,
+        sale_id: uuid.UUID | None = None,
+        minor_units: int = 2,
+        seen: tuple[uuid.UUID, str] | None = None,
+    ) -> tuple[Ledger, bool]:
+        """`load_ledger` (an empty ledger when neither a customer nor a sale is named) and,
+        when `seen` names an (operation, kind), whether it was accepted or refused before
+        (`operation_known`): one statement, sales, entries and the answer tagged apart."""
+        parts: list[Any] = []
+        if customer_id is not None or sale_id is not None:
+            parts += _ledger_selects(chain_id, customer_id, sale_id)
+        if seen is not None:
+            parts.append(
+                sa.select(sa.literal_column("'k'").label("tag"), *_NULLS).where(
+                    self._known(chain_id, *seen)
+                )
             )
-
-        if customer_id is not None:
-            sale_filter = t.sales.c.customer_id == customer_id
-            entry_filter = t.entries.c.customer_id == customer_id
-        else:
-            sale_filter = sa.and_(
-                t.sales.c.chain_id == chain_id,
-                t.sales.c.sale_id == sale_id,
-                t.sales.c.customer_id.is_(None),
-            )
-            entry_filter = sa.and_(
-                t.entries.c.chain_id == chain_id,
-                t.entries.c.sale_id == sale_id,
-                t.entries.c.customer_id.is_(None),
-            )
-        sale_rows = (
-            await self.session.execute(
-                sa.select(t.sales)
-                .where(sale_filter, live(t.sales.c.chain_id, t.sales.c.sale_id))
-                .order_by(t.sales.c.seq)
-            )
-        ).all()
-        entry_rows = (
-            await self.session.execute(
-                sa.select(t.entries)
-                .where(entry_filter, live(t.entries.c.chain_id, t.entries.c.operation_id))
-                .order_by(t.entries.c.id)
-            )
-        ).all()
-        return Ledger(
-            [_sale_from_row(r) for r in sale_rows],
-            [_entry_from_row(r) for r in entry_rows],
+        rows: list[Any] = []
+        if parts:
+            union = sa.union_all(*parts).subquery()
+            query = sa.select(union).order_by(union.c.tag, union.c.ord)
+            rows = list((await self.session.execute(query)).all())
+        ledger = Ledger(
+            [_sale_from_row(r) for r in rows if r.tag == "s"],
+            [_entry_from_row(r) for r in rows if r.tag == "e"],
             minor_units=minor_units,
         )
+        return ledger, any(r.tag == "k" for r in rows)
 
-    async def add_sale(
-        self, sale: Sale, *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
-    ) -> None:
-        await self.session.execute(
-            sa.insert(t.sales).values(
-                sale_id=sale.sale_id,
-                chain_id=chain_id,
-                customer_id=customer_id,
-                store_id=sale.store_id,
-                terminal_id=sale.terminal_id,
-                sold_at=sale.sold_at,
-                local_date=sale.local_date,
-                due_date=sale.due_date,
-                lines=[_line_json(line) for line in sale.lines],
-                payments=[
-                    {
-                        "payment_id": str(p.payment_id),
-                        "method": p.method.value,
-                        "amount": str(p.amount),
-                    }
-                    for p in sale.payments
-                ],
-            )
-        )
+    async def record_operation(self, op: OperationRecord) -> None:
+        """An operation the ledger accepted: its sale (if it records one), its entries, the
+        operation row (ON CONFLICT DO NOTHING, as before) and the customer's row (the
+        operation in flight, or the balances it leaves): one statement."""
+        await self.session.execute(_RECORD, _record_params(op))
 
     async def add_entries(
         self, entries: list[Entry], *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
@@ -249,6 +248,10 @@ class Repository:
         self, chain_id: uuid.UUID, operation_id: uuid.UUID, kind: str
     ) -> bool:
         """Accepted before (pending, confirmed or voided) or refused before (one statement)."""
+        return bool(await self.session.scalar(sa.select(self._known(chain_id, operation_id, kind))))
+
+    @staticmethod
+    def _known(chain_id: uuid.UUID, operation_id: uuid.UUID, kind: str) -> Any:
         accepted = sa.select(t.operations.c.operation_id).where(
             t.operations.c.chain_id == chain_id, t.operations.c.operation_id == operation_id
         )
@@ -257,9 +260,7 @@ class Repository:
             t.refusals.c.operation_id == operation_id,
             t.refusals.c.kind == kind,
         )
-        return bool(
-            await self.session.scalar(sa.select(sa.or_(accepted.exists(), refused.exists())))
-        )
+        return sa.or_(accepted.exists(), refused.exists())
 
     async def add_operation(
         self,
@@ -303,6 +304,18 @@ class Repository:
                 )
             )
         ).first()
+
+    async def claim_pending(self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str) -> Any:
+        """End a pending operation as `status` and return its row (None: it is not pending):
+        `pending_operation` and `finish_operation` in one statement."""
+        o = t.operations.c
+        result = await self.session.execute(
+            sa.update(t.operations)
+            .where(o.chain_id == chain_id, o.operation_id == operation_id, o.status == "pending")
+            .values(status=status, finished_at=sa.func.now())
+            .returning(*t.operations.c)
+        )
+        return result.first()
 
     async def operation_voided(self, chain_id: uuid.UUID, operation_id: uuid.UUID) -> bool:
         status = await self.session.scalar(
@@ -369,18 +382,15 @@ class Repository:
         )
 
     async def unpark_next(self, customer_id: uuid.UUID) -> dict[str, Any] | None:
-        row = (
-            await self.session.execute(
-                sa.select(t.parked.c.id, t.parked.c.envelope)
-                .where(t.parked.c.customer_id == customer_id)
-                .order_by(t.parked.c.id)
-                .limit(1)
-            )
-        ).first()
-        if row is None:
-            return None
-        await self.session.execute(sa.delete(t.parked).where(t.parked.c.id == row.id))
-        envelope: dict[str, Any] = row.envelope
+        """The customer's oldest parked command, taken off the queue (one statement; the
+        caller holds the customer's lock)."""
+        p = t.parked.c
+        oldest = (
+            sa.select(p.id).where(p.customer_id == customer_id).order_by(p.id).limit(1)
+        ).scalar_subquery()
+        envelope: dict[str, Any] | None = await self.session.scalar(
+            sa.delete(t.parked).where(p.id == oldest).returning(p.envelope)
+        )
         return envelope
 
     # ----------------------------------------------------------------- overdue marks
@@ -460,6 +470,159 @@ class Repository:
         )
 
 
+# --------------------------------------------------------------------------- one-statement SQL
+
+_SALE_COLUMNS = [t.sales.c[n] for n in ("store_id", "terminal_id", "sold_at", "local_date")] + [
+    t.sales.c[n] for n in ("due_date", "lines", "payments")
+]
+_ENTRY_COLUMNS = [t.entries.c[n] for n in ("operation_id", "kind", "amount", "at", "line_no")] + [
+    t.entries.c[n] for n in ("payment_id", "method", "quantity")
+]
+
+
+def _nulls(columns: list[sa.Column[Any]]) -> list[Any]:
+    return [sa.cast(sa.null(), c.type).label(c.name) for c in columns]
+
+
+#: a ledger read's row without a sale or an entry (its `ord` and every other column NULL)
+_NULLS = [
+    sa.cast(sa.null(), sa.BigInteger).label("ord"),
+    *_nulls([t.sales.c.sale_id, *_SALE_COLUMNS, *_ENTRY_COLUMNS]),
+]
+
+
+def _ledger_selects(
+    chain_id: uuid.UUID, customer_id: uuid.UUID | None, sale_id: uuid.UUID | None
+) -> list[Any]:
+    """The sales (tag 's', in `seq` order) and the entries (tag 'e', in `id` order) of a
+    customer's ledger, or of one anonymous sale's, each of a live operation, as rows of one
+    shape (the sale's columns, then the entry's)."""
+    s, e, o = t.sales.c, t.entries.c, t.operations.c
+
+    def live(chain: Any, operation_id: Any) -> Any:
+        return (
+            sa.select(o.operation_id)
+            .where(o.chain_id == chain, o.operation_id == operation_id, o.status.in_(LIVE))
+            .exists()
+        )
+
+    if customer_id is not None:
+        sale_filter: Any = s.customer_id == customer_id
+        entry_filter: Any = e.customer_id == customer_id
+    else:
+        sale_filter = sa.and_(s.chain_id == chain_id, s.sale_id == sale_id, s.customer_id.is_(None))
+        entry_filter = sa.and_(
+            e.chain_id == chain_id, e.sale_id == sale_id, e.customer_id.is_(None)
+        )
+    sales = sa.select(
+        sa.literal_column("'s'").label("tag"),
+        s.seq.label("ord"),
+        s.sale_id,
+        *_SALE_COLUMNS,
+        *_nulls(_ENTRY_COLUMNS),
+    ).where(sale_filter, live(s.chain_id, s.sale_id))
+    entries = sa.select(
+        sa.literal_column("'e'").label("tag"),
+        e.id.label("ord"),
+        e.sale_id,
+        *_nulls(_SALE_COLUMNS),
+        *_ENTRY_COLUMNS,
+    ).where(entry_filter, live(e.chain_id, e.operation_id))
+    return [sales, entries]
+
+
+# Every part runs whatever the others do (as the separate statements did): the sale only when
+# there is one, the entries in their order (the identity numbers them), the customer's row only
+# for a known customer (COALESCE: a NULL parameter leaves the column as it is).
+_RECORD = sa.text(
+    "WITH sale AS ("
+    " INSERT INTO sales (sale_id, chain_id, customer_id, store_id, terminal_id, sold_at,"
+    " local_date, due_date, lines, payments)"
+    " SELECT CAST(:sale_id AS uuid), CAST(:chain_id AS uuid), CAST(:customer_id AS uuid),"
+    " CAST(:store_id AS uuid), CAST(:terminal_id AS uuid), CAST(:sold_at AS timestamptz),"
+    " CAST(:local_date AS date), CAST(:due_date AS date), :lines, :payments"
+    " WHERE CAST(:sale_id AS uuid) IS NOT NULL),"
+    " entry AS ("
+    " INSERT INTO entries (operation_id, chain_id, customer_id, kind, amount, at, sale_id,"
+    " line_no, payment_id, method, quantity)"
+    " SELECT x.operation_id, CAST(:chain_id AS uuid), CAST(:customer_id AS uuid), x.kind,"
+    " x.amount, x.at, x.sale_id, x.line_no, x.payment_id, x.method, x.quantity"
+    " FROM unnest(CAST(:e_operation_ids AS uuid[]), CAST(:e_kinds AS text[]),"
+    " CAST(:e_amounts AS numeric[]), CAST(:e_ats AS timestamptz[]), CAST(:e_sale_ids AS uuid[]),"
+    " CAST(:e_line_nos AS integer[]), CAST(:e_payment_ids AS uuid[]), CAST(:e_methods AS text[]),"
+    " CAST(:e_quantities AS numeric[])) WITH ORDINALITY"
+    " AS x(operation_id, kind, amount, at, sale_id, line_no, payment_id, method, quantity, n)"
+    " ORDER BY x.n),"
+    " operation AS ("
+    " INSERT INTO operations (operation_id, kind, chain_id, customer_id, status, outcome_type,"
+    " outcome, meta, correlation_id, finished_at)"
+    " VALUES (CAST(:operation_id AS uuid), CAST(:kind AS text), CAST(:chain_id AS uuid),"
+    " CAST(:customer_id AS uuid), CAST(:status AS text), CAST(:outcome_type AS text), :outcome,"
+    " :meta, CAST(:correlation_id AS uuid),"
+    " CASE WHEN CAST(:status AS text) = 'pending' THEN NULL ELSE now() END)"
+    " ON CONFLICT DO NOTHING)"
+    " UPDATE customers SET in_flight = COALESCE(CAST(:in_flight AS uuid), in_flight),"
+    " debt = COALESCE(CAST(:debt AS numeric), debt),"
+    " advance = COALESCE(CAST(:advance AS numeric), advance), updated_at = now()"
+    " WHERE customer_id = CAST(:customer_id AS uuid)"
+).bindparams(
+    sa.bindparam("lines", type_=JSONB),
+    sa.bindparam("payments", type_=JSONB),
+    sa.bindparam("outcome", type_=JSONB),
+    sa.bindparam("meta", type_=JSONB),
+)
+
+
+def _record_params(op: OperationRecord) -> dict[str, Any]:
+    sale, entries = op.sale, op.entries
+    return {
+        "operation_id": op.operation_id,
+        "kind": op.kind,
+        "chain_id": op.chain_id,
+        "customer_id": op.customer_id,
+        "status": op.status,
+        "outcome_type": op.outcome_type,
+        "outcome": op.outcome,
+        "meta": op.meta,
+        "correlation_id": op.correlation_id,
+        "in_flight": op.in_flight,
+        "debt": op.debt,
+        "advance": op.advance,
+        **_sale_params(sale),
+        **column_arrays(
+            entries,
+            e_operation_ids="operation_id",
+            e_kinds=lambda e: e.kind.value,
+            e_amounts="amount",
+            e_ats="at",
+            e_sale_ids="sale_id",
+            e_line_nos="line_no",
+            e_payment_ids="payment_id",
+            e_methods=lambda e: e.method.value if e.method else None,
+            e_quantities="quantity",
+        ),
+    }
+
+
+def _sale_params(sale: Sale | None) -> dict[str, Any]:
+    if sale is None:
+        names = ("sale_id", "store_id", "terminal_id", "sold_at", "local_date", "due_date")
+        return {**dict.fromkeys(names), "lines": [], "payments": []}
+    return {
+        "sale_id": sale.sale_id,
+        "store_id": sale.store_id,
+        "terminal_id": sale.terminal_id,
+        "sold_at": sale.sold_at,
+        "local_date": sale.local_date,
+        "due_date": sale.due_date,
+        "lines": [_line_json(line) for line in sale.lines],
+        "payments": [
+            {"payment_id": str(p.payment_id), "method": p.method.value, "amount": str(p.amount)}
+            for p in sale.payments
+        ],
+    }
+
+
 def _line_json(line: Line) -> dict[str, Any]:
     return {
         "line_no": line.line_no,
@@ -481,7 +644,7 @@ def _sale_from_row(row: Any) -> Sale:
         sold_at=row.sold_at,
         local_date=row.local_date,
         due_date=row.due_date,
-        seq=row.seq,
+        seq=row.ord,
         lines=tuple(
             Line(
                 line_no=x["line_no"],

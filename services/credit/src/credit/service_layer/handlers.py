@@ -47,7 +47,6 @@ from contracts.envelope import Envelope, parse_payload
 from contracts.gateway.v1 import (
     ChainRegistered,
     ChainSettingsChanged,
-    ChainSettingsSnapshot,
     RecordAdvance,
     RecordDebtPayment,
     RecordRefund,
@@ -63,7 +62,7 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
-from credit.adapters.repository import CustomerRow, Repository
+from credit.adapters.repository import CustomerRow, OperationRecord, Repository
 from credit.domain.errors import InvalidOperation, Refusal
 from credit.domain.model import (
     Ledger,
@@ -129,7 +128,7 @@ async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) ->
     repo = Repository(ctx.session)
     emitter = Emitter.caused_by(ctx.session, ctx.envelope)
     await repo.lock_customer(answer.customer_id, answer.chain_id)
-    op = await repo.pending_operation(answer.chain_id, answer.operation_id)
+    op = await repo.claim_pending(answer.chain_id, answer.operation_id, "confirmed")
     if op is None:
         return  # answered before, never asked, or given up (then loyalty is told to undo it)
     await confirm(repo, emitter.with_correlation(op.correlation_id), op, answer)
@@ -140,10 +139,9 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
     repo = Repository(ctx.session)
     emitter = Emitter.caused_by(ctx.session, ctx.envelope)
     await repo.lock_customer(answer.customer_id, answer.chain_id)
-    op = await repo.pending_operation(answer.chain_id, answer.operation_id)
+    op = await repo.claim_pending(answer.chain_id, answer.operation_id, "voided")
     if op is None:
         return
-    await repo.finish_operation(op.chain_id, op.operation_id, "voided")
     await repo.update_customer(answer.customer_id, in_flight=None, bonus_balance=answer.balance)
     await refuse(
         repo,
@@ -219,14 +217,21 @@ async def process_command(
             await repo.park(customer_id, envelope.message_id, envelope.model_dump(mode="json"))
             return
     # a revocation may be asked again (the answer then is already_revoked); anything else
-    # seen before, accepted or refused, is a duplicate and changes nothing
-    if kind is not OperationKind.REVOKE_DISCOUNT and await repo.operation_known(
-        cmd.chain_id, operation_id, kind.value
-    ):
+    # seen before, accepted or refused, is a duplicate and changes nothing (asked with the
+    # ledger's read, under the customer's lock)
+    seen = None if kind is OperationKind.REVOKE_DISCOUNT else (operation_id, kind.value)
+    ledger, known = await repo.load_for_command(
+        chain_id=cmd.chain_id,
+        customer_id=customer_id,
+        sale_id=cmd.sale_id if isinstance(cmd, RecordReturn) else None,
+        minor_units=cmd.settings.minor_units,
+        seen=seen,
+    )
+    if known:
         log.info("duplicate %s %s ignored", kind.value, operation_id)
         return
     try:
-        await execute(repo, emitter, cmd, customer)
+        await execute(repo, emitter, cmd, customer, ledger)
     except Refusal as refusal:
         await refuse(
             repo,
@@ -476,42 +481,19 @@ async def answer_dead_lettered(
     await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, clear=True)
 
 
-async def load(
-    repo: Repository,
-    chain_id: uuid.UUID,
-    customer_id: uuid.UUID | None,
-    settings: ChainSettingsSnapshot,
-    sale_id: uuid.UUID | None = None,
-) -> Ledger:
-    if customer_id is None and sale_id is None:
-        return Ledger(minor_units=settings.minor_units)
-    return await repo.load_ledger(
-        chain_id=chain_id,
-        customer_id=customer_id,
-        sale_id=sale_id,
-        minor_units=settings.minor_units,
-    )
-
-
 def sale_owed_map(ledger: Ledger) -> dict[uuid.UUID, Decimal]:
     return {s.sale_id: owed for s, owed in ledger.open_sales()}
 
 
 async def execute(
-    repo: Repository, emitter: Emitter, cmd: Command, locked: CustomerRow | None
+    repo: Repository, emitter: Emitter, cmd: Command, locked: CustomerRow | None, ledger: Ledger
 ) -> None:
     """Run the ledger operation and record it (pending, or confirmed when loyalty has no part).
 
-    `locked`: the customer's row as `process_command` locked it (None: anonymous)."""
+    `locked`: the customer's row as `process_command` locked it (None: anonymous); `ledger`:
+    the customer's (or the returned anonymous sale's) ledger as it read it."""
     customer_id = customer_of(cmd)
     settings = cmd.settings
-    ledger = await load(
-        repo,
-        cmd.chain_id,
-        customer_id,
-        settings,
-        sale_id=cmd.sale_id if isinstance(cmd, RecordReturn) else None,
-    )
     owed_before = sale_owed_map(ledger)
     operation_id, kind = identity(cmd)
     step = Step(
@@ -525,46 +507,47 @@ async def execute(
     operation_id = decision.operation_id or operation_id
     outcome, event, bonus = decision.outcome, decision.event, decision.bonus
 
-    if decision.sale is not None:
-        await repo.add_sale(decision.sale, chain_id=cmd.chain_id, customer_id=customer_id)
-    await repo.add_entries(outcome.entries, chain_id=cmd.chain_id, customer_id=customer_id)
     settled = [
         str(s) for s, before in owed_before.items() if before > 0 and ledger.sale_owed(s) <= 0
     ]
     meta = {"settled": settled, "timezone": settings.timezone, "minor_units": settings.minor_units}
-    status = "pending" if bonus is not None else "confirmed"
-    await repo.add_operation(
-        operation_id=operation_id,
-        kind=kind.value,
-        chain_id=cmd.chain_id,
-        customer_id=customer_id,
-        status=status,
-        outcome_type=event.TYPE,
-        outcome=event.model_dump(mode="json"),
-        meta=meta,
-        correlation_id=emitter.correlation_id,
+    pending = bonus is not None
+    # the sale, its entries, the operation and the customer's row (the operation in flight
+    # while loyalty answers, else the balances it leaves) in one write
+    await repo.record_operation(
+        OperationRecord(
+            operation_id=operation_id,
+            kind=kind.value,
+            chain_id=cmd.chain_id,
+            customer_id=customer_id,
+            status="pending" if pending else "confirmed",
+            outcome_type=event.TYPE,
+            outcome=event.model_dump(mode="json"),
+            meta=meta,
+            correlation_id=emitter.correlation_id,
+            sale=decision.sale,
+            entries=outcome.entries,
+            in_flight=operation_id if pending else None,
+            debt=None if pending or customer_id is None else outcome.debt_after,
+            advance=None if pending or customer_id is None else outcome.advance_after,
+        )
     )
     if bonus is not None:
         assert customer_id is not None
-        await repo.update_customer(customer_id, in_flight=operation_id)
         await emitter.emit(LOYALTY_COMMANDS, bonus, key=str(customer_id))
         return
-    if customer_id is not None:
-        await repo.update_customer(
-            customer_id, debt=outcome.debt_after, advance=outcome.advance_after
-        )
     await emitter.emit(CREDIT_EVENTS, event, key=str(customer_id or operation_id))
     if customer_id is not None:
         await emit_settled(repo, emitter, cmd.chain_id, customer_id, settled, meta)
 
 
 async def confirm(repo: Repository, emitter: Emitter, op: Any, applied: BonusesApplied) -> None:
-    """Loyalty applied the bonuses: the operation becomes effective and is published."""
+    """Loyalty applied the bonuses: the operation (`op`, already ended as confirmed by
+    `claim_pending`) becomes effective and is published."""
     meta: dict[str, Any] = op.meta or {}
     minor_units = int(meta.get("minor_units", 2))
     payload = oc.fill_bonus(op.outcome_type, op.outcome, applied, minor_units)
     event = OUTCOME_TYPES[op.outcome_type].model_validate(payload)
-    await repo.finish_operation(op.chain_id, op.operation_id, "confirmed")
     balances = payload.get("customer_balances") or {}
     values: dict[str, Any] = {"in_flight": None, "bonus_balance": applied.balance_after}
     if balances:

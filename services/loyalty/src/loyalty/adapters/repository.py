@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,7 +40,7 @@ from loyalty.domain.model import (
     ReversalRecord,
     SaleHistory,
 )
-from servicekit.db import lock_row
+from servicekit.db import column_arrays, lock_row
 
 DEFAULT_MINOR_UNITS = 2
 
@@ -192,66 +193,189 @@ async def load_account(
     )
 
 
-async def save_account(session: AsyncSession, chain_id: UUID, account: BonusAccount) -> None:
-    """Write the new movements and lots and the changed projections (save an account once)."""
+@dataclass(frozen=True)
+class OperationWrites:
+    """What an applied (or refused) credit operation writes besides the account: its payments'
+    accruals and reversals and the operation's row with the answer it got."""
+
+    operation_id: UUID
+    operation_kind: str
+    outcome: str
+    answer_type: str
+    answer: dict[str, Any]
+    accruals: Sequence[PaymentAccrual] = ()
+    reversals: Sequence[ReversalRecord] = ()
+    reversals_at: datetime | None = None
+
+
+async def save_account(
+    session: AsyncSession,
+    chain_id: UUID,
+    account: BonusAccount,
+    operation: OperationWrites | None = None,
+) -> None:
+    """Write the new movements and lots, the changed lots and the balance (save an account
+    once) and, for a credit operation, what `operation` names: one statement."""
+    params = {
+        "chain_id": chain_id,
+        "customer_id": account.customer_id,
+        "balance": account.balance,
+        "deficit": account.deficit,
+        **_movement_params(account.movements),
+        **_lot_params(account),
+        **_operation_params(operation),
+    }
+    await session.execute(_SAVE, params)
+
+
+def _movement_params(movements: Sequence[Movement]) -> dict[str, list[Any]]:
+    """An operation's movements of one kind are numbered from 0 (`seq`: written once)."""
     seqs: dict[tuple[UUID | None, str], int] = {}
-    movement_rows = []
-    for m in account.movements:
+    numbered = []
+    for m in movements:
         key = (m.operation_id, m.kind.value)
-        seq = seqs.get(key, 0)
-        seqs[key] = seq + 1
-        movement_rows.append(
-            {
-                "movement_id": m.movement_id,
-                "chain_id": chain_id,
-                "customer_id": account.customer_id,
-                "kind": m.kind.value,
-                "amount": m.amount,
-                "at": m.at,
-                "balance_after": m.balance_after,
-                "operation_id": m.operation_id,
-                "seq": seq,
-                "payment_id": m.payment_id,
-                "sale_id": m.sale_id,
-                "store_id": m.store_id,
-                "lot_id": m.lot_id,
-            }
-        )
-    if movement_rows:
-        await session.execute(sa.insert(bonus_movements), movement_rows)
-    new_ids = {lot.lot_id for lot in account.new_lots}
-    if account.new_lots:
-        # one by one: the identity column then numbers them in spending order
-        for lot in account.new_lots:
-            await session.execute(
-                sa.insert(bonus_lots).values(
-                    lot_id=lot.lot_id,
-                    chain_id=chain_id,
-                    customer_id=account.customer_id,
-                    at=lot.at,
-                    amount=lot.amount,
-                    remaining=lot.remaining,
-                    store_id=lot.store_id,
-                    payment_id=lot.payment_id,
-                    sale_id=lot.sale_id,
-                )
-            )
-    for lot in account.touched_lots.values():
-        if lot.lot_id in new_ids:
-            continue
-        await session.execute(
-            sa.update(bonus_lots)
-            .where(bonus_lots.c.lot_id == lot.lot_id)
-            .values(remaining=lot.remaining)
-        )
-    await session.execute(
-        sa.update(customer_bonus)
-        .where(
-            customer_bonus.c.chain_id == chain_id,
-            customer_bonus.c.customer_id == account.customer_id,
-        )
-        .values(balance=account.balance, deficit=account.deficit, updated_at=sa.func.now())
+        numbered.append(seqs.get(key, 0))
+        seqs[key] = numbered[-1] + 1
+    return {
+        **column_arrays(
+            movements,
+            m_ids="movement_id",
+            m_kinds=lambda m: m.kind.value,
+            m_amounts="amount",
+            m_ats="at",
+            m_balances="balance_after",
+            m_operation_ids="operation_id",
+            m_payment_ids="payment_id",
+            m_sale_ids="sale_id",
+            m_store_ids="store_id",
+            m_lot_ids="lot_id",
+        ),
+        "m_seqs": numbered,
+    }
+
+
+def _lot_params(account: BonusAccount) -> dict[str, list[Any]]:
+    """New lots in spending order (the identity numbers them so), then the lots spent from."""
+    new = account.new_lots
+    new_ids = {lot.lot_id for lot in new}
+    touched = [lot for lot in account.touched_lots.values() if lot.lot_id not in new_ids]
+    return {
+        **column_arrays(
+            account.new_lots,
+            l_ids="lot_id",
+            l_ats="at",
+            l_amounts="amount",
+            l_remaining="remaining",
+            l_store_ids="store_id",
+            l_payment_ids="payment_id",
+            l_sale_ids="sale_id",
+        ),
+        **column_arrays(touched, t_ids="lot_id", t_remaining="remaining"),
+    }
+
+
+_OPERATION_FIELDS = ("operation_id", "operation_kind", "outcome", "answer_type", "answer")
+
+
+def _operation_params(op: OperationWrites | None) -> dict[str, Any]:
+    return {
+        **{name: getattr(op, name, None) for name in _OPERATION_FIELDS},
+        **column_arrays(
+            op.accruals if op is not None else (),
+            a_payment_ids="payment_id",
+            a_operation_ids="operation_id",
+            a_sale_ids="sale_id",
+            a_store_ids="store_id",
+            a_methods="method",
+            a_bases="base",
+            a_rates="rate_percent",
+            a_accrued="accrued",
+            a_ats="at",
+            a_lot_ids="lot_id",
+        ),
+        **column_arrays(
+            op.reversals if op is not None else (),
+            r_operation_ids="operation_id",
+            r_payment_ids="payment_id",
+            r_bases="base",
+            r_amounts="amount",
+        ),
+        "r_at": op.reversals_at if op is not None else None,
+    }
+
+
+def _unnest(columns: str, arrays: str) -> str:
+    """`unnest(...) WITH ORDINALITY AS x(columns, n)`: `arrays` as `name type` pairs."""
+    casts = ", ".join(
+        f"CAST(:{name} AS {type_}[])"
+        for name, type_ in (pair.split() for pair in arrays.split(","))
     )
+    return f" FROM unnest({casts}) WITH ORDINALITY AS x({columns}, n)"
+
+
+# Every part runs whatever the others do, as the separate statements did; rows of a table in
+# their list order (the identities number movements and lots in it); the operation's row only
+# when one is named.
+_SAVE = sa.text(
+    "WITH movement AS ("
+    " INSERT INTO bonus_movements (movement_id, chain_id, customer_id, kind, amount, at,"
+    " balance_after, operation_id, seq, payment_id, sale_id, store_id, lot_id)"
+    " SELECT x.id, CAST(:chain_id AS uuid), CAST(:customer_id AS uuid), x.kind, x.amount, x.at,"
+    " x.balance, x.operation_id, x.seq, x.payment_id, x.sale_id, x.store_id, x.lot_id"
+    + _unnest(
+        "id, kind, amount, at, balance, operation_id, seq, payment_id, sale_id, store_id, lot_id",
+        "m_ids uuid, m_kinds text, m_amounts numeric, m_ats timestamptz, m_balances numeric,"
+        "m_operation_ids uuid, m_seqs smallint, m_payment_ids uuid, m_sale_ids uuid,"
+        "m_store_ids uuid, m_lot_ids uuid",
+    )
+    + " ORDER BY x.n),"
+    " new_lot AS ("
+    " INSERT INTO bonus_lots (lot_id, chain_id, customer_id, at, amount, remaining, store_id,"
+    " payment_id, sale_id)"
+    " SELECT x.id, CAST(:chain_id AS uuid), CAST(:customer_id AS uuid), x.at, x.amount,"
+    " x.remaining, x.store_id, x.payment_id, x.sale_id"
+    + _unnest(
+        "id, at, amount, remaining, store_id, payment_id, sale_id",
+        "l_ids uuid, l_ats timestamptz, l_amounts numeric, l_remaining numeric,"
+        "l_store_ids uuid, l_payment_ids uuid, l_sale_ids uuid",
+    )
+    + " ORDER BY x.n),"
+    " spent_lot AS ("
+    " UPDATE bonus_lots AS l SET remaining = x.remaining"
+    + _unnest("id, remaining", "t_ids uuid, t_remaining numeric")
+    + " WHERE l.lot_id = x.id),"
+    " accrual AS ("
+    " INSERT INTO payment_accruals (payment_id, chain_id, customer_id, operation_id, sale_id,"
+    " store_id, method, base, rate_percent, accrued, at, lot_id)"
+    " SELECT x.payment_id, CAST(:chain_id AS uuid), CAST(:customer_id AS uuid),"
+    " x.operation_id, x.sale_id, x.store_id, x.method, x.base, x.rate, x.accrued, x.at, x.lot_id"
+    + _unnest(
+        "payment_id, operation_id, sale_id, store_id, method, base, rate, accrued, at, lot_id",
+        "a_payment_ids uuid, a_operation_ids uuid, a_sale_ids uuid, a_store_ids uuid,"
+        "a_methods text, a_bases numeric, a_rates numeric, a_accrued numeric,"
+        "a_ats timestamptz, a_lot_ids uuid",
+    )
+    + " ORDER BY x.n),"
+    " reversal AS ("
+    " INSERT INTO payment_reversals (operation_id, payment_id, chain_id, customer_id, base,"
+    " amount, at)"
+    " SELECT x.operation_id, x.payment_id, CAST(:chain_id AS uuid), CAST(:customer_id AS uuid),"
+    " x.base, x.amount, CAST(:r_at AS timestamptz)"
+    + _unnest(
+        "operation_id, payment_id, base, amount",
+        "r_operation_ids uuid, r_payment_ids uuid, r_bases numeric, r_amounts numeric",
+    )
+    + " ORDER BY x.n),"
+    " operation AS ("
+    " INSERT INTO bonus_operations (operation_id, chain_id, customer_id, operation_kind,"
+    " outcome, answer_type, answer)"
+    " SELECT CAST(:operation_id AS uuid), CAST(:chain_id AS uuid), CAST(:customer_id AS uuid),"
+    " CAST(:operation_kind AS text), CAST(:outcome AS text), CAST(:answer_type AS text), :answer"
+    " WHERE CAST(:operation_id AS uuid) IS NOT NULL)"
+    " UPDATE customer_bonus SET balance = CAST(:balance AS numeric),"
+    " deficit = CAST(:deficit AS numeric), updated_at = now()"
+    " WHERE chain_id = CAST(:chain_id AS uuid) AND customer_id = CAST(:customer_id AS uuid)"
+).bindparams(sa.bindparam("answer", type_=JSONB))
 
 
 # --------------------------------------------------------------------------- payments and sales
@@ -360,21 +484,6 @@ async def load_payment_histories(
     return result
 
 
-async def existing_accrual_payments(
-    session: AsyncSession, chain_id: UUID, payment_ids: Sequence[UUID]
-) -> list[UUID]:
-    """Payments of the chain that already accrued (in any operation): a payment accrues once."""
-    if not payment_ids:
-        return []
-    rows = await session.execute(
-        sa.select(payment_accruals.c.payment_id).where(
-            payment_accruals.c.chain_id == chain_id,
-            payment_accruals.c.payment_id.in_(list(payment_ids)),
-        )
-    )
-    return list(rows.scalars())
-
-
 async def load_sale_history(
     session: AsyncSession, chain_id: UUID, customer_id: UUID, sale_id: UUID, *, minor_units: int
 ) -> SaleHistory:
@@ -396,62 +505,6 @@ async def load_sale_history(
     return SaleHistory(
         spent=quantize_money(sums.get("spent", ZERO), minor_units),
         restored=quantize_money(sums.get("restored", ZERO), minor_units),
-    )
-
-
-async def save_accruals(
-    session: AsyncSession,
-    chain_id: UUID,
-    customer_id: UUID,
-    accruals: Sequence[PaymentAccrual],
-) -> None:
-    if not accruals:
-        return
-    await session.execute(
-        sa.insert(payment_accruals),
-        [
-            {
-                "payment_id": a.payment_id,
-                "chain_id": chain_id,
-                "customer_id": customer_id,
-                "operation_id": a.operation_id,
-                "sale_id": a.sale_id,
-                "store_id": a.store_id,
-                "method": a.method,
-                "base": a.base,
-                "rate_percent": a.rate_percent,
-                "accrued": a.accrued,
-                "at": a.at,
-                "lot_id": a.lot_id,
-            }
-            for a in accruals
-        ],
-    )
-
-
-async def save_reversals(
-    session: AsyncSession,
-    chain_id: UUID,
-    customer_id: UUID,
-    reversals: Sequence[ReversalRecord],
-    at: datetime,
-) -> None:
-    if not reversals:
-        return
-    await session.execute(
-        sa.insert(payment_reversals),
-        [
-            {
-                "operation_id": r.operation_id,
-                "payment_id": r.payment_id,
-                "chain_id": chain_id,
-                "customer_id": customer_id,
-                "base": r.base,
-                "amount": r.amount,
-                "at": at,
-            }
-            for r in reversals
-        ],
     )
 
 
@@ -496,6 +549,35 @@ async def save_cancellation(
 # --------------------------------------------------------------------------- operations
 
 
+_FIND_WITH_ACCRUED = sa.text(
+    "SELECT o.operation_id, o.chain_id, o.customer_id, o.outcome, o.answer_type, o.answer,"
+    " ARRAY(SELECT a.payment_id FROM payment_accruals AS a"
+    " WHERE a.chain_id = CAST(:chain_id AS uuid)"
+    " AND a.payment_id = ANY(CAST(:payment_ids AS uuid[]))) AS accrued"
+    " FROM (SELECT 1) AS one LEFT JOIN bonus_operations AS o"
+    " ON o.chain_id = CAST(:chain_id AS uuid) AND o.operation_id = CAST(:operation_id AS uuid)"
+).columns(
+    *(bonus_operations.c[n] for n in ("operation_id", "chain_id", "customer_id", "outcome")),
+    bonus_operations.c.answer_type,
+    bonus_operations.c.answer,
+    sa.column("accrued"),
+)
+
+
+async def find_operation_and_accrued(
+    session: AsyncSession, chain_id: UUID, operation_id: UUID, payment_ids: Sequence[UUID]
+) -> tuple[StoredOperation | None, list[UUID]]:
+    """`find_operation`, and which of `payment_ids` of the chain already accrued (in any
+    operation: a payment accrues once): one statement."""
+    row = (
+        await session.execute(
+            _FIND_WITH_ACCRUED,
+            {"chain_id": chain_id, "operation_id": operation_id, "payment_ids": list(payment_ids)},
+        )
+    ).one()
+    return _stored_operation(row), list(row.accrued)
+
+
 async def find_operation(
     session: AsyncSession, chain_id: UUID, operation_id: UUID
 ) -> StoredOperation | None:
@@ -507,7 +589,11 @@ async def find_operation(
             )
         )
     ).first()
-    if row is None:
+    return _stored_operation(row)
+
+
+def _stored_operation(row: Any) -> StoredOperation | None:
+    if row is None or row.operation_id is None:
         return None
     return StoredOperation(
         row.operation_id,
@@ -516,30 +602,6 @@ async def find_operation(
         row.outcome,
         row.answer_type,
         dict(row.answer),
-    )
-
-
-async def save_operation(
-    session: AsyncSession,
-    *,
-    operation_id: UUID,
-    chain_id: UUID,
-    customer_id: UUID,
-    operation_kind: str,
-    outcome: str,
-    answer_type: str,
-    answer: dict[str, Any],
-) -> None:
-    await session.execute(
-        sa.insert(bonus_operations).values(
-            operation_id=operation_id,
-            chain_id=chain_id,
-            customer_id=customer_id,
-            operation_kind=operation_kind,
-            outcome=outcome,
-            answer_type=answer_type,
-            answer=answer,
-        )
     )
 
 

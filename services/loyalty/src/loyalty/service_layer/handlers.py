@@ -218,7 +218,9 @@ class LoyaltyHandlers:
         account = await repo.load_account(session, cmd.chain_id, cmd.customer_id, minor_units=minor)
         assert account is not None  # only skip_locked loads can come back empty
         # checked under the customer's lock: a concurrent copy of the operation waits for it
-        stored = await repo.find_operation(session, cmd.chain_id, cmd.operation_id)
+        stored, already = await repo.find_operation_and_accrued(
+            session, cmd.chain_id, cmd.operation_id, [b.payment_id for b in cmd.accrual_bases]
+        )
         if stored is not None:
             if (stored.chain_id, stored.customer_id) != (cmd.chain_id, cmd.customer_id):
                 raise PermanentError(
@@ -229,9 +231,6 @@ class LoyaltyHandlers:
                 LOYALTY_EVENTS, _ANSWERS[stored.answer_type].model_validate(stored.answer), key=key
             )
             return
-        already = await repo.existing_accrual_payments(
-            session, cmd.chain_id, [b.payment_id for b in cmd.accrual_bases]
-        )
         if already:
             raise PermanentError(f"payments {already} already accrued in another operation")
 
@@ -254,22 +253,22 @@ class LoyaltyHandlers:
             raise PermanentError(str(exc)) from exc
 
         movements = list(account.movements)
-        await repo.save_account(session, cmd.chain_id, account)
-        if isinstance(result, Applied):
-            await repo.save_accruals(session, cmd.chain_id, cmd.customer_id, result.accruals)
-            await repo.save_reversals(
-                session, cmd.chain_id, cmd.customer_id, result.reversals, cmd.occurred_at
-            )
         answer, outcome = answer_for(cmd, result)
-        await repo.save_operation(
+        applied = result if isinstance(result, Applied) else None
+        await repo.save_account(
             session,
-            operation_id=cmd.operation_id,
-            chain_id=cmd.chain_id,
-            customer_id=cmd.customer_id,
-            operation_kind=cmd.operation_kind.value,
-            outcome=outcome,
-            answer_type=answer.TYPE,
-            answer=answer.model_dump(mode="json"),
+            cmd.chain_id,
+            account,
+            repo.OperationWrites(
+                operation_id=cmd.operation_id,
+                operation_kind=cmd.operation_kind.value,
+                outcome=outcome,
+                answer_type=answer.TYPE,
+                answer=answer.model_dump(mode="json"),
+                accruals=applied.accruals if applied else (),
+                reversals=applied.reversals if applied else (),
+                reversals_at=cmd.occurred_at,
+            ),
         )
         metrics.OPERATIONS.labels(outcome).inc()
         await self._emit_movements(ctx, cmd.chain_id, cmd.customer_id, movements)
