@@ -2,7 +2,8 @@
 
 Every consumed batch is processed in one transaction that inserts `(consumer, message_id)` into
 the inbox for each message, so a redelivered message is skipped and its effect is never applied
-twice. Offsets are committed only after the transaction commits (a failure rewinds the
+twice. A message of a registered type this consumer has no handler for has no effect here: it
+is passed over before its payload is validated, with no inbox row (`messages_skipped_total`). Offsets are committed only after the transaction commits (a failure rewinds the
 partitions and the batch comes again). A message that can never be processed is written to the
 dead-letter topic through the outbox, and the partition moves on.
 
@@ -50,7 +51,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.base import Message
 from contracts.deadletter.v1 import DeadLetter
-from contracts.envelope import Envelope, decode, parse_payload
+from contracts.envelope import Envelope, decode
+from contracts.registry import lookup
 from contracts.topics import DEAD_LETTERS
 from servicekit import metrics
 from servicekit.db import SessionFactory
@@ -247,6 +249,7 @@ class Consumer:
             for counter in (
                 metrics.MESSAGES_CONSUMED,
                 metrics.MESSAGES_PROCESSED,
+                metrics.MESSAGES_SKIPPED,
                 metrics.MESSAGES_DUPLICATE,
                 metrics.MESSAGES_FAILED,
                 metrics.MESSAGES_DEAD_LETTERED,
@@ -351,22 +354,17 @@ class Consumer:
         """
         # (record, envelope, payload or the parse error); None envelope = undecodable
         planned: list[tuple[ConsumerRecord[Any, Any], Envelope | None, Any]] = []
-        repeated: set[int] = set()
+        repeated: set[int] = set()  # indexes into `planned`
         first: set[uuid.UUID] = set()
-        env: Envelope | None
-        for i, rec in enumerate(records):
-            try:
-                env = decode(rec.value)
-            except Exception as exc:  # unparsable bytes: nothing to retry
-                planned.append((rec, None, f"undecodable message: {type(exc).__name__}: {exc}"))
+        for rec in records:
+            env, payload = self._read(rec)
+            if payload is None:
+                after_commit.append(metrics.MESSAGES_SKIPPED.labels(self.name, rec.topic).inc)
                 continue
-            if env.message_id in first:
-                repeated.add(i)
-            first.add(env.message_id)
-            try:
-                payload: Any = parse_payload(env)
-            except (ValidationError, LookupError) as exc:
-                payload = exc
+            if env is not None:
+                if env.message_id in first:
+                    repeated.add(len(planned))
+                first.add(env.message_id)
             planned.append((rec, env, payload))
         fresh = [
             (rec, env)
@@ -427,32 +425,30 @@ class Consumer:
                 if env.message_id not in inserted:
                     after_commit.append(duplicate.labels(self.name, rec.topic).inc)
                     continue
-                handler = self.handlers.get(type(payload))
-                if handler is not None:
-                    ctx = MessageContext(
-                        session=session,
-                        envelope=env,
-                        consumer=self.name,
-                        topic=rec.topic,
-                        partition=rec.partition,
-                        offset=rec.offset,
-                    )
-                    try:
-                        await handler(ctx, payload)
-                    except PermanentError as exc:
-                        raise _Isolate(rec, exc) from exc
-                    except Exception as exc:
-                        if is_transient(exc):
-                            raise
-                        attempts = self._attempts.get(env.message_id, 0) + 1
-                        if attempts < self.max_attempts:
-                            self._attempts[env.message_id] = attempts
-                            log.exception(
-                                "handler failed (attempt %d of %d)", attempts, self.max_attempts
-                            )
-                            raise
-                        # the last attempt is the slow path's: it counts it and dead-letters
-                        raise _Isolate(rec, exc) from exc
+                ctx = MessageContext(
+                    session=session,
+                    envelope=env,
+                    consumer=self.name,
+                    topic=rec.topic,
+                    partition=rec.partition,
+                    offset=rec.offset,
+                )
+                try:
+                    await self.handlers[type(payload)](ctx, payload)
+                except PermanentError as exc:
+                    raise _Isolate(rec, exc) from exc
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    attempts = self._attempts.get(env.message_id, 0) + 1
+                    if attempts < self.max_attempts:
+                        self._attempts[env.message_id] = attempts
+                        log.exception(
+                            "handler failed (attempt %d of %d)", attempts, self.max_attempts
+                        )
+                        raise
+                    # the last attempt is the slow path's: it counts it and dead-letters
+                    raise _Isolate(rec, exc) from exc
                 self._attempts.pop(env.message_id, None)
                 after_commit.append(metrics.MESSAGES_PROCESSED.labels(self.name, rec.topic).inc)
 
@@ -460,12 +456,14 @@ class Consumer:
         self, session: AsyncSession, records: Sequence[ConsumerRecord[Any, Any]]
     ) -> None:
         """The slow path: a savepoint per message, so a failing one is rolled back alone."""
-        decoded: list[tuple[ConsumerRecord[Any, Any], Envelope | None, str | None]] = []
+        # (record, envelope, payload or the parse error); None envelope: the decode error
+        decoded: list[tuple[ConsumerRecord[Any, Any], Envelope | None, Any]] = []
         for rec in records:
-            try:
-                decoded.append((rec, decode(rec.value), None))
-            except Exception as exc:  # unparsable bytes: nothing to retry
-                decoded.append((rec, None, f"undecodable message: {type(exc).__name__}: {exc}"))
+            env, payload = self._read(rec)
+            if payload is None:
+                metrics.MESSAGES_SKIPPED.labels(self.name, rec.topic).inc()
+                continue
+            decoded.append((rec, env, payload))
         ids = [env.message_id for _, env, _ in decoded if env is not None]
         seen: set[uuid.UUID] = set()
         if ids:
@@ -478,18 +476,48 @@ class Consumer:
                     )
                 ).scalars()
             )
-        for rec, env, decode_error in decoded:
+        for rec, env, payload in decoded:
             if env is None:
-                await self._dead_letter(session, rec, decode_error or "undecodable", "DecodeError")
+                await self._dead_letter(session, rec, str(payload), "DecodeError")
                 continue
             if env.message_id in seen:
                 metrics.MESSAGES_DUPLICATE.labels(self.name, rec.topic).inc()
                 continue
             seen.add(env.message_id)
-            await self._process_one(session, rec, env)
+            await self._process_one(session, rec, env, payload)
+
+    def _read(self, rec: ConsumerRecord[Any, Any]) -> tuple[Envelope | None, Any]:
+        """The record's envelope and payload (`_payload`); no envelope for unparsable bytes,
+        and then why instead of the payload."""
+        try:
+            env = decode(rec.value)
+        except Exception as exc:  # unparsable bytes: nothing to retry
+            return None, f"undecodable message: {type(exc).__name__}: {exc}"
+        return env, self._payload(env)
+
+    def _payload(self, env: Envelope) -> Any:
+        """The envelope's payload validated against its registered model, or why it cannot be
+        (`UnknownMessageType` for an unregistered type or version, the `ValidationError`).
+        None for a registered message this consumer has no handler for: it has no effect here,
+        so it is neither validated nor given an inbox row (nothing to de-duplicate), only
+        counted in `messages_skipped_total`."""
+        try:
+            model = lookup(env.type, env.schema_version).model
+        except LookupError as exc:
+            return exc
+        if model not in self.handlers:
+            return None
+        try:
+            return model.model_validate(env.payload)
+        except ValidationError as exc:
+            return exc
 
     async def _process_one(
-        self, session: AsyncSession, rec: ConsumerRecord[Any, Any], env: Envelope
+        self,
+        session: AsyncSession,
+        rec: ConsumerRecord[Any, Any],
+        env: Envelope,
+        payload: Any,
     ) -> None:
         tokens = (
             correlation_id_var.set(str(env.correlation_id)),
@@ -497,14 +525,11 @@ class Consumer:
             message_id_var.set(str(env.message_id)),
         )
         try:
-            try:
-                payload = parse_payload(env)
-            except (ValidationError, LookupError) as exc:
+            if isinstance(payload, Exception):
                 await self._dead_letter(
-                    session, rec, f"invalid payload: {exc}", type(exc).__name__, env
+                    session, rec, f"invalid payload: {payload}", type(payload).__name__, env
                 )
                 return
-            handler = self.handlers.get(type(payload))
             try:
                 async with session.begin_nested():
                     inserted = await session.execute(
@@ -522,16 +547,15 @@ class Consumer:
                     if inserted.first() is None:
                         metrics.MESSAGES_DUPLICATE.labels(self.name, rec.topic).inc()
                         return
-                    if handler is not None:
-                        ctx = MessageContext(
-                            session=session,
-                            envelope=env,
-                            consumer=self.name,
-                            topic=rec.topic,
-                            partition=rec.partition,
-                            offset=rec.offset,
-                        )
-                        await handler(ctx, payload)
+                    ctx = MessageContext(
+                        session=session,
+                        envelope=env,
+                        consumer=self.name,
+                        topic=rec.topic,
+                        partition=rec.partition,
+                        offset=rec.offset,
+                    )
+                    await self.handlers[type(payload)](ctx, payload)
             except PermanentError as exc:
                 await self._dead_letter(session, rec, str(exc), type(exc).__name__, env)
                 await self._after_dead_letter(session, rec, env, payload, str(exc))

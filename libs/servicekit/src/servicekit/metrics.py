@@ -23,6 +23,11 @@ MESSAGES_DUPLICATE = Counter(
     "Redelivered messages skipped because the inbox had them",
     ["consumer", "topic"],
 )
+MESSAGES_SKIPPED = Counter(
+    "messages_skipped_total",
+    "Messages of a registered type the consumer has no handler for: nothing applied, no inbox row",
+    ["consumer", "topic"],
+)
 MESSAGES_FAILED = Counter(
     "messages_failed_total",
     "Batches or messages that failed and will be redelivered",

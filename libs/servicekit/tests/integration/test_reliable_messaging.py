@@ -621,3 +621,99 @@ async def test_a_wedged_consumer_client_is_replaced_by_the_watchdog_and_nothing_
     finally:
         await producer.stop()
         await broker.stop()
+
+
+def _unhandled(*, valid: bool = True) -> Envelope:
+    """A registered message the recording consumers have no handler for (credit's
+    `SaleSettled`); `valid=False`: its payload violates the schema, so a validation would show
+    as a dead letter."""
+    from datetime import UTC, datetime
+
+    from contracts.credit.v1 import SaleSettled
+
+    settled = SaleSettled(
+        sale_id=uuid.uuid4(),
+        chain_id=uuid.uuid4(),
+        customer_id=uuid.uuid4(),
+        was_overdue=False,
+        customer_overdue_amount=Decimal("0.00"),
+        settled_at=datetime.now(UTC),
+    )
+    env = make_envelope(settled, chain_id=None, key="customer-1", correlation_id=uuid.uuid4())
+    return env if valid else env.model_copy(update={"payload": {"sale_id": "not a uuid"}})
+
+
+async def test_a_message_without_a_handler_is_skipped_without_validation_or_inbox_row(
+    session_factory: Any,
+) -> None:
+    from servicekit import metrics
+    from servicekit.schema import INBOX
+    from servicekit.testing import counted_statements
+
+    consumer = _recording_consumer("t")
+    consumer.bind(session_factory)
+    batch = [_record(_unhandled(), offset=0), _record(_unhandled(valid=False), offset=1)]
+
+    with counted_statements(session_factory.kw["bind"]) as statements:
+        await consumer.process_records(batch)
+        await consumer.process_records(batch)  # redelivered: skipped again, still no statement
+
+    # no inbox row (nothing to de-duplicate), no payload validation (the invalid one is not
+    # dead-lettered): a batch of such messages costs no statement at all
+    assert statements == []
+    assert await _count(session_factory, INBOX) == 0
+    assert await _count(session_factory, OUTBOX) == 0
+    assert _counted(metrics.MESSAGES_SKIPPED, consumer) == 4
+    assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 0
+    # mixed with a handled message: only that one gets an inbox row and its effect
+    handled = _envelope()
+    with counted_statements(session_factory.kw["bind"]) as statements:
+        await consumer.process_records([*batch, _record(handled, offset=2)])
+    assert [s.split(" (")[0] for s in statements] == ["INSERT INTO inbox", "INSERT INTO effects"]
+    async with session_factory() as session:
+        inbox = (await session.execute(sa.select(INBOX.c.message_id))).scalars().all()
+    assert inbox == [handled.message_id]
+    assert _counted(metrics.MESSAGES_SKIPPED, consumer) == 6
+    assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 1
+
+
+async def test_the_slow_path_skips_a_message_without_a_handler_the_same_way(
+    session_factory: Any,
+) -> None:
+    from servicekit import metrics
+    from servicekit.schema import INBOX
+
+    consumer = _recording_consumer("t")
+    consumer.bind(session_factory)
+    poison = make_envelope(
+        _any_registered_model().model_copy(update={"reason": "poison"}),
+        chain_id=None,
+        key="customer-1",
+        correlation_id=uuid.uuid4(),
+    )
+    good = _envelope()
+    unknown = _envelope().model_copy(update={"type": "credit.NoSuchEvent"})
+    batch = [
+        _record(_unhandled(), offset=0),
+        _record(poison, offset=1),  # sends the batch the slow way
+        _record(_unhandled(valid=False), offset=2),
+        _record(unknown, offset=3),
+        _record(good, offset=4),
+    ]
+
+    await consumer.process_records(batch)
+
+    async with session_factory() as session:
+        inbox = (await session.execute(sa.select(INBOX.c.message_id))).scalars().all()
+        letters = (
+            (await session.execute(sa.select(OUTBOX.c.value).where(OUTBOX.c.topic == DEAD_LETTERS)))
+            .scalars()
+            .all()
+        )
+    assert inbox == [good.message_id]
+    assert await _count(session_factory, EFFECTS) == 1
+    # the poison and the unknown type are dead letters; the unhandled ones, valid or not, not
+    assert sorted(decode(v).payload["offset"] for v in letters) == [1, 3]
+    assert _counted(metrics.MESSAGES_SKIPPED, consumer) == 2  # once, not on both paths
+    assert _counted(metrics.MESSAGES_DEAD_LETTERED, consumer) == 2
+    assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 1
