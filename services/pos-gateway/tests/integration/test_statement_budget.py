@@ -88,3 +88,41 @@ async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statemen
             )
         ).one()
     assert tuple(rows) == (2, 2)
+
+
+async def test_a_request_woken_by_another_instances_notify_reads_nothing_after_the_wake_up(
+    harness: Any, credit: Any
+) -> None:
+    admin, terminal = await harness.setup()
+    await harness.customer(admin)
+    gw = harness.gateway
+    # no poll: the request is answered by the wake-up, or it answers 202
+    gw.settings = gw.settings.model_copy(
+        update={"sale_wait_seconds": 5.0, "outcome_poll_interval_seconds": 5.0}
+    )
+    # the consumer below plays the other instance: its commit wakes nobody in this process,
+    # only PostgreSQL's NOTIFY reaches this process's listener
+    gw.waiter.unregister()
+    listener = gw.listen(harness.engine.url.render_as_string(hide_password=False))
+    await asyncio.wait_for(listener.listening.wait(), 10)
+    body = {**SALE, "sale_id": str(uuid.uuid4())}
+    request, command = await harness.sale_waiting(body, harness.till(terminal))
+    key = (uuid.UUID(command.payload["chain_id"]), "sale", uuid.UUID(body["sale_id"]))
+    for _ in range(100):
+        if gw.waiter.is_waiting(key):
+            break
+        await asyncio.sleep(0.01)
+    assert gw.waiter.is_waiting(key), "the request never waited for its outcome"
+    # counted from before the delivery: the wake-up may come before `deliver` returns
+    with counted(harness) as seen:
+        await harness.deliver("credit.events.v1", credit.sale_completed(command.payload))
+        response = await request
+    assert response.status_code == 201, response.text
+    assert response.json()["payments"][0]["amount"] == "50.00"
+    # the consumer's two (the batch's inbox rows; the outcome stored with its NOTIFY), and
+    # nothing after them: the notification carried the stored row, so the woken request
+    # answers without a read
+    assert [s.split(" ")[:3] for s in seen] == [
+        ["INSERT", "INTO", "inbox"],
+        ["WITH", "settled", "AS"],
+    ], seen

@@ -101,11 +101,14 @@ async def test_a_fresh_operation_whose_outcome_came_before_the_wait_is_found_by_
 
 
 def test_a_notification_names_the_operation_and_anything_else_is_ignored() -> None:
-    from pos_gateway.adapters.outcome_listener import key_of, payload_of
+    from pos_gateway.adapters.outcome_listener import key_of, parse, payload_of
     from servicekit.db import plain_url
 
     assert key_of(payload_of(KEY)) == KEY
+    assert parse(payload_of(KEY)) == (KEY, None)  # the row did not fit: the key alone
     assert key_of("not|a key") is None and key_of("x|sale|y") is None
+    assert parse(f"{payload_of(KEY)}|not json") is None
+    assert parse(f'{payload_of(KEY)}|{{"status": "completed"}}') is None  # not a whole row
     assert plain_url("postgresql+asyncpg://u@h/db") == "postgresql://u@h/db"
 
 

@@ -2,53 +2,95 @@
 
 The gateway instances share the `gateway` consumer group, so an outcome is consumed by
 whichever instance owns its partition, not necessarily the one whose request waits for it.
-The consuming transaction sends `pg_notify('gateway_outcomes', 'chain|kind|operation')`,
+The consuming transaction sends `pg_notify('gateway_outcomes', 'chain|kind|operation|row')`,
 which PostgreSQL delivers to every listener once that transaction commits; each instance
-listens on one connection of its own and wakes its waiters. The waiters' database poll stays
-as the fallback (a lost connection is opened again; notifications sent meanwhile are found by
-the poll).
+listens on one connection of its own and wakes its waiters, handing them the operation row
+the notification carries (`row`: the stored row as JSON, the columns `Operations.read`
+reads), so a request woken this way answers without reading it. A row that would make the
+payload 8,000 bytes or more (PostgreSQL's limit) is left out (`chain|kind|operation`): its
+waiters read it. The waiters' database poll stays as the fallback (a lost connection is
+opened again; notifications sent meanwhile are found by the poll).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+import sqlalchemy as sa
 
+from pos_gateway.adapters import tables as t
 from pos_gateway.domain.operations import OperationKey
 from servicekit.db import plain_url
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "gateway_outcomes"
+#: PostgreSQL refuses a NOTIFY payload of this many bytes or more
+PAYLOAD_LIMIT = 8000
+
+#: an operation row as `Operations.read` reads it: every column but the `request`, and the
+#: chain's minor units
+ANSWER_COLUMNS: list[sa.Column[Any]] = [c for c in t.operations.columns if c.name != "request"]
+_ROW_COLUMNS = [*ANSWER_COLUMNS, t.chains.c.minor_units]
 
 
 def payload_of(key: OperationKey) -> str:
+    """The notification's key part (`pg_notify`'s payload is it, `|`, the row's JSON)."""
     chain_id, kind, operation_id = key
     return f"{chain_id}|{kind}|{operation_id}"
 
 
 def key_of(payload: str) -> OperationKey | None:
+    parsed = parse(payload)
+    return parsed[0] if parsed is not None else None
+
+
+def parse(payload: str) -> tuple[OperationKey, SimpleNamespace | None] | None:
+    """The operation's key and the row the notification carries (None when it carried none:
+    too long to fit); None for a payload that is neither."""
     try:
-        chain_id, kind, operation_id = payload.split("|")
-        return UUID(chain_id), kind, UUID(operation_id)
-    except ValueError:
+        chain_id, kind, operation_id, *rest = payload.split("|", 3)
+        key = (UUID(chain_id), kind, UUID(operation_id))
+        return key, (_row(json.loads(rest[0])) if rest else None)
+    except (ValueError, TypeError, KeyError):
         return None
 
 
+def _row(data: dict[str, Any]) -> SimpleNamespace:
+    """The row from its JSON (PostgreSQL's `to_jsonb`), with the types a read gives."""
+    values: dict[str, Any] = {}
+    for column in _ROW_COLUMNS:
+        value = data[column.name]
+        if value is not None and isinstance(column.type, sa.Uuid):
+            value = UUID(value)
+        elif value is not None and isinstance(column.type, sa.DateTime):
+            value = datetime.fromisoformat(value)
+        values[column.name] = value
+    return SimpleNamespace(**values)
+
+
 class OutcomeListener:
-    """LISTEN on `CHANNEL` on a connection of its own; `on_key` for every notification."""
+    """LISTEN on `CHANNEL` on a connection of its own; `on_outcome(key, row or None)` for every
+    notification."""
 
     def __init__(
-        self, dsn: str, on_key: Callable[[OperationKey], None], *, retry_seconds: float = 1.0
+        self,
+        dsn: str,
+        on_outcome: Callable[[OperationKey, Any], None],
+        *,
+        retry_seconds: float = 1.0,
     ) -> None:
         self.dsn = plain_url(dsn)
-        self.on_key = on_key
+        self.on_outcome = on_outcome
         self.retry_seconds = retry_seconds
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -66,9 +108,9 @@ class OutcomeListener:
                 await task
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        key = key_of(payload)
-        if key is not None:
-            self.on_key(key)
+        parsed = parse(payload)
+        if parsed is not None:
+            self.on_outcome(*parsed)
 
     async def _run(self) -> None:
         while True:

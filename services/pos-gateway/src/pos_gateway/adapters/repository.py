@@ -21,7 +21,12 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pos_gateway.adapters import tables as t
-from pos_gateway.adapters.outcome_listener import CHANNEL, payload_of
+from pos_gateway.adapters.outcome_listener import (
+    ANSWER_COLUMNS,
+    CHANNEL,
+    PAYLOAD_LIMIT,
+    payload_of,
+)
 from pos_gateway.domain.auth import KeyKind
 from pos_gateway.domain.operations import OpRef
 from servicekit.outbox import note_outbox_written
@@ -511,7 +516,7 @@ class Operations(_Tables):
         chain's minor units."""
         o = t.operations.c
         result: sa.Result[Any] = await self.session.execute(
-            sa.select(*_ANSWER_COLUMNS, t.chains.c.minor_units)
+            sa.select(*ANSWER_COLUMNS, t.chains.c.minor_units)
             .join(t.chains, t.chains.c.chain_id == o.chain_id)
             .where(
                 o.chain_id == ref.chain_id,
@@ -689,9 +694,9 @@ class TillRequest:
     payments: Sequence[dict[str, Any]] = ()
 
 
-#: an operation row's columns as `Operations.read` reads them
-_ANSWER_COLUMNS = [c for c in t.operations.columns if c.name != "request"]
-_OPERATION_COLUMNS = ", ".join(f"s.{c.name}" for c in _ANSWER_COLUMNS)
+_OPERATION_COLUMNS = ", ".join(f"s.{c.name}" for c in ANSWER_COLUMNS)
+# The notification carries the row as stored when it fits (`outcome_listener`), so a request
+# another instance wakes answers without reading it.
 _SETTLE_AND_NOTIFY = sa.text(
     "WITH settled AS ("
     " UPDATE operations SET status = CAST(:status AS text), outcome = CAST(:outcome AS jsonb),"
@@ -699,10 +704,14 @@ _SETTLE_AND_NOTIFY = sa.text(
     " WHERE chain_id = CAST(:chain_id AS uuid) AND kind = CAST(:kind AS text)"
     " AND operation_id = CAST(:operation_id AS uuid) AND status = 'pending'"
     " RETURNING *)"
-    f" SELECT {_OPERATION_COLUMNS}, c.minor_units,"
-    " pg_notify(CAST(:channel AS text), CAST(:payload AS text)) AS notified"
-    " FROM settled AS s LEFT JOIN chains AS c ON c.chain_id = s.chain_id"
-).columns(*_ANSWER_COLUMNS, t.chains.c.minor_units, sa.column("notified"))
+    " SELECT a.*, pg_notify(CAST(:channel AS text), CASE"
+    f" WHEN octet_length(n.full_payload) < {PAYLOAD_LIMIT} THEN n.full_payload"
+    " ELSE CAST(:payload AS text) END) AS notified"
+    f" FROM (SELECT {_OPERATION_COLUMNS}, c.minor_units"
+    " FROM settled AS s LEFT JOIN chains AS c ON c.chain_id = s.chain_id) AS a,"
+    " LATERAL (SELECT CAST(:payload AS text) || '|' || CAST(to_jsonb(a) AS text)"
+    " AS full_payload) AS n"
+).columns(*ANSWER_COLUMNS, t.chains.c.minor_units, sa.column("notified"))
 
 # Every part after `op` writes only when `op` inserted the operation (`FROM op`, `EXISTS`).
 _RECORD = sa.text(

@@ -4,7 +4,8 @@ The consumer stores an outcome on the operation row; after its transaction commi
 requests of this process waiting for that operation are woken at once (an asyncio event per
 waiting request) and handed the row it stored, so they answer without reading it again; those
 of the other gateway instances are woken through PostgreSQL's NOTIFY
-(`adapters.outcome_listener`) and read it. A short database poll is the fallback.
+(`adapters.outcome_listener`), which hands them the row too when it fits in the
+notification (else they read it). A short database poll is the fallback.
 """
 
 from __future__ import annotations
