@@ -3,8 +3,9 @@
 Every consumed batch is processed in one transaction that inserts `(consumer, message_id)` into
 the inbox for each message, so a redelivered message is skipped and its effect is never applied
 twice. A message of a registered type this consumer has no handler for has no effect here: it
-is passed over before its payload is validated, with no inbox row (`messages_skipped_total`). Offsets are committed only after the transaction commits (a failure rewinds the
-partitions and the batch comes again). A message that can never be processed is written to the
+is passed over before its payload is validated, with no inbox row (`messages_skipped_total`).
+Offsets are committed only after the transaction commits (a failure rewinds the partitions
+and the batch comes again). A message that can never be processed is written to the
 dead-letter topic through the outbox, and the partition moves on.
 
 Two paths, one outcome. The fast path inserts the whole batch's inbox rows in one statement,
