@@ -14,6 +14,14 @@ compare by difference. Run a version's code with PYTHONPATH set to its `libs/*/s
 `services/*/src` (as `bench pipeline --ab-ref` does):
 
     scripts/with-infra.sh env PYTHONPATH=tools .venv/bin/python -m bench.gateway_path --sales 400
+
+Two options bring it closer to the pipeline. `--unhandled N`: before each outcome, a batch of
+N messages the gateway reads but has no handler for (loyalty's `BonusesApplied` and
+`BonusMovementRecorded` of the sale, alternately, on `loyalty.events.v1`: a VIP's card sale
+puts two there). `--woken-by notify`: the outcome is consumed as if by another gateway
+instance (this process's waiters are not woken by its commit), so the request is woken by
+PostgreSQL's NOTIFY through the process's listener, as half of the requests are with two
+gateways.
 """
 
 from __future__ import annotations
@@ -34,13 +42,16 @@ import httpx
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 
+from contracts.base import Message
 from contracts.credit.v1 import (
     CustomerBalances,
     SaleCompleted,
     SaleLineOutcome,
     SalePaymentOutcome,
 )
+from contracts.enums import BonusMovementKind, BonusOperationKind
 from contracts.envelope import decode, encode, make_envelope
+from contracts.loyalty.v1 import BonusesApplied, BonusMovementRecorded, PaymentBonus
 
 OPERATOR = "operator-token-for-the-gateway-path-bench"
 
@@ -95,10 +106,47 @@ def _completed(cmd: dict[str, Any]) -> SaleCompleted:
     )
 
 
-def _record(offset: int, payload: SaleCompleted) -> ConsumerRecord[Any, Any]:
+def _unhandled(cmd: dict[str, Any], n: int) -> Message:
+    """What loyalty publishes for a VIP's card sale, which the gateway reads and ignores."""
+    chain_id, customer_id = cmd["chain_id"], cmd["customer"]["customer_id"]
+    payment = cmd["payments"][0]
+    if n % 2 == 0:
+        return BonusesApplied(
+            operation_id=cmd["sale_id"],
+            operation_kind=BonusOperationKind.SALE,
+            chain_id=chain_id,
+            customer_id=customer_id,
+            spent=Decimal(0),
+            accrued=Decimal("3.00"),
+            accrued_by_payment=[
+                PaymentBonus(payment_id=payment["payment_id"], amount=Decimal("3.00"))
+            ],
+            restored=Decimal(0),
+            reversed=Decimal(0),
+            reversed_by_payment=[],
+            balance_after=Decimal("3.00"),
+        )
+    return BonusMovementRecorded(
+        movement_id=uuid.uuid4(),
+        chain_id=chain_id,
+        customer_id=customer_id,
+        kind=BonusMovementKind.ACCRUED,
+        amount=Decimal("3.00"),
+        store_id=cmd["store_id"],
+        payment_id=payment["payment_id"],
+        sale_id=cmd["sale_id"],
+        operation_id=cmd["sale_id"],
+        at=datetime.now(UTC),
+        balance_after=Decimal("3.00"),
+    )
+
+
+def _record(
+    offset: int, payload: Message, topic: str = "credit.events.v1"
+) -> ConsumerRecord[Any, Any]:
     env = make_envelope(payload, chain_id=None, key="k", correlation_id=uuid.uuid4())
     return ConsumerRecord(
-        topic="credit.events.v1",
+        topic=topic,
         partition=0,
         offset=offset,
         timestamp=0,
@@ -132,7 +180,9 @@ async def _setup(client: httpx.AsyncClient) -> tuple[uuid.UUID, str]:
     return uuid.UUID(created["chain_id"]), str(terminal)
 
 
-async def measure(database_url: str, sales: int, warmup: int) -> dict[str, Any]:
+async def measure(
+    database_url: str, sales: int, warmup: int, *, unhandled: int = 0, woken_by: str = "consumer"
+) -> dict[str, Any]:
     os.environ["OPERATOR_TOKEN"] = OPERATOR
     os.environ["GATEWAY_DATABASE_URL"] = database_url
     # no fallback poll while the driver plays credit: the request is woken by the consumer
@@ -168,6 +218,11 @@ async def measure(database_url: str, sales: int, warmup: int) -> dict[str, Any]:
         return await wait_for(*args, **kwargs)
 
     gw.waiter.wait_for = announced  # type: ignore[method-assign]
+    if woken_by == "notify":  # the consumer plays the other instance
+        gw.waiter.unregister()
+        listener = gw.listen(database_url)
+        await asyncio.wait_for(listener.listening.wait(), 10)
+    offset = 0
     transport = httpx.ASGITransport(app=build_public_app(gw))
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         _chain_id, terminal = await _setup(client)
@@ -189,7 +244,15 @@ async def measure(database_url: str, sales: int, warmup: int) -> dict[str, Any]:
                 value = await conn.scalar(
                     sa.text("SELECT value FROM outbox ORDER BY id DESC LIMIT 1")
                 )
-            await consumer.process_records([_record(n + 1, _completed(decode(value).payload))])
+            cmd = decode(value).payload
+            if unhandled:
+                batch = []
+                for i in range(unhandled):
+                    offset += 1
+                    batch.append(_record(offset, _unhandled(cmd, i), "loyalty.events.v1"))
+                await consumer.process_records(batch)
+            offset += 1
+            await consumer.process_records([_record(offset, _completed(cmd))])
             response = await request
             assert response.status_code == 201, response.text
             if n >= warmup:
@@ -202,6 +265,8 @@ async def measure(database_url: str, sales: int, warmup: int) -> dict[str, Any]:
     return {
         "code": str(os.path.dirname(pos_gateway.__file__)),
         "sales": sales,
+        "unhandled_per_sale": unhandled,
+        "woken_by": woken_by,
         "cpu_ms_per_sale": round(1000 * cpu / sales, 3),
         # the driver's outbox read is one of them
         "statements_per_sale": round(statements / sales, 2),
@@ -216,7 +281,9 @@ async def _main(args: argparse.Namespace) -> None:
     name = f"bench_gw_{secrets.token_hex(4)}"
     url = await create_database(server, name)
     try:
-        result = await measure(url, args.sales, args.warmup)
+        result = await measure(
+            url, args.sales, args.warmup, unhandled=args.unhandled, woken_by=args.woken_by
+        )
     finally:
         await drop_database(server, name)
     print(json.dumps({"label": args.label, **result}))
@@ -227,6 +294,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sales", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--unhandled",
+        type=int,
+        default=0,
+        help="messages the gateway has no handler for, fed before each outcome",
+    )
+    parser.add_argument(
+        "--woken-by",
+        choices=("consumer", "notify"),
+        default="consumer",
+        help="who wakes the request: this process's consumer, or another instance's NOTIFY",
+    )
     args = parser.parse_args(argv)
     asyncio.run(_main(args))
 
