@@ -426,14 +426,7 @@ class Consumer:
                 if env.message_id not in inserted:
                     after_commit.append(duplicate.labels(self.name, rec.topic).inc)
                     continue
-                ctx = MessageContext(
-                    session=session,
-                    envelope=env,
-                    consumer=self.name,
-                    topic=rec.topic,
-                    partition=rec.partition,
-                    offset=rec.offset,
-                )
+                ctx = self._context(session, rec, env)
                 try:
                     await self.handlers[type(payload)](ctx, payload)
                 except PermanentError as exc:
@@ -486,6 +479,18 @@ class Consumer:
                 continue
             seen.add(env.message_id)
             await self._process_one(session, rec, env, payload)
+
+    def _context(
+        self, session: AsyncSession, rec: ConsumerRecord[Any, Any], env: Envelope
+    ) -> MessageContext:
+        return MessageContext(
+            session=session,
+            envelope=env,
+            consumer=self.name,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+        )
 
     def _read(self, rec: ConsumerRecord[Any, Any]) -> tuple[Envelope | None, Any]:
         """The record's envelope and payload (`_payload`); no envelope for unparsable bytes,
@@ -548,14 +553,7 @@ class Consumer:
                     if inserted.first() is None:
                         metrics.MESSAGES_DUPLICATE.labels(self.name, rec.topic).inc()
                         return
-                    ctx = MessageContext(
-                        session=session,
-                        envelope=env,
-                        consumer=self.name,
-                        topic=rec.topic,
-                        partition=rec.partition,
-                        offset=rec.offset,
-                    )
+                    ctx = self._context(session, rec, env)
                     await self.handlers[type(payload)](ctx, payload)
             except PermanentError as exc:
                 await self._dead_letter(session, rec, str(exc), type(exc).__name__, env)
@@ -596,14 +594,7 @@ class Consumer:
         fallback = self.on_dead_letter.get(type(payload))
         if fallback is None:
             return
-        ctx = MessageContext(
-            session=session,
-            envelope=env,
-            consumer=self.name,
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-        )
+        ctx = self._context(session, rec, env)
         try:
             async with session.begin_nested():
                 await fallback(ctx, payload, reason)

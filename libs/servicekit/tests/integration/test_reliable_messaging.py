@@ -60,6 +60,16 @@ def _envelope(key: str = "customer-1") -> Envelope:
     )
 
 
+def _poison() -> Envelope:
+    """A message whose handler (`reason == "poison"`) fails for good."""
+    return make_envelope(
+        _any_registered_model().model_copy(update={"reason": "poison"}),
+        chain_id=None,
+        key="customer-1",
+        correlation_id=uuid.uuid4(),
+    )
+
+
 @pytest.fixture
 async def session_factory(fresh_database_url: str) -> AsyncIterator[Any]:
     engine = make_engine(fresh_database_url, pool_size=5)
@@ -150,12 +160,7 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_of_the_batch_appli
 ) -> None:
     consumer = _recording_consumer("t")
     consumer.bind(session_factory)
-    poison = make_envelope(
-        _any_registered_model().model_copy(update={"reason": "poison"}),
-        chain_id=None,
-        key="customer-1",
-        correlation_id=uuid.uuid4(),
-    )
+    poison = _poison()
     good = _envelope()
     batch = [
         _record(b"not json at all", offset=0),
@@ -370,12 +375,7 @@ async def test_a_poison_message_in_a_fast_path_batch_is_dead_lettered_alone_with
         name=f"test-{uuid.uuid4().hex[:6]}", topics=["t"], handlers={DeadLetter: apply}
     )
     consumer.bind(session_factory)
-    poison = make_envelope(
-        _any_registered_model().model_copy(update={"reason": "poison"}),
-        chain_id=None,
-        key="customer-1",
-        correlation_id=uuid.uuid4(),
-    )
+    poison = _poison()
     good = [_envelope() for _ in range(4)]
     batch = [_record(e, offset=i) for i, e in enumerate([good[0], good[1], poison, *good[2:]])]
     statements = _statements(session_factory)
@@ -456,12 +456,7 @@ async def test_events_of_a_message_rolled_back_on_the_slow_path_never_reach_the_
         handlers={DeadLetter: emit_then_maybe_fail},
     )
     consumer.bind(session_factory)
-    poison = make_envelope(
-        _any_registered_model().model_copy(update={"reason": "poison"}),
-        chain_id=None,
-        key="customer-1",
-        correlation_id=uuid.uuid4(),
-    )
+    poison = _poison()
     good = [_envelope(), _envelope()]
 
     await consumer.process_records(
@@ -528,12 +523,7 @@ async def test_a_message_failing_every_attempt_is_dead_lettered_on_the_last_and_
         max_attempts=3,
     )
     consumer.bind(session_factory)
-    poison = make_envelope(
-        _any_registered_model().model_copy(update={"reason": "poison"}),
-        chain_id=None,
-        key="customer-1",
-        correlation_id=uuid.uuid4(),
-    )
+    poison = _poison()
     batch = [_record(e, offset=i) for i, e in enumerate([_envelope(), poison, _envelope()])]
 
     for _ in range(2):  # attempts 1 and 2 fail the whole batch: it is redelivered
@@ -685,12 +675,7 @@ async def test_the_slow_path_skips_a_message_without_a_handler_the_same_way(
 
     consumer = _recording_consumer("t")
     consumer.bind(session_factory)
-    poison = make_envelope(
-        _any_registered_model().model_copy(update={"reason": "poison"}),
-        chain_id=None,
-        key="customer-1",
-        correlation_id=uuid.uuid4(),
-    )
+    poison = _poison()
     good = _envelope()
     unknown = _envelope().model_copy(update={"type": "credit.NoSuchEvent"})
     batch = [

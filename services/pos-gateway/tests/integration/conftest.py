@@ -170,6 +170,28 @@ class Harness:
         request.cancel()
         raise AssertionError("no command was written within 4 s")
 
+    async def until_waiting(self, command: Envelope) -> None:
+        """Until the request that wrote `command` waits for its outcome (an outcome delivered
+        before that is found by its first look, not by a wake-up)."""
+        key = (
+            uuid.UUID(command.payload["chain_id"]),
+            "sale",
+            uuid.UUID(command.payload["sale_id"]),
+        )
+        for _ in range(200):
+            if self.gateway.waiter.is_waiting(key):
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the request never waited for its outcome")
+
+    async def as_another_instance(self) -> None:
+        """From now on the consumer plays another gateway instance: its commits wake nobody
+        in this process directly, only through PostgreSQL's NOTIFY and this process's
+        listener."""
+        self.gateway.waiter.unregister()
+        listener = self.gateway.listen(self.engine.url.render_as_string(hide_password=False))
+        await asyncio.wait_for(listener.listening.wait(), 10)
+
     async def count(self, table: str) -> int:
         async with self.engine.connect() as conn:
             return int(await conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)

@@ -36,19 +36,9 @@ async def test_an_outcome_consumed_by_another_instance_wakes_the_waiting_request
     gw = harness.gateway
     gw.settings.sale_wait_seconds = 4.0
     gw.settings.outcome_poll_interval_seconds = 10.0  # the poll alone would answer 202
-    # the consumer below plays another instance: its commit wakes nobody in this process
-    gw.waiter.unregister()
-    listener = gw.listen(harness.engine.url.render_as_string(hide_password=False))
-    await asyncio.wait_for(listener.listening.wait(), 10)
+    await harness.as_another_instance()
     request, command = await harness.sale_waiting(ON_ACCOUNT_SALE, harness.till(terminal))
-    # the outcome must come while the request waits (else its first look finds it, not the
-    # wake-up): wait until it has registered for its operation's wake-up
-    key = (uuid.UUID(command.payload["chain_id"]), "sale", uuid.UUID(command.payload["sale_id"]))
-    for _ in range(200):
-        if gw.waiter.is_waiting(key):
-            break
-        await asyncio.sleep(0.02)
-    assert gw.waiter.is_waiting(key), "the request never waited for its outcome"
+    await harness.until_waiting(command)
     delivered = time.monotonic()
     await harness.deliver("credit.events.v1", credit.sale_completed(command.payload, debt="100.00"))
     response = await request

@@ -7,7 +7,6 @@ not send them as statements)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,12 +61,7 @@ async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statemen
     with counted(harness) as request_part:
         request, command = await harness.sale_waiting(body, harness.till(terminal))
         # the waiting request reads nothing before it is woken
-        for _ in range(100):
-            if harness.gateway.waiter.is_waiting(
-                (uuid.UUID(command.payload["chain_id"]), "sale", uuid.UUID(body["sale_id"]))
-            ):
-                break
-            await asyncio.sleep(0.01)
+        await harness.until_waiting(command)
     with counted(harness) as consumer_part:
         await harness.deliver("credit.events.v1", credit.sale_completed(command.payload))
     with counted(harness) as answer_part:
@@ -102,17 +96,10 @@ async def test_a_request_woken_by_another_instances_notify_reads_nothing_after_t
     )
     # the consumer below plays the other instance: its commit wakes nobody in this process,
     # only PostgreSQL's NOTIFY reaches this process's listener
-    gw.waiter.unregister()
-    listener = gw.listen(harness.engine.url.render_as_string(hide_password=False))
-    await asyncio.wait_for(listener.listening.wait(), 10)
+    await harness.as_another_instance()
     body = {**SALE, "sale_id": str(uuid.uuid4())}
     request, command = await harness.sale_waiting(body, harness.till(terminal))
-    key = (uuid.UUID(command.payload["chain_id"]), "sale", uuid.UUID(body["sale_id"]))
-    for _ in range(100):
-        if gw.waiter.is_waiting(key):
-            break
-        await asyncio.sleep(0.01)
-    assert gw.waiter.is_waiting(key), "the request never waited for its outcome"
+    await harness.until_waiting(command)
     # counted from before the delivery: the wake-up may come before `deliver` returns
     with counted(harness) as seen:
         await harness.deliver("credit.events.v1", credit.sale_completed(command.payload))
