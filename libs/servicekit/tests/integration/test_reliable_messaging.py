@@ -644,22 +644,33 @@ async def test_a_message_without_a_handler_is_skipped_without_validation_or_inbo
     consumer.bind(session_factory)
     batch = [_record(_unhandled(), offset=0), _record(_unhandled(valid=False), offset=1)]
 
+    pool = session_factory.kw["bind"].sync_engine.pool
+    checkouts: list[object] = []
+
+    def checkout(*_: object) -> None:
+        checkouts.append(1)
+
+    sa.event.listen(pool, "checkout", checkout)
     with counted_statements(session_factory.kw["bind"]) as statements:
         await consumer.process_records(batch)
         await consumer.process_records(batch)  # redelivered: skipped again, still no statement
 
     # no inbox row (nothing to de-duplicate), no payload validation (the invalid one is not
-    # dead-lettered): a batch of such messages costs no statement at all
+    # dead-lettered): a batch of such messages costs no statement, not even a transaction
     assert statements == []
+    assert checkouts == []
     assert await _count(session_factory, INBOX) == 0
     assert await _count(session_factory, OUTBOX) == 0
     assert _counted(metrics.MESSAGES_SKIPPED, consumer) == 4
     assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 0
     # mixed with a handled message: only that one gets an inbox row and its effect
     handled = _envelope()
+    checkouts.clear()
     with counted_statements(session_factory.kw["bind"]) as statements:
         await consumer.process_records([*batch, _record(handled, offset=2)])
+    sa.event.remove(pool, "checkout", checkout)
     assert [s.split(" (")[0] for s in statements] == ["INSERT INTO inbox", "INSERT INTO effects"]
+    assert checkouts == [1]  # the batch's one transaction
     async with session_factory() as session:
         inbox = (await session.execute(sa.select(INBOX.c.message_id))).scalars().all()
     assert inbox == [handled.message_id]
