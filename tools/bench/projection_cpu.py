@@ -139,26 +139,9 @@ class SaleStream:
             events.append(
                 ("BonusAccrued", self._movement(customer, sale_id, at, "accrued", accrued))
             )
-        payments = []
-        if paid:
-            method = PaymentMethod.CARD if roll >= 0.3 else PaymentMethod.CASH
-            payments.append(
-                credit.SalePaymentOutcome(
-                    payment_id=uuid.uuid4(),
-                    method=method,
-                    amount=paid - spend,
-                    bonus_accrued=accrued,
-                )
-            )
-        if spend:
-            payments.append(
-                credit.SalePaymentOutcome(
-                    payment_id=uuid.uuid4(),
-                    method=PaymentMethod.BONUS,
-                    amount=spend,
-                    bonus_accrued=ZERO,
-                )
-            )
+        payments = _payments(
+            PaymentMethod.CARD if roll >= 0.3 else PaymentMethod.CASH, paid - spend, accrued, spend
+        )
         completed = credit.SaleCompleted(
             sale_id=sale_id,
             chain_id=self.chain,
@@ -228,6 +211,24 @@ class SaleStream:
             at=at,
             balance_after=self.bonus[customer],
         )
+
+
+def _payments(
+    method: PaymentMethod, money: D, accrued: D, bonus: D
+) -> list[credit.SalePaymentOutcome]:
+    """A sale's payments: `money` by `method` (accruing `accrued`), then `bonus` spent."""
+    out = []
+    for paid_by, amount, accrues in (
+        (method, money, accrued),
+        (PaymentMethod.BONUS, bonus, ZERO),
+    ):
+        if amount:
+            out.append(
+                credit.SalePaymentOutcome(
+                    payment_id=uuid.uuid4(), method=paid_by, amount=amount, bonus_accrued=accrues
+                )
+            )
+    return out
 
 
 def _record(model: Message, key: uuid.UUID, offset: int) -> ConsumerRecord[Any, Any]:
