@@ -34,7 +34,9 @@ _MOVEMENT_COLUMNS = (
 # `old` locks the customer's balances row and reads it before the upsert changes it: the upsert
 # and the movement read from `old`, so it is evaluated first (a row locked by another
 # transaction is read as that one committed it). A customer seen for the first time has no row:
-# the upsert creates it, and the changes are from 0 (the columns' defaults).
+# the upsert creates it, and the changes are from 0 (the columns' defaults). Two credit events of
+# one customer never race for that first row (they come in order from one partition); a bonus
+# movement creating it meanwhile sets only the bonus balance, which this upsert leaves alone.
 # A line of the sale that was stored before (a sale event delivered again under another message
 # id) only takes the owed amount the event names for it, as a separate update would.
 _CREDIT_EVENT = sa.text(
