@@ -4,8 +4,9 @@
 mix produces (70% of sales by a known customer: cash, card, card + bonus, on account; 1-3
 lines) through the real consumers (`process_records`) of reporting and the notifier into a
 fresh, migrated PostgreSQL database each, one batch per event (what the pipeline's consumers
-mostly see below ~50 requests/s), and reports the median `time.process_time` of this process
-per batch by event type, and the statements per batch. Process CPU: other processes on the
+mostly see below ~50 requests/s; `--batch N`: N per batch), and reports the median
+`time.process_time` of this process per batch by event type (per event of a batch of N), the
+statements per batch (per event), and the mean CPU per sale. Process CPU: other processes on the
 machine move it little, PostgreSQL's own time is not in it.
 
 `--ab-src DIR` (repeatable order: old, new) runs the measure alternately with the service code
