@@ -151,6 +151,15 @@ BONUS_FIGURES = {
     "restored": "0.00",
     "expired": "0.00",
 }
+#: Ana's debt by age a few days after its due date (her row of the aging report)
+AGING = {
+    "current": "0.00",
+    "d1_30": "30.00",
+    "d31_60": "0.00",
+    "d61_90": "0.00",
+    "d90_plus": "0.00",
+    "total": "30.00",
+}
 
 
 def _pending(kind: str, operation_id: str) -> dict[str, str]:
@@ -373,26 +382,8 @@ OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "getAgingReport": {
         "response": {
-            "rows": [
-                {
-                    "customer_id": CUSTOMER,
-                    "name": "Ana Popescu",
-                    "current": "0.00",
-                    "d1_30": "30.00",
-                    "d31_60": "0.00",
-                    "d61_90": "0.00",
-                    "d90_plus": "0.00",
-                    "total": "30.00",
-                }
-            ],
-            "totals": {
-                "current": "0.00",
-                "d1_30": "30.00",
-                "d31_60": "0.00",
-                "d61_90": "0.00",
-                "d90_plus": "0.00",
-                "total": "30.00",
-            },
+            "rows": [{"customer_id": CUSTOMER, "name": "Ana Popescu", **AGING}],
+            "totals": AGING,  # one customer: the totals are hers
             "next": None,
         }
     },
