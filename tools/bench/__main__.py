@@ -52,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         "then with this checkout, alternating order from rate to rate",
     )
     pipe.add_argument(
+        "--code-ref",
+        default=None,
+        metavar="REF",
+        help="the whole run on the code at REF (fresh databases migrated by REF's own "
+        "migrations): for a ref whose schema this checkout's data no longer fits, run it and "
+        "this checkout back to back instead of --ab-ref",
+    )
+    pipe.add_argument(
         "--set",
         action="append",
         default=[],
@@ -165,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 instances=args.instances,
                 skip_floor=args.skip_floor,
                 ab_refs=args.ab_ref,
+                code_ref=args.code_ref,
                 service_env=dict(s.split("=", 1) for s in args.set),
                 gateways=args.gateways,
                 check_invariants=not args.no_invariants,

@@ -32,6 +32,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -97,6 +98,8 @@ class Options:
     #: A/B: each rate once per variant, the code at each of these refs first, this checkout
     #: last (services restarted between variants)
     ab_refs: list[str] = field(default_factory=list)
+    #: run everything on the code at this ref (its migrations on fresh databases)
+    code_ref: str | None = None
     #: where the flame graphs go (the pipeline's JSON goes to `out_dir`)
     svg_dir: Path | None = None
 
@@ -507,18 +510,22 @@ def _export(ref: str, into: Path) -> str:
     return os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])
 
 
+def _short_sha(ref: str) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", ref],
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def _variants(stack: Stack, refs: list[str]) -> list[Variant]:
     if not refs:
         return [Variant("")]
     out = []
     for ref in refs:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", ref],
-            cwd=repo_root(),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        sha = _short_sha(ref)
         folder = stack.run_dir / "ab" / sha
         out.append(Variant(f"{ref} ({sha})" if ref != sha else sha, _export(ref, folder)))
     head = subprocess.run(
@@ -918,6 +925,10 @@ def bench_env(extra: dict[str, str] | None) -> dict[str, str]:
 def main(opts: Options) -> dict[str, Any]:
     env = bench_env(opts.service_env)
     started = time.time()
+    code_dir: tempfile.TemporaryDirectory[str] | None = None
+    if opts.code_ref:
+        code_dir = tempfile.TemporaryDirectory(prefix="bench-code-")
+        env["PYTHONPATH"] = _export(opts.code_ref, Path(code_dir.name))
     stack = start_stack(
         opts.name, ports=ServicePorts.free(), env=env, use_env=False, ready_timeout=240.0
     )
@@ -929,9 +940,14 @@ def main(opts: Options) -> dict[str, Any]:
         result["started_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
         result["step_seconds"] = opts.step_seconds
         result["load_before"] = os.getloadavg()
+        if opts.code_ref:
+            result["code_ref"] = opts.code_ref
+            result["versions"]["git_commit"] = _short_sha(opts.code_ref)
     finally:
         stack.stop()
         purge_run_dir(stack.run_dir, keep_logs=True)
+        if code_dir is not None:
+            code_dir.cleanup()
     opts.out_dir.mkdir(parents=True, exist_ok=True)
     path = opts.out_dir / f"pipeline-{opts.label}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")

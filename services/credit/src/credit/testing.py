@@ -319,6 +319,23 @@ def record_payment(
     )
 
 
+def _cash_at_till(
+    chain_id: uuid.UUID,
+    customer: CustomerSnapshot,
+    settings: ChainSettingsSnapshot,
+    at: datetime,
+    amount: str,
+) -> dict[str, Any]:
+    """What an advance or a refund paid in cash at `at` carries besides its own id."""
+    return {
+        **_till(chain_id, customer, settings),
+        "card_number": customer.card_number,
+        "amount": Decimal(amount),
+        "method": MoneyMethod.CASH,
+        "occurred_at": at,
+    }
+
+
 def record_advance(
     *,
     chain_id: uuid.UUID,
@@ -328,12 +345,7 @@ def record_advance(
     amount: str,
 ) -> RecordAdvance:
     return RecordAdvance(
-        payment_id=uuid.uuid4(),
-        **_till(chain_id, customer, settings),
-        card_number=customer.card_number,
-        amount=Decimal(amount),
-        method=MoneyMethod.CASH,
-        occurred_at=at,
+        payment_id=uuid.uuid4(), **_cash_at_till(chain_id, customer, settings, at, amount)
     )
 
 
@@ -346,12 +358,7 @@ def record_refund(
     amount: str,
 ) -> RecordRefund:
     return RecordRefund(
-        refund_id=uuid.uuid4(),
-        **_till(chain_id, customer, settings),
-        card_number=customer.card_number,
-        amount=Decimal(amount),
-        method=MoneyMethod.CASH,
-        occurred_at=at,
+        refund_id=uuid.uuid4(), **_cash_at_till(chain_id, customer, settings, at, amount)
     )
 
 

@@ -11,6 +11,32 @@ from loyalty.domain.model import AccrualBase, BonusOperation
 STORE = UUID("00000000-0000-0000-0000-0000000000aa")
 
 
+def sale_of(
+    *,
+    at: datetime,
+    bases: tuple[AccrualBase, ...] = (),
+    spend: str | Decimal = Decimal(0),
+    rate_percent: str | Decimal = "10.00",
+    accrual_on: bool = True,
+    operation_id: UUID | None = None,
+    sale_id: UUID | None = None,
+) -> BonusOperation:
+    """A sale in STORE: spends `spend` of bonus and, when `accrual_on`, accrues
+    `rate_percent` on the `bases` (the sale's and the operation's ids new unless given)."""
+    return BonusOperation(
+        operation_id=operation_id or uuid4(),
+        kind="sale",
+        store_id=STORE,
+        sale_id=sale_id or uuid4(),
+        at=at,
+        accrual_on=accrual_on,
+        rate_percent=Decimal(rate_percent),
+        minor_units=2,
+        spend=Decimal(spend),
+        accrual_bases=bases,
+    )
+
+
 def return_of(
     sale_id: UUID | None,
     *,

@@ -19,11 +19,10 @@ from loyalty.domain.model import (
     SaleHistory,
     total_by_kind,
 )
-from loyalty.testing import return_of
+from loyalty.testing import return_of, sale_of
 
 D = Decimal
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-STORE = uuid4()
 
 
 def sale(
@@ -41,18 +40,7 @@ def sale(
         if payment_id is not None and cash is not None
         else ()
     )
-    op = BonusOperation(
-        operation_id=uuid4(),
-        kind="sale",
-        store_id=STORE,
-        sale_id=uuid4(),
-        at=at,
-        accrual_on=accrual_on,
-        rate_percent=D(rate),
-        minor_units=2,
-        spend=D(bonus),
-        accrual_bases=bases,
-    )
+    op = sale_of(at=at, bases=bases, spend=bonus, rate_percent=rate, accrual_on=accrual_on)
     return op, payment_id
 
 
@@ -88,16 +76,8 @@ def test_the_worked_example_of_the_domain_ends_at_a_zero_balance() -> None:
 def test_accrual_is_rounded_half_up_per_payment() -> None:
     account = BonusAccount(customer_id=uuid4())
     p1, p2 = uuid4(), uuid4()
-    op = BonusOperation(
-        operation_id=uuid4(),
-        kind="sale",
-        store_id=STORE,
-        sale_id=uuid4(),
-        at=T0,
-        accrual_on=True,
-        rate_percent=D("10.00"),
-        minor_units=2,
-        accrual_bases=(AccrualBase(p1, "cash", D("0.05")), AccrualBase(p2, "card", D("0.05"))),
+    op = sale_of(
+        at=T0, bases=(AccrualBase(p1, "cash", D("0.05")), AccrualBase(p2, "card", D("0.05")))
     )
     result = applied(account.apply(op, payments={}))
     assert [a.accrued for a in result.accruals] == [D("0.01"), D("0.01")]

@@ -22,18 +22,16 @@ from loyalty.domain.model import (
     AccrualBase,
     Applied,
     BonusAccount,
-    BonusOperation,
     MovementKind,
     PaymentHistory,
     Refused,
     SaleHistory,
     total_by_kind,
 )
-from loyalty.testing import return_of
+from loyalty.testing import return_of, sale_of
 
 D = Decimal
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-STORE = uuid4()
 
 money = st.decimals(min_value=D("0.01"), max_value=D("500.00"), places=2)
 methods = st.sampled_from(["cash", "card", "advance", "bonus", "on_account"])
@@ -104,17 +102,14 @@ def run_sale(account: BonusAccount, books: Books, at: datetime, step: tuple) -> 
     sale_id = uuid4()
     bases = tuple(AccrualBase(uuid4(), method, amount) for method, amount in tendered)
     spend = sum((amount for method, amount in tendered if method == "bonus"), D(0))
-    op = BonusOperation(
-        operation_id=sale_id,
-        kind="sale",
-        store_id=STORE,
-        sale_id=sale_id,
+    op = sale_of(
         at=at,
-        accrual_on=accrual_on,
-        rate_percent=rate,
-        minor_units=2,
+        bases=bases,
         spend=spend,
-        accrual_bases=bases,
+        rate_percent=rate,
+        accrual_on=accrual_on,
+        operation_id=sale_id,
+        sale_id=sale_id,
     )
     before, moves_before = account.balance, len(account.movements)
     result = account.apply(op, payments=books.payments)
@@ -226,17 +221,7 @@ def test_bonus_and_on_account_money_never_accrue(
 ) -> None:
     account = BonusAccount(customer_id=uuid4())
     bases = tuple(AccrualBase(uuid4(), method, amount) for method, amount in tendered)
-    op = BonusOperation(
-        operation_id=uuid4(),
-        kind="sale",
-        store_id=STORE,
-        sale_id=uuid4(),
-        at=T0,
-        accrual_on=True,
-        rate_percent=rate,
-        minor_units=2,
-        accrual_bases=bases,
-    )
+    op = sale_of(at=T0, bases=bases, rate_percent=rate)
     result = account.apply(op, payments={})
     assert isinstance(result, Applied)
     real = [b for b in bases if b.method in REAL_MONEY_METHODS]

@@ -15,6 +15,7 @@ from loyalty.domain.model import (
     Lot,
     MovementKind,
 )
+from loyalty.testing import sale_of
 
 D = Decimal
 ZERO = Decimal(0)
@@ -22,18 +23,8 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def operation(*, cash: str = "0.00", spend: str = "0.00") -> BonusOperation:
-    return BonusOperation(
-        operation_id=uuid4(),
-        kind="sale",
-        store_id=uuid4(),
-        sale_id=uuid4(),
-        at=T0,
-        accrual_on=True,
-        rate_percent=D("10.00"),
-        minor_units=2,
-        spend=D(spend),
-        accrual_bases=(AccrualBase(uuid4(), "cash", D(cash)),) if cash != "0.00" else (),
-    )
+    bases = (AccrualBase(uuid4(), "cash", D(cash)),) if cash != "0.00" else ()
+    return sale_of(at=T0, bases=bases, spend=spend)
 
 
 def undo(account: BonusAccount, applied: Applied, *, extra_net: Decimal = ZERO) -> None:

@@ -9,19 +9,13 @@ from typing import Any
 
 import pytest
 
+from pos_gateway.entrypoints.api import examples
+
 pytestmark = pytest.mark.integration
 
-DEFAULT_SETTINGS = {
-    "credit_mode": "balance",
-    "max_payment_delay_days": 30,
-    "overdue_discount": "keep",
-    "block_credit_when_overdue": False,
-    "reminder_repeat_days": 7,
-    "bonus_rate_percent": "10.00",
-    "bonus_expiry_days": None,
-    # beyond api.md's list (extra fields are allowed): the notifier's reminder digest
-    "reminder_email": None,
-}
+#: a new chain's settings: those of the documented example (`reminder_email`, the notifier's
+#: reminder digest, is beyond api.md's list: extra fields are allowed)
+DEFAULT_SETTINGS = examples.SETTINGS
 
 
 async def test_each_key_kind_reaches_only_its_own_endpoints(harness: Any) -> None:

@@ -73,6 +73,14 @@ def _discount_revoked(sale: dict[str, Any], customer_id: Any) -> DiscountRevoked
     )
 
 
+async def _not_overdue(harness: Any, credit: Any, sale: dict[str, Any]) -> None:
+    """Credit's answer to a requested revocation of a sale that is not overdue: refused."""
+    refusal = credit.refused(
+        sale["sale_id"], sale["chain_id"], OperationKind.REVOKE_DISCOUNT, RefusalCode.NOT_OVERDUE
+    )
+    await harness.deliver("credit.events.v1", refusal)
+
+
 async def test_take_money_sends_record_debt_payment_and_answers_the_outcome(
     harness: Any, credit: Any
 ) -> None:
@@ -409,21 +417,10 @@ async def test_a_discount_is_revoked_once_then_already_revoked(harness: Any, cre
     assert first.status_code == 202
     cmd = await _last_command(harness)
     assert cmd.type == "credit.RevokeDiscount"
-    await harness.deliver(
-        "credit.events.v1",
-        credit.refused(
-            sale["sale_id"],
-            sale["chain_id"],
-            OperationKind.REVOKE_DISCOUNT,
-            RefusalCode.NOT_OVERDUE,
-        ),
-    )
+    await _not_overdue(harness, credit, sale)
     not_overdue = await harness.client.post(url, headers=harness.auth(admin))
     assert not_overdue.status_code == 202  # asked again: it may be overdue by now
-    await harness.deliver(
-        "credit.events.v1",
-        _discount_revoked(sale, cid),
-    )
+    await harness.deliver("credit.events.v1", _discount_revoked(sale, cid))
     status = await harness.client.get(
         f"/v1/operations/revoke_discount/{sale['sale_id']}", headers=harness.auth(admin)
     )
@@ -445,15 +442,7 @@ async def test_a_not_overdue_refusal_is_answered_422(harness: Any, credit: Any) 
     url = f"/v1/sales/{sale['sale_id']}/revoke-discount"
     headers = {**harness.auth(admin), "Idempotency-Key": "revoke-1"}
     await harness.client.post(url, headers=headers)
-    await harness.deliver(
-        "credit.events.v1",
-        credit.refused(
-            sale["sale_id"],
-            sale["chain_id"],
-            OperationKind.REVOKE_DISCOUNT,
-            RefusalCode.NOT_OVERDUE,
-        ),
-    )
+    await _not_overdue(harness, credit, sale)
     answer = await harness.client.post(url, headers=headers)
     assert answer.status_code == 422
     assert answer.json()["code"] == "not_overdue"
@@ -496,10 +485,7 @@ async def test_ten_concurrent_revocations_get_one_200_and_nine_409_already_revok
             break
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.3)
-    await harness.deliver(
-        "credit.events.v1",
-        _discount_revoked(sale, cid),
-    )
+    await harness.deliver("credit.events.v1", _discount_revoked(sale, cid))
     answers = await asyncio.gather(*requests)
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [200] + [409] * 9, [a.text for a in answers]

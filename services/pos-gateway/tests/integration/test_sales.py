@@ -11,30 +11,13 @@ import pytest
 import sqlalchemy as sa
 
 from contracts.enums import OperationKind, RefusalCode
+from pos_gateway.entrypoints.api import examples
 
 pytestmark = pytest.mark.integration
 
-ON_ACCOUNT_SALE = {
-    "card_number": "CARD-1",
-    "lines": [
-        {
-            "sku": "D1",
-            "barcode": "4820000000017",
-            "name": "Dress",
-            "quantity": "1",
-            "unit_price": "60.00",
-        },
-        {
-            "sku": "S1",
-            "barcode": "4820000000024",
-            "name": "Shoes",
-            "quantity": "1",
-            "unit_price": "50.00",
-            "discount": "10.00",
-        },
-    ],
-    "payments": [{"method": "on_account", "amount": "100.00"}],
-}
+#: the documented example's sale (a dress, and shoes less 10.00; 100.00 on account) with the
+#: card of `harness.customer`
+ON_ACCOUNT_SALE = {**examples.SALE_REQUEST, "card_number": "CARD-1"}
 
 
 async def _commands(harness: Any) -> list[Any]:
@@ -104,17 +87,7 @@ async def test_the_outcome_completes_the_waiting_request_with_201(
         await harness.client.get(f"/v1/sales/{cmd['sale_id']}", headers=harness.auth(admin))
     ).json()
     assert read["status"] == "completed"
-    assert read["lines"][1] == {
-        "line_no": 2,
-        "sku": "S1",
-        "barcode": "4820000000024",
-        "name": "Shoes",
-        "quantity": "1",
-        "unit_price": "50.00",
-        "discount": "10.00",
-        "amount": "40.00",
-        "returned_quantity": "0",
-    }
+    assert read["lines"] == examples.OPERATION_EXAMPLES["getSale"]["response"]["lines"]
 
 
 async def test_a_retry_of_a_202_sale_gets_the_final_outcome_once_known(

@@ -268,32 +268,8 @@ def decide_debt_payment(step: Step, cmd: RecordDebtPayment) -> Decision:
                 AllocationRequest(a.sale_id, a.line_no, a.amount) for a in cmd.allocations
             ],
         )
-    m = step.m
-    event = DebtPaymentRecorded(
-        payment_id=cmd.payment_id,
-        chain_id=cmd.chain_id,
-        customer_id=cmd.customer.customer_id,
-        store_id=cmd.store_id,
-        terminal_id=cmd.terminal_id,
-        kind=cmd.kind,
-        method=cmd.method,
-        amount=m(pay.amount),
-        allocated=oc.allocations(pay.allocated, cmd.settings.credit_mode, m),
-        advance_added=m(pay.advance_added),
-        bonus_accrued=m(Decimal(0)),
-        occurred_at=cmd.occurred_at,
-        customer_balances=step.balances(pay),
-        lines_changed=oc.lines_changed(pay.lines_changed, m),
-    )
-    bonus = step.bonuses(
-        BonusOperationKind.DEBT_PAYMENT,
-        cmd.customer,
-        store_id=cmd.store_id,
-        sale_id=None,
-        at=cmd.occurred_at,
-        out=pay,
-    )
-    return Decision(pay, event, bonus)
+    event = DebtPaymentRecorded(kind=cmd.kind, **_money_in_fields(step, cmd, pay))
+    return Decision(pay, event, _money_in_bonuses(step, cmd, BonusOperationKind.DEBT_PAYMENT, pay))
 
 
 def decide_advance(step: Step, cmd: RecordAdvance) -> Decision:
@@ -304,32 +280,45 @@ def decide_advance(step: Step, cmd: RecordAdvance) -> Decision:
         at=cmd.occurred_at,
         dated=cmd.occurred_at_given,
     )
-    m = step.m
     event = AdvanceRecorded(
-        payment_id=cmd.payment_id,
-        chain_id=cmd.chain_id,
-        customer_id=cmd.customer.customer_id,
-        store_id=cmd.store_id,
-        terminal_id=cmd.terminal_id,
-        method=cmd.method,
-        amount=m(adv.amount),
-        applied_to_debt=m(adv.applied_to_debt),
-        allocated=oc.allocations(adv.allocated, cmd.settings.credit_mode, m),
-        advance_added=m(adv.advance_added),
-        bonus_accrued=m(Decimal(0)),
-        occurred_at=cmd.occurred_at,
-        customer_balances=step.balances(adv),
-        lines_changed=oc.lines_changed(adv.lines_changed, m),
+        applied_to_debt=step.m(adv.applied_to_debt), **_money_in_fields(step, cmd, adv)
     )
-    bonus = step.bonuses(
-        BonusOperationKind.ADVANCE,
-        cmd.customer,
-        store_id=cmd.store_id,
-        sale_id=None,
-        at=cmd.occurred_at,
-        out=adv,
+    return Decision(adv, event, _money_in_bonuses(step, cmd, BonusOperationKind.ADVANCE, adv))
+
+
+def _money_in_fields(
+    step: Step, cmd: RecordDebtPayment | RecordAdvance, out: MoneyInOutcome
+) -> dict[str, Any]:
+    """What the events of money taken at the till (a debt payment, an advance) both say: the
+    money, the debt it paid and the advance it left (bonus still zero: loyalty's to fill)."""
+    m = step.m
+    return {
+        "payment_id": cmd.payment_id,
+        "chain_id": cmd.chain_id,
+        "customer_id": cmd.customer.customer_id,
+        "store_id": cmd.store_id,
+        "terminal_id": cmd.terminal_id,
+        "method": cmd.method,
+        "amount": m(out.amount),
+        "allocated": oc.allocations(out.allocated, cmd.settings.credit_mode, m),
+        "advance_added": m(out.advance_added),
+        "bonus_accrued": m(Decimal(0)),
+        "occurred_at": cmd.occurred_at,
+        "customer_balances": step.balances(out),
+        "lines_changed": oc.lines_changed(out.lines_changed, m),
+    }
+
+
+def _money_in_bonuses(
+    step: Step,
+    cmd: RecordDebtPayment | RecordAdvance,
+    kind: BonusOperationKind,
+    out: MoneyInOutcome,
+) -> ApplyBonuses:
+    """Loyalty's part of money taken at the till (it belongs to no sale)."""
+    return step.bonuses(
+        kind, cmd.customer, store_id=cmd.store_id, sale_id=None, at=cmd.occurred_at, out=out
     )
-    return Decision(adv, event, bonus)
 
 
 def decide_refund(step: Step, cmd: RecordRefund) -> Decision:

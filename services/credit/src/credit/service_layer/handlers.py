@@ -124,11 +124,19 @@ async def handle_command(ctx: MessageContext, cmd: Command) -> None:
     )
 
 
-async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) -> None:
+async def _claim_for_answer(
+    ctx: MessageContext, answer: BonusesApplied | BonusesRefused, status: str
+) -> tuple[Repository, Emitter, Any]:
+    """Under the customer's lock, end the operation loyalty answered as `status`: the
+    repository, the emitter and the operation's row (None: the operation is not pending)."""
     repo = Repository(ctx.session)
-    emitter = Emitter.caused_by(ctx.session, ctx.envelope)
     await repo.lock_customer(answer.customer_id, answer.chain_id)
-    op = await repo.claim_pending(answer.chain_id, answer.operation_id, "confirmed")
+    op = await repo.claim_pending(answer.chain_id, answer.operation_id, status)
+    return repo, Emitter.caused_by(ctx.session, ctx.envelope), op
+
+
+async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) -> None:
+    repo, emitter, op = await _claim_for_answer(ctx, answer, "confirmed")
     if op is None:
         return  # answered before, never asked, or given up (then loyalty is told to undo it)
     await confirm(repo, emitter.with_correlation(op.correlation_id), op, answer)
@@ -136,10 +144,7 @@ async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) ->
 
 
 async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) -> None:
-    repo = Repository(ctx.session)
-    emitter = Emitter.caused_by(ctx.session, ctx.envelope)
-    await repo.lock_customer(answer.customer_id, answer.chain_id)
-    op = await repo.claim_pending(answer.chain_id, answer.operation_id, "voided")
+    repo, emitter, op = await _claim_for_answer(ctx, answer, "voided")
     if op is None:
         return
     await repo.update_customer(answer.customer_id, in_flight=None, bonus_balance=answer.balance)

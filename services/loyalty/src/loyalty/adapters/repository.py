@@ -152,6 +152,20 @@ async def lock_customer(
     return row.balance, row.deficit
 
 
+async def _open_lots(session: AsyncSession, chain_id: UUID, customer_id: UUID) -> list[Any]:
+    """The customer's lots with something left, oldest first (the order they are spent in)."""
+    stmt = (
+        sa.select(bonus_lots)
+        .where(
+            bonus_lots.c.chain_id == chain_id,
+            bonus_lots.c.customer_id == customer_id,
+            bonus_lots.c.remaining > 0,
+        )
+        .order_by(bonus_lots.c.at, bonus_lots.c.seq)
+    )
+    return list((await session.execute(stmt)).all())
+
+
 async def load_account(
     session: AsyncSession,
     chain_id: UUID,
@@ -165,17 +179,7 @@ async def load_account(
     if locked is None:
         return None
     _, deficit = locked
-    rows = (
-        await session.execute(
-            sa.select(bonus_lots)
-            .where(
-                bonus_lots.c.chain_id == chain_id,
-                bonus_lots.c.customer_id == customer_id,
-                bonus_lots.c.remaining > 0,
-            )
-            .order_by(bonus_lots.c.at, bonus_lots.c.seq)
-        )
-    ).all()
+    rows = await _open_lots(session, chain_id, customer_id)
     lots = [
         Lot(
             lot_id=r.lot_id,
@@ -741,20 +745,10 @@ async def read_bonus(
             .order_by(bonus_movements.c.id)
         )
     ).all()
-    lots = (
-        await session.execute(
-            sa.select(bonus_lots)
-            .where(
-                bonus_lots.c.chain_id == chain_id,
-                bonus_lots.c.customer_id == customer_id,
-                bonus_lots.c.remaining > 0,
-            )
-            .order_by(bonus_lots.c.at, bonus_lots.c.seq)
-        )
-    ).all()
+    lots = await _open_lots(session, chain_id, customer_id)
     if row is None:
-        return ZERO, ZERO, list(movements), list(lots)
-    return row.balance, row.deficit, list(movements), list(lots)
+        return ZERO, ZERO, list(movements), lots
+    return row.balance, row.deficit, list(movements), lots
 
 
 def movement_from_row(row: Any, minor_units: int) -> Movement:

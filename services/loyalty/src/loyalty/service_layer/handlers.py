@@ -51,6 +51,7 @@ from loyalty.domain.model import (
     PUBLISHED_KINDS,
     AccrualBase,
     Applied,
+    BonusAccount,
     BonusOperation,
     Movement,
     Refused,
@@ -160,6 +161,33 @@ async def _remember_voided(
         answer=refusal.model_dump(mode="json"),
     )
     return refusal
+
+
+async def _account_of(
+    session: AsyncSession, chain_id: UUID, customer_id: UUID
+) -> tuple[repo.ChainSettings | None, int, BonusAccount]:
+    """The chain's settings (None until its master data is seen), its minor units and the
+    customer's account, under the customer's row lock."""
+    chain = await repo.get_chain_settings(session, chain_id)
+    minor = chain.minor_units if chain is not None else repo.DEFAULT_MINOR_UNITS
+    account = await repo.load_account(session, chain_id, customer_id, minor_units=minor)
+    assert account is not None  # only skip_locked loads can come back empty
+    return chain, minor, account
+
+
+def _cancelled(
+    cmd: CancelPaymentBonus, cancelled: Decimal, balance: Decimal, *, already: bool, at: datetime
+) -> PaymentBonusCancelled:
+    """The answer to a cancellation, the first time (`already` false) and to every copy."""
+    return PaymentBonusCancelled(
+        payment_id=cmd.payment_id,
+        chain_id=cmd.chain_id,
+        customer_id=cmd.customer_id,
+        cancelled=cancelled,
+        balance_after=balance,
+        already=already,
+        cancelled_at=at,
+    )
 
 
 def answer_for(
@@ -276,30 +304,21 @@ class LoyaltyHandlers:
 
     async def cancel_payment_bonus(self, ctx: MessageContext, cmd: CancelPaymentBonus) -> None:
         session, key = ctx.session, str(cmd.customer_id)
-        chain = await repo.get_chain_settings(session, cmd.chain_id)
-        minor = chain.minor_units if chain is not None else repo.DEFAULT_MINOR_UNITS
+        chain, minor, account = await _account_of(session, cmd.chain_id, cmd.customer_id)
         expiry_days = chain.bonus_expiry_days if chain is not None else None
-
-        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id, minor_units=minor)
-        assert account is not None
         earlier = await repo.find_cancellation(session, cmd.chain_id, cmd.payment_id)
         if earlier is not None:
             if (earlier.chain_id, earlier.customer_id) != (cmd.chain_id, cmd.customer_id):
                 await self._refuse_cancellation(ctx, cmd)
                 return
-            await ctx.emit(
-                LOYALTY_EVENTS,
-                PaymentBonusCancelled(
-                    payment_id=cmd.payment_id,
-                    chain_id=cmd.chain_id,
-                    customer_id=cmd.customer_id,
-                    cancelled=quantize_money(earlier.cancelled, minor),
-                    balance_after=account.balance,
-                    already=True,
-                    cancelled_at=earlier.cancelled_at,
-                ),
-                key=key,
+            answer = _cancelled(
+                cmd,
+                quantize_money(earlier.cancelled, minor),
+                account.balance,
+                already=True,
+                at=earlier.cancelled_at,
             )
+            await ctx.emit(LOYALTY_EVENTS, answer, key=key)
             return
         histories = await repo.load_payment_histories(
             session, cmd.chain_id, cmd.customer_id, [cmd.payment_id], minor_units=minor
@@ -323,27 +342,15 @@ class LoyaltyHandlers:
         )
         metrics.CANCELLATIONS.inc()
         await self._emit_movements(ctx, cmd.chain_id, cmd.customer_id, movements)
-        await ctx.emit(
-            LOYALTY_EVENTS,
-            PaymentBonusCancelled(
-                payment_id=cmd.payment_id,
-                chain_id=cmd.chain_id,
-                customer_id=cmd.customer_id,
-                cancelled=cancellation.amount,
-                balance_after=account.balance,
-                already=False,
-                cancelled_at=cmd.requested_at,
-            ),
-            key=key,
+        answer = _cancelled(
+            cmd, cancellation.amount, account.balance, already=False, at=cmd.requested_at
         )
+        await ctx.emit(LOYALTY_EVENTS, answer, key=key)
 
     async def void_bonuses(self, ctx: MessageContext, cmd: VoidBonuses) -> None:
         """Undo whatever was applied of an operation credit gave up; remember it voided."""
         session, key = ctx.session, str(cmd.customer_id)
-        chain = await repo.get_chain_settings(session, cmd.chain_id)
-        minor = chain.minor_units if chain is not None else repo.DEFAULT_MINOR_UNITS
-        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id, minor_units=minor)
-        assert account is not None
+        _, minor, account = await _account_of(session, cmd.chain_id, cmd.customer_id)
         stored = await repo.find_operation(session, cmd.chain_id, cmd.operation_id)
         if stored is not None and stored.customer_id != cmd.customer_id:
             raise PermanentError(f"operation {cmd.operation_id} belongs to another customer")

@@ -158,8 +158,14 @@ async def _apply_owed(
 
 
 async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> None:
-    if msg.customer_id is not None and msg.lines_changed:
-        await _apply_owed(ctx, msg.chain_id, msg.customer_id, msg.lines_changed)
+    """Only older sales its kept change paid concern us: the sale's own lines (what it left
+    owed) are of a sale credit has not reported overdue yet, which no task follows; without
+    older sales nothing any task shows changed, so the sale costs no statement."""
+    if msg.customer_id is None:
+        return
+    older = [c for c in msg.lines_changed if c.sale_id != msg.sale_id]
+    if older:
+        await _apply_owed(ctx, msg.chain_id, msg.customer_id, older)
 
 
 async def on_debt_payment(ctx: MessageContext, msg: credit.DebtPaymentRecorded) -> None:

@@ -63,14 +63,13 @@ def _chain_id(principal: Principal) -> uuid.UUID:
     return principal.chain_id
 
 
+def _user_fields(row: Row[Any]) -> dict[str, Any]:
+    """Who a user is, as every answer naming one starts."""
+    return {"user_id": str(row.user_id), "email": row.email, "name": row.name, "role": row.role}
+
+
 def user_json(row: Row[Any]) -> dict[str, Any]:
-    return {
-        "user_id": str(row.user_id),
-        "email": row.email,
-        "name": row.name,
-        "role": row.role,
-        "created_at": row.created_at.isoformat(),
-    }
+    return {**_user_fields(row), "created_at": row.created_at.isoformat()}
 
 
 def _chain_json(chain: Row[Any]) -> dict[str, Any]:
@@ -83,13 +82,7 @@ def _chain_json(chain: Row[Any]) -> dict[str, Any]:
 
 
 def _session_user(row: Row[Any]) -> dict[str, Any]:
-    return {
-        "user_id": str(row.user_id),
-        "email": row.email,
-        "name": row.name,
-        "role": row.role,
-        "chain_id": str(row.chain_id),
-    }
+    return {**_user_fields(row), "chain_id": str(row.chain_id)}
 
 
 # --------------------------------------------------------------------------- users

@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reporting.adapters import tables as t
@@ -36,10 +35,6 @@ _KIND_ORDER = sa.case(
 class Movements:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def insert(self, **values: Any) -> None:
-        """The movement's row (nothing when its (message_id, seq) is there already)."""
-        await self.session.execute(pg_insert(t.movements).values(**values).on_conflict_do_nothing())
 
     async def drop_bonus_movements(
         self, chain_id: UUID, customer_id: UUID, movement_ids: Sequence[UUID]

@@ -1,5 +1,9 @@
 """The projection lock: live handlers hold it shared for their batch's transaction, the rebuild
-takes it exclusively to swap its rebuilt tables in while no batch is half-way."""
+takes it exclusively to swap its rebuilt tables in while no batch is half-way.
+
+A transaction-level lock is held until the transaction ends, so a batch takes it once: the
+session remembers the transaction that took it. Inside a savepoint (the consumer's slow path) it
+is taken again every time, since rolling the savepoint back releases what was taken in it."""
 
 from __future__ import annotations
 
@@ -11,8 +15,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 PROJECTION_LOCK = zlib.crc32(b"reporting-projection")
 
 
+_HELD_BY = "reporting.projection_lock"
+
+
 async def hold_shared(session: AsyncSession) -> None:
+    nested = session.in_nested_transaction()
+    transaction = session.get_transaction()
+    if not nested and transaction is not None and session.info.get(_HELD_BY) is transaction:
+        return
     await session.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(PROJECTION_LOCK)))
+    if not nested:
+        session.info[_HELD_BY] = transaction
 
 
 async def hold_exclusive(conn: AsyncConnection) -> None:

@@ -124,20 +124,6 @@ class Balances(_Tables):
         assert row is not None
         return row.debt, row.advance, row.bonus_balance
 
-    async def set_credit(self, customer_id: UUID, debt: Decimal, advance: Decimal) -> None:
-        await self.session.execute(
-            sa.update(t.balances)
-            .where(t.balances.c.customer_id == customer_id)
-            .values(debt=debt, advance=advance)
-        )
-
-    async def add_bonus(self, customer_id: UUID, amount: Decimal) -> None:
-        await self.session.execute(
-            sa.update(t.balances)
-            .where(t.balances.c.customer_id == customer_id)
-            .values(bonus_balance=t.balances.c.bonus_balance + amount)
-        )
-
     async def take_bonus(self, customer_id: UUID, amount: Decimal) -> None:
         await self.session.execute(
             sa.update(t.balances)

@@ -15,7 +15,6 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reporting.adapters import open_debt
@@ -77,23 +76,6 @@ class Sales:
         self.session = session
 
     # ----------------------------------------------------------------------- written
-
-    async def insert_sale(self, **values: Any) -> None:
-        """The sale's row (nothing when it is there already)."""
-        await self.session.execute(pg_insert(t.sales).values(**values).on_conflict_do_nothing())
-
-    async def insert_lines(self, lines: Sequence[dict[str, Any]]) -> None:
-        """The sale's lines, one statement (the ones there already are left as they are)."""
-        await self.session.execute(
-            pg_insert(t.sale_lines).values(list(lines)).on_conflict_do_nothing()
-        )
-
-    async def set_owed(self, chain_id: UUID, sale_id: UUID, line_no: int, owed: Decimal) -> bool:
-        """False when there is no such line."""
-        result = await self.session.execute(
-            sa.update(t.sale_lines).where(_line(chain_id, sale_id, line_no)).values(owed=owed)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def add_to_line(
         self, chain_id: UUID, sale_id: UUID, line_no: int, column: str, amount: Decimal

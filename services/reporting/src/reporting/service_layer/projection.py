@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -33,6 +34,13 @@ from contracts.money import decimal_to_str
 from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS, MASTERDATA_EVENTS
 from reporting.adapters import projection_lock
 from reporting.adapters.movements import Movements
+from reporting.adapters.projection_writes import (
+    CreditMovement,
+    CreditWritten,
+    SaleRow,
+    write_bonus_event,
+    write_credit_event,
+)
 from reporting.adapters.read_models import Balances, MasterData
 from reporting.adapters.sales import Sales
 from reporting.domain.model import ZERO, return_shares, sale_shares
@@ -59,47 +67,10 @@ async def _hold_projection_lock(session: AsyncSession) -> None:
     await projection_lock.hold_shared(session)
 
 
-async def _apply_credit_balances(
-    session: AsyncSession, chain_id: UUID, customer_id: UUID, after: credit.CustomerBalances
-) -> tuple[Decimal, Decimal]:
-    """Store credit's balances after the event; returns the (debt, advance) changes."""
-    balances = Balances(session)
-    debt, advance, _ = await balances.lock(chain_id, customer_id)
-    await balances.set_credit(customer_id, after.debt, after.advance)
-    return after.debt - debt, after.advance - advance
-
-
-async def _apply_lines_changed(
-    session: AsyncSession, chain_id: UUID, changes: Iterable[credit.LineOwedChange]
+def _check_drift(
+    ctx: MessageContext, kind: str, goods: Decimal, payments: Decimal, written: CreditWritten
 ) -> None:
-    sales = Sales(session)
-    for change in changes:
-        if not await sales.set_owed(chain_id, change.sale_id, change.line_no, change.owed_after):
-            log.warning("owed change for unknown line %s/%s", change.sale_id, change.line_no)
-
-
-async def _add_movement(
-    ctx: MessageContext,
-    *,
-    seq: int = 0,
-    chain_id: UUID,
-    customer_id: UUID,
-    store_id: UUID | None,
-    at: datetime,
-    kind: str,
-    description: str,
-    sale_id: UUID | None = None,
-    payment_id: UUID | None = None,
-    goods: Decimal = ZERO,
-    payments: Decimal = ZERO,
-    debt_change: Decimal = ZERO,
-    advance_change: Decimal = ZERO,
-    bonus_change: Decimal = ZERO,
-    bonus_kind: str | None = None,
-    bonus_amount: Decimal = ZERO,
-    bonus_movement_id: UUID | None = None,
-) -> None:
-    if bonus_kind is None and payments - goods != advance_change - debt_change:
+    if payments - goods != written.advance_change - written.debt_change:
         # The report's closing (opening + payments - goods) would drift from advance - debt:
         # credit's event and this projection disagree on what the operation did.
         log.error(
@@ -107,28 +78,8 @@ async def _add_movement(
             kind,
             ctx.envelope.message_id,
             payments - goods,
-            advance_change - debt_change,
+            written.advance_change - written.debt_change,
         )
-    await Movements(ctx.session).insert(
-        message_id=ctx.envelope.message_id,
-        seq=seq,
-        chain_id=chain_id,
-        customer_id=customer_id,
-        store_id=store_id,
-        at=at,
-        kind=kind,
-        sale_id=sale_id,
-        payment_id=payment_id,
-        description=description,
-        goods=goods,
-        payments=payments,
-        debt_change=debt_change,
-        advance_change=advance_change,
-        bonus_change=bonus_change,
-        bonus_kind=bonus_kind,
-        bonus_amount=bonus_amount,
-        bonus_movement_id=bonus_movement_id,
-    )
 
 
 async def _credit_movement(
@@ -137,21 +88,42 @@ async def _credit_movement(
     customer_id: UUID,
     after: credit.CustomerBalances,
     lines_changed: Iterable[credit.LineOwedChange],
+    *,
+    sale: SaleRow | None = None,
     **movement: Any,
 ) -> None:
-    """What every credit event with money or goods writes last: the owed amounts per line,
-    credit's balances after it, and its movement with the debt and advance changes."""
-    await _apply_lines_changed(ctx.session, chain_id, lines_changed)
-    debt_change, advance_change = await _apply_credit_balances(
-        ctx.session, chain_id, customer_id, after
-    )
-    await _add_movement(
-        ctx,
+    """What every credit event with money or goods writes, in one statement: its sale (if it
+    is one), the owed amounts per line, credit's balances after it, and its movement with the
+    debt and advance changes."""
+    changes = list(lines_changed)
+    sale_id = sale.sale_id if sale is not None else None
+    own = {c.line_no: c.owed_after for c in changes if c.sale_id == sale_id}
+    if sale is not None and own:
+        # the sale's own lines are written with what they owe after it
+        lines = [
+            line.model_copy(update={"owed": own.get(line.line_no, line.owed)})
+            for line in sale.lines
+        ]
+        sale = replace(sale, lines=lines)
+    older = [(c.sale_id, c.line_no, c.owed_after) for c in changes if c.sale_id != sale_id]
+    written = await write_credit_event(
+        ctx.session,
         chain_id=chain_id,
         customer_id=customer_id,
-        debt_change=debt_change,
-        advance_change=advance_change,
-        **movement,
+        debt=after.debt,
+        advance=after.advance,
+        movement=CreditMovement(message_id=ctx.envelope.message_id, **movement),
+        owed=older,
+        sale=sale,
+        sale_owed_changed=sorted(own),
+    )
+    stored = {line.line_no for line in sale.lines} if sale is not None else set()
+    unknown = [(sale_id, n) for n in sorted(own) if n not in stored]
+    unknown += [(s, n) for s, n, _ in older if (s, n) not in written.owed_set]
+    for unknown_sale, line_no in unknown:
+        log.warning("owed change for unknown line %s/%s", unknown_sale, line_no)
+    _check_drift(
+        ctx, movement["kind"], movement.get("goods", ZERO), movement.get("payments", ZERO), written
     )
 
 
@@ -228,33 +200,6 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
     if msg.customer_id is None or msg.customer_balances is None:
         return  # anonymous sales are in no customer report
     await _hold_projection_lock(ctx.session)
-    sales = Sales(ctx.session)
-    await sales.insert_sale(
-        sale_id=msg.sale_id,
-        chain_id=msg.chain_id,
-        customer_id=msg.customer_id,
-        store_id=msg.store_id,
-        sold_at=msg.sold_at,
-        due_date=msg.due_date,
-        total=msg.total,
-    )
-    await sales.insert_lines(
-        [
-            {
-                "sale_id": msg.sale_id,
-                "line_no": line.line_no,
-                "chain_id": msg.chain_id,
-                "customer_id": msg.customer_id,
-                "sku": line.sku,
-                "barcode": line.barcode,
-                "name": line.name,
-                "quantity": line.quantity,
-                "amount": line.amount,
-                "owed": line.owed,
-            }
-            for line in msg.lines
-        ]
-    )
     advance_payments = sum(
         (p.amount for p in msg.payments if p.method is PaymentMethod.ADVANCE), ZERO
     )
@@ -269,12 +214,21 @@ async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> N
         parts.append(f"on account {_m(msg.on_account)}")
     if msg.due_date:
         parts.append(f"due {msg.due_date.isoformat()}")
+    sale = SaleRow(
+        sale_id=msg.sale_id,
+        store_id=msg.store_id,
+        sold_at=msg.sold_at,
+        due_date=msg.due_date,
+        total=msg.total,
+        lines=list(msg.lines),
+    )
     await _credit_movement(
         ctx,
         msg.chain_id,
         msg.customer_id,
         msg.customer_balances,
         msg.lines_changed,
+        sale=sale,
         store_id=msg.store_id,
         at=msg.sold_at,
         kind="sale",
@@ -404,23 +358,19 @@ async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) 
     await sales.add_discount_revoked(msg.chain_id, msg.sale_id, msg.amount)
     for line in msg.lines:
         await sales.add_to_line(msg.chain_id, msg.sale_id, line.line_no, "amount", line.amount)
-    await _apply_lines_changed(ctx.session, msg.chain_id, msg.lines_changed)
-    debt_change, advance_change = await _apply_credit_balances(
-        ctx.session, msg.chain_id, msg.customer_id, msg.customer_balances
-    )
     store_id = await sales.store_of(msg.chain_id, msg.sale_id)
-    await _add_movement(
+    await _credit_movement(
         ctx,
-        chain_id=msg.chain_id,
-        customer_id=msg.customer_id,
+        msg.chain_id,
+        msg.customer_id,
+        msg.customer_balances,
+        msg.lines_changed,
         store_id=store_id,
         at=msg.revoked_at,
         kind="discount_revoked",
         sale_id=msg.sale_id,
         description=f"Discount revoked ({msg.trigger}) {_m(msg.amount)}",
         goods=msg.amount,
-        debt_change=debt_change,
-        advance_change=advance_change,
     )
 
 
@@ -436,11 +386,9 @@ async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
 async def on_bonus_movement(ctx: MessageContext, msg: loyalty.BonusMovementRecorded) -> None:
     await _hold_projection_lock(ctx.session)
     signed = msg.amount if msg.kind in _BONUS_ADDS else -msg.amount
-    balances = Balances(ctx.session)
-    await balances.lock(msg.chain_id, msg.customer_id)
-    await balances.add_bonus(msg.customer_id, signed)
-    await _add_movement(
-        ctx,
+    await write_bonus_event(
+        ctx.session,
+        message_id=ctx.envelope.message_id,
         chain_id=msg.chain_id,
         customer_id=msg.customer_id,
         store_id=msg.store_id,

@@ -60,25 +60,24 @@ CUSTOMER_OUT = {
 }
 BALANCES = {"debt": "100.00", "advance": "0.00", "bonus_balance": "0.00"}
 AFTER_PAYMENT = {"debt": "30.00", "advance": "0.00", "bonus_balance": "7.00"}
+DRESS = {
+    "sku": "D-1",
+    "barcode": "4820000000017",
+    "name": "Dress",
+    "quantity": "1",
+    "unit_price": "60.00",
+}
+SHOES = {
+    "sku": "S-1",
+    "barcode": "4820000000024",
+    "name": "Shoes",
+    "quantity": "1",
+    "unit_price": "50.00",
+    "discount": "10.00",
+}
 SALE_REQUEST = {
     "card_number": "VIP-0001",
-    "lines": [
-        {
-            "sku": "D-1",
-            "barcode": "4820000000017",
-            "name": "Dress",
-            "quantity": "1",
-            "unit_price": "60.00",
-        },
-        {
-            "sku": "S-1",
-            "barcode": "4820000000024",
-            "name": "Shoes",
-            "quantity": "1",
-            "unit_price": "50.00",
-            "discount": "10.00",
-        },
-    ],
+    "lines": [DRESS, SHOES],
     "payments": [{"method": "on_account", "amount": "100.00"}],
 }
 SALE_OUTCOME = {
@@ -151,6 +150,15 @@ BONUS_FIGURES = {
     "reversed": "0.00",
     "restored": "0.00",
     "expired": "0.00",
+}
+#: Ana's debt by age a few days after its due date (her row of the aging report)
+AGING = {
+    "current": "0.00",
+    "d1_30": "30.00",
+    "d31_60": "0.00",
+    "d61_90": "0.00",
+    "d90_plus": "0.00",
+    "total": "30.00",
 }
 
 
@@ -267,26 +275,12 @@ OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
             "lines": [
                 {
                     "line_no": 1,
-                    "sku": "D-1",
-                    "barcode": "4820000000017",
-                    "name": "Dress",
-                    "quantity": "1",
-                    "unit_price": "60.00",
+                    **DRESS,
                     "discount": "0.00",
                     "amount": "60.00",
                     "returned_quantity": "0",
                 },
-                {
-                    "line_no": 2,
-                    "sku": "S-1",
-                    "barcode": "4820000000024",
-                    "name": "Shoes",
-                    "quantity": "1",
-                    "unit_price": "50.00",
-                    "discount": "10.00",
-                    "amount": "40.00",
-                    "returned_quantity": "0",
-                },
+                {"line_no": 2, **SHOES, "amount": "40.00", "returned_quantity": "0"},
             ],
         }
     },
@@ -388,26 +382,8 @@ OPERATION_EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "getAgingReport": {
         "response": {
-            "rows": [
-                {
-                    "customer_id": CUSTOMER,
-                    "name": "Ana Popescu",
-                    "current": "0.00",
-                    "d1_30": "30.00",
-                    "d31_60": "0.00",
-                    "d61_90": "0.00",
-                    "d90_plus": "0.00",
-                    "total": "30.00",
-                }
-            ],
-            "totals": {
-                "current": "0.00",
-                "d1_30": "30.00",
-                "d31_60": "0.00",
-                "d61_90": "0.00",
-                "d90_plus": "0.00",
-                "total": "30.00",
-            },
+            "rows": [{"customer_id": CUSTOMER, "name": "Ana Popescu", **AGING}],
+            "totals": AGING,  # one customer: the totals are hers
             "next": None,
         }
     },

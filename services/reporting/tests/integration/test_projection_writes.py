@@ -1,0 +1,101 @@
+"""The one-statement writes of the projection under the races they must survive: a credit
+event and a bonus movement of one customer applied at once by two transactions (their topics
+may be consumed by two instances), with and without the customer's balances row."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from reporting.adapters import tables as t
+from reporting.adapters.projection_writes import (
+    CreditMovement,
+    write_bonus_event,
+    write_credit_event,
+)
+from servicekit.db import make_session_factory
+
+pytestmark = pytest.mark.integration
+
+D = Decimal
+CHAIN, STORE = uuid.uuid4(), uuid.uuid4()
+AT = datetime(2026, 3, 1, 10, tzinfo=UTC)
+
+
+async def bonus(session: AsyncSession, customer: uuid.UUID, amount: str) -> None:
+    await write_bonus_event(
+        session,
+        message_id=uuid.uuid4(),
+        chain_id=CHAIN,
+        customer_id=customer,
+        store_id=STORE,
+        at=AT,
+        kind="bonus_accrued",
+        sale_id=None,
+        payment_id=None,
+        description="Bonus accrued",
+        bonus_change=D(amount),
+        bonus_kind="accrued",
+        bonus_amount=D(amount),
+        bonus_movement_id=uuid.uuid4(),
+    )
+
+
+async def payment(session: AsyncSession, customer: uuid.UUID, debt: str) -> None:
+    """credit's balances after a payment: debt `debt`, no advance."""
+    await write_credit_event(
+        session,
+        chain_id=CHAIN,
+        customer_id=customer,
+        debt=D(debt),
+        advance=D(0),
+        movement=CreditMovement(
+            message_id=uuid.uuid4(), store_id=STORE, at=AT, kind="payment", description="x"
+        ),
+        owed=[],
+    )
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["first sight", "known customer"])
+async def test_a_credit_event_waiting_on_a_bonus_movement_keeps_both(
+    engine: AsyncEngine, known: bool
+) -> None:
+    sf = make_session_factory(engine)
+    customer = uuid.uuid4()
+    if known:
+        async with sf() as session, session.begin():
+            await payment(session, customer, "40.00")  # debt 40.00, bonus 0
+    async with sf() as first, sf() as second:
+        async with first.begin():
+            await bonus(first, customer, "3.00")  # holds the customer's row until it commits
+            waiting = asyncio.create_task(_in_transaction(second, customer))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # the credit event waits for the row
+        await waiting
+    async with sf() as session:
+        row = (
+            await session.execute(sa.select(t.balances).where(t.balances.c.customer_id == customer))
+        ).one()
+        changes = (
+            await session.execute(
+                sa.select(t.movements.c.kind, t.movements.c.debt_change, t.movements.c.bonus_change)
+                .where(t.movements.c.customer_id == customer)
+                .order_by(t.movements.c.kind, t.movements.c.debt_change)
+            )
+        ).all()
+    assert (row.debt, row.advance, row.bonus_balance) == (D("25.00"), D(0), D("3.00"))
+    # the debt changes add up to credit's debt, the bonus balance keeps the movement
+    payments = [("payment", D("-15.00"), D(0)), ("payment", D("40.00"), D(0))]
+    first_sight = [("payment", D("25.00"), D(0))]
+    assert changes == [("bonus_accrued", D(0), D("3.00")), *(payments if known else first_sight)]
+
+
+async def _in_transaction(session: AsyncSession, customer: uuid.UUID) -> None:
+    async with session.begin():
+        await payment(session, customer, "25.00")
