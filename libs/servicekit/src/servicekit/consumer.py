@@ -60,6 +60,7 @@ from servicekit.db import SessionFactory
 from servicekit.logging import chain_id_var, correlation_id_var, message_id_var
 from servicekit.outbox import buffer_outbox, enqueue_message, flush_outbox
 from servicekit.schema import INBOX
+from servicekit.sql import TRANSIENT_SQLSTATES, is_transient_driver_error
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,11 @@ def _message_log_ids(env: Envelope) -> Iterator[None]:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors of the infrastructure: retry the batch rather than dead-letter the message."""
+    """Errors of the infrastructure: retry the batch rather than dead-letter the message
+    (SQLAlchemy's, or asyncpg's own for the statements `servicekit.sql` sends)."""
     if isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError):
+        return True
+    if is_transient_driver_error(exc):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated or isinstance(
@@ -177,8 +181,7 @@ def is_transient(exc: BaseException) -> bool:
         ):
             return True
         code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        # serialization failure, deadlock, admin shutdown, cannot connect now, too many clients
-        return code in {"40001", "40P01", "57P01", "57P02", "57P03", "53300"}
+        return code in TRANSIENT_SQLSTATES
     return False
 
 

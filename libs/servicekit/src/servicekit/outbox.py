@@ -21,7 +21,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from contracts.base import Message
 from contracts.envelope import Envelope, encode, make_envelope
-from servicekit import metrics
+from servicekit import metrics, sql
 from servicekit.db import SessionFactory
 from servicekit.schema import OUTBOX
 
@@ -161,20 +161,17 @@ async def enqueue_raw(
 
 #: The relay's advisory lock (taken once: the CTE of a volatile function is evaluated once) and,
 #: only if it was got, the oldest unsent rows; one row with `got` false when another relay holds
-#: the lock, one with null columns when the lock was got and nothing waits.
-_CLAIM = sa.text(
-    "WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(:lock_key) AS got) "
+#: the lock, one with null columns when the lock was got and nothing waits. The relay's two
+#: statements go through asyncpg directly (`servicekit.sql`): they run on every wake-up and poll
+#: of every process.
+_CLAIM = (
+    "WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1::bigint) AS got) "
     "SELECT lock.got, o.id, o.topic, o.key, o.value, o.headers, o.created_at FROM lock "
     "LEFT JOIN LATERAL (SELECT id, topic, key, value, headers, created_at FROM outbox "
-    "WHERE lock.got AND sent_at IS NULL ORDER BY id LIMIT :batch_size) AS o ON true"
-).columns(
-    sa.column("got", sa.Boolean),
-    OUTBOX.c.id,
-    OUTBOX.c.topic,
-    OUTBOX.c.key,
-    OUTBOX.c.value,
-    OUTBOX.c.headers,
-    OUTBOX.c.created_at,
+    "WHERE lock.got AND sent_at IS NULL ORDER BY id LIMIT $2) AS o ON true"
+)
+_MARK_SENT = (
+    "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
 )
 
 _local_relays: list[OutboxRelay] = []
@@ -187,6 +184,15 @@ def _wake_relays_after_commit(session: Session) -> None:
     if session.info.pop("outbox_pending", False):
         for relay in _local_relays:
             relay.kick()
+
+
+class _Unsent(NamedTuple):
+    id: int
+    topic: str
+    key: str
+    value: bytes
+    headers: dict[str, Any]
+    created_at: datetime
 
 
 class OutboxRelay:
@@ -245,14 +251,10 @@ class OutboxRelay:
         """Publish one batch; returns the rows sent (0 when another relay holds the lock)."""
         async with self.session_factory() as session, session.begin():
             # the lock and the rows in one round trip: no row comes back without the lock
-            result = (
-                await session.execute(
-                    _CLAIM, {"lock_key": self._lock_key, "batch_size": self.batch_size}
-                )
-            ).all()
-            if not result or not result[0].got:
+            result = await sql.fetch(session, _CLAIM, self._lock_key, self.batch_size)
+            if not result or not result[0]["got"]:
                 return 0
-            rows = [row for row in result if row.id is not None]
+            rows = [_Unsent(*row[1:]) for row in result if row["id"] is not None]
             await self._update_gauges(session, rows)
             if not rows:
                 await self._purge(session)
@@ -269,12 +271,7 @@ class OutboxRelay:
                 futures.append(fut)
             # every acknowledgement must arrive before the rows are marked sent
             await asyncio.gather(*futures)
-            ids = [row.id for row in rows]
-            await session.execute(
-                sa.update(OUTBOX)
-                .where(OUTBOX.c.id.in_(ids))
-                .values(sent_at=sa.func.now(), attempts=OUTBOX.c.attempts + 1)
-            )
+            await sql.execute(session, _MARK_SENT, [row.id for row in rows])
             for row in rows:
                 metrics.OUTBOX_PUBLISHED.labels(row.topic).inc()
             return len(rows)

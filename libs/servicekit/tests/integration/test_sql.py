@@ -1,0 +1,142 @@
+"""`servicekit.sql`: statements sent through asyncpg belong to the session's transaction
+(begun for them when SQLAlchemy has sent nothing yet), savepoints included, are counted like
+any other statement, and their failures are classified like SQLAlchemy's."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from servicekit import sql
+from servicekit.consumer import is_transient
+from servicekit.db import make_engine, make_read_session_factory, make_session_factory
+from servicekit.testing import counted_statements
+
+pytestmark = pytest.mark.integration
+
+_TABLE = (
+    "CREATE TABLE IF NOT EXISTS sql_probe (id uuid PRIMARY KEY, amount numeric(15, 2) NOT NULL,"
+    " doc jsonb NOT NULL DEFAULT '{}')"
+)
+_INSERT = "INSERT INTO sql_probe (id, amount, doc) VALUES ($1, $2, $3)"
+
+
+@pytest.fixture
+async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(fresh_database_url, pool_size=2)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(_TABLE))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _exists(engine: AsyncEngine, row_id: uuid.UUID) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.scalar(sa.text("SELECT 1 FROM sql_probe WHERE id = :i"), {"i": row_id})
+    return found is not None
+
+
+async def test_a_first_statement_begins_the_sessions_transaction(engine: AsyncEngine) -> None:
+    sessions = make_session_factory(engine)
+    rolled_back, committed = uuid.uuid4(), uuid.uuid4()
+    async with sessions() as session:
+        async with session.begin() as tx:
+            # nothing sent through SQLAlchemy before: without the BEGIN it would autocommit
+            await sql.execute(session, _INSERT, rolled_back, Decimal("1.10"), "{}")
+            await tx.rollback()
+        async with session.begin():
+            await sql.execute(session, _INSERT, committed, Decimal("2.20"), "{}")
+    assert not await _exists(engine, rolled_back)
+    assert await _exists(engine, committed)
+
+
+async def test_statements_of_both_kinds_share_one_transaction(engine: AsyncEngine) -> None:
+    sessions = make_session_factory(engine)
+    row_id = uuid.uuid4()
+    async with sessions() as session, session.begin():
+        await session.execute(
+            sa.text("INSERT INTO sql_probe (id, amount) VALUES (:i, 3.30)"), {"i": row_id}
+        )
+        # seen before the commit: the same transaction
+        row = await sql.fetchrow(session, "SELECT amount, doc FROM sql_probe WHERE id = $1", row_id)
+        assert row is not None
+        assert row["amount"] == Decimal("3.30")
+        assert row["doc"] == {}  # jsonb decoded by the connection's codec
+        pid_sa = await session.scalar(sa.text("SELECT pg_backend_pid()"))
+        assert await sql.fetchval(session, "SELECT pg_backend_pid()") == pid_sa
+
+
+async def test_a_rolled_back_savepoint_takes_its_statements_with_it(engine: AsyncEngine) -> None:
+    sessions = make_session_factory(engine)
+    kept, dropped = uuid.uuid4(), uuid.uuid4()
+    async with sessions() as session, session.begin():
+        await sql.execute(session, _INSERT, kept, Decimal("1"), json.dumps({"k": 1}))
+
+        async def both_in_a_savepoint() -> None:
+            async with session.begin_nested():
+                await sql.execute(session, _INSERT, dropped, Decimal("1"), "{}")
+                await sql.execute(session, _INSERT, kept, Decimal("1"), "{}")  # duplicate key
+
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await both_in_a_savepoint()
+        rows = await sql.fetch(session, "SELECT id, doc FROM sql_probe ORDER BY id")
+    assert [(r["id"], r["doc"]) for r in rows] == [(kept, {"k": 1})]
+    assert await _exists(engine, kept)
+    assert not await _exists(engine, dropped)
+
+
+async def test_an_autocommit_session_commits_each_statement(engine: AsyncEngine) -> None:
+    reads = make_read_session_factory(engine)
+    row_id = uuid.uuid4()
+    async with reads() as session:
+        await sql.execute(session, _INSERT, row_id, Decimal("4"), "{}")
+        assert await _exists(engine, row_id)  # another connection sees it at once
+
+
+async def test_statements_are_counted_like_any_other(engine: AsyncEngine) -> None:
+    sessions = make_session_factory(engine)
+    with counted_statements(engine) as seen:
+        async with sessions() as session, session.begin():
+            await sql.fetchval(session, "SELECT 41 + 1")
+            await session.execute(sa.text("SELECT 1"))
+            await sql.fetch(session, "SELECT id FROM sql_probe WHERE amount > $1", Decimal("0"))
+    assert seen == ["SELECT 41 + 1", "SELECT 1", "SELECT id FROM sql_probe WHERE amount > $1"]
+
+
+async def test_driver_errors_are_classified_like_sqlalchemys(engine: AsyncEngine) -> None:
+    sessions = make_session_factory(engine)
+    row_id = uuid.uuid4()
+    async with sessions() as session, session.begin():
+        await sql.execute(session, _INSERT, row_id, Decimal("1"), "{}")
+    # a constraint violation is the message's fault, not the infrastructure's
+    with pytest.raises(asyncpg.UniqueViolationError) as duplicate:
+        async with sessions() as session, session.begin():
+            await sql.execute(session, _INSERT, row_id, Decimal("1"), "{}")
+    assert not is_transient(duplicate.value)
+    # a deadlock is transient: two sessions lock two rows in opposite orders
+    other = uuid.uuid4()
+    async with sessions() as session, session.begin():
+        await sql.execute(session, _INSERT, other, Decimal("1"), "{}")
+    both_locked = asyncio.Barrier(2)
+
+    async def lock(first: uuid.UUID, second: uuid.UUID) -> None:
+        async with sessions() as session, session.begin():
+            await sql.execute(session, "SELECT 1 FROM sql_probe WHERE id = $1 FOR UPDATE", first)
+            await both_locked.wait()
+            await sql.execute(session, "SELECT 1 FROM sql_probe WHERE id = $1 FOR UPDATE", second)
+
+    results = await asyncio.gather(lock(row_id, other), lock(other, row_id), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1
+    assert isinstance(errors[0], asyncpg.DeadlockDetectedError)
+    assert is_transient(errors[0])
