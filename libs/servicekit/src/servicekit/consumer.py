@@ -46,7 +46,6 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,7 +54,7 @@ from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import Envelope, decode
 from contracts.registry import lookup
 from contracts.topics import DEAD_LETTERS
-from servicekit import metrics
+from servicekit import metrics, sql
 from servicekit.db import SessionFactory
 from servicekit.logging import chain_id_var, correlation_id_var, message_id_var
 from servicekit.outbox import buffer_outbox, enqueue_message, flush_outbox
@@ -71,22 +70,21 @@ REDRIVE_HEADER = "deadletter-redrive"
 
 # The fast path's inbox rows of a whole batch in one statement. Arrays through `unnest` rather
 # than a multi-row VALUES: the SQL text is the same for every batch size, so it is prepared once
-# per connection. Rows that conflict are duplicates: only the new message ids come back.
-_INBOX_INSERT = sa.text(
+# per connection. Rows that conflict are duplicates: only the new message ids come back. This and
+# the positions' upsert run once per batch of every consumer: straight through asyncpg
+# (`servicekit.sql`).
+_INBOX_INSERT = (
     'INSERT INTO inbox (consumer, message_id, topic, partition, "offset") '
-    "SELECT CAST(:consumer AS text), m, t, p, o FROM unnest("
-    "CAST(:message_ids AS uuid[]), CAST(:topics AS text[]), "
-    "CAST(:partitions AS integer[]), CAST(:offsets AS bigint[])) AS u(m, t, p, o) "
-    "ON CONFLICT DO NOTHING RETURNING message_id"
-).columns(message_id=PG_UUID(as_uuid=True))
+    "SELECT $1::text, m, t, p, o FROM unnest($2::uuid[], $3::text[], $4::integer[], "
+    "$5::bigint[]) AS u(m, t, p, o) ON CONFLICT DO NOTHING RETURNING message_id"
+)
 
 
 # `record_positions`: a position only moves forward (a batch redelivered after a rebalance
 # must not move it back).
-_POSITIONS_UPSERT = sa.text(
+_POSITIONS_UPSERT = (
     "INSERT INTO consumer_positions (consumer, topic, partition, next_offset) "
-    "SELECT CAST(:consumer AS text), t, p, o FROM unnest("
-    "CAST(:topics AS text[]), CAST(:partitions AS integer[]), CAST(:offsets AS bigint[])) "
+    "SELECT $1::text, t, p, o FROM unnest($2::text[], $3::integer[], $4::bigint[]) "
     "AS u(t, p, o) "
     "ON CONFLICT (consumer, topic, partition) DO UPDATE SET "
     "next_offset = GREATEST(consumer_positions.next_offset, EXCLUDED.next_offset), "
@@ -330,14 +328,13 @@ class Consumer:
             key = (rec.topic, rec.partition)
             after[key] = max(after.get(key, 0), rec.offset + 1)
         ordered = sorted(after.items())
-        await session.execute(
+        await sql.execute(
+            session,
             _POSITIONS_UPSERT,
-            {
-                "consumer": self.name,
-                "topics": [topic for (topic, _), _ in ordered],
-                "partitions": [partition for (_, partition), _ in ordered],
-                "offsets": [offset for _, offset in ordered],
-            },
+            self.name,
+            [topic for (topic, _), _ in ordered],
+            [partition for (_, partition), _ in ordered],
+            [offset for _, offset in ordered],
         )
 
     def bind(self, session_factory: SessionFactory) -> None:
@@ -377,17 +374,16 @@ class Consumer:
         ]
         inserted: set[uuid.UUID] = set()
         if fresh:
-            result = await session.execute(
+            rows = await sql.fetch(
+                session,
                 _INBOX_INSERT,
-                {
-                    "consumer": self.name,
-                    "message_ids": [env.message_id for _, env in fresh],
-                    "topics": [rec.topic for rec, _ in fresh],
-                    "partitions": [rec.partition for rec, _ in fresh],
-                    "offsets": [rec.offset for rec, _ in fresh],
-                },
+                self.name,
+                [env.message_id for _, env in fresh],
+                [rec.topic for rec, _ in fresh],
+                [rec.partition for rec, _ in fresh],
+                [rec.offset for rec, _ in fresh],
             )
-            inserted = set(result.scalars())
+            inserted = {row[0] for row in rows}
         # an invalid payload gets no inbox row, but one may exist from when it was valid
         invalid = [
             env.message_id

@@ -22,6 +22,7 @@ from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import encode, make_envelope
 from contracts.gateway.v1 import CancelPaymentBonus
 from contracts.topics import LOYALTY_COMMANDS
+from servicekit import sql
 from servicekit.consumer import Consumer, MessageContext
 from servicekit.deadletters import Letter, parse_since, resolve, select
 from servicekit.runtime import install_http_metrics
@@ -61,6 +62,21 @@ class _Session:
 @asynccontextmanager
 async def _session_factory() -> AsyncIterator[_Session]:
     yield _Session()
+
+
+@pytest.fixture(autouse=True)
+def _statements_without_a_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The statements the consumer sends through asyncpg (`servicekit.sql`): the batch's inbox
+    insert returns the ids it was given (all new), the others nothing."""
+
+    async def fetch(_session: Any, statement: str, *args: Any) -> list[Any]:
+        return [(m,) for m in args[1]] if statement.startswith("INSERT INTO inbox") else []
+
+    async def execute(_session: Any, _statement: str, *_args: Any) -> str:
+        return ""
+
+    monkeypatch.setattr(sql, "fetch", fetch)
+    monkeypatch.setattr(sql, "execute", execute)
 
 
 @pytest.fixture
