@@ -6,7 +6,8 @@ per second and database round trips per message. Round trips are counted, not ti
 statement (SQLAlchemy's `before_cursor_execute`), every BEGIN and COMMIT/ROLLBACK (connection
 events) and every pool checkout (the pool's pre-ping costs a round trip per checkout). They do
 not depend on how busy the machine is, so they are the figure to compare between commits;
-messages/s moves with the load other processes put on the cores.
+messages/s moves with the load other processes put on the cores; the process's own CPU per
+message (`time.process_time`, median of the runs) much less.
 
 PostgreSQL comes from `DATABASE_URL` when set (e.g. `python -m devstack infra up` exported),
 otherwise devstack starts one for the run and stops it at the end. Each run uses a database
@@ -142,13 +143,16 @@ async def _run(url: str, opts: Options) -> dict[str, Any]:
         await consumer.process_records(batch)
 
     rates: list[float] = []
+    cpu_us: list[float] = []
     per_run: list[Counter[str]] = []
     for _ in range(opts.repeats):
         batches = _records(opts.messages, opts.batch, opts.poison_per_batch)
         counts.clear()
         started = time.perf_counter()
+        cpu_started = time.process_time()
         for batch in batches:
             await consumer.process_records(batch)
+        cpu_us.append((time.process_time() - cpu_started) / opts.messages * 1e6)
         elapsed = time.perf_counter() - started
         rates.append(opts.messages / elapsed)
         per_run.append(Counter(counts))
@@ -170,6 +174,8 @@ async def _run(url: str, opts: Options) -> dict[str, Any]:
         "repeats": opts.repeats,
         "messages_per_s_median": statistics.median(rates),
         "messages_per_s_best": max(rates),
+        # this process's CPU (the consumer's Python work; PostgreSQL's is not in it)
+        "cpu_us_per_message_median": statistics.median(cpu_us),
         "statements_per_message": c["statements"] / n,
         "savepoints_per_message": c["savepoint statements"] / n,
         "round_trips_per_message": round_trips / n,
@@ -200,7 +206,8 @@ def report(result: dict[str, Any]) -> str:
         f"{result['messages']} messages in batches of {result['batch']}"
         f" (poison per batch: {result['poison_per_batch']}), {result['repeats']} runs:"
         f" {result['messages_per_s_median']:,.0f} msg/s median"
-        f" (best {result['messages_per_s_best']:,.0f});"
+        f" (best {result['messages_per_s_best']:,.0f}),"
+        f" {result['cpu_us_per_message_median']:,.0f} us of this process's CPU per message;"
         f" per message {result['round_trips_per_message']:.3f} round trips"
         f" = {result['statements_per_message']:.3f} statements"
         f" ({result['savepoints_per_message']:.3f} savepoint statements)"
