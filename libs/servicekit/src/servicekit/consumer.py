@@ -5,8 +5,13 @@ the inbox for each message, so a redelivered message is skipped and its effect i
 twice. A message of a registered type this consumer has no handler for has no effect here: it
 is passed over before its payload is validated, with no inbox row (`messages_skipped_total`).
 Offsets are committed only after the transaction commits (a failure rewinds the partitions
-and the batch comes again). A message that can never be processed is written to the
-dead-letter topic through the outbox, and the partition moves on.
+and the batch comes again), and not after every batch: the offsets of processed batches are
+committed every `commit_interval_seconds`, when partitions are revoked and when the service
+stops (each Kafka offset commit costs ~0.3 ms of the client's CPU and ~1.2 ms of the broker's,
+measured; one per batch was most of Kafka's CPU per sale). A crash loses at most the commit of
+that interval's batches: they are delivered again and the inbox skips them. A message that can
+never be processed is written to the dead-letter topic through the outbox, and the partition
+moves on.
 
 Two paths, one outcome. The fast path inserts the whole batch's inbox rows in one statement,
 runs the handlers without savepoints (each would cost two round trips: SAVEPOINT, RELEASE)
@@ -40,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from faststream import Context
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -135,6 +140,20 @@ Handler = Callable[[MessageContext, Any], Awaitable[None]]
 DeadLetterHandler = Callable[[MessageContext, Any, str], Awaitable[None]]
 
 
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before a rebalance takes partitions away, their processed offsets are committed, so
+    their next owner does not get those batches again."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.consumer.commit_offsets(only=set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
 class _Isolate(Exception):  # noqa: N818 - a signal, not an error
     """A handler failed for good on the fast path: redo the batch with a savepoint per message."""
 
@@ -206,10 +225,17 @@ class Consumer:
     #: partition (`consumer_positions`, which the service's database must have): reporting's
     #: snapshots say from where the log must be replayed on top of them.
     record_positions: bool = False
+    #: processed batches' offsets are committed to Kafka this often (and on revocation and stop)
+    commit_interval_seconds: float = 0.5
     _attempts: dict[uuid.UUID, int] = field(default_factory=dict)
     _session_factory: SessionFactory | None = None
     _subscriber: Any = None
     _lag_partitions: set[tuple[str, int]] = field(default_factory=set)
+    #: per partition, the offset after the last processed record not yet committed to Kafka
+    _uncommitted: dict[TopicPartition, int] = field(default_factory=dict)
+    _kafka_consumer: AIOKafkaConsumer | None = None
+    _commit_task: asyncio.Task[None] | None = None
+    _stopping: bool = False
 
     def attach(self, broker: KafkaBroker, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
@@ -224,7 +250,9 @@ class Consumer:
             auto_offset_reset="earliest",
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.session_timeout_ms // 3,
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            # offsets are ours to commit (`_processed`); a failed batch is nacked below
+            ack_policy=AckPolicy.MANUAL,
+            listener=_CommitOnRevoke(self),
             title=f"{self.name}",
             decoder=_records_only,
         )
@@ -240,8 +268,71 @@ class Consumer:
             records: tuple[ConsumerRecord[Any, Any], ...] = (
                 raw if isinstance(raw, tuple) else (raw,)
             )
-            await self.process_records(records)
+            try:
+                await self.process_records(records)
+            except BaseException:
+                await message.nack()  # each partition rewound to the batch's first record
+                raise
+            await self._processed(kafka_consumer, records)
             self._update_lag(kafka_consumer, records)
+
+    async def _processed(
+        self, kafka_consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> None:
+        """The batch's transaction committed: its offsets may be committed to Kafka, at the
+        next interval (or at once while the service stops)."""
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            self._uncommitted[tp] = max(self._uncommitted.get(tp, 0), rec.offset + 1)
+        self._kafka_consumer = kafka_consumer
+        if self._stopping:
+            await self.commit_offsets()
+        elif self._commit_task is None or self._commit_task.done():
+            self._commit_task = asyncio.create_task(
+                self._commit_periodically(), name=f"offsets-{self.name}"
+            )
+
+    async def _commit_periodically(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.commit_interval_seconds)
+            await self.commit_offsets()
+
+    async def commit_offsets(self, only: set[TopicPartition] | None = None) -> None:
+        """Commit the processed offsets not yet committed (of `only` these partitions), for the
+        partitions this member still holds; those of partitions it lost are dropped (their new
+        owner gets those batches again and its inbox skips them). A failed commit is logged and
+        retried at the next interval."""
+        kafka_consumer = self._kafka_consumer
+        if kafka_consumer is None or not self._uncommitted:
+            return
+        assigned = kafka_consumer.assignment()
+        offsets = {
+            tp: offset
+            for tp, offset in self._uncommitted.items()
+            if tp in assigned and (only is None or tp in only)
+        }
+        for tp in list(self._uncommitted):
+            if tp not in assigned or tp in offsets:
+                del self._uncommitted[tp]
+        if not offsets:
+            return
+        try:
+            await kafka_consumer.commit(offsets)
+        except Exception as exc:
+            log.warning("consumer %s: offset commit failed (%s); retrying", self.name, exc)
+            for tp, offset in offsets.items():
+                self._uncommitted[tp] = max(self._uncommitted.get(tp, 0), offset)
+
+    async def stop_committing(self) -> None:
+        """The service stops: from now on each batch commits its offsets at once (the batch in
+        hand finishes while the subscriber stops), and what is pending is committed now."""
+        self._stopping = True
+        if self._commit_task is not None:
+            self._commit_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._commit_task
+            self._commit_task = None
+        await self.commit_offsets()
 
     def _initialise_series(self) -> None:
         """Every counter of this consumer exists from the start, at 0: `rate()` and

@@ -103,6 +103,7 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
         for consumer in definition.consumers:
             consumer.max_records = settings.consumer_batch_size
             consumer.retry_backoff_seconds = settings.consumer_retry_backoff_seconds
+            consumer.commit_interval_seconds = settings.consumer_commit_interval_seconds
             consumer.attach(broker, session_factory)
         await ensure_topics(
             settings.kafka_bootstrap_servers,
@@ -134,7 +135,11 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
             yield
         finally:
             log.info("%s stopping", definition.name)
-            # consumers first: the batch in hand finishes and commits, no new one starts
+            # consumers first: the batch in hand finishes and commits (its offsets at once, the
+            # processed ones not yet committed now), no new one starts
+            for consumer in definition.consumers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(consumer.stop_committing(), 10)
             await broker.stop()
             relay.stop()
             for task in tasks:

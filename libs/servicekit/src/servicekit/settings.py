@@ -68,6 +68,10 @@ class ServiceSettings(KafkaClientSettings):
     outbox_keep_sent_hours: float = 24.0
     consumer_batch_size: int = 200
     consumer_retry_backoff_seconds: float = 1.0
+    #: How often each consumer commits the offsets of the batches it processed to Kafka
+    #: (seconds; also on a rebalance and at stop). Longer: fewer commits; a crash redelivers
+    #: up to this much, which the inbox skips.
+    consumer_commit_interval_seconds: float = Field(default=0.5, gt=0)
     db_pool_size: int = 10
     #: How often the gauges read from outside a batch are refreshed (seconds): consumer lag of
     #: every assigned partition (so a consumer that gets no batch through still shows its lag)

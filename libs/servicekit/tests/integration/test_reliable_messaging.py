@@ -713,3 +713,130 @@ async def test_the_slow_path_skips_a_message_without_a_handler_the_same_way(
     assert _counted(metrics.MESSAGES_SKIPPED, consumer) == 2  # once, not on both paths
     assert _counted(metrics.MESSAGES_DEAD_LETTERED, consumer) == 2
     assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 1
+
+
+async def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    """The group's committed offset of each partition of `topic` (0 where none)."""
+    from aiokafka import TopicPartition
+
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await reader.start()
+    try:
+        return [(await reader.committed(TopicPartition(topic, p))) or 0 for p in range(partitions)]
+    finally:
+        await reader.stop()
+
+
+async def _applied(session_factory: Any, expected: int) -> int:
+    found = 0
+    for _ in range(300):
+        found = await _count(session_factory, EFFECTS)
+        if found >= expected:
+            break
+        await asyncio.sleep(0.05)
+    return found
+
+
+async def _started(
+    consumer: Consumer, session_factory: Any, bootstrap: str
+) -> tuple[KafkaBroker, AIOKafkaProducer, list[int]]:
+    """The consumer attached to a running broker, a producer, and a list that grows by one for
+    every offset commit the consumer's Kafka client sends."""
+    broker = make_broker(ServiceSettings(kafka_bootstrap_servers=bootstrap), "offsets-test")
+    consumer.attach(broker, session_factory)
+    await broker.start()
+    commits: list[int] = []
+    client = consumer._subscriber.consumer
+    commit = client.commit
+
+    async def counted_commit(*args: Any, **kwargs: Any) -> None:
+        commits.append(1)
+        await commit(*args, **kwargs)
+
+    client.commit = counted_commit
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    return broker, producer, commits
+
+
+async def test_processed_offsets_are_committed_in_bulk_not_once_per_batch(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """Twelve messages sent one by one are twelve batches; their offsets reach Kafka in a few
+    commits, one per interval, and all of them do."""
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    consumer = _recording_consumer(topic)
+    consumer.commit_interval_seconds = 0.4
+    broker, producer, commits = await _started(consumer, session_factory, kafka_bootstrap_servers)
+    try:
+        for n in range(1, 13):
+            await producer.send_and_wait(topic, encode(_envelope()), key=b"customer-1")
+            assert await _applied(session_factory, n) == n  # one batch each
+        for _ in range(40):
+            if await _committed(kafka_bootstrap_servers, consumer.name, topic, 1) == [12]:
+                break
+            await asyncio.sleep(0.1)
+        assert await _committed(kafka_bootstrap_servers, consumer.name, topic, 1) == [12]
+        assert 1 <= len(commits) < 12
+    finally:
+        await producer.stop()
+        await broker.stop()
+
+
+async def test_a_stopping_service_commits_what_it_processed_at_once(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """With an interval far away, the offsets of the batches processed are committed when the
+    service stops (the runtime calls `stop_committing` before stopping the broker)."""
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    consumer = _recording_consumer(topic)
+    consumer.commit_interval_seconds = 3600
+    broker, producer, _commits = await _started(consumer, session_factory, kafka_bootstrap_servers)
+    try:
+        for _ in range(5):
+            await producer.send_and_wait(topic, encode(_envelope()), key=b"customer-1")
+        assert await _applied(session_factory, 5) == 5
+        assert await _committed(kafka_bootstrap_servers, consumer.name, topic, 1) == [0]
+        await consumer.stop_committing()
+    finally:
+        await producer.stop()
+        await broker.stop()
+    assert await _committed(kafka_bootstrap_servers, consumer.name, topic, 1) == [5]
+
+
+async def test_partitions_taken_away_by_a_rebalance_have_their_offsets_committed_first(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """A second member joins the group: before the first gives its partitions up, it commits
+    what it processed on them, so the new owner does not get those batches again."""
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=2)
+    consumer = _recording_consumer(topic)
+    consumer.commit_interval_seconds = 3600
+    broker, producer, _commits = await _started(consumer, session_factory, kafka_bootstrap_servers)
+    second = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap_servers,
+        group_id=consumer.name,
+        enable_auto_commit=False,
+    )
+    try:
+        for i in range(6):
+            await producer.send_and_wait(
+                topic, encode(_envelope()), key=b"customer-1", partition=i % 2
+            )
+        assert await _applied(session_factory, 6) == 6
+        assert await _committed(kafka_bootstrap_servers, consumer.name, topic, 2) == [0, 0]
+        await second.start()  # joins: the group rebalances, the first member's revoke commits
+        for _ in range(100):
+            if second.assignment():
+                break
+            await asyncio.sleep(0.1)
+        assert second.assignment()
+        assert await _committed(kafka_bootstrap_servers, consumer.name, topic, 2) == [3, 3]
+    finally:
+        await second.stop()
+        await producer.stop()
+        await broker.stop()
