@@ -4,13 +4,11 @@ The per-customer row is the lock: every operation, answer and overdue scan of a 
 first takes ``SELECT ... FOR UPDATE`` on it, so two instances (or two partitions during a
 rebalance) never decide on the same ledger at once.
 
-Every statement a message or a per-customer job step runs is plain SQL (module constants,
-`$1`-style parameters) sent through `servicekit.sql` on the session's own connection and
-transaction: SQLAlchemy's per-statement pipeline was most of credit's CPU per sale. jsonb is
-passed as JSON text (`json.dumps`, as SQLAlchemy's JSONB type did) and comes back decoded;
-rows are `asyncpg.Record`s; errors are asyncpg's own. The once-per-run reads of the jobs (the
-chains, the customers to scan, the operations past their deadline) and the internal API's
-lookups of a customer's chain and a chain's settings stay on SQLAlchemy Core.
+Every statement is plain SQL (module constants, `$1`-style parameters) sent through
+`servicekit.sql` on the session's own connection and transaction: SQLAlchemy's per-statement
+pipeline was most of credit's CPU per sale. jsonb is passed as JSON text (`json.dumps`, as
+SQLAlchemy's JSONB type did) and comes back decoded; rows are `asyncpg.Record`s; errors are
+asyncpg's own. The schema itself (`tables`, the migrations) stays SQLAlchemy's.
 """
 
 from __future__ import annotations
@@ -22,10 +20,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
-from credit.adapters import tables as t
 from credit.domain.model import Entry, EntryKind, Ledger, Line, Method, Payment, Sale
 from servicekit import sql
 from servicekit.db import column_arrays
@@ -53,6 +49,9 @@ _SNAPSHOT_CHAIN = (
     " ON CONFLICT (chain_id) DO NOTHING"
 )
 
+_CHAINS = "SELECT chain_id, settings FROM chains"
+_CHAIN_SETTINGS = "SELECT settings FROM chains WHERE chain_id = $1"
+
 #: The customer's row, locked until the transaction ends (`..._SKIP_LOCKED`: none when
 #: another transaction holds it); `_INSERT_CUSTOMER` creates it on first sight. $1 customer_id.
 _LOCK_CUSTOMER = (
@@ -71,6 +70,13 @@ _UPDATE_CUSTOMER = (
     " bonus_balance = COALESCE($4::numeric, bonus_balance),"
     " debt = COALESCE($5::numeric, debt), advance = COALESCE($6::numeric, advance),"
     " updated_at = now() WHERE customer_id = $1"
+)
+
+_CUSTOMER_CHAIN = "SELECT chain_id FROM customers WHERE customer_id = $1"
+#: the customers the overdue scan looks at: open debt, or overdue marks not yet settled
+_CUSTOMERS_WITH_DEBT = (
+    "SELECT customer_id FROM customers WHERE chain_id = $1 AND (debt > 0 OR customer_id IN"
+    " (SELECT customer_id FROM overdue_marks WHERE chain_id = $1 AND settled_at IS NULL))"
 )
 
 #: $1 chain_id, $2 sale_id (an anonymous sale's returns, one by one)
@@ -112,6 +118,13 @@ _CLAIM_PENDING = (
     "UPDATE operations SET status = $3, finished_at = now()"
     " WHERE chain_id = $1 AND operation_id = $2 AND status = 'pending'"
     f" RETURNING {_OPERATION_COLUMNS}"
+)
+#: $1 the cutoff: the deadline job's question, every second (the partial index
+#: `operations_pending`), oldest first
+_PENDING_SINCE_BEFORE = (
+    "SELECT chain_id, operation_id, customer_id FROM operations"
+    " WHERE status = 'pending' AND created_at < $1 AND customer_id IS NOT NULL"
+    " ORDER BY created_at"
 )
 _OPERATION_STATUS = "SELECT status FROM operations WHERE chain_id = $1 AND operation_id = $2"
 _FINISH_OPERATION = (
@@ -274,14 +287,14 @@ class Repository:
         await sql.execute(self.session, _SNAPSHOT_CHAIN, chain_id, json.dumps(settings))
 
     async def chains(self) -> list[tuple[uuid.UUID, dict[str, Any]]]:
-        query = sa.select(t.chains.c.chain_id, t.chains.c.settings)
-        rows = (await self.session.execute(query)).all()
-        return [(r.chain_id, r.settings) for r in rows]
+        rows = await sql.fetch(self.session, _CHAINS)
+        return [(r["chain_id"], r["settings"]) for r in rows]
 
     async def chain_settings(self, chain_id: uuid.UUID) -> dict[str, Any] | None:
-        return await self.session.scalar(
-            sa.select(t.chains.c.settings).where(t.chains.c.chain_id == chain_id)
+        settings: dict[str, Any] | None = await sql.fetchval(
+            self.session, _CHAIN_SETTINGS, chain_id
         )
+        return settings
 
     # ----------------------------------------------------------------- ledger
 
@@ -401,15 +414,8 @@ class Repository:
     ) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
         """(chain, operation, customer) of every operation pending since before `cutoff`,
         oldest first (the partial index `operations_pending`)."""
-        o = t.operations.c
-        rows = (
-            await self.session.execute(
-                sa.select(o.chain_id, o.operation_id, o.customer_id)
-                .where(o.status == "pending", o.created_at < cutoff, o.customer_id.is_not(None))
-                .order_by(o.created_at)
-            )
-        ).all()
-        return [(r.chain_id, r.operation_id, r.customer_id) for r in rows]
+        rows = await sql.fetch(self.session, _PENDING_SINCE_BEFORE, cutoff)
+        return [(r["chain_id"], r["operation_id"], r["customer_id"]) for r in rows]
 
     async def finish_operation(
         self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str
@@ -478,24 +484,12 @@ class Repository:
 
     async def customers_with_debt(self, chain_id: uuid.UUID) -> list[uuid.UUID]:
         """Customers the scan must look at: open debt, or overdue marks not yet settled."""
-        marks = sa.select(t.overdue_marks.c.customer_id).where(
-            t.overdue_marks.c.chain_id == chain_id, t.overdue_marks.c.settled_at.is_(None)
-        )
-        return list(
-            (
-                await self.session.execute(
-                    sa.select(t.customers.c.customer_id).where(
-                        t.customers.c.chain_id == chain_id,
-                        sa.or_(t.customers.c.debt > 0, t.customers.c.customer_id.in_(marks)),
-                    )
-                )
-            ).scalars()
-        )
+        rows = await sql.fetch(self.session, _CUSTOMERS_WITH_DEBT, chain_id)
+        return [r["customer_id"] for r in rows]
 
     async def customer_chain(self, customer_id: uuid.UUID) -> uuid.UUID | None:
-        return await self.session.scalar(
-            sa.select(t.customers.c.chain_id).where(t.customers.c.customer_id == customer_id)
-        )
+        chain_id: uuid.UUID | None = await sql.fetchval(self.session, _CUSTOMER_CHAIN, customer_id)
+        return chain_id
 
 
 # --------------------------------------------------------------------------- one-statement SQL
