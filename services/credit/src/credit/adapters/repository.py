@@ -3,42 +3,165 @@
 The per-customer row is the lock: every operation, answer and overdue scan of a customer
 first takes ``SELECT ... FOR UPDATE`` on it, so two instances (or two partitions during a
 rebalance) never decide on the same ledger at once.
+
+Every statement is plain SQL (module constants, `$1`-style parameters) sent through
+`servicekit.sql` on the session's own connection and transaction: SQLAlchemy's per-statement
+pipeline was most of credit's CPU per sale. jsonb is passed as JSON text (`json.dumps`, as
+SQLAlchemy's JSONB type did) and comes back decoded; rows are `asyncpg.Record`s; errors are
+asyncpg's own. The schema itself (`tables`, the migrations) stays SQLAlchemy's.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
-from credit.adapters import tables as t
 from credit.domain.model import Entry, EntryKind, Ledger, Line, Method, Payment, Sale
-from servicekit.db import column_arrays, lock_row
+from servicekit import sql
+from servicekit.db import column_arrays
 
 LIVE = ("pending", "confirmed")
+
+#: Master data's settings of a chain: they always win. $1 chain_id, $2 settings (JSON text).
+_MASTERDATA_CHAIN = (
+    "INSERT INTO chains (chain_id, settings, from_masterdata) VALUES ($1, $2::jsonb, true)"
+    " ON CONFLICT (chain_id) DO UPDATE SET settings = excluded.settings,"
+    " from_masterdata = true, updated_at = now()"
+)
 
 #: A command's chain snapshot: refresh a chain only master data has not described when its
 #: settings differ (an UPDATE locks only the rows it changes), insert one never seen (ON
 #: CONFLICT DO NOTHING takes no lock on a row that exists), otherwise touch nothing.
-_SNAPSHOT_CHAIN = sa.text(
-    "WITH refreshed AS (UPDATE chains SET settings = :settings, updated_at = now() "
-    "WHERE chain_id = :chain_id AND NOT from_masterdata AND settings IS DISTINCT FROM :settings "
-    "RETURNING chain_id) "
-    "INSERT INTO chains (chain_id, settings, from_masterdata) "
-    "SELECT :chain_id, :settings, false "
-    "WHERE NOT EXISTS (SELECT 1 FROM chains WHERE chain_id = :chain_id) "
-    "ON CONFLICT (chain_id) DO NOTHING"
-).bindparams(
-    sa.bindparam("chain_id", type_=sa.Uuid),
-    sa.bindparam("settings", type_=JSONB),
+#: $1 chain_id, $2 settings (JSON text).
+_SNAPSHOT_CHAIN = (
+    "WITH refreshed AS (UPDATE chains SET settings = $2::jsonb, updated_at = now()"
+    " WHERE chain_id = $1::uuid AND NOT from_masterdata AND settings IS DISTINCT FROM $2::jsonb"
+    " RETURNING chain_id)"
+    " INSERT INTO chains (chain_id, settings, from_masterdata)"
+    " SELECT $1::uuid, $2::jsonb, false"
+    " WHERE NOT EXISTS (SELECT 1 FROM chains WHERE chain_id = $1::uuid)"
+    " ON CONFLICT (chain_id) DO NOTHING"
 )
+
+_CHAINS = "SELECT chain_id, settings FROM chains"
+_CHAIN_SETTINGS = "SELECT settings FROM chains WHERE chain_id = $1"
+
+#: The customer's row, locked until the transaction ends (`..._SKIP_LOCKED`: none when
+#: another transaction holds it); `_INSERT_CUSTOMER` creates it on first sight. $1 customer_id.
+_LOCK_CUSTOMER = (
+    "SELECT customer_id, chain_id, in_flight, bonus_balance FROM customers"
+    " WHERE customer_id = $1 FOR UPDATE"
+)
+_LOCK_CUSTOMER_SKIP_LOCKED = _LOCK_CUSTOMER + " SKIP LOCKED"
+_INSERT_CUSTOMER = (
+    "INSERT INTO customers (customer_id, chain_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+)
+
+#: $1 customer_id, $2 whether to set in_flight, $3 in_flight; $4 bonus_balance, $5 debt,
+#: $6 advance (NULL: left as it is; none of the three columns is nullable).
+_UPDATE_CUSTOMER = (
+    "UPDATE customers SET in_flight = CASE WHEN $2::boolean THEN $3::uuid ELSE in_flight END,"
+    " bonus_balance = COALESCE($4::numeric, bonus_balance),"
+    " debt = COALESCE($5::numeric, debt), advance = COALESCE($6::numeric, advance),"
+    " updated_at = now() WHERE customer_id = $1"
+)
+
+_CUSTOMER_CHAIN = "SELECT chain_id FROM customers WHERE customer_id = $1"
+#: the customers the overdue scan looks at: open debt, or overdue marks not yet settled
+_CUSTOMERS_WITH_DEBT = (
+    "SELECT customer_id FROM customers WHERE chain_id = $1 AND (debt > 0 OR customer_id IN"
+    " (SELECT customer_id FROM overdue_marks WHERE chain_id = $1 AND settled_at IS NULL))"
+)
+
+#: $1 chain_id, $2 sale_id (an anonymous sale's returns, one by one)
+_LOCK_SALE = "SELECT sale_id FROM sales WHERE chain_id = $1 AND sale_id = $2 FOR UPDATE"
+
+#: the entries of an operation recorded on its own, in their order (the identity numbers
+#: them): $1 chain_id, $2 customer_id, $3-$11 the entries' columns (`_entry_arrays`)
+_ADD_ENTRIES = (
+    "INSERT INTO entries (operation_id, chain_id, customer_id, kind, amount, at, sale_id,"
+    " line_no, payment_id, method, quantity)"
+    " SELECT x.operation_id, $1::uuid, $2::uuid, x.kind,"
+    " x.amount, x.at, x.sale_id, x.line_no, x.payment_id, x.method, x.quantity"
+    " FROM unnest($3::uuid[], $4::text[], $5::numeric[], $6::timestamptz[], $7::uuid[],"
+    " $8::integer[], $9::uuid[], $10::text[], $11::numeric[]) WITH ORDINALITY"
+    " AS x(operation_id, kind, amount, at, sale_id, line_no, payment_id, method, quantity, n)"
+    " ORDER BY x.n"
+)
+
+_OPERATION_COLUMNS = (
+    "operation_id, kind, chain_id, customer_id, status, outcome_type, outcome, meta,"
+    " correlation_id, created_at, finished_at"
+)
+#: $1 operation_id, $2 kind, $3 chain_id, $4 customer_id, $5 status, $6 outcome_type,
+#: $7 outcome, $8 meta (JSON text), $9 correlation_id; the id when it was inserted
+_ADD_OPERATION = (
+    "INSERT INTO operations (operation_id, kind, chain_id, customer_id, status, outcome_type,"
+    " outcome, meta, correlation_id, finished_at)"
+    " VALUES ($1, $2, $3, $4, $5::text, $6, $7::jsonb, $8::jsonb, $9,"
+    " CASE WHEN $5::text = 'pending' THEN NULL ELSE now() END)"
+    " ON CONFLICT DO NOTHING RETURNING operation_id"
+)
+#: $1 chain_id, $2 operation_id
+_PENDING_OPERATION = (
+    f"SELECT {_OPERATION_COLUMNS} FROM operations"
+    " WHERE chain_id = $1 AND operation_id = $2 AND status = 'pending'"
+)
+#: $1 chain_id, $2 operation_id, $3 the status it ends as
+_CLAIM_PENDING = (
+    "UPDATE operations SET status = $3, finished_at = now()"
+    " WHERE chain_id = $1 AND operation_id = $2 AND status = 'pending'"
+    f" RETURNING {_OPERATION_COLUMNS}"
+)
+#: $1 the cutoff: the deadline job's question, every second (the partial index
+#: `operations_pending`), oldest first
+_PENDING_SINCE_BEFORE = (
+    "SELECT chain_id, operation_id, customer_id FROM operations"
+    " WHERE status = 'pending' AND created_at < $1 AND customer_id IS NOT NULL"
+    " ORDER BY created_at"
+)
+_OPERATION_STATUS = "SELECT status FROM operations WHERE chain_id = $1 AND operation_id = $2"
+_FINISH_OPERATION = (
+    "UPDATE operations SET status = $3, finished_at = now()"
+    " WHERE chain_id = $1 AND operation_id = $2"
+)
+_ADD_REFUSAL = (
+    "INSERT INTO refusals (operation_id, kind, chain_id, customer_id, code, detail)"
+    " VALUES ($1, $2, $3, $4, $5, $6)"
+)
+
+#: $1 customer_id, $2 message_id, $3 envelope (JSON text)
+_PARK = (
+    "INSERT INTO parked_commands (customer_id, message_id, envelope)"
+    " VALUES ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING"
+)
+_UNPARK_NEXT = (
+    "DELETE FROM parked_commands WHERE id = (SELECT id FROM parked_commands"
+    " WHERE customer_id = $1 ORDER BY id LIMIT 1) RETURNING envelope"
+)
+
+#: $1 sale_id, $2 chain_id, $3 customer_id, $4 due_date, $5 detected_at; the sale when new
+_MARK_OVERDUE = (
+    "INSERT INTO overdue_marks (sale_id, chain_id, customer_id, due_date, detected_at)"
+    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING sale_id"
+)
+#: $1 chain_id, $2 sale_id
+_LOCK_MARK = "SELECT settled_at FROM overdue_marks WHERE chain_id = $1 AND sale_id = $2 FOR UPDATE"
+_SETTLE_MARK = "UPDATE overdue_marks SET settled_at = now() WHERE chain_id = $1 AND sale_id = $2"
+_UNSETTLED_MARKS = "SELECT sale_id FROM overdue_marks WHERE customer_id = $1 AND settled_at IS NULL"
+
+
+class _Keep:
+    """`update_customer`'s default for `in_flight`: leave it as it is (None clears it)."""
+
+
+KEEP = _Keep()
 
 
 @dataclass(frozen=True)
@@ -62,6 +185,23 @@ class OperationRecord:
     in_flight: uuid.UUID | None = None
     debt: Decimal | None = None
     advance: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRow:
+    """An operation's row as `claim_pending` and `pending_operation` return it."""
+
+    operation_id: uuid.UUID
+    kind: str
+    chain_id: uuid.UUID
+    customer_id: uuid.UUID | None
+    status: str
+    outcome_type: str
+    outcome: dict[str, Any]
+    meta: dict[str, Any]
+    correlation_id: uuid.UUID
+    created_at: datetime
+    finished_at: datetime | None
 
 
 @dataclass
@@ -88,29 +228,44 @@ class Repository:
         self, customer_id: uuid.UUID, chain_id: uuid.UUID, *, skip_locked: bool = False
     ) -> CustomerRow | None:
         """The customer's row, locked until the transaction ends (created on first sight,
-        unless `skip_locked`: then None when another transaction holds it)."""
-        row = await lock_row(
-            self.session,
-            sa.select(t.customers)
-            .where(t.customers.c.customer_id == customer_id)
-            .with_for_update(skip_locked=skip_locked),
-            None
-            if skip_locked
-            else pg_insert(t.customers)
-            .values(customer_id=customer_id, chain_id=chain_id)
-            .on_conflict_do_nothing(),
-        )
+        unless `skip_locked`: then None when another transaction holds it).
+
+        One statement when the row exists, the common case; three on first sight. Two first
+        sights at once: both insert, one waits for the other's row and inserts nothing, then
+        both lock it in turn."""
+        lock = _LOCK_CUSTOMER_SKIP_LOCKED if skip_locked else _LOCK_CUSTOMER
+        row = await sql.fetchrow(self.session, lock, customer_id)
+        if row is None and not skip_locked:
+            await sql.execute(self.session, _INSERT_CUSTOMER, customer_id, chain_id)
+            row = await sql.fetchrow(self.session, lock, customer_id)
         if row is None:
             return None
-        if row.chain_id != chain_id:
+        if row["chain_id"] != chain_id:
             raise LookupError(f"customer {customer_id} belongs to another chain")
-        return CustomerRow(row.customer_id, row.chain_id, row.in_flight, row.bonus_balance)
+        return CustomerRow(
+            row["customer_id"], row["chain_id"], row["in_flight"], row["bonus_balance"]
+        )
 
-    async def update_customer(self, customer_id: uuid.UUID, **values: Any) -> None:
-        await self.session.execute(
-            sa.update(t.customers)
-            .where(t.customers.c.customer_id == customer_id)
-            .values(updated_at=sa.func.now(), **values)
+    async def update_customer(
+        self,
+        customer_id: uuid.UUID,
+        *,
+        in_flight: uuid.UUID | _Keep | None = KEEP,
+        bonus_balance: Decimal | None = None,
+        debt: Decimal | None = None,
+        advance: Decimal | None = None,
+    ) -> None:
+        """Set the values given (`in_flight=None` clears the operation in flight)."""
+        flight = None if isinstance(in_flight, _Keep) else in_flight
+        await sql.execute(
+            self.session,
+            _UPDATE_CUSTOMER,
+            customer_id,
+            not isinstance(in_flight, _Keep),
+            flight,
+            bonus_balance,
+            debt,
+            advance,
         )
 
     # ----------------------------------------------------------------- chains
@@ -127,30 +282,19 @@ class Repository:
         batches that met two chains in opposite orders deadlocked (docs/benchmarks.md, runs
         with `--instances`). Still one statement."""
         if authoritative:
-            await self.session.execute(
-                pg_insert(t.chains)
-                .values(chain_id=chain_id, settings=settings, from_masterdata=True)
-                .on_conflict_do_update(
-                    index_elements=[t.chains.c.chain_id],
-                    set_={
-                        "settings": settings,
-                        "from_masterdata": True,
-                        "updated_at": sa.func.now(),
-                    },
-                )
-            )
+            await sql.execute(self.session, _MASTERDATA_CHAIN, chain_id, json.dumps(settings))
             return
-        await self.session.execute(_SNAPSHOT_CHAIN, {"chain_id": chain_id, "settings": settings})
+        await sql.execute(self.session, _SNAPSHOT_CHAIN, chain_id, json.dumps(settings))
 
     async def chains(self) -> list[tuple[uuid.UUID, dict[str, Any]]]:
-        query = sa.select(t.chains.c.chain_id, t.chains.c.settings)
-        rows = (await self.session.execute(query)).all()
-        return [(r.chain_id, r.settings) for r in rows]
+        rows = await sql.fetch(self.session, _CHAINS)
+        return [(r["chain_id"], r["settings"]) for r in rows]
 
     async def chain_settings(self, chain_id: uuid.UUID) -> dict[str, Any] | None:
-        return await self.session.scalar(
-            sa.select(t.chains.c.settings).where(t.chains.c.chain_id == chain_id)
+        settings: dict[str, Any] | None = await sql.fetchval(
+            self.session, _CHAIN_SETTINGS, chain_id
         )
+        return settings
 
     # ----------------------------------------------------------------- ledger
 
@@ -183,64 +327,32 @@ class Repository:
         """`load_ledger` (an empty ledger when neither a customer nor a sale is named) and,
         when `seen` names an (operation, kind), whether it was accepted or refused before
         (`operation_known`): one statement, sales, entries and the answer tagged apart."""
-        parts: list[Any] = []
-        if customer_id is not None or sale_id is not None:
-            parts += _ledger_selects(chain_id, customer_id, sale_id)
-        if seen is not None:
-            parts.append(
-                sa.select(sa.literal_column("'k'").label("tag"), *_NULLS).where(
-                    self._known(chain_id, *seen)
-                )
-            )
-        rows: list[Any] = []
-        if parts:
-            union = sa.union_all(*parts).subquery()
-            query = sa.select(union).order_by(union.c.tag, union.c.ord)
-            rows = list((await self.session.execute(query)).all())
+        query, args = _ledger_query(chain_id, customer_id, sale_id, seen)
+        rows = await sql.fetch(self.session, query, *args) if query else []
         ledger = Ledger(
-            [_sale_from_row(r) for r in rows if r.tag == "s"],
-            [_entry_from_row(r) for r in rows if r.tag == "e"],
+            [_sale_from_row(r) for r in rows if r["tag"] == "s"],
+            [_entry_from_row(r) for r in rows if r["tag"] == "e"],
             minor_units=minor_units,
         )
-        return ledger, any(r.tag == "k" for r in rows)
+        return ledger, any(r["tag"] == "k" for r in rows)
 
     async def record_operation(self, op: OperationRecord) -> None:
         """An operation the ledger accepted: its sale (if it records one), its entries, the
         operation row (ON CONFLICT DO NOTHING, as before) and the customer's row (the
         operation in flight, or the balances it leaves): one statement."""
-        await self.session.execute(_RECORD, _record_params(op))
+        await sql.execute(self.session, _RECORD, *_record_args(op))
 
     async def add_entries(
         self, entries: list[Entry], *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
     ) -> None:
         if not entries:
             return
-        await self.session.execute(
-            sa.insert(t.entries),
-            [
-                {
-                    "operation_id": e.operation_id,
-                    "chain_id": chain_id,
-                    "customer_id": customer_id,
-                    "kind": e.kind.value,
-                    "amount": e.amount,
-                    "at": e.at,
-                    "sale_id": e.sale_id,
-                    "line_no": e.line_no,
-                    "payment_id": e.payment_id,
-                    "method": e.method.value if e.method else None,
-                    "quantity": e.quantity,
-                }
-                for e in entries
-            ],
+        await sql.execute(
+            self.session, _ADD_ENTRIES, chain_id, customer_id, *_entry_arrays(entries)
         )
 
     async def lock_sale(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> None:
-        await self.session.execute(
-            sa.select(t.sales.c.sale_id)
-            .where(t.sales.c.chain_id == chain_id, t.sales.c.sale_id == sale_id)
-            .with_for_update()
-        )
+        await sql.execute(self.session, _LOCK_SALE, chain_id, sale_id)
 
     # ----------------------------------------------------------------- operations
 
@@ -248,19 +360,7 @@ class Repository:
         self, chain_id: uuid.UUID, operation_id: uuid.UUID, kind: str
     ) -> bool:
         """Accepted before (pending, confirmed or voided) or refused before (one statement)."""
-        return bool(await self.session.scalar(sa.select(self._known(chain_id, operation_id, kind))))
-
-    @staticmethod
-    def _known(chain_id: uuid.UUID, operation_id: uuid.UUID, kind: str) -> Any:
-        accepted = sa.select(t.operations.c.operation_id).where(
-            t.operations.c.chain_id == chain_id, t.operations.c.operation_id == operation_id
-        )
-        refused = sa.select(t.refusals.c.operation_id).where(
-            t.refusals.c.chain_id == chain_id,
-            t.refusals.c.operation_id == operation_id,
-            t.refusals.c.kind == kind,
-        )
-        return sa.or_(accepted.exists(), refused.exists())
+        return await sql.fetchrow(self.session, _SEEN, chain_id, operation_id, kind) is not None
 
     async def add_operation(
         self,
@@ -275,79 +375,52 @@ class Repository:
         meta: dict[str, Any],
         correlation_id: uuid.UUID,
     ) -> bool:
-        inserted = await self.session.execute(
-            pg_insert(t.operations)
-            .values(
-                operation_id=operation_id,
-                kind=kind,
-                chain_id=chain_id,
-                customer_id=customer_id,
-                status=status,
-                outcome_type=outcome_type,
-                outcome=outcome,
-                meta=meta,
-                correlation_id=correlation_id,
-                finished_at=sa.func.now() if status != "pending" else None,
-            )
-            .on_conflict_do_nothing()
-            .returning(t.operations.c.operation_id)
+        """True when the operation is new (ON CONFLICT DO NOTHING)."""
+        inserted = await sql.fetchval(
+            self.session,
+            _ADD_OPERATION,
+            operation_id,
+            kind,
+            chain_id,
+            customer_id,
+            status,
+            outcome_type,
+            json.dumps(outcome),
+            json.dumps(meta),
+            correlation_id,
         )
-        return inserted.first() is not None
+        return inserted is not None
 
-    async def pending_operation(self, chain_id: uuid.UUID, operation_id: uuid.UUID) -> Any:
-        return (
-            await self.session.execute(
-                sa.select(t.operations).where(
-                    t.operations.c.chain_id == chain_id,
-                    t.operations.c.operation_id == operation_id,
-                    t.operations.c.status == "pending",
-                )
-            )
-        ).first()
+    async def pending_operation(
+        self, chain_id: uuid.UUID, operation_id: uuid.UUID
+    ) -> OperationRow | None:
+        row = await sql.fetchrow(self.session, _PENDING_OPERATION, chain_id, operation_id)
+        return None if row is None else OperationRow(**dict(row.items()))
 
-    async def claim_pending(self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str) -> Any:
+    async def claim_pending(
+        self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str
+    ) -> OperationRow | None:
         """End a pending operation as `status` and return its row (None: it is not pending):
         `pending_operation` and `finish_operation` in one statement."""
-        o = t.operations.c
-        result = await self.session.execute(
-            sa.update(t.operations)
-            .where(o.chain_id == chain_id, o.operation_id == operation_id, o.status == "pending")
-            .values(status=status, finished_at=sa.func.now())
-            .returning(*t.operations.c)
-        )
-        return result.first()
+        row = await sql.fetchrow(self.session, _CLAIM_PENDING, chain_id, operation_id, status)
+        return None if row is None else OperationRow(**dict(row.items()))
 
     async def operation_voided(self, chain_id: uuid.UUID, operation_id: uuid.UUID) -> bool:
-        status = await self.session.scalar(
-            sa.select(t.operations.c.status).where(
-                t.operations.c.chain_id == chain_id, t.operations.c.operation_id == operation_id
-            )
-        )
-        return status == "voided"
+        status = await sql.fetchval(self.session, _OPERATION_STATUS, chain_id, operation_id)
+        return bool(status == "voided")
 
     async def pending_since_before(
         self, cutoff: datetime
     ) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
         """(chain, operation, customer) of every operation pending since before `cutoff`,
         oldest first (the partial index `operations_pending`)."""
-        o = t.operations.c
-        rows = (
-            await self.session.execute(
-                sa.select(o.chain_id, o.operation_id, o.customer_id)
-                .where(o.status == "pending", o.created_at < cutoff, o.customer_id.is_not(None))
-                .order_by(o.created_at)
-            )
-        ).all()
-        return [(r.chain_id, r.operation_id, r.customer_id) for r in rows]
+        rows = await sql.fetch(self.session, _PENDING_SINCE_BEFORE, cutoff)
+        return [(r["chain_id"], r["operation_id"], r["customer_id"]) for r in rows]
 
     async def finish_operation(
         self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str
     ) -> None:
-        await self.session.execute(
-            sa.update(t.operations)
-            .where(t.operations.c.chain_id == chain_id, t.operations.c.operation_id == operation_id)
-            .values(status=status, finished_at=sa.func.now())
-        )
+        await sql.execute(self.session, _FINISH_OPERATION, chain_id, operation_id, status)
 
     async def add_refusal(
         self,
@@ -359,15 +432,8 @@ class Repository:
         code: str,
         detail: str,
     ) -> None:
-        await self.session.execute(
-            sa.insert(t.refusals).values(
-                operation_id=operation_id,
-                kind=kind,
-                chain_id=chain_id,
-                customer_id=customer_id,
-                code=code,
-                detail=detail,
-            )
+        await sql.execute(
+            self.session, _ADD_REFUSAL, operation_id, kind, chain_id, customer_id, code, detail
         )
 
     # ----------------------------------------------------------------- parking
@@ -375,21 +441,13 @@ class Repository:
     async def park(
         self, customer_id: uuid.UUID, message_id: uuid.UUID, envelope: dict[str, Any]
     ) -> None:
-        await self.session.execute(
-            pg_insert(t.parked)
-            .values(customer_id=customer_id, message_id=message_id, envelope=envelope)
-            .on_conflict_do_nothing()
-        )
+        await sql.execute(self.session, _PARK, customer_id, message_id, json.dumps(envelope))
 
     async def unpark_next(self, customer_id: uuid.UUID) -> dict[str, Any] | None:
         """The customer's oldest parked command, taken off the queue (one statement; the
         caller holds the customer's lock)."""
-        p = t.parked.c
-        oldest = (
-            sa.select(p.id).where(p.customer_id == customer_id).order_by(p.id).limit(1)
-        ).scalar_subquery()
-        envelope: dict[str, Any] | None = await self.session.scalar(
-            sa.delete(t.parked).where(p.id == oldest).returning(p.envelope)
+        envelope: dict[str, Any] | None = await sql.fetchval(
+            self.session, _UNPARK_NEXT, customer_id
         )
         return envelope
 
@@ -405,222 +463,211 @@ class Repository:
         detected_at: datetime,
     ) -> bool:
         """True for the one caller that marks the sale first."""
-        inserted = await self.session.execute(
-            pg_insert(t.overdue_marks)
-            .values(
-                sale_id=sale_id,
-                chain_id=chain_id,
-                customer_id=customer_id,
-                due_date=due_date,
-                detected_at=detected_at,
-            )
-            .on_conflict_do_nothing()
-            .returning(t.overdue_marks.c.sale_id)
+        inserted = await sql.fetchval(
+            self.session, _MARK_OVERDUE, sale_id, chain_id, customer_id, due_date, detected_at
         )
-        return inserted.first() is not None
+        return inserted is not None
 
     async def settle_mark(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> bool | None:
         """None: never overdue; True: the mark is settled now; False: it was settled before."""
-        mark = sa.and_(t.overdue_marks.c.chain_id == chain_id, t.overdue_marks.c.sale_id == sale_id)
-        row = (
-            await self.session.execute(
-                sa.select(t.overdue_marks.c.settled_at).where(mark).with_for_update()
-            )
-        ).first()
+        row = await sql.fetchrow(self.session, _LOCK_MARK, chain_id, sale_id)
         if row is None:
             return None
-        if row.settled_at is not None:
+        if row["settled_at"] is not None:
             return False
-        await self.session.execute(
-            sa.update(t.overdue_marks).where(mark).values(settled_at=sa.func.now())
-        )
+        await sql.execute(self.session, _SETTLE_MARK, chain_id, sale_id)
         return True
 
     async def unsettled_marks(self, customer_id: uuid.UUID) -> list[uuid.UUID]:
-        return list(
-            (
-                await self.session.execute(
-                    sa.select(t.overdue_marks.c.sale_id).where(
-                        t.overdue_marks.c.customer_id == customer_id,
-                        t.overdue_marks.c.settled_at.is_(None),
-                    )
-                )
-            ).scalars()
-        )
+        rows = await sql.fetch(self.session, _UNSETTLED_MARKS, customer_id)
+        return [r["sale_id"] for r in rows]
 
     async def customers_with_debt(self, chain_id: uuid.UUID) -> list[uuid.UUID]:
         """Customers the scan must look at: open debt, or overdue marks not yet settled."""
-        marks = sa.select(t.overdue_marks.c.customer_id).where(
-            t.overdue_marks.c.chain_id == chain_id, t.overdue_marks.c.settled_at.is_(None)
-        )
-        return list(
-            (
-                await self.session.execute(
-                    sa.select(t.customers.c.customer_id).where(
-                        t.customers.c.chain_id == chain_id,
-                        sa.or_(t.customers.c.debt > 0, t.customers.c.customer_id.in_(marks)),
-                    )
-                )
-            ).scalars()
-        )
+        rows = await sql.fetch(self.session, _CUSTOMERS_WITH_DEBT, chain_id)
+        return [r["customer_id"] for r in rows]
 
     async def customer_chain(self, customer_id: uuid.UUID) -> uuid.UUID | None:
-        return await self.session.scalar(
-            sa.select(t.customers.c.chain_id).where(t.customers.c.customer_id == customer_id)
-        )
+        chain_id: uuid.UUID | None = await sql.fetchval(self.session, _CUSTOMER_CHAIN, customer_id)
+        return chain_id
 
 
 # --------------------------------------------------------------------------- one-statement SQL
 
-_SALE_COLUMNS = [t.sales.c[n] for n in ("store_id", "terminal_id", "sold_at", "local_date")] + [
-    t.sales.c[n] for n in ("due_date", "lines", "payments")
-]
-_ENTRY_COLUMNS = [t.entries.c[n] for n in ("operation_id", "kind", "amount", "at", "line_no")] + [
-    t.entries.c[n] for n in ("payment_id", "method", "quantity")
-]
+# A ledger read's rows have one shape: the tag ('s' a sale, in `seq` order; 'e' an entry, in
+# `id` order; 'k' the operation was seen before), `ord`, the sale's columns, the entry's.
+_SALE_NULLS = (
+    "NULL::uuid AS store_id, NULL::uuid AS terminal_id, NULL::timestamptz AS sold_at,"
+    " NULL::date AS local_date, NULL::date AS due_date, NULL::jsonb AS lines,"
+    " NULL::jsonb AS payments"
+)
+_ENTRY_NULLS = (
+    "NULL::uuid AS operation_id, NULL::text AS kind, NULL::numeric AS amount,"
+    " NULL::timestamptz AS at, NULL::integer AS line_no, NULL::uuid AS payment_id,"
+    " NULL::text AS method, NULL::numeric AS quantity"
+)
+_LIVE_SQL = ", ".join(f"'{status}'" for status in LIVE)
 
 
-def _nulls(columns: list[sa.Column[Any]]) -> list[Any]:
-    return [sa.cast(sa.null(), c.type).label(c.name) for c in columns]
+def _live(alias: str, operation_column: str) -> str:
+    """The row's operation (found by (chain, id) through its primary key) is live."""
+    return (
+        f"EXISTS (SELECT 1 FROM operations o WHERE o.chain_id = {alias}.chain_id"
+        f" AND o.operation_id = {alias}.{operation_column} AND o.status IN ({_LIVE_SQL}))"
+    )
 
 
-#: a ledger read's row without a sale or an entry (its `ord` and every other column NULL)
-_NULLS = [
-    sa.cast(sa.null(), sa.BigInteger).label("ord"),
-    *_nulls([t.sales.c.sale_id, *_SALE_COLUMNS, *_ENTRY_COLUMNS]),
-]
+def _ledger_sql(sale_filter: str, entry_filter: str) -> str:
+    """The sales and the entries of live operations that the filters name, as one read."""
+    return (
+        "SELECT 's' AS tag, s.seq AS ord, s.sale_id, s.store_id, s.terminal_id, s.sold_at,"
+        f" s.local_date, s.due_date, s.lines, s.payments, {_ENTRY_NULLS}"
+        f" FROM sales s WHERE {sale_filter} AND {_live('s', 'sale_id')}"
+        " UNION ALL SELECT 'e', e.id, e.sale_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+        " e.operation_id, e.kind, e.amount, e.at, e.line_no, e.payment_id, e.method, e.quantity"
+        f" FROM entries e WHERE {entry_filter} AND {_live('e', 'operation_id')}"
+    )
 
 
-def _ledger_selects(
-    chain_id: uuid.UUID, customer_id: uuid.UUID | None, sale_id: uuid.UUID | None
-) -> list[Any]:
-    """The sales (tag 's', in `seq` order) and the entries (tag 'e', in `id` order) of a
-    customer's ledger, or of one anonymous sale's, each of a live operation, as rows of one
-    shape (the sale's columns, then the entry's)."""
-    s, e, o = t.sales.c, t.entries.c, t.operations.c
+def _known_sql(chain: str, operation: str, kind: str) -> str:
+    """One 'k' row when the operation was accepted (any status) or refused (as `kind`)."""
+    return (
+        f"SELECT 'k' AS tag, NULL::bigint AS ord, NULL::uuid AS sale_id, {_SALE_NULLS},"
+        f" {_ENTRY_NULLS} WHERE EXISTS (SELECT 1 FROM operations"
+        f" WHERE chain_id = {chain} AND operation_id = {operation})"
+        f" OR EXISTS (SELECT 1 FROM refusals WHERE chain_id = {chain}"
+        f" AND operation_id = {operation} AND kind = {kind})"
+    )
 
-    def live(chain: Any, operation_id: Any) -> Any:
-        return (
-            sa.select(o.operation_id)
-            .where(o.chain_id == chain, o.operation_id == operation_id, o.status.in_(LIVE))
-            .exists()
-        )
 
+_ORDER = " ORDER BY tag, ord"
+#: a customer's ledger: $1 customer_id
+_CUSTOMER_ROWS = _ledger_sql("s.customer_id = $1", "e.customer_id = $1")
+#: one anonymous sale's ledger: $1 chain_id, $2 sale_id
+_SALE_ROWS = _ledger_sql(
+    "s.chain_id = $1 AND s.sale_id = $2 AND s.customer_id IS NULL",
+    "e.chain_id = $1 AND e.sale_id = $2 AND e.customer_id IS NULL",
+)
+_CUSTOMER_LEDGER = _CUSTOMER_ROWS + _ORDER
+_SALE_LEDGER = _SALE_ROWS + _ORDER
+#: ... and whether the operation was seen: $1 customer_id, $2 chain_id, $3 operation_id, $4 kind
+_CUSTOMER_LEDGER_SEEN = f"{_CUSTOMER_ROWS} UNION ALL {_known_sql('$2', '$3', '$4')}{_ORDER}"
+#: $1 chain_id, $2 sale_id, $3 operation_id, $4 kind
+_SALE_LEDGER_SEEN = f"{_SALE_ROWS} UNION ALL {_known_sql('$1', '$3', '$4')}{_ORDER}"
+#: whether the operation was seen, nothing else: $1 chain_id, $2 operation_id, $3 kind
+_SEEN = _known_sql("$1", "$2", "$3")
+
+
+def _ledger_query(
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID | None,
+    sale_id: uuid.UUID | None,
+    seen: tuple[uuid.UUID, str] | None,
+) -> tuple[str | None, tuple[Any, ...]]:
+    """`load_for_command`'s statement and its arguments (None: nothing to read)."""
     if customer_id is not None:
-        sale_filter: Any = s.customer_id == customer_id
-        entry_filter: Any = e.customer_id == customer_id
-    else:
-        sale_filter = sa.and_(s.chain_id == chain_id, s.sale_id == sale_id, s.customer_id.is_(None))
-        entry_filter = sa.and_(
-            e.chain_id == chain_id, e.sale_id == sale_id, e.customer_id.is_(None)
-        )
-    sales = sa.select(
-        sa.literal_column("'s'").label("tag"),
-        s.seq.label("ord"),
-        s.sale_id,
-        *_SALE_COLUMNS,
-        *_nulls(_ENTRY_COLUMNS),
-    ).where(sale_filter, live(s.chain_id, s.sale_id))
-    entries = sa.select(
-        sa.literal_column("'e'").label("tag"),
-        e.id.label("ord"),
-        e.sale_id,
-        *_nulls(_SALE_COLUMNS),
-        *_ENTRY_COLUMNS,
-    ).where(entry_filter, live(e.chain_id, e.operation_id))
-    return [sales, entries]
+        if seen is None:
+            return _CUSTOMER_LEDGER, (customer_id,)
+        return _CUSTOMER_LEDGER_SEEN, (customer_id, chain_id, *seen)
+    if sale_id is not None:
+        if seen is None:
+            return _SALE_LEDGER, (chain_id, sale_id)
+        return _SALE_LEDGER_SEEN, (chain_id, sale_id, *seen)
+    if seen is not None:
+        return _SEEN, (chain_id, *seen)
+    return None, ()
 
 
 # Every part runs whatever the others do (as the separate statements did): the sale only when
 # there is one, the entries in their order (the identity numbers them), the customer's row only
-# for a known customer (COALESCE: a NULL parameter leaves the column as it is).
-_RECORD = sa.text(
+# for a known customer (COALESCE: a NULL parameter leaves the column as it is). The arguments
+# in `_record_args`'s order: $1-$10 the sale, $11-$19 the entries' columns (arrays), $20-$26
+# the operation (and $2, $3), $27-$29 the customer's row.
+_RECORD = (
     "WITH sale AS ("
     " INSERT INTO sales (sale_id, chain_id, customer_id, store_id, terminal_id, sold_at,"
     " local_date, due_date, lines, payments)"
-    " SELECT CAST(:sale_id AS uuid), CAST(:chain_id AS uuid), CAST(:customer_id AS uuid),"
-    " CAST(:store_id AS uuid), CAST(:terminal_id AS uuid), CAST(:sold_at AS timestamptz),"
-    " CAST(:local_date AS date), CAST(:due_date AS date), :lines, :payments"
-    " WHERE CAST(:sale_id AS uuid) IS NOT NULL),"
+    " SELECT $1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::uuid, $6::timestamptz,"
+    " $7::date, $8::date, $9::jsonb, $10::jsonb"
+    " WHERE $1::uuid IS NOT NULL),"
     " entry AS ("
     " INSERT INTO entries (operation_id, chain_id, customer_id, kind, amount, at, sale_id,"
     " line_no, payment_id, method, quantity)"
-    " SELECT x.operation_id, CAST(:chain_id AS uuid), CAST(:customer_id AS uuid), x.kind,"
+    " SELECT x.operation_id, $2::uuid, $3::uuid, x.kind,"
     " x.amount, x.at, x.sale_id, x.line_no, x.payment_id, x.method, x.quantity"
-    " FROM unnest(CAST(:e_operation_ids AS uuid[]), CAST(:e_kinds AS text[]),"
-    " CAST(:e_amounts AS numeric[]), CAST(:e_ats AS timestamptz[]), CAST(:e_sale_ids AS uuid[]),"
-    " CAST(:e_line_nos AS integer[]), CAST(:e_payment_ids AS uuid[]), CAST(:e_methods AS text[]),"
-    " CAST(:e_quantities AS numeric[])) WITH ORDINALITY"
+    " FROM unnest($11::uuid[], $12::text[], $13::numeric[], $14::timestamptz[], $15::uuid[],"
+    " $16::integer[], $17::uuid[], $18::text[], $19::numeric[]) WITH ORDINALITY"
     " AS x(operation_id, kind, amount, at, sale_id, line_no, payment_id, method, quantity, n)"
     " ORDER BY x.n),"
     " operation AS ("
     " INSERT INTO operations (operation_id, kind, chain_id, customer_id, status, outcome_type,"
     " outcome, meta, correlation_id, finished_at)"
-    " VALUES (CAST(:operation_id AS uuid), CAST(:kind AS text), CAST(:chain_id AS uuid),"
-    " CAST(:customer_id AS uuid), CAST(:status AS text), CAST(:outcome_type AS text), :outcome,"
-    " :meta, CAST(:correlation_id AS uuid),"
-    " CASE WHEN CAST(:status AS text) = 'pending' THEN NULL ELSE now() END)"
+    " VALUES ($20::uuid, $21::text, $2::uuid, $3::uuid, $22::text, $23::text, $24::jsonb,"
+    " $25::jsonb, $26::uuid, CASE WHEN $22::text = 'pending' THEN NULL ELSE now() END)"
     " ON CONFLICT DO NOTHING)"
-    " UPDATE customers SET in_flight = COALESCE(CAST(:in_flight AS uuid), in_flight),"
-    " debt = COALESCE(CAST(:debt AS numeric), debt),"
-    " advance = COALESCE(CAST(:advance AS numeric), advance), updated_at = now()"
-    " WHERE customer_id = CAST(:customer_id AS uuid)"
-).bindparams(
-    sa.bindparam("lines", type_=JSONB),
-    sa.bindparam("payments", type_=JSONB),
-    sa.bindparam("outcome", type_=JSONB),
-    sa.bindparam("meta", type_=JSONB),
+    " UPDATE customers SET in_flight = COALESCE($27::uuid, in_flight),"
+    " debt = COALESCE($28::numeric, debt),"
+    " advance = COALESCE($29::numeric, advance), updated_at = now()"
+    " WHERE customer_id = $3::uuid"
 )
 
 
-def _record_params(op: OperationRecord) -> dict[str, Any]:
-    sale, entries = op.sale, op.entries
-    return {
-        "operation_id": op.operation_id,
-        "kind": op.kind,
-        "chain_id": op.chain_id,
-        "customer_id": op.customer_id,
-        "status": op.status,
-        "outcome_type": op.outcome_type,
-        "outcome": op.outcome,
-        "meta": op.meta,
-        "correlation_id": op.correlation_id,
-        "in_flight": op.in_flight,
-        "debt": op.debt,
-        "advance": op.advance,
-        **_sale_params(sale),
-        **column_arrays(
-            entries,
-            e_operation_ids="operation_id",
-            e_kinds=lambda e: e.kind.value,
-            e_amounts="amount",
-            e_ats="at",
-            e_sale_ids="sale_id",
-            e_line_nos="line_no",
-            e_payment_ids="payment_id",
-            e_methods=lambda e: e.method.value if e.method else None,
-            e_quantities="quantity",
-        ),
-    }
+def _entry_arrays(entries: list[Entry]) -> list[list[Any]]:
+    """The entries' columns, one list each, in `_RECORD`'s and `_ADD_ENTRIES`' order."""
+    arrays = column_arrays(
+        entries,
+        operation_id="operation_id",
+        kind=lambda e: e.kind.value,
+        amount="amount",
+        at="at",
+        sale_id="sale_id",
+        line_no="line_no",
+        payment_id="payment_id",
+        method=lambda e: e.method.value if e.method else None,
+        quantity="quantity",
+    )
+    return list(arrays.values())
 
 
-def _sale_params(sale: Sale | None) -> dict[str, Any]:
+def _record_args(op: OperationRecord) -> tuple[Any, ...]:
+    return (
+        *_sale_args(op.sale, op.chain_id, op.customer_id),
+        *_entry_arrays(op.entries),
+        op.operation_id,
+        op.kind,
+        op.status,
+        op.outcome_type,
+        json.dumps(op.outcome),
+        json.dumps(op.meta),
+        op.correlation_id,
+        op.in_flight,
+        op.debt,
+        op.advance,
+    )
+
+
+def _sale_args(
+    sale: Sale | None, chain_id: uuid.UUID, customer_id: uuid.UUID | None
+) -> tuple[Any, ...]:
+    """`_RECORD`'s $1-$10: the sale (NULLs and empty lists when the operation records none)."""
     if sale is None:
-        names = ("sale_id", "store_id", "terminal_id", "sold_at", "local_date", "due_date")
-        return {**dict.fromkeys(names), "lines": [], "payments": []}
-    return {
-        "sale_id": sale.sale_id,
-        "store_id": sale.store_id,
-        "terminal_id": sale.terminal_id,
-        "sold_at": sale.sold_at,
-        "local_date": sale.local_date,
-        "due_date": sale.due_date,
-        "lines": [_line_json(line) for line in sale.lines],
-        "payments": [
-            {"payment_id": str(p.payment_id), "method": p.method.value, "amount": str(p.amount)}
-            for p in sale.payments
-        ],
-    }
+        return (None, chain_id, customer_id, None, None, None, None, None, "[]", "[]")
+    payments = [
+        {"payment_id": str(p.payment_id), "method": p.method.value, "amount": str(p.amount)}
+        for p in sale.payments
+    ]
+    return (
+        sale.sale_id,
+        chain_id,
+        customer_id,
+        sale.store_id,
+        sale.terminal_id,
+        sale.sold_at,
+        sale.local_date,
+        sale.due_date,
+        json.dumps([_line_json(line) for line in sale.lines]),
+        json.dumps(payments),
+    )
 
 
 def _line_json(line: Line) -> dict[str, Any]:
@@ -638,13 +685,13 @@ def _line_json(line: Line) -> dict[str, Any]:
 
 def _sale_from_row(row: Any) -> Sale:
     return Sale(
-        sale_id=row.sale_id,
-        store_id=row.store_id,
-        terminal_id=row.terminal_id,
-        sold_at=row.sold_at,
-        local_date=row.local_date,
-        due_date=row.due_date,
-        seq=row.ord,
+        sale_id=row["sale_id"],
+        store_id=row["store_id"],
+        terminal_id=row["terminal_id"],
+        sold_at=row["sold_at"],
+        local_date=row["local_date"],
+        due_date=row["due_date"],
+        seq=row["ord"],
         lines=tuple(
             Line(
                 line_no=x["line_no"],
@@ -656,24 +703,24 @@ def _sale_from_row(row: Any) -> Sale:
                 discount=Decimal(x["discount"]),
                 amount=Decimal(x["amount"]),
             )
-            for x in row.lines
+            for x in row["lines"]
         ),
         payments=tuple(
             Payment(uuid.UUID(p["payment_id"]), Method(p["method"]), Decimal(p["amount"]))
-            for p in row.payments
+            for p in row["payments"]
         ),
     )
 
 
 def _entry_from_row(row: Any) -> Entry:
     return Entry(
-        operation_id=row.operation_id,
-        kind=EntryKind(row.kind),
-        amount=row.amount,
-        at=row.at,
-        sale_id=row.sale_id,
-        line_no=row.line_no,
-        payment_id=row.payment_id,
-        method=Method(row.method) if row.method else None,
-        quantity=row.quantity,
+        operation_id=row["operation_id"],
+        kind=EntryKind(row["kind"]),
+        amount=row["amount"],
+        at=row["at"],
+        sale_id=row["sale_id"],
+        line_no=row["line_no"],
+        payment_id=row["payment_id"],
+        method=Method(row["method"]) if row["method"] else None,
+        quantity=row["quantity"],
     )

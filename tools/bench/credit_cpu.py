@@ -1,0 +1,313 @@
+"""CPU of credit per message of a sale of a known customer, in process.
+
+`PYTHONPATH=tools python -m bench.credit_cpu --sales 200` feeds credit's real consumer
+(`process_records`, the production path: inbox, handlers, outbox) on a fresh, migrated
+PostgreSQL database with the two messages a sale of a known customer costs it: the till's
+`credit.RecordSale` (1-3 lines, paid part cash, part on account) and loyalty's answer
+`loyalty.BonusesApplied` (10% accrued on the cash part, as the integration tests' fake loyalty
+answers it), one message per batch. It reports, per message type, the median
+`time.process_time` of this process around `process_records` and the statements per batch,
+and the mean CPU per sale (both messages); PostgreSQL's own time is not in it, other processes
+on the machine move it little. The
+customers (`--customers`, in turn) are known: `--warmup` sales before the measure create their
+rows and fill the caches and prepared statements.
+
+`--ab-src DIR` (repeatable; a checkout's root, e.g. an older commit's tree from `git archive`)
+runs the measure alternately with the credit code under DIR (its `services/credit/src` first on
+`PYTHONPATH`) and with this checkout's, `--repeats` times each, in separate processes, and
+prints the median and the range of the runs' medians. PostgreSQL comes from `DATABASE_URL` (a
+server URL; a database of its own per run), otherwise devstack starts one for the whole
+measure and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+
+from contracts.base import Message
+from contracts.envelope import decode, encode, make_envelope
+from contracts.registry import lookup
+
+T0 = datetime(2026, 6, 1, 9, tzinfo=UTC)
+CENT = Decimal("0.01")
+
+
+def _record(model: Message, key: uuid.UUID, offset: int) -> ConsumerRecord[Any, Any]:
+    env = make_envelope(model, chain_id=None, key=str(key), correlation_id=uuid.uuid4())
+    value = encode(env)
+    return ConsumerRecord(
+        topic=lookup(env.type, env.schema_version).topic,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=str(key).encode(),
+        value=value,
+        checksum=None,
+        serialized_key_size=36,
+        serialized_value_size=len(value),
+        headers=(),
+    )
+
+
+def _statement_counter(engine: Any) -> list[int]:
+    """[statements sent by `engine` since the item was last set to 0]"""
+    import sqlalchemy as sa
+
+    count = [0]
+
+    def seen(*_args: Any) -> None:
+        count[0] += 1
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    return count
+
+
+def _sale(rng: random.Random, n: int, chain: uuid.UUID, customer: Any, settings: Any) -> Any:
+    """The n-th sale: 1-3 lines, a cash part and the rest on account."""
+    from credit.testing import record_sale, sale_line
+
+    lines = [
+        sale_line(i, f"{rng.randint(200, 8000) / 100:.2f}") for i in range(1, rng.randint(1, 3) + 1)
+    ]
+    total = sum((x.amount for x in lines), Decimal(0))
+    cash = (total * Decimal(rng.randint(20, 80)) / 100).quantize(CENT)
+    return record_sale(
+        chain_id=chain,
+        customer=customer,
+        settings=settings,
+        sold_at=T0 + timedelta(minutes=n),
+        lines=lines,
+        payments=[("cash", str(cash)), ("on_account", str(total - cash))],
+    )
+
+
+def _applied(env_payload: dict[str, Any], balance: Decimal) -> tuple[Message, Decimal]:
+    """Loyalty's answer to an `ApplyBonuses` (10% of each accrual base, nothing spent)."""
+    from contracts.credit.v1 import ApplyBonuses
+    from contracts.loyalty.v1 import BonusesApplied, PaymentBonus
+
+    cmd = ApplyBonuses.model_validate(env_payload)
+    rate = cmd.bonus_rate_percent / 100 if cmd.bonus_accrual else Decimal(0)
+    accrued = [
+        PaymentBonus(
+            payment_id=b.payment_id,
+            amount=(b.base_amount * rate).quantize(CENT, rounding=ROUND_HALF_UP),
+        )
+        for b in cmd.accrual_bases
+    ]
+    total = sum((a.amount for a in accrued), Decimal(0))
+    balance = balance - cmd.spend + total + cmd.restore_up_to
+    answer = BonusesApplied(
+        operation_id=cmd.operation_id,
+        operation_kind=cmd.operation_kind,
+        chain_id=cmd.chain_id,
+        customer_id=cmd.customer_id,
+        spent=cmd.spend,
+        accrued=total,
+        accrued_by_payment=accrued,
+        restored=cmd.restore_up_to,
+        reversed=Decimal("0.00"),
+        reversed_by_payment=[],
+        balance_after=balance,
+    )
+    return answer, balance
+
+
+class _Credit:
+    """Credit's consumer on a fresh database, fed one message per batch."""
+
+    def __init__(self, engine: Any) -> None:
+        from credit.entrypoints.app import make_consumer
+        from servicekit.db import make_session_factory
+
+        self.engine = engine
+        self.statements = _statement_counter(engine)
+        self.consumer = make_consumer()
+        self.consumer.bind(make_session_factory(engine))
+        self.offset = 0
+        self.outbox_seen = 0
+        self.cpu: dict[str, list[float]] = defaultdict(list)
+        self.counts: dict[str, list[int]] = defaultdict(list)
+
+    async def feed(self, model: Message, key: uuid.UUID, *, measured: bool) -> None:
+        record = _record(model, key, self.offset)
+        self.offset += 1
+        self.statements[0] = 0
+        started = time.process_time()
+        await self.consumer.process_records([record])
+        spent = (time.process_time() - started) * 1000
+        if measured:
+            self.cpu[model.TYPE].append(spent)
+            self.counts[model.TYPE].append(self.statements[0])
+
+    async def apply_bonuses(self) -> list[dict[str, Any]]:
+        """The `ApplyBonuses` payloads credit wrote to its outbox since the last call."""
+        import sqlalchemy as sa
+
+        from servicekit.schema import OUTBOX
+
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(OUTBOX.c.id, OUTBOX.c.value)
+                    .where(OUTBOX.c.id > self.outbox_seen)
+                    .order_by(OUTBOX.c.id)
+                )
+            ).all()
+        if rows:
+            self.outbox_seen = rows[-1].id
+        envs = [decode(r.value) for r in rows]
+        return [e.payload for e in envs if e.type == "loyalty.ApplyBonuses"]
+
+
+async def _measure(server_url: str, sales: int, customers: int, warmup: int) -> dict[str, Any]:
+    import credit
+    from credit.entrypoints.app import MIGRATIONS_DIR
+    from credit.testing import customer_snapshot, settings_snapshot
+    from servicekit.db import make_engine, prepare_database
+    from servicekit.settings import with_database
+
+    url = with_database(server_url, f"bench_credit_{secrets.token_hex(4)}")
+    await prepare_database(MIGRATIONS_DIR, url)
+    engine = make_engine(url, pool_size=2)
+    rng = random.Random(7)
+    chain, settings = uuid.uuid4(), settings_snapshot()
+    people = [customer_snapshot() for _ in range(customers)]
+    balance = {p.customer_id: Decimal(0) for p in people}
+    bench = _Credit(engine)
+    try:
+        for n in range(warmup + sales):
+            customer = people[n % customers]
+            measured = n >= warmup
+            sale = _sale(rng, n, chain, customer, settings)
+            await bench.feed(sale, customer.customer_id, measured=measured)
+            for payload in await bench.apply_bonuses():
+                answer, balance[customer.customer_id] = _applied(
+                    payload, balance[customer.customer_id]
+                )
+                await bench.feed(answer, customer.customer_id, measured=measured)
+    finally:
+        await engine.dispose()
+    out: dict[str, Any] = {"src": str(Path(credit.__file__).parents[1])}
+    for kind, values in sorted(bench.cpu.items()):
+        out[kind] = {
+            "messages": len(values),
+            "cpu_ms_median": round(statistics.median(values), 3),
+            "statements": statistics.median(bench.counts[kind]),
+        }
+    out["per_sale_cpu_ms"] = round(sum(sum(v) for v in bench.cpu.values()) / sales, 3)
+    return out
+
+
+def _server() -> tuple[str, Any]:
+    """A PostgreSQL server URL: `DATABASE_URL`, else one devstack starts (returned to stop)."""
+    server = os.environ.get("DATABASE_URL")
+    if server:
+        return server, None
+    from devstack.stack import start_infra
+
+    infra = start_infra(f"bench-{secrets.token_hex(3)}")
+    return infra.database_url, infra
+
+
+def _one(args: argparse.Namespace) -> None:
+    server, infra = _server()
+    try:
+        result = asyncio.run(_measure(server, args.sales, args.customers, args.warmup))
+    finally:
+        if infra is not None:
+            infra.stop(purge=True)
+    print(json.dumps(result))
+
+
+def _ab(args: argparse.Namespace) -> None:
+    """Alternate runs of the code under each `--ab-src` and of this checkout (the order
+    reversed every other round), the infrastructure started once."""
+    here = Path(__file__).resolve().parents[2]
+    server, infra = _server()
+    variants = [(str(src), Path(src)) for src in args.ab_src] + [("this checkout", here)]
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    passed = [f"--sales={args.sales}", f"--customers={args.customers}", f"--warmup={args.warmup}"]
+    try:
+        for r in range(args.repeats):
+            for name, root in variants if r % 2 == 0 else list(reversed(variants)):
+                env = {
+                    **os.environ,
+                    "DATABASE_URL": server,
+                    "PYTHONPATH": os.pathsep.join(
+                        [str(root / "services" / "credit" / "src"), str(here / "tools")]
+                    ),
+                }
+                done = subprocess.run(
+                    [sys.executable, "-m", "bench.credit_cpu", *passed],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                last = done.stdout.strip().splitlines()[-1]
+                runs[name].append(json.loads(last))
+                print(name, last, file=sys.stderr)
+    finally:
+        if infra is not None:
+            infra.stop(purge=True)
+    print(json.dumps(_summary(runs), indent=2))
+
+
+def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per variant and message type: the median and the range of the runs' medians."""
+    out: dict[str, Any] = {}
+    for name, results in runs.items():
+        out[name] = {"src": results[0]["src"]}
+        for kind, first in results[0].items():
+            if kind == "src":
+                continue
+            values = [
+                r[kind]["cpu_ms_median"] if isinstance(first, dict) else r[kind] for r in results
+            ]
+            out[name][kind] = {
+                "cpu_ms": round(statistics.median(values), 3),
+                "range": [min(values), max(values)],
+            }
+            if isinstance(first, dict):
+                out[name][kind]["statements"] = first["statements"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.credit_cpu")
+    parser.add_argument("--sales", type=int, default=200, help="sales measured")
+    parser.add_argument("--customers", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=40, help="sales before the measure")
+    parser.add_argument("--ab-src", action="append", default=[], metavar="DIR")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.warmup < args.customers:
+        parser.error("--warmup must be at least --customers (every customer known)")
+    if args.ab_src:
+        _ab(args)
+    else:
+        _one(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
