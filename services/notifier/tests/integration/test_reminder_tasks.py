@@ -173,6 +173,34 @@ async def test_paying_only_part_of_the_overdue_debt_keeps_the_task_open_until_al
     assert (row.status, row.closed_reason) == ("done", "paid")
 
 
+async def test_a_line_change_replaces_the_one_amount_a_sale_without_lines_is_followed_as(
+    consumer: Consumer, sf: SessionFactory, api: Api
+) -> None:
+    story = Story(consumer, OverdueDiscountPolicy.KEEP)
+    await story.register()
+    # no lines: its 30.00 stands on line 0
+    await story.feed(
+        sale_overdue(story.chain, story.customer, story.sale_a, "30.00", dress_line=False)
+    )
+    await story.feed(story.payment([(story.sale_a, "10.00")], "10.00"))
+    async with sf() as session:
+        lines = (
+            await session.execute(
+                sa.select(t.overdue_lines.c.line_no, t.overdue_lines.c.owed)
+                .where(t.overdue_lines.c.sale_id == story.sale_a)
+                .order_by(t.overdue_lines.c.line_no)
+            )
+        ).all()
+    assert [tuple(r) for r in lines] == [(1, D("10.00"))]
+    async with api() as http:
+        body = (await http.get(f"/internal/v1/chains/{story.chain}/tasks?status=open")).json()
+        [task] = body["items"]
+        assert task["overdue_amount"] == "10.00"
+    await story.feed(story.payment([(story.sale_a, "0.00")], "0.00"))
+    [row] = await tasks_of(sf, story.customer)
+    assert (row.status, row.closed_reason) == ("done", "paid")
+
+
 async def test_reminder_is_re_raised_every_repeat_period_while_overdue(
     consumer: Consumer, sf: SessionFactory, api: Api
 ) -> None:

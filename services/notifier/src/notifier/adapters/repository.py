@@ -3,6 +3,8 @@
 Every method works in the caller's session and transaction and never commits: handlers, jobs
 and the internal API decide where a transaction starts and ends; these classes say how a row
 is read, locked or written. Rows come back as SQLAlchemy rows (attribute access by column).
+The few statements of the sale path (locking the customer, the sales followed, owed amounts)
+go through `servicekit.sql` instead and return plain values.
 """
 
 from __future__ import annotations
@@ -18,7 +20,32 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from notifier.adapters import tables as t
 from notifier.domain.tasks import OPEN
-from servicekit.db import lock_row
+from servicekit import sql
+
+# The statements of the sale path (every money event that changes what older sales owe):
+# through `servicekit.sql`, asyncpg on the session's connection and in its transaction.
+_LOCK_CUSTOMER = "SELECT customer_id FROM nt_customers WHERE customer_id = $1::uuid FOR UPDATE"
+_LOCK_CUSTOMER_OR_SKIP = f"{_LOCK_CUSTOMER} SKIP LOCKED"
+_CREATE_CUSTOMER = (
+    "INSERT INTO nt_customers (customer_id, chain_id) VALUES ($1::uuid, $2::uuid)"
+    " ON CONFLICT DO NOTHING"
+)
+_TRACKED_OF = (
+    "SELECT sale_id FROM nt_overdue_sales WHERE chain_id = $1::uuid AND sale_id = ANY($2::uuid[])"
+)
+#: a line's owed amount, and the sale's one amount (line 0) dropped: other rows than the
+#: line's, so the two changes of one statement never meet
+_SET_OWED = (
+    "WITH one_amount AS ("
+    " DELETE FROM nt_overdue_lines WHERE chain_id = $1::uuid AND sale_id = $2::uuid"
+    " AND line_no = 0)"
+    " INSERT INTO nt_overdue_lines (chain_id, sale_id, line_no, owed)"
+    " VALUES ($1::uuid, $2::uuid, $3::integer, $4::numeric)"
+    " ON CONFLICT (chain_id, sale_id, line_no) DO UPDATE SET owed = excluded.owed"
+)
+_DROP_SALE_AMOUNT = (
+    "DELETE FROM nt_overdue_lines WHERE chain_id = $1::uuid AND sale_id = $2::uuid AND line_no = 0"
+)
 
 
 def _upsert(table: sa.Table, key: str, key_value: Any, values: dict[str, Any]) -> Any:
@@ -74,17 +101,15 @@ class Directory(_Tables):
     async def lock_customer(
         self, chain_id: uuid.UUID, customer_id: uuid.UUID, *, skip_locked: bool = False
     ) -> bool:
-        """Lock the customer's row (creating it if needed); False if skipped because busy."""
-        row = await lock_row(
-            self.session,
-            sa.select(t.customers.c.customer_id)
-            .where(t.customers.c.customer_id == customer_id)
-            .with_for_update(skip_locked=skip_locked),
-            pg_insert(t.customers)
-            .values(customer_id=customer_id, chain_id=chain_id)
-            .on_conflict_do_nothing(),
-        )
-        return row is not None
+        """Lock the customer's row (creating it if needed); False if skipped because busy.
+        One statement when the row exists (`servicekit.db.lock_row`'s steps: lock, else
+        create and lock; with SKIP LOCKED, no row when another transaction holds it)."""
+        lock = _LOCK_CUSTOMER_OR_SKIP if skip_locked else _LOCK_CUSTOMER
+        found = await sql.fetchval(self.session, lock, customer_id)
+        if found is None:
+            await sql.execute(self.session, _CREATE_CUSTOMER, customer_id, chain_id)
+            found = await sql.fetchval(self.session, lock, customer_id)
+        return found is not None
 
     async def customer(self, customer_id: uuid.UUID) -> Any:
         return (
@@ -117,16 +142,8 @@ class OverdueSales(_Tables):
         return known is not None
 
     async def tracked_of(self, chain_id: uuid.UUID, sale_ids: set[uuid.UUID]) -> set[uuid.UUID]:
-        return set(
-            (
-                await self.session.execute(
-                    sa.select(t.overdue_sales.c.sale_id).where(
-                        t.overdue_sales.c.chain_id == chain_id,
-                        t.overdue_sales.c.sale_id.in_(sale_ids),
-                    )
-                )
-            ).scalars()
-        )
+        rows = await sql.fetch(self.session, _TRACKED_OF, chain_id, list(sale_ids))
+        return {row[0] for row in rows}
 
     async def sale_ids_of_customer(self, customer_id: uuid.UUID) -> list[uuid.UUID]:
         return list(
@@ -173,22 +190,12 @@ class OverdueSales(_Tables):
         self, chain_id: uuid.UUID, sale_id: uuid.UUID, line_no: int, owed: Any
     ) -> None:
         """The line's owed amount; a balance-mode sale followed as one amount (line 0) has
-        that amount replaced by its lines."""
-        await self.session.execute(
-            pg_insert(t.overdue_lines)
-            .values(chain_id=chain_id, sale_id=sale_id, line_no=line_no, owed=owed)
-            .on_conflict_do_update(
-                index_elements=["chain_id", "sale_id", "line_no"],
-                set_={"owed": owed},
-            )
-        )
-        await self.session.execute(
-            sa.delete(t.overdue_lines).where(
-                t.overdue_lines.c.chain_id == chain_id,
-                t.overdue_lines.c.sale_id == sale_id,
-                t.overdue_lines.c.line_no == 0,
-            )
-        )
+        that amount replaced by its lines. One statement (a change of line 0 itself leaves
+        no line 0, as setting it and then dropping the one amount did)."""
+        if line_no == 0:
+            await sql.execute(self.session, _DROP_SALE_AMOUNT, chain_id, sale_id)
+        else:
+            await sql.execute(self.session, _SET_OWED, chain_id, sale_id, line_no, owed)
 
     async def owing(self, customer_ids: Sequence[uuid.UUID]) -> Sequence[Any]:
         """The live overdue view: unsettled sales of the customers that still owe money, by

@@ -3,7 +3,9 @@ takes it exclusively to swap its rebuilt tables in while no batch is half-way.
 
 A transaction-level lock is held until the transaction ends, so a batch takes it once: the
 session remembers the transaction that took it. Inside a savepoint (the consumer's slow path) it
-is taken again every time, since rolling the savepoint back releases what was taken in it."""
+is taken again every time, since rolling the savepoint back releases what was taken in it.
+The live handlers' lock goes through `servicekit.sql` (asyncpg on the session's connection, in
+its transaction or savepoint): it is a statement of every batch."""
 
 from __future__ import annotations
 
@@ -12,10 +14,14 @@ import zlib
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from servicekit import sql
+
 PROJECTION_LOCK = zlib.crc32(b"reporting-projection")
 
 
 _HELD_BY = "reporting.projection_lock"
+
+_SHARED = "SELECT pg_advisory_xact_lock_shared($1::bigint)"
 
 
 async def hold_shared(session: AsyncSession) -> None:
@@ -23,7 +29,7 @@ async def hold_shared(session: AsyncSession) -> None:
     transaction = session.get_transaction()
     if not nested and transaction is not None and session.info.get(_HELD_BY) is transaction:
         return
-    await session.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(PROJECTION_LOCK)))
+    await sql.execute(session, _SHARED, PROJECTION_LOCK)
     if not nested:
         session.info[_HELD_BY] = transaction
 

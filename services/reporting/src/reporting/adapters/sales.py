@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from reporting.adapters import open_debt
 from reporting.adapters import tables as t
+from servicekit import sql
 
 #: a line's sale: sale ids are unique within their chain only
 _same_sale = sa.and_(
@@ -26,12 +27,24 @@ _same_sale = sa.and_(
 )
 
 
-def _line(chain_id: UUID, sale_id: UUID, line_no: int) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        t.sale_lines.c.chain_id == chain_id,
-        t.sale_lines.c.sale_id == sale_id,
-        t.sale_lines.c.line_no == line_no,
-    )
+# The projection's writes of a return, a revoked discount and an overdue sale (per event, so
+# through `servicekit.sql`: asyncpg on the session's connection; tables unqualified, found on
+# the connection's search_path, the rebuild's scratch schema there).
+#: the line's `returned_quantity` or `amount` raised by $4
+_ADD_TO_LINE = {
+    column: f"UPDATE rm_sale_lines SET {column} = {column} + $4::numeric"
+    " WHERE chain_id = $1::uuid AND sale_id = $2::uuid AND line_no = $3::integer"
+    for column in ("returned_quantity", "amount")
+}
+_ADD_DISCOUNT_REVOKED = (
+    "UPDATE rm_sales SET discount_revoked = discount_revoked + $3::numeric"
+    " WHERE chain_id = $1::uuid AND sale_id = $2::uuid"
+)
+_STORE_OF = "SELECT store_id FROM rm_sales WHERE chain_id = $1::uuid AND sale_id = $2::uuid"
+_SET_DUE_DATE_IF_MISSING = (
+    "UPDATE rm_sales SET due_date = $3::date"
+    " WHERE chain_id = $1::uuid AND sale_id = $2::uuid AND due_date IS NULL"
+)
 
 
 def _owed_lines_query(chain_id: UUID, store_id: UUID | None, vip_only: bool) -> sa.Select[Any]:
@@ -81,37 +94,17 @@ class Sales:
         self, chain_id: UUID, sale_id: UUID, line_no: int, column: str, amount: Decimal
     ) -> None:
         """`column` (`returned_quantity`, `amount`) of the line raised by `amount`."""
-        await self.session.execute(
-            sa.update(t.sale_lines)
-            .where(_line(chain_id, sale_id, line_no))
-            .values({column: t.sale_lines.c[column] + amount})
-        )
+        await sql.execute(self.session, _ADD_TO_LINE[column], chain_id, sale_id, line_no, amount)
 
     async def add_discount_revoked(self, chain_id: UUID, sale_id: UUID, amount: Decimal) -> None:
-        await self.session.execute(
-            sa.update(t.sales)
-            .where(t.sales.c.chain_id == chain_id, t.sales.c.sale_id == sale_id)
-            .values(discount_revoked=t.sales.c.discount_revoked + amount)
-        )
+        await sql.execute(self.session, _ADD_DISCOUNT_REVOKED, chain_id, sale_id, amount)
 
     async def store_of(self, chain_id: UUID, sale_id: UUID) -> UUID | None:
-        store_id: UUID | None = await self.session.scalar(
-            sa.select(t.sales.c.store_id).where(
-                t.sales.c.chain_id == chain_id, t.sales.c.sale_id == sale_id
-            )
-        )
+        store_id: UUID | None = await sql.fetchval(self.session, _STORE_OF, chain_id, sale_id)
         return store_id
 
     async def set_due_date_if_missing(self, chain_id: UUID, sale_id: UUID, due: date) -> None:
-        await self.session.execute(
-            sa.update(t.sales)
-            .where(
-                t.sales.c.chain_id == chain_id,
-                t.sales.c.sale_id == sale_id,
-                t.sales.c.due_date.is_(None),
-            )
-            .values(due_date=due)
-        )
+        await sql.execute(self.session, _SET_DUE_DATE_IF_MISSING, chain_id, sale_id, due)
 
     # ----------------------------------------------------------------------- read
 

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import exc as sa_exc
@@ -330,10 +331,13 @@ async def _swap(live: AsyncEngine, schema: str, settings: Settings, consumer: An
                     await consumer.process_records(records)
                 await schemas.swap_in(schema, old)
             break
-        except sa_exc.DBAPIError as exc:  # a deadlock with a live batch: that batch or we retry
+        # a deadlock with a live batch: that batch or we retry (the tail's projection
+        # statements go through servicekit.sql and fail with asyncpg's own errors)
+        except (sa_exc.DBAPIError, asyncpg.PostgresError) as exc:
             if attempt == 3:
                 raise
-            _say(f"swap attempt {attempt} failed ({type(exc.orig).__name__}); retrying")
+            cause = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+            _say(f"swap attempt {attempt} failed ({type(cause).__name__}); retrying")
             await asyncio.sleep(1)
     async with live.begin() as conn:
         await RebuildSchemas(conn).drop_schema(old)
