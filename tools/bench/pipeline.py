@@ -784,6 +784,13 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
         result["best_rate"] = best_rate(  # this checkout's
             [s for s in result["steps"] if s.get("variant", "") == variants[-1].name]
         )
+        if (opts.profile or opts.recovery_service) and current is not variants[-1]:
+            # the profile and the recovery are of this checkout's code, whichever ran last
+            print(f"[bench] switching to {variants[-1].name}", file=sys.stderr, flush=True)
+            await _switch(stack, variants[-1])
+            current = variants[-1]
+            await gen.run_step(opts.warmup_rate / 2, opts.warmup_seconds / 2)
+            await _wait_drained(scraper, 60)
         if opts.profile:
             rate = opts.profile_rate or result["best_rate"] or opts.rates[0]
             result["profile"] = await _profile(stack, gen, scraper, opts, rate)
