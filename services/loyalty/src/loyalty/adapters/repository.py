@@ -165,9 +165,8 @@ async def lock_customer(
 
 
 _OPEN_LOTS = (
-    "SELECT lot_id, seq, chain_id, customer_id, at, amount, remaining, store_id, payment_id,"
-    " sale_id FROM bonus_lots WHERE chain_id = $1 AND customer_id = $2 AND remaining > 0"
-    " ORDER BY at, seq"
+    "SELECT lot_id, at, amount, remaining, store_id, payment_id, sale_id FROM bonus_lots"
+    " WHERE chain_id = $1 AND customer_id = $2 AND remaining > 0 ORDER BY at, seq"
 )
 
 
