@@ -3,11 +3,11 @@
 Every function works in the caller's transaction (a consumer batch, or the expiry
 job's transaction) and never commits.
 
-The statements of a credit operation (``ApplyBonuses``, its refusal or void) and of the expiry
-job's customers are plain SQL sent through asyncpg on the session's connection
-(`servicekit.sql`: no SQLAlchemy statement building per call): rows are `asyncpg.Record`s,
-``jsonb`` goes in as JSON text and comes back decoded, errors are asyncpg's own. The rare reads
-(the expiry job's search, the internal HTTP API) stay SQLAlchemy Core.
+The statements of the commands (``ApplyBonuses``, its refusal or void, a payment's
+cancellation) and of the expiry job's customers are plain SQL sent through asyncpg on the
+session's connection (`servicekit.sql`: no SQLAlchemy statement building per call): rows are
+`asyncpg.Record`s, ``jsonb`` goes in as JSON text and comes back decoded, errors are asyncpg's
+own. What only the expiry job's search and the internal HTTP API read stays SQLAlchemy Core.
 """
 
 from __future__ import annotations
