@@ -2,10 +2,18 @@
 
 Every function works in the caller's transaction (a consumer batch, or the expiry
 job's transaction) and never commits.
+
+The statements of the commands (``ApplyBonuses``, its refusal or void, a payment's
+cancellation) and of the expiry job's customers are plain SQL sent through asyncpg on the
+session's connection (`servicekit.sql`: no SQLAlchemy statement building per call): rows are
+`asyncpg.Record`s, ``jsonb`` goes in as JSON text and comes back decoded, errors are asyncpg's
+own. What only the expiry job's search and the internal HTTP API read stays SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,22 +21,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.money import quantize_money
-from loyalty.adapters.tables import (
-    bonus_lots,
-    bonus_movements,
-    bonus_operations,
-    chain_settings,
-    customer_bonus,
-    payment_accruals,
-    payment_cancellations,
-    payment_reversals,
-)
+from loyalty.adapters.tables import bonus_lots, bonus_movements, chain_settings, customer_bonus
 from loyalty.domain.model import (
     ZERO,
     BonusAccount,
@@ -40,7 +38,8 @@ from loyalty.domain.model import (
     ReversalRecord,
     SaleHistory,
 )
-from servicekit.db import column_arrays, lock_row
+from servicekit import sql
+from servicekit.db import column_arrays
 
 DEFAULT_MINOR_UNITS = 2
 
@@ -78,16 +77,32 @@ class StoredCancellation:
 
 # --------------------------------------------------------------------------- chain settings
 
+_CHAIN_SETTINGS = (
+    "SELECT chain_id, bonus_expiry_days, minor_units, changed_at FROM chain_settings"
+    " WHERE chain_id = $1"
+)
+_INSERT_CHAIN_SETTINGS = (
+    "INSERT INTO chain_settings (chain_id, bonus_expiry_days, bonus_rate_percent, minor_units,"
+    " timezone, changed_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (chain_id)"
+)
+#: a command's snapshot never overrides what is known
+_SAVE_SNAPSHOT = _INSERT_CHAIN_SETTINGS + " DO NOTHING"
+#: master data: a newer change wins over an older one and over a snapshot (changed_at null)
+_SAVE_CHANGE = (
+    _INSERT_CHAIN_SETTINGS + " DO UPDATE SET bonus_expiry_days = excluded.bonus_expiry_days,"
+    " bonus_rate_percent = excluded.bonus_rate_percent, minor_units = excluded.minor_units,"
+    " timezone = excluded.timezone, changed_at = excluded.changed_at"
+    " WHERE chain_settings.changed_at IS NULL OR chain_settings.changed_at <= excluded.changed_at"
+)
+
 
 async def get_chain_settings(session: AsyncSession, chain_id: UUID) -> ChainSettings | None:
-    row = (
-        await session.execute(
-            sa.select(chain_settings).where(chain_settings.c.chain_id == chain_id)
-        )
-    ).first()
+    row = await sql.fetchrow(session, _CHAIN_SETTINGS, chain_id)
     if row is None:
         return None
-    return ChainSettings(row.chain_id, row.bonus_expiry_days, row.minor_units, row.changed_at)
+    return ChainSettings(
+        row["chain_id"], row["bonus_expiry_days"], row["minor_units"], row["changed_at"]
+    )
 
 
 async def save_chain_settings(
@@ -101,32 +116,29 @@ async def save_chain_settings(
     changed_at: datetime | None,
 ) -> None:
     """Master data wins over a command's snapshot, and a newer change over an older one."""
-    values = {
-        "chain_id": chain_id,
-        "bonus_expiry_days": bonus_expiry_days,
-        "bonus_rate_percent": bonus_rate_percent,
-        "minor_units": minor_units,
-        "timezone": timezone,
-        "changed_at": changed_at,
-    }
-    stmt = pg_insert(chain_settings).values(**values)
-    if changed_at is None:
-        await session.execute(stmt.on_conflict_do_nothing(index_elements=["chain_id"]))
-        return
-    excluded = stmt.excluded
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["chain_id"],
-            set_={k: excluded[k] for k in values if k != "chain_id"},
-            where=sa.or_(
-                chain_settings.c.changed_at.is_(None),
-                chain_settings.c.changed_at <= excluded.changed_at,
-            ),
-        )
+    await sql.execute(
+        session,
+        _SAVE_SNAPSHOT if changed_at is None else _SAVE_CHANGE,
+        chain_id,
+        bonus_expiry_days,
+        bonus_rate_percent,
+        minor_units,
+        timezone,
+        changed_at,
     )
 
 
 # --------------------------------------------------------------------------- the account
+
+_LOCK_CUSTOMER = (
+    "SELECT balance, deficit FROM customer_bonus WHERE chain_id = $1 AND customer_id = $2"
+    " FOR UPDATE"
+)
+_LOCK_CUSTOMER_SKIP_LOCKED = _LOCK_CUSTOMER + " SKIP LOCKED"
+_CREATE_CUSTOMER = (
+    "INSERT INTO customer_bonus (chain_id, customer_id) VALUES ($1, $2)"
+    " ON CONFLICT (chain_id, customer_id) DO NOTHING"
+)
 
 
 async def lock_customer(
@@ -137,33 +149,32 @@ async def lock_customer(
     Every change of a customer's bonuses holds this lock until its transaction ends, so two
     spends of the same last bonuses are serialised even across instances. With
     ``skip_locked`` returns None instead of waiting when someone else holds it.
+
+    One statement when the row exists (a customer's every operation after the first); three
+    on first sight: two first sights at once both insert, one waits for the other's row and
+    inserts nothing, then both lock it in turn.
     """
-    row = await lock_row(
-        session,
-        sa.select(customer_bonus.c.balance, customer_bonus.c.deficit)
-        .where(customer_bonus.c.chain_id == chain_id, customer_bonus.c.customer_id == customer_id)
-        .with_for_update(skip_locked=skip_locked),
-        pg_insert(customer_bonus)
-        .values(chain_id=chain_id, customer_id=customer_id)
-        .on_conflict_do_nothing(index_elements=["chain_id", "customer_id"]),
-    )
+    lock = _LOCK_CUSTOMER_SKIP_LOCKED if skip_locked else _LOCK_CUSTOMER
+    row = await sql.fetchrow(session, lock, chain_id, customer_id)
+    if row is None:
+        await sql.execute(session, _CREATE_CUSTOMER, chain_id, customer_id)
+        row = await sql.fetchrow(session, lock, chain_id, customer_id)
     if row is None:
         return None
-    return row.balance, row.deficit
+    return row["balance"], row["deficit"]
 
 
-async def _open_lots(session: AsyncSession, chain_id: UUID, customer_id: UUID) -> list[Any]:
+_OPEN_LOTS = (
+    "SELECT lot_id, at, amount, remaining, store_id, payment_id, sale_id FROM bonus_lots"
+    " WHERE chain_id = $1 AND customer_id = $2 AND remaining > 0 ORDER BY at, seq"
+)
+
+
+async def _open_lots(
+    session: AsyncSession, chain_id: UUID, customer_id: UUID
+) -> list[asyncpg.Record]:
     """The customer's lots with something left, oldest first (the order they are spent in)."""
-    stmt = (
-        sa.select(bonus_lots)
-        .where(
-            bonus_lots.c.chain_id == chain_id,
-            bonus_lots.c.customer_id == customer_id,
-            bonus_lots.c.remaining > 0,
-        )
-        .order_by(bonus_lots.c.at, bonus_lots.c.seq)
-    )
-    return list((await session.execute(stmt)).all())
+    return await sql.fetch(session, _OPEN_LOTS, chain_id, customer_id)
 
 
 async def load_account(
@@ -182,13 +193,13 @@ async def load_account(
     rows = await _open_lots(session, chain_id, customer_id)
     lots = [
         Lot(
-            lot_id=r.lot_id,
-            at=r.at,
-            amount=quantize_money(r.amount, minor_units),
-            remaining=quantize_money(r.remaining, minor_units),
-            store_id=r.store_id,
-            payment_id=r.payment_id,
-            sale_id=r.sale_id,
+            lot_id=r["lot_id"],
+            at=r["at"],
+            amount=quantize_money(r["amount"], minor_units),
+            remaining=quantize_money(r["remaining"], minor_units),
+            store_id=r["store_id"],
+            payment_id=r["payment_id"],
+            sale_id=r["sale_id"],
         )
         for r in rows
     ]
@@ -229,7 +240,7 @@ async def save_account(
         **_lot_params(account),
         **_operation_params(operation),
     }
-    await session.execute(_SAVE, params)
+    await sql.execute(session, _SAVE, *(params[name] for name in _SAVE_PARAMS))
 
 
 def _movement_params(movements: Sequence[Movement]) -> dict[str, list[Any]]:
@@ -278,12 +289,13 @@ def _lot_params(account: BonusAccount) -> dict[str, list[Any]]:
     }
 
 
-_OPERATION_FIELDS = ("operation_id", "operation_kind", "outcome", "answer_type", "answer")
+_OPERATION_FIELDS = ("operation_id", "operation_kind", "outcome", "answer_type")
 
 
 def _operation_params(op: OperationWrites | None) -> dict[str, Any]:
     return {
         **{name: getattr(op, name, None) for name in _OPERATION_FIELDS},
+        "answer": _json(op.answer) if op is not None else None,
         **column_arrays(
             op.accruals if op is not None else (),
             a_payment_ids="payment_id",
@@ -308,6 +320,23 @@ def _operation_params(op: OperationWrites | None) -> dict[str, Any]:
     }
 
 
+def _json(value: dict[str, Any]) -> str:
+    """A ``jsonb`` parameter: JSON text, as SQLAlchemy's JSONB type wrote it (`json.dumps`; the
+    answers are JSON-ready, `model_dump(mode="json")`)."""
+    return json.dumps(value)
+
+
+def _numbered(text: str) -> tuple[str, tuple[str, ...]]:
+    """`text` with each `:name` replaced by `$n` (one number per name, in order of first
+    use), and the names in their numbers' order: the statement's parameters by name."""
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        return f"${numbers.setdefault(match[1], len(numbers) + 1)}"
+
+    return re.sub(r"(?<![:\w]):([a-z_]+)", number, text), tuple(numbers)
+
+
 def _unnest(columns: str, arrays: str) -> str:
     """`unnest(...) WITH ORDINALITY AS x(columns, n)`: `arrays` as `name type` pairs."""
     casts = ", ".join(
@@ -319,8 +348,8 @@ def _unnest(columns: str, arrays: str) -> str:
 
 # Every part runs whatever the others do, as the separate statements did; rows of a table in
 # their list order (the identities number movements and lots in it); the operation's row only
-# when one is named.
-_SAVE = sa.text(
+# when one is named. Written with `:name` parameters, sent with `$n` ones (`_numbered`).
+_SAVE, _SAVE_PARAMS = _numbered(
     "WITH movement AS ("
     " INSERT INTO bonus_movements (movement_id, chain_id, customer_id, kind, amount, at,"
     " balance_after, operation_id, seq, payment_id, sale_id, store_id, lot_id)"
@@ -374,25 +403,47 @@ _SAVE = sa.text(
     " INSERT INTO bonus_operations (operation_id, chain_id, customer_id, operation_kind,"
     " outcome, answer_type, answer)"
     " SELECT CAST(:operation_id AS uuid), CAST(:chain_id AS uuid), CAST(:customer_id AS uuid),"
-    " CAST(:operation_kind AS text), CAST(:outcome AS text), CAST(:answer_type AS text), :answer"
+    " CAST(:operation_kind AS text), CAST(:outcome AS text), CAST(:answer_type AS text),"
+    " CAST(:answer AS jsonb)"
     " WHERE CAST(:operation_id AS uuid) IS NOT NULL)"
     " UPDATE customer_bonus SET balance = CAST(:balance AS numeric),"
     " deficit = CAST(:deficit AS numeric), updated_at = now()"
     " WHERE chain_id = CAST(:chain_id AS uuid) AND customer_id = CAST(:customer_id AS uuid)"
-).bindparams(sa.bindparam("answer", type_=JSONB))
+)
 
 
 # --------------------------------------------------------------------------- payments and sales
 
 
-def _not_voided(chain_id: Any, operation_id: Any) -> Any:
+def _not_voided(alias: str) -> str:
     """The row's operation was not voided (a voided one counts in no history)."""
-    o = bonus_operations.c
-    return ~(
-        sa.select(o.operation_id)
-        .where(o.chain_id == chain_id, o.operation_id == operation_id, o.outcome == "voided")
-        .exists()
+    return (
+        " AND NOT EXISTS (SELECT 1 FROM bonus_operations AS o"
+        f" WHERE o.chain_id = {alias}.chain_id AND o.operation_id = {alias}.operation_id"
+        " AND o.outcome = 'voided')"
     )
+
+
+_ACCRUALS = (
+    "SELECT a.payment_id, a.operation_id, a.sale_id, a.store_id, a.method, a.base,"
+    " a.rate_percent, a.accrued, a.at, a.lot_id FROM payment_accruals AS a"
+    " WHERE a.payment_id = ANY($1::uuid[]) AND a.chain_id = $2 AND a.customer_id = $3"
+    + _not_voided("a")
+)
+_REVERSED = (
+    "SELECT r.payment_id, sum(r.amount) AS amount, sum(r.base) AS base"
+    " FROM payment_reversals AS r WHERE r.chain_id = $1 AND r.payment_id = ANY($2::uuid[])"
+    + _not_voided("r")
+    + " GROUP BY r.payment_id"
+)
+_CANCELLED = (
+    "SELECT payment_id, cancelled FROM payment_cancellations"
+    " WHERE chain_id = $1 AND payment_id = ANY($2::uuid[])"
+)
+# at most one expiry per lot (unique index), so no sum is needed
+_EXPIRED = (
+    "SELECT lot_id, amount FROM bonus_movements WHERE lot_id = ANY($1::uuid[]) AND kind = 'expired'"
+)
 
 
 async def load_payment_histories(
@@ -407,126 +458,109 @@ async def load_payment_histories(
     ids = list(dict.fromkeys(payment_ids))
     if not ids:
         return {}
-    q = payment_accruals.c
-    accruals = (
-        await session.execute(
-            sa.select(payment_accruals).where(
-                q.payment_id.in_(ids),
-                q.chain_id == chain_id,
-                q.customer_id == customer_id,
-                _not_voided(q.chain_id, q.operation_id),
-            )
-        )
-    ).all()
+    accruals = await sql.fetch(session, _ACCRUALS, ids, chain_id, customer_id)
     if not accruals:
         return {}
-    found = [r.payment_id for r in accruals]
-    reversed_rows = (
-        await session.execute(
-            sa.select(
-                payment_reversals.c.payment_id,
-                sa.func.sum(payment_reversals.c.amount).label("amount"),
-                sa.func.sum(payment_reversals.c.base).label("base"),
-            )
-            .where(
-                payment_reversals.c.chain_id == chain_id,
-                payment_reversals.c.payment_id.in_(found),
-                _not_voided(payment_reversals.c.chain_id, payment_reversals.c.operation_id),
-            )
-            .group_by(payment_reversals.c.payment_id)
-        )
-    ).all()
-    reversed_by = {r.payment_id: (r.amount, r.base) for r in reversed_rows}
-    cancelled_rows = (
-        await session.execute(
-            sa.select(payment_cancellations.c.payment_id, payment_cancellations.c.cancelled).where(
-                payment_cancellations.c.chain_id == chain_id,
-                payment_cancellations.c.payment_id.in_(found),
-            )
-        )
-    ).all()
-    cancelled_by = {r.payment_id: r.cancelled for r in cancelled_rows}
-    lot_ids = [r.lot_id for r in accruals if r.lot_id is not None]
+    found = [r["payment_id"] for r in accruals]
+    reversed_by = {
+        r["payment_id"]: (r["amount"], r["base"])
+        for r in await sql.fetch(session, _REVERSED, chain_id, found)
+    }
+    cancelled_by = {
+        r["payment_id"]: r["cancelled"]
+        for r in await sql.fetch(session, _CANCELLED, chain_id, found)
+    }
+    lot_ids = [r["lot_id"] for r in accruals if r["lot_id"] is not None]
     expired_by: dict[UUID, Decimal] = {}
     if lot_ids:
-        # at most one expiry per lot (unique index), so no sum is needed
-        expired_rows = (
-            await session.execute(
-                sa.select(bonus_movements.c.lot_id, bonus_movements.c.amount).where(
-                    bonus_movements.c.lot_id.in_(lot_ids),
-                    bonus_movements.c.kind == "expired",
-                )
-            )
-        ).all()
-        expired_by = {r.lot_id: r.amount for r in expired_rows}
+        expired_by = {r["lot_id"]: r["amount"] for r in await sql.fetch(session, _EXPIRED, lot_ids)}
+    return {
+        r["payment_id"]: _payment_history(
+            r,
+            reversed=reversed_by.get(r["payment_id"], (ZERO, ZERO)),
+            cancelled=cancelled_by.get(r["payment_id"], ZERO),
+            expired=expired_by.get(r["lot_id"], ZERO) if r["lot_id"] is not None else ZERO,
+            minor_units=minor_units,
+        )
+        for r in accruals
+    }
+
+
+def _payment_history(
+    r: asyncpg.Record,
+    *,
+    reversed: tuple[Decimal, Decimal],
+    cancelled: Decimal,
+    expired: Decimal,
+    minor_units: int,
+) -> PaymentHistory:
+    """One payment's history: its accrual row and the sums taken back from it."""
 
     def m(value: Decimal) -> Decimal:
         return quantize_money(value, minor_units)
 
-    result = {}
-    for r in accruals:
-        rev_amount, rev_base = reversed_by.get(r.payment_id, (ZERO, ZERO))
-        accrual = PaymentAccrual(
-            payment_id=r.payment_id,
-            operation_id=r.operation_id,
-            sale_id=r.sale_id,
-            store_id=r.store_id,
-            method=r.method,
-            base=m(r.base),
-            rate_percent=r.rate_percent,
-            accrued=m(r.accrued),
-            at=r.at,
-            lot_id=r.lot_id,
-        )
-        result[r.payment_id] = PaymentHistory(
-            accrual=accrual,
-            cancelled=m(cancelled_by.get(r.payment_id, ZERO)),
-            reversed=m(rev_amount),
-            reversed_base=m(rev_base),
-            expired=m(expired_by.get(r.lot_id, ZERO)) if r.lot_id is not None else m(ZERO),
-        )
-    return result
+    rev_amount, rev_base = reversed
+    accrual = PaymentAccrual(
+        payment_id=r["payment_id"],
+        operation_id=r["operation_id"],
+        sale_id=r["sale_id"],
+        store_id=r["store_id"],
+        method=r["method"],
+        base=m(r["base"]),
+        rate_percent=r["rate_percent"],
+        accrued=m(r["accrued"]),
+        at=r["at"],
+        lot_id=r["lot_id"],
+    )
+    return PaymentHistory(
+        accrual=accrual,
+        cancelled=m(cancelled),
+        reversed=m(rev_amount),
+        reversed_base=m(rev_base),
+        expired=m(expired),
+    )
+
+
+_SALE_SUMS = (
+    "SELECT m.kind, sum(m.amount) AS amount FROM bonus_movements AS m"
+    " WHERE m.sale_id = $1 AND m.chain_id = $2 AND m.customer_id = $3"
+    " AND m.kind IN ('spent', 'restored')" + _not_voided("m") + " GROUP BY m.kind"
+)
 
 
 async def load_sale_history(
     session: AsyncSession, chain_id: UUID, customer_id: UUID, sale_id: UUID, *, minor_units: int
 ) -> SaleHistory:
-    c = bonus_movements.c
-    rows = (
-        await session.execute(
-            sa.select(c.kind, sa.func.sum(c.amount).label("amount"))
-            .where(
-                c.sale_id == sale_id,
-                c.chain_id == chain_id,
-                c.customer_id == customer_id,
-                c.kind.in_(("spent", "restored")),
-                _not_voided(c.chain_id, c.operation_id),
-            )
-            .group_by(c.kind)
-        )
-    ).all()
-    sums = {r.kind: r.amount for r in rows}
+    rows = await sql.fetch(session, _SALE_SUMS, sale_id, chain_id, customer_id)
+    sums = {r["kind"]: r["amount"] for r in rows}
     return SaleHistory(
         spent=quantize_money(sums.get("spent", ZERO), minor_units),
         restored=quantize_money(sums.get("restored", ZERO), minor_units),
     )
 
 
+_CANCELLATION = (
+    "SELECT payment_id, chain_id, customer_id, cancelled, cancelled_at FROM payment_cancellations"
+    " WHERE chain_id = $1 AND payment_id = $2"
+)
+_SAVE_CANCELLATION = (
+    "INSERT INTO payment_cancellations (payment_id, chain_id, customer_id, cancelled,"
+    " cancelled_at) VALUES ($1, $2, $3, $4, $5)"
+)
+
+
 async def find_cancellation(
     session: AsyncSession, chain_id: UUID, payment_id: UUID
 ) -> StoredCancellation | None:
-    row = (
-        await session.execute(
-            sa.select(payment_cancellations).where(
-                payment_cancellations.c.chain_id == chain_id,
-                payment_cancellations.c.payment_id == payment_id,
-            )
-        )
-    ).first()
+    row = await sql.fetchrow(session, _CANCELLATION, chain_id, payment_id)
     if row is None:
         return None
     return StoredCancellation(
-        row.payment_id, row.chain_id, row.customer_id, row.cancelled, row.cancelled_at
+        row["payment_id"],
+        row["chain_id"],
+        row["customer_id"],
+        row["cancelled"],
+        row["cancelled_at"],
     )
 
 
@@ -539,32 +573,31 @@ async def save_cancellation(
     cancelled: Decimal,
     cancelled_at: datetime,
 ) -> None:
-    await session.execute(
-        sa.insert(payment_cancellations).values(
-            payment_id=payment_id,
-            chain_id=chain_id,
-            customer_id=customer_id,
-            cancelled=cancelled,
-            cancelled_at=cancelled_at,
-        )
+    await sql.execute(
+        session, _SAVE_CANCELLATION, payment_id, chain_id, customer_id, cancelled, cancelled_at
     )
 
 
 # --------------------------------------------------------------------------- operations
 
 
-_FIND_WITH_ACCRUED = sa.text(
+_FIND_WITH_ACCRUED = (
     "SELECT o.operation_id, o.chain_id, o.customer_id, o.outcome, o.answer_type, o.answer,"
     " ARRAY(SELECT a.payment_id FROM payment_accruals AS a"
-    " WHERE a.chain_id = CAST(:chain_id AS uuid)"
-    " AND a.payment_id = ANY(CAST(:payment_ids AS uuid[]))) AS accrued"
+    " WHERE a.chain_id = $1::uuid AND a.payment_id = ANY($3::uuid[])) AS accrued"
     " FROM (SELECT 1) AS one LEFT JOIN bonus_operations AS o"
-    " ON o.chain_id = CAST(:chain_id AS uuid) AND o.operation_id = CAST(:operation_id AS uuid)"
-).columns(
-    *(bonus_operations.c[n] for n in ("operation_id", "chain_id", "customer_id", "outcome")),
-    bonus_operations.c.answer_type,
-    bonus_operations.c.answer,
-    sa.column("accrued"),
+    " ON o.chain_id = $1::uuid AND o.operation_id = $2::uuid"
+)
+_FIND_OPERATION = (
+    "SELECT operation_id, chain_id, customer_id, outcome, answer_type, answer"
+    " FROM bonus_operations WHERE chain_id = $1 AND operation_id = $2"
+)
+#: inserted voided, or marked so: the answer a later copy of the command gets
+_VOID_OPERATION = (
+    "INSERT INTO bonus_operations (operation_id, chain_id, customer_id, operation_kind, outcome,"
+    " answer_type, answer) VALUES ($1, $2, $3, $4, 'voided', $5, $6::jsonb)"
+    " ON CONFLICT (chain_id, operation_id) DO UPDATE SET outcome = 'voided',"
+    " answer_type = excluded.answer_type, answer = excluded.answer"
 )
 
 
@@ -573,39 +606,27 @@ async def find_operation_and_accrued(
 ) -> tuple[StoredOperation | None, list[UUID]]:
     """`find_operation`, and which of `payment_ids` of the chain already accrued (in any
     operation: a payment accrues once): one statement."""
-    row = (
-        await session.execute(
-            _FIND_WITH_ACCRUED,
-            {"chain_id": chain_id, "operation_id": operation_id, "payment_ids": list(payment_ids)},
-        )
-    ).one()
-    return _stored_operation(row), list(row.accrued)
+    row = await sql.fetchrow(session, _FIND_WITH_ACCRUED, chain_id, operation_id, list(payment_ids))
+    assert row is not None  # the left join of one row: always one row
+    return _stored_operation(row), list(row["accrued"])
 
 
 async def find_operation(
     session: AsyncSession, chain_id: UUID, operation_id: UUID
 ) -> StoredOperation | None:
-    row = (
-        await session.execute(
-            sa.select(bonus_operations).where(
-                bonus_operations.c.chain_id == chain_id,
-                bonus_operations.c.operation_id == operation_id,
-            )
-        )
-    ).first()
-    return _stored_operation(row)
+    return _stored_operation(await sql.fetchrow(session, _FIND_OPERATION, chain_id, operation_id))
 
 
-def _stored_operation(row: Any) -> StoredOperation | None:
-    if row is None or row.operation_id is None:
+def _stored_operation(row: asyncpg.Record | None) -> StoredOperation | None:
+    if row is None or row["operation_id"] is None:
         return None
     return StoredOperation(
-        row.operation_id,
-        row.chain_id,
-        row.customer_id,
-        row.outcome,
-        row.answer_type,
-        dict(row.answer),
+        row["operation_id"],
+        row["chain_id"],
+        row["customer_id"],
+        row["outcome"],
+        row["answer_type"],
+        dict(row["answer"]),
     )
 
 
@@ -621,20 +642,15 @@ async def void_operation(
 ) -> None:
     """Mark the operation voided (inserted when loyalty never saw it): a later copy of its
     command gets `answer`, and its rows count in no history."""
-    stmt = pg_insert(bonus_operations).values(
-        operation_id=operation_id,
-        chain_id=chain_id,
-        customer_id=customer_id,
-        operation_kind=operation_kind,
-        outcome="voided",
-        answer_type=answer_type,
-        answer=answer,
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["chain_id", "operation_id"],
-            set_={"outcome": "voided", "answer_type": answer_type, "answer": answer},
-        )
+    await sql.execute(
+        session,
+        _VOID_OPERATION,
+        operation_id,
+        chain_id,
+        customer_id,
+        operation_kind,
+        answer_type,
+        _json(answer),
     )
 
 
@@ -652,51 +668,41 @@ class VoidedMovement:
         return self.amount if adding else -self.amount
 
 
+_MOVEMENTS = "SELECT movement_id, kind, amount, lot_id, at FROM bonus_movements"
+#: an operation's own movements (but those of an earlier void of it)
+_OWN_MOVEMENTS = (
+    _MOVEMENTS + " WHERE chain_id = $1 AND customer_id = $2 AND operation_id = $3"
+    " AND kind NOT IN ('void_taken', 'void_given') ORDER BY id"
+)
+#: what happened since to lots: their expiry, the cancellation of their payments' accruals
+_LATER_MOVEMENTS = (
+    _MOVEMENTS + " WHERE chain_id = $1 AND customer_id = $2 AND lot_id = ANY($3::uuid[])"
+    " AND kind IN ('expired', 'cancelled') ORDER BY id"
+)
+
+
 async def movements_to_void(
     session: AsyncSession, chain_id: UUID, customer_id: UUID, operation_id: UUID
 ) -> list[VoidedMovement]:
     """The published movements an operation caused: its own, and what happened since to what
     it accrued (the expiry of its lots, the cancellation of its payments' accruals)."""
-    c = bonus_movements.c
-    own = (
-        await session.execute(
-            sa.select(c.movement_id, c.kind, c.amount, c.lot_id, c.at)
-            .where(
-                c.chain_id == chain_id,
-                c.customer_id == customer_id,
-                c.operation_id == operation_id,
-                c.kind.notin_((MovementKind.VOID_TAKEN.value, MovementKind.VOID_GIVEN.value)),
-            )
-            .order_by(c.id)
-        )
-    ).all()
+    own = await sql.fetch(session, _OWN_MOVEMENTS, chain_id, customer_id, operation_id)
     lots = [
-        r.lot_id
+        r["lot_id"]
         for r in own
-        if r.lot_id is not None
-        and r.kind in (MovementKind.ACCRUED.value, MovementKind.RESTORED.value)
+        if r["lot_id"] is not None
+        and r["kind"] in (MovementKind.ACCRUED.value, MovementKind.RESTORED.value)
     ]
     later = []
     if lots:
-        mine = {r.movement_id for r in own}
+        mine = {r["movement_id"] for r in own}
         later = [
             r
-            for r in (
-                await session.execute(
-                    sa.select(c.movement_id, c.kind, c.amount, c.lot_id, c.at)
-                    .where(
-                        c.chain_id == chain_id,
-                        c.customer_id == customer_id,
-                        c.lot_id.in_(lots),
-                        c.kind.in_((MovementKind.EXPIRED.value, MovementKind.CANCELLED.value)),
-                    )
-                    .order_by(c.id)
-                )
-            ).all()
-            if r.movement_id not in mine
+            for r in await sql.fetch(session, _LATER_MOVEMENTS, chain_id, customer_id, lots)
+            if r["movement_id"] not in mine
         ]
     return [
-        VoidedMovement(r.movement_id, MovementKind(r.kind), r.amount, r.lot_id, r.at)
+        VoidedMovement(r["movement_id"], MovementKind(r["kind"]), r["amount"], r["lot_id"], r["at"])
         for r in [*own, *later]
     ]
 

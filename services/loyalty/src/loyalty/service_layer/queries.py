@@ -55,14 +55,14 @@ async def customer_bonus(
         ],
         "lots": [
             {
-                "lot_id": str(lot.lot_id),
-                "at": lot.at.isoformat(),
-                "amount": money(lot.amount),
-                "remaining": money(lot.remaining),
+                "lot_id": str(lot["lot_id"]),
+                "at": lot["at"].isoformat(),
+                "amount": money(lot["amount"]),
+                "remaining": money(lot["remaining"]),
                 "expires_at": (
                     None
                     if expiry_days is None
-                    else (lot.at + timedelta(days=expiry_days)).isoformat()
+                    else (lot["at"] + timedelta(days=expiry_days)).isoformat()
                 ),
             }
             for lot in lots
