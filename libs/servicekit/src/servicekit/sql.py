@@ -18,6 +18,7 @@ the bench's counters see it like any other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -96,3 +97,26 @@ async def execute(session: AsyncSession, sql: str, *args: Any) -> str:
     _report(conn, sql, args)
     tag: str = await driver.execute(sql, *args)
     return tag
+
+
+async def lock_row(
+    session: AsyncSession,
+    locking_sql: str,
+    args: Sequence[Any],
+    insert_sql: str | None = None,
+    insert_args: Sequence[Any] = (),
+) -> asyncpg.Record | None:
+    """A row locked until the transaction ends, created first when it is missing (the SQL-text
+    twin of `servicekit.db.lock_row`).
+
+    `locking_sql` is a `SELECT ... FOR UPDATE` (SKIP LOCKED allowed) of one row, run with
+    `args`; `insert_sql` an `INSERT ... ON CONFLICT DO NOTHING` of it run with `insert_args`
+    (None: never create). One statement when the row exists, the common case (a customer's
+    every operation after the first); three on first sight. Two first sights at once: both
+    insert, one waits for the other's row and inserts nothing, then both lock it in turn. With
+    SKIP LOCKED, None when another transaction holds the row."""
+    row = await fetchrow(session, locking_sql, *args)
+    if row is None and insert_sql is not None:
+        await execute(session, insert_sql, *insert_args)
+        row = await fetchrow(session, locking_sql, *args)
+    return row

@@ -140,3 +140,28 @@ async def test_driver_errors_are_classified_like_sqlalchemys(engine: AsyncEngine
     assert len(errors) == 1
     assert isinstance(errors[0], asyncpg.DeadlockDetectedError)
     assert is_transient(errors[0])
+
+
+async def test_lock_row_creates_a_missing_row_and_skips_one_held_elsewhere(
+    engine: AsyncEngine,
+) -> None:
+    sessions = make_session_factory(engine)
+    lock = "SELECT id, amount FROM sql_probe WHERE id = $1 FOR UPDATE"
+    create = "INSERT INTO sql_probe (id, amount) VALUES ($1, 0) ON CONFLICT DO NOTHING"
+    row_id = uuid.uuid4()
+    with counted_statements(engine) as first_sight:
+        async with sessions() as session, session.begin():
+            row = await sql.lock_row(session, lock, (row_id,), create, (row_id,))
+            assert row is not None
+            assert (row["id"], row["amount"]) == (row_id, Decimal("0.00"))
+    assert len(first_sight) == 3  # lock (nothing), create, lock
+    with counted_statements(engine) as known:
+        async with sessions() as holder, holder.begin():
+            assert await sql.lock_row(holder, lock, (row_id,), create, (row_id,)) is not None
+            # held: SKIP LOCKED gives nothing at once, and nothing is created
+            async with sessions() as other, other.begin():
+                skip = f"{lock} SKIP LOCKED"
+                assert await sql.lock_row(other, skip, (row_id,)) is None
+    assert len(known) == 2  # one statement each
+    async with sessions() as session, session.begin():
+        assert await sql.lock_row(session, lock, (uuid.uuid4(),)) is None  # never created

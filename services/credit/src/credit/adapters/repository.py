@@ -233,11 +233,13 @@ class Repository:
         One statement when the row exists, the common case; three on first sight. Two first
         sights at once: both insert, one waits for the other's row and inserts nothing, then
         both lock it in turn."""
-        lock = _LOCK_CUSTOMER_SKIP_LOCKED if skip_locked else _LOCK_CUSTOMER
-        row = await sql.fetchrow(self.session, lock, customer_id)
-        if row is None and not skip_locked:
-            await sql.execute(self.session, _INSERT_CUSTOMER, customer_id, chain_id)
-            row = await sql.fetchrow(self.session, lock, customer_id)
+        row = await sql.lock_row(
+            self.session,
+            _LOCK_CUSTOMER_SKIP_LOCKED if skip_locked else _LOCK_CUSTOMER,
+            (customer_id,),
+            None if skip_locked else _INSERT_CUSTOMER,
+            (customer_id, chain_id),
+        )
         if row is None:
             return None
         if row["chain_id"] != chain_id:

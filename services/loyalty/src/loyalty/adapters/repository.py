@@ -155,10 +155,8 @@ async def lock_customer(
     inserts nothing, then both lock it in turn.
     """
     lock = _LOCK_CUSTOMER_SKIP_LOCKED if skip_locked else _LOCK_CUSTOMER
-    row = await sql.fetchrow(session, lock, chain_id, customer_id)
-    if row is None:
-        await sql.execute(session, _CREATE_CUSTOMER, chain_id, customer_id)
-        row = await sql.fetchrow(session, lock, chain_id, customer_id)
+    key = (chain_id, customer_id)
+    row = await sql.lock_row(session, lock, key, _CREATE_CUSTOMER, key)
     if row is None:
         return None
     return row["balance"], row["deficit"]

@@ -102,13 +102,12 @@ class Directory(_Tables):
         self, chain_id: uuid.UUID, customer_id: uuid.UUID, *, skip_locked: bool = False
     ) -> bool:
         """Lock the customer's row (creating it if needed); False if skipped because busy.
-        One statement when the row exists (`servicekit.db.lock_row`'s steps: lock, else
-        create and lock; with SKIP LOCKED, no row when another transaction holds it)."""
+        One statement when the row exists (`servicekit.sql.lock_row`: lock, else create and
+        lock; with SKIP LOCKED, no row when another transaction holds it)."""
         lock = _LOCK_CUSTOMER_OR_SKIP if skip_locked else _LOCK_CUSTOMER
-        found = await sql.fetchval(self.session, lock, customer_id)
-        if found is None:
-            await sql.execute(self.session, _CREATE_CUSTOMER, customer_id, chain_id)
-            found = await sql.fetchval(self.session, lock, customer_id)
+        found = await sql.lock_row(
+            self.session, lock, (customer_id,), _CREATE_CUSTOMER, (customer_id, chain_id)
+        )
         return found is not None
 
     async def customer(self, customer_id: uuid.UUID) -> Any:
