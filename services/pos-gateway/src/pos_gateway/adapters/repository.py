@@ -2,8 +2,9 @@
 
 Every method works in the caller's session and transaction and never commits: the service
 layer decides where a transaction starts and ends, these classes only say how a row is read,
-locked or written. Rows come back as SQLAlchemy rows (attribute access by column name), but
-those of the till's hot path (the end of this module), sent through asyncpg (`servicekit.sql`).
+locked or written. Rows come back as SQLAlchemy rows (attribute access by column name); the
+few statements of a sale's hot path go through asyncpg instead (`servicekit.sql`, the end of
+this module), and their methods say what they return.
 """
 
 from __future__ import annotations
