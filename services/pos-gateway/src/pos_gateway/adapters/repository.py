@@ -2,7 +2,9 @@
 
 Every method works in the caller's session and transaction and never commits: the service
 layer decides where a transaction starts and ends, these classes only say how a row is read,
-locked or written. Rows come back as SQLAlchemy rows (attribute access by column name).
+locked or written. Rows come back as SQLAlchemy rows (attribute access by column name); the
+few statements of a sale's hot path go through asyncpg instead (`servicekit.sql`, the end of
+this module), and their methods say what they return.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
@@ -29,6 +32,7 @@ from pos_gateway.adapters.outcome_listener import (
 )
 from pos_gateway.domain.auth import KeyKind
 from pos_gateway.domain.operations import OpRef
+from servicekit import sql
 from servicekit.outbox import note_outbox_written
 
 
@@ -55,10 +59,7 @@ class IdempotencyKeys(_Tables):
 
     async def insert(self, scope: str, key: str, request_hash: str) -> bool:
         """True when this transaction created the key's row (and holds it now)."""
-        inserted = await self.session.execute(
-            _CLAIM_KEY, {"scope": scope, "key": key, "request_hash": request_hash}
-        )
-        return inserted.first() is not None
+        return await sql.fetchval(self.session, _CLAIM_KEY, scope, key, request_hash) is not None
 
     async def get(self, scope: str, key: str) -> Row[Any]:
         k = t.idempotency_keys.c
@@ -285,9 +286,10 @@ class MasterData(_Tables):
 class ApiKeys(_Tables):
     """`api_keys`, stored only as hashes; a key is refused once `revoked_at` is set."""
 
-    async def active(self, key_hash: str) -> Row[Any] | None:
-        """The key's row while it is not revoked (every request's authentication)."""
-        return (await self.session.execute(_ACTIVE_KEY, {"key_hash": key_hash})).first()
+    async def active(self, key_hash: str) -> asyncpg.Record | None:
+        """The key's row while it is not revoked (every request's authentication), by column
+        name (`row["kind"]`)."""
+        return await sql.fetchrow(self.session, _ACTIVE_KEY, key_hash)
 
     async def insert(self, **values: Any) -> None:
         await self.session.execute(sa.insert(t.api_keys).values(key_id=uuid.uuid4(), **values))
@@ -560,25 +562,26 @@ class Operations(_Tables):
         outcome: dict[str, Any] | None,
         code: str | None,
         detail: str | None,
-    ) -> Row[Any] | None:
+    ) -> SimpleNamespace | None:
         """Store the outcome on a pending operation and tell every gateway instance's listener
         at this transaction's commit (`adapters.outcome_listener`): one statement. The row as
-        stored (as `read` reads it); None when there is no pending operation (or it is done):
-        nothing stored, nobody told."""
-        result = await self.session.execute(
+        stored (the columns `read` reads, as attributes); None when there is no pending
+        operation (or it is done): nothing stored, nobody told."""
+        row = await sql.fetchrow(
+            self.session,
             _SETTLE_AND_NOTIFY,
-            {
-                **_ref_params(ref),
-                "status": status,
-                # JSON null, as the JSONB column type stores a Python None
-                "outcome": json.dumps(outcome),
-                "code": code,
-                "detail": detail,
-                "channel": CHANNEL,
-                "payload": payload_of(ref.key),
-            },
+            *_ref_args(ref),
+            status,
+            # JSON null, as the JSONB column type stores a Python None
+            json.dumps(outcome),
+            code,
+            detail,
+            CHANNEL,
+            payload_of(ref.key),
         )
-        return result.first()
+        if row is None:
+            return None
+        return SimpleNamespace(**{name: row[name] for name in _SETTLED_COLUMNS})
 
     async def record(
         self,
@@ -593,35 +596,26 @@ class Operations(_Tables):
         already: then nothing at all was written (the caller deals with the existing one)."""
         lines, payments = request.lines, request.payments
         scope, key = idempotency if idempotency is not None else (None, None)
-        result = await self.session.execute(
+        inserted = await sql.fetchval(
+            self.session,
             _RECORD,
-            {
-                **_ref_params(ref),
-                "store_id": request.store_id,
-                "terminal_id": request.terminal_id,
-                "customer_id": request.customer_id,
-                "request_hash": request.request_hash,
-                "request": json.dumps(request.request),
-                "line_nos": [ln["line_no"] for ln in lines],
-                "skus": [ln["sku"] for ln in lines],
-                "barcodes": [ln["barcode"] for ln in lines],
-                "names": [ln["name"] for ln in lines],
-                "quantities": [ln["quantity"] for ln in lines],
-                "unit_prices": [ln["unit_price"] for ln in lines],
-                "discounts": [ln["discount"] for ln in lines],
-                "amounts": [ln["amount"] for ln in lines],
-                "payment_ids": [p["payment_id"] for p in payments],
-                "methods": [p["method"] for p in payments],
-                **{f"outbox_{name}": value for name, value in outbox.items()},
-                "outbox_headers": json.dumps(outbox["headers"]),
-                "scope": scope,
-                "idempotency_key": key,
-            },
+            *_ref_args(ref),
+            request.store_id,
+            request.terminal_id,
+            request.customer_id,
+            request.request_hash,
+            json.dumps(request.request),
+            *([ln[name] for ln in lines] for name in _LINE_COLUMNS),
+            [p["payment_id"] for p in payments],
+            [p["method"] for p in payments],
+            *(outbox[name] for name in _OUTBOX_COLUMNS),
+            json.dumps(outbox["headers"]),
+            scope,
+            key,
         )
-        inserted = bool(result.scalar_one())
         if inserted:
             note_outbox_written(self.session)
-        return inserted
+        return bool(inserted)
 
     # sale lines and payments
 
@@ -657,26 +651,28 @@ class Operations(_Tables):
 
 # --------------------------------------------------------------------------- the till's hot path
 #
-# A till request's reads and writes as one statement each (SQL text, prepared once per
-# connection): a sale cost eleven statements before, each built and executed by SQLAlchemy,
-# and that per-statement work was most of the gateway's CPU (docs/benchmarks.md). The two
-# statements of every request (the key's authentication, the Idempotency-Key's claim) are SQL
-# text too: building them as expressions on every call cost more than running them.
+# A till request's reads and writes as one statement each: a sale cost eleven statements
+# before, each built and executed by SQLAlchemy, and that per-statement work was most of the
+# gateway's CPU (docs/benchmarks.md). The statements of a sale (the key's authentication, the
+# Idempotency-Key's claim, the till lookup, the writes) and the consumer's settling one go
+# through asyncpg directly (`servicekit.sql`: SQL with `$n` parameters, prepared once per
+# connection, in the session's transaction); their rows are `asyncpg.Record`s.
 
-_ACTIVE_KEY = sa.text(
+_ACTIVE_KEY = (
     "SELECT " + ", ".join(c.name for c in t.api_keys.columns) + " FROM api_keys"
-    " WHERE key_hash = CAST(:key_hash AS text) AND revoked_at IS NULL"
-).columns(*t.api_keys.columns)
+    " WHERE key_hash = $1::text AND revoked_at IS NULL"
+)
 
-_CLAIM_KEY = sa.text(
+_CLAIM_KEY = (
     "INSERT INTO idempotency_keys (scope, key, request_hash)"
-    " VALUES (CAST(:scope AS text), CAST(:key AS text), CAST(:request_hash AS text))"
+    " VALUES ($1::text, $2::text, $3::text)"
     " ON CONFLICT DO NOTHING RETURNING key"
 )
 
 
-def _ref_params(ref: OpRef) -> dict[str, Any]:
-    return {"chain_id": ref.chain_id, "kind": ref.kind, "operation_id": ref.operation_id}
+def _ref_args(ref: OpRef) -> tuple[uuid.UUID, str, uuid.UUID]:
+    """The operation's key: `$1` chain_id, `$2` kind, `$3` operation_id."""
+    return ref.chain_id, ref.kind, ref.operation_id
 
 
 @dataclass(frozen=True)
@@ -694,57 +690,69 @@ class TillRequest:
     payments: Sequence[dict[str, Any]] = ()
 
 
+#: the columns of the row `settle_and_notify` returns (those `Operations.read` reads)
+_SETTLED_COLUMNS = (*(c.name for c in ANSWER_COLUMNS), "minor_units")
 _OPERATION_COLUMNS = ", ".join(f"s.{c.name}" for c in ANSWER_COLUMNS)
 # The notification carries the row as stored when it fits (`outcome_listener`), so a request
-# another instance wakes answers without reading it.
-_SETTLE_AND_NOTIFY = sa.text(
+# another instance wakes answers without reading it. $1-$3: the operation's key (`_ref_args`).
+_SETTLE_AND_NOTIFY = (
     "WITH settled AS ("
-    " UPDATE operations SET status = CAST(:status AS text), outcome = CAST(:outcome AS jsonb),"
-    " code = CAST(:code AS text), detail = CAST(:detail AS text), completed_at = now()"
-    " WHERE chain_id = CAST(:chain_id AS uuid) AND kind = CAST(:kind AS text)"
-    " AND operation_id = CAST(:operation_id AS uuid) AND status = 'pending'"
+    " UPDATE operations SET status = $4::text, outcome = $5::jsonb,"
+    " code = $6::text, detail = $7::text, completed_at = now()"
+    " WHERE chain_id = $1::uuid AND kind = $2::text"
+    " AND operation_id = $3::uuid AND status = 'pending'"
     " RETURNING *)"
-    " SELECT a.*, pg_notify(CAST(:channel AS text), CASE"
+    " SELECT a.*, pg_notify($8::text, CASE"
     f" WHEN octet_length(n.full_payload) < {PAYLOAD_LIMIT} THEN n.full_payload"
-    " ELSE CAST(:payload AS text) END) AS notified"
+    " ELSE $9::text END) AS notified"
     f" FROM (SELECT {_OPERATION_COLUMNS}, c.minor_units"
     " FROM settled AS s LEFT JOIN chains AS c ON c.chain_id = s.chain_id) AS a,"
-    " LATERAL (SELECT CAST(:payload AS text) || '|' || CAST(to_jsonb(a) AS text)"
+    " LATERAL (SELECT $9::text || '|' || CAST(to_jsonb(a) AS text)"
     " AS full_payload) AS n"
-).columns(*ANSWER_COLUMNS, t.chains.c.minor_units, sa.column("notified"))
+)
 
-# Every part after `op` writes only when `op` inserted the operation (`FROM op`, `EXISTS`).
-_RECORD = sa.text(
+#: the sale line columns `_RECORD` takes as arrays ($9-$16), in its order
+_LINE_COLUMNS = (
+    "line_no",
+    "sku",
+    "barcode",
+    "name",
+    "quantity",
+    "unit_price",
+    "discount",
+    "amount",
+)
+#: the outbox row's columns `_RECORD` takes ($19-$23; its headers are $24)
+_OUTBOX_COLUMNS = ("message_id", "topic", "key", "type", "value")
+# $1-$3: the operation's key (`_ref_args`); $4-$8: the request row; $9-$16: the lines (arrays,
+# `_LINE_COLUMNS`); $17-$18: the payments (arrays); $19-$24: the outbox row; $25-$26: the
+# Idempotency-Key (scope, key; null without one). Every part after `op` writes only when `op`
+# inserted the operation (`FROM op`, `EXISTS`).
+_RECORD = (
     "WITH op AS ("
     " INSERT INTO operations (chain_id, kind, operation_id, store_id, terminal_id,"
     " customer_id, request_hash, request, status)"
-    " VALUES (CAST(:chain_id AS uuid), CAST(:kind AS text), CAST(:operation_id AS uuid),"
-    " CAST(:store_id AS uuid), CAST(:terminal_id AS uuid), CAST(:customer_id AS uuid),"
-    " CAST(:request_hash AS text), CAST(:request AS jsonb), 'pending')"
+    " VALUES ($1::uuid, $2::text, $3::uuid, $4::uuid, $5::uuid, $6::uuid, $7::text, $8::jsonb,"
+    " 'pending')"
     " ON CONFLICT DO NOTHING RETURNING operation_id),"
     " lines AS ("
     " INSERT INTO sale_lines (chain_id, sale_id, line_no, sku, barcode, name, quantity,"
     " unit_price, discount, amount)"
-    " SELECT CAST(:chain_id AS uuid), op.operation_id, l.* FROM op, unnest("
-    "CAST(:line_nos AS integer[]), CAST(:skus AS text[]), CAST(:barcodes AS text[]),"
-    " CAST(:names AS text[]), CAST(:quantities AS numeric[]), CAST(:unit_prices AS numeric[]),"
-    " CAST(:discounts AS numeric[]), CAST(:amounts AS numeric[])) AS l),"
+    " SELECT $1::uuid, op.operation_id, l.* FROM op, unnest($9::integer[], $10::text[],"
+    " $11::text[], $12::text[], $13::numeric[], $14::numeric[], $15::numeric[],"
+    " $16::numeric[]) AS l),"
     " paid AS ("
     " INSERT INTO payments (payment_id, chain_id, customer_id, operation_kind, operation_id,"
     " method)"
-    " SELECT p.payment_id, CAST(:chain_id AS uuid), CAST(:customer_id AS uuid),"
-    " CAST(:kind AS text), op.operation_id, p.method FROM op,"
-    " unnest(CAST(:payment_ids AS uuid[]), CAST(:methods AS text[])) AS p(payment_id, method)),"
+    " SELECT p.payment_id, $1::uuid, $6::uuid, $2::text, op.operation_id, p.method FROM op,"
+    " unnest($17::uuid[], $18::text[]) AS p(payment_id, method)),"
     " sent AS ("
     " INSERT INTO outbox (message_id, topic, key, type, value, headers)"
-    " SELECT CAST(:outbox_message_id AS uuid), CAST(:outbox_topic AS text),"
-    " CAST(:outbox_key AS text), CAST(:outbox_type AS text), CAST(:outbox_value AS bytea),"
-    " CAST(:outbox_headers AS jsonb) FROM op),"
+    " SELECT $19::uuid, $20::text, $21::text, $22::text, $23::bytea, $24::jsonb FROM op),"
     " linked AS ("
-    " UPDATE idempotency_keys SET chain_id = CAST(:chain_id AS uuid),"
-    " operation_kind = CAST(:kind AS text), operation_id = CAST(:operation_id AS uuid)"
-    " WHERE scope = CAST(:scope AS text) AND key = CAST(:idempotency_key AS text)"
-    " AND EXISTS (SELECT 1 FROM op))"
+    " UPDATE idempotency_keys SET chain_id = $1::uuid, operation_kind = $2::text,"
+    " operation_id = $3::uuid"
+    " WHERE scope = $25::text AND key = $26::text AND EXISTS (SELECT 1 FROM op))"
     " SELECT count(*) FROM op"
 )
 
@@ -769,11 +777,25 @@ _LOOKUP_PARTS = (
     ("ow", t.customers, "customer_id"),
 )
 
-_TILL_LOOKUP = sa.text(
+
+def _lookup_layout() -> list[tuple[int, list[tuple[str, int]]]]:
+    """Per part of `_LOOKUP_PARTS`: the position of its never-null column in `_TILL_LOOKUP`'s
+    row, and (name, position) of each of its columns (`locks` is position 0)."""
+    layout, position = [], 1
+    for _alias, table, present in _LOOKUP_PARTS:
+        columns = [(c.name, position + i) for i, c in enumerate(table.columns)]
+        layout.append((dict(columns)[present], columns))
+        position += len(columns)
+    return layout
+
+
+_LOOKUP_LAYOUT = _lookup_layout()
+
+# $1 chain_id, $2 card_number, $3 customer_id, $4 lock_name (each may be null but the chain)
+_TILL_LOOKUP = (
     # the advisory lock of `Operations.lock_name`, when a name is given (before the row)
     "WITH locked AS MATERIALIZED ("
-    " SELECT pg_advisory_xact_lock(hashtext(CAST(:lock_name AS text)))"
-    " WHERE CAST(:lock_name AS text) IS NOT NULL)"
+    " SELECT pg_advisory_xact_lock(hashtext($4::text)) WHERE $4::text IS NOT NULL)"
     " SELECT (SELECT count(*) FROM locked) AS locks, "
     + ", ".join(
         f"{alias}.{c.name} AS {alias}_{c.name}"
@@ -781,20 +803,10 @@ _TILL_LOOKUP = sa.text(
         for c in table.columns
     )
     + " FROM (SELECT 1) AS one"
-    " LEFT JOIN chains AS ch ON ch.chain_id = CAST(:chain_id AS uuid)"
-    " LEFT JOIN cards AS ca ON ca.chain_id = CAST(:chain_id AS uuid)"
-    " AND ca.card_number = CAST(:card_number AS text)"
-    " LEFT JOIN customers AS cu ON cu.chain_id = CAST(:chain_id AS uuid)"
-    " AND cu.customer_id = CAST(:customer_id AS uuid)"
-    " LEFT JOIN customers AS ow ON ow.chain_id = CAST(:chain_id AS uuid)"
-    " AND ow.customer_id = ca.customer_id"
-).columns(
-    sa.column("locks", sa.BigInteger),
-    *(
-        sa.column(f"{alias}_{c.name}", c.type)
-        for alias, table, _ in _LOOKUP_PARTS
-        for c in table.columns
-    ),
+    " LEFT JOIN chains AS ch ON ch.chain_id = $1::uuid"
+    " LEFT JOIN cards AS ca ON ca.chain_id = $1::uuid AND ca.card_number = $2::text"
+    " LEFT JOIN customers AS cu ON cu.chain_id = $1::uuid AND cu.customer_id = $3::uuid"
+    " LEFT JOIN customers AS ow ON ow.chain_id = $1::uuid AND ow.customer_id = ca.customer_id"
 )
 
 
@@ -810,25 +822,13 @@ async def till_lookup(
     `lock_name`, the transaction-scoped advisory lock `Operations.lock_name` takes, too."""
     if card_number is not None and "\x00" in card_number:
         card_number = None  # no card has it (PostgreSQL text cannot hold it): not found
-    row = (
-        await session.execute(
-            _TILL_LOOKUP,
-            {
-                "chain_id": chain_id,
-                "card_number": card_number,
-                "customer_id": customer_id,
-                "lock_name": lock_name,
-            },
+    row = await sql.fetchrow(session, _TILL_LOOKUP, chain_id, card_number, customer_id, lock_name)
+    assert row is not None, "the lookup always returns its one row"
+    return TillLookup(
+        *(
+            None
+            if row[present] is None
+            else SimpleNamespace(**{name: row[i] for name, i in columns})
+            for present, columns in _LOOKUP_LAYOUT
         )
-    ).one()
-    parts: list[SimpleNamespace | None] = []
-    for alias, table, present in _LOOKUP_PARTS:
-        if getattr(row, f"{alias}_{present}") is None:
-            parts.append(None)
-        else:
-            parts.append(
-                SimpleNamespace(
-                    **{c.name: getattr(row, f"{alias}_{c.name}") for c in table.columns}
-                )
-            )
-    return TillLookup(*parts)
+    )

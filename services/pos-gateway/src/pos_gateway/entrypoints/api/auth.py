@@ -83,17 +83,18 @@ async def authenticate(
         row = await ApiKeys(session).active(hash_key(token))
     if row is None:
         raise GatewayError("unauthorized", "unknown API key")
+    chain_id = row["chain_id"]
     principal = Principal(
-        KeyKind(row.kind),
-        scope=f"key:{row.key_id}",
-        chain_id=row.chain_id,
-        store_id=row.store_id,
-        terminal_id=row.terminal_id,
+        KeyKind(row["kind"]),
+        scope=f"key:{row['key_id']}",
+        chain_id=chain_id,
+        store_id=row["store_id"],
+        terminal_id=row["terminal_id"],
     )
-    if row.chain_id is not None:
+    if chain_id is not None:
         # every log line of the rest of this request carries the chain (the request runs in a
         # context of its own, so this never leaks into another request)
-        chain_id_var.set(str(row.chain_id))
+        chain_id_var.set(str(chain_id))
     if principal.kind is KeyKind.TERMINAL:
         limiter: TokenBucket | None = getattr(request.app.state, "rate_limiter", None)
         wait = limiter.take(principal.scope) if limiter is not None else 0.0
