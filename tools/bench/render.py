@@ -257,6 +257,27 @@ def _profile_lines(prof: dict[str, Any]) -> list[str]:
     return out
 
 
+def _curve_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs the curve shows: the latest with one process per consumer service and the
+    latest with several, of this repository's code at the time (an A/B run by the steps of
+    its "this checkout" variant; a `--code-ref` run, another commit's code, never)."""
+    curves = []
+    for run in runs:
+        if run.get("code_ref"):
+            continue
+        steps = [
+            s
+            for s in run["steps"]
+            if s.get("cpu_ms_per_request")
+            and str(s.get("variant", "this checkout")).startswith("this checkout")
+        ]
+        if len(steps) > 1:
+            curves.append({**run, "steps": steps})
+    single = [r for r in curves if r.get("instances", 1) == 1][-1:]
+    many = [r for r in curves if r.get("instances", 1) > 1][-1:]
+    return single + many
+
+
 def _plot_cpu(runs: list[dict[str, Any]], path: Path) -> bool:
     """CPU per request against offered load, stack and per service: the latest run with one
     process per consumer service and the latest with several, side by side."""
@@ -267,16 +288,7 @@ def _plot_cpu(runs: list[dict[str, Any]], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    curves = [
-        r
-        for r in runs
-        if len(r["steps"]) > 1
-        and any(s.get("cpu_ms_per_request") for s in r["steps"])
-        and not any(s.get("variant") for s in r["steps"])
-    ]
-    single = [r for r in curves if r.get("instances", 1) == 1][-1:]
-    many = [r for r in curves if r.get("instances", 1) > 1][-1:]
-    shown = single + many
+    shown = _curve_runs(runs)
     if not shown:
         return False
     fig, axes = plt.subplots(
@@ -347,21 +359,13 @@ def _plot_cpu(runs: list[dict[str, Any]], path: Path) -> bool:
 
 def _curve_section(runs: list[dict[str, Any]], plotted: bool) -> list[str]:
     """The generated part after the notes: the CPU-per-request curve of the latest runs."""
-    curves = [
-        r
-        for r in runs
-        if len(r["steps"]) > 1
-        and any(s.get("cpu_ms_per_request") for s in r["steps"])
-        and not any(s.get("variant") for s in r["steps"])
-    ]
-    if not curves:
+    shown = _curve_runs(runs)
+    if not shown:
         return []
     out = ["# CPU per request against load (generated)", ""]
     if plotted:
         out += ["![CPU per request against offered load](benchmarks/cpu_per_request.png)", ""]
-    single = [r for r in curves if r.get("instances", 1) == 1][-1:]
-    many = [r for r in curves if r.get("instances", 1) > 1][-1:]
-    for run in single + many:
+    for run in shown:
         out.append(
             f"`{run['label']}` ({run.get('instances', 1)} process(es) per consumer "
             f"service, {run.get('gateways', 1)} gateway(s); command "
