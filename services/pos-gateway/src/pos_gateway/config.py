@@ -35,9 +35,11 @@ class Settings(ServiceSettings):
     internal_timeout_seconds: float = 3.0
     #: How long a till request waits for its outcome before answering 202.
     sale_wait_seconds: float = 2.0
-    #: How soon a waiting request first re-reads its row (outcomes consumed by another
-    #: instance); the interval then doubles, up to 5 times this value.
-    outcome_poll_interval_seconds: float = 0.1
+    #: How soon a waiting request first re-reads its row; the interval then doubles, up to 5
+    #: times this value. Only a fallback: an outcome wakes its request in-process or by
+    #: NOTIFY, so a poll finds something only while the LISTEN connection is down; at 0.1 s
+    #: most requests read their row once for nothing.
+    outcome_poll_interval_seconds: float = 0.5
     #: Idempotency keys are kept at least this long (the API promises 24 hours).
     idempotency_keep_hours: float = 48.0
     idempotency_purge_interval_seconds: float = 3600.0
