@@ -227,9 +227,10 @@ class OutboxRelay:
         service: str,
         session_factory: SessionFactory,
         broker: KafkaBroker,
-        poll_interval: float = 0.2,
+        poll_interval: float = 1.0,
         batch_size: int = 500,
         keep_sent: timedelta = timedelta(hours=24),
+        busy_retry: float = 0.02,
     ) -> None:
         self.service = service
         self.session_factory = session_factory
@@ -241,6 +242,9 @@ class OutboxRelay:
         self._stopping = False
         self._lock_key = zlib.crc32(f"outbox-relay:{service}".encode())
         self._last_purge = 0.0
+        #: seconds before trying again when another relay of the service held the lock
+        self.busy_retry = busy_retry
+        self._busy = False
 
     def kick(self) -> None:
         self._wake.set()
@@ -260,6 +264,11 @@ class OutboxRelay:
                     continue
                 if sent >= self.batch_size:
                     continue  # more waiting: go on without sleeping
+                if self._busy:
+                    # another instance's relay is publishing: what woke this one (its own
+                    # commit) must not wait for the next poll, so try again shortly
+                    await asyncio.sleep(min(self.busy_retry, self.poll_interval))
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
                 self._wake.clear()
@@ -275,7 +284,8 @@ class OutboxRelay:
         async with self.session_factory() as session, session.begin():
             # the lock and the rows in one round trip: no row comes back without the lock
             result = await sql.fetch(session, _CLAIM, self._lock_key, self.batch_size)
-            if not result or not result[0]["got"]:
+            self._busy = not result or not result[0]["got"]
+            if self._busy:
                 return 0
             rows = [_Unsent(*row[1:]) for row in result if row["id"] is not None]
             await self._update_gauges(session, rows)

@@ -63,7 +63,10 @@ class ServiceSettings(KafkaClientSettings):
     kafka_dead_letter_retention_days: float = Field(
         default=90.0, validation_alias=AliasChoices("KAFKA_DEAD_LETTER_RETENTION_DAYS")
     )
-    outbox_poll_interval_seconds: float = 0.2
+    #: How often the outbox relay looks for unsent rows without being woken (seconds). Only a
+    #: safety net: a commit that wrote rows wakes its process's relay at once, and a relay that
+    #: found another instance's relay publishing tries again after 20 ms.
+    outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = 500
     outbox_keep_sent_hours: float = 24.0
     consumer_batch_size: int = 200

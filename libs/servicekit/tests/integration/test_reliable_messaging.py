@@ -840,3 +840,39 @@ async def test_partitions_taken_away_by_a_rebalance_have_their_offsets_committed
         await second.stop()
         await producer.stop()
         await broker.stop()
+
+
+async def test_a_relay_that_found_another_publishing_tries_again_soon_not_at_the_next_poll(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """Two instances of a service share one outbox: while one relay publishes (holds the lock),
+    the other's wake-up finds nothing it may send. It tries again after `busy_retry`, so its
+    rows leave right after the lock is released, not a poll interval later."""
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    broker = KafkaBroker(kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+    await broker.start()
+    relay = OutboxRelay(
+        service=f"svc-{uuid.uuid4().hex[:6]}",
+        session_factory=session_factory,
+        broker=broker,
+        poll_interval=60.0,  # the poll alone would leave the row unsent for the whole test
+    )
+    running = asyncio.create_task(relay.run())
+    try:
+        async with session_factory() as other, other.begin():
+            await other.execute(
+                sa.select(sa.func.pg_advisory_xact_lock(relay._lock_key))  # noqa: SLF001
+            )
+            async with session_factory() as session, session.begin():
+                await enqueue(session, topic, _envelope())  # commits: the relay is woken
+            await asyncio.sleep(0.5)
+            assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 1
+        released = asyncio.get_running_loop().time()
+        while await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)):
+            assert asyncio.get_running_loop().time() - released < 5.0, "still unsent"
+            await asyncio.sleep(0.02)
+    finally:
+        relay.stop()
+        await asyncio.wait_for(running, 10)
+        await broker.stop()
