@@ -260,7 +260,8 @@ def _profile_lines(prof: dict[str, Any]) -> list[str]:
 def _curve_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The runs the curve shows: the latest with one process per consumer service and the
     latest with several, of this repository's code at the time (an A/B run by the steps of
-    its "this checkout" variant; a `--code-ref` run, another commit's code, never)."""
+    its "this checkout" variant; a `--code-ref` run, another commit's code, never), with at
+    least three rates."""
     curves = []
     for run in runs:
         if run.get("code_ref"):
@@ -271,7 +272,7 @@ def _curve_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if s.get("cpu_ms_per_request")
             and str(s.get("variant", "this checkout")).startswith("this checkout")
         ]
-        if len(steps) > 1:
+        if len(steps) >= 3:  # a curve, not a spot check
             curves.append({**run, "steps": steps})
     single = [r for r in curves if r.get("instances", 1) == 1][-1:]
     many = [r for r in curves if r.get("instances", 1) > 1][-1:]
