@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -39,45 +37,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
-
+from bench.inprocess import alternate, database_server, record, statement_counter
 from contracts.base import Message
-from contracts.envelope import decode, encode, make_envelope
-from contracts.registry import lookup
+from contracts.envelope import decode
 
 T0 = datetime(2026, 6, 1, 9, tzinfo=UTC)
 CENT = Decimal("0.01")
-
-
-def _record(model: Message, key: uuid.UUID, offset: int) -> ConsumerRecord[Any, Any]:
-    env = make_envelope(model, chain_id=None, key=str(key), correlation_id=uuid.uuid4())
-    value = encode(env)
-    return ConsumerRecord(
-        topic=lookup(env.type, env.schema_version).topic,
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=str(key).encode(),
-        value=value,
-        checksum=None,
-        serialized_key_size=36,
-        serialized_value_size=len(value),
-        headers=(),
-    )
-
-
-def _statement_counter(engine: Any) -> list[int]:
-    """[statements sent by `engine` since the item was last set to 0]"""
-    import sqlalchemy as sa
-
-    count = [0]
-
-    def seen(*_args: Any) -> None:
-        count[0] += 1
-
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", seen)
-    return count
 
 
 def _sale(rng: random.Random, n: int, chain: uuid.UUID, customer: Any, settings: Any) -> Any:
@@ -139,7 +104,7 @@ class _Credit:
         from servicekit.db import make_session_factory
 
         self.engine = engine
-        self.statements = _statement_counter(engine)
+        self.statements = statement_counter(engine)
         self.consumer = make_consumer()
         self.consumer.bind(make_session_factory(engine))
         self.offset = 0
@@ -148,11 +113,11 @@ class _Credit:
         self.counts: dict[str, list[int]] = defaultdict(list)
 
     async def feed(self, model: Message, key: uuid.UUID, *, measured: bool) -> None:
-        record = _record(model, key, self.offset)
+        rec = record(model, key, self.offset)
         self.offset += 1
         self.statements[0] = 0
         started = time.process_time()
-        await self.consumer.process_records([record])
+        await self.consumer.process_records([rec])
         spent = (time.process_time() - started) * 1000
         if measured:
             self.cpu[model.TYPE].append(spent)
@@ -217,58 +182,17 @@ async def _measure(server_url: str, sales: int, customers: int, warmup: int) -> 
     return out
 
 
-def _server() -> tuple[str, Any]:
-    """A PostgreSQL server URL: `DATABASE_URL`, else one devstack starts (returned to stop)."""
-    server = os.environ.get("DATABASE_URL")
-    if server:
-        return server, None
-    from devstack.stack import start_infra
-
-    infra = start_infra(f"bench-{secrets.token_hex(3)}")
-    return infra.database_url, infra
-
-
 def _one(args: argparse.Namespace) -> None:
-    server, infra = _server()
-    try:
+    with database_server() as server:
         result = asyncio.run(_measure(server, args.sales, args.customers, args.warmup))
-    finally:
-        if infra is not None:
-            infra.stop(purge=True)
     print(json.dumps(result))
 
 
 def _ab(args: argparse.Namespace) -> None:
     """Alternate runs of the code under each `--ab-src` and of this checkout (the order
     reversed every other round), the infrastructure started once."""
-    here = Path(__file__).resolve().parents[2]
-    server, infra = _server()
-    variants = [(str(src), Path(src)) for src in args.ab_src] + [("this checkout", here)]
-    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     passed = [f"--sales={args.sales}", f"--customers={args.customers}", f"--warmup={args.warmup}"]
-    try:
-        for r in range(args.repeats):
-            for name, root in variants if r % 2 == 0 else list(reversed(variants)):
-                env = {
-                    **os.environ,
-                    "DATABASE_URL": server,
-                    "PYTHONPATH": os.pathsep.join(
-                        [str(root / "services" / "credit" / "src"), str(here / "tools")]
-                    ),
-                }
-                done = subprocess.run(
-                    [sys.executable, "-m", "bench.credit_cpu", *passed],
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                last = done.stdout.strip().splitlines()[-1]
-                runs[name].append(json.loads(last))
-                print(name, last, file=sys.stderr)
-    finally:
-        if infra is not None:
-            infra.stop(purge=True)
+    runs = alternate("bench.credit_cpu", passed, args.ab_src, ("credit",), args.repeats)
     print(json.dumps(_summary(runs), indent=2))
 
 

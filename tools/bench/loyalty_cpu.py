@@ -30,7 +30,6 @@ import gc
 import importlib.util
 import itertools
 import json
-import os
 import secrets
 import statistics
 import subprocess
@@ -48,6 +47,7 @@ import sqlalchemy as sa
 from aiokafka import ConsumerRecord
 
 import loyalty.adapters.repository as new_repo
+from bench.inprocess import database_server
 from contracts.credit.v1 import ApplyBonuses, BonusBase
 from contracts.enums import BonusOperationKind, PaymentMethod
 from contracts.envelope import encode, make_envelope
@@ -256,18 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--returns", action="store_true", help="every second message a return")
     args = parser.parse_args(argv)
-    server = os.environ.get("DATABASE_URL")
-    infra = None
-    if not server:
-        from devstack.stack import start_infra
-
-        infra = start_infra(f"bench-{secrets.token_hex(3)}")
-        server = infra.database_url
-    try:
+    with database_server() as server:
         result = asyncio.run(measure(server, args))
-    finally:
-        if infra is not None:
-            infra.stop(purge=True)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -21,22 +21,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from aiokafka.structs import ConsumerRecord
-
+from bench.inprocess import alternate, database_server, record, statement_counter
 from contracts.base import Message
 from contracts.credit import v1 as credit
 from contracts.enums import (
@@ -45,10 +41,8 @@ from contracts.enums import (
     OverdueDiscountPolicy,
     PaymentMethod,
 )
-from contracts.envelope import encode, make_envelope
 from contracts.gateway import v1 as gateway
 from contracts.loyalty import v1 as loyalty
-from contracts.registry import lookup
 
 D = Decimal
 ZERO = D("0.00")
@@ -232,39 +226,8 @@ def _payments(
     return out
 
 
-def _record(model: Message, key: uuid.UUID, offset: int) -> ConsumerRecord[Any, Any]:
-    env = make_envelope(model, chain_id=None, key=str(key), correlation_id=uuid.uuid4())
-    value = encode(env)
-    return ConsumerRecord(
-        topic=lookup(env.type, env.schema_version).topic,
-        partition=0,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=str(key).encode(),
-        value=value,
-        checksum=None,
-        serialized_key_size=36,
-        serialized_value_size=len(value),
-        headers=(),
-    )
-
-
 def _key(model: Message) -> uuid.UUID:
     return getattr(model, "customer_id", None) or getattr(model, "chain_id")  # noqa: B009
-
-
-def _statement_counter(engine: Any) -> list[int]:
-    """[statements sent by `engine` since the item was last set to 0]"""
-    import sqlalchemy as sa
-
-    count = [0]
-
-    def seen(*_args: Any) -> None:
-        count[0] += 1
-
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", seen)
-    return count
 
 
 async def _feed(
@@ -311,20 +274,20 @@ async def _measure(
         url = with_database(server_url, f"bench_{service}_{secrets.token_hex(4)}")
         await prepare_database(migrations, url)
         engine = make_engine(url, pool_size=2)
-        statements = _statement_counter(engine)
+        statements = statement_counter(engine)
         consumer = make()
         consumer.bind(make_session_factory(engine))
         topics = set(consumer.topics)
         offset = 0
         for model in setup:
-            await consumer.process_records([_record(model, _key(model), offset)])
+            await consumer.process_records([record(model, _key(model), offset)])
             offset += 1
         mine = []
         for measured, kind, model in events:
-            record = _record(model, _key(model), offset)
+            rec = record(model, _key(model), offset)
             offset += 1
-            if record.topic in topics:
-                mine.append((measured, kind, record))
+            if rec.topic in topics:
+                mine.append((measured, kind, rec))
         cpu, counts = await _feed(consumer, mine, batch, statements)
         await engine.dispose()
         total, measured_sales = sum(cpu.pop("(all)")), sum(counts.pop("(sales)"))
@@ -341,56 +304,17 @@ async def _measure(
 
 
 def _one(args: argparse.Namespace) -> None:
-    server = os.environ.get("DATABASE_URL")
-    infra = None
-    if not server:
-        from devstack.stack import start_infra
-
-        infra = start_infra(f"bench-{secrets.token_hex(3)}")
-        server = infra.database_url
-    try:
+    with database_server() as server:
         result = asyncio.run(_measure(server, args.sales, args.customers, args.warmup, args.batch))
-    finally:
-        if infra is not None:
-            infra.stop(purge=True)
     print(json.dumps(result))
 
 
 def _ab(args: argparse.Namespace) -> None:
     """Alternate runs of the code under each `--ab-src` and of this checkout, in one process
     tree (the infrastructure started once)."""
-    here = Path(__file__).resolve().parents[2]
-    infra = None
-    server = os.environ.get("DATABASE_URL")
-    if not server:
-        from devstack.stack import start_infra
-
-        infra = start_infra(f"bench-{secrets.token_hex(3)}")
-        server = infra.database_url
-    variants = [(str(src), Path(src)) for src in args.ab_src] + [("this checkout", here)]
-    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    try:
-        for r in range(args.repeats):
-            order = variants if r % 2 == 0 else list(reversed(variants))
-            for name, root in order:
-                paths = [str(root / "services" / s / "src") for s in ("reporting", "notifier")]
-                env = {
-                    **os.environ,
-                    "DATABASE_URL": server,
-                    "PYTHONPATH": os.pathsep.join([*paths, str(here / "tools")]),
-                }
-                done = subprocess.run(
-                    [sys.executable, "-m", "bench.projection_cpu", *_passed(args)],
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
-                print(name, done.stdout.strip().splitlines()[-1], file=sys.stderr)
-    finally:
-        if infra is not None:
-            infra.stop(purge=True)
+    runs = alternate(
+        "bench.projection_cpu", _passed(args), args.ab_src, ("reporting", "notifier"), args.repeats
+    )
     print(json.dumps(_summary(runs), indent=2))
 
 

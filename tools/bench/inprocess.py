@@ -1,0 +1,109 @@
+"""What the in-process CPU measures (`bench.credit_cpu`, `bench.loyalty_cpu`,
+`bench.projection_cpu`) share: a message as the consumer record Kafka would deliver, a count of
+the statements an engine sends, a PostgreSQL server to measure on, and the A/B loop that runs a
+measure alternately on older code and on this checkout."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+
+from contracts.base import Message
+from contracts.envelope import encode, make_envelope
+from contracts.registry import lookup
+
+HERE = Path(__file__).resolve().parents[2]
+
+
+def record(model: Message, key: uuid.UUID, offset: int) -> ConsumerRecord[Any, Any]:
+    """`model` in a new envelope, as the record its registered topic would deliver."""
+    env = make_envelope(model, chain_id=None, key=str(key), correlation_id=uuid.uuid4())
+    value = encode(env)
+    return ConsumerRecord(
+        topic=lookup(env.type, env.schema_version).topic,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=str(key).encode(),
+        value=value,
+        checksum=None,
+        serialized_key_size=36,
+        serialized_value_size=len(value),
+        headers=(),
+    )
+
+
+def statement_counter(engine: Any) -> list[int]:
+    """[statements sent by `engine` since the item was last set to 0]"""
+    import sqlalchemy as sa
+
+    count = [0]
+
+    def seen(*_args: Any) -> None:
+        count[0] += 1
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    return count
+
+
+@contextlib.contextmanager
+def database_server() -> Iterator[str]:
+    """A PostgreSQL server URL: `DATABASE_URL`, else one devstack starts for the block and
+    stops after it."""
+    server = os.environ.get("DATABASE_URL")
+    if server:
+        yield server
+        return
+    from devstack.stack import start_infra
+
+    infra = start_infra(f"bench-{secrets.token_hex(3)}")
+    try:
+        yield infra.database_url
+    finally:
+        infra.stop(purge=True)
+
+
+def alternate(
+    module: str,
+    passed: Sequence[str],
+    ab_src: Sequence[str],
+    services: Sequence[str],
+    repeats: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """`python -m <module> <passed>` run `repeats` times per variant (the code of `services`
+    under each `ab_src` root, then this checkout's), the order reversed every other round,
+    on one PostgreSQL server; per variant, the JSON each run printed last."""
+    variants = [(str(src), Path(src)) for src in ab_src] + [("this checkout", HERE)]
+    runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    with database_server() as server:
+        for r in range(repeats):
+            for name, root in variants if r % 2 == 0 else list(reversed(variants)):
+                paths = [str(root / "services" / s / "src") for s in services]
+                env = {
+                    **os.environ,
+                    "DATABASE_URL": server,
+                    "PYTHONPATH": os.pathsep.join([*paths, str(HERE / "tools")]),
+                }
+                done = subprocess.run(
+                    [sys.executable, "-m", module, *passed],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                last = done.stdout.strip().splitlines()[-1]
+                runs[name].append(json.loads(last))
+                print(name, last, file=sys.stderr)
+    return runs
