@@ -28,27 +28,13 @@ from servicekit.deadletters import Letter, parse_since, resolve, select
 from servicekit.runtime import install_http_metrics
 
 
-class _Result:
-    def __init__(self, rows: list[Any]) -> None:
-        self._rows = rows
-
-    def first(self) -> Any:
-        return (1,)  # the inbox insert went through: a new message
-
-    def scalars(self) -> list[Any]:
-        return self._rows
-
-
 class _Session:
-    """Just enough of an AsyncSession for the consumer's happy path (no database)."""
+    """Just enough of an AsyncSession for the consumer's happy path (no database: its
+    statements go through `servicekit.sql`, replaced below)."""
 
     def __init__(self) -> None:
         # where the consumer keeps a batch's outbox rows until it writes them
         self.sync_session = SimpleNamespace(info={})
-
-    async def execute(self, statement: Any, params: Any = None, **kwargs: Any) -> _Result:
-        # the batch's inbox insert returns the ids it was given (all new); other queries: none
-        return _Result(list(params.get("message_ids", [])) if isinstance(params, dict) else [])
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[None]:
