@@ -99,6 +99,13 @@ _POSITIONS_UPSERT = (
 )
 
 
+#: With `Consumer.fetch_wait_ms`, the broker answers a fetch after that long or once it holds
+#: this much: about a thousand events, more than a batch takes (`max_records`), so under load
+#: the wait ends at once. Without it, aiokafka's defaults: an answer as soon as one byte is
+#: there (else after 500 ms, an empty one).
+_GATHER_BYTES = 512 * 1024
+
+
 class PermanentError(Exception):
     """The message can never be processed as it is: it goes to the dead-letter topic."""
 
@@ -243,6 +250,12 @@ class Consumer:
     #: how long one poll waits when no record is there; a record that arrives ends the wait at
     #: once (aiokafka's `getmany`), so this sets only how often an idle consumer wakes up
     poll_timeout_ms: int = 500
+    #: how long the broker may hold a fetch to gather more records for one batch (0: a record
+    #: is handed over as soon as it is there). For a consumer off a sale's critical path
+    #: (reporting, the notifier): its read models lag up to this much more, and in exchange its
+    #: batches hold several messages, so the per-batch costs (a transaction, a commit, the
+    #: inbox statement, the offsets) are paid once for all of them.
+    fetch_wait_ms: int = 0
     retry_backoff_seconds: float = 1.0
     #: unexpected handler errors are retried this many times before the message is dead-lettered
     max_attempts: int = 3
@@ -285,6 +298,8 @@ class Consumer:
             listener=_CommitOnRevoke(self),
             title=f"{self.name}",
             decoder=_records_only,
+            fetch_min_bytes=_GATHER_BYTES if self.fetch_wait_ms > 0 else 1,
+            fetch_max_wait_ms=self.fetch_wait_ms if self.fetch_wait_ms > 0 else 500,
         )
         _poll_without_idle_sleep(subscriber)
         self._subscriber = subscriber

@@ -105,6 +105,7 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
             consumer.retry_backoff_seconds = settings.consumer_retry_backoff_seconds
             consumer.commit_interval_seconds = settings.consumer_commit_interval_seconds
             consumer.poll_timeout_ms = settings.consumer_poll_timeout_ms
+            consumer.fetch_wait_ms = settings.consumer_fetch_wait_ms
             consumer.attach(broker, session_factory)
         await ensure_topics(
             settings.kafka_bootstrap_servers,

@@ -87,3 +87,18 @@ async def test_a_poll_hands_over_every_partitions_records_in_their_order() -> No
     b = [_record("a.v1", 1, 3)]
     client = _IdleClient({TopicPartition("a.v1", 0): a, TopicPartition("a.v1", 1): b})
     assert await consumer._subscriber.get_msg(client) == (*a, *b)
+
+
+def test_a_consumer_off_the_critical_path_lets_the_broker_gather_its_batches() -> None:
+    broker = _Broker()
+    consumer = Consumer(name="read-model", topics=["a.v1"], handlers={}, fetch_wait_ms=100)
+    consumer.attach(broker, session_factory=None)  # type: ignore[arg-type]
+    # the broker answers once it holds a batch's worth, or after 100 ms
+    assert broker.options["fetch_max_wait_ms"] == 100
+    assert broker.options["fetch_min_bytes"] >= 64 * 1024
+
+
+def test_a_consumer_on_the_critical_path_gets_each_record_as_soon_as_it_is_there() -> None:
+    broker = _Broker()
+    Consumer(name="sale-path", topics=["a.v1"], handlers={}).attach(broker, None)  # type: ignore[arg-type]
+    assert broker.options["fetch_min_bytes"] == 1  # an answer as soon as one byte is there
