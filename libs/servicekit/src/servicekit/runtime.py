@@ -87,6 +87,9 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
         logger=logging.getLogger(f"faststream.{client_id}"),
         log_level=logging.DEBUG,
         graceful_timeout=15.0,
+        # no dependency injection into handlers: servicekit's consumer takes FastStream's
+        # message as it is (see `servicekit.consumer._the_message_itself`)
+        apply_types=False,
     )
 
 

@@ -38,16 +38,20 @@ def test_a_dead_member_is_out_of_the_group_after_six_seconds_not_aiokafkas_ten()
     assert broker.options["heartbeat_interval_ms"] * 3 <= broker.options["session_timeout_ms"]
 
 
-def test_the_subscriber_leaves_the_records_undecoded_for_the_consumer_to_decode_once() -> None:
+async def test_the_subscriber_hands_over_faststreams_message_as_it_is() -> None:
+    """The records stay undecoded (the consumer decodes each once), and the decoder is a
+    coroutine: FastStream runs a synchronous one in a worker thread, per batch."""
+    import inspect
     from types import SimpleNamespace
 
     broker = _Broker()
     consumer = Consumer(name="decode-once", topics=["a.v1"], handlers={})
     consumer.attach(broker, session_factory=None)  # type: ignore[arg-type]
     decoder = broker.options["decoder"]
+    assert inspect.iscoroutinefunction(decoder)
     # FastStream's default would json.loads every record's bytes; ours does nothing with them
     batch = SimpleNamespace(body=[b'{"message_id": "x"}', b"not json"], raw_message=())
-    assert decoder(batch) is None
+    assert await decoder(batch) is batch
 
 
 class _IdleClient:
