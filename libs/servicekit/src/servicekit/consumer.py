@@ -285,6 +285,10 @@ class Consumer:
     _kafka_consumer: AIOKafkaConsumer | None = None
     _commit_task: asyncio.Task[None] | None = None
     _stopping: bool = False
+    #: the labelled series of this consumer's counters, per (metric, topic): `labels()` takes a
+    #: lock and builds its key on every call, and a message passes three or four of them
+    _children: dict[tuple[Any, str], Any] = field(default_factory=dict)
+    _histogram: Any = None
 
     def attach(self, broker: KafkaBroker, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
@@ -385,6 +389,13 @@ class Consumer:
             self._commit_task = None
         await self.commit_offsets()
 
+    def _series(self, metric: Any, topic: str) -> Any:
+        """`metric.labels(self.name, topic)`, looked up once."""
+        child = self._children.get((metric, topic))
+        if child is None:
+            child = self._children[(metric, topic)] = metric.labels(self.name, topic)
+        return child
+
     def _initialise_series(self) -> None:
         """Every counter of this consumer exists from the start, at 0: `rate()` and
         `increase()` then also see the first failure or dead letter, and every name the
@@ -400,17 +411,17 @@ class Consumer:
                 metrics.MESSAGES_REDRIVEN,
             ):
                 counter.labels(self.name, topic)
-        metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
+        self._histogram = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
 
     async def process_records(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """Process one batch in one transaction (the unit the tests drive directly)."""
         assert self._session_factory is not None, "attach() or bind() first"
         started = time.perf_counter()
         for rec in records:
-            metrics.MESSAGES_CONSUMED.labels(self.name, rec.topic).inc()
+            self._series(metrics.MESSAGES_CONSUMED, rec.topic).inc()
             redrive = next((v for k, v in rec.headers or () if k == REDRIVE_HEADER), None)
             if redrive is not None:
-                metrics.MESSAGES_REDRIVEN.labels(self.name, rec.topic).inc()
+                self._series(metrics.MESSAGES_REDRIVEN, rec.topic).inc()
                 log.info(
                     "re-driven dead letter %s: %s[%d]@%d",
                     bytes(redrive).decode("utf-8", "replace"),
@@ -441,7 +452,7 @@ class Consumer:
                     await self._record_positions(session, records)
         except Exception as exc:
             for rec in records:
-                metrics.MESSAGES_FAILED.labels(self.name, rec.topic).inc()
+                self._series(metrics.MESSAGES_FAILED, rec.topic).inc()
             log.warning(
                 "batch of %d failed (%s: %s); it will be redelivered",
                 len(records),
@@ -454,7 +465,9 @@ class Consumer:
             count()
         elapsed = time.perf_counter() - started
         per_message = elapsed / max(1, len(records))
-        hist = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
+        hist = self._histogram
+        if hist is None:  # bound without a broker (tests): the series made on first use
+            hist = self._histogram = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
         for _ in records:
             hist.observe(per_message)
 
@@ -502,7 +515,7 @@ class Consumer:
         for rec in records:
             env, payload = self._read(rec)
             if payload is None:
-                after_commit.append(metrics.MESSAGES_SKIPPED.labels(self.name, rec.topic).inc)
+                after_commit.append(self._series(metrics.MESSAGES_SKIPPED, rec.topic).inc)
                 continue
             if env is not None:
                 if env.message_id in first:
@@ -585,7 +598,7 @@ class Consumer:
                     # the last attempt is the slow path's: it counts it and dead-letters
                     raise _Isolate(rec, exc) from exc
                 self._attempts.pop(env.message_id, None)
-                after_commit.append(metrics.MESSAGES_PROCESSED.labels(self.name, rec.topic).inc)
+                after_commit.append(self._series(metrics.MESSAGES_PROCESSED, rec.topic).inc)
 
     async def _process_isolated(
         self, session: AsyncSession, records: Sequence[ConsumerRecord[Any, Any]]
@@ -596,7 +609,7 @@ class Consumer:
         for rec in records:
             env, payload = self._read(rec)
             if payload is None:
-                metrics.MESSAGES_SKIPPED.labels(self.name, rec.topic).inc()
+                self._series(metrics.MESSAGES_SKIPPED, rec.topic).inc()
                 continue
             decoded.append((rec, env, payload))
         ids = [env.message_id for _, env, _ in decoded if env is not None]
@@ -616,7 +629,7 @@ class Consumer:
                 await self._dead_letter(session, rec, str(payload), "DecodeError")
                 continue
             if env.message_id in seen:
-                metrics.MESSAGES_DUPLICATE.labels(self.name, rec.topic).inc()
+                self._series(metrics.MESSAGES_DUPLICATE, rec.topic).inc()
                 continue
             seen.add(env.message_id)
             await self._process_one(session, rec, env, payload)
@@ -692,7 +705,7 @@ class Consumer:
                         .returning(INBOX.c.message_id)
                     )
                     if inserted.first() is None:
-                        metrics.MESSAGES_DUPLICATE.labels(self.name, rec.topic).inc()
+                        self._series(metrics.MESSAGES_DUPLICATE, rec.topic).inc()
                         return
                     ctx = self._context(session, rec, env)
                     await self.handlers[type(payload)](ctx, payload)
@@ -715,7 +728,7 @@ class Consumer:
                 await self._after_dead_letter(session, rec, env, payload, reason)
                 return
             self._attempts.pop(env.message_id, None)
-            metrics.MESSAGES_PROCESSED.labels(self.name, rec.topic).inc()
+            self._series(metrics.MESSAGES_PROCESSED, rec.topic).inc()
         finally:
             for var, token in zip(
                 (correlation_id_var, chain_id_var, message_id_var), tokens, strict=True
@@ -764,7 +777,7 @@ class Consumer:
         # rolled back before this; the fast path never inserts one for a message it
         # dead-letters): a re-drive after the fix applies it, exactly once.
         def count() -> None:
-            metrics.MESSAGES_DEAD_LETTERED.labels(self.name, rec.topic).inc()
+            self._series(metrics.MESSAGES_DEAD_LETTERED, rec.topic).inc()
             log.error("dead-lettering %s[%d]@%d: %s", rec.topic, rec.partition, rec.offset, reason)
 
         if after_commit is None:
