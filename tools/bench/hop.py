@@ -1,15 +1,18 @@
-"""One hop of a sale, alone: a message published to Kafka until its handler has run in the
-consumer's committed transaction, at a low rate (every message a batch of its own, as at the
-rates this machine sustains), through servicekit's `Consumer` on a real Kafka and PostgreSQL.
+"""One hop of a sale, alone: a message published to Kafka until its handler runs, through
+servicekit's `Consumer` on the service runtime's broker (`make_broker`), a real Kafka and a real
+PostgreSQL, at a low rate (every message a batch of its own, as at the rates this machine
+sustains).
 
-Two consumers in one process, each on a topic of its own, take the messages alternately:
-servicekit's subscriber as it is, and FastStream's own batch subscriber with the poll timeout
-servicekit used before (20 ms), which sleeps that long after every empty poll. Reported per
-variant: the hop's latency (p50, p99, max) from the publish call to the start of the handler.
-Then the process's CPU while idle, each variant alone (four consumers), in
-alternating rounds: what waking up for nothing costs.
+Reported: the hop's latency (p50, p99, max) from the publish call to the start of the handler;
+this process's CPU per message while sending and consuming them (`time.process_time` over the
+whole phase: the producer's and the consumer's work, the idle polls between messages included);
+then the CPU of four idle consumers over `--idle-seconds` (what waking up for nothing costs).
 
     scripts/with-infra.sh env PYTHONPATH=tools .venv/bin/python -m bench.hop --messages 400
+
+`--ab-src DIR` runs the measure alternately with servicekit's code under DIR (a checkout's root)
+and with this checkout's, `--repeats` times each (`bench.inprocess.alternate`), and prints the
+medians and ranges of both.
 """
 
 from __future__ import annotations
@@ -26,24 +29,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from faststream.kafka import KafkaBroker
-from faststream.kafka.subscriber.usecase import BatchSubscriber
+from aiokafka import AIOKafkaProducer
 
+from bench.inprocess import alternate
 from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import encode, make_envelope
 from servicekit.consumer import Consumer, MessageContext
 from servicekit.db import ensure_database, make_engine, make_session_factory
+from servicekit.runtime import make_broker
 from servicekit.schema import messaging_tables
-from servicekit.settings import with_database
+from servicekit.settings import ServiceSettings, with_database
 from servicekit.topics import ensure_topics
-
-VARIANTS = ("servicekit", "FastStream's sleep, 20 ms")
-
-
-def _legacy(consumer: Consumer) -> None:
-    """The subscriber as it was: FastStream's class, a 20 ms poll, a 20 ms sleep after it."""
-    consumer._subscriber.__class__ = BatchSubscriber
-    consumer._subscriber.batch_timeout_ms = 20
 
 
 def _letter(n: int) -> bytes:
@@ -61,21 +57,6 @@ def _letter(n: int) -> bytes:
     return encode(make_envelope(letter, chain_id=None, key="k", correlation_id=uuid.uuid4()))
 
 
-def _consumers(
-    broker: KafkaBroker, factory: Any, topics: list[str], handler: Any, legacy: list[bool]
-) -> list[Consumer]:
-    made = []
-    for topic, old in zip(topics, legacy, strict=True):
-        consumer = Consumer(
-            name=f"hop-{secrets.token_hex(3)}", topics=[topic], handlers={DeadLetter: handler}
-        )
-        consumer.attach(broker, factory)
-        if old:
-            _legacy(consumer)
-        made.append(consumer)
-    return made
-
-
 async def _run(
     kafka: str, url: str, messages: int, rate: float, idle_seconds: float
 ) -> dict[str, Any]:
@@ -86,67 +67,79 @@ async def _run(
     async with engine.begin() as conn:
         await conn.run_sync(meta.create_all)
     factory = make_session_factory(engine)
-    run = secrets.token_hex(3)
-    topics = [f"bench.hop.{run}.{i}" for i in range(2)]
-    await ensure_topics(kafka, topics, partitions=1)
+    topic = f"bench.hop.{secrets.token_hex(3)}"
+    await ensure_topics(kafka, [topic], partitions=1)
+    settings = ServiceSettings(kafka_bootstrap_servers=kafka)
     sent: dict[int, float] = {}
-    latency: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    latency: list[float] = []
     done = asyncio.Event()
-    seen: set[int] = set()
 
     async def handle(ctx: MessageContext, payload: DeadLetter) -> None:
         n = payload.offset
-        if n in sent and n not in seen:
-            seen.add(n)
-            latency[VARIANTS[n % 2]].append((time.perf_counter() - sent[n]) * 1000)
-            if len(seen) >= messages:
+        if n in sent and len(latency) < messages:
+            latency.append((time.perf_counter() - sent[n]) * 1000)
+            if len(latency) >= messages:
                 done.set()
 
-    broker = KafkaBroker(kafka, linger_ms=1, acks="all")
-    _consumers(broker, factory, topics, handle, [False, True])
+    def consumers(broker: Any, count: int) -> None:
+        for _ in range(count):
+            consumer = Consumer(
+                name=f"hop-{secrets.token_hex(3)}", topics=[topic], handlers={DeadLetter: handle}
+            )
+            consumer.attach(broker, factory)
+
+    broker = make_broker(settings, "bench-hop")
+    consumers(broker, 1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", linger_ms=1)
     await broker.start()
-    await asyncio.sleep(8)  # both groups joined and assigned
+    await producer.start()
+    await asyncio.sleep(8)  # the group joined and assigned
+    payloads = [_letter(n) for n in range(messages)]
+    cpu = time.process_time()
     for n in range(messages):
         sent[n] = time.perf_counter()
-        await broker.publish(_letter(n), topics[n % 2], key=b"k")
+        await producer.send_and_wait(topic, payloads[n], key=b"k")
         await asyncio.sleep(1 / rate)
     await asyncio.wait_for(done.wait(), 60)
+    cpu_per_message = (time.process_time() - cpu) / messages * 1000
+    await producer.stop()
     await broker.stop()
 
-    # idle: four consumers of one variant at a time, nothing to consume
-    idle: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for _ in range(2):
-        for i, variant in enumerate(VARIANTS):
-            idle_broker = KafkaBroker(kafka)
-            _consumers(idle_broker, factory, [topics[0]] * 4, handle, [bool(i)] * 4)
-            await idle_broker.start()
-            await asyncio.sleep(8)
-            cpu = time.process_time()
-            await asyncio.sleep(idle_seconds)
-            idle[variant].append((time.process_time() - cpu) / idle_seconds * 100)
-            await idle_broker.stop()
+    # idle: four consumers with nothing to consume
+    idle_broker = make_broker(settings, "bench-hop-idle")
+    consumers(idle_broker, 4)
+    await idle_broker.start()
+    await asyncio.sleep(8)
+    cpu = time.process_time()
+    await asyncio.sleep(idle_seconds)
+    idle = (time.process_time() - cpu) / idle_seconds * 100
+    await idle_broker.stop()
     await engine.dispose()
-
-    def pct(values: list[float], q: float) -> float:
-        ordered = sorted(values)
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
+    ordered = sorted(latency)
     return {
         "messages": messages,
         "rate_per_second": rate,
-        "hop_ms": {
-            v: {
-                "count": len(ms),
-                "p50": round(statistics.median(ms), 1),
-                "p99": pct(ms, 0.99),
-                "max": round(max(ms), 1),
-            }
-            for v, ms in latency.items()
-        },
-        "idle_cpu_percent_of_a_core_four_consumers": {
-            v: [round(x, 2) for x in values] for v, values in idle.items()
-        },
+        "hop_ms_p50": round(statistics.median(ordered), 2),
+        "hop_ms_p99": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2),
+        "hop_ms_max": round(ordered[-1], 2),
+        "cpu_ms_per_message": round(cpu_per_message, 3),
+        "idle_cpu_percent_four_consumers": round(idle, 2),
     }
+
+
+def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per variant and figure: the median and the range of the runs."""
+    out: dict[str, Any] = {}
+    for name, results in runs.items():
+        out[name] = {
+            key: {
+                "median": round(statistics.median(r[key] for r in results), 3),
+                "range": [min(r[key] for r in results), max(r[key] for r in results)],
+            }
+            for key in results[0]
+            if key not in ("messages", "rate_per_second")
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,12 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=400)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--ab-src", action="append", default=[], metavar="DIR")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    # Kafka and PostgreSQL from the environment (scripts/with-infra.sh starts both)
+    if args.ab_src:
+        passed = [
+            f"--messages={args.messages}",
+            f"--rate={args.rate}",
+            f"--idle-seconds={args.idle_seconds}",
+        ]
+        runs = alternate("bench.hop", passed, args.ab_src, (), args.repeats, libs=("servicekit",))
+        print(json.dumps(_summary(runs), indent=2))
+        return 0
+    # Kafka from the environment (scripts/with-infra.sh starts it and PostgreSQL)
     kafka = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     url = with_database(os.environ["DATABASE_URL"], f"bench_hop_{secrets.token_hex(3)}")
     result = asyncio.run(_run(kafka, url, args.messages, args.rate, args.idle_seconds))
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result))
     return 0
 
 

@@ -81,16 +81,19 @@ def alternate(
     ab_src: Sequence[str],
     services: Sequence[str],
     repeats: int,
+    *,
+    libs: Sequence[str] = (),
 ) -> dict[str, list[dict[str, Any]]]:
     """`python -m <module> <passed>` run `repeats` times per variant (the code of `services`
-    under each `ab_src` root, then this checkout's), the order reversed every other round,
-    on one PostgreSQL server; per variant, the JSON each run printed last."""
+    and `libs` under each `ab_src` root, then this checkout's), the order reversed every other
+    round, on one PostgreSQL server; per variant, the JSON each run printed last."""
     variants = [(str(src), Path(src)) for src in ab_src] + [("this checkout", HERE)]
     runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with database_server() as server:
         for r in range(repeats):
             for name, root in variants if r % 2 == 0 else list(reversed(variants)):
                 paths = [str(root / "services" / s / "src") for s in services]
+                paths += [str(root / "libs" / lib / "src") for lib in libs]
                 env = {
                     **os.environ,
                     "DATABASE_URL": server,
