@@ -15,8 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -24,12 +23,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.credit import v1 as credit
-from contracts.enums import CreditMode
 from notifier.adapters import tables as t
 from notifier.config import Settings
 from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import deliver_once
+from notifier.testing import sale_overdue
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory, make_session_factory
 from servicekit.testing import record_of
@@ -85,20 +83,7 @@ async def raise_one_task(sf: SessionFactory, url: str) -> uuid.UUID:
         )
     consumer: Consumer = make_consumer()
     consumer.bind(sf)
-    overdue = credit.SaleOverdue(
-        sale_id=uuid.uuid4(),
-        chain_id=chain,
-        customer_id=customer,
-        credit_mode=CreditMode.BALANCE,
-        sold_at=datetime(2026, 1, 1, tzinfo=UTC),
-        due_date=date(2026, 1, 31),
-        amount_owed=Decimal("30.00"),
-        days_overdue=1,
-        discount=Decimal("0.00"),
-        discount_revoked=False,
-        lines=[],
-        detected_at=datetime(2026, 2, 1, tzinfo=UTC),
-    )
+    overdue = sale_overdue(chain, customer, uuid.uuid4(), "30.00", dress_line=False)
     await consumer.process_records([record_of(overdue, key=customer)])
     return chain
 
