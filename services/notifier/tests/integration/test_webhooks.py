@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.adapters import tables as t
 from notifier.config import Settings
@@ -29,7 +28,7 @@ from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import deliver_once
 from notifier.testing import sale_overdue
 from servicekit.consumer import Consumer
-from servicekit.db import SessionFactory, make_session_factory
+from servicekit.db import SessionFactory
 from servicekit.testing import record_of
 
 SECRET = "a-long-enough-webhook-secret"
@@ -103,9 +102,8 @@ def settings(**kw: object) -> Settings:
 
 
 async def test_webhook_retries_with_backoff_and_delivers_a_signed_body(
-    engine: AsyncEngine, receiver: Receiver
+    sf: SessionFactory, receiver: Receiver
 ) -> None:
-    sf = make_session_factory(engine)
     await raise_one_task(sf, receiver.url)
     receiver.fail_first = 1
     cfg = settings()
@@ -134,9 +132,8 @@ async def test_webhook_retries_with_backoff_and_delivers_a_signed_body(
 
 
 async def test_webhook_that_never_answers_well_ends_in_a_dead_letter_record(
-    engine: AsyncEngine, receiver: Receiver
+    sf: SessionFactory, receiver: Receiver
 ) -> None:
-    sf = make_session_factory(engine)
     await raise_one_task(sf, receiver.url)
     receiver.fail_first = 100
     cfg = settings()
@@ -153,8 +150,7 @@ async def test_webhook_that_never_answers_well_ends_in_a_dead_letter_record(
     assert (dead.attempts, dead.last_error, dead.url) == (3, "HTTP 503", receiver.url)
 
 
-async def test_no_webhook_configured_means_no_delivery(engine: AsyncEngine) -> None:
-    sf = make_session_factory(engine)
+async def test_no_webhook_configured_means_no_delivery(sf: SessionFactory) -> None:
     chain = await raise_one_task(sf, "http://127.0.0.1:9/never")
     async with sf() as session, session.begin():
         await session.execute(sa.delete(t.webhooks).where(t.webhooks.c.chain_id == chain))
@@ -167,9 +163,8 @@ async def test_no_webhook_configured_means_no_delivery(engine: AsyncEngine) -> N
 
 
 async def test_without_the_local_testing_setting_a_loopback_receiver_gets_nothing(
-    engine: AsyncEngine, receiver: Receiver
+    sf: SessionFactory, receiver: Receiver
 ) -> None:
-    sf = make_session_factory(engine)
     await raise_one_task(sf, receiver.url)
     cfg = settings(webhook_allow_private=False, webhook_max_attempts=1)
     async with httpx.AsyncClient(trust_env=False) as client:
@@ -181,10 +176,9 @@ async def test_without_the_local_testing_setting_a_loopback_receiver_gets_nothin
 
 
 async def test_a_name_that_resolves_to_a_private_address_at_delivery_time_is_not_called(
-    engine: AsyncEngine, receiver: Receiver
+    sf: SessionFactory, receiver: Receiver
 ) -> None:
     # DNS rebinding: public when the chain set it, this machine when the task is delivered
-    sf = make_session_factory(engine)
     port = receiver.url.split(":")[2].split("/")[0]
     await raise_one_task(sf, f"https://hooks.example.test:{port}/hooks/tasks")
     looked_up: list[str] = []
@@ -204,11 +198,10 @@ async def test_a_name_that_resolves_to_a_private_address_at_delivery_time_is_not
 
 
 async def test_the_delivery_connects_to_the_address_it_checked_and_names_the_host(
-    engine: AsyncEngine, receiver: Receiver
+    sf: SessionFactory, receiver: Receiver
 ) -> None:
     # the name exists only in this test's resolver: had the HTTP client looked it up again,
     # nothing would have arrived
-    sf = make_session_factory(engine)
     port = receiver.url.split(":")[2].split("/")[0]
     await raise_one_task(sf, f"http://hooks.example.test:{port}/hooks/tasks")
 
