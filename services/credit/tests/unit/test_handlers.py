@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from contracts.base import Message
-from contracts.envelope import Envelope, make_envelope
+from contracts.envelope import Envelope
 from contracts.loyalty.v1 import BonusesApplied, PaymentBonus
 from credit.adapters.repository import CustomerRow, OperationRecord
 from credit.domain.model import Entry, Ledger, Sale
@@ -23,6 +23,7 @@ from credit.testing import (
     record_payment,
     settings_snapshot,
 )
+from servicekit.testing import envelope_of
 
 CHAIN = uuid.UUID("44444444-4444-4444-4444-444444444444")
 
@@ -158,7 +159,7 @@ class FakeEmitter:
 
 
 def envelope(cmd: Message) -> Envelope:
-    return make_envelope(cmd, chain_id=None, key="k", correlation_id=uuid.uuid4())
+    return envelope_of(cmd, key="k")
 
 
 def applied(op_id: uuid.UUID, customer_id: uuid.UUID, accrued: str = "0.00") -> BonusesApplied:
