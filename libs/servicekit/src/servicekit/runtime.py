@@ -87,6 +87,9 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
         logger=logging.getLogger(f"faststream.{client_id}"),
         log_level=logging.DEBUG,
         graceful_timeout=15.0,
+        # no dependency injection into handlers: servicekit's consumer takes FastStream's
+        # message as it is (see `servicekit.consumer._the_message_itself`)
+        apply_types=False,
     )
 
 
@@ -104,6 +107,8 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
             consumer.max_records = settings.consumer_batch_size
             consumer.retry_backoff_seconds = settings.consumer_retry_backoff_seconds
             consumer.commit_interval_seconds = settings.consumer_commit_interval_seconds
+            consumer.poll_timeout_ms = settings.consumer_poll_timeout_ms
+            consumer.fetch_wait_ms = settings.consumer_fetch_wait_ms
             consumer.attach(broker, session_factory)
         await ensure_topics(
             settings.kafka_bootstrap_servers,

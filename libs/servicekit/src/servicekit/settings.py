@@ -75,6 +75,15 @@ class ServiceSettings(KafkaClientSettings):
     #: (seconds; also on a rebalance and at stop). Longer: fewer commits; a crash redelivers
     #: up to this much, which the inbox skips.
     consumer_commit_interval_seconds: float = Field(default=0.5, gt=0)
+    #: How long one Kafka poll of a consumer waits when nothing is there (milliseconds). A
+    #: record that arrives ends the wait at once: this only sets how often an idle consumer
+    #: wakes up, not how long a message waits.
+    consumer_poll_timeout_ms: int = Field(default=500, ge=10, le=5000)
+    #: How long Kafka may hold a fetch of this service's consumers to gather a batch
+    #: (milliseconds; 0: every record is handed over as soon as it is there). Services off a
+    #: sale's critical path (reporting, the notifier) set it: their read models lag up to this
+    #: much more, and their per-batch costs are shared by the messages of a batch.
+    consumer_fetch_wait_ms: int = Field(default=0, ge=0, le=2000)
     db_pool_size: int = 10
     #: How often the gauges read from outside a batch are refreshed (seconds): consumer lag of
     #: every assigned partition (so a consumer that gets no batch through still shows its lag)

@@ -876,3 +876,33 @@ async def test_a_relay_that_found_another_publishing_tries_again_soon_not_at_the
         relay.stop()
         await asyncio.wait_for(running, 10)
         await broker.stop()
+
+
+async def test_a_consumer_that_may_wait_gets_messages_sent_apart_in_few_batches(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """`fetch_wait_ms`: ten messages sent 20 ms apart reach the handler in a few batches, not
+    one each (the broker holds the fetch up to 600 ms to gather them)."""
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    consumer = _recording_consumer(topic)
+    consumer.fetch_wait_ms = 600
+    batches: list[int] = []
+    process = consumer.process_records
+
+    async def counted(records: Any) -> None:
+        batches.append(len(records))
+        await process(records)
+
+    consumer.process_records = counted  # type: ignore[method-assign]
+    broker, producer, _commits = await _started(consumer, session_factory, kafka_bootstrap_servers)
+    try:
+        for _ in range(10):
+            await producer.send_and_wait(topic, encode(_envelope()), key=b"customer-1")
+            await asyncio.sleep(0.02)
+        assert await _applied(session_factory, 10) == 10
+        assert sum(batches) == 10
+        assert len(batches) <= 3, batches
+    finally:
+        await producer.stop()
+        await broker.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from notifier.domain.mail import SmtpTarget, parse_smtp_url
@@ -20,6 +20,9 @@ class Settings(ServiceSettings):
     service_name: ClassVar[str] = "notifier"
 
     port: int = 8084
+    #: off a sale's critical path: Kafka may hold a fetch up to this long (ms) to gather a batch,
+    #: so the per-batch costs are shared (the read models lag up to this much more)
+    consumer_fetch_wait_ms: int = Field(default=100, ge=0, le=2000)
     #: consumer group of the task projection
     consumer_group: str = "notifier"
     #: how often the scan re-raises reminders of customers still overdue
