@@ -8,16 +8,20 @@ Real PostgreSQL through the consumer's production path; the whole ledger is
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 
 from credit.adapters.repository import Repository
 from credit.domain.errors import Refusal
 from credit.domain.model import Ledger
+from credit.entrypoints.app import MIGRATIONS_DIR
 from credit.service_layer.decisions import Step, decide
 from credit.service_layer.handlers import customer_of, identity, named_sales
 from credit.testing import (
@@ -32,6 +36,7 @@ from credit.testing import (
     sale_line,
     settings_snapshot,
 )
+from servicekit.db import to_asyncpg_url
 
 CHAIN = uuid.UUID("77777777-7777-4777-8777-777777777777")
 
@@ -422,3 +427,55 @@ async def test_after_many_settled_sales_the_next_sale_and_payment_keep_balances_
     view = await harness.credit(CHAIN, cid)
     assert view["debt"] == "16.00"
     assert [s["due_date"] for s in view["open_sales"]] == [day(52).date().isoformat()]
+
+
+def _migrate(url: str, direction: str, revision: str) -> None:
+    """`alembic <direction> <revision>` on credit's database (as `run_migrations` upgrades)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(url).replace("%", "%%"))
+    getattr(command, direction)(cfg, revision)
+
+
+async def test_the_migration_marks_settled_only_the_sales_that_owe_nothing_for_good(
+    harness, fresh_database_url
+):
+    """Sales recorded before migration 0004: paid at the till or paid off (settled); still
+    owing, or touched by an operation still waiting for loyalty, or anonymous (not)."""
+    settings = settings_snapshot()
+    ana, bob = customer_snapshot(), customer_snapshot()
+    cash = sale_of(ana, settings, 0, [sale_line(1, "10.00")], [("cash", "10.00")])
+    paid_off = sale_of(ana, settings, 1, [sale_line(1, "20.00")], [("on_account", "20.00")])
+    owing = sale_of(ana, settings, 2, [sale_line(1, "30.00")], [("on_account", "30.00")])
+    for cmd in (cash, paid_off):
+        await harness.send_and_settle(cmd, key=str(ana.customer_id))
+    await harness.send_and_settle(
+        record_payment(chain_id=CHAIN, customer=ana, settings=settings, at=day(1), amount=None),
+        key=str(ana.customer_id),
+    )
+    await harness.send_and_settle(owing, key=str(ana.customer_id))
+    waiting = sale_of(bob, settings, 0, [sale_line(1, "15.00")], [("on_account", "15.00")])
+    await harness.send_and_settle(waiting, key=str(bob.customer_id))
+    await harness.send(  # pays the sale off, but loyalty has not answered
+        record_payment(chain_id=CHAIN, customer=bob, settings=settings, at=day(1), amount=None),
+        key=str(bob.customer_id),
+    )
+    anonymous = sale_of(None, settings, 0, [sale_line(1, "5.00")], [("cash", "5.00")])
+    await harness.send(anonymous, key=str(anonymous.sale_id))
+
+    async def flags() -> dict[uuid.UUID, bool]:
+        async with harness.sf() as session:
+            rows = await session.execute(sa.text("SELECT sale_id, settled FROM sales"))
+            return {r.sale_id: r.settled for r in rows}
+
+    expected = {
+        cash.sale_id: True,
+        paid_off.sale_id: True,
+        owing.sale_id: False,
+        waiting.sale_id: False,
+        anonymous.sale_id: True,  # recorded paid in full (never read by a customer's command)
+    }
+    assert await flags() == expected
+    await asyncio.to_thread(_migrate, fresh_database_url, "downgrade", "0003")
+    await asyncio.to_thread(_migrate, fresh_database_url, "upgrade", "head")
+    assert await flags() == {**expected, anonymous.sale_id: False}
