@@ -86,7 +86,7 @@ class FakeRepository:
         )
 
     async def load_for_command(
-        self, *, seen: tuple[uuid.UUID, str] | None = None, **kwargs: Any
+        self, *, seen: tuple[uuid.UUID, str] | None = None, named: Any = (), **kwargs: Any
     ) -> tuple[Ledger, bool]:
         known = seen is not None and await self.operation_known(kwargs["chain_id"], *seen)
         return await self.load_ledger(**kwargs), known
@@ -135,6 +135,9 @@ class FakeRepository:
                 del self.parked[i]
                 return env
         return None
+
+    async def mark_settled(self, chain_id: uuid.UUID, sale_ids: Any) -> None:
+        pass
 
     async def settle_mark(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> bool | None:
         return None
