@@ -271,7 +271,13 @@ def test_unpaid_goods_aging_and_payment_balance_show_the_per_item_example(
         assert sum(Decimal(r[b]) for b in AGING_BUCKETS) == Decimal(r["total"])
 
     period = {"from": local_date(when["a"]).isoformat(), "to": today.isoformat()}
-    report = payment_balance(chain, **period, sort="closing")
+
+    def both_customers() -> Any:
+        report = payment_balance(chain, **period, sort="closing")
+        return report if len(report["rows"]) == 2 else None
+
+    # the cash sale answered 201 above; the read model shows it soon after (api.md, "Timing")
+    report = eventually(both_customers, timeout=5.0)
     assert_balance_arithmetic(report)
     assert [
         (r["customer_id"], r["goods"], r["payments"], r["closing"]) for r in report["rows"]
