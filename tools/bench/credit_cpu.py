@@ -12,6 +12,13 @@ on the machine move it little. The
 customers (`--customers`, in turn) are known: `--warmup` sales before the measure create their
 rows and fill the caches and prepared statements.
 
+`--history 0,50,200` measures once per size, each on a database of its own, after giving every
+customer that many earlier operations (before the warm-up, a day before the measure): sales
+part cash part on account, now and then one paid all in cash, an advance, and every fourth
+operation a "pay debt" that settles what is open, so most of the history is settled sales and
+their payments and the last few sales stay open. Each is fed through the same consumer with
+loyalty's answer, by the code under measure. The result has one entry per size.
+
 `--ab-src DIR` (repeatable; a checkout's root, e.g. an older commit's tree from `git archive`)
 runs the measure alternately with the credit code under DIR (its `services/credit/src` first on
 `PYTHONPATH`) and with this checkout's, `--repeats` times each, in separate processes, and
@@ -61,6 +68,40 @@ def _sale(rng: random.Random, n: int, chain: uuid.UUID, customer: Any, settings:
         sold_at=T0 + timedelta(minutes=n),
         lines=lines,
         payments=[("cash", str(cash)), ("on_account", str(total - cash))],
+    )
+
+
+def _history_op(
+    rng: random.Random, i: int, at: datetime, chain: uuid.UUID, customer: Any, settings: Any
+) -> Any:
+    """A customer's i-th earlier operation: every fourth pays the whole debt, one in twenty an
+    advance, one in eight a sale all in cash, the rest sales part cash part on account."""
+    from credit.testing import record_advance, record_payment, record_sale, sale_line
+
+    if i % 4 == 3:
+        return record_payment(
+            chain_id=chain, customer=customer, settings=settings, at=at, amount=None
+        )
+    if i % 20 == 18:
+        return record_advance(
+            chain_id=chain, customer=customer, settings=settings, at=at, amount="5.00"
+        )
+    lines = [
+        sale_line(n, f"{rng.randint(200, 8000) / 100:.2f}") for n in range(1, rng.randint(1, 3) + 1)
+    ]
+    total = sum((x.amount for x in lines), Decimal(0))
+    if i % 8 == 1:
+        payments = [("cash", str(total))]
+    else:
+        cash = (total * Decimal(rng.randint(20, 80)) / 100).quantize(CENT)
+        payments = [("cash", str(cash)), ("on_account", str(total - cash))]
+    return record_sale(
+        chain_id=chain,
+        customer=customer,
+        settings=settings,
+        sold_at=at,
+        lines=lines,
+        payments=payments,
     )
 
 
@@ -143,8 +184,9 @@ class _Credit:
         return [e.payload for e in envs if e.type == "loyalty.ApplyBonuses"]
 
 
-async def _measure(server_url: str, sales: int, customers: int, warmup: int) -> dict[str, Any]:
-    import credit
+async def _measure(
+    server_url: str, sales: int, customers: int, warmup: int, history: int
+) -> dict[str, Any]:
     from credit.entrypoints.app import MIGRATIONS_DIR
     from credit.testing import customer_snapshot, settings_snapshot
     from servicekit.db import make_engine, prepare_database
@@ -158,20 +200,26 @@ async def _measure(server_url: str, sales: int, customers: int, warmup: int) -> 
     people = [customer_snapshot() for _ in range(customers)]
     balance = {p.customer_id: Decimal(0) for p in people}
     bench = _Credit(engine)
+
+    async def feed(cmd: Message, customer: Any, measured: bool) -> None:
+        """The command, then loyalty's answer to each `ApplyBonuses` it wrote."""
+        await bench.feed(cmd, customer.customer_id, measured=measured)
+        for payload in await bench.apply_bonuses():
+            answer, balance[customer.customer_id] = _applied(payload, balance[customer.customer_id])
+            await bench.feed(answer, customer.customer_id, measured=measured)
+
     try:
+        start = T0 - timedelta(days=1)
+        for i in range(history):
+            for customer in people:
+                at = start + timedelta(seconds=i)
+                await feed(_history_op(rng, i, at, chain, customer, settings), customer, False)
         for n in range(warmup + sales):
             customer = people[n % customers]
-            measured = n >= warmup
-            sale = _sale(rng, n, chain, customer, settings)
-            await bench.feed(sale, customer.customer_id, measured=measured)
-            for payload in await bench.apply_bonuses():
-                answer, balance[customer.customer_id] = _applied(
-                    payload, balance[customer.customer_id]
-                )
-                await bench.feed(answer, customer.customer_id, measured=measured)
+            await feed(_sale(rng, n, chain, customer, settings), customer, n >= warmup)
     finally:
         await engine.dispose()
-    out: dict[str, Any] = {"src": str(Path(credit.__file__).parents[1])}
+    out: dict[str, Any] = {}
     for kind, values in sorted(bench.cpu.items()):
         out[kind] = {
             "messages": len(values),
@@ -183,37 +231,60 @@ async def _measure(server_url: str, sales: int, customers: int, warmup: int) -> 
 
 
 def _one(args: argparse.Namespace) -> None:
+    import credit
+
+    result: dict[str, Any] = {"src": str(Path(credit.__file__).parents[1]), "history": {}}
     with database_server() as server:
-        result = asyncio.run(_measure(server, args.sales, args.customers, args.warmup))
+        for size in args.history:
+            result["history"][str(size)] = asyncio.run(
+                _measure(server, args.sales, args.customers, args.warmup, size)
+            )
     print(json.dumps(result))
 
 
 def _ab(args: argparse.Namespace) -> None:
     """Alternate runs of the code under each `--ab-src` and of this checkout (the order
     reversed every other round), the infrastructure started once."""
-    passed = [f"--sales={args.sales}", f"--customers={args.customers}", f"--warmup={args.warmup}"]
+    passed = [
+        f"--sales={args.sales}",
+        f"--customers={args.customers}",
+        f"--warmup={args.warmup}",
+        f"--history={','.join(str(h) for h in args.history)}",
+    ]
     runs = alternate("bench.credit_cpu", passed, args.ab_src, ("credit",), args.repeats)
     print(json.dumps(_summary(runs), indent=2))
 
 
 def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Per variant and message type: the median and the range of the runs' medians."""
+    """Per variant, history size and message type: the median and the range of the runs'
+    medians."""
     out: dict[str, Any] = {}
     for name, results in runs.items():
         out[name] = {"src": results[0]["src"]}
-        for kind, first in results[0].items():
-            if kind == "src":
-                continue
-            values = [
-                r[kind]["cpu_ms_median"] if isinstance(first, dict) else r[kind] for r in results
-            ]
-            out[name][kind] = {
-                "cpu_ms": round(statistics.median(values), 3),
-                "range": [min(values), max(values)],
-            }
-            if isinstance(first, dict):
-                out[name][kind]["statements"] = first["statements"]
+        for size, measured in results[0]["history"].items():
+            per_size: dict[str, Any] = {}
+            for kind, first in measured.items():
+                values = [
+                    r["history"][size][kind]["cpu_ms_median"]
+                    if isinstance(first, dict)
+                    else r["history"][size][kind]
+                    for r in results
+                ]
+                per_size[kind] = {
+                    "cpu_ms": round(statistics.median(values), 3),
+                    "range": [min(values), max(values)],
+                }
+                if isinstance(first, dict):
+                    per_size[kind]["statements"] = first["statements"]
+            out[name][f"history={size}"] = per_size
     return out
+
+
+def _sizes(text: str) -> list[int]:
+    sizes = [int(x) for x in text.split(",") if x.strip()]
+    if not sizes or min(sizes) < 0:
+        raise argparse.ArgumentTypeError("a comma-separated list of sizes >= 0")
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,6 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=40, help="sales before the measure")
     parser.add_argument("--ab-src", action="append", default=[], metavar="DIR")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--history",
+        type=_sizes,
+        default=[0],
+        metavar="N,N,...",
+        help="earlier operations per customer before the measure, one measure per size",
+    )
     args = parser.parse_args(argv)
     if args.warmup < args.customers:
         parser.error("--warmup must be at least --customers (every customer known)")

@@ -28,6 +28,13 @@ def problem(status: int, code: str, detail: str = "", **extra: Any) -> JSONRespo
     )
 
 
+class _Refused(Exception):
+    """A request the caller may not make: its answer is `response` (401 or 403)."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        self.response = response
+
+
 @dataclass
 class FakeUser:
     user_id: str
@@ -163,18 +170,24 @@ def build_app(state: FakeGateway) -> FastAPI:
             return problem(503, "unavailable", "a service behind the gateway is down")
         return await call_next(request)  # type: ignore[no-any-return]
 
-    def who(request: Request) -> FakeUser | JSONResponse:
+    @app.exception_handler(_Refused)
+    async def refused(_request: Request, exc: _Refused) -> Response:
+        return exc.response
+
+    def who(request: Request) -> FakeUser:
+        """The signed-in caller (else the request is answered 401)."""
         header = request.headers.get("authorization", "")
         token = header.removeprefix("Bearer ")
         user_id = state.tokens.get(token)
         if user_id is None or user_id not in state.users:
-            return problem(401, "unauthorized", "unknown key")
+            raise _Refused(problem(401, "unauthorized", "unknown key"))
         return state.users[user_id]
 
-    def manager(request: Request) -> FakeUser | JSONResponse:
+    def manager(request: Request) -> FakeUser:
+        """The signed-in caller, a manager (else the request is answered 401 or 403)."""
         user = who(request)
-        if isinstance(user, FakeUser) and user.role != "manager":
-            return problem(403, "forbidden", "managers only")
+        if user.role != "manager":
+            raise _Refused(problem(403, "forbidden", "managers only"))
         return user
 
     @app.get("/health/live")
@@ -211,24 +224,18 @@ def build_app(state: FakeGateway) -> FastAPI:
 
     @app.delete("/v1/sessions/current")
     async def sign_out(request: Request) -> Response:
-        user = who(request)
-        if isinstance(user, JSONResponse):
-            return user
+        who(request)
         state.tokens.pop(request.headers["authorization"].removeprefix("Bearer "), None)
         return Response(status_code=204)
 
     @app.get("/v1/settings")
     async def get_settings(request: Request) -> Response:
-        user = manager(request)
-        if isinstance(user, JSONResponse):
-            return user
+        manager(request)
         return JSONResponse(state.settings)
 
     @app.put("/v1/settings")
     async def put_settings(request: Request) -> Response:
-        user = manager(request)
-        if isinstance(user, JSONResponse):
-            return user
+        manager(request)
         body = await request.json()
         errors = []
         if body.get("credit_mode") not in ("balance", "per_sale", "per_item"):
@@ -242,18 +249,14 @@ def build_app(state: FakeGateway) -> FastAPI:
 
     @app.get("/v1/tasks")
     async def tasks(request: Request) -> Response:
-        user = who(request)
-        if isinstance(user, JSONResponse):
-            return user
+        who(request)
         status = request.query_params.get("status", "open")
         chosen = [t for t in state.tasks if t["status"] == status]
         return JSONResponse(_page(chosen, request))
 
     @app.get("/v1/tasks/{task_id}")
     async def one_task(task_id: str, request: Request) -> Response:
-        user = who(request)
-        if isinstance(user, JSONResponse):
-            return user
+        who(request)
         for task in state.tasks:
             if task["task_id"] == task_id:
                 return JSONResponse(task)
@@ -262,8 +265,6 @@ def build_app(state: FakeGateway) -> FastAPI:
     @app.post("/v1/tasks/{task_id}/complete")
     async def complete(task_id: str, request: Request) -> Response:
         user = who(request)
-        if isinstance(user, JSONResponse):
-            return user
         body = await request.json()
         if body.get("outcome") not in ("promised", "no_answer", "disputed", "other"):
             return problem(
@@ -287,9 +288,7 @@ def build_app(state: FakeGateway) -> FastAPI:
 
     @app.get("/v1/customers")
     async def customers(request: Request) -> Response:
-        user = who(request)
-        if isinstance(user, JSONResponse):
-            return user
+        who(request)
         q = (request.query_params.get("q") or "").lower()
         vip = request.query_params.get("vip")
         chosen = [
@@ -310,17 +309,13 @@ def build_app(state: FakeGateway) -> FastAPI:
 
     @app.get("/v1/customers/{customer_id}")
     async def customer(customer_id: str, request: Request) -> Response:
-        user = who(request)
-        if isinstance(user, JSONResponse):
-            return user
+        who(request)
         found = find(customer_id)
         return JSONResponse(found) if found else problem(404, "not_found")
 
     @app.get("/v1/cards/{card}")
     async def card(card: str, request: Request) -> Response:
-        user = who(request)
-        if isinstance(user, JSONResponse):
-            return user
+        who(request)
         found = next((c for c in state.customers if c["card_number"] == card), None)
         if found is None:
             return problem(404, "card_not_found")
@@ -328,9 +323,7 @@ def build_app(state: FakeGateway) -> FastAPI:
 
     @app.get("/v1/customers/{customer_id}/statement")
     async def statement(customer_id: str, request: Request) -> Response:
-        user = who(request)
-        if isinstance(user, JSONResponse):
-            return user
+        who(request)
         found = find(customer_id)
         if found is None:
             return problem(404, "not_found")
@@ -357,9 +350,7 @@ def build_app(state: FakeGateway) -> FastAPI:
 
     @app.post("/v1/customers/{customer_id}/cards")
     async def issue(customer_id: str, request: Request) -> Response:
-        user = manager(request)
-        if isinstance(user, JSONResponse):
-            return user
+        manager(request)
         body = await request.json()
         if not body.get("card_number"):
             return problem(
@@ -377,16 +368,12 @@ def build_app(state: FakeGateway) -> FastAPI:
 
     @app.post("/v1/payments/{payment_id}/bonus-type")
     async def bonus_type(payment_id: str, request: Request) -> Response:
-        user = who(request)
-        if isinstance(user, JSONResponse):
-            return user
+        who(request)
         return JSONResponse({"payment_id": payment_id, "bonus_cancelled": "1.00", "customer": {}})
 
     @app.get("/v1/reports/{name}")
     async def report(name: str, request: Request) -> Response:
-        user = who(request)
-        if isinstance(user, JSONResponse):
-            return user
+        who(request)
         rows = [
             {
                 "customer_id": c["customer_id"],
@@ -444,16 +431,12 @@ def build_app(state: FakeGateway) -> FastAPI:
 
     @app.get("/v1/stores")
     async def stores(request: Request) -> Response:
-        user = manager(request)
-        if isinstance(user, JSONResponse):
-            return user
+        manager(request)
         return JSONResponse(_page(state.stores, request))
 
     @app.post("/v1/stores/{store_id}/terminals")
     async def terminal(store_id: str, request: Request) -> Response:
-        user = manager(request)
-        if isinstance(user, JSONResponse):
-            return user
+        manager(request)
         body = await request.json()
         terminal_id = str(uuid.uuid4())
         for store in state.stores:
@@ -472,9 +455,7 @@ def build_app(state: FakeGateway) -> FastAPI:
 
     @app.get("/v1/users")
     async def users(request: Request) -> Response:
-        user = manager(request)
-        if isinstance(user, JSONResponse):
-            return user
+        manager(request)
         items = [
             {"user_id": u.user_id, "email": u.email, "name": u.name, "role": u.role}
             for u in state.users.values()
@@ -483,9 +464,7 @@ def build_app(state: FakeGateway) -> FastAPI:
 
     @app.post("/v1/users")
     async def create_user(request: Request) -> Response:
-        user = manager(request)
-        if isinstance(user, JSONResponse):
-            return user
+        manager(request)
         body = await request.json()
         if len(body.get("password", "")) < 12:
             return problem(

@@ -61,24 +61,6 @@ def make_read_session_factory(engine: AsyncEngine) -> SessionFactory:
     )
 
 
-async def lock_row(
-    session: AsyncSession, locking_select: sa.Select[Any], insert_if_missing: Any = None
-) -> sa.Row[Any] | None:
-    """A row locked until the transaction ends, created first when it is missing.
-
-    `locking_select` is a `SELECT ... FOR UPDATE` (SKIP LOCKED allowed) of one row;
-    `insert_if_missing` an `INSERT ... ON CONFLICT DO NOTHING` of it (None: never create).
-    One statement when the row exists, the common case (a customer's every operation after
-    the first); three on first sight. Two first sights at once: both insert, one waits for the
-    other's row and inserts nothing, then both lock it in turn. With SKIP LOCKED, None when
-    another transaction holds the row."""
-    row: sa.Row[Any] | None = (await session.execute(locking_select)).first()
-    if row is None and insert_if_missing is not None:
-        await session.execute(insert_if_missing)
-        row = (await session.execute(locking_select)).first()
-    return row
-
-
 def column_arrays(
     items: Iterable[Any], **columns: str | Callable[[Any], Any]
 ) -> dict[str, list[Any]]:

@@ -106,8 +106,7 @@ async def lock_row(
     insert_sql: str | None = None,
     insert_args: Sequence[Any] = (),
 ) -> asyncpg.Record | None:
-    """A row locked until the transaction ends, created first when it is missing (the SQL-text
-    twin of `servicekit.db.lock_row`).
+    """A row locked until the transaction ends, created first when it is missing.
 
     `locking_sql` is a `SELECT ... FOR UPDATE` (SKIP LOCKED allowed) of one row, run with
     `args`; `insert_sql` an `INSERT ... ON CONFLICT DO NOTHING` of it run with `insert_args`

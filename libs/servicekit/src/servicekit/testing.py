@@ -252,6 +252,21 @@ async def next_envelope(
                         return env
 
 
+async def answer_over_kafka(
+    app: FastAPI,
+    bootstrap_servers: str,
+    send: tuple[str, Envelope],
+    answers: str,
+    match: Callable[[Envelope], bool],
+) -> Envelope:
+    """A service's whole path through the broker: with `app` running (its lifespan starts the
+    consumers, the relay and the producer), `send` (topic, envelope) is published and the
+    first envelope on the `answers` topic that `match` accepts is returned."""
+    async with app.router.lifespan_context(app), listener(bootstrap_servers, answers) as events:
+        await publish(bootstrap_servers, send)
+        return await next_envelope(events, match)
+
+
 @contextlib.contextmanager
 def counted_statements(engine: AsyncEngine, *, ignore: str = "\0") -> Iterator[list[str]]:
     """The SQL statements `engine` sends meanwhile, shortened to 80 characters (a statement

@@ -5,7 +5,6 @@ connection of that time is replaced on its next checkout instead of failing in t
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
@@ -14,12 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from servicekit.consumer import is_transient
-from servicekit.db import (
-    lock_row,
-    make_engine,
-    make_read_session_factory,
-    make_session_factory,
-)
+from servicekit.db import make_engine, make_read_session_factory, make_session_factory
 
 pytestmark = pytest.mark.integration
 
@@ -82,50 +76,5 @@ async def test_a_read_session_sends_no_begin_and_its_connection_goes_back_clean(
         async with make_session_factory(engine)() as session:
             missing = await session.scalar(sa.text("SELECT to_regclass('pg_temp.t')"))
             assert missing is None
-    finally:
-        await engine.dispose()
-
-
-async def test_lock_row_is_one_statement_for_a_known_row_creates_a_missing_one_and_skips(
-    fresh_database_url: str,
-) -> None:
-    engine = make_engine(fresh_database_url, pool_size=2)
-    table = sa.table("accounts", sa.column("id", sa.Integer), sa.column("n", sa.Integer))
-
-    def select(key: int, *, skip: bool = False) -> Any:
-        return (
-            sa.select(table.c.id, table.c.n)
-            .where(table.c.id == key)
-            .with_for_update(skip_locked=skip)
-        )
-
-    def insert(key: int) -> Any:
-        return sa.text(
-            "INSERT INTO accounts (id, n) VALUES (:id, 0) ON CONFLICT DO NOTHING"
-        ).bindparams(id=key)
-
-    statements: list[str] = []
-    sa.event.listen(
-        engine.sync_engine, "before_cursor_execute", lambda _c, _k, sql, *_a: statements.append(sql)
-    )
-    factory = make_session_factory(engine)
-    try:
-        async with factory() as session, session.begin():
-            await session.execute(sa.text("CREATE TABLE accounts (id int PRIMARY KEY, n int)"))
-        statements.clear()
-        async with factory() as session, session.begin():
-            created = await lock_row(session, select(1), insert(1))  # first sight
-            assert created is not None and created.n == 0 and len(statements) == 3
-        statements.clear()
-        async with factory() as session, session.begin():
-            assert (await lock_row(session, select(1), insert(1))) is not None
-            assert len(statements) == 1  # known: the SELECT ... FOR UPDATE alone
-            assert await lock_row(session, select(2)) is None  # nothing to create it with
-            async with factory() as other, other.begin():
-                # held by the first session: SKIP LOCKED gives None at once, creates nothing
-                assert (
-                    await asyncio.wait_for(lock_row(other, select(1, skip=True), insert(1)), 10)
-                    is None
-                )
     finally:
         await engine.dispose()

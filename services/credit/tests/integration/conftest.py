@@ -19,16 +19,14 @@ from aiokafka.structs import ConsumerRecord
 
 from contracts.base import Message
 from contracts.credit.v1 import ApplyBonuses
-from contracts.envelope import Envelope, decode, encode, make_envelope
+from contracts.envelope import Envelope, decode
 from contracts.loyalty.v1 import BonusesApplied, BonusesRefused, PaymentBonus
-from contracts.topics import LOYALTY_EVENTS, MASTERDATA_EVENTS, POS_COMMANDS
 from credit.adapters.repository import Repository
 from credit.entrypoints.app import MIGRATIONS_DIR, make_consumer
 from credit.service_layer.queries import customer_credit
 from servicekit.db import make_engine, make_session_factory, run_migrations
 from servicekit.schema import OUTBOX
-
-TOPIC_OF = {"credit": POS_COMMANDS, "loyalty": LOYALTY_EVENTS, "masterdata": MASTERDATA_EVENTS}
+from servicekit.testing import envelope_of, record_of
 
 
 class Harness:
@@ -37,30 +35,17 @@ class Harness:
         self.consumer = make_consumer()
         self.consumer.retry_backoff_seconds = 0
         self.consumer.bind(session_factory)
-        self._offset = 0
         self.bonus: dict[uuid.UUID, Decimal] = {}
         self.answered: set[tuple[uuid.UUID, uuid.UUID]] = set()
 
-    def record(self, env: Envelope) -> ConsumerRecord[bytes, bytes]:
-        self._offset += 1
-        namespace = env.type.split(".", 1)[0]
-        value = encode(env)
-        return ConsumerRecord(
-            topic=TOPIC_OF[namespace],
-            partition=0,
-            offset=self._offset,
-            timestamp=0,
-            timestamp_type=0,
-            key=env.key.encode(),
-            value=value,
-            checksum=None,
-            serialized_key_size=len(env.key),
-            serialized_value_size=len(value),
-            headers=[],
-        )
+    @staticmethod
+    def record(env: Envelope) -> ConsumerRecord[Any, Any]:
+        """The envelope as Kafka delivers it, on its message type's topic."""
+        return record_of(env)
 
-    def envelope(self, payload: Message, key: str | None = None) -> Envelope:
-        return make_envelope(payload, chain_id=None, key=key or "k", correlation_id=uuid.uuid4())
+    @staticmethod
+    def envelope(payload: Message, key: str | None = None) -> Envelope:
+        return envelope_of(payload, key=key or "k")
 
     async def send(self, payload: Message, key: str | None = None) -> Envelope:
         env = self.envelope(payload, key)

@@ -9,7 +9,7 @@ from credit.config import Settings
 from credit.entrypoints.app import make_definition
 from credit.testing import day, record_sale, sale_line, settings_snapshot
 from servicekit.runtime import create_app
-from servicekit.testing import envelope_of, listener, next_envelope, publish
+from servicekit.testing import answer_over_kafka, envelope_of
 
 
 async def test_a_sale_published_on_kafka_comes_back_as_sale_completed(
@@ -28,16 +28,12 @@ async def test_a_sale_published_on_kafka_comes_back_as_sale_completed(
         payments=[("cash", "7.00")],
     )
     env = envelope_of(cmd, key=cmd.sale_id)
-    async with (
-        app.router.lifespan_context(app),
-        listener(kafka_bootstrap_servers, CREDIT_EVENTS) as events,
-    ):
-        await publish(kafka_bootstrap_servers, (POS_COMMANDS, env))
-        got = await next_envelope(
-            events,
-            lambda e: (
-                e.type == "credit.SaleCompleted" and e.payload.get("sale_id") == str(cmd.sale_id)
-            ),
-        )
+    got = await answer_over_kafka(
+        app,
+        kafka_bootstrap_servers,
+        (POS_COMMANDS, env),
+        CREDIT_EVENTS,
+        lambda e: e.type == "credit.SaleCompleted" and e.payload.get("sale_id") == str(cmd.sale_id),
+    )
     assert got.correlation_id == env.correlation_id
     assert got.payload["total"] == "7.00" and got.payload["paid"] == "7.00"

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from contracts.base import Message
-from contracts.envelope import Envelope, make_envelope
+from contracts.envelope import Envelope
 from contracts.loyalty.v1 import BonusesApplied, PaymentBonus
 from credit.adapters.repository import CustomerRow, OperationRecord
 from credit.domain.model import Entry, Ledger, Sale
@@ -23,6 +23,7 @@ from credit.testing import (
     record_payment,
     settings_snapshot,
 )
+from servicekit.testing import envelope_of
 
 CHAIN = uuid.UUID("44444444-4444-4444-4444-444444444444")
 
@@ -85,7 +86,7 @@ class FakeRepository:
         )
 
     async def load_for_command(
-        self, *, seen: tuple[uuid.UUID, str] | None = None, **kwargs: Any
+        self, *, seen: tuple[uuid.UUID, str] | None = None, named: Any = (), **kwargs: Any
     ) -> tuple[Ledger, bool]:
         known = seen is not None and await self.operation_known(kwargs["chain_id"], *seen)
         return await self.load_ledger(**kwargs), known
@@ -135,6 +136,9 @@ class FakeRepository:
                 return env
         return None
 
+    async def mark_settled(self, chain_id: uuid.UUID, sale_ids: Any) -> None:
+        pass
+
     async def settle_mark(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> bool | None:
         return None
 
@@ -158,7 +162,7 @@ class FakeEmitter:
 
 
 def envelope(cmd: Message) -> Envelope:
-    return make_envelope(cmd, chain_id=None, key="k", correlation_id=uuid.uuid4())
+    return envelope_of(cmd, key="k")
 
 
 def applied(op_id: uuid.UUID, customer_id: uuid.UUID, accrued: str = "0.00") -> BonusesApplied:

@@ -3,7 +3,6 @@ feed envelopes through the real servicekit consumer, and readers of what loyalty
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,22 +11,20 @@ from uuid import UUID, uuid4
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
 from contracts.credit.v1 import ApplyBonuses, BonusBase
 from contracts.enums import BonusOperationKind, CreditMode, OverdueDiscountPolicy, PaymentMethod
-from contracts.envelope import Envelope, decode, encode, make_envelope, parse_payload
+from contracts.envelope import Envelope, decode, parse_payload
 from contracts.gateway.v1 import CancelPaymentBonus, ChainSettingsChanged, ChainSettingsSnapshot
-from contracts.topics import LOYALTY_COMMANDS
 from loyalty.entrypoints.app import MIGRATIONS_DIR, build_consumer
 from loyalty.service_layer import queries
 from loyalty.service_layer.handlers import LoyaltyHandlers
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory, make_engine, make_session_factory, prepare_database
+from servicekit.testing import envelope_of, record_of
 
-_offsets = itertools.count()
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -72,18 +69,6 @@ def consumer(session_factory: SessionFactory, clock: Clock) -> Consumer:
     return c
 
 
-def envelope_of(model: Message, key: UUID) -> Envelope:
-    return make_envelope(model, chain_id=None, key=key, correlation_id=uuid4())
-
-
-def record_of(env: Envelope, topic: str = LOYALTY_COMMANDS) -> ConsumerRecord[bytes, bytes]:
-    value = encode(env)
-    key = env.key.encode()
-    return ConsumerRecord(
-        topic, 0, next(_offsets), 0, 0, key, value, None, len(key), len(value), []
-    )
-
-
 class Harness:
     """Drives loyalty through its real consumer and reads back what it wrote."""
 
@@ -99,25 +84,16 @@ class Harness:
         self.store_id = uuid4()
 
     def envelope(self, model: Message) -> Envelope:
-        return envelope_of(model, self.customer_id)
+        return envelope_of(model, key=self.customer_id)
 
-    @staticmethod
-    def record(env: Envelope, topic: str = LOYALTY_COMMANDS) -> ConsumerRecord[bytes, bytes]:
-        return record_of(env, topic)
-
-    async def feed(
-        self,
-        model_or_env: Message | Envelope,
-        *,
-        key: UUID | None = None,
-        topic: str = LOYALTY_COMMANDS,
-    ) -> Envelope:
-        """Process one message as a batch of its own (returns its envelope, to feed again)."""
+    async def feed(self, model_or_env: Message | Envelope, *, key: UUID | None = None) -> Envelope:
+        """Process one message, on its topic, as a batch of its own (returns its envelope, to
+        feed again)."""
         if isinstance(model_or_env, Envelope):
             env = model_or_env
         else:
-            env = envelope_of(model_or_env, key or self.customer_id)
-        await self.consumer.process_records([record_of(env, topic)])
+            env = envelope_of(model_or_env, key=key or self.customer_id)
+        await self.consumer.process_records([record_of(env)])
         return env
 
     async def outbox(self, type_: str | None = None) -> list[Any]:

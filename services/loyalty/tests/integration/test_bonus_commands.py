@@ -16,12 +16,11 @@ from contracts.loyalty.v1 import (
     BonusMovementRecorded,
     PaymentBonusCancelled,
 )
-from contracts.topics import MASTERDATA_EVENTS
 from loyalty.entrypoints.app import build_consumer
 from loyalty.entrypoints.http import router
 from loyalty.service_layer.handlers import LoyaltyHandlers
 from servicekit.db import make_engine, make_session_factory
-from servicekit.testing import internal_api_client
+from servicekit.testing import internal_api_client, record_of
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -141,10 +140,7 @@ async def test_two_instances_spending_the_same_last_bonuses_at_once_one_wins(
             c.bind(make_session_factory(e))
         spends = [loyalty.envelope(loyalty.apply(spend="10.00")) for _ in range(2)]
         await asyncio.gather(
-            *(
-                c.process_records([loyalty.record(env)])
-                for c, env in zip(consumers, spends, strict=True)
-            )
+            *(c.process_records([record_of(env)]) for c, env in zip(consumers, spends, strict=True))
         )
     finally:
         for e in engines:
@@ -179,9 +175,7 @@ async def test_a_return_gives_back_spent_bonus_and_reverses_the_accrual_once(
 
 
 async def test_an_operation_records_due_expiries_before_spending(loyalty: Harness) -> None:
-    await loyalty.feed(
-        loyalty.settings_changed(expiry_days=30), key=loyalty.chain_id, topic=MASTERDATA_EVENTS
-    )
+    await loyalty.feed(loyalty.settings_changed(expiry_days=30), key=loyalty.chain_id)
     await loyalty.feed(loyalty.apply(cash=[(uuid4(), "100.00")]))
     loyalty.clock.now += timedelta(days=31)
 
@@ -231,7 +225,7 @@ async def test_one_batch_of_a_customers_operations_is_applied_in_order(loyalty: 
         loyalty.envelope(loyalty.apply(spend="0.01")),
         loyalty.envelope(loyalty.cancel(cash)),
     ]
-    await loyalty.consumer.process_records([loyalty.record(env) for env in batch])
+    await loyalty.consumer.process_records([record_of(env) for env in batch])
 
     assert len(await loyalty.outbox(APPLIED)) == 2
     assert len(await loyalty.outbox(REFUSED)) == 1

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from uuid import uuid4
 
 from contracts.loyalty.v1 import BonusMovementRecorded
-from contracts.topics import MASTERDATA_EVENTS
 from loyalty.service_layer.expiry import expire_due_bonuses
 from servicekit.db import make_engine, make_session_factory
 
@@ -28,9 +27,7 @@ async def test_two_instances_running_the_expiry_job_record_each_expiry_once(
         loyalty.apply(cash=[(uuid4(), "50.00")], at=loyalty.clock.now + timedelta(days=20))
     )
     await loyalty.feed(loyalty.apply(spend="4.00", at=loyalty.clock.now + timedelta(days=21)))
-    await loyalty.feed(
-        loyalty.settings_changed(expiry_days=30), key=loyalty.chain_id, topic=MASTERDATA_EVENTS
-    )
+    await loyalty.feed(loyalty.settings_changed(expiry_days=30), key=loyalty.chain_id)
     now = loyalty.clock.now + timedelta(days=40)
 
     engines = [make_engine(loyalty.url, pool_size=2) for _ in range(2)]
@@ -55,21 +52,16 @@ async def test_two_instances_running_the_expiry_job_record_each_expiry_once(
 
 async def test_the_expiry_job_leaves_bonuses_alone_while_expiry_is_off(loyalty: Harness) -> None:
     await loyalty.feed(loyalty.apply(cash=[(uuid4(), "100.00")], expiry_days=None))
-    await loyalty.feed(
-        loyalty.settings_changed(expiry_days=None), key=loyalty.chain_id, topic=MASTERDATA_EVENTS
-    )
+    await loyalty.feed(loyalty.settings_changed(expiry_days=None), key=loyalty.chain_id)
     now = loyalty.clock.now + timedelta(days=4000)
     assert await expire_due_bonuses(loyalty.session_factory, now=now) == 0
     assert (await loyalty.bonus())["balance"] == "10.00"
 
 
 async def test_an_older_settings_change_never_overrides_a_newer_one(loyalty: Harness) -> None:
-    await loyalty.feed(
-        loyalty.settings_changed(expiry_days=30), key=loyalty.chain_id, topic=MASTERDATA_EVENTS
-    )
+    await loyalty.feed(loyalty.settings_changed(expiry_days=30), key=loyalty.chain_id)
     await loyalty.feed(
         loyalty.settings_changed(expiry_days=None, at=loyalty.clock.now - timedelta(hours=1)),
         key=loyalty.chain_id,
-        topic=MASTERDATA_EVENTS,
     )
     assert (await loyalty.bonus())["bonus_expiry_days"] == 30

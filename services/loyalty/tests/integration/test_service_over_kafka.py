@@ -18,7 +18,7 @@ from contracts.topics import LOYALTY_COMMANDS, LOYALTY_EVENTS
 from loyalty.config import Settings
 from loyalty.entrypoints.app import make_definition
 from servicekit.runtime import create_app
-from servicekit.testing import envelope_of, listener, next_envelope, publish
+from servicekit.testing import answer_over_kafka, envelope_of
 
 pytestmark = pytest.mark.integration
 
@@ -51,17 +51,13 @@ async def test_bonuses_applied_over_kafka_come_back_as_bonuses_applied(
         reverse_bases=[],
     )
     env = envelope_of(command, key=customer, chain_id=command.chain_id)
-    async with (
-        app.router.lifespan_context(app),
-        listener(kafka_bootstrap_servers, LOYALTY_EVENTS) as events,
-    ):
-        await publish(kafka_bootstrap_servers, (LOYALTY_COMMANDS, env))
-        got = await next_envelope(
-            events,
-            lambda e: (
-                e.type == "loyalty.BonusesApplied" and e.payload.get("operation_id") == str(sale)
-            ),
-        )
+    got = await answer_over_kafka(
+        app,
+        kafka_bootstrap_servers,
+        (LOYALTY_COMMANDS, env),
+        LOYALTY_EVENTS,
+        lambda e: e.type == "loyalty.BonusesApplied" and e.payload.get("operation_id") == str(sale),
+    )
     assert got.correlation_id == env.correlation_id
     assert got.payload["accrued"] == "20.00"
     assert got.payload["balance_after"] == "20.00"

@@ -15,23 +15,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.credit import v1 as credit
-from contracts.enums import CreditMode
 from notifier.adapters import tables as t
 from notifier.config import Settings
 from notifier.service_layer.handlers import make_consumer
 from notifier.service_layer.jobs import deliver_once
+from notifier.testing import sale_overdue
 from servicekit.consumer import Consumer
-from servicekit.db import SessionFactory, make_session_factory
+from servicekit.db import SessionFactory
 from servicekit.testing import record_of
 
 SECRET = "a-long-enough-webhook-secret"
@@ -85,20 +82,7 @@ async def raise_one_task(sf: SessionFactory, url: str) -> uuid.UUID:
         )
     consumer: Consumer = make_consumer()
     consumer.bind(sf)
-    overdue = credit.SaleOverdue(
-        sale_id=uuid.uuid4(),
-        chain_id=chain,
-        customer_id=customer,
-        credit_mode=CreditMode.BALANCE,
-        sold_at=datetime(2026, 1, 1, tzinfo=UTC),
-        due_date=date(2026, 1, 31),
-        amount_owed=Decimal("30.00"),
-        days_overdue=1,
-        discount=Decimal("0.00"),
-        discount_revoked=False,
-        lines=[],
-        detected_at=datetime(2026, 2, 1, tzinfo=UTC),
-    )
+    overdue = sale_overdue(chain, customer, uuid.uuid4(), "30.00", dress_line=False)
     await consumer.process_records([record_of(overdue, key=customer)])
     return chain
 
@@ -118,9 +102,8 @@ def settings(**kw: object) -> Settings:
 
 
 async def test_webhook_retries_with_backoff_and_delivers_a_signed_body(
-    engine: AsyncEngine, receiver: Receiver
+    sf: SessionFactory, receiver: Receiver
 ) -> None:
-    sf = make_session_factory(engine)
     await raise_one_task(sf, receiver.url)
     receiver.fail_first = 1
     cfg = settings()
@@ -149,9 +132,8 @@ async def test_webhook_retries_with_backoff_and_delivers_a_signed_body(
 
 
 async def test_webhook_that_never_answers_well_ends_in_a_dead_letter_record(
-    engine: AsyncEngine, receiver: Receiver
+    sf: SessionFactory, receiver: Receiver
 ) -> None:
-    sf = make_session_factory(engine)
     await raise_one_task(sf, receiver.url)
     receiver.fail_first = 100
     cfg = settings()
@@ -168,8 +150,7 @@ async def test_webhook_that_never_answers_well_ends_in_a_dead_letter_record(
     assert (dead.attempts, dead.last_error, dead.url) == (3, "HTTP 503", receiver.url)
 
 
-async def test_no_webhook_configured_means_no_delivery(engine: AsyncEngine) -> None:
-    sf = make_session_factory(engine)
+async def test_no_webhook_configured_means_no_delivery(sf: SessionFactory) -> None:
     chain = await raise_one_task(sf, "http://127.0.0.1:9/never")
     async with sf() as session, session.begin():
         await session.execute(sa.delete(t.webhooks).where(t.webhooks.c.chain_id == chain))
@@ -182,9 +163,8 @@ async def test_no_webhook_configured_means_no_delivery(engine: AsyncEngine) -> N
 
 
 async def test_without_the_local_testing_setting_a_loopback_receiver_gets_nothing(
-    engine: AsyncEngine, receiver: Receiver
+    sf: SessionFactory, receiver: Receiver
 ) -> None:
-    sf = make_session_factory(engine)
     await raise_one_task(sf, receiver.url)
     cfg = settings(webhook_allow_private=False, webhook_max_attempts=1)
     async with httpx.AsyncClient(trust_env=False) as client:
@@ -196,10 +176,9 @@ async def test_without_the_local_testing_setting_a_loopback_receiver_gets_nothin
 
 
 async def test_a_name_that_resolves_to_a_private_address_at_delivery_time_is_not_called(
-    engine: AsyncEngine, receiver: Receiver
+    sf: SessionFactory, receiver: Receiver
 ) -> None:
     # DNS rebinding: public when the chain set it, this machine when the task is delivered
-    sf = make_session_factory(engine)
     port = receiver.url.split(":")[2].split("/")[0]
     await raise_one_task(sf, f"https://hooks.example.test:{port}/hooks/tasks")
     looked_up: list[str] = []
@@ -219,11 +198,10 @@ async def test_a_name_that_resolves_to_a_private_address_at_delivery_time_is_not
 
 
 async def test_the_delivery_connects_to_the_address_it_checked_and_names_the_host(
-    engine: AsyncEngine, receiver: Receiver
+    sf: SessionFactory, receiver: Receiver
 ) -> None:
     # the name exists only in this test's resolver: had the HTTP client looked it up again,
     # nothing would have arrived
-    sf = make_session_factory(engine)
     port = receiver.url.split(":")[2].split("/")[0]
     await raise_one_task(sf, f"http://hooks.example.test:{port}/hooks/tasks")
 

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,11 +30,6 @@ def task(level: int, status: str = OPEN, days_ago: int = 0, reason: str | None =
     return TaskState(level, status, NOW - timedelta(days=days_ago), reason)
 
 
-def test_first_overdue_sale_opens_a_task_at_level_1() -> None:
-    out = on_sale_overdue(sale_is_new=True, open_task=None, last_task=None, overdue_before=False)
-    assert (out.decision, out.level) == (Decision.OPEN_NEW, 1)
-
-
 def test_an_overdue_sale_seen_before_never_opens_a_second_task() -> None:
     out = on_sale_overdue(
         sale_is_new=False,
@@ -44,54 +40,43 @@ def test_an_overdue_sale_seen_before_never_opens_a_second_task() -> None:
     assert out.decision is Decision.NOTHING
 
 
-def test_another_overdue_sale_joins_the_open_task() -> None:
+@pytest.mark.parametrize(
+    ("open_task", "last_task", "overdue_before", "decision", "level"),
+    [
+        (None, None, False, Decision.OPEN_NEW, 1),
+        (task(2), task(2), True, Decision.REFRESH_OPEN, 2),
+        (None, task(1, DONE, 2, "completed"), True, Decision.OPEN_NEW, 2),
+        (None, task(3, DONE, 20, "paid"), False, Decision.OPEN_NEW, 1),
+    ],
+    ids=[
+        "the-first-opens-a-task-at-level-1",
+        "another-joins-the-open-task",
+        "after-a-completed-call-it-opens-the-next-level",
+        "overdue-again-after-paying-starts-at-level-1",
+    ],
+)
+def test_a_new_overdue_sale_opens_or_joins_a_task_at_its_level(
+    open_task: TaskState | None,
+    last_task: TaskState | None,
+    overdue_before: bool,
+    decision: Decision,
+    level: int,
+) -> None:
     out = on_sale_overdue(
-        sale_is_new=True, open_task=task(2), last_task=task(2), overdue_before=True
+        sale_is_new=True, open_task=open_task, last_task=last_task, overdue_before=overdue_before
     )
-    assert (out.decision, out.level) == (Decision.REFRESH_OPEN, 2)
-
-
-def test_new_overdue_sale_after_a_completed_call_opens_the_next_level() -> None:
-    out = on_sale_overdue(
-        sale_is_new=True,
-        open_task=None,
-        last_task=task(1, DONE, 2, "completed"),
-        overdue_before=True,
-    )
-    assert (out.decision, out.level) == (Decision.OPEN_NEW, 2)
-
-
-def test_becoming_overdue_again_after_paying_starts_at_level_1() -> None:
-    out = on_sale_overdue(
-        sale_is_new=True,
-        open_task=None,
-        last_task=task(3, DONE, 20, "paid"),
-        overdue_before=False,
-    )
-    assert (out.decision, out.level) == (Decision.OPEN_NEW, 1)
+    assert (out.decision, out.level) == (decision, level)
 
 
 def test_open_task_moves_to_the_next_level_after_the_repeat_period() -> None:
-    assert (
-        on_scan(
-            open_task=task(1, days_ago=7),
-            last_task=task(1, days_ago=7),
-            still_overdue=True,
-            now=NOW,
-            repeat_days=7,
+    def decision_when_raised(days_ago: int) -> Decision:
+        raised = task(1, days_ago=days_ago)
+        return on_scan(
+            open_task=raised, last_task=raised, still_overdue=True, now=NOW, repeat_days=7
         ).decision
-        is Decision.ESCALATE
-    )
-    assert (
-        on_scan(
-            open_task=task(1, days_ago=6),
-            last_task=task(1, days_ago=6),
-            still_overdue=True,
-            now=NOW,
-            repeat_days=7,
-        ).decision
-        is Decision.NOTHING
-    )
+
+    assert decision_when_raised(7) is Decision.ESCALATE
+    assert decision_when_raised(6) is Decision.NOTHING
 
 
 def test_completed_task_is_followed_by_a_new_one_at_the_next_level_while_overdue() -> None:

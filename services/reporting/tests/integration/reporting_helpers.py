@@ -1,5 +1,6 @@
-"""What several of reporting's integration tests use: credit's events as they feed them (a sale
-all on account, one coat of a sale brought back for cash) and reading a paged report to its end."""
+"""What several of reporting's integration tests use: credit's and loyalty's events as they feed
+them (a sale all on account, one coat of a sale brought back for cash, a bonus movement) and
+reading a paged report to its end."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.credit import v1 as credit
-from contracts.enums import CreditMode, RefundMethod
+from contracts.enums import BonusMovementKind, CreditMode, RefundMethod
+from contracts.loyalty import v1 as loyalty
 
 D = Decimal
 ZERO = D("0.00")
@@ -121,6 +123,35 @@ def coat_returned(
         occurred_at=at,
         customer_balances=balances,
         lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=D(owed_after))],
+    )
+
+
+def bonus_movement(
+    chain_id: uuid.UUID,
+    store_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    kind: BonusMovementKind,
+    amount: str,
+    at: datetime,
+    balance_after: str,
+    *,
+    sale_id: uuid.UUID | None = None,
+    operation_id: uuid.UUID | None = None,
+) -> loyalty.BonusMovementRecorded:
+    """Loyalty's movement of `amount` bonus at the chain's store (not a payment's), the
+    customer's bonus balance `balance_after` it."""
+    return loyalty.BonusMovementRecorded(
+        movement_id=uuid.uuid4(),
+        chain_id=chain_id,
+        customer_id=customer_id,
+        kind=kind,
+        amount=D(amount),
+        store_id=store_id,
+        payment_id=None,
+        sale_id=sale_id,
+        operation_id=operation_id,
+        at=at,
+        balance_after=D(balance_after),
     )
 
 

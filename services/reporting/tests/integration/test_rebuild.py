@@ -15,14 +15,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from reporting_helpers import on_account_sale
+from reporting_helpers import bonus_movement, on_account_sale
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
 from contracts.enums import BonusMovementKind, CreditMode, DebtPaymentKind, MoneyMethod
 from contracts.envelope import Envelope, encode
 from contracts.gateway import v1 as gateway
-from contracts.loyalty import v1 as loyalty
 from contracts.topics import DAY_MS
 from reporting.adapters.tables import READ_MODEL_TABLES
 from reporting.config import Settings
@@ -46,6 +45,7 @@ def story(customer: uuid.UUID, n: int) -> list[Message]:
     """A customer buys on account, pays part of it and earns bonus."""
     sale_id = uuid.uuid4()
     total = D(10 + n)
+    paid_at = T0 + timedelta(days=n + 1)
     line = credit.SaleLineOutcome(
         line_no=1,
         sku=None,
@@ -95,25 +95,13 @@ def story(customer: uuid.UUID, n: int) -> list[Message]:
             allocated=[credit.Allocation(sale_id=sale_id, line_no=None, amount=D("5.00"))],
             advance_added=D("0.00"),
             bonus_accrued=D("0.50"),
-            occurred_at=T0 + timedelta(days=n + 1),
+            occurred_at=paid_at,
             customer_balances=credit.CustomerBalances(
                 debt=total - 5, advance=D("0.00"), bonus_balance=D("0.50")
             ),
             lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=total - 5)],
         ),
-        loyalty.BonusMovementRecorded(
-            movement_id=uuid.uuid4(),
-            chain_id=CHAIN,
-            customer_id=customer,
-            kind=BonusMovementKind.ACCRUED,
-            amount=D("0.50"),
-            store_id=STORE,
-            payment_id=None,
-            sale_id=None,
-            operation_id=None,
-            at=T0 + timedelta(days=n + 1),
-            balance_after=D("0.50"),
-        ),
+        bonus_movement(CHAIN, STORE, customer, BonusMovementKind.ACCRUED, "0.50", paid_at, "0.50"),
     ]
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from reporting_helpers import bonus_movement
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.enums import BonusMovementKind
@@ -34,18 +35,8 @@ T1 = datetime(2026, 3, 2, 10, tzinfo=UTC)
 def movement(
     customer: uuid.UUID, kind: BonusMovementKind, amount: str, at: datetime, after: str
 ) -> BonusMovementRecorded:
-    return BonusMovementRecorded(
-        movement_id=uuid.uuid4(),
-        chain_id=CHAIN,
-        customer_id=customer,
-        kind=kind,
-        amount=D(amount),
-        store_id=STORE,
-        payment_id=None,
-        sale_id=None,
-        operation_id=uuid.uuid4(),
-        at=at,
-        balance_after=D(after),
+    return bonus_movement(
+        CHAIN, STORE, customer, kind, amount, at, after, operation_id=uuid.uuid4()
     )
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from reporting_helpers import coat, on_account_sale
+from reporting_helpers import bonus_movement, coat, on_account_sale
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.credit import v1 as credit
@@ -49,18 +49,16 @@ def sale(customer: uuid.UUID, n: int, debt: str) -> credit.SaleCompleted:
 
 
 def accrual(customer: uuid.UUID, of: credit.SaleCompleted, after: str) -> BonusMovementRecorded:
-    return BonusMovementRecorded(
-        movement_id=uuid.uuid4(),
-        chain_id=CHAIN,
-        customer_id=customer,
-        kind=BonusMovementKind.ACCRUED,
-        amount=D("0.20"),
-        store_id=STORE,
-        payment_id=None,
+    return bonus_movement(
+        CHAIN,
+        STORE,
+        customer,
+        BonusMovementKind.ACCRUED,
+        "0.20",
+        of.sold_at,
+        after,
         sale_id=of.sale_id,
         operation_id=uuid.uuid4(),
-        at=of.sold_at,
-        balance_after=D(after),
     )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -41,14 +40,6 @@ pytestmark = pytest.mark.integration
 TZ = "Europe/Bucharest"
 NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 NAMES = ["Ana", "ana", "Zoe", "Ștefan", "<script>x</script>", "Émile", "Ion"]
-
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    eng = make_engine(fresh_database_url, pool_size=2)
-    yield eng
-    await eng.dispose()
 
 
 async def _movement(s: AsyncSession, **values: Any) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from reporting_helpers import coat, coat_returned, on_account_sale
+from reporting_helpers import bonus_movement, coat, coat_returned, on_account_sale
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.credit import v1 as credit
@@ -35,18 +35,8 @@ def movement(
     amount: str,
     after: str,
 ) -> BonusMovementRecorded:
-    return BonusMovementRecorded(
-        movement_id=uuid.uuid4(),
-        chain_id=chain,
-        customer_id=customer,
-        kind=kind,
-        amount=D(amount),
-        store_id=STORE,
-        payment_id=None,
-        sale_id=operation,
-        operation_id=operation,
-        at=T0,
-        balance_after=D(after),
+    return bonus_movement(
+        chain, STORE, customer, kind, amount, T0, after, sale_id=operation, operation_id=operation
     )
 
 

@@ -24,7 +24,6 @@ from contracts.enums import (
     OverdueDiscountPolicy,
 )
 from contracts.gateway import v1 as gateway
-from contracts.loyalty import v1 as loyalty
 from reporting.domain.model import Period
 from reporting.service_layer import reports
 from servicekit.consumer import Consumer
@@ -132,18 +131,8 @@ def payment(
 
 
 def accrual(customer: uuid.UUID, when: datetime, amount: str, balance: str) -> Message:
-    return loyalty.BonusMovementRecorded(
-        movement_id=uuid.uuid4(),
-        chain_id=CHAIN,
-        customer_id=customer,
-        kind=BonusMovementKind.ACCRUED,
-        amount=D(amount),
-        store_id=STORE,
-        payment_id=None,
-        sale_id=None,
-        operation_id=None,
-        at=when,
-        balance_after=D(balance),
+    return events.bonus_movement(
+        CHAIN, STORE, customer, BonusMovementKind.ACCRUED, amount, when, balance
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -156,6 +157,10 @@ _LOCK_MARK = "SELECT settled_at FROM overdue_marks WHERE chain_id = $1 AND sale_
 _SETTLE_MARK = "UPDATE overdue_marks SET settled_at = now() WHERE chain_id = $1 AND sale_id = $2"
 _UNSETTLED_MARKS = "SELECT sale_id FROM overdue_marks WHERE customer_id = $1 AND settled_at IS NULL"
 
+#: sales a confirmed operation brought to owing nothing: a command no longer reads them
+#: (unless it names them). $1 chain_id, $2 sale ids
+_MARK_SETTLED = "UPDATE sales SET settled = true WHERE chain_id = $1 AND sale_id = ANY($2::uuid[])"
+
 
 class _Keep:
     """`update_customer`'s default for `in_flight`: leave it as it is (None clears it)."""
@@ -169,7 +174,8 @@ class OperationRecord:
     """What `Repository.record_operation` writes for an operation the ledger accepted.
 
     `in_flight` for one that waits for loyalty; `debt`/`advance` for one confirmed at once
-    (None: the customer's balances stay as they are)."""
+    (None: the customer's balances stay as they are); `sale_settled`: the sale it records owes
+    nothing (paid in full at the till), so later commands need not read it."""
 
     operation_id: uuid.UUID
     kind: str
@@ -185,6 +191,7 @@ class OperationRecord:
     in_flight: uuid.UUID | None = None
     debt: Decimal | None = None
     advance: Decimal | None = None
+    sale_settled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,14 +315,15 @@ class Repository:
         sale_id: uuid.UUID | None = None,
         minor_units: int = 2,
     ) -> Ledger:
-        """A customer's whole ledger, or one anonymous sale's (``customer_id`` None).
+        """A customer's whole ledger (every sale and entry), or one anonymous sale's
+        (``customer_id`` None): the overdue scan's and the internal endpoint's read.
 
         Only rows of live (pending or confirmed) operations count, the operation being found
         by (chain, id) through its primary key."""
-        ledger, _ = await self.load_for_command(
-            chain_id=chain_id, customer_id=customer_id, sale_id=sale_id, minor_units=minor_units
-        )
-        return ledger
+        query, args = _ledger_query(chain_id, customer_id, sale_id, None, whole=True)
+        assert query is not None or (customer_id is None and sale_id is None)
+        rows = await sql.fetch(self.session, query, *args) if query else []
+        return _ledger_from_rows(rows, minor_units)
 
     async def load_for_command(
         self,
@@ -325,24 +333,34 @@ class Repository:
         sale_id: uuid.UUID | None = None,
         minor_units: int = 2,
         seen: tuple[uuid.UUID, str] | None = None,
+        named: Sequence[uuid.UUID] = (),
     ) -> tuple[Ledger, bool]:
-        """`load_ledger` (an empty ledger when neither a customer nor a sale is named) and,
-        when `seen` names an (operation, kind), whether it was accepted or refused before
-        (`operation_known`): one statement, sales, entries and the answer tagged apart."""
-        query, args = _ledger_query(chain_id, customer_id, sale_id, seen)
+        """What a command of the customer needs of the ledger (an anonymous sale's whole
+        ledger, an empty one when neither a customer nor a sale is named) and, when `seen`
+        names an (operation, kind), whether it was accepted or refused before
+        (`operation_known`): one statement, sales, entries, advance and the answer tagged
+        apart.
+
+        A customer's: the sales not marked `settled` (all that may owe something) and the
+        customer's sales among `named` (the sale a return or a revocation names, the sales a
+        payment allocates to, a new sale's id), each with all its live entries, and the
+        advance summed over all the customer's live entries (`Ledger`: such a part is enough
+        for every operation). A customer's settled history is not read."""
+        query, args = _ledger_query(chain_id, customer_id, sale_id, seen, named=named)
         rows = await sql.fetch(self.session, query, *args) if query else []
-        ledger = Ledger(
-            [_sale_from_row(r) for r in rows if r["tag"] == "s"],
-            [_entry_from_row(r) for r in rows if r["tag"] == "e"],
-            minor_units=minor_units,
-        )
-        return ledger, any(r["tag"] == "k" for r in rows)
+        return _ledger_from_rows(rows, minor_units), any(r["tag"] == "k" for r in rows)
 
     async def record_operation(self, op: OperationRecord) -> None:
         """An operation the ledger accepted: its sale (if it records one), its entries, the
         operation row (ON CONFLICT DO NOTHING, as before) and the customer's row (the
         operation in flight, or the balances it leaves): one statement."""
         await sql.execute(self.session, _RECORD, *_record_args(op))
+
+    async def mark_settled(self, chain_id: uuid.UUID, sale_ids: Sequence[uuid.UUID]) -> None:
+        """The sales a confirmed operation brought to owing nothing: commands stop reading
+        them (nothing charges a sale that owes nothing, see `Ledger.revoke_discount`)."""
+        if sale_ids:
+            await sql.execute(self.session, _MARK_SETTLED, chain_id, list(sale_ids))
 
     async def add_entries(
         self, entries: list[Entry], *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
@@ -543,8 +561,30 @@ def _known_sql(chain: str, operation: str, kind: str) -> str:
 
 
 _ORDER = " ORDER BY tag, ord"
-#: a customer's ledger: $1 customer_id
+#: a customer's whole ledger: $1 customer_id
 _CUSTOMER_ROWS = _ledger_sql("s.customer_id = $1", "e.customer_id = $1")
+_ADVANCE_KINDS = "('advance_in', 'advance_out', 'advance_applied')"
+#: what a command of a customer reads (`Repository.load_for_command`): the sales that may owe
+#: something (the partial index `sales_open`) and the settled ones named, with their entries,
+#: then one 'a' row, the customer's advance in `amount` (the partial index `entries_advance`).
+#: $1 customer_id, $2 chain_id, $3 the named sale ids
+_CUSTOMER_OPEN_ROWS = (
+    "WITH s AS (SELECT * FROM sales WHERE customer_id = $1 AND NOT settled"
+    " UNION ALL SELECT * FROM sales WHERE chain_id = $2 AND sale_id = ANY($3::uuid[])"
+    " AND customer_id = $1 AND settled)"
+    " SELECT 's' AS tag, s.seq AS ord, s.sale_id, s.store_id, s.terminal_id, s.sold_at,"
+    f" s.local_date, s.due_date, s.lines, s.payments, {_ENTRY_NULLS}"
+    f" FROM s WHERE {_live('s', 'sale_id')}"
+    " UNION ALL SELECT 'e', e.id, e.sale_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+    " e.operation_id, e.kind, e.amount, e.at, e.line_no, e.payment_id, e.method, e.quantity"
+    " FROM entries e WHERE e.chain_id = $2 AND e.sale_id IN (SELECT sale_id FROM s)"
+    f" AND e.customer_id = $1 AND {_live('e', 'operation_id')}"
+    " UNION ALL SELECT 'a', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+    " NULL, NULL, (SELECT COALESCE(sum(CASE WHEN e.kind = 'advance_in' THEN e.amount"
+    " ELSE -e.amount END), 0) FROM entries e WHERE e.customer_id = $1"
+    f" AND e.kind IN {_ADVANCE_KINDS} AND {_live('e', 'operation_id')}),"
+    " NULL, NULL, NULL, NULL, NULL"
+)
 #: one anonymous sale's ledger: $1 chain_id, $2 sale_id
 _SALE_ROWS = _ledger_sql(
     "s.chain_id = $1 AND s.sale_id = $2 AND s.customer_id IS NULL",
@@ -552,8 +592,10 @@ _SALE_ROWS = _ledger_sql(
 )
 _CUSTOMER_LEDGER = _CUSTOMER_ROWS + _ORDER
 _SALE_LEDGER = _SALE_ROWS + _ORDER
-#: ... and whether the operation was seen: $1 customer_id, $2 chain_id, $3 operation_id, $4 kind
-_CUSTOMER_LEDGER_SEEN = f"{_CUSTOMER_ROWS} UNION ALL {_known_sql('$2', '$3', '$4')}{_ORDER}"
+_CUSTOMER_OPEN = _CUSTOMER_OPEN_ROWS + _ORDER
+#: ... and whether the operation was seen: $1 customer_id, $2 chain_id, $3 named sale ids,
+#: $4 operation_id, $5 kind
+_CUSTOMER_OPEN_SEEN = f"{_CUSTOMER_OPEN_ROWS} UNION ALL {_known_sql('$2', '$4', '$5')}{_ORDER}"
 #: $1 chain_id, $2 sale_id, $3 operation_id, $4 kind
 _SALE_LEDGER_SEEN = f"{_SALE_ROWS} UNION ALL {_known_sql('$1', '$3', '$4')}{_ORDER}"
 #: whether the operation was seen, nothing else: $1 chain_id, $2 operation_id, $3 kind
@@ -565,12 +607,18 @@ def _ledger_query(
     customer_id: uuid.UUID | None,
     sale_id: uuid.UUID | None,
     seen: tuple[uuid.UUID, str] | None,
+    *,
+    whole: bool = False,
+    named: Sequence[uuid.UUID] = (),
 ) -> tuple[str | None, tuple[Any, ...]]:
-    """`load_for_command`'s statement and its arguments (None: nothing to read)."""
+    """`load_for_command`'s statement and its arguments (None: nothing to read); `whole`:
+    a customer's whole ledger (`load_ledger`)."""
     if customer_id is not None:
-        if seen is None:
+        if whole:
             return _CUSTOMER_LEDGER, (customer_id,)
-        return _CUSTOMER_LEDGER_SEEN, (customer_id, chain_id, *seen)
+        if seen is None:
+            return _CUSTOMER_OPEN, (customer_id, chain_id, list(named))
+        return _CUSTOMER_OPEN_SEEN, (customer_id, chain_id, list(named), *seen)
     if sale_id is not None:
         if seen is None:
             return _SALE_LEDGER, (chain_id, sale_id)
@@ -584,13 +632,13 @@ def _ledger_query(
 # there is one, the entries in their order (the identity numbers them), the customer's row only
 # for a known customer (COALESCE: a NULL parameter leaves the column as it is). The arguments
 # in `_record_args`'s order: $1-$10 the sale, $11-$19 the entries' columns (arrays), $20-$26
-# the operation (and $2, $3), $27-$29 the customer's row.
+# the operation (and $2, $3), $27-$29 the customer's row, $30 whether the sale is settled.
 _RECORD = (
     "WITH sale AS ("
     " INSERT INTO sales (sale_id, chain_id, customer_id, store_id, terminal_id, sold_at,"
-    " local_date, due_date, lines, payments)"
+    " local_date, due_date, lines, payments, settled)"
     " SELECT $1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::uuid, $6::timestamptz,"
-    " $7::date, $8::date, $9::jsonb, $10::jsonb"
+    " $7::date, $8::date, $9::jsonb, $10::jsonb, $30::boolean"
     " WHERE $1::uuid IS NOT NULL),"
     " entry AS ("
     " INSERT INTO entries (operation_id, chain_id, customer_id, kind, amount, at, sale_id,"
@@ -612,6 +660,18 @@ _RECORD = (
     " advance = COALESCE($29::numeric, advance), updated_at = now()"
     " WHERE customer_id = $3::uuid"
 )
+
+
+def _ledger_from_rows(rows: Sequence[Any], minor_units: int) -> Ledger:
+    """The ledger of a read's rows: the advance from the 'a' row when there is one (a
+    customer's command read), else from the entries."""
+    advance = next((r["amount"] for r in rows if r["tag"] == "a"), None)
+    return Ledger(
+        [_sale_from_row(r) for r in rows if r["tag"] == "s"],
+        [_entry_from_row(r) for r in rows if r["tag"] == "e"],
+        minor_units=minor_units,
+        advance=advance,
+    )
 
 
 def _entry_arrays(entries: list[Entry]) -> list[list[Any]]:
@@ -645,6 +705,7 @@ def _record_args(op: OperationRecord) -> tuple[Any, ...]:
         op.in_flight,
         op.debt,
         op.advance,
+        op.sale_settled,
     )
 
 

@@ -101,8 +101,13 @@ sales = sa.Table(
     sa.Column("due_date", sa.Date, nullable=False),
     sa.Column("lines", JSONB, nullable=False),
     sa.Column("payments", JSONB, nullable=False),
+    # true once the sale owes nothing under confirmed operations (then nothing can charge it
+    # again): a command reads only the customer's other sales (migration 0004); false means
+    # "may owe something" and is always safe
+    sa.Column("settled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.PrimaryKeyConstraint("chain_id", "sale_id", name="sales_pkey"),
     sa.Index("sales_customer", "customer_id"),
+    sa.Index("sales_open", "customer_id", postgresql_where=sa.text("NOT settled")),
 )
 
 entries = sa.Table(
@@ -123,6 +128,12 @@ entries = sa.Table(
     sa.CheckConstraint("amount >= 0", name="entries_amount_not_negative"),
     sa.Index("entries_customer", "customer_id"),
     sa.Index("entries_sale", "chain_id", "sale_id"),
+    # the customer's advance, summed by every command (migration 0004)
+    sa.Index(
+        "entries_advance",
+        "customer_id",
+        postgresql_where=sa.text("kind IN ('advance_in', 'advance_out', 'advance_applied')"),
+    ),
 )
 
 parked = sa.Table(

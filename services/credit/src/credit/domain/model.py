@@ -288,7 +288,14 @@ class ReturnRequest:
 
 
 class Ledger:
-    """The credit ledger of one customer (or of one anonymous sale)."""
+    """The credit ledger of one customer (or of one anonymous sale).
+
+    It may hold only part of the customer's history: every sale that owes something, with all
+    its entries, and any other sale with all its entries, is enough for every operation (a sale
+    that owes nothing takes no payment and counts for no debt, overdue or allocation; a return
+    or a revocation names its sale, a payment the sales it allocates to). The advance is the
+    customer's, not the sales', so such a ledger is given it (`advance`): it replaces what the
+    entries given add up to, and the operations go on from it."""
 
     def __init__(
         self,
@@ -296,6 +303,7 @@ class Ledger:
         entries: Iterable[Entry] = (),
         *,
         minor_units: int = 2,
+        advance: Decimal | None = None,
     ) -> None:
         self.minor_units = minor_units
         self.sales: dict[uuid.UUID, Sale] = {}
@@ -310,6 +318,8 @@ class Ledger:
         for sale in sales:
             self.add_sale(sale)
         self.apply(entries)
+        if advance is not None:
+            self._advance = advance
 
     # ------------------------------------------------------------------ state
 

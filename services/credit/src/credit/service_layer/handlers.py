@@ -108,6 +108,16 @@ def identity(cmd: Command) -> tuple[uuid.UUID, OperationKind]:
     return cmd.sale_id, OperationKind.REVOKE_DISCOUNT
 
 
+def named_sales(cmd: Command) -> list[uuid.UUID]:
+    """The sales a command names, read whether or not they still owe something: the returned
+    or revoked sale, the sales a payment allocates to, a new sale's own id (recorded before?)."""
+    if isinstance(cmd, RecordDebtPayment):
+        return [a.sale_id for a in cmd.allocations]
+    if isinstance(cmd, RecordSale | RecordReturn | RevokeDiscount):
+        return [cmd.sale_id]
+    return []
+
+
 def customer_of(cmd: Command) -> uuid.UUID | None:
     if isinstance(cmd, RevokeDiscount):
         return cmd.customer_id
@@ -231,6 +241,7 @@ async def process_command(
         sale_id=cmd.sale_id if isinstance(cmd, RecordReturn) else None,
         minor_units=cmd.settings.minor_units,
         seen=seen,
+        named=named_sales(cmd),
     )
     if known:
         log.info("duplicate %s %s ignored", kind.value, operation_id)
@@ -535,6 +546,7 @@ async def execute(
             in_flight=operation_id if pending else None,
             debt=None if pending or customer_id is None else outcome.debt_after,
             advance=None if pending or customer_id is None else outcome.advance_after,
+            sale_settled=decision.sale is not None and ledger.sale_owed(decision.sale.sale_id) <= 0,
         )
     )
     if bonus is not None:
@@ -573,10 +585,12 @@ async def emit_settled(
     settled: list[str],
     meta: dict[str, Any],
 ) -> None:
-    """``SaleSettled`` for every sale whose debt this operation brought to zero."""
+    """``SaleSettled`` for every sale whose debt this (confirmed) operation brought to zero;
+    commands stop reading those sales (`Repository.mark_settled`)."""
     if not settled:
         return
-    ledger = await repo.load_ledger(
+    await repo.mark_settled(chain_id, [uuid.UUID(raw) for raw in settled])
+    ledger, _ = await repo.load_for_command(
         chain_id=chain_id, customer_id=customer_id, minor_units=int(meta.get("minor_units", 2))
     )
     now = datetime.now(UTC)

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reporting.adapters import tables as t
-from servicekit.db import lock_row
+from servicekit import sql
 
 
 class _Tables:
@@ -104,6 +104,16 @@ class MasterData(_Tables):
 
 # --------------------------------------------------------------------------- balances
 
+# The customer's row, locked (through `servicekit.sql`; the table unqualified, found on the
+# connection's search_path, the rebuild's scratch schema there), and its creation.
+_LOCK_BALANCES = (
+    "SELECT debt, advance, bonus_balance FROM rm_balances WHERE customer_id = $1::uuid FOR UPDATE"
+)
+_CREATE_BALANCES = (
+    "INSERT INTO rm_balances (customer_id, chain_id) VALUES ($1::uuid, $2::uuid)"
+    " ON CONFLICT DO NOTHING"
+)
+
 
 class Balances(_Tables):
     """`rm_balances`: debt and advance as credit last said, the bonus balance as the sum of
@@ -112,17 +122,11 @@ class Balances(_Tables):
     async def lock(self, chain_id: UUID, customer_id: UUID) -> tuple[Decimal, Decimal, Decimal]:
         """The customer's (debt, advance, bonus_balance), the row created if missing, locked
         for this transaction."""
-        row = await lock_row(
-            self.session,
-            sa.select(t.balances.c.debt, t.balances.c.advance, t.balances.c.bonus_balance)
-            .where(t.balances.c.customer_id == customer_id)
-            .with_for_update(),
-            pg_insert(t.balances)
-            .values(customer_id=customer_id, chain_id=chain_id)
-            .on_conflict_do_nothing(),
+        row = await sql.lock_row(
+            self.session, _LOCK_BALANCES, (customer_id,), _CREATE_BALANCES, (customer_id, chain_id)
         )
         assert row is not None
-        return row.debt, row.advance, row.bonus_balance
+        return row["debt"], row["advance"], row["bonus_balance"]
 
     async def take_bonus(self, customer_id: UUID, amount: Decimal) -> None:
         await self.session.execute(
