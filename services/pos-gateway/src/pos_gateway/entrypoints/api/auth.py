@@ -44,6 +44,12 @@ def gateway(request: Request) -> Gateway:
     return gw
 
 
+async def gateway_dependency(request: Request) -> Gateway:
+    """`gateway` for `Depends`: FastAPI runs a plain function dependency in its thread pool
+    (a hop to a worker thread and back on every request), a coroutine in the event loop."""
+    return gateway(request)
+
+
 class TokenBucket:
     """Requests per key: `rate` per second on average, bursts up to `burst`."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -24,14 +23,14 @@ from pos_gateway.entrypoints.api.auth import (
     OptionalIdempotencyKey,
     RequiredIdempotencyKey,
     TerminalKey,
-    gateway,
+    gateway_dependency,
 )
 from pos_gateway.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
 from pos_gateway.service_layer import keys, masterdata, operations
 from pos_gateway.service_layer.common import load_chain, load_customer, request_hash
 from pos_gateway.service_layer.runner import Answer, key_issuer, run_idempotent
 
-Gw = Annotated[Gateway, Depends(gateway)]
+Gw = Annotated[Gateway, Depends(gateway_dependency)]
 
 _PROBLEM = {"model": s.Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
 
@@ -61,7 +60,9 @@ def to_response(answer: Answer) -> JSONResponse:
 
 async def _body_json(request: Request) -> Any:
     raw = await request.body()
-    return json.loads(raw) if raw else None
+    # `Request.json` keeps what it parsed: a JSON body FastAPI has parsed for the route's model
+    # is not parsed again (the same `json.loads` of the same bytes otherwise)
+    return await request.json() if raw else None
 
 
 async def _hash(request: Request) -> str:
