@@ -818,7 +818,8 @@ _TILL_LOOKUP = (
 # `_TILL_LOOKUP` after the Idempotency-Key's claim (`_CLAIM_KEY`, $5 scope, $6 key, $7 request
 # hash), in one statement: the claim's INSERT runs first (the lock below reads its row) and
 # waits, like `_CLAIM_KEY` alone, for a concurrent request holding the key; the advisory lock
-# is taken only when the key was claimed. The last column, `claimed`, says whether it was.
+# is taken only when the key was claimed. The column `claimed` says whether it was;
+# `key_active`, whether the API key of hash $8 is active (true when $8 is null).
 _CLAIM_AND_TILL_LOOKUP = (
     "WITH claimed AS ("
     " INSERT INTO idempotency_keys (scope, key, request_hash)"
@@ -827,7 +828,8 @@ _CLAIM_AND_TILL_LOOKUP = (
     " locked AS MATERIALIZED ("
     " SELECT pg_advisory_xact_lock(hashtext($4::text)) FROM claimed WHERE $4::text IS NOT NULL)"
     + _LOOKUP_COLUMNS
-    + ", (SELECT count(*) FROM claimed) AS claimed"
+    + ", (SELECT count(*) FROM claimed) AS claimed, ($8::text IS NULL OR EXISTS ("
+    " SELECT 1 FROM api_keys WHERE key_hash = $8::text AND revoked_at IS NULL)) AS key_active"
     + _LOOKUP_FROM
 )
 
@@ -866,6 +868,15 @@ async def till_lookup(
     return _till_found(row)
 
 
+@dataclass(frozen=True)
+class ClaimedLookup:
+    """What `claim_and_till_lookup` found: the lookup (None when the key existed: nothing was
+    locked by name), and whether the API key it was asked to check is active."""
+
+    found: TillLookup | None
+    key_active: bool
+
+
 async def claim_and_till_lookup(
     session: AsyncSession,
     idempotency: tuple[str, str, str],
@@ -874,10 +885,11 @@ async def claim_and_till_lookup(
     card_number: str | None = None,
     customer_id: uuid.UUID | None = None,
     lock_name: str | None = None,
-) -> TillLookup | None:
+    api_key_hash: str | None = None,
+) -> ClaimedLookup:
     """`IdempotencyKeys.insert` of `idempotency` (scope, key, request hash), then `till_lookup`
-    when this transaction created the key's row: one statement. None when the key existed
-    (nothing locked by name, nothing to look up)."""
+    when this transaction created the key's row, and whether the API key of `api_key_hash` is
+    active (`ApiKeys.active`; None: nothing to check): one statement."""
     row = await sql.fetchrow(
         session,
         _CLAIM_AND_TILL_LOOKUP,
@@ -886,6 +898,7 @@ async def claim_and_till_lookup(
         customer_id,
         lock_name,
         *idempotency,
+        api_key_hash,
     )
     assert row is not None, "the lookup always returns its one row"
-    return _till_found(row) if row["claimed"] else None
+    return ClaimedLookup(_till_found(row) if row["claimed"] else None, bool(row["key_active"]))

@@ -41,20 +41,26 @@ async def claim_then_look_up(
     card_number: str | None = None,
     customer_id: UUID | None = None,
     lock_name: str | None = None,
+    api_key_hash: str | None = None,
 ) -> tuple[Row[Any] | None, TillLookup | None]:
     """`claim`, then (when this request owns the key now) the till lookup of a till operation
     (`adapters.repository.till_lookup`), in one statement: (None, what was found), or (the
-    earlier request's row, None)."""
-    found = await claim_and_till_lookup(
+    earlier request's row, None). `api_key_hash`: the caller's API key, taken from the cache
+    of keys (`Principal.unchecked_key_hash`), checked by the same statement: `401
+    unauthorized` unless it is still active (the caller rolls back what the statement did)."""
+    claimed = await claim_and_till_lookup(
         session,
         (scope, key, request_hash),
         chain_id,
         card_number=card_number,
         customer_id=customer_id,
         lock_name=lock_name,
+        api_key_hash=api_key_hash,
     )
-    if found is not None:
-        return None, found
+    if not claimed.key_active:
+        raise GatewayError("unauthorized", "unknown API key")
+    if claimed.found is not None:
+        return None, claimed.found
     return await _earlier(IdempotencyKeys(session), scope, key, request_hash), None
 
 

@@ -397,6 +397,7 @@ async def submit_sale(
             card_number=body.card_number,
             customer_id=body.customer_id,
             lock_name=_lock_name(*ref.key) if own_id else None,
+            api_key_hash=principal.unchecked_key_hash,
         )
         if found is not None:
             refusal, fresh = await _record_sale(
@@ -602,6 +603,7 @@ async def _submit_simple(
             _chain_id(principal),
             customer_id=customer_id,
             card_number=card_number,
+            api_key_hash=principal.unchecked_key_hash,
         )
         if found is not None:
             ref, command, owner_id, key, payments = await build(session, found_chain(found), found)

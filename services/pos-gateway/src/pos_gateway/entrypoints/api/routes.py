@@ -23,6 +23,7 @@ from pos_gateway.entrypoints.api.auth import (
     OptionalIdempotencyKey,
     RequiredIdempotencyKey,
     TerminalKey,
+    TerminalKeyCheckedLater,
     gateway_dependency,
 )
 from pos_gateway.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
@@ -434,20 +435,28 @@ _TILL_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def create_sale(
     request: Request,
     gw: Gw,
-    principal: TerminalKey,
+    principal: TerminalKeyCheckedLater,
     idempotency_key: RequiredIdempotencyKey,
     body: s.SaleCreate,
 ) -> JSONResponse:
     """Record a sale: 201 with the outcome, 422 with the refusal, or 202 while pending."""
+    # a key from the cache of keys is checked by the sale's first statement from here on
+    request.state.unchecked_key_hash = None
     raw = await _body_json(request)
-    answer = await operations.submit_sale(
-        gw,
-        principal,
-        body,
-        raw,
-        idempotency_key,
-        request_hash(request.method, request.url.path, raw),
-    )
+    try:
+        answer = await operations.submit_sale(
+            gw,
+            principal,
+            body,
+            raw,
+            idempotency_key,
+            request_hash(request.method, request.url.path, raw),
+        )
+    except GatewayError as exc:
+        if exc.code == "unauthorized" and principal.unchecked_key_hash is not None:
+            # the key was revoked since this process cached it
+            request.app.state.key_cache.forget(principal.unchecked_key_hash)
+        raise
     return to_response(answer)
 
 
