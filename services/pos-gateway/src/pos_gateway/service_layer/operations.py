@@ -43,7 +43,6 @@ from pos_gateway.domain.sales import (
 )
 from pos_gateway.service_layer import idempotency
 from pos_gateway.service_layer.common import (
-    body_hash,
     correlation_id,
     customer_snapshot,
     found_chain,
@@ -377,12 +376,12 @@ async def submit_sale(
     gw: GatewayPorts,
     principal: Principal,
     body: s.SaleCreate,
-    raw_body: Any,
+    sale_hash: str,
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
+    """`sale_hash`: the body's `body_hash`, `request_hash` the request's (the key's claim)."""
     ref = OpRef(_chain_id(principal), SALE, body.sale_id or uuid.uuid4())
-    sale_hash = body_hash(raw_body)
     refusal, fresh = None, False
     own_id = body.sale_id is not None
     async with gw.session() as session, session.begin():

@@ -28,7 +28,12 @@ from pos_gateway.entrypoints.api.auth import (
 )
 from pos_gateway.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
 from pos_gateway.service_layer import keys, masterdata, operations
-from pos_gateway.service_layer.common import load_chain, load_customer, request_hash
+from pos_gateway.service_layer.common import (
+    load_chain,
+    load_customer,
+    request_and_body_hash,
+    request_hash,
+)
 from pos_gateway.service_layer.runner import Answer, key_issuer, run_idempotent
 
 Gw = Annotated[Gateway, Depends(gateway_dependency)]
@@ -442,15 +447,12 @@ async def create_sale(
     """Record a sale: 201 with the outcome, 422 with the refusal, or 202 while pending."""
     # a key from the cache of keys is checked by the sale's first statement from here on
     request.state.unchecked_key_hash = None
-    raw = await _body_json(request)
+    hashed, sale_hash = request_and_body_hash(
+        request.method, request.url.path, await _body_json(request)
+    )
     try:
         answer = await operations.submit_sale(
-            gw,
-            principal,
-            body,
-            raw,
-            idempotency_key,
-            request_hash(request.method, request.url.path, raw),
+            gw, principal, body, sale_hash, idempotency_key, hashed
         )
     except GatewayError as exc:
         if exc.code == "unauthorized" and principal.unchecked_key_hash is not None:
