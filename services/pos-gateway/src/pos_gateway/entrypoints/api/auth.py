@@ -106,8 +106,9 @@ async def authenticate(
 ) -> Principal:
     """The caller's key, read from the database on every request: a key replaced or revoked
     (`service_layer/keys.py`) is refused from its commit on, on every instance. Keep it so: a
-    cache of keys added here must forget a key within 1 s (api.md); the one routes may use
-    (`authenticate_checked_later`) has the key checked again by their first statement."""
+    cache of keys added here must forget a key within 1 s (api.md); the cache the sale route
+    uses (`authenticate_checked_later`) needs no such delay: its first statement checks the
+    key again."""
     return await _authenticate(request, credentials, None)
 
 
@@ -147,10 +148,6 @@ async def _authenticate(
         if cache is not None and row[0] is KeyKind.TERMINAL:
             cache.put(key_hash, row)
     kind, key_id, chain_id, store_id, terminal_id = row
-    if cached:
-        # until the route runs the statement that checks it: a refusal before that (a header
-        # or the body) is answered 401 if the key is revoked (`refused_unchecked_key`)
-        request.state.unchecked_key_hash = key_hash
     principal = Principal(
         kind,
         scope=f"key:{key_id}",
@@ -176,6 +173,10 @@ async def _authenticate(
                 "too many requests from this terminal",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
+    if cached:
+        # until the route runs the statement that checks it: a refusal before that (a header
+        # or the body) is answered 401 if the key is revoked (`refused_unchecked_key`)
+        request.state.unchecked_key_hash = key_hash
     return principal
 
 
