@@ -1,7 +1,7 @@
 """Keys have a lifecycle (issue 13 finding 10): chains are listed, a lost admin key is replaced,
 stores are listed with their terminals, a terminal's key is replaced or the terminal revoked -
 and a replaced or revoked key is refused at once, also by another gateway instance on the same
-database (no key is cached anywhere)."""
+database (only a sale may take its key from a cache, and checks it again: test_key_cache.py)."""
 
 from __future__ import annotations
 

@@ -68,9 +68,9 @@ async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statemen
         response = await request
     assert response.status_code == 201, response.text
     assert response.json()["payments"][0]["amount"] == "50.00"
-    # the terminal key; the Idempotency-Key's claim; chain, card and customer (and the sale
+    # the terminal key; the Idempotency-Key's claim with the chain, card and customer (and the sale
     # id's lock) in one; the request row, lines, payments, command and key link in one
-    assert len(request_part) == 4, request_part
+    assert len(request_part) == 3, request_part
     # the batch's inbox rows; the outcome stored with its NOTIFY
     assert len(consumer_part) == 2, consumer_part
     # the outcome is handed to the waiting request of this process: no read
@@ -82,6 +82,32 @@ async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statemen
             )
         ).one()
     assert tuple(rows) == (2, 2)
+
+
+async def test_a_terminals_next_sale_checks_its_cached_key_in_the_claims_statement(
+    harness: Any, credit: Any
+) -> None:
+    admin, terminal = await harness.setup()
+    await harness.customer(admin)
+    harness.gateway.settings = harness.gateway.settings.model_copy(
+        update={"sale_wait_seconds": 5.0, "outcome_poll_interval_seconds": 5.0}
+    )
+    statements = []
+    for _ in range(2):
+        body = {**SALE, "sale_id": str(uuid.uuid4())}
+        with counted(harness) as request_part:
+            request, command = await harness.sale_waiting(body, harness.till(terminal))
+            await harness.until_waiting(command)
+        await harness.deliver("credit.events.v1", credit.sale_completed(command.payload))
+        assert (await request).status_code == 201
+        statements.append([s.split(" ")[:3] for s in request_part])
+        async with harness.engine.begin() as conn:  # the next sale's command is the only one
+            await conn.execute(sa.text("DELETE FROM outbox"))
+    # the first sale reads the terminal's key; the next one takes it from the process's cache
+    # and the claim's statement checks it is still active
+    assert statements[0][0] == ["SELECT", "key_hash,", "key_id,"], statements
+    assert statements[1] == statements[0][1:], statements
+    assert len(statements[1]) == 2, statements
 
 
 async def test_a_request_woken_by_another_instances_notify_reads_nothing_after_the_wake_up(

@@ -791,23 +791,65 @@ def _lookup_layout() -> list[tuple[int, list[tuple[str, int]]]]:
 
 _LOOKUP_LAYOUT = _lookup_layout()
 
-# $1 chain_id, $2 card_number, $3 customer_id, $4 lock_name (each may be null but the chain)
-_TILL_LOOKUP = (
-    # the advisory lock of `Operations.lock_name`, when a name is given (before the row)
-    "WITH locked AS MATERIALIZED ("
-    " SELECT pg_advisory_xact_lock(hashtext($4::text)) WHERE $4::text IS NOT NULL)"
-    " SELECT (SELECT count(*) FROM locked) AS locks, "
-    + ", ".join(
-        f"{alias}.{c.name} AS {alias}_{c.name}"
-        for alias, table, _ in _LOOKUP_PARTS
-        for c in table.columns
-    )
-    + " FROM (SELECT 1) AS one"
+#: the lookup's columns (`locks`, then the columns of `_LOOKUP_PARTS`), after a WITH that
+#: defines `locked`; then its joins: $1 chain_id, $2 card_number, $3 customer_id
+_LOOKUP_COLUMNS = " SELECT (SELECT count(*) FROM locked) AS locks, " + ", ".join(
+    f"{alias}.{c.name} AS {alias}_{c.name}"
+    for alias, table, _ in _LOOKUP_PARTS
+    for c in table.columns
+)
+_LOOKUP_FROM = (
+    " FROM (SELECT 1) AS one"
     " LEFT JOIN chains AS ch ON ch.chain_id = $1::uuid"
     " LEFT JOIN cards AS ca ON ca.chain_id = $1::uuid AND ca.card_number = $2::text"
     " LEFT JOIN customers AS cu ON cu.chain_id = $1::uuid AND cu.customer_id = $3::uuid"
     " LEFT JOIN customers AS ow ON ow.chain_id = $1::uuid AND ow.customer_id = ca.customer_id"
 )
+
+# $1 chain_id, $2 card_number, $3 customer_id, $4 lock_name (each may be null but the chain)
+_TILL_LOOKUP = (
+    # the advisory lock of `Operations.lock_name`, when a name is given (before the row)
+    "WITH locked AS MATERIALIZED ("
+    " SELECT pg_advisory_xact_lock(hashtext($4::text)) WHERE $4::text IS NOT NULL)"
+    + _LOOKUP_COLUMNS
+    + _LOOKUP_FROM
+)
+
+# `_TILL_LOOKUP` after the Idempotency-Key's claim (`_CLAIM_KEY`, $5 scope, $6 key, $7 request
+# hash), in one statement: the claim's INSERT runs first (the lock below reads its row) and
+# waits, like `_CLAIM_KEY` alone, for a concurrent request holding the key; the advisory lock
+# is taken only when the key was claimed. The column `claimed` says whether it was;
+# `key_active`, whether the API key of hash $8 is active (true when $8 is null).
+_CLAIM_AND_TILL_LOOKUP = (
+    "WITH claimed AS ("
+    " INSERT INTO idempotency_keys (scope, key, request_hash)"
+    " VALUES ($5::text, $6::text, $7::text)"
+    " ON CONFLICT DO NOTHING RETURNING key),"
+    " locked AS MATERIALIZED ("
+    " SELECT pg_advisory_xact_lock(hashtext($4::text)) FROM claimed WHERE $4::text IS NOT NULL)"
+    + _LOOKUP_COLUMNS
+    + ", (SELECT count(*) FROM claimed) AS claimed, ($8::text IS NULL OR EXISTS ("
+    " SELECT 1 FROM api_keys WHERE key_hash = $8::text AND revoked_at IS NULL)) AS key_active"
+    + _LOOKUP_FROM
+)
+
+
+def _card_argument(card_number: str | None) -> str | None:
+    if card_number is not None and "\x00" in card_number:
+        return None  # no card has it (PostgreSQL text cannot hold it): not found
+    return card_number
+
+
+def _till_found(row: asyncpg.Record | None) -> TillLookup:
+    assert row is not None, "the lookup always returns its one row"
+    return TillLookup(
+        *(
+            None
+            if row[present] is None
+            else SimpleNamespace(**{name: row[i] for name, i in columns})
+            for present, columns in _LOOKUP_LAYOUT
+        )
+    )
 
 
 async def till_lookup(
@@ -820,15 +862,43 @@ async def till_lookup(
 ) -> TillLookup:
     """The chain, card and customers a till operation checks, in one statement; with
     `lock_name`, the transaction-scoped advisory lock `Operations.lock_name` takes, too."""
-    if card_number is not None and "\x00" in card_number:
-        card_number = None  # no card has it (PostgreSQL text cannot hold it): not found
-    row = await sql.fetchrow(session, _TILL_LOOKUP, chain_id, card_number, customer_id, lock_name)
-    assert row is not None, "the lookup always returns its one row"
-    return TillLookup(
-        *(
-            None
-            if row[present] is None
-            else SimpleNamespace(**{name: row[i] for name, i in columns})
-            for present, columns in _LOOKUP_LAYOUT
-        )
+    row = await sql.fetchrow(
+        session, _TILL_LOOKUP, chain_id, _card_argument(card_number), customer_id, lock_name
     )
+    return _till_found(row)
+
+
+@dataclass(frozen=True)
+class ClaimedLookup:
+    """What `claim_and_till_lookup` found: the lookup (None when the key existed: nothing was
+    locked by name), and whether the API key it was asked to check is active."""
+
+    found: TillLookup | None
+    key_active: bool
+
+
+async def claim_and_till_lookup(
+    session: AsyncSession,
+    idempotency: tuple[str, str, str],
+    chain_id: uuid.UUID,
+    *,
+    card_number: str | None = None,
+    customer_id: uuid.UUID | None = None,
+    lock_name: str | None = None,
+    api_key_hash: str | None = None,
+) -> ClaimedLookup:
+    """`IdempotencyKeys.insert` of `idempotency` (scope, key, request hash), then `till_lookup`
+    when this transaction created the key's row, and whether the API key of `api_key_hash` is
+    active (`ApiKeys.active`; None: nothing to check): one statement."""
+    row = await sql.fetchrow(
+        session,
+        _CLAIM_AND_TILL_LOOKUP,
+        chain_id,
+        _card_argument(card_number),
+        customer_id,
+        lock_name,
+        *idempotency,
+        api_key_hash,
+    )
+    assert row is not None, "the lookup always returns its one row"
+    return ClaimedLookup(_till_found(row) if row["claimed"] else None, bool(row["key_active"]))

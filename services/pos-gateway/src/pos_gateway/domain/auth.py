@@ -58,6 +58,10 @@ class Principal:
     role: Role | None = None
     #: the SHA-256 of the staff token used (signing out ends that token)
     token_hash: str | None = None
+    #: set when the API key was found in this process's cache of keys, not read for this
+    #: request: its hash, which the request's first statement must find still active
+    #: (`service_layer.idempotency.claim_then_look_up`), so a revoked key is refused at once
+    unchecked_key_hash: str | None = None
 
 
 def new_api_key() -> tuple[str, str]:

@@ -18,7 +18,7 @@ import pos_gateway
 from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.config import Settings
-from pos_gateway.entrypoints.api.auth import TokenBucket
+from pos_gateway.entrypoints.api.auth import KeyCache, TokenBucket
 from pos_gateway.entrypoints.api.docs import install_offline_docs
 from pos_gateway.entrypoints.api.openapi import install_openapi, operation_id
 from pos_gateway.entrypoints.api.problems import install_problem_handlers, problem_response
@@ -64,6 +64,7 @@ def build_public_app(gw: Gateway) -> FastAPI:
     app.state.rate_limiter = TokenBucket(
         gw.settings.rate_limit_per_second, gw.settings.rate_limit_burst
     )
+    app.state.key_cache = KeyCache()
     install_problem_handlers(app)
     install_offline_docs(app)
     app.include_router(router)

@@ -59,6 +59,15 @@ def request_hash(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(f"{method} {path}\n{canonical_json(body)}".encode()).hexdigest()
 
 
+def request_and_body_hash(method: str, path: str, body: Any) -> tuple[str, str]:
+    """`request_hash` and `body_hash` of one request, its body's canonical JSON made once."""
+    canonical = canonical_json(body)
+    return (
+        hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest(),
+        hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+    )
+
+
 async def load_chain(session: AsyncSession, chain_id: uuid.UUID, *, lock: bool = False) -> Row[Any]:
     row = await MasterData(session).chain(chain_id, lock=lock)
     if row is None:

@@ -17,7 +17,7 @@ from uuid import UUID
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pos_gateway.adapters.repository import IdempotencyKeys
+from pos_gateway.adapters.repository import IdempotencyKeys, TillLookup, claim_and_till_lookup
 from pos_gateway.domain.errors import GatewayError
 
 MAX_KEY_LENGTH = 255
@@ -28,6 +28,43 @@ async def claim(session: AsyncSession, scope: str, key: str, request_hash: str) 
     keys = IdempotencyKeys(session)
     if await keys.insert(scope, key, request_hash):
         return None
+    return await _earlier(keys, scope, key, request_hash)
+
+
+async def claim_then_look_up(
+    session: AsyncSession,
+    scope: str,
+    key: str,
+    request_hash: str,
+    chain_id: UUID,
+    *,
+    card_number: str | None = None,
+    customer_id: UUID | None = None,
+    lock_name: str | None = None,
+    api_key_hash: str | None = None,
+) -> tuple[Row[Any] | None, TillLookup | None]:
+    """`claim`, then (when this request owns the key now) the till lookup of a till operation
+    (`adapters.repository.till_lookup`), in one statement: (None, what was found), or (the
+    earlier request's row, None). `api_key_hash`: the caller's API key, taken from the cache
+    of keys (`Principal.unchecked_key_hash`), checked by the same statement: `401
+    unauthorized` unless it is still active (the caller rolls back what the statement did)."""
+    claimed = await claim_and_till_lookup(
+        session,
+        (scope, key, request_hash),
+        chain_id,
+        card_number=card_number,
+        customer_id=customer_id,
+        lock_name=lock_name,
+        api_key_hash=api_key_hash,
+    )
+    if not claimed.key_active:
+        raise GatewayError("unauthorized", "unknown API key")
+    if claimed.found is not None:
+        return None, claimed.found
+    return await _earlier(IdempotencyKeys(session), scope, key, request_hash), None
+
+
+async def _earlier(keys: IdempotencyKeys, scope: str, key: str, request_hash: str) -> Row[Any]:
     row = await keys.get(scope, key)
     if row.request_hash != request_hash:
         raise GatewayError(

@@ -29,7 +29,7 @@ from contracts.gateway.v1 import (
 )
 from contracts.money import format_money
 from pos_gateway import schemas as s
-from pos_gateway.adapters.repository import Operations, TillLookup, TillRequest, till_lookup
+from pos_gateway.adapters.repository import Operations, TillLookup, TillRequest
 from pos_gateway.domain.auth import Principal
 from pos_gateway.domain.errors import GatewayError, invalid, not_found, problem_body
 from pos_gateway.domain.money import money
@@ -43,7 +43,6 @@ from pos_gateway.domain.sales import (
 )
 from pos_gateway.service_layer import idempotency
 from pos_gateway.service_layer.common import (
-    body_hash,
     correlation_id,
     customer_snapshot,
     found_chain,
@@ -377,18 +376,31 @@ async def submit_sale(
     gw: GatewayPorts,
     principal: Principal,
     body: s.SaleCreate,
-    raw_body: Any,
+    sale_hash: str,
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
+    """`sale_hash`: the body's `body_hash`, `request_hash` the request's (the key's claim)."""
     ref = OpRef(_chain_id(principal), SALE, body.sale_id or uuid.uuid4())
-    sale_hash = body_hash(raw_body)
     refusal, fresh = None, False
+    own_id = body.sale_id is not None
     async with gw.session() as session, session.begin():
-        earlier = await idempotency.claim(session, principal.scope, idempotency_key, request_hash)
-        if earlier is None:
+        # the key's claim, and the chain, card and customer with the sale id's lock: one
+        # statement
+        earlier, found = await idempotency.claim_then_look_up(
+            session,
+            principal.scope,
+            idempotency_key,
+            request_hash,
+            ref.chain_id,
+            card_number=body.card_number,
+            customer_id=body.customer_id,
+            lock_name=_lock_name(*ref.key) if own_id else None,
+            api_key_hash=principal.unchecked_key_hash,
+        )
+        if found is not None:
             refusal, fresh = await _record_sale(
-                gw, session, principal, ref, body, sale_hash, idempotency_key
+                gw, session, principal, ref, body, found, sale_hash, idempotency_key
             )
     if earlier is not None:
         return await _replay(gw, principal, earlier, idempotency_key)
@@ -403,20 +415,15 @@ async def _record_sale(
     principal: Principal,
     ref: OpRef,
     body: s.SaleCreate,
+    found: TillLookup,
     sale_hash: str,
     idempotency_key: str,
 ) -> tuple[Answer | None, bool]:
-    """The checks and rows of a new sale: (its static refusal or None, whether this request
-    wrote the operation). A sale id the POS chose is locked for the transaction, and a sale
-    already recorded under it is answered instead of this one (`_join_existing`)."""
+    """The checks and rows of a new sale, `found` by the claim's lookup (a sale id the POS
+    chose is locked for the transaction by it): (its static refusal or None, whether this
+    request wrote the operation). A sale already recorded under the POS's sale id is answered
+    instead of this one (`_join_existing`)."""
     own_id = body.sale_id is not None
-    found = await till_lookup(
-        session,
-        ref.chain_id,
-        card_number=body.card_number,
-        customer_id=body.customer_id,
-        lock_name=_lock_name(*ref.key) if own_id else None,
-    )
     chain = found_chain(found)
     try:
         command, customer_id = _prepare_sale(gw, found, chain, principal, ref.operation_id, body)
@@ -584,14 +591,20 @@ async def _submit_simple(
 ) -> Answer:
     """Claim the key; `build(session, chain, found)` checks and returns (ref, command,
     customer_id, key, payment rows), `found` being the chain and the customer and card
-    `named` (customer id, card number; `till_lookup`, one statement)."""
+    `named` (customer id, card number; read with the key's claim, one statement)."""
+    customer_id, card_number = named
     async with gw.session() as session, session.begin():
-        earlier = await idempotency.claim(session, principal.scope, idempotency_key, request_hash)
-        if earlier is None:
-            customer_id, card_number = named
-            found = await till_lookup(
-                session, _chain_id(principal), customer_id=customer_id, card_number=card_number
-            )
+        earlier, found = await idempotency.claim_then_look_up(
+            session,
+            principal.scope,
+            idempotency_key,
+            request_hash,
+            _chain_id(principal),
+            customer_id=customer_id,
+            card_number=card_number,
+            api_key_hash=principal.unchecked_key_hash,
+        )
+        if found is not None:
             ref, command, owner_id, key, payments = await build(session, found_chain(found), found)
             written = await _send(
                 session,

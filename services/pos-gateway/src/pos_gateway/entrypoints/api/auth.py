@@ -3,6 +3,10 @@
 Missing or unknown key: 401. A key of the wrong kind: 403. Terminal keys are rate limited
 (a token bucket per key, in this process): 429 with Retry-After.
 
+An API key is read on every request, so a revoked one is refused from its commit on, on every
+instance; the sale route alone may take a terminal key from the process's `KeyCache`, and its
+first statement then checks the key again (`authenticate_checked_later`).
+
 A staff token (`POST /v1/sessions`) is looked up on every request like an API key, so a
 deleted user's tokens answer 401 at once on every instance. A manager's token acts as the
 chain admin key (`KeyKind.ADMIN`); a customer-service token (`KeyKind.CUSTOMER_SERVICE`) only
@@ -11,10 +15,11 @@ passes the dependencies that name that kind: `BackOfficeKey` and `ChainReader`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -44,6 +49,12 @@ def gateway(request: Request) -> Gateway:
     return gw
 
 
+async def gateway_dependency(request: Request) -> Gateway:
+    """`gateway` for `Depends`: FastAPI runs a plain function dependency in its thread pool
+    (a hop to a worker thread and back on every request), a coroutine in the event loop."""
+    return gateway(request)
+
+
 class TokenBucket:
     """Requests per key: `rate` per second on average, bursts up to `burst`."""
 
@@ -64,13 +75,61 @@ class TokenBucket:
         return (1 - tokens) / self.rate if self.rate > 0 else 60.0
 
 
+class KeyCache:
+    """Terminal keys this process has read (`api_keys` rows by key hash: a row never changes
+    but for its `revoked_at`), for the routes whose first statement checks the key again
+    (`authenticate_checked_later`). At most `size` keys: the oldest is forgotten first."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._rows: dict[str, _KeyRow] = {}
+
+    def get(self, key_hash: str) -> _KeyRow | None:
+        return self._rows.get(key_hash)
+
+    def put(self, key_hash: str, row: _KeyRow) -> None:
+        if len(self._rows) >= self.size and key_hash not in self._rows:
+            del self._rows[next(iter(self._rows))]
+        self._rows[key_hash] = row
+
+    def forget(self, key_hash: str) -> None:
+        self._rows.pop(key_hash, None)
+
+
+#: what authentication uses of an `api_keys` row
+_KeyRow = tuple[KeyKind, str, Any, Any, Any]  # kind, key_id, chain_id, store_id, terminal_id
+
+
 async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
     """The caller's key, read from the database on every request: a key replaced or revoked
     (`service_layer/keys.py`) is refused from its commit on, on every instance. Keep it so: a
-    cache of keys added here must forget a key within 1 s (api.md)."""
+    cache of keys added here must forget a key within 1 s (api.md); the cache the sale route
+    uses (`authenticate_checked_later`) needs no such delay: its first statement checks the
+    key again."""
+    return await _authenticate(request, credentials, None)
+
+
+async def authenticate_checked_later(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Principal:
+    """`authenticate` without the key's read when this process has read the terminal key
+    before (`KeyCache`): the principal then carries the key's hash
+    (`Principal.unchecked_key_hash`), and the route's first statement refuses the request
+    (401, rolled back) unless the key is still active then, so a revoked key is refused from
+    its commit on, on every instance, as by `authenticate`. Only for routes that pass the
+    principal to such a statement (`service_layer.idempotency.claim_then_look_up`)."""
+    return await _authenticate(request, credentials, getattr(request.app.state, "key_cache", None))
+
+
+async def _authenticate(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    cache: KeyCache | None,
+) -> Principal:
     gw = gateway(request)
     if credentials is None or not credentials.credentials:
         raise GatewayError("unauthorized", "an Authorization: Bearer key is required")
@@ -79,17 +138,23 @@ async def authenticate(
         return Principal(KeyKind.OPERATOR, scope="operator")
     if is_session_token(token):
         return await _staff_principal(gw, token)
-    async with gw.read() as session:
-        row = await ApiKeys(session).active(hash_key(token))
+    key_hash = hash_key(token)
+    row = cache.get(key_hash) if cache is not None else None
+    cached = row is not None
     if row is None:
-        raise GatewayError("unauthorized", "unknown API key")
-    chain_id = row["chain_id"]
+        row = await _read_key(gw, key_hash)
+        if row is None:
+            raise GatewayError("unauthorized", "unknown API key")
+        if cache is not None and row[0] is KeyKind.TERMINAL:
+            cache.put(key_hash, row)
+    kind, key_id, chain_id, store_id, terminal_id = row
     principal = Principal(
-        KeyKind(row["kind"]),
-        scope=f"key:{row['key_id']}",
+        kind,
+        scope=f"key:{key_id}",
         chain_id=chain_id,
-        store_id=row["store_id"],
-        terminal_id=row["terminal_id"],
+        store_id=store_id,
+        terminal_id=terminal_id,
+        unchecked_key_hash=key_hash if cached else None,
     )
     if chain_id is not None:
         # every log line of the rest of this request carries the chain (the request runs in a
@@ -99,12 +164,50 @@ async def authenticate(
         limiter: TokenBucket | None = getattr(request.app.state, "rate_limiter", None)
         wait = limiter.take(principal.scope) if limiter is not None else 0.0
         if wait > 0:
+            if cache is not None and cached and await _read_key(gw, key_hash) is None:
+                # a revoked key is refused as such, not rate limited
+                cache.forget(key_hash)
+                raise GatewayError("unauthorized", "unknown API key")
             raise GatewayError(
                 "rate_limited",
                 "too many requests from this terminal",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
+    if cached:
+        # until the route runs the statement that checks it: a refusal before that (a header
+        # or the body) is answered 401 if the key is revoked (`refused_unchecked_key`)
+        request.state.unchecked_key_hash = key_hash
     return principal
+
+
+async def refused_unchecked_key(request: Request) -> GatewayError | None:
+    """For a request refused before its route checked the key it took from the cache (its
+    Idempotency-Key header, its body): `401 unauthorized` when that key is no longer active,
+    as `authenticate` would have answered; None otherwise."""
+    key_hash: str | None = getattr(request.state, "unchecked_key_hash", None)
+    if key_hash is None:
+        return None
+    request.state.unchecked_key_hash = None
+    if await _read_key(gateway(request), key_hash) is not None:
+        return None
+    cache: KeyCache | None = getattr(request.app.state, "key_cache", None)
+    if cache is not None:
+        cache.forget(key_hash)
+    return GatewayError("unauthorized", "unknown API key")
+
+
+async def _read_key(gw: Gateway, key_hash: str) -> _KeyRow | None:
+    async with gw.read() as session:
+        row = await ApiKeys(session).active(key_hash)
+    if row is None:
+        return None
+    return (
+        KeyKind(row["kind"]),
+        str(row["key_id"]),
+        row["chain_id"],
+        row["store_id"],
+        row["terminal_id"],
+    )
 
 
 async def _staff_principal(gw: Gateway, token: str) -> Principal:
@@ -126,12 +229,12 @@ async def _staff_principal(gw: Gateway, token: str) -> Principal:
     )
 
 
-def require(*kinds: KeyKind) -> Callable[..., Awaitable[Principal]]:
+def require(
+    *kinds: KeyKind, authenticator: Callable[..., Awaitable[Principal]] = authenticate
+) -> Callable[..., Awaitable[Principal]]:
     allowed = frozenset(kinds)
 
-    async def dependency(
-        principal: Annotated[Principal, Depends(authenticate)],
-    ) -> Principal:
+    async def dependency(principal: Principal) -> Principal:
         if principal.kind not in allowed:
             if principal.kind is KeyKind.CUSTOMER_SERVICE:
                 raise GatewayError("forbidden", "the customer_service role may not do this")
@@ -139,6 +242,18 @@ def require(*kinds: KeyKind) -> Callable[..., Awaitable[Principal]]:
             raise GatewayError("forbidden", f"this needs a {' or '.join(names)} key")
         return principal
 
+    # the parameter's dependency is `authenticator`, a local name: given in the signature
+    # itself (FastAPI resolves a string annotation in the module's globals)
+    dependency.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "principal",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=Annotated[Principal, Depends(authenticator)],
+            )
+        ],
+        return_annotation=Principal,
+    )
     return dependency
 
 
@@ -152,6 +267,12 @@ OperatorKey = Annotated[Principal, Depends(require(KeyKind.OPERATOR))]
 #: the chain admin key or a manager's token
 AdminKey = Annotated[Principal, Depends(require(KeyKind.ADMIN))]
 TerminalKey = Annotated[Principal, Depends(require(KeyKind.TERMINAL))]
+#: a terminal key that may come from the process's `KeyCache`: only for a route whose first
+#: statement checks it again (`authenticate_checked_later`)
+TerminalKeyCheckedLater = Annotated[
+    Principal,
+    Depends(require(KeyKind.TERMINAL, authenticator=authenticate_checked_later)),
+]
 #: what customer service may do too (api.md "Staff accounts"): reading customers, reports,
 #: statements and tasks, completing tasks, revoking an offered discount, cancelling accruals
 BackOfficeKey = Annotated[Principal, Depends(require(KeyKind.ADMIN, KeyKind.CUSTOMER_SERVICE))]

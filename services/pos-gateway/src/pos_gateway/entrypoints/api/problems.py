@@ -92,12 +92,18 @@ def _transient(exc: BaseException) -> bool:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    from pos_gateway.entrypoints.api.auth import refused_unchecked_key
+
     @app.exception_handler(GatewayError)
-    async def _gateway_error(_request: Request, exc: GatewayError) -> JSONResponse:
+    async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        if exc.code != "unauthorized" and (refused := await refused_unchecked_key(request)):
+            return error_response(refused)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if refused := await refused_unchecked_key(request):
+            return error_response(refused)
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             # FastAPI parses the body before it runs any dependency: without this, a caller
             # with no key or a wrong one got 422 for malformed JSON where api.md says 401
@@ -142,11 +148,20 @@ async def _key_refused(request: Request) -> GatewayError | None:
     """The refusal the route's key check gives this request (401 without a key or with a wrong
     one, 429 for a terminal over its rate), None when the key passes or the route takes none
     (sign-in)."""
-    from pos_gateway.entrypoints.api.auth import _bearer, authenticate
+    from pos_gateway.entrypoints.api.auth import (
+        _bearer,
+        authenticate,
+        authenticate_checked_later,
+    )
 
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute) or not _needs_key(route.dependant, authenticate):
+    if not isinstance(route, APIRoute) or not (
+        _needs_key(route.dependant, authenticate)
+        or _needs_key(route.dependant, authenticate_checked_later)
+    ):
         return None
+    # the key read from the database, never from the cache of keys: the route's statement
+    # that would check a cached key again is not run for a refused request
     try:
         await authenticate(request, await _bearer(request))
     except GatewayError as refused:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -24,14 +23,20 @@ from pos_gateway.entrypoints.api.auth import (
     OptionalIdempotencyKey,
     RequiredIdempotencyKey,
     TerminalKey,
-    gateway,
+    TerminalKeyCheckedLater,
+    gateway_dependency,
 )
 from pos_gateway.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
 from pos_gateway.service_layer import keys, masterdata, operations
-from pos_gateway.service_layer.common import load_chain, load_customer, request_hash
+from pos_gateway.service_layer.common import (
+    load_chain,
+    load_customer,
+    request_and_body_hash,
+    request_hash,
+)
 from pos_gateway.service_layer.runner import Answer, key_issuer, run_idempotent
 
-Gw = Annotated[Gateway, Depends(gateway)]
+Gw = Annotated[Gateway, Depends(gateway_dependency)]
 
 _PROBLEM = {"model": s.Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
 
@@ -61,7 +66,9 @@ def to_response(answer: Answer) -> JSONResponse:
 
 async def _body_json(request: Request) -> Any:
     raw = await request.body()
-    return json.loads(raw) if raw else None
+    # `Request.json` keeps what it parsed: a JSON body FastAPI has parsed for the route's model
+    # is not parsed again (the same `json.loads` of the same bytes otherwise)
+    return await request.json() if raw else None
 
 
 async def _hash(request: Request) -> str:
@@ -433,20 +440,25 @@ _TILL_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def create_sale(
     request: Request,
     gw: Gw,
-    principal: TerminalKey,
+    principal: TerminalKeyCheckedLater,
     idempotency_key: RequiredIdempotencyKey,
     body: s.SaleCreate,
 ) -> JSONResponse:
     """Record a sale: 201 with the outcome, 422 with the refusal, or 202 while pending."""
-    raw = await _body_json(request)
-    answer = await operations.submit_sale(
-        gw,
-        principal,
-        body,
-        raw,
-        idempotency_key,
-        request_hash(request.method, request.url.path, raw),
+    # a key from the cache of keys is checked by the sale's first statement from here on
+    request.state.unchecked_key_hash = None
+    hashed, sale_hash = request_and_body_hash(
+        request.method, request.url.path, await _body_json(request)
     )
+    try:
+        answer = await operations.submit_sale(
+            gw, principal, body, sale_hash, idempotency_key, hashed
+        )
+    except GatewayError as exc:
+        if exc.code == "unauthorized" and principal.unchecked_key_hash is not None:
+            # the key was revoked since this process cached it
+            request.app.state.key_cache.forget(principal.unchecked_key_hash)
+        raise
     return to_response(answer)
 
 

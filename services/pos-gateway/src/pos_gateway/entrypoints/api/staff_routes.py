@@ -15,13 +15,13 @@ from pos_gateway.entrypoints.api.auth import (
     AdminKey,
     OptionalIdempotencyKey,
     StaffUser,
-    gateway,
+    gateway_dependency,
 )
 from pos_gateway.entrypoints.api.routes import AUTH, problems, to_response
 from pos_gateway.service_layer import staff
 from pos_gateway.service_layer.common import request_hash
 
-Gw = Annotated[Gateway, Depends(gateway)]
+Gw = Annotated[Gateway, Depends(gateway_dependency)]
 
 router = APIRouter(prefix="/v1")
 
