@@ -22,7 +22,7 @@ class Settings(ServiceSettings):
     port: int = 8084
     #: off a sale's critical path: Kafka may hold a fetch up to this long (ms) to gather a batch,
     #: so the per-batch costs are shared (the read models lag up to this much more)
-    consumer_fetch_wait_ms: int = Field(default=100, ge=0, le=2000)
+    consumer_fetch_wait_ms: int = Field(default=50, ge=0, le=2000)
     #: consumer group of the task projection
     consumer_group: str = "notifier"
     #: how often the scan re-raises reminders of customers still overdue

@@ -21,7 +21,7 @@ class Settings(ServiceSettings):
     port: int = 8083
     #: off a sale's critical path: Kafka may hold a fetch up to this long (ms) to gather a batch,
     #: so the per-batch costs are shared (the read models lag up to this much more)
-    consumer_fetch_wait_ms: int = Field(default=100, ge=0, le=2000)
+    consumer_fetch_wait_ms: int = Field(default=50, ge=0, le=2000)
     #: consumer group of the live read-model projection
     consumer_group: str = "reporting"
     #: rows per page when a report is asked for with `limit` (and the cap of `limit`)

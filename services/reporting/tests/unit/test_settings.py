@@ -8,10 +8,10 @@ import pytest
 from reporting.config import Settings
 
 
-def test_the_projection_lets_kafka_gather_a_batch_for_a_tenth_of_a_second(
+def test_the_projection_lets_kafka_gather_a_batch_for_50_ms(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("REPORTING_CONSUMER_FETCH_WAIT_MS", raising=False)
-    assert Settings().consumer_fetch_wait_ms == 100
+    assert Settings().consumer_fetch_wait_ms == 50
     monkeypatch.setenv("REPORTING_CONSUMER_FETCH_WAIT_MS", "0")
     assert Settings().consumer_fetch_wait_ms == 0
