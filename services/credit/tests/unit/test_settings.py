@@ -23,10 +23,3 @@ def test_overdue_scan_interval_is_read_with_or_without_the_prefix(
     assert Settings().overdue_scan_interval_seconds == 5
     monkeypatch.setenv("CREDIT_OVERDUE_SCAN_INTERVAL_SECONDS", "2")
     assert Settings().overdue_scan_interval_seconds == 2
-
-
-def test_credit_is_on_the_sale_path_so_kafka_hands_over_each_command_at_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("CREDIT_CONSUMER_FETCH_WAIT_MS", raising=False)
-    assert Settings().consumer_fetch_wait_ms == 0
