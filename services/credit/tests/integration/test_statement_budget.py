@@ -10,7 +10,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from credit.testing import customer_snapshot, day, record_sale, sale_line, settings_snapshot
+from credit.testing import (
+    customer_snapshot,
+    day,
+    record_payment,
+    record_sale,
+    sale_line,
+    settings_snapshot,
+)
 from servicekit.testing import counted_statements
 
 CHAIN = uuid.UUID("55555555-5555-5555-5555-555555555555")
@@ -52,3 +59,44 @@ async def test_a_known_customers_sale_costs_credit_a_fixed_number_of_statements(
     assert [
         e["customer_balances"]["debt"] for e in await harness.events("credit.SaleCompleted")
     ] == ["30.00", "60.00"]
+
+
+async def test_a_payment_that_settles_a_sale_costs_a_fixed_number_of_statements(harness):
+    """A payment of part of a sale's debt, then of the rest. Confirming the one that brings the
+    sale to zero costs three statements more: the ledger read that finds the sales it settled,
+    their overdue marks' lock, and marking them `settled` (so later commands no longer read
+    them: migration 0004)."""
+    customer = customer_snapshot()
+    settings = settings_snapshot()
+    key = str(customer.customer_id)
+    await harness.send(
+        record_sale(
+            chain_id=CHAIN,
+            customer=customer,
+            settings=settings,
+            sold_at=day(0),
+            lines=[sale_line(1, "50.00")],
+            payments=[("on_account", "50.00")],
+        ),
+        key=key,
+    )
+    await harness.settle()
+    hops: dict[str, tuple[list[str], list[str]]] = {}
+    for name, amount in (("part", "20.00"), ("rest", "30.00")):
+        with counted(harness) as command_hop:
+            await harness.send(
+                record_payment(
+                    chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount=amount
+                ),
+                key=key,
+            )
+        with counted(harness) as confirm_hop:
+            await harness.settle()
+        hops[name] = ([str(st) for st in command_hop], [str(st) for st in confirm_hop])
+    assert [len(hops["part"][0]), len(hops["part"][1])] == [6, 6], hops["part"]
+    assert [len(hops["rest"][0]), len(hops["rest"][1])] == [6, 9], hops["rest"]
+    marked = [st for st in hops["rest"][1] if st.startswith("UPDATE sales SET settled")]
+    assert len(marked) == 1
+    assert not any(st.startswith("UPDATE sales SET settled") for st in hops["part"][1])
+    credit = await harness.credit(CHAIN, customer.customer_id)
+    assert credit is not None and credit["debt"] == "0.00"
