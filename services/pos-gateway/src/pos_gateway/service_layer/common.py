@@ -52,20 +52,21 @@ def canonical_json(data: Any) -> str:
 
 
 def body_hash(body: Any) -> str:
-    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+    return _sha256(canonical_json(body))
 
 
 def request_hash(method: str, path: str, body: Any) -> str:
-    return hashlib.sha256(f"{method} {path}\n{canonical_json(body)}".encode()).hexdigest()
+    return _sha256(f"{method} {path}\n{canonical_json(body)}")
 
 
 def request_and_body_hash(method: str, path: str, body: Any) -> tuple[str, str]:
     """`request_hash` and `body_hash` of one request, its body's canonical JSON made once."""
     canonical = canonical_json(body)
-    return (
-        hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest(),
-        hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
-    )
+    return _sha256(f"{method} {path}\n{canonical}"), _sha256(canonical)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 async def load_chain(session: AsyncSession, chain_id: uuid.UUID, *, lock: bool = False) -> Row[Any]:
