@@ -24,13 +24,13 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import event
 
+from bench.inprocess import carrier
 from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import encode, make_envelope
 from devstack.stack import start_infra
@@ -67,17 +67,7 @@ def _records(count: int, batch: int, poison_per_batch: int) -> list[list[Any]]:
         poison = poison_per_batch > 0 and (i % batch) in range(
             batch // 2, batch // 2 + poison_per_batch
         )
-        letter = DeadLetter(
-            consumer="bench",
-            original_topic="x",
-            partition=0,
-            offset=i,
-            key="k",
-            reason="poison" if poison else "carrier",
-            error_type="none",
-            original_value="{}",
-            failed_at=datetime.now(UTC),
-        )
+        letter = carrier(i, "poison" if poison else "carrier")
         env = make_envelope(
             letter, chain_id=uuid.uuid4(), key="customer-1", correlation_id=uuid.uuid4()
         )

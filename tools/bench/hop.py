@@ -25,13 +25,12 @@ import secrets
 import statistics
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 
-from bench.inprocess import alternate
+from bench.inprocess import alternate, carrier
 from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import encode, make_envelope
 from servicekit.consumer import Consumer, MessageContext
@@ -43,18 +42,8 @@ from servicekit.topics import ensure_topics
 
 
 def _letter(n: int) -> bytes:
-    letter = DeadLetter(
-        consumer="bench",
-        original_topic="x",
-        partition=0,
-        offset=n,
-        key="k",
-        reason="carrier",
-        error_type="none",
-        original_value="{}",
-        failed_at=datetime.now(UTC),
-    )
-    return encode(make_envelope(letter, chain_id=None, key="k", correlation_id=uuid.uuid4()))
+    env = make_envelope(carrier(n), chain_id=None, key="k", correlation_id=uuid.uuid4())
+    return encode(env)
 
 
 async def _run(

@@ -14,12 +14,14 @@ import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
 from contracts.base import Message
+from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import encode, make_envelope
 from contracts.registry import lookup
 
@@ -42,6 +44,22 @@ def record(model: Message, key: uuid.UUID, offset: int) -> ConsumerRecord[Any, A
         serialized_key_size=36,
         serialized_value_size=len(value),
         headers=(),
+    )
+
+
+def carrier(offset: int, reason: str = "carrier") -> DeadLetter:
+    """A registered message with no meaning of its own, numbered by `offset`: what the
+    consumer measures (`bench.consumer_micro`, `bench.hop`) carry through a handler."""
+    return DeadLetter(
+        consumer="bench",
+        original_topic="x",
+        partition=0,
+        offset=offset,
+        key="k",
+        reason=reason,
+        error_type="none",
+        original_value="{}",
+        failed_at=datetime.now(UTC),
     )
 
 
