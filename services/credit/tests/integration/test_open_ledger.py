@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -116,6 +117,13 @@ async def test_every_operation_decides_on_the_commands_read_as_on_the_whole_ledg
     async def send(cmd: Any) -> None:
         await send_checked(harness, customer, cmd)
 
+    # the arguments every command of this customer repeats
+    pay = partial(record_payment, chain_id=CHAIN, customer=customer, settings=settings)
+    returned = partial(record_return, chain_id=CHAIN, customer=customer, settings=settings)
+    revoked = partial(
+        revoke, chain_id=CHAIN, customer_id=customer.customer_id, settings=settings, at=day(60)
+    )
+
     s1 = sale_of(
         customer,
         settings,
@@ -126,9 +134,7 @@ async def test_every_operation_decides_on_the_commands_read_as_on_the_whole_ledg
     s2 = sale_of(customer, settings, 1, [sale_line(1, "25.00", quantity="5")], [("cash", "25.00")])
     await send(s1)
     await send(s2)
-    await send(
-        record_payment(chain_id=CHAIN, customer=customer, settings=settings, at=day(2), amount=None)
-    )
+    await send(pay(at=day(2), amount=None))
     await send(
         record_advance(
             chain_id=CHAIN, customer=customer, settings=settings, at=day(3), amount="40.00"
@@ -147,16 +153,8 @@ async def test_every_operation_decides_on_the_commands_read_as_on_the_whole_ledg
             )
         )
         if n % 3 == 0:
-            await send(
-                record_payment(
-                    chain_id=CHAIN, customer=customer, settings=settings, at=day(n), amount=None
-                )
-            )
-    await send(
-        record_payment(
-            chain_id=CHAIN, customer=customer, settings=settings, at=day(15), amount=None
-        )
-    )
+            await send(pay(at=day(n), amount=None))
+    await send(pay(at=day(15), amount=None))
     s4 = sale_of(
         customer,
         settings,
@@ -175,10 +173,7 @@ async def test_every_operation_decides_on_the_commands_read_as_on_the_whole_ledg
     await send(s5)
     # money naming a settled sale (nothing to pay there) and an open one, the rest oldest first
     await send(
-        record_payment(
-            chain_id=CHAIN,
-            customer=customer,
-            settings=settings,
+        pay(
             at=day(18),
             amount="25.00",
             allocations=[(s1.sale_id, 1, "10.00"), (s5.sale_id, None, "5.00")],
@@ -186,76 +181,20 @@ async def test_every_operation_decides_on_the_commands_read_as_on_the_whole_ledg
     )
     # returns of old settled sales: to the advance (it pays open debt first), and in cash
     await send(
-        record_return(
-            chain_id=CHAIN,
-            customer=customer,
-            sale_id=s1.sale_id,
-            settings=settings,
-            at=day(19),
-            lines=[(1, "1"), (2, "1")],
-            refund="advance",
-        )
+        returned(sale_id=s1.sale_id, at=day(19), lines=[(1, "1"), (2, "1")], refund="advance")
     )
-    await send(
-        record_return(
-            chain_id=CHAIN,
-            customer=customer,
-            sale_id=s2.sale_id,
-            settings=settings,
-            at=day(19),
-            lines=[(1, "2")],
-        )
-    )
-    await send(
-        record_return(
-            chain_id=CHAIN,
-            customer=customer,
-            sale_id=s3.sale_id,
-            settings=settings,
-            at=day(20),
-            lines=[(1, "1")],
-            refund="advance",
-        )
-    )
+    await send(returned(sale_id=s2.sale_id, at=day(19), lines=[(1, "2")]))
+    await send(returned(sale_id=s3.sale_id, at=day(20), lines=[(1, "1")], refund="advance"))
     # more than is left of the old sale's line: refused the same way
-    await send(
-        record_return(
-            chain_id=CHAIN,
-            customer=customer,
-            sale_id=s1.sale_id,
-            settings=settings,
-            at=day(20),
-            lines=[(2, "2")],
-        )
-    )
+    await send(returned(sale_id=s1.sale_id, at=day(20), lines=[(2, "2")]))
     # revocations: of a settled sale (not overdue), of an open overdue one, twice
-    await send(
-        revoke(
-            chain_id=CHAIN,
-            customer_id=customer.customer_id,
-            sale_id=s1.sale_id,
-            settings=settings,
-            at=day(60),
-        )
-    )
+    await send(revoked(sale_id=s1.sale_id))
     for _ in range(2):
-        await send(
-            revoke(
-                chain_id=CHAIN,
-                customer_id=customer.customer_id,
-                sale_id=s4.sale_id,
-                settings=settings,
-                at=day(60),
-            )
-        )
+        await send(revoked(sale_id=s4.sale_id))
     # no goods on account while overdue (the open sales are), a cash sale is fine
     await send(sale_of(customer, blocking, 61, [sale_line(1, "9.00")], [("on_account", "9.00")]))
     await send(sale_of(customer, blocking, 61, [sale_line(1, "9.00")], [("cash", "9.00")]))
-    await send(
-        record_payment(
-            chain_id=CHAIN, customer=customer, settings=settings, at=day(62), amount="500.00"
-        )
-    )
+    await send(pay(at=day(62), amount="500.00"))
     await send(
         record_refund(
             chain_id=CHAIN, customer=customer, settings=settings, at=day(63), amount="7.50"
