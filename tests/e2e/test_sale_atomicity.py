@@ -77,13 +77,21 @@ def _funded_customer(
     )
     assert earned.status_code == 201, earned.text
     assert earned.json()["customer"]["bonus_balance"] == bonus
-    eventually(
-        lambda: (
-            chain.admin.get(f"/v1/customers/{customer['customer_id']}").json()["bonus_balance"]
-            == bonus
-        ),
-        timeout=5.0,
-    )
+    cid, sale_id = customer["customer_id"], earned.json()["sale_id"]
+
+    def funding_in_every_read() -> bool:
+        # the sale's entry (from credit's event) and its accrual (from loyalty's) reach
+        # reporting on two topics, in batches of their own: wait for both, or a "before"
+        # read could miss one that arrives during the test
+        kinds = {
+            entry["kind"]
+            for entry in chain.admin.get(f"/v1/customers/{cid}/statement").json()["entries"]
+            if entry["sale_id"] == sale_id
+        }
+        balance = chain.admin.get(f"/v1/customers/{cid}").json()["bonus_balance"]
+        return kinds == {"sale", "bonus_accrued"} and balance == bonus
+
+    eventually(funding_in_every_read, timeout=5.0)
     return customer
 
 
