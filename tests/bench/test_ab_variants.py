@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.pipeline import _export
+from bench.pipeline import _export, over_tcp
 
 
 def test_the_services_import_the_exported_code_of_the_ref_not_this_checkout(
@@ -29,3 +29,11 @@ def test_the_services_import_the_exported_code_of_the_ref_not_this_checkout(
         check=True,
     ).stdout.split()
     assert all(path.startswith(str(tmp_path / "head")) for path in found), found
+
+
+def test_the_tcp_variant_drops_the_socket_and_keeps_the_address_and_credentials() -> None:
+    url = "postgresql://retail:a%2Fb@127.0.0.1:5555/postgres?host=/run/x%20y/sock&sslmode=disable"
+    assert over_tcp(url) == "postgresql://retail:a%2Fb@127.0.0.1:5555/postgres?sslmode=disable"
+    assert over_tcp("postgresql://u:p@127.0.0.1:5555/postgres?host=/s") == (
+        "postgresql://u:p@127.0.0.1:5555/postgres"
+    )

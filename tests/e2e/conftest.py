@@ -27,6 +27,7 @@ from aiosmtpd.controller import Controller
 from devstack.ports import free_port
 from devstack.services import ServicePorts
 from devstack.stack import Stack, start_stack
+from servicekit.settings import with_database
 
 SERVICES_WITH_DATABASES = ("GATEWAY", "CREDIT", "LOYALTY", "REPORTING", "NOTIFIER")
 
@@ -102,9 +103,8 @@ def stack(infra_endpoints: tuple[str, str], smtp_inbox: Inbox) -> Iterator[Stack
     )
     env["KAFKA_BOOTSTRAP_SERVERS"] = kafka
     env["DATABASE_URL"] = database
-    base = database.rsplit("/", 1)[0]
     for prefix in SERVICES_WITH_DATABASES:
-        env[f"{prefix}_DATABASE_URL"] = f"{base}/e2e_{prefix.lower()}_{suffix}"
+        env[f"{prefix}_DATABASE_URL"] = with_database(database, f"e2e_{prefix.lower()}_{suffix}")
     with start_stack(
         f"e2e-{suffix}",
         ports=ServicePorts.free(),

@@ -22,6 +22,7 @@ import schemathesis  # a dependency of the tests: missing, this module fails (ne
 
 from devstack.ports import free_port
 from devstack.stack import Stack
+from servicekit.settings import with_database
 
 pytestmark = pytest.mark.e2e
 
@@ -482,9 +483,7 @@ def test_page_sizes_are_bounded(world: dict[str, Any]) -> None:
 def test_api_keys_are_stored_only_as_hashes(world: dict[str, Any], stack: Stack) -> None:
     a = world["A"]
     secrets_in_clear = [a["admin"], *(key for _, key, _ in a["terminals"]), world["operator"]]
-    url = stack.env.get("GATEWAY_DATABASE_URL") or stack.database_url.rsplit("/", 1)[0] + (
-        "/gateway"
-    )
+    url = stack.env.get("GATEWAY_DATABASE_URL") or with_database(stack.database_url, "gateway")
 
     async def dump() -> str:
         conn = await asyncpg.connect(url)

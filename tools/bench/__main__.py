@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         "then with this checkout, alternating order from rate to rate",
     )
     pipe.add_argument(
+        "--ab-database-tcp",
+        action="store_true",
+        help="A/B in one run: every rate once with the services reaching PostgreSQL over TCP "
+        "on loopback, then through its unix socket (the stack's URL), alternating order",
+    )
+    pipe.add_argument(
         "--code-ref",
         default=None,
         metavar="REF",
@@ -173,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 instances=args.instances,
                 skip_floor=args.skip_floor,
                 ab_refs=args.ab_ref,
+                ab_database_tcp=args.ab_database_tcp,
                 code_ref=args.code_ref,
                 service_env=dict(s.split("=", 1) for s in args.set),
                 gateways=args.gateways,

@@ -38,6 +38,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -98,6 +99,9 @@ class Options:
     #: A/B: each rate once per variant, the code at each of these refs first, this checkout
     #: last (services restarted between variants)
     ab_refs: list[str] = field(default_factory=list)
+    #: A/B: each rate once with the services reaching PostgreSQL over TCP on loopback, then
+    #: through the unix socket the stack's URL names (this checkout's code both times)
+    ab_database_tcp: bool = False
     #: run everything on the code at this ref (its migrations on fresh databases)
     code_ref: str | None = None
     #: where the flame graphs go (the pipeline's JSON goes to `out_dir`)
@@ -486,11 +490,12 @@ async def _start_consumer_instances(stack: Stack, count: int) -> None:
 
 @dataclass
 class Variant:
-    """One code variant of an A/B run: the code at `ref` (exported to `pythonpath`), or this
-    checkout (`pythonpath` None)."""
+    """One variant of an A/B run: the code at `ref` (exported to `pythonpath`), or this
+    checkout (`pythonpath` None); `env` is what else the services are started with."""
 
     name: str
     pythonpath: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def _export(ref: str, into: Path) -> str:
@@ -520,7 +525,17 @@ def _short_sha(ref: str) -> str:
     ).stdout.strip()
 
 
-def _variants(stack: Stack, refs: list[str]) -> list[Variant]:
+def over_tcp(url: str) -> str:
+    """The server URL without its unix socket (`?host=<directory>`): the TCP address in it."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "host"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _variants(stack: Stack, refs: list[str], *, database_tcp: bool = False) -> list[Variant]:
+    if database_tcp:
+        tcp = {"DATABASE_URL": over_tcp(stack.database_url)}
+        return [Variant("PostgreSQL over TCP", env=tcp), Variant("PostgreSQL over its socket")]
     if not refs:
         return [Variant("")]
     out = []
@@ -554,6 +569,7 @@ async def _switch(stack: Stack, variant: Variant) -> None:
         *(asyncio.to_thread(stack.services.processes[n].stop, timeout=40.0) for n in names)
     )
     env = {"PYTHONPATH": variant.pythonpath} if variant.pythonpath else {}
+    env.update(variant.env)
     for n in names:
         svc = service_of(n)
         assert svc is not None
@@ -721,8 +737,8 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
             postgres_pid=stack.infra.postgres.pid if stack.infra.postgres else None,
         )
         print(f"[bench] floor {result['floor']}", file=sys.stderr, flush=True)
-    variants = _variants(stack, opts.ab_refs)
-    if opts.ab_refs:
+    variants = _variants(stack, opts.ab_refs, database_tcp=opts.ab_database_tcp)
+    if len(variants) > 1:
         result["variants"] = [v.name for v in variants]
     current = variants[-1]  # the stack started with this checkout
     gen = LoadGenerator(
@@ -776,7 +792,7 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
                     break
             if not held_any:
                 break
-        if opts.ab_refs:
+        if len(variants) > 1:
             result["best_rate_by_variant"] = {
                 v.name: best_rate([s for s in result["steps"] if s.get("variant") == v.name])
                 for v in variants

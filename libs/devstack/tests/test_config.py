@@ -170,6 +170,11 @@ def test_database_url_quotes_credentials() -> None:
     assert url == "postgresql://retail:a%2Fb%40c@127.0.0.1:5555/postgres"
 
 
+def test_database_url_names_the_socket_directory(tmp_path: Path) -> None:
+    url = make_database_url(user="retail", password="pw", port=5555, socket_dir=tmp_path / "s k")
+    assert url == f"postgresql://retail:pw@127.0.0.1:5555/postgres?host={tmp_path}/s%20k"
+
+
 def test_run_dir_names(tmp_path: Path) -> None:
     assert run_dir("dev", tmp_path) == tmp_path / "dev"
     for bad in ("", "../x", "a/b", ".hidden", "x" * 80):

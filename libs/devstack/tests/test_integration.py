@@ -74,6 +74,7 @@ async def test_real_kafka_and_postgres(tmp_path: Path) -> None:
             await conn.execute("create database devstack_it")  # the role has CREATEDB
         finally:
             await conn.close()
+        assert await _client_address(infra.database_url) is None  # the unix socket: no address
         assert "export KAFKA_BOOTSTRAP_SERVERS=" in infra.export_lines()
     finally:
         # `devstack down` path: by the pid files alone.
@@ -82,6 +83,21 @@ async def test_real_kafka_and_postgres(tmp_path: Path) -> None:
     assert sorted(stopped) == ["kafka", "postgres"]
     assert not any(pid_alive(pid) for pid in pids)
     assert not (tmp_path / name).exists()
+
+
+async def _client_address(url: str) -> object:
+    """The address PostgreSQL sees for a connection of the services' kind (a SQLAlchemy
+    engine over asyncpg, which takes the URL's `?host=<socket directory>`; asyncpg's own
+    `connect` prefers the URL's TCP address)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text("select inet_client_addr()"))).scalar()
+    finally:
+        await engine.dispose()
 
 
 async def _partition_state(bootstrap: str, topic: str) -> list[dict[str, object]]:

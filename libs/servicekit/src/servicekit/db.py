@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import sqlalchemy as sa
@@ -82,7 +83,7 @@ def plain_url(url: str) -> str:
 async def ensure_database(url: str, *, attempts: int = 30, delay: float = 1.0) -> None:
     """Create the database named in `url` if it is missing, waiting for the server to be up."""
     plain = plain_url(url)
-    name = plain.rsplit("/", 1)[-1].split("?", 1)[0]
+    name = urlsplit(plain).path.lstrip("/")
     admin_url = with_database(plain, "postgres")
     for attempt in range(1, attempts + 1):
         try:
