@@ -106,6 +106,9 @@ class ScenarioReport:
     fault_marks: list[tuple[str, float]] = field(default_factory=list)
     #: "what: stall" per broker fault
     fault_stalls: list[str] = field(default_factory=list)
+    #: operations sent past the planned ones while the traffic waited for the first fault
+    #: (`start_faults`); `operations` counts them too
+    held: int = 0
 
     @property
     def tested_something(self) -> bool:
@@ -129,7 +132,8 @@ class ScenarioReport:
         """The tills' view: the longest stall, the longest single wait, the 202s."""
         line = (
             f"{'':<22} stall={self.stall_seconds:.1f}s (at {self.stall_at or '-'}) "
-            f"longest_wait={self.longest_wait_seconds:.1f}s 202s={self.answers_202}"
+            f"longest_wait={self.longest_wait_seconds:.1f}s 202s={self.answers_202} "
+            f"held_ops={self.held}"
         )
         if self.catch_up_seconds is not None:
             line += f" in_sync_again={self.catch_up_seconds:.1f}s"
@@ -215,12 +219,19 @@ class Context:
     duplicated: bool = False
     short: bool = False
 
-    def log(self, text: str) -> None:
+    def log(self, text: str, *, fault: bool = True) -> None:
+        """An entry of the fault log. The first one that is a fault (not a step that sets the
+        scenario up, `fault=False`) lets the held traffic end a little later
+        (`Driver.fault_injected`)."""
         self.report.faults += 1
         self.report.fault_log.append(f"{time.strftime('%H:%M:%S')} {text}")
+        if fault:
+            self.driver.fault_injected()
 
     async def pause(self, low: float, high: float) -> bool:
-        """Sleep a random while; False once the driver is done (stop injecting)."""
+        """Sleep a random while; False once the driver is done (stop injecting). The traffic
+        does not end before the scenario's first fault (`start_faults` holds it), so only the
+        time budget can end it before the first pause."""
         try:
             await asyncio.wait_for(self.driver.done.wait(), self.rng.uniform(low, high))
         except TimeoutError:
@@ -477,6 +488,25 @@ async def rolling_restart(ctx: Context) -> None:
     ctx.driver.stop()
 
 
+def start_faults(ctx: Context, scenario: Fault) -> asyncio.Task[None]:
+    """Start a scenario's fault injector, its traffic held until its first fault is in
+    (`Driver.hold_for_fault`). A fast stack can answer all of a scenario's planned operations
+    before its first pause ends; the scenario then injected nothing and tested nothing. An
+    injector that fails ends the traffic at once (its error is raised by awaiting the task);
+    one that ends without a fault stops holding it."""
+    driver = ctx.driver
+    driver.hold_for_fault()
+    task = asyncio.create_task(scenario(ctx))
+
+    def injector_ended(task: asyncio.Task[None]) -> None:
+        driver.release()
+        if not task.cancelled() and task.exception() is not None:
+            driver.stop()
+
+    task.add_done_callback(injector_ended)
+    return task
+
+
 SCENARIOS: dict[str, Fault] = {
     "kill-consumers": kill_consumers,
     "kill-gateway": kill_gateway,
@@ -526,14 +556,7 @@ async def run_scenario(
         hostile=HOSTILE_SHARE if name == "hostile" else 0.0,
     )
     ctx = Context(stack, metrics, report, driver, rng, customers, short=short)
-    faults = asyncio.create_task(SCENARIOS[name](ctx))
-
-    def stop_load_if_failed(task: asyncio.Task[None]) -> None:
-        # a fault injector that failed ends the load at once (its error is raised below)
-        if not task.cancelled() and task.exception() is not None:
-            driver.stop()
-
-    faults.add_done_callback(stop_load_if_failed)
+    faults = start_faults(ctx, SCENARIOS[name])
     try:
         stats = await driver.run()
         run_ended = time.monotonic()
@@ -569,6 +592,7 @@ async def run_scenario(
     report.attempts = stats.attempts
     report.answers_202 = stats.answers_202
     report.answers_5xx = stats.answers_5xx
+    report.held = stats.held
     report.violations += stats.unexpected
     if name == "hostile":
         report.violations += _hostile_answers(customers, report, final_within)
