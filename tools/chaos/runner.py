@@ -278,7 +278,8 @@ class Context:
                 self.stack.services.wait_ready, instance, timeout=240.0, progress=no_progress
             )
         self.log(
-            f"{instances} instances of each of {', '.join(CONSUMERS)} ({len(started)} started)"
+            f"{instances} instances of each of {', '.join(CONSUMERS)} ({len(started)} started)",
+            fault=False,
         )
 
     async def broker_back(self, node: int) -> None:
@@ -403,9 +404,9 @@ async def poison_messages(ctx: Context) -> None:
 async def many_instances(ctx: Context) -> None:
     """7. several instances of each consumer service at once; kills cause rebalances.
 
-    At least one kill, even when the operations are all answered while the extra instances
-    start (they start one after another; a short run can be over by then): the messages
-    published again before it must be skipped by groups of several members."""
+    The extra instances start one after another, the traffic held meanwhile (starting them is
+    not the fault it waits for), so the first kill meets traffic too: the messages published
+    again before it must be skipped by groups of several members."""
     for service in CONSUMERS:
         instance = f"{service}-2"
         await asyncio.to_thread(
@@ -416,21 +417,18 @@ async def many_instances(ctx: Context) -> None:
             progress=no_progress,
         )
         ctx.extra.append(instance)
-        ctx.log(f"started {instance}")
-    while True:
+        ctx.log(f"started {instance}", fault=False)
+    while await ctx.pause(1.5, 3.5):
         await ctx.kill9_and_restart(ctx.rng.choice(ctx.extra + list(CONSUMERS)))
-        if not await ctx.pause(1.5, 3.5):
-            return
 
 
 async def hostile(ctx: Context) -> None:
     """8. no fault: hostile amounts and cross-chain ids among the normal traffic (the driver
     sends them, `Driver.hostile`; tools/chaos/hostile.py). Messages published again once, so
-    the consumers also skip duplicates of hostile operations' messages: among the traffic when
-    it lasts that long, else right after it (the short form's operations can all be answered
-    before the pause ends; the scenario then had no redelivery and tested nothing)."""
-    await ctx.pause(2.0, 4.0)
-    await ctx.relay_duplicates()
+    the consumers also skip duplicates of hostile operations' messages, among the traffic (held
+    until then, `start_faults`)."""
+    if await ctx.pause(2.0, 4.0):
+        await ctx.relay_duplicates()
 
 
 # -- the cluster scenarios (--brokers 3) ----------------------------------------------------
@@ -448,7 +446,7 @@ async def kill_broker(ctx: Context) -> None:
         if not await ctx.pause(3.0, 6.0):
             break
         await ctx.relay_duplicates()
-        ctx.log(f"leaders before: {await ctx.leaders_line()}")
+        ctx.log(f"leaders before: {await ctx.leaders_line()}", fault=False)
         role = ctx.controller_role(node)
         ctx.report.fault_marks.append((f"kill -9 kafka-{node}{role}", time.monotonic()))
         pid = await asyncio.to_thread(ctx.stack.infra.kill_kafka, node=node)
