@@ -32,6 +32,8 @@ from tools.chaos import hostile as hostile_input
 MONEY = Decimal("0.01")
 #: Answers after which a POS sends the same request again (same key, same body).
 RETRY_STATUSES = frozenset({202, 429, 500, 502, 503, 504})
+#: a held driver's traffic goes on this long after the scenario's first fault (`hold_for_fault`)
+AFTER_FAULT_SECONDS = 2.0
 
 
 def money(value: Decimal) -> str:
@@ -145,6 +147,9 @@ class DriverStats:
     conflicts: int = 0
     answers_202: int = 0  # "accepted, outcome not known yet": the POS asks again
     answers_5xx: int = 0  # 500/502/503/504 answers (the POS sends the request again)
+    #: operations sent beyond the planned ones while the traffic was held for the first fault
+    #: (`Driver.hold_for_fault`); also counted in `sent`: they are operations like the others
+    held: int = 0
     unexpected: list[str] = field(default_factory=list)
 
 
@@ -160,7 +165,12 @@ ITEMS = [
 class Driver:
     """Sends `ops_per_customer` seeded operations for each customer, one customer's at a time,
     all customers concurrently, retrying each request until it has a final answer or the
-    `deadline` (monotonic) passes."""
+    `deadline` (monotonic) passes.
+
+    A driver held for a fault (`hold_for_fault`) does not end its traffic before the scenario's
+    first fault is in (`fault_injected`): a customer whose planned operations are done goes on
+    with more of the same mix until then, and for `AFTER_FAULT_SECONDS` after it, until it has
+    sent one of its own after the fault too; the deadline and `stop` end it all the same."""
 
     def __init__(
         self,
@@ -185,6 +195,11 @@ class Driver:
         self.done = asyncio.Event()
         self.started_at = 0.0
         self._stopping = False
+        #: set by the scenario's first fault, at `fault_at` (monotonic); see `hold_for_fault`
+        self.fault_in = asyncio.Event()
+        self.fault_at = 0.0
+        self.after_fault = AFTER_FAULT_SECONDS
+        self._holding = False
         #: share of each customer's operations replaced by hostile input, and overflow
         #: campaigns (tools/chaos/hostile.py); 0: ordinary traffic only
         self.hostile = hostile
@@ -196,6 +211,35 @@ class Driver:
         """Start no further operation: each customer finishes the one in hand (a scenario whose
         faults decide how long the load lasts)."""
         self._stopping = True
+
+    def hold_for_fault(self, after: float = AFTER_FAULT_SECONDS) -> None:
+        """Keep the traffic going until the first fault is in and `after` seconds past it (each
+        customer also until one operation of its own was sent after it): a fast stack can answer
+        every planned operation before a scenario's first pause ends, and a fault that meets no
+        traffic tests nothing. Bounded by the deadline; `release` ends the hold of a scenario
+        that ends without a fault."""
+        self._holding = True
+        self.after_fault = after
+
+    def fault_injected(self) -> None:
+        """The scenario's first fault is in (later calls change nothing)."""
+        if not self.fault_in.is_set():
+            self.fault_at = time.monotonic()
+            self.fault_in.set()
+
+    def release(self) -> None:
+        """No fault is coming (the scenario ended without one): stop holding the traffic. The
+        while after a fault already in is kept."""
+        if not self.fault_in.is_set():
+            self._holding = False
+
+    def _held(self, customer: CustomerModel) -> bool:
+        """Whether a customer whose planned operations are done goes on."""
+        if not self._holding:
+            return False
+        if not self.fault_in.is_set() or time.monotonic() < self.fault_at + self.after_fault:
+            return True
+        return not customer.ops or customer.ops[-1].sent_at < self.fault_at
 
     async def run(self) -> DriverStats:
         self.started_at = time.monotonic()
@@ -226,9 +270,13 @@ class Driver:
             0, max(0, self.ops_per_customer - hostile_input.CAMPAIGN_STEPS - 1) // 2
         )
         campaign_steps = 0
-        for n in range(self.ops_per_customer):
+        for n in itertools.count():
             if time.monotonic() > self.deadline or self._stopping:
                 return
+            if n >= self.ops_per_customer:
+                if not self._held(customer):
+                    return
+                self.stats.held += 1
             if rng.random() < 0.1:  # customers shop in several stores
                 terminal = rng.choice(customer.chain.terminals)[1]
             op = next_operation(rng, customer)

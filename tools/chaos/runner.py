@@ -106,6 +106,9 @@ class ScenarioReport:
     fault_marks: list[tuple[str, float]] = field(default_factory=list)
     #: "what: stall" per broker fault
     fault_stalls: list[str] = field(default_factory=list)
+    #: operations sent past the planned ones while the traffic waited for the first fault
+    #: (`start_faults`); `operations` counts them too
+    held: int = 0
 
     @property
     def tested_something(self) -> bool:
@@ -129,7 +132,8 @@ class ScenarioReport:
         """The tills' view: the longest stall, the longest single wait, the 202s."""
         line = (
             f"{'':<22} stall={self.stall_seconds:.1f}s (at {self.stall_at or '-'}) "
-            f"longest_wait={self.longest_wait_seconds:.1f}s 202s={self.answers_202}"
+            f"longest_wait={self.longest_wait_seconds:.1f}s 202s={self.answers_202} "
+            f"held_ops={self.held}"
         )
         if self.catch_up_seconds is not None:
             line += f" in_sync_again={self.catch_up_seconds:.1f}s"
@@ -215,12 +219,19 @@ class Context:
     duplicated: bool = False
     short: bool = False
 
-    def log(self, text: str) -> None:
+    def log(self, text: str, *, fault: bool = True) -> None:
+        """An entry of the fault log. The first one that is a fault (not a step that sets the
+        scenario up, `fault=False`) lets the held traffic end a little later
+        (`Driver.fault_injected`)."""
         self.report.faults += 1
         self.report.fault_log.append(f"{time.strftime('%H:%M:%S')} {text}")
+        if fault:
+            self.driver.fault_injected()
 
     async def pause(self, low: float, high: float) -> bool:
-        """Sleep a random while; False once the driver is done (stop injecting)."""
+        """Sleep a random while; False once the driver is done (stop injecting). The traffic
+        does not end before the scenario's first fault (`start_faults` holds it), so only the
+        time budget can end it before the first pause."""
         try:
             await asyncio.wait_for(self.driver.done.wait(), self.rng.uniform(low, high))
         except TimeoutError:
@@ -267,7 +278,8 @@ class Context:
                 self.stack.services.wait_ready, instance, timeout=240.0, progress=no_progress
             )
         self.log(
-            f"{instances} instances of each of {', '.join(CONSUMERS)} ({len(started)} started)"
+            f"{instances} instances of each of {', '.join(CONSUMERS)} ({len(started)} started)",
+            fault=False,
         )
 
     async def broker_back(self, node: int) -> None:
@@ -392,9 +404,9 @@ async def poison_messages(ctx: Context) -> None:
 async def many_instances(ctx: Context) -> None:
     """7. several instances of each consumer service at once; kills cause rebalances.
 
-    At least one kill, even when the operations are all answered while the extra instances
-    start (they start one after another; a short run can be over by then): the messages
-    published again before it must be skipped by groups of several members."""
+    The extra instances start one after another, the traffic held meanwhile (starting them is
+    not the fault it waits for), so the first kill meets traffic too: the messages published
+    again before it must be skipped by groups of several members."""
     for service in CONSUMERS:
         instance = f"{service}-2"
         await asyncio.to_thread(
@@ -405,21 +417,18 @@ async def many_instances(ctx: Context) -> None:
             progress=no_progress,
         )
         ctx.extra.append(instance)
-        ctx.log(f"started {instance}")
-    while True:
+        ctx.log(f"started {instance}", fault=False)
+    while await ctx.pause(1.5, 3.5):
         await ctx.kill9_and_restart(ctx.rng.choice(ctx.extra + list(CONSUMERS)))
-        if not await ctx.pause(1.5, 3.5):
-            return
 
 
 async def hostile(ctx: Context) -> None:
     """8. no fault: hostile amounts and cross-chain ids among the normal traffic (the driver
     sends them, `Driver.hostile`; tools/chaos/hostile.py). Messages published again once, so
-    the consumers also skip duplicates of hostile operations' messages: among the traffic when
-    it lasts that long, else right after it (the short form's operations can all be answered
-    before the pause ends; the scenario then had no redelivery and tested nothing)."""
-    await ctx.pause(2.0, 4.0)
-    await ctx.relay_duplicates()
+    the consumers also skip duplicates of hostile operations' messages, among the traffic (held
+    until then, `start_faults`)."""
+    if await ctx.pause(2.0, 4.0):
+        await ctx.relay_duplicates()
 
 
 # -- the cluster scenarios (--brokers 3) ----------------------------------------------------
@@ -437,7 +446,7 @@ async def kill_broker(ctx: Context) -> None:
         if not await ctx.pause(3.0, 6.0):
             break
         await ctx.relay_duplicates()
-        ctx.log(f"leaders before: {await ctx.leaders_line()}")
+        ctx.log(f"leaders before: {await ctx.leaders_line()}", fault=False)
         role = ctx.controller_role(node)
         ctx.report.fault_marks.append((f"kill -9 kafka-{node}{role}", time.monotonic()))
         pid = await asyncio.to_thread(ctx.stack.infra.kill_kafka, node=node)
@@ -475,6 +484,25 @@ async def rolling_restart(ctx: Context) -> None:
     ctx.log(f"leaders after: {await ctx.leaders_line()}")
     await asyncio.sleep(5.0)
     ctx.driver.stop()
+
+
+def start_faults(ctx: Context, scenario: Fault) -> asyncio.Task[None]:
+    """Start a scenario's fault injector, its traffic held until its first fault is in
+    (`Driver.hold_for_fault`). A fast stack can answer all of a scenario's planned operations
+    before its first pause ends; the scenario then injected nothing and tested nothing. An
+    injector that fails ends the traffic at once (its error is raised by awaiting the task);
+    one that ends without a fault stops holding it."""
+    driver = ctx.driver
+    driver.hold_for_fault()
+    task = asyncio.create_task(scenario(ctx))
+
+    def injector_ended(task: asyncio.Task[None]) -> None:
+        driver.release()
+        if not task.cancelled() and task.exception() is not None:
+            driver.stop()
+
+    task.add_done_callback(injector_ended)
+    return task
 
 
 SCENARIOS: dict[str, Fault] = {
@@ -526,14 +554,7 @@ async def run_scenario(
         hostile=HOSTILE_SHARE if name == "hostile" else 0.0,
     )
     ctx = Context(stack, metrics, report, driver, rng, customers, short=short)
-    faults = asyncio.create_task(SCENARIOS[name](ctx))
-
-    def stop_load_if_failed(task: asyncio.Task[None]) -> None:
-        # a fault injector that failed ends the load at once (its error is raised below)
-        if not task.cancelled() and task.exception() is not None:
-            driver.stop()
-
-    faults.add_done_callback(stop_load_if_failed)
+    faults = start_faults(ctx, SCENARIOS[name])
     try:
         stats = await driver.run()
         run_ended = time.monotonic()
@@ -569,6 +590,7 @@ async def run_scenario(
     report.attempts = stats.attempts
     report.answers_202 = stats.answers_202
     report.answers_5xx = stats.answers_5xx
+    report.held = stats.held
     report.violations += stats.unexpected
     if name == "hostile":
         report.violations += _hostile_answers(customers, report, final_within)
