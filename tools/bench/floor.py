@@ -16,6 +16,8 @@ shared machine a flush can take a few hundred milliseconds when other engineers'
 and sixteen connections waiting for it left the app at 15-20% of a core, measuring the disk
 instead of the Python work per request, which the setting does not change (the same
 statements, the same transaction). The report says how busy the app was (`app_cpu_percent`).
+It reaches PostgreSQL the way the services do: through the unix socket when the server URL
+names one (devstack's does since stop 23; runs before that measured the floor over TCP).
 
 `python -m bench floor` measures it alone against `DATABASE_URL` (a server URL).
 """
@@ -42,6 +44,7 @@ from bench import procstat
 from bench.ceiling import _create_database
 from bench.loadgen import percentile
 from devstack.ports import free_port
+from servicekit.db import plain_url
 
 DATABASE = "bench_floor"
 #: the folder `bench` is imported from (the app's process imports it too)
@@ -89,7 +92,7 @@ def build_app(database_url: str, pool_size: int = 16) -> Any:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         nonlocal pool
         pool = await asyncpg.create_pool(
-            database_url,
+            plain_url(database_url),
             min_size=pool_size,
             max_size=pool_size,
             server_settings={"synchronous_commit": "off"},

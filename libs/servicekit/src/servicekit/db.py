@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import sqlalchemy as sa
@@ -76,8 +76,23 @@ def column_arrays(
 
 
 def plain_url(url: str) -> str:
-    """The URL asyncpg itself takes (`postgresql://`, not SQLAlchemy's `postgresql+asyncpg://`)."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    """The URL asyncpg itself takes (`postgresql://`, not SQLAlchemy's `postgresql+asyncpg://`).
+
+    A unix socket named the libpq way (`@127.0.0.1:5432/db?host=/run/postgresql`, which
+    SQLAlchemy and psql follow) moves into the host part, percent-encoded
+    (`@%2Frun%2Fpostgresql:5432/db`): asyncpg's own `connect` prefers the URL's host part to
+    the `host` parameter, and would otherwise quietly connect over TCP."""
+    plain = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    parts = urlsplit(plain)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    sockets = [value for key, value in query if key == "host" and value.startswith("/")]
+    if not sockets:
+        return plain
+    userinfo = parts.netloc.rpartition("@")[0]
+    port = f":{parts.port}" if parts.port else ""
+    netloc = (f"{userinfo}@" if userinfo else "") + quote(sockets[0], safe="") + port
+    rest = urlencode([(key, value) for key, value in query if key != "host"])
+    return urlunsplit((parts.scheme, netloc, parts.path, rest, parts.fragment))
 
 
 async def ensure_database(url: str, *, attempts: int = 30, delay: float = 1.0) -> None:

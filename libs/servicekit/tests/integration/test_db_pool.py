@@ -13,7 +13,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from servicekit.consumer import is_transient
-from servicekit.db import make_engine, make_read_session_factory, make_session_factory
+from servicekit.db import (
+    make_engine,
+    make_read_session_factory,
+    make_session_factory,
+    plain_url,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +83,23 @@ async def test_a_read_session_sends_no_begin_and_its_connection_goes_back_clean(
             assert missing is None
     finally:
         await engine.dispose()
+
+
+async def test_the_engine_and_a_bare_asyncpg_connection_take_the_same_way_to_the_server(
+    fresh_database_url: str,
+) -> None:
+    """Through the unix socket when the URL names one (devstack's does: no client address),
+    over TCP otherwise; a bare asyncpg connection (the gateway's listener) as the engine."""
+    over_socket = "host=/" in fresh_database_url
+    engine = make_engine(fresh_database_url, pool_size=1)
+    try:
+        async with engine.connect() as c:
+            engines = await c.scalar(sa.text("SELECT inet_client_addr()"))
+    finally:
+        await engine.dispose()
+    bare = await asyncpg.connect(plain_url(fresh_database_url))
+    try:
+        bares = await bare.fetchval("SELECT inet_client_addr()")
+    finally:
+        await bare.close()
+    assert (engines is None, bares is None) == (over_socket, over_socket)

@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 from sqlalchemy import exc as sa_exc
 
 from servicekit.consumer import is_transient
+from servicekit.db import plain_url
 from servicekit.logging import mask_card
 from servicekit.settings import ServiceSettings, require_secret, to_asyncpg_url, with_database
 
@@ -116,3 +117,11 @@ def test_faststream_logs_its_per_batch_lines_at_debug_and_errors_at_error() -> N
     broker = make_broker(ServiceSettings(kafka_bootstrap_servers="127.0.0.1:9"), "quiet")
     # "Received" / "Processed" of every batch: below the services' INFO level
     assert broker.config.logger.log_level == logging.DEBUG
+
+
+def test_asyncpgs_own_url_carries_the_unix_socket_in_its_host_part() -> None:
+    socket = "postgresql+asyncpg://retail:p%40ss@127.0.0.1:5555/credit?host=/run/pg%20x&ssl=off"
+    assert plain_url(socket) == "postgresql://retail:p%40ss@%2Frun%2Fpg%20x:5555/credit?ssl=off"
+    assert plain_url("postgresql://u@127.0.0.1:5555/db?host=/s") == "postgresql://u@%2Fs:5555/db"
+    tcp = "postgresql+asyncpg://u:p@db.internal:5432/credit?sslmode=require"
+    assert plain_url(tcp) == "postgresql://u:p@db.internal:5432/credit?sslmode=require"
