@@ -40,6 +40,7 @@ import logging
 import time
 import traceback
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -184,7 +185,44 @@ class _PollWithoutIdleSleep(BatchSubscriber):
         batches = await consumer.getmany(
             timeout_ms=self.batch_timeout_ms, max_records=self.max_records
         )
-        return tuple(itertools.chain.from_iterable(batches.values()))
+        records = tuple(itertools.chain.from_iterable(batches.values()))
+        _gather_only_while_busy(consumer, busy=bool(records))
+        return records
+
+
+#: the fetch a consumer with a fetch wait was configured with, per Kafka client:
+#: (fetch_min_bytes, fetch_max_wait_ms)
+_gathering: weakref.WeakKeyDictionary[AIOKafkaConsumer, tuple[int, int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+#: aiokafka's own default fetch: the broker answers as soon as one byte is there, else after
+#: 500 ms with nothing
+_LONG_POLL = (1, 500)
+
+
+def _gather_only_while_busy(consumer: AIOKafkaConsumer, *, busy: bool) -> None:
+    """A consumer with a fetch wait (`Consumer.fetch_wait_ms`) lets the broker gather records
+    for a while before it answers, so batches fill; but an idle consumer then asks every
+    `fetch_wait_ms` and gets nothing each time (with the read models' 50 ms, 20 fetches a
+    second per consumer: measured with the stack idle, 63 ms/s of the broker's CPU and 14 ms/s
+    of each read model's). So the wait applies only while records come: after a poll that
+    found none the consumer long-polls (the broker answers on the first byte, else after
+    500 ms), and the first record switches the wait back on for the fetches after it.
+
+    aiokafka reads `fetch_min_bytes` / `fetch_max_wait_ms` from its fetcher for every fetch
+    request it builds and has no public setter; a version without those attributes keeps the
+    configured fetch (checked by `test_an_idle_consumer_long_polls_and_a_busy_one_gathers`)."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
+        return
+    gather = _gathering.get(consumer)
+    if gather is None:
+        gather = (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms)
+        _gathering[consumer] = gather
+    if gather == _LONG_POLL or gather[0] <= 1:
+        return  # no fetch wait configured
+    fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = gather if busy else _LONG_POLL
 
 
 def _poll_without_idle_sleep(subscriber: Any) -> None:

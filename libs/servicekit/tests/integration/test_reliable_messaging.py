@@ -878,6 +878,53 @@ async def test_a_relay_that_found_another_publishing_tries_again_soon_not_at_the
         await broker.stop()
 
 
+async def test_an_idle_consumer_long_polls_and_a_busy_one_gathers(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """With a fetch wait of 200 ms, an idle consumer does not ask the broker every 200 ms (it
+    long-polls: the broker answers on the first record, else after 500 ms), and once records
+    come it gathers them again: ten messages 20 ms apart arrive in a few batches."""
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    consumer = _recording_consumer(topic)
+    consumer.fetch_wait_ms = 200
+    batches: list[int] = []
+    process = consumer.process_records
+
+    async def counted(records: Any) -> None:
+        batches.append(len(records))
+        await process(records)
+
+    consumer.process_records = counted  # type: ignore[method-assign]
+    broker, producer, _commits = await _started(consumer, session_factory, kafka_bootstrap_servers)
+    fetches: list[float] = []
+    client = consumer._subscriber.consumer._client
+    send = client.send
+
+    async def counted_send(node_id: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if type(request).__name__.startswith("FetchRequest"):
+            fetches.append(asyncio.get_running_loop().time())
+        return await send(node_id, request, *args, **kwargs)
+
+    client.send = counted_send
+    try:
+        await asyncio.sleep(1.5)  # the group joined, the first polls found nothing
+        idle_from = len(fetches)
+        await asyncio.sleep(3.0)
+        idle_fetches = len(fetches) - idle_from
+        # gathering all along would be ~15 fetches in 3 s; long polls ~6
+        assert idle_fetches <= 9, idle_fetches
+        for _ in range(10):
+            await producer.send_and_wait(topic, encode(_envelope()), key=b"customer-1")
+            await asyncio.sleep(0.02)
+        assert await _applied(session_factory, 10) == 10
+        assert sum(batches) == 10
+        assert len(batches) <= 4, batches  # the first record alone, then gathered
+    finally:
+        await producer.stop()
+        await broker.stop()
+
+
 async def test_a_consumer_that_may_wait_gets_messages_sent_apart_in_few_batches(
     session_factory: Any, kafka_bootstrap_servers: str
 ) -> None:
