@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.pipeline import _export, over_tcp
+from bench.pipeline import _export, _variants, over_tcp
 
 
 def test_the_services_import_the_exported_code_of_the_ref_not_this_checkout(
@@ -37,3 +37,18 @@ def test_the_tcp_variant_drops_the_socket_and_keeps_the_address_and_credentials(
     assert over_tcp("postgresql://u:p@127.0.0.1:5555/postgres?host=/s") == (
         "postgresql://u:p@127.0.0.1:5555/postgres"
     )
+
+
+def test_with_refs_the_refs_run_over_tcp_and_this_checkout_through_the_socket(
+    tmp_path: Path,
+) -> None:
+    class _Stack:
+        database_url = "postgresql://u:p@127.0.0.1:5555/postgres?host=/s"
+        run_dir = tmp_path
+
+    ref, here = _variants(_Stack(), ["HEAD"], database_tcp=True)  # type: ignore[arg-type]
+    assert ref.env == {"DATABASE_URL": "postgresql://u:p@127.0.0.1:5555/postgres"}
+    assert ref.pythonpath and ref.name.endswith(", over TCP")
+    assert (here.env, here.pythonpath) == ({}, None)
+    tcp, socket = _variants(_Stack(), [], database_tcp=True)  # type: ignore[arg-type]
+    assert (tcp.env, socket.env) == (ref.env, {})

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         "--ab-database-tcp",
         action="store_true",
         help="A/B in one run: every rate once with the services reaching PostgreSQL over TCP "
-        "on loopback, then through its unix socket (the stack's URL), alternating order",
+        "on loopback, then through its unix socket (the stack's URL), alternating order; "
+        "with --ab-ref, the refs' code runs over TCP",
     )
     pipe.add_argument(
         "--code-ref",

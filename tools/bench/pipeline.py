@@ -533,8 +533,10 @@ def over_tcp(url: str) -> str:
 
 
 def _variants(stack: Stack, refs: list[str], *, database_tcp: bool = False) -> list[Variant]:
-    if database_tcp:
-        tcp = {"DATABASE_URL": over_tcp(stack.database_url)}
+    """This checkout last; before it each ref's code, or (`database_tcp` alone) this checkout
+    over TCP. With both, the refs' code runs over TCP (a before/after of code and transport)."""
+    tcp = {"DATABASE_URL": over_tcp(stack.database_url)} if database_tcp else {}
+    if database_tcp and not refs:
         return [Variant("PostgreSQL over TCP", env=tcp), Variant("PostgreSQL over its socket")]
     if not refs:
         return [Variant("")]
@@ -542,7 +544,8 @@ def _variants(stack: Stack, refs: list[str], *, database_tcp: bool = False) -> l
     for ref in refs:
         sha = _short_sha(ref)
         folder = stack.run_dir / "ab" / sha
-        out.append(Variant(f"{ref} ({sha})" if ref != sha else sha, _export(ref, folder)))
+        name = (f"{ref} ({sha})" if ref != sha else sha) + (", over TCP" if tcp else "")
+        out.append(Variant(name, _export(ref, folder), env=tcp))
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
         cwd=repo_root(),
