@@ -290,6 +290,10 @@ class Consumer:
     handlers: dict[type[BaseModel], Handler]
     #: per message model, what to do when a message of it is dead-lettered after parsing
     on_dead_letter: dict[type[BaseModel], DeadLetterHandler] = field(default_factory=dict)
+    #: per message model, which of its messages have no effect here (a test of the validated
+    #: payload): passed over like a message of a model without handler, with no inbox row and
+    #: no transaction of their own, counted in `messages_skipped_total`
+    ignore: dict[type[BaseModel], Callable[[Any], bool]] = field(default_factory=dict)
     max_records: int = 200
     #: how long one poll waits when no record is there; a record that arrives ends the wait at
     #: once (aiokafka's `getmany`), so this sets only how often an idle consumer wakes up
@@ -698,7 +702,8 @@ class Consumer:
         (`UnknownMessageType` for an unregistered type or version, the `ValidationError`).
         None for a registered message this consumer has no handler for: it has no effect here,
         so it is neither validated nor given an inbox row (nothing to de-duplicate), only
-        counted in `messages_skipped_total`."""
+        counted in `messages_skipped_total`; None too for a message its model's `ignore` test
+        holds for (validated, then passed over the same way)."""
         try:
             model = lookup(env.type, env.schema_version).model
         except LookupError as exc:
@@ -706,9 +711,11 @@ class Consumer:
         if model not in self.handlers:
             return None
         try:
-            return model.model_validate(env.payload)
+            payload = model.model_validate(env.payload)
         except ValidationError as exc:
             return exc
+        ignored = self.ignore.get(model)
+        return None if ignored is not None and ignored(payload) else payload
 
     async def _process_one(
         self,

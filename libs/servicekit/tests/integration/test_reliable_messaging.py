@@ -678,6 +678,36 @@ async def test_a_message_without_a_handler_is_skipped_without_validation_or_inbo
     assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 1
 
 
+async def test_a_message_its_model_ignores_is_skipped_like_one_without_a_handler(
+    session_factory: Any,
+) -> None:
+    """`Consumer.ignore`: a handled model's message the test holds for gets no inbox row, no
+    handler call and, alone in its batch, no transaction; the others of the model are applied."""
+    from servicekit import metrics
+    from servicekit.schema import INBOX
+    from servicekit.testing import counted_statements
+
+    consumer = _recording_consumer("t")
+    consumer.ignore = {DeadLetter: lambda letter: letter.reason == "ignored here"}
+    consumer.bind(session_factory)
+    ignored = make_envelope(
+        _any_registered_model().model_copy(update={"reason": "ignored here"}),
+        chain_id=None,
+        key="customer-1",
+        correlation_id=uuid.uuid4(),
+    )
+    with counted_statements(session_factory.kw["bind"]) as statements:
+        await consumer.process_records([_record(ignored, offset=0)])
+    assert statements == []
+    applied = _envelope()
+    await consumer.process_records([_record(ignored, offset=1), _record(applied, offset=2)])
+    async with session_factory() as session:
+        inbox = (await session.execute(sa.select(INBOX.c.message_id))).scalars().all()
+    assert inbox == [applied.message_id]
+    assert await _count(session_factory, EFFECTS) == 1
+    assert _counted(metrics.MESSAGES_SKIPPED, consumer) == 2
+
+
 async def test_the_slow_path_skips_a_message_without_a_handler_the_same_way(
     session_factory: Any,
 ) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from contracts.base import Message
+from contracts.enums import BonusMovementKind
 from contracts.gateway.v1 import ChainSettingsChanged
+from contracts.loyalty.v1 import BonusMovementRecorded
 from credit.service_layer.overdue import scan_overdue
 from credit.testing import (
     customer_snapshot,
@@ -20,6 +23,7 @@ from credit.testing import (
     sale_line,
     settings_snapshot,
 )
+from servicekit.testing import counted_statements
 
 CHAIN = uuid.UUID("11111111-1111-1111-1111-111111111111")
 
@@ -321,3 +325,57 @@ async def test_return_cancels_debt_restores_bonus_and_refunds_the_rest(harness):
         "30.00",
     )
     assert done["customer_balances"]["debt"] == "40.00"
+
+
+def _movement(customer_id: uuid.UUID, operation_id: uuid.UUID | None, balance: str) -> Message:
+    return BonusMovementRecorded(
+        movement_id=uuid.uuid4(),
+        chain_id=CHAIN,
+        customer_id=customer_id,
+        kind=BonusMovementKind.EXPIRED if operation_id is None else BonusMovementKind.ACCRUED,
+        amount=Decimal("1.00"),
+        store_id=None,
+        payment_id=None,
+        sale_id=None,
+        operation_id=operation_id,
+        at=day(1),
+        balance_after=Decimal(balance),
+    )
+
+
+async def test_an_operations_own_movements_are_passed_over_and_an_expiry_is_taken(harness):
+    """An answer without loyalty (a refund) shows the last bonus balance credit knows: the one
+    loyalty's answer carried for the sale, not a movement of that sale's (passed over without a
+    transaction: the answer after them carries the balance), and an expiry's balance after."""
+    customer = customer_snapshot()
+    cid, settings = customer.customer_id, settings_snapshot()
+
+    async def refunded_shows() -> str:
+        await harness.send(
+            record_refund(
+                chain_id=CHAIN, customer=customer, settings=settings, at=day(2), amount="1.00"
+            ),
+            key=str(cid),
+        )
+        return (await harness.events("credit.RefundRecorded"))[-1]["customer_balances"][
+            "bonus_balance"
+        ]
+
+    await harness.send_and_settle(
+        record_advance(
+            chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="50.00"
+        ),
+        key=str(cid),
+    )
+    sale = one_line_sale(CHAIN, customer, settings, "30.00", at=1, paid_with="cash")
+    await harness.send_and_settle(sale, key=str(cid))
+    [done] = await harness.events("credit.SaleCompleted")
+    assert done["customer_balances"]["bonus_balance"] == "3.00"
+
+    with counted_statements(harness.sf.kw["bind"]) as statements:
+        await harness.send(_movement(cid, sale.sale_id, "999.00"), key=str(cid))
+    assert statements == []
+    assert await refunded_shows() == "3.00"
+
+    await harness.send(_movement(cid, None, "2.00"), key=str(cid))
+    assert await refunded_shows() == "2.00"

@@ -127,7 +127,6 @@ _PENDING_SINCE_BEFORE = (
     " WHERE status = 'pending' AND created_at < $1 AND customer_id IS NOT NULL"
     " ORDER BY created_at"
 )
-_OPERATION_STATUS = "SELECT status FROM operations WHERE chain_id = $1 AND operation_id = $2"
 _FINISH_OPERATION = (
     "UPDATE operations SET status = $3, finished_at = now()"
     " WHERE chain_id = $1 AND operation_id = $2"
@@ -424,10 +423,6 @@ class Repository:
         `pending_operation` and `finish_operation` in one statement."""
         row = await sql.fetchrow(self.session, _CLAIM_PENDING, chain_id, operation_id, status)
         return None if row is None else OperationRow(**dict(row.items()))
-
-    async def operation_voided(self, chain_id: uuid.UUID, operation_id: uuid.UUID) -> bool:
-        status = await sql.fetchval(self.session, _OPERATION_STATUS, chain_id, operation_id)
-        return bool(status == "voided")
 
     async def pending_since_before(
         self, cutoff: datetime

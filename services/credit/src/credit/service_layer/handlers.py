@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -174,20 +175,22 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
 async def handle_bonus_balance(
     ctx: MessageContext, event: BonusMovementRecorded | PaymentBonusCancelled
 ) -> None:
-    """Keep the last known bonus balance for answers that do not pass through loyalty.
-
-    A movement of an operation credit gave up (voided) is not taken: loyalty undoes it
-    (``BonusesVoided`` follows with the balance after the undo), and an answer given meanwhile
-    must not show bonus the customer never got."""
+    """Keep the last known bonus balance for answers that do not pass through loyalty: after
+    an expiry (a movement of no operation) or a cancelled payment bonus. The movements of an
+    operation are passed over before this (`IGNORED`)."""
     repo = Repository(ctx.session)
     await repo.lock_customer(event.customer_id, event.chain_id)
-    if (
-        isinstance(event, BonusMovementRecorded)
-        and event.operation_id is not None
-        and await repo.operation_voided(event.chain_id, event.operation_id)
-    ):
-        return
     await repo.update_customer(event.customer_id, bonus_balance=event.balance_after)
+
+
+def _movement_of_an_operation(event: BonusMovementRecorded) -> bool:
+    """Loyalty writes an operation's movements in the transaction of the event that ends it
+    for credit, after them on the customer's partition and carrying the balance after the
+    whole operation: `BonusesApplied` / `BonusesRefused` (credit's operations), or
+    `PaymentBonusCancelled` (a cancelled payment bonus, whose movement names the payment).
+    A movement of a voided operation must not count either (`BonusesVoided` follows with the
+    balance after the undo). So they tell credit nothing, and each cost it a transaction."""
+    return event.operation_id is not None
 
 
 async def handle_bonuses_voided(ctx: MessageContext, event: BonusesVoided) -> None:
@@ -618,6 +621,7 @@ async def emit_settled(
 
 __all__ = [
     "HANDLERS",
+    "IGNORED",
     "ON_DEAD_LETTER",
     "CreditMode",
     "answer_dead_lettered",
@@ -649,6 +653,11 @@ HANDLERS: dict[type[BaseModel], Handler] = {
     BonusesVoided: handle_bonuses_voided,
     ChainRegistered: handle_chain_settings,
     ChainSettingsChanged: handle_chain_settings,
+}
+
+#: Messages of handled models that have no effect here, passed over without a transaction.
+IGNORED: dict[type[BaseModel], Callable[[Any], bool]] = {
+    BonusMovementRecorded: _movement_of_an_operation,
 }
 
 #: A command or an answer that is dead-lettered still ends its operation (refused as
