@@ -7,8 +7,9 @@ names, phones and chain settings. Tasks are raised and closed from those facts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -157,15 +158,21 @@ async def _apply_owed(
     await close_if_paid(session, _emitter(ctx), customer_id, _now())
 
 
+def _pays_no_older_sale(msg: credit.SaleCompleted) -> bool:
+    """Only older sales a sale's kept change paid concern us: the sale's own lines (what it
+    left owed) are of a sale credit has not reported overdue yet, which no task follows.
+    Without older sales (most sales) nothing any task shows changed: the consumer passes the
+    sale over (`IGNORED`) with no inbox row and no transaction."""
+    return msg.customer_id is None or all(c.sale_id == msg.sale_id for c in msg.lines_changed)
+
+
 async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> None:
-    """Only older sales its kept change paid concern us: the sale's own lines (what it left
-    owed) are of a sale credit has not reported overdue yet, which no task follows; without
-    older sales nothing any task shows changed, so the sale costs no statement."""
-    if msg.customer_id is None:
+    """A sale whose kept change paid older sales (`_pays_no_older_sale` passes the others
+    over): their owed amounts, then maybe the task closes."""
+    if msg.customer_id is None:  # passed over before this; a consumer built without IGNORED
         return
     older = [c for c in msg.lines_changed if c.sale_id != msg.sale_id]
-    if older:
-        await _apply_owed(ctx, msg.chain_id, msg.customer_id, older)
+    await _apply_owed(ctx, msg.chain_id, msg.customer_id, older)
 
 
 async def on_debt_payment(ctx: MessageContext, msg: credit.DebtPaymentRecorded) -> None:
@@ -203,6 +210,11 @@ async def on_sale_settled(ctx: MessageContext, msg: credit.SaleSettled) -> None:
         await close_if_paid(session, emit, msg.customer_id, _now())
 
 
+#: messages of handled models that change nothing here, passed over without a transaction
+IGNORED: dict[type[BaseModel], Callable[[Any], bool]] = {
+    credit.SaleCompleted: _pays_no_older_sale,
+}
+
 HANDLERS: dict[type[BaseModel], Handler] = {
     gateway.ChainRegistered: on_chain_registered,
     gateway.ChainSettingsChanged: on_chain_settings_changed,
@@ -219,4 +231,4 @@ HANDLERS: dict[type[BaseModel], Handler] = {
 
 
 def make_consumer(name: str = "notifier") -> Consumer:
-    return Consumer(name=name, topics=list(TOPICS), handlers=dict(HANDLERS))
+    return Consumer(name=name, topics=list(TOPICS), handlers=dict(HANDLERS), ignore=dict(IGNORED))
