@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from reporting_helpers import bonus_movement, sale_completed
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
@@ -115,7 +116,7 @@ async def snapshot(engine: Any) -> dict[str, list[tuple[Any, ...]]]:
 
 
 async def test_rebuilt_tables_equal_the_live_ones_row_by_row_and_are_swapped_in(
-    fresh_database_url: str, kafka_bootstrap_servers: str
+    engine: AsyncEngine, fresh_database_url: str, kafka_bootstrap_servers: str
 ) -> None:
     topic_of = _topic_names()
     topics = list(topic_of.values())
@@ -125,8 +126,6 @@ async def test_rebuilt_tables_equal_the_live_ones_row_by_row_and_are_swapped_in(
     await _publish(kafka_bootstrap_servers, topic_of, envelopes)
 
     # the live projection reads the same topics with its own group
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    engine = make_engine(fresh_database_url, pool_size=2)
     live = make_consumer("reporting", topics)
     live.bind(make_session_factory(engine))
     reader = AIOKafkaConsumer(
@@ -165,7 +164,6 @@ async def test_rebuilt_tables_equal_the_live_ones_row_by_row_and_are_swapped_in(
             sa.text("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rm_rebuild_%'")
         )
     assert leftovers == 0
-    await engine.dispose()
 
 
 # -- snapshots and finite retention ------------------------------------------------------------
@@ -337,13 +335,11 @@ async def test_a_rebuild_from_the_newest_snapshot_equals_the_live_models_after_r
 
 @pytest.mark.timeout(600)
 async def test_a_rebuild_is_refused_when_retention_dropped_what_no_snapshot_covers(
-    fresh_database_url: str, kafka_bootstrap_servers: str
+    engine: AsyncEngine, fresh_database_url: str, kafka_bootstrap_servers: str
 ) -> None:
     bootstrap = kafka_bootstrap_servers
     topic_of = await _short_lived_topics(bootstrap)
     topics = list(topic_of.values())
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    engine = make_engine(fresh_database_url, pool_size=2)
     settings = Settings(database_url=fresh_database_url, kafka_bootstrap_servers=bootstrap)
     stale = await take_snapshot(engine, "reporting")  # before anything was sold
     assert stale is not None and stale.positions == {}
@@ -371,14 +367,11 @@ async def test_a_rebuild_is_refused_when_retention_dropped_what_no_snapshot_cove
         )
         assert [s.snapshot_id for s in await list_snapshots(conn)] == [stale.snapshot_id]
     assert leftovers == 0
-    await engine.dispose()
 
 
 async def test_the_projection_records_its_position_past_duplicates_and_dead_letters(
-    fresh_database_url: str,
+    engine: AsyncEngine,
 ) -> None:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    engine = make_engine(fresh_database_url, pool_size=2)
     consumer: Consumer = make_consumer("reporting")
     consumer.bind(make_session_factory(engine))
     first = _stories(0, 1)[0]
@@ -398,4 +391,3 @@ async def test_the_projection_records_its_position_past_duplicates_and_dead_lett
             )
         ).all()
     assert [tuple(r) for r in rows] == [(0, 12), (1, 6)]
-    await engine.dispose()
