@@ -16,6 +16,7 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
+from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import Envelope, decode, encode, make_envelope
 from contracts.registry import lookup
 from servicekit.consumer import Consumer
@@ -168,6 +170,24 @@ def unique_topic(prefix: str = "t") -> str:
 # `servicekit.consumer.Consumer` through `process_records()` exactly as the broker would.
 
 _offsets = itertools.count()
+
+
+def carrier_letter(
+    *, consumer: str = "test", original_topic: str = "x", offset: int = 0
+) -> DeadLetter:
+    """A real registered message to carry through a pipe under test (a dead letter is the
+    simplest): `reason` "carrier", failed now."""
+    return DeadLetter(
+        consumer=consumer,
+        original_topic=original_topic,
+        partition=0,
+        offset=offset,
+        key="k",
+        reason="carrier",
+        error_type="none",
+        original_value="{}",
+        failed_at=datetime.now(UTC),
+    )
 
 
 def envelope_of(

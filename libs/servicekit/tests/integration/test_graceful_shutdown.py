@@ -8,16 +8,14 @@ import signal
 import socket
 import sys
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import encode, make_envelope
-from servicekit.testing import unique_topic
+from servicekit.testing import carrier_letter, unique_topic
 from servicekit.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -68,17 +66,7 @@ async def test_sigterm_finishes_the_batch_in_hand_and_a_restart_applies_the_rest
     await producer.start()
     try:
         for i in range(MESSAGES):
-            letter = DeadLetter(
-                consumer="c",
-                original_topic="t",
-                partition=0,
-                offset=i,
-                key="k",
-                reason="carrier",
-                error_type="none",
-                original_value="{}",
-                failed_at=datetime.now(UTC),
-            )
+            letter = carrier_letter(consumer="c", original_topic="t", offset=i)
             env = make_envelope(
                 letter, chain_id=None, key=f"customer-{i % 7}", correlation_id=uuid.uuid4()
             )

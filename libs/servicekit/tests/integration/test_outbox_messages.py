@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,25 +15,12 @@ from contracts.envelope import decode
 from servicekit.db import make_engine, make_session_factory
 from servicekit.outbox import enqueue_message
 from servicekit.schema import OUTBOX, messaging_tables
+from servicekit.testing import carrier_letter
 
 pytestmark = pytest.mark.integration
 
 METADATA = sa.MetaData()
 messaging_tables(METADATA)
-
-
-def _letter() -> DeadLetter:
-    return DeadLetter(
-        consumer="test",
-        original_topic="x",
-        partition=0,
-        offset=0,
-        key="k",
-        reason="carrier",
-        error_type="none",
-        original_value="{}",
-        failed_at=datetime.now(UTC),
-    )
 
 
 @pytest.fixture
@@ -52,7 +38,7 @@ async def test_the_message_is_written_wrapped_with_the_given_ids(session_factory
         env = await enqueue_message(
             session,
             "some.topic",
-            _letter(),
+            carrier_letter(),
             key="customer-1",
             chain_id=chain,
             correlation_id=correlation,
@@ -76,7 +62,7 @@ async def test_a_stable_message_id_replaces_the_fresh_one(session_factory: Any) 
         env = await enqueue_message(
             session,
             "some.topic",
-            _letter(),
+            carrier_letter(),
             key="k",
             chain_id=None,
             correlation_id=stable,
@@ -95,7 +81,7 @@ async def test_nothing_is_written_when_the_callers_transaction_rolls_back(
             await enqueue_message(
                 session,
                 "some.topic",
-                _letter(),
+                carrier_letter(),
                 key="k",
                 chain_id=None,
                 correlation_id=uuid.uuid4(),

@@ -23,7 +23,7 @@ from servicekit.outbox import OutboxRelay, enqueue
 from servicekit.runtime import make_broker
 from servicekit.schema import OUTBOX, messaging_tables
 from servicekit.settings import ServiceSettings, bootstrap_list
-from servicekit.testing import unique_topic
+from servicekit.testing import carrier_letter, unique_topic
 from servicekit.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -41,17 +41,7 @@ EFFECTS = sa.Table(
 
 def _any_registered_model() -> BaseModel:
     """A real registered message to carry through the pipe (a dead letter is the simplest)."""
-    return DeadLetter(
-        consumer="test",
-        original_topic="x",
-        partition=0,
-        offset=0,
-        key="k",
-        reason="carrier",
-        error_type="none",
-        original_value="{}",
-        failed_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
-    )
+    return carrier_letter()
 
 
 def _envelope(key: str = "customer-1") -> Envelope:

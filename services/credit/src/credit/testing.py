@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 from contracts.enums import DebtPaymentKind, MoneyMethod, PaymentMethod, RefundMethod
 from contracts.gateway.v1 import (
@@ -54,6 +54,26 @@ def local(n: int) -> date:
     return day(n).date()
 
 
+class _Figures(TypedDict):
+    quantity: Decimal
+    unit_price: Decimal
+    discount: Decimal
+    amount: Decimal
+
+
+def _priced(amount: str, discount: str, quantity: str) -> _Figures:
+    """A receipt line's figures: `quantity` at the unit price that, less `discount`, comes to
+    `amount` (rounded to cents)."""
+    qty = Decimal(quantity)
+    gross = Decimal(amount) + Decimal(discount)
+    return _Figures(
+        quantity=qty,
+        unit_price=(gross / qty).quantize(Decimal("0.01")),
+        discount=Decimal(discount),
+        amount=Decimal(amount),
+    )
+
+
 def line(
     line_no: int,
     amount: str,
@@ -63,16 +83,11 @@ def line(
     barcode: str | None = None,
     quantity: str = "1",
 ) -> Line:
-    gross = D(amount) + D(discount)
-    qty = D(quantity)
     return Line(
         line_no=line_no,
         name=name or f"item {line_no}",
-        quantity=qty,
-        unit_price=(gross / qty).quantize(D("0.01")),
-        discount=D(discount),
-        amount=D(amount),
         barcode=barcode,
+        **_priced(amount, discount, quantity),
     )
 
 
@@ -216,17 +231,12 @@ def sale_line(
     barcode: str | None = None,
     quantity: str = "1",
 ) -> SaleLine:
-    qty = Decimal(quantity)
-    gross = Decimal(amount) + Decimal(discount)
     return SaleLine(
         line_no=line_no,
         sku=None,
         barcode=barcode,
         name=name or f"item {line_no}",
-        quantity=qty,
-        unit_price=(gross / qty).quantize(Decimal("0.01")),
-        discount=Decimal(discount),
-        amount=Decimal(amount),
+        **_priced(amount, discount, quantity),
     )
 
 

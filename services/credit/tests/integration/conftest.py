@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from contracts.base import Message
 from contracts.credit.v1 import ApplyBonuses
 from contracts.envelope import Envelope, decode
 from contracts.loyalty.v1 import BonusesApplied, BonusesRefused, PaymentBonus
+from contracts.money import quantize_money
 from credit.adapters.repository import Repository
 from credit.entrypoints.app import MIGRATIONS_DIR, make_consumer
 from credit.service_layer.queries import customer_credit
@@ -95,9 +96,7 @@ class Harness:
                 accrued = [
                     PaymentBonus(
                         payment_id=b.payment_id,
-                        amount=(b.base_amount * rate).quantize(
-                            Decimal("0.01"), rounding=ROUND_HALF_UP
-                        ),
+                        amount=quantize_money(b.base_amount * rate),
                     )
                     for b in cmd.accrual_bases
                 ]

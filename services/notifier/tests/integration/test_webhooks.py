@@ -13,7 +13,8 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,18 +102,33 @@ def settings(**kw: object) -> Settings:
     )
 
 
-async def test_webhook_retries_with_backoff_and_delivers_a_signed_body(
-    sf: SessionFactory, receiver: Receiver
-) -> None:
+@asynccontextmanager
+async def deliveries_to(
+    sf: SessionFactory, receiver: Receiver, *, failing: int
+) -> AsyncIterator[Callable[..., Awaitable[int]]]:
+    """One task raised for a chain whose webhook is `receiver`, which answers its first
+    `failing` requests with 503: `deliver(after)` runs one delivery pass `after` (a timedelta,
+    none by default) from now and returns what `deliver_once` returns."""
     await raise_one_task(sf, receiver.url)
-    receiver.fail_first = 1
+    receiver.fail_first = failing
     cfg = settings()
     now = datetime.now(UTC)
     async with httpx.AsyncClient(trust_env=False) as client:
-        assert await deliver_once(sf, cfg, client, now=now) == 1  # 503
+
+        async def deliver(after: timedelta = timedelta(0)) -> int:
+            return await deliver_once(sf, cfg, client, now=now + after)
+
+        yield deliver
+
+
+async def test_webhook_retries_with_backoff_and_delivers_a_signed_body(
+    sf: SessionFactory, receiver: Receiver
+) -> None:
+    async with deliveries_to(sf, receiver, failing=1) as deliver:
+        assert await deliver() == 1  # 503
         # not due again before the back-off has passed
-        assert await deliver_once(sf, cfg, client, now=now + timedelta(seconds=9)) == 0
-        assert await deliver_once(sf, cfg, client, now=now + timedelta(seconds=10)) == 1
+        assert await deliver(timedelta(seconds=9)) == 0
+        assert await deliver(timedelta(seconds=10)) == 1
     assert len(receiver.received) == 2
     body, headers = receiver.received[-1]
     # Standard Webhooks: id.timestamp.body signed; the id is the same on every try
@@ -134,14 +150,10 @@ async def test_webhook_retries_with_backoff_and_delivers_a_signed_body(
 async def test_webhook_that_never_answers_well_ends_in_a_dead_letter_record(
     sf: SessionFactory, receiver: Receiver
 ) -> None:
-    await raise_one_task(sf, receiver.url)
-    receiver.fail_first = 100
-    cfg = settings()
-    now = datetime.now(UTC)
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with deliveries_to(sf, receiver, failing=100) as deliver:
         for seconds in (0, 10, 30):  # back-off 10 s, then 20 s
-            assert await deliver_once(sf, cfg, client, now=now + timedelta(seconds=seconds)) == 1
-        assert await deliver_once(sf, cfg, client, now=now + timedelta(days=1)) == 0
+            assert await deliver(timedelta(seconds=seconds)) == 1
+        assert await deliver(timedelta(days=1)) == 0
     assert len(receiver.received) == 3
     async with sf() as session:
         delivery = (await session.execute(sa.select(t.webhook_deliveries))).one()

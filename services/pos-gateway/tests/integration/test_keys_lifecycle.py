@@ -42,6 +42,31 @@ async def _second_instance(harness: Harness) -> httpx.AsyncClient:
     )
 
 
+async def _replaced_on_both_instances(
+    harness: Harness,
+    other: httpx.AsyncClient,
+    *,
+    probe: str,
+    old_key: str,
+    replace: str,
+    by: str,
+    secret_field: str,
+) -> dict[str, Any]:
+    """`old_key` reads `probe` on the other instance (which caches it); `POST replace` with the
+    key `by` answers 201 with a new key in `secret_field`; from then on both instances refuse
+    the old key (401 `unauthorized`) and take the new one. The answer's body."""
+    assert (await other.get(probe, headers=_auth(old_key))).status_code == 200
+    replaced = await harness.client.post(replace, headers=_auth(by))
+    assert replaced.status_code == 201
+    new_key = replaced.json()[secret_field]
+    for client in (harness.client, other):
+        old = await client.get(probe, headers=_auth(old_key))
+        assert old.status_code == 401 and old.json()["code"] == "unauthorized"
+        assert (await client.get(probe, headers=_auth(new_key))).status_code == 200
+    body: dict[str, Any] = replaced.json()
+    return body
+
+
 async def test_the_operator_lists_every_chain_page_by_page(harness: Harness) -> None:
     for _ in range(3):
         await harness.chain()
@@ -76,16 +101,16 @@ async def test_a_replaced_admin_key_is_refused_at_once_on_every_instance(
     ]
     other = await _second_instance(harness)
     async with other:
-        assert (await other.get("/v1/settings", headers=_auth(admin))).status_code == 200
-        replaced = await harness.client.post(
-            f"/v1/chains/{chain_id}/admin-key", headers=_auth(OPERATOR)
+        replaced = await _replaced_on_both_instances(
+            harness,
+            other,
+            probe="/v1/settings",
+            old_key=admin,
+            replace=f"/v1/chains/{chain_id}/admin-key",
+            by=OPERATOR,
+            secret_field="admin_api_key",
         )
-        assert replaced.status_code == 201
-        new_admin = replaced.json()["admin_api_key"]
-        for client in (harness.client, other):
-            old = await client.get("/v1/settings", headers=_auth(admin))
-            assert old.status_code == 401 and old.json()["code"] == "unauthorized"
-            assert (await client.get("/v1/settings", headers=_auth(new_admin))).status_code == 200
+        new_admin = replaced["admin_api_key"]
     missing = await harness.client.post(
         f"/v1/chains/{uuid.uuid4()}/admin-key", headers=_auth(OPERATOR)
     )
@@ -186,20 +211,17 @@ async def test_a_replaced_terminal_key_and_a_deleted_terminal_are_refused_at_onc
     await harness.customer(admin)
     other = await _second_instance(harness)
     async with other:
-        assert (await other.get("/v1/cards/CARD-1", headers=_auth(old_key))).status_code == 200
-        replaced = await harness.client.post(
-            f"/v1/terminals/{terminal_id}/key", headers=_auth(admin)
+        replaced = await _replaced_on_both_instances(
+            harness,
+            other,
+            probe="/v1/cards/CARD-1",
+            old_key=old_key,
+            replace=f"/v1/terminals/{terminal_id}/key",
+            by=admin,
+            secret_field="api_key",
         )
-        assert replaced.status_code == 201
-        assert replaced.json()["terminal_id"] == terminal_id
-        new_key = replaced.json()["api_key"]
-        for client in (harness.client, other):
-            assert (await client.get("/v1/cards/CARD-1", headers=_auth(old_key))).status_code == (
-                401
-            )
-            assert (await client.get("/v1/cards/CARD-1", headers=_auth(new_key))).status_code == (
-                200
-            )
+        assert replaced["terminal_id"] == terminal_id
+        new_key = replaced["api_key"]
         deleted = await harness.client.delete(f"/v1/terminals/{terminal_id}", headers=_auth(admin))
         for client in (harness.client, other):
             assert (await client.get("/v1/cards/CARD-1", headers=_auth(new_key))).status_code == (

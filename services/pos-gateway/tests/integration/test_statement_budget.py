@@ -48,15 +48,22 @@ def counted(harness: Any) -> Iterator[list[str]]:
         sa.event.remove(engine, "before_cursor_execute", before)
 
 
-async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statements(
-    harness: Any, credit: Any
-) -> None:
+async def a_terminal_answered_without_polls(harness: Any) -> Any:
+    """A chain with its customer and the terminal that sells to it; no poll while the test plays
+    credit: the request's statements are the ones counted, and a waiting request is answered by
+    the outcome (or 202)."""
     admin, terminal = await harness.setup()
     await harness.customer(admin)
-    # no poll while the test plays credit: the request's statements are the ones counted
     harness.gateway.settings = harness.gateway.settings.model_copy(
         update={"sale_wait_seconds": 5.0, "outcome_poll_interval_seconds": 5.0}
     )
+    return terminal
+
+
+async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statements(
+    harness: Any, credit: Any
+) -> None:
+    terminal = await a_terminal_answered_without_polls(harness)
     body = {**SALE, "sale_id": str(uuid.uuid4())}
     with counted(harness) as request_part:
         request, command = await harness.sale_waiting(body, harness.till(terminal))
@@ -87,11 +94,7 @@ async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statemen
 async def test_a_terminals_next_sale_checks_its_cached_key_in_the_claims_statement(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
-    harness.gateway.settings = harness.gateway.settings.model_copy(
-        update={"sale_wait_seconds": 5.0, "outcome_poll_interval_seconds": 5.0}
-    )
+    terminal = await a_terminal_answered_without_polls(harness)
     statements = []
     for _ in range(2):
         body = {**SALE, "sale_id": str(uuid.uuid4())}
@@ -113,13 +116,7 @@ async def test_a_terminals_next_sale_checks_its_cached_key_in_the_claims_stateme
 async def test_a_request_woken_by_another_instances_notify_reads_nothing_after_the_wake_up(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
-    gw = harness.gateway
-    # no poll: the request is answered by the wake-up, or it answers 202
-    gw.settings = gw.settings.model_copy(
-        update={"sale_wait_seconds": 5.0, "outcome_poll_interval_seconds": 5.0}
-    )
+    terminal = await a_terminal_answered_without_polls(harness)
     # the consumer below plays the other instance: its commit wakes nobody in this process,
     # only PostgreSQL's NOTIFY reaches this process's listener
     await harness.as_another_instance()

@@ -1,6 +1,6 @@
 """What several of reporting's integration tests use: credit's and loyalty's events as they feed
-them (a sale all on account, one coat of a sale brought back for cash, a bonus movement) and
-reading a paged report to its end."""
+them (a sale, all on account by default; one coat of a sale brought back for cash; a bonus
+movement) and reading a paged report to its end."""
 
 from __future__ import annotations
 
@@ -11,29 +11,30 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.credit import v1 as credit
-from contracts.enums import BonusMovementKind, CreditMode, RefundMethod
+from contracts.enums import BonusMovementKind, CreditMode, PaymentMethod, RefundMethod
 from contracts.loyalty import v1 as loyalty
 
 D = Decimal
 ZERO = D("0.00")
 
 
-def coat(amount: str, *, owed: str | None = None) -> credit.SaleLineOutcome:
-    """Line 1: one coat at `amount`, `owed` of it still owed (all of it by default)."""
+def coat(amount: str, *, owed: str | None = None, quantity: str = "1") -> credit.SaleLineOutcome:
+    """Line 1: `quantity` coats for `amount` in all, `owed` of it still owed (all of it by
+    default)."""
     return credit.SaleLineOutcome(
         line_no=1,
         sku=None,
         barcode="1",
         name="Coat",
-        quantity=D("1"),
-        unit_price=D(amount),
+        quantity=D(quantity),
+        unit_price=D(amount) / D(quantity),
         discount=ZERO,
         amount=D(amount),
         owed=D(amount if owed is None else owed),
     )
 
 
-def on_account_sale(
+def sale_completed(
     *,
     chain_id: uuid.UUID,
     customer_id: uuid.UUID,
@@ -43,12 +44,21 @@ def on_account_sale(
     store_id: uuid.UUID,
     terminal_id: uuid.UUID,
     balances: credit.CustomerBalances | None = None,
+    payments: list[tuple[PaymentMethod, str]] | None = None,
+    on_account: str | None = None,
+    advance_applied: str = "0.00",
+    change: str = "0.00",
+    change_to_advance: str = "0.00",
+    advance_added: str = "0.00",
+    due: bool = True,
     mode: CreditMode = CreditMode.PER_ITEM,
     card_number: str | None = "C",
 ) -> credit.SaleCompleted:
-    """A sale of `lines` all on account, due 30 days later; the customer's balances after it
-    (by default: a debt of this sale's total and nothing else)."""
+    """A sale of `lines` tendered with `payments` (no bonus), `on_account` of it owed (by
+    default: no payments, all of it on account), due 30 days later unless not `due`; the
+    customer's balances after it (by default: a debt of this sale's total and nothing else)."""
     total = sum((ln.amount for ln in lines), D(0))
+    tendered = payments or []
     return credit.SaleCompleted(
         sale_id=sale_id,
         chain_id=chain_id,
@@ -59,17 +69,22 @@ def on_account_sale(
         credit_mode=mode,
         sold_at=when,
         total=total,
-        paid=ZERO,
-        on_account=total,
-        advance_applied=ZERO,
-        change=ZERO,
-        change_to_advance=ZERO,
+        paid=sum((D(a) for _, a in tendered), D(0)) - D(change),
+        on_account=total if on_account is None else D(on_account),
+        advance_applied=D(advance_applied),
+        change=D(change),
+        change_to_advance=D(change_to_advance),
         change_allocated=[],
-        advance_added=ZERO,
-        due_date=(when + timedelta(days=30)).date(),
+        advance_added=D(advance_added),
+        due_date=(when + timedelta(days=30)).date() if due else None,
         bonus_accrued=ZERO,
         bonus_spent=ZERO,
-        payments=[],
+        payments=[
+            credit.SalePaymentOutcome(
+                payment_id=uuid.uuid4(), method=m, amount=D(a), bonus_accrued=ZERO
+            )
+            for m, a in tendered
+        ],
         lines=lines,
         customer_balances=balances
         or credit.CustomerBalances(debt=total, advance=ZERO, bonus_balance=ZERO),

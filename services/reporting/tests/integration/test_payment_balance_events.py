@@ -9,12 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from reporting_helpers import coat_returned
+from reporting_helpers import coat, coat_returned, sale_completed
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
-from contracts.enums import CreditMode, MoneyMethod, PaymentMethod
+from contracts.enums import MoneyMethod, PaymentMethod
 from reporting.domain.model import Period
 from reporting.service_layer import reports
 from servicekit.consumer import Consumer
@@ -47,48 +47,22 @@ def sale(
     balances: credit.CustomerBalances,
     owed: str,
 ) -> credit.SaleCompleted:
-    paid = sum((D(a) for m, a in payments), D(0)) - D(change)
-    return credit.SaleCompleted(
-        sale_id=sale_id,
+    return sale_completed(
         chain_id=CHAIN,
+        customer_id=customer,
+        sale_id=sale_id,
+        when=at,
+        lines=[coat(total, owed=owed, quantity="2")],
         store_id=STORE,
         terminal_id=TERMINAL,
-        customer_id=customer,
-        card_number="C",
-        credit_mode=CreditMode.PER_ITEM,
-        sold_at=at,
-        total=D(total),
-        paid=paid,
-        on_account=D(on_account),
-        advance_applied=D(advance_applied),
-        change=D(change),
-        change_to_advance=D(change_to_advance),
-        change_allocated=[],
-        advance_added=D(advance_added),
-        due_date=(at + timedelta(days=30)).date() if D(owed) else None,
-        bonus_accrued=D("0.00"),
-        bonus_spent=D("0.00"),
-        payments=[
-            credit.SalePaymentOutcome(
-                payment_id=uuid.uuid4(), method=m, amount=D(a), bonus_accrued=D("0.00")
-            )
-            for m, a in payments
-        ],
-        lines=[
-            credit.SaleLineOutcome(
-                line_no=1,
-                sku=None,
-                barcode="1",
-                name="Coat",
-                quantity=D("2"),
-                unit_price=D(total) / 2,
-                discount=D("0.00"),
-                amount=D(total),
-                owed=D(owed),
-            )
-        ],
-        customer_balances=balances,
-        lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=D(owed))],
+        balances=balances,
+        payments=payments,
+        on_account=on_account,
+        advance_applied=advance_applied,
+        change=change,
+        change_to_advance=change_to_advance,
+        advance_added=advance_added,
+        due=bool(D(owed)),
     )
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from reporting_helpers import bonus_movement, on_account_sale
+from reporting_helpers import bonus_movement, sale_completed
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
@@ -72,7 +73,7 @@ def story(customer: uuid.UUID, n: int) -> list[Message]:
             ),
             registered_at=T0,
         ),
-        on_account_sale(
+        sale_completed(
             chain_id=CHAIN,
             customer_id=customer,
             sale_id=sale_id,
@@ -115,32 +116,16 @@ async def snapshot(engine: Any) -> dict[str, list[tuple[Any, ...]]]:
 
 
 async def test_rebuilt_tables_equal_the_live_ones_row_by_row_and_are_swapped_in(
-    fresh_database_url: str, kafka_bootstrap_servers: str
+    engine: AsyncEngine, fresh_database_url: str, kafka_bootstrap_servers: str
 ) -> None:
-    topic_of = {
-        "credit": unique_topic("credit"),
-        "loyalty": unique_topic("loyalty"),
-        "masterdata": unique_topic("masterdata"),
-    }
+    topic_of = _topic_names()
     topics = list(topic_of.values())
     await ensure_topics(kafka_bootstrap_servers, topics, partitions=3)
-    envelopes: list[Envelope] = []
-    for n in range(12):
-        customer = uuid.uuid4()
-        envelopes.extend(envelope_of(m, key=customer) for m in story(customer, n))
+    envelopes = _stories(0, 12)
     envelopes.append(envelopes[5])  # a relay that published twice: the replay must skip it
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        for env in envelopes:
-            namespace = env.type.split(".", 1)[0]
-            await producer.send_and_wait(topic_of[namespace], encode(env), key=env.key.encode())
-    finally:
-        await producer.stop()
+    await _publish(kafka_bootstrap_servers, topic_of, envelopes)
 
     # the live projection reads the same topics with its own group
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    engine = make_engine(fresh_database_url, pool_size=2)
     live = make_consumer("reporting", topics)
     live.bind(make_session_factory(engine))
     reader = AIOKafkaConsumer(
@@ -179,7 +164,6 @@ async def test_rebuilt_tables_equal_the_live_ones_row_by_row_and_are_swapped_in(
             sa.text("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'rm_rebuild_%'")
         )
     assert leftovers == 0
-    await engine.dispose()
 
 
 # -- snapshots and finite retention ------------------------------------------------------------
@@ -206,12 +190,17 @@ def _stories(first: int, count: int) -> list[Envelope]:
     return envelopes
 
 
-async def _short_lived_topics(bootstrap: str) -> dict[str, str]:
-    topic_of = {
+def _topic_names() -> dict[str, str]:
+    """A new topic for each namespace the stories publish in."""
+    return {
         "credit": unique_topic("credit"),
         "loyalty": unique_topic("loyalty"),
         "masterdata": unique_topic("masterdata"),
     }
+
+
+async def _short_lived_topics(bootstrap: str) -> dict[str, str]:
+    topic_of = _topic_names()
     await _keep(bootstrap, list(topic_of.values()), retention_ms=-1)  # for ever, for now
     return topic_of
 
@@ -346,13 +335,11 @@ async def test_a_rebuild_from_the_newest_snapshot_equals_the_live_models_after_r
 
 @pytest.mark.timeout(600)
 async def test_a_rebuild_is_refused_when_retention_dropped_what_no_snapshot_covers(
-    fresh_database_url: str, kafka_bootstrap_servers: str
+    engine: AsyncEngine, fresh_database_url: str, kafka_bootstrap_servers: str
 ) -> None:
     bootstrap = kafka_bootstrap_servers
     topic_of = await _short_lived_topics(bootstrap)
     topics = list(topic_of.values())
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    engine = make_engine(fresh_database_url, pool_size=2)
     settings = Settings(database_url=fresh_database_url, kafka_bootstrap_servers=bootstrap)
     stale = await take_snapshot(engine, "reporting")  # before anything was sold
     assert stale is not None and stale.positions == {}
@@ -380,14 +367,11 @@ async def test_a_rebuild_is_refused_when_retention_dropped_what_no_snapshot_cove
         )
         assert [s.snapshot_id for s in await list_snapshots(conn)] == [stale.snapshot_id]
     assert leftovers == 0
-    await engine.dispose()
 
 
 async def test_the_projection_records_its_position_past_duplicates_and_dead_letters(
-    fresh_database_url: str,
+    engine: AsyncEngine,
 ) -> None:
-    await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    engine = make_engine(fresh_database_url, pool_size=2)
     consumer: Consumer = make_consumer("reporting")
     consumer.bind(make_session_factory(engine))
     first = _stories(0, 1)[0]
@@ -407,4 +391,3 @@ async def test_the_projection_records_its_position_past_duplicates_and_dead_lett
             )
         ).all()
     assert [tuple(r) for r in rows] == [(0, 12), (1, 6)]
-    await engine.dispose()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from reporting_helpers import bonus_movement, coat, on_account_sale
+from reporting_helpers import bonus_movement, coat, sale_completed
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.credit import v1 as credit
@@ -36,7 +36,7 @@ T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 def sale(customer: uuid.UUID, n: int, debt: str) -> credit.SaleCompleted:
     """Two lines of 25.00 all on account; the customer's debt `debt` after it."""
     lines = [coat("25.00"), coat("25.00").model_copy(update={"line_no": 2})]
-    return on_account_sale(
+    return sale_completed(
         chain_id=CHAIN,
         customer_id=customer,
         sale_id=uuid.uuid4(),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from reporting_helpers import bonus_movement, coat, coat_returned, on_account_sale
+from reporting_helpers import bonus_movement, coat, coat_returned, sale_completed
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.credit import v1 as credit
@@ -43,7 +43,7 @@ def movement(
 def on_account(
     chain: uuid.UUID, customer: uuid.UUID, sale_id: uuid.UUID, amount: str
 ) -> credit.SaleCompleted:
-    return on_account_sale(
+    return sale_completed(
         chain_id=chain,
         customer_id=customer,
         sale_id=sale_id,

@@ -87,7 +87,7 @@ def on_account_sale(
     balances: credit.CustomerBalances,
     mode: CreditMode,
 ) -> credit.SaleCompleted:
-    return events.on_account_sale(
+    return events.sale_completed(
         chain_id=CHAIN,
         customer_id=customer,
         sale_id=sale_id,

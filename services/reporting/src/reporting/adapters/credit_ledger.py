@@ -29,9 +29,13 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from reporting.adapters import tables as t
-from reporting.adapters.open_debt import with_static_public
-
-_LOCK_AT_MOST = 1000
+from reporting.adapters.open_debt import (
+    create_triggers,
+    drop_triggers,
+    recompute_function_start,
+    trigger_function_sql,
+    with_static_public,
+)
 
 
 def _recompute_sql(ledger: str, where: str, columns: dict[str, str], first_at: bool) -> str:
@@ -71,26 +75,10 @@ def _recompute_sql(ledger: str, where: str, columns: dict[str, str], first_at: b
     first_set = "first_at = excluded.first_at, " if first_at else ""
     d_first = "d.first_at, " if first_at else ""
     x_first = "excluded.first_at, " if first_at else ""
+    start = recompute_function_start(f"rm_refresh_{ledger}_ledger_of", f"rm_{ledger}_ledger", "m")
     return with_static_public(
-        f"""
-CREATE OR REPLACE FUNCTION public.rm_refresh_{ledger}_ledger_of(target_schema text, affected uuid[])
-RETURNS void
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    cid uuid;
-    pred text;
-BEGIN
-    IF affected IS NULL OR cardinality(affected) = 0 THEN
-        RETURN;
-    END IF;
-    IF cardinality(affected) <= {_LOCK_AT_MOST} THEN
-        FOREACH cid IN ARRAY affected LOOP
-            PERFORM pg_advisory_xact_lock(hashtextextended('rm_{ledger}_ledger:' || cid::text, 0));
-        END LOOP;
-        pred := 'm.customer_id = ANY($1)';
-    ELSE
-        pred := 'm.customer_id IN (SELECT unnest($1))';
-    END IF;
+        start
+        + f"""\
     -- month arithmetic on `timestamp` in UTC: on timestamptz it would follow the session's
     -- time zone (and its DST changes)
     EXECUTE format($q$
@@ -154,58 +142,25 @@ END
 $fn$
 """,
         "m",
-        _LOCK_AT_MOST,
     )
 
 
 def _trigger_sql(ledger: str, where: str) -> str:
-    return f"""
-CREATE OR REPLACE FUNCTION public.rm_refresh_{ledger}_ledger() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    affected uuid[];
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
-        FROM new_rows WHERE {where};
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
-        FROM old_rows WHERE {where};
-    ELSE
-        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
-        FROM (SELECT customer_id FROM old_rows WHERE {where}
-              UNION ALL SELECT customer_id FROM new_rows WHERE {where}) x;
-    END IF;
-    PERFORM public.rm_refresh_{ledger}_ledger_of(TG_TABLE_SCHEMA, affected);
-    RETURN NULL;
-END
-$fn$
-"""
+    return trigger_function_sql(
+        f"rm_refresh_{ledger}_ledger", f"rm_refresh_{ledger}_ledger_of", where=where
+    )
 
 
 #: a customer's name or VIP flag changed (or their row arrived): their credit ledger rows
 #: carry both
-_CUSTOMERS_TRIGGER_SQL = """
-CREATE OR REPLACE FUNCTION public.rm_refresh_credit_ledger_customers() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    affected uuid[];
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected FROM new_rows;
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected FROM old_rows;
-    ELSE
-        SELECT array_agg(DISTINCT n.customer_id ORDER BY n.customer_id) INTO affected
+_CUSTOMERS_TRIGGER_SQL = trigger_function_sql(
+    "rm_refresh_credit_ledger_customers",
+    "rm_refresh_credit_ledger_of",
+    on_update="""SELECT array_agg(DISTINCT n.customer_id ORDER BY n.customer_id) INTO affected
         FROM new_rows n LEFT JOIN old_rows o ON o.customer_id = n.customer_id
         WHERE o.customer_id IS NULL OR o.name_key IS DISTINCT FROM n.name_key
-           OR o.vip IS DISTINCT FROM n.vip;
-    END IF;
-    PERFORM public.rm_refresh_credit_ledger_of(TG_TABLE_SCHEMA, affected);
-    RETURN NULL;
-END
-$fn$
-"""
+           OR o.vip IS DISTINCT FROM n.vip;""",
+)
 
 _CREDIT = "bonus_kind IS NULL"
 _BONUS = "bonus_kind IS NOT NULL"
@@ -226,39 +181,24 @@ FUNCTION_STATEMENTS: tuple[str, ...] = (
 )
 
 
-_OPS = (
-    ("INSERT", "NEW TABLE AS new_rows"),
-    ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-    ("DELETE", "OLD TABLE AS old_rows"),
-)
-
-
 def trigger_statements() -> list[str]:
     """The triggers on `rm_movements` and `rm_customers`, unqualified (created in the
     table's own schema)."""
     return [
-        f"CREATE TRIGGER rm_movements_{ledger}_ledger_{op.lower()} AFTER {op} ON rm_movements "
-        f"REFERENCING {ref} FOR EACH STATEMENT "
-        f"EXECUTE FUNCTION public.rm_refresh_{ledger}_ledger()"
+        statement
         for ledger in ("credit", "bonus")
-        for op, ref in _OPS
-    ] + [
-        f"CREATE TRIGGER rm_customers_credit_ledger_{op.lower()} AFTER {op} ON rm_customers "
-        f"REFERENCING {ref} FOR EACH STATEMENT "
-        f"EXECUTE FUNCTION public.rm_refresh_credit_ledger_customers()"
-        for op, ref in _OPS
-    ]
+        for statement in create_triggers(
+            "rm_movements", f"{ledger}_ledger", f"rm_refresh_{ledger}_ledger"
+        )
+    ] + create_triggers("rm_customers", "credit_ledger", "rm_refresh_credit_ledger_customers")
 
 
 def drop_trigger_statements() -> list[str]:
     return [
-        f"DROP TRIGGER IF EXISTS rm_movements_{ledger}_ledger_{op} ON rm_movements"
+        statement
         for ledger in ("credit", "bonus")
-        for op in ("insert", "update", "delete")
-    ] + [
-        f"DROP TRIGGER IF EXISTS rm_customers_credit_ledger_{op} ON rm_customers"
-        for op in ("insert", "update", "delete")
-    ]
+        for statement in drop_triggers("rm_movements", f"{ledger}_ledger")
+    ] + drop_triggers("rm_customers", "credit_ledger")
 
 
 #: every customer's rows from scratch, in the current schema (the migration's backfill, a

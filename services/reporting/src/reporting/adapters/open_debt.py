@@ -13,7 +13,8 @@ counted when the sale arrives.
 
 The trigger function lives in `public` and works on the schema of the table that fired it
 (`TG_TABLE_SCHEMA`), so the triggers of a rebuild's scratch tables, which are swapped into
-`public` by `ALTER TABLE ... SET SCHEMA`, keep working after the swap.
+`public` by `ALTER TABLE ... SET SCHEMA`, keep working after the swap. `credit_ledger`'s
+summaries are kept the same way, with the trigger helpers below.
 """
 
 from __future__ import annotations
@@ -33,7 +34,114 @@ from reporting.adapters import tables as t
 NO_DUE_DATE = date(9999, 12, 31)
 
 
-def with_static_public(function_sql: str, alias: str, small: int) -> str:
+# --------------------------------------------------------------------------- summary triggers
+# What every summary kept by triggers shares (`credit_ledger`'s too): the statement-level
+# triggers on its source tables, the trigger function gathering the customers a statement
+# touched, and the start of the function recomputing those customers' rows (locking them).
+
+#: up to this many customers per statement each get an advisory lock, so two transactions
+#: touching one customer (a masterdata batch renaming them, a credit batch changing their
+#: lines) recompute one after the other and the later one sees the earlier one's rows; bulk
+#: statements above it (loads, backfills) run alone
+LOCK_AT_MOST = 1000
+
+#: the statements a summary's triggers fire after, each with the transition tables it has
+_TRANSITIONS = (
+    ("INSERT", "NEW TABLE AS new_rows"),
+    ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+    ("DELETE", "OLD TABLE AS old_rows"),
+)
+
+_AFFECTED = "SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected"
+
+
+def create_triggers(table: str, name: str, function: str) -> list[str]:
+    """The statement-level triggers `<table>_<name>_<insert|update|delete>` on `table` calling
+    `public.<function>()`, unqualified: they are created in the schema the table is in (the
+    migration's `public`, a rebuild's scratch schema)."""
+    return [
+        f"CREATE TRIGGER {table}_{name}_{op.lower()} AFTER {op} ON {table} "
+        f"REFERENCING {ref} FOR EACH STATEMENT "
+        f"EXECUTE FUNCTION public.{function}()"
+        for op, ref in _TRANSITIONS
+    ]
+
+
+def drop_triggers(table: str, name: str) -> list[str]:
+    """`create_triggers(table, name, ...)` undone."""
+    return [
+        f"DROP TRIGGER IF EXISTS {table}_{name}_{op.lower()} ON {table}" for op, _ in _TRANSITIONS
+    ]
+
+
+def trigger_function_sql(
+    function: str, recompute: str, *, where: str | None = None, on_update: str | None = None
+) -> str:
+    """`public.<function>()`, the function of a summary's triggers: the customers in the rows
+    the statement inserted, deleted or updated (old and new), those matching `where` when
+    given, are recomputed by `public.<recompute>(TG_TABLE_SCHEMA, affected)`. `on_update`: the
+    query gathering them after an UPDATE instead (it fills `affected`)."""
+    only = f" WHERE {where}" if where else ""
+    updated = on_update or (
+        f"{_AFFECTED}\n"
+        f"        FROM (SELECT customer_id FROM old_rows{only}\n"
+        f"              UNION ALL SELECT customer_id FROM new_rows{only}) x;"
+    )
+    return f"""
+CREATE OR REPLACE FUNCTION public.{function}() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    affected uuid[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        {_AFFECTED}
+        FROM new_rows{only};
+    ELSIF TG_OP = 'DELETE' THEN
+        {_AFFECTED}
+        FROM old_rows{only};
+    ELSE
+        {updated}
+    END IF;
+    PERFORM public.{recompute}(TG_TABLE_SCHEMA, affected);
+    RETURN NULL;
+END
+$fn$
+"""
+
+
+def recompute_function_start(
+    function: str, lock_name: str, alias: str, *, notes: tuple[str, str] | None = None
+) -> str:
+    """The start of `public.<function>(target_schema, affected)`, which recomputes a summary's
+    rows of the customers `affected`: nothing for none; up to `LOCK_AT_MOST` customers each
+    get the advisory lock `<lock_name>:<customer id>` and are found customer by customer
+    (`pred`: `<alias>.customer_id = ANY($1)`), more by one hash join. The body that follows
+    uses `pred` as its `%2$s`. `notes`: SQL comments on the two ways (few, bulk), where the
+    function has them as its migration wrote it out (test_summary_functions_migrated)."""
+    few, bulk = ("", "") if notes is None else (f"        -- {n}\n" for n in notes)
+    return f"""
+CREATE OR REPLACE FUNCTION public.{function}(target_schema text, affected uuid[])
+RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    cid uuid;
+    pred text;
+BEGIN
+    IF affected IS NULL OR cardinality(affected) = 0 THEN
+        RETURN;
+    END IF;
+    IF cardinality(affected) <= {LOCK_AT_MOST} THEN
+        FOREACH cid IN ARRAY affected LOOP
+            PERFORM pg_advisory_xact_lock(hashtextextended('{lock_name}:' || cid::text, 0));
+        END LOOP;
+{few}        pred := '{alias}.customer_id = ANY($1)';
+    ELSE
+{bulk}        pred := '{alias}.customer_id IN (SELECT unnest($1))';
+    END IF;
+"""
+
+
+def with_static_public(function_sql: str, alias: str, small: int = LOCK_AT_MOST) -> str:
     """The recompute function with its dynamic statement also written out for `public` and a
     few customers (the live projection's case): PL/pgSQL keeps the plan of a static statement
     for the session, while `EXECUTE` plans the whole statement again on every call."""
@@ -60,33 +168,19 @@ def with_static_public(function_sql: str, alias: str, small: int) -> str:
     )
 
 
-#: up to this many customers per statement each get an advisory lock, so two transactions
-#: touching one customer (a masterdata batch renaming them, a credit batch changing their
-#: lines) recompute one after the other and the later one sees the earlier one's rows; bulk
-#: statements above it (loads, backfills) run alone
-_LOCK_AT_MOST = 1000
+# --------------------------------------------------------------------------- rm_open_debt
 
-_RECOMPUTE_SQL = f"""
-CREATE OR REPLACE FUNCTION public.rm_refresh_open_debt_of(target_schema text, affected uuid[])
-RETURNS void
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    cid uuid;
-    pred text;
-BEGIN
-    IF affected IS NULL OR cardinality(affected) = 0 THEN
-        RETURN;
-    END IF;
-    IF cardinality(affected) <= {_LOCK_AT_MOST} THEN
-        FOREACH cid IN ARRAY affected LOOP
-            PERFORM pg_advisory_xact_lock(hashtextextended('rm_open_debt:' || cid::text, 0));
-        END LOOP;
-        -- a few customers: the open-lines index, customer by customer
-        pred := 'l.customer_id = ANY($1)';
-    ELSE
-        -- a bulk statement: one hash join over the whole table
-        pred := 'l.customer_id IN (SELECT unnest($1))';
-    END IF;
+
+_RECOMPUTE_SQL = recompute_function_start(
+    "rm_refresh_open_debt_of",
+    "rm_open_debt",
+    "l",
+    notes=(
+        "a few customers: the open-lines index, customer by customer",
+        "a bulk statement: one hash join over the whole table",
+    ),
+) + (
+    f"""\
     EXECUTE format($q$
         WITH fresh AS (
             SELECT l.chain_id, l.customer_id, s.store_id,
@@ -116,31 +210,12 @@ BEGIN
 END
 $fn$
 """
-
-_TRIGGER_SQL = """
-CREATE OR REPLACE FUNCTION public.rm_refresh_open_debt() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    affected uuid[];
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected FROM new_rows;
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected FROM old_rows;
-    ELSE
-        SELECT array_agg(DISTINCT customer_id ORDER BY customer_id) INTO affected
-        FROM (SELECT customer_id FROM old_rows UNION ALL SELECT customer_id FROM new_rows) x;
-    END IF;
-    PERFORM public.rm_refresh_open_debt_of(TG_TABLE_SCHEMA, affected);
-    RETURN NULL;
-END
-$fn$
-"""
+)
 
 #: the functions (in `public`; the triggers of every schema call them), one statement each
 FUNCTION_STATEMENTS: tuple[str, ...] = (
-    with_static_public(_RECOMPUTE_SQL, "l", _LOCK_AT_MOST),
-    _TRIGGER_SQL,
+    with_static_public(_RECOMPUTE_SQL, "l"),
+    trigger_function_sql("rm_refresh_open_debt", "rm_refresh_open_debt_of"),
 )
 
 _SOURCES = ("rm_sale_lines", "rm_sales", "rm_customers")
@@ -149,27 +224,15 @@ _SOURCES = ("rm_sale_lines", "rm_sales", "rm_customers")
 def trigger_statements() -> list[str]:
     """The triggers on the three source tables, unqualified: they are created in the schema
     the tables are in (the migration's `public`, a rebuild's scratch schema)."""
-    out = []
-    for table in _SOURCES:
-        for op, ref in (
-            ("INSERT", "NEW TABLE AS new_rows"),
-            ("UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
-            ("DELETE", "OLD TABLE AS old_rows"),
-        ):
-            out.append(
-                f"CREATE TRIGGER {table}_open_debt_{op.lower()} AFTER {op} ON {table} "
-                f"REFERENCING {ref} FOR EACH STATEMENT "
-                f"EXECUTE FUNCTION public.rm_refresh_open_debt()"
-            )
-    return out
+    return [
+        statement
+        for table in _SOURCES
+        for statement in create_triggers(table, "open_debt", "rm_refresh_open_debt")
+    ]
 
 
 def drop_trigger_statements() -> list[str]:
-    return [
-        f"DROP TRIGGER IF EXISTS {table}_open_debt_{op} ON {table}"
-        for table in _SOURCES
-        for op in ("insert", "update", "delete")
-    ]
+    return [statement for table in _SOURCES for statement in drop_triggers(table, "open_debt")]
 
 
 #: every customer's rows from scratch, in the current schema (the migration's backfill, a bulk

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -10,10 +11,11 @@ import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pos_gateway import schemas as s
 from pos_gateway.bootstrap import Gateway
-from pos_gateway.domain.auth import KeyKind
+from pos_gateway.domain.auth import KeyKind, Principal
 from pos_gateway.domain.errors import GatewayError, ValidationFailed, not_found
 from pos_gateway.entrypoints.api.auth import (
     AdminKey,
@@ -34,7 +36,7 @@ from pos_gateway.service_layer.common import (
     request_and_body_hash,
     request_hash,
 )
-from pos_gateway.service_layer.runner import Answer, key_issuer, run_idempotent
+from pos_gateway.service_layer.runner import Answer, KeyIssuer, key_issuer, run_idempotent
 
 Gw = Annotated[Gateway, Depends(gateway_dependency)]
 
@@ -75,6 +77,42 @@ async def _hash(request: Request) -> str:
     return request_hash(request.method, request.url.path, await _body_json(request))
 
 
+async def _once(
+    request: Request,
+    gw: Gateway,
+    principal: Principal,
+    idempotency_key: str | None,
+    work: Callable[[AsyncSession], Awaitable[Answer]],
+) -> JSONResponse:
+    """`work` run once per `Idempotency-Key` (the request's hash its fingerprint), answered."""
+    answer = await run_idempotent(gw, principal, idempotency_key, await _hash(request), work)
+    return to_response(answer)
+
+
+async def _once_issuing_a_key(
+    request: Request,
+    gw: Gateway,
+    principal: Principal,
+    idempotency_key: str | None,
+    secret_field: str,
+    work: Callable[[AsyncSession, KeyIssuer], Awaitable[Answer]],
+) -> JSONResponse:
+    """Like `_once` for work that makes an API key with the request's `key_issuer`: the answer's
+    `secret_field` holds the key (shown again on a retry with the same `Idempotency-Key`)."""
+    fingerprint = await _hash(request)
+    issue = key_issuer(gw, principal, idempotency_key, fingerprint)
+    answer = await run_idempotent(
+        gw,
+        principal,
+        idempotency_key,
+        fingerprint,
+        lambda session: work(session, issue),
+        secret_field=secret_field,
+        issue=issue,
+    )
+    return to_response(answer)
+
+
 router = APIRouter(prefix="/v1")
 
 
@@ -100,18 +138,14 @@ async def create_chain(
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Create a chain (operator key); the answer shows its admin key once."""
-    fingerprint = await _hash(request)
-    issue = key_issuer(gw, principal, idempotency_key, fingerprint)
-    answer = await run_idempotent(
+    return await _once_issuing_a_key(
+        request,
         gw,
         principal,
         idempotency_key,
-        fingerprint,
-        lambda session: masterdata.register_chain(session, body, issue),
-        secret_field="admin_api_key",
-        issue=issue,
+        "admin_api_key",
+        lambda session, issue: masterdata.register_chain(session, body, issue),
     )
-    return to_response(answer)
 
 
 @router.get("/chains", response_model=s.ChainPage, tags=["chains"], responses=problems(*AUTH, 422))
@@ -139,18 +173,14 @@ async def replace_admin_key(
 ) -> JSONResponse:
     """A new admin key for a chain whose key was lost or leaked (operator key); every earlier
     admin key of the chain answers 401 from then on."""
-    fingerprint = await _hash(request)
-    issue = key_issuer(gw, principal, idempotency_key, fingerprint)
-    answer = await run_idempotent(
+    return await _once_issuing_a_key(
+        request,
         gw,
         principal,
         idempotency_key,
-        fingerprint,
-        lambda session: keys.replace_admin_key(session, chain_id, issue),
-        secret_field="admin_api_key",
-        issue=issue,
+        "admin_api_key",
+        lambda session, issue: keys.replace_admin_key(session, chain_id, issue),
     )
-    return to_response(answer)
 
 
 @router.post(
@@ -167,14 +197,13 @@ async def create_store(
     body: s.StoreCreate,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
-    answer = await run_idempotent(
+    return await _once(
+        request,
         gw,
         principal,
         idempotency_key,
-        await _hash(request),
         lambda session: masterdata.register_store(session, principal, body),
     )
-    return to_response(answer)
 
 
 @router.get("/stores", response_model=s.StorePage, tags=["chains"], responses=problems(*AUTH, 422))
@@ -202,18 +231,16 @@ async def create_terminal(
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Add a terminal to a store; the answer shows its key once."""
-    fingerprint = await _hash(request)
-    issue = key_issuer(gw, principal, idempotency_key, fingerprint)
-    answer = await run_idempotent(
+    return await _once_issuing_a_key(
+        request,
         gw,
         principal,
         idempotency_key,
-        fingerprint,
-        lambda session: masterdata.register_terminal(session, principal, store_id, body, issue),
-        secret_field="api_key",
-        issue=issue,
+        "api_key",
+        lambda session, issue: masterdata.register_terminal(
+            session, principal, store_id, body, issue
+        ),
     )
-    return to_response(answer)
 
 
 @router.post(
@@ -232,18 +259,14 @@ async def replace_terminal_key(
 ) -> JSONResponse:
     """The terminal's new key; its old key answers 401 from then on (404: another chain's
     terminal, or one that was deleted)."""
-    fingerprint = await _hash(request)
-    issue = key_issuer(gw, principal, idempotency_key, fingerprint)
-    answer = await run_idempotent(
+    return await _once_issuing_a_key(
+        request,
         gw,
         principal,
         idempotency_key,
-        fingerprint,
-        lambda session: keys.replace_terminal_key(session, principal, terminal_id, issue),
-        secret_field="api_key",
-        issue=issue,
+        "api_key",
+        lambda session, issue: keys.replace_terminal_key(session, principal, terminal_id, issue),
     )
-    return to_response(answer)
 
 
 @router.delete(
@@ -295,14 +318,13 @@ async def create_customer(
     body: s.CustomerCreate,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
-    answer = await run_idempotent(
+    return await _once(
+        request,
         gw,
         principal,
         idempotency_key,
-        await _hash(request),
         lambda session: masterdata.create_customer(session, principal, body),
     )
-    return to_response(answer)
 
 
 @router.get(
@@ -372,14 +394,13 @@ async def issue_card(
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Give the customer a new card; the previous one is blocked."""
-    answer = await run_idempotent(
+    return await _once(
+        request,
         gw,
         principal,
         idempotency_key,
-        await _hash(request),
         lambda session: masterdata.issue_card(session, principal, customer_id, body),
     )
-    return to_response(answer)
 
 
 CardPath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -398,14 +419,13 @@ async def block_card(
     card_number: CardPath,
     idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
-    answer = await run_idempotent(
+    return await _once(
+        request,
         gw,
         principal,
         idempotency_key,
-        await _hash(request),
         lambda session: masterdata.block_card(session, principal, card_number),
     )
-    return to_response(answer)
 
 
 @router.get(
