@@ -898,16 +898,13 @@ async def test_a_relay_that_found_another_publishing_tries_again_soon_not_at_the
         await broker.stop()
 
 
-async def test_an_idle_consumer_long_polls_and_a_busy_one_gathers(
-    session_factory: Any, kafka_bootstrap_servers: str
-) -> None:
-    """With a fetch wait of 200 ms, an idle consumer does not ask the broker every 200 ms (it
-    long-polls: the broker answers on the first record, else after 500 ms), and once records
-    come it gathers them again: ten messages 20 ms apart arrive in a few batches."""
+async def _batch_counting(bootstrap: str, *, fetch_wait_ms: int) -> tuple[str, Consumer, list[int]]:
+    """A recording consumer with that fetch wait on a topic of its own, and the size of each
+    batch it processes, in order."""
     topic = unique_topic()
-    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    await ensure_topics(bootstrap, [topic], partitions=1)
     consumer = _recording_consumer(topic)
-    consumer.fetch_wait_ms = 200
+    consumer.fetch_wait_ms = fetch_wait_ms
     batches: list[int] = []
     process = consumer.process_records
 
@@ -916,6 +913,16 @@ async def test_an_idle_consumer_long_polls_and_a_busy_one_gathers(
         await process(records)
 
     consumer.process_records = counted  # type: ignore[method-assign]
+    return topic, consumer, batches
+
+
+async def test_an_idle_consumer_long_polls_and_a_busy_one_gathers(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """With a fetch wait of 200 ms, an idle consumer does not ask the broker every 200 ms (it
+    long-polls: the broker answers on the first record, else after 500 ms), and once records
+    come it gathers them again: ten messages 20 ms apart arrive in a few batches."""
+    topic, consumer, batches = await _batch_counting(kafka_bootstrap_servers, fetch_wait_ms=200)
     broker, producer, _commits = await _started(consumer, session_factory, kafka_bootstrap_servers)
     fetches: list[float] = []
     client = consumer._subscriber.consumer._client
@@ -950,18 +957,7 @@ async def test_a_consumer_that_may_wait_gets_messages_sent_apart_in_few_batches(
 ) -> None:
     """`fetch_wait_ms`: ten messages sent 20 ms apart reach the handler in a few batches, not
     one each (the broker holds the fetch up to 600 ms to gather them)."""
-    topic = unique_topic()
-    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
-    consumer = _recording_consumer(topic)
-    consumer.fetch_wait_ms = 600
-    batches: list[int] = []
-    process = consumer.process_records
-
-    async def counted(records: Any) -> None:
-        batches.append(len(records))
-        await process(records)
-
-    consumer.process_records = counted  # type: ignore[method-assign]
+    topic, consumer, batches = await _batch_counting(kafka_bootstrap_servers, fetch_wait_ms=600)
     broker, producer, _commits = await _started(consumer, session_factory, kafka_bootstrap_servers)
     try:
         for _ in range(10):
