@@ -183,18 +183,19 @@ async def enqueue_raw(
 
 
 #: The relay's advisory lock (taken once: the CTE of a volatile function is evaluated once) and,
-#: only if it was got, the oldest unsent rows; one row with `got` false when another relay holds
-#: the lock, one with null columns when the lock was got and nothing waits. The relay's two
-#: statements go through asyncpg directly (`servicekit.sql`): they run on every wake-up and poll
-#: of every process.
+#: only if it was got, the oldest unsent rows, marked sent in the same statement; one row with
+#: `got` false when another relay holds the lock, one with null columns when the lock was got
+#: and nothing waits. The rows are published before the transaction commits: if publishing
+#: fails, the rollback leaves them unsent (one statement a wake-up instead of a read and a
+#: mark). RETURNING keeps no order: the relay sorts the rows by id. It goes through asyncpg
+#: directly (`servicekit.sql`): it runs on every wake-up and poll of every process.
 _CLAIM = (
-    "WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1::bigint) AS got) "
-    "SELECT lock.got, o.id, o.topic, o.key, o.value, o.headers, o.created_at FROM lock "
-    "LEFT JOIN LATERAL (SELECT id, topic, key, value, headers, created_at FROM outbox "
-    "WHERE lock.got AND sent_at IS NULL ORDER BY id LIMIT $2) AS o ON true"
-)
-_MARK_SENT = (
-    "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+    "WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1::bigint) AS got), "
+    "claimed AS (UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id IN "
+    "(SELECT id FROM outbox WHERE (SELECT got FROM lock) AND sent_at IS NULL ORDER BY id LIMIT $2)"
+    " RETURNING id, topic, key, value, headers, created_at) "
+    "SELECT lock.got, c.id, c.topic, c.key, c.value, c.headers, c.created_at FROM lock "
+    "LEFT JOIN claimed AS c ON true"
 )
 
 _local_relays: list[OutboxRelay] = []
@@ -287,7 +288,10 @@ class OutboxRelay:
             self._busy = not result or not result[0]["got"]
             if self._busy:
                 return 0
-            rows = [_Unsent(*row[1:]) for row in result if row["id"] is not None]
+            rows = sorted(
+                (_Unsent(*row[1:]) for row in result if row["id"] is not None),
+                key=lambda row: row.id,
+            )
             await self._update_gauges(session, rows)
             if not rows:
                 await self._purge(session)
@@ -302,9 +306,9 @@ class OutboxRelay:
                     no_confirm=True,
                 )
                 futures.append(fut)
-            # every acknowledgement must arrive before the rows are marked sent
+            # every acknowledgement must arrive before the transaction that marked the rows
+            # sent commits (a failure raises: the rollback leaves them unsent)
             await asyncio.gather(*futures)
-            await sql.execute(session, _MARK_SENT, [row.id for row in rows])
             for row in rows:
                 metrics.OUTBOX_PUBLISHED.labels(row.topic).inc()
             return len(rows)

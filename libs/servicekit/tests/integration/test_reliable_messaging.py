@@ -221,6 +221,40 @@ async def test_what_replaces_a_dead_lettered_message_is_applied_in_its_own_savep
     assert await _count(session_factory, OUTBOX, OUTBOX.c.topic == DEAD_LETTERS) == 2
 
 
+async def test_a_relay_wake_up_is_one_statement_and_a_failed_publish_leaves_the_rows_unsent(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """The relay claims and marks its rows in one statement and publishes them before its
+    transaction commits: a publish that fails rolls the mark back."""
+    from faststream.exceptions import IncorrectState
+
+    from servicekit.testing import counted_statements
+
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    async with session_factory() as session, session.begin():
+        for _ in range(3):
+            await enqueue(session, topic, _envelope())
+    service = f"svc-{uuid.uuid4().hex[:6]}"
+    stopped = KafkaBroker(bootstrap_list(kafka_bootstrap_servers))  # never connected
+    with pytest.raises(IncorrectState, match="connect broker first"):
+        await OutboxRelay(
+            service=service, session_factory=session_factory, broker=stopped
+        ).publish_once()
+    assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 3
+
+    broker = KafkaBroker(bootstrap_list(kafka_bootstrap_servers), acks="all")
+    await broker.start()
+    relay = OutboxRelay(service=service, session_factory=session_factory, broker=broker)
+    try:
+        with counted_statements(session_factory.kw["bind"]) as statements:
+            assert await relay.publish_once() == 3
+        assert len(statements) == 1, statements
+    finally:
+        await broker.stop()
+    assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 0
+
+
 async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
     session_factory: Any, kafka_bootstrap_servers: str
 ) -> None:
