@@ -1,0 +1,111 @@
+"""The outbox relay alone: what one wake-up costs, in process, on a real Kafka and PostgreSQL.
+
+At the rates this machine sustains every commit of a service wakes its relay for a row or two,
+so the relay's cost per wake-up is paid per message, in every service. This measures it: a row
+is written to the outbox (its own transaction, not measured), then `OutboxRelay.publish_once`
+publishes it (measured: `time.process_time` of this process around the call, the Kafka
+acknowledgement awaited), `--rows` times; reported are the median CPU per wake-up and the
+statements each sent (counted as servicekit's statement budget tests count them).
+
+    scripts/with-infra.sh env PYTHONPATH=tools .venv/bin/python -m bench.relay_cpu --rows 400
+
+`--ab-src DIR` runs it alternately with servicekit's code under DIR (a checkout's root) and
+with this checkout's, `--repeats` times each (`bench.inprocess.alternate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import time
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from faststream.kafka import KafkaBroker
+
+from bench.inprocess import alternate, carrier
+from contracts.envelope import make_envelope
+from servicekit.db import ensure_database, make_engine, make_session_factory
+from servicekit.outbox import OutboxRelay, enqueue
+from servicekit.schema import messaging_tables
+from servicekit.settings import bootstrap_list, with_database
+from servicekit.testing import counted_statements
+from servicekit.topics import ensure_topics
+
+
+async def _run(kafka: str, url: str, rows: int, warmup: int) -> dict[str, Any]:
+    await ensure_database(url)
+    engine = make_engine(url, pool_size=2)
+    meta = sa.MetaData()
+    messaging_tables(meta)
+    async with engine.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    factory = make_session_factory(engine)
+    topic = f"bench.relay.{secrets.token_hex(3)}"
+    await ensure_topics(kafka, [topic], partitions=1)
+    broker = KafkaBroker(bootstrap_list(kafka), acks="all", enable_idempotence=True)
+    await broker.start()
+    relay = OutboxRelay(
+        service=f"bench-{secrets.token_hex(3)}", session_factory=factory, broker=broker
+    )
+    cpu: list[float] = []
+    statements = 0
+    try:
+        for n in range(warmup + rows):
+            async with factory() as session, session.begin():
+                env = make_envelope(carrier(n), chain_id=None, key="k", correlation_id=uuid.uuid4())
+                await enqueue(session, topic, env)
+            with counted_statements(engine) as sent:
+                started = time.process_time()
+                assert await relay.publish_once() == 1
+                spent = time.process_time() - started
+            if n >= warmup:
+                cpu.append(spent * 1000)
+                statements += len(sent)
+    finally:
+        await broker.stop()
+        await engine.dispose()
+    return {
+        "rows": rows,
+        "cpu_ms_per_wake_up": round(statistics.median(cpu), 3),
+        "statements_per_wake_up": statements / rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay_cpu")
+    parser.add_argument("--rows", type=int, default=400)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--ab-src", action="append", default=[], metavar="DIR")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.ab_src:
+        passed = [f"--rows={args.rows}", f"--warmup={args.warmup}"]
+        runs = alternate(
+            "bench.relay_cpu", passed, args.ab_src, (), args.repeats, libs=("servicekit",)
+        )
+        summary = {
+            name: {
+                key: {
+                    "median": round(statistics.median(r[key] for r in results), 3),
+                    "range": [min(r[key] for r in results), max(r[key] for r in results)],
+                }
+                for key in ("cpu_ms_per_wake_up", "statements_per_wake_up")
+            }
+            for name, results in runs.items()
+        }
+        print(json.dumps(summary, indent=2))
+        return 0
+    kafka = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    url = with_database(os.environ["DATABASE_URL"], f"bench_relay_{secrets.token_hex(3)}")
+    print(json.dumps(asyncio.run(_run(kafka, url, args.rows, args.warmup))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
