@@ -117,6 +117,34 @@ async def _count(session_factory: Any, table: sa.Table, *where: Any) -> int:
         )
 
 
+@pytest.mark.parametrize("sort", [True, False])
+async def test_a_batch_sorted_by_key_keeps_each_keys_order(
+    session_factory: Any, sort: bool
+) -> None:
+    """`sort_batch_by_key`: the handlers see the batch in key order, one key's messages in the
+    order they came; without it, in the order they came."""
+    from servicekit.testing import carrier_letter, record_of
+
+    seen: list[tuple[str, int]] = []
+
+    async def note(ctx: MessageContext, letter: DeadLetter) -> None:
+        seen.append((ctx.envelope.key, letter.offset))
+
+    consumer = Consumer(
+        name=f"test-{uuid.uuid4().hex[:6]}",
+        topics=["t"],
+        handlers={DeadLetter: note},
+        sort_batch_by_key=sort,
+    )
+    consumer.bind(session_factory)
+    came = [("customer-b", 1), ("customer-a", 2), ("customer-b", 3), ("customer-a", 4)]
+    await consumer.process_records(
+        [record_of(carrier_letter(offset=n), key=key) for key, n in came]
+    )
+    by_key = [("customer-a", 2), ("customer-a", 4), ("customer-b", 1), ("customer-b", 3)]
+    assert seen == (by_key if sort else came)
+
+
 async def test_a_redelivered_message_is_applied_once(session_factory: Any) -> None:
     consumer = _recording_consumer("t")
     consumer.bind(session_factory)

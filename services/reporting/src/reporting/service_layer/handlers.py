@@ -36,4 +36,13 @@ HANDLERS: dict[type[BaseModel], Handler] = {
 def make_consumer(name: str = "reporting", topics: Sequence[str] = TOPICS) -> Consumer:
     """The projection's consumer (the rebuild makes one too, for its scratch tables). It records
     its position per partition in each batch's transaction: the snapshots' offsets."""
-    return Consumer(name=name, topics=list(topics), handlers=dict(HANDLERS), record_positions=True)
+    return Consumer(
+        name=name,
+        topics=list(topics),
+        handlers=dict(HANDLERS),
+        record_positions=True,
+        # a customer's events come on two topics, whose partitions may be read by two
+        # instances at once: each batch locks its customers' balances in key order (deadlocks
+        # between instances were measured without it: docs/benchmarks, `stop23-x4`)
+        sort_batch_by_key=True,
+    )
