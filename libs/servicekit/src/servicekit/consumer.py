@@ -220,8 +220,8 @@ def _gather_only_while_busy(consumer: AIOKafkaConsumer, *, busy: bool) -> None:
     if gather is None:
         gather = (fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms)
         _gathering[consumer] = gather
-    if gather == _LONG_POLL or gather[0] <= 1:
-        return  # no fetch wait configured
+    if gather[0] <= 1:
+        return  # no fetch wait configured (aiokafka's own long poll already)
     fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms = gather if busy else _LONG_POLL
 
 
