@@ -178,6 +178,8 @@ async def handle_bonus_balance(
     """Keep the last known bonus balance for answers that do not pass through loyalty: after
     an expiry (a movement of no operation) or a cancelled payment bonus. The movements of an
     operation are passed over before this (`IGNORED`)."""
+    if isinstance(event, BonusMovementRecorded) and _movement_of_an_operation(event):
+        return  # the consumer passes these over; a handler called directly does the same
     repo = Repository(ctx.session)
     await repo.lock_customer(event.customer_id, event.chain_id)
     await repo.update_customer(event.customer_id, bonus_balance=event.balance_after)

@@ -169,8 +169,9 @@ def _pays_no_older_sale(msg: credit.SaleCompleted) -> bool:
 async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> None:
     """A sale whose kept change paid older sales (`_pays_no_older_sale` passes the others
     over): their owed amounts, then maybe the task closes."""
-    if msg.customer_id is None:  # passed over before this; a consumer built without IGNORED
+    if _pays_no_older_sale(msg):  # the consumer passes these over; a handler called directly
         return
+    assert msg.customer_id is not None  # a sale without a customer pays no older sale
     older = [c for c in msg.lines_changed if c.sale_id != msg.sale_id]
     await _apply_owed(ctx, msg.chain_id, msg.customer_id, older)
 
