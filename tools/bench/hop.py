@@ -27,16 +27,13 @@ import time
 import uuid
 from typing import Any
 
-import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 
-from bench.inprocess import alternate, carrier
+from bench.inprocess import alternate, carrier, messaging_database
 from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import encode, make_envelope
 from servicekit.consumer import Consumer, MessageContext
-from servicekit.db import ensure_database, make_engine, make_session_factory
 from servicekit.runtime import make_broker
-from servicekit.schema import messaging_tables
 from servicekit.settings import ServiceSettings, with_database
 from servicekit.topics import ensure_topics
 
@@ -49,13 +46,7 @@ def _letter(n: int) -> bytes:
 async def _run(
     kafka: str, url: str, messages: int, rate: float, idle_seconds: float
 ) -> dict[str, Any]:
-    await ensure_database(url)
-    engine = make_engine(url, pool_size=4)
-    meta = sa.MetaData()
-    messaging_tables(meta)
-    async with engine.begin() as conn:
-        await conn.run_sync(meta.create_all)
-    factory = make_session_factory(engine)
+    engine, factory = await messaging_database(url, pool_size=4)
     topic = f"bench.hop.{secrets.token_hex(3)}"
     await ensure_topics(kafka, [topic], partitions=1)
     settings = ServiceSettings(kafka_bootstrap_servers=kafka)

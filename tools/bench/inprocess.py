@@ -1,7 +1,8 @@
 """What the in-process CPU measures (`bench.credit_cpu`, `bench.loyalty_cpu`,
-`bench.projection_cpu`) share: a message as the consumer record Kafka would deliver, a count of
-the statements an engine sends, a PostgreSQL server to measure on, and the A/B loop that runs a
-measure alternately on older code and on this checkout."""
+`bench.projection_cpu`, `bench.hop`, `bench.relay_cpu`) share: a message as the consumer record
+Kafka would deliver, a count of the statements an engine sends, a PostgreSQL server to measure
+on, a database with servicekit's messaging tables, and the A/B loop that runs a measure
+alternately on older code and on this checkout."""
 
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
 from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import encode, make_envelope
 from contracts.registry import lookup
+from servicekit.db import SessionFactory, ensure_database, make_engine, make_session_factory
+from servicekit.schema import messaging_tables
 
 HERE = Path(__file__).resolve().parents[2]
 
@@ -61,6 +66,18 @@ def carrier(offset: int, reason: str = "carrier") -> DeadLetter:
         original_value="{}",
         failed_at=datetime.now(UTC),
     )
+
+
+async def messaging_database(url: str, *, pool_size: int) -> tuple[AsyncEngine, SessionFactory]:
+    """The database at `url` (created if missing) with servicekit's inbox and outbox tables: an
+    engine (dispose it) and its session factory."""
+    await ensure_database(url)
+    engine = make_engine(url, pool_size=pool_size)
+    meta = sa.MetaData()
+    messaging_tables(meta)
+    async with engine.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    return engine, make_session_factory(engine)
 
 
 def statement_counter(engine: Any) -> list[int]:

@@ -25,27 +25,18 @@ import time
 import uuid
 from typing import Any
 
-import sqlalchemy as sa
 from faststream.kafka import KafkaBroker
 
-from bench.inprocess import alternate, carrier
+from bench.inprocess import alternate, carrier, messaging_database
 from contracts.envelope import make_envelope
-from servicekit.db import ensure_database, make_engine, make_session_factory
 from servicekit.outbox import OutboxRelay, enqueue
-from servicekit.schema import messaging_tables
 from servicekit.settings import bootstrap_list, with_database
 from servicekit.testing import counted_statements
 from servicekit.topics import ensure_topics
 
 
 async def _run(kafka: str, url: str, rows: int, warmup: int) -> dict[str, Any]:
-    await ensure_database(url)
-    engine = make_engine(url, pool_size=2)
-    meta = sa.MetaData()
-    messaging_tables(meta)
-    async with engine.begin() as conn:
-        await conn.run_sync(meta.create_all)
-    factory = make_session_factory(engine)
+    engine, factory = await messaging_database(url, pool_size=2)
     topic = f"bench.relay.{secrets.token_hex(3)}"
     await ensure_topics(kafka, [topic], partitions=1)
     broker = KafkaBroker(bootstrap_list(kafka), acks="all", enable_idempotence=True)
