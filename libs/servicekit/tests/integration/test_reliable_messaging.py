@@ -960,6 +960,52 @@ async def test_a_relay_that_found_another_publishing_tries_again_soon_not_at_the
         await broker.stop()
 
 
+async def test_a_running_relay_whose_connection_was_ended_reconnects_and_publishes(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """`run` wakes up on a connection of its own, not the pool's. PostgreSQL ending it (a
+    restart, an administrator) fails one wake-up; the relay then opens a new one, and rows
+    written afterwards still leave without anyone restarting it."""
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    broker = KafkaBroker(kafka_bootstrap_servers, acks="all", enable_idempotence=True)
+    await broker.start()
+    relay = OutboxRelay(
+        service=f"svc-{uuid.uuid4().hex[:6]}",
+        session_factory=session_factory,
+        broker=broker,
+        poll_interval=0.1,
+    )
+
+    async def all_sent() -> None:
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)):
+            assert asyncio.get_running_loop().time() < deadline, "still unsent"
+            await asyncio.sleep(0.05)
+
+    running = asyncio.create_task(relay.run())
+    try:
+        async with session_factory() as session, session.begin():
+            await enqueue(session, topic, _envelope())
+        await all_sent()
+        own = relay._own  # noqa: SLF001
+        assert own is not None, "run holds a connection of its own"
+        async with session_factory() as session, session.begin():
+            ended = await session.scalar(
+                sa.select(sa.func.pg_terminate_backend(own.get_server_pid()))
+            )
+        assert ended
+        async with session_factory() as session, session.begin():
+            await enqueue(session, topic, _envelope())
+        await all_sent()
+        assert relay._own is not None and relay._own is not own  # noqa: SLF001
+    finally:
+        relay.stop()
+        await asyncio.wait_for(running, 10)
+        await broker.stop()
+    assert relay._own is None  # noqa: SLF001  (closed when run ends)
+
+
 async def _batch_counting(bootstrap: str, *, fetch_wait_ms: int) -> tuple[str, Consumer, list[int]]:
     """A recording consumer with that fetch wait on a topic of its own, and the size of each
     batch it processes, in order."""
