@@ -75,12 +75,20 @@ def drop_triggers(table: str, name: str) -> list[str]:
 
 
 def trigger_function_sql(
-    function: str, recompute: str, *, where: str | None = None, on_update: str | None = None
+    function: str,
+    recompute: str,
+    *,
+    where: str | None = None,
+    on_update: str | None = None,
+    on_insert: str = "",
+    declare: str = "",
 ) -> str:
     """`public.<function>()`, the function of a summary's triggers: the customers in the rows
     the statement inserted, deleted or updated (old and new), those matching `where` when
     given, are recomputed by `public.<recompute>(TG_TABLE_SCHEMA, affected)`. `on_update`: the
-    query gathering them after an UPDATE instead (it fills `affected`)."""
+    query gathering them after an UPDATE instead (it fills `affected`). `on_insert`: statements
+    run after an INSERT's customers are gathered (they may take some out of `affected`), with
+    the variables `declare` declares."""
     only = f" WHERE {where}" if where else ""
     updated = on_update or (
         f"{_AFFECTED}\n"
@@ -92,10 +100,10 @@ CREATE OR REPLACE FUNCTION public.{function}() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
     affected uuid[];
-BEGIN
+{declare}BEGIN
     IF TG_OP = 'INSERT' THEN
         {_AFFECTED}
-        FROM new_rows{only};
+        FROM new_rows{only};{on_insert}
     ELSIF TG_OP = 'DELETE' THEN
         {_AFFECTED}
         FROM old_rows{only};
