@@ -1,18 +1,23 @@
 """What several of reporting's integration tests use: credit's and loyalty's events as they feed
 them (a sale, all on account by default; one coat of a sale brought back for cash; a bonus
-movement) and reading a paged report to its end."""
+movement), read-model rows as the projection writes them (a chain, customers, movements) for the
+tests that load the tables directly, and reading a paged report to its end."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.credit import v1 as credit
 from contracts.enums import BonusMovementKind, CreditMode, PaymentMethod, RefundMethod
 from contracts.loyalty import v1 as loyalty
+from reporting.adapters import tables as t
 
 D = Decimal
 ZERO = D("0.00")
@@ -186,3 +191,49 @@ async def all_pages(
         if cursor is None:
             return rows, pages
     raise AssertionError("the pages never ended")
+
+
+async def insert_chains(
+    session: AsyncSession,
+    *chain_ids: uuid.UUID,
+    name: str = "Chain",
+    currency: str = "EUR",
+    minor_units: int = 2,
+    credit_mode: str = "per_item",
+) -> None:
+    """Rows of `rm_chains` (in Bucharest time), as the projection keeps them."""
+    await session.execute(
+        sa.insert(t.chains),
+        [
+            {
+                "chain_id": chain_id,
+                "name": name,
+                "timezone": "Europe/Bucharest",
+                "currency": currency,
+                "minor_units": minor_units,
+                "credit_mode": credit_mode,
+            }
+            for chain_id in chain_ids
+        ],
+    )
+
+
+async def insert_customers(
+    session: AsyncSession,
+    chain_id: uuid.UUID,
+    customers: Iterable[tuple[uuid.UUID, str, bool]],
+) -> None:
+    """Rows of `rm_customers`, one per (customer id, name, vip), each `name_key` the name
+    casefolded as the projection keys it."""
+    await session.execute(
+        sa.insert(t.customers),
+        [
+            {"customer_id": c, "chain_id": chain_id, "name": n, "vip": v, "name_key": n.casefold()}
+            for c, n, v in customers
+        ],
+    )
+
+
+def movement_row(**values: Any) -> dict[str, Any]:
+    """A row of `rm_movements` as the projection writes it: `values`, its own message, seq 0."""
+    return {"message_id": uuid.uuid4(), "seq": 0, **values}
