@@ -285,6 +285,14 @@ async def _recomputed(engine: AsyncEngine) -> dict[str, set[tuple[Any, ...]]]:
     return out
 
 
+async def _assert_kept_equal_recomputed(engine: AsyncEngine) -> None:
+    """The summary tables hold rows, and equal a recompute from scratch, row for row."""
+    async with make_session_factory(engine)() as s:
+        kept = {table.name: await _table(s, table) for table in t.DERIVED_TABLES}
+    assert all(kept.values())
+    assert kept == await _recomputed(engine)
+
+
 def _periods(rnd: random.Random) -> list[Period]:
     fixed = [
         Period(None, None),
@@ -358,11 +366,7 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
             advance_change=Decimal("40"),
         )
 
-    async with sf() as s:
-        # the tables equal a recompute from scratch, row for row
-        kept = {table.name: await _table(s, table) for table in t.DERIVED_TABLES}
-    assert all(kept.values())
-    assert kept == await _recomputed(engine)
+    await _assert_kept_equal_recomputed(engine)
 
     chain = story.chains[0]
     async with sf() as s:
@@ -481,10 +485,7 @@ async def test_an_existing_database_upgrades_to_the_kept_sums_of_its_read_models
             await story.add_chains(s)
             await story.batch(s, 120)
         await asyncio.to_thread(_alembic, fresh_database_url, "upgrade", "head")
-        async with sf() as s:
-            kept = {table.name: await _table(s, table) for table in t.DERIVED_TABLES}
-        assert all(kept.values())
-        assert kept == await _recomputed(engine)
+        await _assert_kept_equal_recomputed(engine)
         chain = story.chains[0]
         async with sf() as s:
             filters = reports.Filters(Period(None, None), None, False)
