@@ -15,7 +15,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.credit import v1 as credit
-from contracts.enums import BonusMovementKind, CreditMode, PaymentMethod, RefundMethod
+from contracts.enums import (
+    BonusMovementKind,
+    CreditMode,
+    DebtPaymentKind,
+    MoneyMethod,
+    PaymentMethod,
+    RefundMethod,
+)
 from contracts.loyalty import v1 as loyalty
 from reporting.adapters import tables as t
 
@@ -143,6 +150,40 @@ def coat_returned(
         occurred_at=at,
         customer_balances=balances,
         lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=D(owed_after))],
+    )
+
+
+def debt_payment(
+    chain_id: uuid.UUID,
+    store_id: uuid.UUID,
+    terminal_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    when: datetime,
+    amount: str,
+    kind: DebtPaymentKind,
+    allocated: list[tuple[uuid.UUID, int | None, str]],
+    changes: list[tuple[uuid.UUID, int, str]],
+    balances: credit.CustomerBalances,
+) -> credit.DebtPaymentRecorded:
+    """`amount` of debt paid in cash at the till: `allocated` to (sale, line or None, amount),
+    leaving the lines `changes` name owing (sale, line, owed after); a tenth accrues as bonus."""
+    return credit.DebtPaymentRecorded(
+        payment_id=uuid.uuid4(),
+        chain_id=chain_id,
+        customer_id=customer_id,
+        store_id=store_id,
+        terminal_id=terminal_id,
+        kind=kind,
+        method=MoneyMethod.CASH,
+        amount=D(amount),
+        allocated=[credit.Allocation(sale_id=s, line_no=n, amount=D(a)) for s, n, a in allocated],
+        advance_added=ZERO,
+        bonus_accrued=D(amount) / 10,
+        occurred_at=when,
+        customer_balances=balances,
+        lines_changed=[
+            credit.LineOwedChange(sale_id=s, line_no=n, owed_after=D(o)) for s, n, o in changes
+        ],
     )
 
 
