@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,8 @@ pytestmark = pytest.mark.integration
 
 #: the `api` fixture (conftest.py): `async with api() as http`
 Api = Callable[[], httpx.AsyncClient]
+#: the `open_tasks` fixture (conftest.py): `await open_tasks(chain_id)`
+OpenTasks = Callable[[uuid.UUID], Awaitable[list[dict[str, Any]]]]
 
 
 class Story:
@@ -117,15 +119,6 @@ async def the_task_was_closed_as_paid(sf: SessionFactory, customer: uuid.UUID) -
     assert (row.status, row.closed_reason) == ("done", "paid")
 
 
-async def open_tasks(api: Api, chain: uuid.UUID) -> list[dict[str, Any]]:
-    """The chain's open tasks as the internal API lists them (its first page)."""
-    async with api() as http:
-        items: list[dict[str, Any]] = (
-            await http.get(f"/internal/v1/chains/{chain}/tasks?status=open")
-        ).json()["items"]
-        return items
-
-
 async def events(sf: SessionFactory, kind: str) -> list[dict[str, Any]]:
     async with sf() as session:
         rows = (
@@ -166,7 +159,7 @@ async def test_settling_the_overdue_sale_closes_the_task_as_paid(
 
 
 async def test_paying_only_part_of_the_overdue_debt_keeps_the_task_open_until_all_is_paid(
-    consumer: Consumer, sf: SessionFactory, api: Api
+    consumer: Consumer, sf: SessionFactory, open_tasks: OpenTasks
 ) -> None:
     story = Story(consumer, OverdueDiscountPolicy.KEEP)
     await story.register()
@@ -177,7 +170,7 @@ async def test_paying_only_part_of_the_overdue_debt_keeps_the_task_open_until_al
     await story.feed(story.payment([(story.sale_a, "0.00")], "50.00"))
     [row] = await tasks_of(sf, story.customer)
     assert row.status == "open"
-    [task] = await open_tasks(api, story.chain)
+    [task] = await open_tasks(story.chain)
     assert task["overdue_amount"] == "50.00"
     assert [s["sale_id"] for s in task["sales"]] == [str(story.sale_b)]
     await story.feed(story.payment([(story.sale_b, "0.00")], "0.00"))
@@ -185,7 +178,7 @@ async def test_paying_only_part_of_the_overdue_debt_keeps_the_task_open_until_al
 
 
 async def test_a_line_change_replaces_the_one_amount_a_sale_without_lines_is_followed_as(
-    consumer: Consumer, sf: SessionFactory, api: Api
+    consumer: Consumer, sf: SessionFactory, open_tasks: OpenTasks
 ) -> None:
     story = Story(consumer, OverdueDiscountPolicy.KEEP)
     await story.register()
@@ -203,7 +196,7 @@ async def test_a_line_change_replaces_the_one_amount_a_sale_without_lines_is_fol
             )
         ).all()
     assert [tuple(r) for r in lines] == [(1, D("10.00"))]
-    [task] = await open_tasks(api, story.chain)
+    [task] = await open_tasks(story.chain)
     assert task["overdue_amount"] == "10.00"
     await story.feed(story.payment([(story.sale_a, "0.00")], "0.00"))
     await the_task_was_closed_as_paid(sf, story.customer)
