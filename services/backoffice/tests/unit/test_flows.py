@@ -4,6 +4,7 @@ block cards, make a terminal key, manage users; the API's answers shown where th
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 from backoffice_helpers import csrf_of, sign_in
@@ -19,6 +20,18 @@ def _sent(fake: FakeGateway, method: str, path: str) -> tuple[dict[str, str], ob
         if m == method and p == path:
             return headers, json.loads(body) if body else None
     raise AssertionError(f"{method} {path} was not sent; sent: {[c[:2] for c in fake.calls]}")
+
+
+async def _record_call(
+    client: httpx.AsyncClient, task: dict[str, Any], form: dict[str, str], **request: Any
+) -> httpx.Response:
+    """`form` posted to the task's call form by customer service, with the page's CSRF token."""
+    await sign_in(client, "cs@example.com")
+    return await client.post(
+        f"/tasks/{task['task_id']}/complete",
+        data={**form, "csrf_token": await _token(client)},
+        **request,
+    )
 
 
 async def test_an_open_task_shows_the_customer_phone_level_amount_days_and_sales(
@@ -38,16 +51,10 @@ async def test_recording_a_call_with_htmx_swaps_in_the_done_task_with_who_did_it
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
     task = fake.add_task(fake.add_customer("Maria"))
-    await sign_in(client, "cs@example.com")
-    token = await _token(client)
-    response = await client.post(
-        f"/tasks/{task['task_id']}/complete",
-        data={
-            "outcome": "promised",
-            "note": "pays Friday",
-            "idem": "form-key-1",
-            "csrf_token": token,
-        },
+    response = await _record_call(
+        client,
+        task,
+        {"outcome": "promised", "note": "pays Friday", "idem": "form-key-1"},
         headers={"HX-Request": "true"},
     )
     assert response.status_code == 200
@@ -65,11 +72,7 @@ async def test_recording_a_call_without_htmx_lands_on_the_task_with_a_notice(
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
     task = fake.add_task(fake.add_customer("Maria"))
-    await sign_in(client, "cs@example.com")
-    response = await client.post(
-        f"/tasks/{task['task_id']}/complete",
-        data={"outcome": "no_answer", "csrf_token": await _token(client)},
-    )
+    response = await _record_call(client, task, {"outcome": "no_answer"})
     assert response.status_code == 303
     page = await client.get(response.headers["location"])
     assert "The call was recorded." in page.text and "No answer" in page.text
@@ -79,11 +82,7 @@ async def test_a_refused_outcome_is_shown_next_to_its_field_keeping_the_note(
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
     task = fake.add_task(fake.add_customer("Maria"))
-    await sign_in(client, "cs@example.com")
-    response = await client.post(
-        f"/tasks/{task['task_id']}/complete",
-        data={"outcome": "shouted", "note": "keep me", "csrf_token": await _token(client)},
-    )
+    response = await _record_call(client, task, {"outcome": "shouted", "note": "keep me"})
     assert response.status_code == 422
     assert '<span class="field-error" role="alert">unknown outcome</span>' in response.text
     assert "keep me" in response.text
@@ -248,21 +247,30 @@ async def test_customer_service_cannot_issue_a_card_even_by_posting_the_form(
     assert response.status_code == 403
 
 
+#: the settings form as a manager fills it in (every field the page shows)
+SETTINGS_FORM = {
+    "credit_mode": "per_sale",
+    "max_payment_delay_days": "14",
+    "overdue_discount": "offer",
+    "block_credit_when_overdue": "true",
+    "reminder_repeat_days": "3",
+    "bonus_rate_percent": "5.00",
+    "bonus_expiry_days": "",
+}
+
+
+async def _post_settings(client: httpx.AsyncClient, form: dict[str, str]) -> httpx.Response:
+    """`form` posted to the settings page by a manager, with the page's CSRF token."""
+    await sign_in(client, "ana@example.com")
+    return await client.post(
+        "/settings", data={**form, "csrf_token": await _token(client, "/settings")}
+    )
+
+
 async def test_a_manager_saves_the_settings_typed_as_the_api_wants(
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
-    await sign_in(client, "ana@example.com")
-    form = {
-        "credit_mode": "per_sale",
-        "max_payment_delay_days": "14",
-        "overdue_discount": "offer",
-        "block_credit_when_overdue": "true",
-        "reminder_repeat_days": "3",
-        "bonus_rate_percent": "5.00",
-        "bonus_expiry_days": "",
-        "csrf_token": await _token(client, "/settings"),
-    }
-    response = await client.post("/settings", data=form)
+    response = await _post_settings(client, SETTINGS_FORM)
     assert response.headers["location"] == "/settings?msg=saved"
     _, body = _sent(fake, "PUT", "/v1/settings")
     assert body == {
@@ -282,17 +290,7 @@ async def test_a_manager_saves_the_settings_typed_as_the_api_wants(
 async def test_a_setting_the_api_refuses_is_shown_next_to_its_field(
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
-    await sign_in(client, "ana@example.com")
-    form = {
-        "credit_mode": "balance",
-        "max_payment_delay_days": "soon",
-        "overdue_discount": "keep",
-        "reminder_repeat_days": "7",
-        "bonus_rate_percent": "10.00",
-        "bonus_expiry_days": "",
-        "csrf_token": await _token(client, "/settings"),
-    }
-    response = await client.post("/settings", data=form)
+    response = await _post_settings(client, {**SETTINGS_FORM, "max_payment_delay_days": "soon"})
     assert response.status_code == 422
     assert 'aria-describedby="err-max_payment_delay_days"' in response.text
     assert "must be a number" in response.text

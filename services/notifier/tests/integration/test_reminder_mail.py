@@ -10,7 +10,7 @@ import email.policy
 import ipaddress
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,13 +34,12 @@ from devstack.ports import free_port
 from notifier.adapters import tables as t
 from notifier.adapters.mailer import SmtpMailer
 from notifier.config import Settings
-from notifier.entrypoints.api import router
 from notifier.service_layer.jobs import scan_once
 from notifier.service_layer.mail import mail_once
 from notifier.testing import T0, chain_settings, sale_overdue, vip_customer
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory
-from servicekit.testing import internal_api_client, record_of
+from servicekit.testing import record_of
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +47,8 @@ D = Decimal
 BACKOFFICE = "https://backoffice.kids.example.ro/app"
 TO = "service@kids.example.ro"
 USER, PASSWORD = "notifier", "smtp pass: with @ and /"
+#: the `open_tasks` fixture (conftest.py): `await open_tasks(chain_id)`
+OpenTasks = Callable[[uuid.UUID], Awaitable[list[dict[str, Any]]]]
 
 
 # --------------------------------------------------------------------------- the SMTP server
@@ -251,12 +252,12 @@ class Chain:
         return customer
 
 
-async def open_tasks(sf: SessionFactory, chain: Chain) -> list[dict[str, Any]]:
-    async with internal_api_client(router(), sf) as http:
-        got = await http.get(
-            f"/internal/v1/chains/{chain.chain_id}/tasks", params={"status": "open"}
-        )
-    return list(got.json()["items"])
+@pytest.fixture
+async def ana_overdue(consumer: Consumer) -> Chain:
+    """A chain mailing its reminders to TO, with one customer overdue (Ana Pop, 30.00)."""
+    chain = await Chain(consumer).register()
+    await chain.overdue_customer("Ana Pop", "+40700000001", "30.00")
+    return chain
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:
@@ -285,7 +286,7 @@ async def digests(sf: SessionFactory) -> list[Any]:
 
 
 async def test_one_digest_per_run_lists_every_new_task_with_a_link_to_its_back_office_page(
-    consumer: Consumer, sf: SessionFactory, plain_smtp: SmtpServer
+    consumer: Consumer, sf: SessionFactory, plain_smtp: SmtpServer, open_tasks: OpenTasks
 ) -> None:
     chain = await (Chain(consumer)).register()
     names = {
@@ -297,7 +298,7 @@ async def test_one_digest_per_run_lists_every_new_task_with_a_link_to_its_back_o
         await chain.overdue_customer(name, phone, f"{30 + i}.00")
     quiet = await Chain(consumer, reminder_email=None).register()
     await quiet.overdue_customer("No Mail", None, "10.00")
-    tasks = await open_tasks(sf, chain)
+    tasks = await open_tasks(chain.chain_id)
     assert len(tasks) == 3
     cfg = settings_for(plain_smtp)
 
@@ -339,11 +340,9 @@ async def test_one_digest_per_run_lists_every_new_task_with_a_link_to_its_back_o
 
 
 async def test_starttls_and_auth_login_with_a_self_signed_certificate_the_notifier_trusts(
-    consumer: Consumer, sf: SessionFactory, tls_smtp: SmtpServer
+    ana_overdue: Chain, sf: SessionFactory, tls_smtp: SmtpServer, open_tasks: OpenTasks
 ) -> None:
-    chain = await (Chain(consumer)).register()
-    await chain.overdue_customer("Ana Pop", "+40700000001", "30.00")
-    [task] = await open_tasks(sf, chain)
+    [task] = await open_tasks(ana_overdue.chain_id)
     cfg = settings_for(tls_smtp)
     assert cfg.smtp is not None and cfg.smtp.password == PASSWORD  # percent-decoded
     assert await mail_once(sf, cfg, send_with(cfg)) == (1, 1)
@@ -354,10 +353,8 @@ async def test_starttls_and_auth_login_with_a_self_signed_certificate_the_notifi
 
 
 async def test_an_untrusted_certificate_or_a_wrong_login_is_retried_and_never_sent_in_clear(
-    consumer: Consumer, sf: SessionFactory, tls_smtp: SmtpServer
+    ana_overdue: Chain, sf: SessionFactory, tls_smtp: SmtpServer
 ) -> None:
-    chain = await (Chain(consumer)).register()
-    await chain.overdue_customer("Ana Pop", "+40700000001", "30.00")
     now = datetime.now(UTC)
     untrusted = settings_for(tls_smtp, smtp_ca_file="")
     assert await mail_once(sf, untrusted, send_with(untrusted), now=now) == (1, 1)
@@ -382,10 +379,8 @@ async def test_an_untrusted_certificate_or_a_wrong_login_is_retried_and_never_se
 
 
 async def test_a_server_that_keeps_refusing_ends_the_digest_dead_after_the_last_try(
-    consumer: Consumer, sf: SessionFactory, plain_smtp: SmtpServer
+    ana_overdue: Chain, sf: SessionFactory, plain_smtp: SmtpServer
 ) -> None:
-    chain = await (Chain(consumer)).register()
-    await chain.overdue_customer("Ana Pop", "+40700000001", "30.00")
     plain_smtp.received.refuse_with = "451 4.3.0 try again later"
     cfg = settings_for(plain_smtp)
     now = datetime.now(UTC)
@@ -400,10 +395,8 @@ async def test_a_server_that_keeps_refusing_ends_the_digest_dead_after_the_last_
 
 
 async def test_a_digest_composed_before_a_crash_is_sent_once_by_the_next_run(
-    consumer: Consumer, sf: SessionFactory, plain_smtp: SmtpServer
+    ana_overdue: Chain, sf: SessionFactory, plain_smtp: SmtpServer
 ) -> None:
-    chain = await (Chain(consumer)).register()
-    await chain.overdue_customer("Ana Pop", "+40700000001", "30.00")
     cfg = settings_for(plain_smtp)
     now = datetime.now(UTC)
 
@@ -420,10 +413,9 @@ async def test_a_digest_composed_before_a_crash_is_sent_once_by_the_next_run(
 
 
 async def test_turning_reminder_mail_off_cancels_what_waits_and_a_paid_task_is_not_mailed(
-    consumer: Consumer, sf: SessionFactory, plain_smtp: SmtpServer
+    consumer: Consumer, sf: SessionFactory, plain_smtp: SmtpServer, ana_overdue: Chain
 ) -> None:
-    chain = await (Chain(consumer)).register()
-    await chain.overdue_customer("Ana Pop", "+40700000001", "30.00")
+    chain = ana_overdue
     down = settings_for(plain_smtp, smtp_url=f"smtp://127.0.0.1:{free_port()}")
     now = datetime.now(UTC)
     assert await mail_once(sf, down, send_with(down), now=now) == (1, 1)  # nobody listens

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,8 @@ pytestmark = pytest.mark.integration
 
 #: the `api` fixture (conftest.py): `async with api() as http`
 Api = Callable[[], httpx.AsyncClient]
+#: the `open_tasks` fixture (conftest.py): `await open_tasks(chain_id)`
+OpenTasks = Callable[[uuid.UUID], Awaitable[list[dict[str, Any]]]]
 
 
 class Story:
@@ -111,6 +113,12 @@ async def tasks_of(sf: SessionFactory, customer: uuid.UUID) -> list[Any]:
         ).all()
 
 
+async def the_task_was_closed_as_paid(sf: SessionFactory, customer: uuid.UUID) -> None:
+    """The customer's one task is done, closed because the overdue debt was paid."""
+    [row] = await tasks_of(sf, customer)
+    assert (row.status, row.closed_reason) == ("done", "paid")
+
+
 async def events(sf: SessionFactory, kind: str) -> list[dict[str, Any]]:
     async with sf() as session:
         rows = (
@@ -145,14 +153,13 @@ async def test_settling_the_overdue_sale_closes_the_task_as_paid(
     story = Story(consumer, OverdueDiscountPolicy.KEEP)
     await story.sale_a_overdue()
     await story.feed(story.settled(story.sale_a, "0.00"))
-    [row] = await tasks_of(sf, story.customer)
-    assert (row.status, row.closed_reason) == ("done", "paid")
+    await the_task_was_closed_as_paid(sf, story.customer)
     [closed] = await events(sf, "notifier.ReminderTaskClosed")
     assert (closed["reason"], closed["outcome"]) == ("paid", None)
 
 
 async def test_paying_only_part_of_the_overdue_debt_keeps_the_task_open_until_all_is_paid(
-    consumer: Consumer, sf: SessionFactory, api: Api
+    consumer: Consumer, sf: SessionFactory, open_tasks: OpenTasks
 ) -> None:
     story = Story(consumer, OverdueDiscountPolicy.KEEP)
     await story.register()
@@ -163,18 +170,15 @@ async def test_paying_only_part_of_the_overdue_debt_keeps_the_task_open_until_al
     await story.feed(story.payment([(story.sale_a, "0.00")], "50.00"))
     [row] = await tasks_of(sf, story.customer)
     assert row.status == "open"
-    async with api() as http:
-        body = (await http.get(f"/internal/v1/chains/{story.chain}/tasks?status=open")).json()
-        [task] = body["items"]
-        assert task["overdue_amount"] == "50.00"
-        assert [s["sale_id"] for s in task["sales"]] == [str(story.sale_b)]
+    [task] = await open_tasks(story.chain)
+    assert task["overdue_amount"] == "50.00"
+    assert [s["sale_id"] for s in task["sales"]] == [str(story.sale_b)]
     await story.feed(story.payment([(story.sale_b, "0.00")], "0.00"))
-    [row] = await tasks_of(sf, story.customer)
-    assert (row.status, row.closed_reason) == ("done", "paid")
+    await the_task_was_closed_as_paid(sf, story.customer)
 
 
 async def test_a_line_change_replaces_the_one_amount_a_sale_without_lines_is_followed_as(
-    consumer: Consumer, sf: SessionFactory, api: Api
+    consumer: Consumer, sf: SessionFactory, open_tasks: OpenTasks
 ) -> None:
     story = Story(consumer, OverdueDiscountPolicy.KEEP)
     await story.register()
@@ -192,13 +196,10 @@ async def test_a_line_change_replaces_the_one_amount_a_sale_without_lines_is_fol
             )
         ).all()
     assert [tuple(r) for r in lines] == [(1, D("10.00"))]
-    async with api() as http:
-        body = (await http.get(f"/internal/v1/chains/{story.chain}/tasks?status=open")).json()
-        [task] = body["items"]
-        assert task["overdue_amount"] == "10.00"
+    [task] = await open_tasks(story.chain)
+    assert task["overdue_amount"] == "10.00"
     await story.feed(story.payment([(story.sale_a, "0.00")], "0.00"))
-    [row] = await tasks_of(sf, story.customer)
-    assert (row.status, row.closed_reason) == ("done", "paid")
+    await the_task_was_closed_as_paid(sf, story.customer)
 
 
 async def test_reminder_is_re_raised_every_repeat_period_while_overdue(
@@ -327,9 +328,8 @@ async def test_the_same_sale_id_overdue_in_two_chains_makes_a_task_in_each(
     assert sorted(r["overdue_amount"] for r in raised) == ["30.00", "70.00"]
 
     await first.feed(first.payment([(first.sale_a, "0.00")], "0.00"))
-    [mine] = await tasks_of(sf, first.customer)
+    await the_task_was_closed_as_paid(sf, first.customer)
     [theirs] = await tasks_of(sf, second.customer)
-    assert (mine.status, mine.closed_reason) == ("done", "paid")
     assert theirs.status == "open"
     assert [s["amount_owed"] for s in theirs.sales] == ["70.00"]
 

@@ -1,18 +1,30 @@
 """What several of reporting's integration tests use: credit's and loyalty's events as they feed
 them (a sale, all on account by default; one coat of a sale brought back for cash; a bonus
-movement) and reading a paged report to its end."""
+movement), read-model rows as the projection writes them (a chain, customers, movements) for the
+tests that load the tables directly, and reading a paged report to its end."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.credit import v1 as credit
-from contracts.enums import BonusMovementKind, CreditMode, PaymentMethod, RefundMethod
+from contracts.enums import (
+    BonusMovementKind,
+    CreditMode,
+    DebtPaymentKind,
+    MoneyMethod,
+    PaymentMethod,
+    RefundMethod,
+)
 from contracts.loyalty import v1 as loyalty
+from reporting.adapters import tables as t
 
 D = Decimal
 ZERO = D("0.00")
@@ -141,6 +153,40 @@ def coat_returned(
     )
 
 
+def debt_payment(
+    chain_id: uuid.UUID,
+    store_id: uuid.UUID,
+    terminal_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    when: datetime,
+    amount: str,
+    kind: DebtPaymentKind,
+    allocated: list[tuple[uuid.UUID, int | None, str]],
+    changes: list[tuple[uuid.UUID, int, str]],
+    balances: credit.CustomerBalances,
+) -> credit.DebtPaymentRecorded:
+    """`amount` of debt paid in cash at the till: `allocated` to (sale, line or None, amount),
+    leaving the lines `changes` name owing (sale, line, owed after); a tenth accrues as bonus."""
+    return credit.DebtPaymentRecorded(
+        payment_id=uuid.uuid4(),
+        chain_id=chain_id,
+        customer_id=customer_id,
+        store_id=store_id,
+        terminal_id=terminal_id,
+        kind=kind,
+        method=MoneyMethod.CASH,
+        amount=D(amount),
+        allocated=[credit.Allocation(sale_id=s, line_no=n, amount=D(a)) for s, n, a in allocated],
+        advance_added=ZERO,
+        bonus_accrued=D(amount) / 10,
+        occurred_at=when,
+        customer_balances=balances,
+        lines_changed=[
+            credit.LineOwedChange(sale_id=s, line_no=n, owed_after=D(o)) for s, n, o in changes
+        ],
+    )
+
+
 def bonus_movement(
     chain_id: uuid.UUID,
     store_id: uuid.UUID,
@@ -186,3 +232,49 @@ async def all_pages(
         if cursor is None:
             return rows, pages
     raise AssertionError("the pages never ended")
+
+
+async def insert_chains(
+    session: AsyncSession,
+    *chain_ids: uuid.UUID,
+    name: str = "Chain",
+    currency: str = "EUR",
+    minor_units: int = 2,
+    credit_mode: str = "per_item",
+) -> None:
+    """Rows of `rm_chains` (in Bucharest time), as the projection keeps them."""
+    await session.execute(
+        sa.insert(t.chains),
+        [
+            {
+                "chain_id": chain_id,
+                "name": name,
+                "timezone": "Europe/Bucharest",
+                "currency": currency,
+                "minor_units": minor_units,
+                "credit_mode": credit_mode,
+            }
+            for chain_id in chain_ids
+        ],
+    )
+
+
+async def insert_customers(
+    session: AsyncSession,
+    chain_id: uuid.UUID,
+    customers: Iterable[tuple[uuid.UUID, str, bool]],
+) -> None:
+    """Rows of `rm_customers`, one per (customer id, name, vip), each `name_key` the name
+    casefolded as the projection keys it."""
+    await session.execute(
+        sa.insert(t.customers),
+        [
+            {"customer_id": c, "chain_id": chain_id, "name": n, "vip": v, "name_key": n.casefold()}
+            for c, n, v in customers
+        ],
+    )
+
+
+def movement_row(**values: Any) -> dict[str, Any]:
+    """A row of `rm_movements` as the projection writes it: `values`, its own message, seq 0."""
+    return {"message_id": uuid.uuid4(), "seq": 0, **values}

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from reporting_helpers import all_pages
+from reporting_helpers import all_pages, insert_chains, insert_customers, movement_row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reporting.adapters import tables as t
@@ -37,6 +37,27 @@ T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 NAMES = ["Ștefan", "stefan", "Zoe", "adam", "Straße", "STRASSE", "Émile", "emile", "Ana", "ana"]
 
 
+def _sale_movement(
+    chain: uuid.UUID,
+    customer: uuid.UUID,
+    store: uuid.UUID,
+    at: datetime,
+    goods: Decimal,
+    payments: Decimal,
+) -> dict[str, object]:
+    """The movement of a sale of `goods` that paid `payments`."""
+    return movement_row(
+        chain_id=chain,
+        customer_id=customer,
+        store_id=store,
+        at=at,
+        kind="sale",
+        description="Sale",
+        goods=goods,
+        payments=payments,
+    )
+
+
 async def test_every_page_and_the_totals_match_the_reference_report(engine: AsyncEngine) -> None:
     rnd = random.Random(5)
     customers = [uuid.uuid4() for _ in range(37)]
@@ -51,65 +72,36 @@ async def test_every_page_and_the_totals_match_the_reference_report(engine: Asyn
         goods = Decimal(rnd.randrange(0, 5000)) / 100
         payments = Decimal(rnd.choice([0, rnd.randrange(0, 6000)])) / 100
         movements.append((cid, store, BalanceMovement(cid, at, goods, payments)))
-        rows.append(
-            {
-                "message_id": uuid.uuid4(),
-                "seq": 0,
-                "chain_id": CHAIN,
-                "customer_id": cid,
-                "store_id": store,
-                "at": at,
-                "kind": "sale",
-                "description": "Sale",
-                "goods": goods,
-                "payments": payments,
-            }
-        )
+        rows.append(_sale_movement(CHAIN, cid, store, at, goods, payments))
     # bonus movements and another chain's movements are in no Payment-Balance
     extra = [
-        {
-            "message_id": uuid.uuid4(),
-            "seq": 0,
-            "chain_id": CHAIN,
-            "customer_id": customers[0],
-            "store_id": STORES[0],
-            "at": T0,
-            "kind": "bonus_accrued",
-            "description": "Bonus",
-            "bonus_kind": "accrued",
-            "bonus_amount": Decimal("3"),
-            "bonus_change": Decimal("3"),
-        },
-        {
-            "message_id": uuid.uuid4(),
-            "seq": 0,
-            "chain_id": OTHER,
-            "customer_id": uuid.uuid4(),
-            "store_id": STORES[0],
-            "at": T0,
-            "kind": "sale",
-            "description": "Sale",
-            "goods": Decimal("7"),
-        },
+        movement_row(
+            chain_id=CHAIN,
+            customer_id=customers[0],
+            store_id=STORES[0],
+            at=T0,
+            kind="bonus_accrued",
+            description="Bonus",
+            bonus_kind="accrued",
+            bonus_amount=Decimal("3"),
+            bonus_change=Decimal("3"),
+        ),
+        movement_row(
+            chain_id=OTHER,
+            customer_id=uuid.uuid4(),
+            store_id=STORES[0],
+            at=T0,
+            kind="sale",
+            description="Sale",
+            goods=Decimal("7"),
+        ),
     ]
     sf = make_session_factory(engine)
     async with sf() as session, session.begin():
         await session.execute(sa.insert(t.movements), rows)
         for row in extra:
             await session.execute(sa.insert(t.movements).values(**row))
-        await session.execute(
-            sa.insert(t.customers),
-            [
-                {
-                    "customer_id": c,
-                    "chain_id": CHAIN,
-                    "name": name,
-                    "vip": vip[c],
-                    "name_key": name.casefold(),
-                }
-                for c, name in names.items()
-            ],
-        )
+        await insert_customers(session, CHAIN, [(c, name, vip[c]) for c, name in names.items()])
     periods = [
         Period(None, None),
         Period(date(2026, 3, 10), date(2026, 3, 25)),
@@ -168,44 +160,21 @@ async def test_the_whole_report_rendered_by_postgresql_equals_the_python_renderi
         goods = Decimal(AWKWARD_AMOUNTS[i % len(AWKWARD_AMOUNTS)])
         payments = Decimal(rnd.choice(AWKWARD_AMOUNTS)) if i % 2 else Decimal(0)
         rows.append(
-            {
-                "message_id": uuid.uuid4(),
-                "seq": 0,
-                "chain_id": chain,
-                "customer_id": cid,
-                "store_id": STORES[i % 2],
-                "at": T0 + timedelta(days=i),
-                "kind": "sale",
-                "description": "Sale",
-                "goods": goods,
-                "payments": payments,
-            }
+            _sale_movement(chain, cid, STORES[i % 2], T0 + timedelta(days=i), goods, payments)
         )
     sf = make_session_factory(engine)
     async with sf() as session, session.begin():
-        await session.execute(
-            sa.insert(t.chains).values(
-                chain_id=chain,
-                name="Awkward",
-                timezone="Europe/Bucharest",
-                currency="XTS",
-                minor_units=minor_units,
-                credit_mode="balance",
-            )
+        await insert_chains(
+            session,
+            chain,
+            name="Awkward",
+            currency="XTS",
+            minor_units=minor_units,
+            credit_mode="balance",
         )
         await session.execute(sa.insert(t.movements), rows)
-        await session.execute(
-            sa.insert(t.customers),
-            [
-                {
-                    "customer_id": c,
-                    "chain_id": chain,
-                    "name": n,
-                    "vip": True,
-                    "name_key": n.casefold(),
-                }
-                for c, n in zip(customers, AWKWARD_NAMES, strict=False)
-            ],
+        await insert_customers(
+            session, chain, [(c, n, True) for c, n in zip(customers, AWKWARD_NAMES, strict=False)]
         )
     async with sf() as session:
         signed_zero_seen = False

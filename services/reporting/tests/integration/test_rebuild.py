@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from reporting_helpers import bonus_movement, sale_completed
+from reporting_helpers import bonus_movement, debt_payment, sale_completed
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.base import Message
 from contracts.credit import v1 as credit
-from contracts.enums import BonusMovementKind, CreditMode, DebtPaymentKind, MoneyMethod
+from contracts.enums import BonusMovementKind, CreditMode, DebtPaymentKind
 from contracts.envelope import Envelope, encode
 from contracts.gateway import v1 as gateway
 from contracts.topics import DAY_MS
@@ -84,23 +84,17 @@ def story(customer: uuid.UUID, n: int) -> list[Message]:
             mode=CreditMode.PER_SALE,
             card_number=None,
         ),
-        credit.DebtPaymentRecorded(
-            payment_id=uuid.uuid4(),
-            chain_id=CHAIN,
-            customer_id=customer,
-            store_id=STORE,
-            terminal_id=TERMINAL,
-            kind=DebtPaymentKind.TAKE_MONEY,
-            method=MoneyMethod.CASH,
-            amount=D("5.00"),
-            allocated=[credit.Allocation(sale_id=sale_id, line_no=None, amount=D("5.00"))],
-            advance_added=D("0.00"),
-            bonus_accrued=D("0.50"),
-            occurred_at=paid_at,
-            customer_balances=credit.CustomerBalances(
-                debt=total - 5, advance=D("0.00"), bonus_balance=D("0.50")
-            ),
-            lines_changed=[credit.LineOwedChange(sale_id=sale_id, line_no=1, owed_after=total - 5)],
+        debt_payment(
+            CHAIN,
+            STORE,
+            TERMINAL,
+            customer,
+            paid_at,
+            "5.00",
+            DebtPaymentKind.TAKE_MONEY,
+            [(sale_id, None, "5.00")],
+            [(sale_id, 1, str(total - 5))],
+            credit.CustomerBalances(debt=total - 5, advance=D("0.00"), bonus_balance=D("0.50")),
         ),
         bonus_movement(CHAIN, STORE, customer, BonusMovementKind.ACCRUED, "0.50", paid_at, "0.50"),
     ]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from reporting_helpers import all_pages
+from reporting_helpers import all_pages, insert_chains, insert_customers, movement_row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from reporting.adapters import tables as t
@@ -39,16 +39,7 @@ async def _load(session: AsyncSession) -> None:
     rnd = random.Random(11)
     customers = [uuid.uuid4() for _ in range(23)]
     registered = customers[:-3]
-    await session.execute(
-        sa.insert(t.chains).values(
-            chain_id=CHAIN,
-            name="Chain",
-            timezone="Europe/Bucharest",
-            currency="EUR",
-            minor_units=2,
-            credit_mode="per_item",
-        )
-    )
+    await insert_chains(session, CHAIN)
     await session.execute(
         sa.insert(t.stores),
         [
@@ -56,18 +47,8 @@ async def _load(session: AsyncSession) -> None:
             for i, s in enumerate(STORES)
         ],
     )
-    await session.execute(
-        sa.insert(t.customers),
-        [
-            {
-                "customer_id": c,
-                "chain_id": CHAIN,
-                "name": NAMES[i % len(NAMES)],
-                "vip": i % 3 != 0,
-                "name_key": NAMES[i % len(NAMES)].casefold(),
-            }
-            for i, c in enumerate(registered)
-        ],
+    await insert_customers(
+        session, CHAIN, [(c, NAMES[i % len(NAMES)], i % 3 != 0) for i, c in enumerate(registered)]
     )
     sales, lines, movements = [], [], []
     for n in range(90):
@@ -106,19 +87,17 @@ async def _load(session: AsyncSession) -> None:
         amount = Decimal(rnd.randrange(1, 3000)) / 100
         sign = 1 if kind in ("accrued", "restored") else -1
         movements.append(
-            {
-                "message_id": uuid.uuid4(),
-                "seq": 0,
-                "chain_id": CHAIN,
-                "customer_id": rnd.choice(customers),
-                "store_id": rnd.choice(STORES),
-                "at": T0 + timedelta(hours=rnd.randrange(0, 24 * 150)),
-                "kind": f"bonus_{kind}",
-                "description": kind,
-                "bonus_kind": kind,
-                "bonus_amount": amount,
-                "bonus_change": sign * amount,
-            }
+            movement_row(
+                chain_id=CHAIN,
+                customer_id=rnd.choice(customers),
+                store_id=rnd.choice(STORES),
+                at=T0 + timedelta(hours=rnd.randrange(0, 24 * 150)),
+                kind=f"bonus_{kind}",
+                description=kind,
+                bonus_kind=kind,
+                bonus_amount=amount,
+                bonus_change=sign * amount,
+            )
         )
     # another chain's rows are in none of this chain's reports
     other_sale = uuid.uuid4()

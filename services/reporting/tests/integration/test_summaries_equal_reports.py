@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from reporting_helpers import all_pages
+from reporting_helpers import all_pages, insert_chains, insert_customers, movement_row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from reporting.adapters import credit_ledger, payment_balance
@@ -44,7 +44,7 @@ NAMES = ["Ana", "ana", "Zoe", "Ștefan", "<script>x</script>", "Émile", "Ion"]
 
 async def _movement(s: AsyncSession, **values: Any) -> None:
     """One row of `rm_movements`, as the projection writes it (its own message, seq 0)."""
-    await s.execute(sa.insert(t.movements).values(message_id=uuid.uuid4(), seq=0, **values))
+    await s.execute(sa.insert(t.movements).values(**movement_row(**values)))
 
 
 class Story:
@@ -61,20 +61,7 @@ class Story:
         self.bonus_ids: list[uuid.UUID] = []
 
     async def add_chains(self, s: AsyncSession) -> None:
-        await s.execute(
-            sa.insert(t.chains),
-            [
-                {
-                    "chain_id": chain,
-                    "name": "Chain",
-                    "timezone": TZ,
-                    "currency": "EUR",
-                    "minor_units": 2,
-                    "credit_mode": "per_item",
-                }
-                for chain in self.chains
-            ],
-        )
+        await insert_chains(s, *self.chains)
 
     def moment(self) -> datetime:
         # from a year and a half back to a month ahead, often on a local month's edge
@@ -86,17 +73,7 @@ class Story:
 
     async def register(self, s: AsyncSession, chain: uuid.UUID, cid: uuid.UUID) -> None:
         name = self.rnd.choice(NAMES)
-        await s.execute(
-            sa.insert(t.customers).values(
-                customer_id=cid,
-                chain_id=chain,
-                name=name,
-                name_key=name.casefold(),
-                vip=self.rnd.random() < 0.6,
-                phone=None,
-                card_number=None,
-            )
-        )
+        await insert_customers(s, chain, [(cid, name, self.rnd.random() < 0.6)])
         self.registered.add(cid)
 
     async def sale(self, s: AsyncSession, chain: uuid.UUID) -> None:
@@ -138,14 +115,18 @@ class Story:
             ],
         )
         self.lines += [(chain, sale_id, i, cid) for i in range(1, n + 1)]
+        # the sale's movement and the bonus it accrued: one customer, store, moment and sale
+        of_sale = {
+            "chain_id": chain,
+            "customer_id": cid,
+            "store_id": store,
+            "at": at,
+            "sale_id": sale_id,
+        }
         await _movement(
             s,
-            chain_id=chain,
-            customer_id=cid,
-            store_id=store,
-            at=at,
+            **of_sale,
             kind="sale",
-            sale_id=sale_id,
             description="Sale",
             goods=total,
             payments=paid,
@@ -157,12 +138,8 @@ class Story:
             self.bonus_ids.append(movement_id)
             await _movement(
                 s,
-                chain_id=chain,
-                customer_id=cid,
-                store_id=store,
-                at=at,
+                **of_sale,
                 kind="bonus_accrued",
-                sale_id=sale_id,
                 description="Bonus",
                 bonus_change=amount,
                 bonus_kind="accrued",
@@ -308,6 +285,14 @@ async def _recomputed(engine: AsyncEngine) -> dict[str, set[tuple[Any, ...]]]:
     return out
 
 
+async def _assert_kept_equal_recomputed(engine: AsyncEngine) -> None:
+    """The summary tables hold rows, and equal a recompute from scratch, row for row."""
+    async with make_session_factory(engine)() as s:
+        kept = {table.name: await _table(s, table) for table in t.DERIVED_TABLES}
+    assert all(kept.values())
+    assert kept == await _recomputed(engine)
+
+
 def _periods(rnd: random.Random) -> list[Period]:
     fixed = [
         Period(None, None),
@@ -381,11 +366,7 @@ async def test_the_kept_sums_equal_the_reports_summed_from_lines_and_movements(
             advance_change=Decimal("40"),
         )
 
-    async with sf() as s:
-        # the tables equal a recompute from scratch, row for row
-        kept = {table.name: await _table(s, table) for table in t.DERIVED_TABLES}
-    assert all(kept.values())
-    assert kept == await _recomputed(engine)
+    await _assert_kept_equal_recomputed(engine)
 
     chain = story.chains[0]
     async with sf() as s:
@@ -504,10 +485,7 @@ async def test_an_existing_database_upgrades_to_the_kept_sums_of_its_read_models
             await story.add_chains(s)
             await story.batch(s, 120)
         await asyncio.to_thread(_alembic, fresh_database_url, "upgrade", "head")
-        async with sf() as s:
-            kept = {table.name: await _table(s, table) for table in t.DERIVED_TABLES}
-        assert all(kept.values())
-        assert kept == await _recomputed(engine)
+        await _assert_kept_equal_recomputed(engine)
         chain = story.chains[0]
         async with sf() as s:
             filters = reports.Filters(Period(None, None), None, False)

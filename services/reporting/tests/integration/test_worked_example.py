@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -20,7 +21,6 @@ from contracts.enums import (
     BonusMovementKind,
     CreditMode,
     DebtPaymentKind,
-    MoneyMethod,
     OverdueDiscountPolicy,
 )
 from contracts.gateway import v1 as gateway
@@ -101,33 +101,8 @@ def on_account_sale(
     )
 
 
-def payment(
-    customer: uuid.UUID,
-    when: datetime,
-    amount: str,
-    kind: DebtPaymentKind,
-    allocated: list[tuple[uuid.UUID, int | None, str]],
-    changes: list[tuple[uuid.UUID, int, str]],
-    balances: credit.CustomerBalances,
-) -> credit.DebtPaymentRecorded:
-    return credit.DebtPaymentRecorded(
-        payment_id=uuid.uuid4(),
-        chain_id=CHAIN,
-        customer_id=customer,
-        store_id=STORE,
-        terminal_id=TERMINAL,
-        kind=kind,
-        method=MoneyMethod.CASH,
-        amount=D(amount),
-        allocated=[credit.Allocation(sale_id=s, line_no=n, amount=D(a)) for s, n, a in allocated],
-        advance_added=D("0.00"),
-        bonus_accrued=D(amount) / 10,
-        occurred_at=when,
-        customer_balances=balances,
-        lines_changed=[
-            credit.LineOwedChange(sale_id=s, line_no=n, owed_after=D(o)) for s, n, o in changes
-        ],
-    )
+#: a cash payment of debt at the chain's till: `debt_payment` without the chain, store and till
+payment = partial(events.debt_payment, CHAIN, STORE, TERMINAL)
 
 
 def accrual(customer: uuid.UUID, when: datetime, amount: str, balance: str) -> Message:

@@ -73,15 +73,25 @@ async def _report(
     return dict(body), {}
 
 
-async def _page(
-    page: PageContext, name: str, template: str, *, period: bool, sort: bool, chart: Any = None
-) -> Response:
+#: each report's filters besides VIP only and store: (a period, a sort), for its page and its CSV
+_FILTERS = {
+    "payment-balance": (True, True),
+    "unpaid-goods": (False, False),
+    "aging": (False, False),
+    "bonus-statistics": (True, False),
+}
+
+
+async def _page(page: PageContext, name: str, *, chart: Any = None) -> Response:
+    """The report's page (template `reports/<name>.html`): its filters, one page of rows, the
+    chart `chart` draws of them."""
+    period, sort = _FILTERS[name]
     filters = _filters(page, period=period, sort=sort)
     (body, errors), stores = await asyncio.gather(_report(page, name, filters), stores_of(page))
     cursor = page.request.query_params.get("cursor", "")
     return render(
         page.request,
-        template,
+        f"reports/{name.replace('-', '_')}.html",
         report=body,
         errors=errors,
         filters=filters,
@@ -153,53 +163,29 @@ def _bonus_chart(page: PageContext, body: dict[str, Any]) -> Any:
 
 @router.get("/reports/payment-balance")
 async def payment_balance(page: Page) -> Response:
-    return await _page(
-        page,
-        "payment-balance",
-        "reports/payment_balance.html",
-        period=True,
-        sort=True,
-        chart=_payment_balance_chart,
-    )
+    return await _page(page, "payment-balance", chart=_payment_balance_chart)
 
 
 @router.get("/reports/unpaid-goods")
 async def unpaid_goods(page: Page) -> Response:
-    return await _page(page, "unpaid-goods", "reports/unpaid_goods.html", period=False, sort=False)
+    return await _page(page, "unpaid-goods")
 
 
 @router.get("/reports/aging")
 async def aging(page: Page) -> Response:
-    return await _page(
-        page, "aging", "reports/aging.html", period=False, sort=False, chart=_aging_chart
-    )
+    return await _page(page, "aging", chart=_aging_chart)
 
 
 @router.get("/reports/bonus-statistics")
 async def bonus_statistics(page: Page) -> Response:
-    return await _page(
-        page,
-        "bonus-statistics",
-        "reports/bonus_statistics.html",
-        period=True,
-        sort=False,
-        chart=_bonus_chart,
-    )
-
-
-_CSV = {
-    "payment-balance": (True, True),
-    "unpaid-goods": (False, False),
-    "aging": (False, False),
-    "bonus-statistics": (True, False),
-}
+    return await _page(page, "bonus-statistics", chart=_bonus_chart)
 
 
 @router.get("/reports/{name}.csv")
 async def report_csv(page: Page, name: str) -> Response:
-    if name not in _CSV:
+    if name not in _FILTERS:
         raise ApiProblem(404, "not_found")
-    period, sort = _CSV[name]
+    period, sort = _FILTERS[name]
     filters = _filters(page, period=period, sort=sort)
     stamp = filters.get("to") or date.today().isoformat()
     return await csv_download(page, f"/v1/reports/{name}", f"{name}-{stamp}", filters)

@@ -47,6 +47,17 @@ _SET_DUE_DATE_IF_MISSING = (
 )
 
 
+#: the open lines' report order (customer name, customer id, sold at, sale id, line number):
+#: `_owed_lines_query` sorts by it and `owed_lines_page`'s keyset compares it
+_REPORT_ORDER = (
+    sa.func.coalesce(t.customers.c.name, ""),
+    t.sale_lines.c.customer_id,
+    t.sales.c.sold_at,
+    t.sale_lines.c.sale_id,
+    t.sale_lines.c.line_no,
+)
+
+
 def _owed_lines_query(chain_id: UUID, store_id: UUID | None, vip_only: bool) -> sa.Select[Any]:
     """The chain's open lines (owed > 0) with their customer and sale, in report order
     (customer name, customer id, sold at, sale id, line number)."""
@@ -69,13 +80,7 @@ def _owed_lines_query(chain_id: UUID, store_id: UUID | None, vip_only: bool) -> 
             )
         )
         .where(t.sale_lines.c.chain_id == chain_id, t.sale_lines.c.owed > 0)
-        .order_by(
-            sa.func.coalesce(t.customers.c.name, ""),
-            t.sale_lines.c.customer_id,
-            t.sales.c.sold_at,
-            t.sale_lines.c.sale_id,
-            t.sale_lines.c.line_no,
-        )
+        .order_by(*_REPORT_ORDER)
     )
     if store_id is not None:
         stmt = stmt.where(t.sales.c.store_id == store_id)
@@ -180,13 +185,7 @@ class Sales:
         if after is not None:
             name, customer_id, sold_at, sale_id, line_no = after
             stmt = stmt.where(
-                sa.tuple_(
-                    sa.func.coalesce(t.customers.c.name, ""),
-                    t.sale_lines.c.customer_id,
-                    t.sales.c.sold_at,
-                    t.sale_lines.c.sale_id,
-                    t.sale_lines.c.line_no,
-                )
+                sa.tuple_(*_REPORT_ORDER)
                 > sa.tuple_(
                     sa.literal(name, sa.Text),
                     sa.literal(customer_id, t.sale_lines.c.customer_id.type),
