@@ -392,6 +392,21 @@ def record_return(
     )
 
 
+def one_item_return(
+    sale: RecordSale, line_no: int, *, at: int, refund: str = "cash"
+) -> RecordReturn:
+    """One item of the sale's line `line_no` comes back on day `at`, at the sale's till."""
+    return record_return(
+        chain_id=sale.chain_id,
+        customer=sale.customer,
+        sale_id=sale.sale_id,
+        settings=sale.settings,
+        at=day(at),
+        lines=[(line_no, "1")],
+        refund=refund,
+    )
+
+
 def revoke(
     *,
     chain_id: uuid.UUID,
