@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypedDict
+from typing import Any, TypedDict, Unpack
 
 from contracts.enums import DebtPaymentKind, MoneyMethod, PaymentMethod, RefundMethod
 from contracts.gateway.v1 import (
@@ -54,19 +54,36 @@ def local(n: int) -> date:
     return day(n).date()
 
 
-class _Figures(TypedDict):
+class LineOptions(TypedDict, total=False):
+    """What a test's receipt line may set besides its number and amount: by default one item,
+    no discount, named "item <line_no>", no barcode."""
+
+    discount: str
+    name: str | None
+    barcode: str | None
+    quantity: str
+
+
+class _LineFields(TypedDict):
+    line_no: int
+    name: str
+    barcode: str | None
     quantity: Decimal
     unit_price: Decimal
     discount: Decimal
     amount: Decimal
 
 
-def _priced(amount: str, discount: str, quantity: str) -> _Figures:
-    """A receipt line's figures: `quantity` at the unit price that, less `discount`, comes to
-    `amount` (rounded to cents)."""
-    qty = Decimal(quantity)
+def _line_fields(line_no: int, amount: str, options: LineOptions) -> _LineFields:
+    """A receipt line: `quantity` at the unit price that, less `discount`, comes to `amount`
+    (rounded to cents)."""
+    discount = options.get("discount", "0.00")
+    qty = Decimal(options.get("quantity", "1"))
     gross = Decimal(amount) + Decimal(discount)
-    return _Figures(
+    return _LineFields(
+        line_no=line_no,
+        name=options.get("name") or f"item {line_no}",
+        barcode=options.get("barcode"),
         quantity=qty,
         unit_price=(gross / qty).quantize(Decimal("0.01")),
         discount=Decimal(discount),
@@ -74,21 +91,8 @@ def _priced(amount: str, discount: str, quantity: str) -> _Figures:
     )
 
 
-def line(
-    line_no: int,
-    amount: str,
-    *,
-    discount: str = "0.00",
-    name: str | None = None,
-    barcode: str | None = None,
-    quantity: str = "1",
-) -> Line:
-    return Line(
-        line_no=line_no,
-        name=name or f"item {line_no}",
-        barcode=barcode,
-        **_priced(amount, discount, quantity),
-    )
+def line(line_no: int, amount: str, **options: Unpack[LineOptions]) -> Line:
+    return Line(**_line_fields(line_no, amount, options))
 
 
 def pay(method: str, amount: str) -> Payment:
@@ -222,22 +226,8 @@ def customer_snapshot(
     return CustomerSnapshot.model_validate(values)
 
 
-def sale_line(
-    line_no: int,
-    amount: str,
-    *,
-    discount: str = "0.00",
-    name: str | None = None,
-    barcode: str | None = None,
-    quantity: str = "1",
-) -> SaleLine:
-    return SaleLine(
-        line_no=line_no,
-        sku=None,
-        barcode=barcode,
-        name=name or f"item {line_no}",
-        **_priced(amount, discount, quantity),
-    )
+def sale_line(line_no: int, amount: str, **options: Unpack[LineOptions]) -> SaleLine:
+    return SaleLine(sku=None, **_line_fields(line_no, amount, options))
 
 
 def _till(
@@ -329,47 +319,33 @@ def record_payment(
     )
 
 
-def _cash_at_till(
-    chain_id: uuid.UUID,
-    customer: CustomerSnapshot,
-    settings: ChainSettingsSnapshot,
-    at: datetime,
-    amount: str,
-) -> dict[str, Any]:
-    """What an advance or a refund paid in cash at `at` carries besides its own id."""
+class CashAtTill(TypedDict):
+    """An advance or a refund paid in cash at `at`, at the till (STORE, TERMINAL)."""
+
+    chain_id: uuid.UUID
+    customer: CustomerSnapshot
+    settings: ChainSettingsSnapshot
+    at: datetime
+    amount: str
+
+
+def _cash_at_till(cash: CashAtTill) -> dict[str, Any]:
+    """What an advance or a refund carries besides its own id."""
     return {
-        **_till(chain_id, customer, settings),
-        "card_number": customer.card_number,
-        "amount": Decimal(amount),
+        **_till(cash["chain_id"], cash["customer"], cash["settings"]),
+        "card_number": cash["customer"].card_number,
+        "amount": Decimal(cash["amount"]),
         "method": MoneyMethod.CASH,
-        "occurred_at": at,
+        "occurred_at": cash["at"],
     }
 
 
-def record_advance(
-    *,
-    chain_id: uuid.UUID,
-    customer: CustomerSnapshot,
-    settings: ChainSettingsSnapshot,
-    at: datetime,
-    amount: str,
-) -> RecordAdvance:
-    return RecordAdvance(
-        payment_id=uuid.uuid4(), **_cash_at_till(chain_id, customer, settings, at, amount)
-    )
+def record_advance(**cash: Unpack[CashAtTill]) -> RecordAdvance:
+    return RecordAdvance(payment_id=uuid.uuid4(), **_cash_at_till(cash))
 
 
-def record_refund(
-    *,
-    chain_id: uuid.UUID,
-    customer: CustomerSnapshot,
-    settings: ChainSettingsSnapshot,
-    at: datetime,
-    amount: str,
-) -> RecordRefund:
-    return RecordRefund(
-        refund_id=uuid.uuid4(), **_cash_at_till(chain_id, customer, settings, at, amount)
-    )
+def record_refund(**cash: Unpack[CashAtTill]) -> RecordRefund:
+    return RecordRefund(refund_id=uuid.uuid4(), **_cash_at_till(cash))
 
 
 def record_return(
@@ -389,6 +365,21 @@ def record_return(
         lines=[ReturnLineRequest(line_no=n, quantity=Decimal(q)) for n, q in lines],
         refund=RefundMethod(refund),
         occurred_at=at,
+    )
+
+
+def one_item_return(
+    sale: RecordSale, line_no: int, *, at: int, refund: str = "cash"
+) -> RecordReturn:
+    """One item of the sale's line `line_no` comes back on day `at`, at the sale's till."""
+    return record_return(
+        chain_id=sale.chain_id,
+        customer=sale.customer,
+        sale_id=sale.sale_id,
+        settings=sale.settings,
+        at=day(at),
+        lines=[(line_no, "1")],
+        refund=refund,
     )
 
 

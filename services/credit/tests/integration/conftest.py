@@ -71,6 +71,16 @@ class Harness:
     async def events(self, type_: str) -> list[dict[str, Any]]:
         return [e.payload for e in await self.outbox(type_)]
 
+    async def loyalty_asked(self, operation_id: uuid.UUID) -> dict[str, Any]:
+        """The one ApplyBonuses sent for the operation (asserts there is exactly one)."""
+        asks = [
+            a
+            for a in await self.events("loyalty.ApplyBonuses")
+            if a["operation_id"] == str(operation_id)
+        ]
+        assert len(asks) == 1, asks
+        return asks[0]
+
     async def answer_loyalty(self, *, refuse: bool = False) -> int:
         """Answer every ApplyBonuses not answered yet (10% of each base, spend from balance)."""
         answered = 0

@@ -28,6 +28,7 @@ from credit.service_layer.handlers import customer_of, identity, named_sales
 from credit.testing import (
     customer_snapshot,
     day,
+    one_item_return,
     record_advance,
     record_payment,
     record_refund,
@@ -250,15 +251,7 @@ async def test_a_return_of_an_old_settled_sale_cancels_nothing_and_refunds_its_v
 
     # the shoes of the old sale come back, kept as advance: nothing of them is owed, so their
     # value (50.00) is real money that pays the open sale first (30.00), the rest is advance
-    ret = record_return(
-        chain_id=CHAIN,
-        customer=customer,
-        sale_id=old.sale_id,
-        settings=settings,
-        at=day(9),
-        lines=[(2, "1")],
-        refund="advance",
-    )
+    ret = one_item_return(old, 2, at=9, refund="advance")
     await harness.send(ret, key=str(cid))
     [ask] = [
         a
@@ -284,14 +277,7 @@ async def test_a_return_of_an_old_settled_sale_cancels_nothing_and_refunds_its_v
     assert done["customer_balances"]["advance"] == "20.00"
 
     # the same line again: the old sale's earlier return counts (read by its id)
-    again = record_return(
-        chain_id=CHAIN,
-        customer=customer,
-        sale_id=old.sale_id,
-        settings=settings,
-        at=day(10),
-        lines=[(2, "1")],
-    )
+    again = one_item_return(old, 2, at=10)
     await harness.send_and_settle(again, key=str(cid))
     [refused] = await harness.events("credit.OperationRefused")
     assert (refused["operation_id"], refused["code"]) == (

@@ -186,11 +186,7 @@ async def test_an_answer_that_fails_for_good_in_credit_fails_its_operation_and_t
             )
         )
     before = failed("sale", "dead_letter")
-    [ask] = [
-        a
-        for a in await harness.events("loyalty.ApplyBonuses")
-        if a["operation_id"] == str(doomed.sale_id)
-    ]
+    ask = await harness.loyalty_asked(doomed.sale_id)
     answer = BonusesApplied(
         operation_id=doomed.sale_id,
         operation_kind="sale",

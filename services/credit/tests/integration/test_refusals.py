@@ -11,10 +11,10 @@ from contracts.base import Message
 from credit.testing import (
     customer_snapshot,
     day,
+    one_item_return,
     one_line_sale,
     record_payment,
     record_refund,
-    record_return,
     record_sale,
     revoke,
     sale_line,
@@ -126,25 +126,11 @@ async def test_allocation_to_an_unknown_sale_is_refused(harness):
 
 
 async def test_returning_more_than_sold_is_refused_counting_earlier_returns(harness):
-    customer, settings, sale = await setup(harness)
+    customer, _, sale = await setup(harness)
     s = await sale("10.00", method="cash")
-    first = record_return(
-        chain_id=CHAIN,
-        customer=customer,
-        sale_id=s.sale_id,
-        settings=settings,
-        at=day(1),
-        lines=[(1, "1")],
-    )
+    first = one_item_return(s, 1, at=1)
     await harness.send_and_settle(first, key=str(customer.customer_id))
-    again = record_return(
-        chain_id=CHAIN,
-        customer=customer,
-        sale_id=s.sale_id,
-        settings=settings,
-        at=day(2),
-        lines=[(1, "1")],
-    )
+    again = one_item_return(s, 1, at=2)
     await refused(harness, customer.customer_id, again, "return_exceeds_sold")
 
 

@@ -13,11 +13,11 @@ from credit.service_layer.overdue import scan_overdue
 from credit.testing import (
     customer_snapshot,
     day,
+    one_item_return,
     one_line_sale,
     record_advance,
     record_payment,
     record_refund,
-    record_return,
     record_sale,
     revoke,
     sale_line,
@@ -76,14 +76,7 @@ async def test_anonymous_sale_completes_at_once(harness):
     [done] = await harness.events("credit.SaleCompleted")
     assert done["customer_id"] is None and done["customer_balances"] is None
     assert done["due_date"] is None
-    ret = record_return(
-        chain_id=CHAIN,
-        customer=None,
-        sale_id=cmd.sale_id,
-        settings=settings_snapshot(),
-        at=day(1),
-        lines=[(1, "1")],
-    )
+    ret = one_item_return(cmd, 1, at=1)
     await harness.send(ret, key=str(cmd.sale_id))
     [returned] = await harness.events("credit.ReturnRecorded")
     assert returned["refunded"] == "9.99"
@@ -298,20 +291,9 @@ async def test_return_cancels_debt_restores_bonus_and_refunds_the_rest(harness):
         payments=[("bonus", "20.00"), ("cash", "30.00"), ("on_account", "50.00")],
     )
     await harness.send_and_settle(sale, key=str(cid))
-    ret = record_return(
-        chain_id=CHAIN,
-        customer=customer,
-        sale_id=sale.sale_id,
-        settings=settings,
-        at=day(1),
-        lines=[(1, "1")],
-    )
+    ret = one_item_return(sale, 1, at=1)
     await harness.send(ret, key=str(cid))
-    [ask] = [
-        a
-        for a in await harness.events("loyalty.ApplyBonuses")
-        if a["operation_id"] == str(ret.return_id)
-    ]
+    ask = await harness.loyalty_asked(ret.return_id)
     assert ask["restore_up_to"] == "20.00"
     assert [(b["payment_id"], b["base_amount"]) for b in ask["reverse_bases"]] == [
         (str(sale.payments[1].payment_id), "30.00")

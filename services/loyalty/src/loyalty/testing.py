@@ -6,7 +6,13 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-from loyalty.domain.model import AccrualBase, BonusOperation
+from loyalty.domain.model import (
+    AccrualBase,
+    BonusAccount,
+    BonusOperation,
+    MovementKind,
+    total_by_kind,
+)
 
 STORE = UUID("00000000-0000-0000-0000-0000000000aa")
 
@@ -57,4 +63,17 @@ def return_of(
         minor_units=2,
         restore_up_to=Decimal(restore_up_to),
         reverse_bases=reverse,
+    )
+
+
+def signed_total(account: BonusAccount) -> Decimal:
+    """What the balance must be: accrued - spent - cancelled - reversed + restored - expired."""
+    totals = total_by_kind(account.movements)
+    return (
+        totals[MovementKind.ACCRUED]
+        - totals[MovementKind.SPENT]
+        - totals[MovementKind.CANCELLED]
+        - totals[MovementKind.REVERSED]
+        + totals[MovementKind.RESTORED]
+        - totals[MovementKind.EXPIRED]
     )

@@ -17,9 +17,8 @@ from loyalty.domain.model import (
     PaymentHistory,
     Refused,
     SaleHistory,
-    total_by_kind,
 )
-from loyalty.testing import return_of, sale_of
+from loyalty.testing import return_of, sale_of, signed_total
 
 D = Decimal
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -285,16 +284,4 @@ def test_the_balance_is_the_signed_sum_of_the_movements() -> None:
     history = history_of(applied(account.apply(first, payments={})), payment)
     account.apply(sale(bonus="18.00", cash="12.00")[0], payments={})
     account.cancel_accrual(history, at=T0)
-    totals = total_by_kind(account.movements)
-    assert (
-        account.balance
-        == (
-            totals[MovementKind.ACCRUED]
-            - totals[MovementKind.SPENT]
-            - totals[MovementKind.CANCELLED]
-            - totals[MovementKind.REVERSED]
-            + totals[MovementKind.RESTORED]
-            - totals[MovementKind.EXPIRED]
-        )
-        == D("-16.80")
-    )
+    assert account.balance == signed_total(account) == D("-16.80")

@@ -26,9 +26,8 @@ from loyalty.domain.model import (
     PaymentHistory,
     Refused,
     SaleHistory,
-    total_by_kind,
 )
-from loyalty.testing import return_of, sale_of
+from loyalty.testing import return_of, sale_of, signed_total
 
 D = Decimal
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -59,18 +58,6 @@ class Books:
     sales: dict[UUID, SaleHistory] = field(default_factory=dict)
     sale_payments: dict[UUID, list[UUID]] = field(default_factory=dict)
     order: list[UUID] = field(default_factory=list)
-
-
-def signed_total(account: BonusAccount) -> Decimal:
-    totals = total_by_kind(account.movements)
-    return (
-        totals[MovementKind.ACCRUED]
-        - totals[MovementKind.SPENT]
-        - totals[MovementKind.CANCELLED]
-        - totals[MovementKind.REVERSED]
-        + totals[MovementKind.RESTORED]
-        - totals[MovementKind.EXPIRED]
-    )
 
 
 def check_invariants(account: BonusAccount, books: Books) -> None:

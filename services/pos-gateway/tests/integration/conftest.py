@@ -145,6 +145,11 @@ class Harness:
         store_id = await self.store(admin)
         return admin, await self.terminal(admin, store_id)
 
+    async def setup_with_customer(self) -> tuple[str, str, str]:
+        """`setup` and the VIP customer of CARD-1: (admin key, terminal key, customer id)."""
+        admin, terminal = await self.setup()
+        return admin, terminal, (await self.customer(admin))["customer_id"]
+
     # ------------------------------------------------------------------ inspection
 
     async def outbox(self) -> list[tuple[str, Envelope]]:

@@ -16,8 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_a_terminal_over_its_rate_gets_429_with_retry_after(harness: Any) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    admin, terminal, _ = await harness.setup_with_customer()
     app = harness.client._transport.app
     app.state.rate_limiter = TokenBucket(rate=0.5, burst=2)
     statuses = []

@@ -236,8 +236,7 @@ async def test_patching_a_customer_publishes_the_full_record(harness: Any) -> No
 
 
 async def test_a_new_card_blocks_the_previous_one(harness: Any) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    admin, terminal, cid = await harness.setup_with_customer()
     before = len(await harness.outbox())
     issued = await harness.client.post(
         f"/v1/customers/{cid}/cards", json={"card_number": "CARD-2"}, headers=harness.auth(admin)
@@ -263,8 +262,7 @@ async def test_a_new_card_blocks_the_previous_one(harness: Any) -> None:
 
 
 async def test_blocking_a_card_is_answered_the_same_every_time(harness: Any) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    admin, terminal, _ = await harness.setup_with_customer()
     first = await harness.client.post("/v1/cards/CARD-1/block", headers=harness.auth(admin))
     again = await harness.client.post("/v1/cards/CARD-1/block", headers=harness.auth(admin))
     assert first.status_code == again.status_code == 200
@@ -278,8 +276,7 @@ async def test_blocking_a_card_is_answered_the_same_every_time(harness: Any) -> 
 
 
 async def test_card_lookup_lists_open_sales_outside_balance_mode(harness: Any) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    admin, terminal, cid = await harness.setup_with_customer()
     await harness.client.put(
         "/v1/settings", json={"credit_mode": "per_sale"}, headers=harness.auth(admin)
     )

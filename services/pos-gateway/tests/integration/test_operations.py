@@ -54,6 +54,26 @@ async def _completed_sale(harness: Any, credit: Any, terminal: str) -> dict[str,
     return dict(cmd)
 
 
+def _at_the_till(command: dict[str, Any], customer_id: str) -> dict[str, Any]:
+    """Where credit says a till command's operation happened: its chain, store and terminal."""
+    return {
+        "chain_id": command["chain_id"],
+        "customer_id": customer_id,
+        "store_id": command["store_id"],
+        "terminal_id": command["terminal_id"],
+    }
+
+
+async def _answered_once_credit_sent(
+    harness: Any, url: str, body: dict[str, Any], headers: dict[str, str], outcome: Any
+) -> Any:
+    """Credit's `outcome` arrives; the till's retry (same key) is answered 201 with it."""
+    await harness.deliver("credit.events.v1", outcome)
+    answer = await harness.client.post(url, json=body, headers=headers)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -84,9 +104,7 @@ async def _not_overdue(harness: Any, credit: Any, sale: dict[str, Any]) -> None:
 async def test_take_money_sends_record_debt_payment_and_answers_the_outcome(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    customer = await harness.customer(admin)
-    cid = customer["customer_id"]
+    admin, terminal, cid = await harness.setup_with_customer()
     sale = await _completed_sale(harness, credit, terminal)
     headers = harness.till(terminal, "pay-1")
     body = {
@@ -106,14 +124,15 @@ async def test_take_money_sends_record_debt_payment_and_answers_the_outcome(
     ]
     payment_id = cmd.payload["payment_id"]
     assert first.json()["status_url"] == f"/v1/operations/debt_payment/{payment_id}"
-    await harness.deliver(
-        "credit.events.v1",
+    url = f"/v1/customers/{cid}/payments"
+    again = await _answered_once_credit_sent(
+        harness,
+        url,
+        body,
+        headers,
         DebtPaymentRecorded(
             payment_id=payment_id,
-            chain_id=sale["chain_id"],
-            customer_id=cid,
-            store_id=sale["store_id"],
-            terminal_id=sale["terminal_id"],
+            **_at_the_till(sale, cid),
             kind="take_money",
             method="cash",
             amount=D("30.00"),
@@ -125,9 +144,7 @@ async def test_take_money_sends_record_debt_payment_and_answers_the_outcome(
             lines_changed=[],
         ),
     )
-    again = await harness.client.post(f"/v1/customers/{cid}/payments", json=body, headers=headers)
-    assert again.status_code == 201
-    assert again.json() == {
+    assert again == {
         "payment_id": payment_id,
         "amount": "30.00",
         "allocated": [{"sale_id": sale["sale_id"], "line_no": None, "amount": "30.00"}],
@@ -142,8 +159,7 @@ async def test_take_money_sends_record_debt_payment_and_answers_the_outcome(
 
 
 async def test_pay_debt_takes_no_amount_and_no_debt_is_refused(harness: Any, credit: Any) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    _, terminal, cid = await harness.setup_with_customer()
     url = f"/v1/customers/{cid}/payments"
     with_amount = await harness.client.post(
         url,
@@ -177,8 +193,7 @@ async def test_pay_debt_takes_no_amount_and_no_debt_is_refused(harness: Any, cre
 
 
 async def test_an_advance_is_recorded_and_answered(harness: Any, credit: Any) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    _, terminal, cid = await harness.setup_with_customer()
     headers = harness.till(terminal, "adv")
     url = f"/v1/customers/{cid}/advances"
     body = {"amount": "50.00", "method": "card", "card_number": "CARD-1"}
@@ -186,14 +201,14 @@ async def test_an_advance_is_recorded_and_answered(harness: Any, credit: Any) ->
     cmd = await _last_command(harness)
     assert cmd.type == "credit.RecordAdvance"
     p = cmd.payload
-    await harness.deliver(
-        "credit.events.v1",
+    answer = await _answered_once_credit_sent(
+        harness,
+        url,
+        body,
+        headers,
         AdvanceRecorded(
             payment_id=p["payment_id"],
-            chain_id=p["chain_id"],
-            customer_id=cid,
-            store_id=p["store_id"],
-            terminal_id=p["terminal_id"],
+            **_at_the_till(p, cid),
             method="card",
             amount=D("50.00"),
             applied_to_debt=D("0.00"),
@@ -205,9 +220,7 @@ async def test_an_advance_is_recorded_and_answered(harness: Any, credit: Any) ->
             lines_changed=[],
         ),
     )
-    answer = await harness.client.post(url, json=body, headers=headers)
-    assert answer.status_code == 201
-    assert answer.json() == {
+    assert answer == {
         "payment_id": p["payment_id"],
         "amount": "50.00",
         "applied_to_debt": "0.00",
@@ -218,8 +231,7 @@ async def test_an_advance_is_recorded_and_answered(harness: Any, credit: Any) ->
 
 
 async def test_a_refund_needs_the_customers_own_card(harness: Any, credit: Any) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    admin, terminal, cid = await harness.setup_with_customer()
     await harness.customer(admin, name="Other", phone="2", card_number="CARD-2")
     url = f"/v1/customers/{cid}/refunds"
     before = await harness.snapshot()
@@ -238,23 +250,21 @@ async def test_a_refund_needs_the_customers_own_card(harness: Any, credit: Any) 
     body = {"amount": "5.00", "method": "cash", "card_number": "CARD-1"}
     await harness.client.post(url, json=body, headers=headers)
     p = (await _last_command(harness)).payload
-    await harness.deliver(
-        "credit.events.v1",
+    answer = await _answered_once_credit_sent(
+        harness,
+        url,
+        body,
+        headers,
         RefundRecorded(
             refund_id=p["refund_id"],
-            chain_id=p["chain_id"],
-            customer_id=cid,
-            store_id=p["store_id"],
-            terminal_id=p["terminal_id"],
+            **_at_the_till(p, cid),
             method="cash",
             amount=D("5.00"),
             occurred_at=_now(),
             customer_balances=CustomerBalances(debt=D(0), advance=D(45), bonus_balance=D(0)),
         ),
     )
-    answer = await harness.client.post(url, json=body, headers=headers)
-    assert answer.status_code == 201
-    assert answer.json() == {
+    assert answer == {
         "refund_id": p["refund_id"],
         "amount": "5.00",
         "customer": {"debt": "0.00", "advance": "45.00", "bonus_balance": "0.00"},
@@ -264,8 +274,7 @@ async def test_a_refund_needs_the_customers_own_card(harness: Any, credit: Any) 
 async def test_a_return_is_checked_against_what_the_gateway_knows(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    _, terminal, cid = await harness.setup_with_customer()
     sale = await _completed_sale(harness, credit, terminal)
     url = f"/v1/sales/{sale['sale_id']}/returns"
     too_many = await harness.client.post(
@@ -295,10 +304,7 @@ async def test_a_return_is_checked_against_what_the_gateway_knows(
     event = ReturnRecorded(
         return_id=p["return_id"],
         sale_id=sale["sale_id"],
-        chain_id=p["chain_id"],
-        customer_id=cid,
-        store_id=p["store_id"],
-        terminal_id=p["terminal_id"],
+        **_at_the_till(p, cid),
         refund="advance",
         lines=[
             ReturnedLine(
@@ -324,11 +330,10 @@ async def test_a_return_is_checked_against_what_the_gateway_knows(
         lines_changed=[],
     )
     await harness.deliver("credit.events.v1", event)
-    await harness.deliver("credit.events.v1", event.model_copy())  # a republished duplicate
-    answer = await harness.client.post(url, json=body, headers=headers)
-    assert answer.status_code == 201
-    assert answer.json()["value"] == "30.00"
-    assert answer.json()["debt_cancelled"] == "30.00"
+    # and a republished duplicate
+    answer = await _answered_once_credit_sent(harness, url, body, headers, event.model_copy())
+    assert answer["value"] == "30.00"
+    assert answer["debt_cancelled"] == "30.00"
     read = (
         await harness.client.get(f"/v1/sales/{sale['sale_id']}", headers=harness.auth(terminal))
     ).json()
@@ -344,8 +349,7 @@ async def test_a_return_is_checked_against_what_the_gateway_knows(
 async def test_cancelling_a_payments_bonus_asks_loyalty_and_answers_the_same_twice(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    admin, terminal, cid = await harness.setup_with_customer()
     # reporting's read model lags (debt 4.00); the answer takes credit's own debt and advance
     harness.internal.balances[cid] = {
         "debt": "4.00",
@@ -407,8 +411,7 @@ async def test_cancelling_a_payments_bonus_asks_loyalty_and_answers_the_same_twi
 
 
 async def test_a_discount_is_revoked_once_then_already_revoked(harness: Any, credit: Any) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    admin, terminal, cid = await harness.setup_with_customer()
     sale = await _completed_sale(harness, credit, terminal)
     url = f"/v1/sales/{sale['sale_id']}/revoke-discount"
     by_terminal = await harness.client.post(url, headers=harness.auth(terminal))
@@ -436,8 +439,7 @@ async def test_a_discount_is_revoked_once_then_already_revoked(harness: Any, cre
 
 
 async def test_a_not_overdue_refusal_is_answered_422(harness: Any, credit: Any) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    admin, terminal, _ = await harness.setup_with_customer()
     sale = await _completed_sale(harness, credit, terminal)
     url = f"/v1/sales/{sale['sale_id']}/revoke-discount"
     headers = {**harness.auth(admin), "Idempotency-Key": "revoke-1"}
@@ -468,8 +470,7 @@ async def test_tasks_are_proxied_to_the_notifier(harness: Any) -> None:
 async def test_ten_concurrent_revocations_get_one_200_and_nine_409_already_revoked(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    admin, terminal, cid = await harness.setup_with_customer()
     sale = await _completed_sale(harness, credit, terminal)
     harness.gateway.settings.sale_wait_seconds = 10.0  # every request waits for the outcome
     url = f"/v1/sales/{sale['sale_id']}/revoke-discount"
@@ -504,8 +505,7 @@ async def test_ten_concurrent_revocations_get_one_200_and_nine_409_already_revok
 async def test_a_return_or_an_allocated_payment_dated_before_its_sale_is_refused_naming_occurred_at(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    _, terminal, cid = await harness.setup_with_customer()
     sale = await _completed_sale(harness, credit, terminal)
     before = (datetime.fromisoformat(sale["sold_at"]) - timedelta(minutes=1)).isoformat()
     recorded = await harness.snapshot()
@@ -535,8 +535,7 @@ async def test_a_return_or_an_allocated_payment_dated_before_its_sale_is_refused
 async def test_a_pos_named_occurred_at_is_flagged_on_the_command_and_a_clock_time_is_not(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    _, terminal, cid = await harness.setup_with_customer()
     await _completed_sale(harness, credit, terminal)
     offline = _now().isoformat()
     for body in (
@@ -557,8 +556,7 @@ async def test_a_pos_named_occurred_at_is_flagged_on_the_command_and_a_clock_tim
 async def test_a_validation_error_found_by_credit_is_answered_naming_its_field(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    cid = (await harness.customer(admin))["customer_id"]
+    _, terminal, cid = await harness.setup_with_customer()
     sale = await _completed_sale(harness, credit, terminal)
     headers = harness.till(terminal, "pay-before-sale")
     body = {

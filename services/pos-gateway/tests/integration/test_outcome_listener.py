@@ -31,8 +31,7 @@ ON_ACCOUNT_SALE = {
 async def test_an_outcome_consumed_by_another_instance_wakes_the_waiting_request_at_once(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     gw = harness.gateway
     gw.settings.sale_wait_seconds = 4.0
     gw.settings.outcome_poll_interval_seconds = 10.0  # the poll alone would answer 202

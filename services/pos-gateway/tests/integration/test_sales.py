@@ -60,8 +60,7 @@ async def test_a_sale_writes_its_request_row_and_one_record_sale_command(
 async def test_the_outcome_completes_the_waiting_request_with_201(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    admin, terminal, _ = await harness.setup_with_customer()
     harness.gateway.settings.sale_wait_seconds = 5.0
     request, command = await harness.sale_waiting(ON_ACCOUNT_SALE, harness.till(terminal))
     cmd = command.payload
@@ -93,8 +92,7 @@ async def test_the_outcome_completes_the_waiting_request_with_201(
 async def test_a_retry_of_a_202_sale_gets_the_final_outcome_once_known(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     headers = harness.till(terminal, "sale-key-1")
     first = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers)
     assert first.status_code == 202
@@ -119,8 +117,7 @@ async def test_a_retry_after_the_201_gets_the_same_answer_rendered_from_the_oper
 ) -> None:
     # the final answer is not copied into the Idempotency-Key row (a transaction per request
     # saved): the retry renders it again from the operation the key links to
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     harness.gateway.settings.sale_wait_seconds = 5.0
     headers = harness.till(terminal, "sale-key-201")
     request, command = await harness.sale_waiting(ON_ACCOUNT_SALE, headers)
@@ -147,8 +144,7 @@ async def test_a_retry_after_the_201_gets_the_same_answer_rendered_from_the_oper
 
 
 async def test_concurrent_retries_with_one_key_make_one_command(harness: Any, credit: Any) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     headers = harness.till(terminal, "same-key")
     answers = await asyncio.gather(
         *[harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers) for _ in range(5)]
@@ -164,8 +160,7 @@ async def test_a_waiting_sale_resolves_to_a_failed_or_out_of_range_refusal_with_
 ) -> None:
     """The two ends issue 13 added: the till's waiting request (and the 202's retry) gets the
     refusal as a 422 with its code, like any other refusal."""
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     headers = harness.till(terminal)
     waiting, command = await harness.sale_waiting(ON_ACCOUNT_SALE, headers)
     await harness.deliver(
@@ -187,8 +182,7 @@ async def test_a_waiting_sale_resolves_to_a_failed_or_out_of_range_refusal_with_
 async def test_a_credit_refusal_is_a_422_with_its_code_and_is_kept(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     headers = harness.till(terminal, "refused-sale")
     first = await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=headers)
     sale_id = first.json()["sale_id"]
@@ -227,8 +221,7 @@ async def test_a_credit_refusal_is_a_422_with_its_code_and_is_kept(
 async def test_static_refusals_are_answered_at_once_and_publish_nothing(
     harness: Any, change: dict[str, Any], code: str
 ) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     body = {k: v for k, v in {**ON_ACCOUNT_SALE, **change}.items() if v is not None}
     before = await harness.outbox()
     response = await harness.client.post("/v1/sales", json=body, headers=harness.till(terminal))
@@ -290,8 +283,7 @@ async def test_a_refusal_at_once_is_kept_under_the_pos_chosen_sale_id(
 async def test_a_pos_chosen_sale_id_behaves_like_an_idempotency_key(
     harness: Any, credit: Any
 ) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     body = {**ON_ACCOUNT_SALE, "sale_id": str(uuid.uuid4())}
     first = await harness.client.post("/v1/sales", json=body, headers=harness.till(terminal))
     again = await harness.client.post("/v1/sales", json=body, headers=harness.till(terminal))
@@ -325,8 +317,7 @@ async def test_a_pos_chosen_sale_id_behaves_like_an_idempotency_key(
 async def test_bad_input_is_a_validation_error_and_records_nothing(
     harness: Any, mutate: Any, field: str
 ) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     body = json.loads(json.dumps(ON_ACCOUNT_SALE))
     mutate(body)
     before = await harness.snapshot()
@@ -341,8 +332,7 @@ async def test_bad_input_is_a_validation_error_and_records_nothing(
 async def test_a_sale_without_idempotency_key_or_with_the_wrong_key_records_nothing(
     harness: Any,
 ) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    admin, terminal, _ = await harness.setup_with_customer()
     before = await harness.snapshot()
     missing = await harness.client.post(
         "/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.auth(terminal)
@@ -361,8 +351,7 @@ async def test_a_sale_without_idempotency_key_or_with_the_wrong_key_records_noth
 
 
 async def test_another_chains_sale_reads_as_not_found(harness: Any, credit: Any) -> None:
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     sale_id = (
         await harness.client.post("/v1/sales", json=ON_ACCOUNT_SALE, headers=harness.till(terminal))
     ).json()["sale_id"]

@@ -52,8 +52,7 @@ async def a_terminal_answered_without_polls(harness: Any) -> Any:
     """A chain with its customer and the terminal that sells to it; no poll while the test plays
     credit: the request's statements are the ones counted, and a waiting request is answered by
     the outcome (or 202)."""
-    admin, terminal = await harness.setup()
-    await harness.customer(admin)
+    _, terminal, _ = await harness.setup_with_customer()
     harness.gateway.settings = harness.gateway.settings.model_copy(
         update={"sale_wait_seconds": 5.0, "outcome_poll_interval_seconds": 5.0}
     )

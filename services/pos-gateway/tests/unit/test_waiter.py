@@ -13,6 +13,19 @@ from pos_gateway.service_layer.waiter import OutcomeWaiter
 KEY = (uuid.uuid4(), "sale", uuid.uuid4())
 
 
+class CountedReads:
+    """A waiter's check that counts its reads of the row: the outcome is there from read
+    `found_at` on (never if None)."""
+
+    def __init__(self, found_at: int | None = None, outcome: str = "done") -> None:
+        self.reads, self.found_at, self.outcome = 0, found_at, outcome
+
+    async def __call__(self) -> str | None:
+        self.reads += 1
+        found = self.found_at is not None and self.reads >= self.found_at
+        return self.outcome if found else None
+
+
 @pytest.mark.parametrize(("check_first", "reads"), [(True, 2), (False, 1)])
 async def test_a_waiting_request_is_woken_as_soon_as_its_outcome_is_stored(
     check_first: bool, reads: int
@@ -45,13 +58,7 @@ async def test_a_waiting_request_is_woken_as_soon_as_its_outcome_is_stored(
 
 async def test_an_outcome_stored_by_another_instance_is_found_by_polling() -> None:
     waiter = OutcomeWaiter()
-    calls = 0
-
-    async def check() -> str | None:
-        nonlocal calls
-        calls += 1
-        return "done" if calls >= 3 else None
-
+    check = CountedReads(found_at=3)
     assert await waiter.wait_for(KEY, check, wait_seconds=2, poll_interval=0.01) == "done"
 
 
@@ -69,13 +76,7 @@ async def test_no_outcome_within_the_wait_gives_none() -> None:
 
 async def test_the_fallback_poll_backs_off_so_a_long_wait_reads_the_row_a_few_times_only() -> None:
     waiter = OutcomeWaiter()
-    calls = 0
-
-    async def check() -> str | None:
-        nonlocal calls
-        calls += 1
-        return None
-
+    check = CountedReads()
     # 1 s at a 0.01 s interval was 100 reads; doubling up to 0.16 s makes about a dozen
     assert (
         await waiter.wait_for(
@@ -83,7 +84,7 @@ async def test_the_fallback_poll_backs_off_so_a_long_wait_reads_the_row_a_few_ti
         )
         is None
     )
-    assert 5 <= calls <= 15
+    assert 5 <= check.reads <= 15
 
 
 async def test_a_fresh_operation_whose_outcome_came_before_the_wait_is_found_by_the_poll() -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import pos_gateway
@@ -227,25 +228,32 @@ def make_definition(
         await gw.stop()
 
     def jobs(runtime: Runtime) -> Sequence[PeriodicJob]:
-        async def purge() -> None:
-            async with runtime.session_factory() as session, session.begin():
-                purged = await idempotency.purge(
-                    session, timedelta(hours=settings.idempotency_keep_hours)
-                )
-            if purged:
-                log.info("purged %d idempotency keys", purged)
+        def purge(
+            rows: Callable[[AsyncSession, timedelta], Awaitable[int]], keep: timedelta, what: str
+        ) -> Callable[[], Awaitable[None]]:
+            """A job: `rows(session, keep)` deletes what is older than `keep`, in one commit."""
 
-        async def purge_sessions() -> None:
-            async with runtime.session_factory() as session, session.begin():
-                purged = await staff.purge(
-                    session, timedelta(seconds=settings.login_failure_window_seconds)
-                )
-            if purged:
-                log.info("purged %d expired staff tokens and old sign-in failures", purged)
+            async def run() -> None:
+                async with runtime.session_factory() as session, session.begin():
+                    purged = await rows(session, keep)
+                if purged:
+                    log.info("purged %d %s", purged, what)
 
+            return run
+
+        keys = timedelta(hours=settings.idempotency_keep_hours)
+        failures = timedelta(seconds=settings.login_failure_window_seconds)
         return [
-            PeriodicJob("idempotency-purge", settings.idempotency_purge_interval_seconds, purge),
-            PeriodicJob("session-purge", settings.session_purge_interval_seconds, purge_sessions),
+            PeriodicJob(
+                "idempotency-purge",
+                settings.idempotency_purge_interval_seconds,
+                purge(idempotency.purge, keys, "idempotency keys"),
+            ),
+            PeriodicJob(
+                "session-purge",
+                settings.session_purge_interval_seconds,
+                purge(staff.purge, failures, "expired staff tokens and old sign-in failures"),
+            ),
         ]
 
     return ServiceDefinition(

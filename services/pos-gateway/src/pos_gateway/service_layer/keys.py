@@ -12,9 +12,6 @@ operations stay wherever they are: nothing of them is touched.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pos_gateway.adapters.repository import ApiKeys, MasterData
 from pos_gateway.domain.auth import KeyKind, Principal, new_api_key
-from pos_gateway.domain.errors import invalid, not_found
+from pos_gateway.domain.errors import not_found
 from pos_gateway.service_layer.common import load_chain
+from pos_gateway.service_layer.cursors import decode_cursor, encode_cursor
 from pos_gateway.service_layer.runner import Answer, KeyIssuer
 
 
@@ -37,38 +35,12 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def encode_cursor(*position: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(position)).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, size: int) -> list[str]:
-    """The position a `next` cursor of this API holds, or `422` naming `cursor`."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        position = json.loads(raw)
-        if not (
-            isinstance(position, list)
-            and len(position) == size
-            and all(isinstance(p, str) and "\x00" not in p for p in position)
-        ):
-            raise ValueError(position)
-        return position
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise invalid("cursor", "not a cursor this API returned") from exc
-
-
 # --------------------------------------------------------------------------- chains (operator)
 
 
 async def list_chains(session: AsyncSession, *, limit: int, cursor: str | None) -> dict[str, Any]:
     """Every chain, oldest first."""
-    after = None
-    if cursor:
-        created, chain_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created), uuid.UUID(chain_id))
-        except ValueError as exc:
-            raise invalid("cursor", "not a cursor this API returned") from exc
+    after = decode_cursor(cursor, datetime.fromisoformat, uuid.UUID) if cursor else None
     rows = await MasterData(session).chains_page(after, limit + 1)
     page = rows[:limit]
     items = [
@@ -113,13 +85,7 @@ async def list_stores(
 ) -> dict[str, Any]:
     """The chain's stores by code, each with every terminal it ever had."""
     chain_id = _chain_of(principal)
-    after = None
-    if cursor:
-        code, store_id = decode_cursor(cursor, 2)
-        try:
-            after = (code, uuid.UUID(store_id))
-        except ValueError as exc:
-            raise invalid("cursor", "not a cursor this API returned") from exc
+    after = decode_cursor(cursor, str, uuid.UUID) if cursor else None
     master = MasterData(session)
     rows = await master.stores_page(chain_id, after, limit + 1)
     page = rows[:limit]

@@ -6,9 +6,6 @@ that makes it.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,6 +41,7 @@ from pos_gateway.service_layer.common import (
     settings_json,
     settings_snapshot,
 )
+from pos_gateway.service_layer.cursors import decode_cursor, encode_cursor
 from pos_gateway.service_layer.runner import Answer, KeyIssuer
 
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -318,22 +316,6 @@ async def patch_customer(
     return customer_json(customer, balances, chain.minor_units)
 
 
-def _encode_cursor(name: str, customer_id: uuid.UUID) -> str:
-    raw = json.dumps([name, str(customer_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        name, customer_id = json.loads(raw)
-        if "\x00" in str(name):
-            raise ValueError("NUL")  # never in a name: a forged cursor
-        return str(name), uuid.UUID(customer_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise invalid("cursor", "not a cursor this API returned") from exc
-
-
 def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
@@ -353,7 +335,7 @@ async def list_customers(
         chain.chain_id,
         vip=vip,
         like=_like(q.strip()) if q else None,
-        after=_decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(cursor, str, uuid.UUID) if cursor else None,
         limit=limit + 1,
     )
     page = rows[:limit]
@@ -364,7 +346,7 @@ async def list_customers(
     ]
     next_cursor = None
     if len(rows) > limit:
-        next_cursor = _encode_cursor(page[-1].name, page[-1].customer_id)
+        next_cursor = encode_cursor(page[-1].name, str(page[-1].customer_id))
     return {"items": items, "next": next_cursor}
 
 

@@ -13,9 +13,6 @@ answer nor its time tells whether an email has an account.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import math
 import uuid
 from collections.abc import Callable
@@ -33,6 +30,7 @@ from pos_gateway.domain.auth import Principal, Role, new_session_token
 from pos_gateway.domain.errors import GatewayError, invalid, not_found
 from pos_gateway.service_layer import idempotency
 from pos_gateway.service_layer.common import load_chain
+from pos_gateway.service_layer.cursors import decode_cursor, encode_cursor
 from pos_gateway.service_layer.ports import GatewayPorts
 from pos_gateway.service_layer.runner import Answer
 
@@ -146,30 +144,14 @@ def _email_taken() -> GatewayError:
     return invalid("email", "a user with this email already exists")
 
 
-def _encode_cursor(key: str, user_id: uuid.UUID) -> str:
-    raw = json.dumps([key, str(user_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        key, user_id = json.loads(raw)
-        if not isinstance(key, str) or "\x00" in key:
-            raise ValueError("NUL")  # never in an email: a forged cursor (PostgreSQL refuses it)
-        return key, uuid.UUID(user_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise invalid("cursor", "not a cursor this API returned") from exc
-
-
 async def list_users(
     session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
 ) -> dict[str, Any]:
     """The chain's users (deleted ones are gone), by email."""
-    after = _decode_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor, str, uuid.UUID) if cursor else None
     rows = await Staff(session).users_page(_chain_id(principal), after, limit + 1)
     page = rows[:limit]
-    nxt = _encode_cursor(page[-1].email_key, page[-1].user_id) if len(rows) > limit else None
+    nxt = encode_cursor(page[-1].email_key, str(page[-1].user_id)) if len(rows) > limit else None
     return {"items": [user_json(r) for r in page], "next": nxt}
 
 
