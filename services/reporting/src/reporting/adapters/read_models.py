@@ -9,6 +9,7 @@ Rows come back as SQLAlchemy rows (attribute access by column name).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -19,6 +20,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from reporting.adapters import tables as t
 from servicekit import sql
+
+#: `Balances.card_read`: $1 chain_id, $2 customer_id, $3 now
+_CARD_READ = (
+    "WITH ch AS (SELECT timezone, minor_units FROM rm_chains WHERE chain_id = $1::uuid),"
+    " today AS (SELECT ($3::timestamptz AT TIME ZONE coalesce((SELECT timezone FROM ch), 'UTC'))"
+    "::date AS d)"
+    " SELECT (SELECT minor_units FROM ch) AS minor_units,"
+    " coalesce((SELECT chain_id FROM rm_customers WHERE customer_id = $2::uuid),"
+    " (SELECT chain_id FROM rm_balances WHERE customer_id = $2::uuid)) AS owner,"
+    " b.debt, b.advance, b.bonus_balance,"
+    " EXISTS (SELECT 1 FROM rm_sale_lines l JOIN rm_sales s"
+    " ON s.chain_id = l.chain_id AND s.sale_id = l.sale_id"
+    " WHERE l.chain_id = $1::uuid AND l.customer_id = $2::uuid AND l.owed > 0"
+    " AND s.due_date < (SELECT d FROM today)) AS overdue"
+    " FROM (SELECT 1) AS one"
+    " LEFT JOIN rm_balances b ON b.customer_id = $2::uuid AND b.chain_id = $1::uuid"
+)
 
 
 class _Tables:
@@ -140,6 +158,14 @@ class Balances(_Tables):
             sa.select(t.balances.c.chain_id).where(t.balances.c.customer_id == customer_id)
         )
         return owner
+
+    async def card_read(self, chain_id: UUID, customer_id: UUID, now: datetime) -> Any:
+        """What a card lookup reads of one customer, in one statement: the chain's minor units
+        (None for a chain not registered yet), the chain owning the customer (master data's,
+        else the balances row's; None when unknown), the balances in this chain (None without
+        a row), and whether a line still owed belongs to a sale due before today in the
+        chain's time zone (UTC for a chain not registered yet)."""
+        return await sql.fetchrow(self.session, _CARD_READ, chain_id, customer_id, now)
 
     async def of_customers(self, chain_id: UUID, customer_ids: Sequence[UUID]) -> dict[UUID, Any]:
         return {

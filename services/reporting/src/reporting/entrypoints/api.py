@@ -189,12 +189,14 @@ def router() -> APIRouter:
     api = APIRouter(prefix=PREFIX, tags=["internal"])
 
     @api.get("/customers/{customer_id}/balances")
-    async def customer_balances(chain_id: UUID, customer_id: UUID, session: Session) -> Response:
-        try:
-            found = await reports.balances_of(session, chain_id, [customer_id])
-        except NotFound:
-            return _problem(404, "not_found", "no such customer")
-        return JSONResponse(found[customer_id])
+    async def customer_balances(chain_id: UUID, customer_id: UUID, request: Request) -> Response:
+        # one statement: its own snapshot, no REPEATABLE READ transaction to set up
+        async with _session_factory(request)() as session:
+            try:
+                found = await reports.customer_balances(session, chain_id, customer_id)
+            except NotFound:
+                return _problem(404, "not_found", "no such customer")
+        return JSONResponse(found)
 
     @api.post("/balances:batch")
     async def balances_batch(chain_id: UUID, body: BatchRequest, session: Session) -> Response:
