@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -924,24 +925,50 @@ async def test_partitions_taken_away_by_a_rebalance_have_their_offsets_committed
         await broker.stop()
 
 
+@contextlib.asynccontextmanager
+async def _running_relay(
+    session_factory: Any, bootstrap: str, *, poll_interval: float
+) -> AsyncIterator[tuple[str, OutboxRelay]]:
+    """A relay running (`run`) for a service of its own, publishing to a topic of its own:
+    (the topic, the relay); stopped, and its broker with it, on the way out."""
+    topic = unique_topic()
+    await ensure_topics(bootstrap, [topic], partitions=1)
+    broker = KafkaBroker(bootstrap, acks="all", enable_idempotence=True)
+    await broker.start()
+    relay = OutboxRelay(
+        service=f"svc-{uuid.uuid4().hex[:6]}",
+        session_factory=session_factory,
+        broker=broker,
+        poll_interval=poll_interval,
+    )
+    running = asyncio.create_task(relay.run())
+    try:
+        yield topic, relay
+    finally:
+        relay.stop()
+        await asyncio.wait_for(running, 10)
+        await broker.stop()
+
+
+async def _all_sent(session_factory: Any, *, within: float) -> None:
+    """Wait until the outbox has no unsent row, for at most `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)):
+        assert asyncio.get_running_loop().time() < deadline, "still unsent"
+        await asyncio.sleep(0.02)
+
+
 async def test_a_relay_that_found_another_publishing_tries_again_soon_not_at_the_next_poll(
     session_factory: Any, kafka_bootstrap_servers: str
 ) -> None:
     """Two instances of a service share one outbox: while one relay publishes (holds the lock),
     the other's wake-up finds nothing it may send. It tries again after `busy_retry`, so its
     rows leave right after the lock is released, not a poll interval later."""
-    topic = unique_topic()
-    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
-    broker = KafkaBroker(kafka_bootstrap_servers, acks="all", enable_idempotence=True)
-    await broker.start()
-    relay = OutboxRelay(
-        service=f"svc-{uuid.uuid4().hex[:6]}",
-        session_factory=session_factory,
-        broker=broker,
-        poll_interval=60.0,  # the poll alone would leave the row unsent for the whole test
-    )
-    running = asyncio.create_task(relay.run())
-    try:
+    # the poll alone would leave the row unsent for the whole test
+    async with _running_relay(session_factory, kafka_bootstrap_servers, poll_interval=60.0) as (
+        topic,
+        relay,
+    ):
         async with session_factory() as other, other.begin():
             await other.execute(
                 sa.select(sa.func.pg_advisory_xact_lock(relay._lock_key))  # noqa: SLF001
@@ -950,14 +977,7 @@ async def test_a_relay_that_found_another_publishing_tries_again_soon_not_at_the
                 await enqueue(session, topic, _envelope())  # commits: the relay is woken
             await asyncio.sleep(0.5)
             assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 1
-        released = asyncio.get_running_loop().time()
-        while await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)):
-            assert asyncio.get_running_loop().time() - released < 5.0, "still unsent"
-            await asyncio.sleep(0.02)
-    finally:
-        relay.stop()
-        await asyncio.wait_for(running, 10)
-        await broker.stop()
+        await _all_sent(session_factory, within=5.0)
 
 
 async def test_a_running_relay_whose_connection_was_ended_reconnects_and_publishes(
@@ -966,28 +986,13 @@ async def test_a_running_relay_whose_connection_was_ended_reconnects_and_publish
     """`run` wakes up on a connection of its own, not the pool's. PostgreSQL ending it (a
     restart, an administrator) fails one wake-up; the relay then opens a new one, and rows
     written afterwards still leave without anyone restarting it."""
-    topic = unique_topic()
-    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
-    broker = KafkaBroker(kafka_bootstrap_servers, acks="all", enable_idempotence=True)
-    await broker.start()
-    relay = OutboxRelay(
-        service=f"svc-{uuid.uuid4().hex[:6]}",
-        session_factory=session_factory,
-        broker=broker,
-        poll_interval=0.1,
-    )
-
-    async def all_sent() -> None:
-        deadline = asyncio.get_running_loop().time() + 10.0
-        while await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)):
-            assert asyncio.get_running_loop().time() < deadline, "still unsent"
-            await asyncio.sleep(0.05)
-
-    running = asyncio.create_task(relay.run())
-    try:
+    async with _running_relay(session_factory, kafka_bootstrap_servers, poll_interval=0.1) as (
+        topic,
+        relay,
+    ):
         async with session_factory() as session, session.begin():
             await enqueue(session, topic, _envelope())
-        await all_sent()
+        await _all_sent(session_factory, within=10.0)
         own = relay._own  # noqa: SLF001
         assert own is not None, "run holds a connection of its own"
         async with session_factory() as session, session.begin():
@@ -997,12 +1002,8 @@ async def test_a_running_relay_whose_connection_was_ended_reconnects_and_publish
         assert ended
         async with session_factory() as session, session.begin():
             await enqueue(session, topic, _envelope())
-        await all_sent()
+        await _all_sent(session_factory, within=10.0)
         assert relay._own is not None and relay._own is not own  # noqa: SLF001
-    finally:
-        relay.stop()
-        await asyncio.wait_for(running, 10)
-        await broker.stop()
     assert relay._own is None  # noqa: SLF001  (closed when run ends)
 
 
