@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backoffice.sessions import Session, SessionCodec
+from servicekit.asgi import replaying
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = b"x-csrf-token"
@@ -152,7 +153,7 @@ class SecurityMiddleware:
             response = await self.refuse(Request(scope), reason)
             await response(scope, receive, send_with_headers)
             return
-        await run(_replay(body, receive))
+        await run(replaying(body, receive))
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
@@ -170,17 +171,3 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
         if not message.get("more_body", False):
             break
     return b"".join(chunks), False
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The body read for the check, handed to the app as if it came from the client."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

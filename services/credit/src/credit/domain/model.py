@@ -516,21 +516,7 @@ class Ledger:
         head = set(first)
         targets = list(first) + [k for k in self.fifo_lines() if k not in head]
         pieces, left = self._allocate(amount, targets, owed)
-        allocated = []
-        for (sale_id, line_no), part in pieces:
-            outcome.entries.append(
-                Entry(
-                    outcome.operation_id,
-                    EntryKind.PAYMENT,
-                    part,
-                    at,
-                    sale_id=sale_id,
-                    line_no=line_no,
-                    payment_id=payment_id,
-                    method=method,
-                )
-            )
-            allocated.append(Allocated(sale_id, line_no, part))
+        allocated = _book_payment(outcome, pieces, at, payment_id=payment_id, method=method)
         if left > 0:
             outcome.entries.append(
                 Entry(
@@ -767,20 +753,9 @@ class Ledger:
                     targets = self.sale_lines(req.sale_id)
                 pieces, rest = self._allocate(min(req.amount, left), targets, owed)
                 left -= min(req.amount, left) - rest
-                for (sale_id, line_no), part in pieces:
-                    outcome.entries.append(
-                        Entry(
-                            payment_id,
-                            EntryKind.PAYMENT,
-                            part,
-                            at,
-                            sale_id=sale_id,
-                            line_no=line_no,
-                            payment_id=payment_id,
-                            method=method,
-                        )
-                    )
-                    allocated.append(Allocated(sale_id, line_no, part))
+                allocated += _book_payment(
+                    outcome, pieces, at, payment_id=payment_id, method=method
+                )
         more, advance_added = self._money_in(
             outcome, left, at, payment_id=payment_id, method=method, owed=owed
         )
@@ -1149,6 +1124,34 @@ def _replace_seq(sale: Sale, seq: int) -> Sale:
     from dataclasses import replace
 
     return replace(sale, seq=seq)
+
+
+def _book_payment(
+    outcome: Outcome,
+    pieces: Sequence[tuple[LineKey, Decimal]],
+    at: datetime,
+    *,
+    payment_id: uuid.UUID | None,
+    method: Method | None,
+) -> list[Allocated]:
+    """A payment entry of ``outcome`` for each piece of money paid on a line; the pieces as
+    `Allocated`, in the same order."""
+    allocated = []
+    for (sale_id, line_no), part in pieces:
+        outcome.entries.append(
+            Entry(
+                outcome.operation_id,
+                EntryKind.PAYMENT,
+                part,
+                at,
+                sale_id=sale_id,
+                line_no=line_no,
+                payment_id=payment_id,
+                method=method,
+            )
+        )
+        allocated.append(Allocated(sale_id, line_no, part))
+    return allocated
 
 
 def _merge(pieces: Iterable[Allocated]) -> list[Allocated]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import pos_gateway
 from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS
@@ -27,6 +27,7 @@ from pos_gateway.entrypoints.api.routes import router
 from pos_gateway.entrypoints.api.staff_routes import router as staff_router
 from pos_gateway.service_layer import idempotency, staff
 from pos_gateway.service_layer.handlers import HANDLERS
+from servicekit.asgi import replaying
 from servicekit.consumer import Consumer
 from servicekit.jobs import PeriodicJob
 from servicekit.runtime import Runtime, ServiceDefinition, create_app
@@ -73,21 +74,6 @@ def build_public_app(gw: Gateway) -> FastAPI:
     app.add_middleware(JsonBodyGuard)
     app.add_middleware(BodyCap, max_body=gw.settings.max_body_bytes)  # outermost: added last
     return app
-
-
-def replaying(body: bytes, receive: Receive) -> Receive:
-    """`receive` for the app behind a middleware that has read the whole body already: the
-    body once, as one message, then whatever the connection says next (a disconnect)."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 class BodyCap:
