@@ -294,7 +294,12 @@ class OutboxRelay:
         """Hold a connection of the relay's own for its wake-ups (`run` does, and reopens it
         after a failure)."""
         if self._own is None:
-            self._own = await asyncpg.connect(self._url)
+            own = await asyncpg.connect(self._url)
+            # `headers` comes back decoded, as on the engine's connections
+            await own.set_type_codec(
+                "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            )
+            self._own = own
 
     async def close(self) -> None:
         """Close the relay's own connection (wake-ups then borrow one from the pool)."""
@@ -337,12 +342,11 @@ class OutboxRelay:
                 return 0
             futures = []
             for row in rows:
-                headers = json.loads(row.headers) if isinstance(row.headers, str) else row.headers
                 fut = await self.broker.publish(
                     row.value,
                     topic=row.topic,
                     key=row.key.encode(),
-                    headers={k: str(v) for k, v in (headers or {}).items()},
+                    headers={k: str(v) for k, v in (row.headers or {}).items()},
                     no_confirm=True,
                 )
                 futures.append(fut)
@@ -354,13 +358,7 @@ class OutboxRelay:
             return len(rows)
 
     async def _fetch(self, conn: asyncpg.Connection, statement: str, *args: Any) -> list[Any]:
-        """`conn.fetch`, reported to the engine's statement listeners like `servicekit.sql`'s
-        statements (the statement budget tests count it)."""
-        dispatch = self._engine.sync_engine.dispatch
-        if dispatch.before_cursor_execute:
-            dispatch.before_cursor_execute(None, None, statement, args, None, False)
-        rows: list[Any] = await conn.fetch(statement, *args)
-        return rows
+        return await sql.fetch_reported(self._engine, conn, statement, *args)
 
     async def _update_gauges(self, conn: asyncpg.Connection, rows: Sequence[Any]) -> None:
         if len(rows) < self.batch_size:

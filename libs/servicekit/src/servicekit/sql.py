@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 _CACHE = "servicekit.sql.driver"
 
@@ -64,9 +64,26 @@ async def _driver(session: AsyncSession) -> tuple[asyncpg.Connection, Connection
     return driver, conn
 
 
-def _report(conn: Connection, sql: str, args: tuple[Any, ...]) -> None:
-    if conn.dispatch.before_cursor_execute:
-        conn.dispatch.before_cursor_execute(conn, None, sql, args, None, False)
+def _report(
+    conn: Connection | None, sql: str, args: tuple[Any, ...], engine: Engine | None = None
+) -> None:
+    """Tell the statement listeners of `conn` (or, for a bare driver connection, of `engine`)
+    that `sql` is sent."""
+    owner = conn if conn is not None else engine
+    assert owner is not None
+    dispatch = owner.dispatch
+    if dispatch.before_cursor_execute:
+        dispatch.before_cursor_execute(conn, None, sql, args, None, False)
+
+
+async def fetch_reported(
+    engine: AsyncEngine, driver: asyncpg.Connection, sql: str, *args: Any
+) -> list[asyncpg.Record]:
+    """Every row of `sql` on a driver connection outside any session (the outbox relay's own),
+    reported to `engine`'s statement listeners like the statements above."""
+    _report(None, sql, args, engine.sync_engine)
+    rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
+    return rows
 
 
 async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[asyncpg.Record]:
