@@ -152,17 +152,35 @@ async def balances_of(
             await _check_customer_chain(session, chain_id, cid)
     rows = await read_models.Balances(session).of_customers(chain_id, ids)
     overdue = await Sales(session).overdue_customers(chain_id, ids, today)
-    mu = info.minor_units
     out: dict[UUID, dict[str, Any]] = {}
     for cid in ids:
         row = rows.get(cid)
-        out[cid] = {
-            "debt": money_str(row.debt if row else ZERO, mu),
-            "advance": money_str(row.advance if row else ZERO, mu),
-            "bonus_balance": money_str(row.bonus_balance if row else ZERO, mu),
-            "overdue": cid in overdue,
-        }
+        out[cid] = _balances_json(
+            row.debt if row else None,
+            row.advance if row else None,
+            row.bonus_balance if row else None,
+            cid in overdue,
+            info.minor_units,
+        )
     return out
+
+
+def _balances_json(
+    debt: Decimal | None,
+    advance: Decimal | None,
+    bonus_balance: Decimal | None,
+    overdue: bool,
+    minor_units: int,
+) -> dict[str, Any]:
+    """A customer's balances as the card lookup answers them; None (no row yet) is zero."""
+    return {
+        "debt": money_str(debt if debt is not None else ZERO, minor_units),
+        "advance": money_str(advance if advance is not None else ZERO, minor_units),
+        "bonus_balance": money_str(
+            bonus_balance if bonus_balance is not None else ZERO, minor_units
+        ),
+        "overdue": overdue,
+    }
 
 
 async def customer_balances(
@@ -175,14 +193,9 @@ async def customer_balances(
     if row["owner"] is not None and row["owner"] != chain_id:
         raise NotFound(str(customer_id))
     mu = row["minor_units"] if row["minor_units"] is not None else UNREGISTERED.minor_units
-    return {
-        "debt": money_str(row["debt"] if row["debt"] is not None else ZERO, mu),
-        "advance": money_str(row["advance"] if row["advance"] is not None else ZERO, mu),
-        "bonus_balance": money_str(
-            row["bonus_balance"] if row["bonus_balance"] is not None else ZERO, mu
-        ),
-        "overdue": bool(row["overdue"]),
-    }
+    return _balances_json(
+        row["debt"], row["advance"], row["bonus_balance"], bool(row["overdue"]), mu
+    )
 
 
 async def open_sales(
