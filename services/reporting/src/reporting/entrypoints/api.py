@@ -68,16 +68,28 @@ def _csv(rows: Sequence[Mapping[str, Any]], header: Sequence[str], name: str) ->
     )
 
 
-def _filters(from_: date | None, to: date | None, store_id: UUID | None, vip_only: bool) -> Filters:
-    return Filters(Period(from_, to), store_id, vip_only)
-
-
 FromQ = Annotated[date | None, Query(alias="from")]
 ToQ = Annotated[date | None, Query()]
 StoreQ = Annotated[UUID | None, Query()]
 VipQ = Annotated[bool, Query()]
 LimitQ = Annotated[int | None, Query(ge=1, le=MAX_LIMIT)]
 CursorQ = Annotated[str | None, Query()]
+
+
+def _store_filters(store_id: StoreQ = None, vip_only: VipQ = False) -> Filters:
+    """The filters of a report over what is open now: `store_id` and `vip_only`."""
+    return Filters(Period(None, None), store_id, vip_only)
+
+
+def _period_filters(
+    from_: FromQ = None, to: ToQ = None, store_id: StoreQ = None, vip_only: VipQ = False
+) -> Filters:
+    """The filters of a report over a period: `from`, `to`, `store_id` and `vip_only`."""
+    return Filters(Period(from_, to), store_id, vip_only)
+
+
+StoreFilters = Annotated[Filters, Depends(_store_filters)]
+PeriodFilters = Annotated[Filters, Depends(_period_filters)]
 
 
 def _page_answer(
@@ -221,26 +233,16 @@ def router() -> APIRouter:
         request: Request,
         chain_id: UUID,
         session: Session,
-        from_: FromQ = None,
-        to: ToQ = None,
-        store_id: StoreQ = None,
-        vip_only: VipQ = False,
+        filters: PeriodFilters,
         sort: Literal["closing", "name"] = "closing",
         limit: LimitQ = None,
         cursor: CursorQ = None,
     ) -> Response:
         if limit is None:
-            return await _payment_balance_whole(
-                request, session, chain_id, _filters(from_, to, store_id, vip_only), sort, cursor
-            )
+            return await _payment_balance_whole(request, session, chain_id, filters, sort, cursor)
         try:
             result = await reports.payment_balance_page(
-                session,
-                chain_id,
-                _filters(from_, to, store_id, vip_only),
-                sort=sort,
-                limit=limit,
-                cursor=cursor,
+                session, chain_id, filters, sort=sort, limit=limit, cursor=cursor
             )
         except BadCursor:
             return _problem(422, "validation_error", "invalid cursor")
@@ -262,12 +264,10 @@ def router() -> APIRouter:
         request: Request,
         chain_id: UUID,
         session: Session,
-        store_id: StoreQ = None,
-        vip_only: VipQ = False,
+        filters: StoreFilters,
         limit: LimitQ = None,
         cursor: CursorQ = None,
     ) -> Response:
-        filters = _filters(None, None, store_id, vip_only)
         return await _list_report(
             request, "unpaid-goods", session, chain_id, filters, limit, cursor
         )
@@ -277,12 +277,10 @@ def router() -> APIRouter:
         request: Request,
         chain_id: UUID,
         session: Session,
-        store_id: StoreQ = None,
-        vip_only: VipQ = False,
+        filters: StoreFilters,
         limit: LimitQ = None,
         cursor: CursorQ = None,
     ) -> Response:
-        filters = _filters(None, None, store_id, vip_only)
         return await _list_report(request, "aging", session, chain_id, filters, limit, cursor)
 
     @api.get("/reports/bonus-statistics")
@@ -290,14 +288,10 @@ def router() -> APIRouter:
         request: Request,
         chain_id: UUID,
         session: Session,
-        from_: FromQ = None,
-        to: ToQ = None,
-        store_id: StoreQ = None,
-        vip_only: VipQ = False,
+        filters: PeriodFilters,
         limit: LimitQ = None,
         cursor: CursorQ = None,
     ) -> Response:
-        filters = _filters(from_, to, store_id, vip_only)
         return await _list_report(
             request, "bonus-statistics", session, chain_id, filters, limit, cursor
         )
