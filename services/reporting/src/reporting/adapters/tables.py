@@ -11,6 +11,8 @@ compared with the live one row by row whatever order the partitions were replaye
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 
@@ -178,97 +180,98 @@ open_debt = sa.Table(
     sa.Index("rm_open_debt_customer", "customer_id"),
 )
 
+
+def _sum(name: str) -> sa.Column[Any]:
+    """A ledger's sum (unbounded: sums over all time)."""
+    return sa.Column(name, sa.Numeric, nullable=False)
+
+
+def _ledger_totals(name: str, *columns: sa.Column[Any] | sa.Index, sums: list[str]) -> sa.Table:
+    """A ledger's row per customer, keyed by chain and customer: its `columns`, among them
+    `_boundaries` (the first and last month start its `_ledger_months` table has a row for)
+    and its `sums` in total."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+        *columns,
+        sa.PrimaryKeyConstraint("chain_id", "customer_id", name=f"{name}_pkey"),
+        sa.Index(f"{name}_customer", "customer_id"),
+        # the report's totals: the customers whose last month start is before a given one
+        sa.Index(
+            f"{name}_last",
+            "chain_id",
+            "last_boundary",
+            postgresql_include=["customer_id", *sums],
+        ),
+    )
+
+
+def _boundaries() -> tuple[sa.Column[Any], sa.Column[Any]]:
+    """`first_boundary` and `last_boundary` of a `_ledger_totals` table."""
+    return (
+        sa.Column("first_boundary", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_boundary", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def _ledger_months(name: str, *columns: sa.Column[Any]) -> sa.Table:
+    """A ledger's `columns` per customer before each UTC month start `boundary`, for every
+    month start from first_boundary to last_boundary of the customer (dense)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("boundary", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
+        *columns,
+        # a page reads one month start's rows of the whole chain: index-only, in customer order
+        sa.PrimaryKeyConstraint(
+            "chain_id",
+            "boundary",
+            "customer_id",
+            name=f"{name}_pkey",
+            postgresql_include=[c.name for c in columns],
+        ),
+        sa.Index(f"{name}_customer", "customer_id"),
+    )
+
+
 #: Payment-Balance sums per customer (`reporting.adapters.credit_ledger`), derived from the
 #: credit movements (bonus_kind IS NULL) of rm_movements by a trigger on it: the totals, the
 #: first movement and the first and last month start `rm_credit_months` has a row for.
-credit_totals = sa.Table(
+credit_totals = _ledger_totals(
     "rm_credit_totals",
-    metadata,
-    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
-    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
     sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("first_boundary", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_boundary", sa.DateTime(timezone=True), nullable=False),
-    #: sums of payments - goods, goods, payments (unbounded: sums over all time)
-    sa.Column("net", sa.Numeric, nullable=False),
-    sa.Column("goods", sa.Numeric, nullable=False),
-    sa.Column("payments", sa.Numeric, nullable=False),
+    *_boundaries(),
+    #: sums of payments - goods, goods, payments
+    _sum("net"),
+    _sum("goods"),
+    _sum("payments"),
     #: `coalesce(rm_customers.name_key, '')` (compared in code-point order, as sort=name does)
     #: and `coalesce(rm_customers.vip, false)`: a page walks and filters these rows alone
     sa.Column("name_key", sa.Text(collation="C"), nullable=False),
     sa.Column("vip", sa.Boolean, nullable=False),
-    sa.PrimaryKeyConstraint("chain_id", "customer_id", name="rm_credit_totals_pkey"),
     sa.Index("rm_credit_totals_name", "chain_id", "name_key", "customer_id"),
-    sa.Index("rm_credit_totals_customer", "customer_id"),
-    # the report's totals: the customers whose last month start is before a given one
-    sa.Index(
-        "rm_credit_totals_last",
-        "chain_id",
-        "last_boundary",
-        postgresql_include=["customer_id", "net", "goods", "payments"],
-    ),
+    sums=["net", "goods", "payments"],
 )
 
-#: The same sums over the credit movements before each UTC month start `boundary`, for every
-#: month start from first_boundary to last_boundary of the customer (dense).
-credit_months = sa.Table(
+#: The same sums over the credit movements before each UTC month start (`_ledger_months`).
+credit_months = _ledger_months(
     "rm_credit_months",
-    metadata,
-    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
-    sa.Column("boundary", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
-    sa.Column("net", sa.Numeric, nullable=False),
-    sa.Column("goods", sa.Numeric, nullable=False),
-    sa.Column("payments", sa.Numeric, nullable=False),
+    _sum("net"),
+    _sum("goods"),
+    _sum("payments"),
     sa.Column("vip", sa.Boolean, nullable=False),
-    # a page reads one month start's rows of the whole chain: index-only, in customer order
-    sa.PrimaryKeyConstraint(
-        "chain_id",
-        "boundary",
-        "customer_id",
-        name="rm_credit_months_pkey",
-        postgresql_include=["net", "goods", "payments", "vip"],
-    ),
-    sa.Index("rm_credit_months_customer", "customer_id"),
 )
 
 #: Bonus statistics' balances per customer (`credit_ledger`, the bonus ledger): the sum of
 #: bonus_change of the bonus movements (bonus_kind IS NOT NULL), in total and before each UTC
 #: month start from first_boundary to last_boundary (dense), as for the credit ledger.
-bonus_totals = sa.Table(
-    "rm_bonus_totals",
-    metadata,
-    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
-    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
-    sa.Column("first_boundary", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_boundary", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("balance", sa.Numeric, nullable=False),
-    sa.PrimaryKeyConstraint("chain_id", "customer_id", name="rm_bonus_totals_pkey"),
-    sa.Index("rm_bonus_totals_customer", "customer_id"),
-    sa.Index(
-        "rm_bonus_totals_last",
-        "chain_id",
-        "last_boundary",
-        postgresql_include=["customer_id", "balance"],
-    ),
-)
+bonus_totals = _ledger_totals("rm_bonus_totals", *_boundaries(), _sum("balance"), sums=["balance"])
 
-bonus_months = sa.Table(
-    "rm_bonus_months",
-    metadata,
-    sa.Column("chain_id", UUID(as_uuid=True), nullable=False),
-    sa.Column("boundary", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("customer_id", UUID(as_uuid=True), nullable=False),
-    sa.Column("balance", sa.Numeric, nullable=False),
-    sa.PrimaryKeyConstraint(
-        "chain_id",
-        "boundary",
-        "customer_id",
-        name="rm_bonus_months_pkey",
-        postgresql_include=["balance"],
-    ),
-    sa.Index("rm_bonus_months_customer", "customer_id"),
-)
+bonus_months = _ledger_months("rm_bonus_months", _sum("balance"))
 
 #: Derived tables: recomputed by triggers from the others, so a snapshot's copy of them is not
 #: inserted back (the copied base rows fire the triggers); compared by a rebuild like the rest.
