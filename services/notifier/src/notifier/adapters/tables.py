@@ -8,12 +8,29 @@ within its chain only (migration 0002).
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 MONEY = sa.Numeric(18, 4)
 
 metadata = sa.MetaData()
+
+
+def _retried(table: str) -> tuple[sa.Column[Any] | sa.Index, ...]:
+    """What a message sent with retries keeps (a webhook delivery, a reminder digest): its
+    status (`pending` until it is sent or given up), the tries so far, when the next is due and
+    what the last one failed with; and the index of the pending ones by due time, which the
+    sending job claims from."""
+    return (
+        sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_error", sa.Text),
+        sa.Index(f"{table}_due", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")),
+    )
+
 
 chains = sa.Table(
     "nt_chains",
@@ -114,17 +131,10 @@ webhook_deliveries = sa.Table(
     sa.Column("task_id", UUID(as_uuid=True), nullable=False),
     sa.Column("event_type", sa.Text, nullable=False),
     sa.Column("body", sa.LargeBinary, nullable=False),
-    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_error", sa.Text),
+    #: pending, delivered, dead (tried webhook_max_attempts times) or cancelled (webhook removed)
+    *_retried("nt_webhook_deliveries"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
-    sa.Index(
-        "nt_webhook_deliveries_due",
-        "next_attempt_at",
-        postgresql_where=sa.text("status = 'pending'"),
-    ),
 )
 
 webhook_dead_letters = sa.Table(
@@ -173,15 +183,9 @@ mail_digests = sa.Table(
     sa.Column("body_html", sa.Text, nullable=False),
     sa.Column("tasks", sa.Integer, nullable=False),
     #: pending, sent, dead (tried mail_max_attempts times) or cancelled (no address any more)
-    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_error", sa.Text),
+    *_retried("nt_mail_digests"),
     #: where it went (the chain's reminder_email when it was sent)
     sa.Column("sent_to", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
-    sa.Index(
-        "nt_mail_digests_due", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")
-    ),
 )
