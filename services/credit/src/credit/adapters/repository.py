@@ -299,10 +299,7 @@ class Repository:
         return [(r["chain_id"], r["settings"]) for r in rows]
 
     async def chain_settings(self, chain_id: uuid.UUID) -> dict[str, Any] | None:
-        settings: dict[str, Any] | None = await sql.fetchval(
-            self.session, _CHAIN_SETTINGS, chain_id
-        )
-        return settings
+        return await _json_value(self.session, _CHAIN_SETTINGS, chain_id)
 
     # ----------------------------------------------------------------- ledger
 
@@ -461,10 +458,7 @@ class Repository:
     async def unpark_next(self, customer_id: uuid.UUID) -> dict[str, Any] | None:
         """The customer's oldest parked command, taken off the queue (one statement; the
         caller holds the customer's lock)."""
-        envelope: dict[str, Any] | None = await sql.fetchval(
-            self.session, _UNPARK_NEXT, customer_id
-        )
-        return envelope
+        return await _json_value(self.session, _UNPARK_NEXT, customer_id)
 
     # ----------------------------------------------------------------- overdue marks
 
@@ -522,6 +516,13 @@ _ENTRY_NULLS = (
     " NULL::text AS method, NULL::numeric AS quantity"
 )
 _LIVE_SQL = ", ".join(f"'{status}'" for status in LIVE)
+
+
+async def _json_value(session: AsyncSession, query: str, *args: Any) -> dict[str, Any] | None:
+    """The one jsonb document a query reads (a chain's settings, a parked envelope), or None
+    (one statement)."""
+    document: dict[str, Any] | None = await sql.fetchval(session, query, *args)
+    return document
 
 
 def _live(alias: str, operation_column: str) -> str:
