@@ -168,13 +168,10 @@ class _Keep:
 KEEP = _Keep()
 
 
-@dataclass(frozen=True)
-class OperationRecord:
-    """What `Repository.record_operation` writes for an operation the ledger accepted.
-
-    `in_flight` for one that waits for loyalty; `debt`/`advance` for one confirmed at once
-    (None: the customer's balances stay as they are); `sale_settled`: the sale it records owes
-    nothing (paid in full at the till), so later commands need not read it."""
+@dataclass(frozen=True, slots=True)
+class _OperationColumns:
+    """The columns of an operation's row that `Repository.record_operation` writes and
+    `claim_pending` / `pending_operation` read back."""
 
     operation_id: uuid.UUID
     kind: str
@@ -185,6 +182,16 @@ class OperationRecord:
     outcome: dict[str, Any]
     meta: dict[str, Any]
     correlation_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class OperationRecord(_OperationColumns):
+    """What `Repository.record_operation` writes for an operation the ledger accepted.
+
+    `in_flight` for one that waits for loyalty; `debt`/`advance` for one confirmed at once
+    (None: the customer's balances stay as they are); `sale_settled`: the sale it records owes
+    nothing (paid in full at the till), so later commands need not read it."""
+
     sale: Sale | None
     entries: list[Entry]
     in_flight: uuid.UUID | None = None
@@ -194,18 +201,9 @@ class OperationRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class OperationRow:
+class OperationRow(_OperationColumns):
     """An operation's row as `claim_pending` and `pending_operation` return it."""
 
-    operation_id: uuid.UUID
-    kind: str
-    chain_id: uuid.UUID
-    customer_id: uuid.UUID | None
-    status: str
-    outcome_type: str
-    outcome: dict[str, Any]
-    meta: dict[str, Any]
-    correlation_id: uuid.UUID
     created_at: datetime
     finished_at: datetime | None
 
