@@ -273,21 +273,23 @@ def record_sale(
 
 def one_line_sale(
     chain_id: uuid.UUID,
-    customer: CustomerSnapshot,
+    customer: CustomerSnapshot | None,
     settings: ChainSettingsSnapshot,
     amount: str,
     *,
     at: int = 0,
     paid_with: str = "on_account",
     sale_id: uuid.UUID | None = None,
+    **line: Unpack[LineOptions],
 ) -> RecordSale:
-    """A sale of one line of `amount` on day `at`, all of it paid one way (on account)."""
+    """A sale of one line of `amount` (with the `line` options) on day `at`, all of it paid one
+    way (on account)."""
     return record_sale(
         chain_id=chain_id,
         customer=customer,
         settings=settings,
         sold_at=day(at),
-        lines=[sale_line(1, amount)],
+        lines=[sale_line(1, amount, **line)],
         payments=[(paid_with, amount)],
         sale_id=sale_id,
     )

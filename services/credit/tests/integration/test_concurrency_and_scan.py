@@ -17,8 +17,6 @@ from credit.testing import (
     record_advance,
     record_payment,
     record_refund,
-    record_sale,
-    sale_line,
     settings_snapshot,
 )
 from servicekit.testing import internal_api_client
@@ -93,14 +91,7 @@ async def test_concurrent_scans_publish_one_sale_overdue_per_sale(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot(credit_mode="balance", overdue_discount="revoke")
-    sale = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(0),
-        lines=[sale_line(1, "45.00", discount="5.00")],
-        payments=[("on_account", "45.00")],
-    )
+    sale = one_line_sale(CHAIN, customer, settings, "45.00", discount="5.00")
     await harness.send_and_settle(sale, key=str(cid))
     await asyncio.gather(*(scan_overdue(harness.sf, now=day(35)) for _ in range(4)))
     await scan_overdue(harness.sf, now=day(36))
@@ -128,14 +119,7 @@ async def test_internal_credit_read_shows_debt_and_open_sales_and_hides_other_ch
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot(credit_mode="per_item")
-    sale = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(0),
-        lines=[sale_line(1, "12.50", name="Socks", barcode="123")],
-        payments=[("on_account", "12.50")],
-    )
+    sale = one_line_sale(CHAIN, customer, settings, "12.50", name="Socks", barcode="123")
     await harness.send_and_settle(sale, key=str(cid))
     async with internal_api_client(router, harness.sf) as client:
         ok = await client.get(f"/internal/v1/chains/{CHAIN}/customers/{cid}/credit")

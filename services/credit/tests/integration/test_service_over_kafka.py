@@ -7,7 +7,7 @@ import uuid
 from contracts.topics import CREDIT_EVENTS, POS_COMMANDS
 from credit.config import Settings
 from credit.entrypoints.app import make_definition
-from credit.testing import day, record_sale, sale_line, settings_snapshot
+from credit.testing import one_line_sale, settings_snapshot
 from servicekit.runtime import create_app
 from servicekit.testing import answer_over_kafka, envelope_of
 
@@ -19,14 +19,7 @@ async def test_a_sale_published_on_kafka_comes_back_as_sale_completed(
         database_url=fresh_database_url, kafka_bootstrap_servers=kafka_bootstrap_servers
     )
     app = create_app(make_definition(settings))
-    cmd = record_sale(
-        chain_id=uuid.uuid4(),
-        customer=None,
-        settings=settings_snapshot(),
-        sold_at=day(0),
-        lines=[sale_line(1, "7.00")],
-        payments=[("cash", "7.00")],
-    )
+    cmd = one_line_sale(uuid.uuid4(), None, settings_snapshot(), "7.00", paid_with="cash")
     env = envelope_of(cmd, key=cmd.sale_id)
     got = await answer_over_kafka(
         app,

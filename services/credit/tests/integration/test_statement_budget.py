@@ -13,6 +13,7 @@ from typing import Any
 from credit.testing import (
     customer_snapshot,
     day,
+    one_line_sale,
     record_payment,
     record_sale,
     sale_line,
@@ -70,14 +71,7 @@ async def test_a_payment_that_settles_a_sale_costs_a_fixed_number_of_statements(
     settings = settings_snapshot()
     key = str(customer.customer_id)
     await harness.send(
-        record_sale(
-            chain_id=CHAIN,
-            customer=customer,
-            settings=settings,
-            sold_at=day(0),
-            lines=[sale_line(1, "50.00")],
-            payments=[("on_account", "50.00")],
-        ),
+        one_line_sale(CHAIN, customer, settings, "50.00"),
         key=key,
     )
     await harness.settle()

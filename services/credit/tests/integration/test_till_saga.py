@@ -86,14 +86,7 @@ async def test_worked_credit_example_per_sale_through_the_service(harness):
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot(credit_mode="per_sale", overdue_discount="revoke")
-    a = record_sale(
-        chain_id=CHAIN,
-        customer=customer,
-        settings=settings,
-        sold_at=day(0),
-        lines=[sale_line(1, "100.00", discount="10.00")],
-        payments=[("on_account", "100.00")],
-    )
+    a = one_line_sale(CHAIN, customer, settings, "100.00", discount="10.00")
     b = one_line_sale(CHAIN, customer, settings, "50.00", at=5)
     pay = record_payment(
         chain_id=CHAIN, customer=customer, settings=settings, at=day(10), amount="70.00"

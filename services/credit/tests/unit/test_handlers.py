@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -95,8 +95,10 @@ class FakeRepository:
         if op.sale is not None:
             self.sales.append((op.sale, op.customer_id))
         self.entries.extend((e, op.customer_id) for e in op.entries)
-        fields = ("sale", "entries", "in_flight", "debt", "advance")
-        await self.add_operation(**{k: v for k, v in vars(op).items() if k not in fields})
+        not_columns = ("sale", "entries", "in_flight", "debt", "advance")
+        await self.add_operation(
+            **{f.name: getattr(op, f.name) for f in fields(op) if f.name not in not_columns}
+        )
         if op.customer_id is not None and op.in_flight is not None:
             await self.update_customer(op.customer_id, in_flight=op.in_flight)
 

@@ -101,31 +101,27 @@ def _two_sales_on_account() -> tuple[Ledger, Sale, Sale]:
     return ledger, a, b
 
 
-def test_per_sale_payment_goes_to_the_named_sale_and_never_over_allocates():
+@pytest.mark.parametrize(
+    ("mode", "amount", "owed_a", "owed_b"),
+    [
+        # the named sale first, never more than it owes: the rest goes to the oldest sale
+        pytest.param(Mode.PER_SALE, "70.00", "10.00", "0", id="per_sale-named-sale-first"),
+        # the oldest goods first, whatever the payment names
+        pytest.param(Mode.BALANCE, "40.00", "0", "40.00", id="balance-ignores-named-sale"),
+    ],
+)
+def test_a_payment_naming_the_newer_sale(mode, amount, owed_a, owed_b):
     ledger, a, b = _two_sales_on_account()
     out = take_money(
         ledger,
-        "70.00",
+        amount,
         at=2,
-        mode=Mode.PER_SALE,
-        allocations=[AllocationRequest(b.sale_id, None, D("70.00"))],
+        mode=mode,
+        allocations=[AllocationRequest(b.sale_id, None, D(amount))],
     )
-    assert ledger.sale_owed(b.sale_id) == 0
-    assert ledger.sale_owed(a.sale_id) == D("10.00")  # the rest went to the oldest sale
-    assert sum(x.amount for x in out.allocated) == D("70.00")
-
-
-def test_balance_mode_pays_oldest_goods_first_and_ignores_named_allocations():
-    ledger, a, b = _two_sales_on_account()
-    take_money(
-        ledger,
-        "40.00",
-        at=2,
-        mode=Mode.BALANCE,
-        allocations=[AllocationRequest(b.sale_id, None, D("40.00"))],
-    )
-    assert ledger.sale_owed(a.sale_id) == 0
-    assert ledger.sale_owed(b.sale_id) == D("40.00")
+    assert ledger.sale_owed(a.sale_id) == D(owed_a)
+    assert ledger.sale_owed(b.sale_id) == D(owed_b)
+    assert sum(x.amount for x in out.allocated) == D(amount)  # never over-allocated
 
 
 def test_money_beyond_the_debt_becomes_advance():

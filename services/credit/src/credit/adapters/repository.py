@@ -168,13 +168,10 @@ class _Keep:
 KEEP = _Keep()
 
 
-@dataclass(frozen=True)
-class OperationRecord:
-    """What `Repository.record_operation` writes for an operation the ledger accepted.
-
-    `in_flight` for one that waits for loyalty; `debt`/`advance` for one confirmed at once
-    (None: the customer's balances stay as they are); `sale_settled`: the sale it records owes
-    nothing (paid in full at the till), so later commands need not read it."""
+@dataclass(frozen=True, slots=True)
+class _OperationColumns:
+    """The columns of an operation's row that `Repository.record_operation` writes and
+    `claim_pending` / `pending_operation` read back."""
 
     operation_id: uuid.UUID
     kind: str
@@ -185,6 +182,16 @@ class OperationRecord:
     outcome: dict[str, Any]
     meta: dict[str, Any]
     correlation_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class OperationRecord(_OperationColumns):
+    """What `Repository.record_operation` writes for an operation the ledger accepted.
+
+    `in_flight` for one that waits for loyalty; `debt`/`advance` for one confirmed at once
+    (None: the customer's balances stay as they are); `sale_settled`: the sale it records owes
+    nothing (paid in full at the till), so later commands need not read it."""
+
     sale: Sale | None
     entries: list[Entry]
     in_flight: uuid.UUID | None = None
@@ -194,18 +201,9 @@ class OperationRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class OperationRow:
+class OperationRow(_OperationColumns):
     """An operation's row as `claim_pending` and `pending_operation` return it."""
 
-    operation_id: uuid.UUID
-    kind: str
-    chain_id: uuid.UUID
-    customer_id: uuid.UUID | None
-    status: str
-    outcome_type: str
-    outcome: dict[str, Any]
-    meta: dict[str, Any]
-    correlation_id: uuid.UUID
     created_at: datetime
     finished_at: datetime | None
 
@@ -299,10 +297,7 @@ class Repository:
         return [(r["chain_id"], r["settings"]) for r in rows]
 
     async def chain_settings(self, chain_id: uuid.UUID) -> dict[str, Any] | None:
-        settings: dict[str, Any] | None = await sql.fetchval(
-            self.session, _CHAIN_SETTINGS, chain_id
-        )
-        return settings
+        return await _json_value(self.session, _CHAIN_SETTINGS, chain_id)
 
     # ----------------------------------------------------------------- ledger
 
@@ -461,10 +456,7 @@ class Repository:
     async def unpark_next(self, customer_id: uuid.UUID) -> dict[str, Any] | None:
         """The customer's oldest parked command, taken off the queue (one statement; the
         caller holds the customer's lock)."""
-        envelope: dict[str, Any] | None = await sql.fetchval(
-            self.session, _UNPARK_NEXT, customer_id
-        )
-        return envelope
+        return await _json_value(self.session, _UNPARK_NEXT, customer_id)
 
     # ----------------------------------------------------------------- overdue marks
 
@@ -522,6 +514,13 @@ _ENTRY_NULLS = (
     " NULL::text AS method, NULL::numeric AS quantity"
 )
 _LIVE_SQL = ", ".join(f"'{status}'" for status in LIVE)
+
+
+async def _json_value(session: AsyncSession, query: str, *args: Any) -> dict[str, Any] | None:
+    """The one jsonb document a query reads (a chain's settings, a parked envelope), or None
+    (one statement)."""
+    document: dict[str, Any] | None = await sql.fetchval(session, query, *args)
+    return document
 
 
 def _live(alias: str, operation_column: str) -> str:

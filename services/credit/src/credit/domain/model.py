@@ -667,36 +667,18 @@ class Ledger:
             pieces, left = self._allocate(goods_part[p.payment_id], own_lines, owed)
             assert left == 0, "payments exceed the sale total"
             kind = EntryKind.ADVANCE_APPLIED if p.method is Method.ADVANCE else EntryKind.PAYMENT
-            for (sale_id, line_no), part in pieces:
-                outcome.entries.append(
-                    Entry(
-                        sale.sale_id,
-                        kind,
-                        part,
-                        at,
-                        sale_id=sale_id,
-                        line_no=line_no,
-                        payment_id=p.payment_id,
-                        method=p.method,
-                    )
-                )
+            _book(outcome, pieces, at, kind, payment_id=p.payment_id, method=p.method)
         if covered > 0:
-            adv_id = advance_applied_payment_id(sale.sale_id)
             pieces, left = self._allocate(covered, own_lines, owed)
             assert left == 0
-            for (sale_id, line_no), part in pieces:
-                outcome.entries.append(
-                    Entry(
-                        sale.sale_id,
-                        EntryKind.ADVANCE_APPLIED,
-                        part,
-                        at,
-                        sale_id=sale_id,
-                        line_no=line_no,
-                        payment_id=adv_id,
-                        method=Method.ADVANCE,
-                    )
-                )
+            _book(
+                outcome,
+                pieces,
+                at,
+                EntryKind.ADVANCE_APPLIED,
+                payment_id=advance_applied_payment_id(sale.sale_id),
+                method=Method.ADVANCE,
+            )
 
     def _keep_change(
         self,
@@ -1126,6 +1108,32 @@ def _replace_seq(sale: Sale, seq: int) -> Sale:
     return replace(sale, seq=seq)
 
 
+def _book(
+    outcome: Outcome,
+    pieces: Sequence[tuple[LineKey, Decimal]],
+    at: datetime,
+    kind: EntryKind,
+    *,
+    payment_id: uuid.UUID | None,
+    method: Method | None,
+) -> None:
+    """A credit entry of ``kind`` in ``outcome`` for each piece of one payment's money paid on
+    a line (a sale's own payments, the advance covering it, money paying debt later)."""
+    for (sale_id, line_no), part in pieces:
+        outcome.entries.append(
+            Entry(
+                outcome.operation_id,
+                kind,
+                part,
+                at,
+                sale_id=sale_id,
+                line_no=line_no,
+                payment_id=payment_id,
+                method=method,
+            )
+        )
+
+
 def _book_payment(
     outcome: Outcome,
     pieces: Sequence[tuple[LineKey, Decimal]],
@@ -1136,22 +1144,8 @@ def _book_payment(
 ) -> list[Allocated]:
     """A payment entry of ``outcome`` for each piece of money paid on a line; the pieces as
     `Allocated`, in the same order."""
-    allocated = []
-    for (sale_id, line_no), part in pieces:
-        outcome.entries.append(
-            Entry(
-                outcome.operation_id,
-                EntryKind.PAYMENT,
-                part,
-                at,
-                sale_id=sale_id,
-                line_no=line_no,
-                payment_id=payment_id,
-                method=method,
-            )
-        )
-        allocated.append(Allocated(sale_id, line_no, part))
-    return allocated
+    _book(outcome, pieces, at, EntryKind.PAYMENT, payment_id=payment_id, method=method)
+    return [Allocated(sale_id, line_no, part) for (sale_id, line_no), part in pieces]
 
 
 def _merge(pieces: Iterable[Allocated]) -> list[Allocated]:

@@ -215,6 +215,15 @@ class BonusOperation:
         if not ZERO <= self.rate_percent <= _HUNDRED:
             raise InvalidOperation("bonus rate must be 0..100 percent")
 
+    def accrual(self, base: AccrualBase) -> Decimal:
+        """What one of its payments accrues, at this operation's rate and rounding."""
+        return accrual_for(
+            base,
+            rate_percent=self.rate_percent,
+            minor_units=self.minor_units,
+            accrual_on=self.accrual_on,
+        )
+
 
 @dataclass(frozen=True)
 class ReversalRecord:
@@ -399,18 +408,7 @@ class BonusAccount:
                 balance=self.balance,
             )
         # the most the balance can grow by: every accrual and the restoration
-        gains = sum(
-            (
-                accrual_for(
-                    b,
-                    rate_percent=op.rate_percent,
-                    minor_units=op.minor_units,
-                    accrual_on=op.accrual_on,
-                )
-                for b in op.accrual_bases
-            ),
-            ZERO,
-        ) + self._restorable(op, sale)
+        gains = sum((op.accrual(b) for b in op.accrual_bases), ZERO) + self._restorable(op, sale)
         if self.balance - spent + gains >= AMOUNT_LIMIT:
             return Refused(
                 operation_id=op.operation_id,
@@ -424,12 +422,7 @@ class BonusAccount:
     def _accrue(self, op: BonusOperation) -> list[PaymentAccrual]:
         accruals = []
         for base in op.accrual_bases:
-            amount = accrual_for(
-                base,
-                rate_percent=op.rate_percent,
-                minor_units=op.minor_units,
-                accrual_on=op.accrual_on,
-            )
+            amount = op.accrual(base)
             lot_id = None
             if amount > 0:
                 lot = self._add_lot(
