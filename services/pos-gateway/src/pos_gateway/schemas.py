@@ -524,11 +524,18 @@ class DebtPaymentOut(BaseModel):
     customer: Balances
 
 
-class AdvanceCreate(Request):
+class MoneyAtTill(Request):
+    """Money handed over at the till, either way: an advance paid in or a refund paid out.
+    Each operation has its own subclass, so the OpenAPI keeps a schema of each name."""
+
     amount: RequestPositiveMoney
     method: MoneyMethod
     card_number: CardNumber | None = None
     occurred_at: AwareDatetime | None = None
+
+
+class AdvanceCreate(MoneyAtTill):
+    pass
 
 
 class AdvanceOut(BaseModel):
@@ -540,11 +547,8 @@ class AdvanceOut(BaseModel):
     customer: Balances
 
 
-class RefundCreate(Request):
-    amount: RequestPositiveMoney
-    method: MoneyMethod
-    card_number: CardNumber | None = None
-    occurred_at: AwareDatetime | None = None
+class RefundCreate(MoneyAtTill):
+    pass
 
 
 class RefundOut(BaseModel):

@@ -49,6 +49,13 @@ class _Tables:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def _first(self, query: sa.Select[Any], *, lock: bool) -> Row[Any] | None:
+        """The first row of `query`; with `lock`, locked (FOR UPDATE) until the transaction ends."""
+        if lock:
+            query = query.with_for_update()
+        row: Row[Any] | None = (await self.session.execute(query)).first()
+        return row
+
 
 # --------------------------------------------------------------------------- idempotency
 
@@ -91,10 +98,9 @@ class MasterData(_Tables):
     # chains
 
     async def chain(self, chain_id: uuid.UUID, *, lock: bool = False) -> Row[Any] | None:
-        query = sa.select(t.chains).where(t.chains.c.chain_id == chain_id)
-        if lock:
-            query = query.with_for_update()
-        return (await self.session.execute(query)).first()
+        return await self._first(
+            sa.select(t.chains).where(t.chains.c.chain_id == chain_id), lock=lock
+        )
 
     async def insert_chain(self, **values: Any) -> None:
         await self.session.execute(sa.insert(t.chains).values(**values))
@@ -181,25 +187,18 @@ class MasterData(_Tables):
         await self.session.execute(sa.insert(t.terminals).values(**values))
 
     async def lock_terminal(self, chain_id: uuid.UUID, terminal_id: uuid.UUID) -> Row[Any] | None:
-        return (
-            await self.session.execute(
-                sa.select(t.terminals)
-                .where(t.terminals.c.chain_id == chain_id, t.terminals.c.terminal_id == terminal_id)
-                .with_for_update()
-            )
-        ).first()
+        tm = t.terminals.c
+        query = sa.select(t.terminals).where(tm.chain_id == chain_id, tm.terminal_id == terminal_id)
+        return await self._first(query, lock=True)
 
     # customers
 
     async def customer(
         self, chain_id: uuid.UUID, customer_id: uuid.UUID, *, lock: bool = False
     ) -> Row[Any] | None:
-        query = sa.select(t.customers).where(
-            t.customers.c.chain_id == chain_id, t.customers.c.customer_id == customer_id
-        )
-        if lock:
-            query = query.with_for_update()
-        return (await self.session.execute(query)).first()
+        c = t.customers.c
+        query = sa.select(t.customers).where(c.chain_id == chain_id, c.customer_id == customer_id)
+        return await self._first(query, lock=lock)
 
     async def insert_customer(self, **values: Any) -> None:
         await self.session.execute(sa.insert(t.customers).values(**values))

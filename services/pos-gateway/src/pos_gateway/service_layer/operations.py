@@ -696,7 +696,7 @@ def _money_at_till(
     principal: Principal,
     chain: Any,
     found: TillLookup,
-    body: s.AdvanceCreate | s.RefundCreate,
+    body: s.MoneyAtTill,
     kind: str,
     *,
     card_required: bool,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import httpx
@@ -39,6 +39,7 @@ from pos_gateway.service_layer.common import (
 from pos_gateway.service_layer.runner import Answer, KeyIssuer, key_issuer, run_idempotent
 
 Gw = Annotated[Gateway, Depends(gateway_dependency)]
+_Route = TypeVar("_Route", bound=Callable[..., Any])
 
 _PROBLEM = {"model": s.Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
 
@@ -450,13 +451,19 @@ _TILL_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
-    "/sales",
-    status_code=201,
-    response_model=s.SaleOutcome,
-    tags=["till"],
-    responses=_TILL_RESPONSES,
-)
+def _till_operation(path: str, response_model: type[BaseModel]) -> Callable[[_Route], _Route]:
+    """The route of an operation a terminal sends: `201` with its outcome, `202` while the
+    outcome is pending, or a problem."""
+    return router.post(
+        path,
+        status_code=201,
+        response_model=response_model,
+        tags=["till"],
+        responses=_TILL_RESPONSES,
+    )
+
+
+@_till_operation("/sales", s.SaleOutcome)
 async def create_sale(
     request: Request,
     gw: Gw,
@@ -494,13 +501,7 @@ async def read_sale(gw: Gw, principal: ChainReader, sale_id: UUID) -> JSONRespon
     return JSONResponse(await operations.read_sale(gw, principal, sale_id))
 
 
-@router.post(
-    "/customers/{customer_id}/payments",
-    status_code=201,
-    response_model=s.DebtPaymentOut,
-    tags=["till"],
-    responses=_TILL_RESPONSES,
-)
+@_till_operation("/customers/{customer_id}/payments", s.DebtPaymentOut)
 async def take_money(
     request: Request,
     gw: Gw,
@@ -516,13 +517,7 @@ async def take_money(
     return to_response(answer)
 
 
-@router.post(
-    "/customers/{customer_id}/advances",
-    status_code=201,
-    response_model=s.AdvanceOut,
-    tags=["till"],
-    responses=_TILL_RESPONSES,
-)
+@_till_operation("/customers/{customer_id}/advances", s.AdvanceOut)
 async def pay_advance(
     request: Request,
     gw: Gw,
@@ -537,13 +532,7 @@ async def pay_advance(
     return to_response(answer)
 
 
-@router.post(
-    "/customers/{customer_id}/refunds",
-    status_code=201,
-    response_model=s.RefundOut,
-    tags=["till"],
-    responses=_TILL_RESPONSES,
-)
+@_till_operation("/customers/{customer_id}/refunds", s.RefundOut)
 async def return_money(
     request: Request,
     gw: Gw,
@@ -559,13 +548,7 @@ async def return_money(
     return to_response(answer)
 
 
-@router.post(
-    "/sales/{sale_id}/returns",
-    status_code=201,
-    response_model=s.ReturnOut,
-    tags=["till"],
-    responses=_TILL_RESPONSES,
-)
+@_till_operation("/sales/{sale_id}/returns", s.ReturnOut)
 async def return_goods(
     request: Request,
     gw: Gw,
