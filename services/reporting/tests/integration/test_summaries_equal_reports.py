@@ -83,19 +83,21 @@ class Story:
         total = Decimal(self.rnd.randrange(100, 90000)) / 100
         paid = self.rnd.choice([Decimal(0), total, (total / 3).quantize(Decimal("0.01"))])
         due = None if self.rnd.random() < 0.15 else at.date() + timedelta(days=30)
-        await s.execute(
-            sa.insert(t.sales).values(
-                sale_id=sale_id,
-                chain_id=chain,
-                customer_id=cid,
-                store_id=store,
-                sold_at=at,
-                due_date=due,
-                total=total,
-            )
+        sale = sa.insert(t.sales).values(
+            sale_id=sale_id,
+            chain_id=chain,
+            customer_id=cid,
+            store_id=store,
+            sold_at=at,
+            due_date=due,
+            total=total,
         )
         n = self.rnd.randrange(1, 4)
         share = (total - paid) / n
+        # lines stored before their sale (order-free) count once the sale comes
+        lines_first = self.rnd.random() < 0.3
+        if not lines_first:
+            await s.execute(sale)
         await s.execute(
             sa.insert(t.sale_lines),
             [
@@ -114,6 +116,8 @@ class Story:
                 for i in range(1, n + 1)
             ],
         )
+        if lines_first:
+            await s.execute(sale)
         self.lines += [(chain, sale_id, i, cid) for i in range(1, n + 1)]
         # the sale's movement and the bonus it accrued: one customer, store, moment and sale
         of_sale = {
@@ -239,6 +243,17 @@ class Story:
             .values(due_date=date(2026, 3, 1))
         )
 
+    async def revoke_discount(self, s: AsyncSession) -> None:
+        """`DiscountRevoked` on a sale: its lines' debt is another statement; the sale's row
+        changes in a column open debt does not read."""
+        if self.lines:
+            chain, sale_id, _, _ = self.rnd.choice(self.lines)
+            await s.execute(
+                sa.update(t.sales)
+                .where(t.sales.c.chain_id == chain, t.sales.c.sale_id == sale_id)
+                .values(discount_revoked=t.sales.c.discount_revoked + 1)
+            )
+
     async def batch(self, s: AsyncSession, operations: int) -> None:
         for _ in range(operations):
             chain = self.rnd.choice(self.chains)
@@ -254,8 +269,10 @@ class Story:
                 await self.ret(s)
             elif roll < 0.87:
                 await self.void(s)
-            elif roll < 0.95:
+            elif roll < 0.93:
                 await self.rename(s)
+            elif roll < 0.96:
+                await self.revoke_discount(s)
             else:
                 await self.due_later(s)
 

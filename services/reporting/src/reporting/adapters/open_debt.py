@@ -220,13 +220,65 @@ $fn$
 """
 )
 
-#: the functions (in `public`; the triggers of every schema call them), one statement each
+# A row of the source tables changes a customer's open debt only through open lines (owed > 0)
+# (migration 0007): the trigger of each table recomputes the customers whose rows can have
+# changed it, and passes over the others. Most sales are paid in full: their lines owe
+# nothing, so the sale's statement recomputes nobody, where it used to recompute its customer
+# once for the sale and once for the lines.
+
+#: `rm_sale_lines`: a line that owes nothing before and after the statement counts for
+#: nothing (a line paid in full, a return of such a line)
+_LINES_TRIGGER_SQL = trigger_function_sql(
+    "rm_refresh_open_debt_lines", "rm_refresh_open_debt_of", where="owed > 0"
+)
+
+#: an updated sale's customers, when its customer, store or due date changed: the two sides
+#: paired by the sale's key (a side without its pair, a key that changed, counts as changed)
+_SALES_MOVED = """SELECT array_agg(DISTINCT c.customer_id ORDER BY c.customer_id) INTO affected
+        FROM (SELECT o.customer_id, n.customer_id AS new_customer_id
+              FROM old_rows o FULL JOIN new_rows n
+                ON n.chain_id = o.chain_id AND n.sale_id = o.sale_id
+              WHERE (o.customer_id, o.store_id, o.due_date)
+                    IS DISTINCT FROM (n.customer_id, n.store_id, n.due_date)) x,
+             LATERAL (VALUES (x.customer_id), (x.new_customer_id)) AS c(customer_id)
+        WHERE c.customer_id IS NOT NULL;"""
+
+#: `rm_sales`: an inserted sale counts only if it has open lines already (its lines usually
+#: come in the same statement and are counted by the lines' trigger; lines stored before their
+#: sale are counted when it comes), checked in `public` (a rebuild's scratch schema recomputes
+#: every customer it inserts a sale of); an updated sale only if its customer, store or due
+#: date changed (not for a revoked discount). The sale's lines are looked up by its key: a test
+#: of `owed > 0` in the lookup's WHERE would let the planner walk the chain's open lines
+#: (`rm_sale_lines_open_chain`) instead.
+_SALES_TRIGGER_SQL = trigger_function_sql(
+    "rm_refresh_open_debt_sales",
+    "rm_refresh_open_debt_of",
+    on_insert="""
+        IF TG_TABLE_SCHEMA = 'public' THEN
+            SELECT array_agg(DISTINCT n.customer_id ORDER BY n.customer_id) INTO affected
+            FROM new_rows n
+            WHERE (SELECT bool_or(l.owed > 0) FROM public.rm_sale_lines l
+                   WHERE l.chain_id = n.chain_id AND l.sale_id = n.sale_id);
+        END IF;""",
+    on_update=_SALES_MOVED,
+)
+
+#: the functions (in `public`; the triggers of every schema call them), one statement each;
+#: `rm_refresh_open_debt` serves `rm_customers` (a customer's name and VIP flag are on every
+#: row of theirs)
 FUNCTION_STATEMENTS: tuple[str, ...] = (
     with_static_public(_RECOMPUTE_SQL, "l"),
     trigger_function_sql("rm_refresh_open_debt", "rm_refresh_open_debt_of"),
+    _LINES_TRIGGER_SQL,
+    _SALES_TRIGGER_SQL,
 )
 
-_SOURCES = ("rm_sale_lines", "rm_sales", "rm_customers")
+#: the source tables and the trigger function of each
+_SOURCES = {
+    "rm_sale_lines": "rm_refresh_open_debt_lines",
+    "rm_sales": "rm_refresh_open_debt_sales",
+    "rm_customers": "rm_refresh_open_debt",
+}
 
 
 def trigger_statements() -> list[str]:
@@ -234,8 +286,8 @@ def trigger_statements() -> list[str]:
     the tables are in (the migration's `public`, a rebuild's scratch schema)."""
     return [
         statement
-        for table in _SOURCES
-        for statement in create_triggers(table, "open_debt", "rm_refresh_open_debt")
+        for table, function in _SOURCES.items()
+        for statement in create_triggers(table, "open_debt", function)
     ]
 
 

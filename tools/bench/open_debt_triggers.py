@@ -1,0 +1,104 @@
+"""What reporting's open-debt triggers cost PostgreSQL per sale, as customers' open debt grows.
+
+`rm_open_debt` (`reporting.adapters.open_debt`) is kept by statement-level triggers on
+`rm_sales`, `rm_sale_lines` and `rm_customers`. Up to revision 0006 every statement touching
+them recomputed each customer it touched from all the customer's open lines, twice for a sale
+(once for the sale, once for its lines); from 0007 only a statement touching an open line
+(owed > 0) recomputes. This migrates two databases, one to 0006 and one to head, and stores
+the same sales into both, alternating, one statement per sale with its lines (as the
+projection stores a `SaleCompleted`): per customer and round, one sale on account (it stays
+open) and one paid in full. It prints the median wall time of the statement (its triggers
+included) per revision and kind, every few rounds of open sales:
+
+    scripts/with-infra.sh env PYTHONPATH=tools .venv/bin/python -m bench.open_debt_triggers \\
+        --rounds 40 --customers 200
+
+Wall time of one statement on an otherwise idle server: PostgreSQL's own work for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from bench.ledger_triggers import _upgrade
+from servicekit.db import ensure_database, plain_url
+from servicekit.settings import with_database
+
+REVISIONS = ("0006", "head")
+#: a sale and its three lines of 10.00, each owing $6: one statement
+_SALE = (
+    "WITH sale AS (INSERT INTO rm_sales"
+    " (sale_id, chain_id, customer_id, store_id, sold_at, due_date, total)"
+    " VALUES ($1, $2, $3, $4, $5, $7, 30))"
+    " INSERT INTO rm_sale_lines"
+    " (sale_id, line_no, chain_id, customer_id, name, quantity, amount, owed)"
+    " SELECT $1, n, $2, $3, 'Item', 1, 10, $6 FROM generate_series(1, 3) AS n"
+)
+
+
+async def _run(server: str, rounds: int, customers: int, every: int) -> list[dict[str, Any]]:
+    conns: dict[str, asyncpg.Connection] = {}
+    for revision in REVISIONS:
+        url = with_database(server, f"bench_open_debt_{revision}_{uuid.uuid4().hex[:6]}")
+        await ensure_database(url)
+        await asyncio.to_thread(_upgrade, url, revision)
+        conns[revision] = await asyncpg.connect(plain_url(url))
+    chain, store = uuid.uuid4(), uuid.uuid4()
+    ids = [uuid.uuid4() for _ in range(customers)]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def sale(conn: asyncpg.Connection, customer: uuid.UUID, at: datetime, owed: int) -> float:
+        due = date(2026, 1, 1) + timedelta(days=(at - start).days + 30)
+        started = time.perf_counter()
+        await conn.execute(_SALE, uuid.uuid4(), chain, customer, store, at, Decimal(owed), due)
+        return (time.perf_counter() - started) * 1000
+
+    rows: list[dict[str, Any]] = []
+    try:
+        for n_round in range(rounds):
+            spent: dict[tuple[str, str], list[float]] = {
+                (r, k): [] for r in REVISIONS for k in ("on_account", "paid")
+            }
+            for n, customer in enumerate(ids):
+                at = start + timedelta(days=n_round, minutes=n)
+                order = REVISIONS if n % 2 else tuple(reversed(REVISIONS))
+                for revision in order:
+                    for kind, owed in (("on_account", 10), ("paid", 0)):
+                        ms = await sale(conns[revision], customer, at, owed)
+                        spent[(revision, kind)].append(ms)
+            if n_round == 0 or (n_round + 1) % every == 0:
+                row: dict[str, Any] = {"open_sales_per_customer": n_round + 1}
+                for (revision, kind), values in spent.items():
+                    row[f"{revision}_{kind}_ms"] = round(statistics.median(values), 3)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        for conn in conns.values():
+            await conn.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.open_debt_triggers")
+    parser.add_argument("--rounds", type=int, default=40, help="open sales built per customer")
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--every", type=int, default=10, help="print every this many rounds")
+    args = parser.parse_args(argv)
+    server = os.environ["DATABASE_URL"]
+    asyncio.run(_run(server, args.rounds, args.customers, args.every))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
