@@ -15,6 +15,7 @@ from uuid import UUID
 
 import httpx
 
+from pos_gateway.adapters.internal_http import InternalHttpTransport
 from pos_gateway.domain.errors import GatewayError
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class InternalClient:
         timeout: float = 3.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        if transport is None and base_url.startswith("http://"):
+            transport = InternalHttpTransport()
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
         )
