@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts.credit import v1 as credit
 from contracts.enums import (
@@ -278,3 +278,16 @@ async def insert_customers(
 def movement_row(**values: Any) -> dict[str, Any]:
     """A row of `rm_movements` as the projection writes it: `values`, its own message, seq 0."""
     return {"message_id": uuid.uuid4(), "seq": 0, **values}
+
+
+async def rows_read(conn: AsyncConnection, table: str) -> int:
+    """Rows of `table` the connection's transaction has read so far (index and sequential
+    scans): what a statement's triggers read is the difference around it."""
+    read = await conn.scalar(
+        sa.text(
+            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
+            " FROM pg_stat_xact_user_tables WHERE relname = :table"
+        ),
+        {"table": table},
+    )
+    return int(read or 0)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from reporting_helpers import rows_read
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reporting.adapters import tables as t
@@ -41,14 +42,7 @@ def _movement(customer_id: uuid.UUID, at: datetime, *, bonus: bool = False) -> d
 
 
 async def _movements_read(conn: AsyncConnection) -> int:
-    """Rows of `rm_movements` this transaction has read so far (index and sequential scans)."""
-    read = await conn.scalar(
-        sa.text(
-            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
-            " FROM pg_stat_xact_user_tables WHERE relname = 'rm_movements'"
-        )
-    )
-    return int(read or 0)
+    return await rows_read(conn, "rm_movements")
 
 
 async def _insert(conn: AsyncConnection, row: dict[str, Any]) -> int:

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from reporting_helpers import rows_read
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reporting.adapters import tables as t
@@ -27,14 +28,7 @@ HISTORY = 12  # open sales of the customer before the one measured, two lines ea
 
 
 async def _lines_read(conn: AsyncConnection) -> int:
-    """Rows of `rm_sale_lines` this transaction has read so far (index and sequential scans)."""
-    read = await conn.scalar(
-        sa.text(
-            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
-            " FROM pg_stat_xact_user_tables WHERE relname = 'rm_sale_lines'"
-        )
-    )
-    return int(read or 0)
+    return await rows_read(conn, "rm_sale_lines")
 
 
 async def _sale(conn: AsyncConnection, owed: Decimal) -> tuple[uuid.UUID, int]:
