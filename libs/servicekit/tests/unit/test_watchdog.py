@@ -247,3 +247,53 @@ async def test_a_consumer_that_answers_but_moves_nothing_while_messages_wait_is_
         clock.now += 10
     assert outcomes == [False, False, False, True, False]  # stuck from the first of them
     assert subscriber.starts == 1
+
+
+class _Fetcher:
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self._fetch_task = task
+
+
+async def _ended(error: BaseException) -> None:
+    raise error
+
+
+async def test_a_client_whose_fetch_task_has_ended_is_restarted_at_once() -> None:
+    """aiokafka's fetch task can end with an error after a broker restart (a write to a
+    connection already closed): the client answers metadata, nothing is fetched ever again."""
+    clock = Clock()
+    client = ProgressClient()  # answers every probe, caught up
+    subscriber = FakeSubscriber(client)
+    watchdog = _watchdog(subscriber, clock)
+    running = asyncio.get_running_loop().create_task(asyncio.sleep(3600))
+    client._fetcher = _Fetcher(running)  # type: ignore[attr-defined]
+    assert await watchdog.check() is False  # fetching: healthy
+    running.cancel()
+    dead = asyncio.get_running_loop().create_task(
+        _ended(RuntimeError("unable to perform operation on <TCPTransport closed=True>"))
+    )
+    await asyncio.sleep(0)
+    client._fetcher = _Fetcher(dead)  # type: ignore[attr-defined]
+    assert await watchdog.check() is True  # the first check, no stall period
+    assert (subscriber.stops, subscriber.starts, client.stopped) == (1, 1, True)
+    assert subscriber.consumer is not client
+
+
+class PositionlessClient(ProgressClient):
+    """Answers end offsets, but never tells its position."""
+
+    async def position(self, tp: Any) -> int:
+        await asyncio.sleep(3600)
+        return 0
+
+
+async def test_a_client_that_cannot_tell_its_position_fails_the_probe() -> None:
+    clock = Clock()
+    subscriber = FakeSubscriber(PositionlessClient())
+    watchdog = _watchdog(subscriber, clock)
+    outcomes = []
+    for _ in range(4):
+        outcomes.append(await watchdog.check())
+        clock.now += 10
+    assert outcomes == [False, False, False, True]  # replaced after the stall period
+    assert subscriber.starts == 1
