@@ -8,7 +8,7 @@ them recomputed each customer it touched from all the customer's open lines, twi
 the same sales into both, alternating, one statement per sale with its lines (as the
 projection stores a `SaleCompleted`): per customer and round, one sale on account (it stays
 open) and one paid in full. It prints the median wall time of the statement (its triggers
-included) per revision and kind, every few rounds of open sales:
+included) per revision and kind, every few rounds of open sales (`bench.revisions`):
 
     scripts/with-infra.sh env PYTHONPATH=tools .venv/bin/python -m bench.open_debt_triggers \\
         --rounds 40 --customers 200
@@ -20,20 +20,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import statistics
-import time
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
-from bench.ledger_triggers import _upgrade
-from servicekit.db import ensure_database, plain_url
-from servicekit.settings import with_database
+from bench.revisions import alternate_revisions
 
 REVISIONS = ("0006", "head")
 #: a sale and its three lines of 10.00, each owing $6: one statement
@@ -48,45 +44,28 @@ _SALE = (
 
 
 async def _run(server: str, rounds: int, customers: int, every: int) -> list[dict[str, Any]]:
-    conns: dict[str, asyncpg.Connection] = {}
-    for revision in REVISIONS:
-        url = with_database(server, f"bench_open_debt_{revision}_{uuid.uuid4().hex[:6]}")
-        await ensure_database(url)
-        await asyncio.to_thread(_upgrade, url, revision)
-        conns[revision] = await asyncpg.connect(plain_url(url))
     chain, store = uuid.uuid4(), uuid.uuid4()
-    ids = [uuid.uuid4() for _ in range(customers)]
     start = datetime(2026, 1, 1, tzinfo=UTC)
+    owed = {"on_account": Decimal(10), "paid": Decimal(0)}
 
-    async def sale(conn: asyncpg.Connection, customer: uuid.UUID, at: datetime, owed: int) -> float:
+    def sale(
+        conn: asyncpg.Connection, customer: uuid.UUID, n_round: int, n: int, kind: str
+    ) -> Awaitable[Any]:
+        at = start + timedelta(days=n_round, minutes=n)
         due = date(2026, 1, 1) + timedelta(days=(at - start).days + 30)
-        started = time.perf_counter()
-        await conn.execute(_SALE, uuid.uuid4(), chain, customer, store, at, Decimal(owed), due)
-        return (time.perf_counter() - started) * 1000
+        return conn.execute(_SALE, uuid.uuid4(), chain, customer, store, at, owed[kind], due)
 
-    rows: list[dict[str, Any]] = []
-    try:
-        for n_round in range(rounds):
-            spent: dict[tuple[str, str], list[float]] = {
-                (r, k): [] for r in REVISIONS for k in ("on_account", "paid")
-            }
-            for n, customer in enumerate(ids):
-                at = start + timedelta(days=n_round, minutes=n)
-                order = REVISIONS if n % 2 else tuple(reversed(REVISIONS))
-                for revision in order:
-                    for kind, owed in (("on_account", 10), ("paid", 0)):
-                        ms = await sale(conns[revision], customer, at, owed)
-                        spent[(revision, kind)].append(ms)
-            if n_round == 0 or (n_round + 1) % every == 0:
-                row: dict[str, Any] = {"open_sales_per_customer": n_round + 1}
-                for (revision, kind), values in spent.items():
-                    row[f"{revision}_{kind}_ms"] = round(statistics.median(values), 3)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    finally:
-        for conn in conns.values():
-            await conn.close()
-    return rows
+    return await alternate_revisions(
+        server,
+        name="open_debt",
+        revisions=REVISIONS,
+        kinds=tuple(owed),
+        rounds=rounds,
+        customers=customers,
+        every=every,
+        label="open_sales_per_customer",
+        step=sale,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
