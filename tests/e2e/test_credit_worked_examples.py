@@ -139,8 +139,15 @@ def test_the_per_sale_example_ends_with_the_discount_revoked_the_debt_paid_and_t
     assert sales[a["sale_id"]]["amount_owed"] == "30.00"
     assert sales[b["sale_id"]]["amount_owed"] == "50.00"
 
-    # Day 31: A is overdue (B is not yet): the reminder task is raised at level 1.
-    task = eventually(lambda: tasks(chain, "open", cid), timeout=5.0)[0]
+    # Day 31: A is overdue (B is not yet): the reminder task is raised at level 1. An open task
+    # shows the notifier's live view, which may not have applied the payment yet: wait for it.
+    task = eventually(
+        lambda: next(
+            (t for t in tasks(chain, "open", cid) if t["overdue_amount"] in ("30.00", "40.00")),
+            None,
+        ),
+        timeout=5.0,
+    )
     assert task["customer_name"] == customer["name"]
     assert task["phone"] == "+40711000111"
     assert task["level"] == 1
@@ -149,7 +156,6 @@ def test_the_per_sale_example_ends_with_the_discount_revoked_the_debt_paid_and_t
         (a["sale_id"], due_date(day0).isoformat())
     ]
     assert task["days_overdue"] == (local_date(datetime.now(UTC)) - due_date(day0)).days
-    assert task["overdue_amount"] in ("30.00", "40.00")  # before or after the revocation
     assert task["actions"] == []  # no one-click action unless overdue_discount=offer
     sales = open_sales(chain, card)
     assert sales[a["sale_id"]]["overdue"] is True
