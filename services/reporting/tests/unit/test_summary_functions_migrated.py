@@ -1,9 +1,9 @@
 """Migration 0005 writes out the functions and triggers that keep the per-customer report sums
 (a revision never imports the code it migrates for), 0006 the two trigger functions it
-replaced, 0007 the two it added and the triggers it points at them. The rebuild's scratch
-schema gets them
-from `reporting.adapters` instead, so the two must say the same: a change to the adapters'
-functions needs a revision of its own, and this test says so."""
+replaced, 0007 the two it added and the triggers it points at them, 0008 the one it replaced.
+The rebuild's scratch schema gets them from `reporting.adapters` instead, so the two must say
+the same: a change to the adapters' functions needs a revision of its own, and this test says
+so."""
 
 from __future__ import annotations
 
@@ -34,7 +34,11 @@ def _migrated_functions() -> dict[str, str]:
     """0005's functions, with those a later revision replaced as that revision has them, and
     those a later revision added: by name."""
     functions = {_name(f): f for f in _revision()._FUNCTIONS}
-    for later in ("0006_ledgers_add_inserted_movements", "0007_open_debt_of_open_lines"):
+    for later in (
+        "0006_ledgers_add_inserted_movements",
+        "0007_open_debt_of_open_lines",
+        "0008_open_debt_once_per_sale",
+    ):
         written: dict[str, str] = _revision(later)._FUNCTIONS
         assert all(_name(sql) == name for name, sql in written.items())
         functions.update(written)

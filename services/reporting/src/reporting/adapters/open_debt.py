@@ -224,7 +224,8 @@ $fn$
 # (migration 0007): the trigger of each table recomputes the customers whose rows can have
 # changed it, and passes over the others. Most sales are paid in full: their lines owe
 # nothing, so the sale's statement recomputes nobody, where it used to recompute its customer
-# once for the sale and once for the lines.
+# once for the sale and once for the lines. A sale on account is recomputed once, by its
+# lines' trigger (migration 0008).
 
 #: `rm_sale_lines`: a line that owes nothing before and after the statement counts for
 #: nothing (a line paid in full, a return of such a line)
@@ -243,13 +244,15 @@ _SALES_MOVED = """SELECT array_agg(DISTINCT c.customer_id ORDER BY c.customer_id
              LATERAL (VALUES (x.customer_id), (x.new_customer_id)) AS c(customer_id)
         WHERE c.customer_id IS NOT NULL;"""
 
-#: `rm_sales`: an inserted sale counts only if it has open lines already (its lines usually
-#: come in the same statement and are counted by the lines' trigger; lines stored before their
-#: sale are counted when it comes), checked in `public` (a rebuild's scratch schema recomputes
-#: every customer it inserts a sale of); an updated sale only if its customer, store or due
-#: date changed (not for a revoked discount). The sale's lines are looked up by its key: a test
-#: of `owed > 0` in the lookup's WHERE would let the planner walk the chain's open lines
-#: (`rm_sale_lines_open_chain`) instead.
+#: `rm_sales`: an inserted sale counts only if it has open lines that an earlier statement
+#: stored (lines stored before their sale are counted when it comes), checked in `public` (a
+#: rebuild's scratch schema recomputes every customer it inserts a sale of); an updated sale
+#: only if its customer, store or due date changed (not for a revoked discount). Open lines
+#: written by the sale's own statement (the projection stores a sale and its lines in one) are
+#: the lines' trigger's to count (migration 0008): those rows carry the sale row's transaction
+#: and command ids (`xmin`, `cmin`), as every part of one statement shares its command id. The
+#: sale's lines are looked up by its key: a test of `owed > 0` in the lookup's WHERE would let
+#: the planner walk the chain's open lines (`rm_sale_lines_open_chain`) instead.
 _SALES_TRIGGER_SQL = trigger_function_sql(
     "rm_refresh_open_debt_sales",
     "rm_refresh_open_debt_of",
@@ -257,7 +260,9 @@ _SALES_TRIGGER_SQL = trigger_function_sql(
         IF TG_TABLE_SCHEMA = 'public' THEN
             SELECT array_agg(DISTINCT n.customer_id ORDER BY n.customer_id) INTO affected
             FROM new_rows n
-            WHERE (SELECT bool_or(l.owed > 0) FROM public.rm_sale_lines l
+            JOIN public.rm_sales s ON s.chain_id = n.chain_id AND s.sale_id = n.sale_id
+            WHERE (SELECT bool_or(l.owed > 0 AND NOT (l.xmin = s.xmin AND l.cmin = s.cmin))
+                   FROM public.rm_sale_lines l
                    WHERE l.chain_id = n.chain_id AND l.sale_id = n.sale_id);
         END IF;""",
     on_update=_SALES_MOVED,
