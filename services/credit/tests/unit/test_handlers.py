@@ -13,7 +13,7 @@ from typing import Any
 from contracts.base import Message
 from contracts.envelope import Envelope
 from contracts.loyalty.v1 import BonusesApplied, PaymentBonus
-from credit.adapters.repository import CustomerRow, OperationRecord
+from credit.adapters.repository import CustomerRow, OperationRecord, Unparked
 from credit.domain.model import Entry, Ledger, Sale
 from credit.service_layer import handlers as h
 from credit.testing import (
@@ -138,6 +138,10 @@ class FakeRepository:
                 return env
         return None
 
+    async def end_in_flight(self, customer_id: uuid.UUID, **values: Any) -> Unparked:
+        await self.update_customer(customer_id, in_flight=None, **values)
+        return Unparked(await self.unpark_next(customer_id))
+
     async def mark_settled(self, chain_id: uuid.UUID, sale_ids: Any) -> None:
         pass
 
@@ -208,13 +212,15 @@ async def test_a_command_arriving_while_another_is_in_flight_is_parked() -> None
     await h.process_command(repo, emitter, envelope(sale), sale)  # type: ignore[arg-type]
     await h.process_command(repo, emitter, envelope(pay), pay)  # type: ignore[arg-type]
     assert len(repo.parked) == 1 and emitter.types() == ["loyalty.ApplyBonuses"]
-    await h.confirm(
-        repo,
-        emitter,
+    taken = await h.confirm(
+        repo,  # type: ignore[arg-type]
+        emitter,  # type: ignore[arg-type]
         await repo.claim_pending(CHAIN, sale.sale_id, "confirmed"),
         applied(sale.sale_id, customer.customer_id),
     )
-    await h.drain_parked(repo, customer.customer_id, CHAIN, emitter)  # type: ignore[arg-type]
+    # the confirmation took the parked payment off the queue: the drain replays it
+    assert repo.parked == [] and taken.envelope is not None
+    await h.drain_parked(repo, customer.customer_id, CHAIN, emitter, taken=taken)  # type: ignore[arg-type]
     assert repo.parked == []
     assert repo.customers[customer.customer_id].in_flight == pay.payment_id
 

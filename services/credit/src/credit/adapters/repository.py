@@ -145,6 +145,15 @@ _UNPARK_NEXT = (
     "DELETE FROM parked_commands WHERE id = (SELECT id FROM parked_commands"
     " WHERE customer_id = $1 ORDER BY id LIMIT 1) RETURNING envelope"
 )
+#: `_UPDATE_CUSTOMER` clearing the operation in flight, and `_UNPARK_NEXT`: one round trip
+#: (the update runs to completion although nothing reads it). Its parameters are
+#: `_UPDATE_CUSTOMER`'s without $2 and $3.
+_END_IN_FLIGHT = (
+    "WITH ended AS (UPDATE customers SET in_flight = NULL,"
+    " bonus_balance = COALESCE($2::numeric, bonus_balance),"
+    " debt = COALESCE($3::numeric, debt), advance = COALESCE($4::numeric, advance),"
+    " updated_at = now() WHERE customer_id = $1) " + _UNPARK_NEXT
+)
 
 #: $1 sale_id, $2 chain_id, $3 customer_id, $4 due_date, $5 detected_at; the sale when new
 _MARK_OVERDUE = (
@@ -166,6 +175,13 @@ class _Keep:
 
 
 KEEP = _Keep()
+
+
+@dataclass(frozen=True)
+class Unparked:
+    """The customer's oldest parked command, taken off the queue (None: nothing was parked)."""
+
+    envelope: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,6 +468,22 @@ class Repository:
         self, customer_id: uuid.UUID, message_id: uuid.UUID, envelope: dict[str, Any]
     ) -> None:
         await sql.execute(self.session, _PARK, customer_id, message_id, json.dumps(envelope))
+
+    async def end_in_flight(
+        self,
+        customer_id: uuid.UUID,
+        *,
+        bonus_balance: Decimal | None = None,
+        debt: Decimal | None = None,
+        advance: Decimal | None = None,
+    ) -> Unparked:
+        """`update_customer(in_flight=None, ...)` and `unpark_next` in one statement: the
+        customer's operation in flight has ended, and the next parked command is taken (the
+        caller holds the customer's lock and replays it: `drain_parked(taken=...)`)."""
+        envelope = await _json_value(
+            self.session, _END_IN_FLIGHT, customer_id, bonus_balance, debt, advance
+        )
+        return Unparked(envelope)
 
     async def unpark_next(self, customer_id: uuid.UUID) -> dict[str, Any] | None:
         """The customer's oldest parked command, taken off the queue (one statement; the

@@ -63,7 +63,7 @@ from contracts.loyalty.v1 import (
     PaymentBonusCancelled,
 )
 from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
-from credit.adapters.repository import CustomerRow, OperationRecord, Repository
+from credit.adapters.repository import CustomerRow, OperationRecord, Repository, Unparked
 from credit.domain.errors import InvalidOperation, Refusal
 from credit.domain.model import (
     Ledger,
@@ -150,15 +150,15 @@ async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) ->
     repo, emitter, op = await _claim_for_answer(ctx, answer, "confirmed")
     if op is None:
         return  # answered before, never asked, or given up (then loyalty is told to undo it)
-    await confirm(repo, emitter.with_correlation(op.correlation_id), op, answer)
-    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, clear=True)
+    taken = await confirm(repo, emitter.with_correlation(op.correlation_id), op, answer)
+    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, taken=taken)
 
 
 async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) -> None:
     repo, emitter, op = await _claim_for_answer(ctx, answer, "voided")
     if op is None:
         return
-    await repo.update_customer(answer.customer_id, in_flight=None, bonus_balance=answer.balance)
+    taken = await repo.end_in_flight(answer.customer_id, bonus_balance=answer.balance)
     await refuse(
         repo,
         emitter.with_correlation(op.correlation_id),
@@ -169,7 +169,7 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
         code=RefusalCode(answer.code),
         detail=answer.detail,
     )
-    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, clear=True)
+    await drain_parked(repo, answer.customer_id, answer.chain_id, emitter, taken=taken)
 
 
 async def handle_bonus_balance(
@@ -312,21 +312,26 @@ async def drain_parked(
     emitter: Emitter,
     *,
     clear: bool = False,
+    taken: Unparked | None = None,
 ) -> None:
     """Replay parked commands in arrival order until one waits for loyalty again.
 
     `clear`: the caller holds the customer's lock and has just ended its operation in flight,
-    so the first look at the row is not needed. Each replay runs in a savepoint: one that
-    raises (other than a transient error, which fails the whole batch) is rolled back alone
-    and refused as `operation_failed`, and the queue goes on, so a command that can never be
-    processed never blocks the ones behind it."""
+    so the first look at the row is not needed. `taken`: besides, the caller has taken the
+    first parked command off the queue (`Repository.end_in_flight`). Each replay runs in a
+    savepoint: one that raises (other than a transient error, which fails the whole batch) is
+    rolled back alone and refused as `operation_failed`, and the queue goes on, so a command
+    that can never be processed never blocks the ones behind it."""
     while True:
-        if not clear:
-            customer = await repo.lock_customer(customer_id, chain_id)
-            if customer is None or customer.in_flight is not None:
-                return
-        clear = False
-        raw = await repo.unpark_next(customer_id)
+        if taken is not None:
+            raw, taken, clear = taken.envelope, None, False
+        else:
+            if not clear:
+                customer = await repo.lock_customer(customer_id, chain_id)
+                if customer is None or customer.in_flight is not None:
+                    return
+            clear = False
+            raw = await repo.unpark_next(customer_id)
         if raw is None:
             return
         env = Envelope.model_validate(raw)
@@ -563,23 +568,25 @@ async def execute(
         await emit_settled(repo, emitter, cmd.chain_id, customer_id, settled, meta)
 
 
-async def confirm(repo: Repository, emitter: Emitter, op: Any, applied: BonusesApplied) -> None:
+async def confirm(repo: Repository, emitter: Emitter, op: Any, applied: BonusesApplied) -> Unparked:
     """Loyalty applied the bonuses: the operation (`op`, already ended as confirmed by
-    `claim_pending`) becomes effective and is published."""
+    `claim_pending`) becomes effective and is published. The customer's next parked command
+    is taken off the queue in the same statement as their balances: the caller replays it."""
     meta: dict[str, Any] = op.meta or {}
     minor_units = int(meta.get("minor_units", 2))
     payload = oc.fill_bonus(op.outcome_type, op.outcome, applied, minor_units)
     event = OUTCOME_TYPES[op.outcome_type].model_validate(payload)
     balances = payload.get("customer_balances") or {}
-    values: dict[str, Any] = {"in_flight": None, "bonus_balance": applied.balance_after}
+    values: dict[str, Any] = {"bonus_balance": applied.balance_after}
     if balances:
         values["debt"] = Decimal(balances["debt"])
         values["advance"] = Decimal(balances["advance"])
-    await repo.update_customer(applied.customer_id, **values)
+    taken = await repo.end_in_flight(applied.customer_id, **values)
     await emitter.emit(CREDIT_EVENTS, event, key=str(applied.customer_id))
     await emit_settled(
         repo, emitter, op.chain_id, applied.customer_id, meta.get("settled", []), meta
     )
+    return taken
 
 
 async def emit_settled(
