@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -120,6 +121,10 @@ class MessageContext:
     topic: str
     partition: int
     offset: int
+    #: the message is handled on the fast path, with the rest of its batch and without a
+    #: savepoint of its own: a handler may leave writes for the consumer's `before_commit`
+    #: (False on the slow path, where each message's effects must be in its own savepoint)
+    batched: bool = False
 
     async def emit(
         self,
@@ -325,6 +330,12 @@ class Consumer:
     sort_batch_by_key: bool = False
     #: processed batches' offsets are committed to Kafka this often (and on revocation and stop)
     commit_interval_seconds: float = 0.5
+    #: run in a fast-path batch's transaction after its handlers: the writes they left for the
+    #: whole batch (`MessageContext.batched`; reporting's projection writes a batch's events as
+    #: one statement per table). A failure other than a transient one replays the batch a
+    #: message at a time in savepoints, where handlers write at once and a bad message is
+    #: dead-lettered alone.
+    before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None
     _attempts: dict[uuid.UUID, int] = field(default_factory=dict)
     _session_factory: SessionFactory | None = None
     _subscriber: Any = None
@@ -488,6 +499,7 @@ class Consumer:
                     # the batch's outbox rows (events, dead letters) in one statement
                     buffer_outbox(session)
                     await self._process_batch(session, records, after_commit)
+                    await self._before_commit(session, records)
                     await self._record_positions(session, records)
                     await flush_outbox(session)
             except _Isolate as isolate:
@@ -521,6 +533,19 @@ class Consumer:
             hist = self._histogram = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
         for _ in records:
             hist.observe(per_message)
+
+    async def _before_commit(
+        self, session: AsyncSession, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> None:
+        """`before_commit`, on the fast path; a permanent failure isolates the batch."""
+        if self.before_commit is None or not records:
+            return
+        try:
+            await self.before_commit(session)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise _Isolate(records[-1], exc) from exc
 
     async def _record_positions(
         self, session: AsyncSession, records: Sequence[ConsumerRecord[Any, Any]]
@@ -631,7 +656,7 @@ class Consumer:
                 if env.message_id not in inserted:
                     after_commit.append(duplicate.labels(self.name, rec.topic).inc)
                     continue
-                ctx = self._context(session, rec, env)
+                ctx = self._context(session, rec, env, batched=True)
                 try:
                     await self.handlers[type(payload)](ctx, payload)
                 except PermanentError as exc:
@@ -648,7 +673,9 @@ class Consumer:
                         raise
                     # the last attempt is the slow path's: it counts it and dead-letters
                     raise _Isolate(rec, exc) from exc
-                self._attempts.pop(env.message_id, None)
+                # its failed attempts are forgotten once the batch commits: what fails after the
+                # handlers (`before_commit`) replays it on the slow path, where they count on
+                after_commit.append(functools.partial(self._forget_attempts, env.message_id))
                 after_commit.append(self._series(metrics.MESSAGES_PROCESSED, rec.topic).inc)
 
     async def _process_isolated(
@@ -685,8 +712,16 @@ class Consumer:
             seen.add(env.message_id)
             await self._process_one(session, rec, env, payload)
 
+    def _forget_attempts(self, message_id: uuid.UUID) -> None:
+        self._attempts.pop(message_id, None)
+
     def _context(
-        self, session: AsyncSession, rec: ConsumerRecord[Any, Any], env: Envelope
+        self,
+        session: AsyncSession,
+        rec: ConsumerRecord[Any, Any],
+        env: Envelope,
+        *,
+        batched: bool = False,
     ) -> MessageContext:
         return MessageContext(
             session=session,
@@ -695,6 +730,7 @@ class Consumer:
             topic=rec.topic,
             partition=rec.partition,
             offset=rec.offset,
+            batched=batched,
         )
 
     def _read(self, rec: ConsumerRecord[Any, Any]) -> tuple[Envelope | None, Any]:

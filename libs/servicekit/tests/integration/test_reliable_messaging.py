@@ -1078,3 +1078,73 @@ async def test_a_consumer_that_may_wait_gets_messages_sent_apart_in_few_batches(
     finally:
         await producer.stop()
         await broker.stop()
+
+
+def _deferring_consumer() -> Consumer:
+    """Handlers that leave their write for the batch's `before_commit` on the fast path (as
+    reporting's projection does) and write at once on the slow path; a "poison" message's
+    write fails only when written (its amount does not fit the column)."""
+
+    async def apply(ctx: MessageContext, payload: DeadLetter) -> None:
+        amount = Decimal("1e20") if payload.reason == "poison" else Decimal("1.10")
+        row = {"message_id": str(ctx.envelope.message_id), "amount": amount}
+        if ctx.batched:
+            ctx.session.info.setdefault("deferred", []).append(row)
+            return
+        await ctx.session.execute(sa.insert(EFFECTS).values(row))
+
+    async def flush(session: Any) -> None:
+        rows = session.info.pop("deferred", [])
+        flushes.append(len(rows))
+        if rows:
+            await session.execute(sa.insert(EFFECTS), rows)
+
+    flushes: list[int] = []
+    consumer = Consumer(
+        name=f"test-{uuid.uuid4().hex[:6]}",
+        topics=["t"],
+        handlers={DeadLetter: apply},
+        retry_backoff_seconds=0.01,
+        before_commit=flush,
+    )
+    consumer.flushes = flushes  # type: ignore[attr-defined]
+    return consumer
+
+
+async def test_writes_left_for_the_batch_are_written_once_before_its_commit(
+    session_factory: Any,
+) -> None:
+    consumer = _deferring_consumer()
+    consumer.bind(session_factory)
+    batch = [_record(_envelope(), offset=n) for n in range(5)]
+    await consumer.process_records(batch)
+    await consumer.process_records(batch)  # redelivered: the inbox leaves nothing to write
+    assert await _count(session_factory, EFFECTS) == 5
+    assert consumer.flushes == [5, 0]  # type: ignore[attr-defined]
+
+
+async def test_a_batch_whose_left_writes_fail_is_replayed_a_message_at_a_time(
+    session_factory: Any,
+) -> None:
+    """The batch's one write fails for the poison message's row: nothing of the batch is
+    applied on the fast path; replayed in savepoints, each message writes at once, and the
+    poison one, an unexpected error, fails the batch until its last attempt, where it is
+    dead-lettered alone and the others apply."""
+    consumer = _deferring_consumer()
+    consumer.bind(session_factory)
+    good = [_envelope() for _ in range(3)]
+    batch = [
+        _record(good[0], offset=0),
+        _record(_poison(), offset=1),
+        _record(good[1], offset=2),
+        _record(good[2], offset=3),
+    ]
+    for _ in range(consumer.max_attempts - 1):  # redelivered, as Kafka would
+        with pytest.raises(sa.exc.DBAPIError):
+            await consumer.process_records(batch)
+        assert await _count(session_factory, EFFECTS) == 0
+    await consumer.process_records(batch)
+    async with session_factory() as session:
+        applied = set((await session.execute(sa.select(EFFECTS.c.message_id))).scalars())
+    assert applied == {str(env.message_id) for env in good}
+    assert await _count(session_factory, OUTBOX, OUTBOX.c.topic == DEAD_LETTERS) == 1
