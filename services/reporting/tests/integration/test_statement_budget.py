@@ -85,13 +85,28 @@ async def test_a_known_customers_sale_costs_reporting_a_fixed_number_of_statemen
             ]
         )
 
-    # each batch: the inbox and the consumer's positions; the sale: the projection lock and
-    # one write (sale, lines, owed amounts, balances, movement); the bonus movement: the lock
-    # and one write (balance, movement); both in one batch: the projection lock once
-    counts = (len(sale_alone), len(bonus_alone), len(one_batch))
-    assert counts == (4, 4, 5), (sale_alone, bonus_alone, one_batch)
+    # five customers' sales and accruals in one batch
+    others = [uuid.uuid4() for _ in range(5)]
+    sales = [sale(c, 0, "50.00") for c in others]
+    with counted_statements(engine) as many:
+        await consumer.process_records(
+            [record_of(s, key=c) for s, c in zip(sales, others, strict=True)]
+            + [record_of(accrual(c, s, "0.20"), key=c) for s, c in zip(sales, others, strict=True)]
+        )
+
+    # each batch: the inbox, the projection lock, one write of all its sales, lines, owed
+    # amounts, balances and movements (adapters.projection_batch), the consumer's positions;
+    # with the per-event writes a batch of n money and bonus events cost 3 + n statements
+    counts = (len(sale_alone), len(bonus_alone), len(one_batch), len(many))
+    assert counts == (4, 4, 4, 4), (sale_alone, bonus_alone, one_batch, many)
 
     async with make_session_factory(engine)() as session:
+        for c in others:
+            body, _ = await reports.statement(session, CHAIN, c, Period(None, None))
+            assert [(e["kind"], e["debt_change"], e["bonus_balance"]) for e in body["entries"]] == [
+                ("sale", "50.00", "0.00"),
+                ("bonus_accrued", "0.00", "0.20"),
+            ]
         body, _ = await reports.statement(session, CHAIN, customer, Period(None, None))
     assert [(e["kind"], e["debt_change"], e["bonus_balance"]) for e in body["entries"]] == [
         ("sale", "50.00", "0.00"),

@@ -34,6 +34,7 @@ from contracts.money import decimal_to_str
 from contracts.topics import CREDIT_EVENTS, LOYALTY_EVENTS, MASTERDATA_EVENTS
 from reporting.adapters import projection_lock
 from reporting.adapters.movements import Movements
+from reporting.adapters.projection_batch import defer_bonus_event, defer_credit_event
 from reporting.adapters.projection_writes import (
     CreditMovement,
     CreditWritten,
@@ -106,25 +107,30 @@ async def _credit_movement(
         ]
         sale = replace(sale, lines=lines)
     older = [(c.sale_id, c.line_no, c.owed_after) for c in changes if c.sale_id != sale_id]
-    written = await write_credit_event(
-        ctx.session,
-        chain_id=chain_id,
-        customer_id=customer_id,
-        debt=after.debt,
-        advance=after.advance,
-        movement=CreditMovement(message_id=ctx.envelope.message_id, **movement),
-        owed=older,
-        sale=sale,
-        sale_owed_changed=sorted(own),
-    )
     stored = {line.line_no for line in sale.lines} if sale is not None else set()
-    unknown = [(sale_id, n) for n in sorted(own) if n not in stored]
-    unknown += [(s, n) for s, n, _ in older if (s, n) not in written.owed_set]
-    for unknown_sale, line_no in unknown:
-        log.warning("owed change for unknown line %s/%s", unknown_sale, line_no)
-    _check_drift(
-        ctx, movement["kind"], movement.get("goods", ZERO), movement.get("payments", ZERO), written
-    )
+
+    def check(written: CreditWritten) -> None:
+        unknown = [(sale_id, n) for n in sorted(own) if n not in stored]
+        unknown += [(s, n) for s, n, _ in older if (s, n) not in written.owed_set]
+        for unknown_sale, line_no in unknown:
+            log.warning("owed change for unknown line %s/%s", unknown_sale, line_no)
+        goods, payments = movement.get("goods", ZERO), movement.get("payments", ZERO)
+        _check_drift(ctx, movement["kind"], goods, payments, written)
+
+    write: dict[str, Any] = {
+        "chain_id": chain_id,
+        "customer_id": customer_id,
+        "debt": after.debt,
+        "advance": after.advance,
+        "movement": CreditMovement(message_id=ctx.envelope.message_id, **movement),
+        "owed": older,
+        "sale": sale,
+        "sale_owed_changed": sorted(own),
+    }
+    if ctx.batched:  # with the rest of the batch, before its commit
+        await defer_credit_event(ctx.session, done=check, **write)
+        return
+    check(await write_credit_event(ctx.session, **write))
 
 
 def _m(value: Decimal) -> str:
@@ -386,7 +392,8 @@ async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
 async def on_bonus_movement(ctx: MessageContext, msg: loyalty.BonusMovementRecorded) -> None:
     await _hold_projection_lock(ctx.session)
     signed = msg.amount if msg.kind in _BONUS_ADDS else -msg.amount
-    await write_bonus_event(
+    write = defer_bonus_event if ctx.batched else write_bonus_event
+    await write(
         ctx.session,
         message_id=ctx.envelope.message_id,
         chain_id=msg.chain_id,
