@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from reporting.adapters import projection_batch
 from reporting.adapters import tables as t
 from reporting.adapters.projection_writes import (
     CreditMovement,
@@ -99,3 +100,76 @@ async def test_a_credit_event_waiting_on_a_bonus_movement_keeps_both(
 async def _in_transaction(session: AsyncSession, customer: uuid.UUID) -> None:
     async with session.begin():
         await payment(session, customer, "25.00")
+
+
+async def _batch(session: AsyncSession, credit_to: uuid.UUID, bonus_to: uuid.UUID) -> None:
+    """A batch's writes (`projection_batch`): a payment of one customer, a bonus movement of
+    another."""
+    async with session.begin():
+        await projection_batch.defer_credit_event(
+            session,
+            done=lambda written: None,
+            chain_id=CHAIN,
+            customer_id=credit_to,
+            debt=D("10.00"),
+            advance=D(0),
+            movement=CreditMovement(
+                message_id=uuid.uuid4(), store_id=STORE, at=AT, kind="payment", description="x"
+            ),
+            owed=[],
+        )
+        await projection_batch.defer_bonus_event(
+            session,
+            message_id=uuid.uuid4(),
+            chain_id=CHAIN,
+            customer_id=bonus_to,
+            store_id=STORE,
+            at=AT,
+            kind="bonus_accrued",
+            sale_id=None,
+            payment_id=None,
+            description="Bonus accrued",
+            bonus_change=D("1.00"),
+            bonus_kind="accrued",
+            bonus_amount=D("1.00"),
+            bonus_movement_id=uuid.uuid4(),
+        )
+        await projection_batch.flush(session)
+
+
+async def test_two_batches_of_crossed_customers_wait_for_each_other_without_a_deadlock(
+    engine: AsyncEngine,
+) -> None:
+    """Instance A's batch pays for customer 1 and gives customer 2 a bonus, instance B's the
+    other way round (their topics' partitions sit on different instances). Both lock every
+    customer of their batch first, in one order, so the second waits for the first: had a batch
+    locked its credit customers first and its bonus customers later, A would hold 1 and wait for
+    2 while B held 2 and waited for 1."""
+    sf = make_session_factory(engine)
+    first, second = sorted([uuid.uuid4(), uuid.uuid4()])
+    async with sf() as session, session.begin():
+        await payment(session, first, "0.00")
+        await payment(session, second, "0.00")
+    async with sf() as holder, sf() as a, sf() as b:
+        async with holder.begin():
+            # customer 1's row held elsewhere: A and B both queue on it before going on
+            await holder.execute(
+                sa.select(t.balances.c.debt)
+                .where(t.balances.c.customer_id == first)
+                .with_for_update()
+            )
+            batch_a = asyncio.create_task(_batch(a, credit_to=first, bonus_to=second))
+            await asyncio.sleep(0.3)
+            batch_b = asyncio.create_task(_batch(b, credit_to=second, bonus_to=first))
+            await asyncio.sleep(0.3)
+            assert not batch_a.done() and not batch_b.done()
+        await asyncio.wait_for(asyncio.gather(batch_a, batch_b), timeout=10)
+    async with sf() as session:
+        rows = (
+            await session.execute(
+                sa.select(t.balances.c.debt, t.balances.c.bonus_balance).where(
+                    t.balances.c.customer_id.in_([first, second])
+                )
+            )
+        ).all()
+    assert sorted(rows) == [(D("10.00"), D("1.00")), (D("10.00"), D("1.00"))]

@@ -4,8 +4,8 @@
 On the consumer's fast path (`MessageContext.batched`) the handlers of credit's money events
 and loyalty's bonus movements do not write: they leave their write here (`defer_credit_event`,
 `defer_bonus_event`, in the batch's order), and the consumer's `before_commit` writes them all
-(`flush`) in one statement: the balances of the batch's customers locked in customer order,
-then the sales, their lines, the owed amounts of lines stored before, the balances and the
+(`flush`) in one statement: the balances of all the batch's customers locked in customer
+order, then the sales, their lines, the owed amounts of lines stored before, the balances and the
 movements, each one multi-row write. The statement-level triggers that keep the report sums
 (`open_debt`, `credit_ledger`) then run once per batch instead of once per event.
 
@@ -51,11 +51,12 @@ _MOVEMENT_COLUMNS = (
 #: Every write of a batch: one statement, one array per column.
 #: - credit events, in the batch's order ($1-$13): message_id, customer_id, debt and advance
 #:   (credit's, after the event), chain_id, store_id, at, kind, sale_id, payment_id,
-#:   description, goods, payments. `old` locks the balances of the batch's credit customers ($14,
-#:   sorted: two instances never wait on each other in opposite orders) and reads them before
-#:   the upserts change them (the upsert and the movements read from `changes`, which reads
-#:   `old`, so it is evaluated first). `changes`: each event's debt and advance minus those after
-#:   the customer's previous event of the batch, else as stored, else 0;
+#:   description, goods, payments. `old` locks the balances of all the batch's customers first
+#:   ($14, sorted: two instances never wait on each other in opposite orders, whatever their
+#:   events) and reads them before the upserts change them (the upserts and the movements read
+#:   from `changes`, which reads `old`, so it is evaluated first). `changes`: each credit event's
+#:   debt and advance minus those after the customer's previous event of the batch, else as
+#:   stored, else 0;
 #: - sales $15-$21; their lines $22-$31;
 #: - owed amounts of lines stored before $32-$35: `owed` updates only rows stored before this
 #:   statement (the sibling inserts' rows are not in its snapshot), so a sale delivered again
@@ -107,7 +108,8 @@ _WRITE_BATCH = (
     " advance = excluded.advance, bonus_balance = b.bonus_balance + excluded.bonus_balance),"
     " bonus_balance AS ("
     " INSERT INTO rm_balances AS b (customer_id, chain_id, bonus_balance)"
-    " SELECT * FROM unnest($41::uuid[], $42::uuid[], $43::numeric[])"
+    " SELECT u.* FROM unnest($41::uuid[], $42::uuid[], $43::numeric[]) AS u,"
+    " (SELECT count(*) FROM old) AS after_old"
     " ON CONFLICT (customer_id) DO UPDATE"
     " SET bonus_balance = b.bonus_balance + excluded.bonus_balance),"
     " movement AS ("
@@ -288,7 +290,7 @@ def _parameters(batch: _Batch) -> list[list[Any]]:
     bonus_only = sorted(batch.bonus_changes.items())
     return [
         *_columns(batch.credit, 13),
-        sorted(batch.credit_balances),
+        sorted({*batch.credit_balances, *batch.bonus_changes}),
         *_columns(batch.sales, 7),
         *_columns(list(batch.lines.values()), 10),
         *_columns([(*key, owed) for key, owed in batch.owed.items()], 4),
