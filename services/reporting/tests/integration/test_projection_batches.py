@@ -132,24 +132,31 @@ def _payment(c: _Customer, when: datetime) -> credit.DebtPaymentRecorded | None:
     )
 
 
+def _money_event(c: _Customer, when: datetime, amount: Decimal) -> dict[str, Any]:
+    """What an advance and a refund of `amount` at the till say alike."""
+    return {
+        "chain_id": CHAIN,
+        "customer_id": c.id,
+        "store_id": c.rng.choice(STORES),
+        "terminal_id": TERMINAL,
+        "method": MoneyMethod.CASH,
+        "amount": amount,
+        "occurred_at": when,
+        "customer_balances": c.balances(),
+    }
+
+
 def _advance(c: _Customer, when: datetime) -> credit.AdvanceRecorded:
     amount = _money(c.rng)
     c.advance += amount
     return credit.AdvanceRecorded(
         payment_id=uuid.uuid4(),
-        chain_id=CHAIN,
-        customer_id=c.id,
-        store_id=c.rng.choice(STORES),
-        terminal_id=TERMINAL,
-        method=MoneyMethod.CASH,
-        amount=amount,
         applied_to_debt=ZERO,
         allocated=[],
         advance_added=amount,
         bonus_accrued=ZERO,
-        occurred_at=when,
-        customer_balances=c.balances(),
         lines_changed=[],
+        **_money_event(c, when, amount),
     )
 
 
@@ -158,17 +165,7 @@ def _refund(c: _Customer, when: datetime) -> credit.RefundRecorded | None:
         return None
     amount = min(c.advance, _money(c.rng))
     c.advance -= amount
-    return credit.RefundRecorded(
-        refund_id=uuid.uuid4(),
-        chain_id=CHAIN,
-        customer_id=c.id,
-        store_id=c.rng.choice(STORES),
-        terminal_id=TERMINAL,
-        method=MoneyMethod.CASH,
-        amount=amount,
-        occurred_at=when,
-        customer_balances=c.balances(),
-    )
+    return credit.RefundRecorded(refund_id=uuid.uuid4(), **_money_event(c, when, amount))
 
 
 def _bonus(c: _Customer, when: datetime) -> Message:

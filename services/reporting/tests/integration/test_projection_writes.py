@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -29,23 +30,27 @@ CHAIN, STORE = uuid.uuid4(), uuid.uuid4()
 AT = datetime(2026, 3, 1, 10, tzinfo=UTC)
 
 
+def bonus_values(customer: uuid.UUID, amount: str) -> dict[str, Any]:
+    """`write_bonus_event`'s parameters for `amount` accrued to `customer`."""
+    return {
+        "message_id": uuid.uuid4(),
+        "chain_id": CHAIN,
+        "customer_id": customer,
+        "store_id": STORE,
+        "at": AT,
+        "kind": "bonus_accrued",
+        "sale_id": None,
+        "payment_id": None,
+        "description": "Bonus accrued",
+        "bonus_change": D(amount),
+        "bonus_kind": "accrued",
+        "bonus_amount": D(amount),
+        "bonus_movement_id": uuid.uuid4(),
+    }
+
+
 async def bonus(session: AsyncSession, customer: uuid.UUID, amount: str) -> None:
-    await write_bonus_event(
-        session,
-        message_id=uuid.uuid4(),
-        chain_id=CHAIN,
-        customer_id=customer,
-        store_id=STORE,
-        at=AT,
-        kind="bonus_accrued",
-        sale_id=None,
-        payment_id=None,
-        description="Bonus accrued",
-        bonus_change=D(amount),
-        bonus_kind="accrued",
-        bonus_amount=D(amount),
-        bonus_movement_id=uuid.uuid4(),
-    )
+    await write_bonus_event(session, **bonus_values(customer, amount))
 
 
 async def payment(session: AsyncSession, customer: uuid.UUID, debt: str) -> None:
@@ -118,22 +123,7 @@ async def _batch(session: AsyncSession, credit_to: uuid.UUID, bonus_to: uuid.UUI
             ),
             owed=[],
         )
-        await projection_batch.defer_bonus_event(
-            session,
-            message_id=uuid.uuid4(),
-            chain_id=CHAIN,
-            customer_id=bonus_to,
-            store_id=STORE,
-            at=AT,
-            kind="bonus_accrued",
-            sale_id=None,
-            payment_id=None,
-            description="Bonus accrued",
-            bonus_change=D("1.00"),
-            bonus_kind="accrued",
-            bonus_amount=D("1.00"),
-            bonus_movement_id=uuid.uuid4(),
-        )
+        await projection_batch.defer_bonus_event(session, **bonus_values(bonus_to, "1.00"))
         await projection_batch.flush(session)
 
 

@@ -36,17 +36,17 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from reporting.adapters.projection_writes import CreditMovement, CreditWritten, SaleRow
+from reporting.adapters.projection_writes import (
+    BONUS_PARAMS,
+    MOVEMENT_COLUMNS,
+    CreditMovement,
+    CreditWritten,
+    SaleRow,
+)
 from servicekit import sql
 
 _PENDING = "reporting.pending_writes"
 ZERO = Decimal(0)
-
-_MOVEMENT_COLUMNS = (
-    "message_id, seq, chain_id, customer_id, store_id, at, kind, sale_id, payment_id,"
-    " description, goods, payments, debt_change, advance_change, bonus_change, bonus_kind,"
-    " bonus_amount, bonus_movement_id"
-)
 
 #: Every write of a batch: one statement, one array per column.
 #: - credit events, in the batch's order ($1-$13): message_id, customer_id, debt and advance
@@ -113,7 +113,7 @@ _WRITE_BATCH = (
     " ON CONFLICT (customer_id) DO UPDATE"
     " SET bonus_balance = b.bonus_balance + excluded.bonus_balance),"
     " movement AS ("
-    f" INSERT INTO rm_movements ({_MOVEMENT_COLUMNS})"
+    f" INSERT INTO rm_movements ({MOVEMENT_COLUMNS})"
     " SELECT x.message_id, 0, x.chain_id, x.customer_id, x.store_id, x.at, x.kind, x.sale_id,"
     " x.payment_id, x.description, x.goods, x.payments, c.debt_change, c.advance_change, 0,"
     " NULL, 0, NULL"
@@ -132,23 +132,6 @@ _WRITE_BATCH = (
     " NULL::numeric AS debt_change, NULL::numeric AS advance_change FROM owed"
     " UNION ALL SELECT 'c', NULL, NULL, NULL, message_id, debt_change, advance_change"
     " FROM changes"
-)
-
-#: the bonus movement's columns in `_WRITE_BATCH` ($44-$56), by `write_bonus_event`'s names
-_BONUS_COLUMNS = (
-    "message_id",
-    "chain_id",
-    "customer_id",
-    "store_id",
-    "at",
-    "kind",
-    "sale_id",
-    "payment_id",
-    "description",
-    "bonus_change",
-    "bonus_kind",
-    "bonus_amount",
-    "bonus_movement_id",
 )
 
 
@@ -277,7 +260,8 @@ def _add_bonus(batch: _Batch, values: dict[str, Any]) -> None:
     else:
         chain, before = batch.bonus_changes.get(customer, (values["chain_id"], ZERO))
         batch.bonus_changes[customer] = (chain, before + change)
-    batch.bonus.append(tuple(values[name] for name in _BONUS_COLUMNS))
+    # `_WRITE_BATCH`'s bonus movement columns ($44-$56) are `write_bonus_event`'s parameters
+    batch.bonus.append(tuple(values[name] for name in BONUS_PARAMS))
 
 
 def _parameters(batch: _Batch) -> list[list[Any]]:

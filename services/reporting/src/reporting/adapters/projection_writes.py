@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from servicekit import sql
 from servicekit.db import column_arrays
 
-_MOVEMENT_COLUMNS = (
+MOVEMENT_COLUMNS = (
     "message_id, seq, chain_id, customer_id, store_id, at, kind, sale_id, payment_id,"
     " description, goods, payments, debt_change, advance_change, bonus_change, bonus_kind,"
     " bonus_amount, bonus_movement_id"
@@ -76,7 +76,7 @@ _CREDIT_EVENT = (
     " SELECT $2::uuid, $1::uuid, $3::numeric, $4::numeric FROM before"
     " ON CONFLICT (customer_id) DO UPDATE SET debt = excluded.debt, advance = excluded.advance),"
     " movement AS ("
-    f" INSERT INTO rm_movements ({_MOVEMENT_COLUMNS})"
+    f" INSERT INTO rm_movements ({MOVEMENT_COLUMNS})"
     " SELECT $21::uuid, 0, $1::uuid, $2::uuid, $22::uuid, $23::timestamptz, $24::text,"
     " $25::uuid, $26::uuid, $27::text, $28::numeric, $29::numeric,"
     " $3::numeric - b.debt, $4::numeric - b.advance, 0, NULL, 0, NULL"
@@ -92,19 +92,19 @@ _CREDIT_EVENT = (
 # movement, one statement; the upsert takes the customer's row lock as the credit events do.
 # $1 message_id, $2 chain_id, $3 customer_id, $4 store_id, $5 at, $6 kind, $7 sale_id,
 # $8 payment_id, $9 description, $10 bonus_change, $11 bonus_kind, $12 bonus_amount,
-# $13 bonus_movement_id (the order of `_BONUS_PARAMS`).
+# $13 bonus_movement_id (the order of `BONUS_PARAMS`).
 _BONUS_EVENT = (
     "WITH balance AS ("
     " INSERT INTO rm_balances AS b (customer_id, chain_id, bonus_balance)"
     " VALUES ($3::uuid, $2::uuid, $10::numeric)"
     " ON CONFLICT (customer_id) DO UPDATE"
     " SET bonus_balance = b.bonus_balance + excluded.bonus_balance)"
-    f" INSERT INTO rm_movements ({_MOVEMENT_COLUMNS})"
+    f" INSERT INTO rm_movements ({MOVEMENT_COLUMNS})"
     " VALUES ($1::uuid, 0, $2::uuid, $3::uuid, $4::uuid, $5::timestamptz, $6::text, $7::uuid,"
     " $8::uuid, $9::text, 0, 0, 0, 0, $10::numeric, $11::text, $12::numeric, $13::uuid)"
     " ON CONFLICT DO NOTHING"
 )
-_BONUS_PARAMS = (
+BONUS_PARAMS = (
     "message_id",
     "chain_id",
     "customer_id",
@@ -225,4 +225,4 @@ async def write_bonus_event(session: AsyncSession, **values: Any) -> None:
     (`message_id`, `chain_id`, `customer_id`, `store_id`, `at`, `kind`, `sale_id`,
     `payment_id`, `description`, `bonus_change`, `bonus_kind`, `bonus_amount`,
     `bonus_movement_id`)."""
-    await sql.execute(session, _BONUS_EVENT, *(values[name] for name in _BONUS_PARAMS))
+    await sql.execute(session, _BONUS_EVENT, *(values[name] for name in BONUS_PARAMS))
