@@ -74,9 +74,12 @@ async def test_a_sale_paid_in_full_reads_none_of_the_customers_open_lines(
         for _ in range(HISTORY):
             await _sale(conn, Decimal(10))
         assert await _open_debt(conn) == 20 * HISTORY
+        sales_before = await rows_read(conn, "rm_sales")
         paid, read = await _sale(conn, Decimal(0))
         # the sale's own two lines, looked up by their sale; none of the 24 open ones
         assert read <= 2
+        # and its own row, by its key: not the customer's other 12 sales
+        assert await rows_read(conn, "rm_sales") - sales_before <= 1
         # a return of a paid line: its debt stays nothing, nobody is recomputed (the update
         # reads the one line it changes)
         before = await _lines_read(conn)

@@ -251,8 +251,10 @@ _SALES_MOVED = """SELECT array_agg(DISTINCT c.customer_id ORDER BY c.customer_id
 #: written by the sale's own statement (the projection stores a sale and its lines in one) are
 #: the lines' trigger's to count (migration 0008): those rows carry the sale row's transaction
 #: and command ids (`xmin`, `cmin`), as every part of one statement shares its command id. The
-#: sale's lines are looked up by its key: a test of `owed > 0` in the lookup's WHERE would let
-#: the planner walk the chain's open lines (`rm_sale_lines_open_chain`) instead.
+#: sale's row and then its lines are looked up by its key, per inserted sale, in scalar
+#: subqueries (never turned into joins): a test of `owed > 0` in the lines' WHERE would let the
+#: planner walk the chain's open lines (`rm_sale_lines_open_chain`) instead, and a join of the
+#: inserted rows with `rm_sales` a scan of the whole table (seen with stale statistics).
 _SALES_TRIGGER_SQL = trigger_function_sql(
     "rm_refresh_open_debt_sales",
     "rm_refresh_open_debt_of",
@@ -260,10 +262,11 @@ _SALES_TRIGGER_SQL = trigger_function_sql(
         IF TG_TABLE_SCHEMA = 'public' THEN
             SELECT array_agg(DISTINCT n.customer_id ORDER BY n.customer_id) INTO affected
             FROM new_rows n
-            JOIN public.rm_sales s ON s.chain_id = n.chain_id AND s.sale_id = n.sale_id
-            WHERE (SELECT bool_or(l.owed > 0 AND NOT (l.xmin = s.xmin AND l.cmin = s.cmin))
-                   FROM public.rm_sale_lines l
-                   WHERE l.chain_id = n.chain_id AND l.sale_id = n.sale_id);
+            WHERE (SELECT (SELECT bool_or(l.owed > 0 AND NOT (l.xmin = s.xmin AND l.cmin = s.cmin))
+                           FROM public.rm_sale_lines l
+                           WHERE l.chain_id = n.chain_id AND l.sale_id = n.sale_id)
+                   FROM public.rm_sales s
+                   WHERE s.chain_id = n.chain_id AND s.sale_id = n.sale_id);
         END IF;""",
     on_update=_SALES_MOVED,
 )
