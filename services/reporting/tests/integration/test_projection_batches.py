@@ -284,3 +284,41 @@ async def test_batches_of_any_size_write_what_the_events_one_by_one_write(
     assert {n: len(r) for n, r in got.items()} == {n: len(r) for n, r in expected.items()}
     for name in expected:
         assert got[name] == expected[name], name
+
+
+async def test_a_sale_delivered_again_in_the_batch_sets_only_the_owed_amounts_it_names(
+    engine: AsyncEngine, reference: AsyncEngine, consumer: Consumer
+) -> None:
+    """A sale whose event names the owed amount of its first line only, a payment of its
+    second line, then the sale again under another message id, all in one batch: the second
+    line keeps what the payment left it owing, as with the events one by one."""
+    c = _Customer(random.Random(7))
+    sale = _sale(c, T0)
+    sale = sale.model_copy(
+        update={
+            "lines": [ln.model_copy(update={"owed": ln.amount}) for ln in sale.lines]
+            + [coat("40.00").model_copy(update={"line_no": len(sale.lines) + 1})],
+        }
+    )
+    last = sale.lines[-1]
+    sale = sale.model_copy(update={"lines_changed": sale.lines_changed[:1]})
+    paid = debt_payment(
+        CHAIN,
+        STORES[0],
+        TERMINAL,
+        c.id,
+        T0 + timedelta(hours=1),
+        "15.00",
+        DebtPaymentKind.TAKE_MONEY,
+        [(sale.sale_id, last.line_no, "15.00")],
+        [(sale.sale_id, last.line_no, "25.00")],
+        c.balances(),
+    )
+    records = [record_of(m, key=c.id) for m in (sale, paid, sale)]
+    await _one_by_one(reference, records)
+    await consumer.process_records(records)
+    expected, got = await _tables(reference), await _tables(engine)
+    owed = {(r[0], r[1]): r[-1] for r in got["rm_sale_lines"]}
+    assert owed[(sale.sale_id, last.line_no)] == D("25.00")
+    for name in expected:
+        assert got[name] == expected[name], name

@@ -16,8 +16,8 @@ It writes what the per-event statements of `projection_writes` would, in the bat
   itself; an owed amount changed twice takes the last;
 - a bonus movement adds to the bonus balance, whatever comes before or after it.
 
-A sale twice in a batch (delivered again under another message id) is inserted once; its lines
-take the owed amounts of the batch's last event that sets them, as they would one by one. Any
+A sale twice in a batch (delivered again under another message id) is inserted once; its second
+event sets only the owed amounts it names, as the per-event statement's conflict clause does. Any
 other handler of the projection writes what is pending first
 (`service_layer.handlers.flushing`), so whatever it reads or changes comes after it. On the
 slow path (a savepoint per message) the handlers write at once, as before.
@@ -159,6 +159,7 @@ class _Batch:
 
     credit: list[tuple[Any, ...]] = field(default_factory=list)
     sales: list[tuple[Any, ...]] = field(default_factory=list)
+    sale_keys: set[tuple[UUID, UUID]] = field(default_factory=set)
     lines: dict[tuple[UUID, UUID, int], list[Any]] = field(default_factory=dict)
     owed: dict[tuple[UUID, UUID, int], Decimal] = field(default_factory=dict)
     credit_balances: dict[UUID, list[Any]] = field(default_factory=dict)
@@ -216,28 +217,7 @@ def _add_credit(batch: _Batch, w: _CreditWrite) -> set[tuple[UUID, int]]:
     head = (m.message_id, w.customer_id, w.debt, w.advance, chain, m.store_id, m.at, m.kind)
     batch.credit.append((*head, m.sale_id, m.payment_id, m.description, m.goods, m.payments))
     if w.sale is not None:
-        s = w.sale
-        batch.sales.append(
-            (s.sale_id, chain, w.customer_id, s.store_id, s.sold_at, s.due_date, s.total)
-        )
-        for line in s.lines:
-            batch.lines[(chain, s.sale_id, line.line_no)] = [
-                s.sale_id,
-                line.line_no,
-                chain,
-                w.customer_id,
-                line.sku,
-                line.barcode,
-                line.name,
-                line.quantity,
-                line.amount,
-                line.owed,
-            ]
-        for line_no in w.sale_owed_changed:
-            # a sale stored before this batch (delivered again): the owed amounts it sets
-            owed = next((x.owed for x in s.lines if x.line_no == line_no), None)
-            if owed is not None:
-                batch.owed[(chain, s.sale_id, line_no)] = owed
+        _add_sale(batch, w)
     found: set[tuple[UUID, int]] = set()
     for sale_id, line_no, owed in w.owed:
         key = (chain, sale_id, line_no)
@@ -250,6 +230,42 @@ def _add_credit(batch: _Batch, w: _CreditWrite) -> set[tuple[UUID, int]]:
     bonus = batch.credit_balances.get(w.customer_id, [None, None, None, None, ZERO])[4]
     batch.credit_balances[w.customer_id] = [w.customer_id, chain, w.debt, w.advance, bonus]
     return found
+
+
+def _add_sale(batch: _Batch, w: _CreditWrite) -> None:
+    """A sale and its lines into the batch's columns. A sale the batch has already (delivered
+    again under another message id) is not written twice: like the per-event statement's
+    conflict clause, its event sets only the owed amounts it names (`sale_owed_changed`), of
+    the lines stored before the batch (by the update) or earlier in it (in their insert)."""
+    s, chain = w.sale, w.chain_id
+    assert s is not None
+    again = (chain, s.sale_id) in batch.sale_keys
+    batch.sale_keys.add((chain, s.sale_id))
+    if not again:
+        batch.sales.append(
+            (s.sale_id, chain, w.customer_id, s.store_id, s.sold_at, s.due_date, s.total)
+        )
+    owed_set = set(w.sale_owed_changed)
+    for line in s.lines:
+        key = (chain, s.sale_id, line.line_no)
+        if line.line_no in owed_set:
+            batch.owed[key] = line.owed  # a line stored before this batch: by the update
+        if key in batch.lines:
+            if line.line_no in owed_set:
+                batch.lines[key][-1] = line.owed
+            continue
+        batch.lines[key] = [
+            s.sale_id,
+            line.line_no,
+            chain,
+            w.customer_id,
+            line.sku,
+            line.barcode,
+            line.name,
+            line.quantity,
+            line.amount,
+            line.owed,
+        ]
 
 
 def _add_bonus(batch: _Batch, values: dict[str, Any]) -> None:
