@@ -143,9 +143,9 @@ class _CreditWrite:
     advance: Decimal
     movement: CreditMovement
     owed: list[tuple[UUID, int, Decimal]]
-    sale: SaleRow | None
-    sale_owed_changed: list[int]
     done: Callable[[CreditWritten], None]
+    sale: SaleRow | None = None
+    sale_owed_changed: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -162,7 +162,9 @@ class _Batch:
     sale_keys: set[tuple[UUID, UUID]] = field(default_factory=set)
     lines: dict[tuple[UUID, UUID, int], list[Any]] = field(default_factory=dict)
     owed: dict[tuple[UUID, UUID, int], Decimal] = field(default_factory=dict)
-    credit_balances: dict[UUID, list[Any]] = field(default_factory=dict)
+    #: per customer with credit events: (chain, debt, advance) after their last one
+    credit_balances: dict[UUID, tuple[UUID, Decimal, Decimal]] = field(default_factory=dict)
+    #: per customer with bonus movements: (chain, the bonus balance's change)
     bonus_changes: dict[UUID, tuple[UUID, Decimal]] = field(default_factory=dict)
     bonus: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -172,9 +174,7 @@ async def defer_credit_event(
 ) -> None:
     """`projection_writes.write_credit_event(session, **write)` at `flush`; `done` gets what it
     wrote. (A coroutine, as the write it stands for: the handlers call either.)"""
-    _pending(session).append(
-        _CreditWrite(done=done, **{"sale": None, "sale_owed_changed": [], **write})
-    )
+    _pending(session).append(_CreditWrite(done=done, **write))
 
 
 async def defer_bonus_event(session: AsyncSession, **values: Any) -> None:
@@ -227,8 +227,7 @@ def _add_credit(batch: _Batch, w: _CreditWrite) -> set[tuple[UUID, int]]:
             # the line of a sale of an earlier event of the batch takes it in its insert
             batch.lines[key][-1] = owed
             found.add((sale_id, line_no))
-    bonus = batch.credit_balances.get(w.customer_id, [None, None, None, None, ZERO])[4]
-    batch.credit_balances[w.customer_id] = [w.customer_id, chain, w.debt, w.advance, bonus]
+    batch.credit_balances[w.customer_id] = (chain, w.debt, w.advance)
     return found
 
 
@@ -270,32 +269,33 @@ def _add_sale(batch: _Batch, w: _CreditWrite) -> None:
 
 def _add_bonus(batch: _Batch, values: dict[str, Any]) -> None:
     customer = values["customer_id"]
-    change: Decimal = values["bonus_change"]
-    if customer in batch.credit_balances:
-        batch.credit_balances[customer][4] += change
-    else:
-        chain, before = batch.bonus_changes.get(customer, (values["chain_id"], ZERO))
-        batch.bonus_changes[customer] = (chain, before + change)
+    chain, before = batch.bonus_changes.get(customer, (values["chain_id"], ZERO))
+    batch.bonus_changes[customer] = (chain, before + values["bonus_change"])
     # `_WRITE_BATCH`'s bonus movement columns ($44-$56) are `write_bonus_event`'s parameters
     batch.bonus.append(tuple(values[name] for name in BONUS_PARAMS))
 
 
 def _parameters(batch: _Batch) -> list[list[Any]]:
-    """`_WRITE_BATCH`'s arrays, a list per column. A customer's bonus change that came before
-    their first credit event is moved into the credit balances' row (a customer is in one of
-    the two balance writes only)."""
-    for customer in list(batch.bonus_changes):
-        if customer in batch.credit_balances:
-            batch.credit_balances[customer][4] += batch.bonus_changes.pop(customer)[1]
-    bonus_only = sorted(batch.bonus_changes.items())
+    """`_WRITE_BATCH`'s arrays, a list per column. A customer with credit events gets their
+    bonus change in the credit balances' row: a customer is in one of the two balance writes
+    only."""
+    credit = [
+        (c, chain, debt, advance, batch.bonus_changes.get(c, (chain, ZERO))[1])
+        for c, (chain, debt, advance) in sorted(batch.credit_balances.items())
+    ]
+    bonus_only = [
+        (c, chain, change)
+        for c, (chain, change) in sorted(batch.bonus_changes.items())
+        if c not in batch.credit_balances
+    ]
     return [
         *_columns(batch.credit, 13),
         sorted({*batch.credit_balances, *batch.bonus_changes}),
         *_columns(batch.sales, 7),
         *_columns(list(batch.lines.values()), 10),
         *_columns([(*key, owed) for key, owed in batch.owed.items()], 4),
-        *_columns([batch.credit_balances[c] for c in sorted(batch.credit_balances)], 5),
-        *_columns([(c, chain, change) for c, (chain, change) in bonus_only], 3),
+        *_columns(credit, 5),
+        *_columns(bonus_only, 3),
         *_columns(batch.bonus, 13),
     ]
 
