@@ -19,6 +19,7 @@ from contracts.loyalty.v1 import (
 from loyalty.entrypoints.app import build_consumer
 from loyalty.entrypoints.http import router
 from loyalty.service_layer.handlers import LoyaltyHandlers
+from servicekit import sql
 from servicekit.db import make_engine, make_session_factory
 from servicekit.testing import internal_api_client, record_of
 
@@ -151,6 +152,42 @@ async def test_two_instances_spending_the_same_last_bonuses_at_once_one_wins(
     bonus = await loyalty.bonus()
     assert bonus["balance"] == "0.00"
     assert [e["kind"] for e in bonus["entries"]] == ["accrued", "spent"]
+
+
+async def test_a_command_that_waited_for_the_customers_lock_reads_the_lots_left_by_its_holder(
+    loyalty: Harness,
+) -> None:
+    """The lots are read by a statement after the lock, never by the locking one: a statement
+    reads other tables as they were when it started, before the lock it waited for."""
+    await loyalty.feed(loyalty.apply(cash=[(uuid4(), "100.00")]))  # a lot of 10.00
+    chain, customer = loyalty.chain_id, loyalty.customer_id
+    async with loyalty.session_factory() as holder, holder.begin():
+        await sql.fetchrow(
+            holder,
+            "SELECT 1 FROM customer_bonus WHERE chain_id = $1 AND customer_id = $2 FOR UPDATE",
+            chain,
+            customer,
+        )
+        # the holder spends the whole lot (as another instance's spend would)
+        await sql.execute(
+            holder,
+            "UPDATE bonus_lots SET remaining = 0 WHERE chain_id = $1 AND customer_id = $2",
+            chain,
+            customer,
+        )
+        await sql.execute(
+            holder,
+            "UPDATE customer_bonus SET balance = 0 WHERE chain_id = $1 AND customer_id = $2",
+            chain,
+            customer,
+        )
+        spend = asyncio.create_task(loyalty.feed(loyalty.apply(spend="10.00")))
+        await asyncio.sleep(0.5)
+        assert not spend.done()  # it waits for the lock
+    await asyncio.wait_for(spend, 10)
+    (refusal,) = await loyalty.outbox(REFUSED)
+    assert refusal.code == "insufficient_bonus"
+    assert len(await loyalty.outbox(APPLIED)) == 1  # the accrual alone
 
 
 async def test_a_return_gives_back_spent_bonus_and_reverses_the_accrual_once(

@@ -175,6 +175,30 @@ async def _open_lots(
     return await sql.fetch(session, _OPEN_LOTS, chain_id, customer_id)
 
 
+def _lot(values: Sequence[Any], minor_units: int) -> Lot:
+    """A lot from its columns in `_OPEN_LOTS`' order (a row, or a record of an array)."""
+    lot_id, at, amount, remaining, store_id, payment_id, sale_id = values
+    return Lot(
+        lot_id=lot_id,
+        at=at,
+        amount=quantize_money(amount, minor_units),
+        remaining=quantize_money(remaining, minor_units),
+        store_id=store_id,
+        payment_id=payment_id,
+        sale_id=sale_id,
+    )
+
+
+def _account(
+    customer_id: UUID, deficit: Decimal, lots: Iterable[Sequence[Any]], minor_units: int
+) -> BonusAccount:
+    return BonusAccount(
+        customer_id=customer_id,
+        lots=[_lot(values, minor_units) for values in lots],
+        deficit=quantize_money(deficit, minor_units),
+    )
+
+
 async def load_account(
     session: AsyncSession,
     chain_id: UUID,
@@ -189,20 +213,83 @@ async def load_account(
         return None
     _, deficit = locked
     rows = await _open_lots(session, chain_id, customer_id)
-    lots = [
-        Lot(
-            lot_id=r["lot_id"],
-            at=r["at"],
-            amount=quantize_money(r["amount"], minor_units),
-            remaining=quantize_money(r["remaining"], minor_units),
-            store_id=r["store_id"],
-            payment_id=r["payment_id"],
-            sale_id=r["sale_id"],
-        )
-        for r in rows
-    ]
-    return BonusAccount(
-        customer_id=customer_id, lots=lots, deficit=quantize_money(deficit, minor_units)
+    return _account(customer_id, deficit, rows, minor_units)
+
+
+#: `_LOCK_CUSTOMER` with what the chain's settings say of expiry, in one statement (no row on
+#: the customer's first sight). The settings are read as of the statement's start, as a read
+#: of their own before the lock would; they need no lock.
+_LOCK_CUSTOMER_WITH_EXPIRY = (
+    "SELECT deficit,"
+    " EXISTS (SELECT 1 FROM chain_settings WHERE chain_id = $1) AS chain_known,"
+    " (SELECT bonus_expiry_days FROM chain_settings WHERE chain_id = $1) AS bonus_expiry_days"
+    " FROM customer_bonus WHERE chain_id = $1 AND customer_id = $2 FOR UPDATE"
+)
+
+#: Read under the customer's lock, in one statement: the operation if it was answered before,
+#: which of its payments ($4) accrued already (in any operation: a payment accrues once) and
+#: the customer's open lots as `_OPEN_LOTS` reads them (records of an array, oldest first).
+_OPERATION_AND_LOTS = (
+    "SELECT o.operation_id, o.chain_id, o.customer_id, o.outcome, o.answer_type, o.answer,"
+    " ARRAY(SELECT a.payment_id FROM payment_accruals AS a"
+    " WHERE a.chain_id = $1::uuid AND a.payment_id = ANY($4::uuid[])) AS accrued,"
+    " ARRAY(SELECT ROW(l.lot_id, l.at, l.amount, l.remaining, l.store_id, l.payment_id,"
+    " l.sale_id) FROM bonus_lots AS l WHERE l.chain_id = $1::uuid AND l.customer_id = $2::uuid"
+    " AND l.remaining > 0 ORDER BY l.at, l.seq) AS lots"
+    " FROM (SELECT 1) AS one LEFT JOIN bonus_operations AS o"
+    " ON o.chain_id = $1::uuid AND o.operation_id = $3::uuid"
+)
+
+
+@dataclass(frozen=True)
+class ApplyState:
+    """What `ApplyBonuses` decides from, read under the customer's lock."""
+
+    #: the chain's expiry as loyalty knows it; `chain_known` false: no settings stored yet
+    chain_known: bool
+    bonus_expiry_days: int | None
+    account: BonusAccount
+    #: the operation as answered before (None: new)
+    stored: StoredOperation | None
+    #: which of the operation's payments accrued already, in any operation
+    already_accrued: list[UUID]
+
+
+async def load_for_apply(
+    session: AsyncSession,
+    chain_id: UUID,
+    customer_id: UUID,
+    operation_id: UUID,
+    payment_ids: Sequence[UUID],
+    *,
+    minor_units: int,
+) -> ApplyState:
+    """The customer locked, then read: two statements for a customer seen before (the lock
+    with the chain's settings; the operation, its payments' accruals and the open lots), five
+    on first sight (the row created and locked as `lock_customer` does, the settings apart).
+
+    The lots are read by the statement after the lock, never by the locking one: a statement
+    reads other tables as of its start, before the lock it may have waited for, so it would
+    miss what the transaction holding the lock wrote."""
+    row = await sql.fetchrow(session, _LOCK_CUSTOMER_WITH_EXPIRY, chain_id, customer_id)
+    if row is not None:
+        deficit, known, expiry = row["deficit"], row["chain_known"], row["bonus_expiry_days"]
+    else:
+        locked = await lock_customer(session, chain_id, customer_id)
+        assert locked is not None  # created and locked: it waits, never skips
+        deficit = locked[1]
+        chain = await get_chain_settings(session, chain_id)
+        known, expiry = chain is not None, chain.bonus_expiry_days if chain else None
+    found = await sql.fetchrow(
+        session, _OPERATION_AND_LOTS, chain_id, customer_id, operation_id, list(payment_ids)
+    )
+    assert found is not None  # the left join of one row: always one row
+    return ApplyState(
+        chain_known=known,
+        bonus_expiry_days=expiry,
+        account=_account(customer_id, deficit, found["lots"], minor_units),
+        stored=_stored_operation(found),
+        already_accrued=list(found["accrued"]),
     )
 
 
@@ -579,13 +666,6 @@ async def save_cancellation(
 # --------------------------------------------------------------------------- operations
 
 
-_FIND_WITH_ACCRUED = (
-    "SELECT o.operation_id, o.chain_id, o.customer_id, o.outcome, o.answer_type, o.answer,"
-    " ARRAY(SELECT a.payment_id FROM payment_accruals AS a"
-    " WHERE a.chain_id = $1::uuid AND a.payment_id = ANY($3::uuid[])) AS accrued"
-    " FROM (SELECT 1) AS one LEFT JOIN bonus_operations AS o"
-    " ON o.chain_id = $1::uuid AND o.operation_id = $2::uuid"
-)
 _FIND_OPERATION = (
     "SELECT operation_id, chain_id, customer_id, outcome, answer_type, answer"
     " FROM bonus_operations WHERE chain_id = $1 AND operation_id = $2"
@@ -597,16 +677,6 @@ _VOID_OPERATION = (
     " ON CONFLICT (chain_id, operation_id) DO UPDATE SET outcome = 'voided',"
     " answer_type = excluded.answer_type, answer = excluded.answer"
 )
-
-
-async def find_operation_and_accrued(
-    session: AsyncSession, chain_id: UUID, operation_id: UUID, payment_ids: Sequence[UUID]
-) -> tuple[StoredOperation | None, list[UUID]]:
-    """`find_operation`, and which of `payment_ids` of the chain already accrued (in any
-    operation: a payment accrues once): one statement."""
-    row = await sql.fetchrow(session, _FIND_WITH_ACCRUED, chain_id, operation_id, list(payment_ids))
-    assert row is not None  # the left join of one row: always one row
-    return _stored_operation(row), list(row["accrued"])
 
 
 async def find_operation(

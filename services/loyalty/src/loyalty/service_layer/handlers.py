@@ -105,11 +105,9 @@ def to_operation(cmd: ApplyBonuses) -> BonusOperation:
     )
 
 
-async def _expiry_days(session: AsyncSession, cmd: ApplyBonuses) -> int | None:
-    """The chain's bonus expiry; until its master data is seen, the command's snapshot."""
-    chain = await repo.get_chain_settings(session, cmd.chain_id)
-    if chain is not None:
-        return chain.bonus_expiry_days
+async def _remember_snapshot(session: AsyncSession, cmd: ApplyBonuses) -> int | None:
+    """A chain whose master data is not seen yet: the command's snapshot of its settings is
+    kept (master data overrides it later), and its expiry applies."""
     await repo.save_chain_settings(
         session,
         chain_id=cmd.chain_id,
@@ -240,14 +238,19 @@ class LoyaltyHandlers:
 
     async def apply_bonuses(self, ctx: MessageContext, cmd: ApplyBonuses) -> None:
         session, key = ctx.session, str(cmd.customer_id)
-        expiry_days = await _expiry_days(session, cmd)
         minor = cmd.minor_units
-
-        account = await repo.load_account(session, cmd.chain_id, cmd.customer_id, minor_units=minor)
-        assert account is not None  # only skip_locked loads can come back empty
         # checked under the customer's lock: a concurrent copy of the operation waits for it
-        stored, already = await repo.find_operation_and_accrued(
-            session, cmd.chain_id, cmd.operation_id, [b.payment_id for b in cmd.accrual_bases]
+        state = await repo.load_for_apply(
+            session,
+            cmd.chain_id,
+            cmd.customer_id,
+            cmd.operation_id,
+            [b.payment_id for b in cmd.accrual_bases],
+            minor_units=minor,
+        )
+        account, stored, already = state.account, state.stored, state.already_accrued
+        expiry_days = (
+            state.bonus_expiry_days if state.chain_known else await _remember_snapshot(session, cmd)
         )
         if stored is not None:
             if (stored.chain_id, stored.customer_id) != (cmd.chain_id, cmd.customer_id):
