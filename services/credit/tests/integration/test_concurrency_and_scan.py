@@ -7,6 +7,8 @@ import asyncio
 import uuid
 from decimal import Decimal
 
+import pytest
+
 from credit.entrypoints.app import make_consumer
 from credit.entrypoints.http import router
 from credit.service_layer.overdue import scan_overdue
@@ -147,7 +149,25 @@ async def _chain_row(harness, chain_id: uuid.UUID) -> tuple[dict, bool] | None:
     return None if row is None else (row.settings, row.from_masterdata)
 
 
-async def test_a_commands_chain_snapshot_leaves_the_chains_row_unlocked_once_it_is_known(harness):
+async def _snapshot(session, chain: uuid.UUID, settings: dict, path: str) -> None:
+    """A command's snapshot of its chain, as an anonymous command remembers it (alone) or a
+    customer's (with the customer's lock, in one statement)."""
+    from credit.adapters.repository import Repository
+
+    repo = Repository(session)
+    if path == "alone":
+        await repo.remember_chain(chain, settings, authoritative=False)
+    else:
+        await repo.remember_chain_and_lock_customer(chain, settings, uuid.uuid4())
+
+
+SNAPSHOT_PATHS = pytest.mark.parametrize("path", ["alone", "with the customer's lock"])
+
+
+@SNAPSHOT_PATHS
+async def test_a_commands_chain_snapshot_leaves_the_chains_row_unlocked_once_it_is_known(
+    harness, path
+):
     """Every command remembers its chain. Two credit instances (or two partitions' batches)
     must not queue on the chain's row, nor deadlock on two chains met in opposite orders."""
     import sqlalchemy as sa
@@ -159,7 +179,7 @@ async def test_a_commands_chain_snapshot_leaves_the_chains_row_unlocked_once_it_
     async with harness.sf() as session, session.begin():
         await Repository(session).remember_chain(chain, snapshot, authoritative=True)
     async with harness.sf() as first, first.begin():
-        await Repository(first).remember_chain(chain, snapshot, authoritative=False)
+        await _snapshot(first, chain, snapshot, path)
         # the first batch is still open; another transaction gets the row at once
         async with harness.sf() as second, second.begin():
             await second.execute(sa.text("SET LOCAL lock_timeout = '500ms'"))
@@ -168,7 +188,8 @@ async def test_a_commands_chain_snapshot_leaves_the_chains_row_unlocked_once_it_
             )
 
 
-async def test_a_snapshot_fills_an_unknown_chain_and_never_overrides_master_data(harness):
+@SNAPSHOT_PATHS
+async def test_a_snapshot_fills_an_unknown_chain_and_never_overrides_master_data(harness, path):
     from credit.adapters.repository import Repository
 
     chain = uuid.uuid4()
@@ -178,7 +199,10 @@ async def test_a_snapshot_fills_an_unknown_chain_and_never_overrides_master_data
 
     async def remember(settings: dict, authoritative: bool) -> None:
         async with harness.sf() as session, session.begin():
-            await Repository(session).remember_chain(chain, settings, authoritative=authoritative)
+            if authoritative:
+                await Repository(session).remember_chain(chain, settings, authoritative=True)
+            else:
+                await _snapshot(session, chain, settings, path)
 
     await remember(first, False)
     assert await _chain_row(harness, chain) == (first, False)

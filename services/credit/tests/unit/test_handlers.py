@@ -47,6 +47,11 @@ class FakeRepository:
             customer_id, CustomerRow(customer_id, chain_id, None, Decimal(0))
         )
 
+    async def remember_chain_and_lock_customer(
+        self, chain_id: uuid.UUID, settings: Any, customer_id: uuid.UUID
+    ) -> CustomerRow:
+        return await self.lock_customer(customer_id, chain_id)
+
     async def update_customer(self, customer_id: uuid.UUID, **values: Any) -> None:
         row = self.customers[customer_id]
         for name in ("in_flight", "bonus_balance"):

@@ -40,15 +40,18 @@ _MASTERDATA_CHAIN = (
 #: settings differ (an UPDATE locks only the rows it changes), insert one never seen (ON
 #: CONFLICT DO NOTHING takes no lock on a row that exists), otherwise touch nothing.
 #: $1 chain_id, $2 settings (JSON text).
-_SNAPSHOT_CHAIN = (
-    "WITH refreshed AS (UPDATE chains SET settings = $2::jsonb, updated_at = now()"
+_REFRESH_CHAIN = (
+    "refreshed AS (UPDATE chains SET settings = $2::jsonb, updated_at = now()"
     " WHERE chain_id = $1::uuid AND NOT from_masterdata AND settings IS DISTINCT FROM $2::jsonb"
     " RETURNING chain_id)"
-    " INSERT INTO chains (chain_id, settings, from_masterdata)"
+)
+_INSERT_UNSEEN_CHAIN = (
+    "INSERT INTO chains (chain_id, settings, from_masterdata)"
     " SELECT $1::uuid, $2::jsonb, false"
     " WHERE NOT EXISTS (SELECT 1 FROM chains WHERE chain_id = $1::uuid)"
     " ON CONFLICT (chain_id) DO NOTHING"
 )
+_SNAPSHOT_CHAIN = f"WITH {_REFRESH_CHAIN} {_INSERT_UNSEEN_CHAIN}"
 
 _CHAINS = "SELECT chain_id, settings FROM chains"
 _CHAIN_SETTINGS = "SELECT settings FROM chains WHERE chain_id = $1"
@@ -60,6 +63,12 @@ _LOCK_CUSTOMER = (
     " WHERE customer_id = $1 FOR UPDATE"
 )
 _LOCK_CUSTOMER_SKIP_LOCKED = _LOCK_CUSTOMER + " SKIP LOCKED"
+#: A command's chain snapshot (`_SNAPSHOT_CHAIN`) and its customer's lock in one statement:
+#: the snapshot's writes are CTEs, run once whatever the lock finds. $3 customer_id.
+_SNAPSHOT_CHAIN_THEN_LOCK_CUSTOMER = (
+    f"WITH {_REFRESH_CHAIN}, unseen AS ({_INSERT_UNSEEN_CHAIN} RETURNING chain_id) "
+    + _LOCK_CUSTOMER.replace("$1", "$3")
+)
 _INSERT_CUSTOMER = (
     "INSERT INTO customers (customer_id, chain_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 )
@@ -232,6 +241,13 @@ class CustomerRow:
     bonus_balance: Decimal
 
 
+def _customer_row(row: Any, customer_id: uuid.UUID, chain_id: uuid.UUID) -> CustomerRow:
+    """The locked customer's row, which must be of `chain_id`."""
+    if row["chain_id"] != chain_id:
+        raise LookupError(f"customer {customer_id} belongs to another chain")
+    return CustomerRow(row["customer_id"], row["chain_id"], row["in_flight"], row["bonus_balance"])
+
+
 class Repository:
     """The credit tables as the service layer needs them."""
 
@@ -262,11 +278,25 @@ class Repository:
         )
         if row is None:
             return None
-        if row["chain_id"] != chain_id:
-            raise LookupError(f"customer {customer_id} belongs to another chain")
-        return CustomerRow(
-            row["customer_id"], row["chain_id"], row["in_flight"], row["bonus_balance"]
+        return _customer_row(row, customer_id, chain_id)
+
+    async def remember_chain_and_lock_customer(
+        self, chain_id: uuid.UUID, settings: dict[str, Any], customer_id: uuid.UUID
+    ) -> CustomerRow:
+        """`remember_chain` of a command's snapshot, then `lock_customer`: one statement when
+        the customer exists, three on first sight (created, then locked)."""
+        row = await sql.fetchrow(
+            self.session,
+            _SNAPSHOT_CHAIN_THEN_LOCK_CUSTOMER,
+            chain_id,
+            json.dumps(settings),
+            customer_id,
         )
+        if row is None:
+            found = await self.lock_customer(customer_id, chain_id)
+            assert found is not None  # created and locked: it waits, never skips
+            return found
+        return _customer_row(row, customer_id, chain_id)
 
     async def update_customer(
         self,

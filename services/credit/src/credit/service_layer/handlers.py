@@ -219,20 +219,20 @@ async def process_command(
 ) -> None:
     operation_id, kind = identity(cmd)
     customer_id = customer_of(cmd)
-    await repo.remember_chain(
-        cmd.chain_id, cmd.settings.model_dump(mode="json"), authoritative=False
-    )
+    settings = cmd.settings.model_dump(mode="json")
     customer = None
     if customer_id is None:
+        await repo.remember_chain(cmd.chain_id, settings, authoritative=False)
         if isinstance(cmd, RecordReturn):
             # two returns of one anonymous sale: one by one
             await repo.lock_sale(cmd.chain_id, cmd.sale_id)
     else:
         try:
-            customer = await repo.lock_customer(customer_id, cmd.chain_id)
+            customer = await repo.remember_chain_and_lock_customer(
+                cmd.chain_id, settings, customer_id
+            )
         except LookupError as exc:
             raise PermanentError(str(exc)) from exc
-        assert customer is not None
         if customer.in_flight is not None:
             await repo.park(customer_id, envelope.message_id, envelope.model_dump(mode="json"))
             return
