@@ -18,6 +18,12 @@ over the rounds of the CPU ms per message, their range, the median per batch (an
 kind with `--batch 1`), statements per message. Process CPU: PostgreSQL's own time is not in it,
 other processes on the machine move it little.
 
+`--ab-src DIR` (repeatable; a checkout's root, e.g. an older commit's tree from `git archive`)
+compares whole versions of loyalty instead, handlers included: the measure runs with the
+loyalty code under each DIR and with this checkout's, `--repeats` times each, in separate
+processes in turn (`bench.inprocess.alternate`), each process measuring only the code on its
+path (`--old-rev ''`), and the medians and ranges of the runs are printed.
+
 PostgreSQL comes from `DATABASE_URL` (a server URL; a database of its own per run), otherwise
 devstack starts one for the run and stops it at the end.
 """
@@ -47,7 +53,7 @@ import sqlalchemy as sa
 from aiokafka import ConsumerRecord
 
 import loyalty.adapters.repository as new_repo
-from bench.inprocess import database_server
+from bench.inprocess import alternate, database_server
 from contracts.credit.v1 import ApplyBonuses, BonusBase
 from contracts.enums import BonusOperationKind, PaymentMethod
 from contracts.envelope import encode, make_envelope
@@ -215,7 +221,9 @@ async def measure(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
     consumer = build_consumer(handlers.LoyaltyHandlers())
     consumer.retry_backoff_seconds = 0
     consumer.bind(make_session_factory(engine))
-    variants = {f"old {args.old_rev}": old_module(args.old_rev), "new (this checkout)": new_repo}
+    variants = {"new (this checkout)": new_repo}
+    if args.old_rev:
+        variants = {f"old {args.old_rev}": old_module(args.old_rev), **variants}
     sales = Sales(args.customers)
     # every customer gets a balance to spend from (each sale spends 1.00, accrues 3.00)
     for c in sales.customers:
@@ -246,6 +254,30 @@ async def measure(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
     return {name: tally.summary() for name, tally in tallies.items()} | {"settings": vars(args)}
 
 
+def _ab(args: argparse.Namespace) -> None:
+    """Alternate runs of the loyalty code under each `--ab-src` and of this checkout."""
+    passed = [
+        "--old-rev=",
+        f"--rounds={args.rounds}",
+        f"--per-round={args.per_round}",
+        f"--batch={args.batch}",
+        f"--customers={args.customers}",
+        f"--warmup={args.warmup}",
+        *(["--returns"] if args.returns else []),
+    ]
+    runs = alternate("bench.loyalty_cpu", passed, args.ab_src, ("loyalty",), args.repeats)
+    out: dict[str, Any] = {}
+    for name, results in runs.items():
+        values = [r["new (this checkout)"]["cpu_ms_per_message_median_of_rounds"] for r in results]
+        out[name] = {
+            "cpu_ms_per_message": round(statistics.median(values), 3),
+            "range": [min(values), max(values)],
+            "runs": values,
+            "statements_per_message": results[0]["new (this checkout)"]["statements_per_message"],
+        }
+    print(json.dumps(out, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.loyalty_cpu")
     parser.add_argument("--old-rev", default="153a048")
@@ -255,10 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--returns", action="store_true", help="every second message a return")
+    parser.add_argument("--ab-src", action="append", default=[], metavar="DIR")
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.ab_src:
+        _ab(args)
+        return 0
     with database_server() as server:
         result = asyncio.run(measure(server, args))
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result))  # one line: `--ab-src` runs read the last line
     return 0
 
 
