@@ -371,3 +371,35 @@ async def test_the_same_sale_id_in_two_chains_is_two_sales(harness):
     await harness.send_and_settle(pay, key=str(ana.customer_id))
     assert (await harness.credit(CHAIN, ana.customer_id))["debt"] == "0.00"
     assert (await harness.credit(other_chain, bob.customer_id))["debt"] == "30.00"
+
+
+async def test_an_answer_that_waited_for_the_customer_while_its_operation_ended_changes_nothing(
+    harness,
+):
+    """Loyalty's answer locks the customer and ends the pending operation in one statement. An
+    operation another transaction ended (here as the deadline job would) while the answer waited
+    for the customer's lock is found not pending: nothing is confirmed, nothing published."""
+    import asyncio
+
+    customer = customer_snapshot()
+    sale = on_account(customer, "40.00")
+    await harness.send(sale, key=str(customer.customer_id))
+    async with harness.sf() as holder, holder.begin():
+        await holder.execute(
+            sa.text("SELECT 1 FROM customers WHERE customer_id = :c FOR UPDATE"),
+            {"c": customer.customer_id},
+        )
+        await holder.execute(
+            sa.text("UPDATE operations SET status = 'failed' WHERE operation_id = :o"),
+            {"o": sale.sale_id},
+        )
+        answer = asyncio.create_task(harness.answer_loyalty())
+        await asyncio.sleep(0.5)
+        assert not answer.done()  # it waits for the customer
+    assert await asyncio.wait_for(answer, 10) == 1
+    assert await harness.events("credit.SaleCompleted") == []
+    async with harness.sf() as session:
+        status = await session.scalar(
+            sa.text("SELECT status FROM operations WHERE operation_id = :o"), {"o": sale.sale_id}
+        )
+    assert status == "failed"

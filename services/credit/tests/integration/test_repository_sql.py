@@ -72,7 +72,7 @@ async def test_a_recorded_sale_reads_back_as_it_was_written(harness):
         ledger, known = await repo.load_for_command(
             chain_id=CHAIN, customer_id=customer, seen=(sold.sale_id, "sale")
         )
-        op = await repo.claim_pending(CHAIN, sold.sale_id, "confirmed")
+        op = await repo.lock_customer_and_claim_pending(customer, CHAIN, sold.sale_id, "confirmed")
     assert known
     [back] = ledger.sales.values()
     assert (back.lines, back.payments, back.due_date) == (sold.lines, sold.payments, sold.due_date)

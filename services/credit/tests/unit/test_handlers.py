@@ -117,7 +117,9 @@ class FakeRepository:
         op = self.operations.get(operation_id)
         return op if op is not None and op.status == "pending" else None
 
-    async def claim_pending(self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str) -> Any:
+    async def lock_customer_and_claim_pending(
+        self, customer_id: uuid.UUID, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str
+    ) -> Any:
         op = await self.pending_operation(chain_id, operation_id)
         if op is not None:
             op.status = status
@@ -199,7 +201,9 @@ async def test_accepted_sale_is_pending_until_loyalty_answers() -> None:
     await h.process_command(repo, emitter, envelope(cmd), cmd)  # type: ignore[arg-type]
     assert emitter.types() == ["loyalty.ApplyBonuses"]
     assert repo.customers[customer.customer_id].in_flight == cmd.sale_id
-    op = await repo.claim_pending(CHAIN, cmd.sale_id, "confirmed")
+    op = await repo.lock_customer_and_claim_pending(
+        customer.customer_id, CHAIN, cmd.sale_id, "confirmed"
+    )
     await h.confirm(repo, emitter, op, applied(cmd.sale_id, customer.customer_id))  # type: ignore[arg-type]
     assert emitter.types() == ["loyalty.ApplyBonuses", "credit.SaleCompleted"]
     assert repo.customers[customer.customer_id].in_flight is None
@@ -220,7 +224,9 @@ async def test_a_command_arriving_while_another_is_in_flight_is_parked() -> None
     taken = await h.confirm(
         repo,  # type: ignore[arg-type]
         emitter,  # type: ignore[arg-type]
-        await repo.claim_pending(CHAIN, sale.sale_id, "confirmed"),
+        await repo.lock_customer_and_claim_pending(
+            customer.customer_id, CHAIN, sale.sale_id, "confirmed"
+        ),
         applied(sale.sale_id, customer.customer_id),
     )
     # the confirmation took the parked payment off the queue: the drain replays it

@@ -124,10 +124,16 @@ _PENDING_OPERATION = (
     " WHERE chain_id = $1 AND operation_id = $2 AND status = 'pending'"
 )
 #: $1 chain_id, $2 operation_id, $3 the status it ends as
-_CLAIM_PENDING = (
-    "UPDATE operations SET status = $3, finished_at = now()"
+#: An answer's customer ($4, `_LOCK_CUSTOMER`) locked (its chain returned, to be checked),
+#: then its operation ended as $3 if still pending, its row returned: one statement. The UPDATE
+#: re-reads the operation's row once it may change it, so an operation someone else ended while
+#: this statement waited for the lock (the deadline job) is no longer pending: nothing comes back.
+_LOCK_CUSTOMER_AND_CLAIM_PENDING = (
+    "WITH locked AS (SELECT chain_id FROM customers WHERE customer_id = $4 FOR UPDATE)"
+    " UPDATE operations SET status = $3, finished_at = now()"
     " WHERE chain_id = $1 AND operation_id = $2 AND status = 'pending'"
-    f" RETURNING {_OPERATION_COLUMNS}"
+    " AND EXISTS (SELECT 1 FROM locked)"
+    f" RETURNING {_OPERATION_COLUMNS}, (SELECT chain_id FROM locked) AS customer_chain_id"
 )
 #: $1 the cutoff: the deadline job's question, every second (the partial index
 #: `operations_pending`), oldest first
@@ -196,7 +202,7 @@ class Unparked:
 @dataclass(frozen=True, slots=True)
 class _OperationColumns:
     """The columns of an operation's row that `Repository.record_operation` writes and
-    `claim_pending` / `pending_operation` read back."""
+    `lock_customer_and_claim_pending` / `pending_operation` read back."""
 
     operation_id: uuid.UUID
     kind: str
@@ -227,7 +233,7 @@ class OperationRecord(_OperationColumns):
 
 @dataclass(frozen=True, slots=True)
 class OperationRow(_OperationColumns):
-    """An operation's row as `claim_pending` and `pending_operation` return it."""
+    """An operation's row as `lock_customer_and_claim_pending` and `pending_operation` return it."""
 
     created_at: datetime
     finished_at: datetime | None
@@ -457,13 +463,26 @@ class Repository:
         row = await sql.fetchrow(self.session, _PENDING_OPERATION, chain_id, operation_id)
         return None if row is None else OperationRow(**dict(row.items()))
 
-    async def claim_pending(
-        self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str
+    async def lock_customer_and_claim_pending(
+        self, customer_id: uuid.UUID, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str
     ) -> OperationRow | None:
-        """End a pending operation as `status` and return its row (None: it is not pending):
-        `pending_operation` and `finish_operation` in one statement."""
-        row = await sql.fetchrow(self.session, _CLAIM_PENDING, chain_id, operation_id, status)
-        return None if row is None else OperationRow(**dict(row.items()))
+        """Lock the customer (one credit knows) and end its pending operation as `status`:
+        the operation's row, or None when it is not pending (then the customer may be left
+        unlocked: nothing is changed). One statement."""
+        row = await sql.fetchrow(
+            self.session,
+            _LOCK_CUSTOMER_AND_CLAIM_PENDING,
+            chain_id,
+            operation_id,
+            status,
+            customer_id,
+        )
+        if row is None:
+            return None
+        values = dict(row.items())
+        if values.pop("customer_chain_id") != chain_id:
+            raise LookupError(f"customer {customer_id} belongs to another chain")
+        return OperationRow(**values)
 
     async def pending_since_before(
         self, cutoff: datetime

@@ -141,8 +141,9 @@ async def _claim_for_answer(
     """Under the customer's lock, end the operation loyalty answered as `status`: the
     repository, the emitter and the operation's row (None: the operation is not pending)."""
     repo = Repository(ctx.session)
-    await repo.lock_customer(answer.customer_id, answer.chain_id)
-    op = await repo.claim_pending(answer.chain_id, answer.operation_id, status)
+    op = await repo.lock_customer_and_claim_pending(
+        answer.customer_id, answer.chain_id, answer.operation_id, status
+    )
     return repo, Emitter.caused_by(ctx.session, ctx.envelope), op
 
 
@@ -570,8 +571,9 @@ async def execute(
 
 async def confirm(repo: Repository, emitter: Emitter, op: Any, applied: BonusesApplied) -> Unparked:
     """Loyalty applied the bonuses: the operation (`op`, already ended as confirmed by
-    `claim_pending`) becomes effective and is published. The customer's next parked command
-    is taken off the queue in the same statement as their balances: the caller replays it."""
+    `lock_customer_and_claim_pending`) becomes effective and is published. The customer's next
+    parked command is taken off the queue in the same statement as their balances: the caller
+    replays it."""
     meta: dict[str, Any] = op.meta or {}
     minor_units = int(meta.get("minor_units", 2))
     payload = oc.fill_bonus(op.outcome_type, op.outcome, applied, minor_units)
