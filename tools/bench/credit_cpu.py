@@ -273,6 +273,8 @@ def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                 per_size[kind] = {
                     "cpu_ms": round(statistics.median(values), 3),
                     "range": [min(values), max(values)],
+                    # in the order run: the variants alternate, so runs pair up by position
+                    "runs": values,
                 }
                 if isinstance(first, dict):
                     per_size[kind]["statements"] = first["statements"]
