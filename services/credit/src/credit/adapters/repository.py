@@ -123,8 +123,8 @@ _PENDING_OPERATION = (
     f"SELECT {_OPERATION_COLUMNS} FROM operations"
     " WHERE chain_id = $1 AND operation_id = $2 AND status = 'pending'"
 )
-#: $1 chain_id, $2 operation_id, $3 the status it ends as
-#: An answer's customer ($4, `_LOCK_CUSTOMER`) locked (its chain returned, to be checked),
+#: $1 chain_id, $2 operation_id, $3 the status it ends as, $4 customer_id.
+#: An answer's customer (`_LOCK_CUSTOMER`) locked (its chain returned, to be checked),
 #: then its operation ended as $3 if still pending, its row returned: one statement. The UPDATE
 #: re-reads the operation's row once it may change it, so an operation someone else ended while
 #: this statement waited for the lock (the deadline job) is no longer pending: nothing comes back.
@@ -290,7 +290,8 @@ class Repository:
         self, chain_id: uuid.UUID, settings: dict[str, Any], customer_id: uuid.UUID
     ) -> CustomerRow:
         """`remember_chain` of a command's snapshot, then `lock_customer`: one statement when
-        the customer exists, three on first sight (created, then locked)."""
+        the customer exists; on first sight that one finds no row, and `lock_customer` creates
+        and locks it (three more)."""
         row = await sql.fetchrow(
             self.session,
             _SNAPSHOT_CHAIN_THEN_LOCK_CUSTOMER,

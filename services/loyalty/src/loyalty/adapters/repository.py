@@ -265,8 +265,9 @@ async def load_for_apply(
     minor_units: int,
 ) -> ApplyState:
     """The customer locked, then read: two statements for a customer seen before (the lock
-    with the chain's settings; the operation, its payments' accruals and the open lots), five
-    on first sight (the row created and locked as `lock_customer` does, the settings apart).
+    with the chain's settings; the operation, its payments' accruals and the open lots). On
+    first sight the lock finds no row: `lock_customer` creates and locks it (three more) and
+    the settings are read apart (one more).
 
     The lots are read by the statement after the lock, never by the locking one: a statement
     reads other tables as of its start, before the lock it may have waited for, so it would
