@@ -2,7 +2,8 @@
 
 Every consumed batch is processed in one transaction that inserts `(consumer, message_id)` into
 the inbox for each message, so a redelivered message is skipped and its effect is never applied
-twice. A message of a registered type this consumer has no handler for has no effect here: it
+twice (unless the consumer keeps no inbox, `Consumer.inbox`: its handlers are idempotent by
+themselves). A message of a registered type this consumer has no handler for has no effect here: it
 is passed over before its payload is validated, with no inbox row (`messages_skipped_total`).
 Offsets are committed only after the transaction commits (a failure rewinds the partitions
 and the batch comes again), and not after every batch: the offsets of processed batches are
@@ -336,6 +337,13 @@ class Consumer:
     #: message at a time in savepoints, where handlers write at once and a bad message is
     #: dead-lettered alone.
     before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None
+    #: Keep an inbox row per message (`inbox`), so a message delivered again is passed over.
+    #: False only for a consumer whose every handler is idempotent by itself, by a condition on
+    #: the rows it changes (the gateway's: an outcome is stored only on an operation still
+    #: pending): a message delivered again then runs its handler again, which changes nothing,
+    #: and each batch saves the inbox's statement. Duplicates within one batch are still passed
+    #: over; `messages_duplicate_total` counts only those.
+    inbox: bool = True
     _attempts: dict[uuid.UUID, int] = field(default_factory=dict)
     _session_factory: SessionFactory | None = None
     _subscriber: Any = None
@@ -604,7 +612,9 @@ class Consumer:
             if env is not None and i not in repeated and not isinstance(payload, Exception)
         ]
         inserted: set[uuid.UUID] = set()
-        if fresh:
+        if fresh and not self.inbox:
+            inserted = {env.message_id for _, env in fresh}
+        elif fresh:
             rows = await sql.fetch(
                 session,
                 _INBOX_INSERT,
@@ -622,7 +632,7 @@ class Consumer:
             if env is not None and i not in repeated and isinstance(payload, Exception)
         ]
         known_invalid: set[uuid.UUID] = set()
-        if invalid:
+        if invalid and self.inbox:
             known_invalid = set(
                 (
                     await session.execute(
@@ -692,7 +702,7 @@ class Consumer:
             decoded.append((rec, env, payload))
         ids = [env.message_id for _, env, _ in decoded if env is not None]
         seen: set[uuid.UUID] = set()
-        if ids:
+        if ids and self.inbox:
             seen = set(
                 (
                     await session.execute(
@@ -782,19 +792,7 @@ class Consumer:
                 return
             try:
                 async with session.begin_nested():
-                    inserted = await session.execute(
-                        pg_insert(INBOX)
-                        .values(
-                            consumer=self.name,
-                            message_id=env.message_id,
-                            topic=rec.topic,
-                            partition=rec.partition,
-                            offset=rec.offset,
-                        )
-                        .on_conflict_do_nothing()
-                        .returning(INBOX.c.message_id)
-                    )
-                    if inserted.first() is None:
+                    if self.inbox and not await self._inbox_row(session, rec, env):
                         self._series(metrics.MESSAGES_DUPLICATE, rec.topic).inc()
                         return
                     ctx = self._context(session, rec, env)
@@ -824,6 +822,24 @@ class Consumer:
                 (correlation_id_var, chain_id_var, message_id_var), tokens, strict=True
             ):
                 var.reset(token)
+
+    async def _inbox_row(
+        self, session: AsyncSession, rec: ConsumerRecord[Any, Any], env: Envelope
+    ) -> bool:
+        """The message's inbox row; False when it was there already (a duplicate)."""
+        inserted = await session.execute(
+            pg_insert(INBOX)
+            .values(
+                consumer=self.name,
+                message_id=env.message_id,
+                topic=rec.topic,
+                partition=rec.partition,
+                offset=rec.offset,
+            )
+            .on_conflict_do_nothing()
+            .returning(INBOX.c.message_id)
+        )
+        return inserted.first() is not None
 
     async def _after_dead_letter(
         self,

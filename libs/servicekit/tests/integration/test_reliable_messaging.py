@@ -469,6 +469,55 @@ async def test_a_poison_message_in_a_fast_path_batch_is_dead_lettered_alone_with
     assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 5
 
 
+async def test_a_consumer_without_an_inbox_runs_its_idempotent_handler_again_on_a_redelivery(
+    session_factory: Any,
+) -> None:
+    """`inbox=False`: no inbox statement and no inbox row; a message delivered again runs its
+    handler again (here idempotent by itself: an insert of a row not there yet), a copy within
+    one batch runs it once, and a poison message is still dead-lettered alone on the slow
+    path."""
+    from servicekit.schema import INBOX
+
+    runs: list[str] = []
+
+    async def apply(ctx: MessageContext, payload: DeadLetter) -> None:
+        if payload.reason == "poison":
+            raise PermanentError("this message can never be applied")
+        runs.append(str(ctx.envelope.message_id))
+        message_id = str(ctx.envelope.message_id)
+        await ctx.session.execute(  # once per message, however often it comes
+            sa.insert(EFFECTS).from_select(
+                ["message_id", "amount"],
+                sa.select(sa.literal(message_id), sa.literal(Decimal("1.10"))).where(
+                    ~sa.exists().where(EFFECTS.c.message_id == message_id)
+                ),
+            )
+        )
+
+    consumer = Consumer(
+        name=f"test-{uuid.uuid4().hex[:6]}", topics=["t"], handlers={DeadLetter: apply}, inbox=False
+    )
+    consumer.bind(session_factory)
+    first, second = _envelope(), _envelope()
+    statements = _statements(session_factory)
+
+    await consumer.process_records([_record(first, offset=0), _record(first, offset=1)])
+    assert not any("inbox" in s for s in statements)
+    assert runs == [str(first.message_id)]  # the copy within the batch is passed over
+    await consumer.process_records([_record(first, offset=0)])  # delivered again
+    assert runs == [str(first.message_id)] * 2
+    # the slow path: the poison dead-lettered alone, the rest applied, still no inbox
+    await consumer.process_records(
+        [_record(second, offset=2), _record(_poison(), offset=3), _record(first, offset=4)]
+    )
+    # the fast path ran `second`, then the poison failed it; the slow path ran both
+    assert runs[2:] == [str(second.message_id)] * 2 + [str(first.message_id)]
+    assert not any("inbox" in s for s in statements)
+    assert await _count(session_factory, EFFECTS) == 2
+    assert await _count(session_factory, OUTBOX, OUTBOX.c.topic == DEAD_LETTERS) == 1
+    assert await _count(session_factory, INBOX) == 0
+
+
 async def test_a_batch_writes_the_events_of_all_its_messages_to_the_outbox_in_one_statement(
     session_factory: Any,
 ) -> None:

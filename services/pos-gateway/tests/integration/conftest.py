@@ -219,9 +219,16 @@ class Harness:
 
     # ------------------------------------------------------------------ playing credit
 
-    async def deliver(self, topic: str, payload: Message, *, key: str = "k") -> None:
-        """Feed one event to the gateway's consumer as if Kafka delivered it."""
+    async def deliver(self, topic: str, payload: Message, *, key: str = "k") -> Envelope:
+        """Feed one event to the gateway's consumer as if Kafka delivered it; its envelope."""
         env = make_envelope(payload, chain_id=None, key=key, correlation_id=uuid.uuid4())
+        await self.deliver_envelope(topic, env)
+        return env
+
+    async def deliver_envelope(self, topic: str, env: Envelope) -> None:
+        """Feed one message to the gateway's consumer, as it was sent (Kafka delivering the
+        same message again)."""
+        key = env.key
         self._offset += 1
         record = ConsumerRecord(
             topic=topic,

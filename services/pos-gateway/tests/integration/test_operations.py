@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from contracts.credit.v1 import (
     AdvanceRecorded,
@@ -329,7 +330,8 @@ async def test_a_return_is_checked_against_what_the_gateway_knows(
         customer_balances=BAL,
         lines_changed=[],
     )
-    await harness.deliver("credit.events.v1", event)
+    sent = await harness.deliver("credit.events.v1", event)
+    await harness.deliver_envelope("credit.events.v1", sent)  # the same message delivered again
     # and a republished duplicate
     answer = await _answered_once_credit_sent(harness, url, body, headers, event.model_copy())
     assert answer["value"] == "30.00"
@@ -590,3 +592,41 @@ async def test_a_validation_error_found_by_credit_is_answered_naming_its_field(
         f"/v1/operations/debt_payment/{payment_id}", headers=harness.auth(terminal)
     )
     assert status.json()["errors"] == [{"field": "occurred_at", "message": detail}]
+
+
+async def test_an_outcome_delivered_again_changes_nothing(harness: Any, credit: Any) -> None:
+    """The gateway's consumer keeps no inbox (`Consumer.inbox`): a message Kafka delivers again
+    runs its handler again, and every handler stores an outcome only on an operation still
+    pending. The same outcome twice, then a refusal of the completed sale: the operation stays
+    as first stored, and the till's retry gets the first answer."""
+    _, terminal, _ = await harness.setup_with_customer()
+    headers = harness.till(terminal, "sale-once")
+    await harness.client.post("/v1/sales", json=SALE, headers=headers)
+    cmd = (await _last_command(harness)).payload
+    sent = await harness.deliver("credit.events.v1", credit.sale_completed(cmd, debt="60.00"))
+
+    async def stored() -> Any:
+        async with harness.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.text(
+                        "SELECT status, outcome, code, completed_at FROM operations"
+                        " WHERE operation_id = :o"
+                    ),
+                    {"o": cmd["sale_id"]},
+                )
+            ).one()
+
+    first = await stored()
+    assert first.status == "completed"
+    await harness.deliver_envelope("credit.events.v1", sent)
+    await harness.deliver(
+        "credit.events.v1",
+        credit.refused(
+            cmd["sale_id"], cmd["chain_id"], OperationKind.SALE, RefusalCode.CREDIT_LIMIT_EXCEEDED
+        ),
+    )
+    assert await stored() == first
+    retry = await harness.client.post("/v1/sales", json=SALE, headers=headers)
+    assert retry.status_code == 201, retry.text
+    assert retry.json()["customer"]["debt"] == "60.00"
