@@ -18,12 +18,6 @@ def main(argv: list[str] | None = None) -> int:
     pipe = sub.add_parser("pipeline", help="open-loop load steps against a fresh stack")
     pipe.add_argument("--rates", default="10,25,50,100,200,400,800")
     pipe.add_argument("--step-seconds", type=float, default=25.0)
-    pipe.add_argument(
-        "--step-warmup-seconds",
-        type=float,
-        default=8.0,
-        help="before every measured step, this long at its rate, not measured (0: none)",
-    )
     pipe.add_argument("--label", default="current")
     pipe.add_argument("--customers", type=int, default=100, help="per chain")
     pipe.add_argument("--chains", type=int, default=4)
@@ -176,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
                 name=name,
                 rates=[float(r) for r in args.rates.split(",") if r],
                 step_seconds=args.step_seconds,
-                step_warmup_seconds=args.step_warmup_seconds,
                 label=args.label,
                 out_dir=out_dir,
                 chains=args.chains,

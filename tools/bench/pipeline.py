@@ -74,11 +74,6 @@ class Options:
     probes: int = 12
     warmup_seconds: float = 10.0
     warmup_rate: float = 20.0
-    #: before every measured step, this long at the step's own rate, not measured (then the
-    #: backlog drains): a new rate warms the broker's compiler, PostgreSQL's new backends and
-    #: the services' pools, and without it the variant that ran first at a rate paid for that
-    #: (docs/benchmarks/notes.md, stop 27). 0: none (the runs before stop 27).
-    step_warmup_seconds: float = 8.0
     skip_ceiling: bool = False
     service_env: dict[str, str] | None = None
     #: gateway processes (extra ones are devstack instances on free ports; the load goes
@@ -780,12 +775,8 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
                     print(f"[bench] switching to {variant.name}", file=sys.stderr, flush=True)
                     await _switch(stack, variant)
                     current = variant
-                    if opts.step_warmup_seconds <= 0:
-                        # a warm-up after the restart (caches, connections), not measured
-                        await gen.run_step(opts.warmup_rate / 2, opts.warmup_seconds / 2)
-                        await _wait_drained(scraper, 60)
-                if opts.step_warmup_seconds > 0:
-                    await gen.run_step(rate, opts.step_warmup_seconds)
+                    # a warm-up after the restart (caches, connections) that is not measured
+                    await gen.run_step(opts.warmup_rate / 2, opts.warmup_seconds / 2)
                     await _wait_drained(scraper, 60)
                 print(
                     f"[bench] step {rate:g} req/s for {opts.step_seconds:g} s"
@@ -974,7 +965,6 @@ def main(opts: Options) -> dict[str, Any]:
         result["command"] = opts.command
         result["started_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
         result["step_seconds"] = opts.step_seconds
-        result["step_warmup_seconds"] = opts.step_warmup_seconds
         result["load_before"] = os.getloadavg()
         if opts.code_ref:
             result["code_ref"] = opts.code_ref

@@ -41,13 +41,7 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
     )
     out.append(
         f"Command: `make bench` (`PYTHONPATH=tools python -m bench {command}`), "
-        f"{run.get('step_seconds', '?'):g} s per step, open loop"
-        + (
-            f", each after {run['step_warmup_seconds']:g} s at its rate that are not measured"
-            if run.get("step_warmup_seconds")
-            else ""
-        )
-        + ". Fixture: "
+        f"{run.get('step_seconds', '?'):g} s per step, open loop. Fixture: "
         f"{fx.get('chains', '?')} chains x {fx.get('stores_per_chain', '?')} stores, "
         f"{fx.get('customers', '?')} VIP customers with cards "
         f"({fx.get('probe_customers', '?')} of them lag probes)."
