@@ -15,6 +15,10 @@ compare by difference. Run a version's code with PYTHONPATH set to its `libs/*/s
 
     scripts/with-infra.sh env PYTHONPATH=tools .venv/bin/python -m bench.gateway_path --sales 400
 
+`--ab-src DIR` (repeatable; a checkout's root, e.g. an older commit's tree from `git archive`)
+runs the measure with the gateway's, servicekit's and the contracts' code under each DIR and
+with this checkout's, `--repeats` times each, alternating (`bench.inprocess.alternate`).
+
 Two options bring it closer to the pipeline. `--unhandled N`: before each outcome, a batch of
 N messages the gateway reads but has no handler for (loyalty's `BonusesApplied` and
 `BonusMovementRecorded` of the sale, alternately, on `loyalty.events.v1`: a VIP's card sale
@@ -31,6 +35,7 @@ import asyncio
 import json
 import os
 import secrets
+import statistics
 import sys
 import time
 import uuid
@@ -42,6 +47,7 @@ import httpx
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 
+from bench.inprocess import alternate
 from contracts.base import Message
 from contracts.credit.v1 import (
     CustomerBalances,
@@ -306,8 +312,43 @@ def main(argv: list[str] | None = None) -> None:
         default="consumer",
         help="who wakes the request: this process's consumer, or another instance's NOTIFY",
     )
+    parser.add_argument("--ab-src", action="append", default=[], metavar="DIR")
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.ab_src:
+        _ab(args)
+        return
     asyncio.run(_main(args))
+
+
+def _ab(args: argparse.Namespace) -> None:
+    """Alternate runs of the gateway (and servicekit) code under each `--ab-src` and of this
+    checkout, in separate processes, the order reversed every other round; the runs of each
+    variant in the order run, so they pair up."""
+    passed = [
+        f"--sales={args.sales}",
+        f"--warmup={args.warmup}",
+        f"--unhandled={args.unhandled}",
+        f"--woken-by={args.woken_by}",
+    ]
+    runs = alternate(
+        "bench.gateway_path",
+        passed,
+        args.ab_src,
+        ("pos-gateway",),
+        args.repeats,
+        libs=("servicekit", "contracts"),
+    )
+    out = {}
+    for name, results in runs.items():
+        values = [r["cpu_ms_per_sale"] for r in results]
+        out[name] = {
+            "cpu_ms_per_sale": round(statistics.median(values), 3),
+            "range": [min(values), max(values)],
+            "runs": values,
+            "statements_per_sale": results[0]["statements_per_sale"],
+        }
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
