@@ -247,10 +247,15 @@ class CustomerRow:
     bonus_balance: Decimal
 
 
+def _check_chain(found: uuid.UUID, customer_id: uuid.UUID, chain_id: uuid.UUID) -> None:
+    """The locked customer must be of `chain_id` (`found`: the chain of its row)."""
+    if found != chain_id:
+        raise LookupError(f"customer {customer_id} belongs to another chain")
+
+
 def _customer_row(row: Any, customer_id: uuid.UUID, chain_id: uuid.UUID) -> CustomerRow:
     """The locked customer's row, which must be of `chain_id`."""
-    if row["chain_id"] != chain_id:
-        raise LookupError(f"customer {customer_id} belongs to another chain")
+    _check_chain(row["chain_id"], customer_id, chain_id)
     return CustomerRow(row["customer_id"], row["chain_id"], row["in_flight"], row["bonus_balance"])
 
 
@@ -481,8 +486,7 @@ class Repository:
         if row is None:
             return None
         values = dict(row.items())
-        if values.pop("customer_chain_id") != chain_id:
-            raise LookupError(f"customer {customer_id} belongs to another chain")
+        _check_chain(values.pop("customer_chain_id"), customer_id, chain_id)
         return OperationRow(**values)
 
     async def pending_since_before(
