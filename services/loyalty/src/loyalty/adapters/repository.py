@@ -220,10 +220,9 @@ async def load_account(
 #: the customer's first sight). The settings are read as of the statement's start, as a read
 #: of their own before the lock would; they need no lock.
 _LOCK_CUSTOMER_WITH_EXPIRY = (
-    "SELECT deficit,"
-    " EXISTS (SELECT 1 FROM chain_settings WHERE chain_id = $1) AS chain_known,"
-    " (SELECT bonus_expiry_days FROM chain_settings WHERE chain_id = $1) AS bonus_expiry_days"
-    " FROM customer_bonus WHERE chain_id = $1 AND customer_id = $2 FOR UPDATE"
+    "SELECT c.deficit, s.chain_id IS NOT NULL AS chain_known, s.bonus_expiry_days"
+    " FROM customer_bonus AS c LEFT JOIN chain_settings AS s ON s.chain_id = c.chain_id"
+    " WHERE c.chain_id = $1 AND c.customer_id = $2 FOR UPDATE OF c"
 )
 
 #: Read under the customer's lock, in one statement: the operation if it was answered before,
