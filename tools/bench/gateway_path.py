@@ -35,7 +35,6 @@ import asyncio
 import json
 import os
 import secrets
-import statistics
 import sys
 import time
 import uuid
@@ -47,7 +46,7 @@ import httpx
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 
-from bench.inprocess import alternate
+from bench.inprocess import alternate, summarize_runs
 from contracts.base import Message
 from contracts.credit.v1 import (
     CustomerBalances,
@@ -339,15 +338,11 @@ def _ab(args: argparse.Namespace) -> None:
         args.repeats,
         libs=("servicekit", "contracts"),
     )
-    out = {}
-    for name, results in runs.items():
-        values = [r["cpu_ms_per_sale"] for r in results]
-        out[name] = {
-            "cpu_ms_per_sale": round(statistics.median(values), 3),
-            "range": [min(values), max(values)],
-            "runs": values,
-            "statements_per_sale": results[0]["statements_per_sale"],
-        }
+    out = summarize_runs(
+        runs,
+        ("cpu_ms_per_sale", lambda r: r["cpu_ms_per_sale"]),
+        ("statements_per_sale", lambda r: r["statements_per_sale"]),
+    )
     print(json.dumps(out, indent=2))
 
 

@@ -10,11 +10,12 @@ import contextlib
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,24 @@ def alternate(
                 runs[name].append(json.loads(last))
                 print(name, last, file=sys.stderr)
     return runs
+
+
+def summarize_runs(
+    runs: dict[str, list[dict[str, Any]]],
+    value: tuple[str, Callable[[dict[str, Any]], float]],
+    statements: tuple[str, Callable[[dict[str, Any]], float]],
+) -> dict[str, dict[str, Any]]:
+    """Per variant of `alternate`'s runs: under `value`'s name the median of its figure, then
+    its range and every run's figure in the order run (the variants alternate, so runs pair up
+    by position), and under `statements`' name that figure of the first run."""
+    (value_name, of), (statements_name, statements_of) = value, statements
+    out: dict[str, dict[str, Any]] = {}
+    for name, results in runs.items():
+        values = [of(r) for r in results]
+        out[name] = {
+            value_name: round(statistics.median(values), 3),
+            "range": [min(values), max(values)],
+            "runs": values,
+            statements_name: statements_of(results[0]),
+        }
+    return out

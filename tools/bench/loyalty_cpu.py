@@ -53,7 +53,7 @@ import sqlalchemy as sa
 from aiokafka import ConsumerRecord
 
 import loyalty.adapters.repository as new_repo
-from bench.inprocess import alternate, database_server
+from bench.inprocess import alternate, database_server, summarize_runs
 from contracts.credit.v1 import ApplyBonuses, BonusBase
 from contracts.enums import BonusOperationKind, PaymentMethod
 from contracts.envelope import encode, make_envelope
@@ -266,15 +266,12 @@ def _ab(args: argparse.Namespace) -> None:
         *(["--returns"] if args.returns else []),
     ]
     runs = alternate("bench.loyalty_cpu", passed, args.ab_src, ("loyalty",), args.repeats)
-    out: dict[str, Any] = {}
-    for name, results in runs.items():
-        values = [r["new (this checkout)"]["cpu_ms_per_message_median_of_rounds"] for r in results]
-        out[name] = {
-            "cpu_ms_per_message": round(statistics.median(values), 3),
-            "range": [min(values), max(values)],
-            "runs": values,
-            "statements_per_message": results[0]["new (this checkout)"]["statements_per_message"],
-        }
+    new = "new (this checkout)"
+    out = summarize_runs(
+        runs,
+        ("cpu_ms_per_message", lambda r: r[new]["cpu_ms_per_message_median_of_rounds"]),
+        ("statements_per_message", lambda r: r[new]["statements_per_message"]),
+    )
     print(json.dumps(out, indent=2))
 
 
