@@ -5,8 +5,11 @@ so the relay's cost per wake-up is paid per message, in every service. This meas
 is written to the outbox (its own transaction, not measured), then `OutboxRelay.publish_once`
 publishes it (measured: `time.process_time` of this process around the call, the Kafka
 acknowledgement awaited; on the relay's own connection, as `run` holds one, where the code has
-one), `--rows` times; reported are the median CPU per wake-up and the
-statements each sent (counted as servicekit's statement budget tests count them).
+one), `--rows` times; reported are the median CPU per wake-up, its median wall time (the
+Kafka acknowledgement included), the statements each sent (counted as servicekit's statement
+budget tests count them) and the CPU the relay's PostgreSQL backend spent per wake-up (from
+/proc, so only where PostgreSQL runs on this machine under a user whose processes this one can
+read, as `scripts/with-infra.sh` starts it; else null).
 
     scripts/with-infra.sh env PYTHONPATH=tools .venv/bin/python -m bench.relay_cpu --rows 400
 
@@ -24,6 +27,7 @@ import secrets
 import statistics
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -46,21 +50,30 @@ async def _run(kafka: str, url: str, rows: int, warmup: int) -> dict[str, Any]:
         service=f"bench-{secrets.token_hex(3)}", session_factory=factory, broker=broker
     )
     cpu: list[float] = []
+    wall: list[float] = []
     statements = 0
     if hasattr(relay, "open"):  # as `run` does: wake-ups on a connection of its own
         await relay.open()
+    own = getattr(relay, "_own", None)
+    backend = own.get_server_pid() if own is not None else None
+    server_before = 0.0
     try:
         for n in range(warmup + rows):
+            if n == warmup:
+                server_before = _process_cpu_seconds(backend)
             async with factory() as session, session.begin():
                 env = make_envelope(carrier(n), chain_id=None, key="k", correlation_id=uuid.uuid4())
                 await enqueue(session, topic, env)
             with counted_statements(engine) as sent:
-                started = time.process_time()
+                started, started_wall = time.process_time(), time.perf_counter()
                 assert await relay.publish_once() == 1
                 spent = time.process_time() - started
+                spent_wall = time.perf_counter() - started_wall
             if n >= warmup:
                 cpu.append(spent * 1000)
+                wall.append(spent_wall * 1000)
                 statements += len(sent)
+        server = _process_cpu_seconds(backend) - server_before
     finally:
         if hasattr(relay, "close"):
             await relay.close()
@@ -69,8 +82,29 @@ async def _run(kafka: str, url: str, rows: int, warmup: int) -> dict[str, Any]:
     return {
         "rows": rows,
         "cpu_ms_per_wake_up": round(statistics.median(cpu), 3),
+        "wall_ms_per_wake_up": round(statistics.median(wall), 3),
+        "server_cpu_ms_per_wake_up": round(1000 * server / rows, 3) if backend else None,
         "statements_per_wake_up": statements / rows,
     }
+
+
+def _process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of process `pid` so far (0 without a readable /proc entry)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_FIGURES = (
+    "cpu_ms_per_wake_up",
+    "wall_ms_per_wake_up",
+    "server_cpu_ms_per_wake_up",
+    "statements_per_wake_up",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,13 +119,16 @@ def main(argv: list[str] | None = None) -> int:
         runs = alternate(
             "bench.relay_cpu", passed, args.ab_src, (), args.repeats, libs=("servicekit",)
         )
+        # every figure's runs in the order run: the variants alternate, so they pair up
         summary = {
             name: {
                 key: {
-                    "median": round(statistics.median(r[key] for r in results), 3),
-                    "range": [min(r[key] for r in results), max(r[key] for r in results)],
+                    "median": statistics.median(values),
+                    "range": [min(values), max(values)],
+                    "runs": values,
                 }
-                for key in ("cpu_ms_per_wake_up", "statements_per_wake_up")
+                for key in _FIGURES
+                if None not in (values := [r.get(key) for r in results])
             }
             for name, results in runs.items()
         }

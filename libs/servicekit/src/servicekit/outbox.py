@@ -184,20 +184,31 @@ async def enqueue_raw(
     session.sync_session.info["outbox_pending"] = True
 
 
-#: The relay's advisory lock (taken once: the CTE of a volatile function is evaluated once) and,
-#: only if it was got, the oldest unsent rows, marked sent in the same statement; one row with
-#: `got` false when another relay holds the lock, one with null columns when the lock was got
-#: and nothing waits. The rows are published before the transaction commits: if publishing
-#: fails, the rollback leaves them unsent (one statement a wake-up instead of a read and a
-#: mark). RETURNING keeps no order: the relay sorts the rows by id. It goes through asyncpg
-#: directly (`servicekit.sql`): it runs on every wake-up and poll of every process.
+#: A wake-up is two round trips and no transaction (each statement commits on its own):
+#: 1. `_CLAIM`: the relay's advisory lock, taken for the connection (a session lock: the CTE of
+#:    a volatile function is evaluated once) and, only if it was got, the oldest unsent rows.
+#:    One row with `got` false when another relay holds the lock; one with null columns when
+#:    the lock was got and nothing waits, and then the same statement has let the lock go.
+#: 2. the rows are published and every acknowledgement awaited, then `_MARK_SENT` marks them
+#:    sent and lets the lock go, in one statement.
+#: Until the mark no other relay of the service publishes. A failure in between leaves the rows
+#: unsent (published again by the next wake-up: consumers are idempotent) and closes the
+#: connection, which lets the lock go. Both go through asyncpg directly (`servicekit.sql`):
+#: they run on every wake-up and poll of every process.
 _CLAIM = (
-    "WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock($1::bigint) AS got), "
-    "claimed AS (UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id IN "
-    "(SELECT id FROM outbox WHERE (SELECT got FROM lock) AND sent_at IS NULL ORDER BY id LIMIT $2)"
-    " RETURNING id, topic, key, value, headers, created_at) "
-    "SELECT lock.got, c.id, c.topic, c.key, c.value, c.headers, c.created_at FROM lock "
-    "LEFT JOIN claimed AS c ON true"
+    "WITH lock AS MATERIALIZED (SELECT pg_try_advisory_lock($1::bigint) AS got), "
+    "unsent AS MATERIALIZED (SELECT id, topic, key, value, headers, created_at FROM outbox "
+    "WHERE (SELECT got FROM lock) AND sent_at IS NULL ORDER BY id LIMIT $2), "
+    "freed AS MATERIALIZED (SELECT pg_advisory_unlock($1::bigint) FROM lock "
+    "WHERE got AND NOT EXISTS (SELECT FROM unsent)) "
+    "SELECT lock.got, (SELECT count(*) FROM freed) AS freed, "
+    "u.id, u.topic, u.key, u.value, u.headers, u.created_at "
+    "FROM lock LEFT JOIN unsent AS u ON true"
+)
+_MARK_SENT = (
+    "WITH sent AS (UPDATE outbox SET sent_at = now(), attempts = attempts + 1 "
+    "WHERE id = ANY($2::bigint[])) "
+    "SELECT pg_advisory_unlock($1::bigint)"
 )
 
 _BACKLOG = "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
@@ -318,44 +329,54 @@ class OutboxRelay:
         """Publish one batch; returns the rows sent (0 when another relay holds the lock).
 
         It runs on the relay's own connection while `run` holds one (no pool checkout and no
-        ORM session on a wake-up), else on one borrowed from the engine's pool."""
+        ORM session on a wake-up), else on one borrowed from the engine's pool. A connection
+        that failed mid-way may still hold the relay's lock: its own is closed, a borrowed one
+        discarded, which lets the lock go."""
         if self._own is not None:
-            return await self._publish_on(self._own)
+            try:
+                return await self._publish_on(self._own)
+            except BaseException:
+                await self.close()
+                raise
         async with self._engine.connect() as borrowed:
             driver: asyncpg.Connection = (await borrowed.get_raw_connection()).driver_connection
-            return await self._publish_on(driver)
+            try:
+                return await self._publish_on(driver)
+            except BaseException:
+                await borrowed.invalidate()
+                raise
 
     async def _publish_on(self, conn: asyncpg.Connection) -> int:
-        async with conn.transaction():
-            # the lock and the rows in one round trip: no row comes back without the lock
-            result = await self._fetch(conn, _CLAIM, self._lock_key, self.batch_size)
-            self._busy = not result or not result[0]["got"]
-            if self._busy:
-                return 0
-            rows = sorted(
-                (_Unsent(*row[1:]) for row in result if row["id"] is not None),
-                key=lambda row: row.id,
+        # the lock and the rows in one round trip: no row comes back without the lock
+        result = await self._fetch(conn, _CLAIM, self._lock_key, self.batch_size)
+        self._busy = not result or not result[0]["got"]
+        if self._busy:
+            return 0
+        rows = sorted(
+            (_Unsent(*row[2:]) for row in result if row["id"] is not None),
+            key=lambda row: row.id,
+        )
+        await self._update_gauges(conn, rows)
+        if not rows:  # `_CLAIM` has let the lock go
+            await self._purge(conn)
+            return 0
+        futures = []
+        for row in rows:
+            fut = await self.broker.publish(
+                row.value,
+                topic=row.topic,
+                key=row.key.encode(),
+                headers={k: str(v) for k, v in (row.headers or {}).items()},
+                no_confirm=True,
             )
-            await self._update_gauges(conn, rows)
-            if not rows:
-                await self._purge(conn)
-                return 0
-            futures = []
-            for row in rows:
-                fut = await self.broker.publish(
-                    row.value,
-                    topic=row.topic,
-                    key=row.key.encode(),
-                    headers={k: str(v) for k, v in (row.headers or {}).items()},
-                    no_confirm=True,
-                )
-                futures.append(fut)
-            # every acknowledgement must arrive before the transaction that marked the rows
-            # sent commits (a failure raises: the rollback leaves them unsent)
-            await asyncio.gather(*futures)
-            for row in rows:
-                metrics.OUTBOX_PUBLISHED.labels(row.topic).inc()
-            return len(rows)
+            futures.append(fut)
+        # every acknowledgement arrives before the rows are marked sent (a failure raises
+        # first: the caller closes the connection, the rows stay unsent, the lock is let go)
+        await asyncio.gather(*futures)
+        await self._fetch(conn, _MARK_SENT, self._lock_key, [row.id for row in rows])
+        for row in rows:
+            metrics.OUTBOX_PUBLISHED.labels(row.topic).inc()
+        return len(rows)
 
     async def _fetch(self, conn: asyncpg.Connection, statement: str, *args: Any) -> list[Any]:
         return await sql.fetch_reported(self._engine, conn, statement, *args)

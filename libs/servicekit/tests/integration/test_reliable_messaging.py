@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -19,7 +20,7 @@ from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import Envelope, decode, encode, make_envelope
 from contracts.topics import DEAD_LETTERS
 from servicekit.consumer import Consumer, MessageContext, PermanentError
-from servicekit.db import make_engine, make_session_factory
+from servicekit.db import make_engine, make_session_factory, plain_url
 from servicekit.outbox import OutboxRelay, enqueue
 from servicekit.runtime import make_broker
 from servicekit.schema import OUTBOX, messaging_tables
@@ -250,14 +251,27 @@ async def test_what_replaces_a_dead_lettered_message_is_applied_in_its_own_savep
     assert await _count(session_factory, OUTBOX, OUTBOX.c.topic == DEAD_LETTERS) == 2
 
 
-async def test_a_relay_wake_up_is_one_statement_and_a_failed_publish_leaves_the_rows_unsent(
-    session_factory: Any, kafka_bootstrap_servers: str
-) -> None:
-    """The relay claims and marks its rows in one statement and publishes them before its
-    transaction commits: a publish that fails rolls the mark back."""
-    from faststream.exceptions import IncorrectState
+async def _lock_is_free(session_factory: Any, key: int) -> bool:
+    """Whether another connection (not one of the pool's, which may be the relay's own) could
+    take the relay's lock now; it lets it go again at once."""
+    engine = session_factory.kw["bind"]
+    conn = await asyncpg.connect(plain_url(engine.url.render_as_string(hide_password=False)))
+    try:
+        async with conn.transaction():
+            return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1::bigint)", key))
+    finally:
+        await conn.close()
 
-    from servicekit.testing import counted_statements
+
+@pytest.mark.parametrize("connection", ["own", "borrowed"])
+async def test_a_relay_wake_up_is_two_round_trips_and_a_failed_publish_leaves_rows_and_lock_free(
+    session_factory: Any, kafka_bootstrap_servers: str, connection: str
+) -> None:
+    """A wake-up that publishes sends two statements and nothing else (no BEGIN, no COMMIT):
+    the lock with the rows, then, once Kafka acknowledged them, the mark with the lock let go.
+    A publish that fails leaves the rows unsent and the lock free for the other relays, on the
+    relay's own connection (closed) and on one borrowed from the pool (discarded)."""
+    from faststream.exceptions import IncorrectState
 
     topic = unique_topic()
     await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
@@ -266,20 +280,41 @@ async def test_a_relay_wake_up_is_one_statement_and_a_failed_publish_leaves_the_
             await enqueue(session, topic, _envelope())
     service = f"svc-{uuid.uuid4().hex[:6]}"
     stopped = KafkaBroker(bootstrap_list(kafka_bootstrap_servers))  # never connected
+    failing = OutboxRelay(service=service, session_factory=session_factory, broker=stopped)
+    if connection == "own":
+        await failing.open()
     with pytest.raises(IncorrectState, match="connect broker first"):
-        await OutboxRelay(
-            service=service, session_factory=session_factory, broker=stopped
-        ).publish_once()
+        await failing.publish_once()
     assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 3
+    assert await _lock_is_free(session_factory, failing._lock_key)  # noqa: SLF001
 
     broker = KafkaBroker(bootstrap_list(kafka_bootstrap_servers), acks="all")
     await broker.start()
     relay = OutboxRelay(service=service, session_factory=session_factory, broker=broker)
+    await relay.open()
+    sent: list[str] = []
     try:
-        with counted_statements(session_factory.kw["bind"]) as statements:
-            assert await relay.publish_once() == 3
-        assert len(statements) == 1, statements
+        assert await relay.publish_once() == 3
+        assert await _lock_is_free(session_factory, relay._lock_key)  # noqa: SLF001
+        # counted once the connection knows the statements' types (asyncpg asks on first use)
+        relay._own.add_query_logger(lambda record: sent.append(record.query))  # type: ignore[union-attr]  # noqa: SLF001
+        async with session_factory() as session, session.begin():
+            await enqueue(session, topic, _envelope())
+        assert await relay.publish_once() == 1
+        await asyncio.sleep(0)  # the query loggers are called soon after each query
+        assert len(sent) == 2, sent
+        assert "pg_try_advisory_lock" in sent[0] and "FROM outbox" in sent[0]
+        assert "UPDATE outbox SET sent_at" in sent[1] and "pg_advisory_unlock" in sent[1]
+        assert await _lock_is_free(session_factory, relay._lock_key)  # noqa: SLF001
+        # nothing left: one round trip, which lets the lock go by itself (and, at most once a
+        # minute, the purge of rows sent long ago)
+        sent.clear()
+        assert await relay.publish_once() == 0
+        await asyncio.sleep(0)
+        assert len([q for q in sent if not q.startswith("DELETE FROM outbox")]) == 1, sent
+        assert await _lock_is_free(session_factory, relay._lock_key)  # noqa: SLF001
     finally:
+        await relay.close()
         await broker.stop()
     assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 0
 
@@ -599,7 +634,7 @@ async def test_the_relay_sends_nothing_while_another_relay_of_the_service_holds_
         assert await relay.publish_once() == 0  # and nothing is left
     finally:
         await broker.stop()
-    claims = [s for s in statements if "pg_try_advisory_xact_lock" in s]
+    claims = [s for s in statements if "pg_try_advisory_lock" in s]
     assert claims and all("FROM outbox" in s for s in claims)  # lock and rows: one round trip
 
 
