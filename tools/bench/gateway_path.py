@@ -150,6 +150,13 @@ def _record(
     offset: int, payload: Message, topic: str = "credit.events.v1"
 ) -> ConsumerRecord[Any, Any]:
     env = make_envelope(payload, chain_id=None, key="k", correlation_id=uuid.uuid4())
+    # the headers the outbox relay sets (`contracts.envelope.headers_of`, spelt out: an older
+    # version's contracts, run by --ab-src, may not have it; that version ignores them)
+    headers = (
+        ("correlation_id", str(env.correlation_id).encode()),
+        ("message-type", env.type.encode()),
+        ("schema-version", str(env.schema_version).encode()),
+    )
     return ConsumerRecord(
         topic=topic,
         partition=0,
@@ -161,7 +168,7 @@ def _record(
         checksum=None,
         serialized_key_size=1,
         serialized_value_size=0,
-        headers=(),
+        headers=headers,
     )
 
 

@@ -25,11 +25,14 @@ from contracts.base import Message
 from contracts.registry import UnknownMessageType, lookup, spec_of
 
 __all__ = [
+    "SCHEMA_VERSION_HEADER",
+    "TYPE_HEADER",
     "Envelope",
     "MessageTypeMismatch",
     "UnknownMessageType",
     "decode",
     "encode",
+    "headers_of",
     "make_envelope",
     "parse_payload",
     "parse_payload_as",
@@ -100,6 +103,18 @@ def make_envelope(
         key=str(key),
         payload=payload_model.model_dump(mode="json"),
     )
+
+
+#: Kafka headers the outbox relay sets beside the envelope: its `type` and `schema_version`, so
+#: a consumer can pass over a message it has no handler for without decoding it. The envelope
+#: stays what counts: a record without them is decoded, as every record once was.
+TYPE_HEADER = "message-type"
+SCHEMA_VERSION_HEADER = "schema-version"
+
+
+def headers_of(envelope: Envelope) -> dict[str, str]:
+    """The Kafka headers that name the envelope's message (`TYPE_HEADER`, ...)."""
+    return {TYPE_HEADER: envelope.type, SCHEMA_VERSION_HEADER: str(envelope.schema_version)}
 
 
 def encode(envelope: Envelope) -> bytes:

@@ -60,7 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.base import Message
 from contracts.deadletter.v1 import DeadLetter
-from contracts.envelope import Envelope, decode
+from contracts.envelope import SCHEMA_VERSION_HEADER, TYPE_HEADER, Envelope, decode
 from contracts.registry import lookup
 from contracts.topics import DEAD_LETTERS
 from servicekit import metrics, sql
@@ -357,6 +357,9 @@ class Consumer:
     #: lock and builds its key on every call, and a message passes three or four of them
     _children: dict[tuple[Any, str], Any] = field(default_factory=dict)
     _histogram: Any = None
+    #: per (type, schema_version) header values of a registered message: whether a handler
+    #: here takes it (`_without_handler`)
+    _handled_by_header: dict[tuple[Any, Any], bool] = field(default_factory=dict)
 
     def attach(self, broker: KafkaBroker, session_factory: SessionFactory) -> None:
         self._session_factory = session_factory
@@ -499,6 +502,12 @@ class Consumer:
                     rec.partition,
                     rec.offset,
                 )
+        if not self.record_positions and all(map(self._without_handler, records)):
+            # nothing here handles any of them (their headers say): no transaction at all
+            for rec in records:
+                self._series(metrics.MESSAGES_SKIPPED, rec.topic).inc()
+            self._observe(records, started)
+            return
         # counters of the fast path, applied once its transaction has committed
         after_commit: list[Callable[[], None]] = []
         try:
@@ -534,8 +543,11 @@ class Consumer:
             raise
         for count in after_commit:
             count()
-        elapsed = time.perf_counter() - started
-        per_message = elapsed / max(1, len(records))
+        self._observe(records, started)
+
+    def _observe(self, records: Sequence[ConsumerRecord[Any, Any]], started: float) -> None:
+        """The batch's time since `started`, shared by its records, in the processing histogram."""
+        per_message = (time.perf_counter() - started) / max(1, len(records))
         hist = self._histogram
         if hist is None:  # bound without a broker (tests): the series made on first use
             hist = self._histogram = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
@@ -745,12 +757,38 @@ class Consumer:
 
     def _read(self, rec: ConsumerRecord[Any, Any]) -> tuple[Envelope | None, Any]:
         """The record's envelope and payload (`_payload`); no envelope for unparsable bytes,
-        and then why instead of the payload."""
+        and then why instead of the payload; neither for a record its headers name as a
+        message without a handler here (`_without_handler`)."""
+        if self._without_handler(rec):
+            return None, None
         try:
             env = decode(rec.value)
         except Exception as exc:  # unparsable bytes: nothing to retry
             return None, f"undecodable message: {type(exc).__name__}: {exc}"
         return env, self._payload(env)
+
+    def _without_handler(self, rec: ConsumerRecord[Any, Any]) -> bool:
+        """Whether the record's headers (`contracts.envelope.TYPE_HEADER`, set by the outbox
+        relay) name a registered message this consumer has no handler for: passed over without
+        decoding it, as `_payload` would after decoding. Without them, or naming no registered
+        message, the record is decoded (and an unknown type dead-lettered) as before."""
+        kind = version = None
+        for name, value in rec.headers or ():
+            if name == TYPE_HEADER:
+                kind = value
+            elif name == SCHEMA_VERSION_HEADER:
+                version = value
+        if kind is None or version is None:
+            return False
+        known = self._handled_by_header.get((kind, version))
+        if known is None:
+            try:
+                model = lookup(bytes(kind).decode(), int(version)).model
+            except (LookupError, ValueError):
+                return False
+            # only registered messages are remembered: a bounded map, whatever the headers say
+            known = self._handled_by_header[(kind, version)] = model in self.handlers
+        return not known
 
     def _payload(self, env: Envelope) -> Any:
         """The envelope's payload validated against its registered model, or why it cannot be

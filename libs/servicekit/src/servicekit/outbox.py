@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from contracts.base import Message
-from contracts.envelope import Envelope, encode, make_envelope
+from contracts.envelope import Envelope, encode, headers_of, make_envelope
 from servicekit import metrics, sql
 from servicekit.db import SessionFactory, plain_url
 from servicekit.schema import OUTBOX
@@ -101,7 +101,7 @@ def outbox_row(topic: str, env: Envelope) -> dict[str, Any]:
         "key": env.key,
         "type": env.type,
         "value": encode(env),
-        "headers": {"correlation_id": str(env.correlation_id)},
+        "headers": {"correlation_id": str(env.correlation_id), **headers_of(env)},
     }
 
 

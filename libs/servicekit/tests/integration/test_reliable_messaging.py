@@ -17,7 +17,15 @@ from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
 
 from contracts.deadletter.v1 import DeadLetter
-from contracts.envelope import Envelope, decode, encode, make_envelope
+from contracts.envelope import (
+    SCHEMA_VERSION_HEADER,
+    TYPE_HEADER,
+    Envelope,
+    decode,
+    encode,
+    headers_of,
+    make_envelope,
+)
 from contracts.topics import DEAD_LETTERS
 from servicekit.consumer import Consumer, MessageContext, PermanentError
 from servicekit.db import make_engine, make_session_factory, plain_url
@@ -93,7 +101,13 @@ def _recording_consumer(topic: str, fail_first: list[BaseException] | None = Non
     )
 
 
-def _record(env: Envelope | bytes, topic: str = "t", offset: int = 0) -> Any:
+def _record(
+    env: Envelope | bytes,
+    topic: str = "t",
+    offset: int = 0,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """A record as Kafka delivers it; `headers` as the outbox relay would set them."""
     from aiokafka.structs import ConsumerRecord
 
     value = env if isinstance(env, bytes) else encode(env)
@@ -108,7 +122,7 @@ def _record(env: Envelope | bytes, topic: str = "t", offset: int = 0) -> Any:
         checksum=None,
         serialized_key_size=10,
         serialized_value_size=len(value),
-        headers=(),
+        headers=tuple((k, v.encode()) for k, v in (headers or {}).items()),
     )
 
 
@@ -353,14 +367,19 @@ async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
     await consumer.start()
     try:
         received: list[uuid.UUID] = []
+        headers: list[dict[str, bytes]] = []
         while len(received) < 25:
             batch = await consumer.getmany(timeout_ms=5000)
             assert batch, "timed out waiting for relayed messages"
             for records in batch.values():
                 received.extend(decode(r.value).message_id for r in records)
+                headers.extend(dict(r.headers) for r in records)
     finally:
         await consumer.stop()
     assert received == [e.message_id for e in envs]
+    # each record names its message in headers too, for consumers that pass it over undecoded
+    assert all(h[TYPE_HEADER] == envs[0].type.encode() for h in headers)
+    assert all(h[SCHEMA_VERSION_HEADER] == str(envs[0].schema_version).encode() for h in headers)
 
 
 async def test_a_crash_between_the_database_commit_and_the_offset_commit_applies_once(
@@ -880,6 +899,47 @@ async def test_the_slow_path_skips_a_message_without_a_handler_the_same_way(
     assert _counted(metrics.MESSAGES_SKIPPED, consumer) == 2  # once, not on both paths
     assert _counted(metrics.MESSAGES_DEAD_LETTERED, consumer) == 2
     assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 1
+
+
+async def test_a_message_its_headers_name_as_without_a_handler_is_skipped_undecoded(
+    session_factory: Any,
+) -> None:
+    """The relay's headers name each message: a consumer passes over one it has no handler for
+    without decoding it (its bytes here are no envelope at all, which decoding would
+    dead-letter) and without a session. Headers naming a handled message, or no registered
+    one, leave the record to be decoded as before."""
+    from servicekit import metrics
+    from servicekit.testing import counted_statements
+
+    consumer = _recording_consumer("t")
+    consumer.bind(session_factory)
+    settled = headers_of(_unhandled())
+    with counted_statements(session_factory.kw["bind"]) as statements:
+        await consumer.process_records([_record(b"not an envelope", offset=0, headers=settled)])
+    assert statements == []
+    assert _counted(metrics.MESSAGES_SKIPPED, consumer) == 1
+    assert await _count(session_factory, OUTBOX) == 0  # not dead-lettered: never decoded
+
+    handled = _envelope()
+    unknown_type = {**settled, TYPE_HEADER: "credit.NoSuchEvent"}
+    await consumer.process_records(
+        [
+            _record(b"not an envelope", offset=1, headers=settled),
+            _record(handled, offset=2, headers=headers_of(handled)),
+            _record(b"not an envelope either", offset=3, headers=unknown_type),
+            _record(b"{}", offset=4, headers={**settled, SCHEMA_VERSION_HEADER: "x"}),
+        ]
+    )
+    assert await _count(session_factory, EFFECTS) == 1  # the handled one, decoded and applied
+    async with session_factory() as session:
+        letters = (
+            (await session.execute(sa.select(OUTBOX.c.value).where(OUTBOX.c.topic == DEAD_LETTERS)))
+            .scalars()
+            .all()
+        )
+    # headers naming no registered message: decoded, and undecodable bytes are dead letters
+    assert sorted(decode(v).payload["offset"] for v in letters) == [3, 4]
+    assert _counted(metrics.MESSAGES_SKIPPED, consumer) == 2
 
 
 async def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
