@@ -83,7 +83,7 @@ def make_broker(settings: ServiceSettings, client_id: str) -> KafkaBroker:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=1,
+        linger_ms=settings.producer_linger_ms,
         logger=logging.getLogger(f"faststream.{client_id}"),
         log_level=logging.DEBUG,
         graceful_timeout=15.0,

@@ -104,3 +104,41 @@ async def test_a_service_reaches_kafka_through_any_of_several_bootstrap_servers(
         assert await broker.ping(timeout=10.0)
     finally:
         await broker.stop()
+
+
+async def _fastest_publish(settings: ServiceSettings, topic: str) -> float:
+    """The shortest of five acknowledged publishes through the runtime's broker (seconds)."""
+    import time
+
+    broker = make_broker(settings, "linger-test")
+    await broker.start()
+    try:
+        await broker.publish(b"warm-up", topic=topic, key=b"k")
+        spent = []
+        for _ in range(5):
+            started = time.perf_counter()
+            await broker.publish(b"x", topic=topic, key=b"k")
+            spent.append(time.perf_counter() - started)
+    finally:
+        await broker.stop()
+    return min(spent)
+
+
+async def test_the_runtimes_producer_sends_at_once_unless_told_to_linger(
+    kafka_bootstrap_servers: str,
+) -> None:
+    """Every hop of a sale waits for the producer: by default it sends a record at once (a
+    wait of 1 ms cost each hop ~1.2 ms, docs/benchmarks.md "Stop 28"); `<PREFIX>_PRODUCER_
+    LINGER_MS` makes it wait that long to gather more records per request."""
+    from servicekit.testing import unique_topic
+    from servicekit.topics import ensure_topics
+
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    at_once = ServiceSettings(kafka_bootstrap_servers=kafka_bootstrap_servers)
+    assert at_once.producer_linger_ms == 0
+    assert await _fastest_publish(at_once, topic) < 0.15
+    lingering = ServiceSettings(
+        kafka_bootstrap_servers=kafka_bootstrap_servers, producer_linger_ms=300
+    )
+    assert await _fastest_publish(lingering, topic) >= 0.29
