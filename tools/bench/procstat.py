@@ -25,6 +25,12 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) of one process so far; None without a readable entry."""
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
+
+
 def _rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

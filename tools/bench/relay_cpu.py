@@ -27,12 +27,12 @@ import secrets
 import statistics
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from faststream.kafka import KafkaBroker
 
 from bench.inprocess import alternate, carrier, messaging_database
+from bench.procstat import cpu_seconds
 from contracts.envelope import make_envelope
 from servicekit.outbox import OutboxRelay, enqueue
 from servicekit.settings import bootstrap_list, with_database
@@ -56,11 +56,11 @@ async def _run(kafka: str, url: str, rows: int, warmup: int) -> dict[str, Any]:
         await relay.open()
     own = getattr(relay, "_own", None)
     backend = own.get_server_pid() if own is not None else None
-    server_before = 0.0
+    server_before: float | None = None
     try:
         for n in range(warmup + rows):
-            if n == warmup:
-                server_before = _process_cpu_seconds(backend)
+            if n == warmup and backend is not None:
+                server_before = cpu_seconds(backend)
             async with factory() as session, session.begin():
                 env = make_envelope(carrier(n), chain_id=None, key="k", correlation_id=uuid.uuid4())
                 await enqueue(session, topic, env)
@@ -73,7 +73,7 @@ async def _run(kafka: str, url: str, rows: int, warmup: int) -> dict[str, Any]:
                 cpu.append(spent * 1000)
                 wall.append(spent_wall * 1000)
                 statements += len(sent)
-        server = _process_cpu_seconds(backend) - server_before
+        server_after = cpu_seconds(backend) if backend is not None else None
     finally:
         if hasattr(relay, "close"):
             await relay.close()
@@ -83,20 +83,13 @@ async def _run(kafka: str, url: str, rows: int, warmup: int) -> dict[str, Any]:
         "rows": rows,
         "cpu_ms_per_wake_up": round(statistics.median(cpu), 3),
         "wall_ms_per_wake_up": round(statistics.median(wall), 3),
-        "server_cpu_ms_per_wake_up": round(1000 * server / rows, 3) if backend else None,
+        "server_cpu_ms_per_wake_up": (
+            round(1000 * (server_after - server_before) / rows, 3)
+            if server_before is not None and server_after is not None
+            else None
+        ),
         "statements_per_wake_up": statements / rows,
     }
-
-
-def _process_cpu_seconds(pid: int | None) -> float:
-    """User + system CPU of process `pid` so far (0 without a readable /proc entry)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 _FIGURES = (
