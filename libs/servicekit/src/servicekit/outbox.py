@@ -188,7 +188,9 @@ async def enqueue_raw(
 #: 1. `_CLAIM`: the relay's advisory lock, taken for the connection (a session lock: the CTE of
 #:    a volatile function is evaluated once) and, only if it was got, the oldest unsent rows.
 #:    One row with `got` false when another relay holds the lock; one with null columns when
-#:    the lock was got and nothing waits, and then the same statement has let the lock go.
+#:    the lock was got and nothing waits, and then the same statement has let the lock go
+#:    (`freed`: PostgreSQL runs a SELECT in WITH only where it is referenced, so the unused
+#:    `freed` column is what makes the unlock happen; keep it).
 #: 2. the rows are published and every acknowledgement awaited, then `_MARK_SENT` marks them
 #:    sent and lets the lock go, in one statement.
 #: Until the mark no other relay of the service publishes. A failure in between leaves the rows
