@@ -20,11 +20,11 @@ their payments and the last few sales stay open. Each is fed through the same co
 loyalty's answer, by the code under measure. The result has one entry per size.
 
 `--ab-src DIR` (repeatable; a checkout's root, e.g. an older commit's tree from `git archive`)
-runs the measure alternately with the credit code under DIR (its `services/credit/src` first on
-`PYTHONPATH`) and with this checkout's, `--repeats` times each, in separate processes, and
-prints the median and the range of the runs' medians. PostgreSQL comes from `DATABASE_URL` (a
-server URL; a database of its own per run), otherwise devstack starts one for the whole
-measure and stops it at the end.
+runs the measure alternately with the code under DIR (its credit, servicekit and contracts
+`src` first on `PYTHONPATH`) and with this checkout's, `--repeats` times each, in separate
+processes, and prints the median and the range of the runs' medians. PostgreSQL comes from
+`DATABASE_URL` (a server URL; a database of its own per run), otherwise devstack starts one
+for the whole measure and stops it at the end.
 """
 
 from __future__ import annotations
@@ -44,7 +44,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.inprocess import alternate, database_server, record, statement_counter
+from bench.inprocess import (
+    alternate,
+    bind_as_in_a_service,
+    database_server,
+    record,
+    statement_counter,
+)
 from contracts.base import Message
 from contracts.envelope import decode
 
@@ -147,7 +153,7 @@ class _Credit:
         self.engine = engine
         self.statements = statement_counter(engine)
         self.consumer = make_consumer()
-        self.consumer.bind(make_session_factory(engine))
+        bind_as_in_a_service(self.consumer, make_session_factory(engine))
         self.offset = 0
         self.outbox_seen = 0
         self.cpu: dict[str, list[float]] = defaultdict(list)
@@ -251,7 +257,14 @@ def _ab(args: argparse.Namespace) -> None:
         f"--warmup={args.warmup}",
         f"--history={','.join(str(h) for h in args.history)}",
     ]
-    runs = alternate("bench.credit_cpu", passed, args.ab_src, ("credit",), args.repeats)
+    runs = alternate(
+        "bench.credit_cpu",
+        passed,
+        args.ab_src,
+        ("credit",),
+        args.repeats,
+        libs=("servicekit", "contracts"),
+    )
     print(json.dumps(_summary(runs), indent=2))
 
 

@@ -46,7 +46,7 @@ import httpx
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 
-from bench.inprocess import alternate, summarize_runs
+from bench.inprocess import alternate, bind_as_in_a_service, summarize_runs
 from contracts.base import Message
 from contracts.credit.v1 import (
     CustomerBalances,
@@ -212,7 +212,7 @@ async def measure(
     gw = Gateway(Settings())
     gw.start(make_session_factory(engine))
     consumer = consumers()[0]
-    consumer.bind(make_session_factory(engine))
+    bind_as_in_a_service(consumer, make_session_factory(engine))
     statements = 0
 
     def count(*_args: Any) -> None:

@@ -34,6 +34,14 @@ from servicekit.schema import messaging_tables
 HERE = Path(__file__).resolve().parents[2]
 
 
+def bind_as_in_a_service(consumer: Any, session_factory: SessionFactory) -> None:
+    """`consumer.bind(session_factory)`, and the connection kept between batches as a
+    service's consumers keep it (`Consumer.keep_connection`, set by the runtime; older code
+    has no such setting and ignores it)."""
+    consumer.bind(session_factory)
+    consumer.keep_connection = True
+
+
 def record(model: Message, key: uuid.UUID, offset: int) -> ConsumerRecord[Any, Any]:
     """`model` in a new envelope, as the record its registered topic would deliver."""
     env = make_envelope(model, chain_id=None, key=str(key), correlation_id=uuid.uuid4())

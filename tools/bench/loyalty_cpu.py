@@ -20,9 +20,10 @@ other processes on the machine move it little.
 
 `--ab-src DIR` (repeatable; a checkout's root, e.g. an older commit's tree from `git archive`)
 compares whole versions of loyalty instead, handlers included: the measure runs with the
-loyalty code under each DIR and with this checkout's, `--repeats` times each, in separate
-processes in turn (`bench.inprocess.alternate`), each process measuring only the code on its
-path (`--old-rev ''`), and the medians and ranges of the runs are printed.
+loyalty, servicekit and contracts code under each DIR and with this checkout's, `--repeats`
+times each, in separate processes in turn (`bench.inprocess.alternate`), each process
+measuring only the code on its path (`--old-rev ''`), and the medians and ranges of the runs
+are printed.
 
 PostgreSQL comes from `DATABASE_URL` (a server URL; a database of its own per run), otherwise
 devstack starts one for the run and stops it at the end.
@@ -53,7 +54,7 @@ import sqlalchemy as sa
 from aiokafka import ConsumerRecord
 
 import loyalty.adapters.repository as new_repo
-from bench.inprocess import alternate, database_server, summarize_runs
+from bench.inprocess import alternate, bind_as_in_a_service, database_server, summarize_runs
 from contracts.credit.v1 import ApplyBonuses, BonusBase
 from contracts.enums import BonusOperationKind, PaymentMethod
 from contracts.envelope import encode, make_envelope
@@ -220,7 +221,7 @@ async def measure(server_url: str, args: argparse.Namespace) -> dict[str, Any]:
     sa.event.listen(engine.sync_engine, "before_cursor_execute", seen)
     consumer = build_consumer(handlers.LoyaltyHandlers())
     consumer.retry_backoff_seconds = 0
-    consumer.bind(make_session_factory(engine))
+    bind_as_in_a_service(consumer, make_session_factory(engine))
     variants = {"new (this checkout)": new_repo}
     if args.old_rev:
         variants = {f"old {args.old_rev}": old_module(args.old_rev), **variants}
@@ -265,7 +266,14 @@ def _ab(args: argparse.Namespace) -> None:
         f"--warmup={args.warmup}",
         *(["--returns"] if args.returns else []),
     ]
-    runs = alternate("bench.loyalty_cpu", passed, args.ab_src, ("loyalty",), args.repeats)
+    runs = alternate(
+        "bench.loyalty_cpu",
+        passed,
+        args.ab_src,
+        ("loyalty",),
+        args.repeats,
+        libs=("servicekit", "contracts"),
+    )
     new = "new (this checkout)"
     out = summarize_runs(
         runs,

@@ -10,7 +10,7 @@ statements per batch (per event), and the mean CPU per sale. Process CPU: other 
 machine move it little, PostgreSQL's own time is not in it.
 
 `--ab-src DIR` (repeatable order: old, new) runs the measure alternately with the service code
-under DIR (a checkout's root: its `services/reporting/src` and `services/notifier/src` come
+under DIR (a checkout's root: its reporting, notifier, servicekit and contracts `src` come
 first on `PYTHONPATH`) and with this checkout's, `--repeats` times each, and prints both.
 PostgreSQL comes from `DATABASE_URL` (a server URL; a database of its own per run), otherwise
 devstack starts one for the whole measure and stops it at the end.
@@ -32,7 +32,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bench.inprocess import alternate, database_server, record, statement_counter
+from bench.inprocess import (
+    alternate,
+    bind_as_in_a_service,
+    database_server,
+    record,
+    statement_counter,
+)
 from contracts.base import Message
 from contracts.credit import v1 as credit
 from contracts.enums import (
@@ -276,7 +282,7 @@ async def _measure(
         engine = make_engine(url, pool_size=2)
         statements = statement_counter(engine)
         consumer = make()
-        consumer.bind(make_session_factory(engine))
+        bind_as_in_a_service(consumer, make_session_factory(engine))
         topics = set(consumer.topics)
         offset = 0
         for model in setup:
@@ -313,7 +319,12 @@ def _ab(args: argparse.Namespace) -> None:
     """Alternate runs of the code under each `--ab-src` and of this checkout, in one process
     tree (the infrastructure started once)."""
     runs = alternate(
-        "bench.projection_cpu", _passed(args), args.ab_src, ("reporting", "notifier"), args.repeats
+        "bench.projection_cpu",
+        _passed(args),
+        args.ab_src,
+        ("reporting", "notifier"),
+        args.repeats,
+        libs=("servicekit", "contracts"),
     )
     print(json.dumps(_summary(runs), indent=2))
 

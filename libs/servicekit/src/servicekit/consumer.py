@@ -14,7 +14,11 @@ that interval's batches: they are delivered again and the inbox skips them. A me
 never be processed is written to the dead-letter topic through the outbox, and the partition
 moves on.
 
-Two paths, one outcome. The fast path inserts the whole batch's inbox rows in one statement,
+Two paths, one outcome. The fast path runs in a `servicekit.sql.Tx`, a transaction begun by
+asyncpg on a connection the consumer keeps between batches (`keep_connection`; without it, one
+checked out per batch), with no SQLAlchemy session unless a handler asks for one
+(`MessageContext.session`): a session and a pool checkout per batch cost more CPU than a small
+batch's statements. It inserts the whole batch's inbox rows in one statement,
 runs the handlers without savepoints (each would cost two round trips: SAVEPOINT, RELEASE)
 and writes the events they emitted to the outbox in one statement before the commit.
 When a handler fails for good (`PermanentError`, or its last allowed attempt), the fast path's
@@ -56,7 +60,7 @@ from faststream.middlewares import AckPolicy
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts.base import Message
 from contracts.deadletter.v1 import DeadLetter
@@ -116,7 +120,8 @@ class PermanentError(Exception):
 class MessageContext:
     """What a handler gets besides the payload: the transaction and the message's coordinates."""
 
-    session: AsyncSession
+    #: the batch's transaction: `servicekit.sql` statements run on it directly
+    db: sql.Db
     envelope: Envelope
     consumer: str
     topic: str
@@ -126,6 +131,11 @@ class MessageContext:
     #: savepoint of its own: a handler may leave writes for the consumer's `before_commit`
     #: (False on the slow path, where each message's effects must be in its own savepoint)
     batched: bool = False
+
+    @property
+    def session(self) -> AsyncSession:
+        """A SQLAlchemy session in the batch's transaction (made on first use on the fast path)."""
+        return sql.session_of(self.db)
 
     async def emit(
         self,
@@ -138,7 +148,7 @@ class MessageContext:
     ) -> Envelope:
         """Write an event caused by this message to the outbox, in this transaction."""
         return await enqueue_message(
-            self.session,
+            self.db,
             topic,
             payload,
             chain_id=chain_id if chain_id is not None else self.envelope.chain_id,
@@ -344,7 +354,13 @@ class Consumer:
     #: and each batch saves the inbox's statement. Duplicates within one batch are still passed
     #: over; `messages_duplicate_total` counts only those.
     inbox: bool = True
+    #: Keep the fast path's database connection from one batch to the next (a service's
+    #: consumers do: the runtime sets it, and `release_connection` gives the connection back
+    #: when the service stops). Without it, each batch checks one out of the pool.
+    keep_connection: bool = False
     _attempts: dict[uuid.UUID, int] = field(default_factory=dict)
+    _connection: AsyncConnection | None = None
+    _stopping_connection: bool = False
     _session_factory: SessionFactory | None = None
     _subscriber: Any = None
     _lag_partitions: set[tuple[str, int]] = field(default_factory=set)
@@ -510,15 +526,23 @@ class Consumer:
             return
         # counters of the fast path, applied once its transaction has committed
         after_commit: list[Callable[[], None]] = []
+        plan = self._plan(records, after_commit)
+        if not plan[0] and not self.record_positions:
+            # every record passed over once decoded (no handler here, or `ignore`d): no
+            # transaction either
+            for count in after_commit:
+                count()
+            self._observe(records, started)
+            return
         try:
             try:
-                async with self._session_factory() as session, session.begin():
+                async with self._transaction() as tx:
                     # the batch's outbox rows (events, dead letters) in one statement
-                    buffer_outbox(session)
-                    await self._process_batch(session, records, after_commit)
-                    await self._before_commit(session, records)
-                    await self._record_positions(session, records)
-                    await flush_outbox(session)
+                    buffer_outbox(tx)
+                    await self._process_batch(tx, plan, after_commit)
+                    await self._before_commit(tx, records)
+                    await self._record_positions(tx, records)
+                    await flush_outbox(tx)
             except _Isolate as isolate:
                 log.warning(
                     "handler of %s failed: processing the batch of %d again with a savepoint"
@@ -545,6 +569,31 @@ class Consumer:
             count()
         self._observe(records, started)
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> Any:
+        """The fast path's `Tx` (`servicekit.sql.transaction_on`), committed when the block
+        ends, rolled back if it raises. Its connection is kept for the next batch
+        (`keep_connection`) unless beginning or ending the transaction failed."""
+        assert self._session_factory is not None
+        conn, self._connection = self._connection, None
+        if conn is None:
+            conn = await self._session_factory.kw["bind"].connect()
+        try:
+            async with sql.transaction_on(conn) as tx:
+                yield tx
+        finally:
+            if self.keep_connection and not self._stopping_connection and not conn.invalidated:
+                self._connection = conn
+            else:
+                await conn.close()
+
+    async def release_connection(self) -> None:
+        """Give the kept connection back to the pool (the service stops)."""
+        self._stopping_connection = True
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            await conn.close()
+
     def _observe(self, records: Sequence[ConsumerRecord[Any, Any]], started: float) -> None:
         """The batch's time since `started`, shared by its records, in the processing histogram."""
         per_message = (time.perf_counter() - started) / max(1, len(records))
@@ -554,21 +603,19 @@ class Consumer:
         for _ in records:
             hist.observe(per_message)
 
-    async def _before_commit(
-        self, session: AsyncSession, records: Sequence[ConsumerRecord[Any, Any]]
-    ) -> None:
+    async def _before_commit(self, tx: sql.Tx, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """`before_commit`, on the fast path; a permanent failure isolates the batch."""
         if self.before_commit is None or not records:
             return
         try:
-            await self.before_commit(session)
+            await self.before_commit(tx.session)
         except Exception as exc:
             if is_transient(exc):
                 raise
             raise _Isolate(records[-1], exc) from exc
 
     async def _record_positions(
-        self, session: AsyncSession, records: Sequence[ConsumerRecord[Any, Any]]
+        self, db: sql.Db, records: Sequence[ConsumerRecord[Any, Any]]
     ) -> None:
         """`record_positions`: one statement per batch; rows in one order, so two instances
         that briefly share partitions during a rebalance never lock them in opposite orders."""
@@ -580,7 +627,7 @@ class Consumer:
             after[key] = max(after.get(key, 0), rec.offset + 1)
         ordered = sorted(after.items())
         await sql.execute(
-            session,
+            db,
             _POSITIONS_UPSERT,
             self.name,
             [topic for (topic, _), _ in ordered],
@@ -592,19 +639,12 @@ class Consumer:
         """Use without a broker (tests feed records to `process_records`)."""
         self._session_factory = session_factory
 
-    async def _process_batch(
-        self,
-        session: AsyncSession,
-        records: Sequence[ConsumerRecord[Any, Any]],
-        after_commit: list[Callable[[], None]],
-    ) -> None:
-        """The fast path: one inbox statement for the batch, handlers without savepoints.
-
-        Raises `_Isolate` when a handler fails for good: the caller rolls back and goes the
-        slow way. Decisions are the slow path's (the same duplicates, attempts and dead letters);
-        only their counters wait in `after_commit`.
-        """
-        # (record, envelope, payload or the parse error); None envelope = undecodable
+    def _plan(
+        self, records: Sequence[ConsumerRecord[Any, Any]], after_commit: list[Callable[[], None]]
+    ) -> tuple[list[tuple[ConsumerRecord[Any, Any], Envelope | None, Any]], set[int]]:
+        """The fast path's records decoded: (record, envelope, payload or the parse error; None
+        envelope = undecodable) for each one to process, and the indexes of those repeating
+        an earlier message of the batch. Skipped records are counted in `after_commit`."""
         planned: list[tuple[ConsumerRecord[Any, Any], Envelope | None, Any]] = []
         repeated: set[int] = set()  # indexes into `planned`
         first: set[uuid.UUID] = set()
@@ -618,6 +658,21 @@ class Consumer:
                     repeated.add(len(planned))
                 first.add(env.message_id)
             planned.append((rec, env, payload))
+        return planned, repeated
+
+    async def _process_batch(
+        self,
+        tx: sql.Tx,
+        plan: tuple[list[tuple[ConsumerRecord[Any, Any], Envelope | None, Any]], set[int]],
+        after_commit: list[Callable[[], None]],
+    ) -> None:
+        """The fast path: one inbox statement for the batch, handlers without savepoints.
+
+        Raises `_Isolate` when a handler fails for good: the caller rolls back and goes the
+        slow way. Decisions are the slow path's (the same duplicates, attempts and dead letters);
+        only their counters wait in `after_commit`.
+        """
+        planned, repeated = plan
         fresh = [
             (rec, env)
             for i, (rec, env, payload) in enumerate(planned)
@@ -628,7 +683,7 @@ class Consumer:
             inserted = {env.message_id for _, env in fresh}
         elif fresh:
             rows = await sql.fetch(
-                session,
+                tx,
                 _INBOX_INSERT,
                 self.name,
                 [env.message_id for _, env in fresh],
@@ -647,7 +702,7 @@ class Consumer:
         if invalid and self.inbox:
             known_invalid = set(
                 (
-                    await session.execute(
+                    await tx.session.execute(
                         sa.select(INBOX.c.message_id).where(
                             INBOX.c.consumer == self.name, INBOX.c.message_id.in_(invalid)
                         )
@@ -658,7 +713,7 @@ class Consumer:
         for i, (rec, env, payload) in enumerate(planned):
             if env is None:
                 await self._dead_letter(
-                    session, rec, str(payload), "DecodeError", after_commit=after_commit
+                    tx.session, rec, str(payload), "DecodeError", after_commit=after_commit
                 )
                 continue
             if i in repeated or env.message_id in known_invalid:
@@ -667,7 +722,7 @@ class Consumer:
             with _message_log_ids(env):
                 if isinstance(payload, Exception):
                     await self._dead_letter(
-                        session,
+                        tx.session,
                         rec,
                         f"invalid payload: {payload}",
                         type(payload).__name__,
@@ -678,7 +733,7 @@ class Consumer:
                 if env.message_id not in inserted:
                     after_commit.append(duplicate.labels(self.name, rec.topic).inc)
                     continue
-                ctx = self._context(session, rec, env, batched=True)
+                ctx = self._context(tx, rec, env, batched=True)
                 try:
                     await self.handlers[type(payload)](ctx, payload)
                 except PermanentError as exc:
@@ -739,14 +794,14 @@ class Consumer:
 
     def _context(
         self,
-        session: AsyncSession,
+        db: sql.Db,
         rec: ConsumerRecord[Any, Any],
         env: Envelope,
         *,
         batched: bool = False,
     ) -> MessageContext:
         return MessageContext(
-            session=session,
+            db=db,
             envelope=env,
             consumer=self.name,
             topic=rec.topic,

@@ -29,7 +29,7 @@ from uuid import UUID
 import asyncpg
 import sqlalchemy as sa
 from faststream.kafka import KafkaBroker
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from contracts.base import Message
@@ -41,13 +41,13 @@ from servicekit.schema import OUTBOX
 log = logging.getLogger(__name__)
 
 
-async def enqueue(session: AsyncSession, topic: str, envelope: Envelope) -> None:
-    """Write one message to the outbox in the session's current transaction."""
-    await enqueue_many(session, [(topic, envelope)])
+async def enqueue(db: sql.Db, topic: str, envelope: Envelope) -> None:
+    """Write one message to the outbox in `db`'s transaction."""
+    await enqueue_many(db, [(topic, envelope)])
 
 
 async def enqueue_message(
-    session: AsyncSession,
+    db: sql.Db,
     topic: str,
     payload: Message,
     *,
@@ -58,9 +58,9 @@ async def enqueue_message(
     occurred_at: datetime | None = None,
     message_id: UUID | None = None,
 ) -> Envelope:
-    """Wrap `payload` in a new envelope and write it to the outbox in the session's current
-    transaction; the envelope it wrote. `chain_id` None: the payload's own (`make_envelope`);
-    `message_id`: a stable id instead of a fresh one (a redelivered failure's dead letter)."""
+    """Wrap `payload` in a new envelope and write it to the outbox in `db`'s transaction; the
+    envelope it wrote. `chain_id` None: the payload's own (`make_envelope`); `message_id`: a
+    stable id instead of a fresh one (a redelivered failure's dead letter)."""
     env = make_envelope(
         payload,
         chain_id=chain_id,
@@ -71,7 +71,7 @@ async def enqueue_message(
     )
     if message_id is not None:
         env = env.model_copy(update={"message_id": message_id})
-    await enqueue(session, topic, env)
+    await enqueue(db, topic, env)
     return env
 
 
@@ -105,9 +105,9 @@ def outbox_row(topic: str, env: Envelope) -> dict[str, Any]:
     }
 
 
-def note_outbox_written(session: AsyncSession) -> None:
+def note_outbox_written(db: sql.Db) -> None:
     """This transaction wrote outbox rows: wake this process's relay once it commits."""
-    session.sync_session.info["outbox_pending"] = True
+    sql.info_of(db)["outbox_pending"] = True
 
 
 #: Rows in the order given (ids follow it: the relay publishes in id order), one statement
@@ -119,9 +119,9 @@ _INSERT_ROWS = (
 )
 
 
-async def _insert_rows(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+async def _insert_rows(db: sql.Db, rows: Sequence[dict[str, Any]]) -> None:
     await sql.execute(
-        session,
+        db,
         _INSERT_ROWS,
         [row["message_id"] for row in rows],
         [row["topic"] for row in rows],
@@ -132,36 +132,36 @@ async def _insert_rows(session: AsyncSession, rows: Sequence[dict[str, Any]]) ->
     )
 
 
-async def enqueue_many(session: AsyncSession, items: Sequence[tuple[str, Envelope]]) -> None:
+async def enqueue_many(db: sql.Db, items: Sequence[tuple[str, Envelope]]) -> None:
     if not items:
         return
     rows = [outbox_row(topic, env) for topic, env in items]
-    buffered: list[dict[str, Any]] | None = session.sync_session.info.get(_BUFFER)
+    buffered: list[dict[str, Any]] | None = sql.info_of(db).get(_BUFFER)
     if buffered is not None:
         buffered.extend(rows)
         return
-    await _insert_rows(session, rows)
-    note_outbox_written(session)
+    await _insert_rows(db, rows)
+    note_outbox_written(db)
 
 
-def buffer_outbox(session: AsyncSession) -> None:
+def buffer_outbox(db: sql.Db) -> None:
     """From now on, keep the rows `enqueue` writes in memory until `flush_outbox` (the caller
-    must flush before its commit; a rollback simply drops them with the session)."""
-    session.sync_session.info[_BUFFER] = []
+    must flush before its commit; a rollback simply drops them with the transaction)."""
+    sql.info_of(db)[_BUFFER] = []
 
 
-async def flush_outbox(session: AsyncSession) -> int:
+async def flush_outbox(db: sql.Db) -> int:
     """Write the buffered rows in one statement (ids in enqueue order) and stop buffering;
     returns how many there were."""
-    rows: list[dict[str, Any]] = session.sync_session.info.pop(_BUFFER, None) or []
+    rows: list[dict[str, Any]] = sql.info_of(db).pop(_BUFFER, None) or []
     if rows:
-        await _insert_rows(session, rows)
-        session.sync_session.info["outbox_pending"] = True
+        await _insert_rows(db, rows)
+        note_outbox_written(db)
     return len(rows)
 
 
 async def enqueue_raw(
-    session: AsyncSession,
+    db: sql.Db,
     *,
     topic: str,
     key: str,
@@ -171,7 +171,7 @@ async def enqueue_raw(
     headers: dict[str, Any] | None = None,
 ) -> None:
     """Outbox row for bytes that are not an envelope (dead letters carry the original bytes)."""
-    await session.execute(
+    await sql.session_of(db).execute(
         sa.insert(OUTBOX).values(
             message_id=message_id,
             topic=topic,
@@ -181,7 +181,7 @@ async def enqueue_raw(
             headers=headers or {},
         )
     )
-    session.sync_session.info["outbox_pending"] = True
+    note_outbox_written(db)
 
 
 #: A wake-up is two round trips and no transaction (each statement commits on its own):
@@ -219,13 +219,20 @@ _PURGE = "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1"
 _local_relays: list[OutboxRelay] = []
 
 
-@sa.event.listens_for(Session, "after_commit")
-def _wake_relays_after_commit(session: Session) -> None:
+def _wake_relays(info: dict[str, Any]) -> None:
     # Waking the relay right after the commit keeps latency low; the poll interval is only the
     # safety net (for rows written by another process, or a wake that came too early).
-    if session.info.pop("outbox_pending", False):
+    if info.pop("outbox_pending", False):
         for relay in _local_relays:
             relay.kick()
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _wake_relays_after_commit(session: Session) -> None:
+    _wake_relays(session.info)
+
+
+sql.AFTER_COMMIT.append(_wake_relays)
 
 
 class _Unsent(NamedTuple):

@@ -110,6 +110,7 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
             consumer.poll_timeout_ms = settings.consumer_poll_timeout_ms
             consumer.fetch_wait_ms = settings.consumer_fetch_wait_ms
             consumer.attach(broker, session_factory)
+            consumer.keep_connection = True
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             ALL_TOPICS,
@@ -146,6 +147,9 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(consumer.stop_committing(), 10)
             await broker.stop()
+            for consumer in definition.consumers:
+                with contextlib.suppress(Exception):
+                    await consumer.release_connection()
             relay.stop()
             for task in tasks:
                 if task.get_name() != "outbox-relay":

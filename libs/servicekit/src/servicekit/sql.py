@@ -1,4 +1,4 @@
-"""Hot statements sent straight through asyncpg, inside a SQLAlchemy session's transaction.
+"""Hot statements sent straight through asyncpg, in a session's transaction or a `Tx`.
 
 A statement sent through `AsyncSession.execute` pays SQLAlchemy's pipeline on every call
 (building or coercing the statement, its cache key, the execution context, result processing:
@@ -14,16 +14,24 @@ columns come back decoded and are passed as JSON text (SQLAlchemy's codecs on th
 (`asyncpg.UniqueViolationError`, ...; `is_transient` knows both kinds). Each statement is
 reported to the engine's `before_cursor_execute` listeners, so the statement budget tests and
 the bench's counters see it like any other.
+
+`Tx` is a transaction without a session: a consumer's batch begins it on a connection it keeps
+between batches (BEGIN and COMMIT sent by asyncpg itself), and the statements above run on it
+as on a session. A session costs ~0.1-0.2 ms of CPU per transaction on top of that (making it,
+its transaction's bookkeeping, the pool checkout): measured in docs/benchmarks/notes.md. Code
+that needs SQLAlchemy (`session.execute` of a Core statement, a savepoint of the session) gets
+`Tx.session`, made on first use, bound to the same connection and transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 _CACHE = "servicekit.sql.driver"
 
@@ -41,9 +49,156 @@ def is_transient_driver_error(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError | asyncpg.PostgresConnectionError)
 
 
-async def _driver(session: AsyncSession) -> tuple[asyncpg.Connection, Connection]:
-    """The asyncpg connection under the session's current transaction (BEGIN sent first when
-    the session has not sent a statement yet) and the SQLAlchemy connection it belongs to."""
+#: run after a `Tx` without a session commits, with its `info` (the outbox's relay wake-up;
+#: a session's commit runs SQLAlchemy's `after_commit` listeners instead)
+AFTER_COMMIT: list[Callable[[dict[str, Any]], None]] = []
+
+
+class Tx:
+    """One transaction on a connection of the service's pool, begun and ended by asyncpg.
+
+    `begin` sends BEGIN on `conn` (an `AsyncConnection` the caller checked out and returns);
+    `commit` / `rollback` end it. The statements of this module run on it directly. `session`
+    is an `AsyncSession` bound to the same connection, made on first use: what it sends is in
+    this transaction (SQLAlchemy finds it begun), and `commit` then ends the transaction through
+    it, so its flush and its `after_commit` listeners run. `info` is the transaction's own
+    dict, the session's `info` once there is one (the outbox keeps its buffer there)."""
+
+    __slots__ = ("_adapted", "_info", "_session", "conn", "driver")
+
+    def __init__(self, conn: AsyncConnection, adapted: Any) -> None:
+        self.conn = conn
+        self._adapted = adapted  # SQLAlchemy's asyncpg adapter: it tracks the transaction
+        self.driver: asyncpg.Connection = adapted._connection
+        self._session: AsyncSession | None = None
+        self._info: dict[str, Any] = {}
+
+    @classmethod
+    async def begin(cls, conn: AsyncConnection) -> Tx:
+        adapted: Any = (await conn.get_raw_connection()).dbapi_connection
+        if adapted._transaction is None:
+            # as the adapter begins one itself (`_start_transaction`), but a failure raises
+            # asyncpg's own error, as this module's statements do
+            transaction = adapted._connection.transaction(
+                isolation=adapted.isolation_level,
+                readonly=adapted.readonly,
+                deferrable=adapted.deferrable,
+            )
+            await transaction.start()
+            adapted._transaction = transaction
+        return cls(conn, adapted)
+
+    @property
+    def sync_connection(self) -> Connection:
+        sync = self.conn.sync_connection
+        assert sync is not None
+        return sync
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            session = AsyncSession(bind=self.conn, expire_on_commit=False)
+            session.sync_session.info.update(self._info)
+            self._info = session.sync_session.info
+            self._session = session
+        return self._session
+
+    async def commit(self) -> None:
+        """Commit (through the session when there is one: its flush, its listeners)."""
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                await session.commit()
+            finally:
+                await session.close()
+        # the session commits only a transaction it took part in
+        await self._end("commit")
+        info, self._info = self._info, {}
+        for run in AFTER_COMMIT:
+            run(info)
+
+    async def rollback(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                await session.rollback()
+            finally:
+                await session.close()
+        self._info = {}
+        await self._end("rollback")
+
+    async def _end(self, how: str) -> None:
+        transaction, self._adapted._transaction = self._adapted._transaction, None
+        if transaction is not None:
+            await getattr(transaction, how)()
+
+
+#: what the statements of this module run in: a session's transaction, or a `Tx`
+Db = AsyncSession | Tx
+
+
+@contextlib.asynccontextmanager
+async def transaction_on(conn: AsyncConnection) -> AsyncIterator[Tx]:
+    """A `Tx` on `conn` for the block: committed when the block ends, rolled back if it raises.
+    If beginning or ending it fails, the state of `conn` is unknown, so it is invalidated (its
+    holder must not use it again: `conn.invalidated`)."""
+    ended = False
+    try:
+        tx = await Tx.begin(conn)
+        try:
+            yield tx
+        except BaseException:
+            await tx.rollback()
+            ended = True
+            raise
+        await tx.commit()
+        ended = True
+    finally:
+        if not ended:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+
+
+@contextlib.asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[Tx]:
+    """A `Tx` on a connection of `engine`'s pool, checked out for the block (`transaction_on`):
+    a request's transaction without a session."""
+    async with engine.connect() as conn, transaction_on(conn) as tx:
+        yield tx
+
+
+def session_of(db: Db) -> AsyncSession:
+    """The SQLAlchemy session of `db` (a `Tx` makes its own on first use)."""
+    return db.session if isinstance(db, Tx) else db
+
+
+def info_of(db: Db) -> dict[str, Any]:
+    """The dict that lives as long as `db`'s transaction (`Tx.info`, the session's `info`)."""
+    return db.info if isinstance(db, Tx) else db.sync_session.info
+
+
+@contextlib.asynccontextmanager
+async def savepoint(db: Db) -> AsyncIterator[None]:
+    """A savepoint in `db`'s transaction: what runs inside is rolled back alone if it raises.
+    A `Tx` without a session asks asyncpg for it (a nested transaction is a savepoint)."""
+    if isinstance(db, Tx) and db._session is None:
+        async with db.driver.transaction():
+            yield
+        return
+    async with session_of(db).begin_nested():
+        yield
+
+
+async def _driver(db: Db) -> tuple[asyncpg.Connection, Connection]:
+    """The asyncpg connection under `db`'s current transaction (for a session: BEGIN sent
+    first when it has not sent a statement yet) and the SQLAlchemy connection it belongs to."""
+    if isinstance(db, Tx):
+        return db.driver, db.sync_connection
+    session = db
     # the innermost transaction: a savepoint SQLAlchemy has begun is only sent (SAVEPOINT)
     # when the session next asks for its connection
     sync = session.sync_session
@@ -86,38 +241,38 @@ async def fetch_reported(
     return rows
 
 
-async def fetch(session: AsyncSession, sql: str, *args: Any) -> list[asyncpg.Record]:
+async def fetch(db: Db, sql: str, *args: Any) -> list[asyncpg.Record]:
     """Every row of `sql` run with `args`, in the session's transaction."""
-    driver, conn = await _driver(session)
+    driver, conn = await _driver(db)
     _report(conn, sql, args)
     rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
     return rows
 
 
-async def fetchrow(session: AsyncSession, sql: str, *args: Any) -> asyncpg.Record | None:
+async def fetchrow(db: Db, sql: str, *args: Any) -> asyncpg.Record | None:
     """The first row of `sql` (None when there is none), in the session's transaction."""
-    driver, conn = await _driver(session)
+    driver, conn = await _driver(db)
     _report(conn, sql, args)
     return await driver.fetchrow(sql, *args)
 
 
-async def fetchval(session: AsyncSession, sql: str, *args: Any) -> Any:
+async def fetchval(db: Db, sql: str, *args: Any) -> Any:
     """The first column of the first row of `sql` (None when there is none)."""
-    driver, conn = await _driver(session)
+    driver, conn = await _driver(db)
     _report(conn, sql, args)
     return await driver.fetchval(sql, *args)
 
 
-async def execute(session: AsyncSession, sql: str, *args: Any) -> str:
+async def execute(db: Db, sql: str, *args: Any) -> str:
     """Run `sql` for its effect; the command tag (`INSERT 0 3`)."""
-    driver, conn = await _driver(session)
+    driver, conn = await _driver(db)
     _report(conn, sql, args)
     tag: str = await driver.execute(sql, *args)
     return tag
 
 
 async def lock_row(
-    session: AsyncSession,
+    db: Db,
     locking_sql: str,
     args: Sequence[Any],
     insert_sql: str | None = None,
@@ -131,8 +286,8 @@ async def lock_row(
     every operation after the first); three on first sight. Two first sights at once: both
     insert, one waits for the other's row and inserts nothing, then both lock it in turn. With
     SKIP LOCKED, None when another transaction holds the row."""
-    row = await fetchrow(session, locking_sql, *args)
+    row = await fetchrow(db, locking_sql, *args)
     if row is None and insert_sql is not None:
-        await execute(session, insert_sql, *insert_args)
-        row = await fetchrow(session, locking_sql, *args)
+        await execute(db, insert_sql, *insert_args)
+        row = await fetchrow(db, locking_sql, *args)
     return row

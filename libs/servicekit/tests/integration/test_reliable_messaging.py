@@ -1292,3 +1292,72 @@ async def test_a_batch_whose_left_writes_fail_is_replayed_a_message_at_a_time(
         applied = set((await session.execute(sa.select(EFFECTS.c.message_id))).scalars())
     assert applied == {str(env.message_id) for env in good}
     assert await _count(session_factory, OUTBOX, OUTBOX.c.topic == DEAD_LETTERS) == 1
+
+
+async def test_a_services_consumer_keeps_one_connection_and_makes_no_session_unasked(
+    session_factory: Any,
+) -> None:
+    """The fast path runs each batch in a `servicekit.sql.Tx` on a connection kept from one
+    batch to the next (a service's consumers keep it): one pool checkout for many batches, and
+    no SQLAlchemy session while the handlers use only `ctx.db`. A kept connection that died
+    fails its batch (redelivered, so nothing is lost) and is discarded: the next batch checks
+    out another. `release_connection` gives it back to the pool."""
+    from sqlalchemy.orm import Session
+
+    from servicekit import sql
+
+    async def apply(ctx: MessageContext, payload: DeadLetter) -> None:
+        await sql.execute(
+            ctx.db,
+            "INSERT INTO effects (message_id, amount) VALUES ($1, 1.10)",
+            str(ctx.envelope.message_id),
+        )
+
+    consumer = Consumer(
+        name=f"test-{uuid.uuid4().hex[:6]}",
+        topics=["t"],
+        handlers={DeadLetter: apply},
+        retry_backoff_seconds=0.01,
+    )
+    consumer.bind(session_factory)
+    consumer.keep_connection = True
+    pool = session_factory.kw["bind"].sync_engine.pool
+    checkouts: list[int] = []
+    sessions: list[int] = []
+
+    def checkout(*_: object) -> None:
+        checkouts.append(1)
+
+    def session_began(*_: object) -> None:
+        sessions.append(1)
+
+    sa.event.listen(pool, "checkout", checkout)
+    sa.event.listen(Session, "after_begin", session_began)
+    try:
+        for offset in range(5):
+            await consumer.process_records([_record(_envelope(), offset=offset)])
+        assert (len(checkouts), sessions) == (1, [])
+
+        kept = consumer._connection
+        assert kept is not None
+        server_pid = (await kept.get_raw_connection()).driver_connection.get_server_pid()
+        url = session_factory.kw["bind"].url.render_as_string(hide_password=False)
+        killer = await asyncpg.connect(plain_url(url))
+        try:
+            assert await killer.fetchval("SELECT pg_terminate_backend($1)", server_pid)
+        finally:
+            await killer.close()
+        batch = [_record(_envelope(), offset=5)]
+        # the client learns it at its next use (connection closed; or, with the server's
+        # goodbye still in flight, asyncpg's protocol error)
+        with pytest.raises((asyncpg.InterfaceError, asyncpg.InternalClientError)):
+            await consumer.process_records(batch)
+        assert consumer._connection is None  # discarded
+        await consumer.process_records(batch)  # redelivered: applied on another connection
+        assert (len(checkouts), sessions) == (2, [])
+    finally:
+        sa.event.remove(pool, "checkout", checkout)
+        sa.event.remove(Session, "after_begin", session_began)
+        await consumer.release_connection()
+    assert pool.checkedout() == 0
+    assert await _count(session_factory, EFFECTS) == 6

@@ -5,6 +5,7 @@ any other statement, and their failures are classified like SQLAlchemy's."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -165,3 +166,61 @@ async def test_lock_row_creates_a_missing_row_and_skips_one_held_elsewhere(
     assert len(known) == 2  # one statement each
     async with sessions() as session, session.begin():
         assert await sql.lock_row(session, lock, (uuid.uuid4(),)) is None  # never created
+
+
+# --------------------------------------------------------------------------- sql.Tx
+
+
+async def test_a_tx_commits_its_own_statements_and_its_sessions_together(
+    engine: AsyncEngine,
+) -> None:
+    """A `Tx` sends BEGIN itself; what its session (made on first use) sends is in the same
+    transaction: both commit together, and a rollback takes both."""
+    kept = [uuid.uuid4(), uuid.uuid4()]
+    dropped = [uuid.uuid4(), uuid.uuid4()]
+    for ids, end in ((kept, "commit"), (dropped, "rollback")):
+        async with engine.connect() as conn:
+            tx = await sql.Tx.begin(conn)
+            await sql.execute(tx, _INSERT, ids[0], Decimal("1.00"), "{}")
+            await tx.session.execute(
+                sa.text("INSERT INTO sql_probe (id, amount) VALUES (:i, 2)"), {"i": ids[1]}
+            )
+            # not visible outside before the end: one transaction, not two autocommits
+            assert not await _exists(engine, ids[0])
+            assert not await _exists(engine, ids[1])
+            await getattr(tx, end)()
+    assert [await _exists(engine, i) for i in kept] == [True, True]
+    assert [await _exists(engine, i) for i in dropped] == [False, False]
+
+
+async def test_a_tx_savepoint_rolls_back_alone(engine: AsyncEngine) -> None:
+    before, inside, after = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with engine.connect() as conn:
+        tx = await sql.Tx.begin(conn)
+        await sql.execute(tx, _INSERT, before, Decimal("1.00"), "{}")
+        with contextlib.suppress(RuntimeError):
+            async with sql.savepoint(tx):
+                await sql.execute(tx, _INSERT, inside, Decimal("2.00"), "{}")
+                raise RuntimeError("rolled back alone")
+        await sql.execute(tx, _INSERT, after, Decimal("3.00"), "{}")
+        await tx.commit()
+    assert [await _exists(engine, i) for i in (before, inside, after)] == [True, False, True]
+
+
+async def test_what_a_tx_asks_for_after_its_commit_runs_once_and_never_after_a_rollback(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sql.AFTER_COMMIT` (the relay's wake-up, the gateway's waiters) sees the transaction's
+    `info` once it committed, through the session's commit when it made one; a rollback
+    forgets what was asked."""
+    seen: list[object] = []
+    monkeypatch.setattr(sql, "AFTER_COMMIT", [lambda info: seen.append(info.pop("asked", None))])
+    for with_session, end in ((False, "commit"), (True, "commit"), (False, "rollback")):
+        async with engine.connect() as conn:
+            tx = await sql.Tx.begin(conn)
+            sql.info_of(tx)["asked"] = (with_session, end)
+            if with_session:
+                await tx.session.execute(sa.text("SELECT 1"))
+                assert sql.info_of(tx)["asked"] == (True, "commit")  # one dict for both
+            await getattr(tx, end)()
+    assert seen == [(False, "commit"), (True, "commit")]

@@ -64,6 +64,13 @@ def _statements_without_a_database(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql, "fetch", fetch)
     monkeypatch.setattr(sql, "execute", execute)
 
+    @asynccontextmanager
+    async def transaction(_consumer: Consumer) -> AsyncIterator[sql.Tx]:
+        """The fast path's transaction, on no connection (its statements are replaced)."""
+        yield sql.Tx(SimpleNamespace(), SimpleNamespace(_connection=None, _transaction=None))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Consumer, "_transaction", transaction)
+
 
 @pytest.fixture
 def json_log(monkeypatch: pytest.MonkeyPatch) -> Any:

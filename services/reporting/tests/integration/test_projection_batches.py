@@ -247,7 +247,7 @@ async def _one_by_one(engine: AsyncEngine, records: list[Any]) -> None:
         model = lookup(env.type, env.schema_version).model
         async with sf() as session, session.begin():
             ctx = MessageContext(
-                session=session,
+                db=session,
                 envelope=env,
                 consumer="reference",
                 topic=rec.topic,

@@ -5,7 +5,8 @@ first takes ``SELECT ... FOR UPDATE`` on it, so two instances (or two partitions
 rebalance) never decide on the same ledger at once.
 
 Every statement is plain SQL (module constants, `$1`-style parameters) sent through
-`servicekit.sql` on the session's own connection and transaction: SQLAlchemy's per-statement
+`servicekit.sql` on the caller's transaction (a consumer batch's `Tx`, or a session's own
+connection and transaction for the jobs and the HTTP reads): SQLAlchemy's per-statement
 pipeline was most of credit's CPU per sale. jsonb is passed as JSON text (`json.dumps`, as
 SQLAlchemy's JSONB type did) and comes back decoded; rows are `asyncpg.Record`s; errors are
 asyncpg's own. The schema itself (`tables`, the migrations) stays SQLAlchemy's.
@@ -16,12 +17,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from credit.domain.model import Entry, EntryKind, Ledger, Line, Method, Payment, Sale
 from servicekit import sql
@@ -262,12 +262,12 @@ def _customer_row(row: Any, customer_id: uuid.UUID, chain_id: uuid.UUID) -> Cust
 class Repository:
     """The credit tables as the service layer needs them."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, db: sql.Db) -> None:
+        self.db = db
 
-    def savepoint(self) -> AsyncSessionTransaction:
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
         """`async with repo.savepoint():` what fails inside is rolled back alone."""
-        return self.session.begin_nested()
+        return sql.savepoint(self.db)
 
     # ----------------------------------------------------------------- customers
 
@@ -281,7 +281,7 @@ class Repository:
         sights at once: both insert, one waits for the other's row and inserts nothing, then
         both lock it in turn."""
         row = await sql.lock_row(
-            self.session,
+            self.db,
             _LOCK_CUSTOMER_SKIP_LOCKED if skip_locked else _LOCK_CUSTOMER,
             (customer_id,),
             None if skip_locked else _INSERT_CUSTOMER,
@@ -298,7 +298,7 @@ class Repository:
         the customer exists; on first sight that one finds no row, and `lock_customer` creates
         and locks it (three more)."""
         row = await sql.fetchrow(
-            self.session,
+            self.db,
             _SNAPSHOT_CHAIN_THEN_LOCK_CUSTOMER,
             chain_id,
             json.dumps(settings),
@@ -322,7 +322,7 @@ class Repository:
         """Set the values given (`in_flight=None` clears the operation in flight)."""
         flight = None if isinstance(in_flight, _Keep) else in_flight
         await sql.execute(
-            self.session,
+            self.db,
             _UPDATE_CUSTOMER,
             customer_id,
             not isinstance(in_flight, _Keep),
@@ -346,16 +346,16 @@ class Repository:
         batches that met two chains in opposite orders deadlocked (docs/benchmarks.md, runs
         with `--instances`). Still one statement."""
         if authoritative:
-            await sql.execute(self.session, _MASTERDATA_CHAIN, chain_id, json.dumps(settings))
+            await sql.execute(self.db, _MASTERDATA_CHAIN, chain_id, json.dumps(settings))
             return
-        await sql.execute(self.session, _SNAPSHOT_CHAIN, chain_id, json.dumps(settings))
+        await sql.execute(self.db, _SNAPSHOT_CHAIN, chain_id, json.dumps(settings))
 
     async def chains(self) -> list[tuple[uuid.UUID, dict[str, Any]]]:
-        rows = await sql.fetch(self.session, _CHAINS)
+        rows = await sql.fetch(self.db, _CHAINS)
         return [(r["chain_id"], r["settings"]) for r in rows]
 
     async def chain_settings(self, chain_id: uuid.UUID) -> dict[str, Any] | None:
-        return await _json_value(self.session, _CHAIN_SETTINGS, chain_id)
+        return await _json_value(self.db, _CHAIN_SETTINGS, chain_id)
 
     # ----------------------------------------------------------------- ledger
 
@@ -374,7 +374,7 @@ class Repository:
         by (chain, id) through its primary key."""
         query, args = _ledger_query(chain_id, customer_id, sale_id, None, whole=True)
         assert query is not None or (customer_id is None and sale_id is None)
-        rows = await sql.fetch(self.session, query, *args) if query else []
+        rows = await sql.fetch(self.db, query, *args) if query else []
         return _ledger_from_rows(rows, minor_units)
 
     async def load_for_command(
@@ -399,32 +399,30 @@ class Repository:
         advance summed over all the customer's live entries (`Ledger`: such a part is enough
         for every operation). A customer's settled history is not read."""
         query, args = _ledger_query(chain_id, customer_id, sale_id, seen, named=named)
-        rows = await sql.fetch(self.session, query, *args) if query else []
+        rows = await sql.fetch(self.db, query, *args) if query else []
         return _ledger_from_rows(rows, minor_units), any(r["tag"] == "k" for r in rows)
 
     async def record_operation(self, op: OperationRecord) -> None:
         """An operation the ledger accepted: its sale (if it records one), its entries, the
         operation row (ON CONFLICT DO NOTHING, as before) and the customer's row (the
         operation in flight, or the balances it leaves): one statement."""
-        await sql.execute(self.session, _RECORD, *_record_args(op))
+        await sql.execute(self.db, _RECORD, *_record_args(op))
 
     async def mark_settled(self, chain_id: uuid.UUID, sale_ids: Sequence[uuid.UUID]) -> None:
         """The sales a confirmed operation brought to owing nothing: commands stop reading
         them (nothing charges a sale that owes nothing, see `Ledger.revoke_discount`)."""
         if sale_ids:
-            await sql.execute(self.session, _MARK_SETTLED, chain_id, list(sale_ids))
+            await sql.execute(self.db, _MARK_SETTLED, chain_id, list(sale_ids))
 
     async def add_entries(
         self, entries: list[Entry], *, chain_id: uuid.UUID, customer_id: uuid.UUID | None
     ) -> None:
         if not entries:
             return
-        await sql.execute(
-            self.session, _ADD_ENTRIES, chain_id, customer_id, *_entry_arrays(entries)
-        )
+        await sql.execute(self.db, _ADD_ENTRIES, chain_id, customer_id, *_entry_arrays(entries))
 
     async def lock_sale(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> None:
-        await sql.execute(self.session, _LOCK_SALE, chain_id, sale_id)
+        await sql.execute(self.db, _LOCK_SALE, chain_id, sale_id)
 
     # ----------------------------------------------------------------- operations
 
@@ -432,7 +430,7 @@ class Repository:
         self, chain_id: uuid.UUID, operation_id: uuid.UUID, kind: str
     ) -> bool:
         """Accepted before (pending, confirmed or voided) or refused before (one statement)."""
-        return await sql.fetchrow(self.session, _SEEN, chain_id, operation_id, kind) is not None
+        return await sql.fetchrow(self.db, _SEEN, chain_id, operation_id, kind) is not None
 
     async def add_operation(
         self,
@@ -449,7 +447,7 @@ class Repository:
     ) -> bool:
         """True when the operation is new (ON CONFLICT DO NOTHING)."""
         inserted = await sql.fetchval(
-            self.session,
+            self.db,
             _ADD_OPERATION,
             operation_id,
             kind,
@@ -466,7 +464,7 @@ class Repository:
     async def pending_operation(
         self, chain_id: uuid.UUID, operation_id: uuid.UUID
     ) -> OperationRow | None:
-        row = await sql.fetchrow(self.session, _PENDING_OPERATION, chain_id, operation_id)
+        row = await sql.fetchrow(self.db, _PENDING_OPERATION, chain_id, operation_id)
         return None if row is None else OperationRow(**dict(row.items()))
 
     async def lock_customer_and_claim_pending(
@@ -476,7 +474,7 @@ class Repository:
         the operation's row, or None when it is not pending (then the customer may be left
         unlocked: nothing is changed). One statement."""
         row = await sql.fetchrow(
-            self.session,
+            self.db,
             _LOCK_CUSTOMER_AND_CLAIM_PENDING,
             chain_id,
             operation_id,
@@ -494,13 +492,13 @@ class Repository:
     ) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
         """(chain, operation, customer) of every operation pending since before `cutoff`,
         oldest first (the partial index `operations_pending`)."""
-        rows = await sql.fetch(self.session, _PENDING_SINCE_BEFORE, cutoff)
+        rows = await sql.fetch(self.db, _PENDING_SINCE_BEFORE, cutoff)
         return [(r["chain_id"], r["operation_id"], r["customer_id"]) for r in rows]
 
     async def finish_operation(
         self, chain_id: uuid.UUID, operation_id: uuid.UUID, status: str
     ) -> None:
-        await sql.execute(self.session, _FINISH_OPERATION, chain_id, operation_id, status)
+        await sql.execute(self.db, _FINISH_OPERATION, chain_id, operation_id, status)
 
     async def add_refusal(
         self,
@@ -513,7 +511,7 @@ class Repository:
         detail: str,
     ) -> None:
         await sql.execute(
-            self.session, _ADD_REFUSAL, operation_id, kind, chain_id, customer_id, code, detail
+            self.db, _ADD_REFUSAL, operation_id, kind, chain_id, customer_id, code, detail
         )
 
     # ----------------------------------------------------------------- parking
@@ -521,7 +519,7 @@ class Repository:
     async def park(
         self, customer_id: uuid.UUID, message_id: uuid.UUID, envelope: dict[str, Any]
     ) -> None:
-        await sql.execute(self.session, _PARK, customer_id, message_id, json.dumps(envelope))
+        await sql.execute(self.db, _PARK, customer_id, message_id, json.dumps(envelope))
 
     async def end_in_flight(
         self,
@@ -535,14 +533,14 @@ class Repository:
         customer's operation in flight has ended, and the next parked command is taken (the
         caller holds the customer's lock and replays it: `drain_parked(taken=...)`)."""
         envelope = await _json_value(
-            self.session, _END_IN_FLIGHT, customer_id, bonus_balance, debt, advance
+            self.db, _END_IN_FLIGHT, customer_id, bonus_balance, debt, advance
         )
         return Unparked(envelope)
 
     async def unpark_next(self, customer_id: uuid.UUID) -> dict[str, Any] | None:
         """The customer's oldest parked command, taken off the queue (one statement; the
         caller holds the customer's lock)."""
-        return await _json_value(self.session, _UNPARK_NEXT, customer_id)
+        return await _json_value(self.db, _UNPARK_NEXT, customer_id)
 
     # ----------------------------------------------------------------- overdue marks
 
@@ -557,31 +555,31 @@ class Repository:
     ) -> bool:
         """True for the one caller that marks the sale first."""
         inserted = await sql.fetchval(
-            self.session, _MARK_OVERDUE, sale_id, chain_id, customer_id, due_date, detected_at
+            self.db, _MARK_OVERDUE, sale_id, chain_id, customer_id, due_date, detected_at
         )
         return inserted is not None
 
     async def settle_mark(self, chain_id: uuid.UUID, sale_id: uuid.UUID) -> bool | None:
         """None: never overdue; True: the mark is settled now; False: it was settled before."""
-        row = await sql.fetchrow(self.session, _LOCK_MARK, chain_id, sale_id)
+        row = await sql.fetchrow(self.db, _LOCK_MARK, chain_id, sale_id)
         if row is None:
             return None
         if row["settled_at"] is not None:
             return False
-        await sql.execute(self.session, _SETTLE_MARK, chain_id, sale_id)
+        await sql.execute(self.db, _SETTLE_MARK, chain_id, sale_id)
         return True
 
     async def unsettled_marks(self, customer_id: uuid.UUID) -> list[uuid.UUID]:
-        rows = await sql.fetch(self.session, _UNSETTLED_MARKS, customer_id)
+        rows = await sql.fetch(self.db, _UNSETTLED_MARKS, customer_id)
         return [r["sale_id"] for r in rows]
 
     async def customers_with_debt(self, chain_id: uuid.UUID) -> list[uuid.UUID]:
         """Customers the scan must look at: open debt, or overdue marks not yet settled."""
-        rows = await sql.fetch(self.session, _CUSTOMERS_WITH_DEBT, chain_id)
+        rows = await sql.fetch(self.db, _CUSTOMERS_WITH_DEBT, chain_id)
         return [r["customer_id"] for r in rows]
 
     async def customer_chain(self, customer_id: uuid.UUID) -> uuid.UUID | None:
-        chain_id: uuid.UUID | None = await sql.fetchval(self.session, _CUSTOMER_CHAIN, customer_id)
+        chain_id: uuid.UUID | None = await sql.fetchval(self.db, _CUSTOMER_CHAIN, customer_id)
         return chain_id
 
 
@@ -602,10 +600,10 @@ _ENTRY_NULLS = (
 _LIVE_SQL = ", ".join(f"'{status}'" for status in LIVE)
 
 
-async def _json_value(session: AsyncSession, query: str, *args: Any) -> dict[str, Any] | None:
+async def _json_value(db: sql.Db, query: str, *args: Any) -> dict[str, Any] | None:
     """The one jsonb document a query reads (a chain's settings, a parked envelope), or None
     (one statement)."""
-    document: dict[str, Any] | None = await sql.fetchval(session, query, *args)
+    document: dict[str, Any] | None = await sql.fetchval(db, query, *args)
     return document
 
 

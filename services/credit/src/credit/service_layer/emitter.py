@@ -9,11 +9,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from contracts.base import Message
 from contracts.envelope import Envelope
 from servicekit.outbox import enqueue_message
+from servicekit.sql import Db
 
 
 class Emitter:
@@ -21,34 +20,32 @@ class Emitter:
 
     def __init__(
         self,
-        session: AsyncSession,
+        db: Db,
         *,
         correlation_id: uuid.UUID,
         causation_id: uuid.UUID | None,
     ) -> None:
-        self.session = session
+        self.db = db
         self.correlation_id = correlation_id
         self.causation_id = causation_id
         self.emitted: list[tuple[str, Envelope]] = []
 
     @classmethod
-    def caused_by(cls, session: AsyncSession, envelope: Envelope) -> Emitter:
-        return cls(
-            session, correlation_id=envelope.correlation_id, causation_id=envelope.message_id
-        )
+    def caused_by(cls, db: Db, envelope: Envelope) -> Emitter:
+        return cls(db, correlation_id=envelope.correlation_id, causation_id=envelope.message_id)
 
     def for_message(self, envelope: Envelope) -> Emitter:
         """An emitter for events caused by another message, in the same transaction."""
-        return Emitter.caused_by(self.session, envelope)
+        return Emitter.caused_by(self.db, envelope)
 
     def with_correlation(self, correlation_id: uuid.UUID) -> Emitter:
-        return Emitter(self.session, correlation_id=correlation_id, causation_id=self.causation_id)
+        return Emitter(self.db, correlation_id=correlation_id, causation_id=self.causation_id)
 
     async def emit(
         self, topic: str, payload: Message, *, key: str, occurred_at: datetime | None = None
     ) -> Envelope:
         env = await enqueue_message(
-            self.session,
+            self.db,
             topic,
             payload,
             chain_id=None,

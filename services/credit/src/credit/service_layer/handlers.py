@@ -131,7 +131,7 @@ def customer_of(cmd: Command) -> uuid.UUID | None:
 async def handle_command(ctx: MessageContext, cmd: Command) -> None:
     """Consumer handler for every command on ``pos.commands.v1``."""
     await process_command(
-        Repository(ctx.session), Emitter.caused_by(ctx.session, ctx.envelope), ctx.envelope, cmd
+        Repository(ctx.db), Emitter.caused_by(ctx.db, ctx.envelope), ctx.envelope, cmd
     )
 
 
@@ -140,11 +140,11 @@ async def _claim_for_answer(
 ) -> tuple[Repository, Emitter, Any]:
     """Under the customer's lock, end the operation loyalty answered as `status`: the
     repository, the emitter and the operation's row (None: the operation is not pending)."""
-    repo = Repository(ctx.session)
+    repo = Repository(ctx.db)
     op = await repo.lock_customer_and_claim_pending(
         answer.customer_id, answer.chain_id, answer.operation_id, status
     )
-    return repo, Emitter.caused_by(ctx.session, ctx.envelope), op
+    return repo, Emitter.caused_by(ctx.db, ctx.envelope), op
 
 
 async def handle_bonuses_applied(ctx: MessageContext, answer: BonusesApplied) -> None:
@@ -181,7 +181,7 @@ async def handle_bonus_balance(
     operation are passed over before this (`IGNORED`)."""
     if isinstance(event, BonusMovementRecorded) and _movement_of_an_operation(event):
         return  # the consumer passes these over; a handler called directly does the same
-    repo = Repository(ctx.session)
+    repo = Repository(ctx.db)
     await repo.lock_customer(event.customer_id, event.chain_id)
     await repo.update_customer(event.customer_id, bonus_balance=event.balance_after)
 
@@ -198,7 +198,7 @@ def _movement_of_an_operation(event: BonusMovementRecorded) -> bool:
 
 async def handle_bonuses_voided(ctx: MessageContext, event: BonusesVoided) -> None:
     """Loyalty undid a failed operation's bonus side: the balance after the undo."""
-    repo = Repository(ctx.session)
+    repo = Repository(ctx.db)
     await repo.lock_customer(event.customer_id, event.chain_id)
     await repo.update_customer(event.customer_id, bonus_balance=event.balance_after)
 
@@ -207,7 +207,7 @@ async def handle_chain_settings(
     ctx: MessageContext, event: ChainRegistered | ChainSettingsChanged
 ) -> None:
     """The overdue scan needs every chain's time zone and overdue_discount policy."""
-    await Repository(ctx.session).remember_chain(
+    await Repository(ctx.db).remember_chain(
         event.chain_id, event.settings.model_dump(mode="json"), authoritative=True
     )
 
@@ -484,8 +484,8 @@ async def fail_operation(
 async def command_dead_lettered(ctx: MessageContext, cmd: Command, reason: str) -> None:
     """A command that can never be processed is refused rather than left unanswered."""
     await refuse_failed_command(
-        Emitter.caused_by(ctx.session, ctx.envelope),
-        Repository(ctx.session),
+        Emitter.caused_by(ctx.db, ctx.envelope),
+        Repository(ctx.db),
         cmd,
         reason="dead_letter",
         detail=f"the operation failed: {reason}"[:500],
@@ -496,12 +496,12 @@ async def answer_dead_lettered(
     ctx: MessageContext, answer: BonusesApplied | BonusesRefused, reason: str
 ) -> None:
     """Loyalty's answer could not be processed: the operation fails, the customer goes on."""
-    repo = Repository(ctx.session)
+    repo = Repository(ctx.db)
     await repo.lock_customer(answer.customer_id, answer.chain_id)
     op = await repo.pending_operation(answer.chain_id, answer.operation_id)
     if op is None:
         return
-    emitter = Emitter.caused_by(ctx.session, ctx.envelope)
+    emitter = Emitter.caused_by(ctx.db, ctx.envelope)
     await fail_operation(
         repo, emitter, op, reason="dead_letter", detail=f"the operation failed: {reason}"[:500]
     )

@@ -40,6 +40,7 @@ from loyalty.domain.model import (
 )
 from servicekit import sql
 from servicekit.db import column_arrays
+from servicekit.sql import Db
 
 DEFAULT_MINOR_UNITS = 2
 
@@ -96,8 +97,8 @@ _SAVE_CHANGE = (
 )
 
 
-async def get_chain_settings(session: AsyncSession, chain_id: UUID) -> ChainSettings | None:
-    row = await sql.fetchrow(session, _CHAIN_SETTINGS, chain_id)
+async def get_chain_settings(db: Db, chain_id: UUID) -> ChainSettings | None:
+    row = await sql.fetchrow(db, _CHAIN_SETTINGS, chain_id)
     if row is None:
         return None
     return ChainSettings(
@@ -106,7 +107,7 @@ async def get_chain_settings(session: AsyncSession, chain_id: UUID) -> ChainSett
 
 
 async def save_chain_settings(
-    session: AsyncSession,
+    db: Db,
     *,
     chain_id: UUID,
     bonus_expiry_days: int | None,
@@ -117,7 +118,7 @@ async def save_chain_settings(
 ) -> None:
     """Master data wins over a command's snapshot, and a newer change over an older one."""
     await sql.execute(
-        session,
+        db,
         _SAVE_SNAPSHOT if changed_at is None else _SAVE_CHANGE,
         chain_id,
         bonus_expiry_days,
@@ -142,7 +143,7 @@ _CREATE_CUSTOMER = (
 
 
 async def lock_customer(
-    session: AsyncSession, chain_id: UUID, customer_id: UUID, *, skip_locked: bool = False
+    db: Db, chain_id: UUID, customer_id: UUID, *, skip_locked: bool = False
 ) -> tuple[Decimal, Decimal] | None:
     """Lock the customer's bonus row (created on first use); returns (balance, deficit).
 
@@ -156,7 +157,7 @@ async def lock_customer(
     """
     lock = _LOCK_CUSTOMER_SKIP_LOCKED if skip_locked else _LOCK_CUSTOMER
     key = (chain_id, customer_id)
-    row = await sql.lock_row(session, lock, key, _CREATE_CUSTOMER, key)
+    row = await sql.lock_row(db, lock, key, _CREATE_CUSTOMER, key)
     if row is None:
         return None
     return row["balance"], row["deficit"]
@@ -168,11 +169,9 @@ _OPEN_LOTS = (
 )
 
 
-async def _open_lots(
-    session: AsyncSession, chain_id: UUID, customer_id: UUID
-) -> list[asyncpg.Record]:
+async def _open_lots(db: Db, chain_id: UUID, customer_id: UUID) -> list[asyncpg.Record]:
     """The customer's lots with something left, oldest first (the order they are spent in)."""
-    return await sql.fetch(session, _OPEN_LOTS, chain_id, customer_id)
+    return await sql.fetch(db, _OPEN_LOTS, chain_id, customer_id)
 
 
 def _lot(values: Sequence[Any], minor_units: int) -> Lot:
@@ -200,7 +199,7 @@ def _account(
 
 
 async def load_account(
-    session: AsyncSession,
+    db: Db,
     chain_id: UUID,
     customer_id: UUID,
     *,
@@ -208,11 +207,11 @@ async def load_account(
     skip_locked: bool = False,
 ) -> BonusAccount | None:
     """The customer's account with its open lots, under the customer's row lock."""
-    locked = await lock_customer(session, chain_id, customer_id, skip_locked=skip_locked)
+    locked = await lock_customer(db, chain_id, customer_id, skip_locked=skip_locked)
     if locked is None:
         return None
     _, deficit = locked
-    rows = await _open_lots(session, chain_id, customer_id)
+    rows = await _open_lots(db, chain_id, customer_id)
     return _account(customer_id, deficit, rows, minor_units)
 
 
@@ -255,7 +254,7 @@ class ApplyState:
 
 
 async def load_for_apply(
-    session: AsyncSession,
+    db: Db,
     chain_id: UUID,
     customer_id: UUID,
     operation_id: UUID,
@@ -271,17 +270,17 @@ async def load_for_apply(
     The lots are read by the statement after the lock, never by the locking one: a statement
     reads other tables as of its start, before the lock it may have waited for, so it would
     miss what the transaction holding the lock wrote."""
-    row = await sql.fetchrow(session, _LOCK_CUSTOMER_WITH_EXPIRY, chain_id, customer_id)
+    row = await sql.fetchrow(db, _LOCK_CUSTOMER_WITH_EXPIRY, chain_id, customer_id)
     if row is not None:
         deficit, known, expiry = row["deficit"], row["chain_known"], row["bonus_expiry_days"]
     else:
-        locked = await lock_customer(session, chain_id, customer_id)
+        locked = await lock_customer(db, chain_id, customer_id)
         assert locked is not None  # created and locked: it waits, never skips
         deficit = locked[1]
-        chain = await get_chain_settings(session, chain_id)
+        chain = await get_chain_settings(db, chain_id)
         known, expiry = chain is not None, chain.bonus_expiry_days if chain else None
     found = await sql.fetchrow(
-        session, _OPERATION_AND_LOTS, chain_id, customer_id, operation_id, list(payment_ids)
+        db, _OPERATION_AND_LOTS, chain_id, customer_id, operation_id, list(payment_ids)
     )
     assert found is not None  # the left join of one row: always one row
     return ApplyState(
@@ -309,7 +308,7 @@ class OperationWrites:
 
 
 async def save_account(
-    session: AsyncSession,
+    db: Db,
     chain_id: UUID,
     account: BonusAccount,
     operation: OperationWrites | None = None,
@@ -325,7 +324,7 @@ async def save_account(
         **_lot_params(account),
         **_operation_params(operation),
     }
-    await sql.execute(session, _SAVE, *(params[name] for name in _SAVE_PARAMS))
+    await sql.execute(db, _SAVE, *(params[name] for name in _SAVE_PARAMS))
 
 
 def _movement_params(movements: Sequence[Movement]) -> dict[str, list[Any]]:
@@ -532,7 +531,7 @@ _EXPIRED = (
 
 
 async def load_payment_histories(
-    session: AsyncSession,
+    db: Db,
     chain_id: UUID,
     customer_id: UUID,
     payment_ids: Iterable[UUID],
@@ -543,22 +542,21 @@ async def load_payment_histories(
     ids = list(dict.fromkeys(payment_ids))
     if not ids:
         return {}
-    accruals = await sql.fetch(session, _ACCRUALS, ids, chain_id, customer_id)
+    accruals = await sql.fetch(db, _ACCRUALS, ids, chain_id, customer_id)
     if not accruals:
         return {}
     found = [r["payment_id"] for r in accruals]
     reversed_by = {
         r["payment_id"]: (r["amount"], r["base"])
-        for r in await sql.fetch(session, _REVERSED, chain_id, found)
+        for r in await sql.fetch(db, _REVERSED, chain_id, found)
     }
     cancelled_by = {
-        r["payment_id"]: r["cancelled"]
-        for r in await sql.fetch(session, _CANCELLED, chain_id, found)
+        r["payment_id"]: r["cancelled"] for r in await sql.fetch(db, _CANCELLED, chain_id, found)
     }
     lot_ids = [r["lot_id"] for r in accruals if r["lot_id"] is not None]
     expired_by: dict[UUID, Decimal] = {}
     if lot_ids:
-        expired_by = {r["lot_id"]: r["amount"] for r in await sql.fetch(session, _EXPIRED, lot_ids)}
+        expired_by = {r["lot_id"]: r["amount"] for r in await sql.fetch(db, _EXPIRED, lot_ids)}
     return {
         r["payment_id"]: _payment_history(
             r,
@@ -614,9 +612,9 @@ _SALE_SUMS = (
 
 
 async def load_sale_history(
-    session: AsyncSession, chain_id: UUID, customer_id: UUID, sale_id: UUID, *, minor_units: int
+    db: Db, chain_id: UUID, customer_id: UUID, sale_id: UUID, *, minor_units: int
 ) -> SaleHistory:
-    rows = await sql.fetch(session, _SALE_SUMS, sale_id, chain_id, customer_id)
+    rows = await sql.fetch(db, _SALE_SUMS, sale_id, chain_id, customer_id)
     sums = {r["kind"]: r["amount"] for r in rows}
     return SaleHistory(
         spent=quantize_money(sums.get("spent", ZERO), minor_units),
@@ -634,10 +632,8 @@ _SAVE_CANCELLATION = (
 )
 
 
-async def find_cancellation(
-    session: AsyncSession, chain_id: UUID, payment_id: UUID
-) -> StoredCancellation | None:
-    row = await sql.fetchrow(session, _CANCELLATION, chain_id, payment_id)
+async def find_cancellation(db: Db, chain_id: UUID, payment_id: UUID) -> StoredCancellation | None:
+    row = await sql.fetchrow(db, _CANCELLATION, chain_id, payment_id)
     if row is None:
         return None
     return StoredCancellation(
@@ -650,7 +646,7 @@ async def find_cancellation(
 
 
 async def save_cancellation(
-    session: AsyncSession,
+    db: Db,
     *,
     payment_id: UUID,
     chain_id: UUID,
@@ -659,7 +655,7 @@ async def save_cancellation(
     cancelled_at: datetime,
 ) -> None:
     await sql.execute(
-        session, _SAVE_CANCELLATION, payment_id, chain_id, customer_id, cancelled, cancelled_at
+        db, _SAVE_CANCELLATION, payment_id, chain_id, customer_id, cancelled, cancelled_at
     )
 
 
@@ -679,10 +675,8 @@ _VOID_OPERATION = (
 )
 
 
-async def find_operation(
-    session: AsyncSession, chain_id: UUID, operation_id: UUID
-) -> StoredOperation | None:
-    return _stored_operation(await sql.fetchrow(session, _FIND_OPERATION, chain_id, operation_id))
+async def find_operation(db: Db, chain_id: UUID, operation_id: UUID) -> StoredOperation | None:
+    return _stored_operation(await sql.fetchrow(db, _FIND_OPERATION, chain_id, operation_id))
 
 
 def _stored_operation(row: asyncpg.Record | None) -> StoredOperation | None:
@@ -699,7 +693,7 @@ def _stored_operation(row: asyncpg.Record | None) -> StoredOperation | None:
 
 
 async def void_operation(
-    session: AsyncSession,
+    db: Db,
     *,
     operation_id: UUID,
     chain_id: UUID,
@@ -711,7 +705,7 @@ async def void_operation(
     """Mark the operation voided (inserted when loyalty never saw it): a later copy of its
     command gets `answer`, and its rows count in no history."""
     await sql.execute(
-        session,
+        db,
         _VOID_OPERATION,
         operation_id,
         chain_id,
@@ -750,11 +744,11 @@ _LATER_MOVEMENTS = (
 
 
 async def movements_to_void(
-    session: AsyncSession, chain_id: UUID, customer_id: UUID, operation_id: UUID
+    db: Db, chain_id: UUID, customer_id: UUID, operation_id: UUID
 ) -> list[VoidedMovement]:
     """The published movements an operation caused: its own, and what happened since to what
     it accrued (the expiry of its lots, the cancellation of its payments' accruals)."""
-    own = await sql.fetch(session, _OWN_MOVEMENTS, chain_id, customer_id, operation_id)
+    own = await sql.fetch(db, _OWN_MOVEMENTS, chain_id, customer_id, operation_id)
     lots = [
         r["lot_id"]
         for r in own
@@ -766,7 +760,7 @@ async def movements_to_void(
         mine = {r["movement_id"] for r in own}
         later = [
             r
-            for r in await sql.fetch(session, _LATER_MOVEMENTS, chain_id, customer_id, lots)
+            for r in await sql.fetch(db, _LATER_MOVEMENTS, chain_id, customer_id, lots)
             if r["movement_id"] not in mine
         ]
     return [

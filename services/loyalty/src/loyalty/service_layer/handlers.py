@@ -23,7 +23,6 @@ from decimal import Decimal
 from uuid import UUID
 
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.credit.v1 import ApplyBonuses, VoidBonuses
 from contracts.enums import BonusMovementKind
@@ -58,6 +57,7 @@ from loyalty.domain.model import (
 )
 from servicekit import metrics as kit_metrics
 from servicekit.consumer import DeadLetterHandler, Handler, MessageContext, PermanentError
+from servicekit.sql import Db
 
 Clock = Callable[[], datetime]
 
@@ -105,11 +105,11 @@ def to_operation(cmd: ApplyBonuses) -> BonusOperation:
     )
 
 
-async def _remember_snapshot(session: AsyncSession, cmd: ApplyBonuses) -> int | None:
+async def _remember_snapshot(db: Db, cmd: ApplyBonuses) -> int | None:
     """A chain whose master data is not seen yet: the command's snapshot of its settings is
     kept (master data overrides it later), and its expiry applies."""
     await repo.save_chain_settings(
-        session,
+        db,
         chain_id=cmd.chain_id,
         bonus_expiry_days=cmd.bonus_expiry_days,
         bonus_rate_percent=cmd.bonus_rate_percent,
@@ -121,11 +121,11 @@ async def _remember_snapshot(session: AsyncSession, cmd: ApplyBonuses) -> int | 
 
 
 async def _save_chain_settings(
-    session: AsyncSession, chain_id: UUID, settings: ChainSettingsSnapshot, at: datetime
+    db: Db, chain_id: UUID, settings: ChainSettingsSnapshot, at: datetime
 ) -> None:
     """What loyalty keeps of a chain's settings, as of `at` (master data)."""
     await repo.save_chain_settings(
-        session,
+        db,
         chain_id=chain_id,
         bonus_expiry_days=settings.bonus_expiry_days,
         bonus_rate_percent=settings.bonus_rate_percent,
@@ -136,7 +136,7 @@ async def _save_chain_settings(
 
 
 async def _remember_voided(
-    session: AsyncSession, cmd: ApplyBonuses | VoidBonuses, detail: str, balance: Decimal
+    db: Db, cmd: ApplyBonuses | VoidBonuses, detail: str, balance: Decimal
 ) -> BonusesRefused:
     """The operation recorded voided, with the answer any copy of it gets from now on: refused
     as operation_failed."""
@@ -150,7 +150,7 @@ async def _remember_voided(
         balance=balance,
     )
     await repo.void_operation(
-        session,
+        db,
         operation_id=cmd.operation_id,
         chain_id=cmd.chain_id,
         customer_id=cmd.customer_id,
@@ -162,13 +162,13 @@ async def _remember_voided(
 
 
 async def _account_of(
-    session: AsyncSession, chain_id: UUID, customer_id: UUID
+    db: Db, chain_id: UUID, customer_id: UUID
 ) -> tuple[repo.ChainSettings | None, int, BonusAccount]:
     """The chain's settings (None until its master data is seen), its minor units and the
     customer's account, under the customer's row lock."""
-    chain = await repo.get_chain_settings(session, chain_id)
+    chain = await repo.get_chain_settings(db, chain_id)
     minor = chain.minor_units if chain is not None else repo.DEFAULT_MINOR_UNITS
-    account = await repo.load_account(session, chain_id, customer_id, minor_units=minor)
+    account = await repo.load_account(db, chain_id, customer_id, minor_units=minor)
     assert account is not None  # only skip_locked loads can come back empty
     return chain, minor, account
 
@@ -237,11 +237,11 @@ class LoyaltyHandlers:
     clock: Clock = field(default=utc_now)
 
     async def apply_bonuses(self, ctx: MessageContext, cmd: ApplyBonuses) -> None:
-        session, key = ctx.session, str(cmd.customer_id)
+        db, key = ctx.db, str(cmd.customer_id)
         minor = cmd.minor_units
         # checked under the customer's lock: a concurrent copy of the operation waits for it
         state = await repo.load_for_apply(
-            session,
+            db,
             cmd.chain_id,
             cmd.customer_id,
             cmd.operation_id,
@@ -250,7 +250,7 @@ class LoyaltyHandlers:
         )
         account, stored, already = state.account, state.stored, state.already_accrued
         expiry_days = (
-            state.bonus_expiry_days if state.chain_known else await _remember_snapshot(session, cmd)
+            state.bonus_expiry_days if state.chain_known else await _remember_snapshot(db, cmd)
         )
         if stored is not None:
             if (stored.chain_id, stored.customer_id) != (cmd.chain_id, cmd.customer_id):
@@ -267,7 +267,7 @@ class LoyaltyHandlers:
 
         account.expire_due(self.clock(), expiry_days)
         payments = await repo.load_payment_histories(
-            session,
+            db,
             cmd.chain_id,
             cmd.customer_id,
             [b.payment_id for b in cmd.reverse_bases],
@@ -276,7 +276,7 @@ class LoyaltyHandlers:
         sale = None
         if cmd.sale_id is not None and cmd.restore_up_to > 0:
             sale = await repo.load_sale_history(
-                session, cmd.chain_id, cmd.customer_id, cmd.sale_id, minor_units=minor
+                db, cmd.chain_id, cmd.customer_id, cmd.sale_id, minor_units=minor
             )
         try:
             result = account.apply(to_operation(cmd), payments=payments, sale=sale)
@@ -287,7 +287,7 @@ class LoyaltyHandlers:
         answer, outcome = answer_for(cmd, result)
         applied = result if isinstance(result, Applied) else None
         await repo.save_account(
-            session,
+            db,
             cmd.chain_id,
             account,
             repo.OperationWrites(
@@ -306,10 +306,10 @@ class LoyaltyHandlers:
         await ctx.emit(LOYALTY_EVENTS, answer, key=key)
 
     async def cancel_payment_bonus(self, ctx: MessageContext, cmd: CancelPaymentBonus) -> None:
-        session, key = ctx.session, str(cmd.customer_id)
-        chain, minor, account = await _account_of(session, cmd.chain_id, cmd.customer_id)
+        db, key = ctx.db, str(cmd.customer_id)
+        chain, minor, account = await _account_of(db, cmd.chain_id, cmd.customer_id)
         expiry_days = chain.bonus_expiry_days if chain is not None else None
-        earlier = await repo.find_cancellation(session, cmd.chain_id, cmd.payment_id)
+        earlier = await repo.find_cancellation(db, cmd.chain_id, cmd.payment_id)
         if earlier is not None:
             if (earlier.chain_id, earlier.customer_id) != (cmd.chain_id, cmd.customer_id):
                 await self._refuse_cancellation(ctx, cmd)
@@ -324,7 +324,7 @@ class LoyaltyHandlers:
             await ctx.emit(LOYALTY_EVENTS, answer, key=key)
             return
         histories = await repo.load_payment_histories(
-            session, cmd.chain_id, cmd.customer_id, [cmd.payment_id], minor_units=minor
+            db, cmd.chain_id, cmd.customer_id, [cmd.payment_id], minor_units=minor
         )
         history = histories.get(cmd.payment_id)
         if history is None:
@@ -334,9 +334,9 @@ class LoyaltyHandlers:
         account.expire_due(self.clock(), expiry_days)
         cancellation = account.cancel_accrual(history, at=cmd.requested_at)
         movements = list(account.movements)
-        await repo.save_account(session, cmd.chain_id, account)
+        await repo.save_account(db, cmd.chain_id, account)
         await repo.save_cancellation(
-            session,
+            db,
             payment_id=cmd.payment_id,
             chain_id=cmd.chain_id,
             customer_id=cmd.customer_id,
@@ -352,9 +352,9 @@ class LoyaltyHandlers:
 
     async def void_bonuses(self, ctx: MessageContext, cmd: VoidBonuses) -> None:
         """Undo whatever was applied of an operation credit gave up; remember it voided."""
-        session, key = ctx.session, str(cmd.customer_id)
-        _, minor, account = await _account_of(session, cmd.chain_id, cmd.customer_id)
-        stored = await repo.find_operation(session, cmd.chain_id, cmd.operation_id)
+        db, key = ctx.db, str(cmd.customer_id)
+        _, minor, account = await _account_of(db, cmd.chain_id, cmd.customer_id)
+        stored = await repo.find_operation(db, cmd.chain_id, cmd.operation_id)
         if stored is not None and stored.customer_id != cmd.customer_id:
             raise PermanentError(f"operation {cmd.operation_id} belongs to another customer")
         if stored is not None and stored.outcome == "voided":
@@ -362,7 +362,7 @@ class LoyaltyHandlers:
         voided = []
         if stored is not None and stored.outcome == "applied":
             voided = await repo.movements_to_void(
-                session, cmd.chain_id, cmd.customer_id, cmd.operation_id
+                db, cmd.chain_id, cmd.customer_id, cmd.operation_id
             )
             # the operation's own business time: what it spent comes back as of then
             at = voided[0].at if voided else cmd.requested_at
@@ -376,10 +376,8 @@ class LoyaltyHandlers:
                 net=sum((m.signed_amount for m in voided), quantize_money(Decimal(0), minor)),
                 at=at,
             )
-            await repo.save_account(session, cmd.chain_id, account)
-        await _remember_voided(
-            session, cmd, f"the operation was voided: {cmd.reason}", account.balance
-        )
+            await repo.save_account(db, cmd.chain_id, account)
+        await _remember_voided(db, cmd, f"the operation was voided: {cmd.reason}", account.balance)
         metrics.OPERATIONS.labels("voided").inc()
         await ctx.emit(
             LOYALTY_EVENTS,
@@ -400,12 +398,12 @@ class LoyaltyHandlers:
     ) -> None:
         """An ApplyBonuses that can never be processed: refused as operation_failed (credit
         ends the operation at once) and remembered voided, so a copy of it is refused too."""
-        session = ctx.session
-        if await repo.find_operation(session, cmd.chain_id, cmd.operation_id) is not None:
+        db = ctx.db
+        if await repo.find_operation(db, cmd.chain_id, cmd.operation_id) is not None:
             return  # answered before: that answer stands
-        balance = await repo.lock_customer(session, cmd.chain_id, cmd.customer_id)
+        balance = await repo.lock_customer(db, cmd.chain_id, cmd.customer_id)
         refusal = await _remember_voided(
-            session,
+            db,
             cmd,
             f"loyalty could not process the operation: {reason}",
             quantize_money(balance[0] if balance else Decimal(0), cmd.minor_units),
@@ -425,12 +423,12 @@ class LoyaltyHandlers:
         ).inc()
 
     async def chain_registered(self, ctx: MessageContext, event: ChainRegistered) -> None:
-        await _save_chain_settings(ctx.session, event.chain_id, event.settings, event.registered_at)
+        await _save_chain_settings(ctx.db, event.chain_id, event.settings, event.registered_at)
 
     async def chain_settings_changed(
         self, ctx: MessageContext, event: ChainSettingsChanged
     ) -> None:
-        await _save_chain_settings(ctx.session, event.chain_id, event.settings, event.changed_at)
+        await _save_chain_settings(ctx.db, event.chain_id, event.settings, event.changed_at)
 
     @staticmethod
     async def _refuse_cancellation(ctx: MessageContext, cmd: CancelPaymentBonus) -> None:

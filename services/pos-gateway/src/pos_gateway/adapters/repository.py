@@ -46,8 +46,16 @@ def _after(columns: Sequence[Any], position: Sequence[Any]) -> Any:
 
 
 class _Tables:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """`db`: the caller's transaction; the till's hot statements run on it through
+    `servicekit.sql`, the rest through `session` (a consumer batch's `Tx` makes one on first
+    use)."""
+
+    def __init__(self, db: sql.Db) -> None:
+        self.db = db
+
+    @property
+    def session(self) -> AsyncSession:
+        return sql.session_of(self.db)
 
     async def _first(self, query: sa.Select[Any], *, lock: bool) -> Row[Any] | None:
         """The first row of `query`; with `lock`, locked (FOR UPDATE) until the transaction ends."""
@@ -66,7 +74,7 @@ class IdempotencyKeys(_Tables):
 
     async def insert(self, scope: str, key: str, request_hash: str) -> bool:
         """True when this transaction created the key's row (and holds it now)."""
-        return await sql.fetchval(self.session, _CLAIM_KEY, scope, key, request_hash) is not None
+        return await sql.fetchval(self.db, _CLAIM_KEY, scope, key, request_hash) is not None
 
     async def get(self, scope: str, key: str) -> Row[Any]:
         k = t.idempotency_keys.c
@@ -288,7 +296,7 @@ class ApiKeys(_Tables):
     async def active(self, key_hash: str) -> asyncpg.Record | None:
         """The key's row while it is not revoked (every request's authentication), by column
         name (`row["kind"]`)."""
-        return await sql.fetchrow(self.session, _ACTIVE_KEY, key_hash)
+        return await sql.fetchrow(self.db, _ACTIVE_KEY, key_hash)
 
     async def insert(self, **values: Any) -> None:
         await self.session.execute(sa.insert(t.api_keys).values(key_id=uuid.uuid4(), **values))
@@ -567,7 +575,7 @@ class Operations(_Tables):
         stored (the columns `read` reads, as attributes); None when there is no pending
         operation (or it is done): nothing stored, nobody told."""
         row = await sql.fetchrow(
-            self.session,
+            self.db,
             _SETTLE_AND_NOTIFY,
             *_ref_args(ref),
             status,
@@ -596,7 +604,7 @@ class Operations(_Tables):
         lines, payments = request.lines, request.payments
         scope, key = idempotency if idempotency is not None else (None, None)
         inserted = await sql.fetchval(
-            self.session,
+            self.db,
             _RECORD,
             *_ref_args(ref),
             request.store_id,
@@ -613,7 +621,7 @@ class Operations(_Tables):
             key,
         )
         if inserted:
-            note_outbox_written(self.session)
+            note_outbox_written(self.db)
         return bool(inserted)
 
     # sale lines and payments

@@ -30,6 +30,7 @@ from pos_gateway.domain.operations import OpRef
 from pos_gateway.service_layer.common import balances_json
 from pos_gateway.service_layer.waiter import wake_after_commit
 from servicekit.consumer import MessageContext
+from servicekit.sql import Db
 
 SALE = "sale"
 DEBT_PAYMENT = "debt_payment"
@@ -200,7 +201,7 @@ async def sale_lines_json(
 
 
 async def _settle(
-    session: AsyncSession,
+    db: Db,
     ref: OpRef,
     *,
     status: str,
@@ -211,12 +212,12 @@ async def _settle(
     """Store the outcome on a pending operation; False when there is none (or it is done)."""
     # the other instances' waiters through PostgreSQL, which delivers the notification at
     # this transaction's commit (outcome_listener); this process's at once after the commit
-    settled = await Operations(session).settle_and_notify(
+    settled = await Operations(db).settle_and_notify(
         ref, status=status, outcome=outcome, code=code, detail=detail
     )
     if settled is None:
         return False
-    wake_after_commit(session, ref.key, settled)
+    wake_after_commit(db, ref.key, settled)
     return True
 
 
@@ -228,7 +229,7 @@ def _json(payload: Any) -> dict[str, Any]:
 async def _completed(ctx: MessageContext, kind: str, operation_id: UUID, event: Any) -> bool:
     """The operation completed: the outcome event itself is its stored outcome."""
     return await _settle(
-        ctx.session,
+        ctx.db,
         OpRef(event.chain_id, kind, operation_id),
         status="completed",
         outcome=_json(event),
@@ -255,7 +256,7 @@ async def on_return_recorded(ctx: MessageContext, event: ReturnRecorded) -> None
     settled = await _completed(ctx, RETURN, event.return_id, event)
     if not settled:
         return  # counted once: only on the pending -> completed transition
-    operations = Operations(ctx.session)
+    operations = Operations(ctx.db)
     for line in event.lines:
         await operations.add_returned(event.chain_id, event.sale_id, line.line_no, line.quantity)
 
@@ -282,7 +283,7 @@ async def on_operation_refused(ctx: MessageContext, event: OperationRefused) -> 
     if event.field is not None:  # a validation error found by credit names the request field
         errors = {"errors": [{"field": event.field, "message": event.detail}]}
     await _settle(
-        ctx.session,
+        ctx.db,
         OpRef(event.chain_id, kind, event.operation_id),
         status="refused",
         outcome=errors,
@@ -299,7 +300,7 @@ async def on_bonus_cancellation_refused(
     ctx: MessageContext, event: BonusCancellationRefused
 ) -> None:
     await _settle(
-        ctx.session,
+        ctx.db,
         OpRef(event.chain_id, BONUS_CANCEL, event.payment_id),
         status="refused",
         code=event.code,

@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from pos_gateway.domain.operations import OperationKey
+from servicekit.sql import AFTER_COMMIT, Db, info_of
 
 T = TypeVar("T")
 
@@ -112,17 +112,25 @@ class OutcomeWaiter:
             _waiters.remove(self)
 
 
-def wake_after_commit(session: AsyncSession, key: OperationKey, outcome: Any = None) -> None:
-    """Ask for `key`'s waiters to be woken once this session's transaction commits, and handed
-    `outcome` (the operation row as stored, as `outcomes.read_operation` reads it)."""
-    session.sync_session.info.setdefault(_INFO_KEY, {})[key] = outcome
+def wake_after_commit(db: Db, key: OperationKey, outcome: Any = None) -> None:
+    """Ask for `key`'s waiters to be woken once this transaction commits, and handed `outcome`
+    (the operation row as stored, as `outcomes.read_operation` reads it)."""
+    info_of(db).setdefault(_INFO_KEY, {})[key] = outcome
+
+
+def _wake_waiters(info: dict[str, Any]) -> None:
+    for key, outcome in info.pop(_INFO_KEY, {}).items():
+        for waiter in _waiters:
+            waiter.notify(key, outcome)
 
 
 @sa.event.listens_for(Session, "after_commit")
 def _wake(session: Session) -> None:
-    for key, outcome in session.info.pop(_INFO_KEY, {}).items():
-        for waiter in _waiters:
-            waiter.notify(key, outcome)
+    _wake_waiters(session.info)
+
+
+# a consumer batch's `Tx` that made no session (its rollback forgets what was asked)
+AFTER_COMMIT.append(_wake_waiters)
 
 
 @sa.event.listens_for(Session, "after_rollback")

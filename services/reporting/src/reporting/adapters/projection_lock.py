@@ -31,7 +31,9 @@ async def hold_shared(session: AsyncSession) -> None:
         return
     await sql.execute(session, _SHARED, PROJECTION_LOCK)
     if not nested:
-        session.info[_HELD_BY] = transaction
+        # the session's transaction as of the statement (a session a consumer's `Tx` made for
+        # this batch begins its own with its first statement)
+        session.info[_HELD_BY] = session.get_transaction()
 
 
 async def hold_exclusive(conn: AsyncConnection) -> None:
