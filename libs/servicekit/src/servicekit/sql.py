@@ -109,29 +109,23 @@ class Tx:
 
     async def commit(self) -> None:
         """Commit (through the session when there is one: its flush, its listeners)."""
-        session, self._session = self._session, None
-        if session is not None:
-            try:
-                await session.commit()
-            finally:
-                await session.close()
-        # the session commits only a transaction it took part in
         await self._end("commit")
         info, self._info = self._info, {}
         for run in AFTER_COMMIT:
             run(info)
 
     async def rollback(self) -> None:
+        await self._end("rollback")
+        self._info = {}
+
+    async def _end(self, how: str) -> None:
         session, self._session = self._session, None
         if session is not None:
             try:
-                await session.rollback()
+                await getattr(session, how)()
             finally:
                 await session.close()
-        self._info = {}
-        await self._end("rollback")
-
-    async def _end(self, how: str) -> None:
+        # a session ends only a transaction it took part in (it sent a statement)
         transaction, self._adapted._transaction = self._adapted._transaction, None
         if transaction is not None:
             await getattr(transaction, how)()

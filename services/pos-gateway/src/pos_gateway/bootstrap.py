@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import httpx
@@ -18,6 +19,7 @@ from pos_gateway.adapters.outcome_listener import OutcomeListener
 from pos_gateway.config import Settings
 from pos_gateway.service_layer.waiter import OutcomeWaiter
 from servicekit.db import make_read_session_factory
+from servicekit.sql import Tx, transaction
 
 
 @dataclass
@@ -37,6 +39,14 @@ class Gateway:
         """A session for a transaction (`async with gw.session() as s, s.begin():`)."""
         assert self.session_factory is not None, "the gateway has not started"
         return self.session_factory()
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """A transaction without a session (`async with gw.transaction() as db:`), on a
+        connection checked out for it: a till request's (`servicekit.sql.transaction`)."""
+        assert self.session_factory is not None, "the gateway has not started"
+        engine = getattr(self.session_factory, "kw", {}).get("bind")
+        assert isinstance(engine, AsyncEngine), "a session factory bound to an engine"
+        return transaction(engine)
 
     def read(self) -> AsyncSession:
         """A session for reads only: autocommit, no BEGIN/ROLLBACK round trips (see

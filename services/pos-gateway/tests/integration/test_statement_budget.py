@@ -90,26 +90,48 @@ async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statemen
     assert tuple(rows) == (2, 2)
 
 
+@contextmanager
+def sessions_begun() -> Iterator[list[int]]:
+    """The SQLAlchemy sessions that begin a transaction meanwhile (one each)."""
+    from sqlalchemy.orm import Session
+
+    seen: list[int] = []
+
+    def began(*_: Any) -> None:
+        seen.append(1)
+
+    sa.event.listen(Session, "after_begin", began)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(Session, "after_begin", began)
+
+
 async def test_a_terminals_next_sale_checks_its_cached_key_in_the_claims_statement(
     harness: Any, credit: Any
 ) -> None:
     terminal = await a_terminal_answered_without_polls(harness)
     statements = []
+    sessions = []
     for _ in range(2):
         body = {**SALE, "sale_id": str(uuid.uuid4())}
-        with counted(harness) as request_part:
+        with counted(harness) as request_part, sessions_begun() as begun:
             request, command = await harness.sale_waiting(body, harness.till(terminal))
             await harness.until_waiting(command)
-        await harness.deliver("credit.events.v1", credit.sale_completed(command.payload))
-        assert (await request).status_code == 201
-        statements.append([s.split(" ")[:3] for s in request_part])
+            await harness.deliver("credit.events.v1", credit.sale_completed(command.payload))
+            assert (await request).status_code == 201
+        sessions.append(len(begun))
+        statements.append([s.split(" ")[:3] for s in request_part[:3]])
         async with harness.engine.begin() as conn:  # the next sale's command is the only one
             await conn.execute(sa.text("DELETE FROM outbox"))
     # the first sale reads the terminal's key; the next one takes it from the process's cache
     # and the claim's statement checks it is still active
     assert statements[0][0] == ["SELECT", "key_hash,", "key_id,"], statements
-    assert statements[1] == statements[0][1:], statements
-    assert len(statements[1]) == 2, statements
+    assert statements[1][:2] == statements[0][1:], statements
+    assert statements[1][2] == ["WITH", "settled", "AS"], statements  # the outcome's
+    # the request's transaction and the outcome's batch are `servicekit.sql.Tx`s: no session
+    # begins but the first sale's read of the key
+    assert sessions == [1, 0], sessions
 
 
 async def test_a_request_woken_by_another_instances_notify_reads_nothing_after_the_wake_up(

@@ -885,7 +885,7 @@ class ClaimedLookup:
 
 
 async def claim_and_till_lookup(
-    session: AsyncSession,
+    session: sql.Db,
     idempotency: tuple[str, str, str],
     chain_id: uuid.UUID,
     *,

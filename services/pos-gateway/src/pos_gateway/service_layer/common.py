@@ -18,6 +18,7 @@ from pos_gateway.domain.errors import not_found
 from pos_gateway.domain.money import fmt_money
 from servicekit.logging import correlation_id_var
 from servicekit.outbox import enqueue_message
+from servicekit.sql import Db
 
 _CORRELATION_NAMESPACE = uuid.UUID("0b8f4e5e-6f0c-4b8e-9a55-3c2f6d1e7a10")
 
@@ -84,7 +85,7 @@ def found_chain(found: TillLookup) -> Any:
 
 
 async def load_customer(
-    session: AsyncSession, chain_id: uuid.UUID, customer_id: uuid.UUID, *, lock: bool = False
+    session: Db, chain_id: uuid.UUID, customer_id: uuid.UUID, *, lock: bool = False
 ) -> Row[Any]:
     """The customer of this chain; another chain's customer is exactly as absent as none."""
     row = await MasterData(session).customer(chain_id, customer_id, lock=lock)

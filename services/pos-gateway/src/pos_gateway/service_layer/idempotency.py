@@ -15,15 +15,15 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from pos_gateway.adapters.repository import IdempotencyKeys, TillLookup, claim_and_till_lookup
 from pos_gateway.domain.errors import GatewayError
+from servicekit.sql import Db
 
 MAX_KEY_LENGTH = 255
 
 
-async def claim(session: AsyncSession, scope: str, key: str, request_hash: str) -> Row[Any] | None:
+async def claim(session: Db, scope: str, key: str, request_hash: str) -> Row[Any] | None:
     """None when this request owns the key now; the earlier request's row otherwise."""
     keys = IdempotencyKeys(session)
     if await keys.insert(scope, key, request_hash):
@@ -32,7 +32,7 @@ async def claim(session: AsyncSession, scope: str, key: str, request_hash: str) 
 
 
 async def claim_then_look_up(
-    session: AsyncSession,
+    session: Db,
     scope: str,
     key: str,
     request_hash: str,
@@ -75,19 +75,19 @@ async def _earlier(keys: IdempotencyKeys, scope: str, key: str, request_hash: st
 
 
 async def store_response(
-    session: AsyncSession, scope: str, key: str, status_code: int, response: Any
+    session: Db, scope: str, key: str, status_code: int, response: Any
 ) -> None:
     await IdempotencyKeys(session).update(scope, key, status_code=status_code, response=response)
 
 
 async def link_operation(
-    session: AsyncSession, scope: str, key: str, chain_id: UUID, kind: str, operation_id: UUID
+    session: Db, scope: str, key: str, chain_id: UUID, kind: str, operation_id: UUID
 ) -> None:
     await IdempotencyKeys(session).update(
         scope, key, chain_id=chain_id, operation_kind=kind, operation_id=operation_id
     )
 
 
-async def purge(session: AsyncSession, keep: timedelta) -> int:
+async def purge(session: Db, keep: timedelta) -> int:
     """Forget keys older than `keep` (the API promises at least 24 hours)."""
     return await IdempotencyKeys(session).delete_created_before(datetime.now(UTC) - keep)

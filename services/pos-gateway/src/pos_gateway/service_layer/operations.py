@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.base import Message
 from contracts.enums import PaymentMethod, RefundMethod
@@ -71,6 +70,7 @@ from pos_gateway.service_layer.outcomes import (
 from pos_gateway.service_layer.ports import GatewayPorts
 from pos_gateway.service_layer.runner import Answer
 from servicekit.outbox import outbox_message
+from servicekit.sql import Db
 
 
 def _now() -> datetime:
@@ -240,7 +240,7 @@ def _already_revoked(sale_id: uuid.UUID) -> Answer:
 
 
 async def _insert_operation(
-    session: AsyncSession,
+    session: Db,
     ref: OpRef,
     principal: Principal,
     *,
@@ -265,7 +265,7 @@ async def _insert_operation(
 
 
 async def _send(
-    session: AsyncSession,
+    session: Db,
     principal: Principal,
     ref: OpRef,
     command: Message,
@@ -304,7 +304,7 @@ def _lock_name(*parts: object) -> str:
     return "|".join(str(p) for p in parts)
 
 
-async def _lock(session: AsyncSession, *parts: object) -> None:
+async def _lock(session: Db, *parts: object) -> None:
     await Operations(session).lock_name(_lock_name(*parts))
 
 
@@ -384,7 +384,7 @@ async def submit_sale(
     ref = OpRef(_chain_id(principal), SALE, body.sale_id or uuid.uuid4())
     refusal, fresh = None, False
     own_id = body.sale_id is not None
-    async with gw.session() as session, session.begin():
+    async with gw.transaction() as session:
         # the key's claim, and the chain, card and customer with the sale id's lock: one
         # statement
         earlier, found = await idempotency.claim_then_look_up(
@@ -411,7 +411,7 @@ async def submit_sale(
 
 async def _record_sale(
     gw: GatewayPorts,
-    session: AsyncSession,
+    session: Db,
     principal: Principal,
     ref: OpRef,
     body: s.SaleCreate,
@@ -457,7 +457,7 @@ async def _record_sale(
 
 
 async def _join_existing(
-    session: AsyncSession,
+    session: Db,
     principal: Principal,
     existing: Row[Any],
     sale_hash: str,
@@ -473,7 +473,7 @@ async def _join_existing(
 
 
 async def _refuse_sale_at_once(
-    session: AsyncSession,
+    session: Db,
     principal: Principal,
     ref: OpRef,
     body: s.SaleCreate,
@@ -593,7 +593,7 @@ async def _submit_simple(
     customer_id, key, payment rows), `found` being the chain and the customer and card
     `named` (customer id, card number; read with the key's claim, one statement)."""
     customer_id, card_number = named
-    async with gw.session() as session, session.begin():
+    async with gw.transaction() as session:
         earlier, found = await idempotency.claim_then_look_up(
             session,
             principal.scope,
@@ -636,7 +636,7 @@ async def submit_debt_payment(
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
-    async def build(session: AsyncSession, chain: Any, found: TillLookup) -> tuple[Any, ...]:
+    async def build(session: Db, chain: Any, found: TillLookup) -> tuple[Any, ...]:
         customer = _till_customer(found, body.card_number, card_required=False)
         if body.kind.value == "take_money" and body.amount is None:
             raise invalid("amount", "take_money needs an amount")
@@ -729,7 +729,7 @@ async def submit_advance(
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
-    async def build(session: AsyncSession, chain: Any, found: TillLookup) -> tuple[Any, ...]:
+    async def build(session: Db, chain: Any, found: TillLookup) -> tuple[Any, ...]:
         ref, fields = _money_at_till(
             gw, principal, chain, found, body, ADVANCE, card_required=False
         )
@@ -748,7 +748,7 @@ async def submit_refund(
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
-    async def build(session: AsyncSession, chain: Any, found: TillLookup) -> tuple[Any, ...]:
+    async def build(session: Db, chain: Any, found: TillLookup) -> tuple[Any, ...]:
         # money leaves the store: the customer's card, not an id alone, must be presented
         ref, fields = _money_at_till(gw, principal, chain, found, body, REFUND, card_required=True)
         del fields["occurred_at_given"]  # a refund pays no sale: nothing to check its date by
@@ -767,7 +767,7 @@ async def submit_return(
     idempotency_key: str,
     request_hash: str,
 ) -> Answer:
-    async def build(session: AsyncSession, chain: Any, _found: TillLookup) -> tuple[Any, ...]:
+    async def build(session: Db, chain: Any, _found: TillLookup) -> tuple[Any, ...]:
         sale = await read_operation(session, OpRef(chain.chain_id, SALE, sale_id))
         if sale is None or sale.status != "completed":
             raise not_found("sale")
@@ -894,7 +894,7 @@ async def cancel_payment_bonus(
 ) -> Answer:
     chain_id = _chain_id(principal)
 
-    async def prepare(session: AsyncSession, chain: Row[Any]) -> tuple[Message, uuid.UUID]:
+    async def prepare(session: Db, chain: Row[Any]) -> tuple[Message, uuid.UUID]:
         payment = await Operations(session).payment(chain_id, payment_id)
         if payment is None or payment.customer_id is None:
             raise not_found("payment")
@@ -926,7 +926,7 @@ async def revoke_discount(
 ) -> Answer:
     chain_id = _chain_id(principal)
 
-    async def prepare(session: AsyncSession, chain: Row[Any]) -> tuple[Message, uuid.UUID]:
+    async def prepare(session: Db, chain: Row[Any]) -> tuple[Message, uuid.UUID]:
         sale = await read_operation(session, OpRef(chain_id, SALE, sale_id))
         if sale is None or sale.status != "completed" or sale.customer_id is None:
             raise not_found("sale")

@@ -66,7 +66,7 @@ def status_url(kind: str, operation_id: UUID) -> str:
     return f"/v1/operations/{kind}/{operation_id}"
 
 
-async def read_operation(session: AsyncSession, ref: OpRef) -> Row[Any] | None:
+async def read_operation(session: Db, ref: OpRef) -> Row[Any] | None:
     """The operation row with its chain's minor units."""
     return await Operations(session).read(ref)
 

@@ -8,6 +8,7 @@ anything with these members.
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pos_gateway.adapters.internal_api import CreditClient
 from pos_gateway.config import Settings
 from pos_gateway.service_layer.waiter import OutcomeWaiter
+from servicekit.sql import Tx
 
 
 class GatewayPorts(Protocol):
@@ -26,6 +28,10 @@ class GatewayPorts(Protocol):
 
     def session(self) -> AsyncSession:
         """A session for a transaction (`async with gw.session() as s, s.begin():`)."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """A transaction without a session (`async with gw.transaction() as db:`)."""
         ...
 
     def read(self) -> AsyncSession:
