@@ -346,7 +346,7 @@ class Consumer:
     #: one statement per table). A failure other than a transient one replays the batch a
     #: message at a time in savepoints, where handlers write at once and a bad message is
     #: dead-lettered alone.
-    before_commit: Callable[[AsyncSession], Awaitable[None]] | None = None
+    before_commit: Callable[[sql.Db], Awaitable[None]] | None = None
     #: Keep an inbox row per message (`inbox`), so a message delivered again is passed over.
     #: False only for a consumer whose every handler is idempotent by itself, by a condition on
     #: the rows it changes (the gateway's: an outcome is stored only on an operation still
@@ -608,7 +608,7 @@ class Consumer:
         if self.before_commit is None or not records:
             return
         try:
-            await self.before_commit(tx.session)
+            await self.before_commit(tx)
         except Exception as exc:
             if is_transient(exc):
                 raise

@@ -305,3 +305,22 @@ def counted_statements(engine: AsyncEngine, *, ignore: str = "\0") -> Iterator[l
         yield seen
     finally:
         sa.event.remove(engine.sync_engine, "before_cursor_execute", before)
+
+
+@contextlib.contextmanager
+def sessions_begun() -> Iterator[list[int]]:
+    """The SQLAlchemy sessions that begin a transaction meanwhile, one entry each (a
+    `servicekit.sql.Tx` that makes no session adds none)."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    seen: list[int] = []
+
+    def began(*_: Any) -> None:
+        seen.append(1)
+
+    sa.event.listen(Session, "after_begin", began)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(Session, "after_begin", began)

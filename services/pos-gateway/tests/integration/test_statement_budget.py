@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from servicekit.testing import sessions_begun
+
 pytestmark = pytest.mark.integration
 
 SALE = {
@@ -88,23 +90,6 @@ async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statemen
             )
         ).one()
     assert tuple(rows) == (2, 2)
-
-
-@contextmanager
-def sessions_begun() -> Iterator[list[int]]:
-    """The SQLAlchemy sessions that begin a transaction meanwhile (one each)."""
-    from sqlalchemy.orm import Session
-
-    seen: list[int] = []
-
-    def began(*_: Any) -> None:
-        seen.append(1)
-
-    sa.event.listen(Session, "after_begin", began)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(Session, "after_begin", began)
 
 
 async def test_a_terminals_next_sale_checks_its_cached_key_in_the_claims_statement(

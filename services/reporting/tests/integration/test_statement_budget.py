@@ -23,7 +23,7 @@ from reporting.domain.model import Period
 from reporting.service_layer import reports
 from servicekit.consumer import Consumer
 from servicekit.db import make_session_factory
-from servicekit.testing import counted_statements, record_of
+from servicekit.testing import counted_statements, record_of, sessions_begun
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ async def test_a_known_customers_sale_costs_reporting_a_fixed_number_of_statemen
     # five customers' sales and accruals in one batch
     others = [uuid.uuid4() for _ in range(5)]
     sales = [sale(c, 0, "50.00") for c in others]
-    with counted_statements(engine) as many:
+    with counted_statements(engine) as many, sessions_begun() as sessions:
         await consumer.process_records(
             [record_of(s, key=c) for s, c in zip(sales, others, strict=True)]
             + [record_of(accrual(c, s, "0.20"), key=c) for s, c in zip(sales, others, strict=True)]
@@ -99,6 +99,9 @@ async def test_a_known_customers_sale_costs_reporting_a_fixed_number_of_statemen
     # with the per-event writes a batch of n money and bonus events cost 3 + n statements
     counts = (len(sale_alone), len(bonus_alone), len(one_batch), len(many))
     assert counts == (4, 4, 4, 4), (sale_alone, bonus_alone, one_batch, many)
+    # the batch ran in the consumer's `servicekit.sql.Tx`, its handlers and write on `ctx.db`:
+    # no SQLAlchemy session
+    assert sessions == []
 
     async with make_session_factory(engine)() as session:
         for c in others:

@@ -34,8 +34,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from reporting.adapters.projection_writes import (
     BONUS_PARAMS,
     MOVEMENT_COLUMNS,
@@ -170,26 +168,26 @@ class _Batch:
 
 
 async def defer_credit_event(
-    session: AsyncSession, *, done: Callable[[CreditWritten], None], **write: Any
+    db: sql.Db, *, done: Callable[[CreditWritten], None], **write: Any
 ) -> None:
     """`projection_writes.write_credit_event(session, **write)` at `flush`; `done` gets what it
     wrote. (A coroutine, as the write it stands for: the handlers call either.)"""
-    _pending(session).append(_CreditWrite(done=done, **write))
+    _pending(db).append(_CreditWrite(done=done, **write))
 
 
-async def defer_bonus_event(session: AsyncSession, **values: Any) -> None:
+async def defer_bonus_event(db: sql.Db, **values: Any) -> None:
     """`projection_writes.write_bonus_event(session, **values)` at `flush`."""
-    _pending(session).append(_BonusWrite(values))
+    _pending(db).append(_BonusWrite(values))
 
 
-def _pending(session: AsyncSession) -> list[_CreditWrite | _BonusWrite]:
-    pending: list[_CreditWrite | _BonusWrite] = session.info.setdefault(_PENDING, [])
+def _pending(db: sql.Db) -> list[_CreditWrite | _BonusWrite]:
+    pending: list[_CreditWrite | _BonusWrite] = sql.info_of(db).setdefault(_PENDING, [])
     return pending
 
 
-async def flush(session: AsyncSession) -> None:
+async def flush(db: sql.Db) -> None:
     """Write what the batch's handlers left, in their order (nothing pending: no statement)."""
-    writes: list[_CreditWrite | _BonusWrite] = session.info.pop(_PENDING, [])
+    writes: list[_CreditWrite | _BonusWrite] = sql.info_of(db).pop(_PENDING, [])
     if not writes:
         return
     batch = _Batch()
@@ -199,7 +197,7 @@ async def flush(session: AsyncSession) -> None:
             _add_bonus(batch, w.values)
         else:
             found.append(_add_credit(batch, w))
-    rows = await sql.fetch(session, _WRITE_BATCH, *_parameters(batch))
+    rows = await sql.fetch(db, _WRITE_BATCH, *_parameters(batch))
     updated = {(r["chain_id"], r["sale_id"], r["line_no"]) for r in rows if r["tag"] == "o"}
     changes = {r["message_id"]: r for r in rows if r["tag"] == "c"}
     credit = [w for w in writes if isinstance(w, _CreditWrite)]

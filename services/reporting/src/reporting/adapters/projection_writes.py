@@ -20,8 +20,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from servicekit import sql
 from servicekit.db import column_arrays
 
@@ -161,7 +159,7 @@ class CreditWritten:
 
 
 async def write_credit_event(
-    session: AsyncSession,
+    db: sql.Db,
     *,
     chain_id: UUID,
     customer_id: UUID,
@@ -176,7 +174,7 @@ async def write_credit_event(
     owed amount the event sets), `owed` (sale_id, line_no, owed after) of lines stored before,
     credit's `debt` and `advance` after the event, and its movement."""
     row = await sql.fetchrow(
-        session,
+        db,
         _CREDIT_EVENT,
         chain_id,
         customer_id,
@@ -220,9 +218,9 @@ def _sale_params(sale: SaleRow | None, owed_changed: list[int]) -> list[Any]:
     return [*head, *lines.values(), owed_changed]
 
 
-async def write_bonus_event(session: AsyncSession, **values: Any) -> None:
+async def write_bonus_event(db: sql.Db, **values: Any) -> None:
     """One statement: the customer's bonus balance moved by `bonus_change` and the movement
     (`message_id`, `chain_id`, `customer_id`, `store_id`, `at`, `kind`, `sale_id`,
     `payment_id`, `description`, `bonus_change`, `bonus_kind`, `bonus_amount`,
     `bonus_movement_id`)."""
-    await sql.execute(session, _BONUS_EVENT, *(values[name] for name in BONUS_PARAMS))
+    await sql.execute(db, _BONUS_EVENT, *(values[name] for name in BONUS_PARAMS))

@@ -23,7 +23,7 @@ def flushing(handler: Handler) -> Handler:
     voided bonus movement), or what their triggers read (a customer's name)."""
 
     async def after_pending(ctx: MessageContext, msg: Any) -> None:
-        await projection_batch.flush(ctx.session)
+        await projection_batch.flush(ctx.db)
         await handler(ctx, msg)
 
     return after_pending

@@ -46,6 +46,7 @@ from reporting.adapters.read_models import Balances, MasterData
 from reporting.adapters.sales import Sales
 from reporting.domain.model import ZERO, return_shares, sale_shares
 from servicekit.consumer import MessageContext
+from servicekit.sql import Db
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,10 @@ _BONUS_ADDS = frozenset({BonusMovementKind.ACCRUED, BonusMovementKind.RESTORED})
 # --------------------------------------------------------------------------- helpers
 
 
-async def _hold_projection_lock(session: AsyncSession) -> None:
+async def _hold_projection_lock(db: Db) -> None:
     if not projection_lock_enabled.get():
         return
-    await projection_lock.hold_shared(session)
+    await projection_lock.hold_shared(db)
 
 
 def _check_drift(
@@ -128,9 +129,9 @@ async def _credit_movement(
         "sale_owed_changed": sorted(own),
     }
     if ctx.batched:  # with the rest of the batch, before its commit
-        await defer_credit_event(ctx.session, done=check, **write)
+        await defer_credit_event(ctx.db, done=check, **write)
         return
-    check(await write_credit_event(ctx.session, **write))
+    check(await write_credit_event(ctx.db, **write))
 
 
 def _m(value: Decimal) -> str:
@@ -141,12 +142,12 @@ def _m(value: Decimal) -> str:
 
 
 async def on_chain_registered(ctx: MessageContext, msg: gateway.ChainRegistered) -> None:
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     await _upsert_chain(ctx.session, msg.chain_id, msg.name, msg.settings)
 
 
 async def on_chain_settings_changed(ctx: MessageContext, msg: gateway.ChainSettingsChanged) -> None:
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     await _upsert_chain(ctx.session, msg.chain_id, None, msg.settings)
 
 
@@ -165,7 +166,7 @@ async def _upsert_chain(
 
 
 async def on_store_registered(ctx: MessageContext, msg: gateway.StoreRegistered) -> None:
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     values = {"chain_id": msg.chain_id, "code": msg.code, "name": msg.name}
     await MasterData(ctx.session).upsert_store(msg.store_id, values)
 
@@ -185,17 +186,17 @@ async def _upsert_customer(
 
 
 async def on_customer_registered(ctx: MessageContext, msg: gateway.CustomerRegistered) -> None:
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     await _upsert_customer(ctx.session, msg.chain_id, msg.customer)
 
 
 async def on_customer_updated(ctx: MessageContext, msg: gateway.CustomerUpdated) -> None:
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     await _upsert_customer(ctx.session, msg.chain_id, msg.customer)
 
 
 async def on_card_issued(ctx: MessageContext, msg: gateway.CardIssued) -> None:
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     await MasterData(ctx.session).set_card_number(msg.customer_id, msg.card_number)
 
 
@@ -205,7 +206,7 @@ async def on_card_issued(ctx: MessageContext, msg: gateway.CardIssued) -> None:
 async def on_sale_completed(ctx: MessageContext, msg: credit.SaleCompleted) -> None:
     if msg.customer_id is None or msg.customer_balances is None:
         return  # anonymous sales are in no customer report
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     advance_payments = sum(
         (p.amount for p in msg.payments if p.method is PaymentMethod.ADVANCE), ZERO
     )
@@ -270,7 +271,7 @@ async def _credit_money_movement(
     sale_id: UUID | None = None,
 ) -> None:
     """A payment, advance or refund: owed amounts per line, balances, one movement."""
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     await _credit_movement(
         ctx,
         msg.chain_id,
@@ -329,7 +330,7 @@ async def on_refund(ctx: MessageContext, msg: credit.RefundRecorded) -> None:
 async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
     if msg.customer_id is None or msg.customer_balances is None:
         return
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     sales = Sales(ctx.session)
     for line in msg.lines:
         await sales.add_to_line(
@@ -359,7 +360,7 @@ async def on_return(ctx: MessageContext, msg: credit.ReturnRecorded) -> None:
 
 
 async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) -> None:
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     sales = Sales(ctx.session)
     await sales.add_discount_revoked(msg.chain_id, msg.sale_id, msg.amount)
     for line in msg.lines:
@@ -382,7 +383,7 @@ async def on_discount_revoked(ctx: MessageContext, msg: credit.DiscountRevoked) 
 
 async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
     # The due date normally came with the sale; credit's scan is the authority if not.
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     await Sales(ctx.session).set_due_date_if_missing(msg.chain_id, msg.sale_id, msg.due_date)
 
 
@@ -390,11 +391,11 @@ async def on_sale_overdue(ctx: MessageContext, msg: credit.SaleOverdue) -> None:
 
 
 async def on_bonus_movement(ctx: MessageContext, msg: loyalty.BonusMovementRecorded) -> None:
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     signed = msg.amount if msg.kind in _BONUS_ADDS else -msg.amount
     write = defer_bonus_event if ctx.batched else write_bonus_event
     await write(
-        ctx.session,
+        ctx.db,
         message_id=ctx.envelope.message_id,
         chain_id=msg.chain_id,
         customer_id=msg.customer_id,
@@ -415,7 +416,7 @@ async def on_bonuses_voided(ctx: MessageContext, msg: loyalty.BonusesVoided) -> 
     """Loyalty undid a failed operation: its movements leave every report and the balance."""
     if not msg.movement_ids:
         return
-    await _hold_projection_lock(ctx.session)
+    await _hold_projection_lock(ctx.db)
     balances = Balances(ctx.session)
     await balances.lock(msg.chain_id, msg.customer_id)
     dropped = await Movements(ctx.session).drop_bonus_movements(
