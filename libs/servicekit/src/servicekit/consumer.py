@@ -68,7 +68,7 @@ from contracts.envelope import SCHEMA_VERSION_HEADER, TYPE_HEADER, Envelope, dec
 from contracts.registry import lookup
 from contracts.topics import DEAD_LETTERS
 from servicekit import metrics, sql
-from servicekit.db import SessionFactory
+from servicekit.db import POOL_RECYCLE_SECONDS, SessionFactory
 from servicekit.logging import chain_id_var, correlation_id_var, message_id_var
 from servicekit.outbox import buffer_outbox, enqueue_message, flush_outbox
 from servicekit.schema import INBOX
@@ -358,8 +358,12 @@ class Consumer:
     #: consumers do: the runtime sets it, and `release_connection` gives the connection back
     #: when the service stops). Without it, each batch checks one out of the pool.
     keep_connection: bool = False
+    #: a kept connection goes back to the pool once it is this old (seconds since its
+    #: checkout), where `servicekit.db.POOL_RECYCLE_SECONDS` bounds every connection's age
+    connection_max_age_seconds: float = POOL_RECYCLE_SECONDS
     _attempts: dict[uuid.UUID, int] = field(default_factory=dict)
     _connection: AsyncConnection | None = None
+    _connection_since: float = 0.0
     _stopping_connection: bool = False
     _session_factory: SessionFactory | None = None
     _subscriber: Any = None
@@ -573,16 +577,24 @@ class Consumer:
     async def _transaction(self) -> Any:
         """The fast path's `Tx` (`servicekit.sql.transaction_on`), committed when the block
         ends, rolled back if it raises. Its connection is kept for the next batch
-        (`keep_connection`) unless beginning or ending the transaction failed."""
+        (`keep_connection`) unless beginning or ending the transaction failed, or it is older
+        than `connection_max_age_seconds`."""
         assert self._session_factory is not None
         conn, self._connection = self._connection, None
         if conn is None:
             conn = await self._session_factory.kw["bind"].connect()
+            self._connection_since = time.monotonic()
         try:
             async with sql.transaction_on(conn) as tx:
                 yield tx
         finally:
-            if self.keep_connection and not self._stopping_connection and not conn.invalidated:
+            young = time.monotonic() - self._connection_since < self.connection_max_age_seconds
+            if (
+                self.keep_connection
+                and young
+                and not self._stopping_connection
+                and not conn.invalidated
+            ):
                 self._connection = conn
             else:
                 await conn.close()

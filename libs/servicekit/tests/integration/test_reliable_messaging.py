@@ -1301,7 +1301,7 @@ async def test_a_services_consumer_keeps_one_connection_and_makes_no_session_una
     batch to the next (a service's consumers keep it): one pool checkout for many batches, and
     no SQLAlchemy session while the handlers use only `ctx.db`. A kept connection that died
     fails its batch (redelivered, so nothing is lost) and is discarded: the next batch checks
-    out another. `release_connection` gives it back to the pool."""
+    out another; an old one goes back to the pool. `release_connection` gives it back too."""
     from sqlalchemy.orm import Session
 
     from servicekit import sql
@@ -1355,9 +1355,16 @@ async def test_a_services_consumer_keeps_one_connection_and_makes_no_session_una
         assert consumer._connection is None  # discarded
         await consumer.process_records(batch)  # redelivered: applied on another connection
         assert (len(checkouts), sessions) == (2, [])
+        # a kept connection goes back to the pool once it is old (where `pool_recycle` applies)
+        consumer.connection_max_age_seconds = 0.0
+        await consumer.process_records([_record(_envelope(), offset=6)])
+        assert consumer._connection is None and pool.checkedout() == 0
+        consumer.connection_max_age_seconds = 3600.0
+        await consumer.process_records([_record(_envelope(), offset=7)])
+        assert (len(checkouts), sessions) == (3, [])
     finally:
         sa.event.remove(pool, "checkout", checkout)
         sa.event.remove(Session, "after_begin", session_began)
         await consumer.release_connection()
     assert pool.checkedout() == 0
-    assert await _count(session_factory, EFFECTS) == 6
+    assert await _count(session_factory, EFFECTS) == 8
