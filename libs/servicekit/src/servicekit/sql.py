@@ -49,6 +49,46 @@ def is_transient_driver_error(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError | asyncpg.PostgresConnectionError)
 
 
+def is_disconnect(exc: BaseException) -> bool:
+    """An asyncpg error that leaves its connection unusable: closed, lost, refused by a server
+    shutting down or starting up, or a protocol in a state it cannot leave."""
+    if isinstance(
+        exc,
+        OSError
+        | asyncpg.InterfaceError
+        | asyncpg.InternalClientError
+        | asyncpg.PostgresConnectionError,
+    ):
+        return True
+    code = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, asyncpg.PostgresError) and (
+        code in ("57P01", "57P02", "57P03") or code.startswith("08")
+    )
+
+
+def _note_disconnect(conn: Connection | None, exc: BaseException) -> None:
+    """What SQLAlchemy does when a statement of its own finds the connection gone: every
+    connection of the pool opened before now is replaced at its next checkout, so after a
+    PostgreSQL restart they do not each fail a request in turn (statements sent around
+    SQLAlchemy, as here, are not seen by its handling; `Pool._invalidate` is the step it takes,
+    without closing anything now)."""
+    if conn is None or not is_disconnect(exc):
+        return
+    with contextlib.suppress(Exception):
+        conn.engine.pool._invalidate(conn.connection, exc, _checkin=False)
+
+
+async def _begin(adapted: Any) -> None:
+    """BEGIN on SQLAlchemy's asyncpg adapter `adapted`, as it sends one itself
+    (`_start_transaction`), but a failure raises asyncpg's own error, as this module's
+    statements do."""
+    transaction = adapted._connection.transaction(
+        isolation=adapted.isolation_level, readonly=adapted.readonly, deferrable=adapted.deferrable
+    )
+    await transaction.start()
+    adapted._transaction = transaction
+
+
 #: run after a `Tx` without a session commits, with its `info` (the outbox's relay wake-up;
 #: a session's commit runs SQLAlchemy's `after_commit` listeners instead)
 AFTER_COMMIT: list[Callable[[dict[str, Any]], None]] = []
@@ -77,15 +117,7 @@ class Tx:
     async def begin(cls, conn: AsyncConnection) -> Tx:
         adapted: Any = (await conn.get_raw_connection()).dbapi_connection
         if adapted._transaction is None:
-            # as the adapter begins one itself (`_start_transaction`), but a failure raises
-            # asyncpg's own error, as this module's statements do
-            transaction = adapted._connection.transaction(
-                isolation=adapted.isolation_level,
-                readonly=adapted.readonly,
-                deferrable=adapted.deferrable,
-            )
-            await transaction.start()
-            adapted._transaction = transaction
+            await _begin(adapted)
         return cls(conn, adapted)
 
     @property
@@ -151,6 +183,10 @@ async def transaction_on(conn: AsyncConnection) -> AsyncIterator[Tx]:
             raise
         await tx.commit()
         ended = True
+    except BaseException as exc:
+        if not ended:
+            _note_disconnect(conn.sync_connection, exc)
+        raise
     finally:
         if not ended:
             with contextlib.suppress(Exception):
@@ -207,7 +243,11 @@ async def _driver(db: Db) -> tuple[asyncpg.Connection, Connection]:
     # itself; a statement sent around it must find the transaction begun (an autocommit
     # session has none, and then each statement commits on its own, as through SQLAlchemy).
     if adapted._transaction is None and adapted.isolation_level != "autocommit":
-        await adapted._start_transaction()
+        try:
+            await _begin(adapted)
+        except BaseException as exc:
+            _note_disconnect(conn, exc)
+            raise
     driver: asyncpg.Connection = adapted._connection
     sync.info[_CACHE] = (sync.get_nested_transaction() or sync.get_transaction(), driver, conn)
     return driver, conn
@@ -235,33 +275,38 @@ async def fetch_reported(
     return rows
 
 
-async def fetch(db: Db, sql: str, *args: Any) -> list[asyncpg.Record]:
-    """Every row of `sql` run with `args`, in the session's transaction."""
+async def _send(db: Db, how: str, sql: str, args: tuple[Any, ...]) -> Any:
+    """`driver.<how>(sql, *args)` on `db`'s connection, reported to its statement listeners; a
+    disconnect is noted for the pool (`_note_disconnect`)."""
     driver, conn = await _driver(db)
     _report(conn, sql, args)
-    rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
+    try:
+        return await getattr(driver, how)(sql, *args)
+    except BaseException as exc:
+        _note_disconnect(conn, exc)
+        raise
+
+
+async def fetch(db: Db, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Every row of `sql` run with `args`, in `db`'s transaction."""
+    rows: list[asyncpg.Record] = await _send(db, "fetch", sql, args)
     return rows
 
 
 async def fetchrow(db: Db, sql: str, *args: Any) -> asyncpg.Record | None:
-    """The first row of `sql` (None when there is none), in the session's transaction."""
-    driver, conn = await _driver(db)
-    _report(conn, sql, args)
-    return await driver.fetchrow(sql, *args)
+    """The first row of `sql` (None when there is none), in `db`'s transaction."""
+    row: asyncpg.Record | None = await _send(db, "fetchrow", sql, args)
+    return row
 
 
 async def fetchval(db: Db, sql: str, *args: Any) -> Any:
     """The first column of the first row of `sql` (None when there is none)."""
-    driver, conn = await _driver(db)
-    _report(conn, sql, args)
-    return await driver.fetchval(sql, *args)
+    return await _send(db, "fetchval", sql, args)
 
 
 async def execute(db: Db, sql: str, *args: Any) -> str:
     """Run `sql` for its effect; the command tag (`INSERT 0 3`)."""
-    driver, conn = await _driver(db)
-    _report(conn, sql, args)
-    tag: str = await driver.execute(sql, *args)
+    tag: str = await _send(db, "execute", sql, args)
     return tag
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from servicekit import sql
 from servicekit.consumer import is_transient
-from servicekit.db import make_engine, make_read_session_factory, make_session_factory
+from servicekit.db import make_engine, make_read_session_factory, make_session_factory, plain_url
 from servicekit.testing import counted_statements
 
 pytestmark = pytest.mark.integration
@@ -224,3 +224,46 @@ async def test_what_a_tx_asks_for_after_its_commit_runs_once_and_never_after_a_r
                 assert sql.info_of(tx)["asked"] == (True, "commit")  # one dict for both
             await getattr(tx, end)()
     assert seen == [(False, "commit"), (True, "commit")]
+
+
+@pytest.mark.parametrize("first", ["a transaction", "a read"])
+async def test_one_dropped_connection_has_the_pools_older_ones_replaced(
+    engine: AsyncEngine, fresh_database_url: str, first: str
+) -> None:
+    """PostgreSQL restarted: every pooled connection is gone. The first statement that finds
+    its connection gone (this module's statements are not seen by SQLAlchemy's own handling)
+    has every connection the pool opened before replaced at its next checkout, as SQLAlchemy
+    does for its own statements, so they do not each fail a request in turn."""
+    reads = make_read_session_factory(engine)
+    opened = [await engine.connect() for _ in range(2)]
+    for conn in opened:
+        await conn.exec_driver_sql("SELECT 1")
+    for conn in opened:
+        await conn.close()
+    killer = await asyncpg.connect(plain_url(fresh_database_url))
+    try:
+        dropped = await killer.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await killer.close()
+    assert dropped == 2
+
+    async def select_one() -> None:
+        if first == "a transaction":
+            async with sql.transaction(engine) as tx:
+                await sql.fetchval(tx, "SELECT 1")
+        else:
+            async with reads() as session:
+                await sql.fetchval(session, "SELECT 1")
+
+    with pytest.raises(
+        (asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresConnectionError)
+    ):
+        await select_one()
+    for _ in range(3):
+        async with reads() as session:
+            assert await sql.fetchval(session, "SELECT 1") == 1
+        async with sql.transaction(engine) as tx:
+            assert await sql.fetchval(tx, "SELECT 1") == 1
