@@ -84,7 +84,8 @@ async def kafka_producer(
     in_flight: int = 5_000,
 ) -> dict[str, Any]:
     """Messages/s one aiokafka producer gets acknowledged with acks=all and idempotence, as the
-    services' outbox relays publish (linger 1 ms), with values the size of an envelope."""
+    services' outbox relays publish, with values the size of an envelope and a 1 ms linger (the
+    relays send at once; a ceiling of many concurrent sends gathers them)."""
     topic = f"bench.producer-perf.{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()

@@ -86,10 +86,11 @@ class ServiceSettings(KafkaClientSettings):
     consumer_fetch_wait_ms: int = Field(default=0, ge=0, le=2000)
     #: How long the Kafka producer (the outbox relay's, the dead letters') waits to put more
     #: records in one request (milliseconds; 0: it sends at once). The wait is added to every
-    #: hop of a sale (1 ms cost a hop ~1.35 ms in process: docs/benchmarks.md, "Stop 28"), and
-    #: near the edge it lets more rows gather per relay wake-up: in a pipeline A/B at 60 req/s
-    #: the code at 0 spent more CPU per request and nearly fell behind, so 1 stays the default.
-    producer_linger_ms: int = Field(default=1, ge=0, le=1000)
+    #: hop of a sale (1 ms cost a hop ~1.35 ms in process), and a relay's wake-up hands all its
+    #: rows to the producer before it sends, so they leave in one request either way. In a
+    #: pipeline A/B with each order (docs/benchmarks.md, "Stop 29") 0 cut p50 and p99 at 20 req/s
+    #: by ~4-11 ms and cost no CPU at 60 req/s.
+    producer_linger_ms: int = Field(default=0, ge=0, le=1000)
     db_pool_size: int = 10
     #: How often the gauges read from outside a batch are refreshed (seconds): consumer lag of
     #: every assigned partition (so a consumer that gets no batch through still shows its lag)

@@ -128,15 +128,15 @@ async def test_the_runtimes_producer_waits_as_long_as_its_setting_says(
     kafka_bootstrap_servers: str,
 ) -> None:
     """Every hop of a sale waits for the producer: `<PREFIX>_PRODUCER_LINGER_MS` sets how long
-    it gathers records before it sends them (default 1 ms, docs/benchmarks.md "Stop 28"); 0
-    sends at once."""
+    it gathers records before it sends them (default 0: at once, docs/benchmarks.md "Stop
+    29")."""
     from servicekit.testing import unique_topic
     from servicekit.topics import ensure_topics
 
     topic = unique_topic()
     await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
     default = ServiceSettings(kafka_bootstrap_servers=kafka_bootstrap_servers)
-    assert default.producer_linger_ms == 1
+    assert default.producer_linger_ms == 0
     assert await _fastest_publish(default, topic) < 0.15
     at_once = ServiceSettings(kafka_bootstrap_servers=kafka_bootstrap_servers, producer_linger_ms=0)
     assert await _fastest_publish(at_once, topic) < 0.15
