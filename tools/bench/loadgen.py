@@ -33,10 +33,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import uvloop
 
+from pos_gateway.adapters.internal_http import InternalHttpTransport
 from tools.chaos.driver import RETRY_STATUSES, ChainKeys, CustomerModel, Operation
 
 BUSINESS_REFUSALS = {
@@ -48,6 +50,14 @@ BUSINESS_REFUSALS = {
     "return_exceeds_sold",
 }
 CENT = Decimal("0.01")
+T = TypeVar("T")
+
+
+def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on uvloop, the services' event loop: the generator runs in the process of
+    the bench, and what it costs per request is CPU the stack it measures does not get."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 #: the harness's customer model: card, balances after the last accepted answer, operations
@@ -156,13 +166,16 @@ class LoadGenerator:
         self.probe_poll_max_seconds = probe_poll_max_seconds
         self.probe_timeout_seconds = probe_timeout_seconds
         self.resolve_seconds = resolve_seconds
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        # one client per gateway instance; requests go round-robin over them
+        # one client per gateway instance; requests go round-robin over them. Each speaks
+        # HTTP/1.1 through the gateway's httptools transport: httpx's own (httpcore and the
+        # pure-Python h11) cost the generator ~4x the CPU per request, CPU the stack it
+        # measures then lacks on a small machine (docs/benchmarks/notes.md, "Stop 30")
         self.clients = [
             httpx.AsyncClient(
-                base_url=url, timeout=request_timeout_seconds, limits=limits, transport=transport
+                base_url=url,
+                timeout=request_timeout_seconds,
+                transport=transport
+                or InternalHttpTransport(max_open=max_connections, max_idle=max_connections),
             )
             for url in (gateway_url, *extra_gateway_urls)
         ]

@@ -45,7 +45,7 @@ import httpx
 
 from bench import floor, procstat, recovery
 from bench.ceiling import kafka_producer, pgbench
-from bench.loadgen import LoadGenerator, StepStats, percentile
+from bench.loadgen import LoadGenerator, StepStats, percentile, run_on_uvloop
 from bench.profiles import Profile, flamegraph_svg
 from contracts import topics
 from devstack.paths import repo_root
@@ -959,7 +959,7 @@ def main(opts: Options) -> dict[str, Any]:
         opts.name, ports=ServicePorts.free(), env=env, use_env=False, ready_timeout=240.0
     )
     try:
-        result = asyncio.run(run(stack, opts))
+        result = run_on_uvloop(run(stack, opts))
         result["versions"] = _versions(stack)
         result["service_env"] = opts.service_env or {}
         result["command"] = opts.command

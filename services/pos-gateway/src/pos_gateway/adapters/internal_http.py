@@ -95,11 +95,15 @@ class _Unanswered(Exception):
 
 
 class InternalHttpTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 to the one host and port of an internal service's base URL."""
+    """HTTP/1.1 to the one host and port of an internal service's base URL.
 
-    def __init__(self) -> None:
+    `max_open` connections at once (further requests wait for one), `max_idle` kept alive
+    between requests."""
+
+    def __init__(self, *, max_open: int = MAX_OPEN, max_idle: int = MAX_IDLE) -> None:
         self._idle: list[_Connection] = []
-        self._open = asyncio.Semaphore(MAX_OPEN)
+        self._open = asyncio.Semaphore(max_open)
+        self._max_idle = max_idle
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = _seconds(request.extensions.get("timeout"))
@@ -138,7 +142,7 @@ class InternalHttpTransport(httpx.AsyncBaseTransport):
         except BaseException:
             conn.close()  # a timeout, a parse error: what the connection holds is unknown
             raise
-        if keep and len(self._idle) < MAX_IDLE:
+        if keep and len(self._idle) < self._max_idle:
             self._idle.append(conn)
         else:
             conn.close()
