@@ -10,7 +10,10 @@ checkout and no ORM session per wake-up), replaced after any failure.
 
 A consumer batch writes its rows in one statement: between `buffer_outbox` and `flush_outbox`
 (servicekit's consumer calls both around a batch's handlers, in its transaction) `enqueue` keeps
-the rows in memory, in the order they were enqueued, instead of an INSERT per event.
+the rows in memory, in the order they were enqueued, instead of an INSERT per event. A handler
+that emits its events before its last write can have that write carry them
+(`carrying_buffered`): no statement of their own. A `sql.savepoint` rolled back forgets the
+rows buffered inside it (they never reach the table).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -119,10 +123,9 @@ _INSERT_ROWS = (
 )
 
 
-async def _insert_rows(db: sql.Db, rows: Sequence[dict[str, Any]]) -> None:
-    await sql.execute(
-        db,
-        _INSERT_ROWS,
+def _row_arrays(rows: Sequence[dict[str, Any]]) -> tuple[list[Any], ...]:
+    """The parameters of `_INSERT_ROWS` (and of `_ROWS_CTE`): one array per column."""
+    return (
         [row["message_id"] for row in rows],
         [row["topic"] for row in rows],
         [row["key"] for row in rows],
@@ -130,6 +133,54 @@ async def _insert_rows(db: sql.Db, rows: Sequence[dict[str, Any]]) -> None:
         [row["value"] for row in rows],
         [json.dumps(row["headers"]) for row in rows],
     )
+
+
+async def _insert_rows(db: sql.Db, rows: Sequence[dict[str, Any]]) -> None:
+    await sql.execute(db, _INSERT_ROWS, *_row_arrays(rows))
+
+
+#: `_INSERT_ROWS` as a data-modifying CTE put in front of another statement (PostgreSQL runs it
+#: once, whatever the statement reads of it); `{0}`..`{5}` are its parameters' numbers, after
+#: that statement's own
+_ROWS_CTE = (
+    "_outbox_rows AS (INSERT INTO outbox (message_id, topic, key, type, value, headers) "
+    "SELECT m, t, k, y, v, h FROM unnest(${0}::uuid[], ${1}::text[], ${2}::text[], "
+    "${3}::text[], ${4}::bytea[], ${5}::jsonb[]) WITH ORDINALITY AS u(m, t, k, y, v, h, n) "
+    "ORDER BY n)"
+)
+_WITH = re.compile(r"\s*with\s+", re.IGNORECASE)
+
+
+def carrying_buffered(
+    db: sql.Db, statement: str, args: Sequence[Any]
+) -> tuple[str, tuple[Any, ...]]:
+    """`statement` (with its `args`) made to write the outbox rows buffered so far as well, so
+    that they cost no statement of their own: a handler that emits its events first and then
+    sends its last write through this saves a round trip per batch.
+
+    Unchanged when nothing is buffered, outside `buffer_outbox` (the rows were written at
+    `enqueue`), or inside a `sql.savepoint` (its rollback must not take rows of the steps before
+    it with it). The rows leave the buffer: they are written by this statement, in the order
+    they were enqueued, or not at all if it fails (and then the transaction fails with it).
+    `statement` may begin with its own `WITH` (not `WITH RECURSIVE`)."""
+    info = sql.info_of(db)
+    buffered: list[dict[str, Any]] | None = info.get(_BUFFER)
+    if not buffered or info.get(sql.SAVEPOINTS_OPEN, 0):
+        return statement, tuple(args)
+    numbers = range(len(args) + 1, len(args) + 7)
+    cte = _ROWS_CTE.format(*numbers)
+    opening = _WITH.match(statement)
+    if opening is None:
+        combined = f"WITH {cte} {statement}"
+    else:
+        rest = statement[opening.end() :]
+        if rest[:10].lower().startswith("recursive"):
+            raise ValueError("carrying_buffered: a WITH RECURSIVE statement cannot carry rows")
+        combined = f"WITH {cte}, {rest}"
+    rows = list(buffered)
+    buffered.clear()
+    note_outbox_written(db)
+    return combined, (*args, *_row_arrays(rows))
 
 
 async def enqueue_many(db: sql.Db, items: Sequence[tuple[str, Envelope]]) -> None:
@@ -142,6 +193,22 @@ async def enqueue_many(db: sql.Db, items: Sequence[tuple[str, Envelope]]) -> Non
         return
     await _insert_rows(db, rows)
     note_outbox_written(db)
+
+
+def _rows_kept_since(info: dict[str, Any]) -> Callable[[], None]:
+    """A `sql.savepoint` begins: if it is rolled back, forget the rows buffered inside it."""
+    buffered: list[dict[str, Any]] | None = info.get(_BUFFER)
+    if buffered is None:
+        return lambda: None
+    mark = len(buffered)
+
+    def forget() -> None:
+        del buffered[mark:]
+
+    return forget
+
+
+sql.SAVEPOINT_GUARDS.append(_rows_kept_since)
 
 
 def buffer_outbox(db: sql.Db) -> None:

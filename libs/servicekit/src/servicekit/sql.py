@@ -93,6 +93,13 @@ async def _begin(adapted: Any) -> None:
 #: a session's commit runs SQLAlchemy's `after_commit` listeners instead)
 AFTER_COMMIT: list[Callable[[dict[str, Any]], None]] = []
 
+#: called with a transaction's `info` when a `savepoint` begins; each returns what undoes, if
+#: that savepoint is rolled back, what was kept in memory for the transaction meanwhile (the
+#: outbox's buffered rows)
+SAVEPOINT_GUARDS: list[Callable[[dict[str, Any]], Callable[[], None]]] = []
+#: `info` key: how many savepoints are open in the transaction
+SAVEPOINTS_OPEN = "servicekit.sql.savepoints"
+
 
 class Tx:
     """One transaction on a connection of the service's pool, begun and ended by asyncpg.
@@ -214,13 +221,28 @@ def info_of(db: Db) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def savepoint(db: Db) -> AsyncIterator[None]:
     """A savepoint in `db`'s transaction: what runs inside is rolled back alone if it raises.
-    A `Tx` without a session asks asyncpg for it (a nested transaction is a savepoint)."""
-    if isinstance(db, Tx) and db._session is None:
-        async with db.driver.transaction():
-            yield
-        return
-    async with session_of(db).begin_nested():
-        yield
+    A `Tx` without a session asks asyncpg for it (a nested transaction is a savepoint).
+
+    What the transaction keeps in memory (`SAVEPOINT_GUARDS`) is rolled back with it: an event
+    a rolled-back step had emitted is not published."""
+    info = info_of(db)
+    undo = [guard(info) for guard in SAVEPOINT_GUARDS]
+    info[SAVEPOINTS_OPEN] = info.get(SAVEPOINTS_OPEN, 0) + 1
+    try:
+        if isinstance(db, Tx) and db._session is None:
+            async with db.driver.transaction():
+                yield
+        else:
+            async with session_of(db).begin_nested():
+                yield
+    except BaseException:
+        for step in undo:
+            step()
+        raise
+    finally:
+        # `info` again: a `Tx` that made its session meanwhile keeps its info there
+        info = info_of(db)
+        info[SAVEPOINTS_OPEN] = info.get(SAVEPOINTS_OPEN, 1) - 1
 
 
 async def _driver(db: Db) -> tuple[asyncpg.Connection, Connection]:

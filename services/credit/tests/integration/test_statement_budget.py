@@ -53,12 +53,14 @@ async def test_a_known_customers_sale_costs_credit_a_fixed_number_of_statements(
         assert await harness.answer_loyalty() == 1
     # the command: inbox, the chain's snapshot with the customer's lock, one read (seen
     # before? and the ledger's sales and entries), one write (sale, entries, operation, in
-    # flight), loyalty's command
-    assert len(command_hop) == 5, command_hop
+    # flight, and loyalty's command to the outbox)
+    assert len(command_hop) == 4, command_hop
     # loyalty's answer: inbox, the customer's lock with the pending operation confirmed (one
-    # UPDATE ... RETURNING), the balances with the operation in flight cleared and the next
-    # parked command taken (none here) in one statement, the event
-    assert len(confirm_hop) == 4, confirm_hop
+    # UPDATE ... RETURNING), the balances with the operation in flight cleared, the next
+    # parked command taken (none here) and the event to the outbox in one statement
+    assert len(confirm_hop) == 3, confirm_hop
+    assert command_hop[-1].startswith("WITH _outbox_rows AS (INSERT INTO outbox"), command_hop
+    assert confirm_hop[-1].startswith("WITH _outbox_rows AS (INSERT INTO outbox"), confirm_hop
     assert [
         e["customer_balances"]["debt"] for e in await harness.events("credit.SaleCompleted")
     ] == ["30.00", "60.00"]
@@ -66,9 +68,10 @@ async def test_a_known_customers_sale_costs_credit_a_fixed_number_of_statements(
 
 async def test_a_payment_that_settles_a_sale_costs_a_fixed_number_of_statements(harness):
     """A payment of part of a sale's debt, then of the rest. Confirming the one that brings the
-    sale to zero costs three statements more: the ledger read that finds the sales it settled,
-    their overdue marks' lock, and marking them `settled` (so later commands no longer read
-    them: migration 0004)."""
+    sale to zero costs four statements more: the ledger read that finds the sales it settled,
+    their overdue marks' lock, marking them `settled` (so later commands no longer read them:
+    migration 0004), and the outbox rows of what it settled, emitted after the write that
+    carried the payment's outcome."""
     customer = customer_snapshot()
     settings = settings_snapshot()
     key = str(customer.customer_id)
@@ -89,8 +92,8 @@ async def test_a_payment_that_settles_a_sale_costs_a_fixed_number_of_statements(
         with counted(harness) as confirm_hop:
             await harness.settle()
         hops[name] = ([str(st) for st in command_hop], [str(st) for st in confirm_hop])
-    assert [len(hops["part"][0]), len(hops["part"][1])] == [5, 4], hops["part"]
-    assert [len(hops["rest"][0]), len(hops["rest"][1])] == [5, 7], hops["rest"]
+    assert [len(hops["part"][0]), len(hops["part"][1])] == [4, 3], hops["part"]
+    assert [len(hops["rest"][0]), len(hops["rest"][1])] == [4, 7], hops["rest"]
     marked = [st for st in hops["rest"][1] if st.startswith("UPDATE sales SET settled")]
     assert len(marked) == 1
     assert not any(st.startswith("UPDATE sales SET settled") for st in hops["part"][1])

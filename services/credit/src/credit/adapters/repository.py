@@ -26,6 +26,7 @@ from typing import Any
 from credit.domain.model import Entry, EntryKind, Ledger, Line, Method, Payment, Sale
 from servicekit import sql
 from servicekit.db import column_arrays
+from servicekit.outbox import carrying_buffered
 
 LIVE = ("pending", "confirmed")
 
@@ -405,8 +406,10 @@ class Repository:
     async def record_operation(self, op: OperationRecord) -> None:
         """An operation the ledger accepted: its sale (if it records one), its entries, the
         operation row (ON CONFLICT DO NOTHING, as before) and the customer's row (the
-        operation in flight, or the balances it leaves): one statement."""
-        await sql.execute(self.db, _RECORD, *_record_args(op))
+        operation in flight, or the balances it leaves): one statement, which also writes the
+        events emitted before it (`outbox.carrying_buffered`)."""
+        statement, args = carrying_buffered(self.db, _RECORD, _record_args(op))
+        await sql.execute(self.db, statement, *args)
 
     async def mark_settled(self, chain_id: uuid.UUID, sale_ids: Sequence[uuid.UUID]) -> None:
         """The sales a confirmed operation brought to owing nothing: commands stop reading
@@ -531,11 +534,12 @@ class Repository:
     ) -> Unparked:
         """`update_customer(in_flight=None, ...)` and `unpark_next` in one statement: the
         customer's operation in flight has ended, and the next parked command is taken (the
-        caller holds the customer's lock and replays it: `drain_parked(taken=...)`)."""
-        envelope = await _json_value(
-            self.db, _END_IN_FLIGHT, customer_id, bonus_balance, debt, advance
+        caller holds the customer's lock and replays it: `drain_parked(taken=...)`). The
+        events emitted before it are written by the same statement (`outbox.carrying_buffered`)."""
+        statement, args = carrying_buffered(
+            self.db, _END_IN_FLIGHT, (customer_id, bonus_balance, debt, advance)
         )
-        return Unparked(envelope)
+        return Unparked(await _json_value(self.db, statement, *args))
 
     async def unpark_next(self, customer_id: uuid.UUID) -> dict[str, Any] | None:
         """The customer's oldest parked command, taken off the queue (one statement; the

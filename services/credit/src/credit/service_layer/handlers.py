@@ -539,8 +539,14 @@ async def execute(
     ]
     meta = {"settled": settled, "timezone": settings.timezone, "minor_units": settings.minor_units}
     pending = bonus is not None
+    # loyalty's command, or the outcome: emitted first, so that the write below carries it
+    if bonus is not None:
+        assert customer_id is not None
+        await emitter.emit(LOYALTY_COMMANDS, bonus, key=str(customer_id))
+    else:
+        await emitter.emit(CREDIT_EVENTS, event, key=str(customer_id or operation_id))
     # the sale, its entries, the operation and the customer's row (the operation in flight
-    # while loyalty answers, else the balances it leaves) in one write
+    # while loyalty answers, else the balances it leaves) in one write, with that message
     await repo.record_operation(
         OperationRecord(
             operation_id=operation_id,
@@ -560,12 +566,7 @@ async def execute(
             sale_settled=decision.sale is not None and ledger.sale_owed(decision.sale.sale_id) <= 0,
         )
     )
-    if bonus is not None:
-        assert customer_id is not None
-        await emitter.emit(LOYALTY_COMMANDS, bonus, key=str(customer_id))
-        return
-    await emitter.emit(CREDIT_EVENTS, event, key=str(customer_id or operation_id))
-    if customer_id is not None:
+    if bonus is None and customer_id is not None:
         await emit_settled(repo, emitter, cmd.chain_id, customer_id, settled, meta)
 
 
@@ -583,8 +584,9 @@ async def confirm(repo: Repository, emitter: Emitter, op: Any, applied: BonusesA
     if balances:
         values["debt"] = Decimal(balances["debt"])
         values["advance"] = Decimal(balances["advance"])
-    taken = await repo.end_in_flight(applied.customer_id, **values)
+    # the outcome first: the customer's write below carries it
     await emitter.emit(CREDIT_EVENTS, event, key=str(applied.customer_id))
+    taken = await repo.end_in_flight(applied.customer_id, **values)
     await emit_settled(
         repo, emitter, op.chain_id, applied.customer_id, meta.get("settled", []), meta
     )

@@ -40,6 +40,7 @@ from loyalty.domain.model import (
 )
 from servicekit import sql
 from servicekit.db import column_arrays
+from servicekit.outbox import carrying_buffered
 from servicekit.sql import Db
 
 DEFAULT_MINOR_UNITS = 2
@@ -314,7 +315,8 @@ async def save_account(
     operation: OperationWrites | None = None,
 ) -> None:
     """Write the new movements and lots, the changed lots and the balance (save an account
-    once) and, for a credit operation, what `operation` names: one statement."""
+    once) and, for a credit operation, what `operation` names: one statement, which also
+    writes the events emitted before it (`outbox.carrying_buffered`)."""
     params = {
         "chain_id": chain_id,
         "customer_id": account.customer_id,
@@ -324,7 +326,8 @@ async def save_account(
         **_lot_params(account),
         **_operation_params(operation),
     }
-    await sql.execute(db, _SAVE, *(params[name] for name in _SAVE_PARAMS))
+    statement, args = carrying_buffered(db, _SAVE, [params[name] for name in _SAVE_PARAMS])
+    await sql.execute(db, statement, *args)
 
 
 def _movement_params(movements: Sequence[Movement]) -> dict[str, list[Any]]:

@@ -286,6 +286,9 @@ class LoyaltyHandlers:
         movements = list(account.movements)
         answer, outcome = answer_for(cmd, result)
         applied = result if isinstance(result, Applied) else None
+        # the movements and the answer first: the account's write below carries them
+        await self._emit_movements(ctx, cmd.chain_id, cmd.customer_id, movements)
+        await ctx.emit(LOYALTY_EVENTS, answer, key=key)
         await repo.save_account(
             db,
             cmd.chain_id,
@@ -302,8 +305,6 @@ class LoyaltyHandlers:
             ),
         )
         metrics.OPERATIONS.labels(outcome).inc()
-        await self._emit_movements(ctx, cmd.chain_id, cmd.customer_id, movements)
-        await ctx.emit(LOYALTY_EVENTS, answer, key=key)
 
     async def cancel_payment_bonus(self, ctx: MessageContext, cmd: CancelPaymentBonus) -> None:
         db, key = ctx.db, str(cmd.customer_id)
