@@ -2,8 +2,8 @@
 
 Every consumed batch is processed in one transaction that inserts `(consumer, message_id)` into
 the inbox for each message, so a redelivered message is skipped and its effect is never applied
-twice (unless the consumer keeps no inbox, `Consumer.inbox`: its handlers are idempotent by
-themselves). A message of a registered type this consumer has no handler for has no effect here: it
+twice (unless the consumer keeps no inbox, `Consumer.inbox`, or none for the message's model,
+`Consumer.no_inbox_for`: their handlers are idempotent by themselves). A message of a registered type this consumer has no handler for has no effect here: it
 is passed over before its payload is validated, with no inbox row (`messages_skipped_total`).
 Offsets are committed only after the transaction commits (a failure rewinds the partitions
 and the batch comes again), and not after every batch: the offsets of processed batches are
@@ -354,6 +354,11 @@ class Consumer:
     #: and each batch saves the inbox's statement. Duplicates within one batch are still passed
     #: over; `messages_duplicate_total` counts only those.
     inbox: bool = True
+    #: Message models that get no inbox row although the consumer keeps one (`inbox`): their
+    #: handlers are idempotent by themselves, as above (credit's handlers of loyalty's answers
+    #: end an operation only while it is pending). A batch of only such messages sends no inbox
+    #: statement.
+    no_inbox_for: frozenset[type[Any]] = frozenset()
     #: Keep the fast path's database connection from one batch to the next (a service's
     #: consumers do: the runtime sets it, and `release_connection` gives the connection back
     #: when the service stops). Without it, each batch checks one out of the pool.
@@ -686,24 +691,24 @@ class Consumer:
         """
         planned, repeated = plan
         fresh = [
-            (rec, env)
+            (rec, env, payload)
             for i, (rec, env, payload) in enumerate(planned)
             if env is not None and i not in repeated and not isinstance(payload, Exception)
         ]
-        inserted: set[uuid.UUID] = set()
-        if fresh and not self.inbox:
-            inserted = {env.message_id for _, env in fresh}
-        elif fresh:
+        kept = [(rec, env) for rec, env, payload in fresh if self._keeps_inbox(payload)]
+        # the messages that need no inbox row count as new
+        inserted = {env.message_id for _, env, payload in fresh if not self._keeps_inbox(payload)}
+        if kept:
             rows = await sql.fetch(
                 tx,
                 _INBOX_INSERT,
                 self.name,
-                [env.message_id for _, env in fresh],
-                [rec.topic for rec, _ in fresh],
-                [rec.partition for rec, _ in fresh],
-                [rec.offset for rec, _ in fresh],
+                [env.message_id for _, env in kept],
+                [rec.topic for rec, _ in kept],
+                [rec.partition for rec, _ in kept],
+                [rec.offset for rec, _ in kept],
             )
-            inserted = {row[0] for row in rows}
+            inserted.update(row[0] for row in rows)
         # an invalid payload gets no inbox row, but one may exist from when it was valid
         invalid = [
             env.message_id
@@ -779,9 +784,13 @@ class Consumer:
                 self._series(metrics.MESSAGES_SKIPPED, rec.topic).inc()
                 continue
             decoded.append((rec, env, payload))
-        ids = [env.message_id for _, env, _ in decoded if env is not None]
+        ids = [
+            env.message_id
+            for _, env, payload in decoded
+            if env is not None and self._keeps_inbox(payload)
+        ]
         seen: set[uuid.UUID] = set()
-        if ids and self.inbox:
+        if ids:
             seen = set(
                 (
                     await session.execute(
@@ -800,6 +809,10 @@ class Consumer:
                 continue
             seen.add(env.message_id)
             await self._process_one(session, rec, env, payload)
+
+    def _keeps_inbox(self, payload: Any) -> bool:
+        """Whether a message with this payload gets an inbox row (`inbox`, `no_inbox_for`)."""
+        return self.inbox and type(payload) not in self.no_inbox_for
 
     def _forget_attempts(self, message_id: uuid.UUID) -> None:
         self._attempts.pop(message_id, None)
@@ -897,7 +910,7 @@ class Consumer:
                 return
             try:
                 async with session.begin_nested():
-                    if self.inbox and not await self._inbox_row(session, rec, env):
+                    if self._keeps_inbox(payload) and not await self._inbox_row(session, rec, env):
                         self._series(metrics.MESSAGES_DUPLICATE, rec.topic).inc()
                         return
                     ctx = self._context(session, rec, env)

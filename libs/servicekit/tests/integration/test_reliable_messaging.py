@@ -523,13 +523,18 @@ async def test_a_poison_message_in_a_fast_path_batch_is_dead_lettered_alone_with
     assert _counted(metrics.MESSAGES_PROCESSED, consumer) == 5
 
 
+@pytest.mark.parametrize(
+    "without_inbox",
+    [{"inbox": False}, {"no_inbox_for": frozenset({DeadLetter})}],
+    ids=["inbox=False", "no_inbox_for"],
+)
 async def test_a_consumer_without_an_inbox_runs_its_idempotent_handler_again_on_a_redelivery(
-    session_factory: Any,
+    session_factory: Any, without_inbox: dict[str, Any]
 ) -> None:
-    """`inbox=False`: no inbox statement and no inbox row; a message delivered again runs its
-    handler again (here idempotent by itself: an insert of a row not there yet), a copy within
-    one batch runs it once, and a poison message is still dead-lettered alone on the slow
-    path."""
+    """`inbox=False`, or the message's model in `no_inbox_for`: no inbox statement and no inbox
+    row; a message delivered again runs its handler again (here idempotent by itself: an insert
+    of a row not there yet), a copy within one batch runs it once, and a poison message is still
+    dead-lettered alone on the slow path."""
     from servicekit.schema import INBOX
 
     runs: list[str] = []
@@ -549,7 +554,10 @@ async def test_a_consumer_without_an_inbox_runs_its_idempotent_handler_again_on_
         )
 
     consumer = Consumer(
-        name=f"test-{uuid.uuid4().hex[:6]}", topics=["t"], handlers={DeadLetter: apply}, inbox=False
+        name=f"test-{uuid.uuid4().hex[:6]}",
+        topics=["t"],
+        handlers={DeadLetter: apply},
+        **without_inbox,
     )
     consumer.bind(session_factory)
     first, second = _envelope(), _envelope()

@@ -14,7 +14,7 @@ from contracts.topics import LOYALTY_EVENTS, MASTERDATA_EVENTS, POS_COMMANDS
 from credit.config import Settings
 from credit.entrypoints.http import router
 from credit.service_layer.deadline import expire_operations
-from credit.service_layer.handlers import HANDLERS, IGNORED, ON_DEAD_LETTER
+from credit.service_layer.handlers import HANDLERS, IGNORED, NO_INBOX_FOR, ON_DEAD_LETTER
 from credit.service_layer.monitoring import refresh_gauges
 from credit.service_layer.overdue import scan_overdue
 from servicekit.consumer import Consumer
@@ -32,6 +32,7 @@ def make_consumer() -> Consumer:
         handlers=HANDLERS,
         on_dead_letter=ON_DEAD_LETTER,
         ignore=IGNORED,
+        no_inbox_for=NO_INBOX_FOR,
     )
 
 

@@ -673,6 +673,13 @@ IGNORED: dict[type[BaseModel], Callable[[Any], bool]] = {
     BonusMovementRecorded: _movement_of_an_operation,
 }
 
+#: Loyalty's answers keep no inbox row: their handlers end an operation only while it is
+#: pending (`lock_customer_and_claim_pending`), so an answer delivered again changes nothing
+#: (`test_an_answer_delivered_again_changes_nothing`), and confirming a sale costs no inbox
+#: statement. The cached balance's events keep theirs: one delivered again would set an older
+#: balance.
+NO_INBOX_FOR: frozenset[type[BaseModel]] = frozenset({BonusesApplied, BonusesRefused})
+
 #: A command or an answer that is dead-lettered still ends its operation (refused as
 #: operation_failed), so nothing waits for it for ever.
 ON_DEAD_LETTER: dict[type[BaseModel], DeadLetterHandler] = {
