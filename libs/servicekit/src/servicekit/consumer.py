@@ -3,8 +3,9 @@
 Every consumed batch is processed in one transaction that inserts `(consumer, message_id)` into
 the inbox for each message, so a redelivered message is skipped and its effect is never applied
 twice (unless the consumer keeps no inbox, `Consumer.inbox`, or none for the message's model,
-`Consumer.no_inbox_for`: their handlers are idempotent by themselves). A message of a registered type this consumer has no handler for has no effect here: it
-is passed over before its payload is validated, with no inbox row (`messages_skipped_total`).
+`Consumer.no_inbox_for`: their handlers are idempotent by themselves). A message of a
+registered type this consumer has no handler for has no effect here: it is passed over before
+its payload is validated, with no inbox row (`messages_skipped_total`).
 Offsets are committed only after the transaction commits (a failure rewinds the partitions
 and the batch comes again), and not after every batch: the offsets of processed batches are
 committed every `commit_interval_seconds`, when partitions are revoked and when the service
