@@ -258,8 +258,11 @@ async def enqueue_raw(
 #:    the lock was got and nothing waits, and then the same statement has let the lock go
 #:    (`freed`: PostgreSQL runs a SELECT in WITH only where it is referenced, so the unused
 #:    `freed` column is what makes the unlock happen; keep it).
-#: 2. the rows are published and every acknowledgement awaited, then `_MARK_SENT` marks them
-#:    sent and lets the lock go, in one statement.
+#: 2. the rows are published and every acknowledgement awaited, then `_MARK_SENT_AND_CLAIM`
+#:    marks them sent and, in the same statement, takes the rows committed meanwhile: if there
+#:    are some, the lock is kept and they are published in turn (under load a cycle is one
+#:    round trip); if not, the lock is let go. After `batch_size` rows, or when the relay
+#:    stops, `_MARK_SENT` marks them and lets the lock go whatever waits.
 #: Until the mark no other relay of the service publishes. A failure in between leaves the rows
 #: unsent (published again by the next wake-up: consumers are idempotent) and closes the
 #: connection, which lets the lock go. Both go through asyncpg directly (`servicekit.sql`):
@@ -278,6 +281,21 @@ _MARK_SENT = (
     "WITH sent AS (UPDATE outbox SET sent_at = now(), attempts = attempts + 1 "
     "WHERE id = ANY($2::bigint[])) "
     "SELECT pg_advisory_unlock($1::bigint)"
+)
+#: `_MARK_SENT` and, in the same round trip, the rows committed while those were published
+#: (the statement's snapshot does not see its own UPDATE, hence the ids left out): the lock is
+#: kept while there are some, and let go when there are none. Under load a cycle of the relay
+#: is then one round trip instead of two. One row with null columns when nothing waits.
+_MARK_SENT_AND_CLAIM = (
+    "WITH sent AS (UPDATE outbox SET sent_at = now(), attempts = attempts + 1 "
+    "WHERE id = ANY($2::bigint[])), "
+    "unsent AS MATERIALIZED (SELECT id, topic, key, value, headers, created_at FROM outbox "
+    "WHERE sent_at IS NULL AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT $3), "
+    "freed AS MATERIALIZED (SELECT pg_advisory_unlock($1::bigint) "
+    "WHERE NOT EXISTS (SELECT FROM unsent)) "
+    "SELECT true AS got, (SELECT count(*) FROM freed) AS freed, "
+    "u.id, u.topic, u.key, u.value, u.headers, u.created_at "
+    "FROM (SELECT 1) AS one LEFT JOIN unsent AS u ON true"
 )
 
 _BACKLOG = "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
@@ -309,6 +327,13 @@ class _Unsent(NamedTuple):
     value: bytes
     headers: dict[str, Any]
     created_at: datetime
+
+
+def _unsent(result: Sequence[Any]) -> list[_Unsent]:
+    """The rows of `_CLAIM` / `_MARK_SENT_AND_CLAIM` (none: one row with null columns)."""
+    return sorted(
+        (_Unsent(*row[2:]) for row in result if row["id"] is not None), key=lambda row: row.id
+    )
 
 
 class OutboxRelay:
@@ -428,14 +453,36 @@ class OutboxRelay:
         self._busy = not result or not result[0]["got"]
         if self._busy:
             return 0
-        rows = sorted(
-            (_Unsent(*row[2:]) for row in result if row["id"] is not None),
-            key=lambda row: row.id,
-        )
+        rows = _unsent(result)
         await self._update_gauges(conn, rows)
         if not rows:  # `_CLAIM` has let the lock go
             await self._purge(conn)
             return 0
+        published = 0
+        while rows:
+            await self._send(rows)
+            ids = [row.id for row in rows]
+            if self._stopping or published + len(rows) >= self.batch_size:
+                await self._fetch(conn, _MARK_SENT, self._lock_key, ids)
+                more: list[_Unsent] = []
+            else:
+                # the wake-ups of the commits whose rows this statement takes are spent
+                self._wake.clear()
+                more = _unsent(
+                    await self._fetch(
+                        conn, _MARK_SENT_AND_CLAIM, self._lock_key, ids, self.batch_size
+                    )
+                )
+                await self._update_gauges(conn, more)
+            for row in rows:
+                metrics.OUTBOX_PUBLISHED.labels(row.topic).inc()
+            published += len(rows)
+            rows = more
+        return published
+
+    async def _send(self, rows: Sequence[_Unsent]) -> None:
+        """Publish `rows` in order and wait for every acknowledgement (a failure raises first:
+        the caller closes the connection, the rows stay unsent, the lock is let go)."""
         futures = []
         for row in rows:
             fut = await self.broker.publish(
@@ -446,13 +493,7 @@ class OutboxRelay:
                 no_confirm=True,
             )
             futures.append(fut)
-        # every acknowledgement arrives before the rows are marked sent (a failure raises
-        # first: the caller closes the connection, the rows stay unsent, the lock is let go)
         await asyncio.gather(*futures)
-        await self._fetch(conn, _MARK_SENT, self._lock_key, [row.id for row in rows])
-        for row in rows:
-            metrics.OUTBOX_PUBLISHED.labels(row.topic).inc()
-        return len(rows)
 
     async def _fetch(self, conn: asyncpg.Connection, statement: str, *args: Any) -> list[Any]:
         return await sql.fetch_reported(self._engine, conn, statement, *args)

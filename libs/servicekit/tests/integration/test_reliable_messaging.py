@@ -333,6 +333,76 @@ async def test_a_relay_wake_up_is_two_round_trips_and_a_failed_publish_leaves_ro
     assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 0
 
 
+async def _read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
+    """The first `count` records of `topic`, in the order of its (one key's) partition."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        while len(records) < count:
+            batch = await consumer.getmany(timeout_ms=5000)
+            assert batch, "timed out waiting for relayed messages"
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_rows_committed_during_a_publish_are_taken_by_the_statement_that_marks_it(
+    session_factory: Any, kafka_bootstrap_servers: str
+) -> None:
+    """While a wake-up's rows are published, a commit writes more: the statement that marks the
+    first rows sent takes them (the lock kept), they are published in turn, and the statement
+    that marks those finds nothing and lets the lock go. Two cycles, three round trips (two
+    each before), every row once, in id order."""
+    topic = unique_topic()
+    await ensure_topics(kafka_bootstrap_servers, [topic], partitions=1)
+    written = [_envelope() for _ in range(3)]
+    async with session_factory() as session, session.begin():
+        for env in written[:2]:
+            await enqueue(session, topic, env)
+    broker = KafkaBroker(bootstrap_list(kafka_bootstrap_servers), acks="all")
+    await broker.start()
+    relay = OutboxRelay(
+        service=f"svc-{uuid.uuid4().hex[:6]}", session_factory=session_factory, broker=broker
+    )
+    await relay.open()
+    publish = broker.publish
+    calls = 0
+
+    async def publish_and_commit_another(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # a commit lands while the first rows are on their way
+            async with session_factory() as session, session.begin():
+                await enqueue(session, topic, written[2])
+        return await publish(*args, **kwargs)
+
+    sent: list[str] = []
+    try:
+        await relay._own.fetchval("SELECT 1")  # type: ignore[union-attr]  # noqa: SLF001
+        relay._own.add_query_logger(lambda record: sent.append(record.query))  # type: ignore[union-attr]  # noqa: SLF001
+        broker.publish = publish_and_commit_another  # type: ignore[method-assign]
+        assert await relay.publish_once() == 3
+        await asyncio.sleep(0)
+        # the relay's own statements (asyncpg also asks for a new statement's types once)
+        statements = [q for q in sent if "outbox" in q and not q.startswith("DELETE FROM outbox")]
+        assert len(statements) == 3, statements
+        assert "pg_try_advisory_lock" in statements[0]
+        assert all("UPDATE outbox SET sent_at" in q for q in statements[1:])
+        assert await _lock_is_free(session_factory, relay._lock_key)  # noqa: SLF001
+    finally:
+        broker.publish = publish  # type: ignore[method-assign]
+        await relay.close()
+        await broker.stop()
+    assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 0
+    received = await _read_topic(kafka_bootstrap_servers, topic, 3)
+    assert [decode(r.value).message_id for r in received] == [env.message_id for env in written]
+
+
 async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
     session_factory: Any, kafka_bootstrap_servers: str
 ) -> None:
@@ -357,26 +427,9 @@ async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
         await broker.stop()
 
     assert await _count(session_factory, OUTBOX, OUTBOX.c.sent_at.is_(None)) == 0
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        group_id=None,
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        received: list[uuid.UUID] = []
-        headers: list[dict[str, bytes]] = []
-        while len(received) < 25:
-            batch = await consumer.getmany(timeout_ms=5000)
-            assert batch, "timed out waiting for relayed messages"
-            for records in batch.values():
-                received.extend(decode(r.value).message_id for r in records)
-                headers.extend(dict(r.headers) for r in records)
-    finally:
-        await consumer.stop()
-    assert received == [e.message_id for e in envs]
+    records = await _read_topic(kafka_bootstrap_servers, topic, 25)
+    assert [decode(r.value).message_id for r in records] == [e.message_id for e in envs]
+    headers = [dict(r.headers) for r in records]
     # each record names its message in headers too, for consumers that pass it over undecoded
     assert all(h[TYPE_HEADER] == envs[0].type.encode() for h in headers)
     assert all(h[SCHEMA_VERSION_HEADER] == str(envs[0].schema_version).encode() for h in headers)
