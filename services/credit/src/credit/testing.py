@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypedDict, Unpack
 
+from contracts.credit.v1 import ApplyBonuses
 from contracts.enums import DebtPaymentKind, MoneyMethod, PaymentMethod, RefundMethod
 from contracts.gateway.v1 import (
     AllocationRequest,
@@ -22,6 +23,7 @@ from contracts.gateway.v1 import (
     SaleLine,
     SalePayment,
 )
+from contracts.loyalty.v1 import BonusesApplied, BonusesRefused, PaymentBonus
 from credit.domain.model import AllocationRequest as LedgerAllocation
 from credit.domain.model import (
     Ledger,
@@ -399,4 +401,36 @@ def revoke(
         customer_id=customer_id,
         settings=settings,
         requested_at=at,
+    )
+
+
+def bonuses_refused(cmd: ApplyBonuses, balance: Decimal) -> BonusesRefused:
+    """Loyalty's refusal of `cmd` for want of bonus, the customer's balance being `balance`."""
+    return BonusesRefused(
+        operation_id=cmd.operation_id,
+        operation_kind=cmd.operation_kind,
+        chain_id=cmd.chain_id,
+        customer_id=cmd.customer_id,
+        code="insufficient_bonus",
+        detail="not enough bonus",
+        balance=balance,
+    )
+
+
+def bonuses_applied(
+    cmd: ApplyBonuses, accrued: list[PaymentBonus], balance_after: Decimal
+) -> BonusesApplied:
+    """Loyalty's answer applying `cmd`: its spend and restore as asked, `accrued` per payment."""
+    return BonusesApplied(
+        operation_id=cmd.operation_id,
+        operation_kind=cmd.operation_kind,
+        chain_id=cmd.chain_id,
+        customer_id=cmd.customer_id,
+        spent=cmd.spend,
+        accrued=sum((a.amount for a in accrued), Decimal(0)),
+        accrued_by_payment=accrued,
+        restored=cmd.restore_up_to,
+        reversed=Decimal("0.00"),
+        reversed_by_payment=[],
+        balance_after=balance_after,
     )

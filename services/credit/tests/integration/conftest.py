@@ -20,11 +20,12 @@ from aiokafka.structs import ConsumerRecord
 from contracts.base import Message
 from contracts.credit.v1 import ApplyBonuses
 from contracts.envelope import Envelope, decode
-from contracts.loyalty.v1 import BonusesApplied, BonusesRefused, PaymentBonus
+from contracts.loyalty.v1 import PaymentBonus
 from contracts.money import quantize_money
 from credit.adapters.repository import Repository
 from credit.entrypoints.app import MIGRATIONS_DIR, make_consumer
 from credit.service_layer.queries import customer_credit
+from credit.testing import bonuses_applied, bonuses_refused
 from servicekit.db import make_engine, make_session_factory, run_migrations
 from servicekit.schema import OUTBOX
 from servicekit.testing import envelope_of, record_of
@@ -92,15 +93,7 @@ class Harness:
             balance = self.bonus.get(cmd.customer_id, Decimal(0))
             answer: Message
             if refuse or cmd.spend > balance:
-                answer = BonusesRefused(
-                    operation_id=cmd.operation_id,
-                    operation_kind=cmd.operation_kind,
-                    chain_id=cmd.chain_id,
-                    customer_id=cmd.customer_id,
-                    code="insufficient_bonus",
-                    detail="not enough bonus",
-                    balance=balance,
-                )
+                answer = bonuses_refused(cmd, balance)
             else:
                 rate = cmd.bonus_rate_percent / 100 if cmd.bonus_accrual else Decimal(0)
                 accrued = [
@@ -113,19 +106,7 @@ class Harness:
                 total = sum((a.amount for a in accrued), Decimal(0))
                 balance = balance - cmd.spend + total + cmd.restore_up_to
                 self.bonus[cmd.customer_id] = balance
-                answer = BonusesApplied(
-                    operation_id=cmd.operation_id,
-                    operation_kind=cmd.operation_kind,
-                    chain_id=cmd.chain_id,
-                    customer_id=cmd.customer_id,
-                    spent=cmd.spend,
-                    accrued=total,
-                    accrued_by_payment=accrued,
-                    restored=cmd.restore_up_to,
-                    reversed=Decimal("0.00"),
-                    reversed_by_payment=[],
-                    balance_after=balance,
-                )
+                answer = bonuses_applied(cmd, accrued, balance)
             await self.send(answer, key=str(cmd.customer_id))
             answered += 1
         return answered

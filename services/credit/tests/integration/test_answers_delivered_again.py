@@ -10,42 +10,19 @@ from decimal import Decimal
 
 from contracts.credit.v1 import ApplyBonuses
 from contracts.envelope import Envelope
-from contracts.loyalty.v1 import BonusesApplied, BonusesRefused
-from credit.testing import customer_snapshot, one_line_sale, settings_snapshot
+from credit.testing import (
+    bonuses_applied,
+    bonuses_refused,
+    customer_snapshot,
+    one_line_sale,
+    settings_snapshot,
+)
 
 CHAIN = uuid.UUID("22222222-2222-2222-2222-222222222222")
 
 
 async def _asked(harness) -> ApplyBonuses:
     return ApplyBonuses.model_validate((await harness.outbox("loyalty.ApplyBonuses"))[-1].payload)
-
-
-def _applied(ask: ApplyBonuses) -> BonusesApplied:
-    return BonusesApplied(
-        operation_id=ask.operation_id,
-        operation_kind=ask.operation_kind,
-        chain_id=ask.chain_id,
-        customer_id=ask.customer_id,
-        spent=Decimal("0.00"),
-        accrued=Decimal("0.00"),
-        accrued_by_payment=[],
-        restored=Decimal("0.00"),
-        reversed=Decimal("0.00"),
-        reversed_by_payment=[],
-        balance_after=Decimal("0.00"),
-    )
-
-
-def _refused(ask: ApplyBonuses) -> BonusesRefused:
-    return BonusesRefused(
-        operation_id=ask.operation_id,
-        operation_kind=ask.operation_kind,
-        chain_id=ask.chain_id,
-        customer_id=ask.customer_id,
-        code="insufficient_bonus",
-        detail="not enough bonus",
-        balance=Decimal("0.00"),
-    )
 
 
 async def _state(harness, customer_id: uuid.UUID) -> tuple[list[Envelope], object, int]:
@@ -62,7 +39,7 @@ async def test_an_answer_delivered_again_changes_nothing(harness) -> None:
     key = str(customer.customer_id)
     await harness.send(one_line_sale(CHAIN, customer, settings, "50.00"), key=key)
     first = await _asked(harness)
-    applied = harness.envelope(_applied(first), key)
+    applied = harness.envelope(bonuses_applied(first, [], Decimal("0.00")), key)
     await harness.send_envelope(applied)  # the first sale completes
     await harness.send(one_line_sale(CHAIN, customer, settings, "30.00", at=1), key=key)
     second = await _asked(harness)
@@ -75,7 +52,7 @@ async def test_an_answer_delivered_again_changes_nothing(harness) -> None:
     # no inbox row for the answer: only the two commands have one
     assert await harness.count("inbox") == 2
     # the second sale completes with its own answer
-    await harness.send_envelope(harness.envelope(_applied(second), key))
+    await harness.send_envelope(harness.envelope(bonuses_applied(second, [], Decimal("0.00")), key))
     completed = await harness.events("credit.SaleCompleted")
     assert [e["customer_balances"]["debt"] for e in completed] == ["50.00", "80.00"]
 
@@ -85,7 +62,7 @@ async def test_a_refusal_delivered_again_changes_nothing(harness) -> None:
     settings = settings_snapshot()
     key = str(customer.customer_id)
     await harness.send(one_line_sale(CHAIN, customer, settings, "50.00"), key=key)
-    refused = harness.envelope(_refused(await _asked(harness)), key)
+    refused = harness.envelope(bonuses_refused(await _asked(harness), Decimal("0.00")), key)
     await harness.send_envelope(refused)  # the sale is refused and voided
     await harness.send(one_line_sale(CHAIN, customer, settings, "30.00", at=1), key=key)
     before = await _state(harness, customer.customer_id)
@@ -94,7 +71,9 @@ async def test_a_refusal_delivered_again_changes_nothing(harness) -> None:
 
     assert await _state(harness, customer.customer_id) == before
     assert await harness.count("inbox") == 2
-    await harness.send_envelope(harness.envelope(_applied(await _asked(harness)), key))
+    await harness.send_envelope(
+        harness.envelope(bonuses_applied(await _asked(harness), [], Decimal("0.00")), key)
+    )
     assert [e["code"] for e in await harness.events("credit.OperationRefused")] == [
         "insufficient_bonus"
     ]
