@@ -115,16 +115,18 @@ def note_outbox_written(db: sql.Db) -> None:
 
 
 #: Rows in the order given (ids follow it: the relay publishes in id order), one statement
-#: whatever their number, prepared once per connection.
-_INSERT_ROWS = (
+#: whatever their number, prepared once per connection. `{0}`..`{5}`: its parameters' numbers.
+_INSERT_ROWS_NUMBERED = (
     "INSERT INTO outbox (message_id, topic, key, type, value, headers) "
-    "SELECT m, t, k, y, v, h FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], "
-    "$5::bytea[], $6::jsonb[]) WITH ORDINALITY AS u(m, t, k, y, v, h, n) ORDER BY n"
+    "SELECT m, t, k, y, v, h FROM unnest(${0}::uuid[], ${1}::text[], ${2}::text[], "
+    "${3}::text[], ${4}::bytea[], ${5}::jsonb[]) WITH ORDINALITY AS u(m, t, k, y, v, h, n) "
+    "ORDER BY n"
 )
+_INSERT_ROWS = _INSERT_ROWS_NUMBERED.format(*range(1, 7))
 
 
 def _row_arrays(rows: Sequence[dict[str, Any]]) -> tuple[list[Any], ...]:
-    """The parameters of `_INSERT_ROWS` (and of `_ROWS_CTE`): one array per column."""
+    """The parameters of `_INSERT_ROWS` (and of `_rows_cte`): one array per column."""
     return (
         [row["message_id"] for row in rows],
         [row["topic"] for row in rows],
@@ -140,14 +142,11 @@ async def _insert_rows(db: sql.Db, rows: Sequence[dict[str, Any]]) -> None:
 
 
 #: `_INSERT_ROWS` as a data-modifying CTE put in front of another statement (PostgreSQL runs it
-#: once, whatever the statement reads of it); `{0}`..`{5}` are its parameters' numbers, after
-#: that statement's own
-_ROWS_CTE = (
-    "_outbox_rows AS (INSERT INTO outbox (message_id, topic, key, type, value, headers) "
-    "SELECT m, t, k, y, v, h FROM unnest(${0}::uuid[], ${1}::text[], ${2}::text[], "
-    "${3}::text[], ${4}::bytea[], ${5}::jsonb[]) WITH ORDINALITY AS u(m, t, k, y, v, h, n) "
-    "ORDER BY n)"
-)
+#: once, whatever the statement reads of it), its parameters numbered after that statement's
+def _rows_cte(first: int) -> str:
+    return f"_outbox_rows AS ({_INSERT_ROWS_NUMBERED.format(*range(first, first + 6))})"
+
+
 _WITH = re.compile(r"\s*with\s+", re.IGNORECASE)
 
 
@@ -167,8 +166,7 @@ def carrying_buffered(
     buffered: list[dict[str, Any]] | None = info.get(_BUFFER)
     if not buffered or info.get(sql.SAVEPOINTS_OPEN, 0):
         return statement, tuple(args)
-    numbers = range(len(args) + 1, len(args) + 7)
-    cte = _ROWS_CTE.format(*numbers)
+    cte = _rows_cte(len(args) + 1)
     opening = _WITH.match(statement)
     if opening is None:
         combined = f"WITH {cte} {statement}"
