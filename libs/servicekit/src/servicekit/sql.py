@@ -20,7 +20,9 @@ between batches (BEGIN and COMMIT sent by asyncpg itself), and the statements ab
 as on a session. A session costs ~0.1-0.2 ms of CPU per transaction on top of that (making it,
 its transaction's bookkeeping, the pool checkout): measured in docs/benchmarks/notes.md. Code
 that needs SQLAlchemy (`session.execute` of a Core statement, a savepoint of the session) gets
-`Tx.session`, made on first use, bound to the same connection and transaction.
+`Tx.session`, made on first use, bound to the same connection and transaction. A `Tx` made
+`autocommit` is one statement that commits by itself: no BEGIN and no COMMIT (two round trips
+fewer), and a second statement is refused (`OneStatementOnly`).
 """
 
 from __future__ import annotations
@@ -101,6 +103,11 @@ SAVEPOINT_GUARDS: list[Callable[[dict[str, Any]], Callable[[], None]]] = []
 SAVEPOINTS_OPEN = "servicekit.sql.savepoints"
 
 
+class OneStatementOnly(RuntimeError):
+    """A second statement, or a session, asked of an `autocommit` `Tx`: a bug of the caller,
+    which declared its work one statement."""
+
+
 class Tx:
     """One transaction on a connection of the service's pool, begun and ended by asyncpg.
 
@@ -109,23 +116,29 @@ class Tx:
     is an `AsyncSession` bound to the same connection, made on first use: what it sends is in
     this transaction (SQLAlchemy finds it begun), and `commit` then ends the transaction through
     it, so its flush and its `after_commit` listeners run. `info` is the transaction's own
-    dict, the session's `info` once there is one (the outbox keeps its buffer there)."""
+    dict, the session's `info` once there is one (the outbox keeps its buffer there).
 
-    __slots__ = ("_adapted", "_info", "_session", "conn", "driver")
+    `begin(conn, autocommit=True)` sends no BEGIN: the one statement the caller runs commits by
+    itself (PostgreSQL's implicit transaction), `commit` sends nothing and runs `AFTER_COMMIT`,
+    and a second statement or a session raises `OneStatementOnly` before anything is sent."""
 
-    def __init__(self, conn: AsyncConnection, adapted: Any) -> None:
+    __slots__ = ("_adapted", "_info", "_session", "autocommit", "conn", "driver", "sent")
+
+    def __init__(self, conn: AsyncConnection, adapted: Any, *, autocommit: bool = False) -> None:
         self.conn = conn
         self._adapted = adapted  # SQLAlchemy's asyncpg adapter: it tracks the transaction
         self.driver: asyncpg.Connection = adapted._connection
         self._session: AsyncSession | None = None
         self._info: dict[str, Any] = {}
+        self.autocommit = autocommit
+        self.sent = 0  # statements sent through this module
 
     @classmethod
-    async def begin(cls, conn: AsyncConnection) -> Tx:
+    async def begin(cls, conn: AsyncConnection, *, autocommit: bool = False) -> Tx:
         adapted: Any = (await conn.get_raw_connection()).dbapi_connection
-        if adapted._transaction is None:
+        if adapted._transaction is None and not autocommit:
             await _begin(adapted)
-        return cls(conn, adapted)
+        return cls(conn, adapted, autocommit=autocommit and adapted._transaction is None)
 
     @property
     def sync_connection(self) -> Connection:
@@ -139,6 +152,8 @@ class Tx:
 
     @property
     def session(self) -> AsyncSession:
+        if self.autocommit:
+            raise OneStatementOnly("a session asked of an autocommit transaction")
         if self._session is None:
             session = AsyncSession(bind=self.conn, expire_on_commit=False)
             session.sync_session.info.update(self._info)
@@ -175,18 +190,20 @@ Db = AsyncSession | Tx
 
 
 @contextlib.asynccontextmanager
-async def transaction_on(conn: AsyncConnection) -> AsyncIterator[Tx]:
-    """A `Tx` on `conn` for the block: committed when the block ends, rolled back if it raises.
-    If beginning or ending it fails, the state of `conn` is unknown, so it is invalidated (its
-    holder must not use it again: `conn.invalidated`)."""
+async def transaction_on(conn: AsyncConnection, *, autocommit: bool = False) -> AsyncIterator[Tx]:
+    """A `Tx` on `conn` for the block: committed when the block ends, rolled back if it raises
+    (`autocommit`: one statement, see `Tx`). If beginning or ending it fails, the state of
+    `conn` is unknown, so it is invalidated (its holder must not use it again:
+    `conn.invalidated`); so is an autocommit one's whose connection was lost."""
     ended = False
     try:
-        tx = await Tx.begin(conn)
+        tx = await Tx.begin(conn, autocommit=autocommit)
         try:
             yield tx
         except BaseException:
             await tx.rollback()
-            ended = True
+            # an autocommit block sends no ROLLBACK that would fail on a lost connection
+            ended = not (tx.autocommit and tx.driver.is_closed())
             raise
         await tx.commit()
         ended = True
@@ -225,6 +242,8 @@ async def savepoint(db: Db) -> AsyncIterator[None]:
 
     What the transaction keeps in memory (`SAVEPOINT_GUARDS`) is rolled back with it: an event
     a rolled-back step had emitted is not published."""
+    if isinstance(db, Tx) and db.autocommit:
+        raise OneStatementOnly("a savepoint asked of an autocommit transaction")
     info = info_of(db)
     undo = [guard(info) for guard in SAVEPOINT_GUARDS]
     info[SAVEPOINTS_OPEN] = info.get(SAVEPOINTS_OPEN, 0) + 1
@@ -249,6 +268,9 @@ async def _driver(db: Db) -> tuple[asyncpg.Connection, Connection]:
     """The asyncpg connection under `db`'s current transaction (for a session: BEGIN sent
     first when it has not sent a statement yet) and the SQLAlchemy connection it belongs to."""
     if isinstance(db, Tx):
+        if db.autocommit and db.sent:
+            raise OneStatementOnly("a second statement in an autocommit transaction")
+        db.sent += 1
         return db.driver, db.sync_connection
     session = db
     # the innermost transaction: a savepoint SQLAlchemy has begun is only sent (SAVEPOINT)

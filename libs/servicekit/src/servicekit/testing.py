@@ -307,6 +307,35 @@ def counted_statements(engine: AsyncEngine, *, ignore: str = "\0") -> Iterator[l
         sa.event.remove(engine.sync_engine, "before_cursor_execute", before)
 
 
+@contextlib.asynccontextmanager
+async def queries_sent(engine: AsyncEngine) -> AsyncIterator[list[str]]:
+    """Every query asyncpg sends meanwhile on the connections of `engine` checked out meanwhile,
+    BEGIN and COMMIT included (SQLAlchemy's statement listeners see neither: asyncpg sends
+    them), each as its first word (`BEGIN`, `SELECT`, `WITH`, ...)."""
+    import sqlalchemy as sa
+
+    seen: list[str] = []
+    loggers: list[tuple[Any, Callable[[Any], None]]] = []
+
+    def log(record: Any) -> None:
+        seen.append(record.query.split(None, 1)[0].rstrip(";").upper())
+
+    def checkout(dbapi_connection: Any, *_: Any) -> None:
+        driver = dbapi_connection._connection  # SQLAlchemy's asyncpg adapter holds it
+        driver.add_query_logger(log)
+        loggers.append((driver, log))
+
+    sa.event.listen(engine.sync_engine, "checkout", checkout)
+    try:
+        yield seen
+        await asyncio.sleep(0)  # asyncpg calls its loggers soon after the query, not at once
+    finally:
+        sa.event.remove(engine.sync_engine, "checkout", checkout)
+        for driver, callback in loggers:
+            with contextlib.suppress(Exception):
+                driver.remove_query_logger(callback)
+
+
 @contextlib.contextmanager
 def sessions_begun() -> Iterator[list[int]]:
     """The SQLAlchemy sessions that begin a transaction meanwhile, one entry each (a

@@ -633,6 +633,67 @@ async def test_a_consumer_without_an_inbox_runs_its_idempotent_handler_again_on_
     assert await _count(session_factory, INBOX) == 0
 
 
+async def test_a_message_alone_in_its_batch_of_a_model_declared_one_statement_commits_without_begin(
+    session_factory: Any,
+) -> None:
+    """`autocommit_for`: a batch with one message to handle, of such a model, sends its one
+    statement alone (no BEGIN, no COMMIT) and it is applied; a batch of two has its
+    transaction; a handler that sends a second statement there fails with
+    `OneStatementOnly` before sending it (its first one, idempotent as a handler without an
+    inbox must be, has committed), and its message is applied in a transaction on the slow
+    path once its attempts are spent."""
+    from servicekit.sql import OneStatementOnly, execute
+    from servicekit.testing import queries_sent
+
+    # once per message id, however often it comes
+    insert = (
+        "INSERT INTO effects (message_id, amount) SELECT $1, $2"
+        " WHERE NOT EXISTS (SELECT FROM effects WHERE message_id = $1)"
+    )
+    twice: set[str] = set()
+
+    async def apply(ctx: MessageContext, payload: DeadLetter) -> None:
+        message_id = str(ctx.envelope.message_id)
+        await execute(ctx.db, insert, message_id, Decimal("1.10"))
+        if message_id in twice:
+            await execute(ctx.db, insert, f"{message_id}/2", Decimal("2.20"))
+
+    consumer = Consumer(
+        name=f"test-{uuid.uuid4().hex[:6]}",
+        topics=["t"],
+        handlers={DeadLetter: apply},
+        inbox=False,
+        autocommit_for=frozenset({DeadLetter}),
+        retry_backoff_seconds=0,
+    )
+    consumer.bind(session_factory)
+    engine = session_factory.kw["bind"]
+    alone, first, second, bad = _envelope(), _envelope(), _envelope(), _envelope()
+    async with queries_sent(engine) as sent:
+        await consumer.process_records([_record(alone, offset=0)])
+    assert sent == ["INSERT"], sent
+    async with queries_sent(engine) as sent:
+        await consumer.process_records([_record(first, offset=1), _record(second, offset=2)])
+    assert sent == ["BEGIN", "INSERT", "INSERT", "COMMIT"], sent
+    twice.add(str(bad.message_id))
+    for _ in range(consumer.max_attempts - 1):
+        with pytest.raises(OneStatementOnly):
+            await consumer.process_records([_record(bad, offset=3)])
+    # the last attempt is the slow path's, in a transaction: both statements, once
+    await consumer.process_records([_record(bad, offset=3)])
+    async with session_factory() as session:
+        rows = (await session.execute(sa.select(EFFECTS.c.message_id, EFFECTS.c.amount))).all()
+    assert sorted(rows) == sorted(
+        [
+            (str(alone.message_id), Decimal("1.10")),
+            (str(first.message_id), Decimal("1.10")),
+            (str(second.message_id), Decimal("1.10")),
+            (str(bad.message_id), Decimal("1.10")),
+            (f"{bad.message_id}/2", Decimal("2.20")),
+        ]
+    ), rows
+
+
 async def test_a_batch_writes_the_events_of_all_its_messages_to_the_outbox_in_one_statement(
     session_factory: Any,
 ) -> None:

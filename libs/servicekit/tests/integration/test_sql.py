@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from servicekit import sql
 from servicekit.consumer import is_transient
 from servicekit.db import make_engine, make_read_session_factory, make_session_factory, plain_url
-from servicekit.testing import counted_statements
+from servicekit.testing import counted_statements, queries_sent
 
 pytestmark = pytest.mark.integration
 
@@ -224,6 +224,48 @@ async def test_what_a_tx_asks_for_after_its_commit_runs_once_and_never_after_a_r
                 assert sql.info_of(tx)["asked"] == (True, "commit")  # one dict for both
             await getattr(tx, end)()
     assert seen == [(False, "commit"), (True, "commit")]
+
+
+async def test_an_autocommit_tx_is_one_statement_that_commits_by_itself(
+    engine: AsyncEngine, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`transaction_on(conn, autocommit=True)`: no BEGIN, no COMMIT; the one statement is
+    visible to others before the block ends; a second statement, a session or a savepoint is
+    refused before anything is sent; `AFTER_COMMIT` runs at the end of the block, not after a
+    raise; the connection then begins ordinary transactions again."""
+    seen: list[object] = []
+    monkeypatch.setattr(sql, "AFTER_COMMIT", [lambda info: seen.append(info.pop("asked", None))])
+    first, refused, later = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    other = await asyncpg.connect(plain_url(fresh_database_url))  # not `engine`'s: not counted
+
+    async def visible(row_id: uuid.UUID) -> bool:
+        return bool(await other.fetchval("SELECT count(*) FROM sql_probe WHERE id = $1", row_id))
+
+    try:
+        async with queries_sent(engine) as sent, engine.connect() as conn:
+            async with sql.transaction_on(conn, autocommit=True) as tx:
+                sql.info_of(tx)["asked"] = "committed"
+                await sql.execute(tx, _INSERT, first, Decimal("1.00"), "{}")
+                assert await visible(first)  # committed by itself
+                with pytest.raises(sql.OneStatementOnly):
+                    await sql.execute(tx, _INSERT, refused, Decimal("2.00"), "{}")
+                with pytest.raises(sql.OneStatementOnly):
+                    tx.session  # noqa: B018 - the property is what is tested
+                with pytest.raises(sql.OneStatementOnly):
+                    async with sql.savepoint(tx):
+                        pass
+            with contextlib.suppress(RuntimeError):
+                async with sql.transaction_on(conn, autocommit=True) as tx:
+                    sql.info_of(tx)["asked"] = "rolled back"
+                    raise RuntimeError("nothing was sent")
+            async with sql.transaction_on(conn) as tx:
+                await sql.execute(tx, _INSERT, later, Decimal("3.00"), "{}")
+                assert not await visible(later)  # in a transaction again
+        assert [await visible(i) for i in (first, refused, later)] == [True, False, True]
+    finally:
+        await other.close()
+    assert sent == ["INSERT", "BEGIN", "INSERT", "COMMIT"], sent
+    assert seen == ["committed", None]
 
 
 @pytest.mark.parametrize("first", ["a transaction", "a read"])

@@ -65,7 +65,7 @@ def _statements_without_a_database(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql, "execute", execute)
 
     @asynccontextmanager
-    async def transaction(_consumer: Consumer) -> AsyncIterator[sql.Tx]:
+    async def transaction(_consumer: Consumer, **_: Any) -> AsyncIterator[sql.Tx]:
         """The fast path's transaction, on no connection (its statements are replaced)."""
         yield sql.Tx(SimpleNamespace(), SimpleNamespace(_connection=None, _transaction=None))  # type: ignore[arg-type]
 

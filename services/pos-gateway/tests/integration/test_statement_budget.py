@@ -2,8 +2,8 @@
 
 SQLAlchemy statement building and asyncpg round trips were most of the gateway's CPU (the
 benchmark's profiles, docs/benchmarks.md), so the count is a budget: a change that adds a
-statement to the sale path shows here first. BEGIN and COMMIT are not counted (asyncpg does
-not send them as statements)."""
+statement to the sale path shows here first. `counted` leaves out BEGIN and COMMIT (asyncpg
+sends them itself); `queries_sent` sees them too, where they are the point."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from servicekit.testing import sessions_begun
+from servicekit.testing import queries_sent, sessions_begun
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,8 @@ async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statemen
         # the waiting request reads nothing before it is woken
         await harness.until_waiting(command)
     with counted(harness) as consumer_part:
-        await harness.deliver("credit.events.v1", credit.sale_completed(command.payload))
+        async with queries_sent(harness.engine) as consumer_sent:
+            await harness.deliver("credit.events.v1", credit.sale_completed(command.payload))
     with counted(harness) as answer_part:
         response = await request
     assert response.status_code == 201, response.text
@@ -79,8 +80,10 @@ async def test_a_card_sale_with_its_own_sale_id_costs_a_fixed_number_of_statemen
     # the terminal key; the Idempotency-Key's claim with the chain, card and customer (and the sale
     # id's lock) in one; the request row, lines, payments, command and key link in one
     assert len(request_part) == 3, request_part
-    # the outcome stored with its NOTIFY (the consumer keeps no inbox: `Consumer.inbox`)
+    # the outcome stored with its NOTIFY (the consumer keeps no inbox: `Consumer.inbox`), in
+    # one statement that commits by itself: no BEGIN, no COMMIT (`Consumer.autocommit_for`)
     assert len(consumer_part) == 1, consumer_part
+    assert consumer_sent == ["WITH"], consumer_sent
     # the outcome is handed to the waiting request of this process: no read
     assert answer_part == []
     async with harness.engine.connect() as conn:

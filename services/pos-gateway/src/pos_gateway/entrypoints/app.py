@@ -26,7 +26,7 @@ from pos_gateway.entrypoints.api.problems import install_problem_handlers, probl
 from pos_gateway.entrypoints.api.routes import router
 from pos_gateway.entrypoints.api.staff_routes import router as staff_router
 from pos_gateway.service_layer import idempotency, staff
-from pos_gateway.service_layer.handlers import HANDLERS
+from pos_gateway.service_layer.handlers import HANDLERS, ONE_STATEMENT
 from servicekit.asgi import replaying
 from servicekit.consumer import Consumer
 from servicekit.jobs import PeriodicJob
@@ -196,12 +196,15 @@ def consumers() -> Sequence[Consumer]:
     # No inbox: every handler stores an outcome only on an operation still pending (and counts
     # a return's quantities only then), so an outcome delivered again changes nothing
     # (`test_an_outcome_delivered_again_changes_nothing`); each batch saves a statement.
+    # An outcome alone in its batch is stored by one statement that commits by itself
+    # (`ONE_STATEMENT`): no BEGIN and COMMIT.
     return [
         Consumer(
             name=CONSUMER_GROUP,
             topics=[CREDIT_EVENTS, LOYALTY_EVENTS],
             handlers=HANDLERS,
             inbox=False,
+            autocommit_for=ONE_STATEMENT,
         )
     ]
 

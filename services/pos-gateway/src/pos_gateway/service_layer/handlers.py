@@ -28,3 +28,7 @@ HANDLERS: dict[type[Any], Any] = {
     PaymentBonusCancelled: o.on_payment_bonus_cancelled,
     BonusCancellationRefused: o.on_bonus_cancellation_refused,
 }
+
+#: the handlers that store an outcome in one statement (`outcomes._settle`); a return's also
+#: counts its lines' returned quantities, once, in statements of their own
+ONE_STATEMENT: frozenset[type[Any]] = frozenset(HANDLERS) - {ReturnRecorded}
