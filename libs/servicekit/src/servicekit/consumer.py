@@ -321,6 +321,9 @@ class Consumer:
     #: batches hold several messages, so the per-batch costs (a transaction, a commit, the
     #: inbox statement, the offsets) are paid once for all of them.
     fetch_wait_ms: int = 0
+    #: `fetch_wait_ms` is this consumer's own: the runtime leaves it as it is instead of setting
+    #: the service's `<PREFIX>_CONSUMER_FETCH_WAIT_MS` (a service whose consumers differ)
+    own_fetch_wait: bool = False
     retry_backoff_seconds: float = 1.0
     #: unexpected handler errors are retried this many times before the message is dead-lettered
     max_attempts: int = 3

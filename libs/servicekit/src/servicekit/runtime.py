@@ -108,7 +108,8 @@ def create_app(definition: ServiceDefinition) -> FastAPI:
             consumer.retry_backoff_seconds = settings.consumer_retry_backoff_seconds
             consumer.commit_interval_seconds = settings.consumer_commit_interval_seconds
             consumer.poll_timeout_ms = settings.consumer_poll_timeout_ms
-            consumer.fetch_wait_ms = settings.consumer_fetch_wait_ms
+            if not consumer.own_fetch_wait:
+                consumer.fetch_wait_ms = settings.consumer_fetch_wait_ms
             consumer.attach(broker, session_factory)
             consumer.keep_connection = True
         await ensure_topics(

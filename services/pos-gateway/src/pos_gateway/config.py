@@ -31,6 +31,13 @@ class Settings(ServiceSettings):
     notifier_url: str = "http://127.0.0.1:8084"
     #: Base URL of credit's internal read API (its own debt and advance of a customer).
     credit_url: str = "http://127.0.0.1:8081"
+    #: How long Kafka may hold a fetch of loyalty's events to gather them (milliseconds; 0:
+    #: each is handed over at once). The gateway needs two of their types, the answers to a
+    #: payment bonus's cancellation, and is sent every bonus movement and answer to credit
+    #: (two or three a sale with a card): with a wait, one fetch a wait carries them all
+    #: instead of one fetch each, and a cancellation's answer comes up to this much later
+    #: (it is answered within `sale_wait_seconds`, else 202 as any operation).
+    bonus_answers_fetch_wait_ms: int = Field(default=200, ge=0, le=2000)
     #: Timeout of one call to an internal API.
     internal_timeout_seconds: float = 3.0
     #: How long a till request waits for its outcome before answering 202.

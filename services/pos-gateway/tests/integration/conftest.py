@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -90,7 +90,8 @@ class Harness:
     gateway: Gateway
     engine: AsyncEngine
     internal: FakeInternal
-    consumer: Consumer
+    #: the members of the gateway's consumer group, each reading its topics
+    consumers: Sequence[Consumer]
     _offset: int = 0
 
     auth = staticmethod(lambda key: auth(key))
@@ -243,7 +244,8 @@ class Harness:
             serialized_value_size=0,
             headers=(),
         )
-        await self.consumer.process_records([record])
+        consumer = next(c for c in self.consumers if topic in c.topics)
+        await consumer.process_records([record])
 
 
 # --------------------------------------------------------------------------- playing credit
@@ -361,14 +363,15 @@ async def harness(
         notifier_transport=httpx.MockTransport(internal.handler),
         credit_transport=httpx.MockTransport(internal.handler),
     )
-    consumer = consumers()[0]
-    consumer.bind(session_factory)
-    consumer.retry_backoff_seconds = 0
+    members = consumers(settings)
+    for consumer in members:
+        consumer.bind(session_factory)
+        consumer.retry_backoff_seconds = 0
     app = build_public_app(gw)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
         base_url="http://gateway.test",
     ) as client:
-        yield Harness(client, gw, engine, internal, consumer)
+        yield Harness(client, gw, engine, internal, members)
     await gw.stop()
     await engine.dispose()
