@@ -1,7 +1,11 @@
 """CPU and memory of the stack's processes from /proc (no psutil): per process tree, by PID.
 
 PostgreSQL forks a backend per connection, so a root PID's figures include all of its
-descendants. CPU is reported in percent of one core over a sampling window.
+descendants. CPU is reported in percent of one core over a sampling window. A tree's CPU counts
+the processes that exited meanwhile too: each process's figure includes its children it has
+reaped (`cutime` + `cstime`), so a PostgreSQL backend that ends during a window (a pool
+replacing an old connection, an autovacuum worker) is counted in its postmaster's, where
+summing the live processes alone would lose all of its CPU.
 """
 
 from __future__ import annotations
@@ -14,15 +18,18 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds of user + system) of one process."""
+def _stat(pid: int) -> tuple[int, float, float] | None:
+    """(parent pid, CPU seconds of user + system, those of its reaped children) of one
+    process."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name may contain spaces: the fields after it start past the last ')'
     fields = raw[raw.rfind(")") + 2 :].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK
+    own = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    reaped = (int(fields[13]) + int(fields[14])) / CLK_TCK
+    return int(fields[1]), own, reaped
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -78,14 +85,19 @@ def machine_times() -> tuple[float, float]:
 
 
 def sample(roots: dict[str, int], *, alone: frozenset[str] = frozenset()) -> Sample:
-    """Figures of each root's process tree (of the root only for the names in `alone`: the
-    load generator is the parent of the stack it started)."""
+    """Figures of each root's process tree, the children its processes reaped included (of
+    the root's own only for the names in `alone`: the load generator is the parent of the
+    stack it started, whose processes it reaps when one is killed)."""
     children = _children()
     cpu: dict[str, float] = {}
     rss: dict[str, int] = {}
     for name, root in roots.items():
-        pids = [root] if name in alone else _tree(root, children)
-        cpu[name] = sum((st[1] for p in pids if (st := _stat(p)) is not None), 0.0)
+        if name in alone:
+            pids = [root]
+            cpu[name] = sum((st[1] for p in pids if (st := _stat(p)) is not None), 0.0)
+        else:
+            pids = _tree(root, children)
+            cpu[name] = sum((st[1] + st[2] for p in pids if (st := _stat(p)) is not None), 0.0)
         rss[name] = sum(_rss_bytes(p) for p in pids)
     busy, total = machine_times()
     return Sample(cpu, rss, busy, total)
