@@ -402,17 +402,9 @@ class OutboxRelay:
 
     async def open(self) -> None:
         """Hold a connection of the relay's own for its wake-ups (`run` does, and reopens it
-        after a failure).
-
-        Its commits do not wait for their WAL to reach the disk (`synchronous_commit = off`):
-        what it writes is only that rows were published (and the purge of old ones). A
-        PostgreSQL crash may forget the last of those marks (never more than the WAL writer's
-        last fraction of a second, and never a row itself: the transactions that wrote them
-        waited for their flush, which carries every earlier commit), and the rows are then
-        published again, in order, which the consumers pass over as they pass over any
-        message delivered twice."""
+        after a failure)."""
         if self._own is None:
-            own = await asyncpg.connect(self._url, server_settings={"synchronous_commit": "off"})
+            own = await asyncpg.connect(self._url)
             # `headers` comes back decoded, as on the engine's connections
             await own.set_type_codec(
                 "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"

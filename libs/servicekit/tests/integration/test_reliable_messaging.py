@@ -403,27 +403,6 @@ async def test_rows_committed_during_a_publish_are_taken_by_the_statement_that_m
     assert [decode(r.value).message_id for r in received] == [env.message_id for env in written]
 
 
-async def test_only_the_relays_own_connection_commits_without_waiting_for_the_disk(
-    session_factory: Any,
-) -> None:
-    """The relay's marks (`synchronous_commit = off`: a crash may forget the last ones, and
-    their rows are published again); every other transaction of the service waits for its
-    flush."""
-    relay = OutboxRelay(
-        service=f"svc-{uuid.uuid4().hex[:6]}",
-        session_factory=session_factory,
-        broker=KafkaBroker(),  # never started: nothing is published here
-    )
-    await relay.open()
-    try:
-        own = await relay._own.fetchval("SHOW synchronous_commit")  # type: ignore[union-attr]  # noqa: SLF001
-    finally:
-        await relay.close()
-    async with session_factory() as session:
-        service = await session.scalar(sa.text("SHOW synchronous_commit"))
-    assert (own, service) == ("off", "on")
-
-
 async def test_the_relay_publishes_outbox_rows_in_order_and_marks_them_sent(
     session_factory: Any, kafka_bootstrap_servers: str
 ) -> None:
