@@ -12,6 +12,13 @@ invariants" when it found no violation. After the steps, a recovery phase kills 
 service under a steady rate and restarts it (`bench.recovery`); the invariants are checked once
 more after it.
 
+Before each step every database of the stack is analysed (`analyze_databases`, outside the
+measured window). The bench's tables grow from empty within minutes, and a statement's cached
+plan is made on the statistics of the moment: an outbox or a ledger planned at a few pages is
+scanned whole for every row it looks up until autovacuum analyses it again (about once a
+minute per database, later when its workers are busy), where a database that has run for a
+while has statistics that say what its tables hold (docs/benchmarks/notes.md, "Stop 31").
+
 Every run also measures the floor (`bench.floor`: a minimal FastAPI + asyncpg app at
 saturation, minutes before the steps, on the same machine) and gives each step's CPU per
 request for the stack and per service (instances of one service summed), so a report reads as
@@ -53,6 +60,7 @@ from devstack.ports import free_port
 from devstack.procs import no_progress
 from devstack.services import SERVICE_NAMES, ServicePorts
 from devstack.stack import Stack, purge_run_dir, start_stack
+from servicekit.settings import with_database
 from tools.chaos import invariants
 from tools.chaos.driver import CustomerModel
 
@@ -183,6 +191,34 @@ async def pg_deadlocks(database_url: str) -> float:
         return float(await conn.fetchval("SELECT sum(deadlocks) FROM pg_stat_database"))
     finally:
         await conn.close()
+
+
+async def analyze_databases(database_url: str, names: list[str] | None = None) -> float:
+    """`ANALYZE` in each database `names` (every one the server allows connections to but
+    `postgres` and the templates, when None) of the server of `database_url`; the seconds it
+    took. Each statement cached on the services' connections is planned again at its next use,
+    with the statistics of what the tables hold now."""
+    started = time.perf_counter()
+    if names is None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            names = [
+                row[0]
+                for row in await conn.fetch(
+                    "SELECT datname FROM pg_database"
+                    " WHERE datallowconn AND NOT datistemplate AND datname <> 'postgres'"
+                    " ORDER BY datname"
+                )
+            ]
+        finally:
+            await conn.close()
+    for name in names:
+        conn = await asyncpg.connect(with_database(database_url, name))
+        try:
+            await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+    return time.perf_counter() - started
 
 
 async def pg_commits(database_url: str) -> float:
@@ -692,6 +728,7 @@ async def _profile(
     raw = repo_root() / ".run" / "bench-profiles" / opts.label
     if raw.exists():
         shutil.rmtree(raw)
+    await analyze_databases(stack.database_url)
     step = await _measure_step(stack, gen, scraper, opts, rate, profile_to=raw)
     svg_dir = opts.svg_dir or opts.out_dir
     svg_dir.mkdir(parents=True, exist_ok=True)
@@ -784,7 +821,9 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
                     file=sys.stderr,
                     flush=True,
                 )
+                analyzed = await analyze_databases(stack.database_url)
                 step = await _measure_step(stack, gen, scraper, opts, rate)
+                step["analyze_seconds"] = round(analyzed, 2)
                 if variant.name:
                     step["variant"] = variant.name
                 result["steps"].append(step)
