@@ -1,9 +1,10 @@
 """The gateway's ASGI app: public routes on servicekit's runtime (health, metrics, outbox
-relay, the `gateway` consumer of outcome events, the idempotency purge job).
+relay, the `gateway` consumer group of outcome events, the idempotency purge job).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -208,20 +209,14 @@ def consumers(settings: Settings | None = None) -> Sequence[Consumer]:
     # (`test_an_outcome_delivered_again_changes_nothing`); each batch saves a statement.
     # An outcome alone in its batch is stored by one statement that commits by itself
     # (`ONE_STATEMENT`): no BEGIN and COMMIT.
+    member = functools.partial(
+        Consumer, name=CONSUMER_GROUP, inbox=False, autocommit_for=ONE_STATEMENT
+    )
     return [
-        Consumer(
-            name=CONSUMER_GROUP,
-            topics=[CREDIT_EVENTS],
-            handlers=HANDLERS,
-            inbox=False,
-            autocommit_for=ONE_STATEMENT,
-        ),
-        Consumer(
-            name=CONSUMER_GROUP,
+        member(topics=[CREDIT_EVENTS], handlers=HANDLERS),
+        member(
             topics=[LOYALTY_EVENTS],
             handlers=BONUS_HANDLERS,
-            inbox=False,
-            autocommit_for=ONE_STATEMENT,
             fetch_wait_ms=wait,
             own_fetch_wait=True,
         ),
