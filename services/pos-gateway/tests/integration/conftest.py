@@ -50,9 +50,14 @@ class FakeInternal:
     open_sales: dict[str, list[Any]] = field(default_factory=dict)
     down: bool = False
     calls: list[httpx.Request] = field(default_factory=list)
+    #: when set, how many of its connections this pool had checked out at each call
+    pool: Any = None
+    checked_out: list[int] = field(default_factory=list)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.calls.append(request)
+        if self.pool is not None:
+            self.checked_out.append(self.pool.checkedout())
         if self.down:
             raise httpx.ConnectError("down", request=request)
         parts = request.url.path.split("/")

@@ -141,6 +141,23 @@ async def test_a_customer_read_merges_master_data_with_reporting_balances(harnes
     }
 
 
+async def test_a_card_lookup_and_a_customer_read_hold_no_connection_while_reporting_answers(
+    harness: Any,
+) -> None:
+    """Reporting may be slow under load: the read session (and its pooled connection) is given
+    back before it is asked, so slow answers do not pile connections up in the pool."""
+    admin, terminal, cid = await harness.setup_with_customer()
+    harness.internal.open_sales[cid] = []
+    harness.internal.pool = harness.engine.sync_engine.pool
+    card = await harness.client.get("/v1/cards/CARD-1", headers=harness.auth(terminal))
+    read = await harness.client.get(f"/v1/customers/{cid}", headers=harness.auth(admin))
+    assert (card.status_code, read.status_code) == (200, 200), (card.text, read.text)
+    # the card lookup asks for balances (and open sales in a mode that has them), the read for
+    # balances: at every call no connection of the gateway's pool is checked out
+    assert len(harness.internal.checked_out) >= 2, harness.internal.calls
+    assert set(harness.internal.checked_out) == {0}, harness.internal.checked_out
+
+
 async def test_without_reporting_a_customer_read_is_503_never_zeros(harness: Any) -> None:
     admin, _ = await harness.setup()
     cid = (await harness.customer(admin))["customer_id"]

@@ -7,6 +7,7 @@ that makes it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -285,10 +286,16 @@ async def _publish_card_issued(
 
 
 async def get_customer(
-    session: AsyncSession, reporting: ReportingClient, principal: Principal, customer_id: uuid.UUID
+    read: Callable[[], AsyncSession],
+    reporting: ReportingClient,
+    principal: Principal,
+    customer_id: uuid.UUID,
 ) -> dict[str, Any]:
-    chain = await load_chain(session, _chain_id(principal))
-    customer = await load_customer(session, chain.chain_id, customer_id)
+    """The customer with its balances; `read` makes the read session, given back (and its
+    connection) before reporting is asked, which may take a while under load."""
+    async with read() as session:
+        chain = await load_chain(session, _chain_id(principal))
+        customer = await load_customer(session, chain.chain_id, customer_id)
     balances = await reporting.balances(chain.chain_id, customer_id)
     return customer_json(customer, balances, chain.minor_units)
 
@@ -420,10 +427,15 @@ def card_customer(found: TillLookup) -> Any:
 
 
 async def lookup_card(
-    session: AsyncSession, reporting: ReportingClient, principal: Principal, card_number: str
+    read: Callable[[], AsyncSession],
+    reporting: ReportingClient,
+    principal: Principal,
+    card_number: str,
 ) -> dict[str, Any]:
-    """ "Calculate" at the till: the card's customer, balances and open sales."""
-    found = await till_lookup(session, _chain_id(principal), card_number=card_number)
+    """ "Calculate" at the till: the card's customer, balances and open sales. `read` makes the
+    read session, given back (and its connection) before reporting is asked."""
+    async with read() as session:
+        found = await till_lookup(session, _chain_id(principal), card_number=card_number)
     chain = found_chain(found)
     try:
         customer = card_customer(found)

@@ -357,8 +357,7 @@ async def list_customers(
     responses=problems(*AUTH, 404, 503),
 )
 async def get_customer(gw: Gw, principal: BackOfficeKey, customer_id: UUID) -> JSONResponse:
-    async with gw.read() as session:
-        customer = await masterdata.get_customer(session, gw.reporting_api, principal, customer_id)
+    customer = await masterdata.get_customer(gw.read, gw.reporting_api, principal, customer_id)
     return JSONResponse(customer)
 
 
@@ -438,8 +437,7 @@ async def block_card(
 )
 async def lookup_card(gw: Gw, principal: ChainReader, card_number: CardPath) -> JSONResponse:
     """ "Calculate": balances and open sales of the card's customer (403 `card_blocked`)."""
-    async with gw.read() as session:
-        card = await masterdata.lookup_card(session, gw.reporting_api, principal, card_number)
+    card = await masterdata.lookup_card(gw.read, gw.reporting_api, principal, card_number)
     return JSONResponse(card)
 
 
