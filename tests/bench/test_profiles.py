@@ -56,3 +56,29 @@ def test_the_flame_graph_has_a_box_per_frame_and_the_legend_of_the_categories(
     assert "SQLCompiler.visit_select (sql/compiler.py): 100.00% (3 samples)" in svg
     assert "SQLAlchemy statement building 100%" in svg
     assert "all: 100.00% (3 samples)" in svg  # only busy samples are drawn
+
+
+def test_frames_named_as_py_spy_names_them_count_for_the_service_that_runs_them(
+    tmp_path: Path,
+) -> None:
+    # py-spy names a file by the import path it was found under, without "/src/": the
+    # service's own work (and the stdlib it calls) must not count for the framework above it
+    faststream = "HandlerCallWrapper.call_wrapped (faststream/_internal/endpoint/call_wrapper.py:9)"
+    consumer = "Consumer._process_batch (servicekit/consumer.py:782)"
+    handler = "execute (credit/service_layer/handlers.py:120)"
+    uuid_str = "UUID.__str__ (uuid.py:283)"
+    route = "create_sale (pos_gateway/entrypoints/api/routes.py:479)"
+    starlette = "Router.__call__ (starlette/routing.py:700)"
+    path = _write(
+        tmp_path,
+        [
+            ([MAIN, faststream, consumer, handler, uuid_str], 30),
+            ([MAIN, faststream, consumer], 10),
+            ([MAIN, starlette, route], 20),
+            ([MAIN, faststream], 40),  # FastStream's own work
+        ],
+    )
+    assert Profile.read(path).categories() == {
+        "FastStream per message": 40.0,
+        "service code": 60.0,
+    }

@@ -82,10 +82,28 @@ def _where(frame: str) -> tuple[str, str]:
     return name, where.rstrip(")").rsplit(":", 1)[0]
 
 
+#: the top-level packages of this repository: py-spy names a frame's file by the import path
+#: it was found under ("credit/service_layer/handlers.py"), not by "/src/"
+OWN_PACKAGES = frozenset(
+    {
+        "backoffice",
+        "contracts",
+        "credit",
+        "loyalty",
+        "notifier",
+        "pos_gateway",
+        "reporting",
+        "servicekit",
+    }
+)
+
+
 def category_of(path: str) -> str | None:
     for name, needles in CATEGORIES:
         if any(n in path for n in needles):
             return name
+    if path.split("/", 1)[0] in OWN_PACKAGES:
+        return "service code"
     return None
 
 
