@@ -15,6 +15,7 @@ from loyalty.config import Settings
 from loyalty.entrypoints.http import router
 from loyalty.service_layer.expiry import expire_due_bonuses
 from loyalty.service_layer.handlers import (
+    NO_INBOX_FOR,
     LoyaltyHandlers,
     dead_letter_map,
     handler_map,
@@ -36,6 +37,7 @@ def build_consumer(handlers: LoyaltyHandlers) -> Consumer:
         topics=[LOYALTY_COMMANDS, MASTERDATA_EVENTS],
         handlers=handler_map(handlers),
         on_dead_letter=dead_letter_map(handlers),
+        no_inbox_for=NO_INBOX_FOR,
     )
 
 

@@ -471,6 +471,14 @@ def handler_map(handlers: LoyaltyHandlers) -> dict[type[BaseModel], Handler]:
     }
 
 
+#: Commands that keep no inbox row (`Consumer.no_inbox_for`): `apply_bonuses` finds, under the
+#: customer's lock, an operation it applied before and answers it again from what it stored,
+#: so a copy delivered again (Kafka redelivers after a crash or a rebalance) changes nothing but
+#: sends that answer once more, which credit passes over (its operation is no longer pending).
+#: One statement fewer on every sale with a customer.
+NO_INBOX_FOR: frozenset[type[BaseModel]] = frozenset({ApplyBonuses})
+
+
 def dead_letter_map(handlers: LoyaltyHandlers) -> dict[type[BaseModel], DeadLetterHandler]:
     """An ApplyBonuses that can never be processed is answered operation_failed, so the
     operation ends at once instead of at credit's deadline."""
