@@ -365,8 +365,25 @@ async def refuse_failed_command(
     """A command that failed for good before it recorded anything: refused as
     `operation_failed`, unless it was recorded or answered before (then that answer stands)."""
     operation_id, kind = identity(cmd)
+    await _refuse_as_failed(
+        emitter, repo, operation_id, kind, cmd.chain_id, customer_of(cmd), reason, detail
+    )
+
+
+async def _refuse_as_failed(
+    emitter: Emitter,
+    repo: Repository,
+    operation_id: uuid.UUID,
+    kind: OperationKind,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID | None,
+    reason: str,
+    detail: str,
+) -> None:
+    """Refuse the operation as `operation_failed` and count it (`reason`: the metric's label),
+    unless it was recorded or answered before (then that answer stands)."""
     if kind is not OperationKind.REVOKE_DISCOUNT and await repo.operation_known(
-        cmd.chain_id, operation_id, kind.value
+        chain_id, operation_id, kind.value
     ):
         return
     await refuse(
@@ -374,8 +391,8 @@ async def refuse_failed_command(
         emitter,
         operation_id=operation_id,
         kind=kind,
-        chain_id=cmd.chain_id,
-        customer_id=customer_of(cmd),
+        chain_id=chain_id,
+        customer_id=customer_id,
         code=RefusalCode.OPERATION_FAILED,
         detail=detail,
     )
@@ -410,21 +427,10 @@ async def refuse_unparsable(emitter: Emitter, repo: Repository, env: Envelope) -
     except (AssertionError, KeyError, ValueError, TypeError, AttributeError):
         log.error("parked message %s names no operation; dropped", env.message_id)
         return
-    if kind is not OperationKind.REVOKE_DISCOUNT and await repo.operation_known(
-        chain_id, operation_id, kind.value
-    ):
-        return
-    await refuse(
-        repo,
-        emitter,
-        operation_id=operation_id,
-        kind=kind,
-        chain_id=chain_id,
-        customer_id=customer_id,
-        code=RefusalCode.OPERATION_FAILED,
-        detail="the operation failed: its command can no longer be read",
+    detail = "the operation failed: its command can no longer be read"
+    await _refuse_as_failed(
+        emitter, repo, operation_id, kind, chain_id, customer_id, "parked_command", detail
     )
-    metrics.OPERATIONS_FAILED.labels("credit", kind.value, "parked_command").inc()
 
 
 async def fail_operation(
