@@ -682,9 +682,23 @@ IGNORED: dict[type[BaseModel], Callable[[Any], bool]] = {
 #: Loyalty's answers keep no inbox row: their handlers end an operation only while it is
 #: pending (`lock_customer_and_claim_pending`), so an answer delivered again changes nothing
 #: (`test_an_answer_delivered_again_changes_nothing`), and confirming a sale costs no inbox
-#: statement. The cached balance's events keep theirs: one delivered again would set an older
-#: balance.
-NO_INBOX_FOR: frozenset[type[BaseModel]] = frozenset({BonusesApplied, BonusesRefused})
+#: statement. Nor do the commands but a revocation: `process_command` finds an operation it
+#: has seen, accepted or refused, with the ledger's read under the customer's lock and passes
+#: it over, and a copy that finds the customer busy is parked and passed over when replayed
+#: (`test_a_command_delivered_again_changes_nothing`). A revocation may be asked again (it is
+#: answered `already_revoked`), so a copy of the same message must be kept out by the inbox.
+#: The cached balance's events keep theirs: one delivered again would set an older balance.
+NO_INBOX_FOR: frozenset[type[BaseModel]] = frozenset(
+    {
+        BonusesApplied,
+        BonusesRefused,
+        RecordSale,
+        RecordDebtPayment,
+        RecordAdvance,
+        RecordRefund,
+        RecordReturn,
+    }
+)
 
 #: A command or an answer that is dead-lettered still ends its operation (refused as
 #: operation_failed), so nothing waits for it for ever.
