@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 from devstack.paths import repo_root
+from devstack.procs import stop_on_sigterm
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_on_sigterm()  # a bench stopped by SIGTERM stops the stack it started
     parser = argparse.ArgumentParser(prog="python -m bench")
     sub = parser.add_subparsers(dest="command", required=True)
     pipe = sub.add_parser("pipeline", help="open-loop load steps against a fresh stack")

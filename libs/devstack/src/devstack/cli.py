@@ -10,17 +10,15 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from devstack.errors import DevstackError
 from devstack.kafka import fetch_kafka, kafka_version
 from devstack.paths import run_dir
-from devstack.procs import format_tail, no_progress, stderr_progress
+from devstack.procs import format_tail, no_progress, stderr_progress, stop_on_sigterm
 from devstack.services import SERVICE_NAMES
 from devstack.stack import (
     Stack,
@@ -93,10 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = sub.add_parser("kafka-fetch", parents=[common], help="download the Kafka jars")
     fetch.add_argument("--force", action="store_true")
     return parser
-
-
-def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds: started processes are stopped (atexit)
 
 
 def _running(name: str, root: Path | None) -> tuple[list[str], list[str]]:
@@ -236,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     root: Path | None = getattr(args, "run_root", None)
     quiet: bool = getattr(args, "quiet", False)
     progress = no_progress if quiet else stderr_progress
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    stop_on_sigterm()
     try:
         if args.command == "up":
             return cmd_up(name, root, args, quiet)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import IO, Any, Self
 
 Progress = Callable[[str], None]
@@ -344,6 +344,17 @@ def _forget(proc: ManagedProcess) -> None:
 def detach(proc: ManagedProcess) -> None:
     """Let `proc` outlive this Python process (`devstack up`)."""
     _forget(proc)
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds: `finally` blocks run, then `_stop_all_at_exit`
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM end this process as an exit does, so what it started is stopped: Python's
+    default for SIGTERM ends it at once, with no `finally` block and no atexit hook run, which
+    would leave its Kafka, PostgreSQL and services running. For a command's main thread."""
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
 
 
 @atexit.register
