@@ -225,6 +225,16 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[Tx]:
         yield tx
 
 
+@contextlib.asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[Tx]:
+    """A `Tx` for one statement on a connection of `engine`'s pool, checked out for the block:
+    no BEGIN, no COMMIT and no session (`transaction_on(..., autocommit=True)`), so a read
+    costs one round trip and the pool's checkout. A second statement raises `OneStatementOnly`
+    before it is sent."""
+    async with engine.connect() as conn, transaction_on(conn, autocommit=True) as tx:
+        yield tx
+
+
 def session_of(db: Db) -> AsyncSession:
     """The SQLAlchemy session of `db` (a `Tx` makes its own on first use)."""
     return db.session if isinstance(db, Tx) else db

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from servicekit import sql
 from servicekit.consumer import is_transient
 from servicekit.db import make_engine, make_read_session_factory, make_session_factory, plain_url
-from servicekit.testing import counted_statements, queries_sent
+from servicekit.testing import counted_statements, queries_sent, sessions_begun
 
 pytestmark = pytest.mark.integration
 
@@ -266,6 +266,21 @@ async def test_an_autocommit_tx_is_one_statement_that_commits_by_itself(
         await other.close()
     assert sent == ["INSERT", "BEGIN", "INSERT", "COMMIT"], sent
     assert seen == ["committed", None]
+
+
+async def test_autocommit_reads_one_statement_on_a_pool_connection_it_gives_back(
+    engine: AsyncEngine,
+) -> None:
+    """`sql.autocommit(engine)`: a connection of the pool for one statement, no BEGIN, no
+    COMMIT, no session; the connection is back in the pool after the block."""
+    with sessions_begun() as begun:
+        async with queries_sent(engine) as sent, sql.autocommit(engine) as tx:
+            assert await sql.fetchval(tx, "SELECT 41 + 1") == 42
+            with pytest.raises(sql.OneStatementOnly):
+                await sql.fetchval(tx, "SELECT 1")
+    assert sent == ["SELECT"], sent
+    assert begun == []
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("first", ["a transaction", "a read"])

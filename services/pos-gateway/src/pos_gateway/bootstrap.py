@@ -19,7 +19,7 @@ from pos_gateway.adapters.outcome_listener import OutcomeListener
 from pos_gateway.config import Settings
 from pos_gateway.service_layer.waiter import OutcomeWaiter
 from servicekit.db import make_read_session_factory
-from servicekit.sql import Tx, transaction
+from servicekit.sql import Tx, autocommit, transaction
 
 
 @dataclass
@@ -43,10 +43,18 @@ class Gateway:
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """A transaction without a session (`async with gw.transaction() as db:`), on a
         connection checked out for it: a till request's (`servicekit.sql.transaction`)."""
+        return transaction(self._engine())
+
+    def read_one(self) -> AbstractAsyncContextManager[Tx]:
+        """One read statement without a session, BEGIN or COMMIT (`async with gw.read_one() as
+        db:`; `servicekit.sql.autocommit`): an answer's row, an API key's, a card lookup."""
+        return autocommit(self._engine())
+
+    def _engine(self) -> AsyncEngine:
         assert self.session_factory is not None, "the gateway has not started"
         engine = getattr(self.session_factory, "kw", {}).get("bind")
         assert isinstance(engine, AsyncEngine), "a session factory bound to an engine"
-        return transaction(engine)
+        return engine
 
     def read(self) -> AsyncSession:
         """A session for reads only: autocommit, no BEGIN/ROLLBACK round trips (see

@@ -86,7 +86,7 @@ async def test_the_notification_carries_the_stored_row_when_it_fits_and_the_key_
     async with harness.gateway.session() as session:
         read = await Operations(session).read(small)
     assert read is not None
-    assert vars(row) == dict(read._mapping)
+    assert vars(row) == vars(read)
     assert row.outcome == {"total": "1.00"} and isinstance(row.operation_id, uuid.UUID)
     # 8 KB of outcome does not fit: the key alone, its waiters read the row
     assert payloads[1] == payload_of(large.key)

@@ -117,9 +117,36 @@ async def test_a_terminals_next_sale_checks_its_cached_key_in_the_claims_stateme
     assert statements[0][0] == ["SELECT", "key_hash,", "key_id,"], statements
     assert statements[1][:2] == statements[0][1:], statements
     assert statements[1][2] == ["WITH", "settled", "AS"], statements  # the outcome's
-    # the request's transaction and the outcome's batch are `servicekit.sql.Tx`s: no session
-    # begins but the first sale's read of the key
-    assert sessions == [1, 0], sessions
+    # the request's transaction, the outcome's batch and the first sale's read of the key
+    # (`Gateway.read_one`) are `servicekit.sql.Tx`s: no session begins
+    assert sessions == [0, 0], sessions
+
+
+async def test_a_sale_sent_again_is_answered_from_its_row_without_a_session(
+    harness: Any, credit: Any
+) -> None:
+    """A POS that lost the answer sends the sale again under its Idempotency-Key: the claim
+    finds the key, the key's row and then the operation's are read, each one statement
+    through asyncpg; no SQLAlchemy session (a POS retrying under load made the gateway read
+    both through sessions, the most expensive reads it had)."""
+    terminal = await a_terminal_answered_without_polls(harness)
+    headers = harness.till(terminal, idempotency_key=str(uuid.uuid4()))
+    body = {**SALE, "sale_id": str(uuid.uuid4())}
+    request, command = await harness.sale_waiting(body, headers)
+    await harness.until_waiting(command)
+    await harness.deliver("credit.events.v1", credit.sale_completed(command.payload))
+    first = await request
+    assert first.status_code == 201, first.text
+    with counted(harness) as seen, sessions_begun() as begun:
+        again = await harness.client.post("/v1/sales", json=body, headers=headers)
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert begun == [], seen
+    # the claim (with the chain, card and customer), the key's earlier request, the operation
+    assert [s.split(" ")[:2] for s in seen] == [
+        ["WITH", "claimed"],
+        ["SELECT", "scope,"],
+        ["SELECT", "s.chain_id,"],
+    ], seen
 
 
 async def test_a_request_woken_by_another_instances_notify_reads_nothing_after_the_wake_up(

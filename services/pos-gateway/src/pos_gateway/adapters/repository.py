@@ -76,13 +76,13 @@ class IdempotencyKeys(_Tables):
         """True when this transaction created the key's row (and holds it now)."""
         return await sql.fetchval(self.db, _CLAIM_KEY, scope, key, request_hash) is not None
 
-    async def get(self, scope: str, key: str) -> Row[Any]:
-        k = t.idempotency_keys.c
-        return (
-            await self.session.execute(
-                sa.select(t.idempotency_keys).where(k.scope == scope, k.key == key)
-            )
-        ).one()
+    async def get(self, scope: str, key: str) -> SimpleNamespace:
+        """The key's row (its columns as attributes); it must exist. One statement through
+        asyncpg: a request sent again reads it (`idempotency.claim`)."""
+        row = await sql.fetchrow(self.db, _KEY_ROW, scope, key)
+        if row is None:
+            raise LookupError(f"no idempotency key {key!r} in scope {scope!r}")
+        return SimpleNamespace(**dict(row.items()))
 
     async def update(self, scope: str, key: str, **values: Any) -> None:
         k = t.idempotency_keys.c
@@ -520,20 +520,15 @@ class Staff(_Tables):
 class Operations(_Tables):
     """Operation rows (the request and, later, its outcome), sale lines and payments."""
 
-    async def read(self, ref: OpRef) -> Row[Any] | None:
+    async def read(self, ref: OpRef) -> SimpleNamespace | None:
         """The operation row (but its `request`: the command, which nothing reads back) with its
-        chain's minor units."""
-        o = t.operations.c
-        result: sa.Result[Any] = await self.session.execute(
-            sa.select(*ANSWER_COLUMNS, t.chains.c.minor_units)
-            .join(t.chains, t.chains.c.chain_id == o.chain_id)
-            .where(
-                o.chain_id == ref.chain_id,
-                o.kind == ref.kind,
-                o.operation_id == ref.operation_id,
-            )
-        )
-        return result.first()
+        chain's minor units, as `settle_and_notify` returns it (the columns as attributes). One
+        statement through asyncpg: every read of an answer (a request sent again, a status URL
+        polled, a waiting request's poll) runs it."""
+        row = await sql.fetchrow(self.db, _READ_OPERATION, *_ref_args(ref))
+        if row is None:
+            return None
+        return SimpleNamespace(**{name: row[name] for name in _SETTLED_COLUMNS})
 
     async def insert(self, ref: OpRef, *, status: str, **values: Any) -> None:
         """A pending operation, or one refused at once (then completed now)."""
@@ -675,6 +670,11 @@ _CLAIM_KEY = (
     " VALUES ($1::text, $2::text, $3::text)"
     " ON CONFLICT DO NOTHING RETURNING key"
 )
+#: `IdempotencyKeys.get`: $1 scope, $2 key
+_KEY_ROW = (
+    "SELECT scope, key, request_hash, chain_id, operation_kind, operation_id, status_code,"
+    " response, created_at FROM idempotency_keys WHERE scope = $1::text AND key = $2::text"
+)
 
 
 def _ref_args(ref: OpRef) -> tuple[uuid.UUID, str, uuid.UUID]:
@@ -700,6 +700,12 @@ class TillRequest:
 #: the columns of the row `settle_and_notify` returns (those `Operations.read` reads)
 _SETTLED_COLUMNS = (*(c.name for c in ANSWER_COLUMNS), "minor_units")
 _OPERATION_COLUMNS = ", ".join(f"s.{c.name}" for c in ANSWER_COLUMNS)
+#: `Operations.read`: $1-$3 the operation's key (`_ref_args`)
+_READ_OPERATION = (
+    f"SELECT {_OPERATION_COLUMNS}, c.minor_units FROM operations AS s"
+    " JOIN chains AS c ON c.chain_id = s.chain_id"
+    " WHERE s.chain_id = $1::uuid AND s.kind = $2::text AND s.operation_id = $3::uuid"
+)
 # The notification carries the row as stored when it fits (`outcome_listener`), so a request
 # another instance wakes answers without reading it. $1-$3: the operation's key (`_ref_args`).
 _SETTLE_AND_NOTIFY = (
@@ -860,7 +866,7 @@ def _till_found(row: asyncpg.Record | None) -> TillLookup:
 
 
 async def till_lookup(
-    session: AsyncSession,
+    session: sql.Db,
     chain_id: uuid.UUID,
     *,
     card_number: str | None = None,

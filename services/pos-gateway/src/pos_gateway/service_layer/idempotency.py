@@ -23,7 +23,7 @@ from servicekit.sql import Db
 MAX_KEY_LENGTH = 255
 
 
-async def claim(session: Db, scope: str, key: str, request_hash: str) -> Row[Any] | None:
+async def claim(session: Db, scope: str, key: str, request_hash: str) -> Any | None:
     """None when this request owns the key now; the earlier request's row otherwise."""
     keys = IdempotencyKeys(session)
     if await keys.insert(scope, key, request_hash):
@@ -64,7 +64,8 @@ async def claim_then_look_up(
     return await _earlier(IdempotencyKeys(session), scope, key, request_hash), None
 
 
-async def _earlier(keys: IdempotencyKeys, scope: str, key: str, request_hash: str) -> Row[Any]:
+async def _earlier(keys: IdempotencyKeys, scope: str, key: str, request_hash: str) -> Any:
+    """The earlier request's key row (its columns as attributes)."""
     row = await keys.get(scope, key)
     if row.request_hash != request_hash:
         raise GatewayError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -44,6 +45,7 @@ from pos_gateway.service_layer.common import (
 )
 from pos_gateway.service_layer.cursors import decode_cursor, encode_cursor
 from pos_gateway.service_layer.runner import Answer, KeyIssuer
+from servicekit.sql import Db
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "credit_mode": "balance",
@@ -427,15 +429,15 @@ def card_customer(found: TillLookup) -> Any:
 
 
 async def lookup_card(
-    read: Callable[[], AsyncSession],
+    read_one: Callable[[], AbstractAsyncContextManager[Db]],
     reporting: ReportingClient,
     principal: Principal,
     card_number: str,
 ) -> dict[str, Any]:
-    """ "Calculate" at the till: the card's customer, balances and open sales. `read` makes the
-    read session, given back (and its connection) before reporting is asked."""
-    async with read() as session:
-        found = await till_lookup(session, _chain_id(principal), card_number=card_number)
+    """ "Calculate" at the till: the card's customer, balances and open sales. `read_one` gives
+    the one statement of the lookup its connection, given back before reporting is asked."""
+    async with read_one() as db:
+        found = await till_lookup(db, _chain_id(principal), card_number=card_number)
     chain = found_chain(found)
     try:
         customer = card_customer(found)

@@ -179,8 +179,8 @@ async def answer_for(
     there, because its debt and advance are read from credit at the time of answering."""
 
     async def read() -> Row[Any] | None:
-        async with gw.read() as session:
-            return await read_operation(session, ref)
+        async with gw.read_one() as db:
+            return await read_operation(db, ref)
 
     async def current() -> Row[Any]:
         found = await read()

@@ -66,8 +66,8 @@ def status_url(kind: str, operation_id: UUID) -> str:
     return f"/v1/operations/{kind}/{operation_id}"
 
 
-async def read_operation(session: Db, ref: OpRef) -> Row[Any] | None:
-    """The operation row with its chain's minor units."""
+async def read_operation(session: Db, ref: OpRef) -> Any | None:
+    """The operation row with its chain's minor units (its columns as attributes)."""
     return await Operations(session).read(ref)
 
 

@@ -38,6 +38,11 @@ class GatewayPorts(Protocol):
         """A session for reads only (autocommit); never write through it."""
         ...
 
+    def read_one(self) -> AbstractAsyncContextManager[Tx]:
+        """One read statement without a session, BEGIN or COMMIT (`async with gw.read_one()
+        as db:`)."""
+        ...
+
     @property
     def credit_api(self) -> CreditClient:
         """Credit's internal read API (a bonus cancellation's debt and advance)."""

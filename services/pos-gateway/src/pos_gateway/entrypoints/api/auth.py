@@ -197,8 +197,8 @@ async def refused_unchecked_key(request: Request) -> GatewayError | None:
 
 
 async def _read_key(gw: Gateway, key_hash: str) -> _KeyRow | None:
-    async with gw.read() as session:
-        row = await ApiKeys(session).active(key_hash)
+    async with gw.read_one() as db:
+        row = await ApiKeys(db).active(key_hash)
     if row is None:
         return None
     return (

@@ -437,7 +437,7 @@ async def block_card(
 )
 async def lookup_card(gw: Gw, principal: ChainReader, card_number: CardPath) -> JSONResponse:
     """ "Calculate": balances and open sales of the card's customer (403 `card_blocked`)."""
-    card = await masterdata.lookup_card(gw.read, gw.reporting_api, principal, card_number)
+    card = await masterdata.lookup_card(gw.read_one, gw.reporting_api, principal, card_number)
     return JSONResponse(card)
 
 
