@@ -528,7 +528,7 @@ class Operations(_Tables):
         row = await sql.fetchrow(self.db, _READ_OPERATION, *_ref_args(ref))
         if row is None:
             return None
-        return SimpleNamespace(**{name: row[name] for name in _SETTLED_COLUMNS})
+        return _operation_row(row)
 
     async def insert(self, ref: OpRef, *, status: str, **values: Any) -> None:
         """A pending operation, or one refused at once (then completed now)."""
@@ -583,7 +583,7 @@ class Operations(_Tables):
         )
         if row is None:
             return None
-        return SimpleNamespace(**{name: row[name] for name in _SETTLED_COLUMNS})
+        return _operation_row(row)
 
     async def record(
         self,
@@ -700,6 +700,14 @@ class TillRequest:
 #: the columns of the row `settle_and_notify` returns (those `Operations.read` reads)
 _SETTLED_COLUMNS = (*(c.name for c in ANSWER_COLUMNS), "minor_units")
 _OPERATION_COLUMNS = ", ".join(f"s.{c.name}" for c in ANSWER_COLUMNS)
+
+
+def _operation_row(row: asyncpg.Record) -> SimpleNamespace:
+    """An operation row as `Operations.read` and `settle_and_notify` give it: the columns
+    `read` reads, as attributes."""
+    return SimpleNamespace(**{name: row[name] for name in _SETTLED_COLUMNS})
+
+
 #: `Operations.read`: $1-$3 the operation's key (`_ref_args`)
 _READ_OPERATION = (
     f"SELECT {_OPERATION_COLUMNS}, c.minor_units FROM operations AS s"
