@@ -93,7 +93,9 @@ class Gateway:
     def listen(self, database_url: str) -> OutcomeListener:
         """Wake this process's waiters for outcomes other instances consume too."""
         if self.listener is None:
-            self.listener = OutcomeListener(database_url, self.waiter.notify)
+            self.listener = OutcomeListener(
+                database_url, self.waiter.notify, wanted=self.waiter.is_waiting
+            )
             self.listener.start()
         return self.listener
 

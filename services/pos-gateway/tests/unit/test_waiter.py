@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,31 @@ async def test_a_request_is_waiting_for_its_key_only_while_it_waits() -> None:
     waiter.notify(KEY)
     assert await task == "completed"
     assert not waiter.is_waiting(KEY)
+
+
+async def test_a_notification_s_row_is_decoded_only_for_a_key_a_request_here_waits_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pos_gateway.adapters import outcome_listener
+    from pos_gateway.adapters.outcome_listener import OutcomeListener, payload_of
+
+    decoded: list[dict[str, Any]] = []
+    monkeypatch.setattr(outcome_listener, "_row", lambda data: decoded.append(data) or data)
+    waiter = OutcomeWaiter()
+    listener = OutcomeListener("postgresql://u@h/db", waiter.notify, wanted=waiter.is_waiting)
+    payload = f'{payload_of(KEY)}|{{"status": "completed"}}'
+
+    listener._notified(None, 0, "gateway_outcomes", payload)  # nobody waits here
+    assert decoded == []
+
+    async def never() -> None:
+        return None
+
+    task = asyncio.create_task(
+        waiter.wait_for(KEY, never, wait_seconds=5, poll_interval=10, check_first=False)
+    )
+    await asyncio.sleep(0)  # the task registers before its first wait
+    assert waiter.is_waiting(KEY)
+    listener._notified(None, 0, "gateway_outcomes", payload)
+    assert await asyncio.wait_for(task, 1) == {"status": "completed"}
+    assert decoded == [{"status": "completed"}]
