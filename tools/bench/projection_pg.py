@@ -10,7 +10,7 @@ batches of `--batch`, and for the measured sales
   batch write (`projection_batch._WRITE_BATCH`, its triggers included) and the top statements,
   per event.
 
-    PYTHONPATH=tools .venv/bin/python -m bench.projection_pg --sales 200 --batch 5
+    PYTHONPATH=tools .venv/bin/python -m bench.projection_pg --sales 300 --batch 10
 
 `--ab-src DIR` runs it alternately with reporting's code under DIR and this checkout's
 (`bench.inprocess.alternate`), `--repeats` times each. PostgreSQL comes from `DATABASE_URL`,
@@ -23,9 +23,12 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import statistics
 import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -70,6 +73,44 @@ def _explain_batch_writes(plans: list[str]) -> Any:
     return original
 
 
+@dataclass
+class _Variant:
+    """A database at one revision, the consumer writing to it, the superuser's connection."""
+
+    name: str
+    name_of: str
+    engine: Any
+    consumer: Any
+    monitor: asyncpg.Connection
+    pids: list[int] = field(default_factory=list)
+    cpu_ms: float = 0.0
+    #: the batch write's server time so far, after each batch
+    write_ms: list[float] = field(default_factory=list)
+
+
+async def _variant(server_url: str, revision: str) -> _Variant:
+    from bench.revisions import _upgrade
+    from reporting.service_layer.handlers import make_consumer
+    from servicekit.db import ensure_database, make_engine, make_session_factory
+    from servicekit.settings import with_database
+
+    name = f"bench_reportpg_{secrets.token_hex(4)}"
+    url = with_database(server_url, name)
+    await ensure_database(url)
+    await asyncio.to_thread(_upgrade, url, revision)
+    engine = make_engine(url, pool_size=2)
+    consumer = make_consumer()
+    bind_as_in_a_service(consumer, make_session_factory(engine))
+    # the superuser over the local socket (devstack trusts it): the extension and every
+    # statement's figures
+    parts = urlsplit(url)
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]
+    monitor = await asyncpg.connect(
+        host=socket_dir, port=parts.port, user="postgres", database=name
+    )
+    return _Variant(name, revision, engine, consumer, monitor)
+
+
 async def _measure(
     server_url: str,
     sales: int,
@@ -78,25 +119,20 @@ async def _measure(
     batch: int,
     top: int,
     explain: int = 0,
+    revisions: tuple[str, ...] = ("head",),
 ) -> dict[str, Any]:
-    from reporting.entrypoints.app import MIGRATIONS_DIR
-    from reporting.service_layer.handlers import make_consumer
-    from servicekit.db import make_engine, make_session_factory, prepare_database
-    from servicekit.settings import with_database
-
+    """The measure on a database per revision (`revisions`), fed the same batches, each batch
+    to every database in turn (the order reversed every other batch): what else runs on the
+    machine meanwhile weighs on each alike."""
     stream = SaleStream(customers, seed=14)
     setup = stream.setup()
     events = [(n >= warmup, *e) for n in range(warmup + sales + explain) for e in stream.sale(n)]
-    name = f"bench_reportpg_{secrets.token_hex(4)}"
-    url = with_database(server_url, name)
-    await prepare_database(MIGRATIONS_DIR, url)
-    engine = make_engine(url, pool_size=2)
-    consumer = make_consumer()
-    bind_as_in_a_service(consumer, make_session_factory(engine))
-    topics = set(consumer.topics)
+    variants = {r: await _variant(server_url, r) for r in revisions}
+    topics = set(next(iter(variants.values())).consumer.topics)
     offset = 0
     for model in setup:
-        await consumer.process_records([record(model, _key(model), offset)])
+        for v in variants.values():
+            await v.consumer.process_records([record(model, _key(model), offset)])
         offset += 1
     mine: list[tuple[bool, str, Any]] = []
     for measured, kind, model in events:
@@ -108,79 +144,139 @@ async def _measure(
     hot = [r for measured, _, r in mine if measured]
     extra = hot[len(hot) - explain * batch :] if explain else []
     hot = hot[: len(hot) - len(extra)]
+    order = list(variants.values())
     for i in range(0, len(warm), batch):
-        await consumer.process_records(warm[i : i + batch])
+        for v in order:
+            await v.consumer.process_records(warm[i : i + batch])
 
-    # the superuser over the local socket (devstack trusts it): the extension and every
-    # statement's figures
-    parts = urlsplit(url)
-    socket_dir = parse_qs(parts.query).get("host", [None])[0]
-    monitor = await asyncpg.connect(
-        host=socket_dir, port=parts.port, user="postgres", database=name
-    )
+    out: dict[str, Any] = {}
     try:
-        stats = await monitor.fetchval(
+        any_monitor = order[0].monitor
+        stats = await any_monitor.fetchval(
             "SELECT current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'"
         )
-        if stats:
-            await monitor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            await monitor.execute("SELECT pg_stat_statements_reset()")
-        pids = [
-            r["pid"]
-            for r in await monitor.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                name,
-            )
-        ]
-        cpu_before = _cpu_ms(pids)
-        for i in range(0, len(hot), batch):
-            await consumer.process_records(hot[i : i + batch])
-        cpu = _cpu_ms(pids) - cpu_before
-        n_sales = sum(kind == "SaleCompleted" for _, kind, r in mine if r in hot)
-        out: dict[str, Any] = {
-            "events": len(hot),
-            "sales": n_sales,
-            "backend_cpu_ms_per_event": round(cpu / len(hot), 4),
-        }
-        if stats:
-            rows = await monitor.fetch(
-                "SELECT query, toplevel, calls, total_exec_time + total_plan_time AS ms,"
-                " total_plan_time AS plan_ms"
-                " FROM pg_stat_statements"
-                " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)"
-                " ORDER BY ms DESC",
-                name,
-            )
-            top_level = sum(r["ms"] for r in rows if r["toplevel"])
-            write = [r for r in rows if r["toplevel"] and "ANY($14::uuid[])" in r["query"]]
-            write_ms = sum(r["ms"] for r in write)
-            out["server_ms_per_event"] = round(top_level / len(hot), 4)
-            out["batch_write_ms_per_event"] = round(write_ms / len(hot), 4)
-            out["batch_write_ms_per_call"] = round(
-                write_ms / max(1, sum(r["calls"] for r in write)), 4
-            )
-            out["top"] = [
-                {
-                    "ms_per_event": round(r["ms"] / len(hot), 4),
-                    "plan_ms_per_event": round(r["plan_ms"] / len(hot), 4),
-                    "calls": r["calls"],
-                    "toplevel": r["toplevel"],
-                    "query": " ".join(r["query"].split())[:160],
-                }
-                for r in rows[:top]
+        for v in order:
+            # planner statistics as a long-running database has them (the plans cached by
+            # the consumer's connection, its trigger functions' too, are made again)
+            await v.monitor.execute("ANALYZE")
+            if stats:
+                await v.monitor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            v.pids = [
+                r["pid"]
+                for r in await v.monitor.fetch(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    v.name,
+                )
             ]
+        if stats:
+            await any_monitor.execute("SELECT pg_stat_statements_reset()")
+        for n, i in enumerate(range(0, len(hot), batch)):
+            for v in order if n % 2 == 0 else reversed(order):
+                before = _cpu_ms(v.pids)
+                await v.consumer.process_records(hot[i : i + batch])
+                v.cpu_ms += _cpu_ms(v.pids) - before
+                if stats:
+                    v.write_ms.append(await _write_ms(v))
+        n_sales = sum(kind == "SaleCompleted" for _, kind, r in mine if r in hot)
+        for revision, v in variants.items():
+            out[revision] = await _figures(v, len(hot), n_sales, stats, top)
+        if stats and len(order) > 1:
+            out["paired"] = _paired(order)
         if explain:
             from reporting.adapters import projection_batch
 
-            plans: list[str] = []
-            original = _explain_batch_writes(plans)
-            for i in range(0, len(extra), batch):
-                await consumer.process_records(extra[i : i + batch])
-            projection_batch.sql = original
-            print(plans[-1], file=sys.stderr)
+            for v in order:
+                plans: list[str] = []
+                original = _explain_batch_writes(plans)
+                for i in range(0, len(extra), batch):
+                    await v.consumer.process_records(extra[i : i + batch])
+                projection_batch.sql = original
+                print(f"-- {v.name_of}\n{plans[-1]}", file=sys.stderr)
+                out.setdefault(v.name_of, {})["explained"] = _explained(plans)
     finally:
-        await monitor.close()
-        await engine.dispose()
+        for v in order:
+            await v.monitor.close()
+            await v.engine.dispose()
+    return out if len(revisions) > 1 else out[revisions[0]]
+
+
+_WRITE_MS = (
+    "SELECT coalesce(sum(total_exec_time + total_plan_time), 0) FROM pg_stat_statements"
+    " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1) AND toplevel"
+    " AND query LIKE '%ANY($14::uuid[])%'"
+)
+
+
+async def _write_ms(v: _Variant) -> float:
+    ms: float = await v.monitor.fetchval(_WRITE_MS, v.name)
+    return ms
+
+
+def _paired(variants: list[_Variant]) -> dict[str, Any]:
+    """The batch write's server time per batch of the last variant against the first's, batch
+    by batch (both wrote the same batch one after the other): the median of the differences
+    and of the ratios, robust to what else ran on the machine meanwhile."""
+    first, last = variants[0], variants[-1]
+
+    def per_batch(v: _Variant) -> list[float]:
+        return [b - a for a, b in zip([0.0, *v.write_ms], v.write_ms, strict=False)]
+
+    pairs = [(a, b) for a, b in zip(per_batch(first), per_batch(last), strict=True) if a > 0]
+    return {
+        f"{first.name_of}_ms_per_batch": round(statistics.median(a for a, _ in pairs), 4),
+        f"{last.name_of}_ms_per_batch": round(statistics.median(b for _, b in pairs), 4),
+        "median_difference_ms": round(statistics.median(b - a for a, b in pairs), 4),
+        "median_ratio": round(statistics.median(b / a for a, b in pairs), 4),
+        "batches": len(pairs),
+    }
+
+
+def _explained(plans: list[str]) -> dict[str, float]:
+    """The mean over the plans of the execution time and of each trigger's time (ms)."""
+    sums: dict[str, float] = defaultdict(float)
+    for plan in plans:
+        for line in plan.splitlines():
+            if found := re.match(r"Trigger (\S+) on \S+: time=([0-9.]+)", line):
+                sums[found.group(1)] += float(found.group(2))
+            elif found := re.match(r"(Planning|Execution) Time: ([0-9.]+)", line):
+                sums[found.group(1).lower()] += float(found.group(2))
+    return {name: round(total / len(plans), 4) for name, total in sums.items()}
+
+
+async def _figures(v: _Variant, events: int, sales: int, stats: bool, top: int) -> dict[str, Any]:
+    """A variant's figures per event."""
+    out: dict[str, Any] = {
+        "events": events,
+        "sales": sales,
+        "backend_cpu_ms_per_event": round(v.cpu_ms / events, 4),
+    }
+    if not stats:
+        return out
+    rows = await v.monitor.fetch(
+        "SELECT query, toplevel, calls, total_exec_time + total_plan_time AS ms,"
+        " total_plan_time AS plan_ms"
+        " FROM pg_stat_statements"
+        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)"
+        " ORDER BY ms DESC",
+        v.name,
+    )
+    top_level = sum(r["ms"] for r in rows if r["toplevel"])
+    write = [r for r in rows if r["toplevel"] and "ANY($14::uuid[])" in r["query"]]
+    write_ms = sum(r["ms"] for r in write)
+    out["server_ms_per_event"] = round(top_level / events, 4)
+    out["batch_write_ms_per_event"] = round(write_ms / events, 4)
+    out["batch_write_ms_per_call"] = round(write_ms / max(1, sum(r["calls"] for r in write)), 4)
+    out["top"] = [
+        {
+            "ms_per_event": round(r["ms"] / events, 4),
+            "plan_ms_per_event": round(r["plan_ms"] / events, 4),
+            "calls": r["calls"],
+            "toplevel": r["toplevel"],
+            "query": " ".join(r["query"].split())[:160],
+        }
+        for r in rows[:top]
+    ]
     return out
 
 
@@ -195,6 +291,7 @@ def _one(args: argparse.Namespace) -> None:
                 args.batch,
                 args.top,
                 args.explain,
+                tuple(args.revisions.split(",")),
             )
         )
     print(json.dumps(result))
@@ -232,9 +329,15 @@ def _ab(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.projection_pg")
     parser.add_argument("--sales", type=int, default=200, help="sales measured")
-    parser.add_argument("--customers", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=20, help="sales before the measure")
-    parser.add_argument("--batch", type=int, default=5, help="events per consumed batch")
+    parser.add_argument("--customers", type=int, default=100)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=300,
+        help="sales before the measure (every customer has had a few: their report sums"
+        " exist, as in a running stack)",
+    )
+    parser.add_argument("--batch", type=int, default=10, help="events per consumed batch")
     parser.add_argument("--top", type=int, default=15, help="statements listed")
     parser.add_argument(
         "--explain",
@@ -243,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="after the measure, EXPLAIN ANALYZE the batch write of N more batches (the"
         " last one's plan to stderr)",
+    )
+    parser.add_argument(
+        "--revisions",
+        default="head",
+        help="comma-separated: a database migrated to each, fed the same batches in turn",
     )
     parser.add_argument("--ab-src", action="append", default=[], metavar="DIR")
     parser.add_argument("--repeats", type=int, default=3)
