@@ -1,20 +1,30 @@
 """PostgreSQL's side of reporting's projection per event of a sale (what `bench.projection_cpu`
 does not see): the sale mix of `bench.projection_cpu` fed through reporting's real consumer in
-batches of `--batch`, and for the measured sales
+batches of `--batch` after a warm-up that gives every customer their report sums (then ANALYZE,
+as a long-running database has its statistics), and for the measured sales
 
-- the CPU of the consumer's PostgreSQL backend processes (`/proc/<pid>/stat`, utime + stime,
-  read around the measured part: every statement the consumer sends, the commits included);
+- the CPU of the consumer's PostgreSQL backend process (`/proc/<pid>/stat`, utime + stime,
+  read around each batch, in clock ticks: coarse; every statement, the commits included);
 - when the server has `pg_stat_statements` loaded (`shared_preload_libraries`; devstack does
-  not load it), the server time of each statement (`total_exec_time` + `total_plan_time`),
-  those run inside trigger functions too (`pg_stat_statements.track = all`): the projection's
-  batch write (`projection_batch._WRITE_BATCH`, its triggers included) and the top statements,
-  per event.
+  not load it: pass `shared_preload_libraries=pg_stat_statements`,
+  `pg_stat_statements.track=all` and `pg_stat_statements.track_planning=on` in
+  `devstack.postgres.render_server_options` for the measure), the server time of each
+  statement (`total_exec_time` + `total_plan_time`), those run inside trigger functions too:
+  the projection's batch write (`projection_batch._WRITE_BATCH`, its triggers included) and
+  the top statements, per event;
+- `--explain N`: after the measure, `EXPLAIN (ANALYZE, BUFFERS)` of the batch write of N more
+  batches (in a savepoint rolled back, then the write itself), the last plan to stderr and the
+  mean time of each trigger and of the execution (`explained`).
 
     PYTHONPATH=tools .venv/bin/python -m bench.projection_pg --sales 300 --batch 10
 
-`--ab-src DIR` runs it alternately with reporting's code under DIR and this checkout's
-(`bench.inprocess.alternate`), `--repeats` times each. PostgreSQL comes from `DATABASE_URL`,
-else devstack starts one.
+`--revisions 0008,head`: a database migrated to each revision, fed the same batches, each batch
+to every database in turn (the order reversed every other batch), so what else runs on the
+machine weighs on each alike; `paired` compares the batch write's server time of the last
+revision with the first's batch by batch (median difference and ratio). It compares schema and
+trigger changes with the same Python code; `--ab-src DIR` runs the whole measure alternately
+with reporting's code under DIR and this checkout's (`bench.inprocess.alternate`),
+`--repeats` times each. PostgreSQL comes from `DATABASE_URL`, else devstack starts one.
 """
 
 from __future__ import annotations
