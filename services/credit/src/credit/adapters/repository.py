@@ -401,7 +401,7 @@ class Repository:
         for every operation). A customer's settled history is not read."""
         query, args = _ledger_query(chain_id, customer_id, sale_id, seen, named=named)
         rows = await sql.fetch(self.db, query, *args) if query else []
-        return _ledger_from_rows(rows, minor_units), any(r["tag"] == "k" for r in rows)
+        return _read_rows(rows, minor_units)
 
     async def record_operation(self, op: OperationRecord) -> None:
         """An operation the ledger accepted: its sale (if it records one), its entries, the
@@ -747,13 +747,28 @@ _RECORD = (
 def _ledger_from_rows(rows: Sequence[Any], minor_units: int) -> Ledger:
     """The ledger of a read's rows: the advance from the 'a' row when there is one (a
     customer's command read), else from the entries."""
-    advance = next((r["amount"] for r in rows if r["tag"] == "a"), None)
-    return Ledger(
-        [_sale_from_row(r) for r in rows if r["tag"] == "s"],
-        [_entry_from_row(r) for r in rows if r["tag"] == "e"],
-        minor_units=minor_units,
-        advance=advance,
-    )
+    return _read_rows(rows, minor_units)[0]
+
+
+def _read_rows(rows: Sequence[Any], minor_units: int) -> tuple[Ledger, bool]:
+    """`_ledger_from_rows`, and whether a 'k' row (the operation was seen) is among the rows:
+    one pass over them, each decoded by its tag."""
+    sales: list[Sale] = []
+    entries: list[Entry] = []
+    advance = None
+    known = False
+    for r in rows:
+        tag = r["tag"]
+        if tag == "e":
+            entries.append(_entry_from_row(r))
+        elif tag == "s":
+            sales.append(_sale_from_row(r))
+        elif tag == "a":
+            if advance is None:
+                advance = r["amount"]
+        elif tag == "k":
+            known = True
+    return Ledger(sales, entries, minor_units=minor_units, advance=advance), known
 
 
 def _entry_arrays(entries: list[Entry]) -> list[list[Any]]:
@@ -828,6 +843,15 @@ def _line_json(line: Line) -> dict[str, Any]:
     }
 
 
+#: the enums' members by value: a dict look-up per row instead of an enum call
+_METHODS: dict[str, Method] = {m.value: m for m in Method}
+_ENTRY_KINDS: dict[str, EntryKind] = {k.value: k for k in EntryKind}
+
+
+def _method(value: str) -> Method:
+    return _METHODS.get(value) or Method(value)
+
+
 def _sale_from_row(row: Any) -> Sale:
     return Sale(
         sale_id=row["sale_id"],
@@ -839,33 +863,34 @@ def _sale_from_row(row: Any) -> Sale:
         seq=row["ord"],
         lines=tuple(
             Line(
-                line_no=x["line_no"],
-                name=x["name"],
-                sku=x["sku"],
-                barcode=x["barcode"],
-                quantity=Decimal(x["quantity"]),
-                unit_price=Decimal(x["unit_price"]),
-                discount=Decimal(x["discount"]),
-                amount=Decimal(x["amount"]),
+                x["line_no"],
+                x["name"],
+                Decimal(x["quantity"]),
+                Decimal(x["unit_price"]),
+                Decimal(x["discount"]),
+                Decimal(x["amount"]),
+                x["sku"],
+                x["barcode"],
             )
             for x in row["lines"]
         ),
         payments=tuple(
-            Payment(uuid.UUID(p["payment_id"]), Method(p["method"]), Decimal(p["amount"]))
+            Payment(uuid.UUID(p["payment_id"]), _method(p["method"]), Decimal(p["amount"]))
             for p in row["payments"]
         ),
     )
 
 
 def _entry_from_row(row: Any) -> Entry:
+    kind, method = row["kind"], row["method"]
     return Entry(
-        operation_id=row["operation_id"],
-        kind=EntryKind(row["kind"]),
-        amount=row["amount"],
-        at=row["at"],
-        sale_id=row["sale_id"],
-        line_no=row["line_no"],
-        payment_id=row["payment_id"],
-        method=Method(row["method"]) if row["method"] else None,
-        quantity=row["quantity"],
+        row["operation_id"],
+        _ENTRY_KINDS.get(kind) or EntryKind(kind),
+        row["amount"],
+        row["at"],
+        row["sale_id"],
+        row["line_no"],
+        row["payment_id"],
+        _method(method) if method else None,
+        row["quantity"],
     )
