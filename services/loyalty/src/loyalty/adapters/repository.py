@@ -307,7 +307,8 @@ class OperationWrites:
     operation_kind: str
     outcome: str
     answer_type: str
-    answer: dict[str, Any]
+    #: the answer as JSON text (`model_dump_json`: serialised once, straight to the jsonb)
+    answer: str
     accruals: Sequence[PaymentAccrual] = ()
     reversals: Sequence[ReversalRecord] = ()
     reversals_at: datetime | None = None
@@ -387,7 +388,7 @@ _OPERATION_FIELDS = ("operation_id", "operation_kind", "outcome", "answer_type")
 def _operation_params(op: OperationWrites | None) -> dict[str, Any]:
     return {
         **{name: getattr(op, name, None) for name in _OPERATION_FIELDS},
-        "answer": _json(op.answer) if op is not None else None,
+        "answer": op.answer if op is not None else None,
         **column_arrays(
             op.accruals if op is not None else (),
             a_payment_ids="payment_id",
