@@ -14,6 +14,7 @@ asyncpg's own. The schema itself (`tables`, the migrations) stays SQLAlchemy's.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -401,7 +402,7 @@ class Repository:
         for every operation). A customer's settled history is not read."""
         query, args = _ledger_query(chain_id, customer_id, sale_id, seen, named=named)
         rows = await sql.fetch(self.db, query, *args) if query else []
-        return _ledger_from_rows(rows, minor_units), any(r["tag"] == "k" for r in rows)
+        return _read_rows(rows, minor_units)
 
     async def record_operation(self, op: OperationRecord) -> None:
         """An operation the ledger accepted: its sale (if it records one), its entries, the
@@ -593,8 +594,8 @@ class Repository:
 # `id` order; 'k' the operation was seen before), `ord`, the sale's columns, the entry's.
 _SALE_NULLS = (
     "NULL::uuid AS store_id, NULL::uuid AS terminal_id, NULL::timestamptz AS sold_at,"
-    " NULL::date AS local_date, NULL::date AS due_date, NULL::jsonb AS lines,"
-    " NULL::jsonb AS payments"
+    " NULL::date AS local_date, NULL::date AS due_date, NULL::text AS lines,"
+    " NULL::text AS payments"
 )
 _ENTRY_NULLS = (
     "NULL::uuid AS operation_id, NULL::text AS kind, NULL::numeric AS amount,"
@@ -602,6 +603,10 @@ _ENTRY_NULLS = (
     " NULL::text AS method, NULL::numeric AS quantity"
 )
 _LIVE_SQL = ", ".join(f"'{status}'" for status in LIVE)
+
+
+#: a sale's lines and payments as JSON text (`_sale` decodes them, once per distinct sale)
+_SALE_JSON = "s.lines::text AS lines, s.payments::text AS payments"
 
 
 async def _json_value(db: sql.Db, query: str, *args: Any) -> dict[str, Any] | None:
@@ -623,7 +628,7 @@ def _ledger_sql(sale_filter: str, entry_filter: str) -> str:
     """The sales and the entries of live operations that the filters name, as one read."""
     return (
         "SELECT 's' AS tag, s.seq AS ord, s.sale_id, s.store_id, s.terminal_id, s.sold_at,"
-        f" s.local_date, s.due_date, s.lines, s.payments, {_ENTRY_NULLS}"
+        f" s.local_date, s.due_date, {_SALE_JSON}, {_ENTRY_NULLS}"
         f" FROM sales s WHERE {sale_filter} AND {_live('s', 'sale_id')}"
         " UNION ALL SELECT 'e', e.id, e.sale_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
         " e.operation_id, e.kind, e.amount, e.at, e.line_no, e.payment_id, e.method, e.quantity"
@@ -655,7 +660,7 @@ _CUSTOMER_OPEN_ROWS = (
     " UNION ALL SELECT * FROM sales WHERE chain_id = $2 AND sale_id = ANY($3::uuid[])"
     " AND customer_id = $1 AND settled)"
     " SELECT 's' AS tag, s.seq AS ord, s.sale_id, s.store_id, s.terminal_id, s.sold_at,"
-    f" s.local_date, s.due_date, s.lines, s.payments, {_ENTRY_NULLS}"
+    f" s.local_date, s.due_date, {_SALE_JSON}, {_ENTRY_NULLS}"
     f" FROM s WHERE {_live('s', 'sale_id')}"
     " UNION ALL SELECT 'e', e.id, e.sale_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
     " e.operation_id, e.kind, e.amount, e.at, e.line_no, e.payment_id, e.method, e.quantity"
@@ -747,13 +752,28 @@ _RECORD = (
 def _ledger_from_rows(rows: Sequence[Any], minor_units: int) -> Ledger:
     """The ledger of a read's rows: the advance from the 'a' row when there is one (a
     customer's command read), else from the entries."""
-    advance = next((r["amount"] for r in rows if r["tag"] == "a"), None)
-    return Ledger(
-        [_sale_from_row(r) for r in rows if r["tag"] == "s"],
-        [_entry_from_row(r) for r in rows if r["tag"] == "e"],
-        minor_units=minor_units,
-        advance=advance,
-    )
+    return _read_rows(rows, minor_units)[0]
+
+
+def _read_rows(rows: Sequence[Any], minor_units: int) -> tuple[Ledger, bool]:
+    """`_ledger_from_rows`, and whether a 'k' row (the operation was seen) is among the rows:
+    one pass over them, each decoded by its tag."""
+    sales: list[Sale] = []
+    entries: list[Entry] = []
+    advance = None
+    known = False
+    for r in rows:
+        tag = r["tag"]
+        if tag == "e":
+            entries.append(_entry_from_row(r))
+        elif tag == "s":
+            sales.append(_sale_from_row(r))
+        elif tag == "a":
+            if advance is None:
+                advance = r["amount"]
+        elif tag == "k":
+            known = True
+    return Ledger(sales, entries, minor_units=minor_units, advance=advance), known
 
 
 def _entry_arrays(entries: list[Entry]) -> list[list[Any]]:
@@ -828,44 +848,87 @@ def _line_json(line: Line) -> dict[str, Any]:
     }
 
 
+#: the enums' members by value: a dict look-up per row instead of an enum call
+_METHODS: dict[str, Method] = {m.value: m for m in Method}
+_ENTRY_KINDS: dict[str, EntryKind] = {k.value: k for k in EntryKind}
+
+
+def _method(value: str) -> Method:
+    return _METHODS.get(value) or Method(value)
+
+
 def _sale_from_row(row: Any) -> Sale:
+    return _sale(
+        row["sale_id"],
+        row["store_id"],
+        row["terminal_id"],
+        row["sold_at"],
+        row["local_date"],
+        row["due_date"],
+        row["ord"],
+        row["lines"],
+        row["payments"],
+    )
+
+
+#: How many distinct sales `_sale` keeps (a few MB): the open sales of the customers a
+#: consumer sees again soon, read by each of their commands.
+SALES_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=SALES_KEPT)
+def _sale(
+    sale_id: uuid.UUID,
+    store_id: uuid.UUID,
+    terminal_id: uuid.UUID | None,
+    sold_at: datetime,
+    local_date: date,
+    due_date: date,
+    seq: int,
+    lines: str,
+    payments: str,
+) -> Sale:
+    """A sale of its row's columns (`lines` and `payments`: their JSON text). A pure function
+    of them, and a `Sale` is immutable: every command of a customer reads its open sales
+    again, and a sale read before with the very same columns is not built again."""
     return Sale(
-        sale_id=row["sale_id"],
-        store_id=row["store_id"],
-        terminal_id=row["terminal_id"],
-        sold_at=row["sold_at"],
-        local_date=row["local_date"],
-        due_date=row["due_date"],
-        seq=row["ord"],
+        sale_id=sale_id,
+        store_id=store_id,
+        terminal_id=terminal_id,
+        sold_at=sold_at,
+        local_date=local_date,
+        due_date=due_date,
+        seq=seq,
         lines=tuple(
             Line(
-                line_no=x["line_no"],
-                name=x["name"],
-                sku=x["sku"],
-                barcode=x["barcode"],
-                quantity=Decimal(x["quantity"]),
-                unit_price=Decimal(x["unit_price"]),
-                discount=Decimal(x["discount"]),
-                amount=Decimal(x["amount"]),
+                x["line_no"],
+                x["name"],
+                Decimal(x["quantity"]),
+                Decimal(x["unit_price"]),
+                Decimal(x["discount"]),
+                Decimal(x["amount"]),
+                x["sku"],
+                x["barcode"],
             )
-            for x in row["lines"]
+            for x in json.loads(lines)
         ),
         payments=tuple(
-            Payment(uuid.UUID(p["payment_id"]), Method(p["method"]), Decimal(p["amount"]))
-            for p in row["payments"]
+            Payment(uuid.UUID(p["payment_id"]), _method(p["method"]), Decimal(p["amount"]))
+            for p in json.loads(payments)
         ),
     )
 
 
 def _entry_from_row(row: Any) -> Entry:
+    kind, method = row["kind"], row["method"]
     return Entry(
-        operation_id=row["operation_id"],
-        kind=EntryKind(row["kind"]),
-        amount=row["amount"],
-        at=row["at"],
-        sale_id=row["sale_id"],
-        line_no=row["line_no"],
-        payment_id=row["payment_id"],
-        method=Method(row["method"]) if row["method"] else None,
-        quantity=row["quantity"],
+        row["operation_id"],
+        _ENTRY_KINDS.get(kind) or EntryKind(kind),
+        row["amount"],
+        row["at"],
+        row["sale_id"],
+        row["line_no"],
+        row["payment_id"],
+        _method(method) if method else None,
+        row["quantity"],
     )

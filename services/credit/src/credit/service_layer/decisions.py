@@ -169,7 +169,12 @@ def new_sale(cmd: RecordSale) -> Sale:
         sold_at=cmd.sold_at,
         local_date=day,
         due_date=due_date_for(day, delay),
-        lines=tuple(Line(**dict(x)) for x in cmd.lines),  # the command's line, as sold
+        lines=tuple(  # the command's line, as sold
+            Line(
+                x.line_no, x.name, x.quantity, x.unit_price, x.discount, x.amount, x.sku, x.barcode
+            )
+            for x in cmd.lines
+        ),
         payments=tuple(
             Payment(p.payment_id, Method(p.method.value), p.amount) for p in cmd.payments
         ),
@@ -222,15 +227,20 @@ def decide_sale(step: Step, cmd: RecordSale) -> Decision:
         ],
         lines=[
             # the command's line as sold, with what is owed on it now
-            SaleLineOutcome(**dict(x), owed=m(out.line_owed.get(n, Decimal(0))))
+            SaleLineOutcome(**vars(x), owed=m(out.line_owed.get(n, Decimal(0))))
             for n, x in sorted({x.line_no: x for x in cmd.lines}.items())
         ],
         customer_balances=step.balances(out) if step.customer_id else None,
-        lines_changed=[
-            c
-            for c in oc.lines_changed(out.lines_changed, m)
-            if c.sale_id != cmd.sale_id or c.owed_after > 0
-        ],
+        # the lines it changed but those of this sale that owe nothing (left out before they
+        # are built)
+        lines_changed=oc.lines_changed(
+            {
+                key: owed
+                for key, owed in out.lines_changed.items()
+                if key[0] != cmd.sale_id or m(owed) != 0
+            },
+            m,
+        ),
     )
     bonus = None
     if customer is not None:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from uuid import UUID
 
@@ -175,18 +175,23 @@ async def _open_lots(db: Db, chain_id: UUID, customer_id: UUID) -> list[asyncpg.
     return await sql.fetch(db, _OPEN_LOTS, chain_id, customer_id)
 
 
-def _lot(values: Sequence[Any], minor_units: int) -> Lot:
-    """A lot from its columns in `_OPEN_LOTS`' order (a row, or a record of an array)."""
-    lot_id, at, amount, remaining, store_id, payment_id, sale_id = values
-    return Lot(
-        lot_id=lot_id,
-        at=at,
-        amount=quantize_money(amount, minor_units),
-        remaining=quantize_money(remaining, minor_units),
-        store_id=store_id,
-        payment_id=payment_id,
-        sale_id=sale_id,
-    )
+def _lots(rows: Iterable[Sequence[Any]], minor_units: int) -> list[Lot]:
+    """The lots of rows of `_OPEN_LOTS`' columns, in its order (rows, or records of an
+    array), the amounts rounded as `quantize_money` rounds them (its unit computed once for
+    all the rows)."""
+    unit = Decimal(1).scaleb(-minor_units)
+    return [
+        Lot(
+            lot_id=lot_id,
+            at=at,
+            amount=amount.quantize(unit, rounding=ROUND_HALF_UP),
+            remaining=remaining.quantize(unit, rounding=ROUND_HALF_UP),
+            store_id=store_id,
+            payment_id=payment_id,
+            sale_id=sale_id,
+        )
+        for lot_id, at, amount, remaining, store_id, payment_id, sale_id in rows
+    ]
 
 
 def _account(
@@ -194,7 +199,7 @@ def _account(
 ) -> BonusAccount:
     return BonusAccount(
         customer_id=customer_id,
-        lots=[_lot(values, minor_units) for values in lots],
+        lots=_lots(lots, minor_units),
         deficit=quantize_money(deficit, minor_units),
     )
 
@@ -302,7 +307,8 @@ class OperationWrites:
     operation_kind: str
     outcome: str
     answer_type: str
-    answer: dict[str, Any]
+    #: the answer as JSON text (`model_dump_json`: serialised once, straight to the jsonb)
+    answer: str
     accruals: Sequence[PaymentAccrual] = ()
     reversals: Sequence[ReversalRecord] = ()
     reversals_at: datetime | None = None
@@ -382,7 +388,7 @@ _OPERATION_FIELDS = ("operation_id", "operation_kind", "outcome", "answer_type")
 def _operation_params(op: OperationWrites | None) -> dict[str, Any]:
     return {
         **{name: getattr(op, name, None) for name in _OPERATION_FIELDS},
-        "answer": _json(op.answer) if op is not None else None,
+        "answer": op.answer if op is not None else None,
         **column_arrays(
             op.accruals if op is not None else (),
             a_payment_ids="payment_id",

@@ -298,7 +298,7 @@ class LoyaltyHandlers:
                 operation_kind=cmd.operation_kind.value,
                 outcome=outcome,
                 answer_type=answer.TYPE,
-                answer=answer.model_dump(mode="json"),
+                answer=answer.model_dump_json(),
                 accruals=applied.accruals if applied else (),
                 reversals=applied.reversals if applied else (),
                 reversals_at=cmd.occurred_at,
