@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, Mount, Route
 
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.config import Settings
@@ -50,3 +50,22 @@ def test_the_document_lists_the_paths_as_declared() -> None:
     assert paths[: len(DECLARED_PATHS)] == list(DECLARED_PATHS)
     staff = list(dict.fromkeys(route.path for route in staff_router.routes))  # type: ignore[attr-defined]
     assert paths[len(DECLARED_PATHS) :] == staff
+
+
+def test_the_api_heads_the_apps_table_and_matches_no_documentation_path() -> None:
+    app = build_public_app(Gateway(Settings(operator_token="t" * 32)))
+    api = [*router.routes, *staff_router.routes]
+    documentation = [
+        route
+        for route in app.router.routes
+        if isinstance(route, Route | Mount) and not route.path.startswith("/v1")
+    ]
+    assert {r.path for r in documentation} >= {"/openapi.json", "/docs", "/redoc"}
+    first_doc = app.router.routes.index(documentation[0])
+    assert all(r in documentation for r in app.router.routes[first_doc:])
+    for doc in documentation:
+        path = doc.path + ("/x1.js" if isinstance(doc, Mount) else "")
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            for route in api:
+                assert _matches(route, method, path) is Match.NONE, (doc, route)
+                assert _matches(doc, method, _concrete(route.path)) is Match.NONE  # type: ignore[attr-defined]
