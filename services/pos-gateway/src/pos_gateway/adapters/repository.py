@@ -9,7 +9,6 @@ this module), and their methods say what they return.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+from pydantic_core import to_json
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -575,7 +575,7 @@ class Operations(_Tables):
             *_ref_args(ref),
             status,
             # JSON null, as the JSONB column type stores a Python None
-            json.dumps(outcome),
+            _jsonb(outcome),
             code,
             detail,
             CHANNEL,
@@ -606,12 +606,12 @@ class Operations(_Tables):
             request.terminal_id,
             request.customer_id,
             request.request_hash,
-            json.dumps(request.request),
+            _jsonb(request.request),
             *([ln[name] for ln in lines] for name in _LINE_COLUMNS),
             [p["payment_id"] for p in payments],
             [p["method"] for p in payments],
             *(outbox[name] for name in _OUTBOX_COLUMNS),
-            json.dumps(outbox["headers"]),
+            _jsonb(outbox["headers"]),
             scope,
             key,
         )
@@ -675,6 +675,14 @@ _KEY_ROW = (
     "SELECT scope, key, request_hash, chain_id, operation_kind, operation_id, status_code,"
     " response, created_at FROM idempotency_keys WHERE scope = $1::text AND key = $2::text"
 )
+
+
+def _jsonb(value: Any) -> str:
+    """`value` (a command's or an event's payload: JSON's types only) as the text of a `jsonb`
+    parameter. pydantic-core's serializer, not `json.dumps`: several times faster on a sale's
+    command, and the same `jsonb` (non-ASCII is written as UTF-8 instead of as `\\u` escapes;
+    NaN and the infinities as `json.dumps` writes them)."""
+    return to_json(value).decode()
 
 
 def _ref_args(ref: OpRef) -> tuple[uuid.UUID, str, uuid.UUID]:

@@ -70,8 +70,15 @@ def build_public_app(gw: Gateway) -> FastAPI:
     app.state.key_cache = KeyCache()
     install_problem_handlers(app)
     install_offline_docs(app)
+    documentation = list(app.router.routes)  # /openapi.json, /docs, /redoc and the docs' assets
     app.include_router(router)
     app.include_router(staff_router)
+    # The API's routes ahead of the documentation's in the app's routing table, which is
+    # matched in order on every request (a sale's passed five documentation routes first).
+    # None of their paths is the other's, so no request is answered differently.
+    app.router.routes[:] = [
+        route for route in app.router.routes if route not in documentation
+    ] + documentation
     app.add_middleware(JsonBodyGuard)
     app.add_middleware(BodyCap, max_body=gw.settings.max_body_bytes)  # outermost: added last
     return app

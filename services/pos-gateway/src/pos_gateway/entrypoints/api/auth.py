@@ -121,8 +121,13 @@ async def authenticate_checked_later(
     (`Principal.unchecked_key_hash`), and the route's first statement refuses the request
     (401, rolled back) unless the key is still active then, so a revoked key is refused from
     its commit on, on every instance, as by `authenticate`. Only for routes that pass the
-    principal to such a statement (`service_layer.idempotency.claim_then_look_up`)."""
-    return await _authenticate(request, credentials, getattr(request.app.state, "key_cache", None))
+    principal to such a statement (`service_layer.idempotency.claim_then_look_up`), which
+    take a terminal key: any other key is refused as by `require(KeyKind.TERMINAL)`, in the
+    same dependency (`TerminalKeyCheckedLater`; one dependency fewer per request)."""
+    principal = await _authenticate(
+        request, credentials, getattr(request.app.state, "key_cache", None)
+    )
+    return _of_kind(principal, _TERMINAL)
 
 
 async def _authenticate(
@@ -229,18 +234,26 @@ async def _staff_principal(gw: Gateway, token: str) -> Principal:
     )
 
 
+def _of_kind(principal: Principal, allowed: frozenset[KeyKind]) -> Principal:
+    """`principal`, if its kind is one of `allowed`; else `403 forbidden`."""
+    if principal.kind not in allowed:
+        if principal.kind is KeyKind.CUSTOMER_SERVICE:
+            raise GatewayError("forbidden", "the customer_service role may not do this")
+        names = sorted(k.value for k in allowed if k is not KeyKind.CUSTOMER_SERVICE)
+        raise GatewayError("forbidden", f"this needs a {' or '.join(names)} key")
+    return principal
+
+
+_TERMINAL = frozenset({KeyKind.TERMINAL})
+
+
 def require(
     *kinds: KeyKind, authenticator: Callable[..., Awaitable[Principal]] = authenticate
 ) -> Callable[..., Awaitable[Principal]]:
     allowed = frozenset(kinds)
 
     async def dependency(principal: Principal) -> Principal:
-        if principal.kind not in allowed:
-            if principal.kind is KeyKind.CUSTOMER_SERVICE:
-                raise GatewayError("forbidden", "the customer_service role may not do this")
-            names = sorted(k.value for k in allowed if k is not KeyKind.CUSTOMER_SERVICE)
-            raise GatewayError("forbidden", f"this needs a {' or '.join(names)} key")
-        return principal
+        return _of_kind(principal, allowed)
 
     # the parameter's dependency is `authenticator`, a local name: given in the signature
     # itself (FastAPI resolves a string annotation in the module's globals)
@@ -269,10 +282,7 @@ AdminKey = Annotated[Principal, Depends(require(KeyKind.ADMIN))]
 TerminalKey = Annotated[Principal, Depends(require(KeyKind.TERMINAL))]
 #: a terminal key that may come from the process's `KeyCache`: only for a route whose first
 #: statement checks it again (`authenticate_checked_later`)
-TerminalKeyCheckedLater = Annotated[
-    Principal,
-    Depends(require(KeyKind.TERMINAL, authenticator=authenticate_checked_later)),
-]
+TerminalKeyCheckedLater = Annotated[Principal, Depends(authenticate_checked_later)]
 #: what customer service may do too (api.md "Staff accounts"): reading customers, reports,
 #: statements and tasks, completing tasks, revoking an offered discount, cancelling accruals
 BackOfficeKey = Annotated[Principal, Depends(require(KeyKind.ADMIN, KeyKind.CUSTOMER_SERVICE))]

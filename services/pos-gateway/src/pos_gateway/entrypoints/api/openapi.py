@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 
 from pos_gateway.entrypoints.api.examples import OPERATION_EXAMPLES, problem_example
 from pos_gateway.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
+from pos_gateway.entrypoints.api.routes import DECLARED_PATHS
 
 TAGS: list[dict[str, str]] = [
     {
@@ -120,6 +121,12 @@ def build_document(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
         tags=TAGS,
         servers=SERVERS,
+    )
+    # the routing table has the till's operations first (`routes.till_operations_first`); the
+    # document lists the paths as declared, the staff routes' (included after them) last
+    declared = {path: i for i, path in enumerate(DECLARED_PATHS)}
+    document["paths"] = dict(
+        sorted(document["paths"].items(), key=lambda item: declared.get(item[0], len(declared)))
     )
     for item in document["paths"].values():
         for method in _METHODS:

@@ -26,6 +26,7 @@ from pos_gateway.entrypoints.api.auth import (
     RequiredIdempotencyKey,
     TerminalKey,
     TerminalKeyCheckedLater,
+    gateway,
     gateway_dependency,
 )
 from pos_gateway.entrypoints.api.problems import PROBLEM_MEDIA_TYPE
@@ -449,10 +450,15 @@ _TILL_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: the endpoints of `_till_operation`, which `till_operations_first` moves to the head of the
+#: routing table
+_TILL_OPERATIONS: list[Callable[..., Any]] = []
+
+
 def _till_operation(path: str, response_model: type[BaseModel]) -> Callable[[_Route], _Route]:
     """The route of an operation a terminal sends: `201` with its outcome, `202` while the
     outcome is pending, or a problem."""
-    return router.post(
+    route = router.post(
         path,
         status_code=201,
         response_model=response_model,
@@ -460,16 +466,22 @@ def _till_operation(path: str, response_model: type[BaseModel]) -> Callable[[_Ro
         responses=_TILL_RESPONSES,
     )
 
+    def till_operation(endpoint: _Route) -> _Route:
+        _TILL_OPERATIONS.append(endpoint)
+        return route(endpoint)
+
+    return till_operation
+
 
 @_till_operation("/sales", s.SaleOutcome)
 async def create_sale(
     request: Request,
-    gw: Gw,
     principal: TerminalKeyCheckedLater,
     idempotency_key: RequiredIdempotencyKey,
     body: s.SaleCreate,
 ) -> JSONResponse:
     """Record a sale: 201 with the outcome, 422 with the refusal, or 202 while pending."""
+    gw = gateway(request)  # not a dependency (`Gw`): one fewer to solve per sale
     # a key from the cache of keys is checked by the sale's first statement from here on
     request.state.unchecked_key_hash = None
     hashed, sale_hash = request_and_body_hash(
@@ -865,4 +877,23 @@ async def delete_webhook(gw: Gw, principal: AdminKey) -> Response:
     return _proxied(upstream)
 
 
-__all__ = ["GatewayError", "router"]
+#: The paths in the order their routes are declared above: the order the OpenAPI document
+#: lists them in (`openapi.build_document`), whatever the order of the routing table.
+DECLARED_PATHS: tuple[str, ...] = tuple(dict.fromkeys(route.path for route in router.routes))  # type: ignore[attr-defined]
+
+
+def till_operations_first() -> None:
+    """Move the till's operations (`_till_operation`: a sale first) to the head of the routing
+    table, in their order. A request is matched against the routes in the table's order (by
+    FastAPI twice per request, a regular expression each), and these are the requests of
+    every sale and payment at a till; no other route has their paths, so which route answers
+    any request, and how, does not change."""
+    first = [
+        route for route in router.routes if getattr(route, "endpoint", None) in _TILL_OPERATIONS
+    ]
+    router.routes[:] = first + [route for route in router.routes if route not in first]
+
+
+till_operations_first()
+
+__all__ = ["DECLARED_PATHS", "GatewayError", "router"]
