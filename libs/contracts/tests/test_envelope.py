@@ -322,3 +322,35 @@ def test_the_wire_format_is_pinned(
     assert raw == env.model_dump_json().encode("utf-8")
     assert decode(raw) == env
     assert parse_payload(decode(raw)) == _wire_sale()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"text": "".join(chr(c) for c in range(0x20))},
+        {"text": "".join(chr(c) for c in range(0x20, 0x3000)), "more": "\U0001f389\U0010ffff"},
+        {
+            "numbers": [
+                0,
+                -1,
+                2**63 - 1,
+                -(2**63),
+                2**64,
+                0.1,
+                1e16,
+                -0.0,
+                float("inf"),
+                float("nan"),
+            ]
+        },
+        {"nested": [{"a": [None, True, False, [], {}]}, "x"]},
+        {"kind": PaymentMethod.CASH, "at": datetime(2026, 6, 1, tzinfo=UTC), "id": _u(1)},
+        {"day": date(2026, 6, 1), "money": Decimal("1E+2")},
+    ],
+)
+def test_encode_writes_any_payload_as_pydantic_does(payload: dict[str, object]) -> None:
+    # the payload as decode leaves it (plain JSON values) or anything a caller put there
+    env = make_envelope(_wire_sale(), chain_id=None, key="k", correlation_id=_u(8)).model_copy(
+        update={"payload": payload}
+    )
+    assert encode(env) == env.model_dump_json().encode("utf-8")
