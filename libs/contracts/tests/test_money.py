@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from contracts.money import (
+    _ACCEPTED_STRINGS,
     Money,
     NonNegativeMoney,
     Percent,
@@ -174,3 +175,25 @@ def test_format_quantity_drops_trailing_zeros_and_never_uses_an_exponent(
     value: str, expected: str
 ) -> None:
     assert format_quantity(Decimal(value)) == expected
+
+
+def test_a_string_read_again_gives_the_same_value_and_a_refused_one_stays_refused() -> None:
+    # the validators remember the strings they accepted (a look-up instead of the pattern)
+    for _ in range(2):
+        assert str(Priced.model_validate({"price": "12.50"}).price) == "12.50"
+        assert str(Priced.model_validate({"price": "12.5"}).price) == "12.5"
+        with pytest.raises(ValidationError):
+            Priced.model_validate({"price": "12.50000"})
+
+    class Paid(BaseModel):
+        amount: PositiveMoney
+
+    Priced.model_validate({"price": "0.00"})  # accepted as Money...
+    with pytest.raises(ValidationError, match="> 0"):
+        Paid.model_validate({"amount": "0.00"})  # ...not as PositiveMoney: a memory each
+
+
+def test_the_strings_remembered_are_bounded_and_still_right() -> None:
+    for n in range(_ACCEPTED_STRINGS + 10):
+        text = f"{n}.{n % 100:02d}"
+        assert format(Priced.model_validate({"price": text}).price, "f") == text

@@ -71,6 +71,10 @@ def _pattern(*, signed: bool, max_scale: int) -> str:
     return rf"^{sign}\d{{1,{_MAX_INTEGER_DIGITS}}}(\.\d{{1,{max_scale}}})?$"
 
 
+#: how many accepted strings a money validator remembers (then it starts again)
+_ACCEPTED_STRINGS = 4096
+
+
 def _make_validator(
     *,
     what: str,
@@ -84,8 +88,17 @@ def _make_validator(
     # fullwidth, Devanagari, mathematical bold...) and Decimal() reads them as numbers; in the
     # JSON Schema (ECMA-262) \d is ASCII already
     regex = re.compile(_pattern(signed=signed, max_scale=max_scale), re.ASCII)
+    #: strings this validator accepted, with their value: a message repeats the same amounts
+    #: ("0.00", a price, a total), and a consumer reads every field of every message; a hit is
+    #: a dict look-up instead of the pattern, `Decimal()` and the bounds (a `Decimal` is
+    #: immutable, so one can be shared). Refused strings are not kept; bounded.
+    accepted: dict[str, Decimal] = {}
 
     def validate(value: object) -> Decimal:
+        if value.__class__ is str:
+            known = accepted.get(value)
+            if known is not None:
+                return known
         if isinstance(value, str):
             if not regex.fullmatch(value):
                 raise ValueError(
@@ -116,6 +129,10 @@ def _make_validator(
             raise ValueError(f"{what} must be > {exclusive_minimum}")
         if maximum is not None and result > maximum:
             raise ValueError(f"{what} must be <= {maximum}")
+        if value.__class__ is str:
+            if len(accepted) >= _ACCEPTED_STRINGS:
+                accepted.clear()
+            accepted[value] = result
         return result
 
     return validate
