@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from pydantic import ValidationError
 
+from contracts.credit.v1 import (
+    Allocation,
+    CustomerBalances,
+    LineOwedChange,
+    SaleCompleted,
+    SaleLineOutcome,
+    SalePaymentOutcome,
+)
 from contracts.deadletter.v1 import DeadLetter
+from contracts.enums import CreditMode, PaymentMethod
 from contracts.envelope import (
     Envelope,
     MessageTypeMismatch,
@@ -165,3 +174,183 @@ def test_causation_and_occurred_at_are_kept(sale: RecordSale) -> None:
     assert back.causation_id == cause
     assert back.occurred_at == at
     assert isinstance(back, Envelope)
+
+
+# ----------------------------------------------------------------------------- the wire format
+# The exact bytes of two encoded envelopes, as every consumer reads them: a faster encoder must
+# not change one byte (field order, compact separators, money as the value's own digits, never
+# an exponent, datetimes as pydantic writes them: "Z" for UTC, the offset otherwise, the
+# microseconds only when there are some, non-ASCII text as UTF-8, control characters escaped).
+
+
+def _u(n: int) -> UUID:
+    return UUID(f"{n:08x}-0000-4000-8000-{n:012x}")
+
+
+def _wire_sale() -> SaleCompleted:
+    return SaleCompleted(
+        sale_id=_u(1),
+        chain_id=_u(2),
+        store_id=_u(3),
+        terminal_id=_u(4),
+        customer_id=_u(5),
+        card_number="VIP-0001",
+        credit_mode=CreditMode.PER_ITEM,
+        sold_at=datetime(2026, 6, 1, 12, 30, 15, 120000, tzinfo=timezone(timedelta(hours=3))),
+        total=Decimal("110.00"),
+        paid=Decimal("60.5"),
+        on_account=Decimal("49.50"),
+        advance_applied=Decimal("0"),
+        change=Decimal("0.00"),
+        change_to_advance=Decimal("0.0000"),
+        change_allocated=[Allocation(sale_id=_u(6), line_no=None, amount=Decimal("1E+1"))],
+        advance_added=Decimal("0.00"),
+        due_date=date(2026, 7, 1),
+        bonus_accrued=Decimal("6.05"),
+        bonus_spent=Decimal("0.00"),
+        payments=[
+            SalePaymentOutcome(
+                payment_id=_u(7),
+                method=PaymentMethod.CASH,
+                amount=Decimal("60.50"),
+                bonus_accrued=Decimal("6.05"),
+            )
+        ],
+        lines=[
+            SaleLineOutcome(
+                line_no=1,
+                sku="D1",
+                barcode=None,
+                name='Rochie "Ana" \\ Ü ✓ 🎉\n\t\x01\u2028',
+                quantity=Decimal("1"),
+                unit_price=Decimal("60.00"),
+                discount=Decimal("0.00"),
+                amount=Decimal("60.00"),
+                owed=Decimal("60.00"),
+            ),
+            SaleLineOutcome(
+                line_no=2,
+                sku=None,
+                barcode="5941234567890",
+                name="Pantofi",
+                quantity=Decimal("0.750000"),
+                unit_price=Decimal("66.67"),
+                discount=Decimal("0.00"),
+                amount=Decimal("50.00"),
+                owed=Decimal("0.00"),
+            ),
+        ],
+        customer_balances=CustomerBalances(
+            debt=Decimal("49.50"), advance=Decimal("0.00"), bonus_balance=Decimal("-1.25")
+        ),
+        lines_changed=[LineOwedChange(sale_id=_u(1), line_no=1, owed_after=Decimal("60.00"))],
+    )
+
+
+WIRE_0 = (
+    '{"message_id":"0000000a-0000-4000-8000-00000000000a","type":"credit.SaleCompleted",'
+    '"schema_version":1,"occurred_at":"2026-06-01T09:30:15.123456Z","chain_id":'
+    '"00000002-0000-4000-8000-000000000002","correlation_id":"00000008-0000-4000-8000-0000000'
+    '00008","causation_id":null,"key":"00000005-0000-4000-8000-000000000005",'
+    '"payload":{"sale_id":"00000001-0000-4000-8000-000000000001","chain_id":'
+    '"00000002-0000-4000-8000-000000000002","store_id":"00000003-0000-4000-8000-000000000003"'
+    ',"terminal_id":"00000004-0000-4000-8000-000000000004","customer_id":'
+    '"00000005-0000-4000-8000-000000000005","card_number":"VIP-0001","credit_mode":'
+    '"per_item","sold_at":"2026-06-01T12:30:15.120000+03:00","total":"110.00",'
+    '"paid":"60.5","on_account":"49.50","advance_applied":"0","change":"0.00",'
+    '"change_to_advance":"0.0000","change_allocated":[{"sale_id":"00000006-0000-4000-8000-000'
+    '000000006","line_no":null,"amount":"10"}],"advance_added":"0.00","due_date":'
+    '"2026-07-01","bonus_accrued":"6.05","bonus_spent":"0.00","payments":'
+    '[{"payment_id":"00000007-0000-4000-8000-000000000007","method":"cash",'
+    '"amount":"60.50","bonus_accrued":"6.05"}],"lines":[{"line_no":1,"sku":'
+    '"D1","barcode":null,"name":"Rochie \\"Ana\\" \\\\ Ü ✓ 🎉\\n\\t\\u0001\u2028",'
+    '"quantity":"1","unit_price":"60.00","discount":"0.00","amount":"60.00",'
+    '"owed":"60.00"},{"line_no":2,"sku":null,"barcode":"5941234567890","name":'
+    '"Pantofi","quantity":"0.750000","unit_price":"66.67","discount":"0.00",'
+    '"amount":"50.00","owed":"0.00"}],"customer_balances":{"debt":"49.50",'
+    '"advance":"0.00","bonus_balance":"-1.25"},"lines_changed":[{"sale_id":'
+    '"00000001-0000-4000-8000-000000000001","line_no":1,"owed_after":"60.00"}]}}'
+)
+WIRE_1 = (
+    '{"message_id":"0000000a-0000-4000-8000-00000000000a","type":"credit.SaleCompleted",'
+    '"schema_version":1,"occurred_at":"2026-06-01T12:30:00+03:00","chain_id":'
+    '"00000002-0000-4000-8000-000000000002","correlation_id":"00000008-0000-4000-8000-0000000'
+    '00008","causation_id":"00000009-0000-4000-8000-000000000009","key":"00000005-0000-4000-8'
+    '000-000000000005","payload":{"sale_id":"00000001-0000-4000-8000-000000000001",'
+    '"chain_id":"00000002-0000-4000-8000-000000000002","store_id":"00000003-0000-4000-8000-00'
+    '0000000003","terminal_id":"00000004-0000-4000-8000-000000000004","customer_id":'
+    '"00000005-0000-4000-8000-000000000005","card_number":"VIP-0001","credit_mode":'
+    '"per_item","sold_at":"2026-06-01T12:30:15.120000+03:00","total":"110.00",'
+    '"paid":"60.5","on_account":"49.50","advance_applied":"0","change":"0.00",'
+    '"change_to_advance":"0.0000","change_allocated":[{"sale_id":"00000006-0000-4000-8000-000'
+    '000000006","line_no":null,"amount":"10"}],"advance_added":"0.00","due_date":'
+    '"2026-07-01","bonus_accrued":"6.05","bonus_spent":"0.00","payments":'
+    '[{"payment_id":"00000007-0000-4000-8000-000000000007","method":"cash",'
+    '"amount":"60.50","bonus_accrued":"6.05"}],"lines":[{"line_no":1,"sku":'
+    '"D1","barcode":null,"name":"Rochie \\"Ana\\" \\\\ Ü ✓ 🎉\\n\\t\\u0001\u2028",'
+    '"quantity":"1","unit_price":"60.00","discount":"0.00","amount":"60.00",'
+    '"owed":"60.00"},{"line_no":2,"sku":null,"barcode":"5941234567890","name":'
+    '"Pantofi","quantity":"0.750000","unit_price":"66.67","discount":"0.00",'
+    '"amount":"50.00","owed":"0.00"}],"customer_balances":{"debt":"49.50",'
+    '"advance":"0.00","bonus_balance":"-1.25"},"lines_changed":[{"sale_id":'
+    '"00000001-0000-4000-8000-000000000001","line_no":1,"owed_after":"60.00"}]}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "causation_id", "wire"),
+    [
+        (datetime(2026, 6, 1, 9, 30, 15, 123456, tzinfo=UTC), None, WIRE_0),
+        (datetime(2026, 6, 1, 12, 30, tzinfo=timezone(timedelta(hours=3))), _u(9), WIRE_1),
+    ],
+)
+def test_the_wire_format_is_pinned(
+    occurred_at: datetime, causation_id: UUID | None, wire: str
+) -> None:
+    env = make_envelope(
+        _wire_sale(),
+        chain_id=None,
+        key=_u(5),
+        correlation_id=_u(8),
+        causation_id=causation_id,
+        occurred_at=occurred_at,
+    ).model_copy(update={"message_id": _u(10)})
+
+    raw = encode(env)
+
+    assert raw == wire.encode("utf-8")
+    assert raw == env.model_dump_json().encode("utf-8")
+    assert decode(raw) == env
+    assert parse_payload(decode(raw)) == _wire_sale()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"text": "".join(chr(c) for c in range(0x20))},
+        {"text": "".join(chr(c) for c in range(0x20, 0x3000)), "more": "\U0001f389\U0010ffff"},
+        {
+            "numbers": [
+                0,
+                -1,
+                2**63 - 1,
+                -(2**63),
+                2**64,
+                0.1,
+                1e16,
+                -0.0,
+                float("inf"),
+                float("nan"),
+            ]
+        },
+        {"nested": [{"a": [None, True, False, [], {}]}, "x"]},
+        {"kind": PaymentMethod.CASH, "at": datetime(2026, 6, 1, tzinfo=UTC), "id": _u(1)},
+        {"day": date(2026, 6, 1), "money": Decimal("1E+2")},
+    ],
+)
+def test_encode_writes_any_payload_as_pydantic_does(payload: dict[str, object]) -> None:
+    # the payload as decode leaves it (plain JSON values) or anything a caller put there
+    env = make_envelope(_wire_sale(), chain_id=None, key="k", correlation_id=_u(8)).model_copy(
+        update={"payload": payload}
+    )
+    assert encode(env) == env.model_dump_json().encode("utf-8")

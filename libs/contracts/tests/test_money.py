@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+import random
+from decimal import Decimal, localcontext
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from contracts.money import (
+    _ACCEPTED_STRINGS,
     Money,
     NonNegativeMoney,
     Percent,
     PositiveMoney,
     Quantity,
+    _exponent,
     fits_minor_units,
     format_money,
     format_quantity,
@@ -174,3 +177,50 @@ def test_format_quantity_drops_trailing_zeros_and_never_uses_an_exponent(
     value: str, expected: str
 ) -> None:
     assert format_quantity(Decimal(value)) == expected
+
+
+def test_a_string_read_again_gives_the_same_value_and_a_refused_one_stays_refused() -> None:
+    # the validators remember the strings they accepted (a look-up instead of the pattern)
+    for _ in range(2):
+        assert str(Priced.model_validate({"price": "12.50"}).price) == "12.50"
+        assert str(Priced.model_validate({"price": "12.5"}).price) == "12.5"
+        with pytest.raises(ValidationError):
+            Priced.model_validate({"price": "12.50000"})
+
+    class Paid(BaseModel):
+        amount: PositiveMoney
+
+    Priced.model_validate({"price": "0.00"})  # accepted as Money...
+    with pytest.raises(ValidationError, match="> 0"):
+        Paid.model_validate({"amount": "0.00"})  # ...not as PositiveMoney: a memory each
+
+
+def test_a_decimal_read_again_gets_the_same_answer_whatever_its_equal_neighbours() -> None:
+    # Decimals are remembered by their text: 1.0 == 1.00000, but only one has <= 4 decimals
+    for _ in range(2):
+        assert str(Priced.model_validate({"price": Decimal("1.0")}).price) == "1.0"
+        with pytest.raises(ValidationError, match="more than 4 decimals"):
+            Priced.model_validate({"price": Decimal("1.00000")})
+        assert str(Priced.model_validate({"price": Decimal("1E+2")}).price) == "1E+2"
+        with pytest.raises(ValidationError, match="too large"):
+            Priced.model_validate({"price": Decimal("1E+15")})
+
+
+def test_the_strings_remembered_are_bounded_and_still_right() -> None:
+    for n in range(_ACCEPTED_STRINGS + 10):
+        text = f"{n}.{n % 100:02d}"
+        assert format(Priced.model_validate({"price": text}).price, "f") == text
+        assert Priced.model_validate({"price": Decimal(text)}).price == Decimal(text)
+
+
+def test_the_exponent_read_from_a_decimals_text_is_as_tuples() -> None:
+    rng = random.Random(7)
+    values = [Decimal(t) for t in ("0", "-0", "0E-8", "0E+3", "1E+2", "-1.5E-7", "12.50", "100")]
+    for _ in range(20000):
+        digits = str(rng.randrange(10 ** rng.randrange(1, 30)))
+        values.append(Decimal(f"{rng.choice('-+')}{digits}E{rng.randrange(-40, 40)}"))
+    for value in values:
+        assert _exponent(str(value)) == value.as_tuple().exponent, value
+    with localcontext() as ctx:
+        ctx.capitals = 0
+        assert _exponent(str(Decimal("1.5E-7"))) == -8
