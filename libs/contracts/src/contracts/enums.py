@@ -80,11 +80,16 @@ class OperationKind(StrEnum):
 
 
 class BonusOperationKind(StrEnum):
-    """The operations that move bonuses, as credit asks loyalty to apply them."""
+    """The operations credit asks loyalty about (their values are ``OperationKind``'s).
+
+    A refund moves no bonuses: it is asked with nothing to apply, so that its answer carries
+    loyalty's balance after every bonus operation of the customer answered before it.
+    """
 
     SALE = "sale"
     DEBT_PAYMENT = "debt_payment"
     ADVANCE = "advance"
+    REFUND = "refund"
     RETURN = "return"
 
 

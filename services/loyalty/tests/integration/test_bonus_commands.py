@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
+from contracts.enums import BonusOperationKind
 from contracts.loyalty.v1 import (
     BonusCancellationRefused,
     BonusesApplied,
@@ -100,6 +101,41 @@ async def test_a_duplicate_apply_bonuses_changes_nothing(loyalty: Harness) -> No
     assert await loyalty.count("bonus_movements") == 1
     assert await loyalty.count("payment_accruals") == 1
     assert (await loyalty.bonus())["balance"] == "10.00"
+
+
+async def test_a_refund_applies_nothing_and_answers_the_balance_after_a_cancellation(
+    loyalty: Harness,
+) -> None:
+    """Credit asks about a refund only for the balance its answer shows (`operation_kind`
+    refund, nothing to apply): loyalty's after every operation it answered before, here a
+    back-office cancellation credit may not have read yet. Recorded once, no movement."""
+    cash = uuid4()
+    await loyalty.feed(loyalty.apply(cash=[(cash, "200.00")]))
+    await loyalty.feed(loyalty.apply(spend="15.00"))
+    await loyalty.feed(loyalty.cancel(cash))
+    movements = len(await loyalty.outbox(MOVEMENT))
+    refund = loyalty.apply(kind=BonusOperationKind.REFUND, operation_id=uuid4()).model_copy(
+        update={"sale_id": None}
+    )
+    await loyalty.feed(refund)
+    await loyalty.feed(refund)  # asked again: answered the same, nothing recorded twice
+
+    *_, answer, again = await loyalty.outbox(APPLIED)
+    assert answer == again
+    assert (answer.operation_id, answer.operation_kind) == (
+        refund.operation_id,
+        refund.operation_kind,
+    )
+    assert (answer.spent, answer.accrued, answer.restored, answer.reversed) == (
+        D(0),
+        D(0),
+        D(0),
+        D(0),
+    )
+    assert answer.balance_after == D("-15.00")
+    assert len(await loyalty.outbox(MOVEMENT)) == movements
+    assert await loyalty.count("bonus_operations") == 3
+    assert (await loyalty.bonus())["balance"] == "-15.00"
 
 
 async def test_a_refusal_records_nothing(loyalty: Harness) -> None:
