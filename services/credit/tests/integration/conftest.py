@@ -83,7 +83,8 @@ class Harness:
         return asks[0]
 
     async def answer_loyalty(self, *, refuse: bool = False) -> int:
-        """Answer every ApplyBonuses not answered yet (10% of each base, spend from balance)."""
+        """Answer every ApplyBonuses not answered yet (10% of each base, spend from balance;
+        as loyalty, a spend is refused beyond the balance, nothing to spend never)."""
         answered = 0
         for env in await self.outbox("loyalty.ApplyBonuses"):
             cmd = ApplyBonuses.model_validate(env.payload)
@@ -92,7 +93,7 @@ class Harness:
             self.answered.add((cmd.chain_id, cmd.operation_id))
             balance = self.bonus.get(cmd.customer_id, Decimal(0))
             answer: Message
-            if refuse or cmd.spend > balance:
+            if refuse or (cmd.spend > 0 and (balance <= 0 or cmd.spend > balance)):
                 answer = bonuses_refused(cmd, balance)
             else:
                 rate = cmd.bonus_rate_percent / 100 if cmd.bonus_accrual else Decimal(0)
@@ -119,6 +120,16 @@ class Harness:
     async def credit(self, chain_id: uuid.UUID, customer_id: uuid.UUID) -> dict[str, Any] | None:
         async with self.sf() as session, session.begin():
             return await customer_credit(Repository(session), chain_id, customer_id)
+
+    async def cached_bonus(self, customer_id: uuid.UUID) -> Decimal:
+        """The bonus balance credit last learned from loyalty for the customer."""
+        async with self.sf() as session:
+            found = await session.scalar(
+                sa.text("SELECT bonus_balance FROM customers WHERE customer_id = :c"),
+                {"c": customer_id},
+            )
+        assert found is not None
+        return Decimal(found)
 
     async def count(self, table: str) -> int:
         async with self.sf() as session:

@@ -83,6 +83,7 @@ async def test_two_refunds_at_the_same_moment_never_overdraw_the_advance(harness
             for c, r in zip(consumers, refunds, strict=True)
         )
     )
+    await harness.settle()  # one waits for loyalty, the other is parked behind it
     assert len(await harness.events("credit.RefundRecorded")) == 1
     [refusal] = await harness.events("credit.OperationRefused")
     assert refusal["code"] == "insufficient_advance"

@@ -244,7 +244,8 @@ async def test_advance_pays_debt_first_and_an_one_line_sale_uses_the_advance(har
     assert done["bonus_accrued"] == "2.00"  # advance money paying goods accrues
 
 
-async def test_refund_of_advance_completes_without_loyalty(harness):
+async def test_refund_of_advance_asks_loyalty_with_nothing_to_apply(harness):
+    """A refund moves no bonuses, yet waits for loyalty's answer: its balance is loyalty's."""
     customer = customer_snapshot()
     cid = customer.customer_id
     settings = settings_snapshot()
@@ -254,20 +255,57 @@ async def test_refund_of_advance_completes_without_loyalty(harness):
         ),
         key=str(cid),
     )
-    asks = len(await harness.events("loyalty.ApplyBonuses"))
-    await harness.send(
-        record_refund(
-            chain_id=CHAIN, customer=customer, settings=settings, at=day(2), amount="10.00"
-        ),
-        key=str(cid),
+    cmd = record_refund(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(2), amount="10.00"
     )
-    assert len(await harness.events("loyalty.ApplyBonuses")) == asks
+    await harness.send(cmd, key=str(cid))
+    assert await harness.events("credit.RefundRecorded") == []
+    ask = await harness.loyalty_asked(cmd.refund_id)
+    assert (ask["operation_kind"], ask["sale_id"], ask["store_id"]) == (
+        "refund",
+        None,
+        str(cmd.store_id),
+    )
+    assert (ask["spend"], ask["accrual_bases"], ask["restore_up_to"], ask["reverse_bases"]) == (
+        "0.00",
+        [],
+        "0.00",
+        [],
+    )
+    await harness.settle()
     [refund] = await harness.events("credit.RefundRecorded")
     assert refund["customer_balances"] == {
         "debt": "0.00",
         "advance": "15.00",
         "bonus_balance": "0.00",
     }
+
+
+async def test_a_refund_answers_loyaltys_balance_not_the_cached_one(harness):
+    """The chaos finding of stop 33: a back-office cancellation answered by loyalty whose
+    `PaymentBonusCancelled` credit has not consumed yet (credit's cached balance still the
+    one before it); a refund sent after it answers with loyalty's balance after it."""
+    customer = customer_snapshot()
+    cid, settings = customer.customer_id, settings_snapshot()
+    await harness.send_and_settle(
+        record_advance(
+            chain_id=CHAIN, customer=customer, settings=settings, at=day(1), amount="100.00"
+        ),
+        key=str(cid),
+    )
+    sale = one_line_sale(CHAIN, customer, settings, "70.00", at=1, paid_with="cash")
+    await harness.send_and_settle(sale, key=str(cid))
+    assert (await harness.cached_bonus(cid)) == Decimal("7.00")
+    harness.bonus[cid] = Decimal("-3.81")  # loyalty cancelled 10.85: its event not read yet
+
+    refund = record_refund(
+        chain_id=CHAIN, customer=customer, settings=settings, at=day(2), amount="1.00"
+    )
+    await harness.send_and_settle(refund, key=str(cid))
+    assert await harness.events("credit.OperationRefused") == []
+    [done] = await harness.events("credit.RefundRecorded")
+    assert done["customer_balances"]["bonus_balance"] == "-3.81"
+    assert (await harness.cached_bonus(cid)) == Decimal("-3.81")
 
 
 async def test_return_cancels_debt_restores_bonus_and_refunds_the_rest(harness):
@@ -319,22 +357,15 @@ def _movement(customer_id: uuid.UUID, operation_id: uuid.UUID | None, balance: s
 
 
 async def test_an_operations_own_movements_are_passed_over_and_an_expiry_is_taken(harness):
-    """An answer without loyalty (a refund) shows the last bonus balance credit knows: the one
-    loyalty's answer carried for the sale, not a movement of that sale's (passed over without a
-    transaction: the answer after them carries the balance), and an expiry's balance after."""
+    """The bonus balance credit keeps (what an answer without loyalty, an automatic or
+    requested revocation, shows) is the one loyalty's answer carried for the sale, not a
+    movement of that sale's (passed over without a transaction: the answer after them carries
+    the balance), and an expiry's balance after."""
     customer = customer_snapshot()
     cid, settings = customer.customer_id, settings_snapshot()
 
-    async def refunded_shows() -> str:
-        await harness.send(
-            record_refund(
-                chain_id=CHAIN, customer=customer, settings=settings, at=day(2), amount="1.00"
-            ),
-            key=str(cid),
-        )
-        return (await harness.events("credit.RefundRecorded"))[-1]["customer_balances"][
-            "bonus_balance"
-        ]
+    async def cached_shows() -> Decimal:
+        return await harness.cached_bonus(cid)
 
     await harness.send_and_settle(
         record_advance(
@@ -350,7 +381,7 @@ async def test_an_operations_own_movements_are_passed_over_and_an_expiry_is_take
     with counted_statements(harness.sf.kw["bind"]) as statements:
         await harness.send(_movement(cid, sale.sale_id, "999.00"), key=str(cid))
     assert statements == []
-    assert await refunded_shows() == "3.00"
+    assert await cached_shows() == Decimal("3.00")
 
     await harness.send(_movement(cid, None, "2.00"), key=str(cid))
-    assert await refunded_shows() == "2.00"
+    assert await cached_shows() == Decimal("2.00")

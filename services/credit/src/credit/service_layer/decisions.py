@@ -349,7 +349,18 @@ def decide_refund(step: Step, cmd: RecordRefund) -> Decision:
         occurred_at=cmd.occurred_at,
         customer_balances=step.balances(ref),
     )
-    return Decision(ref, event)
+    # nothing to apply: loyalty, which serialises the customer, answers with its balance
+    # after every bonus operation answered before (a cancellation the cached balance may
+    # not know of yet), and that is the balance the refund's answer carries
+    bonus = step.bonuses(
+        BonusOperationKind.REFUND,
+        cmd.customer,
+        store_id=cmd.store_id,
+        sale_id=None,
+        at=cmd.occurred_at,
+        out=ref,
+    )
+    return Decision(ref, event, bonus)
 
 
 def decide_return(step: Step, cmd: RecordReturn) -> Decision:
