@@ -176,7 +176,8 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
 async def handle_bonus_balance(
     ctx: MessageContext, event: BonusMovementRecorded | PaymentBonusCancelled
 ) -> None:
-    """Keep the last known bonus balance for answers that do not pass through loyalty: after
+    """Keep the last known bonus balance for answers that do not pass through loyalty (a
+    revoked discount; a refund asks loyalty, whose answer carries its balance): after
     an expiry (a movement of no operation) or a cancelled payment bonus. The movements of an
     operation are passed over before this (`IGNORED`)."""
     if isinstance(event, BonusMovementRecorded) and _movement_of_an_operation(event):
