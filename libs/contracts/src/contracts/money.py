@@ -44,11 +44,17 @@ def decimal_to_str(value: Decimal) -> str:
     return format(value, "f")
 
 
+#: the minor unit of 0 to 8 decimals (`Decimal(1).scaleb(-n)`), built once: money is rounded
+#: for every field of every message and lot
+_UNITS = tuple(Decimal(1).scaleb(-n) for n in range(9))
+
+
 def quantize_money(value: Decimal, minor_units: int = 2) -> Decimal:
     """Round to the currency's minor unit, half-up (2.345 -> 2.35, -2.345 -> -2.35)."""
     if minor_units < 0:
         raise ValueError("minor_units must be >= 0")
-    return value.quantize(Decimal(1).scaleb(-minor_units), rounding=ROUND_HALF_UP)
+    unit = _UNITS[minor_units] if minor_units < len(_UNITS) else Decimal(1).scaleb(-minor_units)
+    return value.quantize(unit, rounding=ROUND_HALF_UP)
 
 
 def format_money(value: Decimal, minor_units: int = 2) -> str:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -177,15 +177,13 @@ async def _open_lots(db: Db, chain_id: UUID, customer_id: UUID) -> list[asyncpg.
 
 def _lots(rows: Iterable[Sequence[Any]], minor_units: int) -> list[Lot]:
     """The lots of rows of `_OPEN_LOTS`' columns, in its order (rows, or records of an
-    array), the amounts rounded as `quantize_money` rounds them (its unit computed once for
-    all the rows)."""
-    unit = Decimal(1).scaleb(-minor_units)
+    array)."""
     return [
         Lot(
             lot_id=lot_id,
             at=at,
-            amount=amount.quantize(unit, rounding=ROUND_HALF_UP),
-            remaining=remaining.quantize(unit, rounding=ROUND_HALF_UP),
+            amount=quantize_money(amount, minor_units),
+            remaining=quantize_money(remaining, minor_units),
             store_id=store_id,
             payment_id=payment_id,
             sale_id=sale_id,
