@@ -237,7 +237,7 @@ def decide_sale(step: Step, cmd: RecordSale) -> Decision:
             {
                 key: owed
                 for key, owed in out.lines_changed.items()
-                if key[0] != cmd.sale_id or m(owed) != 0
+                if key[0] != cmd.sale_id or m(owed) > 0
             },
             m,
         ),
