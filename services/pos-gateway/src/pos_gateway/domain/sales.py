@@ -81,6 +81,29 @@ def price_sale(
         + [("change_to_advance", change_to_advance)],
         minor_units,
     )
+    amounts = _line_amounts(lines, minor_units)
+    total = sum(amounts, _ZERO)
+    tendered = sum((p.amount for p in payments), _ZERO)
+    _check_sums(total, tendered)
+    change, kept = _change(payments, total, tendered, change_to_advance)
+    priced = tuple(
+        SaleLine(
+            line_no=i,
+            sku=ln.sku or None,
+            barcode=ln.barcode or None,
+            name=ln.name,
+            quantity=ln.quantity,
+            unit_price=money(ln.unit_price, minor_units),
+            discount=money(ln.discount, minor_units),
+            amount=money(amount, minor_units),
+        )
+        for i, (ln, amount) in enumerate(zip(lines, amounts, strict=True), 1)
+    )
+    return PricedSale(priced, total, change, kept)
+
+
+def _line_amounts(lines: Sequence[LineIn], minor_units: int) -> list[Decimal]:
+    """Each line's amount; every line that is negative or too large is named at once."""
     amounts: list[Decimal] = []
     errors: list[dict[str, str]] = []
     for i, ln in enumerate(lines):
@@ -100,10 +123,13 @@ def price_sale(
             )
     if errors:
         raise ValidationFailed(errors)
-    total = sum(amounts, _ZERO)
-    tendered = sum((p.amount for p in payments), _ZERO)
-    # each line and each payment is within the limits; their sums must be too (the change is
-    # what was tendered beyond the total, so bounding both bounds it)
+    return amounts
+
+
+def _check_sums(total: Decimal, tendered: Decimal) -> None:
+    """Each line and each payment is within the limits; their sums must be too (the change is
+    what was tendered beyond the total, so bounding both bounds it)."""
+    errors: list[dict[str, str]] = []
     if total >= MONEY_LIMIT:
         errors.append(
             {"field": "lines", "message": f"the sale total must be below {MONEY_LIMIT:f}"}
@@ -117,6 +143,16 @@ def price_sale(
         )
     if errors:
         raise ValidationFailed(errors)
+
+
+def _change(
+    payments: Sequence[PaymentIn],
+    total: Decimal,
+    tendered: Decimal,
+    change_to_advance: Decimal | None,
+) -> tuple[Decimal, Decimal]:
+    """The change and the part of it kept as advance: change comes only from cash, and no more
+    than the change can be kept."""
     cash = sum((p.amount for p in payments if p.method is PaymentMethod.CASH), _ZERO)
     change = tendered - total
     if change < _ZERO:
@@ -133,20 +169,7 @@ def price_sale(
         raise GatewayError(
             "payment_mismatch", f"change_to_advance ({kept}) exceeds the change ({change})"
         )
-    priced = tuple(
-        SaleLine(
-            line_no=i,
-            sku=ln.sku or None,
-            barcode=ln.barcode or None,
-            name=ln.name,
-            quantity=ln.quantity,
-            unit_price=money(ln.unit_price, minor_units),
-            discount=money(ln.discount, minor_units),
-            amount=money(amount, minor_units),
-        )
-        for i, (ln, amount) in enumerate(zip(lines, amounts, strict=True), 1)
-    )
-    return PricedSale(priced, total, change, kept)
+    return change, kept
 
 
 _CARD_METHODS = frozenset({PaymentMethod.ON_ACCOUNT, PaymentMethod.BONUS, PaymentMethod.ADVANCE})
