@@ -33,7 +33,7 @@ from contracts.envelope import Envelope, decode, encode, make_envelope
 from contracts.registry import lookup
 from servicekit.consumer import Consumer
 from servicekit.db import SessionFactory, make_engine, prepare_database
-from servicekit.settings import with_database
+from servicekit.settings import to_asyncpg_url, with_database
 
 if TYPE_CHECKING:  # httpx is a test requirement (requirements-dev.txt), not servicekit's
     import httpx
@@ -139,6 +139,19 @@ async def migrated_engine(
         yield engine
     finally:
         await engine.dispose()
+
+
+async def alembic_to(migrations_dir: Path, database_url: str, action: str, revision: str) -> None:
+    """`alembic <action> <revision>` ("upgrade" / "downgrade") for one service's migrations on
+    `database_url`, as `servicekit.db.run_migrations` upgrades to head (run in a thread): a
+    test that takes a database back to an older revision and forward again."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(database_url).replace("%", "%%"))
+    await asyncio.to_thread(getattr(command, action), cfg, revision)
 
 
 def consumer_for_tests(consumer: Consumer, session_factory: SessionFactory) -> Consumer:

@@ -319,30 +319,17 @@ async def test_a_manager_creates_a_user_and_a_short_password_is_refused_at_its_f
     client: httpx.AsyncClient, fake: FakeGateway
 ) -> None:
     await sign_in(client, "ana@example.com")
-    token = await _token(client, "/users")
-    refused = await client.post(
-        "/users",
-        data={
-            "name": "New",
-            "email": "new@example.com",
-            "role": "customer_service",
-            "password": "short",
-            "csrf_token": token,
-        },
-    )
+    form = {
+        "name": "New",
+        "email": "new@example.com",
+        "role": "customer_service",
+        "csrf_token": await _token(client, "/users"),
+    }
+    refused = await client.post("/users", data={**form, "password": "short"})
     assert refused.status_code == 422
     assert "at least 12 characters" in refused.text and 'value="new@example.com"' in refused.text
     assert 'value="short"' not in refused.text
-    created = await client.post(
-        "/users",
-        data={
-            "name": "New",
-            "email": "new@example.com",
-            "role": "customer_service",
-            "password": "long enough password",
-            "csrf_token": token,
-        },
-    )
+    created = await client.post("/users", data={**form, "password": "long enough password"})
     assert created.headers["location"] == "/users?msg=user_created"
     assert "new@example.com" in (await client.get("/users")).text
 

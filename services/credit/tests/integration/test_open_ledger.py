@@ -8,7 +8,6 @@ Real PostgreSQL through the consumer's production path; the whole ledger is
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from decimal import Decimal
 from functools import partial
@@ -16,8 +15,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from credit.adapters.repository import Repository
 from credit.domain.errors import Refusal
@@ -38,7 +35,7 @@ from credit.testing import (
     sale_line,
     settings_snapshot,
 )
-from servicekit.db import to_asyncpg_url
+from servicekit.testing import alembic_to
 
 CHAIN = uuid.UUID("77777777-7777-4777-8777-777777777777")
 
@@ -354,14 +351,6 @@ async def test_after_many_settled_sales_the_next_sale_and_payment_keep_balances_
     assert [s["due_date"] for s in view["open_sales"]] == [day(52).date().isoformat()]
 
 
-def _migrate(url: str, direction: str, revision: str) -> None:
-    """`alembic <direction> <revision>` on credit's database (as `run_migrations` upgrades)."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(url).replace("%", "%%"))
-    getattr(command, direction)(cfg, revision)
-
-
 async def test_the_migration_marks_settled_only_the_sales_that_owe_nothing_for_good(
     harness, fresh_database_url
 ):
@@ -401,6 +390,6 @@ async def test_the_migration_marks_settled_only_the_sales_that_owe_nothing_for_g
         anonymous.sale_id: True,  # recorded paid in full (never read by a customer's command)
     }
     assert await flags() == expected
-    await asyncio.to_thread(_migrate, fresh_database_url, "downgrade", "0003")
-    await asyncio.to_thread(_migrate, fresh_database_url, "upgrade", "head")
+    await alembic_to(MIGRATIONS_DIR, fresh_database_url, "downgrade", "0003")
+    await alembic_to(MIGRATIONS_DIR, fresh_database_url, "upgrade", "head")
     assert await flags() == {**expected, anonymous.sale_id: False}

@@ -13,7 +13,6 @@ Payment-Balance summed before), and a fresh recompute of the summary tables from
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -22,8 +21,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from reporting_helpers import all_pages, insert_chains, insert_customers, movement_row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -33,7 +30,7 @@ from reporting.domain.model import Period
 from reporting.entrypoints.app import MIGRATIONS_DIR
 from reporting.service_layer import reports
 from servicekit.db import make_engine, make_session_factory, prepare_database
-from servicekit.settings import to_asyncpg_url
+from servicekit.testing import alembic_to
 
 pytestmark = pytest.mark.integration
 
@@ -472,19 +469,12 @@ async def _payment_balance_matches(
         ], (period, store, vip_only, sort)
 
 
-def _alembic(url: str, action: str, revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(url).replace("%", "%%"))
-    getattr(command, action)(cfg, revision)
-
-
 async def test_an_existing_database_upgrades_to_the_kept_sums_of_its_read_models(
     fresh_database_url: str,
 ) -> None:
     """A database at 0004 (read models, no sums) gets 0005's tables filled from its rows."""
     await prepare_database(MIGRATIONS_DIR, fresh_database_url)
-    await asyncio.to_thread(_alembic, fresh_database_url, "downgrade", "0004")
+    await alembic_to(MIGRATIONS_DIR, fresh_database_url, "downgrade", "0004")
     engine = make_engine(fresh_database_url, pool_size=2)
     try:
         async with engine.connect() as conn:
@@ -501,7 +491,7 @@ async def test_an_existing_database_upgrades_to_the_kept_sums_of_its_read_models
         async with sf() as s, s.begin():
             await story.add_chains(s)
             await story.batch(s, 120)
-        await asyncio.to_thread(_alembic, fresh_database_url, "upgrade", "head")
+        await alembic_to(MIGRATIONS_DIR, fresh_database_url, "upgrade", "head")
         await _assert_kept_equal_recomputed(engine)
         chain = story.chains[0]
         async with sf() as s:
