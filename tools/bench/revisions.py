@@ -16,23 +16,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
-from alembic import command
-from alembic.config import Config
 
 from reporting.entrypoints.app import MIGRATIONS_DIR
-from servicekit.db import ensure_database, plain_url
-from servicekit.settings import to_asyncpg_url, with_database
+from servicekit.db import ensure_database, plain_url, run_migrations
+from servicekit.settings import with_database
 
 #: one measured statement, made (not yet awaited) from (connection, customer, round, customer's
 #: index, kind): its arguments are built before the clock starts
 Step = Callable[[asyncpg.Connection, uuid.UUID, int, int, str], Awaitable[Any]]
-
-
-def _upgrade(url: str, revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(url).replace("%", "%%"))
-    command.upgrade(cfg, revision)
 
 
 async def alternate_revisions(
@@ -54,7 +45,7 @@ async def alternate_revisions(
     for revision in revisions:
         url = with_database(server, f"bench_{name}_{revision}_{uuid.uuid4().hex[:6]}")
         await ensure_database(url)
-        await asyncio.to_thread(_upgrade, url, revision)
+        await asyncio.to_thread(run_migrations, MIGRATIONS_DIR, url, revision)
         conns[revision] = await asyncpg.connect(plain_url(url))
     ids = [uuid.uuid4() for _ in range(customers)]
     rows: list[dict[str, Any]] = []

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from servicekit.settings import to_asyncpg_url, with_database
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +124,22 @@ async def ensure_database(url: str, *, attempts: int = 30, delay: float = 1.0) -
         await conn.close()
 
 
-def run_migrations(migrations_dir: Path, url: str) -> None:
-    """`alembic upgrade head` for one service, against `url` (blocking; run in a thread)."""
-    from alembic import command
+def alembic_config(migrations_dir: Path, url: str) -> Config:
+    """Alembic's configuration for one service's migrations on `url` (no alembic.ini)."""
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir))
     cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(url).replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    return cfg
+
+
+def run_migrations(migrations_dir: Path, url: str, revision: str = "head") -> None:
+    """`alembic upgrade <revision>` (head unless told) for one service, against `url`
+    (blocking; run in a thread)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(migrations_dir, url), revision)
 
 
 async def prepare_database(migrations_dir: Path, url: str) -> None:

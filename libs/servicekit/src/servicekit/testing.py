@@ -32,8 +32,8 @@ from contracts.deadletter.v1 import DeadLetter
 from contracts.envelope import Envelope, decode, encode, make_envelope
 from contracts.registry import lookup
 from servicekit.consumer import Consumer
-from servicekit.db import SessionFactory, make_engine, prepare_database
-from servicekit.settings import to_asyncpg_url, with_database
+from servicekit.db import SessionFactory, alembic_config, make_engine, prepare_database
+from servicekit.settings import with_database
 
 if TYPE_CHECKING:  # httpx is a test requirement (requirements-dev.txt), not servicekit's
     import httpx
@@ -146,11 +146,8 @@ async def alembic_to(migrations_dir: Path, database_url: str, action: str, revis
     `database_url`, as `servicekit.db.run_migrations` upgrades to head (run in a thread): a
     test that takes a database back to an older revision and forward again."""
     from alembic import command
-    from alembic.config import Config
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir))
-    cfg.set_main_option("sqlalchemy.url", to_asyncpg_url(database_url).replace("%", "%%"))
+    cfg = alembic_config(migrations_dir, database_url)
     await asyncio.to_thread(getattr(command, action), cfg, revision)
 
 
