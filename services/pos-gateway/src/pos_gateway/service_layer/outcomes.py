@@ -6,6 +6,7 @@ An operation row is written `pending` with its command; the gateway's consumer (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -82,87 +83,116 @@ def _customer(outcome: dict[str, Any], minor: int) -> dict[str, Any] | None:
     return balances_json(outcome.get("customer_balances"), minor)
 
 
+def _sale_answer(outcome: dict[str, Any], minor: int) -> dict[str, Any]:
+    return {
+        "sale_id": outcome["sale_id"],
+        "status": "completed",
+        "sold_at": outcome["sold_at"],
+        "total": _m(outcome["total"], minor),
+        "paid": _m(outcome["paid"], minor),
+        "on_account": _m(outcome["on_account"], minor),
+        "advance_applied": _m(outcome["advance_applied"], minor),
+        "due_date": outcome.get("due_date"),
+        "bonus_accrued": _m(outcome["bonus_accrued"], minor),
+        "bonus_spent": _m(outcome["bonus_spent"], minor),
+        "payments": [
+            {
+                "payment_id": p["payment_id"],
+                "method": p["method"],
+                "amount": _m(p["amount"], minor),
+                "bonus_accrued": _m(p["bonus_accrued"], minor),
+            }
+            for p in outcome.get("payments", [])
+        ],
+        "customer": _customer(outcome, minor),
+    }
+
+
+def _debt_payment_answer(outcome: dict[str, Any], minor: int) -> dict[str, Any]:
+    return {
+        "payment_id": outcome["payment_id"],
+        "amount": _m(outcome["amount"], minor),
+        "allocated": [
+            {
+                "sale_id": a["sale_id"],
+                "line_no": a.get("line_no"),
+                "amount": _m(a["amount"], minor),
+            }
+            for a in outcome.get("allocated", [])
+        ],
+        "advance_added": _m(outcome["advance_added"], minor),
+        "bonus_accrued": _m(outcome["bonus_accrued"], minor),
+        "customer": _customer(outcome, minor),
+    }
+
+
+def _advance_answer(outcome: dict[str, Any], minor: int) -> dict[str, Any]:
+    return {
+        "payment_id": outcome["payment_id"],
+        "amount": _m(outcome["amount"], minor),
+        "applied_to_debt": _m(outcome["applied_to_debt"], minor),
+        "advance_added": _m(outcome["advance_added"], minor),
+        "bonus_accrued": _m(outcome["bonus_accrued"], minor),
+        "customer": _customer(outcome, minor),
+    }
+
+
+def _refund_answer(outcome: dict[str, Any], minor: int) -> dict[str, Any]:
+    return {
+        "refund_id": outcome["refund_id"],
+        "amount": _m(outcome["amount"], minor),
+        "customer": _customer(outcome, minor),
+    }
+
+
+def _return_answer(outcome: dict[str, Any], minor: int) -> dict[str, Any]:
+    return {
+        "return_id": outcome["return_id"],
+        "value": _m(outcome["value"], minor),
+        "debt_cancelled": _m(outcome["debt_cancelled"], minor),
+        "bonus_restored": _m(outcome["bonus_restored"], minor),
+        "refunded": _m(outcome["refunded"], minor),
+        "advance_added": _m(outcome["advance_added"], minor),
+        "bonus_reversed": _m(outcome["bonus_reversed"], minor),
+        "customer": _customer(outcome, minor),
+    }
+
+
+def _revoked_discount_answer(outcome: dict[str, Any], minor: int) -> dict[str, Any]:
+    return {
+        "sale_id": outcome["sale_id"],
+        "discount_revoked": _m(outcome["amount"], minor),
+        "customer": _customer(outcome, minor),
+    }
+
+
+def _bonus_cancellation_answer(outcome: dict[str, Any], minor: int) -> dict[str, Any]:
+    # loyalty knows only the bonus balance; debt and advance are added by the caller
+    return {
+        "payment_id": outcome["payment_id"],
+        "bonus_cancelled": _m(outcome["cancelled"], minor),
+        "customer": {"bonus_balance": _m(outcome["balance_after"], minor)},
+    }
+
+
+#: the API's answer for each kind of completed operation, from the outcome event's payload
+_ANSWERS: dict[str, Callable[[dict[str, Any], int], dict[str, Any]]] = {
+    SALE: _sale_answer,
+    DEBT_PAYMENT: _debt_payment_answer,
+    ADVANCE: _advance_answer,
+    REFUND: _refund_answer,
+    RETURN: _return_answer,
+    REVOKE_DISCOUNT: _revoked_discount_answer,
+    BONUS_CANCEL: _bonus_cancellation_answer,
+}
+
+
 def render_outcome(kind: str, outcome: dict[str, Any], minor: int) -> dict[str, Any]:
     """The API's answer for a completed operation, from the outcome event's payload."""
-    if kind == SALE:
-        return {
-            "sale_id": outcome["sale_id"],
-            "status": "completed",
-            "sold_at": outcome["sold_at"],
-            "total": _m(outcome["total"], minor),
-            "paid": _m(outcome["paid"], minor),
-            "on_account": _m(outcome["on_account"], minor),
-            "advance_applied": _m(outcome["advance_applied"], minor),
-            "due_date": outcome.get("due_date"),
-            "bonus_accrued": _m(outcome["bonus_accrued"], minor),
-            "bonus_spent": _m(outcome["bonus_spent"], minor),
-            "payments": [
-                {
-                    "payment_id": p["payment_id"],
-                    "method": p["method"],
-                    "amount": _m(p["amount"], minor),
-                    "bonus_accrued": _m(p["bonus_accrued"], minor),
-                }
-                for p in outcome.get("payments", [])
-            ],
-            "customer": _customer(outcome, minor),
-        }
-    if kind == DEBT_PAYMENT:
-        return {
-            "payment_id": outcome["payment_id"],
-            "amount": _m(outcome["amount"], minor),
-            "allocated": [
-                {
-                    "sale_id": a["sale_id"],
-                    "line_no": a.get("line_no"),
-                    "amount": _m(a["amount"], minor),
-                }
-                for a in outcome.get("allocated", [])
-            ],
-            "advance_added": _m(outcome["advance_added"], minor),
-            "bonus_accrued": _m(outcome["bonus_accrued"], minor),
-            "customer": _customer(outcome, minor),
-        }
-    if kind == ADVANCE:
-        return {
-            "payment_id": outcome["payment_id"],
-            "amount": _m(outcome["amount"], minor),
-            "applied_to_debt": _m(outcome["applied_to_debt"], minor),
-            "advance_added": _m(outcome["advance_added"], minor),
-            "bonus_accrued": _m(outcome["bonus_accrued"], minor),
-            "customer": _customer(outcome, minor),
-        }
-    if kind == REFUND:
-        return {
-            "refund_id": outcome["refund_id"],
-            "amount": _m(outcome["amount"], minor),
-            "customer": _customer(outcome, minor),
-        }
-    if kind == RETURN:
-        return {
-            "return_id": outcome["return_id"],
-            "value": _m(outcome["value"], minor),
-            "debt_cancelled": _m(outcome["debt_cancelled"], minor),
-            "bonus_restored": _m(outcome["bonus_restored"], minor),
-            "refunded": _m(outcome["refunded"], minor),
-            "advance_added": _m(outcome["advance_added"], minor),
-            "bonus_reversed": _m(outcome["bonus_reversed"], minor),
-            "customer": _customer(outcome, minor),
-        }
-    if kind == REVOKE_DISCOUNT:
-        return {
-            "sale_id": outcome["sale_id"],
-            "discount_revoked": _m(outcome["amount"], minor),
-            "customer": _customer(outcome, minor),
-        }
-    if kind == BONUS_CANCEL:
-        # loyalty knows only the bonus balance; debt and advance are added by the caller
-        return {
-            "payment_id": outcome["payment_id"],
-            "bonus_cancelled": _m(outcome["cancelled"], minor),
-            "customer": {"bonus_balance": _m(outcome["balance_after"], minor)},
-        }
-    raise ValueError(f"unknown operation kind {kind}")
+    answer = _ANSWERS.get(kind)
+    if answer is None:
+        raise ValueError(f"unknown operation kind {kind}")
+    return answer(outcome, minor)
 
 
 def refusal_status(code: str) -> int:
