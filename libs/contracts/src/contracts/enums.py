@@ -82,8 +82,9 @@ class OperationKind(StrEnum):
 class BonusOperationKind(StrEnum):
     """The operations credit asks loyalty about (their values are ``OperationKind``'s).
 
-    A refund moves no bonuses: it is asked with nothing to apply, so that its answer carries
-    loyalty's balance after every bonus operation of the customer answered before it.
+    A refund and a requested discount revocation move no bonuses: each is asked with nothing
+    to apply, so that its answer carries loyalty's balance after every bonus operation of the
+    customer answered before it.
     """
 
     SALE = "sale"
@@ -91,6 +92,7 @@ class BonusOperationKind(StrEnum):
     ADVANCE = "advance"
     REFUND = "refund"
     RETURN = "return"
+    REVOKE_DISCOUNT = "revoke_discount"
 
 
 class BonusMovementKind(StrEnum):

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from contracts.loyalty.v1 import BonusesApplied
+from credit.domain.model import revoke_attempt_id
 from credit.service_layer.deadline import expire_operations
 from credit.testing import (
     customer_snapshot,
@@ -24,6 +25,7 @@ from credit.testing import (
     record_advance,
     record_payment,
     record_sale,
+    revoke,
     sale_line,
     settings_snapshot,
 )
@@ -151,6 +153,89 @@ async def test_an_operation_past_its_deadline_is_refused_voided_undone_and_the_p
         )
         == 0
     )
+
+
+async def test_a_revocation_whose_loyalty_leg_fails_leaves_nothing_and_a_later_request_revokes(
+    harness,
+):
+    """A requested revocation waits for loyalty under its request's own operation id. The first
+    gets no answer within the deadline (loyalty's record of it ends voided, `VoidBonuses`), the
+    second is refused by loyalty: each is refused naming the sale (what the gateway's request
+    waits for), leaves nothing in effect, and leaves the sale free for the next request, which
+    revokes the discount once."""
+    customer = customer_snapshot()
+    cid, key = customer.customer_id, str(customer.customer_id)
+    settings = settings_snapshot(overdue_discount="offer")
+    owed = one_line_sale(CHAIN, customer, settings, "90.00", discount="10.00")
+    await harness.send_and_settle(owed, key=key)
+    sale = str(owed.sale_id)
+
+    def request(n: int) -> Any:
+        return revoke(
+            chain_id=CHAIN, customer_id=cid, sale_id=owed.sale_id, settings=settings, at=day(n)
+        )
+
+    async def nothing_in_effect() -> None:
+        assert await harness.events("credit.DiscountRevoked") == []
+        view = await harness.credit(CHAIN, cid)
+        assert view["debt"] == "90.00"
+        assert [(s["sale_id"], s["amount_owed"]) for s in view["open_sales"]] == [(sale, "90.00")]
+        async with harness.sf() as session:
+            in_flight = await session.scalar(
+                sa.text("SELECT in_flight FROM customers WHERE customer_id = :c"), {"c": cid}
+            )
+        assert in_flight is None
+
+    # 1. no answer from loyalty within the deadline
+    before = failed("revoke_discount", "deadline")
+    first = await harness.send(request(31), key=key)
+    first_id = revoke_attempt_id(owed.sale_id, first.message_id)
+    await harness.loyalty_asked(first_id)
+    later = datetime.now(UTC) + timedelta(seconds=8)
+    assert (
+        await expire_operations(harness.sf, deadline_seconds=7, watching_since=LONG_AGO, now=later)
+        == 1
+    )
+    [refusal] = await harness.events("credit.OperationRefused")
+    assert (refusal["operation_id"], refusal["operation_kind"], refusal["code"]) == (
+        sale,
+        "revoke_discount",
+        "operation_failed",
+    )
+    [void] = await harness.events("loyalty.VoidBonuses")
+    assert (void["operation_id"], void["operation_kind"]) == (str(first_id), "revoke_discount")
+    assert failed("revoke_discount", "deadline") == before + 1
+    await harness.answer_loyalty()  # its late answer changes nothing
+    await nothing_in_effect()
+
+    # 2. refused by loyalty
+    second = await harness.send(request(32), key=key)
+    second_id = revoke_attempt_id(owed.sale_id, second.message_id)
+    assert second_id != first_id
+    await harness.loyalty_asked(second_id)
+    await harness.answer_loyalty(refuse=True)
+    refusals_now = await harness.events("credit.OperationRefused")
+    assert [(r["operation_id"], r["operation_kind"]) for r in refusals_now] == [
+        (sale, "revoke_discount")
+    ] * 2
+    await nothing_in_effect()
+
+    # 3. the next request revokes the discount, once
+    third = await harness.send_and_settle(request(33), key=key)
+    third_id = revoke_attempt_id(owed.sale_id, third.message_id)
+    assert third_id not in (first_id, second_id)
+    await harness.loyalty_asked(third_id)
+    [done] = await harness.events("credit.DiscountRevoked")
+    assert (done["sale_id"], done["amount"], done["customer_balances"]["debt"]) == (
+        sale,
+        "10.00",
+        "100.00",
+    )
+    assert (await harness.credit(CHAIN, cid))["debt"] == "100.00"
+    await harness.send_and_settle(request(34), key=key)
+    assert (await refusals(harness))[sale][0] == "already_revoked"
+    assert len(await harness.events("credit.DiscountRevoked")) == 1
+    assert (await harness.credit(CHAIN, cid))["debt"] == "100.00"
 
 
 async def test_an_answer_that_fails_for_good_in_credit_fails_its_operation_and_the_customer_goes_on(  # noqa: E501

@@ -148,7 +148,7 @@ async def test_revoking_twice_is_refused(harness):
     s = await sale("90.00", discount="10.00")
     cid = customer.customer_id
     cmd = revoke(chain_id=CHAIN, customer_id=cid, sale_id=s.sale_id, settings=settings, at=day(31))
-    await harness.send(cmd, key=str(cid))
+    await harness.send_and_settle(cmd, key=str(cid))
     assert len(await harness.events("credit.DiscountRevoked")) == 1
     again = revoke(
         chain_id=CHAIN, customer_id=cid, sale_id=s.sale_id, settings=settings, at=day(32)

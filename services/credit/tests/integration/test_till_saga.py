@@ -9,6 +9,7 @@ from contracts.base import Message
 from contracts.enums import BonusMovementKind
 from contracts.gateway.v1 import ChainSettingsChanged
 from contracts.loyalty.v1 import BonusMovementRecorded
+from credit.domain.model import revoke_attempt_id, revoke_operation_id
 from credit.service_layer.overdue import scan_overdue
 from credit.testing import (
     customer_snapshot,
@@ -158,7 +159,7 @@ async def test_worked_credit_example_per_item_keeps_the_unpaid_shoes(harness):
         {"line_no": 2, "name": "Shoes", "barcode": "4820000000024", "amount_owed": "30.00"}
     ]
     # offer: the back office revokes on request once the sale is overdue
-    await harness.send(
+    await harness.send_and_settle(
         revoke(chain_id=CHAIN, customer_id=cid, sale_id=a.sale_id, settings=settings, at=day(31)),
         key=str(cid),
     )
@@ -306,6 +307,58 @@ async def test_a_refund_answers_loyaltys_balance_not_the_cached_one(harness):
     [done] = await harness.events("credit.RefundRecorded")
     assert done["customer_balances"]["bonus_balance"] == "-3.81"
     assert (await harness.cached_bonus(cid)) == Decimal("-3.81")
+
+
+async def test_a_requested_revocation_answers_loyaltys_balance_not_the_cached_one(harness):
+    """The chaos finding of stop 33, for a requested revocation: a back-office cancellation
+    answered by loyalty whose `PaymentBonusCancelled` credit has not consumed yet (credit's
+    cached balance still the one before it); a revocation requested after it waits for
+    loyalty (asked with nothing to apply, under its request's own operation id, at the sale's
+    store) and answers with loyalty's balance after the cancellation."""
+    customer = customer_snapshot()
+    cid, settings = customer.customer_id, settings_snapshot(overdue_discount="offer")
+    paid = one_line_sale(CHAIN, customer, settings, "70.00", paid_with="cash")
+    owed = one_line_sale(CHAIN, customer, settings, "90.00", discount="10.00")
+    for cmd in (paid, owed):
+        await harness.send_and_settle(cmd, key=str(cid))
+    assert (await harness.cached_bonus(cid)) == Decimal("7.00")
+    harness.bonus[cid] = Decimal("-3.81")  # loyalty cancelled 10.81: its event not read yet
+
+    cmd = revoke(
+        chain_id=CHAIN, customer_id=cid, sale_id=owed.sale_id, settings=settings, at=day(31)
+    )
+    env = await harness.send(cmd, key=str(cid))
+    assert await harness.events("credit.DiscountRevoked") == []
+    attempt = revoke_attempt_id(owed.sale_id, env.message_id)
+    assert attempt not in (owed.sale_id, revoke_operation_id(owed.sale_id))
+    ask = await harness.loyalty_asked(attempt)
+    assert (ask["operation_kind"], ask["sale_id"], ask["store_id"], ask["bonus_accrual"]) == (
+        "revoke_discount",
+        None,
+        str(owed.store_id),
+        False,
+    )
+    assert (ask["spend"], ask["accrual_bases"], ask["restore_up_to"], ask["reverse_bases"]) == (
+        "0.00",
+        [],
+        "0.00",
+        [],
+    )
+    await harness.settle()
+    assert await harness.events("credit.OperationRefused") == []
+    [done] = await harness.events("credit.DiscountRevoked")
+    assert (done["sale_id"], done["trigger"], done["amount"]) == (
+        str(owed.sale_id),
+        "requested",
+        "10.00",
+    )
+    assert done["customer_balances"] == {
+        "debt": "100.00",
+        "advance": "0.00",
+        "bonus_balance": "-3.81",
+    }
+    assert (await harness.cached_bonus(cid)) == Decimal("-3.81")
+    assert (await harness.credit(CHAIN, cid))["debt"] == "100.00"
 
 
 async def test_return_cancels_debt_restores_bonus_and_refunds_the_rest(harness):

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from contracts.credit.v1 import ApplyBonuses, VoidBonuses
+from contracts.enums import BonusOperationKind
 from contracts.loyalty.v1 import (
     BonusesApplied,
     BonusesRefused,
@@ -90,6 +91,49 @@ async def test_voiding_an_operation_loyalty_never_saw_refuses_it_when_it_comes(
     assert await loyalty.count("bonus_movements") == 0
     await loyalty.feed(void(loyalty, late))  # voiding twice changes nothing
     assert len(await loyalty.outbox(BonusesVoided.TYPE)) == 1
+
+
+async def test_a_voided_revocation_attempt_leaves_the_next_one_answered_with_the_balance(
+    loyalty: Harness,
+) -> None:
+    """Credit asks about a requested discount revocation only for the balance its answer
+    shows (`operation_kind` revoke_discount, nothing to apply), under the id of the request's
+    attempt. An attempt credit gave up is voided and a copy of it refused; the next request's
+    attempt, another id, is answered with the balance (here after a cancellation)."""
+    cash = uuid4()
+    await loyalty.feed(loyalty.apply(cash=[(cash, "200.00")]))
+    await loyalty.feed(loyalty.apply(spend="15.00"))
+    await loyalty.feed(loyalty.cancel(cash))
+    movements = await loyalty.count("bonus_movements")
+
+    def attempt() -> ApplyBonuses:
+        ask = loyalty.apply(kind=BonusOperationKind.REVOKE_DISCOUNT, operation_id=uuid4())
+        return ask.model_copy(update={"sale_id": None})
+
+    given_up = attempt()
+    await loyalty.feed(given_up)
+    await loyalty.feed(void(loyalty, given_up))
+    await loyalty.feed(given_up)  # a copy after the void: refused
+    first, copy = (
+        await loyalty.outbox(BonusesApplied.TYPE),
+        await loyalty.outbox(BonusesRefused.TYPE),
+    )
+    assert first[-1].operation_id == given_up.operation_id
+    assert [(r.operation_id, r.code) for r in copy] == [(given_up.operation_id, "operation_failed")]
+    (voided,) = await loyalty.outbox(BonusesVoided.TYPE)
+    assert voided.movement_ids == [] and voided.balance_after == D("-15.00")
+
+    next_one = attempt()
+    await loyalty.feed(next_one)
+    answer = (await loyalty.outbox(BonusesApplied.TYPE))[-1]
+    assert (answer.operation_id, answer.operation_kind) == (
+        next_one.operation_id,
+        BonusOperationKind.REVOKE_DISCOUNT,
+    )
+    assert (answer.spent, answer.accrued, answer.restored, answer.reversed) == (D(0),) * 4
+    assert answer.balance_after == D("-15.00")
+    assert await loyalty.count("bonus_movements") == movements
+    assert (await loyalty.bonus())["balance"] == "-15.00"
 
 
 async def test_voiding_a_return_restores_the_history_the_next_return_needs(

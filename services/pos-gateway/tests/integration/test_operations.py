@@ -452,6 +452,42 @@ async def test_a_not_overdue_refusal_is_answered_422(harness: Any, credit: Any) 
     assert answer.json()["code"] == "not_overdue"
 
 
+async def test_a_revocation_that_failed_is_answered_422_and_the_next_request_asks_again(
+    harness: Any, credit: Any
+) -> None:
+    """Credit refuses a requested revocation whose loyalty leg failed for good as
+    `operation_failed` naming the sale: the waiting request gets it, and the next request of
+    the sale sends a new command (credit records each request's attempt under its own id)."""
+    admin, terminal, cid = await harness.setup_with_customer()
+    sale = await _completed_sale(harness, credit, terminal)
+    url = f"/v1/sales/{sale['sale_id']}/revoke-discount"
+    headers = {**harness.auth(admin), "Idempotency-Key": "revoke-failed"}
+    assert (await harness.client.post(url, headers=headers)).status_code == 202
+    failed = credit.refused(
+        sale["sale_id"],
+        sale["chain_id"],
+        OperationKind.REVOKE_DISCOUNT,
+        RefusalCode.OPERATION_FAILED,
+    )
+    await harness.deliver("credit.events.v1", failed)
+    answer = await harness.client.post(url, headers=headers)
+    assert answer.status_code == 422
+    assert (answer.json()["code"], answer.json()["sale_id"]) == (
+        "operation_failed",
+        sale["sale_id"],
+    )
+
+    again = await harness.client.post(url, headers=harness.auth(admin))
+    assert again.status_code == 202
+    commands = [env for t, env in await harness.outbox() if env.type == "credit.RevokeDiscount"]
+    assert len(commands) == 2 and commands[0].message_id != commands[1].message_id
+    await harness.deliver("credit.events.v1", _discount_revoked(sale, cid))
+    status = await harness.client.get(
+        f"/v1/operations/revoke_discount/{sale['sale_id']}", headers=harness.auth(admin)
+    )
+    assert status.json()["status"] == "completed"
+
+
 async def test_tasks_are_proxied_to_the_notifier(harness: Any) -> None:
     admin, _ = await harness.setup()
     tasks = await harness.client.get("/v1/tasks?status=open", headers=harness.auth(admin))

@@ -172,7 +172,8 @@ class ApplyBonuses(Command):
     TOPIC: ClassVar[str] = LOYALTY_COMMANDS
 
     operation_id: UUID
-    """The sale id, payment id or return id of the credit operation."""
+    """The sale id, payment id, refund id or return id of the credit operation; for a requested
+    discount revocation, the id of that request's attempt (one per request, not the sale's)."""
     operation_kind: BonusOperationKind
     chain_id: UUID
     customer_id: UUID

@@ -979,8 +979,18 @@ class Ledger:
             left -= take
         return [BonusBase(pid, method, amount) for (pid, method), amount in bases.items()]
 
-    def revoke_discount(self, *, sale_id: uuid.UUID, at: datetime, today: date) -> RevokeOutcome:
-        """An overdue sale's discount is added to what is owed on its discounted lines, once."""
+    def revoke_discount(
+        self,
+        *,
+        sale_id: uuid.UUID,
+        at: datetime,
+        today: date,
+        operation_id: uuid.UUID | None = None,
+    ) -> RevokeOutcome:
+        """An overdue sale's discount is added to what is owed on its discounted lines, once.
+
+        `operation_id`: the operation's own (a requested revocation's attempt,
+        `revoke_attempt_id`); by default the sale's one revocation (`revoke_operation_id`)."""
         sale = self.sales.get(sale_id)
         if sale is None:
             raise Refusal("not_found", f"sale {sale_id} is not known")
@@ -988,7 +998,9 @@ class Ledger:
             raise Refusal("already_revoked", f"the discount of sale {sale_id} was revoked already")
         if not (today > sale.due_date and self.sale_owed(sale_id) > 0):
             raise Refusal("not_overdue", f"sale {sale_id} is not overdue")
-        outcome = RevokeOutcome(operation_id=_revoke_operation_id(sale_id), sale_id=sale_id)
+        if operation_id is None:
+            operation_id = _revoke_operation_id(sale_id)
+        outcome = RevokeOutcome(operation_id=operation_id, sale_id=sale_id)
         for line in _sorted_lines(sale):
             if line.discount <= 0:
                 continue
@@ -1038,11 +1050,20 @@ _REVOKE_NS = uuid.UUID("7d1e9a52-4c3b-4a8e-b0f1-2e6c5d4a3b21")
 
 
 def _revoke_operation_id(sale_id: uuid.UUID) -> uuid.UUID:
-    """A sale's discount is revoked at most once: the operation id follows from the sale."""
+    """The automatic revocation of a sale's discount (the overdue scan), at most one: its
+    operation id follows from the sale."""
     return uuid.uuid5(_REVOKE_NS, str(sale_id))
 
 
 revoke_operation_id = _revoke_operation_id
+
+
+def revoke_attempt_id(sale_id: uuid.UUID, request_id: uuid.UUID) -> uuid.UUID:
+    """A requested revocation's operation id: one per request (`request_id`, the command's
+    message id), so that an attempt that failed for good (voided here and in loyalty) leaves
+    the next request of the sale free. The discount is still revoked at most once: the
+    ledger refuses a sale revoked by a live operation (`already_revoked`)."""
+    return uuid.uuid5(_REVOKE_NS, f"{sale_id}/{request_id}")
 
 
 def due_date_for(local_date: date, delay_days: int) -> date:

@@ -78,7 +78,6 @@ class Decision:
     event: Message
     bonus: ApplyBonuses | None = None  # loyalty's part; None: confirmed at once
     sale: Sale | None = None  # a new sale to store
-    operation_id: uuid.UUID | None = None  # when the ledger names the operation (revoke)
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class Step:
 
     cmd: Command
     ledger: Ledger
-    operation_id: uuid.UUID
+    operation_id: uuid.UUID  # the command's, or a requested revocation's attempt id
     customer_id: uuid.UUID | None
     cached_bonus: Decimal  # the bonus balance shown until loyalty's answer replaces it
 
@@ -105,23 +104,29 @@ class Step:
     def bonuses(
         self,
         kind: BonusOperationKind,
-        customer: CustomerSnapshot,
+        customer: CustomerSnapshot | uuid.UUID,
         *,
         store_id: uuid.UUID,
         sale_id: uuid.UUID | None,
         at: datetime,
         out: Outcome,
     ) -> ApplyBonuses:
+        """Loyalty's part of the operation. `customer`: the command's snapshot, or only the
+        customer's id for a command that carries none (a revocation: nothing accrues)."""
         s, m = self.settings, self.m
+        if isinstance(customer, uuid.UUID):
+            customer_id, accrual = customer, False
+        else:
+            customer_id, accrual = customer.customer_id, customer.bonus_accrual
         return ApplyBonuses(
             operation_id=self.operation_id,
             operation_kind=kind,
             chain_id=self.cmd.chain_id,
-            customer_id=customer.customer_id,
+            customer_id=customer_id,
             store_id=store_id,
             sale_id=sale_id,
             occurred_at=at,
-            bonus_accrual=customer.bonus_accrual,
+            bonus_accrual=accrual,
             bonus_rate_percent=s.bonus_rate_percent,
             bonus_expiry_days=s.bonus_expiry_days,
             minor_units=s.minor_units,
@@ -424,14 +429,30 @@ def decide_return(step: Step, cmd: RecordReturn) -> Decision:
 
 
 def decide_revoke(step: Step, cmd: RevokeDiscount) -> Decision:
-    if cmd.sale_id not in step.ledger.sales:
+    """A requested revocation, under the request's own operation id (`step.operation_id`,
+    `revoke_attempt_id`): one that fails for good leaves the next request of the sale free."""
+    sale = step.ledger.sales.get(cmd.sale_id)
+    if sale is None:
         raise Refusal("not_found", f"sale {cmd.sale_id} is not this customer's")
     today = local_date(cmd.requested_at, cmd.settings.timezone)
-    rev = step.ledger.revoke_discount(sale_id=cmd.sale_id, at=cmd.requested_at, today=today)
+    rev = step.ledger.revoke_discount(
+        sale_id=cmd.sale_id, at=cmd.requested_at, today=today, operation_id=step.operation_id
+    )
     event = revoked_event(
         cmd.chain_id, cmd.customer_id, rev, "requested", cmd.requested_at, step.cached_bonus, step.m
     )
-    return Decision(rev, event, operation_id=rev.operation_id)
+    # nothing to apply, as for a refund: the answer carries loyalty's balance after every bonus
+    # operation answered before it. The command has no store or customer snapshot: the sale's
+    # store (as credit recorded it) names where it happens; nothing accrues.
+    bonus = step.bonuses(
+        BonusOperationKind.REVOKE_DISCOUNT,
+        cmd.customer_id,
+        store_id=sale.store_id,
+        sale_id=None,
+        at=cmd.requested_at,
+        out=rev,
+    )
+    return Decision(rev, event, bonus)
 
 
 def revoked_event(

@@ -65,9 +65,7 @@ from contracts.loyalty.v1 import (
 from contracts.topics import CREDIT_EVENTS, LOYALTY_COMMANDS
 from credit.adapters.repository import CustomerRow, OperationRecord, Repository, Unparked
 from credit.domain.errors import InvalidOperation, Refusal
-from credit.domain.model import (
-    Ledger,
-)
+from credit.domain.model import Ledger, revoke_attempt_id
 from credit.service_layer import outcomes as oc
 from credit.service_layer.decisions import Command, Step, decide, local_date
 from credit.service_layer.emitter import Emitter
@@ -125,6 +123,16 @@ def customer_of(cmd: Command) -> uuid.UUID | None:
     return cmd.customer.customer_id if cmd.customer is not None else None
 
 
+def answered_id(op: Any) -> uuid.UUID:
+    """The id the answer to a recorded operation names (`OperationRefused.operation_id`, what
+    the gateway's request waits for): its own, but the sale's for a requested revocation,
+    recorded under the id of its attempt (`revoke_attempt_id`)."""
+    if op.kind == OperationKind.REVOKE_DISCOUNT.value:
+        return uuid.UUID(op.outcome["sale_id"])
+    operation_id: uuid.UUID = op.operation_id
+    return operation_id
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -163,7 +171,7 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
     await refuse(
         repo,
         emitter.with_correlation(op.correlation_id),
-        operation_id=op.operation_id,
+        operation_id=answered_id(op),
         kind=OperationKind(op.kind),
         chain_id=op.chain_id,
         customer_id=answer.customer_id,
@@ -176,10 +184,11 @@ async def handle_bonuses_refused(ctx: MessageContext, answer: BonusesRefused) ->
 async def handle_bonus_balance(
     ctx: MessageContext, event: BonusMovementRecorded | PaymentBonusCancelled
 ) -> None:
-    """Keep the last known bonus balance for answers that do not pass through loyalty (a
-    revoked discount; a refund asks loyalty, whose answer carries its balance): after
-    an expiry (a movement of no operation) or a cancelled payment bonus. The movements of an
-    operation are passed over before this (`IGNORED`)."""
+    """Keep the last known bonus balance for answers that do not pass through loyalty (an
+    automatic revocation, the overdue scan's; a refund and a requested revocation ask loyalty,
+    whose answer carries its balance): after an expiry (a movement of no operation) or a
+    cancelled payment bonus. The movements of an operation are passed over before this
+    (`IGNORED`)."""
     if isinstance(event, BonusMovementRecorded) and _movement_of_an_operation(event):
         return  # the consumer passes these over; a handler called directly does the same
     repo = Repository(ctx.db)
@@ -253,8 +262,13 @@ async def process_command(
     if known:
         log.info("duplicate %s %s ignored", kind.value, operation_id)
         return
+    # a requested revocation is recorded under its request's own id, not the sale's: one that
+    # fails for good (voided here and in loyalty) leaves the next request of the sale free
+    attempt = None
+    if isinstance(cmd, RevokeDiscount):
+        attempt = revoke_attempt_id(cmd.sale_id, envelope.message_id)
     try:
-        await execute(repo, emitter, cmd, customer, ledger)
+        await execute(repo, emitter, cmd, customer, ledger, operation_id=attempt)
     except Refusal as refusal:
         await refuse(
             repo,
@@ -448,7 +462,7 @@ async def fail_operation(
     await refuse(
         repo,
         answering,
-        operation_id=op.operation_id,
+        operation_id=answered_id(op),
         kind=kind,
         chain_id=op.chain_id,
         customer_id=customer_id,
@@ -520,16 +534,25 @@ def sale_owed_map(ledger: Ledger) -> dict[uuid.UUID, Decimal]:
 
 
 async def execute(
-    repo: Repository, emitter: Emitter, cmd: Command, locked: CustomerRow | None, ledger: Ledger
+    repo: Repository,
+    emitter: Emitter,
+    cmd: Command,
+    locked: CustomerRow | None,
+    ledger: Ledger,
+    *,
+    operation_id: uuid.UUID | None = None,
 ) -> None:
     """Run the ledger operation and record it (pending, or confirmed when loyalty has no part).
 
     `locked`: the customer's row as `process_command` locked it (None: anonymous); `ledger`:
-    the customer's (or the returned anonymous sale's) ledger as it read it."""
+    the customer's (or the returned anonymous sale's) ledger as it read it; `operation_id`:
+    the operation's id when it is not the command's (a requested revocation's attempt)."""
     customer_id = customer_of(cmd)
     settings = cmd.settings
     owed_before = sale_owed_map(ledger)
-    operation_id, kind = identity(cmd)
+    command_id, kind = identity(cmd)
+    if operation_id is None:
+        operation_id = command_id
     step = Step(
         cmd=cmd,
         ledger=ledger,
@@ -538,7 +561,6 @@ async def execute(
         cached_bonus=locked.bonus_balance if locked is not None else Decimal(0),
     )
     decision = decide(step)
-    operation_id = decision.operation_id or operation_id
     outcome, event, bonus = decision.outcome, decision.event, decision.bonus
 
     settled = [
