@@ -137,6 +137,45 @@ async def refresh_snapshot(
         await Tasks(session).update(task_id, sales=_snapshot(sales, mu))
 
 
+async def _open_task(
+    session: AsyncSession,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    level: int,
+    now: datetime,
+    sales: list[dict[str, str]],
+) -> uuid.UUID:
+    """A new open task at `level`, about these sales (`_snapshot`); its id."""
+    task_id = uuid.uuid4()
+    await Tasks(session).insert(
+        task_id=task_id,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        level=level,
+        status=OPEN,
+        created_at=now,
+        raised_at=now,
+        sales=sales,
+    )
+    return task_id
+
+
+def _task_sales(
+    sales: Sequence[OverdueSale], today: date, settings: ChainSettings
+) -> list[TaskSale]:
+    """The sales of a raised task as its event lists them (each at least a day overdue)."""
+    return [
+        TaskSale(
+            sale_id=s.sale_id,
+            due_date=s.due_date,
+            amount_owed=quantize_money(s.amount_owed, settings.minor_units),
+            days_overdue=max(1, days_overdue(s.due_date, today)),
+            discount_revocable=bool(revoke_actions([s], settings.overdue_discount)),
+        )
+        for s in sales
+    ]
+
+
 async def raise_task(
     session: AsyncSession,
     emit: Emit,
@@ -154,18 +193,8 @@ async def raise_task(
         return None
     snapshot = _snapshot(sales, settings.minor_units)
     if escalate_task_id is None:
-        task_id = uuid.uuid4()
+        task_id = await _open_task(session, chain_id, customer_id, level, now, snapshot)
         created_at = now
-        await Tasks(session).insert(
-            task_id=task_id,
-            chain_id=chain_id,
-            customer_id=customer_id,
-            level=level,
-            status=OPEN,
-            created_at=now,
-            raised_at=now,
-            sales=snapshot,
-        )
     else:
         task_id = escalate_task_id
         created_at = await Tasks(session).raise_again(
@@ -173,7 +202,6 @@ async def raise_task(
         )
     customer = await Directory(session).customer(customer_id)
     today = local_date(now, settings.timezone)
-    mu = settings.minor_units
     event = ReminderTaskRaised(
         task_id=task_id,
         chain_id=chain_id,
@@ -182,18 +210,11 @@ async def raise_task(
         phone=customer.phone,
         level=level,
         escalated=escalate_task_id is not None,
-        overdue_amount=quantize_money(sum((s.amount_owed for s in sales), ZERO), mu),
+        overdue_amount=quantize_money(
+            sum((s.amount_owed for s in sales), ZERO), settings.minor_units
+        ),
         days_overdue=max(1, max(days_overdue(s.due_date, today) for s in sales)),
-        sales=[
-            TaskSale(
-                sale_id=s.sale_id,
-                due_date=s.due_date,
-                amount_owed=quantize_money(s.amount_owed, mu),
-                days_overdue=max(1, days_overdue(s.due_date, today)),
-                discount_revocable=bool(revoke_actions([s], settings.overdue_discount)),
-            )
-            for s in sales
-        ],
+        sales=_task_sales(sales, today, settings),
         created_at=created_at,
         raised_at=now,
     )
