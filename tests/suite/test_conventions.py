@@ -12,6 +12,8 @@
   wrapped by `servicekit.outbox.outbox_message`.
 - The process is made by `make_definition(settings)` in `entrypoints/app.py` (a servicekit
   `ServiceDefinition`); `app = create_app(make_definition(...))` there is what runs.
+- No function of a service (migrations aside) is over 60 lines (issue 14/16), but SQL text
+  builders and the functions named in `STILL_LONG` (see `test_no_function_is_over_60_lines`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import textwrap
 from pathlib import Path
 
 from contracts.base import Message
@@ -186,3 +189,111 @@ def test_services_publish_only_through_enqueue_message() -> None:
                 if BY_HAND.search(line.split("#", 1)[0]):
                     by_hand.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert by_hand == []
+
+
+#: the longest a function of a service may be, from its `def` line to its last line (issue
+#: 14/16: code that reads as the domain rules, in functions that each do one step of them)
+MAX_FUNCTION_LINES = 60
+#: Functions still over it while they are being split (issue 14/16), as `path::name` (`path`
+#: inside services/, `name` dotted through its classes and functions). Each comes off the list
+#: with the change that splits it; `test_still_long_lists_only_functions_still_too_long` says
+#: when one is due to come off.
+STILL_LONG = frozenset(
+    {
+        # credit
+        "credit/src/credit/adapters/figures.py::chain_figures",
+        "credit/src/credit/service_layer/decisions.py::decide_sale",
+        "credit/src/credit/service_layer/overdue.py::scan_customer",
+        # loyalty
+        "loyalty/src/loyalty/service_layer/handlers.py::LoyaltyHandlers.apply_bonuses",
+        # pos-gateway
+        "pos-gateway/src/pos_gateway/service_layer/operations.py::answer_for",
+        "pos-gateway/src/pos_gateway/service_layer/operations.py::submit_debt_payment",
+        "pos-gateway/src/pos_gateway/service_layer/operations.py::_submit_once_per_object",
+    }
+)
+
+Function = ast.FunctionDef | ast.AsyncFunctionDef
+
+
+def _functions(tree: ast.AST, prefix: str = "") -> list[tuple[str, Function]]:
+    """Every function of a module with its dotted name, nested ones and methods included."""
+    found: list[tuple[str, Function]] = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            name = f"{prefix}{node.name}"
+            if not isinstance(node, ast.ClassDef):
+                found.append((name, node))
+            found += _functions(node, f"{name}.")
+        else:
+            found += _functions(node, prefix)
+    return found
+
+
+def _lines(function: Function) -> int:
+    return (function.end_lineno or function.lineno) - function.lineno + 1
+
+
+def _mostly_text(function: Function) -> bool:
+    """More than half of the function's lines are inside string literals (f-strings too) that
+    span lines: a builder of SQL text, not steps of a rule. The docstring does not count."""
+    body = function.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    text: set[int] = set()
+    for statement in body:
+        for node in ast.walk(statement):
+            is_text = isinstance(node, ast.JoinedStr) or (
+                isinstance(node, ast.Constant) and isinstance(node.value, str)
+            )
+            if is_text and (node.end_lineno or node.lineno) > node.lineno:
+                text.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    return len(text) * 2 > _lines(function)
+
+
+def _long_functions() -> dict[str, int]:
+    """`path::name` -> lines of every function over `MAX_FUNCTION_LINES` in services/*/src
+    (migrations aside) that is not mostly text."""
+    services = ROOT / "services"
+    long: dict[str, int] = {}
+    for path in sorted(services.glob("*/src/**/*.py")):
+        if "migrations" in path.parts:
+            continue
+        for name, function in _functions(ast.parse(path.read_text())):
+            if _lines(function) > MAX_FUNCTION_LINES and not _mostly_text(function):
+                long[f"{path.relative_to(services).as_posix()}::{name}"] = _lines(function)
+    return long
+
+
+def test_no_function_is_over_60_lines() -> None:
+    """Every function of a service is at most `MAX_FUNCTION_LINES` lines, from `def` to its
+    end (a function's nested functions count in its lines, and on their own too). Two kinds
+    are let be:
+
+    - SQL text builders, whose body is mostly one long string literal (an f-string of a
+      PL/pgSQL function, say: `reporting.adapters.credit_ledger._recompute_sql`): the text
+      is one statement read as SQL, and cutting it into pieces to stay under the limit would
+      make it harder to read, not easier;
+    - the functions in `STILL_LONG`, being split now in other changes.
+    """
+    too_long = {name: lines for name, lines in _long_functions().items() if name not in STILL_LONG}
+    assert too_long == {}
+
+
+def test_still_long_lists_only_functions_still_too_long() -> None:
+    """A function split under the limit (or renamed, or gone) comes off `STILL_LONG`, so the
+    list names exactly what is left to split."""
+    assert sorted(STILL_LONG - set(_long_functions())) == []
+
+
+def test_the_length_check_sees_nested_functions_and_lets_sql_text_be() -> None:
+    steps = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    nested = "class A:\n    def f(self):\n        def g():\n" + textwrap.indent(steps, " " * 8)
+    names = {name: _lines(f) for name, f in _functions(ast.parse(nested))}
+    assert names["A.f.g"] == MAX_FUNCTION_LINES + 1
+    sql = "\n".join(f"        SELECT {i}" for i in range(MAX_FUNCTION_LINES))
+    builder = f'def sql(table):\n    return f"""\n{sql}\n    FROM {{table}}"""\n'
+    [(_, function)] = _functions(ast.parse(builder))
+    assert _lines(function) > MAX_FUNCTION_LINES and _mostly_text(function)
+    [(_, step_function)] = _functions(ast.parse(f"def f():\n{steps}\n"))
+    assert not _mostly_text(step_function)

@@ -7,8 +7,8 @@ pass `transport` to talk to a gateway in the same process.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 
 import httpx
@@ -160,10 +160,8 @@ async def _refuse(request: Request, reason: str) -> Response:
     return error_page(request, 413 if reason == "too_large" else 403, reason)
 
 
-def create_app(
-    settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
-) -> FastAPI:
-    settings = settings or Settings()
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Logging set up at start; the gateway's connections closed at the end."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -177,23 +175,11 @@ def create_app(
         finally:
             await app.state.gateway.close()
 
-    app = FastAPI(
-        title="backoffice", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
-    )
-    app.state.settings = settings
-    app.state.gateway = Gateway(
-        settings.gateway_url, timeout=settings.gateway_timeout_seconds, transport=transport
-    )
-    codec = SessionCodec(
-        settings.session_secret,
-        secure=settings.cookie_secure,
-        max_age=settings.session_max_age_seconds,
-    )
-    app.state.codec = codec
-    install_error_pages(app)
+    return lifespan
 
-    static = resources.files("backoffice") / "static"
-    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+
+def install_service_routes(app: FastAPI) -> None:
+    """What is not a page: the start page's redirect, health and metrics."""
 
     @app.get("/", include_in_schema=False)
     async def home(request: Request) -> Response:
@@ -220,6 +206,33 @@ def create_app(
     async def metrics() -> Response:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+
+def create_app(
+    settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="backoffice",
+        lifespan=_lifespan(settings),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.state.gateway = Gateway(
+        settings.gateway_url, timeout=settings.gateway_timeout_seconds, transport=transport
+    )
+    codec = SessionCodec(
+        settings.session_secret,
+        secure=settings.cookie_secure,
+        max_age=settings.session_max_age_seconds,
+    )
+    app.state.codec = codec
+    install_error_pages(app)
+
+    static = resources.files("backoffice") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    install_service_routes(app)
     for module in (auth, tasks, customers, reports, admin):
         app.include_router(module.router)
 

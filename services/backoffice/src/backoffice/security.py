@@ -98,21 +98,7 @@ class SecurityMiddleware:
         scope.setdefault("state", {})["session"] = session
 
         async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (k, v)
-                    for k, v in message.get("headers", [])
-                    if k.lower() not in {h for h, _ in SECURITY_HEADERS}
-                ]
-                headers += SECURITY_HEADERS
-                current: Session = scope["state"]["session"]
-                if not path.startswith("/static/"):
-                    headers.append((b"cache-control", b"no-store"))
-                if uses_session and current.dirty:
-                    header = self.codec.set_cookie_header(current)
-                    headers.append((b"set-cookie", header.encode("latin-1")))
-                message = {**message, "headers": headers}
-            await send(message)
+            await send(self._with_headers(message, scope, path, uses_session))
 
         started = False
 
@@ -138,22 +124,47 @@ class SecurityMiddleware:
             return
 
         body, too_large = await _read_body(receive)
-        token = _header(scope, CSRF_HEADER)
-        content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
-        if token is None and content_type == "application/x-www-form-urlencoded" and body:
-            fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-            values = fields.get(CSRF_FIELD) or []
-            token = values[0] if values else None
-        if (
-            too_large
-            or not token
-            or not hmac.compare_digest(token.encode("utf-8", "replace"), session.csrf.encode())
-        ):
+        if too_large or not _csrf_matches(scope, body, session):
             reason = "too_large" if too_large else "csrf"
             response = await self.refuse(Request(scope), reason)
             await response(scope, receive, send_with_headers)
             return
         await run(replaying(body, receive))
+
+    def _with_headers(
+        self, message: Message, scope: Scope, path: str, uses_session: bool
+    ) -> Message:
+        """The response's start with the security headers (in place of any the app set), no
+        caching but for static files, and the session's cookie when a route changed it."""
+        if message["type"] != "http.response.start":
+            return message
+        headers = [
+            (k, v)
+            for k, v in message.get("headers", [])
+            if k.lower() not in {h for h, _ in SECURITY_HEADERS}
+        ]
+        headers += SECURITY_HEADERS
+        current: Session = scope["state"]["session"]
+        if not path.startswith("/static/"):
+            headers.append((b"cache-control", b"no-store"))
+        if uses_session and current.dirty:
+            header = self.codec.set_cookie_header(current)
+            headers.append((b"set-cookie", header.encode("latin-1")))
+        return {**message, "headers": headers}
+
+
+def _csrf_matches(scope: Scope, body: bytes, session: Session) -> bool:
+    """The request carries the session's CSRF token: in the `X-CSRF-Token` header, else in
+    the `csrf_token` field of a form."""
+    token = _header(scope, CSRF_HEADER)
+    content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    if token is None and content_type == "application/x-www-form-urlencoded" and body:
+        fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        values = fields.get(CSRF_FIELD) or []
+        token = values[0] if values else None
+    if not token:
+        return False
+    return hmac.compare_digest(token.encode("utf-8", "replace"), session.csrf.encode())
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

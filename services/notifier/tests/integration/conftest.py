@@ -39,7 +39,7 @@ def consumer(sf: SessionFactory) -> Consumer:
 @pytest.fixture
 def api(sf: SessionFactory) -> Callable[[], httpx.AsyncClient]:
     """`async with api() as http`: the notifier's internal API on the test database."""
-    return lambda: internal_api_client(router(), sf)
+    return lambda: internal_api_client(router, sf)
 
 
 #: the `open_tasks` fixture: `await open_tasks(chain_id)`

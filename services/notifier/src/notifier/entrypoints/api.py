@@ -86,110 +86,113 @@ def _not_found() -> JSONResponse:
     )
 
 
-def router() -> APIRouter:
-    api = APIRouter(prefix=PREFIX, tags=["internal"])
+#: the routes below, under `PREFIX`; `make_definition` includes it in the app
+router = APIRouter(prefix=PREFIX, tags=["internal"])
 
-    @api.get("/tasks")
-    async def list_tasks(
-        chain_id: uuid.UUID,
-        session: Session,
-        status: Literal["open", "done"] = "open",
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-        cursor: str | None = None,
-    ) -> Response:
-        after = None
-        if cursor:
-            try:
-                pos = decode_cursor(cursor)
-                after = (datetime.fromisoformat(pos["t"]), uuid.UUID(pos["id"]))
-            except (BadCursor, KeyError, ValueError, TypeError):
-                return JSONResponse(
-                    {
-                        "status": 422,
-                        "title": "validation error",
-                        "detail": "invalid cursor",
-                        "code": "validation_error",
-                        "errors": [{"field": "cursor", "message": "invalid cursor"}],
-                    },
-                    status_code=422,
-                    media_type="application/problem+json",
-                )
-        # open: oldest first (who waits longest is called first); done: latest closed first
-        rows = await Tasks(session).page(
-            chain_id, status, oldest_first=status == OPEN, after=after, limit=limit + 1
+
+@router.get("/tasks")
+async def list_tasks(
+    chain_id: uuid.UUID,
+    session: Session,
+    status: Literal["open", "done"] = "open",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Response:
+    after = None
+    if cursor:
+        try:
+            pos = decode_cursor(cursor)
+            after = (datetime.fromisoformat(pos["t"]), uuid.UUID(pos["id"]))
+        except (BadCursor, KeyError, ValueError, TypeError):
+            return JSONResponse(
+                {
+                    "status": 422,
+                    "title": "validation error",
+                    "detail": "invalid cursor",
+                    "code": "validation_error",
+                    "errors": [{"field": "cursor", "message": "invalid cursor"}],
+                },
+                status_code=422,
+                media_type="application/problem+json",
+            )
+    # open: oldest first (who waits longest is called first); done: latest closed first
+    rows = await Tasks(session).page(
+        chain_id, status, oldest_first=status == OPEN, after=after, limit=limit + 1
+    )
+    page = rows[:limit]
+    nxt = None
+    if len(rows) > limit:
+        last = page[-1]
+        moment = last.created_at if status == OPEN else last.closed_at
+        nxt = encode_cursor({"t": moment.isoformat(), "id": str(last.task_id)})
+    return JSONResponse({"items": await task_views(session, page), "next": nxt})
+
+
+@router.get("/tasks/{task_id}")
+async def one_task(chain_id: uuid.UUID, task_id: uuid.UUID, session: Session) -> Response:
+    row = await Tasks(session).get(task_id, chain_id)
+    if row is None:
+        return _not_found()
+    [view] = await task_views(session, [row])
+    return JSONResponse(view)
+
+
+@router.post("/tasks/{task_id}/complete")
+async def complete_task(
+    chain_id: uuid.UUID, task_id: uuid.UUID, body: CompleteRequest, session: Session
+) -> Response:
+    tasks = Tasks(session)
+    customer_id = await tasks.customer_of(chain_id, task_id)
+    if customer_id is None:
+        return _not_found()
+    await lock_customer(session, chain_id, customer_id)
+    row = await tasks.get(task_id)
+    if row.status == OPEN:
+        await close_task(
+            session,
+            outbox_emitter(session, uuid.uuid4()),
+            row,
+            reason=TaskClosedReason.COMPLETED,
+            now=datetime.now(UTC),
+            outcome=body.outcome,
+            note=body.note,
+            completed_by=(body.completed_by.user_id, body.completed_by.name)
+            if body.completed_by is not None
+            else None,
         )
-        page = rows[:limit]
-        nxt = None
-        if len(rows) > limit:
-            last = page[-1]
-            moment = last.created_at if status == OPEN else last.closed_at
-            nxt = encode_cursor({"t": moment.isoformat(), "id": str(last.task_id)})
-        return JSONResponse({"items": await task_views(session, page), "next": nxt})
-
-    @api.get("/tasks/{task_id}")
-    async def one_task(chain_id: uuid.UUID, task_id: uuid.UUID, session: Session) -> Response:
-        row = await Tasks(session).get(task_id, chain_id)
-        if row is None:
-            return _not_found()
-        [view] = await task_views(session, [row])
-        return JSONResponse(view)
-
-    @api.post("/tasks/{task_id}/complete")
-    async def complete_task(
-        chain_id: uuid.UUID, task_id: uuid.UUID, body: CompleteRequest, session: Session
-    ) -> Response:
-        tasks = Tasks(session)
-        customer_id = await tasks.customer_of(chain_id, task_id)
-        if customer_id is None:
-            return _not_found()
-        await lock_customer(session, chain_id, customer_id)
         row = await tasks.get(task_id)
-        if row.status == OPEN:
-            await close_task(
-                session,
-                outbox_emitter(session, uuid.uuid4()),
-                row,
-                reason=TaskClosedReason.COMPLETED,
-                now=datetime.now(UTC),
-                outcome=body.outcome,
-                note=body.note,
-                completed_by=(body.completed_by.user_id, body.completed_by.name)
-                if body.completed_by is not None
-                else None,
-            )
-            row = await tasks.get(task_id)
-        # a task already closed (paid, or completed before) is answered as it is
-        [view] = await task_views(session, [row])
-        return JSONResponse(view)
+    # a task already closed (paid, or completed before) is answered as it is
+    [view] = await task_views(session, [row])
+    return JSONResponse(view)
 
-    @api.put("/webhook")
-    async def put_webhook(
-        request: Request, chain_id: uuid.UUID, body: WebhookRequest, session: Session
-    ) -> Response:
-        # checked now, and again at every delivery (the name may resolve elsewhere by then)
-        allow_private = request.app.state.runtime.settings.webhook_allow_private
-        resolver = getattr(request.app.state, "webhook_resolver", webhook_http.resolve)
-        try:
-            await webhook_http.checked_destination(
-                body.url, allow_private=allow_private, resolver=resolver
-            )
-        except DestinationRefused as exc:
-            return _invalid("url", str(exc))
-        try:
-            check_secret(body.secret)
-        except ValueError as exc:
-            return _invalid("secret", str(exc))
-        values: dict[str, Any] = {
-            "url": body.url,
-            "secret": body.secret,
-            "updated_at": datetime.now(UTC),
-        }
-        await Webhooks(session).put(chain_id, values)
-        return JSONResponse({"url": body.url, "configured": True})
 
-    @api.delete("/webhook")
-    async def delete_webhook(chain_id: uuid.UUID, session: Session) -> Response:
-        await Webhooks(session).delete(chain_id)
-        return Response(status_code=204)
+@router.put("/webhook")
+async def put_webhook(
+    request: Request, chain_id: uuid.UUID, body: WebhookRequest, session: Session
+) -> Response:
+    # checked now, and again at every delivery (the name may resolve elsewhere by then)
+    allow_private = request.app.state.runtime.settings.webhook_allow_private
+    resolver = getattr(request.app.state, "webhook_resolver", webhook_http.resolve)
+    try:
+        await webhook_http.checked_destination(
+            body.url, allow_private=allow_private, resolver=resolver
+        )
+    except DestinationRefused as exc:
+        return _invalid("url", str(exc))
+    try:
+        check_secret(body.secret)
+    except ValueError as exc:
+        return _invalid("secret", str(exc))
+    values: dict[str, Any] = {
+        "url": body.url,
+        "secret": body.secret,
+        "updated_at": datetime.now(UTC),
+    }
+    await Webhooks(session).put(chain_id, values)
+    return JSONResponse({"url": body.url, "configured": True})
 
-    return api
+
+@router.delete("/webhook")
+async def delete_webhook(chain_id: uuid.UUID, session: Session) -> Response:
+    await Webhooks(session).delete(chain_id)
+    return Response(status_code=204)

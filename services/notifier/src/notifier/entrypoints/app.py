@@ -70,7 +70,7 @@ def make_definition(settings: Settings | None = None) -> ServiceDefinition:
         migrations_dir=MIGRATIONS_DIR,
         consumers=[make_consumer(settings.consumer_group)],
         jobs=jobs,
-        routers=[router()],
+        routers=[router],
         on_stop=on_stop,
     )
 

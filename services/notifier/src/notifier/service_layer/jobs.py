@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -84,50 +85,68 @@ async def deliver_once(
         webhooks = Webhooks(session)
         due = await webhooks.claim_due(moment, settings.webhook_batch_size)
         for row in due:
-            hook = await webhooks.url_and_secret(row.chain_id)
-            if hook is None:  # the chain removed its webhook meanwhile
-                await webhooks.update_delivery(row.delivery_id, status="cancelled")
-                continue
-            error = await post_signed(
-                client,
-                hook.url,
-                hook.secret,
-                str(row.delivery_id),
-                row.body,
-                timeout_seconds=settings.webhook_timeout_seconds,
-                allow_private=settings.webhook_allow_private,
-                resolver=resolver,
-            )
-            attempts = row.attempts + 1
-            if error is None:
-                await webhooks.update_delivery(
-                    row.delivery_id, status="delivered", attempts=attempts, delivered_at=moment
-                )
-            elif attempts >= settings.webhook_max_attempts:
-                log.warning(
-                    "webhook delivery %s dead after %d tries: %s", row.delivery_id, attempts, error
-                )
-                await webhooks.update_delivery(
-                    row.delivery_id, status="dead", attempts=attempts, last_error=error
-                )
-                await webhooks.insert_dead_letter(
-                    delivery_id=row.delivery_id,
-                    chain_id=row.chain_id,
-                    task_id=row.task_id,
-                    url=hook.url,
-                    body=row.body,
-                    attempts=attempts,
-                    last_error=error,
-                    failed_at=moment,
-                )
-            else:
-                delay = backoff_seconds(
-                    attempts, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds
-                )
-                await webhooks.update_delivery(
-                    row.delivery_id,
-                    attempts=attempts,
-                    last_error=error,
-                    next_attempt_at=moment + timedelta(seconds=delay),
-                )
+            await _deliver(webhooks, row, settings, client, moment, resolver)
     return len(due)
+
+
+async def _deliver(
+    webhooks: Webhooks,
+    row: Any,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    moment: datetime,
+    resolver: Resolver,
+) -> None:
+    """One try of one delivery: cancelled when the chain removed its webhook meanwhile, else
+    posted and recorded as delivered or failed."""
+    hook = await webhooks.url_and_secret(row.chain_id)
+    if hook is None:
+        await webhooks.update_delivery(row.delivery_id, status="cancelled")
+        return
+    error = await post_signed(
+        client,
+        hook.url,
+        hook.secret,
+        str(row.delivery_id),
+        row.body,
+        timeout_seconds=settings.webhook_timeout_seconds,
+        allow_private=settings.webhook_allow_private,
+        resolver=resolver,
+    )
+    attempts = row.attempts + 1
+    if error is None:
+        await webhooks.update_delivery(
+            row.delivery_id, status="delivered", attempts=attempts, delivered_at=moment
+        )
+    elif attempts >= settings.webhook_max_attempts:
+        await _dead(webhooks, row, hook.url, attempts, error, moment)
+    else:
+        delay = backoff_seconds(
+            attempts, settings.webhook_backoff_seconds, settings.webhook_backoff_max_seconds
+        )
+        await webhooks.update_delivery(
+            row.delivery_id,
+            attempts=attempts,
+            last_error=error,
+            next_attempt_at=moment + timedelta(seconds=delay),
+        )
+
+
+async def _dead(
+    webhooks: Webhooks, row: Any, url: str, attempts: int, error: str, moment: datetime
+) -> None:
+    """The last try failed: the delivery is dead, and a dead letter keeps what was sent."""
+    log.warning("webhook delivery %s dead after %d tries: %s", row.delivery_id, attempts, error)
+    await webhooks.update_delivery(
+        row.delivery_id, status="dead", attempts=attempts, last_error=error
+    )
+    await webhooks.insert_dead_letter(
+        delivery_id=row.delivery_id,
+        chain_id=row.chain_id,
+        task_id=row.task_id,
+        url=url,
+        body=row.body,
+        attempts=attempts,
+        last_error=error,
+        failed_at=moment,
+    )

@@ -137,6 +137,45 @@ async def refresh_snapshot(
         await Tasks(session).update(task_id, sales=_snapshot(sales, mu))
 
 
+async def _open_task(
+    session: AsyncSession,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    level: int,
+    now: datetime,
+    sales: list[dict[str, str]],
+) -> uuid.UUID:
+    """A new open task at `level`, about these sales (`_snapshot`); its id."""
+    task_id = uuid.uuid4()
+    await Tasks(session).insert(
+        task_id=task_id,
+        chain_id=chain_id,
+        customer_id=customer_id,
+        level=level,
+        status=OPEN,
+        created_at=now,
+        raised_at=now,
+        sales=sales,
+    )
+    return task_id
+
+
+def _task_sales(
+    sales: Sequence[OverdueSale], today: date, settings: ChainSettings
+) -> list[TaskSale]:
+    """The sales of a raised task as its event lists them (each at least a day overdue)."""
+    return [
+        TaskSale(
+            sale_id=s.sale_id,
+            due_date=s.due_date,
+            amount_owed=quantize_money(s.amount_owed, settings.minor_units),
+            days_overdue=max(1, days_overdue(s.due_date, today)),
+            discount_revocable=bool(revoke_actions([s], settings.overdue_discount)),
+        )
+        for s in sales
+    ]
+
+
 async def raise_task(
     session: AsyncSession,
     emit: Emit,
@@ -154,18 +193,8 @@ async def raise_task(
         return None
     snapshot = _snapshot(sales, settings.minor_units)
     if escalate_task_id is None:
-        task_id = uuid.uuid4()
+        task_id = await _open_task(session, chain_id, customer_id, level, now, snapshot)
         created_at = now
-        await Tasks(session).insert(
-            task_id=task_id,
-            chain_id=chain_id,
-            customer_id=customer_id,
-            level=level,
-            status=OPEN,
-            created_at=now,
-            raised_at=now,
-            sales=snapshot,
-        )
     else:
         task_id = escalate_task_id
         created_at = await Tasks(session).raise_again(
@@ -173,7 +202,6 @@ async def raise_task(
         )
     customer = await Directory(session).customer(customer_id)
     today = local_date(now, settings.timezone)
-    mu = settings.minor_units
     event = ReminderTaskRaised(
         task_id=task_id,
         chain_id=chain_id,
@@ -182,18 +210,11 @@ async def raise_task(
         phone=customer.phone,
         level=level,
         escalated=escalate_task_id is not None,
-        overdue_amount=quantize_money(sum((s.amount_owed for s in sales), ZERO), mu),
+        overdue_amount=quantize_money(
+            sum((s.amount_owed for s in sales), ZERO), settings.minor_units
+        ),
         days_overdue=max(1, max(days_overdue(s.due_date, today) for s in sales)),
-        sales=[
-            TaskSale(
-                sale_id=s.sale_id,
-                due_date=s.due_date,
-                amount_owed=quantize_money(s.amount_owed, mu),
-                days_overdue=max(1, days_overdue(s.due_date, today)),
-                discount_revocable=bool(revoke_actions([s], settings.overdue_discount)),
-            )
-            for s in sales
-        ],
+        sales=_task_sales(sales, today, settings),
         created_at=created_at,
         raised_at=now,
     )
@@ -317,6 +338,10 @@ async def enqueue_mail(
 # --------------------------------------------------------------------------- the API's JSON
 
 
+#: a sale as a task shows it: (sale_id, due_date, amount_owed)
+ShownSale = tuple[uuid.UUID, date, Decimal]
+
+
 async def task_views(
     session: AsyncSession, rows: Sequence[Any], now: datetime | None = None
 ) -> list[dict[str, Any]]:
@@ -334,54 +359,68 @@ async def task_views(
             chains[row.chain_id] = await chain_settings(session, row.chain_id)
         cs = chains[row.chain_id]
         live_sales = live.get(row.customer_id, [])
-        if row.status == OPEN and live_sales:
-            sales = [(s.sale_id, s.due_date, s.amount_owed) for s in live_sales]
-            today = local_date(moment, cs.timezone)
-        else:
-            sales = [
-                (
-                    uuid.UUID(s["sale_id"]),
-                    date.fromisoformat(s["due_date"]),
-                    Decimal(s["amount_owed"]),
-                )
-                for s in row.sales
-            ]
-            today = local_date(row.closed_at or moment, cs.timezone)
-        in_task = {sid for sid, _, _ in sales}
         customer = customers.get(row.customer_id)
-        out.append(
-            {
-                "task_id": str(row.task_id),
-                "customer_id": str(row.customer_id),
-                "customer_name": customer.name if customer is not None else "",
-                "phone": customer.phone if customer is not None else None,
-                "level": row.level,
-                "status": row.status,
-                "overdue_amount": money(sum((a for _, _, a in sales), ZERO), cs.minor_units),
-                "days_overdue": max((days_overdue(d, today) for _, d, _ in sales), default=0),
-                "sales": [
-                    {
-                        "sale_id": str(sid),
-                        "due_date": d.isoformat(),
-                        "amount_owed": money(a, cs.minor_units),
-                    }
-                    for sid, d, a in sales
-                ],
-                "created_at": row.created_at.isoformat(),
-                "raised_at": row.raised_at.isoformat(),
-                "closed_at": row.closed_at.isoformat() if row.closed_at else None,
-                "closed_reason": row.closed_reason,
-                "outcome": row.outcome,
-                "note": row.note,
-                "completed_by": {
-                    "user_id": str(row.completed_by_user_id),
-                    "name": row.completed_by_name,
-                }
-                if row.completed_by_user_id is not None
-                else None,
-                "actions": revoke_actions(
-                    [s for s in live_sales if s.sale_id in in_task], cs.overdue_discount
-                ),
-            }
-        )
+        out.append(_task_view(row, customer, live_sales, cs, moment))
     return out
+
+
+def _shown_sales(
+    row: Any, live_sales: Sequence[OverdueSale], timezone: str, moment: datetime
+) -> tuple[list[ShownSale], date]:
+    """The sales a task shows and the day their days overdue are counted on: an open task
+    still overdue, the live sales today; any other, the sales it was last about, on the day
+    it closed."""
+    if row.status == OPEN and live_sales:
+        shown = [(s.sale_id, s.due_date, s.amount_owed) for s in live_sales]
+        return shown, local_date(moment, timezone)
+    stored = [
+        (uuid.UUID(s["sale_id"]), date.fromisoformat(s["due_date"]), Decimal(s["amount_owed"]))
+        for s in row.sales
+    ]
+    return stored, local_date(row.closed_at or moment, timezone)
+
+
+def _task_view(
+    row: Any,
+    customer: Any,
+    live_sales: Sequence[OverdueSale],
+    cs: ChainSettings,
+    moment: datetime,
+) -> dict[str, Any]:
+    """One task's JSON (`customer`: None while the customer's row has not arrived); its
+    actions are those of the live sales the task is about."""
+    sales, today = _shown_sales(row, live_sales, cs.timezone, moment)
+    in_task = {sid for sid, _, _ in sales}
+    return {
+        "task_id": str(row.task_id),
+        "customer_id": str(row.customer_id),
+        "customer_name": customer.name if customer is not None else "",
+        "phone": customer.phone if customer is not None else None,
+        "level": row.level,
+        "status": row.status,
+        "overdue_amount": money(sum((a for _, _, a in sales), ZERO), cs.minor_units),
+        "days_overdue": max((days_overdue(d, today) for _, d, _ in sales), default=0),
+        "sales": [
+            {
+                "sale_id": str(sid),
+                "due_date": d.isoformat(),
+                "amount_owed": money(a, cs.minor_units),
+            }
+            for sid, d, a in sales
+        ],
+        "created_at": row.created_at.isoformat(),
+        "raised_at": row.raised_at.isoformat(),
+        "closed_at": row.closed_at.isoformat() if row.closed_at else None,
+        "closed_reason": row.closed_reason,
+        "outcome": row.outcome,
+        "note": row.note,
+        "completed_by": {
+            "user_id": str(row.completed_by_user_id),
+            "name": row.completed_by_name,
+        }
+        if row.completed_by_user_id is not None
+        else None,
+        "actions": revoke_actions(
+            [s for s in live_sales if s.sale_id in in_task], cs.overdue_discount
+        ),
+    }

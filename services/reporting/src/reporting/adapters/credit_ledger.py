@@ -400,23 +400,11 @@ def period_sums(
     return stmt
 
 
-def closings(
-    chain_id: UUID, upper: datetime | None, vip_only: bool = False
-) -> sa.Select[Any] | sa.CompoundSelect[Any]:
-    """(customer_id, closing) of every customer with a credit movement before `upper`: the
-    sums before `upper` only (opening + payments - goods is payments - goods before the end).
-
-    Three disjoint parts by where the month start B nearest to `upper` falls for a customer,
-    so the chain's rows are read once without joining two 100,000-row sets: the customers
-    with a row at B (that row, corrected by their movements between B and `upper`), those
-    whose last month is before B (their totals), and those whose first month is after B (only
-    their movements between B and `upper`). The few customers with movements between B and
-    `upper` are the only ones looked up in `rm_credit_totals`."""
+def _moved_near(chain_id: UUID, upper: datetime, b: datetime) -> sa.Subquery:
+    """The customers with credit movements between the month start `b` and `upper`: the net
+    of those movements (added when `upper` is later, else subtracted) and their
+    `rm_credit_totals` figures."""
     tot = t.credit_totals.c
-    if upper is None:
-        stmt = sa.select(tot.customer_id, tot.net.label("closing")).where(tot.chain_id == chain_id)
-        return stmt.where(tot.vip.is_(True)) if vip_only else stmt
-    b = nearest_boundary(upper)
     m = t.movements.c
     low, high, sign = (b, upper, 1) if upper > b else (upper, b, -1)
     moved = (
@@ -425,7 +413,7 @@ def closings(
         .group_by(m.customer_id)
         .subquery("moved")
     )
-    edge = (
+    return (
         sa.select(
             moved.c.customer_id,
             (sign * moved.c.net).label("net"),
@@ -441,6 +429,13 @@ def closings(
         )
         .subquery("edge")
     )
+
+
+def _closings_at(
+    chain_id: UUID, upper: datetime, b: datetime, edge: sa.Subquery, vip_only: bool
+) -> sa.Select[Any]:
+    """The customers with a row at `b`: that row, corrected by their movements up to `upper`
+    (those whose first movement is at or after `upper` have none before it)."""
     cm = t.credit_months.c
     at_b = (
         sa.select(
@@ -456,17 +451,51 @@ def closings(
             sa.or_(edge.c.customer_id.is_(None), edge.c.first_at < upper),
         )
     )
-    beyond = sa.select(tot.customer_id, tot.net.label("closing")).where(
-        tot.chain_id == chain_id, tot.last_boundary < b
-    )
+    return at_b.where(cm.vip.is_(True)) if vip_only else at_b
+
+
+def _closings_totals(
+    chain_id: UUID, vip_only: bool, *, last_before: datetime | None = None
+) -> sa.Select[Any]:
+    """The customers' totals (`last_before`: only of those whose last month is before it)."""
+    tot = t.credit_totals.c
+    stmt = sa.select(tot.customer_id, tot.net.label("closing")).where(tot.chain_id == chain_id)
+    if last_before is not None:
+        stmt = stmt.where(tot.last_boundary < last_before)
+    return stmt.where(tot.vip.is_(True)) if vip_only else stmt
+
+
+def _closings_before_first(
+    upper: datetime, b: datetime, edge: sa.Subquery, vip_only: bool
+) -> sa.Select[Any]:
+    """The customers whose first month is after `b`: only their movements up to `upper`."""
     before = sa.select(edge.c.customer_id, edge.c.net.label("closing")).where(
         edge.c.first_boundary > b, edge.c.first_at < upper
     )
-    if vip_only:
-        at_b = at_b.where(cm.vip.is_(True))
-        beyond = beyond.where(tot.vip.is_(True))
-        before = before.where(edge.c.vip.is_(True))
-    return sa.union_all(at_b, beyond, before)
+    return before.where(edge.c.vip.is_(True)) if vip_only else before
+
+
+def closings(
+    chain_id: UUID, upper: datetime | None, vip_only: bool = False
+) -> sa.Select[Any] | sa.CompoundSelect[Any]:
+    """(customer_id, closing) of every customer with a credit movement before `upper`: the
+    sums before `upper` only (opening + payments - goods is payments - goods before the end).
+
+    Three disjoint parts by where the month start B nearest to `upper` falls for a customer,
+    so the chain's rows are read once without joining two 100,000-row sets: the customers
+    with a row at B (that row, corrected by their movements between B and `upper`), those
+    whose last month is before B (their totals), and those whose first month is after B (only
+    their movements between B and `upper`). The few customers with movements between B and
+    `upper` are the only ones looked up in `rm_credit_totals`."""
+    if upper is None:
+        return _closings_totals(chain_id, vip_only)
+    b = nearest_boundary(upper)
+    edge = _moved_near(chain_id, upper, b)
+    return sa.union_all(
+        _closings_at(chain_id, upper, b, edge, vip_only),
+        _closings_totals(chain_id, vip_only, last_before=b),
+        _closings_before_first(upper, b, edge, vip_only),
+    )
 
 
 def by_closing(

@@ -198,7 +198,17 @@ async def _payment_balance_whole(
 
 
 def router() -> APIRouter:
+    """The routes under `PREFIX`, by area (in this order: the paths of the OpenAPI)."""
     api = APIRouter(prefix=PREFIX, tags=["internal"])
+    _customer_routes(api)
+    _payment_balance_route(api)
+    _list_report_routes(api)
+    _statement_route(api)
+    return api
+
+
+def _customer_routes(api: APIRouter) -> None:
+    """A customer's balances (one, or a batch, as tills show them) and open sales."""
 
     @api.get("/customers/{customer_id}/balances")
     async def customer_balances(chain_id: UUID, customer_id: UUID, request: Request) -> Response:
@@ -227,6 +237,10 @@ def router() -> APIRouter:
         except NotFound:
             return _problem(404, "not_found", "no such customer")
         return JSONResponse(body)
+
+
+def _payment_balance_route(api: APIRouter) -> None:
+    """Payment-Balance: a page cut by its SQL, or the whole report rendered by PostgreSQL."""
 
     @api.get("/reports/payment-balance")
     async def payment_balance(
@@ -258,6 +272,10 @@ def router() -> APIRouter:
                 "next": nxt,
             }
         )
+
+
+def _list_report_routes(api: APIRouter) -> None:
+    """Unpaid goods, Aging and Bonus statistics: `_list_report` by the report's name."""
 
     @api.get("/reports/unpaid-goods")
     async def unpaid_goods(
@@ -296,6 +314,10 @@ def router() -> APIRouter:
             request, "bonus-statistics", session, chain_id, filters, limit, cursor
         )
 
+
+def _statement_route(api: APIRouter) -> None:
+    """A customer's statement over a period, paged or whole."""
+
     @api.get("/customers/{customer_id}/statement")
     async def customer_statement(
         request: Request,
@@ -318,5 +340,3 @@ def router() -> APIRouter:
         if _wants_csv(request):
             return _csv(entries, CSV_HEADERS["statement"], "statement")
         return JSONResponse(body)
-
-    return api

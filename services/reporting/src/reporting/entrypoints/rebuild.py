@@ -198,6 +198,111 @@ async def compare_schemas(conn: AsyncConnection, left: str, right: str) -> dict[
     return await RebuildSchemas(conn).differences(left, right)
 
 
+async def _newest_snapshot(live: AsyncEngine, consumer_group: str) -> Snapshot | None:
+    async with live.connect() as conn:
+        return await newest_snapshot(conn, consumer_group)
+
+
+def _log_reader(settings: Settings, options: Mapping[str, Any]) -> AIOKafkaConsumer:
+    """The consumer the replay reads the log with: a group of its own, nothing committed."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.consumer_group}-rebuild-{secrets.token_hex(4)}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **options,
+    )
+
+
+def _scratch_consumer(settings: Settings, topics: Sequence[str], scratch: AsyncEngine) -> Any:
+    """The service's own consumer (same handlers, same inbox), writing into the scratch schema."""
+    consumer = make_consumer(settings.consumer_group, topics)
+    consumer.bind(make_session_factory(scratch))
+    consumer.retry_backoff_seconds = 0.5
+    return consumer
+
+
+async def _start_positions(
+    kafka: AIOKafkaConsumer,
+    settings: Settings,
+    topics: Sequence[str],
+    options: Mapping[str, Any],
+    snapshot: Snapshot | None,
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """Step 0: (where the replay starts, where it ends) in every partition: the snapshot's
+    offsets (none: 0) up to the log's end; `RebuildRefused` when the log no longer holds that."""
+    begin, end = await _log_bounds(kafka, settings.kafka_bootstrap_servers, topics, options)
+    start = {
+        tp: snapshot.positions.get((tp.topic, tp.partition), 0) if snapshot else 0 for tp in begin
+    }
+    problems = _gaps(begin, end, start)
+    if problems:
+        raise _refusal(snapshot, problems)
+    return start, end
+
+
+async def _copy_snapshot(live: AsyncEngine, snapshot: Snapshot | None, schema: str) -> int:
+    """Step 1, first half: the snapshot's rows into the scratch tables; how many were copied."""
+    if snapshot is None:
+        _say("no snapshot: replaying the log from its beginning")
+        return 0
+    async with live.begin() as conn:
+        copied = await copy_snapshot_into(conn, snapshot, schema)
+    _say(f"starting from {snapshot.describe()}: {copied} rows copied into {schema}")
+    return copied
+
+
+async def _replay(
+    kafka: AIOKafkaConsumer,
+    consumer: Any,
+    start: dict[TopicPartition, int],
+    end: dict[TopicPartition, int],
+    *,
+    what: str,
+    batch_size: int,
+    interval: float,
+) -> tuple[int, int]:
+    """Step 1, second half: every partition's records from `start` to before `end` through
+    `consumer`, printing progress every `interval` seconds; (records replayed, records)."""
+    for tp, offset in start.items():
+        kafka.seek(tp, offset)
+    total = sum(max(0, end[tp] - start[tp]) for tp in end)
+    _say(f"replaying {total} records of {what}")
+    replayed = 0
+    last = time.monotonic()
+    pending = {tp for tp in end if end[tp] > start[tp]}
+    while pending:
+        batches = await kafka.getmany(*pending, timeout_ms=1000, max_records=batch_size)
+        records: list[ConsumerRecord[Any, Any]] = []
+        for tp, recs in batches.items():
+            records.extend(r for r in recs if r.offset < end[tp])
+        if records:
+            await consumer.process_records(records)
+            replayed += len(records)
+        for tp in list(pending):
+            if await kafka.position(tp) >= end[tp]:
+                pending.discard(tp)
+        if time.monotonic() - last >= interval:
+            last = time.monotonic()
+            pct = 100.0 * replayed / total if total else 100.0
+            _say(f"{replayed}/{total} records ({pct:.0f}%)")
+    _say(f"{replayed}/{total} records (100%)")
+    return replayed, total
+
+
+async def _catch_up(
+    live: AsyncEngine, schema: str, settings: Settings, consumer: Any, options: Mapping[str, Any]
+) -> None:
+    """Step 2: what the live consumer processed meanwhile that the replay has not."""
+    async with live.connect() as conn:
+        tail = await RebuildSchemas(conn).missing_from_scratch(schema, settings.consumer_group)
+    if tail:
+        _say(f"catching up {len(tail)} records the live consumer took meanwhile")
+        await consumer.process_records(
+            await _fetch(settings.kafka_bootstrap_servers, tail, options)
+        )
+
+
 async def rebuild(
     settings: Settings,
     *,
@@ -213,15 +318,8 @@ async def rebuild(
     schema = f"rm_rebuild_{secrets.token_hex(4)}"
     live = make_engine(settings.database_url, pool_size=2)
     scratch = _scratch_engine(settings.database_url, schema)
-    group = f"{settings.consumer_group}-rebuild-{secrets.token_hex(4)}"
     options = client_options(settings)  # TLS / SASL as the service itself connects
-    kafka = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **options,
-    )
+    kafka = _log_reader(settings, options)
     token = projection_lock_enabled.set(False)
     interval = (
         progress_interval
@@ -229,68 +327,26 @@ async def rebuild(
         else settings.rebuild_progress_interval_seconds
     )
     try:
-        snapshot: Snapshot | None = None
-        if not from_log:
-            async with live.connect() as conn:
-                snapshot = await newest_snapshot(conn, settings.consumer_group)
-        consumer = make_consumer(settings.consumer_group, topics)
-        consumer.bind(make_session_factory(scratch))
-        consumer.retry_backoff_seconds = 0.5
+        snapshot = None if from_log else await _newest_snapshot(live, settings.consumer_group)
+        consumer = _scratch_consumer(settings, topics, scratch)
         await kafka.start()
         try:
-            begin, end = await _log_bounds(kafka, settings.kafka_bootstrap_servers, topics, options)
-            start = {
-                tp: snapshot.positions.get((tp.topic, tp.partition), 0) if snapshot else 0
-                for tp in begin
-            }
-            problems = _gaps(begin, end, start)
-            if problems:
-                raise _refusal(snapshot, problems)
+            start, end = await _start_positions(kafka, settings, topics, options, snapshot)
             await _create_scratch(live, scratch, schema)
-            copied = 0
-            if snapshot is not None:
-                async with live.begin() as conn:
-                    copied = await copy_snapshot_into(conn, snapshot, schema)
-                _say(f"starting from {snapshot.describe()}: {copied} rows copied into {schema}")
-            else:
-                _say("no snapshot: replaying the log from its beginning")
-            for tp, offset in start.items():
-                kafka.seek(tp, offset)
-            total = sum(max(0, end[tp] - start[tp]) for tp in end)
+            copied = await _copy_snapshot(live, snapshot, schema)
             since = "since the snapshot" if snapshot is not None else "from offset 0"
-            _say(f"replaying {total} records of {', '.join(topics)} {since} into schema {schema}")
-            replayed = 0
-            last = time.monotonic()
-            pending = {tp for tp in end if end[tp] > start[tp]}
-            while pending:
-                batches = await kafka.getmany(
-                    *pending, timeout_ms=1000, max_records=settings.rebuild_batch_size
-                )
-                records: list[ConsumerRecord[Any, Any]] = []
-                for tp, recs in batches.items():
-                    records.extend(r for r in recs if r.offset < end[tp])
-                if records:
-                    await consumer.process_records(records)
-                    replayed += len(records)
-                for tp in list(pending):
-                    if await kafka.position(tp) >= end[tp]:
-                        pending.discard(tp)
-                if time.monotonic() - last >= interval:
-                    last = time.monotonic()
-                    pct = 100.0 * replayed / total if total else 100.0
-                    _say(f"{replayed}/{total} records ({pct:.0f}%)")
-            _say(f"{replayed}/{total} records (100%)")
+            replayed, total = await _replay(
+                kafka,
+                consumer,
+                start,
+                end,
+                what=f"{', '.join(topics)} {since} into schema {schema}",
+                batch_size=settings.rebuild_batch_size,
+                interval=interval,
+            )
         finally:
             await kafka.stop()
-
-        async with live.connect() as conn:
-            tail = await RebuildSchemas(conn).missing_from_scratch(schema, settings.consumer_group)
-        if tail:
-            _say(f"catching up {len(tail)} records the live consumer took meanwhile")
-            await consumer.process_records(
-                await _fetch(settings.kafka_bootstrap_servers, tail, options)
-            )
-
+        await _catch_up(live, schema, settings, consumer, options)
         result = RebuildResult(
             replayed,
             total,
@@ -299,21 +355,35 @@ async def rebuild(
             snapshot_id=snapshot.snapshot_id if snapshot is not None else None,
             snapshot_rows=copied,
         )
-        if verify:
-            async with live.connect() as conn:
-                result.differences = await compare_schemas(conn, "public", schema)
-            _say(f"differences with the live tables: {result.differences or 'none'}")
-        if dry_run:
-            _say(f"dry run: rebuilt tables left in schema {schema}")
-            return result
-        await _swap(live, schema, settings, consumer)
-        result.swapped = True
-        _say("rebuilt read models swapped in")
-        return result
+        return await _verify_and_swap(live, schema, settings, consumer, result, verify, dry_run)
     finally:
         projection_lock_enabled.reset(token)
         await scratch.dispose()
         await live.dispose()
+
+
+async def _verify_and_swap(
+    live: AsyncEngine,
+    schema: str,
+    settings: Settings,
+    consumer: Any,
+    result: RebuildResult,
+    verify: bool,
+    dry_run: bool,
+) -> RebuildResult:
+    """Step 3: with `verify`, the differences with the live tables first; then the swap, unless
+    a dry run leaves the rebuilt tables in the scratch schema."""
+    if verify:
+        async with live.connect() as conn:
+            result.differences = await compare_schemas(conn, "public", schema)
+        _say(f"differences with the live tables: {result.differences or 'none'}")
+    if dry_run:
+        _say(f"dry run: rebuilt tables left in schema {schema}")
+        return result
+    await _swap(live, schema, settings, consumer)
+    result.swapped = True
+    _say("rebuilt read models swapped in")
+    return result
 
 
 async def _swap(live: AsyncEngine, schema: str, settings: Settings, consumer: Any) -> None:

@@ -472,6 +472,40 @@ async def aging(
 # --------------------------------------------------------------------------- statement
 
 
+async def _opening(
+    movements: Movements, chain_id: UUID, customer_id: UUID, lower: datetime | None
+) -> Balances:
+    """The balances before the period: the sums of the movements before its start (none: 0)."""
+    if lower is None:
+        return Balances(ZERO, ZERO, ZERO)
+    opening_row = await movements.balances_before(chain_id, customer_id, lower)
+    return Balances(*(Decimal(v) for v in opening_row))
+
+
+def _statement_balances(b: Balances, mu: int) -> dict[str, str]:
+    """Balances as the statement shows them: opening, closing, and after each entry."""
+    return {
+        "debt": money_str(b.debt, mu),
+        "advance": money_str(b.advance, mu),
+        "bonus_balance": money_str(b.bonus_balance, mu),
+    }
+
+
+def _statement_row(e: StatementEntry, b: Balances, tz: str, mu: int) -> dict[str, Any]:
+    """One entry as the statement shows it, with the balances right after it."""
+    return {
+        "at": _ts(e.at, tz),
+        "kind": e.kind,
+        "sale_id": _str(e.sale_id),
+        "payment_id": _str(e.payment_id),
+        "description": e.description,
+        "debt_change": money_str(e.debt_change, mu),
+        "advance_change": money_str(e.advance_change, mu),
+        "bonus_change": money_str(e.bonus_change, mu),
+        **_statement_balances(b, mu),
+    }
+
+
 async def statement(
     session: AsyncSession,
     chain_id: UUID,
@@ -487,11 +521,7 @@ async def statement(
     mu = info.minor_units
     lower, upper = period.bounds(info.timezone)
     movements = Movements(session)
-    if lower is not None:
-        opening_row = await movements.balances_before(chain_id, customer_id, lower)
-        opening = Balances(*(Decimal(v) for v in opening_row))
-    else:
-        opening = Balances(ZERO, ZERO, ZERO)
+    opening = await _opening(movements, chain_id, customer_id, lower)
     entries = [
         StatementEntry(
             at=r.at,
@@ -506,36 +536,13 @@ async def statement(
         for r in await movements.statement_entries(chain_id, customer_id, lower, upper)
     ]
     with_balances, closing = running(opening, entries)
-    rows = [
-        {
-            "at": _ts(e.at, info.timezone),
-            "kind": e.kind,
-            "sale_id": _str(e.sale_id),
-            "payment_id": _str(e.payment_id),
-            "description": e.description,
-            "debt_change": money_str(e.debt_change, mu),
-            "advance_change": money_str(e.advance_change, mu),
-            "bonus_change": money_str(e.bonus_change, mu),
-            "debt": money_str(b.debt, mu),
-            "advance": money_str(b.advance, mu),
-            "bonus_balance": money_str(b.bonus_balance, mu),
-        }
-        for e, b in with_balances
-    ]
+    rows = [_statement_row(e, b, info.timezone, mu) for e, b in with_balances]
     page, nxt = page_by_offset(rows, limit=limit, cursor=cursor)
-
-    def _bal(b: Balances) -> dict[str, str]:
-        return {
-            "debt": money_str(b.debt, mu),
-            "advance": money_str(b.advance, mu),
-            "bonus_balance": money_str(b.bonus_balance, mu),
-        }
-
     body: dict[str, Any] = {
         "customer_id": str(customer_id),
-        "opening": _bal(opening),
+        "opening": _statement_balances(opening, mu),
         "entries": list(page),
-        "closing": _bal(closing),
+        "closing": _statement_balances(closing, mu),
     }
     if limit is not None:
         body["next"] = nxt
