@@ -54,6 +54,7 @@ from credit.domain.model import (
     Payment,
     ReturnRequest,
     Sale,
+    SaleOutcome,
     due_date_for,
 )
 from credit.domain.model import (
@@ -187,7 +188,7 @@ def new_sale(cmd: RecordSale) -> Sale:
 
 
 def decide_sale(step: Step, cmd: RecordSale) -> Decision:
-    customer, settings, m = cmd.customer, cmd.settings, step.m
+    customer, settings = cmd.customer, cmd.settings
     sale = new_sale(cmd)
     out = step.ledger.record_sale(
         sale=sale,
@@ -200,7 +201,25 @@ def decide_sale(step: Step, cmd: RecordSale) -> Decision:
         today=sale.local_date,
     )
     assert out.sale is not None
-    event = SaleCompleted(
+    event = sale_completed(step, cmd, out)
+    bonus = None
+    if customer is not None:
+        bonus = step.bonuses(
+            BonusOperationKind.SALE,
+            customer,
+            store_id=cmd.store_id,
+            sale_id=cmd.sale_id,
+            at=cmd.sold_at,
+            out=out,
+        )
+    return Decision(out, event, bonus, sale=out.sale)
+
+
+def sale_completed(step: Step, cmd: RecordSale, out: SaleOutcome) -> SaleCompleted:
+    """The sale's outcome event: what it came to, how it was paid, what each line owes now
+    (bonus figures zero: loyalty's to fill)."""
+    settings, m = cmd.settings, step.m
+    return SaleCompleted(
         sale_id=cmd.sale_id,
         chain_id=cmd.chain_id,
         store_id=cmd.store_id,
@@ -247,17 +266,6 @@ def decide_sale(step: Step, cmd: RecordSale) -> Decision:
             m,
         ),
     )
-    bonus = None
-    if customer is not None:
-        bonus = step.bonuses(
-            BonusOperationKind.SALE,
-            customer,
-            store_id=cmd.store_id,
-            sale_id=cmd.sale_id,
-            at=cmd.sold_at,
-            out=out,
-        )
-    return Decision(out, event, bonus, sale=out.sale)
 
 
 def decide_debt_payment(step: Step, cmd: RecordDebtPayment) -> Decision:
