@@ -67,7 +67,7 @@ from credit.adapters.repository import CustomerRow, OperationRecord, Repository,
 from credit.domain.errors import InvalidOperation, Refusal
 from credit.domain.model import Ledger, revoke_attempt_id
 from credit.service_layer import outcomes as oc
-from credit.service_layer.decisions import Command, Step, decide, local_date
+from credit.service_layer.decisions import Command, Decision, Step, decide, local_date
 from credit.service_layer.emitter import Emitter
 from servicekit import metrics
 from servicekit.consumer import (
@@ -561,42 +561,59 @@ async def execute(
         cached_bonus=locked.bonus_balance if locked is not None else Decimal(0),
     )
     decision = decide(step)
-    outcome, event, bonus = decision.outcome, decision.event, decision.bonus
+    bonus = decision.bonus
 
-    settled = [
-        str(s) for s, before in owed_before.items() if before > 0 and ledger.sale_owed(s) <= 0
-    ]
+    settled = settled_sales(owed_before, ledger)
     meta = {"settled": settled, "timezone": settings.timezone, "minor_units": settings.minor_units}
-    pending = bonus is not None
     # loyalty's command, or the outcome: emitted first, so that the write below carries it
     if bonus is not None:
         assert customer_id is not None
         await emitter.emit(LOYALTY_COMMANDS, bonus, key=str(customer_id))
     else:
-        await emitter.emit(CREDIT_EVENTS, event, key=str(customer_id or operation_id))
-    # the sale, its entries, the operation and the customer's row (the operation in flight
-    # while loyalty answers, else the balances it leaves) in one write, with that message
+        await emitter.emit(CREDIT_EVENTS, decision.event, key=str(customer_id or operation_id))
     await repo.record_operation(
-        OperationRecord(
-            operation_id=operation_id,
-            kind=kind.value,
-            chain_id=cmd.chain_id,
-            customer_id=customer_id,
-            status="pending" if pending else "confirmed",
-            outcome_type=event.TYPE,
-            outcome=event.model_dump(mode="json"),
-            meta=meta,
-            correlation_id=emitter.correlation_id,
-            sale=decision.sale,
-            entries=outcome.entries,
-            in_flight=operation_id if pending else None,
-            debt=None if pending or customer_id is None else outcome.debt_after,
-            advance=None if pending or customer_id is None else outcome.advance_after,
-            sale_settled=decision.sale is not None and ledger.sale_owed(decision.sale.sale_id) <= 0,
-        )
+        operation_record(step, decision, kind, meta=meta, correlation_id=emitter.correlation_id)
     )
     if bonus is None and customer_id is not None:
         await emit_settled(repo, emitter, cmd.chain_id, customer_id, settled, meta)
+
+
+def settled_sales(owed_before: dict[uuid.UUID, Decimal], ledger: Ledger) -> list[str]:
+    """The sales the operation paid off: they owed before it and owe nothing now."""
+    return [str(s) for s, before in owed_before.items() if before > 0 and ledger.sale_owed(s) <= 0]
+
+
+def operation_record(
+    step: Step,
+    decision: Decision,
+    kind: OperationKind,
+    *,
+    meta: dict[str, Any],
+    correlation_id: uuid.UUID,
+) -> OperationRecord:
+    """The sale, its entries, the operation and the customer's row (the operation in flight
+    while loyalty answers, else the balances it leaves), written in one statement with the
+    message emitted before it."""
+    outcome, event, customer_id = decision.outcome, decision.event, step.customer_id
+    pending = decision.bonus is not None
+    return OperationRecord(
+        operation_id=step.operation_id,
+        kind=kind.value,
+        chain_id=step.cmd.chain_id,
+        customer_id=customer_id,
+        status="pending" if pending else "confirmed",
+        outcome_type=event.TYPE,
+        outcome=event.model_dump(mode="json"),
+        meta=meta,
+        correlation_id=correlation_id,
+        sale=decision.sale,
+        entries=outcome.entries,
+        in_flight=step.operation_id if pending else None,
+        debt=None if pending or customer_id is None else outcome.debt_after,
+        advance=None if pending or customer_id is None else outcome.advance_after,
+        sale_settled=decision.sale is not None
+        and step.ledger.sale_owed(decision.sale.sale_id) <= 0,
+    )
 
 
 async def confirm(repo: Repository, emitter: Emitter, op: Any, applied: BonusesApplied) -> Unparked:
