@@ -991,6 +991,20 @@ class Ledger:
 
         `operation_id`: the operation's own (a requested revocation's attempt,
         `revoke_attempt_id`); by default the sale's one revocation (`revoke_operation_id`)."""
+        sale = self._overdue_unrevoked(sale_id, today)
+        if operation_id is None:
+            operation_id = _revoke_operation_id(sale_id)
+        outcome = RevokeOutcome(operation_id=operation_id, sale_id=sale_id)
+        self._revoke_lines(outcome, sale, at)
+        if not outcome.lines:
+            raise Refusal("not_found", f"sale {sale_id} has no discount to revoke")
+        outcome.amount = sum((a for _, a in outcome.lines), ZERO)
+        self._cover_revoked(outcome, sale_id, at)
+        self._finish(outcome)
+        return outcome
+
+    def _overdue_unrevoked(self, sale_id: uuid.UUID, today: date) -> Sale:
+        """The sale whose discount may be revoked: known, not revoked yet, and overdue."""
         sale = self.sales.get(sale_id)
         if sale is None:
             raise Refusal("not_found", f"sale {sale_id} is not known")
@@ -998,9 +1012,11 @@ class Ledger:
             raise Refusal("already_revoked", f"the discount of sale {sale_id} was revoked already")
         if not (today > sale.due_date and self.sale_owed(sale_id) > 0):
             raise Refusal("not_overdue", f"sale {sale_id} is not overdue")
-        if operation_id is None:
-            operation_id = _revoke_operation_id(sale_id)
-        outcome = RevokeOutcome(operation_id=operation_id, sale_id=sale_id)
+        return sale
+
+    def _revoke_lines(self, outcome: RevokeOutcome, sale: Sale, at: datetime) -> None:
+        """Each discounted line owes its discount again, for the pieces kept (not returned)."""
+        sale_id = sale.sale_id
         for line in _sorted_lines(sale):
             if line.discount <= 0:
                 continue
@@ -1019,31 +1035,20 @@ class Ledger:
                     line_no=line.line_no,
                 )
             )
-        if not outcome.lines:
-            raise Refusal("not_found", f"sale {sale_id} has no discount to revoke")
-        outcome.amount = sum((a for _, a in outcome.lines), ZERO)
-        # the "never debt and advance together" rule: an advance covers new debt at once
+
+    def _cover_revoked(self, outcome: RevokeOutcome, sale_id: uuid.UUID, at: datetime) -> None:
+        """The "never debt and advance together" rule: an advance covers new debt at once."""
         cover = min(self.advance, outcome.amount)
-        if cover > 0:
-            owed = self._working_owed()
-            for ln, amount in outcome.lines:
-                owed[(sale_id, ln)] = owed.get((sale_id, ln), ZERO) + amount
-            pieces, _ = self._allocate(cover, [(sale_id, ln) for ln, _ in outcome.lines], owed)
-            for (s_id, ln), part in pieces:
-                outcome.entries.append(
-                    Entry(
-                        outcome.operation_id,
-                        EntryKind.ADVANCE_APPLIED,
-                        part,
-                        at,
-                        sale_id=s_id,
-                        line_no=ln,
-                        method=Method.ADVANCE,
-                    )
-                )
-            outcome.advance_applied = cover
-        self._finish(outcome)
-        return outcome
+        if cover <= 0:
+            return
+        owed = self._working_owed()
+        for ln, amount in outcome.lines:
+            owed[(sale_id, ln)] = owed.get((sale_id, ln), ZERO) + amount
+        pieces, _ = self._allocate(cover, [(sale_id, ln) for ln, _ in outcome.lines], owed)
+        _book(
+            outcome, pieces, at, EntryKind.ADVANCE_APPLIED, payment_id=None, method=Method.ADVANCE
+        )
+        outcome.advance_applied = cover
 
 
 _REVOKE_NS = uuid.UUID("7d1e9a52-4c3b-4a8e-b0f1-2e6c5d4a3b21")
