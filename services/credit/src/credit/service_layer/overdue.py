@@ -87,7 +87,26 @@ async def scan_customer(
                 key=str(customer_id),
             )
             published += 1
-    # marks whose sale was paid off while the settle event could not be sent with the payment
+    published += await settle_paid_marks(
+        repo, emitter, ledger, chain_id, customer_id, m, now, today
+    )
+    await repo.update_customer(customer_id, debt=ledger.debt, advance=ledger.advance)
+    return published
+
+
+async def settle_paid_marks(
+    repo: Repository,
+    emitter: Emitter,
+    ledger: Ledger,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    m: oc.Money,
+    now: datetime,
+    today: date,
+) -> int:
+    """``SaleSettled`` for the overdue marks whose sale was paid off while the settle event
+    could not be sent with the payment; returns how many it published."""
+    published = 0
     for sale_id in await repo.unsettled_marks(customer_id):
         if (
             sale_id in ledger.sales
@@ -107,7 +126,6 @@ async def scan_customer(
                 key=str(customer_id),
             )
             published += 1
-    await repo.update_customer(customer_id, debt=ledger.debt, advance=ledger.advance)
     return published
 
 
