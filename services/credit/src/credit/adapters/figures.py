@@ -39,12 +39,42 @@ async def chain_figures(session: AsyncSession) -> ChainFigures:
             ).group_by(t.customers.c.chain_id)
         )
     ).all()
+    owed = _overdue_sales_owed()
+    overdue = (
+        await session.execute(
+            sa.select(
+                owed.c.chain_id,
+                sa.func.sum(owed.c.owed),
+                sa.func.count(sa.distinct(owed.c.customer_id)),
+            )
+            .where(owed.c.owed > 0)
+            .group_by(owed.c.chain_id)
+        )
+    ).all()
+    in_flight = await session.scalar(
+        sa.select(sa.func.count())
+        .select_from(t.customers)
+        .where(t.customers.c.in_flight.is_not(None))
+    )
+    return ChainFigures(
+        open_debt={r[0]: r[1] or Decimal(0) for r in balances},
+        advances={r[0]: r[2] or Decimal(0) for r in balances},
+        overdue_debt={r[0]: r[1] for r in overdue},
+        overdue_customers={r[0]: r[2] for r in overdue},
+        chains=chains | {r[0] for r in balances},
+        in_flight=int(in_flight or 0),
+    )
+
+
+def _overdue_sales_owed() -> sa.Subquery:
+    """What each sale with an unsettled overdue mark owes (chain, customer, owed): its
+    confirmed entries, charges less credits."""
     signed = sa.case(
         (t.entries.c.kind.in_([k.value for k in CHARGES]), t.entries.c.amount),
         (t.entries.c.kind.in_([k.value for k in CREDITS]), -t.entries.c.amount),
         else_=0,
     )
-    owed = (
+    return (
         sa.select(
             t.overdue_marks.c.chain_id,
             t.overdue_marks.c.customer_id,
@@ -71,28 +101,4 @@ async def chain_figures(session: AsyncSession) -> ChainFigures:
             t.overdue_marks.c.chain_id, t.overdue_marks.c.customer_id, t.overdue_marks.c.sale_id
         )
         .subquery()
-    )
-    overdue = (
-        await session.execute(
-            sa.select(
-                owed.c.chain_id,
-                sa.func.sum(owed.c.owed),
-                sa.func.count(sa.distinct(owed.c.customer_id)),
-            )
-            .where(owed.c.owed > 0)
-            .group_by(owed.c.chain_id)
-        )
-    ).all()
-    in_flight = await session.scalar(
-        sa.select(sa.func.count())
-        .select_from(t.customers)
-        .where(t.customers.c.in_flight.is_not(None))
-    )
-    return ChainFigures(
-        open_debt={r[0]: r[1] or Decimal(0) for r in balances},
-        advances={r[0]: r[2] or Decimal(0) for r in balances},
-        overdue_debt={r[0]: r[1] for r in overdue},
-        overdue_customers={r[0]: r[2] for r in overdue},
-        chains=chains | {r[0] for r in balances},
-        in_flight=int(in_flight or 0),
     )
