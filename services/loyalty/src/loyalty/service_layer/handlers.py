@@ -230,6 +230,43 @@ _ANSWERS: dict[str, type[BonusesApplied] | type[BonusesRefused]] = {
 }
 
 
+async def _answer_again(
+    ctx: MessageContext, cmd: ApplyBonuses, stored: repo.StoredOperation
+) -> None:
+    """A repeated operation changes nothing and gets the answer it got the first time; one
+    applied for another customer is an error."""
+    if (stored.chain_id, stored.customer_id) != (cmd.chain_id, cmd.customer_id):
+        raise PermanentError(f"operation {cmd.operation_id} was applied for another customer")
+    metrics.OPERATIONS.labels("repeated").inc()
+    await ctx.emit(
+        LOYALTY_EVENTS,
+        _ANSWERS[stored.answer_type].model_validate(stored.answer),
+        key=str(cmd.customer_id),
+    )
+
+
+async def _apply_operation(db: Db, cmd: ApplyBonuses, account: BonusAccount) -> Applied | Refused:
+    """The operation on the account, with the histories it reads: those of the payments it
+    reverses, and the sale's when it may restore spent bonus."""
+    minor = cmd.minor_units
+    payments = await repo.load_payment_histories(
+        db,
+        cmd.chain_id,
+        cmd.customer_id,
+        [b.payment_id for b in cmd.reverse_bases],
+        minor_units=minor,
+    )
+    sale = None
+    if cmd.sale_id is not None and cmd.restore_up_to > 0:
+        sale = await repo.load_sale_history(
+            db, cmd.chain_id, cmd.customer_id, cmd.sale_id, minor_units=minor
+        )
+    try:
+        return account.apply(to_operation(cmd), payments=payments, sale=sale)
+    except InvalidOperation as exc:
+        raise PermanentError(str(exc)) from exc
+
+
 @dataclass
 class LoyaltyHandlers:
     """The consumer's handlers; the clock is injectable so expiry can be tested."""
@@ -253,35 +290,13 @@ class LoyaltyHandlers:
             state.bonus_expiry_days if state.chain_known else await _remember_snapshot(db, cmd)
         )
         if stored is not None:
-            if (stored.chain_id, stored.customer_id) != (cmd.chain_id, cmd.customer_id):
-                raise PermanentError(
-                    f"operation {cmd.operation_id} was applied for another customer"
-                )
-            metrics.OPERATIONS.labels("repeated").inc()
-            await ctx.emit(
-                LOYALTY_EVENTS, _ANSWERS[stored.answer_type].model_validate(stored.answer), key=key
-            )
+            await _answer_again(ctx, cmd, stored)
             return
         if already:
             raise PermanentError(f"payments {already} already accrued in another operation")
 
         account.expire_due(self.clock(), expiry_days)
-        payments = await repo.load_payment_histories(
-            db,
-            cmd.chain_id,
-            cmd.customer_id,
-            [b.payment_id for b in cmd.reverse_bases],
-            minor_units=minor,
-        )
-        sale = None
-        if cmd.sale_id is not None and cmd.restore_up_to > 0:
-            sale = await repo.load_sale_history(
-                db, cmd.chain_id, cmd.customer_id, cmd.sale_id, minor_units=minor
-            )
-        try:
-            result = account.apply(to_operation(cmd), payments=payments, sale=sale)
-        except InvalidOperation as exc:
-            raise PermanentError(str(exc)) from exc
+        result = await _apply_operation(db, cmd, account)
 
         movements = list(account.movements)
         answer, outcome = answer_for(cmd, result)
