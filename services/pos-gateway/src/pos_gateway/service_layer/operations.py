@@ -154,29 +154,9 @@ def render_outcome_money(value: Any, minor: int) -> str:
     return format_money(Decimal(str(value)), minor)
 
 
-async def answer_for(
-    gw: GatewayPorts,
-    principal: Principal,
-    ref: OpRef,
-    idempotency_key: str | None,
-    *,
-    wait: bool = True,
-    fresh: bool = False,
-    follower: bool = False,
-) -> Answer:
-    """Wait (bounded) for the operation's outcome and answer it.
-
-    `follower`: this request asked for an operation that exists once per object while
-    another request's was in flight (`_submit_once_per_object`); it gets that one's refusal,
-    or `409 already_revoked` once it has completed.
-
-    `fresh`: this request has just committed the operation, so it is pending and nobody has
-    read it yet: no read before the wait, and the wait's first look is after the first
-    wake-up or poll (an outcome that came in between is found by that poll). A till
-    operation's final answer is not copied into the idempotency key: a retry renders it again
-    from the operation row the key links to, which gives the same answer without a write per
-    request. Only a bonus cancellation keeps its first answer
-    there, because its debt and advance are read from credit at the time of answering."""
+async def _outcome_row(gw: GatewayPorts, ref: OpRef, *, wait: bool, fresh: bool) -> Row[Any]:
+    """The operation's row: with its outcome, or still pending once the bounded wait (`wait`)
+    is over. `fresh`: see `answer_for`."""
 
     async def read() -> Row[Any] | None:
         async with gw.read_one() as db:
@@ -206,6 +186,33 @@ async def answer_for(
         )
     if row is None:  # a fresh operation still pending after the wait
         row = await current()
+    return row
+
+
+async def answer_for(
+    gw: GatewayPorts,
+    principal: Principal,
+    ref: OpRef,
+    idempotency_key: str | None,
+    *,
+    wait: bool = True,
+    fresh: bool = False,
+    follower: bool = False,
+) -> Answer:
+    """Wait (bounded) for the operation's outcome and answer it.
+
+    `follower`: this request asked for an operation that exists once per object while
+    another request's was in flight (`_submit_once_per_object`); it gets that one's refusal,
+    or `409 already_revoked` once it has completed.
+
+    `fresh`: this request has just committed the operation, so it is pending and nobody has
+    read it yet: no read before the wait, and the wait's first look is after the first
+    wake-up or poll (an outcome that came in between is found by that poll). A till
+    operation's final answer is not copied into the idempotency key: a retry renders it again
+    from the operation row the key links to, which gives the same answer without a write per
+    request. Only a bonus cancellation keeps its first answer
+    there, because its debt and advance are read from credit at the time of answering."""
+    row = await _outcome_row(gw, ref, wait=wait, fresh=fresh)
     if follower and row.status == "completed":
         return _already_revoked(row.operation_id)
     answer = await _render(gw, row)
