@@ -635,6 +635,27 @@ def _payment_row(ref: OpRef, method: str) -> list[dict[str, Any]]:
     return [{"payment_id": ref.operation_id, "method": method}]
 
 
+async def _check_allocations(
+    session: Db,
+    chain_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    body: s.DebtPaymentCreate,
+    occurred_at: datetime,
+) -> None:
+    """Each allocation names a line (or a whole sale) once, of a completed sale of this
+    customer; a payment dated by the till is not dated before the sales it pays."""
+    seen: set[tuple[uuid.UUID, int | None]] = set()
+    for i, a in enumerate(body.allocations):
+        if (a.sale_id, a.line_no) in seen:
+            raise invalid(f"allocations.{i}", "this sale/line is named twice")
+        seen.add((a.sale_id, a.line_no))
+        sale = await read_operation(session, OpRef(chain_id, SALE, a.sale_id))
+        if sale is None or sale.status != "completed" or sale.customer_id != customer_id:
+            raise invalid(f"allocations.{i}.sale_id", "no such sale of this customer")
+        if body.occurred_at is not None:
+            _not_before_sale(occurred_at, sale)
+
+
 async def submit_debt_payment(
     gw: GatewayPorts,
     principal: Principal,
@@ -655,16 +676,7 @@ async def submit_debt_payment(
             chain.minor_units,
         )
         occurred_at = _occurred_at(gw, body.occurred_at, _now())
-        seen: set[tuple[uuid.UUID, int | None]] = set()
-        for i, a in enumerate(body.allocations):
-            if (a.sale_id, a.line_no) in seen:
-                raise invalid(f"allocations.{i}", "this sale/line is named twice")
-            seen.add((a.sale_id, a.line_no))
-            sale = await read_operation(session, OpRef(chain.chain_id, SALE, a.sale_id))
-            if sale is None or sale.status != "completed" or sale.customer_id != customer_id:
-                raise invalid(f"allocations.{i}.sale_id", "no such sale of this customer")
-            if body.occurred_at is not None:
-                _not_before_sale(occurred_at, sale)
+        await _check_allocations(session, chain.chain_id, customer_id, body, occurred_at)
         if (
             body.amount is not None
             and sum((a.amount for a in body.allocations), Decimal(0)) > body.amount
