@@ -841,6 +841,26 @@ async def submit_return(
 # --------------------------------------------------------------------------- back office
 
 
+async def _existing_operation(
+    session: Db, ref: OpRef, on_completed: str
+) -> tuple[Row[Any] | None, bool]:
+    """The object's operation so far (under its lock), and whether this request follows it.
+
+    A completed one is refused under "conflict"; a pending one is followed under "conflict";
+    a refused one is deleted (None), so that it may be asked again."""
+    follower = False
+    existing = await read_operation(session, ref)
+    if existing is not None and existing.status == "completed":
+        if on_completed == "conflict":
+            raise GatewayError("already_revoked", "the discount was already revoked")
+    elif existing is not None and existing.status == "pending":
+        follower = on_completed == "conflict"
+    elif existing is not None and existing.status == "refused":
+        await Operations(session).delete(ref)
+        existing = None
+    return existing, follower
+
+
 async def _submit_once_per_object(
     gw: GatewayPorts,
     principal: Principal,
@@ -869,15 +889,7 @@ async def _submit_once_per_object(
             chain = await load_chain(session, ref.chain_id)
             command, customer_id = await prepare(session, chain)
             await _lock(session, *ref.key)
-            existing = await read_operation(session, ref)
-            if existing is not None and existing.status == "completed":
-                if on_completed == "conflict":
-                    raise GatewayError("already_revoked", "the discount was already revoked")
-            elif existing is not None and existing.status == "pending":
-                follower = on_completed == "conflict"
-            elif existing is not None and existing.status == "refused":
-                await Operations(session).delete(ref)
-                existing = None
+            existing, follower = await _existing_operation(session, ref, on_completed)
             if existing is None:
                 written = await _send(
                     session,
