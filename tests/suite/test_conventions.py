@@ -12,8 +12,8 @@
   wrapped by `servicekit.outbox.outbox_message`.
 - The process is made by `make_definition(settings)` in `entrypoints/app.py` (a servicekit
   `ServiceDefinition`); `app = create_app(make_definition(...))` there is what runs.
-- No function of a service (migrations aside) is over 60 lines (issue 14/16), but SQL text
-  builders and the functions named in `STILL_LONG` (see `test_no_function_is_over_60_lines`).
+- No function of a service (migrations aside) is over 60 lines (issue 14/16), SQL text builders
+  aside (see `test_no_function_is_over_60_lines`).
 """
 
 from __future__ import annotations
@@ -194,25 +194,6 @@ def test_services_publish_only_through_enqueue_message() -> None:
 #: the longest a function of a service may be, from its `def` line to its last line (issue
 #: 14/16: code that reads as the domain rules, in functions that each do one step of them)
 MAX_FUNCTION_LINES = 60
-#: Functions still over it while they are being split (issue 14/16), as `path::name` (`path`
-#: inside services/, `name` dotted through its classes and functions). Each comes off the list
-#: with the change that splits it; `test_still_long_lists_only_functions_still_too_long` says
-#: when one is due to come off.
-STILL_LONG = frozenset(
-    {
-        # credit
-        "credit/src/credit/adapters/figures.py::chain_figures",
-        "credit/src/credit/service_layer/decisions.py::decide_sale",
-        "credit/src/credit/service_layer/overdue.py::scan_customer",
-        # loyalty
-        "loyalty/src/loyalty/service_layer/handlers.py::LoyaltyHandlers.apply_bonuses",
-        # pos-gateway
-        "pos-gateway/src/pos_gateway/service_layer/operations.py::answer_for",
-        "pos-gateway/src/pos_gateway/service_layer/operations.py::submit_debt_payment",
-        "pos-gateway/src/pos_gateway/service_layer/operations.py::_submit_once_per_object",
-    }
-)
-
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 
 
@@ -267,23 +248,13 @@ def _long_functions() -> dict[str, int]:
 
 def test_no_function_is_over_60_lines() -> None:
     """Every function of a service is at most `MAX_FUNCTION_LINES` lines, from `def` to its
-    end (a function's nested functions count in its lines, and on their own too). Two kinds
-    are let be:
-
-    - SQL text builders, whose body is mostly one long string literal (an f-string of a
-      PL/pgSQL function, say: `reporting.adapters.credit_ledger._recompute_sql`): the text
-      is one statement read as SQL, and cutting it into pieces to stay under the limit would
-      make it harder to read, not easier;
-    - the functions in `STILL_LONG`, being split now in other changes.
+    end (a function's nested functions count in its lines, and on their own too). SQL text
+    builders are let be: their body is mostly one long string literal (an f-string of a
+    PL/pgSQL function, say: `reporting.adapters.credit_ledger._recompute_sql`), the text is
+    one statement read as SQL, and cutting it into pieces to stay under the limit would make it
+    harder to read, not easier.
     """
-    too_long = {name: lines for name, lines in _long_functions().items() if name not in STILL_LONG}
-    assert too_long == {}
-
-
-def test_still_long_lists_only_functions_still_too_long() -> None:
-    """A function split under the limit (or renamed, or gone) comes off `STILL_LONG`, so the
-    list names exactly what is left to split."""
-    assert sorted(STILL_LONG - set(_long_functions())) == []
+    assert _long_functions() == {}
 
 
 def test_the_length_check_sees_nested_functions_and_lets_sql_text_be() -> None:
