@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backoffice.sessions import Session, SessionCodec
-from servicekit.asgi import replaying
+from servicekit.asgi import answer_unless_started, replaying
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = b"x-csrf-token"
@@ -100,24 +100,13 @@ class SecurityMiddleware:
         async def send_with_headers(message: Message) -> None:
             await send(self._with_headers(message, scope, path, uses_session))
 
-        started = False
-
-        async def send_tracked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send_with_headers(message)
+        async def crash_page(exc: Exception) -> ASGIApp:
+            return await self.crash(Request(scope), exc)
 
         async def run(app_receive: Receive) -> None:
             # an unexpected error becomes a page here, inside this middleware, so it gets the
             # security headers too (Starlette's own 500 handler sits outside every middleware)
-            try:
-                await self.app(scope, app_receive, send_tracked)
-            except Exception as exc:
-                if started:
-                    raise
-                response = await self.crash(Request(scope), exc)
-                await response(scope, receive, send_with_headers)
+            await answer_unless_started(self.app, scope, app_receive, send_with_headers, crash_page)
 
         if scope["method"] in SAFE_METHODS:
             await run(receive)

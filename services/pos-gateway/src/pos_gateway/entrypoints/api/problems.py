@@ -12,9 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pos_gateway.domain.errors import GatewayError, problem_body
+from servicekit.asgi import answer_unless_started
 from servicekit.consumer import is_transient
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,10 @@ def unexpected_response(exc: BaseException) -> JSONResponse:
     return problem_response("internal_error", "an unexpected error happened", 500)
 
 
+async def _unexpected(exc: Exception) -> ASGIApp:
+    return unexpected_response(exc)
+
+
 class CatchAll:
     """Every exception that reaches it becomes a problem+json answer (500, or 503 when
     transient) and goes no further, so the server keeps the connection usable. Plain ASGI,
@@ -200,17 +205,4 @@ class CatchAll:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def send_tracked(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_tracked)
-        except Exception as exc:
-            if started:
-                raise
-            await unexpected_response(exc)(scope, receive, send)
+        await answer_unless_started(self.app, scope, receive, send, _unexpected)
