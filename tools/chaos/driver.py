@@ -331,7 +331,9 @@ class Driver:
         """Whether the customer's operation number `n` is a step of its planned revocation
         (`revocation_plan`): the sale at `sale_at`; the request after it, at `revoke_by` or at
         the customer's first operation after the scenario's first fault if that comes sooner
-        (so that some requests are in flight when a fault strikes)."""
+        (so that some are asked while the stack recovers from it: the customer's operation in
+        flight when it struck waits for the recovery, a revocation among them only by chance,
+        as often as revocations are in the mix)."""
         if n <= sale_at:
             return n == sale_at
         if n >= revoke_by:
