@@ -20,9 +20,10 @@ import itertools
 import random
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
@@ -34,10 +35,33 @@ MONEY = Decimal("0.01")
 RETRY_STATUSES = frozenset({202, 429, 500, 502, 503, 504})
 #: a held driver's traffic goes on this long after the scenario's first fault (`hold_for_fault`)
 AFTER_FAULT_SECONDS = 2.0
+#: the chains' maximum payment delay (the default); a sale sent with an `occurred_at` older
+#: than this (and a day's margin for the chain's time zone) is overdue while it owes anything
+PAYMENT_DELAY = timedelta(days=30 + 1)
+#: share of the operations of a customer of an `offer` chain that are discount revocations
+REVOKE_SHARE = 0.03
+#: share of the VIP customers of an `offer` chain with a planned revocation: a back-dated
+#: discounted sale on account, its revocation asked two to six operations later, or at the
+#: customer's first operation after the scenario's first fault if that comes sooner
+REVOKER_SHARE = 0.5
+#: a planned revocation's sale is among the customer's first this many operations
+PLANNED_WITHIN = 40
+#: the final answers a revocation may get: 200, or one of these refusals (status, code);
+#: `operation_failed`: an attempt that failed for good on its way (the next one is free)
+REVOKE_REFUSALS = frozenset(
+    {(409, "already_revoked"), (422, "not_overdue"), (422, "operation_failed")}
+)
 
 
 def money(value: Decimal) -> str:
     return str(value.quantize(MONEY))
+
+
+def _past_due(occurred_at: object) -> bool:
+    """Whether a sale sent with this `occurred_at` is past its due date (overdue while owed)."""
+    if not isinstance(occurred_at, str):
+        return False
+    return datetime.now(UTC) - datetime.fromisoformat(occurred_at) > PAYMENT_DELAY
 
 
 @dataclass
@@ -48,6 +72,8 @@ class ChainKeys:
     mode: str
     admin_key: str
     terminals: list[tuple[str, str]]  # (store_id, terminal api key)
+    #: the chain's `overdue_discount`: the driver asks revocations only where it is `offer`
+    overdue_discount: str = "keep"
 
 
 @dataclass
@@ -102,10 +128,31 @@ class CustomerModel:
     sales: dict[str, list[list[int]]] = field(default_factory=dict)
     #: real-money payments with an accrual (bonus-type cancellation candidates)
     accruing_payments: list[str] = field(default_factory=list)
+    #: completed sales: sale_id -> each line's discount, in line order
+    discounts: dict[str, list[Decimal]] = field(default_factory=dict)
+    #: completed sales with a part on account sent with an `occurred_at` past the payment
+    #: delay: overdue while owed (a sale paid in full never is)
+    overdue: set[str] = field(default_factory=set)
+    #: sales whose discount an accepted revocation revoked: sale_id -> the amount revoked
+    revoked: dict[str, Decimal] = field(default_factory=dict)
+    #: what an accepted answer said against the model (`invariants.check` reports each one)
+    problems: list[str] = field(default_factory=list)
+
+    def discount_left(self, sale_id: str) -> Decimal:
+        """What revoking the sale's discount adds to what is owed: each discounted line's
+        discount for the pieces kept (not returned), rounded half-up to the cent, as credit."""
+        total = Decimal(0)
+        for (_line_no, sold, returned), discount in zip(
+            self.sales.get(sale_id, []), self.discounts.get(sale_id, []), strict=False
+        ):
+            if discount > 0 and sold > returned:
+                total += (discount * (sold - returned) / sold).quantize(MONEY, ROUND_HALF_UP)
+        return total
 
     def apply(self, op: Operation) -> None:
         """Update the driver's view from a final accepted answer."""
         answer = op.answer or {}
+        before = (self.debt, self.advance, self.bonus)
         snapshot = answer.get("customer")
         # every answer's balances are the owners' own: credit's debt and advance (for
         # bonus-type, read from credit itself), loyalty's bonus balance
@@ -118,6 +165,10 @@ class CustomerModel:
             self.sales[answer["sale_id"]] = [
                 [i + 1, int(Decimal(line["quantity"])), 0] for i, line in enumerate(lines)
             ]
+            self.discounts[answer["sale_id"]] = [Decimal(line["discount"]) for line in lines]
+            owed = any(p.get("method") == "on_account" for p in op.body.get("payments", []))
+            if owed and _past_due(op.body.get("occurred_at")):
+                self.overdue.add(answer["sale_id"])
             for payment in answer.get("payments", []):
                 if Decimal(payment.get("bonus_accrued", "0")) > 0:
                     self.accruing_payments.append(payment["payment_id"])
@@ -134,6 +185,37 @@ class CustomerModel:
             payment_id = op.path.split("/")[3]
             if payment_id in self.accruing_payments:
                 self.accruing_payments.remove(payment_id)
+        elif op.kind == "revoke_discount":
+            self._revoked(op, before)
+
+    def _revoked(self, op: Operation, before: tuple[Decimal, Decimal, Decimal]) -> None:
+        """An accepted revocation: what its answer must say, from the model before it. The
+        discount of an overdue sale is revoked once, whole (for the pieces kept), and only
+        what is owed moves: debt minus advance grows by it (an advance covers it at once),
+        the bonus balance is loyalty's, unchanged."""
+        answer = op.answer or {}
+        sale_id = op.path.split("/")[3]
+        revoked = Decimal(answer.get("discount_revoked", "0"))
+        debt, advance, bonus = before
+        what = f"revocation of sale {sale_id} (key {op.key})"
+        if answer.get("sale_id") != sale_id:
+            self.problems.append(f"{what}: answered for sale {answer.get('sale_id')}")
+        if sale_id in self.revoked:
+            self.problems.append(f"{what}: accepted again (revoked {self.revoked[sale_id]} before)")
+        if sale_id not in self.overdue:
+            self.problems.append(f"{what}: accepted for a sale that is not past its due date")
+        if revoked != self.discount_left(sale_id):
+            self.problems.append(
+                f"{what}: discount_revoked {revoked} != model {self.discount_left(sale_id)}"
+            )
+        if (self.debt - self.advance) - (debt - advance) != revoked:
+            self.problems.append(
+                f"{what}: debt - advance went from {debt - advance} to "
+                f"{self.debt - self.advance}, not by {revoked}"
+            )
+        if self.bonus != bonus:
+            self.problems.append(f"{what}: bonus_balance {self.bonus} != model {bonus}")
+        self.revoked[sale_id] = revoked
 
 
 @dataclass
@@ -151,6 +233,10 @@ class DriverStats:
     #: (`Driver.hold_for_fault`); also counted in `sent`: they are operations like the others
     held: int = 0
     unexpected: list[str] = field(default_factory=list)
+    #: discount revocations by final outcome: `revoked` (200) or the refusal's code
+    revocations: Counter[str] = field(default_factory=Counter)
+    #: of them, those sent more than once before their final answer (met a fault on the way)
+    revocations_retried: int = 0
 
 
 ITEMS = [
@@ -241,6 +327,19 @@ class Driver:
             return True
         return not customer.ops or customer.ops[-1].sent_at < self.fault_at
 
+    def _revocation_step_due(self, c: CustomerModel, n: int, sale_at: int, revoke_by: int) -> bool:
+        """Whether the customer's operation number `n` is a step of its planned revocation
+        (`revocation_plan`): the sale at `sale_at`; the request after it, at `revoke_by` or at
+        the customer's first operation after the scenario's first fault if that comes sooner
+        (so that some are asked while the stack recovers from it: the customer's operation in
+        flight when it struck waits for the recovery, a revocation among them only by chance,
+        as often as revocations are in the mix)."""
+        if n <= sale_at:
+            return n == sale_at
+        if n >= revoke_by:
+            return True
+        return self.fault_in.is_set() and bool(c.ops) and c.ops[-1].sent_at < self.fault_at
+
     async def run(self) -> DriverStats:
         self.started_at = time.monotonic()
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
@@ -270,6 +369,7 @@ class Driver:
             0, max(0, self.ops_per_customer - hostile_input.CAMPAIGN_STEPS - 1) // 2
         )
         campaign_steps = 0
+        planned = revocation_plan(rng, customer, self.ops_per_customer)
         for n in itertools.count():
             if time.monotonic() > self.deadline or self._stopping:
                 return
@@ -280,6 +380,9 @@ class Driver:
             if rng.random() < 0.1:  # customers shop in several stores
                 terminal = rng.choice(customer.chain.terminals)[1]
             op = next_operation(rng, customer)
+            if planned and self._revocation_step_due(customer, n, *planned):
+                op = planned_revocation_step(rng, customer, op, sale_at=planned[0])
+                planned = planned if n == planned[0] else None
             if campaign and n >= campaign_at:
                 last = customer.ops[-1] if customer.ops else None
                 if (
@@ -380,7 +483,9 @@ class Driver:
             await asyncio.sleep(max(pause, retry_after))
             pause = min(pause * 2, 2.0)
         code = (op.answer or {}).get("code")
-        if op.expect and (
+        if op.kind == "revoke_discount" and not op.hostile:
+            self._revocation_answered(op, code)
+        elif op.expect and (
             op.status not in op.expect
             or (op.expect_codes and not op.accepted and code not in op.expect_codes)
         ):
@@ -401,6 +506,23 @@ class Driver:
             self.stats.refused += 1
         else:
             self.stats.unexpected.append(f"{op.kind} {op.path}: {op.status} {op.answer}")
+
+    def _revocation_answered(self, op: Operation, code: object) -> None:
+        """A revocation's final answer: 200 (revoked), or a refusal it may get
+        (`REVOKE_REFUSALS`); any other is a violation."""
+        if op.attempts > 1:
+            self.stats.revocations_retried += 1
+        if op.status == 200:
+            self.stats.accepted += 1
+            self.stats.revocations["revoked"] += 1
+        elif (op.status, code) in REVOKE_REFUSALS:
+            self.stats.refused += 1
+            self.stats.revocations[str(code)] += 1
+        else:
+            self.stats.revocations["unexpected"] += 1
+            self.stats.unexpected.append(
+                f"{op.kind} {op.path} (key {op.key}): {op.status} {op.answer}"
+            )
 
 
 @dataclass
@@ -507,8 +629,105 @@ def _sale(rng: random.Random, c: CustomerModel) -> Operation:
     return Operation("sale", "POST", "/v1/sales", body, str(uuid.uuid4()))
 
 
+def overdue_discounted_sale(rng: random.Random, c: CustomerModel) -> Operation:
+    """A revocation's set-up: a sale with a discount on every line, all of it on account,
+    sent late by an offline till (35 to 60 days back, past its due date): overdue while it owes
+    anything, and under `offer` nothing revokes its discount but a request."""
+    lines = []
+    total = Decimal(0)
+    for _ in range(rng.randint(1, 2)):
+        name, barcode = rng.choice(ITEMS)
+        quantity = rng.randint(1, 2)
+        price = _amount(rng, 10, 30)
+        discount = _amount(rng, 1, 5)
+        lines.append(
+            {
+                "sku": name.upper(),
+                "barcode": barcode,
+                "name": name,
+                "quantity": str(quantity),
+                "unit_price": money(price),
+                "discount": money(discount),
+            }
+        )
+        total += price * quantity - discount
+    body: dict[str, Any] = {
+        "sale_id": str(uuid.uuid4()),
+        "card_number": c.card,
+        "lines": lines,
+        "payments": [{"method": "on_account", "amount": money(total)}],
+        "occurred_at": (datetime.now(UTC) - timedelta(days=rng.randint(35, 60))).isoformat(),
+    }
+    return Operation("sale", "POST", "/v1/sales", body, str(uuid.uuid4()))
+
+
+def revocation(c: CustomerModel, sale_id: str) -> Operation:
+    """A back-office request to revoke the discount of one of the customer's sales (admin key;
+    no body): 200, or 409 `already_revoked`, 422 `not_overdue` (`REVOKE_REFUSALS`)."""
+    return Operation(
+        "revoke_discount",
+        "POST",
+        f"/v1/sales/{sale_id}/revoke-discount",
+        {},
+        str(uuid.uuid4()),
+        admin=True,
+    )
+
+
+def revocation_plan(rng: random.Random, c: CustomerModel, ops: int) -> tuple[int, int] | None:
+    """For some VIP customers of an `offer` chain (`REVOKER_SHARE`): the index among their
+    `ops` planned operations of a back-dated discounted sale on account
+    (`overdue_discounted_sale`), and the latest index of the request to revoke its discount,
+    two to six operations later (`Driver._revocation_step_due` asks it sooner, at the first
+    operation after the scenario's first fault). The sale is mostly still owed then; a payment
+    in between pays it first (`not_overdue`). Anywhere in the customer's first
+    `PLANNED_WITHIN` operations (the cluster scenarios plan a million, their load lasting as
+    long as the faults). None: no planned revocation."""
+    if c.chain.overdue_discount != "offer" or not c.vip:
+        return None
+    if rng.random() >= REVOKER_SHARE:
+        return None
+    sale_at = rng.randint(0, max(0, min(ops, PLANNED_WITHIN) - 7))
+    return sale_at, sale_at + rng.randint(2, 6)
+
+
+def planned_revocation_step(
+    rng: random.Random, c: CustomerModel, op: Operation, *, sale_at: int
+) -> Operation:
+    """A planned revocation's step in place of the mix's operation `op`: the back-dated
+    discounted sale on account (the customer's operation number `sale_at`), then the request
+    to revoke its discount (`op` if that sale was not accepted)."""
+    if len(c.ops) == sale_at:
+        return overdue_discounted_sale(rng, c)
+    sale = c.ops[sale_at] if len(c.ops) > sale_at else None
+    if sale is None or not sale.accepted or sale.kind != "sale" or sale.hostile:
+        return op
+    return revocation(c, (sale.answer or {})["sale_id"])
+
+
+def _revocation_target(rng: random.Random, c: CustomerModel) -> str | None:
+    """A sale of the customer with a discount left to revoke: mostly an overdue one not revoked
+    yet (revoked, or `not_overdue` once paid off), sometimes one already revoked
+    (`already_revoked`) or any (a recent one: `not_overdue`). None: no sale with a discount."""
+    candidates = [s for s in sorted(c.sales) if c.discount_left(s) > 0]
+    if not candidates:
+        return None
+    overdue = [s for s in candidates if s in c.overdue and s not in c.revoked]
+    revoked = [s for s in candidates if s in c.revoked]
+    roll = rng.random()
+    if revoked and roll < 0.3:
+        return rng.choice(revoked)
+    if overdue and roll < 0.75:
+        return rng.choice(overdue)
+    return rng.choice(candidates)
+
+
 def next_operation(rng: random.Random, c: CustomerModel) -> Operation:
     """The next operation of this customer, from what the driver knows of it."""
+    if c.chain.overdue_discount == "offer" and rng.random() < REVOKE_SHARE:
+        target = _revocation_target(rng, c)
+        if target is not None:
+            return revocation(c, target)
     key = str(uuid.uuid4())
     base = f"/v1/customers/{c.customer_id}"
     roll = rng.random()
@@ -597,10 +816,12 @@ async def setup_chains(
     gateway_url: str, operator_token: str, *, label: str, customers: int, rng: random.Random
 ) -> list[CustomerModel]:
     """Three chains (balance, per_sale, per_item), each with two stores of two terminals and
-    `customers` customers: VIP with cards, some with a credit limit, one in five not VIP."""
+    `customers` customers: VIP with cards, some with a credit limit, one in five not VIP.
+    per_sale and per_item offer an overdue sale's discount for revocation (`offer`: only a
+    request revokes it), balance keeps it."""
     models: list[CustomerModel] = []
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30.0) as http:
-        for mode, discount in (("balance", "keep"), ("per_sale", "offer"), ("per_item", "keep")):
+        for mode, discount in (("balance", "keep"), ("per_sale", "offer"), ("per_item", "offer")):
             op = {"Authorization": f"Bearer {operator_token}"}
             created = await _ok(
                 http.post(
@@ -637,7 +858,9 @@ async def setup_chains(
                         )
                     )
                     terminals.append((store["store_id"], term["api_key"]))
-            chain = ChainKeys(created["chain_id"], mode, created["admin_api_key"], terminals)
+            chain = ChainKeys(
+                created["chain_id"], mode, created["admin_api_key"], terminals, discount
+            )
             for n in range(customers):
                 vip = n % 5 != 4
                 card = f"VIP-{label}-{mode[:3]}-{n}-{rng.randint(0, 10**6)}"

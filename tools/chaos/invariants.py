@@ -217,6 +217,44 @@ def _customer(
     for ident in maybe:
         if main_kinds[ident] > 1:
             out.append(f"{who}: unanswered operation {ident} applied {main_kinds[ident]} times")
+    out += [f"{who}: {problem}" for problem in c.problems]
+    return out + _revocations(c, who, entries)
+
+
+def _revocations(c: CustomerModel, who: str, entries: list[dict[str, Any]]) -> list[str]:
+    """Each sale's discount revoked at most once, only by a request that was accepted: the
+    statement lists a sale's `discount_revoked` movement as many times as the sale has
+    accepted revocations (0 or 1; a request that never got an answer may have left one), and
+    `already_revoked` refuses only a sale revoked before. (What an accepted one answers is
+    checked against the model as it is folded in: `CustomerModel.problems`.)"""
+    out: list[str] = []
+    accepted: Counter[str] = Counter()
+    maybe: set[str] = set()
+    for op in c.ops:
+        if op.kind != "revoke_discount" or op.hostile:
+            continue
+        sale_id = op.path.split("/")[3]
+        code = (op.answer or {}).get("code")
+        if (
+            op.status == 409
+            and code == "already_revoked"
+            and not (accepted[sale_id] or sale_id in maybe)
+        ):
+            out.append(f"{who}: sale {sale_id} refused already_revoked, never revoked before")
+        if op.accepted:
+            accepted[sale_id] += 1
+        elif op.status is None:
+            maybe.add(sale_id)
+    listed = Counter(e["sale_id"] for e in entries if e["kind"] == "discount_revoked")
+    for sale_id in sorted(set(listed) | set(accepted)):
+        if accepted[sale_id] > 1:
+            out.append(f"{who}: discount of sale {sale_id} revoked {accepted[sale_id]} times")
+        unanswered = sale_id in maybe and listed[sale_id] == 1 and not accepted[sale_id]
+        if listed[sale_id] != min(accepted[sale_id], 1) and not unanswered:
+            out.append(
+                f"{who}: sale {sale_id}'s discount_revoked listed {listed[sale_id]} times, "
+                f"{accepted[sale_id]} revocations accepted"
+            )
     return out
 
 

@@ -109,6 +109,11 @@ class ScenarioReport:
     #: operations sent past the planned ones while the traffic waited for the first fault
     #: (`start_faults`); `operations` counts them too
     held: int = 0
+    #: discount revocations answered, by outcome (`revoked`, or the refusal's code); also
+    #: counted in `operations`, `accepted` and `refused`
+    revocations: dict[str, int] = field(default_factory=dict)
+    #: of them, those sent more than once before their final answer
+    revocations_retried: int = 0
 
     @property
     def tested_something(self) -> bool:
@@ -125,7 +130,15 @@ class ScenarioReport:
             f"retries={self.attempts - self.operations:<5} faults={self.faults:<3} "
             f"redeliveries={self.redeliveries:<6} dead_lettered={self.dead_lettered:<4} "
             f"violations={len(self.violations):<3} drain={self.drain_seconds:.1f}s "
-            f"total={self.seconds:.0f}s{flag}"
+            f"total={self.seconds:.0f}s {self.revocations_text()}{flag}"
+        )
+
+    def revocations_text(self) -> str:
+        """`revocations=N (revoked=a already_revoked=b not_overdue=c ...) retried=M`"""
+        outcomes = " ".join(f"{k}={n}" for k, n in sorted(self.revocations.items()))
+        return (
+            f"revocations={sum(self.revocations.values())} ({outcomes}) "
+            f"retried={self.revocations_retried}"
         )
 
     def stall_line(self) -> str:
@@ -591,6 +604,8 @@ async def run_scenario(
     report.answers_202 = stats.answers_202
     report.answers_5xx = stats.answers_5xx
     report.held = stats.held
+    report.revocations = dict(stats.revocations)
+    report.revocations_retried = stats.revocations_retried
     report.violations += stats.unexpected
     if name == "hostile":
         report.violations += _hostile_answers(customers, report, final_within)
