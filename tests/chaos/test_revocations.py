@@ -17,6 +17,8 @@ from tools.chaos.driver import (
     CustomerModel,
     Driver,
     Operation,
+    brings_money,
+    keeps_sale_owed,
     next_operation,
     overdue_discounted_sale,
     planned_revocation_step,
@@ -158,6 +160,7 @@ async def test_a_revocation_retried_until_final_is_counted_as_retried() -> None:
 
     assert (driver.stats.accepted, driver.stats.revocations_retried) == (1, 1)
     assert driver.stats.revocations == {"revoked": 1}
+    assert driver.stats.revocations_planned == {}  # one of the mix's
 
 
 async def test_a_revocation_answered_otherwise_is_a_violation() -> None:
@@ -231,6 +234,7 @@ def test_a_planned_revocation_is_of_the_back_dated_discounted_sale_on_account() 
     asked = planned_revocation_step(rng, c, mix, sale_at=1)
 
     assert asked.path == f"/v1/sales/{sale.body['sale_id']}/revoke-discount"
+    assert asked.planned and not mix.planned
     sale.status = 422
     assert planned_revocation_step(rng, c, mix, sale_at=1) is mix
 
@@ -247,3 +251,57 @@ def test_a_planned_revocation_is_asked_at_the_first_operation_after_the_first_fa
     assert driver._revocation_step_due(c, 4, 2, 6)
     c.ops.append(Operation("sale", "POST", "/v1/sales", {}, "k-4", sent_at=4.0))
     assert not driver._revocation_step_due(c, 5, 2, 6)  # no longer the first after it
+
+
+def test_a_planned_sale_spends_an_advance_smaller_than_its_total_and_owes_the_rest() -> None:
+    c = _customer()
+    c.advance = Decimal("5.00")
+    sale = overdue_discounted_sale(random.Random(2), c)
+
+    payments = sale.body["payments"]
+    assert [p["method"] for p in payments] == ["advance", "on_account"]
+    assert payments[0]["amount"] == "5.00" and Decimal(payments[1]["amount"]) > 0
+    c.advance = Decimal("1000.00")  # covers any of them: all on account, covered at once
+    assert [p["method"] for p in overdue_discounted_sale(random.Random(2), c).body["payments"]] == [
+        "on_account"
+    ]
+
+
+def _op(kind: str, path: str = "/v1/customers/cust-1/payments", **body: Any) -> Operation:
+    return Operation(kind, "POST", path, body, f"k-{kind}")
+
+
+def test_what_brings_money_in_before_a_planned_revocation() -> None:
+    money_in = [
+        _op("take_money"),
+        _op("pay_debt"),
+        _op("advance"),
+        _op("sale", "/v1/sales", change_to_advance="5.00"),
+        _op("return", "/v1/sales/s-2/returns", refund="advance"),
+        _op("return", "/v1/sales/s-1/returns", refund="cash"),  # the back-dated sale's goods
+    ]
+    other = [
+        _op("sale", "/v1/sales"),
+        _op("return", "/v1/sales/s-2/returns", refund="card"),
+        _op("refund", "/v1/customers/cust-1/refunds"),
+        _op("bonus_cancel", "/v1/payments/p-1/bonus-type"),
+        revocation(_customer(), "s-2"),
+    ]
+
+    assert [brings_money(op, "s-1") for op in money_in] == [True] * len(money_in)
+    assert [brings_money(op, "s-1") for op in other] == [False] * len(other)
+
+
+def test_between_a_planned_sale_and_its_revocation_no_money_comes_in() -> None:
+    c = _customer()
+    _sold(c, "s-1")
+    _sold(c, "s-2", late=False)
+    rng = random.Random(4)
+    pay = _op("pay_debt")
+
+    drawn = [keeps_sale_owed(rng, c, pay, sale_at=0) for _ in range(200)]
+
+    assert not any(brings_money(op, "s-1") for op in drawn)
+    assert {op.kind for op in drawn} >= {"sale", "return"}
+    c.ops[0].status = 422  # the sale was refused: the mix as it is
+    assert keeps_sale_owed(rng, c, pay, sale_at=0) is pay

@@ -42,7 +42,8 @@ PAYMENT_DELAY = timedelta(days=30 + 1)
 REVOKE_SHARE = 0.03
 #: share of the VIP customers of an `offer` chain with a planned revocation: a back-dated
 #: discounted sale on account, its revocation asked two to six operations later, or at the
-#: customer's first operation after the scenario's first fault if that comes sooner
+#: customer's first operation after the scenario's first fault if that comes sooner; the
+#: customer's operations in between bring in no money (`keeps_sale_owed`)
 REVOKER_SHARE = 0.5
 #: a planned revocation's sale is among the customer's first this many operations
 PLANNED_WITHIN = 40
@@ -100,6 +101,7 @@ class Operation:
     expect_codes: frozenset[str] = frozenset()
     answers_5xx: int = 0  # 5xx answers it got on the way (the POS sent it again after each)
     last_5xx: str = ""  # the last of them: status and problem code
+    planned: bool = False  # a planned revocation (`revocation_plan`), not one of the mix's
 
     @property
     def accepted(self) -> bool:
@@ -237,6 +239,8 @@ class DriverStats:
     revocations: Counter[str] = field(default_factory=Counter)
     #: of them, those sent more than once before their final answer (met a fault on the way)
     revocations_retried: int = 0
+    #: the planned ones (`revocation_plan`) among them, by final outcome
+    revocations_planned: Counter[str] = field(default_factory=Counter)
 
 
 ITEMS = [
@@ -383,6 +387,8 @@ class Driver:
             if planned and self._revocation_step_due(customer, n, *planned):
                 op = planned_revocation_step(rng, customer, op, sale_at=planned[0])
                 planned = planned if n == planned[0] else None
+            elif planned and n > planned[0]:
+                op = keeps_sale_owed(rng, customer, op, sale_at=planned[0])
             if campaign and n >= campaign_at:
                 last = customer.ops[-1] if customer.ops else None
                 if (
@@ -514,15 +520,18 @@ class Driver:
             self.stats.revocations_retried += 1
         if op.status == 200:
             self.stats.accepted += 1
-            self.stats.revocations["revoked"] += 1
+            outcome = "revoked"
         elif (op.status, code) in REVOKE_REFUSALS:
             self.stats.refused += 1
-            self.stats.revocations[str(code)] += 1
+            outcome = str(code)
         else:
-            self.stats.revocations["unexpected"] += 1
+            outcome = "unexpected"
             self.stats.unexpected.append(
                 f"{op.kind} {op.path} (key {op.key}): {op.status} {op.answer}"
             )
+        self.stats.revocations[outcome] += 1
+        if op.planned:
+            self.stats.revocations_planned[outcome] += 1
 
 
 @dataclass
@@ -630,9 +639,11 @@ def _sale(rng: random.Random, c: CustomerModel) -> Operation:
 
 
 def overdue_discounted_sale(rng: random.Random, c: CustomerModel) -> Operation:
-    """A revocation's set-up: a sale with a discount on every line, all of it on account,
-    sent late by an offline till (35 to 60 days back, past its due date): overdue while it owes
-    anything, and under `offer` nothing revokes its discount but a request."""
+    """A revocation's set-up: a sale with a discount on every line, on account, sent late by an
+    offline till (35 to 60 days back, past its due date): overdue while it owes anything, and
+    under `offer` nothing revokes its discount but a request. A customer's advance would cover
+    what is put on account at once (the sale then owes nothing): an advance smaller than the
+    total is spent in the sale (an `advance` payment), the rest is on account and owed."""
     lines = []
     total = Decimal(0)
     for _ in range(rng.randint(1, 2)):
@@ -651,11 +662,17 @@ def overdue_discounted_sale(rng: random.Random, c: CustomerModel) -> Operation:
             }
         )
         total += price * quantity - discount
+    payments = [{"method": "on_account", "amount": money(total)}]
+    if 0 < c.advance < total:
+        payments = [
+            {"method": "advance", "amount": money(c.advance)},
+            {"method": "on_account", "amount": money(total - c.advance)},
+        ]
     body: dict[str, Any] = {
         "sale_id": str(uuid.uuid4()),
         "card_number": c.card,
         "lines": lines,
-        "payments": [{"method": "on_account", "amount": money(total)}],
+        "payments": payments,
         "occurred_at": (datetime.now(UTC) - timedelta(days=rng.randint(35, 60))).isoformat(),
     }
     return Operation("sale", "POST", "/v1/sales", body, str(uuid.uuid4()))
@@ -679,8 +696,8 @@ def revocation_plan(rng: random.Random, c: CustomerModel, ops: int) -> tuple[int
     `ops` planned operations of a back-dated discounted sale on account
     (`overdue_discounted_sale`), and the latest index of the request to revoke its discount,
     two to six operations later (`Driver._revocation_step_due` asks it sooner, at the first
-    operation after the scenario's first fault). The sale is mostly still owed then; a payment
-    in between pays it first (`not_overdue`). Anywhere in the customer's first
+    operation after the scenario's first fault). The sale is still owed then: the customer's
+    operations in between bring in no money (`keeps_sale_owed`). Anywhere in the customer's first
     `PLANNED_WITHIN` operations (the cluster scenarios plan a million, their load lasting as
     long as the faults). None: no planned revocation."""
     if c.chain.overdue_discount != "offer" or not c.vip:
@@ -702,7 +719,46 @@ def planned_revocation_step(
     sale = c.ops[sale_at] if len(c.ops) > sale_at else None
     if sale is None or not sale.accepted or sale.kind != "sale" or sale.hostile:
         return op
-    return revocation(c, (sale.answer or {})["sale_id"])
+    asked = revocation(c, (sale.answer or {})["sale_id"])
+    asked.planned = True
+    return asked
+
+
+#: how many times `keeps_sale_owed` draws again from the mix before it lets money in
+REDRAWS = 20
+
+
+def brings_money(op: Operation, sale_id: str) -> bool:
+    """Whether the operation, accepted, would pay the customer's oldest debt (the back-dated
+    sale `sale_id`, the oldest sale there is) or take back its goods: money in (take money,
+    pay debt, an advance, change kept as advance, a return refunded to the advance), or a
+    return of that sale."""
+    if op.kind in ("take_money", "pay_debt", "advance"):
+        return True
+    if op.kind == "sale":
+        return "change_to_advance" in op.body
+    if op.kind == "return":
+        return op.body.get("refund") == "advance" or op.path.split("/")[3] == sale_id
+    return False
+
+
+def keeps_sale_owed(
+    rng: random.Random, c: CustomerModel, op: Operation, *, sale_at: int
+) -> Operation:
+    """Between a planned revocation's sale (the customer's operation number `sale_at`) and its
+    request, an operation of the mix that would bring money in is drawn again (each payment
+    goes to the oldest sale first: it would pay the back-dated sale before its revocation is
+    asked, `not_overdue`). The count of operations is the same; the customer's payments come
+    after the request."""
+    sale = c.ops[sale_at] if len(c.ops) > sale_at else None
+    if sale is None or not sale.accepted or sale.kind != "sale" or sale.hostile:
+        return op
+    sale_id = (sale.answer or {})["sale_id"]
+    for _ in range(REDRAWS):
+        if not brings_money(op, sale_id):
+            return op
+        op = next_operation(rng, c)
+    return op
 
 
 def _revocation_target(rng: random.Random, c: CustomerModel) -> str | None:

@@ -114,6 +114,8 @@ class ScenarioReport:
     revocations: dict[str, int] = field(default_factory=dict)
     #: of them, those sent more than once before their final answer
     revocations_retried: int = 0
+    #: the planned revocations among them, by outcome
+    revocations_planned: dict[str, int] = field(default_factory=dict)
 
     @property
     def tested_something(self) -> bool:
@@ -134,10 +136,16 @@ class ScenarioReport:
         )
 
     def revocations_text(self) -> str:
-        """`revocations=N (revoked=a already_revoked=b not_overdue=c ...) retried=M`"""
-        outcomes = " ".join(f"{k}={n}" for k, n in sorted(self.revocations.items()))
+        """`revocations=N (already_revoked=a not_overdue=b revoked=c ...) planned=P
+        (revoked=d ...) retried=M`"""
+
+        def by_outcome(counts: dict[str, int]) -> str:
+            outcomes = " ".join(f"{k}={n}" for k, n in sorted(counts.items()))
+            return f"{sum(counts.values())} ({outcomes})"
+
         return (
-            f"revocations={sum(self.revocations.values())} ({outcomes}) "
+            f"revocations={by_outcome(self.revocations)} "
+            f"planned={by_outcome(self.revocations_planned)} "
             f"retried={self.revocations_retried}"
         )
 
@@ -606,6 +614,7 @@ async def run_scenario(
     report.held = stats.held
     report.revocations = dict(stats.revocations)
     report.revocations_retried = stats.revocations_retried
+    report.revocations_planned = dict(stats.revocations_planned)
     report.violations += stats.unexpected
     if name == "hostile":
         report.violations += _hostile_answers(customers, report, final_within)
