@@ -253,18 +253,33 @@ def test_a_planned_revocation_is_asked_at_the_first_operation_after_the_first_fa
     assert not driver._revocation_step_due(c, 5, 2, 6)  # no longer the first after it
 
 
-def test_a_planned_sale_spends_an_advance_smaller_than_its_total_and_owes_the_rest() -> None:
-    c = _customer()
-    c.advance = Decimal("5.00")
-    sale = overdue_discounted_sale(random.Random(2), c)
+def _total(sale: Operation) -> Decimal:
+    return sum(
+        (
+            Decimal(line["unit_price"]) * int(line["quantity"]) - Decimal(line["discount"])
+            for line in sale.body["lines"]
+        ),
+        Decimal(0),
+    )
 
-    payments = sale.body["payments"]
-    assert [p["method"] for p in payments] == ["advance", "on_account"]
-    assert payments[0]["amount"] == "5.00" and Decimal(payments[1]["amount"]) > 0
-    c.advance = Decimal("1000.00")  # covers any of them: all on account, covered at once
-    assert [p["method"] for p in overdue_discounted_sale(random.Random(2), c).body["payments"]] == [
-        "on_account"
-    ]
+
+def test_a_planned_sale_spends_the_advance_and_owes_the_rest() -> None:
+    c = _customer()
+    for advance, lines in (("5.00", (1, 2)), ("1000.00", (2, 3))):
+        c.advance = Decimal(advance)
+        sale = overdue_discounted_sale(random.Random(2), c)
+
+        payments = sale.body["payments"]
+        assert [p["method"] for p in payments] == ["advance", "on_account"]
+        assert payments[0]["amount"] == advance
+        assert Decimal(payments[1]["amount"]) == _total(sale) - c.advance > 0
+        assert len(sale.body["lines"]) in lines
+        assert all(Decimal(line["discount"]) > 0 for line in sale.body["lines"])
+    c.advance = Decimal("1000.00")
+    assert 10 <= _total(overdue_discounted_sale(random.Random(2), c)) - c.advance <= 30
+    c.advance = Decimal("20000.00")  # not topped up: all on account, covered at once
+    sale = overdue_discounted_sale(random.Random(2), c)
+    assert [p["method"] for p in sale.body["payments"]] == ["on_account"]
 
 
 def _op(kind: str, path: str = "/v1/customers/cust-1/payments", **body: Any) -> Operation:

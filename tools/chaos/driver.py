@@ -642,15 +642,23 @@ def overdue_discounted_sale(rng: random.Random, c: CustomerModel) -> Operation:
     """A revocation's set-up: a sale with a discount on every line, on account, sent late by an
     offline till (35 to 60 days back, past its due date): overdue while it owes anything, and
     under `offer` nothing revokes its discount but a request. A customer's advance would cover
-    what is put on account at once (the sale then owes nothing): an advance smaller than the
-    total is spent in the sale (an `advance` payment), the rest is on account and owed."""
+    what is put on account at once (the sale then owes nothing): the advance is spent in the
+    sale (an `advance` payment), the rest is on account and owed; an advance below
+    `TOPPED_UP_BELOW` and not smaller than the goods gets one more line, dear enough that the
+    sale's total exceeds it by 10 to 30."""
     lines = []
     total = Decimal(0)
-    for _ in range(rng.randint(1, 2)):
+    count = rng.randint(1, 2)
+    for n in itertools.count():
+        if n >= count and (total > c.advance or c.advance >= TOPPED_UP_BELOW or n > count):
+            break
         name, barcode = rng.choice(ITEMS)
         quantity = rng.randint(1, 2)
         price = _amount(rng, 10, 30)
         discount = _amount(rng, 1, 5)
+        if n == count:  # the line that takes the total past the advance
+            quantity = 1
+            price += c.advance - total + discount
         lines.append(
             {
                 "sku": name.upper(),
@@ -723,6 +731,9 @@ def planned_revocation_step(
     asked.planned = True
     return asked
 
+
+#: an advance up to this is exceeded by a planned revocation's sale (`overdue_discounted_sale`)
+TOPPED_UP_BELOW = Decimal(10_000)
 
 #: how many times `keeps_sale_owed` draws again from the mix before it lets money in
 REDRAWS = 20
