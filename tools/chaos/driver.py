@@ -589,16 +589,7 @@ def _sale(rng: random.Random, c: CustomerModel) -> Operation:
         quantity = rng.randint(1, 3)
         price = _amount(rng, 2, 60)
         discount = rng.choice([Decimal(0), Decimal(0), Decimal("1.00")])
-        lines.append(
-            {
-                "sku": name.upper(),
-                "barcode": barcode,
-                "name": name,
-                "quantity": str(quantity),
-                "unit_price": money(price),
-                "discount": money(discount),
-            }
-        )
+        lines.append(_line(name, barcode, quantity, price, discount))
         total += price * quantity - discount
     payments: list[dict[str, str]] = []
     rest = total
@@ -638,6 +629,20 @@ def _sale(rng: random.Random, c: CustomerModel) -> Operation:
     return Operation("sale", "POST", "/v1/sales", body, str(uuid.uuid4()))
 
 
+def _line(
+    name: str, barcode: str, quantity: int, price: Decimal, discount: Decimal
+) -> dict[str, str]:
+    """A receipt line as the till sends it."""
+    return {
+        "sku": name.upper(),
+        "barcode": barcode,
+        "name": name,
+        "quantity": str(quantity),
+        "unit_price": money(price),
+        "discount": money(discount),
+    }
+
+
 def overdue_discounted_sale(rng: random.Random, c: CustomerModel) -> Operation:
     """A revocation's set-up: a sale with a discount on every line, on account, sent late by an
     offline till (35 to 60 days back, past its due date): overdue while it owes anything, and
@@ -659,16 +664,7 @@ def overdue_discounted_sale(rng: random.Random, c: CustomerModel) -> Operation:
         if n == count:  # the line that takes the total past the advance
             quantity = 1
             price += c.advance - total + discount
-        lines.append(
-            {
-                "sku": name.upper(),
-                "barcode": barcode,
-                "name": name,
-                "quantity": str(quantity),
-                "unit_price": money(price),
-                "discount": money(discount),
-            }
-        )
+        lines.append(_line(name, barcode, quantity, price, discount))
         total += price * quantity - discount
     payments = [{"method": "on_account", "amount": money(total)}]
     if 0 < c.advance < total:
