@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 import httpx
 
 from tools.chaos import hostile
 from tools.chaos.driver import ChainKeys, CustomerModel, Driver, Operation
+
+#: the `send_answered` fixture (tests/chaos/conftest.py)
+SendAnswered = Callable[..., Awaitable[Driver]]
 
 
 def _customers() -> list[CustomerModel]:
@@ -31,24 +35,16 @@ def _world(customers: list[CustomerModel]) -> hostile.World:
     return world
 
 
-async def _send(op: Operation, answer: httpx.Response | list[httpx.Response]) -> Driver:
+async def _send(
+    send_answered: SendAnswered, op: Operation, answer: httpx.Response | list[httpx.Response]
+) -> Driver:
     answers = answer if isinstance(answer, list) else [answer]
-    driver = Driver(
-        "http://gateway.test",
-        _customers(),
-        seed=1,
-        ops_per_customer=1,
-        deadline=float("inf"),
-        transport=httpx.MockTransport(lambda _: answers.pop(0)),
-    )
-    async with httpx.AsyncClient(
-        base_url="http://gateway.test", transport=driver.transport
-    ) as http:
-        await driver.send(http, op, "terminal-0")
-    return driver
+    return await send_answered(_customers(), op, "terminal-0", answers)
 
 
-async def test_a_hostile_request_answered_as_the_contract_says_counts_as_a_refusal() -> None:
+async def test_a_hostile_request_answered_as_the_contract_says_counts_as_a_refusal(
+    send_answered: SendAnswered,
+) -> None:
     op = Operation(
         "advance",
         "POST",
@@ -58,11 +54,13 @@ async def test_a_hostile_request_answered_as_the_contract_says_counts_as_a_refus
         hostile="other_scripts_digits",
         expect=frozenset({422}),
     )
-    driver = await _send(op, httpx.Response(422, json={"code": "validation_error"}))
+    driver = await _send(send_answered, op, httpx.Response(422, json={"code": "validation_error"}))
     assert (driver.stats.refused, driver.stats.unexpected) == (1, [])
 
 
-async def test_a_hostile_request_accepted_against_the_contract_is_a_violation() -> None:
+async def test_a_hostile_request_accepted_against_the_contract_is_a_violation(
+    send_answered: SendAnswered,
+) -> None:
     op = Operation(
         "advance",
         "POST",
@@ -72,12 +70,14 @@ async def test_a_hostile_request_accepted_against_the_contract_is_a_violation() 
         hostile="amount_past_limit",
         expect=frozenset({422}),
     )
-    driver = await _send(op, httpx.Response(201, json={"payment_id": "p"}))
+    driver = await _send(send_answered, op, httpx.Response(201, json={"payment_id": "p"}))
     assert driver.stats.accepted == 0
     assert len(driver.stats.unexpected) == 1 and "amount_past_limit" in driver.stats.unexpected[0]
 
 
-async def test_a_foreign_card_refused_with_another_code_is_a_violation() -> None:
+async def test_a_foreign_card_refused_with_another_code_is_a_violation(
+    send_answered: SendAnswered,
+) -> None:
     op = Operation(
         "sale",
         "POST",
@@ -88,15 +88,18 @@ async def test_a_foreign_card_refused_with_another_code_is_a_violation() -> None
         expect=frozenset({422}),
         expect_codes=frozenset({"card_not_found"}),
     )
-    driver = await _send(op, httpx.Response(422, json={"code": "not_vip"}))
+    driver = await _send(send_answered, op, httpx.Response(422, json={"code": "not_vip"}))
     assert len(driver.stats.unexpected) == 1
 
 
-async def test_a_5xx_on_the_way_to_the_final_answer_is_counted_on_the_operation() -> None:
+async def test_a_5xx_on_the_way_to_the_final_answer_is_counted_on_the_operation(
+    send_answered: SendAnswered,
+) -> None:
     op = Operation(
         "sale", "POST", "/v1/sales", {}, "k", hostile="line_overflow", expect=frozenset({422})
     )
     driver = await _send(
+        send_answered,
         op,
         [
             httpx.Response(500, json={"code": "internal_error"}),

@@ -5,6 +5,7 @@ answer must say), how the driver judges a revocation's final answer, the stateme
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,9 @@ from tools.chaos.driver import (
 )
 
 LATE = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+
+#: the `send_answered` fixture (tests/chaos/conftest.py)
+SendAnswered = Callable[..., Awaitable[Driver]]
 
 
 def _customer(policy: str = "offer") -> CustomerModel:
@@ -125,47 +129,38 @@ def test_a_back_dated_sale_paid_in_full_is_never_overdue() -> None:
     assert c.overdue == set()
 
 
-async def _answer(*responses: httpx.Response) -> Driver:
+async def _answer(send_answered: SendAnswered, *responses: httpx.Response) -> Driver:
     c = _customer()
-    answers = list(responses)
-    driver = Driver(
-        "http://gateway.test",
-        [c],
-        seed=1,
-        ops_per_customer=1,
-        deadline=float("inf"),
-        transport=httpx.MockTransport(lambda _: answers.pop(0)),
-    )
-    async with httpx.AsyncClient(
-        base_url="http://gateway.test", transport=driver.transport
-    ) as http:
-        await driver.send(http, revocation(c, "s-1"), "admin-key")
-    return driver
+    return await send_answered([c], revocation(c, "s-1"), "admin-key", responses)
 
 
-async def test_a_revocation_refused_as_the_contract_says_counts_as_a_refusal() -> None:
+async def test_a_revocation_refused_as_the_contract_says_counts_as_a_refusal(
+    send_answered: SendAnswered,
+) -> None:
     for status, code in ((409, "already_revoked"), (422, "not_overdue")):
-        driver = await _answer(httpx.Response(status, json={"code": code}))
+        driver = await _answer(send_answered, httpx.Response(status, json={"code": code}))
 
         assert (driver.stats.refused, driver.stats.unexpected) == (1, [])
         assert driver.stats.revocations == {code: 1}
         assert driver.stats.revocations_retried == 0
 
 
-async def test_a_revocation_retried_until_final_is_counted_as_retried() -> None:
+async def test_a_revocation_retried_until_final_is_counted_as_retried(
+    send_answered: SendAnswered,
+) -> None:
     pending = httpx.Response(202, json={"status": "pending"})
     revoked = httpx.Response(200, json={"sale_id": "s-1", "discount_revoked": "1.00"})
 
-    driver = await _answer(pending, revoked)
+    driver = await _answer(send_answered, pending, revoked)
 
     assert (driver.stats.accepted, driver.stats.revocations_retried) == (1, 1)
     assert driver.stats.revocations == {"revoked": 1}
     assert driver.stats.revocations_planned == {}  # one of the mix's
 
 
-async def test_a_revocation_answered_otherwise_is_a_violation() -> None:
+async def test_a_revocation_answered_otherwise_is_a_violation(send_answered: SendAnswered) -> None:
     for status, code in ((409, "idempotency_conflict"), (404, "not_found")):
-        driver = await _answer(httpx.Response(status, json={"code": code}))
+        driver = await _answer(send_answered, httpx.Response(status, json={"code": code}))
 
         assert driver.stats.refused == 0
         assert len(driver.stats.unexpected) == 1
