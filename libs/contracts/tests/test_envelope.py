@@ -247,53 +247,37 @@ def _wire_sale() -> SaleCompleted:
     )
 
 
+#: the envelope's payload, the same in both: only the envelope's own fields differ
+_PAYLOAD = (
+    '"payload":{"sale_id":"00000001-0000-4000-8000-000000000001","chain_id":"00000002-000'
+    '0-4000-8000-000000000002","store_id":"00000003-0000-4000-8000-000000000003","termina'
+    'l_id":"00000004-0000-4000-8000-000000000004","customer_id":"00000005-0000-4000-8000-'
+    '000000000005","card_number":"VIP-0001","credit_mode":"per_item","sold_at":"2026-06-0'
+    '1T12:30:15.120000+03:00","total":"110.00","paid":"60.5","on_account":"49.50","advanc'
+    'e_applied":"0","change":"0.00","change_to_advance":"0.0000","change_allocated":[{"sa'
+    'le_id":"00000006-0000-4000-8000-000000000006","line_no":null,"amount":"10"}],"advanc'
+    'e_added":"0.00","due_date":"2026-07-01","bonus_accrued":"6.05","bonus_spent":"0.00",'
+    '"payments":[{"payment_id":"00000007-0000-4000-8000-000000000007","method":"cash","am'
+    'ount":"60.50","bonus_accrued":"6.05"}],"lines":[{"line_no":1,"sku":"D1","barcode":nu'
+    'll,"name":"Rochie \\"Ana\\" \\\\ Ü ✓ 🎉\\n\\t\\u0001\u2028","quantity":"1","unit_pric'
+    'e":"60.00","discount":"0.00","amount":"60.00","owed":"60.00"},{"line_no":2,"sku":nul'
+    'l,"barcode":"5941234567890","name":"Pantofi","quantity":"0.750000","unit_price":"66.'
+    '67","discount":"0.00","amount":"50.00","owed":"0.00"}],"customer_balances":{"debt":"'
+    '49.50","advance":"0.00","bonus_balance":"-1.25"},"lines_changed":[{"sale_id":"000000'
+    '01-0000-4000-8000-000000000001","line_no":1,"owed_after":"60.00"}]}}'
+)
+
 WIRE_0 = (
-    '{"message_id":"0000000a-0000-4000-8000-00000000000a","type":"credit.SaleCompleted",'
-    '"schema_version":1,"occurred_at":"2026-06-01T09:30:15.123456Z","chain_id":'
-    '"00000002-0000-4000-8000-000000000002","correlation_id":"00000008-0000-4000-8000-0000000'
-    '00008","causation_id":null,"key":"00000005-0000-4000-8000-000000000005",'
-    '"payload":{"sale_id":"00000001-0000-4000-8000-000000000001","chain_id":'
-    '"00000002-0000-4000-8000-000000000002","store_id":"00000003-0000-4000-8000-000000000003"'
-    ',"terminal_id":"00000004-0000-4000-8000-000000000004","customer_id":'
-    '"00000005-0000-4000-8000-000000000005","card_number":"VIP-0001","credit_mode":'
-    '"per_item","sold_at":"2026-06-01T12:30:15.120000+03:00","total":"110.00",'
-    '"paid":"60.5","on_account":"49.50","advance_applied":"0","change":"0.00",'
-    '"change_to_advance":"0.0000","change_allocated":[{"sale_id":"00000006-0000-4000-8000-000'
-    '000000006","line_no":null,"amount":"10"}],"advance_added":"0.00","due_date":'
-    '"2026-07-01","bonus_accrued":"6.05","bonus_spent":"0.00","payments":'
-    '[{"payment_id":"00000007-0000-4000-8000-000000000007","method":"cash",'
-    '"amount":"60.50","bonus_accrued":"6.05"}],"lines":[{"line_no":1,"sku":'
-    '"D1","barcode":null,"name":"Rochie \\"Ana\\" \\\\ Ü ✓ 🎉\\n\\t\\u0001\u2028",'
-    '"quantity":"1","unit_price":"60.00","discount":"0.00","amount":"60.00",'
-    '"owed":"60.00"},{"line_no":2,"sku":null,"barcode":"5941234567890","name":'
-    '"Pantofi","quantity":"0.750000","unit_price":"66.67","discount":"0.00",'
-    '"amount":"50.00","owed":"0.00"}],"customer_balances":{"debt":"49.50",'
-    '"advance":"0.00","bonus_balance":"-1.25"},"lines_changed":[{"sale_id":'
-    '"00000001-0000-4000-8000-000000000001","line_no":1,"owed_after":"60.00"}]}}'
+    '{"message_id":"0000000a-0000-4000-8000-00000000000a","type":"credit.SaleCompleted","schema'
+    '_version":1,"occurred_at":"2026-06-01T09:30:15.123456Z","chain_id":"00000002-0000-4000-800'
+    '0-000000000002","correlation_id":"00000008-0000-4000-8000-000000000008","causation_id":nul'
+    'l,"key":"00000005-0000-4000-8000-000000000005",' + _PAYLOAD
 )
 WIRE_1 = (
-    '{"message_id":"0000000a-0000-4000-8000-00000000000a","type":"credit.SaleCompleted",'
-    '"schema_version":1,"occurred_at":"2026-06-01T12:30:00+03:00","chain_id":'
-    '"00000002-0000-4000-8000-000000000002","correlation_id":"00000008-0000-4000-8000-0000000'
-    '00008","causation_id":"00000009-0000-4000-8000-000000000009","key":"00000005-0000-4000-8'
-    '000-000000000005","payload":{"sale_id":"00000001-0000-4000-8000-000000000001",'
-    '"chain_id":"00000002-0000-4000-8000-000000000002","store_id":"00000003-0000-4000-8000-00'
-    '0000000003","terminal_id":"00000004-0000-4000-8000-000000000004","customer_id":'
-    '"00000005-0000-4000-8000-000000000005","card_number":"VIP-0001","credit_mode":'
-    '"per_item","sold_at":"2026-06-01T12:30:15.120000+03:00","total":"110.00",'
-    '"paid":"60.5","on_account":"49.50","advance_applied":"0","change":"0.00",'
-    '"change_to_advance":"0.0000","change_allocated":[{"sale_id":"00000006-0000-4000-8000-000'
-    '000000006","line_no":null,"amount":"10"}],"advance_added":"0.00","due_date":'
-    '"2026-07-01","bonus_accrued":"6.05","bonus_spent":"0.00","payments":'
-    '[{"payment_id":"00000007-0000-4000-8000-000000000007","method":"cash",'
-    '"amount":"60.50","bonus_accrued":"6.05"}],"lines":[{"line_no":1,"sku":'
-    '"D1","barcode":null,"name":"Rochie \\"Ana\\" \\\\ Ü ✓ 🎉\\n\\t\\u0001\u2028",'
-    '"quantity":"1","unit_price":"60.00","discount":"0.00","amount":"60.00",'
-    '"owed":"60.00"},{"line_no":2,"sku":null,"barcode":"5941234567890","name":'
-    '"Pantofi","quantity":"0.750000","unit_price":"66.67","discount":"0.00",'
-    '"amount":"50.00","owed":"0.00"}],"customer_balances":{"debt":"49.50",'
-    '"advance":"0.00","bonus_balance":"-1.25"},"lines_changed":[{"sale_id":'
-    '"00000001-0000-4000-8000-000000000001","line_no":1,"owed_after":"60.00"}]}}'
+    '{"message_id":"0000000a-0000-4000-8000-00000000000a","type":"credit.SaleCompleted","schema'
+    '_version":1,"occurred_at":"2026-06-01T12:30:00+03:00","chain_id":"00000002-0000-4000-8000-'
+    '000000000002","correlation_id":"00000008-0000-4000-8000-000000000008","causation_id":"0000'
+    '0009-0000-4000-8000-000000000009","key":"00000005-0000-4000-8000-000000000005",' + _PAYLOAD
 )
 
 
