@@ -247,10 +247,15 @@ async def process_command(
         if customer.in_flight is not None:
             await repo.park(customer_id, envelope.message_id, envelope.model_dump(mode="json"))
             return
-    # a revocation may be asked again (the answer then is already_revoked); anything else
-    # seen before, accepted or refused, is a duplicate and changes nothing (asked with the
-    # ledger's read, under the customer's lock)
-    seen = None if kind is OperationKind.REVOKE_DISCOUNT else (operation_id, kind.value)
+    # a requested revocation is recorded under its request's own id, not the sale's: one that
+    # fails for good (voided here and in loyalty) leaves the next request of the sale free,
+    # and the sale may be asked again (the answer then is already_revoked); anything else seen
+    # before, accepted or refused, is a duplicate and changes nothing (asked with the ledger's
+    # read, under the customer's lock)
+    attempt = None
+    if isinstance(cmd, RevokeDiscount):
+        attempt = revoke_attempt_id(cmd.sale_id, envelope.message_id)
+    seen = None if attempt is not None else (operation_id, kind.value)
     ledger, known = await repo.load_for_command(
         chain_id=cmd.chain_id,
         customer_id=customer_id,
@@ -262,11 +267,6 @@ async def process_command(
     if known:
         log.info("duplicate %s %s ignored", kind.value, operation_id)
         return
-    # a requested revocation is recorded under its request's own id, not the sale's: one that
-    # fails for good (voided here and in loyalty) leaves the next request of the sale free
-    attempt = None
-    if isinstance(cmd, RevokeDiscount):
-        attempt = revoke_attempt_id(cmd.sale_id, envelope.message_id)
     try:
         await execute(repo, emitter, cmd, customer, ledger, operation_id=attempt)
     except Refusal as refusal:
