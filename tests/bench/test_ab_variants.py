@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.pipeline import _export, _variants, over_tcp
+from bench.pipeline import _export, _variants, over_tcp, services_at
+
+from devstack.services import SERVICE_NAMES
 
 
 def test_the_services_import_the_exported_code_of_the_ref_not_this_checkout(
@@ -29,6 +31,16 @@ def test_the_services_import_the_exported_code_of_the_ref_not_this_checkout(
         check=True,
     ).stdout.split()
     assert all(path.startswith(str(tmp_path / "head")) for path in found), found
+
+
+def test_a_ref_older_than_a_service_runs_without_it(tmp_path: Path) -> None:
+    """e91bebd (issue 14's baseline) has no back office: this checkout's back office would run
+    on that ref's libraries and fail to start, so the ref's stack leaves it out."""
+    old = tmp_path / "old"
+    _export("HEAD", old)
+    assert services_at(old) == SERVICE_NAMES
+    subprocess.run(["rm", "-r", str(old / "services" / "backoffice")], check=True)
+    assert services_at(old) == tuple(n for n in SERVICE_NAMES if n != "backoffice")
 
 
 def test_the_tcp_variant_drops_the_socket_and_keeps_the_address_and_credentials() -> None:

@@ -50,7 +50,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from bench import floor, procstat, recovery
+from bench import floor, hops, procstat, recovery
 from bench.ceiling import kafka_producer, pgbench
 from bench.loadgen import LoadGenerator, StepStats, percentile, run_on_uvloop
 from bench.profiles import Profile, flamegraph_svg
@@ -58,7 +58,7 @@ from contracts import topics
 from devstack.paths import repo_root
 from devstack.ports import free_port
 from devstack.procs import no_progress
-from devstack.services import SERVICE_NAMES, ServicePorts
+from devstack.services import SERVICE_NAMES, SERVICES, ServicePorts
 from devstack.stack import Stack, purge_run_dir, start_stack
 from servicekit.settings import with_database
 from tools.chaos import invariants
@@ -551,6 +551,12 @@ def _export(ref: str, into: Path) -> str:
     return os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])
 
 
+def services_at(exported: Path) -> tuple[str, ...]:
+    """The services whose code an `_export` holds: a ref older than a service (e91bebd has no
+    back office) runs without it, since this checkout's copy would import the ref's libraries."""
+    return tuple(s.name for s in SERVICES if any(exported.glob(f"services/*/src/{s.module}")))
+
+
 def _short_sha(ref: str) -> str:
     return subprocess.run(
         ["git", "rev-parse", "--short", ref],
@@ -659,6 +665,7 @@ async def _measure_step(
             await asyncio.sleep(2.0)
 
     sampler = asyncio.create_task(sample_lag())
+    db0 = await hops.db_now(stack.database_url)
     wall0 = time.perf_counter()
     stats, t0, _ = await gen.run_step(rate, opts.step_seconds)
     wall = time.perf_counter() - wall0
@@ -679,6 +686,12 @@ async def _measure_step(
     step["consumer_lag_end_total"] = sum(end_lag.values())
     step["processes"] = procstat.usage(before, after, wall)
     step["drained_seconds"] = await _wait_drained(scraper, 60)
+    try:
+        step["hops"] = await hops.measure(
+            stack.database_url, db0, await hops.db_now(stack.database_url)
+        )
+    except asyncpg.PostgresError as exc:  # an older ref's tables (--code-ref, --ab-ref)
+        step["hops"] = {"error": f"{type(exc).__name__}: {exc}"}
     sales = max(1, int(step["sales_per_second"] * max(opts.step_seconds, 1)))
     step["pg_commits_per_second"] = round((commits1 - commits0) / wall, 1)
     step["pg_commits_per_sale"] = round((commits1 - commits0) / sales, 1)
@@ -991,11 +1004,18 @@ def main(opts: Options) -> dict[str, Any]:
     env = bench_env(opts.service_env)
     started = time.time()
     code_dir: tempfile.TemporaryDirectory[str] | None = None
+    services = SERVICE_NAMES
     if opts.code_ref:
         code_dir = tempfile.TemporaryDirectory(prefix="bench-code-")
         env["PYTHONPATH"] = _export(opts.code_ref, Path(code_dir.name))
+        services = services_at(Path(code_dir.name))
     stack = start_stack(
-        opts.name, ports=ServicePorts.free(), env=env, use_env=False, ready_timeout=240.0
+        opts.name,
+        ports=ServicePorts.free(),
+        env=env,
+        use_env=False,
+        ready_timeout=240.0,
+        services=services,
     )
     try:
         result = run_on_uvloop(run(stack, opts))

@@ -158,6 +158,7 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
             cells.append(f"{_f(bk['p50_ms'])} / {_f(bk['p99_ms'])}" if bk else "-")
         out.append(f"| {_f(s['offered_rps'])} req/s | " + " | ".join(cells) + " |")
     out.append("")
+    out += _hops_table(run["steps"])
     errors = {k: v for s in run["steps"] for k, v in s["error_kinds"].items()}
     if errors:
         out.append(f"Errors by status/exception over the run: {errors}.")
@@ -469,6 +470,38 @@ def _reports_section(run: dict[str, Any]) -> list[str]:
             f"| `{t['request']}` | {t['rows']} | {_f(t['median_ms'])} | {_f(t['max_ms'])} | "
             f"{'yes' if t['median_ms'] < 1000 else '**no**'} |"
         )
+    out.append("")
+    return out
+
+
+def _hops_table(steps: list[dict[str, Any]], paths_per_step: int = 2) -> list[str]:
+    """Each step's most taken paths through the services, hop by hop (`bench.hops`)."""
+    if not any(s.get("hops") for s in steps):
+        return []
+    out = [
+        "Where a till operation's time goes (`bench.hops`: ms from one transaction's start to "
+        "the next one's, the relay and Kafka between them; p50 / p99, then the mean over the "
+        "path's slowest 5% against the mean over all):",
+        "",
+        "| step | path (operations) | whole path p50 / p99 | hops | relay p50 / p99 |",
+        "|---|---|---|---|---|",
+    ]
+    for s in steps:
+        found = s.get("hops") or {}
+        relay = ", ".join(
+            f"{name} {_f(v['p50'])} / {_f(v['p99'])}"
+            for name, v in (found.get("relay_ms") or {}).items()
+        )
+        for path, p in list((found.get("paths") or {}).items())[:paths_per_step]:
+            hops = "; ".join(
+                f"{h['hop']} {_f(h['p50'])} / {_f(h['p99'])} "
+                f"(slowest {_f(h['tail_mean'])} vs {_f(h['mean'])})"
+                for h in p["hops"]
+            )
+            out.append(
+                f"| {_f(s['offered_rps'])} req/s | {path} ({p['n']}) | "
+                f"{_f(p['total_ms']['p50'])} / {_f(p['total_ms']['p99'])} | {hops} | {relay} |"
+            )
     out.append("")
     return out
 
