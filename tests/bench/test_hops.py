@@ -7,6 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from bench.hops import Row, breakdown, timelines
 
+from contracts.credit.v1 import ApplyBonuses, SaleCompleted
+from contracts.gateway.v1 import RecordSale
+from contracts.loyalty.v1 import BonusesApplied, BonusMovementRecorded
+
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 CHAIN = "c0000000-0000-0000-0000-000000000000"
 
@@ -28,16 +32,16 @@ def _card_sale(
         Row(
             "gateway",
             corr,
-            "gateway.RecordSale",
+            RecordSale.TYPE,
             _at(t[0]),
             _at(t[0] + 2),
             {"sale_id": sale, "chain_id": CHAIN},
         ),
-        Row("credit", corr, "loyalty.ApplyBonuses", _at(t[1]), _at(t[1] + 2)),
+        Row("credit", corr, ApplyBonuses.TYPE, _at(t[1]), _at(t[1] + 2)),
         # loyalty's answer and its movement, written by one transaction: one step
-        Row("loyalty", corr, "loyalty.BonusesApplied", _at(t[2]), _at(t[2] + 3)),
-        Row("loyalty", corr, "loyalty.BonusMovementRecorded", _at(t[2]), _at(t[2] + 3)),
-        Row("credit", corr, "credit.SaleCompleted", _at(t[3]), _at(t[3] + 2)),
+        Row("loyalty", corr, BonusesApplied.TYPE, _at(t[2]), _at(t[2] + 3)),
+        Row("loyalty", corr, BonusMovementRecorded.TYPE, _at(t[2]), _at(t[2] + 3)),
+        Row("credit", corr, SaleCompleted.TYPE, _at(t[3]), _at(t[3] + 2)),
     ]
     return rows, (CHAIN, sale), _at(t[4])
 

@@ -38,6 +38,13 @@ from typing import Any
 import asyncpg
 
 from bench.loadgen import percentile
+from contracts.gateway.v1 import (
+    RecordAdvance,
+    RecordDebtPayment,
+    RecordRefund,
+    RecordReturn,
+    RecordSale,
+)
 from servicekit.settings import with_database
 
 #: the services that write a till operation's messages, and their databases
@@ -45,11 +52,11 @@ DATABASES = {"gateway": "gateway", "credit": "credit", "loyalty": "loyalty"}
 
 #: the gateway's command types and the payload field that is the operation's id there
 _OPERATION_ID = {
-    "gateway.RecordSale": "sale_id",
-    "gateway.RecordDebtPayment": "payment_id",
-    "gateway.RecordAdvance": "payment_id",
-    "gateway.RecordRefund": "refund_id",
-    "gateway.RecordReturn": "return_id",
+    RecordSale.TYPE: "sale_id",
+    RecordDebtPayment.TYPE: "payment_id",
+    RecordAdvance.TYPE: "payment_id",
+    RecordRefund.TYPE: "refund_id",
+    RecordReturn.TYPE: "return_id",
 }
 
 _ROWS = (

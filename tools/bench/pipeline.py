@@ -1016,6 +1016,8 @@ def main(opts: Options) -> dict[str, Any]:
         use_env=False,
         ready_timeout=240.0,
         services=services,
+        # a ref older than stop 23 reads a database name from a socket URL's path: over TCP
+        services_database_url=over_tcp if opts.code_ref else None,
     )
     try:
         result = run_on_uvloop(run(stack, opts))

@@ -13,6 +13,9 @@ from pathlib import Path
 import asyncpg
 from bench.hops import measure
 
+from contracts.credit.v1 import ApplyBonuses, SaleCompleted
+from contracts.gateway.v1 import RecordSale
+from contracts.loyalty.v1 import BonusesApplied, BonusMovementRecorded
 from servicekit.db import prepare_database
 from servicekit.settings import with_database
 from servicekit.testing import create_database, drop_database
@@ -71,7 +74,7 @@ async def test_a_card_sale_is_read_back_hop_by_hop_from_the_three_databases(
             since = await conns["gateway"].fetchval("SELECT now()")
             await _outbox(
                 conns["gateway"],
-                "gateway.RecordSale",
+                RecordSale.TYPE,
                 corr,
                 _ms(since, 0),
                 {"sale_id": str(sale), "chain_id": str(chain)},
@@ -85,10 +88,10 @@ async def test_a_card_sale_is_read_back_hop_by_hop_from_the_three_databases(
                 sale,
                 _ms(since, 0),
             )
-            await _outbox(conns["credit"], "loyalty.ApplyBonuses", corr, _ms(since, 10))
-            await _outbox(conns["loyalty"], "loyalty.BonusesApplied", corr, _ms(since, 15))
-            await _outbox(conns["loyalty"], "loyalty.BonusMovementRecorded", corr, _ms(since, 15))
-            await _outbox(conns["credit"], "credit.SaleCompleted", corr, _ms(since, 27))
+            await _outbox(conns["credit"], ApplyBonuses.TYPE, corr, _ms(since, 10))
+            await _outbox(conns["loyalty"], BonusesApplied.TYPE, corr, _ms(since, 15))
+            await _outbox(conns["loyalty"], BonusMovementRecorded.TYPE, corr, _ms(since, 15))
+            await _outbox(conns["credit"], SaleCompleted.TYPE, corr, _ms(since, 27))
             until = since + timedelta(seconds=5)
         finally:
             for conn in conns.values():

@@ -14,7 +14,7 @@ import shlex
 import shutil
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,12 +340,14 @@ def start_stack(
     stop_at_exit: bool = True,
     kafka_brokers: int | None = None,
     progress: Progress = stderr_progress,
+    services_database_url: Callable[[str], str] | None = None,
 ) -> Stack:
     """Infrastructure (see `start_infra`) plus the services on `ports` (default:
     `ServicePorts.from_env(env)`, i.e. 8080..8084; tests pass `ServicePorts.free()`), ready
     when each answers 200 on /health/ready. `env` (default os.environ) is passed through to
-    the services. `kafka_brokers` as for `start_infra`. Use as `with start_stack(...) as
-    stack:`; a failure stops everything."""
+    the services. `kafka_brokers` as for `start_infra`. `services_database_url`: the URL the
+    services get, from the infrastructure's (the bench runs an older commit's code over TCP).
+    Use as `with start_stack(...) as stack:`; a failure stops everything."""
     infra = start_infra(
         name,
         run_root=run_root,
@@ -360,7 +362,7 @@ def start_stack(
         svc = start_services(
             infra.run_dir,
             kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
-            database_url=infra.database_url,
+            database_url=(services_database_url or str)(infra.database_url),
             ports=ports or ServicePorts.from_env(env),
             operator_token=operator_token,
             base_env=env,
