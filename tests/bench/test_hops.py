@@ -91,3 +91,17 @@ def test_the_tail_names_the_hop_that_grows() -> None:
         "gateway": {"p50": 2.0, "p99": 2.0},
         "loyalty": {"p50": 3.0, "p99": 3.0},
     }
+
+
+def test_the_report_has_a_row_per_step_and_path_and_none_without_paths() -> None:
+    from bench.render import _hops_table
+
+    rows, key, done = _card_sale(1, (5.0, 6.0, 7.0, 8.0))
+    step = {"offered_rps": 20.0, "hops": breakdown(rows, {key: done})}
+    table = _hops_table([step])
+    (row,) = [line for line in table if line.startswith("| 20 req/s")]
+    assert "gateway>credit>loyalty>credit>gateway (1)" in row
+    assert "credit -> loyalty 6 / 6" in row
+    # an older ref's tables (an error), or no operation matched: no table at all
+    assert _hops_table([{"offered_rps": 20.0, "hops": {"error": "UndefinedColumnError"}}]) == []
+    assert _hops_table([{"offered_rps": 20.0, "hops": breakdown(rows, {})}]) == []

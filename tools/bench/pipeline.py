@@ -19,6 +19,10 @@ scanned whole for every row it looks up until autovacuum analyses it again (abou
 minute per database, later when its workers are busy), where a database that has run for a
 while has statistics that say what its tables hold (docs/benchmarks/notes.md, "Stop 31").
 
+Each step also says where its till operations spent their time between the services, hop by
+hop, from the timestamps of their transactions in the gateway's, credit's and loyalty's
+databases (`bench.hops`), and which hop its slowest 5% spent it in.
+
 Every run also measures the floor (`bench.floor`: a minimal FastAPI + asyncpg app at
 saturation, minutes before the steps, on the same machine) and gives each step's CPU per
 request for the stack and per service (instances of one service summed), so a report reads as

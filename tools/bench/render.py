@@ -476,7 +476,7 @@ def _reports_section(run: dict[str, Any]) -> list[str]:
 
 def _hops_table(steps: list[dict[str, Any]], paths_per_step: int = 2) -> list[str]:
     """Each step's most taken paths through the services, hop by hop (`bench.hops`)."""
-    if not any(s.get("hops") for s in steps):
+    if not any((s.get("hops") or {}).get("paths") for s in steps):
         return []
     out = [
         "Where a till operation's time goes (`bench.hops`: ms from one transaction's start to "
