@@ -279,6 +279,11 @@ PIPELINE = Dashboard(
             [(quantile(0.95, "message_processing_seconds", "consumer"), "{{consumer}}")],
         ),
         Panel(
+            "Message delivery time p99 by consumer (made -> handled: one hop)",
+            "s",
+            [(quantile(0.99, "message_delivery_seconds", "consumer"), "{{consumer}}")],
+        ),
+        Panel(
             "Dead-lettered messages in the last hour",
             "short",
             [

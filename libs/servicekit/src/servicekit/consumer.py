@@ -520,6 +520,7 @@ class Consumer:
                 metrics.MESSAGES_REDRIVEN,
             ):
                 counter.labels(self.name, topic)
+            metrics.MESSAGE_DELIVERY_SECONDS.labels(self.name, topic)
         self._histogram = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
 
     async def process_records(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
@@ -692,6 +693,7 @@ class Consumer:
         planned: list[tuple[ConsumerRecord[Any, Any], Envelope | None, Any]] = []
         repeated: set[int] = set()  # indexes into `planned`
         first: set[uuid.UUID] = set()
+        arrived = time.time()
         for rec in records:
             env, payload = self._read(rec)
             if payload is None:
@@ -701,6 +703,9 @@ class Consumer:
                 if env.message_id in first:
                     repeated.add(len(planned))
                 first.add(env.message_id)
+                self._series(metrics.MESSAGE_DELIVERY_SECONDS, rec.topic).observe(
+                    max(0.0, arrived - env.occurred_at.timestamp())
+                )
             planned.append((rec, env, payload))
         return planned, repeated
 

@@ -47,6 +47,14 @@ MESSAGE_PROCESSING_SECONDS = Histogram(
     ["consumer"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+MESSAGE_DELIVERY_SECONDS = Histogram(
+    "message_delivery_seconds",
+    "From when a handled message was made (its envelope's occurred_at, in the transaction "
+    "that wrote it to the outbox) to the start of the consumer's batch: that transaction's "
+    "commit, the outbox relay, Kafka and the wait for the consumer (one hop of an operation)",
+    ["consumer", "topic"],
+    buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 CONSUMER_LAG = Gauge(
     "consumer_lag_messages",
     "Messages on the partition not yet consumed (high watermark - position)",

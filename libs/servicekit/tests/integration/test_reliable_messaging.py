@@ -1490,3 +1490,38 @@ async def test_a_services_consumer_keeps_one_connection_and_makes_no_session_una
         await consumer.release_connection()
     assert pool.checkedout() == 0
     assert await _count(session_factory, EFFECTS) == 8
+
+
+async def test_a_handled_message_records_how_long_it_took_to_arrive_and_a_skipped_one_does_not(
+    session_factory: Any,
+) -> None:
+    """`message_delivery_seconds`: from the envelope's `occurred_at` (made in the producer's
+    transaction) to the consumer's batch, per consumer and topic: one hop, as operations see
+    it in Grafana. Skipped messages are not decoded, so they are not in it."""
+    from datetime import UTC, datetime, timedelta
+
+    from servicekit import metrics
+
+    def delivery(consumer: Consumer, suffix: str) -> float:
+        return sum(
+            sample.value
+            for metric in metrics.MESSAGE_DELIVERY_SECONDS.collect()
+            for sample in metric.samples
+            if sample.labels.get("consumer") == consumer.name
+            and sample.labels.get("topic") == "t"
+            and sample.name.endswith(suffix)
+        )
+
+    consumer = _recording_consumer("t")
+    consumer.name = f"delivery-{uuid.uuid4().hex[:8]}"
+    consumer.bind(session_factory)
+    made = datetime.now(UTC) - timedelta(seconds=3)
+    late = _envelope().model_copy(update={"occurred_at": made})
+    await consumer.process_records([_record(late, offset=0), _record(_unhandled(), offset=1)])
+    assert delivery(consumer, "_count") == 1  # the skipped one is not counted
+    assert 3.0 <= delivery(consumer, "_sum") < 30.0
+    # a clock behind the producer's counts 0, not a negative time
+    ahead = _envelope().model_copy(update={"occurred_at": datetime.now(UTC) + timedelta(hours=1)})
+    await consumer.process_records([_record(ahead, offset=2)])
+    assert delivery(consumer, "_count") == 2
+    assert 3.0 <= delivery(consumer, "_sum") < 30.0
