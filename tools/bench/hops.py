@@ -59,11 +59,13 @@ _OPERATION_ID = {
     RecordReturn.TYPE: "return_id",
 }
 
+#: the correlation id from the row's headers (the relay's, written with every envelope), and
+#: the payload decoded only for the gateway's commands: a dead letter's row carries the
+#: original bytes, which need not be JSON
 _ROWS = (
-    "SELECT e->>'correlation_id' AS corr, type, created_at, sent_at,"
-    " CASE WHEN $3 THEN e->'payload' END AS payload"
-    " FROM (SELECT convert_from(value, 'UTF8')::jsonb AS e, type, created_at, sent_at"
-    "       FROM outbox WHERE created_at >= $1 AND created_at < $2) AS rows"
+    "SELECT headers->>'correlation_id' AS corr, type, created_at, sent_at,"
+    " CASE WHEN type = ANY($3::text[]) THEN convert_from(value, 'UTF8')::jsonb->'payload' END"
+    " AS payload FROM outbox WHERE created_at >= $1 AND created_at < $2"
 )
 _COMPLETED = (
     "SELECT operation_id::text AS id, chain_id::text AS chain, completed_at FROM operations"
@@ -109,7 +111,10 @@ async def read(
             await conn.set_type_codec(
                 "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
             )
-            for r in await conn.fetch(_ROWS, since, until, service == "gateway"):
+            commands = list(_OPERATION_ID) if service == "gateway" else []
+            for r in await conn.fetch(_ROWS, since, until, commands):
+                if r["corr"] is None:  # not an envelope (a dead letter): no operation's hop
+                    continue
                 rows.append(
                     Row(service, r["corr"], r["type"], r["created_at"], r["sent_at"], r["payload"])
                 )

@@ -51,11 +51,13 @@ async def _outbox(
     payload: dict[str, str] | None = None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO outbox (message_id, topic, key, type, value, created_at, sent_at)"
-        " VALUES ($1, 't', 'k', $2, $3, $4::timestamptz, $4::timestamptz + interval '2 ms')",
+        "INSERT INTO outbox (message_id, topic, key, type, value, headers, created_at, sent_at)"
+        " VALUES ($1, 't', 'k', $2, $3, $4::jsonb, $5::timestamptz,"
+        " $5::timestamptz + interval '2 ms')",
         uuid.uuid4(),
         type_,
         _envelope(type_, corr, payload or {}),
+        json.dumps({"correlation_id": str(corr), "type": type_}),
         at,
     )
 
@@ -92,6 +94,14 @@ async def test_a_card_sale_is_read_back_hop_by_hop_from_the_three_databases(
             await _outbox(conns["loyalty"], BonusesApplied.TYPE, corr, _ms(since, 15))
             await _outbox(conns["loyalty"], BonusMovementRecorded.TYPE, corr, _ms(since, 15))
             await _outbox(conns["credit"], SaleCompleted.TYPE, corr, _ms(since, 27))
+            # a dead letter's row holds the original bytes, which need not be JSON
+            await conns["credit"].execute(
+                "INSERT INTO outbox (message_id, topic, key, type, value, created_at)"
+                " VALUES ($1, 'dead-letters.v1', 'k', 'deadletter.DeadLetter', $2, $3)",
+                uuid.uuid4(),
+                b"\xff not json",
+                _ms(since, 20),
+            )
             until = since + timedelta(seconds=5)
         finally:
             for conn in conns.values():
