@@ -279,6 +279,17 @@ PIPELINE = Dashboard(
             [(quantile(0.95, "message_processing_seconds", "consumer"), "{{consumer}}")],
         ),
         Panel(
+            "Records per batch by consumer (mean)",
+            "short",
+            [
+                (
+                    f"sum by (consumer) (rate(consumer_batch_messages_sum{{{JOB}}}{RATE}))"
+                    f" / sum by (consumer) (rate(consumer_batch_messages_count{{{JOB}}}{RATE}))",
+                    "{{consumer}}",
+                )
+            ],
+        ),
+        Panel(
             "Message delivery time p99 by consumer (made -> handled: one hop)",
             "s",
             [(quantile(0.99, "message_delivery_seconds", "consumer"), "{{consumer}}")],

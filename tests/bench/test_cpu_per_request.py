@@ -30,3 +30,20 @@ def test_instances_are_summed_and_the_load_generator_and_others_are_left_out() -
         "gateway": 20.0,
         "postgres": 10.0,
     }
+
+
+def test_records_per_batch_are_the_steps_difference_with_instances_summed() -> None:
+    from bench.pipeline import batch_means
+
+    before = {
+        "credit/credit": (10.0, 10.0),
+        "credit-2/credit": (4.0, 4.0),
+        "loyalty/loyalty": (5.0, 5.0),
+    }
+    after = {
+        "credit/credit": (40.0, 20.0),  # 30 records in 10 batches
+        "credit-2/credit": (14.0, 9.0),  # 10 in 5
+        "loyalty/loyalty": (5.0, 5.0),  # no batch in the step: left out
+        "reporting/reporting": (50.0, 5.0),  # new in the step: 50 in 5
+    }
+    assert batch_means(before, after) == {"credit/credit": 2.67, "reporting/reporting": 10.0}

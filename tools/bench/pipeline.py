@@ -173,8 +173,38 @@ class Scraper:
             total += sum(v for _, v in metrics.get("outbox_published_total", []))
         return total
 
+    async def batch_sizes(self) -> dict[str, tuple[float, float]]:
+        """Per service and consumer, the sum and count of `consumer_batch_messages`."""
+        found: dict[str, tuple[float, float]] = {}
+        for service, metrics in (await self.scrape()).items():
+            sums = {
+                lb.get("consumer"): v for lb, v in metrics.get("consumer_batch_messages_sum", [])
+            }
+            for labels, count in metrics.get("consumer_batch_messages_count", []):
+                consumer = labels.get("consumer")
+                found[f"{service}/{consumer}"] = (sums.get(consumer, 0.0), count)
+        return found
+
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def batch_means(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """Records per batch of each consumer over a step (`Scraper.batch_sizes` before and after
+    it), for the consumers that processed a batch in it; instances of a service summed."""
+    totals: dict[str, list[float]] = {}
+    for key, (total, count) in after.items():
+        total0, count0 = before.get(key, (0.0, 0.0))
+        if count - count0 <= 0:
+            continue
+        service, _, consumer = key.partition("/")
+        name = f"{service_of(service) or service}/{consumer}"
+        acc = totals.setdefault(name, [0.0, 0.0])
+        acc[0] += total - total0
+        acc[1] += count - count0
+    return {name: round(t / c, 2) for name, (t, c) in sorted(totals.items())}
 
 
 async def pg_rollbacks(database_url: str) -> float:
@@ -650,6 +680,7 @@ async def _measure_step(
     rollbacks0 = await pg_rollbacks(stack.database_url)
     deadlocks0 = await pg_deadlocks(stack.database_url)
     published0 = await scraper.published_total()
+    batches0 = await scraper.batch_sizes()
     profilers = (
         _start_profilers(
             {n: p.pid for n, p in stack.services.processes.items() if n in SERVICE_NAMES},
@@ -683,6 +714,7 @@ async def _measure_step(
     rollbacks1 = await pg_rollbacks(stack.database_url)
     deadlocks1 = await pg_deadlocks(stack.database_url)
     published1 = await scraper.published_total()
+    batches1 = await scraper.batch_sizes()
     step = summarize(stats, rate, opts.step_seconds, t0)
     step["pg_deadlocks"] = int(deadlocks1 - deadlocks0)
     step["consumer_lag_max"] = {k: v for k, v in sorted(max_lag.items()) if v}
@@ -702,6 +734,7 @@ async def _measure_step(
     answered = step["ok"] + step["refused"]
     step["pg_rollbacks_per_request"] = round((rollbacks1 - rollbacks0) / max(1, answered), 2)
     step["kafka_messages_per_second"] = round((published1 - published0) / wall, 1)
+    step["batch_messages_mean"] = batch_means(batches0, batches1)
     per_request = cpu_ms_per_request(step["processes"], wall, answered)
     step["cpu_ms_per_request"] = per_request
     # CPU the stack spent per answered request: the figure that survives a noisy machine

@@ -159,6 +159,7 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
         out.append(f"| {_f(s['offered_rps'])} req/s | " + " | ".join(cells) + " |")
     out.append("")
     out += _hops_table(run["steps"])
+    out += _batch_table(run["steps"])
     errors = {k: v for s in run["steps"] for k, v in s["error_kinds"].items()}
     if errors:
         out.append(f"Errors by status/exception over the run: {errors}.")
@@ -469,6 +470,29 @@ def _reports_section(run: dict[str, Any]) -> list[str]:
         out.append(
             f"| `{t['request']}` | {t['rows']} | {_f(t['median_ms'])} | {_f(t['max_ms'])} | "
             f"{'yes' if t['median_ms'] < 1000 else '**no**'} |"
+        )
+    out.append("")
+    return out
+
+
+def _batch_table(steps: list[dict[str, Any]]) -> list[str]:
+    """Records per batch of each consumer, per step (`consumer_batch_messages`)."""
+    names = sorted({n for s in steps for n in s.get("batch_messages_mean") or {}})
+    if not names:
+        return []
+    out = [
+        "Records per consumer batch (mean over the step; a batch's transaction and statements "
+        "are shared by them):",
+        "",
+        "| step | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for s in steps:
+        means = s.get("batch_messages_mean") or {}
+        out.append(
+            f"| {_f(s['offered_rps'])} req/s | "
+            + " | ".join(_f(means.get(n)) for n in names)
+            + " |"
         )
     out.append("")
     return out

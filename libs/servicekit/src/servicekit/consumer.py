@@ -395,6 +395,7 @@ class Consumer:
     #: lock and builds its key on every call, and a message passes three or four of them
     _children: dict[tuple[Any, str], Any] = field(default_factory=dict)
     _histogram: Any = None
+    _batch_sizes: Any = None
     #: per (type, schema_version) header values of a registered message: whether a handler
     #: here takes it (`_without_handler`)
     _handled_by_header: dict[tuple[Any, Any], bool] = field(default_factory=dict)
@@ -522,6 +523,7 @@ class Consumer:
                 counter.labels(self.name, topic)
             metrics.MESSAGE_DELIVERY_SECONDS.labels(self.name, topic)
         self._histogram = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
+        self._batch_sizes = metrics.CONSUMER_BATCH_MESSAGES.labels(self.name)
 
     async def process_records(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """Process one batch in one transaction (the unit the tests drive directly)."""
@@ -640,13 +642,18 @@ class Consumer:
             await conn.close()
 
     def _observe(self, records: Sequence[ConsumerRecord[Any, Any]], started: float) -> None:
-        """The batch's time since `started`, shared by its records, in the processing histogram."""
+        """The batch's time since `started`, shared by its records, in the processing histogram;
+        its size in the batch-size histogram."""
         per_message = (time.perf_counter() - started) / max(1, len(records))
         hist = self._histogram
         if hist is None:  # bound without a broker (tests): the series made on first use
             hist = self._histogram = metrics.MESSAGE_PROCESSING_SECONDS.labels(self.name)
         for _ in records:
             hist.observe(per_message)
+        sizes = self._batch_sizes
+        if sizes is None:
+            sizes = self._batch_sizes = metrics.CONSUMER_BATCH_MESSAGES.labels(self.name)
+        sizes.observe(len(records))
 
     async def _before_commit(self, tx: sql.Tx, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         """`before_commit`, on the fast path; a permanent failure isolates the batch."""

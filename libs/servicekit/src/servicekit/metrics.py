@@ -47,6 +47,13 @@ MESSAGE_PROCESSING_SECONDS = Histogram(
     ["consumer"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+CONSUMER_BATCH_MESSAGES = Histogram(
+    "consumer_batch_messages",
+    "Records per batch a consumer processed (what one poll returned): per-batch costs (the "
+    "transaction, the statements) are shared by that many messages",
+    ["consumer"],
+    buckets=(1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 500),
+)
 MESSAGE_DELIVERY_SECONDS = Histogram(
     "message_delivery_seconds",
     "From when a handled message was made (its envelope's occurred_at, in the transaction "

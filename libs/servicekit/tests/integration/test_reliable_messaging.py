@@ -1525,3 +1525,25 @@ async def test_a_handled_message_records_how_long_it_took_to_arrive_and_a_skippe
     await consumer.process_records([_record(ahead, offset=2)])
     assert delivery(consumer, "_count") == 2
     assert 3.0 <= delivery(consumer, "_sum") < 30.0
+
+
+async def test_each_batch_records_its_size_once(session_factory: Any) -> None:
+    """`consumer_batch_messages`: how many records a batch held (a batch's costs are shared by
+    them), once per batch, whether its records were handled or passed over."""
+    from servicekit import metrics
+
+    def sizes(consumer: Consumer, suffix: str) -> float:
+        return sum(
+            sample.value
+            for metric in metrics.CONSUMER_BATCH_MESSAGES.collect()
+            for sample in metric.samples
+            if sample.labels.get("consumer") == consumer.name and sample.name.endswith(suffix)
+        )
+
+    consumer = _recording_consumer("t")
+    consumer.name = f"batches-{uuid.uuid4().hex[:8]}"
+    consumer.bind(session_factory)
+    await consumer.process_records([_record(_envelope(), offset=n) for n in range(3)])
+    await consumer.process_records([_record(_unhandled(), offset=3)])
+    assert sizes(consumer, "_count") == 2
+    assert sizes(consumer, "_sum") == 4
