@@ -47,3 +47,19 @@ def test_records_per_batch_are_the_steps_difference_with_instances_summed() -> N
         "reporting/reporting": (50.0, 5.0),  # new in the step: 50 in 5
     }
     assert batch_means(before, after) == {"credit/credit": 2.67, "reporting/reporting": 10.0}
+
+
+def test_one_scrape_gives_the_messages_published_and_each_consumers_batch_sizes() -> None:
+    from bench.pipeline import parse_metrics, totals_of
+
+    credit = parse_metrics(
+        'outbox_published_total{topic="loyalty.commands.v1"} 7.0\n'
+        'outbox_published_total{topic="credit.events.v1"} 5.0\n'
+        'consumer_batch_messages_count{consumer="credit"} 4.0\n'
+        'consumer_batch_messages_sum{consumer="credit"} 9.0\n'
+    )
+    gateway = parse_metrics('outbox_published_total{topic="pos.commands.v1"} 3.0\n')
+    assert totals_of({"credit": credit, "gateway": gateway, "notifier": {}}) == (
+        15.0,
+        {"credit/credit": (9.0, 4.0)},
+    )

@@ -141,7 +141,8 @@ def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 class Scraper:
-    """Reads /metrics of every service: consumer lag per consumer, messages published."""
+    """Reads /metrics of every service: consumer lag per consumer, messages published, records
+    per consumer batch."""
 
     def __init__(self, stack: Stack) -> None:
         self.urls = {n: stack.url(n) + "/metrics" for n in SERVICE_NAMES}
@@ -167,32 +168,34 @@ class Scraper:
                 lag[f"{service}/{labels.get('consumer', '?')}"] += value
         return dict(lag)
 
-    async def published_total(self) -> float:
-        total = 0.0
-        for metrics in (await self.scrape()).values():
-            total += sum(v for _, v in metrics.get("outbox_published_total", []))
-        return total
-
-    async def batch_sizes(self) -> dict[str, tuple[float, float]]:
-        """Per service and consumer, the sum and count of `consumer_batch_messages`."""
-        found: dict[str, tuple[float, float]] = {}
-        for service, metrics in (await self.scrape()).items():
-            sums = {
-                lb.get("consumer"): v for lb, v in metrics.get("consumer_batch_messages_sum", [])
-            }
-            for labels, count in metrics.get("consumer_batch_messages_count", []):
-                consumer = labels.get("consumer")
-                found[f"{service}/{consumer}"] = (sums.get(consumer, 0.0), count)
-        return found
+    async def totals(self) -> tuple[float, dict[str, tuple[float, float]]]:
+        """`totals_of` one scrape of every service."""
+        return totals_of(await self.scrape())
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
+def totals_of(
+    scraped: dict[str, dict[str, list[tuple[dict[str, str], float]]]],
+) -> tuple[float, dict[str, tuple[float, float]]]:
+    """The messages the services' outboxes published, and per service and consumer the sum and
+    count of `consumer_batch_messages`, from one scrape (`Scraper.scrape`)."""
+    published = 0.0
+    batches: dict[str, tuple[float, float]] = {}
+    for service, metrics in scraped.items():
+        published += sum(v for _, v in metrics.get("outbox_published_total", []))
+        sums = {lb.get("consumer"): v for lb, v in metrics.get("consumer_batch_messages_sum", [])}
+        for labels, count in metrics.get("consumer_batch_messages_count", []):
+            consumer = labels.get("consumer")
+            batches[f"{service}/{consumer}"] = (sums.get(consumer, 0.0), count)
+    return published, batches
+
+
 def batch_means(
     before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]
 ) -> dict[str, float]:
-    """Records per batch of each consumer over a step (`Scraper.batch_sizes` before and after
+    """Records per batch of each consumer over a step (`Scraper.totals` before and after
     it), for the consumers that processed a batch in it; instances of a service summed."""
     totals: dict[str, list[float]] = {}
     for key, (total, count) in after.items():
@@ -679,8 +682,7 @@ async def _measure_step(
     commits0 = await pg_commits(stack.database_url)
     rollbacks0 = await pg_rollbacks(stack.database_url)
     deadlocks0 = await pg_deadlocks(stack.database_url)
-    published0 = await scraper.published_total()
-    batches0 = await scraper.batch_sizes()
+    published0, batches0 = await scraper.totals()
     profilers = (
         _start_profilers(
             {n: p.pid for n, p in stack.services.processes.items() if n in SERVICE_NAMES},
@@ -713,8 +715,7 @@ async def _measure_step(
     commits1 = await pg_commits(stack.database_url)
     rollbacks1 = await pg_rollbacks(stack.database_url)
     deadlocks1 = await pg_deadlocks(stack.database_url)
-    published1 = await scraper.published_total()
-    batches1 = await scraper.batch_sizes()
+    published1, batches1 = await scraper.totals()
     step = summarize(stats, rate, opts.step_seconds, t0)
     step["pg_deadlocks"] = int(deadlocks1 - deadlocks0)
     step["consumer_lag_max"] = {k: v for k, v in sorted(max_lag.items()) if v}
