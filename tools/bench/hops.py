@@ -85,15 +85,6 @@ class Row:
     payload: dict[str, Any] | None = None
 
 
-async def db_now(database_url: str) -> datetime:
-    conn = await asyncpg.connect(database_url)
-    try:
-        now: datetime = await conn.fetchval("SELECT now()")
-        return now
-    finally:
-        await conn.close()
-
-
 async def read(
     database_url: str,
     since: datetime,
@@ -166,10 +157,8 @@ def _summary(values: list[float]) -> dict[str, float | None]:
 def breakdown(rows: list[Row], completed: dict[tuple[str, str], datetime]) -> dict[str, Any]:
     """The figures described in the module's docstring, as JSON."""
     paths: dict[str, list[list[float]]] = defaultdict(list)
-    names: dict[str, list[str]] = {}
     for steps in timelines(rows, completed):
         path = ">".join(service for service, _ in steps)
-        names[path] = [f"{a} -> {b}" for (a, _), (b, _) in itertools.pairwise(steps)]
         paths[path].append([_ms(x, y) for (_, x), (_, y) in itertools.pairwise(steps)])
     result: dict[str, Any] = {"operations": sum(len(v) for v in paths.values()), "paths": {}}
     for path, hops in sorted(paths.items(), key=lambda kv: -len(kv[1])):
@@ -187,7 +176,9 @@ def breakdown(rows: list[Row], completed: dict[tuple[str, str], datetime]) -> di
                     "mean": round(statistics.fmean(h[i] for h in hops), 1),
                     "tail_mean": round(statistics.fmean(h[i] for h in tail), 1),
                 }
-                for i, name in enumerate(names[path])
+                for i, name in enumerate(
+                    f"{a} -> {b}" for a, b in itertools.pairwise(path.split(">"))
+                )
             ],
         }
     relay: dict[str, list[float]] = defaultdict(list)

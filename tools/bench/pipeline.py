@@ -47,6 +47,7 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -210,24 +211,33 @@ def batch_means(
     return {name: round(t / c, 2) for name, (t, c) in sorted(totals.items())}
 
 
+async def _server_value(database_url: str, query: str) -> Any:
+    """The one value `query` reads, on a connection of its own to `database_url`."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
+
+
+async def pg_now(database_url: str) -> datetime:
+    """The server's clock (`now()`), which `bench.hops` reads the step's window by."""
+    now: datetime = await _server_value(database_url, "SELECT now()")
+    return now
+
+
 async def pg_rollbacks(database_url: str) -> float:
     """Transactions ended by ROLLBACK, server-wide (a connection pre-ping is one per checkout;
     read-only sessions that end without COMMIT count here too)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        return float(await conn.fetchval("SELECT sum(xact_rollback) FROM pg_stat_database"))
-    finally:
-        await conn.close()
+    return float(
+        await _server_value(database_url, "SELECT sum(xact_rollback) FROM pg_stat_database")
+    )
 
 
 async def pg_deadlocks(database_url: str) -> float:
     """Deadlocks PostgreSQL detected, server-wide (each one a transaction rolled back and
     retried: consumers of one service on several instances lock rows in different orders)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        return float(await conn.fetchval("SELECT sum(deadlocks) FROM pg_stat_database"))
-    finally:
-        await conn.close()
+    return float(await _server_value(database_url, "SELECT sum(deadlocks) FROM pg_stat_database"))
 
 
 async def analyze_databases(database_url: str, names: list[str] | None = None) -> float:
@@ -259,11 +269,7 @@ async def analyze_databases(database_url: str, names: list[str] | None = None) -
 
 
 async def pg_commits(database_url: str) -> float:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return float(await conn.fetchval("SELECT sum(xact_commit) FROM pg_stat_database"))
-    finally:
-        await conn.close()
+    return float(await _server_value(database_url, "SELECT sum(xact_commit) FROM pg_stat_database"))
 
 
 def _ms(value: float | None) -> float | None:
@@ -702,7 +708,7 @@ async def _measure_step(
             await asyncio.sleep(2.0)
 
     sampler = asyncio.create_task(sample_lag())
-    db0 = await hops.db_now(stack.database_url)
+    db0 = await pg_now(stack.database_url)
     wall0 = time.perf_counter()
     stats, t0, _ = await gen.run_step(rate, opts.step_seconds)
     wall = time.perf_counter() - wall0
@@ -724,9 +730,7 @@ async def _measure_step(
     step["processes"] = procstat.usage(before, after, wall)
     step["drained_seconds"] = await _wait_drained(scraper, 60)
     try:
-        step["hops"] = await hops.measure(
-            stack.database_url, db0, await hops.db_now(stack.database_url)
-        )
+        step["hops"] = await hops.measure(stack.database_url, db0, await pg_now(stack.database_url))
     except asyncpg.PostgresError as exc:  # an older ref's tables (--code-ref, --ab-ref)
         step["hops"] = {"error": f"{type(exc).__name__}: {exc}"}
     sales = max(1, int(step["sales_per_second"] * max(opts.step_seconds, 1)))
