@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     pipe.add_argument("--gateways", type=int, default=1, help="gateway processes")
     pipe.add_argument(
+        "--pg-statements",
+        action="store_true",
+        help="PostgreSQL with pg_stat_statements: each step reports its time per database and "
+        "its costliest statements (not comparable with steps measured without it)",
+    )
+    pipe.add_argument(
         "--no-invariants", action="store_true", help="skip the invariant check after each step"
     )
     pipe.add_argument(
@@ -186,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 code_ref=args.code_ref,
                 service_env=dict(s.split("=", 1) for s in args.set),
                 gateways=args.gateways,
+                pg_statements=args.pg_statements,
                 check_invariants=not args.no_invariants,
                 recovery_service=args.recovery_service,
                 recovery_rate=args.recovery_rate,

@@ -21,7 +21,9 @@ while has statistics that say what its tables hold (docs/benchmarks/notes.md, "S
 
 Each step also says where its till operations spent their time between the services, hop by
 hop, from the timestamps of their transactions in the gateway's, credit's and loyalty's
-databases (`bench.hops`), and which hop its slowest 5% spent it in.
+databases (`bench.hops`), and which hop its slowest 5% spent it in. With `pg_statements`
+PostgreSQL runs with `pg_stat_statements`, and each step says which service's statements, and
+which statements, PostgreSQL spent its time on (`bench.pgstatements`).
 
 Every run also measures the floor (`bench.floor`: a minimal FastAPI + asyncpg app at
 saturation, minutes before the steps, on the same machine) and gives each step's CPU per
@@ -55,7 +57,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from bench import floor, hops, procstat, recovery
+from bench import floor, hops, pgstatements, procstat, recovery
 from bench.ceiling import kafka_producer, pgbench
 from bench.loadgen import LoadGenerator, StepStats, percentile, run_on_uvloop
 from bench.profiles import Profile, flamegraph_svg
@@ -115,6 +117,9 @@ class Options:
     #: A/B: each rate once with the services reaching PostgreSQL over TCP on loopback, then
     #: through the unix socket the stack's URL names (this checkout's code both times)
     ab_database_tcp: bool = False
+    #: PostgreSQL started with `pg_stat_statements`: each step reports its time per database
+    #: and its costliest statements (`bench.pgstatements`)
+    pg_statements: bool = False
     #: run everything on the code at this ref (its migrations on fresh databases)
     code_ref: str | None = None
     #: where the flame graphs go (the pipeline's JSON goes to `out_dir`)
@@ -709,10 +714,13 @@ async def _measure_step(
 
     sampler = asyncio.create_task(sample_lag())
     db0 = await pg_now(stack.database_url)
+    if opts.pg_statements:
+        await pgstatements.reset(_superuser_url(stack))
     wall0 = time.perf_counter()
     stats, t0, _ = await gen.run_step(rate, opts.step_seconds)
     wall = time.perf_counter() - wall0
     after = procstat.sample(roots, alone=ALONE)
+    statements = await pgstatements.read(_superuser_url(stack)) if opts.pg_statements else None
     stop.set()
     await sampler
     for p in profilers:
@@ -740,6 +748,8 @@ async def _measure_step(
     step["pg_rollbacks_per_request"] = round((rollbacks1 - rollbacks0) / max(1, answered), 2)
     step["kafka_messages_per_second"] = round((published1 - published0) / wall, 1)
     step["batch_messages_mean"] = batch_means(batches0, batches1)
+    if statements is not None:
+        step["pg_statements"] = pgstatements.summarize(statements, sales)
     per_request = cpu_ms_per_request(step["processes"], wall, answered)
     step["cpu_ms_per_request"] = per_request
     # CPU the stack spent per answered request: the figure that survives a noisy machine
@@ -766,6 +776,13 @@ async def _measure_step(
         flush=True,
     )
     return step
+
+
+def _superuser_url(stack: Stack) -> str:
+    postgres = stack.infra.postgres
+    if postgres is None:
+        raise RuntimeError("--pg-statements needs the PostgreSQL the bench starts")
+    return postgres.superuser_url
 
 
 def _held(step: dict[str, Any]) -> bool:
@@ -820,6 +837,8 @@ async def run(stack: Stack, opts: Options) -> dict[str, Any]:
         "gateways": opts.gateways,
         "instances": opts.instances,
     }
+    if opts.pg_statements:
+        await pgstatements.enable(_superuser_url(stack))
     if not opts.skip_ceiling:
         print("[bench] ceiling: pgbench, Kafka producer", file=sys.stderr, flush=True)
         result["pgbench"] = await pgbench(stack.database_url)
@@ -1060,6 +1079,7 @@ def main(opts: Options) -> dict[str, Any]:
         services=services,
         # a ref older than stop 23 reads a database name from a socket URL's path: over TCP
         services_database_url=over_tcp if opts.code_ref else None,
+        postgres_options=pgstatements.OPTIONS if opts.pg_statements else None,
     )
     try:
         result = run_on_uvloop(run(stack, opts))

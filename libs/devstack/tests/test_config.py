@@ -165,6 +165,18 @@ def test_postgres_options_listen_on_loopback_only(tmp_path: Path) -> None:
     assert "fsync" not in options  # stays on
 
 
+def test_postgres_extra_options_add_to_and_override_devstacks(tmp_path: Path) -> None:
+    argv = render_server_options(
+        port=45432,
+        socket_dir=tmp_path,
+        extra={"shared_preload_libraries": "pg_stat_statements", "max_connections": "50"},
+    )
+    options = dict(argv[i + 1].split("=", 1) for i in range(0, len(argv), 2))
+    assert options["shared_preload_libraries"] == "pg_stat_statements"
+    assert options["max_connections"] == "50"
+    assert options["listen_addresses"] == "127.0.0.1"
+
+
 def test_database_url_quotes_credentials() -> None:
     url = make_database_url(user="retail", password="a/b@c", port=5555)
     assert url == "postgresql://retail:a%2Fb%40c@127.0.0.1:5555/postgres"

@@ -16,7 +16,8 @@ import signal
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -82,8 +83,15 @@ def server_user() -> str | None:
     return name
 
 
-def render_server_options(*, port: int, socket_dir: Path, max_connections: int = 300) -> list[str]:
-    """The `-c name=value` options the server is started with."""
+def render_server_options(
+    *,
+    port: int,
+    socket_dir: Path,
+    max_connections: int = 300,
+    extra: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The `-c name=value` options the server is started with; `extra` adds or overrides some
+    (the bench loads `pg_stat_statements` this way)."""
     settings = {
         "listen_addresses": "127.0.0.1",
         "port": str(port),
@@ -97,6 +105,7 @@ def render_server_options(*, port: int, socket_dir: Path, max_connections: int =
         "shared_buffers": "128MB",
         "max_prepared_transactions": "0",
     }
+    settings.update(extra or {})
     argv: list[str] = []
     for key, value in settings.items():
         argv += ["-c", f"{key}={value}"]
@@ -134,6 +143,17 @@ class PostgresServer(StoppedOnExit):
     user: str
     password: str
     log_file: Path
+    #: the `-c` options given on top of devstack's own (`start_postgres(options=...)`); a
+    #: restart keeps them
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def superuser_url(self) -> str:
+        """The server's superuser through the unix socket, where devstack trusts local
+        connections: for diagnostics that need it (`pg_stat_statements_reset()`), never for
+        the services."""
+        socket = quote(str(self.socket_dir), safe="/")
+        return f"postgresql://{SUPERUSER}@/postgres?host={socket}&port={self.port}"
 
     @property
     def database_url(self) -> str:
@@ -261,9 +281,11 @@ def start_postgres(
     max_connections: int = 300,
     stop_at_exit: bool = True,
     progress: Progress = stderr_progress,
+    options: Mapping[str, str] | None = None,
 ) -> PostgresServer:
     """initdb (first time only) and start PostgreSQL for `run_dir`; create/refresh the role
-    `role` (LOGIN CREATEDB) with a password kept in `run_dir/postgres/password`."""
+    `role` (LOGIN CREATEDB) with a password kept in `run_dir/postgres/password`. `options`:
+    `-c` settings on top of devstack's (`render_server_options`)."""
     bindir = pg_bindir()
     user = server_user()
     data_dir, socket_dir = _folders(run_dir, user)
@@ -307,7 +329,9 @@ def start_postgres(
     port_file.write_text(f"{port}\n")
 
     argv = [str(bindir / "postgres"), "-D", str(data_dir)]
-    argv += render_server_options(port=port, socket_dir=socket_dir, max_connections=max_connections)
+    argv += render_server_options(
+        port=port, socket_dir=socket_dir, max_connections=max_connections, extra=options
+    )
     proc = spawn(
         "postgres",
         argv,
@@ -358,4 +382,5 @@ def start_postgres(
         user=role,
         password=password,
         log_file=proc.log_path,
+        options=dict(options or {}),
     )

@@ -131,7 +131,11 @@ class Infra(StoppedOnExit):
             raise DevstackError("this stack did not start PostgreSQL: it cannot restart it")
         _kill_and_wait(self.postgres.process, signal.SIGQUIT, 30.0)
         self.postgres = start_postgres(
-            self.run_dir, port=self.postgres.port, timeout=timeout, progress=progress
+            self.run_dir,
+            port=self.postgres.port,
+            timeout=timeout,
+            progress=progress,
+            options=self.postgres.options,
         )
         return self.postgres
 
@@ -236,13 +240,15 @@ def start_infra(
     timeout: float = 180.0,
     stop_at_exit: bool = True,
     progress: Progress = stderr_progress,
+    postgres_options: Mapping[str, str] | None = None,
 ) -> Infra:
     """Start Kafka and PostgreSQL in `.run/<name>/` (in parallel) and wait until both are ready.
 
     A piece is not started when its address is given (`kafka_bootstrap_servers`,
     `database_url`) or, with `use_env`, when `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` is set
     in `env` (default: os.environ). Kafka is `kafka_brokers` brokers (default: `KAFKA_BROKERS`
-    from `env`, else 1; 3 is a cluster). Ports default to free ones. If either fails, whatever
+    from `env`, else 1; 3 is a cluster). Ports default to free ones. `postgres_options`: `-c`
+    settings for the PostgreSQL started here, on top of devstack's. If either fails, whatever
     was started is stopped and DevstackError carries the log tail."""
     brokers = kafka_brokers or broker_count_from_env(env)
     rdir = make_run_dir(name, run_root)
@@ -268,6 +274,7 @@ def start_infra(
                 timeout=timeout,
                 stop_at_exit=stop_at_exit,
                 progress=progress,
+                options=postgres_options,
             )
         if not kafka_given:
             given_ports = None
@@ -341,6 +348,7 @@ def start_stack(
     kafka_brokers: int | None = None,
     progress: Progress = stderr_progress,
     services_database_url: Callable[[str], str] | None = None,
+    postgres_options: Mapping[str, str] | None = None,
 ) -> Stack:
     """Infrastructure (see `start_infra`) plus the services on `ports` (default:
     `ServicePorts.from_env(env)`, i.e. 8080..8084; tests pass `ServicePorts.free()`), ready
@@ -357,6 +365,7 @@ def start_stack(
         stop_at_exit=stop_at_exit,
         kafka_brokers=kafka_brokers,
         progress=progress,
+        postgres_options=postgres_options,
     )
     try:
         svc = start_services(
