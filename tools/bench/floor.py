@@ -178,6 +178,38 @@ def _sale_bodies(n: int, seed: int = 11) -> list[bytes]:
     return out
 
 
+async def post(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes, path: str = PATH
+) -> int:
+    """One JSON POST on a keep-alive connection; its status (the answer's body read and
+    dropped)."""
+    writer.write(
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return int(head[9:12])
+
+
+def stop(proc: subprocess.Popen[bytes], within: float = 20.0) -> None:
+    """SIGTERM to a process this bench started (by its PID), SIGKILL if it is still there
+    after `within` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 async def _connection(
     port: int,
     bodies: list[bytes],
@@ -191,21 +223,7 @@ async def _connection(
     rng = random.Random()
     try:
         while (now := time.perf_counter()) < until:
-            body = rng.choice(bodies)
-            writer.write(
-                b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                b"Content-Type: application/json\r\nContent-Length: "
-                + str(len(body)).encode()
-                + b"\r\n\r\n"
-                + body
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
+            status = await post(reader, writer, rng.choice(bodies))
             if now >= measure_from:
                 latencies.append(time.perf_counter() - now)
                 statuses[status] = statuses.get(status, 0) + 1
@@ -293,12 +311,7 @@ async def measure(
         wall = time.perf_counter() - wall0
         after = procstat.sample(roots, alone=frozenset({"floor app"}))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     usage = procstat.usage(before, after, wall)
     done = len(latencies)
     ok = statuses.get(201, 0)

@@ -1,0 +1,755 @@
+"""The shape's floor: a card sale's four hops with nothing but the messaging.
+
+The floor (`bench.floor`) is one process taking a sale and writing it with its command. The
+system's shape makes a card sale cross four Kafka hops before the POS has its answer (gateway
+-> credit -> loyalty -> credit -> gateway, `docs/architecture.md`), each a consumer's
+transaction with its inbox, a lock of the customer, a write and an outbox row, and a relay
+that publishes the row and marks it sent. This bench builds that shape with as little code as
+it can have, and measures what it costs the machine per sale: three processes in the
+services' roles, on a Kafka and a PostgreSQL of their own (devstack), driven open loop at
+fixed rates.
+
+- `edge` (the gateway's part): FastAPI + uvicorn, the gateway's own sale body
+  (`pos_gateway.schemas.SaleCreate`); the request row and the command's outbox row in one
+  statement; the request waits for its outcome, which the process's consumer stores on the row
+  (one statement a batch) and hands to it.
+- `credit`: consumes the commands and loyalty's answers; a batch is one transaction: the inbox
+  (one statement), the batch's customers locked in order (one), the operations written or
+  confirmed and the outbox rows (one each).
+- `loyalty`: consumes credit's asks; a batch is one transaction: inbox, lock, the movements,
+  the balances, the outbox rows.
+- every process's relay takes what its commits hand it in process (no poll), publishes it
+  (aiokafka, `acks=all`, idempotent, as the services) and marks it sent in one statement.
+
+Everything is a batch at a time, with a statement per table per batch: the design issue 14
+asks for, without the domain (no ledger, no rules, no read models, no reporting or notifier).
+What it costs per sale is a lower bound for the real stack's: each process's CPU (its tree),
+PostgreSQL's and Kafka's, per request, and the records per consumer batch.
+
+    PYTHONPATH=tools .venv/bin/python -m bench.shape --rates 50,100,200,400 --seconds 15
+
+Commits do not wait for the WAL flush (`synchronous_commit = off`), as in the floor: on this
+shared machine a flush can take long when others write, which would measure the disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from fastapi.responses import JSONResponse
+
+from bench import procstat
+from bench.ceiling import _create_database
+from bench.floor import TOOLS, _sale_bodies, _wait_up, post, stop
+from bench.loadgen import percentile
+from devstack.ports import free_port
+from pos_gateway.schemas import SaleCreate  # at module level: FastAPI resolves the body's type
+from servicekit.db import plain_url
+
+PATH = "/v1/sales"
+#: the topics of a run; `use_run` names them (and the consumer groups) after the run, so a
+#: run never reads another's messages on a shared Kafka
+TOPICS = {
+    "commands": "shape.commands",
+    "asks": "shape.asks",
+    "answers": "shape.answers",
+    "outcomes": "shape.outcomes",
+}
+_RUN = {"id": ""}
+
+
+def use_run(run_id: str) -> None:
+    _RUN["id"] = run_id
+    for name in TOPICS:
+        TOPICS[name] = f"shape.{name}.{run_id}"
+
+
+def group(role: str) -> str:
+    return f"shape-{role}-{_RUN['id']}"
+
+
+#: customers' ids come from their card numbers
+CUSTOMERS = uuid.UUID("6c0b6f5e-5b59-4a39-9d43-0e4b1c7d2a11")
+
+_OUTBOX = """
+CREATE TABLE outbox (
+    id bigserial PRIMARY KEY, message_id uuid NOT NULL UNIQUE, topic text NOT NULL,
+    key text NOT NULL, value bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+    sent_at timestamptz
+);
+CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
+"""
+SCHEMAS = {
+    "edge": _OUTBOX
+    + """
+CREATE TABLE requests (
+    request_id uuid PRIMARY KEY, customer_id uuid NOT NULL, status text NOT NULL,
+    request jsonb NOT NULL, outcome jsonb, created_at timestamptz NOT NULL DEFAULT now(),
+    completed_at timestamptz
+);
+""",
+    "credit": _OUTBOX
+    + """
+CREATE TABLE inbox (message_id uuid PRIMARY KEY);
+CREATE TABLE customers (customer_id uuid PRIMARY KEY, debt numeric NOT NULL DEFAULT 0);
+CREATE TABLE operations (
+    operation_id uuid PRIMARY KEY, customer_id uuid NOT NULL, status text NOT NULL,
+    amount numeric NOT NULL, created_at timestamptz NOT NULL DEFAULT now()
+);
+""",
+    "loyalty": _OUTBOX
+    + """
+CREATE TABLE inbox (message_id uuid PRIMARY KEY);
+CREATE TABLE customers (customer_id uuid PRIMARY KEY, balance numeric NOT NULL DEFAULT 0);
+CREATE TABLE movements (
+    operation_id uuid PRIMARY KEY, customer_id uuid NOT NULL, accrued numeric NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+""",
+}
+
+_WRITE_OUTBOX = (
+    "INSERT INTO outbox (message_id, topic, key, value)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[]) RETURNING id"
+)
+_INBOX = (
+    "INSERT INTO inbox (message_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING"
+    " RETURNING message_id"
+)
+_LOCK = (
+    "SELECT customer_id FROM customers WHERE customer_id = ANY($1::uuid[])"
+    " ORDER BY customer_id FOR UPDATE"
+)
+
+Row = tuple[str, str, bytes]  # topic, key, value
+
+
+def customer_of(card_number: str) -> uuid.UUID:
+    return uuid.uuid5(CUSTOMERS, card_number)
+
+
+def envelope(type_: str, key: str, payload: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"message_id": str(uuid.uuid4()), "type": type_, "key": key, "payload": payload}
+    ).encode()
+
+
+# ------------------------------------------------------------------------ the relay, the loop
+
+
+class Relay:
+    """Publishes the outbox rows its process's commits hand it, then marks them sent (one
+    statement for all it took at once)."""
+
+    def __init__(self, pool: asyncpg.Pool, producer: Any) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.queue: asyncio.Queue[tuple[int, Row]] = asyncio.Queue()
+
+    def hand(self, ids: list[int], rows: list[Row]) -> None:
+        for pair in zip(ids, rows, strict=True):
+            self.queue.put_nowait(pair)
+
+    async def run(self) -> None:
+        while True:
+            taken = [await self.queue.get()]
+            while not self.queue.empty():
+                taken.append(self.queue.get_nowait())
+            sent = [
+                await self.producer.send(topic, value, key=key.encode())
+                for _, (topic, key, value) in taken
+            ]
+            await asyncio.gather(*sent)
+            await self.pool.execute(
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+                [i for i, _ in taken],
+            )
+
+
+async def write_outbox(conn: asyncpg.Connection, rows: list[Row]) -> list[int]:
+    if not rows:
+        return []
+    found = await conn.fetch(
+        _WRITE_OUTBOX,
+        [uuid.uuid4() for _ in rows],
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+    )
+    return [r["id"] for r in found]
+
+
+Batch = Callable[[asyncpg.Connection, list[dict[str, Any]]], Awaitable[list[Row]]]
+
+
+async def consume(
+    consumer: Any, pool: asyncpg.Pool, relay: Relay, handle: Batch, stats: dict[str, int]
+) -> None:
+    """A batch at a time: the new messages (inbox) handled in one transaction, the outbox rows
+    handed to the relay after the commit, then the offsets."""
+    while True:
+        polled = await consumer.getmany(timeout_ms=500, max_records=500)
+        records = [r for part in polled.values() for r in part]
+        if not records:
+            continue
+        messages = [json.loads(r.value) for r in records]
+        async with pool.acquire() as conn, conn.transaction():
+            new = {
+                r["message_id"]
+                for r in await conn.fetch(_INBOX, [uuid.UUID(m["message_id"]) for m in messages])
+            }
+            fresh = [m for m in messages if uuid.UUID(m["message_id"]) in new]
+            rows = await handle(conn, fresh) if fresh else []
+            ids = await write_outbox(conn, rows)
+        relay.hand(ids, rows)
+        await consumer.commit()
+        stats["batches"] += 1
+        stats["records"] += len(records)
+
+
+async def lock(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> None:
+    customers = sorted({uuid.UUID(m["payload"]["customer_id"]) for m in messages})
+    await conn.fetch(_LOCK, customers)
+
+
+# ------------------------------------------------------------------------------ the consumers
+
+
+async def credit_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
+    """Commands: the operation pending and loyalty asked; answers: confirmed, outcome out."""
+    await lock(conn, messages)
+    commands = [m["payload"] for m in messages if m["type"] == "command"]
+    answers = [m["payload"] for m in messages if m["type"] == "answer"]
+    rows: list[Row] = []
+    if commands:
+        amounts = [
+            sum(
+                (Decimal(line["quantity"]) * Decimal(line["unit_price"]) for line in c["lines"]),
+                Decimal(0),
+            )
+            for c in commands
+        ]
+        await conn.execute(
+            "INSERT INTO operations (operation_id, customer_id, status, amount)"
+            " SELECT o, c, 'pending', a FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])"
+            " AS x(o, c, a)",
+            [uuid.UUID(c["operation_id"]) for c in commands],
+            [uuid.UUID(c["customer_id"]) for c in commands],
+            amounts,
+        )
+        rows += [
+            (
+                TOPICS["asks"],
+                c["customer_id"],
+                envelope(
+                    "ask",
+                    c["customer_id"],
+                    {
+                        "operation_id": c["operation_id"],
+                        "request_id": c["request_id"],
+                        "customer_id": c["customer_id"],
+                        "base": str(a),
+                    },
+                ),
+            )
+            for c, a in zip(commands, amounts, strict=True)
+        ]
+    if answers:
+        confirmed = await conn.fetch(
+            "UPDATE operations SET status = 'confirmed' WHERE operation_id = ANY($1::uuid[])"
+            " AND status = 'pending' RETURNING operation_id, amount",
+            [uuid.UUID(a["operation_id"]) for a in answers],
+        )
+        amount = {r["operation_id"]: r["amount"] for r in confirmed}
+        rows += [
+            (
+                TOPICS["outcomes"],
+                a["customer_id"],
+                envelope(
+                    "outcome",
+                    a["customer_id"],
+                    {
+                        **a,
+                        "total": str(amount[uuid.UUID(a["operation_id"])]),
+                        "status": "completed",
+                    },
+                ),
+            )
+            for a in answers
+            if uuid.UUID(a["operation_id"]) in amount
+        ]
+    return rows
+
+
+async def loyalty_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
+    """Asks: 10% of the base accrued, the balance moved, the answer out."""
+    await lock(conn, messages)
+    asks = [m["payload"] for m in messages]
+    accrued = [(Decimal(a["base"]) / 10).quantize(Decimal("0.01")) for a in asks]
+    customers = [uuid.UUID(a["customer_id"]) for a in asks]
+    await conn.execute(
+        "INSERT INTO movements (operation_id, customer_id, accrued)"
+        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])",
+        [uuid.UUID(a["operation_id"]) for a in asks],
+        customers,
+        accrued,
+    )
+    balances = await conn.fetch(
+        "UPDATE customers SET balance = customers.balance + x.a FROM"
+        " (SELECT c, sum(a) AS a FROM unnest($1::uuid[], $2::numeric[]) AS u(c, a) GROUP BY c)"
+        " AS x WHERE customers.customer_id = x.c RETURNING customer_id, balance",
+        customers,
+        accrued,
+    )
+    balance = {r["customer_id"]: r["balance"] for r in balances}
+    return [
+        (
+            TOPICS["answers"],
+            a["customer_id"],
+            envelope(
+                "answer",
+                a["customer_id"],
+                {**a, "accrued": str(x), "bonus_balance": str(balance[c])},
+            ),
+        )
+        for a, x, c in zip(asks, accrued, customers, strict=True)
+    ]
+
+
+# ------------------------------------------------------------------------------ the processes
+
+
+async def _kafka(
+    bootstrap: str, group: str, topics: list[str], *, producer_only: bool = False
+) -> tuple[Any, Any]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=500,
+        fetch_min_bytes=1,
+    )
+    await consumer.start()
+    return producer, consumer
+
+
+def _write_stats(path: Path, stats: dict[str, int]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stats))
+    tmp.replace(path)
+
+
+async def _report(path: Path, stats: dict[str, int], consumer: Any) -> None:
+    while True:
+        stats["assigned"] = len(consumer.assignment())
+        await asyncio.to_thread(_write_stats, path, stats)
+        await asyncio.sleep(0.5)
+
+
+async def run_consumer(role: str, database_url: str, bootstrap: str, stats_path: Path) -> None:
+    topics = [TOPICS["commands"], TOPICS["answers"]] if role == "credit" else [TOPICS["asks"]]
+    handle = credit_batch if role == "credit" else loyalty_batch
+    pool = await asyncpg.create_pool(
+        plain_url(database_url),
+        min_size=2,
+        max_size=4,
+        server_settings={"synchronous_commit": "off"},
+    )
+    producer, consumer = await _kafka(bootstrap, group(role), topics)
+    relay = Relay(pool, producer)
+    stats = {"batches": 0, "records": 0, "assigned": 0}
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    tasks = [
+        asyncio.create_task(relay.run()),
+        asyncio.create_task(consume(consumer, pool, relay, handle, stats)),
+        asyncio.create_task(_report(stats_path, stats, consumer)),
+    ]
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for t in tasks:
+        if t in done and t.exception() is not None:
+            raise RuntimeError(f"{role}: a task failed") from t.exception()
+        t.cancel()
+    await consumer.stop()
+    await producer.stop()
+    await pool.close()
+
+
+def build_edge(database_url: str, bootstrap: str, stats_path: Path) -> Any:
+    from fastapi import FastAPI
+
+    state: dict[str, Any] = {}
+    waiting: dict[uuid.UUID, asyncio.Future[dict[str, Any]]] = {}
+
+    async def outcomes(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
+        done = [m["payload"] for m in messages]
+        await conn.execute(
+            "UPDATE requests SET status = 'completed', outcome = x.o, completed_at = now()"
+            " FROM unnest($1::uuid[], $2::jsonb[]) AS x(r, o)"
+            " WHERE requests.request_id = x.r AND requests.status = 'pending'",
+            [uuid.UUID(d["request_id"]) for d in done],
+            [json.dumps(d) for d in done],
+        )
+        state["answered"] = done
+        return []
+
+    async def consume_outcomes(consumer: Any, pool: asyncpg.Pool, stats: dict[str, int]) -> None:
+        try:
+            await _consume_outcomes(consumer, pool, stats)
+        except BaseException:
+            traceback.print_exc()  # the process's log: the requests would only time out
+            raise
+
+    async def _consume_outcomes(consumer: Any, pool: asyncpg.Pool, stats: dict[str, int]) -> None:
+        while True:
+            polled = await consumer.getmany(timeout_ms=500, max_records=500)
+            records = [r for part in polled.values() for r in part]
+            if not records:
+                continue
+            messages = [json.loads(r.value) for r in records]
+            async with pool.acquire() as conn:
+                await outcomes(conn, messages)  # one statement: it commits by itself
+            await consumer.commit()
+            for d in state.pop("answered"):
+                future = waiting.get(uuid.UUID(d["request_id"]))
+                if future is not None and not future.done():
+                    future.set_result(d)
+            stats["batches"] += 1
+            stats["records"] += len(records)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            plain_url(database_url),
+            min_size=8,
+            max_size=16,
+            server_settings={"synchronous_commit": "off"},
+        )
+        producer, consumer = await _kafka(bootstrap, group("edge"), [TOPICS["outcomes"]])
+        relay = Relay(pool, producer)
+        stats = {"batches": 0, "records": 0, "assigned": 0}
+        state.update(pool=pool, relay=relay)
+        tasks = [
+            asyncio.create_task(relay.run()),
+            asyncio.create_task(consume_outcomes(consumer, pool, stats)),
+            asyncio.create_task(_report(stats_path, stats, consumer)),
+        ]
+        try:
+            yield
+        finally:
+            for t in tasks:
+                t.cancel()
+            await consumer.stop()
+            await producer.stop()
+            await pool.close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post(PATH, status_code=201)
+    async def sale(body: SaleCreate) -> JSONResponse:
+        request_id = uuid.uuid4()
+        customer = str(customer_of(body.card_number or ""))
+        sale = body.model_dump(mode="json")
+        command = {
+            "operation_id": str(uuid.uuid4()),
+            "request_id": str(request_id),
+            "customer_id": customer,
+            "lines": sale["lines"],
+            "payments": sale["payments"],
+        }
+        value = envelope("command", customer, command)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        waiting[request_id] = future
+        try:
+            outbox_id = await state["pool"].fetchval(
+                "WITH r AS (INSERT INTO requests (request_id, customer_id, status, request)"
+                " VALUES ($1, $2, 'pending', $3::jsonb))"
+                " INSERT INTO outbox (message_id, topic, key, value)"
+                " VALUES ($4, $5, $6, $7) RETURNING id",
+                request_id,
+                uuid.UUID(customer),
+                json.dumps(sale),
+                uuid.uuid4(),
+                TOPICS["commands"],
+                customer,
+                value,
+            )
+            state["relay"].hand([outbox_id], [(TOPICS["commands"], customer, value)])
+            outcome = await asyncio.wait_for(future, 10.0)
+        except TimeoutError:
+            return JSONResponse({"status": "pending"}, status_code=202)
+        finally:
+            waiting.pop(request_id, None)
+        return JSONResponse(outcome, status_code=201)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def serve_edge(database_url: str, bootstrap: str, stats_path: Path, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        build_edge(database_url, bootstrap, stats_path),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+    )
+
+
+# -------------------------------------------------------------------------------- the driver
+
+
+async def _send(body: bytes, conns: asyncio.Queue[Any]) -> int:
+    reader, writer = await conns.get()
+    try:
+        return await post(reader, writer, body)
+    finally:
+        conns.put_nowait((reader, writer))
+
+
+async def open_loop(
+    port: int, bodies: list[bytes], rate: float, seconds: float, connections: int = 128
+) -> dict[str, Any]:
+    """Requests at `rate` per second for `seconds`, each timed from when it was due."""
+    conns: asyncio.Queue[Any] = asyncio.Queue()
+    for _ in range(connections):
+        conns.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    rng = random.Random(5)
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def one(due: float) -> None:
+        status = await _send(rng.choice(bodies), conns)
+        latencies.append(time.perf_counter() - due)
+        statuses[status] = statuses.get(status, 0) + 1
+
+    start = time.perf_counter()
+    tasks = []
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    while not conns.empty():
+        conns.get_nowait()[1].close()
+    return {
+        "sent": len(tasks),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "p50_ms": round((percentile(latencies, 50) or 0) * 1000, 1),
+        "p99_ms": round((percentile(latencies, 99) or 0) * 1000, 1),
+    }
+
+
+def _read_stats(paths: dict[str, Path]) -> dict[str, dict[str, int]]:
+    return {name: json.loads(p.read_text()) for name, p in paths.items() if p.exists()}
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TOOLS, os.environ.get("PYTHONPATH", "")])}
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bench.shape", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+
+
+async def _prepare(server_url: str, bootstrap: str, cards: list[str]) -> dict[str, str]:
+    from servicekit.topics import ensure_topics
+
+    urls = {}
+    for role, schema in SCHEMAS.items():
+        url = await _create_database(server_url, f"bench_shape_{role}")
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            await conn.execute(schema)
+            if role != "edge":
+                await conn.execute(
+                    "INSERT INTO customers (customer_id) SELECT unnest($1::uuid[])",
+                    [customer_of(c) for c in cards],
+                )
+        finally:
+            await conn.close()
+        urls[role] = url
+    await ensure_topics(bootstrap, list(TOPICS.values()), partitions=6)
+    return urls
+
+
+async def measure(
+    server_url: str,
+    bootstrap: str,
+    rates: list[float],
+    *,
+    seconds: float = 15.0,
+    warmup_seconds: float = 30.0,
+    pids: dict[str, int] | None = None,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """Start the three processes, drive each rate in turn, stop them (by PID, also on
+    failure). `pids`: other process trees to count per request (PostgreSQL, Kafka)."""
+    bodies = _sale_bodies(400)
+    cards = sorted({json.loads(b)["card_number"] for b in bodies})
+    run_id = secrets.token_hex(4)
+    use_run(run_id)
+    urls = await _prepare(server_url, bootstrap, cards)
+    await asyncio.to_thread((run_dir / "logs").mkdir, parents=True, exist_ok=True)
+    paths = {role: run_dir / f"shape-{role}.json" for role in ("edge", "credit", "loyalty")}
+    for path in paths.values():
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    port = free_port()
+    procs = {
+        role: _spawn(
+            [role, urls[role], bootstrap, str(paths[role]), "--run", run_id]
+            + (["--port", str(port)] if role == "edge" else []),
+            run_dir / "logs" / f"shape-{role}.log",
+        )
+        for role in paths
+    }
+    steps = []
+    try:
+        await _wait_up(port, procs["edge"])
+        deadline = time.monotonic() + 60
+        while any(s.get("assigned", 0) == 0 for s in _read_stats(paths).values()) or len(
+            _read_stats(paths)
+        ) < len(paths):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the consumers were not assigned: {_read_stats(paths)}")
+            await asyncio.sleep(0.2)
+        # Kafka's JIT and the processes' caches warm up first (a broker just started spends
+        # most of a core for a minute whatever the traffic)
+        await open_loop(port, bodies, min(rates), warmup_seconds)
+        roots = {name: p.pid for name, p in procs.items()} | (pids or {})
+        for rate in rates:
+            before, stats0 = procstat.sample(roots), _read_stats(paths)
+            wall0 = time.perf_counter()
+            load = await open_loop(port, bodies, rate, seconds)
+            wall = time.perf_counter() - wall0
+            after, stats1 = procstat.sample(roots), _read_stats(paths)
+            usage = procstat.usage(before, after, wall)
+            done = max(1, load["statuses"].get("201", 0))
+            per = {
+                name: round(usage[name]["cpu_percent"] / 100 * wall * 1000 / done, 3)
+                for name in roots
+                if name in usage
+            }
+            batches = {
+                name: round(
+                    (stats1[name]["records"] - stats0[name]["records"])
+                    / max(1, stats1[name]["batches"] - stats0[name]["batches"]),
+                    2,
+                )
+                for name in paths
+            }
+            step = {
+                "rate": rate,
+                "achieved": round(load["sent"] / wall, 1),
+                **load,
+                "cpu_ms_per_sale": per,
+                "total_cpu_ms_per_sale": round(sum(per.values()), 2),
+                "records_per_batch": batches,
+                "machine_cpu_percent": usage["(machine, all processes)"]["cpu_percent"],
+            }
+            print(f"[shape] {json.dumps(step)}", file=sys.stderr, flush=True)
+            steps.append(step)
+            if load["statuses"].get("201", 0) < 0.99 * load["sent"]:
+                break  # did not keep up: no higher rate
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            stop(p)
+    return {
+        "steps": steps,
+        "seconds": seconds,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.shape")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for role in ("edge", "credit", "loyalty"):
+        one = sub.add_parser(role, help=f"run the {role} process (the bench starts it itself)")
+        one.add_argument("database_url")
+        one.add_argument("bootstrap")
+        one.add_argument("stats", type=Path)
+        one.add_argument("--run", required=True, help="the run's id (topics, groups)")
+        if role == "edge":
+            one.add_argument("--port", type=int, required=True)
+    run = sub.add_parser("run", help="measure: its own Kafka and PostgreSQL (devstack)")
+    run.add_argument("--rates", default="50,100,200,400")
+    run.add_argument("--seconds", type=float, default=15.0)
+    run.add_argument("--warmup-seconds", type=float, default=30.0)
+    run.add_argument("--out", type=Path, default=None, help="write the result (JSON) here")
+    args = parser.parse_args(argv)
+    if args.command in ("edge", "credit", "loyalty"):
+        use_run(args.run)
+    if args.command == "edge":
+        serve_edge(args.database_url, args.bootstrap, args.stats, args.port)
+    elif args.command in ("credit", "loyalty"):
+        import uvloop
+
+        uvloop.run(run_consumer(args.command, args.database_url, args.bootstrap, args.stats))
+    else:
+        from devstack import purge_run_dir, start_infra
+
+        infra = start_infra("bench-shape", use_env=False)
+        try:
+            assert infra.postgres is not None and infra.kafka is not None
+            result = asyncio.run(
+                measure(
+                    infra.database_url,
+                    infra.kafka_bootstrap_servers,
+                    [float(r) for r in args.rates.split(",") if r],
+                    seconds=args.seconds,
+                    warmup_seconds=args.warmup_seconds,
+                    pids={"postgres": infra.postgres.pid, "kafka": infra.kafka.pid},
+                    run_dir=infra.run_dir,
+                )
+            )
+        finally:
+            infra.stop()
+            purge_run_dir(infra.run_dir, keep_logs=True)  # no topic or table left for the next
+        text = json.dumps(result, indent=1)
+        print(text)
+        if args.out is not None:
+            args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
