@@ -24,9 +24,20 @@ fixed rates.
 Everything is a batch at a time, with a statement per table per batch: the design issue 14
 asks for, without the domain (no ledger, no rules, no read models, no reporting or notifier).
 What it costs per sale is a lower bound for the real stack's: each process's CPU (its tree),
-PostgreSQL's and Kafka's, per request, and the records per consumer batch.
+PostgreSQL's and Kafka's, per sale, and the records per consumer batch.
 
-    PYTHONPATH=tools .venv/bin/python -m bench.shape --rates 50,100,200,400 --seconds 15
+`--shapes parallel` measures the proposal of docs/architecture.md ("The sale path, batch at a
+time") the same way: the command goes to credit and to loyalty at once (a consumer group each),
+each decides (credit: the operation pending; loyalty: the accrual reserved) and sends its
+decision to the gateway, which stores both on the request, completes it when it has both
+(answering the POS: two hops) and sends a finish on the command topic, on which credit confirms
+(and publishes its event for the read models) and loyalty applies the accrual.
+
+    PYTHONPATH=tools .venv/bin/python -m bench.shape run --shapes serial,parallel \
+        --rates 50,100,200,300 --seconds 15 --warmup-seconds 45
+
+Each shape runs on the same Kafka and PostgreSQL (devstack's, started for the run and stopped
+and purged after it), in turn, after its own warm-up.
 
 Commits do not wait for the WAL flush (`synchronous_commit = off`), as in the floor: on this
 shared machine a flush can take long when others write, which would measure the disk.
@@ -71,14 +82,22 @@ TOPICS = {
     "asks": "shape.asks",
     "answers": "shape.answers",
     "outcomes": "shape.outcomes",
+    "decisions": "shape.decisions",
+    "events": "shape.events",
 }
-_RUN = {"id": ""}
+#: `serial`: today's four hops; `parallel`: the proposal's two (docs/architecture.md)
+SHAPES = ("serial", "parallel")
+_RUN = {"id": "", "shape": "serial"}
 
 
-def use_run(run_id: str) -> None:
-    _RUN["id"] = run_id
+def use_run(run_id: str, shape: str = "serial") -> None:
+    _RUN["id"], _RUN["shape"] = run_id, shape
     for name in TOPICS:
         TOPICS[name] = f"shape.{name}.{run_id}"
+
+
+def parallel() -> bool:
+    return _RUN["shape"] == "parallel"
 
 
 def group(role: str) -> str:
@@ -102,7 +121,7 @@ SCHEMAS = {
 CREATE TABLE requests (
     request_id uuid PRIMARY KEY, customer_id uuid NOT NULL, status text NOT NULL,
     request jsonb NOT NULL, outcome jsonb, created_at timestamptz NOT NULL DEFAULT now(),
-    completed_at timestamptz
+    completed_at timestamptz, credit jsonb, loyalty jsonb
 );
 """,
     "credit": _OUTBOX
@@ -120,7 +139,7 @@ CREATE TABLE inbox (message_id uuid PRIMARY KEY);
 CREATE TABLE customers (customer_id uuid PRIMARY KEY, balance numeric NOT NULL DEFAULT 0);
 CREATE TABLE movements (
     operation_id uuid PRIMARY KEY, customer_id uuid NOT NULL, accrued numeric NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
+    status text NOT NULL DEFAULT 'applied', created_at timestamptz NOT NULL DEFAULT now()
 );
 """,
 }
@@ -333,6 +352,157 @@ async def loyalty_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]]
     ]
 
 
+# ------------------------------------------------------------- the parallel shape's consumers
+
+
+def _total(command: dict[str, Any]) -> Decimal:
+    return sum(
+        (Decimal(line["quantity"]) * Decimal(line["unit_price"]) for line in command["lines"]),
+        Decimal(0),
+    )
+
+
+def _decision(type_: str, payload: dict[str, Any]) -> Row:
+    return (
+        TOPICS["decisions"],
+        payload["customer_id"],
+        envelope(type_, payload["customer_id"], payload),
+    )
+
+
+async def credit_parallel(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
+    """Commands: the operation pending, credit's decision to the gateway; the gateway's finish:
+    confirmed, and its event out for the read models."""
+    await lock(conn, messages)
+    commands = [m["payload"] for m in messages if m["type"] == "command"]
+    finishes = [m["payload"] for m in messages if m["type"] == "finish"]
+    rows: list[Row] = []
+    if commands:
+        totals = [_total(c) for c in commands]
+        await conn.execute(
+            "INSERT INTO operations (operation_id, customer_id, status, amount)"
+            " SELECT o, c, 'pending', a FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])"
+            " AS x(o, c, a)",
+            [uuid.UUID(c["operation_id"]) for c in commands],
+            [uuid.UUID(c["customer_id"]) for c in commands],
+            totals,
+        )
+        rows += [
+            _decision(
+                "credit_decision",
+                {
+                    "operation_id": c["operation_id"],
+                    "request_id": c["request_id"],
+                    "customer_id": c["customer_id"],
+                    "total": str(t),
+                },
+            )
+            for c, t in zip(commands, totals, strict=True)
+        ]
+    if finishes:
+        await conn.execute(
+            "UPDATE operations SET status = 'confirmed' WHERE operation_id = ANY($1::uuid[])"
+            " AND status = 'pending'",
+            [uuid.UUID(f["operation_id"]) for f in finishes],
+        )
+        rows += [
+            (TOPICS["events"], f["customer_id"], envelope("completed", f["customer_id"], f))
+            for f in finishes
+        ]
+    return rows
+
+
+async def loyalty_parallel(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
+    """Commands: the accrual reserved, loyalty's decision (the balance with it) to the gateway;
+    the gateway's finish: the accrual applied to the balance."""
+    customers = sorted({uuid.UUID(m["payload"]["customer_id"]) for m in messages})
+    balance = {
+        r["customer_id"]: r["balance"]
+        for r in await conn.fetch(
+            "SELECT customer_id, balance FROM customers WHERE customer_id = ANY($1::uuid[])"
+            " ORDER BY customer_id FOR UPDATE",
+            customers,
+        )
+    }
+    commands = [m["payload"] for m in messages if m["type"] == "command"]
+    finishes = [m["payload"] for m in messages if m["type"] == "finish"]
+    rows: list[Row] = []
+    if commands:
+        accrued = [(_total(c) / 10).quantize(Decimal("0.01")) for c in commands]
+        await conn.execute(
+            "INSERT INTO movements (operation_id, customer_id, accrued, status)"
+            " SELECT o, c, a, 'reserved' FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])"
+            " AS x(o, c, a)",
+            [uuid.UUID(c["operation_id"]) for c in commands],
+            [uuid.UUID(c["customer_id"]) for c in commands],
+            accrued,
+        )
+        rows += [
+            _decision(
+                "loyalty_decision",
+                {
+                    "operation_id": c["operation_id"],
+                    "request_id": c["request_id"],
+                    "customer_id": c["customer_id"],
+                    "accrued": str(a),
+                    "bonus_balance": str(balance[uuid.UUID(c["customer_id"])] + a),
+                },
+            )
+            for c, a in zip(commands, accrued, strict=True)
+        ]
+    if finishes:
+        await conn.execute(
+            "WITH m AS (UPDATE movements SET status = 'applied'"
+            " WHERE operation_id = ANY($1::uuid[]) AND status = 'reserved'"
+            " RETURNING customer_id, accrued)"
+            " UPDATE customers SET balance = customers.balance + x.a"
+            " FROM (SELECT customer_id, sum(accrued) AS a FROM m GROUP BY customer_id) AS x"
+            " WHERE customers.customer_id = x.customer_id",
+            [uuid.UUID(f["operation_id"]) for f in finishes],
+        )
+    return rows
+
+
+async def join_decisions(
+    conn: asyncpg.Connection, messages: list[dict[str, Any]]
+) -> tuple[list[Row], list[dict[str, Any]]]:
+    """The gateway: each decision stored on its request; a request with both decided is
+    completed once (`status = 'pending'`), its outcome built, its finish sent to both."""
+    pairs: dict[str, list[str | None]] = {}
+    for m in messages:
+        pair = pairs.setdefault(m["payload"]["request_id"], [None, None])
+        pair[0 if m["type"] == "credit_decision" else 1] = json.dumps(m["payload"])
+    stored = await conn.fetch(
+        "UPDATE requests SET credit = coalesce(x.c, requests.credit),"
+        " loyalty = coalesce(x.l, requests.loyalty)"
+        " FROM unnest($1::uuid[], $2::jsonb[], $3::jsonb[]) AS x(r, c, l)"
+        " WHERE requests.request_id = x.r AND requests.status = 'pending'"
+        " RETURNING requests.credit, requests.loyalty",
+        [uuid.UUID(r) for r in pairs],
+        [p[0] for p in pairs.values()],
+        [p[1] for p in pairs.values()],
+    )
+    done = [
+        {**json.loads(r["credit"]), **json.loads(r["loyalty"]), "status": "completed"}
+        for r in stored
+        if r["credit"] is not None and r["loyalty"] is not None
+    ]
+    if not done:
+        return [], []
+    await conn.execute(
+        "UPDATE requests SET status = 'completed', outcome = x.o, completed_at = now()"
+        " FROM unnest($1::uuid[], $2::jsonb[]) AS x(r, o)"
+        " WHERE requests.request_id = x.r AND requests.status = 'pending'",
+        [uuid.UUID(d["request_id"]) for d in done],
+        [json.dumps(d) for d in done],
+    )
+    rows = [
+        (TOPICS["commands"], d["customer_id"], envelope("finish", d["customer_id"], d))
+        for d in done
+    ]
+    return rows, done
+
+
 # ------------------------------------------------------------------------------ the processes
 
 
@@ -370,8 +540,14 @@ async def _report(path: Path, stats: dict[str, int], consumer: Any) -> None:
 
 
 async def run_consumer(role: str, database_url: str, bootstrap: str, stats_path: Path) -> None:
-    topics = [TOPICS["commands"], TOPICS["answers"]] if role == "credit" else [TOPICS["asks"]]
-    handle = credit_batch if role == "credit" else loyalty_batch
+    handle: Batch
+    if parallel():
+        topics = [TOPICS["commands"]]
+        handle = credit_parallel if role == "credit" else loyalty_parallel
+    elif role == "credit":
+        topics, handle = [TOPICS["commands"], TOPICS["answers"]], credit_batch
+    else:
+        topics, handle = [TOPICS["asks"]], loyalty_batch
     pool = await asyncpg.create_pool(
         plain_url(database_url),
         min_size=2,
@@ -431,8 +607,14 @@ def build_edge(database_url: str, bootstrap: str, stats_path: Path) -> Any:
             if not records:
                 continue
             messages = [json.loads(r.value) for r in records]
-            async with pool.acquire() as conn:
-                await outcomes(conn, messages)  # one statement: it commits by itself
+            if parallel():
+                async with pool.acquire() as conn, conn.transaction():
+                    rows, state["answered"] = await join_decisions(conn, messages)
+                    ids = await write_outbox(conn, rows)
+                state["relay"].hand(ids, rows)
+            else:
+                async with pool.acquire() as conn:
+                    await outcomes(conn, messages)  # one statement: it commits by itself
             await consumer.commit()
             for d in state.pop("answered"):
                 future = waiting.get(uuid.UUID(d["request_id"]))
@@ -449,7 +631,8 @@ def build_edge(database_url: str, bootstrap: str, stats_path: Path) -> Any:
             max_size=16,
             server_settings={"synchronous_commit": "off"},
         )
-        producer, consumer = await _kafka(bootstrap, group("edge"), [TOPICS["outcomes"]])
+        topic = TOPICS["decisions"] if parallel() else TOPICS["outcomes"]
+        producer, consumer = await _kafka(bootstrap, group("edge"), [topic])
         relay = Relay(pool, producer)
         stats = {"batches": 0, "records": 0, "assigned": 0}
         state.update(pool=pool, relay=relay)
@@ -576,6 +759,20 @@ def _read_stats(paths: dict[str, Path]) -> dict[str, dict[str, int]]:
     return {name: json.loads(p.read_text()) for name, p in paths.items() if p.exists()}
 
 
+async def _settled(paths: dict[str, Path], quiet: float = 1.5, within: float = 30.0) -> None:
+    """Until no process has taken a record for `quiet` seconds: what the POS's answer does not
+    wait for (the parallel shape's finish) is applied before the processes stop."""
+    deadline = time.monotonic() + within
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        seen = {name: s["records"] for name, s in _read_stats(paths).items()}
+        if seen != last:
+            last, since = seen, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        await asyncio.sleep(0.25)
+
+
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([TOOLS, os.environ.get("PYTHONPATH", "")])}
     with log.open("wb") as out:
@@ -618,13 +815,15 @@ async def measure(
     warmup_seconds: float = 30.0,
     pids: dict[str, int] | None = None,
     run_dir: Path,
+    shape: str = "serial",
 ) -> dict[str, Any]:
     """Start the three processes, drive each rate in turn, stop them (by PID, also on
-    failure). `pids`: other process trees to count per request (PostgreSQL, Kafka)."""
+    failure). `pids`: other process trees to count per request (PostgreSQL, Kafka); `shape`:
+    one of `SHAPES`."""
     bodies = _sale_bodies(400)
     cards = sorted({json.loads(b)["card_number"] for b in bodies})
     run_id = secrets.token_hex(4)
-    use_run(run_id)
+    use_run(run_id, shape)
     urls = await _prepare(server_url, bootstrap, cards)
     await asyncio.to_thread((run_dir / "logs").mkdir, parents=True, exist_ok=True)
     paths = {role: run_dir / f"shape-{role}.json" for role in ("edge", "credit", "loyalty")}
@@ -633,7 +832,7 @@ async def measure(
     port = free_port()
     procs = {
         role: _spawn(
-            [role, urls[role], bootstrap, str(paths[role]), "--run", run_id]
+            [role, urls[role], bootstrap, str(paths[role]), "--run", run_id, "--shape", shape]
             + (["--port", str(port)] if role == "edge" else []),
             run_dir / "logs" / f"shape-{role}.log",
         )
@@ -687,12 +886,14 @@ async def measure(
             steps.append(step)
             if load["statuses"].get("201", 0) < 0.99 * load["sent"]:
                 break  # did not keep up: no higher rate
+        await _settled(paths)
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
         for p in procs.values():
             stop(p)
     return {
+        "shape": shape,
         "steps": steps,
         "seconds": seconds,
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -708,16 +909,24 @@ def main(argv: list[str]) -> int:
         one.add_argument("bootstrap")
         one.add_argument("stats", type=Path)
         one.add_argument("--run", required=True, help="the run's id (topics, groups)")
+        one.add_argument("--shape", choices=SHAPES, default="serial")
         if role == "edge":
             one.add_argument("--port", type=int, required=True)
     run = sub.add_parser("run", help="measure: its own Kafka and PostgreSQL (devstack)")
     run.add_argument("--rates", default="50,100,200,400")
     run.add_argument("--seconds", type=float, default=15.0)
     run.add_argument("--warmup-seconds", type=float, default=30.0)
+    run.add_argument(
+        "--shapes",
+        default="serial",
+        help="comma-separated, measured in turn on the same Kafka and PostgreSQL: serial "
+        "(today's four hops) and/or parallel (credit and loyalty decide at once and the gateway "
+        "joins: the proposal in docs/architecture.md)",
+    )
     run.add_argument("--out", type=Path, default=None, help="write the result (JSON) here")
     args = parser.parse_args(argv)
     if args.command in ("edge", "credit", "loyalty"):
-        use_run(args.run)
+        use_run(args.run, args.shape)
     if args.command == "edge":
         serve_edge(args.database_url, args.bootstrap, args.stats, args.port)
     elif args.command in ("credit", "loyalty"):
@@ -730,17 +939,26 @@ def main(argv: list[str]) -> int:
         infra = start_infra("bench-shape", use_env=False)
         try:
             assert infra.postgres is not None and infra.kafka is not None
-            result = asyncio.run(
-                measure(
-                    infra.database_url,
-                    infra.kafka_bootstrap_servers,
-                    [float(r) for r in args.rates.split(",") if r],
-                    seconds=args.seconds,
-                    warmup_seconds=args.warmup_seconds,
-                    pids={"postgres": infra.postgres.pid, "kafka": infra.kafka.pid},
-                    run_dir=infra.run_dir,
-                )
-            )
+            shapes = [x for x in args.shapes.split(",") if x]
+            if not set(shapes) <= set(SHAPES):
+                parser.error(f"--shapes: each of {', '.join(SHAPES)}")
+            result = {
+                "runs": [
+                    asyncio.run(
+                        measure(
+                            infra.database_url,
+                            infra.kafka_bootstrap_servers,
+                            [float(r) for r in args.rates.split(",") if r],
+                            seconds=args.seconds,
+                            warmup_seconds=args.warmup_seconds,
+                            shape=shape,
+                            pids={"postgres": infra.postgres.pid, "kafka": infra.kafka.pid},
+                            run_dir=infra.run_dir,
+                        )
+                    )
+                    for shape in shapes
+                ]
+            }
         finally:
             infra.stop()
             purge_run_dir(infra.run_dir, keep_logs=True)  # no topic or table left for the next

@@ -1,6 +1,7 @@
 """The shape's floor (`bench.shape`): three processes in the roles of the gateway, credit and
-loyalty answer every sale after its four hops, each hop's work is in its database, and the
-step reports CPU per sale and records per batch."""
+loyalty answer every sale after its hops (four in today's shape, two and a finish in the
+proposal's), each hop's work is in its database, and the step reports CPU per sale and
+records per batch."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
-from bench.shape import measure
+import pytest
+from bench.shape import SHAPES, measure
 
 from servicekit.settings import with_database
 
@@ -22,8 +24,9 @@ async def _rows(server_url: str, role: str, query: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def test_every_sale_is_answered_after_its_four_hops(
-    database_server_url: str, kafka_bootstrap_servers: str, tmp_path: Path
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_every_sale_is_answered_after_its_hops_and_ends_in_both_services(
+    database_server_url: str, kafka_bootstrap_servers: str, tmp_path: Path, shape: str
 ) -> None:
     found = await measure(
         database_server_url,
@@ -32,7 +35,9 @@ async def test_every_sale_is_answered_after_its_four_hops(
         seconds=2.0,
         warmup_seconds=1.0,
         run_dir=tmp_path,
+        shape=shape,
     )
+    assert found["shape"] == shape
     (step,) = found["steps"]
     assert step["statuses"] == {"201": 40}
     assert set(step["records_per_batch"]) == {"edge", "credit", "loyalty"}
@@ -54,8 +59,16 @@ async def test_every_sale_is_answered_after_its_four_hops(
         "SELECT count(*) FILTER (WHERE status = 'confirmed') AS n, count(*) AS all FROM operations",
     )
     assert (ops["n"], ops["all"]) == (60, 60)
-    (moves,) = await _rows(database_server_url, "loyalty", "SELECT count(*) FROM movements")
+    # applied, not left reserved (the parallel shape's finish reached loyalty too)
+    (moves,) = await _rows(
+        database_server_url, "loyalty", "SELECT count(*) FROM movements WHERE status = 'applied'"
+    )
     assert moves[0] == 60
+    (balance,) = await _rows(
+        database_server_url, "loyalty", "SELECT sum(balance) AS b FROM customers"
+    )
+    accrued = sum(Decimal(json.loads(r["outcome"])["accrued"]) for r in requests)
+    assert balance["b"] == accrued
     for role in ("edge", "credit", "loyalty"):
         (unsent,) = await _rows(
             database_server_url, role, "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
