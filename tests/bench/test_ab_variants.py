@@ -64,3 +64,45 @@ def test_with_refs_the_refs_run_over_tcp_and_this_checkout_through_the_socket(
     assert (here.env, here.pythonpath) == ({}, None)
     tcp, socket = _variants(_Stack(), [], database_tcp=True)  # type: ignore[arg-type]
     assert (tcp.env, socket.env) == (ref.env, {})
+
+
+def _step(rate: float, sales: float, cpu: float, kept: bool) -> dict[str, object]:
+    return {
+        "offered_rps": rate,
+        "sales_per_second": sales,
+        "stack_cpu_ms_per_request": cpu,
+        "kept_up": kept,
+        "latency_ms": {"p50": 10.0 * rate, "p99": 20.0 * rate},
+    }
+
+
+def test_a_baseline_run_is_set_beside_this_codes_rate_by_rate() -> None:
+    from bench.pipeline import baseline_rows
+    from bench.render import _baseline_table
+
+    base = {"steps": [_step(20, 14.6, 82.7, True), _step(50, 37.9, 60.0, False)]}
+    this = {"steps": [_step(20, 14.5, 38.3, True), _step(35, 24.5, 29.5, True)]}
+    rows = baseline_rows(base, this)
+    # only the rates both ran; the baseline stopped at 50, this code ran 35 instead
+    assert [r["offered_rps"] for r in rows] == [20]
+    assert rows[0]["baseline_stack_cpu_ms_per_request"] == 82.7
+    assert rows[0]["this_stack_cpu_ms_per_request"] == 38.3
+    table = _baseline_table(
+        {
+            "baseline": {
+                "ref": "e91bebd",
+                "label": "x-e91bebd",
+                "git_commit": "e91bebd",
+                "steps": rows,
+            }
+        }
+    )
+    assert "| 20 | 14.6, 82.7, 200 / 400 | 14.5, 38.3, 200 / 400 |" in table
+    base["steps"][0]["kept_up"] = False
+    rows = baseline_rows(base, this)
+    assert (
+        "(not kept up)"
+        in _baseline_table(
+            {"baseline": {**{"ref": "r", "label": "l", "git_commit": "c"}, "steps": rows}}
+        )[4]
+    )

@@ -69,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         "this checkout back to back instead of --ab-ref",
     )
     pipe.add_argument(
+        "--baseline-ref",
+        default=None,
+        metavar="REF",
+        help="first the whole run on the code at REF (as --code-ref), then on this checkout, "
+        "in one invocation; the report puts them side by side, rate by rate",
+    )
+    pipe.add_argument(
         "--set",
         action="append",
         default=[],
@@ -190,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 ab_refs=args.ab_ref,
                 ab_database_tcp=args.ab_database_tcp,
                 code_ref=args.code_ref,
+                baseline_ref=args.baseline_ref,
                 service_env=dict(s.split("=", 1) for s in args.set),
                 gateways=args.gateways,
                 pg_statements=args.pg_statements,

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,9 @@ class Options:
     #: PostgreSQL started with `pg_stat_statements`: each step reports its time per database
     #: and its costliest statements (`bench.pgstatements`)
     pg_statements: bool = False
+    #: first the whole run on the code at this ref (`code_ref`, a stack of its own), then on
+    #: this checkout, in one invocation: the A/B for a ref whose schema cannot share a stack
+    baseline_ref: str | None = None
     #: run everything on the code at this ref (its migrations on fresh databases)
     code_ref: str | None = None
     #: where the flame graphs go (the pipeline's JSON goes to `out_dir`)
@@ -1061,7 +1064,47 @@ def bench_env(extra: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
+def baseline_rows(base: dict[str, Any], this: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rate by rate, the baseline's step beside this checkout's (the rates both ran)."""
+    steps = {s["offered_rps"]: s for s in base["steps"]}
+    rows = []
+    for step in this["steps"]:
+        before = steps.get(step["offered_rps"])
+        if before is None:
+            continue
+        rows.append(
+            {
+                "offered_rps": step["offered_rps"],
+                **{
+                    f"{side}_{key}": s.get(key)
+                    for side, s in (("baseline", before), ("this", step))
+                    for key in ("sales_per_second", "stack_cpu_ms_per_request", "kept_up")
+                },
+                "baseline_latency_ms": before["latency_ms"],
+                "this_latency_ms": step["latency_ms"],
+            }
+        )
+    return rows
+
+
 def main(opts: Options) -> dict[str, Any]:
+    if opts.baseline_ref:
+        ref = opts.baseline_ref
+        print(f"[bench] baseline: the whole run on {ref} first", file=sys.stderr, flush=True)
+        base = main(
+            replace(opts, baseline_ref=None, code_ref=ref, label=f"{opts.label}-{_short_sha(ref)}")
+        )
+        print("[bench] then this checkout", file=sys.stderr, flush=True)
+        result = main(replace(opts, baseline_ref=None))
+        result["baseline"] = {
+            "ref": ref,
+            "label": base["label"],
+            "git_commit": _short_sha(ref),
+            "steps": baseline_rows(base, result),
+        }
+        path = opts.out_dir / f"pipeline-{opts.label}.json"
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        return result
     env = bench_env(opts.service_env)
     started = time.time()
     code_dir: tempfile.TemporaryDirectory[str] | None = None

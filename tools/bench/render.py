@@ -160,6 +160,7 @@ def _pipeline_section(name: str, run: dict[str, Any], plot: str | None) -> list[
             cells.append(f"{_f(bk['p50_ms'])} / {_f(bk['p99_ms'])}" if bk else "-")
         out.append(f"| {_f(s['offered_rps'])} req/s | " + " | ".join(cells) + " |")
     out.append("")
+    out += _baseline_table(run)
     out += _hops_table(run["steps"])
     out += _batch_table(run["steps"])
     out += pgstatements.table(run["steps"])
@@ -474,6 +475,33 @@ def _reports_section(run: dict[str, Any]) -> list[str]:
             f"| `{t['request']}` | {t['rows']} | {_f(t['median_ms'])} | {_f(t['max_ms'])} | "
             f"{'yes' if t['median_ms'] < 1000 else '**no**'} |"
         )
+    out.append("")
+    return out
+
+
+def _baseline_table(run: dict[str, Any]) -> list[str]:
+    """A run made with `--baseline-ref`: the baseline's steps beside this code's."""
+    base = run.get("baseline")
+    if not base or not base.get("steps"):
+        return []
+    out = [
+        f"Against the baseline in the same invocation (`{base['label']}`, the code at "
+        f"{base['ref']} = {base['git_commit']}, its own stack minutes before):",
+        "",
+        "| req/s | baseline: sales/s, stack CPU ms/request, p50 / p99 ms | this code |",
+        "|---|---|---|",
+    ]
+    for r in base["steps"]:
+        cells = []
+        for side in ("baseline", "this"):
+            lat = r[f"{side}_latency_ms"]
+            kept = "" if r[f"{side}_kept_up"] else " (not kept up)"
+            cells.append(
+                f"{_f(r[f'{side}_sales_per_second'])}, "
+                f"{_f(r[f'{side}_stack_cpu_ms_per_request'])}, "
+                f"{_f(lat['p50'])} / {_f(lat['p99'])}{kept}"
+            )
+        out.append(f"| {_f(r['offered_rps'])} | {cells[0]} | {cells[1]} |")
     out.append("")
     return out
 
