@@ -21,7 +21,7 @@ PYPROJECTS := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml)
 
 .PHONY: help bootstrap venv up down logs env status test lint typecheck unit kafka-fetch clean \
 	rebuild-reports snapshot-reports dead-letters redrive openapi bench bench-reports bench-backoffice \
-	bench-deps chaos fuzz capacity capacity-measure FORCE
+	bench-shape bench-deps chaos fuzz capacity capacity-measure FORCE
 
 help:
 	@echo "make up         start Kafka, PostgreSQL and the five services (.run/$(NAME)/)"
@@ -41,6 +41,7 @@ help:
 	@echo "make bench      open-loop load steps on a stack of its own -> docs/benchmarks.md"
 	@echo "make bench-reports  Payment-Balance on 100,000 customers / 1,000,000 sales"
 	@echo "make bench-backoffice  every back-office page on 100,000 customers (300 ms budget)"
+	@echo "make bench-shape  the shape's floor: a sale's hops with nothing but the messaging"
 	@echo "make capacity-measure  bytes/rows/commits/messages per request on a stack of its own"
 	@echo "make capacity   recompute docs/capacity.md's tables from docs/capacity/inputs.json"
 	@echo "make lint | typecheck | unit (tests that need no infrastructure) | venv | bootstrap"
@@ -119,6 +120,9 @@ bench-reports: bench-deps
 
 bench-backoffice: bench-deps
 	PYTHONPATH=tools $(PY) -m bench backoffice $(BENCH_ARGS)
+
+bench-shape: bench-deps
+	PYTHONPATH=tools $(PY) -m bench.shape run $(BENCH_ARGS)
 
 # Capacity plan (docs/capacity.md): `capacity-measure` runs the benchmark's mix on a stack of
 # its own (bounded: CAPACITY_ARGS='--rate R --seconds S') and writes bytes, rows, commits and

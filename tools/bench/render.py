@@ -603,6 +603,45 @@ def _backoffice_section(run: dict[str, Any]) -> list[str]:
     return out
 
 
+def _first_measured(run: dict[str, Any]) -> str:
+    runs = run.get("runs") or [run]
+    return str(runs[0].get("measured_at", ""))
+
+
+def shape_section(run: dict[str, Any]) -> list[str]:
+    """A `bench.shape` run: per shape, per rate, the CPU per sale by process, the latency and
+    the records per consumer batch. A file from before `--shapes` holds one serial run."""
+    label = run.get("label") or "(no label)"
+    out = [f"## Shape floor: `{label}` ({run.get('started_at') or _first_measured(run)})", ""]
+    if run.get("command"):
+        out += [f"Command: `PYTHONPATH=tools python -m bench.shape {run['command']}`.", ""]
+    for one in run.get("runs") or [run]:
+        steps = one.get("steps", [])
+        if not steps:
+            continue
+        names = list(steps[0]["cpu_ms_per_sale"])
+        out += [
+            f"Shape `{one.get('shape', 'serial')}`, {_f(one.get('seconds'))} s per rate, "
+            "CPU ms per sale by process:",
+            "",
+            "| sales/s | achieved | answered 201 | "
+            + " | ".join(names)
+            + " | all | p50 / p99 ms | records per batch | machine CPU % |",
+            "|---" * (len(names) + 7) + "|",
+        ]
+        for st in steps:
+            batches = ", ".join(f"{k} {_f(v)}" for k, v in st["records_per_batch"].items())
+            cpu = " | ".join(_f(st["cpu_ms_per_sale"].get(n)) for n in names)
+            out.append(
+                f"| {_f(st['rate'])} | {_f(st['achieved'])} | {st['statuses'].get('201', 0)} of "
+                f"{st['sent']} | {cpu} | {_f(st['total_cpu_ms_per_sale'])} | "
+                f"{_f(st['p50_ms'])} / {_f(st['p99_ms'])} | {batches} | "
+                f"{_f(st['machine_cpu_percent'])} |"
+            )
+        out.append("")
+    return out
+
+
 def render(out_dir: Path, target: Path) -> Path:
     """The page: the header, the hand-written analysis (`notes.md`: where we stand first),
     then every run's tables, oldest first."""
@@ -623,6 +662,10 @@ def render(out_dir: Path, target: Path) -> Path:
     reports.sort(key=lambda r: r.get("started_at", ""))
     for run in reports:
         lines += _reports_section(run)
+    shapes = [json.loads(p.read_text()) for p in sorted(out_dir.glob("shape-*.json"))]
+    shapes.sort(key=lambda r: r.get("started_at") or _first_measured(r))
+    for run in shapes:
+        lines += shape_section(run)
     offices = [json.loads(p.read_text()) for p in sorted(out_dir.glob("backoffice-*.json"))]
     offices.sort(key=lambda r: r.get("started_at", ""))
     for run in offices:

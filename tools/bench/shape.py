@@ -33,8 +33,10 @@ decision to the gateway, which stores both on the request, completes it when it 
 (answering the POS: two hops) and sends a finish on the command topic, on which credit confirms
 (and publishes its event for the read models) and loyalty applies the accrual.
 
-    PYTHONPATH=tools .venv/bin/python -m bench.shape run --shapes serial,parallel \
-        --rates 50,100,200,300 --seconds 15 --warmup-seconds 45
+    make bench-shape BENCH_ARGS="--label L --shapes serial,parallel --rates 50,100,200,300"
+
+(`PYTHONPATH=tools python -m bench.shape run ...`; `--label` writes
+`docs/benchmarks/shape-<label>.json`, which docs/benchmarks.md shows as a section of its own.)
 
 Each shape runs on the same Kafka and PostgreSQL (devstack's, started for the run and stopped
 and purged after it), in turn, after its own warm-up.
@@ -51,6 +53,7 @@ import json
 import os
 import random
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -923,7 +926,11 @@ def main(argv: list[str]) -> int:
         "(today's four hops) and/or parallel (credit and loyalty decide at once and the gateway "
         "joins: the proposal in docs/architecture.md)",
     )
-    run.add_argument("--out", type=Path, default=None, help="write the result (JSON) here")
+    run.add_argument(
+        "--label",
+        default=None,
+        help="write docs/benchmarks/shape-<label>.json and render docs/benchmarks.md again",
+    )
     args = parser.parse_args(argv)
     if args.command in ("edge", "credit", "loyalty"):
         use_run(args.run, args.shape)
@@ -936,6 +943,7 @@ def main(argv: list[str]) -> int:
     else:
         from devstack import purge_run_dir, start_infra
 
+        started = time.time()
         infra = start_infra("bench-shape", use_env=False)
         try:
             assert infra.postgres is not None and infra.kafka is not None
@@ -962,10 +970,18 @@ def main(argv: list[str]) -> int:
         finally:
             infra.stop()
             purge_run_dir(infra.run_dir, keep_logs=True)  # no topic or table left for the next
+        result["label"] = args.label or ""
+        result["command"] = shlex.join(["run", *argv[1:]])
+        result["started_at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
         text = json.dumps(result, indent=1)
         print(text)
-        if args.out is not None:
-            args.out.write_text(text + "\n")
+        if args.label:
+            from bench.render import render
+            from devstack.paths import repo_root
+
+            out = repo_root() / "docs" / "benchmarks"
+            (out / f"shape-{args.label}.json").write_text(text + "\n")
+            render(out, repo_root() / "docs" / "benchmarks.md")
     return 0
 
 
