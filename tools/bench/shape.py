@@ -33,6 +33,11 @@ decision to the gateway, which stores both on the request, completes it when it 
 (answering the POS: two hops) and sends a finish on the command topic, on which credit confirms
 (and publishes its event for the read models) and loyalty applies the accrual.
 
+`--shapes loyalty-first` measures a flow with one transaction and one relay fewer per sale than
+today's: loyalty takes the command first, applies the accrual and passes the command on with
+its figures; credit records the operation confirmed and sends the outcome, built once, to the
+gateway (three hops; a refusal by credit would have to undo loyalty's part, not measured).
+
     make bench-shape BENCH_ARGS="--label L --shapes serial,parallel --rates 50,100,200,300"
 
 (`PYTHONPATH=tools python -m bench.shape run ...`; `--label` writes
@@ -88,8 +93,9 @@ TOPICS = {
     "decisions": "shape.decisions",
     "events": "shape.events",
 }
-#: `serial`: today's four hops; `parallel`: the proposal's two (docs/architecture.md)
-SHAPES = ("serial", "parallel")
+#: `serial`: today's four hops; `parallel`: the proposal's two (docs/architecture.md);
+#: `loyalty-first`: three hops, loyalty before credit (no confirmation round trip)
+SHAPES = ("serial", "parallel", "loyalty-first")
 _RUN = {"id": "", "shape": "serial"}
 
 
@@ -506,6 +512,81 @@ async def join_decisions(
     return rows, done
 
 
+# -------------------------------------------------------- the loyalty-first shape's consumers
+
+
+async def loyalty_first(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
+    """Commands: the accrual applied at once and the command passed on to credit with
+    loyalty's figures (a refusal by credit would have to undo it: not measured here)."""
+    commands = [m["payload"] for m in messages]
+    customers = [uuid.UUID(c["customer_id"]) for c in commands]
+    await lock(conn, messages)
+    accrued = [(_total(c) / 10).quantize(Decimal("0.01")) for c in commands]
+    await conn.execute(
+        "INSERT INTO movements (operation_id, customer_id, accrued)"
+        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])",
+        [uuid.UUID(c["operation_id"]) for c in commands],
+        customers,
+        accrued,
+    )
+    balances = await conn.fetch(
+        "UPDATE customers SET balance = customers.balance + x.a FROM"
+        " (SELECT c, sum(a) AS a FROM unnest($1::uuid[], $2::numeric[]) AS u(c, a) GROUP BY c)"
+        " AS x WHERE customers.customer_id = x.c RETURNING customer_id, balance",
+        customers,
+        accrued,
+    )
+    balance = {r["customer_id"]: r["balance"] for r in balances}
+    return [
+        (
+            TOPICS["asks"],
+            c["customer_id"],
+            envelope(
+                "bonused",
+                c["customer_id"],
+                {**c, "accrued": str(a), "bonus_balance": str(balance[k])},
+            ),
+        )
+        for c, a, k in zip(commands, accrued, customers, strict=True)
+    ]
+
+
+async def credit_last(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
+    """Loyalty's passed-on commands: the operation recorded confirmed, the outcome (built once,
+    with loyalty's figures) out to the gateway and the read models."""
+    await lock(conn, messages)
+    commands = [m["payload"] for m in messages]
+    totals = [_total(c) for c in commands]
+    await conn.execute(
+        "INSERT INTO operations (operation_id, customer_id, status, amount)"
+        " SELECT o, c, 'confirmed', a FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])"
+        " AS x(o, c, a)",
+        [uuid.UUID(c["operation_id"]) for c in commands],
+        [uuid.UUID(c["customer_id"]) for c in commands],
+        totals,
+    )
+    return [
+        (
+            TOPICS["outcomes"],
+            c["customer_id"],
+            envelope(
+                "outcome",
+                c["customer_id"],
+                {
+                    "operation_id": c["operation_id"],
+                    "request_id": c["request_id"],
+                    "customer_id": c["customer_id"],
+                    "accrued": c["accrued"],
+                    "bonus_balance": c["bonus_balance"],
+                    "total": str(t),
+                    "status": "completed",
+                },
+            ),
+        )
+        for c, t in zip(commands, totals, strict=True)
+    ]
+
+
 # ------------------------------------------------------------------------------ the processes
 
 
@@ -547,6 +628,9 @@ async def run_consumer(role: str, database_url: str, bootstrap: str, stats_path:
     if parallel():
         topics = [TOPICS["commands"]]
         handle = credit_parallel if role == "credit" else loyalty_parallel
+    elif _RUN["shape"] == "loyalty-first":
+        topics = [TOPICS["asks"] if role == "credit" else TOPICS["commands"]]
+        handle = credit_last if role == "credit" else loyalty_first
     elif role == "credit":
         topics, handle = [TOPICS["commands"], TOPICS["answers"]], credit_batch
     else:

@@ -1,7 +1,7 @@
 """The shape's floor (`bench.shape`): three processes in the roles of the gateway, credit and
 loyalty answer every sale after its hops (four in today's shape, two and a finish in the
-proposal's), each hop's work is in its database, and the step reports CPU per sale and
-records per batch."""
+proposal's, three with loyalty first), each hop's work is in its database, and the step
+reports CPU per sale and records per batch."""
 
 from __future__ import annotations
 
