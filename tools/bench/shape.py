@@ -260,82 +260,46 @@ async def lock(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> None
 # ------------------------------------------------------------------------------ the consumers
 
 
-async def credit_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
-    """Commands: the operation pending and loyalty asked; answers: confirmed, outcome out."""
-    await lock(conn, messages)
-    commands = [m["payload"] for m in messages if m["type"] == "command"]
-    answers = [m["payload"] for m in messages if m["type"] == "answer"]
-    rows: list[Row] = []
-    if commands:
-        amounts = [
-            sum(
-                (Decimal(line["quantity"]) * Decimal(line["unit_price"]) for line in c["lines"]),
-                Decimal(0),
-            )
-            for c in commands
-        ]
-        await conn.execute(
-            "INSERT INTO operations (operation_id, customer_id, status, amount)"
-            " SELECT o, c, 'pending', a FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])"
-            " AS x(o, c, a)",
-            [uuid.UUID(c["operation_id"]) for c in commands],
-            [uuid.UUID(c["customer_id"]) for c in commands],
-            amounts,
-        )
-        rows += [
-            (
-                TOPICS["asks"],
-                c["customer_id"],
-                envelope(
-                    "ask",
-                    c["customer_id"],
-                    {
-                        "operation_id": c["operation_id"],
-                        "request_id": c["request_id"],
-                        "customer_id": c["customer_id"],
-                        "base": str(a),
-                    },
-                ),
-            )
-            for c, a in zip(commands, amounts, strict=True)
-        ]
-    if answers:
-        confirmed = await conn.fetch(
-            "UPDATE operations SET status = 'confirmed' WHERE operation_id = ANY($1::uuid[])"
-            " AND status = 'pending' RETURNING operation_id, amount",
-            [uuid.UUID(a["operation_id"]) for a in answers],
-        )
-        amount = {r["operation_id"]: r["amount"] for r in confirmed}
-        rows += [
-            (
-                TOPICS["outcomes"],
-                a["customer_id"],
-                envelope(
-                    "outcome",
-                    a["customer_id"],
-                    {
-                        **a,
-                        "total": str(amount[uuid.UUID(a["operation_id"])]),
-                        "status": "completed",
-                    },
-                ),
-            )
-            for a in answers
-            if uuid.UUID(a["operation_id"]) in amount
-        ]
-    return rows
+def _total(command: dict[str, Any]) -> Decimal:
+    return sum(
+        (Decimal(line["quantity"]) * Decimal(line["unit_price"]) for line in command["lines"]),
+        Decimal(0),
+    )
 
 
-async def loyalty_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
-    """Asks: 10% of the base accrued, the balance moved, the answer out."""
-    await lock(conn, messages)
-    asks = [m["payload"] for m in messages]
-    accrued = [(Decimal(a["base"]) / 10).quantize(Decimal("0.01")) for a in asks]
-    customers = [uuid.UUID(a["customer_id"]) for a in asks]
+def _accrual(base: Decimal) -> Decimal:
+    """10% of the base, to the cent."""
+    return (base / 10).quantize(Decimal("0.01"))
+
+
+def _message(topic: str, type_: str, payload: dict[str, Any]) -> Row:
+    """An outbox row to `topic`, keyed by the payload's customer."""
+    key = payload["customer_id"]
+    return (topic, key, envelope(type_, key, payload))
+
+
+async def insert_operations(
+    conn: asyncpg.Connection, commands: list[dict[str, Any]], status: str, amounts: list[Decimal]
+) -> None:
+    await conn.execute(
+        "INSERT INTO operations (operation_id, customer_id, status, amount)"
+        " SELECT o, c, $4, a FROM unnest($1::uuid[], $2::uuid[], $3::numeric[]) AS x(o, c, a)",
+        [uuid.UUID(c["operation_id"]) for c in commands],
+        [uuid.UUID(c["customer_id"]) for c in commands],
+        amounts,
+        status,
+    )
+
+
+async def apply_accruals(
+    conn: asyncpg.Connection, payloads: list[dict[str, Any]], accrued: list[Decimal]
+) -> dict[uuid.UUID, Decimal]:
+    """The movements recorded and the balances moved; the balance after, per customer."""
+    customers = [uuid.UUID(p["customer_id"]) for p in payloads]
     await conn.execute(
         "INSERT INTO movements (operation_id, customer_id, accrued)"
         " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])",
-        [uuid.UUID(a["operation_id"]) for a in asks],
+        [uuid.UUID(p["operation_id"]) for p in payloads],
         customers,
         accrued,
     )
@@ -346,37 +310,87 @@ async def loyalty_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]]
         customers,
         accrued,
     )
-    balance = {r["customer_id"]: r["balance"] for r in balances}
-    return [
-        (
-            TOPICS["answers"],
-            a["customer_id"],
-            envelope(
-                "answer",
-                a["customer_id"],
-                {**a, "accrued": str(x), "bonus_balance": str(balance[c])},
-            ),
+    return {r["customer_id"]: r["balance"] for r in balances}
+
+
+async def store_outcomes(conn: asyncpg.Connection, done: list[dict[str, Any]]) -> None:
+    """The gateway: each outcome on its request, once (`status = 'pending'`)."""
+    await conn.execute(
+        "UPDATE requests SET status = 'completed', outcome = x.o, completed_at = now()"
+        " FROM unnest($1::uuid[], $2::jsonb[]) AS x(r, o)"
+        " WHERE requests.request_id = x.r AND requests.status = 'pending'",
+        [uuid.UUID(d["request_id"]) for d in done],
+        [json.dumps(d) for d in done],
+    )
+
+
+def _ids(c: dict[str, Any]) -> dict[str, Any]:
+    return {k: c[k] for k in ("operation_id", "request_id", "customer_id")}
+
+
+async def credit_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
+    """Commands: the operation pending and loyalty asked; answers: confirmed, outcome out."""
+    await lock(conn, messages)
+    commands = [m["payload"] for m in messages if m["type"] == "command"]
+    answers = [m["payload"] for m in messages if m["type"] == "answer"]
+    rows: list[Row] = []
+    if commands:
+        amounts = [_total(c) for c in commands]
+        await insert_operations(conn, commands, "pending", amounts)
+        rows += [
+            _message(TOPICS["asks"], "ask", {**_ids(c), "base": str(a)})
+            for c, a in zip(commands, amounts, strict=True)
+        ]
+    if answers:
+        confirmed = await conn.fetch(
+            "UPDATE operations SET status = 'confirmed' WHERE operation_id = ANY($1::uuid[])"
+            " AND status = 'pending' RETURNING operation_id, amount",
+            [uuid.UUID(a["operation_id"]) for a in answers],
         )
-        for a, x, c in zip(asks, accrued, customers, strict=True)
+        amount = {r["operation_id"]: r["amount"] for r in confirmed}
+        rows += [
+            _message(
+                TOPICS["outcomes"],
+                "outcome",
+                {**a, "total": str(amount[uuid.UUID(a["operation_id"])]), "status": "completed"},
+            )
+            for a in answers
+            if uuid.UUID(a["operation_id"]) in amount
+        ]
+    return rows
+
+
+async def _accrue(
+    conn: asyncpg.Connection,
+    messages: list[dict[str, Any]],
+    base: Callable[[dict[str, Any]], Decimal],
+    topic: str,
+    type_: str,
+) -> list[Row]:
+    """10% of each message's base accrued and the balances moved at once; each message sent on
+    to `topic` with the accrual and the balance after it."""
+    await lock(conn, messages)
+    payloads = [m["payload"] for m in messages]
+    accrued = [_accrual(base(p)) for p in payloads]
+    balance = await apply_accruals(conn, payloads, accrued)
+    return [
+        _message(
+            topic,
+            type_,
+            {**p, "accrued": str(x), "bonus_balance": str(balance[uuid.UUID(p["customer_id"])])},
+        )
+        for p, x in zip(payloads, accrued, strict=True)
     ]
 
 
+async def loyalty_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
+    """Asks: 10% of the base credit sent accrued, the answer out."""
+    return await _accrue(
+        conn, messages, lambda ask: Decimal(ask["base"]), TOPICS["answers"], "answer"
+    )
+
+
 # ------------------------------------------------------------- the parallel shape's consumers
-
-
-def _total(command: dict[str, Any]) -> Decimal:
-    return sum(
-        (Decimal(line["quantity"]) * Decimal(line["unit_price"]) for line in command["lines"]),
-        Decimal(0),
-    )
-
-
-def _decision(type_: str, payload: dict[str, Any]) -> Row:
-    return (
-        TOPICS["decisions"],
-        payload["customer_id"],
-        envelope(type_, payload["customer_id"], payload),
-    )
 
 
 async def credit_parallel(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
@@ -388,24 +402,9 @@ async def credit_parallel(conn: asyncpg.Connection, messages: list[dict[str, Any
     rows: list[Row] = []
     if commands:
         totals = [_total(c) for c in commands]
-        await conn.execute(
-            "INSERT INTO operations (operation_id, customer_id, status, amount)"
-            " SELECT o, c, 'pending', a FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])"
-            " AS x(o, c, a)",
-            [uuid.UUID(c["operation_id"]) for c in commands],
-            [uuid.UUID(c["customer_id"]) for c in commands],
-            totals,
-        )
+        await insert_operations(conn, commands, "pending", totals)
         rows += [
-            _decision(
-                "credit_decision",
-                {
-                    "operation_id": c["operation_id"],
-                    "request_id": c["request_id"],
-                    "customer_id": c["customer_id"],
-                    "total": str(t),
-                },
-            )
+            _message(TOPICS["decisions"], "credit_decision", {**_ids(c), "total": str(t)})
             for c, t in zip(commands, totals, strict=True)
         ]
     if finishes:
@@ -414,10 +413,7 @@ async def credit_parallel(conn: asyncpg.Connection, messages: list[dict[str, Any
             " AND status = 'pending'",
             [uuid.UUID(f["operation_id"]) for f in finishes],
         )
-        rows += [
-            (TOPICS["events"], f["customer_id"], envelope("completed", f["customer_id"], f))
-            for f in finishes
-        ]
+        rows += [_message(TOPICS["events"], "completed", f) for f in finishes]
     return rows
 
 
@@ -437,7 +433,7 @@ async def loyalty_parallel(conn: asyncpg.Connection, messages: list[dict[str, An
     finishes = [m["payload"] for m in messages if m["type"] == "finish"]
     rows: list[Row] = []
     if commands:
-        accrued = [(_total(c) / 10).quantize(Decimal("0.01")) for c in commands]
+        accrued = [_accrual(_total(c)) for c in commands]
         await conn.execute(
             "INSERT INTO movements (operation_id, customer_id, accrued, status)"
             " SELECT o, c, a, 'reserved' FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])"
@@ -447,12 +443,11 @@ async def loyalty_parallel(conn: asyncpg.Connection, messages: list[dict[str, An
             accrued,
         )
         rows += [
-            _decision(
+            _message(
+                TOPICS["decisions"],
                 "loyalty_decision",
                 {
-                    "operation_id": c["operation_id"],
-                    "request_id": c["request_id"],
-                    "customer_id": c["customer_id"],
+                    **_ids(c),
                     "accrued": str(a),
                     "bonus_balance": str(balance[uuid.UUID(c["customer_id"])] + a),
                 },
@@ -498,18 +493,8 @@ async def join_decisions(
     ]
     if not done:
         return [], []
-    await conn.execute(
-        "UPDATE requests SET status = 'completed', outcome = x.o, completed_at = now()"
-        " FROM unnest($1::uuid[], $2::jsonb[]) AS x(r, o)"
-        " WHERE requests.request_id = x.r AND requests.status = 'pending'",
-        [uuid.UUID(d["request_id"]) for d in done],
-        [json.dumps(d) for d in done],
-    )
-    rows = [
-        (TOPICS["commands"], d["customer_id"], envelope("finish", d["customer_id"], d))
-        for d in done
-    ]
-    return rows, done
+    await store_outcomes(conn, done)
+    return [_message(TOPICS["commands"], "finish", d) for d in done], done
 
 
 # -------------------------------------------------------- the loyalty-first shape's consumers
@@ -518,37 +503,7 @@ async def join_decisions(
 async def loyalty_first(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
     """Commands: the accrual applied at once and the command passed on to credit with
     loyalty's figures (a refusal by credit would have to undo it: not measured here)."""
-    commands = [m["payload"] for m in messages]
-    customers = [uuid.UUID(c["customer_id"]) for c in commands]
-    await lock(conn, messages)
-    accrued = [(_total(c) / 10).quantize(Decimal("0.01")) for c in commands]
-    await conn.execute(
-        "INSERT INTO movements (operation_id, customer_id, accrued)"
-        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])",
-        [uuid.UUID(c["operation_id"]) for c in commands],
-        customers,
-        accrued,
-    )
-    balances = await conn.fetch(
-        "UPDATE customers SET balance = customers.balance + x.a FROM"
-        " (SELECT c, sum(a) AS a FROM unnest($1::uuid[], $2::numeric[]) AS u(c, a) GROUP BY c)"
-        " AS x WHERE customers.customer_id = x.c RETURNING customer_id, balance",
-        customers,
-        accrued,
-    )
-    balance = {r["customer_id"]: r["balance"] for r in balances}
-    return [
-        (
-            TOPICS["asks"],
-            c["customer_id"],
-            envelope(
-                "bonused",
-                c["customer_id"],
-                {**c, "accrued": str(a), "bonus_balance": str(balance[k])},
-            ),
-        )
-        for c, a, k in zip(commands, accrued, customers, strict=True)
-    ]
+    return await _accrue(conn, messages, _total, TOPICS["asks"], "bonused")
 
 
 async def credit_last(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
@@ -557,31 +512,18 @@ async def credit_last(conn: asyncpg.Connection, messages: list[dict[str, Any]]) 
     await lock(conn, messages)
     commands = [m["payload"] for m in messages]
     totals = [_total(c) for c in commands]
-    await conn.execute(
-        "INSERT INTO operations (operation_id, customer_id, status, amount)"
-        " SELECT o, c, 'confirmed', a FROM unnest($1::uuid[], $2::uuid[], $3::numeric[])"
-        " AS x(o, c, a)",
-        [uuid.UUID(c["operation_id"]) for c in commands],
-        [uuid.UUID(c["customer_id"]) for c in commands],
-        totals,
-    )
+    await insert_operations(conn, commands, "confirmed", totals)
     return [
-        (
+        _message(
             TOPICS["outcomes"],
-            c["customer_id"],
-            envelope(
-                "outcome",
-                c["customer_id"],
-                {
-                    "operation_id": c["operation_id"],
-                    "request_id": c["request_id"],
-                    "customer_id": c["customer_id"],
-                    "accrued": c["accrued"],
-                    "bonus_balance": c["bonus_balance"],
-                    "total": str(t),
-                    "status": "completed",
-                },
-            ),
+            "outcome",
+            {
+                **_ids(c),
+                "accrued": c["accrued"],
+                "bonus_balance": c["bonus_balance"],
+                "total": str(t),
+                "status": "completed",
+            },
         )
         for c, t in zip(commands, totals, strict=True)
     ]
@@ -668,18 +610,6 @@ def build_edge(database_url: str, bootstrap: str, stats_path: Path) -> Any:
     state: dict[str, Any] = {}
     waiting: dict[uuid.UUID, asyncio.Future[dict[str, Any]]] = {}
 
-    async def outcomes(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
-        done = [m["payload"] for m in messages]
-        await conn.execute(
-            "UPDATE requests SET status = 'completed', outcome = x.o, completed_at = now()"
-            " FROM unnest($1::uuid[], $2::jsonb[]) AS x(r, o)"
-            " WHERE requests.request_id = x.r AND requests.status = 'pending'",
-            [uuid.UUID(d["request_id"]) for d in done],
-            [json.dumps(d) for d in done],
-        )
-        state["answered"] = done
-        return []
-
     async def consume_outcomes(consumer: Any, pool: asyncpg.Pool, stats: dict[str, int]) -> None:
         try:
             await _consume_outcomes(consumer, pool, stats)
@@ -700,8 +630,10 @@ def build_edge(database_url: str, bootstrap: str, stats_path: Path) -> Any:
                     ids = await write_outbox(conn, rows)
                 state["relay"].hand(ids, rows)
             else:
+                state["answered"] = [m["payload"] for m in messages]
                 async with pool.acquire() as conn:
-                    await outcomes(conn, messages)  # one statement: it commits by itself
+                    # one statement: it commits by itself
+                    await store_outcomes(conn, state["answered"])
             await consumer.commit()
             for d in state.pop("answered"):
                 future = waiting.get(uuid.UUID(d["request_id"]))
