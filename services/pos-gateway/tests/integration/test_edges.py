@@ -78,3 +78,32 @@ async def test_idempotency_keys_are_purged_only_after_they_are_kept_long_enough(
     async with harness.engine.connect() as conn:
         keys = (await conn.execute(sa.text("SELECT key FROM idempotency_keys"))).scalars().all()
     assert keys == ["new"]
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        ("/v1/customers", "admin"),
+        ("/v1/customers/{customer}/payments", "terminal"),
+        ("/v1/customers/{customer}/advances", "terminal"),
+    ],
+)
+async def test_a_body_that_is_not_json_under_another_media_type_is_422_and_records_nothing(
+    harness: Any, path: str, key: str
+) -> None:
+    """FastAPI does not parse a body it is not told is JSON; the route refuses it as any other
+    invalid body, and the request's fingerprint (taken only once the body is valid) never reads
+    it as JSON: a 500 here would leave a client retrying a call that can never succeed."""
+    admin, terminal, customer_id = await harness.setup_with_customer()
+    before = await harness.snapshot()
+    headers = {
+        **harness.auth(admin if key == "admin" else terminal),
+        "Idempotency-Key": "not-json",
+        "Content-Type": "text/plain",
+    }
+    url = path.format(customer=customer_id)
+    for raw in (b"amount=10.00", b'{"kind": "take_money", "amount": "1.00"'):
+        response = await harness.client.post(url, content=raw, headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "validation_error"
+    assert await harness.snapshot() == before

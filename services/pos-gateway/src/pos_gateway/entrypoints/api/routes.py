@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
@@ -79,40 +80,58 @@ async def _hash(request: Request) -> str:
     return request_hash(request.method, request.url.path, await _body_json(request))
 
 
-async def _once(
-    request: Request,
-    gw: Gateway,
-    principal: Principal,
-    idempotency_key: str | None,
-    work: Callable[[AsyncSession], Awaitable[Answer]],
-) -> JSONResponse:
-    """`work` run once per `Idempotency-Key` (the request's hash its fingerprint), answered."""
-    answer = await run_idempotent(gw, principal, idempotency_key, await _hash(request), work)
-    return to_response(answer)
+@dataclass(frozen=True)
+class Once:
+    """A state-changing call of the back office or the operator, run once per
+    `Idempotency-Key` (optional here; the request's hash its fingerprint under the key)."""
+
+    request: Request
+    gw: Gateway
+    principal: Principal
+    idempotency_key: str | None
+
+    async def run(self, work: Callable[[AsyncSession], Awaitable[Answer]]) -> JSONResponse:
+        """`work` run once per key, answered."""
+        answer = await run_idempotent(
+            self.gw, self.principal, self.idempotency_key, await _hash(self.request), work
+        )
+        return to_response(answer)
+
+    async def issuing_a_key(
+        self, secret_field: str, work: Callable[[AsyncSession, KeyIssuer], Awaitable[Answer]]
+    ) -> JSONResponse:
+        """Like `run` for work that makes an API key with the request's `key_issuer`: the
+        answer's `secret_field` holds the key (shown again on a retry with the same key)."""
+        fingerprint = await _hash(self.request)
+        issue = key_issuer(self.gw, self.principal, self.idempotency_key, fingerprint)
+        answer = await run_idempotent(
+            self.gw,
+            self.principal,
+            self.idempotency_key,
+            fingerprint,
+            lambda session: work(session, issue),
+            secret_field=secret_field,
+            issue=issue,
+        )
+        return to_response(answer)
 
 
-async def _once_issuing_a_key(
-    request: Request,
-    gw: Gateway,
-    principal: Principal,
-    idempotency_key: str | None,
-    secret_field: str,
-    work: Callable[[AsyncSession, KeyIssuer], Awaitable[Answer]],
-) -> JSONResponse:
-    """Like `_once` for work that makes an API key with the request's `key_issuer`: the answer's
-    `secret_field` holds the key (shown again on a retry with the same `Idempotency-Key`)."""
-    fingerprint = await _hash(request)
-    issue = key_issuer(gw, principal, idempotency_key, fingerprint)
-    answer = await run_idempotent(
-        gw,
-        principal,
-        idempotency_key,
-        fingerprint,
-        lambda session: work(session, issue),
-        secret_field=secret_field,
-        issue=issue,
-    )
-    return to_response(answer)
+async def _admin_once(
+    request: Request, gw: Gw, principal: AdminKey, idempotency_key: OptionalIdempotencyKey
+) -> Once:
+    return Once(request, gw, principal, idempotency_key)
+
+
+async def _operator_once(
+    request: Request, gw: Gw, principal: OperatorKey, idempotency_key: OptionalIdempotencyKey
+) -> Once:
+    return Once(request, gw, principal, idempotency_key)
+
+
+#: an admin's call once per `Idempotency-Key`
+AdminOnce = Annotated[Once, Depends(_admin_once)]
+#: the operator's call once per `Idempotency-Key`
+OperatorOnce = Annotated[Once, Depends(_operator_once)]
 
 
 router = APIRouter(prefix="/v1")
@@ -133,18 +152,11 @@ Cursor = Annotated[str | None, Query(max_length=1000)]
     responses=problems(*AUTH, 409, 422),
 )
 async def create_chain(
-    request: Request,
-    gw: Gw,
-    principal: OperatorKey,
+    once: OperatorOnce,
     body: s.ChainCreate,
-    idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Create a chain (operator key); the answer shows its admin key once."""
-    return await _once_issuing_a_key(
-        request,
-        gw,
-        principal,
-        idempotency_key,
+    return await once.issuing_a_key(
         "admin_api_key",
         lambda session, issue: masterdata.register_chain(session, body, issue),
     )
@@ -167,19 +179,12 @@ async def list_chains(
     responses=problems(*AUTH, 404, 409, 422),
 )
 async def replace_admin_key(
-    request: Request,
-    gw: Gw,
-    principal: OperatorKey,
+    once: OperatorOnce,
     chain_id: UUID,
-    idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """A new admin key for a chain whose key was lost or leaked (operator key); every earlier
     admin key of the chain answers 401 from then on."""
-    return await _once_issuing_a_key(
-        request,
-        gw,
-        principal,
-        idempotency_key,
+    return await once.issuing_a_key(
         "admin_api_key",
         lambda session, issue: keys.replace_admin_key(session, chain_id, issue),
     )
@@ -193,18 +198,11 @@ async def replace_admin_key(
     responses=problems(*AUTH, 409, 422),
 )
 async def create_store(
-    request: Request,
-    gw: Gw,
-    principal: AdminKey,
+    once: AdminOnce,
     body: s.StoreCreate,
-    idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
-    return await _once(
-        request,
-        gw,
-        principal,
-        idempotency_key,
-        lambda session: masterdata.register_store(session, principal, body),
+    return await once.run(
+        lambda session: masterdata.register_store(session, once.principal, body),
     )
 
 
@@ -225,22 +223,15 @@ async def list_stores(
     responses=problems(*AUTH, 404, 409, 422),
 )
 async def create_terminal(
-    request: Request,
-    gw: Gw,
-    principal: AdminKey,
+    once: AdminOnce,
     store_id: UUID,
     body: s.TerminalCreate,
-    idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Add a terminal to a store; the answer shows its key once."""
-    return await _once_issuing_a_key(
-        request,
-        gw,
-        principal,
-        idempotency_key,
+    return await once.issuing_a_key(
         "api_key",
         lambda session, issue: masterdata.register_terminal(
-            session, principal, store_id, body, issue
+            session, once.principal, store_id, body, issue
         ),
     )
 
@@ -253,21 +244,16 @@ async def create_terminal(
     responses=problems(*AUTH, 404, 409, 422),
 )
 async def replace_terminal_key(
-    request: Request,
-    gw: Gw,
-    principal: AdminKey,
+    once: AdminOnce,
     terminal_id: UUID,
-    idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """The terminal's new key; its old key answers 401 from then on (404: another chain's
     terminal, or one that was deleted)."""
-    return await _once_issuing_a_key(
-        request,
-        gw,
-        principal,
-        idempotency_key,
+    return await once.issuing_a_key(
         "api_key",
-        lambda session, issue: keys.replace_terminal_key(session, principal, terminal_id, issue),
+        lambda session, issue: keys.replace_terminal_key(
+            session, once.principal, terminal_id, issue
+        ),
     )
 
 
@@ -314,18 +300,11 @@ async def put_settings(gw: Gw, principal: AdminKey, body: s.SettingsUpdate) -> J
     responses=problems(*AUTH, 409, 422),
 )
 async def create_customer(
-    request: Request,
-    gw: Gw,
-    principal: AdminKey,
+    once: AdminOnce,
     body: s.CustomerCreate,
-    idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
-    return await _once(
-        request,
-        gw,
-        principal,
-        idempotency_key,
-        lambda session: masterdata.create_customer(session, principal, body),
+    return await once.run(
+        lambda session: masterdata.create_customer(session, once.principal, body),
     )
 
 
@@ -387,20 +366,13 @@ async def patch_customer(
     responses=problems(*AUTH, 404, 409, 422),
 )
 async def issue_card(
-    request: Request,
-    gw: Gw,
-    principal: AdminKey,
+    once: AdminOnce,
     customer_id: UUID,
     body: s.CardIssue,
-    idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
     """Give the customer a new card; the previous one is blocked."""
-    return await _once(
-        request,
-        gw,
-        principal,
-        idempotency_key,
-        lambda session: masterdata.issue_card(session, principal, customer_id, body),
+    return await once.run(
+        lambda session: masterdata.issue_card(session, once.principal, customer_id, body),
     )
 
 
@@ -414,18 +386,11 @@ CardPath = Annotated[str, Path(min_length=1, max_length=64)]
     responses=problems(*AUTH, 404, 409),
 )
 async def block_card(
-    request: Request,
-    gw: Gw,
-    principal: AdminKey,
+    once: AdminOnce,
     card_number: CardPath,
-    idempotency_key: OptionalIdempotencyKey,
 ) -> JSONResponse:
-    return await _once(
-        request,
-        gw,
-        principal,
-        idempotency_key,
-        lambda session: masterdata.block_card(session, principal, card_number),
+    return await once.run(
+        lambda session: masterdata.block_card(session, once.principal, card_number),
     )
 
 
@@ -453,6 +418,45 @@ _TILL_RESPONSES: dict[int | str, dict[str, Any]] = {
 #: the endpoints of `_till_operation`, which `till_operations_first` moves to the head of the
 #: routing table
 _TILL_OPERATIONS: list[Callable[..., Any]] = []
+
+
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class TillCall:
+    """What a till operation other than a sale is sent with: the terminal's key and the
+    `Idempotency-Key`."""
+
+    request: Request
+    gw: Gateway
+    principal: Principal
+    idempotency_key: str
+
+    async def submit(
+        self,
+        use_case: Callable[[Gateway, Principal, UUID, _Body, str, str], Awaitable[Answer]],
+        target_id: UUID,
+        body: _Body,
+    ) -> JSONResponse:
+        answer = await use_case(
+            self.gw,
+            self.principal,
+            target_id,
+            body,
+            self.idempotency_key,
+            await _hash(self.request),
+        )
+        return to_response(answer)
+
+
+async def _till_call(
+    request: Request, gw: Gw, principal: TerminalKey, idempotency_key: RequiredIdempotencyKey
+) -> TillCall:
+    return TillCall(request, gw, principal, idempotency_key)
+
+
+Till = Annotated[TillCall, Depends(_till_call)]
 
 
 def _till_operation(path: str, response_model: type[BaseModel]) -> Callable[[_Route], _Route]:
@@ -512,65 +516,25 @@ async def read_sale(gw: Gw, principal: ChainReader, sale_id: UUID) -> JSONRespon
 
 
 @_till_operation("/customers/{customer_id}/payments", s.DebtPaymentOut)
-async def take_money(
-    request: Request,
-    gw: Gw,
-    principal: TerminalKey,
-    idempotency_key: RequiredIdempotencyKey,
-    customer_id: UUID,
-    body: s.DebtPaymentCreate,
-) -> JSONResponse:
+async def take_money(till: Till, customer_id: UUID, body: s.DebtPaymentCreate) -> JSONResponse:
     """ "Take money" (an amount) or "Pay debt" (the whole debt)."""
-    answer = await operations.submit_debt_payment(
-        gw, principal, customer_id, body, idempotency_key, await _hash(request)
-    )
-    return to_response(answer)
+    return await till.submit(operations.submit_debt_payment, customer_id, body)
 
 
 @_till_operation("/customers/{customer_id}/advances", s.AdvanceOut)
-async def pay_advance(
-    request: Request,
-    gw: Gw,
-    principal: TerminalKey,
-    idempotency_key: RequiredIdempotencyKey,
-    customer_id: UUID,
-    body: s.AdvanceCreate,
-) -> JSONResponse:
-    answer = await operations.submit_advance(
-        gw, principal, customer_id, body, idempotency_key, await _hash(request)
-    )
-    return to_response(answer)
+async def pay_advance(till: Till, customer_id: UUID, body: s.AdvanceCreate) -> JSONResponse:
+    return await till.submit(operations.submit_advance, customer_id, body)
 
 
 @_till_operation("/customers/{customer_id}/refunds", s.RefundOut)
-async def return_money(
-    request: Request,
-    gw: Gw,
-    principal: TerminalKey,
-    idempotency_key: RequiredIdempotencyKey,
-    customer_id: UUID,
-    body: s.RefundCreate,
-) -> JSONResponse:
+async def return_money(till: Till, customer_id: UUID, body: s.RefundCreate) -> JSONResponse:
     """ "Return money": pay advance back (needs the card)."""
-    answer = await operations.submit_refund(
-        gw, principal, customer_id, body, idempotency_key, await _hash(request)
-    )
-    return to_response(answer)
+    return await till.submit(operations.submit_refund, customer_id, body)
 
 
 @_till_operation("/sales/{sale_id}/returns", s.ReturnOut)
-async def return_goods(
-    request: Request,
-    gw: Gw,
-    principal: TerminalKey,
-    idempotency_key: RequiredIdempotencyKey,
-    sale_id: UUID,
-    body: s.ReturnCreate,
-) -> JSONResponse:
-    answer = await operations.submit_return(
-        gw, principal, sale_id, body, idempotency_key, await _hash(request)
-    )
-    return to_response(answer)
+async def return_goods(till: Till, sale_id: UUID, body: s.ReturnCreate) -> JSONResponse:
+    return await till.submit(operations.submit_return, sale_id, body)
 
 
 @router.get(
