@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pos_gateway import schemas as s
 from pos_gateway.bootstrap import Gateway
 from pos_gateway.domain.auth import KeyKind, Principal
-from pos_gateway.domain.errors import GatewayError, ValidationFailed, not_found
+from pos_gateway.domain.errors import GatewayError, ValidationFailed, invalid, not_found
 from pos_gateway.entrypoints.api.auth import (
     AdminKey,
     BackOfficeKey,
@@ -71,9 +71,16 @@ def to_response(answer: Answer) -> JSONResponse:
 
 async def _body_json(request: Request) -> Any:
     raw = await request.body()
+    if not raw:
+        return None
     # `Request.json` keeps what it parsed: a JSON body FastAPI has parsed for the route's model
     # is not parsed again (the same `json.loads` of the same bytes otherwise)
-    return await request.json() if raw else None
+    try:
+        return await request.json()
+    except ValueError as exc:
+        # a route without a body of its own (a card blocked, a new key): FastAPI never parsed
+        # what was sent, so it is refused here, as a route with a body refuses it
+        raise invalid("body", "the body is not valid JSON") from exc
 
 
 async def _hash(request: Request) -> str:
