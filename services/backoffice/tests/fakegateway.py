@@ -136,8 +136,18 @@ class FakeGateway:
 
 
 def _page(items: list[Any], request: Request) -> dict[str, Any]:
-    limit = int(request.query_params.get("limit") or 50)
-    start = int(request.query_params.get("cursor") or 0)
+    try:
+        limit = int(request.query_params.get("limit") or 50)
+        start = int(request.query_params.get("cursor") or 0)
+    except ValueError:  # the gateway's answer to a cursor it did not make
+        raise _Refused(
+            problem(
+                422,
+                "validation_error",
+                "cursor",
+                errors=[{"field": "cursor", "message": "invalid"}],
+            )
+        ) from None
     chunk = items[start : start + limit]
     nxt = str(start + limit) if start + limit < len(items) else None
     return {"items": chunk, "next": nxt}
@@ -360,7 +370,8 @@ def build_app(state: FakeGateway) -> FastAPI:
                 errors=[{"field": "card_number", "message": "required"}],
             )
         found = find(customer_id)
-        assert found is not None
+        if found is None:
+            return problem(404, "not_found", "no such customer")
         found["card_number"] = body["card_number"]
         return JSONResponse(
             {"customer_id": customer_id, "card_number": body["card_number"]}, status_code=201

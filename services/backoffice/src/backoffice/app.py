@@ -28,6 +28,7 @@ from backoffice.views import admin, auth, customers, reports, tasks
 from backoffice.web import (
     ManagersOnly,
     NeedsSignIn,
+    TamperedForm,
     is_htmx,
     language_of,
     render,
@@ -123,6 +124,10 @@ def install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(ManagersOnly)
     async def managers_only(request: Request, exc: ManagersOnly) -> Response:
         return error_page(request, 403, "managers_only")
+
+    @app.exception_handler(TamperedForm)
+    async def tampered_form(request: Request, exc: TamperedForm) -> Response:
+        return error_page(request, 400, "csrf")
 
     @app.exception_handler(GatewayUnavailable)
     async def unavailable(request: Request, exc: GatewayUnavailable) -> Response:

@@ -8,6 +8,7 @@ formatter, navigation).
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ class NeedsSignIn(Exception):
 
 class ManagersOnly(Exception):
     """A manager's page asked for by customer service."""
+
+
+class TamperedForm(Exception):
+    """A form field holds what no page of ours puts there (answered as an expired form)."""
 
 
 def query_string(params: dict[str, Any], **changes: Any) -> str:
@@ -126,9 +131,7 @@ class PageContext:
         or the problem when its status is one of `shown` (for the page to show with the form
         again); any other problem is raised."""
         try:
-            return await self.api.send(
-                method, path, body, idempotency_key=field(form, "idem") or None
-            )
+            return await self.api.send(method, path, body, idempotency_key=form_key(form))
         except ApiProblem as exc:
             if exc.status not in shown:
                 raise
@@ -254,6 +257,20 @@ def safe_next(value: str | None, default: str = "/tasks") -> str:
 def field(form: FormData, name: str) -> str:
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
+
+
+#: what `new_key()` puts in a form's `idem` field is a UUID; a header value must be visible ASCII
+_FORM_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def form_key(form: FormData) -> str | None:
+    """The form's idempotency key (`idem`), None when it has none (the call gets a fresh one);
+    anything but 1 to 200 visible ASCII characters came from no page of ours: `TamperedForm`
+    (it would fail as a header, or be refused by the gateway)."""
+    value = field(form, "idem")
+    if value and not _FORM_KEY.fullmatch(value):
+        raise TamperedForm()
+    return value or None
 
 
 def uuid_field(form: FormData, name: str) -> str:

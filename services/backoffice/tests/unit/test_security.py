@@ -265,3 +265,44 @@ async def test_the_password_is_never_echoed_into_a_page(
     response = await sign_in(client, "cs@example.com", "wrong-but-secret-123")
     assert "wrong-but-secret-123" not in response.text
     assert PASSWORD not in response.text
+
+
+_FORM = {
+    "name": "Store 9",
+    "code": "S9",
+    "email": "new@example.com",
+    "display_name": "New",
+    "password": PASSWORD,
+    "role": "customer_service",
+    "outcome": "promised",
+    "note": "n",
+    "card_number": "CARD-9",
+    "sale_id": "66666666-6666-4666-8666-666666666666",
+    "payment_id": "77777777-7777-4777-8777-777777777777",
+}
+
+
+@pytest.mark.parametrize("idem", ["é", "x" * 201, "a b", "\x7f"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        p
+        for p in post_paths()
+        # these forms carry no key: their calls (PUT, DELETE) are the same when repeated
+        if p not in ("/login", "/logout", "/lang", "/settings")
+        and not p.endswith(("/revoke", "/delete"))
+    ],
+)
+async def test_a_tampered_idempotency_key_is_an_expired_form_and_reaches_no_one(
+    client: httpx.AsyncClient, fake: FakeGateway, path: str, idem: str
+) -> None:
+    """A form's `idem` goes to the gateway as the `Idempotency-Key` header: what no page of
+    ours puts there (not visible ASCII, over 200 characters) is refused before any call (it
+    was a 500: a header cannot carry "é")."""
+    await sign_in(client, "ana@example.com")
+    token = csrf_of((await client.get("/tasks")).text)
+    before = len(fake.calls)
+    response = await client.post(path, data={**_FORM, "idem": idem, "csrf_token": token})
+    assert response.status_code == 400, response.text[:300]
+    assert "The form has expired" in response.text
+    assert len(fake.calls) == before

@@ -16,7 +16,7 @@ from starlette.datastructures import FormData
 
 from backoffice.gateway import ApiProblem
 from backoffice.i18n import N_
-from backoffice.web import ManagerPage, PageContext, field, render
+from backoffice.web import ManagerPage, PageContext, field, form_key, render
 
 router = APIRouter()
 
@@ -170,7 +170,7 @@ async def create_terminal(page: ManagerPage, store_id: UUID) -> Response:
 async def replace_key(page: ManagerPage, terminal_id: UUID) -> Response:
     form = await page.request.form()
     created = await page.api.send(
-        "POST", f"/v1/terminals/{terminal_id}/key", idempotency_key=field(form, "idem")
+        "POST", f"/v1/terminals/{terminal_id}/key", idempotency_key=form_key(form)
     )
     return _key_once(page, created, field(form, "name"))
 
