@@ -306,3 +306,32 @@ async def test_a_tampered_idempotency_key_is_an_expired_form_and_reaches_no_one(
     assert response.status_code == 400, response.text[:300]
     assert "The form has expired" in response.text
     assert len(fake.calls) == before
+
+
+_HOSTILE = [
+    "",
+    "\x00",
+    "-1",
+    "1e400",
+    "NaN",
+    "99999999999999999999999",
+    "<script>",
+    "x" * 5000,
+    "é",
+]
+
+
+@pytest.mark.parametrize("path", [p for p in post_paths() if p != "/logout"])
+async def test_no_form_answers_5xx_whatever_its_fields_hold(
+    client: httpx.AsyncClient, fake: FakeGateway, path: str
+) -> None:
+    """Each form, signed in as a manager with a valid CSRF token, every field of every form
+    given each hostile value in turn: a page or a redirect, never a 5xx."""
+    await sign_in(client, "ana@example.com")
+    token = csrf_of((await client.get("/tasks")).text)
+    fields = sorted({*_FORM, "idem", "credit_mode", "bonus_rate_percent", "reminder_email"})
+    for name in fields:
+        for value in _HOSTILE:
+            data = {**_FORM, name: value, "csrf_token": token}
+            response = await client.post(path, data=data)
+            assert response.status_code < 500, (path, name, value[:20], response.text[:300])

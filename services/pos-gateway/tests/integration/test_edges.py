@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import re
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -119,3 +122,40 @@ async def test_a_body_that_is_not_json_is_422_naming_the_body_and_records_nothin
     if path.startswith("/v1/cards/"):
         ok = await harness.client.post(url, headers={**headers, "Idempotency-Key": "json"})
         assert ok.status_code == 200, ok.text
+
+
+async def test_no_state_changing_route_answers_5xx_to_a_body_that_is_not_json(
+    harness: Any,
+) -> None:
+    """Every POST, PUT, PATCH and DELETE of the public API, with each kind of key, sent a body
+    that is not JSON (as JSON and as text): a 4xx problem each time, never a 5xx - a route added
+    later included."""
+    admin, terminal, customer_id = await harness.setup_with_customer()
+    spec = harness.client._transport.app.openapi()
+    keys = {
+        "admin": admin,
+        "terminal": terminal,
+        "operator": harness.gateway.settings.operator_token,
+    }
+    sent = 0
+    for path, operations in spec["paths"].items():
+        url = re.sub(r"{card_number}", "CARD-1", path)
+        url = re.sub(r"{customer_id}", customer_id, url)
+        url = re.sub(r"{kind}", "sale", url)
+        url = re.sub(r"{\w+}", str(uuid.uuid4()), url)
+        for method in set(operations) & {"post", "put", "patch", "delete"}:
+            for key, raw, media_type in itertools.product(
+                keys.values(), (b"{bad", b"x"), ("application/json", "text/plain")
+            ):
+                headers = {
+                    **harness.auth(key),
+                    "Idempotency-Key": str(uuid.uuid4()),
+                    "Content-Type": media_type,
+                }
+                response = await harness.client.request(
+                    method.upper(), url, content=raw, headers=headers
+                )
+                sent += 1
+                assert 400 <= response.status_code < 500, (method, path, response.text)
+                assert response.headers["content-type"] == "application/problem+json"
+    assert sent >= 20 * 12  # every state-changing route was tried
