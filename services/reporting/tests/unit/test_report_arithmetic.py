@@ -190,6 +190,15 @@ def test_report_period_covers_whole_local_days() -> None:
     assert upper.astimezone(UTC) == datetime(2026, 3, 31, 21, tzinfo=UTC)  # DST started
 
 
+def test_a_period_to_the_ends_of_the_calendar_bounds_nothing_there() -> None:
+    """The gateway keeps periods within 2000-2099; reporting's own API answers any date a
+    `date` holds (0001-01-01 to 9999-12-31 was an OverflowError, a 500)."""
+    assert Period(date.min, date.max).bounds("Europe/Bucharest") == (None, None)
+    lower, upper = Period(date.min, date(9999, 12, 30)).bounds("America/New_York")
+    assert lower is not None and lower.astimezone(UTC).date() == date.min
+    assert upper is not None and upper.date() == date.max
+
+
 def test_closing_sort_lists_the_most_owing_customer_first() -> None:
     rows = build_payment_balance(
         [

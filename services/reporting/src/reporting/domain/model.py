@@ -42,13 +42,27 @@ class Period:
     end: date | None
 
     def bounds(self, timezone: str) -> tuple[datetime | None, datetime | None]:
-        """[start of `start`, start of the day after `end`) as aware instants."""
+        """[start of `start`, start of the day after `end`) as aware instants; an end at the
+        calendar's edge, where no such instant exists, bounds nothing (None)."""
         tz = ZoneInfo(timezone)
-        lower = datetime.combine(self.start, time(0), tzinfo=tz) if self.start else None
+        lower = _midnight(self.start, tz) if self.start else None
         upper = (
-            datetime.combine(self.end + timedelta(days=1), time(0), tzinfo=tz) if self.end else None
+            _midnight(self.end + timedelta(days=1), tz)
+            if self.end and self.end < date.max
+            else None
         )
         return lower, upper
+
+
+def _midnight(day: date, tz: ZoneInfo) -> datetime | None:
+    """The start of `day` in `tz`, None when it is outside the instants a datetime holds in UTC
+    (0001-01-01 east of Greenwich: nothing is stored that early, so it bounds nothing)."""
+    at = datetime.combine(day, time(0), tzinfo=tz)
+    try:
+        at.astimezone(UTC)
+    except OverflowError:
+        return None
+    return at
 
 
 def days_past_due(due_date: date | None, today: date) -> int:
