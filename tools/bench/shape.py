@@ -328,6 +328,19 @@ def _ids(c: dict[str, Any]) -> dict[str, Any]:
     return {k: c[k] for k in ("operation_id", "request_id", "customer_id")}
 
 
+async def _pending(
+    conn: asyncpg.Connection, commands: list[dict[str, Any]], topic: str, type_: str, field: str
+) -> list[Row]:
+    """The commands' operations recorded pending at their totals; a message each to `topic`,
+    the total as `field`."""
+    totals = [_total(c) for c in commands]
+    await insert_operations(conn, commands, "pending", totals)
+    return [
+        _message(topic, type_, {**_ids(c), field: str(t)})
+        for c, t in zip(commands, totals, strict=True)
+    ]
+
+
 async def credit_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
     """Commands: the operation pending and loyalty asked; answers: confirmed, outcome out."""
     await lock(conn, messages)
@@ -335,12 +348,7 @@ async def credit_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]])
     answers = [m["payload"] for m in messages if m["type"] == "answer"]
     rows: list[Row] = []
     if commands:
-        amounts = [_total(c) for c in commands]
-        await insert_operations(conn, commands, "pending", amounts)
-        rows += [
-            _message(TOPICS["asks"], "ask", {**_ids(c), "base": str(a)})
-            for c, a in zip(commands, amounts, strict=True)
-        ]
+        rows += await _pending(conn, commands, TOPICS["asks"], "ask", "base")
     if answers:
         confirmed = await conn.fetch(
             "UPDATE operations SET status = 'confirmed' WHERE operation_id = ANY($1::uuid[])"
@@ -401,12 +409,7 @@ async def credit_parallel(conn: asyncpg.Connection, messages: list[dict[str, Any
     finishes = [m["payload"] for m in messages if m["type"] == "finish"]
     rows: list[Row] = []
     if commands:
-        totals = [_total(c) for c in commands]
-        await insert_operations(conn, commands, "pending", totals)
-        rows += [
-            _message(TOPICS["decisions"], "credit_decision", {**_ids(c), "total": str(t)})
-            for c, t in zip(commands, totals, strict=True)
-        ]
+        rows += await _pending(conn, commands, TOPICS["decisions"], "credit_decision", "total")
     if finishes:
         await conn.execute(
             "UPDATE operations SET status = 'confirmed' WHERE operation_id = ANY($1::uuid[])"
