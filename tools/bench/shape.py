@@ -324,6 +324,11 @@ async def store_outcomes(conn: asyncpg.Connection, done: list[dict[str, Any]]) -
     )
 
 
+def _of_types(messages: list[dict[str, Any]], *types: str) -> list[list[dict[str, Any]]]:
+    """The payloads of `messages`, a list per type of `types`, in order."""
+    return [[m["payload"] for m in messages if m["type"] == t] for t in types]
+
+
 def _ids(c: dict[str, Any]) -> dict[str, Any]:
     return {k: c[k] for k in ("operation_id", "request_id", "customer_id")}
 
@@ -344,8 +349,7 @@ async def _pending(
 async def credit_batch(conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[Row]:
     """Commands: the operation pending and loyalty asked; answers: confirmed, outcome out."""
     await lock(conn, messages)
-    commands = [m["payload"] for m in messages if m["type"] == "command"]
-    answers = [m["payload"] for m in messages if m["type"] == "answer"]
+    commands, answers = _of_types(messages, "command", "answer")
     rows: list[Row] = []
     if commands:
         rows += await _pending(conn, commands, TOPICS["asks"], "ask", "base")
@@ -405,8 +409,7 @@ async def credit_parallel(conn: asyncpg.Connection, messages: list[dict[str, Any
     """Commands: the operation pending, credit's decision to the gateway; the gateway's finish:
     confirmed, and its event out for the read models."""
     await lock(conn, messages)
-    commands = [m["payload"] for m in messages if m["type"] == "command"]
-    finishes = [m["payload"] for m in messages if m["type"] == "finish"]
+    commands, finishes = _of_types(messages, "command", "finish")
     rows: list[Row] = []
     if commands:
         rows += await _pending(conn, commands, TOPICS["decisions"], "credit_decision", "total")
@@ -432,8 +435,7 @@ async def loyalty_parallel(conn: asyncpg.Connection, messages: list[dict[str, An
             customers,
         )
     }
-    commands = [m["payload"] for m in messages if m["type"] == "command"]
-    finishes = [m["payload"] for m in messages if m["type"] == "finish"]
+    commands, finishes = _of_types(messages, "command", "finish")
     rows: list[Row] = []
     if commands:
         accrued = [_accrual(_total(c)) for c in commands]
