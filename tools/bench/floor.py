@@ -338,8 +338,13 @@ async def measure(
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "connections": connections,
         "seconds": seconds,
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "measured_at": measured_at(),
     }
+
+
+def measured_at() -> str:
+    """Now, as every bench result records when it was measured (`render` reads it back)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
 
 def main(argv: list[str]) -> int:

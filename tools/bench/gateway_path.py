@@ -46,6 +46,7 @@ import httpx
 import sqlalchemy as sa
 from aiokafka.structs import ConsumerRecord
 
+from bench.floor import measured_at
 from bench.inprocess import alternate, bind_as_in_a_service, summarize_runs
 from contracts.base import Message
 from contracts.credit.v1 import (
@@ -282,7 +283,7 @@ async def measure(
         "cpu_ms_per_sale": round(1000 * cpu / sales, 3),
         # the driver's outbox read is one of them
         "statements_per_sale": round(statements / sales, 2),
-        "measured_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "measured_at": measured_at(),
     }
 
 

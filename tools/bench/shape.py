@@ -76,7 +76,7 @@ from fastapi.responses import JSONResponse
 
 from bench import procstat
 from bench.ceiling import _create_database
-from bench.floor import TOOLS, _sale_bodies, _wait_up, post, stop
+from bench.floor import TOOLS, _sale_bodies, _wait_up, measured_at, post, stop
 from bench.loadgen import percentile
 from devstack.ports import free_port
 from pos_gateway.schemas import SaleCreate  # at module level: FastAPI resolves the body's type
@@ -920,7 +920,7 @@ async def measure(
         "shape": shape,
         "steps": steps,
         "seconds": seconds,
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "measured_at": measured_at(),
     }
 
 
